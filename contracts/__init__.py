@@ -1,0 +1,1 @@
+"""Accord contracts: the language coordinator and agents share."""

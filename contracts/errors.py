@@ -1,0 +1,129 @@
+"""Accord's error hierarchy. Every error a user can meet derives from ``AccordError``.
+
+    AccordError
+    ├── FileProblemsError        a contract/workflow/config file has problems (all listed)
+    ├── ValidationFailed         a payload does not match a schema (every violation listed)
+    ├── CompositionError         a workflow does not type-check against its contracts
+    ├── VersionError             a version or range that does not parse or resolve
+    ├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
+    └── RemoteError              raised by clients for a refused or failed call
+        ├── UnreachableError     the coordinator cannot be reached
+        ├── UnauthenticatedError missing or wrong token
+        ├── PermissionDeniedError another team's object
+        ├── NotFoundError
+        └── InvalidArgumentError
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class AccordError(Exception):
+    """Root of every error Accord raises on purpose. ``exit_code`` follows DESIGN.md."""
+
+    exit_code: int = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a file: where it is and what to do about it."""
+
+    file: str
+    message: str
+    line: int | None = None
+    field: str = ""  # dotted path ("steps.charge.contract") or JSON pointer
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+class FileProblemsError(AccordError):
+    """A file has one or more problems; ``problems`` lists all of them."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One schema violation of a payload, at a JSON path such as ``$.items[0].sku``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ValidationFailed(AccordError):
+    """A payload does not match its schema; ``violations`` lists every one."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, violations: list[Violation]) -> None:
+        self.what = what
+        self.violations = violations
+        lines = "; ".join(str(v) for v in violations)
+        super().__init__(f"{what} does not match its schema: {lines}")
+
+
+class CompositionError(AccordError):
+    exit_code = 2
+
+
+class VersionError(AccordError):
+    exit_code = 2
+
+
+class ReferenceError_(AccordError):  # noqa: N801 - avoid shadowing the builtin ReferenceError
+    exit_code = 2
+
+
+@dataclass
+class RemoteError(AccordError):
+    """A call to the coordinator failed; ``message`` is the server's explanation."""
+
+    message: str = ""
+    details: list[str] = field(default_factory=list)
+    exit_code = 3
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.message)
+
+    def __str__(self) -> str:
+        return "\n".join([self.message, *self.details])
+
+
+class UnreachableError(RemoteError):
+    exit_code = 3
+
+
+class UnauthenticatedError(RemoteError):
+    exit_code = 3
+
+
+class PermissionDeniedError(RemoteError):
+    exit_code = 3
+
+
+class NotFoundError(RemoteError):
+    exit_code = 2
+
+
+class InvalidArgumentError(RemoteError):
+    exit_code = 2
+
+
+class FailedPreconditionError(RemoteError):
+    """The call was understood but refused by a rule (e.g. a breaking contract change)."""
+
+    exit_code = 1

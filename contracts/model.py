@@ -1,0 +1,156 @@
+"""Domain model shared by coordinator and agents: frozen dataclasses, never protobuf messages.
+
+Durations are seconds (float). Schemas are plain JSON-compatible dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+JSON = Any  # a JSON-compatible value
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One layer of a retry policy. ``None`` means "not set at this layer"."""
+
+    max_attempts: int | None = None
+    initial_backoff: float | None = None
+    backoff_coefficient: float | None = None
+    max_backoff: float | None = None
+    non_retryable: tuple[str, ...] = ()
+
+    def over(self, lower: RetryPolicy) -> RetryPolicy:
+        """This layer on top of ``lower``: set fields win, non_retryable lists add up."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts if self.max_attempts is not None else lower.max_attempts,
+            initial_backoff=self.initial_backoff
+            if self.initial_backoff is not None
+            else lower.initial_backoff,
+            backoff_coefficient=self.backoff_coefficient
+            if self.backoff_coefficient is not None
+            else lower.backoff_coefficient,
+            max_backoff=self.max_backoff if self.max_backoff is not None else lower.max_backoff,
+            non_retryable=tuple(dict.fromkeys((*lower.non_retryable, *self.non_retryable))),
+        )
+
+    def backoff(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+        initial = self.initial_backoff if self.initial_backoff is not None else 1.0
+        coefficient = self.backoff_coefficient if self.backoff_coefficient is not None else 2.0
+        delay = initial * coefficient ** max(failed_attempt - 1, 0)
+        if self.max_backoff is not None:
+            delay = min(delay, self.max_backoff)
+        return delay
+
+
+PLATFORM_RETRY = RetryPolicy(
+    max_attempts=3, initial_backoff=1.0, backoff_coefficient=2.0, max_backoff=60.0
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts in seconds; ``None`` means "not set at this layer"."""
+
+    schedule_to_start: float | None = None
+    start_to_close: float | None = None
+    heartbeat: float | None = None
+
+    def over(self, lower: Timeouts) -> Timeouts:
+        return Timeouts(
+            schedule_to_start=self.schedule_to_start
+            if self.schedule_to_start is not None
+            else lower.schedule_to_start,
+            start_to_close=self.start_to_close
+            if self.start_to_close is not None
+            else lower.start_to_close,
+            heartbeat=self.heartbeat if self.heartbeat is not None else lower.heartbeat,
+        )
+
+
+PLATFORM_TIMEOUTS = Timeouts(schedule_to_start=None, start_to_close=300.0, heartbeat=30.0)
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    sunset: str  # ISO date
+    replacement: str = ""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One version of a contract (``team/name@MAJOR.MINOR.PATCH``)."""
+
+    name: str  # "team/name"
+    version: str  # "1.2.0"
+    input_schema: Mapping[str, JSON]
+    output_schema: Mapping[str, JSON]
+    description: str = ""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    idempotent: bool = False
+    visibility: str = "public"  # "public" | "team"
+    sensitive: tuple[str, ...] = ()  # "input.card_token", "output.secret"
+    deprecated: Deprecation | None = None
+    kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
+    source_text: str = ""
+    source_name: str = ""
+
+    @property
+    def team(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def with_deprecation(self, deprecation: Deprecation | None) -> Contract:
+        return replace(self, deprecated=deprecation)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a workflow as written in the file."""
+
+    id: str
+    contract: str  # "team/name"
+    version_range: str  # "^1", "1.2.3", ">=1.2,<2"
+    input: JSON  # mapping template with "${...}" references
+    when: str | None = None
+    for_each: str | None = None
+    concurrency: int | None = None  # fan-out limit for for_each
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    line: int | None = None  # where the step starts in its file
+
+
+@dataclass(frozen=True)
+class Trigger:
+    on: str  # "team/event-name"
+    version_range: str
+    input: JSON
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A cross-team workflow as written in its file (not yet type-checked)."""
+
+    name: str  # "team/name"
+    input_schema: Mapping[str, JSON]
+    steps: Mapping[str, StepSpec]
+    output: JSON = None  # mapping template
+    description: str = ""
+    triggers: tuple[Trigger, ...] = ()
+    source_text: str = ""
+    source_name: str = ""
+
+    @property
+    def team(self) -> str:
+        return self.name.split("/", 1)[0]

@@ -1,0 +1,12 @@
+"""The ``accord`` command line. Each area's commands live in their own module."""
+
+from __future__ import annotations
+
+from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
+    contract_offline,
+)
+from coordinator.cli._apps import app
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Tracing: span records, OTLP receiver, storage queries, forwarding, rendering."""

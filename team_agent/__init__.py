@@ -1,0 +1,1 @@
+"""Accord team agent."""

@@ -1,0 +1,1 @@
+"""Engine adapters (entry-point group ``accord.engines``)."""
