@@ -1,0 +1,49 @@
+"""Typed configuration of the coordinator process, built once at the entry point."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:7440"
+
+
+def accord_home() -> Path:
+    """``$ACCORD_HOME`` or ``~/.accord``: where the coordinator keeps its state."""
+    return Path(os.environ.get("ACCORD_HOME") or Path.home() / ".accord").expanduser()
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the run engine (tests shorten them)."""
+
+    # How long an agent counts as "alive" after its last poll or heartbeat.
+    agent_alive_s: float = 30.0
+    # Suggested long-poll wait handed to agents.
+    poll_wait_ms: int = 20_000
+    # Default fan-out concurrency when a for_each step does not set one.
+    default_fan_out: int = 16
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    home: Path
+    listen: str = DEFAULT_LISTEN
+    db_path: Path | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"  # "text" | "json"
+    ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+    @property
+    def database(self) -> Path:
+        return self.db_path or self.home / "coordinator.db"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "coordinator.json"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.home / "admin.token"
