@@ -1,0 +1,105 @@
+"""Payload validation against contract schemas (JSON Schema 2020-12, with ``$ref``/``$defs``).
+
+This runs on hot paths (every task input and output), so compiled validators are cached, keyed by
+the schema's canonical JSON: equal schemas share one validator whatever object holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.protocols import Validator
+
+from contracts.errors import ValidationFailed, Violation
+
+__all__ = [
+    "canonical_json",
+    "check_schema",
+    "compiled_validator",
+    "ensure_valid",
+    "json_path",
+    "validate_payload",
+]
+
+_REQUIRED_RE = re.compile(r"^'(.+)' is a required property$")
+
+
+def canonical_json(value: Any) -> str:
+    """A stable text for a JSON value (sorted keys, no spaces): the cache key of schemas."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@lru_cache(maxsize=2048)
+def _compile(canonical: str) -> Validator:
+    schema = json.loads(canonical)
+    validator: Validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return validator
+
+
+def compiled_validator(schema: Mapping[str, Any] | bool) -> Validator:
+    """The cached Draft 2020-12 validator of ``schema`` (formats are asserted)."""
+    return _compile(canonical_json(schema))
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """``("items", 0, "sku")`` -> ``$.items[0].sku`` (keys that are not identifiers are quoted)."""
+    out = "$"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _violation(error: ValidationError) -> Violation:
+    path = list(error.absolute_path)
+    message = error.message
+    if error.validator == "required":
+        missing = _REQUIRED_RE.match(message)
+        if missing:
+            return Violation(json_path([*path, missing.group(1)]), "is required but missing")
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return Violation(json_path(path), message)
+
+
+def validate_payload(schema: Mapping[str, Any] | bool, value: Any, what: str = "input") -> list[Violation]:
+    """Every way ``value`` violates ``schema``, each at its JSON path (``$.items[0].sku``).
+
+    ``what`` only names the payload in messages raised by :func:`ensure_valid`; an empty list
+    means the value is valid.
+    """
+    errors = compiled_validator(schema).iter_errors(value)
+    violations = [_violation(error) for error in errors]
+    return sorted(violations, key=lambda v: (v.path, v.message))
+
+
+def ensure_valid(schema: Mapping[str, Any] | bool, value: Any, what: str = "input") -> None:
+    """Raise ValidationFailed listing every violation if ``value`` does not match ``schema``."""
+    violations = validate_payload(schema, value, what)
+    if violations:
+        raise ValidationFailed(what, violations)
+
+
+def check_schema(schema: Any) -> list[Violation]:
+    """Problems that make ``schema`` an invalid JSON Schema 2020-12 (empty if it is valid).
+
+    Paths are JSON paths inside the schema (``$.properties.amount.type``).
+    """
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    problems = [_violation(error) for error in meta.iter_errors(schema)]
+    if not problems:
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            problems.append(Violation(json_path(exc.absolute_path), exc.message))
+    return sorted(problems, key=lambda v: (v.path, v.message))
