@@ -136,6 +136,7 @@ class Trigger:
     on: str  # "team/event-name"
     version_range: str
     input: JSON
+    line: int | None = None  # where the trigger starts in its file
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class Workflow:
     triggers: tuple[Trigger, ...] = ()
     source_text: str = ""
     source_name: str = ""
+    # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def team(self) -> str:
