@@ -1,0 +1,160 @@
+"""Reading YAML/JSON documents with the line of every value, for messages that name the line.
+
+PyYAML composes the document into nodes (each with its ``start_mark``); we build the data from the
+nodes ourselves, so each value's JSON pointer gets the line it starts on. The resolver follows
+YAML 1.2's core schema rather than PyYAML's YAML 1.1 defaults: ``on:``/``yes``/``no`` stay strings
+(``on:`` is a key in workflow triggers) and dates stay strings (``sunset: 2027-03-01``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from contracts.errors import Problem
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core booleans and no implicit timestamps."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+@dataclass
+class Document:
+    """A parsed file: its data, the line of each JSON pointer, and problems found while reading."""
+
+    data: Any
+    source_name: str
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def line_of(self, pointer: str) -> int | None:
+        """The line of ``pointer``, or of its nearest ancestor that has one."""
+        while True:
+            if pointer in self.lines:
+                return self.lines[pointer]
+            if not pointer:
+                return None
+            pointer = pointer.rsplit("/", 1)[0]
+
+
+def escape(key: str) -> str:
+    """Escape one JSON pointer segment."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def pointer_to_field(pointer: str) -> str:
+    """``/steps/ship/retry`` -> ``steps.ship.retry`` (array indexes as ``[0]``)."""
+    out = ""
+    for raw in pointer.split("/")[1:]:
+        segment = raw.replace("~1", "/").replace("~0", "~")
+        if segment.isdigit():
+            out += f"[{segment}]"
+        else:
+            out += f".{segment}" if out else segment
+    return out
+
+
+class _Builder:
+    def __init__(self, loader: _Loader, document: Document) -> None:
+        self.loader = loader
+        self.document = document
+
+    def build(self, node: Node, pointer: str) -> Any:
+        self.document.lines.setdefault(pointer, node.start_mark.line + 1)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, pointer)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, f"{pointer}/{index}") for index, item in enumerate(node.value)]
+        if isinstance(node, ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        return None
+
+    def _mapping(self, node: MappingNode, pointer: str) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._problem(line, pointer, "YAML merge keys ('<<') are not supported; write the keys out")
+                continue
+            key = (
+                self.loader.construct_object(key_node, deep=True)
+                if isinstance(key_node, ScalarNode)
+                else None
+            )
+            if isinstance(key, bool) or key is None or not isinstance(key, str | int | float):
+                self._problem(line, pointer, "a key must be a plain string; quote it")
+                continue
+            key = str(key)
+            child = f"{pointer}/{escape(key)}"
+            if key in result:
+                self._problem(
+                    line, child, f"duplicate key '{key}' (first at line {self.document.lines[child]})"
+                )
+                continue
+            self.document.lines[child] = line
+            result[key] = self.build(value_node, child)
+        return result
+
+    def _problem(self, line: int, pointer: str, message: str) -> None:
+        self.document.problems.append(
+            Problem(self.document.source_name, message, line, pointer_to_field(pointer))
+        )
+
+
+def _compose(text: str, document: Document) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _Builder(loader, document).build(node, "")
+    finally:
+        loader.dispose()
+
+
+def parse_document(text: str, source_name: str) -> Document:
+    """Parse YAML (or JSON, which is YAML) text; syntax errors become problems with line/column."""
+    document = Document(data=None, source_name=source_name)
+    if source_name.endswith(".json"):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            document.problems.append(
+                Problem(
+                    source_name,
+                    f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                    exc.lineno,
+                )
+            )
+            return document
+    try:
+        document.data = _compose(text, document)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        if mark is None:
+            document.problems.append(Problem(source_name, f"malformed YAML: {what}"))
+        else:
+            document.problems.append(
+                Problem(
+                    source_name,
+                    f"malformed YAML: {what} (line {mark.line + 1}, column {mark.column + 1})",
+                    mark.line + 1,
+                )
+            )
+    except yaml.YAMLError as exc:
+        document.problems.append(Problem(source_name, f"malformed YAML: {exc}"))
+    return document

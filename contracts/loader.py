@@ -1,0 +1,566 @@
+"""Loading contract and workflow files (YAML or JSON) into the domain model.
+
+The file formats are defined by the JSON Schemas shipped in ``contracts/schemas/``; on top of
+them come the checks a schema cannot express (versions and ranges parse, sensitive paths exist,
+the embedded schemas are valid JSON Schema 2020-12, references are well formed...). Every problem
+names the file, the line and the field, and says what is expected; all problems of a file are
+reported at once in one :class:`~contracts.errors.FileProblemsError`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from contracts import _schemas
+from contracts._yaml import Document, escape, parse_document, pointer_to_field
+from contracts.errors import FileProblemsError, Problem, ReferenceError_, VersionError
+from contracts.model import Contract, Deprecation, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
+from contracts.refs import find_references
+from contracts.versions import parse_version, single_major, split_ref
+
+__all__ = [
+    "CONTRACT_FILE_SCHEMA",
+    "DEFAULT_CONCURRENCY",
+    "WORKFLOW_FILE_SCHEMA",
+    "file_schema",
+    "load_contract",
+    "load_contract_dir",
+    "load_workflow",
+    "parse_contract_text",
+    "parse_duration",
+    "parse_workflow_text",
+]
+
+CONTRACT_FILE_SCHEMA = "contract.schema.json"
+WORKFLOW_FILE_SCHEMA = "workflow.schema.json"
+DEFAULT_CONCURRENCY = 10
+CONTRACT_SUFFIXES = (".yaml", ".yml", ".json")
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+@cache
+def file_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of a file format (``contract.schema.json`` or ``workflow.schema.json``)."""
+    text = resources.files("contracts").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _file_validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(file_schema(name))
+
+
+def parse_duration(text: str) -> float:
+    """``30s`` -> 30.0, ``2m`` -> 120.0, ``500ms`` -> 0.5, ``1m30s`` -> 90.0 (seconds)."""
+    if not isinstance(text, str) or not re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", text.strip()):
+        raise ValueError(f"'{text}' is not a duration; expected e.g. 30s, 2m, 1h, 500ms or 1m30s")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_RE.findall(text))
+
+
+# -- problems -------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Collects the problems of one document, each with its line and field."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self.items: list[Problem] = list(document.problems)
+        self.bad_pointers: set[str] = set()
+
+    def add(self, pointer: str, message: str, *, line_pointer: str | None = None) -> None:
+        self.bad_pointers.add(pointer)
+        line = self.document.line_of(line_pointer if line_pointer is not None else pointer)
+        self.items.append(Problem(self.document.source_name, message, line, pointer_to_field(pointer)))
+
+    def is_bad(self, pointer: str) -> bool:
+        """True if ``pointer`` or an ancestor already has a problem (so no follow-up noise)."""
+        return any(pointer == bad or pointer.startswith(bad + "/") for bad in self.bad_pointers)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            ordered = sorted(self.items, key=lambda p: (p.line if p.line is not None else 0, p.field))
+            raise FileProblemsError(ordered)
+
+
+def _pointer(path: Iterable[Any]) -> str:
+    return "".join(f"/{escape(str(part))}" for part in path)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "mapping"
+
+
+def _where(pointer: str) -> str:
+    return f"in {pointer_to_field(pointer)}" if pointer else "at the top level"
+
+
+def _schema_problems(problems: _Problems, schema_name: str) -> None:
+    """Validate the raw document against its file schema; each error becomes a clear problem."""
+    data = problems.document.data
+    for error in _file_validator(schema_name).iter_errors(data):
+        _report_schema_error(problems, error)
+
+
+def _report_schema_error(problems: _Problems, error: ValidationError) -> None:
+    pointer = _pointer(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    expected = schema.get("description")
+    instance = error.instance
+    validator = error.validator
+    if validator == "additionalProperties" and isinstance(instance, Mapping):
+        known = list((schema.get("properties") or {}).keys())
+        for key in instance:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(known)
+            problems.add(f"{pointer}/{escape(str(key))}", f"unknown key '{key}' {_where(pointer)}; {hint}")
+        return
+    if validator == "required":
+        match = re.match(r"^'(.+)' is a required property$", error.message)
+        missing = match.group(1) if match else str(error.validator_value)
+        what = ""
+        sub = (schema.get("properties") or {}).get(missing)
+        if isinstance(sub, Mapping) and sub.get("description"):
+            what = f" ({sub['description']})"
+        problems.add(
+            f"{pointer}/{escape(missing)}",
+            f"missing required key '{missing}' {_where(pointer)}{what}",
+            line_pointer=pointer,
+        )
+        return
+    if validator == "propertyNames":
+        # error.instance is the offending key, error.absolute_path the mapping holding it
+        key = str(instance)
+        problems.add(
+            f"{pointer}/{escape(key)}", f"'{key}' is not valid: expected {expected or 'a valid name'}"
+        )
+        return
+    if validator == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        words = expected or " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+        hint = ""
+        if "string" in types and isinstance(instance, int | float) and not isinstance(instance, bool):
+            pattern = schema.get("pattern")
+            if pattern is None or re.search(pattern, str(instance)):
+                hint = " (quote it in YAML)"
+            elif "duration" in str(expected):
+                hint = f" (add a unit, e.g. {instance}s)"
+        problems.add(pointer, f"expected {words}, got {_json_type(instance)} {_show(instance)}{hint}")
+        return
+    if validator == "pattern":
+        problems.add(pointer, f"{_show(instance)} is not valid: expected {expected or error.message}")
+        return
+    if validator in ("enum", "const"):
+        allowed = error.validator_value if validator == "enum" else [error.validator_value]
+        options = ", ".join(str(v) for v in allowed)
+        problems.add(pointer, f"{_show(instance)} is not allowed: expected one of {options}")
+        return
+    if validator == "minProperties" and error.validator_value == 1:
+        problems.add(pointer, f"{pointer_to_field(pointer) or 'the file'} must not be empty")
+        return
+    if validator == "minimum":
+        problems.add(pointer, f"{_show(instance)} is too small: expected at least {error.validator_value}")
+        return
+    problems.add(pointer, error.message)
+
+
+def _check_embedded_schema(problems: _Problems, pointer: str, schema: Any, what: str) -> None:
+    """An input/output/payload schema must itself be valid JSON Schema 2020-12 with local refs."""
+    if problems.is_bad(pointer) or schema is None:
+        return
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    for error in meta.iter_errors(schema):
+        inner = pointer + _pointer(error.absolute_path)
+        message = error.message
+        if error.absolute_path and error.absolute_path[-1] == "type" and error.validator == "anyOf":
+            message = (
+                f"{_show(error.instance)} is not a JSON Schema type; expected one of {', '.join(_TYPE_WORDS)}"
+            )
+        problems.add(inner, f"the {what} schema is not valid JSON Schema 2020-12: {message}")
+    if problems.is_bad(pointer):
+        return
+    for holder, ref in _schemas.local_refs(schema):
+        try:
+            _schemas.resolve_pointer(schema, ref)
+        except _schemas.UnresolvableRef as exc:
+            problems.add(f"{pointer}{holder}/$ref", f"$ref {exc}; define it under $defs in the same schema")
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _duration(problems: _Problems, pointer: str, value: Any) -> float | None:
+    if value is None or problems.is_bad(pointer):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        problems.add(pointer, str(exc))
+        return None
+
+
+def _timeouts(problems: _Problems, pointer: str, owner: Mapping[str, Any]) -> Timeouts:
+    nested = owner.get("timeouts") if isinstance(owner.get("timeouts"), Mapping) else {}
+    assert isinstance(nested, Mapping)
+    if "timeout" in owner and "start_to_close" in nested:
+        problems.add(
+            f"{pointer}/timeouts/start_to_close",
+            "both 'timeout' and 'timeouts.start_to_close' are set; keep one (timeout is start-to-close)",
+        )
+    start_to_close = _duration(problems, f"{pointer}/timeout", owner.get("timeout"))
+    if start_to_close is None:
+        start_to_close = _duration(
+            problems, f"{pointer}/timeouts/start_to_close", nested.get("start_to_close")
+        )
+    return Timeouts(
+        schedule_to_start=_duration(
+            problems, f"{pointer}/timeouts/schedule_to_start", nested.get("schedule_to_start")
+        ),
+        start_to_close=start_to_close,
+        heartbeat=_duration(problems, f"{pointer}/timeouts/heartbeat", nested.get("heartbeat")),
+    )
+
+
+def _retry(problems: _Problems, pointer: str, value: Any) -> RetryPolicy:
+    if not isinstance(value, Mapping) or problems.is_bad(pointer):
+        return RetryPolicy()
+    max_attempts = value.get("max_attempts")
+    coefficient = value.get("backoff_coefficient")
+    non_retryable = value.get("non_retryable")
+    return RetryPolicy(
+        max_attempts=max_attempts if isinstance(max_attempts, int) else None,
+        initial_backoff=_duration(problems, f"{pointer}/initial_backoff", value.get("initial_backoff")),
+        backoff_coefficient=float(coefficient) if isinstance(coefficient, int | float) else None,
+        max_backoff=_duration(problems, f"{pointer}/max_backoff", value.get("max_backoff")),
+        non_retryable=tuple(str(x) for x in non_retryable) if isinstance(non_retryable, list) else (),
+    )
+
+
+def _as_schema(value: Any) -> Mapping[str, Any]:
+    if value is True or value is None:
+        return {}
+    if value is False:
+        return {"not": {}}
+    return value if isinstance(value, Mapping) else {}
+
+
+def _read(source: str | Path, source_name: str | None) -> tuple[str, str]:
+    if isinstance(source, Path) or source_name is None:
+        path = Path(source)
+        name = source_name or str(path)
+        try:
+            return path.read_text(encoding="utf-8"), name
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise FileProblemsError([Problem(name, f"cannot read the file: {reason}")]) from None
+    return source, source_name
+
+
+# -- contracts ------------------------------------------------------------------------------
+
+
+def load_contract(source: str | Path, source_name: str | None = None) -> Contract:
+    """Load a contract file.
+
+    ``source`` is a path (a :class:`~pathlib.Path`, or a ``str`` when ``source_name`` is None) or
+    the file's text (a ``str`` together with ``source_name``, the name used in messages).
+    Raises FileProblemsError listing every problem, each with file, line and field.
+    """
+    text, name = _read(source, source_name)
+    return parse_contract_text(text, name)
+
+
+def parse_contract_text(text: str, source_name: str) -> Contract:
+    """Parse the text of a contract file (YAML or JSON); see :func:`load_contract`."""
+    document = parse_document(text, source_name)
+    problems = _Problems(document)
+    if document.problems and document.data is None:
+        problems.raise_if_any()
+    data = document.data
+    if not isinstance(data, Mapping):
+        problems.add("", "a contract file must be a mapping with keys contract, version, input, output, ...")
+        problems.raise_if_any()
+    assert isinstance(data, Mapping)
+    _schema_problems(problems, CONTRACT_FILE_SCHEMA)
+
+    kind = data.get("kind", "task")
+    if kind == "event":
+        for key in ("input", "output"):
+            if key in data:
+                problems.add(f"/{key}", f"an event contract has a 'payload' schema, not '{key}'")
+        input_schema: Any = data.get("payload")
+        output_schema: Any = {}
+        _check_embedded_schema(problems, "/payload", input_schema, "payload")
+    else:
+        if "payload" in data:
+            problems.add(
+                "/payload", "'payload' is only for 'kind: event'; a task contract has 'input' and 'output'"
+            )
+        input_schema, output_schema = data.get("input"), data.get("output")
+        _check_embedded_schema(problems, "/input", input_schema, "input")
+        _check_embedded_schema(problems, "/output", output_schema, "output")
+
+    schemas = {"input": input_schema, "output": output_schema}
+    sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
+    assert isinstance(sensitive, list)
+    for index, path in enumerate(sensitive):
+        pointer = f"/sensitive/{index}"
+        if problems.is_bad(pointer) or not isinstance(path, str):
+            continue
+        side = path.partition(".")[0]
+        if problems.is_bad(f"/{side}") or side not in schemas:
+            continue
+        _check_sensitive_path(problems, pointer, path, schemas[side], side)
+
+    deprecated = data.get("deprecated")
+    deprecation: Deprecation | None = None
+    if isinstance(deprecated, Mapping) and not problems.is_bad("/deprecated"):
+        sunset = deprecated.get("sunset")
+        try:
+            datetime.date.fromisoformat(str(sunset))
+        except ValueError:
+            problems.add(
+                "/deprecated/sunset", f"{_show(sunset)} is not valid: expected an ISO date such as 2027-03-01"
+            )
+        replacement = deprecated.get("replacement", "")
+        if replacement:
+            try:
+                split_ref(str(replacement))
+            except VersionError as exc:
+                problems.add("/deprecated/replacement", str(exc))
+        deprecation = Deprecation(sunset=str(sunset), replacement=str(replacement or ""))
+
+    timeouts = _timeouts(problems, "", data)
+    retry = _retry(problems, "/retry", data.get("retry"))
+    problems.raise_if_any()
+
+    version = str(data["version"])
+    parse_version(version)  # guaranteed by the schema pattern; keeps the contract honest
+    return Contract(
+        name=str(data["contract"]),
+        version=version,
+        input_schema=_as_schema(input_schema),
+        output_schema=_as_schema(output_schema),
+        description=str(data.get("description", "")),
+        timeouts=timeouts,
+        retry=retry,
+        idempotent=bool(data.get("idempotent", False)),
+        visibility=str(data.get("visibility", "public")),
+        sensitive=tuple(str(s) for s in sensitive),
+        deprecated=deprecation,
+        kind=str(kind),
+        source_text=text,
+        source_name=source_name,
+    )
+
+
+def _check_sensitive_path(problems: _Problems, pointer: str, path: str, schema: Any, side: str) -> None:
+    current: Any = schema
+    parts = path.split(".")[1:]
+    for depth, part in enumerate(parts):
+        lookup = _schemas.child(current, part, schema if schema is not None else {})
+        if lookup.schema is None or not lookup.declared:
+            known = _schemas.declared_fields(current, schema)
+            where = ".".join([side, *parts[:depth]])
+            listing = f"; {where} has: {', '.join(known)}" if known else f"; {where} declares no fields"
+            problems.add(pointer, f"sensitive path '{path}' does not exist in the {side} schema{listing}")
+            return
+        current = lookup.schema
+
+
+def load_contract_dir(directory: str | Path) -> list[Contract]:
+    """Load every contract file (``*.yaml``, ``*.yml``, ``*.json``) under ``directory``, recursively.
+
+    Problems of all files are reported together; two files declaring the same ``name@version``
+    are a problem too.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileProblemsError([Problem(str(root), "not a directory of contract files")])
+    contracts: list[Contract] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in CONTRACT_SUFFIXES):
+        try:
+            contract = load_contract(path)
+        except FileProblemsError as exc:
+            problems.extend(exc.problems)
+            continue
+        if contract.ref in seen:
+            problems.append(
+                Problem(str(path), f"{contract.ref} is also defined in {seen[contract.ref]}", 1, "version")
+            )
+            continue
+        seen[contract.ref] = str(path)
+        contracts.append(contract)
+    if problems:
+        raise FileProblemsError(problems)
+    return contracts
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+
+def load_workflow(source: str | Path, source_name: str | None = None) -> Workflow:
+    """Load a workflow file; ``source`` as for :func:`load_contract`.
+
+    Checks the file on its own (format, ranges, reference syntax); whether it type-checks against
+    its contracts is :func:`contracts.composition.check_workflow`'s job.
+    """
+    text, name = _read(source, source_name)
+    return parse_workflow_text(text, name)
+
+
+def _template_problems(problems: _Problems, pointer: str, template: Any) -> None:
+    if isinstance(template, str):
+        try:
+            find_references(template)
+        except ReferenceError_ as exc:
+            problems.add(pointer, str(exc))
+    elif isinstance(template, Mapping):
+        for key, value in template.items():
+            _template_problems(problems, f"{pointer}/{escape(str(key))}", value)
+    elif isinstance(template, list):
+        for index, value in enumerate(template):
+            _template_problems(problems, f"{pointer}/{index}", value)
+
+
+def _contract_ref(problems: _Problems, pointer: str, value: Any) -> tuple[str, str]:
+    if problems.is_bad(pointer) or not isinstance(value, str):
+        return "", ""
+    try:
+        name, range_text = split_ref(value)
+        single_major(range_text)
+    except VersionError as exc:
+        problems.add(pointer, str(exc))
+        return "", ""
+    return name, range_text
+
+
+def parse_workflow_text(text: str, source_name: str) -> Workflow:
+    """Parse the text of a workflow file (YAML or JSON); see :func:`load_workflow`."""
+    document = parse_document(text, source_name)
+    problems = _Problems(document)
+    if document.problems and document.data is None:
+        problems.raise_if_any()
+    data = document.data
+    if not isinstance(data, Mapping):
+        problems.add("", "a workflow file must be a mapping with keys workflow, input, steps, output, ...")
+        problems.raise_if_any()
+    assert isinstance(data, Mapping)
+    _schema_problems(problems, WORKFLOW_FILE_SCHEMA)
+    if "input" in data:
+        _check_embedded_schema(problems, "/input", data.get("input"), "workflow input")
+
+    steps: dict[str, StepSpec] = {}
+    raw_steps = data.get("steps") if isinstance(data.get("steps"), Mapping) else {}
+    assert isinstance(raw_steps, Mapping)
+    for step_id, raw in raw_steps.items():
+        pointer = f"/steps/{escape(step_id)}"
+        if not isinstance(raw, Mapping):
+            continue  # reported by the schema
+        name, range_text = _contract_ref(problems, f"{pointer}/contract", raw.get("contract"))
+        for key in ("input", "when", "for_each"):
+            if key in raw:
+                _template_problems(problems, f"{pointer}/{key}", raw[key])
+        for_each = raw.get("for_each")
+        if isinstance(for_each, str) and not problems.is_bad(f"{pointer}/for_each"):
+            refs = find_references(for_each)
+            if len(refs) != 1 or not refs[0].whole:
+                problems.add(
+                    f"{pointer}/for_each",
+                    "for_each must be exactly one reference to an array, e.g. ${steps.reserve.output.items}",
+                )
+        concurrency = raw.get("concurrency")
+        if concurrency is not None and "for_each" not in raw:
+            problems.add(
+                f"{pointer}/concurrency", "concurrency limits a for_each fan-out; this step has no for_each"
+            )
+        steps[step_id] = StepSpec(
+            id=step_id,
+            contract=name,
+            version_range=range_text,
+            input=raw.get("input", {}),
+            when=raw.get("when") if isinstance(raw.get("when"), str) else None,
+            for_each=for_each if isinstance(for_each, str) else None,
+            concurrency=(concurrency if isinstance(concurrency, int) else DEFAULT_CONCURRENCY)
+            if "for_each" in raw
+            else None,
+            retry=_retry(problems, f"{pointer}/retry", raw.get("retry")),
+            timeouts=_timeouts(problems, pointer, raw),
+            line=document.line_of(pointer),
+        )
+
+    triggers: list[Trigger] = []
+    raw_triggers = data.get("triggers") if isinstance(data.get("triggers"), list) else []
+    assert isinstance(raw_triggers, list)
+    for index, raw in enumerate(raw_triggers):
+        pointer = f"/triggers/{index}"
+        if not isinstance(raw, Mapping):
+            continue
+        name, range_text = _contract_ref(problems, f"{pointer}/on", raw.get("on"))
+        if "input" in raw:
+            _template_problems(problems, f"{pointer}/input", raw["input"])
+        triggers.append(
+            Trigger(
+                on=name, version_range=range_text, input=raw.get("input", {}), line=document.line_of(pointer)
+            )
+        )
+    if "output" in data:
+        _template_problems(problems, "/output", data["output"])
+    problems.raise_if_any()
+
+    return Workflow(
+        name=str(data["workflow"]),
+        input_schema=_as_schema(data.get("input")),
+        steps=steps,
+        output=data.get("output"),
+        description=str(data.get("description", "")),
+        triggers=tuple(triggers),
+        source_text=text,
+        source_name=source_name,
+        lines=dict(document.lines),
+    )
