@@ -1,0 +1,58 @@
+"""A real OTLP/gRPC trace collector for tests: TraceService/Export on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+        self.metadata: list[dict[str, str]] = []
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._arrived = asyncio.Event()
+
+    async def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self.requests.append(request)
+        self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        self._arrived.set()
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    async def start(self) -> str:
+        self.server = grpc.aio.server()
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)  # type: ignore[no-untyped-call]
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+
+    def span_ids(self) -> set[str]:
+        return {
+            span.span_id.hex()
+            for request in self.requests
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        }
+
+    async def wait_for(self, span_ids: set[str], timeout: float = 10.0) -> set[str]:  # noqa: ASYNC109
+        """Wait until every id in ``span_ids`` arrived (or the timeout); returns what arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not span_ids <= self.span_ids() and loop.time() < deadline:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(deadline - loop.time(), 0.01))
+            except TimeoutError:
+                break
+        return self.span_ids()
