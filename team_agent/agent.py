@@ -1,0 +1,731 @@
+"""The agent's worker: register, long-poll, run tasks on their engines, report, reload, stop.
+
+Life of a task (one ``_Runner``): receive → fetch the pinned contract (cached by exact version)
+→ validate input → ``adapter.submit`` / ``adapter.wait`` while heartbeating → validate output →
+write the result to the outbox → deliver it (retrying with jittered backoff until the
+coordinator answers). A heartbeat answer may cancel the task (run cancelled) or stop it silently
+(lease lost); the task's deadline and a shutdown past its grace period stop it too.
+
+A task failing on its engine is data: it becomes a FailTask, never an exception in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from contracts.errors import (
+    FileProblemsError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UnauthenticatedError,
+    UnreachableError,
+    Violation,
+)
+from contracts.model import PLATFORM_TIMEOUTS, Contract
+from contracts.validation import validate_payload
+from team_agent.client import AgentTask, BindingInfo, GatewayClient, TaskFailure, new_request_id
+from team_agent.config import AgentConfig, BindingConfig, LoadedConfig, load_config
+from team_agent.engines.base import EngineAdapter, EngineFailure, Handle, TaskContext
+from team_agent.outbox import Outbox, OutboxEntry
+from team_agent.redact import Redactor
+from team_agent.tracing import extract_context, inject_context
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_FRACTION = 0.3  # heartbeat every 30% of the task's heartbeat timeout
+MIN_HEARTBEAT_INTERVAL = 0.1
+DEFAULT_POLL_WAIT = 20.0
+MAX_DELIVERY_BACKOFF = 5.0
+MAX_REGISTER_BACKOFF = 5.0
+SHUTDOWN_DELIVERY_WAIT = 10.0
+
+
+@dataclass
+class AgentOptions:
+    """How this agent process runs (from the command line), as opposed to what it serves."""
+
+    agent_id: str
+    state_dir: Path
+    grace: float = 30.0
+    reload_interval: float = 1.0
+    poll_wait: float = DEFAULT_POLL_WAIT  # upper bound; the coordinator may suggest less
+
+
+@dataclass
+class _Binding:
+    config: BindingConfig
+    adapter: EngineAdapter
+    inflight: int = 0
+    dropped: bool = False
+
+
+@dataclass
+class _Control:
+    """Why a running task must stop early (set by heartbeats or shutdown)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""  # "cancel" | "lease_lost" | "shutdown"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+def _same_binding(a: BindingConfig, b: BindingConfig) -> bool:
+    return a.engine == b.engine and a.options == b.options
+
+
+def _is_sensitive(path: str, sensitive: tuple[str, ...], side: str) -> bool:
+    for field_path in sensitive:
+        head, _, rest = field_path.partition(".")
+        if head != side:
+            continue
+        prefix = "$." + rest
+        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
+            return True
+    return False
+
+
+def _violations_payload(violations: list[Violation], contract: Contract, side: str) -> list[dict[str, str]]:
+    """Violations as sent to the coordinator; messages about sensitive fields (which quote the
+    value) are replaced."""
+    out = []
+    for violation in violations:
+        message = violation.message
+        if _is_sensitive(violation.path, contract.sensitive, side):
+            message = "does not match the schema (value hidden: sensitive field)"
+        out.append({"path": violation.path, "message": message})
+    return out
+
+
+class Agent:
+    """One agent process. Build it in the entry point; ``run`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        config_path: str | Path,
+        options: AgentOptions,
+        client: GatewayClient,
+        tracer: Tracer,
+        redactor: Redactor,
+        loader: Callable[[str | Path], LoadedConfig] = load_config,
+    ) -> None:
+        self._config: AgentConfig = loaded.config
+        self._bindings: dict[str, _Binding] = {
+            key: _Binding(loaded.config.bindings[key], adapter) for key, adapter in loaded.adapters.items()
+        }
+        self._config_path = Path(config_path)
+        self._options = options
+        self._client = client
+        self._tracer = tracer
+        self._redactor = redactor
+        self._loader = loader
+        self._outbox = Outbox(options.state_dir / "outbox")
+        self._contracts: dict[str, Contract] = {}
+        self._random = random.Random()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._controls: dict[str, _Control] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._polling = 0
+        self._capacity_changed = asyncio.Event()
+        self._registered = asyncio.Event()
+        self._register_task: asyncio.Task[None] | None = None
+        self._poll_wait = options.poll_wait
+        self._stopping = False
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> AgentConfig:
+        return self._config
+
+    @property
+    def agent_id(self) -> str:
+        return self._options.agent_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then shut down gracefully."""
+        logger.info(
+            "agent %s of team %s starting: %s",
+            self.agent_id,
+            self._config.team,
+            ", ".join(f"{k} ({b.config.engine})" for k, b in self._bindings.items()),
+        )
+        watcher = asyncio.create_task(self._watch_config())
+        # Results left by a previous run go first.
+        for entry in await self._outbox.pending():
+            logger.info("delivering %s of attempt %s left in the outbox", entry.kind, entry.attempt_id)
+            self._spawn_delivery(entry)
+        self._request_registration()
+        self._restart_pollers()
+        try:
+            await stop.wait()
+        finally:
+            watcher.cancel()
+            await self._shutdown()
+
+    # -- registration and polling -------------------------------------------------------------
+
+    def _binding_infos(self) -> list[BindingInfo]:
+        return [
+            BindingInfo(contract=b.config.contract, major=b.config.major, engine=b.config.engine)
+            for b in self._bindings.values()
+        ]
+
+    def _request_registration(self) -> None:
+        self._registered.clear()
+        if self._register_task is not None and not self._register_task.done():
+            self._register_task.cancel()
+        self._register_task = asyncio.create_task(self._register())
+
+    async def _register(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                registration = await self._client.register(
+                    agent_id=self.agent_id,
+                    bindings=self._binding_infos(),
+                    concurrency=self._config.concurrency,
+                    team_retry=self._config.retry,
+                    team_timeouts=self._config.timeouts,
+                )
+            except RemoteError as exc:
+                level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
+                logger.log(level, "registration failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+                continue
+            for warning in registration.warnings:
+                logger.warning("coordinator: %s", warning)
+            if registration.poll_wait > 0:
+                self._poll_wait = min(self._options.poll_wait, registration.poll_wait)
+            logger.info("registered %d binding(s) with the coordinator", len(self._bindings))
+            self._registered.set()
+            return
+
+    def _restart_pollers(self) -> None:
+        for poller in self._pollers:
+            poller.cancel()
+        self._pollers = [asyncio.create_task(self._poll_loop()) for _ in range(self._config.concurrency)]
+
+    def _has_capacity(self) -> bool:
+        return len(self._running) + self._polling < self._config.concurrency
+
+    async def _poll_loop(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            await self._registered.wait()
+            while not self._has_capacity():
+                self._capacity_changed.clear()
+                await self._capacity_changed.wait()
+            self._polling += 1
+            contracts = sorted(self._bindings)
+            try:
+                task = await self._client.poll(
+                    agent_id=self.agent_id, wait=self._poll_wait, contracts=contracts
+                )
+            except RemoteError as exc:
+                # After an outage the coordinator may not know us any more: register again.
+                level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.WARNING
+                logger.log(level, "poll failed, retrying in %.1fs: %s", delay, exc)
+                if self._registered.is_set():
+                    self._request_registration()
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+                continue
+            finally:
+                self._polling -= 1
+                self._capacity_changed.set()
+            delay = 0.2
+            if task is not None:
+                self._start_task(task)
+
+    def _start_task(self, task: AgentTask) -> None:
+        control = _Control()
+        self._controls[task.attempt_id] = control
+        runner = asyncio.create_task(self._run_task(task, control))
+        self._running[task.attempt_id] = runner
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._running.pop(task.attempt_id, None)
+            self._controls.pop(task.attempt_id, None)
+            self._capacity_changed.set()
+
+        runner.add_done_callback(finished)
+
+    # -- one task -----------------------------------------------------------------------------
+
+    async def _run_task(self, task: AgentTask, control: _Control) -> None:
+        binding = self._bindings.get(task.binding_key)
+        entry: OutboxEntry | None
+        if binding is None or binding.dropped:
+            logger.warning(
+                "received %s for %s, which this agent no longer serves: handing it back",
+                task.attempt_id,
+                task.binding_key,
+            )
+            entry = self._entry(task, "release", reason=f"agent no longer serves {task.binding_key}")
+        else:
+            binding.inflight += 1
+            try:
+                entry = await self._execute(task, binding, control)
+            except Exception as exc:  # a bug, not a task failure: still report it as one
+                logger.exception("task %s crashed in the agent", task.attempt_id)
+                entry = self._failure_entry(
+                    task, TaskFailure(type(exc).__name__, f"agent error: {exc}", retryable=True)
+                )
+            finally:
+                binding.inflight -= 1
+                if binding.dropped and binding.inflight == 0:
+                    self._close_adapter_later(binding)
+        if entry is not None:
+            await self._outbox.put(entry)
+            self._spawn_delivery(entry)
+
+    def _entry(self, task: AgentTask, kind: str, **fields: Any) -> OutboxEntry:
+        return OutboxEntry(
+            kind=kind,
+            agent_id=self.agent_id,
+            attempt_id=task.attempt_id,
+            request_id=new_request_id(),
+            run_id=task.run_id,
+            step_id=task.step_id,
+            **fields,
+        )
+
+    def _failure_entry(self, task: AgentTask, failure: TaskFailure) -> OutboxEntry:
+        logger.warning(
+            "attempt %s of %s/%s failed: %s: %s",
+            task.attempt,
+            task.run_id,
+            task.step_id,
+            failure.type,
+            failure.message,
+            extra={"accord_run_id": task.run_id, "accord_step_id": task.step_id},
+        )
+        return self._entry(
+            task,
+            "fail",
+            failure={
+                "type": failure.type,
+                "message": self._redactor.text(failure.message),
+                "retryable": failure.retryable,
+                "details": self._redactor.value(dict(failure.details)),
+            },
+        )
+
+    async def _contract(self, ref: str) -> Contract:
+        contract = self._contracts.get(ref)
+        if contract is None:
+            delay = 0.2
+            for attempt in range(5):
+                try:
+                    contract = await self._client.get_contract(ref)
+                    break
+                except UnreachableError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(self._jitter(delay))
+                    delay *= 2
+            assert contract is not None
+            self._contracts[ref] = contract
+        return contract
+
+    def _span_attributes(self, task: AgentTask) -> dict[str, Any]:
+        return {
+            "accord.run_id": task.run_id,
+            "accord.step_id": task.step_id,
+            "accord.attempt": task.attempt,
+            "accord.attempt_id": task.attempt_id,
+            "accord.contract": f"{task.contract}@{task.contract_version}",
+            "accord.team": self._config.team,
+            "accord.agent_id": self.agent_id,
+        }
+
+    async def _execute(self, task: AgentTask, binding: _Binding, control: _Control) -> OutboxEntry | None:
+        attributes = self._span_attributes(task)
+        heartbeat = asyncio.create_task(self._heartbeat_loop(task, control))
+        try:
+            with self._tracer.start_as_current_span(
+                "agent.receive", context=extract_context(task.trace_context), attributes=attributes
+            ) as receive_span:
+                entry = await self._execute_in_span(task, binding, control, attributes)
+                if entry is not None and entry.kind == "fail":
+                    receive_span.set_status(Status(StatusCode.ERROR, entry.failure.get("message", "")))
+                    receive_span.set_attribute("accord.error_type", entry.failure.get("type", ""))
+                return entry
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _execute_in_span(
+        self, task: AgentTask, binding: _Binding, control: _Control, attributes: dict[str, Any]
+    ) -> OutboxEntry | None:
+        ref = f"{task.contract}@{task.contract_version}"
+        try:
+            contract = await self._contract(ref)
+        except RemoteError as exc:
+            return self._failure_entry(
+                task,
+                TaskFailure("ContractUnavailable", f"cannot fetch contract {ref}: {exc}", retryable=True),
+            )
+
+        with self._tracer.start_as_current_span("agent.validate_input", attributes=attributes) as span:
+            try:
+                value = json.loads(task.input_json) if task.input_json else None
+            except ValueError:
+                span.set_status(Status(StatusCode.ERROR, "input is not JSON"))
+                return self._failure_entry(
+                    task, TaskFailure("ContractViolation", f"the input of {ref} is not JSON", retryable=False)
+                )
+            violations = validate_payload(contract.input_schema, value, "input")
+            if violations:
+                payload = _violations_payload(violations, contract, "input")
+                message = f"input breaks contract {ref}: " + "; ".join(
+                    f"{v['path']}: {v['message']}" for v in payload
+                )
+                span.set_status(Status(StatusCode.ERROR, message))
+                return self._failure_entry(
+                    task,
+                    TaskFailure(
+                        "ContractViolation", message, retryable=False, details={"input_violations": payload}
+                    ),
+                )
+
+        engine = binding.config.engine
+        with self._tracer.start_as_current_span(
+            f"engine.{engine}", attributes={**attributes, "accord.engine": engine}
+        ) as engine_span:
+            context = TaskContext(
+                task_id=task.task_id,
+                attempt_id=task.attempt_id,
+                attempt=task.attempt,
+                run_id=task.run_id,
+                step_id=task.step_id,
+                workflow=task.workflow,
+                contract=task.contract,
+                contract_version=task.contract_version,
+                idempotency_key=task.idempotency_key,
+                trace_context=inject_context(),
+                deadline=self._deadline(task),
+            )
+            outcome = await self._drive(binding.adapter, context, value, control)
+            if isinstance(outcome, TaskFailure):
+                engine_span.set_status(Status(StatusCode.ERROR, outcome.message))
+                engine_span.set_attribute("accord.error_type", outcome.type)
+                if outcome.type == "_released":
+                    return self._entry(task, "release", reason=outcome.message)
+                if outcome.type == "_lease_lost":
+                    logger.info("lease of %s lost: its result is dropped", task.attempt_id)
+                    return None
+                return self._failure_entry(task, outcome)
+            output = outcome
+
+        with self._tracer.start_as_current_span("agent.validate_output", attributes=attributes) as span:
+            violations = validate_payload(contract.output_schema, output, "output")
+            if violations:
+                payload = _violations_payload(violations, contract, "output")
+                message = f"the {engine} engine's output breaks contract {ref}: " + "; ".join(
+                    f"{v['path']}: {v['message']}" for v in payload
+                )
+                span.set_status(Status(StatusCode.ERROR, message))
+                return self._failure_entry(
+                    task,
+                    TaskFailure(
+                        "ContractViolation",
+                        message,
+                        retryable=False,
+                        details={"output_violations": payload, **control.details},
+                    ),
+                )
+        return self._entry(
+            task,
+            "complete",
+            output_json=self._redactor.json(output),
+            details=self._redactor.value(control.details),
+        )
+
+    def _deadline(self, task: AgentTask) -> float | None:
+        if task.deadline:
+            return task.deadline
+        start_to_close = task.timeouts.start_to_close or self._config.timeouts.start_to_close
+        return time.time() + start_to_close if start_to_close else None
+
+    async def _drive(
+        self, adapter: EngineAdapter, context: TaskContext, value: Any, control: _Control
+    ) -> Any | TaskFailure:
+        """Run the engine until it answers or something stops it; an output, or a failure."""
+        try:
+            handle: Handle = await adapter.submit(context, value)
+        except EngineFailure as failure:
+            return TaskFailure(failure.type, failure.message, failure.retryable, failure.details)
+        except Exception as exc:
+            return TaskFailure(
+                type(exc).__name__, f"the engine could not start the task: {exc}", retryable=True
+            )
+        control.details = handle.details
+        waiter = asyncio.create_task(adapter.wait(handle))
+        stopper = asyncio.create_task(control.event.wait())
+        timeout = None if context.deadline is None else max(context.deadline - time.time(), 0.0)
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            waiter.cancel()
+            await adapter.cancel(handle)
+            raise
+        finally:
+            stopper.cancel()
+        if waiter in done:
+            try:
+                return waiter.result()
+            except EngineFailure as failure:
+                return TaskFailure(
+                    failure.type, failure.message, failure.retryable, {**handle.details, **failure.details}
+                )
+            except Exception as exc:
+                return TaskFailure(type(exc).__name__, f"engine error: {exc}", True, handle.details)
+        # Stopped early: stop the engine's work too.
+        try:
+            await adapter.cancel(handle)
+        except Exception:
+            logger.exception("cancelling %s on its engine failed", context.attempt_id)
+        waiter.cancel()
+        with contextlib.suppress(BaseException):
+            await waiter
+        reason = control.reason or "timeout"
+        if reason == "cancel":
+            return TaskFailure(
+                "Cancelled", "the run was cancelled; the engine's work was stopped", False, handle.details
+            )
+        if reason == "lease_lost":
+            return TaskFailure("_lease_lost", "lease lost", False)
+        if reason == "shutdown":
+            return TaskFailure("_released", "agent shutting down: grace period over", True)
+        return TaskFailure(
+            "Timeout", "the task ran past its deadline; the engine's work was stopped", True, handle.details
+        )
+
+    async def _heartbeat_loop(self, task: AgentTask, control: _Control) -> None:
+        timeout = (
+            task.timeouts.heartbeat or self._config.timeouts.heartbeat or PLATFORM_TIMEOUTS.heartbeat or 30.0
+        )
+        interval = max(timeout * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                answer = await self._client.heartbeat(
+                    agent_id=self.agent_id, attempt_id=task.attempt_id, details=control.details
+                )
+            except NotFoundError:
+                control.stop("lease_lost")
+                return
+            except RemoteError as exc:
+                # Keep working through an outage; the result waits in the outbox if need be.
+                logger.debug("heartbeat of %s failed: %s", task.attempt_id, exc)
+                continue
+            if answer.lease_lost:
+                control.stop("lease_lost")
+                return
+            if answer.cancel_requested:
+                control.stop("cancel")
+                return
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def _jitter(self, delay: float) -> float:
+        return delay * self._random.uniform(0.5, 1.5)
+
+    def _spawn_delivery(self, entry: OutboxEntry) -> None:
+        delivery = asyncio.create_task(self._deliver(entry))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
+    async def _send(self, entry: OutboxEntry) -> bool:
+        client = self._client
+        if entry.kind == "complete":
+            return await client.complete(
+                agent_id=entry.agent_id,
+                attempt_id=entry.attempt_id,
+                output_json=entry.output_json,
+                request_id=entry.request_id,
+                details=entry.details,
+            )
+        if entry.kind == "fail":
+            failure = TaskFailure(
+                type=entry.failure["type"],
+                message=entry.failure["message"],
+                retryable=entry.failure["retryable"],
+                details=entry.failure.get("details") or {},
+            )
+            return await client.fail(
+                agent_id=entry.agent_id,
+                attempt_id=entry.attempt_id,
+                failure=failure,
+                request_id=entry.request_id,
+            )
+        return await client.release(
+            agent_id=entry.agent_id,
+            attempt_id=entry.attempt_id,
+            reason=entry.reason,
+            request_id=entry.request_id,
+        )
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        delay = 0.2
+        while True:
+            try:
+                accepted = await self._send(entry)
+            except (NotFoundError, InvalidArgumentError, PermissionDeniedError) as exc:
+                logger.error(
+                    "coordinator refused %s of attempt %s, dropping it: %s", entry.kind, entry.attempt_id, exc
+                )
+                break
+            except UnauthenticatedError as exc:
+                logger.error(
+                    "coordinator refused our token for %s of %s: %s", entry.kind, entry.attempt_id, exc
+                )
+            except RemoteError as exc:
+                logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
+            else:
+                if accepted:
+                    logger.info("%s of attempt %s delivered", entry.kind, entry.attempt_id)
+                else:
+                    logger.info(
+                        "%s of attempt %s ignored: the attempt is no longer current",
+                        entry.kind,
+                        entry.attempt_id,
+                    )
+                break
+            await asyncio.sleep(self._jitter(delay))
+            delay = min(delay * 2, MAX_DELIVERY_BACKOFF)
+        await self._outbox.remove(entry)
+
+    # -- reload -------------------------------------------------------------------------------
+
+    async def _watch_config(self) -> None:
+        seen = self._config.digest
+        while True:
+            await asyncio.sleep(self._options.reload_interval)
+            try:
+                data = await asyncio.to_thread(self._config_path.read_bytes)
+            except OSError as exc:
+                logger.warning("cannot read %s for reload: %s", self._config_path, exc)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest == seen:
+                continue
+            seen = digest
+            try:
+                loaded = await asyncio.to_thread(self._loader, self._config_path)
+            except FileProblemsError as exc:
+                for problem in exc.problems:
+                    logger.error("config change not applied, keeping the running config: %s", problem)
+                continue
+            await self._apply(loaded)
+
+    async def _apply(self, loaded: LoadedConfig) -> None:
+        new = loaded.config
+        self._redactor.add(new.secret_values)
+        old = self._config
+        if new.team != old.team or new.coordinator != old.coordinator:
+            logger.error(
+                "config change not applied: changing team or coordinator needs a restart (%s)", new.source
+            )
+            for adapter in loaded.adapters.values():
+                await adapter.close()
+            return
+        bindings: dict[str, _Binding] = {}
+        added: list[str] = []
+        changed: list[str] = []
+        for key, adapter in loaded.adapters.items():
+            current = self._bindings.get(key)
+            if current is not None and _same_binding(current.config, new.bindings[key]):
+                bindings[key] = current
+                await adapter.close()
+            else:
+                bindings[key] = _Binding(new.bindings[key], adapter)
+                (changed if current is not None else added).append(key)
+        removed = [key for key in self._bindings if key not in bindings]
+        for key, binding in self._bindings.items():
+            if bindings.get(key) is not binding:
+                binding.dropped = True
+                if binding.inflight == 0:
+                    self._close_adapter_later(binding)
+        self._bindings = bindings
+        self._config = new
+        logger.info(
+            "config reloaded: added %s, changed %s, removed %s, concurrency %d",
+            added or "none",
+            changed or "none",
+            removed or "none",
+            new.concurrency,
+        )
+        self._request_registration()
+        self._restart_pollers()
+
+    def _close_adapter_later(self, binding: _Binding) -> None:
+        async def close() -> None:
+            try:
+                await binding.adapter.close()
+            except Exception:
+                logger.exception(
+                    "closing the %s adapter of %s failed", binding.config.engine, binding.config.key
+                )
+
+        closing = asyncio.create_task(close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        for poller in self._pollers:
+            poller.cancel()
+        if self._register_task is not None:
+            self._register_task.cancel()
+        running = list(self._running.values())
+        if running:
+            logger.info("stopping: waiting up to %gs for %d task(s)", self._options.grace, len(running))
+            _, pending = await asyncio.wait(running, timeout=self._options.grace)
+            if pending:
+                logger.warning("grace period over: handing %d task(s) back", len(pending))
+                for control in list(self._controls.values()):
+                    control.stop("shutdown")
+                await asyncio.wait(pending, timeout=SHUTDOWN_DELIVERY_WAIT)
+        if self._deliveries:
+            _, undelivered = await asyncio.wait(list(self._deliveries), timeout=SHUTDOWN_DELIVERY_WAIT)
+            for delivery in undelivered:
+                delivery.cancel()
+            if undelivered:
+                logger.warning("%d result(s) stay in the outbox for the next start", len(undelivered))
+        for binding in self._bindings.values():
+            with contextlib.suppress(Exception):
+                await binding.adapter.close()
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=5)
+        await asyncio.gather(*self._pollers, return_exceptions=True)
+        logger.info("agent %s stopped", self.agent_id)

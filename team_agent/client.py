@@ -1,0 +1,349 @@
+"""The agent's edge to the coordinator: gRPC (AgentGatewayService, CoordinatorService.GetContract).
+
+Everything protobuf stays in this module; the rest of the agent works on the dataclasses below.
+Two interceptors sit on the channel, so no call can bypass them:
+
+- ``RedactingClientInterceptor`` masks every resolved secret in every string field of every
+  request (``*_json`` fields are re-serialised so they stay valid JSON);
+- ``TraceContextClientInterceptor`` adds the current W3C trace context to the metadata.
+
+Every ``grpc.RpcError`` becomes one domain error (``contracts.errors.RemoteError`` subclasses).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts._wire.accord.common.v1 import common_pb2
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
+from contracts.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UnauthenticatedError,
+    UnreachableError,
+)
+from contracts.model import Contract, RetryPolicy, Timeouts
+from team_agent.redact import Redactor
+from team_agent.tracing import TraceContextClientInterceptor
+
+AGENT_VERSION = "0.1.0"
+CALL_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """One attempt of one step, as the agent sees it."""
+
+    task_id: str
+    attempt_id: str
+    attempt: int
+    run_id: str
+    step_id: str
+    workflow: str
+    contract: str  # "team/name"
+    contract_version: str  # exact, "1.2.0"
+    input_json: str
+    idempotency_key: str
+    timeouts: Timeouts
+    deadline: float | None  # unix seconds
+    trace_context: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def binding_key(self) -> str:
+        return f"{self.contract}@{self.contract_version.split('.', 1)[0]}"
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A failed attempt as reported to the coordinator."""
+
+    type: str
+    message: str
+    retryable: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    cancel_requested: bool
+    lease_lost: bool
+
+
+@dataclass(frozen=True)
+class Registration:
+    poll_wait: float  # seconds
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BindingInfo:
+    contract: str
+    major: int
+    engine: str
+
+
+def _redact_message(message: Message, redactor: Redactor) -> None:
+    """Mask secrets in every string field of ``message``, recursively, in place."""
+    for descriptor, value in message.ListFields():
+        if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            message_type = descriptor.message_type
+            assert message_type is not None
+            if message_type.GetOptions().map_entry:
+                entry_value = message_type.fields_by_name["value"]
+                for key in list(value):
+                    if entry_value.type == FieldDescriptor.TYPE_STRING:
+                        value[key] = redactor.text(value[key])
+                    elif entry_value.type == FieldDescriptor.TYPE_MESSAGE:
+                        _redact_message(value[key], redactor)
+            elif descriptor.is_repeated:
+                for item in value:
+                    _redact_message(item, redactor)
+            else:
+                _redact_message(value, redactor)
+        elif descriptor.type == FieldDescriptor.TYPE_STRING:
+            clean = redactor.json_text if descriptor.name.endswith("_json") else redactor.text
+            if descriptor.is_repeated:
+                value[:] = [clean(v) for v in value]
+            else:
+                setattr(message, descriptor.name, clean(value))
+
+
+class RedactingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Masks every known secret value in each request before it leaves the process."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        if self._redactor and isinstance(request, Message):
+            clean = type(request)()
+            clean.CopyFrom(request)
+            _redact_message(clean, self._redactor)
+            request = clean
+        return await continuation(client_call_details, request)
+
+
+def _remote_error(exc: grpc.RpcError, what: str) -> RemoteError:
+    code = exc.code() if hasattr(exc, "code") else None
+    detail = (exc.details() if hasattr(exc, "details") else "") or str(code)
+    kinds: dict[Any, type[RemoteError]] = {
+        grpc.StatusCode.UNAVAILABLE: UnreachableError,
+        grpc.StatusCode.DEADLINE_EXCEEDED: UnreachableError,
+        grpc.StatusCode.CANCELLED: UnreachableError,
+        grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+        grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+        grpc.StatusCode.NOT_FOUND: NotFoundError,
+        grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+        grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    }
+    kind = kinds.get(code, RemoteError)
+    return kind(message=f"{what}: {detail}")
+
+
+def _ms(seconds: float | None) -> int:
+    return round(seconds * 1000) if seconds else 0
+
+
+def _seconds(ms: int) -> float | None:
+    return ms / 1000 if ms else None
+
+
+def retry_to_pb(policy: RetryPolicy) -> common_pb2.RetryPolicy:
+    return common_pb2.RetryPolicy(
+        max_attempts=policy.max_attempts or 0,
+        initial_backoff_ms=_ms(policy.initial_backoff),
+        backoff_coefficient=policy.backoff_coefficient or 0.0,
+        max_backoff_ms=_ms(policy.max_backoff),
+        non_retryable=list(policy.non_retryable),
+    )
+
+
+def timeouts_to_pb(timeouts: Timeouts) -> common_pb2.Timeouts:
+    return common_pb2.Timeouts(
+        schedule_to_start_ms=_ms(timeouts.schedule_to_start),
+        start_to_close_ms=_ms(timeouts.start_to_close),
+        heartbeat_ms=_ms(timeouts.heartbeat),
+    )
+
+
+def _task_from_pb(task: agent_pb.Task) -> AgentTask:
+    return AgentTask(
+        task_id=task.task_id,
+        attempt_id=task.attempt_id,
+        attempt=task.attempt,
+        run_id=task.run_id,
+        step_id=task.step_id,
+        workflow=task.workflow,
+        contract=task.contract,
+        contract_version=task.contract_version,
+        input_json=task.input_json,
+        idempotency_key=task.idempotency_key,
+        timeouts=Timeouts(
+            schedule_to_start=_seconds(task.timeouts.schedule_to_start_ms),
+            start_to_close=_seconds(task.timeouts.start_to_close_ms),
+            heartbeat=_seconds(task.timeouts.heartbeat_ms),
+        ),
+        deadline=_seconds(task.deadline_unix_ms),
+        trace_context=dict(task.trace_context),
+    )
+
+
+def _contract_from_pb(contract: coordinator_pb.Contract) -> Contract:
+    return Contract(
+        name=contract.name,
+        version=contract.version,
+        input_schema=json.loads(contract.input_schema_json or "{}"),
+        output_schema=json.loads(contract.output_schema_json or "{}"),
+        description=contract.description,
+        idempotent=contract.idempotent,
+        visibility=contract.visibility or "public",
+        sensitive=tuple(contract.sensitive),
+    )
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class GatewayClient:
+    """Calls the coordinator on behalf of one agent. ``token`` is read on every call, so a
+    rotated token (config reload) is used at once."""
+
+    def __init__(
+        self,
+        address: str,
+        token: Callable[[], str],
+        redactor: Redactor,
+        *,
+        extra_interceptors: Iterable[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        self._token = token
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            interceptors=[
+                RedactingClientInterceptor(redactor),
+                TraceContextClientInterceptor(),
+                *extra_interceptors,
+            ],
+            options=[
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                # Reconnect quickly after a coordinator restart.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+            ],
+        )
+        self._agent = agent_grpc.AgentGatewayServiceStub(self._channel)
+        self._coordinator = coordinator_grpc.CoordinatorServiceStub(self._channel)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self._token()}"),)
+
+    async def _call(self, method: Any, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
+        try:
+            return await method(request, timeout=seconds, metadata=self._metadata())
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, what) from None
+
+    async def register(
+        self,
+        *,
+        agent_id: str,
+        bindings: Iterable[BindingInfo],
+        concurrency: int,
+        team_retry: RetryPolicy,
+        team_timeouts: Timeouts,
+    ) -> Registration:
+        request = agent_pb.RegisterAgentRequest(
+            agent_id=agent_id,
+            bindings=[
+                agent_pb.Binding(contract=b.contract, major=b.major, engine=b.engine) for b in bindings
+            ],
+            concurrency=concurrency,
+            team_retry=retry_to_pb(team_retry),
+            team_timeouts=timeouts_to_pb(team_timeouts),
+            hostname=socket.gethostname(),
+            agent_version=AGENT_VERSION,
+            request_id=new_request_id(),
+        )
+        answer = await self._call(self._agent.RegisterAgent, request, "RegisterAgent")
+        return Registration(poll_wait=(answer.poll_wait_ms or 0) / 1000, warnings=tuple(answer.warnings))
+
+    async def poll(self, *, agent_id: str, wait: float, contracts: Iterable[str]) -> AgentTask | None:
+        request = agent_pb.PollTaskRequest(agent_id=agent_id, wait_ms=_ms(wait), contracts=list(contracts))
+        answer = await self._call(self._agent.PollTask, request, "PollTask", seconds=wait + CALL_TIMEOUT)
+        return _task_from_pb(answer.task) if answer.HasField("task") else None
+
+    async def heartbeat(
+        self, *, agent_id: str, attempt_id: str, details: Mapping[str, Any]
+    ) -> HeartbeatAnswer:
+        request = agent_pb.HeartbeatRequest(
+            agent_id=agent_id, attempt_id=attempt_id, details_json=json.dumps(details, default=str)
+        )
+        answer = await self._call(self._agent.Heartbeat, request, "Heartbeat")
+        return HeartbeatAnswer(cancel_requested=answer.cancel_requested, lease_lost=answer.lease_lost)
+
+    async def complete(
+        self, *, agent_id: str, attempt_id: str, output_json: str, request_id: str, details: Mapping[str, Any]
+    ) -> bool:
+        request = agent_pb.CompleteTaskRequest(
+            agent_id=agent_id,
+            attempt_id=attempt_id,
+            output_json=output_json,
+            request_id=request_id,
+            details_json=json.dumps(details, default=str) if details else "",
+        )
+        answer = await self._call(self._agent.CompleteTask, request, "CompleteTask")
+        return bool(answer.accepted)
+
+    async def fail(self, *, agent_id: str, attempt_id: str, failure: TaskFailure, request_id: str) -> bool:
+        request = agent_pb.FailTaskRequest(
+            agent_id=agent_id,
+            attempt_id=attempt_id,
+            error=common_pb2.TaskError(
+                type=failure.type,
+                message=failure.message,
+                retryable=failure.retryable,
+                details_json=json.dumps(dict(failure.details), default=str) if failure.details else "",
+            ),
+            request_id=request_id,
+        )
+        answer = await self._call(self._agent.FailTask, request, "FailTask")
+        return bool(answer.accepted)
+
+    async def release(self, *, agent_id: str, attempt_id: str, reason: str, request_id: str) -> bool:
+        request = agent_pb.ReleaseTaskRequest(
+            agent_id=agent_id, attempt_id=attempt_id, reason=reason, request_id=request_id
+        )
+        answer = await self._call(self._agent.ReleaseTask, request, "ReleaseTask")
+        return bool(answer.accepted)
+
+    async def get_contract(self, ref: str) -> Contract:
+        """One contract version (``team/name@1.2.0``); the team token may read its own."""
+        answer = await self._call(
+            self._coordinator.GetContract, coordinator_pb.GetContractRequest(ref=ref), f"GetContract {ref}"
+        )
+        return _contract_from_pb(answer.contract)
+
+    async def close(self) -> None:
+        await self._channel.close()

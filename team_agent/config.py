@@ -1,0 +1,376 @@
+"""The agent config file: parsed, checked and resolved in one pass.
+
+Every problem is collected (file, line, field, what to do) and raised together as
+``FileProblemsError`` before anything starts. ``${secret:NAME}`` references are resolved here,
+anywhere in the file except the ``secrets:`` section itself, through the configured provider; the
+resolved values are kept in ``AgentConfig.secret_values`` for the Redactor and nowhere else.
+
+Loading also builds one engine adapter per binding, because an adapter's constructor is what
+checks its ``with:`` mapping; the caller owns (and closes) the adapters it gets back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts._yaml import Document, escape, parse_document
+from contracts.errors import FileProblemsError, Problem
+from contracts.model import RetryPolicy, Timeouts
+from team_agent._durations import parse_duration
+from team_agent.engines.base import EngineAdapter, EngineConfigError, load_engine
+from team_agent.secrets import SECRET_REFERENCE, SecretProvider, SecretsConfigError, load_provider
+
+DEFAULT_COORDINATOR = "127.0.0.1:7440"
+DEFAULT_CONCURRENCY = 4
+
+_TOP_LEVEL = {
+    "team",
+    "coordinator",
+    "token",
+    "concurrency",
+    "secrets",
+    "retry",
+    "timeout",
+    "timeouts",
+    "implements",
+}
+_NAME = r"[a-z0-9][a-z0-9_-]*"
+_BINDING_KEY = re.compile(rf"^({_NAME})/({_NAME})@(\d+)$")
+_TEAM = re.compile(rf"^{_NAME}$")
+_ADDRESS = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class BindingConfig:
+    """One contract major this agent serves, and the engine that does the work."""
+
+    contract: str  # "team/name"
+    major: int
+    engine: str
+    options: Mapping[str, Any]  # the ``with:`` mapping, secrets resolved
+    line: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.contract}@{self.major}"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A checked agent config. Built once per load, passed down explicitly."""
+
+    source: str  # file path, for messages
+    team: str
+    coordinator: str
+    token: str
+    concurrency: int
+    secrets_provider: str
+    retry: RetryPolicy
+    timeouts: Timeouts
+    bindings: Mapping[str, BindingConfig]  # by key "team/name@MAJOR"
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)
+    digest: str = ""  # sha256 of the file's bytes: what the reload watcher compares
+
+
+@dataclass
+class LoadedConfig:
+    config: AgentConfig
+    adapters: dict[str, EngineAdapter]  # by binding key
+
+
+class _Collector:
+    def __init__(self, source: str, document: Document) -> None:
+        self.source = source
+        self.document = document
+        self.problems: list[Problem] = []
+
+    def line(self, path: tuple[str | int, ...]) -> int | None:
+        return self.document.line_of("".join(f"/{escape(str(p))}" for p in path))
+
+    def add(self, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(
+            Problem(
+                file=self.source,
+                message=message,
+                line=self.line(path),
+                field=".".join(str(p) for p in path),
+            )
+        )
+
+
+def _resolve_secrets(
+    value: Any,
+    path: tuple[str | int, ...],
+    provider: SecretProvider,
+    found: set[str],
+    problems: _Collector,
+    provider_name: str,
+) -> Any:
+    if isinstance(value, str):
+        if "${secret:" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            secret = provider.get(name)
+            if secret is None:
+                problems.add(
+                    path,
+                    f"secret {name!r} not found by the {provider_name!r} secrets provider "
+                    "(set it there, or fix the name)",
+                )
+                return ""
+            found.add(secret)
+            return secret
+
+        if "${secret:" in SECRET_REFERENCE.sub("", value):
+            problems.add(path, "malformed secret reference: write ${secret:NAME}")
+        return SECRET_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: _resolve_secrets(v, (*path, str(k)), provider, found, problems, provider_name)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _resolve_secrets(v, (*path, i), provider, found, problems, provider_name)
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
+    if raw is None:
+        return RetryPolicy()
+    if not isinstance(raw, dict):
+        problems.add(("retry",), "must be a mapping such as {max_attempts: 5, initial_backoff: 1s}")
+        return RetryPolicy()
+    known = {"max_attempts", "initial_backoff", "backoff_coefficient", "max_backoff", "non_retryable"}
+    for key in sorted(set(raw) - known):
+        problems.add(("retry", key), f"unknown field (expected one of: {', '.join(sorted(known))})")
+    max_attempts = raw.get("max_attempts")
+    if max_attempts is not None and (
+        not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+    ):
+        problems.add(("retry", "max_attempts"), "must be an integer >= 1")
+        max_attempts = None
+    durations: dict[str, float | None] = {}
+    for key in ("initial_backoff", "max_backoff"):
+        if raw.get(key) is None:
+            durations[key] = None
+            continue
+        durations[key] = parse_duration(raw[key])
+        if durations[key] is None:
+            problems.add(("retry", key), "must be a duration such as 500ms, 1s, 2m")
+    coefficient = raw.get("backoff_coefficient")
+    if coefficient is not None and (
+        not isinstance(coefficient, int | float) or isinstance(coefficient, bool) or coefficient < 1
+    ):
+        problems.add(("retry", "backoff_coefficient"), "must be a number >= 1")
+        coefficient = None
+    non_retryable = raw.get("non_retryable", [])
+    if not isinstance(non_retryable, list) or not all(isinstance(x, str) for x in non_retryable):
+        problems.add(("retry", "non_retryable"), "must be a list of error type names")
+        non_retryable = []
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        initial_backoff=durations["initial_backoff"],
+        backoff_coefficient=float(coefficient) if coefficient is not None else None,
+        max_backoff=durations["max_backoff"],
+        non_retryable=tuple(non_retryable),
+    )
+
+
+def _timeouts(data: Mapping[str, Any], problems: _Collector) -> Timeouts:
+    values: dict[str, float | None] = {"schedule_to_start": None, "start_to_close": None, "heartbeat": None}
+    if data.get("timeout") is not None:
+        values["start_to_close"] = parse_duration(data["timeout"])
+        if values["start_to_close"] is None:
+            problems.add(("timeout",), "must be a duration such as 30s, 2m (start to close)")
+    raw = data.get("timeouts")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            problems.add(("timeouts",), "must be a mapping of schedule_to_start, start_to_close, heartbeat")
+        else:
+            for key in sorted(set(raw) - set(values)):
+                problems.add(("timeouts", key), f"unknown field (expected one of: {', '.join(values)})")
+            for key in values:
+                if raw.get(key) is None:
+                    continue
+                seconds = parse_duration(raw[key])
+                if seconds is None:
+                    problems.add(("timeouts", key), "must be a duration such as 30s, 2m")
+                elif key == "start_to_close" and data.get("timeout") is not None:
+                    problems.add(("timeouts", key), "set either timeout or timeouts.start_to_close, not both")
+                else:
+                    values[key] = seconds
+    return Timeouts(**values)
+
+
+def _build_adapter(
+    key: str, engine: str, options: Mapping[str, Any], problems: _Collector
+) -> EngineAdapter | None:
+    base = ("implements", key)
+    try:
+        cls = load_engine(engine)
+    except EngineConfigError as exc:
+        for _, message in exc.problems:
+            problems.add((*base, "engine"), message)
+        return None
+    try:
+        return cls(options)  # type: ignore[call-arg]
+    except EngineConfigError as exc:
+        for name, message in exc.problems:
+            sub: tuple[str | int, ...] = tuple(int(p) if p.isdigit() else p for p in name.split(".") if p)
+            problems.add((*base, "with", *sub), message)
+    except Exception as exc:
+        problems.add((*base, "with"), f"engine {engine!r} rejected its configuration: {exc}")
+    return None
+
+
+def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, BindingConfig]:
+    bindings: dict[str, BindingConfig] = {}
+    if raw is None:
+        problems.add(("implements",), "missing: list the contracts this agent implements")
+        return bindings
+    if not isinstance(raw, dict) or not raw:
+        problems.add(("implements",), "must map contract majors (team/name@1) to {engine, with}")
+        return bindings
+    for key, spec in raw.items():
+        path: tuple[str | int, ...] = ("implements", str(key))
+        match = _BINDING_KEY.match(str(key))
+        if not match:
+            problems.add(
+                path, f"{key!r} is not a contract major: write team/name@MAJOR, e.g. {team}/charge@1"
+            )
+            continue
+        if team and match.group(1) != team:
+            problems.add(path, f"an agent of team {team!r} can only implement {team}/... contracts")
+        if not isinstance(spec, dict):
+            problems.add(path, "must be a mapping with engine and with")
+            continue
+        for extra in sorted(set(spec) - {"engine", "with"}):
+            problems.add((*path, extra), "unknown field (expected engine, with)")
+        engine = spec.get("engine")
+        if not isinstance(engine, str) or not engine:
+            problems.add((*path, "engine"), "missing: name the engine adapter (shell, python, http, ...)")
+            continue
+        options = spec.get("with") or {}
+        if not isinstance(options, dict):
+            problems.add((*path, "with"), "must be a mapping of the engine's options")
+            continue
+        bindings[str(key)] = BindingConfig(
+            contract=f"{match.group(1)}/{match.group(2)}",
+            major=int(match.group(3)),
+            engine=engine,
+            options=options,
+            line=problems.line(path),
+        )
+    return bindings
+
+
+def parse_config(
+    text: str, source: str, *, environ: Mapping[str, str] | None = None, build_adapters: bool = True
+) -> LoadedConfig:
+    """Check and resolve an agent config held in ``text``; raise FileProblemsError listing every
+    problem. With ``build_adapters``, also build (and so check) each binding's engine adapter."""
+    environ = os.environ if environ is None else environ
+    document = parse_document(text, source)
+    if document.problems:
+        raise FileProblemsError(document.problems)
+    problems = _Collector(source, document)
+    data = document.data
+    if not isinstance(data, dict):
+        raise FileProblemsError(
+            [Problem(source, "must be a YAML mapping (team, coordinator, implements...)")]
+        )
+
+    for key in sorted(set(data) - _TOP_LEVEL, key=str):
+        problems.add((str(key),), f"unknown field (expected one of: {', '.join(sorted(_TOP_LEVEL))})")
+
+    # Secrets first: every other field may refer to them.
+    secrets_raw = data.get("secrets") or {"provider": "env"}
+    provider: SecretProvider | None = None
+    provider_name = "env"
+    if not isinstance(secrets_raw, dict):
+        problems.add(("secrets",), "must be a mapping such as {provider: env}")
+    else:
+        provider_name = str(secrets_raw.get("provider", "env"))
+        if any(isinstance(v, str) and "${secret:" in v for v in secrets_raw.values()):
+            problems.add(("secrets",), "the secrets section cannot itself use ${secret:...}")
+        else:
+            options = {k: v for k, v in secrets_raw.items() if k != "provider"}
+            try:
+                provider = load_provider(provider_name, options)
+            except SecretsConfigError as exc:
+                for name, message in exc.problems:
+                    problems.add(tuple(name.split(".")), message)
+    found: set[str] = set()
+    if provider is not None:
+        data = {
+            k: (v if k == "secrets" else _resolve_secrets(v, (k,), provider, found, problems, provider_name))
+            for k, v in data.items()
+        }
+
+    team = data.get("team")
+    if not isinstance(team, str) or not _TEAM.match(team):
+        problems.add(("team",), "missing or invalid: the team this agent works for (lowercase name)")
+        team = ""
+    coordinator = data.get("coordinator", environ.get("ACCORD_COORDINATOR", DEFAULT_COORDINATOR))
+    if not isinstance(coordinator, str) or not _ADDRESS.match(coordinator):
+        problems.add(("coordinator",), "must be host:port, e.g. 127.0.0.1:7440")
+        coordinator = DEFAULT_COORDINATOR
+    token = data.get("token", environ.get("ACCORD_TOKEN"))
+    if (not isinstance(token, str) or not token) and not any(p.field == "token" for p in problems.problems):
+        problems.add(("token",), 'missing: the team token, e.g. token: "${secret:ACCORD_TOKEN}"')
+    if not isinstance(token, str):
+        token = ""
+    concurrency = data.get("concurrency", DEFAULT_CONCURRENCY)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 1024:
+        problems.add(("concurrency",), "must be an integer between 1 and 1024")
+        concurrency = DEFAULT_CONCURRENCY
+    retry = _retry_policy(data.get("retry"), problems)
+    timeouts = _timeouts(data, problems)
+    bindings = _check_bindings(data.get("implements"), team, problems)
+
+    config = AgentConfig(
+        source=source,
+        team=team,
+        coordinator=coordinator,
+        token=token,
+        concurrency=concurrency,
+        secrets_provider=provider_name,
+        retry=retry,
+        timeouts=timeouts,
+        bindings=bindings,
+        secret_values=frozenset(found),
+        digest=hashlib.sha256(text.encode()).hexdigest(),
+    )
+    adapters: dict[str, EngineAdapter] = {}
+    if build_adapters:
+        for key, binding in bindings.items():
+            prefix = f"implements.{key}"
+            if any(p.field == prefix or p.field.startswith(prefix + ".") for p in problems.problems):
+                continue
+            adapter = _build_adapter(key, binding.engine, binding.options, problems)
+            if adapter is not None:
+                adapters[key] = adapter
+    if problems.problems:
+        raise FileProblemsError(sorted(problems.problems, key=lambda p: (p.line or 0, p.field)))
+    return LoadedConfig(config, adapters)
+
+
+def load_config(path: str | Path, **kwargs: Any) -> LoadedConfig:
+    """Read and check the agent config at ``path`` (see ``parse_config``)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileProblemsError([Problem(source, f"cannot read the agent config: {exc.strerror}")]) from None
+    return parse_config(text, source, **kwargs)

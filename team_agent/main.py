@@ -1,0 +1,103 @@
+"""The agent process's entry point: build every object once, run, shut down.
+
+Only this module configures process-wide things (logging, the OTel SDK, signal handlers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from team_agent.agent import Agent, AgentOptions
+from team_agent.client import GatewayClient
+from team_agent.config import LoadedConfig, load_config
+from team_agent.logs import configure_logging
+from team_agent.redact import Redactor
+from team_agent.tracing import build_tracer_provider
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    config_path: Path
+    log_level: str = "info"
+    log_format: str = "text"
+    state_dir: Path | None = None
+    agent_id: str | None = None
+    grace: float = 30.0
+    reload_interval: float = 1.0
+    export_traces: bool = True
+
+
+def default_state_dir(team: str) -> Path:
+    home = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".accord")
+    return home / f"agent-{team}"
+
+
+def default_agent_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def start(options: StartOptions) -> None:
+    """Check the config (raises FileProblemsError listing every problem), then run until
+    SIGTERM/SIGINT."""
+    loaded = load_config(options.config_path)
+    redactor = Redactor(loaded.config.secret_values)
+    configure_logging(options.log_level, options.log_format, redactor)
+    provider = build_tracer_provider(
+        team=loaded.config.team,
+        coordinator=loaded.config.coordinator,
+        token=loaded.config.token,
+        redactor=redactor,
+        export=options.export_traces,
+    )
+    # Adapters a team ships may create their own child spans through the global API.
+    trace.set_tracer_provider(provider)
+    try:
+        asyncio.run(_serve(loaded, options, redactor, provider))
+    finally:
+        provider.shutdown()
+
+
+async def _serve(
+    loaded: LoadedConfig, options: StartOptions, redactor: Redactor, provider: TracerProvider
+) -> None:
+    config = loaded.config
+    agent_options = AgentOptions(
+        agent_id=options.agent_id or default_agent_id(),
+        state_dir=options.state_dir or default_state_dir(config.team),
+        grace=options.grace,
+        reload_interval=options.reload_interval,
+    )
+    agent: Agent | None = None
+    client = GatewayClient(
+        config.coordinator, lambda: agent.config.token if agent else config.token, redactor
+    )
+    agent = Agent(
+        loaded,
+        config_path=options.config_path,
+        options=agent_options,
+        client=client,
+        tracer=provider.get_tracer("team_agent"),
+        redactor=redactor,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await agent.run(stop)
+    finally:
+        await client.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.to_thread(provider.force_flush, 3000), 5)

@@ -1,0 +1,112 @@
+"""Keep secret values inside the agent.
+
+One ``Redactor`` knows every secret value the agent resolved. It is applied at every edge where
+text leaves the process: the gateway client (``team_agent.client``), the log handlers (a
+``logging.Filter``) and the span exporter (``team_agent.tracing``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+
+def _encodings(value: str) -> set[str]:
+    """The forms a value commonly takes once embedded in text: as is, JSON-escaped (with and
+    without ASCII escaping), Python-repr-escaped, URL-encoded."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
+    return {f for f in forms if f}
+
+
+class Redactor:
+    """Replaces every known secret value (in its common encodings) with ``***``.
+
+    Values are only ever added: after a config reload the old values may still sit in the
+    output of a task that started before it.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._forms: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        forms = set(self._forms)
+        for secret in secrets:
+            if secret:
+                forms |= _encodings(secret)
+        # Longest first, so a secret containing another one is masked whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._forms)
+
+    def text(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A JSON-like value with every string (keys too) redacted."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+    def json(self, value: Any) -> str:
+        """Serialise ``value`` as JSON with secrets masked: per value first (keeps the JSON
+        valid), then over the whole text (catches a secret split across values)."""
+        return self.text(json.dumps(self.value(value), separators=(",", ":"), default=str))
+
+    def json_text(self, text: str) -> str:
+        """Redact text that should be JSON; re-serialise it when it parses."""
+        if not self._forms or not text:
+            return text
+        try:
+            return self.json(json.loads(text))
+        except ValueError:
+            return self.text(text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's message, arguments, exception text and extra string fields.
+    Attach it to handlers (not loggers), so records from every logger pass through it."""
+
+    _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = self._redactor
+        if not redactor:
+            return True
+        record.msg = redactor.text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redactor.text(record.exc_text)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redactor.text(record.stack_info)
+        for key, value in list(record.__dict__.items()):
+            if key not in self._STANDARD and isinstance(value, str | dict | list):
+                record.__dict__[key] = redactor.value(value)
+        return True

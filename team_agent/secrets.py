@@ -1,0 +1,117 @@
+"""Secret providers: where ``${secret:NAME}`` references in an agent config are resolved.
+
+Providers are found through the entry-point group ``accord.secrets`` (the name is the config's
+``secrets.provider``), so a team can plug in its own vault client. Resolved values stay inside
+the agent: every one of them is handed to the ``Redactor`` before anything is sent or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from contracts.errors import AccordError
+
+ENTRY_POINT_GROUP = "accord.secrets"
+
+# ``${secret:NAME}``; NAME is what the provider looks up (an env var, a file name...).
+SECRET_REFERENCE = re.compile(r"\$\{secret:([A-Za-z0-9_.\-/]+)\}")
+
+
+class SecretsConfigError(AccordError):
+    """The ``secrets:`` section is wrong; ``problems`` are (field, message) pairs."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in problems))
+
+
+@runtime_checkable
+class SecretProvider(Protocol):
+    """Built with the ``secrets:`` mapping (minus ``provider``); raise SecretsConfigError."""
+
+    def get(self, name: str) -> str | None:
+        """The secret's value, or None when it does not exist."""
+        ...
+
+
+class EnvSecrets:
+    """Secrets from environment variables (optionally under a ``prefix``)."""
+
+    def __init__(self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+        unknown = sorted(set(options) - {"prefix"})
+        if unknown:
+            raise SecretsConfigError([(f"secrets.{k}", "unknown option for provider env") for k in unknown])
+        prefix = options.get("prefix", "")
+        if not isinstance(prefix, str):
+            raise SecretsConfigError([("secrets.prefix", "must be a string")])
+        self._prefix = prefix
+        self._environ = environ if environ is not None else os.environ
+
+    def get(self, name: str) -> str | None:
+        return self._environ.get(self._prefix + name)
+
+
+class FileSecrets:
+    """Secrets from a directory of files, as Kubernetes mounts them: the file name is the
+    secret's name, its content the value (one trailing newline stripped)."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        problems: list[tuple[str, str]] = []
+        unknown = sorted(set(options) - {"path"})
+        problems += [(f"secrets.{k}", "unknown option for provider file") for k in unknown]
+        path = options.get("path")
+        if not isinstance(path, str) or not path:
+            problems.append(("secrets.path", "provider file needs path: the directory holding the secrets"))
+        elif not Path(path).is_dir():
+            problems.append(("secrets.path", f"{path} is not a directory"))
+        if problems:
+            raise SecretsConfigError(problems)
+        self._dir = Path(str(path))
+
+    def get(self, name: str) -> str | None:
+        if "/" in name or name in {".", ".."}:
+            return None
+        try:
+            text = (self._dir / name).read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        if text.endswith("\r\n"):
+            return text[:-2]
+        if text.endswith("\n"):
+            return text[:-1]
+        return text
+
+
+def installed_providers() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_provider(name: str, options: Mapping[str, Any]) -> SecretProvider:
+    """Build the provider registered under ``name``; unknown names list the installed ones."""
+    found = installed_providers()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise SecretsConfigError(
+            [
+                (
+                    "secrets.provider",
+                    f"unknown secrets provider {name!r}: it is misspelled or its package is not "
+                    f"installed (installed providers: {known})",
+                )
+            ]
+        )
+    try:
+        cls = found[name].load()
+    except Exception as exc:
+        raise SecretsConfigError(
+            [("secrets.provider", f"secrets provider {name!r} failed to load: {exc}")]
+        ) from exc
+    provider: SecretProvider = cls(options)
+    return provider

@@ -1,0 +1,158 @@
+"""Tracing for the agent: SDK setup (entry point only), W3C context on gRPC calls, trace ids in
+logs, and an exporter wrapper that masks secrets in everything it exports.
+
+Spans of a task are recorded inside the attempt's trace (``Task.trace_context``):
+``agent.receive`` → ``agent.validate_input`` → ``engine.<name>`` → ``agent.validate_output``.
+They go over OTLP/gRPC to the coordinator, authenticated with the team's token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from team_agent.redact import Redactor
+
+SERVICE_NAME = "accord-agent"
+PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
+    """The OTel context carried by a task (``traceparent``/``tracestate``)."""
+    return PROPAGATOR.extract(carrier=dict(carrier))
+
+
+def inject_context(context: otel_context.Context | None = None) -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of ``context`` (default: the current one)."""
+    carrier: dict[str, str] = {}
+    PROPAGATOR.inject(carrier, context=context)
+    return carrier
+
+
+def _redact_attributes(redactor: Redactor, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (attributes or {}).items():
+        if isinstance(value, str):
+            out[key] = redactor.text(value)
+        elif isinstance(value, list | tuple):
+            out[key] = tuple(redactor.text(v) if isinstance(v, str) else v for v in value)
+        else:
+            out[key] = value
+    return out
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Masks every secret in span names, attributes, events and status before export."""
+
+    def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
+        self._inner = inner
+        self._redactor = redactor
+
+    def _clean(self, span: ReadableSpan) -> ReadableSpan:
+        redactor = self._redactor
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, redactor.text(status.description))
+        return ReadableSpan(
+            name=redactor.text(span.name),
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=_redact_attributes(redactor, span.attributes),
+            events=[
+                Event(redactor.text(e.name), _redact_attributes(redactor, e.attributes), e.timestamp)
+                for e in span.events
+            ],
+            links=span.links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self._redactor:
+            return self._inner.export(spans)
+        return self._inner.export([self._clean(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def build_tracer_provider(
+    *,
+    team: str,
+    coordinator: str,
+    token: str,
+    redactor: Redactor,
+    exporter: SpanExporter | None = None,
+    export: bool = True,
+) -> TracerProvider:
+    """The agent's TracerProvider. Call only from the process's entry point. By default spans
+    go over OTLP/gRPC to the coordinator with the team's token; pass ``exporter`` to replace it,
+    or ``export=False`` to record spans without sending them anywhere."""
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME, "accord.team": team}))
+    if not export:
+        return provider
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(
+            endpoint=coordinator,
+            insecure=True,
+            headers=(("authorization", f"Bearer {token}"),),
+            timeout=5,
+        )
+    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor)))
+    return provider
+
+
+class TraceContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the current span's W3C trace context to every outgoing call's metadata."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        carrier = inject_context()
+        if carrier:
+            metadata = list(client_call_details.metadata or ())
+            metadata.extend(carrier.items())
+            client_call_details = grpc.aio.ClientCallDetails(
+                client_call_details.method,
+                client_call_details.timeout,
+                grpc.aio.Metadata(*metadata),
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+            )
+        return await continuation(client_call_details, request)
+
+
+class TraceIdLogFilter(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` (hex, or "") of the current span to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+            record.span_id = format(span_context.span_id, "016x")
+        else:
+            record.trace_id = ""
+            record.span_id = ""
+        return True
