@@ -45,10 +45,11 @@ _ROOT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _OPEN = "${"
 
 
-def parse_path(text: str, *, wildcard: bool = False) -> tuple[PathPart, ...]:
+def parse_path(text: str, *, wildcard: bool = False, roots: tuple[str, ...] = ROOTS) -> tuple[PathPart, ...]:
     """Parse ``input.items[0].sku`` into ``("input", "items", 0, "sku")``.
 
-    With ``wildcard``, ``[*]`` (any element) is accepted and kept as the string ``"*"``.
+    With ``wildcard``, ``[*]`` (any element) is accepted and kept as the string ``"*"``;
+    ``roots`` lists the names a path may start with.
     """
     stripped = text.strip()
     root = _ROOT_RE.match(stripped)
@@ -66,9 +67,9 @@ def parse_path(text: str, *, wildcard: bool = False) -> tuple[PathPart, ...]:
         name, index, star = segment.groups()
         parts.append(name if name is not None else int(index) if index is not None else star)
         position = segment.end()
-    if parts[0] not in ROOTS:
+    if parts[0] not in roots:
         raise ReferenceError_(
-            f"'${{{text}}}' starts with '{parts[0]}'; a reference starts with one of " + ", ".join(ROOTS)
+            f"'${{{text}}}' starts with '{parts[0]}'; a reference starts with one of " + ", ".join(roots)
         )
     return tuple(parts)
 
