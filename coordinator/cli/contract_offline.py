@@ -1,5 +1,244 @@
-"""Offline contract and workflow commands: lint, diff, check (no coordinator needed)."""
+"""Offline contract and workflow commands: lint, diff, check (no coordinator needed).
+
+Exit codes follow DESIGN.md: 0 ok; 1 the check failed (a breaking change inside one major);
+2 bad input (a file with problems, a workflow that does not type-check).
+"""
 
 from __future__ import annotations
 
-from coordinator.cli._apps import contract_app, workflow_app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from contracts.compat import Finding, check_contract_compat, is_breaking
+from contracts.composition import CompositionResult, ContractCatalog, check_workflow
+from contracts.errors import FileProblemsError, Problem
+from contracts.loader import load_contract, load_contract_dir, load_workflow
+from contracts.model import Contract
+from contracts.versions import parse_version
+from coordinator.cli._apps import contract_app, workflow_app
+from coordinator.cli._output import command, print_json
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
+
+
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {"file": problem.file, "line": problem.line, "field": problem.field, "message": problem.message}
+
+
+def _finding_json(finding: Finding, line: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "pointer": finding.pointer,
+        "message": finding.message,
+        "breaking": finding.breaking,
+    }
+    if line is not None:
+        out["line"] = line
+    return out
+
+
+@contract_app.command("lint")
+@command
+def lint(
+    files: Annotated[
+        list[Path], typer.Argument(help="Contract files (YAML or JSON) to check.", show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Check contract files offline: format, versions, durations, schemas, sensitive paths.
+
+    Prints "ok FILE (team/name@version)" per good file and every problem as FILE:LINE: FIELD: MESSAGE. Exit 0 when all files are good, 2 otherwise.
+    """
+    report: list[dict[str, Any]] = []
+    failed = False
+    for path in files:
+        try:
+            contract = load_contract(path)
+        except FileProblemsError as exc:
+            failed = True
+            report.append(
+                {"file": str(path), "ok": False, "problems": [_problem_json(p) for p in exc.problems]}
+            )
+            if not as_json:
+                for problem in exc.problems:
+                    typer.echo(f"error: {problem}", err=True)
+            continue
+        report.append({"file": str(path), "ok": True, "contract": contract.ref, "problems": []})
+        if not as_json:
+            typer.echo(f"ok {path} ({contract.ref})")
+    if as_json:
+        print_json(report)
+    if failed:
+        raise typer.Exit(2)
+
+
+@contract_app.command("diff")
+@command
+def diff(
+    old: Annotated[Path, typer.Argument(help="The older version's contract file.", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The newer version's contract file.", show_default=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Compare two versions of a contract offline, by the rules registration applies.
+
+    Inside one major version, input may only widen and output may only narrow: each finding is printed with its JSON pointer, and any breaking one makes the exit code 1. A different major may break anything (exit 0, with a note). Files with problems exit 2.
+    """
+    old_contract, new_contract = _load_pair(old, new)
+    findings = check_contract_compat(
+        old_contract.input_schema,
+        old_contract.output_schema,
+        new_contract.input_schema,
+        new_contract.output_schema,
+    )
+    same_major = old_contract.major == new_contract.major
+    breaking = same_major and is_breaking(findings)
+    notes: list[str] = []
+    if not same_major:
+        notes.append(
+            f"{new_contract.ref} is a different major version than {old_contract.ref}: breaking changes are "
+            "allowed across majors (both majors live side by side)"
+        )
+    elif parse_version(new_contract.version) <= parse_version(old_contract.version):
+        notes.append(f"{new_contract.version} is not newer than {old_contract.version}")
+    if as_json:
+        print_json(
+            {
+                "old": old_contract.ref,
+                "new": new_contract.ref,
+                "same_major": same_major,
+                "breaking": breaking,
+                "findings": [_finding_json(f) for f in findings],
+                "notes": notes,
+            }
+        )
+    else:
+        for note in notes:
+            typer.echo(f"note: {note}")
+        for finding in findings:
+            kind = ("BREAKING" if same_major else "change") if finding.breaking else "note"
+            typer.echo(f"{kind} {finding.pointer or '/'}: {finding.message}")
+        if breaking:
+            typer.echo(
+                f"{new_contract.ref} breaks {old_contract.ref}; publish it as "
+                f"{new_contract.major + 1}.0.0 or keep the old behaviour",
+                err=True,
+            )
+        elif same_major:
+            typer.echo(f"ok {new_contract.ref} is compatible with {old_contract.ref}")
+    if breaking:
+        raise typer.Exit(1)
+
+
+def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
+    problems: list[Problem] = []
+    loaded: list[Contract] = []
+    for path in (old, new):
+        try:
+            loaded.append(load_contract(path))
+        except FileProblemsError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FileProblemsError(problems)
+    old_contract, new_contract = loaded
+    if old_contract.name != new_contract.name:
+        raise FileProblemsError(
+            [
+                Problem(
+                    str(new),
+                    f"compares {new_contract.name} with {old_contract.name} from {old}; diff compares two "
+                    "versions of the same contract",
+                    None,
+                    "contract",
+                )
+            ]
+        )
+    return old_contract, new_contract
+
+
+def _registrable(contracts: list[Contract]) -> tuple[list[Contract], list[str]]:
+    """Keep what a registry would accept: a version that breaks its predecessor in the same
+    major is left out (with a warning), just as ``accord contract register`` would refuse it."""
+    kept: list[Contract] = []
+    warnings: list[str] = []
+    latest: dict[tuple[str, int], Contract] = {}
+    for contract in sorted(contracts, key=lambda c: (c.name, parse_version(c.version))):
+        previous = latest.get((contract.name, contract.major))
+        if previous is not None:
+            findings = check_contract_compat(
+                previous.input_schema, previous.output_schema, contract.input_schema, contract.output_schema
+            )
+            if is_breaking(findings):
+                warnings.append(
+                    f"ignoring {contract.source_name}: {contract.ref} breaks {previous.ref} inside major "
+                    f"{contract.major}, so a registry would refuse it"
+                )
+                continue
+        latest[(contract.name, contract.major)] = contract
+        kept.append(contract)
+    return kept, warnings
+
+
+def _check_json(path: Path, result: CompositionResult, warnings: list[str]) -> dict[str, Any]:
+    return {
+        "file": str(path),
+        "workflow": result.workflow.name,
+        "ok": result.ok,
+        "findings": [_finding_json(f, result.line_of(f)) for f in result.findings],
+        "order": result.order,
+        "pinned": {step: contract.ref for step, contract in result.pinned.items()},
+        "reads": [
+            {
+                "step": read.step,
+                "target": read.target,
+                "from_step": read.from_step,
+                "contract": read.contract,
+                "version": read.version,
+                "major": read.major,
+                "field": read.field,
+            }
+            for read in result.all_reads
+        ],
+        "sensitive_inputs": sorted(result.sensitive_inputs),
+        "warnings": warnings,
+    }
+
+
+@workflow_app.command("check")
+@command
+def check(
+    file: Annotated[Path, typer.Argument(help="The workflow file (YAML or JSON).", show_default=False)],
+    contracts_dir: Annotated[
+        Path,
+        typer.Option(
+            "--contracts",
+            help="Directory of contract files (searched recursively) standing in for the registry.",
+            show_default=False,
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Type-check a workflow offline against the contracts in a directory.
+
+    Every step's range must resolve, every ${...} reference must exist in the schema it reads, and what it reads must fit the callee's input field. A contract version that breaks its predecessor inside one major is ignored, as the registry would refuse it. Exit 0 when the workflow type-checks (notes may be printed), 2 with every problem (file, line, field) when it does not.
+    """
+    contracts, warnings = _registrable(load_contract_dir(contracts_dir))
+    workflow = load_workflow(file)
+    result = check_workflow(workflow, ContractCatalog(contracts))
+    if as_json:
+        print_json(_check_json(file, result, warnings))
+    else:
+        for warning in warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        for finding in result.findings:
+            line = result.line_of(finding)
+            where = f"{file}:{line}" if line is not None else str(file)
+            level = "error" if finding.breaking else "note"
+            typer.echo(f"{level}: {where}: {finding.message}", err=True)
+        if result.ok:
+            pinned = ", ".join(
+                f"{step}={result.pinned[step].ref}" for step in result.order if step in result.pinned
+            )
+            typer.echo(f"ok {file} ({workflow.name}: {pinned})")
+    if not result.ok:
+        raise typer.Exit(2)
