@@ -73,6 +73,8 @@ def _box_identity(span: SpanRecord, by_id: Mapping[str, SpanRecord]) -> tuple[st
         contract = current.attributes.get(attrs.CONTRACT)
         if contract:
             version = current.attributes.get(attrs.CONTRACT_VERSION)
+            if not version and "@" in str(contract):  # agents may write "team/name@1.2.0"
+                contract, _, version = str(contract).partition("@")
             box = {attrs.CONTRACT: contract}
             if version:
                 box[attrs.CONTRACT_VERSION] = version

@@ -1,0 +1,147 @@
+"""The coordinator as an OTLP trace collector: ``TraceService/Export`` on its own gRPC port, so
+agents need no extra infrastructure to ship their spans.
+
+Every span received is stamped with the AUTHENTICATED caller's team (never a resource attribute),
+attached to its run (the ``accord.run_id`` attribute, or the run the coordinator's own spans of
+the same trace belong to), refused when it claims a run the caller's team takes no part in, and
+scrubbed of the run's sensitive values before it reaches the span sink (store + forwarder).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from coordinator.api.auth import Principal, current_principal
+from coordinator.engine.spans import SpanSink
+from coordinator.store.records import RunRecord
+from coordinator.telemetry.otlp import records_from_resource_spans
+from coordinator.telemetry.scrub import Scrubber
+from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
+from coordinator.telemetry.spans import SpanRecord
+
+logger = logging.getLogger(__name__)
+
+ADMIN_TEAM = "admin"  # what spans sent with the admin token are stamped with
+
+
+class ReceiverStore(SensitivityStore, Protocol):
+    async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
+
+
+class _StoreSink:
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def emit(self, records: list[SpanRecord]) -> None:
+        await self._store.insert_spans(records)
+
+
+class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """``opentelemetry.proto.collector.trace.v1.TraceService`` for agents."""
+
+    def __init__(
+        self,
+        store: ReceiverStore,
+        sink: SpanSink,
+        *,
+        principal: Callable[[], Principal] = current_principal,
+        sensitivity: RunSensitivity | None = None,
+        trace_cache_size: int = 4096,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._principal = principal
+        self._sensitivity = sensitivity or RunSensitivity(store)
+        self._run_of_trace: OrderedDict[str, str] = OrderedDict()
+        self._trace_cache_size = trace_cache_size
+
+    async def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        principal = self._principal()
+        team = ADMIN_TEAM if principal.admin else principal.team
+        records, rejected = records_from_resource_spans(request.resource_spans, team=team)
+        problems: list[str] = []
+        if rejected:
+            problems.append(f"{rejected} spans with invalid trace or span ids")
+
+        accepted: list[SpanRecord] = []
+        for trace_id, trace_records in _by_trace(records).items():
+            run = await self._run_for(trace_id, trace_records)
+            if run is not None and not principal.admin and team not in (run.team, *run.involved_teams):
+                rejected += len(trace_records)
+                problems.append(
+                    f"trace {trace_id} belongs to run {run.run_id}, which team {team} takes no part in"
+                )
+                continue
+            scrubber = Scrubber(await self._sensitivity.values(run) if run is not None else ())
+            run_id = run.run_id if run is not None else ""
+            for record in trace_records:
+                clean = scrubber.record(record)
+                if clean.run_id != run_id:
+                    clean = replace(clean, run_id=run_id)
+                accepted.append(clean)
+
+        if accepted:
+            await self._sink.emit(accepted)
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if rejected:
+            logger.warning(
+                "OTLP export from team %s: rejected %d spans: %s", team, rejected, "; ".join(problems)
+            )
+            response.partial_success.rejected_spans = rejected
+            response.partial_success.error_message = "; ".join(problems)
+        return response
+
+    async def _run_for(self, trace_id: str, records: list[SpanRecord]) -> RunRecord | None:
+        """The run a trace belongs to, or None when it is no run's trace."""
+        claimed = next((r.run_id for r in records if r.run_id), "")
+        run_id = claimed or self._run_of_trace.get(trace_id, "")
+        if not run_id:
+            for stored in await self._store.spans_for_trace(trace_id):
+                if stored.run_id and stored.service == "accord-coordinator":
+                    run_id = stored.run_id
+                    break
+        if not run_id:
+            return None
+        run = await self._store.get_run(run_id)
+        if run is None or run.trace_id != trace_id:
+            # A run id that does not name a run of this trace is not believed.
+            return None
+        self._remember(trace_id, run_id)
+        return run
+
+    def _remember(self, trace_id: str, run_id: str) -> None:
+        self._run_of_trace[trace_id] = run_id
+        self._run_of_trace.move_to_end(trace_id)
+        while len(self._run_of_trace) > self._trace_cache_size:
+            self._run_of_trace.popitem(last=False)
+
+
+def _by_trace(records: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
+    groups: dict[str, list[SpanRecord]] = {}
+    for record in records:
+        groups.setdefault(record.trace_id, []).append(record)
+    return groups
+
+
+def add_otlp_receiver(
+    server: grpc.aio.Server,
+    store: ReceiverStore,
+    *,
+    sink: SpanSink | None = None,
+    principal: Callable[[], Principal] = current_principal,
+) -> OtlpTraceReceiver:
+    """Serve OTLP ``TraceService/Export`` on ``server`` (the coordinator's gRPC server, behind its
+    auth interceptor). Received spans go to ``sink`` (pass the engine's composite sink so they are
+    forwarded too); without one, straight into ``store``."""
+    receiver = OtlpTraceReceiver(store, sink if sink is not None else _StoreSink(store), principal=principal)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    return receiver

@@ -1,0 +1,68 @@
+"""The sensitive values of a run, from what the coordinator knows: its steps' payloads under the
+contracts' ``sensitive`` fields, and the workflow inputs that flow into a sensitive field of a
+callee (the composition checker's ``sensitive_inputs``, kept in the workflow's definition)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+from coordinator.store.records import ContractRecord, RunRecord, StepRecord, WorkflowRecord
+from coordinator.telemetry.scrub import sensitive_values
+
+logger = logging.getLogger(__name__)
+
+
+class SensitivityStore(Protocol):
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[Any]]: ...
+    async def contract_versions(self, name: str) -> list[ContractRecord]: ...
+    async def workflow_versions(self, name: str) -> list[WorkflowRecord]: ...
+
+
+class RunSensitivity:
+    """Computes a run's sensitive values. Contract sensitive lists and workflow definitions are
+    immutable per version, so they are cached; payloads are read fresh (a run's steps grow)."""
+
+    def __init__(self, store: SensitivityStore) -> None:
+        self._store = store
+        self._contract_fields: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._workflow_inputs: dict[tuple[str, int], tuple[str, ...]] = {}
+
+    async def _sensitive_fields(self, contract: str, version: str) -> tuple[str, ...]:
+        key = (contract, version)
+        if key not in self._contract_fields:
+            fields: tuple[str, ...] = ()
+            for record in await self._store.contract_versions(contract):
+                if record.contract.version == version:
+                    fields = tuple(record.contract.sensitive)
+            self._contract_fields[key] = fields
+        return self._contract_fields[key]
+
+    async def _sensitive_inputs(self, run: RunRecord) -> tuple[str, ...]:
+        key = (run.workflow, run.workflow_version)
+        if key not in self._workflow_inputs:
+            paths: tuple[str, ...] = ()
+            for record in await self._store.workflow_versions(run.workflow):
+                if record.version == run.workflow_version:
+                    try:
+                        definition = json.loads(record.definition_json or "{}")
+                    except ValueError:
+                        definition = {}
+                    paths = tuple(definition.get("sensitive_inputs") or ())
+            self._workflow_inputs[key] = paths
+        return self._workflow_inputs[key]
+
+    async def values(self, run: RunRecord | str) -> set[str]:
+        """Every sensitive value of ``run`` (a record or a run id; unknown run: none)."""
+        record = await self._store.get_run(run) if isinstance(run, str) else run
+        if record is None:
+            return set()
+        found = sensitive_values(await self._sensitive_inputs(record), input=record.input)
+        steps, _ = await self._store.run_steps(record.run_id)
+        for step in steps:
+            fields = await self._sensitive_fields(step.contract, step.contract_version)
+            if fields:
+                found |= sensitive_values(fields, input=step.input, output=step.output)
+        return found
