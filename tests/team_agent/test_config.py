@@ -1,0 +1,119 @@
+"""The agent config loader: every problem at once, with its line; secrets resolved in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contracts.errors import FileProblemsError
+from team_agent.config import load_config, parse_config
+
+GOOD = """\
+team: payments
+coordinator: 127.0.0.1:7440
+token: "${secret:TOKEN}"
+concurrency: 3
+retry: {max_attempts: 5, initial_backoff: 500ms}
+timeouts: {heartbeat: 10s, start_to_close: 2m}
+implements:
+  payments/refund@1:
+    engine: shell
+    with:
+      command: ["./refund.sh"]
+      env: {API_KEY: "key-${secret:API_KEY}"}
+"""
+
+
+def test_a_good_config_is_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("API_KEY", "k")
+    loaded = parse_config(GOOD, "agent.yaml", environ={}, build_adapters=True)
+    config = loaded.config
+    assert config.team == "payments"
+    assert config.concurrency == 3
+    assert config.retry.max_attempts == 5 and config.retry.initial_backoff == 0.5
+    assert config.timeouts.heartbeat == 10 and config.timeouts.start_to_close == 120
+    binding = config.bindings["payments/refund@1"]
+    assert (binding.contract, binding.major, binding.engine, binding.line) == (
+        "payments/refund",
+        1,
+        "shell",
+        8,
+    )
+    assert list(loaded.adapters) == ["payments/refund@1"]
+
+
+def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN", "tok-123")
+    monkeypatch.setenv("API_KEY", "s3cr3t")
+    config = parse_config(GOOD, "agent.yaml").config
+    assert config.token == "tok-123"
+    assert config.bindings["payments/refund@1"].options["env"]["API_KEY"] == "key-s3cr3t"
+    assert config.secret_values == {"tok-123", "s3cr3t"}
+
+
+def test_secrets_come_from_a_mounted_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "TOKEN").write_text("tok-from-file\n")
+    (tmp_path / "API_KEY").write_text("k\n\n")
+    monkeypatch.delenv("TOKEN", raising=False)
+    text = GOOD.replace("concurrency: 3", f"concurrency: 3\nsecrets: {{provider: file, path: {tmp_path}}}")
+    config = parse_config(text, "agent.yaml").config
+    assert config.token == "tok-from-file"
+    assert config.bindings["payments/refund@1"].options["env"]["API_KEY"] == "key-k\n"
+
+
+def test_every_problem_is_reported_at_once_with_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MISSING_TOKEN", raising=False)
+    text = """\
+team: payments
+token: "${secret:MISSING_TOKEN}"
+concurrency: 0
+retry: {max_attempts: 0}
+colour: blue
+implements:
+  payments/charge@1:
+    engine: shel
+  payments/refund@1:
+    engine: shell
+    with: {command: "./refund.sh"}
+  warehouse/reserve@2:
+    engine: shell
+    with: {command: [x]}
+"""
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(text, "agent.yaml", environ={})
+    found = {(p.line, p.field) for p in caught.value.problems}
+    assert found == {
+        (2, "token"),
+        (3, "concurrency"),
+        (4, "retry.max_attempts"),
+        (5, "colour"),
+        (8, "implements.payments/charge@1.engine"),
+        (11, "implements.payments/refund@1.with.command"),
+        (12, "implements.warehouse/reserve@2"),
+    }
+    messages = "\n".join(str(p) for p in caught.value.problems)
+    assert "MISSING_TOKEN" in messages and "agent.yaml:2: token:" in messages
+    assert "installed engines:" in messages and "shell" in messages
+
+
+def test_an_unknown_secrets_provider_lists_the_installed_ones() -> None:
+    text = GOOD.replace("concurrency: 3", "concurrency: 3\nsecrets: {provider: vault}")
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(text, "agent.yaml", environ={})
+    assert any("installed providers: env, file" in p.message for p in caught.value.problems)
+
+
+def test_not_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("team: payments\nimplements: [\n")
+    with pytest.raises(FileProblemsError) as caught:
+        load_config(path)
+    assert caught.value.problems[0].line is not None
+    assert caught.value.problems[0].file == str(path)
+
+
+def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(FileProblemsError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
