@@ -148,7 +148,9 @@ def to_otlp_span(span: SpanLike) -> OtlpSpan:
         kind=_KIND_TO_OTLP.get(span.kind, OtlpSpan.SPAN_KIND_INTERNAL),
         start_time_unix_nano=max(span.start_ns, 0),
         end_time_unix_nano=max(span.end_ns, 0),
-        attributes=to_key_values(span.attributes),
+        attributes=to_key_values(
+            {**span.attributes, attrs.REDACTED: True} if getattr(span, "redacted", False) else span.attributes
+        ),
         status=Status(
             code=_STATUS_TO_OTLP.get(span.status, Status.STATUS_CODE_UNSET),
             message=span.status_message,
@@ -179,7 +181,7 @@ def to_resource_spans(spans: Iterable[SpanLike]) -> list[ResourceSpans]:
         groups.setdefault((span.service, span.team), []).append(to_otlp_span(span))
     out = []
     for (service, team), otlp_spans in groups.items():
-        resource_attributes: dict[str, Any] = {SERVICE_NAME: service}
+        resource_attributes: dict[str, Any] = {SERVICE_NAME: service} if service else {}
         if team:
             resource_attributes[RESOURCE_TEAM] = team
         out.append(

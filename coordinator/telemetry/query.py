@@ -10,7 +10,6 @@ import json
 from typing import Protocol
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from coordinator.api.auth import Principal
 from coordinator.store.records import RunRecord
 from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
 from coordinator.telemetry.spans import SpanRecord
@@ -20,12 +19,21 @@ _STATUS_TO_PROTO = {"ok": pb.SPAN_STATUS_OK, "error": pb.SPAN_STATUS_ERROR}
 _STATUS_FROM_PROTO = {pb.SPAN_STATUS_OK: "ok", pb.SPAN_STATUS_ERROR: "error"}
 
 
+class Viewer(Protocol):
+    """Who asks (``coordinator.api.auth.Principal``): a team, or the admin."""
+
+    @property
+    def team(self) -> str: ...
+    @property
+    def admin(self) -> bool: ...
+
+
 class TraceStore(SensitivityStore, Protocol):
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
 
 
 async def scoped_run_spans(
-    store: TraceStore, run: RunRecord, viewer: Principal, *, sensitivity: RunSensitivity | None = None
+    store: TraceStore, run: RunRecord, viewer: Viewer, *, sensitivity: RunSensitivity | None = None
 ) -> list[SpanView]:
     """The spans of ``run``'s trace as ``viewer`` may see them (sensitive values scrubbed for
     every viewer)."""
@@ -35,7 +43,7 @@ async def scoped_run_spans(
 
 
 async def get_run_trace(
-    store: TraceStore, run: RunRecord, viewer: Principal, *, sensitivity: RunSensitivity | None = None
+    store: TraceStore, run: RunRecord, viewer: Viewer, *, sensitivity: RunSensitivity | None = None
 ) -> tuple[str, list[pb.Span]]:
     """(trace id, wire spans) for ``GetRunTraceResponse``. The caller has already checked that
     ``viewer`` may see the run at all."""

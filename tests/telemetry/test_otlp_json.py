@@ -118,3 +118,14 @@ def test_spans_with_invalid_ids_are_rejected() -> None:
 
 def test_empty_trace_is_an_empty_document() -> None:
     assert otlp_json([]) == {"resourceSpans": []}
+
+
+def test_boxes_of_another_team_are_marked_redacted_in_json() -> None:
+    from coordinator.telemetry.visibility import scope_spans
+
+    document = otlp_json(scope_spans(_spans(), "shipping"))
+    agent = document["resourceSpans"][1]
+    assert agent["resource"]["attributes"] == [{"key": "accord.team", "value": {"stringValue": "payments"}}]
+    span = agent["scopeSpans"][0]["spans"][0]
+    assert {"key": "accord.redacted", "value": {"boolValue": True}} in span["attributes"]
+    assert "exit code 3" not in json.dumps(document)

@@ -1,0 +1,70 @@
+"""``accord runs trace``: against a real gRPC server answering GetRunTrace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from coordinator.cli import app
+from coordinator.telemetry.query import span_view_to_proto
+from coordinator.telemetry.visibility import scope_spans
+
+from .spans_fixture import TRACE, three_team_trace
+
+
+class TraceOnly(pb_grpc.CoordinatorServiceServicer):
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, str]] = []
+
+    def GetRunTrace(self, request: pb.GetRunTraceRequest, context: Any) -> pb.GetRunTraceResponse:
+        self.metadata.append(dict(context.invocation_metadata()))
+        if request.run_id != "r-1":
+            context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.run_id} not found")
+        spans = [span_view_to_proto(v) for v in scope_spans(three_team_trace(), "payments")]
+        return pb.GetRunTraceResponse(trace_id=TRACE, spans=spans)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TraceOnly]:
+    servicer = TraceOnly()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_CoordinatorServiceServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_server.start()
+    monkeypatch.setenv("ACCORD_COORDINATOR", f"127.0.0.1:{port}")
+    monkeypatch.setenv("ACCORD_TOKEN", "pay-token")
+    yield servicer
+    grpc_server.stop(None)
+
+
+def test_waterfall_in_the_terminal(server: TraceOnly) -> None:
+    result = CliRunner().invoke(app, ["runs", "trace", "r-1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"trace {TRACE} · 7 spans")
+    assert any(line.startswith("      engine.http") and line.endswith("error  HTTP 504") for line in lines)
+    assert any("warehouse/reserve-stock@2.0.1 (other team)" in line for line in lines)
+    assert "engine.shell" not in result.stdout
+    assert server.metadata[0]["authorization"] == "Bearer pay-token"
+
+
+def test_json_is_otlp(server: TraceOnly) -> None:
+    result = CliRunner().invoke(app, ["runs", "trace", "r-1", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    spans = [s for r in document["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]]
+    assert len(spans) == 7 and {s["traceId"] for s in spans} == {TRACE}
+
+
+def test_unknown_run_exits_2_with_the_servers_message(server: TraceOnly) -> None:
+    result = CliRunner().invoke(app, ["runs", "trace", "nope"])
+    assert result.exit_code == 2
+    assert "run nope not found" in result.output
