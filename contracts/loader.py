@@ -135,10 +135,20 @@ def _schema_problems(problems: _Problems, schema_name: str) -> None:
     """Validate the raw document against its file schema; each error becomes a clear problem."""
     data = problems.document.data
     for error in _file_validator(schema_name).iter_errors(data):
-        _report_schema_error(problems, error)
+        _report_schema_error(problems, error, schema_name)
 
 
-def _report_schema_error(problems: _Problems, error: ValidationError) -> None:
+def _deref_file_schema(sub: Any, schema_name: str) -> Any:
+    """Follow a ``#/$defs/...`` reference inside a file schema (for descriptions)."""
+    if isinstance(sub, Mapping) and isinstance(sub.get("$ref"), str):
+        try:
+            return _schemas.resolve_pointer(file_schema(schema_name), sub["$ref"])
+        except _schemas.UnresolvableRef:
+            return sub
+    return sub
+
+
+def _report_schema_error(problems: _Problems, error: ValidationError, schema_name: str) -> None:
     pointer = _pointer(error.absolute_path)
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     expected = schema.get("description")
@@ -157,7 +167,7 @@ def _report_schema_error(problems: _Problems, error: ValidationError) -> None:
         match = re.match(r"^'(.+)' is a required property$", error.message)
         missing = match.group(1) if match else str(error.validator_value)
         what = ""
-        sub = (schema.get("properties") or {}).get(missing)
+        sub = _deref_file_schema((schema.get("properties") or {}).get(missing), schema_name)
         if isinstance(sub, Mapping) and sub.get("description"):
             what = f" ({sub['description']})"
         problems.add(
@@ -166,11 +176,11 @@ def _report_schema_error(problems: _Problems, error: ValidationError) -> None:
             line_pointer=pointer,
         )
         return
-    if validator == "propertyNames":
-        # error.instance is the offending key, error.absolute_path the mapping holding it
+    if validator == "pattern" and "propertyNames" in error.absolute_schema_path:
+        # the instance is the offending key; the path is the mapping holding it
         key = str(instance)
         problems.add(
-            f"{pointer}/{escape(key)}", f"'{key}' is not valid: expected {expected or 'a valid name'}"
+            f"{pointer}/{escape(key)}", f"'{key}' is not valid: expected {expected or error.message}"
         )
         return
     if validator == "type":
