@@ -1,0 +1,378 @@
+"""The UI's real data source: the coordinator's own gRPC API, called with the viewer's token.
+
+This is the edge where ``_pb2`` messages become the JSON-ready dicts the web layer serves; no
+protobuf type goes past this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from contracts._wire.accord.common.v1 import common_pb2
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UnauthenticatedError,
+    UnreachableError,
+)
+from coordinator.web._source import JSONDict, Principal, RunQuery
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How a client presents its token (the coordinator's auth interceptor reads this header).
+TOKEN_METADATA_KEY = "authorization"
+
+RUN_STATUS = {
+    pb.RUN_STATUS_PENDING: "pending",
+    pb.RUN_STATUS_RUNNING: "running",
+    pb.RUN_STATUS_SUCCEEDED: "succeeded",
+    pb.RUN_STATUS_FAILED: "failed",
+    pb.RUN_STATUS_CANCELLED: "cancelled",
+}
+RUN_STATUS_BY_NAME = {name: value for value, name in RUN_STATUS.items()}
+STEP_STATUS = {
+    pb.STEP_STATUS_PENDING: "pending",
+    pb.STEP_STATUS_SCHEDULED: "scheduled",
+    pb.STEP_STATUS_RUNNING: "running",
+    pb.STEP_STATUS_SUCCEEDED: "succeeded",
+    pb.STEP_STATUS_FAILED: "failed",
+    pb.STEP_STATUS_SKIPPED: "skipped",
+    pb.STEP_STATUS_CANCELLED: "cancelled",
+}
+ATTEMPT_STATUS = {
+    pb.ATTEMPT_STATUS_SCHEDULED: "scheduled",
+    pb.ATTEMPT_STATUS_RUNNING: "running",
+    pb.ATTEMPT_STATUS_SUCCEEDED: "succeeded",
+    pb.ATTEMPT_STATUS_FAILED: "failed",
+    pb.ATTEMPT_STATUS_TIMED_OUT: "timed_out",
+    pb.ATTEMPT_STATUS_CANCELLED: "cancelled",
+}
+SPAN_STATUS = {pb.SPAN_STATUS_OK: "ok", pb.SPAN_STATUS_ERROR: "error"}
+
+_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
+    grpc.StatusCode.UNAVAILABLE: UnreachableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: UnreachableError,
+}
+
+_PAGE_MAX = 500
+
+
+def _json(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _error(err: common_pb2.TaskError, present: bool) -> JSONDict | None:
+    if not present:
+        return None
+    return {
+        "type": err.type,
+        "message": err.message,
+        "retryable": err.retryable,
+        "details": _json(err.details_json) or {},
+    }
+
+
+def run_to_dict(run: pb.Run) -> JSONDict:
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "workflow_version": run.workflow_version,
+        "team": run.team,
+        "status": RUN_STATUS.get(run.status, "unknown"),
+        "input": _json(run.input_json),
+        "output": _json(run.output_json),
+        "payload_hidden": run.payload_hidden,
+        "idempotency_key": run.idempotency_key,
+        "error": _error(run.error, run.HasField("error")),
+        "created_ms": run.created_unix_ms,
+        "finished_ms": run.finished_unix_ms,
+        "trace_id": run.trace_id,
+        "pinned_versions": dict(run.pinned_versions),
+        "started_by": run.started_by,
+        "steps": [step_to_dict(s) for s in run.steps],
+    }
+
+
+def step_to_dict(step: pb.Step) -> JSONDict:
+    return {
+        "id": step.id,
+        "contract": step.contract,
+        "contract_version": step.contract_version,
+        "team": step.team,
+        "status": STEP_STATUS.get(step.status, "unknown"),
+        "waiting_reason": step.waiting_reason,
+        "idempotency_key": step.idempotency_key,
+        "input": _json(step.input_json),
+        "output": _json(step.output_json),
+        "payload_hidden": step.payload_hidden,
+        "attempts": [
+            {
+                "attempt_id": a.attempt_id,
+                "number": a.number,
+                "status": ATTEMPT_STATUS.get(a.status, "unknown"),
+                "agent_id": a.agent_id,
+                "scheduled_ms": a.scheduled_unix_ms,
+                "started_ms": a.started_unix_ms,
+                "finished_ms": a.finished_unix_ms,
+                "error": _error(a.error, a.HasField("error")),
+            }
+            for a in step.attempts
+        ],
+        "error": _error(step.error, step.HasField("error")),
+        "started_ms": step.started_unix_ms,
+        "finished_ms": step.finished_unix_ms,
+        "next_attempt_ms": step.next_attempt_unix_ms,
+    }
+
+
+def span_to_dict(span: pb.Span) -> JSONDict:
+    return {
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "name": span.name,
+        "team": span.team,
+        "service": span.service,
+        "kind": span.kind,
+        "start_ns": span.start_unix_nano,
+        "end_ns": span.end_unix_nano,
+        "status": SPAN_STATUS.get(span.status, "unset"),
+        "status_message": span.status_message,
+        "attributes": _json(span.attributes_json) or {},
+        "redacted": span.redacted,
+        "events": _json(span.events_json) or [],
+        "links": _json(span.links_json) or [],
+    }
+
+
+def contract_to_dict(c: pb.Contract) -> JSONDict:
+    retry = c.retry
+    return {
+        "name": c.name,
+        "team": c.team,
+        "version": c.version,
+        "ref": f"{c.name}@{c.version}",
+        "description": c.description,
+        "input_schema": _json(c.input_schema_json) or {},
+        "output_schema": _json(c.output_schema_json) or {},
+        "timeouts": {
+            "schedule_to_start_ms": c.timeouts.schedule_to_start_ms,
+            "start_to_close_ms": c.timeouts.start_to_close_ms,
+            "heartbeat_ms": c.timeouts.heartbeat_ms,
+        },
+        "retry": {
+            "max_attempts": retry.max_attempts,
+            "initial_backoff_ms": retry.initial_backoff_ms,
+            "backoff_coefficient": retry.backoff_coefficient,
+            "max_backoff_ms": retry.max_backoff_ms,
+            "non_retryable": list(retry.non_retryable),
+        },
+        "idempotent": c.idempotent,
+        "visibility": c.visibility,
+        "sensitive": list(c.sensitive),
+        "deprecated": (
+            {"sunset": c.deprecated.sunset, "replacement": c.deprecated.replacement}
+            if c.HasField("deprecated") and (c.deprecated.sunset or c.deprecated.replacement)
+            else None
+        ),
+        "source_text": c.source_text,
+        "registered_ms": c.registered_unix_ms,
+        "registered_by": c.registered_by,
+    }
+
+
+def workflow_to_dict(w: pb.Workflow) -> JSONDict:
+    return {
+        "name": w.name,
+        "team": w.team,
+        "version": w.version,
+        "description": w.description,
+        "source_text": w.source_text,
+        "definition": _json(w.definition_json) or {},
+        "registered_ms": w.registered_unix_ms,
+        "registered_by": w.registered_by,
+    }
+
+
+def consumer_to_dict(c: pb.ConsumerImpact) -> JSONDict:
+    return {
+        "workflow": c.workflow,
+        "workflow_version": c.workflow_version,
+        "team": c.team,
+        "step": c.step,
+        "field": c.field,
+        "message": c.message,
+    }
+
+
+def finding_to_dict(f: pb.Finding) -> JSONDict:
+    return {"pointer": f.pointer, "message": f.message, "breaking": f.breaking}
+
+
+class GrpcSource:
+    """Calls the coordinator at ``target`` ("host:port") over one shared channel."""
+
+    def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.CoordinatorServiceStub | None = None
+
+    def _get_stub(self) -> pb_grpc.CoordinatorServiceStub:
+        # Created lazily so the channel binds to the event loop that serves the UI.
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            )
+            self._stub = pb_grpc.CoordinatorServiceStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub = None
+
+    async def _call(self, token: str, fn: Callable[..., Awaitable[T]], request: Any) -> T:
+        try:
+            return await fn(
+                request,
+                metadata=((TOKEN_METADATA_KEY, f"Bearer {token}"),),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            error_type = _ERRORS.get(exc.code(), RemoteError)
+            message = exc.details() or exc.code().name
+            raise error_type(message=message) from exc
+
+    async def whoami(self, token: str) -> Principal:
+        reply = await self._call(token, self._get_stub().WhoAmI, pb.WhoAmIRequest())
+        return Principal(team=reply.team, admin=reply.admin)
+
+    async def list_runs(self, token: str, query: RunQuery) -> list[JSONDict]:
+        request = pb.ListRunsRequest(
+            page=common_pb2.PageRequest(page_size=query.limit),
+            workflow=query.workflow,
+            status=RUN_STATUS_BY_NAME.get(query.status, pb.RUN_STATUS_UNSPECIFIED),
+            team=query.team,
+            created_after_unix_ms=query.created_after_ms,
+            created_before_unix_ms=query.created_before_ms,
+            query=query.query,
+        )
+        reply = await self._call(token, self._get_stub().ListRuns, request)
+        return [run_to_dict(r) for r in reply.runs]
+
+    async def get_run(self, token: str, run_id: str) -> JSONDict:
+        reply = await self._call(token, self._get_stub().GetRun, pb.GetRunRequest(run_id=run_id))
+        return run_to_dict(reply.run)
+
+    async def get_trace(self, token: str, run_id: str) -> JSONDict:
+        reply = await self._call(token, self._get_stub().GetRunTrace, pb.GetRunTraceRequest(run_id=run_id))
+        return {"trace_id": reply.trace_id, "spans": [span_to_dict(s) for s in reply.spans]}
+
+    async def cancel_run(self, token: str, run_id: str, reason: str, request_id: str) -> JSONDict:
+        request = pb.CancelRunRequest(run_id=run_id, reason=reason, request_id=request_id)
+        reply = await self._call(token, self._get_stub().CancelRun, request)
+        return run_to_dict(reply.run)
+
+    async def start_run(self, token: str, workflow: str, input_json: str, request_id: str) -> JSONDict:
+        request = pb.StartRunRequest(workflow=workflow, input_json=input_json, request_id=request_id)
+        reply = await self._call(token, self._get_stub().StartRun, request)
+        return {"run": run_to_dict(reply.run), "created": reply.created}
+
+    async def list_contracts(
+        self, token: str, team: str = "", name_prefix: str = "", all_versions: bool = True
+    ) -> list[JSONDict]:
+        out: list[JSONDict] = []
+        page_token = ""
+        while True:
+            request = pb.ListContractsRequest(
+                page=common_pb2.PageRequest(page_size=_PAGE_MAX, page_token=page_token),
+                team=team,
+                name_prefix=name_prefix,
+                all_versions=all_versions,
+            )
+            reply = await self._call(token, self._get_stub().ListContracts, request)
+            out.extend(contract_to_dict(c) for c in reply.contracts)
+            page_token = reply.next_page_token
+            if not page_token:
+                return out
+
+    async def get_contract(self, token: str, ref: str) -> JSONDict:
+        reply = await self._call(token, self._get_stub().GetContract, pb.GetContractRequest(ref=ref))
+        return {"contract": contract_to_dict(reply.contract), "versions": list(reply.versions)}
+
+    async def diff_contracts(self, token: str, old_ref: str, new_ref: str) -> JSONDict:
+        request = pb.DiffContractsRequest(old_ref=old_ref, new_ref=new_ref)
+        reply = await self._call(token, self._get_stub().DiffContracts, request)
+        return {
+            "findings": [finding_to_dict(f) for f in reply.findings],
+            "breaking": reply.breaking,
+            "same_major": reply.same_major,
+        }
+
+    async def contract_consumers(self, token: str, ref: str) -> list[JSONDict]:
+        out: list[JSONDict] = []
+        page_token = ""
+        while True:
+            request = pb.ListContractConsumersRequest(
+                ref=ref, page=common_pb2.PageRequest(page_size=_PAGE_MAX, page_token=page_token)
+            )
+            reply = await self._call(token, self._get_stub().ListContractConsumers, request)
+            out.extend(consumer_to_dict(c) for c in reply.consumers)
+            page_token = reply.next_page_token
+            if not page_token:
+                return out
+
+    async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]:
+        out: list[JSONDict] = []
+        page_token = ""
+        while True:
+            request = pb.ListWorkflowsRequest(
+                page=common_pb2.PageRequest(page_size=_PAGE_MAX, page_token=page_token), team=team
+            )
+            reply = await self._call(token, self._get_stub().ListWorkflows, request)
+            out.extend(workflow_to_dict(w) for w in reply.workflows)
+            page_token = reply.next_page_token
+            if not page_token:
+                return out
+
+    async def get_workflow(self, token: str, name: str, version: int = 0) -> JSONDict:
+        request = pb.GetWorkflowRequest(name=name, version=version)
+        reply = await self._call(token, self._get_stub().GetWorkflow, request)
+        return workflow_to_dict(reply.workflow)
+
+    async def list_teams(self, token: str) -> list[str]:
+        out: list[str] = []
+        page_token = ""
+        while True:
+            request = pb.ListTeamsRequest(
+                page=common_pb2.PageRequest(page_size=_PAGE_MAX, page_token=page_token)
+            )
+            reply = await self._call(token, self._get_stub().ListTeams, request)
+            out.extend(t.name for t in reply.teams)
+            page_token = reply.next_page_token
+            if not page_token:
+                return out

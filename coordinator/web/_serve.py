@@ -1,0 +1,89 @@
+"""Serving the UI with uvicorn inside the coordinator process, on its event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.types import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class UiServer:
+    """A running UI server. ``address`` is "host:port" with the port actually bound."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+        except TimeoutError:
+            self.server.force_exit = True
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
+    """Start serving ``app`` on ``host:port`` (port 0 picks a free one) and return once it is
+    accepting connections. Raises ``OSError`` when the address cannot be bound."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(), name=f"accord-ui {host}:{port}")
+    while not server.started:
+        if task.done():
+            # uvicorn logs the bind error and exits instead of raising.
+            exc = task.exception()
+            raise OSError(f"the UI could not listen on {host}:{port}") from exc
+        await asyncio.sleep(0.01)
+    bound_port = port
+    for srv in server.servers:
+        for sock in srv.sockets:
+            bound_port = sock.getsockname()[1]
+            break
+    logger.info("ui listening", extra={"address": f"{host}:{bound_port}"})
+    return UiServer(server=server, task=task, host=host, port=bound_port)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """ "HOST:PORT" (or "[v6]:PORT") -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--ui: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

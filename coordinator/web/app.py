@@ -1,0 +1,594 @@
+"""The tracing UI: a Starlette app serving the pages, their static files and the JSON API.
+
+Every request that reads or changes data goes to the coordinator's API with the signed-in user's
+own token (see ``_source``), so the UI is scoped by exactly the rules of the gRPC API. The app
+itself only keeps sessions: an opaque cookie id mapped, in memory, to the token.
+
+CSRF: the session cookie is ``SameSite=Strict`` and every state-changing request must also carry
+the session's token in the ``X-Accord-CSRF`` header (sign-in, which has no session yet, must be a
+same-origin JSON request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UnauthenticatedError,
+    UnreachableError,
+)
+from coordinator.web._graph import step_graph, team_graph
+from coordinator.web._sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore, csrf_ok
+from coordinator.web._source import JSONDict, Principal, RunQuery, Source
+from coordinator.web._trace import layout_trace
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+TEMPLATE_DIR = WEB_DIR / "templates"
+
+RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+LIVE_STATUSES = frozenset({"pending", "running"})
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 200
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+# Pages: path -> page name the front-end boots (static/pages/<name>.js).
+PAGES = {
+    "/runs": "runs",
+    "/runs/{run_id}": "run",
+    "/contracts": "contracts",
+    "/contracts/diff": "diff",
+    "/contracts/{team}/{name}": "contract",
+    "/teams": "teams",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+_REMOTE_STATUS: list[tuple[type[RemoteError], int, str]] = [
+    (UnauthenticatedError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "permission_denied"),
+    (NotFoundError, 404, "not_found"),
+    (InvalidArgumentError, 400, "invalid_argument"),
+    (FailedPreconditionError, 409, "failed_precondition"),
+    (UnreachableError, 503, "unavailable"),
+]
+
+
+def _json_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class SecurityHeaders:
+    """Adds CSP and friends to every response, and ``no-store`` to everything but static files."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _encode_cursor(created_ms: int, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_ms}:{run_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, run_id = text.split(":", 1)
+        return int(created), run_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_argument", "cursor: not a cursor this API handed out") from exc
+
+
+def _int_param(request: Request, name: str, default: int = 0) -> int:
+    value = request.query_params.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, "invalid_argument", f"{name}: expected an integer, got {value!r}") from None
+
+
+def _time_param(request: Request, name: str) -> int:
+    """Unix ms, or an ISO 8601 date/time (UTC when no zone is given)."""
+    value = request.query_params.get(name, "").strip()
+    if not value:
+        return 0
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "invalid_argument", f"{name}: expected unix milliseconds or an ISO date, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def may_cancel(principal: Principal, run: JSONDict) -> bool:
+    """Whether to offer Cancel. Only a hint for the page: the coordinator decides on the call."""
+    if run["status"] not in LIVE_STATUSES:
+        return False
+    return principal.admin or principal.team in (run["team"], run.get("started_by"))
+
+
+def may_rerun(principal: Principal, run: JSONDict) -> bool:
+    """Whether to offer Re-run (StartRun with the same input): the input must be visible."""
+    if run.get("payload_hidden") or run.get("input") is None:
+        return False
+    return principal.admin or principal.team in (run["team"], run.get("started_by"))
+
+
+class UiApp:
+    """Handlers of the UI, holding its explicit dependencies."""
+
+    def __init__(self, source: Source, sessions: SessionStore, *, secure_cookies: bool) -> None:
+        self.source = source
+        self.sessions = sessions
+        self.secure_cookies = secure_cookies
+        self.shell = (TEMPLATE_DIR / "shell.html").read_text()
+        self.signin_page = (TEMPLATE_DIR / "signin.html").read_text()
+        self.asset_version = str(int(max(p.stat().st_mtime for p in STATIC_DIR.rglob("*") if p.is_file())))
+
+    # ---------- sessions
+
+    def session_of(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE_NAME))
+
+    def require_session(self, request: Request) -> Session:
+        session = self.session_of(request)
+        if session is None:
+            raise ApiError(401, "unauthenticated", "Not signed in (or the session expired): sign in again.")
+        return session
+
+    def require_csrf(self, request: Request, session: Session) -> None:
+        if not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, "csrf", f"Missing or wrong {CSRF_HEADER} header for this session.")
+
+    async def call(self, request: Request, session: Session, fn: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await fn()
+        except RemoteError as exc:
+            for error_type, status, code in _REMOTE_STATUS:
+                if isinstance(exc, error_type):
+                    if status == 401:
+                        # The token was rotated or revoked: this session is over.
+                        self.sessions.delete(request.cookies.get(COOKIE_NAME))
+                    raise ApiError(status, code, exc.message or code) from exc
+            raise ApiError(502, "coordinator_error", exc.message or "the coordinator failed") from exc
+
+    # ---------- pages
+
+    def _same_origin(self, request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if origin is None:
+            # No Origin header (old browsers, non-browser clients): fall back to Sec-Fetch-Site.
+            return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+        return urlsplit(origin).netloc == request.headers.get("host", "")
+
+    async def index(self, request: Request) -> Response:
+        return RedirectResponse("/runs", status_code=303)
+
+    async def signin(self, request: Request) -> Response:
+        return HTMLResponse(self.signin_page.replace("{{v}}", self.asset_version))
+
+    async def page(self, request: Request) -> Response:
+        session = self.session_of(request)
+        if session is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
+        route = request.scope["route"].path
+        page = PAGES[route]
+        args = json.dumps(request.path_params)
+        body = (
+            self.shell.replace("{{page}}", page)
+            .replace("{{args}}", html.escape(args, quote=True))
+            .replace("{{csrf}}", html.escape(session.csrf, quote=True))
+            .replace("{{user}}", html.escape(session.principal.label, quote=True))
+            .replace("{{admin}}", "true" if session.principal.admin else "false")
+            .replace("{{v}}", self.asset_version)
+        )
+        return HTMLResponse(body)
+
+    # ---------- session API
+
+    async def get_session(self, request: Request) -> Response:
+        session = self.require_session(request)
+        return JSONResponse(self._session_json(session))
+
+    def _session_json(self, session: Session) -> JSONDict:
+        return {
+            "team": session.principal.team,
+            "admin": session.principal.admin,
+            "label": session.principal.label,
+            "csrf": session.csrf,
+        }
+
+    async def sign_in(self, request: Request) -> Response:
+        if not self._same_origin(request):
+            raise ApiError(403, "csrf", "Sign-in must come from this site's own page.")
+        if "application/json" not in request.headers.get("content-type", ""):
+            raise ApiError(415, "unsupported_media_type", 'Send the token as JSON: {"token": "..."}.')
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "invalid_argument", "The body is not JSON.") from None
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            raise ApiError(400, "invalid_argument", "token: required (a team token or the admin token).")
+        token = token.strip()
+        try:
+            principal = await self.source.whoami(token)
+        except UnauthenticatedError:
+            raise ApiError(401, "unauthenticated", "That token is not valid here.") from None
+        except UnreachableError as exc:
+            raise ApiError(503, "unavailable", exc.message or "coordinator unreachable") from exc
+        old = request.cookies.get(COOKIE_NAME)
+        self.sessions.delete(old)
+        session_id, session = self.sessions.create(token, principal)
+        logger.info("ui sign-in", extra={"principal": principal.label})
+        response = JSONResponse(self._session_json(session))
+        response.set_cookie(
+            COOKIE_NAME,
+            session_id,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookies,
+            path="/",
+        )
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        session = self.require_session(request)
+        self.require_csrf(request, session)
+        self.sessions.delete(request.cookies.get(COOKIE_NAME))
+        response = JSONResponse({"signed_out": True})
+        response.delete_cookie(
+            COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=self.secure_cookies
+        )
+        return response
+
+    # ---------- runs API
+
+    async def list_runs(self, request: Request) -> Response:
+        session = self.require_session(request)
+        params = request.query_params
+        status = params.get("status", "")
+        if status and status not in RUN_STATUSES:
+            raise ApiError(400, "invalid_argument", f"status: one of {', '.join(RUN_STATUSES)}")
+        limit = max(1, min(_int_param(request, "limit", PAGE_SIZE_DEFAULT), PAGE_SIZE_MAX))
+        query = RunQuery(
+            workflow=params.get("workflow", "").strip(),
+            status=status,
+            team=params.get("team", "").strip(),
+            created_after_ms=_time_param(request, "after"),
+            created_before_ms=_time_param(request, "before"),
+            query=params.get("q", "").strip(),
+        )
+        cursor = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        started = time.perf_counter()
+        runs, next_cursor = await self.call(
+            request, session, lambda: self._runs_page(session, query, cursor, limit)
+        )
+        return JSONResponse(
+            {
+                "runs": runs,
+                "next_cursor": next_cursor,
+                "live": any(r["status"] in LIVE_STATUSES for r in runs),
+                "server_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+
+    async def _runs_page(
+        self, session: Session, query: RunQuery, cursor: tuple[int, str] | None, limit: int
+    ) -> tuple[list[JSONDict], str]:
+        """Keyset pagination over (created_ms, run_id) descending, on top of the API's time bound.
+
+        The API is asked for runs created before the cursor's millisecond (inclusive), and rows at
+        or after the cursor are dropped. When a batch comes back full, its oldest millisecond may
+        be cut short, so those rows wait for the next page (which re-reads that millisecond)."""
+        bound = query.created_before_ms
+        if cursor is not None:
+            bound = min(bound, cursor[0] + 1) if bound else cursor[0] + 1
+        fetch = limit + 1 + 32
+        while True:
+            rows = await self.source.list_runs(
+                session.token, replace(query, created_before_ms=bound, limit=fetch)
+            )
+            full = len(rows) >= fetch
+            raw_oldest = min((r["created_ms"] for r in rows), default=0)
+            rows.sort(key=lambda r: (r["created_ms"], r["run_id"]), reverse=True)
+            if cursor is not None:
+                rows = [r for r in rows if (r["created_ms"], r["run_id"]) < cursor]
+            complete = [r for r in rows if r["created_ms"] > raw_oldest] if full else rows
+            if len(complete) > limit or not full or fetch >= 2000:
+                break
+            fetch *= 4
+        page = complete[:limit] if complete else rows[:limit]
+        more = len(complete) > limit or full
+        for run in page:
+            run.pop("steps", None)
+            run["duration_ms"] = (run["finished_ms"] or int(time.time() * 1000)) - run["created_ms"]
+        next_cursor = _encode_cursor(page[-1]["created_ms"], page[-1]["run_id"]) if more and page else ""
+        return page, next_cursor
+
+    async def get_run(self, request: Request) -> Response:
+        session = self.require_session(request)
+        run_id = request.path_params["run_id"]
+        started = time.perf_counter()
+        run = await self.call(request, session, lambda: self.source.get_run(session.token, run_id))
+        workflow: JSONDict | None
+        try:
+            workflow = await self.source.get_workflow(session.token, run["workflow"], run["workflow_version"])
+        except RemoteError:
+            workflow = None  # not visible to this viewer: draw the graph from the run's steps
+        principal = session.principal
+        now_ms = int(time.time() * 1000)
+        for step in run["steps"]:
+            end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
+            step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
+        return JSONResponse(
+            {
+                "run": run,
+                "graph": step_graph(workflow, run["steps"]),
+                "teams": sorted({run["team"], *(s["team"] for s in run["steps"])}),
+                "viewer": {"team": principal.team, "admin": principal.admin},
+                "permissions": {"cancel": may_cancel(principal, run), "rerun": may_rerun(principal, run)},
+                "live": run["status"] in LIVE_STATUSES,
+                "server_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+
+    async def get_trace(self, request: Request) -> Response:
+        session = self.require_session(request)
+        run_id = request.path_params["run_id"]
+        started = time.perf_counter()
+        trace = await self.call(request, session, lambda: self.source.get_trace(session.token, run_id))
+        body = layout_trace(trace)
+        body["server_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return JSONResponse(body)
+
+    async def _json_body(self, request: Request) -> JSONDict:
+        if not (await request.body()):
+            return {}
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "invalid_argument", "The body is not JSON.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_argument", "The body must be a JSON object.")
+        return body
+
+    async def cancel_run(self, request: Request) -> Response:
+        session = self.require_session(request)
+        self.require_csrf(request, session)
+        run_id = request.path_params["run_id"]
+        body = await self._json_body(request)
+        reason = str(body.get("reason") or f"cancelled from the UI by {session.principal.label}")
+        request_id = str(body.get("request_id") or uuid.uuid4())
+        run = await self.call(
+            request, session, lambda: self.source.cancel_run(session.token, run_id, reason, request_id)
+        )
+        run.pop("steps", None)
+        return JSONResponse({"run": run})
+
+    async def rerun(self, request: Request) -> Response:
+        session = self.require_session(request)
+        self.require_csrf(request, session)
+        run_id = request.path_params["run_id"]
+        body = await self._json_body(request)
+        run = await self.call(request, session, lambda: self.source.get_run(session.token, run_id))
+        if run.get("payload_hidden") or run.get("input") is None:
+            raise ApiError(
+                403, "permission_denied", "This run's input is hidden from you, so it cannot be re-run."
+            )
+        # The request id makes a double click start one run, not two.
+        request_id = str(body.get("request_id") or uuid.uuid4())
+        started = await self.call(
+            request,
+            session,
+            lambda: self.source.start_run(
+                session.token, run["workflow"], json.dumps(run["input"]), request_id
+            ),
+        )
+        new_run = started["run"]
+        new_run.pop("steps", None)
+        return JSONResponse({"run": new_run, "created": started["created"]}, status_code=201)
+
+    # ---------- contracts API
+
+    async def list_contracts(self, request: Request) -> Response:
+        session = self.require_session(request)
+        team = request.query_params.get("team", "").strip()
+        contracts = await self.call(
+            request, session, lambda: self.source.list_contracts(session.token, team=team, all_versions=True)
+        )
+        teams: dict[str, dict[str, list[JSONDict]]] = {}
+        for c in contracts:
+            teams.setdefault(c["team"], {}).setdefault(c["name"], []).append(
+                {
+                    "version": c["version"],
+                    "description": c["description"],
+                    "deprecated": c["deprecated"],
+                    "visibility": c["visibility"],
+                    "registered_ms": c["registered_ms"],
+                }
+            )
+        out = []
+        for team_name in sorted(teams):
+            items = []
+            for name in sorted(teams[team_name]):
+                versions = sorted(
+                    teams[team_name][name], key=lambda v: _semver_key(v["version"]), reverse=True
+                )
+                items.append({"name": name, "latest": versions[0]["version"], "versions": versions})
+            out.append({"team": team_name, "contracts": items})
+        return JSONResponse({"teams": out, "count": len(contracts)})
+
+    async def get_contract(self, request: Request) -> Response:
+        session = self.require_session(request)
+        name = f"{request.path_params['team']}/{request.path_params['name']}"
+        contracts = await self.call(
+            request,
+            session,
+            lambda: self.source.list_contracts(session.token, name_prefix=name, all_versions=True),
+        )
+        versions = sorted(
+            (c for c in contracts if c["name"] == name), key=lambda c: _semver_key(c["version"]), reverse=True
+        )
+        if not versions:
+            raise ApiError(404, "not_found", f"No contract {name} (or it is not visible to you).")
+        refs = [v["ref"] for v in versions]
+        consumers = await self.call(
+            request,
+            session,
+            lambda: asyncio.gather(*(self.source.contract_consumers(session.token, ref) for ref in refs)),
+        )
+        for version, found in zip(versions, consumers, strict=True):
+            version["consumers"] = found
+        return JSONResponse({"name": name, "team": versions[0]["team"], "versions": versions})
+
+    async def diff_contracts(self, request: Request) -> Response:
+        session = self.require_session(request)
+        old_ref = request.query_params.get("old", "").strip()
+        new_ref = request.query_params.get("new", "").strip()
+        if not old_ref or not new_ref:
+            raise ApiError(
+                400, "invalid_argument", "old and new: both required, e.g. old=payments/charge-card@1.0.0"
+            )
+        diff = await self.call(
+            request, session, lambda: self.source.diff_contracts(session.token, old_ref, new_ref)
+        )
+        old = await self.call(request, session, lambda: self.source.get_contract(session.token, old_ref))
+        new = await self.call(request, session, lambda: self.source.get_contract(session.token, new_ref))
+        return JSONResponse({"old": old["contract"], "new": new["contract"], **diff})
+
+    async def teams_graph(self, request: Request) -> Response:
+        session = self.require_session(request)
+        teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
+        workflows = await self.call(request, session, lambda: self.source.list_workflows(session.token))
+        return JSONResponse(team_graph(teams, workflows))
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("-", 1)[0].split("."):
+        parts.append(int(part) if part.isdigit() else 0)
+    return tuple(parts)
+
+
+def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json_error(exc.status, exc.code, exc.message)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def create_app(
+    source: Source, *, sessions: SessionStore | None = None, secure_cookies: bool = False
+) -> Starlette:
+    """The UI app. ``source`` is how it reaches the coordinator's API (``GrpcSource`` in the
+    coordinator process); ``secure_cookies`` marks the cookie Secure (behind HTTPS)."""
+    ui = UiApp(source, sessions or SessionStore(), secure_cookies=secure_cookies)
+    api = "/api/v1"
+    routes = [
+        Route("/", ui.index),
+        Route("/signin", ui.signin),
+        *[Route(path, ui.page) for path in PAGES],
+        Route(f"{api}/session", _api(ui.get_session), methods=["GET"]),
+        Route(f"{api}/session", _api(ui.sign_in), methods=["POST"]),
+        Route(f"{api}/session", _api(ui.sign_out), methods=["DELETE"]),
+        Route(f"{api}/runs", _api(ui.list_runs), methods=["GET"]),
+        Route(f"{api}/runs/{{run_id}}", _api(ui.get_run), methods=["GET"]),
+        Route(f"{api}/runs/{{run_id}}/trace", _api(ui.get_trace), methods=["GET"]),
+        Route(f"{api}/runs/{{run_id}}/cancel", _api(ui.cancel_run), methods=["POST"]),
+        Route(f"{api}/runs/{{run_id}}/rerun", _api(ui.rerun), methods=["POST"]),
+        Route(f"{api}/contracts", _api(ui.list_contracts), methods=["GET"]),
+        Route(f"{api}/contracts/diff", _api(ui.diff_contracts), methods=["GET"]),
+        Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),
+        Route(f"{api}/teams/graph", _api(ui.teams_graph), methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app.state.ui = ui
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith(f"{api}/"):
+            return _json_error(404, "not_found", f"No API endpoint {request.method} {request.url.path}.")
+        return HTMLResponse(
+            "<!doctype html><title>Not found</title><p>Not found. <a href='/runs'>Runs</a>", 404
+        )
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return _json_error(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}."
+        )
+
+    app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, method_not_allowed)
+    return app

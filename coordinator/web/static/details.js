@@ -1,0 +1,106 @@
+// The detail panel of the run page: a span's attributes, a step's attempts, errors with their
+// engine specifics, and payloads (or why they are hidden).
+import { fmtDuration, fmtTime, h, jsonBlock, statusBadge, teamChip } from "./dom.js";
+
+const LINK_LABELS = {
+  dag_run_url: "Airflow DAG run", airflow_run_url: "Airflow DAG run", run_url: "Engine run", log_url: "Task log",
+  build_url: "Jenkins build", jenkins_build_url: "Jenkins build", console_url: "Jenkins console", url: "Engine link",
+};
+
+function isUrl(value) {
+  return typeof value === "string" && /^https?:\/\//.test(value);
+}
+
+function isLongText(key, value) {
+  return typeof value === "string" && (value.includes("\n") || /tail|console|log|stderr|stdout|trace/.test(key));
+}
+
+function kv(rows) {
+  return h("table", { class: "kv" }, rows.filter(Boolean).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))));
+}
+
+// details_json of a TaskError: links first, then failed tasks, then console/log tails, then the rest.
+export function engineDetails(details) {
+  if (!details || typeof details !== "object" || !Object.keys(details).length) return null;
+  const links = [];
+  const tails = [];
+  const rest = [];
+  for (const [key, value] of Object.entries(details)) {
+    if (isUrl(value)) links.push(h("a", { href: value, target: "_blank", rel: "noopener noreferrer", class: "ext-link" }, `${LINK_LABELS[key] || key} ↗`));
+    else if (isLongText(key, value)) tails.push(h("div", { class: "tail" }, h("div", { class: "tail-head" }, key.replaceAll("_", " ")), h("pre", { class: "console" }, value)));
+    else if (/failed_task/.test(key)) {
+      const tasks = Array.isArray(value) ? value : [value];
+      rest.push([key.replaceAll("_", " "), h("span", { class: "failed-tasks" }, tasks.map((t) => h("code", { class: "failed-task" }, typeof t === "object" ? JSON.stringify(t) : String(t))))]);
+    } else rest.push([key.replaceAll("_", " "), typeof value === "object" ? jsonBlock(value) : String(value)]);
+  }
+  return h("div", { class: "engine-details" }, h("div", { class: "section-label" }, "engine details"),
+    links.length ? h("div", { class: "links" }, links) : null, rest.length ? kv(rest) : null, tails);
+}
+
+export function errorBox(error, heading) {
+  if (!error) return null;
+  return h("div", { class: "error-box", id: "error-box" },
+    h("div", { class: "error-title" }, heading ? h("span", { class: "muted" }, `${heading} `) : null,
+      h("b", { class: "error-type" }, error.type || "Error"), error.retryable === false ? h("span", { class: "tag" }, "not retryable") : null),
+    h("div", { class: "error-message" }, error.message || "(no message)"),
+    engineDetails(error.details));
+}
+
+function payload(title, value, step, viewer) {
+  if (step.payload_hidden) {
+    return h("div", { class: "payload hidden-payload" }, h("div", { class: "section-label" }, title),
+      h("p", { class: "notice" }, `Hidden: this step belongs to team ${step.team}. Only ${step.team} (and the platform admin) can see its payloads${viewer.admin ? "" : "; you see the contract-level view"}.`));
+  }
+  if (value === null || value === undefined) return h("div", { class: "payload" }, h("div", { class: "section-label" }, title), h("p", { class: "muted" }, "none yet"));
+  return h("div", { class: "payload" }, h("div", { class: "section-label" }, title), jsonBlock(value));
+}
+
+export function stepPanel(step, viewer) {
+  const dur = step.duration_ms ? fmtDuration(step.duration_ms) : "—";
+  const attempts = h("table", { class: "grid attempts" },
+    h("thead", {}, h("tr", {}, ["#", "status", "agent", "started", "took", "error"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, step.attempts.map((a) => h("tr", { class: `row-${a.status}` },
+      h("td", {}, String(a.number)), h("td", {}, statusBadge(a.status)), h("td", { class: "mono small" }, a.agent_id || "—"),
+      h("td", { class: "small" }, fmtTime(a.started_ms || a.scheduled_ms)),
+      h("td", { class: "num" }, a.started_ms && a.finished_ms ? fmtDuration(a.finished_ms - a.started_ms) : "—"),
+      h("td", { class: "small" }, a.error ? h("span", {}, h("b", {}, a.error.type), ": ", a.error.message) : "")))));
+  const lastFailed = [...step.attempts].reverse().find((a) => a.error);
+  const error = step.error || (step.status === "failed" && lastFailed ? lastFailed.error : null);
+  return h("div", { class: "panel-body", dataset: { step: step.id } },
+    h("div", { class: "panel-title" }, h("span", { class: "kind" }, "step"), h("b", { class: "mono" }, step.id), statusBadge(step.status)),
+    kv([
+      ["contract", h("a", { href: `/contracts/${step.contract}`, class: "mono" }, `${step.contract}@${step.contract_version}`)],
+      ["team", teamChip(step.team)],
+      ["timing", `${fmtTime(step.started_ms)} · ${dur}`],
+      step.waiting_reason ? ["waiting", step.waiting_reason] : null,
+      step.next_attempt_ms ? ["next attempt", fmtTime(step.next_attempt_ms)] : null,
+      ["idempotency key", h("span", { class: "mono small" }, step.idempotency_key || "—")],
+    ]),
+    errorBox(error, "error"),
+    h("div", { class: "section-label" }, `attempts (${step.attempts.length})`), attempts,
+    // An attempt's own engine details (e.g. the Airflow run of attempt 2) when the step error has none.
+    step.attempts.filter((a) => a.error && a.error.details && Object.keys(a.error.details).length && a.error !== error)
+      .map((a) => h("details", { class: "attempt-err" }, h("summary", {}, `attempt ${a.number}: ${a.error.type}`), errorBox(a.error))),
+    payload("input", step.input, step, viewer),
+    payload("output", step.output, step, viewer));
+}
+
+export function spanPanel(span) {
+  const attrs = Object.entries(span.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
+  return h("div", { class: "panel-body", dataset: { span: span.span_id } },
+    h("div", { class: "panel-title" }, h("span", { class: "kind" }, "span"), h("b", {}, span.name),
+      span.status === "error" ? statusBadge("error") : null, span.critical ? h("span", { class: "tag crit" }, "critical path") : null),
+    span.status === "error" ? h("div", { class: "error-box", id: "span-error" }, h("div", { class: "error-title" }, h("b", {}, "span error")), h("div", { class: "error-message" }, span.status_message || "(no message)")) : null,
+    span.redacted ? h("p", { class: "notice" }, `Another team's hop (${span.team}): you see it as a contract-level box (name, timing, status). Its inner spans and attributes are visible to ${span.team} only.`) : null,
+    kv([
+      ["team", teamChip(span.team)],
+      ["service", span.service || "—"],
+      ["kind", span.kind || "—"],
+      ["start", `+${fmtDuration(span.offset_ms)}`],
+      ["duration", fmtDuration(span.duration_ms) + (span.open ? " (still open)" : "")],
+      ["span id", h("span", { class: "mono small" }, span.span_id)],
+    ]),
+    attrs.length ? h("div", {}, h("div", { class: "section-label" }, "attributes"),
+      kv(attrs.map(([k, v]) => [h("span", { class: "mono small" }, k), typeof v === "object" ? jsonBlock(v) : h("span", { class: "mono small" }, String(v))]))) : null,
+    span.events && span.events.length ? h("div", {}, h("div", { class: "section-label" }, "events"), jsonBlock(span.events)) : null);
+}

@@ -1,0 +1,193 @@
+// Run page: what failed, where, and whose. Header + failure banner, step graph, trace waterfall,
+// and a detail panel for the selected span or step.
+import { api } from "../api.js";
+import { spanPanel, stepPanel, errorBox } from "../details.js";
+import { clear, fmtDuration, fmtTime, h, jsonBlock, registerTeams, statusBadge, teamChip } from "../dom.js";
+import { stepGraph } from "../stepgraph.js";
+import { waterfall } from "../waterfall.js";
+
+const REFRESH_MS = 2000;
+
+export async function render(main, args, viewer) {
+  const runId = args.run_id;
+  const url = `/api/v1/runs/${encodeURIComponent(runId)}`;
+  let data;
+  let trace;
+  try {
+    [data, trace] = await Promise.all([api(url), api(`${url}/trace`)]);
+  } catch (err) {
+    clear(main).append(h("div", { class: "pad" }, h("h1", {}, "Run ", h("span", { class: "mono" }, runId)), h("div", { class: "banner error" }, err.message)));
+    return;
+  }
+  registerTeams([...data.teams, ...trace.teams]);
+
+  const head = h("div", { class: "run-head" });
+  const banner = h("div", { id: "failure" });
+  const graphBox = h("section", { class: "card" });
+  const wfBox = h("div", { id: "waterfall" });
+  const panel = h("aside", { class: "panel", id: "detail" });
+  clear(main).append(
+    head, banner,
+    h("div", { class: "run-grid" },
+      h("div", { class: "run-left" },
+        h("section", { class: "card" }, h("h2", {}, "Steps ", h("span", { class: "muted small" }, "click a step for attempts, errors and payloads")), graphBox),
+        h("section", { class: "card" }, h("h2", {}, "Trace ", h("span", { class: "muted small" }, "drag across the bars to zoom · click a row for details")), wfBox)),
+      panel));
+
+  let selection = null; // {kind: "span"|"step"|"run", id}
+
+  function stepById(id) {
+    return data.run.steps.find((s) => s.id === id);
+  }
+
+  function showPanel() {
+    clear(panel);
+    if (selection && selection.kind === "span") {
+      const span = trace.spans.find((sp) => sp.span_id === selection.id);
+      if (span) {
+        panel.append(spanPanel(span));
+        const step = span.step_id ? stepById(span.step_id) : null;
+        if (step) panel.append(h("hr"), stepPanel(step, viewer));
+        return;
+      }
+    }
+    if (selection && selection.kind === "step") {
+      const step = stepById(selection.id);
+      if (step) {
+        panel.append(stepPanel(step, viewer));
+        return;
+      }
+    }
+    const run = data.run;
+    panel.append(h("div", { class: "panel-body" },
+      h("div", { class: "panel-title" }, h("span", { class: "kind" }, "run"), h("b", { class: "mono" }, run.run_id)),
+      errorBox(run.error, "run error"),
+      run.payload_hidden ? h("p", { class: "notice" }, `Hidden: the run's input and output belong to team ${run.team}.`) : null,
+      !run.payload_hidden ? h("div", {}, h("div", { class: "section-label" }, "input"), run.input == null ? h("p", { class: "muted" }, "none") : jsonBlock(run.input)) : null,
+      !run.payload_hidden ? h("div", {}, h("div", { class: "section-label" }, "output"), run.output == null ? h("p", { class: "muted" }, "none yet") : jsonBlock(run.output)) : null,
+      h("div", { class: "section-label" }, "pinned contract versions"),
+      h("table", { class: "kv" }, Object.entries(run.pinned_versions || {}).map(([k, v]) => h("tr", {}, h("th", { class: "mono small" }, k), h("td", { class: "mono small" }, v))))));
+  }
+
+  function selectSpan(span) {
+    selection = { kind: "span", id: span.span_id };
+    showPanel();
+  }
+
+  function selectStep(node) {
+    // A for_each node: show its first failed item, else its first item.
+    const items = node.step_ids.map(stepById).filter(Boolean);
+    const step = items.find((s) => s.status === "failed") || items[0];
+    if (!step) return;
+    selection = { kind: "step", id: step.id };
+    const span = trace.spans.find((sp) => sp.step_id === step.id);
+    if (span) wf.select(span.span_id, { scroll: true });
+    showPanel();
+  }
+
+  function drawHead() {
+    const run = data.run;
+    const actions = h("div", { class: "actions" });
+    if (data.permissions.cancel) {
+      const confirmBox = h("span", { class: "confirm", hidden: true },
+        "Cancel this run? ",
+        h("button", { class: "btn danger", id: "confirm-cancel", onclick: doCancel }, "Yes, cancel run"),
+        h("button", { class: "btn", onclick: () => { confirmBox.hidden = true; } }, "No"));
+      actions.append(h("button", { class: "btn danger", id: "cancel-run", onclick: () => { confirmBox.hidden = false; } }, "Cancel run"), confirmBox);
+    }
+    if (data.permissions.rerun) actions.append(h("button", { class: "btn", id: "rerun", title: "Start a new run of this workflow with the same input", onclick: doRerun }, "Re-run"));
+    const duration = (run.finished_ms || Date.now()) - run.created_ms;
+    clear(head).append(
+      h("div", { class: "run-title" },
+        statusBadge(run.status),
+        h("h1", {}, h("span", { class: "mono" }, run.workflow), h("span", { class: "muted" }, ` v${run.workflow_version}`)),
+        h("span", { class: "mono muted run-id", id: "run-id" }, run.run_id),
+        h("span", { class: "spacer" }), actions),
+      h("div", { class: "run-meta" },
+        h("span", {}, "owner ", teamChip(run.team)),
+        h("span", {}, "teams ", data.teams.map((t) => teamChip(t))),
+        h("span", {}, `started ${fmtTime(run.created_ms)}`),
+        h("span", {}, `took ${fmtDuration(duration)}${data.live ? " so far" : ""}`),
+        run.started_by ? h("span", {}, `by ${run.started_by}`) : null,
+        run.idempotency_key ? h("span", { class: "mono small" }, `key ${run.idempotency_key}`) : null,
+        h("span", { class: "mono small muted" }, `trace ${run.trace_id}`),
+        data.live ? h("span", { class: "live-dot" }, "● live") : null),
+      h("div", { id: "action-error", class: "banner error", hidden: true }));
+  }
+
+  function drawBanner() {
+    const run = data.run;
+    clear(banner);
+    if (run.status !== "failed" && !run.error) return;
+    const failedSteps = run.steps.filter((s) => s.status === "failed");
+    const failing = trace.spans.find((sp) => sp.span_id === trace.failing_span_id);
+    const where = failedSteps.map((s) => h("span", { class: "failed-step" }, h("b", { class: "mono" }, s.id), " (", teamChip(s.team), ") "));
+    const err = run.error || (failedSteps[0] && failedSteps[0].error);
+    banner.append(h("div", { class: "banner error big" },
+      h("div", {}, h("b", {}, "Failed"), failedSteps.length ? h("span", {}, " at step ", where) : null),
+      err ? h("div", { class: "banner-msg" }, h("b", {}, `${err.type}: `), err.message) : null,
+      failing ? h("button", { class: "btn small", id: "show-failing", onclick: () => { wf.select(failing.span_id, { notify: true, scroll: true }); } }, `Show failing span: ${failing.name}`) : null));
+  }
+
+  async function doCancel() {
+    try {
+      await api(`${url}/cancel`, { method: "POST", body: { reason: `cancelled from the UI by ${viewer.label}` } });
+      await refresh(true);
+    } catch (err) {
+      showActionError(err);
+    }
+  }
+
+  async function doRerun() {
+    try {
+      const result = await api(`${url}/rerun`, { method: "POST", body: { request_id: crypto.randomUUID() } });
+      location.assign(`/runs/${encodeURIComponent(result.run.run_id)}`);
+    } catch (err) {
+      showActionError(err);
+    }
+  }
+
+  function showActionError(err) {
+    const box = document.getElementById("action-error");
+    box.textContent = err.message;
+    box.hidden = false;
+  }
+
+  function drawGraph() {
+    clear(graphBox).append(stepGraph(data.graph, { onSelect: selectStep }));
+  }
+
+  drawHead();
+  drawGraph();
+  const wf = waterfall(wfBox, trace, { onSelect: selectSpan });
+  drawBanner();
+  if (trace.failing_span_id) {
+    selection = { kind: "span", id: trace.failing_span_id };
+    requestAnimationFrame(() => wf.select(trace.failing_span_id, { scroll: true }));
+  }
+  showPanel();
+
+  let timer = null;
+  async function refresh(force = false) {
+    clearTimeout(timer);
+    if (!force && document.hidden) {
+      timer = setTimeout(refresh, REFRESH_MS);
+      return;
+    }
+    try {
+      [data, trace] = await Promise.all([api(url), api(`${url}/trace`)]);
+    } catch {
+      timer = setTimeout(refresh, REFRESH_MS * 3);
+      return;
+    }
+    registerTeams([...data.teams, ...trace.teams]);
+    drawHead();
+    drawGraph();
+    drawBanner();
+    wf.update(trace);
+    if (selection && selection.kind === "span") wf.select(selection.id);
+    showPanel();
+    if (data.live) timer = setTimeout(refresh, REFRESH_MS);
+  }
+  if (data.live) timer = setTimeout(refresh, REFRESH_MS);
+}
