@@ -5,6 +5,10 @@ from __future__ import annotations
 from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
     agent_cmd,
     contract_offline,
+    contract_online,
+    run_cmd,
+    server_cmd,
+    team_cmd,
     trace_cmd,
 )
 from coordinator.cli._apps import app

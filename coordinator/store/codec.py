@@ -94,7 +94,7 @@ def contract_from_json(
 
 def version_key(version: str) -> tuple[int, int, int]:
     """Sort key of an exact MAJOR.MINOR.PATCH version."""
-    parts = (version.split("-", 1)[0].split(".") + ["0", "0", "0"])[:3]
+    parts = [*version.split("-", 1)[0].split("."), "0", "0", "0"][:3]
     try:
         return (int(parts[0]), int(parts[1]), int(parts[2]))
     except ValueError:

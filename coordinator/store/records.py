@@ -224,9 +224,7 @@ class Changes:
     requests: dict[tuple[str, str], JSON] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.runs or self.steps or self.attempts or self.audit or self.events or self.requests
-        )
+        return bool(self.runs or self.steps or self.attempts or self.audit or self.events or self.requests)
 
 
 @dataclass(frozen=True)

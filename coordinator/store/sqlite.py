@@ -371,9 +371,7 @@ class SqliteStore:
                     major * 1_000_000_000_000 + minor * 1_000_000 + patch,
                     _dumps(codec.contract_to_json(contract)),
                     contract.source_text,
-                    _dumps(codec.deprecation_to_json(contract.deprecated))
-                    if contract.deprecated
-                    else None,
+                    _dumps(codec.deprecation_to_json(contract.deprecated)) if contract.deprecated else None,
                     record.registered_ms,
                     record.registered_by,
                 ),
@@ -554,7 +552,8 @@ class SqliteStore:
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
         def q(c: sqlite3.Connection) -> tuple[list[StepRecord], list[AttemptRecord]]:
             steps = [
-                _step_from_json(r[0]) for r in c.execute("SELECT data_json FROM steps WHERE run_id = ?", (run_id,))
+                _step_from_json(r[0])
+                for r in c.execute("SELECT data_json FROM steps WHERE run_id = ?", (run_id,))
             ]
             attempts = [
                 _attempt_from_json(r[0])
@@ -706,7 +705,9 @@ class SqliteStore:
             for s in spans
         ]
         await self._write(
-            lambda c: c.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            lambda c: c.executemany(
+                "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
         )
 
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:

@@ -1,0 +1,1 @@
+"""gRPC edge of the coordinator: auth interceptor, thin servicers, wire conversions."""

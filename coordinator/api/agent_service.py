@@ -1,0 +1,118 @@
+"""AgentGatewayService: what team agents dial out to. Thin: decode, call the engine, encode."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import grpc
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts.errors import InvalidArgumentError
+from coordinator.api import convert
+from coordinator.api.auth import current_principal
+from coordinator.api.errors import rpc
+from coordinator.config import EngineSettings
+from coordinator.dispatch import QueueKey
+from coordinator.engine import Engine
+from coordinator.store.records import AgentRecord, Binding
+
+_MAX_WAIT_S = 60.0
+
+
+def _queue_key(text: str) -> QueueKey:
+    name, _, major = text.partition("@")
+    try:
+        return name, int(major.lstrip("^").split(".", 1)[0])
+    except ValueError:
+        raise InvalidArgumentError(f"'{text}' is not 'team/name@MAJOR'") from None
+
+
+class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine, settings: EngineSettings) -> None:
+        self._engine = engine
+        self._settings = settings
+
+    @rpc
+    async def RegisterAgent(
+        self, request: agent_pb.RegisterAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.RegisterAgentResponse:
+        principal = current_principal()
+        if not request.agent_id:
+            raise InvalidArgumentError("agent_id is required")
+        team = principal.team or (request.bindings[0].contract.split("/", 1)[0] if request.bindings else "")
+        agent = AgentRecord(
+            agent_id=request.agent_id,
+            team=team,
+            bindings=tuple(Binding(b.contract, b.major, b.engine) for b in request.bindings),
+            concurrency=request.concurrency or 1,
+            hostname=request.hostname or socket.gethostname(),
+            agent_version=request.agent_version,
+            registered_ms=int(time.time() * 1000),
+        )
+        warnings = await self._engine.register_agent(
+            principal,
+            agent,
+            convert.retry_from_pb(request.team_retry),
+            convert.timeouts_from_pb(request.team_timeouts),
+        )
+        return agent_pb.RegisterAgentResponse(poll_wait_ms=self._settings.poll_wait_ms, warnings=warnings)
+
+    @rpc
+    async def PollTask(
+        self, request: agent_pb.PollTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.PollTaskResponse:
+        only = [_queue_key(c) for c in request.contracts]
+        wait_s = min(max(request.wait_ms, 0) / 1000, _MAX_WAIT_S)
+        assignment = await self._engine.poll(current_principal(), request.agent_id, only, wait_s)
+        if assignment is None:
+            return agent_pb.PollTaskResponse()
+        return agent_pb.PollTaskResponse(task=convert.task_to_pb(assignment))
+
+    @rpc
+    async def Heartbeat(
+        self, request: agent_pb.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.HeartbeatResponse:
+        answer = await self._engine.heartbeat(current_principal(), request.agent_id, request.attempt_id)
+        return agent_pb.HeartbeatResponse(
+            cancel_requested=answer.cancel_requested,
+            lease_lost=answer.lease_lost,
+            lease_expires_unix_ms=answer.lease_expires_ms,
+        )
+
+    @rpc
+    async def CompleteTask(
+        self, request: agent_pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.CompleteTaskResponse:
+        try:
+            output = json.loads(request.output_json) if request.output_json else None
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"output_json is not valid JSON: {exc.msg}") from None
+        accepted = await self._engine.complete(
+            current_principal(), request.agent_id, request.attempt_id, output, request.request_id
+        )
+        return agent_pb.CompleteTaskResponse(accepted=accepted)
+
+    @rpc
+    async def FailTask(
+        self, request: agent_pb.FailTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.FailTaskResponse:
+        accepted = await self._engine.fail(
+            current_principal(),
+            request.agent_id,
+            request.attempt_id,
+            convert.error_from_pb(request.error),
+            request.request_id,
+        )
+        return agent_pb.FailTaskResponse(accepted=accepted)
+
+    @rpc
+    async def ReleaseTask(
+        self, request: agent_pb.ReleaseTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb.ReleaseTaskResponse:
+        accepted = await self._engine.release(
+            current_principal(), request.agent_id, request.attempt_id, request.reason
+        )
+        return agent_pb.ReleaseTaskResponse(accepted=accepted)

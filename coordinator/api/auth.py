@@ -1,0 +1,146 @@
+"""Authentication: ``authorization: Bearer <token>`` metadata → a Principal for the call.
+
+Tokens are random 32-byte strings; only their sha256 is stored. The interceptor wraps every
+handler of the Accord services so the servicer runs with the caller's principal in a context
+variable; health checking and reflection stay open (load balancers and grpcurl need them).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+ADMIN = "admin"
+_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a team, or the admin (platform)."""
+
+    team: str = ""
+    admin: bool = False
+
+    @property
+    def actor(self) -> str:
+        return ADMIN if self.admin else self.team
+
+    def owns(self, team: str) -> bool:
+        return self.admin or self.team == team
+
+    def intervenes_on(self, team: str) -> bool:
+        """True when the admin acts on a team's object: a platform intervention."""
+        return self.admin and bool(team)
+
+
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("accord_principal")
+
+
+def current_principal() -> Principal:
+    """The principal of the RPC being served (set by the interceptor)."""
+    return _current.get()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenAuthority:
+    """Maps token hashes to principals. Kept in memory; the Store is the source of truth."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Principal] = {}
+
+    def set_admin(self, token_hash: str) -> None:
+        self._by_hash[token_hash] = Principal(admin=True)
+
+    def set_team(self, team: str, token_hash: str) -> None:
+        for known, principal in list(self._by_hash.items()):
+            if principal.team == team and not principal.admin:
+                del self._by_hash[known]
+        self._by_hash[token_hash] = Principal(team=team)
+
+    def authenticate(self, token: str) -> Principal | None:
+        """Compare against every known hash in constant time (no early exit on a match)."""
+        digest = hash_token(token).encode()
+        found: Principal | None = None
+        for known, principal in self._by_hash.items():
+            if hmac.compare_digest(known.encode(), digest):
+                found = principal
+        return found
+
+
+def bearer_token(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            if text.lower().startswith("bearer "):
+                return text[7:].strip()
+    return ""
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authority: TokenAuthority) -> None:
+        self._authority = authority
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_OPEN_SERVICES):
+            return handler
+        authority = self._authority
+
+        async def authenticate(context: grpc.aio.ServicerContext) -> Principal:
+            token = bearer_token(context.invocation_metadata())
+            if not token:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing token: set ACCORD_TOKEN (metadata 'authorization: Bearer <token>')",
+                )
+            principal = authority.authenticate(token)
+            if principal is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            assert principal is not None
+            return principal
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _current.set(await authenticate(context))
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _current.set(await authenticate(context))
+                async for item in inner_us(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

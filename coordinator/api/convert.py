@@ -1,0 +1,308 @@
+"""Conversion between domain records and wire messages (the only place both meet)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.common.v1 import common_pb2 as common_pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.model import Contract, RetryPolicy, Timeouts
+from coordinator.api.auth import Principal
+from coordinator.engine import Assignment, RunView
+from coordinator.registry import ConsumerImpact, Finding
+from coordinator.store.records import (
+    AttemptRecord,
+    AuditRecord,
+    ContractRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    TaskFailure,
+    WorkflowRecord,
+)
+
+REDACTED = "[redacted]"
+
+RUN_STATUS = {
+    "pending": pb.RUN_STATUS_PENDING,
+    "running": pb.RUN_STATUS_RUNNING,
+    "succeeded": pb.RUN_STATUS_SUCCEEDED,
+    "failed": pb.RUN_STATUS_FAILED,
+    "cancelled": pb.RUN_STATUS_CANCELLED,
+}
+RUN_STATUS_NAME = {v: k for k, v in RUN_STATUS.items()}
+STEP_STATUS = {
+    "pending": pb.STEP_STATUS_PENDING,
+    "scheduled": pb.STEP_STATUS_SCHEDULED,
+    "running": pb.STEP_STATUS_RUNNING,
+    "succeeded": pb.STEP_STATUS_SUCCEEDED,
+    "failed": pb.STEP_STATUS_FAILED,
+    "skipped": pb.STEP_STATUS_SKIPPED,
+    "cancelled": pb.STEP_STATUS_CANCELLED,
+}
+ATTEMPT_STATUS = {
+    "scheduled": pb.ATTEMPT_STATUS_SCHEDULED,
+    "running": pb.ATTEMPT_STATUS_RUNNING,
+    "succeeded": pb.ATTEMPT_STATUS_SUCCEEDED,
+    "failed": pb.ATTEMPT_STATUS_FAILED,
+    "timed_out": pb.ATTEMPT_STATUS_TIMED_OUT,
+    "cancelled": pb.ATTEMPT_STATUS_CANCELLED,
+}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:
+    return common_pb.RetryPolicy(
+        max_attempts=policy.max_attempts or 0,
+        initial_backoff_ms=int((policy.initial_backoff or 0) * 1000),
+        backoff_coefficient=policy.backoff_coefficient or 0.0,
+        max_backoff_ms=int((policy.max_backoff or 0) * 1000),
+        non_retryable=list(policy.non_retryable),
+    )
+
+
+def retry_from_pb(message: common_pb.RetryPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=message.max_attempts or None,
+        initial_backoff=message.initial_backoff_ms / 1000 if message.initial_backoff_ms else None,
+        backoff_coefficient=message.backoff_coefficient or None,
+        max_backoff=message.max_backoff_ms / 1000 if message.max_backoff_ms else None,
+        non_retryable=tuple(message.non_retryable),
+    )
+
+
+def timeouts_to_pb(timeouts: Timeouts) -> common_pb.Timeouts:
+    return common_pb.Timeouts(
+        schedule_to_start_ms=int((timeouts.schedule_to_start or 0) * 1000),
+        start_to_close_ms=int((timeouts.start_to_close or 0) * 1000),
+        heartbeat_ms=int((timeouts.heartbeat or 0) * 1000),
+    )
+
+
+def timeouts_from_pb(message: common_pb.Timeouts) -> Timeouts:
+    return Timeouts(
+        schedule_to_start=message.schedule_to_start_ms / 1000 if message.schedule_to_start_ms else None,
+        start_to_close=message.start_to_close_ms / 1000 if message.start_to_close_ms else None,
+        heartbeat=message.heartbeat_ms / 1000 if message.heartbeat_ms else None,
+    )
+
+
+def error_to_pb(error: TaskFailure | None) -> common_pb.TaskError | None:
+    if error is None:
+        return None
+    return common_pb.TaskError(
+        type=error.type, message=error.message, retryable=error.retryable, details_json=error.details_json
+    )
+
+
+def error_from_pb(error: common_pb.TaskError) -> TaskFailure:
+    return TaskFailure(
+        type=error.type or "EngineError",
+        message=error.message,
+        retryable=error.retryable,
+        details_json=error.details_json,
+    )
+
+
+def contract_to_pb(
+    record: ContractRecord | Contract, registered_ms: int = 0, registered_by: str = ""
+) -> pb.Contract:
+    if isinstance(record, ContractRecord):
+        contract, registered_ms, registered_by = record.contract, record.registered_ms, record.registered_by
+    else:
+        contract = record
+    message = pb.Contract(
+        name=contract.name,
+        team=contract.team,
+        version=contract.version,
+        description=contract.description,
+        input_schema_json=dumps(contract.input_schema),
+        output_schema_json=dumps(contract.output_schema),
+        timeouts=timeouts_to_pb(contract.timeouts),
+        retry=retry_to_pb(contract.retry),
+        idempotent=contract.idempotent,
+        visibility=contract.visibility,
+        sensitive=list(contract.sensitive),
+        source_text=contract.source_text,
+        registered_unix_ms=registered_ms,
+        registered_by=registered_by,
+    )
+    if contract.deprecated is not None:
+        message.deprecated.CopyFrom(
+            pb.Deprecation(sunset=contract.deprecated.sunset, replacement=contract.deprecated.replacement)
+        )
+    return message
+
+
+def finding_to_pb(finding: Finding) -> pb.Finding:
+    return pb.Finding(pointer=finding.pointer, message=finding.message, breaking=finding.breaking)
+
+
+def impact_to_pb(impact: ConsumerImpact) -> pb.ConsumerImpact:
+    return pb.ConsumerImpact(
+        workflow=impact.workflow,
+        workflow_version=impact.workflow_version,
+        team=impact.team,
+        step=impact.step,
+        field=impact.field,
+        message=impact.message,
+    )
+
+
+def workflow_to_pb(record: WorkflowRecord) -> pb.Workflow:
+    return pb.Workflow(
+        name=record.name,
+        team=record.team,
+        version=record.version,
+        description=record.description,
+        source_text=record.source_text,
+        definition_json=record.definition_json,
+        registered_unix_ms=record.registered_ms,
+        registered_by=record.registered_by,
+    )
+
+
+def _redact(value: Any, side: str, sensitive: tuple[str, ...]) -> Any:
+    """Replace the sensitive fields ("input.card_token") of one payload."""
+    paths = [p.split(".")[1:] for p in sensitive if p.split(".", 1)[0] == side]
+    if not paths or not isinstance(value, dict):
+        return value
+    value = copy.deepcopy(value)
+    for path in paths:
+        node: Any = value
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path and path[-1] in node:
+            node[path[-1]] = REDACTED
+    return value
+
+
+def _sees(principal: Principal, *teams: str) -> bool:
+    return principal.admin or principal.team in teams
+
+
+def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
+    visible = _sees(principal, run.team)
+    message = pb.Run(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        workflow_version=run.workflow_version,
+        team=run.team,
+        status=RUN_STATUS[run.status],
+        input_json=dumps(run.input) if visible else "",
+        output_json=dumps(run.output) if visible and run.output is not None else "",
+        payload_hidden=not visible,
+        idempotency_key=run.idempotency_key,
+        created_unix_ms=run.created_ms,
+        finished_unix_ms=run.finished_ms,
+        trace_id=run.trace_id,
+        pinned_versions=run.pinned,
+        started_by=run.started_by,
+    )
+    error = error_to_pb(run.error)
+    if error is not None:
+        message.error.CopyFrom(error)
+    return message
+
+
+def attempt_to_pb(attempt: AttemptRecord) -> pb.Attempt:
+    message = pb.Attempt(
+        attempt_id=attempt.attempt_id,
+        number=attempt.number,
+        status=ATTEMPT_STATUS[attempt.status],
+        agent_id=attempt.agent_id,
+        scheduled_unix_ms=attempt.scheduled_ms,
+        started_unix_ms=attempt.started_ms,
+        finished_unix_ms=attempt.finished_ms,
+    )
+    error = error_to_pb(attempt.error)
+    if error is not None:
+        message.error.CopyFrom(error)
+    return message
+
+
+def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step:
+    visible = _sees(principal, view.run.team, step.team)
+    contract = view.contracts.get(step.contract)
+    sensitive = contract.sensitive if contract is not None and not _sees(principal, step.team) else ()
+    message = pb.Step(
+        id=step.step_id,
+        contract=step.contract,
+        contract_version=step.contract_version,
+        team=step.team,
+        status=STEP_STATUS[step.status],
+        waiting_reason=view.waiting.get(step.step_id, ""),
+        idempotency_key=step.idempotency_key,
+        input_json=dumps(_redact(step.input, "input", sensitive))
+        if visible and step.input is not None
+        else "",
+        output_json=dumps(_redact(step.output, "output", sensitive))
+        if visible and step.output is not None
+        else "",
+        payload_hidden=not visible,
+        attempts=[attempt_to_pb(a) for a in view.attempts.get(step.step_id, [])],
+        started_unix_ms=step.started_ms,
+        finished_unix_ms=step.finished_ms,
+        next_attempt_unix_ms=step.next_attempt_ms,
+    )
+    error = error_to_pb(step.error)
+    if error is not None:
+        message.error.CopyFrom(error)
+    return message
+
+
+def run_to_pb(view: RunView, principal: Principal) -> pb.Run:
+    message = run_summary_to_pb(view.run, principal)
+    message.steps.extend(step_to_pb(view, step, principal) for step in view.steps)
+    return message
+
+
+def task_to_pb(assignment: Assignment) -> agent_pb.Task:
+    attempt, step, run = assignment.attempt, assignment.step, assignment.run
+    return agent_pb.Task(
+        task_id=f"{run.run_id}:{step.step_id}",
+        attempt_id=attempt.attempt_id,
+        attempt=attempt.number,
+        run_id=run.run_id,
+        step_id=step.step_id,
+        workflow=run.workflow,
+        contract=step.contract,
+        contract_version=step.contract_version,
+        input_json=dumps(step.input),
+        idempotency_key=step.idempotency_key,
+        timeouts=timeouts_to_pb(assignment.timeouts),
+        deadline_unix_ms=attempt.close_deadline_ms,
+        trace_context=assignment.trace_context,
+    )
+
+
+def audit_to_pb(entry: AuditRecord) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=entry.id,
+        at_unix_ms=entry.at_ms,
+        actor=entry.actor,
+        action=entry.action,
+        object=entry.object,
+        owner_team=entry.owner_team,
+        platform_intervention=entry.platform_intervention,
+        details_json=dumps(entry.details),
+    )
+
+
+def event_to_pb(event: EventRecord, principal: Principal) -> pb.Event:
+    return pb.Event(
+        event_id=event.event_id,
+        contract=event.contract,
+        contract_version=event.contract_version,
+        team=event.team,
+        payload_json=dumps(event.payload) if _sees(principal, event.team) else "",
+        published_unix_ms=event.published_ms,
+        triggered_runs=list(event.triggered_runs),
+        trace_context=event.trace_context,
+    )

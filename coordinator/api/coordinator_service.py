@@ -1,0 +1,382 @@
+"""CoordinatorService: thin servicer over teams, registry, engine and store."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.errors import InvalidArgumentError, PermissionDeniedError
+from coordinator.api import convert
+from coordinator.api.auth import Principal, current_principal
+from coordinator.api.errors import rpc
+from coordinator.engine import Engine
+from coordinator.engine.spans import traceparent as format_traceparent
+from coordinator.events.service import EventService
+from coordinator.registry import Registry
+from coordinator.registry.teams import Teams
+from coordinator.store.base import Store
+from coordinator.store.records import RunFilter
+from coordinator.telemetry.spans import SpanRecord
+
+logger = logging.getLogger(__name__)
+
+# The telemetry package may replace how a run's trace is read (e.g. to merge agents' spans).
+TraceQuery = Callable[[Principal, str], Awaitable[list[SpanRecord]]]
+
+_DEFAULT_PAGE = 100
+
+
+def _page(request_page: Any) -> tuple[int, int]:
+    size = request_page.page_size if request_page and request_page.page_size > 0 else _DEFAULT_PAGE
+    try:
+        offset = int(request_page.page_token) if request_page and request_page.page_token else 0
+    except ValueError:
+        raise InvalidArgumentError(
+            f"page_token '{request_page.page_token}' is not one this server issued"
+        ) from None
+    return offset, min(size, 1000)
+
+
+def _next_token(offset: int, size: int, got: int) -> str:
+    return str(offset + size) if got >= size else ""
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _traceparent(context: grpc.aio.ServicerContext, trace_context: Any) -> str:
+    if trace_context and trace_context.get("traceparent"):
+        return str(trace_context["traceparent"])
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == "traceparent":
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return ""
+
+
+class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        store: Store,
+        teams: Teams,
+        registry: Registry,
+        engine: Engine,
+        events: EventService,
+        trace_query: TraceQuery | None = None,
+    ) -> None:
+        self._store = store
+        self._teams = teams
+        self._registry = registry
+        self._engine = engine
+        self._events = events
+        self.trace_query = trace_query
+
+    # ---------- identity and teams ----------
+
+    @rpc
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.WhoAmIResponse:
+        principal = current_principal()
+        return pb.WhoAmIResponse(team=principal.team, admin=principal.admin)
+
+    @rpc
+    async def CreateTeam(
+        self, request: pb.CreateTeamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTeamResponse:
+        record, token = await self._teams.create(current_principal(), request.name)
+        return pb.CreateTeamResponse(
+            team=pb.Team(name=record.name, created_unix_ms=record.created_ms), token=token
+        )
+
+    @rpc
+    async def ListTeams(
+        self, request: pb.ListTeamsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTeamsResponse:
+        offset, size = _page(request.page)
+        teams = (await self._teams.list())[offset : offset + size]
+        return pb.ListTeamsResponse(
+            teams=[pb.Team(name=t.name, created_unix_ms=t.created_ms) for t in teams],
+            next_page_token=_next_token(offset, size, len(teams)),
+        )
+
+    @rpc
+    async def RotateTeamToken(
+        self, request: pb.RotateTeamTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateTeamTokenResponse:
+        return pb.RotateTeamTokenResponse(token=await self._teams.rotate(current_principal(), request.name))
+
+    # ---------- contracts ----------
+
+    @rpc
+    async def RegisterContract(
+        self, request: pb.RegisterContractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterContractResponse:
+        result = await self._registry.register_contract(
+            current_principal(), request.source_text, request.source_name, request.dry_run
+        )
+        return pb.RegisterContractResponse(
+            contract=convert.contract_to_pb(result.record),
+            findings=[convert.finding_to_pb(f) for f in result.findings],
+            broken_consumers=[convert.impact_to_pb(c) for c in result.broken_consumers],
+            warnings=result.warnings,
+            registered=result.registered,
+        )
+
+    @rpc
+    async def ListContracts(
+        self, request: pb.ListContractsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListContractsResponse:
+        offset, size = _page(request.page)
+        records = await self._registry.list_contracts(request.team, request.name_prefix, request.all_versions)
+        principal = current_principal()
+        visible = [r for r in records if r.contract.visibility != "team" or principal.owns(r.contract.team)][
+            offset : offset + size
+        ]
+        return pb.ListContractsResponse(
+            contracts=[convert.contract_to_pb(r) for r in visible],
+            next_page_token=_next_token(offset, size, len(visible)),
+        )
+
+    @rpc
+    async def GetContract(
+        self, request: pb.GetContractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetContractResponse:
+        record, versions = await self._registry.get_contract(request.ref)
+        return pb.GetContractResponse(contract=convert.contract_to_pb(record), versions=versions)
+
+    @rpc
+    async def DiffContracts(
+        self, request: pb.DiffContractsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DiffContractsResponse:
+        findings, same_major = await self._registry.diff(request.old_ref, request.new_ref)
+        return pb.DiffContractsResponse(
+            findings=[convert.finding_to_pb(f) for f in findings],
+            breaking=any(f.breaking for f in findings),
+            same_major=same_major,
+        )
+
+    @rpc
+    async def DeprecateContract(
+        self, request: pb.DeprecateContractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeprecateContractResponse:
+        contracts = await self._registry.deprecate(
+            current_principal(), request.ref, request.sunset, request.replacement
+        )
+        return pb.DeprecateContractResponse(contracts=[convert.contract_to_pb(c) for c in contracts])
+
+    @rpc
+    async def ListContractConsumers(
+        self, request: pb.ListContractConsumersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListContractConsumersResponse:
+        offset, size = _page(request.page)
+        consumers = (await self._registry.consumers(request.ref))[offset : offset + size]
+        return pb.ListContractConsumersResponse(
+            consumers=[convert.impact_to_pb(c) for c in consumers],
+            next_page_token=_next_token(offset, size, len(consumers)),
+        )
+
+    # ---------- workflows ----------
+
+    @rpc
+    async def RegisterWorkflow(
+        self, request: pb.RegisterWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterWorkflowResponse:
+        result = await self._registry.register_workflow(
+            current_principal(), request.source_text, request.source_name, request.dry_run
+        )
+        return pb.RegisterWorkflowResponse(
+            workflow=convert.workflow_to_pb(result.record),
+            findings=[convert.finding_to_pb(f) for f in result.findings],
+            warnings=result.warnings,
+            registered=result.registered,
+        )
+
+    @rpc
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkflowsResponse:
+        offset, size = _page(request.page)
+        records = (await self._registry.list_workflows(request.team))[offset : offset + size]
+        return pb.ListWorkflowsResponse(
+            workflows=[convert.workflow_to_pb(r) for r in records],
+            next_page_token=_next_token(offset, size, len(records)),
+        )
+
+    @rpc
+    async def GetWorkflow(
+        self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetWorkflowResponse:
+        record = await self._registry.get_workflow(request.name, request.version)
+        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record))
+
+    # ---------- runs ----------
+
+    @rpc
+    async def StartRun(
+        self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartRunResponse:
+        principal = current_principal()
+        run_input = _json_arg(request.input_json, "the run input")
+        view, created = await self._engine.start_run(
+            principal,
+            request.workflow,
+            run_input,
+            idempotency_key=request.idempotency_key,
+            traceparent=_traceparent(context, request.trace_context),
+        )
+        return pb.StartRunResponse(run=convert.run_to_pb(view, principal), created=created)
+
+    @rpc
+    async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
+        principal = current_principal()
+        view = await self._engine.get_run(principal, request.run_id)
+        return pb.GetRunResponse(run=convert.run_to_pb(view, principal))
+
+    @rpc
+    async def ListRuns(
+        self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRunsResponse:
+        principal = current_principal()
+        offset, size = _page(request.page)
+        query = RunFilter(
+            workflow=request.workflow,
+            status=convert.RUN_STATUS_NAME.get(request.status, ""),
+            team=request.team,
+            created_after_ms=request.created_after_unix_ms,
+            created_before_ms=request.created_before_unix_ms,
+            query=request.query,
+            offset=offset,
+            limit=size,
+        )
+        runs = await self._engine.list_runs(principal, query)
+        return pb.ListRunsResponse(
+            runs=[convert.run_summary_to_pb(r, principal) for r in runs],
+            next_page_token=_next_token(offset, size, len(runs)),
+        )
+
+    @rpc
+    async def CancelRun(
+        self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelRunResponse:
+        principal = current_principal()
+        view = await self._engine.cancel_run(principal, request.run_id, request.reason)
+        return pb.CancelRunResponse(run=convert.run_to_pb(view, principal))
+
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchRunResponse]:
+        principal = current_principal()
+        try:
+            async for view in self._engine.watch(principal, request.run_id):
+                yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal))
+        except Exception as exc:
+            from contracts.errors import AccordError
+            from coordinator.api.errors import message_of, status_of
+
+            if isinstance(exc, AccordError):
+                await context.abort(status_of(exc), message_of(exc))
+            raise
+
+    # ---------- events ----------
+
+    @rpc
+    async def PublishEvent(
+        self, request: pb.PublishEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PublishEventResponse:
+        principal = current_principal()
+        payload = _json_arg(request.payload_json, "the event payload")
+        trace_context = dict(request.trace_context)
+        if not trace_context.get("traceparent"):
+            parent = _traceparent(context, None)
+            if parent:
+                trace_context["traceparent"] = parent
+        event = await self._events.publish(
+            principal, request.contract, payload, trace_context, request.request_id
+        )
+        return pb.PublishEventResponse(event=convert.event_to_pb(event, principal))
+
+    @rpc
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEventsResponse:
+        principal = current_principal()
+        offset, size = _page(request.page)
+        events = await self._store.list_events(request.contract, offset, size)
+        return pb.ListEventsResponse(
+            events=[convert.event_to_pb(e, principal) for e in events],
+            next_page_token=_next_token(offset, size, len(events)),
+        )
+
+    # ---------- traces ----------
+
+    @rpc
+    async def GetRunTrace(
+        self, request: pb.GetRunTraceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRunTraceResponse:
+        principal = current_principal()
+        view = await self._engine.get_run(principal, request.run_id)
+        if self.trace_query is not None:
+            spans = await self.trace_query(principal, request.run_id)
+        else:
+            spans = await self._store.spans_for_trace(view.run.trace_id)
+        return pb.GetRunTraceResponse(
+            trace_id=view.run.trace_id, spans=[_span_to_pb(s, principal) for s in spans]
+        )
+
+    # ---------- audit ----------
+
+    @rpc
+    async def ListAuditLog(
+        self, request: pb.ListAuditLogRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAuditLogResponse:
+        principal = current_principal()
+        team = request.team
+        if not principal.admin:
+            if team and team != principal.team:
+                raise PermissionDeniedError(
+                    f"team {principal.team} may read only its own audit entries, not team {team}'s"
+                )
+            team = principal.team
+        offset, size = _page(request.page)
+        entries = await self._store.list_audit(team, offset, size)
+        return pb.ListAuditLogResponse(
+            entries=[convert.audit_to_pb(e) for e in entries],
+            next_page_token=_next_token(offset, size, len(entries)),
+        )
+
+
+_SPAN_STATUS = {"ok": pb.SPAN_STATUS_OK, "error": pb.SPAN_STATUS_ERROR}
+
+
+def _span_to_pb(span: SpanRecord, principal: Principal) -> pb.Span:
+    visible = principal.admin or not span.team or span.team == principal.team
+    return pb.Span(
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id,
+        name=span.name,
+        team=span.team,
+        service=span.service,
+        start_unix_nano=span.start_ns,
+        end_unix_nano=span.end_ns,
+        status=_SPAN_STATUS.get(span.status, pb.SPAN_STATUS_UNSPECIFIED),
+        status_message=span.status_message if visible else "",
+        attributes_json=convert.dumps(span.attributes) if visible else "",
+        redacted=not visible,
+        kind=span.kind,
+        events_json=convert.dumps(span.events) if visible else "",
+        links_json=convert.dumps(span.links),
+    )
+
+
+__all__ = ["CoordinatorService", "TraceQuery", "format_traceparent"]

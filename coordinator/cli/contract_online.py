@@ -1,0 +1,257 @@
+"""Contract and workflow commands that talk to the coordinator: register, list, show, deprecate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.cli._apps import contract_app, workflow_app
+from coordinator.cli._output import command, fail, print_json
+from coordinator.client import Client
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise fail(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+
+
+def _contract_json(c: pb.Contract) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "version": c.version,
+        "team": c.team,
+        "description": c.description,
+        "visibility": c.visibility,
+        "idempotent": c.idempotent,
+        "input": json.loads(c.input_schema_json or "{}"),
+        "output": json.loads(c.output_schema_json or "{}"),
+        "sensitive": list(c.sensitive),
+        "deprecated": {"sunset": c.deprecated.sunset, "replacement": c.deprecated.replacement}
+        if c.HasField("deprecated")
+        else None,
+        "registered_unix_ms": c.registered_unix_ms,
+        "registered_by": c.registered_by,
+    }
+
+
+def _finding_line(f: pb.Finding) -> str:
+    mark = "BREAKING" if f.breaking else "note"
+    return f"{mark}: {f.pointer or '/'}: {f.message}"
+
+
+def _impact_line(i: pb.ConsumerImpact) -> str:
+    return f"breaks workflow {i.workflow} (v{i.workflow_version}, team {i.team}), step {i.step} reads {i.field}: {i.message}"
+
+
+@contract_app.command("register")
+@command
+def register_contract(
+    file: Annotated[Path, typer.Argument(help="Contract file (YAML or JSON).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only check: would this break anyone?")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a contract version; refused if it breaks an earlier version or a consumer."""
+    text = _read(file)
+    with Client() as client:
+        response = client.coordinator.RegisterContract(
+            pb.RegisterContractRequest(source_text=text, source_name=str(file), dry_run=dry_run)
+        )
+    breaking = any(f.breaking for f in response.findings) or bool(response.broken_consumers)
+    if as_json:
+        print_json(
+            {
+                "contract": f"{response.contract.name}@{response.contract.version}",
+                "registered": response.registered,
+                "findings": [
+                    {"pointer": f.pointer, "message": f.message, "breaking": f.breaking}
+                    for f in response.findings
+                ],
+                "broken_consumers": [
+                    {
+                        "workflow": i.workflow,
+                        "version": i.workflow_version,
+                        "team": i.team,
+                        "step": i.step,
+                        "field": i.field,
+                        "message": i.message,
+                    }
+                    for i in response.broken_consumers
+                ],
+                "warnings": list(response.warnings),
+            }
+        )
+    else:
+        ref = f"{response.contract.name}@{response.contract.version}"
+        for warning in response.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        for f in response.findings:
+            typer.echo(_finding_line(f))
+        for i in response.broken_consumers:
+            typer.echo(_impact_line(i))
+        if dry_run:
+            typer.echo(f"{ref}: {'would be REFUSED' if breaking else 'can be registered'}")
+        elif response.registered:
+            typer.echo(f"registered {ref}")
+        else:
+            typer.echo(f"{ref} is already registered (unchanged)")
+    if dry_run and breaking:
+        raise typer.Exit(1)
+
+
+@contract_app.command("list")
+@command
+def list_contracts(
+    team: Annotated[str, typer.Option(help="Only this team's contracts.")] = "",
+    prefix: Annotated[str, typer.Option(help="Name prefix, e.g. payments/charge.")] = "",
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Every version, not the newest per major.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List registered contracts (newest version of each major)."""
+    with Client() as client:
+        response = client.coordinator.ListContracts(
+            pb.ListContractsRequest(team=team, name_prefix=prefix, all_versions=all_versions)
+        )
+    if as_json:
+        print_json([_contract_json(c) for c in response.contracts])
+        return
+    for c in response.contracts:
+        note = f"  deprecated, sunset {c.deprecated.sunset}" if c.HasField("deprecated") else ""
+        typer.echo(f"{c.name}@{c.version}  {c.visibility}  {c.description}{note}")
+
+
+@contract_app.command("show")
+@command
+def show_contract(
+    ref: Annotated[str, typer.Argument(help="team/name, team/name@^1 or team/name@1.2.3")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one contract version and the versions registered."""
+    with Client() as client:
+        response = client.coordinator.GetContract(pb.GetContractRequest(ref=ref))
+    if as_json:
+        print_json({**_contract_json(response.contract), "versions": list(response.versions)})
+        return
+    c = response.contract
+    typer.echo(f"{c.name}@{c.version}  (team {c.team}, {c.visibility})")
+    if c.description:
+        typer.echo(c.description)
+    typer.echo(f"versions: {', '.join(response.versions)}")
+    if c.HasField("deprecated"):
+        typer.echo(f"deprecated: sunset {c.deprecated.sunset}, replacement {c.deprecated.replacement or '-'}")
+    typer.echo("")
+    typer.echo(c.source_text.rstrip())
+
+
+@contract_app.command("deprecate")
+@command
+def deprecate(
+    ref: Annotated[str, typer.Argument(help="team/name@1 (a major) or team/name@1.2.0")],
+    sunset: Annotated[str, typer.Option(help="ISO date after which it may go away.")],
+    replacement: Annotated[str, typer.Option(help="What to use instead, e.g. payments/charge-card@2.")] = "",
+) -> None:
+    """Deprecate a contract version or major."""
+    with Client() as client:
+        response = client.coordinator.DeprecateContract(
+            pb.DeprecateContractRequest(ref=ref, sunset=sunset, replacement=replacement)
+        )
+    for c in response.contracts:
+        typer.echo(f"deprecated {c.name}@{c.version} (sunset {sunset})")
+
+
+def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
+    return {
+        "name": w.name,
+        "team": w.team,
+        "version": w.version,
+        "description": w.description,
+        "definition": json.loads(w.definition_json or "{}"),
+        "registered_unix_ms": w.registered_unix_ms,
+        "registered_by": w.registered_by,
+    }
+
+
+@workflow_app.command("register")
+@command
+def register_workflow(
+    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate against the registry only.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a new version of a workflow; refused if it does not type-check."""
+    text = _read(file)
+    with Client() as client:
+        response = client.coordinator.RegisterWorkflow(
+            pb.RegisterWorkflowRequest(source_text=text, source_name=str(file), dry_run=dry_run)
+        )
+    breaking = any(f.breaking for f in response.findings)
+    if as_json:
+        print_json(
+            {
+                **_workflow_json(response.workflow),
+                "registered": response.registered,
+                "findings": [
+                    {"pointer": f.pointer, "message": f.message, "breaking": f.breaking}
+                    for f in response.findings
+                ],
+                "warnings": list(response.warnings),
+            }
+        )
+    else:
+        for warning in response.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        for f in response.findings:
+            typer.echo(_finding_line(f))
+        w = response.workflow
+        if dry_run:
+            typer.echo(
+                f"{w.name}: {'does NOT type-check' if breaking else 'type-checks against the registry'}"
+            )
+        else:
+            typer.echo(f"registered {w.name} v{w.version}")
+    if dry_run and breaking:
+        raise typer.Exit(1)
+
+
+@workflow_app.command("list")
+@command
+def list_workflows(
+    team: Annotated[str, typer.Option(help="Only this team's workflows.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """List workflows (newest version of each)."""
+    with Client() as client:
+        response = client.coordinator.ListWorkflows(pb.ListWorkflowsRequest(team=team))
+    if as_json:
+        print_json([_workflow_json(w) for w in response.workflows])
+        return
+    for w in response.workflows:
+        typer.echo(f"{w.name}  v{w.version}  {w.description}")
+
+
+@workflow_app.command("show")
+@command
+def show_workflow(
+    name: str,
+    version: Annotated[int, typer.Option(help="0 = newest.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one workflow version."""
+    with Client() as client:
+        response = client.coordinator.GetWorkflow(pb.GetWorkflowRequest(name=name, version=version))
+    w = response.workflow
+    if as_json:
+        print_json({**_workflow_json(w), "source": w.source_text})
+        return
+    typer.echo(f"{w.name} v{w.version} (team {w.team}, registered by {w.registered_by})")
+    typer.echo("")
+    typer.echo(w.source_text.rstrip())

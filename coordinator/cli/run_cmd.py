@@ -1,0 +1,246 @@
+"""``accord run`` and ``accord runs list|show|cancel``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from contracts._wire.accord.common.v1 import common_pb2 as common_pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.cli._apps import app, runs_app
+from coordinator.cli._output import command, fail, print_json
+from coordinator.client import Client
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+RUN_STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in pb.RunStatus.items()}
+STEP_STATUS = {v: k.removeprefix("STEP_STATUS_").lower() for k, v in pb.StepStatus.items()}
+ATTEMPT_STATUS = {v: k.removeprefix("ATTEMPT_STATUS_").lower() for k, v in pb.AttemptStatus.items()}
+TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
+
+
+def _input_text(value: str) -> str:
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise fail(f"--input {value}: cannot read {path}: {exc.strerror or exc}") from None
+        where = str(path)
+    else:
+        text, where = value, "--input"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"{where}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    return text
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text) if text else None
+
+
+def _error_json(error: Any) -> dict[str, Any] | None:
+    if not error.type and not error.message:
+        return None
+    return {"type": error.type, "message": error.message, "retryable": error.retryable}
+
+
+def run_json(run: pb.Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "workflow_version": run.workflow_version,
+        "team": run.team,
+        "status": RUN_STATUS[run.status],
+        "input": _loads(run.input_json),
+        "output": _loads(run.output_json),
+        "payload_hidden": run.payload_hidden,
+        "idempotency_key": run.idempotency_key,
+        "error": _error_json(run.error) if run.HasField("error") else None,
+        "created_unix_ms": run.created_unix_ms,
+        "finished_unix_ms": run.finished_unix_ms,
+        "trace_id": run.trace_id,
+        "pinned_versions": dict(run.pinned_versions),
+        "started_by": run.started_by,
+        "steps": [
+            {
+                "id": s.id,
+                "contract": s.contract,
+                "contract_version": s.contract_version,
+                "team": s.team,
+                "status": STEP_STATUS[s.status],
+                "waiting_reason": s.waiting_reason,
+                "idempotency_key": s.idempotency_key,
+                "input": _loads(s.input_json),
+                "output": _loads(s.output_json),
+                "payload_hidden": s.payload_hidden,
+                "error": _error_json(s.error) if s.HasField("error") else None,
+                "next_attempt_unix_ms": s.next_attempt_unix_ms,
+                "attempts": [
+                    {
+                        "attempt_id": a.attempt_id,
+                        "number": a.number,
+                        "status": ATTEMPT_STATUS[a.status],
+                        "agent_id": a.agent_id,
+                        "scheduled_unix_ms": a.scheduled_unix_ms,
+                        "started_unix_ms": a.started_unix_ms,
+                        "finished_unix_ms": a.finished_unix_ms,
+                        "error": _error_json(a.error) if a.HasField("error") else None,
+                    }
+                    for a in s.attempts
+                ],
+            }
+            for s in run.steps
+        ],
+    }
+
+
+def _duration(start: int, end: int) -> str:
+    if not start:
+        return ""
+    ms = (end or int(time.time() * 1000)) - start
+    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def print_run(run: pb.Run) -> None:
+    status = RUN_STATUS[run.status]
+    typer.echo(f"run {run.run_id}: {status}")
+    typer.echo(
+        f"  workflow  {run.workflow} v{run.workflow_version} (team {run.team}), started by {run.started_by or '-'}"
+    )
+    typer.echo(f"  trace     {run.trace_id}")
+    typer.echo(f"  duration  {_duration(run.created_unix_ms, run.finished_unix_ms)}")
+    if run.HasField("error") and run.error.message:
+        typer.echo(f"  error     {run.error.type}: {run.error.message}")
+    typer.echo("steps:")
+    width = max((len(s.id) for s in run.steps), default=4)
+    for step in run.steps:
+        line = f"  {step.id:<{width}}  {STEP_STATUS[step.status]:<9}  {step.contract}@{step.contract_version} (team {step.team})"
+        if step.attempts:
+            line += f"  attempts {len(step.attempts)}"
+        typer.echo(line)
+        if step.waiting_reason:
+            typer.echo(f"  {'':<{width}}  waiting: {step.waiting_reason}")
+        for attempt in step.attempts:
+            detail = f"attempt {attempt.number} {ATTEMPT_STATUS[attempt.status]}"
+            if attempt.agent_id:
+                detail += f" on {attempt.agent_id}"
+            took = _duration(attempt.started_unix_ms, attempt.finished_unix_ms)
+            if took:
+                detail += f" ({took})"
+            if attempt.error.message:
+                detail += f": {attempt.error.type}: {attempt.error.message}"
+            typer.echo(f"  {'':<{width}}  {detail}")
+        if step.HasField("error") and step.error.message and STEP_STATUS[step.status] == "failed":
+            typer.echo(f"  {'':<{width}}  error: {step.error.type}: {step.error.message}")
+    if run.output_json:
+        typer.echo(f"output: {run.output_json}")
+
+
+@app.command("run")
+@command
+def run(
+    workflow: Annotated[str, typer.Argument(help="team/name of the workflow.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="Run input: JSON text or @file.")] = "{}",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the end; print only the output JSON.")
+    ] = False,
+    idempotency_key: Annotated[str, typer.Option(help="Same key, same run.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of a workflow."""
+    text = _input_text(input)
+    with Client() as client:
+        response = client.coordinator.StartRun(
+            pb.StartRunRequest(workflow=workflow, input_json=text, idempotency_key=idempotency_key)
+        )
+        current = response.run
+        if not wait:
+            if as_json:
+                print_json({**run_json(current), "created": response.created})
+            else:
+                typer.echo(current.run_id)
+            return
+        if current.status not in TERMINAL:
+            for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
+                current = update.run
+                if current.status in TERMINAL:
+                    break
+    if current.status == pb.RUN_STATUS_SUCCEEDED:
+        if as_json:
+            print_json(run_json(current))
+        else:
+            typer.echo(current.output_json or "null")
+        return
+    status = RUN_STATUS[current.status]
+    message = f"{current.error.type}: {current.error.message}" if current.error.message else status
+    typer.echo(f"error: run {current.run_id} {status}: {message}", err=True)
+    if as_json:
+        print_json(run_json(current))
+    raise typer.Exit(1)
+
+
+@runs_app.command("list")
+@command
+def list_runs(
+    workflow: Annotated[str, typer.Option(help="Only runs of this workflow.")] = "",
+    status: Annotated[str, typer.Option(help="pending, running, succeeded, failed, cancelled.")] = "",
+    team: Annotated[str, typer.Option(help="Runs involving this team.")] = "",
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    status_value = pb.RUN_STATUS_UNSPECIFIED
+    if status:
+        key = f"RUN_STATUS_{status.upper()}"
+        if key not in pb.RunStatus.keys():
+            raise fail(
+                f"--status must be one of pending, running, succeeded, failed, cancelled; not '{status}'"
+            )
+        status_value = pb.RunStatus.Value(key)
+    with Client() as client:
+        response = client.coordinator.ListRuns(
+            pb.ListRunsRequest(
+                workflow=workflow, status=status_value, team=team, page=common_pb.PageRequest(page_size=limit)
+            )
+        )
+    if as_json:
+        print_json([run_json(r) for r in response.runs])
+        return
+    for r in response.runs:
+        typer.echo(
+            f"{r.run_id}  {RUN_STATUS[r.status]:<9}  {r.workflow} v{r.workflow_version}  {_duration(r.created_unix_ms, r.finished_unix_ms)}"
+        )
+
+
+@runs_app.command("show")
+@command
+def show(run_id: str, as_json: JsonOption = False) -> None:
+    """What a run is doing: each step's state, attempts, errors, and why a step waits."""
+    with Client() as client:
+        response = client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))
+    if as_json:
+        print_json(run_json(response.run))
+        return
+    print_run(response.run)
+
+
+@runs_app.command("cancel")
+@command
+def cancel(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run; in-flight tasks learn it through their next heartbeat."""
+    with Client() as client:
+        response = client.coordinator.CancelRun(pb.CancelRunRequest(run_id=run_id, reason=reason))
+    if as_json:
+        print_json(run_json(response.run))
+        return
+    typer.echo(f"run {run_id}: {RUN_STATUS[response.run.status]}")

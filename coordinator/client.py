@@ -1,0 +1,190 @@
+"""A small gRPC client for the coordinator (asyncio and blocking), used by the CLI and tests.
+
+Every ``grpc.RpcError`` becomes the matching ``contracts.errors.RemoteError`` subclass, raised
+``from`` the gRPC error:
+
+    UNAVAILABLE / DEADLINE_EXCEEDED → UnreachableError("cannot reach the coordinator at HOST:PORT: ...")
+    UNAUTHENTICATED     → UnauthenticatedError
+    PERMISSION_DENIED   → PermissionDeniedError
+    NOT_FOUND           → NotFoundError
+    INVALID_ARGUMENT    → InvalidArgumentError
+    FAILED_PRECONDITION → FailedPreconditionError
+    anything else       → RemoteError
+
+Where to connect: ``ACCORD_COORDINATOR`` (host:port), else the address the local coordinator
+wrote to ``$ACCORD_HOME/coordinator.json``, else 127.0.0.1:7440. Token: ``ACCORD_TOKEN``, else
+``$ACCORD_HOME/admin.token`` (readable only on the coordinator's machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UnauthenticatedError,
+    UnreachableError,
+)
+from coordinator.config import DEFAULT_LISTEN, accord_home
+
+_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
+}
+
+
+def default_address(home: Path | None = None) -> str:
+    env = os.environ.get("ACCORD_COORDINATOR")
+    if env:
+        return env
+    state = (home or accord_home()) / "coordinator.json"
+    try:
+        return str(json.loads(state.read_text())["grpc"])
+    except (OSError, ValueError, KeyError):
+        return DEFAULT_LISTEN
+
+
+def default_token(home: Path | None = None) -> str:
+    env = os.environ.get("ACCORD_TOKEN")
+    if env:
+        return env.strip()
+    try:
+        return ((home or accord_home()) / "admin.token").read_text().strip()
+    except OSError:
+        return ""
+
+
+def translate(exc: grpc.RpcError, address: str) -> RemoteError:
+    """The domain error for a failed call."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return UnreachableError(f"cannot reach the coordinator at {address}: {details or code.name}")
+    lines = details.split("\n")
+    cls = _ERRORS.get(code, RemoteError)
+    return cls(lines[0], [line for line in lines[1:] if line])
+
+
+class _AsyncStub:
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._address = address
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._stub, name)
+        metadata, address = self._metadata, self._address
+
+        async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+            try:
+                return await method(request, metadata=metadata, timeout=timeout)
+            except grpc.RpcError as exc:
+                raise translate(exc, address) from exc
+
+        return call
+
+    def stream(self, name: str, request: Any) -> Any:
+        """Iterate a server-streaming RPC, translating errors."""
+        method = getattr(self._stub, name)
+        metadata, address = self._metadata, self._address
+
+        async def iterate() -> Any:
+            try:
+                async for item in method(request, metadata=metadata):
+                    yield item
+            except grpc.RpcError as exc:
+                raise translate(exc, address) from exc
+
+        return iterate()
+
+
+class _SyncStub:
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._address = address
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._stub, name)
+        metadata, address = self._metadata, self._address
+
+        def call(request: Any, *, timeout: float | None = None) -> Any:
+            try:
+                return method(request, metadata=metadata, timeout=timeout)
+            except grpc.RpcError as exc:
+                raise translate(exc, address) from exc
+
+        return call
+
+    def stream(self, name: str, request: Any) -> Any:
+        method = getattr(self._stub, name)
+        try:
+            yield from method(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise translate(exc, self._address) from exc
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class AsyncClient:
+    """``client.coordinator.GetRun(req)`` / ``client.agent.PollTask(req)`` with domain errors."""
+
+    def __init__(
+        self, address: str | None = None, token: str | None = None, home: Path | None = None
+    ) -> None:
+        self.address = address or default_address(home)
+        self.token = token if token is not None else default_token(home)
+        self._channel = grpc.aio.insecure_channel(self.address)
+        meta = _metadata(self.token)
+        self.coordinator: Any = _AsyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
+        self.agent: Any = _AsyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Client:
+    """Blocking twin of AsyncClient, for the CLI."""
+
+    def __init__(
+        self, address: str | None = None, token: str | None = None, home: Path | None = None
+    ) -> None:
+        self.address = address or default_address(home)
+        self.token = token if token is not None else default_token(home)
+        self._channel = grpc.insecure_channel(self.address)
+        meta = _metadata(self.token)
+        self.coordinator: Any = _SyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
+        self.agent: Any = _SyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

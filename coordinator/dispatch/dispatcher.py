@@ -1,0 +1,147 @@
+"""Task queues per (contract, major) and long-poll matching.
+
+Queues hold attempt ids only; the engine owns the attempts. An enqueue wakes every poller
+waiting on that queue at once (asyncio events), so handing a task to an idle agent costs no
+polling interval. The queues are in memory and rebuilt from the Store when the coordinator
+starts; an attempt is enqueued only after its creation is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from coordinator.store.records import AgentRecord
+
+QueueKey = tuple[str, int]  # (contract "team/name", major)
+
+
+def queue_label(key: QueueKey) -> str:
+    return f"{key[0]}@{key[1]}"
+
+
+@dataclass
+class AgentState:
+    record: AgentRecord
+    last_seen: float = 0.0  # monotonic; 0 = not seen since this coordinator started
+    polling: int = 0
+    in_flight: set[str] = field(default_factory=set)
+
+    @property
+    def keys(self) -> list[QueueKey]:
+        return [(b.contract, b.major) for b in self.record.bindings]
+
+
+class Dispatcher:
+    def __init__(self, *, agent_alive_s: float = 30.0) -> None:
+        self._agent_alive_s = agent_alive_s
+        self._queues: dict[QueueKey, deque[str]] = {}
+        self._queued: dict[str, tuple[QueueKey, float]] = {}  # attempt id -> (queue, enqueued at)
+        self._waiters: dict[QueueKey, set[asyncio.Event]] = {}
+        self.agents: dict[str, AgentState] = {}
+
+    # ---------- agents ----------
+
+    def register_agent(self, record: AgentRecord, *, seen: bool = True) -> AgentState:
+        state = self.agents.get(record.agent_id)
+        if state is None:
+            state = AgentState(record)
+            self.agents[record.agent_id] = state
+        else:
+            state.record = record
+        if seen:
+            state.last_seen = time.monotonic()
+        return state
+
+    def touch(self, agent_id: str) -> None:
+        state = self.agents.get(agent_id)
+        if state is not None:
+            state.last_seen = time.monotonic()
+
+    def _alive(self, state: AgentState, now: float) -> bool:
+        return state.polling > 0 or (state.last_seen > 0 and now - state.last_seen < self._agent_alive_s)
+
+    def serving(self, key: QueueKey) -> list[AgentState]:
+        """Agents alive now that serve ``key``."""
+        now = time.monotonic()
+        return [a for a in self.agents.values() if key in a.keys and self._alive(a, now)]
+
+    # ---------- queues ----------
+
+    def enqueue(self, key: QueueKey, attempt_id: str) -> None:
+        if attempt_id in self._queued:
+            return
+        self._queues.setdefault(key, deque()).append(attempt_id)
+        self._queued[attempt_id] = (key, time.monotonic())
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    def remove(self, attempt_id: str) -> None:
+        entry = self._queued.pop(attempt_id, None)
+        if entry is not None:
+            queue = self._queues.get(entry[0])
+            if queue is not None:
+                try:
+                    queue.remove(attempt_id)
+                except ValueError:
+                    pass
+
+    def queued_since(self, attempt_id: str) -> float | None:
+        entry = self._queued.get(attempt_id)
+        return None if entry is None else entry[1]
+
+    def depth(self, key: QueueKey) -> int:
+        return len(self._queues.get(key, ()))
+
+    def _pop(self, keys: Iterable[QueueKey]) -> str | None:
+        best: QueueKey | None = None
+        best_at = 0.0
+        for key in keys:
+            queue = self._queues.get(key)
+            if queue:
+                at = self._queued[queue[0]][1]
+                if best is None or at < best_at:
+                    best, best_at = key, at
+        if best is None:
+            return None
+        attempt_id = self._queues[best].popleft()
+        del self._queued[attempt_id]
+        return attempt_id
+
+    async def next_attempt(self, agent_id: str, keys: list[QueueKey], wait_s: float) -> str | None:
+        """The oldest queued attempt among ``keys``; waits up to ``wait_s`` for one."""
+        state = self.agents.get(agent_id)
+        attempt_id = self._pop(keys)
+        if attempt_id is not None or wait_s <= 0:
+            return attempt_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        event = asyncio.Event()
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(event)
+        if state is not None:
+            state.polling += 1
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return self._pop(keys)
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    return self._pop(keys)
+                event.clear()
+                attempt_id = self._pop(keys)
+                if attempt_id is not None:
+                    return attempt_id
+        finally:
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(event)
+            if state is not None:
+                state.polling -= 1
+                state.last_seen = time.monotonic()

@@ -1,0 +1,203 @@
+"""Run, step and attempt spans, built from durable run state and handed to a SpanSink.
+
+Span ids are generated when the run/step/attempt is created and stored with it, so a span that
+finishes after a coordinator restart still has the id its children (and the agent's spans) point
+to. Records are buffered and emitted off the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Protocol
+
+from coordinator.store.base import Store
+from coordinator.store.records import (
+    ATTEMPT_SUCCEEDED,
+    RUN_SUCCEEDED,
+    STEP_SKIPPED,
+    STEP_SUCCEEDED,
+    AttemptRecord,
+    RunRecord,
+    StepRecord,
+    TaskFailure,
+)
+from coordinator.telemetry.spans import SpanRecord
+
+logger = logging.getLogger(__name__)
+
+
+class SpanSink(Protocol):
+    async def emit(self, records: list[SpanRecord]) -> None: ...
+
+
+class StoreSpanSink:
+    """The default sink: straight into the Store's spans table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def emit(self, records: list[SpanRecord]) -> None:
+        await self._store.insert_spans(records)
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def parse_traceparent(value: str) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a W3C traceparent, or None when malformed."""
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        int(parts[1], 16)
+        int(parts[2], 16)
+    except ValueError:
+        return None
+    if set(parts[1]) == {"0"} or set(parts[2]) == {"0"}:
+        return None
+    return parts[1], parts[2]
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def _status(ok: bool, error: TaskFailure | None) -> tuple[str, str]:
+    if ok:
+        return "ok", ""
+    return "error", f"{error.type}: {error.message}" if error else "error"
+
+
+def _error_attributes(error: TaskFailure | None) -> dict[str, str]:
+    if error is None:
+        return {}
+    return {"error.type": error.type, "error.message": error.message}
+
+
+def run_span(run: RunRecord) -> SpanRecord:
+    status, message = _status(run.status == RUN_SUCCEEDED, run.error)
+    return SpanRecord(
+        trace_id=run.trace_id,
+        span_id=run.span_id,
+        parent_span_id=run.parent_span_id,
+        name=f"run {run.workflow}",
+        start_ns=run.created_ms * 1_000_000,
+        end_ns=max(run.finished_ms, run.created_ms) * 1_000_000,
+        team=run.team,
+        status=status,
+        status_message=message,
+        attributes={
+            "accord.run_id": run.run_id,
+            "accord.workflow": run.workflow,
+            "accord.workflow_version": run.workflow_version,
+            "accord.team": run.team,
+            "accord.run_status": run.status,
+            **_error_attributes(run.error),
+        },
+        run_id=run.run_id,
+    )
+
+
+def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanRecord:
+    status, message = _status(step.status in (STEP_SUCCEEDED, STEP_SKIPPED), step.error)
+    start = step.started_ms or step.finished_ms
+    return SpanRecord(
+        trace_id=run.trace_id,
+        span_id=step.span_id,
+        parent_span_id=parent_span_id,
+        name=f"step {step.step_id}",
+        start_ns=start * 1_000_000,
+        end_ns=max(step.finished_ms, start) * 1_000_000,
+        team=step.team,
+        status=status,
+        status_message=message,
+        attributes={
+            "accord.run_id": run.run_id,
+            "accord.step_id": step.step_id,
+            "accord.contract": step.contract,
+            "accord.contract_version": step.contract_version,
+            "accord.team": step.team,
+            "accord.step_status": step.status,
+            **_error_attributes(step.error),
+        },
+        run_id=run.run_id,
+    )
+
+
+def attempt_span(run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> SpanRecord:
+    status, message = _status(attempt.status == ATTEMPT_SUCCEEDED, attempt.error)
+    start = attempt.started_ms or attempt.scheduled_ms
+    return SpanRecord(
+        trace_id=run.trace_id,
+        span_id=attempt.span_id,
+        parent_span_id=step.span_id,
+        name=f"attempt {attempt.number} {step.contract}@{step.contract_version}",
+        start_ns=start * 1_000_000,
+        end_ns=max(attempt.finished_ms, start) * 1_000_000,
+        team=step.team,
+        kind="client",
+        status=status,
+        status_message=message,
+        attributes={
+            "accord.run_id": run.run_id,
+            "accord.step_id": step.step_id,
+            "accord.contract": step.contract,
+            "accord.contract_version": step.contract_version,
+            "accord.team": step.team,
+            "accord.attempt": attempt.number,
+            "accord.agent_id": attempt.agent_id,
+            "accord.attempt_status": attempt.status,
+            **_error_attributes(attempt.error),
+        },
+        run_id=run.run_id,
+    )
+
+
+class SpanBuffer:
+    """Collects finished spans and emits them in batches, off the RPC hot path."""
+
+    def __init__(self, sink: SpanSink, *, interval_s: float = 0.2) -> None:
+        self._sink = sink
+        self._interval_s = interval_s
+        self._pending: list[SpanRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, records: list[SpanRecord]) -> None:
+        self._pending.extend(records)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="span-buffer")
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await self._sink.emit(batch)
+        except Exception:
+            logger.exception("span sink failed; %d spans dropped", len(batch))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()

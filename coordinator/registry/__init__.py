@@ -1,0 +1,11 @@
+"""Contracts and workflows: registration with compatibility and composition checks."""
+
+from coordinator.registry.registry import (
+    ConsumerImpact,
+    ContractRegistration,
+    Finding,
+    Registry,
+    WorkflowRegistration,
+)
+
+__all__ = ["ConsumerImpact", "ContractRegistration", "Finding", "Registry", "WorkflowRegistration"]

@@ -1,0 +1,501 @@
+"""Contracts and workflows: registration with compatibility and composition checks.
+
+Rules (DESIGN.md): a contract version is immutable; a new version in an existing major must be
+compatible with every earlier version of that major and must not break any registered consumer
+workflow; a workflow registers only when it type-checks against the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from contracts import compat, versions
+from contracts.errors import (
+    AccordError,
+    FailedPreconditionError,
+    FileProblemsError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from contracts.loader import parse_contract_text, parse_workflow_text
+from contracts.model import Contract, Deprecation, Workflow
+from coordinator.api.auth import Principal
+from coordinator.store import codec
+from coordinator.store.base import Store
+from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord
+
+logger = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Finding:
+    pointer: str
+    message: str
+    breaking: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.pointer or '/'}: {self.message}" if self.pointer else self.message
+
+
+@dataclass(frozen=True)
+class ConsumerImpact:
+    workflow: str
+    workflow_version: int
+    team: str
+    step: str
+    field: str
+    message: str = ""
+
+    def __str__(self) -> str:
+        text = (
+            f"workflow {self.workflow} (v{self.workflow_version}, team {self.team}), "
+            f"step {self.step} reads {self.field}"
+        )
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass
+class ContractRegistration:
+    record: ContractRecord
+    findings: list[Finding] = field(default_factory=list)
+    broken_consumers: list[ConsumerImpact] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    registered: bool = False
+
+
+@dataclass
+class WorkflowRegistration:
+    record: WorkflowRecord
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    registered: bool = False
+
+
+def _bad_file(exc: AccordError, source_name: str) -> InvalidArgumentError:
+    if isinstance(exc, FileProblemsError):
+        lines = [str(p) for p in exc.problems]
+        return InvalidArgumentError(f"{source_name} has {len(lines)} problem(s)", lines)
+    return InvalidArgumentError(f"{source_name}: {exc}")
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._contracts: dict[str, list[ContractRecord]] = {}
+        self._specs: dict[tuple[str, int], Workflow] = {}
+        self._workflows: dict[str, list[WorkflowRecord]] = {}
+
+    # ================= lookups (also used by the engine) =================
+
+    async def versions_of(self, name: str) -> list[ContractRecord]:
+        cached = self._contracts.get(name)
+        if cached is None:
+            cached = await self._store.contract_versions(name)
+            self._contracts[name] = cached
+        return cached
+
+    async def contract(self, name: str, version: str) -> Contract | None:
+        for record in await self.versions_of(name):
+            if record.contract.version == version:
+                return record.contract
+        return None
+
+    async def resolve(self, name: str, version_range: str) -> Contract | None:
+        records = await self.versions_of(name)
+        try:
+            chosen = versions.resolve(version_range, [r.contract.version for r in records])
+        except AccordError:
+            return None
+        return None if chosen is None else await self.contract(name, chosen)
+
+    async def _workflow_versions(self, name: str) -> list[WorkflowRecord]:
+        cached = self._workflows.get(name)
+        if cached is None:
+            cached = await self._store.workflow_versions(name)
+            self._workflows[name] = cached
+        return cached
+
+    async def newest_workflow(self, name: str) -> WorkflowRecord | None:
+        records = await self._workflow_versions(name)
+        return records[-1] if records else None
+
+    async def workflow_version(self, name: str, version: int) -> WorkflowRecord | None:
+        for record in await self._workflow_versions(name):
+            if record.version == version:
+                return record
+        return None
+
+    def workflow_spec(self, record: WorkflowRecord) -> Workflow:
+        key = (record.name, record.version)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = parse_workflow_text(record.source_text, record.source_name or record.name)
+            self._specs[key] = spec
+        return spec
+
+    async def _catalog(self, spec: Workflow) -> Any:
+        """The registered versions of every contract ``spec`` calls, for the composition checker."""
+        from contracts.composition import ContractCatalog
+
+        catalog = ContractCatalog()
+        for step in spec.steps.values():
+            for record in await self.versions_of(step.contract):
+                catalog.add(record.contract)
+        for trigger in spec.triggers:
+            for record in await self.versions_of(trigger.on):
+                catalog.add(record.contract)
+        return catalog
+
+    # ================= contracts =================
+
+    async def register_contract(
+        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+    ) -> ContractRegistration:
+        try:
+            contract = parse_contract_text(source_text, source_name or "contract")
+        except AccordError as exc:
+            raise _bad_file(exc, source_name or "contract") from exc
+        if not principal.owns(contract.team):
+            raise PermissionDeniedError(
+                f"contract {contract.name} belongs to team {contract.team}; team {principal.team} "
+                "may register only its own contracts"
+            )
+        record = ContractRecord(contract, now_ms(), principal.actor)
+        result = ContractRegistration(record)
+        existing = await self.versions_of(contract.name)
+        for old in existing:
+            if old.contract.version == contract.version:
+                if old.contract.source_text == contract.source_text or _same_fields(old.contract, contract):
+                    result.record = old
+                    result.warnings.append(f"{contract.ref} is already registered with this content")
+                    return result
+                raise FailedPreconditionError(
+                    f"{contract.ref} is already registered with different content; versions are "
+                    "immutable, so register the change as a new version"
+                )
+        same_major = [r for r in existing if r.contract.major == contract.major]
+        newer = [
+            r
+            for r in same_major
+            if codec.version_key(r.contract.version) > codec.version_key(contract.version)
+        ]
+        if newer:
+            result.warnings.append(
+                f"{contract.ref} is older than the registered {newer[-1].contract.ref}; runs keep resolving to the newest"
+            )
+        for old in same_major:
+            for f in compat.check_contract_compat(
+                old.contract.input_schema,
+                old.contract.output_schema,
+                contract.input_schema,
+                contract.output_schema,
+            ):
+                finding = Finding(f.pointer, f"against {old.contract.ref}: {f.message}", f.breaking)
+                if finding not in result.findings:
+                    result.findings.append(finding)
+        result.broken_consumers = await self._consumer_impacts(contract)
+        breaking = [f for f in result.findings if f.breaking]
+        if dry_run:
+            return result
+        if breaking or result.broken_consumers:
+            lines = [str(f) for f in breaking] + [f"breaks {c}" for c in result.broken_consumers]
+            headline = f"{contract.ref} is not compatible with major {contract.major}"
+            if not breaking:
+                headline = f"{contract.ref} would break {len(result.broken_consumers)} consumer(s)"
+            raise FailedPreconditionError(
+                f"{headline}; register a breaking change as a new major version ({contract.major + 1}.0.0)",
+                lines,
+            )
+        await self._store.add_contract(
+            record,
+            AuditRecord(
+                at_ms=record.registered_ms,
+                actor=principal.actor,
+                action="contract.register",
+                object=contract.ref,
+                owner_team=contract.team,
+                platform_intervention=principal.intervenes_on(contract.team),
+            ),
+        )
+        self._contracts.pop(contract.name, None)
+        result.registered = True
+        return result
+
+    async def _consumer_impacts(self, contract: Contract) -> list[ConsumerImpact]:
+        impacts: list[ConsumerImpact] = []
+        for workflow in await self._store.consumers_of(contract.name):
+            try:
+                spec = self.workflow_spec(workflow)
+            except AccordError:
+                continue
+            affected = []
+            for step in spec.steps.values():
+                if step.contract != contract.name:
+                    continue
+                try:
+                    if versions.resolve(step.version_range, [contract.version]) is not None:
+                        affected.append(step.id)
+                except AccordError:
+                    continue
+            if not affected:
+                continue
+            for impact in await self._check_consumer(spec, contract, affected):
+                impacts.append(replace(impact, workflow_version=workflow.version))
+        return impacts
+
+    async def _check_consumer(
+        self, spec: Workflow, contract: Contract, affected: list[str]
+    ) -> list[ConsumerImpact]:
+        """What ``spec`` reads from ``contract`` that the new version breaks."""
+        from contracts import composition
+
+        result = composition.check_workflow(spec, await self._catalog(spec))
+        reads = [read for step in affected for read in result.reads.get(step, [])]
+        return [
+            ConsumerImpact(
+                workflow=spec.name,
+                workflow_version=0,
+                team=spec.team,
+                step=impact.read.step or "(output mapping)",
+                field=f"steps.{impact.read.from_step}.{impact.read.field}",
+                message=impact.message,
+            )
+            for impact in composition.consumer_impacts(contract, reads)
+            if impact.breaking
+        ]
+
+    async def list_contracts(self, team: str, name_prefix: str, all_versions: bool) -> list[ContractRecord]:
+        records = await self._store.list_contracts(team, name_prefix)
+        if all_versions:
+            return records
+        newest: dict[tuple[str, int], ContractRecord] = {}
+        for record in records:  # ordered oldest first
+            newest[(record.contract.name, record.contract.major)] = record
+        return list(newest.values())
+
+    async def get_contract(self, ref: str) -> tuple[ContractRecord, list[str]]:
+        name, _, version_range = ref.partition("@")
+        records = await self.versions_of(name)
+        if not records:
+            raise NotFoundError(f"contract {name} is not registered")
+        all_versions = [r.contract.version for r in records]
+        if not version_range:
+            return records[-1], all_versions
+        try:
+            chosen = versions.resolve(version_range, all_versions)
+        except AccordError as exc:
+            raise InvalidArgumentError(str(exc)) from exc
+        if chosen is None:
+            raise NotFoundError(
+                f"no version of {name} matches {version_range} (registered: {', '.join(all_versions)})"
+            )
+        return next(r for r in records if r.contract.version == chosen), all_versions
+
+    async def diff(self, old_ref: str, new_ref: str) -> tuple[list[Finding], bool]:
+        old, _ = await self.get_contract(old_ref)
+        new, _ = await self.get_contract(new_ref)
+        findings = [
+            Finding(f.pointer, f.message, f.breaking)
+            for f in compat.check_contract_compat(
+                old.contract.input_schema,
+                old.contract.output_schema,
+                new.contract.input_schema,
+                new.contract.output_schema,
+            )
+        ]
+        return findings, old.contract.major == new.contract.major
+
+    async def deprecate(
+        self, principal: Principal, ref: str, sunset: str, replacement: str
+    ) -> list[Contract]:
+        name, _, which = ref.partition("@")
+        records = await self.versions_of(name)
+        if not records:
+            raise NotFoundError(f"contract {name} is not registered")
+        team = records[0].contract.team
+        if not principal.owns(team):
+            raise PermissionDeniedError(
+                f"contract {name} belongs to team {team}; team {principal.team} may deprecate only its own contracts"
+            )
+        if not which:
+            raise InvalidArgumentError(f"say which version or major to deprecate: {name}@1 or {name}@1.2.0")
+        if "." in which:
+            chosen = [r for r in records if r.contract.version == which]
+        else:
+            try:
+                major = int(which.lstrip("^"))
+            except ValueError as exc:
+                raise InvalidArgumentError(f"'{which}' is neither a version nor a major") from exc
+            chosen = [r for r in records if r.contract.major == major]
+        if not chosen:
+            raise NotFoundError(f"{ref} matches no registered version of {name}")
+        if not sunset:
+            raise InvalidArgumentError("a deprecation needs a sunset date (--sunset YYYY-MM-DD)")
+        deprecation = Deprecation(sunset, replacement)
+        await self._store.set_deprecation(
+            name,
+            [r.contract.version for r in chosen],
+            deprecation,
+            AuditRecord(
+                at_ms=now_ms(),
+                actor=principal.actor,
+                action="contract.deprecate",
+                object=ref,
+                owner_team=team,
+                platform_intervention=principal.intervenes_on(team),
+                details={"sunset": sunset, "replacement": replacement},
+            ),
+        )
+        self._contracts.pop(name, None)
+        return [r.contract.with_deprecation(deprecation) for r in chosen]
+
+    async def consumers(self, ref: str) -> list[ConsumerImpact]:
+        name = ref.partition("@")[0]
+        result: list[ConsumerImpact] = []
+        for workflow in await self._store.consumers_of(name):
+            spec = self.workflow_spec(workflow)
+            for step in spec.steps.values():
+                if step.contract == name:
+                    result.append(
+                        ConsumerImpact(
+                            workflow.name,
+                            workflow.version,
+                            workflow.team,
+                            step.id,
+                            f"{name}@{step.version_range}",
+                        )
+                    )
+        return result
+
+    # ================= workflows =================
+
+    async def register_workflow(
+        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+    ) -> WorkflowRegistration:
+        name = source_name or "workflow"
+        try:
+            spec = parse_workflow_text(source_text, name)
+        except AccordError as exc:
+            raise _bad_file(exc, name) from exc
+        if not principal.owns(spec.team):
+            raise PermissionDeniedError(
+                f"workflow {spec.name} belongs to team {spec.team}; team {principal.team} "
+                "may register only its own workflows"
+            )
+        findings, warnings, definition = await self._check_workflow(spec)
+        previous = await self._workflow_versions(spec.name)
+        record = WorkflowRecord(
+            name=spec.name,
+            team=spec.team,
+            version=(previous[-1].version + 1) if previous else 1,
+            description=spec.description,
+            source_text=source_text,
+            source_name=name,
+            definition_json=json.dumps(definition, separators=(",", ":")),
+            registered_ms=now_ms(),
+            registered_by=principal.actor,
+            contracts=tuple(sorted({s.contract for s in spec.steps.values()})),
+        )
+        result = WorkflowRegistration(record, findings, warnings)
+        breaking = [f for f in findings if f.breaking]
+        if breaking and not dry_run:
+            raise InvalidArgumentError(
+                f"{name}: workflow {spec.name} does not type-check against the registry",
+                [str(f) for f in breaking],
+            )
+        if dry_run:
+            return result
+        await self._store.add_workflow(
+            record,
+            AuditRecord(
+                at_ms=record.registered_ms,
+                actor=principal.actor,
+                action="workflow.register",
+                object=f"{spec.name} v{record.version}",
+                owner_team=spec.team,
+                platform_intervention=principal.intervenes_on(spec.team),
+            ),
+        )
+        self._workflows.pop(spec.name, None)
+        self._specs[(record.name, record.version)] = spec
+        result.registered = True
+        return result
+
+    async def _check_workflow(self, spec: Workflow) -> tuple[list[Finding], list[str], dict[str, Any]]:
+        findings: list[Finding] = []
+        warnings: list[str] = []
+        pinned: dict[str, Contract] = {}
+        for step in spec.steps.values():
+            contract = await self.resolve(step.contract, step.version_range)
+            if contract is None:
+                continue
+            pinned[step.id] = contract
+            if contract.visibility == "team" and contract.team != spec.team:
+                findings.append(
+                    Finding(
+                        f"/steps/{step.id}/contract",
+                        f"{contract.ref} has visibility 'team': only team {contract.team}'s workflows may call it",
+                    )
+                )
+            if contract.deprecated is not None:
+                replacement = (
+                    f"; use {contract.deprecated.replacement}" if contract.deprecated.replacement else ""
+                )
+                warnings.append(
+                    f"step {step.id}: {contract.ref} is deprecated (sunset {contract.deprecated.sunset}{replacement})"
+                )
+        order: list[str] = list(spec.steps)
+        dependencies: dict[str, list[str]] = {}
+        from contracts import composition
+
+        result = composition.check_workflow(spec, await self._catalog(spec))
+        for f in result.findings:
+            findings.append(Finding(f.pointer, f.message, f.breaking))
+        order = list(result.order)
+        dependencies = {k: sorted(v) for k, v in result.dependencies.items()}
+        definition = {
+            "name": spec.name,
+            "order": order,
+            "dependencies": dependencies,
+            "steps": {
+                sid: {
+                    "contract": s.contract,
+                    "range": s.version_range,
+                    "resolved": pinned[sid].version if sid in pinned else None,
+                    "when": s.when,
+                    "for_each": s.for_each,
+                    "concurrency": s.concurrency,
+                }
+                for sid, s in spec.steps.items()
+            },
+        }
+        return findings, warnings, definition
+
+    async def list_workflows(self, team: str) -> list[WorkflowRecord]:
+        return await self._store.list_workflows(team)
+
+    async def get_workflow(self, name: str, version: int) -> WorkflowRecord:
+        records = await self._workflow_versions(name)
+        if not records:
+            raise NotFoundError(f"workflow {name} is not registered")
+        if version <= 0:
+            return records[-1]
+        for record in records:
+            if record.version == version:
+                return record
+        raise NotFoundError(f"workflow {name} has no version {version} (newest is {records[-1].version})")
+
+
+def _same_fields(a: Contract, b: Contract) -> bool:
+    return codec.contract_to_json(replace(a, source_name="")) == codec.contract_to_json(
+        replace(b, source_name="")
+    )

@@ -1,0 +1,217 @@
+"""The coordinator process: wires store, registry, dispatch, engine and the gRPC services.
+
+Extension points for other packages (telemetry's OTLP receiver, the web UI):
+``Coordinator(config, hooks=[...])`` where each hook is a ``ServerHook``: ``configure`` runs
+before the gRPC server starts (add servicers there) and ``start`` after (start a side server;
+return an async closer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from coordinator.api.agent_service import AgentGatewayService
+from coordinator.api.auth import AuthInterceptor, TokenAuthority
+from coordinator.api.coordinator_service import CoordinatorService
+from coordinator.config import CoordinatorConfig
+from coordinator.dispatch import Dispatcher
+from coordinator.engine import Engine
+from coordinator.engine.spans import SpanSink, StoreSpanSink
+from coordinator.events import InMemoryEventBus
+from coordinator.events.service import EventService
+from coordinator.registry import Registry
+from coordinator.registry.teams import Teams
+from coordinator.store.base import Store
+from coordinator.store.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class ServerHook(Protocol):
+    def configure(self, server: grpc.aio.Server, coordinator: Coordinator) -> None: ...
+    async def start(self, coordinator: Coordinator) -> Closer | None: ...
+
+
+@dataclass
+class Coordinator:
+    config: CoordinatorConfig
+    hooks: list[ServerHook] = field(default_factory=list)
+    store: Store | None = None
+    span_sink: SpanSink | None = None
+    # set by start()
+    address: str = ""
+    admin_token_created: str | None = None
+
+    async def start(self) -> str:
+        config = self.config
+        config.home.mkdir(parents=True, exist_ok=True)
+        self.store = self.store or SqliteStore(config.database)
+        await self.store.open()
+        self.authority = TokenAuthority()
+        self.teams = Teams(self.store, self.authority)
+        token = await self.teams.load()
+        if token is not None:
+            _write_private(config.admin_token_file, token + "\n")
+            self.admin_token_created = token
+        self.registry = Registry(self.store)
+        self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
+        self.engine = Engine(
+            self.store,
+            self.registry,
+            self.dispatcher,
+            self.span_sink or StoreSpanSink(self.store),
+            config.engine,
+        )
+        await self.engine.start()
+        self.bus = InMemoryEventBus()
+        self.events = EventService(self.store, self.registry, self.engine, self.bus)
+        self.coordinator_service = CoordinatorService(
+            self.store, self.teams, self.registry, self.engine, self.events
+        )
+
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(self.authority)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)],
+        )
+        pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)
+        agent_grpc.add_AgentGatewayServiceServicer_to_server(
+            AgentGatewayService(self.engine, config.engine), server
+        )
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        service_names = [
+            pb.DESCRIPTOR.services_by_name["CoordinatorService"].full_name,
+            agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        for hook in self.hooks:
+            hook.configure(server, self)
+        reflection.enable_server_reflection(service_names, server)
+        port = server.add_insecure_port(config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        host = config.listen.rsplit(":", 1)[0]
+        self.address = f"{host}:{port}"
+        await server.start()
+        self.server = server
+        await _set_health(self.health, "", True)
+        self._closers: list[Closer] = []
+        for hook in self.hooks:
+            closer = await hook.start(self)
+            if closer is not None:
+                self._closers.append(closer)
+        _write_atomic(config.state_file, json.dumps({"grpc": self.address, "pid": os.getpid()}) + "\n")
+        return self.address
+
+    async def stop(self, grace: float = 2.0) -> None:
+        for closer in reversed(getattr(self, "_closers", [])):
+            try:
+                await closer()
+            except Exception:
+                logger.exception("closing a server hook failed")
+        if hasattr(self, "server"):
+            await self.server.stop(grace)
+        if hasattr(self, "engine"):
+            await self.engine.stop()
+        if hasattr(self, "bus"):
+            await self.bus.close()
+        if self.store is not None:
+            await self.store.close()
+        try:
+            state = json.loads(self.config.state_file.read_text())
+            if state.get("pid") == os.getpid():
+                self.config.state_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+async def _set_health(servicer: object, service: str, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    result = servicer.set(service, status)  # type: ignore[attr-defined]
+    if asyncio.iscoroutine(result):
+        await result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            data["trace_id"] = trace_id
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+async def serve(
+    config: CoordinatorConfig,
+    hooks: list[ServerHook] | None = None,
+    on_started: Callable[[Coordinator], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down cleanly."""
+    coordinator = Coordinator(config, hooks=list(hooks or []))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await coordinator.start()
+    try:
+        if on_started is not None:
+            on_started(coordinator)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await coordinator.stop()
