@@ -286,6 +286,14 @@ class Agent:
             )
             entry = self._entry(task, "release", reason=f"agent no longer serves {task.binding_key}")
         else:
+            logger.info(
+                "running attempt %s (%s/%s #%d) on %s",
+                task.attempt_id,
+                task.run_id,
+                task.step_id,
+                task.attempt,
+                binding.config.engine,
+            )
             binding.inflight += 1
             try:
                 entry = await self._execute(task, binding, control)
