@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from coordinator.cli import app
+from coordinator.cli._apps import app
 from coordinator.telemetry.query import span_view_to_proto
 from coordinator.telemetry.visibility import scope_spans
 
 from .spans_fixture import TRACE, three_team_trace
 
 
-class TraceOnly(pb_grpc.CoordinatorServiceServicer):
+class TraceOnly(pb_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
 
@@ -36,7 +36,7 @@ class TraceOnly(pb_grpc.CoordinatorServiceServicer):
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TraceOnly]:
     servicer = TraceOnly()
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    pb_grpc.add_CoordinatorServiceServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_CoordinatorServiceServicer_to_server(servicer, grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     grpc_server.start()
     monkeypatch.setenv("ACCORD_COORDINATOR", f"127.0.0.1:{port}")
