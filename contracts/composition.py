@@ -650,20 +650,17 @@ class _Checker:
         base = f"/steps/{escape(step.id)}"
         contract = self.result.pinned.get(step.id)
         roots = ("input", "steps")
-        context = _Context(base, step.id, f"steps.{step.id}.input", roots, callee=contract)
-        if step.for_each is not None:
-            item = self.for_each_item(step, context)
-            if item is None:
-                return  # the item schema is unknown, every ${item...} would be noise
-            context.item = item
         if step.when is not None:
             when_context = _Context(base, step.id, f"steps.{step.id}.when", roots)
             self.fit(step.when, None, True, f"{base}/when", (), when_context)
+        context = _Context(base, step.id, f"steps.{step.id}.input", roots, callee=contract)
+        if step.for_each is not None:
+            # with an unknown item schema, ${item...} references are not checked (no noise)
+            context.item = self.for_each_item(step, context)
+            context.allowed_roots = ("input", "steps", "item")
         if contract is None:
             self.fit(step.input, None, True, f"{base}/input", (), context)
             return
-        item_roots = ("input", "steps", "item") if step.for_each is not None else roots
-        context.allowed_roots = item_roots
         self.fit(step.input, contract.input_schema, contract.input_schema, f"{base}/input", (), context)
 
     def for_each_item(self, step: StepSpec, context: _Context) -> _Source | None:

@@ -1,0 +1,566 @@
+"""The composition checker: a workflow type-checks against its contracts, or every problem is
+named with step, field and line; plus what it learns (pins, reads, order, sensitive inputs)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.composition import (
+    CompositionResult,
+    ContractCatalog,
+    Read,
+    check_workflow,
+    consumer_impacts,
+    reads_of,
+)
+from contracts.errors import CompositionError
+from contracts.loader import load_contract, load_contract_dir, load_workflow, parse_workflow_text
+from contracts.model import Contract, Deprecation, RetryPolicy
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ORDER_TO_CASH = (EXAMPLES / "workflows" / "order-to-cash.yaml").read_text()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> ContractCatalog:
+    contracts = [c for c in load_contract_dir(EXAMPLES / "contracts") if c.version != "1.3.0"]
+    return ContractCatalog(contracts)
+
+
+def check(text: str, catalog: ContractCatalog) -> CompositionResult:
+    return check_workflow(parse_workflow_text(textwrap.dedent(text), "w.yaml"), catalog)
+
+
+def breaking(result: CompositionResult) -> list[str]:
+    return [f.message for f in result.findings if f.breaking]
+
+
+def notes(result: CompositionResult) -> list[str]:
+    return [f.message for f in result.findings if not f.breaking]
+
+
+def test_order_to_cash_type_checks(catalog: ContractCatalog) -> None:
+    result = check_workflow(load_workflow(EXAMPLES / "workflows" / "order-to-cash.yaml"), catalog)
+    assert result.ok, result.findings
+    assert breaking(result) == []
+    # the workflow input does not promise amount_cents >= 1: allowed, validated when the step runs
+    assert notes(result) == [
+        "step 'charge', input.amount_cents (line 10): reads ${input.amount_cents}: input field 'amount_cents' "
+        "may be integers below 1, which the target schema does not accept: lower bound is no bound here but "
+        "minimum 1 in the target schema (allowed, but checked when the step runs)"
+    ]
+    assert {step: c.ref for step, c in result.pinned.items()} == {
+        "charge": "payments/charge-card@1.2.0",
+        "reserve": "warehouse/reserve-stock@2.0.0",
+        "ship": "shipping/create-shipment@1.0.0",
+        "notify": "crm/notify-customer@1.0.0",
+    }
+    assert result.dependencies == {
+        "charge": set(),
+        "reserve": set(),
+        "ship": {"charge", "reserve"},
+        "notify": {"ship", "reserve"},
+    }
+    assert result.order == ["charge", "reserve", "ship", "notify"]
+    assert result.trigger_contracts[0].ref == "payments/order-paid@1.0.0"
+    assert result.sensitive_inputs == set()
+
+
+def test_reads_record_exactly_which_upstream_fields_are_used(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH, catalog)
+    summary = {
+        (r.from_step, r.field, r.step, r.target, r.contract, r.version, r.major) for r in result.all_reads
+    }
+    assert summary == {
+        (
+            "charge",
+            "output.payment_ref",
+            "ship",
+            "steps.ship.input.payment_ref",
+            "payments/charge-card",
+            "1.2.0",
+            1,
+        ),
+        ("reserve", "output.items", "ship", "steps.ship.input.items", "warehouse/reserve-stock", "2.0.0", 2),
+        ("reserve", "output.items", "notify", "steps.notify.for_each", "warehouse/reserve-stock", "2.0.0", 2),
+        (
+            "reserve",
+            "output.items[*].sku",
+            "notify",
+            "steps.notify.input.sku",
+            "warehouse/reserve-stock",
+            "2.0.0",
+            2,
+        ),
+        ("ship", "output.express", "notify", "steps.notify.when", "shipping/create-shipment", "1.0.0", 1),
+        ("ship", "output.shipment_id", None, "output.shipment_id", "shipping/create-shipment", "1.0.0", 1),
+    }
+    assert set(result.reads) == {"charge", "reserve", "ship"}  # keyed by the step read from
+    assert [r.field for r in reads_of(result.all_reads, "payments/charge-card", 1)] == ["output.payment_ref"]
+    assert reads_of(result.all_reads, "payments/charge-card", 2) == []
+    payment_ref = result.reads["charge"][0]
+    assert payment_ref.target_schema == {"type": "string"}
+    assert payment_ref.path == ("payment_ref",)
+
+
+def test_unknown_contract_lists_registered_versions(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("warehouse/reserve-stock@^2", "warehouse/reserve-stock@^1"), catalog)
+    assert not result.ok
+    assert breaking(result) == [
+        "step 'reserve', contract (line 12): step 'reserve' calls warehouse/reserve-stock@^1 but no registered "
+        "version matches ^1 (registered: 2.0.0)"
+    ]
+    assert "reserve" not in result.pinned
+    assert result.findings[0].pointer == "/steps/reserve/contract"
+
+
+def test_unknown_contract_name(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("crm/notify-customer@^1", "crm/notify@^1"), catalog)
+    assert breaking(result) == [
+        "step 'notify', contract (line 23): step 'notify' calls crm/notify@^1 but no registered version "
+        "matches ^1 (no version of crm/notify is registered)"
+    ]
+
+
+def test_plain_callable_resolver_works(catalog: ContractCatalog) -> None:
+    def resolver(name: str, version_range: str) -> Contract | None:
+        return None if name == "payments/charge-card" else catalog(name, version_range)
+
+    result = check_workflow(parse_workflow_text(ORDER_TO_CASH, "w.yaml"), resolver)
+    assert breaking(result)[0].endswith("calls payments/charge-card@^1 but no registered version matches ^1")
+
+
+def test_reference_to_a_missing_field(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("output.payment_ref}", "output.payment_reff}"), catalog)
+    assert breaking(result) == [
+        "step 'ship', input.payment_ref (line 18): reads ${steps.charge.output.payment_reff}, but "
+        "payments/charge-card@1.2.0's output does not declare 'payment_reff' in steps.charge.output; "
+        "did you mean 'payment_ref'?"
+    ]
+    assert [f.pointer for f in result.findings if f.breaking] == ["/steps/ship/input/payment_ref"]
+
+
+def test_reference_to_a_missing_workflow_input(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace('{order_id: "${input.order_id}"}', '{order_id: "${input.order}"}'), catalog
+    )
+    assert breaking(result) == [
+        "step 'reserve', input.order_id (line 13): reads ${input.order}, but the workflow input schema does "
+        "not declare 'order' in input; did you mean 'order_id'?"
+    ]
+
+
+def test_type_mismatch_between_output_and_input(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            'payment_ref: "${steps.charge.output.payment_ref}"',
+            'payment_ref: "${steps.reserve.output.items}"',
+        ),
+        catalog,
+    )
+    assert not result.ok
+    (message,) = breaking(result)
+    assert message.startswith(
+        "step 'ship', input.payment_ref (line 18): reads ${steps.reserve.output.items}: "
+    )
+    assert "array" in message and "string" in message
+
+
+def test_nested_item_fields_must_fit(catalog: ContractCatalog) -> None:
+    sku_as_int = catalog.get("warehouse/reserve-stock", "2.0.0")
+    assert sku_as_int is not None
+    output = dict(sku_as_int.output_schema)
+    output["$defs"] = {
+        "item": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "integer"}}}
+    }
+    changed = ContractCatalog(
+        [*catalog, Contract("warehouse/reserve-stock", "2.1.0", sku_as_int.input_schema, output)]
+    )
+    result = check(ORDER_TO_CASH, changed)
+    messages = breaking(result)
+    assert any(
+        "step 'ship', input.items (line 19): reads ${steps.reserve.output.items}" in m and "sku" in m
+        for m in messages
+    )
+    assert any("step 'notify', input.sku (line 26): reads ${item.sku}" in m for m in messages)
+
+
+def test_constant_that_does_not_fit(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace('amount_cents: "${input.amount_cents}"', "amount_cents: 0"), catalog)
+    assert breaking(result) == [
+        "step 'charge', input.amount_cents (line 10): the value 0 does not fit: 0 is less than the minimum of 1"
+    ]
+
+
+def test_text_template_makes_a_string(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            'amount_cents: "${input.amount_cents}"', 'amount_cents: "${input.amount_cents} cents"'
+        ),
+        catalog,
+    )
+    (message,) = breaking(result)
+    assert message.startswith(
+        "step 'charge', input.amount_cents (line 10): text with references makes a string: "
+    )
+
+
+def test_required_callee_input_not_supplied(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace('      items: "${steps.reserve.output.items}"\n', ""), catalog)
+    assert breaking(result) == [
+        "step 'ship', input (line 16): required steps.ship.input field(s) not supplied: items "
+        "(shipping/create-shipment@1.0.0 requires order_id, payment_ref, items)"
+    ]
+
+
+def test_unknown_input_key_when_callee_is_closed(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            '      order_id: "${input.order_id}"\n      payment_ref',
+            '      order: "${input.order_id}"\n      order_id: x\n      payment_ref',
+        ),
+        catalog,
+    )
+    assert breaking(result) == [
+        "step 'ship', input.order (line 17): steps.ship.input does not accept a field 'order'; did you mean 'order_id'?"
+    ]
+
+
+CYCLE = """\
+workflow: shipping/cycle
+input: {type: object, properties: {id: {type: string}}}
+steps:
+  charge:
+    contract: payments/charge-card@^1
+    input: {order_id: "${steps.ship.output.shipment_id}", amount_cents: 1}
+  reserve:
+    contract: warehouse/reserve-stock@^2
+    input: {order_id: "${input.id}"}
+  ship:
+    contract: shipping/create-shipment@^1
+    input:
+      order_id: "${input.id}"
+      payment_ref: "${steps.charge.output.payment_ref}"
+      items: "${steps.reserve.output.items}"
+"""
+
+
+def test_cycle_is_named(catalog: ContractCatalog) -> None:
+    result = check(CYCLE, catalog)
+    assert breaking(result) == ["step 'charge' (line 4): steps form a cycle: charge → ship → charge"]
+    assert result.order == ["reserve"]
+
+
+def test_self_reference(catalog: ContractCatalog) -> None:
+    result = check(CYCLE.replace("steps.ship.output.shipment_id", "steps.charge.output.payment_ref"), catalog)
+    assert breaking(result) == ["step 'charge' (line 4): step 'charge' reads its own output"]
+
+
+def test_unknown_step(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace("steps.charge.output.payment_ref", "steps.chrage.output.payment_ref"), catalog
+    )
+    assert breaking(result) == [
+        "step 'ship', input.payment_ref (line 18): reads ${steps.chrage.output.payment_ref} but there is no "
+        "step 'chrage'; did you mean 'charge'?"
+    ]
+
+
+def test_only_a_steps_output_is_readable(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace("steps.charge.output.payment_ref", "steps.charge.payment_ref"), catalog
+    )
+    assert breaking(result) == [
+        "step 'ship', input.payment_ref (line 18): reads ${steps.charge.payment_ref}; only a step's output is "
+        "readable: ${steps.charge.output...}"
+    ]
+
+
+def test_for_each_over_a_non_array(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            'for_each: "${steps.reserve.output.items}"', 'for_each: "${steps.reserve.output.reservation_id}"'
+        ),
+        catalog,
+    )
+    assert breaking(result) == [
+        "step 'notify', for_each (line 25): for_each needs an array, but ${steps.reserve.output.reservation_id} "
+        "is a string, not an array"
+    ]
+
+
+def test_item_outside_for_each(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace('{order_id: "${input.order_id}"}', '{order_id: "${item.sku}"}'), catalog
+    )
+    (message,) = breaking(result)
+    assert message.startswith(
+        "step 'reserve', input.order_id (line 13): reads ${item.sku}: ${item} exists only in"
+    )
+
+
+def test_when_references_are_checked(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("output.express}", "output.expres}"), catalog)
+    assert breaking(result) == [
+        "step 'notify', when (line 24): reads ${steps.ship.output.expres}, but shipping/create-shipment@1.0.0's "
+        "output does not declare 'expres' in steps.ship.output; did you mean 'express'?"
+    ]
+
+
+def test_output_of_a_conditional_step_may_be_absent(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            'shipment_id: "${steps.ship.output.shipment_id}"',
+            'shipment_id: "${steps.ship.output.shipment_id}"\n  notified: "${steps.notify.output}"',
+        ),
+        catalog,
+    )
+    assert result.ok
+    assert (
+        "workflow output.notified (line 29): reads ${steps.notify.output}, but step 'notify' may be skipped (when), so its output may be absent"
+        in notes(result)
+    )
+
+
+def test_output_mapping_references_resolve(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace("steps.ship.output.shipment_id}", "steps.ship.output.shipment}"), catalog
+    )
+    assert breaking(result) == [
+        "workflow output.shipment_id (line 28): reads ${steps.ship.output.shipment}, but "
+        "shipping/create-shipment@1.0.0's output does not declare 'shipment' in steps.ship.output; "
+        "did you mean 'shipment_id'?"
+    ]
+
+
+def test_for_each_step_output_is_an_array_of_outputs(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace(
+            'shipment_id: "${steps.ship.output.shipment_id}"',
+            'first: "${steps.notify.output[0].notification_id}"',
+        ),
+        catalog,
+    )
+    assert breaking(result) == []
+
+
+def test_trigger_event_fields_must_exist_and_fit(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace('amount_cents: "${event.amount_cents}"', 'amount_cents: "${event.amount}"'),
+        catalog,
+    )
+    assert breaking(result) == [
+        "trigger 1 on payments/order-paid, input.amount_cents (line 31): reads ${event.amount}, but the event "
+        "payload does not declare 'amount' in event; did you mean 'amount_cents'?"
+    ]
+    result = check(
+        ORDER_TO_CASH.replace('amount_cents: "${event.amount_cents}"', 'amount_cents: "${event.paid_at}"'),
+        catalog,
+    )
+    (message,) = breaking(result)
+    assert message.startswith(
+        "trigger 1 on payments/order-paid, input.amount_cents (line 31): reads ${event.paid_at}: "
+    )
+    result = check(ORDER_TO_CASH.replace(', amount_cents: "${event.amount_cents}"}', "}"), catalog)
+    assert breaking(result) == [
+        "trigger 1 on payments/order-paid, input (line 31): required input field(s) not supplied: amount_cents"
+    ]
+
+
+def test_trigger_refs_only_event(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace('order_id: "${event.order_id}"', 'order_id: "${input.order_id}"'), catalog
+    )
+    (message,) = breaking(result)
+    assert "reads ${input.order_id}: input is not available here; here you may use ${event...}" in message
+
+
+def test_trigger_needs_an_event_contract(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH.replace("on: payments/order-paid@^1", "on: payments/charge-card@^1"), catalog
+    )
+    assert breaking(result) == [
+        "trigger 1 on payments/charge-card, on (line 30): payments/charge-card@1.2.0 is a task contract; "
+        "a trigger needs an event contract (kind: event)"
+    ]
+    result = check(ORDER_TO_CASH.replace("on: payments/order-paid@^1", "on: payments/order-paid@^2"), catalog)
+    assert breaking(result) == [
+        "trigger 1 on payments/order-paid, on (line 30): triggers on payments/order-paid@^2 but no registered "
+        "version matches (registered: 1.0.0)"
+    ]
+
+
+def _with(catalog: ContractCatalog, ref: str, **changes: Any) -> ContractCatalog:
+    from dataclasses import replace
+
+    name, version = ref.split("@")
+    original = catalog.get(name, version)
+    assert original is not None
+    return ContractCatalog([*(c for c in catalog if c.ref != ref), replace(original, **changes)])
+
+
+def test_team_visibility(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH, _with(catalog, "payments/charge-card@1.2.0", visibility="team"))
+    assert breaking(result) == [
+        "step 'charge', contract (line 9): payments/charge-card@1.2.0 has visibility 'team': only team payments "
+        "may call it, and this workflow belongs to shipping"
+    ]
+
+
+def test_deprecated_contract_is_a_note(catalog: ContractCatalog) -> None:
+    deprecated = Deprecation(sunset="2027-03-01", replacement="payments/charge-card@2")
+    result = check(ORDER_TO_CASH, _with(catalog, "payments/charge-card@1.2.0", deprecated=deprecated))
+    assert result.ok
+    assert (
+        "step 'charge', contract (line 9): payments/charge-card@1.2.0 is deprecated (sunset 2027-03-01); "
+        "use payments/charge-card@2" in notes(result)
+    )
+
+
+def test_retry_override_within_what_the_contract_allows(catalog: ContractCatalog) -> None:
+    result = check(
+        ORDER_TO_CASH, _with(catalog, "shipping/create-shipment@1.0.0", retry=RetryPolicy(max_attempts=3))
+    )
+    assert breaking(result) == [
+        "step 'ship', retry.max_attempts (line 20): asks for 5 attempts but shipping/create-shipment@1.0.0 "
+        "allows at most 3"
+    ]
+
+
+SENSITIVE = """\
+workflow: shipping/pay
+input:
+  type: object
+  properties:
+    order_id: {type: string}
+    card: {type: string}
+    payment: {type: object, properties: {token: {type: string}, amount: {type: integer}}}
+steps:
+  charge:
+    contract: payments/charge-card@^1
+    input: {order_id: "${input.order_id}", amount_cents: 5, card_token: "${input.card}"}
+  again:
+    contract: payments/charge-card@^1
+    input: {order_id: "${input.order_id}", amount_cents: "${input.payment.amount}", card_token: "card ${input.payment.token}"}
+"""
+
+
+def test_workflow_inputs_flowing_into_sensitive_fields_are_sensitive(catalog: ContractCatalog) -> None:
+    result = check(SENSITIVE, catalog)
+    assert result.sensitive_inputs == {"input.card", "input.payment.token"}
+
+
+def test_sensitive_nested_below_the_target() -> None:
+    nested = Contract(
+        "vault/store",
+        "1.0.0",
+        {
+            "type": "object",
+            "properties": {"secret": {"type": "object", "properties": {"pin": {"type": "string"}}}},
+        },
+        {},
+        sensitive=("input.secret.pin",),
+    )
+    text = """\
+workflow: vault/w
+input: {type: object, properties: {creds: {type: object, properties: {pin: {type: string}}}}}
+steps:
+  store: {contract: vault/store@^1, input: {secret: "${input.creds}"}}
+"""
+    result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([nested]))
+    assert result.ok, result.findings
+    assert result.sensitive_inputs == {"input.creds.pin"}
+
+
+def test_raise_for_findings(catalog: ContractCatalog) -> None:
+    check(ORDER_TO_CASH, catalog).raise_for_findings()
+    with pytest.raises(CompositionError, match="does not type-check"):
+        check(CYCLE, catalog).raise_for_findings()
+
+
+def test_line_of_finding(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("output.payment_ref}", "output.x}"), catalog)
+    (finding,) = (f for f in result.findings if f.breaking)
+    assert result.line_of(finding) == 18
+
+
+# -- consumers of a contract change ---------------------------------------------------------
+
+
+def test_consumer_impacts_of_a_breaking_successor(catalog: ContractCatalog) -> None:
+    reads = check(ORDER_TO_CASH, catalog).all_reads
+    successor = load_contract(EXAMPLES / "contracts" / "breaking" / "charge-card-1.3.0.yaml")
+    impacts = consumer_impacts(successor, reads)
+    assert [str(i) for i in impacts] == [
+        "workflow shipping/order-to-cash (step 'ship', steps.ship.input.payment_ref) reads output.payment_ref: "
+        "payments/charge-card@1.3.0 no longer declares 'payment_ref' in its output"
+    ]
+    assert impacts[0].team == "shipping"
+    assert impacts[0].breaking
+
+
+def test_consumer_impacts_of_a_compatible_version(catalog: ContractCatalog) -> None:
+    reads = check(ORDER_TO_CASH, catalog).all_reads
+    current = catalog.get("warehouse/reserve-stock", "2.0.0")
+    assert current is not None
+    from dataclasses import replace
+
+    assert consumer_impacts(replace(current, version="2.1.0"), reads) == []
+    # another major is not this workflow's concern: it stays pinned to ^2
+    assert consumer_impacts(replace(current, version="3.0.0", output_schema={}), reads) == []
+
+
+def test_consumer_impacts_of_optional_field(catalog: ContractCatalog) -> None:
+    reads = check(ORDER_TO_CASH, catalog).all_reads
+    current = catalog.get("shipping/create-shipment", "1.0.0")
+    assert current is not None
+    from dataclasses import replace
+
+    output = {
+        "type": "object",
+        "required": ["express"],
+        "properties": {"shipment_id": {"type": "integer"}, "express": {"type": "boolean"}},
+    }
+    impacts = consumer_impacts(replace(current, version="1.1.0", output_schema=output), reads)
+    # the output mapping has no declared type, so only presence matters to it
+    assert [(i.read.target, i.message) for i in impacts] == [
+        ("output.shipment_id", "shipping/create-shipment@1.1.0 no longer promises it is present")
+    ]
+
+
+def test_consumer_impacts_of_type_change(catalog: ContractCatalog) -> None:
+    reads = check(ORDER_TO_CASH, catalog).all_reads
+    current = catalog.get("warehouse/reserve-stock", "2.0.0")
+    assert current is not None
+    from dataclasses import replace
+
+    output = dict(current.output_schema)
+    output["$defs"] = {
+        "item": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "integer"}}}
+    }
+    impacts = consumer_impacts(replace(current, version="2.1.0", output_schema=output), reads)
+    assert {(i.read.target, i.read.field) for i in impacts} == {
+        ("steps.ship.input.items", "output.items"),
+        ("steps.notify.input.sku", "output.items[*].sku"),
+    }
+    assert all(i.breaking and "integer" in i.message for i in impacts)
+
+
+def test_read_field_path_parses() -> None:
+    read = Read("a/w", "s", "steps.s.input.x", "u", "a/c", "1.0.0", 1, "output.items[*].sku")
+    assert read.path == ("items", "*", "sku")
+
+
+def test_catalog() -> None:
+    one = Contract("a/b", "1.0.0", {}, {})
+    two = Contract("a/b", "1.10.0", {}, {})
+    catalog = ContractCatalog([two, one])
+    assert catalog.versions("a/b") == ["1.0.0", "1.10.0"]
+    assert catalog("a/b", "^1") is two
+    assert catalog("a/b", "~1.0") is one
+    assert catalog("a/c", "^1") is None
+    assert len(catalog) == 2
