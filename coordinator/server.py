@@ -60,6 +60,8 @@ class Coordinator:
     # set by start()
     address: str = ""
     admin_token_created: str | None = None
+    # set by the web UI's hook when it serves; written to coordinator.json as "ui"
+    ui_address: str = ""
 
     async def start(self) -> str:
         config = self.config
@@ -120,7 +122,10 @@ class Coordinator:
             closer = await hook.start(self)
             if closer is not None:
                 self._closers.append(closer)
-        _write_atomic(config.state_file, json.dumps({"grpc": self.address, "pid": os.getpid()}) + "\n")
+        state = {"grpc": self.address, "pid": os.getpid()}
+        if self.ui_address:
+            state["ui"] = self.ui_address
+        _write_atomic(config.state_file, json.dumps(state) + "\n")
         return self.address
 
     async def stop(self, grace: float = 2.0) -> None:

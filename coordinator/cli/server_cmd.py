@@ -17,6 +17,17 @@ from coordinator.server import Coordinator, ServerHook, configure_logging, serve
 # Other packages (the web UI) append hooks here, keyed by the option that enables them; the
 # factory gets the config and returns the hook (e.g. a uvicorn server on config.ui_listen).
 UI_HOOK_FACTORIES: list[object] = []
+DEFAULT_UI = "127.0.0.1:7441"
+
+
+def _ui_hook(config: CoordinatorConfig) -> ServerHook | None:
+    # Imported here so other commands do not pay for starlette/uvicorn.
+    from coordinator.web.hook import ui_hook
+
+    return ui_hook(config)
+
+
+UI_HOOK_FACTORIES.append(_ui_hook)
 
 
 def _announce(coordinator: Coordinator) -> None:
@@ -41,7 +52,10 @@ def start(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
-    ui: Annotated[str | None, typer.Option(help="Serve the tracing UI on HOST:PORT.")] = None,
+    ui: Annotated[
+        str,
+        typer.Option(help="Serve the tracing UI on HOST:PORT (port 0 picks a free one; 'off' to disable)."),
+    ] = DEFAULT_UI,
 ) -> None:
     """Run the coordinator until SIGTERM or Ctrl-C."""
     if log_format not in ("text", "json"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -65,18 +66,17 @@ async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
         proxy_headers=False,
     )
     server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(), name=f"accord-ui {host}:{port}")
+    # Bind here, not in uvicorn: uvicorn answers a bind error with sys.exit(), which would take
+    # the whole coordinator down from inside a task.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=512)
+    bound_port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"accord-ui {host}:{bound_port}")
     while not server.started:
         if task.done():
-            # uvicorn logs the bind error and exits instead of raising.
-            exc = task.exception()
-            raise OSError(f"the UI could not listen on {host}:{port}") from exc
+            sock.close()
+            raise OSError(f"the UI could not start on {host}:{bound_port}") from task.exception()
         await asyncio.sleep(0.01)
-    bound_port = port
-    for srv in server.servers:
-        for sock in srv.sockets:
-            bound_port = sock.getsockname()[1]
-            break
     logger.info("ui listening", extra={"address": f"{host}:{bound_port}"})
     return UiServer(server=server, task=task, host=host, port=bound_port)
 

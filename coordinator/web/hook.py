@@ -40,7 +40,17 @@ class UiHook:
 
     async def start(self, coordinator: Any) -> Callable[[], Awaitable[None]]:
         source = GrpcSource(dial_address(coordinator.address))
-        ui = await serve_ui(create_app(source), self.host, self.port)
+        try:
+            ui = await serve_ui(create_app(source), self.host, self.port)
+        except OSError as exc:
+            # The UI is a convenience: a busy port must not keep the coordinator from serving.
+            logger.warning("tracing UI not started: cannot listen on %s:%s: %s", self.host, self.port, exc)
+            await source.close()
+
+            async def nothing() -> None:
+                return None
+
+            return nothing
         self.address = ui.address
         coordinator.ui_address = ui.address
         logger.info("tracing UI at %s", ui.url)
