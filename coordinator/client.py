@@ -38,6 +38,7 @@ from contracts.errors import (
     UnreachableError,
 )
 from coordinator.config import DEFAULT_LISTEN, accord_home
+from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
 
 _ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
@@ -148,11 +149,17 @@ class AsyncClient:
     """``client.coordinator.GetRun(req)`` / ``client.agent.PollTask(req)`` with domain errors."""
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, home: Path | None = None
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        home: Path | None = None,
+        options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self._channel = grpc.aio.insecure_channel(
+            self.address, options=options, interceptors=trace_context_interceptors()
+        )
         meta = _metadata(self.token)
         self.coordinator: Any = _AsyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
         self.agent: Any = _AsyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)
@@ -175,7 +182,9 @@ class Client:
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = grpc.intercept_channel(
+            grpc.insecure_channel(self.address), SyncTraceContextClientInterceptor()
+        )
         meta = _metadata(self.token)
         self.coordinator: Any = _SyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
         self.agent: Any = _SyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)

@@ -34,6 +34,7 @@ class CoordinatorConfig:
     log_level: str = "INFO"
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
+    span_retention: str = "7d"  # spans older than this are pruned (telemetry.retention)
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property

@@ -33,13 +33,15 @@ from coordinator.api.coordinator_service import CoordinatorService
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
 from coordinator.engine import Engine
-from coordinator.engine.spans import SpanSink, StoreSpanSink
+from coordinator.engine.spans import SpanSink
 from coordinator.events import InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
 from coordinator.store.sqlite import SqliteStore
+from coordinator.telemetry.hook import TelemetryHook
+from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +78,13 @@ class Coordinator:
             self.admin_token_created = token
         self.registry = Registry(self.store)
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
+        # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
+        self.telemetry = TelemetryHook(env=os.environ, span_retention=config.span_retention)
         self.engine = Engine(
             self.store,
             self.registry,
             self.dispatcher,
-            self.span_sink or StoreSpanSink(self.store),
+            self.span_sink or self.telemetry.sink(self.store),
             config.engine,
         )
         await self.engine.start()
@@ -106,7 +110,7 @@ class Coordinator:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
-        for hook in self.hooks:
+        for hook in [self.telemetry, *self.hooks]:
             hook.configure(server, self)
         reflection.enable_server_reflection(service_names, server)
         port = server.add_insecure_port(config.listen)
@@ -118,7 +122,7 @@ class Coordinator:
         self.server = server
         await _set_health(self.health, "", True)
         self._closers: list[Closer] = []
-        for hook in self.hooks:
+        for hook in [self.telemetry, *self.hooks]:
             closer = await hook.start(self)
             if closer is not None:
                 self._closers.append(closer)
@@ -171,28 +175,10 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "ts": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        trace_id = getattr(record, "trace_id", None)
-        if trace_id:
-            data["trace_id"] = trace_id
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data)
-
-
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(TraceContextFilter())  # trace_id/span_id of the current span on every record
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
 from coordinator.store.records import RunFilter
+from coordinator.telemetry.query import get_run_trace
 from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
@@ -324,14 +325,15 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.GetRunTraceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRunTraceResponse:
         principal = current_principal()
-        view = await self._engine.get_run(principal, request.run_id)
+        view = await self._engine.get_run(principal, request.run_id)  # may the caller see the run?
         if self.trace_query is not None:
             spans = await self.trace_query(principal, request.run_id)
-        else:
-            spans = await self._store.spans_for_trace(view.run.trace_id)
-        return pb.GetRunTraceResponse(
-            trace_id=view.run.trace_id, spans=[_span_to_pb(s, principal) for s in spans]
-        )
+            return pb.GetRunTraceResponse(
+                trace_id=view.run.trace_id, spans=[_span_to_pb(s, principal) for s in spans]
+            )
+        # Team-scoped: another team's spans become contract-level boxes; sensitive values scrubbed.
+        trace_id, scoped = await get_run_trace(self._store, view.run, principal)
+        return pb.GetRunTraceResponse(trace_id=trace_id, spans=scoped)
 
     # ---------- audit ----------
 
