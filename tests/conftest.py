@@ -1,0 +1,59 @@
+"""Shared fixtures.
+
+``coordinator``: the REAL coordinator as a subprocess (``accord coordinator start --listen
+127.0.0.1:0``) with a fresh ACCORD_HOME; yields a ``tests.support.coordinator.CoordinatorProcess``:
+
+    coordinator.address / .admin_token / .home / .db
+    coordinator.client(token=None)            -> AsyncClient (async with ...; None = admin)
+    await coordinator.create_team("payments") -> the team's token
+    await coordinator.register_contract(token, yaml_text, dry_run=False)
+    await coordinator.register_workflow(token, yaml_text, dry_run=False)
+    coordinator.cli("runs", "list", token=...) -> CompletedProcess (the accord CLI against it)
+    coordinator.kill9(); coordinator.restart()  # crash and restart on the same DB and port
+
+``test_agent``: a factory for ``tests.support.agent.TestAgent`` (stopped at teardown):
+
+    agent = await test_agent(token, "payments", {"payments/charge-card@1": handler})
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from tests.support.agent import Handler, TestAgent  # noqa: E402
+from tests.support.coordinator import CoordinatorProcess  # noqa: E402
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[CoordinatorProcess]:
+    proc = CoordinatorProcess.start(tmp_path / "accord-home")
+    try:
+        yield proc
+    finally:
+        proc.kill9()
+
+
+@pytest.fixture
+async def test_agent(
+    coordinator: CoordinatorProcess,
+) -> AsyncIterator[Callable[..., Awaitable[TestAgent]]]:
+    agents: list[TestAgent] = []
+
+    async def make(token: str, team: str, handlers: dict[str, Handler], **options: Any) -> TestAgent:
+        agent = TestAgent(coordinator.address, token, team, handlers, **options)
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.stop()

@@ -1,0 +1,1 @@
+"""Shared test helpers: the real coordinator as a subprocess, and a test agent."""

@@ -1,0 +1,154 @@
+"""Start the REAL coordinator as a subprocess (``accord coordinator start``) for tests.
+
+proc = CoordinatorProcess.start(tmp_path / "home")
+token = await proc.create_team("payments")
+async with proc.client(token) as client: ...
+await proc.register_contract(token, CONTRACT_YAML)
+proc.kill9(); proc.restart()          # same DB, same port
+proc.cli("runs", "list", token=token) # the CLI against it
+proc.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.client import AsyncClient
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCORD = str(Path(sys.executable).parent / "accord")
+
+
+@dataclass
+class CoordinatorProcess:
+    home: Path
+    listen: str = "127.0.0.1:0"
+    extra_args: list[str] = field(default_factory=list)
+    address: str = ""
+    admin_token: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @classmethod
+    def start(cls, home: Path, *extra_args: str) -> CoordinatorProcess:
+        instance = cls(home=home, extra_args=list(extra_args))
+        instance._launch()
+        return instance
+
+    @property
+    def db(self) -> Path:
+        return self.home / "coordinator.db"
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        env = {**os.environ, "ACCORD_HOME": str(self.home), "ACCORD_COORDINATOR": self.address}
+        env.pop("ACCORD_TOKEN", None)
+        if token is not None:
+            env["ACCORD_TOKEN"] = token
+        return env
+
+    def _launch(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        state = self.home / "coordinator.json"
+        state.unlink(missing_ok=True)
+        self.log_path = self.home / f"coordinator-{int(time.time() * 1000)}.log"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
+        env = {**os.environ, "ACCORD_HOME": str(self.home)}
+        self.proc = subprocess.Popen(
+            [ACCORD, "coordinator", "start", "--listen", self.listen, *self.extra_args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"coordinator exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                data = json.loads(state.read_text())
+                if data.get("pid") == self.proc.pid:
+                    self.address = data["grpc"]
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        else:
+            self.stop()
+            raise RuntimeError(f"coordinator did not start in time:\n{self.log()}")
+        self.listen = self.address  # a restart reuses the port
+        self.admin_token = (self.home / "admin.token").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        """kill -9 the whole process group, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill9()
+        self._launch()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    # ---------- helpers ----------
+
+    def client(self, token: str | None = None) -> AsyncClient:
+        """An AsyncClient with ``token`` (default: the admin token). Use ``async with``."""
+        return AsyncClient(self.address, self.admin_token if token is None else token)
+
+    async def create_team(self, name: str) -> str:
+        async with self.client() as client:
+            response = await client.coordinator.CreateTeam(pb.CreateTeamRequest(name=name))
+        return str(response.token)
+
+    async def register_contract(self, token: str, text: str, *, dry_run: bool = False) -> Any:
+        async with self.client(token) as client:
+            return await client.coordinator.RegisterContract(
+                pb.RegisterContractRequest(
+                    source_text=textwrap.dedent(text), source_name="contract.yaml", dry_run=dry_run
+                )
+            )
+
+    async def register_workflow(self, token: str, text: str, *, dry_run: bool = False) -> Any:
+        async with self.client(token) as client:
+            return await client.coordinator.RegisterWorkflow(
+                pb.RegisterWorkflowRequest(
+                    source_text=textwrap.dedent(text), source_name="workflow.yaml", dry_run=dry_run
+                )
+            )
+
+    def cli(
+        self, *args: str, token: str | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``accord ARGS`` against this coordinator (token None = the admin fallback file)."""
+        return subprocess.run(
+            [ACCORD, *args],
+            env=self.env(token),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=60,
+            cwd=self.home,
+        )
