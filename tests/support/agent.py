@@ -190,7 +190,8 @@ class TestAgent:
             if record.outcome == "":
                 record.outcome = "cancelled"
             return
-        except TaskFailed as failure:
+        except TaskFailed as exc:
+            failure = exc
             record.ended = time.monotonic()
             record.outcome = "failed"
             request_id = uuid.uuid4().hex

@@ -61,7 +61,7 @@ class CoordinatorProcess:
         state = self.home / "coordinator.json"
         state.unlink(missing_ok=True)
         self.log_path = self.home / f"coordinator-{int(time.time() * 1000)}.log"
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
+        log = open(self.log_path, "wb")
         env = {**os.environ, "ACCORD_HOME": str(self.home)}
         self.proc = subprocess.Popen(
             [ACCORD, "coordinator", "start", "--listen", self.listen, *self.extra_args],

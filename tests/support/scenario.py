@@ -46,15 +46,15 @@ async def start_run(client: AsyncClient, workflow: str, value: Any, key: str = "
     )
 
 
-async def wait_run(client: AsyncClient, run_id: str, timeout: float = 20.0) -> pb.Run:
+async def wait_run(client: AsyncClient, run_id: str, within: float = 20.0) -> pb.Run:
     """Poll GetRun until the run is terminal."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
         if run.status in TERMINAL:
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} did not finish in {timeout}s: {run}")
+            raise AssertionError(f"run {run_id} did not finish in {within}s: {run}")
         await asyncio.sleep(0.05)
 
 
