@@ -3,8 +3,9 @@ agents need no extra infrastructure to ship their spans.
 
 Every span received is stamped with the AUTHENTICATED caller's team (never a resource attribute),
 attached to its run (the ``accord.run_id`` attribute, or the run the coordinator's own spans of
-the same trace belong to), refused when it claims a run the caller's team takes no part in, and
-scrubbed of the run's sensitive values before it reaches the span sink (store + forwarder).
+the same trace belong to), and refused when it belongs to a run the caller's team takes no part
+in. The span sink (``sink.TelemetrySink``) then scrubs the run's sensitive values, stores and
+forwards.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -22,8 +23,7 @@ from coordinator.api.auth import Principal, current_principal
 from coordinator.engine.spans import SpanSink
 from coordinator.store.records import RunRecord
 from coordinator.telemetry.otlp import records_from_resource_spans
-from coordinator.telemetry.scrub import Scrubber
-from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
+from coordinator.telemetry.sink import SpanStore, TelemetrySink
 from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
@@ -31,16 +31,8 @@ logger = logging.getLogger(__name__)
 ADMIN_TEAM = "admin"  # what spans sent with the admin token are stamped with
 
 
-class ReceiverStore(SensitivityStore, Protocol):
+class ReceiverStore(SpanStore, Protocol):
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
-
-
-class _StoreSink:
-    def __init__(self, store: Any) -> None:
-        self._store = store
-
-    async def emit(self, records: list[SpanRecord]) -> None:
-        await self._store.insert_spans(records)
 
 
 class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -52,13 +44,11 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         sink: SpanSink,
         *,
         principal: Callable[[], Principal] = current_principal,
-        sensitivity: RunSensitivity | None = None,
         trace_cache_size: int = 4096,
     ) -> None:
         self._store = store
         self._sink = sink
         self._principal = principal
-        self._sensitivity = sensitivity or RunSensitivity(store)
         self._run_of_trace: OrderedDict[str, str] = OrderedDict()
         self._trace_cache_size = trace_cache_size
 
@@ -81,13 +71,8 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     f"trace {trace_id} belongs to run {run.run_id}, which team {team} takes no part in"
                 )
                 continue
-            scrubber = Scrubber(await self._sensitivity.values(run) if run is not None else ())
             run_id = run.run_id if run is not None else ""
-            for record in trace_records:
-                clean = scrubber.record(record)
-                if clean.run_id != run_id:
-                    clean = replace(clean, run_id=run_id)
-                accepted.append(clean)
+            accepted.extend(r if r.run_id == run_id else replace(r, run_id=run_id) for r in trace_records)
 
         if accepted:
             await self._sink.emit(accepted)
@@ -140,8 +125,10 @@ def add_otlp_receiver(
     principal: Callable[[], Principal] = current_principal,
 ) -> OtlpTraceReceiver:
     """Serve OTLP ``TraceService/Export`` on ``server`` (the coordinator's gRPC server, behind its
-    auth interceptor). Received spans go to ``sink`` (pass the engine's composite sink so they are
-    forwarded too); without one, straight into ``store``."""
-    receiver = OtlpTraceReceiver(store, sink if sink is not None else _StoreSink(store), principal=principal)
+    auth interceptor). Received spans go to ``sink`` (pass the engine's sink so they are forwarded
+    too); without one, to a ``TelemetrySink`` over ``store`` (scrubbed and stored)."""
+    receiver = OtlpTraceReceiver(
+        store, sink if sink is not None else TelemetrySink(store), principal=principal
+    )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
     return receiver

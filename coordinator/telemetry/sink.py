@@ -1,34 +1,61 @@
-"""The span sink the engine and the OTLP receiver write to: the store, plus the forwarder to an
-external OTLP backend when the standard variables name one."""
+"""The span sink the engine and the OTLP receiver write to: every span the coordinator keeps
+passes here. It scrubs the run's sensitive values (whoever produced the span: an agent's export,
+or the coordinator's own attempt span carrying an engine's error message), stores the spans, and
+offers them to the forwarder when the standard variables name an OTLP backend."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Protocol
 
 from coordinator.telemetry.forward import ForwardConfig, SpanForwarder
+from coordinator.telemetry.scrub import Scrubber
+from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
 from coordinator.telemetry.spans import SpanRecord
 
+logger = logging.getLogger(__name__)
 
-class SpanStore(Protocol):
+
+class SpanStore(SensitivityStore, Protocol):
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
 
 
 class TelemetrySink:
-    """``SpanSink`` (``async emit(records)``): stores every span, then offers it to the forwarder,
-    which never blocks (a down backend costs dropped forwards, counted, never a slower run).
+    """``SpanSink`` (``async emit(records)``): scrub, store, then offer to the forwarder, which
+    never blocks (a down backend costs dropped forwards, counted, never a slower run).
     ``start()`` once the event loop runs; ``aclose()`` on shutdown."""
 
-    def __init__(self, store: SpanStore, forwarder: SpanForwarder | None = None) -> None:
+    def __init__(
+        self,
+        store: SpanStore,
+        forwarder: SpanForwarder | None = None,
+        *,
+        sensitivity: RunSensitivity | None = None,
+    ) -> None:
         self.store = store
         self.forwarder = forwarder
+        self.sensitivity = sensitivity or RunSensitivity(store)
+
+    async def _scrubbed(self, records: list[SpanRecord]) -> list[SpanRecord]:
+        by_run: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
+            by_run.setdefault(record.run_id, []).append(index)
+        clean = list(records)
+        for run_id, indexes in by_run.items():
+            values = await self.sensitivity.values(run_id) if run_id else set()
+            scrubber = Scrubber(values)  # with no values it still redacts credential-named keys
+            for index in indexes:
+                clean[index] = scrubber.record(records[index])
+        return clean
 
     async def emit(self, records: list[SpanRecord]) -> None:
         if not records:
             return
-        await self.store.insert_spans(records)
+        clean = await self._scrubbed(records)
+        await self.store.insert_spans(clean)
         if self.forwarder is not None:
-            self.forwarder.offer(records)
+            self.forwarder.offer(clean)
 
     def start(self) -> None:
         if self.forwarder is not None:

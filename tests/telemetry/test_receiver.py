@@ -33,6 +33,7 @@ from coordinator.telemetry.otlp import to_resource_spans
 from coordinator.telemetry.propagation import TraceParent
 from coordinator.telemetry.query import get_run_trace, span_view_from_proto
 from coordinator.telemetry.receiver import add_otlp_receiver
+from coordinator.telemetry.sink import TelemetrySink
 from coordinator.telemetry.spans import SpanRecord
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -306,3 +307,24 @@ async def test_get_run_trace_scopes_by_viewer(coordinator: Coordinator) -> None:
 
     _, admin = await get_run_trace(coordinator.store, run, Principal(admin=True))
     assert not any(s.redacted for s in admin)
+
+
+async def test_the_coordinators_own_spans_are_scrubbed_too(coordinator: Coordinator) -> None:
+    # An engine's error message travels into the coordinator's attempt span.
+    attempt = SpanRecord(
+        TRACE,
+        ATTEMPT_SPAN,
+        STEP_SPAN,
+        "attempt 1 payments/charge-card@1.2.0",
+        11,
+        19,
+        team="payments",
+        status="error",
+        status_message=f"EngineError: card {CARD_TOKEN} rejected",
+        attributes={"error.message": f"card {CARD_TOKEN} rejected", "accord.attempt": 1},
+        run_id="r-1",
+    )
+    await TelemetrySink(coordinator.store).emit([attempt])
+    table = _raw_spans_table(coordinator.db)
+    assert ATTEMPT_SPAN in table and "EngineError: card [redacted] rejected" in table
+    assert CARD_TOKEN not in table
