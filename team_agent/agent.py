@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_FRACTION = 0.3  # heartbeat every 30% of the task's heartbeat timeout
 MIN_HEARTBEAT_INTERVAL = 0.1
 DEFAULT_POLL_WAIT = 20.0
-MAX_DELIVERY_BACKOFF = 5.0
-MAX_REGISTER_BACKOFF = 5.0
+MAX_DELIVERY_BACKOFF = 2.0
+MAX_REGISTER_BACKOFF = 2.0
 SHUTDOWN_DELIVERY_WAIT = 10.0
 
 
@@ -725,7 +725,9 @@ class Agent:
                     control.stop("shutdown")
                 await asyncio.wait(pending, timeout=SHUTDOWN_DELIVERY_WAIT)
         if self._deliveries:
-            _, undelivered = await asyncio.wait(list(self._deliveries), timeout=SHUTDOWN_DELIVERY_WAIT)
+            # Whatever is not delivered by then is on disk and goes first at the next start.
+            wait = min(SHUTDOWN_DELIVERY_WAIT, max(self._options.grace, 1.0))
+            _, undelivered = await asyncio.wait(list(self._deliveries), timeout=wait)
             for delivery in undelivered:
                 delivery.cancel()
             if undelivered:

@@ -22,8 +22,8 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
     agent_config,
-    agents,
-    coordinator_process,
+    agents_fixture,
+    coordinator_fixture,
     shell,
     team_with_flow,
 )
@@ -181,7 +181,7 @@ async def test_output_that_breaks_the_contract_fails_without_retry(
     coordinator_process: CoordinatorProcess, agents: Agents
 ) -> None:
     team = await team_with_flow(
-        coordinator_process,
+        coordinator_fixture,
         max_attempts=3,
         output_schema={
             "type": "object",

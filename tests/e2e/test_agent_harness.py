@@ -122,8 +122,8 @@ class Team:
         async with self.coordinator.client(self.token) as client:
             return (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
 
-    async def wait_run(self, run_id: str, timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
+    async def wait_run(self, run_id: str, within: float = 30.0) -> Any:
+        deadline = time.monotonic() + within
         run = None
         while time.monotonic() < deadline:
             try:
@@ -133,10 +133,10 @@ class Team:
             if run is not None and run.status in TERMINAL:
                 return run
             await asyncio.sleep(0.1)
-        raise AssertionError(f"run {run_id} did not finish in {timeout}s: {run}")
+        raise AssertionError(f"run {run_id} did not finish in {within}s: {run}")
 
-    async def wait_step_running(self, run_id: str, timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
+    async def wait_step_running(self, run_id: str, within: float = 20.0) -> Any:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             run = await self.get_run(run_id)
             if any(s.status == pb.STEP_STATUS_RUNNING for s in run.steps):
@@ -252,16 +252,16 @@ class Agents:
                     agent.kill()
 
 
-@pytest.fixture(scope="module")
-def coordinator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordinatorProcess]:
+@pytest.fixture(scope="module", name="coordinator_process")
+def coordinator_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordinatorProcess]:
     coordinator = CoordinatorProcess(tmp_path_factory.mktemp("coordinator"))
     coordinator.start()
     yield coordinator
     coordinator.stop()
 
 
-@pytest.fixture
-async def agents(tmp_path: Path) -> AsyncIterator[Agents]:
+@pytest.fixture(name="agents")
+async def agents_fixture(tmp_path: Path) -> AsyncIterator[Agents]:
     running = Agents(tmp_path)
     yield running
     await asyncio.to_thread(running.stop_all)

@@ -10,8 +10,8 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
     agent_config,
-    agents,
-    coordinator_process,
+    agents_fixture,
+    coordinator_fixture,
     shell,
     team_with_flow,
 )
