@@ -442,6 +442,8 @@ class _Checker:
                     hint = f"; did you mean '{close[0]}'?"
                 elif known:
                     hint = f" ({where} has: {', '.join(known)})"
+                elif isinstance(part, str) and _schemas.types_of(current, start.root) == {"array"}:
+                    hint = f" ({where} is an array: pick an element with [N], or use for_each)"
                 else:
                     hint = f" ({where} declares no fields)"
                 self.add(pointer, f"reads {ref}, but {owner} does not declare '{part}' in {where}{hint}")
@@ -543,12 +545,14 @@ class _Checker:
     ) -> None:
         """Check that ``template`` evaluates to something ``target`` accepts (None: check refs only)."""
         target_name = ".".join((context.target_prefix, *path)) if path else context.target_prefix
-        try:
-            refs = find_references(template)
-        except ReferenceError_ as exc:
-            self.add(pointer, str(exc))
-            return
-        if not refs:
+        refs: list[Ref] = []
+        if isinstance(template, str):
+            try:
+                refs = find_references(template)
+            except ReferenceError_ as exc:
+                self.add(pointer, str(exc))
+                return
+        if not refs and not (isinstance(template, Mapping | list) and _has_refs(template)):
             if target is not None:
                 value_schema = _schemas.standalone(target, root)
                 for violation in validate_payload(value_schema, template, target_name):
@@ -754,6 +758,17 @@ def _soften(findings: Iterable[Finding]) -> list[Finding]:
             finding = Finding(finding.pointer, message, breaking=False)
         softened.append(finding)
     return softened
+
+
+def _has_refs(template: Any) -> bool:
+    """Cheaply: does any string inside ``template`` contain ``${``? (malformed ones too)."""
+    if isinstance(template, str):
+        return "${" in template
+    if isinstance(template, Mapping):
+        return any(_has_refs(value) for value in template.values())
+    if isinstance(template, list):
+        return any(_has_refs(value) for value in template)
+    return False
 
 
 def _subject(ref: Ref) -> str:

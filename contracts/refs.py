@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from contracts.errors import ReferenceError_
@@ -45,6 +46,7 @@ _ROOT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _OPEN = "${"
 
 
+@lru_cache(maxsize=4096)
 def parse_path(text: str, *, wildcard: bool = False, roots: tuple[str, ...] = ROOTS) -> tuple[PathPart, ...]:
     """Parse ``input.items[0].sku`` into ``("input", "items", 0, "sku")``.
 
