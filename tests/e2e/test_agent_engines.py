@@ -181,7 +181,7 @@ async def test_output_that_breaks_the_contract_fails_without_retry(
     coordinator_process: CoordinatorProcess, agents: Agents
 ) -> None:
     team = await team_with_flow(
-        coordinator_fixture,
+        coordinator_process,
         max_attempts=3,
         output_schema={
             "type": "object",
