@@ -88,3 +88,6 @@ def spans(_span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter
     _span_exporter.clear()
     yield _span_exporter
     _span_exporter.clear()
+
+
+from tests.engines.airflow_real import real_airflow  # noqa: E402, F401  (a session fixture)
