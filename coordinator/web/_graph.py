@@ -41,19 +41,23 @@ def workflow_steps(workflow: JSONDict) -> list[JSONDict]:
     else:
         items = []
     ids = {str(s["id"]) for s in items}
+    # The registry's resolved definition lists dependencies for all steps at the top level.
+    resolved = definition.get("dependencies") if isinstance(definition, dict) else None
     out: list[JSONDict] = []
     for spec in items:
         step_id = str(spec["id"])
         deps: list[str] = []
+        if isinstance(resolved, dict):
+            deps.extend(str(v) for v in resolved.get(step_id, []))
         for key in _DEP_KEYS:
             value = spec.get(key)
             if isinstance(value, list):
                 deps.extend(str(v) for v in value)
-        if not deps:
+        if not deps and not isinstance(resolved, dict):
             text = repr({k: spec.get(k) for k in ("input", "when", "for_each")})
             deps = _STEP_REF.findall(text)
         contract = str(spec.get("contract") or "")
-        version_range = str(spec.get("version_range") or spec.get("version") or "")
+        version_range = str(spec.get("version_range") or spec.get("range") or spec.get("version") or "")
         if "@" in contract:
             contract, version_range = contract.split("@", 1)
         out.append(

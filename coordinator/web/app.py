@@ -43,6 +43,7 @@ from contracts.errors import (
     UnreachableError,
 )
 from coordinator.web._graph import step_graph, team_graph
+from coordinator.web._redact import redact_run
 from coordinator.web._sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore, csrf_ok
 from coordinator.web._source import JSONDict, Principal, RunQuery, Source
 from coordinator.web._trace import layout_trace
@@ -170,14 +171,14 @@ def may_cancel(principal: Principal, run: JSONDict) -> bool:
     """Whether to offer Cancel. Only a hint for the page: the coordinator decides on the call."""
     if run["status"] not in LIVE_STATUSES:
         return False
-    return principal.admin or principal.team in (run["team"], run.get("started_by"))
+    return principal.admin or principal.team == run["team"]
 
 
 def may_rerun(principal: Principal, run: JSONDict) -> bool:
     """Whether to offer Re-run (StartRun with the same input): the input must be visible."""
     if run.get("payload_hidden") or run.get("input") is None:
         return False
-    return principal.admin or principal.team in (run["team"], run.get("started_by"))
+    return principal.admin or principal.team == run["team"]
 
 
 class UiApp:
@@ -383,6 +384,7 @@ class UiApp:
             workflow = await self.source.get_workflow(session.token, run["workflow"], run["workflow_version"])
         except RemoteError:
             workflow = None  # not visible to this viewer: draw the graph from the run's steps
+        redact_run(run, await self._sensitive_fields(session, run))
         principal = session.principal
         now_ms = int(time.time() * 1000)
         for step in run["steps"]:
@@ -399,6 +401,21 @@ class UiApp:
                 "server_ms": round((time.perf_counter() - started) * 1000, 2),
             }
         )
+
+    async def _sensitive_fields(self, session: Session, run: JSONDict) -> dict[str, list[str]]:
+        """``contract@version`` -> its sensitive paths, for the versions the run's steps pinned."""
+        refs = sorted(
+            {f"{s['contract']}@{s['contract_version']}" for s in run["steps"] if s["contract_version"]}
+        )
+
+        async def one(ref: str) -> list[str]:
+            try:
+                found = await self.source.get_contract(session.token, ref)
+            except RemoteError:
+                return []
+            return list(found["contract"].get("sensitive", []))
+
+        return dict(zip(refs, await asyncio.gather(*(one(ref) for ref in refs)), strict=True))
 
     async def get_trace(self, request: Request) -> Response:
         session = self.require_session(request)

@@ -101,6 +101,24 @@ def test_step_graph_edges_come_from_references_and_fold_for_each_items() -> None
     assert [(n["id"], n["status"], n["items"]) for n in folded["nodes"]] == [("notify", "failed", 2)]
 
 
+def test_step_graph_reads_the_registrys_resolved_dependencies() -> None:
+    workflow = {
+        "name": "t/w",
+        "team": "t",
+        "definition": {
+            "order": ["a", "b"],
+            "dependencies": {"a": [], "b": ["a"]},
+            "steps": {"a": {"contract": "x/a", "range": "^1"}, "b": {"contract": "y/b", "range": "^2"}},
+        },
+    }
+    graph = step_graph(workflow, [])
+    assert graph["edges"] == [{"from": "a", "to": "b"}]
+    assert [(n["id"], n["team"], n["version_range"], n["layer"]) for n in graph["nodes"]] == [
+        ("a", "x", "^1", 0),
+        ("b", "y", "^2", 1),
+    ]
+
+
 def test_team_graph_points_from_caller_to_contract_owner() -> None:
     workflow = {
         "name": "shipping/order-to-cash",

@@ -39,7 +39,7 @@ export function engineDetails(details) {
 
 export function errorBox(error, heading) {
   if (!error) return null;
-  return h("div", { class: "error-box", id: "error-box" },
+  return h("div", { class: "error-box" },
     h("div", { class: "error-title" }, heading ? h("span", { class: "muted" }, `${heading} `) : null,
       h("b", { class: "error-type" }, error.type || "Error"), error.retryable === false ? h("span", { class: "tag" }, "not retryable") : null),
     h("div", { class: "error-message" }, error.message || "(no message)"),
@@ -79,7 +79,7 @@ export function stepPanel(step, viewer) {
     errorBox(error, "error"),
     h("div", { class: "section-label" }, `attempts (${step.attempts.length})`), attempts,
     // An attempt's own engine details (e.g. the Airflow run of attempt 2) when the step error has none.
-    step.attempts.filter((a) => a.error && a.error.details && Object.keys(a.error.details).length && a.error !== error)
+    step.attempts.filter((a) => a.error && a.error.details && Object.keys(a.error.details).length && JSON.stringify(a.error) !== JSON.stringify(error))
       .map((a) => h("details", { class: "attempt-err" }, h("summary", {}, `attempt ${a.number}: ${a.error.type}`), errorBox(a.error))),
     payload("input", step.input, step, viewer),
     payload("output", step.output, step, viewer));
@@ -90,7 +90,7 @@ export function spanPanel(span) {
   return h("div", { class: "panel-body", dataset: { span: span.span_id } },
     h("div", { class: "panel-title" }, h("span", { class: "kind" }, "span"), h("b", {}, span.name),
       span.status === "error" ? statusBadge("error") : null, span.critical ? h("span", { class: "tag crit" }, "critical path") : null),
-    span.status === "error" ? h("div", { class: "error-box", id: "span-error" }, h("div", { class: "error-title" }, h("b", {}, "span error")), h("div", { class: "error-message" }, span.status_message || "(no message)")) : null,
+    span.status === "error" ? h("div", { class: "error-box span-error" }, h("div", { class: "error-title" }, h("b", {}, "span error")), h("div", { class: "error-message" }, span.status_message || "(no message)")) : null,
     span.redacted ? h("p", { class: "notice" }, `Another team's hop (${span.team}): you see it as a contract-level box (name, timing, status). Its inner spans and attributes are visible to ${span.team} only.`) : null,
     kv([
       ["team", teamChip(span.team)],

@@ -40,13 +40,20 @@ export async function render(main, args, viewer) {
     return data.run.steps.find((s) => s.id === id);
   }
 
+  // Another team's hop comes as a contract-level box without a step id: match it by contract.
+  function stepOfBox(span) {
+    const contract = (span.attributes || {})["accord.contract"];
+    const steps = contract ? data.run.steps.filter((s) => s.contract === contract) : [];
+    return steps.length === 1 ? steps[0] : null;
+  }
+
   function showPanel() {
     clear(panel);
     if (selection && selection.kind === "span") {
       const span = trace.spans.find((sp) => sp.span_id === selection.id);
       if (span) {
         panel.append(spanPanel(span));
-        const step = span.step_id ? stepById(span.step_id) : null;
+        const step = span.step_id ? stepById(span.step_id) : stepOfBox(span);
         if (step) panel.append(h("hr"), stepPanel(step, viewer));
         return;
       }
