@@ -94,7 +94,7 @@ class AgentProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    async def wait_for_log(self, text: str, timeout: float = 15.0, *, count: int = 1) -> None:
+    async def wait_for_log(self, text: str, timeout: float = 15.0, *, count: int = 1) -> None:  # noqa: ASYNC109
         """Until ``text`` appears ``count`` times in the log; fails with the log if not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

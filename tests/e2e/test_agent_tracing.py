@@ -1,0 +1,113 @@
+"""The agent's spans sit inside the attempt's trace, carry the run/step/attempt/contract, pass the
+engine span's context to the engine, and never carry a secret. The agent runs in-process here (so
+its spans can be read from an in-memory exporter) against a real coordinator process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_agent_harness import (  # noqa: F401 - fixtures
+    CoordinatorProcess,
+    agent_config,
+    coordinator_fixture,
+    shell,
+    team_with_flow,
+)
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from team_agent.agent import Agent, AgentOptions
+from team_agent.client import GatewayClient
+from team_agent.config import load_config
+from team_agent.redact import Redactor
+from team_agent.tracing import build_tracer_provider
+
+SECRET = "tr4ce-s3cret-value"
+
+
+async def test_spans_follow_the_attempt_and_hide_secrets(
+    coordinator_process: CoordinatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACE_TEST_SECRET", SECRET)
+    team = await team_with_flow(coordinator_process, max_attempts=1)
+    code = """
+        import json, os, sys
+        print("oops " + os.environ["KEY"], file=sys.stderr)
+        print(json.dumps({"traceparent": os.environ["TRACEPARENT"]}))
+        sys.exit(0 if json.load(sys.stdin).get("ok") else 1)
+    """
+    config_text = agent_config(
+        team, {f"{team.name}/work@1": shell(code, env={"KEY": "${secret:TRACE_TEST_SECRET}"})}
+    )
+    config_text = config_text.replace("${secret:ACCORD_TOKEN}", team.token)
+    path = tmp_path / "agent.yaml"
+    path.write_text(config_text)
+    assert yaml.safe_load(config_text)["token"] == team.token
+
+    loaded = load_config(path)
+    redactor = Redactor(loaded.config.secret_values)
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(
+        team=team.name,
+        coordinator=coordinator_process.address,
+        token=team.token,
+        redactor=redactor,
+        exporter=exporter,
+    )
+    client = GatewayClient(loaded.config.coordinator, lambda: loaded.config.token, redactor)
+    agent = Agent(
+        loaded,
+        config_path=path,
+        options=AgentOptions(agent_id=f"{team.name}-inproc", state_dir=tmp_path / "state", grace=1.0),
+        client=client,
+        tracer=provider.get_tracer("test"),
+        redactor=redactor,
+    )
+    stop = asyncio.Event()
+    serving = asyncio.create_task(agent.run(stop))
+    try:
+        ok = await team.wait_run(await team.start_run({"ok": True}))
+        failed = await team.wait_run(await team.start_run({"ok": False}))
+    finally:
+        stop.set()
+        await serving
+        await client.close()
+    provider.force_flush()
+    assert ok.status == pb.RUN_STATUS_SUCCEEDED and failed.status == pb.RUN_STATUS_FAILED
+
+    spans = exporter.get_finished_spans()
+    ok_spans = [s for s in spans if s.attributes and s.attributes.get("accord.run_id") == ok.run_id]
+    by_name = {s.name: s for s in ok_spans}
+    assert set(by_name) == {"agent.receive", "agent.validate_input", "engine.shell", "agent.validate_output"}
+    receive = by_name["agent.receive"]
+    assert all(format(s.context.trace_id, "032x") == ok.trace_id for s in ok_spans)
+    assert receive.parent is not None  # the attempt span, made by the coordinator
+    for name in ("agent.validate_input", "engine.shell", "agent.validate_output"):
+        assert by_name[name].parent is not None and by_name[name].parent.span_id == receive.context.span_id
+    assert receive.attributes is not None
+    assert receive.attributes["accord.step_id"] == "work"
+    assert receive.attributes["accord.attempt"] == 1
+    assert receive.attributes["accord.contract"] == f"{team.name}/work@1.0.0"
+    # The engine got the engine span's context.
+    engine_span = by_name["engine.shell"]
+    traceparent = json.loads(ok.output_json)["traceparent"]
+    assert traceparent.split("-")[2] == format(engine_span.context.span_id, "016x")
+
+    # The failed attempt's spans carry the (redacted) error, never the secret.
+    failed_receive = next(
+        s
+        for s in spans
+        if s.name == "agent.receive" and s.attributes and s.attributes.get("accord.run_id") == failed.run_id
+    )
+    assert failed_receive.status.description and "***" in failed_receive.status.description
+    assert SECRET not in failed.steps[0].attempts[0].error.details_json
+    # What the in-memory exporter received went through the redacting exporter.
+    for span in spans:
+        assert SECRET not in (span.status.description or "")
+        assert SECRET not in json.dumps(dict(span.attributes or {}), default=str)
+    logging.getLogger(__name__).info("checked %d spans", len(spans))
