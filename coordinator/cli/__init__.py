@@ -6,6 +6,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     agent_cmd,
     contract_offline,
     contract_online,
+    demo_cmd,
     run_cmd,
     server_cmd,
     team_cmd,

@@ -1,0 +1,1 @@
+"""`accord demo`: an embedded coordinator, three team agents, one cross-team workflow."""

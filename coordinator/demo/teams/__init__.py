@@ -1,0 +1,1 @@
+"""The three demo teams' code: what each team runs behind its contract, on its own engine."""
