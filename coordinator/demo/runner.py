@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ class Demo:
             return (self.home / "logs" / f"{name}.log").read_text(errors="replace")
         except OSError:
             return ""
+
+    def _logged(self, name: str, text: str) -> bool:
+        return text in self._log(name)
 
     def _wait_for(self, what: str, ready: Callable[[], bool], name: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -170,7 +174,7 @@ class Demo:
             response = client.coordinator.RegisterWorkflow(
                 pb.RegisterWorkflowRequest(source_text=text, source_name="order-to-cash.yaml")
             )
-        return response.workflow.version
+        return int(response.workflow.version)
 
     def start_agents(self) -> dict[str, str]:
         shipping_port = _free_port()
@@ -244,7 +248,7 @@ class Demo:
             )
         for team in bindings:
             name = f"agent-{team}"
-            self._wait_for(f"the {team} agent", lambda n=name: "registered" in self._log(n), name)
+            self._wait_for(f"the {team} agent", partial(self._logged, name, "registered"), name)
         return {team: engine for team, (_c, engine, _w) in bindings.items()}
 
     def run(self, order_id: str, amount: int) -> pb.Run:
@@ -267,7 +271,8 @@ class Demo:
                 raise DemoError(
                     f"run {run.run_id} did not finish within 60s; see `accord runs show {run.run_id}`"
                 )
-            return client.coordinator.GetRun(pb.GetRunRequest(run_id=run.run_id)).run
+            final: pb.Run = client.coordinator.GetRun(pb.GetRunRequest(run_id=run.run_id)).run
+            return final
 
     def breaking_change_report(self) -> list[str]:
         text = _assets().joinpath("charge-card-1.3.0-breaking.yaml").read_text()
