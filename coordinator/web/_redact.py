@@ -9,9 +9,14 @@ in the run's own input/output (a workflow input mapped into a sensitive step fie
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
+import yaml
+
 from coordinator.telemetry.scrub import REDACTED
+
+_INPUT_REF = re.compile(r"^\$\{input\.([A-Za-z0-9_.\-]+)\}$")
 
 JSONDict = dict[str, Any]
 
@@ -47,9 +52,46 @@ def scrub_values(value: Any, secrets: set[str]) -> Any:
     return value
 
 
-def redact_run(run: JSONDict, sensitive_by_ref: dict[str, list[str]]) -> JSONDict:
+def run_input_paths(workflow: JSONDict | None, sensitive_by_step: dict[str, list[str]]) -> list[str]:
+    """Paths of the run input ("input.card_token") that the workflow maps verbatim into a
+    sensitive step input field (``card_token: "${input.card_token}"``)."""
+    if not workflow:
+        return []
+    try:
+        source = yaml.safe_load(workflow.get("source_text") or "") or {}
+    except yaml.YAMLError:
+        return []
+    steps = source.get("steps") if isinstance(source, dict) else None
+    if not isinstance(steps, dict):
+        return []
+    out: list[str] = []
+    for step_id, paths in sensitive_by_step.items():
+        spec = steps.get(step_id.split("[", 1)[0])
+        template = spec.get("input") if isinstance(spec, dict) else None
+        for path in paths:
+            side, _, rest = path.partition(".")
+            if side != "input" or not rest:
+                continue
+            node: Any = template
+            for part in rest.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            match = _INPUT_REF.match(node) if isinstance(node, str) else None
+            if match:
+                out.append(f"input.{match.group(1)}")
+    return sorted(set(out))
+
+
+def redact_run(
+    run: JSONDict, sensitive_by_ref: dict[str, list[str]], workflow: JSONDict | None = None
+) -> JSONDict:
     """Mask the sensitive fields of every step's payloads, and their values in the run's."""
     secrets: set[str] = set()
+    by_step = {
+        s["id"]: sensitive_by_ref.get(f"{s['contract']}@{s['contract_version']}", [])
+        for s in run.get("steps", [])
+    }
+    mapped = run_input_paths(workflow, by_step)
+    run["input"] = redact_paths(run.get("input"), "input", mapped, secrets)
     for step in run.get("steps", []):
         paths = sensitive_by_ref.get(f"{step['contract']}@{step['contract_version']}", [])
         step["sensitive"] = paths

@@ -384,7 +384,7 @@ class UiApp:
             workflow = await self.source.get_workflow(session.token, run["workflow"], run["workflow_version"])
         except RemoteError:
             workflow = None  # not visible to this viewer: draw the graph from the run's steps
-        redact_run(run, await self._sensitive_fields(session, run))
+        redact_run(run, await self._sensitive_fields(session, run), workflow)
         principal = session.principal
         now_ms = int(time.time() * 1000)
         for step in run["steps"]:
