@@ -9,6 +9,7 @@
     await coordinator.register_contract(token, yaml_text, dry_run=False)
     await coordinator.register_workflow(token, yaml_text, dry_run=False)
     coordinator.cli("runs", "list", token=...) -> CompletedProcess (the accord CLI against it)
+    await coordinator.acli(...)                  # same, off the event loop (in-process agents keep serving)
     coordinator.kill9(); coordinator.restart()  # crash and restart on the same DB and port
 
 ``test_agent``: a factory for ``tests.support.agent.TestAgent`` (stopped at teardown):

@@ -11,6 +11,7 @@ proc.stop()
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -138,6 +139,10 @@ class CoordinatorProcess:
                     source_text=textwrap.dedent(text), source_name="workflow.yaml", dry_run=dry_run
                 )
             )
+
+    async def acli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``cli`` off the event loop, so in-process test agents keep serving meanwhile."""
+        return await asyncio.to_thread(self.cli, *args, token=token)
 
     def cli(
         self, *args: str, token: str | None = None, input: str | None = None
