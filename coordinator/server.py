@@ -42,6 +42,7 @@ from coordinator.store.base import Store
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
+from coordinator.telemetry.propagation import TraceContextServerInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Coordinator:
         )
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.authority)],
+            interceptors=[AuthInterceptor(self.authority), TraceContextServerInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)],
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)

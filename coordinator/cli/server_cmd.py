@@ -13,6 +13,7 @@ from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import DEFAULT_LISTEN, CoordinatorConfig, accord_home
 from coordinator.server import Coordinator, ServerHook, configure_logging, serve
+from coordinator.telemetry.retention import parse_duration
 
 # Other packages (the web UI) append hooks here, keyed by the option that enables them; the
 # factory gets the config and returns the hook (e.g. a uvicorn server on config.ui_listen).
@@ -56,6 +57,9 @@ def start(
         str,
         typer.Option(help="Serve the tracing UI on HOST:PORT (port 0 picks a free one; 'off' to disable)."),
     ] = DEFAULT_UI,
+    span_retention: Annotated[
+        str, typer.Option(help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.")
+    ] = "7d",
 ) -> None:
     """Run the coordinator until SIGTERM or Ctrl-C."""
     if log_format not in ("text", "json"):
@@ -69,7 +73,9 @@ def start(
         log_level=log_level,
         log_format=log_format,
         ui_listen=ui,
+        span_retention=span_retention,
     )
+    parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)
     hooks: list[ServerHook] = []
     for factory in UI_HOOK_FACTORIES:

@@ -82,7 +82,10 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         trace_id = getattr(record, "trace_id", "")
         if trace_id:
-            text += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"
+            text += f" trace_id={trace_id}"
+        span_id = getattr(record, "span_id", "")
+        if span_id:
+            text += f" span_id={span_id}"
         return text
 
 

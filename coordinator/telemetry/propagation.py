@@ -5,14 +5,16 @@ Client side: ``trace_context_interceptors()`` (grpc.aio) and ``SyncTraceContextC
 OTel span, or from the standard ``TRACEPARENT``/``TRACESTATE`` environment variables when no span
 is active (so ``TRACEPARENT=... accord run ...`` makes the run a child of the caller's span).
 
-Server side: ``extract_trace_context`` reads the caller's context from a request's explicit
-``trace_context`` map or from the call's metadata; ``event_link`` turns an event's stored trace
+Server side: ``TraceContextServerInterceptor`` makes the caller's context current while a call
+is served (log records carry it); ``extract_trace_context`` reads the caller's context from a
+request's explicit ``trace_context`` map or from the call's metadata; ``event_link`` turns an event's stored trace
 context into a span link for the runs it triggers; ``attached_span_context`` makes a stored span
 the current OTel context so that log records carry its ids.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import secrets
@@ -329,3 +331,45 @@ class SyncTraceContextClientInterceptor(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
         return continuation(self._details(client_call_details), request_iterator)
+
+
+class TraceContextServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Makes the caller's trace context (from gRPC metadata) current while its call is served,
+    so the coordinator's log records about a call carry the caller's trace id and span id (an
+    agent's CompleteTask carries its span inside the run's trace; ``accord run`` its own)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        parent = extract_trace_context(handler_call_details.invocation_metadata)
+        if handler is None or parent is None:
+            return handler
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                with attached_span_context(parent.trace_id, parent.span_id, parent.sampled):
+                    return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                with attached_span_context(parent.trace_id, parent.span_id, parent.sampled):
+                    async for item in inner_us(request, context):
+                        yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

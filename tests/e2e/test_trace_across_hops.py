@@ -486,6 +486,9 @@ async def test_one_trace_across_cli_coordinator_agents_and_engines(
     assert forwarded.trace_id.hex() == CLI_TRACE and forwarded.parent_span_id.hex() == CLI_SPAN
     assert CARD_TOKEN not in repr(list(backend.spans.values()))
 
+    # ---- the coordinator's log records carry the trace id ----
+    assert f"run {run_id} succeeded trace_id={CLI_TRACE}" in scenario.coordinator.log()
+
     # ---- the terminal waterfall and OTLP JSON of the same trace ----
     shown = await asyncio.to_thread(
         scenario.coordinator.cli, "runs", "trace", run_id, token=scenario.tokens["shipping"]

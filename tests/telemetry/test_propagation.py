@@ -171,3 +171,38 @@ async def test_sync_interceptor(echo_server: str) -> None:
         assert _seen(reply) == {"traceparent": HEADER}
     finally:
         channel.close()
+
+
+async def test_server_interceptor_makes_the_callers_context_current_for_logs() -> None:
+    from coordinator.telemetry.propagation import TraceContextServerInterceptor
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        span = trace.get_current_span().get_span_context()
+        return f"{span.trace_id:032x}-{span.span_id:016x}".encode() if span.is_valid else b"none"
+
+    async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        yield await unary(request, context)
+
+    server = grpc.aio.server(interceptors=[TraceContextServerInterceptor()])
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Echo",
+                {
+                    "Metadata": grpc.unary_unary_rpc_method_handler(unary),
+                    "Stream": grpc.unary_stream_rpc_method_handler(stream),
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            traced = (("traceparent", HEADER),)
+            assert await channel.unary_unary(_ECHO)(b"", metadata=traced) == f"{TRACE}-{SPAN}".encode()
+            assert await channel.unary_unary(_ECHO)(b"") == b"none"
+            replies = [r async for r in channel.unary_stream("/test.Echo/Stream")(b"", metadata=traced)]
+            assert replies == [f"{TRACE}-{SPAN}".encode()]
+    finally:
+        await server.stop(None)
