@@ -185,18 +185,48 @@ def _migrated_db(venv: Path, env: dict[str, str], home: Path) -> None:
     shutil.copyfile(template, home / "airflow.db")
 
 
-def _kill_group(pgid: int, grace: float = 5.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid → (parent pid, process group) of every live (not zombie) process, from /proc."""
+    table: dict[int, tuple[int, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z":
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def _group_and_descendants(pgid: int) -> set[int]:
+    """Every process of the group, and every descendant of one: Airflow's task supervisor
+    starts each task in a process group of its own, which a kill of our group would miss."""
+    table = _process_table()
+    found = {pid for pid, (_, group) in table.items() if group == pgid}
+    while True:
+        more = {pid for pid, (parent, _) in table.items() if parent in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def _kill_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM the group and everything it spawned; SIGKILL what is left after ``grace``."""
+    targets = _group_and_descendants(pgid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            table = _process_table()
+            targets = {pid for pid in targets if pid in table}
+            if not targets and not any(group == pgid for _, group in table.values()):
+                return
+            time.sleep(0.1)
 
 
 def _wait_ready(
