@@ -70,6 +70,9 @@ async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
     # the whole coordinator down from inside a task.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=512)
+    # Accepted connections inherit this: without it, a keep-alive response written in two parts
+    # (headers, body) waits ~40 ms for the client's delayed ACK (Nagle).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     bound_port = sock.getsockname()[1]
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"accord-ui {host}:{bound_port}")
     while not server.started:
