@@ -373,3 +373,33 @@ async def test_fan_out_with_concurrency_limit_and_when(coordinator, test_agent):
     assert {f"notify[{i}]" for i in range(6)} <= ids
     assert step(run, "notify[3]").idempotency_key == f"{run.run_id}:notify[3]"
     assert step(run, "never").status == pb.STEP_STATUS_SKIPPED
+
+
+async def test_runs_show_explains_why_a_step_waits(coordinator, test_agent):
+    token = await _single(coordinator)
+    async with coordinator.client(token) as client:
+        first = await start_run(client, "payments/single", {"order_id": "a"})
+        waiting = step(
+            (await client.coordinator.GetRun(pb.GetRunRequest(run_id=first.run.run_id))).run, "work"
+        )
+        assert waiting.status == pb.STEP_STATUS_SCHEDULED
+        assert waiting.waiting_reason.startswith("no agent of team payments is serving payments/work@1")
+
+        release = asyncio.Event()
+
+        async def blocks(call: Call):
+            await release.wait()
+            return {"ref": call.input["order_id"]}
+
+        await test_agent(token, "payments", {"payments/work@1": blocks}, concurrency=1)
+        await asyncio.sleep(0.3)  # the agent took the first run's task
+        second = await start_run(client, "payments/single", {"order_id": "b"})
+        await asyncio.sleep(0.1)
+        queued = step(
+            (await client.coordinator.GetRun(pb.GetRunRequest(run_id=second.run.run_id))).run, "work"
+        )
+        assert "1 agent of team payments serving payments/work@1 is busy" in queued.waiting_reason
+        shown = await coordinator.acli("runs", "show", second.run.run_id, token=token)
+        assert "waiting: queued for" in shown.stdout
+        release.set()
+        assert (await wait_run(client, second.run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
