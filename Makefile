@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit proto bench clean
+.PHONY: install browser demo test lint typecheck unit proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's Chromium for the browser tests (never a browser download of Playwright's own).
+browser:
+	bash .ci/install-browser.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/accord demo
@@ -24,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy contracts coordinator team_agent
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit

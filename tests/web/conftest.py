@@ -48,6 +48,8 @@ async def browser_page(world: World) -> AsyncIterator[object]:
     """A page in a real headless Chromium with a fresh profile (Debian's chromium, never a
     downloaded one: run .ci/install-browser.sh first)."""
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once per test, before any I/O matters
+        if os.environ.get("CI"):  # CI must run the browser tests, never skip them
+            pytest.fail("no /usr/bin/chromium in CI: .ci/install-browser.sh should have installed it")
         pytest.skip("no /usr/bin/chromium: run .ci/install-browser.sh")
     from playwright.async_api import async_playwright
 
