@@ -118,6 +118,21 @@ class RealAirflow:
         config.update(extra)
         return config
 
+    @contextlib.contextmanager
+    def api(self) -> Iterator[httpx.Client]:
+        """A logged-in client of the REST API (``/api/v2/...``), for test set-up and checks."""
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            answer = client.post("/auth/token", json={"username": self.username, "password": self.password})
+            answer.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+            yield client
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        with self.api() as client:
+            client.patch(
+                f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": paused}
+            ).raise_for_status()
+
     def logs(self) -> str:
         """The tail of every process's log, for a failing test's report."""
         parts = []
