@@ -53,49 +53,45 @@ async def test_shell_engine_runs_a_step(coordinator_process: CoordinatorProcess,
     assert output["traceparent"].split("-")[1] == run.trace_id
 
 
-def greet(value: dict[str, str]) -> dict[str, str]:
-    return {"greeting": f"hello {value['name']}"}
-
-
+# The team's Python code, as the agent imports it (a module of its own, not this test module).
+TEAM_CODE = """
 class CardDeclined(Exception):
     pass
 
 
-def decline(value: dict[str, str]) -> None:
-    raise CardDeclined(f"card of {value['name']} declined")
+def greet(value):
+    return {"greeting": "hello " + value["name"]}
 
 
-async def test_python_engine_and_exception_names(
-    coordinator_process: CoordinatorProcess, agents: Agents
+async def decline(value, task):
+    raise CardDeclined("card of " + value["name"] + " declined in " + task.step_id)
+"""
+
+
+def python_binding(tmp_path: Path, function: str) -> dict[str, object]:
+    (tmp_path / "team_code.py").write_text(TEAM_CODE)
+    return {"engine": "python", "with": {"callable": f"team_code:{function}", "path": [str(tmp_path)]}}
+
+
+async def test_python_engine_runs_a_function(
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
-    team = await team_with_flow(coordinator_process, max_attempts=3, extra="")
-    here = str(Path(__file__).parent)
-    config = agent_config(
-        team,
-        {
-            f"{team.name}/work@1": {
-                "engine": "python",
-                "with": {"callable": "test_agent_engines:greet", "path": [here]},
-            }
-        },
-    )
-    agents.start(team, config)
+    team = await team_with_flow(coordinator_process, max_attempts=3)
+    agents.start(team, agent_config(team, {f"{team.name}/work@1": python_binding(tmp_path, "greet")}))
     run = await team.wait_run(await team.start_run({"name": "ada"}))
     assert run.status == pb.RUN_STATUS_SUCCEEDED, run
     assert json.loads(run.output_json) == {"greeting": "hello ada"}
 
 
 async def test_python_exception_type_is_the_error_type(
-    coordinator_process: CoordinatorProcess, agents: Agents
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
     team = await team_with_flow(coordinator_process, max_attempts=1)
-    here = str(Path(__file__).parent)
-    binding = {"engine": "python", "with": {"callable": "test_agent_engines:decline", "path": [here]}}
-    agents.start(team, agent_config(team, {f"{team.name}/work@1": binding}))
+    agents.start(team, agent_config(team, {f"{team.name}/work@1": python_binding(tmp_path, "decline")}))
     run = await team.wait_run(await team.start_run({"name": "ada"}))
     assert run.status == pb.RUN_STATUS_FAILED
     error = run.steps[0].attempts[0].error
-    assert error.type == "CardDeclined" and "card of ada declined" in error.message
+    assert error.type == "CardDeclined" and "card of ada declined in work" in error.message
 
 
 @pytest.fixture

@@ -2,16 +2,15 @@
 workflow over one contract, and real agent processes (``team_agent.testing.AgentProcess``).
 
 No tests here; the ``test_agent_*`` modules import from it (pytest puts this directory on
-sys.path). The coordinator is a subprocess (``accord coordinator start --listen 127.0.0.1:0``)
-so it can be restarted on the same port and database, and its log and SQLite files searched.
+sys.path). The coordinator is ``tests.support.coordinator.CoordinatorProcess`` (the shared
+harness: a subprocess that can be crashed and restarted on the same port and database); here it
+is shared by the tests of a module, each test using its own team.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import textwrap
 import time
@@ -25,69 +24,10 @@ import pytest
 import yaml
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from coordinator.client import AsyncClient
-from team_agent.testing import AgentProcess, accord_executable
+from team_agent.testing import AgentProcess
+from tests.support.coordinator import CoordinatorProcess
 
 TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
-
-
-class CoordinatorProcess:
-    """``accord coordinator start`` in a subprocess, restartable on the same port and DB."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.log_path = home / "coordinator.log"
-        self.port = 0
-        self.address = ""
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def admin_token(self) -> str:
-        return (self.home / "admin.token").read_text().strip()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        state = self.home / "coordinator.json"
-        state.unlink(missing_ok=True)
-        env = {**os.environ, "ACCORD_HOME": str(self.home)}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [accord_executable(), "coordinator", "start", "--listen", f"127.0.0.1:{self.port}"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if state.exists():
-                try:
-                    info = json.loads(state.read_text())
-                except ValueError:
-                    info = {}
-                if info.get("pid") == self.process.pid and info.get("grpc"):
-                    self.address = info["grpc"]
-                    self.port = int(self.address.rsplit(":", 1)[1])
-                    return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"coordinator did not start:\n{self.log[-4000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def client(self, token: str | None = None) -> AsyncClient:
-        return AsyncClient(self.address, token if token is not None else self.admin_token)
 
 
 @dataclass
@@ -254,8 +194,7 @@ class Agents:
 
 @pytest.fixture(scope="module", name="coordinator_process")
 def coordinator_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordinatorProcess]:
-    coordinator = CoordinatorProcess(tmp_path_factory.mktemp("coordinator"))
-    coordinator.start()
+    coordinator = CoordinatorProcess.start(tmp_path_factory.mktemp("coordinator"))
     yield coordinator
     coordinator.stop()
 

@@ -1,4 +1,4 @@
-"""Resilience with real processes: coordinator restarts under a running task, an agent killed with
+"""Resilience with real processes: a coordinator crash and restart under a running task, an agent killed with
 -9, replicas sharing one queue, graceful stop handing tasks back, and the outbox across restarts."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,9 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
 
 @pytest.fixture(name="coordinator_process")
-def restartable_coordinator(tmp_path: Path) -> Iterator[CoordinatorProcess]:
-    """A coordinator of this test's own (these tests stop and restart it)."""
-    coordinator = CoordinatorProcess(tmp_path / "coordinator")
-    coordinator.start()
-    yield coordinator
-    coordinator.stop()
+def restartable_coordinator(coordinator: CoordinatorProcess) -> CoordinatorProcess:
+    """The shared ``coordinator`` fixture: one per test, as these tests crash and restart it."""
+    return coordinator
 
 
 def counting(marker: Path, *, sleep: float, first_attempt_sleep: float | None = None) -> dict[str, object]:
@@ -50,7 +46,7 @@ def executions(marker: Path) -> list[str]:
     return marker.read_text().splitlines() if marker.exists() else []
 
 
-async def test_coordinator_restart_under_a_running_task_delivers_once(
+async def test_coordinator_crash_under_a_running_task_delivers_once(
     coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
     team = await team_with_flow(coordinator_process, heartbeat="20s", max_attempts=3)
@@ -59,12 +55,12 @@ async def test_coordinator_restart_under_a_running_task_delivers_once(
     run_id = await team.start_run({})
     await team.wait_step_running(run_id)
 
-    coordinator_process.stop()
+    coordinator_process.kill9()
     # The task finishes while the coordinator is down; its result waits in the outbox.
     await asyncio.sleep(2.5)
     assert len(executions(marker)) == 1
     assert list((agent.state_dir / "outbox").glob("*.json")), "the result is not in the outbox"
-    coordinator_process.start()
+    coordinator_process.restart()
 
     run = await team.wait_run(run_id, within=30)
     assert run.status == pb.RUN_STATUS_SUCCEEDED, run
@@ -158,7 +154,7 @@ async def test_the_outbox_survives_an_agent_restart(
     left = list((agent.state_dir / "outbox").glob("*.json"))
     assert len(left) == 1
 
-    coordinator_process.start()
+    coordinator_process.restart()
     restarted = agents.start(team, config)  # same name: same agent id and state dir
     assert restarted.state_dir == agent.state_dir
     run = await team.wait_run(run_id, within=30)

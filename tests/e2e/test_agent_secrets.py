@@ -69,7 +69,7 @@ async def test_secret_values_are_redacted_everywhere(
     home = coordinator_process.home
     searched = [p for p in home.iterdir() if p.name.startswith("coordinator.db")]
     assert any(p.name.endswith("-wal") for p in searched) or searched
-    searched += [coordinator_process.log_path, agent.log_path]
+    searched += [*home.glob("coordinator-*.log"), agent.log_path]
     for path in searched:
         data = path.read_bytes()
         for form in forms(SECRET):
