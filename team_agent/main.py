@@ -6,7 +6,6 @@ Only this module configures process-wide things (logging, the OTel SDK, signal h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -99,5 +98,3 @@ async def _serve(
         await agent.run(stop)
     finally:
         await client.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.to_thread(provider.force_flush, 3000), 5)
