@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install browser demo test lint typecheck unit proto bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/custom-engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,postgres,nats]'
+	# the example of a team's own engine adapter, used by the tests of engine discovery
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e examples/custom-engine
 	touch $(STAMP)
 
 install: $(STAMP)
