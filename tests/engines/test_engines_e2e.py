@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import yaml
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.engines.airflow import TRACE_CONF_KEY
@@ -173,26 +174,43 @@ def jenkins_binding(url: str, **extra: object) -> dict[str, object]:
 JENKINS_PARAMS = {"ORDER_ID": "", TASK_ID_PARAM: "", TRACEPARENT_PARAM: ""}
 
 
-def shipment(params: dict[str, str]) -> Outcome:
-    output = {"shipment_id": f"sh-{params['ORDER_ID']}", "express": False}
-    return Outcome("SUCCESS", ["booking carrier"], {"accord-output.json": json.dumps(output).encode()})
+def example_shipment(params: dict[str, str]) -> Outcome:
+    """What examples/jenkins-team/Jenkinsfile computes and archives."""
+    items = json.loads(params["ITEMS"] or "[]")
+    output = {
+        "shipment_id": "sh-" + params["ORDER_ID"],
+        "express": sum(int(i.get("quantity", 1)) for i in items) <= 2,
+        "carrier": "acme-freight",
+    }
+    return Outcome("SUCCESS", ["Book carrier"], {"accord-output.json": json.dumps(output).encode()})
 
 
-async def test_jenkins_step_returns_the_artifact_and_carries_the_trace(
+async def test_jenkins_example_binding_returns_the_artifact_and_carries_the_trace(
     coordinator: CoordinatorProcess,
     tmp_path: Path,
     teams: list[EngineTeam],
     fake_jenkins: tuple[FakeJenkins, str],
 ) -> None:
     fake, url = fake_jenkins
-    fake.add_job(FakeJob("shipping/create-shipment", parameters=dict(JENKINS_PARAMS), behaviour=shipment))
-    team = await engine_team(coordinator, tmp_path, team="shipping")
+    parameters = {"ORDER_ID": "", "PAYMENT_REF": "", "ITEMS": "[]", TASK_ID_PARAM: "", TRACEPARENT_PARAM: ""}
+    fake.add_job(FakeJob("shipping/create-shipment", parameters=parameters, behaviour=example_shipment))
+    contract = (REPO / "examples" / "contracts" / "create-shipment.yaml").read_text()
+    team = await engine_team(coordinator, tmp_path, team="shipping", contract_source=contract)
     teams.append(team)
-    await team.start_agent(jenkins_binding(url), env={"JENKINS_TOKEN": "11aa22bb"})
-    run = await team.wait_run(await team.start_run({"order_id": "o-5"}))
+    config = yaml.safe_load((REPO / "examples" / "jenkins-team" / "agent.yaml").read_text())
+    binding = config["implements"]["shipping/create-shipment@1"]
+    binding["with"].update(base_url=url, poll_interval="50ms", max_poll_interval="200ms")
+    await team.start_agent(binding, env={"JENKINS_USER": "accord", "JENKINS_API_TOKEN": "11aa22bb"})
+    value = {"order_id": "o-5", "payment_ref": "pay-1", "items": [{"sku": "a", "quantity": 1}]}
+    run = await team.wait_run(await team.start_run(value))
     assert run.status == pb.RUN_STATUS_SUCCEEDED, run
-    assert json.loads(run.output_json) == {"shipment_id": "sh-o-5", "express": False}
+    assert json.loads(run.output_json) == {
+        "shipment_id": "sh-o-5",
+        "express": True,
+        "carrier": "acme-freight",
+    }
     (build,) = fake.builds["shipping/create-shipment"]
+    assert build.params["ITEMS"] == '[{"sku":"a","quantity":1}]'
     assert build.params[TRACEPARENT_PARAM].split("-")[1] == run.trace_id
     assert build.params[TASK_ID_PARAM].startswith("accord-")
 
