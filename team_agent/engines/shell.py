@@ -4,7 +4,8 @@
       command: ["./refund.sh", "--fast"]   # argv, no shell
       env: {API_KEY: "${secret:API_KEY}"}  # added to the environment
       cwd: /opt/refunds
-      inherit_env: true                    # start from the agent's environment (default)
+      inherit_env: true                    # start from the agent's environment (default),
+                                           # less ACCORD_TOKEN, which no engine needs
       timeout: 10m                         # optional; the task's deadline applies anyway
       non_retryable_exit_codes: [2, 64]    # default: every non-zero exit is retryable
 
@@ -84,6 +85,9 @@ class ShellEngine:
 
     def _environment(self, task: TaskContext) -> dict[str, str]:
         env = dict(os.environ) if self._inherit_env else {"PATH": os.environ.get("PATH", os.defpath)}
+        # The agent's own credential is never the engine's business: a script that leaks its
+        # environment (a debug dump, a crash report) must not leak the team's coordinator token.
+        env.pop("ACCORD_TOKEN", None)
         env.update(self._env)
         env.update(
             {

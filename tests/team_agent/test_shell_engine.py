@@ -172,3 +172,13 @@ def test_bad_options_are_all_reported() -> None:
         "non_retryable_exit_codes",
         "colour",
     }
+
+
+async def test_agent_token_is_not_passed_to_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's coordinator token stays with the agent, even when the environment is inherited."""
+    monkeypatch.setenv("ACCORD_TOKEN", "agent-token-must-stay-home")
+    monkeypatch.setenv("SOME_TEAM_SETTING", "visible")
+    engine = ShellEngine({"command": script("import json, os, sys; json.dump(dict(os.environ), sys.stdout)")})
+    output = await run(engine, {})
+    assert "ACCORD_TOKEN" not in output
+    assert output["SOME_TEAM_SETTING"] == "visible"
