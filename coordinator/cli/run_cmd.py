@@ -11,6 +11,7 @@ import typer
 
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import UnreachableError
 from coordinator.cli._apps import app, runs_app
 from coordinator.cli._output import command, fail, print_json
 from coordinator.client import Client
@@ -142,6 +143,22 @@ def print_run(run: pb.Run) -> None:
         typer.echo(f"output: {run.output_json}")
 
 
+def _wait(client: Client, current: pb.Run) -> pb.Run:
+    """Follow the run until it ends: WatchRun, falling back to polling if the stream breaks off."""
+    while current.status not in TERMINAL:
+        try:
+            for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
+                current = update.run
+                if current.status in TERMINAL:
+                    return current
+        except UnreachableError:
+            time.sleep(0.5)
+        current = client.coordinator.GetRun(pb.GetRunRequest(run_id=current.run_id)).run
+        if current.status not in TERMINAL:
+            time.sleep(0.2)
+    return current
+
+
 @app.command("run")
 @command
 def run(
@@ -166,11 +183,7 @@ def run(
             else:
                 typer.echo(current.run_id)
             return
-        if current.status not in TERMINAL:
-            for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
-                current = update.run
-                if current.status in TERMINAL:
-                    break
+        current = _wait(client, current)
     if current.status == pb.RUN_STATUS_SUCCEEDED:
         if as_json:
             print_json(run_json(current))

@@ -65,7 +65,9 @@ class CoordinatorProcess:
         log = open(self.log_path, "wb")
         env = {**os.environ, "ACCORD_HOME": str(self.home)}
         self.proc = subprocess.Popen(
-            [ACCORD, "coordinator", "start", "--listen", self.listen, *self.extra_args],
+            # The tracing UI stays off unless a test asks for it: parallel coordinators would
+            # otherwise compete for its default port.
+            [ACCORD, "coordinator", "start", "--listen", self.listen, "--ui", "off", *self.extra_args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
