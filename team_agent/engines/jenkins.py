@@ -41,7 +41,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import httpx
 from opentelemetry import trace
@@ -152,7 +152,8 @@ class JenkinsConfig:
             search_depth=r.integer("search_depth", 50),
             stop_timeout=r.duration("stop_timeout", 60.0) or 60.0,
             timeout=r.duration("timeout", 30.0) or 30.0,
-            job_path="".join(f"/job/{quote(part, safe='')}" for part in job.split("/")),
+            # A name containing "/" (a multibranch branch) is given encoded, as feature%2Fx.
+            job_path="".join(f"/job/{quote(unquote(part), safe='')}" for part in job.split("/")),
         )
         r.raise_if_problems()
         return cfg

@@ -15,6 +15,7 @@ from team_agent.engines.base import EngineConfigError, EngineFailure, load_engin
 from team_agent.engines.jenkins import (
     TASK_ID_PARAM,
     TRACEPARENT_PARAM,
+    JenkinsConfig,
     JenkinsEngine,
     build_parameters,
     task_id_param,
@@ -396,3 +397,14 @@ def test_config_errors_list_every_problem() -> None:
         "unstable",
         "jobb",
     } <= fields
+
+
+def test_job_paths_encode_each_folder_once() -> None:
+    def path(job: str) -> str:
+        return JenkinsConfig.from_mapping(
+            {"base_url": "http://j", "job": job, "username": "u", "api_token": "t"}
+        ).job_path
+
+    assert path("a/b") == "/job/a/job/b"
+    assert path("/team x/deploy/") == "/job/team%20x/job/deploy"
+    assert path("repo/feature%2Fx") == "/job/repo/job/feature%2Fx"  # a multibranch branch, not re-encoded
