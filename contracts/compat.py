@@ -1,0 +1,1356 @@
+"""JSON Schema compatibility: is every instance valid under one schema valid under another?
+
+Contracts evolve inside a major version under two rules (see DESIGN.md): input may only widen
+(every input the old version accepted is still accepted) and output may only narrow (everything
+the new version produces was promised by the old one). Both reduce to one relation between JSON
+Schemas (2020-12), the subschema relation ``sub ⊆ sup``: every instance valid under ``sub`` is
+valid under ``sup``.
+
+The checker is *sound but incomplete*: an empty list of findings is a proof that ``sub ⊆ sup``;
+whatever it cannot prove becomes a breaking finding that says so ("cannot prove ..."), never a
+silent pass. It works type by type (keywords such as ``minimum`` only constrain numbers), splits
+the sub schema into disjuncts (``anyOf``/``oneOf``/``type`` lists) and the sup schema into
+conjuncts (``allOf``, sibling keywords), and checks each pair. Finite value sets (``enum``,
+``const``) are checked exactly by validating each value. Recursive ``$ref`` uses the standard
+coinductive rule: a pair of schemas already under examination is assumed compatible.
+
+Each finding carries a JSON pointer into the *new* schema (or, for :func:`check_subschema`, the
+target ``sup`` schema) and one sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal, TypeAlias, TypeGuard
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+__all__ = [
+    "Finding",
+    "check_contract_compat",
+    "check_input_compat",
+    "check_output_compat",
+    "check_subschema",
+    "is_breaking",
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason why a schema change may break someone.
+
+    ``pointer`` is a JSON pointer into the new (or target) schema, ``""`` for its root;
+    ``message`` is one plain English sentence naming the field in user terms.
+    """
+
+    pointer: str
+    message: str
+    breaking: bool = True
+
+
+# A JSON Schema is a mapping or a boolean.
+Schema: TypeAlias = Mapping[str, Any] | bool
+Voice: TypeAlias = Literal["input", "output", "generic"]
+
+_ALL_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string"})
+_KNOWN_TYPES = _ALL_TYPES | {"integer"}
+_PLURAL = {
+    "null": "null",
+    "boolean": "booleans",
+    "object": "objects",
+    "array": "arrays",
+    "number": "numbers",
+    "integer": "integers",
+    "string": "strings",
+}
+# Keywords this checker reasons about.
+_HANDLED = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "required",
+        "properties",
+        "additionalProperties",
+        "patternProperties",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "$ref",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "dependentRequired",
+        "propertyNames",
+        "contains",
+        "additionalItems",  # only meaningful beside the old tuple form of items, handled there
+    }
+)
+# Keywords that constrain instances but that the checker only accepts when identical on both
+# sides; the value is the instance type they apply to (None: any type).
+_OPAQUE: dict[str, str | None] = {
+    "if": None,
+    "dependentSchemas": "object",
+    "dependencies": "object",
+    "unevaluatedProperties": "object",
+    "unevaluatedItems": "array",
+    "$dynamicRef": None,
+    "$recursiveRef": None,
+}
+_CONSTRAINING = _HANDLED | frozenset(_OPAQUE)
+# Sub-side constraints that could not be merged into one keyword during an allOf merge are kept
+# under this key (never a valid JSON Schema keyword) so equality checks can still use them.
+_ALSO = "\x00also"
+# Regular expressions that match every string, so a pattern of this kind constrains nothing.
+_TRIVIAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$"})
+_MAX_DEPTH = 200
+_MAX_DISJUNCTS = 64
+
+
+class _CannotProveError(Exception):
+    """Raised internally when a schema shape is outside what the checker can reason about."""
+
+
+def _key(value: Any) -> Hashable:
+    """A hashable key equal for JSON-equal values (1 == 1.0, but true != 1)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("num", value)
+    if isinstance(value, float):
+        return ("num", int(value) if value.is_integer() else value)
+    return _canon(value)
+
+
+def _collect_refs(value: Any, out: list[Any]) -> bool:
+    """Collect every $ref inside `value`; False if it holds a dynamic/recursive reference."""
+    if isinstance(value, Mapping):
+        if "$dynamicRef" in value or "$recursiveRef" in value:
+            return False
+        if "$ref" in value:
+            out.append(value["$ref"])
+        return all(_collect_refs(v, out) for v in value.values())
+    if isinstance(value, list):
+        return all(_collect_refs(v, out) for v in value)
+    return True
+
+
+def _canon(value: Any) -> str:
+    """Canonical JSON text, treating 1 and 1.0 as equal (as JSON Schema does)."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, Mapping):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [norm(x) for x in v]
+        return v
+
+    return json.dumps(norm(value), sort_keys=True, default=str)
+
+
+def _esc(token: str) -> str:
+    if "~" not in token and "/" not in token:
+        return token
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+_QUICK_KEYWORDS = frozenset({"type", "enum", "const"})
+
+
+def _quick_valid(schema: Schema, instance: Any) -> bool | None:
+    """Validate against a schema made only of type/enum/const without building a validator
+    (the common shape of enumerated fields); None when the schema is anything else."""
+    if isinstance(schema, bool):
+        return schema
+    if not _QUICK_KEYWORDS.issuperset(k for k in schema if k in _CONSTRAINING or k == _ALSO):
+        return None
+    if "type" in schema:
+        types = schema["type"]
+        types = [types] if isinstance(types, str) else types
+        if not isinstance(types, list) or not any(_accepts(set(types), t) for t in _instance_types(instance)):
+            return False
+    values = _enum_values(schema)
+    return values is None or _key(instance) in {_key(v) for v in values}
+
+
+def _instance_types(value: Any) -> tuple[str, ...]:
+    t = _json_type(value)
+    return ("integer", "number") if t == "integer" else (t,)
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return (
+        type(value) is int
+        or type(value) is float
+        or (isinstance(value, int | float) and not isinstance(value, bool))
+    )
+
+
+def _frac(value: int | float) -> Fraction:
+    # Through str() so that 0.1 means one tenth, not the nearest binary float.
+    return Fraction(str(value)) if isinstance(value, float) else Fraction(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    return json.dumps(value, default=str)
+
+
+def _show_type(schema: Mapping[str, Any]) -> str:
+    t = schema.get("type")
+    if t is None:
+        return "any type"
+    if isinstance(t, str):
+        return t
+    return "[" + ", ".join(str(x) for x in t) + "]"
+
+
+def _constraining(schema: Schema) -> bool:
+    if isinstance(schema, bool):
+        return not schema
+    return not _CONSTRAINING.isdisjoint(schema) or _ALSO in schema
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a simple schema admits; "number" already covers integers."""
+    t = schema.get("type")
+    if t is None:
+        found = set(_ALL_TYPES)
+    else:
+        found = {t} if isinstance(t, str) else {x for x in t if isinstance(x, str)}
+    if "number" in found:
+        found.discard("integer")
+        m = schema.get("multipleOf")
+        # A number that is a multiple of an integer is itself an integer.
+        if _is_number(m) and m > 0 and _frac(m).denominator == 1:
+            found.discard("number")
+            found.add("integer")
+    return found
+
+
+def _accepts(types: set[str], t: str) -> bool:
+    return t in types or (t == "integer" and "number" in types)
+
+
+def _overlaps(types: set[str], t: str) -> bool:
+    """Whether a schema admitting `types` may share an instance with values of type `t`."""
+    return _accepts(types, t) or (t == "number" and "integer" in types)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _enum_values(schema: Mapping[str, Any]) -> list[Any] | None:
+    values: list[Any] | None = None
+    if "const" in schema:
+        values = [schema["const"]]
+    if "enum" in schema and isinstance(schema["enum"], list):
+        enum = list(schema["enum"])
+        if values is None:
+            values = enum
+        else:
+            keys = {_key(v) for v in enum}
+            values = [v for v in values if _key(v) in keys]
+    return values
+
+
+def _conj_lazy(a: Schema, b: Schema) -> Schema:
+    """The conjunction of two schemas, merged later when (if) it is examined."""
+    if a is False or b is False:
+        return False
+    if not _constraining(a):
+        return b
+    if not _constraining(b):
+        return a
+    return {"allOf": [a, b]}
+
+
+def _lower_bound(schema: Mapping[str, Any]) -> tuple[float, bool, str] | None:
+    """Tightest lower bound as (value, exclusive, keyword)."""
+    best: tuple[float, bool, str] | None = None
+    for kw, excl in (("minimum", False), ("exclusiveMinimum", True)):
+        v = schema.get(kw)
+        if _is_number(v) and (best is None or v > best[0] or (v == best[0] and excl)):
+            best = (v, excl, kw)
+    return best
+
+
+def _upper_bound(schema: Mapping[str, Any]) -> tuple[float, bool, str] | None:
+    best: tuple[float, bool, str] | None = None
+    for kw, excl in (("maximum", False), ("exclusiveMaximum", True)):
+        v = schema.get(kw)
+        if _is_number(v) and (best is None or v < best[0] or (v == best[0] and excl)):
+            best = (v, excl, kw)
+    return best
+
+
+def _int_lower(bound: tuple[float, bool, str]) -> int:
+    v, excl, _ = bound
+    return math.floor(v) + 1 if excl else math.ceil(v)
+
+
+def _int_upper(bound: tuple[float, bool, str]) -> int:
+    v, excl, _ = bound
+    return math.ceil(v) - 1 if excl else math.floor(v)
+
+
+def _merge_multiple(a: Any, b: Any) -> Any:
+    if not (_is_number(a) and _is_number(b)) or a <= 0 or b <= 0:
+        raise _CannotProveError("multipleOf values cannot be combined")
+    fa, fb = _frac(a), _frac(b)
+    if (fa / fb).denominator == 1:
+        return a
+    if (fb / fa).denominator == 1:
+        return b
+    denominator = math.lcm(fa.denominator, fb.denominator)
+    lcm = Fraction(math.lcm(int(fa * denominator), int(fb * denominator)), denominator)
+    if lcm.denominator != 1:
+        raise _CannotProveError("multipleOf values cannot be combined")
+    return int(lcm)
+
+
+def _merge_types(a: Any, b: Any) -> list[str]:
+    ta = _types({"type": a})
+    tb = _types({"type": b})
+    out = ta & tb
+    for x, y in ((ta, tb), (tb, ta)):
+        if "number" in x and "integer" in y:
+            out.add("integer")
+    return sorted(out)
+
+
+def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | bool:
+    """Merge two combinator-free schemas into one that admits exactly (or fewer of) their
+    common instances. Used only on the sub side, where dropping a constraint is always sound."""
+    out: dict[str, Any] = dict(a)
+    also: list[tuple[str, Any]] = list(a.get(_ALSO, ())) + list(b.get(_ALSO, ()))
+    object_keys = ("properties", "patternProperties", "additionalProperties")
+    array_keys = ("items", "prefixItems", "additionalItems")
+    if any(k in b for k in object_keys) and any(k in a for k in object_keys):
+        if "patternProperties" in a or "patternProperties" in b:
+            raise _CannotProveError("cannot merge allOf members that both use patternProperties")
+        pa, pb = a.get("properties", {}), b.get("properties", {})
+        aa, ab = a.get("additionalProperties", True), b.get("additionalProperties", True)
+        out["properties"] = {
+            k: _conj_lazy(pa.get(k, aa), pb.get(k, ab)) for k in list(pa) + [k for k in pb if k not in pa]
+        }
+        out["additionalProperties"] = _conj_lazy(aa, ab)
+    else:
+        for k in object_keys:
+            if k in b:
+                out[k] = b[k]
+    if any(k in b for k in array_keys) and any(k in a for k in array_keys):
+        if (
+            "prefixItems" in a
+            or "prefixItems" in b
+            or isinstance(a.get("items"), list)
+            or isinstance(b.get("items"), list)
+        ):
+            if _canon([a.get(k) for k in array_keys]) != _canon([b.get(k) for k in array_keys]):
+                raise _CannotProveError("cannot merge allOf members that both use prefixItems")
+        else:
+            out["items"] = _conj_lazy(a.get("items", True), b.get("items", True))
+    else:
+        for k in array_keys:
+            if k in b:
+                out[k] = b[k]
+    for k, vb in b.items():
+        if k in object_keys or k in array_keys or k == _ALSO:
+            continue
+        if k not in out:
+            out[k] = vb
+            continue
+        va = out[k]
+        if _canon(va) == _canon(vb):
+            continue
+        if k == "type":
+            out[k] = _merge_types(va, vb)
+            if not out[k]:
+                return False
+        elif k in ("enum", "const"):
+            keys = {_key(v) for v in _enum_values(b) or []}
+            out["enum"] = [v for v in _enum_values(out) or [] if _key(v) in keys]
+            out.pop("const", None)
+        elif k == "required" and isinstance(va, list) and isinstance(vb, list):
+            out[k] = list(dict.fromkeys([*va, *vb]))
+        elif k in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains"):
+            out[k] = max(va, vb) if _is_number(va) and _is_number(vb) else va
+        elif k in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains"):
+            out[k] = min(va, vb) if _is_number(va) and _is_number(vb) else va
+        elif k == "uniqueItems":
+            out[k] = bool(va) or bool(vb)
+        elif k == "multipleOf":
+            out[k] = _merge_multiple(va, vb)
+        elif k == "dependentRequired" and isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out[k] = {n: list(dict.fromkeys([*va.get(n, []), *vb.get(n, [])])) for n in {*va, *vb}}
+        else:
+            # Keep one value as the keyword and remember the other for equality matches.
+            also.append((k, vb))
+    if also:
+        out[_ALSO] = tuple(also)
+    return out
+
+
+@dataclass
+class _Ctx:
+    """Where the checker is: pointers into each side and the field path in user terms."""
+
+    sp: str
+    pp: str
+    path: tuple[str, ...]
+    depth: int
+
+    def down(self, sub_token: str | None, sup_token: str | None, field: str | None) -> _Ctx:
+        return _Ctx(
+            self.sp + ("/" + sub_token if sub_token is not None else ""),
+            self.pp + ("/" + sup_token if sup_token is not None else ""),
+            self.path + ((field,) if field is not None else ()),
+            self.depth + 1,
+        )
+
+    def at(self, sp: str | None = None, pp: str | None = None) -> _Ctx:
+        return _Ctx(self.sp if sp is None else sp, self.pp if pp is None else pp, self.path, self.depth + 1)
+
+
+class _Checker:
+    def __init__(
+        self,
+        *,
+        sub_root: Schema,
+        sup_root: Schema,
+        sub_root_ptr: str,
+        sup_root_ptr: str,
+        point_at_sup: bool,
+        voice: Voice,
+        subject: str,
+    ) -> None:
+        self.sub_root = sub_root
+        self.sup_root = sup_root
+        self.sub_root_ptr = sub_root_ptr
+        self.sup_root_ptr = sup_root_ptr
+        self.point_at_sup = point_at_sup
+        self.voice = voice
+        kind, _, rest = subject.partition(".")
+        self.kind = kind or "value"
+        self.base_path: tuple[str, ...] = tuple(rest.split(".")) if rest else ()
+        self.findings: list[Finding] = []
+        # Pairs assumed compatible (coinduction); holding the schemas keeps their ids unique.
+        self.assumed: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._validators: dict[int, Draft202012Validator] = {}
+        self._defs_equal: bool | None = None
+
+    # ----------------------------------------------------------------- reporting helpers
+
+    def where(self, path: tuple[str, ...]) -> str:
+        full = self.base_path + path
+        if not full:
+            return self.kind
+        dotted = ""
+        for seg in full:
+            dotted += seg if seg.startswith("[") or not dotted else "." + seg
+        return f"{self.kind} field '{dotted}'"
+
+    def ptr(self, ctx: _Ctx, sub: Mapping[str, Any], sup: Mapping[str, Any], kw: str | None) -> str:
+        base, schema = (ctx.pp, sup) if self.point_at_sup else (ctx.sp, sub)
+        return base + "/" + _esc(kw) if kw is not None and kw in schema else base
+
+    def report(self, pointer: str, message: str) -> None:
+        self.findings.append(Finding(pointer, message))
+
+    def escapes(self, pointer: str, path: tuple[str, ...], what: str, detail: str = "") -> None:
+        """Report that instances described by `what` are valid under sub but not under sup."""
+        where = self.where(path)
+        detail = f": {detail}" if detail else ""
+        if self.voice == "input":
+            msg = f"{where} no longer accepts {what}{detail}"
+        elif self.voice == "output":
+            msg = f"{where} may now be {what}, which the previous version did not promise{detail}"
+        else:
+            msg = f"{where} may be {what}, which the target schema does not accept{detail}"
+        self.report(pointer, msg)
+
+    def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
+        self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
+
+    def change(self, kw: str, sub_value: str, sup_value: str) -> str:
+        """Describe a keyword change in old/new terms for the current voice."""
+        if self.voice == "input":
+            return f"{kw} changed from {sub_value} to {sup_value}"
+        if self.voice == "output":
+            return f"{kw} changed from {sup_value} to {sub_value}"
+        return f"{kw} is {sub_value} here but {sup_value} in the target schema"
+
+    # ----------------------------------------------------------------- refs and validators
+
+    def resolve(self, root: Schema, root_ptr: str, ref: Any) -> tuple[Schema, str]:
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise _CannotProveError(
+                f"cannot resolve $ref {ref!r} (only local '#/...' references are supported)"
+            )
+        fragment = ref[1:]
+        node: Any = root
+        if fragment and not fragment.startswith("/"):
+            raise _CannotProveError(f"cannot resolve $ref {ref!r} (anchors are not supported)")
+        for raw in fragment.split("/")[1:]:
+            token = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), raw)
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, Mapping) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                raise _CannotProveError(f"cannot resolve $ref {ref!r}")
+        if not isinstance(node, Mapping | bool):
+            raise _CannotProveError(f"$ref {ref!r} does not point at a schema")
+        return node, root_ptr + fragment
+
+    def is_valid(self, root: Schema, schema: Schema, instance: Any) -> bool:
+        quick = _quick_valid(schema, instance)
+        if quick is not None:
+            return quick
+        base = self._validators.get(id(root))
+        if base is None:
+            base = Draft202012Validator(root, format_checker=FormatChecker())
+            self._validators[id(root)] = base
+        try:
+            return bool(base.evolve(schema=schema).is_valid(instance))
+        except Exception as exc:  # an unresolvable $ref or a bad regex inside the schema
+            raise _CannotProveError(f"cannot evaluate the schema ({exc.__class__.__name__})") from exc
+
+    def same(self, a: Any, b: Any) -> bool:
+        """Identical constraint text on both sides, with any $ref inside resolving alike."""
+        if a != b:  # cheap first: most differing values differ here already
+            return False
+        # Python equates 1 and True; JSON Schema does not. repr() tells them apart (and is fast);
+        # a mere difference in key order makes this fail too, which only costs a full check.
+        text = repr(a)
+        if text != repr(b):
+            return False
+        if "Ref" not in text and "$ref" not in text:
+            return True
+        if self.sub_root is self.sup_root:
+            return True
+        refs: list[Any] = []
+        if not _collect_refs(a, refs):
+            return False
+        # Identical text only means the same thing if every $ref lands in identical definitions.
+        return (
+            all(isinstance(r, str) and r.startswith(("#/$defs/", "#/definitions/")) for r in refs)
+            and self.defs_equal()
+        )
+
+    def defs_equal(self) -> bool:
+        if self._defs_equal is None:
+            defs = ("$defs", "definitions")
+            sub_defs = [self.sub_root.get(k) if isinstance(self.sub_root, Mapping) else None for k in defs]
+            sup_defs = [self.sup_root.get(k) if isinstance(self.sup_root, Mapping) else None for k in defs]
+            self._defs_equal = json.dumps(sub_defs, sort_keys=True, default=str) == json.dumps(
+                sup_defs, sort_keys=True, default=str
+            )
+        return self._defs_equal
+
+    # ----------------------------------------------------------------- trial runs
+
+    def trial(self, sub: Schema, sup: Schema, ctx: _Ctx) -> list[Finding]:
+        """Check without reporting; assumptions made by a failed trial are withdrawn."""
+        saved_findings, saved_assumed = self.findings, dict(self.assumed)
+        self.findings = []
+        try:
+            self.check(sub, sup, ctx)
+            return self.findings
+        finally:
+            failed = bool(self.findings)
+            self.findings = saved_findings
+            if failed:
+                self.assumed = saved_assumed
+
+    # ----------------------------------------------------------------- the relation
+
+    def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
+        """Report why `sub` ⊆ `sup` may fail."""
+        if ctx.depth > _MAX_DEPTH:
+            self.cannot_prove(
+                ctx.pp if self.point_at_sup else ctx.sp, ctx.path, "the schemas nest too deeply"
+            )
+            return
+        if sub is False or not _constraining(sup):
+            return
+        if sup is False:
+            try:
+                if not self.flatten(sub, ctx.sp, 0):
+                    return  # sub admits nothing
+            except _CannotProveError:
+                pass
+            self.forbidden(ctx)
+            return
+        if sub is True:
+            sub = {}
+        assert isinstance(sub, Mapping) and isinstance(sup, Mapping)
+        if self.same(sub, sup):
+            return  # an unchanged part of the schema, by far the most common case
+        if "$ref" in sub or "$ref" in sup:
+            key = (id(sub), id(sup))
+            if key in self.assumed:
+                return  # coinduction: this pair is already being (or has been) examined
+            self.assumed[key] = (sub, sup)
+        # The sup side is a conjunction: check each part separately.
+        if "$ref" in sup:
+            try:
+                target, target_ptr = self.resolve(self.sup_root, self.sup_root_ptr, sup["$ref"])
+            except _CannotProveError as exc:
+                self.cannot_prove(self.ptr(ctx, sub, sup, "$ref"), ctx.path, str(exc))
+                return
+            self.check(sub, target, ctx.at(pp=target_ptr))
+            rest = {k: v for k, v in sup.items() if k != "$ref"}
+            if _constraining(rest):
+                self.check(sub, rest, ctx.at())
+            return
+        if "allOf" in sup and isinstance(sup["allOf"], list):
+            for i, member in enumerate(sup["allOf"]):
+                self.check(sub, member, ctx.at(pp=f"{ctx.pp}/allOf/{i}"))
+            rest = {k: v for k, v in sup.items() if k != "allOf"}
+            if _constraining(rest):
+                self.check(sub, rest, ctx.at())
+            return
+        # The sub side is a disjunction: every part must fit.
+        try:
+            disjuncts = self.flatten(sub, ctx.sp, 0)
+        except _CannotProveError as exc:
+            self.fallback(sub, sup, ctx, str(exc))
+            return
+        for d, dp in disjuncts:
+            self.check_simple(d, sup, ctx.at(sp=dp))
+
+    def forbidden(self, ctx: _Ctx) -> None:
+        pointer = ctx.pp if self.point_at_sup else ctx.sp
+        where = self.where(ctx.path)
+        if self.voice == "input":
+            msg = f"{where} is no longer allowed"
+        elif self.voice == "output":
+            msg = f"{where} may now be present, which the previous version did not promise"
+        else:
+            msg = f"{where} may be present, but the target schema does not allow it"
+        self.report(pointer, msg)
+
+    def fallback(self, sub: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx, reason: str) -> None:
+        """sub could not be decomposed: accept only if one of its conjuncts alone fits sup."""
+        conjuncts: list[Schema] = []
+        if isinstance(sub.get("allOf"), list):
+            conjuncts.extend(sub["allOf"])
+        if "$ref" in sub:
+            try:
+                conjuncts.append(self.resolve(self.sub_root, self.sub_root_ptr, sub["$ref"])[0])
+            except _CannotProveError:
+                pass
+        rest = {k: v for k, v in sub.items() if k not in ("allOf", "$ref")}
+        if conjuncts and _constraining(rest):
+            conjuncts.append(rest)
+        for c in conjuncts:
+            if not self.trial(c, sup, ctx):
+                return
+        self.cannot_prove(ctx.pp if self.point_at_sup else ctx.sp, ctx.path, reason)
+
+    def flatten(self, schema: Schema, ptr: str, depth: int) -> list[tuple[Mapping[str, Any], str]]:
+        """Rewrite a sub-side schema as a union of combinator-free schemas (with pointers)."""
+        if depth > 50:
+            raise _CannotProveError("$ref or allOf nesting is too deep (a reference cycle?)")
+        if schema is False:
+            return []
+        if schema is True:
+            return [({}, ptr)]
+        if not any(k in schema for k in ("$ref", "allOf", "anyOf", "oneOf")):
+            return [(schema, ptr)]
+        base = {k: v for k, v in schema.items() if k not in ("$ref", "allOf", "anyOf", "oneOf")}
+        out: list[tuple[Mapping[str, Any], str]] = [(base, ptr)]
+        if "$ref" in schema:
+            target, target_ptr = self.resolve(self.sub_root, self.sub_root_ptr, schema["$ref"])
+            out = self._product(out, self.flatten(target, target_ptr, depth + 1))
+        for i, member in enumerate(schema.get("allOf") or []):
+            out = self._product(out, self.flatten(member, f"{ptr}/allOf/{i}", depth + 1))
+        for kw in ("anyOf", "oneOf"):
+            # oneOf is treated as anyOf here: a superset of its instances, so still sound.
+            if isinstance(schema.get(kw), list):
+                branches: list[tuple[Mapping[str, Any], str]] = []
+                for i, branch in enumerate(schema[kw]):
+                    branches.extend(self.flatten(branch, f"{ptr}/{kw}/{i}", depth + 1))
+                out = self._product(out, branches)
+        return out
+
+    def _product(
+        self, left: list[tuple[Mapping[str, Any], str]], right: list[tuple[Mapping[str, Any], str]]
+    ) -> list[tuple[Mapping[str, Any], str]]:
+        out: list[tuple[Mapping[str, Any], str]] = []
+        for a, ap in left:
+            for b, bp in right:
+                # Keep the original object when one side adds nothing: coinduction keys on identity.
+                merged = b if not _constraining(a) else a if not _constraining(b) else _conjoin(a, b)
+                if merged is not False:
+                    assert isinstance(merged, Mapping)
+                    out.append((merged, bp if _constraining(b) or not _constraining(a) else ap))
+        if len(out) > _MAX_DISJUNCTS:
+            raise _CannotProveError("too many anyOf/oneOf combinations to examine")
+        return out
+
+    def check_simple(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        """sub `d` has no combinators; sup has no $ref/allOf at its top."""
+        key = (id(d), id(sup))
+        if key in self.assumed:
+            return  # already examined (or being examined further up a recursive schema)
+        self.assumed[key] = (d, sup)
+        try:
+            self._check_simple(d, sup, ctx)
+        except _CannotProveError as exc:
+            self.cannot_prove(ctx.pp if self.point_at_sup else ctx.sp, ctx.path, str(exc))
+
+    def _check_simple(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        values = _enum_values(d)
+        if values is not None:
+            self.check_values(d, sup, values, ctx)
+            return
+        sub_types = _types(d)
+        raw = d.get("type", [])
+        unknown = [t for t in (raw if isinstance(raw, list) else [raw]) if t not in _KNOWN_TYPES]
+        if unknown:
+            raise _CannotProveError(f"unknown type {sorted(unknown)}")
+        if not sub_types:
+            return
+        accepted = self.check_type(d, sup, sub_types, ctx)
+        if not accepted:
+            return
+        if "enum" in sup or "const" in sup:
+            self.check_sup_enum(d, sup, accepted, ctx)
+        for kw in ("anyOf", "oneOf"):
+            if isinstance(sup.get(kw), list):
+                for t in sorted(accepted):
+                    self.check_alternatives(d, t, sup, kw, ctx)
+        if "not" in sup:
+            self.check_not(d, sup, accepted, ctx)
+        for t in sorted(accepted):
+            if t in ("number", "integer"):
+                self.check_number(d, sup, t, ctx)
+            elif t == "string":
+                self.check_string(d, sup, ctx)
+            elif t == "array":
+                self.check_array(d, sup, ctx)
+            elif t == "object":
+                self.check_object(d, sup, ctx)
+        self.check_opaque(d, sup, accepted, ctx)
+
+    # ----------------------------------------------------------------- keyword families
+
+    def check_values(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], values: list[Any], ctx: _Ctx
+    ) -> None:
+        # A finite set of values: check each one exactly against both schemas.
+        sub_schema = {k: v for k, v in d.items() if k != _ALSO}
+        rejected = [
+            v
+            for v in values
+            if self.is_valid(self.sub_root, sub_schema, v) and not self.is_valid(self.sup_root, sup, v)
+        ]
+        if rejected:
+            target = sup if self.point_at_sup else d
+            kw = next((k for k in ("const", "enum", "type") if k in target), None)
+            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, ", ".join(_show(v) for v in rejected))
+
+    def check_type(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], sub_types: set[str], ctx: _Ctx
+    ) -> set[str]:
+        if "type" not in sup:
+            return sub_types
+        sup_types = _types({"type": sup["type"]})
+        rejected = [t for t in sorted(sub_types) if not _accepts(sup_types, t)]
+        if rejected:
+            what = [
+                "non-integer numbers" if t == "number" and "integer" in sup_types else _PLURAL[t]
+                for t in rejected
+            ]
+            phrase = " or ".join(what)
+            if "type" not in d:
+                phrase = "values other than " + " or ".join(_PLURAL[t] for t in sorted(sup_types))
+            detail = self.change("type", _show_type(d), _show_type(sup))
+            self.escapes(self.ptr(ctx, d, sup, "type"), ctx.path, phrase, detail)
+        return {t for t in sub_types if t not in rejected}
+
+    def check_sup_enum(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx
+    ) -> None:
+        allowed = _enum_values(sup) or []
+        keys = {_key(v) for v in allowed}
+        bad: list[str] = []
+        for t in sorted(accepted):
+            if t == "null":
+                if _key(None) not in keys:
+                    bad.append("null")
+            elif t == "boolean":
+                bad.extend(_show(b) for b in (True, False) if _key(b) not in keys)
+            else:
+                bad.append(_PLURAL[t])
+        if bad:
+            kw = "const" if "const" in sup else "enum"
+            listed = ", ".join(_show(v) for v in allowed) or "nothing"
+            if self.voice == "output":
+                detail = f"the previous version promised only {listed}"
+            else:
+                detail = f"only {listed} {'is' if len(allowed) == 1 else 'are'} accepted now"
+            what = (
+                f"values other than {listed}"
+                if len(bad) > 2 or bad[0] in _PLURAL.values()
+                else ", ".join(bad)
+            )
+            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, what, detail)
+
+    def branch_types(self, schema: Schema, depth: int = 0) -> set[str]:
+        """Types a sup-side schema may admit (an over-approximation)."""
+        if schema is False:
+            return set()
+        if schema is True or depth > 20:
+            return set(_ALL_TYPES)
+        if "$ref" in schema:
+            try:
+                target, _ = self.resolve(self.sup_root, self.sup_root_ptr, schema["$ref"])
+            except _CannotProveError:
+                return set(_ALL_TYPES)
+            found = self.branch_types(target, depth + 1)
+        else:
+            found = set(_ALL_TYPES)
+        if "type" in schema:
+            own = _types({"type": schema["type"]})
+            found = {t for t in found if _accepts(own, t)} | (
+                {"integer"} if "number" in found and "integer" in own else set()
+            )
+        values = _enum_values(schema)
+        if values is not None:
+            vt = {_json_type(v) for v in values}
+            found = {t for t in found if t in vt or (t == "number" and vt & {"number", "integer"})} | (
+                {"integer"} if "integer" in vt and found & {"number", "integer"} else set()
+            )
+        for m in schema.get("allOf") or []:
+            mt = self.branch_types(m, depth + 1)
+            found = {t for t in found if _accepts(mt, t)} | (
+                {"integer"} if "number" in found and "integer" in mt else set()
+            )
+        for kw in ("anyOf", "oneOf"):
+            if isinstance(schema.get(kw), list):
+                union: set[str] = set()
+                for b in schema[kw]:
+                    union |= self.branch_types(b, depth + 1)
+                found = {t for t in found if _accepts(union, t)} | (
+                    {"integer"} if "number" in found and "integer" in union else set()
+                )
+        return found
+
+    def check_alternatives(
+        self, d: Mapping[str, Any], t: str, sup: Mapping[str, Any], kw: str, ctx: _Ctx
+    ) -> None:
+        sub_t = {**d, "type": t}
+        branches: list[Schema] = list(sup[kw])
+        fits: list[int] = []
+        failures: dict[int, list[Finding]] = {}
+        for i, branch in enumerate(branches):
+            found = self.trial(sub_t, branch, ctx.at(pp=f"{ctx.pp}/{kw}/{i}"))
+            if found:
+                failures[i] = found
+            else:
+                fits.append(i)
+        pointer = self.ptr(ctx, d, sup, kw)
+        if fits and kw == "anyOf":
+            return
+        if fits:
+            # oneOf: fitting one branch is not enough if another branch may also match.
+            for i in fits:
+                if all(not _overlaps(self.branch_types(b), t) for j, b in enumerate(branches) if j != i):
+                    return
+            self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
+            return
+        candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
+        if len(candidates) == 1:
+            # The one alternative that takes this type explains the break best.
+            self.findings.extend(failures[candidates[0]])
+        elif not candidates:
+            self.escapes(pointer, ctx.path, _PLURAL[t], f"none of the {kw} alternatives accepts {_PLURAL[t]}")
+        else:
+            self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def check_not(self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx) -> None:
+        negated = sup["not"]
+        # sub ⊆ ¬X holds when sub and X share no instance type, ...
+        if not any(_overlaps(self.branch_types(negated), t) for t in accepted):
+            return
+        # ... when sub itself says not Y with X ⊆ Y, ...
+        if "not" in d and not self.trial(negated, d["not"], ctx.at()):
+            return
+        # ... or when X is a finite set of values none of which sub admits.
+        values = _enum_values(negated) if isinstance(negated, Mapping) else None
+        if values is not None and not any(self.is_valid(self.sub_root, d, v) for v in values):
+            return
+        self.cannot_prove(self.ptr(ctx, d, sup, "not"), ctx.path, "the 'not' constraint changed")
+
+    def check_number(self, d: Mapping[str, Any], sup: Mapping[str, Any], t: str, ctx: _Ctx) -> None:
+        noun = _PLURAL[t]
+        for lower in (True, False):
+            bound = _lower_bound if lower else _upper_bound
+            sup_b, sub_b = bound(sup), bound(d)
+            if sup_b is None:
+                continue
+            if t == "integer":
+                to_int = _int_lower if lower else _int_upper
+                ok = sub_b is not None and (
+                    to_int(sub_b) >= to_int(sup_b) if lower else to_int(sub_b) <= to_int(sup_b)
+                )
+            else:
+                ok = sub_b is not None and (
+                    (sub_b[0] > sup_b[0] if lower else sub_b[0] < sup_b[0])
+                    or (sub_b[0] == sup_b[0] and (sub_b[1] or not sup_b[1]))
+                )
+            if ok:
+                continue
+            v = _show(sup_b[0])
+            if lower:
+                what = f"{noun} less than or equal to {v}" if sup_b[1] else f"{noun} below {v}"
+            else:
+                what = f"{noun} greater than or equal to {v}" if sup_b[1] else f"{noun} above {v}"
+            sub_desc = f"{sub_b[2]} {_show(sub_b[0])}" if sub_b else "no bound"
+            detail = self.change("lower bound" if lower else "upper bound", sub_desc, f"{sup_b[2]} {v}")
+            kw = sup_b[2] if self.point_at_sup else (sub_b[2] if sub_b else None)
+            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, what, detail)
+        for kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+            if kw in sup and not _is_number(sup[kw]):
+                self.cannot_prove(self.ptr(ctx, d, sup, kw), ctx.path, f"{kw} is not a number")
+        m = sup.get("multipleOf")
+        if _is_number(m) and m > 0:
+            sm = d.get("multipleOf")
+            ok = (_is_number(sm) and sm > 0 and (_frac(sm) / _frac(m)).denominator == 1) or (
+                t == "integer" and (1 / _frac(m)).denominator == 1
+            )
+            if not ok:
+                detail = self.change("multipleOf", _show(sm) if sm is not None else "none", _show(m))
+                self.escapes(
+                    self.ptr(ctx, d, sup, "multipleOf"),
+                    ctx.path,
+                    f"{noun} that are not multiples of {_show(m)}",
+                    detail,
+                )
+
+    def check_string(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        lo, hi = sup.get("minLength"), sup.get("maxLength")
+        if _is_number(lo) and lo > 0 and not (_is_number(d.get("minLength")) and d["minLength"] >= lo):
+            detail = self.change("minLength", _show(d.get("minLength", 0)), _show(lo))
+            self.escapes(
+                self.ptr(ctx, d, sup, "minLength"), ctx.path, f"strings shorter than {lo} characters", detail
+            )
+        if _is_number(hi) and not (_is_number(d.get("maxLength")) and d["maxLength"] <= hi):
+            detail = self.change(
+                "maxLength", _show(d["maxLength"]) if "maxLength" in d else "none", _show(hi)
+            )
+            self.escapes(
+                self.ptr(ctx, d, sup, "maxLength"), ctx.path, f"strings longer than {hi} characters", detail
+            )
+        also = dict.fromkeys(_canon(pair) for pair in d.get(_ALSO, ()))
+        for kw in ("pattern", "format"):
+            if kw not in sup or (kw == "pattern" and sup[kw] in _TRIVIAL_PATTERNS):
+                continue
+            if (kw in d and _canon(d[kw]) == _canon(sup[kw])) or _canon((kw, sup[kw])) in also:
+                continue
+            reason = self.change(kw, _show(d[kw]) if kw in d else "none", _show(sup[kw]))
+            self.cannot_prove(self.ptr(ctx, d, sup, kw), ctx.path, reason)
+
+    def check_array(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        def layout(s: Mapping[str, Any]) -> tuple[list[Schema], Schema, str, str]:
+            if isinstance(s.get("items"), list):  # draft 2019 and older tuple form
+                return list(s["items"]), s.get("additionalItems", True), "items", "additionalItems"
+            return list(s.get("prefixItems") or []), s.get("items", True), "prefixItems", "items"
+
+        sub_prefix, sub_rest, sub_pkw, sub_rkw = layout(d)
+        sup_prefix, sup_rest, sup_pkw, sup_rkw = layout(sup)
+        sub_max: float = d["maxItems"] if _is_number(d.get("maxItems")) else math.inf
+        if sub_rest is False:
+            sub_max = min(sub_max, len(sub_prefix))
+        sub_min = d["minItems"] if _is_number(d.get("minItems")) else 0
+        if sub_min > sub_max:
+            return  # sub admits no arrays at all
+        for i in range(max(len(sub_prefix), len(sup_prefix))):
+            if i >= sub_max:
+                break
+            s_item, s_ptr = (sub_prefix[i], f"{sub_pkw}/{i}") if i < len(sub_prefix) else (sub_rest, sub_rkw)
+            p_item, p_ptr = (sup_prefix[i], f"{sup_pkw}/{i}") if i < len(sup_prefix) else (sup_rest, sup_rkw)
+            self.check(s_item, p_item, ctx.down(s_ptr, p_ptr, f"[{i}]"))
+        if sub_max > max(len(sub_prefix), len(sup_prefix)):
+            self.check(sub_rest, sup_rest, ctx.down(sub_rkw, sup_rkw, "[]"))
+        lo, hi = sup.get("minItems"), sup.get("maxItems")
+        if _is_number(lo) and sub_min < lo:
+            detail = self.change("minItems", _show(sub_min), _show(lo))
+            self.escapes(
+                self.ptr(ctx, d, sup, "minItems"), ctx.path, f"arrays with fewer than {lo} items", detail
+            )
+        if _is_number(hi) and sub_max > hi:
+            detail = self.change("maxItems", "none" if sub_max == math.inf else _show(sub_max), _show(hi))
+            self.escapes(
+                self.ptr(ctx, d, sup, "maxItems"), ctx.path, f"arrays with more than {hi} items", detail
+            )
+        if sup.get("uniqueItems") is True and d.get("uniqueItems") is not True and sub_max > 1:
+            detail = self.change("uniqueItems", "false", "true")
+            self.escapes(
+                self.ptr(ctx, d, sup, "uniqueItems"), ctx.path, "arrays with duplicate items", detail
+            )
+        if "contains" in sup:
+            self.check_contains(d, sup, ctx)
+
+    def check_contains(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        group = ("contains", "minContains", "maxContains")
+        if self.same([d.get(k) for k in group], [sup.get(k) for k in group]):
+            return
+        sup_min = sup.get("minContains", 1)
+        if (
+            "contains" in d
+            and "maxContains" not in sup
+            and d.get("minContains", 1) >= sup_min
+            and not self.trial(d["contains"], sup["contains"], ctx.down("contains", "contains", "[]"))
+        ):
+            return
+        if sup_min == 0 and "maxContains" not in sup:
+            return
+        self.cannot_prove(self.ptr(ctx, d, sup, "contains"), ctx.path, "the 'contains' constraint changed")
+
+    def check_object(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        sub_props: Mapping[str, Schema] = d.get("properties") or {}
+        sup_props: Mapping[str, Schema] = sup.get("properties") or {}
+        sub_pp: Mapping[str, Schema] = d.get("patternProperties") or {}
+        sup_pp: Mapping[str, Schema] = sup.get("patternProperties") or {}
+        sub_ap: Schema = d.get("additionalProperties", True)
+        sup_ap: Schema = sup.get("additionalProperties", True)
+
+        def matching(patterns: Mapping[str, Schema], name: str) -> list[tuple[str, Schema]]:
+            try:
+                return [(p, s) for p, s in patterns.items() if re.search(p, name)]
+            except re.error as exc:
+                raise _CannotProveError(
+                    f"patternProperties has a pattern Python cannot read ({exc})"
+                ) from exc
+
+        def sub_for(name: str) -> tuple[Schema, str]:
+            if name in sub_props:
+                return sub_props[name], "properties/" + _esc(name)
+            hits = matching(sub_pp, name)
+            if hits:
+                return (hits[0][1] if len(hits) == 1 else {"allOf": [s for _, s in hits]}), (
+                    "patternProperties/" + _esc(hits[0][0])
+                )
+            return sub_ap, "additionalProperties"
+
+        def sup_for(name: str) -> list[tuple[Schema, str]]:
+            found = [(sup_props[name], "properties/" + _esc(name))] if name in sup_props else []
+            found += [(s, "patternProperties/" + _esc(p)) for p, s in matching(sup_pp, name)]
+            return found or [(sup_ap, "additionalProperties")]
+
+        names = list(sup_props) + [n for n in sub_props if n not in sup_props]
+        for name in names:
+            sub_s, sub_tok = sub_for(name)
+            if sub_s is False:
+                continue  # sub never has this field
+            for sup_s, sup_tok in sup_for(name):
+                self.check(sub_s, sup_s, ctx.down(sub_tok, sup_tok, name))
+
+        # Fields named in neither schema.
+        if _constraining(sup_ap) or sup_pp:
+            others: list[tuple[Schema, str]] = [(sub_ap, "additionalProperties")]
+            others += [(s, "patternProperties/" + _esc(p)) for p, s in sub_pp.items()]
+            if not sup_pp:
+                for sub_s, sub_tok in others:
+                    if sub_s is False:
+                        continue
+                    if sup_ap is False:
+                        self.extra_fields(d, sup, ctx, sorted(sup_props))
+                    else:
+                        self.check(sub_s, sup_ap, ctx.down(sub_tok, "additionalProperties", "*"))
+            elif set(sub_pp) == set(sup_pp):
+                for p in sup_pp:
+                    tok = "patternProperties/" + _esc(p)
+                    self.check(sub_pp[p], sup_pp[p], ctx.down(tok, tok, "*"))
+                if sub_ap is not False and sup_ap is False:
+                    self.extra_fields(d, sup, ctx, sorted(sup_props))
+                else:
+                    self.check(sub_ap, sup_ap, ctx.down("additionalProperties", "additionalProperties", "*"))
+            else:
+                targets = [(s, "patternProperties/" + _esc(p)) for p, s in sup_pp.items()] + [
+                    (sup_ap, "additionalProperties")
+                ]
+                if any(
+                    self.trial(sub_s, sup_s, ctx.down(sub_tok, sup_tok, "*"))
+                    for sub_s, sub_tok in others
+                    for sup_s, sup_tok in targets
+                ):
+                    self.cannot_prove(
+                        self.ptr(ctx, d, sup, "patternProperties"), ctx.path, "patternProperties changed"
+                    )
+
+        required = [r for r in sup.get("required") or [] if isinstance(r, str)]
+        sub_required = set(d.get("required") or [])
+        for name in required:
+            if name not in sub_required:
+                self.newly_required(self.ptr(ctx, d, sup, "required"), (*ctx.path, name))
+
+        sub_min = max(
+            d.get("minProperties", 0) if _is_number(d.get("minProperties")) else 0, len(sub_required)
+        )
+        sub_max: float = d["maxProperties"] if _is_number(d.get("maxProperties")) else math.inf
+        if sub_ap is False and not sub_pp:
+            sub_max = min(sub_max, sum(1 for s in sub_props.values() if s is not False))
+        lo, hi = sup.get("minProperties"), sup.get("maxProperties")
+        if _is_number(lo) and sub_min < lo:
+            detail = self.change("minProperties", _show(sub_min), _show(lo))
+            self.escapes(
+                self.ptr(ctx, d, sup, "minProperties"),
+                ctx.path,
+                f"objects with fewer than {lo} fields",
+                detail,
+            )
+        if _is_number(hi) and sub_max > hi:
+            detail = self.change(
+                "maxProperties", "none" if sub_max == math.inf else _show(sub_max), _show(hi)
+            )
+            self.escapes(
+                self.ptr(ctx, d, sup, "maxProperties"),
+                ctx.path,
+                f"objects with more than {hi} fields",
+                detail,
+            )
+
+        dep = sup.get("dependentRequired")
+        if isinstance(dep, Mapping):
+            sub_dep = d.get("dependentRequired") or {}
+            for trigger, needs in dep.items():
+                if sub_for(trigger)[0] is False:
+                    continue  # sub never has the trigger field
+                missing = [
+                    n for n in needs if n not in sub_required and n not in (sub_dep.get(trigger) or [])
+                ]
+                if missing:
+                    self.escapes(
+                        self.ptr(ctx, d, sup, "dependentRequired"),
+                        ctx.path,
+                        f"objects that have '{trigger}' without {', '.join(repr(m) for m in missing)}",
+                        f"'{trigger}' now requires {', '.join(repr(m) for m in missing)}",
+                    )
+
+        if "propertyNames" in sup and _constraining(sup["propertyNames"]):
+            names_schema = sup["propertyNames"]
+            if "propertyNames" in d and not self.trial(d["propertyNames"], names_schema, ctx.at()):
+                return
+            closed = sub_ap is False and not sub_pp
+            if closed and all(
+                self.is_valid(self.sup_root, names_schema, n) for n, s in sub_props.items() if s is not False
+            ):
+                return
+            self.cannot_prove(
+                self.ptr(ctx, d, sup, "propertyNames"), ctx.path, "the 'propertyNames' constraint changed"
+            )
+
+    def extra_fields(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx, listed: Sequence[str]
+    ) -> None:
+        pointer = self.ptr(ctx, d, sup, "additionalProperties")
+        names = ", ".join(f"'{n}'" for n in listed) or "none"
+        where = self.where(ctx.path)
+        if self.voice == "input":
+            msg = f"{where} no longer accepts fields other than {names}: additionalProperties is now false"
+        elif self.voice == "output":
+            msg = f"{where} may now contain fields other than {names}, which the previous version did not promise"
+        else:
+            msg = f"{where} may contain fields other than {names}, which the target schema does not allow"
+        self.report(pointer, msg)
+
+    def newly_required(self, pointer: str, path: tuple[str, ...]) -> None:
+        where = self.where(path)
+        if self.voice == "input":
+            msg = f"{where} is now required"
+        elif self.voice == "output":
+            msg = f"{where} may now be missing, although the previous version always included it"
+        else:
+            msg = f"{where} is required by the target schema but may be missing"
+        self.report(pointer, msg)
+
+    def check_opaque(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx
+    ) -> None:
+        for kw, applies_to in _OPAQUE.items():
+            if kw not in sup:
+                continue
+            if applies_to is not None and applies_to not in accepted:
+                continue
+            group = ("if", "then", "else") if kw == "if" else (kw,)
+            if self.same([d.get(k) for k in group], [sup.get(k) for k in group]):
+                continue
+            self.cannot_prove(
+                self.ptr(ctx, d, sup, kw),
+                ctx.path,
+                f"'{kw}' is not supported unless identical in both versions",
+            )
+
+
+def _run(
+    sub: Schema,
+    sup: Schema,
+    *,
+    sub_root: Schema | None,
+    sup_root: Schema | None,
+    sub_ptr: str,
+    sup_ptr: str,
+    point_at_sup: bool,
+    voice: Voice,
+    subject: str,
+) -> list[Finding]:
+    checker = _Checker(
+        sub_root=sub if sub_root is None else sub_root,
+        sup_root=sup if sup_root is None else sup_root,
+        # A defaulted root *is* the schema, so $ref targets live under the same pointer prefix.
+        sub_root_ptr=sub_ptr if sub_root is None else "",
+        sup_root_ptr=sup_ptr if sup_root is None else "",
+        point_at_sup=point_at_sup,
+        voice=voice,
+        subject=subject,
+    )
+    checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
+    return _dedupe(checker.findings)
+
+
+def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    return list(dict.fromkeys(findings))
+
+
+def check_subschema(
+    sub: Mapping[str, Any] | bool,
+    sup: Mapping[str, Any] | bool,
+    *,
+    pointer: str = "",
+    sub_root: Mapping[str, Any] | None = None,
+    sup_root: Mapping[str, Any] | None = None,
+    subject: str = "value",
+) -> list[Finding]:
+    """Findings explaining why some instance valid under `sub` may be invalid under `sup`.
+
+    An empty list is a proof that every instance valid under `sub` is valid under `sup`.
+    Anything the checker cannot prove is reported as a breaking "cannot prove ..." finding,
+    never passed silently. `sub_root`/`sup_root` are the documents against which local `$ref`s
+    resolve (default: `sub`/`sup` themselves). Pointers point into `sup` (the target), prefixed
+    with `pointer`; `subject` names the value in messages (e.g. "input", "output.payment_ref").
+    """
+    return _run(
+        sub,
+        sup,
+        sub_root=sub_root,
+        sup_root=sup_root,
+        sub_ptr="",
+        sup_ptr=pointer,
+        point_at_sup=True,
+        voice="generic",
+        subject=subject,
+    )
+
+
+def check_input_compat(old: Mapping[str, Any] | bool, new: Mapping[str, Any] | bool) -> list[Finding]:
+    """Input may only widen: every input `old` accepted must be accepted by `new` (old ⊆ new).
+
+    Findings point into `new` and speak of "input".
+    """
+    return _run(
+        old,
+        new,
+        sub_root=None,
+        sup_root=None,
+        sub_ptr="",
+        sup_ptr="",
+        point_at_sup=True,
+        voice="input",
+        subject="input",
+    )
+
+
+def check_output_compat(old: Mapping[str, Any] | bool, new: Mapping[str, Any] | bool) -> list[Finding]:
+    """Output may only narrow: everything `new` may produce must have been promised by `old`
+    (new ⊆ old). Findings point into `new` and speak of "output"."""
+    return _run(
+        new,
+        old,
+        sub_root=None,
+        sup_root=None,
+        sub_ptr="",
+        sup_ptr="",
+        point_at_sup=False,
+        voice="output",
+        subject="output",
+    )
+
+
+def check_contract_compat(
+    old_input: Mapping[str, Any] | bool,
+    old_output: Mapping[str, Any] | bool,
+    new_input: Mapping[str, Any] | bool,
+    new_output: Mapping[str, Any] | bool,
+) -> list[Finding]:
+    """Both rules for a contract's new version; pointers are prefixed "/input" and "/output"."""
+    findings = _run(
+        old_input,
+        new_input,
+        sub_root=None,
+        sup_root=None,
+        sub_ptr="/input",
+        sup_ptr="/input",
+        point_at_sup=True,
+        voice="input",
+        subject="input",
+    )
+    findings += _run(
+        new_output,
+        old_output,
+        sub_root=None,
+        sup_root=None,
+        sub_ptr="/output",
+        sup_ptr="/output",
+        point_at_sup=False,
+        voice="output",
+        subject="output",
+    )
+    return findings
+
+
+def is_breaking(findings: Iterable[Finding]) -> bool:
+    """True if any finding breaks compatibility."""
+    return any(f.breaking for f in findings)
