@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal, TypeAlias, TypeGuard
 
@@ -426,6 +426,13 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
     if also:
         out[_ALSO] = tuple(also)
     return out
+
+
+_OPEN_OBJECT_HINT = (
+    " (the previous version accepted any value for fields it did not declare, because"
+    " additionalProperties was not false; declare additionalProperties: false so that adding an"
+    " optional field is a compatible change)"
+)
 
 
 @dataclass
@@ -1085,8 +1092,15 @@ class _Checker:
             sub_s, sub_tok = sub_for(name)
             if sub_s is False:
                 continue  # sub never has this field
+            before = len(self.findings)
             for sup_s, sup_tok in sup_for(name):
                 self.check(sub_s, sup_s, ctx.down(sub_tok, sup_tok, name))
+            if sub_tok == "additionalProperties" and not _constraining(sub_s):
+                # The most common surprise: adding an optional field to an open object. Say why
+                # it breaks and how to make such additions compatible in future.
+                self.findings[before:] = [
+                    replace(f, message=f.message + _OPEN_OBJECT_HINT) for f in self.findings[before:]
+                ]
 
         # Fields named in neither schema.
         if _constraining(sup_ap) or sup_pp:

@@ -609,3 +609,13 @@ def test_is_breaking() -> None:
     assert not is_breaking([])
     assert is_breaking([Finding("", "x")])
     assert not is_breaking([Finding("", "x", breaking=False)])
+
+
+def test_adding_a_field_to_an_open_input_says_how_to_make_it_compatible() -> None:
+    old = {"type": "object", "properties": {"a": {"type": "string"}}}
+    new = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+    [finding] = check_input_compat(old, new)
+    assert finding.pointer == "/properties/b/type"
+    assert "declare additionalProperties: false" in finding.message
+    closed = {"additionalProperties": False}
+    assert check_input_compat({**old, **closed}, {**new, **closed}) == []
