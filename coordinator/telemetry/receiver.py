@@ -23,7 +23,7 @@ from coordinator.api.auth import Principal, current_principal
 from coordinator.engine.spans import SpanSink
 from coordinator.store.records import RunRecord
 from coordinator.telemetry.otlp import records_from_resource_spans
-from coordinator.telemetry.sink import SpanStore, TelemetrySink
+from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanStore, TelemetrySink
 from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         run_id = claimed or self._run_of_trace.get(trace_id, "")
         if not run_id:
             for stored in await self._store.spans_for_trace(trace_id):
-                if stored.run_id and stored.service == "accord-coordinator":
+                if stored.run_id and stored.service == COORDINATOR_SERVICE:
                     run_id = stored.run_id
                     break
         if not run_id:

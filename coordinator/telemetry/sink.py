@@ -16,6 +16,8 @@ from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 
+COORDINATOR_SERVICE = "accord-coordinator"  # SpanRecord.service of the coordinator's own spans
+
 
 class SpanStore(SensitivityStore, Protocol):
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
@@ -43,7 +45,8 @@ class TelemetrySink:
             by_run.setdefault(record.run_id, []).append(index)
         clean = list(records)
         for run_id, indexes in by_run.items():
-            values = await self.sensitivity.values(run_id) if run_id else set()
+            needs_values = run_id and any(_may_carry_payload(records[i]) for i in indexes)
+            values = await self.sensitivity.values(run_id) if needs_values else set()
             scrubber = Scrubber(values)  # with no values it still redacts credential-named keys
             for index in indexes:
                 clean[index] = scrubber.record(records[index])
@@ -64,6 +67,13 @@ class TelemetrySink:
     async def aclose(self) -> None:
         if self.forwarder is not None:
             await self.forwarder.aclose()
+
+
+def _may_carry_payload(record: SpanRecord) -> bool:
+    """False for the coordinator's own spans that carry only ids and names (a successful run,
+    step or attempt): the run's payloads need not be read to scrub them, which keeps the engine's
+    hot path free of store reads. An error message or an agent's span may quote a payload."""
+    return record.service != COORDINATOR_SERVICE or bool(record.status_message or record.events)
 
 
 def make_span_sink(store: SpanStore, env: Mapping[str, str]) -> TelemetrySink:
