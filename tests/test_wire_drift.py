@@ -15,7 +15,7 @@ def _diff(a: Path, b: Path) -> list[str]:
     out = [f"only in committed: {n}" for n in cmp.left_only]
     out += [f"only in fresh generation: {n}" for n in cmp.right_only]
     out += [f"differs: {n}" for n in cmp.diff_files]
-    for name, sub in cmp.subdirs.items():
+    for name in cmp.subdirs:
         out += [f"{name}/{line}" for line in _diff(a / name, b / name)]
     return out
 

@@ -17,7 +17,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from test_agent_harness import (  # noqa: F401 - fixtures
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from team_agent.testing import accord_executable
+from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
     Agents,
     CoordinatorProcess,
@@ -27,9 +30,6 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     shell,
     team_with_flow,
 )
-
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from team_agent.testing import accord_executable
 
 REPO = Path(__file__).resolve().parents[2]
 

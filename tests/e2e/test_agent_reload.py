@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from test_agent_harness import (  # noqa: F401 - fixtures
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
     Agents,
     CoordinatorProcess,
@@ -17,8 +18,6 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     team_with_flow,
     workflow_yaml,
 )
-
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
 SLOW = shell(
     "import json, sys, time; data = json.load(sys.stdin); time.sleep(2.5); print(json.dumps({'slow': True}))"

@@ -9,7 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_agent_harness import (  # noqa: F401 - fixtures
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
     agent_config,
@@ -17,8 +19,6 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     shell,
     team_with_flow,
 )
-
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
 
 @pytest.fixture(name="coordinator_process")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_agent_harness import (  # noqa: F401 - fixtures
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
     agent_config,
@@ -15,8 +16,6 @@ from test_agent_harness import (  # noqa: F401 - fixtures
     shell,
     team_with_flow,
 )
-
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
 SECRET = 'Zq9-"very\\secret"-value-41x'
 

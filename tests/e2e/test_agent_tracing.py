@@ -12,13 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_agent_harness import (  # noqa: F401 - fixtures
-    CoordinatorProcess,
-    agent_config,
-    coordinator_fixture,
-    shell,
-    team_with_flow,
-)
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.agent import Agent, AgentOptions
@@ -26,6 +19,13 @@ from team_agent.client import GatewayClient
 from team_agent.config import load_config
 from team_agent.redact import Redactor
 from team_agent.tracing import build_tracer_provider
+from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
+    CoordinatorProcess,
+    agent_config,
+    coordinator_fixture,
+    shell,
+    team_with_flow,
+)
 
 SECRET = "tr4ce-s3cret-value"
 

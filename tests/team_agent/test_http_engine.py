@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from agent_testkit import TRACEPARENT, context
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -16,6 +15,7 @@ from starlette.routing import Route
 
 from team_agent.engines.base import EngineConfigError, EngineFailure
 from team_agent.engines.http import HttpEngine
+from tests.team_agent.agent_testkit import TRACEPARENT, context
 
 seen: list[dict[str, Any]] = []
 

@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from agent_testkit import context
 
 from team_agent.engines.base import EngineConfigError, EngineFailure, TaskContext
 from team_agent.engines.python import PythonEngine
+from tests.team_agent.agent_testkit import context
 
 
 class CardDeclined(Exception):

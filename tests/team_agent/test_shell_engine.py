@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_testkit import TRACEPARENT, context
 
 from team_agent.engines.base import EngineConfigError, EngineFailure
 from team_agent.engines.shell import ShellEngine
+from tests.team_agent.agent_testkit import TRACEPARENT, context
 
 
 def script(code: str) -> list[str]:
