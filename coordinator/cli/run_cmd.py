@@ -11,7 +11,7 @@ import typer
 
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from contracts.errors import UnreachableError
+from contracts.errors import RemoteError, UnreachableError
 from coordinator.cli._apps import app, runs_app
 from coordinator.cli._output import command, fail, print_json
 from coordinator.client import Client
@@ -143,20 +143,35 @@ def print_run(run: pb.Run) -> None:
         typer.echo(f"output: {run.output_json}")
 
 
+# How long ``run --wait`` keeps trying to watch again while the coordinator does not answer
+# (long enough for a restart; runs survive restarts).
+_REWATCH_S = 15.0
+
+
 def _wait(client: Client, current: pb.Run) -> pb.Run:
-    """Follow the run until it ends: WatchRun, falling back to polling if the stream breaks off."""
-    while current.status not in TERMINAL:
+    """Follow the run with WatchRun until it ends; the stream ends only once the run is terminal.
+
+    If the stream breaks off because the coordinator went away (a restart, the network), watch
+    again as soon as it answers, for up to ``_REWATCH_S``: the run goes on across a restart.
+    """
+    unreachable_since: float | None = None
+    while True:
         try:
             for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
-                current = update.run
+                current, unreachable_since = update.run, None
                 if current.status in TERMINAL:
                     return current
         except UnreachableError:
+            now = time.monotonic()
+            unreachable_since = unreachable_since or now
+            if now - unreachable_since >= _REWATCH_S:
+                raise
             time.sleep(0.5)
-        current = client.coordinator.GetRun(pb.GetRunRequest(run_id=current.run_id)).run
-        if current.status not in TERMINAL:
-            time.sleep(0.2)
-    return current
+            continue
+        raise RemoteError(
+            f"the coordinator ended the watch of run {current.run_id} while it was "
+            f"{RUN_STATUS[current.status]}; see 'accord runs show {current.run_id}'"
+        )
 
 
 @app.command("run")

@@ -495,16 +495,28 @@ class Engine:
         return await self._store.list_runs(query)
 
     async def watch(self, principal: Principal, run_id: str) -> AsyncIterator[RunView]:
-        view = await self.get_run(principal, run_id)
+        """The run now, then again after every change; ends right after yielding it terminal.
+
+        Consume each view before awaiting anything: a live run's view shares the engine's
+        records, which later transitions change in place.
+        """
         event = asyncio.Event()
+        # Listen before the first read: a transition committed while that read awaits the store
+        # (e.g. the run's end, written after the run left memory) still wakes this watcher.
         self._watchers.setdefault(run_id, set()).add(event)
         try:
-            yield view
-            while view.run.status not in RUN_TERMINAL:
+            view = await self.get_run(principal, run_id)
+            while True:
+                # Decide from the status being yielded, not from view.run after the consumer
+                # resumes us: by then the shared record may have turned terminal, and stopping
+                # on that would end the stream without ever sending the terminal run.
+                terminal = view.run.status in RUN_TERMINAL
+                yield view
+                if terminal:
+                    return
                 await event.wait()
                 event.clear()
                 view = await self._view(run_id)
-                yield view
         finally:
             watchers = self._watchers.get(run_id)
             if watchers is not None:
