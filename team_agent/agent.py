@@ -307,8 +307,13 @@ class Agent:
                 if binding.dropped and binding.inflight == 0:
                     self._close_adapter_later(binding)
         if entry is not None:
-            await self._outbox.put(entry)
-            self._spawn_delivery(entry)
+            # The first delivery goes out while the entry is being made durable (two fsyncs, often
+            # several ms): no crash window is added, since a result lost before the write completes
+            # was lost before too, and the entry is removed only once both the write and the
+            # delivery are done. Awaiting the write here keeps shutdown waiting for it.
+            written = asyncio.ensure_future(self._outbox.put(entry))
+            self._spawn_delivery(entry, written)
+            await written
 
     def _entry(self, task: AgentTask, kind: str, **fields: Any) -> OutboxEntry:
         return OutboxEntry(
@@ -566,8 +571,8 @@ class Agent:
     def _jitter(self, delay: float) -> float:
         return delay * self._random.uniform(0.5, 1.5)
 
-    def _spawn_delivery(self, entry: OutboxEntry) -> None:
-        delivery = asyncio.create_task(self._deliver(entry))
+    def _spawn_delivery(self, entry: OutboxEntry, written: asyncio.Future[None] | None = None) -> None:
+        delivery = asyncio.create_task(self._deliver(entry, written))
         self._deliveries.add(delivery)
         delivery.add_done_callback(self._deliveries.discard)
 
@@ -601,7 +606,7 @@ class Agent:
             request_id=entry.request_id,
         )
 
-    async def _deliver(self, entry: OutboxEntry) -> None:
+    async def _deliver(self, entry: OutboxEntry, written: asyncio.Future[None] | None = None) -> None:
         delay = 0.2
         while True:
             try:
@@ -629,6 +634,11 @@ class Agent:
                 break
             await asyncio.sleep(self._jitter(delay))
             delay = min(delay * 2, MAX_DELIVERY_BACKOFF)
+        if written is not None:
+            try:
+                await asyncio.shield(written)  # never remove a file that is still being written
+            except Exception:
+                return  # the write failed (logged by the runner): there is nothing to remove
         await self._outbox.remove(entry)
 
     # -- reload -------------------------------------------------------------------------------
