@@ -1,0 +1,430 @@
+"""Shared pieces of the Accord benchmarks: a real coordinator subprocess, real agent subprocesses,
+teams/contracts/workflows, run drivers, process CPU/RSS and statistics.
+
+Everything runs as a user would run it: ``accord coordinator start`` (durable SQLite default, WAL)
+and ``accord agent start`` processes talking gRPC over loopback. The benchmark process itself is
+the client (StartRun + WatchRun). Only the UI is switched off (``--ui off``), so several
+coordinators can run side by side; it is not on any run's path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.client import AsyncClient
+from team_agent.testing import AgentProcess, accord_executable
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results"
+TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes: CPU and memory
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (psutil when installed, else /proc/<pid>/stat)."""
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    except ImportError:
+        pass
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after the ")": state is field 3, utime 14 and stime 15 (1-based over the whole line)
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
+    except ImportError:
+        pass
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": loadavg(),
+    }
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3) if ms else float("nan"),
+        "min_ms": round(min(ms), 3) if ms else float("nan"),
+        "max_ms": round(max(ms), 3) if ms else float("nan"),
+    }
+
+
+def table(rows: Sequence[Sequence[Any]]) -> str:
+    """Plain text table; the first row is the header."""
+    text = [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in text) for i in range(len(text[0]))]
+    lines = []
+    for k, row in enumerate(text):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+class Coordinator:
+    """``accord coordinator start --listen 127.0.0.1:0 --ui off`` with its own ACCORD_HOME."""
+
+    def __init__(self, home: Path, *extra_args: str) -> None:
+        self.home = home
+        self.extra_args = list(extra_args)
+        self.address = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "coordinator.log"
+        self.started_s = 0.0  # how long until it listened
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def admin_token(self) -> str:
+        return (self.home / "admin.token").read_text().strip()
+
+    @property
+    def db(self) -> Path:
+        return self.home / "coordinator.db"
+
+    def start(self) -> Coordinator:
+        self.home.mkdir(parents=True, exist_ok=True)
+        state = self.home / "coordinator.json"
+        state.unlink(missing_ok=True)
+        env = {**os.environ, "ACCORD_HOME": str(self.home)}
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        t0 = time.monotonic()
+        args = ["coordinator", "start", "--listen", "127.0.0.1:0", "--ui", "off", *self.extra_args]
+        command = [accord_executable(), *args]
+        prelude = os.environ.get("ACCORD_BENCH_PRELUDE")
+        if prelude:  # profiling aid: a Python file run inside the coordinator before it starts
+            code = (
+                "import runpy, sys; runpy.run_path(sys.argv[1]); sys.argv = ['accord', *sys.argv[2:]];"
+                " from coordinator.cli import main; main()"
+            )
+            command = [sys.executable, "-c", code, prelude, *args]
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                info = json.loads(state.read_text())
+            except (OSError, ValueError):
+                info = {}
+            if info.get("pid") == self.process.pid and info.get("grpc"):
+                self.address = info["grpc"]
+                self.started_s = time.monotonic() - t0
+                return self
+            time.sleep(0.02)
+        raise RuntimeError(f"coordinator did not start:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def client(self, token: str | None = None) -> AsyncClient:
+        return AsyncClient(
+            self.address,
+            self.admin_token if token is None else token,
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss(self) -> int:
+        return rss_bytes(self.pid)
+
+
+# ---------------------------------------------------------------- teams, contracts, workflows
+
+
+def contract_yaml(name: str, *, start_to_close: str = "2h", heartbeat: str = "") -> str:
+    document: dict[str, Any] = {
+        "contract": name,
+        "version": "1.0.0",
+        "description": "benchmark step: returns its input",
+        "input": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+        "output": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+        "timeouts": {"start_to_close": start_to_close, **({"heartbeat": heartbeat} if heartbeat else {})},
+        "retry": {"max_attempts": 1},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def chain_workflow_yaml(name: str, contracts: Sequence[str]) -> str:
+    """``contracts[0]`` reads the run input, each next step the previous step's output."""
+    steps: dict[str, Any] = {}
+    previous = ""
+    for index, contract in enumerate(contracts):
+        step = f"s{index + 1}"
+        steps[step] = {
+            "contract": f"{contract}@^1",
+            "input": "${input}" if not previous else "${steps." + previous + ".output}",
+        }
+        previous = step
+    document = {
+        "workflow": name,
+        "description": f"{len(contracts)}-step chain for the benchmarks",
+        "input": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+        "steps": steps,
+        "output": "${steps." + previous + ".output}",
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+async def create_team(coordinator: Coordinator, name: str) -> str:
+    async with coordinator.client() as admin:
+        answer = await admin.coordinator.CreateTeam(pb.CreateTeamRequest(name=name))
+    return str(answer.token)
+
+
+async def register(coordinator: Coordinator, token: str, source: str, kind: str) -> None:
+    async with coordinator.client(token) as client:
+        if kind == "contract":
+            await client.coordinator.RegisterContract(
+                pb.RegisterContractRequest(source_text=source, source_name="contract.yaml")
+            )
+        else:
+            await client.coordinator.RegisterWorkflow(
+                pb.RegisterWorkflowRequest(source_text=source, source_name="workflow.yaml")
+            )
+
+
+def agent_config(
+    team: str, address: str, contracts: Iterable[str], *, concurrency: int, callable_: str
+) -> str:
+    document = {
+        "team": team,
+        "coordinator": address,
+        "token": "${secret:ACCORD_TOKEN}",
+        "concurrency": concurrency,
+        "secrets": {"provider": "env"},
+        "implements": {
+            f"{c}@1": {"engine": "python", "with": {"callable": callable_, "path": [str(REPO)]}}
+            for c in contracts
+        },
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@dataclass
+class Agents:
+    """Real ``accord agent start`` processes (default log level, trace export on: the defaults)."""
+
+    workdir: Path
+    processes: list[AgentProcess] = field(default_factory=list)
+
+    def start(
+        self,
+        team: str,
+        token: str,
+        address: str,
+        contracts: Sequence[str],
+        *,
+        concurrency: int = 8,
+        callable_: str = "benchmarks:echo",
+        log_level: str = "info",
+    ) -> AgentProcess:
+        index = len(self.processes)
+        config = self.workdir / f"agent-{team}-{index}.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            agent_config(team, address, contracts, concurrency=concurrency, callable_=callable_)
+        )
+        agent = AgentProcess(
+            config,
+            workdir=self.workdir,
+            env={"ACCORD_TOKEN": token, "PYTHONPATH": str(REPO)},
+            agent_id=f"bench-{team}-{index}",
+            grace=2.0,
+            reload_interval=5.0,
+            log_level=log_level,
+        )
+        agent.start()
+        self.processes.append(agent)
+        return agent
+
+    async def wait_registered(self, within: float = 60.0) -> None:
+        for agent in self.processes:
+            await agent.wait_for_log("registered", timeout=within)
+
+    def pids(self) -> list[int]:
+        return [a.process.pid for a in self.processes if a.process is not None]
+
+    def stop(self) -> None:
+        for agent in self.processes:
+            if agent.running:
+                assert agent.process is not None
+                agent.process.send_signal(signal.SIGTERM)
+        for agent in self.processes:
+            try:
+                agent.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        self.processes.clear()
+
+
+# ---------------------------------------------------------------- runs
+
+
+async def start_run(client: AsyncClient, workflow: str, value: Any) -> str:
+    answer = await client.coordinator.StartRun(
+        pb.StartRunRequest(workflow=workflow, input_json=json.dumps(value, separators=(",", ":")))
+    )
+    return str(answer.run.run_id)
+
+
+async def wait_run(client: AsyncClient, run_id: str) -> Any:
+    """Follow WatchRun until the run is terminal; the last Run message."""
+    last = None
+    async for answer in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id)):
+        last = answer.run
+        if last.status in TERMINAL:
+            return last
+    raise RuntimeError(f"WatchRun of {run_id} ended before the run finished: {last}")
+
+
+async def run_to_end(client: AsyncClient, workflow: str, value: Any) -> Any:
+    return await wait_run(client, await start_run(client, workflow, value))
+
+
+@dataclass
+class World:
+    """A coordinator, its admin, teams and agents under one temporary directory."""
+
+    root: Path
+    coordinator: Coordinator
+    agents: Agents
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str, root: Path | None = None) -> World:
+        base = root or Path(tempfile.mkdtemp(prefix=f"accord-bench-{name}-"))
+        coordinator = Coordinator(base / "home").start()
+        return cls(base, coordinator, Agents(base / "agents"))
+
+    async def team(self, name: str) -> str:
+        if name not in self.tokens:
+            self.tokens[name] = await create_team(self.coordinator, name)
+        return self.tokens[name]
+
+    async def contract(self, team: str, name: str, **options: Any) -> str:
+        full = f"{team}/{name}"
+        await register(self.coordinator, await self.team(team), contract_yaml(full, **options), "contract")
+        return full
+
+    async def chain(self, owner: str, name: str, contracts: Sequence[str]) -> str:
+        full = f"{owner}/{name}"
+        await register(
+            self.coordinator, await self.team(owner), chain_workflow_yaml(full, contracts), "workflow"
+        )
+        return full
+
+    def close(self) -> None:
+        self.agents.stop()
+        self.coordinator.stop()
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"

@@ -1,0 +1,370 @@
+"""Scale: throughput with 1,000, 10,000 and 100,000 finished runs stored, and memory with 10,000
+runs waiting on a slow step.
+
+History. One coordinator; first a baseline with nothing stored, then the history is grown to each
+level and the coordinator restarted on it before measuring again. The history is written straight
+into the SQLite file while the coordinator is stopped, by SQL inserts cloned from a real run: one
+three-step chain is run through the real system first, and its rows in ``runs``, ``steps``,
+``attempts``, ``spans`` (the coordinator's and the agents' exported spans) and ``audit`` are copied
+with a new run id, trace id and creation time per clone (spread over the past days), in one
+transaction per 10,000 runs. So the stored history has exactly the shape the coordinator itself
+writes, at ~10⁴-10⁵ runs/s instead of hours of real runs. At each level: the sustained throughput
+of bench_throughput's chain (4 agents x 8 by default), the coordinator's CPU per step, its start-up
+time (it loads only non-terminal runs), and two reads a user makes: the first page of ListRuns and
+GetRun of an old run. "Flat" means the ratios to the baseline stay near 1.
+
+Waiting. A fresh coordinator, one agent serving ``slowq/wait@1`` whose engine never answers within
+the benchmark (``benchmarks:slow``, concurrency 16), and 10,000 one-step runs started on it: 16
+run, the rest wait in the queue. The coordinator's RSS before and after gives the memory per
+waiting run; a few chains on another team are timed meanwhile, to show a deep queue elsewhere does
+not slow them.
+
+Run: ``python -m benchmarks.bench_scale [--levels 1000,10000,100000] [--seconds 30] [--waiting 10000]``
+→ benchmarks/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _harness as h
+from benchmarks import bench_throughput as bt
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+DAY_MS = 86_400_000
+
+
+# ---------------------------------------------------------------- filling the store
+
+
+class Template:
+    """The rows of one finished run, to be cloned."""
+
+    def __init__(self, db: Path, run_id: str) -> None:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            self.run = list(row)
+            self.data = json.loads(row[-1])
+            self.steps = [list(r) for r in conn.execute("SELECT * FROM steps WHERE run_id = ?", (run_id,))]
+            self.attempts = [
+                list(r) for r in conn.execute("SELECT * FROM attempts WHERE run_id = ?", (run_id,))
+            ]
+            self.trace_id = self.data["trace_id"]
+            self.spans = [
+                list(r) for r in conn.execute("SELECT * FROM spans WHERE trace_id = ?", (self.trace_id,))
+            ]
+            self.audit = [
+                list(r)[1:]
+                for r in conn.execute(
+                    "SELECT * FROM audit WHERE object = ? AND action = 'run.start'", (run_id,)
+                )
+            ]
+        self.run_id = run_id
+        self.created_ms = self.data["created_ms"]
+
+
+def _swap(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for old, new in pairs:
+            value = value.replace(old, new)
+    return value
+
+
+def fill(db: Path, template: Template, start: int, count: int, *, batch: int = 10_000) -> float:
+    """Insert clones ``start .. start+count-1`` of ``template``; seconds taken."""
+    t0 = time.monotonic()
+    rng = random.Random(start)
+    now = int(time.time() * 1000)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    date = template.run_id.split("-")[1]
+    duration = template.data["finished_ms"] - template.data["created_ms"]
+    try:
+        for first in range(start, start + count, batch):
+            runs, steps, attempts, spans, audit = [], [], [], [], []
+            for i in range(first, min(first + batch, start + count)):
+                run_id = f"run-{date}-b{i:011x}"
+                trace_id = f"{rng.getrandbits(128):032x}"
+                created = now - 30 * DAY_MS + i * 10  # spread over the past month, 10 ms apart
+                shift_ns = (created - template.created_ms) * 1_000_000
+                pairs = [(template.run_id, run_id), (template.trace_id, trace_id)]
+                data = dict(
+                    template.data,
+                    run_id=run_id,
+                    trace_id=trace_id,
+                    created_ms=created,
+                    finished_ms=created + duration,
+                )
+                row = [_swap(v, pairs) for v in template.run]
+                row[5], row[6], row[-1] = created, created + duration, json.dumps(data, separators=(",", ":"))
+                runs.append(row)
+                steps += [[_swap(v, pairs) for v in r] for r in template.steps]
+                attempts += [[_swap(v, pairs) for v in r] for r in template.attempts]
+                for r in template.spans:
+                    clone = [_swap(v, pairs) for v in r]
+                    clone[4] += shift_ns  # start_ns
+                    clone[5] += shift_ns  # end_ns
+                    spans.append(clone)
+                for r in template.audit:
+                    clone = [_swap(v, pairs) for v in r]
+                    clone[0] = created
+                    audit.append(clone)
+            conn.execute("BEGIN")
+            conn.executemany(f"INSERT INTO runs VALUES ({','.join('?' * len(template.run))})", runs)
+            if steps:
+                conn.executemany(f"INSERT INTO steps VALUES ({','.join('?' * len(steps[0]))})", steps)
+            if attempts:
+                conn.executemany(
+                    f"INSERT INTO attempts VALUES ({','.join('?' * len(attempts[0]))})", attempts
+                )
+            if spans:
+                conn.executemany(f"INSERT INTO spans VALUES ({','.join('?' * len(spans[0]))})", spans)
+            if audit:
+                conn.executemany(
+                    "INSERT INTO audit (at_ms, actor, action, object, owner_team, platform_intervention, details_json)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    audit,
+                )
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.monotonic() - t0
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def read_latencies(world: h.World, old_run: str, calls: int = 50) -> dict[str, Any]:
+    async with world.coordinator.client(world.tokens["tput"]) as client:
+        list_s, get_s = [], []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await client.coordinator.ListRuns(pb.ListRunsRequest())
+            list_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await client.coordinator.GetRun(pb.GetRunRequest(run_id=old_run))
+            get_s.append(time.perf_counter() - t0)
+    return {
+        "list_runs_p50_ms": h.summary_ms(list_s)["p50_ms"],
+        "get_old_run_p50_ms": h.summary_ms(get_s)["p50_ms"],
+    }
+
+
+async def history(
+    levels: list[int], seconds: float, warmup: float, agents: int, concurrency: int
+) -> list[dict[str, Any]]:
+    world = h.World.create("scale")
+    try:
+        contracts, workflow = await bt.setup(world)
+        token = world.tokens["tput"]
+        # The template: one real run, its agent spans exported before the agent stops.
+        world.agents.start("tput", token, world.coordinator.address, contracts, concurrency=2)
+        await world.agents.wait_registered()
+        async with world.coordinator.client(token) as client:
+            run = await h.run_to_end(client, workflow, {"n": 1})
+        world.agents.stop()
+        await asyncio.sleep(0.5)
+        world.coordinator.stop()
+        template = Template(world.coordinator.db, run.run_id)
+        h.log(
+            f"scale: template run {template.run_id}: {len(template.steps)} steps, {len(template.spans)} spans"
+        )
+        stored = 0
+        results = []
+        for level in [0, *levels]:
+            fill_s = 0.0
+            if level > stored:
+                h.log(f"scale: storing {level - stored} more finished runs")
+                fill_s = fill(world.coordinator.db, template, stored, level - stored)
+                stored = level
+            world.coordinator.start()
+            startup_s = world.coordinator.started_s
+            reads = await read_latencies(world, template.run_id)
+            result = await bt.one(agents, concurrency, seconds, warmup, None, world=world)
+            result.update(
+                stored_runs=level,
+                fill_s=round(fill_s, 1),
+                startup_s=round(startup_s, 2),
+                db_mb=round(
+                    sum(p.stat().st_size for p in world.coordinator.home.glob("coordinator.db*")) / 2**20, 1
+                ),
+                **reads,
+            )
+            results.append(result)
+            world.coordinator.stop()
+        base = results[0]
+        for r in results:
+            r["steps_per_s_ratio"] = (
+                round(r["steps_per_s"] / base["steps_per_s"], 2) if base["steps_per_s"] else None
+            )
+            if r["coordinator_cpu_ms_per_step"] and base["coordinator_cpu_ms_per_step"]:
+                r["cpu_per_step_ratio"] = round(
+                    r["coordinator_cpu_ms_per_step"] / base["coordinator_cpu_ms_per_step"], 2
+                )
+        return results
+    finally:
+        world.close()
+
+
+# ---------------------------------------------------------------- waiting runs
+
+
+async def waiting(count: int, in_flight: int = 64, probes: int = 30) -> dict[str, Any]:
+    world = h.World.create("waiting")
+    try:
+        slow = await world.contract("slowq", "wait")
+        slow_flow = await world.chain("slowq", "flow", [slow])
+        contracts, workflow = await bt.setup(world)
+        world.agents.start(
+            "slowq",
+            world.tokens["slowq"],
+            world.coordinator.address,
+            [slow],
+            concurrency=16,
+            callable_="benchmarks:slow",
+        )
+        world.agents.start("tput", world.tokens["tput"], world.coordinator.address, contracts, concurrency=4)
+        await world.agents.wait_registered()
+        coordinator = world.coordinator
+        async with coordinator.client(world.tokens["tput"]) as client:
+            before_probe = [await _timed_chain(client, workflow) for _ in range(probes)]
+        rss0 = coordinator.rss()
+        t0 = time.monotonic()
+        async with coordinator.client(world.tokens["slowq"]) as client:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in range(count):
+                queue.put_nowait(i)
+
+            async def starter() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    await h.start_run(client, slow_flow, {"n": i})
+
+            await asyncio.gather(*[starter() for _ in range(in_flight)])
+        start_s = time.monotonic() - t0
+        await asyncio.sleep(2)
+        rss1 = coordinator.rss()
+        async with coordinator.client(world.tokens["tput"]) as client:
+            during_probe = [await _timed_chain(client, workflow) for _ in range(probes)]
+        return {
+            "waiting_runs": count,
+            "started_in_s": round(start_s, 1),
+            "start_runs_per_s": round(count / start_s, 1),
+            "rss_before_mb": round(rss0 / 2**20, 1),
+            "rss_after_mb": round(rss1 / 2**20, 1),
+            "kb_per_waiting_run": round((rss1 - rss0) / count / 1024, 2),
+            "chain_p50_ms_before": h.summary_ms(before_probe)["p50_ms"],
+            "chain_p50_ms_while_waiting": h.summary_ms(during_probe)["p50_ms"],
+        }
+    finally:
+        world.close()
+
+
+async def _timed_chain(client: Any, workflow: str) -> float:
+    t0 = time.perf_counter()
+    run = await h.run_to_end(client, workflow, {"n": 0})
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    return time.perf_counter() - t0
+
+
+async def bench(
+    levels: list[int],
+    seconds: float = 30.0,
+    warmup: float = 5.0,
+    agents: int = 4,
+    concurrency: int = 8,
+    waiting_runs: int = 10_000,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "what": "throughput of bench_throughput's chain with N finished runs stored (cloned by SQL from a real run), "
+        "and coordinator RSS with runs waiting on a slow step",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": h.machine_info(),
+        "settings": {
+            "levels": levels,
+            "seconds": seconds,
+            "warmup_s": warmup,
+            "agents": agents,
+            "agent_concurrency": concurrency,
+        },
+    }
+    result["history"] = await history(levels, seconds, warmup, agents, concurrency)
+    if waiting_runs:
+        h.log(f"scale: {waiting_runs} runs waiting on a slow step")
+        result["waiting"] = await waiting(waiting_runs)
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    rows: list[tuple[Any, ...]] = [
+        (
+            "stored runs",
+            "steps/s",
+            "ratio",
+            "CPU ms/step",
+            "ratio",
+            "startup s",
+            "ListRuns ms",
+            "GetRun(old) ms",
+            "RSS MB",
+            "DB MB",
+        )
+    ]
+    for r in result["history"]:
+        rows.append(
+            (
+                f"{r['stored_runs']:,}",
+                r["steps_per_s"],
+                r.get("steps_per_s_ratio"),
+                r["coordinator_cpu_ms_per_step"],
+                r.get("cpu_per_step_ratio"),
+                r["startup_s"],
+                r["list_runs_p50_ms"],
+                r["get_old_run_p50_ms"],
+                r["coordinator_rss_mb"],
+                r["db_mb"],
+            )
+        )
+    text = h.table(rows)
+    w = result.get("waiting")
+    if w:
+        text += (
+            f"\n{w['waiting_runs']:,} runs waiting on a slow step: RSS {w['rss_before_mb']} → {w['rss_after_mb']} MB"
+            f" ({w['kb_per_waiting_run']} KB per waiting run); started at {w['start_runs_per_s']} runs/s;"
+            f" chain p50 {w['chain_p50_ms_before']} ms before, {w['chain_p50_ms_while_waiting']} ms while they wait"
+        )
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1000,10000,100000", help="stored finished runs (cumulative)")
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="throughput window per level (default 30)"
+    )
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--waiting", type=int, default=10_000, help="runs waiting on a slow step (0: skip)")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    result = asyncio.run(
+        bench(levels, args.seconds, args.warmup, args.agents, args.concurrency, args.waiting)
+    )
+    print(format_result(result))
+    print(f"written: {h.write_result('scale', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

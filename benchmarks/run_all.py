@@ -1,0 +1,290 @@
+"""Run every benchmark (``make bench``) and print one combined table with the peers' ratios to Accord.
+
+    python -m benchmarks.run_all [--quick] [--only hop,throughput,scale,peers] [--seconds S]
+
+``--quick`` shortens everything (hop 200 runs; throughput 10 s with 1 and 4 agents; scale to
+10,000 stored runs, 10 s windows, 2,000 waiting runs; peers 20 runs / 10 s). Each benchmark
+writes its own JSON into benchmarks/results/; this writes ``summary.json`` and rewrites
+``README-table.md`` (the table the README's Performance section shows). A benchmark that is not
+selected is taken from its last JSON (marked with its date); the peers (benchmarks/peers, set up
+in their own venvs) are imported lazily and may be absent or fail without stopping the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+from benchmarks import _harness as h
+
+ALL = ("hop", "throughput", "scale", "peers")
+PEER_NAMES = ("temporal", "prefect", "airflow")
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = h.RESULTS / f"{name}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    data["_from_file"] = True
+    return data  # type: ignore[no-any-return]
+
+
+def run_hop(quick: bool) -> dict[str, Any]:
+    from benchmarks import bench_hop
+
+    result = asyncio.run(bench_hop.bench(runs=200 if quick else 300, warmup=20 if quick else 30))
+    print(bench_hop.format_result(result), flush=True)
+    h.write_result("hop", result)
+    return result
+
+
+def run_throughput(quick: bool, seconds: float | None) -> dict[str, Any]:
+    from benchmarks import bench_throughput
+
+    counts = [1, 4] if quick else [1, 4, 16]
+    window = seconds or (10.0 if quick else 60.0)
+    result = asyncio.run(bench_throughput.bench(counts, seconds=window, warmup=3.0 if quick else 5.0))
+    print(bench_throughput.format_result(result), flush=True)
+    h.write_result("throughput", result)
+    return result
+
+
+def run_scale(quick: bool, seconds: float | None) -> dict[str, Any]:
+    from benchmarks import bench_scale
+
+    levels = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    window = seconds or (10.0 if quick else 30.0)
+    result = asyncio.run(
+        bench_scale.bench(
+            levels, seconds=window, warmup=3.0 if quick else 5.0, waiting_runs=2_000 if quick else 10_000
+        )
+    )
+    print(bench_scale.format_result(result), flush=True)
+    h.write_result("scale", result)
+    return result
+
+
+def run_peers(quick: bool, seconds: float | None) -> dict[str, Any]:
+    """The peers' figures, or {"error": ...} when their driver is missing or fails."""
+    try:
+        from benchmarks.peers import run_peers
+    except Exception as exc:  # another engineer's module: absent or broken must not stop us
+        return {"error": f"benchmarks.peers.run_peers unavailable: {type(exc).__name__}: {exc}"}
+    try:
+        results = run_peers.run(runs=20 if quick else 50, seconds=seconds or (10.0 if quick else 20.0))
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"peers failed: {type(exc).__name__}: {exc}"}
+    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}
+
+
+# ---------------------------------------------------------------- the combined table
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ratio(value: Any, accord: Any) -> str:
+    if value is None or not accord:
+        return "-"
+    return f"{value / accord:.1f}x"
+
+
+def combined_rows(
+    hop: dict[str, Any] | None, tput: dict[str, Any] | None, peers: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    accord = {
+        "system": "Accord",
+        "p50_ms": hop["chain"]["p50_ms"] if hop else None,
+        "p99_ms": hop["chain"]["p99_ms"] if hop else None,
+        "steps_per_s": tput["best_steps_per_s"] if tput else None,
+        "error": None,
+    }
+    rows.append(accord)
+    peer_results = (peers or {}).get("results") or {}
+    for name in PEER_NAMES:
+        r = peer_results.get(name)
+        if r is None:
+            error = (peers or {}).get("error") or "not run"
+            rows.append({"system": name, "p50_ms": None, "p99_ms": None, "steps_per_s": None, "error": error})
+        else:
+            rows.append(
+                {
+                    "system": name,
+                    "p50_ms": r.get("p50_ms"),
+                    "p99_ms": r.get("p99_ms"),
+                    "steps_per_s": r.get("steps_per_s"),
+                    "error": r.get("error"),
+                }
+            )
+    for row in rows:
+        row["p50_vs_accord"] = (
+            row["p50_ms"] / accord["p50_ms"] if row["p50_ms"] and accord["p50_ms"] else None
+        )
+        row["steps_per_s_vs_accord"] = (
+            row["steps_per_s"] / accord["steps_per_s"]
+            if row["steps_per_s"] and accord["steps_per_s"]
+            else None
+        )
+    return rows
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    out: list[tuple[Any, ...]] = [
+        ("system", "chain p50 ms", "x Accord", "chain p99 ms", "steps/s", "x Accord", "status")
+    ]
+    accord = rows[0]
+    for r in rows:
+        status = "ok" if not r["error"] else "FAILED: " + str(r["error"]).splitlines()[0][:70]
+        out.append(
+            (
+                r["system"],
+                _num(r["p50_ms"], ".1f"),
+                _ratio(r["p50_ms"], accord["p50_ms"]),
+                _num(r["p99_ms"], ".1f"),
+                _num(r["steps_per_s"], ".1f"),
+                _ratio(r["steps_per_s"], accord["steps_per_s"]),
+                status,
+            )
+        )
+    return h.table(out)
+
+
+def markdown(
+    rows: list[dict[str, Any]],
+    hop: dict[str, Any] | None,
+    tput: dict[str, Any] | None,
+    scale: dict[str, Any] | None,
+    peers: dict[str, Any] | None,
+) -> str:
+    accord = rows[0]
+    lines = [
+        "<!-- written by `make bench` (benchmarks/run_all.py); do not edit by hand -->",
+        "",
+        "Three-step chain of no-op steps, end to end (start → result), one run at a time for latency; "
+        "sustained step completions per second for throughput. Same machine"
+        + (f" ({hop['machine']['cpus']} cores, shared)" if hop else "")
+        + "; x Accord = the peer's figure divided by Accord's.",
+        "",
+        "| system | chain p50 ms | x Accord | chain p99 ms | steps/s | x Accord | status |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        status = (
+            "ok" if not r["error"] else "failed: " + str(r["error"]).splitlines()[0][:80].replace("|", "/")
+        )
+        lines.append(
+            f"| {r['system']} | {_num(r['p50_ms'], '.1f')} | {_ratio(r['p50_ms'], accord['p50_ms'])} | "
+            f"{_num(r['p99_ms'], '.1f')} | {_num(r['steps_per_s'], '.1f')} | "
+            f"{_ratio(r['steps_per_s'], accord['steps_per_s'])} | {status} |"
+        )
+    lines.append("")
+    if hop:
+        lines.append(
+            f"Accord details: bare gRPC round trip (floor) p50 {hop['floor']['p50_ms']:.2f} ms; overhead per hop "
+            f"(p50 chain - 3 x floor)/3 = {hop['overhead_per_hop_ms']:.1f} ms; coordinator CPU "
+            f"{hop['chain']['coordinator_cpu_ms_per_run']:.1f} ms per chain run."
+        )
+    if tput:
+        per = ", ".join(f"{r['agents']} agents: {r['steps_per_s']:.0f}/s" for r in tput["results"])
+        lines.append(f"Throughput by agent processes ({tput['settings']['seconds']:.0f} s windows): {per}.")
+    if scale:
+        hist = scale.get("history") or []
+        if hist:
+            per = ", ".join(
+                f"{r['stored_runs']:,} stored: {r['steps_per_s']:.0f}/s ({r.get('steps_per_s_ratio', '-')}x)"
+                for r in hist
+            )
+            lines.append(f"With stored history: {per}.")
+        w = scale.get("waiting")
+        if w:
+            lines.append(
+                f"{w['waiting_runs']:,} runs waiting on a slow step: coordinator RSS {w['rss_before_mb']:.0f} → "
+                f"{w['rss_after_mb']:.0f} MB ({w['kb_per_waiting_run']:.1f} KB per waiting run)."
+            )
+    dates = []
+    for name, data in (("hop", hop), ("throughput", tput), ("scale", scale), ("peers", peers)):
+        if data and data.get("measured_at"):
+            dates.append(
+                f"{name} {data['measured_at']}" + (" (earlier run)" if data.get("_from_file") else "")
+            )
+    if dates:
+        lines.append("")
+        lines.append(
+            "Measured: "
+            + "; ".join(dates)
+            + ". See docs/performance.md for how to reproduce and what limits the figures."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs and windows (a few minutes)")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="override the throughput/scale/peers windows"
+    )
+    args = parser.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    started = time.monotonic()
+    failures: dict[str, str] = {}
+
+    def attempt(name: str, fn: Any, *fn_args: Any) -> dict[str, Any] | None:
+        if name not in only:
+            return _load(name)
+        h.log(f"run_all: {name}")
+        try:
+            return fn(*fn_args)  # type: ignore[no-any-return]
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            return _load(name)
+
+    hop = attempt("hop", run_hop, args.quick)
+    tput = attempt("throughput", run_throughput, args.quick, args.seconds)
+    scale = attempt("scale", run_scale, args.quick, args.seconds)
+    if "peers" in only:
+        h.log("run_all: peers")
+        peers: dict[str, Any] | None = run_peers(args.quick, args.seconds)
+    else:
+        stored = _load("peers")
+        peers = None if stored is None else {**stored, "results": stored.get("results") or {}}
+    rows = combined_rows(hop, tput, peers)
+    print()
+    print(text_table(rows))
+    summary = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": h.machine_info(),
+        "quick": args.quick,
+        "selected": sorted(only),
+        "wall_s": round(time.monotonic() - started, 1),
+        "rows": rows,
+        "failures": failures,
+        "accord": {
+            "hop": hop and {k: hop[k] for k in ("chain", "floor", "overhead_per_hop_ms", "met") if k in hop},
+            "throughput": tput and {k: tput[k] for k in ("best_steps_per_s", "met", "results") if k in tput},
+            "scale": scale and {k: scale[k] for k in ("history", "waiting") if k in scale},
+        },
+    }
+    h.write_result("summary", summary)
+    table_path = h.RESULTS / "README-table.md"
+    table_path.write_text(markdown(rows, hop, tput, scale, peers))
+    print(f"\nwritten: {h.RESULTS / 'summary.json'}, {table_path}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
