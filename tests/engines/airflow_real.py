@@ -114,6 +114,8 @@ class RealAirflow:
             "output": {"task_id": "finalize"},
             "poll_interval": "0.5s",
             "max_poll_interval": "2s",
+            # SQLite-backed Airflow can stall an API call for seconds while it starts a task.
+            "timeout": "60s",
         }
         config.update(extra)
         return config
@@ -121,7 +123,7 @@ class RealAirflow:
     @contextlib.contextmanager
     def api(self) -> Iterator[httpx.Client]:
         """A logged-in client of the REST API (``/api/v2/...``), for test set-up and checks."""
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+        with httpx.Client(base_url=self.base_url, timeout=60) as client:
             answer = client.post("/auth/token", json={"username": self.username, "password": self.password})
             answer.raise_for_status()
             client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"

@@ -89,7 +89,7 @@ async def test_cancel_fails_the_running_run(real_airflow: RealAirflow, make_engi
     engine = make_engine("accord_slow")
     handle = await engine.submit(make_task(), {})
     run_id = handle.details["dag_run_id"]
-    async with httpx.AsyncClient(base_url=real_airflow.base_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=real_airflow.base_url, timeout=60) as client:
         token = (
             await client.post(
                 "/auth/token", json={"username": real_airflow.username, "password": real_airflow.password}
@@ -110,7 +110,7 @@ async def test_cancel_fails_the_running_run(real_airflow: RealAirflow, make_engi
         assert "Accord" in (run["note"] or "")
     with pytest.raises(EngineFailure) as info:
         await engine.wait(handle)
-    assert info.value.type == "DagRunFailed"
+    assert info.value.type == "DagRunFailed", (info.value.type, info.value.message, info.value.details)
 
 
 # -- the same four cases through a real coordinator and a real agent process ------------------
