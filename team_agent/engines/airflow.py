@@ -381,7 +381,19 @@ class AirflowEngine:
                 run: dict[str, Any] = response.json()
                 return run
             if response.status_code == 409:
-                existing = await self._get_run(run_id)
+                found = await self._request("GET", self._run_path(run_id))
+                if found.status_code == 404:
+                    # The conflict was on logical_date (Airflow 2 defaults it to "now"), not on
+                    # our run id: nothing of ours exists, so trying again is safe.
+                    raise EngineFailure(
+                        f"Airflow refused to trigger DAG {self.config.dag_id!r} with a conflict that "
+                        f"is not on run id {run_id}: {error_detail(response)}",
+                        type="DagRunConflict",
+                        retryable=True,
+                    )
+                if found.status_code != 200:
+                    raise unexpected_status("airflow", f"reading DAG run {run_id}", found)
+                existing: dict[str, Any] = found.json()
                 if existing.get("state") == "failed" and generation < task.attempt:
                     generation += 1
                     continue
