@@ -1,6 +1,8 @@
 """Accord contracts: the language coordinator and agents share.
 
-The public API is re-exported here; the modules behind it are
+The public API is re-exported here, imported lazily on first use (PEP 562): importing
+``contracts.errors`` from a command line must not pay for JSON Schema and the compatibility
+checker. The modules behind it are
 
 * :mod:`contracts.model`        frozen dataclasses: Contract, Workflow, StepSpec, Trigger, ...
 * :mod:`contracts.errors`       the error hierarchy, rooted at AccordError
@@ -12,78 +14,84 @@ The public API is re-exported here; the modules behind it are
 * :mod:`contracts.composition`  type-checking workflows against contracts; consumer reads
 """
 
-from contracts.compat import (
-    Finding,
-    check_contract_compat,
-    check_input_compat,
-    check_output_compat,
-    check_subschema,
-    is_breaking,
-)
-from contracts.composition import (
-    CompositionResult,
-    ConsumerImpact,
-    ContractCatalog,
-    ContractResolver,
-    Read,
-    check_workflow,
-    consumer_impacts,
-    reads_of,
-)
-from contracts.errors import (
-    AccordError,
-    CompositionError,
-    FailedPreconditionError,
-    FileProblemsError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    Problem,
-    ReferenceError_,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-    ValidationFailed,
-    VersionError,
-    Violation,
-)
-from contracts.loader import (
-    load_contract,
-    load_contract_dir,
-    load_workflow,
-    parse_contract_text,
-    parse_duration,
-    parse_workflow_text,
-)
-from contracts.model import (
-    PLATFORM_RETRY,
-    PLATFORM_TIMEOUTS,
-    Contract,
-    Deprecation,
-    RetryPolicy,
-    StepSpec,
-    Timeouts,
-    Trigger,
-    Workflow,
-)
-from contracts.refs import Ref, evaluate, find_references, format_path, parse_path, truthy
-from contracts.validation import (
-    canonical_json,
-    check_schema,
-    compiled_validator,
-    ensure_valid,
-    validate_payload,
-)
-from contracts.versions import (
-    VersionRange,
-    is_version,
-    majors_of,
-    parse_range,
-    parse_version,
-    resolve,
-    single_major,
-    split_ref,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contracts.compat import (
+        Finding,
+        check_contract_compat,
+        check_input_compat,
+        check_output_compat,
+        check_subschema,
+        is_breaking,
+    )
+    from contracts.composition import (
+        CompositionResult,
+        ConsumerImpact,
+        ContractCatalog,
+        ContractResolver,
+        Read,
+        check_workflow,
+        consumer_impacts,
+        reads_of,
+    )
+    from contracts.errors import (
+        AccordError,
+        CompositionError,
+        FailedPreconditionError,
+        FileProblemsError,
+        InvalidArgumentError,
+        NotFoundError,
+        PermissionDeniedError,
+        Problem,
+        ReferenceError_,
+        RemoteError,
+        UnauthenticatedError,
+        UnreachableError,
+        ValidationFailed,
+        VersionError,
+        Violation,
+    )
+    from contracts.loader import (
+        load_contract,
+        load_contract_dir,
+        load_workflow,
+        parse_contract_text,
+        parse_duration,
+        parse_workflow_text,
+    )
+    from contracts.model import (
+        PLATFORM_RETRY,
+        PLATFORM_TIMEOUTS,
+        Contract,
+        Deprecation,
+        RetryPolicy,
+        StepSpec,
+        Timeouts,
+        Trigger,
+        Workflow,
+    )
+    from contracts.refs import Ref, evaluate, find_references, format_path, parse_path, truthy
+    from contracts.validation import (
+        canonical_json,
+        check_schema,
+        compiled_validator,
+        ensure_valid,
+        validate_payload,
+    )
+    from contracts.versions import (
+        VersionRange,
+        is_version,
+        majors_of,
+        parse_range,
+        parse_version,
+        resolve,
+        single_major,
+        split_ref,
+    )
 
 __all__ = [
     "PLATFORM_RETRY",
@@ -150,3 +158,83 @@ __all__ = [
     "truthy",
     "validate_payload",
 ]
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "PLATFORM_RETRY": "contracts.model",
+    "PLATFORM_TIMEOUTS": "contracts.model",
+    "AccordError": "contracts.errors",
+    "CompositionError": "contracts.errors",
+    "CompositionResult": "contracts.composition",
+    "ConsumerImpact": "contracts.composition",
+    "Contract": "contracts.model",
+    "ContractCatalog": "contracts.composition",
+    "ContractResolver": "contracts.composition",
+    "Deprecation": "contracts.model",
+    "FailedPreconditionError": "contracts.errors",
+    "FileProblemsError": "contracts.errors",
+    "Finding": "contracts.compat",
+    "InvalidArgumentError": "contracts.errors",
+    "NotFoundError": "contracts.errors",
+    "PermissionDeniedError": "contracts.errors",
+    "Problem": "contracts.errors",
+    "Read": "contracts.composition",
+    "Ref": "contracts.refs",
+    "ReferenceError_": "contracts.errors",
+    "RemoteError": "contracts.errors",
+    "RetryPolicy": "contracts.model",
+    "StepSpec": "contracts.model",
+    "Timeouts": "contracts.model",
+    "Trigger": "contracts.model",
+    "UnauthenticatedError": "contracts.errors",
+    "UnreachableError": "contracts.errors",
+    "ValidationFailed": "contracts.errors",
+    "VersionError": "contracts.errors",
+    "VersionRange": "contracts.versions",
+    "Violation": "contracts.errors",
+    "Workflow": "contracts.model",
+    "canonical_json": "contracts.validation",
+    "check_contract_compat": "contracts.compat",
+    "check_input_compat": "contracts.compat",
+    "check_output_compat": "contracts.compat",
+    "check_schema": "contracts.validation",
+    "check_subschema": "contracts.compat",
+    "check_workflow": "contracts.composition",
+    "compiled_validator": "contracts.validation",
+    "consumer_impacts": "contracts.composition",
+    "ensure_valid": "contracts.validation",
+    "evaluate": "contracts.refs",
+    "find_references": "contracts.refs",
+    "format_path": "contracts.refs",
+    "is_breaking": "contracts.compat",
+    "is_version": "contracts.versions",
+    "load_contract": "contracts.loader",
+    "load_contract_dir": "contracts.loader",
+    "load_workflow": "contracts.loader",
+    "majors_of": "contracts.versions",
+    "parse_contract_text": "contracts.loader",
+    "parse_duration": "contracts.loader",
+    "parse_path": "contracts.refs",
+    "parse_range": "contracts.versions",
+    "parse_version": "contracts.versions",
+    "parse_workflow_text": "contracts.loader",
+    "reads_of": "contracts.composition",
+    "resolve": "contracts.versions",
+    "single_major": "contracts.versions",
+    "split_ref": "contracts.versions",
+    "truthy": "contracts.refs",
+    "validate_payload": "contracts.validation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'contracts' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

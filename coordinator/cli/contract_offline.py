@@ -7,18 +7,20 @@ Exit codes follow DESIGN.md: 0 ok; 1 the check failed (a breaking change inside 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from contracts.compat import Finding, check_contract_compat, is_breaking
-from contracts.composition import CompositionResult, ContractCatalog, check_workflow
 from contracts.errors import FileProblemsError, Problem
-from contracts.loader import load_contract, load_contract_dir, load_workflow
-from contracts.model import Contract
-from contracts.versions import parse_version
 from coordinator.cli._apps import contract_app, workflow_app
 from coordinator.cli._output import command, print_json
+
+# The loader (JSON Schema, YAML), the compatibility checker and the composition checker are
+# imported inside the commands that use them: ``lint`` needs only the loader.
+if TYPE_CHECKING:
+    from contracts.compat import Finding
+    from contracts.composition import CompositionResult
+    from contracts.model import Contract
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
 
@@ -50,6 +52,8 @@ def lint(
 
     Prints "ok FILE (team/name@version)" per good file and every problem as FILE:LINE: FIELD: MESSAGE. Exit 0 when all files are good, 2 otherwise.
     """
+    from contracts.loader import load_contract
+
     report: list[dict[str, Any]] = []
     failed = False
     for path in files:
@@ -84,6 +88,9 @@ def diff(
 
     Inside one major version, input may only widen and output may only narrow: each finding is printed with its JSON pointer, and any breaking one makes the exit code 1. A different major may break anything (exit 0, with a note). Files with problems exit 2.
     """
+    from contracts.compat import check_contract_compat, is_breaking
+    from contracts.versions import parse_version
+
     old_contract, new_contract = _load_pair(old, new)
     findings = check_contract_compat(
         old_contract.input_schema,
@@ -131,6 +138,8 @@ def diff(
 
 
 def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
+    from contracts.loader import load_contract
+
     problems: list[Problem] = []
     loaded: list[Contract] = []
     for path in (old, new):
@@ -159,6 +168,9 @@ def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
 def _registrable(contracts: list[Contract]) -> tuple[list[Contract], list[str]]:
     """Keep what a registry would accept: a version that breaks its predecessor in the same
     major is left out (with a warning), just as ``accord contract register`` would refuse it."""
+    from contracts.compat import check_contract_compat, is_breaking
+    from contracts.versions import parse_version
+
     kept: list[Contract] = []
     warnings: list[str] = []
     latest: dict[tuple[str, int], Contract] = {}
@@ -222,6 +234,9 @@ def check(
 
     Every step's range must resolve, every ${...} reference must exist in the schema it reads, and what it reads must fit the callee's input field. A contract version that breaks its predecessor inside one major is ignored, as the registry would refuse it. Exit 0 when the workflow type-checks (notes may be printed), 2 with every problem (file, line, field) when it does not.
     """
+    from contracts.composition import ContractCatalog, check_workflow
+    from contracts.loader import load_contract_dir, load_workflow
+
     contracts, warnings = _registrable(load_contract_dir(contracts_dir))
     workflow = load_workflow(file)
     result = check_workflow(workflow, ContractCatalog(contracts))

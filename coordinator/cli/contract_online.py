@@ -1,17 +1,21 @@
-"""Contract and workflow commands that talk to the coordinator: register, list, show, deprecate."""
+"""Contract and workflow commands that talk to the coordinator: register, list, show, deprecate.
+
+The wire code and the gRPC client are imported inside the commands (start-up time).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from coordinator.cli._apps import contract_app, workflow_app
 from coordinator.cli._output import command, fail, print_json
-from coordinator.client import Client
+
+if TYPE_CHECKING:
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -59,6 +63,9 @@ def register_contract(
     as_json: JsonOption = False,
 ) -> None:
     """Register a contract version; refused if it breaks an earlier version or a consumer."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     text = _read(file)
     with Client() as client:
         response = client.coordinator.RegisterContract(
@@ -117,6 +124,9 @@ def list_contracts(
     as_json: JsonOption = False,
 ) -> None:
     """List registered contracts (newest version of each major)."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.ListContracts(
             pb.ListContractsRequest(team=team, name_prefix=prefix, all_versions=all_versions)
@@ -136,6 +146,9 @@ def show_contract(
     as_json: JsonOption = False,
 ) -> None:
     """Show one contract version and the versions registered."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.GetContract(pb.GetContractRequest(ref=ref))
     if as_json:
@@ -160,6 +173,9 @@ def deprecate(
     replacement: Annotated[str, typer.Option(help="What to use instead, e.g. payments/charge-card@2.")] = "",
 ) -> None:
     """Deprecate a contract version or major."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.DeprecateContract(
             pb.DeprecateContractRequest(ref=ref, sunset=sunset, replacement=replacement)
@@ -188,6 +204,9 @@ def register_workflow(
     as_json: JsonOption = False,
 ) -> None:
     """Register a new version of a workflow; refused if it does not type-check."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     text = _read(file)
     with Client() as client:
         response = client.coordinator.RegisterWorkflow(
@@ -229,6 +248,9 @@ def list_workflows(
     as_json: JsonOption = False,
 ) -> None:
     """List workflows (newest version of each)."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.ListWorkflows(pb.ListWorkflowsRequest(team=team))
     if as_json:
@@ -246,6 +268,9 @@ def show_workflow(
     as_json: JsonOption = False,
 ) -> None:
     """Show one workflow version."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.GetWorkflow(pb.GetWorkflowRequest(name=name, version=version))
     w = response.workflow

@@ -1,27 +1,42 @@
-"""``accord run`` and ``accord runs list|show|cancel``."""
+"""``accord run`` and ``accord runs list|show|cancel``.
+
+The wire code and the gRPC client are imported inside the commands: ``accord --help`` and the
+offline commands should not pay for grpc and protobuf (see coordinator/cli/__init__.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from contracts._wire.accord.common.v1 import common_pb2 as common_pb
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError, UnreachableError
 from coordinator.cli._apps import app, runs_app
 from coordinator.cli._output import command, fail, print_json
-from coordinator.client import Client
+
+if TYPE_CHECKING:
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
-RUN_STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in pb.RunStatus.items()}
-STEP_STATUS = {v: k.removeprefix("STEP_STATUS_").lower() for k, v in pb.StepStatus.items()}
-ATTEMPT_STATUS = {v: k.removeprefix("ATTEMPT_STATUS_").lower() for k, v in pb.AttemptStatus.items()}
-TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
+
+def _status(enum: str, value: int) -> str:
+    """The lowercase name of a status value: ``_status("RunStatus", 3)`` -> "succeeded"."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+    return str(getattr(pb, enum).Name(value)).split("_STATUS_", 1)[1].lower()
+
+
+def _run_status(value: int) -> str:
+    return _status("RunStatus", value)
+
+
+def _terminal(run: pb.Run) -> bool:
+    return _run_status(run.status) in ("succeeded", "failed", "cancelled")
 
 
 def _input_text(value: str) -> str:
@@ -57,7 +72,7 @@ def run_json(run: pb.Run) -> dict[str, Any]:
         "workflow": run.workflow,
         "workflow_version": run.workflow_version,
         "team": run.team,
-        "status": RUN_STATUS[run.status],
+        "status": _run_status(run.status),
         "input": _loads(run.input_json),
         "output": _loads(run.output_json),
         "payload_hidden": run.payload_hidden,
@@ -74,7 +89,7 @@ def run_json(run: pb.Run) -> dict[str, Any]:
                 "contract": s.contract,
                 "contract_version": s.contract_version,
                 "team": s.team,
-                "status": STEP_STATUS[s.status],
+                "status": _status("StepStatus", s.status),
                 "waiting_reason": s.waiting_reason,
                 "idempotency_key": s.idempotency_key,
                 "input": _loads(s.input_json),
@@ -86,7 +101,7 @@ def run_json(run: pb.Run) -> dict[str, Any]:
                     {
                         "attempt_id": a.attempt_id,
                         "number": a.number,
-                        "status": ATTEMPT_STATUS[a.status],
+                        "status": _status("AttemptStatus", a.status),
                         "agent_id": a.agent_id,
                         "scheduled_unix_ms": a.scheduled_unix_ms,
                         "started_unix_ms": a.started_unix_ms,
@@ -109,7 +124,7 @@ def _duration(start: int, end: int) -> str:
 
 
 def print_run(run: pb.Run) -> None:
-    status = RUN_STATUS[run.status]
+    status = _run_status(run.status)
     typer.echo(f"run {run.run_id}: {status}")
     typer.echo(
         f"  workflow  {run.workflow} v{run.workflow_version} (team {run.team}), started by {run.started_by or '-'}"
@@ -121,14 +136,14 @@ def print_run(run: pb.Run) -> None:
     typer.echo("steps:")
     width = max((len(s.id) for s in run.steps), default=4)
     for step in run.steps:
-        line = f"  {step.id:<{width}}  {STEP_STATUS[step.status]:<9}  {step.contract}@{step.contract_version} (team {step.team})"
+        line = f"  {step.id:<{width}}  {_status('StepStatus', step.status):<9}  {step.contract}@{step.contract_version} (team {step.team})"
         if step.attempts:
             line += f"  attempts {len(step.attempts)}"
         typer.echo(line)
         if step.waiting_reason:
             typer.echo(f"  {'':<{width}}  waiting: {step.waiting_reason}")
         for attempt in step.attempts:
-            detail = f"attempt {attempt.number} {ATTEMPT_STATUS[attempt.status]}"
+            detail = f"attempt {attempt.number} {_status('AttemptStatus', attempt.status)}"
             if attempt.agent_id:
                 detail += f" on {attempt.agent_id}"
             took = _duration(attempt.started_unix_ms, attempt.finished_unix_ms)
@@ -137,7 +152,7 @@ def print_run(run: pb.Run) -> None:
             if attempt.error.message:
                 detail += f": {attempt.error.type}: {attempt.error.message}"
             typer.echo(f"  {'':<{width}}  {detail}")
-        if step.HasField("error") and step.error.message and STEP_STATUS[step.status] == "failed":
+        if step.HasField("error") and step.error.message and _status("StepStatus", step.status) == "failed":
             typer.echo(f"  {'':<{width}}  error: {step.error.type}: {step.error.message}")
     if run.output_json:
         typer.echo(f"output: {run.output_json}")
@@ -154,12 +169,14 @@ def _wait(client: Client, current: pb.Run) -> pb.Run:
     If the stream breaks off because the coordinator went away (a restart, the network), watch
     again as soon as it answers, for up to ``_REWATCH_S``: the run goes on across a restart.
     """
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
     unreachable_since: float | None = None
     while True:
         try:
             for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
                 current, unreachable_since = update.run, None
-                if current.status in TERMINAL:
+                if _terminal(current):
                     return current
         except UnreachableError:
             now = time.monotonic()
@@ -170,7 +187,7 @@ def _wait(client: Client, current: pb.Run) -> pb.Run:
             continue
         raise RemoteError(
             f"the coordinator ended the watch of run {current.run_id} while it was "
-            f"{RUN_STATUS[current.status]}; see 'accord runs show {current.run_id}'"
+            f"{_run_status(current.status)}; see 'accord runs show {current.run_id}'"
         )
 
 
@@ -186,6 +203,9 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Start a run of a workflow."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     text = _input_text(input)
     with Client() as client:
         response = client.coordinator.StartRun(
@@ -205,7 +225,7 @@ def run(
         else:
             typer.echo(current.output_json or "null")
         return
-    status = RUN_STATUS[current.status]
+    status = _run_status(current.status)
     message = f"{current.error.type}: {current.error.message}" if current.error.message else status
     typer.echo(f"error: run {current.run_id} {status}: {message}", err=True)
     if as_json:
@@ -223,6 +243,10 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    from contracts._wire.accord.common.v1 import common_pb2 as common_pb
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     status_value = pb.RUN_STATUS_UNSPECIFIED
     if status:
         key = f"RUN_STATUS_{status.upper()}"
@@ -242,7 +266,7 @@ def list_runs(
         return
     for r in response.runs:
         typer.echo(
-            f"{r.run_id}  {RUN_STATUS[r.status]:<9}  {r.workflow} v{r.workflow_version}  {_duration(r.created_unix_ms, r.finished_unix_ms)}"
+            f"{r.run_id}  {_run_status(r.status):<9}  {r.workflow} v{r.workflow_version}  {_duration(r.created_unix_ms, r.finished_unix_ms)}"
         )
 
 
@@ -250,6 +274,9 @@ def list_runs(
 @command
 def show(run_id: str, as_json: JsonOption = False) -> None:
     """What a run is doing: each step's state, attempts, errors, and why a step waits."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))
     if as_json:
@@ -266,9 +293,12 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a run; in-flight tasks learn it through their next heartbeat."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.CancelRun(pb.CancelRunRequest(run_id=run_id, reason=reason))
     if as_json:
         print_json(run_json(response.run))
         return
-    typer.echo(f"run {run_id}: {RUN_STATUS[response.run.status]}")
+    typer.echo(f"run {run_id}: {_run_status(response.run.status)}")

@@ -1,19 +1,23 @@
-"""``accord coordinator start``."""
+"""``accord coordinator start``.
+
+The server (grpc, the store, the engine, OpenTelemetry) is imported inside the command, so the
+other commands do not pay for it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import DEFAULT_LISTEN, CoordinatorConfig, accord_home
-from coordinator.server import Coordinator, ServerHook, configure_logging, serve
-from coordinator.telemetry.retention import parse_duration
+
+if TYPE_CHECKING:
+    from coordinator.server import Coordinator, ServerHook
 
 # Other packages (the web UI) append hooks here, keyed by the option that enables them; the
 # factory gets the config and returns the hook (e.g. a uvicorn server on config.ui_listen).
@@ -62,6 +66,11 @@ def start(
     ] = "7d",
 ) -> None:
     """Run the coordinator until SIGTERM or Ctrl-C."""
+    import asyncio
+
+    from coordinator.server import configure_logging, serve
+    from coordinator.telemetry.retention import parse_duration
+
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -1,4 +1,7 @@
-"""``accord team create|list|rotate-token`` (admin)."""
+"""``accord team create|list|rotate-token`` (admin).
+
+The wire code and the gRPC client are imported inside the commands (start-up time).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,17 @@ from typing import Annotated
 
 import typer
 
-from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from coordinator.cli._apps import team_app
 from coordinator.cli._output import command, print_json
-from coordinator.client import Client
 
 
 @team_app.command("create")
 @command
 def create(name: Annotated[str, typer.Argument(help="Team name, e.g. payments.")]) -> None:
     """Create a team; prints ONLY its token on stdout (TOKEN=$(accord team create payments))."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.CreateTeam(pb.CreateTeamRequest(name=name))
     typer.echo(response.token)
@@ -25,6 +29,9 @@ def create(name: Annotated[str, typer.Argument(help="Team name, e.g. payments.")
 @command
 def rotate_token(name: str) -> None:
     """Give a team a new token (the old one stops working); prints only the token."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.RotateTeamToken(pb.RotateTeamTokenRequest(name=name))
     typer.echo(response.token)
@@ -36,6 +43,9 @@ def list_teams(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List teams."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
     with Client() as client:
         response = client.coordinator.ListTeams(pb.ListTeamsRequest())
     if as_json:
