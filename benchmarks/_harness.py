@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -422,8 +423,11 @@ class World:
         return full
 
     def close(self) -> None:
+        """Stop everything and delete the directory (keep it with ACCORD_BENCH_KEEP=1)."""
         self.agents.stop()
         self.coordinator.stop()
+        if not os.environ.get("ACCORD_BENCH_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def dedent(text: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,6 +87,7 @@ async def measure_floor(calls: int = 3000, warmup: int = 300, payload: bytes = b
     finally:
         server.terminate()
         server.wait(10)
+        shutil.rmtree(port_file.parent, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the chain
