@@ -84,7 +84,7 @@ class VersionError(AccordError):
     exit_code = 2
 
 
-class ReferenceError_(AccordError):  # noqa: N801 - avoid shadowing the builtin ReferenceError
+class ReferenceError_(AccordError):  # trailing underscore: avoid shadowing the builtin
     exit_code = 2
 
 
