@@ -138,15 +138,19 @@ def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanReco
 
 
 def attempt_span(run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> SpanRecord:
+    """The attempt from its scheduling to its end: the time it waited in the queue for an agent
+    is part of it (``accord.queue_wait_ms``; the whole span when no agent ever took it)."""
     status, message = _status(attempt.status == ATTEMPT_SUCCEEDED, attempt.error)
-    start = attempt.started_ms or attempt.scheduled_ms
+    start = attempt.scheduled_ms or attempt.started_ms
+    end = max(attempt.finished_ms, attempt.started_ms, start)
+    picked_up = attempt.started_ms or end  # never taken: it waited until it ended
     return SpanRecord(
         trace_id=run.trace_id,
         span_id=attempt.span_id,
         parent_span_id=step.span_id,
         name=f"attempt {attempt.number} {step.contract}@{step.contract_version}",
         start_ns=start * 1_000_000,
-        end_ns=max(attempt.finished_ms, start) * 1_000_000,
+        end_ns=end * 1_000_000,
         team=step.team,
         kind="client",
         status=status,
@@ -160,6 +164,8 @@ def attempt_span(run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> Sp
             "accord.attempt": attempt.number,
             "accord.agent_id": attempt.agent_id,
             "accord.attempt_status": attempt.status,
+            "accord.queue_wait_ms": max(picked_up - start, 0),
+            **({"accord.started_unix_ms": attempt.started_ms} if attempt.started_ms else {}),
             **_error_attributes(attempt.error),
         },
         run_id=run.run_id,

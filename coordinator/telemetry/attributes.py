@@ -18,6 +18,8 @@ TASK_ID = "accord.task_id"
 ATTEMPT = "accord.attempt"  # 1-based attempt number (retry number = attempt - 1)
 ATTEMPT_ID = "accord.attempt_id"
 AGENT_ID = "accord.agent_id"
+QUEUE_WAIT_MS = "accord.queue_wait_ms"  # attempt: from scheduled until an agent took it (or it ended)
+STARTED_UNIX_MS = "accord.started_unix_ms"  # attempt: when an agent took it
 ERROR_TYPE = "error.type"  # OTel semantic convention
 ERROR_MESSAGE = "error.message"
 EVENT_ID = "accord.event_id"
