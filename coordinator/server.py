@@ -122,8 +122,10 @@ class Coordinator:
         await server.start()
         self.server = server
         await _set_health(self.health, "", True)
+        # The telemetry hook's closer is kept apart: it must run after the engine's last spans.
+        self._telemetry_closer = await self.telemetry.start(self)
         self._closers: list[Closer] = []
-        for hook in [self.telemetry, *self.hooks]:
+        for hook in self.hooks:
             closer = await hook.start(self)
             if closer is not None:
                 self._closers.append(closer)
@@ -135,14 +137,14 @@ class Coordinator:
 
     async def stop(self, grace: float = 2.0) -> None:
         for closer in reversed(getattr(self, "_closers", [])):
-            try:
-                await closer()
-            except Exception:
-                logger.exception("closing a server hook failed")
+            await _close(closer)
         if hasattr(self, "server"):
-            await self.server.stop(grace)
+            await self.server.stop(grace)  # agents' last OTLP exports are still taken meanwhile
         if hasattr(self, "engine"):
-            await self.engine.stop()
+            await self.engine.stop()  # flushes its buffered spans into the telemetry sink...
+        telemetry_closer = getattr(self, "_telemetry_closer", None)
+        if telemetry_closer is not None:
+            await _close(telemetry_closer)  # ...which forwards them before the forwarder stops
         if hasattr(self, "bus"):
             await self.bus.close()
         if self.store is not None:
@@ -153,6 +155,13 @@ class Coordinator:
                 self.config.state_file.unlink()
         except (OSError, ValueError):
             pass
+
+
+async def _close(closer: Closer) -> None:
+    try:
+        await closer()
+    except Exception:
+        logger.exception("closing a server hook failed")
 
 
 async def _set_health(servicer: object, service: str, serving: bool) -> None:
