@@ -370,7 +370,8 @@ class Agent:
             "accord.step_id": task.step_id,
             "accord.attempt": task.attempt,
             "accord.attempt_id": task.attempt_id,
-            "accord.contract": f"{task.contract}@{task.contract_version}",
+            "accord.contract": task.contract,  # the coordinator's form: name, version beside it
+            "accord.contract_version": task.contract_version,
             "accord.team": self._config.team,
             "accord.agent_id": self.agent_id,
         }

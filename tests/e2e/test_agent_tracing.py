@@ -92,7 +92,9 @@ async def test_spans_follow_the_attempt_and_hide_secrets(
     assert receive.attributes is not None
     assert receive.attributes["accord.step_id"] == "work"
     assert receive.attributes["accord.attempt"] == 1
-    assert receive.attributes["accord.contract"] == f"{team.name}/work@1.0.0"
+    # The coordinator's form of the contract: name and exact version as two attributes.
+    assert receive.attributes["accord.contract"] == f"{team.name}/work"
+    assert receive.attributes["accord.contract_version"] == "1.0.0"
     # The engine got the engine span's context.
     engine_span = by_name["engine.shell"]
     traceparent = json.loads(ok.output_json)["traceparent"]
