@@ -4,6 +4,11 @@ logs, and an exporter wrapper that masks secrets in everything it exports.
 Spans of a task are recorded inside the attempt's trace (``Task.trace_context``):
 ``agent.receive`` → ``agent.validate_input`` → ``engine.<name>`` → ``agent.validate_output``.
 They go over OTLP/gRPC to the coordinator, authenticated with the team's token.
+
+Sampling is the run's, decided once by the coordinator and carried in the task's ``traceparent``
+flags: the provider's sampler is always parent-based, whatever ``OTEL_TRACES_SAMPLER`` says in
+the agent's environment, so an unsampled run gets non-recording spans here (and its engine an
+unsampled ``traceparent``), and a run's trace is never half-sampled.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -104,8 +110,14 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """The agent's TracerProvider. Call only from the process's entry point. By default spans
     go over OTLP/gRPC to the coordinator with the team's token; pass ``exporter`` to replace it,
-    or ``export=False`` to record spans without sending them anywhere."""
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME, "accord.team": team}))
+    or ``export=False`` to record spans without sending them anywhere.
+
+    The sampler follows the parent's sampled flag (the coordinator's decision for the run); a
+    span without a parent, which a task never produces, is sampled."""
+    provider = TracerProvider(
+        sampler=ParentBased(root=ALWAYS_ON),
+        resource=Resource.create({"service.name": SERVICE_NAME, "accord.team": team}),
+    )
     if not export:
         return provider
     if exporter is None:
