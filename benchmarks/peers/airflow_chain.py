@@ -183,7 +183,7 @@ def run(
     except Exception as exc:
         res["error"] = f"install failed: {exc}"
         return res
-    res.update(install_s=info["install_s"], env_reused=info["reused"])
+    res.update(install_s=info["install_s"], env_install_s=info["env_install_s"], env_reused=info["reused"])
     airflow = py.parent / "airflow"
 
     with tempfile.TemporaryDirectory(prefix="accord-airflow-") as tmp:

@@ -55,7 +55,8 @@ def ensure_venv(
 
     A stamp file records the requirement list and interpreter version once the
     install succeeded; a later call with the same list reuses the env as is.
-    Returns the env's python and ``{"reused": bool, "install_s": float}``.
+    Returns the env's python and ``{"reused", "install_s" (spent in this call),
+    "env_install_s" (spent building the env, from the stamp when reused)}``.
     """
     env_dir = ENVS_DIR / peer
     py = env_dir / "bin" / "python"
@@ -66,8 +67,10 @@ def ensure_venv(
     }
     if stamp.exists() and py.exists():
         try:
-            if json.loads(stamp.read_text()).get("key") == wanted:
-                return py, {"reused": True, "install_s": 0.0}
+            recorded = json.loads(stamp.read_text())
+            if recorded.get("key") == wanted:
+                # install_s: spent now; env_install_s: what building the env took.
+                return py, {"reused": True, "install_s": 0.0, "env_install_s": recorded.get("install_s")}
         except (OSError, ValueError):
             pass
     t0 = time.monotonic()
@@ -89,7 +92,7 @@ def ensure_venv(
     install_s = time.monotonic() - t0
     stamp.write_text(json.dumps({"key": wanted, "install_s": round(install_s, 1), "at": time.time()}))
     log(f"{peer}: venv ready in {install_s:.1f} s")
-    return py, {"reused": False, "install_s": round(install_s, 1)}
+    return py, {"reused": False, "install_s": round(install_s, 1), "env_install_s": round(install_s, 1)}
 
 
 def run_checked(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None) -> str:
@@ -301,7 +304,11 @@ def run_peer_script(
     tail = ""
     if log_path and log_path.exists():
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-15:])
-    raise PeerError(f"{script} exited {proc.returncode} without a result\n{tail}")
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    cause = next(
+        (ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else ""
+    )
+    raise PeerError(f"{script} exited {proc.returncode} without a result: {cause}\n{tail}")
 
 
 def peer_env(**extra: str) -> dict[str, str]:

