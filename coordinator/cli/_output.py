@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -29,6 +30,25 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` to stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def json_text(value: str, option: str) -> str:
+    """The JSON text an option was given, inline or as ``@file``; checked to parse, so a typo
+    fails here (exit 2, naming the option or file, line and column) and not on the server."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise fail(f"{option} {value}: cannot read {path}: {exc.strerror or exc}") from None
+        where = str(path)
+    else:
+        text, where = value, option
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"{where}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    return text
 
 
 @contextmanager

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from contracts.errors import RemoteError, UnreachableError
 from coordinator.cli._apps import app, runs_app
-from coordinator.cli._output import command, fail, print_json
+from coordinator.cli._output import command, fail, json_text, print_json
 
 if TYPE_CHECKING:
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -37,23 +36,6 @@ def _run_status(value: int) -> str:
 
 def _terminal(run: pb.Run) -> bool:
     return _run_status(run.status) in ("succeeded", "failed", "cancelled")
-
-
-def _input_text(value: str) -> str:
-    if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise fail(f"--input {value}: cannot read {path}: {exc.strerror or exc}") from None
-        where = str(path)
-    else:
-        text, where = value, "--input"
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"{where}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    return text
 
 
 def _loads(text: str) -> Any:
@@ -206,7 +188,7 @@ def run(
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
-    text = _input_text(input)
+    text = json_text(input, "--input")
     with Client() as client:
         response = client.coordinator.StartRun(
             pb.StartRunRequest(workflow=workflow, input_json=text, idempotency_key=idempotency_key)

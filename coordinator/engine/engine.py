@@ -11,6 +11,7 @@ heartbeat period, so agents that survived the restart keep their tasks).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import json
@@ -347,7 +348,11 @@ class Engine:
         *,
         idempotency_key: str = "",
         traceparent: str = "",
+        links: list[dict[str, str]] | None = None,
     ) -> tuple[RunView, bool]:
+        """Start a run of the newest version of a workflow (or find the one with the same
+        idempotency key). ``traceparent`` makes the run's span a child of the caller's span;
+        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event."""
         record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")
@@ -362,12 +367,20 @@ class Engine:
                 existing = await self._store.find_run(workflow_name, caller, idempotency_key)
                 if existing is not None:
                     return await self._view(existing.run_id), False
-                view = await self._start(principal, record, run_input, idempotency_key, traceparent)
+                view = await self._start(
+                    principal, record, run_input, idempotency_key, traceparent, links or []
+                )
                 return view, True
-        return await self._start(principal, record, run_input, "", traceparent), True
+        return await self._start(principal, record, run_input, "", traceparent, links or []), True
 
     async def _start(
-        self, principal: Principal, record: WorkflowRecord, run_input: Any, key: str, traceparent: str
+        self,
+        principal: Principal,
+        record: WorkflowRecord,
+        run_input: Any,
+        key: str,
+        traceparent: str,
+        links: list[dict[str, str]],
     ) -> RunView:
         spec = self._registry.workflow_spec(record)
         violations = validate_payload(spec.input_schema, run_input, "run input")
@@ -404,6 +417,7 @@ class Engine:
             trace_id=trace_id,
             span_id=span_builders.new_span_id(),
             parent_span_id=parent_span,
+            links=list(links),
             idempotency_key=key,
             caller_team=principal.actor,
             started_by=principal.actor,
@@ -862,7 +876,10 @@ class Engine:
         run.status, run.error, run.output, run.finished_ms = status, error, output, now_ms()
         batch.run(run)
         self._runs.pop(run.run_id, None)
-        self._spans.add([span_builders.run_span(run)])
+        span = span_builders.run_span(run)
+        if run.links:
+            span = dataclasses.replace(span, links=[dict(link) for link in run.links])
+        self._spans.add([span])
         logger.info("run %s %s", run.run_id, status, extra={"trace_id": run.trace_id})
 
     def _new_attempt(self, live: LiveRun, step: StepRecord, batch: _Batch) -> None:

@@ -1,4 +1,9 @@
-"""Publishing events: validate against the event contract, store, and start triggered runs."""
+"""Publishing events: validate against the event contract, store, and start triggered runs.
+
+A triggered run is a trace of its own whose run span links to the span that published the
+event (when the publisher sent a trace context): one event may start many runs, each
+owned by another team, and none of them is part of the publisher's call.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from coordinator.events.base import EventBus
 from coordinator.registry import Registry
 from coordinator.store.base import Store
 from coordinator.store.records import Changes, EventRecord
+from coordinator.telemetry.propagation import event_link
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +94,7 @@ class EventService:
         event_id: str,
     ) -> list[str]:
         started: list[str] = []
+        link = event_link(trace_context)
         for record in await self._registry.list_workflows(""):
             try:
                 spec = self._registry.workflow_spec(record)
@@ -104,7 +111,7 @@ class EventService:
                         record.name,
                         run_input,
                         idempotency_key=f"event:{event_id}",
-                        traceparent=trace_context.get("traceparent", ""),
+                        links=[link] if link else [],
                     )
                     started.append(view.run.run_id)
                 except AccordError as exc:

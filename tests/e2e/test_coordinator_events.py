@@ -1,0 +1,262 @@
+"""Events end to end: the real coordinator, a test agent over the real gRPC API, and the CLI.
+
+payments owns the event contract payments/order-paid; shipping owns a workflow that the event
+triggers. Publishing starts the workflow with the trigger's mapped input and it runs to the end;
+a bad payload and another team's publish are refused; ListEvents names the runs an event
+started; the triggered run's span links to the span that published the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+
+import pytest
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import InvalidArgumentError, PermissionDeniedError
+from tests.support.agent import Call
+from tests.support.coordinator import ACCORD
+from tests.support.scenario import contract, wait_run
+
+ORDER_PAID = """
+contract: payments/order-paid
+version: 1.0.0
+kind: event
+description: An order was paid in full.
+payload:
+  type: object
+  required: [order_id, amount_cents]
+  properties:
+    order_id: {type: string}
+    amount_cents: {type: integer, minimum: 1}
+"""
+
+SHIP = contract(
+    "shipping/ship",
+    input_props="{order_id: {type: string}, amount_cents: {type: integer}, note: {type: string}}",
+    input_required="[order_id, amount_cents, note]",
+    output_props="{shipment_id: {type: string}}",
+    output_required="[shipment_id]",
+)
+
+ON_PAID = """
+workflow: shipping/ship-paid-orders
+input:
+  type: object
+  required: [order_id, amount_cents, note]
+  properties: {order_id: {type: string}, amount_cents: {type: integer}, note: {type: string}}
+steps:
+  ship:
+    contract: shipping/ship@^1
+    input: {order_id: "${input.order_id}", amount_cents: "${input.amount_cents}", note: "${input.note}"}
+output: {shipment_id: "${steps.ship.output.shipment_id}"}
+triggers:
+  - on: payments/order-paid@^1
+    input: {order_id: "${event.order_id}", amount_cents: "${event.amount_cents}", note: "paid order ${event.order_id}"}
+"""
+
+PUBLISHER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PUBLISHER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+async def world(coordinator, test_agent):
+    tokens = {team: await coordinator.create_team(team) for team in ("payments", "shipping")}
+    await coordinator.register_contract(tokens["payments"], ORDER_PAID)
+    await coordinator.register_contract(tokens["shipping"], SHIP)
+    await coordinator.register_workflow(tokens["shipping"], ON_PAID)
+    shipped: list[dict] = []
+
+    async def ship(call: Call):
+        shipped.append(call.input)
+        return {"shipment_id": f"s-{call.input['order_id']}"}
+
+    await test_agent(tokens["shipping"], "shipping", {"shipping/ship@1": ship})
+    return tokens, shipped
+
+
+async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
+    async with coordinator.client(token) as client:
+        response = await client.coordinator.PublishEvent(
+            pb.PublishEventRequest(
+                contract="payments/order-paid@1", payload_json=json.dumps(payload), **fields
+            )
+        )
+    return response.event
+
+
+async def _run_span(coordinator, token: str, run: pb.Run, within: float = 10.0) -> pb.Span:
+    """The run's own span (emitted when the run ends, stored a moment later)."""
+    deadline = time.monotonic() + within
+    async with coordinator.client(token) as client:
+        while True:
+            trace = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run.run_id))
+            for span in trace.spans:
+                if span.name == f"run {run.workflow}":
+                    return span
+            assert time.monotonic() < deadline, f"no run span in {trace}"
+            await asyncio.sleep(0.1)
+
+
+async def test_an_event_starts_the_triggered_workflow_with_the_mapped_input(coordinator, world):
+    tokens, shipped = world
+    event = await _publish(
+        coordinator,
+        tokens["payments"],
+        {"order_id": "o-1", "amount_cents": 1200},
+        trace_context={"traceparent": f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"},
+        request_id="pub-1",
+    )
+    assert event.contract == "payments/order-paid" and event.contract_version == "1.0.0"
+    assert len(event.triggered_runs) == 1
+    run_id = event.triggered_runs[0]
+
+    async with coordinator.client(tokens["shipping"]) as client:
+        run = await wait_run(client, run_id)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    assert run.workflow == "shipping/ship-paid-orders"
+    mapped = {"order_id": "o-1", "amount_cents": 1200, "note": "paid order o-1"}
+    assert json.loads(run.input_json) == mapped
+    assert shipped == [mapped]
+    assert json.loads(run.output_json) == {"shipment_id": "s-o-1"}
+
+    # The same request id is the same event: no second run.
+    again = await _publish(
+        coordinator, tokens["payments"], {"order_id": "o-1", "amount_cents": 1200}, request_id="pub-1"
+    )
+    assert again.event_id == event.event_id and list(again.triggered_runs) == [run_id]
+
+    # ListEvents names the runs an event started, for the publisher and for the triggered team.
+    for team in ("payments", "shipping"):
+        async with coordinator.client(tokens[team]) as client:
+            listed = await client.coordinator.ListEvents(pb.ListEventsRequest(contract="payments/order-paid"))
+        assert [(e.event_id, list(e.triggered_runs)) for e in listed.events] == [(event.event_id, [run_id])]
+    assert json.loads(listed.events[0].payload_json or "null") is None  # shipping: not its payload
+
+    # The run is a trace of its own, linked to the span that published the event.
+    span = await _run_span(coordinator, tokens["shipping"], run)
+    assert run.trace_id != PUBLISHER_TRACE
+    assert span.trace_id == run.trace_id and span.parent_span_id == ""
+    assert json.loads(span.links_json) == [{"trace_id": PUBLISHER_TRACE, "span_id": PUBLISHER_SPAN}]
+
+
+async def test_a_run_triggered_without_a_trace_context_has_no_link(coordinator, world):
+    tokens, _ = world
+    event = await _publish(coordinator, tokens["payments"], {"order_id": "o-2", "amount_cents": 5})
+    async with coordinator.client(tokens["shipping"]) as client:
+        run = await wait_run(client, event.triggered_runs[0])
+    span = await _run_span(coordinator, tokens["shipping"], run)
+    assert json.loads(span.links_json or "[]") == []
+
+
+async def test_a_payload_that_breaks_the_event_contract_is_refused_with_its_path(coordinator, world):
+    tokens, shipped = world
+    with pytest.raises(InvalidArgumentError) as refused:
+        await _publish(coordinator, tokens["payments"], {"order_id": "o-3", "amount_cents": 0})
+    text = str(refused.value)
+    assert "payments/order-paid@1.0.0" in text
+    assert "$.amount_cents" in text and "minimum" in text
+    async with coordinator.client(tokens["payments"]) as client:
+        listed = await client.coordinator.ListEvents(pb.ListEventsRequest())
+    assert list(listed.events) == [] and shipped == []
+
+
+async def test_publishing_another_teams_event_is_refused_naming_the_owner(coordinator, world):
+    tokens, shipped = world
+    with pytest.raises(PermissionDeniedError) as refused:
+        await _publish(coordinator, tokens["shipping"], {"order_id": "o-4", "amount_cents": 10})
+    assert "owned by team payments" in str(refused.value)
+    assert shipped == []
+
+
+def _cli(
+    coordinator, *args: str, token: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ACCORD, *args],
+        env={**coordinator.env(token), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=coordinator.home,
+    )
+
+
+async def test_cli_event_publish_and_list(coordinator, world, tmp_path):
+    tokens, shipped = world
+    payload_file = tmp_path / "paid.json"
+    payload_file.write_text('{"order_id": "o-5", "amount_cents": 700}')
+    published = await asyncio.to_thread(
+        _cli,
+        coordinator,
+        "event", "publish", "payments/order-paid@^1", "--payload", f"@{payload_file}",
+        token=tokens["payments"],
+        env={"TRACEPARENT": f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"},
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    event_id, run_id = published.stdout.split()
+    assert event_id.startswith("evt-")
+    async with coordinator.client(tokens["shipping"]) as client:
+        run = await wait_run(client, run_id)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED
+    assert shipped == [{"order_id": "o-5", "amount_cents": 700, "note": "paid order o-5"}]
+    span = await _run_span(coordinator, tokens["shipping"], run)
+    assert json.loads(span.links_json) == [{"trace_id": PUBLISHER_TRACE, "span_id": PUBLISHER_SPAN}]
+
+    listed = await asyncio.to_thread(_cli, coordinator, "event", "list", "--json", token=tokens["payments"])
+    assert listed.returncode == 0, listed.stderr
+    [event] = json.loads(listed.stdout)
+    assert event["event_id"] == event_id and event["triggered_runs"] == [run_id]
+    assert event["payload"] == {"order_id": "o-5", "amount_cents": 700}
+    assert event["trace_context"]["traceparent"] == f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"
+
+    text = await asyncio.to_thread(_cli, coordinator, "event", "list", token=tokens["shipping"])
+    assert text.returncode == 0 and f"{event_id}  payments/order-paid@1.0.0  started {run_id}" in text.stdout
+
+    bad = await asyncio.to_thread(
+        _cli, coordinator, "event", "publish", "payments/order-paid@1", "--payload", '{"order_id": 5}',
+        token=tokens["payments"],
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "$.amount_cents" in bad.stderr and "$.order_id" in bad.stderr
+
+    not_json = await asyncio.to_thread(
+        _cli, coordinator, "event", "publish", "payments/order-paid@1", "--payload", "{order",
+        token=tokens["payments"],
+    )  # fmt: skip
+    assert not_json.returncode == 2 and "--payload: not valid JSON" in not_json.stderr
+
+    foreign = await asyncio.to_thread(
+        _cli, coordinator, "event", "publish", "payments/order-paid@1", "--payload", '{"order_id": "x", "amount_cents": 1}',
+        token=tokens["shipping"],
+    )  # fmt: skip
+    assert foreign.returncode == 3 and "owned by team payments" in foreign.stderr
+    assert len(shipped) == 1
+
+
+async def test_the_link_survives_a_coordinator_restart_before_the_run_ends(coordinator, test_agent):
+    """The run span is emitted when the run ends: the link is kept with the run, not in memory."""
+    tokens = {team: await coordinator.create_team(team) for team in ("payments", "shipping")}
+    await coordinator.register_contract(tokens["payments"], ORDER_PAID)
+    await coordinator.register_contract(tokens["shipping"], SHIP)
+    await coordinator.register_workflow(tokens["shipping"], ON_PAID)
+    event = await _publish(
+        coordinator,
+        tokens["payments"],
+        {"order_id": "o-6", "amount_cents": 1},
+        trace_context={"traceparent": f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"},
+    )
+    coordinator.restart()  # kill -9: the run is waiting for an agent of shipping
+
+    async def ship(call: Call):
+        return {"shipment_id": "s-6"}
+
+    await test_agent(tokens["shipping"], "shipping", {"shipping/ship@1": ship})
+    async with coordinator.client(tokens["shipping"]) as client:
+        run = await wait_run(client, event.triggered_runs[0])
+    assert run.status == pb.RUN_STATUS_SUCCEEDED
+    span = await _run_span(coordinator, tokens["shipping"], run)
+    assert json.loads(span.links_json) == [{"trace_id": PUBLISHER_TRACE, "span_id": PUBLISHER_SPAN}]
