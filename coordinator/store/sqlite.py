@@ -45,7 +45,6 @@ from coordinator.telemetry.spans import SpanRecord
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
-_CHECKPOINT_INTERVAL_S = 0.5
 
 
 def _dumps(value: Any) -> str:
@@ -204,8 +203,6 @@ class SqliteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._checkpointer: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
 
     # ---------- connections ----------
 
@@ -285,31 +282,10 @@ class SqliteStore:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = await asyncio.to_thread(self._connect)
         await asyncio.to_thread(self._migrate, conn)
-        # Checkpoints (WAL -> database file) are the only fsyncs under synchronous=NORMAL. Left to
-        # SQLite they run inside the commit that crosses 1000 WAL pages, stalling every job of that
-        # group commit by tens of ms (benchmarks/: commit p99); a thread of their own does them.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._stop_checkpoints.clear()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_main, name="sqlite-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
         self._writer = threading.Thread(
             target=self._writer_main, args=(conn,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
-
-    def _checkpoint_main(self) -> None:
-        conn = self._connect()
-        try:
-            while not self._stop_checkpoints.wait(_CHECKPOINT_INTERVAL_S):
-                try:
-                    # PASSIVE: copies what it can without blocking the writer or readers.
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    logger.exception("sqlite checkpoint failed")
-        finally:
-            conn.close()
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -326,10 +302,6 @@ class SqliteStore:
             conn.executescript("BEGIN;\n" + f.read_text() + f"\nPRAGMA user_version = {number};\nCOMMIT;")
 
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._stop_checkpoints.set()
-            await asyncio.to_thread(self._checkpointer.join)
-            self._checkpointer = None
         if self._writer is not None:
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._writer.join)
