@@ -12,32 +12,26 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-ADMIN = "admin"
+from coordinator.principal import ADMIN, Principal
+
+# Principal lives in coordinator.principal (the engine and registry use it too); it is
+# re-exported here for code that imported it from this module.
+__all__ = [
+    "ADMIN",
+    "AuthInterceptor",
+    "Principal",
+    "TokenAuthority",
+    "bearer_token",
+    "current_principal",
+    "hash_token",
+    "new_token",
+]
+
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a team, or the admin (platform)."""
-
-    team: str = ""
-    admin: bool = False
-
-    @property
-    def actor(self) -> str:
-        return ADMIN if self.admin else self.team
-
-    def owns(self, team: str) -> bool:
-        return self.admin or self.team == team
-
-    def intervenes_on(self, team: str) -> bool:
-        """True when the admin acts on a team's object: a platform intervention."""
-        return self.admin and bool(team)
 
 
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("accord_principal")

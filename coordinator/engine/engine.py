@@ -33,12 +33,12 @@ from contracts.errors import (
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import evaluate, find_references, truthy
 from contracts.validation import validate_payload
-from coordinator.api.auth import Principal
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
 from coordinator.engine.spans import SpanBuffer, SpanSink
+from coordinator.principal import Principal
 from coordinator.store.base import Store
 from coordinator.store.records import (
     ATTEMPT_CANCELLED,

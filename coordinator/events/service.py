@@ -16,9 +16,9 @@ from contracts.errors import AccordError, InvalidArgumentError, NotFoundError, P
 from contracts.refs import evaluate
 from contracts.validation import validate_payload
 from contracts.versions import resolve
-from coordinator.api.auth import Principal
 from coordinator.engine import Engine
 from coordinator.events.base import EventBus
+from coordinator.principal import Principal
 from coordinator.registry import Registry
 from coordinator.store.base import Store
 from coordinator.store.records import Changes, EventRecord

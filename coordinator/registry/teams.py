@@ -11,7 +11,8 @@ from contracts.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from coordinator.api.auth import Principal, TokenAuthority, hash_token, new_token
+from coordinator.api.auth import TokenAuthority, hash_token, new_token
+from coordinator.principal import Principal
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, TeamRecord
 

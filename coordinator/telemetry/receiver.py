@@ -19,8 +19,9 @@ from typing import Protocol
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from coordinator.api.auth import Principal, current_principal
+from coordinator.api.auth import current_principal
 from coordinator.engine.spans import SpanSink
+from coordinator.principal import Principal
 from coordinator.store.records import RunRecord
 from coordinator.telemetry.otlp import records_from_resource_spans
 from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanStore, TelemetrySink

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.api.auth import Principal
 from coordinator.config import CoordinatorConfig
 from coordinator.engine.spans import attempt_span
+from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, StepRecord
 from coordinator.telemetry.spans import SpanRecord

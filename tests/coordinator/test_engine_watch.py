@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.api.auth import Principal
 from coordinator.config import CoordinatorConfig
 from coordinator.engine.engine import Engine, RunView
+from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import (
     RUN_RUNNING,

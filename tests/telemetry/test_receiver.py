@@ -19,7 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from contracts.model import Contract
-from coordinator.api.auth import AuthInterceptor, Principal, TokenAuthority, hash_token
+from coordinator.api.auth import AuthInterceptor, TokenAuthority, hash_token
+from coordinator.principal import Principal
 from coordinator.store.records import (
     AuditRecord,
     Changes,

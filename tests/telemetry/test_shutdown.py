@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.api.auth import Principal
 from coordinator.config import CoordinatorConfig
+from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import AgentRecord, Binding
 from coordinator.store.sqlite import SqliteStore
