@@ -466,6 +466,9 @@ class Registry:
             "name": spec.name,
             "order": order,
             "dependencies": dependencies,
+            # Workflow inputs that flow into a callee's sensitive field ("input.card") are
+            # sensitive too: telemetry.sensitivity scrubs them from every span, for every viewer.
+            "sensitive_inputs": sorted(result.sensitive_inputs),
             "steps": {
                 sid: {
                     "contract": s.contract,
