@@ -542,8 +542,13 @@ class _Checker:
         pointer: str,
         path: tuple[str, ...],
         context: _Context,
+        must_exist: bool = False,
     ) -> None:
-        """Check that ``template`` evaluates to something ``target`` accepts (None: check refs only)."""
+        """Check that ``template`` evaluates to something ``target`` accepts (None: check refs only).
+
+        ``must_exist``: the value cannot be left out (a field the target requires, or an array
+        element), so a whole reference to something that may be absent is an error there; a
+        reference inside text always needs its value."""
         target_name = ".".join((context.target_prefix, *path)) if path else context.target_prefix
         refs: list[Ref] = []
         if isinstance(template, str):
@@ -569,6 +574,13 @@ class _Checker:
                 source = self.source(pointer, ref, context)
                 if source is None:
                     continue
+                if not source.required and (must_exist or not whole):
+                    needs = f"{target_name} is required" if whole else "text with a reference needs its value"
+                    self.add(
+                        pointer,
+                        f"reads {ref}, which may be absent (its schema does not require it), but {needs}; "
+                        "make the field required where it comes from, or map it into an optional field",
+                    )
                 if whole:
                     checked: Schema = target if target is not None else True
                     self.record(source, target_name, context, checked, root)
@@ -600,6 +612,7 @@ class _Checker:
             return
         if isinstance(template, Mapping):
             target = _schemas.deref(target, root) if target is not None else None
+            required_keys: set[str] = set()
             if target is not None:
                 types = _schemas.types_of(target, root)
                 if types is not None and "object" not in types:
@@ -608,6 +621,7 @@ class _Checker:
                     )
                     return
                 required = _schemas.required_fields(target, root)
+                required_keys = set(required)
                 missing = [name for name in required if name not in template]
                 if missing:
                     callee = (
@@ -629,7 +643,15 @@ class _Checker:
                         self.fit(value, None, root, child_pointer, (*path, str(key)), context)
                         continue
                     child_target = lookup.schema
-                self.fit(value, child_target, root, child_pointer, (*path, str(key)), context)
+                self.fit(
+                    value,
+                    child_target,
+                    root,
+                    child_pointer,
+                    (*path, str(key)),
+                    context,
+                    must_exist=str(key) in required_keys,
+                )
             return
         if isinstance(template, list):
             target = _schemas.deref(target, root) if target is not None else None
@@ -648,7 +670,9 @@ class _Checker:
                         self.add(f"{pointer}/{index}", f"{target_name} accepts no element [{index}]")
                         continue
                     element = lookup.schema
-                self.fit(value, element, root, f"{pointer}/{index}", (*path, str(index)), context)
+                self.fit(
+                    value, element, root, f"{pointer}/{index}", (*path, str(index)), context, must_exist=True
+                )
 
     def check_step(self, step: StepSpec) -> None:
         base = f"/steps/{escape(step.id)}"
@@ -685,6 +709,12 @@ class _Checker:
         if source is None:
             return None
         self.record(source, f"steps.{step.id}.for_each", context, {"type": "array"}, {})
+        if not source.required:
+            self.add(
+                pointer,
+                f"for_each reads {ref}, which may be absent (its schema does not require it); "
+                "make the field required where it comes from",
+            )
         types = _schemas.types_of(source.schema, source.root)
         if types != {"array"}:
             what = " or ".join(sorted(types)) if types else "not declared as an array (no 'type: array')"

@@ -29,9 +29,11 @@ from contracts.errors import ReferenceError_
 
 __all__ = [
     "ROOTS",
+    "MissingValue",
     "PathPart",
     "Ref",
     "evaluate",
+    "evaluate_condition",
     "find_references",
     "format_path",
     "parse_path",
@@ -170,6 +172,10 @@ def find_references(template: Any, pointer: str = "") -> list[Ref]:
     return found
 
 
+class MissingValue(ReferenceError_):
+    """A reference whose path is absent from the data (an optional field that was not given)."""
+
+
 def _lookup(path: tuple[PathPart, ...], scope: Mapping[str, Any]) -> Any:
     current: Any = scope
     for depth, part in enumerate(path):
@@ -177,12 +183,12 @@ def _lookup(path: tuple[PathPart, ...], scope: Mapping[str, Any]) -> Any:
         if isinstance(part, int):
             if not isinstance(current, list) or part >= len(current):
                 size = f"has {len(current)} elements" if isinstance(current, list) else "is not an array"
-                raise ReferenceError_(f"${{{format_path(path)}}}: {where} {size}, no element [{part}]")
+                raise MissingValue(f"${{{format_path(path)}}}: {where} {size}, no element [{part}]")
             current = current[part]
         else:
             if not isinstance(current, Mapping) or part not in current:
                 what = "is not an object" if not isinstance(current, Mapping) else f"has no '{part}'"
-                raise ReferenceError_(f"${{{format_path(path)}}}: {where} {what}")
+                raise MissingValue(f"${{{format_path(path)}}}: {where} {what}")
             current = current[part]
     return current
 
@@ -190,7 +196,10 @@ def _lookup(path: tuple[PathPart, ...], scope: Mapping[str, Any]) -> Any:
 def evaluate(template: Any, scope: Mapping[str, Any]) -> Any:
     """Evaluate ``template`` in ``scope`` (``{"input": ..., "steps": {id: {"output": ...}}, ...}``).
 
-    Raises ReferenceError_ naming the path when a referenced value is missing.
+    In a mapping, a key whose value is exactly one reference to an absent value is left out (an
+    optional field passed on as optional); anywhere else an absent value raises MissingValue (a
+    ReferenceError_) naming the path. The composition checker refuses, at registration, mappings
+    where this could leave out a field the callee requires.
     """
     if isinstance(template, str):
         if _OPEN not in template:
@@ -210,10 +219,32 @@ def evaluate(template: Any, scope: Mapping[str, Any]) -> Any:
         pieces.append(template[position:])
         return "".join(pieces)
     if isinstance(template, Mapping):
-        return {key: evaluate(value, scope) for key, value in template.items()}
+        result: dict[Any, Any] = {}
+        for key, value in template.items():
+            try:
+                result[key] = evaluate(value, scope)
+            except MissingValue:
+                if not _is_whole_reference(value):
+                    raise
+        return result
     if isinstance(template, list | tuple):
         return [evaluate(value, scope) for value in template]
     return template
+
+
+def _is_whole_reference(value: Any) -> bool:
+    if not isinstance(value, str) or _OPEN not in value:
+        return False
+    spans = list(_scan(value))
+    return len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(value) and spans[0][2] is not None
+
+
+def evaluate_condition(template: Any, scope: Mapping[str, Any]) -> bool:
+    """A ``when`` condition: the truthiness of ``template``, where an absent value is false."""
+    try:
+        return truthy(evaluate(template, scope))
+    except MissingValue:
+        return False
 
 
 def truthy(value: Any) -> bool:

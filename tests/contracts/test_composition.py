@@ -232,7 +232,7 @@ def test_unknown_input_key_when_callee_is_closed(catalog: ContractCatalog) -> No
 
 CYCLE = """\
 workflow: shipping/cycle
-input: {type: object, properties: {id: {type: string}}}
+input: {type: object, required: [id], properties: {id: {type: string}}}
 steps:
   charge:
     contract: payments/charge-card@^1
@@ -361,10 +361,13 @@ def test_trigger_event_fields_must_exist_and_fit(catalog: ContractCatalog) -> No
         ORDER_TO_CASH.replace('amount_cents: "${event.amount_cents}"', 'amount_cents: "${event.paid_at}"'),
         catalog,
     )
-    (message,) = breaking(result)
-    assert message.startswith(
-        "trigger 1 on payments/order-paid, input.amount_cents (line 31): reads ${event.paid_at}: "
-    )
+    messages = breaking(result)
+    assert any(
+        m.startswith(
+            "trigger 1 on payments/order-paid, input.amount_cents (line 31): reads ${event.paid_at}: "
+        )
+        for m in messages
+    ), messages
     result = check(ORDER_TO_CASH.replace(', amount_cents: "${event.amount_cents}"}', "}"), catalog)
     assert breaking(result) == [
         "trigger 1 on payments/order-paid, input (line 31): required input field(s) not supplied: amount_cents"
@@ -564,3 +567,23 @@ def test_catalog() -> None:
     assert catalog("a/b", "~1.0") is one
     assert catalog("a/c", "^1") is None
     assert len(catalog) == 2
+
+
+def test_an_optional_field_cannot_feed_a_required_one(catalog: ContractCatalog) -> None:
+    """Registered workflows must not fail at run time because an optional value is absent."""
+    optional_order = ORDER_TO_CASH.replace("required: [order_id, amount_cents]", "required: [amount_cents]")
+    messages = breaking(check(optional_order, catalog))
+    assert messages and all("reads ${input.order_id}, which may be absent" in m for m in messages), messages
+    assert any("steps.charge.input.order_id is required" in m for m in messages)
+
+
+def test_an_optional_field_may_feed_an_optional_one(catalog: ContractCatalog) -> None:
+    with_card = ORDER_TO_CASH.replace(
+        "properties: {order_id: {type: string}, amount_cents: {type: integer}}",
+        "properties: {order_id: {type: string}, amount_cents: {type: integer}, card: {type: string}}",
+    ).replace(
+        'input: {order_id: "${input.order_id}", amount_cents: "${input.amount_cents}"}',
+        'input: {order_id: "${input.order_id}", amount_cents: "${input.amount_cents}", card_token: "${input.card}"}',
+    )
+    assert "card_token" in with_card
+    assert breaking(check(with_card, catalog)) == []

@@ -121,3 +121,23 @@ def test_missing_values_name_the_path(template: str, message: str) -> None:
 )
 def test_truthy(value: Any, expected: bool) -> None:
     assert truthy(value) is expected
+
+
+def test_an_absent_optional_value_leaves_its_key_out_of_a_mapping() -> None:
+    from contracts.refs import MissingValue
+
+    scope = {"input": {"order_id": "o-1"}}
+    template = {"order_id": "${input.order_id}", "card_token": "${input.card}"}
+    assert evaluate(template, scope) == {"order_id": "o-1"}
+    # inside text, or as an array element, an absent value cannot be left out
+    with pytest.raises(MissingValue):
+        evaluate({"note": "card ${input.card}"}, scope)
+    with pytest.raises(MissingValue):
+        evaluate({"cards": ["${input.card}"]}, scope)
+
+
+def test_a_condition_on_an_absent_value_is_false() -> None:
+    from contracts.refs import evaluate_condition
+
+    assert evaluate_condition("${steps.ship.output.express}", {"steps": {"ship": {"output": {}}}}) is False
+    assert evaluate_condition("${steps.ship.output.express}", {"steps": {"ship": {"output": {"express": 1}}}})
