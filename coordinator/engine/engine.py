@@ -31,7 +31,7 @@ from contracts.errors import (
     PermissionDeniedError,
 )
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
-from contracts.refs import evaluate, find_references, truthy
+from contracts.refs import evaluate, evaluate_condition, find_references
 from contracts.validation import validate_payload
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
@@ -966,7 +966,7 @@ class Engine:
                         continue
                     scope = self._scope(live)
                     try:
-                        if spec.when is not None and not truthy(evaluate(spec.when, scope)):
+                        if spec.when is not None and not evaluate_condition(spec.when, scope):
                             self._finish_step(live, step, STEP_SKIPPED, batch)
                             continue
                         if spec.for_each is not None:
