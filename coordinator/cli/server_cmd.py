@@ -6,6 +6,8 @@ other commands do not pay for it.
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -46,6 +48,45 @@ def _announce(coordinator: Coordinator) -> None:
     sys.stdout.flush()
 
 
+def _parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
+    """ "HOST:PORT" (or "[v6]:PORT") -> (host, port); anything else fails with exit 2."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise fail(
+            f"{option} {value!r}: expected HOST:PORT with a port from 0 to 65535, e.g. {example} "
+            "(port 0 picks a free one)"
+        )
+    return host, int(port)
+
+
+def _check_can_listen(host: str, port: int, option: str) -> None:
+    """Fail (exit 2) before anything starts when ``host:port`` cannot be bound: gRPC would only
+    say "Failed to bind" from deep inside start-up, after the database and token were set up."""
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    advice = f"choose {option} HOST:PORT"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise fail(f"cannot listen on {where}: unknown host {host!r} ({exc.strerror}); {advice}") from None
+    errors: list[OSError] = []
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            # As gRPC does: a port only in TIME_WAIT is free, one with a listener is not.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise fail(
+                        f"cannot listen on {where}: the address is in use; stop the other process or {advice}"
+                    ) from None
+                errors.append(exc)
+    if errors and len(errors) == len(infos):
+        reason = errors[0].strerror or str(errors[0])
+        raise fail(f"cannot listen on {where}: {reason}; {advice}")
+
+
 @coordinator_app.command("start")
 @command
 def start(
@@ -75,6 +116,11 @@ def start(
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail(f"--log-level must be debug, info, warning or error, not '{log_level}'")
+    # Bad or busy addresses fail here, before the database, the admin token or coordinator.json
+    # are touched.
+    _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
+    if ui.strip().lower() not in ("", "off", "none", "no", "false", "0"):  # web.hook.DISABLED
+        _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -93,5 +139,13 @@ def start(
             hooks.append(hook)
     try:
         asyncio.run(serve(config, hooks, on_started=_announce))
+    except RuntimeError as exc:
+        # Lost a race for the port after the check above: gRPC says "Failed to bind to ...".
+        if "bind" not in str(exc).lower():
+            raise
+        raise fail(
+            f"cannot listen on {listen}: the address could not be bound (in use?); "
+            "stop the other process or choose --listen HOST:PORT"
+        ) from None
     except OSError as exc:
         raise fail(f"cannot start the coordinator on {listen}: {exc}", 3) from None
