@@ -244,7 +244,8 @@ class Demo:
                     "--state-dir",
                     str(self.home / name),
                 ],
-                env={"ACCORD_TOKEN": self.tokens[team]},
+                # agents export spans in batches; a short delay lets the demo show them at once
+                env={"ACCORD_TOKEN": self.tokens[team], "OTEL_BSP_SCHEDULE_DELAY": "200"},
             )
         for team in bindings:
             name = f"agent-{team}"
@@ -291,8 +292,15 @@ class Demo:
         from coordinator.telemetry.query import span_view_from_proto
         from coordinator.telemetry.waterfall import WaterfallStyle, render_waterfall
 
+        # Agents deliver their spans asynchronously: wait until the trace stops growing.
         with self.client("shipping") as client:
             response = client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
+            deadline, stable_since = time.monotonic() + 10, time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - stable_since < 1.5:
+                time.sleep(0.25)
+                again = client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
+                if len(again.spans) != len(response.spans):
+                    response, stable_since = again, time.monotonic()
         views = [span_view_from_proto(span) for span in response.spans]
         return render_waterfall(views, trace_id=response.trace_id, style=WaterfallStyle(bar_width=28))
 
@@ -343,20 +351,22 @@ def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[s
         say(f"Trace of run {flaky.run_id} ({flaky.workflow}, order flaky-1002), as shipping sees it:")
         say(demo.trace(flaky.run_id).rstrip())
         say("")
-        say("Explore:")
-        for run, _story in results:
-            say(f"  accord runs show {run.run_id}")
-        if demo.ui_address:
-            say(f"  open http://{demo.ui_address}   (sign in with the admin token in {home}/admin.token)")
         if keep_running:
-            say("")
-            say(f"Everything is still running (ACCORD_HOME={home}, ACCORD_COORDINATOR={demo.address}).")
+            say("Everything is still running. In another terminal:")
+            say(f"  export ACCORD_HOME={home} ACCORD_COORDINATOR={demo.address}")
+            for run, _story in results:
+                say(f"  accord runs show {run.run_id}")
+            say(f"  accord runs trace {flaky.run_id}")
+            if demo.ui_address:
+                say(f"  open http://{demo.ui_address}   (sign in with the token in {home}/admin.token)")
             say("Press Ctrl-C to stop.")
             try:
                 while all(process.poll() is None for _n, process in demo.processes):
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
+        else:
+            say("Run `accord demo --keep-running` to explore these runs in the UI and the CLI.")
         if failed_story:
             say(f"error: the runs did not end as the demo expects (see above and the logs in {home}/logs)")
             return 1
