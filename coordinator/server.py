@@ -87,6 +87,7 @@ class Coordinator:
             self.dispatcher,
             self.span_sink or self.telemetry.sink(self.store),
             config.engine,
+            sampling_env=self.telemetry.env,
         )
         await self.engine.start()
         self.bus = InMemoryEventBus()

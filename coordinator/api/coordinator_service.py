@@ -16,12 +16,12 @@ from coordinator.api import convert
 from coordinator.api.auth import Principal, current_principal
 from coordinator.api.errors import rpc
 from coordinator.engine import Engine
-from coordinator.engine.spans import traceparent as format_traceparent
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
 from coordinator.store.records import RunFilter
+from coordinator.telemetry.propagation import extract_trace_context
 from coordinator.telemetry.query import get_run_trace
 from coordinator.telemetry.spans import SpanRecord
 
@@ -58,12 +58,10 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def _traceparent(context: grpc.aio.ServicerContext, trace_context: Any) -> str:
-    if trace_context and trace_context.get("traceparent"):
-        return str(trace_context["traceparent"])
-    for key, value in context.invocation_metadata() or ():
-        if key.lower() == "traceparent":
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return ""
+    """The caller's ``traceparent`` (the request's ``trace_context``, else the call's metadata),
+    validated; "" when it sent none."""
+    parent = extract_trace_context(context.invocation_metadata(), trace_context)
+    return parent.header() if parent is not None else ""
 
 
 class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
@@ -152,14 +150,16 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def GetContract(
         self, request: pb.GetContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetContractResponse:
-        record, versions = await self._registry.get_contract(request.ref)
+        record, versions = await self._registry.get_contract(current_principal(), request.ref)
         return pb.GetContractResponse(contract=convert.contract_to_pb(record), versions=versions)
 
     @rpc
     async def DiffContracts(
         self, request: pb.DiffContractsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DiffContractsResponse:
-        findings, same_major = await self._registry.diff(request.old_ref, request.new_ref)
+        findings, same_major = await self._registry.diff(
+            current_principal(), request.old_ref, request.new_ref
+        )
         return pb.DiffContractsResponse(
             findings=[convert.finding_to_pb(f) for f in findings],
             breaking=any(f.breaking for f in findings),
@@ -180,7 +180,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.ListContractConsumersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListContractConsumersResponse:
         offset, size = _page(request.page)
-        consumers = (await self._registry.consumers(request.ref))[offset : offset + size]
+        consumers = (await self._registry.consumers(current_principal(), request.ref))[offset : offset + size]
         return pb.ListContractConsumersResponse(
             consumers=[convert.impact_to_pb(c) for c in consumers],
             next_page_token=_next_token(offset, size, len(consumers)),
@@ -227,6 +227,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         principal = current_principal()
+        if request.rerun_of and request.input_json:
+            raise InvalidArgumentError(
+                "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
+                f"run {request.rerun_of}"
+            )
         run_input = _json_arg(request.input_json, "the run input")
         view, created = await self._engine.start_run(
             principal,
@@ -234,6 +239,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             run_input,
             idempotency_key=request.idempotency_key,
             traceparent=_traceparent(context, request.trace_context),
+            rerun_of=request.rerun_of,
         )
         return pb.StartRunResponse(run=convert.run_to_pb(view, principal), created=created)
 
@@ -381,4 +387,4 @@ def _span_to_pb(span: SpanRecord, principal: Principal) -> pb.Span:
     )
 
 
-__all__ = ["CoordinatorService", "TraceQuery", "format_traceparent"]
+__all__ = ["CoordinatorService", "TraceQuery"]

@@ -11,15 +11,17 @@ heartbeat period, so agents that survived the restart keep their tasks).
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import heapq
 import itertools
 import json
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ from contracts.errors import (
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import evaluate, evaluate_condition, find_references
 from contracts.validation import validate_payload
+from contracts.versions import is_name
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
 from coordinator.engine import spans as span_builders
@@ -71,6 +74,8 @@ from coordinator.store.records import (
     TaskFailure,
     WorkflowRecord,
 )
+from coordinator.telemetry.propagation import format_traceparent, parse_traceparent
+from coordinator.telemetry.sampling import decide_sampled
 
 logger = logging.getLogger(__name__)
 
@@ -178,12 +183,17 @@ class Engine:
         dispatcher: Dispatcher,
         span_sink: SpanSink,
         settings: EngineSettings,
+        *,
+        sampling_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``sampling_env``: where ``OTEL_TRACES_SAMPLER``/``_ARG`` are read when a run starts
+        (default ``os.environ``)."""
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
         self._spans = SpanBuffer(span_sink)
         self._settings = settings
+        self._sampling_env: Mapping[str, str] = os.environ if sampling_env is None else sampling_env
         self._runs: dict[str, LiveRun] = {}
         self._attempt_runs: dict[str, LiveRun] = {}  # live attempt id -> its run
         self._leases: dict[str, int] = {}  # running attempt id -> lease expiry (ms)
@@ -349,10 +359,20 @@ class Engine:
         idempotency_key: str = "",
         traceparent: str = "",
         links: list[dict[str, str]] | None = None,
+        rerun_of: str = "",
     ) -> tuple[RunView, bool]:
         """Start a run of the newest version of a workflow (or find the one with the same
         idempotency key). ``traceparent`` makes the run's span a child of the caller's span;
-        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event."""
+        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event.
+        ``rerun_of``: start it with the stored input of that run (which viewers only ever see
+        redacted), of that run's workflow; ``run_input`` is then ignored."""
+        if rerun_of:
+            original = await self._rerun_source(principal, rerun_of, workflow_name)
+            workflow_name, run_input = original.workflow, copy.deepcopy(original.input)
+        if not is_name(workflow_name):
+            raise InvalidArgumentError(
+                f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
+            )
         record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")
@@ -366,12 +386,34 @@ class Engine:
             async with lock:
                 existing = await self._store.find_run(workflow_name, caller, idempotency_key)
                 if existing is not None:
+                    if _canonical(existing.input) != _canonical(run_input):
+                        raise InvalidArgumentError(
+                            f"idempotency key {idempotency_key} was already used for run "
+                            f"{existing.run_id} with a different input"
+                        )
                     return await self._view(existing.run_id), False
                 view = await self._start(
                     principal, record, run_input, idempotency_key, traceparent, links or []
                 )
                 return view, True
         return await self._start(principal, record, run_input, "", traceparent, links or []), True
+
+    async def _rerun_source(self, principal: Principal, run_id: str, workflow_name: str) -> RunRecord:
+        """The run ``run_id`` to re-run, if ``principal`` may start its workflow."""
+        live = self._runs.get(run_id)
+        original = live.record if live is not None else await self._store.get_run(run_id)
+        if original is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        if not principal.owns(original.team):
+            raise PermissionDeniedError(
+                f"run {run_id} belongs to workflow {original.workflow} of team {original.team}; "
+                "only that team may re-run it"
+            )
+        if workflow_name and workflow_name != original.workflow:
+            raise InvalidArgumentError(
+                f"run {run_id} is a run of {original.workflow}, not of {workflow_name}"
+            )
+        return original
 
     async def _start(
         self,
@@ -402,8 +444,10 @@ class Engine:
                     f"{contract.team}; only that team's workflows may call it"
                 )
             contracts[step.contract] = contract
-        parent = span_builders.parse_traceparent(traceparent) if traceparent else None
-        trace_id, parent_span = parent if parent else (span_builders.new_trace_id(), "")
+        parent = parse_traceparent(traceparent)
+        trace_id = parent.trace_id if parent else span_builders.new_trace_id()
+        # Sampled or not, once for the whole run: every task carries it in its traceparent flags.
+        sampled = decide_sampled(trace_id, parent.flags if parent else None, self._sampling_env)
         run_id = f"run-{time.strftime('%Y%m%d')}-{secrets.token_hex(6)}"
         created = now_ms()
         run = RunRecord(
@@ -416,13 +460,14 @@ class Engine:
             created_ms=created,
             trace_id=trace_id,
             span_id=span_builders.new_span_id(),
-            parent_span_id=parent_span,
+            parent_span_id=parent.span_id if parent else "",
             links=list(links),
             idempotency_key=key,
             caller_team=principal.actor,
             started_by=principal.actor,
             pinned={name: c.version for name, c in contracts.items()},
             involved_teams=tuple(sorted({record.team, *(c.team for c in contracts.values())})),
+            sampled=sampled,
         )
         live = LiveRun(run, spec, contracts, deps=_dependencies(spec))
         batch = _Batch()
@@ -664,7 +709,8 @@ class Engine:
         if agent is not None:
             agent.in_flight.add(attempt_id)
         await self._commit(batch)
-        trace_context = {"traceparent": span_builders.traceparent(live.record.trace_id, attempt.span_id)}
+        run = live.record
+        trace_context = {"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)}
         return Assignment(live.record, step, attempt, timeouts, trace_context)
 
     def _owned_attempt(self, principal: Principal, attempt_id: str) -> tuple[LiveRun, AttemptRecord] | None:
@@ -806,7 +852,8 @@ class Engine:
         self._finished_attempts[attempt.attempt_id] = status
         while len(self._finished_attempts) > 50_000:
             self._finished_attempts.popitem(last=False)
-        self._spans.add([span_builders.attempt_span(live.record, live.steps[attempt.step_id], attempt)])
+        if live.record.sampled:
+            self._spans.add([span_builders.attempt_span(live.record, live.steps[attempt.step_id], attempt)])
 
     def _attempt_succeeded(self, live: LiveRun, attempt: AttemptRecord, output: Any, batch: _Batch) -> None:
         self._end_attempt(live, attempt, ATTEMPT_SUCCEEDED, None, batch)
@@ -860,7 +907,8 @@ class Engine:
         parent_span = live.record.span_id
         if step.item_index is not None:
             parent_span = live.steps[step.spec_id].span_id
-        self._spans.add([span_builders.step_span(live.record, step, parent_span)])
+        if live.record.sampled:
+            self._spans.add([span_builders.step_span(live.record, step, parent_span)])
 
     def _finish_run(
         self, live: LiveRun, status: str, error: TaskFailure | None, output: Any, batch: _Batch
@@ -876,10 +924,11 @@ class Engine:
         run.status, run.error, run.output, run.finished_ms = status, error, output, now_ms()
         batch.run(run)
         self._runs.pop(run.run_id, None)
-        span = span_builders.run_span(run)
-        if run.links:
-            span = dataclasses.replace(span, links=[dict(link) for link in run.links])
-        self._spans.add([span])
+        if run.sampled:
+            span = span_builders.run_span(run)
+            if run.links:
+                span = dataclasses.replace(span, links=[dict(link) for link in run.links])
+            self._spans.add([span])
         logger.info("run %s %s", run.run_id, status, extra={"trace_id": run.trace_id})
 
     def _new_attempt(self, live: LiveRun, step: StepRecord, batch: _Batch) -> None:
@@ -1147,6 +1196,11 @@ def _ordered_steps(steps: list[StepRecord]) -> list[StepRecord]:
         return (step.started_ms or 1 << 62, step.spec_id, -1 if step.item_index is None else step.item_index)
 
     return sorted(steps, key=key)
+
+
+def _canonical(value: Any) -> str:
+    """A run input as comparable text: the same JSON value gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:

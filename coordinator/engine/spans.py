@@ -56,25 +56,6 @@ def new_span_id() -> str:
     return f"{_random.getrandbits(64) or 1:016x}"
 
 
-def parse_traceparent(value: str) -> tuple[str, str] | None:
-    """(trace id, parent span id) from a W3C traceparent, or None when malformed."""
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    try:
-        int(parts[1], 16)
-        int(parts[2], 16)
-    except ValueError:
-        return None
-    if set(parts[1]) == {"0"} or set(parts[2]) == {"0"}:
-        return None
-    return parts[1], parts[2]
-
-
-def traceparent(trace_id: str, span_id: str) -> str:
-    return f"00-{trace_id}-{span_id}-01"
-
-
 def _status(ok: bool, error: TaskFailure | None) -> tuple[str, str]:
     if ok:
         return "ok", ""

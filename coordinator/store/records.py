@@ -123,6 +123,9 @@ class RunRecord:
     involved_teams: tuple[str, ...] = ()
     cancel_requested: bool = False
     cancel_reason: str = ""
+    # Whether the run's trace is sampled: decided once when it starts and carried to every hop in
+    # the traceparent flags of its tasks; an unsampled run has no spans anywhere.
+    sampled: bool = True
     # Span links ({trace_id, span_id}) of the run's span: to the span that published the event
     # that started it. Kept with the run, as its span is emitted only when it ends.
     links: list[dict[str, str]] = field(default_factory=list)

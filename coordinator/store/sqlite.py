@@ -85,6 +85,7 @@ def _run_to_row(run: RunRecord) -> tuple[Any, ...]:
         run.idempotency_key,
         run.caller_team,
         "," + ",".join(run.involved_teams) + ",",
+        int(run.sampled),
         _dumps(data),
     )
 
@@ -548,7 +549,7 @@ class SqliteStore:
 
         def w(c: sqlite3.Connection) -> None:
             if runs:
-                c.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", runs)
+                c.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", runs)
             if steps:
                 c.executemany("INSERT OR REPLACE INTO steps VALUES (?,?,?)", steps)
             if attempts:

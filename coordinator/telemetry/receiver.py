@@ -4,8 +4,9 @@ agents need no extra infrastructure to ship their spans.
 Every span received is stamped with the AUTHENTICATED caller's team (never a resource attribute),
 attached to its run (the ``accord.run_id`` attribute, or the run the coordinator's own spans of
 the same trace belong to), and refused when it belongs to a run the caller's team takes no part
-in. The span sink (``sink.TelemetrySink``) then scrubs the run's sensitive values, stores and
-forwards.
+in. Spans of a run whose trace is not sampled are dropped (an agent that does not follow the
+task's traceparent flags must not half-sample the run). The span sink (``sink.TelemetrySink``)
+then scrubs the run's sensitive values, stores and forwards.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     f"trace {trace_id} belongs to run {run.run_id}, which team {team} takes no part in"
                 )
                 continue
+            if run is not None and not run.sampled:
+                continue  # not rejected: the agent did its part, the run is just not traced
             run_id = run.run_id if run is not None else ""
             accepted.extend(r if r.run_id == run_id else replace(r, run_id=run_id) for r in trace_records)
 

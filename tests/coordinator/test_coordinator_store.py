@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+from importlib import resources
 from pathlib import Path
 
 from coordinator.store.records import (
@@ -69,7 +71,55 @@ async def test_migrations_and_reload_of_live_state(tmp_path: Path) -> None:
     assert await again.list_runs(RunFilter(visible_to="crm")) == []
     await again.close()
     version = sqlite3.connect(tmp_path / "db.sqlite").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 1
+    assert version == 2
+
+
+async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_decision(tmp_path: Path) -> None:
+    """0002 adds runs.sampled: runs stored before were all sampled; new ones keep their decision."""
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.executescript(
+            resources.files("coordinator.store.migrations").joinpath("0001_init.sql").read_text()
+        )
+        connection.execute("PRAGMA user_version = 1")
+        old = json.dumps(  # the whole record as version 1 wrote it: no "sampled"
+            {
+                "run_id": "r-old",
+                "workflow": "payments/w",
+                "workflow_version": 1,
+                "team": "payments",
+                "status": "succeeded",
+                "input": {},
+                "created_ms": 1,
+                "trace_id": "a" * 32,
+                "span_id": "b" * 16,
+            }
+        )
+        connection.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            ("r-old", "payments/w", 1, "payments", "succeeded", 1, 2, "", "payments", ",payments,", old),
+        )  # fmt: skip
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        before = await store.get_run("r-old")
+        assert before is not None and before.sampled
+        unsampled = _run("r-new")
+        unsampled.sampled = False
+        await store.apply(Changes(runs=[unsampled]))
+        after = await store.get_run("r-new")
+        assert after is not None and not after.sampled
+        assert [r.run_id for r in await store.list_runs(RunFilter())] == ["r-new", "r-old"]
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as connection:
+        assert dict(connection.execute("SELECT run_id, sampled FROM runs").fetchall()) == {
+            "r-old": 1,
+            "r-new": 0,
+        }
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(runs)")}
+        assert {"runs_active", "runs_created", "runs_idem"} <= indexes
 
 
 async def test_concurrent_writes_are_all_durable_and_a_failing_job_does_not_undo_others(

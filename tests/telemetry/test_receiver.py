@@ -227,6 +227,41 @@ async def test_sensitive_values_never_reach_the_spans_table(coordinator: Coordin
         assert secret not in table
 
 
+async def test_spans_of_an_unsampled_run_are_dropped_not_refused(coordinator: Coordinator) -> None:
+    """An agent that does not follow the task's unsampled flag must not half-sample the run."""
+    unsampled_trace = "5" * 32
+    run = RunRecord(
+        run_id="r-2",
+        workflow="shipping/order-to-cash",
+        workflow_version=1,
+        team="shipping",
+        status="running",
+        input={},
+        created_ms=1,
+        trace_id=unsampled_trace,
+        span_id=RUN_SPAN,
+        involved_teams=("payments", "shipping"),
+        sampled=False,
+    )
+    await coordinator.store.apply(Changes(runs=[run]))
+    response = await _export(
+        coordinator.target,
+        TOKENS["payments"],
+        [
+            _agent_span(
+                "d600000000000000",
+                "agent.receive",
+                trace_id=unsampled_trace,
+                attributes={"accord.run_id": "r-2"},
+            ),
+            _agent_span("d700000000000000", "agent.receive", attributes={"accord.run_id": "r-1"}),
+        ],
+    )
+    assert response.partial_success.rejected_spans == 0
+    assert await coordinator.store.spans_for_trace(unsampled_trace) == []
+    assert "d700000000000000" in {s.span_id for s in await coordinator.store.spans_for_trace(TRACE)}
+
+
 async def test_a_team_outside_the_run_is_refused(coordinator: Coordinator) -> None:
     response = await _export(
         coordinator.target,
