@@ -40,6 +40,7 @@ from contracts.validation import validate_payload
 from team_agent.client import AgentTask, BindingInfo, GatewayClient, TaskFailure, new_request_id
 from team_agent.config import AgentConfig, BindingConfig, LoadedConfig, load_config
 from team_agent.engines.base import EngineAdapter, EngineFailure, Handle, TaskContext
+from team_agent.logs import OutageLog
 from team_agent.outbox import Outbox, OutboxEntry
 from team_agent.redact import Redactor
 from team_agent.tracing import extract_context, inject_context
@@ -152,6 +153,11 @@ class Agent:
         self._poll_wait = options.poll_wait
         self._stopping = False
         self._closing: set[asyncio.Task[None]] = set()
+        self._outage = OutageLog(logger, lambda: self._config.coordinator)
+        self._stop: asyncio.Event | None = None
+        # Set when the coordinator refused to register this agent (wrong token, another team's
+        # contracts): retrying cannot help, so ``run`` stops and raises it (exit 3).
+        self.refusal: RemoteError | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -164,7 +170,9 @@ class Agent:
         return self._options.agent_id
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set, then shut down gracefully."""
+        """Serve until ``stop`` is set, then shut down gracefully. Raises UnauthenticatedError or
+        PermissionDeniedError (after shutting down) when the coordinator refuses to register it."""
+        self._stop = stop
         logger.info(
             "agent %s of team %s starting: %s",
             self.agent_id,
@@ -183,6 +191,8 @@ class Agent:
         finally:
             watcher.cancel()
             await self._shutdown()
+        if self.refusal is not None:
+            raise self.refusal
 
     # -- registration and polling -------------------------------------------------------------
 
@@ -209,12 +219,18 @@ class Agent:
                     team_retry=self._config.retry,
                     team_timeouts=self._config.timeouts,
                 )
+            except (UnauthenticatedError, PermissionDeniedError) as exc:
+                self._refused(exc)
+                return
             except RemoteError as exc:
                 level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
                 logger.log(level, "registration failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, UnreachableError):
+                    self._outage.failed(exc)
                 await asyncio.sleep(self._jitter(delay))
                 delay = min(delay * 2, MAX_REGISTER_BACKOFF)
                 continue
+            self._outage.recovered()
             for warning in registration.warnings:
                 logger.warning("coordinator: %s", warning)
             if registration.poll_wait > 0:
@@ -222,6 +238,20 @@ class Agent:
             logger.info("registered %d binding(s) with the coordinator", len(self._bindings))
             self._registered.set()
             return
+
+    def _refused(self, exc: RemoteError) -> None:
+        where = f"the coordinator at {self._config.coordinator} refused agent {self.agent_id} of team {self._config.team}"
+        if isinstance(exc, UnauthenticatedError):
+            hint = f"check the token in {self._config_path} (accord team rotate-token {self._config.team} gives a new one)"
+        else:
+            hint = (
+                f"check that the token in {self._config_path} is team {self._config.team}'s "
+                f"and that implements: lists only team {self._config.team}'s contracts"
+            )
+        # Not logged here: the entry point prints it once, as the reason for exit 3.
+        self.refusal = type(exc)(message=f"{where}: {exc}; {hint}")
+        if self._stop is not None:
+            self._stop.set()
 
     def _restart_pollers(self) -> None:
         for poller in self._pollers:
@@ -248,6 +278,8 @@ class Agent:
                 # After an outage the coordinator may not know us any more: register again.
                 level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.WARNING
                 logger.log(level, "poll failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, UnreachableError) and self._registered.is_set():
+                    self._outage.failed(exc)
                 if self._registered.is_set():
                     self._request_registration()
                 await asyncio.sleep(self._jitter(delay))

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from team_agent.redact import RedactingFilter, Redactor
@@ -76,3 +77,58 @@ def configure_logging(
     for noisy in ("grpc", "opentelemetry", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
     return handler
+
+
+class OutageLog:
+    """Says that the coordinator cannot be reached: a WARNING (with its address and the error)
+    at the first failure, then again at a rate that backs off (after 5 s, 10 s, 20 s, ... at
+    most every ``max_interval``) so a long outage does not flood the log; and an INFO line once
+    it answers again. Every failure is still logged at DEBUG by the caller."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        address: Callable[[], str],
+        *,
+        first_interval: float = 5.0,
+        max_interval: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._address = address
+        self._first_interval = first_interval
+        self._max_interval = max_interval
+        self._clock = clock
+        self._since: float | None = None
+        self._failures = 0
+        self._next_warning = 0.0
+        self._interval = first_interval
+
+    def failed(self, exc: BaseException) -> None:
+        now = self._clock()
+        if self._since is None:
+            self._since, self._failures, self._next_warning = now, 0, now
+            self._interval = self._first_interval
+        self._failures += 1
+        if now < self._next_warning:
+            return
+        self._logger.warning(
+            "cannot reach the coordinator at %s (%d failed call(s) in %.0fs, still retrying): %s",
+            self._address(),
+            self._failures,
+            now - self._since,
+            exc,
+        )
+        self._next_warning = now + self._interval
+        self._interval = min(self._interval * 2, self._max_interval)
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        self._logger.info(
+            "the coordinator at %s answers again (after %.0fs, %d failed call(s))",
+            self._address(),
+            self._clock() - self._since,
+            self._failures,
+        )
+        self._since = None
