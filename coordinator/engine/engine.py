@@ -11,7 +11,6 @@ heartbeat period, so agents that survived the restart keep their tasks).
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import heapq
 import itertools
@@ -35,7 +34,6 @@ from contracts.errors import (
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import evaluate, evaluate_condition, find_references
 from contracts.validation import validate_payload
-from contracts.versions import is_name
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
 from coordinator.engine import spans as span_builders
@@ -359,20 +357,10 @@ class Engine:
         idempotency_key: str = "",
         traceparent: str = "",
         links: list[dict[str, str]] | None = None,
-        rerun_of: str = "",
     ) -> tuple[RunView, bool]:
         """Start a run of the newest version of a workflow (or find the one with the same
         idempotency key). ``traceparent`` makes the run's span a child of the caller's span;
-        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event.
-        ``rerun_of``: start it with the stored input of that run (which viewers only ever see
-        redacted), of that run's workflow; ``run_input`` is then ignored."""
-        if rerun_of:
-            original = await self._rerun_source(principal, rerun_of, workflow_name)
-            workflow_name, run_input = original.workflow, copy.deepcopy(original.input)
-        if not is_name(workflow_name):
-            raise InvalidArgumentError(
-                f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
-            )
+        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event."""
         record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")
@@ -386,34 +374,12 @@ class Engine:
             async with lock:
                 existing = await self._store.find_run(workflow_name, caller, idempotency_key)
                 if existing is not None:
-                    if _canonical(existing.input) != _canonical(run_input):
-                        raise InvalidArgumentError(
-                            f"idempotency key {idempotency_key} was already used for run "
-                            f"{existing.run_id} with a different input"
-                        )
                     return await self._view(existing.run_id), False
                 view = await self._start(
                     principal, record, run_input, idempotency_key, traceparent, links or []
                 )
                 return view, True
         return await self._start(principal, record, run_input, "", traceparent, links or []), True
-
-    async def _rerun_source(self, principal: Principal, run_id: str, workflow_name: str) -> RunRecord:
-        """The run ``run_id`` to re-run, if ``principal`` may start its workflow."""
-        live = self._runs.get(run_id)
-        original = live.record if live is not None else await self._store.get_run(run_id)
-        if original is None:
-            raise NotFoundError(f"run {run_id} does not exist")
-        if not principal.owns(original.team):
-            raise PermissionDeniedError(
-                f"run {run_id} belongs to workflow {original.workflow} of team {original.team}; "
-                "only that team may re-run it"
-            )
-        if workflow_name and workflow_name != original.workflow:
-            raise InvalidArgumentError(
-                f"run {run_id} is a run of {original.workflow}, not of {workflow_name}"
-            )
-        return original
 
     async def _start(
         self,
@@ -1196,11 +1162,6 @@ def _ordered_steps(steps: list[StepRecord]) -> list[StepRecord]:
         return (step.started_ms or 1 << 62, step.spec_id, -1 if step.item_index is None else step.item_index)
 
     return sorted(steps, key=key)
-
-
-def _canonical(value: Any) -> str:
-    """A run input as comparable text: the same JSON value gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
