@@ -20,8 +20,12 @@ install: $(STAMP)
 browser:
 	bash .ci/install-browser.sh
 
+# At a terminal the demo stays up so you can explore the runs in the UI (Ctrl-C stops it);
+# run non-interactively (CI, a pipe) it stops by itself once it has told its story.
+DEMO_ARGS ?= $(shell [ -t 0 ] && echo --keep-running)
+
 demo: $(STAMP)
-	$(VENV)/bin/accord demo
+	$(VENV)/bin/accord demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -358,7 +358,8 @@ def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[s
                 say(f"  accord runs show {run.run_id}")
             say(f"  accord runs trace {flaky.run_id}")
             if demo.ui_address:
-                say(f"  open http://{demo.ui_address}   (sign in with the token in {home}/admin.token)")
+                say(f"  open http://{demo.ui_address}")
+                say(f"  and sign in with this demo's admin token: {demo.admin_token}")
             say("Press Ctrl-C to stop.")
             try:
                 while all(process.poll() is None for _n, process in demo.processes):
