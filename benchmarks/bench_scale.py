@@ -6,7 +6,8 @@ level and the coordinator restarted on it before measuring again. The history is
 into the SQLite file while the coordinator is stopped, by SQL inserts cloned from a real run: one
 three-step chain is run through the real system first, and its rows in ``runs``, ``steps``,
 ``attempts``, ``spans`` (the coordinator's and the agents' exported spans) and ``audit`` are copied
-with a new run id, trace id and creation time per clone (spread over the past days), in one
+with a new run id, trace id and creation time per clone (two days ago, inside the span
+retention, so the start-up prune keeps them), in one
 transaction per 10,000 runs. So the stored history has exactly the shape the coordinator itself
 writes, at ~10⁴-10⁵ runs/s instead of hours of real runs. At each level: the sustained throughput
 of bench_throughput's chain (4 agents x 8 by default), the coordinator's CPU per step, its start-up
@@ -94,7 +95,9 @@ def fill(db: Path, template: Template, start: int, count: int, *, batch: int = 1
             for i in range(first, min(first + batch, start + count)):
                 run_id = f"run-{date}-b{i:011x}"
                 trace_id = f"{rng.getrandbits(128):032x}"
-                created = now - 30 * DAY_MS + i * 10  # spread over the past month, 10 ms apart
+                # Two days ago, 1 ms apart: inside the span retention (7 days by default), so the
+                # coordinator's start-up prune does not delete the cloned spans while we measure.
+                created = now - 2 * DAY_MS + i
                 shift_ns = (created - template.created_ms) * 1_000_000
                 pairs = [(template.run_id, run_id), (template.trace_id, trace_id)]
                 data = dict(

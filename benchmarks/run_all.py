@@ -71,14 +71,14 @@ def run_scale(quick: bool, seconds: float | None) -> dict[str, Any]:
     return result
 
 
-def run_peers(quick: bool, seconds: float | None) -> dict[str, Any]:
+def run_peers(quick: bool) -> dict[str, Any]:
     """The peers' figures, or {"error": ...} when their driver is missing or fails."""
     try:
         from benchmarks.peers import run_peers
     except Exception as exc:  # another engineer's module: absent or broken must not stop us
         return {"error": f"benchmarks.peers.run_peers unavailable: {type(exc).__name__}: {exc}"}
     try:
-        results = run_peers.run(runs=20 if quick else 50, seconds=seconds or (10.0 if quick else 20.0))
+        results = run_peers.run(runs=20 if quick else 50, seconds=10.0 if quick else 20.0)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {"error": f"peers failed: {type(exc).__name__}: {exc}"}
@@ -95,7 +95,8 @@ def _num(value: Any, fmt: str) -> str:
 def _ratio(value: Any, accord: Any) -> str:
     if value is None or not accord:
         return "-"
-    return f"{value / accord:.1f}x"
+    ratio = value / accord
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
 
 
 def combined_rows(
@@ -201,10 +202,14 @@ def markdown(
         hist = scale.get("history") or []
         if hist:
             per = ", ".join(
-                f"{r['stored_runs']:,} stored: {r['steps_per_s']:.0f}/s ({r.get('steps_per_s_ratio', '-')}x)"
+                f"{r['stored_runs']:,}: {r['steps_per_s']:.0f}/s, {r['coordinator_cpu_ms_per_step']:.2f} ms CPU/step"
+                f" ({r.get('cpu_per_step_ratio', '-')}x)"
                 for r in hist
             )
-            lines.append(f"With stored history: {per}.")
+            lines.append(
+                "With N finished runs stored (the cost is the coordinator's CPU per step; steps/s follows"
+                f" the shared machine's load): {per}."
+            )
         w = scale.get("waiting")
         if w:
             lines.append(
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs and windows (a few minutes)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
     parser.add_argument(
-        "--seconds", type=float, default=None, help="override the throughput/scale/peers windows"
+        "--seconds", type=float, default=None, help="override the throughput and scale windows (s)"
     )
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -258,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = attempt("scale", run_scale, args.quick, args.seconds)
     if "peers" in only:
         h.log("run_all: peers")
-        peers: dict[str, Any] | None = run_peers(args.quick, args.seconds)
+        peers: dict[str, Any] | None = run_peers(args.quick)
     else:
         stored = _load("peers")
         peers = None if stored is None else {**stored, "results": stored.get("results") or {}}
