@@ -192,14 +192,14 @@ class Registry:
             result.warnings.append(
                 f"{contract.ref} is older than the registered {newer[-1].contract.ref}; runs keep resolving to the newest"
             )
-        for old in same_major:
+        for other in same_major:
+            # A back-filled version (older than ``other``) must be a safe predecessor of it:
+            # ``other`` is then the successor, so the check runs old=this, new=other.
+            before, after = (contract, other.contract) if other in newer else (other.contract, contract)
             for f in compat.check_contract_compat(
-                old.contract.input_schema,
-                old.contract.output_schema,
-                contract.input_schema,
-                contract.output_schema,
+                before.input_schema, before.output_schema, after.input_schema, after.output_schema
             ):
-                finding = Finding(f.pointer, f"against {old.contract.ref}: {f.message}", f.breaking)
+                finding = Finding(f.pointer, f"against {other.contract.ref}: {f.message}", f.breaking)
                 if finding not in result.findings:
                     result.findings.append(finding)
         result.broken_consumers = await self._consumer_impacts(contract)
