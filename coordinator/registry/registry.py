@@ -439,13 +439,7 @@ class Registry:
             if contract is None:
                 continue
             pinned[step.id] = contract
-            if contract.visibility == "team" and contract.team != spec.team:
-                findings.append(
-                    Finding(
-                        f"/steps/{step.id}/contract",
-                        f"{contract.ref} has visibility 'team': only team {contract.team}'s workflows may call it",
-                    )
-                )
+            # A 'team' visibility refusal comes from the composition checker below, once.
             if contract.deprecated is not None:
                 replacement = (
                     f"; use {contract.deprecated.replacement}" if contract.deprecated.replacement else ""
@@ -458,7 +452,11 @@ class Registry:
         from contracts import composition
 
         result = composition.check_workflow(spec, await self._catalog(spec))
+        # A deprecation is reported once, as the warning above, not again as a note.
+        deprecated = tuple(f"{c.ref} is deprecated" for c in pinned.values() if c.deprecated is not None)
         for f in result.findings:
+            if not f.breaking and any(d in f.message for d in deprecated):
+                continue
             findings.append(Finding(f.pointer, f.message, f.breaking))
         order = list(result.order)
         dependencies = {k: sorted(v) for k, v in result.dependencies.items()}

@@ -1,10 +1,11 @@
-"""Registry rules against the real coordinator: back-filled versions."""
+"""Registry rules against the real coordinator: back-filled versions, findings reported once."""
 
 from __future__ import annotations
 
 import pytest
 
-from contracts.errors import FailedPreconditionError
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import FailedPreconditionError, InvalidArgumentError
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.scenario import contract
 
@@ -48,3 +49,46 @@ async def test_a_backfill_that_breaks_either_neighbour_is_refused(
     with pytest.raises(FailedPreconditionError) as refused:
         await coordinator.register_contract(payments, _amount("1.1.0", minimum))
     assert f"against {against}" in str(refused.value)
+
+
+# ---------- each finding once ----------
+
+PRIVATE = contract("payments/private", extra="visibility: team\n")
+OLD = contract("payments/old")
+USES_PRIVATE = """
+workflow: shipping/uses-private
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  work:
+    contract: payments/private@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.work.output.ref}"}
+"""
+USES_OLD = USES_PRIVATE.replace("uses-private", "uses-old").replace("payments/private", "payments/old")
+
+
+async def test_a_team_visibility_finding_is_reported_once(coordinator: CoordinatorProcess) -> None:
+    payments = await coordinator.create_team("payments")
+    shipping = await coordinator.create_team("shipping")
+    await coordinator.register_contract(payments, PRIVATE)
+    response = await coordinator.register_workflow(shipping, USES_PRIVATE, dry_run=True)
+    about = [f for f in response.findings if "visibility" in f.message]
+    assert len(about) == 1 and about[0].breaking, list(response.findings)
+    with pytest.raises(InvalidArgumentError) as refused:
+        await coordinator.register_workflow(shipping, USES_PRIVATE)
+    assert str(refused.value).count("visibility 'team'") == 1, str(refused.value)
+
+
+async def test_a_deprecation_is_reported_once(coordinator: CoordinatorProcess) -> None:
+    payments = await coordinator.create_team("payments")
+    shipping = await coordinator.create_team("shipping")
+    await coordinator.register_contract(payments, OLD)
+    async with coordinator.client(payments) as client:
+        await client.coordinator.DeprecateContract(
+            pb.DeprecateContractRequest(ref="payments/old@1", sunset="2030-06-01")
+        )
+    response = await coordinator.register_workflow(shipping, USES_OLD)
+    mentions = [w for w in response.warnings if "deprecated" in w] + [
+        f.message for f in response.findings if "deprecated" in f.message
+    ]
+    assert len(mentions) == 1 and "2030-06-01" in mentions[0], mentions
