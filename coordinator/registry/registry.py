@@ -7,8 +7,10 @@ workflow; a workflow registers only when it type-checks against the registry.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +32,8 @@ from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord
 
 logger = logging.getLogger(__name__)
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def now_ms() -> int:
@@ -340,23 +344,45 @@ class Registry:
             raise NotFoundError(f"{ref} matches no registered version of {name}")
         if not sunset:
             raise InvalidArgumentError("a deprecation needs a sunset date (--sunset YYYY-MM-DD)")
-        deprecation = Deprecation(sunset, replacement)
-        await self._store.set_deprecation(
-            name,
-            [r.contract.version for r in chosen],
-            deprecation,
-            AuditRecord(
-                at_ms=now_ms(),
-                actor=principal.actor,
-                action="contract.deprecate",
-                object=ref,
-                owner_team=team,
-                platform_intervention=principal.intervenes_on(team),
-                details={"sunset": sunset, "replacement": replacement},
-            ),
-        )
+        if not _ISO_DATE.match(sunset):
+            raise InvalidArgumentError(f"sunset '{sunset}' is not an ISO date such as 2027-03-01")
+        try:
+            datetime.date.fromisoformat(sunset)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"sunset '{sunset}' is not a valid date: {exc}") from None
+        if replacement:
+            try:
+                versions.split_ref(replacement)
+            except AccordError as exc:
+                raise InvalidArgumentError(f"replacement: {exc}") from None
+        # Deprecating again without --replacement keeps the replacement given earlier; versions
+        # with different earlier replacements are updated group by group.
+        groups: dict[str, list[ContractRecord]] = {}
+        for record in chosen:
+            kept = replacement or (
+                record.contract.deprecated.replacement if record.contract.deprecated else ""
+            )
+            groups.setdefault(kept, []).append(record)
+        result: list[Contract] = []
+        for kept, members in groups.items():
+            deprecation = Deprecation(sunset, kept)
+            await self._store.set_deprecation(
+                name,
+                [r.contract.version for r in members],
+                deprecation,
+                AuditRecord(
+                    at_ms=now_ms(),
+                    actor=principal.actor,
+                    action="contract.deprecate",
+                    object=ref,
+                    owner_team=team,
+                    platform_intervention=principal.intervenes_on(team),
+                    details={"sunset": sunset, "replacement": kept},
+                ),
+            )
+            result.extend(r.contract.with_deprecation(deprecation) for r in members)
         self._contracts.pop(name, None)
-        return [r.contract.with_deprecation(deprecation) for r in chosen]
+        return sorted(result, key=lambda c: codec.version_key(c.version))
 
     async def consumers(self, ref: str) -> list[ConsumerImpact]:
         name = ref.partition("@")[0]

@@ -1,4 +1,5 @@
-"""Registry rules against the real coordinator: back-filled versions, findings reported once."""
+"""Registry rules against the real coordinator: back-filled versions, findings reported once,
+deprecation arguments."""
 
 from __future__ import annotations
 
@@ -92,3 +93,60 @@ async def test_a_deprecation_is_reported_once(coordinator: CoordinatorProcess) -
         f.message for f in response.findings if "deprecated" in f.message
     ]
     assert len(mentions) == 1 and "2030-06-01" in mentions[0], mentions
+
+
+# ---------- deprecate: arguments are checked; an earlier replacement is kept ----------
+
+
+@pytest.mark.parametrize(
+    ("sunset", "replacement", "says"),
+    [
+        ("soon", "", "sunset 'soon' is not an ISO date"),
+        ("2030-02-30", "", "sunset '2030-02-30' is not a valid date"),
+        ("2030-06-01", "the new one", "replacement"),
+        ("2030-06-01", "payments/old", "replacement"),
+    ],
+)
+async def test_deprecate_checks_the_sunset_and_the_replacement(
+    coordinator: CoordinatorProcess, sunset: str, replacement: str, says: str
+) -> None:
+    payments = await coordinator.create_team("payments")
+    await coordinator.register_contract(payments, OLD)
+    async with coordinator.client(payments) as client:
+        with pytest.raises(InvalidArgumentError) as refused:
+            await client.coordinator.DeprecateContract(
+                pb.DeprecateContractRequest(ref="payments/old@1", sunset=sunset, replacement=replacement)
+            )
+        assert says in str(refused.value)
+        got = await client.coordinator.GetContract(pb.GetContractRequest(ref="payments/old"))
+        assert not got.contract.HasField("deprecated")
+    cli = await coordinator.acli(
+        "contract", "deprecate", "payments/old@1", "--sunset", sunset, "--replacement", replacement,
+        token=payments,
+    )  # fmt: skip
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+
+
+async def test_deprecating_again_keeps_the_earlier_replacement(coordinator: CoordinatorProcess) -> None:
+    payments = await coordinator.create_team("payments")
+    await coordinator.register_contract(payments, OLD)
+    async with coordinator.client(payments) as client:
+        await client.coordinator.DeprecateContract(
+            pb.DeprecateContractRequest(
+                ref="payments/old@1", sunset="2030-06-01", replacement="payments/old@2"
+            )
+        )
+        again = await client.coordinator.DeprecateContract(
+            pb.DeprecateContractRequest(ref="payments/old@1", sunset="2031-01-01")
+        )
+        assert [(c.deprecated.sunset, c.deprecated.replacement) for c in again.contracts] == [
+            ("2031-01-01", "payments/old@2")
+        ]
+        got = (await client.coordinator.GetContract(pb.GetContractRequest(ref="payments/old"))).contract
+        assert (got.deprecated.sunset, got.deprecated.replacement) == ("2031-01-01", "payments/old@2")
+        changed = await client.coordinator.DeprecateContract(
+            pb.DeprecateContractRequest(
+                ref="payments/old@1", sunset="2031-01-01", replacement="payments/new@1"
+            )
+        )
+        assert changed.contracts[0].deprecated.replacement == "payments/new@1"
