@@ -150,14 +150,16 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def GetContract(
         self, request: pb.GetContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetContractResponse:
-        record, versions = await self._registry.get_contract(request.ref)
+        record, versions = await self._registry.get_contract(current_principal(), request.ref)
         return pb.GetContractResponse(contract=convert.contract_to_pb(record), versions=versions)
 
     @rpc
     async def DiffContracts(
         self, request: pb.DiffContractsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DiffContractsResponse:
-        findings, same_major = await self._registry.diff(request.old_ref, request.new_ref)
+        findings, same_major = await self._registry.diff(
+            current_principal(), request.old_ref, request.new_ref
+        )
         return pb.DiffContractsResponse(
             findings=[convert.finding_to_pb(f) for f in findings],
             breaking=any(f.breaking for f in findings),
@@ -178,7 +180,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.ListContractConsumersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListContractConsumersResponse:
         offset, size = _page(request.page)
-        consumers = (await self._registry.consumers(request.ref))[offset : offset + size]
+        consumers = (await self._registry.consumers(current_principal(), request.ref))[offset : offset + size]
         return pb.ListContractConsumersResponse(
             consumers=[convert.impact_to_pb(c) for c in consumers],
             next_page_token=_next_token(offset, size, len(consumers)),

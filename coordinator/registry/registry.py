@@ -286,11 +286,24 @@ class Registry:
             newest[(record.contract.name, record.contract.major)] = record
         return list(newest.values())
 
-    async def get_contract(self, ref: str) -> tuple[ContractRecord, list[str]]:
-        name, _, version_range = ref.partition("@")
+    async def _readable_versions(self, principal: Principal, name: str) -> list[ContractRecord]:
+        """The versions of ``name`` that ``principal`` may read: a version with visibility
+        'team' only its owner (and the admin) may; none readable is PERMISSION_DENIED."""
         records = await self.versions_of(name)
         if not records:
             raise NotFoundError(f"contract {name} is not registered")
+        readable = [r for r in records if r.contract.visibility != "team" or principal.owns(r.contract.team)]
+        if not readable:
+            team = records[0].contract.team
+            raise PermissionDeniedError(
+                f"contract {name} has visibility 'team' and belongs to team {team}; "
+                f"team {principal.team} may not read it"
+            )
+        return readable
+
+    async def get_contract(self, principal: Principal, ref: str) -> tuple[ContractRecord, list[str]]:
+        name, _, version_range = ref.partition("@")
+        records = await self._readable_versions(principal, name)
         all_versions = [r.contract.version for r in records]
         if not version_range:
             return records[-1], all_versions
@@ -304,9 +317,9 @@ class Registry:
             )
         return next(r for r in records if r.contract.version == chosen), all_versions
 
-    async def diff(self, old_ref: str, new_ref: str) -> tuple[list[Finding], bool]:
-        old, _ = await self.get_contract(old_ref)
-        new, _ = await self.get_contract(new_ref)
+    async def diff(self, principal: Principal, old_ref: str, new_ref: str) -> tuple[list[Finding], bool]:
+        old, _ = await self.get_contract(principal, old_ref)
+        new, _ = await self.get_contract(principal, new_ref)
         findings = [
             Finding(f.pointer, f.message, f.breaking)
             for f in compat.check_contract_compat(
@@ -384,8 +397,10 @@ class Registry:
         self._contracts.pop(name, None)
         return sorted(result, key=lambda c: codec.version_key(c.version))
 
-    async def consumers(self, ref: str) -> list[ConsumerImpact]:
+    async def consumers(self, principal: Principal, ref: str) -> list[ConsumerImpact]:
         name = ref.partition("@")[0]
+        if await self.versions_of(name):
+            await self._readable_versions(principal, name)
         result: list[ConsumerImpact] = []
         for workflow in await self._store.consumers_of(name):
             spec = self.workflow_spec(workflow)
