@@ -133,11 +133,15 @@ class _SyncStub:
 
         return call
 
-    def stream(self, name: str, request: Any) -> Any:
+    def stream(self, name: str, request: Any, *, timeout: float | None = None) -> Any:
+        """Iterate a server-streaming RPC, translating errors. With ``timeout``, the stream
+        ends quietly after that many seconds (a watch the caller renews)."""
         method = getattr(self._stub, name)
         try:
-            yield from method(request, metadata=self._metadata)
+            yield from method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
+            if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return
             raise translate(exc, self._address) from exc
 
 

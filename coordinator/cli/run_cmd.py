@@ -7,7 +7,9 @@ offline commands should not pay for grpc and protobuf (see coordinator/cli/__ini
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -143,21 +145,42 @@ def print_run(run: pb.Run) -> None:
 # How long ``run --wait`` keeps trying to watch again while the coordinator does not answer
 # (long enough for a restart; runs survive restarts).
 _REWATCH_S = 15.0
+# WatchRun sends a run when it changes state; why a step waits (no agent serving it, agents
+# busy) can change without that, so the watch is renewed this often: each renewal starts with
+# the run as it is now, waiting reasons included.
+_REFRESH_S = 2.0
 
 
-def _wait(client: Client, current: pb.Run) -> pb.Run:
-    """Follow the run with WatchRun until it ends; the stream ends only once the run is terminal.
+def _wait(
+    client: Client,
+    current: pb.Run,
+    *,
+    timeout: float | None = None,
+    on_update: Callable[[pb.Run], None] = lambda run: None,
+) -> pb.Run | None:
+    """Follow the run with WatchRun until it ends (the stream ends only once the run is
+    terminal); None if it is still going after ``timeout`` seconds. ``on_update`` sees every
+    state of the run received meanwhile.
 
     If the stream breaks off because the coordinator went away (a restart, the network), watch
     again as soon as it answers, for up to ``_REWATCH_S``: the run goes on across a restart.
     """
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     unreachable_since: float | None = None
     while True:
+        window = _REFRESH_S
+        if deadline is not None:
+            window = min(window, deadline - time.monotonic())
+            if window <= 0:
+                return None
+        started = time.monotonic()
         try:
-            for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=current.run_id)):
+            request = pb.WatchRunRequest(run_id=current.run_id)
+            for update in client.coordinator.stream("WatchRun", request, timeout=window):
                 current, unreachable_since = update.run, None
+                on_update(current)
                 if _terminal(current):
                     return current
         except UnreachableError:
@@ -165,12 +188,39 @@ def _wait(client: Client, current: pb.Run) -> pb.Run:
             unreachable_since = unreachable_since or now
             if now - unreachable_since >= _REWATCH_S:
                 raise
-            time.sleep(0.5)
+            time.sleep(0.5 if deadline is None else max(0.0, min(0.5, deadline - now)))
             continue
+        if time.monotonic() - started >= window * 0.9:
+            continue  # the renewal: the watch ran out its window
         raise RemoteError(
             f"the coordinator ended the watch of run {current.run_id} while it was "
             f"{_run_status(current.status)}; see 'accord runs show {current.run_id}'"
         )
+
+
+# Reasons that only say a step waits for another one: the other step's own reason says why.
+_ORDINARY_WAIT = ("waiting for step ", "ready to start")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?s\b")
+
+
+class _WaitingReporter:
+    """Prints each step's waiting reason to stderr when it changes ("waiting: step notify: no
+    agent of team crm is serving crm/notify-customer@1 ..."); how long it has queued does not
+    count as a change."""
+
+    def __init__(self) -> None:
+        self._shown: dict[str, str] = {}
+
+    def __call__(self, run: pb.Run) -> None:
+        for step in run.steps:
+            reason = step.waiting_reason
+            if not reason or reason.startswith(_ORDINARY_WAIT):
+                self._shown.pop(step.id, None)
+                continue
+            key = _SECONDS.sub("Ns", reason)
+            if self._shown.get(step.id) != key:
+                self._shown[step.id] = key
+                typer.echo(f"waiting: step {step.id}: {reason}", err=True)
 
 
 @app.command("run")
@@ -182,12 +232,28 @@ def run(
         bool, typer.Option("--wait", help="Wait for the end; print only the output JSON.")
     ] = False,
     idempotency_key: Annotated[str, typer.Option(help="Same key, same run.")] = "",
+    timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="With --wait: give up waiting after this long (e.g. 30s, 5m; exit 1, the run goes on).",
+        ),
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run of a workflow."""
+    """Start a run of a workflow. With --wait, why a step waits (e.g. no agent serving its
+    contract) is printed on stderr whenever it changes; stdout carries only the output JSON."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
+    from coordinator.telemetry.retention import parse_duration
 
+    seconds: float | None = None
+    if timeout:
+        if not wait:
+            raise fail("--timeout needs --wait")
+        seconds = parse_duration(timeout, what="--timeout")
+        if seconds <= 0:
+            raise fail(f"--timeout must be longer than 0, not {timeout!r}")
     text = json_text(input, "--input")
     with Client() as client:
         response = client.coordinator.StartRun(
@@ -200,7 +266,22 @@ def run(
             else:
                 typer.echo(current.run_id)
             return
-        current = _wait(client, current)
+        reporter = _WaitingReporter()
+        reporter(current)
+        finished = _wait(client, current, timeout=seconds, on_update=reporter)
+        if finished is None:
+            latest = client.coordinator.GetRun(pb.GetRunRequest(run_id=current.run_id)).run
+            finished = latest if _terminal(latest) else None
+        if finished is None:
+            typer.echo(
+                f"error: run {current.run_id} still {_run_status(latest.status)} after {timeout}; "
+                f"see accord runs show {current.run_id}",
+                err=True,
+            )
+            if as_json:
+                print_json(run_json(latest))
+            raise typer.Exit(1)
+        current = finished
     if current.status == pb.RUN_STATUS_SUCCEEDED:
         if as_json:
             print_json(run_json(current))

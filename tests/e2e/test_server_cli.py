@@ -1,0 +1,97 @@
+"""The CLI against the real coordinator: how ``accord`` behaves for a user at the terminal
+(messages on stderr, only the promised data on stdout, exit codes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.support.agent import Call, TestAgent
+from tests.support.coordinator import ACCORD, CoordinatorProcess
+from tests.support.scenario import contract
+
+NOTIFY_FLOW = """
+workflow: crm/flow
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  notify:
+    contract: crm/notify@^1
+    input: {order_id: "${input.order_id}"}
+output:
+  ref: "${steps.notify.output.ref}"
+"""
+
+
+async def _crm(coordinator: CoordinatorProcess) -> str:
+    token = await coordinator.create_team("crm")
+    await coordinator.register_contract(token, contract("crm/notify"))
+    await coordinator.register_workflow(token, NOTIFY_FLOW)
+    return token
+
+
+async def test_run_wait_timeout_says_why_and_leaves_the_run_going(coordinator: CoordinatorProcess) -> None:
+    token = await _crm(coordinator)
+    started = time.monotonic()
+    result = await coordinator.acli(
+        "run", "crm/flow", "--input", '{"order_id": "o-1"}', "--wait", "--timeout", "5s", token=token
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    assert 4.5 <= took < 20, took
+    lines = result.stderr.splitlines()
+    waiting = [line for line in lines if line.startswith("waiting: ")]
+    # Said once, although the time it has queued for changes at every refresh.
+    assert len(waiting) == 1, result.stderr
+    assert waiting[0].startswith("waiting: step notify: no agent of team crm is serving crm/notify@1"), (
+        waiting
+    )
+    run_id = lines[-1].split()[2]
+    assert lines[-1] == f"error: run {run_id} still running after 5s; see accord runs show {run_id}"
+    async with coordinator.client(token) as client:
+        run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+    assert run.status == pb.RUN_STATUS_RUNNING
+
+
+async def test_run_wait_reports_the_reason_and_prints_only_the_output(
+    coordinator: CoordinatorProcess, test_agent: Callable[..., Awaitable[TestAgent]]
+) -> None:
+    token = await _crm(coordinator)
+    proc = await asyncio.create_subprocess_exec(
+        ACCORD,
+        *("run", "crm/flow", "-i", '{"order_id": "o-2"}', "--wait", "--timeout", "60s"),
+        env=coordinator.env(token),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        first = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert first.startswith("waiting: step notify: no agent of team crm is serving crm/notify@1"), first
+
+        async def notify(call: Call) -> dict[str, str]:
+            return {"ref": "r-" + call.input["order_id"]}
+
+        await test_agent(token, "crm", {"crm/notify@1": notify})
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout) == {"ref": "r-o-2"}
+
+
+async def test_run_timeout_needs_wait_and_a_duration(coordinator: CoordinatorProcess) -> None:
+    token = await _crm(coordinator)
+    result = await coordinator.acli("run", "crm/flow", "--timeout", "5s", token=token)
+    assert (result.returncode, result.stderr.strip()) == (2, "error: --timeout needs --wait")
+    result = await coordinator.acli("run", "crm/flow", "--wait", "--timeout", "soon", token=token)
+    assert result.returncode == 2
+    assert "--timeout: 'soon' is not a duration" in result.stderr
