@@ -66,11 +66,18 @@ async def test_secret_values_are_redacted_everywhere(
     await agent.wait_for_log("delivered", count=3)
     agent.stop()
     home = coordinator_process.home
-    searched = [p for p in home.iterdir() if p.name.startswith("coordinator.db")]
-    assert any(p.name.endswith("-wal") for p in searched) or searched
-    searched += [*home.glob("coordinator-*.log"), agent.log_path]
-    for path in searched:
+    databases = sorted(p for p in home.iterdir() if p.name.startswith("coordinator.db"))
+    # The database and its write-ahead log (where the newest rows live) are both searched...
+    assert {"coordinator.db", "coordinator.db-wal"} <= {p.name for p in databases}, databases
+    stored = b"".join(p.read_bytes() for p in databases)
+    # ...and hold this test's runs, with the redacted error: the search looks where the data is.
+    assert failed.run_id.encode() in stored and succeeded.run_id.encode() in stored
+    assert b"bad key ***" in stored
+    logs = [*home.glob("coordinator-*.log"), agent.log_path]
+    assert len(logs) >= 2
+    for path in [*databases, *logs]:
         data = path.read_bytes()
+        assert data, f"{path.name} is empty: nothing was searched"
         for form in forms(SECRET):
             assert form not in data, f"secret found in {path.name}"
     # The test can fail: the engine really did print the secret.
