@@ -11,7 +11,9 @@
         ├── UnauthenticatedError missing or wrong token
         ├── PermissionDeniedError another team's object
         ├── NotFoundError
-        └── InvalidArgumentError
+        ├── InvalidArgumentError
+        └── FailedPreconditionError  refused by a rule (exit 1)
+            └── AlreadyExistsError   it exists already (exit 2)
 """
 
 from __future__ import annotations
@@ -127,3 +129,9 @@ class FailedPreconditionError(RemoteError):
     """The call was understood but refused by a rule (e.g. a breaking contract change)."""
 
     exit_code = 1
+
+
+class AlreadyExistsError(FailedPreconditionError):
+    """What the call would create exists already (e.g. a team): bad input, exit 2."""
+
+    exit_code = 2

@@ -9,6 +9,7 @@ Every ``grpc.RpcError`` becomes the matching ``contracts.errors.RemoteError`` su
     NOT_FOUND           → NotFoundError
     INVALID_ARGUMENT    → InvalidArgumentError
     FAILED_PRECONDITION → FailedPreconditionError
+    ALREADY_EXISTS      → AlreadyExistsError (a FailedPreconditionError; exit 2)
     anything else       → RemoteError
 
 Where to connect: ``ACCORD_COORDINATOR`` (host:port), else the address the local coordinator
@@ -29,6 +30,7 @@ import grpc
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import (
+    AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -46,7 +48,7 @@ _ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
 }
 
 

@@ -15,6 +15,7 @@ import grpc
 
 from contracts.errors import (
     AccordError,
+    AlreadyExistsError,
     FailedPreconditionError,
     FileProblemsError,
     NotFoundError,
@@ -35,6 +36,8 @@ def status_of(exc: AccordError) -> grpc.StatusCode:
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, AlreadyExistsError):
+        return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(exc, FailedPreconditionError):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, UnreachableError):

@@ -238,7 +238,7 @@ def register_workflow(
         else:
             typer.echo(f"registered {w.name} v{w.version}")
     if dry_run and breaking:
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # as a refused register: composition failures are bad input
 
 
 @workflow_app.command("list")

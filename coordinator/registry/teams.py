@@ -6,7 +6,7 @@ import re
 import time
 
 from contracts.errors import (
-    FailedPreconditionError,
+    AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -54,7 +54,7 @@ class Teams:
                 record, AuditRecord(record.created_ms, principal.actor, "team.create", name, name)
             )
         except KeyError:
-            raise FailedPreconditionError(
+            raise AlreadyExistsError(
                 f"team {name} already exists; use 'accord team rotate-token {name}' for a new token"
             ) from None
         self._authority.set_team(name, record.token_hash)

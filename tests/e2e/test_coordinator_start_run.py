@@ -1,0 +1,64 @@
+"""StartRun's rules against the real coordinator: re-runs from the stored input, an idempotency
+key reused with another input, the shape of a workflow name, and the CLI's exit codes for them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import (
+    AlreadyExistsError,
+)
+from tests.support.coordinator import CoordinatorProcess
+from tests.support.scenario import contract
+
+CHARGE = contract(
+    "payments/charge",
+    input_props="{order_id: {type: string}, card_token: {type: string}}",
+    extra="sensitive: [input.card_token]\n",
+)
+WORKFLOW = """
+workflow: payments/pay
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}, card_token: {type: string}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}", card_token: "${input.card_token}"}
+output: {ref: "${steps.charge.output.ref}"}
+"""
+RAW = {"order_id": "o-1", "card_token": "tok_visa_4242"}
+
+
+async def _world(coordinator: CoordinatorProcess) -> tuple[str, str, str]:
+    payments = await coordinator.create_team("payments")
+    warehouse = await coordinator.create_team("warehouse")
+    await coordinator.register_contract(payments, CHARGE)
+    await coordinator.register_workflow(payments, WORKFLOW)
+    async with coordinator.client(payments) as client:
+        started = await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="payments/pay", input_json=json.dumps(RAW), idempotency_key="k1")
+        )
+    return payments, warehouse, started.run.run_id
+
+
+async def test_exit_codes_of_an_existing_team_and_a_workflow_that_does_not_type_check(
+    coordinator: CoordinatorProcess, tmp_path: object
+) -> None:
+    await coordinator.create_team("payments")
+    with pytest.raises(AlreadyExistsError, match="team payments already exists"):
+        await coordinator.create_team("payments")
+    again = await coordinator.acli("team", "create", "payments")
+    assert again.returncode == 2 and "already exists" in again.stderr, again.stdout + again.stderr
+    shipping = await coordinator.create_team("shipping")
+    bad = coordinator.home / "bad.yaml"
+    bad.write_text(
+        WORKFLOW.replace("payments/pay", "shipping/pay").replace("payments/charge@^1", "payments/none@^1")
+    )
+    for extra in (["--dry-run"], []):
+        result = await coordinator.acli("workflow", "register", str(bad), *extra, token=shipping)
+        assert result.returncode == 2, (extra, result.stdout, result.stderr)
