@@ -29,6 +29,7 @@ from contracts.errors import VersionError
 __all__ = [
     "VersionRange",
     "format_ref",
+    "is_name",
     "is_version",
     "majors_of",
     "parse_range",
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*/[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+
+def is_name(text: str) -> bool:
+    """True for a ``team/name`` of a contract or workflow (lowercase letters, digits and '-')."""
+    return bool(_NAME_RE.match(text))
 
 
 def parse_version(text: str) -> semantic_version.Version:

@@ -34,6 +34,7 @@ from contracts.errors import (
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import evaluate, evaluate_condition, find_references
 from contracts.validation import validate_payload
+from contracts.versions import is_name
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
 from coordinator.engine import spans as span_builders
@@ -361,6 +362,10 @@ class Engine:
         """Start a run of the newest version of a workflow (or find the one with the same
         idempotency key). ``traceparent`` makes the run's span a child of the caller's span;
         ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event."""
+        if not is_name(workflow_name):
+            raise InvalidArgumentError(
+                f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
+            )
         record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")

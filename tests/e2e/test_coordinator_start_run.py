@@ -10,6 +10,8 @@ import pytest
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import (
     AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
 )
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.scenario import contract
@@ -62,3 +64,26 @@ async def test_exit_codes_of_an_existing_team_and_a_workflow_that_does_not_type_
     for extra in (["--dry-run"], []):
         result = await coordinator.acli("workflow", "register", str(bad), *extra, token=shipping)
         assert result.returncode == 2, (extra, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("name", ["nope", "Payments/pay", "payments/pay/x", ""])
+async def test_a_malformed_workflow_name_is_invalid_argument(
+    coordinator: CoordinatorProcess, name: str
+) -> None:
+    payments = await coordinator.create_team("payments")
+    async with coordinator.client(payments) as client:
+        with pytest.raises(InvalidArgumentError) as refused:
+            await client.coordinator.StartRun(pb.StartRunRequest(workflow=name, input_json="{}"))
+    assert str(refused.value) == f"workflow name '{name}' must be team/name, e.g. shipping/order-to-cash"
+    if name:
+        cli = await coordinator.acli("run", name, token=payments)
+        assert cli.returncode == 2 and f"workflow name '{name}' must be team/name" in cli.stderr, cli.stderr
+
+
+async def test_a_well_formed_unknown_workflow_is_still_not_registered(
+    coordinator: CoordinatorProcess,
+) -> None:
+    payments = await coordinator.create_team("payments")
+    async with coordinator.client(payments) as client:
+        with pytest.raises(NotFoundError, match="workflow payments/nope is not registered"):
+            await client.coordinator.StartRun(pb.StartRunRequest(workflow="payments/nope", input_json="{}"))
