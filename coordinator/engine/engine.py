@@ -379,6 +379,11 @@ class Engine:
             async with lock:
                 existing = await self._store.find_run(workflow_name, caller, idempotency_key)
                 if existing is not None:
+                    if _canonical(existing.input) != _canonical(run_input):
+                        raise InvalidArgumentError(
+                            f"idempotency key {idempotency_key} was already used for run "
+                            f"{existing.run_id} with a different input"
+                        )
                     return await self._view(existing.run_id), False
                 view = await self._start(
                     principal, record, run_input, idempotency_key, traceparent, links or []
@@ -1167,6 +1172,11 @@ def _ordered_steps(steps: list[StepRecord]) -> list[StepRecord]:
         return (step.started_ms or 1 << 62, step.spec_id, -1 if step.item_index is None else step.item_index)
 
     return sorted(steps, key=key)
+
+
+def _canonical(value: Any) -> str:
+    """A run input as comparable text: the same JSON value gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:

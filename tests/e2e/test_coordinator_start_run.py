@@ -87,3 +87,33 @@ async def test_a_well_formed_unknown_workflow_is_still_not_registered(
     async with coordinator.client(payments) as client:
         with pytest.raises(NotFoundError, match="workflow payments/nope is not registered"):
             await client.coordinator.StartRun(pb.StartRunRequest(workflow="payments/nope", input_json="{}"))
+
+
+async def test_an_idempotency_key_reused_with_another_input_is_refused(
+    coordinator: CoordinatorProcess,
+) -> None:
+    payments, _, run_id = await _world(coordinator)
+    async with coordinator.client(payments) as client:
+        # The same input (keys in another order) finds the same run, as before.
+        same = await client.coordinator.StartRun(
+            pb.StartRunRequest(
+                workflow="payments/pay",
+                input_json=json.dumps(dict(reversed(list(RAW.items())))),
+                idempotency_key="k1",
+            )
+        )
+        assert not same.created and same.run.run_id == run_id
+        with pytest.raises(InvalidArgumentError) as refused:
+            await client.coordinator.StartRun(
+                pb.StartRunRequest(
+                    workflow="payments/pay", input_json='{"order_id": "o-2"}', idempotency_key="k1"
+                )
+            )
+        assert (
+            str(refused.value)
+            == f"idempotency key k1 was already used for run {run_id} with a different input"
+        )
+    cli = await coordinator.acli(
+        "run", "payments/pay", "--input", '{"order_id": "o-3"}', "--idempotency-key", "k1", token=payments
+    )
+    assert cli.returncode == 2 and "already used for run" in cli.stderr, cli.stdout + cli.stderr
