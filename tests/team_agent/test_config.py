@@ -117,3 +117,15 @@ def test_not_yaml_names_the_line(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(FileProblemsError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_agent_durations_read_like_contract_durations() -> None:
+    """One duration language: what a contract file accepts, an agent config accepts too."""
+    from team_agent._durations import parse_duration
+
+    assert parse_duration("1m30s") == 90.0
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration(30) == 30.0
+    assert parse_duration("2.5") == 2.5
+    assert parse_duration("soon") is None
+    assert parse_duration(-1) is None
