@@ -296,13 +296,30 @@ def run(
     raise typer.Exit(1)
 
 
+# The most runs one ListRuns call returns (the server's page limit).
+_MAX_LIST = 1000
+
+
+def _check_team(client: Client, team: str) -> None:
+    """Fail (exit 2) when ``team`` names no team: a filter on a typo would just list nothing."""
+    from contracts._wire.accord.common.v1 import common_pb2 as common_pb
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+    request = pb.ListTeamsRequest(page=common_pb.PageRequest(page_size=_MAX_LIST))
+    names = sorted(t.name for t in client.coordinator.ListTeams(request).teams)
+    if team not in names:
+        raise fail(f"--team {team!r}: there is no such team (teams: {', '.join(names) or 'none'})")
+
+
 @runs_app.command("list")
 @command
 def list_runs(
     workflow: Annotated[str, typer.Option(help="Only runs of this workflow.")] = "",
     status: Annotated[str, typer.Option(help="pending, running, succeeded, failed, cancelled.")] = "",
     team: Annotated[str, typer.Option(help="Runs involving this team.")] = "",
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=_MAX_LIST, help=f"At most this many (1 to {_MAX_LIST}).")
+    ] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
@@ -324,6 +341,8 @@ def list_runs(
                 workflow=workflow, status=status_value, team=team, page=common_pb.PageRequest(page_size=limit)
             )
         )
+        if team and not response.runs:
+            _check_team(client, team)
     if as_json:
         print_json([run_json(r) for r in response.runs])
         return

@@ -95,3 +95,21 @@ async def test_run_timeout_needs_wait_and_a_duration(coordinator: CoordinatorPro
     result = await coordinator.acli("run", "crm/flow", "--wait", "--timeout", "soon", token=token)
     assert result.returncode == 2
     assert "--timeout: 'soon' is not a duration" in result.stderr
+
+
+async def test_runs_list_rejects_a_limit_out_of_range(coordinator: CoordinatorProcess) -> None:
+    for limit in ("0", "-5", "1001"):
+        result = await coordinator.acli("runs", "list", "--limit", limit)
+        assert result.returncode == 2, result
+        assert "Invalid value for '--limit'" in result.stderr, result.stderr
+    result = await coordinator.acli("runs", "list", "--limit", "1000")
+    assert result.returncode == 0, result.stderr
+
+
+async def test_runs_list_names_an_unknown_team(coordinator: CoordinatorProcess) -> None:
+    token = await _crm(coordinator)
+    result = await coordinator.acli("runs", "list", "--team", "nosuchteam", token=token)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == "error: --team 'nosuchteam': there is no such team (teams: crm)"
+    result = await coordinator.acli("runs", "list", "--team", "crm", token=token)  # no runs yet: fine
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
