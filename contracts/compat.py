@@ -428,11 +428,17 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
     return out
 
 
-_OPEN_OBJECT_HINT = (
-    " (the previous version accepted any value for fields it did not declare, because"
-    " additionalProperties was not false; declare additionalProperties: false so that adding an"
-    " optional field is a compatible change)"
-)
+_OPEN_OBJECT_HINTS: dict[str, str] = {
+    "input": (
+        " (the previous version accepted any value for fields it did not declare, because"
+        " additionalProperties was not false; declare additionalProperties: false so that adding"
+        " an optional field is a compatible change)"
+    ),
+    "output": (
+        " (this version no longer declares the field, and without additionalProperties: false it"
+        " may return any value there; keep declaring it until the next major version)"
+    ),
+}
 
 
 @dataclass
@@ -1095,11 +1101,12 @@ class _Checker:
             before = len(self.findings)
             for sup_s, sup_tok in sup_for(name):
                 self.check(sub_s, sup_s, ctx.down(sub_tok, sup_tok, name))
-            if sub_tok == "additionalProperties" and not _constraining(sub_s):
-                # The most common surprise: adding an optional field to an open object. Say why
-                # it breaks and how to make such additions compatible in future.
+            hint = _OPEN_OBJECT_HINTS.get(self.voice)
+            if hint and sub_tok == "additionalProperties" and not _constraining(sub_s):
+                # The most common surprise: a field added to (input) or dropped from (output) an
+                # open object. Say why it breaks and how to avoid it.
                 self.findings[before:] = [
-                    replace(f, message=f.message + _OPEN_OBJECT_HINT) for f in self.findings[before:]
+                    replace(f, message=f.message + hint) for f in self.findings[before:]
                 ]
 
         # Fields named in neither schema.

@@ -619,3 +619,11 @@ def test_adding_a_field_to_an_open_input_says_how_to_make_it_compatible() -> Non
     assert "declare additionalProperties: false" in finding.message
     closed = {"additionalProperties": False}
     assert check_input_compat({**old, **closed}, {**new, **closed}) == []
+
+
+def test_dropping_a_field_from_an_open_output_says_to_keep_declaring_it() -> None:
+    old = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+    new = {"type": "object", "properties": {"a": {"type": "string"}}}
+    [finding] = check_output_compat(old, new)
+    assert "keep declaring it until the next major version" in finding.message
+    assert "previous version accepted" not in finding.message
