@@ -227,6 +227,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         principal = current_principal()
+        if request.rerun_of and request.input_json:
+            raise InvalidArgumentError(
+                "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
+                f"run {request.rerun_of}"
+            )
         run_input = _json_arg(request.input_json, "the run input")
         view, created = await self._engine.start_run(
             principal,
@@ -234,6 +239,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             run_input,
             idempotency_key=request.idempotency_key,
             traceparent=_traceparent(context, request.trace_context),
+            rerun_of=request.rerun_of,
         )
         return pb.StartRunResponse(run=convert.run_to_pb(view, principal), created=created)
 

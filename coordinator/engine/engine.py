@@ -11,6 +11,7 @@ heartbeat period, so agents that survived the restart keep their tasks).
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import heapq
 import itertools
@@ -358,10 +359,16 @@ class Engine:
         idempotency_key: str = "",
         traceparent: str = "",
         links: list[dict[str, str]] | None = None,
+        rerun_of: str = "",
     ) -> tuple[RunView, bool]:
         """Start a run of the newest version of a workflow (or find the one with the same
         idempotency key). ``traceparent`` makes the run's span a child of the caller's span;
-        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event."""
+        ``links`` (``{trace_id, span_id}``) are span links to what caused it, e.g. an event.
+        ``rerun_of``: start it with the stored input of that run (which viewers only ever see
+        redacted), of that run's workflow; ``run_input`` is then ignored."""
+        if rerun_of:
+            original = await self._rerun_source(principal, rerun_of, workflow_name)
+            workflow_name, run_input = original.workflow, copy.deepcopy(original.input)
         if not is_name(workflow_name):
             raise InvalidArgumentError(
                 f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
@@ -390,6 +397,23 @@ class Engine:
                 )
                 return view, True
         return await self._start(principal, record, run_input, "", traceparent, links or []), True
+
+    async def _rerun_source(self, principal: Principal, run_id: str, workflow_name: str) -> RunRecord:
+        """The run ``run_id`` to re-run, if ``principal`` may start its workflow."""
+        live = self._runs.get(run_id)
+        original = live.record if live is not None else await self._store.get_run(run_id)
+        if original is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        if not principal.owns(original.team):
+            raise PermissionDeniedError(
+                f"run {run_id} belongs to workflow {original.workflow} of team {original.team}; "
+                "only that team may re-run it"
+            )
+        if workflow_name and workflow_name != original.workflow:
+            raise InvalidArgumentError(
+                f"run {run_id} is a run of {original.workflow}, not of {workflow_name}"
+            )
+        return original
 
     async def _start(
         self,

@@ -297,8 +297,12 @@ class GrpcSource:
         reply = await self._call(token, self._get_stub().CancelRun, request)
         return run_to_dict(reply.run)
 
-    async def start_run(self, token: str, workflow: str, input_json: str, request_id: str) -> JSONDict:
-        request = pb.StartRunRequest(workflow=workflow, input_json=input_json, request_id=request_id)
+    async def start_run(
+        self, token: str, workflow: str, input_json: str, request_id: str, rerun_of: str = ""
+    ) -> JSONDict:
+        request = pb.StartRunRequest(
+            workflow=workflow, input_json=input_json, request_id=request_id, rerun_of=rerun_of
+        )
         reply = await self._call(token, self._get_stub().StartRun, request)
         return {"run": run_to_dict(reply.run), "created": reply.created}
 

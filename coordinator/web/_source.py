@@ -56,7 +56,11 @@ class Source(Protocol):
 
     async def cancel_run(self, token: str, run_id: str, reason: str, request_id: str) -> JSONDict: ...
 
-    async def start_run(self, token: str, workflow: str, input_json: str, request_id: str) -> JSONDict: ...
+    async def start_run(
+        self, token: str, workflow: str, input_json: str, request_id: str, rerun_of: str = ""
+    ) -> JSONDict:
+        """``rerun_of``: start with that run's stored input (``input_json`` empty)."""
+        ...
 
     async def list_contracts(
         self, token: str, team: str = "", name_prefix: str = "", all_versions: bool = True

@@ -462,12 +462,12 @@ class UiApp:
             )
         # The request id makes a double click start one run, not two.
         request_id = str(body.get("request_id") or uuid.uuid4())
+        # The coordinator copies the run's stored input: the one shown here has its sensitive
+        # fields redacted, and a re-run must not charge a card "[redacted]".
         started = await self.call(
             request,
             session,
-            lambda: self.source.start_run(
-                session.token, run["workflow"], json.dumps(run["input"]), request_id
-            ),
+            lambda: self.source.start_run(session.token, run["workflow"], "", request_id, rerun_of=run_id),
         )
         new_run = started["run"]
         new_run.pop("steps", None)

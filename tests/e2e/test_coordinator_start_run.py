@@ -12,6 +12,7 @@ from contracts.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.scenario import contract
@@ -117,3 +118,35 @@ async def test_an_idempotency_key_reused_with_another_input_is_refused(
         "run", "payments/pay", "--input", '{"order_id": "o-3"}', "--idempotency-key", "k1", token=payments
     )
     assert cli.returncode == 2 and "already used for run" in cli.stderr, cli.stdout + cli.stderr
+
+
+async def test_rerun_of_copies_the_stored_input(coordinator: CoordinatorProcess) -> None:
+    payments, _, run_id = await _world(coordinator)
+    async with coordinator.client(payments) as client:
+        again = await client.coordinator.StartRun(pb.StartRunRequest(rerun_of=run_id))
+        assert again.created and again.run.run_id != run_id and again.run.workflow == "payments/pay"
+        named = await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="payments/pay", rerun_of=run_id)
+        )
+        assert named.created
+    async with coordinator.client() as admin:
+        for new_id in (again.run.run_id, named.run.run_id):
+            stored = (await admin.coordinator.GetRun(pb.GetRunRequest(run_id=new_id))).run
+            assert json.loads(stored.input_json) == RAW
+
+
+async def test_rerun_of_is_refused_when_it_should_be(coordinator: CoordinatorProcess) -> None:
+    payments, warehouse, run_id = await _world(coordinator)
+    async with coordinator.client(payments) as client:
+        with pytest.raises(InvalidArgumentError, match="input_json must be empty"):
+            await client.coordinator.StartRun(
+                pb.StartRunRequest(rerun_of=run_id, input_json='{"order_id": "x"}')
+            )
+        with pytest.raises(InvalidArgumentError, match="is a run of payments/pay"):
+            await client.coordinator.StartRun(pb.StartRunRequest(workflow="payments/other", rerun_of=run_id))
+        with pytest.raises(NotFoundError, match="run run-nope does not exist"):
+            await client.coordinator.StartRun(pb.StartRunRequest(rerun_of="run-nope"))
+    async with coordinator.client(warehouse) as client:
+        with pytest.raises(PermissionDeniedError, match="team payments") as refused:
+            await client.coordinator.StartRun(pb.StartRunRequest(rerun_of=run_id))
+        assert "tok_visa_4242" not in str(refused.value)

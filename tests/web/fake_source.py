@@ -427,10 +427,12 @@ class FakeSource:
         run["status"] = "cancelled"
         return self._scoped(principal, run)
 
-    async def start_run(self, token: str, workflow: str, input_json: str, request_id: str) -> JSONDict:
+    async def start_run(
+        self, token: str, workflow: str, input_json: str, request_id: str, rerun_of: str = ""
+    ) -> JSONDict:
         principal = await self.whoami(token)
         run = self._run(f"run-{uuid.uuid4().hex[:8]}", int(time.time() * 1000), "running")
-        run["input"] = json.loads(input_json)
+        run["input"] = copy.deepcopy(self.runs[rerun_of]["input"]) if rerun_of else json.loads(input_json)
         self.runs[run["run_id"]] = run
         self.traces[run["run_id"]] = {"trace_id": run["trace_id"], "spans": []}
         return {"run": self._scoped(principal, run), "created": True}

@@ -1213,11 +1213,16 @@ class StartRunRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """team/name, newest version"""
     input_json: _builtins.str
     idempotency_key: _builtins.str
     request_id: _builtins.str
+    rerun_of: _builtins.str
+    """Re-run: start with the stored input of this run (its workflow; input_json must be empty).
+    Viewers see a run's sensitive input fields redacted, so a client cannot copy them itself.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """W3C trace context of the caller, in addition to gRPC metadata."""
@@ -1230,10 +1235,11 @@ class StartRunRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         request_id: _builtins.str = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        rerun_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "request_id", b"request_id", "trace_context", b"trace_context", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "request_id", b"request_id", "rerun_of", b"rerun_of", "trace_context", b"trace_context", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
