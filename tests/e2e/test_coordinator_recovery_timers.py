@@ -1,0 +1,177 @@
+"""Timers survive a kill -9 of the coordinator: a retry waiting out its backoff, an attempt
+waiting on its start-to-close deadline, an attempt whose agent went silent (heartbeat timeout)
+and a task no agent takes (schedule-to-start) are all pending at the crash; after the restart on
+the same database each timer fires, from the restarted coordinator, no earlier than it was due."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.support.agent import Call, TaskFailed
+from tests.support.scenario import contract, start_run, step, wait_run
+
+BACKOFF_S = 4.0
+CLOSE_S = 4.0
+HEARTBEAT_S = 3.0
+S2S_S = 4.0
+
+CONTRACTS = {
+    # fails once (retryable), retried after a long backoff
+    "backoff": f"retry: {{max_attempts: 3, initial_backoff: {BACKOFF_S:g}s}}\ntimeouts: {{heartbeat: 30s}}\n",
+    # the first attempt never ends but keeps heartbeating: only start-to-close can end it
+    "close": f"timeout: {CLOSE_S:g}s\ntimeouts: {{heartbeat: 30s}}\nretry: {{max_attempts: 2, initial_backoff: 10ms}}\n",
+    # the first attempt's agent goes silent: only the heartbeat timeout can end it
+    "silent": f"timeouts: {{heartbeat: {HEARTBEAT_S:g}s}}\nretry: {{max_attempts: 2, initial_backoff: 10ms}}\n",
+    # no agent serves it
+    "unserved": f"timeouts: {{schedule_to_start: {S2S_S:g}s}}\n",
+}
+
+
+def _workflow(name: str) -> str:
+    return (
+        f"workflow: payments/wf-{name}\n"
+        "input: {type: object, required: [order_id], properties: {order_id: {type: string}}}\n"
+        "steps:\n"
+        "  work:\n"
+        f"    contract: payments/{name}@^1\n"
+        '    input: {order_id: "${input.order_id}"}\n'
+        'output: {ref: "${steps.work.output.ref}"}\n'
+    )
+
+
+async def _until(what: str, check, within: float = 20.0):
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {within}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_retry_backoff_and_timeouts_pending_at_kill_9_fire_after_restart(coordinator, test_agent):
+    token = await coordinator.create_team("payments")
+    for name, extra in CONTRACTS.items():
+        await coordinator.register_contract(token, contract(f"payments/{name}", extra=extra))
+        await coordinator.register_workflow(token, _workflow(name))
+
+    entered: dict[str, asyncio.Event] = {name: asyncio.Event() for name in ("close", "silent")}
+
+    async def backoff(call: Call):
+        if call.attempt == 1:
+            raise TaskFailed("Flaky", "first attempt fails", retryable=True)
+        return {"ref": f"backoff-{call.attempt}"}
+
+    async def close(call: Call):
+        if call.attempt == 1:
+            entered["close"].set()
+            await asyncio.sleep(3600)  # heartbeats keep flowing
+        return {"ref": f"close-{call.attempt}"}
+
+    async def silent(call: Call):
+        if call.attempt == 1:
+            call.stop_heartbeats()
+            entered["silent"].set()
+            await asyncio.sleep(3600)
+        return {"ref": f"silent-{call.attempt}"}
+
+    await test_agent(
+        token,
+        "payments",
+        {"payments/backoff@1": backoff, "payments/close@1": close, "payments/silent@1": silent},
+        concurrency=8,
+        heartbeat_s=0.2,
+    )
+
+    async with coordinator.client(token) as client:
+        run_ids = {
+            name: (await start_run(client, f"payments/wf-{name}", {"order_id": name})).run.run_id
+            for name in CONTRACTS
+        }
+
+        async def get(name: str) -> pb.Run:
+            return (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_ids[name]))).run
+
+        async def backoff_waiting():
+            work = step(await get("backoff"), "work")
+            return (
+                work.status == pb.STEP_STATUS_SCHEDULED
+                and [a.status for a in work.attempts] == [pb.ATTEMPT_STATUS_FAILED]
+                and work
+            )
+
+        async def running(name: str):
+            work = step(await get(name), "work")
+            return [a.status for a in work.attempts] == [pb.ATTEMPT_STATUS_RUNNING] and work
+
+        async def unserved_waiting():
+            work = step(await get("unserved"), "work")
+            return [a.status for a in work.attempts] == [pb.ATTEMPT_STATUS_SCHEDULED] and work
+
+        await asyncio.wait_for(entered["close"].wait(), 20)
+        await asyncio.wait_for(entered["silent"].wait(), 20)
+        before = {
+            "backoff": await _until("backoff step waiting to retry", backoff_waiting),
+            "close": await _until("close attempt running", lambda: running("close")),
+            "silent": await _until("silent attempt running", lambda: running("silent")),
+            "unserved": await _until("unserved attempt scheduled", unserved_waiting),
+        }
+
+    crash_ms = int(time.time() * 1000)
+    await asyncio.to_thread(coordinator.kill9)
+    # Every timer was still pending when the coordinator died.
+    retry_due = before["backoff"].next_attempt_unix_ms
+    close_due = before["close"].attempts[0].started_unix_ms + int(CLOSE_S * 1000)
+    silent_due = before["silent"].attempts[0].started_unix_ms + int(HEARTBEAT_S * 1000)
+    s2s_due = before["unserved"].attempts[0].scheduled_unix_ms + int(S2S_S * 1000)
+    assert min(retry_due, close_due, silent_due, s2s_due) > crash_ms, (
+        "the crash came too late: a timer was already due",
+        crash_ms,
+        retry_due,
+        close_due,
+        silent_due,
+        s2s_due,
+    )
+    await asyncio.to_thread(coordinator.restart)
+
+    async with coordinator.client(token) as client:
+        runs = {name: await wait_run(client, run_id, within=40) for name, run_id in run_ids.items()}
+
+    # The retry waiting out its backoff happened, after the backoff, from the restarted coordinator.
+    run = runs["backoff"]
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    first, second = step(run, "work").attempts
+    assert first.status == pb.ATTEMPT_STATUS_FAILED and first.error.type == "Flaky"
+    assert second.status == pb.ATTEMPT_STATUS_SUCCEEDED
+    assert second.scheduled_unix_ms >= retry_due - 50 and second.scheduled_unix_ms > crash_ms
+    assert json.loads(run.output_json) == {"ref": "backoff-2"}
+
+    # The start-to-close deadline fired although the attempt kept heartbeating.
+    run = runs["close"]
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    first, second = step(run, "work").attempts
+    assert first.status == pb.ATTEMPT_STATUS_TIMED_OUT and first.error.type == "StartToCloseTimeout", first
+    assert first.finished_unix_ms >= close_due - 50 and first.finished_unix_ms > crash_ms
+    assert second.status == pb.ATTEMPT_STATUS_SUCCEEDED
+    assert json.loads(run.output_json) == {"ref": "close-2"}
+
+    # The silent agent's lease expired after the restart.
+    run = runs["silent"]
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    first, second = step(run, "work").attempts
+    assert first.status == pb.ATTEMPT_STATUS_TIMED_OUT and first.error.type == "HeartbeatTimeout", first
+    assert first.finished_unix_ms > crash_ms
+    assert second.status == pb.ATTEMPT_STATUS_SUCCEEDED
+    assert json.loads(run.output_json) == {"ref": "silent-2"}
+
+    # Nobody took the unserved task: schedule-to-start fired (not retryable) and failed the run.
+    run = runs["unserved"]
+    assert run.status == pb.RUN_STATUS_FAILED, run
+    (only,) = step(run, "work").attempts
+    assert only.status == pb.ATTEMPT_STATUS_TIMED_OUT and only.error.type == "ScheduleToStartTimeout", only
+    assert only.finished_unix_ms >= s2s_due - 50 and only.finished_unix_ms > crash_ms
+    assert run.error.type == "ScheduleToStartTimeout"
