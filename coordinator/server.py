@@ -22,6 +22,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
@@ -110,6 +111,8 @@ class Coordinator:
             pb.DESCRIPTOR.services_by_name["CoordinatorService"].full_name,
             agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            # served by the telemetry hook's OTLP receiver (configured below)
+            trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
             reflection.SERVICE_NAME,
         ]
         for hook in [self.telemetry, *self.hooks]:
@@ -122,7 +125,9 @@ class Coordinator:
         self.address = f"{host}:{port}"
         await server.start()
         self.server = server
-        await _set_health(self.health, "", True)
+        # "" is the server as a whole; each service by its full name too (grpc_health_probe -service).
+        for name in ["", *service_names]:
+            await _set_health(self.health, name, True)
         # The telemetry hook's closer is kept apart: it must run after the engine's last spans.
         self._telemetry_closer = await self.telemetry.start(self)
         self._closers: list[Closer] = []
