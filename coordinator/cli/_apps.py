@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 contract_app = typer.Typer(help="Contracts: lint, diff, register, list, show, deprecate.", no_args_is_help=True)
-workflow_app = typer.Typer(help="Workflows: check, register, list, show.", no_args_is_help=True)
+workflow_app = typer.Typer(help="Workflows: check, validate, register, list, show.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams and their tokens (admin).", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect and control runs: list, show, cancel, trace.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)

@@ -1,4 +1,5 @@
-"""Offline contract and workflow commands: lint, diff, check (no coordinator needed).
+"""Offline contract and workflow commands: lint, diff, check (no coordinator needed; ``diff``
+asks it only for a side given as a registered contract, team/name@version).
 
 Exit codes follow DESIGN.md: 0 ok; 1 the check failed (a breaking change inside one major);
 2 bad input (a file with problems, a workflow that does not type-check).
@@ -6,6 +7,7 @@ Exit codes follow DESIGN.md: 0 ok; 1 the check failed (a breaking change inside 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -77,20 +79,50 @@ def lint(
         raise typer.Exit(2)
 
 
+# "team/name", "team/name@1.2.0", "team/name@^1": a registered contract, not a file.
+_REF = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@\S+)?")
+
+
+def _is_ref(arg: str) -> bool:
+    """Whether a diff argument names a registered contract: it looks like team/name[@version]
+    and is not an existing file (nor meant to be one: .yaml, .yml, .json)."""
+    if Path(arg).exists() or arg.lower().endswith((".yaml", ".yml", ".json")):
+        return False
+    return _REF.fullmatch(arg) is not None
+
+
 @contract_app.command("diff")
 @command
 def diff(
-    old: Annotated[Path, typer.Argument(help="The older version's contract file.", show_default=False)],
-    new: Annotated[Path, typer.Argument(help="The newer version's contract file.", show_default=False)],
+    old: Annotated[
+        str,
+        typer.Argument(
+            metavar="OLD",
+            help="The older version: a contract file, or a registered contract as team/name@version.",
+            show_default=False,
+        ),
+    ],
+    new: Annotated[
+        str,
+        typer.Argument(
+            metavar="NEW",
+            help="The newer version: a contract file, or a registered contract as team/name@version.",
+            show_default=False,
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """Compare two versions of a contract offline, by the rules registration applies.
+    """Compare two versions of a contract, by the rules registration applies.
+
+    Each side is a file (offline) or a registered contract, team/name@VERSION or a range such as team/name@^1 (asks the coordinator): diff a file against what is registered before registering it.
 
     Inside one major version, input may only widen and output may only narrow: each finding is printed with its JSON pointer, and any breaking one makes the exit code 1. A different major may break anything (exit 0, with a note). Files with problems exit 2.
     """
-    from contracts.compat import check_contract_compat, is_breaking
-    from contracts.versions import parse_version
+    from contracts.compat import check_contract_compat
 
+    if _is_ref(old) and _is_ref(new):
+        _diff_registered(old, new, as_json)
+        return
     old_contract, new_contract = _load_pair(old, new)
     findings = check_contract_compat(
         old_contract.input_schema,
@@ -98,21 +130,47 @@ def diff(
         new_contract.input_schema,
         new_contract.output_schema,
     )
-    same_major = old_contract.major == new_contract.major
-    breaking = same_major and is_breaking(findings)
+    _report_diff(
+        old_contract.ref, new_contract.ref, findings, old_contract.major == new_contract.major, as_json
+    )
+
+
+def _diff_registered(old: str, new: str, as_json: bool) -> None:
+    """Both sides registered: the coordinator's DiffContracts (it resolves ranges and applies
+    who may see what)."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
+    with Client() as client:
+        answer = client.coordinator.DiffContracts(pb.DiffContractsRequest(old_ref=old, new_ref=new))
+        refs = []
+        for ref in (old, new):
+            c = client.coordinator.GetContract(pb.GetContractRequest(ref=ref)).contract
+            refs.append(f"{c.name}@{c.version}")
+    _report_diff(refs[0], refs[1], list(answer.findings), answer.same_major, as_json)
+
+
+def _report_diff(old_ref: str, new_ref: str, findings: list[Any], same_major: bool, as_json: bool) -> None:
+    """Print the findings of a diff (``contracts.compat.Finding`` or its wire form); exit 1 when
+    a finding breaks compatibility inside one major."""
+    from contracts.versions import parse_version
+
+    breaking = same_major and any(f.breaking for f in findings)
+    old_version, new_version = old_ref.rpartition("@")[2], new_ref.rpartition("@")[2]
+    new_major = int(new_version.split(".", 1)[0])
     notes: list[str] = []
     if not same_major:
         notes.append(
-            f"{new_contract.ref} is a different major version than {old_contract.ref}: breaking changes are "
+            f"{new_ref} is a different major version than {old_ref}: breaking changes are "
             "allowed across majors (both majors live side by side)"
         )
-    elif parse_version(new_contract.version) <= parse_version(old_contract.version):
-        notes.append(f"{new_contract.version} is not newer than {old_contract.version}")
+    elif parse_version(new_version) <= parse_version(old_version):
+        notes.append(f"{new_version} is not newer than {old_version}")
     if as_json:
         print_json(
             {
-                "old": old_contract.ref,
-                "new": new_contract.ref,
+                "old": old_ref,
+                "new": new_ref,
                 "same_major": same_major,
                 "breaking": breaking,
                 "findings": [_finding_json(f) for f in findings],
@@ -127,24 +185,24 @@ def diff(
             typer.echo(f"{kind} {finding.pointer or '/'}: {finding.message}")
         if breaking:
             typer.echo(
-                f"{new_contract.ref} breaks {old_contract.ref}; publish it as "
-                f"{new_contract.major + 1}.0.0 or keep the old behaviour",
+                f"{new_ref} breaks {old_ref}; publish it as {new_major + 1}.0.0 or keep the old behaviour",
                 err=True,
             )
         elif same_major:
-            typer.echo(f"ok {new_contract.ref} is compatible with {old_contract.ref}")
+            typer.echo(f"ok {new_ref} is compatible with {old_ref}")
     if breaking:
         raise typer.Exit(1)
 
 
-def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
+def _load_pair(old: str, new: str) -> tuple[Contract, Contract]:
+    """Both sides of a diff as contracts: a file is loaded, a registered contract fetched."""
     from contracts.loader import load_contract
 
     problems: list[Problem] = []
     loaded: list[Contract] = []
-    for path in (old, new):
+    for arg in (old, new):
         try:
-            loaded.append(load_contract(path))
+            loaded.append(_registered_contract(arg) if _is_ref(arg) else load_contract(Path(arg)))
         except FileProblemsError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -154,7 +212,7 @@ def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
         raise FileProblemsError(
             [
                 Problem(
-                    str(new),
+                    new,
                     f"compares {new_contract.name} with {old_contract.name} from {old}; diff compares two "
                     "versions of the same contract",
                     None,
@@ -163,6 +221,17 @@ def _load_pair(old: Path, new: Path) -> tuple[Contract, Contract]:
             ]
         )
     return old_contract, new_contract
+
+
+def _registered_contract(ref: str) -> Contract:
+    """The registered contract ``ref`` names, as the coordinator has it."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from contracts.loader import parse_contract_text
+    from coordinator.client import Client
+
+    with Client() as client:
+        c = client.coordinator.GetContract(pb.GetContractRequest(ref=ref)).contract
+    return parse_contract_text(c.source_text, f"{c.name}@{c.version} (registered)")
 
 
 def _registrable(contracts: list[Contract]) -> tuple[list[Contract], list[str]]:

@@ -241,6 +241,17 @@ def register_workflow(
         raise typer.Exit(2)  # as a refused register: composition failures are bad input
 
 
+@workflow_app.command("validate")
+@command
+def validate_workflow(
+    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Check a workflow against the registered contracts without registering it (the same as
+    'workflow register --dry-run'; 'workflow check' does it offline, against contract files)."""
+    register_workflow(file, dry_run=True, as_json=as_json)
+
+
 @workflow_app.command("list")
 @command
 def list_workflows(

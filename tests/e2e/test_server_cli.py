@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TestAgent
@@ -113,3 +114,73 @@ async def test_runs_list_names_an_unknown_team(coordinator: CoordinatorProcess) 
     assert result.stderr.strip() == "error: --team 'nosuchteam': there is no such team (teams: crm)"
     result = await coordinator.acli("runs", "list", "--team", "crm", token=token)  # no runs yet: fine
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+async def test_contract_diff_of_registered_versions_and_a_file(
+    coordinator: CoordinatorProcess, tmp_path: Path
+) -> None:
+    token = await coordinator.create_team("payments")
+    await coordinator.register_contract(token, contract("payments/charge", "1.0.0"))
+    more_output = {
+        "output_props": "{ref: {type: string}, at: {type: string}}",
+        "output_required": "[ref, at]",
+    }
+    wider = contract("payments/charge", "1.1.0", **more_output)
+    await coordinator.register_contract(token, wider)
+
+    # Both registered: the coordinator's DiffContracts, a range resolving to the newest.
+    result = await coordinator.acli(
+        "contract", "diff", "payments/charge@1.0.0", "payments/charge@^1", token=token
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.splitlines()[-1] == "ok payments/charge@1.1.0 is compatible with payments/charge@1.0.0"
+    )
+
+    # A file against what is registered: the file needs a new required input field.
+    narrower = tmp_path / "charge.yaml"
+    narrower.write_text(
+        contract(
+            "payments/charge",
+            "1.2.0",
+            input_props="{order_id: {type: string}, note: {type: string}}",
+            input_required="[order_id, note]",
+            **more_output,
+        )
+    )
+    result = await coordinator.acli("contract", "diff", "payments/charge@1.1.0", str(narrower), token=token)
+    assert result.returncode == 1, result
+    assert "BREAKING" in result.stdout and "note" in result.stdout
+    assert "payments/charge@1.2.0 breaks payments/charge@1.1.0" in result.stderr
+
+    result = await coordinator.acli(
+        "contract", "diff", "--json", str(narrower), "payments/charge@1.0.0", token=token
+    )
+    assert json.loads(result.stdout)["old"] == "payments/charge@1.2.0"
+
+    result = await coordinator.acli("contract", "diff", "payments/charge@1", "payments/nosuch@1", token=token)
+    assert result.returncode == 2, result
+    assert "nosuch" in result.stderr and "Traceback" not in result.stderr
+
+    # A missing file is still reported as a file.
+    result = await coordinator.acli("contract", "diff", "nosuch.yaml", str(narrower), token=token)
+    assert result.returncode == 2 and "nosuch.yaml" in result.stderr, result
+
+
+async def test_workflow_validate_checks_without_registering(
+    coordinator: CoordinatorProcess, tmp_path: Path
+) -> None:
+    token = await coordinator.create_team("crm")
+    await coordinator.register_contract(token, contract("crm/notify"))
+    good = tmp_path / "flow.yaml"
+    good.write_text(NOTIFY_FLOW)
+    result = await coordinator.acli("workflow", "validate", str(good), token=token)
+    assert (result.returncode, result.stdout.strip()) == (0, "crm/flow: type-checks against the registry")
+    listed = await coordinator.acli("workflow", "list", token=token)
+    assert listed.stdout == ""  # not registered
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(NOTIFY_FLOW.replace("steps.notify.output.ref", "steps.notify.output.nothing"))
+    result = await coordinator.acli("workflow", "validate", str(bad), token=token)
+    assert result.returncode == 2, result
+    assert "nothing" in result.stdout + result.stderr
