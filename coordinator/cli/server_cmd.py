@@ -7,6 +7,7 @@ other commands do not pay for it.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -39,11 +40,15 @@ UI_HOOK_FACTORIES.append(_ui_hook)
 
 def _announce(coordinator: Coordinator) -> None:
     if coordinator.admin_token_created:
-        typer.echo(
-            f"admin token (written once to {coordinator.config.admin_token_file}): "
-            f"{coordinator.admin_token_created}",
-            err=True,
-        )
+        path = coordinator.config.admin_token_file
+        if sys.stderr.isatty():
+            typer.echo(f"admin token (written once to {path}): {coordinator.admin_token_created}", err=True)
+        else:
+            # Not a person at a terminal: stderr is a log that gets collected and kept, so say
+            # where the token is (readable by this user only) instead of writing it there.
+            logging.getLogger(__name__).warning(
+                "created the admin token and wrote it to %s (mode 0600); it is not shown in logs", path
+            )
     typer.echo(f"accord coordinator listening on {coordinator.address}")
     sys.stdout.flush()
 
