@@ -3,7 +3,55 @@ themselves to these apps, so areas can grow independently."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import typer
+import typer.core
+
+
+def _conventional_help() -> None:
+    """Help as command lines conventionally write it, whatever typer's version.
+
+    Since its 0.2x releases typer's rich help shows every option's type, flags included
+    ("--json <bool>", reading as if the flag took a value: only its plain, non-rich help checks
+    ``is_flag``), and wraps a required argument in braces on the usage line ("run [OPTIONS]
+    {workflow}", reading as a set of choices). Here a flag shows no value and an argument shows
+    as WORKFLOW (required) or [NAME] (optional). Each override is installed only where the
+    typer in use has the method it replaces.
+    """
+    option, argument = typer.core.TyperOption, typer.core.TyperArgument
+    if hasattr(option, "display_type_rich") and not hasattr(option, "_accord_flag_aware"):
+        typed = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            if self.is_flag or self.count:
+                return None
+            return typed(self, ctx)
+
+        setattr(option, "display_type_rich", display_type_rich)  # noqa: B010
+        setattr(option, "_accord_flag_aware", True)  # noqa: B010
+    if hasattr(argument, "display_type_rich"):
+        typed_argument = argument.display_type_rich
+
+        def argument_type(self: Any, ctx: Any) -> str | None:
+            # FILES... <Path>, not FILES... <list[Path]>: the dots already say "one or more".
+            text = typed_argument(self, ctx)
+            return re.sub(r"^<list\[(.*)\]>$", r"<\1>", text) if text else text
+
+        setattr(argument, "display_type_rich", argument_type)  # noqa: B010
+    if hasattr(argument, "_usage_display_name"):
+
+        def _usage_display_name(self: Any) -> str:
+            name = self.metavar or str(self.name).upper()
+            if not self.required:
+                name = f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        setattr(argument, "_usage_display_name", _usage_display_name)  # noqa: B010
+
+
+_conventional_help()
 
 app = typer.Typer(
     name="accord",
@@ -12,9 +60,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-contract_app = typer.Typer(help="Contracts: lint, diff, register, list, show, deprecate.", no_args_is_help=True)
+contract_app = typer.Typer(
+    help="Contracts: lint, diff, register, list, show, deprecate.", no_args_is_help=True
+)
 workflow_app = typer.Typer(help="Workflows: check, validate, register, list, show.", no_args_is_help=True)
-team_app = typer.Typer(help="Teams and their tokens (admin).", no_args_is_help=True)
+team_app = typer.Typer(
+    help="Teams and their tokens: create and rotate-token (admin); list (any team).", no_args_is_help=True
+)
 runs_app = typer.Typer(help="Inspect and control runs: list, show, cancel, trace.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run a team agent beside your engine.", no_args_is_help=True)

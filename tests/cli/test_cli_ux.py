@@ -71,3 +71,54 @@ def test_start_on_an_unknown_host(tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = accord("coordinator", "start", "--listen", "no-such-host.invalid:7440", "--ui", "off", home=home)
     _assert_usage_error(result, home, "cannot listen on no-such-host.invalid:7440: unknown host")
+
+
+HELP_PAGES = [
+    ("--help",),
+    ("run", "--help"),
+    ("contract", "--help"),
+    ("contract", "lint", "--help"),
+    ("contract", "diff", "--help"),
+    ("contract", "register", "--help"),
+    ("workflow", "validate", "--help"),
+    ("runs", "list", "--help"),
+    ("runs", "show", "--help"),
+    ("runs", "trace", "--help"),
+    ("team", "--help"),
+    ("team", "list", "--help"),
+    ("coordinator", "start", "--help"),
+    ("agent", "start", "--help"),
+]
+
+
+@pytest.mark.parametrize("args", HELP_PAGES, ids=lambda args: " ".join(args))
+def test_help_shows_flags_as_flags_and_arguments_in_capitals(tmp_path: Path, args: tuple[str, ...]) -> None:
+    env_home = tmp_path / "home"
+    result = subprocess.run(
+        [str(ACCORD), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ACCORD_HOME": str(env_home), "COLUMNS": "120"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "<bool>" not in text, text  # a flag takes no value
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage, usage  # "{file}" reads as a set of choices
+    assert "<list[" not in text, text
+
+
+def test_help_usage_lines() -> None:
+    def usage(*args: str) -> str:
+        out = subprocess.run(
+            [str(ACCORD), *args, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        return next(line.strip() for line in out.splitlines() if "Usage:" in line)
+
+    assert usage("run") == "Usage: accord run [OPTIONS] WORKFLOW"
+    assert usage("contract", "lint") == "Usage: accord contract lint [OPTIONS] FILES..."
+    assert usage("contract", "diff") == "Usage: accord contract diff [OPTIONS] OLD NEW"
+    team = subprocess.run([str(ACCORD), "team", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "(admin)" in team and "list (any team)" in team
