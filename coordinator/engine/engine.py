@@ -332,6 +332,7 @@ class Engine:
     ) -> list[str]:
         warnings: list[str] = []
         team = agent.team
+        self._check_agent_team(principal, agent.agent_id)
         for binding in agent.bindings:
             owner = binding.contract.split("/", 1)[0]
             if owner != team:
@@ -661,6 +662,15 @@ class Engine:
         if not principal.owns(agent.record.team):
             raise PermissionDeniedError(f"agent {agent_id} belongs to team {agent.record.team}")
 
+    def _check_agent_team(self, principal: Principal, agent_id: str) -> None:
+        """Refuse another team's agent id (an unknown one is fine: e.g. not registered again
+        since a restart)."""
+        agent = self._dispatcher.agents.get(agent_id)
+        if agent is not None and not principal.owns(agent.record.team):
+            raise PermissionDeniedError(
+                f"agent {agent_id} belongs to team {agent.record.team}; team {principal.team} may not act as it"
+            )
+
     async def poll(
         self, principal: Principal, agent_id: str, only: list[QueueKey], wait_s: float
     ) -> Assignment | None:
@@ -742,6 +752,7 @@ class Engine:
                 )
 
     async def heartbeat(self, principal: Principal, agent_id: str, attempt_id: str) -> HeartbeatAnswer:
+        self._check_agent_team(principal, agent_id)
         self._dispatcher.touch(agent_id)
         found = self._owned_attempt(principal, attempt_id)
         if found is None:
@@ -770,6 +781,7 @@ class Engine:
     async def complete(
         self, principal: Principal, agent_id: str, attempt_id: str, output: Any, request_id: str
     ) -> bool:
+        self._check_agent_team(principal, agent_id)
         self._dispatcher.touch(agent_id)
         found = self._owned_attempt(principal, attempt_id)
         if found is None or found[1].status != ATTEMPT_RUNNING:
@@ -798,6 +810,7 @@ class Engine:
     async def fail(
         self, principal: Principal, agent_id: str, attempt_id: str, error: TaskFailure, request_id: str
     ) -> bool:
+        self._check_agent_team(principal, agent_id)
         self._dispatcher.touch(agent_id)
         found = self._owned_attempt(principal, attempt_id)
         if found is None or found[1].status != ATTEMPT_RUNNING:
@@ -813,6 +826,7 @@ class Engine:
         return True
 
     async def release(self, principal: Principal, agent_id: str, attempt_id: str, reason: str) -> bool:
+        self._check_agent_team(principal, agent_id)
         found = self._owned_attempt(principal, attempt_id)
         if found is None or found[1].status != ATTEMPT_RUNNING:
             if found is None:

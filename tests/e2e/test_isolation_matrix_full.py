@@ -1,0 +1,511 @@
+"""The full isolation matrix: team warehouse tries EVERY RPC of CoordinatorService,
+AgentGatewayService and the OTLP TraceService on team payments' objects. Each is either refused
+(PERMISSION_DENIED naming payments) or answers scoped to what warehouse may see. Every RPC is
+also UNAUTHENTICATED without a token and with a wrong one.
+
+The RPCs are read from the services' descriptors, so a new RPC fails
+``test_the_matrix_covers_every_rpc`` until it is given a row here.
+
+What another team may see, decided from DESIGN.md and the code:
+- team names (ListTeams): a directory, no tokens;
+- public contracts; never a ``visibility: team`` one (not listed, not readable, not diffable,
+  its consumers not listable);
+- workflows (ListWorkflows, GetWorkflow): readable by every team. A workflow is a composition of
+  contracts, with no payloads; contract owners see which workflows consume them and the UI's team
+  graph is drawn from them;
+- runs only when the team takes part (one of its contracts is a step), and then without the
+  run's payloads or another team's step payloads;
+- events: listed, without payloads;
+- the audit log: only entries about its own objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2 as otlp_common
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.common.v1 import common_pb2 as common_pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import PermissionDeniedError
+from coordinator.client import AsyncClient
+from tests.support.coordinator import CoordinatorProcess
+from tests.support.scenario import contract
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SINGLE = """
+workflow: payments/single
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  work:
+    contract: payments/work@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.work.output.ref}"}
+"""
+# A payments workflow that calls a warehouse contract: warehouse takes part in its runs.
+SHARED = """
+workflow: payments/with-reserve
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  work:
+    contract: payments/work@^1
+    input: {order_id: "${input.order_id}"}
+  reserve:
+    contract: warehouse/reserve@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.work.output.ref}"}
+"""
+PRIVATE_WORKFLOW = SINGLE.replace("payments/single", "payments/uses-private").replace(
+    "payments/work@^1", "payments/private@^1"
+)
+SECRET = "o-secret-4242"
+
+
+@dataclass
+class World:
+    proc: CoordinatorProcess
+    owner: str  # payments' token
+    other: str  # warehouse's token
+    run_single: str  # payments only
+    run_shared: str  # payments' workflow with a warehouse step
+    trace_single: str
+    attempt_id: str  # payments-1's running attempt of run_single
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    proc = CoordinatorProcess.start(Path(tmp_path_factory.mktemp("matrix")) / "home")
+    try:
+        owner = await proc.create_team("payments")
+        other = await proc.create_team("warehouse")
+        await proc.register_contract(owner, contract("payments/work"))
+        await proc.register_contract(owner, contract("payments/private", extra="visibility: team\n"))
+        await proc.register_contract(owner, contract("payments/private", "1.1.0", extra="visibility: team\n"))
+        await proc.register_contract(
+            owner,
+            "contract: payments/paid\nversion: 1.0.0\nkind: event\n"
+            "payload: {type: object, properties: {order_id: {type: string}}}\n",
+        )
+        await proc.register_contract(other, contract("warehouse/reserve"))
+        for text in (SINGLE, SHARED, PRIVATE_WORKFLOW):
+            await proc.register_workflow(owner, text)
+        async with proc.client(owner) as client:
+            await client.agent.RegisterAgent(
+                agent_pb.RegisterAgentRequest(
+                    agent_id="payments-1", bindings=[agent_pb.Binding(contract="payments/work", major=1)]
+                )
+            )
+            single = await client.coordinator.StartRun(
+                pb.StartRunRequest(workflow="payments/single", input_json=json.dumps({"order_id": SECRET}))
+            )
+            task = (
+                await client.agent.PollTask(agent_pb.PollTaskRequest(agent_id="payments-1", wait_ms=5000))
+            ).task
+            assert task.run_id == single.run.run_id
+            shared = await client.coordinator.StartRun(
+                pb.StartRunRequest(
+                    workflow="payments/with-reserve", input_json=json.dumps({"order_id": SECRET})
+                )
+            )
+            await client.coordinator.PublishEvent(
+                pb.PublishEventRequest(
+                    contract="payments/paid@1", payload_json=json.dumps({"order_id": SECRET})
+                )
+            )
+        async with proc.client(other) as client:
+            await client.agent.RegisterAgent(
+                agent_pb.RegisterAgentRequest(
+                    agent_id="warehouse-1",
+                    bindings=[agent_pb.Binding(contract="warehouse/reserve", major=1)],
+                )
+            )
+        yield World(
+            proc,
+            owner,
+            other,
+            single.run.run_id,
+            shared.run.run_id,
+            single.run.trace_id,
+            task.attempt_id,
+        )
+    finally:
+        proc.kill9()
+
+
+# ---------- refused: PERMISSION_DENIED naming the owner ----------
+
+
+def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
+    """Row -> (service, method, request) that warehouse must be refused."""
+    private_diff = pb.DiffContractsRequest(old_ref="payments/private@1.0.0", new_ref="payments/private@1.1.0")
+    return {
+        "CreateTeam": ("coordinator", "CreateTeam", pb.CreateTeamRequest(name="intruders")),
+        "RotateTeamToken": ("coordinator", "RotateTeamToken", pb.RotateTeamTokenRequest(name="payments")),
+        "RegisterContract": (
+            "coordinator",
+            "RegisterContract",
+            pb.RegisterContractRequest(source_text=contract("payments/work", "1.1.0"), source_name="c.yaml"),
+        ),
+        "GetContract": ("coordinator", "GetContract", pb.GetContractRequest(ref="payments/private")),
+        "GetContract@version": (
+            "coordinator",
+            "GetContract",
+            pb.GetContractRequest(ref="payments/private@1.1.0"),
+        ),
+        "DiffContracts": ("coordinator", "DiffContracts", private_diff),
+        "DiffContracts(public, private)": (
+            "coordinator",
+            "DiffContracts",
+            pb.DiffContractsRequest(old_ref="payments/work@1", new_ref="payments/private@1"),
+        ),
+        "DeprecateContract": (
+            "coordinator",
+            "DeprecateContract",
+            pb.DeprecateContractRequest(ref="payments/work@1", sunset="2030-01-01"),
+        ),
+        "ListContractConsumers": (
+            "coordinator",
+            "ListContractConsumers",
+            pb.ListContractConsumersRequest(ref="payments/private"),
+        ),
+        "RegisterWorkflow": (
+            "coordinator",
+            "RegisterWorkflow",
+            pb.RegisterWorkflowRequest(source_text=SINGLE, source_name="w.yaml"),
+        ),
+        "StartRun": (
+            "coordinator",
+            "StartRun",
+            pb.StartRunRequest(workflow="payments/single", input_json='{"order_id": "x"}'),
+        ),
+        "StartRun(rerun_of)": ("coordinator", "StartRun", pb.StartRunRequest(rerun_of=w.run_single)),
+        "StartRun(rerun_of involved)": ("coordinator", "StartRun", pb.StartRunRequest(rerun_of=w.run_shared)),
+        "GetRun": ("coordinator", "GetRun", pb.GetRunRequest(run_id=w.run_single)),
+        "CancelRun": ("coordinator", "CancelRun", pb.CancelRunRequest(run_id=w.run_single)),
+        "CancelRun(involved)": ("coordinator", "CancelRun", pb.CancelRunRequest(run_id=w.run_shared)),
+        "WatchRun": ("stream", "WatchRun", pb.WatchRunRequest(run_id=w.run_single)),
+        "PublishEvent": (
+            "coordinator",
+            "PublishEvent",
+            pb.PublishEventRequest(contract="payments/paid@1", payload_json='{"order_id": "o"}'),
+        ),
+        "GetRunTrace": ("coordinator", "GetRunTrace", pb.GetRunTraceRequest(run_id=w.run_single)),
+        "ListAuditLog": ("coordinator", "ListAuditLog", pb.ListAuditLogRequest(team="payments")),
+        "RegisterAgent": (
+            "agent",
+            "RegisterAgent",
+            agent_pb.RegisterAgentRequest(
+                agent_id="warehouse-2", bindings=[agent_pb.Binding(contract="payments/work", major=1)]
+            ),
+        ),
+        "RegisterAgent(their agent id)": (
+            "agent",
+            "RegisterAgent",
+            agent_pb.RegisterAgentRequest(agent_id="payments-1"),
+        ),
+        "PollTask": ("agent", "PollTask", agent_pb.PollTaskRequest(agent_id="payments-1", wait_ms=0)),
+        "Heartbeat": (
+            "agent",
+            "Heartbeat",
+            agent_pb.HeartbeatRequest(agent_id="warehouse-1", attempt_id=w.attempt_id),
+        ),
+        "Heartbeat(their agent)": ("agent", "Heartbeat", agent_pb.HeartbeatRequest(agent_id="payments-1")),
+        "CompleteTask": (
+            "agent",
+            "CompleteTask",
+            agent_pb.CompleteTaskRequest(
+                agent_id="warehouse-1", attempt_id=w.attempt_id, output_json='{"ref": "stolen"}'
+            ),
+        ),
+        "CompleteTask(their agent)": (
+            "agent",
+            "CompleteTask",
+            agent_pb.CompleteTaskRequest(
+                agent_id="payments-1", attempt_id=w.attempt_id, output_json='{"ref": "stolen"}'
+            ),
+        ),
+        "FailTask": (
+            "agent",
+            "FailTask",
+            agent_pb.FailTaskRequest(
+                agent_id="warehouse-1",
+                attempt_id=w.attempt_id,
+                error=common_pb.TaskError(type="X", message="x"),
+            ),
+        ),
+        "ReleaseTask": (
+            "agent",
+            "ReleaseTask",
+            agent_pb.ReleaseTaskRequest(agent_id="warehouse-1", attempt_id=w.attempt_id),
+        ),
+        "ReleaseTask(their agent)": (
+            "agent",
+            "ReleaseTask",
+            agent_pb.ReleaseTaskRequest(agent_id="payments-1", attempt_id=w.attempt_id),
+        ),
+    }
+
+
+REFUSED = [
+    "CreateTeam",
+    "RotateTeamToken",
+    "RegisterContract",
+    "GetContract",
+    "GetContract@version",
+    "DiffContracts",
+    "DiffContracts(public, private)",
+    "DeprecateContract",
+    "ListContractConsumers",
+    "RegisterWorkflow",
+    "StartRun",
+    "StartRun(rerun_of)",
+    "StartRun(rerun_of involved)",
+    "GetRun",
+    "CancelRun",
+    "CancelRun(involved)",
+    "WatchRun",
+    "PublishEvent",
+    "GetRunTrace",
+    "ListAuditLog",
+    "RegisterAgent",
+    "RegisterAgent(their agent id)",
+    "PollTask",
+    "Heartbeat",
+    "Heartbeat(their agent)",
+    "CompleteTask",
+    "CompleteTask(their agent)",
+    "FailTask",
+    "ReleaseTask",
+    "ReleaseTask(their agent)",
+]
+
+
+@pytest.mark.parametrize("row", REFUSED)
+async def test_another_team_is_refused(world: World, row: str) -> None:
+    service, method, request = _refused(world)[row]
+    async with world.proc.client(world.other) as client:
+        with pytest.raises(PermissionDeniedError) as refused:
+            if service == "stream":
+                async for _ in client.coordinator.stream(method, request):
+                    pass
+            else:
+                await getattr(getattr(client, service), method)(request)
+    message = str(refused.value)
+    if row != "CreateTeam":
+        assert "payments" in message, f"the message should name the owner: {message}"
+    assert SECRET not in message
+
+
+async def test_the_owners_attempt_survived_every_attempt_on_it(world: World) -> None:
+    async with world.proc.client(world.owner) as client:
+        beat = await client.agent.Heartbeat(
+            agent_pb.HeartbeatRequest(agent_id="payments-1", attempt_id=world.attempt_id)
+        )
+        assert not beat.lease_lost and not beat.cancel_requested
+        run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=world.run_single))).run
+        assert run.status == pb.RUN_STATUS_RUNNING
+        # payments-1 is still payments' agent: it may poll (nothing queued for it now).
+        await client.agent.PollTask(agent_pb.PollTaskRequest(agent_id="payments-1", wait_ms=0))
+
+
+# ---------- scoped: answered, with only what warehouse may see ----------
+
+Check = Callable[[World, AsyncClient], Awaitable[None]]
+
+
+async def _whoami(w: World, client: AsyncClient) -> None:
+    me = await client.coordinator.WhoAmI(pb.WhoAmIRequest())
+    assert (me.team, me.admin) == ("warehouse", False)
+
+
+async def _list_teams(w: World, client: AsyncClient) -> None:
+    teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
+    assert {t.name for t in teams.teams} == {"payments", "warehouse"}
+    assert w.owner not in str(teams)
+
+
+async def _list_contracts(w: World, client: AsyncClient) -> None:
+    for request in (
+        pb.ListContractsRequest(all_versions=True),
+        pb.ListContractsRequest(team="payments"),
+        pb.ListContractsRequest(name_prefix="payments/private"),
+    ):
+        names = {c.name for c in (await client.coordinator.ListContracts(request)).contracts}
+        assert "payments/private" not in names
+    public = await client.coordinator.ListContracts(pb.ListContractsRequest(team="payments"))
+    assert "payments/work" in {c.name for c in public.contracts}
+    # A public contract stays readable.
+    got = await client.coordinator.GetContract(pb.GetContractRequest(ref="payments/work"))
+    assert got.contract.name == "payments/work"
+
+
+async def _workflows(w: World, client: AsyncClient) -> None:
+    listed = await client.coordinator.ListWorkflows(pb.ListWorkflowsRequest(team="payments"))
+    assert {"payments/single", "payments/with-reserve"} <= {x.name for x in listed.workflows}
+    got = await client.coordinator.GetWorkflow(pb.GetWorkflowRequest(name="payments/with-reserve"))
+    assert got.workflow.team == "payments"
+
+
+async def _list_runs(w: World, client: AsyncClient) -> None:
+    for request in (
+        pb.ListRunsRequest(),
+        pb.ListRunsRequest(team="payments"),
+        pb.ListRunsRequest(query=w.run_single),
+    ):
+        runs = {r.run_id: r for r in (await client.coordinator.ListRuns(request)).runs}
+        assert w.run_single not in runs
+    runs = {r.run_id: r for r in (await client.coordinator.ListRuns(pb.ListRunsRequest())).runs}
+    shared = runs[w.run_shared]  # warehouse takes part: listed, payloads hidden
+    assert shared.payload_hidden and not shared.input_json and SECRET not in str(shared)
+
+
+async def _get_involved_run(w: World, client: AsyncClient) -> None:
+    run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=w.run_shared))).run
+    assert run.payload_hidden and not run.input_json
+    steps = {s.id: s for s in run.steps}
+    assert steps["work"].payload_hidden and not steps["work"].input_json
+    assert not steps["reserve"].payload_hidden  # its own step: warehouse was handed that input
+    for step in run.steps:
+        if step.id == "reserve":
+            step.input_json = ""
+    assert SECRET not in str(run)
+
+
+async def _watch_involved_run(w: World, client: AsyncClient) -> None:
+    async for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=w.run_shared)):
+        assert update.run.payload_hidden and not update.run.input_json
+        break
+
+
+async def _list_events(w: World, client: AsyncClient) -> None:
+    events = (await client.coordinator.ListEvents(pb.ListEventsRequest(contract="payments/paid"))).events
+    assert events and all(e.team == "payments" and not e.payload_json for e in events)
+    everything = (await client.coordinator.ListEvents(pb.ListEventsRequest())).events
+    assert SECRET not in str(everything)
+
+
+async def _audit_log(w: World, client: AsyncClient) -> None:
+    entries = (await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
+    assert entries and {e.owner_team for e in entries} == {"warehouse"}, [
+        (e.owner_team, e.action, e.object) for e in entries
+    ]
+
+
+async def _poll_only_own_queues(w: World, client: AsyncClient) -> None:
+    # Asking for payments' queue through its own agent gives nothing of payments'.
+    answer = await client.agent.PollTask(
+        agent_pb.PollTaskRequest(agent_id="warehouse-1", contracts=["payments/work@1"], wait_ms=0)
+    )
+    assert not answer.HasField("task")
+
+
+SCOPED: dict[str, Check] = {
+    "WhoAmI": _whoami,
+    "ListTeams": _list_teams,
+    "ListContracts": _list_contracts,
+    "ListWorkflows/GetWorkflow": _workflows,
+    "ListRuns": _list_runs,
+    "GetRun(involved)": _get_involved_run,
+    "WatchRun(involved)": _watch_involved_run,
+    "ListEvents": _list_events,
+    "ListAuditLog(own)": _audit_log,
+    "PollTask(own agent)": _poll_only_own_queues,
+}
+
+
+@pytest.mark.parametrize("row", list(SCOPED))
+async def test_another_team_sees_only_its_share(world: World, row: str) -> None:
+    async with world.proc.client(world.other) as client:
+        await SCOPED[row](world, client)
+
+
+def _otlp_request(trace_id: str, run_id: str) -> trace_service_pb2.ExportTraceServiceRequest:
+    span = trace_pb2.Span(
+        trace_id=bytes.fromhex(trace_id),
+        span_id=bytes.fromhex("00f067aa0ba902b7"),
+        name="forged",
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+        attributes=[
+            otlp_common.KeyValue(key="accord.run_id", value=otlp_common.AnyValue(string_value=run_id))
+        ],
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])]
+    )
+
+
+async def test_otlp_spans_into_another_teams_run_are_rejected(world: World) -> None:
+    async with grpc.aio.insecure_channel(world.proc.address) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+        answer = await stub.Export(
+            _otlp_request(world.trace_single, world.run_single),
+            metadata=(("authorization", f"Bearer {world.other}"),),
+        )
+    assert answer.partial_success.rejected_spans == 1
+    assert "takes no part" in answer.partial_success.error_message
+    async with world.proc.client(world.owner) as client:
+        trace = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=world.run_single))
+    assert "forged" not in {s.name for s in trace.spans}
+
+
+# ---------- every RPC: UNAUTHENTICATED without a valid token ----------
+
+_SERVICES: list[tuple[Any, Any]] = [
+    (pb.DESCRIPTOR.services_by_name["CoordinatorService"], pb),
+    (agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"], agent_pb),
+    (trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"], trace_service_pb2),
+]
+ALL_RPCS = {
+    f"/{service.full_name}/{method.name}": (module, method)
+    for service, module in _SERVICES
+    for method in service.methods
+}
+
+
+async def test_the_matrix_covers_every_rpc() -> None:
+    covered = {row.split("(")[0].split("@")[0] for row in REFUSED}
+    covered |= {part.split("(")[0] for row in SCOPED for part in row.split("/")}
+    covered.add("Export")  # test_otlp_spans_into_another_teams_run_are_rejected
+    missing = {path.rsplit("/", 1)[1] for path in ALL_RPCS} - covered
+    assert not missing, f"RPCs with no row in the isolation matrix: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token"], ids=["no-token", "wrong-token"])
+@pytest.mark.parametrize("path", sorted(ALL_RPCS))
+async def test_every_rpc_is_unauthenticated_without_a_valid_token(
+    world: World, path: str, token: str
+) -> None:
+    module, method = ALL_RPCS[path]
+    request_type = getattr(module, method.input_type.name)
+    response_type = getattr(module, method.output_type.name)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with grpc.aio.insecure_channel(world.proc.address) as channel:
+        if method.server_streaming:
+            call: Any = channel.unary_stream(
+                path,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )(request_type(), metadata=metadata, timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in call:
+                    pass
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await channel.unary_unary(
+                    path,
+                    request_serializer=request_type.SerializeToString,
+                    response_deserializer=response_type.FromString,
+                )(request_type(), metadata=metadata, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (path, refused.value.details())
