@@ -16,6 +16,7 @@ from coordinator.store.base import Store
 from coordinator.store.records import (
     ATTEMPT_SUCCEEDED,
     RUN_SUCCEEDED,
+    STEP_CANCELLED,
     STEP_SKIPPED,
     STEP_SUCCEEDED,
     AttemptRecord,
@@ -94,6 +95,11 @@ def run_span(run: RunRecord) -> SpanRecord:
 
 def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanRecord:
     status, message = _status(step.status in (STEP_SUCCEEDED, STEP_SKIPPED), step.error)
+    if step.status == STEP_CANCELLED and step.error is None:
+        # Ended because its run did (failed or cancelled elsewhere): no error of its own.
+        status, message = "unset", ""
+    # A step the engine never handed to an agent nor fanned out (it gets started_ms = finished_ms).
+    started = step.attempt_count > 0 or step.fan_out >= 0
     start = step.started_ms or step.finished_ms
     return SpanRecord(
         trace_id=run.trace_id,
@@ -112,6 +118,7 @@ def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanReco
             "accord.contract_version": step.contract_version,
             "accord.team": step.team,
             "accord.step_status": step.status,
+            "accord.step_started": started,
             **_error_attributes(step.error),
         },
         run_id=run.run_id,

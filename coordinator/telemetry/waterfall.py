@@ -98,11 +98,25 @@ def _bar(span: SpanView, t0: int, total: int, width: int) -> str:
     return "".join(cells)
 
 
+def _never_started(span: SpanView) -> str:
+    """ "not started" or "skipped" for a step span of a step that never ran, else "". Older
+    spans lack ``accord.step_started``: a zero-length cancelled or skipped step never ran."""
+    step_status = span.attributes.get("accord.step_status")
+    if step_status not in ("cancelled", "skipped"):
+        return ""
+    started = span.attributes.get("accord.step_started")
+    if started or (started is None and span.duration_ns > 0):
+        return ""
+    return "skipped" if step_status == "skipped" else "not started"
+
+
 def _status(span: SpanView) -> str:
     if span.status == "error":
         return "error"
     if span.status == "ok":
         return "ok"
+    if span.attributes.get("accord.step_status") == "cancelled":
+        return "cancelled"
     return "-"
 
 
@@ -125,12 +139,16 @@ def render_waterfall(
     for depth, span in tree_order(spans):
         name = style.indent * depth + span.name + (" (other team)" if span.redacted else "")
         team = span.team or span.owner or "-"
+        not_run = _never_started(span)
+        duration = "-" if not_run else format_duration(span.duration_ns)
+        bar = " " * style.bar_width if not_run else _bar(span, t0, total, style.bar_width)
+        status = not_run or _status(span)
         line = (
-            f"{_fit(name, style.name_width)}  {_fit(team, style.team_width)}  "
-            f"{format_duration(span.duration_ns):>8}  {_bar(span, t0, total, style.bar_width)}  "
-            f"{_status(span)}"
+            f"{_fit(name, style.name_width)}  {_fit(team, style.team_width)}  {duration:>8}  {bar}  {status}"
         )
-        if span.status == "error" and span.status_message:
+        # The message only when it says more than the status (spans stored before the engine
+        # left a never-started step's status unset carry the message "error").
+        if span.status == "error" and span.status_message and not not_run and span.status_message != status:
             line += f"  {span.status_message}"
         lines.append(line.rstrip())
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from tests.support.agent import Call, TestAgent
+from tests.support.agent import Call, TaskFailed, TestAgent
 from tests.support.coordinator import ACCORD, CoordinatorProcess
 from tests.support.scenario import contract
 
@@ -184,3 +184,43 @@ async def test_workflow_validate_checks_without_registering(
     result = await coordinator.acli("workflow", "validate", str(bad), token=token)
     assert result.returncode == 2, result
     assert "nothing" in result.stdout + result.stderr
+
+
+FAIL_FLOW = """
+workflow: shipping/flow
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  charge:
+    contract: shipping/charge@^1
+    input: {order_id: "${input.order_id}"}
+  ship:
+    contract: shipping/ship@^1
+    input: {order_id: "${steps.charge.output.ref}"}
+"""
+
+
+async def test_runs_trace_shows_a_step_that_never_started(
+    coordinator: CoordinatorProcess, test_agent: Callable[..., Awaitable[TestAgent]]
+) -> None:
+    token = await coordinator.create_team("shipping")
+    await coordinator.register_contract(token, contract("shipping/charge"))
+    await coordinator.register_contract(token, contract("shipping/ship"))
+    await coordinator.register_workflow(token, FAIL_FLOW)
+
+    async def decline(call: Call) -> dict[str, str]:
+        raise TaskFailed("CardDeclined", "card expired", retryable=False)
+
+    await test_agent(token, "shipping", {"shipping/charge@1": decline})
+    result = await coordinator.acli("run", "shipping/flow", "-i", '{"order_id": "o"}', "--wait", token=token)
+    assert result.returncode == 1, result
+    run_id = result.stderr.split()[2]
+    result = await coordinator.acli("runs", "trace", run_id, token=token)
+    assert result.returncode == 0, result.stderr
+    lines = {line[:44].strip(): line.rstrip() for line in result.stdout.splitlines()[2:]}
+    assert lines["step ship"].endswith("not started"), result.stdout
+    assert "error" not in lines["step ship"] and "µs" not in lines["step ship"], result.stdout
+    assert "CardDeclined: card expired" in lines["step charge"], result.stdout
+    assert not any("error  error" in line for line in lines.values()), result.stdout
