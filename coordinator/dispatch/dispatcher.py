@@ -29,10 +29,19 @@ class AgentState:
     last_seen: float = 0.0  # monotonic; 0 = not seen since this coordinator started
     polling: int = 0
     in_flight: set[str] = field(default_factory=set)
+    # monotonic: when a poll of it was cancelled (the agent stopped, crashed or lost its
+    # connection); 0 once it polls again.
+    left_at: float = 0.0
 
     @property
     def keys(self) -> list[QueueKey]:
         return [(b.contract, b.major) for b in self.record.bindings]
+
+
+# How long an agent whose poll was cancelled still counts as serving: long enough for an agent
+# that restarts its polls (a config reload) to poll again; a stopped agent is gone after it,
+# not after the whole ``agent_alive_s`` (a busy agent that is not polling keeps that window).
+LEFT_GRACE_S = 2.0
 
 
 class Dispatcher:
@@ -62,7 +71,11 @@ class Dispatcher:
             state.last_seen = time.monotonic()
 
     def _alive(self, state: AgentState, now: float) -> bool:
-        return state.polling > 0 or (state.last_seen > 0 and now - state.last_seen < self._agent_alive_s)
+        if state.polling > 0:
+            return True
+        if state.left_at and now - state.left_at > LEFT_GRACE_S:
+            return False  # its poll was cut off and it has not polled again: gone (or stopping)
+        return state.last_seen > 0 and now - state.last_seen < self._agent_alive_s
 
     def serving(self, key: QueueKey) -> list[AgentState]:
         """Agents alive now that serve ``key``."""
@@ -124,6 +137,7 @@ class Dispatcher:
             self._waiters.setdefault(key, set()).add(event)
         if state is not None:
             state.polling += 1
+            state.left_at = 0.0
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -137,6 +151,10 @@ class Dispatcher:
                 attempt_id = self._pop(keys)
                 if attempt_id is not None:
                     return attempt_id
+        except asyncio.CancelledError:
+            if state is not None:
+                state.left_at = time.monotonic()
+            raise
         finally:
             for key in keys:
                 waiters = self._waiters.get(key)
