@@ -198,8 +198,10 @@ def _wait(
         )
 
 
-# Reasons that only say a step waits for another one: the other step's own reason says why.
+# Reasons that are the ordinary course of a run, not worth a line: a step waits for another
+# one (whose own reason says why), or is being handed to an idle agent right now.
 _ORDINARY_WAIT = ("waiting for step ", "ready to start")
+_HANDING_OVER = "being handed to an agent"
 _SECONDS = re.compile(r"\d+(?:\.\d+)?s\b")
 
 
@@ -214,7 +216,7 @@ class _WaitingReporter:
     def __call__(self, run: pb.Run) -> None:
         for step in run.steps:
             reason = step.waiting_reason
-            if not reason or reason.startswith(_ORDINARY_WAIT):
+            if not reason or reason.startswith(_ORDINARY_WAIT) or _HANDING_OVER in reason:
                 self._shown.pop(step.id, None)
                 continue
             key = _SECONDS.sub("Ns", reason)

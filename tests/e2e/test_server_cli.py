@@ -216,7 +216,9 @@ async def test_runs_trace_shows_a_step_that_never_started(
     await test_agent(token, "shipping", {"shipping/charge@1": decline})
     result = await coordinator.acli("run", "shipping/flow", "-i", '{"order_id": "o"}', "--wait", token=token)
     assert result.returncode == 1, result
-    run_id = result.stderr.split()[2]
+    # an ordinary hand-off to the idle agent is not a waiting line: only the error is on stderr
+    assert result.stderr.startswith("error: run "), result.stderr
+    run_id = result.stderr.splitlines()[-1].split()[2]
     result = await coordinator.acli("runs", "trace", run_id, token=token)
     assert result.returncode == 0, result.stderr
     lines = {line[:44].strip(): line.rstrip() for line in result.stdout.splitlines()[2:]}
