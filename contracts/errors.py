@@ -1,19 +1,19 @@
 """Accord's error hierarchy. Every error a user can meet derives from ``AccordError``.
 
-    AccordError
-    ├── FileProblemsError        a contract/workflow/config file has problems (all listed)
-    ├── ValidationFailed         a payload does not match a schema (every violation listed)
-    ├── CompositionError         a workflow does not type-check against its contracts
-    ├── VersionError             a version or range that does not parse or resolve
-    ├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
-    └── RemoteError              raised by clients for a refused or failed call
-        ├── UnreachableError     the coordinator cannot be reached
-        ├── UnauthenticatedError missing or wrong token
-        ├── PermissionDeniedError another team's object
-        ├── NotFoundError
-        ├── InvalidArgumentError
-        └── FailedPreconditionError  refused by a rule (exit 1)
-            └── AlreadyExistsError   it exists already (exit 2)
+AccordError
+├── FileProblemsError        a contract/workflow/config file has problems (all listed)
+├── ValidationFailed         a payload does not match a schema (every violation listed)
+├── CompositionError         a workflow does not type-check against its contracts
+├── VersionError             a version or range that does not parse or resolve
+├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
+└── RemoteError              raised by clients for a refused or failed call
+    ├── UnreachableError     the coordinator cannot be reached
+    ├── UnauthenticatedError missing or wrong token
+    ├── PermissionDeniedError another team's object
+    ├── NotFoundError
+    ├── InvalidArgumentError
+    └── FailedPreconditionError  refused by a rule (exit 1)
+        └── AlreadyExistsError   it exists already (exit 2)
 """
 
 from __future__ import annotations

@@ -46,9 +46,7 @@ class RetryPolicy:
         return delay
 
 
-PLATFORM_RETRY = RetryPolicy(
-    max_attempts=3, initial_backoff=1.0, backoff_coefficient=2.0, max_backoff=60.0
-)
+PLATFORM_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, backoff_coefficient=2.0, max_backoff=60.0)
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,7 @@ class Timeouts:
             schedule_to_start=self.schedule_to_start
             if self.schedule_to_start is not None
             else lower.schedule_to_start,
-            start_to_close=self.start_to_close
-            if self.start_to_close is not None
-            else lower.start_to_close,
+            start_to_close=self.start_to_close if self.start_to_close is not None else lower.start_to_close,
             heartbeat=self.heartbeat if self.heartbeat is not None else lower.heartbeat,
         )
 
