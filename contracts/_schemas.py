@@ -134,7 +134,7 @@ def types_of(schema: Schema, root: Schema) -> set[str] | None:
         return {str(t) for t in declared}
     if "const" in schema or "enum" in schema:
         values = [schema["const"]] if "const" in schema else list(schema["enum"] or [])
-        return {_json_type(v) for v in values}
+        return {json_type(v) for v in values}
     for branch in schema.get("allOf", []) or []:
         found = types_of(branch, root)
         if found is not None:
@@ -151,12 +151,13 @@ def types_of(schema: Schema, root: Schema) -> set[str] | None:
     return None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type of a value; 1.0 is an integer, as in JSON Schema 2020-12."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return "integer"
     if isinstance(value, float):
         return "number"

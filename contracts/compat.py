@@ -30,6 +30,8 @@ from typing import Any, Literal, TypeAlias, TypeGuard
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from contracts._schemas import json_type
+
 __all__ = [
     "Finding",
     "check_contract_compat",
@@ -197,7 +199,7 @@ def _quick_valid(schema: Schema, instance: Any) -> bool | None:
 
 
 def _instance_types(value: Any) -> tuple[str, ...]:
-    t = _json_type(value)
+    t = json_type(value)
     return ("integer", "number") if t == "integer" else (t,)
 
 
@@ -259,22 +261,6 @@ def _accepts(types: set[str], t: str) -> bool:
 def _overlaps(types: set[str], t: str) -> bool:
     """Whether a schema admitting `types` may share an instance with values of type `t`."""
     return _accepts(types, t) or (t == "number" and "integer" in types)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _enum_values(schema: Mapping[str, Any]) -> list[Any] | None:
@@ -871,7 +857,7 @@ class _Checker:
             )
         values = _enum_values(schema)
         if values is not None:
-            vt = {_json_type(v) for v in values}
+            vt = {json_type(v) for v in values}
             found = {t for t in found if t in vt or (t == "number" and vt & {"number", "integer"})} | (
                 {"integer"} if "integer" in vt and found & {"number", "integer"} else set()
             )
