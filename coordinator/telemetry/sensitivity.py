@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Protocol
 
 from coordinator.store.records import ContractRecord, RunRecord, StepRecord, WorkflowRecord
@@ -25,8 +27,12 @@ class RunSensitivity:
     """Computes a run's sensitive values. Contract sensitive lists and workflow definitions are
     immutable per version, so they are cached; payloads are read fresh (a run's steps grow)."""
 
-    def __init__(self, store: SensitivityStore) -> None:
+    def __init__(self, store: SensitivityStore, *, run_cache_size: int = 1024) -> None:
         self._store = store
+        # run id -> the run without its output: what ``values`` reads of a run (id, workflow and
+        # version, input) never changes, so each agent export need not read it again.
+        self._runs: OrderedDict[str, RunRecord] = OrderedDict()
+        self._run_cache_size = run_cache_size
         self._contract_fields: dict[tuple[str, str], tuple[str, ...]] = {}
         self._workflow_inputs: dict[tuple[str, int], tuple[str, ...]] = {}
 
@@ -54,9 +60,21 @@ class RunSensitivity:
             self._workflow_inputs[key] = paths
         return self._workflow_inputs[key]
 
+    async def _run(self, run_id: str) -> RunRecord | None:
+        cached = self._runs.get(run_id)
+        if cached is not None:
+            self._runs.move_to_end(run_id)
+            return cached
+        record = await self._store.get_run(run_id)
+        if record is not None:
+            self._runs[run_id] = replace(record, output=None, error=None)
+            while len(self._runs) > self._run_cache_size:
+                self._runs.popitem(last=False)
+        return record
+
     async def values(self, run: RunRecord | str) -> set[str]:
         """Every sensitive value of ``run`` (a record or a run id; unknown run: none)."""
-        record = await self._store.get_run(run) if isinstance(run, str) else run
+        record = await self._run(run) if isinstance(run, str) else run
         if record is None:
             return set()
         found = sensitive_values(await self._sensitive_inputs(record), input=record.input)
