@@ -123,6 +123,18 @@ def _redact_message(message: Message, redactor: Redactor) -> None:
                 setattr(message, descriptor.name, clean(value))
 
 
+def _may_hold_secret(message: Message, redactor: Redactor) -> bool:
+    """False only when no string of ``message`` can hold a secret, so the copy and the field walk
+    of ``_redact_message`` can be skipped (most requests: the agent's token is a secret, so the
+    redactor is never empty). Conservative: any encoded form of a secret anywhere in the serialized
+    bytes, or a JSON escape (``\\u``, ``\\/``) that could spell one in a ``*_json`` field, takes the
+    full redaction."""
+    data = message.SerializeToString()
+    if b"\\u" in data or b"\\/" in data:
+        return True
+    return any(form in data for form in redactor.encoded_forms())
+
+
 class RedactingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """Masks every known secret value in each request before it leaves the process."""
 
@@ -135,7 +147,7 @@ class RedactingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type:
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
-        if self._redactor and isinstance(request, Message):
+        if self._redactor and isinstance(request, Message) and _may_hold_secret(request, self._redactor):
             clean = type(request)()
             clean.CopyFrom(request)
             _redact_message(clean, self._redactor)

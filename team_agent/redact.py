@@ -48,6 +48,11 @@ class Redactor:
                 forms |= _encodings(secret)
         # Longest first, so a secret containing another one is masked whole.
         self._forms = sorted(forms, key=len, reverse=True)
+        self._encoded = tuple(form.encode() for form in self._forms)
+
+    def encoded_forms(self) -> tuple[bytes, ...]:
+        """Every form, UTF-8 encoded (to look for in serialized bytes)."""
+        return self._encoded
 
     def __bool__(self) -> bool:
         return bool(self._forms)
