@@ -75,9 +75,11 @@ class Outbox:
         return final
 
     def _remove(self, entry: OutboxEntry) -> None:
+        # No directory fsync: a removal lost in a crash only brings back an entry the coordinator
+        # already has, and re-delivering it is answered from its stored request id (the result is
+        # recorded once; no step runs again).
         with contextlib.suppress(FileNotFoundError):
             (self.directory / entry.file_name).unlink()
-            self._fsync_dir()
 
     def _pending(self) -> list[OutboxEntry]:
         if not self.directory.is_dir():
