@@ -38,6 +38,7 @@ from contracts.validation import validate_payload
 from contracts.versions import is_name
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey
+from coordinator.dispatch.dispatcher import Waiter
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
 from coordinator.engine.spans import SpanBuffer, SpanSink
@@ -205,6 +206,9 @@ class Engine:
         self._timer_task: asyncio.Task[None] | None = None
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._start_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._handed: set[str] = set()  # attempts claimed in a transition's commit for a waiting poll
+        self._background: set[asyncio.Task[None]] = set()
+        dispatcher.on_lost = self._handoff_lost
 
     # ================= lifecycle =================
 
@@ -301,9 +305,30 @@ class Engine:
     # ================= commit =================
 
     async def _commit(self, batch: _Batch) -> None:
+        # Eager hand-off: a new attempt an agent is already waiting for is claimed for that agent
+        # in this same durable commit, and handed to its poll only once the commit is done (so a
+        # hop costs one commit, not a commit for the transition and another for the claim).
+        handoffs: list[tuple[Waiter, AttemptRecord]] = []
+        for attempt in batch.enqueue:
+            live = self._attempt_runs.get(attempt.attempt_id)
+            if live is None or attempt.status != ATTEMPT_SCHEDULED:
+                continue
+            waiter = self._dispatcher.reserve((attempt.contract, attempt.major))
+            if waiter is not None:
+                self._claim_into(live, attempt, waiter.agent_id, batch)
+                handoffs.append((waiter, attempt))
         changes = batch.changes()
         if changes:
-            await self._store.apply(changes)
+            try:
+                await self._store.apply(changes)
+            except BaseException:
+                for waiter, _ in handoffs:
+                    self._dispatcher.unreserve(waiter)
+                raise
+        for waiter, attempt in handoffs:
+            self._handed.add(attempt.attempt_id)
+            if not self._dispatcher.hand(waiter, attempt.attempt_id):
+                self._handoff_lost(attempt.attempt_id)
         for attempt in batch.enqueue:
             live = self._attempt_runs.get(attempt.attempt_id)
             if live is not None and attempt.status == ATTEMPT_SCHEDULED:
@@ -694,11 +719,28 @@ class Engine:
 
     async def _claim(self, attempt_id: str, agent_id: str) -> Assignment | None:
         live = self._attempt_runs.get(attempt_id)
+        if attempt_id in self._handed:
+            # Claimed for this agent in the commit that created it (eager hand-off): durable.
+            self._handed.discard(attempt_id)
+            if live is None:
+                return None
+            attempt = live.attempts[attempt_id]
+            if attempt.status != ATTEMPT_RUNNING or attempt.agent_id != agent_id:
+                return None
+            return self._assignment(live, attempt)
         if live is None:
             return None
         attempt = live.attempts[attempt_id]
         if attempt.status != ATTEMPT_SCHEDULED or live.current.get(attempt.step_id) != attempt_id:
             return None
+        batch = _Batch()
+        self._claim_into(live, attempt, agent_id, batch)
+        await self._commit(batch)
+        return self._assignment(live, attempt)
+
+    def _claim_into(self, live: LiveRun, attempt: AttemptRecord, agent_id: str, batch: _Batch) -> None:
+        """Mark ``attempt`` running on ``agent_id``: durable with ``batch``."""
+        attempt_id = attempt.attempt_id
         step = live.steps[attempt.step_id]
         _, timeouts = policy_from_json(step.policy)
         now = now_ms()
@@ -706,7 +748,6 @@ class Engine:
         if timeouts.start_to_close:
             attempt.close_deadline_ms = now + int(timeouts.start_to_close * 1000)
         step.status = STEP_RUNNING
-        batch = _Batch()
         batch.attempt(attempt)
         batch.step(step)
         if timeouts.heartbeat:
@@ -718,7 +759,34 @@ class Engine:
         agent = self._dispatcher.agents.get(agent_id)
         if agent is not None:
             agent.in_flight.add(attempt_id)
-        await self._commit(batch)
+
+    def _handoff_lost(self, attempt_id: str) -> None:
+        """A poll ended before it could answer with the attempt claimed for it: give it back (as
+        a release: that attempt ends, a new one is queued), so it does not wait for its lease."""
+        self._handed.discard(attempt_id)
+        live = self._attempt_runs.get(attempt_id)
+        if live is None or live.attempts[attempt_id].status != ATTEMPT_RUNNING:
+            return
+        task = asyncio.get_running_loop().create_task(self._give_back(live, attempt_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _give_back(self, live: LiveRun, attempt_id: str) -> None:
+        attempt = live.attempts[attempt_id]
+        if attempt.status != ATTEMPT_RUNNING or self._attempt_runs.get(attempt_id) is not live:
+            return
+        batch = _Batch()
+        error = TaskFailure("Released", f"the poll of agent {attempt.agent_id} ended before it got the task")
+        self._end_attempt(live, attempt, ATTEMPT_CANCELLED, error, batch)
+        self._new_attempt(live, live.steps[attempt.step_id], batch)
+        try:
+            await self._commit(batch)
+        except Exception:  # the lease timer still recovers it
+            logger.exception("giving back attempt %s failed", attempt_id)
+
+    def _assignment(self, live: LiveRun, attempt: AttemptRecord) -> Assignment:
+        step = live.steps[attempt.step_id]
+        _, timeouts = policy_from_json(step.policy)
         run = live.record
         trace_context = {"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)}
         return Assignment(live.record, step, attempt, timeouts, trace_context)
