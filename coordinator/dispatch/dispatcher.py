@@ -53,7 +53,7 @@ LEFT_GRACE_S = 2.0
 class Waiter:
     """One long poll waiting in ``next_attempt``."""
 
-    __slots__ = ("agent_id", "event", "reserved", "handed", "ended")
+    __slots__ = ("agent_id", "ended", "event", "handed", "reserved")
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
