@@ -851,10 +851,8 @@ class Engine:
     ) -> bool:
         self._check_agent_team(principal, agent_id)
         self._dispatcher.touch(agent_id)
-        found = self._owned_attempt(principal, attempt_id)
-        if found is None or found[1].status != ATTEMPT_RUNNING:
-            if found is None:
-                await self._check_foreign_attempt(principal, attempt_id)
+        found = await self._running_attempt(principal, attempt_id)
+        if found is None:
             return await self._replayed(("complete", request_id))
         live, attempt = found
         contract = live.contracts[attempt.contract]
@@ -880,10 +878,8 @@ class Engine:
     ) -> bool:
         self._check_agent_team(principal, agent_id)
         self._dispatcher.touch(agent_id)
-        found = self._owned_attempt(principal, attempt_id)
-        if found is None or found[1].status != ATTEMPT_RUNNING:
-            if found is None:
-                await self._check_foreign_attempt(principal, attempt_id)
+        found = await self._running_attempt(principal, attempt_id)
+        if found is None:
             return await self._replayed(("fail", request_id))
         live, attempt = found
         batch = _Batch()
@@ -895,10 +891,8 @@ class Engine:
 
     async def release(self, principal: Principal, agent_id: str, attempt_id: str, reason: str) -> bool:
         self._check_agent_team(principal, agent_id)
-        found = self._owned_attempt(principal, attempt_id)
-        if found is None or found[1].status != ATTEMPT_RUNNING:
-            if found is None:
-                await self._check_foreign_attempt(principal, attempt_id)
+        found = await self._running_attempt(principal, attempt_id)
+        if found is None:
             return False
         live, attempt = found
         batch = _Batch()
@@ -909,6 +903,17 @@ class Engine:
         self._new_attempt(live, step, batch)
         await self._commit(batch)
         return True
+
+    async def _running_attempt(
+        self, principal: Principal, attempt_id: str
+    ) -> tuple[LiveRun, AttemptRecord] | None:
+        """The caller's attempt ``attempt_id`` as (live run, attempt) while it is the running one;
+        None once it is no longer current. Another team's attempt is refused, naming its owner."""
+        found = self._owned_attempt(principal, attempt_id)
+        if found is None:
+            await self._check_foreign_attempt(principal, attempt_id)
+            return None
+        return found if found[1].status == ATTEMPT_RUNNING else None
 
     async def _replayed(self, key: tuple[str, str]) -> bool:
         if not key[1]:
