@@ -72,6 +72,31 @@ coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run a team agent beside your engine.", no_args_is_help=True)
 event_app = typer.Typer(help="Events: publish (starts triggered workflows), list.", no_args_is_help=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"accord {version('accord')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("accord (not installed: run `make install`)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version (accord X.Y.Z) and exit.",
+    ),
+) -> None:
+    """Accord: cross-team workflows composed from versioned contracts."""
+
+
 app.add_typer(contract_app, name="contract")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(team_app, name="team")

@@ -28,6 +28,15 @@ def _console_script() -> None:
         pytest.fail(f"{ACCORD} is missing: install the project (pip install -e .)")
 
 
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    result = accord("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"accord {version('accord')}\n"
+    assert result.stdout.split()[1].count(".") == 2
+
+
 def test_lint_good_files() -> None:
     result = accord(
         "contract", "lint", "examples/contracts/charge-card.yaml", "examples/contracts/order-paid.yaml"
