@@ -85,6 +85,20 @@ class Team:
         raise AssertionError(f"no step of {run_id} started running")
 
 
+async def wait_until(condition: Any, what: str, within: float = 30.0) -> Any:
+    """Poll ``condition()`` until it returns something truthy and return that; fail naming ``what``.
+
+    For waiting on the event a test means (a file the engine wrote, an outbox entry) rather than on
+    a state that only approximates it, and never on a sleep that "should be enough"."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} (waited {within}s)")
+
+
 def contract_yaml(
     name: str,
     *,

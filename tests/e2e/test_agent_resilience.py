@@ -18,6 +18,7 @@ from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     agents_fixture,
     shell,
     team_with_flow,
+    wait_until,
 )
 
 
@@ -53,13 +54,15 @@ async def test_coordinator_crash_under_a_running_task_delivers_once(
     marker = tmp_path / "ran"
     agent = agents.start(team, agent_config(team, {f"{team.name}/work@1": counting(marker, sleep=1.5)}))
     run_id = await team.start_run({})
-    await team.wait_step_running(run_id)
+    # RUNNING only means an agent claimed the attempt (it may still be fetching the contract):
+    # wait for the engine's own marker, so the kill lands under a task that really runs.
+    await wait_until(lambda: executions(marker), "the engine never started the task")
 
     coordinator_process.kill9()
     # The task finishes while the coordinator is down; its result waits in the outbox.
-    await asyncio.sleep(2.5)
+    outbox = agent.state_dir / "outbox"
+    await wait_until(lambda: list(outbox.glob("*.json")), "the result never reached the outbox")
     assert len(executions(marker)) == 1
-    assert list((agent.state_dir / "outbox").glob("*.json")), "the result is not in the outbox"
     coordinator_process.restart()
 
     run = await team.wait_run(run_id, within=30)
@@ -78,11 +81,7 @@ async def test_an_agent_killed_mid_task_loses_its_lease_to_another_replica(
     binding = {f"{team.name}/work@1": counting(marker, sleep=0.1, first_attempt_sleep=60)}
     doomed = agents.start(team, agent_config(team, binding), name="doomed")
     run_id = await team.start_run({})
-    await team.wait_step_running(run_id)
-    for _ in range(100):
-        if executions(marker):
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: executions(marker), "the engine never started the first attempt")
     doomed.kill()
     orphan = int(executions(marker)[0].split()[1])
 
@@ -127,8 +126,7 @@ async def test_sigterm_lets_short_tasks_finish_and_hands_long_ones_back(
     binding = {f"{team.name}/work@1": counting(marker, sleep=0.1, first_attempt_sleep=60)}
     agent = agents.start(team, agent_config(team, binding), grace=1.0)
     run_id = await team.start_run({})
-    await team.wait_step_running(run_id)
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: executions(marker), "the engine never started the task")
     assert await asyncio.to_thread(agent.stop) == 0
     assert "handing 1 task(s) back" in agent.log
     # Released, not failed: the step gets a new attempt although max_attempts is 1.
@@ -146,12 +144,13 @@ async def test_the_outbox_survives_an_agent_restart(
     config = agent_config(team, {f"{team.name}/work@1": counting(marker, sleep=1.0)})
     agent = agents.start(team, config)
     run_id = await team.start_run({})
-    await team.wait_step_running(run_id)
+    await wait_until(lambda: executions(marker), "the engine never started the task")
     coordinator_process.stop()
-    await asyncio.sleep(1.5)
+    outbox = agent.state_dir / "outbox"
+    await wait_until(lambda: list(outbox.glob("*.json")), "the result never reached the outbox")
     # Stopped while the coordinator is down: the result stays on disk.
     assert await asyncio.to_thread(agent.stop) == 0
-    left = list((agent.state_dir / "outbox").glob("*.json"))
+    left = list(outbox.glob("*.json"))
     assert len(left) == 1
 
     coordinator_process.restart()
