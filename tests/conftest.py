@@ -34,6 +34,20 @@ from tests.support.agent import Handler, TestAgent  # noqa: E402
 from tests.support.coordinator import CoordinatorProcess  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N`` (pytest-xdist, ``--dist loadgroup``): tests that share one expensive
+    session fixture run on one worker, so it is started once: the real Airflow (three processes)
+    and the real Chromium. Everything else is spread test by test."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        if item.get_closest_marker("airflow") is not None:
+            item.add_marker(pytest.mark.xdist_group("airflow"))
+        elif item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[CoordinatorProcess]:
     proc = CoordinatorProcess.start(tmp_path / "accord-home")
