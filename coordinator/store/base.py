@@ -10,17 +10,19 @@ from typing import Any, Protocol
 
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store.records import (
-    ActiveState,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
     Changes,
     ContractRecord,
     EventRecord,
+    OfferRecord,
     RunFilter,
     RunRecord,
+    RunSnapshot,
     StepRecord,
     TeamRecord,
+    TimerRecord,
     WorkflowRecord,
 )
 from coordinator.telemetry.spans import SpanRecord
@@ -70,16 +72,39 @@ class Store(Protocol):
     async def put_agent(self, agent: AgentRecord) -> None: ...
     async def list_agents(self) -> list[AgentRecord]: ...
 
-    # runs
+    # runs: transitions (see ``Changes``: compare-and-swap on the run's version, timers and offers
+    # in the same transaction)
     async def apply(self, changes: Changes) -> None:
-        """Write every change in one transaction (durable when this returns)."""
+        """Write every change in one transaction (durable when this returns). Raises
+        ``VersionConflict`` or ``IdempotencyConflict`` (then nothing was written)."""
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]: ...
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        """The run with its steps and attempts, from one consistent read."""
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None: ...
     async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None: ...
     async def list_runs(self, query: RunFilter) -> list[RunRecord]: ...
-    async def load_active(self) -> ActiveState: ...
     async def get_request(self, scope: str, request_id: str) -> Any | None: ...
+
+    # timers: due entries claimed by processors
+    async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
+        """Up to ``limit`` timers due at ``now_ms`` (earliest first) that no one has claimed, or
+        whose claim ran out; each is claimed until ``now_ms + claim_ms``, so concurrent claimers
+        (other tasks, connections or processes) never get the same timer while its claim holds.
+        Firing it (``Changes.timers_fired``) deletes it; an unfired claim simply runs out."""
+
+    async def next_timer_due(self) -> int | None:
+        """When the earliest timer is due (claimed or not), or None when there is none."""
+
+    async def extend_lease(self, attempt_id: str, due_ms: int) -> bool:
+        """Move the ``lease`` timer of ``attempt_id`` to ``due_ms`` (a heartbeat) and drop any
+        claim on it; False when it has none (the attempt ended, or has no heartbeat timeout)."""
+
+    # task offers
+    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+        """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
 
     # audit and events
     async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]: ...

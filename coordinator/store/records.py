@@ -1,7 +1,9 @@
 """Rows the Store keeps. Plain dataclasses: no database types leak past the Store.
 
-Run, step and attempt records are mutable: the engine owns them in memory while a run is live and
-hands changed copies to ``Store.apply`` (one transaction) before acknowledging anything.
+Run, step and attempt records are mutable: the engine changes them in one transition and hands
+them to ``Store.apply`` (one transaction, compare-and-swap on the run's ``version``) before
+acknowledging anything. Timers and task offers are written in that same transaction: everything
+that decides what happens next is in the store (see docs/architecture.md, "Durable state").
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ class RunRecord:
     # Span links ({trace_id, span_id}) of the run's span: to the span that published the event
     # that started it. Kept with the run, as its span is emitted only when it ends.
     links: list[dict[str, str]] = field(default_factory=list)
+    # Compare-and-swap: the version this record was read at (0 = never stored). ``Store.apply``
+    # writes a run only while its stored version still equals this, and then stores version + 1.
+    version: int = 0
 
 
 @dataclass
@@ -217,9 +222,69 @@ class EventRecord:
     trace_context: dict[str, str] = field(default_factory=dict)
 
 
+# Timer kinds: what a due timer asks the engine to do.
+TIMER_RETRY = "retry"  # key: "<run id>/<step id>": start the step's next attempt (backoff over)
+TIMER_SCHEDULE_TO_START = "schedule_to_start"  # key: attempt id: no agent took it in time
+TIMER_START_TO_CLOSE = "start_to_close"  # key: attempt id: it ran too long
+TIMER_LEASE = "lease"  # key: attempt id: its agent stopped heartbeating
+TIMER_KINDS = frozenset({TIMER_RETRY, TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE})
+
+
+@dataclass(frozen=True)
+class TimerRecord:
+    """A durable timer: at ``due_ms`` the engine is asked to act on (``kind``, ``key``).
+
+    One timer per (kind, key): setting it again moves it. Written in the same transaction as the
+    transition that arms it; a processor claims due timers (``Store.claim_timers``) and fires
+    each in a transition that deletes it (``Changes.timers_fired``)."""
+
+    kind: str
+    key: str
+    run_id: str
+    due_ms: int
+
+
+@dataclass(frozen=True)
+class OfferRecord:
+    """A task offered to the agents serving (contract, major): a scheduled attempt no agent has
+    claimed yet. Written with the transition that schedules the attempt; removed by the
+    transition that claims or ends it."""
+
+    attempt_id: str
+    run_id: str
+    contract: str
+    major: int
+    offered_ms: int
+
+
+class VersionConflict(Exception):
+    """``Store.apply`` refused a transition: a run changed since it was read (another transition
+    won), or a timer it fires was moved or already fired. Nothing was written; the caller reads
+    the run again and decides anew."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class IdempotencyConflict(Exception):
+    """``Store.apply`` refused a new run: a run of the same workflow, caller and idempotency key
+    exists (``run_id``). Nothing was written."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"a run with this idempotency key exists: {run_id}")
+        self.run_id = run_id
+
+
 @dataclass
 class Changes:
-    """Everything one state transition writes, applied in a single transaction."""
+    """Everything one state transition writes, applied in a single transaction.
+
+    Runs: a run whose ``run_id`` is in ``expect_versions`` is an update, written only while its
+    stored version still equals that number (else ``VersionConflict``), and stored as that number
+    plus one; any other run is new (stored as version 1; an existing run id is a
+    ``VersionConflict``, a taken idempotency key an ``IdempotencyConflict``).
+    """
 
     runs: list[RunRecord] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
@@ -228,9 +293,34 @@ class Changes:
     events: list[EventRecord] = field(default_factory=list)
     # (scope, request_id) -> JSON answer, for idempotent RPCs
     requests: dict[tuple[str, str], JSON] = field(default_factory=dict)
+    # run id -> the version it was read at (compare-and-swap)
+    expect_versions: dict[str, int] = field(default_factory=dict)
+    # timers armed (or moved) by this transition, by (kind, key)
+    timers_set: list[TimerRecord] = field(default_factory=list)
+    # timers disarmed by (kind, key); absent ones are ignored
+    timers_clear: list[tuple[str, str]] = field(default_factory=list)
+    # timers this transition fires: deleted only if still stored with the same due_ms, else the
+    # whole transition is a VersionConflict (it was moved, e.g. by a heartbeat, or fired already)
+    timers_fired: list[TimerRecord] = field(default_factory=list)
+    # tasks offered to agents
+    offers_add: list[OfferRecord] = field(default_factory=list)
+    # offers withdrawn (claimed, or their attempt ended), by attempt id; absent ones are ignored
+    offers_remove: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.steps or self.attempts or self.audit or self.events or self.requests)
+        return bool(
+            self.runs
+            or self.steps
+            or self.attempts
+            or self.audit
+            or self.events
+            or self.requests
+            or self.timers_set
+            or self.timers_clear
+            or self.timers_fired
+            or self.offers_add
+            or self.offers_remove
+        )
 
 
 @dataclass(frozen=True)
@@ -246,10 +336,10 @@ class RunFilter:
     limit: int = 100
 
 
-@dataclass(frozen=True)
-class ActiveState:
-    """Every non-terminal run with its steps and attempts: what the engine reloads on start."""
+@dataclass
+class RunSnapshot:
+    """A run with all its steps and attempts, read in one consistent read."""
 
-    runs: list[RunRecord]
+    run: RunRecord
     steps: list[StepRecord]
     attempts: list[AttemptRecord]
