@@ -24,6 +24,9 @@ class EngineSettings:
     poll_wait_ms: int = 20_000
     # Default fan-out concurrency when a for_each step does not set one.
     default_fan_out: int = 16
+    # How often the timer processor looks at the store's timers at the least (it also wakes for
+    # every timer this process arms, and at the earliest due one): timers armed by another process.
+    timer_poll_s: float = 1.0
 
 
 @dataclass(frozen=True)

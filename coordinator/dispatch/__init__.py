@@ -1,5 +1,5 @@
-"""Task queues per (contract, major), long-poll matching, agents."""
+"""Long polls of agents and their liveness (task offers themselves are in the store)."""
 
-from coordinator.dispatch.dispatcher import AgentState, Dispatcher, QueueKey, queue_label
+from coordinator.dispatch.dispatcher import AgentPresence, Dispatcher, QueueKey, Waiter, queue_label
 
-__all__ = ["AgentState", "Dispatcher", "QueueKey", "queue_label"]
+__all__ = ["AgentPresence", "Dispatcher", "QueueKey", "Waiter", "queue_label"]

@@ -1,24 +1,29 @@
-"""Task queues per (contract, major) and long-poll matching.
+"""The open long polls of agents, and which agents are alive: the in-memory half of dispatch.
 
-Queues hold attempt ids only; the engine owns the attempts. An enqueue wakes every poller
-waiting on that queue at once (asyncio events), so handing a task to an idle agent costs no
-polling interval. The queues are in memory and rebuilt from the Store when the coordinator
-starts; an attempt is enqueued only after its creation is durable.
+Task offers themselves are durable (``Store.offers``, written in the transition that schedules an
+attempt); what lives here is only what cannot outlive the process anyway: the agents' long polls
+waiting for work, and when each agent was last seen. See docs/architecture.md, "Dispatch".
 
-Eager hand-off: when a transition creates an attempt while an agent is already waiting for its
-queue, the engine ``reserve``s that waiting poll, records the attempt as claimed by that agent in
-the SAME durable commit as the transition, and only then ``hand``s it over; the poll answers
-without a claim commit of its own (one durable commit per hop instead of two). A reserved poll
-neither takes another task nor times out until it is handed its task or ``unreserve``d.
+A poll ``listen``s on the queues it serves, reads the store's offers, and if there is none
+``wait``s. Two things end the wait:
+
+- ``offered(key)``: a transition committed an offer on that queue (a wake-up hint: the poll reads
+  the store again; the store, not this hint, is the truth).
+- Eager hand-off: a transition that creates an attempt while a poll is waiting for its queue
+  ``reserve``s that poll, claims the attempt for the poll's agent in the SAME durable commit, and
+  then ``hand``s it over; the poll answers with it without a commit of its own (one durable
+  commit per hop, not two). A reserved poll neither takes another task nor times out until it is
+  handed its task or ``unreserve``d. A poll that ends after it was handed an attempt it never
+  answered with reports it through ``on_lost`` (the engine gives the attempt back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from coordinator.store.records import AgentRecord
 
@@ -30,11 +35,12 @@ def queue_label(key: QueueKey) -> str:
 
 
 @dataclass
-class AgentState:
+class AgentPresence:
+    """An agent as this process knows it: its registration and when it was last seen."""
+
     record: AgentRecord
     last_seen: float = 0.0  # monotonic; 0 = not seen since this coordinator started
-    polling: int = 0
-    in_flight: set[str] = field(default_factory=set)
+    polling: int = 0  # open long polls now
     # monotonic: when a poll of it was cancelled (the agent stopped, crashed or lost its
     # connection); 0 once it polls again.
     left_at: float = 0.0
@@ -51,73 +57,132 @@ LEFT_GRACE_S = 2.0
 
 
 class Waiter:
-    """One long poll waiting in ``next_attempt``."""
+    """One open long poll."""
 
-    __slots__ = ("agent_id", "ended", "event", "handed", "reserved")
+    __slots__ = ("agent_id", "ended", "event", "handed", "keys", "reserved", "taken", "waiting")
 
-    def __init__(self, agent_id: str) -> None:
+    def __init__(self, agent_id: str, keys: list[QueueKey]) -> None:
         self.agent_id = agent_id
+        self.keys = keys
         self.event = asyncio.Event()
+        self.waiting = False  # blocked in wait(): may be reserved for an eager hand-off
         self.reserved = False
         self.handed = ""  # an attempt already claimed for this poll (durable), to answer with
+        self.taken = False  # the poll answered with ``handed``
         self.ended = False
+
+    async def wait(self, wait_s: float) -> None:
+        """Until woken by an offer, handed an attempt, or ``wait_s`` pass (not while reserved:
+        a commit that claims an attempt for this poll is under way)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        self.waiting = True
+        try:
+            while not self.handed:
+                if self.event.is_set():
+                    self.event.clear()
+                    if not self.reserved:
+                        return
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0 and not self.reserved:
+                    return
+                try:
+                    await asyncio.wait_for(self.event.wait(), None if self.reserved else remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            self.waiting = False
+
+    def take(self) -> str:
+        """The attempt handed to this poll ("" when none): the poll answers with it."""
+        if self.handed:
+            self.taken = True
+        return self.handed
 
 
 class Dispatcher:
     def __init__(self, *, agent_alive_s: float = 30.0) -> None:
         self._agent_alive_s = agent_alive_s
-        self._queues: dict[QueueKey, deque[str]] = {}
-        self._queued: dict[str, tuple[QueueKey, float]] = {}  # attempt id -> (queue, enqueued at)
         self._waiters: dict[QueueKey, dict[Waiter, None]] = {}  # insertion-ordered
-        self.agents: dict[str, AgentState] = {}
+        self._agents: dict[str, AgentPresence] = {}
         # Called with the attempt id when a poll that was handed a claimed attempt ends without
         # answering with it (cancelled): the engine gives the attempt back.
         self.on_lost: Callable[[str], None] = lambda attempt_id: None
 
     # ---------- agents ----------
 
-    def register_agent(self, record: AgentRecord, *, seen: bool = True) -> AgentState:
-        state = self.agents.get(record.agent_id)
-        if state is None:
-            state = AgentState(record)
-            self.agents[record.agent_id] = state
+    def register_agent(self, record: AgentRecord, *, seen: bool = True) -> None:
+        presence = self._agents.get(record.agent_id)
+        if presence is None:
+            presence = self._agents[record.agent_id] = AgentPresence(record)
         else:
-            state.record = record
+            presence.record = record
         if seen:
-            state.last_seen = time.monotonic()
-        return state
+            presence.last_seen = time.monotonic()
+
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        presence = self._agents.get(agent_id)
+        return None if presence is None else presence.record
 
     def touch(self, agent_id: str) -> None:
-        state = self.agents.get(agent_id)
-        if state is not None:
-            state.last_seen = time.monotonic()
+        presence = self._agents.get(agent_id)
+        if presence is not None:
+            presence.last_seen = time.monotonic()
 
-    def _alive(self, state: AgentState, now: float) -> bool:
-        if state.polling > 0:
+    def _alive(self, presence: AgentPresence, now: float) -> bool:
+        if presence.polling > 0:
             return True
-        if state.left_at and now - state.left_at > LEFT_GRACE_S:
+        if presence.left_at and now - presence.left_at > LEFT_GRACE_S:
             return False  # its poll was cut off and it has not polled again: gone (or stopping)
-        return state.last_seen > 0 and now - state.last_seen < self._agent_alive_s
+        return presence.last_seen > 0 and now - presence.last_seen < self._agent_alive_s
 
-    def serving(self, key: QueueKey) -> list[AgentState]:
+    def serving(self, key: QueueKey) -> list[AgentPresence]:
         """Agents alive now that serve ``key``."""
         now = time.monotonic()
-        return [a for a in self.agents.values() if key in a.keys and self._alive(a, now)]
+        return [a for a in self._agents.values() if key in a.keys and self._alive(a, now)]
 
-    # ---------- queues ----------
+    # ---------- long polls ----------
 
-    def enqueue(self, key: QueueKey, attempt_id: str) -> None:
-        if attempt_id in self._queued:
-            return
-        self._queues.setdefault(key, deque()).append(attempt_id)
-        self._queued[attempt_id] = (key, time.monotonic())
+    @contextmanager
+    def listen(self, agent_id: str, keys: list[QueueKey]) -> Iterator[Waiter]:
+        """Open a long poll on ``keys`` for as long as the block runs."""
+        waiter = Waiter(agent_id, keys)
+        for key in keys:
+            self._waiters.setdefault(key, {})[waiter] = None
+        presence = self._agents.get(agent_id)
+        if presence is not None:
+            presence.polling += 1
+            presence.left_at = 0.0
+        try:
+            yield waiter
+        except asyncio.CancelledError:
+            if presence is not None:
+                presence.left_at = time.monotonic()
+            raise
+        finally:
+            waiter.ended = True
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.pop(waiter, None)
+                    if not waiters:
+                        del self._waiters[key]
+            if presence is not None:
+                presence.polling -= 1
+                presence.last_seen = time.monotonic()
+            if waiter.handed and not waiter.taken:
+                self.on_lost(waiter.handed)
+
+    def offered(self, key: QueueKey) -> None:
+        """An offer on ``key`` is durable: wake the polls waiting for it to read the store."""
         for waiter in self._waiters.get(key, ()):
             waiter.event.set()
 
     def reserve(self, key: QueueKey) -> Waiter | None:
         """A poll waiting on ``key`` now, set aside for ``hand`` (None when none waits)."""
         for waiter in self._waiters.get(key, ()):
-            if not waiter.reserved and not waiter.handed and not waiter.ended and not waiter.event.is_set():
+            if waiter.waiting and not waiter.reserved and not waiter.handed and not waiter.ended:
                 waiter.reserved = True
                 return waiter
         return None
@@ -135,93 +200,3 @@ class Dispatcher:
     def unreserve(self, waiter: Waiter) -> None:
         waiter.reserved = False
         waiter.event.set()
-
-    def remove(self, attempt_id: str) -> None:
-        entry = self._queued.pop(attempt_id, None)
-        if entry is not None:
-            queue = self._queues.get(entry[0])
-            if queue is not None:
-                try:
-                    queue.remove(attempt_id)
-                except ValueError:
-                    pass
-
-    def queued_since(self, attempt_id: str) -> float | None:
-        entry = self._queued.get(attempt_id)
-        return None if entry is None else entry[1]
-
-    def depth(self, key: QueueKey) -> int:
-        return len(self._queues.get(key, ()))
-
-    def _pop(self, keys: Iterable[QueueKey]) -> str | None:
-        best: QueueKey | None = None
-        best_at = 0.0
-        for key in keys:
-            queue = self._queues.get(key)
-            if queue:
-                at = self._queued[queue[0]][1]
-                if best is None or at < best_at:
-                    best, best_at = key, at
-        if best is None:
-            return None
-        attempt_id = self._queues[best].popleft()
-        del self._queued[attempt_id]
-        return attempt_id
-
-    async def next_attempt(self, agent_id: str, keys: list[QueueKey], wait_s: float) -> str | None:
-        """The oldest queued attempt among ``keys``, or one handed over already claimed for this
-        agent (see ``hand``); waits up to ``wait_s`` for one."""
-        state = self.agents.get(agent_id)
-        attempt_id = self._pop(keys)
-        if attempt_id is not None or wait_s <= 0:
-            return attempt_id
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        waiter = Waiter(agent_id)
-        event = waiter.event
-        for key in keys:
-            self._waiters.setdefault(key, {})[waiter] = None
-        if state is not None:
-            state.polling += 1
-            state.left_at = 0.0
-        answered = False
-        try:
-            while True:
-                if waiter.handed:
-                    answered = True
-                    return waiter.handed
-                if waiter.reserved:
-                    # A commit that claims an attempt for this poll is under way: wait for it.
-                    await event.wait()
-                    event.clear()
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return self._pop(keys)
-                try:
-                    await asyncio.wait_for(event.wait(), remaining)
-                except TimeoutError:
-                    if waiter.reserved or waiter.handed:
-                        continue
-                    return self._pop(keys)
-                event.clear()
-                if waiter.reserved or waiter.handed:
-                    continue
-                attempt_id = self._pop(keys)
-                if attempt_id is not None:
-                    return attempt_id
-        except asyncio.CancelledError:
-            if state is not None:
-                state.left_at = time.monotonic()
-            raise
-        finally:
-            waiter.ended = True
-            for key in keys:
-                waiters = self._waiters.get(key)
-                if waiters is not None:
-                    waiters.pop(waiter, None)
-            if state is not None:
-                state.polling -= 1
-                state.last_seen = time.monotonic()
-            if waiter.handed and not answered:
-                self.on_lost(waiter.handed)

@@ -1,6 +1,9 @@
-"""The run engine: run/step/attempt state machine, retries, timeouts, cancellation, spans."""
+"""The run engine: the run/step/attempt state machine (``machine``), durable timers (``timers``),
+authorization (``authz``), read views (``views``), and the engine that commits transitions
+(``engine``). See docs/architecture.md."""
 
-from coordinator.engine.engine import Assignment, Engine, HeartbeatAnswer, RunView
+from coordinator.engine.engine import Assignment, Engine, HeartbeatAnswer
 from coordinator.engine.spans import SpanSink, StoreSpanSink
+from coordinator.engine.views import RunView
 
 __all__ = ["Assignment", "Engine", "HeartbeatAnswer", "RunView", "SpanSink", "StoreSpanSink"]

@@ -1,4 +1,5 @@
-"""Dispatcher: a waiting poller is woken at once by an enqueue (milliseconds, not a poll interval)."""
+"""Dispatcher: open long polls and agents' liveness. An offer wakes a waiting poll at once
+(milliseconds, not a poll interval); the offers themselves are in the store."""
 
 from __future__ import annotations
 
@@ -8,33 +9,61 @@ import time
 from coordinator.dispatch import Dispatcher
 from coordinator.store.records import AgentRecord, Binding
 
+KEY = ("payments/charge", 1)
 
-async def test_enqueue_wakes_a_waiting_poller_immediately() -> None:
+
+async def test_an_offer_wakes_a_waiting_poll_immediately() -> None:
     dispatcher = Dispatcher()
-    dispatcher.register_agent(AgentRecord("a1", "payments", (Binding("payments/charge", 1),), 1))
-    poll = asyncio.create_task(dispatcher.next_attempt("a1", [("payments/charge", 1)], wait_s=5))
-    await asyncio.sleep(0.05)
-    began = time.monotonic()
-    dispatcher.enqueue(("payments/charge", 1), "att-1")
-    assert await poll == "att-1"
-    assert time.monotonic() - began < 0.05
+    dispatcher.register_agent(AgentRecord("a1", "payments", (Binding(*KEY),), 1))
+    with dispatcher.listen("a1", [KEY]) as waiter:
+        poll = asyncio.create_task(waiter.wait(5))
+        await asyncio.sleep(0.05)
+        began = time.monotonic()
+        dispatcher.offered(("payments/other", 1))  # another queue: no wake-up
+        await asyncio.sleep(0.02)
+        assert not poll.done()
+        dispatcher.offered(KEY)
+        await poll
+        assert time.monotonic() - began < 1.0
+        assert waiter.take() == ""  # woken to read the store, not handed anything
 
 
-async def test_oldest_first_across_queues_and_removal() -> None:
+async def test_a_wait_ends_at_its_deadline() -> None:
     dispatcher = Dispatcher()
-    dispatcher.enqueue(("a/x", 1), "first")
-    dispatcher.enqueue(("a/y", 1), "second")
-    dispatcher.enqueue(("a/x", 1), "third")
-    dispatcher.remove("third")
-    keys = [("a/x", 1), ("a/y", 1)]
-    assert await dispatcher.next_attempt("nobody", keys, 0) == "first"
-    assert await dispatcher.next_attempt("nobody", keys, 0) == "second"
-    assert await dispatcher.next_attempt("nobody", keys, 0.01) is None
+    with dispatcher.listen("a1", [KEY]) as waiter:
+        began = time.monotonic()
+        await waiter.wait(0.05)
+        assert time.monotonic() - began >= 0.05
 
 
 async def test_serving_agents_for_waiting_reasons() -> None:
     dispatcher = Dispatcher(agent_alive_s=10)
-    assert dispatcher.serving(("payments/charge", 1)) == []
-    dispatcher.register_agent(AgentRecord("a1", "payments", (Binding("payments/charge", 1),), 1))
-    assert [a.record.agent_id for a in dispatcher.serving(("payments/charge", 1))] == ["a1"]
+    assert dispatcher.serving(KEY) == []
+    dispatcher.register_agent(AgentRecord("a1", "payments", (Binding(*KEY),), 1))
+    assert [a.record.agent_id for a in dispatcher.serving(KEY)] == ["a1"]
     assert dispatcher.serving(("payments/charge", 2)) == []
+    dispatcher.register_agent(AgentRecord("a2", "payments", (Binding(*KEY),), 1), seen=False)
+    assert [a.record.agent_id for a in dispatcher.serving(KEY)] == ["a1"]  # not seen since start
+    with dispatcher.listen("a2", [KEY]):
+        assert {a.record.agent_id for a in dispatcher.serving(KEY)} == {"a1", "a2"}
+        assert [a.polling for a in dispatcher.serving(KEY) if a.record.agent_id == "a2"] == [1]
+
+
+async def test_an_agent_whose_poll_was_cut_off_stops_serving_after_the_grace() -> None:
+    from coordinator.dispatch import dispatcher as module
+
+    dispatcher = Dispatcher(agent_alive_s=30)
+    dispatcher.register_agent(AgentRecord("a1", "payments", (Binding(*KEY),), 1))
+
+    async def poll() -> None:
+        with dispatcher.listen("a1", [KEY]) as waiter:
+            await waiter.wait(10)
+
+    task = asyncio.create_task(poll())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert dispatcher.serving(KEY)  # within the grace: it may be restarting its polls
+    presence = dispatcher.serving(KEY)[0]
+    presence.left_at -= module.LEFT_GRACE_S + 1
+    assert dispatcher.serving(KEY) == []

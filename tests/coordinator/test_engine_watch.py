@@ -28,7 +28,7 @@ from coordinator.store.records import (
     AgentRecord,
     Binding,
     Changes,
-    RunRecord,
+    RunSnapshot,
 )
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.spans import SpanRecord
@@ -74,11 +74,11 @@ class _GatedStore(SqliteStore):
             await self.end_written.wait()
         await super().apply(changes)
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        run = await super().get_run(run_id)
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        snapshot = await super().load_run(run_id)
         self.read_held.set()
         await self.read_returns.wait()
-        return run
+        return snapshot
 
 
 @pytest.fixture
@@ -165,22 +165,30 @@ async def test_a_watch_started_after_the_end_yields_the_terminal_run_once(engine
 async def test_a_watch_that_reads_the_run_while_its_end_is_being_written_still_sees_the_end(
     engine: Engine, store: _GatedStore
 ) -> None:
-    """The run has left memory but its end is not in the store yet: the watcher reads "running"
-    from the store, and the end's notification fires before that read returns. A watcher that
-    started listening only after its read would wait forever."""
+    """This process has no state of the run cached (e.g. it was restarted) and the transition
+    that ends the run is being written: the watcher reads the stored, running run, and the end's
+    notification fires before that read returns. A watcher that started listening only after its
+    read would wait forever; one that cached what it read would show a stale run."""
     view, _ = await engine.start_run(PAYMENTS, "payments/charge-twice", {"order_id": "o-1"})
+    run_id = view.run.run_id
     await _complete_next(engine)
     store.end_written.clear()
     finishing = asyncio.create_task(_complete_next(engine))
     await asyncio.wait_for(store.end_held.wait(), 2)  # the run ended in memory; not yet written
+    engine._runs.pop(run_id)  # as if another process: nothing cached
     store.read_returns.clear()
     store.read_held.clear()
-    watch = engine.watch(PAYMENTS, view.run.run_id)
+    watch = engine.watch(PAYMENTS, run_id)
     first = asyncio.create_task(anext(watch))
     await asyncio.wait_for(store.read_held.wait(), 2)  # the watcher read the stored, running run
     store.end_written.set()
     await asyncio.wait_for(finishing, 2)  # written and notified while the read is still returning
     store.read_returns.set()
-    assert (await asyncio.wait_for(first, 2)).run.status == RUN_RUNNING
-    assert (await asyncio.wait_for(anext(watch), 2)).run.status == RUN_SUCCEEDED
-    await watch.aclose()
+    statuses = [(await asyncio.wait_for(first, 2)).run.status]
+    while statuses[-1] not in RUN_TERMINAL:
+        statuses.append((await asyncio.wait_for(anext(watch), 2)).run.status)
+    assert statuses[-1] == RUN_SUCCEEDED, statuses
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(watch), 2)
+    # Nothing stale was cached: the run reads as it is stored.
+    assert (await engine.get_run(PAYMENTS, run_id)).run.status == RUN_SUCCEEDED

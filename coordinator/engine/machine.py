@@ -1,0 +1,517 @@
+"""The run state machine: pure functions of (run state, event) that change the state's records and
+record in a ``Transition`` what the change writes and what follows from it (timers to arm or
+disarm, tasks to offer or withdraw, spans to emit).
+
+No I/O and no clock: the time is the transition's ``now``. The engine (``engine.py``) reads the
+state, calls one of these, and commits the transition with compare-and-swap; if the commit loses
+a race it reads the state again and calls the function anew. See docs/architecture.md, "The run
+state machine".
+
+Events: a run starts (``start``), an agent claims a task (``claim``), an attempt succeeds
+(``attempt_succeeded``) or fails (``attempt_failed``), an agent gives a task back (``release``),
+the caller cancels (``cancel``), a timer fires (``fire``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.errors import AccordError
+from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.refs import evaluate, evaluate_condition, find_references
+from contracts.validation import validate_payload
+from coordinator.engine import spans as span_builders
+from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
+from coordinator.engine.state import RunState, Transition
+from coordinator.store.records import (
+    ATTEMPT_CANCELLED,
+    ATTEMPT_RUNNING,
+    ATTEMPT_SCHEDULED,
+    ATTEMPT_SUCCEEDED,
+    ATTEMPT_TIMED_OUT,
+    RUN_CANCELLED,
+    RUN_FAILED,
+    RUN_SUCCEEDED,
+    RUN_TERMINAL,
+    STEP_CANCELLED,
+    STEP_FAILED,
+    STEP_PENDING,
+    STEP_RUNNING,
+    STEP_SCHEDULED,
+    STEP_SKIPPED,
+    STEP_SUCCEEDED,
+    STEP_TERMINAL,
+    TIMER_LEASE,
+    TIMER_RETRY,
+    TIMER_SCHEDULE_TO_START,
+    TIMER_START_TO_CLOSE,
+    AttemptRecord,
+    RunRecord,
+    StepRecord,
+    TaskFailure,
+    TimerRecord,
+)
+
+DONE = (STEP_SUCCEEDED, STEP_SKIPPED)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Platform settings the machine needs."""
+
+    default_fan_out: int = 16
+
+
+def retry_key(run_id: str, step_id: str) -> str:
+    return f"{run_id}/{step_id}"
+
+
+def dependencies(spec: Workflow) -> dict[str, list[str]]:
+    """Workflow step id -> the step ids whose output it reads (input, when, for_each)."""
+    deps: dict[str, list[str]] = {}
+    for spec_id, step in spec.steps.items():
+        found: list[str] = []
+        for template in (step.input, step.when, step.for_each):
+            if template is None:
+                continue
+            for ref in find_references(template):
+                sid = ref.step_id
+                if sid and sid in spec.steps and sid not in found and sid != spec_id:
+                    found.append(sid)
+        deps[spec_id] = found
+    return deps
+
+
+# ================= a run starts =================
+
+
+def new_run(
+    run: RunRecord,
+    spec: Workflow,
+    contracts: dict[str, Contract],
+    team_defaults: dict[str, tuple[RetryPolicy, Timeouts]],
+    new_span_id: Any = span_builders.new_span_id,
+) -> RunState:
+    """The state of a run about to start: one pending step per workflow step, each with the
+    retry and timeout policy resolved now (it stays stable for the run's life)."""
+    state = RunState(run, spec, contracts, dependencies(spec))
+    for step_spec in spec.steps.values():
+        contract = contracts[step_spec.contract]
+        defaults = team_defaults.get(contract.team, (RetryPolicy(), Timeouts()))
+        retry, timeouts = effective_policy(step_spec, contract, *defaults)
+        state.steps[step_spec.id] = StepRecord(
+            run_id=run.run_id,
+            step_id=step_spec.id,
+            spec_id=step_spec.id,
+            contract=contract.name,
+            contract_version=contract.version,
+            team=contract.team,
+            status=STEP_PENDING,
+            idempotency_key=f"{run.run_id}:{step_spec.id}",
+            span_id=new_span_id(),
+            policy=policy_to_json(retry, timeouts),
+        )
+    return state
+
+
+def start(state: RunState, tr: Transition, limits: Limits) -> None:
+    """The run's first transition: write it and its steps, start every step that can start."""
+    tr.touch(state.record)
+    for step in state.steps.values():
+        tr.step(step)
+    advance(state, tr, limits)
+
+
+# ================= agents =================
+
+
+def claim(state: RunState, attempt: AttemptRecord, agent_id: str, tr: Transition) -> None:
+    """``attempt`` (scheduled) now runs on ``agent_id``: its offer and schedule-to-start timer
+    go, its start-to-close deadline and heartbeat lease are armed."""
+    step = state.steps[attempt.step_id]
+    _, timeouts = policy_from_json(step.policy)
+    now = tr.now
+    attempt.status, attempt.agent_id, attempt.started_ms = ATTEMPT_RUNNING, agent_id, now
+    if timeouts.start_to_close:
+        attempt.close_deadline_ms = now + int(timeouts.start_to_close * 1000)
+        tr.arm(TIMER_START_TO_CLOSE, attempt.attempt_id, attempt.run_id, attempt.close_deadline_ms)
+    if timeouts.heartbeat:
+        tr.arm(TIMER_LEASE, attempt.attempt_id, attempt.run_id, now + int(timeouts.heartbeat * 1000))
+    if attempt.schedule_deadline_ms:
+        tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
+    tr.withdraw(attempt.attempt_id)
+    step.status = STEP_RUNNING
+    tr.touch(state.record)
+    tr.attempt(attempt)
+    tr.step(step)
+
+
+def release(state: RunState, attempt: AttemptRecord, error: TaskFailure, tr: Transition) -> None:
+    """The agent gave the task back unfinished (it is stopping, or its poll ended before it got
+    the task): a new attempt, offered at once. Not a failure: it does not count against retries."""
+    _end_attempt(state, attempt, ATTEMPT_CANCELLED, error, tr)
+    new_attempt(state, state.steps[attempt.step_id], tr)
+
+
+def attempt_succeeded(
+    state: RunState, attempt: AttemptRecord, output: Any, tr: Transition, limits: Limits
+) -> None:
+    """The attempt's output (already checked against the contract) completes its step."""
+    _end_attempt(state, attempt, ATTEMPT_SUCCEEDED, None, tr)
+    step = state.steps[attempt.step_id]
+    step.output, step.error = output, None
+    _finish_step(state, step, STEP_SUCCEEDED, tr)
+    advance(state, tr, limits)
+
+
+def attempt_failed(
+    state: RunState, attempt: AttemptRecord, status: str, error: TaskFailure, tr: Transition
+) -> None:
+    """Retry the step (at once, or after its backoff) while its policy allows; else it fails,
+    and with it the run."""
+    _end_attempt(state, attempt, status, error, tr)
+    step = state.steps[attempt.step_id]
+    retry, _ = policy_from_json(step.policy)
+    retryable = error.retryable and error.type not in retry.non_retryable
+    step.error = error
+    if retryable and step.attempt_count < (retry.max_attempts or 1):
+        delay_ms = int(retry.backoff(step.attempt_count) * 1000)
+        if delay_ms <= 0:
+            new_attempt(state, step, tr)
+        else:
+            step.status = STEP_SCHEDULED
+            step.next_attempt_ms = tr.now + delay_ms
+            tr.step(step)
+            tr.arm(TIMER_RETRY, retry_key(step.run_id, step.step_id), step.run_id, step.next_attempt_ms)
+        return
+    if not retryable:
+        why = "not retryable"
+    else:
+        why = f"gave up after {step.attempt_count} attempt{'s' if step.attempt_count != 1 else ''}"
+    _finish_step(state, step, STEP_FAILED, tr)
+    failure = TaskFailure(
+        error.type,
+        f"step {step.step_id} ({step.contract}@{step.contract_version}) failed, {why}: {error.message}",
+        False,
+        error.details_json,
+    )
+    if step.item_index is not None:
+        parent = state.steps[step.spec_id]
+        parent.error = failure
+        _finish_step(state, parent, STEP_FAILED, tr)
+    _finish_run(state, RUN_FAILED, failure, None, tr)
+
+
+def output_violation(contract: Contract, output: Any) -> TaskFailure | None:
+    """The non-retryable failure of an output that does not match its contract, if it does not."""
+    violations = validate_payload(contract.output_schema, output, "output")
+    if not violations:
+        return None
+    return TaskFailure(
+        "ContractViolation",
+        f"the output of {contract.ref} does not match its schema: " + "; ".join(str(v) for v in violations),
+        False,
+    )
+
+
+# ================= the caller =================
+
+
+def cancel(state: RunState, actor: str, reason: str, tr: Transition) -> None:
+    run = state.record
+    run.cancel_requested, run.cancel_reason = True, reason
+    message = f"cancelled by {actor}" + (f": {reason}" if reason else "")
+    _finish_run(state, RUN_CANCELLED, TaskFailure("Cancelled", message, False), None, tr)
+
+
+# ================= timers =================
+
+
+def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) -> None:
+    """Act on a due timer; the transition consumes it whatever it finds (a timer whose attempt or
+    step has moved on since it was armed does nothing)."""
+    tr.fired(timer)
+    tr.touch(state.record)
+    if state.record.status in RUN_TERMINAL:
+        return
+    now = tr.now
+    if timer.kind == TIMER_RETRY:
+        step_id = timer.key.split("/", 1)[1]
+        step = state.steps.get(step_id)
+        if (
+            step is not None
+            and step.status == STEP_SCHEDULED
+            and step_id not in state.current
+            and step.next_attempt_ms
+        ):
+            new_attempt(state, step, tr)
+        return
+    attempt = state.attempts.get(timer.key)
+    if attempt is None or state.current.get(attempt.step_id) != attempt.attempt_id:
+        return
+    step = state.steps[attempt.step_id]
+    _, timeouts = policy_from_json(step.policy)
+    if timer.kind == TIMER_SCHEDULE_TO_START and attempt.status == ATTEMPT_SCHEDULED:
+        error = TaskFailure(
+            "ScheduleToStartTimeout",
+            f"no agent of team {step.team} picked up {step.contract}@{attempt.major} within "
+            f"{timeouts.schedule_to_start:g}s",
+            False,
+        )
+        attempt_failed(state, attempt, ATTEMPT_TIMED_OUT, error, tr)
+    elif timer.kind == TIMER_START_TO_CLOSE and attempt.status == ATTEMPT_RUNNING:
+        if attempt.close_deadline_ms and attempt.close_deadline_ms <= now:
+            error = TaskFailure(
+                "StartToCloseTimeout",
+                f"attempt {attempt.number} on agent {attempt.agent_id} did not finish within "
+                f"{timeouts.start_to_close:g}s",
+                True,
+            )
+            attempt_failed(state, attempt, ATTEMPT_TIMED_OUT, error, tr)
+    elif timer.kind == TIMER_LEASE and attempt.status == ATTEMPT_RUNNING:
+        error = TaskFailure(
+            "HeartbeatTimeout",
+            f"agent {attempt.agent_id} sent no heartbeat for attempt {attempt.number} within "
+            f"{timeouts.heartbeat:g}s",
+            True,
+        )
+        attempt_failed(state, attempt, ATTEMPT_TIMED_OUT, error, tr)
+
+
+def heartbeat_period_ms(state: RunState, attempt: AttemptRecord) -> int:
+    _, timeouts = policy_from_json(state.steps[attempt.step_id].policy)
+    return int((timeouts.heartbeat or 0) * 1000)
+
+
+# ================= steps =================
+
+
+def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
+    """Schedule the step's next attempt: offered to its contract's agents (and handed at once to
+    one already waiting, by the engine's commit), with its schedule-to-start deadline."""
+    contract = state.contracts[step.contract]
+    _, timeouts = policy_from_json(step.policy)
+    now = tr.now
+    step.attempt_count += 1
+    attempt = AttemptRecord(
+        attempt_id=f"{state.record.run_id}:{step.step_id}:{step.attempt_count}",
+        run_id=state.record.run_id,
+        step_id=step.step_id,
+        number=step.attempt_count,
+        status=ATTEMPT_SCHEDULED,
+        contract=contract.name,
+        major=contract.major,
+        span_id=span_builders.new_span_id(),
+        scheduled_ms=now,
+    )
+    if timeouts.schedule_to_start:
+        attempt.schedule_deadline_ms = now + int(timeouts.schedule_to_start * 1000)
+        tr.arm(TIMER_SCHEDULE_TO_START, attempt.attempt_id, attempt.run_id, attempt.schedule_deadline_ms)
+    if step.next_attempt_ms:
+        tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))
+    step.status, step.next_attempt_ms = STEP_SCHEDULED, 0
+    if not step.started_ms:
+        step.started_ms = now
+    state.attempts[attempt.attempt_id] = attempt
+    state.current[step.step_id] = attempt.attempt_id
+    tr.touch(state.record)
+    tr.step(step)
+    tr.attempt(attempt)
+    tr.offer(attempt)
+
+
+def advance(state: RunState, tr: Transition, limits: Limits) -> None:
+    """Start every step whose data is there; finish fan-outs and the run when they are done."""
+    run = state.record
+    tr.touch(run)
+    progress = True
+    while progress and run.status not in RUN_TERMINAL:
+        progress = False
+        for spec_id, spec in state.spec.steps.items():
+            if run.status in RUN_TERMINAL:
+                return
+            step = state.steps[spec_id]
+            if step.status == STEP_PENDING and step.fan_out < 0:
+                deps = [state.steps[d].status for d in state.deps.get(spec_id, [])]
+                if any(s not in DONE for s in deps):
+                    continue
+                progress = True
+                if STEP_SKIPPED in deps:
+                    _finish_step(state, step, STEP_SKIPPED, tr)
+                    continue
+                scope = _scope(state)
+                try:
+                    if spec.when is not None and not evaluate_condition(spec.when, scope):
+                        _finish_step(state, step, STEP_SKIPPED, tr)
+                        continue
+                    if spec.for_each is not None:
+                        items = evaluate(spec.for_each, scope)
+                        if not isinstance(items, list):
+                            raise _MappingError(
+                                f"for_each must evaluate to an array, got {type(items).__name__}"
+                            )
+                        inputs = [evaluate(spec.input, {**scope, "item": item}) for item in items]
+                    else:
+                        step_input = evaluate(spec.input, scope)
+                except (AccordError, _MappingError) as exc:
+                    _fail_mapping(state, step, TaskFailure("MappingError", str(exc), False), tr)
+                    return
+                if spec.for_each is None:
+                    if not _start_step(state, step, step_input, tr):
+                        return
+                    continue
+                step.fan_out, step.status, step.started_ms = len(inputs), STEP_RUNNING, tr.now
+                step.input = items
+                tr.step(step)
+                for index, item_input in enumerate(inputs):
+                    item_id = f"{spec_id}[{index}]"
+                    item = StepRecord(
+                        run_id=run.run_id,
+                        step_id=item_id,
+                        spec_id=spec_id,
+                        item_index=index,
+                        contract=step.contract,
+                        contract_version=step.contract_version,
+                        team=step.team,
+                        status=STEP_PENDING,
+                        idempotency_key=f"{run.run_id}:{item_id}",
+                        span_id=span_builders.new_span_id(),
+                        input=item_input,
+                        policy=step.policy,
+                    )
+                    state.steps[item_id] = item
+                    tr.step(item)
+            if step.fan_out >= 0 and step.status == STEP_RUNNING:
+                items_ = [state.steps[f"{spec_id}[{i}]"] for i in range(step.fan_out)]
+                active = sum(1 for i in items_ if i.status in (STEP_SCHEDULED, STEP_RUNNING))
+                limit = spec.concurrency or limits.default_fan_out
+                for item in items_:
+                    if active >= limit:
+                        break
+                    if item.status == STEP_PENDING:
+                        if not _start_step(state, item, item.input, tr):
+                            return
+                        active += 1
+                if all(i.status == STEP_SUCCEEDED for i in items_):
+                    step.output = [i.output for i in items_]
+                    _finish_step(state, step, STEP_SUCCEEDED, tr)
+                    progress = True
+    if run.status in RUN_TERMINAL:
+        return
+    if all(state.steps[s].status in DONE for s in state.spec.steps):
+        _finish_run(state, RUN_SUCCEEDED, None, _evaluate_output(state.spec.output, _scope(state)), tr)
+
+
+# ================= helpers =================
+
+
+class _MappingError(Exception):
+    pass
+
+
+def _end_attempt(
+    state: RunState, attempt: AttemptRecord, status: str, error: TaskFailure | None, tr: Transition
+) -> None:
+    # Disarm only what this attempt armed: each disarm is a write.
+    if attempt.status == ATTEMPT_SCHEDULED:
+        tr.withdraw(attempt.attempt_id)
+        if attempt.schedule_deadline_ms:
+            tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
+    elif attempt.status == ATTEMPT_RUNNING:
+        if attempt.close_deadline_ms:
+            tr.disarm(TIMER_START_TO_CLOSE, attempt.attempt_id)
+        if heartbeat_period_ms(state, attempt):
+            tr.disarm(TIMER_LEASE, attempt.attempt_id)
+    attempt.status, attempt.error, attempt.finished_ms = status, error, tr.now
+    tr.touch(state.record)
+    tr.attempt(attempt)
+    if state.current.get(attempt.step_id) == attempt.attempt_id:
+        del state.current[attempt.step_id]
+    if state.record.sampled:
+        tr.spans.append(span_builders.attempt_span(state.record, state.steps[attempt.step_id], attempt))
+
+
+def _finish_step(state: RunState, step: StepRecord, status: str, tr: Transition) -> None:
+    if step.next_attempt_ms:
+        tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))
+    step.status, step.finished_ms, step.next_attempt_ms = status, tr.now, 0
+    if not step.started_ms:
+        step.started_ms = step.finished_ms
+    tr.step(step)
+    parent_span = state.record.span_id
+    if step.item_index is not None:
+        parent_span = state.steps[step.spec_id].span_id
+    if state.record.sampled:
+        tr.spans.append(span_builders.step_span(state.record, step, parent_span))
+
+
+def _finish_run(state: RunState, status: str, error: TaskFailure | None, output: Any, tr: Transition) -> None:
+    run = state.record
+    for step in list(state.steps.values()):
+        attempt_id = state.current.get(step.step_id)
+        if attempt_id is not None:
+            _end_attempt(state, state.attempts[attempt_id], ATTEMPT_CANCELLED, None, tr)
+    for step in state.steps.values():
+        if step.status not in STEP_TERMINAL:
+            _finish_step(state, step, STEP_CANCELLED, tr)
+    run.status, run.error, run.output, run.finished_ms = status, error, output, tr.now
+    tr.touch(run)
+    tr.finished = True
+    if run.sampled:
+        span = span_builders.run_span(run)
+        if run.links:
+            span = dataclasses.replace(span, links=[dict(link) for link in run.links])
+        tr.spans.append(span)
+
+
+def _fail_mapping(state: RunState, step: StepRecord, error: TaskFailure, tr: Transition) -> None:
+    step.error = error
+    _finish_step(state, step, STEP_FAILED, tr)
+    _finish_run(
+        state, RUN_FAILED, TaskFailure(error.type, f"step {step.step_id}: {error.message}", False), None, tr
+    )
+
+
+def _scope(state: RunState) -> dict[str, Any]:
+    steps = {
+        spec_id: {"output": state.steps[spec_id].output}
+        for spec_id in state.spec.steps
+        if state.steps[spec_id].status in DONE
+    }
+    return {"input": state.record.input, "steps": steps}
+
+
+def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transition) -> bool:
+    """Validate the mapped input and schedule the first attempt; False when the run failed."""
+    contract = state.contracts[step.contract]
+    violations = validate_payload(contract.input_schema, step_input, "input")
+    step.input = step_input
+    if violations:
+        error = TaskFailure(
+            "ContractViolation",
+            f"the mapped input does not match {contract.ref}: " + "; ".join(str(v) for v in violations),
+            False,
+        )
+        _fail_mapping(state, step, error, tr)
+        return False
+    new_attempt(state, step, tr)
+    return True
+
+
+def _evaluate_output(template: Any, scope: dict[str, Any]) -> Any:
+    if template is None:
+        return {}
+    try:
+        return evaluate(template, scope)
+    except AccordError:
+        if isinstance(template, dict):
+            result = {}
+            for key, value in template.items():
+                try:
+                    result[key] = evaluate(value, scope)
+                except AccordError:
+                    result[key] = None  # e.g. the output of a skipped step
+            return result
+        return None
