@@ -14,6 +14,7 @@ import collections
 import itertools
 import json
 import random
+import time
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed, TestAgent
@@ -95,6 +96,7 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
     # Let some work finish, then crash in the middle of it.
     await asyncio.wait_for(enough_done.wait(), 30)
     await asyncio.to_thread(coordinator.kill9)
+    crashed_ms = int(time.time() * 1000)
     # Taken once the coordinator is dead: nothing can be acknowledged or handed out meanwhile.
     acked_at_crash = acknowledged()
     in_flight_at_crash = set(executions) - acked_at_crash
@@ -120,7 +122,17 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
     # No completed step ran again: nothing was delivered after its completion was acknowledged.
     assert redelivered_after_ack == [], f"acknowledged steps delivered again: {redelivered_after_ack}"
     # The steps that failed after applying their effect were retried under the same key.
-    assert len(flaky_keys) == len(FLAKY) and all(executions[key] >= 2 for key in flaky_keys)
+    assert flaky_keys and all(executions[key] >= 2 for key in flaky_keys)
+    # A flaky side step whose first attempt never reached the engine: the crash took it between
+    # its claim and the agent (the claim is durable, the answer to the poll was not sent), so
+    # its lease ran out after the restart and attempt 2 ran it. Nothing else explains it.
+    for i, run in enumerate(runs):
+        if f"o{i}" in FLAKY and f"{run.run_id}:side" not in flaky_keys:
+            (side_step,) = [s for s in run.steps if s.id == "side"]
+            first_attempt = side_step.attempts[0]
+            assert first_attempt.status == pb.ATTEMPT_STATUS_TIMED_OUT, side_step
+            assert first_attempt.error.type == "HeartbeatTimeout", side_step
+            assert first_attempt.started_unix_ms <= crashed_ms, side_step
     # Otherwise at-least-once only where the crash left a step unacknowledged.
     again_run = {key: n for key, n in executions.items() if n > 1}
     unexplained = set(again_run) - in_flight_at_crash - flaky_keys

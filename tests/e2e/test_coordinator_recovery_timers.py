@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import time
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -175,3 +177,121 @@ async def test_retry_backoff_and_timeouts_pending_at_kill_9_fire_after_restart(c
     assert only.status == pb.ATTEMPT_STATUS_TIMED_OUT and only.error.type == "ScheduleToStartTimeout", only
     assert only.finished_unix_ms >= s2s_due - 50 and only.finished_unix_ms > crash_ms
     assert run.error.type == "ScheduleToStartTimeout"
+
+
+# ---------------------------------------------------------------- kill -9 at random points
+
+# Short timers, so that several runs of each kind have their timers pending at random moments.
+CHAOS = {
+    "backoff": (1.5, "retry: {max_attempts: 3, initial_backoff: 1500ms}\ntimeouts: {heartbeat: 30s}\n"),
+    "close": (
+        2.0,
+        "timeout: 2s\ntimeouts: {heartbeat: 30s}\nretry: {max_attempts: 2, initial_backoff: 10ms}\n",
+    ),
+    "silent": (1.5, "timeouts: {heartbeat: 1500ms}\nretry: {max_attempts: 2, initial_backoff: 10ms}\n"),
+    "unserved": (2.0, "timeouts: {schedule_to_start: 2s}\n"),
+}
+# make soak: more runs and more crashes (ACCORD_SOAK=1)
+_SOAK = os.environ.get("ACCORD_SOAK") == "1"
+RUNS_PER_KIND = 8 if _SOAK else 3
+KILLS = 10 if _SOAK else 3
+
+
+async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(coordinator, test_agent):
+    """Runs of four kinds start in waves while the coordinator is killed with -9 and restarted
+    at random moments (the seed is in the failure message; ACCORD_CHAOS_SEED replays it). Every
+    run's timer fires exactly once (one timed-out or retried attempt, never two) and no earlier
+    than it was due, whichever process armed it and whichever fired it."""
+    seed = int(os.environ.get("ACCORD_CHAOS_SEED") or time.time_ns() % 1_000_000)
+    rng = random.Random(seed)
+    token = await coordinator.create_team("payments")
+    for name, (_, extra) in CHAOS.items():
+        await coordinator.register_contract(token, contract(f"payments/c-{name}", extra=extra))
+        await coordinator.register_workflow(token, _workflow(f"c-{name}"))
+
+    async def backoff(call: Call):
+        if call.attempt == 1:
+            raise TaskFailed("Flaky", "first attempt fails", retryable=True)
+        return {"ref": f"backoff-{call.attempt}"}
+
+    async def close(call: Call):
+        if call.attempt == 1:
+            await asyncio.sleep(3600)  # heartbeats keep flowing; start-to-close ends it
+        return {"ref": f"close-{call.attempt}"}
+
+    async def silent(call: Call):
+        if call.attempt == 1:
+            call.stop_heartbeats()
+            await asyncio.sleep(3600)  # this worker stays busy for good
+        return {"ref": f"silent-{call.attempt}"}
+
+    await test_agent(
+        token,
+        "payments",
+        {"payments/c-backoff@1": backoff, "payments/c-close@1": close, "payments/c-silent@1": silent},
+        concurrency=6 * RUNS_PER_KIND,
+        heartbeat_s=0.2,
+    )
+
+    run_ids: dict[str, list[str]] = {name: [] for name in CHAOS}
+
+    async def start_waves() -> None:
+        for wave in range(RUNS_PER_KIND):
+            for name in CHAOS:
+                while True:
+                    try:
+                        async with coordinator.client(token) as client:
+                            answer = await start_run(
+                                client,
+                                f"payments/wf-c-{name}",
+                                {"order_id": f"{name}-{wave}"},
+                                key=f"{name}-{wave}",
+                            )
+                        break
+                    except Exception:  # the coordinator is down: the same key retries safely
+                        await asyncio.sleep(0.05)
+                run_ids[name].append(answer.run.run_id)
+            await asyncio.sleep(rng.uniform(0.2, 0.8))
+
+    async def kill_at_random() -> list[float]:
+        kills = []
+        for _ in range(KILLS):
+            await asyncio.sleep(rng.uniform(0.3, 1.5))
+            kills.append(time.time())
+            await asyncio.to_thread(coordinator.restart)  # kill -9, then start on the same database
+        return kills
+
+    _, kills = await asyncio.gather(start_waves(), kill_at_random())
+    where = f"(seed {seed}: ACCORD_CHAOS_SEED={seed} replays it; kills at {kills})"
+
+    async with coordinator.client(token) as client:
+        runs = {
+            name: [await wait_run(client, run_id, within=60) for run_id in ids]
+            for name, ids in run_ids.items()
+        }
+    backoff_ms = int(CHAOS["backoff"][0] * 1000)
+    for run in runs["backoff"]:
+        first, second = step(run, "work").attempts
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
+        assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_FAILED, "Flaky"), where
+        assert second.scheduled_unix_ms >= first.finished_unix_ms + backoff_ms, (run, where)
+    close_ms = int(CHAOS["close"][0] * 1000)
+    for run in runs["close"]:
+        first, second = step(run, "work").attempts
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
+        assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "StartToCloseTimeout"), where
+        assert first.finished_unix_ms >= first.started_unix_ms + close_ms, (run, where)
+    lease_ms = int(CHAOS["silent"][0] * 1000)
+    for run in runs["silent"]:
+        first, second = step(run, "work").attempts
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
+        assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "HeartbeatTimeout"), where
+        assert first.finished_unix_ms >= first.started_unix_ms + lease_ms, (run, where)
+    s2s_ms = int(CHAOS["unserved"][0] * 1000)
+    for run in runs["unserved"]:
+        (only,) = step(run, "work").attempts
+        assert run.status == pb.RUN_STATUS_FAILED, (run, where)
+        assert (only.status, only.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "ScheduleToStartTimeout"), (
+            where
+        )
+        assert only.finished_unix_ms >= only.scheduled_unix_ms + s2s_ms, (run, where)
