@@ -146,9 +146,12 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
 class Coordinator:
     """``accord coordinator start --listen 127.0.0.1:0 --ui off`` with its own ACCORD_HOME."""
 
-    def __init__(self, home: Path, *extra_args: str) -> None:
+    def __init__(self, home: Path, *extra_args: str, source: Path | None = None) -> None:
+        """``source``: run the coordinator of another source tree (e.g. an older commit, for an
+        A/B comparison in one run) with this venv's packages."""
         self.home = home
         self.extra_args = list(extra_args)
+        self.source = source
         self.address = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = home / "coordinator.log"
@@ -184,6 +187,12 @@ class Coordinator:
                 " from coordinator.cli import main; main()"
             )
             command = [sys.executable, "-c", code, prelude, *args]
+        elif self.source is not None:
+            code = (
+                "import sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['accord', *sys.argv[2:]];"
+                " from coordinator.cli import main; main()"
+            )
+            command = [sys.executable, "-c", code, str(self.source), *args]
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 command,
@@ -400,9 +409,9 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, name: str, root: Path | None = None) -> World:
+    def create(cls, name: str, root: Path | None = None, *, source: Path | None = None) -> World:
         base = root or Path(tempfile.mkdtemp(prefix=f"accord-bench-{name}-"))
-        coordinator = Coordinator(base / "home").start()
+        coordinator = Coordinator(base / "home", source=source).start()
         return cls(base, coordinator, Agents(base / "agents"))
 
     async def team(self, name: str) -> str:
