@@ -54,6 +54,7 @@ from coordinator.store.records import (
     ATTEMPT_TIMED_OUT,
     RUN_CANCELLED,
     RUN_FAILED,
+    RUN_PENDING,
     RUN_RUNNING,
     RUN_SUCCEEDED,
     RUN_TERMINAL,
@@ -217,15 +218,19 @@ class Engine:
             self._team_defaults[team.name] = (team.retry, team.timeouts)
         for agent in await self._store.list_agents():
             self._dispatcher.register_agent(agent, seen=False)
-        state = await self._store.load_active()
+        # The store has no load_active any more; until the durable-state engine replaces this
+        # resume, the live runs are read one by one.
+        live_runs = [
+            run
+            for status in (RUN_PENDING, RUN_RUNNING)
+            for run in await self._store.list_runs(RunFilter(status=status, limit=2**62))
+        ]
         steps_by_run: dict[str, list[StepRecord]] = {}
-        for step in state.steps:
-            steps_by_run.setdefault(step.run_id, []).append(step)
         attempts_by_run: dict[str, list[AttemptRecord]] = {}
-        for attempt in state.attempts:
-            attempts_by_run.setdefault(attempt.run_id, []).append(attempt)
+        for run in live_runs:
+            steps_by_run[run.run_id], attempts_by_run[run.run_id] = await self._store.run_steps(run.run_id)
         batch = _Batch()
-        for run in state.runs:
+        for run in live_runs:
             try:
                 live = await self._load_live(run, steps_by_run.get(run.run_id, []))
             except Exception as exc:
