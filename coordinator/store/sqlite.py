@@ -5,14 +5,21 @@ them in one transaction (each job in its own savepoint, so one failing job is ro
 and fails in its caller only, without undoing the others). Callers await a future that resolves
 after the commit, so "durable before acknowledged" holds while concurrent writes share one fsync.
 Reads run on a small thread pool, never on the event loop.
+
+One process per database file: ``open`` takes an exclusive ``flock`` on ``<db>.lock`` and a
+second coordinator on the same file is refused (``DatabaseInUseError``). Several coordinators
+share one database through the PostgreSQL store, whose row locks SQLite cannot offer across
+processes without blocking every writer on the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -22,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contracts.errors import FailedPreconditionError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.records import (
@@ -268,6 +276,44 @@ def _offer_from_row(row: sqlite3.Row | tuple[Any, ...]) -> OfferRecord:
     return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
 
 
+class DatabaseInUseError(FailedPreconditionError):
+    """Another process holds the SQLite database: SQLite serves one coordinator process. Bad
+    usage rather than a broken rule, so exit 2 (``accord coordinator start`` prints it)."""
+
+    exit_code = 2
+
+
+def lock_path(db: Path) -> Path:
+    """The lock file beside ``db`` that one process holds while it has ``db`` open."""
+    return db.with_name(db.name + ".lock")
+
+
+def _lock_database(db: Path) -> int:
+    """Take the exclusive lock on ``db`` for this process and return its file descriptor (closing
+    it releases the lock; so does the OS when the process dies, kill -9 included). Raises
+    ``DatabaseInUseError`` naming the file and the other process when it is taken."""
+    path = lock_path(db)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUseError(
+            f"the database {db} is in use by another coordinator process (pid {holder}, lock file"
+            f" {path}): SQLite serves one coordinator process; stop the other, use another --db,"
+            " or use PostgreSQL for several coordinators"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # The pid only informs the message above; the lock itself is the flock, never the file's
+    # presence, so a file left by a dead process is simply taken over.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def _contract_from_row(row: sqlite3.Row) -> ContractRecord:
     contract = codec.contract_from_json(
         json.loads(row["fields_json"]),
@@ -333,6 +379,7 @@ class SqliteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._file_lock: int | None = None  # fd of the held <db>.lock
 
     # ---------- connections ----------
 
@@ -409,13 +456,29 @@ class SqliteStore:
     # ---------- lifecycle ----------
 
     async def open(self) -> None:
+        """Take the database for this process (``DatabaseInUseError`` when another has it),
+        connect and apply pending schema migrations."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await asyncio.to_thread(self._connect)
-        await asyncio.to_thread(self._migrate, conn)
+        self._file_lock = await asyncio.to_thread(_lock_database, self._path)
+        try:
+            conn = await asyncio.to_thread(self._connect)
+            try:
+                await asyncio.to_thread(self._migrate, conn)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            self._release_file_lock()
+            raise
         self._writer = threading.Thread(
             target=self._writer_main, args=(conn,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
+
+    def _release_file_lock(self) -> None:
+        if self._file_lock is not None:
+            os.close(self._file_lock)  # releases the flock
+            self._file_lock = None
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -441,6 +504,7 @@ class SqliteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        self._release_file_lock()
 
     # ---------- settings ----------
 

@@ -1,5 +1,5 @@
 """SqliteStore beyond the conformance suite: schema migrations and the backfill of databases the
-old engine wrote, group commit and spans.
+old engine wrote, group commit, spans, and the one-process lock on the database file.
 
 What every Store must do is in ``store_conformance.py`` (run by test_store_conformance_sqlite).
 """
@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import signal
 import sqlite3
+import stat
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from contracts.errors import FailedPreconditionError
 from coordinator.store.records import (
     TIMER_LEASE,
     TIMER_RETRY,
@@ -29,9 +36,14 @@ from coordinator.store.records import (
     TeamRecord,
     TimerRecord,
 )
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
 from coordinator.telemetry.spans import SpanRecord
 from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
+
+ONE_PROCESS = (
+    "SQLite serves one coordinator process; stop the other, use another --db, "
+    "or use PostgreSQL for several coordinators"
+)
 
 
 def _migrations(db: Path, *names: str) -> None:
@@ -306,4 +318,61 @@ async def test_spans_insert_query_prune(tmp_path: Path) -> None:
     assert await store.spans_for_trace("t" * 32) == spans
     assert await store.prune_spans(before_ns=25) == 2
     assert [s.name for s in await store.spans_for_trace("t" * 32)] == ["s3"]
+    await store.close()
+
+
+# ---------- one process per database file ----------
+
+
+async def test_a_second_store_on_the_same_file_is_refused_until_the_first_is_closed(tmp_path: Path) -> None:
+    db = tmp_path / "coordinator.db"
+    first = SqliteStore(db)
+    await first.open()
+    second = SqliteStore(db)
+    with pytest.raises(DatabaseInUseError) as refused:
+        await second.open()
+    assert isinstance(refused.value, FailedPreconditionError) and refused.value.exit_code == 2
+    assert str(refused.value) == (
+        f"the database {db} is in use by another coordinator process (pid {os.getpid()}, lock file"
+        f" {db}.lock): {ONE_PROCESS}"
+    )
+    lock = lock_path(db)
+    assert lock == tmp_path / "coordinator.db.lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert lock.read_text() == f"{os.getpid()}\n"
+    await first.close()
+    await second.open()  # closing released it
+    await second.close()
+
+
+_HOLD = """
+import asyncio, sys
+from pathlib import Path
+from coordinator.store.sqlite import SqliteStore
+
+async def main() -> None:
+    await SqliteStore(Path(sys.argv[1])).open()
+    print("open", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    db = tmp_path / "coordinator.db"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLD, str(db), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"open\n"
+        with pytest.raises(DatabaseInUseError, match=f"pid {holder.pid},"):
+            await SqliteStore(db).open()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+    store = SqliteStore(db)  # the OS released the dead process's lock; its stale pid is no obstacle
+    await store.open()
+    assert lock_path(db).read_text() == f"{os.getpid()}\n"
     await store.close()
