@@ -99,7 +99,10 @@ def start(
         str, typer.Option(help="gRPC address HOST:PORT (port 0 picks a free one).")
     ] = DEFAULT_LISTEN,
     db: Annotated[
-        Path | None, typer.Option(help="SQLite file (default $ACCORD_HOME/coordinator.db).")
+        Path | None,
+        typer.Option(
+            help="SQLite file (default $ACCORD_HOME/coordinator.db); one coordinator process per file."
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json.")] = "text",

@@ -79,9 +79,14 @@ class Store(Protocol):
         ``VersionConflict`` or ``IdempotencyConflict`` (then nothing was written)."""
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
-    async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]: ...
+    async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
+        """A run's steps (by step id) and attempts (by step id, then number), from one
+        consistent read; empty lists for an unknown run."""
+
     async def load_run(self, run_id: str) -> RunSnapshot | None:
-        """The run with its steps and attempts, from one consistent read."""
+        """The run with its steps and attempts (ordered as in ``run_steps``), from one consistent
+        read: a transition committed meanwhile is in it whole or not at all. None when the run is
+        not stored."""
 
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None: ...
     async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None: ...
@@ -90,13 +95,19 @@ class Store(Protocol):
 
     # timers: due entries claimed by processors
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
-        """Up to ``limit`` timers due at ``now_ms`` (earliest first) that no one has claimed, or
-        whose claim ran out; each is claimed until ``now_ms + claim_ms``, so concurrent claimers
-        (other tasks, connections or processes) never get the same timer while its claim holds.
-        Firing it (``Changes.timers_fired``) deletes it; an unfired claim simply runs out."""
+        """Up to ``limit`` timers due at ``now_ms`` (``due_ms <= now_ms``; earliest first, then by
+        kind and key) that no one has claimed, or whose claim ran out (claimed until
+        ``<= now_ms``); each is claimed until ``now_ms + claim_ms``, so concurrent claimers (other
+        tasks, connections or processes) never get the same timer while its claim holds. The
+        claim is committed before this returns. Firing it (``Changes.timers_fired``) deletes it;
+        setting it again (``Changes.timers_set``, ``extend_lease``) drops the claim; an unfired
+        claim simply runs out."""
 
     async def next_timer_due(self) -> int | None:
-        """When the earliest timer is due (claimed or not), or None when there is none."""
+        """When ``claim_timers`` could next return a timer: the earliest ``due_ms``, or for a
+        timer whose claim holds past its due time, the end of that claim. None when there is no
+        timer. (A claimed timer does not count as due while its claim holds, or a processor
+        whose timer failed to fire would wake again at once until the claim ran out.)"""
 
     async def extend_lease(self, attempt_id: str, due_ms: int) -> bool:
         """Move the ``lease`` timer of ``attempt_id`` to ``due_ms`` (a heartbeat) and drop any

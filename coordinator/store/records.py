@@ -283,7 +283,17 @@ class Changes:
     Runs: a run whose ``run_id`` is in ``expect_versions`` is an update, written only while its
     stored version still equals that number (else ``VersionConflict``), and stored as that number
     plus one; any other run is new (stored as version 1; an existing run id is a
-    ``VersionConflict``, a taken idempotency key an ``IdempotencyConflict``).
+    ``VersionConflict``, a taken idempotency key an ``IdempotencyConflict``). A run id in
+    ``expect_versions`` without a record in ``runs`` (a transition that changed only the run's
+    steps, attempts, timers or offers) is checked and moved on the same way, so two transitions
+    from one read of a run never both succeed. Each run appears at most once in ``runs``.
+
+    The store reads the records and never changes them: after a successful ``apply`` the caller
+    sets ``run.version`` to the expected version plus one (1 for a new run).
+
+    Within the transaction, timers are fired before they are cleared and cleared before they are
+    set, and offers removed before they are added: a transition that fires a timer and arms the
+    same (kind, key) again leaves the new one.
     """
 
     runs: list[RunRecord] = field(default_factory=list)

@@ -1,18 +1,25 @@
 """SQLite Store: WAL, one writer thread with group commit, readers on their own connections.
 
 Every write goes through one dedicated thread: it drains whatever jobs are queued and commits
-them in one transaction (each job in its own savepoint, so one failing job does not undo the
-others). Callers await a future that resolves after the commit, so "durable before acknowledged"
-holds while concurrent writes share one fsync. Reads run on a small thread pool, never on the
-event loop.
+them in one transaction (each job in its own savepoint, so one failing job is rolled back whole
+and fails in its caller only, without undoing the others). Callers await a future that resolves
+after the commit, so "durable before acknowledged" holds while concurrent writes share one fsync.
+Reads run on a small thread pool, never on the event loop.
+
+One process per database file: ``open`` takes an exclusive ``flock`` on ``<db>.lock`` and a
+second coordinator on the same file is refused (``DatabaseInUseError``). Several coordinators
+share one database through the PostgreSQL store, whose row locks SQLite cannot offer across
+processes without blocking every writer on the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -22,10 +29,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contracts.errors import FailedPreconditionError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.records import (
-    ActiveState,
+    TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
@@ -33,11 +41,16 @@ from coordinator.store.records import (
     Changes,
     ContractRecord,
     EventRecord,
+    IdempotencyConflict,
+    OfferRecord,
     RunFilter,
     RunRecord,
+    RunSnapshot,
     StepRecord,
     TaskFailure,
     TeamRecord,
+    TimerRecord,
+    VersionConflict,
     WorkflowRecord,
 )
 from coordinator.telemetry.spans import SpanRecord
@@ -71,9 +84,41 @@ def _fields_of(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
 
 
+# The columns of ``runs`` a transition writes (``version`` is the store's: see ``apply``).
+_RUN_COLUMNS = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "team",
+    "status",
+    "created_ms",
+    "finished_ms",
+    "idempotency_key",
+    "caller_team",
+    "involved",
+    "sampled",
+    "data_json",
+)
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, version)"
+    f" VALUES ({', '.join('?' for _ in _RUN_COLUMNS)}, 1)"
+)
+# Parameters: the row without its run id, the new version, the run id, the expected version.
+_RUN_UPDATE = (
+    f"UPDATE runs SET {', '.join(f'{name} = ?' for name in _RUN_COLUMNS[1:])}, version = ?"
+    " WHERE run_id = ? AND version = ?"
+)
+_RUN_SELECT = "SELECT version, data_json FROM runs"
+# Where (workflow, caller_team, idempotency_key), the unique key of a run start, are in a row.
+_RUN_IDEMPOTENCY = tuple(_RUN_COLUMNS.index(name) for name in ("workflow", "caller_team", "idempotency_key"))
+
+
 def _run_to_row(run: RunRecord) -> tuple[Any, ...]:
+    """The values of ``_RUN_COLUMNS``. The record's ``version`` stays out of ``data_json``: the
+    column is the truth, and a copy in the JSON would only ever be stale."""
     data = _fields_of(run)
     data["error"] = run.error.to_json() if run.error else None
+    del data["version"]
     return (
         run.run_id,
         run.workflow,
@@ -90,10 +135,13 @@ def _run_to_row(run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def _run_from_json(text: str) -> RunRecord:
+def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    """A run from ``_RUN_SELECT``'s (version, data_json)."""
+    version, text = row[0], row[1]
     data = json.loads(text)
     data["error"] = TaskFailure.from_json(data.get("error"))
     data["involved_teams"] = tuple(data.get("involved_teams") or ())
+    data["version"] = version
     return RunRecord(**data)
 
 
@@ -137,6 +185,133 @@ _AUDIT_INSERT = (
     "INSERT INTO audit (at_ms, actor, action, object, owner_team, platform_intervention, details_json)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_STEP_UPSERT = (
+    "INSERT INTO steps (run_id, step_id, data_json) VALUES (?, ?, ?)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json"
+)
+_ATTEMPT_UPSERT = (
+    "INSERT INTO attempts (attempt_id, run_id, step_id, data_json) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (attempt_id) DO UPDATE SET"
+    " run_id = excluded.run_id, step_id = excluded.step_id, data_json = excluded.data_json"
+)
+_EVENT_INSERT = (
+    "INSERT OR REPLACE INTO events (event_id, contract, contract_version, team, payload_json,"
+    " published_ms, triggered_json, trace_context_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json) VALUES (?, ?, ?)"
+# Setting a timer again moves it and drops any claim on it: it is a new deadline.
+_TIMER_SET = (
+    "INSERT INTO timers (kind, key, run_id, due_ms, claimed_until_ms) VALUES (?, ?, ?, ?, 0)"
+    " ON CONFLICT (kind, key) DO UPDATE SET"
+    " run_id = excluded.run_id, due_ms = excluded.due_ms, claimed_until_ms = 0"
+)
+_OFFER_ADD = (
+    "INSERT INTO offers (attempt_id, run_id, contract, major, offered_ms) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (attempt_id) DO UPDATE SET run_id = excluded.run_id, contract = excluded.contract,"
+    " major = excluded.major, offered_ms = excluded.offered_ms"
+)
+_OFFER_COLUMNS = "attempt_id, run_id, contract, major, offered_ms"
+
+
+def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: dict[str, int]) -> None:
+    """Insert new runs and compare-and-swap updated ones (see ``Changes``)."""
+    written: set[str] = set()
+    for row in rows:
+        run_id = row[0]
+        written.add(run_id)
+        if run_id in expected:
+            version = expected[run_id]
+            if c.execute(_RUN_UPDATE, (*row[1:], version + 1, run_id, version)).rowcount == 0:
+                raise _stale(c, run_id, version)
+            continue
+        try:
+            c.execute(_RUN_INSERT, row)
+        except sqlite3.IntegrityError:
+            if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise VersionConflict(
+                    f"run {run_id} exists: it was written as a new run (its id is not in expect_versions)"
+                ) from None
+            taken = c.execute(
+                "SELECT run_id FROM runs WHERE workflow = ? AND caller_team = ? AND idempotency_key = ?"
+                " AND idempotency_key != ''",
+                tuple(row[i] for i in _RUN_IDEMPOTENCY),
+            ).fetchone()
+            if taken is not None:
+                raise IdempotencyConflict(taken[0]) from None
+            raise
+    # A run whose version was read but whose record is not rewritten (the transition changed
+    # only its steps, attempts, timers or offers) is still checked and moved on, so that two
+    # transitions of one run never both succeed from the same read.
+    for run_id, version in expected.items():
+        if run_id in written:
+            continue
+        bumped = c.execute(
+            "UPDATE runs SET version = ? WHERE run_id = ? AND version = ?", (version + 1, run_id, version)
+        )
+        if bumped.rowcount == 0:
+            raise _stale(c, run_id, version)
+
+
+def _stale(c: sqlite3.Connection, run_id: str, version: int) -> VersionConflict:
+    row = c.execute("SELECT version FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return VersionConflict(f"run {run_id} was read at version {version} but is not stored")
+    return VersionConflict(f"run {run_id} was read at version {version} but is at version {row[0]}")
+
+
+def _fire_timers(c: sqlite3.Connection, fired: list[tuple[str, str, int]]) -> None:
+    for kind, key, due_ms in fired:
+        deleted = c.execute(
+            "DELETE FROM timers WHERE kind = ? AND key = ? AND due_ms = ?", (kind, key, due_ms)
+        ).rowcount
+        if deleted == 0:
+            raise VersionConflict(f"timer {kind} {key} due at {due_ms} was moved or has fired already")
+
+
+def _timer_from_row(row: sqlite3.Row | tuple[Any, ...]) -> TimerRecord:
+    return TimerRecord(kind=row[0], key=row[1], run_id=row[2], due_ms=row[3])
+
+
+def _offer_from_row(row: sqlite3.Row | tuple[Any, ...]) -> OfferRecord:
+    return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+
+
+class DatabaseInUseError(FailedPreconditionError):
+    """Another process holds the SQLite database: SQLite serves one coordinator process. Bad
+    usage rather than a broken rule, so exit 2 (``accord coordinator start`` prints it)."""
+
+    exit_code = 2
+
+
+def lock_path(db: Path) -> Path:
+    """The lock file beside ``db`` that one process holds while it has ``db`` open."""
+    return db.with_name(db.name + ".lock")
+
+
+def _lock_database(db: Path) -> int:
+    """Take the exclusive lock on ``db`` for this process and return its file descriptor (closing
+    it releases the lock; so does the OS when the process dies, kill -9 included). Raises
+    ``DatabaseInUseError`` naming the file and the other process when it is taken."""
+    path = lock_path(db)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUseError(
+            f"the database {db} is in use by another coordinator process (pid {holder}, lock file"
+            f" {path}): SQLite serves one coordinator process; stop the other, use another --db,"
+            " or use PostgreSQL for several coordinators"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # The pid only informs the message above; the lock itself is the flock, never the file's
+    # presence, so a file left by a dead process is simply taken over.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _contract_from_row(row: sqlite3.Row) -> ContractRecord:
@@ -204,6 +379,7 @@ class SqliteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._file_lock: int | None = None  # fd of the held <db>.lock
 
     # ---------- connections ----------
 
@@ -280,13 +456,29 @@ class SqliteStore:
     # ---------- lifecycle ----------
 
     async def open(self) -> None:
+        """Take the database for this process (``DatabaseInUseError`` when another has it),
+        connect and apply pending schema migrations."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await asyncio.to_thread(self._connect)
-        await asyncio.to_thread(self._migrate, conn)
+        self._file_lock = await asyncio.to_thread(_lock_database, self._path)
+        try:
+            conn = await asyncio.to_thread(self._connect)
+            try:
+                await asyncio.to_thread(self._migrate, conn)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            self._release_file_lock()
+            raise
         self._writer = threading.Thread(
             target=self._writer_main, args=(conn,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
+
+    def _release_file_lock(self) -> None:
+        if self._file_lock is not None:
+            os.close(self._file_lock)  # releases the flock
+            self._file_lock = None
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -312,6 +504,7 @@ class SqliteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        self._release_file_lock()
 
     # ---------- settings ----------
 
@@ -495,7 +688,8 @@ class SqliteStore:
     async def put_agent(self, agent: AgentRecord) -> None:
         await self._write(
             lambda c: c.execute(
-                "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO agents (agent_id, team, bindings_json, concurrency, hostname,"
+                " agent_version, registered_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     agent.agent_id,
                     agent.team,
@@ -528,7 +722,10 @@ class SqliteStore:
     # ---------- runs ----------
 
     async def apply(self, changes: Changes) -> None:
+        # Everything is encoded here, on the caller's side, so the writer thread only runs SQL;
+        # the records themselves are only read (the engine sets ``run.version`` after success).
         runs = [_run_to_row(r) for r in changes.runs]
+        expected = dict(changes.expect_versions)
         steps = [(s.run_id, s.step_id, _step_to_json(s)) for s in changes.steps]
         attempts = [(a.attempt_id, a.run_id, a.step_id, _attempt_to_json(a)) for a in changes.attempts]
         audit = [_audit_row(a) for a in changes.audit]
@@ -546,57 +743,76 @@ class SqliteStore:
             for e in changes.events
         ]
         requests = [(scope, rid, _dumps(answer)) for (scope, rid), answer in changes.requests.items()]
+        fired = [(t.kind, t.key, t.due_ms) for t in changes.timers_fired]
+        cleared = list(changes.timers_clear)
+        timers = [(t.kind, t.key, t.run_id, t.due_ms) for t in changes.timers_set]
+        offers_removed = [(attempt_id,) for attempt_id in changes.offers_remove]
+        offers_added = [
+            (o.attempt_id, o.run_id, o.contract, o.major, o.offered_ms) for o in changes.offers_add
+        ]
 
         def w(c: sqlite3.Connection) -> None:
-            if runs:
-                c.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", runs)
+            # The checks first (a refused transition fails before it writes much); then the
+            # order ``Changes`` documents: a timer fired and set again in one transition is
+            # re-armed, an offer removed and added again is open.
+            if runs or expected:
+                _write_runs(c, runs, expected)
+            if fired:
+                _fire_timers(c, fired)
             if steps:
-                c.executemany("INSERT OR REPLACE INTO steps VALUES (?,?,?)", steps)
+                c.executemany(_STEP_UPSERT, steps)
             if attempts:
-                c.executemany("INSERT OR REPLACE INTO attempts VALUES (?,?,?,?)", attempts)
+                c.executemany(_ATTEMPT_UPSERT, attempts)
             if audit:
                 c.executemany(_AUDIT_INSERT, audit)
             if events:
-                c.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?)", events)
+                c.executemany(_EVENT_INSERT, events)
             if requests:
-                c.executemany("INSERT OR REPLACE INTO requests VALUES (?,?,?)", requests)
+                c.executemany(_REQUEST_INSERT, requests)
+            if cleared:
+                c.executemany("DELETE FROM timers WHERE kind = ? AND key = ?", cleared)
+            if timers:
+                c.executemany(_TIMER_SET, timers)
+            if offers_removed:
+                c.executemany("DELETE FROM offers WHERE attempt_id = ?", offers_removed)
+            if offers_added:
+                c.executemany(_OFFER_ADD, offers_added)
 
         await self._write(w)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(c: sqlite3.Connection) -> RunRecord | None:
-            row = c.execute("SELECT data_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            return None if row is None else _run_from_json(row[0])
+            row = c.execute(_RUN_SELECT + " WHERE run_id = ?", (run_id,)).fetchone()
+            return None if row is None else _run_from_row(row)
 
         return await self._read(q)
 
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
-        def q(c: sqlite3.Connection) -> tuple[list[StepRecord], list[AttemptRecord]]:
-            steps = [
-                _step_from_json(r[0])
-                for r in c.execute("SELECT data_json FROM steps WHERE run_id = ?", (run_id,))
-            ]
-            attempts = [
-                _attempt_from_json(r[0])
-                for r in c.execute("SELECT data_json FROM attempts WHERE run_id = ?", (run_id,))
-            ]
-            return steps, attempts
+        return await self._read(lambda c: _steps_and_attempts(*_read_run(c, run_id)[1:]))
+
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        return await self._read(lambda c: _snapshot(c, run_id))
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
+        def q(c: sqlite3.Connection) -> AttemptRecord | None:
+            row = c.execute("SELECT data_json FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            return None if row is None else _attempt_from_json(row[0])
 
         return await self._read(q)
 
     async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None:
         def q(c: sqlite3.Connection) -> RunRecord | None:
             row = c.execute(
-                "SELECT data_json FROM runs WHERE workflow = ? AND caller_team = ? AND idempotency_key = ?"
+                _RUN_SELECT + " WHERE workflow = ? AND caller_team = ? AND idempotency_key = ?"
                 " AND idempotency_key != ''",
                 (workflow, caller_team, idempotency_key),
             ).fetchone()
-            return None if row is None else _run_from_json(row[0])
+            return None if row is None else _run_from_row(row)
 
         return await self._read(q)
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
-        sql = "SELECT data_json FROM runs WHERE 1=1"
+        sql = _RUN_SELECT + " WHERE 1=1"
         args: list[Any] = []
         if query.workflow:
             sql += " AND workflow = ?"
@@ -619,28 +835,7 @@ class SqliteStore:
             args += [f"%{query.query}%", f"%{query.query}%"]
         sql += " ORDER BY created_ms DESC, run_id LIMIT ? OFFSET ?"
         args += [query.limit, query.offset]
-        return await self._read(lambda c: [_run_from_json(r[0]) for r in c.execute(sql, args)])
-
-    async def load_active(self) -> ActiveState:
-        def q(c: sqlite3.Connection) -> ActiveState:
-            runs = [
-                _run_from_json(r[0])
-                for r in c.execute("SELECT data_json FROM runs WHERE status IN ('pending', 'running')")
-            ]
-            steps: list[StepRecord] = []
-            attempts: list[AttemptRecord] = []
-            for run in runs:
-                steps += [
-                    _step_from_json(r[0])
-                    for r in c.execute("SELECT data_json FROM steps WHERE run_id = ?", (run.run_id,))
-                ]
-                attempts += [
-                    _attempt_from_json(r[0])
-                    for r in c.execute("SELECT data_json FROM attempts WHERE run_id = ?", (run.run_id,))
-                ]
-            return ActiveState(runs, steps, attempts)
-
-        return await self._read(q)
+        return await self._read(lambda c: [_run_from_row(r) for r in c.execute(sql, args)])
 
     async def get_request(self, scope: str, request_id: str) -> Any | None:
         def q(c: sqlite3.Connection) -> Any | None:
@@ -650,6 +845,70 @@ class SqliteStore:
             return None if row is None else json.loads(row[0])
 
         return await self._read(q)
+
+    # ---------- timers ----------
+
+    async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
+        # A write job: the one writer thread serialises claimers, so no two ever select the
+        # same timer (the PostgreSQL store gets the same from FOR UPDATE SKIP LOCKED).
+        def w(c: sqlite3.Connection) -> list[TimerRecord]:
+            rows = c.execute(
+                "UPDATE timers SET claimed_until_ms = ? WHERE rowid IN ("
+                " SELECT rowid FROM timers WHERE due_ms <= ? AND claimed_until_ms <= ?"
+                " ORDER BY due_ms, kind, key LIMIT ?)"
+                " RETURNING kind, key, run_id, due_ms",
+                (now_ms + claim_ms, now_ms, now_ms, limit),
+            ).fetchall()
+            return sorted((_timer_from_row(r) for r in rows), key=lambda t: (t.due_ms, t.kind, t.key))
+
+        if limit <= 0:
+            return []
+        return await self._write(w)
+
+    async def next_timer_due(self) -> int | None:
+        def q(c: sqlite3.Connection) -> int | None:
+            # Two index walks instead of MIN(MAX(due_ms, claimed_until_ms)) over every timer:
+            # the earliest timer free when it falls due, and the earliest claim to run out.
+            free = c.execute(
+                "SELECT due_ms FROM timers WHERE claimed_until_ms <= due_ms ORDER BY due_ms LIMIT 1"
+            ).fetchone()
+            claimed = c.execute(
+                "SELECT claimed_until_ms FROM timers WHERE claimed_until_ms > 0 AND claimed_until_ms > due_ms"
+                " ORDER BY claimed_until_ms LIMIT 1"
+            ).fetchone()
+            candidates = [int(row[0]) for row in (free, claimed) if row is not None]
+            return min(candidates) if candidates else None
+
+        return await self._read(q)
+
+    async def extend_lease(self, attempt_id: str, due_ms: int) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE timers SET due_ms = ?, claimed_until_ms = 0 WHERE kind = ? AND key = ?",
+                    (due_ms, TIMER_LEASE, attempt_id),
+                ).rowcount
+                > 0
+            )
+        )
+
+    # ---------- task offers ----------
+
+    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+        unique = list(dict.fromkeys(keys))
+        if not unique or limit <= 0:
+            return []
+        # The oldest ``limit`` of each key from its index, then the oldest of those: bounded by
+        # keys x limit rows however long a queue has grown (an OR over the keys would sort them
+        # all).
+        one = (
+            f"SELECT * FROM (SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?"
+            " ORDER BY offered_ms, attempt_id LIMIT ?)"
+        )
+        sql = " UNION ALL ".join(one for _ in unique) + " ORDER BY offered_ms, attempt_id LIMIT ?"
+        args: list[Any] = [value for contract, major in unique for value in (contract, major, limit)]
+        args.append(limit)
+        return await self._read(lambda c: [_offer_from_row(r) for r in c.execute(sql, args)])
 
     # ---------- audit and events ----------
 
@@ -680,7 +939,7 @@ class SqliteStore:
 
     async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:
         sql = "SELECT * FROM events" + (" WHERE contract = ?" if contract else "")
-        sql += " ORDER BY published_ms DESC LIMIT ? OFFSET ?"
+        sql += " ORDER BY published_ms DESC, event_id LIMIT ? OFFSET ?"
         args: list[Any] = ([contract] if contract else []) + [limit, offset]
 
         def q(c: sqlite3.Connection) -> list[EventRecord]:
@@ -727,7 +986,10 @@ class SqliteStore:
         ]
         await self._write(
             lambda c: c.executemany(
-                "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                "INSERT OR REPLACE INTO spans (trace_id, span_id, parent_span_id, name, start_ns, end_ns,"
+                " team, service, kind, status, status_message, attributes_json, events_json,"
+                " links_json, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
         )
 
@@ -743,6 +1005,39 @@ class SqliteStore:
         return await self._write(
             lambda c: c.execute("DELETE FROM spans WHERE end_ns < ?", (before_ns,)).rowcount
         )
+
+
+_Rows = list[sqlite3.Row]
+
+
+def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _Rows, _Rows]:
+    """A run's row, steps and attempts in one read transaction: in WAL mode every SELECT in it
+    sees the same commit, so a transition committed meanwhile is seen whole or not at all. The
+    rows are decoded after it ends, so the snapshot is held no longer than the reads."""
+    c.execute("BEGIN")
+    try:
+        run = c.execute(_RUN_SELECT + " WHERE run_id = ?", (run_id,)).fetchone()
+        steps = c.execute(
+            "SELECT data_json FROM steps WHERE run_id = ? ORDER BY step_id", (run_id,)
+        ).fetchall()
+        attempts = c.execute("SELECT data_json FROM attempts WHERE run_id = ?", (run_id,)).fetchall()
+    finally:
+        c.execute("COMMIT")
+    return run, steps, attempts
+
+
+def _steps_and_attempts(steps: _Rows, attempts: _Rows) -> tuple[list[StepRecord], list[AttemptRecord]]:
+    """Steps by step id; attempts by step id, then number."""
+    decoded = [_attempt_from_json(r[0]) for r in attempts]
+    decoded.sort(key=lambda a: (a.step_id, a.number))
+    return [_step_from_json(r[0]) for r in steps], decoded
+
+
+def _snapshot(c: sqlite3.Connection, run_id: str) -> RunSnapshot | None:
+    run, steps, attempts = _read_run(c, run_id)
+    if run is None:
+        return None
+    return RunSnapshot(_run_from_row(run), *_steps_and_attempts(steps, attempts))
 
 
 def _resolve(future: asyncio.Future[Any], value: Any, ok: bool) -> None:

@@ -1,87 +1,135 @@
-"""SqliteStore: migrations, one-transaction apply, reload of live state, spans, concurrency."""
+"""SqliteStore beyond the conformance suite: schema migrations and the backfill of databases the
+old engine wrote, group commit, spans, and the one-process lock on the database file.
+
+What every Store must do is in ``store_conformance.py`` (run by test_store_conformance_sqlite).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
+import signal
 import sqlite3
+import stat
+import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from contracts.errors import FailedPreconditionError
 from coordinator.store.records import (
+    TIMER_LEASE,
+    TIMER_RETRY,
+    TIMER_SCHEDULE_TO_START,
+    TIMER_START_TO_CLOSE,
     AttemptRecord,
     AuditRecord,
     Changes,
+    OfferRecord,
     RunFilter,
     RunRecord,
     StepRecord,
-    TaskFailure,
     TeamRecord,
+    TimerRecord,
 )
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
 from coordinator.telemetry.spans import SpanRecord
+from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
+
+ONE_PROCESS = (
+    "SQLite serves one coordinator process; stop the other, use another --db, "
+    "or use PostgreSQL for several coordinators"
+)
 
 
-def _run(run_id: str, status: str = "running", team: str = "payments") -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        workflow=f"{team}/w",
-        workflow_version=1,
-        team=team,
-        status=status,
-        input={"order_id": run_id},
-        created_ms=1000,
-        trace_id="a" * 32,
-        span_id="b" * 16,
-        involved_teams=(team, "warehouse"),
-        idempotency_key=f"key-{run_id}",
-        caller_team=team,
+def _migrations(db: Path, *names: str) -> None:
+    """A database at the schema the named migrations make, as an older Accord left it."""
+    with sqlite3.connect(db) as connection:
+        for name in names:
+            connection.executescript(
+                resources.files("coordinator.store.migrations").joinpath(name).read_text()
+            )
+        connection.execute(f"PRAGMA user_version = {len(names)}")
+
+
+def _old_run_row(run: RunRecord) -> tuple[Any, ...]:
+    """A runs row as the engine before schema 3 wrote it: positional, no version anywhere."""
+    data = dataclasses.asdict(run)
+    del data["version"]
+    return (
+        run.run_id,
+        run.workflow,
+        run.workflow_version,
+        run.team,
+        run.status,
+        run.created_ms,
+        run.finished_ms,
+        run.idempotency_key,
+        run.caller_team,
+        "," + ",".join(run.involved_teams) + ",",
+        int(run.sampled),
+        json.dumps(data),
     )
 
 
-async def test_migrations_and_reload_of_live_state(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite")
-    await store.open()
-    step = StepRecord(
-        "r1", "charge", "charge", "payments/c", "1.0.0", "payments", "running", "r1:charge", "c" * 16
-    )
-    attempt = AttemptRecord(
-        "r1:charge:1",
-        "r1",
-        "charge",
-        1,
-        "failed",
-        "payments/c",
-        1,
-        "d" * 16,
-        5,
-        error=TaskFailure("E", "boom"),
-    )
-    await store.apply(Changes(runs=[_run("r1"), _run("r2", "succeeded")], steps=[step], attempts=[attempt]))
-    await store.close()
+def _insert_old(
+    db: Path,
+    runs: list[RunRecord],
+    steps: list[StepRecord] | None = None,
+    attempts: list[AttemptRecord] | None = None,
+) -> None:
+    steps, attempts = steps or [], attempts or []
+    with sqlite3.connect(db) as connection:
+        connection.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_old_run_row, runs))
+        connection.executemany(
+            "INSERT INTO steps VALUES (?,?,?)",
+            [(s.run_id, s.step_id, json.dumps(dataclasses.asdict(s))) for s in steps],
+        )
+        connection.executemany(
+            "INSERT INTO attempts VALUES (?,?,?,?)",
+            [(a.attempt_id, a.run_id, a.step_id, json.dumps(dataclasses.asdict(a))) for a in attempts],
+        )
 
-    again = SqliteStore(tmp_path / "db.sqlite")
-    await again.open()  # migrations are not applied twice
-    state = await again.load_active()
-    assert [r.run_id for r in state.runs] == ["r1"]
-    assert state.steps == [step]
-    assert state.attempts[0].error == TaskFailure("E", "boom")
-    assert (await again.find_run("payments/w", "payments", "key-r2")).run_id == "r2"  # type: ignore[union-attr]
-    assert [r.run_id for r in await again.list_runs(RunFilter(visible_to="warehouse"))] == ["r1", "r2"]
-    assert await again.list_runs(RunFilter(visible_to="crm")) == []
-    await again.close()
-    version = sqlite3.connect(tmp_path / "db.sqlite").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 2
+
+def _schema(db: Path) -> tuple[int, set[str], set[str]]:
+    with sqlite3.connect(db) as connection:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return version, tables, indexes
+
+
+# ---------- migrations ----------
+
+
+async def test_a_new_database_gets_every_migration_once(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    for _ in range(2):  # opened again: nothing is applied twice
+        store = SqliteStore(db)
+        await store.open()
+        await store.apply(Changes(timers_set=[TimerRecord(TIMER_RETRY, "r/s", "r", 5)]))
+        await store.close()
+    version, tables, indexes = _schema(db)
+    assert version == 3
+    assert {"runs", "steps", "attempts", "timers", "offers"} <= tables
+    assert {"runs_idempotency", "timers_due", "offers_queue"} <= indexes
+    assert "runs_idem" not in indexes
+    with sqlite3.connect(db) as connection:
+        unique = {r[1]: r[2] for r in connection.execute("PRAGMA index_list(runs)")}
+        columns = [r[1] for r in connection.execute("PRAGMA table_info(runs)")]
+    assert unique["runs_idempotency"] == 1
+    assert columns[-2:] == ["version", "data_json"]  # data_json last, as tools reading rows expect
 
 
 async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_decision(tmp_path: Path) -> None:
     """0002 adds runs.sampled: runs stored before were all sampled; new ones keep their decision."""
     db = tmp_path / "db.sqlite"
+    _migrations(db, "0001_init.sql")
     with sqlite3.connect(db) as connection:
-        connection.executescript(
-            resources.files("coordinator.store.migrations").joinpath("0001_init.sql").read_text()
-        )
-        connection.execute("PRAGMA user_version = 1")
         old = json.dumps(  # the whole record as version 1 wrote it: no "sampled"
             {
                 "run_id": "r-old",
@@ -103,9 +151,8 @@ async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_deci
     await store.open()
     try:
         before = await store.get_run("r-old")
-        assert before is not None and before.sampled
-        unsampled = _run("r-new")
-        unsampled.sampled = False
+        assert before is not None and before.sampled and before.version == 1
+        unsampled = run_record("r-new", sampled=False, created_ms=5)
         await store.apply(Changes(runs=[unsampled]))
         after = await store.get_run("r-new")
         assert after is not None and not after.sampled
@@ -117,9 +164,123 @@ async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_deci
             "r-old": 1,
             "r-new": 0,
         }
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
-        indexes = {row[1] for row in connection.execute("PRAGMA index_list(runs)")}
-        assert {"runs_active", "runs_created", "runs_idem"} <= indexes
+    version, _, indexes = _schema(db)
+    assert version == 3
+    assert {"runs_active", "runs_created", "runs_idempotency"} <= indexes
+
+
+async def test_a_version_2_database_gets_the_timers_and_offers_the_old_engine_kept_in_memory(
+    tmp_path: Path,
+) -> None:
+    """The engine before schema 3 rebuilt its timers and task queues from the records when it
+    started; 0003 writes them once, the same way, for the runs that are still going."""
+    db = tmp_path / "db.sqlite"
+    _migrations(db, "0001_init.sql", "0002_run_sampled.sql")
+    heartbeat = {"retry": {}, "timeouts": {"schedule_to_start": 60, "start_to_close": 300, "heartbeat": 10}}
+    no_heartbeat = {
+        "retry": {},
+        "timeouts": {"schedule_to_start": None, "start_to_close": None, "heartbeat": None},
+    }
+    live, pending, ended = "r-live", "r-pending", "r-ended"
+    runs = [
+        run_record(live, status="running"),
+        run_record(pending, status="pending"),
+        run_record(ended, status="failed", finished_ms=9_000),
+    ]
+    steps = [
+        step_record(live, "wait", status="scheduled", policy=heartbeat),
+        step_record(live, "queue", status="scheduled", contract="warehouse/ship"),
+        step_record(live, "work", status="running", policy=heartbeat),
+        step_record(live, "plain", status="running", policy=no_heartbeat),
+        step_record(live, "backoff", status="scheduled", next_attempt_ms=7_000, attempt_count=1),
+        # next_attempt_ms of an earlier backoff, but its next attempt is already scheduled
+        step_record(live, "retried", status="scheduled", next_attempt_ms=6_000, attempt_count=2),
+        step_record(live, "done", status="succeeded"),
+        step_record(pending, "first", status="scheduled"),
+        step_record(ended, "left", status="scheduled", next_attempt_ms=8_000),
+        step_record(ended, "stuck", status="running", policy=heartbeat),
+    ]
+    attempts = [
+        attempt_record(live, "wait", scheduled_ms=1_000, schedule_deadline_ms=61_000),
+        attempt_record(live, "queue", contract="warehouse/ship", major=2, scheduled_ms=1_500),
+        attempt_record(
+            live, "work", status="running", started_ms=2_000, close_deadline_ms=302_000, agent_id="a1"
+        ),
+        attempt_record(live, "plain", status="running", started_ms=2_100, agent_id="a1"),
+        attempt_record(live, "backoff", status="failed", finished_ms=2_500),
+        attempt_record(live, "retried", 1, status="failed"),
+        attempt_record(live, "retried", 2, scheduled_ms=6_000),
+        attempt_record(live, "done", status="succeeded"),
+        attempt_record(pending, "first", scheduled_ms=500),
+        attempt_record(ended, "left", status="scheduled", schedule_deadline_ms=70_000),
+        attempt_record(ended, "stuck", status="running", started_ms=2_000, close_deadline_ms=9_000),
+    ]
+    _insert_old(db, runs, steps, attempts)
+
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await store.offers([("payments/charge", 1), ("warehouse/ship", 2)], 100) == [
+            OfferRecord(f"{pending}:first:1", pending, "payments/charge", 1, 500),
+            OfferRecord(f"{live}:wait:1", live, "payments/charge", 1, 1_000),
+            OfferRecord(f"{live}:queue:1", live, "warehouse/ship", 2, 1_500),
+            OfferRecord(f"{live}:retried:2", live, "payments/charge", 1, 6_000),
+        ]
+        assert await store.next_timer_due() == 2_000
+        expected = [
+            TimerRecord(TIMER_LEASE, f"{live}:work:1", live, 2_000),  # past: a fresh period on firing
+            TimerRecord(TIMER_RETRY, f"{live}/backoff", live, 7_000),
+            TimerRecord(TIMER_SCHEDULE_TO_START, f"{live}:wait:1", live, 61_000),
+            TimerRecord(TIMER_START_TO_CLOSE, f"{live}:work:1", live, 302_000),
+        ]
+        assert await store.claim_timers(FAR, 100, 1_000) == expected
+        await store.apply(Changes(timers_fired=[expected[1]]))
+        snapshot = await store.load_run(live)
+        assert snapshot is not None and snapshot.run.version == 1
+        assert snapshot.steps == sorted(steps[:7], key=lambda s: s.step_id)
+    finally:
+        await store.close()
+    # Opened again: the backfill is not run twice (the fired timer stays fired).
+    again = SqliteStore(db)
+    await again.open()
+    try:
+        # (claimed after the first claims ran out)
+        assert [t.kind for t in await again.claim_timers(FAR + 1_000, 100, 1_000)] == [
+            TIMER_LEASE,
+            TIMER_SCHEDULE_TO_START,
+            TIMER_START_TO_CLOSE,
+        ]
+    finally:
+        await again.close()
+
+
+async def test_an_idempotency_key_the_old_engine_gave_twice_stays_with_the_oldest_run(tmp_path: Path) -> None:
+    """The key becomes a unique constraint; a duplicate (the old engine checked it under a lock
+    in memory) must not stop the migration."""
+    db = tmp_path / "db.sqlite"
+    _migrations(db, "0001_init.sql", "0002_run_sampled.sql")
+    _insert_old(
+        db,
+        [
+            run_record("r-b", idempotency_key="k", created_ms=100),
+            run_record("r-a", idempotency_key="k", created_ms=100),
+            run_record("r-c", idempotency_key="k", created_ms=50),
+            run_record("r-other", idempotency_key="k", caller_team="crm", created_ms=100),
+        ],
+    )
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        found = await store.find_run("payments/checkout", "payments", "k")
+        assert found is not None and found.run_id == "r-c"
+        for run_id, key in [("r-a", ""), ("r-b", ""), ("r-c", "k"), ("r-other", "k")]:
+            run = await store.get_run(run_id)
+            assert run is not None and run.idempotency_key == key
+    finally:
+        await store.close()
+
+
+# ---------- the writer ----------
 
 
 async def test_concurrent_writes_are_all_durable_and_a_failing_job_does_not_undo_others(
@@ -130,13 +291,18 @@ async def test_concurrent_writes_are_all_durable_and_a_failing_job_does_not_undo
     audit = AuditRecord(1, "admin", "team.create", "x", "x")
     await store.create_team(TeamRecord("dup", "h", 1), audit)
     results = await asyncio.gather(
-        *(store.apply(Changes(runs=[_run(f"r{i}")])) for i in range(200)),
+        *(store.apply(Changes(runs=[run_record(f"r{i}")])) for i in range(200)),
         store.create_team(TeamRecord("dup", "h", 1), audit),  # fails: exists
         return_exceptions=True,
     )
     assert isinstance(results[-1], KeyError)
-    assert len((await store.load_active()).runs) == 200
+    assert len(await store.list_runs(RunFilter(limit=1_000))) == 200
     await store.close()
+    # durable: another store on the file sees them
+    again = SqliteStore(tmp_path / "db.sqlite")
+    await again.open()
+    assert len(await again.list_runs(RunFilter(limit=1_000))) == 200
+    await again.close()
 
 
 async def test_spans_insert_query_prune(tmp_path: Path) -> None:
@@ -152,4 +318,61 @@ async def test_spans_insert_query_prune(tmp_path: Path) -> None:
     assert await store.spans_for_trace("t" * 32) == spans
     assert await store.prune_spans(before_ns=25) == 2
     assert [s.name for s in await store.spans_for_trace("t" * 32)] == ["s3"]
+    await store.close()
+
+
+# ---------- one process per database file ----------
+
+
+async def test_a_second_store_on_the_same_file_is_refused_until_the_first_is_closed(tmp_path: Path) -> None:
+    db = tmp_path / "coordinator.db"
+    first = SqliteStore(db)
+    await first.open()
+    second = SqliteStore(db)
+    with pytest.raises(DatabaseInUseError) as refused:
+        await second.open()
+    assert isinstance(refused.value, FailedPreconditionError) and refused.value.exit_code == 2
+    assert str(refused.value) == (
+        f"the database {db} is in use by another coordinator process (pid {os.getpid()}, lock file"
+        f" {db}.lock): {ONE_PROCESS}"
+    )
+    lock = lock_path(db)
+    assert lock == tmp_path / "coordinator.db.lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert lock.read_text() == f"{os.getpid()}\n"
+    await first.close()
+    await second.open()  # closing released it
+    await second.close()
+
+
+_HOLD = """
+import asyncio, sys
+from pathlib import Path
+from coordinator.store.sqlite import SqliteStore
+
+async def main() -> None:
+    await SqliteStore(Path(sys.argv[1])).open()
+    print("open", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    db = tmp_path / "coordinator.db"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLD, str(db), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"open\n"
+        with pytest.raises(DatabaseInUseError, match=f"pid {holder.pid},"):
+            await SqliteStore(db).open()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+    store = SqliteStore(db)  # the OS released the dead process's lock; its stale pid is no obstacle
+    await store.open()
+    assert lock_path(db).read_text() == f"{os.getpid()}\n"
     await store.close()

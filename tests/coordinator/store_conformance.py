@@ -1,0 +1,760 @@
+"""The store conformance suite: what every ``Store`` must do, written against the Protocol only.
+
+A store's test module subclasses ``StoreConformance`` and gives it a ``store_factory`` fixture
+(see ``StoreFactory``); pytest then runs every test below against that store:
+
+    class TestSqliteStore(StoreConformance):
+        @pytest.fixture
+        def store_factory(self, tmp_path: Path) -> StoreFactory:
+            return SqliteFactory(tmp_path / "db.sqlite")
+
+Times are plain numbers handed to the store (``now_ms``), never the clock, so nothing here
+depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import pytest
+
+from coordinator.store.base import Store
+from coordinator.store.records import (
+    TIMER_LEASE,
+    TIMER_RETRY,
+    TIMER_SCHEDULE_TO_START,
+    TIMER_START_TO_CLOSE,
+    AttemptRecord,
+    AuditRecord,
+    Changes,
+    EventRecord,
+    IdempotencyConflict,
+    OfferRecord,
+    RunFilter,
+    RunRecord,
+    StepRecord,
+    TaskFailure,
+    TimerRecord,
+    VersionConflict,
+)
+
+FAR = 10**12  # a now_ms after every due time used here
+
+
+class StoreFactory(Protocol):
+    """Stores on one fresh database per test."""
+
+    # Whether a second Store object may have the same database open at the same time (several
+    # coordinator processes on one database). SQLite: no, its lock refuses it.
+    second_store_allowed: bool
+
+    def new(self) -> Store:
+        """A Store, not opened yet, on this test's database (every call: the same database)."""
+
+
+def run_record(run_id: str, **fields: Any) -> RunRecord:
+    values: dict[str, Any] = {
+        "workflow": "payments/checkout",
+        "workflow_version": 1,
+        "team": "payments",
+        "status": "running",
+        "input": {"order_id": run_id},
+        "created_ms": 1_000,
+        "trace_id": "a" * 32,
+        "span_id": "b" * 16,
+        "caller_team": "payments",
+        "involved_teams": ("payments",),
+    }
+    values.update(fields)
+    return RunRecord(run_id=run_id, **values)
+
+
+def step_record(run_id: str, step_id: str, **fields: Any) -> StepRecord:
+    values: dict[str, Any] = {
+        "spec_id": step_id,
+        "contract": "payments/charge",
+        "contract_version": "1.0.0",
+        "team": "payments",
+        "status": "scheduled",
+        "idempotency_key": f"{run_id}:{step_id}",
+        "span_id": "c" * 16,
+    }
+    values.update(fields)
+    return StepRecord(run_id=run_id, step_id=step_id, **values)
+
+
+def attempt_record(run_id: str, step_id: str, number: int = 1, **fields: Any) -> AttemptRecord:
+    values: dict[str, Any] = {
+        "status": "scheduled",
+        "contract": "payments/charge",
+        "major": 1,
+        "span_id": "d" * 16,
+        "scheduled_ms": 1_000,
+    }
+    values.update(fields)
+    return AttemptRecord(
+        attempt_id=f"{run_id}:{step_id}:{number}", run_id=run_id, step_id=step_id, number=number, **values
+    )
+
+
+def timer(kind: str, key: str, due_ms: int, run_id: str = "r1") -> TimerRecord:
+    return TimerRecord(kind=kind, key=key, run_id=run_id, due_ms=due_ms)
+
+
+def offer(attempt_id: str, offered_ms: int, contract: str = "payments/charge", major: int = 1) -> OfferRecord:
+    return OfferRecord(
+        attempt_id=attempt_id, run_id="r1", contract=contract, major=major, offered_ms=offered_ms
+    )
+
+
+def audit(action: str, owner_team: str = "payments", actor: str = "payments", at_ms: int = 1) -> AuditRecord:
+    return AuditRecord(at_ms=at_ms, actor=actor, action=action, object=action, owner_team=owner_team)
+
+
+def event(event_id: str, published_ms: int, contract: str = "payments/paid") -> EventRecord:
+    return EventRecord(
+        event_id=event_id,
+        contract=contract,
+        contract_version="1.0.0",
+        team="payments",
+        payload={"id": event_id},
+        published_ms=published_ms,
+    )
+
+
+async def all_timers(store: Store) -> list[TimerRecord]:
+    """Every timer, by claiming them all (claims that run out at once, so nothing stays hidden)."""
+    return await store.claim_timers(FAR, 10_000, 0)
+
+
+class StoreConformance:
+    """Every test a Store implementation must pass. Subclasses provide ``store_factory``."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[Store]:
+        store = store_factory.new()
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    # ---------- runs: compare-and-swap ----------
+
+    async def test_a_new_run_is_stored_at_version_1_and_each_update_moves_it_on(self, store: Store) -> None:
+        run = run_record("r1", idempotency_key="k1")
+        await store.apply(Changes(runs=[run]))
+        stored = await store.get_run("r1")
+        assert stored is not None and stored.version == 1
+        assert stored == dataclasses.replace(run, version=1)
+
+        update = dataclasses.replace(stored, status="succeeded", output={"ok": True}, finished_ms=2_000)
+        await store.apply(Changes(runs=[update], expect_versions={"r1": 1}))
+        await store.apply(Changes(runs=[dataclasses.replace(update, version=2)], expect_versions={"r1": 2}))
+        stored = await store.get_run("r1")
+        assert stored == dataclasses.replace(update, version=3)
+        # Every read path carries the version.
+        snapshot = await store.load_run("r1")
+        assert snapshot is not None and snapshot.run.version == 3
+        found = await store.find_run("payments/checkout", "payments", "k1")
+        assert found is not None and found.version == 3
+        assert [r.version for r in await store.list_runs(RunFilter())] == [3]
+
+    async def test_apply_leaves_the_records_it_is_given_unchanged(self, store: Store) -> None:
+        changes = Changes(
+            runs=[
+                run_record("r1", error=TaskFailure("E", "boom"), links=[{"trace_id": "t", "span_id": "s"}])
+            ],
+            steps=[step_record("r1", "charge", policy={"timeouts": {"heartbeat": 5}})],
+            attempts=[attempt_record("r1", "charge")],
+            timers_set=[timer(TIMER_SCHEDULE_TO_START, "r1:charge:1", 5_000)],
+            offers_add=[offer("r1:charge:1", 1_000)],
+        )
+        before = copy.deepcopy(changes)
+        await store.apply(changes)
+        assert changes == before
+        assert changes.runs[0].version == 0  # the engine sets it after a successful apply
+
+    async def test_a_stale_version_is_refused_and_nothing_of_its_transition_is_written(
+        self, store: Store
+    ) -> None:
+        await store.apply(
+            Changes(
+                runs=[run_record("r1")],
+                timers_set=[timer(TIMER_SCHEDULE_TO_START, "kept", 5_000)],
+                offers_add=[offer("kept", 1_000)],
+            )
+        )
+        winner = run_record("r1", status="succeeded", version=1)
+        await store.apply(Changes(runs=[winner], expect_versions={"r1": 1}))
+
+        loser = Changes(
+            runs=[run_record("r1", status="failed", version=1)],
+            expect_versions={"r1": 1},  # read before the winner's transition
+            steps=[step_record("r1", "charge")],
+            attempts=[attempt_record("r1", "charge")],
+            audit=[audit("run.fail")],
+            events=[event("e1", 10)],
+            requests={("payments", "req-1"): {"run_id": "r1"}},
+            timers_set=[timer(TIMER_START_TO_CLOSE, "r1:charge:1", 9_000)],
+            timers_clear=[(TIMER_SCHEDULE_TO_START, "kept")],
+            offers_add=[offer("r1:charge:1", 2_000)],
+            offers_remove=["kept"],
+        )
+        with pytest.raises(VersionConflict) as conflict:
+            await store.apply(loser)
+        assert "r1" in str(conflict.value)
+
+        stored = await store.get_run("r1")
+        assert stored is not None and (stored.status, stored.version) == ("succeeded", 2)
+        assert await store.run_steps("r1") == ([], [])
+        assert await store.get_attempt("r1:charge:1") is None
+        assert [a.action for a in await store.list_audit()] == []
+        assert await store.list_events() == []
+        assert await store.get_request("payments", "req-1") is None
+        assert await all_timers(store) == [timer(TIMER_SCHEDULE_TO_START, "kept", 5_000)]
+        assert await store.offers([("payments/charge", 1)], 10) == [offer("kept", 1_000)]
+
+    async def test_a_transition_of_several_runs_is_refused_whole_when_one_is_stale(
+        self, store: Store
+    ) -> None:
+        await store.apply(Changes(runs=[run_record("r1"), run_record("r2")]))
+        await store.apply(Changes(runs=[run_record("r2", status="cancelled")], expect_versions={"r2": 1}))
+        with pytest.raises(VersionConflict):
+            await store.apply(
+                Changes(
+                    runs=[run_record("r1", status="succeeded"), run_record("r2", status="succeeded")],
+                    expect_versions={"r1": 1, "r2": 1},
+                )
+            )
+        r1, r2 = await store.get_run("r1"), await store.get_run("r2")
+        assert r1 is not None and (r1.status, r1.version) == ("running", 1)
+        assert r2 is not None and (r2.status, r2.version) == ("cancelled", 2)
+
+    async def test_a_version_read_without_a_record_is_checked_and_moved_on(self, store: Store) -> None:
+        """A transition that changes only a run's steps (or attempts, timers, offers) still
+        states the version it read: of two such transitions from one read, one wins."""
+        await store.apply(Changes(runs=[run_record("r1")]))
+        first = Changes(steps=[step_record("r1", "charge", status="running")], expect_versions={"r1": 1})
+        second = Changes(steps=[step_record("r1", "charge", status="failed")], expect_versions={"r1": 1})
+        await store.apply(first)
+        with pytest.raises(VersionConflict):
+            await store.apply(second)
+        stored = await store.get_run("r1")
+        assert stored is not None and stored.version == 2
+        steps, _ = await store.run_steps("r1")
+        assert [s.status for s in steps] == ["running"]
+
+    async def test_an_update_of_a_run_that_is_not_stored_is_refused(self, store: Store) -> None:
+        with pytest.raises(VersionConflict):
+            await store.apply(
+                Changes(
+                    runs=[run_record("ghost")],
+                    expect_versions={"ghost": 1},
+                    steps=[step_record("ghost", "s")],
+                )
+            )
+        assert await store.get_run("ghost") is None
+        assert await store.run_steps("ghost") == ([], [])
+
+    async def test_a_new_run_with_the_id_of_a_stored_one_is_refused(self, store: Store) -> None:
+        await store.apply(Changes(runs=[run_record("r1")]))
+        with pytest.raises(VersionConflict) as conflict:
+            await store.apply(
+                Changes(runs=[run_record("r1", status="failed")], attempts=[attempt_record("r1", "charge")])
+            )
+        assert "r1" in str(conflict.value)
+        stored = await store.get_run("r1")
+        assert stored is not None and (stored.status, stored.version) == ("running", 1)
+        assert await store.get_attempt("r1:charge:1") is None
+
+    async def test_a_taken_idempotency_key_names_the_run_that_has_it_and_nothing_is_written(
+        self, store: Store
+    ) -> None:
+        await store.apply(Changes(runs=[run_record("r1", idempotency_key="order-7")]))
+        with pytest.raises(IdempotencyConflict) as conflict:
+            await store.apply(
+                Changes(
+                    runs=[run_record("r2", idempotency_key="order-7")],
+                    steps=[step_record("r2", "charge")],
+                    attempts=[attempt_record("r2", "charge")],
+                    timers_set=[timer(TIMER_SCHEDULE_TO_START, "r2:charge:1", 5_000, run_id="r2")],
+                    offers_add=[offer("r2:charge:1", 1_000)],
+                    requests={("payments", "start-2"): {"run_id": "r2"}},
+                )
+            )
+        assert conflict.value.run_id == "r1"
+        assert await store.get_run("r2") is None
+        assert await store.run_steps("r2") == ([], [])
+        assert await store.get_attempt("r2:charge:1") is None
+        assert await store.next_timer_due() is None
+        assert await store.offers([("payments/charge", 1)], 10) == []
+        assert await store.get_request("payments", "start-2") is None
+        found = await store.find_run("payments/checkout", "payments", "order-7")
+        assert found is not None and found.run_id == "r1"
+
+    async def test_an_idempotency_key_is_per_workflow_and_caller_and_an_empty_one_is_none(
+        self, store: Store
+    ) -> None:
+        await store.apply(Changes(runs=[run_record("r1", idempotency_key="k")]))
+        await store.apply(Changes(runs=[run_record("r2", idempotency_key="k", workflow="payments/refund")]))
+        await store.apply(Changes(runs=[run_record("r3", idempotency_key="k", caller_team="crm")]))
+        await store.apply(Changes(runs=[run_record("r4"), run_record("r5")]))  # no key: never a conflict
+        for workflow, caller, expected in [
+            ("payments/checkout", "payments", "r1"),
+            ("payments/refund", "payments", "r2"),
+            ("payments/checkout", "crm", "r3"),
+        ]:
+            found = await store.find_run(workflow, caller, "k")
+            assert found is not None and found.run_id == expected
+        assert await store.find_run("payments/checkout", "payments", "") is None
+        assert await store.find_run("payments/checkout", "payments", "other") is None
+        # An update keeps the key (the run does not conflict with itself).
+        await store.apply(
+            Changes(
+                runs=[run_record("r1", idempotency_key="k", status="succeeded")], expect_versions={"r1": 1}
+            )
+        )
+        found = await store.find_run("payments/checkout", "payments", "k")
+        assert found is not None and (found.run_id, found.status) == ("r1", "succeeded")
+
+    async def test_a_refused_transition_fails_alone_among_concurrent_ones(self, store: Store) -> None:
+        await store.apply(Changes(runs=[run_record("r0")]))
+        results = await asyncio.gather(
+            *(
+                store.apply(Changes(runs=[run_record(f"r{i}")], steps=[step_record(f"r{i}", "s")]))
+                for i in range(1, 51)
+            ),
+            store.apply(Changes(runs=[run_record("r0")], steps=[step_record("r0", "s")])),  # r0 exists
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [type(None)] * 50 + [VersionConflict]
+        assert len(await store.list_runs(RunFilter(limit=1_000))) == 51
+        assert await store.run_steps("r0") == ([], [])
+        for i in range(1, 51):
+            steps, _ = await store.run_steps(f"r{i}")
+            assert [s.step_id for s in steps] == ["s"]
+
+    # ---------- steps and attempts ----------
+
+    async def test_steps_and_attempts_are_written_again_in_place(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[run_record("r1")],
+                steps=[step_record("r1", "charge")],
+                attempts=[attempt_record("r1", "charge")],
+            )
+        )
+        step = step_record("r1", "charge", status="running", attempt_count=1, started_ms=1_500)
+        attempt = attempt_record(
+            "r1", "charge", status="failed", agent_id="agent-1", error=TaskFailure("E", "boom", False, "{}")
+        )
+        await store.apply(Changes(steps=[step], attempts=[attempt], expect_versions={"r1": 1}))
+        assert await store.run_steps("r1") == ([step], [attempt])
+        assert await store.get_attempt("r1:charge:1") == attempt
+        assert await store.get_attempt("r1:charge:9") is None
+
+    async def test_load_run_reads_the_run_with_its_steps_and_attempts_in_order(self, store: Store) -> None:
+        steps = [
+            step_record("r1", "ship"),
+            step_record("r1", "charge"),
+            step_record("r1", "notify[0]", item_index=0),
+        ]
+        attempts = [
+            attempt_record("r1", "ship", 1),
+            attempt_record("r1", "charge", 2),
+            attempt_record("r1", "charge", 1, status="failed"),
+        ]
+        await store.apply(Changes(runs=[run_record("r1"), run_record("r2")], steps=steps, attempts=attempts))
+        await store.apply(Changes(steps=[step_record("r2", "other")], expect_versions={"r2": 1}))
+        snapshot = await store.load_run("r1")
+        assert snapshot is not None
+        assert snapshot.run == run_record("r1", version=1)
+        assert [s.step_id for s in snapshot.steps] == ["charge", "notify[0]", "ship"]
+        assert [(a.step_id, a.number) for a in snapshot.attempts] == [
+            ("charge", 1),
+            ("charge", 2),
+            ("ship", 1),
+        ]
+        assert snapshot.steps[1] == steps[2]
+        assert await store.run_steps("r1") == (snapshot.steps, snapshot.attempts)
+        assert await store.load_run("unknown") is None
+        assert await store.run_steps("unknown") == ([], [])
+
+    async def test_load_run_sees_each_transition_whole_or_not_at_all(self, store: Store) -> None:
+        """Each transition writes the same number into the run, its step and its attempt; a read
+        that mixed two transitions would see different numbers."""
+        await store.apply(
+            Changes(
+                runs=[run_record("r1", output=0)],
+                steps=[step_record("r1", "s", output=0)],
+                attempts=[attempt_record("r1", "s", finished_ms=0)],
+            )
+        )
+        done = asyncio.Event()
+
+        async def write() -> None:
+            try:
+                for n in range(1, 151):
+                    await store.apply(
+                        Changes(
+                            runs=[run_record("r1", output=n)],
+                            steps=[step_record("r1", "s", output=n)],
+                            attempts=[attempt_record("r1", "s", finished_ms=n)],
+                            expect_versions={"r1": n},
+                        )
+                    )
+            finally:
+                done.set()
+
+        async def read() -> int:
+            reads = 0
+            while not done.is_set():
+                snapshot = await store.load_run("r1")
+                assert snapshot is not None
+                n = snapshot.run.output
+                assert (snapshot.run.version, snapshot.steps[0].output, snapshot.attempts[0].finished_ms) == (
+                    n + 1,
+                    n,
+                    n,
+                )
+                reads += 1
+            return reads
+
+        results = await asyncio.gather(write(), read(), read(), read())
+        assert sum(r for r in results if r is not None) > 0
+
+    # ---------- timers ----------
+
+    async def test_timers_are_set_moved_and_cleared(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                timers_set=[
+                    timer(TIMER_SCHEDULE_TO_START, "a1", 100),
+                    timer(TIMER_START_TO_CLOSE, "a1", 200),  # same key, another kind: another timer
+                    timer(TIMER_RETRY, "r1/charge", 300),
+                ]
+            )
+        )
+        assert await store.next_timer_due() == 100
+        await store.apply(
+            Changes(
+                timers_set=[timer(TIMER_SCHEDULE_TO_START, "a1", 400)],  # moved
+                timers_clear=[(TIMER_RETRY, "r1/charge"), (TIMER_LEASE, "absent")],  # absent: ignored
+            )
+        )
+        assert await store.next_timer_due() == 200
+        assert await all_timers(store) == [
+            timer(TIMER_START_TO_CLOSE, "a1", 200),
+            timer(TIMER_SCHEDULE_TO_START, "a1", 400),
+        ]
+
+    async def test_claim_timers_gives_due_unclaimed_ones_earliest_first_up_to_the_limit(
+        self, store: Store
+    ) -> None:
+        due = [timer(TIMER_RETRY, f"r1/s{n}", n * 10) for n in (5, 1, 4, 2, 3)]
+        await store.apply(Changes(timers_set=[*due, timer(TIMER_RETRY, "r1/later", 1_000)]))
+        first = await store.claim_timers(35, 2, 100)
+        assert first == [timer(TIMER_RETRY, "r1/s1", 10), timer(TIMER_RETRY, "r1/s2", 20)]
+        assert await store.claim_timers(35, 10, 100) == [timer(TIMER_RETRY, "r1/s3", 30)]  # 10, 20: claimed
+        assert await store.claim_timers(35, 10, 100) == []
+        assert await store.claim_timers(60, 0, 100) == []
+        assert await store.claim_timers(60, 10, 100) == [
+            timer(TIMER_RETRY, "r1/s4", 40),
+            timer(TIMER_RETRY, "r1/s5", 50),
+        ]
+        # Same due time: by kind, then key.
+        await store.apply(
+            Changes(
+                timers_set=[
+                    timer(TIMER_START_TO_CLOSE, "b", 70),
+                    timer(TIMER_LEASE, "z", 70),
+                    timer(TIMER_LEASE, "a", 70),
+                ]
+            )
+        )
+        assert [(t.kind, t.key) for t in await store.claim_timers(70, 10, 100)] == [
+            (TIMER_LEASE, "a"),
+            (TIMER_LEASE, "z"),
+            (TIMER_START_TO_CLOSE, "b"),
+        ]
+
+    async def test_a_claim_hides_a_timer_until_it_runs_out(self, store: Store) -> None:
+        await store.apply(Changes(timers_set=[timer(TIMER_RETRY, "r1/s", 10)]))
+        assert await store.claim_timers(20, 10, 100) == [timer(TIMER_RETRY, "r1/s", 10)]
+        assert await store.claim_timers(119, 10, 100) == []
+        assert await store.next_timer_due() == 120  # when the claim runs out, not its past due time
+        assert await store.claim_timers(120, 10, 100) == [timer(TIMER_RETRY, "r1/s", 10)]
+
+    async def test_setting_a_claimed_timer_again_drops_the_claim(self, store: Store) -> None:
+        await store.apply(Changes(timers_set=[timer(TIMER_RETRY, "r1/s", 10)]))
+        assert len(await store.claim_timers(20, 10, 1_000)) == 1
+        await store.apply(Changes(timers_set=[timer(TIMER_RETRY, "r1/s", 30)]))
+        assert await store.next_timer_due() == 30
+        assert await store.claim_timers(30, 10, 1_000) == [timer(TIMER_RETRY, "r1/s", 30)]
+
+    async def test_concurrent_claimers_never_get_the_same_timer(self, store: Store) -> None:
+        await store.apply(Changes(timers_set=[timer(TIMER_RETRY, f"r1/s{n}", n) for n in range(200)]))
+
+        async def claimer() -> list[TimerRecord]:
+            mine: list[TimerRecord] = []
+            for _ in range(200 // 7 + 1):  # bounded: a store that never hides a claim fails, not hangs
+                batch = await store.claim_timers(1_000, 7, 60_000)
+                if not batch:
+                    break
+                mine += batch
+                await asyncio.sleep(0)
+            return mine
+
+        claimed = await asyncio.gather(*(claimer() for _ in range(8)))
+        keys = [t.key for batch in claimed for t in batch]
+        assert len(keys) == len(set(keys)) == 200
+        assert sum(1 for batch in claimed if batch) > 1  # they did run side by side
+
+    async def test_claimers_on_two_store_objects_never_get_the_same_timer(
+        self, store_factory: StoreFactory
+    ) -> None:
+        if not store_factory.second_store_allowed:
+            pytest.skip("this store serves one process: a second store on its database is refused")
+        first, second = store_factory.new(), store_factory.new()
+        await first.open()
+        await second.open()
+        try:
+            await first.apply(Changes(timers_set=[timer(TIMER_RETRY, f"r1/s{n}", n) for n in range(200)]))
+
+            async def claimer(store: Store) -> list[str]:
+                mine: list[str] = []
+                for _ in range(200 // 7 + 1):
+                    batch = await store.claim_timers(1_000, 7, 60_000)
+                    if not batch:
+                        break
+                    mine += [t.key for t in batch]
+                return mine
+
+            claimed = await asyncio.gather(*(claimer(s) for s in (first, second) for _ in range(4)))
+            keys = [key for batch in claimed for key in batch]
+            assert len(keys) == len(set(keys)) == 200
+        finally:
+            await second.close()
+            await first.close()
+
+    async def test_firing_a_timer_deletes_it_and_a_moved_or_fired_one_is_a_conflict(
+        self, store: Store
+    ) -> None:
+        lease = timer(TIMER_LEASE, "r1:charge:1", 100)
+        await store.apply(
+            Changes(
+                runs=[run_record("r1")],
+                attempts=[attempt_record("r1", "charge", status="running")],
+                timers_set=[lease],
+            )
+        )
+        assert await store.claim_timers(150, 10, 1_000) == [lease]
+        assert await store.extend_lease("r1:charge:1", 500)  # a heartbeat while the lease is being fired
+
+        timed_out = Changes(
+            runs=[run_record("r1", status="failed")],
+            attempts=[attempt_record("r1", "charge", status="timed_out")],
+            expect_versions={"r1": 1},
+            timers_fired=[lease],
+        )
+        with pytest.raises(VersionConflict) as conflict:
+            await store.apply(timed_out)
+        assert "r1:charge:1" in str(conflict.value)
+        stored = await store.get_run("r1")
+        assert stored is not None and (stored.status, stored.version) == ("running", 1)
+        attempt = await store.get_attempt("r1:charge:1")
+        assert attempt is not None and attempt.status == "running"
+        moved = timer(TIMER_LEASE, "r1:charge:1", 500)
+        assert await all_timers(store) == [moved]
+
+        timed_out.timers_fired = [moved]
+        await store.apply(timed_out)
+        assert await store.next_timer_due() is None
+        stored = await store.get_run("r1")
+        assert stored is not None and stored.version == 2
+        with pytest.raises(VersionConflict):  # fired already
+            await store.apply(Changes(timers_fired=[moved]))
+
+    async def test_extend_lease_moves_only_a_lease_that_exists(self, store: Store) -> None:
+        await store.apply(
+            Changes(timers_set=[timer(TIMER_LEASE, "a1", 100), timer(TIMER_START_TO_CLOSE, "a2", 100)])
+        )
+        assert len(await store.claim_timers(100, 10, 1_000)) == 2
+        assert await store.extend_lease("a1", 300)
+        assert not await store.extend_lease("a2", 300)  # no lease: another kind of timer
+        assert not await store.extend_lease("a3", 300)  # none at all
+        # The heartbeat dropped the claim: the lease is claimable again when it falls due.
+        assert await store.claim_timers(300, 10, 1_000) == [timer(TIMER_LEASE, "a1", 300)]
+
+    async def test_a_timer_fired_and_set_again_in_one_transition_is_armed_again(self, store: Store) -> None:
+        await store.apply(Changes(timers_set=[timer(TIMER_LEASE, "a1", 100)]))
+        await store.apply(
+            Changes(timers_fired=[timer(TIMER_LEASE, "a1", 100)], timers_set=[timer(TIMER_LEASE, "a1", 600)])
+        )
+        assert await all_timers(store) == [timer(TIMER_LEASE, "a1", 600)]
+
+    async def test_next_timer_due_is_the_earliest_time_a_claim_could_succeed(self, store: Store) -> None:
+        assert await store.next_timer_due() is None
+        await store.apply(
+            Changes(timers_set=[timer(TIMER_RETRY, "r1/a", 300), timer(TIMER_RETRY, "r1/b", 200)])
+        )
+        assert await store.next_timer_due() == 200
+        assert [t.key for t in await store.claim_timers(250, 10, 500)] == ["r1/b"]  # claimed until 750
+        assert await store.next_timer_due() == 300
+        await store.apply(Changes(timers_clear=[(TIMER_RETRY, "r1/a")]))
+        assert await store.next_timer_due() == 750
+        await store.apply(Changes(timers_fired=[timer(TIMER_RETRY, "r1/b", 200)]))
+        assert await store.next_timer_due() is None
+
+    # ---------- task offers ----------
+
+    async def test_offers_are_listed_by_key_oldest_first_up_to_the_limit_and_removed(
+        self, store: Store
+    ) -> None:
+        await store.apply(
+            Changes(
+                offers_add=[
+                    offer("a30", 30),
+                    offer("a10", 10),
+                    offer("v2", 20, major=2),
+                    offer("ship", 5, contract="warehouse/ship"),
+                    offer("a10b", 10),  # same time as a10: by attempt id
+                ]
+            )
+        )
+        charge, charge2, ship = ("payments/charge", 1), ("payments/charge", 2), ("warehouse/ship", 1)
+        assert [o.attempt_id for o in await store.offers([charge], 10)] == ["a10", "a10b", "a30"]
+        assert [o.attempt_id for o in await store.offers([charge, ship], 2)] == ["ship", "a10"]
+        assert [o.attempt_id for o in await store.offers([charge, charge2, ship, charge], 10)] == [
+            "ship",
+            "a10",
+            "a10b",
+            "v2",
+            "a30",
+        ]
+        assert await store.offers([charge2], 10) == [offer("v2", 20, major=2)]
+        assert await store.offers([], 10) == []
+        assert await store.offers([("crm/notify", 1)], 10) == []
+        assert await store.offers([charge], 0) == []
+
+        await store.apply(Changes(offers_remove=["a10", "absent"]))
+        assert [o.attempt_id for o in await store.offers([charge], 10)] == ["a10b", "a30"]
+        # Offered again (an attempt back in the queue): its new time counts.
+        await store.apply(Changes(offers_remove=["a10b"], offers_add=[offer("a10b", 40)]))
+        assert [o.attempt_id for o in await store.offers([charge], 10)] == ["a30", "a10b"]
+
+    # ---------- reads ----------
+
+    async def test_list_runs_pages_newest_first_and_filters(self, store: Store) -> None:
+        runs = [
+            run_record("r1", created_ms=100, status="succeeded", involved_teams=("payments", "warehouse")),
+            run_record("r2", created_ms=200, workflow="payments/refund"),
+            run_record("r3", created_ms=300, involved_teams=("payments", "crm"), idempotency_key="order-42"),
+            run_record("r4", created_ms=400, status="failed"),
+            run_record("r5", created_ms=400),  # same time as r4: by run id
+            run_record("r6", created_ms=500, team="crm", workflow="crm/flow", involved_teams=("crm",)),
+        ]
+        await store.apply(Changes(runs=runs))
+
+        async def ids(**query: Any) -> list[str]:
+            return [r.run_id for r in await store.list_runs(RunFilter(**query))]
+
+        assert await ids() == ["r6", "r4", "r5", "r3", "r2", "r1"]
+        assert await ids(limit=2) == ["r6", "r4"]
+        assert await ids(limit=2, offset=2) == ["r5", "r3"]
+        assert await ids(limit=2, offset=6) == []
+        assert await ids(workflow="payments/refund") == ["r2"]
+        assert await ids(status="running") == ["r6", "r5", "r3", "r2"]
+        assert await ids(team="warehouse") == ["r1"]
+        assert await ids(visible_to="crm") == ["r6", "r3"]
+        assert await ids(visible_to="payments", team="crm") == ["r3"]
+        assert await ids(created_after_ms=300, created_before_ms=500) == ["r4", "r5", "r3"]
+        assert await ids(query="order-4") == ["r3"]
+        assert await ids(query="r2") == ["r2"]
+
+    async def test_list_audit_pages_oldest_first_and_filters_by_team(self, store: Store) -> None:
+        await store.add_audit(audit("one", owner_team="payments", actor="payments"))
+        await store.apply(
+            Changes(
+                audit=[
+                    audit("two", owner_team="crm", actor="admin"),
+                    audit("three", owner_team="crm", actor="payments"),
+                ]
+            )
+        )
+        await store.add_audit(audit("four", owner_team="warehouse", actor="admin"))
+        entries = await store.list_audit()
+        assert [a.action for a in entries] == ["one", "two", "three", "four"]
+        assert len({a.id for a in entries}) == 4 and all(a.id for a in entries)
+        assert [a.action for a in await store.list_audit(offset=1, limit=2)] == ["two", "three"]
+        assert [a.action for a in await store.list_audit(team="payments")] == [
+            "one",
+            "three",
+        ]  # owner or actor
+        assert [a.action for a in await store.list_audit(team="crm", offset=1)] == ["three"]
+        assert await store.list_audit(team="nobody") == []
+
+    async def test_list_events_pages_newest_first_and_filters_by_contract(self, store: Store) -> None:
+        await store.apply(
+            Changes(events=[event("e1", 10), event("e2", 30, contract="crm/signed-up"), event("e3", 20)])
+        )
+        await store.apply(
+            Changes(
+                events=[
+                    dataclasses.replace(
+                        event("e4", 40),
+                        triggered_runs=("r1", "r2"),
+                        trace_context={"traceparent": "00-a-b-01"},
+                    )
+                ]
+            )
+        )
+        assert [e.event_id for e in await store.list_events()] == ["e4", "e2", "e3", "e1"]
+        assert [e.event_id for e in await store.list_events(offset=1, limit=2)] == ["e2", "e3"]
+        assert [e.event_id for e in await store.list_events("payments/paid")] == ["e4", "e3", "e1"]
+        newest = (await store.list_events(limit=1))[0]
+        assert newest == dataclasses.replace(
+            event("e4", 40), triggered_runs=("r1", "r2"), trace_context={"traceparent": "00-a-b-01"}
+        )
+
+    async def test_request_answers_are_kept_by_scope_and_request_id(self, store: Store) -> None:
+        await store.apply(Changes(requests={("payments", "req-1"): {"run_id": "r1", "created": True}}))
+        assert await store.get_request("payments", "req-1") == {"run_id": "r1", "created": True}
+        assert await store.get_request("crm", "req-1") is None
+        assert await store.get_request("payments", "req-2") is None
+
+    async def test_everything_is_still_there_when_the_store_is_opened_again(
+        self, store_factory: StoreFactory
+    ) -> None:
+        store = store_factory.new()
+        await store.open()
+        try:
+            await store.apply(
+                Changes(
+                    runs=[run_record("r1")],
+                    steps=[step_record("r1", "charge")],
+                    attempts=[attempt_record("r1", "charge")],
+                    timers_set=[timer(TIMER_SCHEDULE_TO_START, "r1:charge:1", 5_000)],
+                    offers_add=[offer("r1:charge:1", 1_000)],
+                )
+            )
+            await store.apply(Changes(runs=[run_record("r1", status="pending")], expect_versions={"r1": 1}))
+        finally:
+            await store.close()
+        again = store_factory.new()
+        await again.open()
+        try:
+            snapshot = await again.load_run("r1")
+            assert snapshot is not None
+            assert snapshot.run == run_record("r1", status="pending", version=2)
+            assert snapshot.steps == [step_record("r1", "charge")]
+            assert snapshot.attempts == [attempt_record("r1", "charge")]
+            assert await all_timers(again) == [timer(TIMER_SCHEDULE_TO_START, "r1:charge:1", 5_000)]
+            assert await again.offers([("payments/charge", 1)], 10) == [offer("r1:charge:1", 1_000)]
+        finally:
+            await again.close()
