@@ -12,6 +12,9 @@ checker. The modules behind it are
 * :mod:`contracts.refs`         the ``${...}`` reference language
 * :mod:`contracts.compat`       schema compatibility (input widens, output narrows)
 * :mod:`contracts.composition`  type-checking workflows against contracts; consumer reads
+
+Not re-exported, because they need gRPC: :mod:`contracts.grpc_errors` (the one map between
+errors and gRPC status codes, both directions) and the generated wire code, ``contracts._wire``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import InvalidArgumentError, PermissionDeniedError
+from contracts.errors import AccordError, InvalidArgumentError, PermissionDeniedError
+from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert
 from coordinator.api.auth import Principal, current_principal
 from coordinator.api.errors import rpc
@@ -287,11 +288,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             async for view in self._engine.watch(principal, request.run_id):
                 yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal))
         except Exception as exc:
-            from contracts.errors import AccordError
-            from coordinator.api.errors import message_of, status_of
-
             if isinstance(exc, AccordError):
-                await context.abort(status_of(exc), message_of(exc))
+                await context.abort(status_of(exc), details_of(exc))
             raise
 
     # ---------- events ----------

@@ -16,15 +16,7 @@ import grpc
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-)
+from contracts.grpc_errors import error_from_rpc
 from coordinator.web._source import JSONDict, Principal, RunQuery
 
 logger = logging.getLogger(__name__)
@@ -60,17 +52,6 @@ ATTEMPT_STATUS = {
     pb.ATTEMPT_STATUS_CANCELLED: "cancelled",
 }
 SPAN_STATUS = {pb.SPAN_STATUS_OK: "ok", pb.SPAN_STATUS_ERROR: "error"}
-
-_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
-    grpc.StatusCode.UNAVAILABLE: UnreachableError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: UnreachableError,
-}
 
 _PAGE_MAX = 500
 
@@ -263,9 +244,7 @@ class GrpcSource:
                 timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            error_type = _ERRORS.get(exc.code(), RemoteError)
-            message = exc.details() or exc.code().name
-            raise error_type(message=message) from exc
+            raise error_from_rpc(exc) from exc
 
     async def whoami(self, token: str) -> Principal:
         reply = await self._call(token, self._get_stub().WhoAmI, pb.WhoAmIRequest())
