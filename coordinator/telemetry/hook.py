@@ -21,8 +21,9 @@ from typing import Any
 
 import grpc
 
+from contracts.durations import parse_duration
 from coordinator.telemetry.receiver import add_otlp_receiver
-from coordinator.telemetry.retention import DEFAULT_SPAN_RETENTION, parse_duration, run_retention
+from coordinator.telemetry.retention import DEFAULT_SPAN_RETENTION, run_retention
 from coordinator.telemetry.sampling import sampler_from_env
 from coordinator.telemetry.sink import SpanStore, TelemetrySink, make_span_sink
 
@@ -42,16 +43,8 @@ class TelemetryHook:
     ) -> None:
         self.env = dict(env)
         sampler_from_env(self.env)  # report a bad OTEL_TRACES_SAMPLER now, not per run
-        self.retention_s = (
-            parse_duration(span_retention, what="--span-retention")
-            if isinstance(span_retention, str)
-            else float(span_retention)
-        )
-        self.prune_interval_s = (
-            parse_duration(prune_interval, what="prune interval")
-            if isinstance(prune_interval, str)
-            else float(prune_interval)
-        )
+        self.retention_s = parse_duration(span_retention, what="--span-retention")
+        self.prune_interval_s = parse_duration(prune_interval, what="prune interval")
         self._sink: TelemetrySink | None = None
         self._retention: asyncio.Task[None] | None = None
 

@@ -68,7 +68,13 @@ def _round_trip(exc: AccordError) -> RemoteError:
 
 def test_the_contracts_errors_are_all_found() -> None:
     names = {cls.__name__ for cls in _every_error_class()}
-    assert {"RemoteError", "UnreachableError", "AlreadyExistsError", "FileProblemsError"} <= names
+    assert {
+        "RemoteError",
+        "UnreachableError",
+        "AlreadyExistsError",
+        "FileProblemsError",
+        "DurationError",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", _every_error_class(), ids=lambda cls: cls.__name__)

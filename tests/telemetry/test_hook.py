@@ -11,12 +11,12 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from contracts.errors import DurationError
 from coordinator.api.auth import AuthInterceptor, TokenAuthority, hash_token
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.forward import ForwardConfigError
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.otlp import to_resource_spans
-from coordinator.telemetry.retention import DurationError
 from coordinator.telemetry.sampling import SamplerConfigError
 
 from .otlp_collector import OtlpCollector
