@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -12,6 +11,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.model import Contract, RetryPolicy, Timeouts
 from coordinator.api.auth import Principal
 from coordinator.engine import Assignment, RunView
+from coordinator.redaction import redact_paths
 from coordinator.registry import ConsumerImpact, Finding
 from coordinator.store.records import (
     AttemptRecord,
@@ -23,8 +23,6 @@ from coordinator.store.records import (
     TaskFailure,
     WorkflowRecord,
 )
-
-REDACTED = "[redacted]"
 
 RUN_STATUS = {
     "pending": pb.RUN_STATUS_PENDING,
@@ -168,21 +166,6 @@ def workflow_to_pb(record: WorkflowRecord) -> pb.Workflow:
     )
 
 
-def _redact(value: Any, side: str, sensitive: tuple[str, ...]) -> Any:
-    """Replace the sensitive fields ("input.card_token") of one payload."""
-    paths = [p.split(".")[1:] for p in sensitive if p.split(".", 1)[0] == side]
-    if not paths or not isinstance(value, dict):
-        return value
-    value = copy.deepcopy(value)
-    for path in paths:
-        node: Any = value
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path and path[-1] in node:
-            node[path[-1]] = REDACTED
-    return value
-
-
 def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
@@ -239,10 +222,10 @@ def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step
         status=STEP_STATUS[step.status],
         waiting_reason=view.waiting.get(step.step_id, ""),
         idempotency_key=step.idempotency_key,
-        input_json=dumps(_redact(step.input, "input", sensitive))
+        input_json=dumps(redact_paths(step.input, "input", sensitive))
         if visible and step.input is not None
         else "",
-        output_json=dumps(_redact(step.output, "output", sensitive))
+        output_json=dumps(redact_paths(step.output, "output", sensitive))
         if visible and step.output is not None
         else "",
         payload_hidden=not visible,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from coordinator.telemetry.scrub import REDACTED, Scrubber, sensitive_values, values_at
+from coordinator.redaction import REDACTED
+from coordinator.telemetry.scrub import Scrubber, sensitive_values, values_at
 from coordinator.telemetry.spans import SpanRecord
 
 
