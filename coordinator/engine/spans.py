@@ -21,10 +21,10 @@ from coordinator.store.records import (
     STEP_SUCCEEDED,
     AttemptRecord,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TaskFailure,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from contracts.errors import (
 )
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.model import Contract, Deprecation, Workflow
-from coordinator.api.auth import Principal
+from coordinator.principal import Principal
 from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord

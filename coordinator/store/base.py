@@ -19,11 +19,11 @@ from coordinator.store.records import (
     EventRecord,
     RunFilter,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TeamRecord,
     WorkflowRecord,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 
 class Store(Protocol):

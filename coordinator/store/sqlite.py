@@ -35,12 +35,12 @@ from coordinator.store.records import (
     EventRecord,
     RunFilter,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TaskFailure,
     TeamRecord,
     WorkflowRecord,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

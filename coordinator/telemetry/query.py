@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from coordinator.store.records import RunRecord
+from coordinator.store.records import RunRecord, SpanRecord
 from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
-from coordinator.telemetry.spans import SpanRecord
 from coordinator.telemetry.visibility import SpanView, scope_spans
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from coordinator.redaction import REDACTED
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.store.records import SpanRecord
 
 # Below this length a value is only redacted where it is the whole attribute: "contains" on a
 # 2-character value would blank out unrelated text.

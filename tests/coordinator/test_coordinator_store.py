@@ -14,12 +14,12 @@ from coordinator.store.records import (
     Changes,
     RunFilter,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TaskFailure,
     TeamRecord,
 )
 from coordinator.store.sqlite import SqliteStore
-from coordinator.telemetry.spans import SpanRecord
 
 
 def _run(run_id: str, status: str = "running", team: str = "payments") -> RunRecord:

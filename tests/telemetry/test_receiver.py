@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from contracts.model import Contract
-from coordinator.api.auth import AuthInterceptor, TokenAuthority, hash_token
+from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.convert import span_from_pb, span_to_pb
 from coordinator.principal import Principal
 from coordinator.store.records import (
@@ -27,6 +27,7 @@ from coordinator.store.records import (
     Changes,
     ContractRecord,
     RunRecord,
+    SpanRecord,
     StepRecord,
     WorkflowRecord,
 )
@@ -36,7 +37,7 @@ from coordinator.telemetry.propagation import TraceParent
 from coordinator.telemetry.query import scoped_run_spans
 from coordinator.telemetry.receiver import add_otlp_receiver
 from coordinator.telemetry.sink import TelemetrySink
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.tokens import TokenAuthority, hash_token
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 RUN_SPAN = "a100000000000000"
@@ -136,7 +137,7 @@ async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
         authority.set_team(team, hash_token(token))
     authority.set_admin(hash_token("admin-token"))
     server = grpc.aio.server(interceptors=[AuthInterceptor(authority)])
-    add_otlp_receiver(server, store)
+    add_otlp_receiver(server, store, principal=current_principal)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield Coordinator(store, f"127.0.0.1:{port}", db)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from coordinator.redaction import REDACTED
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry.scrub import Scrubber, sensitive_values, values_at
-from coordinator.telemetry.spans import SpanRecord
 
 
 def test_values_at_walks_objects_and_fans_out_over_lists() -> None:
