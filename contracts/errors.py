@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 
 class AccordError(Exception):
-    """Root of every error Accord raises on purpose. ``exit_code`` follows DESIGN.md."""
+    """Root of every error Accord raises on purpose. ``exit_code`` is the command line's exit
+    code for it (docs/troubleshooting.md, "Exit codes")."""
 
     exit_code: int = 2
 

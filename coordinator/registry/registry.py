@@ -1,8 +1,9 @@
 """Contracts and workflows: registration with compatibility and composition checks.
 
-Rules (DESIGN.md): a contract version is immutable; a new version in an existing major must be
-compatible with every earlier version of that major and must not break any registered consumer
-workflow; a workflow registers only when it type-checks against the registry.
+Rules (docs/contracts.md, "Versions and ranges" and "Compatibility rules"; docs/workflows.md,
+"What registration checks"): a contract version is immutable; a new version in an existing major
+must be compatible with every earlier version of that major and must not break any registered
+consumer workflow; a workflow registers only when it type-checks against the registry.
 """
 
 from __future__ import annotations
