@@ -32,9 +32,8 @@ from typing import Any
 
 import httpx
 
-from coordinator.store.records import RUN_FAILED, Changes, RunRecord, StepRecord, TaskFailure
+from coordinator.store.records import RUN_FAILED, Changes, RunRecord, SpanRecord, StepRecord, TaskFailure
 from coordinator.store.sqlite import SqliteStore
-from coordinator.telemetry.spans import SpanRecord
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ui.json"
 TARGETS_MS = {"run_page": 300.0, "run_list": 100.0}

@@ -9,9 +9,13 @@ checker. The modules behind it are
 * :mod:`contracts.loader`       reading contract and workflow files (YAML or JSON)
 * :mod:`contracts.validation`   payload validation against JSON Schema 2020-12
 * :mod:`contracts.versions`     semantic versions and version ranges
+* :mod:`contracts.durations`    durations (``1m30s``), one grammar for every file and option
 * :mod:`contracts.refs`         the ``${...}`` reference language
 * :mod:`contracts.compat`       schema compatibility (input widens, output narrows)
 * :mod:`contracts.composition`  type-checking workflows against contracts; consumer reads
+
+Not re-exported, because they need gRPC: :mod:`contracts.grpc_errors` (the one map between
+errors and gRPC status codes, both directions) and the generated wire code, ``contracts._wire``.
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ if TYPE_CHECKING:
         consumer_impacts,
         reads_of,
     )
+    from contracts.durations import parse_duration
     from contracts.errors import (
         AccordError,
         CompositionError,
+        DurationError,
         FailedPreconditionError,
         FileProblemsError,
         InvalidArgumentError,
@@ -60,7 +66,6 @@ if TYPE_CHECKING:
         load_contract_dir,
         load_workflow,
         parse_contract_text,
-        parse_duration,
         parse_workflow_text,
     )
     from contracts.model import (
@@ -104,6 +109,7 @@ __all__ = [
     "ContractCatalog",
     "ContractResolver",
     "Deprecation",
+    "DurationError",
     "FailedPreconditionError",
     "FileProblemsError",
     "Finding",
@@ -171,6 +177,7 @@ _EXPORTS: dict[str, str] = {
     "ContractCatalog": "contracts.composition",
     "ContractResolver": "contracts.composition",
     "Deprecation": "contracts.model",
+    "DurationError": "contracts.errors",
     "FailedPreconditionError": "contracts.errors",
     "FileProblemsError": "contracts.errors",
     "Finding": "contracts.compat",
@@ -213,7 +220,7 @@ _EXPORTS: dict[str, str] = {
     "load_workflow": "contracts.loader",
     "majors_of": "contracts.versions",
     "parse_contract_text": "contracts.loader",
-    "parse_duration": "contracts.loader",
+    "parse_duration": "contracts.durations",
     "parse_path": "contracts.refs",
     "parse_range": "contracts.versions",
     "parse_version": "contracts.versions",

@@ -1,10 +1,10 @@
 """JSON Schema compatibility: is every instance valid under one schema valid under another?
 
-Contracts evolve inside a major version under two rules (see DESIGN.md): input may only widen
-(every input the old version accepted is still accepted) and output may only narrow (everything
-the new version produces was promised by the old one). Both reduce to one relation between JSON
-Schemas (2020-12), the subschema relation ``sub ⊆ sup``: every instance valid under ``sub`` is
-valid under ``sup``.
+Contracts evolve inside a major version under two rules (docs/contracts.md, "Compatibility
+rules"): input may only widen (every input the old version accepted is still accepted) and output
+may only narrow (everything the new version produces was promised by the old one). Both reduce to
+one relation between JSON Schemas (2020-12), the subschema relation ``sub ⊆ sup``: every instance
+valid under ``sub`` is valid under ``sup``.
 
 The checker is *sound but incomplete*: an empty list of findings is a proof that ``sub ⊆ sup``;
 whatever it cannot prove becomes a breaking finding that says so ("cannot prove ..."), never a

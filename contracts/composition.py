@@ -373,19 +373,14 @@ class _Checker:
 
     def dependencies(self) -> None:
         steps = self.workflow.steps
-        deps: dict[str, set[str]] = {}
         for step in steps.values():
-            deps[step.id] = set()
-            for pointer, ref in self.step_refs(step):
+            for pointer, ref in self.step_refs(step):  # reports malformed references
                 upstream = ref.step_id
-                if upstream is None:
-                    continue
-                if upstream not in steps:
+                if upstream is not None and upstream not in steps:
                     close = difflib.get_close_matches(upstream, list(steps), n=1)
                     hint = f"did you mean '{close[0]}'?" if close else f"steps are: {', '.join(steps)}"
                     self.add(pointer, f"reads {ref} but there is no step '{upstream}'; {hint}")
-                    continue
-                deps[step.id].add(upstream)
+        deps = {step_id: set(reads) for step_id, reads in self.workflow.dependencies().items()}
         self.result.dependencies = deps
         self.result.order = self.topological(deps)
         for step_id in self.result.order:

@@ -5,6 +5,7 @@ AccordError
 ├── ValidationFailed         a payload does not match a schema (every violation listed)
 ├── CompositionError         a workflow does not type-check against its contracts
 ├── VersionError             a version or range that does not parse or resolve
+├── DurationError            a duration that does not parse (also a ValueError)
 ├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
 └── RemoteError              raised by clients for a refused or failed call
     ├── UnreachableError     the coordinator cannot be reached
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 
 
 class AccordError(Exception):
-    """Root of every error Accord raises on purpose. ``exit_code`` follows DESIGN.md."""
+    """Root of every error Accord raises on purpose. ``exit_code`` is the command line's exit
+    code for it (docs/troubleshooting.md, "Exit codes")."""
 
     exit_code: int = 2
 
@@ -83,6 +85,13 @@ class CompositionError(AccordError):
 
 
 class VersionError(AccordError):
+    exit_code = 2
+
+
+class DurationError(AccordError, ValueError):
+    """A duration (``30s``, ``1m30s``) that does not parse; a ValueError too, for callers that
+    read many kinds of values and catch that."""
+
     exit_code = 2
 
 

@@ -24,7 +24,8 @@ from jsonschema.exceptions import ValidationError
 
 from contracts import _schemas
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
-from contracts.errors import FileProblemsError, Problem, ReferenceError_, VersionError
+from contracts.durations import parse_duration
+from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
 from contracts.model import Contract, Deprecation, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
 from contracts.refs import find_references
 from contracts.versions import parse_version, single_major, split_ref
@@ -38,7 +39,6 @@ __all__ = [
     "load_contract_dir",
     "load_workflow",
     "parse_contract_text",
-    "parse_duration",
     "parse_workflow_text",
 ]
 
@@ -47,8 +47,6 @@ WORKFLOW_FILE_SCHEMA = "workflow.schema.json"
 DEFAULT_CONCURRENCY = 10
 CONTRACT_SUFFIXES = (".yaml", ".yml", ".json")
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TYPE_WORDS = {
     "object": "a mapping",
     "array": "a list",
@@ -71,13 +69,6 @@ def file_schema(name: str) -> dict[str, Any]:
 @cache
 def _file_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(file_schema(name))
-
-
-def parse_duration(text: str) -> float:
-    """``30s`` -> 30.0, ``2m`` -> 120.0, ``500ms`` -> 0.5, ``1m30s`` -> 90.0 (seconds)."""
-    if not isinstance(text, str) or not re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", text.strip()):
-        raise ValueError(f"'{text}' is not a duration; expected e.g. 30s, 2m, 1h, 500ms or 1m30s")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_RE.findall(text))
 
 
 # -- problems -------------------------------------------------------------------------------
@@ -247,7 +238,7 @@ def _duration(problems: _Problems, pointer: str, value: Any) -> float | None:
         return None
     try:
         return parse_duration(value)
-    except ValueError as exc:
+    except DurationError as exc:
         problems.add(pointer, str(exc))
         return None
 

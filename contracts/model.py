@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from contracts.errors import ReferenceError_
+from contracts.refs import find_references
+
 JSON = Any  # a JSON-compatible value
 
 
@@ -153,3 +156,31 @@ class Workflow:
     @property
     def team(self) -> str:
         return self.name.split("/", 1)[0]
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """``{step_id: [ids of the steps it reads]}`` for every step, in file order.
+
+        A step depends on each step its ``input``, ``when`` or ``for_each`` references
+        (``${steps.charge.output...}``), listed once, in the order of first reference (input, then
+        when, then for_each); there is no separate ``depends_on`` (docs/workflows.md, "Dependencies
+        between steps"). The one place this is worked out, for every reader of the graph (the
+        composition checker, the UI's step graph, the run engine).
+
+        Only steps of this workflow are listed: a reference to an unknown step, and a template with
+        a malformed reference, add nothing here (the loader and the composition checker report
+        them). A step that reads its own output lists itself; registration refuses that as a cycle.
+        """
+        graph: dict[str, list[str]] = {}
+        for step_id, step in self.steps.items():
+            reads: list[str] = []
+            for template in (step.input, step.when, step.for_each):
+                try:
+                    refs = find_references(template)
+                except ReferenceError_:
+                    continue
+                for ref in refs:
+                    upstream = ref.step_id
+                    if upstream is not None and upstream in self.steps and upstream not in reads:
+                        reads.append(upstream)
+            graph[step_id] = reads
+        return graph

@@ -1,16 +1,8 @@
 """A small gRPC client for the coordinator (asyncio and blocking), used by the CLI and tests.
 
-Every ``grpc.RpcError`` becomes the matching ``contracts.errors.RemoteError`` subclass, raised
-``from`` the gRPC error:
-
-    UNAVAILABLE / DEADLINE_EXCEEDED → UnreachableError("cannot reach the coordinator at HOST:PORT: ...")
-    UNAUTHENTICATED     → UnauthenticatedError
-    PERMISSION_DENIED   → PermissionDeniedError
-    NOT_FOUND           → NotFoundError
-    INVALID_ARGUMENT    → InvalidArgumentError
-    FAILED_PRECONDITION → FailedPreconditionError
-    ALREADY_EXISTS      → AlreadyExistsError (a FailedPreconditionError; exit 2)
-    anything else       → RemoteError
+Every ``grpc.RpcError`` becomes the most specific ``contracts.errors.RemoteError`` subclass
+(the table is ``contracts.grpc_errors``), raised ``from`` the gRPC error; an unreachable
+coordinator says where it was looked for: "cannot reach the coordinator at HOST:PORT: ...".
 
 Where to connect: ``ACCORD_COORDINATOR`` (host:port), else the address the local coordinator
 wrote to ``$ACCORD_HOME/coordinator.json``, else 127.0.0.1:7440. Token: ``ACCORD_TOKEN``, else
@@ -29,27 +21,9 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import (
-    AlreadyExistsError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-)
+from contracts.grpc_errors import error_from_rpc
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
-
-_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-}
 
 
 def default_address(home: Path | None = None) -> str:
@@ -73,17 +47,6 @@ def default_token(home: Path | None = None) -> str:
         return ""
 
 
-def translate(exc: grpc.RpcError, address: str) -> RemoteError:
-    """The domain error for a failed call."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if hasattr(exc, "details") else "") or ""
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return UnreachableError(f"cannot reach the coordinator at {address}: {details or code.name}")
-    lines = details.split("\n")
-    cls = _ERRORS.get(code, RemoteError)
-    return cls(lines[0], [line for line in lines[1:] if line])
-
-
 class _AsyncStub:
     def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
         self._stub = stub
@@ -98,7 +61,7 @@ class _AsyncStub:
             try:
                 return await method(request, metadata=metadata, timeout=timeout)
             except grpc.RpcError as exc:
-                raise translate(exc, address) from exc
+                raise error_from_rpc(exc, address=address) from exc
 
         return call
 
@@ -112,7 +75,7 @@ class _AsyncStub:
                 async for item in method(request, metadata=metadata):
                     yield item
             except grpc.RpcError as exc:
-                raise translate(exc, address) from exc
+                raise error_from_rpc(exc, address=address) from exc
 
         return iterate()
 
@@ -131,7 +94,7 @@ class _SyncStub:
             try:
                 return method(request, metadata=metadata, timeout=timeout)
             except grpc.RpcError as exc:
-                raise translate(exc, address) from exc
+                raise error_from_rpc(exc, address=address) from exc
 
         return call
 
@@ -144,7 +107,7 @@ class _SyncStub:
         except grpc.RpcError as exc:
             if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return
-            raise translate(exc, self._address) from exc
+            raise error_from_rpc(exc, address=self._address) from exc
 
 
 def _metadata(token: str) -> tuple[tuple[str, str], ...]:

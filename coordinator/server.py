@@ -29,12 +29,11 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from coordinator.api.agent_service import AgentGatewayService
-from coordinator.api.auth import AuthInterceptor, TokenAuthority
+from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
 from coordinator.engine import Engine
-from coordinator.engine.spans import SpanSink
 from coordinator.events import InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
@@ -44,6 +43,8 @@ from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
+from coordinator.telemetry.sink import SpanSink
+from coordinator.tokens import TokenAuthority
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class Coordinator:
         self.registry = Registry(self.store)
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
-        self.telemetry = TelemetryHook(env=os.environ, span_retention=config.span_retention)
+        self.telemetry = TelemetryHook(
+            env=os.environ, span_retention=config.span_retention, principal=current_principal
+        )
         self.engine = Engine(
             self.store,
             self.registry,

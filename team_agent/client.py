@@ -7,7 +7,8 @@ Two interceptors sit on the channel, so no call can bypass them:
   request (``*_json`` fields are re-serialised so they stay valid JSON);
 - ``TraceContextClientInterceptor`` adds the current W3C trace context to the metadata.
 
-Every ``grpc.RpcError`` becomes one domain error (``contracts.errors.RemoteError`` subclasses).
+Every ``grpc.RpcError`` becomes the most specific ``contracts.errors.RemoteError`` subclass
+(``contracts.grpc_errors``), raised from it.
 """
 
 from __future__ import annotations
@@ -28,15 +29,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
-from contracts.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-)
+from contracts.grpc_errors import error_from_rpc
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
 from team_agent.tracing import TraceContextClientInterceptor
@@ -155,23 +148,6 @@ class RedactingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type:
         return await continuation(client_call_details, request)
 
 
-def _remote_error(exc: grpc.RpcError, what: str) -> RemoteError:
-    code = exc.code() if hasattr(exc, "code") else None
-    detail = (exc.details() if hasattr(exc, "details") else "") or str(code)
-    kinds: dict[Any, type[RemoteError]] = {
-        grpc.StatusCode.UNAVAILABLE: UnreachableError,
-        grpc.StatusCode.DEADLINE_EXCEEDED: UnreachableError,
-        grpc.StatusCode.CANCELLED: UnreachableError,
-        grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-        grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-        grpc.StatusCode.NOT_FOUND: NotFoundError,
-        grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-        grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    }
-    kind = kinds.get(code, RemoteError)
-    return kind(message=f"{what}: {detail}")
-
-
 def _ms(seconds: float | None) -> int:
     return round(seconds * 1000) if seconds else 0
 
@@ -275,7 +251,7 @@ class GatewayClient:
         try:
             return await method(request, timeout=seconds, metadata=self._metadata())
         except grpc.RpcError as exc:
-            raise _remote_error(exc, what) from None
+            raise error_from_rpc(exc, call=what) from exc
 
     async def register(
         self,

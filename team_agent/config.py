@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from contracts._yaml import Document, escape, parse_document
-from contracts.errors import FileProblemsError, Problem
+from contracts.durations import parse_duration
+from contracts.errors import DurationError, FileProblemsError, Problem
 from contracts.model import RetryPolicy, Timeouts
-from team_agent._durations import parse_duration
 from team_agent.engines.base import EngineAdapter, EngineConfigError, load_engine
 from team_agent.secrets import SECRET_REFERENCE, SecretProvider, SecretsConfigError, load_provider
 
@@ -103,6 +103,14 @@ class _Collector:
             )
         )
 
+    def duration(self, path: tuple[str | int, ...], value: Any, problem: str) -> float | None:
+        """Seconds in ``value`` (``contracts.durations``), or None after adding ``problem``."""
+        try:
+            return parse_duration(value)
+        except DurationError:
+            self.add(path, problem)
+            return None
+
 
 def _resolve_secrets(
     value: Any,
@@ -165,9 +173,9 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
         if raw.get(key) is None:
             durations[key] = None
             continue
-        durations[key] = parse_duration(raw[key])
-        if durations[key] is None:
-            problems.add(("retry", key), "must be a duration such as 500ms, 1s, 2m")
+        durations[key] = problems.duration(
+            ("retry", key), raw[key], "must be a duration such as 500ms, 1s, 2m"
+        )
     coefficient = raw.get("backoff_coefficient")
     if coefficient is not None and (
         not isinstance(coefficient, int | float) or isinstance(coefficient, bool) or coefficient < 1
@@ -190,9 +198,9 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
 def _timeouts(data: Mapping[str, Any], problems: _Collector) -> Timeouts:
     values: dict[str, float | None] = {"schedule_to_start": None, "start_to_close": None, "heartbeat": None}
     if data.get("timeout") is not None:
-        values["start_to_close"] = parse_duration(data["timeout"])
-        if values["start_to_close"] is None:
-            problems.add(("timeout",), "must be a duration such as 30s, 2m (start to close)")
+        values["start_to_close"] = problems.duration(
+            ("timeout",), data["timeout"], "must be a duration such as 30s, 2m (start to close)"
+        )
     raw = data.get("timeouts")
     if raw is not None:
         if not isinstance(raw, dict):
@@ -203,10 +211,10 @@ def _timeouts(data: Mapping[str, Any], problems: _Collector) -> Timeouts:
             for key in values:
                 if raw.get(key) is None:
                     continue
-                seconds = parse_duration(raw[key])
+                seconds = problems.duration(("timeouts", key), raw[key], "must be a duration such as 30s, 2m")
                 if seconds is None:
-                    problems.add(("timeouts", key), "must be a duration such as 30s, 2m")
-                elif key == "start_to_close" and data.get("timeout") is not None:
+                    continue
+                if key == "start_to_close" and data.get("timeout") is not None:
                     problems.add(("timeouts", key), "set either timeout or timeouts.start_to_close, not both")
                 else:
                     values[key] = seconds

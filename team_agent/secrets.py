@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from contracts.errors import AccordError
+from team_agent._plugins import PluginError, load_plugin
 
 ENTRY_POINT_GROUP = "accord.secrets"
 
@@ -89,29 +89,11 @@ class FileSecrets:
         return text
 
 
-def installed_providers() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_provider(name: str, options: Mapping[str, Any]) -> SecretProvider:
     """Build the provider registered under ``name``; unknown names list the installed ones."""
-    found = installed_providers()
-    if name not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise SecretsConfigError(
-            [
-                (
-                    "secrets.provider",
-                    f"unknown secrets provider {name!r}: it is misspelled or its package is not "
-                    f"installed (installed providers: {known})",
-                )
-            ]
-        )
     try:
-        cls = found[name].load()
-    except Exception as exc:
-        raise SecretsConfigError(
-            [("secrets.provider", f"secrets provider {name!r} failed to load: {exc}")]
-        ) from exc
+        cls = load_plugin(ENTRY_POINT_GROUP, name, kind="secrets provider", kinds="providers")
+    except PluginError as exc:
+        raise SecretsConfigError([("secrets.provider", str(exc))]) from exc
     provider: SecretProvider = cls(options)
     return provider

@@ -1,35 +1,23 @@
 """Authentication: ``authorization: Bearer <token>`` metadata → a Principal for the call.
 
-Tokens are random 32-byte strings; only their sha256 is stored. The interceptor wraps every
-handler of the Accord services so the servicer runs with the caller's principal in a context
-variable; health checking and reflection stay open (load balancers and grpcurl need them).
+Tokens are random 32-byte strings; only their sha256 is stored (``coordinator.tokens``). The
+interceptor wraps every handler of the Accord services so the servicer runs with the caller's
+principal in a context variable; health checking and reflection stay open (load balancers and
+grpcurl need them).
 """
 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import hmac
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from coordinator.principal import ADMIN, Principal
+from coordinator.principal import Principal
+from coordinator.tokens import TokenAuthority
 
-# Principal lives in coordinator.principal (the engine and registry use it too); it is
-# re-exported here for code that imported it from this module.
-__all__ = [
-    "ADMIN",
-    "AuthInterceptor",
-    "Principal",
-    "TokenAuthority",
-    "bearer_token",
-    "current_principal",
-    "hash_token",
-    "new_token",
-]
+__all__ = ["AuthInterceptor", "bearer_token", "current_principal"]
 
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -40,39 +28,6 @@ _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("accord_pri
 def current_principal() -> Principal:
     """The principal of the RPC being served (set by the interceptor)."""
     return _current.get()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class TokenAuthority:
-    """Maps token hashes to principals. Kept in memory; the Store is the source of truth."""
-
-    def __init__(self) -> None:
-        self._by_hash: dict[str, Principal] = {}
-
-    def set_admin(self, token_hash: str) -> None:
-        self._by_hash[token_hash] = Principal(admin=True)
-
-    def set_team(self, team: str, token_hash: str) -> None:
-        for known, principal in list(self._by_hash.items()):
-            if principal.team == team and not principal.admin:
-                del self._by_hash[known]
-        self._by_hash[token_hash] = Principal(team=team)
-
-    def authenticate(self, token: str) -> Principal | None:
-        """Compare against every known hash in constant time (no early exit on a match)."""
-        digest = hash_token(token).encode()
-        found: Principal | None = None
-        for known, principal in self._by_hash.items():
-            if hmac.compare_digest(known.encode(), digest):
-                found = principal
-        return found
 
 
 def bearer_token(metadata: Any) -> str:

@@ -1,18 +1,21 @@
-"""Conversion between domain records and wire messages (the only place both meet)."""
+"""Conversion between domain records and wire messages (the only place both meet).
+
+Both directions where a client reads a message back into the domain form (``span_from_pb`` for
+``accord runs trace`` and the UI). Cheap to import: the engine's and the registry's types are only
+named in annotations, so a command line that needs one conversion does not load the engine.
+"""
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.model import Contract, RetryPolicy, Timeouts
-from coordinator.api.auth import Principal
-from coordinator.engine import Assignment, RunView
-from coordinator.registry import ConsumerImpact, Finding
+from coordinator.principal import Principal
+from coordinator.redaction import redact_paths
 from coordinator.store.records import (
     AttemptRecord,
     AuditRecord,
@@ -23,8 +26,11 @@ from coordinator.store.records import (
     TaskFailure,
     WorkflowRecord,
 )
+from coordinator.telemetry.visibility import SpanView
 
-REDACTED = "[redacted]"
+if TYPE_CHECKING:
+    from coordinator.engine import Assignment, RunView
+    from coordinator.registry import ConsumerImpact, Finding
 
 RUN_STATUS = {
     "pending": pb.RUN_STATUS_PENDING,
@@ -43,6 +49,7 @@ STEP_STATUS = {
     "skipped": pb.STEP_STATUS_SKIPPED,
     "cancelled": pb.STEP_STATUS_CANCELLED,
 }
+STEP_STATUS_NAME = {v: k for k, v in STEP_STATUS.items()}
 ATTEMPT_STATUS = {
     "scheduled": pb.ATTEMPT_STATUS_SCHEDULED,
     "running": pb.ATTEMPT_STATUS_RUNNING,
@@ -51,6 +58,7 @@ ATTEMPT_STATUS = {
     "timed_out": pb.ATTEMPT_STATUS_TIMED_OUT,
     "cancelled": pb.ATTEMPT_STATUS_CANCELLED,
 }
+ATTEMPT_STATUS_NAME = {v: k for k, v in ATTEMPT_STATUS.items()}
 
 
 def dumps(value: Any) -> str:
@@ -168,21 +176,6 @@ def workflow_to_pb(record: WorkflowRecord) -> pb.Workflow:
     )
 
 
-def _redact(value: Any, side: str, sensitive: tuple[str, ...]) -> Any:
-    """Replace the sensitive fields ("input.card_token") of one payload."""
-    paths = [p.split(".")[1:] for p in sensitive if p.split(".", 1)[0] == side]
-    if not paths or not isinstance(value, dict):
-        return value
-    value = copy.deepcopy(value)
-    for path in paths:
-        node: Any = value
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path and path[-1] in node:
-            node[path[-1]] = REDACTED
-    return value
-
-
 def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
@@ -239,10 +232,10 @@ def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step
         status=STEP_STATUS[step.status],
         waiting_reason=view.waiting.get(step.step_id, ""),
         idempotency_key=step.idempotency_key,
-        input_json=dumps(_redact(step.input, "input", sensitive))
+        input_json=dumps(redact_paths(step.input, "input", sensitive))
         if visible and step.input is not None
         else "",
-        output_json=dumps(_redact(step.output, "output", sensitive))
+        output_json=dumps(redact_paths(step.output, "output", sensitive))
         if visible and step.output is not None
         else "",
         payload_hidden=not visible,
@@ -305,4 +298,51 @@ def event_to_pb(event: EventRecord, principal: Principal) -> pb.Event:
         published_unix_ms=event.published_ms,
         triggered_runs=list(event.triggered_runs),
         trace_context=event.trace_context,
+    )
+
+
+SPAN_STATUS = {"ok": pb.SPAN_STATUS_OK, "error": pb.SPAN_STATUS_ERROR}
+SPAN_STATUS_NAME = {v: k for k, v in SPAN_STATUS.items()}
+
+
+def span_to_pb(view: SpanView) -> pb.Span:
+    """A span as its viewer may see it (``telemetry.query.scoped_run_spans``), for the wire."""
+    return pb.Span(
+        trace_id=view.trace_id,
+        span_id=view.span_id,
+        parent_span_id=view.parent_span_id,
+        name=view.name,
+        team=view.team,
+        service=view.service,
+        start_unix_nano=view.start_ns,
+        end_unix_nano=view.end_ns,
+        status=SPAN_STATUS.get(view.status, pb.SPAN_STATUS_UNSPECIFIED),
+        status_message=view.status_message,
+        attributes_json=json.dumps(dict(view.attributes), default=str) if view.attributes else "",
+        redacted=view.redacted,
+        kind=view.kind,
+        events_json=json.dumps(list(view.events), default=str) if view.events else "",
+        links_json=json.dumps(list(view.links)) if view.links else "",
+    )
+
+
+def span_from_pb(span: pb.Span) -> SpanView:
+    """The inverse of ``span_to_pb``, for clients."""
+    return SpanView(
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id,
+        name=span.name,
+        start_ns=span.start_unix_nano,
+        end_ns=span.end_unix_nano,
+        team=span.team,
+        service=span.service,
+        kind=span.kind or "internal",
+        status=SPAN_STATUS_NAME.get(span.status, "unset"),
+        status_message=span.status_message,
+        attributes=json.loads(span.attributes_json) if span.attributes_json else {},
+        events=tuple(json.loads(span.events_json)) if span.events_json else (),
+        links=tuple(json.loads(span.links_json)) if span.links_json else (),
+        redacted=span.redacted,
+        owner=span.team,
     )

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import InvalidArgumentError, PermissionDeniedError
+from contracts.errors import AccordError, InvalidArgumentError, PermissionDeniedError
+from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert
-from coordinator.api.auth import Principal, current_principal
+from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.engine import Engine
 from coordinator.events.service import EventService
@@ -22,13 +23,9 @@ from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
 from coordinator.store.records import RunFilter
 from coordinator.telemetry.propagation import extract_trace_context
-from coordinator.telemetry.query import get_run_trace
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.telemetry.query import scoped_run_spans
 
 logger = logging.getLogger(__name__)
-
-# The telemetry package may replace how a run's trace is read (e.g. to merge agents' spans).
-TraceQuery = Callable[[Principal, str], Awaitable[list[SpanRecord]]]
 
 _DEFAULT_PAGE = 100
 
@@ -72,14 +69,12 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         registry: Registry,
         engine: Engine,
         events: EventService,
-        trace_query: TraceQuery | None = None,
     ) -> None:
         self._store = store
         self._teams = teams
         self._registry = registry
         self._engine = engine
         self._events = events
-        self.trace_query = trace_query
 
     # ---------- identity and teams ----------
 
@@ -287,11 +282,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             async for view in self._engine.watch(principal, request.run_id):
                 yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal))
         except Exception as exc:
-            from contracts.errors import AccordError
-            from coordinator.api.errors import message_of, status_of
-
             if isinstance(exc, AccordError):
-                await context.abort(status_of(exc), message_of(exc))
+                await context.abort(status_of(exc), details_of(exc))
             raise
 
     # ---------- events ----------
@@ -332,14 +324,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.GetRunTraceResponse:
         principal = current_principal()
         view = await self._engine.get_run(principal, request.run_id)  # may the caller see the run?
-        if self.trace_query is not None:
-            spans = await self.trace_query(principal, request.run_id)
-            return pb.GetRunTraceResponse(
-                trace_id=view.run.trace_id, spans=[_span_to_pb(s, principal) for s in spans]
-            )
         # Team-scoped: another team's spans become contract-level boxes; sensitive values scrubbed.
-        trace_id, scoped = await get_run_trace(self._store, view.run, principal)
-        return pb.GetRunTraceResponse(trace_id=trace_id, spans=scoped)
+        spans = await scoped_run_spans(self._store, view.run, principal)
+        return pb.GetRunTraceResponse(
+            trace_id=view.run.trace_id, spans=[convert.span_to_pb(s) for s in spans]
+        )
 
     # ---------- audit ----------
 
@@ -363,28 +352,4 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
 
-_SPAN_STATUS = {"ok": pb.SPAN_STATUS_OK, "error": pb.SPAN_STATUS_ERROR}
-
-
-def _span_to_pb(span: SpanRecord, principal: Principal) -> pb.Span:
-    visible = principal.admin or not span.team or span.team == principal.team
-    return pb.Span(
-        trace_id=span.trace_id,
-        span_id=span.span_id,
-        parent_span_id=span.parent_span_id,
-        name=span.name,
-        team=span.team,
-        service=span.service,
-        start_unix_nano=span.start_ns,
-        end_unix_nano=span.end_ns,
-        status=_SPAN_STATUS.get(span.status, pb.SPAN_STATUS_UNSPECIFIED),
-        status_message=span.status_message if visible else "",
-        attributes_json=convert.dumps(span.attributes) if visible else "",
-        redacted=not visible,
-        kind=span.kind,
-        events_json=convert.dumps(span.events) if visible else "",
-        links_json=convert.dumps(span.links),
-    )
-
-
-__all__ = ["CoordinatorService", "TraceQuery"]
+__all__ = ["CoordinatorService"]

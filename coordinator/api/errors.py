@@ -1,7 +1,7 @@
-"""Domain errors → gRPC status codes, for every servicer method.
+"""Servicer methods abort with the status code of the error they raise.
 
-The message carries the explanation and then one finding per line, so a client can print it as
-it is. Clients map the codes back (coordinator/client.py).
+The map between errors and status codes, both directions, is ``contracts.grpc_errors``: clients
+map the codes back with the same table.
 """
 
 from __future__ import annotations
@@ -13,44 +13,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from contracts.errors import (
-    AccordError,
-    AlreadyExistsError,
-    FailedPreconditionError,
-    FileProblemsError,
-    NotFoundError,
-    PermissionDeniedError,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-)
+from contracts.errors import AccordError
+from contracts.grpc_errors import details_of, status_of
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def status_of(exc: AccordError) -> grpc.StatusCode:
-    if isinstance(exc, UnauthenticatedError):
-        return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(exc, PermissionDeniedError):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, AlreadyExistsError):
-        return grpc.StatusCode.ALREADY_EXISTS
-    if isinstance(exc, FailedPreconditionError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(exc, UnreachableError):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.INVALID_ARGUMENT
-
-
-def message_of(exc: AccordError) -> str:
-    if isinstance(exc, RemoteError):
-        return "\n".join([exc.message, *exc.details])
-    if isinstance(exc, FileProblemsError):
-        return "\n".join(str(p) for p in exc.problems)
-    return str(exc)
 
 
 def rpc(method: F) -> F:
@@ -61,7 +28,7 @@ def rpc(method: F) -> F:
         try:
             return await method(self, request, context)
         except AccordError as exc:
-            await context.abort(status_of(exc), message_of(exc))
+            await context.abort(status_of(exc), details_of(exc))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:

@@ -1,6 +1,6 @@
 """Shared CLI plumbing: printing, and turning errors into messages and exit codes.
 
-Exit codes (DESIGN.md): 0 ok; 1 the run or check failed; 2 bad input or usage;
+Exit codes (docs/troubleshooting.md, "Exit codes"): 0 ok; 1 the run or check failed; 2 bad input or usage;
 3 coordinator unreachable, or the call was refused.
 """
 

@@ -1,7 +1,7 @@
 """Offline contract and workflow commands: lint, diff, check (no coordinator needed; ``diff``
 asks it only for a side given as a registered contract, team/name@version).
 
-Exit codes follow DESIGN.md: 0 ok; 1 the check failed (a breaking change inside one major);
+Exit codes (docs/troubleshooting.md, "Exit codes"): 0 ok; 1 the check failed (a breaking change inside one major);
 2 bad input (a file with problems, a workflow that does not type-check).
 """
 

@@ -246,8 +246,8 @@ def run(
     """Start a run of a workflow. With --wait, why a step waits (e.g. no agent serving its
     contract) is printed on stderr whenever it changes; stdout carries only the output JSON."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from contracts.durations import parse_duration
     from coordinator.client import Client
-    from coordinator.telemetry.retention import parse_duration
 
     seconds: float | None = None
     if timeout:

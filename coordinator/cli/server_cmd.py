@@ -117,8 +117,8 @@ def start(
     """Run the coordinator until SIGTERM or Ctrl-C."""
     import asyncio
 
+    from contracts.durations import parse_duration
     from coordinator.server import configure_logging, serve
-    from coordinator.telemetry.retention import parse_duration
 
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")

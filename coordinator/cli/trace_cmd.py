@@ -22,14 +22,14 @@ def trace(
     """Show every span of a run, indented under its parent, with team, duration, status and the
     error of a failed span. Another team's spans appear as contract-level boxes."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.api.convert import span_from_pb
     from coordinator.client import Client
     from coordinator.telemetry.otlp import otlp_json
-    from coordinator.telemetry.query import span_view_from_proto
     from coordinator.telemetry.waterfall import WaterfallStyle, render_waterfall
 
     with Client() as client:
         response = client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
-    views = [span_view_from_proto(span) for span in response.spans]
+    views = [span_from_pb(span) for span in response.spans]
     if as_json:
         print_json(otlp_json(views))
         return

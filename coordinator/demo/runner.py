@@ -289,7 +289,7 @@ class Demo:
         raise DemoError("the breaking change to payments/charge-card was accepted; it must be refused")
 
     def trace(self, run_id: str) -> str:
-        from coordinator.telemetry.query import span_view_from_proto
+        from coordinator.api.convert import span_from_pb
         from coordinator.telemetry.waterfall import WaterfallStyle, render_waterfall
 
         # Agents deliver their spans asynchronously: wait until the trace stops growing.
@@ -301,7 +301,7 @@ class Demo:
                 again = client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
                 if len(again.spans) != len(response.spans):
                     response, stable_since = again, time.monotonic()
-        views = [span_view_from_proto(span) for span in response.spans]
+        views = [span_from_pb(span) for span in response.spans]
         return render_waterfall(views, trace_id=response.trace_id, style=WaterfallStyle(bar_width=28))
 
 

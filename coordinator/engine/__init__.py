@@ -3,7 +3,8 @@ authorization (``authz``), read views (``views``), and the engine that commits t
 (``engine``). See docs/architecture.md."""
 
 from coordinator.engine.engine import Assignment, Engine, HeartbeatAnswer
-from coordinator.engine.spans import SpanSink, StoreSpanSink
+from coordinator.engine.spans import StoreSpanSink
 from coordinator.engine.views import RunView
+from coordinator.telemetry.sink import SpanSink
 
 __all__ = ["Assignment", "Engine", "HeartbeatAnswer", "RunView", "SpanSink", "StoreSpanSink"]

@@ -36,7 +36,7 @@ from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import policy_from_json
-from coordinator.engine.spans import SpanBuffer, SpanSink
+from coordinator.engine.spans import SpanBuffer
 from coordinator.engine.state import RunState, Transition
 from coordinator.engine.timers import TimerProcessor
 from coordinator.engine.views import RunView, snapshot_view, state_view
@@ -65,6 +65,7 @@ from coordinator.store.records import (
 )
 from coordinator.telemetry.propagation import format_traceparent, parse_traceparent
 from coordinator.telemetry.sampling import decide_sampled
+from coordinator.telemetry.sink import SpanSink
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,7 +212,7 @@ class Engine:
             if contract is None:
                 raise NotFoundError(f"pinned contract {name}@{version} is not registered")
             contracts[name] = contract
-        state = RunState.from_snapshot(snapshot, spec, contracts, machine.dependencies(spec))
+        state = RunState.from_snapshot(snapshot, spec, contracts, spec.dependencies())
         if run.status not in RUN_TERMINAL:
             self._runs[run_id] = state
         return state

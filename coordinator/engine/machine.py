@@ -20,7 +20,7 @@ from typing import Any
 
 from contracts.errors import AccordError
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
-from contracts.refs import evaluate, evaluate_condition, find_references
+from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
@@ -68,22 +68,6 @@ def retry_key(run_id: str, step_id: str) -> str:
     return f"{run_id}/{step_id}"
 
 
-def dependencies(spec: Workflow) -> dict[str, list[str]]:
-    """Workflow step id -> the step ids whose output it reads (input, when, for_each)."""
-    deps: dict[str, list[str]] = {}
-    for spec_id, step in spec.steps.items():
-        found: list[str] = []
-        for template in (step.input, step.when, step.for_each):
-            if template is None:
-                continue
-            for ref in find_references(template):
-                sid = ref.step_id
-                if sid and sid in spec.steps and sid not in found and sid != spec_id:
-                    found.append(sid)
-        deps[spec_id] = found
-    return deps
-
-
 # ================= a run starts =================
 
 
@@ -96,7 +80,7 @@ def new_run(
 ) -> RunState:
     """The state of a run about to start: one pending step per workflow step, each with the
     retry and timeout policy resolved now (it stays stable for the run's life)."""
-    state = RunState(run, spec, contracts, dependencies(spec))
+    state = RunState(run, spec, contracts, spec.dependencies())
     for step_spec in spec.steps.values():
         contract = contracts[step_spec.contract]
         defaults = team_defaults.get(contract.team, (RetryPolicy(), Timeouts()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Protocol
 
 from coordinator.store.base import Store
 from coordinator.store.records import (
@@ -21,16 +20,13 @@ from coordinator.store.records import (
     STEP_SUCCEEDED,
     AttemptRecord,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TaskFailure,
 )
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.telemetry.sink import SpanSink
 
 logger = logging.getLogger(__name__)
-
-
-class SpanSink(Protocol):
-    async def emit(self, records: list[SpanRecord]) -> None: ...
 
 
 class StoreSpanSink:

@@ -20,10 +20,10 @@ from coordinator.store.records import (
     OfferRecord,
     RunRecord,
     RunSnapshot,
+    SpanRecord,
     StepRecord,
     TimerRecord,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 
 @dataclass

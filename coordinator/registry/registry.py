@@ -1,8 +1,9 @@
 """Contracts and workflows: registration with compatibility and composition checks.
 
-Rules (DESIGN.md): a contract version is immutable; a new version in an existing major must be
-compatible with every earlier version of that major and must not break any registered consumer
-workflow; a workflow registers only when it type-checks against the registry.
+Rules (docs/contracts.md, "Versions and ranges" and "Compatibility rules"; docs/workflows.md,
+"What registration checks"): a contract version is immutable; a new version in an existing major
+must be compatible with every earlier version of that major and must not break any registered
+consumer workflow; a workflow registers only when it type-checks against the registry.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contracts.errors import (
 )
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.model import Contract, Deprecation, Workflow
-from coordinator.api.auth import Principal
+from coordinator.principal import Principal
 from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord

@@ -11,10 +11,10 @@ from contracts.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from coordinator.api.auth import TokenAuthority, hash_token, new_token
 from coordinator.principal import Principal
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, TeamRecord
+from coordinator.tokens import TokenAuthority, hash_token, new_token
 
 _TEAM_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 ADMIN_TOKEN_SETTING = "admin_token_hash"

@@ -20,12 +20,12 @@ from coordinator.store.records import (
     RunFilter,
     RunRecord,
     RunSnapshot,
+    SpanRecord,
     StepRecord,
     TeamRecord,
     TimerRecord,
     WorkflowRecord,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 
 class Store(Protocol):

@@ -353,3 +353,29 @@ class RunSnapshot:
     run: RunRecord
     steps: list[StepRecord]
     attempts: list[AttemptRecord]
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """A span the coordinator stores, whoever produced it.
+
+    The engine builds its own run/step/attempt spans from durable run state (a run's span can
+    outlive a coordinator restart, which an in-memory SDK span cannot); the telemetry package
+    converts spans agents export over OTLP into the same record.
+    """
+
+    trace_id: str  # 32 hex chars
+    span_id: str  # 16 hex chars
+    parent_span_id: str  # "" for a root
+    name: str
+    start_ns: int
+    end_ns: int
+    team: str = ""  # producing team; "" for the coordinator itself
+    service: str = "accord-coordinator"
+    kind: str = "internal"  # internal | server | client | producer | consumer
+    status: str = "unset"  # unset | ok | error
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # {name, time_ns, attributes}
+    links: list[dict[str, str]] = field(default_factory=list)  # {trace_id, span_id}
+    run_id: str = ""  # the run the span belongs to, when known ("accord.run_id" attribute)

@@ -46,6 +46,7 @@ from coordinator.store.records import (
     RunFilter,
     RunRecord,
     RunSnapshot,
+    SpanRecord,
     StepRecord,
     TaskFailure,
     TeamRecord,
@@ -53,7 +54,6 @@ from coordinator.store.records import (
     VersionConflict,
     WorkflowRecord,
 )
-from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

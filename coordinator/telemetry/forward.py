@@ -32,8 +32,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.util.re import parse_env_headers
 
 from contracts.errors import AccordError
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry.otlp import to_resource_spans
-from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 

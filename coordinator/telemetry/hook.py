@@ -3,7 +3,8 @@
 It owns the span sink the engine writes to (store + OTLP forwarder), serves the OTLP receiver on
 the coordinator's gRPC port (behind its auth interceptor), and runs the retention task::
 
-    telemetry = TelemetryHook(env=os.environ, span_retention=config.span_retention)
+    telemetry = TelemetryHook(env=os.environ, span_retention=config.span_retention,
+                              principal=current_principal)   # the API's: who calls
     engine = Engine(store, ..., telemetry.sink(store), ...)
     ...
     for hook in [telemetry, *hooks]: hook.configure(server, coordinator)   # adds the receiver
@@ -21,8 +22,10 @@ from typing import Any
 
 import grpc
 
+from contracts.durations import parse_duration
+from coordinator.principal import Principal
 from coordinator.telemetry.receiver import add_otlp_receiver
-from coordinator.telemetry.retention import DEFAULT_SPAN_RETENTION, parse_duration, run_retention
+from coordinator.telemetry.retention import DEFAULT_SPAN_RETENTION, run_retention
 from coordinator.telemetry.sampling import sampler_from_env
 from coordinator.telemetry.sink import SpanStore, TelemetrySink, make_span_sink
 
@@ -37,21 +40,15 @@ class TelemetryHook:
         self,
         *,
         env: Mapping[str, str],
+        principal: Callable[[], Principal],
         span_retention: str | float = DEFAULT_SPAN_RETENTION,
         prune_interval: str | float = 3600.0,
     ) -> None:
         self.env = dict(env)
+        self._principal = principal
         sampler_from_env(self.env)  # report a bad OTEL_TRACES_SAMPLER now, not per run
-        self.retention_s = (
-            parse_duration(span_retention, what="--span-retention")
-            if isinstance(span_retention, str)
-            else float(span_retention)
-        )
-        self.prune_interval_s = (
-            parse_duration(prune_interval, what="prune interval")
-            if isinstance(prune_interval, str)
-            else float(prune_interval)
-        )
+        self.retention_s = parse_duration(span_retention, what="--span-retention")
+        self.prune_interval_s = parse_duration(prune_interval, what="prune interval")
         self._sink: TelemetrySink | None = None
         self._retention: asyncio.Task[None] | None = None
 
@@ -62,7 +59,9 @@ class TelemetryHook:
         return self._sink
 
     def configure(self, server: grpc.aio.Server, coordinator: Any) -> None:
-        add_otlp_receiver(server, coordinator.store, sink=self.sink(coordinator.store))
+        add_otlp_receiver(
+            server, coordinator.store, principal=self._principal, sink=self.sink(coordinator.store)
+        )
 
     async def start(self, coordinator: Any) -> Callable[[], Awaitable[None]]:
         sink = self.sink(coordinator.store)

@@ -29,8 +29,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry import attributes as attrs
-from coordinator.telemetry.spans import SpanRecord
 
 SERVICE_NAME = "service.name"
 RESOURCE_TEAM = "accord.team"

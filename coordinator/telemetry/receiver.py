@@ -20,13 +20,10 @@ from typing import Protocol
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from coordinator.api.auth import current_principal
-from coordinator.engine.spans import SpanSink
 from coordinator.principal import Principal
-from coordinator.store.records import RunRecord
+from coordinator.store.records import RunRecord, SpanRecord
 from coordinator.telemetry.otlp import records_from_resource_spans
-from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanStore, TelemetrySink
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanSink, SpanStore, TelemetrySink
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         store: ReceiverStore,
         sink: SpanSink,
         *,
-        principal: Callable[[], Principal] = current_principal,
+        principal: Callable[[], Principal],
         trace_cache_size: int = 4096,
     ) -> None:
         self._store = store
@@ -133,12 +130,14 @@ def add_otlp_receiver(
     server: grpc.aio.Server,
     store: ReceiverStore,
     *,
+    principal: Callable[[], Principal],
     sink: SpanSink | None = None,
-    principal: Callable[[], Principal] = current_principal,
 ) -> OtlpTraceReceiver:
     """Serve OTLP ``TraceService/Export`` on ``server`` (the coordinator's gRPC server, behind its
-    auth interceptor). Received spans go to ``sink`` (pass the engine's sink so they are forwarded
-    too); without one, to a ``TelemetrySink`` over ``store`` (scrubbed and stored)."""
+    auth interceptor). ``principal`` answers who the caller of the export being served is (the
+    API's ``current_principal``, which the interceptor sets). Received spans go to ``sink`` (pass
+    the engine's sink so they are forwarded too); without one, to a ``TelemetrySink`` over
+    ``store`` (scrubbed and stored)."""
     receiver = OtlpTraceReceiver(
         store, sink if sink is not None else TelemetrySink(store), principal=principal
     )

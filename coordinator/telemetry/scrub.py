@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.redaction import REDACTED
+from coordinator.store.records import SpanRecord
 
-REDACTED = "[redacted]"
 # Below this length a value is only redacted where it is the whole attribute: "contains" on a
 # 2-character value would blank out unrelated text.
 MIN_CONTAINED_LENGTH = 4

@@ -9,14 +9,21 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry.forward import ForwardConfig, SpanForwarder
 from coordinator.telemetry.scrub import Scrubber
 from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
-from coordinator.telemetry.spans import SpanRecord
 
 logger = logging.getLogger(__name__)
 
 COORDINATOR_SERVICE = "accord-coordinator"  # SpanRecord.service of the coordinator's own spans
+
+
+class SpanSink(Protocol):
+    """Where finished spans go: the engine emits its run, step and attempt spans to one, the OTLP
+    receiver the spans agents export. ``TelemetrySink`` is the coordinator's."""
+
+    async def emit(self, records: list[SpanRecord]) -> None: ...
 
 
 class SpanStore(SensitivityStore, Protocol):

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry import attributes as attrs
 from coordinator.telemetry.scrub import Scrubber
-from coordinator.telemetry.spans import SpanRecord
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,72 @@
 """Graphs the UI draws: a workflow's step graph (with a run's states) and the team graph.
 
-Dependencies between steps come from their ``${steps.X...}`` references (DESIGN.md), so they are
-read from the workflow's resolved definition when it lists them and from its source otherwise.
+Dependencies between steps come from their ``${steps.X...}`` references (docs/workflows.md,
+"Dependencies between steps"): the registry stores them in the workflow's resolved definition,
+worked out by ``contracts.model.Workflow.dependencies``, and the same function reads them from the
+workflow's source when the definition has none.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
-JSONDict = dict[str, Any]
+from contracts.model import StepSpec, Workflow
 
-_STEP_REF = re.compile(r"steps\.([A-Za-z0-9_\-]+)")
-_DEP_KEYS = ("depends_on", "dependencies", "needs", "after")
+JSONDict = dict[str, Any]
 
 # When several step items (for_each) share one node, the node shows the most telling state.
 _STATUS_RANK = ["failed", "running", "scheduled", "cancelled", "pending", "succeeded", "skipped"]
 
 
+def _source_steps(workflow: JSONDict) -> dict[str, Any]:
+    """The ``steps:`` mapping of the workflow's source text ({} when it has none)."""
+    try:
+        source = yaml.safe_load(workflow.get("source_text") or "") or {}
+    except yaml.YAMLError:
+        return {}
+    steps = source.get("steps") if isinstance(source, dict) else None
+    return steps if isinstance(steps, dict) else {}
+
+
+def _dependencies(steps: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``Workflow.dependencies`` of steps as written in a file (only their templates matter)."""
+    specs = {
+        str(step_id): StepSpec(
+            id=str(step_id),
+            contract="",
+            version_range="",
+            input=spec.get("input"),
+            when=spec.get("when"),
+            for_each=spec.get("for_each"),
+        )
+        for step_id, spec in steps.items()
+        if isinstance(spec, dict)
+    }
+    return Workflow(name="", input_schema={}, steps=specs).dependencies()
+
+
 def workflow_steps(workflow: JSONDict) -> list[JSONDict]:
-    """``[{"id", "contract", "version_range", "depends_on", "for_each", "when"}]`` in file order."""
-    definition = workflow.get("definition") or {}
-    steps = definition.get("steps") if isinstance(definition, dict) else None
-    if not steps:
-        try:
-            source = yaml.safe_load(workflow.get("source_text") or "") or {}
-        except yaml.YAMLError:
-            source = {}
-        steps = source.get("steps") if isinstance(source, dict) else None
-    if isinstance(steps, dict):
-        items = [
-            dict(spec, id=spec_id) if isinstance(spec, dict) else {"id": spec_id}
-            for spec_id, spec in steps.items()
-        ]
-    elif isinstance(steps, list):
-        items = [dict(s) for s in steps if isinstance(s, dict) and s.get("id")]
-    else:
-        items = []
-    ids = {str(s["id"]) for s in items}
-    # The registry's resolved definition lists dependencies for all steps at the top level.
-    resolved = definition.get("dependencies") if isinstance(definition, dict) else None
+    """``[{"id", "contract", "version_range", "team", "depends_on", "for_each", "when"}]`` in
+    file order."""
+    definition = workflow.get("definition")
+    definition = definition if isinstance(definition, dict) else {}
+    steps = definition.get("steps")
+    if not isinstance(steps, dict) or not steps:
+        steps = _source_steps(workflow)
+    # The registry's resolved definition lists the dependencies of every step.
+    dependencies = definition.get("dependencies")
+    if not isinstance(dependencies, dict):
+        dependencies = _dependencies(_source_steps(workflow) or steps)
     out: list[JSONDict] = []
-    for spec in items:
-        step_id = str(spec["id"])
-        deps: list[str] = []
-        if isinstance(resolved, dict):
-            deps.extend(str(v) for v in resolved.get(step_id, []))
-        for key in _DEP_KEYS:
-            value = spec.get(key)
-            if isinstance(value, list):
-                deps.extend(str(v) for v in value)
-        if not deps and not isinstance(resolved, dict):
-            text = repr({k: spec.get(k) for k in ("input", "when", "for_each")})
-            deps = _STEP_REF.findall(text)
+    for spec_id, raw in steps.items():
+        step_id = str(spec_id)
+        spec = raw if isinstance(raw, dict) else {}
+        deps = [str(d) for d in dependencies.get(step_id, [])]
         contract = str(spec.get("contract") or "")
-        version_range = str(spec.get("version_range") or spec.get("range") or spec.get("version") or "")
+        version_range = str(spec.get("range") or "")
         if "@" in contract:
             contract, version_range = contract.split("@", 1)
         out.append(
@@ -66,7 +75,7 @@ def workflow_steps(workflow: JSONDict) -> list[JSONDict]:
                 "contract": contract,
                 "version_range": version_range,
                 "team": contract.split("/", 1)[0] if "/" in contract else "",
-                "depends_on": sorted({d for d in deps if d in ids and d != step_id}),
+                "depends_on": sorted({d for d in deps if d in steps and d != step_id}),
                 "for_each": bool(spec.get("for_each")),
                 "when": bool(spec.get("when")),
             }

@@ -16,15 +16,8 @@ import grpc
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    RemoteError,
-    UnauthenticatedError,
-    UnreachableError,
-)
+from contracts.grpc_errors import error_from_rpc
+from coordinator.api import convert
 from coordinator.web._source import JSONDict, Principal, RunQuery
 
 logger = logging.getLogger(__name__)
@@ -33,44 +26,6 @@ T = TypeVar("T")
 
 # How a client presents its token (the coordinator's auth interceptor reads this header).
 TOKEN_METADATA_KEY = "authorization"
-
-RUN_STATUS = {
-    pb.RUN_STATUS_PENDING: "pending",
-    pb.RUN_STATUS_RUNNING: "running",
-    pb.RUN_STATUS_SUCCEEDED: "succeeded",
-    pb.RUN_STATUS_FAILED: "failed",
-    pb.RUN_STATUS_CANCELLED: "cancelled",
-}
-RUN_STATUS_BY_NAME = {name: value for value, name in RUN_STATUS.items()}
-STEP_STATUS = {
-    pb.STEP_STATUS_PENDING: "pending",
-    pb.STEP_STATUS_SCHEDULED: "scheduled",
-    pb.STEP_STATUS_RUNNING: "running",
-    pb.STEP_STATUS_SUCCEEDED: "succeeded",
-    pb.STEP_STATUS_FAILED: "failed",
-    pb.STEP_STATUS_SKIPPED: "skipped",
-    pb.STEP_STATUS_CANCELLED: "cancelled",
-}
-ATTEMPT_STATUS = {
-    pb.ATTEMPT_STATUS_SCHEDULED: "scheduled",
-    pb.ATTEMPT_STATUS_RUNNING: "running",
-    pb.ATTEMPT_STATUS_SUCCEEDED: "succeeded",
-    pb.ATTEMPT_STATUS_FAILED: "failed",
-    pb.ATTEMPT_STATUS_TIMED_OUT: "timed_out",
-    pb.ATTEMPT_STATUS_CANCELLED: "cancelled",
-}
-SPAN_STATUS = {pb.SPAN_STATUS_OK: "ok", pb.SPAN_STATUS_ERROR: "error"}
-
-_ERRORS: dict[grpc.StatusCode, type[RemoteError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
-    grpc.StatusCode.UNAVAILABLE: UnreachableError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: UnreachableError,
-}
 
 _PAGE_MAX = 500
 
@@ -101,7 +56,7 @@ def run_to_dict(run: pb.Run) -> JSONDict:
         "workflow": run.workflow,
         "workflow_version": run.workflow_version,
         "team": run.team,
-        "status": RUN_STATUS.get(run.status, "unknown"),
+        "status": convert.RUN_STATUS_NAME.get(run.status, "unknown"),
         "input": _json(run.input_json),
         "output": _json(run.output_json),
         "payload_hidden": run.payload_hidden,
@@ -122,7 +77,7 @@ def step_to_dict(step: pb.Step) -> JSONDict:
         "contract": step.contract,
         "contract_version": step.contract_version,
         "team": step.team,
-        "status": STEP_STATUS.get(step.status, "unknown"),
+        "status": convert.STEP_STATUS_NAME.get(step.status, "unknown"),
         "waiting_reason": step.waiting_reason,
         "idempotency_key": step.idempotency_key,
         "input": _json(step.input_json),
@@ -132,7 +87,7 @@ def step_to_dict(step: pb.Step) -> JSONDict:
             {
                 "attempt_id": a.attempt_id,
                 "number": a.number,
-                "status": ATTEMPT_STATUS.get(a.status, "unknown"),
+                "status": convert.ATTEMPT_STATUS_NAME.get(a.status, "unknown"),
                 "agent_id": a.agent_id,
                 "scheduled_ms": a.scheduled_unix_ms,
                 "started_ms": a.started_unix_ms,
@@ -149,21 +104,23 @@ def step_to_dict(step: pb.Step) -> JSONDict:
 
 
 def span_to_dict(span: pb.Span) -> JSONDict:
+    """The UI's JSON of a span, read from the wire by the API's own ``convert.span_from_pb``."""
+    view = convert.span_from_pb(span)
     return {
-        "span_id": span.span_id,
-        "parent_span_id": span.parent_span_id,
-        "name": span.name,
-        "team": span.team,
-        "service": span.service,
-        "kind": span.kind,
-        "start_ns": span.start_unix_nano,
-        "end_ns": span.end_unix_nano,
-        "status": SPAN_STATUS.get(span.status, "unset"),
-        "status_message": span.status_message,
-        "attributes": _json(span.attributes_json) or {},
-        "redacted": span.redacted,
-        "events": _json(span.events_json) or [],
-        "links": _json(span.links_json) or [],
+        "span_id": view.span_id,
+        "parent_span_id": view.parent_span_id,
+        "name": view.name,
+        "team": view.team,
+        "service": view.service,
+        "kind": view.kind,
+        "start_ns": view.start_ns,
+        "end_ns": view.end_ns,
+        "status": view.status,
+        "status_message": view.status_message,
+        "attributes": dict(view.attributes),
+        "redacted": view.redacted,
+        "events": list(view.events),
+        "links": list(view.links),
     }
 
 
@@ -263,9 +220,7 @@ class GrpcSource:
                 timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            error_type = _ERRORS.get(exc.code(), RemoteError)
-            message = exc.details() or exc.code().name
-            raise error_type(message=message) from exc
+            raise error_from_rpc(exc) from exc
 
     async def whoami(self, token: str) -> Principal:
         reply = await self._call(token, self._get_stub().WhoAmI, pb.WhoAmIRequest())
@@ -275,7 +230,7 @@ class GrpcSource:
         request = pb.ListRunsRequest(
             page=common_pb2.PageRequest(page_size=query.limit),
             workflow=query.workflow,
-            status=RUN_STATUS_BY_NAME.get(query.status, pb.RUN_STATUS_UNSPECIFIED),
+            status=convert.RUN_STATUS.get(query.status, pb.RUN_STATUS_UNSPECIFIED),
             team=query.team,
             created_after_unix_ms=query.created_after_ms,
             created_before_unix_ms=query.created_before_ms,

@@ -3,53 +3,22 @@
 The coordinator's API already hides other teams' payloads and redacts sensitive fields for
 viewers of other teams; the UI additionally masks them for the owning team and the admin (a
 screen is easily shared at 3 a.m.). Values of masked fields are also masked where they reappear
-in the run's own input/output (a workflow input mapped into a sensitive step field).
+in the run's own input/output (a workflow input mapped into a sensitive step field). The masking
+itself is ``coordinator.redaction``'s, as in the API.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 import yaml
 
-from coordinator.telemetry.scrub import REDACTED
+from coordinator.redaction import redact_paths, scrub_values
 
 _INPUT_REF = re.compile(r"^\$\{input\.([A-Za-z0-9_.\-]+)\}$")
 
 JSONDict = dict[str, Any]
-
-
-def redact_paths(value: Any, side: str, sensitive: list[str], found: set[str]) -> Any:
-    """``value`` with each ``side.a.b`` path of ``sensitive`` replaced; adds masked values to ``found``."""
-    paths = [p.split(".")[1:] for p in sensitive if p.split(".", 1)[0] == side]
-    if not paths or not isinstance(value, dict):
-        return value
-    value = copy.deepcopy(value)
-    for path in paths:
-        node: Any = value
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path and path[-1] in node and node[path[-1]] != REDACTED:
-            secret = node[path[-1]]
-            if isinstance(secret, str | int | float) and not isinstance(secret, bool) and str(secret):
-                found.add(str(secret))
-            node[path[-1]] = REDACTED
-    return value
-
-
-def scrub_values(value: Any, secrets: set[str]) -> Any:
-    """Mask every scalar equal to one of ``secrets``."""
-    if not secrets:
-        return value
-    if isinstance(value, dict):
-        return {k: scrub_values(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_values(v, secrets) for v in value]
-    if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value) in secrets:
-        return REDACTED
-    return value
 
 
 def run_input_paths(workflow: JSONDict | None, sensitive_by_step: dict[str, list[str]]) -> list[str]:

@@ -216,8 +216,8 @@ class UiApp:
                     if status == 401:
                         # The token was rotated or revoked: this session is over.
                         self.sessions.delete(request.cookies.get(COOKIE_NAME))
-                    raise ApiError(status, code, exc.message or code) from exc
-            raise ApiError(502, "coordinator_error", exc.message or "the coordinator failed") from exc
+                    raise ApiError(status, code, str(exc) or code) from exc
+            raise ApiError(502, "coordinator_error", str(exc) or "the coordinator failed") from exc
 
     # ---------- pages
 
@@ -284,7 +284,7 @@ class UiApp:
         except UnauthenticatedError:
             raise ApiError(401, "unauthenticated", "That token is not valid here.") from None
         except UnreachableError as exc:
-            raise ApiError(503, "unavailable", exc.message or "coordinator unreachable") from exc
+            raise ApiError(503, "unavailable", str(exc) or "coordinator unreachable") from exc
         old = request.cookies.get(COOKIE_NAME)
         self.sessions.delete(old)
         session_id, session = self.sessions.create(token, principal)

@@ -1,8 +1,8 @@
 """Private helpers shared by the HTTP-speaking engine adapters (``airflow``, ``jenkins``).
 
-Config reading that collects every problem before raising, duration parsing, a poll backoff,
-the W3C trace context to hand on to an engine, and the mapping of transport errors and HTTP
-statuses onto ``EngineFailure``.
+Config reading that collects every problem before raising (durations in the grammar of
+``contracts.durations``), a poll backoff, the W3C trace context to hand on to an engine, and the
+mapping of transport errors and HTTP statuses onto ``EngineFailure``.
 """
 
 from __future__ import annotations
@@ -18,28 +18,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from contracts.durations import DurationError, parse_duration
 from team_agent.engines.base import EngineConfigError, EngineFailure, TaskContext
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 # Statuses that mean "the engine (or a proxy in front of it) is briefly unavailable".
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"1.5m"``, ``"1h"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 2s, 500ms or 1m, not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 2s, 500ms or 1m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return seconds
 
 
 class ConfigReader:
@@ -88,11 +71,16 @@ class ConfigReader:
     def duration(self, key: str, default: float | None) -> float | None:
         if self.config.get(key) is None:
             return default
+        value = self.config[key]
         try:
-            return parse_duration(self.config[key])
-        except ValueError as exc:
+            seconds = parse_duration(value)
+        except DurationError as exc:
             self.problem(key, str(exc))
             return default
+        if seconds <= 0:
+            self.problem(key, f"a duration must be positive, got {value!r}")
+            return default
+        return seconds
 
     def choice(self, key: str, choices: tuple[Any, ...], default: Any) -> Any:
         value = self.config.get(key, default)

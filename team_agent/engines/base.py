@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from contracts.errors import AccordError
+from team_agent._plugins import PluginError, load_plugin
 
 ENTRY_POINT_GROUP = "accord.engines"
 
@@ -103,29 +103,10 @@ class EngineAdapter(Protocol):
     async def close(self) -> None: ...
 
 
-def installed_engines() -> dict[str, Any]:
-    """Engine name → entry point, for every adapter installed in this environment."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_engine(name: str) -> type[EngineAdapter]:
     """The adapter class registered under ``name``; a clear error lists the installed ones."""
-    found = installed_engines()
-    if name not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise EngineConfigError(
-            [
-                (
-                    "engine",
-                    f"unknown engine {name!r}: it is misspelled or its package is not installed "
-                    f"(installed engines: {known})",
-                )
-            ]
-        )
     try:
-        cls: type[EngineAdapter] = found[name].load()
-    except Exception as exc:
-        raise EngineConfigError(
-            [("engine", f"engine {name!r} is installed but failed to load: {exc}")]
-        ) from exc
+        cls: type[EngineAdapter] = load_plugin(ENTRY_POINT_GROUP, name, kind="engine", kinds="engines")
+    except PluginError as exc:
+        raise EngineConfigError([("engine", str(exc))]) from exc
     return cls

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from team_agent._durations import parse_duration
+from contracts.durations import DurationError, parse_duration
 from team_agent.engines.base import EngineConfigError, EngineFailure, Handle, TaskContext
 
 DEFAULT_TIMEOUT = 30.0
@@ -66,8 +66,11 @@ class HttpEngine:
         ):
             problems.append(("headers", "must map header names to string values"))
             headers = {}
-        timeout = parse_duration(config.get("timeout", DEFAULT_TIMEOUT))
-        if timeout is None or timeout <= 0:
+        try:
+            timeout = parse_duration(config.get("timeout", DEFAULT_TIMEOUT))
+        except DurationError:
+            timeout = 0.0
+        if timeout <= 0:
             problems.append(("timeout", "must be a positive duration such as 30s"))
             timeout = DEFAULT_TIMEOUT
         if problems:

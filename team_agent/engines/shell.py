@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from team_agent._durations import parse_duration
+from contracts.durations import DurationError, parse_duration
 from team_agent.engines.base import EngineConfigError, EngineFailure, Handle, TaskContext
 
 EX_TEMPFAIL = 75
@@ -64,8 +64,9 @@ class ShellEngine:
             problems.append(("inherit_env", "must be true or false"))
         timeout = None
         if config.get("timeout") is not None:
-            timeout = parse_duration(config["timeout"])
-            if timeout is None:
+            try:
+                timeout = parse_duration(config["timeout"])
+            except DurationError:
                 problems.append(("timeout", "must be a duration such as 30s, 10m"))
         codes = config.get("non_retryable_exit_codes", [])
         if not isinstance(codes, list) or not all(

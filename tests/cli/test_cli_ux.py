@@ -1,5 +1,5 @@
 """The CLI's messages and exit codes on bad input, run as a user runs them (the real console
-script): one clear line on stderr, the exit code DESIGN.md promises, never a traceback."""
+script): one clear line on stderr, the exit code docs/troubleshooting.md promises, never a traceback."""
 
 from __future__ import annotations
 

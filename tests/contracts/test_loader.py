@@ -14,7 +14,6 @@ from contracts.loader import (
     load_contract_dir,
     load_workflow,
     parse_contract_text,
-    parse_duration,
     parse_workflow_text,
 )
 from contracts.model import Deprecation, RetryPolicy, Timeouts
@@ -126,18 +125,15 @@ def test_every_example_contract_loads() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("text", "duration"),
-    [("30s", 30.0), ("2m", 120.0), ("1h", 3600.0), ("500ms", 0.5), ("1m30s", 90.0), ("1d", 86400.0)],
-)
-def test_parse_duration(text: str, duration: float) -> None:
-    assert parse_duration(text) == duration
-
-
-@pytest.mark.parametrize("bad", ["30", "2 m", "m", "-1s", "1w"])
-def test_bad_duration(bad: str) -> None:
-    with pytest.raises(ValueError, match=r"expected e\.g\. 30s"):
-        parse_duration(bad)
+def test_durations_in_a_contract_file() -> None:
+    contract = parse_contract_text(
+        GOOD_CONTRACT.replace("timeout: 2m", "timeout: 1m30s").replace(
+            "initial_backoff: 1s", "initial_backoff: 500ms"
+        ),
+        "c.yaml",
+    )
+    assert contract.timeouts.start_to_close == 90.0
+    assert contract.retry.initial_backoff == 0.5
 
 
 def test_malformed_yaml_gives_line_and_column() -> None:

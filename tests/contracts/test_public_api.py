@@ -15,6 +15,7 @@ EXPECTED = [
     "ContractCatalog",
     "ContractResolver",
     "Deprecation",
+    "DurationError",
     "FailedPreconditionError",
     "FileProblemsError",
     "Finding",

@@ -32,12 +32,12 @@ from coordinator.store.records import (
     OfferRecord,
     RunFilter,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TeamRecord,
     TimerRecord,
 )
 from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
-from coordinator.telemetry.spans import SpanRecord
 from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
 
 ONE_PROCESS = (

@@ -274,7 +274,10 @@ def test_cancel_ends_the_run_its_attempts_and_their_timers() -> None:
     machine.cancel(state, "shipping", "customer asked", tr)
     assert state.record.status == RUN_CANCELLED and state.record.cancel_requested
     assert attempt.status == ATTEMPT_CANCELLED
-    assert state.record.error is not None and state.record.error.message == "cancelled by shipping: customer asked"
+    assert (
+        state.record.error is not None
+        and state.record.error.message == "cancelled by shipping: customer asked"
+    )
     assert {k for k, _ in tr.changes().timers_clear} == {TIMER_START_TO_CLOSE, TIMER_LEASE}
 
 
@@ -322,8 +325,3 @@ def test_an_empty_fan_out_succeeds_and_a_false_condition_skips_the_step() -> Non
     assert state.steps["charge"].status == STEP_SUCCEEDED and state.steps["charge"].output == []
     assert state.steps["ship"].status == STEP_SKIPPED
     assert state.record.status == RUN_SUCCEEDED
-
-
-def test_dependencies_come_from_input_when_and_for_each() -> None:
-    spec = parse_workflow_text(FAN_OUT, "fan.yaml")
-    assert machine.dependencies(spec) == {"charge": [], "ship": ["charge"]}

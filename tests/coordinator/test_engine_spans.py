@@ -12,8 +12,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.engine.spans import attempt_span
 from coordinator.principal import Principal
 from coordinator.server import Coordinator
-from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, StepRecord
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, SpanRecord, StepRecord
 from tests.support.scenario import contract
 
 ADMIN = Principal(admin=True)

@@ -29,9 +29,9 @@ from coordinator.store.records import (
     Binding,
     Changes,
     RunSnapshot,
+    SpanRecord,
 )
 from coordinator.store.sqlite import SqliteStore
-from coordinator.telemetry.spans import SpanRecord
 from tests.support.scenario import contract
 
 ADMIN = Principal(admin=True)

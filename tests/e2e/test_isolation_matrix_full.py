@@ -6,7 +6,7 @@ also UNAUTHENTICATED without a token and with a wrong one.
 The RPCs are read from the services' descriptors, so a new RPC fails
 ``test_the_matrix_covers_every_rpc`` until it is given a row here.
 
-What another team may see, decided from DESIGN.md and the code:
+What another team may see, decided from docs/concepts.md ("Team boundaries") and the code:
 - team names (ListTeams): a directory, no tokens;
 - public contracts; never a ``visibility: team`` one (not listed, not readable, not diffable,
   its consumers not listable);

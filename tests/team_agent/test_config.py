@@ -119,13 +119,25 @@ def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_agent_durations_read_like_contract_durations() -> None:
-    """One duration language: what a contract file accepts, an agent config accepts too."""
-    from team_agent._durations import parse_duration
+def test_agent_durations_read_like_contract_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One duration language (contracts.durations): what a contract file accepts, an agent config
+    accepts too, and a bare number of seconds."""
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("API_KEY", "k")
+    text = GOOD.replace("initial_backoff: 500ms", "initial_backoff: 2.5").replace(
+        "start_to_close: 2m", "start_to_close: 1m30s"
+    )
+    config = parse_config(text, "agent.yaml").config
+    assert config.retry.initial_backoff == 2.5
+    assert config.timeouts.start_to_close == 90.0
 
-    assert parse_duration("1m30s") == 90.0
-    assert parse_duration("500ms") == 0.5
-    assert parse_duration(30) == 30.0
-    assert parse_duration("2.5") == 2.5
-    assert parse_duration("soon") is None
-    assert parse_duration(-1) is None
+
+def test_a_bad_agent_duration_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("API_KEY", "k")
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(GOOD.replace("heartbeat: 10s", "heartbeat: soon").replace("500ms}", "-1}"), "agent.yaml")
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("retry.initial_backoff", "must be a duration such as 500ms, 1s, 2m"),
+        ("timeouts.heartbeat", "must be a duration such as 30s, 2m"),
+    ]

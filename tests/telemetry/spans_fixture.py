@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.store.records import SpanRecord
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 S = 1_000_000_000  # one second in ns

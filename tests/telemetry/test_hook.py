@@ -11,13 +11,14 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from coordinator.api.auth import AuthInterceptor, TokenAuthority, hash_token
+from contracts.errors import DurationError
+from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.forward import ForwardConfigError
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.otlp import to_resource_spans
-from coordinator.telemetry.retention import DurationError
 from coordinator.telemetry.sampling import SamplerConfigError
+from coordinator.tokens import TokenAuthority, hash_token
 
 from .otlp_collector import OtlpCollector
 from .spans_fixture import T0, three_team_trace
@@ -25,11 +26,12 @@ from .spans_fixture import T0, three_team_trace
 
 def test_bad_configuration_fails_at_start_up() -> None:
     with pytest.raises(SamplerConfigError):
-        TelemetryHook(env={"OTEL_TRACES_SAMPLER": "sometimes"})
+        TelemetryHook(env={"OTEL_TRACES_SAMPLER": "sometimes"}, principal=current_principal)
     with pytest.raises(DurationError, match="--span-retention"):
-        TelemetryHook(env={}, span_retention="a week")
+        TelemetryHook(env={}, span_retention="a week", principal=current_principal)
     hook = TelemetryHook(
-        env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+        principal=current_principal,
     )
     with pytest.raises(ForwardConfigError):
         hook.sink(object())  # type: ignore[arg-type]
@@ -40,7 +42,11 @@ async def test_received_and_engine_spans_are_stored_and_forwarded(tmp_path: Path
     backend = await collector.start()
     store = SqliteStore(tmp_path / "accord.db")
     await store.open()
-    hook = TelemetryHook(env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{backend}"}, span_retention="7d")
+    hook = TelemetryHook(
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{backend}"},
+        span_retention="7d",
+        principal=current_principal,
+    )
     coordinator = SimpleNamespace(store=store)
     authority = TokenAuthority()
     authority.set_team("payments", hash_token("pay-token"))

@@ -7,8 +7,8 @@ import json
 from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
+from coordinator.store.records import SpanRecord
 from coordinator.telemetry.otlp import otlp_json, records_from_resource_spans, to_resource_spans
-from coordinator.telemetry.spans import SpanRecord
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

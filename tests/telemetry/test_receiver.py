@@ -7,7 +7,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -19,23 +19,25 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from contracts.model import Contract
-from coordinator.api.auth import AuthInterceptor, TokenAuthority, hash_token
+from coordinator.api.auth import AuthInterceptor, current_principal
+from coordinator.api.convert import span_from_pb, span_to_pb
 from coordinator.principal import Principal
 from coordinator.store.records import (
     AuditRecord,
     Changes,
     ContractRecord,
     RunRecord,
+    SpanRecord,
     StepRecord,
     WorkflowRecord,
 )
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.otlp import to_resource_spans
 from coordinator.telemetry.propagation import TraceParent
-from coordinator.telemetry.query import get_run_trace, span_view_from_proto
+from coordinator.telemetry.query import scoped_run_spans
 from coordinator.telemetry.receiver import add_otlp_receiver
 from coordinator.telemetry.sink import TelemetrySink
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.tokens import TokenAuthority, hash_token
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 RUN_SPAN = "a100000000000000"
@@ -135,7 +137,7 @@ async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
         authority.set_team(team, hash_token(token))
     authority.set_admin(hash_token("admin-token"))
     server = grpc.aio.server(interceptors=[AuthInterceptor(authority)])
-    add_otlp_receiver(server, store)
+    add_otlp_receiver(server, store, principal=current_principal)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield Coordinator(store, f"127.0.0.1:{port}", db)
@@ -331,17 +333,19 @@ async def test_get_run_trace_scopes_by_viewer(coordinator: Coordinator) -> None:
     )
     run = await coordinator.store.get_run("r-1")
     assert run is not None
-    trace_id, own = await get_run_trace(coordinator.store, run, Principal(team="payments"))
-    assert trace_id == TRACE
-    engine = next(span_view_from_proto(s) for s in own if s.span_id == "d700000000000000")
+    own = await scoped_run_spans(coordinator.store, run, Principal(team="payments"))
+    assert {s.trace_id for s in own} == {TRACE}
+    engine = next(s for s in own if s.span_id == "d700000000000000")
     assert engine.name == "engine.http" and engine.attributes["http.url"] == "u" and not engine.redacted
+    # what GetRunTrace sends and a client reads back
+    assert [span_from_pb(span_to_pb(s)) for s in own] == [replace(s, owner=s.team) for s in own]
 
-    _, other = await get_run_trace(coordinator.store, run, Principal(team="shipping"))
-    boxed = next(s for s in other if s.span_id == "d700000000000000")
+    other = await scoped_run_spans(coordinator.store, run, Principal(team="shipping"))
+    boxed = span_to_pb(next(s for s in other if s.span_id == "d700000000000000"))
     assert boxed.redacted and boxed.name == "payments/charge-card@1.2.0" and boxed.team == "payments"
     assert "http.url" not in boxed.attributes_json
 
-    _, admin = await get_run_trace(coordinator.store, run, Principal(admin=True))
+    admin = await scoped_run_spans(coordinator.store, run, Principal(admin=True))
     assert not any(s.redacted for s in admin)
 
 

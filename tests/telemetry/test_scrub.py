@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from coordinator.telemetry.scrub import REDACTED, Scrubber, sensitive_values, values_at
-from coordinator.telemetry.spans import SpanRecord
+from coordinator.redaction import REDACTED
+from coordinator.store.records import SpanRecord
+from coordinator.telemetry.scrub import Scrubber, sensitive_values, values_at
 
 
 def test_values_at_walks_objects_and_fans_out_over_lists() -> None:

@@ -23,13 +23,12 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from coordinator.api.auth import Principal
 from coordinator.client import AsyncClient
 from coordinator.config import CoordinatorConfig
+from coordinator.principal import Principal
 from coordinator.server import Coordinator
-from coordinator.store.records import RUN_FAILED, AgentRecord, Binding, TaskFailure
+from coordinator.store.records import RUN_FAILED, AgentRecord, Binding, SpanRecord, TaskFailure
 from coordinator.telemetry.otlp import to_resource_spans
-from coordinator.telemetry.spans import SpanRecord
 from tests.support.scenario import contract
 
 CARD = "4111-2222-3333-4444"

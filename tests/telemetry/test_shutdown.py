@@ -11,9 +11,8 @@ import pytest
 from coordinator.config import CoordinatorConfig
 from coordinator.principal import Principal
 from coordinator.server import Coordinator
-from coordinator.store.records import AgentRecord, Binding
+from coordinator.store.records import AgentRecord, Binding, SpanRecord
 from coordinator.store.sqlite import SqliteStore
-from coordinator.telemetry.spans import SpanRecord
 from tests.support.scenario import contract
 
 from .otlp_collector import OtlpCollector

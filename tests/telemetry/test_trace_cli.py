@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from coordinator.api.convert import span_to_pb
 from coordinator.cli._apps import app
-from coordinator.telemetry.query import span_view_to_proto
 from coordinator.telemetry.visibility import scope_spans
 
 from .spans_fixture import TRACE, three_team_trace
@@ -28,7 +28,7 @@ class TraceOnly(pb_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
         self.metadata.append(dict(context.invocation_metadata()))
         if request.run_id != "r-1":
             context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.run_id} not found")
-        spans = [span_view_to_proto(v) for v in scope_spans(three_team_trace(), "payments")]
+        spans = [span_to_pb(v) for v in scope_spans(three_team_trace(), "payments")]
         return pb.GetRunTraceResponse(trace_id=TRACE, spans=spans)
 
 
