@@ -57,6 +57,7 @@ from coordinator.store.records import (
     OfferRecord,
     RunFilter,
     RunRecord,
+    RunSnapshot,
     StepRecord,
     TaskFailure,
     TimerRecord,
@@ -202,20 +203,42 @@ class Engine:
         if snapshot is None:
             raise _Gone(run_id)
         run = snapshot.run
+        missing = ""
         workflow = await self._registry.workflow_version(run.workflow, run.workflow_version)
         if workflow is None:
-            raise NotFoundError(f"workflow {run.workflow} version {run.workflow_version} is not registered")
-        spec = self._registry.workflow_spec(workflow)
+            missing = f"workflow {run.workflow} version {run.workflow_version} is not registered"
         contracts: dict[str, Contract] = {}
         for name, version in run.pinned.items():
             contract = await self._registry.contract(name, version)
             if contract is None:
-                raise NotFoundError(f"pinned contract {name}@{version} is not registered")
-            contracts[name] = contract
+                missing = missing or f"pinned contract {name}@{version} is not registered"
+            else:
+                contracts[name] = contract
+        if missing:
+            if run.status not in RUN_TERMINAL:
+                await self._abandon(snapshot, missing)
+            raise NotFoundError(f"run {run_id} cannot go on: {missing}")
+        assert workflow is not None
+        spec = self._registry.workflow_spec(workflow)
         state = RunState.from_snapshot(snapshot, spec, contracts, spec.dependencies())
         if run.status not in RUN_TERMINAL:
             self._runs[run_id] = state
         return state
+
+    async def _abandon(self, snapshot: RunSnapshot, missing: str) -> None:
+        """A run whose workflow version or pinned contract is gone fails with ``ResumeError``
+        (the caller holds the run's lock)."""
+        logger.error("run %s cannot go on: %s", snapshot.run.run_id, missing)
+        tr = Transition(now_ms())
+        error = TaskFailure("ResumeError", f"the run could not be resumed: {missing}", False)
+        machine.abandon(snapshot, error, tr)
+        try:
+            await self._store.apply(tr.changes())
+        except VersionConflict:
+            return  # changed meanwhile: the next reader decides again
+        snapshot.run.version += 1
+        for event in self._watchers.get(snapshot.run.run_id, ()):
+            event.set()
 
     async def _transact(self, run_id: str, change: Callable[[RunState, Transition], T]) -> T:
         """Apply ``change`` to the run's state and commit it (compare-and-swap), reading the run
@@ -524,6 +547,9 @@ class Engine:
                 state = await self._state(run_id)
             except _Gone:
                 raise NotFoundError(f"run {run_id} does not exist") from None
+            except NotFoundError:  # it could not go on, and failed: show it as it is now
+                snapshot = await self._store.load_run(run_id) or snapshot
+                return snapshot_view(snapshot, {})
         return self._state_view(state)
 
     def _state_view(self, state: RunState) -> RunView:

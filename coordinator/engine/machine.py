@@ -49,6 +49,7 @@ from coordinator.store.records import (
     TIMER_START_TO_CLOSE,
     AttemptRecord,
     RunRecord,
+    RunSnapshot,
     StepRecord,
     TaskFailure,
     TimerRecord,
@@ -127,7 +128,7 @@ def claim(state: RunState, attempt: AttemptRecord, agent_id: str, tr: Transition
         tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     tr.withdraw(attempt.attempt_id)
     step.status = STEP_RUNNING
-    tr.touch(state.record)
+    tr.lock(state.record)
     tr.attempt(attempt)
     tr.step(step)
 
@@ -210,6 +211,28 @@ def cancel(state: RunState, actor: str, reason: str, tr: Transition) -> None:
     _finish_run(state, RUN_CANCELLED, TaskFailure("Cancelled", message, False), None, tr)
 
 
+def abandon(snapshot: RunSnapshot, error: TaskFailure, tr: Transition) -> None:
+    """End a run that cannot go on (its workflow version or a pinned contract is gone): without a
+    workflow to drive it, it fails with ``error`` and everything unfinished in it is cancelled,
+    its timers and offers with it."""
+    run = snapshot.run
+    for attempt in snapshot.attempts:
+        if attempt.status in (ATTEMPT_SCHEDULED, ATTEMPT_RUNNING):
+            tr.withdraw(attempt.attempt_id)
+            for kind in (TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE):
+                tr.disarm(kind, attempt.attempt_id)
+            attempt.status, attempt.finished_ms = ATTEMPT_CANCELLED, tr.now
+            tr.attempt(attempt)
+    for step in snapshot.steps:
+        if step.status not in STEP_TERMINAL:
+            tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))
+            step.status, step.finished_ms, step.next_attempt_ms = STEP_CANCELLED, tr.now, 0
+            tr.step(step)
+    run.status, run.error, run.finished_ms = RUN_FAILED, error, tr.now
+    tr.touch(run)
+    tr.finished = True
+
+
 # ================= timers =================
 
 
@@ -217,7 +240,7 @@ def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) ->
     """Act on a due timer; the transition consumes it whatever it finds (a timer whose attempt or
     step has moved on since it was armed does nothing)."""
     tr.fired(timer)
-    tr.touch(state.record)
+    tr.lock(state.record)
     if state.record.status in RUN_TERMINAL:
         return
     now = tr.now
@@ -300,7 +323,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
         step.started_ms = now
     state.attempts[attempt.attempt_id] = attempt
     state.current[step.step_id] = attempt.attempt_id
-    tr.touch(state.record)
+    tr.lock(state.record)
     tr.step(step)
     tr.attempt(attempt)
     tr.offer(attempt)
@@ -309,7 +332,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
 def advance(state: RunState, tr: Transition, limits: Limits) -> None:
     """Start every step whose data is there; finish fan-outs and the run when they are done."""
     run = state.record
-    tr.touch(run)
+    tr.lock(run)
     progress = True
     while progress and run.status not in RUN_TERMINAL:
         progress = False
@@ -409,7 +432,7 @@ def _end_attempt(
         if heartbeat_period_ms(state, attempt):
             tr.disarm(TIMER_LEASE, attempt.attempt_id)
     attempt.status, attempt.error, attempt.finished_ms = status, error, tr.now
-    tr.touch(state.record)
+    tr.lock(state.record)
     tr.attempt(attempt)
     if state.current.get(attempt.step_id) == attempt.attempt_id:
         del state.current[attempt.step_id]

@@ -59,6 +59,7 @@ class Transition:
         self.now = now_ms
         self.new_run = new_run  # the run itself is created by this transition
         self.run: RunRecord | None = None
+        self.run_changed = False
         self.steps: dict[str, StepRecord] = {}
         self.attempts: dict[str, AttemptRecord] = {}
         self.audit: list[AuditRecord] = []
@@ -76,6 +77,13 @@ class Transition:
     # ---------- records ----------
 
     def touch(self, run: RunRecord) -> None:
+        """The run's record changed: it is written (compare-and-swap on its version)."""
+        self.run = run
+        self.run_changed = True
+
+    def lock(self, run: RunRecord) -> None:
+        """Something of the run changed (a step, an attempt, a timer): only its version is
+        checked and moved on, its record is not written again."""
         self.run = run
 
     def step(self, step: StepRecord) -> None:
@@ -140,7 +148,8 @@ class Transition:
             offers_remove=sorted(self.offers_remove),
         )
         if self.run is not None:
-            changes.runs = [self.run]
+            if self.run_changed or self.new_run:
+                changes.runs = [self.run]
             if not self.new_run:
                 changes.expect_versions = {self.run.run_id: self.run.version}
         return changes

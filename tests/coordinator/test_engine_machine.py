@@ -121,6 +121,7 @@ def test_a_claim_arms_the_deadlines_and_takes_the_offer_in_the_same_transition()
     assert state.steps["charge"].status == STEP_RUNNING
     changes = tr.changes()
     assert changes.expect_versions == {"r1": 1}  # compare-and-swap on the version read
+    assert changes.runs == []  # the run's record itself did not change: not written again
     timers = {(t.kind, t.key): t.due_ms for t in changes.timers_set}
     assert timers == {
         (TIMER_START_TO_CLOSE, "r1:charge:1"): T0 + 100 + 30_000,
@@ -159,6 +160,7 @@ def test_success_starts_the_next_step_with_the_mapped_output_and_ends_the_run() 
     machine.attempt_succeeded(state, ship, {"ref": "s-1"}, tr, LIMITS)
     assert state.record.status == RUN_SUCCEEDED and state.record.output == {"ref": "s-1"}
     assert tr.finished and state.current == {}
+    assert [r.status for r in tr.changes().runs] == [RUN_SUCCEEDED]
 
 
 def test_a_retryable_failure_arms_the_backoff_timer_and_its_firing_starts_attempt_two() -> None:
