@@ -102,8 +102,13 @@ class Waiter:
 
 
 class Dispatcher:
-    def __init__(self, *, agent_alive_s: float = 30.0) -> None:
+    def __init__(self, *, agent_alive_s: float = 30.0, empty_for_s: float = 1.0) -> None:
+        """``empty_for_s``: how long a queue read empty from the store is believed empty, unless
+        this process offers on it meanwhile (``known_empty``)."""
         self._agent_alive_s = agent_alive_s
+        self._empty_for_s = empty_for_s
+        self._read_empty_at: dict[QueueKey, float] = {}  # monotonic
+        self._offered_at: dict[QueueKey, float] = {}  # monotonic
         self._waiters: dict[QueueKey, dict[Waiter, None]] = {}  # insertion-ordered
         self._agents: dict[str, AgentPresence] = {}
         # Called with the attempt id when a poll that was handed a claimed attempt ends without
@@ -176,8 +181,26 @@ class Dispatcher:
 
     def offered(self, key: QueueKey) -> None:
         """An offer on ``key`` is durable: wake the polls waiting for it to read the store."""
+        self._offered_at[key] = time.monotonic()
+        self._read_empty_at.pop(key, None)
         for waiter in self._waiters.get(key, ()):
             waiter.event.set()
+
+    # A cache of emptiness, so that the poll an agent sends after each task (usually answered by
+    # an eager hand-off) does not read the store for offers it read as none a moment ago.
+
+    def known_empty(self, keys: list[QueueKey]) -> bool:
+        """Every queue of ``keys`` was read empty from the store within ``empty_for_s`` and
+        nothing was offered on it since."""
+        now = time.monotonic()
+        return all(now - self._read_empty_at.get(k, -1e18) < self._empty_for_s for k in keys)
+
+    def read_empty(self, keys: list[QueueKey], read_since: float) -> None:
+        """A read of the store begun at ``read_since`` (monotonic) found no offer for ``keys``
+        (unless one was offered after the read began: then nothing is learnt)."""
+        for key in keys:
+            if self._offered_at.get(key, -1e18) < read_since:
+                self._read_empty_at[key] = read_since
 
     def reserve(self, key: QueueKey) -> Waiter | None:
         """A poll waiting on ``key`` now, set aside for ``hand`` (None when none waits)."""

@@ -569,8 +569,15 @@ class Engine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         with self._dispatcher.listen(agent_id, keys) as waiter:
+            woken = False
             while True:
-                for offer in await self._store.offers(keys, _OFFERS_PER_LOOK) if keys else []:
+                offers: list[OfferRecord] = []
+                if keys and (woken or not self._dispatcher.known_empty(keys)):
+                    read_since = time.monotonic()
+                    offers = await self._store.offers(keys, _OFFERS_PER_LOOK)
+                    if not offers:
+                        self._dispatcher.read_empty(keys, read_since)
+                for offer in offers:
                     if waiter.reserved or waiter.handed:
                         break  # a commit is claiming a task for this very poll
                     claiming = asyncio.ensure_future(self._claim_offer(offer, agent_id))
@@ -590,6 +597,7 @@ class Engine:
                     if remaining <= 0 and not waiter.reserved:
                         return None
                     await waiter.wait(max(0.0, remaining))
+                    woken = True
                 handed = waiter.take()
                 if handed:
                     return await self._handed(handed, agent_id)

@@ -64,12 +64,15 @@ class TimerProcessor:
     async def _loop(self) -> None:
         while True:
             try:
-                claimed = await self._store.claim_timers(now_ms(), self._batch, self._claim_ms)
-                if claimed:
-                    await asyncio.gather(*(self._fire_one(t) for t in claimed))
-                    if len(claimed) == self._batch:
-                        continue  # more may be due
+                # Claiming is a write: look (a read) first, claim only what is due.
                 next_due = await self._store.next_timer_due()
+                if next_due is not None and next_due <= now_ms():
+                    claimed = await self._store.claim_timers(now_ms(), self._batch, self._claim_ms)
+                    if claimed:
+                        await asyncio.gather(*(self._fire_one(t) for t in claimed))
+                        if len(claimed) == self._batch:
+                            continue  # more may be due
+                    next_due = await self._store.next_timer_due()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -67,3 +67,19 @@ async def test_an_agent_whose_poll_was_cut_off_stops_serving_after_the_grace() -
     presence = dispatcher.serving(KEY)[0]
     presence.left_at -= module.LEFT_GRACE_S + 1
     assert dispatcher.serving(KEY) == []
+
+
+async def test_a_queue_read_empty_is_believed_empty_until_an_offer_or_the_time_runs_out() -> None:
+    dispatcher = Dispatcher(empty_for_s=0.2)
+    other = ("payments/other", 1)
+    assert not dispatcher.known_empty([KEY])  # never read: read the store
+    began = time.monotonic()
+    dispatcher.read_empty([KEY, other], began)
+    assert dispatcher.known_empty([KEY]) and dispatcher.known_empty([KEY, other])
+    dispatcher.offered(KEY)
+    assert not dispatcher.known_empty([KEY]) and dispatcher.known_empty([other])
+    # A read that began before an offer learns nothing about that queue.
+    dispatcher.read_empty([KEY], began)
+    assert not dispatcher.known_empty([KEY])
+    await asyncio.sleep(0.25)
+    assert not dispatcher.known_empty([other])  # believed only for a while
