@@ -799,6 +799,8 @@ class Engine:
             tr = Transition(now_ms())
             tr.fired(timer)
             await self._store.apply(tr.changes())
+        except NotFoundError as exc:  # the run could not go on and failed (ResumeError), timers and all
+            logger.warning("timer %s %s: %s", timer.kind, timer.key, exc)
 
     async def _state_or_none(self, run_id: str) -> RunState | None:
         try:
