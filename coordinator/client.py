@@ -4,7 +4,8 @@ Every ``grpc.RpcError`` becomes the most specific ``contracts.errors.RemoteError
 (the table is ``contracts.grpc_errors``), raised ``from`` the gRPC error; an unreachable
 coordinator says where it was looked for: "cannot reach the coordinator at HOST:PORT: ...".
 
-Where to connect: ``ACCORD_COORDINATOR`` (host:port), else the address the local coordinator
+Where to connect: ``ACCORD_COORDINATOR`` (host:port, or several comma-separated: the client
+moves on to the next when one is unreachable), else the address the local coordinator
 wrote to ``$ACCORD_HOME/coordinator.json``, else 127.0.0.1:7440. Token: ``ACCORD_TOKEN``, else
 ``$ACCORD_HOME/admin.token`` (readable only on the coordinator's machine).
 """
@@ -21,6 +22,8 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.endpoints import Endpoints, parse_addresses
+from contracts.errors import UnreachableError
 from contracts.grpc_errors import error_from_rpc
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
@@ -47,67 +50,111 @@ def default_token(home: Path | None = None) -> str:
         return ""
 
 
+class _Connection:
+    """One channel to one coordinator, with the stubs of both services."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.stubs = {
+            "coordinator": pb_grpc.CoordinatorServiceStub(channel),
+            "agent": agent_grpc.AgentGatewayServiceStub(channel),
+        }
+
+
 class _AsyncStub:
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
-        self._stub = stub
+    """Calls one service on the coordinator in use, moving on to the next one listed when it is
+    unreachable (the same request, with the request id it already carries)."""
+
+    def __init__(
+        self, endpoints: Endpoints[_Connection], service: str, metadata: tuple[tuple[str, str], ...]
+    ) -> None:
+        self._endpoints = endpoints
+        self._service = service
         self._metadata = metadata
-        self._address = address
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._stub, name)
-        metadata, address = self._metadata, self._address
+        endpoints, service, metadata = self._endpoints, self._service, self._metadata
 
         async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-            try:
-                return await method(request, metadata=metadata, timeout=timeout)
-            except grpc.RpcError as exc:
-                raise error_from_rpc(exc, address=address) from exc
+            for attempt in range(len(endpoints.addresses)):
+                address = endpoints.address
+                method = getattr(endpoints.current.stubs[service], name)
+                try:
+                    return await method(request, metadata=metadata, timeout=timeout)
+                except grpc.RpcError as exc:
+                    error = error_from_rpc(exc, address=address)
+                    last = attempt == len(endpoints.addresses) - 1
+                    if not last and isinstance(error, UnreachableError) and endpoints.failed(address, error):
+                        continue
+                    raise error from exc
+            raise AssertionError("unreachable")
 
         return call
 
     def stream(self, name: str, request: Any) -> Any:
-        """Iterate a server-streaming RPC, translating errors."""
-        method = getattr(self._stub, name)
-        metadata, address = self._metadata, self._address
+        """Iterate a server-streaming RPC, translating errors (an unreachable coordinator moves
+        the client on to the next one for the caller's next call)."""
+        endpoints, metadata = self._endpoints, self._metadata
+        address = endpoints.address
+        method = getattr(endpoints.current.stubs[self._service], name)
 
         async def iterate() -> Any:
             try:
                 async for item in method(request, metadata=metadata):
                     yield item
             except grpc.RpcError as exc:
-                raise error_from_rpc(exc, address=address) from exc
+                error = error_from_rpc(exc, address=address)
+                if isinstance(error, UnreachableError):
+                    endpoints.failed(address, error)
+                raise error from exc
 
         return iterate()
 
 
 class _SyncStub:
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
-        self._stub = stub
+    """Blocking twin of ``_AsyncStub``."""
+
+    def __init__(
+        self, endpoints: Endpoints[_Connection], service: str, metadata: tuple[tuple[str, str], ...]
+    ) -> None:
+        self._endpoints = endpoints
+        self._service = service
         self._metadata = metadata
-        self._address = address
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._stub, name)
-        metadata, address = self._metadata, self._address
+        endpoints, service, metadata = self._endpoints, self._service, self._metadata
 
         def call(request: Any, *, timeout: float | None = None) -> Any:
-            try:
-                return method(request, metadata=metadata, timeout=timeout)
-            except grpc.RpcError as exc:
-                raise error_from_rpc(exc, address=address) from exc
+            for attempt in range(len(endpoints.addresses)):
+                address = endpoints.address
+                method = getattr(endpoints.current.stubs[service], name)
+                try:
+                    return method(request, metadata=metadata, timeout=timeout)
+                except grpc.RpcError as exc:
+                    error = error_from_rpc(exc, address=address)
+                    last = attempt == len(endpoints.addresses) - 1
+                    if not last and isinstance(error, UnreachableError) and endpoints.failed(address, error):
+                        continue
+                    raise error from exc
+            raise AssertionError("unreachable")
 
         return call
 
     def stream(self, name: str, request: Any, *, timeout: float | None = None) -> Any:
         """Iterate a server-streaming RPC, translating errors. With ``timeout``, the stream
         ends quietly after that many seconds (a watch the caller renews)."""
-        method = getattr(self._stub, name)
+        endpoints = self._endpoints
+        address = endpoints.address
+        method = getattr(endpoints.current.stubs[self._service], name)
         try:
             yield from method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
             if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return
-            raise error_from_rpc(exc, address=self._address) from exc
+            error = error_from_rpc(exc, address=address)
+            if isinstance(error, UnreachableError):
+                endpoints.failed(address, error)
+            raise error from exc
 
 
 def _metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -115,7 +162,8 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 
 class AsyncClient:
-    """``client.coordinator.GetRun(req)`` / ``client.agent.PollTask(req)`` with domain errors."""
+    """``client.coordinator.GetRun(req)`` / ``client.agent.PollTask(req)`` with domain errors.
+    ``address`` may list several coordinators (``a:7440,b:7440``): see ``contracts.endpoints``."""
 
     def __init__(
         self,
@@ -126,15 +174,19 @@ class AsyncClient:
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
-        self._channel = grpc.aio.insecure_channel(
-            self.address, options=options, interceptors=trace_context_interceptors()
+        self._endpoints: Endpoints[_Connection] = Endpoints(
+            parse_addresses(self.address),
+            lambda where: _Connection(
+                grpc.aio.insecure_channel(where, options=options, interceptors=trace_context_interceptors())
+            ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _AsyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
-        self.agent: Any = _AsyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)
+        self.coordinator: Any = _AsyncStub(self._endpoints, "coordinator", meta)
+        self.agent: Any = _AsyncStub(self._endpoints, "agent", meta)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for connection in self._endpoints.connections():
+            await connection.channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -151,15 +203,19 @@ class Client:
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
-        self._channel = grpc.intercept_channel(
-            grpc.insecure_channel(self.address), SyncTraceContextClientInterceptor()
+        self._endpoints: Endpoints[_Connection] = Endpoints(
+            parse_addresses(self.address),
+            lambda where: _Connection(
+                grpc.intercept_channel(grpc.insecure_channel(where), SyncTraceContextClientInterceptor())
+            ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _SyncStub(pb_grpc.CoordinatorServiceStub(self._channel), meta, self.address)
-        self.agent: Any = _SyncStub(agent_grpc.AgentGatewayServiceStub(self._channel), meta, self.address)
+        self.coordinator: Any = _SyncStub(self._endpoints, "coordinator", meta)
+        self.agent: Any = _SyncStub(self._endpoints, "agent", meta)
 
     def close(self) -> None:
-        self._channel.close()
+        for connection in self._endpoints.connections():
+            connection.channel.close()
 
     def __enter__(self) -> Client:
         return self

@@ -29,6 +29,8 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
+from contracts.endpoints import Endpoints, parse_addresses
+from contracts.errors import UnreachableError
 from contracts.grpc_errors import error_from_rpc
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
@@ -225,33 +227,61 @@ class GatewayClient:
         *,
         extra_interceptors: Iterable[grpc.aio.ClientInterceptor] = (),
     ) -> None:
+        """``address``: one coordinator, or several comma-separated (``a:7440,b:7440``, the
+        replicas of one installation): a call that finds one unreachable moves on to the next."""
         self._token = token
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            interceptors=[
-                RedactingClientInterceptor(redactor),
-                TraceContextClientInterceptor(),
-                *extra_interceptors,
-            ],
-            options=[
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                # Reconnect quickly after a coordinator restart.
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2_000),
-            ],
+        interceptors = [
+            RedactingClientInterceptor(redactor),
+            TraceContextClientInterceptor(),
+            *extra_interceptors,
+        ]
+
+        def connect(where: str) -> tuple[Any, Any, Any]:
+            channel = grpc.aio.insecure_channel(
+                where,
+                interceptors=interceptors,
+                options=[
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                    # Reconnect quickly after a coordinator restart.
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 2_000),
+                ],
+            )
+            return (
+                channel,
+                agent_grpc.AgentGatewayServiceStub(channel),
+                coordinator_grpc.CoordinatorServiceStub(channel),
+            )
+
+        self._endpoints: Endpoints[tuple[Any, Any, Any]] = Endpoints(
+            parse_addresses(address, "coordinator"), connect
         )
-        self._agent = agent_grpc.AgentGatewayServiceStub(self._channel)
-        self._coordinator = coordinator_grpc.CoordinatorServiceStub(self._channel)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self._token()}"),)
 
-    async def _call(self, method: Any, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
-        try:
-            return await method(request, timeout=seconds, metadata=self._metadata())
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, call=what) from exc
+    async def _call(self, method: str, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
+        """``method``: "agent.PollTask" or "coordinator.GetContract"."""
+        service, name = method.split(".")
+        for attempt in range(len(self._endpoints.addresses)):
+            address = self._endpoints.address
+            _, agent, coordinator = self._endpoints.current
+            stub = agent if service == "agent" else coordinator
+            try:
+                return await getattr(stub, name)(request, timeout=seconds, metadata=self._metadata())
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, call=what)
+                last = attempt == len(self._endpoints.addresses) - 1
+                if (
+                    not last
+                    and isinstance(error, UnreachableError)
+                    and exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED  # a long poll that ran out
+                    and self._endpoints.failed(address, error)
+                ):
+                    continue
+                raise error from exc
+        raise AssertionError("unreachable")
 
     async def register(
         self,
@@ -274,12 +304,12 @@ class GatewayClient:
             agent_version=AGENT_VERSION,
             request_id=new_request_id(),
         )
-        answer = await self._call(self._agent.RegisterAgent, request, "RegisterAgent")
+        answer = await self._call("agent.RegisterAgent", request, "RegisterAgent")
         return Registration(poll_wait=(answer.poll_wait_ms or 0) / 1000, warnings=tuple(answer.warnings))
 
     async def poll(self, *, agent_id: str, wait: float, contracts: Iterable[str]) -> AgentTask | None:
         request = agent_pb.PollTaskRequest(agent_id=agent_id, wait_ms=_ms(wait), contracts=list(contracts))
-        answer = await self._call(self._agent.PollTask, request, "PollTask", seconds=wait + CALL_TIMEOUT)
+        answer = await self._call("agent.PollTask", request, "PollTask", seconds=wait + CALL_TIMEOUT)
         return _task_from_pb(answer.task) if answer.HasField("task") else None
 
     async def heartbeat(
@@ -288,7 +318,7 @@ class GatewayClient:
         request = agent_pb.HeartbeatRequest(
             agent_id=agent_id, attempt_id=attempt_id, details_json=json.dumps(details, default=str)
         )
-        answer = await self._call(self._agent.Heartbeat, request, "Heartbeat")
+        answer = await self._call("agent.Heartbeat", request, "Heartbeat")
         return HeartbeatAnswer(cancel_requested=answer.cancel_requested, lease_lost=answer.lease_lost)
 
     async def complete(
@@ -301,7 +331,7 @@ class GatewayClient:
             request_id=request_id,
             details_json=json.dumps(details, default=str) if details else "",
         )
-        answer = await self._call(self._agent.CompleteTask, request, "CompleteTask")
+        answer = await self._call("agent.CompleteTask", request, "CompleteTask")
         return bool(answer.accepted)
 
     async def fail(self, *, agent_id: str, attempt_id: str, failure: TaskFailure, request_id: str) -> bool:
@@ -316,22 +346,23 @@ class GatewayClient:
             ),
             request_id=request_id,
         )
-        answer = await self._call(self._agent.FailTask, request, "FailTask")
+        answer = await self._call("agent.FailTask", request, "FailTask")
         return bool(answer.accepted)
 
     async def release(self, *, agent_id: str, attempt_id: str, reason: str, request_id: str) -> bool:
         request = agent_pb.ReleaseTaskRequest(
             agent_id=agent_id, attempt_id=attempt_id, reason=reason, request_id=request_id
         )
-        answer = await self._call(self._agent.ReleaseTask, request, "ReleaseTask")
+        answer = await self._call("agent.ReleaseTask", request, "ReleaseTask")
         return bool(answer.accepted)
 
     async def get_contract(self, ref: str) -> Contract:
         """One contract version (``team/name@1.2.0``); the team token may read its own."""
         answer = await self._call(
-            self._coordinator.GetContract, coordinator_pb.GetContractRequest(ref=ref), f"GetContract {ref}"
+            "coordinator.GetContract", coordinator_pb.GetContractRequest(ref=ref), f"GetContract {ref}"
         )
         return _contract_from_pb(answer.contract)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel, _, _ in self._endpoints.connections():
+            await channel.close()

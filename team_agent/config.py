@@ -21,7 +21,8 @@ from typing import Any
 
 from contracts._yaml import Document, escape, parse_document
 from contracts.durations import parse_duration
-from contracts.errors import DurationError, FileProblemsError, Problem
+from contracts.endpoints import parse_addresses
+from contracts.errors import DurationError, FileProblemsError, InvalidArgumentError, Problem
 from contracts.model import RetryPolicy, Timeouts
 from team_agent.engines.base import EngineAdapter, EngineConfigError, load_engine
 from team_agent.secrets import SECRET_REFERENCE, SecretProvider, SecretsConfigError, load_provider
@@ -43,7 +44,6 @@ _TOP_LEVEL = {
 _NAME = r"[a-z0-9][a-z0-9_-]*"
 _BINDING_KEY = re.compile(rf"^({_NAME})/({_NAME})@(\d+)$")
 _TEAM = re.compile(rf"^{_NAME}$")
-_ADDRESS = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 
 
 @dataclass(frozen=True)
@@ -330,9 +330,17 @@ def parse_config(
     if not isinstance(team, str) or not _TEAM.match(team):
         problems.add(("team",), "missing or invalid: the team this agent works for (lowercase name)")
         team = ""
-    coordinator = data.get("coordinator", environ.get("ACCORD_COORDINATOR", DEFAULT_COORDINATOR))
-    if not isinstance(coordinator, str) or not _ADDRESS.match(coordinator):
-        problems.add(("coordinator",), "must be host:port, e.g. 127.0.0.1:7440")
+    coordinator_value = data.get("coordinator", environ.get("ACCORD_COORDINATOR", DEFAULT_COORDINATOR))
+    try:
+        # One coordinator, or the replicas of one installation (a list, or "a:7440,b:7440").
+        if not isinstance(coordinator_value, (str, list)):
+            raise InvalidArgumentError("coordinator")
+        coordinator = ",".join(parse_addresses(coordinator_value, "coordinator"))
+    except InvalidArgumentError:
+        problems.add(
+            ("coordinator",),
+            "must be host:port, e.g. 127.0.0.1:7440, or a list of them (replicas), e.g. [a:7440, b:7440]",
+        )
         coordinator = DEFAULT_COORDINATOR
     token = data.get("token", environ.get("ACCORD_TOKEN"))
     if (not isinstance(token, str) or not token) and not any(p.field == "token" for p in problems.problems):

@@ -228,11 +228,14 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                 f"run {request.rerun_of}"
             )
         run_input = _json_arg(request.input_json, "the run input")
+        # A request id without an idempotency key serves as one: the same request sent again
+        # (a retry after a lost answer, perhaps to another coordinator) finds the run it started.
+        key = request.idempotency_key or (f"request:{request.request_id}" if request.request_id else "")
         view, created = await self._engine.start_run(
             principal,
             request.workflow,
             run_input,
-            idempotency_key=request.idempotency_key,
+            idempotency_key=key,
             traceparent=_traceparent(context, request.trace_context),
             rerun_of=request.rerun_of,
         )

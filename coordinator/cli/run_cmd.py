@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -259,7 +260,13 @@ def run(
     text = json_text(input, "--input")
     with Client() as client:
         response = client.coordinator.StartRun(
-            pb.StartRunRequest(workflow=workflow, input_json=text, idempotency_key=idempotency_key)
+            pb.StartRunRequest(
+                workflow=workflow,
+                input_json=text,
+                idempotency_key=idempotency_key,
+                # made once: a retry on another coordinator after a lost answer starts no second run
+                request_id=uuid.uuid4().hex,
+            )
         )
         current = response.run
         if not wait:

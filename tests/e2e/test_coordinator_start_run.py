@@ -150,3 +150,19 @@ async def test_rerun_of_is_refused_when_it_should_be(coordinator: CoordinatorPro
         with pytest.raises(PermissionDeniedError, match="team payments") as refused:
             await client.coordinator.StartRun(pb.StartRunRequest(rerun_of=run_id))
         assert "tok_visa_4242" not in str(refused.value)
+
+
+async def test_the_same_request_id_sent_again_finds_the_run_it_started(coordinator: CoordinatorProcess) -> None:
+    """A client that lost the answer (perhaps of a coordinator that died) sends the same request,
+    with the request id it made once, again (perhaps to another coordinator): one run."""
+    payments, _, _ = await _world(coordinator)
+    request = pb.StartRunRequest(workflow="payments/pay", input_json=json.dumps(RAW), request_id="req-1")
+    async with coordinator.client(payments) as client:
+        first = await client.coordinator.StartRun(request)
+        again = await client.coordinator.StartRun(request)
+        other = await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="payments/pay", input_json=json.dumps(RAW), request_id="req-2")
+        )
+    assert first.created and not again.created
+    assert again.run.run_id == first.run.run_id
+    assert other.created and other.run.run_id != first.run.run_id

@@ -1219,6 +1219,9 @@ class StartRunRequest(_message.Message):
     input_json: _builtins.str
     idempotency_key: _builtins.str
     request_id: _builtins.str
+    """Made once by the client: without an idempotency key it serves as one ("request:<id>"), so
+    the same request sent again (to this or another coordinator) finds the run it started.
+    """
     rerun_of: _builtins.str
     """Re-run: start with the stored input of this run (its workflow; input_json must be empty).
     Viewers see a run's sensitive input fields redacted, so a client cannot copy them itself.
