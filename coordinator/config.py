@@ -27,6 +27,9 @@ class EngineSettings:
     # How often the timer processor looks at the store's timers at the least (it also wakes for
     # every timer this process arms, and at the earliest due one): timers armed by another process.
     timer_poll_s: float = 1.0
+    # How often token hashes, teams' defaults and agents are read again from the store (changed
+    # through another coordinator sharing it: a revoked token is refused here within this).
+    cache_refresh_s: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ class Coordinator:
             await _set_health(self.health, name, True)
         # The telemetry hook's closer is kept apart: it must run after the engine's last spans.
         self._telemetry_closer = await self.telemetry.start(self)
-        self._closers: list[Closer] = []
+        self._closers: list[Closer] = [self._start_refresh()]
         for hook in self.hooks:
             closer = await hook.start(self)
             if closer is not None:
@@ -143,6 +143,17 @@ class Coordinator:
             state["ui"] = self.ui_address
         _write_atomic(config.state_file, json.dumps(state) + "\n")
         return self.address
+
+    def _start_refresh(self) -> Closer:
+        task = asyncio.create_task(
+            _refresh_caches(self, self.config.engine.cache_refresh_s), name="refresh-caches"
+        )
+
+        async def close() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        return close
 
     async def stop(self, grace: float = 2.0) -> None:
         for closer in reversed(getattr(self, "_closers", [])):
@@ -164,6 +175,21 @@ class Coordinator:
                 self.config.state_file.unlink()
         except (OSError, ValueError):
             pass
+
+
+async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
+    """Read again what another coordinator sharing the store may change: token hashes (a revoked
+    token is refused here within ``every_s``), the teams' defaults and the registered agents."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            teams = await coordinator.teams.refresh()
+            coordinator.engine.cache_team_defaults(teams)
+            for agent in await coordinator.store.list_agents():  # type: ignore[union-attr]
+                if coordinator.dispatcher.agent(agent.agent_id) != agent:
+                    coordinator.dispatcher.register_agent(agent, seen=False)
+        except Exception:
+            logger.exception("reading the shared caches again failed; trying again in %.1fs", every_s)
 
 
 async def _close(closer: Closer) -> None:

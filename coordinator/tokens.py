@@ -28,15 +28,32 @@ class TokenAuthority:
 
     def __init__(self) -> None:
         self._by_hash: dict[str, Principal] = {}
+        # Moves on with every change made here, so a read of the store that began before one
+        # does not undo it (``replace_all``).
+        self.generation = 0
 
     def set_admin(self, token_hash: str) -> None:
+        self.generation += 1
         self._by_hash[token_hash] = Principal(admin=True)
 
     def set_team(self, team: str, token_hash: str) -> None:
+        self.generation += 1
         for known, principal in list(self._by_hash.items()):
             if principal.team == team and not principal.admin:
                 del self._by_hash[known]
         self._by_hash[token_hash] = Principal(team=team)
+
+    def replace_all(self, admin_hash: str, team_hashes: dict[str, str], read_generation: int) -> bool:
+        """Know exactly these tokens from now on (as read from the store when ``generation`` was
+        ``read_generation``): a token rotated or revoked through another coordinator sharing the
+        store stops working here too. False (nothing changed) when a change was made here since
+        the read began: the next read has it."""
+        if read_generation != self.generation:
+            return False
+        by_hash = {team_hash: Principal(team=team) for team, team_hash in team_hashes.items()}
+        by_hash[admin_hash] = Principal(admin=True)
+        self._by_hash = by_hash
+        return True
 
     def authenticate(self, token: str) -> Principal | None:
         """Compare against every known hash in constant time (no early exit on a match)."""

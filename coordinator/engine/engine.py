@@ -60,6 +60,7 @@ from coordinator.store.records import (
     RunSnapshot,
     StepRecord,
     TaskFailure,
+    TeamRecord,
     TimerRecord,
     VersionConflict,
     WorkflowRecord,
@@ -312,6 +313,10 @@ class Engine:
 
     def team_defaults(self, team: str) -> tuple[RetryPolicy, Timeouts]:
         return self._team_defaults.get(team, (RetryPolicy(), Timeouts()))
+
+    def cache_team_defaults(self, teams: list[TeamRecord]) -> None:
+        """The teams' defaults as read from the store (set through any coordinator)."""
+        self._team_defaults = {team.name: (team.retry, team.timeouts) for team in teams}
 
     async def set_team_defaults(self, team: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
         if self._team_defaults.get(team) != (retry, timeouts):

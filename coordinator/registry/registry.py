@@ -95,48 +95,60 @@ def _bad_file(exc: AccordError, source_name: str) -> InvalidArgumentError:
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._contracts: dict[str, list[ContractRecord]] = {}
+        # Caches of what the store holds, per name, with when they were read: several
+        # coordinators may share one store, so a cached list is read again once it is older than
+        # ``fresh_s`` (another coordinator's registration is seen within that), and at once when
+        # a version or range asked for is not in it.
+        self._contracts: dict[str, tuple[float, list[ContractRecord]]] = {}
         self._specs: dict[tuple[str, int], Workflow] = {}
-        self._workflows: dict[str, list[WorkflowRecord]] = {}
+        self._workflows: dict[str, tuple[float, list[WorkflowRecord]]] = {}
+        self.fresh_s = 1.0
 
     # ================= lookups (also used by the engine) =================
 
-    async def versions_of(self, name: str) -> list[ContractRecord]:
+    async def versions_of(self, name: str, *, reread: bool = False) -> list[ContractRecord]:
         cached = self._contracts.get(name)
-        if cached is None:
-            cached = await self._store.contract_versions(name)
+        if reread or cached is None or time.monotonic() - cached[0] > self.fresh_s:
+            read_at = time.monotonic()
+            cached = (read_at, await self._store.contract_versions(name))
             self._contracts[name] = cached
-        return cached
+        return cached[1]
 
     async def contract(self, name: str, version: str) -> Contract | None:
-        for record in await self.versions_of(name):
-            if record.contract.version == version:
-                return record.contract
+        for reread in (False, True):
+            for record in await self.versions_of(name, reread=reread):
+                if record.contract.version == version:
+                    return record.contract
         return None
 
     async def resolve(self, name: str, version_range: str) -> Contract | None:
-        records = await self.versions_of(name)
-        try:
-            chosen = versions.resolve(version_range, [r.contract.version for r in records])
-        except AccordError:
-            return None
-        return None if chosen is None else await self.contract(name, chosen)
+        for reread in (False, True):
+            records = await self.versions_of(name, reread=reread)
+            try:
+                chosen = versions.resolve(version_range, [r.contract.version for r in records])
+            except AccordError:
+                return None
+            if chosen is not None:
+                return await self.contract(name, chosen)
+        return None
 
-    async def _workflow_versions(self, name: str) -> list[WorkflowRecord]:
+    async def _workflow_versions(self, name: str, *, reread: bool = False) -> list[WorkflowRecord]:
         cached = self._workflows.get(name)
-        if cached is None:
-            cached = await self._store.workflow_versions(name)
+        if reread or cached is None or time.monotonic() - cached[0] > self.fresh_s:
+            read_at = time.monotonic()
+            cached = (read_at, await self._store.workflow_versions(name))
             self._workflows[name] = cached
-        return cached
+        return cached[1]
 
     async def newest_workflow(self, name: str) -> WorkflowRecord | None:
-        records = await self._workflow_versions(name)
+        records = await self._workflow_versions(name) or await self._workflow_versions(name, reread=True)
         return records[-1] if records else None
 
     async def workflow_version(self, name: str, version: int) -> WorkflowRecord | None:
-        for record in await self._workflow_versions(name):
-            if record.version == version:
-                return record
+        for reread in (False, True):
+            for record in await self._workflow_versions(name, reread=reread):
+                if record.version == version:
+                    return record
         return None
 
     def workflow_spec(self, record: WorkflowRecord) -> Workflow:

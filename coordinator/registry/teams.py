@@ -38,6 +38,18 @@ class Teams:
             self._authority.set_team(team.name, team.token_hash)
         return token
 
+    async def refresh(self) -> list[TeamRecord]:
+        """Read every token hash from the store again (another coordinator sharing it may have
+        created a team or rotated a token); returns the teams read."""
+        generation = self._authority.generation
+        admin_hash = await self._store.get_setting(ADMIN_TOKEN_SETTING)
+        teams = await self._store.list_teams()
+        if admin_hash is not None:
+            self._authority.replace_all(
+                admin_hash, {team.name: team.token_hash for team in teams}, generation
+            )
+        return teams
+
     async def create(self, principal: Principal, name: str) -> tuple[TeamRecord, str]:
         if not principal.admin:
             raise PermissionDeniedError("only the admin (platform) may create teams")

@@ -152,7 +152,9 @@ async def test_rerun_of_is_refused_when_it_should_be(coordinator: CoordinatorPro
         assert "tok_visa_4242" not in str(refused.value)
 
 
-async def test_the_same_request_id_sent_again_finds_the_run_it_started(coordinator: CoordinatorProcess) -> None:
+async def test_the_same_request_id_sent_again_finds_the_run_it_started(
+    coordinator: CoordinatorProcess,
+) -> None:
     """A client that lost the answer (perhaps of a coordinator that died) sends the same request,
     with the request id it made once, again (perhaps to another coordinator): one run."""
     payments, _, _ = await _world(coordinator)
