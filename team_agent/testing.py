@@ -94,8 +94,9 @@ class AgentProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    async def wait_for_log(self, text: str, timeout: float = 15.0, *, count: int = 1) -> None:  # noqa: ASYNC109
-        """Until ``text`` appears ``count`` times in the log; fails with the log if not."""
+    async def wait_for_log(self, text: str, timeout: float = 60.0, *, count: int = 1) -> None:  # noqa: ASYNC109
+        """Until ``text`` appears ``count`` times in the log; fails with the log if not. The
+        timeout is an upper bound, generous for a loaded machine."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             log = await asyncio.to_thread(lambda: self.log)

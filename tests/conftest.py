@@ -48,6 +48,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("browser"))
 
 
+class _GroupingCheck:
+    """Fails the grouped tests when ``--dist loadgroup`` silently stops grouping. pytest-xdist
+    tells its scheduler a test's group by appending ``@group`` to the test's node id; from pytest
+    9.2 on that no longer takes (pytest-xdist#1386), and the tests of one group are spread over
+    the workers, each starting its own Airflow. Runs after xdist's own hook (trylast); the
+    failure is a test's, since an error raised during a worker's collection is swallowed."""
+
+    def __init__(self) -> None:
+        self.ungrouped: set[str] = set()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+            self.ungrouped = {
+                i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+            }
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.nodeid in self.ungrouped:
+            pytest.fail(
+                "--dist loadgroup does not group with this pytest/pytest-xdist pair (the node id "
+                "has no @group: pytest-xdist#1386); pin a pair that does (pyproject.toml)",
+                pytrace=False,
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_GroupingCheck(), "accord-grouping-check")
+
+
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[CoordinatorProcess]:
     proc = CoordinatorProcess.start(tmp_path / "accord-home")

@@ -26,6 +26,7 @@ import yaml
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.testing import AgentProcess
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.wait import wait_until  # noqa: F401 - re-exported for the test modules
 
 TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
 
@@ -62,7 +63,7 @@ class Team:
         async with self.coordinator.client(self.token) as client:
             return (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
 
-    async def wait_run(self, run_id: str, within: float = 30.0) -> Any:
+    async def wait_run(self, run_id: str, within: float = 60.0) -> Any:
         deadline = time.monotonic() + within
         run = None
         while time.monotonic() < deadline:
@@ -75,7 +76,7 @@ class Team:
             await asyncio.sleep(0.1)
         raise AssertionError(f"run {run_id} did not finish in {within}s: {run}")
 
-    async def wait_step_running(self, run_id: str, within: float = 20.0) -> Any:
+    async def wait_step_running(self, run_id: str, within: float = 60.0) -> Any:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             run = await self.get_run(run_id)
@@ -83,20 +84,6 @@ class Team:
                 return run
             await asyncio.sleep(0.05)
         raise AssertionError(f"no step of {run_id} started running")
-
-
-async def wait_until(condition: Any, what: str, within: float = 30.0) -> Any:
-    """Poll ``condition()`` until it returns something truthy and return that; fail naming ``what``.
-
-    For waiting on the event a test means (a file the engine wrote, an outbox entry) rather than on
-    a state that only approximates it, and never on a sleep that "should be enough"."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} (waited {within}s)")
 
 
 def contract_yaml(

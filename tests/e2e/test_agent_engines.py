@@ -3,7 +3,6 @@ installed from examples/, the output contract check, and config errors before an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +27,9 @@ from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     coordinator_fixture,
     shell,
     team_with_flow,
+    wait_until,
 )
+from tests.fakes.server import serve_in_loop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,18 +106,8 @@ async def http_service() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         return JSONResponse({"payment_ref": f"pay-{body['order_id']}"})
 
     app = Starlette(routes=[Route("/charge", charge, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/charge", seen
-    server.should_exit = True
-    await serving
+    async with serve_in_loop(app) as url:
+        yield f"{url}/charge", seen
 
 
 async def test_http_engine_maps_answers(
@@ -205,7 +195,15 @@ async def test_unknown_contract_major_is_not_polled(
     agent = agents.start(team, agent_config(team, {f"{team.name}/work@2": ECHO}))
     await agent.wait_for_log("registered")
     run_id = await team.start_run({})
-    await asyncio.sleep(1.0)
+
+    async def unserved() -> str:
+        reason: str = (await team.get_run(run_id)).steps[0].waiting_reason
+        return reason if reason.startswith("no agent") else ""
+
+    # The coordinator's own word that no agent serves @1 (rather than a pause that "should be
+    # enough" for a wrong poll to have taken the task).
+    reason = await wait_until(unserved, "the step never said that no agent serves it")
+    assert reason.startswith(f"no agent of team {team.name} is serving {team.name}/work@1"), reason
     run = await team.get_run(run_id)
     assert run.steps[0].status == pb.STEP_STATUS_SCHEDULED
 

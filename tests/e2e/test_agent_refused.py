@@ -74,7 +74,7 @@ async def test_unreachable_coordinator_is_a_warning(tmp_path: Path) -> None:
         address = f"127.0.0.1:{sock.getsockname()[1]}"
     agent = _agent(tmp_path, _config(tmp_path, "payments", address, "t", "payments/charge@1"))
     try:
-        await agent.wait_for_log(f"cannot reach the coordinator at {address}", timeout=20)
+        await agent.wait_for_log(f"cannot reach the coordinator at {address}", timeout=60)
     finally:
         assert agent.stop() == 0, agent.log
     assert "WARNING" in agent.log.split(f"cannot reach the coordinator at {address}")[0].splitlines()[-1]

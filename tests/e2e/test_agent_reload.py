@@ -3,8 +3,6 @@ is refused with its line and the running config stays."""
 
 from __future__ import annotations
 
-import asyncio
-
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
@@ -16,6 +14,7 @@ from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     coordinator_fixture,
     shell,
     team_with_flow,
+    wait_until,
     workflow_yaml,
 )
 
@@ -41,7 +40,7 @@ async def test_reload_adds_and_removes_bindings_while_a_task_runs(
     # Swap the bindings while the slow task runs.
     agent.config_path.write_text(agent_config(team, {other: ECHO}))
     await agent.wait_for_log("config reloaded")
-    served_at_once = await team.wait_run(await team.start_run({"x": 1}, workflow="other-flow"), within=10)
+    served_at_once = await team.wait_run(await team.start_run({"x": 1}, workflow="other-flow"), within=30)
     assert served_at_once.status == pb.RUN_STATUS_SUCCEEDED
 
     # The in-flight task finished on the binding it started with.
@@ -51,17 +50,25 @@ async def test_reload_adds_and_removes_bindings_while_a_task_runs(
 
     # The removed binding is no longer polled.
     not_served = await team.start_run({})
-    await asyncio.sleep(1.5)
+
+    async def unserved() -> str:
+        reason: str = (await team.get_run(not_served)).steps[0].waiting_reason
+        return reason if reason.startswith("no agent") else ""
+
+    # The coordinator's own word that no agent serves it any more (not a pause that "should be
+    # enough" for a stale poll to have taken the task).
+    reason = await wait_until(unserved, "the step never said that no agent serves it")
+    assert reason.startswith(f"no agent of team {team.name} is serving {work}"), reason
     assert (await team.get_run(not_served)).steps[0].status == pb.STEP_STATUS_SCHEDULED
 
     # A broken change is refused with its line; the running config keeps serving.
     agent.config_path.write_text(agent_config(team, {other: ECHO}, concurrency="lots"))
     await agent.wait_for_log("config change not applied")
     assert f"{agent.config_path}:4: concurrency" in agent.log
-    still = await team.wait_run(await team.start_run({}, workflow="other-flow"), within=10)
+    still = await team.wait_run(await team.start_run({}, workflow="other-flow"), within=30)
     assert still.status == pb.RUN_STATUS_SUCCEEDED
 
     # Adding the first binding back serves the queued run: no restart at any point.
     agent.config_path.write_text(agent_config(team, {other: ECHO, work: ECHO}))
-    assert (await team.wait_run(not_served, within=10)).status == pb.RUN_STATUS_SUCCEEDED
+    assert (await team.wait_run(not_served, within=30)).status == pb.RUN_STATUS_SUCCEEDED
     assert agent.running and agent.process is not None and agent.process.pid == pid

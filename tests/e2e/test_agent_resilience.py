@@ -28,8 +28,12 @@ def restartable_coordinator(coordinator: CoordinatorProcess) -> CoordinatorProce
     return coordinator
 
 
-def counting(marker: Path, *, sleep: float, first_attempt_sleep: float | None = None) -> dict[str, object]:
-    """A shell binding that appends one line per execution to ``marker``, then sleeps."""
+def counting(
+    marker: Path, *, sleep: float, first_attempt_sleep: float | None = None, meet: int = 0
+) -> dict[str, object]:
+    """A shell binding that appends one line per execution to ``marker``, then sleeps. With
+    ``meet``, it first waits (60 s at most) until ``meet`` executions have started: that many run
+    at the same time."""
     first = sleep if first_attempt_sleep is None else first_attempt_sleep
     return shell(
         f"""
@@ -37,6 +41,9 @@ def counting(marker: Path, *, sleep: float, first_attempt_sleep: float | None = 
         data = json.load(sys.stdin)
         with open({str(marker)!r}, "a") as f:
             f.write(os.environ["ACCORD_ATTEMPT"] + " " + str(os.getpid()) + "\\n")
+        deadline = time.monotonic() + 60
+        while len(open({str(marker)!r}).read().splitlines()) < {meet} and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep({first} if os.environ["ACCORD_ATTEMPT"] == "1" else {sleep})
         print(json.dumps({{"attempt": int(os.environ["ACCORD_ATTEMPT"])}}))
         """
@@ -76,7 +83,9 @@ async def test_coordinator_crash_under_a_running_task_delivers_once(
 async def test_an_agent_killed_mid_task_loses_its_lease_to_another_replica(
     coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
-    team = await team_with_flow(coordinator_process, heartbeat="1s", max_attempts=3)
+    # 3 s, not less: the survivor's attempt must not time out too while a loaded machine starves
+    # its agent process for a moment.
+    team = await team_with_flow(coordinator_process, heartbeat="3s", max_attempts=3)
     marker = tmp_path / "ran"
     binding = {f"{team.name}/work@1": counting(marker, sleep=0.1, first_attempt_sleep=60)}
     doomed = agents.start(team, agent_config(team, binding), name="doomed")
@@ -105,7 +114,9 @@ async def test_two_replicas_share_one_queue(
 ) -> None:
     team = await team_with_flow(coordinator_process, heartbeat="5s")
     marker = tmp_path / "ran"
-    binding = {f"{team.name}/work@1": counting(marker, sleep=0.6)}
+    # The first two executions wait for each other: with one task at a time per replica, the
+    # second can only be the other replica's, however the machine's load delays either one.
+    binding = {f"{team.name}/work@1": counting(marker, sleep=0.1, meet=2)}
     first = agents.start(team, agent_config(team, binding, concurrency=1), name="r1")
     second = agents.start(team, agent_config(team, binding, concurrency=1), name="r2")
     await first.wait_for_log("registered")

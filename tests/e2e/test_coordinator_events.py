@@ -88,7 +88,7 @@ async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
     return response.event
 
 
-async def _run_span(coordinator, token: str, run: pb.Run, within: float = 10.0) -> pb.Span:
+async def _run_span(coordinator, token: str, run: pb.Run, within: float = 30.0) -> pb.Span:
     """The run's own span (emitted when the run ends, stored a moment later)."""
     deadline = time.monotonic() + within
     async with coordinator.client(token) as client:

@@ -15,10 +15,12 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed
 from tests.support.scenario import contract, start_run, step, wait_run
 
-BACKOFF_S = 4.0
-CLOSE_S = 4.0
-HEARTBEAT_S = 3.0
-S2S_S = 4.0
+# Every timer must still be pending when the test crashes the coordinator, after it has started
+# the four runs and seen each reach its state: long enough for a loaded machine to get there.
+BACKOFF_S = 8.0
+CLOSE_S = 8.0
+HEARTBEAT_S = 6.0
+S2S_S = 8.0
 
 CONTRACTS = {
     # fails once (retryable), retried after a long backoff
@@ -44,7 +46,7 @@ def _workflow(name: str) -> str:
     )
 
 
-async def _until(what: str, check, within: float = 20.0):
+async def _until(what: str, check, within: float = 60.0):
     deadline = time.monotonic() + within
     while True:
         value = await check()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed
 from tests.support.scenario import contract, start_run, step, wait_run
+from tests.support.wait import wait_until
 
 CROSS_TEAM_WORKFLOW = """
 workflow: shipping/order-to-cash
@@ -70,13 +70,15 @@ async def _three_teams(coordinator):
 
 async def test_cross_team_run_of_three_teams_with_parallel_steps(coordinator, test_agent):
     tokens = await _three_teams(coordinator)
-    spans: dict[str, tuple[float, float]] = {}
+    entered = {"charge": asyncio.Event(), "reserve": asyncio.Event()}
 
-    def timed(name, output):
+    def meets(name, other, output):
+        """Returns only once the other independent step has started too: had the coordinator
+        run them one after the other, the first would wait here until the test times out."""
+
         async def handler(call: Call):
-            start = time.monotonic()
-            await asyncio.sleep(0.3)
-            spans[name] = (start, time.monotonic())
+            entered[name].set()
+            await asyncio.wait_for(entered[other].wait(), 30)
             return output(call)
 
         return handler
@@ -84,12 +86,16 @@ async def test_cross_team_run_of_three_teams_with_parallel_steps(coordinator, te
     await test_agent(
         tokens["payments"],
         "payments",
-        {"payments/charge@1": timed("charge", lambda c: {"payment_ref": "pay-" + c.input["order_id"]})},
+        {
+            "payments/charge@1": meets(
+                "charge", "reserve", lambda c: {"payment_ref": "pay-" + c.input["order_id"]}
+            )
+        },
     )
     await test_agent(
         tokens["warehouse"],
         "warehouse",
-        {"warehouse/reserve@1": timed("reserve", lambda c: {"reservation": "res-1"})},
+        {"warehouse/reserve@1": meets("reserve", "charge", lambda c: {"reservation": "res-1"})},
     )
     shipping = await test_agent(
         tokens["shipping"],
@@ -108,9 +114,8 @@ async def test_cross_team_run_of_three_teams_with_parallel_steps(coordinator, te
         "warehouse/reserve": "1.0.0",
         "shipping/ship": "1.0.0",
     }
-    # charge and reserve are independent: they ran at the same time.
-    (c0, c1), (r0, r1) = spans["charge"], spans["reserve"]
-    assert c0 < r1 and r0 < c1, f"charge {spans['charge']} and reserve {spans['reserve']} did not overlap"
+    # charge and reserve are independent: they ran at the same time (each waited for the other).
+    assert all(event.is_set() for event in entered.values())
     # ship got both upstream outputs and a stable idempotency key.
     [ship_record] = shipping.records
     assert ship_record.key == f"{run.run_id}:ship"
@@ -231,14 +236,16 @@ async def test_gives_up_after_max_attempts_clamped_to_the_contract(coordinator, 
 
 
 async def test_heartbeat_timeout_then_new_attempt(coordinator, test_agent):
+    # 2 s, not less: the second attempt, heartbeating every 0.1 s from this (possibly starved)
+    # test process, must not time out too on a loaded machine.
     token = await _single(
-        coordinator, extra="retry: {max_attempts: 3, initial_backoff: 10ms}\ntimeouts: {heartbeat: 400ms}\n"
+        coordinator, extra="retry: {max_attempts: 3, initial_backoff: 10ms}\ntimeouts: {heartbeat: 2s}\n"
     )
 
     async def hangs_first(call: Call):
         if call.attempt == 1:
             call.stop_heartbeats()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3600)  # hung for good (cancelled when the agent stops)
         return {"ref": f"attempt-{call.attempt}"}
 
     await test_agent(token, "payments", {"payments/work@1": hangs_first}, heartbeat_s=0.1)
@@ -253,13 +260,17 @@ async def test_heartbeat_timeout_then_new_attempt(coordinator, test_agent):
 
 
 async def test_start_to_close_timeout_and_late_completion_is_ignored(coordinator, test_agent):
-    token = await _single(
-        coordinator, extra="retry: {max_attempts: 2, initial_backoff: 10ms}\ntimeout: 500ms\n"
-    )
+    # 2 s, not less: the second attempt must finish within it on a loaded machine too.
+    token = await _single(coordinator, extra="retry: {max_attempts: 2, initial_backoff: 10ms}\ntimeout: 2s\n")
+    second_started = asyncio.Event()
 
     async def slow_first(call: Call):
         if call.attempt == 1:
-            await asyncio.sleep(1.2)  # heartbeats keep flowing; the deadline still passes
+            # Heartbeats keep flowing; the deadline still passes. It completes late, once the
+            # second attempt has started, unless a heartbeat tells it first that it lost its lease.
+            await asyncio.wait_for(second_started.wait(), 60)
+        else:
+            second_started.set()
         return {"ref": f"attempt-{call.attempt}"}
 
     agent = await test_agent(token, "payments", {"payments/work@1": slow_first}, heartbeat_s=0.1)
@@ -273,8 +284,10 @@ async def test_start_to_close_timeout_and_late_completion_is_ignored(coordinator
     assert json.loads(run.output_json) == {"ref": "attempt-2"}
     # The first attempt learnt it lost its lease (or its late completion was refused).
     first = next(r for r in agent.records if r.attempt == 1)
-    await asyncio.sleep(0.3)
-    assert first.outcome == "lost" or first.accepted is False
+    await wait_until(
+        lambda: first.outcome == "lost" or first.accepted is False,
+        f"the first attempt neither lost its lease nor was refused: {first}",
+    )
 
 
 async def test_cancel_reaches_the_in_flight_task_through_heartbeat(coordinator, test_agent):
@@ -294,10 +307,7 @@ async def test_cancel_reaches_the_in_flight_task_through_heartbeat(coordinator, 
             pb.CancelRunRequest(run_id=started.run.run_id, reason="test")
         )
         assert cancelled.run.status == pb.RUN_STATUS_CANCELLED
-        for _ in range(100):
-            if agent.cancelled:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: agent.cancelled, "the cancel never reached the agent's heartbeat")
         assert agent.cancelled == [f"{started.run.run_id}:work:1"]
         run = await wait_run(client, started.run.run_id)
     assert step(run, "work").attempts[0].status == pb.ATTEMPT_STATUS_CANCELLED
@@ -350,14 +360,23 @@ async def test_fan_out_with_concurrency_limit_and_when(coordinator, test_agent):
     await coordinator.register_workflow(token, FAN_OUT_WORKFLOW)
     active = 0
     peak = 0
+    entered = 0
+    two_in = asyncio.Event()
 
     async def handler(call: Call):
-        nonlocal active, peak
+        nonlocal active, peak, entered
         if call.input["order_id"] == "prep":
             return {"ref": "prep", "skip_me": False}
         active += 1
         peak = max(peak, active)
-        await asyncio.sleep(0.15)
+        entered += 1
+        if entered == 2:
+            two_in.set()
+        if entered <= 2:
+            # The first two items wait for each other: the limit of 2 is used, however late
+            # the second dispatch comes on a loaded machine.
+            await asyncio.wait_for(two_in.wait(), 30)
+        await asyncio.sleep(0.15)  # time for a third item to show up, were the limit not kept
         active -= 1
         return {"ref": "done-" + call.input["order_id"]}
 
@@ -386,19 +405,24 @@ async def test_runs_show_explains_why_a_step_waits(coordinator, test_agent):
         assert waiting.waiting_reason.startswith("no agent of team payments is serving payments/work@1")
 
         release = asyncio.Event()
+        took_first = asyncio.Event()
 
         async def blocks(call: Call):
+            took_first.set()
             await release.wait()
             return {"ref": call.input["order_id"]}
 
         await test_agent(token, "payments", {"payments/work@1": blocks}, concurrency=1)
-        await asyncio.sleep(0.3)  # the agent took the first run's task
+        await asyncio.wait_for(took_first.wait(), 30)  # the agent took the first run's task
         second = await start_run(client, "payments/single", {"order_id": "b"})
-        await asyncio.sleep(0.1)
-        queued = step(
-            (await client.coordinator.GetRun(pb.GetRunRequest(run_id=second.run.run_id))).run, "work"
-        )
-        assert "1 agent of team payments serving payments/work@1 is busy" in queued.waiting_reason
+
+        async def queued_reason() -> str:
+            run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=second.run.run_id))).run
+            reason = step(run, "work").waiting_reason
+            return reason if "is busy" in reason else ""
+
+        reason = await wait_until(queued_reason, "the second run's step never said why it waits")
+        assert "1 agent of team payments serving payments/work@1 is busy" in reason, reason
         shown = await coordinator.acli("runs", "show", second.run.run_id, token=token)
         assert "waiting: queued for" in shown.stdout
         release.set()

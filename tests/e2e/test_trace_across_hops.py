@@ -25,7 +25,6 @@ from typing import Any
 
 import grpc
 import pytest
-import uvicorn
 import yaml
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from starlette.applications import Starlette
@@ -35,6 +34,7 @@ from starlette.routing import Route
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.testing import AgentProcess, accord_executable
+from tests.fakes.server import serve_in_loop
 from tests.support.coordinator import CoordinatorProcess
 
 CLI_TRACE = "5b8efff798038103d269b633813fc60c"
@@ -175,18 +175,8 @@ async def charge_service() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         return JSONResponse({"payment_ref": f"pay-{body['order_id']}"})
 
     app = Starlette(routes=[Route("/charge", charge, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/charge", seen
-    server.should_exit = True
-    await serving
+    async with serve_in_loop(app) as url:
+        yield f"{url}/charge", seen
 
 
 @pytest.fixture
@@ -315,7 +305,7 @@ async def scenario(
         ),
     ]
     for agent in scenario.agents:
-        await agent.wait_for_log("registered", timeout=20)
+        await agent.wait_for_log("registered", timeout=60)
     yield scenario
     for agent in scenario.agents:
         await asyncio.to_thread(agent.stop, 20)

@@ -99,7 +99,7 @@ async def test_a_runs_trace_is_sampled_as_a_whole_or_not_at_all(
         env={"OTEL_TRACES_SAMPLER": "always_on", "OTEL_BSP_SCHEDULE_DELAY": "100"},
     )
     try:
-        await agent.wait_for_log("registered", timeout=20)
+        await agent.wait_for_log("registered", timeout=60)
         results = []
         for index, (flags, sampled) in enumerate(runs):
             trace_id = f"{index + 1:x}" * 32

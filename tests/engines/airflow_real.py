@@ -1,14 +1,13 @@
 """A real Apache Airflow for the test suite, in a virtual environment of its own.
 
-Airflow pins hundreds of packages; installing it into Accord's venv would let its pins decide
-Accord's. So it lives in a cached venv (``$ACCORD_TEST_CACHE`` or ``~/.cache/accord-test``, as
-``airflow-<version>``), built once (about 35 s, 290 MB) under a file lock so parallel sessions
-share it. Each test session gets a fresh ``AIRFLOW_HOME`` in a tmp dir (SQLite; the migrated
-database is cached as a template too), with the simple auth manager and a known password, and
-runs ``airflow api-server``, ``airflow scheduler --skip-serve-logs`` and ``airflow
-dag-processor`` as separate processes on 127.0.0.1 in one process group of their own, which the
-teardown kills as a whole. (``airflow standalone`` is avoided: it opens a log server on all
-interfaces.)
+The venv and a migrated SQLite database are built once and cached (airflow_venv.py; ``make
+test`` starts building them in the background at once). Each test session gets a fresh
+``AIRFLOW_HOME`` in a tmp dir (a copy of the cached database), with the simple auth manager and a
+known password, and runs ``airflow api-server``, ``airflow scheduler --skip-serve-logs`` and
+``airflow dag-processor`` as separate processes on 127.0.0.1 in one process group of their own,
+which the teardown kills as a whole. (``airflow standalone`` is avoided: it opens a log server on
+all interfaces.) Under pytest-xdist every test of the group runs on one worker, so one Airflow
+serves them all (tests/conftest.py).
 
 Set ``ACCORD_TEST_AIRFLOW=skip`` to skip the ``@pytest.mark.airflow`` tests on a machine that
 cannot reach PyPI; by default they run (they are part of ``make test`` and CI).
@@ -17,15 +16,12 @@ cannot reach PyPI; by default they run (they are part of ``make test`` and CI).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,63 +30,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-AIRFLOW_VERSION = "3.3.2"
+from tests.engines.airflow_venv import (
+    USERNAME,
+    airflow_environment,
+    ensure_airflow_venv,
+    ensure_db_template,
+    free_port,
+)
+
 DAGS_DIR = Path(__file__).parent / "airflow_dags"
 EXAMPLE_DAGS_DIR = Path(__file__).resolve().parents[2] / "examples" / "airflow-team" / "dags"
-USERNAME = "admin"
-READY_MARKER = ".accord-ready"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ACCORD_TEST_CACHE") or Path.home() / ".cache" / "accord-test")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 900) -> None:
-    with open(log, "ab") as out:
-        result = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
-        )
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {result.returncode}; log {log}:\n{tail}")
-
-
-def ensure_airflow_venv(version: str = AIRFLOW_VERSION) -> Path:
-    """The venv with ``apache-airflow==version``, built on first use and reused after."""
-    venv = cache_root() / f"airflow-{version}"
-    if (venv / READY_MARKER).exists():
-        return venv
-    with _locked(cache_root() / f"airflow-{version}.lock"):
-        if (venv / READY_MARKER).exists():
-            return venv  # another session built it while we waited
-        shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted session
-        log = cache_root() / f"airflow-{version}-install.log"
-        log.unlink(missing_ok=True)
-        base_python = getattr(sys, "_base_executable", None) or sys.executable
-        started = time.monotonic()
-        _run([base_python, "-m", "venv", str(venv)], log)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        _run([*pip, f"apache-airflow=={version}"], log)
-        (venv / READY_MARKER).write_text(f"installed in {time.monotonic() - started:.0f}s\n")
-    return venv
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -135,71 +84,19 @@ class RealAirflow:
                 f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": paused}
             ).raise_for_status()
 
-    def logs(self) -> str:
-        """The tail of every process's log, for a failing test's report."""
+    def logs(self, tasks: int = 0) -> str:
+        """The tail of every process's log, and of the ``tasks`` latest task logs, for a failing
+        test's report."""
         parts = []
         for name in ("api-server", "scheduler", "dag-processor"):
             path = self.home / f"{name}.log"
             if path.exists():
                 parts.append(f"--- {name} ---\n{path.read_text(errors='replace')[-4000:]}")
+        task_logs = sorted((self.home / "logs").glob("dag_id=*/**/*.log"), key=lambda p: p.stat().st_mtime)
+        for path in task_logs[-tasks:] if tasks else []:
+            name = path.relative_to(self.home / "logs")
+            parts.append(f"--- task log {name} ---\n{path.read_text(errors='replace')[-3000:]}")
         return "\n".join(parts)
-
-
-def _environment(home: Path, port: int, password_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OTEL_", "VIRTUAL_ENV"))}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            # The API server, the scheduler and the task runners must share the JWT secret.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            # Fast turnarounds: the defaults are tuned for production, not for tests.
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            # Nothing listens beyond loopback: the log servers are not started (--skip-serve-logs)
-            # but their ports are pinned to free loopback ones anyway.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-    )
-    return env
-
-
-def _migrated_db(venv: Path, env: dict[str, str], home: Path) -> None:
-    """Copy a cached, migrated SQLite database into ``home`` (migrating takes ~15 s)."""
-    template = cache_root() / f"airflow-{AIRFLOW_VERSION}-db-template.sqlite"
-    with _locked(cache_root() / f"airflow-{AIRFLOW_VERSION}-db.lock"):
-        if not template.exists():
-            _run([str(venv / "bin" / "airflow"), "db", "migrate"], home / "migrate.log", env=env, timeout=600)
-            shutil.copyfile(home / "airflow.db", template.with_suffix(".tmp"))
-            os.replace(template.with_suffix(".tmp"), template)
-            return
-    shutil.copyfile(template, home / "airflow.db")
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -291,9 +188,9 @@ def running_airflow(home: Path, dag_dirs: list[Path], dag_ids: list[str]) -> Ite
     password = secrets.token_urlsafe(12)
     password_file = home / "passwords.json"
     password_file.write_text(json.dumps({USERNAME: password}))
-    port = _free_port()
-    env = _environment(home, port, password_file)
-    _migrated_db(venv, env, home)
+    port = free_port()
+    env = airflow_environment(home, port, password_file)
+    shutil.copyfile(ensure_db_template(venv), home / "airflow.db")
     airflow = str(venv / "bin" / "airflow")
     commands = {
         "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],

@@ -90,4 +90,15 @@ def spans(_span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter
     _span_exporter.clear()
 
 
-from tests.engines.airflow_real import real_airflow  # noqa: E402, F401  (a session fixture)
+from tests.engines.airflow_real import RealAirflow, real_airflow  # noqa: E402, F401  (a session fixture)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test of the real Airflow reports what Airflow logged, its tasks' logs included:
+    the Airflow home is a tmp dir that pytest deletes a few sessions later."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    airflow = getattr(item, "funcargs", {}).get("real_airflow")
+    if report.failed and isinstance(airflow, RealAirflow):
+        report.sections.append(("the real Airflow's logs", airflow.logs(tasks=6)))

@@ -71,6 +71,11 @@ class EngineTeam:
             "coordinator": self.coordinator.address,
             "token": "${secret:ACCORD_TOKEN}",
             "concurrency": 4,
+            # The team's default where a contract sets none (the examples' do not). A cancel
+            # reaches the agent on its next heartbeat, every 30% of this: 6 s rather than the
+            # platform's 30 s spares the cancel tests a 9 s wait, and still leaves a loaded
+            # machine room before a heartbeat is missed.
+            "timeouts": {"heartbeat": "6s"},
             "implements": {f"{self.contract}@1": binding},
         }
         path = self.workdir / f"agent-{len(self.agents)}.yaml"

@@ -15,6 +15,7 @@ from team_agent.engines.airflow import TRACE_CONF_KEY, AirflowEngine, dag_run_id
 from team_agent.engines.base import EngineConfigError, EngineFailure, load_engine
 from tests.engines.conftest import TRACEPARENT, make_task
 from tests.fakes.airflow_fake import FakeAirflow, FakeDag, FakeTask
+from tests.support.wait import wait_until
 
 MakeEngine = Callable[..., AirflowEngine]
 Fake = tuple[FakeAirflow, str]
@@ -259,16 +260,13 @@ async def test_cancel_marks_the_run_failed(fake_airflow: Fake, make_engine: Make
     handle = await engine.submit(make_task(), {})
     waiter = asyncio.create_task(engine.wait(handle))
     run = fake.run("charge_card", handle.details["dag_run_id"])
-    for _ in range(100):
-        if run.state == "running":
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: run.state == "running", f"the fake's run never started: {run.state}")
     await engine.cancel(handle)
     assert run.state == "failed"
     assert [ti.state for ti in run.tis] == ["failed", "skipped"]
     assert "Accord" in (run.note or "")
     with pytest.raises(EngineFailure) as info:
-        await asyncio.wait_for(waiter, 5)
+        await asyncio.wait_for(waiter, 30)
     assert info.value.type == "DagRunFailed" and info.value.details["failed_tasks"] == ["slow"]
     await engine.cancel(handle)  # cancelling a finished run is a no-op
     assert sum(1 for r in fake.requests if r[0] == "PATCH") == 1
@@ -428,7 +426,12 @@ async def test_fake_reproduces_the_reference_error_shapes(fake_airflow: Fake) ->
         assert r.status_code == 400
         r = await client.get("/api/v2/dags/charge_card/dagRuns/nope", headers=h)
         assert r.status_code == 404 and "was not found" in r.json()["detail"]
-        await asyncio.sleep(0.3)
+
+        async def r1_succeeded() -> bool:
+            run = await client.get("/api/v2/dags/charge_card/dagRuns/r1", headers=h)
+            return bool(run.json()["state"] == "success")
+
+        await wait_until(r1_succeeded, "the fake's run r1 never succeeded")
         xcom = "/api/v2/dags/charge_card/dagRuns/r1/taskInstances/finalize/xcomEntries/return_value"
         r = await client.get(xcom, headers=h)
         assert r.json()["value"] == {"payment_ref": "pay-x", "ok": True}

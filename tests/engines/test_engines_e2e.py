@@ -20,6 +20,7 @@ from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_te
 from tests.fakes.airflow_fake import FakeAirflow, FakeDag, FakeTask
 from tests.fakes.jenkins_fake import FakeJenkins, FakeJob, Outcome
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -134,21 +135,15 @@ async def test_coordinator_cancel_fails_the_airflow_run(
     teams.append(team)
     await team.start_agent(airflow_binding(url), env=AIRFLOW_SECRETS)
     run_id = await team.start_run({"order_id": "o-4", "amount_cents": 100})
-    for _ in range(300):
-        if any(r.state == "running" for r in fake.runs.values()):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the DAG run never started")
+    await wait_until(
+        lambda: any(r.state == "running" for r in fake.runs.values()), "the DAG run never started"
+    )
     await team.cancel_run(run_id)
     run = await team.wait_run(run_id)
     assert run.status == pb.RUN_STATUS_CANCELLED
     (airflow_run,) = fake.runs.values()
-    for _ in range(200):  # the agent learns of the cancel on its next heartbeat
-        if airflow_run.state == "failed":
-            break
-        await asyncio.sleep(0.05)
-    assert airflow_run.state == "failed"
+    # The agent learns of the cancel on its next heartbeat.
+    await wait_until(lambda: airflow_run.state == "failed", f"the DAG run is still {airflow_run.state}")
     assert [ti.state for ti in airflow_run.tis] == ["failed", "skipped"]
     assert any(m == "PATCH" and s == 200 for m, _, s in fake.requests)
 
@@ -262,24 +257,23 @@ async def test_coordinator_cancel_reaches_jenkins(
     teams.append(team)
     await team.start_agent(jenkins_binding(url), env={"JENKINS_TOKEN": "11aa22bb"})
     run_id = await team.start_run({"order_id": "o-7"})
-    for _ in range(300):
-        if (where == "queued" and fake.queue) or (where == "running" and fake.builds[job.path]):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail(f"the build never got {where}")
+    await wait_until(
+        lambda: (where == "queued" and fake.queue) or (where == "running" and fake.builds[job.path]),
+        f"the build never got {where}",
+    )
     await team.cancel_run(run_id)
     run = await team.wait_run(run_id)
     assert run.status == pb.RUN_STATUS_CANCELLED
-    for _ in range(200):
-        if where == "queued" and any(i.cancelled for i in fake.queue.values()):
-            break
-        if where == "running" and fake.builds[job.path][0].result == "ABORTED":
-            break
-        await asyncio.sleep(0.05)
+    # The agent learns of the cancel on its next heartbeat, then tells Jenkins. (The fake marks
+    # a queue item cancelled only when it is next asked about it, which nobody does then: the
+    # request is the event.)
     if where == "queued":
-        assert ("POST", "/queue/cancelItem", 204) in fake.requests
+        cancel = ("POST", "/queue/cancelItem", 204)
+        await wait_until(lambda: cancel in fake.requests, "the cancel never reached the queued item")
         assert fake.builds[job.path] == []
     else:
-        assert ("POST", "/job/shipping/job/create-shipment/1/stop", 302) in fake.requests
-        assert fake.builds[job.path][0].result == "ABORTED"
+        stop = ("POST", "/job/shipping/job/create-shipment/1/stop", 302)
+        await wait_until(
+            lambda: stop in fake.requests and fake.builds[job.path][0].result == "ABORTED",
+            "the running build was not aborted",
+        )

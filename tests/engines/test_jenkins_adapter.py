@@ -23,6 +23,7 @@ from team_agent.engines.jenkins import (
 from tests.engines.conftest import TRACEPARENT, make_task
 from tests.fakes.jenkins_fake import FakeJenkins, FakeJob, Outcome
 from tests.fakes.server import serve_in_thread
+from tests.support.wait import wait_until
 
 MakeEngine = Callable[..., JenkinsEngine]
 Fake = tuple[FakeJenkins, str]
@@ -302,11 +303,11 @@ async def test_cancel_while_queued_cancels_the_queue_item(
     engine = make_engine(url)
     handle = await engine.submit(make_task(), {"ORDER_ID": "c"})
     waiter = asyncio.create_task(engine.wait(handle))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # wait() is under way (either way, the item is still queued: 30 s)
     await engine.cancel(handle)
     assert ("POST", "/queue/cancelItem", 204) in fake.requests
     with pytest.raises(EngineFailure) as info:
-        await asyncio.wait_for(waiter, 5)
+        await asyncio.wait_for(waiter, 30)
     assert info.value.type == "BuildCancelled"
     assert fake.queue[handle.state["queue_id"]].cancelled is True
     assert fake.builds["ship"] == []
@@ -320,18 +321,15 @@ async def test_cancel_while_running_stops_the_build_and_waits_for_it(
     engine = make_engine(url)
     handle = await engine.submit(make_task(), {"ORDER_ID": "s"})
     waiter = asyncio.create_task(engine.wait(handle))
-    for _ in range(100):
-        if fake.builds["ship"]:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: fake.builds["ship"], "the build never started")
+    await asyncio.sleep(0.1)  # wait() is under way (either way, the build runs for 30 s)
     started = time.monotonic()
     await engine.cancel(handle)
     assert time.monotonic() - started >= 0.3  # the stop is asynchronous: cancel waited for it
     assert fake.builds["ship"][0].result == "ABORTED"
     assert ("POST", "/job/ship/1/stop", 302) in fake.requests
     with pytest.raises(EngineFailure) as info:
-        await asyncio.wait_for(waiter, 5)
+        await asyncio.wait_for(waiter, 30)
     assert info.value.type == "BuildAborted"
 
 
@@ -341,9 +339,14 @@ async def test_an_expired_queue_item_is_found_through_the_builds_queue_id(make_e
     with serve_in_thread(fake.app) as url:
         engine = make_engine(url)
         handle = await engine.submit(make_task(), {"ORDER_ID": "e", "AMOUNT": 2})
-        await asyncio.sleep(0.5)  # the item left the queue and expired before we looked
+        # The item leaves the queue and expires before the engine looks.
         async with httpx.AsyncClient(base_url=url, auth=("accord", "11aa22bb")) as client:
-            assert (await client.get(f"/queue/item/{handle.state['queue_id']}/api/json")).status_code == 404
+            item = f"/queue/item/{handle.state['queue_id']}/api/json"
+
+            async def expired() -> bool:
+                return (await client.get(item)).status_code == 404
+
+            await wait_until(expired, "the queue item never expired")
         assert await engine.wait(handle) == {"shipment": "sh-e", "amount": 2}
 
 

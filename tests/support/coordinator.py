@@ -74,7 +74,7 @@ class CoordinatorProcess:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # an upper bound: a loaded machine may need it
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"coordinator exited with {self.proc.returncode}:\n{self.log()}")

@@ -46,7 +46,7 @@ async def start_run(client: AsyncClient, workflow: str, value: Any, key: str = "
     )
 
 
-async def wait_run(client: AsyncClient, run_id: str, within: float = 20.0) -> pb.Run:
+async def wait_run(client: AsyncClient, run_id: str, within: float = 60.0) -> pb.Run:
     """Poll GetRun until the run is terminal."""
     deadline = time.monotonic() + within
     while True:

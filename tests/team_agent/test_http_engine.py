@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -15,6 +14,7 @@ from starlette.routing import Route
 
 from team_agent.engines.base import EngineConfigError, EngineFailure
 from team_agent.engines.http import HttpEngine
+from tests.fakes.server import serve_in_loop
 from tests.team_agent.agent_testkit import TRACEPARENT, context
 
 seen: list[dict[str, Any]] = []
@@ -60,18 +60,8 @@ APP = Starlette(
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serve_in_loop(APP) as url:
+        yield url
 
 
 async def post(url: str, value: Any = None, **options: Any) -> Any:

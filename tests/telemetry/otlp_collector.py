@@ -45,7 +45,7 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
             for span in scope.spans
         }
 
-    async def wait_for(self, span_ids: set[str], timeout: float = 10.0) -> set[str]:  # noqa: ASYNC109
+    async def wait_for(self, span_ids: set[str], timeout: float = 30.0) -> set[str]:  # noqa: ASYNC109
         """Wait until every id in ``span_ids`` arrived (or the timeout); returns what arrived."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -10,7 +10,6 @@ payload says the value is sensitive: only the workflow does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -30,6 +29,7 @@ from coordinator.server import Coordinator
 from coordinator.store.records import RUN_FAILED, AgentRecord, Binding, SpanRecord, TaskFailure
 from coordinator.telemetry.otlp import to_resource_spans
 from tests.support.scenario import contract
+from tests.support.wait import wait_until
 
 CARD = "4111-2222-3333-4444"
 ADMIN = Principal(admin=True)
@@ -135,12 +135,11 @@ async def test_a_workflow_input_flowing_into_a_sensitive_field_is_redacted_every
     assert await engine.fail(WAREHOUSE, "warehouse-1", assignment.attempt.attempt_id, failure, "")
 
     # Every span of the run is stored (the engine's are buffered for a moment).
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    async def all_stored() -> bool:
         names = {s.name for s in await store.spans_for_trace(run.trace_id)}
-        if {"run shipping/pay", "step check", "agent.receive"} <= names:
-            break
-        await asyncio.sleep(0.05)
+        return {"run shipping/pay", "step check", "agent.receive"} <= names
+
+    await wait_until(all_stored, "the run's spans were not all stored")
     stored = await store.spans_for_trace(run.trace_id)
     assert {"run shipping/pay", "step check", "agent.receive"} <= {s.name for s in stored}
     assert any(s.name.startswith("attempt ") for s in stored)

@@ -5,12 +5,12 @@ Screenshots of the main pages go to test-artifacts/ui/ (git-ignored).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.support.wait import wait_until
 from tests.web.conftest import ARTIFACTS
 from tests.web.world import World
 
@@ -137,10 +137,7 @@ async def test_cancel_a_live_run(world: World, browser_page: Page) -> None:
     page = browser_page
     run_id = await world.start_run("shipping", "shipping/hold-and-wait", {"order_id": "o-live"})
     await world.wait_status(run_id, {pb.RUN_STATUS_RUNNING})
-    for _ in range(100):
-        if world.held:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: world.held, "the hold step never reached its agent")
     await sign_in(page, world, "shipping", f"/runs/{run_id}")
     await page.wait_for_selector("#cancel-run")
     assert "RUNNING" in (await page.inner_text(".run-title")).upper()
