@@ -79,6 +79,15 @@ class Coordinator:
         if token is not None:
             _write_private(config.admin_token_file, token + "\n")
             self.admin_token_created = token
+        elif not config.admin_token_file.exists():
+            # Another coordinator on the same database made it (at the same time as this one, or
+            # before, with another ACCORD_HOME): the database holds only its hash.
+            logger.info(
+                "the admin token of this database was created by another coordinator (or an earlier"
+                " start with another ACCORD_HOME); only its hash is stored, so %s is not written:"
+                " use the admin.token that coordinator wrote",
+                config.admin_token_file,
+            )
         self.registry = Registry(self.store)
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.

@@ -357,6 +357,13 @@ class SqliteStore:
             lambda c: c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
         )
 
+    async def set_setting_if_absent(self, key: str, value: str) -> str:
+        def w(c: sqlite3.Connection) -> str:
+            c.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+            return str(c.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0])
+
+        return await self._write(w)
+
     # ---------- teams ----------
 
     async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
