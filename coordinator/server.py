@@ -71,7 +71,7 @@ class Coordinator:
     async def start(self) -> str:
         config = self.config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = self.store or SqliteStore(config.database)
+        self.store = self.store or new_store(config)
         await self.store.open()
         self.authority = TokenAuthority()
         self.teams = Teams(self.store, self.authority)
@@ -173,6 +173,16 @@ class Coordinator:
                 self.config.state_file.unlink()
         except (OSError, ValueError):
             pass
+
+
+def new_store(config: CoordinatorConfig) -> Store:
+    """The store the config names: PostgreSQL for a ``store_url``, else the SQLite file."""
+    if config.store_url:
+        # Imported only here: psycopg is the optional ``postgres`` extra.
+        from coordinator.store.postgres import PostgresStore
+
+        return PostgresStore(config.store_url, pool_size=config.store_pool)
+    return SqliteStore(config.database)
 
 
 async def _close(closer: Closer) -> None:
