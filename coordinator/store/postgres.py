@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -242,6 +243,7 @@ class PostgresStore:
             min_size=min(2, self._pool_size),
             max_size=self._pool_size,
             kwargs=self._connect_kwargs,
+            check=_still_open,
             open=False,
             name="accord-store",
         )
@@ -669,6 +671,20 @@ class PostgresStore:
 
     async def prune_spans(self, before_ns: int) -> int:
         return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+
+
+async def _still_open(conn: _Conn) -> None:
+    """The pool's check of a connection it is about to hand out, without a round trip: an idle
+    connection has nothing to read unless the server wrote to it, and the server writes to an
+    idle connection only as it ends it (a restart, an administrator's pg_terminate_backend).
+    Such a one is discarded and another taken, so a coordinator whose database restarted works
+    again at once instead of failing once per pooled connection. (A server gone without a word,
+    behind a broken network, is found out by the call that uses the connection.)"""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await conn.close()  # closed, so the pool drops it rather than keep it for another try
+        raise psycopg.OperationalError("the server has closed this connection")
 
 
 async def _scalar(conn: _Conn, sql: str, args: Any = None) -> Any:

@@ -200,3 +200,32 @@ async def test_coordinators_starting_at_once_keep_one_admin_token(pg_database: T
         assert await Teams(stores[1], TokenAuthority()).load() is None
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_connections_postgresql_dropped_are_replaced(pg_database: TestDatabase) -> None:
+    """PostgreSQL restarted, or an operator ended the coordinator's sessions: the pool hands out
+    working connections again, without a restart of the coordinator."""
+    url = pg_database.schema_url()
+    store = PostgresStore(url, pool_size=3)
+    await store.open()
+    try:
+        await store.apply(Changes(runs=[run_record("r1")]))
+        others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        with pg_database.connect() as admin:
+            ended = admin.execute(
+                f"SELECT pg_terminate_backend(pid) {others}", (pg_database.name,)
+            ).fetchall()
+            assert len(ended) >= 2  # the pool keeps two open
+            for _ in range(500):  # pg_terminate_backend only signals: wait until they are gone
+                if admin.execute(f"SELECT count(*) {others}", (pg_database.name,)).fetchone() == (0,):
+                    break
+                await asyncio.sleep(0.01)
+        failures = 0
+        for _ in range(5):
+            try:
+                assert await store.get_run("r1") is not None
+            except psycopg.OperationalError:
+                failures += 1
+        assert failures == 0
+    finally:
+        await store.close()
