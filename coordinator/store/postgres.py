@@ -168,10 +168,15 @@ def describe(conninfo: str) -> str:
     What the connection string leaves out comes from libpq's environment (PGHOST, PGPORT,
     PGDATABASE), as libpq itself takes it."""
     params = conninfo_to_dict(conninfo)
-    host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+    host = str(params.get("host") or os.environ.get("PGHOST") or "")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
     database = str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "")
-    where = f"{host}:{port}" if "," not in host else f"{host} (ports {port})"
+    if not host or host.startswith("/"):  # a Unix socket: libpq's default directory, or this one
+        where = f"{host or 'the local socket'} (port {port})"
+    elif "," in host:  # several hosts, tried in turn
+        where = f"{host} (ports {port})"
+    else:
+        where = f"{host}:{port}"
     return f"{where}/{database}" if database else where
 
 

@@ -229,3 +229,21 @@ async def test_connections_postgresql_dropped_are_replaced(pg_database: TestData
         assert failures == 0
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "where"),
+    [
+        ("postgresql://accord:s3cret@db.internal:6432/accord?sslmode=verify-full", "db.internal:6432/accord"),
+        ("postgres://accord@db.internal/accord", "db.internal:5432/accord"),
+        ("postgresql:///accord", "the local socket (port 5432)/accord"),
+        ("host=/var/run/postgresql dbname=accord password=s3cret", "/var/run/postgresql (port 5432)/accord"),
+        ("postgresql://a:1,b:2/accord", "a,b (ports 1,2)/accord"),
+    ],
+)
+def test_messages_name_the_server_without_the_password(
+    conninfo: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("PGHOST", "PGPORT", "PGDATABASE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert PostgresStore(conninfo).where == where
