@@ -110,7 +110,8 @@ async def test_coordinators_started_at_once_on_an_empty_database_share_one_admin
         other = next(r for r in replicas if r is not written[0])
         assert "created by another coordinator" in other.log(), other.log()
         # Both serve, both take the one token, and both see what the other wrote.
-        await replicas[0].create_team("payments")
+        other.admin_token = token
+        await other.create_team("payments")
         for replica in replicas:
             async with replica.client(token) as client:
                 teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
