@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:7440"
+DEFAULT_STORE_POOL = 10
 
 
 def accord_home() -> Path:
@@ -36,7 +37,11 @@ class EngineSettings:
 class CoordinatorConfig:
     home: Path
     listen: str = DEFAULT_LISTEN
-    db_path: Path | None = None
+    db_path: Path | None = None  # the SQLite file (--db, or --store sqlite:///PATH)
+    # A PostgreSQL connection URL (--store postgresql://...), passed to libpq as it is; "" for
+    # the SQLite store at ``database``.
+    store_url: str = ""
+    store_pool: int = DEFAULT_STORE_POOL  # connections to PostgreSQL at the most
     log_level: str = "INFO"
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled

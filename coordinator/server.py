@@ -71,7 +71,7 @@ class Coordinator:
     async def start(self) -> str:
         config = self.config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = self.store or SqliteStore(config.database)
+        self.store = self.store or new_store(config)
         await self.store.open()
         self.authority = TokenAuthority()
         self.teams = Teams(self.store, self.authority)
@@ -79,6 +79,15 @@ class Coordinator:
         if token is not None:
             _write_private(config.admin_token_file, token + "\n")
             self.admin_token_created = token
+        elif not config.admin_token_file.exists():
+            # Another coordinator on the same database made it (at the same time as this one, or
+            # before, with another ACCORD_HOME): the database holds only its hash.
+            logger.info(
+                "the admin token of this database was created by another coordinator (or an earlier"
+                " start with another ACCORD_HOME); only its hash is stored, so %s is not written:"
+                " use the admin.token that coordinator wrote",
+                config.admin_token_file,
+            )
         self.registry = Registry(self.store)
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
@@ -190,6 +199,16 @@ async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
                     coordinator.dispatcher.register_agent(agent, seen=False)
         except Exception:
             logger.exception("reading the shared caches again failed; trying again in %.1fs", every_s)
+
+
+def new_store(config: CoordinatorConfig) -> Store:
+    """The store the config names: PostgreSQL for a ``store_url``, else the SQLite file."""
+    if config.store_url:
+        # Imported only here: psycopg is the optional ``postgres`` extra.
+        from coordinator.store.postgres import PostgresStore
+
+        return PostgresStore(config.store_url, pool_size=config.store_pool)
+    return SqliteStore(config.database)
 
 
 async def _close(closer: Closer) -> None:

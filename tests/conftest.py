@@ -12,6 +12,9 @@
     await coordinator.acli(...)                  # same, off the event loop (in-process agents keep serving)
     coordinator.kill9(); coordinator.restart()  # crash and restart on the same DB and port
 
+``pg_database``: a new database on the local PostgreSQL for the test module (marked
+``postgres``), dropped after it; ``.url``, ``.schema_url()`` (a fresh schema in it, per test).
+
 ``test_agent``: a factory for ``tests.support.agent.TestAgent`` (stopped at teardown):
 
     agent = await test_agent(token, "payments", {"payments/charge-card@1": handler})
@@ -32,6 +35,7 @@ if str(_REPO) not in sys.path:
 
 from tests.support.agent import Handler, TestAgent  # noqa: E402
 from tests.support.coordinator import CoordinatorProcess  # noqa: E402
+from tests.support.postgres import TestDatabase  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -85,6 +89,15 @@ def coordinator(tmp_path: Path) -> Iterator[CoordinatorProcess]:
         yield proc
     finally:
         proc.kill9()
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[TestDatabase]:
+    database = TestDatabase.create()
+    try:
+        yield database
+    finally:
+        database.drop()
 
 
 @pytest.fixture

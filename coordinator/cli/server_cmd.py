@@ -12,12 +12,13 @@ import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import typer
 
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
-from coordinator.config import DEFAULT_LISTEN, CoordinatorConfig, accord_home
+from coordinator.config import DEFAULT_LISTEN, DEFAULT_STORE_POOL, CoordinatorConfig, accord_home
 
 if TYPE_CHECKING:
     from coordinator.server import Coordinator, ServerHook
@@ -92,29 +93,146 @@ def _check_can_listen(host: str, port: int, option: str) -> None:
         raise fail(f"cannot listen on {where}: {reason}; {advice}")
 
 
+STORE_SCHEMES = ("postgresql", "postgres", "sqlite")
+STORE_FORMS = "postgresql://USER@HOST:PORT/DB or sqlite:///PATH"
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ***, fit for a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _store(url: str) -> tuple[str, Path | None]:
+    """``--store URL`` -> (PostgreSQL URL, None) or ("", SQLite path); anything else fails with
+    exit 2, naming the schemes (and never a password)."""
+    scheme, sep, _ = url.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in STORE_SCHEMES:
+        shown = f"unknown scheme '{scheme}'" if sep else "not a URL"
+        raise fail(
+            f"--store '{_redacted(url)}': {shown}; use {STORE_FORMS} (schemes: {', '.join(STORE_SCHEMES)})"
+        )
+    if scheme == "sqlite":
+        path = unquote(urlsplit(url.strip()).path)
+        if not path or path == "/":
+            raise fail(
+                f"--store '{url}': no file; use sqlite:///PATH, e.g. sqlite:///var/lib/accord/coordinator.db"
+            )
+        return "", Path(path)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise fail(
+            "--store postgresql://...: the PostgreSQL store needs psycopg, which is not installed;"
+            " install Accord with its postgres extra (pip install 'accord[postgres]')"
+        ) from None
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq's words for what is wrong
+        password = urlsplit(url).password
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if password:
+            reason = reason.replace(password, "***")
+        raise fail(f"--store '{_redacted(url)}': not a PostgreSQL URL libpq accepts: {reason}") from None
+    return url.strip(), None
+
+
+def _given(ctx: typer.Context, name: str) -> str:
+    """Where the value of option ``name`` came from: "COMMANDLINE", "ENVIRONMENT", or "" for its
+    default. (By the name of click's ParameterSource: typer may bring a click of its own.)"""
+    source = getattr(ctx.get_parameter_source(name), "name", "")
+    return source if source in ("COMMANDLINE", "ENVIRONMENT") else ""
+
+
+def _database(ctx: typer.Context, store: str | None, db: Path | None) -> tuple[str, Path | None]:
+    """(PostgreSQL URL, SQLite path) from --store and --db. Both on the command line, or both in
+    the environment, is a mistake (exit 2); one on the command line wins over the other in the
+    environment, as every flag does."""
+    store_from, db_from = _given(ctx, "store"), _given(ctx, "db")
+    if store is not None and db is not None:
+        if store_from == db_from:
+            names = "--store and --db" if store_from == "COMMANDLINE" else "ACCORD_STORE and ACCORD_DB"
+            raise fail(
+                f"{names} both name the database: give one (--db PATH is short for --store sqlite:///PATH)"
+            )
+        if store_from == "COMMANDLINE":
+            db = None
+        else:
+            store = None
+    if store is not None:
+        return _store(store)
+    return "", db
+
+
+def _env(name: str) -> str:
+    """The environment variable of coordinator flag ``--name``: ACCORD_ and its name in capitals."""
+    return "ACCORD_" + name.upper().replace("-", "_")
+
+
 @coordinator_app.command("start")
 @command
 def start(
+    ctx: typer.Context,
     listen: Annotated[
-        str, typer.Option(help="gRPC address HOST:PORT (port 0 picks a free one).")
+        str, typer.Option(envvar=_env("listen"), help="gRPC address HOST:PORT (port 0 picks a free one).")
     ] = DEFAULT_LISTEN,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("store"),
+            help=(
+                "Where the state is: postgresql://USER@HOST:PORT/DB?sslmode=... (several coordinators may"
+                " share it; password and TLS the libpq way: PGPASSWORD, PGPASSFILE, sslmode) or"
+                " sqlite:///PATH (one coordinator process per file). Default: the SQLite file"
+                " $ACCORD_HOME/coordinator.db."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     db: Annotated[
         Path | None,
         typer.Option(
-            help="SQLite file (default $ACCORD_HOME/coordinator.db); one coordinator process per file."
+            envvar=_env("db"),
+            help=(
+                "SQLite file, short for --store sqlite:///PATH (default $ACCORD_HOME/coordinator.db);"
+                " one coordinator process per file. Not together with --store."
+            ),
+            show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
-    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    store_pool: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("store-pool"), min=1, help="PostgreSQL: connections per coordinator at the most."
+        ),
+    ] = DEFAULT_STORE_POOL,
+    log_level: Annotated[
+        str, typer.Option(envvar=_env("log-level"), help="debug, info, warning, error.")
+    ] = "info",
+    log_format: Annotated[str, typer.Option(envvar=_env("log-format"), help="text or json.")] = "text",
     ui: Annotated[
         str,
-        typer.Option(help="Serve the tracing UI on HOST:PORT (port 0 picks a free one; 'off' to disable)."),
+        typer.Option(
+            envvar=_env("ui"),
+            help="Serve the tracing UI on HOST:PORT (port 0 picks a free one; 'off' to disable).",
+        ),
     ] = DEFAULT_UI,
     span_retention: Annotated[
-        str, typer.Option(help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.")
+        str,
+        typer.Option(
+            envvar=_env("span-retention"),
+            help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.",
+        ),
     ] = "7d",
 ) -> None:
-    """Run the coordinator until SIGTERM or Ctrl-C."""
+    """Run the coordinator until SIGTERM or Ctrl-C.
+
+    Every option can be set by an environment variable instead (shown with it below); an option
+    given on the command line wins over its variable."""
     import asyncio
 
     from contracts.durations import parse_duration
@@ -124,6 +242,7 @@ def start(
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail(f"--log-level must be debug, info, warning or error, not '{log_level}'")
+    store_url, db_path = _database(ctx, store, db)
     # Bad or busy addresses fail here, before the database, the admin token or coordinator.json
     # are touched.
     _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
@@ -132,7 +251,9 @@ def start(
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
-        db_path=db,
+        db_path=db_path,
+        store_url=store_url,
+        store_pool=store_pool,
         log_level=log_level,
         log_format=log_format,
         ui_listen=ui,

@@ -26,13 +26,20 @@ class Teams:
         self._authority = authority
 
     async def load(self) -> str | None:
-        """Load token hashes into the authority; returns a new admin token on the first start."""
+        """Load token hashes into the authority; returns a new admin token on the first start
+        with this database, None on every other.
+
+        One admin token per database, whoever starts first: coordinators that share a database
+        and start at the same time each make a token, and the one whose hash is stored first
+        wins (``set_setting_if_absent``). The others take the winner's hash and return None:
+        they cannot show its token, as only the hash is stored."""
         admin_hash = await self._store.get_setting(ADMIN_TOKEN_SETTING)
         token = None
         if admin_hash is None:
             token = new_token()
-            admin_hash = hash_token(token)
-            await self._store.set_setting(ADMIN_TOKEN_SETTING, admin_hash)
+            admin_hash = await self._store.set_setting_if_absent(ADMIN_TOKEN_SETTING, hash_token(token))
+            if admin_hash != hash_token(token):
+                token = None  # another coordinator stored its own first
         self._authority.set_admin(admin_hash)
         for team in await self._store.list_teams():
             self._authority.set_team(team.name, team.token_hash)

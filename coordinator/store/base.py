@@ -37,6 +37,10 @@ class Store(Protocol):
     # settings (admin token hash, ...)
     async def get_setting(self, key: str) -> str | None: ...
     async def set_setting(self, key: str, value: str) -> None: ...
+    async def set_setting_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is stored there; return the stored value:
+        ``value``, or the one another caller (task, connection or process) stored first. Of
+        concurrent callers exactly one wins, and every one returns the winner's value."""
 
     # teams
     async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:

@@ -1,10 +1,31 @@
-"""JSON forms of domain objects the Store keeps (shared by every Store implementation)."""
+"""How the Store keeps domain objects: their JSON forms, and the rows of every table as tuples
+to write and decoders of rows read. Shared by every Store implementation (SQLite, PostgreSQL),
+whose tables have the same columns; each store only adds its own SQL."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
+from coordinator.store.records import (
+    AgentRecord,
+    AttemptRecord,
+    AuditRecord,
+    Binding,
+    ContractRecord,
+    EventRecord,
+    OfferRecord,
+    RunRecord,
+    SpanRecord,
+    StepRecord,
+    TaskFailure,
+    TeamRecord,
+    TimerRecord,
+    WorkflowRecord,
+)
 
 
 def retry_to_json(policy: RetryPolicy) -> dict[str, Any]:
@@ -99,3 +120,418 @@ def version_key(version: str) -> tuple[int, int, int]:
         return (int(parts[0]), int(parts[1]), int(parts[2]))
     except ValueError:
         return (0, 0, 0)
+
+
+# ---------- rows <-> records ----------
+#
+# Both stores keep the same columns under the same names, so a row of either (``sqlite3.Row`` or
+# psycopg's ``dict_row``: anything indexed by column name) decodes here, and each store writes
+# the tuples built here with its own SQL. Booleans are Python bools: SQLite stores them as 1/0,
+# PostgreSQL as ``boolean``.
+
+
+class Row(Protocol):
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, as every ``*_json`` column holds it."""
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(record: Any) -> dict[str, Any]:
+    """A record's fields as a shallow dict. Its payloads are JSON values already, so
+    ``dataclasses.asdict``'s recursive deep copy (the biggest cost of a commit on the hot path,
+    see benchmarks/) bought nothing before ``json.dumps``; a nested dataclass still serialises
+    through ``_json_default``."""
+    names = _FIELDS.get(type(record))
+    if names is None:
+        names = _FIELDS[type(record)] = tuple(f.name for f in dataclasses.fields(record))
+    return {name: getattr(record, name) for name in names}
+
+
+# The columns of ``runs`` a transition writes (``version`` is the store's: see ``Store.apply``).
+RUN_COLUMNS = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "team",
+    "status",
+    "created_ms",
+    "finished_ms",
+    "idempotency_key",
+    "caller_team",
+    "involved",
+    "sampled",
+    "data_json",
+)
+
+
+def run_to_row(run: RunRecord) -> tuple[Any, ...]:
+    """The values of ``RUN_COLUMNS``, ``involved`` as the list of involved teams (each store
+    stores it its own way). The record's ``version`` stays out of ``data_json``: the column is
+    the truth, and a copy in the JSON would only ever be stale."""
+    data = _fields_of(run)
+    data["error"] = run.error.to_json() if run.error else None
+    del data["version"]
+    return (
+        run.run_id,
+        run.workflow,
+        run.workflow_version,
+        run.team,
+        run.status,
+        run.created_ms,
+        run.finished_ms,
+        run.idempotency_key,
+        run.caller_team,
+        list(run.involved_teams),
+        bool(run.sampled),
+        dumps(data),
+    )
+
+
+def run_from_json(version: int, text: str) -> RunRecord:
+    """A run from its ``version`` and ``data_json`` columns."""
+    data = json.loads(text)
+    data["error"] = TaskFailure.from_json(data.get("error"))
+    data["involved_teams"] = tuple(data.get("involved_teams") or ())
+    data["version"] = version
+    return RunRecord(**data)
+
+
+def step_to_json(step: StepRecord) -> str:
+    data = _fields_of(step)
+    data["error"] = step.error.to_json() if step.error else None
+    return dumps(data)
+
+
+def step_from_json(text: str) -> StepRecord:
+    data = json.loads(text)
+    data["error"] = TaskFailure.from_json(data.get("error"))
+    return StepRecord(**data)
+
+
+def attempt_to_json(attempt: AttemptRecord) -> str:
+    data = _fields_of(attempt)
+    data["error"] = attempt.error.to_json() if attempt.error else None
+    return dumps(data)
+
+
+def attempt_from_json(text: str) -> AttemptRecord:
+    data = json.loads(text)
+    data["error"] = TaskFailure.from_json(data.get("error"))
+    return AttemptRecord(**data)
+
+
+def steps_and_attempts(
+    steps: Iterable[str], attempts: Iterable[str]
+) -> tuple[list[StepRecord], list[AttemptRecord]]:
+    """Decoded ``data_json`` of a run's steps (read in step id order) and attempts (sorted here:
+    by step id, then number)."""
+    decoded = [attempt_from_json(text) for text in attempts]
+    decoded.sort(key=lambda a: (a.step_id, a.number))
+    return [step_from_json(text) for text in steps], decoded
+
+
+# audit (id is the store's)
+AUDIT_COLUMNS = ("at_ms", "actor", "action", "object", "owner_team", "platform_intervention", "details_json")
+
+
+def audit_to_row(audit: AuditRecord) -> tuple[Any, ...]:
+    return (
+        audit.at_ms,
+        audit.actor,
+        audit.action,
+        audit.object,
+        audit.owner_team,
+        bool(audit.platform_intervention),
+        dumps(audit.details),
+    )
+
+
+def audit_from_row(row: Row) -> AuditRecord:
+    return AuditRecord(
+        id=row["id"],
+        at_ms=row["at_ms"],
+        actor=row["actor"],
+        action=row["action"],
+        object=row["object"],
+        owner_team=row["owner_team"],
+        platform_intervention=bool(row["platform_intervention"]),
+        details=json.loads(row["details_json"]),
+    )
+
+
+EVENT_COLUMNS = (
+    "event_id",
+    "contract",
+    "contract_version",
+    "team",
+    "payload_json",
+    "published_ms",
+    "triggered_json",
+    "trace_context_json",
+)
+
+
+def event_to_row(event: EventRecord) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.contract,
+        event.contract_version,
+        event.team,
+        dumps(event.payload),
+        event.published_ms,
+        dumps(list(event.triggered_runs)),
+        dumps(event.trace_context),
+    )
+
+
+def event_from_row(row: Row) -> EventRecord:
+    return EventRecord(
+        event_id=row["event_id"],
+        contract=row["contract"],
+        contract_version=row["contract_version"],
+        team=row["team"],
+        payload=json.loads(row["payload_json"]),
+        published_ms=row["published_ms"],
+        triggered_runs=tuple(json.loads(row["triggered_json"])),
+        trace_context=json.loads(row["trace_context_json"]),
+    )
+
+
+TEAM_COLUMNS = ("name", "token_hash", "created_ms", "retry_json", "timeouts_json")
+
+
+def team_to_row(team: TeamRecord) -> tuple[Any, ...]:
+    return (
+        team.name,
+        team.token_hash,
+        team.created_ms,
+        dumps(retry_to_json(team.retry)),
+        dumps(timeouts_to_json(team.timeouts)),
+    )
+
+
+def team_from_row(row: Row) -> TeamRecord:
+    return TeamRecord(
+        name=row["name"],
+        token_hash=row["token_hash"],
+        created_ms=row["created_ms"],
+        retry=retry_from_json(json.loads(row["retry_json"])),
+        timeouts=timeouts_from_json(json.loads(row["timeouts_json"])),
+    )
+
+
+CONTRACT_COLUMNS = (
+    "name",
+    "version",
+    "team",
+    "major",
+    "vkey",
+    "fields_json",
+    "source_text",
+    "deprecated_json",
+    "registered_ms",
+    "registered_by",
+)
+
+
+def contract_to_row(record: ContractRecord) -> tuple[Any, ...]:
+    contract = record.contract
+    major, minor, patch = version_key(contract.version)
+    return (
+        contract.name,
+        contract.version,
+        contract.team,
+        major,
+        major * 1_000_000_000_000 + minor * 1_000_000 + patch,  # orders versions as numbers
+        dumps(contract_to_json(contract)),
+        contract.source_text,
+        deprecation_text(contract.deprecated),
+        record.registered_ms,
+        record.registered_by,
+    )
+
+
+def deprecation_text(value: Deprecation | None) -> str | None:
+    """The ``deprecated_json`` column: NULL when not deprecated."""
+    return dumps(deprecation_to_json(value)) if value else None
+
+
+def contract_from_row(row: Row) -> ContractRecord:
+    contract = contract_from_json(
+        json.loads(row["fields_json"]),
+        row["source_text"],
+        json.loads(row["deprecated_json"]) if row["deprecated_json"] else None,
+    )
+    return ContractRecord(contract, row["registered_ms"], row["registered_by"])
+
+
+WORKFLOW_COLUMNS = (
+    "name",
+    "version",
+    "team",
+    "description",
+    "source_text",
+    "source_name",
+    "definition_json",
+    "registered_ms",
+    "registered_by",
+    "contracts_json",
+)
+
+
+def workflow_to_row(record: WorkflowRecord) -> tuple[Any, ...]:
+    return (
+        record.name,
+        record.version,
+        record.team,
+        record.description,
+        record.source_text,
+        record.source_name,
+        record.definition_json,
+        record.registered_ms,
+        record.registered_by,
+        dumps(list(record.contracts)),
+    )
+
+
+def workflow_from_row(row: Row) -> WorkflowRecord:
+    return WorkflowRecord(
+        name=row["name"],
+        team=row["team"],
+        version=row["version"],
+        description=row["description"],
+        source_text=row["source_text"],
+        source_name=row["source_name"],
+        definition_json=row["definition_json"],
+        registered_ms=row["registered_ms"],
+        registered_by=row["registered_by"],
+        contracts=tuple(json.loads(row["contracts_json"])),
+    )
+
+
+AGENT_COLUMNS = (
+    "agent_id",
+    "team",
+    "bindings_json",
+    "concurrency",
+    "hostname",
+    "agent_version",
+    "registered_ms",
+)
+
+
+def agent_to_row(agent: AgentRecord) -> tuple[Any, ...]:
+    return (
+        agent.agent_id,
+        agent.team,
+        dumps([dataclasses.asdict(b) for b in agent.bindings]),
+        agent.concurrency,
+        agent.hostname,
+        agent.agent_version,
+        agent.registered_ms,
+    )
+
+
+def agent_from_row(row: Row) -> AgentRecord:
+    return AgentRecord(
+        agent_id=row["agent_id"],
+        team=row["team"],
+        bindings=tuple(Binding(**b) for b in json.loads(row["bindings_json"])),
+        concurrency=row["concurrency"],
+        hostname=row["hostname"],
+        agent_version=row["agent_version"],
+        registered_ms=row["registered_ms"],
+    )
+
+
+SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "start_ns",
+    "end_ns",
+    "team",
+    "service",
+    "kind",
+    "status",
+    "status_message",
+    "attributes_json",
+    "events_json",
+    "links_json",
+    "run_id",
+)
+
+
+def span_to_row(span: SpanRecord) -> tuple[Any, ...]:
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id,
+        span.name,
+        span.start_ns,
+        span.end_ns,
+        span.team,
+        span.service,
+        span.kind,
+        span.status,
+        span.status_message,
+        dumps(span.attributes),
+        dumps(span.events),
+        dumps(span.links),
+        span.run_id,
+    )
+
+
+def span_from_row(row: Row) -> SpanRecord:
+    return SpanRecord(
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        start_ns=row["start_ns"],
+        end_ns=row["end_ns"],
+        team=row["team"],
+        service=row["service"],
+        kind=row["kind"],
+        status=row["status"],
+        status_message=row["status_message"],
+        attributes=json.loads(row["attributes_json"]),
+        events=json.loads(row["events_json"]),
+        links=json.loads(row["links_json"]),
+        run_id=row["run_id"],
+    )
+
+
+# timers and offers: read as plain tuples in these column orders
+TIMER_COLUMNS = ("kind", "key", "run_id", "due_ms")
+OFFER_COLUMNS = ("attempt_id", "run_id", "contract", "major", "offered_ms")
+
+
+def timer_from_row(row: Sequence[Any]) -> TimerRecord:
+    return TimerRecord(kind=row[0], key=row[1], run_id=row[2], due_ms=row[3])
+
+
+def timer_order(timer: TimerRecord) -> tuple[int, str, str]:
+    """The order ``Store.claim_timers`` answers in: earliest first, then by kind and key."""
+    return (timer.due_ms, timer.kind, timer.key)
+
+
+def offer_to_row(offer: OfferRecord) -> tuple[Any, ...]:
+    return (offer.attempt_id, offer.run_id, offer.contract, offer.major, offer.offered_ms)
+
+
+def offer_from_row(row: Sequence[Any]) -> OfferRecord:
+    return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])

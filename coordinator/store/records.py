@@ -266,6 +266,23 @@ class VersionConflict(Exception):
         super().__init__(what)
         self.what = what
 
+    # The conflicts every store reports, worded once.
+
+    @classmethod
+    def stale(cls, run_id: str, read_at: int, stored_at: int | None) -> VersionConflict:
+        """A run read at ``read_at`` is stored at ``stored_at`` (None: not stored at all)."""
+        if stored_at is None:
+            return cls(f"run {run_id} was read at version {read_at} but is not stored")
+        return cls(f"run {run_id} was read at version {read_at} but is at version {stored_at}")
+
+    @classmethod
+    def run_exists(cls, run_id: str) -> VersionConflict:
+        return cls(f"run {run_id} exists: it was written as a new run (its id is not in expect_versions)")
+
+    @classmethod
+    def timer_moved(cls, kind: str, key: str, due_ms: int) -> VersionConflict:
+        return cls(f"timer {kind} {key} due at {due_ms} was moved or has fired already")
+
 
 class IdempotencyConflict(Exception):
     """``Store.apply`` refused a new run: a run of the same workflow, caller and idempotency key

@@ -15,7 +15,6 @@ processes without blocking every writer on the file.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import json
 import logging
@@ -37,7 +36,6 @@ from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
     AuditRecord,
-    Binding,
     Changes,
     ContractRecord,
     EventRecord,
@@ -48,7 +46,6 @@ from coordinator.store.records import (
     RunSnapshot,
     SpanRecord,
     StepRecord,
-    TaskFailure,
     TeamRecord,
     TimerRecord,
     VersionConflict,
@@ -60,131 +57,40 @@ T = TypeVar("T")
 _STOP = object()
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _fields_of(record: Any) -> dict[str, Any]:
-    """A record's fields as a shallow dict. Its payloads are JSON values already, so
-    ``dataclasses.asdict``'s recursive deep copy (the biggest cost of a commit on the hot path,
-    see benchmarks/) bought nothing before ``json.dumps``; a nested dataclass still serialises
-    through ``_json_default``."""
-    names = _FIELDS.get(type(record))
-    if names is None:
-        names = _FIELDS[type(record)] = tuple(f.name for f in dataclasses.fields(record))
-    return {name: getattr(record, name) for name in names}
-
-
-# The columns of ``runs`` a transition writes (``version`` is the store's: see ``apply``).
-_RUN_COLUMNS = (
-    "run_id",
-    "workflow",
-    "workflow_version",
-    "team",
-    "status",
-    "created_ms",
-    "finished_ms",
-    "idempotency_key",
-    "caller_team",
-    "involved",
-    "sampled",
-    "data_json",
-)
+_RUN_INVOLVED = codec.RUN_COLUMNS.index("involved")
 _RUN_INSERT = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, version)"
-    f" VALUES ({', '.join('?' for _ in _RUN_COLUMNS)}, 1)"
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version)"
+    f" VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)}, 1)"
 )
 # Parameters: the row without its run id, the new version, the run id, the expected version.
 _RUN_UPDATE = (
-    f"UPDATE runs SET {', '.join(f'{name} = ?' for name in _RUN_COLUMNS[1:])}, version = ?"
+    f"UPDATE runs SET {', '.join(f'{name} = ?' for name in codec.RUN_COLUMNS[1:])}, version = ?"
     " WHERE run_id = ? AND version = ?"
 )
 _RUN_SELECT = "SELECT version, data_json FROM runs"
 # Where (workflow, caller_team, idempotency_key), the unique key of a run start, are in a row.
-_RUN_IDEMPOTENCY = tuple(_RUN_COLUMNS.index(name) for name in ("workflow", "caller_team", "idempotency_key"))
+_RUN_IDEMPOTENCY = tuple(
+    codec.RUN_COLUMNS.index(name) for name in ("workflow", "caller_team", "idempotency_key")
+)
 
 
 def _run_to_row(run: RunRecord) -> tuple[Any, ...]:
-    """The values of ``_RUN_COLUMNS``. The record's ``version`` stays out of ``data_json``: the
-    column is the truth, and a copy in the JSON would only ever be stale."""
-    data = _fields_of(run)
-    data["error"] = run.error.to_json() if run.error else None
-    del data["version"]
-    return (
-        run.run_id,
-        run.workflow,
-        run.workflow_version,
-        run.team,
-        run.status,
-        run.created_ms,
-        run.finished_ms,
-        run.idempotency_key,
-        run.caller_team,
-        "," + ",".join(run.involved_teams) + ",",
-        int(run.sampled),
-        _dumps(data),
-    )
+    """``codec.run_to_row`` with the involved teams as ",team1,team2," (for LIKE filtering)."""
+    row = codec.run_to_row(run)
+    involved = "," + ",".join(row[_RUN_INVOLVED]) + ","
+    return (*row[:_RUN_INVOLVED], involved, *row[_RUN_INVOLVED + 1 :])
 
 
 def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
     """A run from ``_RUN_SELECT``'s (version, data_json)."""
-    version, text = row[0], row[1]
-    data = json.loads(text)
-    data["error"] = TaskFailure.from_json(data.get("error"))
-    data["involved_teams"] = tuple(data.get("involved_teams") or ())
-    data["version"] = version
-    return RunRecord(**data)
+    return codec.run_from_json(row[0], row[1])
 
 
-def _step_to_json(step: StepRecord) -> str:
-    data = _fields_of(step)
-    data["error"] = step.error.to_json() if step.error else None
-    return _dumps(data)
+def _insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
-def _step_from_json(text: str) -> StepRecord:
-    data = json.loads(text)
-    data["error"] = TaskFailure.from_json(data.get("error"))
-    return StepRecord(**data)
-
-
-def _attempt_to_json(attempt: AttemptRecord) -> str:
-    data = _fields_of(attempt)
-    data["error"] = attempt.error.to_json() if attempt.error else None
-    return _dumps(data)
-
-
-def _attempt_from_json(text: str) -> AttemptRecord:
-    data = json.loads(text)
-    data["error"] = TaskFailure.from_json(data.get("error"))
-    return AttemptRecord(**data)
-
-
-def _audit_row(audit: AuditRecord) -> tuple[Any, ...]:
-    return (
-        audit.at_ms,
-        audit.actor,
-        audit.action,
-        audit.object,
-        audit.owner_team,
-        int(audit.platform_intervention),
-        _dumps(audit.details),
-    )
-
-
-_AUDIT_INSERT = (
-    "INSERT INTO audit (at_ms, actor, action, object, owner_team, platform_intervention, details_json)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
 _STEP_UPSERT = (
     "INSERT INTO steps (run_id, step_id, data_json) VALUES (?, ?, ?)"
     " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json"
@@ -194,10 +100,7 @@ _ATTEMPT_UPSERT = (
     " ON CONFLICT (attempt_id) DO UPDATE SET"
     " run_id = excluded.run_id, step_id = excluded.step_id, data_json = excluded.data_json"
 )
-_EVENT_INSERT = (
-    "INSERT OR REPLACE INTO events (event_id, contract, contract_version, team, payload_json,"
-    " published_ms, triggered_json, trace_context_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_EVENT_INSERT = _insert("events", codec.EVENT_COLUMNS, "INSERT OR REPLACE")
 _REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json) VALUES (?, ?, ?)"
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = (
@@ -210,7 +113,7 @@ _OFFER_ADD = (
     " ON CONFLICT (attempt_id) DO UPDATE SET run_id = excluded.run_id, contract = excluded.contract,"
     " major = excluded.major, offered_ms = excluded.offered_ms"
 )
-_OFFER_COLUMNS = "attempt_id, run_id, contract, major, offered_ms"
+_OFFER_COLUMNS = ", ".join(codec.OFFER_COLUMNS)
 
 
 def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: dict[str, int]) -> None:
@@ -228,9 +131,7 @@ def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: di
             c.execute(_RUN_INSERT, row)
         except sqlite3.IntegrityError:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                raise VersionConflict(
-                    f"run {run_id} exists: it was written as a new run (its id is not in expect_versions)"
-                ) from None
+                raise VersionConflict.run_exists(run_id) from None
             taken = c.execute(
                 "SELECT run_id FROM runs WHERE workflow = ? AND caller_team = ? AND idempotency_key = ?"
                 " AND idempotency_key != ''",
@@ -254,9 +155,7 @@ def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: di
 
 def _stale(c: sqlite3.Connection, run_id: str, version: int) -> VersionConflict:
     row = c.execute("SELECT version FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
-        return VersionConflict(f"run {run_id} was read at version {version} but is not stored")
-    return VersionConflict(f"run {run_id} was read at version {version} but is at version {row[0]}")
+    return VersionConflict.stale(run_id, version, None if row is None else row[0])
 
 
 def _fire_timers(c: sqlite3.Connection, fired: list[tuple[str, str, int]]) -> None:
@@ -265,15 +164,7 @@ def _fire_timers(c: sqlite3.Connection, fired: list[tuple[str, str, int]]) -> No
             "DELETE FROM timers WHERE kind = ? AND key = ? AND due_ms = ?", (kind, key, due_ms)
         ).rowcount
         if deleted == 0:
-            raise VersionConflict(f"timer {kind} {key} due at {due_ms} was moved or has fired already")
-
-
-def _timer_from_row(row: sqlite3.Row | tuple[Any, ...]) -> TimerRecord:
-    return TimerRecord(kind=row[0], key=row[1], run_id=row[2], due_ms=row[3])
-
-
-def _offer_from_row(row: sqlite3.Row | tuple[Any, ...]) -> OfferRecord:
-    return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+            raise VersionConflict.timer_moved(kind, key, due_ms)
 
 
 class DatabaseInUseError(FailedPreconditionError):
@@ -312,60 +203,6 @@ def _lock_database(db: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-
-def _contract_from_row(row: sqlite3.Row) -> ContractRecord:
-    contract = codec.contract_from_json(
-        json.loads(row["fields_json"]),
-        row["source_text"],
-        json.loads(row["deprecated_json"]) if row["deprecated_json"] else None,
-    )
-    return ContractRecord(contract, row["registered_ms"], row["registered_by"])
-
-
-def _workflow_from_row(row: sqlite3.Row) -> WorkflowRecord:
-    return WorkflowRecord(
-        name=row["name"],
-        team=row["team"],
-        version=row["version"],
-        description=row["description"],
-        source_text=row["source_text"],
-        source_name=row["source_name"],
-        definition_json=row["definition_json"],
-        registered_ms=row["registered_ms"],
-        registered_by=row["registered_by"],
-        contracts=tuple(json.loads(row["contracts_json"])),
-    )
-
-
-def _team_from_row(row: sqlite3.Row) -> TeamRecord:
-    return TeamRecord(
-        name=row["name"],
-        token_hash=row["token_hash"],
-        created_ms=row["created_ms"],
-        retry=codec.retry_from_json(json.loads(row["retry_json"])),
-        timeouts=codec.timeouts_from_json(json.loads(row["timeouts_json"])),
-    )
-
-
-def _span_from_row(row: sqlite3.Row) -> SpanRecord:
-    return SpanRecord(
-        trace_id=row["trace_id"],
-        span_id=row["span_id"],
-        parent_span_id=row["parent_span_id"],
-        name=row["name"],
-        start_ns=row["start_ns"],
-        end_ns=row["end_ns"],
-        team=row["team"],
-        service=row["service"],
-        kind=row["kind"],
-        status=row["status"],
-        status_message=row["status_message"],
-        attributes=json.loads(row["attributes_json"]),
-        events=json.loads(row["events_json"]),
-        links=json.loads(row["links_json"]),
-        run_id=row["run_id"],
-    )
 
 
 class SqliteStore:
@@ -520,42 +357,40 @@ class SqliteStore:
             lambda c: c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
         )
 
+    async def set_setting_if_absent(self, key: str, value: str) -> str:
+        def w(c: sqlite3.Connection) -> str:
+            c.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+            return str(c.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0])
+
+        return await self._write(w)
+
     # ---------- teams ----------
 
     async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
             if c.execute("SELECT 1 FROM teams WHERE name = ?", (team.name,)).fetchone():
                 raise KeyError(team.name)
-            c.execute(
-                "INSERT INTO teams (name, token_hash, created_ms, retry_json, timeouts_json) VALUES (?,?,?,?,?)",
-                (
-                    team.name,
-                    team.token_hash,
-                    team.created_ms,
-                    _dumps(codec.retry_to_json(team.retry)),
-                    _dumps(codec.timeouts_to_json(team.timeouts)),
-                ),
-            )
-            c.execute(_AUDIT_INSERT, _audit_row(audit))
+            c.execute(_insert("teams", codec.TEAM_COLUMNS), codec.team_to_row(team))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
 
     async def get_team(self, name: str) -> TeamRecord | None:
         def q(c: sqlite3.Connection) -> TeamRecord | None:
             row = c.execute("SELECT * FROM teams WHERE name = ?", (name,)).fetchone()
-            return None if row is None else _team_from_row(row)
+            return None if row is None else codec.team_from_row(row)
 
         return await self._read(q)
 
     async def list_teams(self) -> list[TeamRecord]:
         return await self._read(
-            lambda c: [_team_from_row(r) for r in c.execute("SELECT * FROM teams ORDER BY name")]
+            lambda c: [codec.team_from_row(r) for r in c.execute("SELECT * FROM teams ORDER BY name")]
         )
 
     async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
             c.execute("UPDATE teams SET token_hash = ? WHERE name = ?", (token_hash, name))
-            c.execute(_AUDIT_INSERT, _audit_row(audit))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
 
@@ -563,41 +398,27 @@ class SqliteStore:
         await self._write(
             lambda c: c.execute(
                 "UPDATE teams SET retry_json = ?, timeouts_json = ? WHERE name = ?",
-                (_dumps(codec.retry_to_json(retry)), _dumps(codec.timeouts_to_json(timeouts)), name),
+                (
+                    codec.dumps(codec.retry_to_json(retry)),
+                    codec.dumps(codec.timeouts_to_json(timeouts)),
+                    name,
+                ),
             )
         )
 
     # ---------- contracts ----------
 
     async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None:
-        contract = record.contract
-        major, minor, patch = codec.version_key(contract.version)
-
         def w(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO contracts (name, version, team, major, vkey, fields_json, source_text,"
-                " deprecated_json, registered_ms, registered_by) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    contract.name,
-                    contract.version,
-                    contract.team,
-                    major,
-                    major * 1_000_000_000_000 + minor * 1_000_000 + patch,
-                    _dumps(codec.contract_to_json(contract)),
-                    contract.source_text,
-                    _dumps(codec.deprecation_to_json(contract.deprecated)) if contract.deprecated else None,
-                    record.registered_ms,
-                    record.registered_by,
-                ),
-            )
-            c.execute(_AUDIT_INSERT, _audit_row(audit))
+            c.execute(_insert("contracts", codec.CONTRACT_COLUMNS), codec.contract_to_row(record))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
 
     async def contract_versions(self, name: str) -> list[ContractRecord]:
         return await self._read(
             lambda c: [
-                _contract_from_row(r)
+                codec.contract_from_row(r)
                 for r in c.execute("SELECT * FROM contracts WHERE name = ? ORDER BY vkey", (name,))
             ]
         )
@@ -612,19 +433,19 @@ class SqliteStore:
             sql += " AND substr(name, 1, ?) = ?"
             args += [len(name_prefix), name_prefix]
         sql += " ORDER BY name, vkey"
-        return await self._read(lambda c: [_contract_from_row(r) for r in c.execute(sql, args)])
+        return await self._read(lambda c: [codec.contract_from_row(r) for r in c.execute(sql, args)])
 
     async def set_deprecation(
         self, name: str, versions: list[str], deprecation: Deprecation | None, audit: AuditRecord
     ) -> None:
-        value = _dumps(codec.deprecation_to_json(deprecation)) if deprecation else None
+        value = codec.deprecation_text(deprecation)
 
         def w(c: sqlite3.Connection) -> None:
             c.executemany(
                 "UPDATE contracts SET deprecated_json = ? WHERE name = ? AND version = ?",
                 [(value, name, v) for v in versions],
             )
-            c.execute(_AUDIT_INSERT, _audit_row(audit))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
 
@@ -632,35 +453,19 @@ class SqliteStore:
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO workflows (name, version, team, description, source_text, source_name,"
-                " definition_json, registered_ms, registered_by, contracts_json)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.name,
-                    record.version,
-                    record.team,
-                    record.description,
-                    record.source_text,
-                    record.source_name,
-                    record.definition_json,
-                    record.registered_ms,
-                    record.registered_by,
-                    _dumps(list(record.contracts)),
-                ),
-            )
+            c.execute(_insert("workflows", codec.WORKFLOW_COLUMNS), codec.workflow_to_row(record))
             c.executemany(
                 "INSERT OR IGNORE INTO workflow_contracts (workflow, version, contract) VALUES (?,?,?)",
                 [(record.name, record.version, name) for name in record.contracts],
             )
-            c.execute(_AUDIT_INSERT, _audit_row(audit))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
 
     async def workflow_versions(self, name: str) -> list[WorkflowRecord]:
         return await self._read(
             lambda c: [
-                _workflow_from_row(r)
+                codec.workflow_from_row(r)
                 for r in c.execute("SELECT * FROM workflows WHERE name = ? ORDER BY version", (name,))
             ]
         )
@@ -673,7 +478,7 @@ class SqliteStore:
     async def list_workflows(self, team: str = "") -> list[WorkflowRecord]:
         sql = self._NEWEST + (" WHERE w.team = ?" if team else "") + " ORDER BY w.name"
         return await self._read(
-            lambda c: [_workflow_from_row(r) for r in c.execute(sql, (team,) if team else ())]
+            lambda c: [codec.workflow_from_row(r) for r in c.execute(sql, (team,) if team else ())]
         )
 
     async def consumers_of(self, contract_name: str) -> list[WorkflowRecord]:
@@ -681,43 +486,23 @@ class SqliteStore:
             self._NEWEST + " JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
             " WHERE wc.contract = ? ORDER BY w.name"
         )
-        return await self._read(lambda c: [_workflow_from_row(r) for r in c.execute(sql, (contract_name,))])
+        return await self._read(
+            lambda c: [codec.workflow_from_row(r) for r in c.execute(sql, (contract_name,))]
+        )
 
     # ---------- agents ----------
 
     async def put_agent(self, agent: AgentRecord) -> None:
         await self._write(
             lambda c: c.execute(
-                "INSERT OR REPLACE INTO agents (agent_id, team, bindings_json, concurrency, hostname,"
-                " agent_version, registered_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    agent.agent_id,
-                    agent.team,
-                    _dumps([dataclasses.asdict(b) for b in agent.bindings]),
-                    agent.concurrency,
-                    agent.hostname,
-                    agent.agent_version,
-                    agent.registered_ms,
-                ),
+                _insert("agents", codec.AGENT_COLUMNS, "INSERT OR REPLACE"), codec.agent_to_row(agent)
             )
         )
 
     async def list_agents(self) -> list[AgentRecord]:
-        def q(c: sqlite3.Connection) -> list[AgentRecord]:
-            return [
-                AgentRecord(
-                    agent_id=r["agent_id"],
-                    team=r["team"],
-                    bindings=tuple(Binding(**b) for b in json.loads(r["bindings_json"])),
-                    concurrency=r["concurrency"],
-                    hostname=r["hostname"],
-                    agent_version=r["agent_version"],
-                    registered_ms=r["registered_ms"],
-                )
-                for r in c.execute("SELECT * FROM agents")
-            ]
-
-        return await self._read(q)
+        return await self._read(
+            lambda c: [codec.agent_from_row(r) for r in c.execute("SELECT * FROM agents")]
+        )
 
     # ---------- runs ----------
 
@@ -726,30 +511,16 @@ class SqliteStore:
         # the records themselves are only read (the engine sets ``run.version`` after success).
         runs = [_run_to_row(r) for r in changes.runs]
         expected = dict(changes.expect_versions)
-        steps = [(s.run_id, s.step_id, _step_to_json(s)) for s in changes.steps]
-        attempts = [(a.attempt_id, a.run_id, a.step_id, _attempt_to_json(a)) for a in changes.attempts]
-        audit = [_audit_row(a) for a in changes.audit]
-        events = [
-            (
-                e.event_id,
-                e.contract,
-                e.contract_version,
-                e.team,
-                _dumps(e.payload),
-                e.published_ms,
-                _dumps(list(e.triggered_runs)),
-                _dumps(e.trace_context),
-            )
-            for e in changes.events
-        ]
-        requests = [(scope, rid, _dumps(answer)) for (scope, rid), answer in changes.requests.items()]
+        steps = [(s.run_id, s.step_id, codec.step_to_json(s)) for s in changes.steps]
+        attempts = [(a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts]
+        audit = [codec.audit_to_row(a) for a in changes.audit]
+        events = [codec.event_to_row(e) for e in changes.events]
+        requests = [(scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()]
         fired = [(t.kind, t.key, t.due_ms) for t in changes.timers_fired]
         cleared = list(changes.timers_clear)
         timers = [(t.kind, t.key, t.run_id, t.due_ms) for t in changes.timers_set]
         offers_removed = [(attempt_id,) for attempt_id in changes.offers_remove]
-        offers_added = [
-            (o.attempt_id, o.run_id, o.contract, o.major, o.offered_ms) for o in changes.offers_add
-        ]
+        offers_added = [codec.offer_to_row(o) for o in changes.offers_add]
 
         def w(c: sqlite3.Connection) -> None:
             # The checks first (a refused transition fails before it writes much); then the
@@ -796,7 +567,7 @@ class SqliteStore:
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
         def q(c: sqlite3.Connection) -> AttemptRecord | None:
             row = c.execute("SELECT data_json FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
-            return None if row is None else _attempt_from_json(row[0])
+            return None if row is None else codec.attempt_from_json(row[0])
 
         return await self._read(q)
 
@@ -859,7 +630,7 @@ class SqliteStore:
                 " RETURNING kind, key, run_id, due_ms",
                 (now_ms + claim_ms, now_ms, now_ms, limit),
             ).fetchall()
-            return sorted((_timer_from_row(r) for r in rows), key=lambda t: (t.due_ms, t.kind, t.key))
+            return sorted((codec.timer_from_row(r) for r in rows), key=codec.timer_order)
 
         if limit <= 0:
             return []
@@ -908,95 +679,39 @@ class SqliteStore:
         sql = " UNION ALL ".join(one for _ in unique) + " ORDER BY offered_ms, attempt_id LIMIT ?"
         args: list[Any] = [value for contract, major in unique for value in (contract, major, limit)]
         args.append(limit)
-        return await self._read(lambda c: [_offer_from_row(r) for r in c.execute(sql, args)])
+        return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
 
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
-        await self._write(lambda c: c.execute(_AUDIT_INSERT, _audit_row(audit)))
+        await self._write(lambda c: c.execute(_AUDIT_INSERT, codec.audit_to_row(audit)))
 
     async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]:
         sql = "SELECT * FROM audit" + (" WHERE owner_team = ? OR actor = ?" if team else "")
         sql += " ORDER BY id LIMIT ? OFFSET ?"
         args: list[Any] = ([team, team] if team else []) + [limit, offset]
-
-        def q(c: sqlite3.Connection) -> list[AuditRecord]:
-            return [
-                AuditRecord(
-                    id=r["id"],
-                    at_ms=r["at_ms"],
-                    actor=r["actor"],
-                    action=r["action"],
-                    object=r["object"],
-                    owner_team=r["owner_team"],
-                    platform_intervention=bool(r["platform_intervention"]),
-                    details=json.loads(r["details_json"]),
-                )
-                for r in c.execute(sql, args)
-            ]
-
-        return await self._read(q)
+        return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
 
     async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:
         sql = "SELECT * FROM events" + (" WHERE contract = ?" if contract else "")
         sql += " ORDER BY published_ms DESC, event_id LIMIT ? OFFSET ?"
         args: list[Any] = ([contract] if contract else []) + [limit, offset]
-
-        def q(c: sqlite3.Connection) -> list[EventRecord]:
-            return [
-                EventRecord(
-                    event_id=r["event_id"],
-                    contract=r["contract"],
-                    contract_version=r["contract_version"],
-                    team=r["team"],
-                    payload=json.loads(r["payload_json"]),
-                    published_ms=r["published_ms"],
-                    triggered_runs=tuple(json.loads(r["triggered_json"])),
-                    trace_context=json.loads(r["trace_context_json"]),
-                )
-                for r in c.execute(sql, args)
-            ]
-
-        return await self._read(q)
+        return await self._read(lambda c: [codec.event_from_row(r) for r in c.execute(sql, args)])
 
     # ---------- spans ----------
 
     async def insert_spans(self, spans: list[SpanRecord]) -> None:
         if not spans:
             return
-        rows = [
-            (
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.name,
-                s.start_ns,
-                s.end_ns,
-                s.team,
-                s.service,
-                s.kind,
-                s.status,
-                s.status_message,
-                _dumps(s.attributes),
-                _dumps(s.events),
-                _dumps(s.links),
-                s.run_id,
-            )
-            for s in spans
-        ]
+        rows = [codec.span_to_row(s) for s in spans]
         await self._write(
-            lambda c: c.executemany(
-                "INSERT OR REPLACE INTO spans (trace_id, span_id, parent_span_id, name, start_ns, end_ns,"
-                " team, service, kind, status, status_message, attributes_json, events_json,"
-                " links_json, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            lambda c: c.executemany(_insert("spans", codec.SPAN_COLUMNS, "INSERT OR REPLACE"), rows)
         )
 
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:
         return await self._read(
             lambda c: [
-                _span_from_row(r)
+                codec.span_from_row(r)
                 for r in c.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,))
             ]
         )
@@ -1028,9 +743,7 @@ def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _
 
 def _steps_and_attempts(steps: _Rows, attempts: _Rows) -> tuple[list[StepRecord], list[AttemptRecord]]:
     """Steps by step id; attempts by step id, then number."""
-    decoded = [_attempt_from_json(r[0]) for r in attempts]
-    decoded.sort(key=lambda a: (a.step_id, a.number))
-    return [_step_from_json(r[0]) for r in steps], decoded
+    return codec.steps_and_attempts((r[0] for r in steps), (r[0] for r in attempts))
 
 
 def _snapshot(c: sqlite3.Connection, run_id: str) -> RunSnapshot | None:

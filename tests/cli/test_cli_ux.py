@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.coordinator import FLAG_VARIABLES, coordinator_env
+
 ACCORD = Path(sys.executable).parent / "accord"
 
 
-def accord(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACCORD_HOME": str(home)}
-    env.pop("ACCORD_TOKEN", None)
+def accord(
+    *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = coordinator_env(home, **(env or {}))
     return subprocess.run(
         [str(ACCORD), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
@@ -71,6 +74,106 @@ def test_start_on_an_unknown_host(tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = accord("coordinator", "start", "--listen", "no-such-host.invalid:7440", "--ui", "off", home=home)
     _assert_usage_error(result, home, "cannot listen on no-such-host.invalid:7440: unknown host")
+
+
+def test_start_with_both_store_and_db(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = accord(
+        "coordinator", "start", "--store", "sqlite:///tmp/a.db", "--db", str(tmp_path / "b.db"), home=home
+    )
+    _assert_usage_error(
+        result,
+        home,
+        "--store and --db both name the database: give one (--db PATH is short for --store sqlite:///PATH)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "mysql://root:hunter2@db:3306/accord",
+            "--store 'mysql://root:***@db:3306/accord': unknown scheme 'mysql'",
+        ),
+        ("/var/lib/accord.db", "--store '/var/lib/accord.db': not a URL"),
+    ],
+)
+def test_start_with_a_store_of_an_unknown_kind_names_the_schemes(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    home = tmp_path / "home"
+    result = accord("coordinator", "start", "--store", url, "--ui", "off", home=home)
+    _assert_usage_error(
+        result,
+        home,
+        shown,
+        "use postgresql://USER@HOST:PORT/DB or sqlite:///PATH (schemes: postgresql, postgres, sqlite)",
+    )
+    assert "hunter2" not in result.stderr
+
+
+def test_every_start_flag_has_an_environment_variable_of_its_name_shown_in_help(tmp_path: Path) -> None:
+    from typer.main import get_command
+
+    from coordinator.cli._apps import app
+
+    start = get_command(app).commands["coordinator"].commands["start"]  # type: ignore[attr-defined]
+    flags = [p for p in start.params if p.name != "help" and getattr(p, "opts", None)]
+    variables = {p.opts[0]: p.envvar for p in flags}
+    assert variables == {opt: "ACCORD_" + opt[2:].upper().replace("-", "_") for opt in variables}
+    assert {"--listen", "--store", "--db", "--store-pool", "--ui", "--log-level"} <= variables.keys()
+    # The test harness clears exactly these for its coordinators: it must know every one.
+    assert set(variables.values()) == set(FLAG_VARIABLES)
+    text = subprocess.run(
+        [str(ACCORD), "coordinator", "start", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "ACCORD_HOME": str(tmp_path)},
+        check=True,
+    ).stdout
+    for variable in variables.values():
+        assert f"[env var: {variable}]" in text, (variable, text)
+
+
+def test_a_flag_comes_from_its_environment_variable(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = accord("coordinator", "start", home=home, env={"ACCORD_LISTEN": "nonsense", "ACCORD_UI": "off"})
+    _assert_usage_error(result, home, "--listen 'nonsense': expected HOST:PORT")
+    both = accord(
+        "coordinator",
+        "start",
+        home=home,
+        env={"ACCORD_STORE": "sqlite:///tmp/a.db", "ACCORD_DB": "/tmp/b.db"},
+    )
+    _assert_usage_error(both, home, "ACCORD_STORE and ACCORD_DB both name the database: give one")
+
+
+def test_a_flag_on_the_command_line_wins_over_its_environment_variable(
+    tmp_path: Path, busy_port: int
+) -> None:
+    home = tmp_path / "home"
+    result = accord(
+        "coordinator",
+        "start",
+        "--listen",
+        f"127.0.0.1:{busy_port}",
+        home=home,
+        env={"ACCORD_LISTEN": "nonsense", "ACCORD_UI": "off", "ACCORD_STORE": "mysql://nowhere"},
+    )
+    # Not the variable's "nonsense"; and --store came from its variable only, so checked (first).
+    assert "unknown scheme 'mysql'" in result.stderr, result.stderr
+    result = accord(
+        "coordinator",
+        "start",
+        "--listen",
+        f"127.0.0.1:{busy_port}",
+        "--db",
+        str(tmp_path / "flag.db"),
+        home=home,
+        env={"ACCORD_LISTEN": "nonsense", "ACCORD_UI": "off", "ACCORD_STORE": "mysql://nowhere"},
+    )
+    # --db on the command line wins over ACCORD_STORE, --listen over ACCORD_LISTEN.
+    _assert_usage_error(result, home, f"cannot listen on 127.0.0.1:{busy_port}: the address is in use")
 
 
 HELP_PAGES = [

@@ -22,24 +22,31 @@ from typing import Any, Protocol
 
 import pytest
 
+from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
 from coordinator.store.base import Store
 from coordinator.store.records import (
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
     TIMER_START_TO_CLOSE,
+    AgentRecord,
     AttemptRecord,
     AuditRecord,
+    Binding,
     Changes,
+    ContractRecord,
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
     RunFilter,
     RunRecord,
+    SpanRecord,
     StepRecord,
     TaskFailure,
+    TeamRecord,
     TimerRecord,
     VersionConflict,
+    WorkflowRecord,
 )
 
 FAR = 10**12  # a now_ms after every due time used here
@@ -124,6 +131,33 @@ def event(event_id: str, published_ms: int, contract: str = "payments/paid") -> 
         payload={"id": event_id},
         published_ms=published_ms,
     )
+
+
+def contract_record(name: str, version: str, **fields: Any) -> ContractRecord:
+    values: dict[str, Any] = {
+        "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}},
+        "output_schema": {"type": "object"},
+        "source_text": f"contract: {name}@{version}\n",
+        "source_name": "contract.yaml",
+    }
+    values.update(fields)
+    return ContractRecord(Contract(name=name, version=version, **values), 1_000, name.split("/")[0])
+
+
+def workflow_record(
+    name: str, version: int, contracts: tuple[str, ...] = (), **fields: Any
+) -> WorkflowRecord:
+    values: dict[str, Any] = {
+        "team": name.split("/")[0],
+        "description": "",
+        "source_text": f"workflow: {name}\n",
+        "source_name": "workflow.yaml",
+        "definition_json": '{"steps":{}}',
+        "registered_ms": 1_000,
+        "registered_by": name.split("/")[0],
+    }
+    values.update(fields)
+    return WorkflowRecord(name=name, version=version, contracts=contracts, **values)
 
 
 async def all_timers(store: Store) -> list[TimerRecord]:
@@ -758,3 +792,180 @@ class StoreConformance:
             assert await again.offers([("payments/charge", 1)], 10) == [offer("r1:charge:1", 1_000)]
         finally:
             await again.close()
+
+    # ---------- settings, teams, contracts, workflows, agents, spans ----------
+
+    async def test_settings_are_set_replaced_and_set_if_absent(self, store: Store) -> None:
+        assert await store.get_setting("k") is None
+        await store.set_setting("k", "one")
+        await store.set_setting("k", "two")
+        assert await store.get_setting("k") == "two"
+        assert await store.set_setting_if_absent("k", "three") == "two"
+        assert await store.set_setting_if_absent("new", "first") == "first"
+        assert await store.get_setting("new") == "first"
+
+    async def test_of_concurrent_set_if_absent_one_wins_and_all_see_its_value(self, store: Store) -> None:
+        answers = await asyncio.gather(*(store.set_setting_if_absent("admin", f"v{i}") for i in range(20)))
+        assert len(set(answers)) == 1
+        assert await store.get_setting("admin") == answers[0]
+
+    async def test_set_if_absent_on_two_store_objects_has_one_winner(
+        self, store_factory: StoreFactory
+    ) -> None:
+        if not store_factory.second_store_allowed:
+            pytest.skip("this store serves one process: a second store on its database is refused")
+        first, second = store_factory.new(), store_factory.new()
+        await asyncio.gather(first.open(), second.open())
+        try:
+            answers = await asyncio.gather(
+                *(
+                    s.set_setting_if_absent("admin", f"{n}-{i}")
+                    for i in range(5)
+                    for n, s in enumerate((first, second))
+                )
+            )
+            assert len(set(answers)) == 1
+            assert await second.get_setting("admin") == answers[0]
+        finally:
+            await second.close()
+            await first.close()
+
+    async def test_teams_are_created_once_listed_by_name_and_changed(self, store: Store) -> None:
+        await store.create_team(TeamRecord("payments", "h1", 10), audit("team.create"))
+        await store.create_team(TeamRecord("crm", "h2", 20), audit("team.create", owner_team="crm"))
+        with pytest.raises(KeyError):
+            await store.create_team(TeamRecord("crm", "other", 30), audit("team.create.again"))
+        assert [t.name for t in await store.list_teams()] == ["crm", "payments"]
+        assert await store.get_team("crm") == TeamRecord("crm", "h2", 20)
+        assert await store.get_team("nobody") is None
+
+        await store.set_team_token("crm", "h3", audit("team.rotate_token", owner_team="crm"))
+        retry = RetryPolicy(max_attempts=5, initial_backoff=0.5, non_retryable=("Fatal",))
+        timeouts = Timeouts(start_to_close=60.0, heartbeat=10.0)
+        await store.set_team_defaults("crm", retry, timeouts)
+        assert await store.get_team("crm") == TeamRecord("crm", "h3", 20, retry, timeouts)
+        # The refused create wrote no audit entry.
+        assert [a.action for a in await store.list_audit()] == [
+            "team.create",
+            "team.create",
+            "team.rotate_token",
+        ]
+
+    async def test_contracts_are_kept_with_every_field_and_ordered_by_version(self, store: Store) -> None:
+        full = contract_record(
+            "payments/charge",
+            "1.10.0",
+            description="Charge a card",
+            timeouts=Timeouts(schedule_to_start=30.0),
+            retry=RetryPolicy(max_attempts=3),
+            idempotent=True,
+            visibility="team",
+            sensitive=("input.card",),
+        )
+        for record in [
+            full,
+            contract_record("payments/charge", "1.9.0"),
+            contract_record("payments/charge", "2.0.0"),
+        ]:
+            await store.add_contract(record, audit("contract.register"))
+        await store.add_contract(contract_record("payments/refund", "1.0.0"), audit("contract.register"))
+        await store.add_contract(contract_record("crm/notify", "1.0.0"), audit("contract.register", "crm"))
+
+        versions = await store.contract_versions("payments/charge")
+        assert [r.contract.version for r in versions] == ["1.9.0", "1.10.0", "2.0.0"]
+        assert versions[1] == full
+        assert await store.contract_versions("payments/none") == []
+        assert [r.contract.ref for r in await store.list_contracts()] == [
+            "crm/notify@1.0.0",
+            "payments/charge@1.9.0",
+            "payments/charge@1.10.0",
+            "payments/charge@2.0.0",
+            "payments/refund@1.0.0",
+        ]
+        assert [r.contract.ref for r in await store.list_contracts(team="crm")] == ["crm/notify@1.0.0"]
+        assert [r.contract.ref for r in await store.list_contracts(name_prefix="payments/r")] == [
+            "payments/refund@1.0.0"
+        ]
+        assert await store.list_contracts(team="crm", name_prefix="payments/") == []
+
+        sunset = Deprecation("2027-01-01", "payments/charge@2")
+        await store.set_deprecation(
+            "payments/charge", ["1.9.0", "1.10.0"], sunset, audit("contract.deprecate")
+        )
+        assert [r.contract.deprecated for r in await store.contract_versions("payments/charge")] == [
+            sunset,
+            sunset,
+            None,
+        ]
+        await store.set_deprecation("payments/charge", ["1.9.0"], None, audit("contract.undeprecate"))
+        assert [r.contract.deprecated for r in await store.contract_versions("payments/charge")] == [
+            None,
+            sunset,
+            None,
+        ]
+
+    async def test_workflows_keep_every_version_and_their_consumers_index(self, store: Store) -> None:
+        await store.add_workflow(
+            workflow_record("payments/checkout", 1, ("payments/charge", "warehouse/ship")), audit("wf")
+        )
+        await store.add_workflow(workflow_record("payments/checkout", 2, ("payments/charge",)), audit("wf"))
+        await store.add_workflow(workflow_record("crm/welcome", 1, ("warehouse/ship",)), audit("wf", "crm"))
+        assert [w.version for w in await store.workflow_versions("payments/checkout")] == [1, 2]
+        assert await store.workflow_versions("payments/checkout") == [
+            workflow_record("payments/checkout", 1, ("payments/charge", "warehouse/ship")),
+            workflow_record("payments/checkout", 2, ("payments/charge",)),
+        ]
+        assert [(w.name, w.version) for w in await store.list_workflows()] == [
+            ("crm/welcome", 1),
+            ("payments/checkout", 2),
+        ]
+        assert [w.name for w in await store.list_workflows(team="payments")] == ["payments/checkout"]
+        # Only each workflow's newest version counts: checkout v2 no longer calls ship.
+        assert [w.name for w in await store.consumers_of("warehouse/ship")] == ["crm/welcome"]
+        assert [(w.name, w.version) for w in await store.consumers_of("payments/charge")] == [
+            ("payments/checkout", 2)
+        ]
+        assert await store.consumers_of("crm/nothing") == []
+
+    async def test_agents_are_registered_again_in_place(self, store: Store) -> None:
+        first = AgentRecord("a1", "payments", (Binding("payments/charge", 1, "shell"),), 4, "host", "1.0", 10)
+        await store.put_agent(first)
+        await store.put_agent(AgentRecord("a2", "crm", (), 1))
+        again = dataclasses.replace(first, concurrency=8, bindings=(Binding("payments/charge", 2),))
+        await store.put_agent(again)
+        assert sorted(await store.list_agents(), key=lambda a: a.agent_id) == [
+            again,
+            AgentRecord("a2", "crm", (), 1),
+        ]
+
+    async def test_spans_are_stored_replaced_read_by_trace_and_pruned(self, store: Store) -> None:
+        spans = [
+            SpanRecord(
+                "t" * 32,
+                f"{i:016x}",
+                "" if i == 1 else f"{1:016x}",
+                f"s{i}",
+                start_ns=10 - i,
+                end_ns=i * 10,
+                team="payments",
+                kind="server",
+                status="error",
+                status_message="boom",
+                attributes={"i": i, "nested": {"a": [1, 2]}},
+                events=[{"name": "e", "time_ns": 5, "attributes": {}}],
+                links=[{"trace_id": "a" * 32, "span_id": "b" * 16}],
+                run_id="r1",
+            )
+            for i in range(1, 4)
+        ]
+        other = SpanRecord("o" * 32, "1" * 16, "", "other", 1, 100)
+        await store.insert_spans([*spans, other])
+        await store.insert_spans([])
+        assert await store.spans_for_trace("t" * 32) == spans[::-1]  # by start time
+        renamed = dataclasses.replace(spans[0], name="renamed")
+        await store.insert_spans([renamed])  # the same span exported again: replaced
+        assert [s.name for s in await store.spans_for_trace("t" * 32)] == ["s3", "s2", "renamed"]
+        assert await store.prune_spans(before_ns=25) == 2
+        assert [s.name for s in await store.spans_for_trace("t" * 32)] == ["s3"]
+        assert await store.spans_for_trace("o" * 32) == [other]
+        assert await store.spans_for_trace("none") == []

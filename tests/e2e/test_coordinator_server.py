@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from coordinator.client import AsyncClient
 from tests.support.agent import Call, TestAgent
-from tests.support.coordinator import ACCORD
+from tests.support.coordinator import ACCORD, CoordinatorProcess
 from tests.support.scenario import contract, start_run, step, wait_run
 
 COORDINATOR_SERVICE = "accord.coordinator.v1.CoordinatorService"
@@ -241,3 +241,16 @@ async def test_json_logs_with_trace_ids_and_a_clean_exit_on_sigterm(tmp_path: Pa
     (ended,) = [r for r in records if r["message"] == f"run {run.run_id} succeeded"]
     assert ended["trace_id"] == run.trace_id
     assert any(r["message"] == "shutting down" for r in records)
+
+
+async def test_store_sqlite_url_is_the_file_it_names(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "accord.db"
+    coordinator = await asyncio.to_thread(
+        CoordinatorProcess.start, tmp_path / "home", "--store", f"sqlite://{db}"
+    )
+    try:
+        await coordinator.create_team("payments")
+        assert db.exists() and db.with_name("accord.db.lock").exists()
+        assert not coordinator.db.exists()  # not the default file under ACCORD_HOME
+    finally:
+        coordinator.kill9()

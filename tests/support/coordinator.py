@@ -1,12 +1,17 @@
 """Start the REAL coordinator as a subprocess (``accord coordinator start``) for tests.
 
 proc = CoordinatorProcess.start(tmp_path / "home")
+proc = CoordinatorProcess.start(tmp_path / "home", "--store", url)   # any extra flags
 token = await proc.create_team("payments")
 async with proc.client(token) as client: ...
 await proc.register_contract(token, CONTRACT_YAML)
 proc.kill9(); proc.restart()          # same DB, same port
 proc.cli("runs", "list", token=token) # the CLI against it
 proc.stop()
+
+Several at once (replicas on one database, each with its own home): ``spawn`` each, then
+``wait_started`` each. ``admin_token`` is read from the home's admin.token, which only the
+coordinator that created the token writes ("" where there is none).
 """
 
 from __future__ import annotations
@@ -28,6 +33,25 @@ from coordinator.client import AsyncClient
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCORD = str(Path(sys.executable).parent / "accord")
+# The variables of `accord coordinator start`'s flags: a test's coordinator gets only the ones the
+# test gives it, never whatever the shell that runs the tests has set.
+FLAG_VARIABLES = (
+    "ACCORD_LISTEN",
+    "ACCORD_STORE",
+    "ACCORD_DB",
+    "ACCORD_STORE_POOL",
+    "ACCORD_LOG_LEVEL",
+    "ACCORD_LOG_FORMAT",
+    "ACCORD_UI",
+    "ACCORD_SPAN_RETENTION",
+)
+
+
+def coordinator_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test's coordinator process: this one's, with ``ACCORD_HOME=home``,
+    without the flags' variables or a token, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in FLAG_VARIABLES and k != "ACCORD_TOKEN"}
+    return {**env, "ACCORD_HOME": str(home), **extra}
 
 
 @dataclass
@@ -35,15 +59,23 @@ class CoordinatorProcess:
     home: Path
     listen: str = "127.0.0.1:0"
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     address: str = ""
     admin_token: str = ""
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
     @classmethod
-    def start(cls, home: Path, *extra_args: str) -> CoordinatorProcess:
-        instance = cls(home=home, extra_args=list(extra_args))
-        instance._launch()
+    def start(cls, home: Path, *extra_args: str, env: dict[str, str] | None = None) -> CoordinatorProcess:
+        instance = cls.spawn(home, *extra_args, env=env)
+        instance.wait_started()
+        return instance
+
+    @classmethod
+    def spawn(cls, home: Path, *extra_args: str, env: dict[str, str] | None = None) -> CoordinatorProcess:
+        """Start the process without waiting for it to serve (``wait_started``)."""
+        instance = cls(home=home, extra_args=list(extra_args), extra_env=dict(env or {}))
+        instance._spawn()
         return instance
 
     @property
@@ -58,12 +90,15 @@ class CoordinatorProcess:
         return env
 
     def _launch(self) -> None:
+        self._spawn()
+        self.wait_started()
+
+    def _spawn(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        state = self.home / "coordinator.json"
-        state.unlink(missing_ok=True)
+        (self.home / "coordinator.json").unlink(missing_ok=True)
         self.log_path = self.home / f"coordinator-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "wb")
-        env = {**os.environ, "ACCORD_HOME": str(self.home)}
+        env = coordinator_env(self.home, **self.extra_env)
         self.proc = subprocess.Popen(
             # The tracing UI stays off unless a test asks for it: parallel coordinators would
             # otherwise compete for its default port.
@@ -74,6 +109,11 @@ class CoordinatorProcess:
             start_new_session=True,
         )
         log.close()
+
+    def wait_started(self) -> None:
+        """Wait until the process serves (it wrote its address to coordinator.json)."""
+        assert self.proc is not None
+        state = self.home / "coordinator.json"
         deadline = time.monotonic() + 60  # an upper bound: a loaded machine may need it
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -90,7 +130,9 @@ class CoordinatorProcess:
             self.stop()
             raise RuntimeError(f"coordinator did not start in time:\n{self.log()}")
         self.listen = self.address  # a restart reuses the port
-        self.admin_token = (self.home / "admin.token").read_text().strip()
+        token_file = self.home / "admin.token"
+        if token_file.exists():
+            self.admin_token = token_file.read_text().strip()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -1,0 +1,1 @@
+"""PostgreSQL schema migrations: ``NNNN_name.sql``, applied in order by ``PostgresStore.open``."""

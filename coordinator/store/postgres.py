@@ -1,0 +1,753 @@
+"""PostgreSQL Store: several coordinator processes on one database.
+
+Connections come from a pool (``psycopg_pool.AsyncConnectionPool``) in autocommit mode: a read is
+one statement (one snapshot), a write that needs more is an explicit transaction. A transition
+(``apply``) is one transaction sent in pipeline mode: every statement of it goes out at once, the
+compare-and-swap results come back in one round trip, and a refused transition is rolled back
+whole, so nothing of it is written. Claims of timers take ``FOR UPDATE SKIP LOCKED`` row locks in
+the statement that marks them claimed, so concurrent claimers (any connection, any process) never
+get the same timer.
+
+Schema migrations (``coordinator/store/pg_migrations/NNNN_name.sql``, recorded in
+``schema_version``) are applied at ``open`` by one process at a time, under an advisory lock; a
+database whose schema is newer than this binary knows is refused. There is no process lock:
+several coordinators share the database, and the version check of ``apply`` decides between them.
+
+The connection string is libpq's (``postgresql://USER@HOST:PORT/DB?sslmode=...``, or
+``key=value`` pairs), passed through as it is: the password and TLS settings come the standard
+way (the URL, ``PGPASSWORD``, ``PGPASSFILE``, ``PGSSLMODE``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from contracts.errors import FailedPreconditionError, UnreachableError
+from contracts.model import Deprecation, RetryPolicy, Timeouts
+from coordinator.store import codec
+from coordinator.store.records import (
+    TIMER_LEASE,
+    AgentRecord,
+    AttemptRecord,
+    AuditRecord,
+    Changes,
+    ContractRecord,
+    EventRecord,
+    IdempotencyConflict,
+    OfferRecord,
+    RunFilter,
+    RunRecord,
+    RunSnapshot,
+    SpanRecord,
+    StepRecord,
+    TeamRecord,
+    TimerRecord,
+    VersionConflict,
+    WorkflowRecord,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 10
+# Seconds to wait for a connection when the URL (or PGCONNECT_TIMEOUT) does not say: libpq alone
+# would wait for the operating system's TCP timeout (minutes) on a host that drops packets.
+DEFAULT_CONNECT_TIMEOUT_S = 10
+# The advisory lock that one process holds while it migrates a schema: (this, hash of the schema).
+_MIGRATION_LOCK = 0x41434344  # "ACCD"
+
+_Conn = AsyncConnection[TupleRow]
+
+
+def _values(columns: Sequence[str]) -> str:
+    return ", ".join("%s" for _ in columns)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_values(columns)})"
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str], also: str = "") -> str:
+    """Insert, or replace every column but the key's of the row with the same key (SQLite's
+    INSERT OR REPLACE, without a delete)."""
+    rest = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in key)
+    return f"{_insert(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {rest}{also}"
+
+
+# runs: a new run is inserted unless its id or idempotency key is taken (then the transition is
+# refused: ``_explain_refused_insert`` says which); an update is a compare-and-swap on version.
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({_values(codec.RUN_COLUMNS)}, 1)"
+    " ON CONFLICT DO NOTHING RETURNING run_id"
+)
+# Parameters: the row without its run id, the new version, the run id, the expected version.
+_RUN_UPDATE = (
+    f"UPDATE runs SET {', '.join(f'{name} = %s' for name in codec.RUN_COLUMNS[1:])}, version = %s"
+    " WHERE run_id = %s AND version = %s"
+)
+_RUN_BUMP = "UPDATE runs SET version = %s WHERE run_id = %s AND version = %s"
+_RUN_SELECT = "SELECT version, data_json FROM runs"
+
+_STEP_UPSERT = _upsert("steps", ("run_id", "step_id", "data_json"), ("run_id", "step_id"))
+_ATTEMPT_UPSERT = _upsert("attempts", ("attempt_id", "run_id", "step_id", "data_json"), ("attempt_id",))
+_AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
+_EVENT_UPSERT = _upsert("events", codec.EVENT_COLUMNS, ("event_id",))
+_REQUEST_UPSERT = _upsert("requests", ("scope", "request_id", "answer_json"), ("scope", "request_id"))
+# Setting a timer again moves it and drops any claim on it: it is a new deadline.
+_TIMER_SET = _upsert("timers", codec.TIMER_COLUMNS, ("kind", "key"), ", claimed_until_ms = 0")
+_TIMER_FIRE = "DELETE FROM timers WHERE kind = %s AND key = %s AND due_ms = %s"
+_TIMER_CLEAR = "DELETE FROM timers WHERE kind = %s AND key = %s"
+_OFFER_ADD = _upsert("offers", codec.OFFER_COLUMNS, ("attempt_id",))
+_OFFER_REMOVE = "DELETE FROM offers WHERE attempt_id = %s"
+_SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
+_AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
+
+# A run, its steps (in step id order) and its attempts in ONE statement, so from one snapshot: a
+# transition committed meanwhile is in it whole or not at all.
+_LOAD_RUN = (
+    "SELECT 0 AS part, '' COLLATE \"C\" AS key, version, data_json FROM runs WHERE run_id = %(run_id)s"
+    " UNION ALL SELECT 1, step_id, 0, data_json FROM steps WHERE run_id = %(run_id)s"
+    " UNION ALL SELECT 2, attempt_id, 0, data_json FROM attempts WHERE run_id = %(run_id)s"
+    " ORDER BY part, key"
+)
+
+# Due, unclaimed timers, earliest first, locked and marked claimed by one statement. SKIP LOCKED
+# passes over rows another claimer has locked this instant; a row another claimer claimed and
+# committed meanwhile is checked again by PostgreSQL after its lock is taken (READ COMMITTED), so
+# its new claimed_until_ms excludes it. So no two claimers ever get the same timer.
+_CLAIM_TIMERS = (
+    "WITH due AS ("
+    " SELECT kind, key FROM timers WHERE due_ms <= %(now)s AND claimed_until_ms <= %(now)s"
+    " ORDER BY due_ms, kind, key LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " UPDATE timers SET claimed_until_ms = %(until)s FROM due"
+    " WHERE timers.kind = due.kind AND timers.key = due.key"
+    " RETURNING timers.kind, timers.key, timers.run_id, timers.due_ms"
+)
+# The earliest timer free when it falls due, and the earliest claim to run out (index walks).
+_NEXT_TIMER_DUE = (
+    "SELECT (SELECT min(due_ms) FROM timers WHERE claimed_until_ms <= due_ms),"
+    " (SELECT min(claimed_until_ms) FROM timers WHERE claimed_until_ms > due_ms)"
+)
+# The oldest ``limit`` offers of each (contract, major) from its index, then the oldest of those:
+# bounded by keys x limit rows however long a queue has grown.
+_OFFERS = (
+    f"SELECT o.* FROM unnest(%(contracts)s::text[], %(majors)s::int[]) AS k(contract, major)"
+    f" CROSS JOIN LATERAL (SELECT {', '.join(codec.OFFER_COLUMNS)} FROM offers"
+    " WHERE offers.contract = k.contract AND offers.major = k.major"
+    " ORDER BY offered_ms, attempt_id LIMIT %(limit)s) AS o"
+    " ORDER BY o.offered_ms, o.attempt_id LIMIT %(limit)s"
+)
+_NEWEST_WORKFLOWS = (
+    "SELECT w.* FROM workflows w JOIN (SELECT name, MAX(version) AS v FROM workflows GROUP BY name) n"
+    " ON w.name = n.name AND w.version = n.v"
+)
+
+
+class SchemaTooNewError(FailedPreconditionError):
+    """The database was migrated by a newer Accord than this one: this binary would misread it."""
+
+
+def describe(conninfo: str) -> str:
+    """Where ``conninfo`` points, for messages: ``HOST:PORT/DATABASE``, never the password.
+
+    What the connection string leaves out comes from libpq's environment (PGHOST, PGPORT,
+    PGDATABASE), as libpq itself takes it."""
+    params = conninfo_to_dict(conninfo)
+    host = str(params.get("host") or os.environ.get("PGHOST") or "")
+    port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+    database = str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "")
+    if not host or host.startswith("/"):  # a Unix socket: libpq's default directory, or this one
+        where = f"{host or 'the local socket'} (port {port})"
+    elif "," in host:  # several hosts, tried in turn
+        where = f"{host} (ports {port})"
+    else:
+        where = f"{host}:{port}"
+    return f"{where}/{database}" if database else where
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of libpq's message without its preamble: "Connection refused",
+    'database "x" does not exist', 'password authentication failed for user "u"'."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    first = re.sub(r"^connection failed:\s*", "", first)
+    first = re.sub(r"^connection to server (?:at|on) .*? failed:\s*", "", first)
+    return re.sub(r"^(?:FATAL|ERROR):\s*", "", first)
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) of every migration this binary knows, in order."""
+    files = [
+        f for f in resources.files("coordinator.store.pg_migrations").iterdir() if f.name.endswith(".sql")
+    ]
+    return sorted((int(f.name.split("_", 1)[0]), f.name, f.read_text()) for f in files)
+
+
+class PostgresStore:
+    """The Store of coordinators that share one PostgreSQL database."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
+        """``conninfo``: a libpq connection string or URL (it is checked here: a malformed one
+        raises ``psycopg.ProgrammingError``); ``pool_size``: connections at the most."""
+        self._where = describe(conninfo)
+        self._conninfo = conninfo
+        self._pool_size = max(1, pool_size)
+        params = conninfo_to_dict(conninfo)
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            # Shown in pg_stat_activity, unless the URL names the application itself.
+            "fallback_application_name": "accord-coordinator",
+        }
+        if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+            self._connect_kwargs["connect_timeout"] = connect_timeout_s
+        self._pool_or_none: AsyncConnectionPool[_Conn] | None = None
+
+    @property
+    def where(self) -> str:
+        """``HOST:PORT/DATABASE`` of the database, without credentials."""
+        return self._where
+
+    # ---------- lifecycle ----------
+
+    async def open(self) -> None:
+        """Connect, apply pending schema migrations (one process at a time) and open the pool.
+
+        Raises ``UnreachableError`` when PostgreSQL is down or refuses the connection, and
+        ``SchemaTooNewError`` when a newer Accord migrated the database."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(f"cannot connect to PostgreSQL at {self._where}: {_reason(exc)}") from exc
+        try:
+            await self._migrate(conn)
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
+            self._conninfo,
+            min_size=min(2, self._pool_size),
+            max_size=self._pool_size,
+            kwargs=self._connect_kwargs,
+            check=_still_open,
+            open=False,
+            name="accord-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=float(self._connect_kwargs.get("connect_timeout", 30)))
+        except PoolTimeout as exc:
+            await pool.close()
+            raise UnreachableError(
+                f"cannot connect to PostgreSQL at {self._where}: the connection pool could not connect"
+            ) from exc
+        self._pool_or_none = pool
+
+    async def _migrate(self, conn: _Conn) -> None:
+        known = _migrations()
+        newest = known[-1][0] if known else 0
+        lock = "(%s, hashtext(coalesce(current_schema(), '')))"
+        try:
+            got = await _scalar(conn, f"SELECT pg_try_advisory_lock{lock}", (_MIGRATION_LOCK,))
+            if not got:
+                logger.info("waiting for another coordinator to migrate the schema of %s", self._where)
+                await conn.execute(f"SELECT pg_advisory_lock{lock}", (_MIGRATION_LOCK,))
+            try:
+                # Created here, not by a migration: it says which migrations ran. Looked up before
+                # it is created, so a role without CREATE rights opens an up-to-date database.
+                if await _scalar(conn, "SELECT to_regclass('schema_version')") is None:
+                    await conn.execute(
+                        "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+                        " applied_ms bigint NOT NULL)"
+                    )
+                current = int(await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version"))
+                if current > newest:
+                    raise SchemaTooNewError(
+                        f"the database at {self._where} has schema version {current}, newer than this"
+                        f" coordinator knows (up to {newest}): a newer Accord migrated it; upgrade this"
+                        " coordinator (every one that shares the database) to that version"
+                    )
+                for number, name, sql in known:
+                    if number <= current:
+                        continue
+                    logger.info("applying schema migration %s to %s", name, self._where)
+                    async with conn.transaction():
+                        await conn.execute(sql)  # no parameters: the whole file, as it is
+                        await conn.execute(
+                            "INSERT INTO schema_version (version, name, applied_ms) VALUES (%s, %s, %s)",
+                            (number, name, int(time.time() * 1000)),
+                        )
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock{lock}", (_MIGRATION_LOCK,))
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(f"lost PostgreSQL at {self._where}: {_reason(exc)}") from exc
+        except psycopg.Error as exc:
+            raise FailedPreconditionError(
+                f"cannot prepare the schema of the database at {self._where}: {_reason(exc)}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._pool_or_none is not None:
+            await self._pool_or_none.close()
+            self._pool_or_none = None
+
+    # ---------- connections ----------
+
+    @property
+    def _pool(self) -> AsyncConnectionPool[_Conn]:
+        if self._pool_or_none is None:
+            raise RuntimeError("the PostgreSQL store is not open")
+        return self._pool_or_none
+
+    async def _rows(self, sql: str, args: Any = None) -> list[TupleRow]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(sql, args)
+            return await cursor.fetchall()
+
+    async def _dicts(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(sql, args)
+            return await cursor.fetchall()
+
+    async def _one(self, sql: str, args: Any = None) -> TupleRow | None:
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
+    async def _execute(self, sql: str, args: Any = None) -> int:
+        """One statement in its own transaction; the number of rows it changed."""
+        async with self._pool.connection() as conn:
+            return (await conn.execute(sql, args)).rowcount
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Conn]:
+        """A connection in a transaction: committed when the block ends, rolled back if it
+        raises."""
+        async with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    # ---------- settings ----------
+
+    async def get_setting(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM settings WHERE key = %s", (key,))
+        return None if row is None else str(row[0])
+
+    async def set_setting(self, key: str, value: str) -> None:
+        await self._execute(_upsert("settings", ("key", "value"), ("key",)), (key, value))
+
+    async def set_setting_if_absent(self, key: str, value: str) -> str:
+        async with self._pool.connection() as conn:
+            # ON CONFLICT waits for a concurrent insert of the same key to end; the SELECT after
+            # it is a new statement, so its snapshot has the winner's row.
+            inserted = await conn.execute(
+                "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+                " RETURNING value",
+                (key, value),
+            )
+            row = await inserted.fetchone()
+            if row is None:
+                row = await (
+                    await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
+                ).fetchone()
+            assert row is not None  # settings are never deleted
+            return str(row[0])
+
+    # ---------- teams ----------
+
+    async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
+        async with self._transaction() as conn:
+            created = await conn.execute(
+                _insert("teams", codec.TEAM_COLUMNS) + " ON CONFLICT (name) DO NOTHING RETURNING name",
+                codec.team_to_row(team),
+            )
+            if await created.fetchone() is None:
+                raise KeyError(team.name)
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    async def get_team(self, name: str) -> TeamRecord | None:
+        rows = await self._dicts("SELECT * FROM teams WHERE name = %s", (name,))
+        return codec.team_from_row(rows[0]) if rows else None
+
+    async def list_teams(self) -> list[TeamRecord]:
+        return [codec.team_from_row(r) for r in await self._dicts("SELECT * FROM teams ORDER BY name")]
+
+    async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("UPDATE teams SET token_hash = %s WHERE name = %s", (token_hash, name))
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    async def set_team_defaults(self, name: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
+        await self._execute(
+            "UPDATE teams SET retry_json = %s, timeouts_json = %s WHERE name = %s",
+            (codec.dumps(codec.retry_to_json(retry)), codec.dumps(codec.timeouts_to_json(timeouts)), name),
+        )
+
+    # ---------- contracts ----------
+
+    async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(_insert("contracts", codec.CONTRACT_COLUMNS), codec.contract_to_row(record))
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    async def contract_versions(self, name: str) -> list[ContractRecord]:
+        rows = await self._dicts("SELECT * FROM contracts WHERE name = %s ORDER BY vkey", (name,))
+        return [codec.contract_from_row(r) for r in rows]
+
+    async def list_contracts(self, team: str = "", name_prefix: str = "") -> list[ContractRecord]:
+        sql = "SELECT * FROM contracts WHERE true"
+        args: list[Any] = []
+        if team:
+            sql += " AND team = %s"
+            args.append(team)
+        if name_prefix:
+            sql += " AND starts_with(name, %s)"
+            args.append(name_prefix)
+        sql += " ORDER BY name, vkey"
+        return [codec.contract_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def set_deprecation(
+        self, name: str, versions: list[str], deprecation: Deprecation | None, audit: AuditRecord
+    ) -> None:
+        value = codec.deprecation_text(deprecation)
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE contracts SET deprecated_json = %s WHERE name = %s AND version = ANY(%s)",
+                (value, name, list(versions)),
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    # ---------- workflows ----------
+
+    async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
+        async with self._transaction() as conn, conn.pipeline():
+            await conn.execute(_insert("workflows", codec.WORKFLOW_COLUMNS), codec.workflow_to_row(record))
+            await conn.cursor().executemany(
+                "INSERT INTO workflow_contracts (workflow, version, contract) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(record.name, record.version, name) for name in record.contracts],
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    async def workflow_versions(self, name: str) -> list[WorkflowRecord]:
+        rows = await self._dicts("SELECT * FROM workflows WHERE name = %s ORDER BY version", (name,))
+        return [codec.workflow_from_row(r) for r in rows]
+
+    async def list_workflows(self, team: str = "") -> list[WorkflowRecord]:
+        sql = _NEWEST_WORKFLOWS + (" WHERE w.team = %s" if team else "") + " ORDER BY w.name"
+        return [codec.workflow_from_row(r) for r in await self._dicts(sql, (team,) if team else None)]
+
+    async def consumers_of(self, contract_name: str) -> list[WorkflowRecord]:
+        sql = (
+            _NEWEST_WORKFLOWS
+            + " JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
+            " WHERE wc.contract = %s ORDER BY w.name"
+        )
+        return [codec.workflow_from_row(r) for r in await self._dicts(sql, (contract_name,))]
+
+    # ---------- agents ----------
+
+    async def put_agent(self, agent: AgentRecord) -> None:
+        await self._execute(_AGENT_UPSERT, codec.agent_to_row(agent))
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return [codec.agent_from_row(r) for r in await self._dicts("SELECT * FROM agents")]
+
+    # ---------- runs ----------
+
+    async def apply(self, changes: Changes) -> None:
+        # Rows are written in key order within each table, so two transitions that touch the same
+        # rows lock them in the same order and do not deadlock (runs: updates, version checks and
+        # inserts together, by run id). The order of the tables is the one ``Changes`` documents.
+        runs = {run.run_id: run for run in changes.runs}
+        expected = changes.expect_versions
+        run_ids = sorted(runs.keys() | expected.keys())
+        steps = sorted(
+            ((s.run_id, s.step_id, codec.step_to_json(s)) for s in changes.steps), key=lambda r: r[:2]
+        )
+        attempts = sorted(
+            ((a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts),
+            key=lambda r: r[0],
+        )
+        audit = [codec.audit_to_row(a) for a in changes.audit]
+        events = sorted((codec.event_to_row(e) for e in changes.events), key=lambda r: r[0])
+        requests = sorted(
+            (scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()
+        )
+        fired = sorted((t.kind, t.key, t.due_ms) for t in changes.timers_fired)
+        cleared = sorted(set(changes.timers_clear))
+        timers = sorted(
+            ((t.kind, t.key, t.run_id, t.due_ms) for t in changes.timers_set), key=lambda r: r[:2]
+        )
+        offers_removed = [(attempt_id,) for attempt_id in sorted(set(changes.offers_remove))]
+        offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
+        rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
+
+        async with self._pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    checks: list[Callable[[], Awaitable[None]]] = []
+                    async with conn.pipeline():
+                        for run_id in run_ids:
+                            checks.append(
+                                await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id))
+                            )
+                        for kind, key, due_ms in fired:
+                            checks.append(
+                                _fired(
+                                    await conn.execute(_TIMER_FIRE, (kind, key, due_ms)), kind, key, due_ms
+                                )
+                            )
+                        many = conn.cursor()
+                        for sql, params in (
+                            (_STEP_UPSERT, steps),
+                            (_ATTEMPT_UPSERT, attempts),
+                            (_AUDIT_INSERT, audit),
+                            (_EVENT_UPSERT, events),
+                            (_REQUEST_UPSERT, requests),
+                            (_TIMER_CLEAR, cleared),
+                            (_TIMER_SET, timers),
+                            (_OFFER_REMOVE, offers_removed),
+                            (_OFFER_ADD, offers_added),
+                        ):
+                            if params:
+                                await many.executemany(sql, params)
+                    # Every result is in: a refused check raises, and the transaction is rolled back.
+                    for check in checks:
+                        await check()
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # Two transitions waited on each other and PostgreSQL rolled this one back: it
+                # wrote nothing, and reading the run again and applying anew is the remedy, as
+                # for any lost race.
+                raise VersionConflict(f"the transition lost a race in PostgreSQL: {_reason(exc)}") from exc
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._one(_RUN_SELECT + " WHERE run_id = %s", (run_id,))
+        return None if row is None else codec.run_from_json(row[0], row[1])
+
+    async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
+        snapshot = await self._load(run_id)
+        return codec.steps_and_attempts(snapshot[1], snapshot[2])
+
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        run, steps, attempts = await self._load(run_id)
+        if run is None:
+            return None
+        return RunSnapshot(codec.run_from_json(run[0], run[1]), *codec.steps_and_attempts(steps, attempts))
+
+    async def _load(self, run_id: str) -> tuple[tuple[int, str] | None, list[str], list[str]]:
+        run: tuple[int, str] | None = None
+        steps: list[str] = []
+        attempts: list[str] = []
+        for part, _, version, data in await self._rows(_LOAD_RUN, {"run_id": run_id}):
+            if part == 0:
+                run = (version, data)
+            else:
+                (steps if part == 1 else attempts).append(data)
+        return run, steps, attempts
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
+        row = await self._one("SELECT data_json FROM attempts WHERE attempt_id = %s", (attempt_id,))
+        return None if row is None else codec.attempt_from_json(row[0])
+
+    async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None:
+        row = await self._one(
+            _RUN_SELECT + " WHERE workflow = %s AND caller_team = %s AND idempotency_key = %s"
+            " AND idempotency_key <> ''",
+            (workflow, caller_team, idempotency_key),
+        )
+        return None if row is None else codec.run_from_json(row[0], row[1])
+
+    async def list_runs(self, query: RunFilter) -> list[RunRecord]:
+        sql = _RUN_SELECT + " WHERE true"
+        args: list[Any] = []
+        if query.workflow:
+            sql += " AND workflow = %s"
+            args.append(query.workflow)
+        if query.status:
+            sql += " AND status = %s"
+            args.append(query.status)
+        for team in (query.team, query.visible_to):
+            if team:
+                sql += " AND involved @> %s"
+                args.append([team])
+        if query.created_after_ms:
+            sql += " AND created_ms >= %s"
+            args.append(query.created_after_ms)
+        if query.created_before_ms:
+            sql += " AND created_ms < %s"
+            args.append(query.created_before_ms)
+        if query.query:
+            # ILIKE: SQLite's LIKE ignores the case of ASCII letters, and so does this.
+            sql += " AND (run_id ILIKE %s OR idempotency_key ILIKE %s)"
+            args += [f"%{query.query}%", f"%{query.query}%"]
+        sql += " ORDER BY created_ms DESC, run_id LIMIT %s OFFSET %s"
+        args += [query.limit, query.offset]
+        return [codec.run_from_json(version, data) for version, data in await self._rows(sql, args)]
+
+    async def get_request(self, scope: str, request_id: str) -> Any | None:
+        row = await self._one(
+            "SELECT answer_json FROM requests WHERE scope = %s AND request_id = %s", (scope, request_id)
+        )
+        return None if row is None else json.loads(row[0])
+
+    # ---------- timers ----------
+
+    async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
+        if limit <= 0:
+            return []
+        rows = await self._rows(_CLAIM_TIMERS, {"now": now_ms, "limit": limit, "until": now_ms + claim_ms})
+        return sorted((codec.timer_from_row(r) for r in rows), key=codec.timer_order)
+
+    async def next_timer_due(self) -> int | None:
+        row = await self._one(_NEXT_TIMER_DUE)
+        candidates = [int(value) for value in (row or ()) if value is not None]
+        return min(candidates) if candidates else None
+
+    async def extend_lease(self, attempt_id: str, due_ms: int) -> bool:
+        moved = await self._execute(
+            "UPDATE timers SET due_ms = %s, claimed_until_ms = 0 WHERE kind = %s AND key = %s",
+            (due_ms, TIMER_LEASE, attempt_id),
+        )
+        return moved > 0
+
+    # ---------- task offers ----------
+
+    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+        unique = list(dict.fromkeys(keys))
+        if not unique or limit <= 0:
+            return []
+        rows = await self._rows(
+            _OFFERS,
+            {
+                "contracts": [contract for contract, _ in unique],
+                "majors": [major for _, major in unique],
+                "limit": limit,
+            },
+        )
+        return [codec.offer_from_row(r) for r in rows]
+
+    # ---------- audit and events ----------
+
+    async def add_audit(self, audit: AuditRecord) -> None:
+        await self._execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+    async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]:
+        sql = "SELECT * FROM audit" + (" WHERE owner_team = %s OR actor = %s" if team else "")
+        sql += " ORDER BY id LIMIT %s OFFSET %s"
+        args: list[Any] = ([team, team] if team else []) + [limit, offset]
+        return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:
+        sql = "SELECT * FROM events" + (" WHERE contract = %s" if contract else "")
+        sql += " ORDER BY published_ms DESC, event_id LIMIT %s OFFSET %s"
+        args: list[Any] = ([contract] if contract else []) + [limit, offset]
+        return [codec.event_from_row(r) for r in await self._dicts(sql, args)]
+
+    # ---------- spans ----------
+
+    async def insert_spans(self, spans: list[SpanRecord]) -> None:
+        if not spans:
+            return
+        rows = sorted((codec.span_to_row(s) for s in spans), key=lambda r: r[:2])
+        async with self._transaction() as conn:
+            await conn.cursor().executemany(_SPAN_UPSERT, rows)
+
+    async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:
+        rows = await self._dicts("SELECT * FROM spans WHERE trace_id = %s ORDER BY start_ns", (trace_id,))
+        return [codec.span_from_row(r) for r in rows]
+
+    async def prune_spans(self, before_ns: int) -> int:
+        return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+
+
+async def _still_open(conn: _Conn) -> None:
+    """The pool's check of a connection it is about to hand out, without a round trip: an idle
+    connection has nothing to read unless the server wrote to it, and the server writes to an
+    idle connection only as it ends it (a restart, an administrator's pg_terminate_backend).
+    Such a one is discarded and another taken, so a coordinator whose database restarted works
+    again at once instead of failing once per pooled connection. (A server gone without a word,
+    behind a broken network, is found out by the call that uses the connection.)"""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await conn.close()  # closed, so the pool drops it rather than keep it for another try
+        raise psycopg.OperationalError("the server has closed this connection")
+
+
+async def _scalar(conn: _Conn, sql: str, args: Any = None) -> Any:
+    row = await (await conn.execute(sql, args)).fetchone()
+    return None if row is None else row[0]
+
+
+async def _write_run(
+    conn: _Conn, run_id: str, row: tuple[Any, ...] | None, expected: int | None
+) -> Callable[[], Awaitable[None]]:
+    """Queue the write of one run (in a pipeline) and return the check of its result: an update
+    (or, without a record, a version check) must have matched the version read; an insert must
+    not have met a run with its id or idempotency key (see ``Changes``)."""
+    if expected is not None:
+        if row is None:
+            # A transition that changed only the run's steps, attempts, timers or offers still
+            # moves its version on, so two transitions from one read never both succeed.
+            cursor = await conn.execute(_RUN_BUMP, (expected + 1, run_id, expected))
+        else:
+            cursor = await conn.execute(_RUN_UPDATE, (*row[1:], expected + 1, run_id, expected))
+
+        async def swapped() -> None:
+            if cursor.rowcount == 0:
+                stored = await _scalar(conn, "SELECT version FROM runs WHERE run_id = %s", (run_id,))
+                raise VersionConflict.stale(run_id, expected, stored)
+
+        return swapped
+    assert row is not None
+    inserted = await conn.execute(_RUN_INSERT, row)
+
+    async def created() -> None:
+        if await inserted.fetchone() is None:
+            await _explain_refused_insert(conn, run_id, row)
+
+    return created
+
+
+async def _explain_refused_insert(conn: _Conn, run_id: str, row: tuple[Any, ...]) -> None:
+    """A new run was not inserted (ON CONFLICT DO NOTHING): say which key was taken. Each check
+    is a new statement, so it sees the run that took the key even if it committed meanwhile."""
+    if await _scalar(conn, "SELECT 1 FROM runs WHERE run_id = %s", (run_id,)):
+        raise VersionConflict.run_exists(run_id)
+    columns = codec.RUN_COLUMNS
+    workflow, caller, key = (row[columns.index(n)] for n in ("workflow", "caller_team", "idempotency_key"))
+    taken = await _scalar(
+        conn,
+        "SELECT run_id FROM runs WHERE workflow = %s AND caller_team = %s AND idempotency_key = %s"
+        " AND idempotency_key <> ''",
+        (workflow, caller, key),
+    )
+    if taken is not None:
+        raise IdempotencyConflict(taken)
+    raise VersionConflict(f"run {run_id} was not written: a run with its id or idempotency key exists")
+
+
+def _fired(cursor: AsyncCursor[TupleRow], kind: str, key: str, due_ms: int) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        if cursor.rowcount == 0:
+            raise VersionConflict.timer_moved(kind, key, due_ms)
+
+    return check

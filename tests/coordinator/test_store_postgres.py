@@ -1,0 +1,249 @@
+"""PostgresStore beyond the conformance suite: migrations by one process while others wait, a
+schema newer than the binary refused, an unreachable server, and races between coordinators
+(stores on separate connection pools, as separate processes have)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+import pytest
+
+from contracts.errors import FailedPreconditionError, UnreachableError
+from coordinator.registry.teams import ADMIN_TOKEN_SETTING, Teams
+from coordinator.store.postgres import PostgresStore, SchemaTooNewError, _migrations
+from coordinator.store.records import Changes, VersionConflict
+from coordinator.tokens import TokenAuthority, hash_token
+from tests.coordinator.store_conformance import run_record, step_record
+from tests.support.postgres import TestDatabase
+
+pytestmark = pytest.mark.postgres
+
+APPLYING = "applying schema migration"
+
+
+def _schema_versions(url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(url) as conn:
+        return [
+            (int(v), str(n)) for v, n in conn.execute("SELECT version, name FROM schema_version ORDER BY 1")
+        ]
+
+
+def _applied(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(APPLYING)]
+
+
+async def test_stores_opening_an_empty_database_at_once_migrate_it_once(
+    pg_database: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="coordinator.store.postgres")
+    url = pg_database.schema_url()
+    stores = [PostgresStore(url, pool_size=2) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        known = [(number, name) for number, name, _ in _migrations()]
+        assert known and known[0] == (1, "0001_init.sql")
+        assert _schema_versions(url) == known
+        assert len(_applied(caplog)) == len(known)  # by one of them; the others found it done
+        # Every one of them works on the one schema.
+        await stores[0].apply(Changes(runs=[run_record("r1")]))
+        assert all([await s.get_run("r1") is not None for s in stores])
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_opening_a_migrated_database_again_migrates_nothing(
+    pg_database: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="coordinator.store.postgres")
+    url = pg_database.schema_url()
+    first = PostgresStore(url)
+    await first.open()
+    await first.apply(Changes(runs=[run_record("r1")]))
+    await first.close()
+    versions = _schema_versions(url)
+    caplog.clear()
+
+    again = PostgresStore(url)
+    await again.open()
+    try:
+        assert _applied(caplog) == []
+        assert _schema_versions(url) == versions
+        assert await again.get_run("r1") is not None
+    finally:
+        await again.close()
+
+
+async def test_a_schema_newer_than_the_binary_is_refused(pg_database: TestDatabase) -> None:
+    url = pg_database.schema_url()
+    store = PostgresStore(url)
+    await store.open()
+    await store.close()
+    newest = _migrations()[-1][0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (%s, '9999_future.sql', 0)", (newest + 1,))
+
+    with pytest.raises(SchemaTooNewError) as refused:
+        await PostgresStore(url).open()
+    assert isinstance(refused.value, FailedPreconditionError) and refused.value.exit_code == 1
+    where = f"127.0.0.1:5432/{pg_database.name}"
+    assert str(refused.value) == (
+        f"the database at {where} has schema version {newest + 1}, newer than this coordinator knows"
+        f" (up to {newest}): a newer Accord migrated it; upgrade this coordinator (every one that"
+        " shares the database) to that version"
+    )
+    assert _schema_versions(url)[-1] == (newest + 1, "9999_future.sql")  # and nothing was changed
+
+
+async def test_a_server_that_is_not_there_is_unreachable_naming_host_and_port() -> None:
+    store = PostgresStore("postgresql://postgres:s3cret@127.0.0.1:1/x")
+    with pytest.raises(UnreachableError) as unreachable:
+        await store.open()
+    assert unreachable.value.exit_code == 3
+    message = str(unreachable.value)
+    assert message.startswith("cannot connect to PostgreSQL at 127.0.0.1:1/x: "), message
+    assert "refused" in message.lower()
+    assert "s3cret" not in message and "\n" not in message
+
+
+async def test_a_database_that_does_not_exist_is_unreachable_and_says_so(pg_database: TestDatabase) -> None:
+    url = pg_database.url.rsplit("/", 1)[0] + "/accord_no_such_database"
+    with pytest.raises(UnreachableError, match='database "accord_no_such_database" does not exist'):
+        await PostgresStore(url).open()
+
+
+async def test_one_run_version_is_won_by_one_transition_among_coordinators(pg_database: TestDatabase) -> None:
+    """Transitions from one read of a run, on separate pools: one wins, every other is a
+    VersionConflict that wrote nothing."""
+    url = pg_database.schema_url()
+    stores = [PostgresStore(url, pool_size=3) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        await stores[0].apply(Changes(runs=[run_record("r1")]))
+        results = await asyncio.gather(
+            *(
+                store.apply(
+                    Changes(
+                        runs=[run_record("r1", status="succeeded", output=n)],
+                        steps=[step_record("r1", f"s{n}")],
+                        expect_versions={"r1": 1},
+                    )
+                )
+                for n in range(12)
+                for store in [stores[n % 3]]
+            ),
+            return_exceptions=True,
+        )
+        winners = [n for n, r in enumerate(results) if r is None]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, VersionConflict) for r in results if r is not None), results
+        stored = await stores[1].load_run("r1")
+        assert stored is not None
+        assert (stored.run.version, stored.run.output) == (2, winners[0])
+        assert [s.step_id for s in stored.steps] == [f"s{winners[0]}"]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_transitions_of_overlapping_runs_never_deadlock(pg_database: TestDatabase) -> None:
+    """Transitions that write the same runs named in opposite orders: each wins or loses the
+    race (VersionConflict), none fails with PostgreSQL's deadlock error."""
+    url = pg_database.schema_url()
+    first, second = PostgresStore(url, pool_size=4), PostgresStore(url, pool_size=4)
+    await asyncio.gather(first.open(), second.open())
+    try:
+        ids = [f"r{n}" for n in range(6)]
+        await first.apply(Changes(runs=[run_record(i) for i in ids]))
+
+        async def churn(store: PostgresStore, order: list[str]) -> list[BaseException | None]:
+            outcomes: list[BaseException | None] = []
+            for _ in range(15):
+                versions = {i: (await store.get_run(i)).version for i in order}  # type: ignore[union-attr]
+                try:
+                    await store.apply(
+                        Changes(
+                            runs=[run_record(i, output=len(outcomes)) for i in order[:3]],
+                            steps=[step_record(i, "s") for i in order],
+                            expect_versions=versions,
+                        )
+                    )
+                    outcomes.append(None)
+                except VersionConflict as conflict:
+                    outcomes.append(conflict)
+            return outcomes
+
+        results = await asyncio.gather(
+            *(churn(store, ids if n % 2 else ids[::-1]) for n in range(4) for store in (first, second))
+        )
+        outcomes = [o for batch in results for o in batch]
+        assert any(o is None for o in outcomes)
+        assert all(o is None or "lost a race in PostgreSQL" not in str(o) for o in outcomes), outcomes
+    finally:
+        await asyncio.gather(first.close(), second.close())
+
+
+async def test_coordinators_starting_at_once_keep_one_admin_token(pg_database: TestDatabase) -> None:
+    url = pg_database.schema_url()
+    stores = [PostgresStore(url, pool_size=2) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        authorities = [TokenAuthority() for _ in stores]
+        tokens = await asyncio.gather(*(Teams(s, a).load() for s, a in zip(stores, authorities, strict=True)))
+        created = [t for t in tokens if t is not None]
+        assert len(created) == 1, tokens
+        assert await stores[0].get_setting(ADMIN_TOKEN_SETTING) == hash_token(created[0])
+        for authority in authorities:  # the token works on every one of them
+            principal = authority.authenticate(created[0])
+            assert principal is not None and principal.admin
+        # A later start finds it and makes none.
+        assert await Teams(stores[1], TokenAuthority()).load() is None
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_connections_postgresql_dropped_are_replaced(pg_database: TestDatabase) -> None:
+    """PostgreSQL restarted, or an operator ended the coordinator's sessions: the pool hands out
+    working connections again, without a restart of the coordinator."""
+    url = pg_database.schema_url()
+    store = PostgresStore(url, pool_size=3)
+    await store.open()
+    try:
+        await store.apply(Changes(runs=[run_record("r1")]))
+        others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        with pg_database.connect() as admin:
+            ended = admin.execute(
+                f"SELECT pg_terminate_backend(pid) {others}", (pg_database.name,)
+            ).fetchall()
+            assert len(ended) >= 2  # the pool keeps two open
+            for _ in range(500):  # pg_terminate_backend only signals: wait until they are gone
+                if admin.execute(f"SELECT count(*) {others}", (pg_database.name,)).fetchone() == (0,):
+                    break
+                await asyncio.sleep(0.01)
+        failures = 0
+        for _ in range(5):
+            try:
+                assert await store.get_run("r1") is not None
+            except psycopg.OperationalError:
+                failures += 1
+        assert failures == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "where"),
+    [
+        ("postgresql://accord:s3cret@db.internal:6432/accord?sslmode=verify-full", "db.internal:6432/accord"),
+        ("postgres://accord@db.internal/accord", "db.internal:5432/accord"),
+        ("postgresql:///accord", "the local socket (port 5432)/accord"),
+        ("host=/var/run/postgresql dbname=accord password=s3cret", "/var/run/postgresql (port 5432)/accord"),
+        ("postgresql://a:1,b:2/accord", "a,b (ports 1,2)/accord"),
+    ],
+)
+def test_messages_name_the_server_without_the_password(
+    conninfo: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("PGHOST", "PGPORT", "PGDATABASE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert PostgresStore(conninfo).where == where

@@ -1,0 +1,192 @@
+"""`accord coordinator start --store postgresql://...`: real coordinator processes on a real
+PostgreSQL (one database for the module; tests that need an empty one get a fresh schema in it).
+
+What is not here on purpose: runs driven by two replicas at once. Wake-ups across replicas are
+not there yet (docs/production.md, "Several coordinators on one database").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.tokens import hash_token
+from tests.support.agent import Call, TaskFailed, TestAgent
+from tests.support.coordinator import ACCORD, CoordinatorProcess, coordinator_env
+from tests.support.postgres import TestDatabase
+from tests.support.scenario import contract, start_run, wait_run
+
+pytestmark = pytest.mark.postgres
+
+FLOW = """
+workflow: payments/flow
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}"}
+output:
+  ref: "${steps.charge.output.ref}"
+"""
+
+
+def _admin_hash(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'admin_token_hash'").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_a_coordinator_on_postgresql_serves_a_run_end_to_end(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", pg_database.url, "--store-pool", "4")
+    agent: TestAgent | None = None
+    try:
+        assert coordinator.admin_token, coordinator.log()
+        assert _admin_hash(pg_database.url) == hash_token(coordinator.admin_token)
+        assert not (coordinator.home / "coordinator.db").exists()  # no SQLite file beside it
+        payments = await coordinator.create_team("payments")
+        await coordinator.register_contract(
+            payments, contract("payments/charge", extra="retry: {max_attempts: 3, initial_backoff: 50ms}\n")
+        )
+        await coordinator.register_workflow(payments, FLOW)
+
+        async def charge(call: Call) -> dict[str, str]:
+            if call.attempt == 1:  # the retry's backoff is a durable timer, claimed from PostgreSQL
+                raise TaskFailed("Declined", "try again")
+            return {"ref": f"ch-{call.input['order_id']}"}
+
+        agent = TestAgent(coordinator.address, payments, "payments", {"payments/charge@1": charge})
+        await agent.start()
+        async with coordinator.client(payments) as client:
+            started = await start_run(client, "payments/flow", {"order_id": "o-1"}, key="order-1")
+            run = await wait_run(client, started.run.run_id, within=30)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+            assert run.output_json.replace(" ", "") == '{"ref":"ch-o-1"}'
+            again = await start_run(client, "payments/flow", {"order_id": "o-1"}, key="order-1")
+            assert again.run.run_id == started.run.run_id  # the idempotency key, kept by PostgreSQL
+
+        # Everything is in the database: a restarted coordinator has it.
+        with psycopg.connect(pg_database.url) as conn:
+            attempts = conn.execute(
+                "SELECT count(*) FROM attempts WHERE run_id = %s", (started.run.run_id,)
+            ).fetchone()
+            status = conn.execute(
+                "SELECT status FROM runs WHERE run_id = %s", (started.run.run_id,)
+            ).fetchone()
+        assert attempts == (2,) and status == ("succeeded",)
+        await agent.stop()
+        agent = None
+        coordinator.restart()
+        listed = await coordinator.acli("runs", "list", "--json", token=payments)
+        assert listed.returncode == 0 and started.run.run_id in listed.stdout, listed.stderr
+    finally:
+        if agent is not None:
+            await agent.stop()
+        coordinator.kill9()
+
+
+async def test_coordinators_started_at_once_on_an_empty_database_share_one_admin_token(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    url = pg_database.schema_url()
+    replicas = [CoordinatorProcess.spawn(tmp_path / f"home-{n}", "--store", url) for n in range(2)]
+    try:
+        for replica in replicas:
+            replica.wait_started()
+        written = [r for r in replicas if (r.home / "admin.token").exists()]
+        assert len(written) == 1, [r.log() for r in replicas]
+        token = written[0].admin_token
+        assert _admin_hash(url) == hash_token(token)
+        other = next(r for r in replicas if r is not written[0])
+        assert "created by another coordinator" in other.log(), other.log()
+        # Both serve, both take the one token, and both see what the other wrote.
+        other.admin_token = token
+        await other.create_team("payments")
+        for replica in replicas:
+            async with replica.client(token) as client:
+                teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
+            assert [t.name for t in teams.teams] == ["payments"]
+    finally:
+        for replica in replicas:
+            replica.kill9()
+
+
+def test_a_postgresql_that_is_not_there_is_exit_3_naming_host_and_port(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [
+            ACCORD,
+            "coordinator",
+            "start",
+            "--store",
+            "postgresql://postgres@127.0.0.1:1/x",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        env=coordinator_env(home, ACCORD_UI="off"),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot connect to PostgreSQL at 127.0.0.1:1/x: Connection refused"), (
+        lines
+    )
+    assert not (home / "coordinator.json").exists() and not (home / "admin.token").exists()
+
+
+async def test_the_store_comes_from_accord_store_and_a_db_flag_wins_over_it(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    url = pg_database.schema_url()
+    from_env = CoordinatorProcess.start(tmp_path / "env", env={"ACCORD_STORE": url})
+    try:
+        await from_env.create_team("crm")
+        assert _admin_hash(url) == hash_token(from_env.admin_token)
+        assert not from_env.db.exists()
+    finally:
+        from_env.kill9()
+    # The flag on the command line wins over the variable: SQLite, not the PostgreSQL above.
+    db = tmp_path / "flag" / "state.db"
+    from_flag = CoordinatorProcess.start(tmp_path / "flag", "--db", str(db), env={"ACCORD_STORE": url})
+    try:
+        async with from_flag.client() as client:
+            teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
+        assert list(teams.teams) == [] and db.exists()
+    finally:
+        from_flag.kill9()
+
+
+async def test_a_second_coordinator_joins_a_database_the_first_made(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    url = pg_database.schema_url()
+    first = CoordinatorProcess.start(tmp_path / "first", "--store", url)
+    try:
+        await first.create_team("warehouse")
+        second = await asyncio.to_thread(CoordinatorProcess.start, tmp_path / "second", "--store", url)
+        try:
+            assert not (second.home / "admin.token").exists()
+            second.admin_token = first.admin_token
+            async with second.client() as client:
+                teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
+            assert [t.name for t in teams.teams] == ["warehouse"]
+        finally:
+            second.kill9()
+    finally:
+        first.kill9()
