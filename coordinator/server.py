@@ -110,7 +110,10 @@ class Coordinator:
         )
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.authority), TraceContextServerInterceptor()],
+            interceptors=[
+                AuthInterceptor(self.authority, self.teams.refresh),
+                TraceContextServerInterceptor(),
+            ],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)],
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)

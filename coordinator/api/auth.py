@@ -8,6 +8,7 @@ grpcurl need them).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,9 +40,36 @@ def bearer_token(metadata: Any) -> str:
     return ""
 
 
+_REREAD_GAP_S = 0.1
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authority: TokenAuthority) -> None:
+    def __init__(
+        self, authority: TokenAuthority, reread: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """``reread``: read the token hashes from the store again, for a token not known here
+        (made through another coordinator sharing the store a moment ago). Concurrent callers
+        share one read, and reads are at least ``_REREAD_GAP_S`` apart, so a flood of bad tokens
+        costs the store little."""
         self._authority = authority
+        self._reread = reread
+        self._rereading: asyncio.Task[object] | None = None
+        self._last_reread = 0.0
+
+    async def _known_after_reread(self, token: str) -> Principal | None:
+        if self._reread is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._rereading is None or self._rereading.done():
+            if loop.time() - self._last_reread < _REREAD_GAP_S:
+                return None
+            self._last_reread = loop.time()
+            self._rereading = asyncio.ensure_future(self._reread())
+        try:
+            await asyncio.shield(self._rereading)
+        except Exception:
+            return None
+        return self._authority.authenticate(token)
 
     async def intercept_service(
         self,
@@ -53,6 +81,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or method.startswith(_OPEN_SERVICES):
             return handler
         authority = self._authority
+        known_after_reread = self._known_after_reread
 
         async def authenticate(context: grpc.aio.ServicerContext) -> Principal:
             token = bearer_token(context.invocation_metadata())
@@ -61,7 +90,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     grpc.StatusCode.UNAUTHENTICATED,
                     "missing token: set ACCORD_TOKEN (metadata 'authorization: Bearer <token>')",
                 )
-            principal = authority.authenticate(token)
+            principal = authority.authenticate(token) or await known_after_reread(token)
             if principal is None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
             assert principal is not None

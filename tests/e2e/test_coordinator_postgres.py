@@ -1,8 +1,9 @@
 """`accord coordinator start --store postgresql://...`: real coordinator processes on a real
 PostgreSQL (one database for the module; tests that need an empty one get a fresh schema in it).
 
-What is not here on purpose: runs driven by two replicas at once. Wake-ups across replicas are
-not there yet (docs/production.md, "Several coordinators on one database").
+Two coordinators serve side by side here only where that holds today (tokens, contracts, clients
+that move on); wake-ups across them are not there yet (docs/production.md, "Several coordinators
+on one database").
 """
 
 from __future__ import annotations
@@ -190,3 +191,76 @@ async def test_a_second_coordinator_joins_a_database_the_first_made(
             second.kill9()
     finally:
         first.kill9()
+
+
+async def test_two_coordinators_on_one_database_see_each_others_tokens_and_contracts(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """A contract registered through A is callable through B at once; a token rotated through A
+    is refused by B within a second; the CLI given both addresses moves on when A is gone."""
+    url = pg_database.schema_url()
+    a = CoordinatorProcess.start(tmp_path / "a", "--store", url)
+    b: CoordinatorProcess | None = None
+    try:
+        b = await asyncio.to_thread(CoordinatorProcess.start, tmp_path / "b", "--store", url)
+        b.admin_token = a.admin_token
+        payments = await a.create_team("payments")
+        await a.register_contract(payments, contract("payments/charge"))
+        # Registered through A, at once through B: a workflow calling it type-checks there.
+        await b.register_workflow(payments, FLOW)
+
+        async def charge(call: Call) -> dict[str, str]:
+            return {"ref": f"ch-{call.input['order_id']}"}
+
+        agent = TestAgent(b.address, payments, "payments", {"payments/charge@1": charge})
+        await agent.start()
+        try:
+            async with b.client(payments) as client:
+                started = await start_run(client, "payments/flow", {"order_id": "o-1"})
+                run = await wait_run(client, started.run.run_id, within=30)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+        finally:
+            await agent.stop()
+
+        rotated = (await a.acli("team", "rotate-token", "payments")).stdout.strip()
+        assert rotated and rotated != payments
+
+        async def refused_by_b() -> bool:
+            try:
+                async with b.client(payments) as client:  # type: ignore[union-attr]
+                    await client.coordinator.ListTeams(pb.ListTeamsRequest())
+            except Exception as exc:
+                return "UNAUTHENTICATED" in repr(exc) or "token" in str(exc)
+            return False
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while not await refused_by_b():
+            assert asyncio.get_running_loop().time() < deadline, "B still takes the rotated-away token"
+            await asyncio.sleep(0.1)
+        async with b.client(rotated) as client:
+            teams = await client.coordinator.ListTeams(pb.ListTeamsRequest())
+        assert [t.name for t in teams.teams] == ["payments"]
+
+        # The CLI given both: A is gone, B answers, and the CLI says so.
+        a.kill9()
+        env = {
+            **coordinator_env(a.home),
+            "ACCORD_COORDINATOR": f"{a.address},{b.address}",
+            "ACCORD_TOKEN": rotated,
+        }
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [ACCORD, "runs", "list", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert started.run.run_id in listed.stdout
+        assert f"the coordinator at {a.address} stopped answering" in listed.stderr
+    finally:
+        a.kill9()
+        if b is not None:
+            b.kill9()
