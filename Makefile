@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist workers. More than the 2 cores of the reference machine pays: most tests wait on
+# subprocesses and timers rather than compute (README, "Tests").
+PYTEST_WORKERS ?= 3
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: install browser demo test lint typecheck unit proto bench clean
+.PHONY: install browser demo test lint typecheck unit soak airflow-venv-early proto bench clean
 
 $(STAMP): pyproject.toml examples/custom-engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +38,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy contracts coordinator team_agent
 
-unit: $(STAMP) browser
-	$(VENV)/bin/pytest -q
+# The real Airflow of the @pytest.mark.airflow tests lives in a venv of its own, built once into
+# ~/.cache/accord-test (or $$ACCORD_TEST_CACHE): over a minute on a fresh machine. `make test`
+# starts building it first thing, in the background, with the system's python3, while .venv is
+# installed, linted and type-checked; the tests wait for it (a file lock) only if it is still
+# building, and build it themselves if this was skipped or failed.
+airflow-venv-early:
+	@mkdir -p test-artifacts
+	@$(PYTHON) tests/engines/airflow_venv.py >test-artifacts/airflow-venv.log 2>&1 </dev/null &
 
-test: lint typecheck unit
+# Every feature's tests, chaos/load/fuzz tests at their short size; pytest's exit code is make's
+# (5, no test collected, fails too).
+unit: $(STAMP) browser
+	$(VENV)/bin/pytest -q $(PYTEST_XDIST) --durations=10
+
+test: airflow-venv-early lint typecheck unit
+
+# The chaos, load and fuzz tests at full size (tests/support/soak.py); CI runs it after `make test`.
+soak: $(STAMP)
+	$(VENV)/bin/pytest -q -m soak $(PYTEST_XDIST) --durations=10
 
 proto: $(STAMP)
 	$(PY) scripts/gen_protos.py

@@ -4,6 +4,8 @@ OLD schemas come from a small grammar (objects with a few typed, bounded, enumer
 array and nested-object properties); NEW is OLD after a few random mutations that widen or narrow
 it. Whenever the checker finds nothing, every instance drawn from the schema that must be the
 smaller one has to validate under the larger one. A counterexample is a bug in the checker.
+
+``make test`` draws a few dozen schema pairs per property; ``make soak`` thousands.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hypothesis_jsonschema import from_schema
 from jsonschema import Draft202012Validator
 
 from contracts.compat import check_input_compat, check_output_compat
+from tests.support.soak import sized
 
 Schema = dict[str, Any]
 # "e" is never generated as a property name, so a field nobody declares always exists.
@@ -270,11 +273,12 @@ def _instances(data: st.DataObject, schema: Schema, label: str) -> list[Any]:
     return [data.draw(instances(schema), label=f"{label} instance {i}") for i in range(4)]
 
 
-def test_compatible_verdicts_hold_for_real_instances() -> None:
+@sized("examples", short=60, soak=6000)
+def test_compatible_verdicts_hold_for_real_instances(examples: int) -> None:
     stats: Counter[str] = Counter()
 
     @settings(
-        max_examples=200,
+        max_examples=examples,
         deadline=None,
         suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -372,11 +376,12 @@ def _subschemas_deep(schema: Any) -> list[Schema]:
     return found
 
 
-def test_compatible_verdicts_hold_with_combinators_and_refs() -> None:
+@sized("examples", short=50, soak=4000)
+def test_compatible_verdicts_hold_with_combinators_and_refs(examples: int) -> None:
     stats: Counter[str] = Counter()
 
     @settings(
-        max_examples=150,
+        max_examples=examples,
         deadline=None,
         suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large],
     )

@@ -1,5 +1,6 @@
-"""kill -9 of the coordinator during 50 concurrent runs; restart on the same DB: every run
-finishes, no completed step runs again, each side effect is applied exactly once.
+"""kill -9 of the coordinator during many concurrent runs (50 runs and one kill; ``make soak``:
+1,000 runs and five kills), each time restarted on the same DB: every run finishes, no completed
+step runs again, each side effect is applied exactly once.
 
 Every delivery to the team's engine is counted raw, before the engine's own dedupe by
 idempotency key; the checks are on those counts: one stable key per step (across a retry and
@@ -19,6 +20,7 @@ import time
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed, TestAgent
 from tests.support.scenario import contract, start_run, wait_run
+from tests.support.soak import sized
 
 WORKFLOW = """
 workflow: payments/crashy
@@ -36,11 +38,12 @@ steps:
 output: {first: "${steps.first.output.ref}", second: "${steps.second.output.ref}", side: "${steps.side.output.ref}"}
 """
 
-RUNS = 50
-FLAKY = {f"o{i}" for i in range(0, RUNS, 5)}  # their "side" step fails once after its side effect
+STEPS = 3  # per run
 
 
-async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
+@sized("runs, kills", short=(50, 1), soak=(1000, 5))
+async def test_kill_9_during_runs_then_restart(coordinator, test_agent, runs: int, kills: int):
+    flaky = {f"o{i}" for i in range(0, runs, 5)}  # their "side" step fails once after its side effect
     token = await coordinator.create_team("payments")
     await coordinator.register_contract(
         token,
@@ -59,7 +62,10 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
     serial = itertools.count(1)
     redelivered_after_ack: list[str] = []
     flaky_keys: set[str] = set()
-    enough_done = asyncio.Event()
+    # Crash number i comes once i/(kills+2) of all the steps applied their side effect (one
+    # kill: after a third), so every crash leaves work in flight and work to do.
+    crash_points = [(i + 1) * runs * STEPS // (kills + 2) for i in range(kills)]
+    reached = [asyncio.Event() for _ in crash_points]
     agents: list[TestAgent] = []
 
     def acknowledged() -> set[str]:
@@ -74,9 +80,10 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
         if call.key not in ledger:
             applied[call.key] += 1
             ledger[call.key] = {"ref": f"{call.input['order_id']}>{call.task.step_id}#{next(serial)}"}
-            if len(ledger) >= RUNS:
-                enough_done.set()
-        if call.task.step_id == "side" and call.input["order_id"] in FLAKY and call.attempt == 1:
+            for point, event in zip(crash_points, reached, strict=True):
+                if len(ledger) >= point:
+                    event.set()
+        if call.task.step_id == "side" and call.input["order_id"] in flaky and call.attempt == 1:
             # The side effect is done, then the report fails: the retry must carry the same key.
             flaky_keys.add(call.key)
             raise TaskFailed("Transient", "applied, then the engine's connection dropped", retryable=True)
@@ -89,30 +96,37 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
 
     async with coordinator.client(token) as client:
         started = await asyncio.gather(
-            *(start_run(client, "payments/crashy", {"order_id": f"o{i}"}, key=f"k{i}") for i in range(RUNS))
+            *(start_run(client, "payments/crashy", {"order_id": f"o{i}"}, key=f"k{i}") for i in range(runs))
         )
     run_ids = [s.run.run_id for s in started]
 
-    # Let some work finish, then crash in the middle of it.
-    await asyncio.wait_for(enough_done.wait(), 30)
-    await asyncio.to_thread(coordinator.kill9)
-    crashed_ms = int(time.time() * 1000)
-    # Taken once the coordinator is dead: nothing can be acknowledged or handed out meanwhile.
-    acked_at_crash = acknowledged()
-    in_flight_at_crash = set(executions) - acked_at_crash
-    done_at_crash = len(ledger)
-    await asyncio.sleep(0.3)
-    await asyncio.to_thread(coordinator.restart)
+    in_flight_at_a_crash: set[str] = set()
+    crashes_ms: list[int] = []
+    for crash, event in enumerate(reached):
+        # Let some work finish, then crash in the middle of it.
+        await asyncio.wait_for(event.wait(), 120)
+        # On the event loop, not in a thread: the in-process agents make no progress between
+        # reaching the crash point and the kill, however loaded the machine.
+        coordinator.kill9()
+        crashes_ms.append(int(time.time() * 1000))
+        # Taken once the coordinator is dead: nothing can be acknowledged or handed out meanwhile.
+        acked_at_crash = acknowledged()
+        in_flight_at_a_crash |= set(executions) - acked_at_crash
+        done_at_crash = len(ledger)
+        assert acked_at_crash and done_at_crash < STEPS * runs, (
+            f"crash {crash + 1} came too late to test anything"
+        )
+        await asyncio.sleep(0.3)  # down for a moment, as after a real crash
+        await asyncio.to_thread(coordinator.restart)
 
     async with coordinator.client(token) as client:
-        runs = [await wait_run(client, run_id, within=60) for run_id in run_ids]
+        finished = [await wait_run(client, run_id, within=120) for run_id in run_ids]
         # Same idempotency key after the restart: the same run.
         again = await start_run(client, "payments/crashy", {"order_id": "o0"}, key="k0")
     assert again.run.run_id == run_ids[0] and not again.created
 
-    assert acked_at_crash and done_at_crash < 3 * RUNS, "the crash came too late to test anything"
-    assert [r.status for r in runs] == [pb.RUN_STATUS_SUCCEEDED] * RUNS, [
-        (r.run_id, r.error.message) for r in runs if r.status != pb.RUN_STATUS_SUCCEEDED
+    assert [r.status for r in finished] == [pb.RUN_STATUS_SUCCEEDED] * runs, [
+        (r.run_id, r.error.message) for r in finished if r.status != pb.RUN_STATUS_SUCCEEDED
     ]
     expected = {f"{run_id}:{step}" for run_id in run_ids for step in ("first", "side", "second")}
     # One stable key per step across its attempts and the restart: no step reached the engine
@@ -126,19 +140,19 @@ async def test_kill_9_during_50_runs_then_restart(coordinator, test_agent):
     # A flaky side step whose first attempt never reached the engine: the crash took it between
     # its claim and the agent (the claim is durable, the answer to the poll was not sent), so
     # its lease ran out after the restart and attempt 2 ran it. Nothing else explains it.
-    for i, run in enumerate(runs):
-        if f"o{i}" in FLAKY and f"{run.run_id}:side" not in flaky_keys:
+    for i, run in enumerate(finished):
+        if f"o{i}" in flaky and f"{run.run_id}:side" not in flaky_keys:
             (side_step,) = [s for s in run.steps if s.id == "side"]
             first_attempt = side_step.attempts[0]
             assert first_attempt.status == pb.ATTEMPT_STATUS_TIMED_OUT, side_step
             assert first_attempt.error.type == "HeartbeatTimeout", side_step
-            assert first_attempt.started_unix_ms <= crashed_ms, side_step
-    # Otherwise at-least-once only where the crash left a step unacknowledged.
+            assert first_attempt.started_unix_ms <= max(crashes_ms), side_step
+    # Otherwise at-least-once only where a crash left a step unacknowledged.
     again_run = {key: n for key, n in executions.items() if n > 1}
-    unexplained = set(again_run) - in_flight_at_crash - flaky_keys
+    unexplained = set(again_run) - in_flight_at_a_crash - flaky_keys
     assert not unexplained, {key: again_run[key] for key in unexplained}
     # Each run's result is the one side effect applied for its key, never a later delivery's.
-    for i, run in enumerate(runs):
+    for i, run in enumerate(finished):
         first, side, second = (ledger[f"{run.run_id}:{s}"]["ref"] for s in ("first", "side", "second"))
         assert first.startswith(f"o{i}>first#") and side.startswith(f"o{i}>side#")
         assert second.startswith(f"{first}>second#")

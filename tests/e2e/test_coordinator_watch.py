@@ -4,6 +4,7 @@ Many watchers over runs whose steps end at scattered moments (some after idle ga
 second). The updates are large and the watchers read them slowly, so sending one waits on HTTP/2
 flow control, and runs often finish while the coordinator is still sending a watcher its
 previous update: the interleaving in which the stream used to end on a "running" update.
+``make test`` watches 40 runs, ``make soak`` 300.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from coordinator.client import AsyncClient
 from tests.support.agent import Call
 from tests.support.scenario import TERMINAL, contract, start_run
+from tests.support.soak import sized
 
 WORKFLOW = """
 workflow: payments/two-steps
@@ -31,7 +33,10 @@ output: {ref: "${steps.second.output.ref}"}
 """
 
 
-async def test_many_concurrent_watch_streams_each_end_with_the_terminal_run(coordinator, test_agent):
+@sized("watchers", short=40, soak=300)
+async def test_many_concurrent_watch_streams_each_end_with_the_terminal_run(
+    coordinator, test_agent, watchers: int
+):
     token = await coordinator.create_team("payments")
     await coordinator.register_contract(token, contract("payments/echo"))
     await coordinator.register_workflow(token, WORKFLOW)
@@ -47,7 +52,7 @@ async def test_many_concurrent_watch_streams_each_end_with_the_terminal_run(coor
     # A small, fixed receive window: a large update waits until the slow watcher reads it.
     window = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65_535)]
     async with AsyncClient(coordinator.address, token, options=window) as client:
-        order_ids = [f"o-{i}-" + "x" * 200_000 for i in range(40)]
+        order_ids = [f"o-{i}-" + "x" * 200_000 for i in range(watchers)]
         runs = [
             (await start_run(client, "payments/two-steps", {"order_id": order_id})).run.run_id
             for order_id in order_ids
@@ -60,7 +65,7 @@ async def test_many_concurrent_watch_streams_each_end_with_the_terminal_run(coor
                 await asyncio.sleep(rng.uniform(0, 0.05))  # a slow reader
             return updates
 
-        streams = await asyncio.wait_for(asyncio.gather(*(follow(r) for r in runs)), 60)
+        streams = await asyncio.wait_for(asyncio.gather(*(follow(r) for r in runs)), 3 * watchers)
 
     for run_id, updates in zip(runs, streams, strict=True):
         assert updates, f"the watch of {run_id} sent nothing"

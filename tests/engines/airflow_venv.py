@@ -118,8 +118,15 @@ def airflow_environment(home: Path, port: int, password_file: Path) -> dict[str,
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            # Each DAG file is parsed once, at start: the files never change during a session,
+            # and every parse (a process importing Airflow, then a write to the SQLite database)
+            # took CPU and the database's one write lock from the tests, every 5 s.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            # A task's runner waits for a busy API server rather than giving up after 5 s: under
+            # load the API server once took 38 s to answer a task's start, the runner's five
+            # retries ran out, and the task failed before it began.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
             # Nothing listens beyond loopback: the log servers are not started (--skip-serve-logs)
             # but their ports are pinned to free loopback ones anyway.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
