@@ -14,6 +14,7 @@ import time
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed
 from tests.support.scenario import contract, start_run, step, wait_run
+from tests.support.soak import sized
 
 # Every timer must still be pending when the test crashes the coordinator, after it has started
 # the four runs and seen each reach its state: long enough for a loaded machine to get there.
@@ -193,13 +194,12 @@ CHAOS = {
     "silent": (1.5, "timeouts: {heartbeat: 1500ms}\nretry: {max_attempts: 2, initial_backoff: 10ms}\n"),
     "unserved": (2.0, "timeouts: {schedule_to_start: 2s}\n"),
 }
-# make soak: more runs and more crashes (ACCORD_SOAK=1)
-_SOAK = os.environ.get("ACCORD_SOAK") == "1"
-RUNS_PER_KIND = 8 if _SOAK else 3
-KILLS = 10 if _SOAK else 3
 
 
-async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(coordinator, test_agent):
+@sized("runs_per_kind, kills", short=(3, 3), soak=(12, 12))
+async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(
+    coordinator, test_agent, runs_per_kind, kills
+):
     """Runs of four kinds start in waves while the coordinator is killed with -9 and restarted
     at random moments (the seed is in the failure message; ACCORD_CHAOS_SEED replays it). Every
     run's timer fires exactly once (one timed-out or retried attempt, never two) and no earlier
@@ -231,14 +231,14 @@ async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(co
         token,
         "payments",
         {"payments/c-backoff@1": backoff, "payments/c-close@1": close, "payments/c-silent@1": silent},
-        concurrency=6 * RUNS_PER_KIND,
+        concurrency=6 * runs_per_kind,
         heartbeat_s=0.2,
     )
 
     run_ids: dict[str, list[str]] = {name: [] for name in CHAOS}
 
     async def start_waves() -> None:
-        for wave in range(RUNS_PER_KIND):
+        for wave in range(runs_per_kind):
             for name in CHAOS:
                 while True:
                     try:
@@ -256,15 +256,15 @@ async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(co
             await asyncio.sleep(rng.uniform(0.2, 0.8))
 
     async def kill_at_random() -> list[float]:
-        kills = []
-        for _ in range(KILLS):
+        killed_at = []
+        for _ in range(kills):
             await asyncio.sleep(rng.uniform(0.3, 1.5))
-            kills.append(time.time())
+            killed_at.append(time.time())
             await asyncio.to_thread(coordinator.restart)  # kill -9, then start on the same database
-        return kills
+        return killed_at
 
-    _, kills = await asyncio.gather(start_waves(), kill_at_random())
-    where = f"(seed {seed}: ACCORD_CHAOS_SEED={seed} replays it; kills at {kills})"
+    _, killed_at = await asyncio.gather(start_waves(), kill_at_random())
+    where = f"(seed {seed}: ACCORD_CHAOS_SEED={seed} replays it; kills at {killed_at})"
 
     async with coordinator.client(token) as client:
         runs = {
