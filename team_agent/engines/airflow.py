@@ -288,7 +288,10 @@ class AirflowEngine:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call: logs in (v2) when needed and again when the token expired, and retries
-        a proxy's 502/503/504 a few times with backoff."""
+        a proxy's 502/503/504, and Airflow's own 500, a few times with backoff. Airflow answers
+        500 when its metadata database is momentarily busy (seen on a loaded machine: "Serious
+        error when handling your request" to a PATCH that set a run failed); every call made
+        here is safe to repeat (a DAG run is triggered under its step's fixed run id)."""
         backoff = Backoff(0.5, 4.0, 2.0)
         relogged = False
         attempts = 0
@@ -311,7 +314,7 @@ class AirflowEngine:
                 relogged = True
                 await self._login(token)
                 continue
-            if response.status_code in TRANSIENT_STATUSES and attempts < 3:
+            if (response.status_code in TRANSIENT_STATUSES or response.status_code == 500) and attempts < 3:
                 await backoff.sleep()
                 continue
             return response

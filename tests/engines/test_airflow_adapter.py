@@ -272,6 +272,28 @@ async def test_cancel_marks_the_run_failed(fake_airflow: Fake, make_engine: Make
     assert sum(1 for r in fake.requests if r[0] == "PATCH") == 1
 
 
+async def test_a_busy_airflow_answering_500_is_asked_again(
+    fake_airflow: Fake, make_engine: MakeEngine
+) -> None:
+    fake, url = fake_airflow
+    fake.add_dag(FakeDag("charge_card", tasks=[FakeTask("slow", duration=30), FakeTask("finalize")]))
+    engine = make_engine(url)
+    handle = await engine.submit(make_task(), {})
+    waiter = asyncio.create_task(engine.wait(handle))  # the fake moves runs on as they are polled
+    run = fake.run("charge_card", handle.details["dag_run_id"])
+    await wait_until(lambda: run.state == "running", f"the fake's run never started: {run.state}")
+    fake.busy_answers = 2  # its metadata database is busy for two calls
+    await engine.cancel(handle)
+    assert run.state == "failed"
+    assert [status for method, _, status in fake.requests if method == "PATCH"][-1] == 200
+    assert sum(1 for _, _, status in fake.requests if status == 500) == 2  # asked again, got through
+    with pytest.raises(EngineFailure):
+        await asyncio.wait_for(waiter, 30)
+    fake.busy_answers = 5  # busy for longer than the adapter asks: the error says so
+    with pytest.raises(EngineFailure, match="HTTP 500"):
+        await engine.submit(make_task(), {})
+
+
 async def test_bad_credentials_are_not_retryable(fake_airflow: Fake, make_engine: MakeEngine) -> None:
     fake, url = fake_airflow
     fake.add_dag(output_dag())

@@ -126,6 +126,9 @@ class FakeAirflow:
         self.logins = 0
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.trigger_bodies: list[dict[str, Any]] = []
+        # The next N API calls answer 500, as a real Airflow does while its metadata database is
+        # busy (seen: a PATCH of a run's state under load).
+        self.busy_answers = 0
         self._lock = threading.RLock()
         self.app = self._build_app()
 
@@ -404,6 +407,19 @@ class FakeAirflow:
         parts = rest.split("/")
         method = request.method
         with self._lock:
+            if self.busy_answers > 0:
+                self.busy_answers -= 1
+                return self._error(
+                    500,
+                    {
+                        "reason": "Database error",
+                        "statement": "hidden",
+                        "orig_error": "hidden",
+                        "message": "Serious error when handling your request. Check logs for more details - "
+                        "you will find it in api server when you look for ID 0001",
+                    },
+                    version,
+                )
             if parts == ["monitor", "health"] or parts == ["health"]:
                 return JSONResponse(
                     {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy"}}
