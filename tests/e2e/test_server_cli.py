@@ -45,7 +45,9 @@ async def test_run_wait_timeout_says_why_and_leaves_the_run_going(coordinator: C
     took = time.monotonic() - started
     assert result.returncode == 1, result
     assert result.stdout == ""
-    assert 4.5 <= took < 20, took
+    # It waited out its 5 s and then gave up, rather than waiting for the run; the upper bound
+    # leaves a loaded machine room to start and stop the CLI process.
+    assert 4.5 <= took < 40, took
     lines = result.stderr.splitlines()
     waiting = [line for line in lines if line.startswith("waiting: ")]
     # Said once, although the time it has queued for changes at every refresh.
