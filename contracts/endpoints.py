@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from contracts.errors import InvalidArgumentError
+from contracts.errors import InvalidArgumentError, UnreachableError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +69,11 @@ class Endpoints(Generic[T]):
                 "the coordinator at %s stopped answering (%s); trying %s", address, why, self.address
             )
         return True
+
+    def try_next(self, address: str, error: Exception, tries_left: int) -> bool:
+        """After a call to ``address`` failed with ``error``: whether to send the same request to
+        the next coordinator (it was unreachable, there is another, and tries are left)."""
+        return tries_left > 0 and isinstance(error, UnreachableError) and self.failed(address, error)
 
     def connections(self) -> list[T]:
         return list(self._connections.values())

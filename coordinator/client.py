@@ -23,7 +23,6 @@ import grpc
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.endpoints import Endpoints, parse_addresses
-from contracts.errors import UnreachableError
 from contracts.grpc_errors import error_from_rpc
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
@@ -83,8 +82,7 @@ class _AsyncStub:
                     return await method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
                     error = error_from_rpc(exc, address=address)
-                    last = attempt == len(endpoints.addresses) - 1
-                    if not last and isinstance(error, UnreachableError) and endpoints.failed(address, error):
+                    if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
                         continue
                     raise error from exc
             raise AssertionError("unreachable")
@@ -104,8 +102,7 @@ class _AsyncStub:
                     yield item
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, address=address)
-                if isinstance(error, UnreachableError):
-                    endpoints.failed(address, error)
+                endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
                 raise error from exc
 
         return iterate()
@@ -132,8 +129,7 @@ class _SyncStub:
                     return method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
                     error = error_from_rpc(exc, address=address)
-                    last = attempt == len(endpoints.addresses) - 1
-                    if not last and isinstance(error, UnreachableError) and endpoints.failed(address, error):
+                    if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
                         continue
                     raise error from exc
             raise AssertionError("unreachable")
@@ -152,8 +148,7 @@ class _SyncStub:
             if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return
             error = error_from_rpc(exc, address=address)
-            if isinstance(error, UnreachableError):
-                endpoints.failed(address, error)
+            endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
             raise error from exc
 
 

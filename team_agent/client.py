@@ -30,7 +30,6 @@ from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
 from contracts.endpoints import Endpoints, parse_addresses
-from contracts.errors import UnreachableError
 from contracts.grpc_errors import error_from_rpc
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
@@ -272,12 +271,12 @@ class GatewayClient:
                 return await getattr(stub, name)(request, timeout=seconds, metadata=self._metadata())
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, call=what)
-                last = attempt == len(self._endpoints.addresses) - 1
+                tries_left = len(self._endpoints.addresses) - 1 - attempt
                 if (
-                    not last
-                    and isinstance(error, UnreachableError)
-                    and exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED  # a long poll that ran out
-                    and self._endpoints.failed(address, error)
+                    exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+                    and self._endpoints.try_next(  # not a long poll that ran out
+                        address, error, tries_left
+                    )
                 ):
                     continue
                 raise error from exc
