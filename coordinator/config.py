@@ -31,6 +31,11 @@ class EngineSettings:
     # How often token hashes, teams' defaults and agents are read again from the store (changed
     # through another coordinator sharing it: a revoked token is refused here within this).
     cache_refresh_s: float = 0.5
+    # With other coordinators on the same store (PostgreSQL): how often a waiting agent poll or
+    # run watcher reads the store again by itself. Other coordinators' commits wake them at once
+    # (hints, see docs/architecture.md "Several coordinators"); this is the fallback should a hint
+    # be lost.
+    replica_poll_s: float = 2.0
 
 
 @dataclass(frozen=True)

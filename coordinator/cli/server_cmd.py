@@ -18,7 +18,13 @@ import typer
 
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
-from coordinator.config import DEFAULT_LISTEN, DEFAULT_STORE_POOL, CoordinatorConfig, accord_home
+from coordinator.config import (
+    DEFAULT_LISTEN,
+    DEFAULT_STORE_POOL,
+    CoordinatorConfig,
+    EngineSettings,
+    accord_home,
+)
 
 if TYPE_CHECKING:
     from coordinator.server import Coordinator, ServerHook
@@ -210,6 +216,18 @@ def start(
             envvar=_env("store-pool"), min=1, help="PostgreSQL: connections per coordinator at the most."
         ),
     ] = DEFAULT_STORE_POOL,
+    replica_poll: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("replica-poll"),
+            min=0.05,
+            help=(
+                "PostgreSQL: seconds after which a waiting agent poll or run watcher reads the store"
+                " again by itself. Other coordinators' commits wake it at once (LISTEN/NOTIFY);"
+                " this is the fallback should such a wake-up be lost."
+            ),
+        ),
+    ] = EngineSettings.replica_poll_s,
     log_level: Annotated[
         str, typer.Option(envvar=_env("log-level"), help="debug, info, warning, error.")
     ] = "info",
@@ -258,6 +276,7 @@ def start(
         log_format=log_format,
         ui_listen=ui,
         span_retention=span_retention,
+        engine=EngineSettings(replica_poll_s=replica_poll),
     )
     parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)

@@ -186,6 +186,14 @@ class Dispatcher:
         for waiter in self._waiters.get(key, ()):
             waiter.event.set()
 
+    def wake_all(self) -> None:
+        """Offers may have been made that this process was not told of (another coordinator's
+        hints were lost): forget what was read empty, and have every poll read the store."""
+        self._read_empty_at.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
+
     # A cache of emptiness, so that the poll an agent sends after each task (usually answered by
     # an eager hand-off) does not read the store for offers it read as none a moment ago.
 

@@ -41,7 +41,7 @@ from coordinator.engine.state import RunState, Transition
 from coordinator.engine.timers import TimerProcessor
 from coordinator.engine.views import RunView, snapshot_view, state_view
 from coordinator.principal import Principal
-from coordinator.store.base import Store
+from coordinator.store.base import Store, StoreHint
 from coordinator.store.records import (
     ATTEMPT_CANCELLED,
     ATTEMPT_FAILED,
@@ -144,6 +144,8 @@ class Engine:
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._started_ms = now_ms()
+        # How long a poll waits before reading the store again without being woken.
+        self._fallback_s = settings.replica_poll_s if store.shared else float("inf")
         dispatcher.on_lost = self._handoff_lost
 
     # ================= lifecycle =================
@@ -158,6 +160,8 @@ class Engine:
             self._dispatcher.register_agent(agent, seen=False)
         self._spans.start()
         self._timers.start()
+        if self._store.shared:
+            self._store.subscribe(self._on_hint)
         logger.info("engine started")
 
     async def stop(self) -> None:
@@ -308,6 +312,53 @@ class Engine:
             self._spans.add(tr.spans)
         for event in self._watchers.get(state.record.run_id, ()):
             event.set()
+
+    # ================= other coordinators on the same store =================
+
+    def _on_hint(self, hint: StoreHint) -> None:
+        """Another coordinator committed (see ``StoreHint``): drop the cached states it made
+        stale, and wake the watchers, polls and timers that wait for what it did."""
+        if hint.everything:
+            self._runs.clear()
+            for watchers in self._watchers.values():
+                for event in watchers:
+                    event.set()
+            self._dispatcher.wake_all()
+            self._timers.hint(0)
+            return
+        for run_id, version in hint.runs.items():
+            self._forget(run_id, version)
+            for event in self._watchers.get(run_id, ()):
+                event.set()
+        for key in hint.queues:
+            self._dispatcher.offered(key)
+        if hint.timer_due_ms is not None:
+            self._timers.hint(hint.timer_due_ms)
+
+    def _forget(self, run_id: str, version: int | None) -> None:
+        """Drop the cached state of a run if it is older than ``version`` (None: the run is
+        gone). A transition under way with it still commits by compare-and-swap: a stale one
+        loses and reads the run again."""
+        state = self._runs.get(run_id)
+        if state is not None and (version is None or state.record.version < version):
+            del self._runs[run_id]
+
+    async def _changed(self, run_id: str, event: asyncio.Event, seen_version: int) -> None:
+        """Until ``event`` says the run changed. With other coordinators on the store, also
+        reads the run's version every ``replica_poll_s``: their hint of a change may be lost."""
+        if not self._store.shared:
+            await event.wait()
+            return
+        while True:
+            try:
+                await asyncio.wait_for(event.wait(), self._settings.replica_poll_s)
+                return
+            except TimeoutError:
+                pass
+            stored = await self._store.get_run(run_id)
+            if stored is None or stored.version != seen_version:
+                self._forget(run_id, None if stored is None else stored.version)
+                return
 
     # ================= team defaults and agents =================
 
@@ -521,10 +572,11 @@ class Engine:
                 # resumes us: by then the shared record may have turned terminal, and stopping
                 # on that would end the stream without ever sending the terminal run.
                 terminal = view.run.status in RUN_TERMINAL
+                seen_version = view.run.version
                 yield view
                 if terminal:
                     return
-                await event.wait()
+                await self._changed(run_id, event, seen_version)
                 event.clear()
                 view = await self._view(run_id)
         finally:
@@ -601,7 +653,9 @@ class Engine:
                     remaining = deadline - loop.time()
                     if remaining <= 0 and not waiter.reserved:
                         return None
-                    await waiter.wait(max(0.0, remaining))
+                    # Other coordinators' offers wake it (hints); should one be lost, it reads
+                    # the store again after ``replica_poll_s``.
+                    await waiter.wait(max(0.0, min(remaining, self._fallback_s)))
                     woken = True
                 handed = waiter.take()
                 if handed:
@@ -681,6 +735,9 @@ class Engine:
         """The attempt, if it exists; another team's is refused, naming its owner."""
         state = self._runs.get(_run_of(attempt_id))
         attempt = state.attempts.get(attempt_id) if state is not None else None
+        if attempt is not None and attempt.status != ATTEMPT_RUNNING and self._store.shared:
+            # Another coordinator may have claimed it since (its hint not here yet): ask the store.
+            attempt = None
         if attempt is None:
             attempt = await self._store.get_attempt(attempt_id)
         if attempt is not None:
@@ -777,6 +834,11 @@ class Engine:
         if attempt is not None and attempt.status == ATTEMPT_RUNNING:
             try:
                 accepted = await self._transact(attempt.run_id, change)
+                if not accepted and self._store.shared:
+                    # Refused from a cached state another coordinator's commit may have made stale
+                    # (its hint not here yet, or lost): decide again from the store.
+                    self._forget(attempt.run_id, None)
+                    accepted = await self._transact(attempt.run_id, change)
             except _Gone:
                 accepted = False
         if accepted or not request[1]:

@@ -6,6 +6,8 @@ The engine, registry and API only talk to this Protocol and to the records in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from contracts.model import Deprecation, RetryPolicy, Timeouts
@@ -28,11 +30,39 @@ from coordinator.store.records import (
 )
 
 
+@dataclass(frozen=True)
+class StoreHint:
+    """What another process sharing the store committed, as a wake-up hint: it may come late
+    or, while the connection that brings hints is down, not at all (then ``everything`` comes
+    once it is back). The store, read again, is the truth; a hint only says when to read it.
+    See docs/architecture.md, "Several coordinators"."""
+
+    # run id -> the version its transition committed (caches older than that are stale)
+    runs: dict[str, int] = field(default_factory=dict)
+    # queues ((contract, major)) that were offered tasks
+    queues: tuple[tuple[str, int], ...] = ()
+    # the earliest timer armed, in ms since the epoch (None: none)
+    timer_due_ms: int | None = None
+    # hints may have been missed: read again whatever is cached or waited for
+    everything: bool = False
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 
     async def close(self) -> None: ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes (other coordinators) may write this store while this one
+        runs: then what they commit reaches this process through ``subscribe``'s hints and by
+        reading again, never by itself."""
+
+    def subscribe(self, on_hint: Callable[[StoreHint], None]) -> None:
+        """Call ``on_hint`` (on this event loop, never with a hint of this process's own
+        commits) for what other processes commit, from now until ``close``. A store no other
+        process writes never calls it."""
 
     # settings (admin token hash, ...)
     async def get_setting(self, key: str) -> str | None: ...

@@ -8,6 +8,13 @@ whole, so nothing of it is written. Claims of timers take ``FOR UPDATE SKIP LOCK
 the statement that marks them claimed, so concurrent claimers (any connection, any process) never
 get the same timer.
 
+Other coordinators learn of a transition from a hint: ``apply`` sends a ``NOTIFY`` on the schema's
+channel in the same transaction (so it goes out only when the transition commits) naming the runs it
+changed, the queues it offered tasks on and its earliest timer; each store listens on its own
+connection and hands what other processes committed to ``subscribe``'s callback. A hint may be
+late or lost (while the listening connection is down): after reconnecting, the listener hands on
+``StoreHint(everything=True)``. See docs/architecture.md, "Several coordinators".
+
 Schema migrations (``coordinator/store/pg_migrations/NNNN_name.sql``, recorded in
 ``schema_version``) are applied at ``open`` by one process at a time, under an advisory lock; a
 database whose schema is newer than this binary knows is refused. There is no process lock:
@@ -20,10 +27,12 @@ way (the URL, ``PGPASSWORD``, ``PGPASSFILE``, ``PGSSLMODE``, ...).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
+import secrets
 import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,6 +42,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -40,6 +50,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from contracts.errors import FailedPreconditionError, UnreachableError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
+from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     TIMER_LEASE,
     AgentRecord,
@@ -70,6 +81,19 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10
 # The advisory lock that one process holds while it migrates a schema: (this, hash of the schema).
 _MIGRATION_LOCK = 0x41434344  # "ACCD"
+
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more: a hint that would not fit says
+# "read everything again" instead.
+_HINT_PAYLOAD_MAX = 7900
+# The listening connection's TCP keepalives, unless the URL sets them: a database gone behind a
+# broken network is noticed within about 20 s (idle 10 s, then 5 probes 2 s apart) rather than
+# the operating system's two hours, and the listener reconnects.
+_LISTENER_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 2,
+    "keepalives_count": 5,
+}
 
 _Conn = AsyncConnection[TupleRow]
 
@@ -222,6 +246,16 @@ class PostgresStore:
         if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
             self._connect_kwargs["connect_timeout"] = connect_timeout_s
         self._pool_or_none: AsyncConnectionPool[_Conn] | None = None
+        # Hints: this process's mark on its own NOTIFYs, the schema's channel (set by ``open``),
+        # and the listener that hands other processes' hints to ``subscribe``'s callback.
+        self._origin = secrets.token_hex(8)
+        self._channel = ""
+        self._on_hint: Callable[[StoreHint], None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listen_kwargs = dict(self._connect_kwargs)
+        for key, value in _LISTENER_KEEPALIVES.items():
+            if key not in params:
+                self._listen_kwargs[key] = value
 
     @property
     def where(self) -> str:
@@ -241,6 +275,13 @@ class PostgresStore:
             raise UnreachableError(f"cannot connect to PostgreSQL at {self._where}: {_reason(exc)}") from exc
         try:
             await self._migrate(conn)
+            # One channel per schema: coordinators on another schema of the same database (a
+            # staging copy, a test's) do not wake these. Channel names are at most 63 bytes.
+            self._channel = str(
+                await _scalar(conn, "SELECT 'accord_hints_' || md5(coalesce(current_schema(), ''))")
+            )
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(f"lost PostgreSQL at {self._where}: {_reason(exc)}") from exc
         finally:
             await conn.close()
         pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
@@ -305,9 +346,106 @@ class PostgresStore:
             ) from exc
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
         if self._pool_or_none is not None:
             await self._pool_or_none.close()
             self._pool_or_none = None
+
+    # ---------- hints from other coordinators ----------
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def subscribe(self, on_hint: Callable[[StoreHint], None]) -> None:
+        self._on_hint = on_hint
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="store-hints")
+
+    async def _listen(self) -> None:
+        """LISTEN on the schema's channel and hand on other processes' hints; on a lost
+        connection reconnect (backing off up to 2 s), then hand on ``everything``: hints sent
+        meanwhile are lost."""
+        backoff = 0.05
+        lost = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._listen_kwargs)
+                async with conn:
+                    await conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self._channel)))
+                    if lost:
+                        logger.info("hints from other coordinators come again from %s", self._where)
+                        self._deliver(StoreHint(everything=True))
+                    lost = False
+                    backoff = 0.05
+                    async for notify in conn.notifies():
+                        hint = self._parse_hint(notify.payload)
+                        if hint is not None:
+                            self._deliver(hint)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # psycopg.Error, OSError: the connection is gone
+                if not lost:
+                    logger.warning(
+                        "lost the connection that brings hints from other coordinators (%s: %s);"
+                        " until it is back, what they commit is seen by reading again",
+                        self._where,
+                        _reason(exc),
+                    )
+                    # Waits and caches fall back to reading the store: wake them for that now.
+                    self._deliver(StoreHint(everything=True))
+                lost = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _deliver(self, hint: StoreHint) -> None:
+        if self._on_hint is None:
+            return
+        try:
+            self._on_hint(hint)
+        except Exception:
+            logger.exception("handling a hint from another coordinator failed")
+
+    def _parse_hint(self, payload: str) -> StoreHint | None:
+        """A hint NOTIFYed by ``apply`` (at most 8000 bytes: PostgreSQL's limit); None for this
+        process's own or one it cannot read."""
+        try:
+            data = json.loads(payload)
+            if data.get("o") == self._origin:
+                return None
+            if data.get("a"):
+                return StoreHint(everything=True)
+            due = data.get("t")
+            return StoreHint(
+                runs={str(run_id): int(version) for run_id, version in data.get("r", {}).items()},
+                queues=tuple((str(contract), int(major)) for contract, major in data.get("q", [])),
+                timer_due_ms=None if due is None else int(due),
+            )
+        except (ValueError, TypeError, AttributeError):
+            logger.warning("ignored an unreadable hint on %s: %.200s", self._channel, payload)
+            return None
+
+    def _hint_payload(self, changes: Changes) -> str | None:
+        """The NOTIFY payload for ``changes`` (None when it holds nothing to wake anyone for)."""
+        runs = {run_id: version + 1 for run_id, version in changes.expect_versions.items()}
+        for run in changes.runs:
+            runs.setdefault(run.run_id, 1)
+        queues = sorted({(offer.contract, offer.major) for offer in changes.offers_add})
+        due = min((t.due_ms for t in changes.timers_set), default=None)
+        if not runs and not queues and due is None:
+            return None
+        data: dict[str, Any] = {"o": self._origin, "r": runs}
+        if queues:
+            data["q"] = queues
+        if due is not None:
+            data["t"] = due
+        payload = json.dumps(data, separators=(",", ":"))
+        if len(payload.encode()) > _HINT_PAYLOAD_MAX:
+            payload = json.dumps({"o": self._origin, "a": 1})
+        return payload
 
     # ---------- connections ----------
 
@@ -499,6 +637,7 @@ class PostgresStore:
         offers_removed = [(attempt_id,) for attempt_id in sorted(set(changes.offers_remove))]
         offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
+        hint = self._hint_payload(changes) if self._channel else None
 
         async with self._pool.connection() as conn:
             try:
@@ -516,7 +655,7 @@ class PostgresStore:
                                 )
                             )
                         many = conn.cursor()
-                        for sql, params in (
+                        for statement, params in (
                             (_STEP_UPSERT, steps),
                             (_ATTEMPT_UPSERT, attempts),
                             (_AUDIT_INSERT, audit),
@@ -528,7 +667,9 @@ class PostgresStore:
                             (_OFFER_ADD, offers_added),
                         ):
                             if params:
-                                await many.executemany(sql, params)
+                                await many.executemany(statement, params)
+                        if hint is not None:  # delivered only if the transaction commits
+                            await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, hint))
                     # Every result is in: a refused check raises, and the transaction is rolled back.
                     for check in checks:
                         await check()

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from contracts.errors import FailedPreconditionError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
+from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     TIMER_LEASE,
     AgentRecord,
@@ -311,6 +312,13 @@ class SqliteStore:
             target=self._writer_main, args=(conn,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
+
+    @property
+    def shared(self) -> bool:
+        return False  # one process per file (the lock taken by ``open``)
+
+    def subscribe(self, on_hint: Callable[[StoreHint], None]) -> None:
+        """No other process writes this file: there is never a hint to give."""
 
     def _release_file_lock(self) -> None:
         if self._file_lock is not None:

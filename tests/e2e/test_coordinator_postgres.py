@@ -1,9 +1,8 @@
 """`accord coordinator start --store postgresql://...`: real coordinator processes on a real
 PostgreSQL (one database for the module; tests that need an empty one get a fresh schema in it).
 
-Two coordinators serve side by side here only where that holds today (tokens, contracts, clients
-that move on); wake-ups across them are not there yet (docs/production.md, "Several coordinators
-on one database").
+Two coordinators serve side by side: tokens and contracts shared, clients that move on, a commit on
+one waking what waits on the other. Kills and restarts under load: test_replicas_chaos.py.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,6 +23,10 @@ from tests.support.postgres import TestDatabase
 from tests.support.scenario import contract, start_run, wait_run
 
 pytestmark = pytest.mark.postgres
+
+# Shorter than an agent's 60 s long poll and the 600 s fallback re-read the wake-up tests set:
+# only a wake-up finishes those within it (it guards against a hang, it times nothing).
+WAKE_GUARD_S = 45.0
 
 FLOW = """
 workflow: payments/flow
@@ -264,3 +268,58 @@ async def test_two_coordinators_on_one_database_see_each_others_tokens_and_contr
         a.kill9()
         if b is not None:
             b.kill9()
+
+
+async def test_a_commit_on_one_coordinator_wakes_polls_and_watchers_on_the_other(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """Runs started through A, served by an agent long-polling B (60 s polls), watched on A and
+    on B. The fallback re-reads come only every 600 s here (ACCORD_REPLICA_POLL), so only the
+    wake-ups (LISTEN/NOTIFY) can finish these within the test's guard: B's poll is woken by A's
+    offer, A's watcher by B's commits; then the other way round."""
+    url = pg_database.schema_url()
+    slow_fallback = {"ACCORD_REPLICA_POLL": "600"}
+    a = CoordinatorProcess.start(tmp_path / "a", "--store", url, env=slow_fallback)
+    b: CoordinatorProcess | None = None
+    agents: list[TestAgent] = []
+    try:
+        b = await asyncio.to_thread(
+            CoordinatorProcess.start, tmp_path / "b", "--store", url, env=slow_fallback
+        )
+        b.admin_token = a.admin_token
+        payments = await a.create_team("payments")
+        await a.register_contract(payments, contract("payments/charge"))
+        await a.register_workflow(payments, FLOW)
+
+        async def charge(call: Call) -> dict[str, str]:
+            return {"ref": f"ch-{call.input['order_id']}"}
+
+        for starter, server in ((a, b), (b, a)):
+            agent = TestAgent(
+                server.address, payments, "payments", {"payments/charge@1": charge}, poll_wait_ms=60_000
+            )
+            agents.append(agent)
+            await agent.start()
+            async with starter.client(payments) as on_starter, server.client(payments) as on_server:
+                started = await start_run(on_starter, "payments/flow", {"order_id": f"o-{len(agents)}"})
+                run_id = started.run.run_id
+
+                seen = await asyncio.wait_for(
+                    asyncio.gather(_last_update(on_starter, run_id), _last_update(on_server, run_id)),
+                    WAKE_GUARD_S,
+                )
+            assert [r.status for r in seen] == [pb.RUN_STATUS_SUCCEEDED] * 2, seen
+            await agent.stop()
+            agents.remove(agent)
+    finally:
+        for agent in agents:
+            await agent.stop()
+        a.kill9()
+        if b is not None:
+            b.kill9()
+
+
+async def _last_update(client: Any, run_id: str) -> pb.Run:
+    """The last run WatchRun sent: the stream ends once the run is terminal."""
+    updates = [u.run async for u in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id))]
+    return updates[-1]

@@ -1,0 +1,106 @@
+"""When another coordinator's hints do not arrive (lost, or a coordinator that sends none, as
+one of an older version during a rolling upgrade), what waits on this one still sees its commits
+by reading the store again every ``replica_poll_s``: an agent's long poll finds the task it
+offered, a watcher sees the run it finished. Two coordinators in one process on one real
+PostgreSQL schema; B's store is made to send no hints (its channel unset)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import CoordinatorConfig, EngineSettings
+from coordinator.principal import Principal
+from coordinator.server import Coordinator
+from coordinator.store.postgres import PostgresStore
+from coordinator.store.records import RUN_SUCCEEDED, AgentRecord, Binding, SpanRecord
+from tests.support.postgres import TestDatabase
+from tests.support.scenario import contract
+
+pytestmark = pytest.mark.postgres
+
+ADMIN = Principal(admin=True)
+PAYMENTS = Principal(team="payments")
+WORKFLOW = """\
+workflow: payments/charge-once
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.charge.output.ref}"}
+"""
+# Longer than the fallback by far, shorter than the agent's poll: a guard against a hang only.
+GUARD_S = 15.0
+
+
+class _NoSpans:
+    async def emit(self, records: list[SpanRecord]) -> None:
+        pass
+
+
+@pytest.fixture
+async def pair(pg_database: TestDatabase, tmp_path: Path) -> AsyncIterator[tuple[Coordinator, Coordinator]]:
+    url = pg_database.schema_url()
+    started: list[Coordinator] = []
+    try:
+        for name in ("a", "b"):
+            coordinator = Coordinator(
+                CoordinatorConfig(
+                    home=tmp_path / name,
+                    listen="127.0.0.1:0",
+                    store_url=url,
+                    engine=EngineSettings(replica_poll_s=0.2),
+                ),
+                store=PostgresStore(url, pool_size=4),
+                span_sink=_NoSpans(),
+            )
+            await coordinator.start()
+            started.append(coordinator)
+        a, b = started
+        # B's commits go out on a channel no one listens on: A gets no hint of them.
+        b.store._channel = "accord_hints_nowhere"  # type: ignore[union-attr]
+        await a.teams.create(ADMIN, "payments")
+        await a.registry.register_contract(PAYMENTS, contract("payments/charge"), "c.yaml", False)
+        await a.registry.register_workflow(PAYMENTS, WORKFLOW, "w.yaml", False)
+        await a.engine.register_agent(
+            PAYMENTS,
+            AgentRecord("payments-1", "payments", (Binding("payments/charge", 1),), 4),
+            *a.engine.team_defaults("payments"),
+        )
+        yield a, b
+    finally:
+        for coordinator in started:
+            await coordinator.stop(grace=0)
+
+
+async def test_a_poll_and_a_watcher_see_a_commit_that_sent_no_hint(
+    pair: tuple[Coordinator, Coordinator],
+) -> None:
+    a, b = pair
+    # A long poll on A (longer than the guard) waits when B offers the task without a hint.
+    polling = asyncio.create_task(a.engine.poll(PAYMENTS, "payments-1", [], wait_s=60))
+    await asyncio.sleep(0)
+    view, _ = await b.engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": "o-1"})
+    run_id = view.run.run_id
+    assignment = await asyncio.wait_for(polling, GUARD_S)
+    assert assignment is not None and assignment.run.run_id == run_id
+
+    # A watcher on A; B finishes the run (the agent's completion reached B), without a hint.
+    watch = a.engine.watch(PAYMENTS, run_id)
+    first = await anext(watch)
+    assert first.run.status != RUN_SUCCEEDED
+    assert await b.engine.complete(
+        PAYMENTS, "payments-1", assignment.attempt.attempt_id, {"ref": "r-1"}, "req-1"
+    )
+
+    async def last() -> str:
+        status = ""
+        async for update in watch:
+            status = update.run.status
+        return status
+
+    assert await asyncio.wait_for(last(), GUARD_S) == RUN_SUCCEEDED
