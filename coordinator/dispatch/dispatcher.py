@@ -44,6 +44,14 @@ class AgentPresence:
     # monotonic: when a poll of it was cancelled (the agent stopped, crashed or lost its
     # connection); 0 once it polls again.
     left_at: float = 0.0
+    # What other coordinators sharing the store say of it (``seen_elsewhere``), monotonic: alive
+    # until ``elsewhere_until``, long-polling there until ``polling_elsewhere_until``.
+    elsewhere_until: float = 0.0
+    polling_elsewhere_until: float = 0.0
+
+    def is_polling(self, now: float) -> bool:
+        """A long poll of it is open here, or was lately on another coordinator."""
+        return self.polling > 0 or now < self.polling_elsewhere_until
 
     @property
     def keys(self) -> list[QueueKey]:
@@ -136,11 +144,46 @@ class Dispatcher:
             presence.last_seen = time.monotonic()
 
     def _alive(self, presence: AgentPresence, now: float) -> bool:
+        return presence.is_polling(now) or now < presence.elsewhere_until or self._alive_here(presence, now)
+
+    def _alive_here(self, presence: AgentPresence, now: float) -> bool:
         if presence.polling > 0:
             return True
         if presence.left_at and now - presence.left_at > LEFT_GRACE_S:
             return False  # its poll was cut off and it has not polled again: gone (or stopping)
         return presence.last_seen > 0 and now - presence.last_seen < self._agent_alive_s
+
+    # Agents long-poll one coordinator at a time; the others learn of them from its hints.
+
+    def presence(self, since: float) -> dict[str, int]:
+        """The agents this coordinator served since ``since`` (monotonic), for the others
+        (``Store.hint_presence``): agent id -> its open long polls here, 0 when it was only seen
+        (a heartbeat, a report), -1 when its poll was cut off since (it left)."""
+        agents: dict[str, int] = {}
+        for agent_id, presence in self._agents.items():
+            if presence.polling > 0:
+                agents[agent_id] = presence.polling
+            elif presence.left_at >= since:
+                agents[agent_id] = -1
+            elif presence.last_seen >= since:
+                agents[agent_id] = 0
+        return agents
+
+    def seen_elsewhere(self, agents: dict[str, int], polling_for_s: float) -> None:
+        """What another coordinator's ``presence`` said: its polling agents count as polling for
+        ``polling_for_s`` (until it says so again), the ones it saw as alive for ``agent_alive_s``,
+        the ones that left there as gone from it at once. Agents not registered here yet are
+        skipped (the registered agents are read again from the store every moment)."""
+        now = time.monotonic()
+        for agent_id, polls in agents.items():
+            presence = self._agents.get(agent_id)
+            if presence is None:
+                continue
+            if polls < 0:
+                presence.elsewhere_until = presence.polling_elsewhere_until = 0.0
+                continue
+            presence.elsewhere_until = now + self._agent_alive_s
+            presence.polling_elsewhere_until = now + polling_for_s if polls > 0 else 0.0
 
     def serving(self, key: QueueKey) -> list[AgentPresence]:
         """Agents alive now that serve ``key``."""

@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -76,6 +76,8 @@ T = TypeVar("T")
 _CONFLICT_RETRIES = 5
 # Offers read from the store per look of a poll.
 _OFFERS_PER_LOOK = 8
+# How often a coordinator sharing its store tells the others which agents it serves.
+_PRESENCE_EVERY_S = 1.0
 
 
 def now_ms() -> int:
@@ -162,7 +164,13 @@ class Engine:
         self._timers.start()
         if self._store.shared:
             self._store.subscribe(self._on_hint)
+            self._spawn(self._tell_presence(), "engine-presence")
         logger.info("engine started")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
         await self._timers.stop()
@@ -330,10 +338,29 @@ class Engine:
             self._forget(run_id, version)
             for event in self._watchers.get(run_id, ()):
                 event.set()
+        if hint.agents:
+            self._dispatcher.seen_elsewhere(hint.agents, 3 * _PRESENCE_EVERY_S)
         for key in hint.queues:
             self._dispatcher.offered(key)
         if hint.timer_due_ms is not None:
             self._timers.hint(hint.timer_due_ms)
+
+    async def _tell_presence(self) -> None:
+        """Tell the other coordinators which agents this one serves, every moment: agents
+        long-poll one coordinator, and every coordinator explains why a step waits ("no agent
+        ... is serving", "... busy")."""
+        since = time.monotonic()
+        failing = False
+        while True:
+            await asyncio.sleep(_PRESENCE_EVERY_S)
+            now = time.monotonic()
+            try:
+                await self._store.hint_presence(self._dispatcher.presence(since))
+                since, failing = now, False
+            except Exception as exc:
+                if not failing:
+                    logger.warning("telling the other coordinators which agents poll here failed: %s", exc)
+                failing = True
 
     def _forget(self, run_id: str, version: int | None) -> None:
         """Drop the cached state of a run if it is older than ``version`` (None: the run is
@@ -710,9 +737,7 @@ class Engine:
         """A poll ended before it could answer with the attempt claimed for it (by ``agent_id``;
         "" = whichever agent): give it back (as a release: that attempt ends, a new one is
         offered), so it does not wait for its lease."""
-        task = asyncio.get_running_loop().create_task(self._give_back(attempt_id, agent_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._give_back(attempt_id, agent_id), "give-back")
 
     async def _give_back(self, attempt_id: str, agent_id: str) -> None:
         def give_back(state: RunState, tr: Transition) -> None:

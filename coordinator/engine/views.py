@@ -4,6 +4,7 @@ payments/charge-card@1 (queued for 12s)"). Nothing here changes state."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -84,7 +85,8 @@ def waiting_reason(
     queued = (now_ms - attempt.scheduled_ms) / 1000
     if not agents:
         return f"no agent of team {step.team} is serving {label} (queued for {queued:.0f}s)"
-    if any(a.polling > 0 for a in agents):
+    moment = time.monotonic()
+    if any(a.is_polling(moment) for a in agents):
         return f"queued for {queued:.0f}s; being handed to an agent of team {step.team}"
     noun = "agent" if len(agents) == 1 else "agents"
     verb = "is" if len(agents) == 1 else "are"

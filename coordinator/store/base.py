@@ -43,6 +43,9 @@ class StoreHint:
     queues: tuple[tuple[str, int], ...] = ()
     # the earliest timer armed, in ms since the epoch (None: none)
     timer_due_ms: int | None = None
+    # agents another coordinator serves (``hint_presence``): agent id -> its open long polls
+    # there (0: busy, seen lately; -1: its poll was cut off, it left)
+    agents: dict[str, int] = field(default_factory=dict)
     # hints may have been missed: read again whatever is cached or waited for
     everything: bool = False
 
@@ -63,6 +66,11 @@ class Store(Protocol):
         """Call ``on_hint`` (on this event loop, never with a hint of this process's own
         commits) for what other processes commit, from now until ``close``. A store no other
         process writes never calls it."""
+
+    async def hint_presence(self, agents: dict[str, int]) -> None:
+        """Tell the other processes sharing the store which agents this one serves (see
+        ``StoreHint.agents``): a hint like the others, lossy; the caller repeats it. A store no
+        other process writes does nothing."""
 
     # settings (admin token hash, ...)
     async def get_setting(self, key: str) -> str | None: ...

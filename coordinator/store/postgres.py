@@ -419,6 +419,8 @@ class PostgresStore:
             if data.get("a"):
                 return StoreHint(everything=True)
             due = data.get("t")
+            if "g" in data:
+                return StoreHint(agents={str(agent): int(polls) for agent, polls in data["g"].items()})
             return StoreHint(
                 runs={str(run_id): int(version) for run_id, version in data.get("r", {}).items()},
                 queues=tuple((str(contract), int(major)) for contract, major in data.get("q", [])),
@@ -427,6 +429,24 @@ class PostgresStore:
         except (ValueError, TypeError, AttributeError):
             logger.warning("ignored an unreadable hint on %s: %.200s", self._channel, payload)
             return None
+
+    async def hint_presence(self, agents: dict[str, int]) -> None:
+        if not agents or not self._channel:
+            return
+        # As many NOTIFYs as it takes to stay under PostgreSQL's payload limit (an agent id is
+        # at most 128 characters: a few dozen agents per payload at the least).
+        payloads: list[str] = []
+        chunk: dict[str, int] = {}
+        for agent_id, polls in sorted(agents.items()):
+            chunk[agent_id] = polls
+            if len(json.dumps(chunk)) > _HINT_PAYLOAD_MAX - 100:
+                del chunk[agent_id]
+                payloads.append(json.dumps({"o": self._origin, "g": chunk}, separators=(",", ":")))
+                chunk = {agent_id: polls}
+        payloads.append(json.dumps({"o": self._origin, "g": chunk}, separators=(",", ":")))
+        await self._execute(
+            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload", (self._channel, payloads)
+        )
 
     def _hint_payload(self, changes: Changes) -> str | None:
         """The NOTIFY payload for ``changes`` (None when it holds nothing to wake anyone for)."""

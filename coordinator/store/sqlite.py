@@ -320,6 +320,9 @@ class SqliteStore:
     def subscribe(self, on_hint: Callable[[StoreHint], None]) -> None:
         """No other process writes this file: there is never a hint to give."""
 
+    async def hint_presence(self, agents: dict[str, int]) -> None:
+        """No other process to tell."""
+
     def _release_file_lock(self) -> None:
         if self._file_lock is not None:
             os.close(self._file_lock)  # releases the flock

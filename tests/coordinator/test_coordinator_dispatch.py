@@ -88,3 +88,37 @@ async def test_a_queue_read_empty_is_believed_empty_until_an_offer_or_the_time_r
     assert not dispatcher.known_empty([KEY])
     await asyncio.sleep(0.25)
     assert not dispatcher.known_empty([other])  # believed only for a while
+
+
+async def test_agents_served_by_another_coordinator_count_as_serving_here() -> None:
+    """Agents long-poll one coordinator; the others learn of them from its ``presence`` hints,
+    so every coordinator explains a waiting step the same way."""
+    here, there = Dispatcher(agent_alive_s=30), Dispatcher(agent_alive_s=30)
+    for dispatcher in (here, there):
+        for agent_id in ("polling", "busy", "leaving"):
+            dispatcher.register_agent(AgentRecord(agent_id, "payments", (Binding(*KEY),), 1), seen=False)
+    since = time.monotonic()
+    assert here.serving(KEY) == []
+    there.touch("busy")  # a heartbeat: busy with a task, not polling
+    with there.listen("polling", [KEY]):
+        told = there.presence(since)
+        assert told == {"polling": 1, "busy": 0}
+        here.seen_elsewhere(told, polling_for_s=3)
+    served = {a.record.agent_id: a.is_polling(time.monotonic()) for a in here.serving(KEY)}
+    assert served == {"polling": True, "busy": False}
+    # An agent whose poll there was cut off is gone here as soon as it says so.
+    since = time.monotonic()
+    try:
+        with there.listen("leaving", [KEY]):
+            raise asyncio.CancelledError
+    except asyncio.CancelledError:
+        pass
+    here.seen_elsewhere({"leaving": 1}, polling_for_s=3)
+    assert "leaving" in {a.record.agent_id for a in here.serving(KEY)}
+    told = there.presence(since)
+    assert told["leaving"] == -1
+    here.seen_elsewhere(told, polling_for_s=3)
+    assert "leaving" not in {a.record.agent_id for a in here.serving(KEY)}
+    # One it has not registered yet is skipped (its registration is read from the store soon).
+    here.seen_elsewhere({"stranger": 1}, polling_for_s=3)
+    assert here.agent("stranger") is None

@@ -83,6 +83,26 @@ async def test_a_transition_reaches_the_other_stores_as_a_hint_and_not_its_own(
             await store.close()
 
 
+async def test_which_agents_a_store_serves_reaches_the_others_however_many(pg_database: TestDatabase) -> None:
+    url = pg_database.schema_url()
+    teller, listener = await _stores(url, 2)
+    hints = Hints()
+    listener.subscribe(hints)
+    try:
+        await _listening(url, 1)
+        agents = {f"agent-{n:04d}-{'x' * 100}": n % 3 - 1 for n in range(300)}  # many payloads' worth
+        await teller.hint_presence(agents)
+        heard: dict[str, int] = {}
+        while len(heard) < len(agents):
+            hint = await hints.next()
+            assert not hint.runs and not hint.queues and hint.timer_due_ms is None
+            heard.update(hint.agents)
+        assert heard == agents
+    finally:
+        for store in (teller, listener):
+            await store.close()
+
+
 async def test_stores_on_another_schema_get_no_hint(pg_database: TestDatabase) -> None:
     here, elsewhere = pg_database.schema_url(), pg_database.schema_url()
     [writer] = await _stores(here, 1)

@@ -323,3 +323,57 @@ async def _last_update(client: Any, run_id: str) -> pb.Run:
     """The last run WatchRun sent: the stream ends once the run is terminal."""
     updates = [u.run async for u in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id))]
     return updates[-1]
+
+
+async def test_every_coordinator_explains_a_waiting_step_by_the_agents_polling_another(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """The agent long-polls B; A, asked why a step waits, knows of it (B's presence hints)
+    instead of saying no agent serves the contract."""
+    url = pg_database.schema_url()
+    a = CoordinatorProcess.start(tmp_path / "a", "--store", url)
+    b: CoordinatorProcess | None = None
+    agent: TestAgent | None = None
+    release = asyncio.Event()
+    try:
+        b = await asyncio.to_thread(CoordinatorProcess.start, tmp_path / "b", "--store", url)
+        b.admin_token = a.admin_token
+        payments = await a.create_team("payments")
+        await a.register_contract(payments, contract("payments/charge"))
+        await a.register_workflow(payments, FLOW)
+
+        async def charge(call: Call) -> dict[str, str]:
+            await release.wait()
+            return {"ref": f"ch-{call.input['order_id']}"}
+
+        agent = TestAgent(b.address, payments, "payments", {"payments/charge@1": charge}, concurrency=1)
+        await agent.start()
+        async with a.client(payments) as client:
+            first = await start_run(client, "payments/flow", {"order_id": "o-1"})
+            second = await start_run(client, "payments/flow", {"order_id": "o-2"})
+
+            async def reasons() -> list[str]:
+                said = []
+                for run_id in (first.run.run_id, second.run.run_id):
+                    run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+                    said += [s.waiting_reason for s in run.steps if s.waiting_reason]
+                return said
+
+            # One run's step is with the agent (concurrency 1, held), the other's queued. Until
+            # B's first presence hint reaches A, A may say no agent serves it; then it knows.
+            deadline = asyncio.get_running_loop().time() + 30
+            while not any(
+                "1 agent of team payments serving payments/charge@1 is busy" in r for r in await reasons()
+            ):
+                assert asyncio.get_running_loop().time() < deadline, await reasons()
+                await asyncio.sleep(0.1)
+            release.set()
+            for run_id in (first.run.run_id, second.run.run_id):
+                assert (await wait_run(client, run_id, within=30)).status == pb.RUN_STATUS_SUCCEEDED
+    finally:
+        release.set()
+        if agent is not None:
+            await agent.stop()
+        a.kill9()
+        if b is not None:
+            b.kill9()
