@@ -7,6 +7,7 @@ The wire code and the gRPC client are imported inside the commands (start-up tim
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -42,7 +43,14 @@ def publish(
     ],
     payload: Annotated[str, typer.Option("--payload", "-p", help="The payload: JSON text or @file.")],
     request_id: Annotated[
-        str, typer.Option(help="Publishing again with the same id returns the first event.")
+        str,
+        typer.Option(
+            help=(
+                "Publishing again with the same id returns the first event and starts no run again"
+                " (default: an id made once for this command, so its own retries on another"
+                " coordinator are safe)."
+            )
+        ),
     ] = "",
     as_json: JsonOption = False,
 ) -> None:
@@ -53,6 +61,7 @@ def publish(
     from coordinator.client import Client
 
     text = json_text(payload, "--payload")
+    request_id = request_id or uuid.uuid4().hex
     with Client() as client:
         response = client.coordinator.PublishEvent(
             pb.PublishEventRequest(contract=contract, payload_json=text, request_id=request_id)

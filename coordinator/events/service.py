@@ -7,6 +7,8 @@ owned by another team, and none of them is part of the publisher's call.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -62,8 +64,19 @@ class EventService:
             if previous:
                 for event in await self._store.list_events(name, 0, 1000):
                     if event.event_id == previous.get("event_id"):
+                        if _canonical(event.payload) != _canonical(payload):
+                            raise InvalidArgumentError(
+                                f"request id {request_id} already published event {event.event_id}"
+                                " with another payload; use a new request id for a new event"
+                            )
                         return event
-        event_id = f"evt-{secrets.token_hex(8)}"
+            # The id follows from the request id (made once by the publisher), so a retry on any
+            # coordinator, after a lost answer or a crash between starting the runs and storing
+            # the event, is the same event and starts no run twice (their idempotency keys name it).
+            digest = hashlib.sha256(f"{principal.actor}\0{request_id}".encode()).hexdigest()
+            event_id = f"evt-{digest[:16]}"
+        else:
+            event_id = f"evt-{secrets.token_hex(8)}"
         triggered = await self._trigger(
             principal, contract.name, contract.version, payload, trace_context, event_id
         )
@@ -117,3 +130,7 @@ class EventService:
                 except AccordError as exc:
                     logger.warning("event %s did not start %s: %s", event_id, record.name, exc)
         return started
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

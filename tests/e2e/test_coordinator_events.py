@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import time
 
@@ -260,3 +261,25 @@ async def test_the_link_survives_a_coordinator_restart_before_the_run_ends(coord
     assert run.status == pb.RUN_STATUS_SUCCEEDED
     span = await _run_span(coordinator, tokens["shipping"], run)
     assert json.loads(span.links_json) == [{"trace_id": PUBLISHER_TRACE, "span_id": PUBLISHER_SPAN}]
+
+
+async def test_a_publish_retried_after_a_crash_half_way_starts_no_run_twice(coordinator, world):
+    """A coordinator that started the triggered runs and died before it stored the event: the
+    publisher's retry with its request id (on this or any coordinator) is the same event, so the
+    runs it starts are the ones already started. The crash is reproduced by deleting what the
+    first publish stored last (the event and its request record), as if never written."""
+    tokens, _ = world
+    payload = {"order_id": "o-9", "amount_cents": 900}
+    first = await _publish(coordinator, tokens["payments"], payload, request_id="pub-crash")
+    assert len(first.triggered_runs) == 1
+    with sqlite3.connect(coordinator.db) as db:
+        db.execute("DELETE FROM events WHERE event_id = ?", (first.event_id,))
+        db.execute("DELETE FROM requests WHERE scope = 'event' AND request_id = 'pub-crash'")
+    again = await _publish(coordinator, tokens["payments"], payload, request_id="pub-crash")
+    assert again.event_id == first.event_id
+    assert list(again.triggered_runs) == list(first.triggered_runs)
+    # The same request id with another payload is another event: refused, saying so.
+    with pytest.raises(InvalidArgumentError, match="another payload"):
+        await _publish(
+            coordinator, tokens["payments"], {**payload, "amount_cents": 1}, request_id="pub-crash"
+        )
