@@ -252,6 +252,10 @@ class SqliteStore:
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            # Not opened, or closed: nothing would ever take the job, and the caller would wait
+            # for ever (the UI, say, serving a request while the coordinator stops).
+            raise RuntimeError(f"the SQLite store {self._path} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, future, loop))
