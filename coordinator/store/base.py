@@ -26,6 +26,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    UiSessionRecord,
     WorkflowRecord,
 )
 
@@ -79,6 +80,26 @@ class Store(Protocol):
         """Store ``value`` under ``key`` unless a value is stored there; return the stored value:
         ``value``, or the one another caller (task, connection or process) stored first. Of
         concurrent callers exactly one wins, and every one returns the winner's value."""
+
+    # web UI sign-in sessions (any coordinator on the store serves any session)
+    async def create_ui_session(self, session: UiSessionRecord, keep: int) -> None:
+        """Store ``session`` (its key is new: a random id's hash) and delete the sessions seen
+        least recently (``last_seen_ms``, then ``created_ms``) beyond the newest ``keep``
+        (``keep >= 1``; the new session is never one of them), in one transaction."""
+
+    async def get_ui_session(self, key: str) -> UiSessionRecord | None:
+        """The session stored under ``key``, expired or not (the caller decides)."""
+
+    async def touch_ui_session(self, key: str, now_ms: int) -> bool:
+        """Move the session's ``last_seen_ms`` to ``now_ms`` (never back); False when there
+        is no such session."""
+
+    async def delete_ui_session(self, key: str) -> bool:
+        """False when there was no such session."""
+
+    async def prune_ui_sessions(self, seen_before_ms: int, created_before_ms: int) -> int:
+        """Delete every session last seen before ``seen_before_ms`` or created before
+        ``created_before_ms`` (idle too long, or too old); returns how many."""
 
     # teams
     async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:

@@ -24,6 +24,7 @@ from coordinator.store.records import (
     TaskFailure,
     TeamRecord,
     TimerRecord,
+    UiSessionRecord,
     WorkflowRecord,
 )
 
@@ -329,6 +330,33 @@ def team_from_row(row: Row) -> TeamRecord:
         created_ms=row["created_ms"],
         retry=retry_from_json(json.loads(row["retry_json"])),
         timeouts=timeouts_from_json(json.loads(row["timeouts_json"])),
+    )
+
+
+UI_SESSION_COLUMNS = ("key", "team", "admin", "sealed_token", "csrf", "created_ms", "last_seen_ms")
+
+
+def ui_session_to_row(session: UiSessionRecord) -> tuple[Any, ...]:
+    return (
+        session.key,
+        session.team,
+        session.admin,
+        session.sealed_token,
+        session.csrf,
+        session.created_ms,
+        session.last_seen_ms,
+    )
+
+
+def ui_session_from_row(row: Row) -> UiSessionRecord:
+    return UiSessionRecord(
+        key=row["key"],
+        team=row["team"],
+        admin=bool(row["admin"]),
+        sealed_token=bytes(row["sealed_token"]),
+        csrf=row["csrf"],
+        created_ms=int(row["created_ms"]),
+        last_seen_ms=int(row["last_seen_ms"]),
     )
 
 

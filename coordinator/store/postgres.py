@@ -68,6 +68,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
 )
@@ -81,6 +82,11 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10
 # The advisory lock that one process holds while it migrates a schema: (this, hash of the schema).
 _MIGRATION_LOCK = 0x41434344  # "ACCD"
+# The advisory lock (this, hash of the schema) that deletes of several UI sessions take, for the
+# length of their transaction: two of them at once on different coordinators could otherwise lock
+# the same rows in different orders and deadlock. Sign-ins are rare, so waiting costs nothing.
+_UI_SESSIONS_LOCK = 0x41435553  # "ACUS"
+_UI_SESSIONS_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))"
 
 # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more: a hint that would not fit says
 # "read everything again" instead.
@@ -140,6 +146,13 @@ _OFFER_ADD = _upsert("offers", codec.OFFER_COLUMNS, ("attempt_id",))
 _OFFER_REMOVE = "DELETE FROM offers WHERE attempt_id = %s"
 _SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
 _AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
+
+_UI_SESSION_INSERT = _insert("ui_sessions", codec.UI_SESSION_COLUMNS)
+# Parameters: the new session's key (never evicted), how many others to keep.
+_UI_SESSION_EVICT = (
+    "DELETE FROM ui_sessions WHERE key IN (SELECT key FROM ui_sessions WHERE key <> %s"
+    " ORDER BY last_seen_ms DESC, created_ms DESC, key DESC OFFSET %s)"
+)
 
 # A run, its steps (in step id order) and its attempts in ONE statement, so from one snapshot: a
 # transition committed meanwhile is in it whole or not at all.
@@ -527,6 +540,34 @@ class PostgresStore:
                 ).fetchone()
             assert row is not None  # settings are never deleted
             return str(row[0])
+
+    # ---------- web UI sessions ----------
+
+    async def create_ui_session(self, session: UiSessionRecord, keep: int) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(_UI_SESSIONS_LOCK_SQL, (_UI_SESSIONS_LOCK,))
+            await conn.execute(_UI_SESSION_INSERT, codec.ui_session_to_row(session))
+            await conn.execute(_UI_SESSION_EVICT, (session.key, max(0, keep - 1)))
+
+    async def get_ui_session(self, key: str) -> UiSessionRecord | None:
+        rows = await self._dicts("SELECT * FROM ui_sessions WHERE key = %s", (key,))
+        return codec.ui_session_from_row(rows[0]) if rows else None
+
+    async def touch_ui_session(self, key: str, now_ms: int) -> bool:
+        sql = "UPDATE ui_sessions SET last_seen_ms = GREATEST(last_seen_ms, %s) WHERE key = %s"
+        return await self._execute(sql, (now_ms, key)) > 0
+
+    async def delete_ui_session(self, key: str) -> bool:
+        return await self._execute("DELETE FROM ui_sessions WHERE key = %s", (key,)) > 0
+
+    async def prune_ui_sessions(self, seen_before_ms: int, created_before_ms: int) -> int:
+        async with self._transaction() as conn:
+            await conn.execute(_UI_SESSIONS_LOCK_SQL, (_UI_SESSIONS_LOCK,))
+            pruned = await conn.execute(
+                "DELETE FROM ui_sessions WHERE last_seen_ms < %s OR created_ms < %s",
+                (seen_before_ms, created_before_ms),
+            )
+            return pruned.rowcount
 
     # ---------- teams ----------
 

@@ -82,6 +82,24 @@ class TeamRecord:
 
 
 @dataclass(frozen=True)
+class UiSessionRecord:
+    """A signed-in session of the web UI, shared by every coordinator on the store.
+
+    Nothing here is usable on its own (see ``coordinator/web/_sessions.py``): ``key`` is the
+    SHA-256 (hex) of the cookie's random session id, never the id; ``sealed_token`` is the
+    signed-in token encrypted under a key derived from that id, which only the browser holds.
+    Times are wall-clock unix milliseconds, so expiry holds across processes."""
+
+    key: str
+    team: str  # "" for the admin
+    admin: bool
+    sealed_token: bytes
+    csrf: str
+    created_ms: int
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
 class ContractRecord:
     contract: Contract
     registered_ms: int

@@ -49,6 +49,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
 )
@@ -115,6 +116,13 @@ _OFFER_ADD = (
     " major = excluded.major, offered_ms = excluded.offered_ms"
 )
 _OFFER_COLUMNS = ", ".join(codec.OFFER_COLUMNS)
+
+_UI_SESSION_INSERT = _insert("ui_sessions", codec.UI_SESSION_COLUMNS)
+# Parameters: the new session's key (never evicted), how many others to keep.
+_UI_SESSION_EVICT = (
+    "DELETE FROM ui_sessions WHERE key IN (SELECT key FROM ui_sessions WHERE key != ?"
+    " ORDER BY last_seen_ms DESC, created_ms DESC, key DESC LIMIT -1 OFFSET ?)"
+)
 
 
 def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: dict[str, int]) -> None:
@@ -245,6 +253,10 @@ class SqliteStore:
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            # Not opened, or closed: nothing would ever take the job, and the caller would wait
+            # for ever (the UI, say, serving a request while the coordinator stops).
+            raise RuntimeError(f"the SQLite store {self._path} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, future, loop))
@@ -374,6 +386,35 @@ class SqliteStore:
             return str(c.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0])
 
         return await self._write(w)
+
+    # ---------- web UI sessions ----------
+
+    async def create_ui_session(self, session: UiSessionRecord, keep: int) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute(_UI_SESSION_INSERT, codec.ui_session_to_row(session))
+            c.execute(_UI_SESSION_EVICT, (session.key, max(0, keep - 1)))
+
+        await self._write(w)
+
+    async def get_ui_session(self, key: str) -> UiSessionRecord | None:
+        def q(c: sqlite3.Connection) -> UiSessionRecord | None:
+            row = c.execute("SELECT * FROM ui_sessions WHERE key = ?", (key,)).fetchone()
+            return None if row is None else codec.ui_session_from_row(row)
+
+        return await self._read(q)
+
+    async def touch_ui_session(self, key: str, now_ms: int) -> bool:
+        sql = "UPDATE ui_sessions SET last_seen_ms = MAX(last_seen_ms, ?) WHERE key = ?"
+        return bool(await self._write(lambda c: c.execute(sql, (now_ms, key)).rowcount))
+
+    async def delete_ui_session(self, key: str) -> bool:
+        return bool(
+            await self._write(lambda c: c.execute("DELETE FROM ui_sessions WHERE key = ?", (key,)).rowcount)
+        )
+
+    async def prune_ui_sessions(self, seen_before_ms: int, created_before_ms: int) -> int:
+        sql = "DELETE FROM ui_sessions WHERE last_seen_ms < ? OR created_ms < ?"
+        return int(await self._write(lambda c: c.execute(sql, (seen_before_ms, created_before_ms)).rowcount))
 
     # ---------- teams ----------
 

@@ -2,7 +2,9 @@
 
 Every request that reads or changes data goes to the coordinator's API with the signed-in user's
 own token (see ``_source``), so the UI is scoped by exactly the rules of the gRPC API. The app
-itself only keeps sessions: an opaque cookie id mapped, in memory, to the token.
+itself only keeps sessions: an opaque cookie id whose hash keys a row in the coordinator's store,
+which holds the token sealed under that id (``_sessions``), so any coordinator on the store
+serves any session.
 
 CSRF: the session cookie is ``SameSite=Strict`` and every state-changing request must also carry
 the session's token in the ``X-Accord-CSRF`` header (sign-in, which has no session yet, must be a
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
@@ -49,6 +51,7 @@ from coordinator.web._source import JSONDict, Principal, RunQuery, Source
 from coordinator.web._trace import layout_trace
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -194,11 +197,33 @@ class UiApp:
 
     # ---------- sessions
 
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE_NAME))
+    async def session_of(self, request: Request) -> Session | None:
+        cookie = request.cookies.get(COOKIE_NAME)
+        session = await self._sessions_call(self.sessions.get(cookie))
+        if session is not None and session.touched:
+            # Now and then (when its use is recorded) a session confirms its token, so a rotated
+            # one ends its sessions even where only pages that call nothing are opened.
+            try:
+                await self.source.whoami(session.token)
+            except UnauthenticatedError:
+                await self._sessions_call(self.sessions.delete(cookie))
+                return None
+            except RemoteError:
+                pass  # the coordinator did not answer: the next call that reaches it decides
+        return session
 
-    def require_session(self, request: Request) -> Session:
-        session = self.session_of(request)
+    async def _sessions_call(self, call: Awaitable[T]) -> T:
+        """A call to the session store; its failure (the database unreachable) is a 503."""
+        try:
+            return await call
+        except Exception as exc:
+            logger.warning("ui sessions: the store failed: %s", exc)
+            raise ApiError(
+                503, "unavailable", "Sessions cannot be read right now (the coordinator's store): try again."
+            ) from exc
+
+    async def require_session(self, request: Request) -> Session:
+        session = await self.session_of(request)
         if session is None:
             raise ApiError(401, "unauthenticated", "Not signed in (or the session expired): sign in again.")
         return session
@@ -214,8 +239,9 @@ class UiApp:
             for error_type, status, code in _REMOTE_STATUS:
                 if isinstance(exc, error_type):
                     if status == 401:
-                        # The token was rotated or revoked: this session is over.
-                        self.sessions.delete(request.cookies.get(COOKIE_NAME))
+                        # The token was rotated or revoked: this session is over, everywhere.
+                        cookie = request.cookies.get(COOKIE_NAME)
+                        await self._sessions_call(self.sessions.delete(cookie))
                     raise ApiError(status, code, str(exc) or code) from exc
             raise ApiError(502, "coordinator_error", str(exc) or "the coordinator failed") from exc
 
@@ -235,7 +261,12 @@ class UiApp:
         return HTMLResponse(self.signin_page.replace("{{v}}", self.asset_version))
 
     async def page(self, request: Request) -> Response:
-        session = self.session_of(request)
+        try:
+            session = await self.session_of(request)
+        except ApiError as exc:
+            return HTMLResponse(
+                f"<!doctype html><title>Unavailable</title><p>{html.escape(exc.message)}", exc.status
+            )
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
@@ -255,7 +286,7 @@ class UiApp:
     # ---------- session API
 
     async def get_session(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         return JSONResponse(self._session_json(session))
 
     def _session_json(self, session: Session) -> JSONDict:
@@ -286,8 +317,8 @@ class UiApp:
         except UnreachableError as exc:
             raise ApiError(503, "unavailable", str(exc) or "coordinator unreachable") from exc
         old = request.cookies.get(COOKIE_NAME)
-        self.sessions.delete(old)
-        session_id, session = self.sessions.create(token, principal)
+        await self._sessions_call(self.sessions.delete(old))
+        session_id, session = await self._sessions_call(self.sessions.create(token, principal))
         logger.info("ui sign-in", extra={"principal": principal.label})
         response = JSONResponse(self._session_json(session))
         response.set_cookie(
@@ -301,9 +332,10 @@ class UiApp:
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         self.require_csrf(request, session)
-        self.sessions.delete(request.cookies.get(COOKIE_NAME))
+        cookie = request.cookies.get(COOKIE_NAME)
+        await self._sessions_call(self.sessions.delete(cookie))
         response = JSONResponse({"signed_out": True})
         response.delete_cookie(
             COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=self.secure_cookies
@@ -313,7 +345,7 @@ class UiApp:
     # ---------- runs API
 
     async def list_runs(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         params = request.query_params
         status = params.get("status", "")
         if status and status not in RUN_STATUSES:
@@ -375,7 +407,7 @@ class UiApp:
         return page, next_cursor
 
     async def get_run(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         run_id = request.path_params["run_id"]
         started = time.perf_counter()
         run = await self.call(request, session, lambda: self.source.get_run(session.token, run_id))
@@ -418,7 +450,7 @@ class UiApp:
         return dict(zip(refs, await asyncio.gather(*(one(ref) for ref in refs)), strict=True))
 
     async def get_trace(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         run_id = request.path_params["run_id"]
         started = time.perf_counter()
         trace = await self.call(request, session, lambda: self.source.get_trace(session.token, run_id))
@@ -438,7 +470,7 @@ class UiApp:
         return body
 
     async def cancel_run(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         self.require_csrf(request, session)
         run_id = request.path_params["run_id"]
         body = await self._json_body(request)
@@ -451,7 +483,7 @@ class UiApp:
         return JSONResponse({"run": run})
 
     async def rerun(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         self.require_csrf(request, session)
         run_id = request.path_params["run_id"]
         body = await self._json_body(request)
@@ -476,7 +508,7 @@ class UiApp:
     # ---------- contracts API
 
     async def list_contracts(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         team = request.query_params.get("team", "").strip()
         contracts = await self.call(
             request, session, lambda: self.source.list_contracts(session.token, team=team, all_versions=True)
@@ -504,7 +536,7 @@ class UiApp:
         return JSONResponse({"teams": out, "count": len(contracts)})
 
     async def get_contract(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         name = f"{request.path_params['team']}/{request.path_params['name']}"
         contracts = await self.call(
             request,
@@ -527,7 +559,7 @@ class UiApp:
         return JSONResponse({"name": name, "team": versions[0]["team"], "versions": versions})
 
     async def diff_contracts(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         old_ref = request.query_params.get("old", "").strip()
         new_ref = request.query_params.get("new", "").strip()
         if not old_ref or not new_ref:
@@ -542,7 +574,7 @@ class UiApp:
         return JSONResponse({"old": old["contract"], "new": new["contract"], **diff})
 
     async def teams_graph(self, request: Request) -> Response:
-        session = self.require_session(request)
+        session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
         workflows = await self.call(request, session, lambda: self.source.list_workflows(session.token))
         return JSONResponse(team_graph(teams, workflows))
@@ -566,12 +598,11 @@ def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request
     return endpoint
 
 
-def create_app(
-    source: Source, *, sessions: SessionStore | None = None, secure_cookies: bool = False
-) -> Starlette:
+def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool = False) -> Starlette:
     """The UI app. ``source`` is how it reaches the coordinator's API (``GrpcSource`` in the
-    coordinator process); ``secure_cookies`` marks the cookie Secure (behind HTTPS)."""
-    ui = UiApp(source, sessions or SessionStore(), secure_cookies=secure_cookies)
+    coordinator process); ``sessions`` keeps the sign-ins in the coordinator's store;
+    ``secure_cookies`` marks the cookie Secure (behind HTTPS)."""
+    ui = UiApp(source, sessions, secure_cookies=secure_cookies)
     api = "/api/v1"
     routes = [
         Route("/", ui.index),

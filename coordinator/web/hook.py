@@ -1,7 +1,9 @@
 """Serving the UI from ``accord coordinator start --ui HOST:PORT``: a coordinator ``ServerHook``.
 
 The UI reaches the coordinator through its own gRPC API (over loopback), with each signed-in
-user's token: it is just another client, so it is scoped by exactly the API's rules.
+user's token: it is just another client, so it is scoped by exactly the API's rules. Its sign-in
+sessions are kept in the coordinator's store (``_sessions``), so every coordinator on one
+database serves every session.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from coordinator.config import CoordinatorConfig
 from coordinator.web._grpc_source import GrpcSource
 from coordinator.web._serve import parse_listen, serve_ui
+from coordinator.web._sessions import SessionStore
 from coordinator.web.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -41,7 +44,9 @@ class UiHook:
     async def start(self, coordinator: Any) -> Callable[[], Awaitable[None]]:
         source = GrpcSource(dial_address(coordinator.address))
         try:
-            ui = await serve_ui(create_app(source), self.host, self.port)
+            # Sessions live in the coordinator's store: any coordinator on it serves them.
+            sessions = SessionStore(coordinator.store)
+            ui = await serve_ui(create_app(source, sessions=sessions), self.host, self.port)
         except OSError as exc:
             # The UI is a convenience: a busy port must not keep the coordinator from serving.
             logger.warning("tracing UI not started: cannot listen on %s:%s: %s", self.host, self.port, exc)

@@ -45,6 +45,7 @@ from coordinator.store.records import (
     TaskFailure,
     TeamRecord,
     TimerRecord,
+    UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
 )
@@ -158,6 +159,24 @@ def workflow_record(
     }
     values.update(fields)
     return WorkflowRecord(name=name, version=version, contracts=contracts, **values)
+
+
+def ui_session(key: str, seen_ms: int, created_ms: int = 0, **fields: Any) -> UiSessionRecord:
+    values: dict[str, Any] = {
+        "team": "payments",
+        "admin": False,
+        "sealed_token": b"sealed-" + key.encode(),
+        "csrf": f"csrf-{key}",
+        "created_ms": created_ms or seen_ms,
+        "last_seen_ms": seen_ms,
+    }
+    values.update(fields)
+    return UiSessionRecord(key=key, **values)
+
+
+async def ui_sessions_kept(store: Store, keys: list[str]) -> list[str]:
+    """Which of ``keys`` are still stored."""
+    return [key for key in keys if await store.get_ui_session(key) is not None]
 
 
 async def all_timers(store: Store) -> list[TimerRecord]:
@@ -969,3 +988,92 @@ class StoreConformance:
         assert [s.name for s in await store.spans_for_trace("t" * 32)] == ["s3"]
         assert await store.spans_for_trace("o" * 32) == [other]
         assert await store.spans_for_trace("none") == []
+
+    # ---------- web UI sessions ----------
+
+    async def test_a_ui_session_is_stored_whole_touched_forward_only_and_deleted(self, store: Store) -> None:
+        every_byte = ui_session("k1", 1_000, created_ms=900, sealed_token=bytes(range(256)))
+        admin = ui_session("k2", 1_000, team="", admin=True)
+        await store.create_ui_session(every_byte, keep=100)
+        await store.create_ui_session(admin, keep=100)
+        assert await store.get_ui_session("k1") == every_byte
+        assert await store.get_ui_session("k2") == admin
+        assert await store.get_ui_session("nope") is None
+
+        assert await store.touch_ui_session("k1", 5_000) is True
+        assert await store.touch_ui_session("k1", 4_000) is True  # an older time moves nothing back
+        assert await store.get_ui_session("k1") == dataclasses.replace(every_byte, last_seen_ms=5_000)
+        assert await store.touch_ui_session("nope", 5_000) is False
+
+        assert await store.delete_ui_session("k1") is True
+        assert await store.delete_ui_session("k1") is False
+        assert await store.get_ui_session("k1") is None
+        assert await store.touch_ui_session("k1", 6_000) is False
+        assert await store.get_ui_session("k2") == admin
+
+    async def test_a_new_ui_session_evicts_the_least_recently_seen_beyond_keep(self, store: Store) -> None:
+        keys = [f"k{i}" for i in range(6)]
+        for i, key in enumerate(keys):
+            await store.create_ui_session(ui_session(key, 1_000 + i), keep=100)
+        await store.touch_ui_session("k0", 2_000)  # seen last: kept
+        # Seen at the same time as k5 but created before it: evicted first.
+        await store.create_ui_session(ui_session("tie", 1_005, created_ms=1), keep=100)
+        # A new session whose clock is behind the others' (another coordinator's) is kept too.
+        await store.create_ui_session(ui_session("new", 10), keep=3)
+        assert await ui_sessions_kept(store, [*keys, "tie", "new"]) == ["k0", "k5", "new"]
+        await store.create_ui_session(ui_session("alone", 20), keep=1)
+        assert await ui_sessions_kept(store, [*keys, "tie", "new", "alone"]) == ["alone"]
+
+    async def test_concurrent_sign_ins_leave_no_more_ui_sessions_than_keep(self, store: Store) -> None:
+        keys = [f"k{i:02}" for i in range(20)]
+        await asyncio.gather(
+            *(store.create_ui_session(ui_session(k, 1_000 + i), keep=5) for i, k in enumerate(keys))
+        )
+        assert len(await ui_sessions_kept(store, keys)) == 5
+
+    async def test_pruning_deletes_the_ui_sessions_idle_too_long_or_too_old(self, store: Store) -> None:
+        await store.create_ui_session(ui_session("idle", 100, created_ms=100), keep=100)
+        await store.create_ui_session(ui_session("old", 900, created_ms=50), keep=100)
+        await store.create_ui_session(ui_session("fresh", 900, created_ms=100), keep=100)
+        await store.create_ui_session(ui_session("edge", 500, created_ms=100), keep=100)
+        # Seen before 500 or created before 100: "edge" is exactly at both bounds and stays.
+        assert await store.prune_ui_sessions(seen_before_ms=500, created_before_ms=100) == 2
+        assert await ui_sessions_kept(store, ["idle", "old", "fresh", "edge"]) == ["fresh", "edge"]
+        assert await store.prune_ui_sessions(seen_before_ms=500, created_before_ms=100) == 0
+
+    async def test_ui_sessions_are_still_there_when_the_store_is_opened_again(
+        self, store_factory: StoreFactory
+    ) -> None:
+        session = ui_session("k1", 1_000)
+        store = store_factory.new()
+        await store.open()
+        try:
+            await store.create_ui_session(session, keep=100)
+            await store.touch_ui_session("k1", 2_000)
+        finally:
+            await store.close()
+        again = store_factory.new()
+        await again.open()
+        try:
+            assert await again.get_ui_session("k1") == dataclasses.replace(session, last_seen_ms=2_000)
+        finally:
+            await again.close()
+
+    async def test_a_ui_session_made_through_one_store_object_is_served_and_ended_by_another(
+        self, store_factory: StoreFactory
+    ) -> None:
+        if not store_factory.second_store_allowed:
+            pytest.skip("this store serves one process: a second store on its database is refused")
+        first, second = store_factory.new(), store_factory.new()
+        await asyncio.gather(first.open(), second.open())
+        try:
+            session = ui_session("k1", 1_000)
+            await first.create_ui_session(session, keep=100)
+            assert await second.get_ui_session("k1") == session
+            assert await second.touch_ui_session("k1", 3_000) is True
+            assert await first.get_ui_session("k1") == dataclasses.replace(session, last_seen_ms=3_000)
+            assert await second.delete_ui_session("k1") is True
+            assert await first.get_ui_session("k1") is None
+        finally:
+            await second.close()
+            await first.close()

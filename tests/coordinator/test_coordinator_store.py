@@ -114,8 +114,8 @@ async def test_a_new_database_gets_every_migration_once(tmp_path: Path) -> None:
         await store.apply(Changes(timers_set=[TimerRecord(TIMER_RETRY, "r/s", "r", 5)]))
         await store.close()
     version, tables, indexes = _schema(db)
-    assert version == 3
-    assert {"runs", "steps", "attempts", "timers", "offers"} <= tables
+    assert version == 4
+    assert {"runs", "steps", "attempts", "timers", "offers", "ui_sessions"} <= tables
     assert {"runs_idempotency", "timers_due", "offers_queue"} <= indexes
     assert "runs_idem" not in indexes
     with sqlite3.connect(db) as connection:
@@ -165,7 +165,7 @@ async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_deci
             "r-new": 0,
         }
     version, _, indexes = _schema(db)
-    assert version == 3
+    assert version == 4
     assert {"runs_active", "runs_created", "runs_idempotency"} <= indexes
 
 

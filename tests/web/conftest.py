@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator  # noqa: E402
 import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 
+from coordinator.store.sqlite import SqliteStore  # noqa: E402
 from tests.web.world import World, build_world, stop_world  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,6 +32,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = _REPO / "test-artifacts" / "ui"
+
+
+@pytest.fixture
+async def ui_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real, opened SQLite store for the UI's sessions (the coordinator's store in production)."""
+    store = SqliteStore(tmp_path / "coordinator.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package")

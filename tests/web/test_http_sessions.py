@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from coordinator.web import create_app, serve_ui
+from coordinator.store.sqlite import SqliteStore
+from coordinator.web import SessionStore, create_app, serve_ui
 from tests.web.fake_source import ADMIN_TOKEN, FakeSource
 
 
 @pytest.fixture
-async def base_url() -> AsyncIterator[str]:
-    server = await serve_ui(create_app(FakeSource()), "127.0.0.1", 0)
+async def base_url(ui_store: SqliteStore) -> AsyncIterator[str]:
+    app = create_app(FakeSource(), sessions=SessionStore(ui_store))
+    server = await serve_ui(app, "127.0.0.1", 0)
     try:
         yield server.url
     finally:

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from coordinator.web import create_app, serve_ui
+from coordinator.store.sqlite import SqliteStore
+from coordinator.web import SessionStore, create_app, serve_ui
 from tests.web.fake_source import FakeSource
 
 RAW = {"order_id": "o-1", "amount_cents": 1299, "card_token": "tok_visa_4242"}
@@ -27,10 +28,10 @@ class RedactingSource(FakeSource):
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[str, RedactingSource]]:
+async def served(ui_store: SqliteStore) -> AsyncIterator[tuple[str, RedactingSource]]:
     source = RedactingSource()
     source.runs["run-failed-1"]["input"] = dict(RAW)
-    server = await serve_ui(create_app(source), "127.0.0.1", 0)
+    server = await serve_ui(create_app(source, sessions=SessionStore(ui_store)), "127.0.0.1", 0)
     try:
         yield server.url, source
     finally:
