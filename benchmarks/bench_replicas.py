@@ -537,6 +537,7 @@ async def _bench(
     failovers: int,
     failover_in_flight: int,
 ) -> dict[str, Any]:
+    h.PgDatabase.create().drop()  # no PostgreSQL: say so now, not after the SQLite measurement
     rounds_done: list[dict[str, dict[str, Any]]] = []
     for index in range(rounds):
         order = KINDS if index % 2 == 0 else tuple(reversed(KINDS))
