@@ -36,7 +36,8 @@ the median is reported.
 **Failover** (``--failovers`` times, each on a fresh database): two coordinators A and B, the agents
 and the client all given ``A,B``, runs flowing through A; then ``kill -9`` of A. Measured: from the
 kill to the ``finished_ms`` of the first step the store shows finished after it (necessarily
-through B), and, beside it, to the first run the client saw finish after the kill. Goal: under 5 s.
+through B), and, beside it, to the end of the first run the client started after the kill (all of
+it through B), as the client saw it. Goal: under 5 s.
 
 Every PostgreSQL database is made here (``accord_bench_<random>``, on ``ACCORD_BENCH_POSTGRES``,
 default the local server) and dropped at the end of its measurement, whatever happens.
@@ -101,13 +102,15 @@ class Cluster:
     @classmethod
     def start(cls, kind: str, root: Path, database: h.PgDatabase | None, replicas: int) -> Cluster:
         store = ["--store", database.url] if database is not None else []
-        # The first creates the schema and the admin token; the others find both in the database.
-        first = h.Coordinator(root / "home-0", *store).start()
-        cluster = cls(root, [first], database, h.Agents(root / "agents"))
+        cluster = cls(root, [], database, h.Agents(root / "agents"))
         try:
-            cluster.admin_token = first.admin_token
-            for index in range(1, replicas):
-                cluster.coordinators.append(h.Coordinator(root / f"home-{index}", *store).start())
+            # One after the other: the first creates the schema and the admin token (in its home's
+            # admin.token); the others find both in the database.
+            for index in range(replicas):
+                coordinator = h.Coordinator(root / f"home-{index}", *store)
+                cluster.coordinators.append(coordinator)  # stopped by close() if it fails to start
+                coordinator.start()
+            cluster.admin_token = cluster.coordinators[0].admin_token
         except BaseException:
             cluster.close()
             raise
@@ -447,7 +450,7 @@ async def failover_once(
     }
     h.log(
         f"replicas: failover: first step through the other coordinator {result['step_s']} s after the "
-        f"kill, first run the client saw end {result['first_run_s']} s"
+        f"kill, first run started after the kill ended {result['first_run_s']} s after it"
     )
     return result
 
@@ -474,9 +477,11 @@ async def _first_step_after(database: h.PgDatabase, after_ms: int, *, within: fl
 
 
 async def _first_run_after(flow: Flow, after: float, *, within: float) -> float | None:
+    """Seconds from ``after`` to the end of the first run started after it (every step of it
+    through the coordinators left), as the client saw it; None when none within ``within``."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        later = [t for t in flow.done_at if t > after]
+        later = [end for end, took in zip(flow.done_at, flow.latencies, strict=True) if end - took > after]
         if later:
             return min(later) - after
         await asyncio.sleep(0.02)
@@ -673,7 +678,7 @@ def format_result(result: dict[str, Any]) -> str:
         + f"\nPostgreSQL (1 coordinator) CPU per step ≤ {TARGET_CPU_RATIO}x SQLite's: "
         + ("met" if met["cpu_per_step"] else "MISSED")
         + f"\nfailover (kill -9 → first step through the other coordinator): {times} s; median "
-        f"{f['median_s']} s, max {f['max_s']} s; first run seen by the client: median "
+        f"{f['median_s']} s, max {f['max_s']} s; first run started after the kill, ended: median "
         f"{f['first_run_median_s']} s; < {TARGET_FAILOVER_S:.0f} s: "
         + ("met" if met["failover"] else "MISSED")
     )
