@@ -499,8 +499,9 @@ class PgDatabase:
 
     @property
     def url(self) -> str:
-        base, _, _ = self.maintenance_url.partition("?")[0].rpartition("/")
-        return f"{base}/{self.name}"
+        address, mark, query = self.maintenance_url.partition("?")  # keep sslmode=... and the like
+        base, _, _ = address.rpartition("/")
+        return f"{base}/{self.name}{mark}{query}"
 
     def connect(self) -> Any:
         import psycopg
