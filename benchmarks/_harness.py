@@ -1,8 +1,9 @@
 """Shared pieces of the Accord benchmarks: a real coordinator subprocess, real agent subprocesses,
 teams/contracts/workflows, run drivers, process CPU/RSS and statistics.
 
-Everything runs as a user would run it: ``accord coordinator start`` (durable SQLite default, WAL)
-and ``accord agent start`` processes talking gRPC over loopback. The benchmark process itself is
+Everything runs as a user would run it: ``accord coordinator start`` (durable SQLite default, WAL;
+or ``--store`` on a throwaway PostgreSQL database, ``PgDatabase``) and ``accord agent start``
+processes talking gRPC over loopback. The benchmark process itself is
 the client (StartRun + WatchRun). Only the UI is switched off (``--ui off``), so several
 coordinators can run side by side; it is not on any run's path.
 """
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,11 @@ REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class Unavailable(RuntimeError):
+    """Something a benchmark needs is not there (e.g. no PostgreSQL to run on): said in one line,
+    without a traceback, and the other benchmarks go on."""
 
 
 def log(message: str) -> None:
@@ -232,6 +239,14 @@ class Coordinator:
             self.process.kill()
             self.process.wait(5)
 
+    def kill9(self) -> None:
+        """``kill -9`` the process (its group: it was started in a session of its own), as a
+        crash would; returns once it is gone."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def client(self, token: str | None = None) -> AsyncClient:
         return AsyncClient(
             self.address,
@@ -302,11 +317,12 @@ async def register(coordinator: Coordinator, token: str, source: str, kind: str)
 
 
 def agent_config(
-    team: str, address: str, contracts: Iterable[str], *, concurrency: int, callable_: str
+    team: str, address: str | Sequence[str], contracts: Iterable[str], *, concurrency: int, callable_: str
 ) -> str:
+    """``address``: one coordinator, or the list of replicas the agent tries in order."""
     document = {
         "team": team,
-        "coordinator": address,
+        "coordinator": address if isinstance(address, str) else list(address),
         "token": "${secret:ACCORD_TOKEN}",
         "concurrency": concurrency,
         "secrets": {"provider": "env"},
@@ -329,7 +345,7 @@ class Agents:
         self,
         team: str,
         token: str,
-        address: str,
+        address: str | Sequence[str],
         contracts: Sequence[str],
         *,
         concurrency: int = 8,
@@ -437,6 +453,108 @@ class World:
         self.coordinator.stop()
         if not os.environ.get("ACCORD_BENCH_KEEP"):
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def postgres_maintenance_url() -> str:
+    """Where to create and drop the benchmarks' databases: ``ACCORD_BENCH_POSTGRES``, else the
+    tests' ``ACCORD_TEST_POSTGRES``, else the local server (user postgres, trust auth)."""
+    return os.environ.get("ACCORD_BENCH_POSTGRES") or os.environ.get(
+        "ACCORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+@dataclass
+class PgDatabase:
+    """A throwaway database (``accord_bench_<random>``) on the PostgreSQL server of
+    ``postgres_maintenance_url()``: ``create``, ``url`` for ``--store``, ``drop`` (in a
+    ``finally``). Only databases made here are ever dropped."""
+
+    name: str
+    maintenance_url: str
+
+    @classmethod
+    def create(cls, prefix: str = "accord_bench") -> PgDatabase:
+        try:
+            import psycopg
+            from psycopg import sql
+        except ImportError:
+            raise Unavailable(
+                "psycopg is not installed: `make install` installs it (the postgres extra)"
+            ) from None
+        maintenance = postgres_maintenance_url()
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        try:
+            with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Unavailable(
+                f"cannot create a database on PostgreSQL at {_safe_url(maintenance)}: {first}; start it, "
+                "or set ACCORD_BENCH_POSTGRES to the URL of a maintenance database (e.g. .../postgres)"
+            ) from None
+        return cls(name, maintenance)
+
+    @property
+    def url(self) -> str:
+        address, mark, query = self.maintenance_url.partition("?")  # keep sslmode=... and the like
+        base, _, _ = address.rpartition("/")
+        return f"{base}/{self.name}{mark}{query}"
+
+    def connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True)
+
+    def backend_pids(self) -> list[int]:
+        """The server processes serving this database's connections (PostgreSQL forks one per
+        connection): the database's share of the work, beside the coordinators'."""
+        import psycopg
+
+        with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.name,),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def drop(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.maintenance_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.name,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without a password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
+
+
+def cpu_seconds_of(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds of each of ``pids`` still there (a process gone meanwhile is left out)."""
+    seen: dict[int, float] = {}
+    for pid in pids:
+        try:
+            seen[pid] = cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        except Exception as exc:  # psutil.NoSuchProcess / AccessDenied, without importing psutil
+            if type(exc).__name__ in {"NoSuchProcess", "AccessDenied", "ZombieProcess"}:
+                continue
+            raise
+    return seen
 
 
 def dedent(text: str) -> str:

@@ -1,9 +1,10 @@
 """Run every benchmark (``make bench``) and print one combined table with the peers' ratios to Accord.
 
-    python -m benchmarks.run_all [--quick] [--only hop,throughput,scale,peers] [--seconds S]
+    python -m benchmarks.run_all [--quick] [--only hop,throughput,scale,replicas,peers] [--seconds S]
 
 ``--quick`` shortens everything (hop 200 runs; throughput 10 s with 1 and 4 agents; scale to
-10,000 stored runs, 10 s windows, 2,000 waiting runs; peers 20 runs / 10 s). Each benchmark
+10,000 stored runs, 10 s windows, 2,000 waiting runs; replicas 10 s windows, 1 round, 3
+failovers; peers 20 runs / 10 s). Each benchmark
 writes its own JSON into benchmarks/results/; this writes ``summary.json`` and rewrites
 ``README-table.md`` (the table the README's Performance section shows). A benchmark that is not
 selected is taken from its last JSON (marked with its date); the peers (benchmarks/peers, set up
@@ -22,7 +23,7 @@ from typing import Any
 
 from benchmarks import _harness as h
 
-ALL = ("hop", "throughput", "scale", "peers")
+ALL = ("hop", "throughput", "scale", "replicas", "peers")
 PEER_NAMES = ("temporal", "prefect", "airflow")
 
 
@@ -68,6 +69,22 @@ def run_scale(quick: bool, seconds: float | None) -> dict[str, Any]:
     )
     print(bench_scale.format_result(result), flush=True)
     h.write_result("scale", result)
+    return result
+
+
+def run_replicas(quick: bool, seconds: float | None) -> dict[str, Any]:
+    from benchmarks import bench_replicas
+
+    result = asyncio.run(
+        bench_replicas.bench(
+            seconds=seconds or (10.0 if quick else 30.0),
+            warmup=3.0 if quick else 5.0,
+            rounds=1 if quick else 2,
+            failovers=3 if quick else 5,
+        )
+    )
+    print(bench_replicas.format_result(result), flush=True)
+    h.write_result("replicas", result)
     return result
 
 
@@ -160,12 +177,47 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return h.table(out)
 
 
+def replicas_line(replicas: dict[str, Any]) -> str:
+    """One sentence of the README table: the stores side by side, their ratios, failover."""
+    median, ratios, failover, met = (
+        replicas["median"],
+        replicas["ratios"],
+        replicas["failover"],
+        replicas["met"],
+    )
+
+    def side(kind: str) -> str:
+        m = median[kind]
+        text = f"{_num(m['steps_per_s'], '.0f')}/s, {_num(m['coordinator_cpu_ms_per_step'], '.2f')} ms"
+        if kind == "sqlite":
+            return text
+        r = ratios[f"{kind}_to_sqlite"]
+        return (
+            f"{text} ({_num(r['coordinator_cpu_per_step'], '.2f')}x; with the database's own CPU "
+            f"{_num(m['coordinator_and_database_cpu_ms_per_step'], '.2f')} ms, "
+            f"{_num(r['coordinator_and_database_cpu_per_step'], '.2f')}x)"
+        )
+
+    return (
+        "Coordinators on PostgreSQL (steps/s and coordinator CPU per step, every coordinator's CPU "
+        f"summed; ratios to SQLite in the same run): SQLite {side('sqlite')}; PostgreSQL, 1 coordinator "
+        f"{side('pg1')}; 2 coordinators {side('pg2')}, "
+        f"{_num(median['pg2']['missed_wakeups'], '.0f')} missed cross-coordinator wake-ups. Goal "
+        f"≤ {replicas['targets']['pg1_cpu_per_step_ratio']}x: {'met' if met['cpu_per_step'] else 'missed'}. "
+        "Failover (kill -9 of the coordinator the agents use → first step finished through the other, "
+        f"{len(failover['repeats'])} times): median {_num(failover['median_s'], '.2f')} s, max "
+        f"{_num(failover['max_s'], '.2f')} s (goal < {failover['target_s']:.0f} s: "
+        f"{'met' if met['failover'] else 'missed'})."
+    )
+
+
 def markdown(
     rows: list[dict[str, Any]],
     hop: dict[str, Any] | None,
     tput: dict[str, Any] | None,
     scale: dict[str, Any] | None,
     peers: dict[str, Any] | None,
+    replicas: dict[str, Any] | None = None,
 ) -> str:
     accord = rows[0]
     lines = [
@@ -216,8 +268,16 @@ def markdown(
                 f"{w['waiting_runs']:,} runs waiting on a slow step: coordinator RSS {w['rss_before_mb']:.0f} → "
                 f"{w['rss_after_mb']:.0f} MB ({w['kb_per_waiting_run']:.1f} KB per waiting run)."
             )
+    if replicas and replicas.get("median"):
+        lines.append(replicas_line(replicas))
     dates = []
-    for name, data in (("hop", hop), ("throughput", tput), ("scale", scale), ("peers", peers)):
+    for name, data in (
+        ("hop", hop),
+        ("throughput", tput),
+        ("scale", scale),
+        ("replicas", replicas),
+        ("peers", peers),
+    ):
         if data and data.get("measured_at"):
             dates.append(
                 f"{name} {data['measured_at']}" + (" (earlier run)" if data.get("_from_file") else "")
@@ -237,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs and windows (a few minutes)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
     parser.add_argument(
-        "--seconds", type=float, default=None, help="override the throughput and scale windows (s)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="override the throughput, scale and replicas windows (s)",
     )
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -253,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         h.log(f"run_all: {name}")
         try:
             return fn(*fn_args)  # type: ignore[no-any-return]
+        except h.Unavailable as exc:  # e.g. no PostgreSQL: said in one line, the others go on
+            h.log(f"run_all: {name} not run: {exc}")
+            failures[name] = str(exc)
+            return _load(name)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             failures[name] = f"{type(exc).__name__}: {exc}"
@@ -261,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     hop = attempt("hop", run_hop, args.quick)
     tput = attempt("throughput", run_throughput, args.quick, args.seconds)
     scale = attempt("scale", run_scale, args.quick, args.seconds)
+    replicas = attempt("replicas", run_replicas, args.quick, args.seconds)
     if "peers" in only:
         h.log("run_all: peers")
         peers: dict[str, Any] | None = run_peers(args.quick)
@@ -282,14 +350,20 @@ def main(argv: list[str] | None = None) -> int:
             "hop": hop and {k: hop[k] for k in ("chain", "floor", "overhead_per_hop_ms", "met") if k in hop},
             "throughput": tput and {k: tput[k] for k in ("best_steps_per_s", "met", "results") if k in tput},
             "scale": scale and {k: scale[k] for k in ("history", "waiting") if k in scale},
+            "replicas": replicas
+            and {k: replicas[k] for k in ("median", "ratios", "failover", "targets", "met") if k in replicas},
         },
     }
     h.write_result("summary", summary)
     table_path = h.RESULTS / "README-table.md"
-    table_path.write_text(markdown(rows, hop, tput, scale, peers))
+    table_path.write_text(markdown(rows, hop, tput, scale, peers, replicas))
     print(f"\nwritten: {h.RESULTS / 'summary.json'}, {table_path}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM in bench_replicas
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
