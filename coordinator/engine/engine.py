@@ -76,6 +76,8 @@ T = TypeVar("T")
 _CONFLICT_RETRIES = 5
 # Offers read from the store per look of a poll.
 _OFFERS_PER_LOOK = 8
+# How soon a poll that passed by offers other polls were claiming looks again.
+_PASSED_BY_S = 0.01
 # How often a coordinator sharing its store tells the others which agents it serves.
 _PRESENCE_EVERY_S = 1.0
 
@@ -144,6 +146,10 @@ class Engine:
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        # run id -> the newest version hinted while the run is read from the store (``_load_state``)
+        self._loading: dict[str, int] = {}
+        # Offers a poll of this process is claiming now: the other polls pass them by.
+        self._claiming: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._started_ms = now_ms()
         # How long a poll waits before reading the store again without being woken.
@@ -212,7 +218,13 @@ class Engine:
         state = self._runs.get(run_id)
         if state is not None:
             return state
-        snapshot = await self._store.load_run(run_id)
+        # Hints of other coordinators' commits of this run that arrive while it is read: a
+        # newer version than the one read means the state read is stale already, not to cache.
+        self._loading[run_id] = 0
+        try:
+            snapshot = await self._store.load_run(run_id)
+        finally:
+            hinted = self._loading.pop(run_id, 0)
         if snapshot is None:
             raise _Gone(run_id)
         run = snapshot.run
@@ -234,7 +246,7 @@ class Engine:
         assert workflow is not None
         spec = self._registry.workflow_spec(workflow)
         state = RunState.from_snapshot(snapshot, spec, contracts, spec.dependencies())
-        if run.status not in RUN_TERMINAL:
+        if run.status not in RUN_TERMINAL and hinted <= run.version:
             self._runs[run_id] = state
         return state
 
@@ -328,6 +340,8 @@ class Engine:
         stale, and wake the watchers, polls and timers that wait for what it did."""
         if hint.everything:
             self._runs.clear()
+            for run_id in self._loading:
+                self._loading[run_id] = 1 << 62
             for watchers in self._watchers.values():
                 for event in watchers:
                     event.set()
@@ -336,6 +350,8 @@ class Engine:
             return
         for run_id, version in hint.runs.items():
             self._forget(run_id, version)
+            if run_id in self._loading:
+                self._loading[run_id] = max(self._loading[run_id], version)
             for event in self._watchers.get(run_id, ()):
                 event.set()
         if hint.agents:
@@ -658,12 +674,17 @@ class Engine:
                 offers: list[OfferRecord] = []
                 if keys and (woken or not self._dispatcher.known_empty(keys)):
                     read_since = time.monotonic()
-                    offers = await self._store.offers(keys, _OFFERS_PER_LOOK)
+                    # Past the ones other polls here are claiming (passed by below), as many again.
+                    offers = await self._store.offers(keys, _OFFERS_PER_LOOK + len(self._claiming))
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)
+                passed_by = False
                 for offer in offers:
                     if waiter.reserved or waiter.handed:
                         break  # a commit is claiming a task for this very poll
+                    if offer.attempt_id in self._claiming:
+                        passed_by = True  # another poll here is claiming it: do not race it
+                        continue
                     claiming = asyncio.ensure_future(self._claim_offer(offer, agent_id))
                     try:
                         assignment = await asyncio.shield(claiming)
@@ -681,8 +702,11 @@ class Engine:
                     if remaining <= 0 and not waiter.reserved:
                         return None
                     # Other coordinators' offers wake it (hints); should one be lost, it reads
-                    # the store again after ``replica_poll_s``.
-                    await waiter.wait(max(0.0, min(remaining, self._fallback_s)))
+                    # the store again after ``replica_poll_s``. Having passed by offers others
+                    # were claiming, it looks again in a moment: those claims may fail, and more
+                    # offers may wait behind the ones it read.
+                    pause = _PASSED_BY_S if passed_by else self._fallback_s
+                    await waiter.wait(max(0.0, min(remaining, pause)))
                     woken = True
                 handed = waiter.take()
                 if handed:
@@ -691,10 +715,23 @@ class Engine:
                     return None
 
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
+        self._claiming.add(offer.attempt_id)
+        try:
+            return await self._claim(offer, agent_id)
+        finally:
+            self._claiming.discard(offer.attempt_id)
+
+    async def _claim(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
             attempt = state.attempts.get(offer.attempt_id)
-            if attempt is None or attempt.status != ATTEMPT_SCHEDULED:
-                tr.withdraw(offer.attempt_id)  # a stale offer (should not be): take it away
+            if attempt is None:
+                # Not in this state: it is stale (another coordinator's commit; this commit's
+                # compare-and-swap then reads the run again), or the offer is a leftover.
+                tr.withdraw(offer.attempt_id)
+                return False
+            if attempt.status != ATTEMPT_SCHEDULED:
+                # Another poll took it (or it ended): the transition that did so withdrew its
+                # offer. Nothing to write.
                 return False
             if (
                 state.record.status in RUN_TERMINAL

@@ -1,0 +1,85 @@
+"""Polls that arrive together for a queue of offered tasks each take a different one: a poll
+passes by an offer another poll of this coordinator is claiming, and a claim that finds its task
+taken writes nothing. So N polls over N offers cost N commits, not a race of N x N (seen as the
+largest cost of a coordinator on PostgreSQL, where a commit is a round trip)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import CoordinatorConfig
+from coordinator.principal import Principal
+from coordinator.server import Coordinator
+from coordinator.store.records import AgentRecord, Binding, Changes, SpanRecord
+from coordinator.store.sqlite import SqliteStore
+from tests.support.scenario import contract
+
+ADMIN = Principal(admin=True)
+PAYMENTS = Principal(team="payments")
+WORKFLOW = """\
+workflow: payments/charge-once
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.charge.output.ref}"}
+"""
+RUNS = 12
+
+
+class _NoSpans:
+    async def emit(self, records: list[SpanRecord]) -> None:
+        pass
+
+
+class _CountingStore(SqliteStore):
+    """The real store, counting the transitions written."""
+
+    applied = 0
+
+    async def apply(self, changes: Changes) -> None:
+        await super().apply(changes)
+        self.applied += 1
+
+
+@pytest.fixture
+async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
+    store = _CountingStore(tmp_path / "coordinator.db")
+    coordinator = Coordinator(
+        CoordinatorConfig(home=tmp_path, listen="127.0.0.1:0"), store=store, span_sink=_NoSpans()
+    )
+    await coordinator.start()
+    try:
+        await coordinator.teams.create(ADMIN, "payments")
+        await coordinator.registry.register_contract(PAYMENTS, contract("payments/charge"), "c.yaml", False)
+        await coordinator.registry.register_workflow(PAYMENTS, WORKFLOW, "w.yaml", False)
+        await coordinator.engine.register_agent(
+            PAYMENTS,
+            AgentRecord("payments-1", "payments", (Binding("payments/charge", 1),), RUNS),
+            *coordinator.engine.team_defaults("payments"),
+        )
+        yield coordinator
+    finally:
+        await coordinator.stop(grace=0)
+
+
+async def test_polls_arriving_together_take_different_offers_with_one_commit_each(
+    coordinator: Coordinator,
+) -> None:
+    engine, store = coordinator.engine, coordinator.store
+    assert isinstance(store, _CountingStore)
+    for n in range(RUNS):  # no poll waits: every task is an offer in the store
+        await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": f"o-{n}"})
+    before = store.applied
+    assignments = await asyncio.gather(
+        *(engine.poll(PAYMENTS, "payments-1", [], wait_s=5) for _ in range(RUNS))
+    )
+    taken = [a.attempt.attempt_id for a in assignments if a is not None]
+    assert len(taken) == RUNS and len(set(taken)) == RUNS
+    assert store.applied - before == RUNS
+    assert await store.offers([("payments/charge", 1)], 100) == []
