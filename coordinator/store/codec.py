@@ -258,6 +258,20 @@ def audit_to_row(audit: AuditRecord) -> tuple[Any, ...]:
     )
 
 
+def audit_filter(team: str, since_ms: int, placeholder: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or "") and arguments of ``Store.list_audit``'s
+    filters, in either store's placeholder style."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    if team:
+        conditions.append(f"(owner_team = {placeholder} OR actor = {placeholder})")
+        args += [team, team]
+    if since_ms:
+        conditions.append(f"at_ms >= {placeholder}")
+        args.append(since_ms)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), args
+
+
 def audit_from_row(row: Row) -> AuditRecord:
     return AuditRecord(
         id=row["id"],
@@ -329,6 +343,14 @@ def team_from_row(row: Row) -> TeamRecord:
         created_ms=row["created_ms"],
         retry=retry_from_json(json.loads(row["retry_json"])),
         timeouts=timeouts_from_json(json.loads(row["timeouts_json"])),
+    )
+
+
+def team_defaults_equal(team: TeamRecord, retry: RetryPolicy, timeouts: Timeouts) -> bool:
+    """Whether ``team`` already has these defaults (compared as values: a team stored without
+    any holds the empty ones)."""
+    return team.retry == retry_from_json(retry_to_json(retry)) and team.timeouts == timeouts_from_json(
+        timeouts_to_json(timeouts)
     )
 
 
