@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -78,6 +79,11 @@ _CONFLICT_RETRIES = 5
 _OFFERS_PER_LOOK = 8
 # How often a coordinator sharing its store tells the others which agents it serves.
 _PRESENCE_EVERY_S = 1.0
+
+
+def _set_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a policy that are set (None: not given, the default applies)."""
+    return {k: v for k, v in values.items() if v not in (None, (), [])}
 
 
 def now_ms() -> int:
@@ -396,9 +402,29 @@ class Engine:
         """The teams' defaults as read from the store (set through any coordinator)."""
         self._team_defaults = {team.name: (team.retry, team.timeouts) for team in teams}
 
-    async def set_team_defaults(self, team: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
+    async def set_team_defaults(
+        self, principal: Principal, team: str, retry: RetryPolicy, timeouts: Timeouts
+    ) -> None:
+        """A team's retry and timeout defaults, as its agent's config gives them (audited when
+        they change: docs/production.md, "What each audit entry means")."""
         if self._team_defaults.get(team) != (retry, timeouts):
-            await self._store.set_team_defaults(team, retry, timeouts)
+            await self._store.set_team_defaults(
+                team,
+                retry,
+                timeouts,
+                AuditRecord(
+                    at_ms=now_ms(),
+                    actor=principal.actor,
+                    action="team.defaults",
+                    object=team,
+                    owner_team=team,
+                    platform_intervention=principal.intervenes_on(team),
+                    details={
+                        "retry": _set_fields(dataclasses.asdict(retry)),
+                        "timeouts": _set_fields(dataclasses.asdict(timeouts)),
+                    },
+                ),
+            )
             self._team_defaults[team] = (retry, timeouts)
 
     async def register_agent(
@@ -413,9 +439,27 @@ class Engine:
             )
             if found is None:
                 warnings.append(f"no version of {binding.contract}@{binding.major} is registered yet")
-        await self._store.put_agent(agent)
+        # Audited only when new or changed (the store compares): agents register again after
+        # every outage, and that is not a change.
+        await self._store.put_agent(
+            agent,
+            AuditRecord(
+                at_ms=agent.registered_ms or now_ms(),
+                actor=principal.actor,
+                action="agent.register",
+                object=agent.agent_id,
+                owner_team=agent.team,
+                platform_intervention=principal.intervenes_on(agent.team),
+                details={
+                    "serves": [f"{b.contract}@{b.major}" for b in agent.bindings],
+                    "concurrency": agent.concurrency,
+                    "hostname": agent.hostname,
+                    "agent_version": agent.agent_version,
+                },
+            ),
+        )
         self._dispatcher.register_agent(agent)
-        await self.set_team_defaults(agent.team, retry, timeouts)
+        await self.set_team_defaults(principal, agent.team, retry, timeouts)
         return warnings
 
     # ================= runs: the caller's side =================
