@@ -86,6 +86,26 @@ def _set_fields(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, (), [])}
 
 
+def _audit_intervention(
+    principal: Principal, action: str, attempt: AttemptRecord, agent_id: str, tr: Transition
+) -> None:
+    """An agent's report is the team's own work, kept in its run (not an audit entry); the
+    admin reporting on a team's attempt is a platform intervention, written with it."""
+    team = attempt.contract.split("/", 1)[0]
+    if principal.intervenes_on(team):
+        tr.audit.append(
+            AuditRecord(
+                at_ms=tr.now,
+                actor=principal.actor,
+                action=action,
+                object=attempt.attempt_id,
+                owner_team=team,
+                platform_intervention=True,
+                details={"run_id": attempt.run_id, "agent_id": agent_id},
+            )
+        )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -853,6 +873,7 @@ class Engine:
                 machine.attempt_succeeded(state, attempt, output, tr, self._limits)
             if request_id:
                 tr.requests[("complete", request_id)] = {"accepted": True}
+            _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("complete", request_id), complete)
@@ -870,6 +891,7 @@ class Engine:
             machine.attempt_failed(state, attempt, ATTEMPT_FAILED, error, tr)
             if request_id:
                 tr.requests[("fail", request_id)] = {"accepted": True}
+            _audit_intervention(principal, "task.fail", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("fail", request_id), fail)
@@ -885,6 +907,7 @@ class Engine:
                 "Released", f"agent {agent_id} released the task: {reason or 'no reason given'}"
             )
             machine.release(state, attempt, error, tr)
+            _audit_intervention(principal, "task.release", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("release", ""), release)
