@@ -47,6 +47,8 @@ def _iso(unix_ms: int) -> str:
 def _details_text(entry: dict[str, Any]) -> str:
     parts = ["platform intervention"] if entry["platform_intervention"] else []
     for key, value in entry["details"].items():
+        if value in ("", None, [], {}):
+            continue  # e.g. a deprecation without a replacement
         shown = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         parts.append(f"{key}={shown}")
     text = "; ".join(parts)
