@@ -106,32 +106,27 @@ def audit(
         if seconds <= 0:
             raise fail(f"--since must be longer than 0, not {since!r} (e.g. 7d)")
         since_ms = max(1, int((time.time() - seconds) * 1000))
-    entries: dict[int, pb.AuditEntry] = {}
-    more = False
+    entries: list[pb.AuditEntry] = []
+    wanted = limit + 1  # one more than shown: whether there are more to say so
     with Client() as client:
-        token = ""
-        while len(entries) < limit:
+        while len(entries) < wanted:
             response = client.coordinator.ListAuditLog(
                 pb.ListAuditLogRequest(
                     team=team,
                     since_unix_ms=since_ms,
                     newest_first=True,
-                    page=common_pb.PageRequest(
-                        page_size=min(limit - len(entries), _PAGE_MAX), page_token=token
-                    ),
+                    # Keyset: entries written meanwhile do not shift the next page.
+                    before_id=entries[-1].id if entries else 0,
+                    page=common_pb.PageRequest(page_size=min(wanted - len(entries), _PAGE_MAX)),
                 )
             )
-            # Newest first by offset: entries written meanwhile push older ones to later pages, so
-            # a page may repeat the previous one's last entries (never skip one): keyed by id.
-            for entry in response.entries:
-                entries.setdefault(entry.id, entry)
-            token = response.next_page_token
-            if not token:
+            entries.extend(response.entries)
+            if not response.next_page_token:
                 break
-        more = bool(token) and len(entries) >= limit
         if team and not entries:
             check_team(client, team)
-    listed = [entry_json(e) for e in sorted(entries.values(), key=lambda e: e.id)[-limit:]]
+    more = len(entries) > limit
+    listed = [entry_json(e) for e in reversed(entries[:limit])]
     if as_json:
         print_json(listed)
     elif listed:

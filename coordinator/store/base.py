@@ -178,11 +178,14 @@ class Store(Protocol):
         limit: int = 100,
         *,
         since_ms: int = 0,
+        before_id: int = 0,
         newest_first: bool = False,
     ) -> list[AuditRecord]:
         """Audit entries in the order they were written (by ``id``; newest first when asked),
         paged by ``offset`` and ``limit``. ``team``: only entries it owns or made (``owner_team``
-        or ``actor``); ``since_ms``: only entries at or after that time (``at_ms``)."""
+        or ``actor``); ``since_ms``: only entries at or after that time (``at_ms``);
+        ``before_id``: only entries written before that one (``id < before_id``: pages newest
+        first that entries written meanwhile do not shift)."""
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_events(

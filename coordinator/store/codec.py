@@ -258,7 +258,7 @@ def audit_to_row(audit: AuditRecord) -> tuple[Any, ...]:
     )
 
 
-def audit_filter(team: str, since_ms: int, placeholder: str) -> tuple[str, list[Any]]:
+def audit_filter(team: str, since_ms: int, before_id: int, placeholder: str) -> tuple[str, list[Any]]:
     """The WHERE clause (with its leading space, or "") and arguments of ``Store.list_audit``'s
     filters, in either store's placeholder style."""
     conditions: list[str] = []
@@ -269,6 +269,9 @@ def audit_filter(team: str, since_ms: int, placeholder: str) -> tuple[str, list[
     if since_ms:
         conditions.append(f"at_ms >= {placeholder}")
         args.append(since_ms)
+    if before_id:
+        conditions.append(f"id < {placeholder}")
+        args.append(before_id)
     return (" WHERE " + " AND ".join(conditions) if conditions else ""), args
 
 

@@ -848,9 +848,10 @@ class PostgresStore:
         limit: int = 100,
         *,
         since_ms: int = 0,
+        before_id: int = 0,
         newest_first: bool = False,
     ) -> list[AuditRecord]:
-        where, args = codec.audit_filter(team, since_ms, "%s")
+        where, args = codec.audit_filter(team, since_ms, before_id, "%s")
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT %s OFFSET %s"
         args += [limit, offset]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]

@@ -717,9 +717,10 @@ class SqliteStore:
         limit: int = 100,
         *,
         since_ms: int = 0,
+        before_id: int = 0,
         newest_first: bool = False,
     ) -> list[AuditRecord]:
-        where, args = codec.audit_filter(team, since_ms, "?")
+        where, args = codec.audit_filter(team, since_ms, before_id, "?")
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ? OFFSET ?"
         args += [limit, offset]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])

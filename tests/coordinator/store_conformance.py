@@ -755,6 +755,11 @@ class StoreConformance:
         assert await actions(team="payments", since_ms=150) == ["mid"]  # owner or actor, and since
         assert await actions(team="crm", since_ms=200, newest_first=True) == ["mid", "late-clock"]
         assert await actions(team="admin", since_ms=260) == ["new"]
+        ids = [a.id for a in await store.list_audit()]
+        assert await actions(before_id=ids[2]) == ["old", "late-clock"]
+        assert await actions(before_id=ids[3], newest_first=True, limit=1) == ["mid"]
+        assert await actions(before_id=ids[3], team="crm", since_ms=250) == ["late-clock"]
+        assert await actions(before_id=ids[0]) == []
 
     async def test_list_events_pages_newest_first_and_filters_by_contract(self, store: Store) -> None:
         await store.apply(

@@ -99,16 +99,17 @@ def coordinator(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
             database.drop()
 
 
-def _insert_old_entry(proc: CoordinatorProcess, url: str, at_ms: int) -> None:
-    """An entry as a change made long ago would have left it (no API backdates one)."""
-    row = (at_ms, "payments", "contract.register", "payments/ancient@1.0.0", "payments", False, "{}")
+def _insert_entries(proc: CoordinatorProcess, url: str, at_ms: int, objects: list[str]) -> None:
+    """Entries written straight into the store: as changes made long ago would have left them
+    (no API backdates one), or more than one page of them."""
+    rows = [(at_ms, "payments", "contract.register", o, "payments", False, "{}") for o in objects]
     columns = "at_ms, actor, action, object, owner_team, platform_intervention, details_json"
     if url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"INSERT INTO audit ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
+        with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO audit ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
     else:
         with sqlite3.connect(proc.db, timeout=30) as conn:
-            conn.execute(f"INSERT INTO audit ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            conn.executemany(f"INSERT INTO audit ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 async def _audit_json(proc: CoordinatorProcess, token: str, *args: str) -> list[dict[str, Any]]:
@@ -271,7 +272,7 @@ async def test_every_kind_of_change_is_in_the_log_with_its_team_and_intervention
     _one_line_error(unknown, 2, "--team 'nobody'", "no such team")
 
     # --since: an entry of 30 days ago is older than 7d, and still in the whole log.
-    _insert_old_entry(proc, url, int(time.time() * 1000) - 30 * DAY_MS)
+    _insert_entries(proc, url, int(time.time() * 1000) - 30 * DAY_MS, ["payments/ancient@1.0.0"])
     recent = await _audit_json(proc, proc.admin_token, "--since", "7d")
     assert {e["id"] for e in recent} == {e["id"] for e in everything}
     whole = await _audit_json(proc, proc.admin_token)
@@ -294,6 +295,14 @@ async def test_every_kind_of_change_is_in_the_log_with_its_team_and_intervention
     assert len(lines) == 1 + len(everything)
     [fixer] = [line for line in lines if "task.complete" in line]
     assert "platform intervention" in fixer and "payments" in fixer
+
+    # More than one page (the server gives at most 1000 a call): each entry once, in order.
+    _insert_entries(proc, url, int(time.time() * 1000), [f"payments/bulk-{i}@1.0.0" for i in range(1100)])
+    pages = await proc.acli("audit", "--json", "--limit", "2000")
+    assert pages.returncode == 0, pages.stderr
+    ids = [e["id"] for e in json.loads(pages.stdout)]
+    assert len(ids) == len(whole) + 1100 and ids == sorted(set(ids))
+    assert pages.stderr == ""  # all of them: no "the newest N" note
 
     # Bad input: one line, exit 2, nothing else.
     for bad in ("banana", "0", "-1d"):
