@@ -105,7 +105,8 @@ def audit(
         seconds = parse_duration(since, what="--since")
         if seconds <= 0:
             raise fail(f"--since must be longer than 0, not {since!r} (e.g. 7d)")
-        since_ms = max(1, int((time.time() - seconds) * 1000))
+        cutoff = time.time() - seconds  # before the epoch (e.g. --since 99999w): everything
+        since_ms = int(cutoff * 1000) if cutoff > 1 else 1
     entries: list[pb.AuditEntry] = []
     wanted = limit + 1  # one more than shown: whether there are more to say so
     with Client() as client:

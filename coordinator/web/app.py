@@ -564,7 +564,8 @@ class UiApp:
                 raise ApiError(
                     400, "invalid_argument", f"since: must be longer than 0, not {since!r} (e.g. 7d)"
                 )
-            since_ms = max(1, int((time.time() - seconds) * 1000))
+            cutoff = time.time() - seconds  # before the epoch (e.g. --since 99999w): everything
+            since_ms = int(cutoff * 1000) if cutoff > 1 else 1
         cursor = _int_param(request, "cursor")
         if cursor < 0:
             raise ApiError(400, "invalid_argument", "cursor: not a cursor this API handed out")
