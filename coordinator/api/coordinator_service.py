@@ -347,8 +347,17 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                     f"team {principal.team} may read only its own audit entries, not team {team}'s"
                 )
             team = principal.team
+        if request.since_unix_ms < 0 or request.before_id < 0:
+            raise InvalidArgumentError("since_unix_ms and before_id must be 0 (no bound) or more")
         offset, size = _page(request.page)
-        entries = await self._store.list_audit(team, offset, size)
+        entries = await self._store.list_audit(
+            team,
+            offset,
+            size,
+            since_ms=request.since_unix_ms,
+            before_id=request.before_id,
+            newest_first=request.newest_first,
+        )
         return pb.ListAuditLogResponse(
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
     agent_cmd,
+    audit_cmd,
     contract_offline,
     contract_online,
     demo_cmd,

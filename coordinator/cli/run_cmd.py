@@ -309,7 +309,7 @@ def run(
 _MAX_LIST = 1000
 
 
-def _check_team(client: Client, team: str) -> None:
+def check_team(client: Client, team: str) -> None:
     """Fail (exit 2) when ``team`` names no team: a filter on a typo would just list nothing."""
     from contracts._wire.accord.common.v1 import common_pb2 as common_pb
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -351,7 +351,7 @@ def list_runs(
             )
         )
         if team and not response.runs:
-            _check_team(client, team)
+            check_team(client, team)
     if as_json:
         print_json([run_json(r) for r in response.runs])
         return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -80,6 +81,31 @@ _OFFERS_PER_LOOK = 8
 _PASSED_BY_S = 0.01
 # How often a coordinator sharing its store tells the others which agents it serves.
 _PRESENCE_EVERY_S = 1.0
+
+
+def _set_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a policy that are set (None: not given, the default applies)."""
+    return {k: v for k, v in values.items() if v not in (None, (), [])}
+
+
+def _audit_intervention(
+    principal: Principal, action: str, attempt: AttemptRecord, agent_id: str, tr: Transition
+) -> None:
+    """An agent's report is the team's own work, kept in its run (not an audit entry); the
+    admin reporting on a team's attempt is a platform intervention, written with it."""
+    team = attempt.contract.split("/", 1)[0]
+    if principal.intervenes_on(team):
+        tr.audit.append(
+            AuditRecord(
+                at_ms=tr.now,
+                actor=principal.actor,
+                action=action,
+                object=attempt.attempt_id,
+                owner_team=team,
+                platform_intervention=True,
+                details={"run_id": attempt.run_id, "agent_id": agent_id},
+            )
+        )
 
 
 def now_ms() -> int:
@@ -412,9 +438,29 @@ class Engine:
         """The teams' defaults as read from the store (set through any coordinator)."""
         self._team_defaults = {team.name: (team.retry, team.timeouts) for team in teams}
 
-    async def set_team_defaults(self, team: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
+    async def set_team_defaults(
+        self, principal: Principal, team: str, retry: RetryPolicy, timeouts: Timeouts
+    ) -> None:
+        """A team's retry and timeout defaults, as its agent's config gives them (audited when
+        they change: docs/production.md, "What each audit entry means")."""
         if self._team_defaults.get(team) != (retry, timeouts):
-            await self._store.set_team_defaults(team, retry, timeouts)
+            await self._store.set_team_defaults(
+                team,
+                retry,
+                timeouts,
+                AuditRecord(
+                    at_ms=now_ms(),
+                    actor=principal.actor,
+                    action="team.defaults",
+                    object=team,
+                    owner_team=team,
+                    platform_intervention=principal.intervenes_on(team),
+                    details={
+                        "retry": _set_fields(dataclasses.asdict(retry)),
+                        "timeouts": _set_fields(dataclasses.asdict(timeouts)),
+                    },
+                ),
+            )
             self._team_defaults[team] = (retry, timeouts)
 
     async def register_agent(
@@ -429,9 +475,27 @@ class Engine:
             )
             if found is None:
                 warnings.append(f"no version of {binding.contract}@{binding.major} is registered yet")
-        await self._store.put_agent(agent)
+        # Audited only when new or changed (the store compares): agents register again after
+        # every outage, and that is not a change.
+        await self._store.put_agent(
+            agent,
+            AuditRecord(
+                at_ms=agent.registered_ms or now_ms(),
+                actor=principal.actor,
+                action="agent.register",
+                object=agent.agent_id,
+                owner_team=agent.team,
+                platform_intervention=principal.intervenes_on(agent.team),
+                details={
+                    "serves": [f"{b.contract}@{b.major}" for b in agent.bindings],
+                    "concurrency": agent.concurrency,
+                    "hostname": agent.hostname,
+                    "agent_version": agent.agent_version,
+                },
+            ),
+        )
         self._dispatcher.register_agent(agent)
-        await self.set_team_defaults(agent.team, retry, timeouts)
+        await self.set_team_defaults(principal, agent.team, retry, timeouts)
         return warnings
 
     # ================= runs: the caller's side =================
@@ -846,6 +910,7 @@ class Engine:
                 machine.attempt_succeeded(state, attempt, output, tr, self._limits)
             if request_id:
                 tr.requests[("complete", request_id)] = {"accepted": True}
+            _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("complete", request_id), complete)
@@ -863,6 +928,7 @@ class Engine:
             machine.attempt_failed(state, attempt, ATTEMPT_FAILED, error, tr)
             if request_id:
                 tr.requests[("fail", request_id)] = {"accepted": True}
+            _audit_intervention(principal, "task.fail", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("fail", request_id), fail)
@@ -878,6 +944,7 @@ class Engine:
                 "Released", f"agent {agent_id} released the task: {reason or 'no reason given'}"
             )
             machine.release(state, attempt, error, tr)
+            _audit_intervention(principal, "task.release", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("release", ""), release)

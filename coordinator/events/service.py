@@ -23,7 +23,7 @@ from coordinator.events.base import EventBus
 from coordinator.principal import Principal
 from coordinator.registry import Registry
 from coordinator.store.base import Store
-from coordinator.store.records import Changes, EventRecord
+from coordinator.store.records import AuditRecord, Changes, EventRecord
 from coordinator.telemetry.propagation import event_link
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,18 @@ class EventService:
             triggered_runs=tuple(triggered),
             trace_context=trace_context,
         )
-        changes = Changes(events=[event])
+        # The entry names the event, not its payload (which may hold what the audit log's
+        # readers must not see).
+        audit = AuditRecord(
+            at_ms=event.published_ms,
+            actor=principal.actor,
+            action="event.publish",
+            object=event_id,
+            owner_team=contract.team,
+            platform_intervention=principal.intervenes_on(contract.team),
+            details={"contract": contract.ref, "triggered_runs": list(triggered)},
+        )
+        changes = Changes(events=[event], audit=[audit])
         if request_id:
             changes.requests[("event", request_id)] = {"event_id": event_id}
         await self._store.apply(changes)

@@ -28,6 +28,7 @@ from contracts.errors import (
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.model import Contract, Deprecation, Workflow
 from coordinator.principal import Principal
+from coordinator.registry.refusals import RefusalBudget
 from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord
@@ -35,6 +36,9 @@ from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecor
 logger = logging.getLogger(__name__)
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# What a refusal's audit entry keeps of the error's lines: enough to say why, bounded.
+_REFUSAL_LINES = 5
+_REFUSAL_LINE_CHARS = 300
 
 
 def now_ms() -> int:
@@ -93,8 +97,9 @@ def _bad_file(exc: AccordError, source_name: str) -> InvalidArgumentError:
 
 
 class Registry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, refusals: RefusalBudget | None = None) -> None:
         self._store = store
+        self._refusals = refusals or RefusalBudget()
         # Caches of what the store holds, per name, with when they were read: several
         # coordinators may share one store, so a cached list is read again once it is older than
         # ``fresh_s`` (another coordinator's registration is seen within that), and at once when
@@ -182,9 +187,16 @@ class Registry:
         except AccordError as exc:
             raise _bad_file(exc, source_name or "contract") from exc
         if not principal.owns(contract.team):
-            raise PermissionDeniedError(
-                f"contract {contract.name} belongs to team {contract.team}; team {principal.team} "
-                "may register only its own contracts"
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                PermissionDeniedError(
+                    f"contract {contract.name} belongs to team {contract.team}; team {principal.team} "
+                    "may register only its own contracts"
+                ),
+                dry_run,
             )
         record = ContractRecord(contract, now_ms(), principal.actor)
         result = ContractRegistration(record)
@@ -195,9 +207,16 @@ class Registry:
                     result.record = old
                     result.warnings.append(f"{contract.ref} is already registered with this content")
                     return result
-                raise FailedPreconditionError(
-                    f"{contract.ref} is already registered with different content; versions are "
-                    "immutable, so register the change as a new version"
+                raise await self._refused(
+                    principal,
+                    "contract.register.refused",
+                    contract.ref,
+                    contract.team,
+                    FailedPreconditionError(
+                        f"{contract.ref} is already registered with different content; versions are "
+                        "immutable, so register the change as a new version"
+                    ),
+                    dry_run,
                 )
         same_major = [r for r in existing if r.contract.major == contract.major]
         newer = [
@@ -228,9 +247,16 @@ class Registry:
             headline = f"{contract.ref} is not compatible with major {contract.major}"
             if not breaking:
                 headline = f"{contract.ref} would break {len(result.broken_consumers)} consumer(s)"
-            raise FailedPreconditionError(
-                f"{headline}; register a breaking change as a new major version ({contract.major + 1}.0.0)",
-                lines,
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                FailedPreconditionError(
+                    f"{headline}; register a breaking change as a new major version ({contract.major + 1}.0.0)",
+                    lines,
+                ),
+                dry_run,
             )
         await self._store.add_contract(
             record,
@@ -246,6 +272,46 @@ class Registry:
         self._contracts.pop(contract.name, None)
         result.registered = True
         return result
+
+    async def _refused(
+        self,
+        principal: Principal,
+        action: str,
+        obj: str,
+        owner_team: str,
+        error: PermissionDeniedError | FailedPreconditionError | InvalidArgumentError,
+        dry_run: bool,
+    ) -> AccordError:
+        """``error``, to raise, once its audit entry is written: who tried to register what, and
+        why it was refused, in short. A dry run asked only what would happen and is not an
+        entry; nor is a refusal over the actor's budget (``RefusalBudget``: counted, and the
+        count goes with its next entry). A store that fails to take the entry does not change
+        the answer: the caller still learns why it was refused."""
+        if dry_run:
+            return error
+        admitted, left_out = self._refusals.admit(principal.actor)
+        if not admitted:
+            return error
+        details: dict[str, Any] = {"reason": error.message[:_REFUSAL_LINE_CHARS]}
+        if error.details:
+            details["problems"] = [line[:_REFUSAL_LINE_CHARS] for line in error.details[:_REFUSAL_LINES]]
+            details["problem_count"] = len(error.details)
+        if left_out:
+            details["not_logged_before"] = left_out
+        entry = AuditRecord(
+            at_ms=now_ms(),
+            actor=principal.actor,
+            action=action,
+            object=obj,
+            owner_team=owner_team,
+            platform_intervention=principal.intervenes_on(owner_team),
+            details=details,
+        )
+        try:
+            await self._store.add_audit(entry)
+        except Exception:
+            logger.exception("could not write the audit entry of a refused registration of %s", obj)
+        return error
 
     async def _consumer_impacts(self, contract: Contract) -> list[ConsumerImpact]:
         impacts: list[ConsumerImpact] = []
@@ -441,9 +507,16 @@ class Registry:
         except AccordError as exc:
             raise _bad_file(exc, name) from exc
         if not principal.owns(spec.team):
-            raise PermissionDeniedError(
-                f"workflow {spec.name} belongs to team {spec.team}; team {principal.team} "
-                "may register only its own workflows"
+            raise await self._refused(
+                principal,
+                "workflow.register.refused",
+                spec.name,
+                spec.team,
+                PermissionDeniedError(
+                    f"workflow {spec.name} belongs to team {spec.team}; team {principal.team} "
+                    "may register only its own workflows"
+                ),
+                dry_run,
             )
         findings, warnings, definition = await self._check_workflow(spec)
         previous = await self._workflow_versions(spec.name)
@@ -462,9 +535,16 @@ class Registry:
         result = WorkflowRegistration(record, findings, warnings)
         breaking = [f for f in findings if f.breaking]
         if breaking and not dry_run:
-            raise InvalidArgumentError(
-                f"{name}: workflow {spec.name} does not type-check against the registry",
-                [str(f) for f in breaking],
+            raise await self._refused(
+                principal,
+                "workflow.register.refused",
+                spec.name,
+                spec.team,
+                InvalidArgumentError(
+                    f"{name}: workflow {spec.name} does not type-check against the registry",
+                    [str(f) for f in breaking],
+                ),
+                dry_run,
             )
         if dry_run:
             return result

@@ -108,7 +108,12 @@ class Store(Protocol):
     async def get_team(self, name: str) -> TeamRecord | None: ...
     async def list_teams(self) -> list[TeamRecord]: ...
     async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None: ...
-    async def set_team_defaults(self, name: str, retry: RetryPolicy, timeouts: Timeouts) -> None: ...
+    async def set_team_defaults(
+        self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
+    ) -> bool:
+        """Store a team's retry and timeout defaults; returns whether they changed (False when
+        they were stored already, or the team does not exist). ``audit`` is written in the same
+        transaction, and only when they changed."""
 
     # contracts
     async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None: ...
@@ -132,7 +137,13 @@ class Store(Protocol):
         """Newest version of each workflow whose steps call ``contract_name``."""
 
     # agents
-    async def put_agent(self, agent: AgentRecord) -> None: ...
+    async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
+        """Store an agent's registration (replacing the one with its id); returns whether it is
+        new or differs from the stored one in more than ``registered_ms`` (an agent registering
+        again unchanged, e.g. after a network blip, is no change). ``audit`` is written in the
+        same transaction, and only then. Of concurrent registrations of one new agent id, one
+        is new and the others compare against it."""
+
     async def list_agents(self) -> list[AgentRecord]: ...
 
     # runs: transitions (see ``Changes``: compare-and-swap on the run's version, timers and offers
@@ -181,7 +192,22 @@ class Store(Protocol):
         """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
 
     # audit and events
-    async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]: ...
+    async def list_audit(
+        self,
+        team: str = "",
+        offset: int = 0,
+        limit: int = 100,
+        *,
+        since_ms: int = 0,
+        before_id: int = 0,
+        newest_first: bool = False,
+    ) -> list[AuditRecord]:
+        """Audit entries in the order they were written (by ``id``; newest first when asked),
+        paged by ``offset`` and ``limit``. ``team``: only entries it owns or made (``owner_team``
+        or ``actor``); ``since_ms``: only entries at or after that time (``at_ms``);
+        ``before_id``: only entries written before that one (``id < before_id``: pages newest
+        first that entries written meanwhile do not shift)."""
+
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100

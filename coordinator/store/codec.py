@@ -259,6 +259,23 @@ def audit_to_row(audit: AuditRecord) -> tuple[Any, ...]:
     )
 
 
+def audit_filter(team: str, since_ms: int, before_id: int, placeholder: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or "") and arguments of ``Store.list_audit``'s
+    filters, in either store's placeholder style."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    if team:
+        conditions.append(f"(owner_team = {placeholder} OR actor = {placeholder})")
+        args += [team, team]
+    if since_ms:
+        conditions.append(f"at_ms >= {placeholder}")
+        args.append(since_ms)
+    if before_id:
+        conditions.append(f"id < {placeholder}")
+        args.append(before_id)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), args
+
+
 def audit_from_row(row: Row) -> AuditRecord:
     return AuditRecord(
         id=row["id"],
@@ -357,6 +374,14 @@ def ui_session_from_row(row: Row) -> UiSessionRecord:
         csrf=row["csrf"],
         created_ms=int(row["created_ms"]),
         last_seen_ms=int(row["last_seen_ms"]),
+    )
+
+
+def team_defaults_equal(team: TeamRecord, retry: RetryPolicy, timeouts: Timeouts) -> bool:
+    """Whether ``team`` already has these defaults (compared as values: a team stored without
+    any holds the empty ones)."""
+    return team.retry == retry_from_json(retry_to_json(retry)) and team.timeouts == timeouts_from_json(
+        timeouts_to_json(timeouts)
     )
 
 

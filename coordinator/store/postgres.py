@@ -593,11 +593,26 @@ class PostgresStore:
             await conn.execute("UPDATE teams SET token_hash = %s WHERE name = %s", (token_hash, name))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
-    async def set_team_defaults(self, name: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
-        await self._execute(
-            "UPDATE teams SET retry_json = %s, timeouts_json = %s WHERE name = %s",
-            (codec.dumps(codec.retry_to_json(retry)), codec.dumps(codec.timeouts_to_json(timeouts)), name),
-        )
+    async def set_team_defaults(
+        self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
+    ) -> bool:
+        async with self._transaction() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute("SELECT * FROM teams WHERE name = %s FOR UPDATE", (name,))
+            row = await cursor.fetchone()
+            if row is None or codec.team_defaults_equal(codec.team_from_row(row), retry, timeouts):
+                return False
+            await conn.execute(
+                "UPDATE teams SET retry_json = %s, timeouts_json = %s WHERE name = %s",
+                (
+                    codec.dumps(codec.retry_to_json(retry)),
+                    codec.dumps(codec.timeouts_to_json(timeouts)),
+                    name,
+                ),
+            )
+            if audit is not None:
+                await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return True
 
     # ---------- contracts ----------
 
@@ -663,8 +678,24 @@ class PostgresStore:
 
     # ---------- agents ----------
 
-    async def put_agent(self, agent: AgentRecord) -> None:
-        await self._execute(_AGENT_UPSERT, codec.agent_to_row(agent))
+    async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
+        row = codec.agent_to_row(agent)
+        async with self._transaction() as conn:
+            # A new id is inserted here; of concurrent first registrations one inserts, the others
+            # wait for it and find its row below (locked, so the comparison holds until commit).
+            inserted = await conn.execute(
+                _insert("agents", codec.AGENT_COLUMNS) + " ON CONFLICT (agent_id) DO NOTHING", row
+            )
+            changed = inserted.rowcount == 1
+            if not changed:
+                cursor = conn.cursor(row_factory=dict_row)
+                await cursor.execute("SELECT * FROM agents WHERE agent_id = %s FOR UPDATE", (agent.agent_id,))
+                stored = await cursor.fetchone()
+                changed = stored is None or not codec.agent_from_row(stored).same_registration(agent)
+                await conn.execute(_AGENT_UPSERT, row)
+            if changed and audit is not None:
+                await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return changed
 
     async def list_agents(self) -> list[AgentRecord]:
         return [codec.agent_from_row(r) for r in await self._dicts("SELECT * FROM agents")]
@@ -851,10 +882,19 @@ class PostgresStore:
     async def add_audit(self, audit: AuditRecord) -> None:
         await self._execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
-    async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]:
-        sql = "SELECT * FROM audit" + (" WHERE owner_team = %s OR actor = %s" if team else "")
-        sql += " ORDER BY id LIMIT %s OFFSET %s"
-        args: list[Any] = ([team, team] if team else []) + [limit, offset]
+    async def list_audit(
+        self,
+        team: str = "",
+        offset: int = 0,
+        limit: int = 100,
+        *,
+        since_ms: int = 0,
+        before_id: int = 0,
+        newest_first: bool = False,
+    ) -> list[AuditRecord]:
+        where, args = codec.audit_filter(team, since_ms, before_id, "%s")
+        sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT %s OFFSET %s"
+        args += [limit, offset]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
 
     async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:

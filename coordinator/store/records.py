@@ -8,6 +8,7 @@ that decides what happens next is in the store (see docs/architecture.md, "Durab
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +227,10 @@ class AgentRecord:
     hostname: str = ""
     agent_version: str = ""
     registered_ms: int = 0
+
+    def same_registration(self, other: AgentRecord) -> bool:
+        """Whether ``other`` registers the same agent the same way (only the time may differ)."""
+        return dataclasses.replace(other, registered_ms=self.registered_ms) == self
 
 
 @dataclass(frozen=True)

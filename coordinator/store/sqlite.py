@@ -446,9 +446,14 @@ class SqliteStore:
 
         await self._write(w)
 
-    async def set_team_defaults(self, name: str, retry: RetryPolicy, timeouts: Timeouts) -> None:
-        await self._write(
-            lambda c: c.execute(
+    async def set_team_defaults(
+        self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
+    ) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT * FROM teams WHERE name = ?", (name,)).fetchone()
+            if row is None or codec.team_defaults_equal(codec.team_from_row(row), retry, timeouts):
+                return False
+            c.execute(
                 "UPDATE teams SET retry_json = ?, timeouts_json = ? WHERE name = ?",
                 (
                     codec.dumps(codec.retry_to_json(retry)),
@@ -456,7 +461,11 @@ class SqliteStore:
                     name,
                 ),
             )
-        )
+            if audit is not None:
+                c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return True
+
+        return await self._write(w)
 
     # ---------- contracts ----------
 
@@ -544,12 +553,16 @@ class SqliteStore:
 
     # ---------- agents ----------
 
-    async def put_agent(self, agent: AgentRecord) -> None:
-        await self._write(
-            lambda c: c.execute(
-                _insert("agents", codec.AGENT_COLUMNS, "INSERT OR REPLACE"), codec.agent_to_row(agent)
-            )
-        )
+    async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT * FROM agents WHERE agent_id = ?", (agent.agent_id,)).fetchone()
+            changed = row is None or not codec.agent_from_row(row).same_registration(agent)
+            c.execute(_insert("agents", codec.AGENT_COLUMNS, "INSERT OR REPLACE"), codec.agent_to_row(agent))
+            if changed and audit is not None:
+                c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return changed
+
+        return await self._write(w)
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self._read(
@@ -738,10 +751,19 @@ class SqliteStore:
     async def add_audit(self, audit: AuditRecord) -> None:
         await self._write(lambda c: c.execute(_AUDIT_INSERT, codec.audit_to_row(audit)))
 
-    async def list_audit(self, team: str = "", offset: int = 0, limit: int = 100) -> list[AuditRecord]:
-        sql = "SELECT * FROM audit" + (" WHERE owner_team = ? OR actor = ?" if team else "")
-        sql += " ORDER BY id LIMIT ? OFFSET ?"
-        args: list[Any] = ([team, team] if team else []) + [limit, offset]
+    async def list_audit(
+        self,
+        team: str = "",
+        offset: int = 0,
+        limit: int = 100,
+        *,
+        since_ms: int = 0,
+        before_id: int = 0,
+        newest_first: bool = False,
+    ) -> list[AuditRecord]:
+        where, args = codec.audit_filter(team, since_ms, before_id, "?")
+        sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ? OFFSET ?"
+        args += [limit, offset]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
 
     async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:

@@ -18,7 +18,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.grpc_errors import error_from_rpc
 from coordinator.api import convert
-from coordinator.web._source import JSONDict, Principal, RunQuery
+from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,19 @@ def step_to_dict(step: pb.Step) -> JSONDict:
         "started_ms": step.started_unix_ms,
         "finished_ms": step.finished_unix_ms,
         "next_attempt_ms": step.next_attempt_unix_ms,
+    }
+
+
+def audit_to_dict(entry: pb.AuditEntry) -> JSONDict:
+    return {
+        "id": entry.id,
+        "at_ms": entry.at_unix_ms,
+        "actor": entry.actor,
+        "action": entry.action,
+        "object": entry.object,
+        "owner_team": entry.owner_team,
+        "platform_intervention": entry.platform_intervention,
+        "details": _json(entry.details_json) or {},
     }
 
 
@@ -335,3 +348,14 @@ class GrpcSource:
             page_token = reply.next_page_token
             if not page_token:
                 return out
+
+    async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
+        request = pb.ListAuditLogRequest(
+            page=common_pb2.PageRequest(page_size=query.limit),
+            team=query.team,
+            since_unix_ms=query.since_ms,
+            before_id=query.before_id,
+            newest_first=True,
+        )
+        reply = await self._call(token, self._get_stub().ListAuditLog, request)
+        return [audit_to_dict(e) for e in reply.entries]

@@ -41,6 +41,17 @@ class RunQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters of the audit log. ``since_ms``: entries at or after (unix ms, 0: all);
+    ``before_id``: entries older than that one (0: the newest)."""
+
+    team: str = ""
+    since_ms: int = 0
+    before_id: int = 0
+    limit: int = 50
+
+
 class Source(Protocol):
     """The coordinator API as the UI needs it. ``token`` is the viewer's own token."""
 
@@ -79,3 +90,6 @@ class Source(Protocol):
     async def get_workflow(self, token: str, name: str, version: int = 0) -> JSONDict: ...
 
     async def list_teams(self, token: str) -> list[str]: ...
+
+    async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
+        """Audit entries the viewer may read, newest first (``id`` desc)."""

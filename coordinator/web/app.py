@@ -35,7 +35,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.durations import parse_duration
 from contracts.errors import (
+    DurationError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -47,7 +49,7 @@ from contracts.errors import (
 from coordinator.web._graph import step_graph, team_graph
 from coordinator.web._redact import redact_run
 from coordinator.web._sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore, csrf_ok
-from coordinator.web._source import JSONDict, Principal, RunQuery, Source
+from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery, Source
 from coordinator.web._trace import layout_trace
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 LIVE_STATUSES = frozenset({"pending", "running"})
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
+AUDIT_PAGE_DEFAULT = 100
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -75,6 +78,7 @@ PAGES = {
     "/contracts/diff": "diff",
     "/contracts/{team}/{name}": "contract",
     "/teams": "teams",
+    "/audit": "audit",
 }
 
 
@@ -573,6 +577,47 @@ class UiApp:
         new = await self.call(request, session, lambda: self.source.get_contract(session.token, new_ref))
         return JSONResponse({"old": old["contract"], "new": new["contract"], **diff})
 
+    # ---------- audit API
+
+    async def list_audit(self, request: Request) -> Response:
+        """The audit log as the viewer may read it (a team: what it owns or made; the admin:
+        everything), newest first, keyset-paginated by entry id."""
+        session = self.require_session(request)
+        params = request.query_params
+        limit = max(1, min(_int_param(request, "limit", AUDIT_PAGE_DEFAULT), PAGE_SIZE_MAX))
+        since = params.get("since", "").strip()
+        since_ms = 0
+        if since:
+            try:
+                seconds = parse_duration(since, what="since")
+            except DurationError as exc:
+                raise ApiError(400, "invalid_argument", str(exc)) from None
+            if seconds <= 0:
+                raise ApiError(
+                    400, "invalid_argument", f"since: must be longer than 0, not {since!r} (e.g. 7d)"
+                )
+            cutoff = time.time() - seconds  # before the epoch (e.g. --since 99999w): everything
+            since_ms = int(cutoff * 1000) if cutoff > 1 else 1
+        cursor = _int_param(request, "cursor")
+        if cursor < 0:
+            raise ApiError(400, "invalid_argument", "cursor: not a cursor this API handed out")
+        query = AuditQuery(
+            team=params.get("team", "").strip(), since_ms=since_ms, before_id=cursor, limit=limit + 1
+        )
+        started = time.perf_counter()
+        entries = await self.call(request, session, lambda: self.source.list_audit(session.token, query))
+        more = len(entries) > limit
+        entries = entries[:limit]
+        principal = session.principal
+        return JSONResponse(
+            {
+                "entries": entries,
+                "next_cursor": str(entries[-1]["id"]) if more and entries else "",
+                "viewer": {"team": principal.team, "admin": principal.admin},
+                "server_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+
     async def teams_graph(self, request: Request) -> Response:
         session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
@@ -620,6 +665,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/contracts/diff", _api(ui.diff_contracts), methods=["GET"]),
         Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),
         Route(f"{api}/teams/graph", _api(ui.teams_graph), methods=["GET"]),
+        Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

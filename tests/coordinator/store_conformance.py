@@ -752,6 +752,34 @@ class StoreConformance:
         assert [a.action for a in await store.list_audit(team="crm", offset=1)] == ["three"]
         assert await store.list_audit(team="nobody") == []
 
+    async def test_list_audit_since_a_time_and_newest_first(self, store: Store) -> None:
+        # Written in this order (ids ascending); at_ms need not follow ids (clocks of several
+        # coordinators differ), and the order stays the order of writing.
+        for action, at_ms, owner, actor in [
+            ("old", 100, "payments", "payments"),
+            ("late-clock", 250, "crm", "admin"),
+            ("mid", 200, "crm", "payments"),
+            ("new", 300, "warehouse", "admin"),
+        ]:
+            await store.add_audit(audit(action, owner_team=owner, actor=actor, at_ms=at_ms))
+
+        async def actions(**query: Any) -> list[str]:
+            return [a.action for a in await store.list_audit(**query)]
+
+        assert await actions(since_ms=200) == ["late-clock", "mid", "new"]
+        assert await actions(since_ms=301) == []
+        assert await actions(newest_first=True) == ["new", "mid", "late-clock", "old"]
+        assert await actions(newest_first=True, limit=2) == ["new", "mid"]
+        assert await actions(newest_first=True, limit=2, offset=2) == ["late-clock", "old"]
+        assert await actions(team="payments", since_ms=150) == ["mid"]  # owner or actor, and since
+        assert await actions(team="crm", since_ms=200, newest_first=True) == ["mid", "late-clock"]
+        assert await actions(team="admin", since_ms=260) == ["new"]
+        ids = [a.id for a in await store.list_audit()]
+        assert await actions(before_id=ids[2]) == ["old", "late-clock"]
+        assert await actions(before_id=ids[3], newest_first=True, limit=1) == ["mid"]
+        assert await actions(before_id=ids[3], team="crm", since_ms=250) == ["late-clock"]
+        assert await actions(before_id=ids[0]) == []
+
     async def test_list_events_pages_newest_first_and_filters_by_contract(self, store: Store) -> None:
         await store.apply(
             Changes(events=[event("e1", 10), event("e2", 30, contract="crm/signed-up"), event("e3", 20)])
@@ -861,7 +889,7 @@ class StoreConformance:
         await store.set_team_token("crm", "h3", audit("team.rotate_token", owner_team="crm"))
         retry = RetryPolicy(max_attempts=5, initial_backoff=0.5, non_retryable=("Fatal",))
         timeouts = Timeouts(start_to_close=60.0, heartbeat=10.0)
-        await store.set_team_defaults("crm", retry, timeouts)
+        assert await store.set_team_defaults("crm", retry, timeouts)
         assert await store.get_team("crm") == TeamRecord("crm", "h3", 20, retry, timeouts)
         # The refused create wrote no audit entry.
         assert [a.action for a in await store.list_audit()] == [
@@ -869,6 +897,23 @@ class StoreConformance:
             "team.create",
             "team.rotate_token",
         ]
+
+    async def test_team_defaults_are_audited_only_when_they_change(self, store: Store) -> None:
+        await store.create_team(TeamRecord("crm", "h", 20), audit("team.create", owner_team="crm"))
+        # A team stored without defaults holds the empty ones: setting those is no change.
+        assert not await store.set_team_defaults("crm", RetryPolicy(), Timeouts(), audit("team.defaults"))
+        retry = RetryPolicy(max_attempts=5, non_retryable=("Fatal",))
+        assert await store.set_team_defaults("crm", retry, Timeouts(), audit("team.defaults"))
+        assert not await store.set_team_defaults("crm", retry, Timeouts(), audit("team.defaults.same"))
+        timeouts = Timeouts(heartbeat=10.0)
+        assert await store.set_team_defaults("crm", retry, timeouts, audit("team.defaults.timeouts"))
+        assert not await store.set_team_defaults("nobody", retry, timeouts, audit("team.defaults.nobody"))
+        assert [a.action for a in await store.list_audit()] == [
+            "team.create",
+            "team.defaults",
+            "team.defaults.timeouts",
+        ]
+        assert await store.get_team("crm") == TeamRecord("crm", "h", 20, retry, timeouts)
 
     async def test_contracts_are_kept_with_every_field_and_ordered_by_version(self, store: Store) -> None:
         full = contract_record(
@@ -948,14 +993,34 @@ class StoreConformance:
 
     async def test_agents_are_registered_again_in_place(self, store: Store) -> None:
         first = AgentRecord("a1", "payments", (Binding("payments/charge", 1, "shell"),), 4, "host", "1.0", 10)
-        await store.put_agent(first)
-        await store.put_agent(AgentRecord("a2", "crm", (), 1))
+        assert await store.put_agent(first)
+        assert await store.put_agent(AgentRecord("a2", "crm", (), 1))
         again = dataclasses.replace(first, concurrency=8, bindings=(Binding("payments/charge", 2),))
-        await store.put_agent(again)
+        assert await store.put_agent(again)
         assert sorted(await store.list_agents(), key=lambda a: a.agent_id) == [
             again,
             AgentRecord("a2", "crm", (), 1),
         ]
+
+    async def test_an_agent_registration_is_audited_when_new_or_changed(self, store: Store) -> None:
+        first = AgentRecord("a1", "payments", (Binding("payments/charge", 1, "shell"),), 4, "host", "1.0", 10)
+        assert await store.put_agent(first, audit("agent.new"))
+        # Again unchanged (a reconnect): stored with its new time, no entry.
+        later = dataclasses.replace(first, registered_ms=20)
+        assert not await store.put_agent(later, audit("agent.same"))
+        assert await store.list_agents() == [later]
+        changed = dataclasses.replace(later, bindings=(*first.bindings, Binding("payments/refund", 1)))
+        assert await store.put_agent(changed, audit("agent.changed"))
+        assert await store.put_agent(dataclasses.replace(changed, hostname="other"), audit("agent.moved"))
+        assert [a.action for a in await store.list_audit()] == ["agent.new", "agent.changed", "agent.moved"]
+
+    async def test_concurrent_first_registrations_of_one_agent_make_one_new(self, store: Store) -> None:
+        agent = AgentRecord("a1", "payments", (Binding("payments/charge", 1),), 1, "host", "1.0", 10)
+        answers = await asyncio.gather(
+            *(store.put_agent(dataclasses.replace(agent, registered_ms=i), audit("agent")) for i in range(8))
+        )
+        assert answers.count(True) == 1
+        assert [a.action for a in await store.list_audit()] == ["agent"]
 
     async def test_spans_are_stored_replaced_read_by_trace_and_pruned(self, store: Store) -> None:
         spans = [

@@ -16,7 +16,7 @@ What another team may see, decided from docs/concepts.md ("Team boundaries") and
 - runs only when the team takes part (one of its contracts is a step), and then without the
   run's payloads or another team's step payloads;
 - events: listed, without payloads;
-- the audit log: only entries about its own objects.
+- the audit log: only entries about its own objects, and what it tried on others' (refused).
 """
 
 from __future__ import annotations
@@ -397,9 +397,15 @@ async def _list_events(w: World, client: AsyncClient) -> None:
 
 async def _audit_log(w: World, client: AsyncClient) -> None:
     entries = (await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
-    assert entries and {e.owner_team for e in entries} == {"warehouse"}, [
-        (e.owner_team, e.action, e.object) for e in entries
+    assert entries and all("warehouse" in (e.owner_team, e.actor) for e in entries), [
+        (e.owner_team, e.actor, e.action, e.object) for e in entries
     ]
+    # Of payments' objects, only what warehouse itself tried (and was refused) is there.
+    assert all(
+        e.action.endswith(".refused") and e.actor == "warehouse"
+        for e in entries
+        if e.owner_team != "warehouse"
+    ), [(e.owner_team, e.actor, e.action) for e in entries]
 
 
 async def _poll_only_own_queues(w: World, client: AsyncClient) -> None:

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from contracts.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
-from coordinator.web._source import JSONDict, Principal, RunQuery
+from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery
 
 ADMIN_TOKEN = "admin-token"
 TOKENS = {"tok-shipping": "shipping", "tok-payments": "payments", "tok-warehouse": "warehouse"}
@@ -108,6 +108,28 @@ class FakeSource:
             "registered_ms": now - 3600000,
             "registered_by": "shipping",
         }
+        self.audit = [
+            {
+                "id": i + 1,
+                "at_ms": now - (30 - i) * 60_000,
+                "actor": actor,
+                "action": action,
+                "object": obj,
+                "owner_team": owner,
+                "platform_intervention": actor == "admin" and bool(owner) and action != "team.create",
+                "details": details,
+            }
+            for i, (actor, action, obj, owner, details) in enumerate(
+                [
+                    ("admin", "team.create", "payments", "payments", {}),
+                    ("payments", "contract.register", "payments/charge-card@1.0.0", "payments", {}),
+                    ("payments", "contract.register.refused", "payments/charge-card@1.2.0", "payments",
+                     {"reason": "payments/charge-card@1.2.0 is not compatible with major 1"}),
+                    ("shipping", "run.start", "run-failed-1", "shipping", {"workflow": "shipping/order-to-cash"}),
+                    ("admin", "contract.deprecate", "payments/charge-card@1", "payments", {"sunset": "2027-03-01"}),
+                ]
+            )
+        ]  # fmt: skip
         self.add_failed_run("run-failed-1", now - 60_000)
         self.add_big_run("run-big-500", now - 120_000, spans=500)
         for i in range(120):
@@ -502,3 +524,21 @@ class FakeSource:
     async def list_teams(self, token: str) -> list[str]:
         await self.whoami(token)
         return ["crm", "payments", "shipping", "warehouse"]
+
+    async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
+        principal = await self.whoami(token)
+        team = query.team
+        if not principal.admin:
+            if team and team != principal.team:
+                raise PermissionDeniedError(
+                    message=f"team {principal.team} may read only its own audit entries, not team {team}'s"
+                )
+            team = principal.team
+        entries = [
+            e
+            for e in reversed(self.audit)
+            if (not team or team in (e["owner_team"], e["actor"]))
+            and e["at_ms"] >= query.since_ms
+            and (not query.before_id or e["id"] < query.before_id)
+        ]
+        return copy.deepcopy(entries[: query.limit])

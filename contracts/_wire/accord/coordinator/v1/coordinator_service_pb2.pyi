@@ -1806,7 +1806,21 @@ class ListAuditLogRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     TEAM_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    NEWEST_FIRST_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
     team: _builtins.str
+    """Entries the team owns or made (owner_team or actor). A team may name only itself and
+    always gets only its own; "" for the admin: every entry.
+    """
+    since_unix_ms: _builtins.int
+    """Only entries made at or after this time (unix ms); 0: from the first."""
+    newest_first: _builtins.bool
+    """Newest entries first; default: in the order they were written."""
+    before_id: _builtins.int
+    """Only entries written before this one (id < before_id): newest-first pages that entries
+    written meanwhile do not shift. 0: no bound.
+    """
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
@@ -1814,10 +1828,13 @@ class ListAuditLogRequest(_message.Message):
         *,
         page: _common_pb2.PageRequest | None = ...,
         team: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+        newest_first: _builtins.bool = ...,
+        before_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "team", b"team"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_id", b"before_id", "newest_first", b"newest_first", "page", b"page", "since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -285,7 +285,7 @@ class CoordinatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditLog(self, request, context):
-        """Audit log (admin sees all; a team sees the entries about its own objects).
+        """Audit log: every change (admin sees all; a team the entries it owns or made).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
