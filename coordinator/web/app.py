@@ -582,7 +582,7 @@ class UiApp:
     async def list_audit(self, request: Request) -> Response:
         """The audit log as the viewer may read it (a team: what it owns or made; the admin:
         everything), newest first, keyset-paginated by entry id."""
-        session = self.require_session(request)
+        session = await self.require_session(request)
         params = request.query_params
         limit = max(1, min(_int_param(request, "limit", AUDIT_PAGE_DEFAULT), PAGE_SIZE_MAX))
         since = params.get("since", "").strip()
