@@ -90,8 +90,9 @@ class TlsSettings:
             server_name=environ.get("ACCORD_TLS_SERVER_NAME", "").strip(),
         )
 
-    def name_of(self, field: str) -> str:
-        """How a user sets ``field`` where these settings came from (for messages)."""
+    def name_of(self, field: str, *, with_file: bool = True) -> str:
+        """How a user sets ``field`` (ca, cert, key, server_name, or "on") where these settings
+        came from, for messages: ``ACCORD_TLS_CA``, or ``tls.ca in agent.yaml``."""
         if self.origin == "env":
             return {
                 "ca": "ACCORD_TLS_CA",
@@ -100,13 +101,8 @@ class TlsSettings:
                 "server_name": "ACCORD_TLS_SERVER_NAME",
                 "on": "ACCORD_TLS=1",
             }[field]
-        return {
-            "ca": f"tls.ca in {self.origin}",
-            "cert": f"tls.cert in {self.origin}",
-            "key": f"tls.key in {self.origin}",
-            "server_name": f"tls.server_name in {self.origin}",
-            "on": f"tls: {{}} in {self.origin}",
-        }[field]
+        name = "tls: {}" if field == "on" else f"tls.{field}"
+        return f"{name} in {self.origin}" if with_file else name
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong) for each file that cannot be used; [] when all are fine."""
@@ -117,7 +113,11 @@ class TlsSettings:
             missing = "key" if self.cert else "cert"
             given = "cert" if self.cert else "key"
             found.append(
-                (missing, f"missing: {self.name_of(given)} is set, so {self.name_of(missing)} must be too")
+                (
+                    missing,
+                    f"missing: {self.name_of(given, with_file=False)} is set, so"
+                    f" {self.name_of(missing, with_file=False)} must be too",
+                )
             )
         for name in ("ca", "cert", "key"):
             path = getattr(self, name)
