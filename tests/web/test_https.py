@@ -26,6 +26,7 @@ import yaml
 from team_agent.testing import AgentProcess
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.tls import Certificates
+from tests.support.wait import wait_until
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
@@ -204,6 +205,25 @@ async def test_a_three_team_run_over_mutual_tls_end_to_end(
         [run] = json.loads(listed)
         assert run["status"] == "succeeded", run
         run_id = run["run_id"]
+
+        # The agents' own spans reach the coordinator over the same mutual TLS (OTLP/gRPC).
+        async def agent_teams() -> set[str]:
+            trace = json.loads(_ok(await coordinator.acli("runs", "trace", run_id, "--json")))
+            return {
+                attribute["value"]["stringValue"]
+                for resource in trace["resourceSpans"]
+                if any(
+                    a["key"] == "service.name" and a["value"].get("stringValue") == "accord-agent"
+                    for a in resource["resource"]["attributes"]
+                )
+                for attribute in resource["resource"]["attributes"]
+                if attribute["key"] == "accord.team"
+            }
+
+        async def every_agent_traced() -> bool:
+            return await agent_teams() == set(TEAMS)
+
+        await wait_until(every_agent_traced, "a span of every team's agent in the run's trace", within=60)
 
         # The UI over HTTPS, in a browser that trusts the CA, signed in through the open
         # redirect's payload: the browser stays on the UI.
