@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium for the browser tests (pytest -m browser) when it is missing.
-# Idempotent: does nothing when /usr/bin/chromium exists. Never uses `playwright install`:
-# the tests drive the system Chromium through Playwright's executable_path.
+# Installs Debian's Chromium for the browser tests (pytest -m browser) when it is missing, and
+# NSS's certutil, with which the HTTPS test makes Chromium trust the CA it made (a profile's own
+# NSS database, never ignored certificate errors).
+# Idempotent: does nothing when both are there. Never uses `playwright install`: the tests drive
+# the system Chromium through Playwright's executable_path.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v certutil >/dev/null || missing+=(libnss3-tools)
+if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 SUDO=""
@@ -12,5 +17,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends chromium
+$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 /usr/bin/chromium --version

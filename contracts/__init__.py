@@ -15,7 +15,9 @@ checker. The modules behind it are
 * :mod:`contracts.composition`  type-checking workflows against contracts; consumer reads
 
 Not re-exported, because they need gRPC: :mod:`contracts.grpc_errors` (the one map between
-errors and gRPC status codes, both directions) and the generated wire code, ``contracts._wire``.
+errors and gRPC status codes, both directions), :mod:`contracts.channels` (the one place clients
+open channels to the coordinator, with their TLS settings) and the generated wire code,
+``contracts._wire``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         Problem,
         ReferenceError_,
         RemoteError,
+        TlsError,
         UnauthenticatedError,
         UnreachableError,
         ValidationFailed,
@@ -124,6 +127,7 @@ __all__ = [
     "RetryPolicy",
     "StepSpec",
     "Timeouts",
+    "TlsError",
     "Trigger",
     "UnauthenticatedError",
     "UnreachableError",
@@ -192,6 +196,7 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "contracts.model",
     "StepSpec": "contracts.model",
     "Timeouts": "contracts.model",
+    "TlsError": "contracts.errors",
     "Trigger": "contracts.model",
     "UnauthenticatedError": "contracts.errors",
     "UnreachableError": "contracts.errors",

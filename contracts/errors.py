@@ -9,6 +9,7 @@ AccordError
 ├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
 └── RemoteError              raised by clients for a refused or failed call
     ├── UnreachableError     the coordinator cannot be reached
+    ├── TlsError             client and coordinator do not agree on TLS (made by the client)
     ├── UnauthenticatedError missing or wrong token
     ├── PermissionDeniedError another team's object
     ├── NotFoundError
@@ -115,6 +116,14 @@ class RemoteError(AccordError):
 
 
 class UnreachableError(RemoteError):
+    exit_code = 3
+
+
+class TlsError(RemoteError):
+    """The connection failed for a reason of TLS: one side speaks it and the other not, or a
+    certificate was refused. Made by the client from what the handshake did
+    (``contracts.channels``), never sent by a server; retrying does not help."""
+
     exit_code = 3
 
 

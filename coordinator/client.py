@@ -7,7 +7,9 @@ coordinator says where it was looked for: "cannot reach the coordinator at HOST:
 Where to connect: ``ACCORD_COORDINATOR`` (host:port, or several comma-separated: the client
 moves on to the next when one is unreachable), else the address the local coordinator
 wrote to ``$ACCORD_HOME/coordinator.json``, else 127.0.0.1:7440. Token: ``ACCORD_TOKEN``, else
-``$ACCORD_HOME/admin.token`` (readable only on the coordinator's machine).
+``$ACCORD_HOME/admin.token`` (readable only on the coordinator's machine). TLS: the
+``ACCORD_TLS*`` variables (``contracts.channels``, where the channels are opened and a failed
+call's error is made).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.channels import Channels, TlsSettings
 from contracts.endpoints import Endpoints, parse_addresses
-from contracts.grpc_errors import error_from_rpc
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
 
@@ -65,14 +67,24 @@ class _AsyncStub:
     unreachable (the same request, with the request id it already carries)."""
 
     def __init__(
-        self, endpoints: Endpoints[_Connection], service: str, metadata: tuple[tuple[str, str], ...]
+        self,
+        endpoints: Endpoints[_Connection],
+        channels: Channels,
+        service: str,
+        metadata: tuple[tuple[str, str], ...],
     ) -> None:
         self._endpoints = endpoints
+        self._channels = channels
         self._service = service
         self._metadata = metadata
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        endpoints, service, metadata = self._endpoints, self._service, self._metadata
+        endpoints, channels, service, metadata = (
+            self._endpoints,
+            self._channels,
+            self._service,
+            self._metadata,
+        )
 
         async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
             for attempt in range(len(endpoints.addresses)):
@@ -81,7 +93,7 @@ class _AsyncStub:
                 try:
                     return await method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
-                    error = error_from_rpc(exc, address=address)
+                    error = await channels.error_async(exc, address=address)
                     if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
                         continue
                     raise error from exc
@@ -92,7 +104,7 @@ class _AsyncStub:
     def stream(self, name: str, request: Any) -> Any:
         """Iterate a server-streaming RPC, translating errors (an unreachable coordinator moves
         the client on to the next one for the caller's next call)."""
-        endpoints, metadata = self._endpoints, self._metadata
+        endpoints, channels, metadata = self._endpoints, self._channels, self._metadata
         address = endpoints.address
         method = getattr(endpoints.current.stubs[self._service], name)
 
@@ -101,7 +113,7 @@ class _AsyncStub:
                 async for item in method(request, metadata=metadata):
                     yield item
             except grpc.RpcError as exc:
-                error = error_from_rpc(exc, address=address)
+                error = await channels.error_async(exc, address=address)
                 endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
                 raise error from exc
 
@@ -112,14 +124,24 @@ class _SyncStub:
     """Blocking twin of ``_AsyncStub``."""
 
     def __init__(
-        self, endpoints: Endpoints[_Connection], service: str, metadata: tuple[tuple[str, str], ...]
+        self,
+        endpoints: Endpoints[_Connection],
+        channels: Channels,
+        service: str,
+        metadata: tuple[tuple[str, str], ...],
     ) -> None:
         self._endpoints = endpoints
+        self._channels = channels
         self._service = service
         self._metadata = metadata
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        endpoints, service, metadata = self._endpoints, self._service, self._metadata
+        endpoints, channels, service, metadata = (
+            self._endpoints,
+            self._channels,
+            self._service,
+            self._metadata,
+        )
 
         def call(request: Any, *, timeout: float | None = None) -> Any:
             for attempt in range(len(endpoints.addresses)):
@@ -128,7 +150,7 @@ class _SyncStub:
                 try:
                     return method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
-                    error = error_from_rpc(exc, address=address)
+                    error = channels.error(exc, address=address)
                     if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
                         continue
                     raise error from exc
@@ -147,7 +169,7 @@ class _SyncStub:
         except grpc.RpcError as exc:
             if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return
-            error = error_from_rpc(exc, address=address)
+            error = self._channels.error(exc, address=address)
             endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
             raise error from exc
 
@@ -156,9 +178,15 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
+def default_tls() -> TlsSettings:
+    """The ``ACCORD_TLS*`` variables' settings (plaintext when none is set)."""
+    return TlsSettings.from_env(os.environ)
+
+
 class AsyncClient:
     """``client.coordinator.GetRun(req)`` / ``client.agent.PollTask(req)`` with domain errors.
-    ``address`` may list several coordinators (``a:7440,b:7440``): see ``contracts.endpoints``."""
+    ``address`` may list several coordinators (``a:7440,b:7440``): see ``contracts.endpoints``.
+    ``tls`` default: ``default_tls()``."""
 
     def __init__(
         self,
@@ -166,18 +194,20 @@ class AsyncClient:
         token: str | None = None,
         home: Path | None = None,
         options: list[tuple[str, Any]] | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
+        self.channels = Channels(tls if tls is not None else default_tls())
         self._endpoints: Endpoints[_Connection] = Endpoints(
             parse_addresses(self.address),
             lambda where: _Connection(
-                grpc.aio.insecure_channel(where, options=options, interceptors=trace_context_interceptors())
+                self.channels.aio(where, options=options, interceptors=trace_context_interceptors())
             ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _AsyncStub(self._endpoints, "coordinator", meta)
-        self.agent: Any = _AsyncStub(self._endpoints, "agent", meta)
+        self.coordinator: Any = _AsyncStub(self._endpoints, self.channels, "coordinator", meta)
+        self.agent: Any = _AsyncStub(self._endpoints, self.channels, "agent", meta)
 
     async def close(self) -> None:
         for connection in self._endpoints.connections():
@@ -194,19 +224,24 @@ class Client:
     """Blocking twin of AsyncClient, for the CLI."""
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, home: Path | None = None
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        home: Path | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
+        self.channels = Channels(tls if tls is not None else default_tls())
         self._endpoints: Endpoints[_Connection] = Endpoints(
             parse_addresses(self.address),
             lambda where: _Connection(
-                grpc.intercept_channel(grpc.insecure_channel(where), SyncTraceContextClientInterceptor())
+                grpc.intercept_channel(self.channels.sync(where), SyncTraceContextClientInterceptor())
             ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _SyncStub(self._endpoints, "coordinator", meta)
-        self.agent: Any = _SyncStub(self._endpoints, "agent", meta)
+        self.coordinator: Any = _SyncStub(self._endpoints, self.channels, "coordinator", meta)
+        self.agent: Any = _SyncStub(self._endpoints, self.channels, "agent", meta)
 
     def close(self) -> None:
         for connection in self._endpoints.connections():

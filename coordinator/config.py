@@ -39,6 +39,16 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class ServerTlsFiles:
+    """The coordinator's TLS files (``--tls-cert``, ``--tls-key``, ``--tls-client-ca``), read
+    again when they change (``coordinator.tls``)."""
+
+    cert: Path  # PEM: the certificate, then any intermediates
+    key: Path  # PEM: its private key
+    client_ca: Path | None = None  # PEM: the CA(s) a client's certificate must be signed by (mutual TLS)
+
+
+@dataclass(frozen=True)
 class CoordinatorConfig:
     home: Path
     listen: str = DEFAULT_LISTEN
@@ -51,6 +61,7 @@ class CoordinatorConfig:
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
     span_retention: str = "7d"  # spans older than this are pruned (telemetry.retention)
+    tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property

@@ -44,6 +44,7 @@ from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
 from coordinator.telemetry.sink import SpanSink
+from coordinator.tls import CertificateFiles
 from coordinator.tokens import TokenAuthority
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class Coordinator:
     admin_token_created: str | None = None
     # set by the web UI's hook when it serves; written to coordinator.json as "ui"
     ui_address: str = ""
+    # the TLS files (--tls-cert ...), read again when they change; None: plaintext
+    certificates: CertificateFiles | None = None
 
     async def start(self) -> str:
         config = self.config
@@ -130,10 +133,15 @@ class Coordinator:
             trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
             reflection.SERVICE_NAME,
         ]
+        if config.tls is not None:
+            self.certificates = CertificateFiles(config.tls)
         for hook in [self.telemetry, *self.hooks]:
             hook.configure(server, self)
         reflection.enable_server_reflection(service_names, server)
-        port = server.add_insecure_port(config.listen)
+        if self.certificates is not None:
+            port = server.add_secure_port(config.listen, self.certificates.grpc_credentials())
+        else:
+            port = server.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
@@ -150,9 +158,11 @@ class Coordinator:
             closer = await hook.start(self)
             if closer is not None:
                 self._closers.append(closer)
-        state = {"grpc": self.address, "pid": os.getpid()}
+        state: dict[str, object] = {"grpc": self.address, "pid": os.getpid()}
         if self.ui_address:
             state["ui"] = self.ui_address
+        if self.certificates is not None:
+            state["tls"] = True
         _write_atomic(config.state_file, json.dumps(state) + "\n")
         return self.address
 

@@ -31,6 +31,7 @@ from contracts.errors import (
     NotFoundError,
     PermissionDeniedError,
     RemoteError,
+    TlsError,
     UnauthenticatedError,
     UnreachableError,
     Violation,
@@ -219,7 +220,7 @@ class Agent:
                     team_retry=self._config.retry,
                     team_timeouts=self._config.timeouts,
                 )
-            except (UnauthenticatedError, PermissionDeniedError) as exc:
+            except (UnauthenticatedError, PermissionDeniedError, TlsError) as exc:
                 self._refused(exc)
                 return
             except RemoteError as exc:
@@ -240,6 +241,11 @@ class Agent:
             return
 
     def _refused(self, exc: RemoteError) -> None:
+        if isinstance(exc, TlsError):  # says which side speaks TLS and what to set
+            self.refusal = exc
+            if self._stop is not None:
+                self._stop.set()
+            return
         where = f"the coordinator at {self._config.coordinator} refused agent {self.agent_id} of team {self._config.team}"
         if isinstance(exc, UnauthenticatedError):
             hint = f"check the token in {self._config_path} (accord team rotate-token {self._config.team} gives a new one)"
@@ -701,9 +707,10 @@ class Agent:
         new = loaded.config
         self._redactor.add(new.secret_values)
         old = self._config
-        if new.team != old.team or new.coordinator != old.coordinator:
+        if new.team != old.team or new.coordinator != old.coordinator or new.tls != old.tls:
             logger.error(
-                "config change not applied: changing team or coordinator needs a restart (%s)", new.source
+                "config change not applied: changing team, coordinator or tls needs a restart (%s)",
+                new.source,
             )
             for adapter in loaded.adapters.values():
                 await adapter.close()

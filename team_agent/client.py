@@ -7,8 +7,9 @@ Two interceptors sit on the channel, so no call can bypass them:
   request (``*_json`` fields are re-serialised so they stay valid JSON);
 - ``TraceContextClientInterceptor`` adds the current W3C trace context to the metadata.
 
-Every ``grpc.RpcError`` becomes the most specific ``contracts.errors.RemoteError`` subclass
-(``contracts.grpc_errors``), raised from it.
+Channels are opened by ``contracts.channels.Channels`` (the agent's TLS settings), and every
+``grpc.RpcError`` becomes the most specific ``contracts.errors.RemoteError`` subclass
+(``contracts.grpc_errors``), or a ``TlsError`` when the handshake failed, raised from it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
+from contracts.channels import Channels
 from contracts.endpoints import Endpoints, parse_addresses
-from contracts.grpc_errors import error_from_rpc
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
 from team_agent.tracing import TraceContextClientInterceptor
@@ -224,11 +225,14 @@ class GatewayClient:
         token: Callable[[], str],
         redactor: Redactor,
         *,
+        channels: Channels | None = None,
         extra_interceptors: Iterable[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         """``address``: one coordinator, or several comma-separated (``a:7440,b:7440``, the
-        replicas of one installation): a call that finds one unreachable moves on to the next."""
+        replicas of one installation): a call that finds one unreachable moves on to the next.
+        ``channels``: how to dial them (the config's TLS settings); default plaintext."""
         self._token = token
+        self._channels = channels or Channels()
         interceptors = [
             RedactingClientInterceptor(redactor),
             TraceContextClientInterceptor(),
@@ -236,7 +240,7 @@ class GatewayClient:
         ]
 
         def connect(where: str) -> tuple[Any, Any, Any]:
-            channel = grpc.aio.insecure_channel(
+            channel = self._channels.aio(
                 where,
                 interceptors=interceptors,
                 options=[
@@ -270,7 +274,7 @@ class GatewayClient:
             try:
                 return await getattr(stub, name)(request, timeout=seconds, metadata=self._metadata())
             except grpc.RpcError as exc:
-                error = error_from_rpc(exc, call=what)
+                error = await self._channels.error_async(exc, address=address, call=what)
                 tries_left = len(self._endpoints.addresses) - 1 - attempt
                 if (
                     exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts._yaml import Document, escape, parse_document
+from contracts.channels import TlsSettings
 from contracts.durations import parse_duration
 from contracts.endpoints import parse_addresses
 from contracts.errors import DurationError, FileProblemsError, InvalidArgumentError, Problem
@@ -40,7 +41,9 @@ _TOP_LEVEL = {
     "timeout",
     "timeouts",
     "implements",
+    "tls",
 }
+_TLS_FIELDS = ("ca", "cert", "key", "server_name")
 _NAME = r"[a-z0-9][a-z0-9_-]*"
 _BINDING_KEY = re.compile(rf"^({_NAME})/({_NAME})@(\d+)$")
 _TEAM = re.compile(rf"^{_NAME}$")
@@ -74,6 +77,8 @@ class AgentConfig:
     retry: RetryPolicy
     timeouts: Timeouts
     bindings: Mapping[str, BindingConfig]  # by key "team/name@MAJOR"
+    # How to dial the coordinator: the ``tls:`` section, else the ACCORD_TLS* variables.
+    tls: TlsSettings = field(default_factory=TlsSettings)
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     digest: str = ""  # sha256 of the file's bytes: what the reload watcher compares
 
@@ -242,6 +247,38 @@ def _build_adapter(
     return None
 
 
+def _tls(raw: Any, source: str, environ: Mapping[str, str], problems: _Collector) -> TlsSettings:
+    """The ``tls:`` section (``{}`` for TLS trusting the system's CAs), else the environment's."""
+    if raw is None:
+        try:
+            settings = TlsSettings.from_env(environ)
+        except InvalidArgumentError as exc:
+            problems.add(("tls",), f"no tls: section, and the environment's is wrong: {exc}")
+            return TlsSettings()
+    elif not isinstance(raw, dict):
+        problems.add(("tls",), "must be a mapping such as {ca: /etc/accord/ca.pem} ({} for the system's CAs)")
+        return TlsSettings()
+    else:
+        for key in sorted(set(raw) - set(_TLS_FIELDS), key=str):
+            problems.add(("tls", str(key)), f"unknown field (expected one of: {', '.join(_TLS_FIELDS)})")
+        values: dict[str, str] = {}
+        for key in _TLS_FIELDS:
+            value = raw.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                problems.add(
+                    ("tls", key), "must be a file path" if key != "server_name" else "must be a name"
+                )
+                value = None
+            values[key] = (value or "").strip()
+        settings = TlsSettings(enabled=True, origin=source, **values)
+    for name, message in settings.problems():
+        if settings.origin == source:
+            problems.add(("tls", name), message)
+        else:
+            problems.add(("tls",), f"{settings.name_of(name)}: {message}")
+    return settings
+
+
 def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, BindingConfig]:
     bindings: dict[str, BindingConfig] = {}
     if raw is None:
@@ -353,6 +390,7 @@ def parse_config(
         concurrency = DEFAULT_CONCURRENCY
     retry = _retry_policy(data.get("retry"), problems)
     timeouts = _timeouts(data, problems)
+    tls = _tls(data.get("tls"), source, environ, problems)
     bindings = _check_bindings(data.get("implements"), team, problems)
 
     config = AgentConfig(
@@ -365,6 +403,7 @@ def parse_config(
         retry=retry,
         timeouts=timeouts,
         bindings=bindings,
+        tls=tls,
         secret_values=frozenset(found),
         digest=hashlib.sha256(text.encode()).hexdigest(),
     )

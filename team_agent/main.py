@@ -16,6 +16,7 @@ from pathlib import Path
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from contracts.channels import Channels
 from team_agent.agent import Agent, AgentOptions
 from team_agent.client import GatewayClient
 from team_agent.config import LoadedConfig, load_config
@@ -53,23 +54,29 @@ def start(options: StartOptions) -> None:
     loaded = load_config(options.config_path)
     redactor = Redactor(loaded.config.secret_values)
     configure_logging(options.log_level, options.log_format, redactor)
+    channels = Channels(loaded.config.tls)  # the files were checked with the config
     provider = build_tracer_provider(
         team=loaded.config.team,
         coordinator=loaded.config.coordinator,
         token=loaded.config.token,
         redactor=redactor,
         export=options.export_traces,
+        channels=channels,
     )
     # Adapters a team ships may create their own child spans through the global API.
     trace.set_tracer_provider(provider)
     try:
-        asyncio.run(_serve(loaded, options, redactor, provider))
+        asyncio.run(_serve(loaded, options, redactor, provider, channels))
     finally:
         provider.shutdown()
 
 
 async def _serve(
-    loaded: LoadedConfig, options: StartOptions, redactor: Redactor, provider: TracerProvider
+    loaded: LoadedConfig,
+    options: StartOptions,
+    redactor: Redactor,
+    provider: TracerProvider,
+    channels: Channels,
 ) -> None:
     config = loaded.config
     agent_options = AgentOptions(
@@ -80,7 +87,10 @@ async def _serve(
     )
     agent: Agent | None = None
     client = GatewayClient(
-        config.coordinator, lambda: agent.config.token if agent else config.token, redactor
+        config.coordinator,
+        lambda: agent.config.token if agent else config.token,
+        redactor,
+        channels=channels,
     )
     agent = Agent(
         loaded,

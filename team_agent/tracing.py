@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from contracts.channels import Channels
 from team_agent.redact import Redactor
 
 SERVICE_NAME = "accord-agent"
@@ -107,10 +108,12 @@ def build_tracer_provider(
     redactor: Redactor,
     exporter: SpanExporter | None = None,
     export: bool = True,
+    channels: Channels | None = None,
 ) -> TracerProvider:
     """The agent's TracerProvider. Call only from the process's entry point. By default spans
-    go over OTLP/gRPC to the coordinator with the team's token; pass ``exporter`` to replace it,
-    or ``export=False`` to record spans without sending them anywhere.
+    go over OTLP/gRPC to the coordinator with the team's token (over TLS when ``channels`` has
+    it); pass ``exporter`` to replace it, or ``export=False`` to record spans without sending
+    them anywhere.
 
     The sampler follows the parent's sampled flag (the coordinator's decision for the run); a
     span without a parent, which a task never produces, is sampled."""
@@ -123,9 +126,12 @@ def build_tracer_provider(
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        channels = channels or Channels()
         exporter = OTLPSpanExporter(
             endpoint=coordinator,
-            insecure=True,
+            insecure=channels.credentials is None,
+            credentials=channels.credentials,
+            channel_options=tuple(channels.options()) or None,  # type: ignore[arg-type]
             headers=(("authorization", f"Bearer {token}"),),
             timeout=5,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
     agent_cmd,
     audit_cmd,
@@ -18,4 +20,8 @@ from coordinator.cli._apps import app
 
 
 def main() -> None:
+    # gRPC's core writes INFO lines of its own to stderr (a refused TLS handshake, on both sides)
+    # unless told otherwise: an error is one line of ours, and --log-format json stays JSON.
+    # Read when gRPC starts its core, i.e. at the first channel or server, after this.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     app()

@@ -7,6 +7,7 @@ other commands do not pay for it.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 import sys
@@ -23,6 +24,7 @@ from coordinator.config import (
     DEFAULT_STORE_POOL,
     CoordinatorConfig,
     EngineSettings,
+    ServerTlsFiles,
     accord_home,
 )
 
@@ -97,6 +99,58 @@ def _check_can_listen(host: str, port: int, option: str) -> None:
     if errors and len(errors) == len(infos):
         reason = errors[0].strerror or str(errors[0])
         raise fail(f"cannot listen on {where}: {reason}; {advice}")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` stands for is a loopback one (127.0.0.0/8, ::1)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> ServerTlsFiles | None:
+    """The TLS files of --tls-cert, --tls-key and --tls-client-ca, read once here so that a
+    problem fails the start (exit 2, naming the file) before anything is touched."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise fail(
+                "--tls-client-ca turns on mutual TLS, which needs TLS: give --tls-cert FILE and --tls-key FILE too"
+            )
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if cert is not None else ("--tls-key", "--tls-cert")
+        raise fail(f"{given} needs {missing}: give the certificate and its private key")
+    files = ServerTlsFiles(cert=cert, key=key, client_ca=client_ca)
+    from coordinator.tls import load
+
+    load(files)  # TlsFilesError, exit 2
+    return files
+
+
+def _refuse_plaintext_off_loopback(listen: str, ui: str | None, insecure: bool) -> None:
+    """Without TLS, gRPC and the UI stay on loopback unless --insecure says otherwise: tokens and
+    payloads would cross the network in clear."""
+    exposed = [
+        (option, value)
+        for option, value in (("--listen", listen), ("--ui", ui))
+        if value is not None and not _is_loopback(_parse_listen(value, option, DEFAULT_LISTEN)[0])
+    ]
+    if not exposed:
+        return
+    named = " and ".join(f"{option} {value}" for option, value in exposed)
+    if not insecure:
+        raise fail(
+            f"{named}: not a loopback address, and without TLS tokens and payloads would cross the"
+            " network in clear; give --tls-cert FILE --tls-key FILE (docs/production.md, TLS), or"
+            " --insecure to serve plaintext anyway (a private network, a TLS proxy in front)"
+        )
+    logging.getLogger(__name__).warning(
+        "serving %s in plaintext (--insecure): tokens and payloads cross the network in clear", named
+    )
 
 
 STORE_SCHEMES = ("postgresql", "postgres", "sqlite")
@@ -246,6 +300,42 @@ def start(
             help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.",
         ),
     ] = "7d",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("tls-cert"),
+            help=(
+                "Serve gRPC and the UI (HTTPS) over TLS with this certificate (PEM, with any"
+                " intermediates); read again when the file changes."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(envvar=_env("tls-key"), help="The certificate's private key (PEM).", show_default=False),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("tls-client-ca"),
+            help=(
+                "Mutual TLS: refuse, at the handshake, a gRPC client without a certificate signed"
+                " by this CA (PEM)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("insecure"),
+            help=(
+                "Serve plaintext on a non-loopback address anyway (without it, that is refused"
+                " unless TLS is on)."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Run the coordinator until SIGTERM or Ctrl-C.
 
@@ -264,8 +354,10 @@ def start(
     # Bad or busy addresses fail here, before the database, the admin token or coordinator.json
     # are touched.
     _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
-    if ui.strip().lower() not in ("", "off", "none", "no", "false", "0"):  # web.hook.DISABLED
+    ui_on = ui.strip().lower() not in ("", "off", "none", "no", "false", "0")  # web.hook.DISABLED
+    if ui_on:
         _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
+    tls = _server_tls(tls_cert, tls_key, tls_client_ca)
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -276,10 +368,13 @@ def start(
         log_format=log_format,
         ui_listen=ui,
         span_retention=span_retention,
+        tls=tls,
         engine=EngineSettings(replica_poll_s=replica_poll),
     )
     parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)
+    if tls is None:
+        _refuse_plaintext_off_loopback(listen, ui if ui_on else None, insecure)
     hooks: list[ServerHook] = []
     for factory in UI_HOOK_FACTORIES:
         hook = factory(config)  # type: ignore[operator]

@@ -16,7 +16,7 @@ import grpc
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.grpc_errors import error_from_rpc
+from contracts.channels import Channels
 from coordinator.api import convert
 from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery
 
@@ -204,8 +204,9 @@ def finding_to_dict(f: pb.Finding) -> JSONDict:
 class GrpcSource:
     """Calls the coordinator at ``target`` ("host:port") over one shared channel."""
 
-    def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, target: str, *, channels: Channels | None = None, timeout_s: float = 10.0) -> None:
         self.target = target
+        self.channels = channels or Channels()
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.CoordinatorServiceStub | None = None
@@ -213,7 +214,7 @@ class GrpcSource:
     def _get_stub(self) -> pb_grpc.CoordinatorServiceStub:
         # Created lazily so the channel binds to the event loop that serves the UI.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
+            self._channel = self.channels.aio(
                 self.target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
             )
             self._stub = pb_grpc.CoordinatorServiceStub(self._channel)
@@ -233,7 +234,7 @@ class GrpcSource:
                 timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from exc
+            raise await self.channels.error_async(exc) from exc
 
     async def whoami(self, token: str) -> Principal:
         reply = await self._call(token, self._get_stub().WhoAmI, pb.WhoAmIRequest())

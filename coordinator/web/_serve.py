@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class UiServer:
     task: asyncio.Task[None]
     host: str
     port: int
+    https: bool = False
 
     @property
     def address(self) -> str:
@@ -39,7 +41,7 @@ class UiServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.https else 'http'}://{host}:{self.port}"
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         self.server.should_exit = True
@@ -52,9 +54,12 @@ class UiServer:
                 await self.task
 
 
-async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
+async def serve_ui(
+    app: ASGIApp, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> UiServer:
     """Start serving ``app`` on ``host:port`` (port 0 picks a free one) and return once it is
-    accepting connections. Raises ``OSError`` when the address cannot be bound."""
+    accepting connections; over HTTPS with ``ssl_context``. Raises ``OSError`` when the address
+    cannot be bound."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -65,6 +70,11 @@ async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
         server_header=False,
         proxy_headers=False,
     )
+    if ssl_context is not None:
+        # Our own context, not uvicorn's files: it hands every handshake the newest certificate
+        # (coordinator.tls), so a replaced certificate is served without a restart.
+        config.load()
+        config.ssl = ssl_context
     server = _EmbeddedServer(config)
     # Bind here, not in uvicorn: uvicorn answers a bind error with sys.exit(), which would take
     # the whole coordinator down from inside a task.
@@ -81,7 +91,7 @@ async def serve_ui(app: ASGIApp, host: str, port: int) -> UiServer:
             raise OSError(f"the UI could not start on {host}:{bound_port}") from task.exception()
         await asyncio.sleep(0.01)
     logger.info("ui listening", extra={"address": f"{host}:{bound_port}"})
-    return UiServer(server=server, task=task, host=host, port=bound_port)
+    return UiServer(server=server, task=task, host=host, port=bound_port, https=ssl_context is not None)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

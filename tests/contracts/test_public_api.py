@@ -30,6 +30,7 @@ EXPECTED = [
     "RetryPolicy",
     "StepSpec",
     "Timeouts",
+    "TlsError",
     "Trigger",
     "UnauthenticatedError",
     "UnreachableError",

@@ -9,6 +9,9 @@ proc.kill9(); proc.restart()          # same DB, same port
 proc.cli("runs", "list", token=token) # the CLI against it
 proc.stop()
 
+Over TLS: ``CoordinatorProcess.start(home, *certs.server_args(), client_env=certs.client_env())``
+(``tests/support/tls.py``): ``client``, ``cli`` and ``env`` then dial it with those ACCORD_TLS_*.
+
 Several at once (replicas on one database, each with its own home): ``spawn`` each, then
 ``wait_started`` each. ``admin_token`` is read from the home's admin.token, which only the
 coordinator that created the token writes ("" where there is none).
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.channels import TlsSettings
 from coordinator.client import AsyncClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +49,10 @@ FLAG_VARIABLES = (
     "ACCORD_LOG_FORMAT",
     "ACCORD_UI",
     "ACCORD_SPAN_RETENTION",
+    "ACCORD_TLS_CERT",
+    "ACCORD_TLS_KEY",
+    "ACCORD_TLS_CLIENT_CA",
+    "ACCORD_INSECURE",
 )
 
 
@@ -65,17 +73,36 @@ class CoordinatorProcess:
     admin_token: str = ""
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # The ACCORD_TLS_* variables of this coordinator's clients in the test (``client``, ``cli``).
+    client_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, home: Path, *extra_args: str, env: dict[str, str] | None = None) -> CoordinatorProcess:
-        instance = cls.spawn(home, *extra_args, env=env)
+    def start(
+        cls,
+        home: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        client_env: dict[str, str] | None = None,
+    ) -> CoordinatorProcess:
+        instance = cls.spawn(home, *extra_args, env=env, client_env=client_env)
         instance.wait_started()
         return instance
 
     @classmethod
-    def spawn(cls, home: Path, *extra_args: str, env: dict[str, str] | None = None) -> CoordinatorProcess:
+    def spawn(
+        cls,
+        home: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        client_env: dict[str, str] | None = None,
+    ) -> CoordinatorProcess:
         """Start the process without waiting for it to serve (``wait_started``)."""
-        instance = cls(home=home, extra_args=list(extra_args), extra_env=dict(env or {}))
+        instance = cls(
+            home=home,
+            extra_args=list(extra_args),
+            extra_env=dict(env or {}),
+            client_env=dict(client_env or {}),
+        )
         instance._spawn()
         return instance
 
@@ -84,7 +111,12 @@ class CoordinatorProcess:
         return self.home / "coordinator.db"
 
     def env(self, token: str | None = None) -> dict[str, str]:
-        env = {**os.environ, "ACCORD_HOME": str(self.home), "ACCORD_COORDINATOR": self.address}
+        env = {
+            **os.environ,
+            "ACCORD_HOME": str(self.home),
+            "ACCORD_COORDINATOR": self.address,
+            **self.client_env,
+        }
         env.pop("ACCORD_TOKEN", None)
         if token is not None:
             env["ACCORD_TOKEN"] = token
@@ -162,7 +194,8 @@ class CoordinatorProcess:
 
     def client(self, token: str | None = None) -> AsyncClient:
         """An AsyncClient with ``token`` (default: the admin token). Use ``async with``."""
-        return AsyncClient(self.address, self.admin_token if token is None else token)
+        tls = TlsSettings.from_env(self.client_env) if self.client_env else None
+        return AsyncClient(self.address, self.admin_token if token is None else token, tls=tls)
 
     async def create_team(self, name: str) -> str:
         async with self.client() as client:

@@ -130,6 +130,18 @@ export function jsonBlock(value) {
   return pre;
 }
 
-export function onlyInternalPath(next) {
-  return typeof next === "string" && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/runs";
+// Where to go after signing in: ``next`` only if the browser's own URL parser puts it on this
+// origin, else /runs. A check of the text misses what the parser does to it: it drops tabs and
+// newlines and reads "\\" as "/", so "/\t/evil.example" is "//evil.example", another origin.
+// The answer is the parsed absolute URL, never the path alone, which would be parsed again
+// ("/.//evil.example" has the path "//evil.example").
+export function sameOriginUrl(next, origin = location.origin) {
+  if (typeof next !== "string" || !next.startsWith("/")) return new URL("/runs", origin).href;
+  let url;
+  try {
+    url = new URL(next, origin);
+  } catch {
+    return new URL("/runs", origin).href;
+  }
+  return url.origin === origin ? url.href : new URL("/runs", origin).href;
 }

@@ -1,9 +1,9 @@
 import { api, ApiError } from "../api.js";
-import { onlyInternalPath } from "../dom.js";
+import { sameOriginUrl } from "../dom.js";
 
 const form = document.getElementById("signin-form");
 const error = document.getElementById("signin-error");
-const next = onlyInternalPath(new URLSearchParams(location.search).get("next"));
+const next = sameOriginUrl(new URLSearchParams(location.search).get("next"));
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
