@@ -247,7 +247,8 @@ class PostgresStore:
         # A server gone without a word (a broken network) is found out by the OS in seconds,
         # not the many minutes of TCP's own retransmissions, unless the URL says otherwise.
         for key, value in _TCP_DEFAULTS.items():
-            if key not in params:
+            # tcp_user_timeout came with libpq 12; an older one would refuse to connect at all.
+            if key not in params and (key != "tcp_user_timeout" or psycopg.pq.version() >= 120000):
                 self._connect_kwargs[key] = value
         self._pool_or_none: AsyncConnectionPool[_Conn] | None = None
         self._reach = Reachability(self._where, self._probe, budget_s=retry_budget_s, on_back=self._reconnect)
