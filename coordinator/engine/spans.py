@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 
+from contracts.errors import UnreachableError
 from coordinator.store.base import Store
 from coordinator.store.records import (
     ATTEMPT_SUCCEEDED,
@@ -27,6 +28,9 @@ from coordinator.store.records import (
 from coordinator.telemetry.sink import SpanSink
 
 logger = logging.getLogger(__name__)
+
+# Spans kept for a later flush while the store cannot be reached; past that, new batches are dropped.
+_KEEP_WHILE_UNREACHABLE = 10_000
 
 
 class StoreSpanSink:
@@ -186,6 +190,12 @@ class SpanBuffer:
             return
         try:
             await self._sink.emit(batch)
+        except UnreachableError as exc:  # the store is away (it logs that once): keep them, bounded
+            if len(self._pending) + len(batch) <= _KEEP_WHILE_UNREACHABLE:
+                self._pending[:0] = batch
+                self._wake.set()
+            else:
+                logger.warning("%d spans dropped: %s", len(batch), exc)
         except Exception:
             logger.exception("span sink failed; %d spans dropped", len(batch))
 
