@@ -235,7 +235,9 @@ def new_store(config: CoordinatorConfig) -> Store:
         # Imported only here: psycopg is the optional ``postgres`` extra.
         from coordinator.store.postgres import PostgresStore
 
-        return PostgresStore(config.store_url, pool_size=config.store_pool)
+        return PostgresStore(
+            config.store_url, pool_size=config.store_pool, retry_budget_s=config.store_retry_s
+        )
     return SqliteStore(config.database)
 
 

@@ -18,7 +18,13 @@ import typer
 
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
-from coordinator.config import DEFAULT_LISTEN, DEFAULT_STORE_POOL, CoordinatorConfig, accord_home
+from coordinator.config import (
+    DEFAULT_LISTEN,
+    DEFAULT_STORE_POOL,
+    DEFAULT_STORE_RETRY,
+    CoordinatorConfig,
+    accord_home,
+)
 
 if TYPE_CHECKING:
     from coordinator.server import Coordinator, ServerHook
@@ -210,6 +216,17 @@ def start(
             envvar=_env("store-pool"), min=1, help="PostgreSQL: connections per coordinator at the most."
         ),
     ] = DEFAULT_STORE_POOL,
+    store_retry: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("store-retry"),
+            help=(
+                "PostgreSQL: while it cannot be reached, a call keeps trying this long (e.g. 30s, 5s)"
+                " before it is answered UNAVAILABLE, so its client tries again or moves to another"
+                " coordinator; health is NOT_SERVING meanwhile."
+            ),
+        ),
+    ] = DEFAULT_STORE_RETRY,
     log_level: Annotated[
         str, typer.Option(envvar=_env("log-level"), help="debug, info, warning, error.")
     ] = "info",
@@ -248,12 +265,16 @@ def start(
     _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
     if ui.strip().lower() not in ("", "off", "none", "no", "false", "0"):  # web.hook.DISABLED
         _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
+    store_retry_s = parse_duration(store_retry, what="--store-retry")
+    if store_retry_s <= 0:
+        raise fail(f"--store-retry {store_retry!r}: give a duration above 0, e.g. 30s")
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
         db_path=db_path,
         store_url=store_url,
         store_pool=store_pool,
+        store_retry_s=store_retry_s,
         log_level=log_level,
         log_format=log_format,
         ui_listen=ui,

@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How long one operation keeps trying while PostgreSQL cannot be reached, before it fails with
-# UnreachableError (the caller, an agent or the CLI, then retries or moves to another coordinator).
+# UnreachableError (the caller, an agent or the CLI, then retries or moves to another coordinator);
+# ``--store-retry`` sets it.
 RETRY_BUDGET_S = 30.0
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
