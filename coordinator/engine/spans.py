@@ -169,6 +169,7 @@ class SpanBuffer:
         self._pending: list[SpanRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._store_away = False  # the last write found the store unreachable
 
     def add(self, records: list[SpanRecord]) -> None:
         self._pending.extend(records)
@@ -190,7 +191,12 @@ class SpanBuffer:
             return
         try:
             await self._sink.emit(batch)
+            self._store_away = False
+        except asyncio.CancelledError:
+            self._pending[:0] = batch  # stopped while writing: ``stop`` tries once more
+            raise
         except UnreachableError as exc:  # the store is away (it logs that once): keep them, bounded
+            self._store_away = True
             if len(self._pending) + len(batch) <= _KEEP_WHILE_UNREACHABLE:
                 self._pending[:0] = batch
                 self._wake.set()
@@ -206,4 +212,8 @@ class SpanBuffer:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._store_away and self._pending:
+            # Waiting for the store would hold the shutdown up for as long as a call may wait.
+            logger.warning("%d spans not written: the store cannot be reached", len(self._pending))
+            return
         await self.flush()

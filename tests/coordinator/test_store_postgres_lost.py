@@ -14,9 +14,11 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from contracts.errors import UnreachableError
+from coordinator.engine.spans import SpanBuffer
 from coordinator.store.pg_retry import lost_connection
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.records import Changes
+from coordinator.store.records import Changes, SpanRecord
+from coordinator.telemetry.sink import TelemetrySink
 from tests.coordinator.store_conformance import run_record
 from tests.support.postgres import TestDatabase
 from tests.support.tcp_proxy import TcpProxy
@@ -179,3 +181,47 @@ async def test_a_constraint_error_is_not_retried(store: PostgresStore, proxy: Tc
     with pytest.raises(psycopg.errors.NotNullViolation):
         await store.set_setting("k2", None)  # type: ignore[arg-type]
     assert proxy.accepted == accepted  # no new connection: it did not try again
+
+
+class _Counting:
+    """The real span sink, counting the writes refused because PostgreSQL was away."""
+
+    def __init__(self, sink: TelemetrySink) -> None:
+        self.sink = sink
+        self.refused = 0
+
+    async def emit(self, records: list[SpanRecord]) -> None:
+        try:
+            await self.sink.emit(records)
+        except UnreachableError:
+            self.refused += 1
+            raise
+
+
+async def test_spans_made_while_postgresql_is_away_are_written_once_it_is_back(
+    pg_database: TestDatabase, proxy: TcpProxy
+) -> None:
+    store = PostgresStore(_via(pg_database.schema_url(), proxy), pool_size=2, retry_budget_s=0.2)
+    await store.open()
+    sink = _Counting(TelemetrySink(store))
+    buffer = SpanBuffer(sink, interval_s=0.01)
+    buffer.start()
+    try:
+        proxy.cut()
+        span = SpanRecord(
+            trace_id="c" * 32, span_id="d" * 16, parent_span_id="", name="run", start_ns=1, end_ns=2
+        )
+        buffer.add([span])
+        await wait_until(lambda: sink.refused >= 2, "the buffer tries to write the span, and again")
+        proxy.restore()
+        await wait_until(lambda: _stored(store, span.trace_id), "the span is written once PostgreSQL is back")
+    finally:
+        await buffer.stop()
+        await store.close()
+
+
+async def _stored(store: PostgresStore, trace_id: str) -> bool:
+    try:
+        return bool(await store.spans_for_trace(trace_id))
+    except UnreachableError:
+        return False
