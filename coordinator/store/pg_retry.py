@@ -157,8 +157,10 @@ class Reachability:
             return result
 
     def unreachable(self, exc: BaseException) -> UnreachableError:
-        # The probe's reason ("Connection refused") says more than the pool's timeout.
-        why = self._last_reason if isinstance(exc, PoolTimeout) and self._last_reason else reason(exc)
+        # While the probe finds it gone, its reason ("Connection refused") says more than the
+        # pool's timeout.
+        away = isinstance(exc, PoolTimeout) and not self._available and self._last_reason
+        why = self._last_reason if away else reason(exc)
         return UnreachableError(
             f"PostgreSQL at {self.where} is unreachable ({why}); the coordinator keeps trying to"
             " reach it: try again, or another coordinator"
