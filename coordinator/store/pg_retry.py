@@ -113,6 +113,7 @@ class Reachability:
         self._probing: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bool], None]] = []
         self._last_reason = ""
+        self._closed = False
 
     @property
     def available(self) -> bool:
@@ -123,6 +124,7 @@ class Reachability:
         self._listeners.append(listener)
 
     async def close(self) -> None:
+        self._closed = True
         if self._probing is not None:
             self._probing.cancel()
             await asyncio.gather(self._probing, return_exceptions=True)
@@ -170,7 +172,7 @@ class Reachability:
         """An operation lost its connection: have the probe find out whether the server is gone."""
         if not isinstance(exc, PoolTimeout):  # the probe's reason says more than a timeout
             self._last_reason = reason(exc)
-        if self._probing is None or self._probing.done():
+        if not self._closed and (self._probing is None or self._probing.done()):
             self._probing = asyncio.get_running_loop().create_task(self._probe_until_back(), name="pg-probe")
 
     def succeeded(self) -> None:
@@ -180,15 +182,19 @@ class Reachability:
 
     async def _probe_until_back(self) -> None:
         delay = BACKOFF_FIRST_S
+        first = True
         while True:
             try:
                 await self._probe()
             except Exception as exc:
-                # Lost, or it answers but refuses (a password changed, the database dropped):
-                # unusable either way, and the line logged says why.
+                # Lost, or it answers but refuses new sessions (a password changed, the database
+                # dropped): unusable either way, and the line logged says why.
                 self._last_reason = reason(exc)
                 if self._available:
+                    if not first:
+                        return  # an operation found it there meanwhile (on a connection it had)
                     self._mark(False)
+                first = False
                 await asyncio.sleep(_jitter(delay))
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
