@@ -8,6 +8,9 @@ from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_STORE_POOL = 10
+# How long a call keeps trying while PostgreSQL cannot be reached before it is answered
+# UNAVAILABLE (coordinator/store/pg_retry.py).
+DEFAULT_STORE_RETRY = "30s"
 
 
 def accord_home() -> Path:
@@ -57,6 +60,7 @@ class CoordinatorConfig:
     # the SQLite store at ``database``.
     store_url: str = ""
     store_pool: int = DEFAULT_STORE_POOL  # connections to PostgreSQL at the most
+    store_retry_s: float = 30.0  # --store-retry: a call's retries while PostgreSQL is unreachable
     log_level: str = "INFO"
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled

@@ -28,6 +28,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_p
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+from contracts.errors import UnreachableError
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
@@ -38,7 +39,7 @@ from coordinator.events import InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
-from coordinator.store.base import Store
+from coordinator.store.base import ReportsReachability, Store
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
@@ -70,12 +71,17 @@ class Coordinator:
     ui_address: str = ""
     # the TLS files (--tls-cert ...), read again when they change; None: plaintext
     certificates: CertificateFiles | None = None
+    # False while the store's database cannot be reached (gRPC health: NOT_SERVING)
+    store_reachable: bool = True
 
     async def start(self) -> str:
         config = self.config
         config.home.mkdir(parents=True, exist_ok=True)
         self.store = self.store or new_store(config)
         await self.store.open()
+        self._health_updates: set[asyncio.Task[None]] = set()
+        if isinstance(self.store, ReportsReachability):
+            self.store.subscribe_reachability(self._store_reachability)
         self.authority = TokenAuthority()
         self.teams = Teams(self.store, self.authority)
         token = await self.teams.load()
@@ -149,8 +155,8 @@ class Coordinator:
         await server.start()
         self.server = server
         # "" is the server as a whole; each service by its full name too (grpc_health_probe -service).
-        for name in ["", *service_names]:
-            await _set_health(self.health, name, True)
+        self._health_names = ["", *service_names]
+        await self._update_health()
         # The telemetry hook's closer is kept apart: it must run after the engine's last spans.
         self._telemetry_closer = await self.telemetry.start(self)
         self._closers: list[Closer] = [self._start_refresh()]
@@ -165,6 +171,23 @@ class Coordinator:
             state["tls"] = True
         _write_atomic(config.state_file, json.dumps(state) + "\n")
         return self.address
+
+    def _store_reachability(self, reachable: bool) -> None:
+        """The store lost its database, or has it again (it logs that itself): health follows,
+        and agents get a heartbeat period from now before a lease they could not renew meanwhile
+        is held against them."""
+        self.store_reachable = reachable
+        if reachable and hasattr(self, "engine"):
+            self.engine.store_reachable_again()
+        if hasattr(self, "_health_names"):
+            task = asyncio.get_running_loop().create_task(self._update_health(), name="health")
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _update_health(self) -> None:
+        # Always the latest state, however the updates interleave.
+        for name in self._health_names:
+            await _set_health(self.health, name, self.store_reachable)
 
     def _start_refresh(self) -> Closer:
         task = asyncio.create_task(
@@ -210,6 +233,8 @@ async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
             for agent in await coordinator.store.list_agents():  # type: ignore[union-attr]
                 if coordinator.dispatcher.agent(agent.agent_id) != agent:
                     coordinator.dispatcher.register_agent(agent, seen=False)
+        except UnreachableError as exc:  # the store logs the outage once; this tries again
+            logger.debug("reading the shared caches again failed: %s", exc)
         except Exception:
             logger.exception("reading the shared caches again failed; trying again in %.1fs", every_s)
 
@@ -220,7 +245,9 @@ def new_store(config: CoordinatorConfig) -> Store:
         # Imported only here: psycopg is the optional ``postgres`` extra.
         from coordinator.store.postgres import PostgresStore
 
-        return PostgresStore(config.store_url, pool_size=config.store_pool)
+        return PostgresStore(
+            config.store_url, pool_size=config.store_pool, retry_budget_s=config.store_retry_s
+        )
     return SqliteStore(config.database)
 
 
@@ -259,6 +286,11 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # psycopg and its pool warn once per connection they lose or fail to make, many times while
+    # PostgreSQL is away; the store says so itself, once (coordinator/store/pg_retry.py).
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
+    for name in ("psycopg", "psycopg.pool"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 async def serve(

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from contracts.errors import UnreachableError
 from coordinator.principal import Principal
 from coordinator.tokens import TokenAuthority
 
@@ -67,6 +68,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._rereading = asyncio.ensure_future(self._reread())
         try:
             await asyncio.shield(self._rereading)
+        except UnreachableError:
+            raise  # not known here, and the store cannot say: the caller tries again
         except Exception:
             return None
         return self._authority.authenticate(token)
@@ -90,7 +93,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     grpc.StatusCode.UNAUTHENTICATED,
                     "missing token: set ACCORD_TOKEN (metadata 'authorization: Bearer <token>')",
                 )
-            principal = authority.authenticate(token) or await known_after_reread(token)
+            try:
+                principal = authority.authenticate(token) or await known_after_reread(token)
+            except UnreachableError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             if principal is None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
             assert principal is not None

@@ -22,6 +22,7 @@ from coordinator.cli._output import command, fail
 from coordinator.config import (
     DEFAULT_LISTEN,
     DEFAULT_STORE_POOL,
+    DEFAULT_STORE_RETRY,
     CoordinatorConfig,
     EngineSettings,
     ServerTlsFiles,
@@ -282,6 +283,17 @@ def start(
             ),
         ),
     ] = EngineSettings.replica_poll_s,
+    store_retry: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("store-retry"),
+            help=(
+                "PostgreSQL: while it cannot be reached, a call keeps trying this long (e.g. 30s, 5s)"
+                " before it is answered UNAVAILABLE, so its client tries again or moves to another"
+                " coordinator; health is NOT_SERVING meanwhile."
+            ),
+        ),
+    ] = DEFAULT_STORE_RETRY,
     log_level: Annotated[
         str, typer.Option(envvar=_env("log-level"), help="debug, info, warning, error.")
     ] = "info",
@@ -358,12 +370,16 @@ def start(
     if ui_on:
         _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
     tls = _server_tls(tls_cert, tls_key, tls_client_ca)
+    store_retry_s = parse_duration(store_retry, what="--store-retry")
+    if store_retry_s <= 0:
+        raise fail(f"--store-retry {store_retry!r}: give a duration above 0, e.g. 30s")
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
         db_path=db_path,
         store_url=store_url,
         store_pool=store_pool,
+        store_retry_s=store_retry_s,
         log_level=log_level,
         log_format=log_format,
         ui_listen=ui,

@@ -204,6 +204,12 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def store_reachable_again(self) -> None:
+        """The store's database was unreachable and answers again: heartbeats sent meanwhile
+        were refused, so, as after a restart, a lease due now is extended by one heartbeat period
+        from now rather than held against its agent (``_fire``)."""
+        self._started_ms = now_ms()
+
     async def stop(self) -> None:
         await self._timers.stop()
         for task in list(self._background):
@@ -979,8 +985,9 @@ class Engine:
 
     async def _fire(self, timer: TimerRecord) -> None:
         if timer.kind == TIMER_LEASE:
-            # Agents that outlived a restart of the coordinators get one heartbeat period from
-            # it: a lease due while no coordinator ran to take heartbeats is not held against them.
+            # Agents that outlived a restart of the coordinators (or an outage of the store) get
+            # one heartbeat period from it: a lease due while no coordinator could take
+            # heartbeats is not held against them.
             state = await self._state_or_none(timer.run_id)
             attempt = state.attempts.get(timer.key) if state is not None else None
             if state is not None and attempt is not None and attempt.status == ATTEMPT_RUNNING:

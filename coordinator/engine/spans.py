@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 
+from contracts.errors import UnreachableError
 from coordinator.store.base import Store
 from coordinator.store.records import (
     ATTEMPT_SUCCEEDED,
@@ -27,6 +28,9 @@ from coordinator.store.records import (
 from coordinator.telemetry.sink import SpanSink
 
 logger = logging.getLogger(__name__)
+
+# Spans kept for a later flush while the store cannot be reached; past that, new batches are dropped.
+_KEEP_WHILE_UNREACHABLE = 10_000
 
 
 class StoreSpanSink:
@@ -165,6 +169,7 @@ class SpanBuffer:
         self._pending: list[SpanRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._store_away = False  # the last write found the store unreachable
 
     def add(self, records: list[SpanRecord]) -> None:
         self._pending.extend(records)
@@ -186,6 +191,17 @@ class SpanBuffer:
             return
         try:
             await self._sink.emit(batch)
+            self._store_away = False
+        except asyncio.CancelledError:
+            self._pending[:0] = batch  # stopped while writing: ``stop`` tries once more
+            raise
+        except UnreachableError as exc:  # the store is away (it logs that once): keep them, bounded
+            self._store_away = True
+            if len(self._pending) + len(batch) <= _KEEP_WHILE_UNREACHABLE:
+                self._pending[:0] = batch
+                self._wake.set()
+            else:
+                logger.warning("%d spans dropped: %s", len(batch), exc)
         except Exception:
             logger.exception("span sink failed; %d spans dropped", len(batch))
 
@@ -196,4 +212,8 @@ class SpanBuffer:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._store_away and self._pending:
+            # Waiting for the store would hold the shutdown up for as long as a call may wait.
+            logger.warning("%d spans not written: the store cannot be reached", len(self._pending))
+            return
         await self.flush()

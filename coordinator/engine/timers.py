@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from contracts.errors import UnreachableError
 from coordinator.store.base import Store
 from coordinator.store.records import TimerRecord
 
@@ -75,6 +76,9 @@ class TimerProcessor:
                     next_due = await self._store.next_timer_due()
             except asyncio.CancelledError:
                 raise
+            except UnreachableError as exc:  # the store logs the outage once; look again later
+                logger.debug("the timer processor cannot reach the store: %s", exc)
+                next_due = None
             except Exception:
                 logger.exception("the timer processor failed; trying again in %.1fs", self._poll_s)
                 next_due = None
@@ -97,6 +101,8 @@ class TimerProcessor:
             await self._fire(timer)
         except asyncio.CancelledError:
             raise
+        except UnreachableError as exc:  # the store logs the outage once
+            logger.debug("timer %s %s fires again once its claim runs out: %s", timer.kind, timer.key, exc)
         except Exception:
             logger.exception(
                 "timer %s %s failed; it fires again once its claim runs out", timer.kind, timer.key

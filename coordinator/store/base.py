@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store.records import (
@@ -218,3 +218,12 @@ class Store(Protocol):
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
     async def prune_spans(self, before_ns: int) -> int:
         """Delete spans that ended before ``before_ns``; returns how many."""
+
+
+@runtime_checkable
+class ReportsReachability(Protocol):
+    """A store whose database can go away while it is open (PostgreSQL; not the SQLite file)."""
+
+    def subscribe_reachability(self, listener: Callable[[bool], None]) -> None:
+        """``listener(False)`` when the database is found unreachable, ``listener(True)`` when it
+        answers again; called in the event loop, once per change."""

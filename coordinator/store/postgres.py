@@ -35,8 +35,7 @@ import re
 import secrets
 import select
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -51,6 +50,14 @@ from contracts.errors import FailedPreconditionError, UnreachableError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.base import StoreHint
+from coordinator.store.pg_retry import (
+    RETRY_BUDGET_S,
+    STAMP_SQL,
+    Reachability,
+    Stamp,
+    lost_connection,
+    transaction_outcome,
+)
 from coordinator.store.records import (
     TIMER_LEASE,
     AgentRecord,
@@ -80,6 +87,19 @@ DEFAULT_POOL_SIZE = 10
 # Seconds to wait for a connection when the URL (or PGCONNECT_TIMEOUT) does not say: libpq alone
 # would wait for the operating system's TCP timeout (minutes) on a host that drops packets.
 DEFAULT_CONNECT_TIMEOUT_S = 10
+# libpq's TCP settings unless the URL gives them: keepalives find a dead peer of an idle
+# connection in about 30 s, tcp_user_timeout (Linux) fails a connection whose sent data stays
+# unacknowledged for 15 s, where TCP's own retransmissions would take many minutes.
+_TCP_DEFAULTS = {
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+# Seconds the pool keeps trying to make a connection (to replace a lost one, or to grow) before
+# it gives up until asked again (see ``open``).
+_RECONNECT_TIMEOUT_S = 0.5
 # The advisory lock that one process holds while it migrates a schema: (this, hash of the schema).
 _MIGRATION_LOCK = 0x41434344  # "ACCD"
 # The advisory lock (this, hash of the schema) that deletes of several UI sessions take, for the
@@ -244,9 +264,12 @@ class PostgresStore:
         *,
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+        retry_budget_s: float = RETRY_BUDGET_S,
     ) -> None:
         """``conninfo``: a libpq connection string or URL (it is checked here: a malformed one
-        raises ``psycopg.ProgrammingError``); ``pool_size``: connections at the most."""
+        raises ``psycopg.ProgrammingError``); ``pool_size``: connections at the most;
+        ``retry_budget_s``: how long an operation keeps trying while PostgreSQL cannot be reached
+        (``coordinator.store.pg_retry``)."""
         self._where = describe(conninfo)
         self._conninfo = conninfo
         self._pool_size = max(1, pool_size)
@@ -258,6 +281,12 @@ class PostgresStore:
         }
         if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
             self._connect_kwargs["connect_timeout"] = connect_timeout_s
+        # A server gone without a word (a broken network) is found out by the OS in seconds,
+        # not the many minutes of TCP's own retransmissions, unless the URL says otherwise.
+        for key, value in _TCP_DEFAULTS.items():
+            # tcp_user_timeout came with libpq 12; an older one would refuse to connect at all.
+            if key not in params and (key != "tcp_user_timeout" or psycopg.pq.version() >= 120000):
+                self._connect_kwargs[key] = value
         self._pool_or_none: AsyncConnectionPool[_Conn] | None = None
         # Hints: this process's mark on its own NOTIFYs, the schema's channel (set by ``open``),
         # and the listener that hands other processes' hints to ``subscribe``'s callback.
@@ -269,11 +298,17 @@ class PostgresStore:
         for key, value in _LISTENER_KEEPALIVES.items():
             if key not in params:
                 self._listen_kwargs[key] = value
+        self._reach = Reachability(self._where, self._probe, budget_s=retry_budget_s, on_back=self._reconnect)
 
     @property
     def where(self) -> str:
         """``HOST:PORT/DATABASE`` of the database, without credentials."""
         return self._where
+
+    def subscribe_reachability(self, listener: Callable[[bool], None]) -> None:
+        """``listener(False)`` when PostgreSQL is found unreachable while the store is open,
+        ``listener(True)`` when it answers again (``coordinator.store.pg_retry``)."""
+        self._reach.subscribe(listener)
 
     # ---------- lifecycle ----------
 
@@ -302,7 +337,12 @@ class PostgresStore:
             min_size=min(2, self._pool_size),
             max_size=self._pool_size,
             kwargs=self._connect_kwargs,
-            check=_still_open,
+            check=self._still_open,
+            # A connection that cannot be made again is given up soon: the pool makes new ones
+            # when asked (an operation tried again), instead of after a backoff of its own that
+            # grows to minutes while PostgreSQL is away.
+            reconnect_timeout=_RECONNECT_TIMEOUT_S,
+            reconnect_failed=self._cannot_connect,
             open=False,
             name="accord-store",
         )
@@ -363,6 +403,7 @@ class PostgresStore:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+        await self._reach.close()
         if self._pool_or_none is not None:
             await self._pool_or_none.close()
             self._pool_or_none = None
@@ -401,6 +442,8 @@ class PostgresStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # psycopg.Error, OSError: the connection is gone
+                if lost_connection(exc):
+                    self._reach.failed(exc)  # is PostgreSQL itself gone? (health, one log line)
                 if not lost:
                     logger.warning(
                         "lost the connection that brings hints from other coordinators (%s: %s);"
@@ -489,31 +532,100 @@ class PostgresStore:
         return self._pool_or_none
 
     async def _rows(self, sql: str, args: Any = None) -> list[TupleRow]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(sql, args)
-            return await cursor.fetchall()
+        async def rows(wait_s: float) -> list[TupleRow]:
+            async with self._pool.connection(wait_s) as conn:
+                cursor = await conn.execute(sql, args)
+                return await cursor.fetchall()
+
+        return await self._reach.retry(rows)
 
     async def _dicts(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(sql, args)
-            return await cursor.fetchall()
+        async def dicts(wait_s: float) -> list[dict[str, Any]]:
+            async with self._pool.connection(wait_s) as conn:
+                cursor = conn.cursor(row_factory=dict_row)
+                await cursor.execute(sql, args)
+                return await cursor.fetchall()
+
+        return await self._reach.retry(dicts)
 
     async def _one(self, sql: str, args: Any = None) -> TupleRow | None:
         rows = await self._rows(sql, args)
         return rows[0] if rows else None
 
     async def _execute(self, sql: str, args: Any = None) -> int:
-        """One statement in its own transaction; the number of rows it changed."""
-        async with self._pool.connection() as conn:
-            return (await conn.execute(sql, args)).rowcount
+        """One statement in its own transaction; the number of rows it changed. Tried again after
+        a lost connection even if it did commit: only for statements that may run twice."""
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[_Conn]:
-        """A connection in a transaction: committed when the block ends, rolled back if it
-        raises."""
-        async with self._pool.connection() as conn, conn.transaction():
-            yield conn
+        async def execute(wait_s: float) -> int:
+            async with self._pool.connection(wait_s) as conn:
+                return (await conn.execute(sql, args)).rowcount
+
+        return await self._reach.retry(execute)
+
+    async def _still_open(self, conn: _Conn) -> None:
+        try:
+            await _still_open(conn)
+        except psycopg.OperationalError as exc:
+            self._reach.failed(exc)  # the server ended it: is the server itself going away?
+            raise
+
+    def _cannot_connect(self, pool: AsyncConnectionPool[_Conn]) -> None:
+        self._reach.failed(PoolTimeout(f"the pool could not connect for {_RECONNECT_TIMEOUT_S}s"))
+
+    async def _probe(self) -> None:
+        """Is PostgreSQL there? A new connection (not one of the pool's), one trivial statement."""
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
+
+    async def _reconnect(self) -> None:
+        """PostgreSQL is back: have the pool drop what it holds of before and connect anew now,
+        rather than when its own retries come round."""
+        if self._pool_or_none is not None:
+            await self._pool_or_none.check()
+
+    async def _write(self, body: Callable[[_Conn], Awaitable[T]], committed: T = None) -> T:  # type: ignore[assignment]
+        """Run ``body`` in one transaction (the connection in pipeline mode), tried again while
+        PostgreSQL cannot be reached; committed when it returns, rolled back if it raises. Returns
+        what ``body`` returned, or ``committed`` for a transaction whose COMMIT's answer was lost
+        and that did commit (what it returned is gone with the answer).
+
+        A transaction is never run twice: before its COMMIT goes out it learns its id
+        (``Stamp``); if the connection is lost after that, the server is asked what became of it
+        (``transaction_outcome``), and only one that was rolled back is run again."""
+        sent: Stamp | None = None  # a COMMIT that may have gone through
+
+        async def write(wait_s: float) -> T:
+            nonlocal sent
+            async with self._pool.connection(wait_s) as conn:
+                if sent is not None:
+                    did_commit = await transaction_outcome(conn, sent, self._reach.budget_s)
+                    logger.info(
+                        "the connection to %s was lost as transaction %d committed: it %s",
+                        self._where,
+                        sent.xid,
+                        "did commit" if did_commit else "was rolled back, and runs again",
+                    )
+                    if did_commit:
+                        return committed
+                    sent = None
+                stamp: Stamp | None = None
+                try:
+                    async with conn.pipeline(), conn.transaction():
+                        stamped = await conn.execute(STAMP_SQL)
+                        result = await body(conn)
+                        row = await stamped.fetchone()
+                        assert row is not None
+                        stamp = Stamp(int(row[0]), int(row[1]))
+                except Exception as exc:
+                    if stamp is not None and lost_connection(exc):
+                        sent = stamp
+                    raise
+                return result
+
+        return await self._reach.retry(write)
 
     # ---------- settings ----------
 
@@ -525,29 +637,35 @@ class PostgresStore:
         await self._execute(_upsert("settings", ("key", "value"), ("key",)), (key, value))
 
     async def set_setting_if_absent(self, key: str, value: str) -> str:
-        async with self._pool.connection() as conn:
-            # ON CONFLICT waits for a concurrent insert of the same key to end; the SELECT after
-            # it is a new statement, so its snapshot has the winner's row.
-            inserted = await conn.execute(
-                "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
-                " RETURNING value",
-                (key, value),
-            )
-            row = await inserted.fetchone()
-            if row is None:
-                row = await (
-                    await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
-                ).fetchone()
-            assert row is not None  # settings are never deleted
-            return str(row[0])
+        # Tried again after a lost connection as it is: a second try finds the first's row.
+        async def insert_or_read(wait_s: float) -> str:
+            async with self._pool.connection(wait_s) as conn:
+                # ON CONFLICT waits for a concurrent insert of the same key to end; the SELECT
+                # after it is a new statement, so its snapshot has the winner's row.
+                inserted = await conn.execute(
+                    "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+                    " RETURNING value",
+                    (key, value),
+                )
+                row = await inserted.fetchone()
+                if row is None:
+                    row = await (
+                        await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
+                    ).fetchone()
+                assert row is not None  # settings are never deleted
+                return str(row[0])
+
+        return await self._reach.retry(insert_or_read)
 
     # ---------- web UI sessions ----------
 
     async def create_ui_session(self, session: UiSessionRecord, keep: int) -> None:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> None:
             await conn.execute(_UI_SESSIONS_LOCK_SQL, (_UI_SESSIONS_LOCK,))
             await conn.execute(_UI_SESSION_INSERT, codec.ui_session_to_row(session))
             await conn.execute(_UI_SESSION_EVICT, (session.key, max(0, keep - 1)))
+
+        await self._write(write)
 
     async def get_ui_session(self, key: str) -> UiSessionRecord | None:
         rows = await self._dicts("SELECT * FROM ui_sessions WHERE key = %s", (key,))
@@ -561,18 +679,22 @@ class PostgresStore:
         return await self._execute("DELETE FROM ui_sessions WHERE key = %s", (key,)) > 0
 
     async def prune_ui_sessions(self, seen_before_ms: int, created_before_ms: int) -> int:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> int:
             await conn.execute(_UI_SESSIONS_LOCK_SQL, (_UI_SESSIONS_LOCK,))
             pruned = await conn.execute(
-                "DELETE FROM ui_sessions WHERE last_seen_ms < %s OR created_ms < %s",
+                "WITH gone AS (DELETE FROM ui_sessions WHERE last_seen_ms < %s OR created_ms < %s"
+                " RETURNING 1) SELECT count(*) FROM gone",
                 (seen_before_ms, created_before_ms),
             )
-            return pruned.rowcount
+            row = await pruned.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._write(write, committed=0)  # how many: gone with a lost answer
 
     # ---------- teams ----------
 
     async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> None:
             created = await conn.execute(
                 _insert("teams", codec.TEAM_COLUMNS) + " ON CONFLICT (name) DO NOTHING RETURNING name",
                 codec.team_to_row(team),
@@ -580,6 +702,8 @@ class PostgresStore:
             if await created.fetchone() is None:
                 raise KeyError(team.name)
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def get_team(self, name: str) -> TeamRecord | None:
         rows = await self._dicts("SELECT * FROM teams WHERE name = %s", (name,))
@@ -589,14 +713,16 @@ class PostgresStore:
         return [codec.team_from_row(r) for r in await self._dicts("SELECT * FROM teams ORDER BY name")]
 
     async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> None:
             await conn.execute("UPDATE teams SET token_hash = %s WHERE name = %s", (token_hash, name))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def set_team_defaults(
         self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
     ) -> bool:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> bool:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute("SELECT * FROM teams WHERE name = %s FOR UPDATE", (name,))
             row = await cursor.fetchone()
@@ -614,12 +740,16 @@ class PostgresStore:
                 await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
             return True
 
+        return await self._write(write, committed=True)
+
     # ---------- contracts ----------
 
     async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None:
-        async with self._transaction() as conn:
+        async def write(conn: _Conn) -> None:
             await conn.execute(_insert("contracts", codec.CONTRACT_COLUMNS), codec.contract_to_row(record))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def contract_versions(self, name: str) -> list[ContractRecord]:
         rows = await self._dicts("SELECT * FROM contracts WHERE name = %s ORDER BY vkey", (name,))
@@ -641,17 +771,20 @@ class PostgresStore:
         self, name: str, versions: list[str], deprecation: Deprecation | None, audit: AuditRecord
     ) -> None:
         value = codec.deprecation_text(deprecation)
-        async with self._transaction() as conn:
+
+        async def write(conn: _Conn) -> None:
             await conn.execute(
                 "UPDATE contracts SET deprecated_json = %s WHERE name = %s AND version = ANY(%s)",
                 (value, name, list(versions)),
             )
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
+        await self._write(write)
+
     # ---------- workflows ----------
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
-        async with self._transaction() as conn, conn.pipeline():
+        async def write(conn: _Conn) -> None:
             await conn.execute(_insert("workflows", codec.WORKFLOW_COLUMNS), codec.workflow_to_row(record))
             await conn.cursor().executemany(
                 "INSERT INTO workflow_contracts (workflow, version, contract) VALUES (%s, %s, %s)"
@@ -659,6 +792,8 @@ class PostgresStore:
                 [(record.name, record.version, name) for name in record.contracts],
             )
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def workflow_versions(self, name: str) -> list[WorkflowRecord]:
         rows = await self._dicts("SELECT * FROM workflows WHERE name = %s ORDER BY version", (name,))
@@ -680,13 +815,15 @@ class PostgresStore:
 
     async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
         row = codec.agent_to_row(agent)
-        async with self._transaction() as conn:
+
+        async def write(conn: _Conn) -> bool:
             # A new id is inserted here; of concurrent first registrations one inserts, the others
             # wait for it and find its row below (locked, so the comparison holds until commit).
             inserted = await conn.execute(
-                _insert("agents", codec.AGENT_COLUMNS) + " ON CONFLICT (agent_id) DO NOTHING", row
+                _insert("agents", codec.AGENT_COLUMNS) + " ON CONFLICT (agent_id) DO NOTHING RETURNING 1",
+                row,
             )
-            changed = inserted.rowcount == 1
+            changed = await inserted.fetchone() is not None  # (a fetch: the pipeline's results are in)
             if not changed:
                 cursor = conn.cursor(row_factory=dict_row)
                 await cursor.execute("SELECT * FROM agents WHERE agent_id = %s FOR UPDATE", (agent.agent_id,))
@@ -696,6 +833,8 @@ class PostgresStore:
             if changed and audit is not None:
                 await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
             return changed
+
+        return await self._write(write, committed=True)
 
     async def list_agents(self) -> list[AgentRecord]:
         return [codec.agent_from_row(r) for r in await self._dicts("SELECT * FROM agents")]
@@ -731,45 +870,42 @@ class PostgresStore:
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
-        async with self._pool.connection() as conn:
-            try:
-                async with conn.transaction():
-                    checks: list[Callable[[], Awaitable[None]]] = []
-                    async with conn.pipeline():
-                        for run_id in run_ids:
-                            checks.append(
-                                await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id))
-                            )
-                        for kind, key, due_ms in fired:
-                            checks.append(
-                                _fired(
-                                    await conn.execute(_TIMER_FIRE, (kind, key, due_ms)), kind, key, due_ms
-                                )
-                            )
-                        many = conn.cursor()
-                        for statement, params in (
-                            (_STEP_UPSERT, steps),
-                            (_ATTEMPT_UPSERT, attempts),
-                            (_AUDIT_INSERT, audit),
-                            (_EVENT_UPSERT, events),
-                            (_REQUEST_UPSERT, requests),
-                            (_TIMER_CLEAR, cleared),
-                            (_TIMER_SET, timers),
-                            (_OFFER_REMOVE, offers_removed),
-                            (_OFFER_ADD, offers_added),
-                        ):
-                            if params:
-                                await many.executemany(statement, params)
-                        if hint is not None:  # delivered only if the transaction commits
-                            await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, hint))
-                    # Every result is in: a refused check raises, and the transaction is rolled back.
-                    for check in checks:
-                        await check()
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-                # Two transitions waited on each other and PostgreSQL rolled this one back: it
-                # wrote nothing, and reading the run again and applying anew is the remedy, as
-                # for any lost race.
-                raise VersionConflict(f"the transition lost a race in PostgreSQL: {_reason(exc)}") from exc
+        async def write(conn: _Conn) -> None:
+            checks: list[Callable[[], Awaitable[None]]] = []
+            async with conn.pipeline():
+                for run_id in run_ids:
+                    checks.append(await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id)))
+                for kind, key, due_ms in fired:
+                    checks.append(
+                        _fired(await conn.execute(_TIMER_FIRE, (kind, key, due_ms)), kind, key, due_ms)
+                    )
+                many = conn.cursor()
+                for statement, params in (
+                    (_STEP_UPSERT, steps),
+                    (_ATTEMPT_UPSERT, attempts),
+                    (_AUDIT_INSERT, audit),
+                    (_EVENT_UPSERT, events),
+                    (_REQUEST_UPSERT, requests),
+                    (_TIMER_CLEAR, cleared),
+                    (_TIMER_SET, timers),
+                    (_OFFER_REMOVE, offers_removed),
+                    (_OFFER_ADD, offers_added),
+                ):
+                    if params:
+                        await many.executemany(statement, params)
+                if hint is not None:  # delivered only if the transaction commits
+                    await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, hint))
+            # Every result is in: a refused check raises, and the transaction is rolled back.
+            for check in checks:
+                await check()
+
+        try:
+            await self._write(write)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # Two transitions waited on each other and PostgreSQL rolled this one back: it
+            # wrote nothing, and reading the run again and applying anew is the remedy, as
+            # for any lost race.
+            raise VersionConflict(f"the transition lost a race in PostgreSQL: {_reason(exc)}") from exc
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._one(_RUN_SELECT + " WHERE run_id = %s", (run_id,))
@@ -880,7 +1016,10 @@ class PostgresStore:
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
-        await self._execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+        async def write(conn: _Conn) -> None:  # a transaction of its own: never two entries
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def list_audit(
         self,
@@ -909,8 +1048,11 @@ class PostgresStore:
         if not spans:
             return
         rows = sorted((codec.span_to_row(s) for s in spans), key=lambda r: r[:2])
-        async with self._transaction() as conn:
+
+        async def write(conn: _Conn) -> None:
             await conn.cursor().executemany(_SPAN_UPSERT, rows)
+
+        await self._write(write)
 
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:
         rows = await self._dicts("SELECT * FROM spans WHERE trace_id = %s ORDER BY start_ns", (trace_id,))

@@ -112,6 +112,21 @@ def test_start_with_a_store_of_an_unknown_kind_names_the_schemes(
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("soon", "--store-retry: 'soon' is not a duration"),
+        ("0s", "--store-retry '0s': give a duration above 0"),
+    ],
+)
+def test_start_with_a_store_retry_that_is_not_a_duration_is_refused(
+    tmp_path: Path, value: str, shown: str
+) -> None:
+    home = tmp_path / "home"
+    result = accord("coordinator", "start", "--store-retry", value, "--ui", "off", home=home)
+    _assert_usage_error(result, home, shown)
+
+
 def test_every_start_flag_has_an_environment_variable_of_its_name_shown_in_help(tmp_path: Path) -> None:
     from typer.main import get_command
 

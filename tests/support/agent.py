@@ -102,6 +102,7 @@ class TestAgent:
         self._workers: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.report_retries = 0  # completions and failures sent again after the coordinator did not answer
 
     @property
     def client(self) -> AsyncClient:
@@ -147,6 +148,7 @@ class TestAgent:
             except UnreachableError:
                 if self._stopping:
                     raise
+                self.report_retries += 1
                 await asyncio.sleep(0.05)
 
     async def _worker(self) -> None:
