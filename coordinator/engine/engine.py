@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.validation import validate_payload
 from contracts.versions import is_name
@@ -405,6 +405,8 @@ class Engine:
             try:
                 await self._store.hint_presence(self._dispatcher.presence(since))
                 since, failing = now, False
+            except UnreachableError:
+                pass  # the store says so itself, once; the next round tells what was missed
             except Exception as exc:
                 if not failing:
                     logger.warning("telling the other coordinators which agents poll here failed: %s", exc)

@@ -77,7 +77,7 @@ async def test_polls_arriving_together_take_different_offers_with_one_commit_eac
         await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": f"o-{n}"})
     before = store.applied
     assignments = await asyncio.gather(
-        *(engine.poll(PAYMENTS, "payments-1", [], wait_s=5) for _ in range(RUNS))
+        *(engine.poll(PAYMENTS, "payments-1", [], wait_s=30) for _ in range(RUNS))
     )
     taken = [a.attempt.attempt_id for a in assignments if a is not None]
     assert len(taken) == RUNS and len(set(taken)) == RUNS
