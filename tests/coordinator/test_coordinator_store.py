@@ -36,6 +36,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
 )
 from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
 from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
@@ -43,6 +44,14 @@ from tests.coordinator.store_conformance import FAR, attempt_record, run_record,
 ONE_PROCESS = (
     "SQLite serves one coordinator process; stop the other, use another --db, "
     "or use PostgreSQL for several coordinators"
+)
+
+
+# The schema version a database is at once every migration ran (numbers may have gaps).
+NEWEST = max(
+    int(f.name.split("_", 1)[0])
+    for f in resources.files("coordinator.store.migrations").iterdir()
+    if f.name.endswith(".sql")
 )
 
 
@@ -114,7 +123,7 @@ async def test_a_new_database_gets_every_migration_once(tmp_path: Path) -> None:
         await store.apply(Changes(timers_set=[TimerRecord(TIMER_RETRY, "r/s", "r", 5)]))
         await store.close()
     version, tables, indexes = _schema(db)
-    assert version == 3
+    assert version == NEWEST
     assert {"runs", "steps", "attempts", "timers", "offers"} <= tables
     assert {"runs_idempotency", "timers_due", "offers_queue"} <= indexes
     assert "runs_idem" not in indexes
@@ -165,7 +174,7 @@ async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_deci
             "r-new": 0,
         }
     version, _, indexes = _schema(db)
-    assert version == 3
+    assert version == NEWEST
     assert {"runs_active", "runs_created", "runs_idempotency"} <= indexes
 
 
@@ -280,6 +289,33 @@ async def test_an_idempotency_key_the_old_engine_gave_twice_stays_with_the_oldes
         await store.close()
 
 
+async def test_a_version_3_database_keeps_each_teams_token_as_its_default_token(tmp_path: Path) -> None:
+    """0005 moves teams.token_hash into the tokens table, named "default": the token a team had
+    keeps working, and the team keeps its defaults."""
+    db = tmp_path / "db.sqlite"
+    _migrations(db, "0001_init.sql", "0002_run_sampled.sql", "0003_durable_state.sql")
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            "INSERT INTO teams (name, token_hash, created_ms, retry_json) VALUES (?, ?, ?, ?)",
+            [("payments", "hash-p", 10, '{"max_attempts": 4}'), ("crm", "hash-c", 20, "{}")],
+        )
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await store.list_tokens() == [
+            TokenRecord("crm", "default", "hash-c", 20),
+            TokenRecord("payments", "default", "hash-p", 10),
+        ]
+        team = await store.get_team("payments")
+        assert team is not None and team.created_ms == 10 and team.retry.max_attempts == 4
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as connection:
+        columns = [r[1] for r in connection.execute("PRAGMA table_info(teams)")]
+    assert columns == ["name", "created_ms", "retry_json", "timeouts_json"]
+    assert _schema(db)[0] == NEWEST
+
+
 # ---------- the writer ----------
 
 
@@ -289,10 +325,10 @@ async def test_concurrent_writes_are_all_durable_and_a_failing_job_does_not_undo
     store = SqliteStore(tmp_path / "db.sqlite")
     await store.open()
     audit = AuditRecord(1, "admin", "team.create", "x", "x")
-    await store.create_team(TeamRecord("dup", "h", 1), audit)
+    await store.create_team(TeamRecord("dup", 1), TokenRecord("dup", "default", "h", 1), audit)
     results = await asyncio.gather(
         *(store.apply(Changes(runs=[run_record(f"r{i}")])) for i in range(200)),
-        store.create_team(TeamRecord("dup", "h", 1), audit),  # fails: exists
+        store.create_team(TeamRecord("dup", 1), TokenRecord("dup", "default", "h2", 1), audit),  # exists
         return_exceptions=True,
     )
     assert isinstance(results[-1], KeyError)
