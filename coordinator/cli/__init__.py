@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
+    admin_cmd,
     agent_cmd,
     contract_offline,
     contract_online,
