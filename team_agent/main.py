@@ -47,29 +47,46 @@ def default_agent_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+class _TokenInUse:
+    """The token every call uses: the running agent's, which changes when its config, or the
+    secret file its token comes from, changes; before the agent exists, the one loaded at start."""
+
+    def __init__(self, loaded: str) -> None:
+        self._loaded = loaded
+        self.agent: Agent | None = None
+
+    def __call__(self) -> str:
+        return self.agent.config.token if self.agent is not None else self._loaded
+
+
 def start(options: StartOptions) -> None:
     """Check the config (raises FileProblemsError listing every problem), then run until
     SIGTERM/SIGINT."""
     loaded = load_config(options.config_path)
     redactor = Redactor(loaded.config.secret_values)
     configure_logging(options.log_level, options.log_format, redactor)
+    token = _TokenInUse(loaded.config.token)
     provider = build_tracer_provider(
         team=loaded.config.team,
         coordinator=loaded.config.coordinator,
-        token=loaded.config.token,
+        token=token,
         redactor=redactor,
         export=options.export_traces,
     )
     # Adapters a team ships may create their own child spans through the global API.
     trace.set_tracer_provider(provider)
     try:
-        asyncio.run(_serve(loaded, options, redactor, provider))
+        asyncio.run(_serve(loaded, options, redactor, provider, token))
     finally:
         provider.shutdown()
 
 
 async def _serve(
-    loaded: LoadedConfig, options: StartOptions, redactor: Redactor, provider: TracerProvider
+    loaded: LoadedConfig,
+    options: StartOptions,
+    redactor: Redactor,
+    provider: TracerProvider,
+    token: _TokenInUse,
 ) -> None:
     config = loaded.config
     agent_options = AgentOptions(
@@ -78,10 +95,7 @@ async def _serve(
         grace=options.grace,
         reload_interval=options.reload_interval,
     )
-    agent: Agent | None = None
-    client = GatewayClient(
-        config.coordinator, lambda: agent.config.token if agent else config.token, redactor
-    )
+    client = GatewayClient(config.coordinator, token, redactor)
     agent = Agent(
         loaded,
         config_path=options.config_path,
@@ -90,6 +104,7 @@ async def _serve(
         tracer=provider.get_tracer("team_agent"),
         redactor=redactor,
     )
+    token.agent = agent
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
