@@ -119,6 +119,52 @@ async def test_token_create_list_revoke_through_the_cli(coordinator: Coordinator
     assert again.returncode == 0, again.stderr
     assert await _who(coordinator, again.stdout.strip()) == ("payments", False)
 
+    # Each change is in the audit log, with the team, the actor and the intervention flag; the
+    # team reads its own entries.
+    async with coordinator.client(default) as client:
+        log = (await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
+    seen = [
+        (
+            e.action,
+            e.object,
+            e.owner_team,
+            e.actor,
+            e.platform_intervention,
+            json.loads(e.details_json or "{}"),
+        )
+        for e in log
+        if e.action.startswith(("team.", "token."))
+    ]
+    assert seen == [
+        ("team.create", "payments", "payments", "admin", False, {"token": "default"}),
+        (
+            "token.create",
+            "payments/token/ci",
+            "payments",
+            "payments",
+            False,
+            {"token": "ci", "expires_ms": ci_entry["expires_unix_ms"]},
+        ),
+        (
+            "token.create",
+            "payments/token/agent-eu",
+            "payments",
+            "admin",
+            True,
+            {"token": "agent-eu", "expires_ms": 0},
+        ),
+        ("token.revoke", "payments/token/ci", "payments", "payments", False, {"token": "ci"}),
+        (
+            "token.create",
+            "payments/token/ci",
+            "payments",
+            "payments",
+            False,
+            {"token": "ci", "expires_ms": 0},
+        ),
+    ]
+    _secrets_absent(str(log), default, ci, agent_eu)
+
 
 async def test_token_commands_refuse_clearly(coordinator: CoordinatorProcess) -> None:
     payments = await coordinator.create_team("payments")
@@ -196,6 +242,17 @@ async def test_rotate_token_keeps_the_old_one_for_the_grace_or_stops_it_at_once(
     assert "the previous token of team payments is refused from now on" in third.stderr
     assert "unknown or revoked token" in await _refusal(coordinator, second)
     assert await _who(coordinator, first) == ("payments", False)  # default-old lives on
+    async with coordinator.client() as client:
+        log = (await client.coordinator.ListAuditLog(pb.ListAuditLogRequest(team="payments"))).entries
+    rotations = [
+        (e.actor, e.platform_intervention, json.loads(e.details_json))
+        for e in log
+        if e.action == "team.rotate_token"
+    ]
+    assert rotations == [
+        ("payments", False, {"token": "default", "grace_s": 86400.0}),
+        ("admin", True, {"token": "default", "grace_s": 0.0}),
+    ]
     # Revoking default-old ends its grace early.
     revoked = await coordinator.acli("team", "token", "revoke", "default-old", "--team", "payments")
     assert revoked.returncode == 0, revoked.stderr
@@ -233,6 +290,11 @@ async def test_admin_rotate_token_writes_the_file_and_refuses_the_old_token(
     assert sorted(p.name for p in coordinator.home.iterdir() if "admin.token" in p.name) == ["admin.token"]
     assert "unknown or revoked token" in await _refusal(coordinator, old)
     assert await _who(coordinator, new) == ("", True)
+    async with coordinator.client(new) as client:
+        log = (await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
+    assert [(e.action, e.actor, e.owner_team, e.platform_intervention) for e in log] == [
+        ("admin.rotate_token", "admin", "", False)
+    ]
     # The CLI reads the new file on its own.
     teams = await coordinator.acli("team", "list")
     assert teams.returncode == 0, teams.stderr
