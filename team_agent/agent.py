@@ -61,6 +61,8 @@ DEFAULT_POLL_WAIT = 20.0
 MAX_DELIVERY_BACKOFF = 2.0
 MAX_REGISTER_BACKOFF = 2.0
 SHUTDOWN_DELIVERY_WAIT = 10.0
+# A running agent whose token is refused says so as an error at most this often (seconds).
+REFUSED_TOKEN_LOG_EVERY = 60.0
 
 
 @dataclass
@@ -142,6 +144,7 @@ class Agent:
         self._token_problem = ""  # the last problem re-reading the token, logged once
         self._token_check: asyncio.Task[bool] | None = None
         self._ever_registered = False
+        self._refusal_logged_at = -REFUSED_TOKEN_LOG_EVERY
         self._bindings: dict[str, _Binding] = {
             key: _Binding(loaded.config.bindings[key], adapter) for key, adapter in loaded.adapters.items()
         }
@@ -239,7 +242,13 @@ class Agent:
                 # or revoked; keep the tasks in hand and wait for the file to change.
                 if await self.check_token():
                     continue
-                logger.error(
+                # An error once a minute at the most, not at every retry.
+                now = time.monotonic()
+                loud = now - self._refusal_logged_at >= REFUSED_TOKEN_LOG_EVERY
+                if loud:
+                    self._refusal_logged_at = now
+                logger.log(
+                    logging.ERROR if loud else logging.DEBUG,
                     "the coordinator refuses this agent's token (%s): keeping %d running task(s) and"
                     " %d undelivered result(s), reading the token's secret again; retrying in %.1fs",
                     exc,
