@@ -33,8 +33,18 @@ ADMIN_TOKEN_SETTING = "admin_token_hash"
 DEFAULT_TOKEN = "default"
 
 
+# The longest expiry or grace period taken (about 100 years): beyond it, a time in ms would not
+# fit the store's 64-bit integers.
+_LONGEST_S = 100 * 365 * 86_400
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _check_span(seconds: float, what: str) -> None:
+    if not 0 <= seconds <= _LONGEST_S:
+        raise InvalidArgumentError(f"{what} must be between 0 and 100 years (e.g. 90d), not {seconds:g} s")
 
 
 class Teams:
@@ -147,8 +157,7 @@ class Teams:
                 f"'{name}' is not a token name: use lowercase letters, digits, '.', '_' and '-'"
                 " (at most 63), e.g. ci or agent-eu"
             )
-        if expires_in_s < 0:
-            raise InvalidArgumentError("a token's expiry must be in the future (e.g. --expires 90d)")
+        _check_span(expires_in_s, "a token's expiry")
         token = new_token()
         now = _now_ms()
         record = TokenRecord(
@@ -213,8 +222,8 @@ class Teams:
             )
         if await self._store.get_team(name) is None:
             raise NotFoundError(f"team {name} does not exist")
-        if grace_s < 0 or expires_in_s < 0:
-            raise InvalidArgumentError("the grace period and the expiry cannot be negative")
+        _check_span(grace_s, "the grace period")
+        _check_span(expires_in_s, "a token's expiry")
         token = new_token()
         now = _now_ms()
         record = TokenRecord(
