@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -39,7 +40,14 @@ from contracts.errors import (
 from contracts.model import PLATFORM_TIMEOUTS, Contract
 from contracts.validation import validate_payload
 from team_agent.client import AgentTask, BindingInfo, GatewayClient, TaskFailure, new_request_id
-from team_agent.config import AgentConfig, BindingConfig, LoadedConfig, load_config
+from team_agent.config import (
+    AgentConfig,
+    BindingConfig,
+    LoadedConfig,
+    load_config,
+    resolve_token,
+    token_follows_provider,
+)
 from team_agent.engines.base import EngineAdapter, EngineFailure, Handle, TaskContext
 from team_agent.logs import OutageLog
 from team_agent.outbox import Outbox, OutboxEntry
@@ -54,6 +62,8 @@ DEFAULT_POLL_WAIT = 20.0
 MAX_DELIVERY_BACKOFF = 2.0
 MAX_REGISTER_BACKOFF = 2.0
 SHUTDOWN_DELIVERY_WAIT = 10.0
+# A running agent whose token is refused says so as an error at most this often (seconds).
+REFUSED_TOKEN_LOG_EVERY = 60.0
 
 
 @dataclass
@@ -131,6 +141,11 @@ class Agent:
         loader: Callable[[str | Path], LoadedConfig] = load_config,
     ) -> None:
         self._config: AgentConfig = loaded.config
+        self._secrets = loaded.secrets
+        self._token_problem = ""  # the last problem re-reading the token, logged once
+        self._token_check: asyncio.Task[bool] | None = None
+        self._ever_registered = False
+        self._refusal_logged_at = -REFUSED_TOKEN_LOG_EVERY
         self._bindings: dict[str, _Binding] = {
             key: _Binding(loaded.config.bindings[key], adapter) for key, adapter in loaded.adapters.items()
         }
@@ -220,7 +235,32 @@ class Agent:
                     team_retry=self._config.retry,
                     team_timeouts=self._config.timeouts,
                 )
-            except (UnauthenticatedError, PermissionDeniedError, TlsError) as exc:
+            except UnauthenticatedError as exc:
+                if not self._ever_registered or not self._follows_token():
+                    self._refused(exc)
+                    return
+                # A running agent whose token is read from a secret file: the token was rotated
+                # or revoked; keep the tasks in hand and wait for the file to change.
+                if await self.check_token():
+                    continue
+                # An error once a minute at the most, not at every retry.
+                now = time.monotonic()
+                loud = now - self._refusal_logged_at >= REFUSED_TOKEN_LOG_EVERY
+                if loud:
+                    self._refusal_logged_at = now
+                logger.log(
+                    logging.ERROR if loud else logging.DEBUG,
+                    "the coordinator refuses this agent's token (%s): keeping %d running task(s) and"
+                    " %d undelivered result(s), reading the token's secret again; retrying in %.1fs",
+                    exc,
+                    len(self._running),
+                    len(self._deliveries),
+                    delay,
+                )
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+                continue
+            except (PermissionDeniedError, TlsError) as exc:
                 self._refused(exc)
                 return
             except RemoteError as exc:
@@ -237,6 +277,7 @@ class Agent:
             if registration.poll_wait > 0:
                 self._poll_wait = min(self._options.poll_wait, registration.poll_wait)
             logger.info("registered %d binding(s) with the coordinator", len(self._bindings))
+            self._ever_registered = True
             self._registered.set()
             return
 
@@ -281,6 +322,8 @@ class Agent:
                     agent_id=self.agent_id, wait=self._poll_wait, contracts=contracts
                 )
             except RemoteError as exc:
+                if isinstance(exc, UnauthenticatedError) and await self.check_token():
+                    continue  # the token was rotated: poll again with the new one at once
                 # After an outage the coordinator may not know us any more: register again.
                 level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.WARNING
                 logger.log(level, "poll failed, retrying in %.1fs: %s", delay, exc)
@@ -597,6 +640,8 @@ class Agent:
             except RemoteError as exc:
                 # Keep working through an outage; the result waits in the outbox if need be.
                 logger.debug("heartbeat of %s failed: %s", task.attempt_id, exc)
+                if isinstance(exc, UnauthenticatedError):
+                    await self.check_token()
                 continue
             if answer.lease_lost:
                 control.stop("lease_lost")
@@ -656,8 +701,13 @@ class Agent:
                 )
                 break
             except UnauthenticatedError as exc:
+                if await self.check_token():
+                    continue  # rotated: send it again with the new token at once
                 logger.error(
-                    "coordinator refused our token for %s of %s: %s", entry.kind, entry.attempt_id, exc
+                    "coordinator refused our token for %s of %s (kept in the outbox, retrying): %s",
+                    entry.kind,
+                    entry.attempt_id,
+                    exc,
                 )
             except RemoteError as exc:
                 logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
@@ -682,10 +732,50 @@ class Agent:
 
     # -- reload -------------------------------------------------------------------------------
 
+    def _follows_token(self) -> bool:
+        return token_follows_provider(self._config, self._secrets)
+
+    async def check_token(self) -> bool:
+        """Read the token from its secret again (when it comes from a provider whose values
+        change, e.g. a secret file); True when it changed. From then on every call uses the new
+        token: in-flight tasks keep running, and results refused with the old one are sent again.
+        Concurrent callers share one read."""
+        if not self._follows_token():
+            return False
+        if self._token_check is None or self._token_check.done():
+            self._token_check = asyncio.create_task(self._reread_token())
+        return await asyncio.shield(self._token_check)
+
+    async def _reread_token(self) -> bool:
+        config, provider = self._config, self._secrets
+        assert provider is not None
+        try:
+            token = await asyncio.to_thread(resolve_token, config, provider)
+        except Exception as exc:  # a missing file, a provider error: keep the token in use
+            problem = (
+                f"cannot read the token again from the {config.secrets_provider} secrets provider: {exc}"
+            )
+            if problem != self._token_problem:
+                logger.warning("%s; keeping the token in use", problem)
+                self._token_problem = problem
+            return False
+        self._token_problem = ""
+        if token == self._config.token or self._config is not config:
+            return False  # unchanged, or a config reload took over meanwhile
+        self._redactor.add([token])
+        self._config = dataclasses.replace(config, token=token, secret_values=config.secret_values | {token})
+        logger.info(
+            "token reloaded from the %s secrets provider: the next calls use it (%d task(s) running on)",
+            config.secrets_provider,
+            len(self._running),
+        )
+        return True
+
     async def _watch_config(self) -> None:
         seen = self._config.digest
         while True:
             await asyncio.sleep(self._options.reload_interval)
+            await self.check_token()
             try:
                 data = await asyncio.to_thread(self._config_path.read_bytes)
             except OSError as exc:
@@ -734,6 +824,7 @@ class Agent:
                     self._close_adapter_later(binding)
         self._bindings = bindings
         self._config = new
+        self._secrets = loaded.secrets
         logger.info(
             "config reloaded: added %s, changed %s, removed %s, concurrency %d",
             added or "none",

@@ -81,12 +81,37 @@ class AgentConfig:
     tls: TlsSettings = field(default_factory=TlsSettings)
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     digest: str = ""  # sha256 of the file's bytes: what the reload watcher compares
+    # ``token:`` as written, when it refers to secrets ("${secret:ACCORD_TOKEN}"): what the agent
+    # resolves again to follow a token rotated in the secrets provider (``resolve_token``).
+    token_source: str = ""
 
 
 @dataclass
 class LoadedConfig:
     config: AgentConfig
     adapters: dict[str, EngineAdapter]  # by binding key
+    # The secrets provider the config was resolved with (None when its section was broken).
+    secrets: SecretProvider | None = None
+
+
+def token_follows_provider(config: AgentConfig, provider: SecretProvider | None) -> bool:
+    """Whether the agent re-reads its token from ``provider`` while it runs: the token comes from
+    a ``${secret:...}`` reference and the provider says its values change while the agent runs
+    (``rereadable``: the ``file`` provider; environment variables do not change)."""
+    return bool(config.token_source) and bool(getattr(provider, "rereadable", False))
+
+
+def resolve_token(config: AgentConfig, provider: SecretProvider) -> str:
+    """``config.token_source`` resolved again through ``provider`` (blocking: call it off the event
+    loop). Raises ``LookupError`` naming a secret that is missing or empty now."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = provider.get(match.group(1))
+        if not value:
+            raise LookupError(f"secret {match.group(1)!r} is {'empty' if value == '' else 'missing'}")
+        return value
+
+    return SECRET_REFERENCE.sub(substitute, config.token_source)
 
 
 class _Collector:
@@ -379,6 +404,8 @@ def parse_config(
             "must be host:port, e.g. 127.0.0.1:7440, or a list of them (replicas), e.g. [a:7440, b:7440]",
         )
         coordinator = DEFAULT_COORDINATOR
+    raw_token = document.data.get("token") if isinstance(document.data, dict) else None
+    token_source = raw_token if isinstance(raw_token, str) and SECRET_REFERENCE.search(raw_token) else ""
     token = data.get("token", environ.get("ACCORD_TOKEN"))
     if (not isinstance(token, str) or not token) and not any(p.field == "token" for p in problems.problems):
         problems.add(("token",), 'missing: the team token, e.g. token: "${secret:ACCORD_TOKEN}"')
@@ -406,6 +433,7 @@ def parse_config(
         tls=tls,
         secret_values=frozenset(found),
         digest=hashlib.sha256(text.encode()).hexdigest(),
+        token_source=token_source,
     )
     adapters: dict[str, EngineAdapter] = {}
     if build_adapters:
@@ -418,7 +446,7 @@ def parse_config(
                 adapters[key] = adapter
     if problems.problems:
         raise FileProblemsError(sorted(problems.problems, key=lambda p: (p.line or 0, p.field)))
-    return LoadedConfig(config, adapters)
+    return LoadedConfig(config, adapters, provider)
 
 
 def load_config(path: str | Path, **kwargs: Any) -> LoadedConfig:

@@ -48,6 +48,18 @@ def default_agent_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+class _TokenInUse:
+    """The token every call uses: the running agent's, which changes when its config, or the
+    secret file its token comes from, changes; before the agent exists, the one loaded at start."""
+
+    def __init__(self, loaded: str) -> None:
+        self._loaded = loaded
+        self.agent: Agent | None = None
+
+    def __call__(self) -> str:
+        return self.agent.config.token if self.agent is not None else self._loaded
+
+
 def start(options: StartOptions) -> None:
     """Check the config (raises FileProblemsError listing every problem), then run until
     SIGTERM/SIGINT."""
@@ -55,10 +67,11 @@ def start(options: StartOptions) -> None:
     redactor = Redactor(loaded.config.secret_values)
     configure_logging(options.log_level, options.log_format, redactor)
     channels = Channels(loaded.config.tls)  # the files were checked with the config
+    token = _TokenInUse(loaded.config.token)
     provider = build_tracer_provider(
         team=loaded.config.team,
         coordinator=loaded.config.coordinator,
-        token=loaded.config.token,
+        token=token,
         redactor=redactor,
         export=options.export_traces,
         channels=channels,
@@ -66,7 +79,7 @@ def start(options: StartOptions) -> None:
     # Adapters a team ships may create their own child spans through the global API.
     trace.set_tracer_provider(provider)
     try:
-        asyncio.run(_serve(loaded, options, redactor, provider, channels))
+        asyncio.run(_serve(loaded, options, redactor, provider, channels, token))
     finally:
         provider.shutdown()
 
@@ -77,6 +90,7 @@ async def _serve(
     redactor: Redactor,
     provider: TracerProvider,
     channels: Channels,
+    token: _TokenInUse,
 ) -> None:
     config = loaded.config
     agent_options = AgentOptions(
@@ -85,13 +99,7 @@ async def _serve(
         grace=options.grace,
         reload_interval=options.reload_interval,
     )
-    agent: Agent | None = None
-    client = GatewayClient(
-        config.coordinator,
-        lambda: agent.config.token if agent else config.token,
-        redactor,
-        channels=channels,
-    )
+    client = GatewayClient(config.coordinator, token, redactor, channels=channels)
     agent = Agent(
         loaded,
         config_path=options.config_path,
@@ -100,6 +108,7 @@ async def _serve(
         tracer=provider.get_tracer("team_agent"),
         redactor=redactor,
     )
+    token.agent = agent
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

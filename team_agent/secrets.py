@@ -34,7 +34,12 @@ class SecretsConfigError(AccordError):
 
 @runtime_checkable
 class SecretProvider(Protocol):
-    """Built with the ``secrets:`` mapping (minus ``provider``); raise SecretsConfigError."""
+    """Built with the ``secrets:`` mapping (minus ``provider``); raise SecretsConfigError.
+
+    A provider whose values change while the agent runs, and which is cheap to ask, may say so
+    with a class attribute ``rereadable = True``: the agent then reads its token from it again
+    every ``--reload-interval`` (a rotated token is picked up without a restart; docs/agent.md,
+    "Token rotation")."""
 
     def get(self, name: str) -> str | None:
         """The secret's value, or None when it does not exist."""
@@ -60,7 +65,10 @@ class EnvSecrets:
 
 class FileSecrets:
     """Secrets from a directory of files, as Kubernetes mounts them: the file name is the
-    secret's name, its content the value (one trailing newline stripped)."""
+    secret's name, its content the value (one trailing newline stripped). Files change while the
+    agent runs (a rotated token written to its file): ``rereadable``."""
+
+    rereadable = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         problems: list[tuple[str, str]] = []

@@ -100,20 +100,45 @@ class RedactingSpanExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class TokenFollowingExporter(SpanExporter):
+    """An exporter made anew (by ``make``) whenever the agent's token changes, so spans go out
+    with the token in use (a rotated token is reloaded from its secret file while the agent
+    runs). Export runs on the span processor's thread, one batch at a time."""
+
+    def __init__(self, make: Callable[[str], SpanExporter], token: Callable[[], str]) -> None:
+        self._make = make
+        self._token = token
+        self._current_token = token()
+        self._inner = make(self._current_token)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        token = self._token()
+        if token != self._current_token:
+            old, self._inner, self._current_token = self._inner, self._make(token), token
+            old.shutdown()
+        return self._inner.export(spans)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 def build_tracer_provider(
     *,
     team: str,
     coordinator: str,
-    token: str,
+    token: str | Callable[[], str],
     redactor: Redactor,
     exporter: SpanExporter | None = None,
     export: bool = True,
     channels: Channels | None = None,
 ) -> TracerProvider:
     """The agent's TracerProvider. Call only from the process's entry point. By default spans
-    go over OTLP/gRPC to the coordinator with the team's token (over TLS when ``channels`` has
-    it); pass ``exporter`` to replace it, or ``export=False`` to record spans without sending
-    them anywhere.
+    go over OTLP/gRPC to the coordinator with the team's token (``token``: the token, or a function
+    giving the one in use, followed as it changes), over TLS when ``channels`` has it; pass
+    ``exporter`` to replace it, or ``export=False`` to record spans without sending them anywhere.
 
     The sampler follows the parent's sampled flag (the coordinator's decision for the run); a
     span without a parent, which a task never produces, is sampled."""
@@ -127,14 +152,18 @@ def build_tracer_provider(
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         channels = channels or Channels()
-        exporter = OTLPSpanExporter(
-            endpoint=coordinator,
-            insecure=channels.credentials is None,
-            credentials=channels.credentials,
-            channel_options=tuple(channels.options()) or None,  # type: ignore[arg-type]
-            headers=(("authorization", f"Bearer {token}"),),
-            timeout=5,
-        )
+
+        def otlp(token: str) -> SpanExporter:
+            return OTLPSpanExporter(
+                endpoint=coordinator,
+                insecure=channels.credentials is None,
+                credentials=channels.credentials,
+                channel_options=tuple(channels.options()) or None,  # type: ignore[arg-type]
+                headers=(("authorization", f"Bearer {token}"),),
+                timeout=5,
+            )
+
+        exporter = TokenFollowingExporter(otlp, token if callable(token) else lambda: token)
     provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor)))
     return provider
 

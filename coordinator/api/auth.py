@@ -1,6 +1,7 @@
 """Authentication: ``authorization: Bearer <token>`` metadata → a Principal for the call.
 
-Tokens are random 32-byte strings; only their sha256 is stored (``coordinator.tokens``). The
+Tokens are random 32-byte strings; only their sha256 is stored (``coordinator.tokens``). An expired
+token is refused on the call that comes after its expiry, whatever the cache last read. The
 interceptor wraps every handler of the Accord services so the servicer runs with the caller's
 principal in a context variable; health checking and reflection stay open (load balancers and
 grpcurl need them).
@@ -98,7 +99,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             except UnreachableError as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             if principal is None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+                # "unknown or revoked token", or which token expired when
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, authority.refusal(token))
             assert principal is not None
             return principal
 

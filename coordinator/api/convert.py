@@ -24,6 +24,7 @@ from coordinator.store.records import (
     RunRecord,
     StepRecord,
     TaskFailure,
+    TokenRecord,
     WorkflowRecord,
 )
 from coordinator.telemetry.visibility import SpanView
@@ -272,6 +273,18 @@ def task_to_pb(assignment: Assignment) -> agent_pb.Task:
         timeouts=timeouts_to_pb(assignment.timeouts),
         deadline_unix_ms=attempt.close_deadline_ms,
         trace_context=assignment.trace_context,
+    )
+
+
+def token_to_pb(token: TokenRecord) -> pb.TeamToken:
+    """A team's token as callers see it: never the token or its hash."""
+    return pb.TeamToken(
+        team=token.team,
+        name=token.name,
+        created_unix_ms=token.created_ms,
+        expires_unix_ms=token.expires_ms,
+        last_used_unix_ms=token.last_used_ms,
+        revoked_unix_ms=token.revoked_ms,
     )
 
 

@@ -107,7 +107,49 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RotateTeamToken(
         self, request: pb.RotateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateTeamTokenResponse:
-        return pb.RotateTeamTokenResponse(token=await self._teams.rotate(current_principal(), request.name))
+        token, record, replaced = await self._teams.rotate(
+            current_principal(), request.name, request.grace_ms / 1000, request.expires_in_ms / 1000
+        )
+        return pb.RotateTeamTokenResponse(
+            token=token,
+            new_token=convert.token_to_pb(record),
+            replaced=[convert.token_to_pb(t) for t in replaced],
+        )
+
+    @rpc
+    async def CreateTeamToken(
+        self, request: pb.CreateTeamTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTeamTokenResponse:
+        record, token = await self._teams.create_token(
+            current_principal(), request.team, request.name, request.expires_in_ms / 1000
+        )
+        return pb.CreateTeamTokenResponse(token=token, info=convert.token_to_pb(record))
+
+    @rpc
+    async def ListTeamTokens(
+        self, request: pb.ListTeamTokensRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTeamTokensResponse:
+        offset, size = _page(request.page)
+        tokens = await self._teams.list_tokens(current_principal(), request.team, request.include_inactive)
+        page = tokens[offset : offset + size]
+        return pb.ListTeamTokensResponse(
+            tokens=[convert.token_to_pb(t) for t in page],
+            next_page_token=_next_token(offset, size, len(page)),
+        )
+
+    @rpc
+    async def RevokeTeamToken(
+        self, request: pb.RevokeTeamTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeTeamTokenResponse:
+        revoked = await self._teams.revoke_token(current_principal(), request.team, request.name)
+        return pb.RevokeTeamTokenResponse(revoked=[convert.token_to_pb(t) for t in revoked])
+
+    @rpc
+    async def RotateAdminToken(
+        self, request: pb.RotateAdminTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateAdminTokenResponse:
+        token = await self._teams.rotate_admin(current_principal(), request.new_token_sha256)
+        return pb.RotateAdminTokenResponse(token=token)
 
     # ---------- contracts ----------
 

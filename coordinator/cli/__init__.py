@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from coordinator.cli import (  # noqa: F401 - importing attaches the commands to the apps
+    admin_cmd,
     agent_cmd,
     audit_cmd,
     contract_offline,

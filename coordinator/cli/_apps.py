@@ -65,8 +65,16 @@ contract_app = typer.Typer(
 )
 workflow_app = typer.Typer(help="Workflows: check, validate, register, list, show.", no_args_is_help=True)
 team_app = typer.Typer(
-    help="Teams and their tokens: create and rotate-token (admin); list (any team).", no_args_is_help=True
+    help="Teams and their tokens: create (admin); list (any team); rotate-token and token"
+    " create|list|revoke (the team itself or the admin).",
+    no_args_is_help=True,
 )
+token_app = typer.Typer(
+    help="A team's named tokens: create, list, revoke. A team's token acts on its own team; the"
+    " admin names one with --team.",
+    no_args_is_help=True,
+)
+admin_app = typer.Typer(help="The platform's own token: rotate-token.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect and control runs: list, show, cancel, trace.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run a team agent beside your engine.", no_args_is_help=True)
@@ -100,6 +108,8 @@ def _root(
 app.add_typer(contract_app, name="contract")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(team_app, name="team")
+team_app.add_typer(token_app, name="token")
+app.add_typer(admin_app, name="admin")
 app.add_typer(runs_app, name="runs")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(agent_app, name="agent")

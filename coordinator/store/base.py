@@ -26,6 +26,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
     UiSessionRecord,
     WorkflowRecord,
 )
@@ -75,7 +76,9 @@ class Store(Protocol):
 
     # settings (admin token hash, ...)
     async def get_setting(self, key: str) -> str | None: ...
-    async def set_setting(self, key: str, value: str) -> None: ...
+    async def set_setting(self, key: str, value: str, audit: AuditRecord | None = None) -> None:
+        """Store ``value`` under ``key`` (and ``audit``, in the same transaction)."""
+
     async def set_setting_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is stored there; return the stored value:
         ``value``, or the one another caller (task, connection or process) stored first. Of
@@ -101,13 +104,38 @@ class Store(Protocol):
         """Delete every session last seen before ``seen_before_ms`` or created before
         ``created_before_ms`` (idle too long, or too old); returns how many."""
 
-    # teams
-    async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
-        """Raises KeyError when the team exists."""
+    # teams and their tokens (only tokens' hashes are stored; see ``TokenRecord``)
+    async def create_team(self, team: TeamRecord, token: TokenRecord, audit: AuditRecord) -> None:
+        """Create the team with its first token, in one transaction. Raises KeyError when the
+        team exists (then nothing was written)."""
 
     async def get_team(self, name: str) -> TeamRecord | None: ...
     async def list_teams(self) -> list[TeamRecord]: ...
-    async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None: ...
+    async def add_token(self, token: TokenRecord, audit: AuditRecord) -> None:
+        """Add a token to its (existing) team. Raises KeyError when the team has a live token
+        (at ``token.created_ms``) of that name; then nothing was written. Of concurrent adds of
+        one name (any connection or process), one wins."""
+
+    async def replace_token(
+        self, token: TokenRecord, old_expires_ms: int, audit: AuditRecord
+    ) -> list[TokenRecord]:
+        """Add ``token``, taking the name of the team's live token(s) of that name (a rotation):
+        those are changed as ``records.replaced_tokens`` says (revoked at once, or renamed to
+        expire at ``old_expires_ms``), in the same transaction; returns them as changed."""
+
+    async def revoke_token(self, team: str, name: str, at_ms: int, audit: AuditRecord) -> list[TokenRecord]:
+        """Revoke (at ``at_ms``) the team's tokens of that name that are not revoked yet, and
+        return them as changed; an empty list (and no audit entry written) when there is none."""
+
+    async def list_tokens(self, team: str = "", *, revoked: bool = False) -> list[TokenRecord]:
+        """The tokens of ``team`` (of every team when empty), by team, then creation; revoked
+        ones only with ``revoked``. Expired ones are listed: the caller decides what is live."""
+
+    async def record_token_use(self, used: dict[str, int]) -> None:
+        """Token hash -> when it was used (ms): each token's ``last_used_ms`` becomes the later of
+        the stored and the given time (coordinators write it at most every few seconds per
+        token, not per call). Unknown hashes are skipped."""
+
     async def set_team_defaults(
         self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
     ) -> bool:

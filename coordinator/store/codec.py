@@ -24,6 +24,7 @@ from coordinator.store.records import (
     TaskFailure,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
     UiSessionRecord,
     WorkflowRecord,
 )
@@ -327,13 +328,12 @@ def event_from_row(row: Row) -> EventRecord:
     )
 
 
-TEAM_COLUMNS = ("name", "token_hash", "created_ms", "retry_json", "timeouts_json")
+TEAM_COLUMNS = ("name", "created_ms", "retry_json", "timeouts_json")
 
 
 def team_to_row(team: TeamRecord) -> tuple[Any, ...]:
     return (
         team.name,
-        team.token_hash,
         team.created_ms,
         dumps(retry_to_json(team.retry)),
         dumps(timeouts_to_json(team.timeouts)),
@@ -343,7 +343,6 @@ def team_to_row(team: TeamRecord) -> tuple[Any, ...]:
 def team_from_row(row: Row) -> TeamRecord:
     return TeamRecord(
         name=row["name"],
-        token_hash=row["token_hash"],
         created_ms=row["created_ms"],
         retry=retry_from_json(json.loads(row["retry_json"])),
         timeouts=timeouts_from_json(json.loads(row["timeouts_json"])),
@@ -383,6 +382,25 @@ def team_defaults_equal(team: TeamRecord, retry: RetryPolicy, timeouts: Timeouts
     return team.retry == retry_from_json(retry_to_json(retry)) and team.timeouts == timeouts_from_json(
         timeouts_to_json(timeouts)
     )
+
+
+TOKEN_COLUMNS = ("team", "name", "token_hash", "created_ms", "expires_ms", "last_used_ms", "revoked_ms")
+
+
+def token_to_row(token: TokenRecord) -> tuple[Any, ...]:
+    return (
+        token.team,
+        token.name,
+        token.token_hash,
+        token.created_ms,
+        token.expires_ms,
+        token.last_used_ms,
+        token.revoked_ms,
+    )
+
+
+def token_from_row(row: Row) -> TokenRecord:
+    return TokenRecord(**{name: row[name] for name in TOKEN_COLUMNS})
 
 
 CONTRACT_COLUMNS = (

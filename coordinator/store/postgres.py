@@ -75,9 +75,11 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
     UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
+    replaced_tokens,
 )
 
 logger = logging.getLogger(__name__)
@@ -156,6 +158,8 @@ _RUN_SELECT = "SELECT version, data_json FROM runs"
 _STEP_UPSERT = _upsert("steps", ("run_id", "step_id", "data_json"), ("run_id", "step_id"))
 _ATTEMPT_UPSERT = _upsert("attempts", ("attempt_id", "run_id", "step_id", "data_json"), ("attempt_id",))
 _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
+_TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
+_TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _EVENT_UPSERT = _upsert("events", codec.EVENT_COLUMNS, ("event_id",))
 _REQUEST_UPSERT = _upsert("requests", ("scope", "request_id", "answer_json"), ("scope", "request_id"))
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
@@ -633,8 +637,13 @@ class PostgresStore:
         row = await self._one("SELECT value FROM settings WHERE key = %s", (key,))
         return None if row is None else str(row[0])
 
-    async def set_setting(self, key: str, value: str) -> None:
-        await self._execute(_upsert("settings", ("key", "value"), ("key",)), (key, value))
+    async def set_setting(self, key: str, value: str, audit: AuditRecord | None = None) -> None:
+        async def write(conn: _Conn) -> None:
+            await conn.execute(_upsert("settings", ("key", "value"), ("key",)), (key, value))
+            if audit is not None:
+                await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
 
     async def set_setting_if_absent(self, key: str, value: str) -> str:
         # Tried again after a lost connection as it is: a second try finds the first's row.
@@ -693,7 +702,7 @@ class PostgresStore:
 
     # ---------- teams ----------
 
-    async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
+    async def create_team(self, team: TeamRecord, token: TokenRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
             created = await conn.execute(
                 _insert("teams", codec.TEAM_COLUMNS) + " ON CONFLICT (name) DO NOTHING RETURNING name",
@@ -701,6 +710,7 @@ class PostgresStore:
             )
             if await created.fetchone() is None:
                 raise KeyError(team.name)
+            await conn.execute(_TOKEN_INSERT, codec.token_to_row(token))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(write)
@@ -712,10 +722,81 @@ class PostgresStore:
     async def list_teams(self) -> list[TeamRecord]:
         return [codec.team_from_row(r) for r in await self._dicts("SELECT * FROM teams ORDER BY name")]
 
-    async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None:
+    @staticmethod
+    async def _lock_live_tokens(conn: _Conn, team: str, now_ms: int) -> list[TokenRecord]:
+        """The team's live tokens, read under a lock on the team's row: changes to one team's
+        tokens take turns across connections and processes, so a name checked free here stays
+        free until this transaction ends."""
+        await conn.execute("SELECT 1 FROM teams WHERE name = %s FOR UPDATE", (team,))
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(_TOKEN_SELECT + " WHERE team = %s AND revoked_ms = 0", (team,))
+        return [t for t in map(codec.token_from_row, await cursor.fetchall()) if t.live_at(now_ms)]
+
+    async def add_token(self, token: TokenRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
-            await conn.execute("UPDATE teams SET token_hash = %s WHERE name = %s", (token_hash, name))
+            live = await self._lock_live_tokens(conn, token.team, token.created_ms)
+            if any(t.name == token.name for t in live):
+                raise KeyError(token.name)
+            await conn.execute(_TOKEN_INSERT, codec.token_to_row(token))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
+
+    async def replace_token(
+        self, token: TokenRecord, old_expires_ms: int, audit: AuditRecord
+    ) -> list[TokenRecord]:
+        changed: list[TokenRecord] = []
+
+        async def write(conn: _Conn) -> list[TokenRecord]:
+            live = await self._lock_live_tokens(conn, token.team, token.created_ms)
+            changed[:] = replaced_tokens(live, token, old_expires_ms)
+            for old in changed:
+                await conn.execute(
+                    "UPDATE tokens SET name = %s, expires_ms = %s, revoked_ms = %s WHERE token_hash = %s",
+                    (old.name, old.expires_ms, old.revoked_ms, old.token_hash),
+                )
+            await conn.execute(_TOKEN_INSERT, codec.token_to_row(token))
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return list(changed)
+
+        # A COMMIT whose answer was lost but that went through: what it changed was computed.
+        return await self._write(write, committed=changed)
+
+    async def revoke_token(self, team: str, name: str, at_ms: int, audit: AuditRecord) -> list[TokenRecord]:
+        revoked: list[TokenRecord] = []
+
+        async def write(conn: _Conn) -> list[TokenRecord]:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                f"UPDATE tokens SET revoked_ms = %s WHERE team = %s AND name = %s AND revoked_ms = 0"
+                f" RETURNING {', '.join(codec.TOKEN_COLUMNS)}",
+                (at_ms, team, name),
+            )
+            revoked[:] = sorted(
+                (codec.token_from_row(r) for r in await cursor.fetchall()),
+                key=lambda t: (t.created_ms, t.token_hash),
+            )
+            if revoked:
+                await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return list(revoked)
+
+        return await self._write(write, committed=revoked)
+
+    async def list_tokens(self, team: str = "", *, revoked: bool = False) -> list[TokenRecord]:
+        where = [*(["team = %s"] if team else []), *([] if revoked else ["revoked_ms = 0"])]
+        sql = _TOKEN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY team, created_ms, name"
+        return [codec.token_from_row(r) for r in await self._dicts(sql, (team,) if team else None)]
+
+    async def record_token_use(self, used: dict[str, int]) -> None:
+        if not used:
+            return
+
+        async def write(conn: _Conn) -> None:  # may run twice: GREATEST
+            await conn.cursor().executemany(
+                "UPDATE tokens SET last_used_ms = GREATEST(last_used_ms, %s) WHERE token_hash = %s",
+                [(at_ms, token_hash) for token_hash, at_ms in sorted(used.items())],
+            )
 
         await self._write(write)
 

@@ -9,7 +9,7 @@ that decides what happens next is in the store (see docs/architecture.md, "Durab
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contracts.model import Contract, RetryPolicy, Timeouts
@@ -76,7 +76,6 @@ class TaskFailure:
 @dataclass(frozen=True)
 class TeamRecord:
     name: str
-    token_hash: str
     created_ms: int
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -98,6 +97,56 @@ class UiSessionRecord:
     csrf: str
     created_ms: int
     last_seen_ms: int
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """One named token of a team. Only the token's SHA-256 is kept; times are ms since the epoch,
+    0 for never (``expires_ms``, ``last_used_ms``) or not revoked (``revoked_ms``).
+
+    A token is *live* until it is revoked or expires; names are unique among a team's live
+    tokens (a revoked or expired one keeps its name, and a new token may take it)."""
+
+    team: str
+    name: str
+    token_hash: str
+    created_ms: int
+    expires_ms: int = 0
+    last_used_ms: int = 0
+    revoked_ms: int = 0
+
+    def live_at(self, now_ms: int) -> bool:
+        return not self.revoked_ms and (not self.expires_ms or now_ms < self.expires_ms)
+
+
+def replaced_tokens(live: list[TokenRecord], new: TokenRecord, old_expires_ms: int) -> list[TokenRecord]:
+    """What becomes of a team's live tokens named like ``new`` when ``new`` takes their name
+    (``Store.replace_token``; ``live``: every live token of the team): each is revoked at once
+    when ``old_expires_ms`` is not after ``new.created_ms`` (no grace), else renamed (see
+    ``retired_name``) to expire at ``old_expires_ms``, or at its own expiry if that is sooner."""
+    now = new.created_ms
+    replaced = [t for t in live if t.name == new.name]
+    if old_expires_ms <= now:
+        return [replace(t, revoked_ms=now) for t in replaced]
+    taken = {t.name for t in live}
+    changed = []
+    for token in replaced:
+        name = retired_name(token.name, taken)
+        taken.add(name)
+        expires = min(old_expires_ms, token.expires_ms) if token.expires_ms else old_expires_ms
+        changed.append(replace(token, name=name, expires_ms=expires))
+    return changed
+
+
+def retired_name(name: str, taken: set[str]) -> str:
+    """The name a rotated token takes while it lives out its grace period: ``default-old``, or
+    ``default-old-2``, ``-3``... when a live token has that name (a second rotation within one
+    grace period)."""
+    candidate, n = f"{name}-old", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-old-{n}"
+    return candidate
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,9 +50,11 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
     UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
+    replaced_tokens,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ def _insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
 
 
 _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
+_TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
+_TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _STEP_UPSERT = (
     "INSERT INTO steps (run_id, step_id, data_json) VALUES (?, ?, ?)"
     " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json"
@@ -375,10 +380,13 @@ class SqliteStore:
 
         return await self._read(q)
 
-    async def set_setting(self, key: str, value: str) -> None:
-        await self._write(
-            lambda c: c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
-        )
+    async def set_setting(self, key: str, value: str, audit: AuditRecord | None = None) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+            if audit is not None:
+                c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(w)
 
     async def set_setting_if_absent(self, key: str, value: str) -> str:
         def w(c: sqlite3.Connection) -> str:
@@ -418,11 +426,12 @@ class SqliteStore:
 
     # ---------- teams ----------
 
-    async def create_team(self, team: TeamRecord, audit: AuditRecord) -> None:
+    async def create_team(self, team: TeamRecord, token: TokenRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
             if c.execute("SELECT 1 FROM teams WHERE name = ?", (team.name,)).fetchone():
                 raise KeyError(team.name)
             c.execute(_insert("teams", codec.TEAM_COLUMNS), codec.team_to_row(team))
+            c.execute(_TOKEN_INSERT, codec.token_to_row(token))
             c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
@@ -439,12 +448,72 @@ class SqliteStore:
             lambda c: [codec.team_from_row(r) for r in c.execute("SELECT * FROM teams ORDER BY name")]
         )
 
-    async def set_team_token(self, name: str, token_hash: str, audit: AuditRecord) -> None:
+    @staticmethod
+    def _live_tokens(c: sqlite3.Connection, team: str, now_ms: int) -> list[TokenRecord]:
+        rows = c.execute(_TOKEN_SELECT + " WHERE team = ? AND revoked_ms = 0", (team,))
+        return [t for t in map(codec.token_from_row, rows) if t.live_at(now_ms)]
+
+    async def add_token(self, token: TokenRecord, audit: AuditRecord) -> None:
+        # One writer thread: the check and the insert are one step for every other writer.
         def w(c: sqlite3.Connection) -> None:
-            c.execute("UPDATE teams SET token_hash = ? WHERE name = ?", (token_hash, name))
+            if any(t.name == token.name for t in self._live_tokens(c, token.team, token.created_ms)):
+                raise KeyError(token.name)
+            c.execute(_TOKEN_INSERT, codec.token_to_row(token))
             c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
         await self._write(w)
+
+    async def replace_token(
+        self, token: TokenRecord, old_expires_ms: int, audit: AuditRecord
+    ) -> list[TokenRecord]:
+        def w(c: sqlite3.Connection) -> list[TokenRecord]:
+            live = self._live_tokens(c, token.team, token.created_ms)
+            changed = replaced_tokens(live, token, old_expires_ms)
+            for old in changed:
+                c.execute(
+                    "UPDATE tokens SET name = ?, expires_ms = ?, revoked_ms = ? WHERE token_hash = ?",
+                    (old.name, old.expires_ms, old.revoked_ms, old.token_hash),
+                )
+            c.execute(_TOKEN_INSERT, codec.token_to_row(token))
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return changed
+
+        return await self._write(w)
+
+    async def revoke_token(self, team: str, name: str, at_ms: int, audit: AuditRecord) -> list[TokenRecord]:
+        def w(c: sqlite3.Connection) -> list[TokenRecord]:
+            rows = c.execute(
+                _TOKEN_SELECT
+                + " WHERE team = ? AND name = ? AND revoked_ms = 0 ORDER BY created_ms, token_hash",
+                (team, name),
+            ).fetchall()
+            if not rows:
+                return []
+            c.execute(
+                "UPDATE tokens SET revoked_ms = ? WHERE team = ? AND name = ? AND revoked_ms = 0",
+                (at_ms, team, name),
+            )
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return [replace(codec.token_from_row(r), revoked_ms=at_ms) for r in rows]
+
+        return await self._write(w)
+
+    async def list_tokens(self, team: str = "", *, revoked: bool = False) -> list[TokenRecord]:
+        where = [*(["team = ?"] if team else []), *([] if revoked else ["revoked_ms = 0"])]
+        sql = _TOKEN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY team, created_ms, name"
+        args = (team,) if team else ()
+        return await self._read(lambda c: [codec.token_from_row(r) for r in c.execute(sql, args)])
+
+    async def record_token_use(self, used: dict[str, int]) -> None:
+        if not used:
+            return
+        await self._write(
+            lambda c: c.executemany(
+                "UPDATE tokens SET last_used_ms = MAX(last_used_ms, ?) WHERE token_hash = ?",
+                [(at_ms, token_hash) for token_hash, at_ms in used.items()],
+            )
+        )
 
     async def set_team_defaults(
         self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None

@@ -204,6 +204,11 @@ HELP_PAGES = [
     ("runs", "trace", "--help"),
     ("team", "--help"),
     ("team", "list", "--help"),
+    ("team", "rotate-token", "--help"),
+    ("team", "token", "create", "--help"),
+    ("team", "token", "list", "--help"),
+    ("team", "token", "revoke", "--help"),
+    ("admin", "rotate-token", "--help"),
     ("coordinator", "start", "--help"),
     ("agent", "start", "--help"),
 ]
@@ -240,3 +245,6 @@ def test_help_usage_lines() -> None:
     assert usage("contract", "diff") == "Usage: accord contract diff [OPTIONS] OLD NEW"
     team = subprocess.run([str(ACCORD), "team", "--help"], capture_output=True, text=True, check=True).stdout
     assert "(admin)" in team and "list (any team)" in team
+    assert usage("team", "rotate-token") == "Usage: accord team rotate-token [OPTIONS] TEAM"
+    assert usage("team", "token", "create") == "Usage: accord team token create [OPTIONS] NAME"
+    assert usage("team", "token", "revoke") == "Usage: accord team token revoke [OPTIONS] NAME"

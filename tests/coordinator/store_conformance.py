@@ -45,6 +45,7 @@ from coordinator.store.records import (
     TaskFailure,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
     UiSessionRecord,
     VersionConflict,
     WorkflowRecord,
@@ -121,6 +122,12 @@ def offer(attempt_id: str, offered_ms: int, contract: str = "payments/charge", m
 
 def audit(action: str, owner_team: str = "payments", actor: str = "payments", at_ms: int = 1) -> AuditRecord:
     return AuditRecord(at_ms=at_ms, actor=actor, action=action, object=action, owner_team=owner_team)
+
+
+def token(
+    team: str, token_hash: str, created_ms: int, *, name: str = "default", **fields: int
+) -> TokenRecord:
+    return TokenRecord(team=team, name=name, token_hash=token_hash, created_ms=created_ms, **fields)
 
 
 def event(event_id: str, published_ms: int, contract: str = "payments/paid") -> EventRecord:
@@ -845,11 +852,12 @@ class StoreConformance:
     async def test_settings_are_set_replaced_and_set_if_absent(self, store: Store) -> None:
         assert await store.get_setting("k") is None
         await store.set_setting("k", "one")
-        await store.set_setting("k", "two")
+        await store.set_setting("k", "two", audit("admin.rotate_token", "", "admin"))
         assert await store.get_setting("k") == "two"
         assert await store.set_setting_if_absent("k", "three") == "two"
         assert await store.set_setting_if_absent("new", "first") == "first"
         assert await store.get_setting("new") == "first"
+        assert [(a.action, a.actor) for a in await store.list_audit()] == [("admin.rotate_token", "admin")]
 
     async def test_of_concurrent_set_if_absent_one_wins_and_all_see_its_value(self, store: Store) -> None:
         answers = await asyncio.gather(*(store.set_setting_if_absent("admin", f"v{i}") for i in range(20)))
@@ -877,26 +885,136 @@ class StoreConformance:
             await second.close()
             await first.close()
 
-    async def test_teams_are_created_once_listed_by_name_and_changed(self, store: Store) -> None:
-        await store.create_team(TeamRecord("payments", "h1", 10), audit("team.create"))
-        await store.create_team(TeamRecord("crm", "h2", 20), audit("team.create", owner_team="crm"))
+    async def test_teams_are_created_once_with_their_first_token_listed_by_name_and_changed(
+        self, store: Store
+    ) -> None:
+        await store.create_team(TeamRecord("payments", 10), token("payments", "h1", 10), audit("team.create"))
+        await store.create_team(
+            TeamRecord("crm", 20), token("crm", "h2", 20), audit("team.create", owner_team="crm")
+        )
         with pytest.raises(KeyError):
-            await store.create_team(TeamRecord("crm", "other", 30), audit("team.create.again"))
+            await store.create_team(
+                TeamRecord("crm", 30), token("crm", "other", 30), audit("team.create.again")
+            )
         assert [t.name for t in await store.list_teams()] == ["crm", "payments"]
-        assert await store.get_team("crm") == TeamRecord("crm", "h2", 20)
+        assert await store.get_team("crm") == TeamRecord("crm", 20)
         assert await store.get_team("nobody") is None
+        # The refused create wrote no token either.
+        assert await store.list_tokens() == [token("crm", "h2", 20), token("payments", "h1", 10)]
 
-        await store.set_team_token("crm", "h3", audit("team.rotate_token", owner_team="crm"))
         retry = RetryPolicy(max_attempts=5, initial_backoff=0.5, non_retryable=("Fatal",))
         timeouts = Timeouts(start_to_close=60.0, heartbeat=10.0)
         assert await store.set_team_defaults("crm", retry, timeouts)
-        assert await store.get_team("crm") == TeamRecord("crm", "h3", 20, retry, timeouts)
+        assert await store.get_team("crm") == TeamRecord("crm", 20, retry, timeouts)
         # The refused create wrote no audit entry.
-        assert [a.action for a in await store.list_audit()] == [
-            "team.create",
-            "team.create",
-            "team.rotate_token",
+        assert [a.action for a in await store.list_audit()] == ["team.create", "team.create"]
+
+    # ---------- tokens ----------
+
+    async def _team(self, store: Store, name: str = "payments") -> None:
+        await store.create_team(
+            TeamRecord(name, 1), token(name, f"{name}-first", 1), audit("team.create", name)
+        )
+
+    async def test_a_token_name_is_taken_while_a_live_token_has_it(self, store: Store) -> None:
+        await self._team(store)
+        await store.add_token(token("payments", "h-ci", 10, name="ci", expires_ms=100), audit("token.create"))
+        with pytest.raises(KeyError):
+            await store.add_token(token("payments", "h-ci2", 20, name="ci"), audit("token.create"))
+        with pytest.raises(KeyError):
+            await store.add_token(token("payments", "h-def", 20), audit("token.create"))  # "default"
+        # Expired (at the new one's creation): the name is free again; both are kept.
+        await store.add_token(token("payments", "h-ci3", 100, name="ci"), audit("token.create"))
+        # Revoked: free again too.
+        assert await store.revoke_token("payments", "ci", 150, audit("token.revoke")) == [
+            token("payments", "h-ci", 10, name="ci", expires_ms=100, revoked_ms=150),
+            token("payments", "h-ci3", 100, name="ci", revoked_ms=150),
         ]
+        await store.add_token(token("payments", "h-ci4", 200, name="ci"), audit("token.create"))
+        # Names are per team.
+        await self._team(store, "crm")
+        await store.add_token(token("crm", "h-crm-ci", 200, name="ci"), audit("token.create", "crm", "crm"))
+        names = [(t.team, t.name, t.token_hash) for t in await store.list_tokens()]
+        assert names == [
+            ("crm", "default", "crm-first"),
+            ("crm", "ci", "h-crm-ci"),
+            ("payments", "default", "payments-first"),
+            ("payments", "ci", "h-ci4"),
+        ]
+        # The refused adds wrote no audit entry.
+        assert [a.action for a in await store.list_audit(team="payments")].count("token.create") == 3
+
+    async def test_concurrent_adds_of_one_name_have_one_winner(self, store_factory: StoreFactory) -> None:
+        stores = [store_factory.new()]
+        if store_factory.second_store_allowed:
+            stores.append(store_factory.new())
+        for s in stores:
+            await s.open()
+        try:
+            await self._team(stores[0])
+            results = await asyncio.gather(
+                *(
+                    stores[i % len(stores)].add_token(token("payments", f"h{i}", 10, name="ci"), audit("t"))
+                    for i in range(8)
+                ),
+                return_exceptions=True,
+            )
+            assert sum(r is None for r in results) == 1
+            assert all(isinstance(r, KeyError) for r in results if r is not None)
+            assert [t.name for t in await stores[-1].list_tokens("payments")] == ["default", "ci"]
+        finally:
+            for s in reversed(stores):
+                await s.close()
+
+    async def test_a_replaced_token_lives_out_its_grace_under_another_name(self, store: Store) -> None:
+        await self._team(store)
+        old = token("payments", "payments-first", 1)
+        changed = await store.replace_token(token("payments", "h2", 10), 1_000, audit("team.rotate_token"))
+        assert changed == [dataclasses.replace(old, name="default-old", expires_ms=1_000)]
+        # A second rotation within the grace: the first old one keeps its name and expiry.
+        changed = await store.replace_token(token("payments", "h3", 20), 2_000, audit("team.rotate_token"))
+        assert changed == [token("payments", "h2", 10, name="default-old-2", expires_ms=2_000)]
+        assert [(t.name, t.token_hash, t.expires_ms) for t in await store.list_tokens("payments")] == [
+            ("default-old", "payments-first", 1_000),
+            ("default-old-2", "h2", 2_000),
+            ("default", "h3", 0),
+        ]
+        # An old token that expires before the grace ends keeps its own expiry.
+        await store.add_token(token("payments", "h-ci", 30, name="ci", expires_ms=500), audit("t"))
+        changed = await store.replace_token(token("payments", "h-ci2", 40, name="ci"), 5_000, audit("t"))
+        assert changed == [token("payments", "h-ci", 30, name="ci-old", expires_ms=500)]
+        assert [a.action for a in await store.list_audit(team="payments")].count("team.rotate_token") == 2
+
+    async def test_a_token_replaced_without_grace_is_revoked_at_once(self, store: Store) -> None:
+        await self._team(store)
+        changed = await store.replace_token(token("payments", "h2", 10), 10, audit("team.rotate_token"))
+        assert changed == [token("payments", "payments-first", 1, revoked_ms=10)]
+        assert [t.token_hash for t in await store.list_tokens("payments")] == ["h2"]
+        assert [t.token_hash for t in await store.list_tokens("payments", revoked=True)] == [
+            "payments-first",
+            "h2",
+        ]
+        # Replacing a name no live token has only adds the new one.
+        assert await store.replace_token(token("payments", "h3", 20, name="ci"), 100, audit("t")) == []
+        assert [t.name for t in await store.list_tokens("payments")] == ["default", "ci"]
+
+    async def test_revoking_an_unknown_name_changes_nothing(self, store: Store) -> None:
+        await self._team(store)
+        assert await store.revoke_token("payments", "nope", 5, audit("token.revoke")) == []
+        assert await store.revoke_token("crm", "default", 5, audit("token.revoke")) == []
+        await store.revoke_token("payments", "default", 5, audit("token.revoke"))
+        assert await store.revoke_token("payments", "default", 6, audit("token.revoke")) == []  # already
+        assert [a.action for a in await store.list_audit()] == ["team.create", "token.revoke"]
+        assert await store.list_tokens() == []
+        assert await store.list_tokens(revoked=True) == [token("payments", "payments-first", 1, revoked_ms=5)]
+
+    async def test_the_last_use_of_a_token_only_moves_forward(self, store: Store) -> None:
+        await self._team(store)
+        await store.record_token_use({"payments-first": 50, "unknown-hash": 60})
+        await store.record_token_use({"payments-first": 40})  # an older use, written late
+        await store.record_token_use({})
+        (stored,) = await store.list_tokens()
+        assert stored.last_used_ms == 50
 
     async def test_team_defaults_are_audited_only_when_they_change(self, store: Store) -> None:
         await store.create_team(TeamRecord("crm", "h", 20), audit("team.create", owner_team="crm"))

@@ -36,6 +36,7 @@ from coordinator.store.records import (
     StepRecord,
     TeamRecord,
     TimerRecord,
+    TokenRecord,
 )
 from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
 from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
@@ -286,6 +287,33 @@ async def test_an_idempotency_key_the_old_engine_gave_twice_stays_with_the_oldes
         await store.close()
 
 
+async def test_a_version_3_database_keeps_each_teams_token_as_its_default_token(tmp_path: Path) -> None:
+    """0006 moves teams.token_hash into the tokens table, named "default": the token a team had
+    keeps working, and the team keeps its defaults."""
+    db = tmp_path / "db.sqlite"
+    _migrations(db, "0001_init.sql", "0002_run_sampled.sql", "0003_durable_state.sql")
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            "INSERT INTO teams (name, token_hash, created_ms, retry_json) VALUES (?, ?, ?, ?)",
+            [("payments", "hash-p", 10, '{"max_attempts": 4}'), ("crm", "hash-c", 20, "{}")],
+        )
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await store.list_tokens() == [
+            TokenRecord("crm", "default", "hash-c", 20),
+            TokenRecord("payments", "default", "hash-p", 10),
+        ]
+        team = await store.get_team("payments")
+        assert team is not None and team.created_ms == 10 and team.retry.max_attempts == 4
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as connection:
+        columns = [r[1] for r in connection.execute("PRAGMA table_info(teams)")]
+    assert columns == ["name", "created_ms", "retry_json", "timeouts_json"]
+    assert _schema(db)[0] == NEWEST_SCHEMA
+
+
 # ---------- the writer ----------
 
 
@@ -295,10 +323,10 @@ async def test_concurrent_writes_are_all_durable_and_a_failing_job_does_not_undo
     store = SqliteStore(tmp_path / "db.sqlite")
     await store.open()
     audit = AuditRecord(1, "admin", "team.create", "x", "x")
-    await store.create_team(TeamRecord("dup", "h", 1), audit)
+    await store.create_team(TeamRecord("dup", 1), TokenRecord("dup", "default", "h", 1), audit)
     results = await asyncio.gather(
         *(store.apply(Changes(runs=[run_record(f"r{i}")])) for i in range(200)),
-        store.create_team(TeamRecord("dup", "h", 1), audit),  # fails: exists
+        store.create_team(TeamRecord("dup", 1), TokenRecord("dup", "default", "h2", 1), audit),  # exists
         return_exceptions=True,
     )
     assert isinstance(results[-1], KeyError)

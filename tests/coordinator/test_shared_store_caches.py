@@ -59,10 +59,100 @@ async def test_a_token_rotated_through_one_is_refused_by_the_other_after_a_refre
     assert authority_other.authenticate(token) is None
     await other.refresh()
     assert authority_other.authenticate(token) == PAYMENTS
-    rotated = await one.rotate(ADMIN, "payments")
+    rotated, _, _ = await one.rotate(ADMIN, "payments")  # no grace: the old one is revoked
     await other.refresh()
     assert authority_other.authenticate(token) is None  # the old token is refused there too
     assert authority_other.authenticate(rotated) == PAYMENTS
+
+
+async def test_a_token_revoked_through_one_is_refused_by_the_other_after_a_refresh(
+    store: SqliteStore,
+) -> None:
+    authority_one, authority_other = TokenAuthority(), TokenAuthority()
+    one, other = Teams(store, authority_one), Teams(store, authority_other)
+    await one.load()
+    await other.load()
+    await one.create(ADMIN, "payments")
+    _, ci = await one.create_token(PAYMENTS, "", "ci")
+    await other.refresh()
+    assert authority_other.authenticate(ci) == PAYMENTS
+    await one.revoke_token(PAYMENTS, "", "ci")
+    assert authority_one.authenticate(ci) is None  # at once where it was revoked
+    await other.refresh()
+    assert authority_other.authenticate(ci) is None
+    assert authority_other.refusal(ci) == "unknown or revoked token"
+
+
+async def test_an_expired_token_is_refused_without_reading_the_store_again(store: SqliteStore) -> None:
+    now = [1_000_000.0]
+    authority_one, authority_other = (
+        TokenAuthority(clock=lambda: now[0]),
+        TokenAuthority(clock=lambda: now[0]),
+    )
+    one, other = Teams(store, authority_one), Teams(store, authority_other)
+    await one.load()
+    await one.create(ADMIN, "payments")
+    record, ci = await one.create_token(ADMIN, "payments", "ci", expires_in_s=60)
+    await other.load()
+    now[0] = record.expires_ms / 1000 - 0.001
+    assert authority_one.authenticate(ci) == PAYMENTS
+    assert authority_other.authenticate(ci) == PAYMENTS
+    now[0] = record.expires_ms / 1000
+    assert authority_one.authenticate(ci) is None
+    assert authority_other.authenticate(ci) is None  # no refresh needed
+    assert authority_other.refusal(ci).startswith("token 'ci' of team payments expired at ")
+
+
+async def test_a_rotated_token_works_through_its_grace_period_on_every_coordinator(
+    store: SqliteStore,
+) -> None:
+    now = [1_000_000.0]
+    authority_one, authority_other = (
+        TokenAuthority(clock=lambda: now[0]),
+        TokenAuthority(clock=lambda: now[0]),
+    )
+    one, other = Teams(store, authority_one), Teams(store, authority_other)
+    await one.load()
+    _, old = await one.create(ADMIN, "payments")
+    await other.load()
+    new, _, (replaced,) = await one.rotate(PAYMENTS, "payments", grace_s=3600)
+    assert replaced.name == "default-old"
+    await other.refresh()
+    for authority in (authority_one, authority_other):
+        assert authority.authenticate(old) == PAYMENTS
+        assert authority.authenticate(new) == PAYMENTS
+    now[0] = replaced.expires_ms / 1000
+    for authority in (authority_one, authority_other):
+        assert authority.authenticate(old) is None
+        assert authority.authenticate(new) == PAYMENTS
+
+
+async def test_last_use_is_written_at_most_once_a_period_per_token(store: SqliteStore) -> None:
+    now = [1_000.0]
+    authority = TokenAuthority(clock=lambda: now[0], last_used_every_s=60)
+    teams = Teams(store, authority)
+    admin = await teams.load()
+    assert admin is not None
+    _, token = await teams.create(ADMIN, "payments")
+
+    async def last_used() -> int:
+        (stored,) = await store.list_tokens("payments")
+        return stored.last_used_ms
+
+    assert authority.authenticate(admin) == ADMIN  # the admin token has no row: not counted
+    await teams.refresh()
+    assert await last_used() == 0
+    authority.authenticate(token)
+    await teams.refresh()
+    assert await last_used() == 1_000_000  # the first use is written at the next refresh
+    now[0] = 1_030.0
+    authority.authenticate(token)
+    assert authority.take_uses() == {}  # 30 s later: not yet
+    now[0] = 1_060.0
+    await teams.refresh()
+    assert await last_used() == 1_030_000  # a period later: the latest use
+    await teams.refresh()
+    assert authority.take_uses() == {}  # nothing new: nothing written
 
 
 async def test_a_refresh_that_read_before_a_local_change_does_not_undo_it(store: SqliteStore) -> None:
@@ -70,7 +160,7 @@ async def test_a_refresh_that_read_before_a_local_change_does_not_undo_it(store:
     teams = Teams(store, authority)
     await teams.load()
     generation = authority.generation
-    stale = {team.name: team.token_hash for team in await store.list_teams()}  # read: no teams yet
+    stale = [(t.team, t.name, t.token_hash, t.expires_ms) for t in await store.list_tokens()]  # none yet
     _, token = await teams.create(ADMIN, "payments")  # made here meanwhile
     admin_hash = await store.get_setting("admin_token_hash")
     assert admin_hash is not None

@@ -13,7 +13,7 @@ import pytest
 from contracts.errors import FailedPreconditionError, UnreachableError
 from coordinator.registry.teams import ADMIN_TOKEN_SETTING, Teams
 from coordinator.store.postgres import PostgresStore, SchemaTooNewError, _migrations
-from coordinator.store.records import Changes, VersionConflict
+from coordinator.store.records import Changes, TokenRecord, VersionConflict
 from coordinator.tokens import TokenAuthority, hash_token
 from tests.coordinator.store_conformance import run_record, step_record
 from tests.support.postgres import TestDatabase
@@ -247,3 +247,44 @@ def test_messages_name_the_server_without_the_password(
     for variable in ("PGHOST", "PGPORT", "PGDATABASE"):
         monkeypatch.delenv(variable, raising=False)
     assert PostgresStore(conninfo).where == where
+
+
+async def test_a_version_1_database_keeps_each_teams_token_as_its_default_token(
+    pg_database: TestDatabase,
+) -> None:
+    """0004 moves teams.token_hash into the tokens table, named "default": the token a team had
+    keeps working, and the team keeps its defaults."""
+    url = pg_database.schema_url()
+    first = next(sql for number, _, sql in _migrations() if number == 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(first)
+        conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_ms bigint NOT NULL)"
+        )
+        conn.execute("INSERT INTO schema_version VALUES (1, '0001_init.sql', 0)")
+        conn.execute(
+            "INSERT INTO teams (name, token_hash, created_ms, retry_json) VALUES"
+            " ('payments', 'hash-p', 10, '{\"max_attempts\": 4}'), ('crm', 'hash-c', 20, '{}')"
+        )
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        assert await store.list_tokens() == [
+            TokenRecord("crm", "default", "hash-c", 20),
+            TokenRecord("payments", "default", "hash-p", 10),
+        ]
+        team = await store.get_team("payments")
+        assert team is not None and team.created_ms == 10 and team.retry.max_attempts == 4
+    finally:
+        await store.close()
+    with psycopg.connect(url) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'teams'"
+                " AND table_schema = current_schema() ORDER BY ordinal_position"
+            )
+        ]
+    assert columns == ["name", "created_ms", "retry_json", "timeouts_json"]
+    assert _schema_versions(url)[-1][0] == _migrations()[-1][0]

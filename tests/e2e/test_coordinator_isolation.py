@@ -102,6 +102,17 @@ def _calls(w: World) -> dict[str, tuple[str, str, object]]:
         "get-run-trace": ("coordinator", "GetRunTrace", pb.GetRunTraceRequest(run_id=w.run_id)),
         "audit-log": ("coordinator", "ListAuditLog", pb.ListAuditLogRequest(team="payments")),
         "rotate-token": ("coordinator", "RotateTeamToken", pb.RotateTeamTokenRequest(name="payments")),
+        "create-token": (
+            "coordinator",
+            "CreateTeamToken",
+            pb.CreateTeamTokenRequest(team="payments", name="x"),
+        ),
+        "list-tokens": ("coordinator", "ListTeamTokens", pb.ListTeamTokensRequest(team="payments")),
+        "revoke-token": (
+            "coordinator",
+            "RevokeTeamToken",
+            pb.RevokeTeamTokenRequest(team="payments", name="default"),
+        ),
         "create-team": ("coordinator", "CreateTeam", pb.CreateTeamRequest(name="intruders")),
         "publish-event": (
             "coordinator",
@@ -159,6 +170,9 @@ CALLS = [
     "get-run-trace",
     "audit-log",
     "rotate-token",
+    "create-token",
+    "list-tokens",
+    "revoke-token",
     "create-team",
     "publish-event",
     "serve-contract",

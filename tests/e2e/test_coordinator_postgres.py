@@ -226,7 +226,7 @@ async def test_two_coordinators_on_one_database_see_each_others_tokens_and_contr
         finally:
             await agent.stop()
 
-        rotated = (await a.acli("team", "rotate-token", "payments")).stdout.strip()
+        rotated = (await a.acli("team", "rotate-token", "payments", "--grace", "0")).stdout.strip()
         assert rotated and rotated != payments
 
         async def refused_by_b() -> bool:

@@ -152,6 +152,18 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
     return {
         "CreateTeam": ("coordinator", "CreateTeam", pb.CreateTeamRequest(name="intruders")),
         "RotateTeamToken": ("coordinator", "RotateTeamToken", pb.RotateTeamTokenRequest(name="payments")),
+        "CreateTeamToken": (
+            "coordinator",
+            "CreateTeamToken",
+            pb.CreateTeamTokenRequest(team="payments", name="mine-now"),
+        ),
+        "ListTeamTokens": ("coordinator", "ListTeamTokens", pb.ListTeamTokensRequest(team="payments")),
+        "RevokeTeamToken": (
+            "coordinator",
+            "RevokeTeamToken",
+            pb.RevokeTeamTokenRequest(team="payments", name="default"),
+        ),
+        "RotateAdminToken": ("coordinator", "RotateAdminToken", pb.RotateAdminTokenRequest()),
         "RegisterContract": (
             "coordinator",
             "RegisterContract",
@@ -260,6 +272,10 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
 REFUSED = [
     "CreateTeam",
     "RotateTeamToken",
+    "CreateTeamToken",
+    "ListTeamTokens",
+    "RevokeTeamToken",
+    "RotateAdminToken",
     "RegisterContract",
     "GetContract",
     "GetContract@version",
@@ -302,7 +318,7 @@ async def test_another_team_is_refused(world: World, row: str) -> None:
             else:
                 await getattr(getattr(client, service), method)(request)
     message = str(refused.value)
-    if row != "CreateTeam":
+    if row not in ("CreateTeam", "RotateAdminToken"):  # no owner: the platform's
         assert "payments" in message, f"the message should name the owner: {message}"
     assert SECRET not in message
 
@@ -416,6 +432,13 @@ async def _poll_only_own_queues(w: World, client: AsyncClient) -> None:
     assert not answer.HasField("task")
 
 
+async def _own_tokens(w: World, client: AsyncClient) -> None:
+    # Without a team: its own tokens, by name and times only.
+    listed = await client.coordinator.ListTeamTokens(pb.ListTeamTokensRequest(include_inactive=True))
+    assert {t.team for t in listed.tokens} == {"warehouse"}
+    assert w.other not in str(listed) and w.owner not in str(listed)
+
+
 SCOPED: dict[str, Check] = {
     "WhoAmI": _whoami,
     "ListTeams": _list_teams,
@@ -426,6 +449,7 @@ SCOPED: dict[str, Check] = {
     "WatchRun(involved)": _watch_involved_run,
     "ListEvents": _list_events,
     "ListAuditLog(own)": _audit_log,
+    "ListTeamTokens(own)": _own_tokens,
     "PollTask(own agent)": _poll_only_own_queues,
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import FileProblemsError
-from team_agent.config import load_config, parse_config
+from team_agent.config import load_config, parse_config, resolve_token, token_follows_provider
 
 GOOD = """\
 team: payments
@@ -141,3 +141,38 @@ def test_a_bad_agent_duration_names_its_field(monkeypatch: pytest.MonkeyPatch) -
         ("retry.initial_backoff", "must be a duration such as 500ms, 1s, 2m"),
         ("timeouts.heartbeat", "must be a duration such as 30s, 2m"),
     ]
+
+
+def test_a_token_from_a_secret_file_is_followed_and_read_again(tmp_path: Path) -> None:
+    (tmp_path / "TOKEN").write_text("first\n")
+    (tmp_path / "API_KEY").write_text("k")
+    text = GOOD.replace("concurrency: 3", f"concurrency: 3\nsecrets: {{provider: file, path: {tmp_path}}}")
+    loaded = parse_config(text, "agent.yaml")
+    config, provider = loaded.config, loaded.secrets
+    assert config.token == "first" and config.token_source == "${secret:TOKEN}"
+    assert provider is not None and token_follows_provider(config, provider)
+    (tmp_path / "TOKEN").write_text("second\n")
+    assert resolve_token(config, provider) == "second"
+    (tmp_path / "TOKEN").write_text("")
+    with pytest.raises(LookupError, match="secret 'TOKEN' is empty"):
+        resolve_token(config, provider)
+    (tmp_path / "TOKEN").unlink()
+    with pytest.raises(LookupError, match="secret 'TOKEN' is missing"):
+        resolve_token(config, provider)
+
+
+def test_a_token_from_the_environment_or_written_out_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("API_KEY", "k")
+    from_env = parse_config(GOOD, "agent.yaml")  # the env provider: variables do not change
+    assert from_env.config.token_source == "${secret:TOKEN}"
+    assert not token_follows_provider(from_env.config, from_env.secrets)
+    (tmp_path / "API_KEY").write_text("k")
+    literal = GOOD.replace('token: "${secret:TOKEN}"', "token: plain-token").replace(
+        "concurrency: 3", f"concurrency: 3\nsecrets: {{provider: file, path: {tmp_path}}}"
+    )
+    written_out = parse_config(literal, "agent.yaml")
+    assert written_out.config.token_source == ""
+    assert not token_follows_provider(written_out.config, written_out.secrets)

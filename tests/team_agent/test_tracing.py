@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from team_agent.redact import Redactor
-from team_agent.tracing import build_tracer_provider, extract_context, inject_context
+from team_agent.tracing import (
+    TokenFollowingExporter,
+    build_tracer_provider,
+    extract_context,
+    inject_context,
+)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 ATTEMPT_SPAN = "00f067aa0ba902b7"
@@ -42,3 +49,36 @@ def test_an_unsampled_task_records_nothing_and_a_sampled_one_everything(
         assert seen["01"].endswith("-01")
     finally:
         provider.shutdown()
+
+
+def test_spans_go_out_with_the_token_in_use() -> None:
+    """The agent's token may change while it runs (reloaded from its secret file): the exporter
+    is made anew for the new token, and the old one shut down."""
+    made: list[tuple[str, InMemorySpanExporter]] = []
+    shut: list[str] = []
+
+    def make(token: str) -> InMemorySpanExporter:
+        class Recording(InMemorySpanExporter):
+            def shutdown(self) -> None:
+                shut.append(token)
+                super().shutdown()
+
+        made.append((token, Recording()))
+        return made[-1][1]
+
+    current = ["old"]
+    exporter = TokenFollowingExporter(make, lambda: current[0])
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for name in ("first", "second", "third"):
+        with tracer.start_as_current_span(name):
+            pass
+        current[0] = "new"
+    assert [(token, [s.name for s in e.get_finished_spans()]) for token, e in made] == [
+        ("old", ["first"]),
+        ("new", ["second", "third"]),
+    ]
+    assert shut == ["old"]
+    provider.shutdown()
+    assert shut == ["old", "new"]

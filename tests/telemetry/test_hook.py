@@ -49,7 +49,7 @@ async def test_received_and_engine_spans_are_stored_and_forwarded(tmp_path: Path
     )
     coordinator = SimpleNamespace(store=store)
     authority = TokenAuthority()
-    authority.set_team("payments", hash_token("pay-token"))
+    authority.set_team_token("payments", hash_token("pay-token"))
     server = grpc.aio.server(interceptors=[AuthInterceptor(authority)])
     hook.configure(server, coordinator)
     receiver_port = server.add_insecure_port("127.0.0.1:0")

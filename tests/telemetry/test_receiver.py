@@ -134,7 +134,7 @@ async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
     await _seed(store)
     authority = TokenAuthority()
     for team, token in TOKENS.items():
-        authority.set_team(team, hash_token(token))
+        authority.set_team_token(team, hash_token(token))
     authority.set_admin(hash_token("admin-token"))
     server = grpc.aio.server(interceptors=[AuthInterceptor(authority)])
     add_otlp_receiver(server, store, principal=current_principal)

@@ -278,17 +278,26 @@ class RotateTeamTokenRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    GRACE_MS_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The team."""
     request_id: _builtins.str
+    grace_ms: _builtins.int
+    """How long the token being replaced keeps working; 0 (or unset): it is revoked at once."""
+    expires_in_ms: _builtins.int
+    """The new token expires this long after it is made; 0: never."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        grace_ms: _builtins.int = ...,
+        expires_in_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_in_ms", b"expires_in_ms", "grace_ms", b"grace_ms", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -299,7 +308,261 @@ class RotateTeamTokenResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    NEW_TOKEN_FIELD_NUMBER: _builtins.int
+    REPLACED_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """Shown once; the coordinator only stores its hash."""
+    @_builtins.property
+    def new_token(self) -> Global___TeamToken:
+        """The new token ("default")."""
+
+    @_builtins.property
+    def replaced(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamToken]:
+        """The token(s) it replaced, as they are now: renamed (default-old) and expiring after the
+        grace period, or revoked. Empty when the team had no live "default" token.
+        """
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        new_token: Global___TeamToken | None = ...,
+        replaced: _abc.Iterable[Global___TeamToken] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["new_token", b"new_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_token", b"new_token", "replaced", b"replaced", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateTeamTokenResponse: _TypeAlias = RotateTeamTokenResponse  # noqa: Y015
+
+@_typing.final
+class TeamToken(_message.Message):
+    """One named token of a team. Never the token or its hash."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    LAST_USED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    REVOKED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    name: _builtins.str
+    created_unix_ms: _builtins.int
+    expires_unix_ms: _builtins.int
+    """0: never."""
+    last_used_unix_ms: _builtins.int
+    """0: never used. Written at most once a minute per token, so up to a minute behind."""
+    revoked_unix_ms: _builtins.int
+    """0: not revoked."""
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        name: _builtins.str = ...,
+        created_unix_ms: _builtins.int = ...,
+        expires_unix_ms: _builtins.int = ...,
+        last_used_unix_ms: _builtins.int = ...,
+        revoked_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "expires_unix_ms", b"expires_unix_ms", "last_used_unix_ms", b"last_used_unix_ms", "name", b"name", "revoked_unix_ms", b"revoked_unix_ms", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamToken: _TypeAlias = TeamToken  # noqa: Y015
+
+@_typing.final
+class CreateTeamTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_MS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """Empty: the calling token's team (the admin must name one)."""
+    name: _builtins.str
+    """Lowercase letters, digits, '.', '_' and '-'; unique among the team's live tokens."""
+    expires_in_ms: _builtins.int
+    """The token expires this long after it is made; 0: never."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        name: _builtins.str = ...,
+        expires_in_ms: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_in_ms", b"expires_in_ms", "name", b"name", "request_id", b"request_id", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTeamTokenRequest: _TypeAlias = CreateTeamTokenRequest  # noqa: Y015
+
+@_typing.final
+class CreateTeamTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    INFO_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """Shown once; the coordinator only stores its hash."""
+    @_builtins.property
+    def info(self) -> Global___TeamToken: ...
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        info: Global___TeamToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTeamTokenResponse: _TypeAlias = CreateTeamTokenResponse  # noqa: Y015
+
+@_typing.final
+class ListTeamTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    INCLUDE_INACTIVE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """Empty: the calling token's team (the admin: every team's)."""
+    include_inactive: _builtins.bool
+    """Also the revoked and expired tokens."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        include_inactive: _builtins.bool = ...,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive", "page", b"page", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTeamTokensRequest: _TypeAlias = ListTeamTokensRequest  # noqa: Y015
+
+@_typing.final
+class ListTeamTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamToken]: ...
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___TeamToken] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTeamTokensResponse: _TypeAlias = ListTeamTokensResponse  # noqa: Y015
+
+@_typing.final
+class RevokeTeamTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """Empty: the calling token's team (the admin must name one)."""
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeTeamTokenRequest: _TypeAlias = RevokeTeamTokenRequest  # noqa: Y015
+
+@_typing.final
+class RevokeTeamTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def revoked(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamToken]:
+        """The token(s) revoked (a name may be on a live token and on expired ones)."""
+
+    def __init__(
+        self,
+        *,
+        revoked: _abc.Iterable[Global___TeamToken] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeTeamTokenResponse: _TypeAlias = RevokeTeamTokenResponse  # noqa: Y015
+
+@_typing.final
+class RotateAdminTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NEW_TOKEN_SHA256_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    new_token_sha256: _builtins.str
+    """The SHA-256 (64 lowercase hex digits) of a new token the caller made and kept, so that an
+    answer lost on the way cannot lose the token (the call may be repeated); the CLI does this.
+    Empty: the coordinator makes the token and answers with it.
+    """
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        new_token_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_token_sha256", b"new_token_sha256", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateAdminTokenRequest: _TypeAlias = RotateAdminTokenRequest  # noqa: Y015
+
+@_typing.final
+class RotateAdminTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The new token when the coordinator made it (shown once; only its hash is stored), else empty."""
     def __init__(
         self,
         *,
@@ -311,7 +574,7 @@ class RotateTeamTokenResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RotateTeamTokenResponse: _TypeAlias = RotateTeamTokenResponse  # noqa: Y015
+Global___RotateAdminTokenResponse: _TypeAlias = RotateAdminTokenResponse  # noqa: Y015
 
 @_typing.final
 class Finding(_message.Message):

@@ -55,6 +55,26 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenResponse.FromString,
                 _registered_method=True)
+        self.CreateTeamToken = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/CreateTeamToken',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTeamTokens = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListTeamTokens',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeTeamToken = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RevokeTeamToken',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateAdminToken = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RotateAdminToken',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenResponse.FromString,
+                _registered_method=True)
         self.RegisterContract = channel.unary_unary(
                 '/accord.coordinator.v1.CoordinatorService/RegisterContract',
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RegisterContractRequest.SerializeToString,
@@ -171,7 +191,35 @@ class CoordinatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RotateTeamToken(self, request, context):
+        """A new token named "default" for the team; the one it replaces expires after the grace period.
+        The team itself or the admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTeamToken(self, request, context):
+        """A team's named tokens: the team itself (with any of its tokens) or the admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeamTokens(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTeamToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAdminToken(self, request, context):
+        """A new admin token; the old one is refused from then on (admin only).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -313,6 +361,26 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.RotateTeamToken,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenResponse.SerializeToString,
+            ),
+            'CreateTeamToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTeamToken,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenResponse.SerializeToString,
+            ),
+            'ListTeamTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeamTokens,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensResponse.SerializeToString,
+            ),
+            'RevokeTeamToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTeamToken,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenResponse.SerializeToString,
+            ),
+            'RotateAdminToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAdminToken,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenResponse.SerializeToString,
             ),
             'RegisterContract': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterContract,
@@ -513,6 +581,114 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/RotateTeamToken',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateTeamTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTeamToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/CreateTeamToken',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.CreateTeamTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeamTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListTeamTokens',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListTeamTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTeamToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RevokeTeamToken',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RevokeTeamTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateAdminToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RotateAdminToken',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RotateAdminTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
