@@ -18,6 +18,7 @@ from contracts.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    UnreachableError,
 )
 from coordinator.principal import Principal
 from coordinator.store.base import Store
@@ -78,6 +79,9 @@ class Teams:
         if uses:
             try:
                 await self._store.record_token_use(uses)
+            except UnreachableError:
+                self._authority.give_back_uses(uses)
+                raise  # the store says so itself, once; the caller tries again
             except Exception:
                 self._authority.give_back_uses(uses)
                 logger.warning("could not write when tokens were last used; trying again", exc_info=True)

@@ -1017,7 +1017,9 @@ class StoreConformance:
         assert stored.last_used_ms == 50
 
     async def test_team_defaults_are_audited_only_when_they_change(self, store: Store) -> None:
-        await store.create_team(TeamRecord("crm", "h", 20), audit("team.create", owner_team="crm"))
+        await store.create_team(
+            TeamRecord("crm", 20), token("crm", "h", 20), audit("team.create", owner_team="crm")
+        )
         # A team stored without defaults holds the empty ones: setting those is no change.
         assert not await store.set_team_defaults("crm", RetryPolicy(), Timeouts(), audit("team.defaults"))
         retry = RetryPolicy(max_attempts=5, non_retryable=("Fatal",))
@@ -1031,7 +1033,7 @@ class StoreConformance:
             "team.defaults",
             "team.defaults.timeouts",
         ]
-        assert await store.get_team("crm") == TeamRecord("crm", "h", 20, retry, timeouts)
+        assert await store.get_team("crm") == TeamRecord("crm", 20, retry, timeouts)
 
     async def test_contracts_are_kept_with_every_field_and_ordered_by_version(self, store: Store) -> None:
         full = contract_record(
