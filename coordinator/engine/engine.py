@@ -612,13 +612,17 @@ class Engine:
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
             attempt = state.attempts.get(offer.attempt_id)
-            if attempt is None or attempt.status != ATTEMPT_SCHEDULED:
-                tr.withdraw(offer.attempt_id)  # a stale offer (should not be): take it away
-                return False
             if (
-                state.record.status in RUN_TERMINAL
+                attempt is None
+                or attempt.status != ATTEMPT_SCHEDULED
+                or state.record.status in RUN_TERMINAL
                 or state.current.get(attempt.step_id) != attempt.attempt_id
             ):
+                # A stale offer (should not be): take it away, but only from the run as it is
+                # stored. The state may be this process's cache while another coordinator moved
+                # the run on and offered this very attempt: the version check refuses the
+                # withdrawal then, and the run is read again.
+                tr.lock(state.record)
                 tr.withdraw(offer.attempt_id)
                 return False
             machine.claim(state, attempt, agent_id, tr)
