@@ -246,13 +246,7 @@ class Engine:
         anew and applying it again while another writer wins. Raises ``_Gone``."""
         for attempt in range(_CONFLICT_RETRIES):
             async with self._run_lock(run_id):
-                state = await self._load_state(run_id)
-                tr = Transition(now_ms())
-                try:
-                    result = change(state, tr)
-                except BaseException:
-                    self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
-                    raise
+                state, tr, result = await self._decide(run_id, change)
                 try:
                     await self._commit(state, tr)
                 except VersionConflict as conflict:
@@ -264,6 +258,26 @@ class Engine:
                     continue
                 return result
         raise AssertionError("unreachable")
+
+    async def _decide(
+        self, run_id: str, change: Callable[[RunState, Transition], T]
+    ) -> tuple[RunState, Transition, T]:
+        """Apply ``change`` to the run's state (the caller holds the run's lock). A change that
+        finds nothing to do on this process's cached state is applied again to the run as stored:
+        another coordinator may have moved the run on (offered the attempt an agent reports on),
+        and only the version check of a write would have told."""
+        cached = run_id in self._runs
+        state = await self._load_state(run_id)
+        tr = Transition(now_ms())
+        try:
+            result = change(state, tr)
+        except BaseException:
+            self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
+            raise
+        if cached and not tr:
+            self._runs.pop(run_id, None)
+            return await self._decide(run_id, change)
+        return state, tr, result
 
     async def _commit(self, state: RunState, tr: Transition) -> None:
         """Write ``tr`` durably; then hand tasks to waiting polls, wake the rest, notify."""
@@ -682,10 +696,12 @@ class Engine:
             logger.exception("giving back attempt %s failed", attempt_id)
 
     async def _attempt(self, principal: Principal, attempt_id: str) -> AttemptRecord | None:
-        """The attempt, if it exists; another team's is refused, naming its owner."""
+        """The attempt, if it exists; another team's is refused, naming its owner. Read from the
+        store unless this process's cache has it running: the cache may be behind another
+        coordinator that claimed it, and is never the reason to turn an agent away."""
         state = self._runs.get(_run_of(attempt_id))
         attempt = state.attempts.get(attempt_id) if state is not None else None
-        if attempt is None:
+        if attempt is None or attempt.status != ATTEMPT_RUNNING:
             attempt = await self._store.get_attempt(attempt_id)
         if attempt is not None:
             authz.may_report(principal, attempt)

@@ -10,11 +10,14 @@ and restarted under load): test_replicas_chaos.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts.errors import RemoteError
 from tests.support.agent import Call, TestAgent
 from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas, stored_runs
@@ -95,4 +98,62 @@ async def test_a_task_offered_by_one_replica_is_claimed_through_another_that_dri
     finally:
         for agent in agents:
             await agent.stop()
+        replicas.kill_all()
+
+
+async def test_an_agent_reports_through_one_replica_a_task_it_took_through_another(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """A starts the run and keeps its state cached (the step's attempt scheduled); the agent
+    takes the task through B, then heartbeats and completes it through A (its client moved on).
+    A's cache is behind: the agent must not be told its lease is lost nor its result ignored."""
+    url = pg_database.schema_url()
+    replicas = Replicas.start(tmp_path, url, 2)
+    a, b = replicas
+    try:
+        token = await a.create_team("payments")
+        await a.register_contract(token, contract("payments/first", extra="timeouts: {heartbeat: 30s}\n"))
+        await a.register_contract(token, contract("payments/second"))
+        await a.register_workflow(token, TWO_STEPS)
+        async with a.client(token) as client:
+            started = await start_run(client, "payments/two-steps", {"order_id": "o-1"})
+        run_id = started.run.run_id
+        binding = agent_pb.Binding(contract="payments/first", major=1, engine="python")
+        register = agent_pb.RegisterAgentRequest(agent_id="agent-1", bindings=[binding], concurrency=1)
+        async with b.client(token) as through_b, a.client(token) as through_a:
+            await through_b.agent.RegisterAgent(register)
+            answer = await through_b.agent.PollTask(
+                agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=30_000)
+            )
+            assert answer.task.attempt_id == f"{run_id}:first:1", answer
+
+            async def known_to_a() -> bool:  # agents are read again from the store every 0.5 s
+                try:
+                    await through_a.agent.Heartbeat(
+                        agent_pb.HeartbeatRequest(agent_id="agent-1", attempt_id=answer.task.attempt_id)
+                    )
+                except RemoteError as exc:
+                    return "not registered" not in str(exc)
+                return True
+
+            await wait_until(known_to_a, "A knows the agent registered through B", 30)
+            beat = await through_a.agent.Heartbeat(
+                agent_pb.HeartbeatRequest(agent_id="agent-1", attempt_id=answer.task.attempt_id)
+            )
+            assert not beat.lease_lost and not beat.cancel_requested, beat
+            done = await through_a.agent.CompleteTask(
+                agent_pb.CompleteTaskRequest(
+                    agent_id="agent-1",
+                    attempt_id=answer.task.attempt_id,
+                    output_json=json.dumps({"ref": "r-1"}),
+                    request_id="complete-1",
+                )
+            )
+            assert done.accepted
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT data_json FROM attempts WHERE attempt_id = %s", (answer.task.attempt_id,)
+            ).fetchone()
+        assert row is not None and json.loads(row[0])["status"] == "succeeded", row
+    finally:
         replicas.kill_all()
