@@ -14,8 +14,9 @@ Everything is checked against what the teams' code saw and what PostgreSQL holds
 replica's answers alone): every run succeeded with the results of the one side effect per step;
 one key per step; an attempt is never handed out twice; the attempts of a step are numbered
 1..n without a gap or a duplicate and end in one success, and every attempt beyond the first is
-explained by the failure on purpose (its retry timer fired once) or a heartbeat timeout (a crash
-took the task between its claim and the agent); nothing is left in ``timers`` or ``offers``.
+explained: the failure on purpose (its retry timer fired once), a task given back before its
+agent got it, or a heartbeat lease that ran out across a crash (never without one); nothing is
+left in ``timers`` or ``offers``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ FLAKY_EVERY = 2  # step b of the runs o0, o2, o4, ... fails once, after its side
 # Generous upper bounds: they only guard against a hang on a loaded machine.
 CRASH_POINT_WITHIN = 90.0
 FINISH_WITHIN = 150.0
+# Runs going at once in the rolling restart: a steady load rather than all at the start.
+IN_FLIGHT = 8
 
 # The teams' engine, imported by the python engine in each agent process. Every delivery is
 # logged first (raw, whatever the key); the side effect is applied under a lock shared by every
@@ -338,7 +341,7 @@ def check_chain(
     flaky_runs = {
         run_id for run_id in run_ids if int(runs[run_id]["input"]["order_id"][1:]) % FLAKY_EVERY == 0
     }
-    timed_out = timed_out_delivered = 0
+    counts = collections.Counter(deliveries=len(deliveries), released=0, timed_out=0, timed_out_delivered=0)
     for key, step_attempts in by_step.items():
         step_attempts.sort(key=lambda a: a["number"])
         numbers = [a["number"] for a in step_attempts]
@@ -358,17 +361,27 @@ def check_chain(
             assert failed or "timed_out" in statuses, f"{key}: {shown}{context}"
         else:
             assert failed == [], f"{key}: {shown}{context}"
+        # A task given back before its agent got it (a poll that ended first, e.g. on a replica
+        # stopping): a new attempt at once, not a failure.
+        released = [
+            a
+            for a in step_attempts[:-1]
+            if a["status"] == "cancelled"
+            and a["error"]["type"] == "Released"
+            and a["attempt_id"] not in handed
+        ]
         # Anything else before the success: a heartbeat lease that ran out across a crash (a
         # task the crash took between its claim and the agent, or a report lost with it).
-        others = [a for a in step_attempts[:-1] if a["status"] != "failed"]
+        others = [a for a in step_attempts[:-1] if a["status"] != "failed" and a not in released]
         assert all(
             a["status"] == "timed_out"
             and a["error"]["type"] == "HeartbeatTimeout"
             and any(a["started_ms"] <= crash <= a["finished_ms"] for crash in crashes_ms or [])
             for a in others
         ), f"{key}: {shown}, crashes at {crashes_ms}{context}"
-        timed_out += len(others)
-        timed_out_delivered += sum(1 for a in others if a["attempt_id"] in handed)
+        counts["released"] += len(released)
+        counts["timed_out"] += len(others)
+        counts["timed_out_delivered"] += sum(1 for a in others if a["attempt_id"] in handed)
         # Delivered again only after a failure or a timeout of an earlier attempt.
         raw = sum(1 for d in deliveries if d["key"] == key)
         assert raw <= len(step_attempts), f"{key}: {raw} deliveries of {shown}{context}"
@@ -386,10 +399,24 @@ def check_chain(
     assert (timers_left, offers_left) == (0, 0), (
         f"left behind: {timers_left} timers, {offers_left} offers{context}"
     )
-    return {"deliveries": len(deliveries), "timed_out": timed_out, "of_which_delivered": timed_out_delivered}
+    return dict(counts)
 
 
 # ---------- the tests ----------
+
+
+class History:
+    """What a test did to the replicas, each at its second since the test began (for messages)."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.events: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.events.append(f"{time.monotonic() - self.began:.1f}s {text}")
+
+    def __str__(self) -> str:
+        return "; ".join(self.events)
 
 
 @pytest.mark.parametrize("count", [2, 3], ids=["2-replicas", "3-replicas"])
@@ -409,13 +436,14 @@ async def test_replicas_killed_one_after_another_lose_and_double_nothing(
     url = pg_database.schema_url()
     replicas = Replicas.start(tmp_path, url, count)
     chain = Chain(replicas, tmp_path / "chain")
-    history: list[str] = []
+    history = History()
 
     def context() -> str:
         return f"\n(seed {seed}: {history})\n{replicas.logs()}\n{chain.agent_logs()}"
 
     try:
         await chain.set_up()
+        history.note("set up")
         bounds = [runs * i // (kills + 1) for i in range(kills + 2)]
         run_ids: list[str] = []
         killed: list[int] = []
@@ -426,11 +454,11 @@ async def test_replicas_killed_one_after_another_lose_and_double_nothing(
                 # One replica keeps serving: the one down longest comes back before the next kill.
                 back = next(n for n in killed if n not in alive)
                 await asyncio.to_thread(replicas.restart, back)
-                history.append(f"restarted {back}")
+                history.note(f"restarted {back}")
             before = chain.ledger.applied_count()
             numbers = range(bounds[batch], bounds[batch + 1])
             run_ids += await chain.start_runs(numbers)
-            history.append(f"started o{numbers.start}..o{numbers.stop - 1}")
+            history.note(f"started o{numbers.start}..o{numbers.stop - 1}")
             if batch == kills:
                 break
             point = before + int(rng.uniform(0.15, 0.7) * len(numbers) * len(STEPS)) + 1
@@ -444,14 +472,81 @@ async def test_replicas_killed_one_after_another_lose_and_double_nothing(
             replicas[victim].kill9()
             crashes_ms.append(int(time.time() * 1000))
             done = chain.ledger.applied_count()
-            history.append(f"killed {victim} at {done} side effects")
+            history.note(f"killed {victim} at {done} side effects")
             killed.append(victim)
             assert done < bounds[batch + 1] * len(STEPS), (
                 f"the crash came too late to test anything{context()}"
             )
         await wait_all_finished(url, context)
+        history.note("all done")
         counts = check_chain(url, chain.ledger, run_ids, context(), crashes_ms)
         print(f"seed {seed}: {history}; {counts}")
+    finally:
+        await asyncio.to_thread(chain.stop_agents)
+        replicas.kill_all()
+
+
+@sized("runs", short=30, soak=300)
+async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_nothing(
+    pg_database: TestDatabase, tmp_path: Path, runs: int
+) -> None:
+    """Each of three replicas in turn is stopped (SIGTERM: a clean exit) and started again,
+    while runs keep being started through the address lists (at least ``runs`` of them, and until
+    the last replica is back) and the teams' agents move from replica to replica: every run
+    finishes, each side effect once, and no heartbeat lease runs out (nothing was crashed)."""
+    url = pg_database.schema_url()
+    replicas = Replicas.start(tmp_path, url, 3)
+    chain = Chain(replicas, tmp_path / "chain")
+    history = History()
+    restarted = asyncio.Event()
+
+    def context() -> str:
+        return f"\n({history})\n{replicas.logs()}\n{chain.agent_logs()}"
+
+    def finished_runs() -> int:
+        return sum(1 for a in chain.ledger.applied() if a["key"].endswith(":c"))
+
+    run_ids: list[str] = []
+
+    async def load() -> None:
+        """Start runs one by one, at most IN_FLIGHT unfinished at a time."""
+        i = 0
+        while i < runs or not restarted.is_set():
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: len(run_ids) - finished_runs() < IN_FLIGHT),
+                f"fewer than {IN_FLIGHT} runs going{context()}",
+                CRASH_POINT_WITHIN,
+            )
+            run_ids.append(await chain.start_run(i))
+            i += 1
+
+    try:
+        await chain.set_up()
+        history.note("set up")
+        starting = asyncio.create_task(load())
+        try:
+            for n in range(len(replicas)):
+                # Work flows before each stop (and after the restart before it).
+                point = chain.ledger.applied_count() + IN_FLIGHT
+                await wait_until(
+                    lambda point=point: chain.ledger.applied_count() >= point,  # type: ignore[misc]
+                    f"{point} side effects applied{context()}",
+                    CRASH_POINT_WITHIN,
+                )
+                code = await asyncio.to_thread(replicas.terminate, n)
+                history.note(f"stopped {n} (exit {code}) at {chain.ledger.applied_count()} side effects")
+                assert code == 0, f"replica {n} exited with {code} on SIGTERM{context()}"
+                await asyncio.to_thread(replicas.start_again, n)
+                history.note(f"started {n} again")
+            restarted.set()
+            await starting
+        finally:
+            starting.cancel()
+        history.note("all started")
+        await wait_all_finished(url, context)
+        history.note("all done")
+        counts = check_chain(url, chain.ledger, run_ids, context())
+        print(f"{len(run_ids)} runs: {history}; {counts}")
     finally:
         await asyncio.to_thread(chain.stop_agents)
         replicas.kill_all()
