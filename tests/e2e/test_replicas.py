@@ -1,6 +1,8 @@
 """Several coordinators (replicas) on one PostgreSQL database, each answering for work another
-one did: a task offered by one is claimed through another, a run finished by one's agents is
-seen through another, a token revoked through one is refused by another.
+one did: a task offered by one is claimed and reported through another, a workflow registered
+through one runs through another at once, and a commit on one wakes what waits on another (a
+watch, ``run --wait``, an agent's long poll). Tokens rotated through one and refused by another:
+test_coordinator_postgres.py.
 
 Real coordinator processes on the real PostgreSQL; what the replicas hold is checked in the
 database itself where a replica's answer alone could hide a difference. Chaos (replicas killed
@@ -17,11 +19,12 @@ import psycopg
 import pytest
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError
 from tests.support.agent import Call, TestAgent
 from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas, stored_runs
-from tests.support.scenario import contract, start_run
+from tests.support.scenario import TERMINAL, contract, start_run, wait_run
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -155,5 +158,181 @@ async def test_an_agent_reports_through_one_replica_a_task_it_took_through_anoth
                 "SELECT data_json FROM attempts WHERE attempt_id = %s", (answer.task.attempt_id,)
             ).fetchone()
         assert row is not None and json.loads(row[0])["status"] == "succeeded", row
+    finally:
+        replicas.kill_all()
+
+
+async def test_a_workflow_registered_through_one_replica_runs_through_another_at_once(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """Contracts and a workflow registered through A: the run is started through B the moment
+    A answered (B had already read the registry, before any of it existed)."""
+    url = pg_database.schema_url()
+    replicas = Replicas.start(tmp_path, url, 2)
+    a, b = replicas
+    agent: TestAgent | None = None
+    try:
+        token = await a.create_team("payments")
+        async with b.client(token) as client:  # B reads (and caches) the empty registry
+            listed = await client.coordinator.ListContracts(pb.ListContractsRequest())
+            assert list(listed.contracts) == []
+            for name in ("first", "second"):
+                await a.register_contract(token, contract(f"payments/{name}"))
+            await a.register_workflow(token, TWO_STEPS)
+            started = await start_run(client, "payments/two-steps", {"order_id": "o-1"})
+
+            async def step(call: Call) -> dict[str, str]:
+                return {"ref": f"{call.input['order_id']}>{call.task.step_id}"}
+
+            handlers = {"payments/first@1": step, "payments/second@1": step}
+            agent = TestAgent(b.address, token, "payments", handlers, poll_wait_ms=500)
+            await agent.start()
+            run = await wait_run(client, started.run.run_id, within=60)
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+        assert json.loads(run.output_json) == {"ref": "o-1>first>second"}
+    finally:
+        if agent is not None:
+            await agent.stop()
+        replicas.kill_all()
+
+
+# ---------- wake-ups across replicas ----------
+#
+# The replicas below re-read the store for a change made elsewhere only every 600 s
+# (--replica-poll): within the tests' bounds, only the wake-up another replica's commit sends
+# (docs/production.md, "Several coordinators on one database") can end their wait.
+
+NO_POLL = ("--replica-poll", "600")
+WAKE_UPS = pytest.mark.xfail(
+    strict=True,
+    reason="cross-replica wake-ups (LISTEN/NOTIFY) and --replica-poll land on main (issue 13)",
+)
+ONE_STEP = """
+workflow: payments/flow
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.charge.output.ref}"}
+"""
+
+
+async def _charge(call: Call) -> dict[str, str]:
+    return {"ref": f"ch-{call.input['order_id']}"}
+
+
+async def _payments(replicas: Replicas) -> str:
+    token = await replicas[0].create_team("payments")
+    await replicas[0].register_contract(token, contract("payments/charge"))
+    await replicas[0].register_workflow(token, ONE_STEP)
+    return token
+
+
+@WAKE_UPS
+async def test_run_wait_on_one_replica_returns_when_agents_on_another_finish_the_run(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """``accord run --wait`` given A only; the one agent serves through B (it polls B often, so
+    that it gets the task whichever way): the CLI returns the run's output. (The CLI renews its
+    watch every 2 s; the test below holds one stream, which only a wake-up can end.)"""
+    replicas = Replicas.start(tmp_path, pg_database.schema_url(), 2, *NO_POLL)
+    a, b = replicas
+    agent: TestAgent | None = None
+    try:
+        token = await _payments(replicas)
+        agent = TestAgent(b.address, token, "payments", {"payments/charge@1": _charge}, poll_wait_ms=500)
+        await agent.start()
+        result = await a.acli(
+            "run",
+            "payments/flow",
+            "--input",
+            '{"order_id": "o-1"}',
+            "--wait",
+            "--timeout",
+            "45s",
+            token=token,
+        )
+        assert result.returncode == 0, (result.stderr, replicas.logs())
+        assert json.loads(result.stdout) == {"ref": "ch-o-1"}
+        assert [r.accepted for r in agent.records] == [True]
+    finally:
+        if agent is not None:
+            await agent.stop()
+        replicas.kill_all()
+
+
+@WAKE_UPS
+async def test_a_watch_on_one_replica_is_woken_by_a_run_finished_through_another(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """One WatchRun stream on A (never renewed, unlike run --wait's) while the run is started,
+    claimed and finished through B: it sends the finished run and ends."""
+    replicas = Replicas.start(tmp_path, pg_database.schema_url(), 2, *NO_POLL)
+    a, b = replicas
+    agent: TestAgent | None = None
+    try:
+        token = await _payments(replicas)
+        async with b.client(token) as through_b, a.client(token) as through_a:
+            started = await start_run(through_b, "payments/flow", {"order_id": "o-1"})
+            updates: list[pb.Run] = []
+
+            async def watch() -> None:
+                request = pb.WatchRunRequest(run_id=started.run.run_id)
+                async for update in through_a.coordinator.stream("WatchRun", request):
+                    updates.append(update.run)
+
+            watching = asyncio.create_task(watch())
+            await wait_until(lambda: updates, "the watch on A sent the run as it is", 60)
+            assert updates[0].status not in TERMINAL, updates[0]
+            agent = TestAgent(b.address, token, "payments", {"payments/charge@1": _charge})
+            await agent.start()
+            await asyncio.wait_for(watching, 60)  # an upper bound, far below the 600 s re-read
+        assert updates[-1].status == pb.RUN_STATUS_SUCCEEDED, updates[-1]
+        assert json.loads(updates[-1].output_json) == {"ref": "ch-o-1"}
+    finally:
+        if agent is not None:
+            await agent.stop()
+        replicas.kill_all()
+
+
+@WAKE_UPS
+async def test_an_agent_long_polling_one_replica_gets_a_task_offered_through_another(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """The agent's one long poll (60 s) waits on A, after A read the queue empty; the run is
+    started through B, which offers the task: the poll answers with it."""
+    replicas = Replicas.start(tmp_path, pg_database.schema_url(), 2, *NO_POLL)
+    a, b = replicas
+    try:
+        token = await _payments(replicas)
+        binding = agent_pb.Binding(contract="payments/charge", major=1, engine="python")
+        register = agent_pb.RegisterAgentRequest(agent_id="agent-1", bindings=[binding], concurrency=1)
+        async with a.client(token) as through_a, b.client(token) as through_b:
+            await through_a.agent.RegisterAgent(register)
+            # A reads the queue empty now; the long poll below finds it so (unless the offer is
+            # older than A's belief: then it reads the store and the test proves nothing, but
+            # never fails for that).
+            empty = await through_a.agent.PollTask(agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=0))
+            assert not empty.HasField("task")
+            polling = asyncio.create_task(
+                through_a.agent.PollTask(
+                    agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=60_000), timeout=90
+                )
+            )
+            started = await start_run(through_b, "payments/flow", {"order_id": "o-1"})
+            answer = await polling
+            assert answer.task.attempt_id == f"{started.run.run_id}:charge:1", answer
+            done = await through_a.agent.CompleteTask(
+                agent_pb.CompleteTaskRequest(
+                    agent_id="agent-1",
+                    attempt_id=answer.task.attempt_id,
+                    output_json=json.dumps({"ref": "r-1"}),
+                    request_id="complete-1",
+                )
+            )
+            assert done.accepted
+            run = await wait_run(through_b, started.run.run_id, within=60)
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, run
     finally:
         replicas.kill_all()
