@@ -486,14 +486,15 @@ async def test_replicas_killed_one_after_another_lose_and_double_nothing(
         replicas.kill_all()
 
 
-@sized("runs", short=30, soak=300)
+@sized("runs, rounds", short=(30, 1), soak=(300, 3))
 async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_nothing(
-    pg_database: TestDatabase, tmp_path: Path, runs: int
+    pg_database: TestDatabase, tmp_path: Path, runs: int, rounds: int
 ) -> None:
-    """Each of three replicas in turn is stopped (SIGTERM: a clean exit) and started again,
-    while runs keep being started through the address lists (at least ``runs`` of them, and until
-    the last replica is back) and the teams' agents move from replica to replica: every run
-    finishes, each side effect once, and no heartbeat lease runs out (nothing was crashed)."""
+    """Each of three replicas in turn is stopped (SIGTERM: a clean exit) and started again
+    (``rounds`` times over), while runs keep being started through the address lists (at least
+    ``runs`` of them, and until the last replica is back) and the teams' agents move from replica
+    to replica: every run finishes, each side effect once, and no heartbeat lease runs out
+    (nothing was crashed)."""
     url = pg_database.schema_url()
     replicas = Replicas.start(tmp_path, url, 3)
     chain = Chain(replicas, tmp_path / "chain")
@@ -525,7 +526,7 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_n
         history.note("set up")
         starting = asyncio.create_task(load())
         try:
-            for n in range(len(replicas)):
+            for n in [n for _ in range(rounds) for n in range(len(replicas))]:
                 # Work flows before each stop (and after the restart before it).
                 point = chain.ledger.applied_count() + IN_FLIGHT
                 await wait_until(
