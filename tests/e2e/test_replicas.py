@@ -17,10 +17,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError
+from team_agent.testing import AgentProcess
 from tests.support.agent import Call, TestAgent
 from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas, stored_runs
@@ -335,4 +337,48 @@ async def test_an_agent_long_polling_one_replica_gets_a_task_offered_through_ano
             run = await wait_run(through_b, started.run.run_id, within=60)
         assert run.status == pb.RUN_STATUS_SUCCEEDED, run
     finally:
+        replicas.kill_all()
+
+
+async def test_an_agent_given_several_replicas_sends_its_spans_to_one_that_answers(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """A real agent process given [A, B]; A is gone before the agent starts. Its work goes
+    through B, and so do its spans: the run's trace, read through B, has the agent's."""
+    replicas = Replicas.start(tmp_path, pg_database.schema_url(), 2)
+    a, b = replicas
+    agent: AgentProcess | None = None
+    try:
+        token = await _payments(replicas)
+        a.kill9()
+        command = [
+            "python3",
+            "-c",
+            "import json, sys; print(json.dumps({'ref': 'ch-' + json.load(sys.stdin)['order_id']}))",
+        ]
+        config = {
+            "team": "payments",
+            "coordinator": [a.address, b.address],
+            "token": "${secret:ACCORD_TOKEN}",
+            "implements": {"payments/charge@1": {"engine": "shell", "with": {"command": command}}},
+        }
+        (tmp_path / "agent.yaml").write_text(yaml.safe_dump(config))
+        agent = AgentProcess(tmp_path / "agent.yaml", workdir=tmp_path, env={"ACCORD_TOKEN": token}).start()
+        async with b.client(token) as client:
+            started = await start_run(client, "payments/flow", {"order_id": "o-1"})
+            run = await wait_run(client, started.run.run_id, within=60)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+
+            async def agent_spans() -> list[str]:
+                trace = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run.run_id))
+                return [s.name for s in trace.spans if s.name.startswith("agent.")]
+
+            try:
+                names = await wait_until(agent_spans, "the agent's spans in the run's trace", 60)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{agent.log[-3000:]}") from None
+        assert "agent.receive" in names, names
+    finally:
+        if agent is not None:
+            await asyncio.to_thread(agent.stop)
         replicas.kill_all()
