@@ -12,6 +12,7 @@ and restarted under load): test_replicas_chaos.py.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import yaml
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError
+from coordinator.cli.server_cmd import coordinator_app
 from team_agent.testing import AgentProcess
 from tests.support.agent import Call, TestAgent
 from tests.support.postgres import TestDatabase
@@ -205,7 +207,18 @@ async def test_a_workflow_registered_through_one_replica_runs_through_another_at
 # (docs/production.md, "Several coordinators on one database") can end their wait.
 
 NO_POLL = ("--replica-poll", "600")
+
+
+def _has_replica_poll() -> bool:
+    """Whether ``accord coordinator start`` takes --replica-poll yet (it comes with the wake-ups)."""
+    (start,) = [c for c in coordinator_app.registered_commands if c.name == "start"]
+    return "replica_poll" in inspect.signature(start.callback).parameters
+
+
+# Expected to fail while the flag is unknown (the coordinators refuse it at once); from the day
+# it exists the tests run unmarked, and fail loudly if a wake-up does not come.
 WAKE_UPS = pytest.mark.xfail(
+    not _has_replica_poll(),
     strict=True,
     reason="cross-replica wake-ups (LISTEN/NOTIFY) and --replica-poll land on main (issue 13)",
 )
