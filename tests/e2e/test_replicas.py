@@ -20,12 +20,13 @@ import psycopg
 import pytest
 import yaml
 
+import coordinator.cli.server_cmd  # noqa: F401 - registers `coordinator start`
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError
-from coordinator.cli.server_cmd import coordinator_app
+from coordinator.cli._apps import coordinator_app
 from team_agent.testing import AgentProcess
-from tests.support.agent import Call, TestAgent
+from tests.support.agent import Call, Handler, TestAgent
 from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas, stored_runs
 from tests.support.scenario import TERMINAL, contract, start_run, wait_run
@@ -188,7 +189,7 @@ async def test_a_workflow_registered_through_one_replica_runs_through_another_at
             async def step(call: Call) -> dict[str, str]:
                 return {"ref": f"{call.input['order_id']}>{call.task.step_id}"}
 
-            handlers = {"payments/first@1": step, "payments/second@1": step}
+            handlers: dict[str, Handler] = {"payments/first@1": step, "payments/second@1": step}
             agent = TestAgent(b.address, token, "payments", handlers, poll_wait_ms=500)
             await agent.start()
             run = await wait_run(client, started.run.run_id, within=60)
@@ -211,8 +212,8 @@ NO_POLL = ("--replica-poll", "600")
 
 def _has_replica_poll() -> bool:
     """Whether ``accord coordinator start`` takes --replica-poll yet (it comes with the wake-ups)."""
-    (start,) = [c for c in coordinator_app.registered_commands if c.name == "start"]
-    return "replica_poll" in inspect.signature(start.callback).parameters
+    (start,) = [c.callback for c in coordinator_app.registered_commands if c.name == "start"]
+    return start is not None and "replica_poll" in inspect.signature(start).parameters
 
 
 # Expected to fail while the flag is unknown (the coordinators refuse it at once); from the day

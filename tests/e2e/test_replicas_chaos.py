@@ -39,7 +39,7 @@ import yaml
 from contracts.errors import RemoteError
 from team_agent.testing import AgentProcess
 from tests.support.postgres import TestDatabase
-from tests.support.replicas import Replicas
+from tests.support.replicas import Replicas, stored_runs
 from tests.support.scenario import contract, start_run
 from tests.support.soak import sized
 from tests.support.wait import wait_until
@@ -256,23 +256,6 @@ def _unfinished(url: str) -> int:
     return int(row[0])
 
 
-def _unfinished_state(url: str) -> str:
-    """The steps, attempts, timers and offers of the runs still going, for a failure message."""
-    lines = []
-    with psycopg.connect(url) as conn:
-        going = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE status IN ('pending', 'running')")]
-        for run_id in going[:5]:
-            lines.append(f"run {run_id}:")
-            for table in ("steps", "attempts"):
-                for (data,) in conn.execute(f"SELECT data_json FROM {table} WHERE run_id = %s", (run_id,)):
-                    lines.append(f"  {table}: {data[:400]}")
-            for row in conn.execute("SELECT * FROM timers WHERE run_id = %s", (run_id,)):
-                lines.append(f"  timer: {row}")
-            for row in conn.execute("SELECT * FROM offers WHERE run_id = %s", (run_id,)):
-                lines.append(f"  offer: {row}")
-    return "\n".join(lines)
-
-
 async def wait_all_finished(url: str, context: Callable[[], str], within: float = FINISH_WITHIN) -> None:
     """Until no run is pending or running, read from PostgreSQL (whichever replica drove it)."""
     try:
@@ -281,7 +264,7 @@ async def wait_all_finished(url: str, context: Callable[[], str], within: float 
         )
     except AssertionError as exc:
         raise AssertionError(
-            f"{exc}; still going: {_unfinished(url)}\n{_unfinished_state(url)}\n{context()}"
+            f"{exc}; still going: {_unfinished(url)}\n{stored_runs(url)}\n{context()}"
         ) from None
 
 
