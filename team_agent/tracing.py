@@ -28,6 +28,7 @@ from opentelemetry.trace import Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from contracts.channels import Channels
+from contracts.endpoints import parse_addresses
 from team_agent.redact import Redactor
 
 SERVICE_NAME = "accord-agent"
@@ -125,6 +126,30 @@ class TokenFollowingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class FailoverSpanExporter(SpanExporter):
+    """Exports to one of several coordinators sharing a database (the agent config's list): the
+    one that took the last batch, else the next that takes it."""
+
+    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+        self._exporters = list(exporters)
+        self._current = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for step in range(len(self._exporters)):
+            index = (self._current + step) % len(self._exporters)
+            if self._exporters[index].export(spans) == SpanExportResult.SUCCESS:
+                self._current = index
+                return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        for exporter in self._exporters:
+            exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(exporter.force_flush(timeout_millis) for exporter in self._exporters)
+
+
 def build_tracer_provider(
     *,
     team: str,
@@ -152,18 +177,23 @@ def build_tracer_provider(
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         channels = channels or Channels()
+        follow = token if callable(token) else lambda: token
 
-        def otlp(token: str) -> SpanExporter:
-            return OTLPSpanExporter(
-                endpoint=coordinator,
-                insecure=channels.credentials is None,
-                credentials=channels.credentials,
-                channel_options=tuple(channels.options()) or None,  # type: ignore[arg-type]
-                headers=(("authorization", f"Bearer {token}"),),
-                timeout=5,
-            )
+        def otlp_to(address: str) -> SpanExporter:
+            def otlp(token: str) -> SpanExporter:
+                return OTLPSpanExporter(
+                    endpoint=address,
+                    insecure=channels.credentials is None,
+                    credentials=channels.credentials,
+                    channel_options=tuple(channels.options()) or None,  # type: ignore[arg-type]
+                    headers=(("authorization", f"Bearer {token}"),),
+                    timeout=5,
+                )
 
-        exporter = TokenFollowingExporter(otlp, token if callable(token) else lambda: token)
+            return TokenFollowingExporter(otlp, follow)
+
+        exporters = [otlp_to(address) for address in parse_addresses(coordinator, "coordinator")]
+        exporter = exporters[0] if len(exporters) == 1 else FailoverSpanExporter(exporters)
     provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor)))
     return provider
 

@@ -302,13 +302,7 @@ class Engine:
         anew and applying it again while another writer wins. Raises ``_Gone``."""
         for attempt in range(_CONFLICT_RETRIES):
             async with self._run_lock(run_id):
-                state = await self._load_state(run_id)
-                tr = Transition(now_ms())
-                try:
-                    result = change(state, tr)
-                except BaseException:
-                    self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
-                    raise
+                state, tr, result = await self._decide(run_id, change)
                 try:
                     await self._commit(state, tr)
                 except VersionConflict as conflict:
@@ -320,6 +314,27 @@ class Engine:
                     continue
                 return result
         raise AssertionError("unreachable")
+
+    async def _decide(
+        self, run_id: str, change: Callable[[RunState, Transition], T]
+    ) -> tuple[RunState, Transition, T]:
+        """Apply ``change`` to the run's state (the caller holds the run's lock). With other
+        coordinators on the store, a change that finds nothing to do on this process's cached
+        state is applied again to the run as stored: another coordinator may have moved the run on
+        (offered the attempt an agent reports on), and only the version check of a write would
+        have told. (Alone on its store, a process's cache is the run as stored.)"""
+        cached = run_id in self._runs
+        state = await self._load_state(run_id)
+        tr = Transition(now_ms())
+        try:
+            result = change(state, tr)
+        except BaseException:
+            self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
+            raise
+        if cached and not tr and self._store.shared:
+            self._runs.pop(run_id, None)
+            return await self._decide(run_id, change)
+        return state, tr, result
 
     async def _commit(self, state: RunState, tr: Transition) -> None:
         """Write ``tr`` durably; then hand tasks to waiting polls, wake the rest, notify."""
@@ -796,19 +811,21 @@ class Engine:
     async def _claim(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
             attempt = state.attempts.get(offer.attempt_id)
-            if attempt is None:
-                # Not in this state: it is stale (another coordinator's commit; this commit's
-                # compare-and-swap then reads the run again), or the offer is a leftover.
-                tr.withdraw(offer.attempt_id)
-                return False
-            if attempt.status != ATTEMPT_SCHEDULED:
+            if attempt is not None and attempt.status != ATTEMPT_SCHEDULED:
                 # Another poll took it (or it ended): the transition that did so withdrew its
                 # offer. Nothing to write.
                 return False
             if (
-                state.record.status in RUN_TERMINAL
+                attempt is None
+                or attempt.status != ATTEMPT_SCHEDULED
+                or state.record.status in RUN_TERMINAL
                 or state.current.get(attempt.step_id) != attempt.attempt_id
             ):
+                # A stale offer (should not be): take it away, but only from the run as it is
+                # stored. The state may be this process's cache while another coordinator moved
+                # the run on and offered this very attempt: the version check refuses the
+                # withdrawal then, and the run is read again.
+                tr.lock(state.record)
                 tr.withdraw(offer.attempt_id)
                 return False
             machine.claim(state, attempt, agent_id, tr)
@@ -866,7 +883,9 @@ class Engine:
             logger.exception("giving back attempt %s failed", attempt_id)
 
     async def _attempt(self, principal: Principal, attempt_id: str) -> AttemptRecord | None:
-        """The attempt, if it exists; another team's is refused, naming its owner."""
+        """The attempt, if it exists; another team's is refused, naming its owner. Read from the
+        store unless this process's cache has it running: the cache may be behind another
+        coordinator that claimed it, and is never the reason to turn an agent away."""
         state = self._runs.get(_run_of(attempt_id))
         attempt = state.attempts.get(attempt_id) if state is not None else None
         if attempt is not None and attempt.status != ATTEMPT_RUNNING and self._store.shared:
@@ -971,11 +990,6 @@ class Engine:
         if attempt is not None and attempt.status == ATTEMPT_RUNNING:
             try:
                 accepted = await self._transact(attempt.run_id, change)
-                if not accepted and self._store.shared:
-                    # Refused from a cached state another coordinator's commit may have made stale
-                    # (its hint not here yet, or lost): decide again from the store.
-                    self._forget(attempt.run_id, None)
-                    accepted = await self._transact(attempt.run_id, change)
             except _Gone:
                 accepted = False
         if accepted or not request[1]:
