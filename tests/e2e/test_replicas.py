@@ -12,7 +12,6 @@ and restarted under load): test_replicas_chaos.py.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import coordinator.cli.server_cmd  # noqa: F401 - registers `coordinator start`
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import RemoteError
-from coordinator.cli._apps import coordinator_app
 from team_agent.testing import AgentProcess
 from tests.support.agent import Call, Handler, TestAgent
 from tests.support.postgres import TestDatabase
@@ -210,19 +208,6 @@ async def test_a_workflow_registered_through_one_replica_runs_through_another_at
 NO_POLL = ("--replica-poll", "600")
 
 
-def _has_replica_poll() -> bool:
-    """Whether ``accord coordinator start`` takes --replica-poll yet (it comes with the wake-ups)."""
-    (start,) = [c.callback for c in coordinator_app.registered_commands if c.name == "start"]
-    return start is not None and "replica_poll" in inspect.signature(start).parameters
-
-
-# Expected to fail while the flag is unknown (the coordinators refuse it at once); from the day
-# it exists the tests run unmarked, and fail loudly if a wake-up does not come.
-WAKE_UPS = pytest.mark.xfail(
-    not _has_replica_poll(),
-    strict=True,
-    reason="cross-replica wake-ups (LISTEN/NOTIFY) and --replica-poll land on main (issue 13)",
-)
 ONE_STEP = """
 workflow: payments/flow
 input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
@@ -245,7 +230,6 @@ async def _payments(replicas: Replicas) -> str:
     return token
 
 
-@WAKE_UPS
 async def test_run_wait_on_one_replica_returns_when_agents_on_another_finish_the_run(
     pg_database: TestDatabase, tmp_path: Path
 ) -> None:
@@ -278,7 +262,6 @@ async def test_run_wait_on_one_replica_returns_when_agents_on_another_finish_the
         replicas.kill_all()
 
 
-@WAKE_UPS
 async def test_a_watch_on_one_replica_is_woken_by_a_run_finished_through_another(
     pg_database: TestDatabase, tmp_path: Path
 ) -> None:
@@ -312,7 +295,6 @@ async def test_a_watch_on_one_replica_is_woken_by_a_run_finished_through_another
         replicas.kill_all()
 
 
-@WAKE_UPS
 async def test_an_agent_long_polling_one_replica_gets_a_task_offered_through_another(
     pg_database: TestDatabase, tmp_path: Path
 ) -> None:
