@@ -772,6 +772,7 @@ class Engine:
                     if offer.attempt_id in self._claiming:
                         passed_by = True  # another poll here is claiming it: do not race it
                         continue
+                    self._claiming.add(offer.attempt_id)
                     claiming = asyncio.ensure_future(self._claim_offer(offer, agent_id))
                     try:
                         assignment = await asyncio.shield(claiming)
@@ -784,6 +785,8 @@ class Engine:
                         raise
                     if assignment is not None:
                         return assignment
+                    # Taken meanwhile (by another coordinator): more may wait behind what was read.
+                    passed_by = True
                 if not waiter.handed:
                     remaining = deadline - loop.time()
                     if remaining <= 0 and not waiter.reserved:
@@ -802,7 +805,8 @@ class Engine:
                     return None
 
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
-        self._claiming.add(offer.attempt_id)
+        """Claim ``offer`` (the caller put it in ``_claiming``, before this task first ran, so no
+        other poll of this process starts on it meanwhile)."""
         try:
             return await self._claim(offer, agent_id)
         finally:

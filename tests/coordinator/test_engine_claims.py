@@ -12,29 +12,12 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import CoordinatorConfig
-from coordinator.principal import Principal
 from coordinator.server import Coordinator
-from coordinator.store.records import AgentRecord, Binding, Changes, SpanRecord
+from coordinator.store.records import Changes
 from coordinator.store.sqlite import SqliteStore
-from tests.support.scenario import contract
+from tests.support.inprocess import PAYMENTS, NoSpans, seed_payments
 
-ADMIN = Principal(admin=True)
-PAYMENTS = Principal(team="payments")
-WORKFLOW = """\
-workflow: payments/charge-once
-input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
-steps:
-  charge:
-    contract: payments/charge@^1
-    input: {order_id: "${input.order_id}"}
-output: {ref: "${steps.charge.output.ref}"}
-"""
 RUNS = 12
-
-
-class _NoSpans:
-    async def emit(self, records: list[SpanRecord]) -> None:
-        pass
 
 
 class _CountingStore(SqliteStore):
@@ -51,18 +34,11 @@ class _CountingStore(SqliteStore):
 async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
     store = _CountingStore(tmp_path / "coordinator.db")
     coordinator = Coordinator(
-        CoordinatorConfig(home=tmp_path, listen="127.0.0.1:0"), store=store, span_sink=_NoSpans()
+        CoordinatorConfig(home=tmp_path, listen="127.0.0.1:0"), store=store, span_sink=NoSpans()
     )
     await coordinator.start()
     try:
-        await coordinator.teams.create(ADMIN, "payments")
-        await coordinator.registry.register_contract(PAYMENTS, contract("payments/charge"), "c.yaml", False)
-        await coordinator.registry.register_workflow(PAYMENTS, WORKFLOW, "w.yaml", False)
-        await coordinator.engine.register_agent(
-            PAYMENTS,
-            AgentRecord("payments-1", "payments", (Binding("payments/charge", 1),), RUNS),
-            *coordinator.engine.team_defaults("payments"),
-        )
+        await seed_payments(coordinator, concurrency=RUNS)
         yield coordinator
     finally:
         await coordinator.stop(grace=0)

@@ -13,33 +13,16 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import CoordinatorConfig, EngineSettings
-from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.records import RUN_SUCCEEDED, AgentRecord, Binding, SpanRecord
+from coordinator.store.records import RUN_SUCCEEDED
+from tests.support.inprocess import PAYMENTS, NoSpans, seed_payments
 from tests.support.postgres import TestDatabase
-from tests.support.scenario import contract
 
 pytestmark = pytest.mark.postgres
 
-ADMIN = Principal(admin=True)
-PAYMENTS = Principal(team="payments")
-WORKFLOW = """\
-workflow: payments/charge-once
-input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
-steps:
-  charge:
-    contract: payments/charge@^1
-    input: {order_id: "${input.order_id}"}
-output: {ref: "${steps.charge.output.ref}"}
-"""
 # Longer than the fallback by far, shorter than the agent's poll: a guard against a hang only.
 GUARD_S = 15.0
-
-
-class _NoSpans:
-    async def emit(self, records: list[SpanRecord]) -> None:
-        pass
 
 
 @pytest.fixture
@@ -56,21 +39,14 @@ async def pair(pg_database: TestDatabase, tmp_path: Path) -> AsyncIterator[tuple
                     engine=EngineSettings(replica_poll_s=0.2),
                 ),
                 store=PostgresStore(url, pool_size=4),
-                span_sink=_NoSpans(),
+                span_sink=NoSpans(),
             )
             await coordinator.start()
             started.append(coordinator)
         a, b = started
         # B's commits go out on a channel no one listens on: A gets no hint of them.
         b.store._channel = "accord_hints_nowhere"  # type: ignore[union-attr]
-        await a.teams.create(ADMIN, "payments")
-        await a.registry.register_contract(PAYMENTS, contract("payments/charge"), "c.yaml", False)
-        await a.registry.register_workflow(PAYMENTS, WORKFLOW, "w.yaml", False)
-        await a.engine.register_agent(
-            PAYMENTS,
-            AgentRecord("payments-1", "payments", (Binding("payments/charge", 1),), 4),
-            *a.engine.team_defaults("payments"),
-        )
+        await seed_payments(a)
         yield a, b
     finally:
         for coordinator in started:
