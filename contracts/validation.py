@@ -2,6 +2,7 @@
 
 This runs on hot paths (every task input and output), so compiled validators are cached, keyed by
 the schema's canonical JSON: equal schemas share one validator whatever object holds them.
+``pattern`` and ``patternProperties`` match on RE2, in linear time (``contracts.regex``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
+from contracts import regex
 from contracts.errors import ValidationFailed, Violation
+
+regex.install()
 
 __all__ = [
     "canonical_json",

@@ -160,7 +160,7 @@ class Registry:
         key = (record.name, record.version)
         spec = self._specs.get(key)
         if spec is None:
-            spec = parse_workflow_text(record.source_text, record.source_name or record.name)
+            spec = parse_workflow_text(record.source_text, record.source_name or record.name, registered=True)
             self._specs[key] = spec
         return spec
 
