@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from contracts import compat, versions
+from contracts import compat, limits, regex, versions
+from contracts._yaml import pointer_to_field
 from contracts.errors import (
     AccordError,
     FailedPreconditionError,
@@ -176,6 +177,37 @@ class Registry:
             for record in await self.versions_of(trigger.on):
                 catalog.add(record.contract)
         return catalog
+
+    async def warn_unsupported_patterns(self) -> list[str]:
+        """Log one warning listing the registered contracts and workflows whose schemas hold a
+        regular expression RE2 cannot run (registered before such patterns were refused): they
+        keep working, on Python's backtracking ``re`` (docs/contracts.md, "Regular expressions").
+        Returns the list, ``ref field: pattern`` each."""
+        found: list[str] = []
+        for record in await self._store.list_contracts():
+            contract = record.contract
+            for side, schema in (("input", contract.input_schema), ("output", contract.output_schema)):
+                for where, pattern in limits.patterns(schema, f"/{side}"):
+                    if regex.unsupported(pattern) is not None:
+                        found.append(f"{contract.ref} {pointer_to_field(where)}: {pattern}")
+        for workflow in await self._store.list_workflows():
+            try:
+                spec = self.workflow_spec(workflow)
+            except AccordError:
+                continue
+            for where, pattern in limits.patterns(spec.input_schema, "/input"):
+                if regex.unsupported(pattern) is not None:
+                    found.append(
+                        f"workflow {workflow.name} v{workflow.version} {pointer_to_field(where)}: {pattern}"
+                    )
+        if found:
+            logger.warning(
+                "schema patterns RE2 cannot run (lookaround or backreferences), registered before they "
+                "were refused; they run on Python's backtracking re, which a crafted input can stall, "
+                "so register versions without them: %s",
+                "; ".join(found),
+            )
+        return found
 
     # ================= contracts =================
 

@@ -1,0 +1,160 @@
+"""Hostile contract and workflow files, and backtracking patterns, against the real coordinator
+(issue 15, findings 1 and 2): each is refused or bounded, and another team's run still finishes
+meanwhile (docs/contracts.md, "Limits" and "Regular expressions")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.errors import InvalidArgumentError, RemoteError
+from tests.contracts.test_limits import alias_bomb
+from tests.support.agent import Call, TestAgent
+from tests.support.coordinator import CoordinatorProcess
+from tests.support.scenario import contract, start_run, wait_run
+
+CHARGE = contract("payments/charge")
+PAY = """
+workflow: payments/pay
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.charge.output.ref}"}
+"""
+REDOS = "^(a+)+$"
+EVIL = "a" * 30 + "!"
+
+
+async def _other_team_run_finishes(coordinator: CoordinatorProcess, payments: str, order: str) -> None:
+    async with coordinator.client(payments) as client:
+        started = await start_run(client, "payments/pay", {"order_id": order})
+        run = await wait_run(client, started.run.run_id, within=120)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+
+
+async def _payments(coordinator: CoordinatorProcess) -> tuple[str, TestAgent]:
+    payments = await coordinator.create_team("payments")
+    await coordinator.register_contract(payments, CHARGE)
+    await coordinator.register_workflow(payments, PAY)
+
+    async def charge(call: Call) -> dict[str, str]:
+        return {"ref": f"ch-{call.input['order_id']}"}
+
+    agent = TestAgent(coordinator.address, payments, "payments", {"payments/charge@1": charge})
+    await agent.start()
+    return payments, agent
+
+
+async def _meanwhile(
+    coordinator: CoordinatorProcess, payments: str, hostile: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Start ``hostile``, require the other team's run to finish, then return what ``hostile``
+    ended with (its result or the exception it raised)."""
+    attack = asyncio.ensure_future(hostile())
+    await _other_team_run_finishes(coordinator, payments, f"o-{id(attack)}")
+    try:
+        return await asyncio.wait_for(attack, timeout=120)
+    except Exception as exc:  # the refusal we look at
+        return exc
+
+
+def _many_properties(count: int) -> str:
+    return contract(
+        "acme/wide",
+        input_props="{" + ", ".join(f"p{i}: {{}}" for i in range(count)) + "}",
+        input_required="[]",
+    )
+
+
+HOSTILE_FILES = {
+    "alias-bomb": (alias_bomb(), "values once its YAML aliases are expanded"),
+    "5MB-description": (contract("acme/long") + "notes: " + "x" * (5 * 1024 * 1024) + "\n", "limit"),
+    "100k-properties": (_many_properties(100_000), "limit"),
+    "3k-properties": (_many_properties(3_000), "properties, over the limit of 2000"),
+    "10k-sensitive-paths": (
+        contract("acme/secret", extra="sensitive: [" + ", ".join(["input.order_id"] * 10_000) + "]\n"),
+        "sensitive paths, over the limit of 500",
+    ),
+}
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "register"])
+async def test_hostile_contract_files_are_refused_while_another_team_runs(
+    coordinator: CoordinatorProcess, dry_run: bool
+) -> None:
+    payments, agent = await _payments(coordinator)
+    acme = await coordinator.create_team("acme")
+    try:
+        for name, (text, expected) in HOSTILE_FILES.items():
+            outcome = await _meanwhile(
+                coordinator,
+                payments,
+                lambda text=text: coordinator.register_contract(acme, text, dry_run=dry_run),
+            )
+            assert isinstance(outcome, RemoteError), (name, outcome)
+            assert expected in str(outcome) + " ".join(outcome.details), (name, outcome)
+    finally:
+        await agent.stop()
+    # the CLI says so with exit 2, also with --dry-run
+    bomb = coordinator.home / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    result = await coordinator.acli("contract", "register", str(bomb), "--dry-run", token=acme)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "bomb.yaml" in result.stderr and "limit 50000" in result.stderr, result.stderr
+    assert "Traceback" not in coordinator.log()
+
+
+async def test_a_backtracking_pattern_does_not_stall_the_coordinator(coordinator: CoordinatorProcess) -> None:
+    payments, agent = await _payments(coordinator)
+    acme = await coordinator.create_team("acme")
+    await coordinator.register_contract(
+        acme, contract("acme/echo", output_props=f"{{ref: {{type: string, pattern: '{REDOS}'}}}}")
+    )
+    await coordinator.register_workflow(
+        acme,
+        f"""
+workflow: acme/match
+input: {{type: object, required: [order_id], properties: {{order_id: {{type: string, pattern: '{REDOS}'}}}}}}
+steps:
+  echo:
+    contract: acme/echo@^1
+    input: {{order_id: "${{input.order_id}}"}}
+output: {{ref: "${{steps.echo.output.ref}}"}}
+""",
+    )
+
+    async def echo(call: Call) -> dict[str, str]:
+        return {"ref": EVIL}  # a malicious agent's output, matched against the contract's pattern
+
+    evil_agent = TestAgent(coordinator.address, acme, "acme", {"acme/echo@1": echo})
+    await evil_agent.start()
+    try:
+        async with coordinator.client(acme) as client:
+            # a run input that would backtrack for minutes on Python's re: refused at once
+            outcome = await _meanwhile(
+                coordinator, payments, lambda: start_run(client, "acme/match", {"order_id": EVIL})
+            )
+            assert isinstance(outcome, InvalidArgumentError), outcome
+            assert "does not match" in str(outcome) + " ".join(outcome.details)
+            # an agent's output that would: the attempt fails validation, the run moves on
+            started = await start_run(client, "acme/match", {"order_id": "aaaa"})
+            run = await wait_run(client, started.run.run_id, within=120)
+            await _other_team_run_finishes(coordinator, payments, "o-after")
+        assert run.status == pb.RUN_STATUS_FAILED, run
+        # and a lookahead is refused at registration, naming the field
+        with pytest.raises(InvalidArgumentError) as refused:
+            await coordinator.register_contract(
+                acme,
+                contract("acme/look", "1.0.0", input_props="{order_id: {type: string, pattern: '^(?=a)a$'}}"),
+            )
+        assert "input.properties.order_id.pattern" in " ".join(refused.value.details), refused.value.details
+    finally:
+        await evil_agent.stop()
+        await agent.stop()
+    assert "Traceback" not in coordinator.log()
