@@ -12,6 +12,9 @@ import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import InvalidArgumentError, RemoteError
+from contracts.loader import parse_contract_text
+from coordinator.store.records import AuditRecord, ContractRecord
+from coordinator.store.sqlite import SqliteStore
 from tests.contracts.test_limits import alias_bomb
 from tests.support.agent import Call, TestAgent
 from tests.support.coordinator import CoordinatorProcess
@@ -157,4 +160,48 @@ output: {{ref: "${{steps.echo.output.ref}}"}}
     finally:
         await evil_agent.stop()
         await agent.stop()
+    assert "Traceback" not in coordinator.log()
+
+
+async def test_a_registered_pattern_re2_cannot_run_keeps_working_and_is_listed_at_start(
+    coordinator: CoordinatorProcess,
+) -> None:
+    acme = await coordinator.create_team("acme")
+    coordinator.stop()
+    # registered before lookaround was refused: written straight into the store
+    text = contract("acme/look", input_props="{order_id: {type: string, pattern: '^(?=o)o-'}}")
+    looks = parse_contract_text(text, "look.yaml", registered=True)
+    store = SqliteStore(coordinator.db)
+    await store.open()
+    try:
+        await store.add_contract(
+            ContractRecord(looks, 1, "acme"), AuditRecord(1, "acme", "contract.register", looks.ref, "acme")
+        )
+    finally:
+        await store.close()
+    coordinator.restart()
+    assert "schema patterns RE2 cannot run" in coordinator.log()
+    assert "acme/look@1.0.0 input.properties.order_id.pattern: ^(?=o)o-" in coordinator.log()
+    # it still works: a workflow calling it registers and its runs are checked with the pattern
+    await coordinator.register_workflow(
+        acme, PAY.replace("payments/pay", "acme/pay").replace("payments/charge", "acme/look")
+    )
+
+    async def look(call: Call) -> dict[str, str]:
+        return {"ref": call.input["order_id"]}
+
+    agent = TestAgent(coordinator.address, acme, "acme", {"acme/look@1": look})
+    await agent.start()
+    try:
+        async with coordinator.client(acme) as client:
+            good = await wait_run(
+                client, (await start_run(client, "acme/pay", {"order_id": "o-1"})).run.run_id
+            )
+            bad = await wait_run(
+                client, (await start_run(client, "acme/pay", {"order_id": "x-1"})).run.run_id
+            )
+    finally:
+        await agent.stop()
+    assert good.status == pb.RUN_STATUS_SUCCEEDED, good
+    assert bad.status == pb.RUN_STATUS_FAILED, bad
     assert "Traceback" not in coordinator.log()
