@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from contracts.errors import InvalidArgumentError, RemoteError
+from contracts.errors import FailedPreconditionError, InvalidArgumentError, RemoteError
 from contracts.loader import parse_contract_text
 from coordinator.store.records import AuditRecord, ContractRecord
 from coordinator.store.sqlite import SqliteStore
@@ -205,3 +206,68 @@ async def test_a_registered_pattern_re2_cannot_run_keeps_working_and_is_listed_a
     assert good.status == pb.RUN_STATUS_SUCCEEDED, good
     assert bad.status == pb.RUN_STATUS_FAILED, bad
     assert "Traceback" not in coordinator.log()
+
+
+def _large_contract(name: str, version: str = "1.0.0", fields: int = 1_900, required: str = "[]") -> str:
+    props = ", ".join(f"p{i}: {{type: string, description: 'field {i} of the order'}}" for i in range(fields))
+    return contract(name, version, input_props="{" + props + "}", input_required=required)
+
+
+async def test_large_files_are_checked_in_worker_processes(coordinator: CoordinatorProcess) -> None:
+    payments, agent = await _payments(coordinator)
+    acme = await coordinator.create_team("acme")
+    try:
+        # read, then checked for compatibility against 1.0.0, in a worker: the other team's run
+        # finishes meanwhile
+        first = await _meanwhile(
+            coordinator, payments, lambda: coordinator.register_contract(acme, _large_contract("acme/big"))
+        )
+        assert not isinstance(first, Exception) and first.registered, first
+        second = await _meanwhile(
+            coordinator,
+            payments,
+            lambda: coordinator.register_contract(
+                acme, _large_contract("acme/big", "1.1.0", required="[p0]")
+            ),
+        )
+        assert isinstance(second, FailedPreconditionError), second  # a new required input breaks callers
+        assert "not compatible with major 1" in str(second)
+    finally:
+        await agent.stop()
+    assert "Traceback" not in coordinator.log()
+
+
+async def test_a_check_over_the_budget_is_refused_and_the_coordinator_goes_on(tmp_path: Path) -> None:
+    coordinator = CoordinatorProcess.start(tmp_path / "home", env={"ACCORD_CHECK_BUDGET": "50ms"})
+    try:
+        payments, agent = await _payments(coordinator)
+        acme = await coordinator.create_team("acme")
+        try:
+            for _ in range(2):  # the worker is replaced: the second is refused the same way
+                outcome = await _meanwhile(
+                    coordinator,
+                    payments,
+                    lambda: coordinator.register_contract(acme, _large_contract("acme/big")),
+                )
+                assert isinstance(outcome, FailedPreconditionError), outcome
+                assert "check budget of 0.05s (--check-budget)" in str(outcome), outcome
+            # small files are read inline, within the limits: they register
+            await coordinator.register_contract(acme, contract("acme/small"))
+            result = await coordinator.acli(
+                "contract",
+                "register",
+                str(_write(tmp_path / "big.yaml", _large_contract("acme/big"))),
+                token=acme,
+            )
+            assert result.returncode == 1 and "--check-budget" in result.stderr, result.stdout + result.stderr
+        finally:
+            await agent.stop()
+        assert "ran over the check budget" in coordinator.log()
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
