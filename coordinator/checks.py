@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -51,11 +54,19 @@ def _call(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
         return "error", str(exc)
 
 
-def _warm() -> None:
-    """Import what checks use once per worker, not in the first check's budget."""
+def _worker_start(coordinator_pid: int) -> None:
+    """In each worker: import what checks use once, not in the first check's budget, and exit
+    when the coordinator is gone (killed with -9, it cannot stop its workers itself)."""
     import contracts.compat
     import contracts.composition
     import contracts.loader  # noqa: F401
+
+    def watch() -> None:
+        while os.getppid() == coordinator_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
 
 
 class _Failed(AccordError):
@@ -73,7 +84,10 @@ class Checks:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+                max_workers=WORKERS,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

@@ -5,6 +5,8 @@ meanwhile (docs/contracts.md, "Limits" and "Regular expressions")."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tests.contracts.test_limits import alias_bomb
 from tests.support.agent import Call, TestAgent
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.scenario import contract, start_run, wait_run
+from tests.support.wait import wait_until
 
 CHARGE = contract("payments/charge")
 PAY = """
@@ -271,3 +274,31 @@ async def test_a_check_over_the_budget_is_refused_and_the_coordinator_goes_on(tm
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+async def test_workers_exit_when_the_coordinator_is_killed(coordinator: CoordinatorProcess) -> None:
+    acme = await coordinator.create_team("acme")
+    await coordinator.register_contract(acme, _large_contract("acme/big"))  # starts the workers
+    assert coordinator.proc is not None
+    pid = coordinator.proc.pid
+    children = _children(pid)
+    assert children, "no worker process was started"
+    os.kill(pid, signal.SIGKILL)  # the coordinator alone: its workers are left to notice
+    await wait_until(
+        lambda: not [child for child in children if Path(f"/proc/{child}").exists()],
+        "the workers of a killed coordinator to exit",
+        within=60,
+    )
+
+
+def _children(pid: int) -> list[str]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            found.append(stat.parent.name)
+    return found
