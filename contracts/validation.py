@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -30,6 +31,9 @@ __all__ = [
     "json_path",
     "validate_payload",
 ]
+
+#: The most violations of one payload reported (and looked for).
+MAX_VIOLATIONS = 50
 
 _REQUIRED_RE = re.compile(r"^'(.+)' is a required property$")
 
@@ -83,8 +87,13 @@ def validate_payload(schema: Mapping[str, Any] | bool, value: Any, what: str = "
     means the value is valid.
     """
     errors = compiled_validator(schema).iter_errors(value)
-    violations = [_violation(error) for error in errors]
-    return sorted(violations, key=lambda v: (v.path, v.message))
+    violations = [_violation(error) for error in islice(errors, MAX_VIOLATIONS + 1)]
+    listed = sorted(violations[:MAX_VIOLATIONS], key=lambda v: (v.path, v.message))
+    if len(violations) > MAX_VIOLATIONS:
+        # The rest are not looked for: a payload of 20,000 bad items would otherwise cost its
+        # whole validation and an answer larger than gRPC carries.
+        listed.append(Violation("$", f"and more violations (only the first {MAX_VIOLATIONS} are listed)"))
+    return listed
 
 
 def ensure_valid(schema: Mapping[str, Any] | bool, value: Any, what: str = "input") -> None:

@@ -17,6 +17,7 @@ check starts on fresh workers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import os
@@ -27,7 +28,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError
+from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError, Violation
+from contracts.validation import validate_payload
 
 __all__ = ["DEFAULT_BUDGET_S", "INLINE_BYTES", "Checks"]
 
@@ -67,6 +69,14 @@ def _worker_start(coordinator_pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
+
+
+def payload_size(value: Any) -> int:
+    """The size of a JSON value in bytes of compact JSON, near enough to choose where it is checked."""
+    try:
+        return len(json.dumps(value, separators=(",", ":"), default=str))
+    except (TypeError, ValueError, RecursionError):
+        return INLINE_BYTES + 1  # odd values are checked in a worker
 
 
 class _Failed(AccordError):
@@ -128,6 +138,13 @@ class Checks:
             result: T = value
             return result
         raise FailedPreconditionError(f"{what} could not be checked: its worker process stopped; try again")
+
+    async def validate(self, what: str, schema: Any, value: Any, name: str = "input") -> list[Violation]:
+        """``validate_payload(schema, value)``, in a worker when ``value`` is large (jsonschema
+        takes seconds over a payload of a few hundred KiB)."""
+        return await self.run(
+            f"validating {what}", payload_size(value), validate_payload, schema, value, name
+        )
 
     def close(self) -> None:
         """Stop the workers (the coordinator's stop)."""

@@ -134,3 +134,12 @@ def test_a_registered_file_read_again_keeps_a_pattern_re2_cannot_run() -> None:
     # it still validates, on Python's re (listed by the coordinator's warning at start)
     assert validate_payload(loaded.input_schema, {"code": "a"}) == []
     assert [v.path for v in validate_payload(loaded.input_schema, {"code": "b"})] == ["$.code"]
+
+
+def test_the_violations_of_one_payload_are_capped() -> None:
+    from contracts.validation import MAX_VIOLATIONS
+
+    schema = {"type": "array", "items": {"type": "string"}}
+    violations = validate_payload(schema, [1] * 20_000)
+    assert len(violations) == MAX_VIOLATIONS + 1
+    assert violations[-1].message == f"and more violations (only the first {MAX_VIOLATIONS} are listed)"

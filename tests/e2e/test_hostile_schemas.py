@@ -302,3 +302,81 @@ def _children(pid: int) -> list[str]:
         if fields[1] == str(pid):
             found.append(stat.parent.name)
     return found
+
+
+ITEMS = """
+workflow: acme/items
+input:
+  type: object
+  required: [items]
+  properties:
+    items: {type: array, items: {type: object, required: [sku], properties: {sku: {type: string, pattern: '^[A-Z0-9-]+$'}}}}
+steps:
+  echo:
+    contract: acme/echo@^1
+    input: {order_id: "x"}
+output: {ref: "${steps.echo.output.ref}"}
+"""
+
+
+async def _items_world(coordinator: CoordinatorProcess) -> tuple[str, TestAgent]:
+    acme = await coordinator.create_team("acme")
+    await coordinator.register_contract(
+        acme,
+        contract(
+            "acme/echo",
+            output_props="{ref: {type: string}, items: {type: array, items: {type: string, pattern: '^[a-z]+$'}}}",
+        ),
+    )
+    await coordinator.register_workflow(acme, ITEMS)
+
+    async def echo(call: Call) -> dict[str, Any]:
+        return {"ref": "r", "items": ["abc"] * 40_000}  # about 280 KB: validated in a worker
+
+    agent = TestAgent(coordinator.address, acme, "acme", {"acme/echo@1": echo})
+    await agent.start()
+    return acme, agent
+
+
+async def test_large_payloads_are_validated_in_worker_processes(coordinator: CoordinatorProcess) -> None:
+    payments, agent = await _payments(coordinator)
+    acme, echo_agent = await _items_world(coordinator)
+    big = {"items": [{"sku": "AB-12"}] * 20_000}  # about 340 KB
+    try:
+        async with coordinator.client(acme) as client:
+            started = await _meanwhile(coordinator, payments, lambda: start_run(client, "acme/items", big))
+            assert not isinstance(started, Exception), started
+            run = await wait_run(client, started.run.run_id, within=120)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+            bad = await _meanwhile(
+                coordinator,
+                payments,
+                lambda: start_run(client, "acme/items", {"items": [{"sku": "ab"}] * 20_000}),
+            )
+            assert isinstance(bad, InvalidArgumentError), bad
+    finally:
+        await echo_agent.stop()
+        await agent.stop()
+    assert "Traceback" not in coordinator.log()
+
+
+async def test_a_payload_over_the_check_budget_is_refused(tmp_path: Path) -> None:
+    coordinator = CoordinatorProcess.start(tmp_path / "home", env={"ACCORD_CHECK_BUDGET": "50ms"})
+    try:
+        acme, echo_agent = await _items_world(coordinator)
+        try:
+            async with coordinator.client(acme) as client:
+                with pytest.raises(FailedPreconditionError, match=r"check budget of 0.05s"):
+                    await start_run(client, "acme/items", {"items": [{"sku": "AB-12"}] * 20_000})
+                # the agent's large output cannot be validated in time: the attempt fails, not retried
+                started = await start_run(client, "acme/items", {"items": []})
+                run = await wait_run(client, started.run.run_id, within=120)
+            assert run.status == pb.RUN_STATUS_FAILED, run
+            assert "could not be validated" in run.error.message and "check budget" in run.error.message, (
+                run.error
+            )
+        finally:
+            await echo_agent.stop()
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()
