@@ -301,7 +301,8 @@ def start(
             envvar=_env("check-budget"),
             help=(
                 "How long one check of a large contract or workflow (reading it, compatibility,"
-                " type-check) may run in a worker process before it is refused (e.g. 10s)."
+                " type-check) or of a large payload may run in a worker process before it is"
+                " refused (e.g. 10s)."
             ),
         ),
     ] = DEFAULT_CHECK_BUDGET,
