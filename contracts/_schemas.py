@@ -7,10 +7,11 @@ Only local references (``#/...``) are followed: contracts never fetch schemas ov
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from contracts import regex
 
 Schema = Mapping[str, Any] | bool
 _MAX_REF_DEPTH = 64
@@ -110,7 +111,7 @@ def _own_child(schema: Mapping[str, Any], key: str | int, root: Schema) -> Looku
     patterns = schema.get("patternProperties")
     if isinstance(patterns, Mapping):
         for pattern, sub in patterns.items():
-            if re.search(pattern, key):
+            if regex.search(pattern, key):
                 return Lookup(sub, True, key in (schema.get("required") or []))
     if "additionalProperties" in schema:
         extra = schema["additionalProperties"]

@@ -4,6 +4,11 @@ PyYAML composes the document into nodes (each with its ``start_mark``); we build
 nodes ourselves, so each value's JSON pointer gets the line it starts on. The resolver follows
 YAML 1.2's core schema rather than PyYAML's YAML 1.1 defaults: ``on:``/``yes``/``no`` stay strings
 (``on:`` is a key in workflow triggers) and dates stay strings (``sunset: 2027-03-01``).
+
+A file is text a team sends, so reading it is bounded before any work is done (docs/contracts.md,
+"Limits"): its size in bytes is checked before parsing, its nesting while composing, and the values
+built from it while building -- an alias (``*name``) is expanded each time it is used, so a few
+hundred bytes of nested aliases would otherwise expand to billions of values.
 """
 
 from __future__ import annotations
@@ -18,12 +23,46 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from contracts.errors import Problem
 
+#: The largest contract, workflow or event file read, in bytes (checked before parsing).
+MAX_DOCUMENT_BYTES = 1024 * 1024
+#: The most values (mappings, lists and scalars, aliases counted each time they are used) a file
+#: may hold once its aliases are expanded.
+MAX_DOCUMENT_VALUES = 50_000
+#: The deepest nesting of mappings and lists in a file.
+MAX_DOCUMENT_DEPTH = 64
+
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core booleans and no implicit timestamps."""
+    """SafeLoader with YAML 1.2 core booleans, no implicit timestamps and a bounded nesting."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DOCUMENT_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _LimitExceeded(
+                    mark.line + 1,
+                    f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels "
+                    f"(limit {MAX_DOCUMENT_DEPTH}); flatten it",
+                )
+            node: Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+
+class _LimitExceeded(Exception):
+    """A file goes over one of the limits above (at ``line``)."""
+
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -73,8 +112,17 @@ class _Builder:
     def __init__(self, loader: _Loader, document: Document) -> None:
         self.loader = loader
         self.document = document
+        self.values = 0
 
     def build(self, node: Node, pointer: str) -> Any:
+        self.values += 1
+        if self.values > MAX_DOCUMENT_VALUES:
+            raise _LimitExceeded(
+                node.start_mark.line + 1,
+                f"the document holds more than {MAX_DOCUMENT_VALUES} values once its YAML aliases "
+                f"are expanded (limit {MAX_DOCUMENT_VALUES}); write it smaller, without aliases "
+                "that repeat lists or mappings",
+            )
         self.document.lines.setdefault(pointer, node.start_mark.line + 1)
         if isinstance(node, MappingNode):
             return self._mapping(node, pointer)
@@ -128,9 +176,30 @@ def _compose(text: str, document: Document) -> Any:
 def parse_document(text: str, source_name: str) -> Document:
     """Parse YAML (or JSON, which is YAML) text; syntax errors become problems with line/column."""
     document = Document(data=None, source_name=source_name)
+    size = len(text) if len(text) > MAX_DOCUMENT_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT_BYTES:
+        document.problems.append(
+            Problem(
+                source_name,
+                f"the file is {size} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes; "
+                "split it or make it smaller",
+                1,
+            )
+        )
+        return document
     if source_name.endswith(".json"):
         try:
             json.loads(text)
+        except RecursionError:
+            document.problems.append(
+                Problem(
+                    source_name,
+                    f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels "
+                    f"(limit {MAX_DOCUMENT_DEPTH}); flatten it",
+                    1,
+                )
+            )
+            return document
         except json.JSONDecodeError as exc:
             document.problems.append(
                 Problem(
@@ -142,6 +211,9 @@ def parse_document(text: str, source_name: str) -> Document:
             return document
     try:
         document.data = _compose(text, document)
+    except _LimitExceeded as exc:
+        document.data = None
+        document.problems.append(Problem(source_name, exc.message, exc.line))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(part for part in (exc.context, exc.problem) if part)

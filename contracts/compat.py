@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeAlias, TypeGuard
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from contracts import regex
 from contracts._schemas import json_type
 
 __all__ = [
@@ -1058,7 +1059,7 @@ class _Checker:
 
         def matching(patterns: Mapping[str, Schema], name: str) -> list[tuple[str, Schema]]:
             try:
-                return [(p, s) for p, s in patterns.items() if re.search(p, name)]
+                return [(p, s) for p, s in patterns.items() if regex.search(p, name)]
             except re.error as exc:
                 raise _CannotProveError(
                     f"patternProperties has a pattern Python cannot read ({exc})"

@@ -22,7 +22,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from contracts import _schemas
+from contracts import _schemas, limits, regex
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
@@ -77,8 +77,11 @@ def _file_validator(name: str) -> Draft202012Validator:
 class _Problems:
     """Collects the problems of one document, each with its line and field."""
 
-    def __init__(self, document: Document) -> None:
+    def __init__(self, document: Document, *, registered: bool = False) -> None:
         self.document = document
+        # Re-reading a file the registry already holds: the rules added after it was registered
+        # (schema limits, RE2 patterns) do not apply, so what was registered keeps working.
+        self.registered = registered
         self.items: list[Problem] = list(document.problems)
         self.bad_pointers: set[str] = set()
 
@@ -207,6 +210,12 @@ def _check_embedded_schema(problems: _Problems, pointer: str, schema: Any, what:
     """An input/output/payload schema must itself be valid JSON Schema 2020-12 with local refs."""
     if problems.is_bad(pointer) or schema is None:
         return
+    if not problems.registered:
+        over = limits.schema_limit_problems(schema, what)
+        for message in over:
+            problems.add(pointer, message)
+        if over:
+            return
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     for error in meta.iter_errors(schema):
         inner = pointer + _pointer(error.absolute_path)
@@ -223,6 +232,17 @@ def _check_embedded_schema(problems: _Problems, pointer: str, schema: Any, what:
             _schemas.resolve_pointer(schema, ref)
         except _schemas.UnresolvableRef as exc:
             problems.add(f"{pointer}{holder}/$ref", f"$ref {exc}; define it under $defs in the same schema")
+    if problems.registered:
+        return
+    for where, pattern in limits.patterns(schema, pointer):
+        reason = regex.unsupported(pattern)
+        if reason is not None:
+            problems.add(
+                where,
+                f"the regular expression {_show(pattern)} cannot run on RE2, the linear-time engine "
+                f"contracts use ({reason}); lookaround and backreferences are not supported, "
+                "rewrite it without them (docs/contracts.md, 'Regular expressions')",
+            )
 
 
 def _get(data: Any, *keys: str) -> Any:
@@ -314,10 +334,14 @@ def load_contract(source: str | Path, source_name: str | None = None) -> Contrac
     return parse_contract_text(text, name)
 
 
-def parse_contract_text(text: str, source_name: str) -> Contract:
-    """Parse the text of a contract file (YAML or JSON); see :func:`load_contract`."""
+def parse_contract_text(text: str, source_name: str, *, registered: bool = False) -> Contract:
+    """Parse the text of a contract file (YAML or JSON); see :func:`load_contract`.
+
+    ``registered``: the text is one the registry already holds, read again; the limits of
+    ``contracts.limits`` and the RE2 rule, added later, are not applied to it.
+    """
     document = parse_document(text, source_name)
-    problems = _Problems(document)
+    problems = _Problems(document, registered=registered)
     if document.problems and document.data is None:
         problems.raise_if_any()
     data = document.data
@@ -347,6 +371,13 @@ def parse_contract_text(text: str, source_name: str) -> Contract:
     schemas = {"input": input_schema, "output": output_schema}
     sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
     assert isinstance(sensitive, list)
+    if len(sensitive) > limits.MAX_SENSITIVE_PATHS and not registered:
+        problems.add(
+            "/sensitive",
+            f"{len(sensitive)} sensitive paths, over the limit of {limits.MAX_SENSITIVE_PATHS}; "
+            "mark a whole object sensitive rather than each of its fields",
+        )
+        sensitive = []
     for index, path in enumerate(sensitive):
         pointer = f"/sensitive/{index}"
         if problems.is_bad(pointer) or not isinstance(path, str):
@@ -481,10 +512,11 @@ def _contract_ref(problems: _Problems, pointer: str, value: Any) -> tuple[str, s
     return name, range_text
 
 
-def parse_workflow_text(text: str, source_name: str) -> Workflow:
-    """Parse the text of a workflow file (YAML or JSON); see :func:`load_workflow`."""
+def parse_workflow_text(text: str, source_name: str, *, registered: bool = False) -> Workflow:
+    """Parse the text of a workflow file (YAML or JSON); see :func:`load_workflow` (and
+    :func:`parse_contract_text` for ``registered``)."""
     document = parse_document(text, source_name)
-    problems = _Problems(document)
+    problems = _Problems(document, registered=registered)
     if document.problems and document.data is None:
         problems.raise_if_any()
     data = document.data

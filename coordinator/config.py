@@ -11,6 +11,9 @@ DEFAULT_STORE_POOL = 10
 # How long a call keeps trying while PostgreSQL cannot be reached before it is answered
 # UNAVAILABLE (coordinator/store/pg_retry.py).
 DEFAULT_STORE_RETRY = "30s"
+# How long one parsing, compatibility or composition check of a large input may run in a worker
+# process before it is answered FAILED_PRECONDITION (coordinator/checks.py).
+DEFAULT_CHECK_BUDGET = "10s"
 
 
 def accord_home() -> Path:
@@ -61,6 +64,7 @@ class CoordinatorConfig:
     store_url: str = ""
     store_pool: int = DEFAULT_STORE_POOL  # connections to PostgreSQL at the most
     store_retry_s: float = 30.0  # --store-retry: a call's retries while PostgreSQL is unreachable
+    check_budget_s: float = 10.0  # --check-budget: one check of a large input in a worker process
     log_level: str = "INFO"
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled

@@ -32,6 +32,7 @@ from contracts.errors import UnreachableError
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
+from coordinator.checks import Checks
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
 from coordinator.engine import Engine
@@ -97,7 +98,11 @@ class Coordinator:
                 " use the admin.token that coordinator wrote",
                 config.admin_token_file,
             )
-        self.registry = Registry(self.store)
+        self.registry = Registry(self.store, checks=Checks(config.check_budget_s))
+        try:
+            await self.registry.warn_unsupported_patterns()
+        except Exception as exc:  # a warning only: never a reason not to start
+            logger.warning("could not list the registered schema patterns RE2 cannot run: %s", exc)
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
         self.telemetry = TelemetryHook(
@@ -212,6 +217,8 @@ class Coordinator:
             await _close(telemetry_closer)  # ...which forwards them before the forwarder stops
         if hasattr(self, "bus"):
             await self.bus.close()
+        if hasattr(self, "registry"):
+            self.registry.checks.close()
         if self.store is not None:
             await self.store.close()
         try:

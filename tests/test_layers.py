@@ -28,7 +28,7 @@ COORDINATOR_LAYERS: list[tuple[str, ...]] = [
     ("coordinator.dispatch",),
     ("coordinator.telemetry",),
     ("coordinator.store",),
-    ("coordinator.tokens", "coordinator.tls"),
+    ("coordinator.tokens", "coordinator.tls", "coordinator.checks"),
     ("coordinator.principal", "coordinator.redaction", "coordinator.config"),
 ]
 # What each package outside the coordinator may import besides itself.

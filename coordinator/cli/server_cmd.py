@@ -20,6 +20,7 @@ import typer
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
+    DEFAULT_CHECK_BUDGET,
     DEFAULT_LISTEN,
     DEFAULT_STORE_POOL,
     DEFAULT_STORE_RETRY,
@@ -294,6 +295,17 @@ def start(
             ),
         ),
     ] = DEFAULT_STORE_RETRY,
+    check_budget: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("check-budget"),
+            help=(
+                "How long one check of a large contract or workflow (reading it, compatibility,"
+                " type-check) or of a large payload may run in a worker process before it is"
+                " refused (e.g. 10s)."
+            ),
+        ),
+    ] = DEFAULT_CHECK_BUDGET,
     log_level: Annotated[
         str, typer.Option(envvar=_env("log-level"), help="debug, info, warning, error.")
     ] = "info",
@@ -373,6 +385,9 @@ def start(
     store_retry_s = parse_duration(store_retry, what="--store-retry")
     if store_retry_s <= 0:
         raise fail(f"--store-retry {store_retry!r}: give a duration above 0, e.g. 30s")
+    check_budget_s = parse_duration(check_budget, what="--check-budget")
+    if check_budget_s <= 0:
+        raise fail(f"--check-budget {check_budget!r}: give a duration above 0, e.g. 10s")
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -380,6 +395,7 @@ def start(
         store_url=store_url,
         store_pool=store_pool,
         store_retry_s=store_retry_s,
+        check_budget_s=check_budget_s,
         log_level=log_level,
         log_format=log_format,
         ui_listen=ui,

@@ -30,8 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
-from contracts.validation import validate_payload
 from contracts.versions import is_name
+from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
@@ -120,6 +120,9 @@ class Registry(Protocol):
     def workflow_spec(self, record: WorkflowRecord) -> Workflow: ...
     async def resolve(self, name: str, version_range: str) -> Contract | None: ...
     async def contract(self, name: str, version: str) -> Contract | None: ...
+
+    # large payloads are validated in its worker processes (coordinator/checks.py)
+    checks: Checks
 
 
 @dataclass(frozen=True)
@@ -593,7 +596,9 @@ class Engine:
         links: list[dict[str, str]],
     ) -> RunView:
         spec = self._registry.workflow_spec(record)
-        violations = validate_payload(spec.input_schema, run_input, "run input")
+        violations = await self._registry.checks.validate(
+            f"the input of {record.name}", spec.input_schema, run_input, "run input"
+        )
         if violations:
             raise InvalidArgumentError(
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
@@ -930,11 +935,17 @@ class Engine:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
+        checked = await self._large_output_checked(attempt_id, output)
+
         def complete(state: RunState, tr: Transition) -> bool:
             attempt = _running(state, attempt_id)
             if attempt is None:
                 return False
-            violation = machine.output_violation(state.contracts[attempt.contract], output)
+            contract = state.contracts[attempt.contract]
+            if checked is not None and checked[0] == contract.ref:
+                violation = checked[1]
+            else:
+                violation = machine.output_violation(contract, output)
             if violation is not None:
                 machine.attempt_failed(state, attempt, ATTEMPT_FAILED, violation, tr)
             else:
@@ -945,6 +956,36 @@ class Engine:
             return True
 
         return await self._report(principal, attempt_id, ("complete", request_id), complete)
+
+    async def _large_output_checked(
+        self, attempt_id: str, output: Any
+    ) -> tuple[str, TaskFailure | None] | None:
+        """A large output is validated in a worker process (coordinator/checks.py) before the
+        transition, which uses the answer: ``(contract ref, violation)``; None for a small one."""
+        if payload_size(output) <= INLINE_BYTES:
+            return None
+        stored = await self._store.get_attempt(attempt_id)
+        if stored is None:
+            return None
+        try:
+            contract = (await self._state(stored.run_id)).contracts.get(stored.contract)
+        except _Gone:
+            return None
+        if contract is None:
+            return None
+        try:
+            violation = await self._registry.checks.run(
+                f"validating the output of {contract.ref}",
+                INLINE_BYTES + 1,
+                machine.output_violation,
+                contract,
+                output,
+            )
+        except FailedPreconditionError as exc:
+            violation = TaskFailure(
+                "ContractViolation", f"the output of {contract.ref} could not be validated: {exc}", False
+            )
+        return contract.ref, violation
 
     async def fail(
         self, principal: Principal, agent_id: str, attempt_id: str, error: TaskFailure, request_id: str

@@ -16,7 +16,6 @@ from typing import Any
 
 from contracts.errors import AccordError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from contracts.refs import evaluate
-from contracts.validation import validate_payload
 from contracts.versions import resolve
 from coordinator.engine import Engine
 from coordinator.events.base import EventBus
@@ -54,7 +53,9 @@ class EventService:
         contract = await self._registry.resolve(name, version_range or ">=0.0.0")
         if contract is None:
             raise NotFoundError(f"no registered version of {name} matches '{version_range or 'any'}'")
-        violations = validate_payload(contract.input_schema, payload, "event payload")
+        violations = await self._registry.checks.validate(
+            f"the payload of {contract.ref}", contract.input_schema, payload, "event payload"
+        )
         if violations:
             raise InvalidArgumentError(
                 f"the payload does not match {contract.ref}", [str(v) for v in violations]

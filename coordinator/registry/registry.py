@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from contracts import compat, versions
+from contracts import compat, composition, limits, regex, versions
+from contracts._yaml import MAX_DOCUMENT_BYTES, pointer_to_field
 from contracts.errors import (
     AccordError,
     FailedPreconditionError,
@@ -27,6 +28,7 @@ from contracts.errors import (
 )
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.model import Contract, Deprecation, Workflow
+from coordinator.checks import Checks
 from coordinator.principal import Principal
 from coordinator.registry.refusals import RefusalBudget
 from coordinator.store import codec
@@ -97,8 +99,13 @@ def _bad_file(exc: AccordError, source_name: str) -> InvalidArgumentError:
 
 
 class Registry:
-    def __init__(self, store: Store, refusals: RefusalBudget | None = None) -> None:
+    def __init__(
+        self, store: Store, refusals: RefusalBudget | None = None, checks: Checks | None = None
+    ) -> None:
         self._store = store
+        # Parsing, compatibility and composition checks of large inputs run in worker processes
+        # with a time budget (coordinator/checks.py); without a coordinator, inline.
+        self.checks = checks or Checks(pooled=False)
         self._refusals = refusals or RefusalBudget()
         # Caches of what the store holds, per name, with when they were read: several
         # coordinators may share one store, so a cached list is read again once it is older than
@@ -160,7 +167,7 @@ class Registry:
         key = (record.name, record.version)
         spec = self._specs.get(key)
         if spec is None:
-            spec = parse_workflow_text(record.source_text, record.source_name or record.name)
+            spec = parse_workflow_text(record.source_text, record.source_name or record.name, registered=True)
             self._specs[key] = spec
         return spec
 
@@ -177,15 +184,51 @@ class Registry:
                 catalog.add(record.contract)
         return catalog
 
+    async def warn_unsupported_patterns(self) -> list[str]:
+        """Log one warning listing the registered contracts and workflows whose schemas hold a
+        regular expression RE2 cannot run (registered before such patterns were refused): they
+        keep working, on Python's backtracking ``re`` (docs/contracts.md, "Regular expressions").
+        Returns the list, ``ref field: pattern`` each."""
+        found: list[str] = []
+        for record in await self._store.list_contracts():
+            contract = record.contract
+            for side, schema in (("input", contract.input_schema), ("output", contract.output_schema)):
+                for where, pattern in limits.patterns(schema, f"/{side}"):
+                    if regex.unsupported(pattern) is not None:
+                        found.append(f"{contract.ref} {pointer_to_field(where)}: {pattern}")
+        for workflow in await self._store.list_workflows():
+            try:
+                spec = self.workflow_spec(workflow)
+            except AccordError:
+                continue
+            for where, pattern in limits.patterns(spec.input_schema, "/input"):
+                if regex.unsupported(pattern) is not None:
+                    found.append(
+                        f"workflow {workflow.name} v{workflow.version} {pointer_to_field(where)}: {pattern}"
+                    )
+        if found:
+            logger.warning(
+                "schema patterns RE2 cannot run (lookaround or backreferences), registered before they "
+                "were refused; they run on Python's backtracking re, which a crafted input can stall, "
+                "so register versions without them: %s",
+                "; ".join(found),
+            )
+        return found
+
     # ================= contracts =================
 
     async def register_contract(
         self, principal: Principal, source_text: str, source_name: str, dry_run: bool
     ) -> ContractRegistration:
+        name = source_name or "contract"
         try:
-            contract = parse_contract_text(source_text, source_name or "contract")
+            contract = await self.checks.run(
+                f"reading {name}", _parse_size(source_text), parse_contract_text, source_text, name
+            )
+        except FailedPreconditionError:
+            raise
         except AccordError as exc:
-            raise _bad_file(exc, source_name or "contract") from exc
+            raise _bad_file(exc, name) from exc
         if not principal.owns(contract.team):
             raise await self._refused(
                 principal,
@@ -232,8 +275,14 @@ class Registry:
             # A back-filled version (older than ``other``) must be a safe predecessor of it:
             # ``other`` is then the successor, so the check runs old=this, new=other.
             before, after = (contract, other.contract) if other in newer else (other.contract, contract)
-            for f in compat.check_contract_compat(
-                before.input_schema, before.output_schema, after.input_schema, after.output_schema
+            for f in await self.checks.run(
+                f"the compatibility check of {contract.ref} against {other.contract.ref}",
+                len(before.source_text) + len(after.source_text),
+                compat.check_contract_compat,
+                before.input_schema,
+                before.output_schema,
+                after.input_schema,
+                after.output_schema,
             ):
                 finding = Finding(f.pointer, f"against {other.contract.ref}: {f.message}", f.breaking)
                 if finding not in result.findings:
@@ -339,10 +388,16 @@ class Registry:
         self, spec: Workflow, contract: Contract, affected: list[str]
     ) -> list[ConsumerImpact]:
         """What ``spec`` reads from ``contract`` that the new version breaks."""
-        from contracts import composition
-
-        result = composition.check_workflow(spec, await self._catalog(spec))
-        reads = [read for step in affected for read in result.reads.get(step, [])]
+        catalog = await self._catalog(spec)
+        impacts = await self.checks.run(
+            f"the check of workflow {spec.name} against {contract.ref}",
+            _composition_size(spec, catalog) + len(contract.source_text),
+            _consumer_impacts,
+            spec,
+            catalog,
+            contract,
+            affected,
+        )
         return [
             ConsumerImpact(
                 workflow=spec.name,
@@ -352,8 +407,7 @@ class Registry:
                 field=f"steps.{impact.read.from_step}.{impact.read.field}",
                 message=impact.message,
             )
-            for impact in composition.consumer_impacts(contract, reads)
-            if impact.breaking
+            for impact in impacts
         ]
 
     async def list_contracts(self, team: str, name_prefix: str, all_versions: bool) -> list[ContractRecord]:
@@ -401,7 +455,10 @@ class Registry:
         new, _ = await self.get_contract(principal, new_ref)
         findings = [
             Finding(f.pointer, f.message, f.breaking)
-            for f in compat.check_contract_compat(
+            for f in await self.checks.run(
+                f"the compatibility check of {old.contract.ref} against {new.contract.ref}",
+                len(old.contract.source_text) + len(new.contract.source_text),
+                compat.check_contract_compat,
                 old.contract.input_schema,
                 old.contract.output_schema,
                 new.contract.input_schema,
@@ -503,7 +560,11 @@ class Registry:
     ) -> WorkflowRegistration:
         name = source_name or "workflow"
         try:
-            spec = parse_workflow_text(source_text, name)
+            spec = await self.checks.run(
+                f"reading {name}", _parse_size(source_text), parse_workflow_text, source_text, name
+            )
+        except FailedPreconditionError:
+            raise
         except AccordError as exc:
             raise _bad_file(exc, name) from exc
         if not principal.owns(spec.team):
@@ -583,9 +644,14 @@ class Registry:
                 )
         order: list[str] = list(spec.steps)
         dependencies: dict[str, list[str]] = {}
-        from contracts import composition
-
-        result = composition.check_workflow(spec, await self._catalog(spec))
+        catalog = await self._catalog(spec)
+        result = await self.checks.run(
+            f"the type-check of workflow {spec.name}",
+            _composition_size(spec, catalog),
+            composition.check_workflow,
+            spec,
+            catalog,
+        )
         # A deprecation is reported once, as the warning above, not again as a note.
         deprecated = tuple(f"{c.ref} is deprecated" for c in pinned.values() if c.deprecated is not None)
         for f in result.findings:
@@ -628,6 +694,26 @@ class Registry:
             if record.version == version:
                 return record
         raise NotFoundError(f"workflow {name} has no version {version} (newest is {records[-1].version})")
+
+
+def _parse_size(text: str) -> int:
+    """The size that decides where a file is read: one over the file limit is refused at once,
+    before parsing, so inline."""
+    return len(text) if len(text) <= MAX_DOCUMENT_BYTES else 0
+
+
+def _composition_size(spec: Workflow, catalog: Any) -> int:
+    return len(spec.source_text) + sum(len(c.source_text) for c in catalog)
+
+
+def _consumer_impacts(
+    spec: Workflow, catalog: Any, contract: Contract, affected: list[str]
+) -> list[composition.ConsumerImpact]:
+    """The breaking impacts of ``contract`` on what ``spec``'s ``affected`` steps read (run in a
+    worker for large inputs: a module-level function, so it pickles)."""
+    result = composition.check_workflow(spec, catalog)
+    reads = [read for step in affected for read in result.reads.get(step, [])]
+    return [impact for impact in composition.consumer_impacts(contract, reads) if impact.breaking]
 
 
 def _same_fields(a: Contract, b: Contract) -> bool:

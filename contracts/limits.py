@@ -1,0 +1,130 @@
+"""Bounds on the schemas a contract or workflow file embeds (docs/contracts.md, "Limits").
+
+Every check a schema goes through (meta-validation, compatibility, composition, validating
+payloads) costs time growing with its size, and runs in the coordinator. A schema is therefore
+refused at registration, with a message naming the limit, when it is larger than
+:data:`MAX_SCHEMA_BYTES`, declares more than :data:`MAX_SCHEMA_PROPERTIES` properties, or nests
+deeper than :data:`MAX_SCHEMA_DEPTH`; a contract lists at most :data:`MAX_SENSITIVE_PATHS`
+sensitive paths. The whole file is bounded before that by ``contracts._yaml`` (bytes, values once
+aliases are expanded, nesting).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from contracts._yaml import escape
+
+__all__ = [
+    "MAX_SCHEMA_BYTES",
+    "MAX_SCHEMA_DEPTH",
+    "MAX_SCHEMA_PROPERTIES",
+    "MAX_SENSITIVE_PATHS",
+    "patterns",
+    "schema_limit_problems",
+]
+
+#: The largest embedded schema, in bytes of compact JSON.
+MAX_SCHEMA_BYTES = 256 * 1024
+#: The most properties (``properties`` and ``patternProperties`` entries, all levels together) one
+#: schema declares.
+MAX_SCHEMA_PROPERTIES = 2_000
+#: The deepest nesting of mappings and lists inside one schema.
+MAX_SCHEMA_DEPTH = 40
+#: The most entries of a contract's ``sensitive`` list.
+MAX_SENSITIVE_PATHS = 500
+
+# Keywords whose value is a mapping of names to subschemas, one subschema, or a list of them
+# (JSON Schema 2020-12, with the older ``definitions``/``additionalItems`` spellings).
+_NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SINGLE = (
+    "items",
+    "additionalItems",
+    "additionalProperties",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+_LISTED = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def _depth(value: Any) -> int:
+    """The nesting of mappings and lists in ``value`` (iterative: a deep value is what we refuse)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def subschemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping in schema position inside ``schema``, with its JSON pointer (not the values of
+    ``const``, ``enum``, ``default`` or ``examples``, which are data)."""
+    stack: list[tuple[Any, str]] = [(schema, pointer)]
+    while stack:
+        node, where = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        yield where, node
+        for key, value in node.items():
+            inner = f"{where}/{escape(str(key))}"
+            if key in _NAMED and isinstance(value, Mapping):
+                stack.extend((sub, f"{inner}/{escape(str(name))}") for name, sub in value.items())
+            elif key in _SINGLE:
+                stack.append((value, inner))
+            elif key in _LISTED and isinstance(value, list):
+                stack.extend((sub, f"{inner}/{index}") for index, sub in enumerate(value))
+
+
+def patterns(schema: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    """Every regular expression of ``schema`` (``pattern`` values, ``patternProperties`` keys),
+    each with the pointer of the field holding it."""
+    for where, node in subschemas(schema, pointer):
+        if isinstance(node.get("pattern"), str):
+            yield f"{where}/pattern", node["pattern"]
+        pattern_properties = node.get("patternProperties")
+        if isinstance(pattern_properties, Mapping):
+            for key in pattern_properties:
+                yield f"{where}/patternProperties/{escape(str(key))}", str(key)
+
+
+def schema_limit_problems(schema: Any, what: str) -> list[str]:
+    """Why ``schema`` (the ``what`` schema) is over a limit; empty if it is within all of them."""
+    problems: list[str] = []
+    depth = _depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        problems.append(
+            f"the {what} schema nests {depth} levels deep, over the limit of {MAX_SCHEMA_DEPTH}; "
+            "flatten it (a $defs entry can be referenced with $ref)"
+        )
+        return problems  # the counts below would walk what we refuse
+    size = len(json.dumps(schema, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > MAX_SCHEMA_BYTES:
+        problems.append(
+            f"the {what} schema is {size} bytes as JSON, over the limit of {MAX_SCHEMA_BYTES}; "
+            "make it smaller (long descriptions belong in docs)"
+        )
+    count = 0
+    for _, node in subschemas(schema):
+        for key in ("properties", "patternProperties"):
+            if isinstance(node.get(key), Mapping):
+                count += len(node[key])
+    if count > MAX_SCHEMA_PROPERTIES:
+        problems.append(
+            f"the {what} schema declares {count} properties, over the limit of {MAX_SCHEMA_PROPERTIES}; "
+            "split the contract"
+        )
+    return problems

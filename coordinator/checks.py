@@ -1,0 +1,152 @@
+"""CPU-heavy checks of what a team sends, off the event loop, in worker processes with a time
+budget (docs/architecture.md, "Checks off the event loop").
+
+The gRPC services, the agent gateway and the UI share one event loop: a check that takes seconds
+there stalls every team. Parsing a contract or workflow file, the compatibility check of a new
+version and the composition type-check of a workflow therefore run in a
+:class:`~concurrent.futures.ProcessPoolExecutor` when their input is large (a thread could neither
+be stopped nor escape the GIL). Small inputs -- the usual contract of a few KiB -- are checked
+inline: the limits of ``contracts/limits.py`` bound them to milliseconds, and a coordinator that
+never sees a large file never starts a worker (the pool is created on first use).
+
+A check still running when its budget (``--check-budget``) is spent is answered
+FAILED_PRECONDITION naming the budget; its worker is killed and the pool replaced, so the next
+check starts on fresh workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError, Violation
+from contracts.validation import validate_payload
+
+__all__ = ["DEFAULT_BUDGET_S", "INLINE_BYTES", "Checks"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long one check may run in a worker before it is answered FAILED_PRECONDITION.
+DEFAULT_BUDGET_S = 10.0
+#: Inputs up to this size (bytes of the files checked together) are checked inline.
+INLINE_BYTES = 16 * 1024
+#: Worker processes (the reference machine has 2 cores; the event loop keeps one).
+WORKERS = 2
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """Run ``fn`` in a worker; Accord's errors come back as data (an exception's pickling does not
+    keep what ours carry, such as a file's list of problems)."""
+    try:
+        return "ok", fn(*args)
+    except FileProblemsError as exc:
+        return "problems", exc.problems
+    except AccordError as exc:
+        return "error", str(exc)
+
+
+def _worker_start(coordinator_pid: int) -> None:
+    """In each worker: import what checks use once, not in the first check's budget, and exit
+    when the coordinator is gone (killed with -9, it cannot stop its workers itself)."""
+    import contracts.compat
+    import contracts.composition
+    import contracts.loader  # noqa: F401
+
+    def watch() -> None:
+        while os.getppid() == coordinator_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
+
+
+def payload_size(value: Any) -> int:
+    """The size of a JSON value in bytes of compact JSON, near enough to choose where it is checked."""
+    try:
+        return len(json.dumps(value, separators=(",", ":"), default=str))
+    except (TypeError, ValueError, RecursionError):
+        return INLINE_BYTES + 1  # odd values are checked in a worker
+
+
+class _Failed(AccordError):
+    """An Accord error a worker raised, carried back as its message."""
+
+
+class Checks:
+    """Runs checks inline or in the worker pool (see the module docstring)."""
+
+    def __init__(self, budget_s: float = DEFAULT_BUDGET_S, *, pooled: bool = True) -> None:
+        self.budget_s = budget_s
+        self.pooled = pooled  # False: always inline (a Registry used without a coordinator)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=WORKERS,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def _replace(self, pool: ProcessPoolExecutor) -> None:
+        """Kill ``pool``'s workers (one of them overran) and start afresh on the next check."""
+        if self._pool is pool:
+            self._pool = None
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, what: str, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``: inline if ``size`` (bytes of input) is small, else in a worker within
+        the budget. ``what`` names the check in the budget's message."""
+        if not self.pooled or size <= INLINE_BYTES:
+            return fn(*args)
+        for _ in range(2):  # once more if the pool broke under another check's overrun
+            pool = self._executor()
+            future = asyncio.get_running_loop().run_in_executor(pool, _call, fn, *args)
+            try:
+                kind, value = await asyncio.wait_for(future, self.budget_s)
+            except TimeoutError:
+                self._replace(pool)
+                logger.warning(
+                    "%s ran over the check budget of %ss; its worker was replaced", what, self.budget_s
+                )
+                raise FailedPreconditionError(
+                    f"{what} took longer than the check budget of {self.budget_s:g}s (--check-budget) "
+                    "and was stopped; make the file smaller or its schemas simpler"
+                ) from None
+            except BrokenProcessPool:
+                self._replace(pool)
+                continue
+            if kind == "problems":
+                raise FileProblemsError(value)
+            if kind == "error":
+                raise _Failed(value)
+            result: T = value
+            return result
+        raise FailedPreconditionError(f"{what} could not be checked: its worker process stopped; try again")
+
+    async def validate(self, what: str, schema: Any, value: Any, name: str = "input") -> list[Violation]:
+        """``validate_payload(schema, value)``, in a worker when ``value`` is large (jsonschema
+        takes seconds over a payload of a few hundred KiB)."""
+        return await self.run(
+            f"validating {what}", payload_size(value), validate_payload, schema, value, name
+        )
+
+    def close(self) -> None:
+        """Stop the workers (the coordinator's stop)."""
+        if self._pool is not None:
+            self._replace(self._pool)
