@@ -8,6 +8,7 @@ named in annotations, so a command line that needs one conversion does not load 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
@@ -15,7 +16,7 @@ from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.model import Contract, RetryPolicy, Timeouts
 from coordinator.principal import Principal
-from coordinator.redaction import redact_paths
+from coordinator.redaction import redact_flows, redact_paths, redact_step_input
 from coordinator.store.records import (
     AttemptRecord,
     AuditRecord,
@@ -181,8 +182,11 @@ def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
 
-def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
+def run_summary_to_pb(run: RunRecord, principal: Principal, flows: Sequence[str] = ()) -> pb.Run:
+    """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output is
+    redacted for every viewer but the admin (no team receives it as its own input)."""
     visible = _sees(principal, run.team)
+    output = run.output if principal.admin else redact_flows(run.output, "output", flows)
     message = pb.Run(
         run_id=run.run_id,
         workflow=run.workflow,
@@ -190,7 +194,7 @@ def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
         team=run.team,
         status=RUN_STATUS[run.status],
         input_json=dumps(run.input) if visible else "",
-        output_json=dumps(run.output) if visible and run.output is not None else "",
+        output_json=dumps(output) if visible and output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
         created_unix_ms=run.created_ms,
@@ -221,10 +225,15 @@ def attempt_to_pb(attempt: AttemptRecord) -> pb.Attempt:
     return message
 
 
-def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step:
+def step_to_pb(view: RunView, step: StepRecord, principal: Principal, flows: Sequence[str] = ()) -> pb.Step:
+    """A step as ``principal`` sees it: its team sees its payloads whole; any other viewer (the
+    workflow's owner too) sees the fields its contract marks sensitive, and what a sensitive
+    value flows into (``flows``, the checker's ``sensitive_flows``), as ``[redacted]``."""
     visible = _sees(principal, view.run.team, step.team)
     contract = view.contracts.get(step.contract)
-    sensitive = contract.sensitive if contract is not None and not _sees(principal, step.team) else ()
+    own = _sees(principal, step.team)
+    sensitive = contract.sensitive if contract is not None and not own else ()
+    tainted = () if own else flows
     message = pb.Step(
         id=step.step_id,
         contract=step.contract,
@@ -233,7 +242,9 @@ def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step
         status=STEP_STATUS[step.status],
         waiting_reason=view.waiting.get(step.step_id, ""),
         idempotency_key=step.idempotency_key,
-        input_json=dumps(redact_paths(step.input, "input", sensitive))
+        input_json=dumps(
+            redact_step_input(step.step_id, redact_paths(step.input, "input", sensitive), tainted)
+        )
         if visible and step.input is not None
         else "",
         output_json=dumps(redact_paths(step.output, "output", sensitive))
@@ -251,9 +262,9 @@ def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step
     return message
 
 
-def run_to_pb(view: RunView, principal: Principal) -> pb.Run:
-    message = run_summary_to_pb(view.run, principal)
-    message.steps.extend(step_to_pb(view, step, principal) for step in view.steps)
+def run_to_pb(view: RunView, principal: Principal, flows: Sequence[str] = ()) -> pb.Run:
+    message = run_summary_to_pb(view.run, principal, flows)
+    message.steps.extend(step_to_pb(view, step, principal, flows) for step in view.steps)
     return message
 
 

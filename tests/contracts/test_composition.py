@@ -479,6 +479,68 @@ steps:
     assert result.sensitive_inputs == {"input.creds.pin"}
 
 
+ISSUER = Contract(
+    "vault/issue",
+    "1.0.0",
+    {"type": "object"},
+    {
+        "type": "object",
+        "required": ["card_token", "cards", "amount"],
+        "properties": {
+            "card_token": {"type": "string"},
+            "cards": {"type": "array", "items": {"type": "string"}},
+            "amount": {"type": "integer"},
+        },
+    },
+    sensitive=("output.card_token", "output.cards"),
+)
+CHARGE = Contract(
+    "shop/charge",
+    "1.0.0",
+    {"type": "object", "properties": {"token": {"type": "string"}, "note": {"type": "string"}, "n": {}}},
+    {"type": "object"},
+)
+LABEL = Contract(
+    "shop/label", "1.0.0", {"type": "object", "properties": {"card": {"type": "string"}}}, {"type": "object"}
+)
+TAINT = """\
+workflow: shop/flow
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  issue: {contract: vault/issue@^1, input: {order_id: "${input.order_id}"}}
+  charge:
+    contract: shop/charge@^1
+    input: {token: "${steps.issue.output.card_token}", note: "card ${steps.issue.output.card_token}", n: "${steps.issue.output.amount}"}
+  label: {contract: shop/label@^1, for_each: "${steps.issue.output.cards}", input: {card: "${item}"}}
+  whole: {contract: shop/charge@^1, input: {n: "${steps.issue.output}"}}
+output:
+  token: "${steps.issue.output.card_token}"
+  note: "card ${steps.issue.output.card_token}"
+  order: "${input.order_id}"
+  amount: "${steps.issue.output.amount}"
+"""
+
+
+def test_sensitive_outputs_taint_what_they_flow_into() -> None:
+    result = check_workflow(parse_workflow_text(TAINT, "w.yaml"), ContractCatalog([ISSUER, CHARGE, LABEL]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {
+        "steps.charge.input.token",  # a mapping
+        "steps.charge.input.note",  # text around a reference
+        "steps.label.input.card",  # a for_each item of a sensitive array
+        "steps.label.for_each",  # the array itself, the for_each step's own input
+        "steps.whole.input.n.card_token",  # the whole output: the sensitive parts below it
+        "steps.whole.input.n.cards",
+        "output.token",  # the run output
+        "output.note",
+    }
+
+
+def test_sensitive_workflow_inputs_are_flows_too(catalog: ContractCatalog) -> None:
+    result = check(SENSITIVE, catalog)
+    assert result.sensitive_flows == {"steps.charge.input.card_token", "steps.again.input.card_token"}
+
+
 def test_raise_for_findings(catalog: ContractCatalog) -> None:
     check(ORDER_TO_CASH, catalog).raise_for_findings()
     with pytest.raises(CompositionError, match="does not type-check"):
