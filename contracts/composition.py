@@ -315,21 +315,32 @@ class _Checker:
 
     def tainted_targets(self) -> set[str]:
         """The targets of ``flows`` that receive a sensitive value, or a value holding one (the
-        part below is then named: ``steps.pay.input.payment.card_token``)."""
+        part below is then named: ``steps.pay.input.payment.card_token``). A run input filled
+        from a sensitive event field taints in turn what the workflow maps it into."""
         seeds = set(self.sensitive_input_parts)
         for step_id, contract in self.result.pinned.items():
             for sensitive in contract.sensitive:
                 parts = tuple(sensitive.split("."))
                 if parts[0] == "output":
                     seeds.add(("steps", step_id, *parts))
-        tainted: set[str] = set()
-        for origin, target in self.flows:
-            for seed in seeds:
-                common = min(len(seed), len(origin))
-                if seed[:common] == origin[:common]:
-                    # origin at or under the seed: the whole target; above it: the part below
-                    tainted.add(".".join(str(p) for p in (*target, *seed[len(origin) :])))
-        return tainted
+        for index, event in self.result.trigger_contracts.items():
+            for sensitive in event.sensitive:
+                parts = tuple(sensitive.split("."))
+                if parts[0] == "input":  # an event contract's payload is its input
+                    seeds.add(("event", str(index), *parts[1:]))
+        tainted: set[tuple[PathPart, ...]] = set()
+        while True:
+            found = set(tainted)
+            for origin, target in self.flows:
+                for seed in seeds:
+                    common = min(len(seed), len(origin))
+                    if seed[:common] == origin[:common]:
+                        # origin at or under the seed: the whole target; above it: the part below
+                        found.add((*target, *seed[len(origin) :]))
+            if found == tainted:
+                return {".".join(str(p) for p in path) for path in tainted}
+            tainted = found
+            seeds |= {path for path in tainted if path[0] == "input"}
 
     def pin(self, step: StepSpec) -> None:
         pointer = f"/steps/{escape(step.id)}/contract"
@@ -565,8 +576,10 @@ class _Checker:
             f"steps.{context.reader}.for_each",  # the array a for_each step goes over
         ):
             target = ("steps", *context.target_prefix.split(".")[1:], *target_path)
+        elif context.event is not None and context.target_prefix == "input":
+            target = ("input", *target_path)  # a trigger: the event payload into the run input
         else:
-            return  # a `when` or a trigger's input: no payload of this run shows it
+            return  # a `when`: no payload shows it
         if source.read_step is not None:
             self.flows.append((("steps", source.read_step, *source.read_path), target))
         elif source.input_path is not None:
@@ -792,7 +805,9 @@ class _Checker:
             )
             return
         payload = event.input_schema
-        context = _Context(pointer, None, "input", ("event",), event=_Source(payload, payload, True))
+        # input_path: where a trigger's event fields flow (into the run input), for sensitive_flows
+        source = _Source(payload, payload, True, input_path=("event", str(index)))
+        context = _Context(pointer, None, "input", ("event",), event=source)
         schema = self.workflow.input_schema
         self.fit(trigger.input, schema, schema, f"{pointer}/input", (), context)
 

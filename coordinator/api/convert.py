@@ -183,9 +183,11 @@ def _sees(principal: Principal, *teams: str) -> bool:
 
 
 def run_summary_to_pb(run: RunRecord, principal: Principal, flows: Sequence[str] = ()) -> pb.Run:
-    """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output is
-    redacted for every viewer but the admin (no team receives it as its own input)."""
+    """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output (or
+    in the run input, from a trigger's event) is redacted for every viewer but the admin: no
+    team receives it there as its own step's input."""
     visible = _sees(principal, run.team)
+    run_input = run.input if principal.admin else redact_flows(run.input, "input", flows)
     output = run.output if principal.admin else redact_flows(run.output, "output", flows)
     message = pb.Run(
         run_id=run.run_id,
@@ -193,7 +195,7 @@ def run_summary_to_pb(run: RunRecord, principal: Principal, flows: Sequence[str]
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=dumps(run.input) if visible else "",
+        input_json=dumps(run_input) if visible else "",
         output_json=dumps(output) if visible and output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,

@@ -86,7 +86,8 @@ class RunSensitivity:
         # What a sensitive value flowed into (taint): a mapped field, a for_each item, text built
         # around it ("card 4111..."), the run output.
         flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
-        if flows and record.output is not None:
+        if flows:
+            redact_flows(record.input, "input", flows, found)
             redact_flows(record.output, "output", flows, found)
         steps, _ = await self._store.run_steps(record.run_id)
         for step in steps:

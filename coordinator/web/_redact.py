@@ -64,7 +64,9 @@ def redact_run(
     # viewer, like the fields themselves.
     definition = (workflow or {}).get("definition")
     flows = definition.get("sensitive_flows") or [] if isinstance(definition, dict) else []
-    run["input"] = redact_paths(run.get("input"), "input", mapped, secrets)
+    run["input"] = redact_flows(
+        redact_paths(run.get("input"), "input", mapped, secrets), "input", flows, secrets
+    )
     run["output"] = redact_flows(run.get("output"), "output", flows, secrets)
     for step in run.get("steps", []):
         paths = sensitive_by_ref.get(f"{step['contract']}@{step['contract_version']}", [])

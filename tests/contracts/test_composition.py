@@ -536,6 +536,29 @@ def test_sensitive_outputs_taint_what_they_flow_into() -> None:
     }
 
 
+def test_a_sensitive_event_field_taints_the_run_input_and_what_it_flows_into() -> None:
+    paid = Contract(
+        "vault/card-issued",
+        "1.0.0",
+        {"type": "object", "required": ["card"], "properties": {"card": {"type": "string"}}},
+        {},
+        sensitive=("input.card",),
+        kind="event",
+    )
+    text = """\
+workflow: shop/on-card
+input: {type: object, required: [card, order], properties: {card: {type: string}, order: {type: string}}}
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "card ${input.card}", n: "${input.order}"}}
+triggers:
+  - on: vault/card-issued@^1
+    input: {card: "${event.card}", order: "o-1"}
+"""
+    result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([paid, CHARGE]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {"input.card", "steps.charge.input.note"}
+
+
 def test_sensitive_workflow_inputs_are_flows_too(catalog: ContractCatalog) -> None:
     result = check(SENSITIVE, catalog)
     assert result.sensitive_flows == {"steps.charge.input.card_token", "steps.again.input.card_token"}

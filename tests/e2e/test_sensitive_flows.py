@@ -224,3 +224,60 @@ def _stored_spans(db: Path, trace_id: str) -> str:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT * FROM spans WHERE trace_id = ?", (trace_id,)).fetchall()
     return "\n".join(repr(row) for row in rows)
+
+
+async def test_a_sensitive_event_field_stays_redacted_in_the_run_it_starts(
+    coordinator_process: CoordinatorProcess, agents: Agents
+) -> None:
+    vault, pay, shop = [await new_team(coordinator_process, p) for p in ("vault", "pay", "shop")]
+    await vault.register(
+        f"""
+contract: {vault.name}/card-issued
+version: 1.0.0
+kind: event
+payload: {{type: object, required: [card], properties: {{card: {{type: string}}}}}}
+sensitive: [input.card]
+"""
+    )
+    string = {"type": "string"}
+    await pay.register(
+        contract_yaml(
+            f"{pay.name}/charge",
+            input_schema={"type": "object", "properties": {"token": string, "note": string}},
+        )
+    )
+    await shop.register(
+        f"""
+workflow: {shop.name}/on-card
+input: {{type: object, required: [card], properties: {{card: {{type: string}}}}}}
+steps:
+  charge: {{contract: "{pay.name}/charge@^1", input: {{token: "${{input.card}}", note: "card ${{input.card}}"}}}}
+output: {{note: "card ${{input.card}}"}}
+triggers:
+  - on: "{vault.name}/card-issued@^1"
+    input: {{card: "${{event.card}}"}}
+""",
+        kind="workflow",
+    )
+    echo = shell("import json, sys; json.load(sys.stdin); print(json.dumps({'ok': True}))")
+    agents.start(pay, agent_config(pay, {f"{pay.name}/charge@1": echo}, token=pay.token), name="pay")
+    async with coordinator_process.client(vault.token) as client:
+        published = await client.coordinator.PublishEvent(
+            pb.PublishEventRequest(
+                contract=f"{vault.name}/card-issued@1", payload_json=json.dumps({"card": CARD})
+            )
+        )
+    [run_id] = published.event.triggered_runs
+    run = await shop.wait_run(run_id)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+
+    assert payload(steps_of(await pay.get_run(run_id))["charge"].input_json) == {
+        "token": CARD,
+        "note": f"card {CARD}",
+    }
+    as_shop = await shop.get_run(run_id)
+    assert payload(as_shop.input_json) == {"card": "[redacted]"}
+    assert payload(steps_of(as_shop)["charge"].input_json) == {"token": "[redacted]", "note": "[redacted]"}
+    assert payload(as_shop.output_json) == {"note": "[redacted]"}
+    text = await _ui_run(coordinator_process, shop.token, run_id)
+    assert CARD not in text and "[redacted]" in text
