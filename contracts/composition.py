@@ -318,6 +318,8 @@ class _Checker:
         part below is then named: ``steps.pay.input.payment.card_token``). A run input filled
         from a sensitive event field taints in turn what the workflow maps it into."""
         seeds = set(self.sensitive_input_parts)
+        declared = {tuple(path.split(".")) for path in self.workflow.sensitive}
+        seeds |= declared
         for step_id, contract in self.result.pinned.items():
             for sensitive in contract.sensitive:
                 parts = tuple(sensitive.split("."))
@@ -328,7 +330,8 @@ class _Checker:
                 parts = tuple(sensitive.split("."))
                 if parts[0] == "input":  # an event contract's payload is its input
                     seeds.add(("event", str(index), *parts[1:]))
-        tainted: set[tuple[PathPart, ...]] = set()
+        # The run input's own fields the workflow declares sensitive: redacted there too.
+        tainted: set[tuple[PathPart, ...]] = set(declared)
         while True:
             found = set(tainted)
             for origin, target in self.flows:

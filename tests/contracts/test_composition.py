@@ -17,7 +17,7 @@ from contracts.composition import (
     consumer_impacts,
     reads_of,
 )
-from contracts.errors import CompositionError
+from contracts.errors import CompositionError, FileProblemsError
 from contracts.loader import load_contract, load_contract_dir, load_workflow, parse_workflow_text
 from contracts.model import Contract, Deprecation, RetryPolicy
 
@@ -557,6 +557,35 @@ triggers:
     result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([paid, CHARGE]))
     assert result.ok, result.findings
     assert result.sensitive_flows == {"input.card", "steps.charge.input.note"}
+
+
+def test_a_workflow_marks_its_own_inputs_sensitive() -> None:
+    text = """\
+workflow: shop/own
+input: {type: object, required: [pin, order], properties: {pin: {type: string}, order: {type: string}}}
+sensitive: [input.pin]
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "pin ${input.pin}", n: "${input.order}"}}
+output: {pin: "${input.pin}", order: "${input.order}"}
+"""
+    result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([CHARGE]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {"input.pin", "steps.charge.input.note", "output.pin"}
+
+
+def test_a_workflow_sensitive_path_must_exist_in_its_input() -> None:
+    text = """\
+workflow: shop/own
+input: {type: object, properties: {pin: {type: string}}}
+sensitive: [input.pni, card]
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "x"}}
+"""
+    with pytest.raises(FileProblemsError) as raised:
+        parse_workflow_text(text, "w.yaml")
+    message = str(raised.value)
+    assert "sensitive path 'input.pni' does not exist in the input schema; input has: pin" in message
+    assert "sensitive[1]" in message
 
 
 def test_sensitive_workflow_inputs_are_flows_too(catalog: ContractCatalog) -> None:
