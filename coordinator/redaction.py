@@ -12,7 +12,14 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "redact_flows", "redact_paths", "redact_step_input", "scrub_values"]
+__all__ = [
+    "REDACTED",
+    "redact_flows",
+    "redact_paths",
+    "redact_step_input",
+    "scrub_text",
+    "scrub_values",
+]
 
 REDACTED = "[redacted]"
 
@@ -110,3 +117,20 @@ def _collect(value: Any, found: set[str] | None) -> None:
             _collect(v, found)
     elif _maskable(value):
         found.add(str(value))
+
+
+# Below this length a value is only masked where it is the whole text: "contains" on a short
+# value would blank out unrelated text (as coordinator.telemetry.scrub does for spans).
+_MIN_CONTAINED = 4
+
+
+def scrub_text(text: str, values: set[str]) -> str:
+    """``text`` (an error message) with every sensitive value in it replaced by ``REDACTED``."""
+    if not values or not text:
+        return text
+    if text in values:
+        return REDACTED
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= _MIN_CONTAINED and value in text:
+            text = text.replace(value, REDACTED)
+    return text

@@ -281,3 +281,57 @@ triggers:
     assert payload(as_shop.output_json) == {"note": "[redacted]"}
     text = await _ui_run(coordinator_process, shop.token, run_id)
     assert CARD not in text and "[redacted]" in text
+
+
+async def test_an_error_quoting_a_sensitive_value_is_redacted_for_other_viewers(
+    coordinator_process: CoordinatorProcess, agents: Agents
+) -> None:
+    vault, pay, shop = [await new_team(coordinator_process, p) for p in ("vault", "pay", "shop")]
+    await vault.register(
+        contract_yaml(
+            f"{vault.name}/issue",
+            output_schema={
+                "type": "object",
+                "required": ["card_token"],
+                "properties": {"card_token": {"type": "string"}},
+            },
+            extra="sensitive: [output.card_token]\n",
+        )
+    )
+    # The callee wants a tokenised card: the raw number fails its schema, and the violation
+    # quotes the value it refuses.
+    await pay.register(
+        contract_yaml(
+            f"{pay.name}/charge",
+            input_schema={"type": "object", "properties": {"token": {"type": "string", "pattern": "^tok_"}}},
+        )
+    )
+    await shop.register(
+        f"""
+workflow: {shop.name}/bad
+input: {{type: object}}
+steps:
+  issue: {{contract: "{vault.name}/issue@^1", input: {{}}}}
+  charge: {{contract: "{pay.name}/charge@^1", input: {{token: "${{steps.issue.output.card_token}}"}}}}
+""",
+        kind="workflow",
+    )
+    issue = shell(f"print({json.dumps(json.dumps({'card_token': CARD}))})")
+    agents.start(
+        vault, agent_config(vault, {f"{vault.name}/issue@1": issue}, token=vault.token), name="vault"
+    )
+    run_id = await shop.start_run({}, workflow="bad")
+    run = await shop.wait_run(run_id)
+    assert run.status == pb.RUN_STATUS_FAILED, run
+
+    # The receiving team sees why its step could not start, value included.
+    as_pay = steps_of(await pay.get_run(run_id))["charge"]
+    assert as_pay.error.type == "ContractViolation" and CARD in as_pay.error.message, as_pay.error
+    # Everybody else sees the reason without the value.
+    as_shop = await shop.get_run(run_id)
+    charge = steps_of(as_shop)["charge"]
+    assert charge.error.type == "ContractViolation", charge.error
+    assert "the mapped input does not match" in charge.error.message and "[redacted]" in charge.error.message
+    assert CARD not in charge.error.message and CARD not in as_shop.error.message, as_shop
+    text = await _ui_run(coordinator_process, shop.token, run_id)
+    assert CARD not in text and "the mapped input does not match" in text
