@@ -18,6 +18,7 @@ from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.engine import Engine
 from coordinator.events.service import EventService
+from coordinator.principal import Principal
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
@@ -285,6 +286,16 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
         )
 
+    async def _summary(self, run: RunRecord, principal: Principal) -> pb.Run:
+        flows = await self._flows(run)
+        hide = None
+        if run.error is not None and not principal.admin:
+            # A failed run's error may quote a sensitive value (a schema violation of a mapped
+            # input): its steps say which values are sensitive. Only failed runs pay for it.
+            view = await self._engine.get_run(principal, run.run_id)
+            hide = convert.run_sensitive_values(view, flows)
+        return convert.run_summary_to_pb(run, principal, flows, hide)
+
     async def _flows(self, run: RunRecord) -> tuple[str, ...]:
         """Where sensitive values land in ``run`` (its workflow version's, from the registry)."""
         return await self._registry.sensitive_flows(run.workflow, run.workflow_version)
@@ -313,7 +324,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
         runs = await self._engine.list_runs(principal, query)
         return pb.ListRunsResponse(
-            runs=[convert.run_summary_to_pb(r, principal, await self._flows(r)) for r in runs],
+            runs=[await self._summary(r, principal) for r in runs],
             next_page_token=_next_token(offset, size, len(runs)),
         )
 

@@ -335,3 +335,8 @@ steps:
     assert CARD not in charge.error.message and CARD not in as_shop.error.message, as_shop
     text = await _ui_run(coordinator_process, shop.token, run_id)
     assert CARD not in text and "the mapped input does not match" in text
+    assert run_id in coordinator_process.log() and CARD not in coordinator_process.log()
+    async with coordinator_process.client(shop.token) as client:
+        listed = await client.coordinator.ListRuns(pb.ListRunsRequest(workflow=f"{shop.name}/bad"))
+    [summary] = listed.runs
+    assert "the mapped input does not match" in summary.error.message and CARD not in summary.error.message
