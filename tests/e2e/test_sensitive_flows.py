@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,38 @@ CARDS = ["5500-0000-1111-2222", "3400-0000-2222-3333"]
 SECRETS = [CARD, *CARDS]
 
 
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP backend the coordinator forwards its spans to (a plain gRPC server in threads, so
+    it serves whichever event loop the tests run on)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.received.append(request.SerializeToString())
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture(scope="module")
+def collector() -> Any:
+    found = Collector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    found.address = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    yield found
+    server.stop(None)
+
+
 @pytest.fixture(scope="module", name="coordinator_process")
-def coordinator_with_ui(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    coordinator = CoordinatorProcess.start(tmp_path_factory.mktemp("coordinator"), "--ui", "127.0.0.1:0")
+def coordinator_with_ui(tmp_path_factory: pytest.TempPathFactory, collector: Any) -> Any:
+    coordinator = CoordinatorProcess.start(
+        tmp_path_factory.mktemp("coordinator"),
+        "--ui",
+        "127.0.0.1:0",
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.address}"},
+    )
     yield coordinator
     coordinator.stop()
 
@@ -116,7 +146,7 @@ def payload(text: str) -> Any:
 
 
 async def test_a_sensitive_output_stays_redacted_where_it_flows(
-    coordinator_process: CoordinatorProcess, agents: Agents
+    coordinator_process: CoordinatorProcess, agents: Agents, collector: Collector
 ) -> None:
     vault, pay, shop = await _world(coordinator_process, agents)
     run_id = await shop.start_run({"order_id": "o-1"})
@@ -185,6 +215,14 @@ async def test_a_sensitive_output_stays_redacted_where_it_flows(
     spans = _stored_spans(db, run.trace_id)
     for secret in SECRETS:
         assert secret not in spans, f"{secret} in a stored span"
+    # ...and forwards it to the OTLP backend scrubbed as well.
+    await wait_until(
+        lambda: any(b"pay.charge" in r for r in collector.received), "the span was not forwarded"
+    )
+    forwarded = b"".join(collector.received)
+    assert b"charge.note" in forwarded  # the attribute arrived, its value scrubbed
+    for secret in SECRETS:
+        assert secret.encode() not in forwarded, f"{secret} in a forwarded span"
 
 
 async def _export(address: str, token: str, run: Any, note: str) -> None:
