@@ -146,6 +146,10 @@ class CompositionResult:
     dependencies: dict[str, set[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # topological; steps in a cycle are left out
     sensitive_inputs: set[str] = field(default_factory=set)  # e.g. "input.card_token"
+    # Where a sensitive value lands (taint): "steps.<id>.input.<path>" and "output.<path>" that
+    # a mapping, a for_each item or text around a reference fills from a sensitive workflow input
+    # or from a field an upstream contract marks sensitive in its output.
+    sensitive_flows: set[str] = field(default_factory=set)
     trigger_contracts: dict[int, Contract] = field(default_factory=dict)
 
     @property
@@ -257,6 +261,9 @@ class _Checker:
         self.step_outputs: dict[str, Schema] = {}
         self.unresolved: set[str] = set()
         self.skippable: set[str] = set()
+        # (what is read, where it lands) for every reference in a step input or the output
+        self.flows: list[tuple[tuple[PathPart, ...], tuple[PathPart, ...]]] = []
+        self.sensitive_input_parts: set[tuple[PathPart, ...]] = set()
 
     # -- reporting --
 
@@ -303,7 +310,40 @@ class _Checker:
         self.check_output()
         for index, trigger in enumerate(self.workflow.triggers):
             self.check_trigger(index, trigger)
+        self.result.sensitive_flows = self.tainted_targets()
         return self.result
+
+    def tainted_targets(self) -> set[str]:
+        """The targets of ``flows`` that receive a sensitive value, or a value holding one (the
+        part below is then named: ``steps.pay.input.payment.card_token``). A run input filled
+        from a sensitive event field taints in turn what the workflow maps it into."""
+        seeds = set(self.sensitive_input_parts)
+        declared = {tuple(path.split(".")) for path in self.workflow.sensitive}
+        seeds |= declared
+        for step_id, contract in self.result.pinned.items():
+            for sensitive in contract.sensitive:
+                parts = tuple(sensitive.split("."))
+                if parts[0] == "output":
+                    seeds.add(("steps", step_id, *parts))
+        for index, event in self.result.trigger_contracts.items():
+            for sensitive in event.sensitive:
+                parts = tuple(sensitive.split("."))
+                if parts[0] == "input":  # an event contract's payload is its input
+                    seeds.add(("event", str(index), *parts[1:]))
+        # The run input's own fields the workflow declares sensitive: redacted there too.
+        tainted: set[tuple[PathPart, ...]] = set(declared)
+        while True:
+            found = set(tainted)
+            for origin, target in self.flows:
+                for seed in seeds:
+                    common = min(len(seed), len(origin))
+                    if seed[:common] == origin[:common]:
+                        # origin at or under the seed: the whole target; above it: the part below
+                        found.add((*target, *seed[len(origin) :]))
+            if found == tainted:
+                return {".".join(str(p) for p in path) for path in tainted}
+            tainted = found
+            seeds |= {path for path in tainted if path[0] == "input"}
 
     def pin(self, step: StepSpec) -> None:
         pointer = f"/steps/{escape(step.id)}/contract"
@@ -516,16 +556,37 @@ class _Checker:
         self.result.reads.setdefault(source.read_step, []).append(read)
 
     def mark_sensitive(self, source: _Source, target_path: tuple[str, ...], context: _Context) -> None:
-        """If a workflow input path flows into a callee field marked sensitive, it is sensitive."""
+        """If a workflow input path flows into a callee field marked sensitive, it is sensitive.
+        Also records the flow itself, for ``tainted_targets``."""
+        self.mark_flow(source, target_path, context)
         if source.input_path is None or context.callee is None:
             return
         target = ".".join(("input", *target_path))
         for sensitive in context.callee.sensitive:
             if target == sensitive or target.startswith(sensitive + "."):
                 self.result.sensitive_inputs.add(format_path(source.input_path))
+                self.sensitive_input_parts.add(tuple(source.input_path))
             elif sensitive.startswith(target + "."):
                 below = tuple(sensitive[len(target) + 1 :].split("."))
                 self.result.sensitive_inputs.add(format_path((*source.input_path, *below)))
+                self.sensitive_input_parts.add((*source.input_path, *below))
+
+    def mark_flow(self, source: _Source, target_path: tuple[str, ...], context: _Context) -> None:
+        if context.target_prefix == "output":
+            target: tuple[PathPart, ...] = ("output", *target_path)
+        elif context.reader is not None and context.target_prefix in (
+            f"steps.{context.reader}.input",
+            f"steps.{context.reader}.for_each",  # the array a for_each step goes over
+        ):
+            target = ("steps", *context.target_prefix.split(".")[1:], *target_path)
+        elif context.event is not None and context.target_prefix == "input":
+            target = ("input", *target_path)  # a trigger: the event payload into the run input
+        else:
+            return  # a `when`: no payload shows it
+        if source.read_step is not None:
+            self.flows.append((("steps", source.read_step, *source.read_path), target))
+        elif source.input_path is not None:
+            self.flows.append((tuple(source.input_path), target))
 
     # -- templates --
 
@@ -704,6 +765,7 @@ class _Checker:
         if source is None:
             return None
         self.record(source, f"steps.{step.id}.for_each", context, {"type": "array"}, {})
+        self.mark_flow(source, (), _Context(context.label_pointer, step.id, f"steps.{step.id}.for_each", ()))
         if not source.required:
             self.add(
                 pointer,
@@ -746,7 +808,9 @@ class _Checker:
             )
             return
         payload = event.input_schema
-        context = _Context(pointer, None, "input", ("event",), event=_Source(payload, payload, True))
+        # input_path: where a trigger's event fields flow (into the run input), for sensitive_flows
+        source = _Source(payload, payload, True, input_path=("event", str(index)))
+        context = _Context(pointer, None, "input", ("event",), event=source)
         schema = self.workflow.input_schema
         self.fit(trigger.input, schema, schema, f"{pointer}/input", (), context)
 

@@ -584,6 +584,11 @@ def parse_workflow_text(text: str, source_name: str, *, registered: bool = False
         )
     if "output" in data:
         _template_problems(problems, "/output", data["output"])
+    sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
+    assert isinstance(sensitive, list)
+    for index, path in enumerate(sensitive):
+        if isinstance(path, str) and not problems.is_bad(f"/sensitive/{index}"):
+            _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
     problems.raise_if_any()
 
     return Workflow(
@@ -595,5 +600,6 @@ def parse_workflow_text(text: str, source_name: str, *, registered: bool = False
         triggers=tuple(triggers),
         source_text=text,
         source_name=source_name,
+        sensitive=tuple(str(s) for s in sensitive),
         lines=dict(document.lines),
     )

@@ -150,6 +150,7 @@ class Workflow:
     triggers: tuple[Trigger, ...] = ()
     source_text: str = ""
     source_name: str = ""
+    sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 

@@ -12,7 +12,14 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "redact_paths", "scrub_values"]
+__all__ = [
+    "REDACTED",
+    "redact_flows",
+    "redact_paths",
+    "redact_step_input",
+    "scrub_text",
+    "scrub_values",
+]
 
 REDACTED = "[redacted]"
 
@@ -52,3 +59,78 @@ def scrub_values(value: Any, secrets: set[str]) -> Any:
     if _maskable(value) and str(value) in secrets:
         return REDACTED
     return value
+
+
+def redact_flows(value: Any, prefix: str, flows: Iterable[str], found: set[str] | None = None) -> Any:
+    """A copy of ``value`` (the payload at ``prefix``: ``steps.pay.input``, ``output``) with each
+    place a sensitive value flows to (``steps.pay.input.card``, the composition checker's
+    ``sensitive_flows``) replaced by ``REDACTED``; list elements are named by index or ``*``.
+    Each scalar masked is added to ``found`` when given."""
+    paths = [f[len(prefix) :].split(".")[1:] for f in flows if f == prefix or f.startswith(prefix + ".")]
+    if not paths or value is None:
+        return value
+    if any(not path for path in paths):  # the whole payload
+        _collect(value, found)
+        return REDACTED
+    value = copy.deepcopy(value)
+    for path in paths:
+        _mask_at(value, path, found)
+    return value
+
+
+def redact_step_input(step_id: str, value: Any, flows: Iterable[str], found: set[str] | None = None) -> Any:
+    """``redact_flows`` for a step's input. A for_each step's items (``label[0]``) take the flows
+    of its input template; the step itself (``label``), whose input is the array it went over,
+    those of its ``for_each``."""
+    flows = list(flows)
+    base, bracket, _ = step_id.partition("[")
+    value = redact_flows(value, f"steps.{base}.input", flows, found)
+    return value if bracket else redact_flows(value, f"steps.{base}.for_each", flows, found)
+
+
+def _mask_at(node: Any, path: list[str], found: set[str] | None) -> None:
+    part, rest = path[0], path[1:]
+    keys: list[Any]
+    if isinstance(node, dict):
+        keys = [part] if part in node else []
+    elif isinstance(node, list):
+        indexes = range(len(node)) if part == "*" else [int(part)] if part.isdigit() else []
+        keys = [k for k in indexes if k < len(node)]
+    else:
+        return
+    for key in keys:
+        if rest:
+            _mask_at(node[key], rest, found)
+        elif node[key] != REDACTED:
+            _collect(node[key], found)
+            node[key] = REDACTED
+
+
+def _collect(value: Any, found: set[str] | None) -> None:
+    if found is None:
+        return
+    if isinstance(value, dict):
+        for v in value.values():
+            _collect(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _collect(v, found)
+    elif _maskable(value):
+        found.add(str(value))
+
+
+# Below this length a value is only masked where it is the whole text: "contains" on a short
+# value would blank out unrelated text (as coordinator.telemetry.scrub does for spans).
+_MIN_CONTAINED = 4
+
+
+def scrub_text(text: str, values: set[str]) -> str:
+    """``text`` (an error message) with every sensitive value in it replaced by ``REDACTED``."""
+    if not values or not text:
+        return text
+    if text in values:
+        return REDACTED
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= _MIN_CONTAINED and value in text:
+            text = text.replace(value, REDACTED)
+    return text

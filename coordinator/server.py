@@ -29,6 +29,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import UnreachableError
+from contracts.private_files import secure_directory
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
@@ -77,7 +78,9 @@ class Coordinator:
 
     async def start(self) -> str:
         config = self.config
-        config.home.mkdir(parents=True, exist_ok=True)
+        # The database, its WAL, coordinator.json and admin.token hold payloads and secrets:
+        # ACCORD_HOME is owner-only, a looser existing one is tightened (docs/production.md).
+        await asyncio.to_thread(secure_directory, config.home)
         self.store = self.store or new_store(config)
         await self.store.open()
         self._health_updates: set[asyncio.Task[None]] = set()
@@ -174,7 +177,7 @@ class Coordinator:
             state["ui"] = self.ui_address
         if self.certificates is not None:
             state["tls"] = True
-        _write_atomic(config.state_file, json.dumps(state) + "\n")
+        _write_private(config.state_file, json.dumps(state) + "\n")
         return self.address
 
     def _store_reachability(self, reachable: bool) -> None:
@@ -270,12 +273,6 @@ async def _set_health(servicer: object, service: str, serving: bool) -> None:
     result = servicer.set(service, status)  # type: ignore[attr-defined]
     if asyncio.iscoroutine(result):
         await result
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -690,15 +690,48 @@ class Agent:
             request_id=entry.request_id,
         )
 
+    def _refused_output_entry(self, entry: OutboxEntry, exc: RemoteError) -> OutboxEntry:
+        reason = "; ".join([exc.message, *exc.details]) or type(exc).__name__
+        return dataclasses.replace(
+            entry,
+            kind="fail",
+            request_id=new_request_id(),
+            output_json="",
+            details={},
+            failure={
+                "type": "OutputRefused",
+                "message": self._redactor.text(f"the coordinator refused this attempt's output: {reason}"),
+                "retryable": False,
+                "details": {},
+            },
+            created=time.time(),
+        )
+
     async def _deliver(self, entry: OutboxEntry, written: asyncio.Future[None] | None = None) -> None:
         delay = 0.2
         while True:
             try:
                 accepted = await self._send(entry)
             except (NotFoundError, InvalidArgumentError, PermissionDeniedError) as exc:
-                logger.error(
-                    "coordinator refused %s of attempt %s, dropping it: %s", entry.kind, entry.attempt_id, exc
-                )
+                if entry.kind == "complete" and isinstance(exc, InvalidArgumentError):
+                    # Never dropped silently (the run would wait for a heartbeat timeout): the
+                    # attempt fails, non-retryable, saying why the coordinator refused it.
+                    refused = self._refused_output_entry(entry, exc)
+                    await self._outbox.put(refused)
+                    self._spawn_delivery(refused)
+                    logger.error(
+                        "coordinator refused the output of attempt %s (%s): reporting it as a"
+                        " non-retryable failure",
+                        entry.attempt_id,
+                        exc,
+                    )
+                else:
+                    logger.error(
+                        "coordinator refused %s of attempt %s, dropping it: %s",
+                        entry.kind,
+                        entry.attempt_id,
+                        exc,
+                    )
                 break
             except UnauthenticatedError as exc:
                 if await self.check_token():

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts.channels import Channels
+from contracts.private_files import secure_directory
 from team_agent.agent import Agent, AgentOptions
 from team_agent.client import GatewayClient
 from team_agent.config import LoadedConfig, load_config
@@ -93,9 +94,13 @@ async def _serve(
     token: _TokenInUse,
 ) -> None:
     config = loaded.config
+    state_dir = options.state_dir or default_state_dir(config.team)
+    # Undelivered results hold outputs in clear: the state directory (and ACCORD_HOME when it is
+    # the default place) is owner-only. No umask here: the engine's own tasks inherit it.
+    await asyncio.to_thread(secure_directory, state_dir if options.state_dir else state_dir.parent)
     agent_options = AgentOptions(
         agent_id=options.agent_id or default_agent_id(),
-        state_dir=options.state_dir or default_state_dir(config.team),
+        state_dir=state_dir,
         grace=options.grace,
         reload_interval=options.reload_interval,
     )

@@ -74,18 +74,22 @@ class Redactor:
         return value
 
     def json(self, value: Any) -> str:
-        """Serialise ``value`` as JSON with secrets masked: per value first (keeps the JSON
-        valid), then over the whole text (catches a secret split across values)."""
-        return self.text(json.dumps(self.value(value), separators=(",", ":"), default=str))
+        """Serialise ``value`` as JSON with secrets masked in its strings (keys too), before
+        serialising: a number, a boolean or JSON punctuation that happens to spell a secret is
+        data, never altered (masking the serialised text would break it: ``{"n":***}``)."""
+        return json.dumps(self.value(value), separators=(",", ":"), default=str)
 
     def json_text(self, text: str) -> str:
-        """Redact text that should be JSON; re-serialise it when it parses."""
+        """Mask secrets in the strings of JSON text; the text is returned unchanged (byte for
+        byte) when none of its strings holds one. Text that is not JSON is masked as text."""
         if not self._forms or not text:
             return text
         try:
-            return self.json(json.loads(text))
+            parsed = json.loads(text)
         except ValueError:
             return self.text(text)
+        masked = self.value(parsed)
+        return text if masked == parsed else json.dumps(masked, separators=(",", ":"), default=str)
 
 
 class RedactingFilter(logging.Filter):

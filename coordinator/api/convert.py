@@ -8,6 +8,7 @@ named in annotations, so a command line that needs one conversion does not load 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
@@ -15,7 +16,7 @@ from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.model import Contract, RetryPolicy, Timeouts
 from coordinator.principal import Principal
-from coordinator.redaction import redact_paths
+from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_text
 from coordinator.store.records import (
     AttemptRecord,
     AuditRecord,
@@ -102,12 +103,47 @@ def timeouts_from_pb(message: common_pb.Timeouts) -> Timeouts:
     )
 
 
-def error_to_pb(error: TaskFailure | None) -> common_pb.TaskError | None:
+def error_to_pb(error: TaskFailure | None, hide: set[str] | None = None) -> common_pb.TaskError | None:
+    """``hide``: sensitive values to mask where the message or details quote them (a schema
+    violation quotes the value it refuses)."""
     if error is None:
         return None
+    message, details = error.message, error.details_json
+    if hide:
+        message = scrub_text(message, hide)
+        if details:
+            try:
+                details = dumps(_scrub_strings(json.loads(details), hide))
+            except ValueError:
+                details = scrub_text(details, hide)
     return common_pb.TaskError(
-        type=error.type, message=error.message, retryable=error.retryable, details_json=error.details_json
+        type=error.type, message=message, retryable=error.retryable, details_json=details
     )
+
+
+def _scrub_strings(value: Any, hide: set[str]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, hide)
+    if isinstance(value, dict):
+        return {k: _scrub_strings(v, hide) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, hide) for v in value]
+    return value
+
+
+def run_sensitive_values(view: RunView, flows: Sequence[str]) -> set[str]:
+    """The values of ``view``'s run that some view must not show: those of fields its contracts
+    mark sensitive, and those where the workflow's ``flows`` take them."""
+    found: set[str] = set()
+    for step in view.steps:
+        contract = view.contracts.get(step.contract)
+        if contract is not None and contract.sensitive:
+            redact_paths(step.input, "input", contract.sensitive, found)
+            redact_paths(step.output, "output", contract.sensitive, found)
+        redact_step_input(step.step_id, step.input, flows, found)
+    redact_flows(view.run.input, "input", flows, found)
+    redact_flows(view.run.output, "output", flows, found)
+    return found
 
 
 def error_from_pb(error: common_pb.TaskError) -> TaskFailure:
@@ -181,16 +217,23 @@ def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
 
-def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
+def run_summary_to_pb(
+    run: RunRecord, principal: Principal, flows: Sequence[str] = (), hide: set[str] | None = None
+) -> pb.Run:
+    """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output (or
+    in the run input, from a trigger's event) is redacted for every viewer but the admin: no
+    team receives it there as its own step's input."""
     visible = _sees(principal, run.team)
+    run_input = run.input if principal.admin else redact_flows(run.input, "input", flows)
+    output = run.output if principal.admin else redact_flows(run.output, "output", flows)
     message = pb.Run(
         run_id=run.run_id,
         workflow=run.workflow,
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=dumps(run.input) if visible else "",
-        output_json=dumps(run.output) if visible and run.output is not None else "",
+        input_json=dumps(run_input) if visible else "",
+        output_json=dumps(output) if visible and output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
         created_unix_ms=run.created_ms,
@@ -199,13 +242,13 @@ def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
         pinned_versions=run.pinned,
         started_by=run.started_by,
     )
-    error = error_to_pb(run.error)
+    error = error_to_pb(run.error, None if principal.admin else hide)
     if error is not None:
         message.error.CopyFrom(error)
     return message
 
 
-def attempt_to_pb(attempt: AttemptRecord) -> pb.Attempt:
+def attempt_to_pb(attempt: AttemptRecord, hide: set[str] | None = None) -> pb.Attempt:
     message = pb.Attempt(
         attempt_id=attempt.attempt_id,
         number=attempt.number,
@@ -215,16 +258,28 @@ def attempt_to_pb(attempt: AttemptRecord) -> pb.Attempt:
         started_unix_ms=attempt.started_ms,
         finished_unix_ms=attempt.finished_ms,
     )
-    error = error_to_pb(attempt.error)
+    error = error_to_pb(attempt.error, hide)
     if error is not None:
         message.error.CopyFrom(error)
     return message
 
 
-def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step:
+def step_to_pb(
+    view: RunView,
+    step: StepRecord,
+    principal: Principal,
+    flows: Sequence[str] = (),
+    hide: set[str] | None = None,
+) -> pb.Step:
+    """A step as ``principal`` sees it: its team sees its payloads whole; any other viewer (the
+    workflow's owner too) sees the fields its contract marks sensitive, and what a sensitive
+    value flows into (``flows``, the checker's ``sensitive_flows``), as ``[redacted]``."""
     visible = _sees(principal, view.run.team, step.team)
     contract = view.contracts.get(step.contract)
-    sensitive = contract.sensitive if contract is not None and not _sees(principal, step.team) else ()
+    own = _sees(principal, step.team)
+    sensitive = contract.sensitive if contract is not None and not own else ()
+    tainted = () if own else flows
+    hidden = None if own else hide  # sensitive values quoted in its errors
     message = pb.Step(
         id=step.step_id,
         contract=step.contract,
@@ -233,27 +288,30 @@ def step_to_pb(view: RunView, step: StepRecord, principal: Principal) -> pb.Step
         status=STEP_STATUS[step.status],
         waiting_reason=view.waiting.get(step.step_id, ""),
         idempotency_key=step.idempotency_key,
-        input_json=dumps(redact_paths(step.input, "input", sensitive))
+        input_json=dumps(
+            redact_step_input(step.step_id, redact_paths(step.input, "input", sensitive), tainted)
+        )
         if visible and step.input is not None
         else "",
         output_json=dumps(redact_paths(step.output, "output", sensitive))
         if visible and step.output is not None
         else "",
         payload_hidden=not visible,
-        attempts=[attempt_to_pb(a) for a in view.attempts.get(step.step_id, [])],
+        attempts=[attempt_to_pb(a, hidden) for a in view.attempts.get(step.step_id, [])],
         started_unix_ms=step.started_ms,
         finished_unix_ms=step.finished_ms,
         next_attempt_unix_ms=step.next_attempt_ms,
     )
-    error = error_to_pb(step.error)
+    error = error_to_pb(step.error, hidden)
     if error is not None:
         message.error.CopyFrom(error)
     return message
 
 
-def run_to_pb(view: RunView, principal: Principal) -> pb.Run:
-    message = run_summary_to_pb(view.run, principal)
-    message.steps.extend(step_to_pb(view, step, principal) for step in view.steps)
+def run_to_pb(view: RunView, principal: Principal, flows: Sequence[str] = ()) -> pb.Run:
+    hide = run_sensitive_values(view, flows)
+    message = run_summary_to_pb(view.run, principal, flows, hide)
+    message.steps.extend(step_to_pb(view, step, principal, flows, hide) for step in view.steps)
     return message
 
 

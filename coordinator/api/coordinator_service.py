@@ -18,10 +18,11 @@ from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.engine import Engine
 from coordinator.events.service import EventService
+from coordinator.principal import Principal
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
-from coordinator.store.records import RunFilter
+from coordinator.store.records import RunFilter, RunRecord
 from coordinator.telemetry.propagation import extract_trace_context
 from coordinator.telemetry.query import scoped_run_spans
 
@@ -281,13 +282,29 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             traceparent=_traceparent(context, request.trace_context),
             rerun_of=request.rerun_of,
         )
-        return pb.StartRunResponse(run=convert.run_to_pb(view, principal), created=created)
+        return pb.StartRunResponse(
+            run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
+        )
+
+    async def _summary(self, run: RunRecord, principal: Principal) -> pb.Run:
+        flows = await self._flows(run)
+        hide = None
+        if run.error is not None and not principal.admin:
+            # A failed run's error may quote a sensitive value (a schema violation of a mapped
+            # input): its steps say which values are sensitive. Only failed runs pay for it.
+            view = await self._engine.get_run(principal, run.run_id)
+            hide = convert.run_sensitive_values(view, flows)
+        return convert.run_summary_to_pb(run, principal, flows, hide)
+
+    async def _flows(self, run: RunRecord) -> tuple[str, ...]:
+        """Where sensitive values land in ``run`` (its workflow version's, from the registry)."""
+        return await self._registry.sensitive_flows(run.workflow, run.workflow_version)
 
     @rpc
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
         principal = current_principal()
         view = await self._engine.get_run(principal, request.run_id)
-        return pb.GetRunResponse(run=convert.run_to_pb(view, principal))
+        return pb.GetRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
     @rpc
     async def ListRuns(
@@ -307,7 +324,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
         runs = await self._engine.list_runs(principal, query)
         return pb.ListRunsResponse(
-            runs=[convert.run_summary_to_pb(r, principal) for r in runs],
+            runs=[await self._summary(r, principal) for r in runs],
             next_page_token=_next_token(offset, size, len(runs)),
         )
 
@@ -317,7 +334,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.CancelRunResponse:
         principal = current_principal()
         view = await self._engine.cancel_run(principal, request.run_id, request.reason)
-        return pb.CancelRunResponse(run=convert.run_to_pb(view, principal))
+        return pb.CancelRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
@@ -325,7 +342,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         principal = current_principal()
         try:
             async for view in self._engine.watch(principal, request.run_id):
-                yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal))
+                flows = await self._flows(view.run)
+                yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal, flows))
         except Exception as exc:
             if isinstance(exc, AccordError):
                 await context.abort(status_of(exc), details_of(exc))

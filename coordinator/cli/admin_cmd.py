@@ -50,6 +50,7 @@ def rotate_token() -> None:
         RemoteError,
         UnauthenticatedError,
     )
+    from contracts.private_files import secure_directory
     from coordinator.client import Client
     from coordinator.config import accord_home
     from coordinator.tokens import hash_token, new_token
@@ -59,7 +60,7 @@ def rotate_token() -> None:
     pending = home / f".admin.token.{os.getpid()}.new"
     token = new_token()
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        secure_directory(home)
         _write_private(pending, token + "\n")
     except OSError as exc:
         raise fail(

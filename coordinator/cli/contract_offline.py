@@ -281,6 +281,7 @@ def _check_json(path: Path, result: CompositionResult, warnings: list[str]) -> d
             for read in result.all_reads
         ],
         "sensitive_inputs": sorted(result.sensitive_inputs),
+        "sensitive_flows": sorted(result.sensitive_flows),
         "warnings": warnings,
     }
 

@@ -368,6 +368,7 @@ def start(
     import asyncio
 
     from contracts.durations import parse_duration
+    from contracts.private_files import private_umask
     from coordinator.server import configure_logging, serve
 
     if log_format not in ("text", "json"):
@@ -405,6 +406,7 @@ def start(
     )
     parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)
+    private_umask()  # SQLite's WAL and shm, temporary files: owner-only like ACCORD_HOME
     if tls is None:
         _refuse_plaintext_off_loopback(listen, ui if ui_on else None, insecure)
     hooks: list[ServerHook] = []

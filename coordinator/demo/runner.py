@@ -34,6 +34,7 @@ import yaml
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import AccordError, FailedPreconditionError
+from contracts.private_files import private_umask, secure_directory
 from coordinator.client import Client
 
 TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED}
@@ -309,7 +310,8 @@ def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[s
     """The whole demo; returns the process exit code."""
     temporary = home is None
     home = home or Path(tempfile.mkdtemp(prefix="accord-demo-"))
-    home.mkdir(parents=True, exist_ok=True)
+    secure_directory(home)  # owner-only like any ACCORD_HOME (docs/production.md)
+    private_umask()  # the demo's logs and configs in it too
     demo = Demo(home=home, ui=ui, say=say)
     failed_story = False
     try:

@@ -163,6 +163,13 @@ class Registry:
                     return record
         return None
 
+    async def sensitive_flows(self, name: str, version: int) -> tuple[str, ...]:
+        """Where sensitive values land in runs of this workflow version (``steps.pay.input.card``,
+        ``output.card``), as the composition checker found at registration; none for an unknown
+        version or one registered before Accord computed them."""
+        record = await self.workflow_version(name, version)
+        return flows_of(record) if record is not None else ()
+
     def workflow_spec(self, record: WorkflowRecord) -> Workflow:
         key = (record.name, record.version)
         spec = self._specs.get(key)
@@ -667,6 +674,9 @@ class Registry:
             # Workflow inputs that flow into a callee's sensitive field ("input.card") are
             # sensitive too: telemetry.sensitivity scrubs them from every span, for every viewer.
             "sensitive_inputs": sorted(result.sensitive_inputs),
+            # Where sensitive values land (taint): redacted in every view but the receiving step's
+            # own team's (coordinator.api.convert), and scrubbed from spans.
+            "sensitive_flows": sorted(result.sensitive_flows),
             "steps": {
                 sid: {
                     "contract": s.contract,
@@ -720,3 +730,13 @@ def _same_fields(a: Contract, b: Contract) -> bool:
     return codec.contract_to_json(replace(a, source_name="")) == codec.contract_to_json(
         replace(b, source_name="")
     )
+
+
+def flows_of(record: WorkflowRecord) -> tuple[str, ...]:
+    """The ``sensitive_flows`` kept in a workflow version's definition."""
+    try:
+        definition = json.loads(record.definition_json or "{}")
+    except ValueError:
+        return ()
+    flows = definition.get("sensitive_flows") if isinstance(definition, dict) else None
+    return tuple(str(f) for f in flows) if isinstance(flows, list) else ()

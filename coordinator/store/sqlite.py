@@ -219,6 +219,10 @@ def _lock_database(db: Path) -> int:
     return fd
 
 
+def _create_private(path: Path) -> None:
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
 class SqliteStore:
     """The embedded default Store."""
 
@@ -316,6 +320,8 @@ class SqliteStore:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._file_lock = await asyncio.to_thread(_lock_database, self._path)
         try:
+            # SQLite gives the WAL and shm files the database's mode: create it owner-only.
+            await asyncio.to_thread(_create_private, self._path)
             conn = await asyncio.to_thread(self._connect)
             try:
                 await asyncio.to_thread(self._migrate, conn)

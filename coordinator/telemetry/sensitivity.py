@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Protocol
 
+from coordinator.redaction import redact_flows, redact_step_input
 from coordinator.store.records import ContractRecord, RunRecord, StepRecord, WorkflowRecord
 from coordinator.telemetry.scrub import sensitive_values
 
@@ -35,6 +36,7 @@ class RunSensitivity:
         self._run_cache_size = run_cache_size
         self._contract_fields: dict[tuple[str, str], tuple[str, ...]] = {}
         self._workflow_inputs: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._workflow_flows: dict[tuple[str, int], tuple[str, ...]] = {}
 
     async def _sensitive_fields(self, contract: str, version: str) -> tuple[str, ...]:
         key = (contract, version)
@@ -50,6 +52,7 @@ class RunSensitivity:
         key = (run.workflow, run.workflow_version)
         if key not in self._workflow_inputs:
             paths: tuple[str, ...] = ()
+            flows: tuple[str, ...] = ()
             for record in await self._store.workflow_versions(run.workflow):
                 if record.version == run.workflow_version:
                     try:
@@ -57,7 +60,9 @@ class RunSensitivity:
                     except ValueError:
                         definition = {}
                     paths = tuple(definition.get("sensitive_inputs") or ())
+                    flows = tuple(definition.get("sensitive_flows") or ())
             self._workflow_inputs[key] = paths
+            self._workflow_flows[key] = flows
         return self._workflow_inputs[key]
 
     async def _run(self, run_id: str) -> RunRecord | None:
@@ -78,9 +83,17 @@ class RunSensitivity:
         if record is None:
             return set()
         found = sensitive_values(await self._sensitive_inputs(record), input=record.input)
+        # What a sensitive value flowed into (taint): a mapped field, a for_each item, text built
+        # around it ("card 4111..."), the run output.
+        flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
+        if flows:
+            redact_flows(record.input, "input", flows, found)
+            redact_flows(record.output, "output", flows, found)
         steps, _ = await self._store.run_steps(record.run_id)
         for step in steps:
             fields = await self._sensitive_fields(step.contract, step.contract_version)
             if fields:
                 found |= sensitive_values(fields, input=step.input, output=step.output)
+            if flows and step.input is not None:
+                redact_step_input(step.step_id, step.input, flows, found)
         return found

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from coordinator.redaction import redact_paths, scrub_values
+from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_values
 
 _INPUT_REF = re.compile(r"^\$\{input\.([A-Za-z0-9_.\-]+)\}$")
 
@@ -60,11 +60,20 @@ def redact_run(
         for s in run.get("steps", [])
     }
     mapped = run_input_paths(workflow, by_step)
-    run["input"] = redact_paths(run.get("input"), "input", mapped, secrets)
+    # Where sensitive values flow (taint, the composition checker's): masked here for every
+    # viewer, like the fields themselves.
+    definition = (workflow or {}).get("definition")
+    flows = definition.get("sensitive_flows") or [] if isinstance(definition, dict) else []
+    run["input"] = redact_flows(
+        redact_paths(run.get("input"), "input", mapped, secrets), "input", flows, secrets
+    )
+    run["output"] = redact_flows(run.get("output"), "output", flows, secrets)
     for step in run.get("steps", []):
         paths = sensitive_by_ref.get(f"{step['contract']}@{step['contract_version']}", [])
         step["sensitive"] = paths
-        step["input"] = redact_paths(step.get("input"), "input", paths, secrets)
+        step["input"] = redact_step_input(
+            str(step["id"]), redact_paths(step.get("input"), "input", paths, secrets), flows, secrets
+        )
         step["output"] = redact_paths(step.get("output"), "output", paths, secrets)
     for step in run.get("steps", []):
         step["input"] = scrub_values(step.get("input"), secrets)

@@ -17,7 +17,7 @@ from contracts.composition import (
     consumer_impacts,
     reads_of,
 )
-from contracts.errors import CompositionError
+from contracts.errors import CompositionError, FileProblemsError
 from contracts.loader import load_contract, load_contract_dir, load_workflow, parse_workflow_text
 from contracts.model import Contract, Deprecation, RetryPolicy
 
@@ -477,6 +477,120 @@ steps:
     result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([nested]))
     assert result.ok, result.findings
     assert result.sensitive_inputs == {"input.creds.pin"}
+
+
+ISSUER = Contract(
+    "vault/issue",
+    "1.0.0",
+    {"type": "object"},
+    {
+        "type": "object",
+        "required": ["card_token", "cards", "amount"],
+        "properties": {
+            "card_token": {"type": "string"},
+            "cards": {"type": "array", "items": {"type": "string"}},
+            "amount": {"type": "integer"},
+        },
+    },
+    sensitive=("output.card_token", "output.cards"),
+)
+CHARGE = Contract(
+    "shop/charge",
+    "1.0.0",
+    {"type": "object", "properties": {"token": {"type": "string"}, "note": {"type": "string"}, "n": {}}},
+    {"type": "object"},
+)
+LABEL = Contract(
+    "shop/label", "1.0.0", {"type": "object", "properties": {"card": {"type": "string"}}}, {"type": "object"}
+)
+TAINT = """\
+workflow: shop/flow
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  issue: {contract: vault/issue@^1, input: {order_id: "${input.order_id}"}}
+  charge:
+    contract: shop/charge@^1
+    input: {token: "${steps.issue.output.card_token}", note: "card ${steps.issue.output.card_token}", n: "${steps.issue.output.amount}"}
+  label: {contract: shop/label@^1, for_each: "${steps.issue.output.cards}", input: {card: "${item}"}}
+  whole: {contract: shop/charge@^1, input: {n: "${steps.issue.output}"}}
+output:
+  token: "${steps.issue.output.card_token}"
+  note: "card ${steps.issue.output.card_token}"
+  order: "${input.order_id}"
+  amount: "${steps.issue.output.amount}"
+"""
+
+
+def test_sensitive_outputs_taint_what_they_flow_into() -> None:
+    result = check_workflow(parse_workflow_text(TAINT, "w.yaml"), ContractCatalog([ISSUER, CHARGE, LABEL]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {
+        "steps.charge.input.token",  # a mapping
+        "steps.charge.input.note",  # text around a reference
+        "steps.label.input.card",  # a for_each item of a sensitive array
+        "steps.label.for_each",  # the array itself, the for_each step's own input
+        "steps.whole.input.n.card_token",  # the whole output: the sensitive parts below it
+        "steps.whole.input.n.cards",
+        "output.token",  # the run output
+        "output.note",
+    }
+
+
+def test_a_sensitive_event_field_taints_the_run_input_and_what_it_flows_into() -> None:
+    paid = Contract(
+        "vault/card-issued",
+        "1.0.0",
+        {"type": "object", "required": ["card"], "properties": {"card": {"type": "string"}}},
+        {},
+        sensitive=("input.card",),
+        kind="event",
+    )
+    text = """\
+workflow: shop/on-card
+input: {type: object, required: [card, order], properties: {card: {type: string}, order: {type: string}}}
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "card ${input.card}", n: "${input.order}"}}
+triggers:
+  - on: vault/card-issued@^1
+    input: {card: "${event.card}", order: "o-1"}
+"""
+    result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([paid, CHARGE]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {"input.card", "steps.charge.input.note"}
+
+
+def test_a_workflow_marks_its_own_inputs_sensitive() -> None:
+    text = """\
+workflow: shop/own
+input: {type: object, required: [pin, order], properties: {pin: {type: string}, order: {type: string}}}
+sensitive: [input.pin]
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "pin ${input.pin}", n: "${input.order}"}}
+output: {pin: "${input.pin}", order: "${input.order}"}
+"""
+    result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([CHARGE]))
+    assert result.ok, result.findings
+    assert result.sensitive_flows == {"input.pin", "steps.charge.input.note", "output.pin"}
+
+
+def test_a_workflow_sensitive_path_must_exist_in_its_input() -> None:
+    text = """\
+workflow: shop/own
+input: {type: object, properties: {pin: {type: string}}}
+sensitive: [input.pni, card]
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "x"}}
+"""
+    with pytest.raises(FileProblemsError) as raised:
+        parse_workflow_text(text, "w.yaml")
+    message = str(raised.value)
+    assert "sensitive path 'input.pni' does not exist in the input schema; input has: pin" in message
+    assert "sensitive[1]" in message
+
+
+def test_sensitive_workflow_inputs_are_flows_too(catalog: ContractCatalog) -> None:
+    result = check(SENSITIVE, catalog)
+    assert result.sensitive_flows == {"steps.charge.input.card_token", "steps.again.input.card_token"}
 
 
 def test_raise_for_findings(catalog: ContractCatalog) -> None:

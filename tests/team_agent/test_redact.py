@@ -72,3 +72,27 @@ def test_every_string_field_of_a_request_is_masked() -> None:
     task = agent_pb.Task(trace_context={"k": "hunter2"})
     _redact_message(task, redactor)
     assert dict(task.trace_context) == {"k": "***"}
+
+
+def test_numbers_equal_to_a_secret_are_data_never_masked() -> None:
+    redactor = Redactor(["1234"])
+    output = {"amount_cents": 1234, "ratio": 1234.0, "ids": [1234], "note": "pin 1234", "1234": True}
+    assert json.loads(redactor.json(output)) == {
+        "amount_cents": 1234,
+        "ratio": 1234.0,
+        "ids": [1234],
+        "note": "pin ***",
+        "***": True,
+    }
+    # Serialised JSON whose strings hold no secret is passed on byte for byte...
+    text = '{"amount_cents": 1234, "n": 12345}'
+    assert redactor.json_text(text) == text
+    # ...and one whose strings do is masked per string, staying valid JSON.
+    assert json.loads(redactor.json_text('{"n": 1234, "s": "x1234"}')) == {"n": 1234, "s": "x***"}
+
+
+def test_a_complete_request_keeps_its_numbers() -> None:
+    redactor = Redactor(["1234"])
+    request = agent_pb.CompleteTaskRequest(attempt_id="a", output_json='{"amount_cents":1234}')
+    _redact_message(request, redactor)
+    assert request.output_json == '{"amount_cents":1234}'
