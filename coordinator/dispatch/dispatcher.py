@@ -222,11 +222,18 @@ class Dispatcher:
             if waiter.handed and not waiter.taken:
                 self.on_lost(waiter.handed)
 
-    def offered(self, key: QueueKey) -> None:
-        """An offer on ``key`` is durable: wake the polls waiting for it to read the store."""
+    def offered(self, key: QueueKey, wake: int | None = None) -> None:
+        """An offer on ``key`` is durable: wake the polls waiting for it to read the store (at
+        most ``wake`` of those not woken yet; None: all)."""
         self._offered_at[key] = time.monotonic()
         self._read_empty_at.pop(key, None)
         for waiter in self._waiters.get(key, ()):
+            if wake is not None:
+                if wake <= 0:
+                    return
+                if waiter.event.is_set() or waiter.reserved or waiter.handed:
+                    continue
+                wake -= 1
             waiter.event.set()
 
     def wake_all(self) -> None:

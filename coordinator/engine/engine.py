@@ -300,12 +300,15 @@ class Engine:
         for event in self._watchers.get(snapshot.run.run_id, ()):
             event.set()
 
-    async def _transact(self, run_id: str, change: Callable[[RunState, Transition], T]) -> T:
+    async def _transact(
+        self, run_id: str, change: Callable[[RunState, Transition], T], *, recheck: bool = True
+    ) -> T:
         """Apply ``change`` to the run's state and commit it (compare-and-swap), reading the run
-        anew and applying it again while another writer wins. Raises ``_Gone``."""
+        anew and applying it again while another writer wins. Raises ``_Gone``. ``recheck``: see
+        ``_decide`` (False for a change whose "nothing to do" no newer state can turn around)."""
         for attempt in range(_CONFLICT_RETRIES):
             async with self._run_lock(run_id):
-                state, tr, result = await self._decide(run_id, change)
+                state, tr, result = await self._decide(run_id, change, recheck)
                 try:
                     await self._commit(state, tr)
                 except VersionConflict as conflict:
@@ -319,7 +322,7 @@ class Engine:
         raise AssertionError("unreachable")
 
     async def _decide(
-        self, run_id: str, change: Callable[[RunState, Transition], T]
+        self, run_id: str, change: Callable[[RunState, Transition], T], recheck: bool = True
     ) -> tuple[RunState, Transition, T]:
         """Apply ``change`` to the run's state (the caller holds the run's lock). With other
         coordinators on the store, a change that finds nothing to do on this process's cached
@@ -334,7 +337,7 @@ class Engine:
         except BaseException:
             self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
             raise
-        if cached and not tr and self._store.shared:
+        if cached and not tr and recheck and self._store.shared:
             self._runs.pop(run_id, None)
             return await self._decide(run_id, change)
         return state, tr, result
@@ -406,8 +409,9 @@ class Engine:
                 event.set()
         if hint.agents:
             self._dispatcher.seen_elsewhere(hint.agents, 3 * _PRESENCE_EVERY_S)
-        for key in hint.queues:
-            self._dispatcher.offered(key)
+        for key, count in hint.queues.items():
+            # As many polls as there are tasks: the rest would only race them for the same rows.
+            self._dispatcher.offered(key, wake=count)
         if hint.timer_due_ms is not None:
             self._timers.hint(hint.timer_due_ms)
 
@@ -841,7 +845,9 @@ class Engine:
             return True
 
         try:
-            claimed = await self._transact(offer.run_id, claim)
+            # Nothing to do means the attempt is no longer scheduled, which no newer state of the
+            # run undoes (an attempt this state lacks is withdrawn under the run's version).
+            claimed = await self._transact(offer.run_id, claim, recheck=False)
         except _Gone:
             return None
         except FailedPreconditionError:

@@ -41,8 +41,8 @@ class StoreHint:
 
     # run id -> the version its transition committed (caches older than that are stale)
     runs: dict[str, int] = field(default_factory=dict)
-    # queues ((contract, major)) that were offered tasks
-    queues: tuple[tuple[str, int], ...] = ()
+    # queues ((contract, major)) that were offered tasks -> how many
+    queues: dict[tuple[str, int], int] = field(default_factory=dict)
     # the earliest timer armed, in ms since the epoch (None: none)
     timer_due_ms: int | None = None
     # agents another coordinator serves (``hint_presence``): agent id -> its open long polls

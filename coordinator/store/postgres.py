@@ -28,6 +28,7 @@ way (the URL, ``PGPASSWORD``, ``PGPASSFILE``, ``PGSSLMODE``, ...).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -483,7 +484,7 @@ class PostgresStore:
                 return StoreHint(agents={str(agent): int(polls) for agent, polls in data["g"].items()})
             return StoreHint(
                 runs={str(run_id): int(version) for run_id, version in data.get("r", {}).items()},
-                queues=tuple((str(contract), int(major)) for contract, major in data.get("q", [])),
+                queues={(str(q[0]), int(q[1])): int(q[2]) if len(q) > 2 else 1 for q in data.get("q", [])},
                 timer_due_ms=None if due is None else int(due),
             )
         except (ValueError, TypeError, AttributeError):
@@ -513,7 +514,8 @@ class PostgresStore:
         runs = {run_id: version + 1 for run_id, version in changes.expect_versions.items()}
         for run in changes.runs:
             runs.setdefault(run.run_id, 1)
-        queues = sorted({(offer.contract, offer.major) for offer in changes.offers_add})
+        offered = collections.Counter((offer.contract, offer.major) for offer in changes.offers_add)
+        queues = sorted([contract, major, count] for (contract, major), count in offered.items())
         due = min((t.due_ms for t in changes.timers_set), default=None)
         if not runs and not queues and due is None:
             return None

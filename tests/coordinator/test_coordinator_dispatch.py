@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from coordinator.dispatch import Dispatcher
@@ -122,3 +123,17 @@ async def test_agents_served_by_another_coordinator_count_as_serving_here() -> N
     # One it has not registered yet is skipped (its registration is read from the store soon).
     here.seen_elsewhere({"stranger": 1}, polling_for_s=3)
     assert here.agent("stranger") is None
+
+
+async def test_an_offer_told_by_another_coordinator_wakes_as_many_polls_as_tasks() -> None:
+    """Another coordinator's hint names how many tasks it offered: that many polls here read the
+    store; waking every poll would only have them race for the same rows."""
+    dispatcher = Dispatcher()
+    with contextlib.ExitStack() as polls:
+        waiters = [polls.enter_context(dispatcher.listen(f"a{n}", [KEY])) for n in range(4)]
+        dispatcher.offered(KEY, wake=2)
+        assert [w.event.is_set() for w in waiters] == [True, True, False, False]
+        dispatcher.offered(KEY, wake=1)  # the next one not woken yet
+        assert [w.event.is_set() for w in waiters] == [True, True, True, False]
+        dispatcher.offered(KEY)  # this process's own offer: all of them
+        assert all(w.event.is_set() for w in waiters)

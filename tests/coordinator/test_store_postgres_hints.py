@@ -68,7 +68,7 @@ async def test_a_transition_reaches_the_other_stores_as_a_hint_and_not_its_own(
             )
         )
         hint = await theirs.next()
-        assert hint == StoreHint(runs={"r1": 1}, queues=(("payments/charge", 2),), timer_due_ms=7_000)
+        assert hint == StoreHint(runs={"r1": 1}, queues={("payments/charge", 2): 1}, timer_due_ms=7_000)
         # An update names the version it committed.
         await writer.apply(Changes(runs=[run_record("r1", status="succeeded")], expect_versions={"r1": 1}))
         assert (await theirs.next()).runs == {"r1": 2}
