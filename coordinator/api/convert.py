@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from contracts.model import Contract, RetryPolicy, Timeouts
+from contracts.model import Contract, RetryPolicy, Timeouts, seconds_to_ms
 from coordinator.principal import Principal
 from coordinator.redaction import redact_paths
 from coordinator.store.records import (
@@ -69,9 +69,9 @@ def dumps(value: Any) -> str:
 def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:
     return common_pb.RetryPolicy(
         max_attempts=policy.max_attempts or 0,
-        initial_backoff_ms=int((policy.initial_backoff or 0) * 1000),
+        initial_backoff_ms=seconds_to_ms(policy.initial_backoff),
         backoff_coefficient=policy.backoff_coefficient or 0.0,
-        max_backoff_ms=int((policy.max_backoff or 0) * 1000),
+        max_backoff_ms=seconds_to_ms(policy.max_backoff),
         non_retryable=list(policy.non_retryable),
     )
 
@@ -88,9 +88,9 @@ def retry_from_pb(message: common_pb.RetryPolicy) -> RetryPolicy:
 
 def timeouts_to_pb(timeouts: Timeouts) -> common_pb.Timeouts:
     return common_pb.Timeouts(
-        schedule_to_start_ms=int((timeouts.schedule_to_start or 0) * 1000),
-        start_to_close_ms=int((timeouts.start_to_close or 0) * 1000),
-        heartbeat_ms=int((timeouts.heartbeat or 0) * 1000),
+        schedule_to_start_ms=seconds_to_ms(timeouts.schedule_to_start),
+        start_to_close_ms=seconds_to_ms(timeouts.start_to_close),
+        heartbeat_ms=seconds_to_ms(timeouts.heartbeat),
     )
 
 

@@ -15,6 +15,7 @@ import grpc
 
 from contracts.errors import AccordError
 from contracts.grpc_errors import details_of, status_of
+from coordinator.api import validate
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -26,6 +27,7 @@ def rpc(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            validate.message(request)
             return await method(self, request, context)
         except AccordError as exc:
             await context.abort(status_of(exc), details_of(exc))
