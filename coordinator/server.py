@@ -32,6 +32,7 @@ from contracts.errors import UnreachableError
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
+from coordinator.api.edge import EdgeInterceptor
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
 from coordinator.engine import Engine
@@ -115,19 +116,24 @@ class Coordinator:
         self.bus = InMemoryEventBus()
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
         self.coordinator_service = CoordinatorService(
-            self.store, self.teams, self.registry, self.engine, self.events
+            self.store, self.teams, self.registry, self.engine, self.events, max_payload=config.max_payload
         )
 
+        self.edge = EdgeInterceptor(config.max_inflight)
+        # A request may carry a payload of --max-payload and its envelope; the server's limit sits
+        # well above that, so the edge, not gRPC, refuses a larger payload (naming its field).
+        receive_limit = max(32 * 1024 * 1024, 4 * config.max_payload)
         server = grpc.aio.server(
             interceptors=[
+                self.edge,
                 AuthInterceptor(self.authority, self.teams.refresh),
                 TraceContextServerInterceptor(),
             ],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", receive_limit)],
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)
         agent_grpc.add_AgentGatewayServiceServicer_to_server(
-            AgentGatewayService(self.engine, config.engine), server
+            AgentGatewayService(self.engine, config.engine, max_payload=config.max_payload), server
         )
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

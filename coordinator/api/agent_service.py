@@ -13,7 +13,7 @@ from contracts.errors import InvalidArgumentError
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
-from coordinator.config import EngineSettings
+from coordinator.config import DEFAULT_MAX_PAYLOAD, EngineSettings
 from coordinator.dispatch import QueueKey
 from coordinator.engine import Engine
 from coordinator.store.records import AgentRecord, Binding
@@ -30,7 +30,10 @@ def _queue_key(text: str, field: str) -> QueueKey:
 
 
 class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: ignore[misc]
-    def __init__(self, engine: Engine, settings: EngineSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: EngineSettings, *, max_payload: int = DEFAULT_MAX_PAYLOAD
+    ) -> None:
+        self._max_payload = max_payload
         self._engine = engine
         self._settings = settings
 
@@ -94,7 +97,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     async def CompleteTask(
         self, request: agent_pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.CompleteTaskResponse:
-        output = validate.json_text(request.output_json, "output_json")
+        output = validate.json_text(request.output_json, "output_json", self._max_payload)
         accepted = await self._engine.complete(
             current_principal(), request.agent_id, request.attempt_id, output, request.request_id
         )

@@ -119,8 +119,18 @@ def error_from_pb(error: common_pb.TaskError) -> TaskFailure:
     )
 
 
+# List answers never carry whole documents or payloads: a contract's source text is left out
+# (GetContract has it), and a run's input or output only when at most this long (GetRun has them
+# whole).
+LISTED_PAYLOAD_MAX = 16 * 1024
+
+
 def contract_to_pb(
-    record: ContractRecord | Contract, registered_ms: int = 0, registered_by: str = ""
+    record: ContractRecord | Contract,
+    registered_ms: int = 0,
+    registered_by: str = "",
+    *,
+    listed: bool = False,
 ) -> pb.Contract:
     if isinstance(record, ContractRecord):
         contract, registered_ms, registered_by = record.contract, record.registered_ms, record.registered_by
@@ -138,7 +148,7 @@ def contract_to_pb(
         idempotent=contract.idempotent,
         visibility=contract.visibility,
         sensitive=list(contract.sensitive),
-        source_text=contract.source_text,
+        source_text="" if listed else contract.source_text,
         registered_unix_ms=registered_ms,
         registered_by=registered_by,
     )
@@ -181,7 +191,11 @@ def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
 
-def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
+def _listed(text: str, listed: bool) -> str:
+    return "" if listed and len(text) > LISTED_PAYLOAD_MAX else text
+
+
+def run_summary_to_pb(run: RunRecord, principal: Principal, *, listed: bool = False) -> pb.Run:
     visible = _sees(principal, run.team)
     message = pb.Run(
         run_id=run.run_id,
@@ -189,8 +203,8 @@ def run_summary_to_pb(run: RunRecord, principal: Principal) -> pb.Run:
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=dumps(run.input) if visible else "",
-        output_json=dumps(run.output) if visible and run.output is not None else "",
+        input_json=_listed(dumps(run.input), listed) if visible else "",
+        output_json=_listed(dumps(run.output), listed) if visible and run.output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
         created_unix_ms=run.created_ms,

@@ -15,6 +15,7 @@ from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
+from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
@@ -54,7 +55,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         registry: Registry,
         engine: Engine,
         events: EventService,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
+        self._max_payload = max_payload
         self._store = store
         self._teams = teams
         self._registry = registry
@@ -145,6 +149,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RegisterContract(
         self, request: pb.RegisterContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterContractResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_contract(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
@@ -167,7 +172,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             offset : offset + size
         ]
         return pb.ListContractsResponse(
-            contracts=[convert.contract_to_pb(r) for r in visible],
+            contracts=[convert.contract_to_pb(r, listed=True) for r in visible],
             next_page_token=_next_token(offset, size, len(visible)),
         )
 
@@ -217,6 +222,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RegisterWorkflow(
         self, request: pb.RegisterWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterWorkflowResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_workflow(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
@@ -257,7 +263,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
                 f"run {request.rerun_of}"
             )
-        run_input = validate.json_text(request.input_json, "input_json", empty={})
+        run_input = validate.json_text(request.input_json, "input_json", self._max_payload, empty={})
         # A request id without an idempotency key serves as one: the same request sent again
         # (a retry after a lost answer, perhaps to another coordinator) finds the run it started.
         key = request.idempotency_key or (f"request:{request.request_id}" if request.request_id else "")
@@ -299,7 +305,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
         runs = await self._engine.list_runs(principal, query)
         return pb.ListRunsResponse(
-            runs=[convert.run_summary_to_pb(r, principal) for r in runs],
+            runs=[convert.run_summary_to_pb(r, principal, listed=True) for r in runs],
             next_page_token=_next_token(offset, size, len(runs)),
         )
 
@@ -331,7 +337,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.PublishEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishEventResponse:
         principal = current_principal()
-        payload = validate.json_text(request.payload_json, "payload_json", empty={})
+        payload = validate.json_text(request.payload_json, "payload_json", self._max_payload, empty={})
         trace_context = dict(request.trace_context)
         if not trace_context.get("traceparent"):
             parent = _traceparent(context, None)

@@ -91,6 +91,17 @@ def page_offset(token: str, field: str = "page.page_token") -> int:
     return int(token)
 
 
+def size(raw: str, field: str, max_bytes: int) -> None:
+    """Refuse ``raw`` when its UTF-8 encoding is larger than ``max_bytes`` (--max-payload)."""
+    if len(raw) <= max_bytes // 4:
+        return
+    length = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    if length > max_bytes:
+        raise InvalidArgumentError(
+            f"{field} is {length} bytes; the limit is {max_bytes} bytes (--max-payload)"
+        )
+
+
 def json_text(raw: str, field: str, max_bytes: int | None = None, empty: Any = None) -> Any:
     """The JSON value in ``raw`` (``empty`` when ``raw`` is empty), refused with the field's name
     when it is too large, not JSON, holds NaN/Infinity or a lone surrogate, nests deeper than
@@ -98,11 +109,7 @@ def json_text(raw: str, field: str, max_bytes: int | None = None, empty: Any = N
     if not raw:
         return empty
     if max_bytes is not None:
-        size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
-        if size > max_bytes:
-            raise InvalidArgumentError(
-                f"{field} is {size} bytes; the limit is {max_bytes} bytes (--max-payload)"
-            )
+        size(raw, field, max_bytes)
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except _Constant as exc:

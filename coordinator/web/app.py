@@ -42,6 +42,7 @@ from contracts.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RemoteError,
     UnauthenticatedError,
@@ -101,6 +102,7 @@ _REMOTE_STATUS: list[tuple[type[RemoteError], int, str]] = [
     (InvalidArgumentError, 400, "invalid_argument"),
     (FailedPreconditionError, 409, "failed_precondition"),
     (UnreachableError, 503, "unavailable"),
+    (OverloadedError, 503, "overloaded"),  # the page tries again on its next refresh
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -195,3 +196,90 @@ def test_the_ui_encodes_numbers_and_strings_json_cannot_hold() -> None:
 
     body = ApiJSONResponse({"input": {"a": float("nan"), "b": [float("inf")], "\ud800": "\udfff"}}).body
     assert json.loads(body) == {"input": {"a": "NaN", "b": ["Infinity"], "\ud800": "\udfff"}}
+
+
+async def test_invalid_utf8_in_a_string_field_is_invalid_argument(coordinator: CoordinatorProcess) -> None:
+    """Finding 7: gRPC's own decoding used to answer UNKNOWN with a traceback in the log."""
+    token = await coordinator.create_team("payments")
+    async with grpc.aio.insecure_channel(coordinator.address) as channel:
+        get_run = channel.unary_unary(
+            "/accord.coordinator.v1.CoordinatorService/GetRun",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await get_run(b"\x0a\x02\xff\xfe", metadata=[("authorization", f"Bearer {token}")])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "String field had bad UTF-8" in (caught.value.details() or "")
+    assert "Traceback" not in coordinator.log()
+
+
+@pytest.mark.parametrize(
+    "call, named",
+    [
+        (
+            lambda c: c.coordinator.ListRuns(
+                pb.ListRunsRequest(page=common_pb.PageRequest(page_token="1e23"))
+            ),
+            "page_token",
+        ),
+        (
+            lambda c: c.coordinator.ListRuns(
+                pb.ListRunsRequest(page=common_pb.PageRequest(page_token="9" * 24))
+            ),
+            "page_token",
+        ),
+        (lambda c: c.coordinator.ListRuns(pb.ListRunsRequest(query="a" * 1_000_000)), "query"),
+        (
+            lambda c: c.coordinator.ListRuns(pb.ListRunsRequest(created_after_unix_ms=2**63 - 1)),
+            "created_after_unix_ms",
+        ),
+        (
+            lambda c: c.coordinator.ListAuditLog(pb.ListAuditLogRequest(since_unix_ms=2**63 - 1)),
+            "since_unix_ms",
+        ),
+        (
+            lambda c: c.coordinator.RotateTeamToken(
+                pb.RotateTeamTokenRequest(name="payments", grace_ms=2**62)
+            ),
+            "grace_ms",
+        ),
+        (
+            lambda c: c.coordinator.PublishEvent(
+                pb.PublishEventRequest(contract="payments/charge@1", payload_json="[" * 1000 + "]" * 1000)
+            ),
+            "payload_json",
+        ),
+        (
+            lambda c: c.coordinator.RegisterContract(
+                pb.RegisterContractRequest(source_text=contract("payments/charge", "2147483648.0.0"))
+            ),
+            "below 2\\^31",
+        ),
+        (
+            lambda c: c.agent.PollTask(
+                agent_pb.PollTaskRequest(agent_id="a", contracts=["payments/charge@99999999999"], wait_ms=1)
+            ),
+            "contracts\\[0\\]",
+        ),
+        (
+            lambda c: c.agent.Heartbeat(agent_pb.HeartbeatRequest(agent_id="a", attempt_id="x" * 5000)),
+            "attempt_id",
+        ),
+        (
+            lambda c: c.agent.CompleteTask(
+                agent_pb.CompleteTaskRequest(agent_id="a", attempt_id="r:s:1", output_json='{"a": NaN}')
+            ),
+            "output_json",
+        ),
+    ],
+)
+async def test_out_of_range_fields_are_invalid_argument_naming_the_field(
+    coordinator: CoordinatorProcess, call, named: str
+) -> None:
+    """Finding 7: each of these answered INTERNAL with a traceback."""
+    token = await _team(coordinator)
+    async with coordinator.client(token) as client:
+        with pytest.raises(InvalidArgumentError, match=named):
+            await call(client)
+    assert "Traceback" not in coordinator.log()
