@@ -129,7 +129,16 @@ class Coordinator:
                 AuthInterceptor(self.authority, self.teams.refresh),
                 TraceContextServerInterceptor(),
             ],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", receive_limit)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", receive_limit),
+                # gRPC cancels, without a word, calls that wait for the server to pick them up
+                # beyond 3,000 or 30 s; let them wait instead, so the edge answers each one
+                # (RESOURCE_EXHAUSTED with a retry hint when too many run at once).
+                ("grpc.server.max_pending_requests", 100_000),
+                ("grpc.server.max_pending_requests_hard_limit", 100_000),
+                ("grpc.server_max_unrequested_time_in_server", 300),
+            ],
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)
         agent_grpc.add_AgentGatewayServiceServicer_to_server(

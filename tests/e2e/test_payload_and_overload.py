@@ -123,14 +123,14 @@ async def _agent(coordinator: CoordinatorProcess, token: str, handler):
     return agent
 
 
-@sized("calls", short=200, soak=10_000)
+@sized("calls,limit", short=(200, 2), soak=(10_000, 32))
 async def test_concurrent_starts_are_answered_or_told_to_retry_and_all_finish(
-    tmp_path: Path, calls: int
+    tmp_path: Path, calls: int, limit: int
 ) -> None:
     """Finding 6: with a small admission limit, each of many concurrent StartRun calls either
     succeeds or is refused RESOURCE_EXHAUSTED with a retry-after-ms hint (never CANCELLED or
     INTERNAL); with the client's own retry, every one of them succeeds."""
-    coordinator = CoordinatorProcess.start(tmp_path / "home", "--max-inflight", "2")
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--max-inflight", str(limit))
     try:
         token = await _team(coordinator)
         metadata = (("authorization", f"Bearer {token}"),)
