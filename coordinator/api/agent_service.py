@@ -108,8 +108,8 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
         self, request: agent_pb.FailTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.FailTaskResponse:
         validate.text(request.error.type, "error.type", 256)
-        validate.text(request.error.message, "error.message", 65536)
-        validate.text(request.error.details_json, "error.details_json", 65536)
+        validate.size(request.error.message, "error.message", self._max_payload)
+        validate.size(request.error.details_json, "error.details_json", self._max_payload)
         accepted = await self._engine.fail(
             current_principal(),
             request.agent_id,

@@ -33,6 +33,15 @@ def rpc(method: F) -> F:
             await context.abort(status_of(exc), details_of(exc))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
+        except RecursionError:
+            # What a caller sent nests deeper than any check before this one allowed for (a
+            # recursive YAML alias, a document nested hundreds deep): the request's fault.
+            logger.warning("%s refused: the request nests too deeply to process", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the request nests too deeply to process (a recursive YAML alias, or a document "
+                "nested hundreds of levels deep); flatten it",
+            )
         except Exception as exc:
             logger.exception("%s failed", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

@@ -283,3 +283,26 @@ async def test_out_of_range_fields_are_invalid_argument_naming_the_field(
         with pytest.raises(InvalidArgumentError, match=named):
             await call(client)
     assert "Traceback" not in coordinator.log()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a: &a [*a]",
+        contract(
+            "payments/charge",
+            "2.0.0",
+            input_props="{a: " + "{type: object, properties: {a: " * 200 + "{}" + "}}" * 200 + "}",
+        ),
+    ],
+)
+async def test_a_document_nested_too_deep_is_invalid_argument(
+    coordinator: CoordinatorProcess, source: str
+) -> None:
+    """Found by the fuzz suite: a self-referencing YAML alias, or a schema nested 200 deep,
+    answered INTERNAL (RecursionError) with a traceback."""
+    token = await _team(coordinator)
+    async with coordinator.client(token) as client:
+        with pytest.raises(InvalidArgumentError, match=r"(?i)nest|deep|alias"):
+            await client.coordinator.RegisterContract(pb.RegisterContractRequest(source_text=source))
+    assert "Traceback" not in coordinator.log()
