@@ -27,8 +27,10 @@ right after a handshake with this client's certificate (mutual TLS refusing it).
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 
 import grpc
 
-from contracts.errors import InvalidArgumentError, RemoteError, TlsError
+from contracts.errors import InvalidArgumentError, OverloadedError, RemoteError, TlsError
 from contracts.grpc_errors import error_from_rpc
 
 __all__ = ["Channels", "TlsSettings", "tls_flag"]
@@ -193,7 +195,13 @@ class Channels:
         return self._credentials
 
     def options(self, options: Sequence[tuple[str, Any]] | None = None) -> list[tuple[str, Any]]:
-        return [*(options or ()), *self.tls.channel_options()]
+        given = [*(options or ())]
+        if not any(name == "grpc.max_receive_message_length" for name, _ in given):
+            # No receive limit of the client's own: an answer is as large as the coordinator
+            # makes it (payloads are bounded by its --max-payload, lists by their pages), and a
+            # limit here would break a team's listing for a payload another team sent.
+            given.append(("grpc.max_receive_message_length", -1))
+        return [*given, *self.tls.channel_options()]
 
     def aio(
         self,
@@ -337,3 +345,54 @@ def _host(address: str) -> str:
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port) if port.isdigit() else 0
+
+
+# How long a client keeps retrying a call the coordinator refuses as overloaded.
+OVERLOAD_PATIENCE_S = 60.0
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+class OverloadRetry:
+    """Retries of one call the coordinator refused as overloaded (RESOURCE_EXHAUSTED with a
+    ``retry-after-ms`` hint in its trailing metadata): ``wait(exc)`` is how long to sleep before
+    sending it again, None when ``exc`` is no such refusal or the patience is spent."""
+
+    def __init__(self, patience_s: float = OVERLOAD_PATIENCE_S) -> None:
+        self.patience_s = patience_s
+        self._deadline: float | None = None
+        self.exhausted = False
+
+    def wait(self, exc: grpc.RpcError) -> float | None:
+        hint = retry_after_s(exc)
+        if hint is None:
+            return None
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self.patience_s
+        delay = hint * random.uniform(0.5, 1.5)  # spread: the refused callers do not all come back at once
+        if now + delay > self._deadline:
+            self.exhausted = True
+            return None
+        return delay
+
+    def error(self, address: str) -> OverloadedError:
+        return OverloadedError(
+            f"the coordinator at {address} is overloaded: it still refused the call after "
+            f"{self.patience_s:g}s of retries; try again later"
+        )
+
+
+def retry_after_s(exc: grpc.RpcError) -> float | None:
+    """The retry hint of a RESOURCE_EXHAUSTED answer from the coordinator's admission control
+    (seconds, 0.01 to 5), or None."""
+    code = getattr(exc, "code", None)
+    if not callable(code) or code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    trailing = getattr(exc, "trailing_metadata", None)
+    for key, value in (trailing() if callable(trailing) else None) or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return min(max(int(value) / 1000, 0.01), 5.0)
+            except (TypeError, ValueError):
+                return 0.5
+    return None

@@ -48,7 +48,7 @@ def parse_duration(value: str | float, *, what: str = "") -> float:
         raise DurationError(f"{prefix}empty; {_EXAMPLES}")
     bare = _BARE.fullmatch(value)
     if bare:
-        return float(bare[1])
+        return _finite(float(bare[1]), value, prefix)
     total, position = 0.0, 0
     for part in _PART.finditer(value):
         if part.start() != position:
@@ -57,4 +57,10 @@ def parse_duration(value: str | float, *, what: str = "") -> float:
         position = part.end()
     if position == 0 or position != len(value):
         raise DurationError(f"{prefix}{value!r} is not a duration; {_EXAMPLES}")
-    return total
+    return _finite(total, value, prefix)
+
+
+def _finite(seconds: float, value: str, prefix: str) -> float:
+    if not math.isfinite(seconds):
+        raise DurationError(f"{prefix}{value[:40]!r} is too long a duration")
+    return seconds

@@ -9,6 +9,7 @@ AccordError
 ├── ReferenceError_          a ``${...}`` reference that cannot be evaluated
 └── RemoteError              raised by clients for a refused or failed call
     ├── UnreachableError     the coordinator cannot be reached
+    ├── OverloadedError      the coordinator kept refusing the call as overloaded (exit 3)
     ├── TlsError             client and coordinator do not agree on TLS (made by the client)
     ├── UnauthenticatedError missing or wrong token
     ├── PermissionDeniedError another team's object
@@ -116,6 +117,13 @@ class RemoteError(AccordError):
 
 
 class UnreachableError(RemoteError):
+    exit_code = 3
+
+
+class OverloadedError(RemoteError):
+    """The coordinator answered RESOURCE_EXHAUSTED (too many calls at once); clients retry it for
+    up to a minute (``contracts.channels.OverloadRetry``) before they raise it."""
+
     exit_code = 3
 
 

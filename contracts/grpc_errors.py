@@ -19,6 +19,8 @@ AlreadyExistsError         ALREADY_EXISTS                          2
 FailedPreconditionError    FAILED_PRECONDITION                     1
 UnreachableError           UNAVAILABLE; from a client also         3
                            DEADLINE_EXCEEDED and CANCELLED
+OverloadedError            RESOURCE_EXHAUSTED (clients retry it    3
+                           for a minute, honouring retry-after-ms)
 RemoteError                UNKNOWN; from a client any other code   3
 =========================  ======================================  ====
 
@@ -41,6 +43,7 @@ from contracts.errors import (
     FileProblemsError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RemoteError,
     UnauthenticatedError,
@@ -58,6 +61,7 @@ _STATUS_OF_ERROR: tuple[tuple[type[RemoteError], grpc.StatusCode], ...] = (
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (UnreachableError, grpc.StatusCode.UNAVAILABLE),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (RemoteError, grpc.StatusCode.UNKNOWN),
 )
 

@@ -5,6 +5,7 @@ Durations are seconds (float). Schemas are plain JSON-compatible dicts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,13 +41,37 @@ class RetryPolicy:
         )
 
     def backoff(self, failed_attempt: int) -> float:
-        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
-        initial = self.initial_backoff if self.initial_backoff is not None else 1.0
-        coefficient = self.backoff_coefficient if self.backoff_coefficient is not None else 2.0
-        delay = initial * coefficient ** max(failed_attempt - 1, 0)
-        if self.max_backoff is not None:
-            delay = min(delay, self.max_backoff)
-        return delay
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed.
+
+        Never raises and always finite, between 0 and ``MAX_BACKOFF_SECONDS``, whatever the
+        numbers (the edges refuse NaN, infinities and negatives; a policy stored before they
+        did still lets its run move on)."""
+        initial = _finite(self.initial_backoff, 1.0)
+        coefficient = max(_finite(self.backoff_coefficient, 2.0), 1.0)
+        cap = min(_finite(self.max_backoff, MAX_BACKOFF_SECONDS), MAX_BACKOFF_SECONDS)
+        try:
+            delay = initial * coefficient ** max(failed_attempt - 1, 0)
+        except OverflowError:
+            delay = cap
+        return min(max(delay, 0.0), cap) if math.isfinite(delay) else cap
+
+
+MAX_BACKOFF_SECONDS = 366 * 86400.0  # a backoff never waits longer than a year
+
+
+def _finite(value: float | None, default: float) -> float:
+    """``value`` when set, finite and not negative; else ``default``."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return default
+    return value
+
+
+def seconds_to_ms(value: float | None) -> int:
+    """Milliseconds in a timeout of ``value`` seconds; 0 (not set) for None, NaN or a negative
+    value, at most a year (so arithmetic on it never raises)."""
+    if value is None or math.isnan(value) or value <= 0:
+        return 0
+    return int(min(value, MAX_BACKOFF_SECONDS) * 1000)
 
 
 PLATFORM_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, backoff_coefficient=2.0, max_backoff=60.0)

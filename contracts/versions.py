@@ -42,6 +42,9 @@ __all__ = [
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*/[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 
+MAX_VERSION_PART = 2**31 - 1  # what the wire (int32 majors) and every store can hold
+
+
 def is_name(text: str) -> bool:
     """True for a ``team/name`` of a contract or workflow (lowercase letters, digits and '-')."""
     return bool(_NAME_RE.match(text))
@@ -52,11 +55,14 @@ def parse_version(text: str) -> semantic_version.Version:
     if not isinstance(text, str):
         raise VersionError(f"version {text!r} must be a string like 1.2.0 (quote it in YAML)")
     try:
-        return semantic_version.Version(text.strip())
+        version = semantic_version.Version(text.strip())
     except ValueError:
         raise VersionError(
             f"'{text}' is not a semantic version; expected MAJOR.MINOR.PATCH such as 1.2.0"
         ) from None
+    if max(version.major, version.minor, version.patch) > MAX_VERSION_PART:
+        raise VersionError(f"'{text[:60]}': each of MAJOR, MINOR and PATCH must be below 2^31")
+    return version
 
 
 def is_version(text: str) -> bool:

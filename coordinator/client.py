@@ -14,8 +14,10 @@ call's error is made).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.channels import Channels, TlsSettings
+from contracts.channels import Channels, OverloadRetry, TlsSettings
 from contracts.endpoints import Endpoints, parse_addresses
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
@@ -87,14 +89,23 @@ class _AsyncStub:
         )
 
         async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-            for attempt in range(len(endpoints.addresses)):
+            overload = OverloadRetry()
+            attempt = 0
+            while attempt < len(endpoints.addresses):
                 address = endpoints.address
                 method = getattr(endpoints.current.stubs[service], name)
                 try:
                     return await method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
+                    wait = overload.wait(exc)
+                    if wait is not None:  # overloaded: the same call again after its hint
+                        await asyncio.sleep(wait)
+                        continue
+                    if overload.exhausted:
+                        raise overload.error(address) from exc
                     error = await channels.error_async(exc, address=address)
                     if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
+                        attempt += 1
                         continue
                     raise error from exc
             raise AssertionError("unreachable")
@@ -144,14 +155,23 @@ class _SyncStub:
         )
 
         def call(request: Any, *, timeout: float | None = None) -> Any:
-            for attempt in range(len(endpoints.addresses)):
+            overload = OverloadRetry()
+            attempt = 0
+            while attempt < len(endpoints.addresses):
                 address = endpoints.address
                 method = getattr(endpoints.current.stubs[service], name)
                 try:
                     return method(request, metadata=metadata, timeout=timeout)
                 except grpc.RpcError as exc:
+                    wait = overload.wait(exc)
+                    if wait is not None:  # overloaded: the same call again after its hint
+                        time.sleep(wait)
+                        continue
+                    if overload.exhausted:
+                        raise overload.error(address) from exc
                     error = channels.error(exc, address=address)
                     if endpoints.try_next(address, error, len(endpoints.addresses) - 1 - attempt):
+                        attempt += 1
                         continue
                     raise error from exc
             raise AssertionError("unreachable")

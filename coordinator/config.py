@@ -14,6 +14,33 @@ DEFAULT_STORE_RETRY = "30s"
 # How long one parsing, compatibility or composition check of a large input may run in a worker
 # process before it is answered FAILED_PRECONDITION (coordinator/checks.py).
 DEFAULT_CHECK_BUDGET = "10s"
+# The largest run input, event payload, task result or contract/workflow file a request may carry
+# (--max-payload; docs/production.md, "Limits on requests").
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+# Unary calls one coordinator serves at once; beyond them a call is answered RESOURCE_EXHAUSTED
+# with a retry-after-ms hint (--max-inflight; coordinator/api/edge.py).
+DEFAULT_MAX_INFLIGHT = 256
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str, what: str) -> int:
+    """Bytes in ``text``: ``1048576``, ``512KiB``, ``1MiB``, ``2MB``. Raises ValueError naming ``what``."""
+    value = text.strip().lower()
+    number = value.rstrip("kmgib")
+    unit = value[len(number) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS or len(number) > 15:
+        raise ValueError(f"{what} {text!r}: expected a number of bytes such as 1048576, 512KiB or 1MiB")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def accord_home() -> Path:
@@ -70,6 +97,8 @@ class CoordinatorConfig:
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
     span_retention: str = "7d"  # spans older than this are pruned (telemetry.retention)
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
+    max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property

@@ -33,6 +33,7 @@ from contracts.private_files import secure_directory
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
+from coordinator.api.edge import EdgeInterceptor
 from coordinator.checks import Checks
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
@@ -123,19 +124,33 @@ class Coordinator:
         self.bus = InMemoryEventBus()
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
         self.coordinator_service = CoordinatorService(
-            self.store, self.teams, self.registry, self.engine, self.events
+            self.store, self.teams, self.registry, self.engine, self.events, max_payload=config.max_payload
         )
 
+        self.edge = EdgeInterceptor(config.max_inflight)
+        # A request may carry a payload of --max-payload and its envelope; the server's limit sits
+        # well above that, so the edge, not gRPC, refuses a larger payload (naming its field).
+        receive_limit = max(32 * 1024 * 1024, 4 * config.max_payload)
         server = grpc.aio.server(
             interceptors=[
+                self.edge,
                 AuthInterceptor(self.authority, self.teams.refresh),
                 TraceContextServerInterceptor(),
             ],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", receive_limit),
+                # gRPC cancels, without a word, calls that wait for the server to pick them up
+                # beyond 3,000 or 30 s; let them wait instead, so the edge answers each one
+                # (RESOURCE_EXHAUSTED with a retry hint when too many run at once).
+                ("grpc.server.max_pending_requests", 100_000),
+                ("grpc.server.max_pending_requests_hard_limit", 100_000),
+                ("grpc.server_max_unrequested_time_in_server", 300),
+            ],
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)
         agent_grpc.add_AgentGatewayServiceServicer_to_server(
-            AgentGatewayService(self.engine, config.engine), server
+            AgentGatewayService(self.engine, config.engine, max_payload=config.max_payload), server
         )
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

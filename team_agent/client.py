@@ -14,6 +14,7 @@ Channels are opened by ``contracts.channels.Channels`` (the agent's TLS settings
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import uuid
@@ -30,7 +31,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
-from contracts.channels import Channels
+from contracts.channels import Channels, OverloadRetry
 from contracts.endpoints import Endpoints, parse_addresses
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
@@ -267,13 +268,23 @@ class GatewayClient:
     async def _call(self, method: str, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
         """``method``: "agent.PollTask" or "coordinator.GetContract"."""
         service, name = method.split(".")
-        for attempt in range(len(self._endpoints.addresses)):
+        overload = OverloadRetry()
+        attempt = -1
+        while attempt < len(self._endpoints.addresses) - 1:
+            attempt += 1
             address = self._endpoints.address
             _, agent, coordinator = self._endpoints.current
             stub = agent if service == "agent" else coordinator
             try:
                 return await getattr(stub, name)(request, timeout=seconds, metadata=self._metadata())
             except grpc.RpcError as exc:
+                wait = overload.wait(exc)
+                if wait is not None:  # overloaded: the same call again after its hint
+                    attempt -= 1
+                    await asyncio.sleep(wait)
+                    continue
+                if overload.exhausted:
+                    raise overload.error(address) from exc
                 error = await self._channels.error_async(exc, address=address, call=what)
                 tries_left = len(self._endpoints.addresses) - 1 - attempt
                 if (

@@ -194,9 +194,9 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
         problems.add(("retry", key), f"unknown field (expected one of: {', '.join(sorted(known))})")
     max_attempts = raw.get("max_attempts")
     if max_attempts is not None and (
-        not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+        not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or not 1 <= max_attempts <= 1000
     ):
-        problems.add(("retry", "max_attempts"), "must be an integer >= 1")
+        problems.add(("retry", "max_attempts"), "must be an integer between 1 and 1000")
         max_attempts = None
     durations: dict[str, float | None] = {}
     for key in ("initial_backoff", "max_backoff"):
@@ -208,9 +208,11 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
         )
     coefficient = raw.get("backoff_coefficient")
     if coefficient is not None and (
-        not isinstance(coefficient, int | float) or isinstance(coefficient, bool) or coefficient < 1
+        not isinstance(coefficient, int | float)
+        or isinstance(coefficient, bool)
+        or not 1 <= coefficient <= 100  # also refuses NaN and infinities
     ):
-        problems.add(("retry", "backoff_coefficient"), "must be a number >= 1")
+        problems.add(("retry", "backoff_coefficient"), "must be a number between 1 and 100")
         coefficient = None
     non_retryable = raw.get("non_retryable", [])
     if not isinstance(non_retryable, list) or not all(isinstance(x, str) for x in non_retryable):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -11,10 +10,10 @@ import grpc
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts.errors import InvalidArgumentError
-from coordinator.api import convert
+from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
-from coordinator.config import EngineSettings
+from coordinator.config import DEFAULT_MAX_PAYLOAD, EngineSettings
 from coordinator.dispatch import QueueKey
 from coordinator.engine import Engine
 from coordinator.store.records import AgentRecord, Binding
@@ -22,16 +21,19 @@ from coordinator.store.records import AgentRecord, Binding
 _MAX_WAIT_S = 60.0
 
 
-def _queue_key(text: str) -> QueueKey:
-    name, _, major = text.partition("@")
-    try:
-        return name, int(major.lstrip("^").split(".", 1)[0])
-    except ValueError:
-        raise InvalidArgumentError(f"'{text}' is not 'team/name@MAJOR'") from None
+def _queue_key(text: str, field: str) -> QueueKey:
+    name, _, major = validate.text(text, field).partition("@")
+    digits = major.lstrip("^").split(".", 1)[0]
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 10 or int(digits) > validate.MAX_INT32:
+        raise InvalidArgumentError(f"{field} '{text}' is not 'team/name@MAJOR' (MAJOR below 2^31)")
+    return name, int(digits)
 
 
 class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: ignore[misc]
-    def __init__(self, engine: Engine, settings: EngineSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: EngineSettings, *, max_payload: int = DEFAULT_MAX_PAYLOAD
+    ) -> None:
+        self._max_payload = max_payload
         self._engine = engine
         self._settings = settings
 
@@ -42,6 +44,15 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
         principal = current_principal()
         if not request.agent_id:
             raise InvalidArgumentError("agent_id is required")
+        validate.text(request.agent_id, "agent_id", 256)
+        validate.text(request.hostname, "hostname", 256)
+        validate.text(request.agent_version, "agent_version", 256)
+        for index, b in enumerate(request.bindings):
+            validate.text(b.contract, f"bindings[{index}].contract", 256)
+            validate.text(b.engine, f"bindings[{index}].engine", 256)
+            validate.integer(b.major, f"bindings[{index}].major")
+        if request.concurrency:
+            validate.integer(request.concurrency, "concurrency", 1, validate.MAX_CONCURRENCY)
         team = principal.team or (request.bindings[0].contract.split("/", 1)[0] if request.bindings else "")
         agent = AgentRecord(
             agent_id=request.agent_id,
@@ -55,8 +66,8 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
         warnings = await self._engine.register_agent(
             principal,
             agent,
-            convert.retry_from_pb(request.team_retry),
-            convert.timeouts_from_pb(request.team_timeouts),
+            validate.retry_policy(convert.retry_from_pb(request.team_retry), "team_retry"),
+            validate.timeouts(convert.timeouts_from_pb(request.team_timeouts), "team_timeouts"),
         )
         return agent_pb.RegisterAgentResponse(poll_wait_ms=self._settings.poll_wait_ms, warnings=warnings)
 
@@ -64,7 +75,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     async def PollTask(
         self, request: agent_pb.PollTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.PollTaskResponse:
-        only = [_queue_key(c) for c in request.contracts]
+        only = [_queue_key(c, f"contracts[{i}]") for i, c in enumerate(request.contracts)]
         wait_s = min(max(request.wait_ms, 0) / 1000, _MAX_WAIT_S)
         assignment = await self._engine.poll(current_principal(), request.agent_id, only, wait_s)
         if assignment is None:
@@ -86,10 +97,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     async def CompleteTask(
         self, request: agent_pb.CompleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.CompleteTaskResponse:
-        try:
-            output = json.loads(request.output_json) if request.output_json else None
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"output_json is not valid JSON: {exc.msg}") from None
+        output = validate.json_text(request.output_json, "output_json", self._max_payload)
         accepted = await self._engine.complete(
             current_principal(), request.agent_id, request.attempt_id, output, request.request_id
         )
@@ -99,6 +107,9 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     async def FailTask(
         self, request: agent_pb.FailTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.FailTaskResponse:
+        validate.text(request.error.type, "error.type", 256)
+        validate.size(request.error.message, "error.message", self._max_payload)
+        validate.size(request.error.details_json, "error.details_json", self._max_payload)
         accepted = await self._engine.fail(
             current_principal(),
             request.agent_id,

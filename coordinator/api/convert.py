@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from contracts.model import Contract, RetryPolicy, Timeouts
+from contracts.model import Contract, RetryPolicy, Timeouts, seconds_to_ms
 from coordinator.principal import Principal
 from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_text
 from coordinator.store.records import (
@@ -70,9 +70,9 @@ def dumps(value: Any) -> str:
 def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:
     return common_pb.RetryPolicy(
         max_attempts=policy.max_attempts or 0,
-        initial_backoff_ms=int((policy.initial_backoff or 0) * 1000),
+        initial_backoff_ms=seconds_to_ms(policy.initial_backoff),
         backoff_coefficient=policy.backoff_coefficient or 0.0,
-        max_backoff_ms=int((policy.max_backoff or 0) * 1000),
+        max_backoff_ms=seconds_to_ms(policy.max_backoff),
         non_retryable=list(policy.non_retryable),
     )
 
@@ -89,9 +89,9 @@ def retry_from_pb(message: common_pb.RetryPolicy) -> RetryPolicy:
 
 def timeouts_to_pb(timeouts: Timeouts) -> common_pb.Timeouts:
     return common_pb.Timeouts(
-        schedule_to_start_ms=int((timeouts.schedule_to_start or 0) * 1000),
-        start_to_close_ms=int((timeouts.start_to_close or 0) * 1000),
-        heartbeat_ms=int((timeouts.heartbeat or 0) * 1000),
+        schedule_to_start_ms=seconds_to_ms(timeouts.schedule_to_start),
+        start_to_close_ms=seconds_to_ms(timeouts.start_to_close),
+        heartbeat_ms=seconds_to_ms(timeouts.heartbeat),
     )
 
 
@@ -155,8 +155,18 @@ def error_from_pb(error: common_pb.TaskError) -> TaskFailure:
     )
 
 
+# List answers never carry whole documents or payloads: a contract's source text is left out
+# (GetContract has it), and a run's input or output only when at most this long (GetRun has them
+# whole).
+LISTED_PAYLOAD_MAX = 16 * 1024
+
+
 def contract_to_pb(
-    record: ContractRecord | Contract, registered_ms: int = 0, registered_by: str = ""
+    record: ContractRecord | Contract,
+    registered_ms: int = 0,
+    registered_by: str = "",
+    *,
+    listed: bool = False,
 ) -> pb.Contract:
     if isinstance(record, ContractRecord):
         contract, registered_ms, registered_by = record.contract, record.registered_ms, record.registered_by
@@ -174,7 +184,7 @@ def contract_to_pb(
         idempotent=contract.idempotent,
         visibility=contract.visibility,
         sensitive=list(contract.sensitive),
-        source_text=contract.source_text,
+        source_text="" if listed else contract.source_text,
         registered_unix_ms=registered_ms,
         registered_by=registered_by,
     )
@@ -217,12 +227,22 @@ def _sees(principal: Principal, *teams: str) -> bool:
     return principal.admin or principal.team in teams
 
 
+def _listed(text: str, listed: bool) -> str:
+    return "" if listed and len(text) > LISTED_PAYLOAD_MAX else text
+
+
 def run_summary_to_pb(
-    run: RunRecord, principal: Principal, flows: Sequence[str] = (), hide: set[str] | None = None
+    run: RunRecord,
+    principal: Principal,
+    flows: Sequence[str] = (),
+    hide: set[str] | None = None,
+    *,
+    listed: bool = False,
 ) -> pb.Run:
     """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output (or
     in the run input, from a trigger's event) is redacted for every viewer but the admin: no
-    team receives it there as its own step's input."""
+    team receives it there as its own step's input. ``listed``: for a list answer, which leaves
+    out an input or output larger than ``LISTED_PAYLOAD_MAX``."""
     visible = _sees(principal, run.team)
     run_input = run.input if principal.admin else redact_flows(run.input, "input", flows)
     output = run.output if principal.admin else redact_flows(run.output, "output", flows)
@@ -232,8 +252,8 @@ def run_summary_to_pb(
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=dumps(run_input) if visible else "",
-        output_json=dumps(output) if visible and output is not None else "",
+        input_json=_listed(dumps(run_input), listed) if visible else "",
+        output_json=_listed(dumps(output), listed) if visible and output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
         created_unix_ms=run.created_ms,

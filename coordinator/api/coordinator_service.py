@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,9 +12,10 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import AccordError, InvalidArgumentError, PermissionDeniedError
 from contracts.grpc_errors import details_of, status_of
-from coordinator.api import convert
+from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
+from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
 from coordinator.events.service import EventService
 from coordinator.principal import Principal
@@ -33,26 +33,12 @@ _DEFAULT_PAGE = 100
 
 def _page(request_page: Any) -> tuple[int, int]:
     size = request_page.page_size if request_page and request_page.page_size > 0 else _DEFAULT_PAGE
-    try:
-        offset = int(request_page.page_token) if request_page and request_page.page_token else 0
-    except ValueError:
-        raise InvalidArgumentError(
-            f"page_token '{request_page.page_token}' is not one this server issued"
-        ) from None
+    offset = validate.page_offset(request_page.page_token if request_page else "")
     return offset, min(size, 1000)
 
 
 def _next_token(offset: int, size: int, got: int) -> str:
     return str(offset + size) if got >= size else ""
-
-
-def _json_arg(text: str, what: str) -> Any:
-    try:
-        return json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidArgumentError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
 
 
 def _traceparent(context: grpc.aio.ServicerContext, trace_context: Any) -> str:
@@ -70,7 +56,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         registry: Registry,
         engine: Engine,
         events: EventService,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
+        self._max_payload = max_payload
         self._store = store
         self._teams = teams
         self._registry = registry
@@ -108,6 +97,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RotateTeamToken(
         self, request: pb.RotateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateTeamTokenResponse:
+        validate.integer(request.grace_ms, "grace_ms", 0, validate.MAX_DURATION_MS)
+        validate.integer(request.expires_in_ms, "expires_in_ms", 0, validate.MAX_UNIX_MS)
         token, record, replaced = await self._teams.rotate(
             current_principal(), request.name, request.grace_ms / 1000, request.expires_in_ms / 1000
         )
@@ -121,6 +112,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def CreateTeamToken(
         self, request: pb.CreateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTeamTokenResponse:
+        validate.integer(request.expires_in_ms, "expires_in_ms", 0, validate.MAX_UNIX_MS)
         record, token = await self._teams.create_token(
             current_principal(), request.team, request.name, request.expires_in_ms / 1000
         )
@@ -158,6 +150,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RegisterContract(
         self, request: pb.RegisterContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterContractResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_contract(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
@@ -180,7 +173,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             offset : offset + size
         ]
         return pb.ListContractsResponse(
-            contracts=[convert.contract_to_pb(r) for r in visible],
+            contracts=[convert.contract_to_pb(r, listed=True) for r in visible],
             next_page_token=_next_token(offset, size, len(visible)),
         )
 
@@ -230,6 +223,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RegisterWorkflow(
         self, request: pb.RegisterWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterWorkflowResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_workflow(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
@@ -270,7 +264,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
                 f"run {request.rerun_of}"
             )
-        run_input = _json_arg(request.input_json, "the run input")
+        run_input = validate.json_text(request.input_json, "input_json", self._max_payload, empty={})
         # A request id without an idempotency key serves as one: the same request sent again
         # (a retry after a lost answer, perhaps to another coordinator) finds the run it started.
         key = request.idempotency_key or (f"request:{request.request_id}" if request.request_id else "")
@@ -286,7 +280,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
         )
 
-    async def _summary(self, run: RunRecord, principal: Principal) -> pb.Run:
+    async def _summary(self, run: RunRecord, principal: Principal, *, listed: bool = False) -> pb.Run:
         flows = await self._flows(run)
         hide = None
         if run.error is not None and not principal.admin:
@@ -294,7 +288,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             # input): its steps say which values are sensitive. Only failed runs pay for it.
             view = await self._engine.get_run(principal, run.run_id)
             hide = convert.run_sensitive_values(view, flows)
-        return convert.run_summary_to_pb(run, principal, flows, hide)
+        return convert.run_summary_to_pb(run, principal, flows, hide, listed=listed)
 
     async def _flows(self, run: RunRecord) -> tuple[str, ...]:
         """Where sensitive values land in ``run`` (its workflow version's, from the registry)."""
@@ -316,15 +310,19 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             workflow=request.workflow,
             status=convert.RUN_STATUS_NAME.get(request.status, ""),
             team=request.team,
-            created_after_ms=request.created_after_unix_ms,
-            created_before_ms=request.created_before_unix_ms,
+            created_after_ms=validate.integer(
+                request.created_after_unix_ms, "created_after_unix_ms", 0, validate.MAX_UNIX_MS
+            ),
+            created_before_ms=validate.integer(
+                request.created_before_unix_ms, "created_before_unix_ms", 0, validate.MAX_UNIX_MS
+            ),
             query=request.query,
             offset=offset,
             limit=size,
         )
         runs = await self._engine.list_runs(principal, query)
         return pb.ListRunsResponse(
-            runs=[await self._summary(r, principal) for r in runs],
+            runs=[await self._summary(r, principal, listed=True) for r in runs],
             next_page_token=_next_token(offset, size, len(runs)),
         )
 
@@ -341,6 +339,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> AsyncIterator[pb.WatchRunResponse]:
         principal = current_principal()
         try:
+            validate.message(request)
             async for view in self._engine.watch(principal, request.run_id):
                 flows = await self._flows(view.run)
                 yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal, flows))
@@ -356,7 +355,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.PublishEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishEventResponse:
         principal = current_principal()
-        payload = _json_arg(request.payload_json, "the event payload")
+        payload = validate.json_text(request.payload_json, "payload_json", self._max_payload, empty={})
         trace_context = dict(request.trace_context)
         if not trace_context.get("traceparent"):
             parent = _traceparent(context, None)
@@ -407,8 +406,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                     f"team {principal.team} may read only its own audit entries, not team {team}'s"
                 )
             team = principal.team
-        if request.since_unix_ms < 0 or request.before_id < 0:
-            raise InvalidArgumentError("since_unix_ms and before_id must be 0 (no bound) or more")
+        validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
+        validate.integer(request.before_id, "before_id", 0, 2**63 - 1)
         offset, size = _page(request.page)
         entries = await self._store.list_audit(
             team,

@@ -15,6 +15,7 @@ import grpc
 
 from contracts.errors import AccordError
 from contracts.grpc_errors import details_of, status_of
+from coordinator.api import validate
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -26,11 +27,21 @@ def rpc(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            validate.message(request)
             return await method(self, request, context)
         except AccordError as exc:
             await context.abort(status_of(exc), details_of(exc))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
+        except RecursionError:
+            # What a caller sent nests deeper than any check before this one allowed for (a
+            # recursive YAML alias, a document nested hundreds deep): the request's fault.
+            logger.warning("%s refused: the request nests too deeply to process", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the request nests too deeply to process (a recursive YAML alias, or a document "
+                "nested hundreds of levels deep); flatten it",
+            )
         except Exception as exc:
             logger.exception("%s failed", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

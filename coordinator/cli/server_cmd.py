@@ -22,12 +22,14 @@ from coordinator.cli._output import command, fail
 from coordinator.config import (
     DEFAULT_CHECK_BUDGET,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_INFLIGHT,
     DEFAULT_STORE_POOL,
     DEFAULT_STORE_RETRY,
     CoordinatorConfig,
     EngineSettings,
     ServerTlsFiles,
     accord_home,
+    parse_size,
 )
 
 if TYPE_CHECKING:
@@ -350,6 +352,29 @@ def start(
             show_default=False,
         ),
     ] = None,
+    max_payload: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("max-payload"),
+            help=(
+                "The largest run input, event payload, task result or contract/workflow file a"
+                " request may carry (bytes, or e.g. 512KiB, 1MiB); a larger one is refused"
+                " INVALID_ARGUMENT naming the field, its size and this limit."
+            ),
+        ),
+    ] = "1MiB",
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("max-inflight"),
+            min=1,
+            help=(
+                "Calls served at once (long polls and run watches have a budget of their own, as"
+                " many again); beyond it a call is answered RESOURCE_EXHAUSTED with a retry-after-ms"
+                " hint, and clients back off and retry for up to a minute."
+            ),
+        ),
+    ] = DEFAULT_MAX_INFLIGHT,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -389,6 +414,12 @@ def start(
     check_budget_s = parse_duration(check_budget, what="--check-budget")
     if check_budget_s <= 0:
         raise fail(f"--check-budget {check_budget!r}: give a duration above 0, e.g. 10s")
+    try:
+        max_payload_bytes = parse_size(max_payload, "--max-payload")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if max_payload_bytes < 1024:
+        raise fail(f"--max-payload {max_payload!r}: give at least 1KiB")
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -403,6 +434,8 @@ def start(
         span_retention=span_retention,
         tls=tls,
         engine=EngineSettings(replica_poll_s=replica_poll),
+        max_payload=max_payload_bytes,
+        max_inflight=max_inflight,
     )
     parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)

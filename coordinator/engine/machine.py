@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import AccordError
-from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.model import Contract, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
 from coordinator.engine import spans as span_builders
@@ -120,10 +120,10 @@ def claim(state: RunState, attempt: AttemptRecord, agent_id: str, tr: Transition
     now = tr.now
     attempt.status, attempt.agent_id, attempt.started_ms = ATTEMPT_RUNNING, agent_id, now
     if timeouts.start_to_close:
-        attempt.close_deadline_ms = now + int(timeouts.start_to_close * 1000)
+        attempt.close_deadline_ms = now + seconds_to_ms(timeouts.start_to_close)
         tr.arm(TIMER_START_TO_CLOSE, attempt.attempt_id, attempt.run_id, attempt.close_deadline_ms)
     if timeouts.heartbeat:
-        tr.arm(TIMER_LEASE, attempt.attempt_id, attempt.run_id, now + int(timeouts.heartbeat * 1000))
+        tr.arm(TIMER_LEASE, attempt.attempt_id, attempt.run_id, now + seconds_to_ms(timeouts.heartbeat))
     if attempt.schedule_deadline_ms:
         tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     tr.withdraw(attempt.attempt_id)
@@ -156,13 +156,16 @@ def attempt_failed(
 ) -> None:
     """Retry the step (at once, or after its backoff) while its policy allows; else it fails,
     and with it the run."""
-    _end_attempt(state, attempt, status, error, tr)
+    # Everything that could raise comes before the first change: a transition never raises
+    # half way, so the run can always move on (docs/architecture.md, "The run state machine").
     step = state.steps[attempt.step_id]
     retry, _ = policy_from_json(step.policy)
     retryable = error.retryable and error.type not in retry.non_retryable
+    again = retryable and step.attempt_count < (retry.max_attempts or 1)
+    delay_ms = seconds_to_ms(retry.backoff(step.attempt_count)) if again else 0
+    _end_attempt(state, attempt, status, error, tr)
     step.error = error
-    if retryable and step.attempt_count < (retry.max_attempts or 1):
-        delay_ms = int(retry.backoff(step.attempt_count) * 1000)
+    if again:
         if delay_ms <= 0:
             new_attempt(state, step, tr)
         else:
@@ -289,7 +292,7 @@ def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) ->
 
 def heartbeat_period_ms(state: RunState, attempt: AttemptRecord) -> int:
     _, timeouts = policy_from_json(state.steps[attempt.step_id].policy)
-    return int((timeouts.heartbeat or 0) * 1000)
+    return seconds_to_ms(timeouts.heartbeat)
 
 
 # ================= steps =================
@@ -314,7 +317,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
         scheduled_ms=now,
     )
     if timeouts.schedule_to_start:
-        attempt.schedule_deadline_ms = now + int(timeouts.schedule_to_start * 1000)
+        attempt.schedule_deadline_ms = now + seconds_to_ms(timeouts.schedule_to_start)
         tr.arm(TIMER_SCHEDULE_TO_START, attempt.attempt_id, attempt.run_id, attempt.schedule_deadline_ms)
     if step.next_attempt_ms:
         tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))

@@ -18,6 +18,7 @@ import base64
 import html
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from contracts.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RemoteError,
     UnauthenticatedError,
@@ -64,6 +66,9 @@ LIVE_STATUSES = frozenset({"pending", "running"})
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
 AUDIT_PAGE_DEFAULT = 100
+MAX_UNIX_MS = 2**53  # times in query parameters and cursors
+MAX_BODY_BYTES = 64 * 1024  # a request body (a token, a cancel reason): read no more than this
+MAX_QUERY_CHARS = 4096  # a query parameter's value (the API's own limit on names and queries)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -97,11 +102,42 @@ _REMOTE_STATUS: list[tuple[type[RemoteError], int, str]] = [
     (InvalidArgumentError, 400, "invalid_argument"),
     (FailedPreconditionError, 409, "failed_precondition"),
     (UnreachableError, 503, "unavailable"),
+    (OverloadedError, 503, "overloaded"),  # the page tries again on its next refresh
 ]
 
 
+class ApiJSONResponse(JSONResponse):
+    """A JSON answer that encodes whatever a run holds: NaN, infinities and lone surrogates that
+    reached the store before the API's edge refused them become strings and ``\\u`` escapes
+    instead of a 500 (the run list and run page of issue 15, finding 4)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+                "utf-8"
+            )
+        except ValueError:  # NaN/Infinity (ValueError) or a lone surrogate (UnicodeEncodeError)
+            pass
+        try:
+            safe = _finite(content)
+        except RecursionError:
+            safe = {"error": {"code": "internal", "message": "the answer nests too deep to show"}}
+        return json.dumps(safe, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each non-finite number replaced by its name ("NaN", "Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _json_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return ApiJSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 class SecurityHeaders:
@@ -141,6 +177,8 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, run_id = text.split(":", 1)
+        if len(created) > 16 or not 0 <= int(created) <= MAX_UNIX_MS:
+            raise ValueError(created)
         return int(created), run_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_argument", "cursor: not a cursor this API handed out") from exc
@@ -150,10 +188,10 @@ def _int_param(request: Request, name: str, default: int = 0) -> int:
     value = request.query_params.get(name, "")
     if not value:
         return default
-    try:
+    if len(value) <= 10 and value.isascii() and value.lstrip("-").isdigit():
         return int(value)
-    except ValueError:
-        raise ApiError(400, "invalid_argument", f"{name}: expected an integer, got {value!r}") from None
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    raise ApiError(400, "invalid_argument", f"{name}: expected an integer (at most 10 digits), got {shown!r}")
 
 
 def _time_param(request: Request, name: str) -> int:
@@ -161,17 +199,23 @@ def _time_param(request: Request, name: str) -> int:
     value = request.query_params.get(name, "").strip()
     if not value:
         return 0
-    if value.lstrip("-").isdigit():
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    if value.isascii() and value.isdigit() and len(value) <= 16 and int(value) <= MAX_UNIX_MS:
         return int(value)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ms = int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        ms = -1
+    if not 0 <= ms <= MAX_UNIX_MS:
         raise ApiError(
-            400, "invalid_argument", f"{name}: expected unix milliseconds or an ISO date, got {value!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+            400,
+            "invalid_argument",
+            f"{name}: expected unix milliseconds (0 to {MAX_UNIX_MS}) or an ISO date after 1970, got {shown!r}",
+        )
+    return ms
 
 
 def may_cancel(principal: Principal, run: JSONDict) -> bool:
@@ -291,7 +335,7 @@ class UiApp:
 
     async def get_session(self, request: Request) -> Response:
         session = await self.require_session(request)
-        return JSONResponse(self._session_json(session))
+        return ApiJSONResponse(self._session_json(session))
 
     def _session_json(self, session: Session) -> JSONDict:
         return {
@@ -306,10 +350,7 @@ class UiApp:
             raise ApiError(403, "csrf", "Sign-in must come from this site's own page.")
         if "application/json" not in request.headers.get("content-type", ""):
             raise ApiError(415, "unsupported_media_type", 'Send the token as JSON: {"token": "..."}.')
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "invalid_argument", "The body is not JSON.") from None
+        body = _parse_body(await _read_body(request))
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise ApiError(400, "invalid_argument", "token: required (a team token or the admin token).")
@@ -324,7 +365,7 @@ class UiApp:
         await self._sessions_call(self.sessions.delete(old))
         session_id, session = await self._sessions_call(self.sessions.create(token, principal))
         logger.info("ui sign-in", extra={"principal": principal.label})
-        response = JSONResponse(self._session_json(session))
+        response = ApiJSONResponse(self._session_json(session))
         response.set_cookie(
             COOKIE_NAME,
             session_id,
@@ -340,7 +381,7 @@ class UiApp:
         self.require_csrf(request, session)
         cookie = request.cookies.get(COOKIE_NAME)
         await self._sessions_call(self.sessions.delete(cookie))
-        response = JSONResponse({"signed_out": True})
+        response = ApiJSONResponse({"signed_out": True})
         response.delete_cookie(
             COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=self.secure_cookies
         )
@@ -368,7 +409,7 @@ class UiApp:
         runs, next_cursor = await self.call(
             request, session, lambda: self._runs_page(session, query, cursor, limit)
         )
-        return JSONResponse(
+        return ApiJSONResponse(
             {
                 "runs": runs,
                 "next_cursor": next_cursor,
@@ -426,7 +467,7 @@ class UiApp:
         for step in run["steps"]:
             end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
             step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
-        return JSONResponse(
+        return ApiJSONResponse(
             {
                 "run": run,
                 "graph": step_graph(workflow, run["steps"]),
@@ -460,15 +501,13 @@ class UiApp:
         trace = await self.call(request, session, lambda: self.source.get_trace(session.token, run_id))
         body = layout_trace(trace)
         body["server_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return JSONResponse(body)
+        return ApiJSONResponse(body)
 
     async def _json_body(self, request: Request) -> JSONDict:
-        if not (await request.body()):
+        raw = await _read_body(request)
+        if not raw:
             return {}
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "invalid_argument", "The body is not JSON.") from None
+        body = _parse_body(raw)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_argument", "The body must be a JSON object.")
         return body
@@ -484,7 +523,7 @@ class UiApp:
             request, session, lambda: self.source.cancel_run(session.token, run_id, reason, request_id)
         )
         run.pop("steps", None)
-        return JSONResponse({"run": run})
+        return ApiJSONResponse({"run": run})
 
     async def rerun(self, request: Request) -> Response:
         session = await self.require_session(request)
@@ -507,7 +546,7 @@ class UiApp:
         )
         new_run = started["run"]
         new_run.pop("steps", None)
-        return JSONResponse({"run": new_run, "created": started["created"]}, status_code=201)
+        return ApiJSONResponse({"run": new_run, "created": started["created"]}, status_code=201)
 
     # ---------- contracts API
 
@@ -537,7 +576,7 @@ class UiApp:
                 )
                 items.append({"name": name, "latest": versions[0]["version"], "versions": versions})
             out.append({"team": team_name, "contracts": items})
-        return JSONResponse({"teams": out, "count": len(contracts)})
+        return ApiJSONResponse({"teams": out, "count": len(contracts)})
 
     async def get_contract(self, request: Request) -> Response:
         session = await self.require_session(request)
@@ -560,7 +599,7 @@ class UiApp:
         )
         for version, found in zip(versions, consumers, strict=True):
             version["consumers"] = found
-        return JSONResponse({"name": name, "team": versions[0]["team"], "versions": versions})
+        return ApiJSONResponse({"name": name, "team": versions[0]["team"], "versions": versions})
 
     async def diff_contracts(self, request: Request) -> Response:
         session = await self.require_session(request)
@@ -575,7 +614,7 @@ class UiApp:
         )
         old = await self.call(request, session, lambda: self.source.get_contract(session.token, old_ref))
         new = await self.call(request, session, lambda: self.source.get_contract(session.token, new_ref))
-        return JSONResponse({"old": old["contract"], "new": new["contract"], **diff})
+        return ApiJSONResponse({"old": old["contract"], "new": new["contract"], **diff})
 
     # ---------- audit API
 
@@ -609,7 +648,7 @@ class UiApp:
         more = len(entries) > limit
         entries = entries[:limit]
         principal = session.principal
-        return JSONResponse(
+        return ApiJSONResponse(
             {
                 "entries": entries,
                 "next_cursor": str(entries[-1]["id"]) if more and entries else "",
@@ -622,7 +661,7 @@ class UiApp:
         session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
         workflows = await self.call(request, session, lambda: self.source.list_workflows(session.token))
-        return JSONResponse(team_graph(teams, workflows))
+        return ApiJSONResponse(team_graph(teams, workflows))
 
 
 def _semver_key(version: str) -> tuple[int, ...]:
@@ -632,9 +671,45 @@ def _semver_key(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+async def _read_body(request: Request) -> bytes:
+    """The request's body, refused with 413 as soon as it is known to exceed ``MAX_BODY_BYTES``:
+    from its Content-Length before anything is read, else while it streams in."""
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise ApiError(
+            413, "payload_too_large", f"The body is {declared} bytes; the limit is {MAX_BODY_BYTES}."
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "payload_too_large", f"The body exceeds the limit of {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_argument", "The body is not JSON.") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
+            for key, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+                if len(value) > MAX_QUERY_CHARS:
+                    raise ApiError(
+                        400,
+                        "invalid_argument",
+                        f"{key[:40]}: {len(value)} characters; the limit is {MAX_QUERY_CHARS}",
+                    )
             return await handler(request)
         except ApiError as exc:
             return _json_error(exc.status, exc.code, exc.message)

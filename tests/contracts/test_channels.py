@@ -44,7 +44,14 @@ def test_accord_tls_turns_on_tls_with_the_systems_cas(value: str) -> None:
 def test_a_ca_file_turns_on_tls(certs: Certificates) -> None:
     tls = TlsSettings.from_env({"ACCORD_TLS_CA": str(certs.ca), "ACCORD_TLS_SERVER_NAME": "localhost"})
     assert tls.enabled and tls.ca == str(certs.ca)
-    assert Channels(tls).options([("a", 1)]) == [("a", 1), ("grpc.ssl_target_name_override", "localhost")]
+    assert Channels(tls).options([("a", 1)]) == [
+        ("a", 1),
+        ("grpc.max_receive_message_length", -1),  # no receive limit of the client's own
+        ("grpc.ssl_target_name_override", "localhost"),
+    ]
+    assert Channels(tls).options([("grpc.max_receive_message_length", 5)])[:1] == [
+        ("grpc.max_receive_message_length", 5)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -111,3 +118,36 @@ def test_other_status_codes_keep_their_error() -> None:
 
     error = Channels().error(_FailedCall(grpc.StatusCode.NOT_FOUND, "no run r-1"), address="a:1")
     assert type(error) is NotFoundError and str(error) == "no run r-1"
+
+
+class _Refused(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, trailing: tuple[tuple[str, str], ...]) -> None:
+        self._code, self._trailing = code, trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "the coordinator is overloaded"
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._trailing
+
+
+def test_an_overload_refusal_is_retried_after_its_hint_until_the_patience_is_spent() -> None:
+    from contracts.channels import OverloadRetry
+    from contracts.errors import OverloadedError
+
+    refused = _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, (("retry-after-ms", "400"),))
+    retry = OverloadRetry()
+    wait = retry.wait(refused)
+    assert wait is not None and 0.2 <= wait <= 0.6 and not retry.exhausted
+    # Without the hint it is not admission control (e.g. a message too large): not retried.
+    bare = _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, ())
+    assert retry.wait(bare) is None and not retry.exhausted
+    assert retry.wait(_Refused(grpc.StatusCode.INTERNAL, (("retry-after-ms", "1"),))) is None
+    spent = OverloadRetry(patience_s=0.0)
+    assert spent.wait(refused) is None and spent.exhausted
+    error = spent.error("127.0.0.1:7440")
+    assert isinstance(error, OverloadedError) and error.exit_code == 3
+    assert str(error).startswith("the coordinator at 127.0.0.1:7440 is overloaded")

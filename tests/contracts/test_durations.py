@@ -81,3 +81,9 @@ def test_a_duration_error_is_an_accord_error_and_a_value_error() -> None:
         parse_duration("soon")
     assert isinstance(caught.value, AccordError) and isinstance(caught.value, ValueError)
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "9" * 400 + "w", "1" * 320 + "s 5m"])
+def test_a_duration_too_long_for_a_float_is_refused(value: str) -> None:
+    with pytest.raises(DurationError, match="is too long a duration"):
+        parse_duration(value)

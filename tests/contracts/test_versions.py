@@ -107,3 +107,11 @@ def test_split_ref() -> None:
         split_ref("Payments/charge@^1")
     with pytest.raises(VersionError, match="not a version range"):
         split_ref("payments/charge@^^1")
+
+
+@pytest.mark.parametrize("text", ["2147483648.0.0", "1.2147483648.0", "1.0." + "9" * 40])
+def test_a_version_part_of_2_to_the_31_or_more_is_refused(text: str) -> None:
+    """Issue 15, finding 7: such a major reached SQLite and answered INTERNAL."""
+    with pytest.raises(VersionError, match="below 2\\^31"):
+        parse_version(text)
+    assert parse_version("2147483647.0.0").major == 2**31 - 1

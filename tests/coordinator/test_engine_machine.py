@@ -327,3 +327,59 @@ def test_an_empty_fan_out_succeeds_and_a_false_condition_skips_the_step() -> Non
     assert state.steps["charge"].status == STEP_SUCCEEDED and state.steps["charge"].output == []
     assert state.steps["ship"].status == STEP_SKIPPED
     assert state.record.status == RUN_SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "coefficient, initial, cap",
+    [
+        (float("nan"), 1.0, 60.0),
+        (float("inf"), 1.0, None),
+        (-3.0, -1.0, float("nan")),
+        (1e308, 1e308, None),
+        (2.0, float("inf"), float("-inf")),
+    ],
+)
+def test_a_retryable_failure_twice_never_leaves_the_run_running_without_a_live_attempt(
+    coefficient: float, initial: float, cap: float | None
+) -> None:
+    """Issue: a NaN backoff made the second retryable failure raise after the attempt was
+    ended, and the run stayed RUNNING with no live attempt. Whatever the stored policy holds,
+    each failure either schedules the next attempt (a finite timer) or fails the run."""
+    state, _ = _started()
+    step = state.steps["charge"]
+    step.policy["retry"].update(
+        {
+            "backoff_coefficient": coefficient,
+            "initial_backoff": initial,
+            "max_backoff": cap,
+            "max_attempts": 3,
+        }
+    )
+    for number in (1, 2, 3):
+        if "charge" not in state.current:
+            assert step.status == STEP_SCHEDULED and 0 < step.next_attempt_ms < 2**53
+            timer = TimerRecord(TIMER_RETRY, "r1/charge", "r1", step.next_attempt_ms)
+            machine.fire(state, timer, Transition(timer.due_ms), LIMITS)
+        attempt = _current(state, "charge")
+        assert attempt.number == number
+        machine.claim(state, attempt, "a", Transition(T0))
+        machine.attempt_failed(state, attempt, ATTEMPT_FAILED, TaskFailure("Oops", "boom"), Transition(T0))
+        assert state.record.status == RUN_FAILED or "charge" in state.current or step.next_attempt_ms
+    assert state.record.status == RUN_FAILED
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1e300])
+def test_backoff_and_timeouts_are_finite_milliseconds_whatever_the_numbers(value: float) -> None:
+    from contracts.model import MAX_BACKOFF_SECONDS, RetryPolicy, seconds_to_ms
+
+    for policy in (
+        RetryPolicy(backoff_coefficient=value),
+        RetryPolicy(initial_backoff=value),
+        RetryPolicy(max_backoff=value),
+        RetryPolicy(initial_backoff=value, backoff_coefficient=value, max_backoff=value),
+    ):
+        for attempt in (1, 2, 50, 10_000):
+            delay = policy.backoff(attempt)
+            assert 0 <= delay <= MAX_BACKOFF_SECONDS
+            assert 0 <= seconds_to_ms(delay) <= MAX_BACKOFF_SECONDS * 1000
+    assert 0 <= seconds_to_ms(value) <= MAX_BACKOFF_SECONDS * 1000

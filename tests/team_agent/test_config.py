@@ -176,3 +176,20 @@ def test_a_token_from_the_environment_or_written_out_is_not_followed(
     written_out = parse_config(literal, "agent.yaml")
     assert written_out.config.token_source == ""
     assert not token_follows_provider(written_out.config, written_out.secrets)
+
+
+@pytest.mark.parametrize("coefficient", [".nan", ".inf", "-.inf", "0.5", "1000"])
+def test_a_backoff_coefficient_is_a_finite_number_from_1_to_100(
+    monkeypatch: pytest.MonkeyPatch, coefficient: str
+) -> None:
+    """Issue 15, finding 3: a NaN coefficient used to pass (NaN < 1 is false) and stuck runs."""
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("API_KEY", "k")
+    text = GOOD.replace(
+        "initial_backoff: 500ms", f"initial_backoff: 500ms, backoff_coefficient: {coefficient}"
+    )
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(text, "agent.yaml")
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("retry.backoff_coefficient", "must be a number between 1 and 100")
+    ]

@@ -1,0 +1,129 @@
+"""The first thing every call meets: admission control, and requests that do not decode.
+
+Admission control: a coordinator serves at most ``--max-inflight`` unary calls at once (and as
+many long calls again: agents' long polls and run watches, which wait most of their life). A call
+beyond that is answered at once with RESOURCE_EXHAUSTED and the trailing metadata
+``retry-after-ms`` (how long to wait before trying again), before gRPC's own queue overflows and
+cancels calls without a word. Clients back off and retry such an answer for up to a minute
+(``contracts.channels``), then say the coordinator is overloaded (exit 3).
+
+A request that is not a valid message (a string field with invalid UTF-8) is answered
+INVALID_ARGUMENT instead of gRPC's UNKNOWN with a traceback in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_KEY = "retry-after-ms"
+# Calls that wait by design: counted against a budget of their own.
+LONG_CALLS = frozenset(
+    {
+        "/accord.agent.v1.AgentGatewayService/PollTask",
+        "/accord.coordinator.v1.CoordinatorService/WatchRun",
+    }
+)
+_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class _Undecodable:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, max_inflight: int) -> None:
+        self.max_inflight = max_inflight
+        self.inflight = {"unary": 0, "long": 0}
+        self.refused = 0
+        self._last_warning = 0.0
+
+    def retry_after_ms(self) -> int:
+        """A hint that grows with the overload, spread so refused callers do not come back at once."""
+        busy = self.inflight["unary"] / max(self.max_inflight, 1)
+        return int(min(100 + 400 * busy, 2000))
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_OPEN) or handler.request_streaming:
+            return handler
+        budget = "long" if method in LONG_CALLS else "unary"
+        deserialize = handler.request_deserializer
+
+        def request_deserializer(data: bytes) -> Any:
+            try:
+                return deserialize(data) if deserialize is not None else data
+            except DecodeError as exc:
+                return _Undecodable(str(exc))
+
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(request, _Undecodable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid message: {request.why}"
+                )
+            if self.inflight[budget] >= self.max_inflight:
+                self.refused += 1
+                now = time.monotonic()
+                if now - self._last_warning > 10:
+                    self._last_warning = now
+                    logger.warning(
+                        "overloaded: %d calls in flight (--max-inflight %d); refusing new ones with "
+                        "RESOURCE_EXHAUSTED and a retry hint (%d refused so far)",
+                        self.inflight[budget],
+                        self.max_inflight,
+                        self.refused,
+                    )
+                context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self.retry_after_ms())),))
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the coordinator is overloaded ({self.inflight[budget]} calls in flight); "
+                    "retry after the retry-after-ms hint",
+                )
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(request, context)
+                self.inflight[budget] += 1
+                try:
+                    return await inner_uu(request, context)
+                finally:
+                    self.inflight[budget] -= 1
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(request, context)
+                self.inflight[budget] += 1
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                finally:
+                    self.inflight[budget] -= 1
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
