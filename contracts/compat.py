@@ -29,11 +29,12 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias, TypeGuard
 
+from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
 from contracts._schemas import json_type
 from contracts.errors import InvalidSchemaError, Violation
-from contracts.validation import canonical_json, check_schema, compiled_validator
+from contracts.validation import canonical_json, compiled_validator, json_path
 
 __all__ = [
     "Finding",
@@ -192,9 +193,20 @@ def _has_embedded_id(value: Any, top: bool = True) -> bool:
     return False
 
 
+@lru_cache(maxsize=1)
+def _meta_validator() -> Validator:
+    # Built once: constructing the 2020-12 meta-schema validator costs more than using it.
+    meta: Validator = Draft202012Validator(
+        Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    return meta
+
+
 @lru_cache(maxsize=512)
 def _schema_problems(canonical: str) -> tuple[Violation, ...]:
-    return tuple(check_schema(json.loads(canonical)))
+    errors = _meta_validator().iter_errors(json.loads(canonical))
+    found = {Violation(json_path(e.absolute_path), e.message[:300]) for e in errors}
+    return tuple(sorted(found, key=lambda v: (v.path, v.message)))
 
 
 def _ensure_schema(what: str, schema: Any) -> None:
