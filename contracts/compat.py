@@ -790,6 +790,8 @@ class _Checker:
             return []
         if schema is True:
             return [({}, ptr)]
+        if "not" in schema and not _constraining(schema["not"]):
+            return []  # "not" of a schema that accepts everything: admits nothing
         if not any(k in schema for k in ("$ref", "allOf", "anyOf", "oneOf")):
             return [(self.unevaluated_view(schema, sub_side=True)[0], ptr)]
         # unevaluated* beside combinators depends on which branches match: left out on the sub
@@ -1380,6 +1382,14 @@ class _Checker:
             msg = f"{where} is required by the target schema but may be missing"
         self.report(pointer, msg)
 
+    def dependents_kept(self, d: Mapping[str, Any], sup: Mapping[str, Any]) -> bool:
+        """Every dependentSchemas entry of sup is in sub, identical: sub only has more entries
+        (an entry removed from input widens it; one added to output narrows it)."""
+        sub_dep, sup_dep = d.get("dependentSchemas"), sup.get("dependentSchemas")
+        if not isinstance(sub_dep, Mapping) or not isinstance(sup_dep, Mapping):
+            return False
+        return all(t in sub_dep and self.same(sub_dep[t], s) for t, s in sup_dep.items())
+
     def check_opaque(
         self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx
     ) -> None:
@@ -1390,6 +1400,8 @@ class _Checker:
                 continue
             group = ("if", "then", "else") if kw == "if" else (kw,)
             if self.same([d.get(k) for k in group], [sup.get(k) for k in group]):
+                continue
+            if kw == "dependentSchemas" and self.dependents_kept(d, sup):
                 continue
             self.cannot_prove(
                 self.ptr(ctx, d, sup, kw),

@@ -62,7 +62,9 @@ REF = "#/$defs/d"
 
 
 def leaf(draw: st.DrawFn) -> Schema:
-    kind = draw(st.sampled_from(["number", "integer", "string", "enum", "const", "boolean", "null", "any"]))
+    kind = draw(
+        st.sampled_from(["number", "integer", "string", "enum", "const", "boolean", "null", "any", "nothing"])
+    )
     if kind in ("number", "integer"):
         s: Schema = {"type": kind}
         if draw(st.booleans()):
@@ -87,6 +89,8 @@ def leaf(draw: st.DrawFn) -> Schema:
         return {"const": draw(st.sampled_from(BASE_VALUES))}
     if kind == "any":
         return {}
+    if kind == "nothing":
+        return {"not": {}}
     return {"type": kind}
 
 

@@ -188,3 +188,22 @@ def test_an_invalid_schema_is_a_clear_error(sub: Any, sup: Any) -> None:
         check_subschema(sub, sup)
     assert "is not a valid JSON Schema 2020-12" in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def test_an_old_schema_that_accepts_nothing_breaks_nothing() -> None:
+    for nothing in ({"not": {}}, {"not": True}, {"type": "object", "not": {"description": "x"}}):
+        assert check_input_compat(nothing, {"type": "string", "maxLength": 1}) == []
+        assert check_output_compat({"type": "integer"}, nothing) == []
+
+
+def test_removed_dependent_schemas_entries_widen_input() -> None:
+    old = {
+        "type": "object",
+        "dependentSchemas": {"a": {"required": ["b"]}, "c": {"properties": {"d": {"type": "integer"}}}},
+    }
+    new = {"type": "object", "dependentSchemas": {"a": {"required": ["b"]}}}
+    assert check_input_compat(old, new) == []
+    findings = check_input_compat(new, old)
+    assert findings and findings[0].message.startswith("cannot prove"), findings
+    # Output: adding an entry narrows what the new version may produce.
+    assert check_output_compat(new, old) == []
