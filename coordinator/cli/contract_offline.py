@@ -231,7 +231,7 @@ def _registered_contract(ref: str) -> Contract:
 
     with Client() as client:
         c = client.coordinator.GetContract(pb.GetContractRequest(ref=ref)).contract
-    return parse_contract_text(c.source_text, f"{c.name}@{c.version} (registered)")
+    return parse_contract_text(c.source_text, f"{c.name}@{c.version} (registered)", strict=False)
 
 
 def _registrable(contracts: list[Contract]) -> tuple[list[Contract], list[str]]:

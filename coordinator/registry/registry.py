@@ -160,7 +160,8 @@ class Registry:
         key = (record.name, record.version)
         spec = self._specs.get(key)
         if spec is None:
-            spec = parse_workflow_text(record.source_text, record.source_name or record.name)
+            # Registered before unknown schema keywords were refused: keep working (strict=False).
+            spec = parse_workflow_text(record.source_text, record.source_name or record.name, strict=False)
             self._specs[key] = spec
         return spec
 
