@@ -176,6 +176,10 @@ class Registry:
         for trigger in spec.triggers:
             for record in await self.versions_of(trigger.on):
                 catalog.add(record.contract)
+        called = {step.contract for step in spec.steps.values()} | {t.on for t in spec.triggers}
+        if any(not catalog.versions(name) for name in called):
+            # Only on the way to an error: every name, so that a typo gets a "did you mean".
+            catalog.note_names(record.contract.name for record in await self._store.list_contracts())
         return catalog
 
     # ================= contracts =================
