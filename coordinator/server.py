@@ -98,6 +98,7 @@ class Coordinator:
                 config.admin_token_file,
             )
         self.registry = Registry(self.store)
+        await self.registry.log_unknown_schema_keywords()
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
         self.telemetry = TelemetryHook(
