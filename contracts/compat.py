@@ -544,6 +544,10 @@ class _Checker:
         self.assumed: dict[tuple[int, int], tuple[Any, Any]] = {}
         self._validators: dict[int, Validator] = {}
         self._defs_equal: bool | None = None
+        # The sub schemas being split into disjuncts, innermost last: a disjunct may admit
+        # values the whole does not (oneOf read as anyOf, dropped keywords), and a finding
+        # must never name a value the old schema did not accept.
+        self.sub_nodes: list[Mapping[str, Any]] = []
         # A subschema with its own $id resolves the $refs inside it against its own base URI;
         # the checker does not follow base URIs, so it refuses every $ref in such documents.
         self.embedded_ids = _has_embedded_id(sub_root) or _has_embedded_id(sup_root)
@@ -748,8 +752,12 @@ class _Checker:
         except _CannotProveError as exc:
             self.fallback(sub, sup, ctx, str(exc))
             return
-        for d, dp in disjuncts:
-            self.check_simple(d, sup, ctx.at(sp=dp))
+        self.sub_nodes.append(sub)
+        try:
+            for d, dp in disjuncts:
+                self.check_simple(d, sup, ctx.at(sp=dp))
+        finally:
+            self.sub_nodes.pop()
 
     def forbidden(self, ctx: _Ctx) -> None:
         pointer = ctx.pp if self.point_at_sup else ctx.sp
@@ -932,10 +940,13 @@ class _Checker:
     ) -> None:
         # A finite set of values: check each one exactly against both schemas.
         sub_schema = {k: v for k, v in d.items() if k != _ALSO}
+        whole = self.sub_nodes[-1] if self.sub_nodes else sub_schema
         rejected = [
             v
             for v in values
-            if self.is_valid(self.sub_root, sub_schema, v) and not self.is_valid(self.sup_root, sup, v)
+            if self.is_valid(self.sub_root, sub_schema, v)
+            and not self.is_valid(self.sup_root, sup, v)
+            and self.is_valid(self.sub_root, whole, v)
         ]
         if rejected:
             target = sup if self.point_at_sup else d

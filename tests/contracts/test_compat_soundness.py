@@ -207,3 +207,11 @@ def test_removed_dependent_schemas_entries_widen_input() -> None:
     assert findings and findings[0].message.startswith("cannot prove"), findings
     # Output: adding an entry narrows what the new version may produce.
     assert check_output_compat(new, old) == []
+
+
+def test_a_finding_never_names_a_value_the_old_schema_did_not_accept() -> None:
+    # oneOf: 1 and 2 match both alternatives, so the old schema accepts only 3.
+    old = {"oneOf": [{"enum": [1, 2]}, {"enum": [1, 2, 3]}]}
+    assert check_input_compat(old, {"enum": [3]}) == []
+    [finding] = check_input_compat(old, {"enum": [4]})
+    assert finding.message == "input no longer accepts 3"
