@@ -484,6 +484,79 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
     return out
 
 
+# Keywords a branch may hold and still be read as a plain numeric interval.
+_INTERVAL_KEYWORDS = frozenset(
+    {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+    | {"title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly"}
+)
+
+
+def _numeric_union_covers(d: Mapping[str, Any], t: str, branches: Sequence[Schema]) -> bool:
+    """Whether the numbers (t: "number" or "integer") within d's bounds are covered by the
+    union of the anyOf branches that are plain intervals (other branches are not used, which
+    only makes this answer "no" more often). d's other keywords are ignored: proving a wider
+    set covered is still a proof."""
+    intervals: list[tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = []
+    for branch in branches:
+        if branch is True:
+            return True
+        if not isinstance(branch, Mapping) or not _INTERVAL_KEYWORDS.issuperset(branch):
+            continue
+        bounds = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        if any(k in branch and not _is_number(branch[k]) for k in bounds):
+            continue
+        if "type" in branch:
+            types = _types({"type": branch["type"]})
+            if not (_accepts(types, t) if t == "integer" else "number" in types):
+                continue
+        lo, hi = _lower_bound(branch), _upper_bound(branch)
+        intervals.append(((lo[0], lo[1]) if lo else None, (hi[0], hi[1]) if hi else None))
+    sub_lo, sub_hi = _lower_bound(d), _upper_bound(d)
+    if t == "integer":
+        ranges = [
+            (
+                -math.inf if lo is None else _int_lower((lo[0], lo[1], "")),
+                math.inf if hi is None else _int_upper((hi[0], hi[1], "")),
+            )
+            for lo, hi in intervals
+        ]
+        cur: float = -math.inf if sub_lo is None else _int_lower(sub_lo)
+        end: float = math.inf if sub_hi is None else _int_upper(sub_hi)
+        while cur <= end:
+            reach = max((b for a, b in ranges if a <= cur), default=None)
+            if reach is None or reach < cur:
+                return False
+            if reach == math.inf:
+                return True
+            cur = reach + 1
+        return True
+    # Real numbers: `need` is the point from which on everything must still be covered, with
+    # True when that point itself is excluded (covered already).
+    need: tuple[float, bool] = (-math.inf, False) if sub_lo is None else (sub_lo[0], sub_lo[1])
+    stop: tuple[float, bool] = (math.inf, False) if sub_hi is None else (sub_hi[0], sub_hi[1])
+
+    def starts_by(lo: tuple[float, bool] | None, point: tuple[float, bool]) -> bool:
+        if lo is None:
+            return True
+        return lo[0] < point[0] or (lo[0] == point[0] and (not lo[1] or point[1]))
+
+    for _ in range(len(intervals) + 1):
+        if need[0] > stop[0] or (need[0] == stop[0] and (need[1] or stop[1])):
+            return True
+        reaches = [hi for lo, hi in intervals if starts_by(lo, need)]
+        if not reaches:
+            return False
+        if any(hi is None for hi in reaches):
+            return True
+        best = max(reaches, key=lambda hi: (hi[0], not hi[1]))  # type: ignore[index]
+        assert best is not None
+        after = (best[0], not best[1])  # covered up to best: next needed is > or >= best
+        if after[0] < need[0] or (after[0] == need[0] and after[1] <= need[1]):
+            return False  # no progress
+        need = after
+    return False
+
+
 _OPEN_OBJECT_HINTS: dict[str, str] = {
     "input": (
         " (the previous version accepted any value for fields it did not declare, because"
@@ -1062,6 +1135,8 @@ class _Checker:
                 if all(not _overlaps(self.branch_types(b), t) for j, b in enumerate(branches) if j != i):
                     return
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
+            return
+        if kw == "anyOf" and t in ("integer", "number") and _numeric_union_covers(d, t, branches):
             return
         candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
         if len(candidates) == 1:
