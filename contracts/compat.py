@@ -209,12 +209,15 @@ def _schema_problems(canonical: str) -> tuple[Violation, ...]:
     return tuple(sorted(found, key=lambda v: (v.path, v.message)))
 
 
-def _ensure_schema(what: str, schema: Any) -> None:
+def _ensure_schema(what: str, schema: Any) -> bool:
     """Raise InvalidSchemaError if `schema` is not a valid JSON Schema 2020-12: the checker's
-    reasoning (and its wording) assumes valid keywords, e.g. a known ``type``."""
-    problems = _schema_problems(canonical_json(schema))
+    reasoning (and its wording) assumes valid keywords, e.g. a known ``type``. Returns whether
+    a subschema below the root declares its own ``$id``."""
+    text = canonical_json(schema)
+    problems = _schema_problems(text)
     if problems:
         raise InvalidSchemaError(what, list(problems))
+    return '"$id"' in text and _has_embedded_id(schema)
 
 
 def _canon(value: Any) -> str:
@@ -602,6 +605,7 @@ class _Checker:
         point_at_sup: bool,
         voice: Voice,
         subject: str,
+        embedded_ids: bool,
     ) -> None:
         self.sub_root = sub_root
         self.sup_root = sup_root
@@ -623,7 +627,7 @@ class _Checker:
         self.sub_nodes: list[Mapping[str, Any]] = []
         # A subschema with its own $id resolves the $refs inside it against its own base URI;
         # the checker does not follow base URIs, so it refuses every $ref in such documents.
-        self.embedded_ids = _has_embedded_id(sub_root) or _has_embedded_id(sup_root)
+        self.embedded_ids = embedded_ids
         # Rewritten views of schemas with unevaluated* keywords, by id (kept alive here so
         # that identity-keyed coinduction keeps working on recursive schemas).
         self._views: dict[tuple[int, bool], tuple[Any, Mapping[str, Any], frozenset[str]]] = {}
@@ -1509,10 +1513,11 @@ def _run(
     subject: str,
     names: tuple[str, str],
 ) -> list[Finding]:
+    embedded_ids = False
     for name, schema, root in ((names[0], sub, sub_root), (names[1], sup, sup_root)):
-        _ensure_schema(name, schema)
+        embedded_ids = _ensure_schema(name, schema) or embedded_ids
         if root is not None and root is not schema:
-            _ensure_schema(name, root)
+            embedded_ids = _ensure_schema(name, root) or embedded_ids
     checker = _Checker(
         sub_root=sub if sub_root is None else sub_root,
         sup_root=sup if sup_root is None else sup_root,
@@ -1522,6 +1527,7 @@ def _run(
         point_at_sup=point_at_sup,
         voice=voice,
         subject=subject,
+        embedded_ids=embedded_ids,
     )
     checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
     return _dedupe(checker.findings)
