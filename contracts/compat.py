@@ -487,6 +487,23 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
     return out
 
 
+def _disjoint_discriminator(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether no object matches both `a` and `b`: a field one of them requires takes values
+    from finite sets (enum/const) that do not meet (``kind: {const: card}`` vs ``{const: iban}``)."""
+    required = [r for s in (a, b) for r in (s.get("required") or []) if isinstance(r, str)]
+    for name in required:
+        sides = []
+        for s in (a, b):
+            props = s.get("properties")
+            field = props.get(name) if isinstance(props, Mapping) else None
+            values = _enum_values(field) if isinstance(field, Mapping) else None
+            sides.append(values)
+        if sides[0] is not None and sides[1] is not None:
+            if not {_key(v) for v in sides[0]} & {_key(v) for v in sides[1]}:
+                return True
+    return False
+
+
 # Keywords a branch may hold and still be read as a plain numeric interval.
 _INTERVAL_KEYWORDS = frozenset(
     {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
@@ -1136,7 +1153,7 @@ class _Checker:
         if fits:
             # oneOf: fitting one branch is not enough if another branch may also match.
             for i in fits:
-                if all(not _overlaps(self.branch_types(b), t) for j, b in enumerate(branches) if j != i):
+                if all(self.never_both(sub_t, t, branches[i], b) for j, b in enumerate(branches) if j != i):
                     return
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
             return
@@ -1150,6 +1167,21 @@ class _Checker:
             self.escapes(pointer, ctx.path, _PLURAL[t], f"none of the {kw} alternatives accepts {_PLURAL[t]}")
         else:
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def never_both(self, sub_t: Mapping[str, Any], t: str, fit: Schema, other: Schema) -> bool:
+        """Whether no value of type t in sub_t (which fits the oneOf branch `fit`) can also match
+        the branch `other`: other admits no such type, other is a finite set of values sub_t
+        does not admit, or (objects) a required field takes disjoint finite values in both."""
+        if not _overlaps(self.branch_types(other), t):
+            return True
+        if not isinstance(other, Mapping):
+            return False
+        values = _enum_values(other)
+        if values is not None and not any(self.is_valid(self.sub_root, sub_t, v) for v in values):
+            return True
+        if t == "object" and isinstance(fit, Mapping) and _disjoint_discriminator(fit, other):
+            return True
+        return False
 
     def check_not(self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx) -> None:
         negated = sup["not"]

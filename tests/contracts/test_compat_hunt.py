@@ -99,7 +99,20 @@ def node(draw: st.DrawFn, depth: int) -> Schema:
         return leaf(draw)
     kind = draw(
         st.sampled_from(
-            ["leaf", "leaf", "object", "object", "array", "anyOf", "oneOf", "allOf", "not", "ref", "id"]
+            [
+                "leaf",
+                "leaf",
+                "object",
+                "object",
+                "array",
+                "anyOf",
+                "oneOf",
+                "allOf",
+                "not",
+                "ref",
+                "id",
+                "tagged",
+            ]
         )
     )
     if kind == "leaf":
@@ -110,6 +123,18 @@ def node(draw: st.DrawFn, depth: int) -> Schema:
         return array_node(draw, depth)
     if kind == "not":
         return {"not": leaf(draw)}
+    if kind == "tagged":
+        # oneOf alternatives told apart (or not) by a required field with a constant value.
+        return {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {"kind": {"const": draw(st.sampled_from(["x", "y", 1]))}, "a": leaf(draw)},
+                    "required": draw(st.sampled_from([["kind"], ["a"], []])),
+                }
+                for _ in range(draw(st.integers(2, 3)))
+            ]
+        }
     if kind == "ref":
         s: Schema = {"$ref": REF}
         if draw(st.booleans()):
@@ -310,7 +335,7 @@ def candidates(old: Any, new: Any) -> list[Any]:
         if text not in seen:
             seen.add(text)
             scalars.append(value)
-    small = [None, 1, 0.5, "a", True, 3]
+    small = [None, 1, 0.5, "a", True, 3, "x", "y"]
     out: list[Any] = list(scalars)
     out += [[], {}, [[]], [{}], {"a": {}}, {"a": []}]
     for size in range(1, 4):

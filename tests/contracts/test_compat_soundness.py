@@ -237,3 +237,17 @@ def test_a_range_covered_by_the_union_of_anyof_branches(branches: list[Any], com
     if not compatible:
         # The instance named (if any) is one the old schema accepts: 5 or a fraction near it.
         assert all("below" in f.message or f.message.startswith("cannot prove") for f in findings), findings
+
+
+def test_oneof_branches_that_cannot_overlap() -> None:
+    card = {"type": "object", "properties": {"kind": {"const": "card"}}, "required": ["kind"]}
+    iban = {"type": "object", "properties": {"kind": {"const": "iban"}}, "required": ["kind"]}
+    assert check_input_compat(card, {"oneOf": [card, iban]}) == []
+    # Without a discriminator both may match: not provable.
+    loose = {"type": "object", "properties": {"kind": {"type": "string"}}}
+    assert check_input_compat(card, {"oneOf": [card, loose]})
+    # A finite branch none of whose values the old schema admits cannot overlap.
+    short = {"type": "string", "maxLength": 0}
+    assert check_input_compat(short, {"oneOf": [{"type": "string"}, {"enum": ["x", 2]}]}) == []
+    findings = check_input_compat({"type": "string"}, {"oneOf": [{"type": "string"}, {"enum": ["x", 2]}]})
+    assert findings and findings[0].message.startswith("cannot prove"), findings
