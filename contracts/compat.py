@@ -26,12 +26,16 @@ import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Literal, TypeAlias, TypeGuard
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from contracts import regex
 from contracts._schemas import json_type
+from contracts.errors import InvalidSchemaError, Violation
+from contracts.validation import canonical_json, compiled_validator, json_path
 
 __all__ = [
     "Finding",
@@ -106,6 +110,10 @@ _HANDLED = frozenset(
         "propertyNames",
         "contains",
         "additionalItems",  # only meaningful beside the old tuple form of items, handled there
+        # Rewritten into additionalProperties / items where their siblings allow it (see
+        # _Checker.unevaluated_view), refused otherwise.
+        "unevaluatedProperties",
+        "unevaluatedItems",
     }
 )
 # Keywords that constrain instances but that the checker only accepts when identical on both
@@ -114,8 +122,6 @@ _OPAQUE: dict[str, str | None] = {
     "if": None,
     "dependentSchemas": "object",
     "dependencies": "object",
-    "unevaluatedProperties": "object",
-    "unevaluatedItems": "array",
     "$dynamicRef": None,
     "$recursiveRef": None,
 }
@@ -126,6 +132,24 @@ _ALSO = "\x00also"
 # Regular expressions that match every string, so a pattern of this kind constrains nothing.
 _TRIVIAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$"})
 _MAX_DEPTH = 200
+# Keywords whose annotations unevaluatedProperties / unevaluatedItems see besides the plain
+# properties/items family: beside any of these, "unevaluated" depends on which subschemas an
+# instance happens to match, which this checker does not model.
+_UNEVALUATED = ("unevaluatedProperties", "unevaluatedItems")
+_IN_PLACE_APPLICATORS = frozenset(
+    {
+        "$ref",
+        "$dynamicRef",
+        "$recursiveRef",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "if",
+        "then",
+        "else",
+        "dependentSchemas",
+    }
+)
 _MAX_DISJUNCTS = 64
 
 
@@ -157,6 +181,44 @@ def _collect_refs(value: Any, out: list[Any]) -> bool:
     if isinstance(value, list):
         return all(_collect_refs(v, out) for v in value)
     return True
+
+
+def _has_embedded_id(value: Any, top: bool = True) -> bool:
+    """Whether a subschema below the root declares its own ``$id`` (its own base URI)."""
+    if isinstance(value, Mapping):
+        if not top and isinstance(value.get("$id"), str):
+            return True
+        return any(_has_embedded_id(v, False) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_embedded_id(v, False) for v in value)
+    return False
+
+
+@lru_cache(maxsize=1)
+def _meta_validator() -> Validator:
+    # Built once: constructing the 2020-12 meta-schema validator costs more than using it.
+    meta: Validator = Draft202012Validator(
+        Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    return meta
+
+
+@lru_cache(maxsize=512)
+def _schema_problems(canonical: str) -> tuple[Violation, ...]:
+    errors = _meta_validator().iter_errors(json.loads(canonical))
+    found = {Violation(json_path(e.absolute_path), e.message[:300]) for e in errors}
+    return tuple(sorted(found, key=lambda v: (v.path, v.message)))
+
+
+def _ensure_schema(what: str, schema: Any) -> bool:
+    """Raise InvalidSchemaError if `schema` is not a valid JSON Schema 2020-12: the checker's
+    reasoning (and its wording) assumes valid keywords, e.g. a known ``type``. Returns whether
+    a subschema below the root declares its own ``$id``."""
+    text = canonical_json(schema)
+    problems = _schema_problems(text)
+    if problems:
+        raise InvalidSchemaError(what, list(problems))
+    return '"$id"' in text and _has_embedded_id(schema)
 
 
 def _canon(value: Any) -> str:
@@ -248,8 +310,9 @@ def _types(schema: Mapping[str, Any]) -> set[str]:
     if "number" in found:
         found.discard("integer")
         m = schema.get("multipleOf")
-        # A number that is a multiple of an integer is itself an integer.
-        if _is_number(m) and m > 0 and _frac(m).denominator == 1:
+        # A number that is a multiple of an integer is itself an integer. Only for an integer
+        # divisor: with a float one the validator divides floats (see _multiple_implies).
+        if type(m) is int and m > 0:
             found.discard("number")
             found.add("integer")
     return found
@@ -318,19 +381,29 @@ def _int_upper(bound: tuple[float, bool, str]) -> int:
     return math.ceil(v) - 1 if excl else math.floor(v)
 
 
-def _merge_multiple(a: Any, b: Any) -> Any:
-    if not (_is_number(a) and _is_number(b)) or a <= 0 or b <= 0:
-        raise _CannotProveError("multipleOf values cannot be combined")
-    fa, fb = _frac(a), _frac(b)
-    if (fa / fb).denominator == 1:
+def _multiple_implies(sub: Any, sup: Any) -> bool:
+    """Whether every number the validator accepts under ``multipleOf: sub`` it also accepts
+    under ``multipleOf: sup``.
+
+    The validator Accord runs (jsonschema) tests an integer divisor exactly (``x % d``) but a
+    float divisor in floating point (``int(x / d) == x / d``), so 0.7 passes ``multipleOf: 0.7``
+    and fails ``multipleOf: 0.1`` (0.7 / 0.1 is 6.999999999999999). Exact decimal reasoning is
+    therefore only right for integer divisors; a float divisor is only known to imply itself.
+    """
+    if type(sub) is int and type(sup) is int:
+        return sub > 0 and sup > 0 and sub % sup == 0
+    return type(sub) is float and type(sup) is float and sub == sup and sub > 0
+
+
+def _merge_multiple(a: Any, b: Any) -> Any | None:
+    """One multipleOf implied by both (for the sub side of an allOf), None if there is none."""
+    if _multiple_implies(a, b):
         return a
-    if (fb / fa).denominator == 1:
+    if _multiple_implies(b, a):
         return b
-    denominator = math.lcm(fa.denominator, fb.denominator)
-    lcm = Fraction(math.lcm(int(fa * denominator), int(fb * denominator)), denominator)
-    if lcm.denominator != 1:
-        raise _CannotProveError("multipleOf values cannot be combined")
-    return int(lcm)
+    if type(a) is int and type(b) is int and a > 0 and b > 0:
+        return math.lcm(a, b)
+    return None
 
 
 def _merge_types(a: Any, b: Any) -> list[str]:
@@ -403,7 +476,7 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
             out[k] = min(va, vb) if _is_number(va) and _is_number(vb) else va
         elif k == "uniqueItems":
             out[k] = bool(va) or bool(vb)
-        elif k == "multipleOf":
+        elif k == "multipleOf" and _merge_multiple(va, vb) is not None:
             out[k] = _merge_multiple(va, vb)
         elif k == "dependentRequired" and isinstance(va, Mapping) and isinstance(vb, Mapping):
             out[k] = {n: list(dict.fromkeys([*va.get(n, []), *vb.get(n, [])])) for n in {*va, *vb}}
@@ -413,6 +486,96 @@ def _conjoin(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any] | 
     if also:
         out[_ALSO] = tuple(also)
     return out
+
+
+def _disjoint_discriminator(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether no object matches both `a` and `b`: a field one of them requires takes values
+    from finite sets (enum/const) that do not meet (``kind: {const: card}`` vs ``{const: iban}``)."""
+    required = [r for s in (a, b) for r in (s.get("required") or []) if isinstance(r, str)]
+    for name in required:
+        sides = []
+        for s in (a, b):
+            props = s.get("properties")
+            field = props.get(name) if isinstance(props, Mapping) else None
+            values = _enum_values(field) if isinstance(field, Mapping) else None
+            sides.append(values)
+        if sides[0] is not None and sides[1] is not None:
+            if not {_key(v) for v in sides[0]} & {_key(v) for v in sides[1]}:
+                return True
+    return False
+
+
+# Keywords a branch may hold and still be read as a plain numeric interval.
+_INTERVAL_KEYWORDS = frozenset(
+    {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+    | {"title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly"}
+)
+
+
+def _numeric_union_covers(d: Mapping[str, Any], t: str, branches: Sequence[Schema]) -> bool:
+    """Whether the numbers (t: "number" or "integer") within d's bounds are covered by the
+    union of the anyOf branches that are plain intervals (other branches are not used, which
+    only makes this answer "no" more often). d's other keywords are ignored: proving a wider
+    set covered is still a proof."""
+    intervals: list[tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = []
+    for branch in branches:
+        if branch is True:
+            return True
+        if not isinstance(branch, Mapping) or not _INTERVAL_KEYWORDS.issuperset(branch):
+            continue
+        bounds = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        if any(k in branch and not _is_number(branch[k]) for k in bounds):
+            continue
+        if "type" in branch:
+            types = _types({"type": branch["type"]})
+            if not (_accepts(types, t) if t == "integer" else "number" in types):
+                continue
+        lo, hi = _lower_bound(branch), _upper_bound(branch)
+        intervals.append(((lo[0], lo[1]) if lo else None, (hi[0], hi[1]) if hi else None))
+    sub_lo, sub_hi = _lower_bound(d), _upper_bound(d)
+    if t == "integer":
+        ranges = [
+            (
+                -math.inf if lo is None else _int_lower((lo[0], lo[1], "")),
+                math.inf if hi is None else _int_upper((hi[0], hi[1], "")),
+            )
+            for lo, hi in intervals
+        ]
+        cur: float = -math.inf if sub_lo is None else _int_lower(sub_lo)
+        end: float = math.inf if sub_hi is None else _int_upper(sub_hi)
+        while cur <= end:
+            reach = max((b for a, b in ranges if a <= cur), default=None)
+            if reach is None or reach < cur:
+                return False
+            if reach == math.inf:
+                return True
+            cur = reach + 1
+        return True
+    # Real numbers: `need` is the point from which on everything must still be covered, with
+    # True when that point itself is excluded (covered already).
+    need: tuple[float, bool] = (-math.inf, False) if sub_lo is None else (sub_lo[0], sub_lo[1])
+    stop: tuple[float, bool] = (math.inf, False) if sub_hi is None else (sub_hi[0], sub_hi[1])
+
+    def starts_by(lo: tuple[float, bool] | None, point: tuple[float, bool]) -> bool:
+        if lo is None:
+            return True
+        return lo[0] < point[0] or (lo[0] == point[0] and (not lo[1] or point[1]))
+
+    for _ in range(len(intervals) + 1):
+        if need[0] > stop[0] or (need[0] == stop[0] and (need[1] or stop[1])):
+            return True
+        reaches = [hi for lo, hi in intervals if starts_by(lo, need)]
+        if not reaches:
+            return False
+        if any(hi is None for hi in reaches):
+            return True
+        best = max(reaches, key=lambda hi: (hi[0], not hi[1]))  # type: ignore[index]
+        assert best is not None
+        after = (best[0], not best[1])  # covered up to best: next needed is > or >= best
+        if after[0] < need[0] or (after[0] == need[0] and after[1] <= need[1]):
+            return False  # no progress
+        need = after
+    return False
 
 
 _OPEN_OBJECT_HINTS: dict[str, str] = {
@@ -460,6 +623,7 @@ class _Checker:
         point_at_sup: bool,
         voice: Voice,
         subject: str,
+        embedded_ids: bool,
     ) -> None:
         self.sub_root = sub_root
         self.sup_root = sup_root
@@ -473,8 +637,20 @@ class _Checker:
         self.findings: list[Finding] = []
         # Pairs assumed compatible (coinduction); holding the schemas keeps their ids unique.
         self.assumed: dict[tuple[int, int], tuple[Any, Any]] = {}
-        self._validators: dict[int, Draft202012Validator] = {}
+        self._validators: dict[int, Validator] = {}
         self._defs_equal: bool | None = None
+        # The sub schemas being split into disjuncts, innermost last: a disjunct may admit
+        # values the whole does not (oneOf read as anyOf, dropped keywords), and a finding
+        # must never name a value the old schema did not accept.
+        self.sub_nodes: list[Mapping[str, Any]] = []
+        # A subschema with its own $id resolves the $refs inside it against its own base URI;
+        # the checker does not follow base URIs, so it refuses every $ref in such documents.
+        self.embedded_ids = embedded_ids
+        # Rewritten views of schemas with unevaluated* keywords, by id (kept alive here so
+        # that identity-keyed coinduction keeps working on recursive schemas).
+        self._views: dict[tuple[int, bool], tuple[Any, Mapping[str, Any], frozenset[str]]] = {}
+        # For a view: keyword in the view -> the keyword it stands for in the user's schema.
+        self._renames: dict[int, dict[str, str]] = {}
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -489,7 +665,11 @@ class _Checker:
 
     def ptr(self, ctx: _Ctx, sub: Mapping[str, Any], sup: Mapping[str, Any], kw: str | None) -> str:
         base, schema = (ctx.pp, sup) if self.point_at_sup else (ctx.sp, sub)
-        return base + "/" + _esc(kw) if kw is not None and kw in schema else base
+        return base + "/" + _esc(self.tok(schema, kw)) if kw is not None and kw in schema else base
+
+    def tok(self, schema: Mapping[str, Any], kw: str) -> str:
+        """The pointer token of `kw` in the user's schema (a view may have renamed it)."""
+        return self._renames.get(id(schema), {}).get(kw, kw)
 
     def report(self, pointer: str, message: str) -> None:
         self.findings.append(Finding(pointer, message))
@@ -520,6 +700,11 @@ class _Checker:
     # ----------------------------------------------------------------- refs and validators
 
     def resolve(self, root: Schema, root_ptr: str, ref: Any) -> tuple[Schema, str]:
+        if self.embedded_ids:
+            raise _CannotProveError(
+                f"cannot resolve $ref {ref!r}: a subschema declares its own $id, which changes the"
+                " base URI its references resolve against (not supported by the checker)"
+            )
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise _CannotProveError(
                 f"cannot resolve $ref {ref!r} (only local '#/...' references are supported)"
@@ -547,8 +732,13 @@ class _Checker:
             return quick
         base = self._validators.get(id(root))
         if base is None:
-            base = Draft202012Validator(root, format_checker=FormatChecker())
+            # The very validator payloads are checked with (formats asserted, same regex engine).
+            base = compiled_validator(root)
             self._validators[id(root)] = base
+        if self.embedded_ids:
+            refs: list[Any] = []
+            if not _collect_refs(schema, refs) or refs:
+                raise _CannotProveError("a $ref inside a document with an embedded $id cannot be evaluated")
         try:
             return bool(base.evolve(schema=schema).is_valid(instance))
         except Exception as exc:  # an unresolvable $ref or a bad regex inside the schema
@@ -567,6 +757,8 @@ class _Checker:
             return True
         if self.sub_root is self.sup_root:
             return True
+        if self.embedded_ids:
+            return False
         refs: list[Any] = []
         if not _collect_refs(a, refs):
             return False
@@ -655,8 +847,12 @@ class _Checker:
         except _CannotProveError as exc:
             self.fallback(sub, sup, ctx, str(exc))
             return
-        for d, dp in disjuncts:
-            self.check_simple(d, sup, ctx.at(sp=dp))
+        self.sub_nodes.append(sub)
+        try:
+            for d, dp in disjuncts:
+                self.check_simple(d, sup, ctx.at(sp=dp))
+        finally:
+            self.sub_nodes.pop()
 
     def forbidden(self, ctx: _Ctx) -> None:
         pointer = ctx.pp if self.point_at_sup else ctx.sp
@@ -679,7 +875,9 @@ class _Checker:
                 conjuncts.append(self.resolve(self.sub_root, self.sub_root_ptr, sub["$ref"])[0])
             except _CannotProveError:
                 pass
-        rest = {k: v for k, v in sub.items() if k not in ("allOf", "$ref")}
+        # Without its allOf/$ref, an unevaluated* keyword would see fewer evaluated fields and
+        # reject more: not a superset of sub any more, so it is left out (which only widens).
+        rest = {k: v for k, v in sub.items() if k not in ("allOf", "$ref", *_UNEVALUATED)}
         if conjuncts and _constraining(rest):
             conjuncts.append(rest)
         for c in conjuncts:
@@ -695,9 +893,15 @@ class _Checker:
             return []
         if schema is True:
             return [({}, ptr)]
+        if "not" in schema and not _constraining(schema["not"]):
+            return []  # "not" of a schema that accepts everything: admits nothing
         if not any(k in schema for k in ("$ref", "allOf", "anyOf", "oneOf")):
-            return [(schema, ptr)]
-        base = {k: v for k, v in schema.items() if k not in ("$ref", "allOf", "anyOf", "oneOf")}
+            return [(self.unevaluated_view(schema, sub_side=True)[0], ptr)]
+        # unevaluated* beside combinators depends on which branches match: left out on the sub
+        # side (which only widens it, so stays sound).
+        base = {
+            k: v for k, v in schema.items() if k not in ("$ref", "allOf", "anyOf", "oneOf", *_UNEVALUATED)
+        }
         out: list[tuple[Mapping[str, Any], str]] = [(base, ptr)]
         if "$ref" in schema:
             target, target_ptr = self.resolve(self.sub_root, self.sub_root_ptr, schema["$ref"])
@@ -728,6 +932,47 @@ class _Checker:
             raise _CannotProveError("too many anyOf/oneOf combinations to examine")
         return out
 
+    def unevaluated_view(
+        self, schema: Mapping[str, Any], *, sub_side: bool
+    ) -> tuple[Mapping[str, Any], frozenset[str]]:
+        """`schema` with unevaluatedProperties / unevaluatedItems rewritten into the keywords
+        they equal when nothing but the properties / items family sits beside them.
+
+        Alone with ``properties``/``patternProperties``, ``unevaluatedProperties`` is
+        ``additionalProperties`` (and does nothing if that is present); alone with
+        ``prefixItems``, ``unevaluatedItems`` is ``items``. Beside in-place applicators (anyOf,
+        oneOf, if, dependentSchemas, $ref, allOf) or ``contains`` its meaning depends on what
+        an instance matches: such keywords are dropped and returned as the second value (on the
+        sub side dropping only widens the schema; on the sup side the caller must refuse).
+        """
+        if not any(k in schema for k in _UNEVALUATED):
+            return schema, frozenset()
+        key = (id(schema), sub_side)
+        cached = self._views.get(key)
+        if cached is not None:
+            return cached[1], cached[2]
+        out = {k: v for k, v in schema.items() if k not in _UNEVALUATED}
+        dropped: set[str] = set()
+        renames: dict[str, str] = {}
+        applicators = not _IN_PLACE_APPLICATORS.isdisjoint(schema)
+        if "unevaluatedProperties" in schema:
+            if applicators:
+                dropped.add("unevaluatedProperties")
+            elif "additionalProperties" not in schema:
+                out["additionalProperties"] = schema["unevaluatedProperties"]
+                renames["additionalProperties"] = "unevaluatedProperties"
+        if "unevaluatedItems" in schema:
+            if applicators or "contains" in schema or isinstance(schema.get("items"), list):
+                dropped.add("unevaluatedItems")
+            elif "items" not in schema:
+                out["items"] = schema["unevaluatedItems"]
+                renames["items"] = "unevaluatedItems"
+        result = (schema, out, frozenset(dropped))
+        self._views[key] = result
+        if renames:
+            self._renames[id(out)] = renames
+        return out, result[2]
+
     def check_simple(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         """sub `d` has no combinators; sup has no $ref/allOf at its top."""
         key = (id(d), id(sup))
@@ -742,8 +987,10 @@ class _Checker:
     def _check_simple(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         values = _enum_values(d)
         if values is not None:
-            self.check_values(d, sup, values, ctx)
+            self.check_values(d, sup, values, ctx)  # validates each value against sup as it is
             return
+        orig_sup = sup
+        sup, unresolved = self.unevaluated_view(sup, sub_side=False)
         sub_types = _types(d)
         raw = d.get("type", [])
         unknown = [t for t in (raw if isinstance(raw, list) else [raw]) if t not in _KNOWN_TYPES]
@@ -754,6 +1001,14 @@ class _Checker:
         accepted = self.check_type(d, sup, sub_types, ctx)
         if not accepted:
             return
+        for kw, applies_to in (("unevaluatedProperties", "object"), ("unevaluatedItems", "array")):
+            if kw in unresolved and applies_to in accepted:
+                self.cannot_prove(
+                    self.ptr(ctx, d, orig_sup, kw),
+                    ctx.path,
+                    f"what '{kw}' allows depends on which anyOf/oneOf/if/$ref/dependentSchemas branches"
+                    " match, and the schema around it changed",
+                )
         if "enum" in sup or "const" in sup:
             self.check_sup_enum(d, sup, accepted, ctx)
         for kw in ("anyOf", "oneOf"):
@@ -780,10 +1035,13 @@ class _Checker:
     ) -> None:
         # A finite set of values: check each one exactly against both schemas.
         sub_schema = {k: v for k, v in d.items() if k != _ALSO}
+        whole = self.sub_nodes[-1] if self.sub_nodes else sub_schema
         rejected = [
             v
             for v in values
-            if self.is_valid(self.sub_root, sub_schema, v) and not self.is_valid(self.sup_root, sup, v)
+            if self.is_valid(self.sub_root, sub_schema, v)
+            and not self.is_valid(self.sup_root, sup, v)
+            and self.is_valid(self.sub_root, whole, v)
         ]
         if rejected:
             target = sup if self.point_at_sup else d
@@ -896,9 +1154,11 @@ class _Checker:
         if fits:
             # oneOf: fitting one branch is not enough if another branch may also match.
             for i in fits:
-                if all(not _overlaps(self.branch_types(b), t) for j, b in enumerate(branches) if j != i):
+                if all(self.never_both(sub_t, t, branches[i], b) for j, b in enumerate(branches) if j != i):
                     return
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
+            return
+        if kw == "anyOf" and t in ("integer", "number") and _numeric_union_covers(d, t, branches):
             return
         candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
         if len(candidates) == 1:
@@ -908,6 +1168,21 @@ class _Checker:
             self.escapes(pointer, ctx.path, _PLURAL[t], f"none of the {kw} alternatives accepts {_PLURAL[t]}")
         else:
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def never_both(self, sub_t: Mapping[str, Any], t: str, fit: Schema, other: Schema) -> bool:
+        """Whether no value of type t in sub_t (which fits the oneOf branch `fit`) can also match
+        the branch `other`: other admits no such type, other is a finite set of values sub_t
+        does not admit, or (objects) a required field takes disjoint finite values in both."""
+        if not _overlaps(self.branch_types(other), t):
+            return True
+        if not isinstance(other, Mapping):
+            return False
+        values = _enum_values(other)
+        if values is not None and not any(self.is_valid(self.sub_root, sub_t, v) for v in values):
+            return True
+        if t == "object" and isinstance(fit, Mapping) and _disjoint_discriminator(fit, other):
+            return True
+        return False
 
     def check_not(self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx) -> None:
         negated = sup["not"]
@@ -957,10 +1232,24 @@ class _Checker:
         m = sup.get("multipleOf")
         if _is_number(m) and m > 0:
             sm = d.get("multipleOf")
-            ok = (_is_number(sm) and sm > 0 and (_frac(sm) / _frac(m)).denominator == 1) or (
-                t == "integer" and (1 / _frac(m)).denominator == 1
+            also = [v for k, v in d.get(_ALSO, ()) if k == "multipleOf"]
+            ok = any(_multiple_implies(x, m) for x in [sm, *also]) or (
+                t == "integer" and m == 1 and type(m) is int
             )
-            if not ok:
+            if (
+                not ok
+                and type(m) is float
+                and any(
+                    _is_number(x) and x > 0 and (_frac(x) / _frac(m)).denominator == 1 for x in [sm, *also]
+                )
+            ):
+                # In exact arithmetic this holds; the validator's float division may disagree.
+                reason = (
+                    f"multipleOf {_show(m)} is checked by dividing floats, which may reject multiples of "
+                    f"{_show(sm)} (write both as integers, e.g. count cents, to make this provable)"
+                )
+                self.cannot_prove(self.ptr(ctx, d, sup, "multipleOf"), ctx.path, reason)
+            elif not ok:
                 detail = self.change("multipleOf", _show(sm) if sm is not None else "none", _show(m))
                 self.escapes(
                     self.ptr(ctx, d, sup, "multipleOf"),
@@ -996,7 +1285,7 @@ class _Checker:
         def layout(s: Mapping[str, Any]) -> tuple[list[Schema], Schema, str, str]:
             if isinstance(s.get("items"), list):  # draft 2019 and older tuple form
                 return list(s["items"]), s.get("additionalItems", True), "items", "additionalItems"
-            return list(s.get("prefixItems") or []), s.get("items", True), "prefixItems", "items"
+            return list(s.get("prefixItems") or []), s.get("items", True), "prefixItems", self.tok(s, "items")
 
         sub_prefix, sub_rest, sub_pkw, sub_rkw = layout(d)
         sup_prefix, sup_rest, sup_pkw, sup_rkw = layout(sup)
@@ -1056,6 +1345,7 @@ class _Checker:
         sup_pp: Mapping[str, Schema] = sup.get("patternProperties") or {}
         sub_ap: Schema = d.get("additionalProperties", True)
         sup_ap: Schema = sup.get("additionalProperties", True)
+        sub_ap_tok, sup_ap_tok = self.tok(d, "additionalProperties"), self.tok(sup, "additionalProperties")
 
         def matching(patterns: Mapping[str, Schema], name: str) -> list[tuple[str, Schema]]:
             try:
@@ -1073,12 +1363,12 @@ class _Checker:
                 return (hits[0][1] if len(hits) == 1 else {"allOf": [s for _, s in hits]}), (
                     "patternProperties/" + _esc(hits[0][0])
                 )
-            return sub_ap, "additionalProperties"
+            return sub_ap, sub_ap_tok
 
         def sup_for(name: str) -> list[tuple[Schema, str]]:
             found = [(sup_props[name], "properties/" + _esc(name))] if name in sup_props else []
             found += [(s, "patternProperties/" + _esc(p)) for p, s in matching(sup_pp, name)]
-            return found or [(sup_ap, "additionalProperties")]
+            return found or [(sup_ap, sup_ap_tok)]
 
         names = list(sup_props) + [n for n in sub_props if n not in sup_props]
         for name in names:
@@ -1089,7 +1379,7 @@ class _Checker:
             for sup_s, sup_tok in sup_for(name):
                 self.check(sub_s, sup_s, ctx.down(sub_tok, sup_tok, name))
             hint = _OPEN_OBJECT_HINTS.get(self.voice)
-            if hint and sub_tok == "additionalProperties" and not _constraining(sub_s):
+            if hint and sub_tok == sub_ap_tok and not _constraining(sub_s):
                 # The most common surprise: a field added to (input) or dropped from (output) an
                 # open object. Say why it breaks and how to avoid it.
                 self.findings[before:] = [
@@ -1098,7 +1388,7 @@ class _Checker:
 
         # Fields named in neither schema.
         if _constraining(sup_ap) or sup_pp:
-            others: list[tuple[Schema, str]] = [(sub_ap, "additionalProperties")]
+            others: list[tuple[Schema, str]] = [(sub_ap, sub_ap_tok)]
             others += [(s, "patternProperties/" + _esc(p)) for p, s in sub_pp.items()]
             if not sup_pp:
                 for sub_s, sub_tok in others:
@@ -1107,7 +1397,7 @@ class _Checker:
                     if sup_ap is False:
                         self.extra_fields(d, sup, ctx, sorted(sup_props))
                     else:
-                        self.check(sub_s, sup_ap, ctx.down(sub_tok, "additionalProperties", "*"))
+                        self.check(sub_s, sup_ap, ctx.down(sub_tok, sup_ap_tok, "*"))
             elif set(sub_pp) == set(sup_pp):
                 for p in sup_pp:
                     tok = "patternProperties/" + _esc(p)
@@ -1115,10 +1405,10 @@ class _Checker:
                 if sub_ap is not False and sup_ap is False:
                     self.extra_fields(d, sup, ctx, sorted(sup_props))
                 else:
-                    self.check(sub_ap, sup_ap, ctx.down("additionalProperties", "additionalProperties", "*"))
+                    self.check(sub_ap, sup_ap, ctx.down(sub_ap_tok, sup_ap_tok, "*"))
             else:
                 targets = [(s, "patternProperties/" + _esc(p)) for p, s in sup_pp.items()] + [
-                    (sup_ap, "additionalProperties")
+                    (sup_ap, sup_ap_tok)
                 ]
                 if any(
                     self.trial(sub_s, sup_s, ctx.down(sub_tok, sup_tok, "*"))
@@ -1215,6 +1505,14 @@ class _Checker:
             msg = f"{where} is required by the target schema but may be missing"
         self.report(pointer, msg)
 
+    def dependents_kept(self, d: Mapping[str, Any], sup: Mapping[str, Any]) -> bool:
+        """Every dependentSchemas entry of sup is in sub, identical: sub only has more entries
+        (an entry removed from input widens it; one added to output narrows it)."""
+        sub_dep, sup_dep = d.get("dependentSchemas"), sup.get("dependentSchemas")
+        if not isinstance(sub_dep, Mapping) or not isinstance(sup_dep, Mapping):
+            return False
+        return all(t in sub_dep and self.same(sub_dep[t], s) for t, s in sup_dep.items())
+
     def check_opaque(
         self, d: Mapping[str, Any], sup: Mapping[str, Any], accepted: set[str], ctx: _Ctx
     ) -> None:
@@ -1225,6 +1523,8 @@ class _Checker:
                 continue
             group = ("if", "then", "else") if kw == "if" else (kw,)
             if self.same([d.get(k) for k in group], [sup.get(k) for k in group]):
+                continue
+            if kw == "dependentSchemas" and self.dependents_kept(d, sup):
                 continue
             self.cannot_prove(
                 self.ptr(ctx, d, sup, kw),
@@ -1244,7 +1544,13 @@ def _run(
     point_at_sup: bool,
     voice: Voice,
     subject: str,
+    names: tuple[str, str],
 ) -> list[Finding]:
+    embedded_ids = False
+    for name, schema, root in ((names[0], sub, sub_root), (names[1], sup, sup_root)):
+        embedded_ids = _ensure_schema(name, schema) or embedded_ids
+        if root is not None and root is not schema:
+            embedded_ids = _ensure_schema(name, root) or embedded_ids
     checker = _Checker(
         sub_root=sub if sub_root is None else sub_root,
         sup_root=sup if sup_root is None else sup_root,
@@ -1254,6 +1560,7 @@ def _run(
         point_at_sup=point_at_sup,
         voice=voice,
         subject=subject,
+        embedded_ids=embedded_ids,
     )
     checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
     return _dedupe(checker.findings)
@@ -1290,6 +1597,7 @@ def check_subschema(
         point_at_sup=True,
         voice="generic",
         subject=subject,
+        names=("the source schema", "the target schema"),
     )
 
 
@@ -1308,6 +1616,7 @@ def check_input_compat(old: Mapping[str, Any] | bool, new: Mapping[str, Any] | b
         point_at_sup=True,
         voice="input",
         subject="input",
+        names=("the old input schema", "the new input schema"),
     )
 
 
@@ -1324,6 +1633,7 @@ def check_output_compat(old: Mapping[str, Any] | bool, new: Mapping[str, Any] | 
         point_at_sup=False,
         voice="output",
         subject="output",
+        names=("the new output schema", "the old output schema"),
     )
 
 
@@ -1344,6 +1654,7 @@ def check_contract_compat(
         point_at_sup=True,
         voice="input",
         subject="input",
+        names=("the old input schema", "the new input schema"),
     )
     findings += _run(
         new_output,
@@ -1355,6 +1666,7 @@ def check_contract_compat(
         point_at_sup=False,
         voice="output",
         subject="output",
+        names=("the new output schema", "the old output schema"),
     )
     return findings
 

@@ -61,6 +61,7 @@ class ContractCatalog:
 
     def __init__(self, contracts: Iterable[Contract] = ()) -> None:
         self._by_name: dict[str, dict[str, Contract]] = {}
+        self._other_names: set[str] = set()
         for contract in contracts:
             self.add(contract)
 
@@ -71,6 +72,14 @@ class ContractCatalog:
     def get(self, name: str, version: str) -> Contract | None:
         """The exact version, or None."""
         return self._by_name.get(name, {}).get(version)
+
+    def note_names(self, names: Iterable[str]) -> None:
+        """Names of other registered contracts, only for "did you mean" in messages."""
+        self._other_names.update(names)
+
+    def names(self) -> list[str]:
+        """Every contract name known here (with versions or only noted)."""
+        return sorted(set(self._by_name) | self._other_names)
 
     def versions(self, name: str) -> list[str]:
         """Registered versions of ``name``, oldest first."""
@@ -345,6 +354,12 @@ class _Checker:
             tainted = found
             seeds |= {path for path in tainted if path[0] == "input"}
 
+    def did_you_mean(self, name: str) -> str:
+        names_of = getattr(self.resolver, "names", None)
+        known = [n for n in names_of() if n != name] if callable(names_of) else []
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        return f"; did you mean '{close[0]}'?" if close else ""
+
     def pin(self, step: StepSpec) -> None:
         pointer = f"/steps/{escape(step.id)}/contract"
         wanted = f"{step.contract}@{step.version_range}"
@@ -361,7 +376,7 @@ class _Checker:
             if registered:
                 listing = f"(registered: {', '.join(registered)})"
             elif callable(versions_of):
-                listing = f"(no version of {step.contract} is registered)"
+                listing = f"(no version of {step.contract} is registered{self.did_you_mean(step.contract)})"
             else:
                 listing = ""
             self.add(
@@ -798,6 +813,8 @@ class _Checker:
             versions_of = getattr(self.resolver, "versions", None)
             registered = list(versions_of(trigger.on)) if callable(versions_of) else []
             listing = f" (registered: {', '.join(registered)})" if registered else ""
+            if not registered and callable(versions_of):
+                listing = f" (no version of {trigger.on} is registered{self.did_you_mean(trigger.on)})"
             self.add(f"{pointer}/on", f"triggers on {wanted} but no registered version matches{listing}")
             return
         self.result.trigger_contracts[index] = event

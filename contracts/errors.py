@@ -3,6 +3,7 @@
 AccordError
 ├── FileProblemsError        a contract/workflow/config file has problems (all listed)
 ├── ValidationFailed         a payload does not match a schema (every violation listed)
+├── InvalidSchemaError       a JSON Schema that is not valid 2020-12 (e.g. given to the checker)
 ├── CompositionError         a workflow does not type-check against its contracts
 ├── VersionError             a version or range that does not parse or resolve
 ├── DurationError            a duration that does not parse (also a ValueError)
@@ -80,6 +81,23 @@ class ValidationFailed(AccordError):
         self.violations = violations
         lines = "; ".join(str(v) for v in violations)
         super().__init__(f"{what} does not match its schema: {lines}")
+
+
+class InvalidSchemaError(AccordError):
+    """A JSON Schema that is not a valid JSON Schema 2020-12 (``problems`` lists each, at its
+    JSON path inside the schema); the compatibility checker refuses to reason about it."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, problems: list[Violation] | None = None) -> None:
+        self.what = what
+        self.problems = list(problems or [])
+        if not self.problems:
+            super().__init__(what)
+            return
+        listed = "; ".join(str(p) for p in self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"{what} is not a valid JSON Schema 2020-12: {listed}{more}; fix the schema")
 
 
 class CompositionError(AccordError):

@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from contracts import _schemas, limits, regex
+from contracts._keywords import unknown_keywords
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
@@ -206,8 +207,11 @@ def _report_schema_error(problems: _Problems, error: ValidationError, schema_nam
     problems.add(pointer, error.message)
 
 
-def _check_embedded_schema(problems: _Problems, pointer: str, schema: Any, what: str) -> None:
-    """An input/output/payload schema must itself be valid JSON Schema 2020-12 with local refs."""
+def _check_embedded_schema(
+    problems: _Problems, pointer: str, schema: Any, what: str, *, strict: bool = True
+) -> None:
+    """An input/output/payload schema must itself be valid JSON Schema 2020-12 with local refs;
+    with `strict`, every keyword in it must be a 2020-12 keyword or start with ``x-``."""
     if problems.is_bad(pointer) or schema is None:
         return
     if not problems.registered:
@@ -216,6 +220,9 @@ def _check_embedded_schema(problems: _Problems, pointer: str, schema: Any, what:
             problems.add(pointer, message)
         if over:
             return
+    if strict:
+        for unknown in unknown_keywords(schema):
+            problems.add(pointer + unknown.pointer, f"in the {what} schema: {unknown.message}")
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     for error in meta.iter_errors(schema):
         inner = pointer + _pointer(error.absolute_path)
@@ -334,12 +341,17 @@ def load_contract(source: str | Path, source_name: str | None = None) -> Contrac
     return parse_contract_text(text, name)
 
 
-def parse_contract_text(text: str, source_name: str, *, registered: bool = False) -> Contract:
+def parse_contract_text(
+    text: str, source_name: str, *, registered: bool = False, strict: bool = True
+) -> Contract:
     """Parse the text of a contract file (YAML or JSON); see :func:`load_contract`.
 
-    ``registered``: the text is one the registry already holds, read again; the limits of
-    ``contracts.limits`` and the RE2 rule, added later, are not applied to it.
+    ``registered``: the text is one the registry already holds, read again; the rules added
+    since it may have been registered (the limits of ``contracts.limits``, the RE2 rule, unknown
+    keywords inside the schemas) are not applied to it, so it keeps working. ``strict=False``
+    alone accepts unknown keywords inside the schemas.
     """
+    strict = strict and not registered
     document = parse_document(text, source_name)
     problems = _Problems(document, registered=registered)
     if document.problems and document.data is None:
@@ -358,15 +370,15 @@ def parse_contract_text(text: str, source_name: str, *, registered: bool = False
                 problems.add(f"/{key}", f"an event contract has a 'payload' schema, not '{key}'")
         input_schema: Any = data.get("payload")
         output_schema: Any = {}
-        _check_embedded_schema(problems, "/payload", input_schema, "payload")
+        _check_embedded_schema(problems, "/payload", input_schema, "payload", strict=strict)
     else:
         if "payload" in data:
             problems.add(
                 "/payload", "'payload' is only for 'kind: event'; a task contract has 'input' and 'output'"
             )
         input_schema, output_schema = data.get("input"), data.get("output")
-        _check_embedded_schema(problems, "/input", input_schema, "input")
-        _check_embedded_schema(problems, "/output", output_schema, "output")
+        _check_embedded_schema(problems, "/input", input_schema, "input", strict=strict)
+        _check_embedded_schema(problems, "/output", output_schema, "output", strict=strict)
 
     schemas = {"input": input_schema, "output": output_schema}
     sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
@@ -512,9 +524,12 @@ def _contract_ref(problems: _Problems, pointer: str, value: Any) -> tuple[str, s
     return name, range_text
 
 
-def parse_workflow_text(text: str, source_name: str, *, registered: bool = False) -> Workflow:
+def parse_workflow_text(
+    text: str, source_name: str, *, registered: bool = False, strict: bool = True
+) -> Workflow:
     """Parse the text of a workflow file (YAML or JSON); see :func:`load_workflow` (and
-    :func:`parse_contract_text` for ``registered``)."""
+    :func:`parse_contract_text` for ``registered`` and ``strict``)."""
+    strict = strict and not registered
     document = parse_document(text, source_name)
     problems = _Problems(document, registered=registered)
     if document.problems and document.data is None:
@@ -526,7 +541,7 @@ def parse_workflow_text(text: str, source_name: str, *, registered: bool = False
     assert isinstance(data, Mapping)
     _schema_problems(problems, WORKFLOW_FILE_SCHEMA)
     if "input" in data:
-        _check_embedded_schema(problems, "/input", data.get("input"), "workflow input")
+        _check_embedded_schema(problems, "/input", data.get("input"), "workflow input", strict=strict)
 
     steps: dict[str, StepSpec] = {}
     raw_steps = data.get("steps") if isinstance(data.get("steps"), Mapping) else {}

@@ -107,6 +107,7 @@ class Coordinator:
             await self.registry.warn_unsupported_patterns()
         except Exception as exc:  # a warning only: never a reason not to start
             logger.warning("could not list the registered schema patterns RE2 cannot run: %s", exc)
+        await self.registry.log_unknown_schema_keywords()
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
         self.telemetry = TelemetryHook(

@@ -11,6 +11,7 @@ checks its ``with:`` mapping; the caller owns (and closes) the adapters it gets 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -183,6 +184,15 @@ def _resolve_secrets(
     return value
 
 
+def _unknown_field(key: Any, known: Any) -> str:
+    """'unknown field', with the field it is probably a misspelling of, else the known ones."""
+    names = sorted(str(k) for k in known)
+    close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean '{close[0]}'?"
+    return f"unknown field (expected one of: {', '.join(names)})"
+
+
 def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
     if raw is None:
         return RetryPolicy()
@@ -191,7 +201,7 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
         return RetryPolicy()
     known = {"max_attempts", "initial_backoff", "backoff_coefficient", "max_backoff", "non_retryable"}
     for key in sorted(set(raw) - known):
-        problems.add(("retry", key), f"unknown field (expected one of: {', '.join(sorted(known))})")
+        problems.add(("retry", key), _unknown_field(key, known))
     max_attempts = raw.get("max_attempts")
     if max_attempts is not None and (
         not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or not 1 <= max_attempts <= 1000
@@ -239,7 +249,7 @@ def _timeouts(data: Mapping[str, Any], problems: _Collector) -> Timeouts:
             problems.add(("timeouts",), "must be a mapping of schedule_to_start, start_to_close, heartbeat")
         else:
             for key in sorted(set(raw) - set(values)):
-                problems.add(("timeouts", key), f"unknown field (expected one of: {', '.join(values)})")
+                problems.add(("timeouts", key), _unknown_field(key, values))
             for key in values:
                 if raw.get(key) is None:
                     continue
@@ -287,7 +297,7 @@ def _tls(raw: Any, source: str, environ: Mapping[str, str], problems: _Collector
         return TlsSettings()
     else:
         for key in sorted(set(raw) - set(_TLS_FIELDS), key=str):
-            problems.add(("tls", str(key)), f"unknown field (expected one of: {', '.join(_TLS_FIELDS)})")
+            problems.add(("tls", str(key)), _unknown_field(key, _TLS_FIELDS))
         values: dict[str, str] = {}
         for key in _TLS_FIELDS:
             value = raw.get(key)
@@ -328,7 +338,7 @@ def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, Bind
             problems.add(path, "must be a mapping with engine and with")
             continue
         for extra in sorted(set(spec) - {"engine", "with"}):
-            problems.add((*path, extra), "unknown field (expected engine, with)")
+            problems.add((*path, extra), _unknown_field(extra, ("engine", "with")))
         engine = spec.get("engine")
         if not isinstance(engine, str) or not engine:
             problems.add((*path, "engine"), "missing: name the engine adapter (shell, python, http, ...)")
@@ -364,7 +374,7 @@ def parse_config(
         )
 
     for key in sorted(set(data) - _TOP_LEVEL, key=str):
-        problems.add((str(key),), f"unknown field (expected one of: {', '.join(sorted(_TOP_LEVEL))})")
+        problems.add((str(key),), _unknown_field(key, _TOP_LEVEL))
 
     # Secrets first: every other field may refer to them.
     secrets_raw = data.get("secrets") or {"provider": "env"}

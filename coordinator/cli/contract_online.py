@@ -27,6 +27,21 @@ def _read(path: Path) -> str:
         raise fail(f"{path}: cannot read the file: {exc.strerror or exc}") from None
 
 
+def _unknown_keywords(c: pb.Contract) -> list[str]:
+    """Where a registered version's schemas hold keywords JSON Schema does not define (typos
+    registered before they were refused: they keep working, the validator ignores them)."""
+    from contracts._keywords import unknown_keywords
+
+    found: list[str] = []
+    for side, text in (("input", c.input_schema_json), ("output", c.output_schema_json)):
+        try:
+            schema = json.loads(text or "{}")
+        except ValueError:
+            continue
+        found += [side + u.pointer.replace("/", ".") for u in unknown_keywords(schema)]
+    return found
+
+
 def _contract_json(c: pb.Contract) -> dict[str, Any]:
     return {
         "name": c.name,
@@ -38,6 +53,7 @@ def _contract_json(c: pb.Contract) -> dict[str, Any]:
         "input": json.loads(c.input_schema_json or "{}"),
         "output": json.loads(c.output_schema_json or "{}"),
         "sensitive": list(c.sensitive),
+        "unknown_keywords": _unknown_keywords(c),
         "deprecated": {"sunset": c.deprecated.sunset, "replacement": c.deprecated.replacement}
         if c.HasField("deprecated")
         else None,
@@ -136,6 +152,9 @@ def list_contracts(
         return
     for c in response.contracts:
         note = f"  deprecated, sunset {c.deprecated.sunset}" if c.HasField("deprecated") else ""
+        unknown = _unknown_keywords(c)
+        if unknown:
+            note += f"  unknown schema keywords (ignored): {', '.join(unknown)}"
         typer.echo(f"{c.name}@{c.version}  {c.visibility}  {c.description}{note}")
 
 

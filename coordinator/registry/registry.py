@@ -189,6 +189,10 @@ class Registry:
         for trigger in spec.triggers:
             for record in await self.versions_of(trigger.on):
                 catalog.add(record.contract)
+        called = {step.contract for step in spec.steps.values()} | {t.on for t in spec.triggers}
+        if any(not catalog.versions(name) for name in called):
+            # Only on the way to an error: every name, so that a typo gets a "did you mean".
+            catalog.note_names(record.contract.name for record in await self._store.list_contracts())
         return catalog
 
     async def warn_unsupported_patterns(self) -> list[str]:
@@ -416,6 +420,31 @@ class Registry:
             )
             for impact in impacts
         ]
+
+    async def log_unknown_schema_keywords(self) -> list[str]:
+        """Log once (at start) the registered contract versions whose schemas hold keywords JSON
+        Schema does not define: registered before such keywords were refused, they keep
+        working (a validator ignores the keyword), but the author probably meant another one."""
+        from contracts._keywords import unknown_keywords
+
+        found: list[str] = []
+        for record in await self._store.list_contracts():
+            c = record.contract
+            where = [
+                side + u.pointer.replace("/", ".")
+                for side, schema in (("input", c.input_schema), ("output", c.output_schema))
+                for u in unknown_keywords(schema)
+            ]
+            if where:
+                found.append(f"{c.ref} ({', '.join(where)})")
+        if found:
+            logger.warning(
+                "%d registered contract version(s) have schema keywords JSON Schema does not define,"
+                " which validation ignores (typos?); they keep working, fix them in the next version: %s",
+                len(found),
+                "; ".join(found),
+            )
+        return found
 
     async def list_contracts(self, team: str, name_prefix: str, all_versions: bool) -> list[ContractRecord]:
         records = await self._store.list_contracts(team, name_prefix)

@@ -122,8 +122,18 @@ def test_unknown_contract_name(catalog: ContractCatalog) -> None:
     result = check(ORDER_TO_CASH.replace("crm/notify-customer@^1", "crm/notify@^1"), catalog)
     assert breaking(result) == [
         "step 'notify', contract (line 23): step 'notify' calls crm/notify@^1 but no registered version "
-        "matches ^1 (no version of crm/notify is registered)"
+        "matches ^1 (no version of crm/notify is registered; did you mean 'crm/notify-customer'?)"
     ]
+
+
+def test_misspelled_contract_name_gets_did_you_mean(catalog: ContractCatalog) -> None:
+    result = check(ORDER_TO_CASH.replace("payments/charge-card@^1", "payments/charge-crad@^1"), catalog)
+    [message] = breaking(result)
+    assert message.endswith(
+        "(no version of payments/charge-crad is registered; did you mean 'payments/charge-card'?)"
+    ), message
+    far = check(ORDER_TO_CASH.replace("payments/charge-card@^1", "zzz/qqq@^1"), catalog)
+    assert breaking(far)[0].endswith("(no version of zzz/qqq is registered)")
 
 
 def test_plain_callable_resolver_works(catalog: ContractCatalog) -> None:

@@ -20,6 +20,7 @@ EXPECTED = [
     "FileProblemsError",
     "Finding",
     "InvalidArgumentError",
+    "InvalidSchemaError",
     "NotFoundError",
     "PermissionDeniedError",
     "Problem",

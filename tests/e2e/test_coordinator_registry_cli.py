@@ -102,6 +102,23 @@ async def test_workflow_that_does_not_type_check_is_refused_with_findings(coordi
     assert "no_such_field" in str(refused.value)
 
 
+async def test_misspelled_contract_name_in_a_workflow_gets_did_you_mean(coordinator):
+    _, shipping = await _consumer_world(coordinator)
+    bad = CONSUMER.replace("payments/charge@^1", "payments/chrage@^1")
+    with pytest.raises(InvalidArgumentError) as refused:
+        await coordinator.register_workflow(shipping, bad)
+    assert "did you mean 'payments/charge'?" in str(refused.value)
+
+
+async def test_typos_inside_a_contract_schema_are_refused(coordinator):
+    payments = await coordinator.create_team("payments")
+    typo = CHARGE_V1.replace("output:", "output:\n  requried: [payment_ref]", 1)
+    assert typo != CHARGE_V1
+    with pytest.raises(InvalidArgumentError) as refused:
+        await coordinator.register_contract(payments, typo)
+    assert "did you mean 'required'?" in str(refused.value)
+
+
 async def test_deprecated_contract_use_warns_with_the_sunset_date(coordinator):
     payments, shipping = await _consumer_world(coordinator)
     result = coordinator.cli(

@@ -193,3 +193,24 @@ def test_a_backoff_coefficient_is_a_finite_number_from_1_to_100(
     assert [(p.field, p.message) for p in caught.value.problems] == [
         ("retry.backoff_coefficient", "must be a number between 1 and 100")
     ]
+
+
+def test_misspelled_fields_get_did_you_mean() -> None:
+    text = """\
+team: payments
+coordinater: 127.0.0.1:7440
+token: t
+retry: {max_atempts: 5}
+timeouts: {hartbeat: 10s}
+implements:
+  payments/refund@1:
+    engine: shell
+    wiht: {command: ["./refund.sh"]}
+"""
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(text, "agent.yaml", environ={}, build_adapters=False)
+    lines = str(caught.value).splitlines()
+    assert "agent.yaml:2: coordinater: unknown field; did you mean 'coordinator'?" in lines
+    assert "agent.yaml:4: retry.max_atempts: unknown field; did you mean 'max_attempts'?" in lines
+    assert "agent.yaml:5: timeouts.hartbeat: unknown field; did you mean 'heartbeat'?" in lines
+    assert any(line.endswith("wiht: unknown field; did you mean 'with'?") for line in lines), lines
