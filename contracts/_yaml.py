@@ -113,8 +113,24 @@ class _Builder:
         self.loader = loader
         self.document = document
         self.values = 0
+        self._open: set[int] = set()  # the collections being built, around this node
 
     def build(self, node: Node, pointer: str) -> Any:
+        if isinstance(node, MappingNode | SequenceNode):
+            if id(node) in self._open:
+                raise _LimitExceeded(
+                    node.start_mark.line + 1,
+                    "a YAML alias refers to a list or mapping that holds it (a cycle, e.g. "
+                    "'a: &x [*x]'); write the value out",
+                )
+            self._open.add(id(node))
+            try:
+                return self._build(node, pointer)
+            finally:
+                self._open.discard(id(node))
+        return self._build(node, pointer)
+
+    def _build(self, node: Node, pointer: str) -> Any:
         self.values += 1
         if self.values > MAX_DOCUMENT_VALUES:
             raise _LimitExceeded(
@@ -129,8 +145,16 @@ class _Builder:
         if isinstance(node, SequenceNode):
             return [self.build(item, f"{pointer}/{index}") for index, item in enumerate(node.value)]
         if isinstance(node, ScalarNode):
-            return self.loader.construct_object(node, deep=True)
+            return self._scalar(node, pointer)
         return None
+
+    def _scalar(self, node: ScalarNode, pointer: str) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+            reason = "a number too long to read" if "digits" in str(exc) else str(exc)
+            self._problem(node.start_mark.line + 1, pointer, f"cannot read this value: {reason}")
+            return None
 
     def _mapping(self, node: MappingNode, pointer: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -139,11 +163,7 @@ class _Builder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self._problem(line, pointer, "YAML merge keys ('<<') are not supported; write the keys out")
                 continue
-            key = (
-                self.loader.construct_object(key_node, deep=True)
-                if isinstance(key_node, ScalarNode)
-                else None
-            )
+            key = self._scalar(key_node, pointer) if isinstance(key_node, ScalarNode) else None
             if isinstance(key, bool) or key is None or not isinstance(key, str | int | float):
                 self._problem(line, pointer, "a key must be a plain string; quote it")
                 continue
