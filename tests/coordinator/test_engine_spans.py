@@ -10,22 +10,11 @@ import pytest
 
 from coordinator.config import CoordinatorConfig
 from coordinator.engine.spans import attempt_span
-from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, SpanRecord, StepRecord
+from tests.support.inprocess import ADMIN, PAYMENTS
+from tests.support.inprocess import CHARGE_ONCE as WORKFLOW
 from tests.support.scenario import contract
-
-ADMIN = Principal(admin=True)
-PAYMENTS = Principal(team="payments")
-WORKFLOW = """\
-workflow: payments/charge-once
-input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
-steps:
-  charge:
-    contract: payments/charge@^1
-    input: {order_id: "${input.order_id}"}
-output: {ref: "${steps.charge.output.ref}"}
-"""
 
 
 class _Recorder:

@@ -9,25 +9,14 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import CoordinatorConfig
-from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import AgentRecord, Binding, SpanRecord
 from coordinator.store.sqlite import SqliteStore
+from tests.support.inprocess import ADMIN, PAYMENTS
+from tests.support.inprocess import CHARGE_ONCE as WORKFLOW
 from tests.support.scenario import contract
 
 from .otlp_collector import OtlpCollector
-
-ADMIN = Principal(admin=True)
-PAYMENTS = Principal(team="payments")
-WORKFLOW = """\
-workflow: payments/charge-once
-input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
-steps:
-  charge:
-    contract: payments/charge@^1
-    input: {order_id: "${input.order_id}"}
-output: {ref: "${steps.charge.output.ref}"}
-"""
 
 
 @pytest.fixture
