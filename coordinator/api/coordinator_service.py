@@ -340,8 +340,12 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         principal = current_principal()
         try:
             validate.message(request)
+            # Where sensitive values land is the workflow version's: learnt before watching, as a
+            # view must be converted before anything is awaited (a live run's view shares the
+            # engine's records, which the next transition changes in place: see Engine.watch).
+            stored = await self._store.get_run(request.run_id)
+            flows = await self._flows(stored) if stored is not None else ()
             async for view in self._engine.watch(principal, request.run_id):
-                flows = await self._flows(view.run)
                 yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal, flows))
         except Exception as exc:
             if isinstance(exc, AccordError):
