@@ -225,27 +225,43 @@ class Coordinator:
         return close
 
     async def stop(self, grace: float = 2.0) -> None:
+        """Stop serving and close everything, in order. Each stage gets ``_STOP_STAGE_S`` at
+        the most: a stage that hangs (a connection that never answers) is logged by name and
+        left behind, so SIGTERM always ends the process; nothing acknowledged depends on it."""
         for closer in reversed(getattr(self, "_closers", [])):
-            await _close(closer)
+            await _stage("a server hook", _close(closer))
         if hasattr(self, "server"):
-            await self.server.stop(grace)  # agents' last OTLP exports are still taken meanwhile
+            # agents' last OTLP exports are still taken meanwhile
+            await _stage("the gRPC server", self.server.stop(grace))
         if hasattr(self, "engine"):
-            await self.engine.stop()  # flushes its buffered spans into the telemetry sink...
+            await _stage("the engine", self.engine.stop())  # flushes its buffered spans into the sink...
         telemetry_closer = getattr(self, "_telemetry_closer", None)
         if telemetry_closer is not None:
-            await _close(telemetry_closer)  # ...which forwards them before the forwarder stops
+            # ...which forwards them before the forwarder stops
+            await _stage("the telemetry forwarder", _close(telemetry_closer))
         if hasattr(self, "bus"):
-            await self.bus.close()
+            await _stage("the event bus", self.bus.close())
         if hasattr(self, "registry"):
             self.registry.checks.close()
         if self.store is not None:
-            await self.store.close()
+            await _stage("the store", self.store.close())
         try:
             state = json.loads(self.config.state_file.read_text())
             if state.get("pid") == os.getpid():
                 self.config.state_file.unlink()
         except (OSError, ValueError):
             pass
+
+
+# How long one stage of a shutdown may take (Coordinator.stop).
+_STOP_STAGE_S = 10.0
+
+
+async def _stage(what: str, work: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(work, _STOP_STAGE_S)
+    except TimeoutError:
+        logger.error("shutting down: %s did not stop within %.0fs; going on without it", what, _STOP_STAGE_S)
 
 
 async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
