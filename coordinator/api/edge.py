@@ -24,6 +24,8 @@ from google.protobuf.message import DecodeError
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_KEY = "retry-after-ms"
+# How many times --max-inflight the calls that wait by design may be (LONG_CALLS).
+LONG_FACTOR = 16
 # Calls that wait by design: counted against a budget of their own.
 LONG_CALLS = frozenset(
     {
@@ -42,6 +44,9 @@ class _Undecodable:
 class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, max_inflight: int) -> None:
         self.max_inflight = max_inflight
+        # Long polls and watches wait most of their life (a task and a stream each, no CPU): a
+        # platform's agents hold hundreds at once, so their budget is LONG_FACTOR times larger.
+        self.limits = {"unary": max_inflight, "long": max_inflight * LONG_FACTOR}
         self.inflight = {"unary": 0, "long": 0}
         self.refused = 0
         self._last_warning = 0.0
@@ -74,7 +79,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid message: {request.why}"
                 )
-            if self.inflight[budget] >= self.max_inflight:
+            if self.inflight[budget] >= self.limits[budget]:
                 self.refused += 1
                 now = time.monotonic()
                 if now - self._last_warning > 10:
@@ -83,7 +88,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         "overloaded: %d calls in flight (--max-inflight %d); refusing new ones with "
                         "RESOURCE_EXHAUSTED and a retry hint (%d refused so far)",
                         self.inflight[budget],
-                        self.max_inflight,
+                        self.limits[budget],
                         self.refused,
                     )
                 context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self.retry_after_ms())),))

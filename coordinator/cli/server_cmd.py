@@ -369,8 +369,8 @@ def start(
             envvar=_env("max-inflight"),
             min=1,
             help=(
-                "Calls served at once (long polls and run watches have a budget of their own, as"
-                " many again); beyond it a call is answered RESOURCE_EXHAUSTED with a retry-after-ms"
+                "Calls served at once (long polls and run watches have a budget of their own, 16"
+                " times as large); beyond it a call is answered RESOURCE_EXHAUSTED with a retry-after-ms"
                 " hint, and clients back off and retry for up to a minute."
             ),
         ),
