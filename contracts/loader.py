@@ -95,6 +95,11 @@ class _Problems:
         """True if ``pointer`` or an ancestor already has a problem (so no follow-up noise)."""
         return any(pointer == bad or pointer.startswith(bad + "/") for bad in self.bad_pointers)
 
+    def is_bad_within(self, pointer: str) -> bool:
+        """True if ``pointer``, an ancestor or anything under it has a problem: a schema with a
+        problem anywhere inside is not walked by later checks (its keywords may have any type)."""
+        return self.is_bad(pointer) or any(bad.startswith(pointer + "/") for bad in self.bad_pointers)
+
     def raise_if_any(self) -> None:
         if self.items:
             ordered = sorted(self.items, key=lambda p: (p.line if p.line is not None else 0, p.field))
@@ -232,7 +237,7 @@ def _check_embedded_schema(
                 f"{_show(error.instance)} is not a JSON Schema type; expected one of {', '.join(_TYPE_WORDS)}"
             )
         problems.add(inner, f"the {what} schema is not valid JSON Schema 2020-12: {message}")
-    if problems.is_bad(pointer):
+    if problems.is_bad_within(pointer):
         return
     for holder, ref in _schemas.local_refs(schema):
         try:
@@ -395,7 +400,7 @@ def parse_contract_text(
         if problems.is_bad(pointer) or not isinstance(path, str):
             continue
         side = path.partition(".")[0]
-        if problems.is_bad(f"/{side}") or side not in schemas:
+        if side not in schemas or problems.is_bad_within(f"/{side}"):
             continue
         _check_sensitive_path(problems, pointer, path, schemas[side], side)
 
@@ -602,7 +607,7 @@ def parse_workflow_text(
     sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
     assert isinstance(sensitive, list)
     for index, path in enumerate(sensitive):
-        if isinstance(path, str) and not problems.is_bad(f"/sensitive/{index}"):
+        if isinstance(path, str) and not problems.is_bad(f"/sensitive/{index}") and not problems.is_bad_within("/input"):
             _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
     problems.raise_if_any()
 
