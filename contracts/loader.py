@@ -607,7 +607,11 @@ def parse_workflow_text(
     sensitive = data.get("sensitive") if isinstance(data.get("sensitive"), list) else []
     assert isinstance(sensitive, list)
     for index, path in enumerate(sensitive):
-        if isinstance(path, str) and not problems.is_bad(f"/sensitive/{index}") and not problems.is_bad_within("/input"):
+        if (
+            isinstance(path, str)
+            and not problems.is_bad(f"/sensitive/{index}")
+            and not problems.is_bad_within("/input")
+        ):
             _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
     problems.raise_if_any()
 
