@@ -238,8 +238,23 @@ class Store(Protocol):
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_events(
-        self, contract: str = "", offset: int = 0, limit: int = 100
-    ) -> list[EventRecord]: ...
+        self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
+    ) -> list[EventRecord]:
+        """Events newest first; ``contract``: only of that event contract (team/name);
+        ``team``: only of that team's event contracts."""
+
+    async def get_event(self, event_id: str) -> EventRecord | None: ...
+    async def undelivered_events(self, published_before_ms: int, limit: int) -> list[EventRecord]:
+        """Events the bus has not taken yet (``delivered_ms`` 0) published before
+        ``published_before_ms``, oldest first, up to ``limit``."""
+
+    async def mark_event_delivered(self, event_id: str, at_ms: int) -> None:
+        """The bus took the event (once set, ``delivered_ms`` does not change)."""
+
+    async def record_event_handled(self, event_id: str, triggered_runs: list[str], at_ms: int) -> None:
+        """Its triggers ran and started these runs: ``triggered_runs`` and ``handled_ms`` (the
+        first time; the same event handled again after a redelivery names the same runs, as
+        their starts are idempotent, and keeps its first ``handled_ms``). Marks it delivered too."""
 
     # spans
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...

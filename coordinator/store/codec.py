@@ -299,6 +299,9 @@ EVENT_COLUMNS = (
     "published_ms",
     "triggered_json",
     "trace_context_json",
+    "delivered_ms",
+    "handled_ms",
+    "source_run",
 )
 
 
@@ -312,6 +315,9 @@ def event_to_row(event: EventRecord) -> tuple[Any, ...]:
         event.published_ms,
         dumps(list(event.triggered_runs)),
         dumps(event.trace_context),
+        event.delivered_ms,
+        event.handled_ms,
+        event.source_run,
     )
 
 
@@ -325,7 +331,23 @@ def event_from_row(row: Row) -> EventRecord:
         published_ms=row["published_ms"],
         triggered_runs=tuple(json.loads(row["triggered_json"])),
         trace_context=json.loads(row["trace_context_json"]),
+        delivered_ms=row["delivered_ms"],
+        handled_ms=row["handled_ms"],
+        source_run=row["source_run"],
     )
+
+
+def event_filter(contract: str, team: str, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (with ``mark`` as the placeholder) and arguments of ``list_events``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if contract:
+        clauses.append(f"contract = {mark}")
+        args.append(contract)
+    if team:
+        clauses.append(f"team = {mark}")
+        args.append(team)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 TEAM_COLUMNS = ("name", "created_ms", "retry_json", "timeouts_json")

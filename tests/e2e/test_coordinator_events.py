@@ -3,7 +3,8 @@
 payments owns the event contract payments/order-paid; shipping owns a workflow that the event
 triggers. Publishing starts the workflow with the trigger's mapped input and it runs to the end;
 a bad payload and another team's publish are refused; ListEvents names the runs an event
-started; the triggered run's span links to the span that published the event.
+started; the triggered run's span links to the span that published the event. All with the
+in-process event bus, the default (tests/e2e/test_events_nats.py: the same over NATS).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import InvalidArgumentError, PermissionDeniedError
 from tests.support.agent import Call
 from tests.support.coordinator import ACCORD
+from tests.support.events import handled
 from tests.support.scenario import contract, wait_run
 
 ORDER_PAID = """
@@ -80,13 +82,15 @@ async def world(coordinator, test_agent):
 
 
 async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
+    """Publish, then wait until the event's triggers ran (they run after the answer)."""
     async with coordinator.client(token) as client:
         response = await client.coordinator.PublishEvent(
             pb.PublishEventRequest(
                 contract="payments/order-paid@1", payload_json=json.dumps(payload), **fields
             )
         )
-    return response.event
+        assert response.event.event_id.startswith("evt-")
+        return await handled(client, response.event.event_id)
 
 
 async def _run_span(coordinator, token: str, run: pb.Run, within: float = 30.0) -> pb.Span:
@@ -193,7 +197,7 @@ async def test_cli_event_publish_and_list(coordinator, world, tmp_path):
     published = await asyncio.to_thread(
         _cli,
         coordinator,
-        "event", "publish", "payments/order-paid@^1", "--payload", f"@{payload_file}",
+        "event", "publish", "payments/order-paid@^1", "--payload", f"@{payload_file}", "--wait",
         token=tokens["payments"],
         env={"TRACEPARENT": f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"},
     )  # fmt: skip
