@@ -72,8 +72,11 @@ class EventService:
 
     async def start(self) -> None:
         """Connect the bus (``UnreachableError`` if it cannot: the coordinator does not start)
-        and begin handing on what earlier processes left undelivered."""
+        and begin handing on what earlier processes left undelivered, and the events steps
+        publish through their contract's ``emits:`` (stored by the engine with the step's
+        success)."""
         await self._bus.start(self.run_triggers)
+        self._engine.on_events_stored(self._stored_by_engine)
         self._sweeper = asyncio.create_task(self._sweep(), name="events-sweep")
 
     async def close(self) -> None:
@@ -189,6 +192,10 @@ class EventService:
         # process die first).
         self._spawn(self._hand_on(event))
         return event
+
+    def _stored_by_engine(self, events: list[EventRecord]) -> None:
+        for event in events:
+            self._spawn(self._hand_on(event))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)

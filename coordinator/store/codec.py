@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
+from contracts.model import Contract, Deprecation, Emits, RetryPolicy, Timeouts
 from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
@@ -91,6 +91,11 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
         "sensitive": list(contract.sensitive),
         "kind": contract.kind,
         "source_name": contract.source_name,
+        **(
+            {"emits": {"event": e.event, "major": e.major, "payload": e.payload}}
+            if (e := contract.emits) is not None
+            else {}
+        ),
     }
 
 
@@ -110,6 +115,7 @@ def contract_from_json(
         sensitive=tuple(value.get("sensitive") or ()),
         deprecated=deprecation_from_json(deprecated),
         kind=value.get("kind", "task"),
+        emits=Emits(**value["emits"]) if value.get("emits") else None,
         source_text=source_text,
         source_name=value.get("source_name", ""),
     )
