@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import FailedPreconditionError, InvalidArgumentError
-from tests.support.agent import Call
+from tests.support.agent import Call, TestAgent
+from tests.support.coordinator import CoordinatorProcess
 from tests.support.events import handled
 from tests.support.scenario import contract, start_run, wait_run
 
@@ -87,6 +89,42 @@ triggers:
 """
 
 
+@pytest.fixture
+def coordinator(tmp_path):
+    """With the UI: it links a run an event started to the event and the run that published it."""
+    proc = CoordinatorProcess.start(tmp_path / "home", "--ui", "127.0.0.1:0")
+    try:
+        yield proc
+    finally:
+        proc.kill9()
+
+
+@pytest.fixture
+async def test_agent(coordinator):
+    agents: list[TestAgent] = []
+
+    async def make(token: str, team: str, handlers: dict) -> TestAgent:
+        agent = TestAgent(coordinator.address, token, team, handlers)
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.stop()
+
+
+async def _ui_json(coordinator: CoordinatorProcess, token: str, path: str) -> dict:
+    state = json.loads((coordinator.home / "coordinator.json").read_text())
+    url = f"http://{state['ui']}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        signed = await client.post("/api/v1/session", json={"token": token}, headers={"Origin": url})
+        assert signed.status_code == 200, signed.text
+        response = await client.get(path)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 async def test_a_step_of_an_emitting_contract_publishes_the_event_and_another_team_reacts(
     coordinator, test_agent
 ):
@@ -134,6 +172,23 @@ async def test_a_step_of_an_emitting_contract_publishes_the_event_and_another_te
     shown = await coordinator.acli("event", "show", event.event_id, token=tokens["payments"])
     assert shown.returncode == 0, shown.stderr
     assert f"published by run {checkout.run_id}" in shown.stdout and triggered in shown.stdout
+
+    # The UI: the triggered run links to its event and the run that published it; the team
+    # graph has the event edge (payments' event starts shipping's workflow) beside call edges.
+    page = await _ui_json(coordinator, tokens["shipping"], f"/api/v1/runs/{triggered}")
+    assert page["started_by_event"]["event_id"] == event.event_id
+    assert page["started_by_event"]["source_run"] == checkout.run_id
+    assert page["started_by_event"]["contract"] == "payments/payment-captured"
+    graph = await _ui_json(coordinator, tokens["shipping"], "/api/v1/teams/graph")
+    assert graph["event_edges"] == [
+        {
+            "from": "payments",
+            "to": "shipping",
+            "workflows": ["shipping/ship-captured"],
+            "events": ["payments/payment-captured"],
+        }
+    ]
+    assert ("shipping", "shipping") in {(e["from"], e["to"]) for e in graph["edges"]}
 
 
 async def test_an_emits_mapping_that_does_not_fit_the_event_is_refused_naming_the_field(
