@@ -238,14 +238,16 @@ class Coordinator:
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))
+        if hasattr(self, "events"):
+            # Before the engine: the bus's consumer starts runs. What it had not acknowledged
+            # is delivered again, to this coordinator's next start or to another one.
+            await _stage("the event bus", self.events.close())
         if hasattr(self, "engine"):
             await _stage("the engine", self.engine.stop())  # flushes its buffered spans into the sink...
         telemetry_closer = getattr(self, "_telemetry_closer", None)
         if telemetry_closer is not None:
             # ...which forwards them before the forwarder stops
             await _stage("the telemetry forwarder", _close(telemetry_closer))
-        if hasattr(self, "events"):
-            await _stage("the event bus", self.events.close())
         if hasattr(self, "registry"):
             self.registry.checks.close()
         if self.store is not None:

@@ -206,6 +206,7 @@ def tail(
     with Client() as client:
         # What is there already is not shown: only what is published from now on.
         seen.update(e.event_id for e in client.coordinator.ListEvents(request).events)
+        typer.echo("following new events (Ctrl-C to stop)", err=True)
         while True:
             fresh = [e for e in client.coordinator.ListEvents(request).events if e.event_id not in seen]
             for e in sorted(fresh, key=lambda e: (e.published_unix_ms, e.event_id)):
