@@ -79,6 +79,7 @@ class JetStreamEventBus:
         self._handler: EventHandler | None = None
         self._last_error: BaseException | None = None
         self._connected = False
+        self._reconnecting: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -116,7 +117,27 @@ class JetStreamEventBus:
             reason = self._last_error or exc
             raise UnreachableError(f"cannot connect to {self.where} (--events): {_reason(reason)}") from None
         self._connected = True
-        js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        try:
+            await self._set_up_stream()
+        except (TimeoutError, nats.errors.Error) as exc:
+            await self.close()
+            raise UnreachableError(
+                f"{self.where} (--events): cannot set up the stream {self._stream}: {_reason(exc)}"
+                " (is JetStream enabled on the server?)"
+            ) from None
+        self._consumer = asyncio.create_task(self._consume(), name="events-consumer")
+        logger.info(
+            "events go through %s, stream %s (subjects %s.>), kept %.0fs",
+            self.where,
+            self._stream,
+            self._stream,
+            self._retention_s,
+        )
+
+    async def _set_up_stream(self) -> None:
+        """The stream and its consumer, as configured: created, or updated to these limits
+        (an earlier --events-retention); nothing when they are so already."""
         config = StreamConfig(
             name=self._stream,
             subjects=[f"{self._stream}.>"],
@@ -125,35 +146,18 @@ class JetStreamEventBus:
             storage=StorageType.FILE,
         )
         try:
-            try:
-                await js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                # It exists with other limits (an earlier --events-retention): take the new ones.
-                await js.update_stream(config)
-            await js.add_consumer(
-                self._stream,
-                ConsumerConfig(
-                    durable_name=CONSUMER,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=ACK_WAIT_S,
-                    max_deliver=-1,
-                    filter_subject=f"{self._stream}.>",
-                ),
-            )
-        except (TimeoutError, nats.errors.Error) as exc:
-            await self.close()
-            raise UnreachableError(
-                f"{self.where} (--events): cannot set up the stream {self._stream}: {_reason(exc)}"
-                " (is JetStream enabled on the server?)"
-            ) from None
-        self._js = js
-        self._consumer = asyncio.create_task(self._consume(), name="events-consumer")
-        logger.info(
-            "events go through %s, stream %s (subjects %s.>), kept %.0fs",
-            self.where,
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self._js.update_stream(config)
+        await self._js.add_consumer(
             self._stream,
-            self._stream,
-            self._retention_s,
+            ConsumerConfig(
+                durable_name=CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ACK_WAIT_S,
+                max_deliver=-1,
+                filter_subject=f"{self._stream}.>",
+            ),
         )
 
     async def publish(self, event: EventRecord) -> None:
@@ -198,6 +202,7 @@ class JetStreamEventBus:
                 raise
             except Exception as exc:  # the server went away: nats-py reconnects; try again
                 logger.debug("pulling events from %s failed: %s", self.where, exc)
+                subscription = None  # bound again (the consumer may have been made anew)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
@@ -236,6 +241,15 @@ class JetStreamEventBus:
         self._connected = False
 
     async def _on_reconnected(self) -> None:
+        # Off nats-py's reconnecting task, which waits for this callback.
+        self._reconnecting = asyncio.create_task(self._back(), name="events-reconnected")
+
+    async def _back(self) -> None:
+        # A server that came back without its storage has lost the stream: make it again.
+        try:
+            await self._set_up_stream()
+        except (TimeoutError, nats.errors.Error) as exc:
+            logger.error("%s is back, but the stream %s cannot be set up: %s", self.where, self._stream, exc)
         self._connected = True
         logger.warning("%s is reachable again: events are published and triggers run", self.where)
 
