@@ -148,8 +148,11 @@ def list_events(
         print_json([event_json(e) for e in response.events])
         return
     for e in response.events:
-        runs = ", ".join(e.triggered_runs) or "no runs"
-        typer.echo(f"{e.event_id}  {e.contract}@{e.contract_version}  started {runs}")
+        if e.handled_unix_ms:
+            started = "started " + (", ".join(e.triggered_runs) or "no runs")
+        else:
+            started = _state(e)  # its triggers have not run yet
+        typer.echo(f"{e.event_id}  {e.contract}@{e.contract_version}  {started}")
 
 
 def _contract_name(ref: str) -> str:
