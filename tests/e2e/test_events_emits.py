@@ -16,7 +16,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import FailedPreconditionError, InvalidArgumentError
 from tests.support.agent import Call, TestAgent
 from tests.support.coordinator import CoordinatorProcess
-from tests.support.events import handled
+from tests.support.events import NATS_URL, handled, nats_stream
 from tests.support.scenario import contract, start_run, wait_run
 
 CAPTURED = """
@@ -89,14 +89,17 @@ triggers:
 """
 
 
-@pytest.fixture
-def coordinator(tmp_path):
-    """With the UI: it links a run an event started to the event and the run that published it."""
-    proc = CoordinatorProcess.start(tmp_path / "home", "--ui", "127.0.0.1:0")
-    try:
-        yield proc
-    finally:
-        proc.kill9()
+@pytest.fixture(params=["in-process", "nats"])
+def coordinator(request, tmp_path):
+    """With the UI (it links a run an event started to the event and the run that published
+    it), on each event bus."""
+    with nats_stream() as stream:
+        bus = ["--events", NATS_URL, "--events-stream", stream] if request.param == "nats" else []
+        proc = CoordinatorProcess.start(tmp_path / "home", "--ui", "127.0.0.1:0", *bus)
+        try:
+            yield proc
+        finally:
+            proc.kill9()
 
 
 @pytest.fixture
