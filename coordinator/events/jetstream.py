@@ -78,6 +78,7 @@ class JetStreamEventBus:
         self._consumer: asyncio.Task[None] | None = None
         self._handler: EventHandler | None = None
         self._last_error: BaseException | None = None
+        self._server_error: BaseException | None = None
         self._connected = False
         self._reconnecting: asyncio.Task[None] | None = None
 
@@ -114,7 +115,8 @@ class JetStreamEventBus:
                 CONNECT_TIMEOUT_S,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            reason = self._last_error or exc
+            # What the server said (an authorization violation) over how the socket then ended.
+            reason = self._server_error or self._last_error or exc
             raise UnreachableError(f"cannot connect to {self.where} (--events): {_reason(reason)}") from None
         self._connected = True
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
@@ -229,6 +231,8 @@ class JetStreamEventBus:
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = exc
+        if isinstance(exc, nats.errors.Error) and not isinstance(exc, nats.errors.TimeoutError):
+            self._server_error = exc
 
     async def _on_disconnected(self) -> None:
         if self._connected:
@@ -273,6 +277,8 @@ def _reason(exc: BaseException | None) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "Connection refused"
     text = str(exc).strip()
+    if text.startswith("nats: "):  # nats-py's prefix; the server's words are quoted
+        text = text[len("nats: ") :].strip().strip("'")
     return text or type(exc).__name__
 
 

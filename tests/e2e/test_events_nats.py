@@ -31,6 +31,7 @@ from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas
 from tests.support.scenario import wait_run
 from tests.support.soak import sized
+from tests.support.tls import Certificates
 from tests.support.wait import wait_until
 
 
@@ -237,9 +238,10 @@ def _free_port() -> int:
 class OwnNatsServer:
     """A nats-server with JetStream of the test's own (so it can be stopped), on a fixed port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *extra: str) -> None:
         self.port = _free_port()
         self.store = root / "jetstream"
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -250,19 +252,15 @@ class OwnNatsServer:
         binary = shutil.which("nats-server")
         assert binary, "nats-server is not installed"
         self.proc = subprocess.Popen(
-            [binary, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)],
+            [binary, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port), *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
     async def wait_serving(self) -> None:
-        async def up() -> bool:
-            try:
-                nc = await nats.connect(self.url, allow_reconnect=False, connect_timeout=1)
-            except Exception:
-                return False
-            await nc.close()
-            return True
+        def up() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
 
         await wait_until(up, f"nats-server on {self.port}", 30)
 
@@ -315,6 +313,50 @@ async def test_nats_going_away_refuses_publishing_retryably_and_triggers_resume(
             listed = await client.coordinator.ListEvents(pb.ListEventsRequest())
         assert len(done.triggered_runs) == 1
         assert len(listed.events) == 2
+    finally:
+        if proc is not None:
+            proc.kill9()
+        server.stop()
+
+
+async def test_events_over_tls_with_a_password_and_a_wrong_password_is_exit_3(tmp_path: Path) -> None:
+    certs = Certificates.make(tmp_path / "tls")
+    server = OwnNatsServer(
+        tmp_path,
+        "--tls", "--tlscert", str(certs.server_cert), "--tlskey", str(certs.server_key),
+        "--user", "accord", "--pass", "s3cret-pw",
+    )  # fmt: skip
+    server.start()
+    proc = None
+    try:
+        await server.wait_serving()
+        trust = {"SSL_CERT_FILE": str(certs.ca)}  # tls:// trusts the system's CAs, or this bundle
+        wrong = await asyncio.to_thread(
+            subprocess.run,
+            [ACCORD, "coordinator", "start", "--listen", "127.0.0.1:0", "--ui", "off",
+             "--events", f"tls://accord:wrong-pw@127.0.0.1:{server.port}"],
+            env=coordinator_env(tmp_path / "wrong", **trust),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert wrong.returncode == 3, wrong.stderr
+        assert (
+            f"cannot connect to NATS at 127.0.0.1:{server.port} (--events): Authorization Violation"
+            in wrong.stderr
+        )
+        assert "wrong-pw" not in wrong.stderr and "Traceback" not in wrong.stderr
+
+        proc = CoordinatorProcess.start(
+            tmp_path / "home",
+            *_nats_args("ACCORD", f"tls://accord:s3cret-pw@127.0.0.1:{server.port}"),
+            env=trust,
+        )
+        tokens = await _world(proc)
+        async with proc.client(tokens["payments"]) as client:
+            done = await handled(client, (await _publish(client, "o-tls")).event_id)
+        assert len(done.triggered_runs) == 1
+        assert "s3cret-pw" not in proc.log()
     finally:
         if proc is not None:
             proc.kill9()
