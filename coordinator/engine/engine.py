@@ -992,11 +992,17 @@ class Engine:
         transaction) and stored in its commit: ``(contract ref, event, its audit entry)``. None
         when the contract emits none, or when the payload cannot be made or does not fit the
         event contract: logged, and the step succeeds all the same."""
+        run_id = _run_of(attempt_id)
         try:
-            state = await self._state(_run_of(attempt_id))
+            state = await self._state(run_id)
+            attempt = state.attempts.get(attempt_id)
+            if (attempt is None or attempt.step_id not in state.steps) and self._store.shared:
+                # Another coordinator made the attempt after this one cached the run.
+                self._runs.pop(run_id, None)
+                state = await self._state(run_id)
+                attempt = state.attempts.get(attempt_id)
         except _Gone:
             return None
-        attempt = state.attempts.get(attempt_id)
         contract = state.contracts.get(attempt.contract) if attempt is not None else None
         if attempt is None or contract is None or contract.emits is None:
             return None
