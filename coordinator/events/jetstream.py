@@ -114,7 +114,7 @@ class JetStreamEventBus:
                 ),
                 CONNECT_TIMEOUT_S,
             )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
+        except Exception as exc:  # refused, unreachable, a credentials file nats-py cannot read
             # What the server said (an authorization violation) over how the socket then ended.
             reason = self._server_error or self._last_error or exc
             raise UnreachableError(f"cannot connect to {self.where} (--events): {_reason(reason)}") from None
