@@ -625,5 +625,6 @@ def parse_workflow_text(
         source_text=text,
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
+        overrides=tuple((str(k), str(v)) for k, v in (data.get("overrides") or {}).items()),
         lines=dict(document.lines),
     )

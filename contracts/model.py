@@ -176,6 +176,8 @@ class Workflow:
     source_text: str = ""
     source_name: str = ""
     sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
+    # (rule, reason) for every run of the workflow (``overrides: {sunset: "..."}``)
+    overrides: tuple[tuple[str, str], ...] = ()
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 

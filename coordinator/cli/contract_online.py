@@ -57,6 +57,7 @@ def _contract_json(c: pb.Contract) -> dict[str, Any]:
         "deprecated": {"sunset": c.deprecated.sunset, "replacement": c.deprecated.replacement}
         if c.HasField("deprecated")
         else None,
+        "retired_unix_ms": c.retired_unix_ms,
         "registered_unix_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
     }
@@ -152,6 +153,8 @@ def list_contracts(
         return
     for c in response.contracts:
         note = f"  deprecated, sunset {c.deprecated.sunset}" if c.HasField("deprecated") else ""
+        if c.retired_unix_ms:
+            note += "  retired"
         unknown = _unknown_keywords(c)
         if unknown:
             note += f"  unknown schema keywords (ignored): {', '.join(unknown)}"
@@ -180,6 +183,8 @@ def show_contract(
     typer.echo(f"versions: {', '.join(response.versions)}")
     if c.HasField("deprecated"):
         typer.echo(f"deprecated: sunset {c.deprecated.sunset}, replacement {c.deprecated.replacement or '-'}")
+    if c.retired_unix_ms:
+        typer.echo("retired: new runs and workflows can no longer use this version")
     typer.echo("")
     typer.echo(c.source_text.rstrip())
 
@@ -212,6 +217,7 @@ def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
         "definition": json.loads(w.definition_json or "{}"),
         "registered_unix_ms": w.registered_unix_ms,
         "registered_by": w.registered_by,
+        "disabled_unix_ms": w.disabled_unix_ms,
     }
 
 
@@ -254,8 +260,10 @@ def register_workflow(
             typer.echo(
                 f"{w.name}: {'does NOT type-check' if breaking else 'type-checks against the registry'}"
             )
-        else:
+        elif response.registered:
             typer.echo(f"registered {w.name} v{w.version}")
+        else:
+            typer.echo(f"unchanged: {w.name} v{w.version} is this file already; nothing registered")
     if dry_run and breaking:
         raise typer.Exit(2)  # as a refused register: composition failures are bad input
 
@@ -308,5 +316,7 @@ def show_workflow(
         print_json({**_workflow_json(w), "source": w.source_text})
         return
     typer.echo(f"{w.name} v{w.version} (team {w.team}, registered by {w.registered_by})")
+    if w.disabled_unix_ms:
+        typer.echo("disabled: starts no runs (accord workflow enable to start them again)")
     typer.echo("")
     typer.echo(w.source_text.rstrip())

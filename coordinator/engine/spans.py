@@ -88,6 +88,8 @@ def run_span(run: RunRecord) -> SpanRecord:
             "accord.team": run.team,
             "accord.run_status": run.status,
             **_error_attributes(run.error),
+            # A deprecated version pinned, an override used: the trace says so too.
+            **({"accord.warnings": "; ".join(run.warnings)} if run.warnings else {}),
         },
         run_id=run.run_id,
     )

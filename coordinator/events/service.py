@@ -128,6 +128,10 @@ class EventService:
             for trigger in spec.triggers:
                 if trigger.on != name or resolve(trigger.version_range, [version]) is None:
                     continue
+                if await self._registry.workflow_disabled_ms(record.name):
+                    # A disabled workflow's triggers do not fire (docs/workflows.md, "Versions and commands").
+                    logger.info("event %s did not start %s: the workflow is disabled", event_id, record.name)
+                    continue
                 try:
                     run_input = evaluate(trigger.input, {"event": payload})
                     # The run belongs to the workflow's team: it starts on that team's behalf.

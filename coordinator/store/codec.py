@@ -403,6 +403,25 @@ def token_from_row(row: Row) -> TokenRecord:
     return TokenRecord(**{name: row[name] for name in TOKEN_COLUMNS})
 
 
+# Runs that are not finished, for SQL (the statuses ``runs_active`` indexes).
+ACTIVE_STATUSES_SQL = "('pending', 'running')"
+
+# ``Store.consumers_of`` in either store (``%s``: the contract name): the newest version of each
+# workflow calling it, and the older versions unfinished runs use.
+CONSUMERS_SQL = (
+    "SELECT w.* FROM workflows w JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
+    " WHERE wc.contract = %s AND (w.version = (SELECT MAX(m.version) FROM workflows m WHERE m.name = w.name)"
+    " OR EXISTS (SELECT 1 FROM runs r WHERE r.workflow = w.name AND r.workflow_version = w.version"
+    f" AND r.status IN {ACTIVE_STATUSES_SQL}))"
+    " ORDER BY w.name, w.version"
+)
+
+
+def pinned_path(name: str) -> str:
+    """SQLite's JSON path of the version of contract ``name`` a run pinned (in ``data_json``)."""
+    return '$.pinned."' + name.replace('"', "") + '"'
+
+
 CONTRACT_COLUMNS = (
     "name",
     "version",
@@ -414,6 +433,7 @@ CONTRACT_COLUMNS = (
     "deprecated_json",
     "registered_ms",
     "registered_by",
+    "retired_ms",
 )
 
 
@@ -431,6 +451,7 @@ def contract_to_row(record: ContractRecord) -> tuple[Any, ...]:
         deprecation_text(contract.deprecated),
         record.registered_ms,
         record.registered_by,
+        record.retired_ms,
     )
 
 
@@ -445,7 +466,7 @@ def contract_from_row(row: Row) -> ContractRecord:
         row["source_text"],
         json.loads(row["deprecated_json"]) if row["deprecated_json"] else None,
     )
-    return ContractRecord(contract, row["registered_ms"], row["registered_by"])
+    return ContractRecord(contract, row["registered_ms"], row["registered_by"], int(row["retired_ms"] or 0))
 
 
 WORKFLOW_COLUMNS = (

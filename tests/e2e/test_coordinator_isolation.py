@@ -224,7 +224,7 @@ async def test_the_owner_still_holds_its_attempt_and_admin_acts_as_intervention(
     async with world.proc.client() as admin:
         await admin.coordinator.DeprecateContract(
             pb.DeprecateContractRequest(
-                ref="payments/work@1", sunset="2031-01-01", replacement="payments/work@2"
+                ref="payments/work@1", sunset="2031-01-01"
             )
         )
         entries = (await admin.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
