@@ -54,8 +54,8 @@ export async function render(main, args) {
       h("section", { class: "card", id: "consumers" },
         h("h2", {}, `Consumers of ${c.version} `, h("span", { class: "muted small" }, `${consumers.length} steps in ${new Set(consumers.map((x) => x.workflow)).size} workflows · teams: `), consumerTeams.map((t) => teamChip(t))),
         consumers.length ? h("table", { class: "grid" },
-          h("thead", {}, h("tr", {}, ["workflow", "team", "step", "reads/writes"].map((x) => h("th", {}, x)))),
-          h("tbody", {}, consumers.map((x) => h("tr", {}, h("td", { class: "mono" }, `${x.workflow} v${x.workflow_version}`), h("td", {}, teamChip(x.team)), h("td", { class: "mono" }, x.step), h("td", { class: "mono small" }, x.field || "—")))))
+          h("thead", {}, h("tr", {}, ["workflow", "team", "step", "calls", "runs (30 days)"].map((x) => h("th", {}, x)))),
+          h("tbody", {}, consumers.map((x) => h("tr", {}, h("td", { class: "mono" }, `${x.workflow} v${x.workflow_version}`), h("td", {}, teamChip(x.team)), h("td", { class: "mono" }, x.step), h("td", { class: "mono small" }, x.field || "—"), h("td", { class: "num" }, String(x.runs_last_30_days || 0))))))
           : h("p", { class: "muted" }, "No registered workflow calls this version.")),
       c.source_text ? h("details", { class: "card" }, h("summary", {}, "contract file as registered"), h("pre", { class: "json" }, c.source_text)) : null);
   }
