@@ -171,6 +171,7 @@ def contract_to_dict(c: pb.Contract) -> JSONDict:
         "source_text": c.source_text,
         "registered_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
+        "retired_ms": c.retired_unix_ms,
     }
 
 
