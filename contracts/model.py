@@ -105,6 +105,23 @@ class Deprecation:
 
 
 @dataclass(frozen=True)
+class Migration:
+    """A new major's adapter for callers of an older major (``migrates_from:``): ``input`` maps
+    the old input to the new one (``${input...}``), ``output`` the new output back to the old
+    one (``${output...}``). Once every version of the old major is retired, its callers are
+    served by this version through these mappings (docs/contracts.md, "Migration adapters")."""
+
+    contract: str  # "team/name", the same contract
+    major: int  # the older major it serves
+    input: JSON
+    output: JSON
+
+    @property
+    def ref(self) -> str:
+        return f"{self.contract}@{self.major}"
+
+
+@dataclass(frozen=True)
 class Contract:
     """One version of a contract (``team/name@MAJOR.MINOR.PATCH``)."""
 
@@ -122,6 +139,7 @@ class Contract:
     kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
     source_text: str = ""
     source_name: str = ""
+    migrates_from: Migration | None = None
 
     @property
     def team(self) -> str:

@@ -278,7 +278,11 @@ def run_summary_to_pb(
         created_unix_ms=run.created_ms,
         finished_unix_ms=run.finished_ms,
         trace_id=run.trace_id,
-        pinned_versions=run.pinned,
+        # A call to a retired major served through an adapter shows as "1 via 2.0.0".
+        pinned_versions={
+            name: f"{run.adapted[name]} via {version}" if name in run.adapted else version
+            for name, version in run.pinned.items()
+        },
         started_by=run.started_by,
         warnings=run.warnings,
     )

@@ -124,6 +124,7 @@ class Registry(Protocol):
     async def resolve(self, name: str, version_range: str) -> Contract | None: ...
     async def contract(self, name: str, version: str) -> Contract | None: ...
     async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]: ...
+    async def adapter_for(self, name: str, version_range: str) -> Contract | None: ...
     async def workflow_disabled_ms(self, name: str) -> int: ...
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
@@ -636,10 +637,19 @@ class Engine:
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
         contracts: dict[str, Contract] = {}
+        adapted: dict[str, int] = {}
         for step in spec.steps.values():
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
                 retired = await self._registry.retired_in_range(step.contract, step.version_range)
+                adapter = await self._registry.adapter_for(step.contract, step.version_range)
+                if retired and adapter is not None:
+                    # The old major is retired; a newer one serves its callers through its
+                    # migration adapter (docs/contracts.md, "Migration adapters").
+                    authz.may_call(record, step.id, adapter)
+                    contracts[step.contract] = adapter
+                    adapted[step.contract] = retired[-1].contract.major
+                    continue
                 if retired:
                     newest = retired[-1].contract
                     use = (
@@ -657,6 +667,10 @@ class Engine:
             authz.may_call(record, step.id, contract)
             contracts[step.contract] = contract
         warnings, used = _sunset_rules(record, spec, contracts, overrides, principal.actor)
+        warnings += [
+            f"{name}@{major} is retired; this run calls it via {contracts[name].ref} through its migration adapter"
+            for name, major in adapted.items()
+        ]
         parent = parse_traceparent(traceparent)
         trace_id = parent.trace_id if parent else span_builders.new_trace_id()
         # Sampled or not, once for the whole run: every task carries it in its traceparent flags.
@@ -681,6 +695,7 @@ class Engine:
             involved_teams=tuple(sorted({record.team, *(c.team for c in contracts.values())})),
             sampled=sampled,
             warnings=warnings,
+            adapted=adapted,
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
         tr = Transition(created, new_run=True)

@@ -187,6 +187,28 @@ class Registry:
                 return []
         return found
 
+    async def adapter_for(self, name: str, version_range: str) -> Contract | None:
+        """The version serving callers of ``version_range`` once every version of it is retired:
+        the newest version in service whose ``migrates_from`` names that major (None: none)."""
+        retired = await self.retired_in_range(name, version_range)
+        if not retired:
+            return None
+        return self._adapter_of(await self.versions_of(name), retired[-1].contract.major)
+
+    @staticmethod
+    def _adapter_of(
+        records: list[ContractRecord], major: int, skip: frozenset[str] = frozenset()
+    ) -> Contract | None:
+        adapters = [
+            r.contract
+            for r in records
+            if not r.retired_ms
+            and r.contract.version not in skip
+            and r.contract.migrates_from is not None
+            and r.contract.migrates_from.major == major
+        ]
+        return adapters[-1] if adapters else None
+
     async def workflow_disabled_ms(self, name: str) -> int:
         """When the workflow was disabled (0: it is not); read again once older than ``fresh_s``,
         as every cache here (another coordinator may have disabled it)."""
@@ -330,6 +352,8 @@ class Registry:
             await self._check_deprecation(
                 contract.deprecated.sunset, contract.deprecated.replacement, f"{name}: deprecated."
             )
+        if contract.migrates_from is not None:
+            await self._check_migration(principal, contract, existing, name, dry_run, result)
         same_major = [r for r in existing if r.contract.major == contract.major]
         newer = [
             r
@@ -390,6 +414,50 @@ class Registry:
         self._contracts.pop(contract.name, None)
         result.registered = True
         return result
+
+    async def _check_migration(
+        self,
+        principal: Principal,
+        contract: Contract,
+        existing: list[ContractRecord],
+        name: str,
+        dry_run: bool,
+        result: ContractRegistration,
+    ) -> None:
+        """Type-check ``migrates_from`` against the old major's newest version and ``contract``
+        (contracts.migration); refused (INVALID_ARGUMENT) with every finding's line and field."""
+        migration = contract.migrates_from
+        assert migration is not None
+        old = [r.contract for r in existing if r.contract.major == migration.major]
+        if not old:
+            raise InvalidArgumentError(
+                f"{name}: migrates_from.contract: no version of {migration.ref} is registered, so there is "
+                "nothing to adapt from; register the adapter once the old major exists, or leave it out"
+            )
+        findings = await self.checks.run(
+            f"the type-check of the migrates_from mappings of {contract.ref}",
+            len(contract.source_text) + len(old[-1].source_text),
+            _migration_findings,
+            contract,
+            old[-1],
+        )
+        for f in findings:
+            where = f"{name}:{f.line}: " if f.line else f"{name}: "
+            result.findings.append(Finding(f.field, where + f.message, f.breaking))
+        breaking = [f for f in findings if f.breaking]
+        if breaking and not dry_run:
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                InvalidArgumentError(
+                    f"{name}: the migrates_from mappings of {contract.ref} do not type-check against "
+                    f"{old[-1].ref} (old) and {contract.ref} (new)",
+                    [(f"{name}:{f.line}: " if f.line else f"{name}: ") + f.message for f in breaking],
+                ),
+                dry_run,
+            )
 
     async def _refused(
         self,
@@ -726,6 +794,9 @@ class Registry:
                 except AccordError:
                     continue
                 if now in retiring and after is None:
+                    major = int(now.split(".", 1)[0]) if now else 0
+                    if self._adapter_of(records, major, frozenset(retiring)) is not None:
+                        continue  # its calls will be served through the adapter
                     users.append(
                         f"workflow {workflow.name} v{workflow.version} (team {workflow.team}), step {step.id} "
                         f"calls {name}@{step.version_range}, which resolves to {name}@{now}"
@@ -790,8 +861,15 @@ class Registry:
                 contract = await self.resolve(step.contract, step.version_range)
                 if contract is None:
                     retired = await self.retired_in_range(step.contract, step.version_range)
+                    adapter = await self.adapter_for(step.contract, step.version_range)
                     if retired:
                         newest = retired[-1].contract
+                        served = (
+                            f"its calls are served by {adapter.ref} through its migration adapter; move to "
+                            f"{adapter.name}@^{adapter.major}"
+                            if adapter is not None
+                            else "new runs are refused"
+                        )
                         result.append(
                             Notice(
                                 "retired",
@@ -804,7 +882,7 @@ class Registry:
                                 message=(
                                     f"step {step.id} of {workflow.name} v{workflow.version} calls "
                                     f"{step.contract}@{step.version_range}, which has no version in service "
-                                    f"any more ({newest.ref} was retired): new runs are refused"
+                                    f"any more ({newest.ref} was retired): {served}"
                                 ),
                             )
                         )
@@ -1146,6 +1224,16 @@ def _consumer_impacts(
     result = composition.check_workflow(spec, catalog)
     reads = [read for step in affected for read in result.reads.get(step, [])]
     return [impact for impact in composition.consumer_impacts(contract, reads) if impact.breaking]
+
+
+def _migration_findings(contract: Contract, old: Contract) -> list[Any]:
+    """``contracts.migration.check_migration`` with the file's lines (a module-level function:
+    it runs in a worker process for large inputs)."""
+    from contracts._yaml import parse_document
+    from contracts.migration import check_migration
+
+    lines = parse_document(contract.source_text, contract.source_name or "contract").lines
+    return check_migration(contract, old, lines)
 
 
 def _reaches(version_range: str, selected: set[str]) -> bool:

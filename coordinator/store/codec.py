@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
+from contracts.model import Contract, Deprecation, Migration, RetryPolicy, Timeouts
 from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
@@ -91,6 +91,7 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
         "sensitive": list(contract.sensitive),
         "kind": contract.kind,
         "source_name": contract.source_name,
+        **({"migrates_from": dataclasses.asdict(contract.migrates_from)} if contract.migrates_from else {}),
     }
 
 
@@ -112,6 +113,7 @@ def contract_from_json(
         kind=value.get("kind", "task"),
         source_text=source_text,
         source_name=value.get("source_name", ""),
+        migrates_from=Migration(**value["migrates_from"]) if value.get("migrates_from") else None,
     )
 
 

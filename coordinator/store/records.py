@@ -197,6 +197,9 @@ class RunRecord:
     # replacement; an override of the sunset), decided when it started: shown by ``runs show``,
     # ``run --wait``, the UI and on the run's span.
     warnings: list[str] = field(default_factory=list)
+    # contract name -> the retired major its steps called, served through the migration adapter
+    # of the version pinned for it (``pinned``): "payments/charge-card@1 via 2.0.0".
+    adapted: dict[str, int] = field(default_factory=dict)
     involved_teams: tuple[str, ...] = ()
     cancel_requested: bool = False
     cancel_reason: str = ""
