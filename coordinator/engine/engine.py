@@ -505,12 +505,30 @@ class Engine:
         authz.may_act_as(principal, agent.agent_id, self._dispatcher.agent(agent.agent_id))
         authz.may_serve(agent.team, agent.bindings)
         warnings: list[str] = []
+        retired: list[str] = []
         for binding in agent.bindings:
-            found = await self._registry.resolve(
-                binding.contract, f"^{binding.major}" if binding.major else "*"
-            )
-            if found is None:
+            version_range = f"^{binding.major}" if binding.major else "*"
+            found = await self._registry.resolve(binding.contract, version_range)
+            if found is not None:
+                continue
+            if not await self._registry.retired_in_range(binding.contract, version_range):
                 warnings.append(f"no version of {binding.contract}@{binding.major} is registered yet")
+                continue
+            adapter = await self._registry.adapter_for(binding.contract, version_range)
+            retired.append(
+                f"{binding.contract}@{binding.major}"
+                + (
+                    f" (its callers are served by {adapter.ref} through its migration adapter)"
+                    if adapter
+                    else ""
+                )
+            )
+        if retired:
+            # One line for all of them (the agent logs each warning as a line).
+            warnings.append(
+                f"this agent serves only retired versions of {', '.join(retired)}: they get no new tasks; "
+                "stop serving them once their runs have finished"
+            )
         # Audited only when new or changed (the store compares): agents register again after
         # every outage, and that is not a change.
         await self._store.put_agent(

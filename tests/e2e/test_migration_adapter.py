@@ -121,6 +121,13 @@ async def test_a_v1_caller_is_served_by_the_v2_agent_through_the_adapter_once_v1
     # Retiring major 1 is allowed although shipping calls it: the adapter covers its calls.
     retired = await coordinator.acli("contract", "retire", "payments/charge@1", token=tokens["payments"])
     assert retired.returncode == 0, retired.stderr
+    # An agent that serves only the retired major is told so (the team agent logs it as one line).
+    answer = await v1_agent.register()
+    assert list(answer.warnings) == [
+        "this agent serves only retired versions of payments/charge@1 (its callers are served by "
+        "payments/charge@2.0.0 through its migration adapter): they get no new tasks; stop serving "
+        "them once their runs have finished"
+    ]
     await v1_agent.stop()  # payments no longer runs v1 code
 
     after = await coordinator.acli(
