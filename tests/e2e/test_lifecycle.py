@@ -404,3 +404,30 @@ async def test_a_disabled_workflow_starts_nothing_its_triggers_do_not_fire_then_
     assert json.loads(finished.output_json) == {"ref": "v1-o-4"}
     actions = [e.action for e in await _audit(coordinator)]
     assert actions.count("workflow.disable") == 1 and actions.count("workflow.enable") == 1
+
+
+async def test_consumer_checks_consider_older_workflow_versions_that_unfinished_runs_use(
+    coordinator, test_agent
+):
+    """v1 of the workflow reads ``ref``; v2 no longer does. While a run of v1 is unfinished, a
+    change that drops ``ref`` breaks it and is refused; once the run ended, it registers."""
+    block = asyncio.Event()
+    tokens = await _world(coordinator, test_agent, block=block)
+    async with coordinator.client(tokens["shipping"]) as client:
+        started = await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="shipping/checkout", input_json='{"order_id": "o-1"}')
+        )
+    no_ref = CHECKOUT.replace('output: {ref: "${steps.charge.output.ref}"}', "output: {}")
+    assert (await coordinator.register_workflow(tokens["shipping"], no_ref)).workflow.version == 2
+    drops_ref = contract(
+        "payments/charge", "1.1.0", output_props="{ref: {type: string}}", output_required="[]"
+    )
+    dry = await coordinator.register_contract(tokens["payments"], drops_ref, dry_run=True)
+    assert [(i.workflow, i.workflow_version, i.step) for i in dry.broken_consumers] == [
+        ("shipping/checkout", 1, "(output mapping)")
+    ]
+    block.set()
+    async with coordinator.client(tokens["shipping"]) as client:
+        assert (await wait_run(client, started.run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
+    after = await coordinator.register_contract(tokens["payments"], drops_ref, dry_run=True)
+    assert list(after.broken_consumers) == []
