@@ -419,6 +419,13 @@ CONSUMERS_SQL = (
 )
 
 
+def pinned_like(name: str) -> str:
+    """A LIKE pattern every ``data_json`` that pinned contract ``name`` matches (``"name":``, as
+    ``dumps`` writes keys): a cheap filter before the JSON is parsed. Names hold no LIKE
+    wildcards (lowercase letters, digits, '-' and one '/')."""
+    return f'%"{name}":%'
+
+
 def pinned_path(name: str) -> str:
     """SQLite's JSON path of the version of contract ``name`` a run pinned (in ``data_json``)."""
     return '$.pinned."' + name.replace('"', "") + '"'

@@ -882,11 +882,11 @@ class PostgresStore:
         sql = (
             "SELECT workflow, workflow_version, team, v, COUNT(*) AS n FROM"
             " (SELECT workflow, workflow_version, team, (data_json::json -> 'pinned') ->> %s AS v"
-            "  FROM runs WHERE created_ms >= %s) AS pins"
+            "  FROM runs WHERE created_ms >= %s AND data_json LIKE %s) AS pins"
             " WHERE v IS NOT NULL GROUP BY workflow, workflow_version, team, v"
             " ORDER BY n DESC, workflow, workflow_version, v"
         )
-        rows = await self._rows(sql, (name, since_ms))
+        rows = await self._rows(sql, (name, since_ms, codec.pinned_like(name)))
         return [CallerCount(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in rows]
 
     async def active_runs_pinning(self, name: str) -> list[RunPin]:
