@@ -39,8 +39,10 @@ def consumers(
     ref: Annotated[str, typer.Argument(help="team/name, team/name@1 (a major) or team/name@1.2.0")],
     as_json: JsonOption = False,
 ) -> None:
-    """Who calls a contract: each workflow version in use (current, or used by an unfinished
-    run), its team, the step, and its runs that pinned the contract in the last 30 days."""
+    """Who calls a contract, and how often.
+
+    Each workflow version in use (current, or used by an unfinished run), its team, the step,
+    and its runs that pinned the contract in the last 30 days."""
     from contracts._wire.accord.common.v1 import common_pb2 as common_pb
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
@@ -69,9 +71,11 @@ def retire(
     ref: Annotated[str, typer.Argument(help="team/name@1 (a major) or team/name@1.2.0")],
     as_json: JsonOption = False,
 ) -> None:
-    """Take contract versions out of service: new runs and new workflows can no longer use
-    them. Refused (exit 1), naming each user, while a current workflow version or an unfinished
-    run needs one of them."""
+    """Take contract versions out of service.
+
+    New runs and new workflows can no longer use them. Refused (exit 1), naming each user, while
+    a current workflow version or an unfinished run needs one of them, unless a newer major's
+    migration adapter serves those callers."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
@@ -111,9 +115,11 @@ def notices(
     team: Annotated[str, typer.Option(help="The admin: this team's notices (default: every team's).")] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """What concerns your team: deprecated or retired contract versions your workflows call
-    (with the sunset and the replacement), and, for each deprecated version you own, which
-    teams still call it and how often (last 30 days)."""
+    """Deprecations and retirements that concern your team.
+
+    The deprecated or retired contract versions your workflows call (with the sunset and the
+    replacement), and, for each deprecated version you own, which teams still call it and how
+    often (last 30 days)."""
     from contracts._wire.accord.common.v1 import common_pb2 as common_pb
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
@@ -142,8 +148,10 @@ def _workflow_ref(text: str) -> tuple[str, int]:
 @workflow_app.command("disable")
 @command
 def disable(name: Annotated[str, typer.Argument(help="team/name of the workflow.")]) -> None:
-    """Stop a workflow from starting runs: calls are refused (exit 2), its triggers and
-    schedules do not fire. Runs already started go on."""
+    """Stop a workflow from starting runs.
+
+    Calls are refused (exit 2), its triggers and schedules do not fire. Runs already started go
+    on."""
     _set_enabled(name, False)
 
 
@@ -169,8 +177,9 @@ def _set_enabled(name: str, enabled: bool) -> None:
 @workflow_app.command("delete")
 @command
 def delete(ref: Annotated[str, typer.Argument(help="team/name@N: the version to delete.")]) -> None:
-    """Delete a workflow version no run references (not the current one). Exit 1 when runs
-    reference it (named)."""
+    """Delete a workflow version no run references.
+
+    Not the current version. Exit 1 when runs reference it (some are named)."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
@@ -189,8 +198,9 @@ def rollback(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Make an earlier version's definition current again, as a new version (type-checked
-    against the registry as it is now; audited)."""
+    """Make an earlier version's definition current again.
+
+    As a new version, type-checked against the registry as it is now; audited."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 

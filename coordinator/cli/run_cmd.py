@@ -232,7 +232,7 @@ class _WaitingReporter:
 @app.command("run")
 @command
 def run(
-    workflow: Annotated[str, typer.Argument(help="team/name of the workflow.")],
+    workflow: Annotated[str, typer.Argument(help="team/name of the workflow, or team/name@N for version N.")],
     input: Annotated[str, typer.Option("--input", "-i", help="Run input: JSON text or @file.")] = "{}",
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the end; print only the output JSON.")
@@ -256,8 +256,9 @@ def run(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run of a workflow (team/name: the current version; team/name@N: version N).
-    Warnings about the contract versions it pins (deprecated, sunset passed) are printed on
+    """Start a run of a workflow.
+
+    team/name runs the current version; team/name@N version N. Warnings about the contract versions it pins (deprecated, sunset passed) are printed on
     stderr. With --wait, why a step waits (e.g. no agent serving its contract) is printed on
     stderr whenever it changes; stdout carries only the output JSON. Exit 2 when the start is
     refused: bad input, the workflow is disabled, or a contract version is past its sunset."""
