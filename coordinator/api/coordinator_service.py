@@ -241,7 +241,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         offset, size = _page(request.page)
         records = (await self._registry.list_workflows(request.team))[offset : offset + size]
         return pb.ListWorkflowsResponse(
-            workflows=[convert.workflow_to_pb(r) for r in records],
+            workflows=[
+                convert.workflow_to_pb(r, await self._registry.workflow_disabled_ms(r.name)) for r in records
+            ],
             next_page_token=_next_token(offset, size, len(records)),
         )
 

@@ -42,6 +42,22 @@ def _unknown_keywords(c: pb.Contract) -> list[str]:
     return found
 
 
+def _migrates_from(c: pb.Contract) -> dict[str, Any] | None:
+    """The ``migrates_from:`` of the file as registered (docs/contracts.md, "Migration adapters")."""
+    if "migrates_from" not in c.source_text:
+        return None
+    from contracts.errors import AccordError
+    from contracts.loader import parse_contract_text
+
+    try:
+        migration = parse_contract_text(c.source_text, "registered", registered=True).migrates_from
+    except AccordError:  # registered, so it parsed once; shown as absent rather than failing
+        return None
+    if migration is None:
+        return None
+    return {"contract": migration.ref, "input": migration.input, "output": migration.output}
+
+
 def _contract_json(c: pb.Contract) -> dict[str, Any]:
     return {
         "name": c.name,
@@ -58,6 +74,7 @@ def _contract_json(c: pb.Contract) -> dict[str, Any]:
         if c.HasField("deprecated")
         else None,
         "retired_unix_ms": c.retired_unix_ms,
+        "migrates_from": _migrates_from(c),
         "registered_unix_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
     }
@@ -295,7 +312,9 @@ def list_workflows(
         print_json([_workflow_json(w) for w in response.workflows])
         return
     for w in response.workflows:
-        typer.echo(f"{w.name}  v{w.version}  {w.description}")
+        typer.echo(
+            f"{w.name}  v{w.version}  {w.description}" + ("  (disabled)" if w.disabled_unix_ms else "")
+        )
 
 
 @workflow_app.command("show")

@@ -389,6 +389,9 @@ async def test_a_disabled_workflow_starts_nothing_its_triggers_do_not_fire_then_
     assert started.returncode == 2 and "workflow is disabled" in started.stderr, started.stderr
     shown = _json(await coordinator.acli("workflow", "show", "shipping/charge-paid", "--json"))
     assert shown["disabled_unix_ms"] > 0
+    listed = await coordinator.acli("workflow", "list", token=tokens["shipping"])
+    assert "shipping/charge-paid  v1" in listed.stdout and "(disabled)" in listed.stdout
+    assert "shipping/checkout  v1  " in listed.stdout and listed.stdout.count("(disabled)") == 1
     # Other workflows are not affected.
     other = await coordinator.acli(
         "run", "shipping/checkout", "--input", '{"order_id": "o-3"}', "--wait", token=tokens["shipping"]

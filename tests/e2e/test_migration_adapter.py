@@ -97,6 +97,12 @@ async def test_a_v1_caller_is_served_by_the_v2_agent_through_the_adapter_once_v1
     assert list(versions) == ["1.0.0"]
 
     assert (await coordinator.register_contract(tokens["payments"], CHARGE_2)).registered
+    shown = json.loads((await coordinator.acli("contract", "show", "payments/charge@2", "--json")).stdout)
+    assert shown["migrates_from"] == {
+        "contract": "payments/charge@1",
+        "input": {"order_id": "${input.order_id}", "amount": {"cents": "${input.amount_cents}"}},
+        "output": {"payment_ref": "${output.ref}"},
+    }
     assert (await coordinator.register_workflow(tokens["shipping"], CHECKOUT)).registered
     v2_inputs: list[dict] = []
 
