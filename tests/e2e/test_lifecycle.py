@@ -434,3 +434,64 @@ async def test_consumer_checks_consider_older_workflow_versions_that_unfinished_
         assert (await wait_run(client, started.run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
     after = await coordinator.register_contract(tokens["payments"], drops_ref, dry_run=True)
     assert list(after.broken_consumers) == []
+
+
+@pytest.mark.postgres
+async def test_the_lifecycle_on_postgresql(pg_database, tmp_path):
+    """The store-dependent parts on PostgreSQL: callers counted from the runs, an unfinished
+    run blocking retire, disable, delete, retire."""
+    from tests.support.agent import TestAgent
+    from tests.support.coordinator import CoordinatorProcess
+
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", pg_database.url, "--store-pool", "4")
+    agents: list[TestAgent] = []
+    try:
+
+        async def make_agent(token, team, handlers):
+            agent = TestAgent(coordinator.address, token, team, handlers)
+            await agent.start()
+            agents.append(agent)
+            return agent
+
+        block = asyncio.Event()
+        tokens = await _world(coordinator, make_agent, block=block)
+        deprecated = await coordinator.acli(
+            "contract", "deprecate", "payments/charge@1", "--sunset", FUTURE, token=tokens["payments"]
+        )
+        assert deprecated.returncode == 0, deprecated.stderr
+        async with coordinator.client(tokens["shipping"]) as client:
+            started = await client.coordinator.StartRun(
+                pb.StartRunRequest(workflow="shipping/checkout", input_json='{"order_id": "o-1"}')
+            )
+        assert list(started.run.warnings) == [f"payments/charge@1.0.0 is deprecated: sunset {FUTURE}"]
+        refused = await coordinator.acli("contract", "retire", "payments/charge@1", token=tokens["payments"])
+        assert refused.returncode == 1 and f"run {started.run.run_id}" in refused.stderr, refused.stderr
+        block.set()
+        async with coordinator.client(tokens["shipping"]) as client:
+            assert (await wait_run(client, started.run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
+        owner = _json(await coordinator.acli("notices", "--json", token=tokens["payments"]))
+        assert [(n["kind"], n["team"], n["runs_last_30_days"]) for n in owner] == [("callers", "shipping", 1)]
+
+        assert (await coordinator.register_workflow(tokens["shipping"], CHECKOUT_ON_2)).registered
+        assert (
+            await coordinator.register_workflow(tokens["shipping"], CHECKOUT_ON_2 + "description: v3\n")
+        ).registered
+        deleted = await coordinator.acli(
+            "workflow", "delete", "shipping/checkout@2", token=tokens["shipping"]
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        kept = await coordinator.acli("workflow", "delete", "shipping/checkout@1", token=tokens["shipping"])
+        assert kept.returncode == 1 and started.run.run_id in kept.stderr
+        retired = await coordinator.acli("contract", "retire", "payments/charge@1", token=tokens["payments"])
+        assert retired.returncode == 0, retired.stderr
+        assert (
+            await coordinator.acli("workflow", "disable", "shipping/checkout", token=tokens["shipping"])
+        ).returncode == 0
+        off = await coordinator.acli(
+            "run", "shipping/checkout", "--input", '{"order_id": "o-2"}', token=tokens["shipping"]
+        )
+        assert off.returncode == 2 and "workflow is disabled" in off.stderr
+    finally:
+        for agent in agents:
+            await agent.stop()
+        coordinator.kill9()
