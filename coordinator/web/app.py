@@ -564,6 +564,7 @@ class UiApp:
                     "version": c["version"],
                     "description": c["description"],
                     "deprecated": c["deprecated"],
+                    "retired_ms": c.get("retired_ms", 0),
                     "visibility": c["visibility"],
                     "registered_ms": c["registered_ms"],
                 }
