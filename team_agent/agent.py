@@ -234,6 +234,7 @@ class Agent:
                     concurrency=self._config.concurrency,
                     team_retry=self._config.retry,
                     team_timeouts=self._config.timeouts,
+                    overrides=self._config.overrides,
                 )
             except UnauthenticatedError as exc:
                 if not self._ever_registered or not self._follows_token():

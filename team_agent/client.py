@@ -305,6 +305,7 @@ class GatewayClient:
         concurrency: int,
         team_retry: RetryPolicy,
         team_timeouts: Timeouts,
+        overrides: Mapping[str, str] | None = None,
     ) -> Registration:
         request = agent_pb.RegisterAgentRequest(
             agent_id=agent_id,
@@ -317,6 +318,7 @@ class GatewayClient:
             hostname=socket.gethostname(),
             agent_version=AGENT_VERSION,
             request_id=new_request_id(),
+            overrides=dict(overrides or {}),
         )
         answer = await self._call("agent.RegisterAgent", request, "RegisterAgent")
         return Registration(poll_wait=(answer.poll_wait_ms or 0) / 1000, warnings=tuple(answer.warnings))

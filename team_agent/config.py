@@ -43,7 +43,9 @@ _TOP_LEVEL = {
     "timeouts",
     "implements",
     "tls",
+    "overrides",
 }
+_RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _TLS_FIELDS = ("ca", "cert", "key", "server_name")
 _NAME = r"[a-z0-9][a-z0-9_-]*"
 _BINDING_KEY = re.compile(rf"^({_NAME})/({_NAME})@(\d+)$")
@@ -85,6 +87,9 @@ class AgentConfig:
     # ``token:`` as written, when it refers to secrets ("${secret:ACCORD_TOKEN}"): what the agent
     # resolves again to follow a token rotated in the secrets provider (``resolve_token``).
     token_source: str = ""
+    # Policy rule id -> reason: this agent registers although the rule is not satisfied
+    # (an overridable ``require`` rule; the coordinator records it; docs/governance.md).
+    overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -431,6 +436,7 @@ def parse_config(
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
     bindings = _check_bindings(data.get("implements"), team, problems)
+    overrides = _overrides(data.get("overrides"), problems)
 
     config = AgentConfig(
         source=source,
@@ -446,6 +452,7 @@ def parse_config(
         secret_values=frozenset(found),
         digest=hashlib.sha256(text.encode()).hexdigest(),
         token_source=token_source,
+        overrides=overrides,
     )
     adapters: dict[str, EngineAdapter] = {}
     if build_adapters:
@@ -459,6 +466,28 @@ def parse_config(
     if problems.problems:
         raise FileProblemsError(sorted(problems.problems, key=lambda p: (p.line or 0, p.field)))
     return LoadedConfig(config, adapters, provider)
+
+
+def _overrides(raw: Any, problems: _Collector) -> dict[str, str]:
+    """``overrides: {RULE: "reason"}``: policy rules this agent's registration overrides."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.add(
+            ("overrides",), 'must be a mapping of policy rule ids to reasons, e.g. {max-concurrency: "why"}'
+        )
+        return {}
+    found: dict[str, str] = {}
+    for key, reason in raw.items():
+        if not isinstance(key, str) or not _RULE_ID.match(key):
+            problems.add(
+                ("overrides", str(key)), "must be a policy rule's id (lowercase letters, digits, dashes)"
+            )
+        elif not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+            problems.add(("overrides", key), "must be the reason, a text of 1 to 500 characters")
+        else:
+            found[key] = reason.strip()
+    return found
 
 
 def load_config(path: str | Path, **kwargs: Any) -> LoadedConfig:

@@ -68,6 +68,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
             agent,
             validate.retry_policy(convert.retry_from_pb(request.team_retry), "team_retry"),
             validate.timeouts(convert.timeouts_from_pb(request.team_timeouts), "team_timeouts"),
+            validate.overrides(request.overrides),
         )
         return agent_pb.RegisterAgentResponse(poll_wait_ms=self._settings.poll_wait_ms, warnings=warnings)
 

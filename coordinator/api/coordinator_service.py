@@ -152,7 +152,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.RegisterContractResponse:
         validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_contract(
-            current_principal(), request.source_text, request.source_name, request.dry_run
+            current_principal(),
+            request.source_text,
+            request.source_name,
+            request.dry_run,
+            validate.overrides(request.overrides),
         )
         return pb.RegisterContractResponse(
             contract=convert.contract_to_pb(result.record),
@@ -160,6 +164,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             broken_consumers=[convert.impact_to_pb(c) for c in result.broken_consumers],
             warnings=result.warnings,
             registered=result.registered,
+            policy_findings=[convert.policy_finding_to_pb(f) for f in result.policy_findings],
         )
 
     @rpc
@@ -225,13 +230,18 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.RegisterWorkflowResponse:
         validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_workflow(
-            current_principal(), request.source_text, request.source_name, request.dry_run
+            current_principal(),
+            request.source_text,
+            request.source_name,
+            request.dry_run,
+            validate.overrides(request.overrides),
         )
         return pb.RegisterWorkflowResponse(
             workflow=convert.workflow_to_pb(result.record),
             findings=[convert.finding_to_pb(f) for f in result.findings],
             warnings=result.warnings,
             registered=result.registered,
+            policy_findings=[convert.policy_finding_to_pb(f) for f in result.policy_findings],
         )
 
     @rpc
@@ -440,6 +450,67 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.ListAuditLogResponse(
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),
+        )
+
+    # ---------- governance ----------
+
+    @rpc
+    async def ApplyPolicy(
+        self, request: pb.ApplyPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyPolicyResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
+        validate.text(request.source_name, "source_name", 256)
+        validate.text(request.team, "team", 256)
+        policies = self._registry.policies
+        rules, applied = await policies.apply(
+            current_principal(),
+            request.source_text,
+            request.source_name or "policy",
+            request.team,
+            request.dry_run,
+        )
+        findings = await self._registry.policy_violators(rules) if request.dry_run else []
+        return pb.ApplyPolicyResponse(
+            rules=[convert.policy_rule_to_pb(r) for r in rules],
+            findings=[convert.policy_finding_to_pb(f) for f in findings],
+            applied=applied,
+        )
+
+    @rpc
+    async def ListPolicies(
+        self, request: pb.ListPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPoliciesResponse:
+        # Every team may read every rule: the rules are what its registrations are checked against.
+        validate.text(request.team, "team", 256)
+        offset, size = _page(request.page)
+        policies = self._registry.policies
+        records = {r.scope: r for r in await policies.records()}
+        rules = await policies.rules(request.team or None)
+        page = rules[offset : offset + size]
+        return pb.ListPoliciesResponse(
+            rules=[convert.policy_rule_to_pb(r, records.get(r.scope)) for r in page],
+            next_page_token=_next_token(offset, size, len(page)),
+        )
+
+    @rpc
+    async def ListOverrides(
+        self, request: pb.ListOverridesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOverridesResponse:
+        principal = current_principal()
+        team = request.team
+        if not principal.admin:
+            if team and team != principal.team:
+                raise PermissionDeniedError(
+                    f"team {principal.team} may read only its own overrides, not team {team}'s"
+                )
+            team = principal.team
+        validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
+        offset, size = _page(request.page)
+        entries = await self._store.list_overrides(team, request.since_unix_ms, offset + size)
+        page = entries[offset : offset + size]
+        return pb.ListOverridesResponse(
+            entries=[convert.audit_to_pb(e) for e in page],
+            next_page_token=_next_token(offset, size, len(page)),
         )
 
     # ---------- lifecycle ----------

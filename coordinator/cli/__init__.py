@@ -13,6 +13,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     demo_cmd,
     event_cmd,
     lifecycle_cmd,
+    policy_cmd,
     run_cmd,
     server_cmd,
     team_cmd,

@@ -38,6 +38,7 @@ from contracts.errors import (
     UnreachableError,
 )
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.policy import Verdict, agent_document
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
@@ -138,6 +139,21 @@ class Registry(Protocol):
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
     checks: Checks
+
+    # policy rules checked when an agent registers (docs/governance.md)
+    @property
+    def policies(self) -> AgentPolicies: ...
+
+
+class AgentPolicies(Protocol):
+    """What the engine needs of the registry's policies: an agent's registration is checked."""
+
+    async def check_document(
+        self, kind: str, obj: str, owner_team: str, what: str, data: dict[str, Any], overrides: dict[str, str]
+    ) -> Verdict: ...
+    async def record_overrides(
+        self, principal: Principal, verdict: Verdict, kind: str, obj: str, owner_team: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -518,11 +534,36 @@ class Engine:
             self._team_defaults[team] = (retry, timeouts)
 
     async def register_agent(
-        self, principal: Principal, agent: AgentRecord, retry: RetryPolicy, timeouts: Timeouts
+        self,
+        principal: Principal,
+        agent: AgentRecord,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+        overrides: Mapping[str, str] | None = None,
     ) -> list[str]:
         authz.may_act_as(principal, agent.agent_id, self._dispatcher.agent(agent.agent_id))
         authz.may_serve(agent.team, agent.bindings)
-        warnings: list[str] = []
+        # Policies (docs/governance.md): advise warns; require refuses unless overridden.
+        what = f"agent {agent.agent_id}"
+        verdict = await self._registry.policies.check_document(
+            "agent",
+            what,
+            agent.team,
+            what,
+            agent_document(
+                agent.agent_id,
+                agent.team,
+                agent.hostname,
+                agent.concurrency,
+                [(b.contract, b.major, b.engine) for b in agent.bindings],
+                retry,
+                timeouts,
+            ),
+            dict(overrides or {}),
+        )
+        if verdict.blocking:
+            raise verdict.refusal(what)
+        warnings: list[str] = list(verdict.warnings)
         retired: list[str] = []
         for binding in agent.bindings:
             version_range = f"^{binding.major}" if binding.major else "*"
@@ -549,7 +590,7 @@ class Engine:
             )
         # Audited only when new or changed (the store compares): agents register again after
         # every outage, and that is not a change.
-        await self._store.put_agent(
+        changed = await self._store.put_agent(
             agent,
             AuditRecord(
                 at_ms=agent.registered_ms or now_ms(),
@@ -568,6 +609,8 @@ class Engine:
         )
         self._dispatcher.register_agent(agent)
         await self.set_team_defaults(principal, agent.team, retry, timeouts)
+        if verdict.used and changed:  # an agent registering again after an outage is no new override
+            await self._registry.policies.record_overrides(principal, verdict, "agent", what, agent.team)
         return warnings
 
     # ================= runs: the caller's side =================

@@ -28,13 +28,19 @@ from contracts.errors import (
 )
 from contracts.lifecycle import deprecation_warning, sunset_passed, today_utc
 from contracts.loader import parse_contract_text, parse_workflow_text
-from contracts.model import Contract, Deprecation, Workflow
+from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts, Workflow
+from contracts.policy import PolicyFinding, Verdict, agent_document, contract_facts, workflow_facts
+from contracts.policy import Rule as PolicyRule
+from contracts.policy import Subject as PolicySubject
+from contracts.policy import check_text as check_policy_text
+from contracts.policy import evaluate as evaluate_policy
 from coordinator.checks import Checks
 from coordinator.principal import Principal
+from coordinator.registry.policies import Policies
 from coordinator.registry.refusals import RefusalBudget
 from coordinator.store import codec
 from coordinator.store.base import Store
-from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord
+from coordinator.store.records import AgentRecord, AuditRecord, ContractRecord, WorkflowRecord
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,8 @@ class ContractRegistration:
     broken_consumers: list[ConsumerImpact] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     registered: bool = False
+    # What the policies said (docs/governance.md): advisories, overridden and blocking rules.
+    policy_findings: list[PolicyFinding] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +100,7 @@ class WorkflowRegistration:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     registered: bool = False
+    policy_findings: list[PolicyFinding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,7 @@ class Registry:
         # with a time budget (coordinator/checks.py); without a coordinator, inline.
         self.checks = checks or Checks(pooled=False)
         self._refusals = refusals or RefusalBudget()
+        self.policies = Policies(store, self.checks)
         # Caches of what the store holds, per name, with when they were read: several
         # coordinators may share one store, so a cached list is read again once it is older than
         # ``fresh_s`` (another coordinator's registration is seen within that), and at once when
@@ -305,7 +315,12 @@ class Registry:
     # ================= contracts =================
 
     async def register_contract(
-        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+        self,
+        principal: Principal,
+        source_text: str,
+        source_name: str,
+        dry_run: bool,
+        overrides: dict[str, str] | None = None,
     ) -> ContractRegistration:
         name = source_name or "contract"
         try:
@@ -400,6 +415,17 @@ class Registry:
             )
         result.findings += emits_problems
         breaking = [f for f in result.findings if f.breaking]
+        verdict = await self.policies.check_file(
+            "contract",
+            contract.ref,
+            contract.team,
+            source_text,
+            name,
+            contract_facts(contract),
+            overrides or {},
+        )
+        result.policy_findings = verdict.findings
+        result.warnings += verdict.warnings
         if dry_run:
             return result
         if breaking or result.broken_consumers:
@@ -418,6 +444,15 @@ class Registry:
                 ),
                 dry_run,
             )
+        if verdict.blocking:
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                verdict.refusal(contract.ref),
+                dry_run,
+            )
         await self._store.add_contract(
             record,
             AuditRecord(
@@ -431,7 +466,18 @@ class Registry:
         )
         self._contracts.pop(contract.name, None)
         result.registered = True
+        await self._record_overrides(principal, verdict, "contract", contract.ref, contract.team)
         return result
+
+    async def _record_overrides(
+        self, principal: Principal, verdict: Verdict, kind: str, obj: str, owner_team: str
+    ) -> None:
+        # After the registration's own commit: a store that fails here loses the override's
+        # entry, not the registration, and the caller is told the registration went through.
+        try:
+            await self.policies.record_overrides(principal, verdict, kind, obj, owner_team)
+        except Exception:
+            logger.exception("could not write the audit entries of the overrides used registering %s", obj)
 
     async def _check_migration(
         self,
@@ -1032,7 +1078,12 @@ class Registry:
     # ================= workflows =================
 
     async def register_workflow(
-        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+        self,
+        principal: Principal,
+        source_text: str,
+        source_name: str,
+        dry_run: bool,
+        overrides: dict[str, str] | None = None,
     ) -> WorkflowRegistration:
         name = source_name or "workflow"
         try:
@@ -1055,7 +1106,9 @@ class Registry:
                 ),
                 dry_run,
             )
-        return await self._register_spec(principal, spec, source_text, name, dry_run)
+        return await self._register_spec(
+            principal, spec, source_text, name, dry_run, overrides=overrides or {}
+        )
 
     async def _register_spec(
         self,
@@ -1067,7 +1120,9 @@ class Registry:
         *,
         action: str = "workflow.register",
         details: dict[str, Any] | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> WorkflowRegistration:
+        """``overrides`` None: no policy check (a rollback registers again what was registered)."""
         previous = await self._workflow_versions(spec.name, reread=True)
         if previous and previous[-1].source_text == source_text and not dry_run:
             # The file is the current version already: a second version would only add noise
@@ -1093,6 +1148,13 @@ class Registry:
         )
         result = WorkflowRegistration(record, findings, warnings)
         breaking = [f for f in findings if f.breaking]
+        verdict = Verdict()
+        if overrides is not None:
+            verdict = await self.policies.check_file(
+                "workflow", spec.name, spec.team, source_text, name, workflow_facts(spec), overrides
+            )
+        result.policy_findings = verdict.findings
+        result.warnings += verdict.warnings
         if breaking and not dry_run:
             raise await self._refused(
                 principal,
@@ -1107,6 +1169,15 @@ class Registry:
             )
         if dry_run:
             return result
+        if verdict.blocking:
+            raise await self._refused(
+                principal,
+                "workflow.register.refused",
+                spec.name,
+                spec.team,
+                verdict.refusal(spec.name),
+                dry_run,
+            )
         await self._store.add_workflow(
             record,
             AuditRecord(
@@ -1122,6 +1193,9 @@ class Registry:
         self._workflows.pop(spec.name, None)
         self._specs[(record.name, record.version)] = spec
         result.registered = True
+        await self._record_overrides(
+            principal, verdict, "workflow", f"{spec.name} v{record.version}", spec.team
+        )
         return result
 
     async def _check_workflow(self, spec: Workflow) -> tuple[list[Finding], list[str], dict[str, Any]]:
@@ -1279,6 +1353,68 @@ class Registry:
         self._workflows.pop(name, None)
         self._specs.pop((name, version), None)
 
+    # ================= policies =================
+
+    async def policy_violators(self, rules: list[PolicyRule]) -> list[PolicyFinding]:
+        """What ``rules`` (a policy file being applied) would say about what is registered: the
+        newest version of each contract major in service, the newest version of each workflow,
+        each registered agent (``accord policy apply --dry-run``)."""
+        found: list[PolicyFinding] = []
+        checked = tuple(rules)
+        for record in await self.list_contracts("", "", False):
+            c = record.contract
+            if record.retired_ms or not any(r.covers("contract", c.team) for r in checked):
+                continue
+            findings, _ = await self.checks.run(
+                f"checking the policies on {c.ref}",
+                len(c.source_text),
+                check_policy_text,
+                checked,
+                "contract",
+                c.ref,
+                c.team,
+                c.source_text,
+                c.source_name or c.ref,
+                *contract_facts(c),
+            )
+            found += findings
+        newest: dict[str, WorkflowRecord] = {}
+        for wf in await self._store.list_workflows(""):
+            if wf.name not in newest or wf.version > newest[wf.name].version:
+                newest[wf.name] = wf
+        for wf in newest.values():
+            if not any(r.covers("workflow", wf.team) for r in checked):
+                continue
+            findings, _ = await self.checks.run(
+                f"checking the policies on {wf.name}",
+                len(wf.source_text),
+                check_policy_text,
+                checked,
+                "workflow",
+                wf.name,
+                wf.team,
+                wf.source_text,
+                wf.source_name or wf.name,
+                *workflow_facts(self.workflow_spec(wf)),
+            )
+            found += findings
+        teams = {t.name: t for t in await self._store.list_teams()}
+        for agent in await self._store.list_agents():
+            if not any(r.covers("agent", agent.team) for r in checked):
+                continue
+            team = teams.get(agent.team)
+            subject = PolicySubject(
+                "agent",
+                f"agent {agent.agent_id}",
+                agent.team,
+                f"agent {agent.agent_id}",
+                agent_policy_document(agent, team.retry if team else None, team.timeouts if team else None),
+            )
+            found += await self.checks.run(
+                f"checking the policies on agent {agent.agent_id}", 0, evaluate_policy, checked, subject
+            )
+        return found
+
     async def list_workflows(self, team: str) -> list[WorkflowRecord]:
         return await self._store.list_workflows(team)
 
@@ -1352,6 +1488,16 @@ def _reaches(version_range: str, selected: set[str]) -> bool:
 def _same_fields(a: Contract, b: Contract) -> bool:
     return codec.contract_to_json(replace(a, source_name="")) == codec.contract_to_json(
         replace(b, source_name="")
+    )
+
+
+def agent_policy_document(
+    agent: AgentRecord, retry: RetryPolicy | None, timeouts: Timeouts | None
+) -> dict[str, Any]:
+    """An agent's registration as policy rules see it (docs/governance.md, "What a rule sees")."""
+    bindings = [(b.contract, b.major, b.engine) for b in agent.bindings]
+    return agent_document(
+        agent.agent_id, agent.team, agent.hostname, agent.concurrency, bindings, retry, timeouts
     )
 
 

@@ -20,6 +20,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -266,8 +267,17 @@ class Store(Protocol):
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        """The recorded overrides (audit entries with ``records.OVERRIDE_ACTION``), oldest first;
+        """The recorded overrides (audit entries with ``records.OVERRIDE_ACTIONS``: a run's and a
+        registration's), oldest first;
         ``team``: only those it made or that concern its objects (as ``list_audit``)."""
+
+    # policies (docs/governance.md)
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        """Store ``policy`` as its scope's file (replacing the one it had), with ``audit`` in the
+        same transaction."""
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        """Every scope's policy file, the platform's ("") first, then by team."""
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""

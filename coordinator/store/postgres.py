@@ -60,7 +60,7 @@ from coordinator.store.pg_retry import (
     transaction_outcome,
 )
 from coordinator.store.records import (
-    OVERRIDE_ACTION,
+    OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -71,6 +71,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -1193,10 +1194,32 @@ class PostgresStore:
 
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
         where, args = codec.audit_filter(team, since_ms, 0, "%s")
-        where = (where + " AND" if where else " WHERE") + " action = %s"
+        where = (where + " AND" if where else " WHERE") + " action IN (%s, %s)"
         sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT %s"
-        args += [OVERRIDE_ACTION, limit]
+        args += [*OVERRIDE_ACTIONS, limit]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        async def write(conn: _Conn) -> None:
+            await conn.execute(
+                "INSERT INTO policies (scope, source_text, source_name, applied_ms, applied_by)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (scope) DO UPDATE SET"
+                " source_text = excluded.source_text, source_name = excluded.source_name,"
+                " applied_ms = excluded.applied_ms, applied_by = excluded.applied_by",
+                (policy.scope, policy.source_text, policy.source_name, policy.applied_ms, policy.applied_by),
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        sql = "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policies ORDER BY scope"
+        return [
+            PolicyRecord(
+                r["scope"], r["source_text"], r["source_name"], int(r["applied_ms"]), r["applied_by"]
+            )
+            for r in await self._dicts(sql, [])
+        ]
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""

@@ -34,7 +34,7 @@ from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
-    OVERRIDE_ACTION,
+    OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -45,6 +45,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -919,10 +920,27 @@ class SqliteStore:
 
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
         where, args = codec.audit_filter(team, since_ms, 0, "?")
-        where = (where + " AND" if where else " WHERE") + " action = ?"
+        where = (where + " AND" if where else " WHERE") + " action IN (?, ?)"
         sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT ?"
-        args += [OVERRIDE_ACTION, limit]
+        args += [*OVERRIDE_ACTIONS, limit]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
+
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO policies (scope, source_text, source_name, applied_ms, applied_by)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"
+                " source_text = excluded.source_text, source_name = excluded.source_name,"
+                " applied_ms = excluded.applied_ms, applied_by = excluded.applied_by",
+                (policy.scope, policy.source_text, policy.source_name, policy.applied_ms, policy.applied_by),
+            )
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(w)
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        sql = "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policies ORDER BY scope"
+        return await self._read(lambda c: [PolicyRecord(*tuple(r)) for r in c.execute(sql)])
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""

@@ -38,6 +38,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunRecord,
     SpanRecord,
@@ -1403,3 +1404,27 @@ class StoreConformance:
         assert [e.at_ms for e in await store.list_overrides("shipping")] == [100, 300]
         assert [e.at_ms for e in await store.list_overrides(since_ms=150)] == [200, 300]
         assert await store.list_overrides("payments") == []
+
+    async def test_policy_overrides_are_listed_with_run_overrides(self, store: Store) -> None:
+        await store.add_audit(audit("run.override", "shipping", "shipping", at_ms=100))
+        await store.add_audit(audit("policy.override", "shipping", "shipping", at_ms=200))
+        await store.add_audit(audit("policy.apply", "", "admin", at_ms=250))
+        assert [e.action for e in await store.list_overrides("shipping")] == [
+            "run.override",
+            "policy.override",
+        ]
+
+    async def test_a_policy_file_per_scope_replaced_when_applied_again(self, store: Store) -> None:
+        assert await store.list_policies() == []
+        await store.put_policy(
+            PolicyRecord("", "rules: []", "platform.yaml", 100, "admin"), audit("policy.apply")
+        )
+        await store.put_policy(
+            PolicyRecord("crm", "rules: [1]", "crm.yaml", 200, "crm"), audit("policy.apply")
+        )
+        await store.put_policy(PolicyRecord("", "rules: [2]", "p2.yaml", 300, "admin"), audit("policy.apply"))
+        assert await store.list_policies() == [
+            PolicyRecord("", "rules: [2]", "p2.yaml", 300, "admin"),
+            PolicyRecord("crm", "rules: [1]", "crm.yaml", 200, "crm"),
+        ]
+        assert [e.action for e in await store.list_audit()].count("policy.apply") == 3

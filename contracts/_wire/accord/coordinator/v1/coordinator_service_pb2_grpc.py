@@ -195,6 +195,21 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ApplyPolicy',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListPolicies',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ListOverrides = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListOverrides',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -408,6 +423,25 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyPolicy(self, request, context):
+        """Governance (docs/governance.md): policies as data, and the overrides recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOverrides(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -570,6 +604,21 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.RollbackWorkflow,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'ListOverrides': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOverrides,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1436,6 +1485,87 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/RollbackWorkflow',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ApplyPolicy',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListPolicies',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOverrides(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListOverrides',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
             options,
             channel_credentials,
             insecure,
