@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -512,6 +514,39 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             entries=[convert.audit_to_pb(e) for e in page],
             next_page_token=_next_token(offset, size, len(page)),
         )
+
+    def _own_team(self, team: str, what: str) -> str:
+        principal = current_principal()
+        validate.text(team, "team", 256)
+        if principal.admin:
+            return team
+        if team and team != principal.team:
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own {what}, not team {team}'s"
+            )
+        return principal.team
+
+    @rpc
+    async def GetAutonomyReport(
+        self, request: pb.GetAutonomyReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAutonomyReportResponse:
+        team = self._own_team(request.team, "autonomy report")
+        validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
+        now = int(time.time() * 1000)
+        since = request.since_unix_ms or now - 30 * 24 * 3600 * 1000
+        report = await self._registry.autonomy_report(team, since, now)
+        return pb.GetAutonomyReportResponse(report_json=json.dumps(report, separators=(",", ":")))
+
+    @rpc
+    async def ListRecentChanges(
+        self, request: pb.ListRecentChangesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRecentChangesResponse:
+        team = self._own_team(request.team, "changes")
+        count = validate.integer(request.count, "count", 0, 100) or 5
+        # The newest changes of the last year; the report covers as far back as the audit log.
+        since = int(time.time() * 1000) - 365 * 24 * 3600 * 1000
+        listed = await self._registry.recent_changes(team, count, since)
+        return pb.ListRecentChangesResponse(changes_json=json.dumps(listed, separators=(",", ":")))
 
     # ---------- lifecycle ----------
 

@@ -8,6 +8,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     admin_cmd,
     agent_cmd,
     audit_cmd,
+    autonomy_cmd,
     contract_offline,
     contract_online,
     demo_cmd,

@@ -249,7 +249,8 @@ class Policies:
         """Check and (unless ``dry_run``) store a policy file for ``team`` ("" = the platform)."""
         if team and not principal.owns(team):
             raise PermissionDeniedError(
-                f"team {principal.team} may apply a policy only for its own namespace (--team {principal.team})"
+                f"the rules of team {team} are applied by team {team} (or the admin); team {principal.team} "
+                f"may apply its own with --team {principal.team}"
             )
         if not team and not principal.admin:
             raise PermissionDeniedError(

@@ -36,11 +36,19 @@ from contracts.policy import check_text as check_policy_text
 from contracts.policy import evaluate as evaluate_policy
 from coordinator.checks import Checks
 from coordinator.principal import Principal
+from coordinator.registry import autonomy
 from coordinator.registry.policies import Policies
 from coordinator.registry.refusals import RefusalBudget
 from coordinator.store import codec
 from coordinator.store.base import Store
-from coordinator.store.records import AgentRecord, AuditRecord, ContractRecord, WorkflowRecord
+from coordinator.store.records import (
+    AgentRecord,
+    AuditRecord,
+    ContractRecord,
+    RunFilter,
+    RunRecord,
+    WorkflowRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +131,9 @@ class Notice:
     past_sunset: bool = False
     message: str = ""
 
+
+# The most audit entries and runs the autonomy report reads (each).
+AUTONOMY_MAX_ROWS = 200_000
 
 # How far back ``consumers`` and ``notices`` count runs.
 CALLERS_WINDOW_MS = 30 * 24 * 3600 * 1000
@@ -1352,6 +1363,63 @@ class Registry:
             )
         self._workflows.pop(name, None)
         self._specs.pop((name, version), None)
+
+    # ================= the autonomy report =================
+
+    async def _autonomy_inputs(
+        self, since_ms: int
+    ) -> tuple[list[AuditRecord], list[RunRecord], list[WorkflowRecord], dict[str, list[str]]]:
+        """The audit entries and runs of the period (each at most ``AUTONOMY_MAX_ROWS``), the
+        newest workflow versions and the events that trigger them."""
+        entries: list[AuditRecord] = []
+        while len(entries) < AUTONOMY_MAX_ROWS:
+            page = await self._store.list_audit("", len(entries), 1000, since_ms=since_ms)
+            entries += page
+            if len(page) < 1000:
+                break
+        runs: list[RunRecord] = []
+        while len(runs) < AUTONOMY_MAX_ROWS:
+            batch = await self._store.list_runs(
+                RunFilter(created_after_ms=since_ms, offset=len(runs), limit=1000)
+            )
+            # Payloads are not needed: only what ran, when, pinning what, and how it ended.
+            runs += [replace(r, input=None, output=None) for r in batch]
+            if len(batch) < 1000:
+                break
+        workflows = await self._store.list_workflows("")
+        triggers = {wf.name: [t.on for t in self.workflow_spec(wf).triggers] for wf in workflows}
+        return entries, runs, workflows, triggers
+
+    async def autonomy_report(self, team: str, since_ms: int, now: int) -> dict[str, Any]:
+        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+        report: dict[str, Any] = await self.checks.run(
+            "computing the autonomy report",
+            (len(entries) + len(runs)) * 200,
+            autonomy.build_report,
+            entries,
+            runs,
+            workflows,
+            triggers,
+            since_ms,
+            now,
+            team,
+        )
+        return report
+
+    async def recent_changes(self, team: str, count: int, since_ms: int) -> list[dict[str, Any]]:
+        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+        listed: list[dict[str, Any]] = await self.checks.run(
+            "listing the last changes",
+            (len(entries) + len(runs)) * 200,
+            autonomy.last_changes,
+            entries,
+            runs,
+            workflows,
+            triggers,
+            count,
+            team,
+        )
+        return listed
 
     # ================= policies =================
 

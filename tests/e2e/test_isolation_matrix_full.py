@@ -283,6 +283,22 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
             "RollbackWorkflow",
             pb.RollbackWorkflowRequest(name="payments/single", to_version=1),
         ),
+        "ApplyPolicy": (
+            "coordinator",
+            "ApplyPolicy",
+            pb.ApplyPolicyRequest(source_text="rules: []", source_name="p.yaml", team="payments"),
+        ),
+        "ListOverrides": ("coordinator", "ListOverrides", pb.ListOverridesRequest(team="payments")),
+        "GetAutonomyReport": (
+            "coordinator",
+            "GetAutonomyReport",
+            pb.GetAutonomyReportRequest(team="payments"),
+        ),
+        "ListRecentChanges": (
+            "coordinator",
+            "ListRecentChanges",
+            pb.ListRecentChangesRequest(team="payments"),
+        ),
     }
 
 
@@ -326,6 +342,10 @@ REFUSED = [
     "SetWorkflowEnabled",
     "DeleteWorkflowVersion",
     "RollbackWorkflow",
+    "ApplyPolicy",
+    "ListOverrides",
+    "GetAutonomyReport",
+    "ListRecentChanges",
 ]
 
 
@@ -464,7 +484,22 @@ async def _own_tokens(w: World, client: AsyncClient) -> None:
     assert w.other not in str(listed) and w.owner not in str(listed)
 
 
+async def _governance(w: World, client: AsyncClient) -> None:
+    # Every team reads the rules; the overrides and the autonomy report are its own.
+    await client.coordinator.ListPolicies(pb.ListPoliciesRequest())
+    assert list((await client.coordinator.ListOverrides(pb.ListOverridesRequest())).entries) == []
+    report = json.loads(
+        (await client.coordinator.GetAutonomyReport(pb.GetAutonomyReportRequest())).report_json
+    )
+    assert [t["team"] for t in report["teams"]] == ["warehouse"]
+    changes = json.loads(
+        (await client.coordinator.ListRecentChanges(pb.ListRecentChangesRequest(count=5))).changes_json
+    )
+    assert all(c["team"] == "warehouse" for c in changes)
+
+
 SCOPED: dict[str, Check] = {
+    "ListPolicies/ListOverrides(own)/GetAutonomyReport(own)/ListRecentChanges(own)": _governance,
     "WhoAmI": _whoami,
     "ListTeams": _list_teams,
     "ListContracts": _list_contracts,

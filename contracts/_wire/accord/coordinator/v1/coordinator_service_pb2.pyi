@@ -2857,3 +2857,93 @@ class ListOverridesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListOverridesResponse: _TypeAlias = ListOverridesResponse  # noqa: Y015
+
+@_typing.final
+class GetAutonomyReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """One team's figures; a team's token gets its own. "" (admin): every team."""
+    since_unix_ms: _builtins.int
+    """The period: from this time (unix ms) to now; 0: the last 30 days."""
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAutonomyReportRequest: _TypeAlias = GetAutonomyReportRequest  # noqa: Y015
+
+@_typing.final
+class GetAutonomyReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_JSON_FIELD_NUMBER: _builtins.int
+    report_json: _builtins.str
+    """The report as JSON: {since_ms, until_ms, teams: [...], how: {figure: method}}
+    (docs/governance.md, "The autonomy report", lists every field).
+    """
+    def __init__(
+        self,
+        *,
+        report_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_json", b"report_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAutonomyReportResponse: _TypeAlias = GetAutonomyReportResponse  # noqa: Y015
+
+@_typing.final
+class ListRecentChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """as in GetAutonomyReportRequest"""
+    count: _builtins.int
+    """the newest N changes (1 to 100; 0: 5)"""
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecentChangesRequest: _TypeAlias = ListRecentChangesRequest  # noqa: Y015
+
+@_typing.final
+class ListRecentChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_JSON_FIELD_NUMBER: _builtins.int
+    changes_json: _builtins.str
+    """A JSON list, newest first (docs/governance.md, "The last changes")."""
+    def __init__(
+        self,
+        *,
+        changes_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes_json", b"changes_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecentChangesResponse: _TypeAlias = ListRecentChangesResponse  # noqa: Y015

@@ -210,6 +210,16 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
                 _registered_method=True)
+        self.GetAutonomyReport = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/GetAutonomyReport',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.FromString,
+                _registered_method=True)
+        self.ListRecentChanges = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListRecentChanges',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -442,6 +452,19 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAutonomyReport(self, request, context):
+        """The autonomy report, computed from the audit log and the run history (docs/governance.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecentChanges(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -619,6 +642,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListOverrides,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.SerializeToString,
+            ),
+            'GetAutonomyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutonomyReport,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.SerializeToString,
+            ),
+            'ListRecentChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecentChanges,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1566,6 +1599,60 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/ListOverrides',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAutonomyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/GetAutonomyReport',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecentChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListRecentChanges',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
