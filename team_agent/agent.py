@@ -214,7 +214,12 @@ class Agent:
 
     def _binding_infos(self) -> list[BindingInfo]:
         return [
-            BindingInfo(contract=b.config.contract, major=b.config.major, engine=b.config.engine)
+            BindingInfo(
+                contract=b.config.contract,
+                major=b.config.major,
+                engine=b.config.engine,
+                fingerprint=b.config.fingerprint,
+            )
             for b in self._bindings.values()
         ]
 

@@ -91,6 +91,7 @@ class BindingInfo:
     contract: str
     major: int
     engine: str
+    fingerprint: str = ""
 
 
 def _redact_message(message: Message, redactor: Redactor) -> None:
@@ -310,7 +311,10 @@ class GatewayClient:
         request = agent_pb.RegisterAgentRequest(
             agent_id=agent_id,
             bindings=[
-                agent_pb.Binding(contract=b.contract, major=b.major, engine=b.engine) for b in bindings
+                agent_pb.Binding(
+                    contract=b.contract, major=b.major, engine=b.engine, config_fingerprint=b.fingerprint
+                )
+                for b in bindings
             ],
             concurrency=concurrency,
             team_retry=retry_to_pb(team_retry),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -61,6 +62,10 @@ class BindingConfig:
     engine: str
     options: Mapping[str, Any]  # the ``with:`` mapping, secrets resolved
     line: int | None = None
+    # sha256 (hex, first 16) of the engine and the ``with:`` mapping as written, secret references
+    # unresolved: tells the coordinator the configuration changed without telling it anything
+    # secret (docs/governance.md, "The autonomy report").
+    fingerprint: str = ""
 
     @property
     def key(self) -> str:
@@ -321,7 +326,15 @@ def _tls(raw: Any, source: str, environ: Mapping[str, str], problems: _Collector
     return settings
 
 
-def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, BindingConfig]:
+def binding_fingerprint(engine: str, written: Any) -> str:
+    """The fingerprint of one binding's configuration as written (see ``BindingConfig``)."""
+    text = json.dumps({"engine": engine, "with": written}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_bindings(
+    raw: Any, team: str, problems: _Collector, written: Any = None
+) -> dict[str, BindingConfig]:
     bindings: dict[str, BindingConfig] = {}
     if raw is None:
         problems.add(("implements",), "missing: list the contracts this agent implements")
@@ -358,6 +371,12 @@ def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, Bind
             engine=engine,
             options=options,
             line=problems.line(path),
+            fingerprint=binding_fingerprint(
+                engine,
+                (written.get(key) or {}).get("with")
+                if isinstance(written, dict) and isinstance(written.get(key), dict)
+                else None,
+            ),
         )
     return bindings
 
@@ -435,7 +454,7 @@ def parse_config(
     retry = _retry_policy(data.get("retry"), problems)
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
-    bindings = _check_bindings(data.get("implements"), team, problems)
+    bindings = _check_bindings(data.get("implements"), team, problems, document.data.get("implements"))
     overrides = _overrides(data.get("overrides"), problems)
 
     config = AgentConfig(

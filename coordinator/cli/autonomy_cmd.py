@@ -152,5 +152,8 @@ def changes(
             if c["waited_for_others"]
             else ""
         )
+        if c["kind"] == "retire":
+            typer.echo(f"  retired{waited}")
+            continue
         production = _t(c["time_to_production"]) if c["in_production"] else "not used by a successful run yet"
         typer.echo(f"  registration to production use: {production}{waited}")

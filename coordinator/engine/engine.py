@@ -601,6 +601,10 @@ class Engine:
                 platform_intervention=principal.intervenes_on(agent.team),
                 details={
                     "serves": [f"{b.contract}@{b.major}" for b in agent.bindings],
+                    # what serves each contract, as the agent's hash of its configuration
+                    "fingerprints": {
+                        f"{b.contract}@{b.major}": b.fingerprint for b in agent.bindings if b.fingerprint
+                    },
                     "concurrency": agent.concurrency,
                     "hostname": agent.hostname,
                     "agent_version": agent.agent_version,

@@ -34,8 +34,21 @@ DAY_MS = 24 * 3600 * 1000
 BOTTLENECK_TEAMS = 2
 BOTTLENECK_MS = 7 * DAY_MS
 
-CHANGE_ACTIONS = ("contract.register", "workflow.register", "workflow.rollback", "agent.register")
-_BREAKS = re.compile(r"breaks workflow (\S+) \(v\d+, team ([a-z0-9][a-z0-9_-]*)\)")
+CHANGE_ACTIONS = (
+    "contract.register",
+    "workflow.register",
+    "workflow.rollback",
+    "agent.register",
+    "contract.retire",
+)
+# The consumers a refusal names: "breaks workflow W (vN, team T), ..." (a registration),
+# "workflow W vN (team T), step ..." and "run R (W vN, team T) ..." (a retirement).
+_CONSUMER = re.compile(
+    r"(?:breaks workflow (\S+) \(v\d+, team ([a-z0-9][a-z0-9_-]*)\))"
+    r"|(?:^workflow (\S+) v\d+ \(team ([a-z0-9][a-z0-9_-]*)\))"
+    r"|(?:^run \S+ \((\S+) v\d+, team ([a-z0-9][a-z0-9_-]*)\))"
+)
+_REFUSALS = {"contract.register.refused": "contract.register", "contract.retire.refused": "contract.retire"}
 _WORKFLOW_OBJECT = re.compile(r"^(\S+) v(\d+)$")
 
 METHODS: dict[str, str] = {
@@ -69,7 +82,7 @@ class Change:
     """One change, with what the report derives for it."""
 
     entry: AuditRecord
-    kind: str  # contract | workflow | agent
+    kind: str  # contract | workflow | agent | retire (a contract version or major taken out of service)
     name: str  # contract or workflow name; the agent id
     version: str  # contract version; workflow version; "" for an agent
     serves: tuple[tuple[str, int], ...] = ()  # an agent's (contract, major)
@@ -99,7 +112,9 @@ class Change:
             return run.pinned.get(self.name) == self.version
         if self.kind == "workflow":
             return run.workflow == self.name and str(run.workflow_version) == self.version
-        return any(_major(run.pinned.get(c, "")) == m for c, m in self.serves)
+        if self.kind == "agent":
+            return any(_major(run.pinned.get(c, "")) == m for c, m in self.serves)
+        return False  # a retirement: no run uses it
 
     def same_object(self, run: RunRecord) -> bool:
         """A run of the same contract, workflow or served contract, whatever version."""
@@ -107,7 +122,7 @@ class Change:
             return self.name in run.pinned
         if self.kind == "workflow":
             return run.workflow == self.name
-        return any(c in run.pinned for c, _ in self.serves)
+        return any(c in run.pinned for c, _ in self.serves) if self.kind == "agent" else False
 
 
 def _major(version: str) -> int:
@@ -124,6 +139,8 @@ def _change_of(entry: AuditRecord) -> Change | None:
         if not match:
             return None
         return Change(entry, "workflow", match.group(1), match.group(2))
+    if entry.action == "contract.retire":
+        return Change(entry, "retire", entry.object, "")
     if entry.action == "agent.register":
         serves = []
         for text in entry.details.get("serves") or []:
@@ -177,25 +194,43 @@ def _follow(changes: list[Change], runs: list[RunRecord]) -> None:
 
 
 def _refusals(entries: list[AuditRecord]) -> list[dict[str, Any]]:
+    """Refused registrations and retirements that named consumers (other teams' workflows)."""
     refused = []
     for e in entries:
-        if e.action != "contract.register.refused":
+        if e.action not in _REFUSALS:
             continue
         lines = [str(x) for x in e.details.get("problems") or []]
-        consumers = sorted({(m.group(1), m.group(2)) for line in lines for m in _BREAKS.finditer(line)})
+        consumers: set[tuple[str, str]] = set()
+        for line in lines:
+            for m in _CONSUMER.finditer(line):
+                groups = [g for g in m.groups() if g]
+                consumers.add((groups[0], groups[1]))
         if not consumers:
             continue
         refused.append(
             {
                 "at_ms": e.at_ms,
                 "team": e.owner_team,
+                "action": _REFUSALS[e.action],
                 "contract": e.object,
-                "consumers": [{"workflow": w, "team": t} for w, t in consumers],
+                "consumers": [{"workflow": w, "team": t} for w, t in sorted(consumers)],
                 "consumer_teams": sorted({t for _, t in consumers}),
                 "reason": e.details.get("reason", ""),
             }
         )
     return refused
+
+
+def _waited_for(change: Change, refusals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The refusals of the same registration or retirement before ``change`` went through."""
+    if change.kind not in ("contract", "retire"):
+        return []
+    action = "contract.register" if change.kind == "contract" else "contract.retire"
+    return [
+        r
+        for r in refusals
+        if r["action"] == action and r["contract"] == change.entry.object and r["at_ms"] <= change.entry.at_ms
+    ]
 
 
 def _dependencies(
@@ -252,10 +287,7 @@ def build_report(
     _follow(changes, runs)
     refusals = _refusals(entries)
     for change in changes:
-        if change.kind != "contract":
-            continue
-        ref = f"{change.name}@{change.version}"
-        before = [r for r in refusals if r["contract"] == ref and r["at_ms"] <= change.entry.at_ms]
+        before = _waited_for(change, refusals)
         if before:
             change.needed_teams = tuple(sorted({t for r in before for t in r["consumer_teams"]}))
             change.first_refused_ms = before[0]["at_ms"]
@@ -275,12 +307,13 @@ def build_report(
                     "contract_versions": sum(1 for c in own if c.kind == "contract"),
                     "workflow_versions": sum(1 for c in own if c.kind == "workflow"),
                     "agent_binding_changes": sum(1 for c in own if c.kind == "agent"),
+                    "retirements": sum(1 for c in own if c.kind == "retire"),
                     "overrides": sum(1 for e in mine if e.action in OVERRIDE_ACTIONS),
                 },
                 "time_to_deploy": _ms(_median(c.lead_ms for c in own if c.lead_ms is not None)),
                 "needed_other_teams": [
                     {
-                        "change": f"{c.name}@{c.version}",
+                        "change": f"{'retire ' if c.kind == 'retire' else ''}{c.entry.object}",
                         "teams": list(c.needed_teams),
                         "waited": _ms(c.entry.at_ms - c.first_refused_ms),
                     }
@@ -304,7 +337,7 @@ def build_report(
                     if e.action in OVERRIDE_ACTIONS
                 ],
                 "refused_breaking_changes": [r for r in refusals if r["team"] == name],
-                "dora": _dora(own, days),
+                "dora": _dora([c for c in own if c.kind != "retire"], days),
                 "contracts": _per_contract(own, days),
             }
         )
@@ -337,7 +370,7 @@ def _per_contract(changes: list[Change], days: float) -> dict[str, Any]:
         if c.kind == "contract":
             by_contract[c.name].append(c)
         elif c.kind == "agent":
-            for contract, _ in c.serves:
+            for contract in sorted({name for name, _ in c.serves}):  # one change, whatever majors
                 by_contract[contract].append(c)
     return {name: _dora(listed, days) for name, listed in sorted(by_contract.items())}
 
@@ -364,9 +397,8 @@ def last_changes(
         teams = {c.team}
         others: list[str] = []
         waited = 0
-        if c.kind == "contract":
-            ref = f"{c.name}@{c.version}"
-            before = [r for r in refusals if r["contract"] == ref and r["at_ms"] <= c.entry.at_ms]
+        before = _waited_for(c, refusals)
+        if before:
             for r in before:
                 teams |= set(r["consumer_teams"])
                 others += [f"team {w['team']} changed workflow {w['workflow']} first" for w in r["consumers"]]
@@ -374,12 +406,13 @@ def last_changes(
                 waited = c.entry.at_ms - before[0]["at_ms"]
         elif c.kind == "workflow" and c.name in callers:
             teams |= {x.split("/", 1)[0] for x in callers[c.name].contracts}
+            teams |= {x.split("/", 1)[0] for x in triggers.get(c.name, [])}
         if c.entry.platform_intervention:
             others.append("made by the platform (admin)")
         others += [
             f"platform intervention: {e.action} {e.object}"
             for e in interventions
-            if e is not c.entry and e.object.split("@")[0].split(" ")[0] == c.name
+            if e is not c.entry and e.object == c.entry.object
         ]
         others += [
             f"override of {e.details.get('rule', '')} by {e.actor}: {e.details.get('reason', '')}"

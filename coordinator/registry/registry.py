@@ -954,10 +954,19 @@ class Registry:
                 )
         listed = ", ".join(sorted(retiring, key=codec.version_key))
         if users:
-            raise FailedPreconditionError(
-                f"{name}@{listed} is still in use by {len(users)} workflow version(s) or run(s); "
-                "they must move to another version (or their runs finish) before it can be retired",
-                users,
+            # Audited like a refused registration: a change that waits for other teams is what
+            # the autonomy report counts (docs/governance.md).
+            raise await self._refused(
+                principal,
+                "contract.retire.refused",
+                ref,
+                team,
+                FailedPreconditionError(
+                    f"{name}@{listed} is still in use by {len(users)} workflow version(s) or run(s); "
+                    "they must move to another version (or their runs finish) before it can be retired",
+                    users,
+                ),
+                False,
             )
         at = now_ms()
         await self._store.retire_contract(

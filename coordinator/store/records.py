@@ -320,6 +320,8 @@ class Binding:
     contract: str
     major: int
     engine: str = ""
+    # The agent's hash of the binding's configuration (no secrets): a change is a binding change.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

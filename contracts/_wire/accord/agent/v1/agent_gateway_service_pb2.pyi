@@ -31,21 +31,27 @@ class Binding(_message.Message):
     CONTRACT_FIELD_NUMBER: _builtins.int
     MAJOR_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    CONFIG_FINGERPRINT_FIELD_NUMBER: _builtins.int
     contract: _builtins.str
     """team/name"""
     major: _builtins.int
     engine: _builtins.str
     """engine adapter name, for display"""
+    config_fingerprint: _builtins.str
+    """A hash of the binding's configuration as written (secret references unresolved, never
+    secret values): the coordinator records when it changes (docs/governance.md).
+    """
     def __init__(
         self,
         *,
         contract: _builtins.str = ...,
         major: _builtins.int = ...,
         engine: _builtins.str = ...,
+        config_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "engine", b"engine", "major", b"major"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_fingerprint", b"config_fingerprint", "contract", b"contract", "engine", b"engine", "major", b"major"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
