@@ -58,16 +58,17 @@ METHODS: dict[str, str] = {
     "time_to_deploy": "per change, from its audit entry to the end of the first successful run that uses it "
     "(pinned the contract version; ran the workflow version; pinned a contract major the changed agent serves); "
     "the median over the changes that have such a run",
-    "needed_other_teams": "a contract registration refused because it would break consumers (audit "
-    "contract.register.refused naming 'breaks workflow W (vN, team T)'), later registered: the consumer teams "
-    "named had to change first",
+    "needed_other_teams": "a change that went through after a refusal naming other teams' workflows: a contract "
+    "registration refused as breaking consumers (audit contract.register.refused, 'breaks workflow W (vN, team T)'), "
+    "or a retirement refused while other teams' workflows or runs still used the version (contract.retire.refused), "
+    "later registered or retired: the teams named had to change first; waited is from the first refusal",
     "cross_team_dependencies": "calls: the other teams whose contracts the team's workflows call (newest "
     "versions); called_by: teams whose workflows call the team's contracts; events: teams whose events trigger "
     "the team's workflows, and teams triggered by the team's events",
     "platform_interventions": "audit entries the admin made on the team's objects (platform_intervention)",
     "overrides": "audit entries policy.override and run.override concerning the team",
-    "refused_breaking_changes": "audit entries contract.register.refused naming broken consumers, with the "
-    "consumer teams",
+    "refused_breaking_changes": "audit entries contract.register.refused and contract.retire.refused that name "
+    "other teams' workflows or runs, with those teams",
     "change_frequency": "changes per day in the period (contract versions, workflow versions, agent binding changes)",
     "lead_time": "the median time to deploy (above)",
     "change_failure_rate": "changes followed by a failed run that uses them (before the object's next change), "
