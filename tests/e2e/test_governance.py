@@ -317,3 +317,32 @@ rules:
     assert json.loads((await coordinator.acli("policy", "list", "--json")).stdout) == []
     refused = await coordinator.acli("policy", "apply", str(tmp_path / "missing.yaml"))
     assert refused.returncode == 2 and "cannot read the file" in refused.stderr
+
+
+@pytest.mark.postgres
+async def test_policies_overrides_and_the_report_on_postgresql(pg_database, tmp_path):
+    """The store-dependent parts on PostgreSQL: the policy file kept, an override recorded and
+    listed, the autonomy report read from the audit log."""
+    from tests.support.coordinator import CoordinatorProcess
+
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", pg_database.url, "--store-pool", "4")
+    try:
+        payments = await coordinator.create_team("payments")
+        assert (await _apply(coordinator, tmp_path)).returncode == 0
+        file = _write(tmp_path, "refund.yaml", UNOWNED)
+        assert (await coordinator.acli("contract", "register", file, token=payments)).returncode == 1
+        ok = await coordinator.acli(
+            "contract", "register", file, "--override", "contract-owner=later", token=payments
+        )
+        assert ok.returncode == 0, ok.stderr
+        listed = json.loads((await coordinator.acli("policy", "overrides", "--json", token=payments)).stdout)
+        assert [(e["details"]["rule"], e["details"]["reason"]) for e in listed] == [
+            ("contract-owner", "later")
+        ]
+        rules = json.loads((await coordinator.acli("policy", "list", "--json")).stdout)
+        assert len(rules) == 5
+        report = json.loads((await coordinator.acli("autonomy", "report", "--json", token=payments)).stdout)
+        [team] = report["teams"]
+        assert team["changes"]["contract_versions"] == 1 and team["changes"]["overrides"] == 1
+    finally:
+        coordinator.kill9()
