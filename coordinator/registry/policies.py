@@ -91,7 +91,11 @@ class Policies:
     async def rules(self, team: str | None = None) -> list[Rule]:
         """Every applied rule (``team``: the platform's and that team's only)."""
         found: list[Rule] = []
-        for record in await self.records():
+        records = await self.records()
+        current = {(r.scope, r.applied_ms, r.source_text) for r in records}
+        for stale in [key for key in self._parsed if key not in current]:
+            del self._parsed[stale]  # a file replaced since: its rules are not asked for again
+        for record in records:
             if team is not None and record.scope not in (PLATFORM, team):
                 continue
             key = (record.scope, record.applied_ms, record.source_text)
@@ -129,6 +133,8 @@ class Policies:
     ) -> Verdict:
         """The verdict of the rules on a contract's or workflow's file (``kind``)."""
         rules = await self.rules(owner_team)
+        if not overrides and not any(r.covers(kind, owner_team) for r in rules):
+            return Verdict()  # nothing to check: the file is not read again
         findings, file_overrides = await self._checks.run(
             f"checking the policies on {source_name}",
             len(source_text),
