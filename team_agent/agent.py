@@ -30,6 +30,7 @@ from contracts.errors import (
     FileProblemsError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RemoteError,
     TlsError,
@@ -263,6 +264,9 @@ class Agent:
             except (PermissionDeniedError, TlsError) as exc:
                 self._refused(exc)
                 return
+            except OverloadedError as exc:
+                self._overloaded(exc)
+                return
             except RemoteError as exc:
                 level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
                 logger.log(level, "registration failed, retrying in %.1fs: %s", delay, exc)
@@ -300,6 +304,23 @@ class Agent:
         if self._stop is not None:
             self._stop.set()
 
+    def _overloaded(self, exc: OverloadedError) -> None:
+        """One call was refused as overloaded for the whole ``overload_patience`` (the client
+        retried it after every hint): stop and exit 3 rather than retry an overloaded coordinator
+        forever. Undelivered results stay in the outbox for the next start."""
+        if self.refusal is not None:
+            return
+        self.refusal = OverloadedError(
+            message=(
+                f"agent {self.agent_id} of team {self._config.team} stops: {exc} (overload_patience"
+                f" {self._config.overload_patience:g}s in {self._config_path}); undelivered results"
+                f" wait in {self._outbox.directory} for the next start; raise the coordinator's"
+                " --max-inflight or add coordinators if this happens under normal load"
+            )
+        )
+        if self._stop is not None:
+            self._stop.set()
+
     def _restart_pollers(self) -> None:
         for poller in self._pollers:
             poller.cancel()
@@ -321,6 +342,9 @@ class Agent:
                 task = await self._client.poll(
                     agent_id=self.agent_id, wait=self._poll_wait, contracts=contracts
                 )
+            except OverloadedError as exc:
+                self._overloaded(exc)
+                return
             except RemoteError as exc:
                 if isinstance(exc, UnauthenticatedError) and await self.check_token():
                     continue  # the token was rotated: poll again with the new one at once
@@ -743,6 +767,9 @@ class Agent:
                     exc,
                 )
             except RemoteError as exc:
+                if isinstance(exc, OverloadedError):
+                    self._overloaded(exc)  # the entry stays in the outbox for the next start
+                    return
                 logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
             else:
                 if accepted:
@@ -857,6 +884,7 @@ class Agent:
                     self._close_adapter_later(binding)
         self._bindings = bindings
         self._config = new
+        self._client.overload_patience = new.overload_patience
         self._secrets = loaded.secrets
         logger.info(
             "config reloaded: added %s, changed %s, removed %s, concurrency %d",

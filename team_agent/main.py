@@ -104,7 +104,9 @@ async def _serve(
         grace=options.grace,
         reload_interval=options.reload_interval,
     )
-    client = GatewayClient(config.coordinator, token, redactor, channels=channels)
+    client = GatewayClient(
+        config.coordinator, token, redactor, channels=channels, overload_patience=config.overload_patience
+    )
     agent = Agent(
         loaded,
         config_path=options.config_path,
