@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.validation import validate_payload
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
@@ -50,6 +51,7 @@ from coordinator.store.records import (
     ATTEMPT_SCHEDULED,
     RUN_RUNNING,
     RUN_TERMINAL,
+    TIMER_CHECK_INPUT,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -1063,7 +1065,15 @@ class Engine:
                     await self._store.extend_lease(timer.key, grace)
                     return
         try:
-            await self._transact(timer.run_id, lambda state, tr: machine.fire(state, timer, tr, self._limits))
+            if timer.kind == TIMER_CHECK_INPUT:
+                failure = await self._check_input(timer)
+                await self._transact(
+                    timer.run_id, lambda state, tr: machine.input_checked(state, timer, failure, tr)
+                )
+            else:
+                await self._transact(
+                    timer.run_id, lambda state, tr: machine.fire(state, timer, tr, self._limits)
+                )
         except _Gone:
             # Its run is gone: the timer goes too.
             tr = Transition(now_ms())
@@ -1071,6 +1081,31 @@ class Engine:
             await self._store.apply(tr.changes())
         except NotFoundError as exc:  # the run could not go on and failed (ResumeError), timers and all
             logger.warning("timer %s %s: %s", timer.kind, timer.key, exc)
+
+    async def _check_input(self, timer: TimerRecord) -> TaskFailure | None:
+        """The verdict on a step's large mapped input, validated in a worker process within the
+        check budget (coordinator/checks.py) before the transition that starts the step."""
+        state = await self._state_or_none(timer.run_id)
+        waiting = machine.waiting_input(state, timer) if state is not None else None
+        if waiting is None:
+            return None  # nothing waits for it any more: the transition only consumes the timer
+        step, contract = waiting
+        try:
+            violations = await self._registry.checks.run(
+                f"validating the mapped input of step {step.step_id} ({contract.ref})",
+                INLINE_BYTES + 1,
+                validate_payload,
+                contract.input_schema,
+                step.input,
+                "input",
+            )
+        except FailedPreconditionError as exc:
+            return TaskFailure(
+                "ContractViolation",
+                f"the mapped input of {contract.ref} could not be validated: {exc}",
+                False,
+            )
+        return machine.input_violation(contract, violations) if violations else None
 
     async def _state_or_none(self, run_id: str) -> RunState | None:
         try:
