@@ -793,7 +793,7 @@ class _Checker:
         # The sub schemas being split into disjuncts, innermost last: a disjunct may admit
         # values the whole does not (oneOf read as anyOf, dropped keywords), and a finding
         # must never name a value the old schema did not accept.
-        self.sub_nodes: list[Mapping[str, Any]] = []
+        self.sub_nodes: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
         # A subschema with its own $id resolves the $refs inside it against its own base URI;
         # the checker does not follow base URIs, so it refuses every $ref in such documents.
         self.embedded_ids = embedded_ids
@@ -802,8 +802,6 @@ class _Checker:
         self._views: dict[tuple[int, bool], tuple[Any, Mapping[str, Any], frozenset[str]]] = {}
         # For a view: keyword in the view -> the keyword it stands for in the user's schema.
         self._renames: dict[int, dict[str, str]] = {}
-        # Inside trial(): findings are counted, not read, so no example value is looked for.
-        self.trying = 0
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -860,10 +858,7 @@ class _Checker:
         one (``e.g. ...``) found among `candidates` that the sub schema really accepts and sup
         refuses. Without such a value the claim is not made: the change is reported as one the
         checker cannot prove safe (a refusal never names a value the old schema did not accept)."""
-        if self.trying:
-            self.escapes(pointer, ctx.path, what, detail)
-            return
-        found = self.example(d, sup, candidates)
+        found = self.example(d, sup, candidates, ctx.path)
         if found is None:
             self.cannot_prove(pointer, ctx.path, f"{detail} ({self.no_example()})")
         else:
@@ -877,12 +872,12 @@ class _Checker:
         return "no value was found that this schema accepts and the target schema refuses"
 
     def example(
-        self, d: Mapping[str, Any], sup: Mapping[str, Any], candidates: Iterable[Any]
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], candidates: Iterable[Any], path: tuple[str, ...]
     ) -> tuple[Any] | None:
-        """The first candidate valid under the disjunct `d` and the whole sub schema it came from
-        (by the very validator Accord runs) and invalid under `sup`, as a 1-tuple."""
-        sub_schema = {k: v for k, v in d.items() if k != _ALSO}
-        whole = self.sub_nodes[-1] if self.sub_nodes else sub_schema
+        """The first candidate valid under the disjunct `d` and every sub schema being examined
+        at the same field (the whole it came from; by the very validator Accord runs) and
+        invalid under `sup`, as a 1-tuple."""
+        wholes = self.wholes(d, path)
         seen: set[str] = set()
         try:
             for value in candidates:
@@ -892,15 +887,21 @@ class _Checker:
                 seen.add(text)
                 if len(seen) > 60:
                     break
-                if (
-                    self.is_valid(self.sub_root, sub_schema, value)
-                    and self.is_valid(self.sub_root, whole, value)
-                    and not self.is_valid(self.sup_root, sup, value)
+                if all(self.is_valid(self.sub_root, w, value) for w in wholes) and not self.is_valid(
+                    self.sup_root, sup, value
                 ):
                     return (value,)
         except _CannotProveError:
             return None
         return None
+
+    def wholes(self, d: Mapping[str, Any], path: tuple[str, ...]) -> list[Schema]:
+        """The disjunct `d` and the sub schemas under examination at the same field: a value
+        named in a finding must be valid under all of them (a disjunct alone may admit values
+        the whole does not: oneOf read as anyOf, keywords dropped)."""
+        found: list[Schema] = [{k: v for k, v in d.items() if k != _ALSO}]
+        found += [node for node, at in self.sub_nodes if at == path]
+        return found
 
     def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
         self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
@@ -1000,12 +1001,10 @@ class _Checker:
         """Check without reporting; assumptions made by a failed trial are withdrawn."""
         saved_findings, saved_assumed = self.findings, dict(self.assumed)
         self.findings = []
-        self.trying += 1
         try:
             self.check(sub, sup, ctx)
             return self.findings
         finally:
-            self.trying -= 1
             failed = bool(self.findings)
             self.findings = saved_findings
             if failed:
@@ -1065,7 +1064,7 @@ class _Checker:
         except _CannotProveError as exc:
             self.fallback(sub, sup, ctx, str(exc))
             return
-        self.sub_nodes.append(sub)
+        self.sub_nodes.append((sub, ctx.path))
         try:
             for d, dp in disjuncts:
                 self.check_simple(d, sup, ctx.at(sp=dp))
@@ -1252,14 +1251,12 @@ class _Checker:
         self, d: Mapping[str, Any], sup: Mapping[str, Any], values: list[Any], ctx: _Ctx
     ) -> None:
         # A finite set of values: check each one exactly against both schemas.
-        sub_schema = {k: v for k, v in d.items() if k != _ALSO}
-        whole = self.sub_nodes[-1] if self.sub_nodes else sub_schema
+        wholes = self.wholes(d, ctx.path)
         rejected = [
             v
             for v in values
-            if self.is_valid(self.sub_root, sub_schema, v)
-            and not self.is_valid(self.sup_root, sup, v)
-            and self.is_valid(self.sub_root, whole, v)
+            if not self.is_valid(self.sup_root, sup, v)
+            and all(self.is_valid(self.sub_root, w, v) for w in wholes)
         ]
         if rejected:
             target = sup if self.point_at_sup else d
@@ -1300,8 +1297,7 @@ class _Checker:
                 named += [b for b in (True, False) if _key(b) not in keys]
             else:
                 classes.append(t)
-        if named and not self.trying:
-            named = [v for v in named if self.example(d, sup, [v]) is not None]
+        named = [v for v in named if self.example(d, sup, [v], ctx.path) is not None]
         if not named and not classes:
             return
         kw = "const" if "const" in sup else "enum"
