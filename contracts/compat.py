@@ -794,6 +794,9 @@ class _Checker:
         # values the whole does not (oneOf read as anyOf, dropped keywords), and a finding
         # must never name a value the old schema did not accept.
         self.sub_nodes: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
+        # Likewise the sup schemas being checked against, outermost first: a value named must be
+        # refused by the whole of sup at its field, not only by one anyOf branch of it.
+        self.sup_nodes: list[tuple[Schema, tuple[str, ...]]] = []
         # A subschema with its own $id resolves the $refs inside it against its own base URI;
         # the checker does not follow base URIs, so it refuses every $ref in such documents.
         self.embedded_ids = embedded_ids
@@ -887,8 +890,10 @@ class _Checker:
                 seen.add(text)
                 if len(seen) > 60:
                     break
-                if all(self.is_valid(self.sub_root, w, value) for w in wholes) and not self.is_valid(
-                    self.sup_root, sup, value
+                if (
+                    all(self.is_valid(self.sub_root, w, value) for w in wholes)
+                    and not self.is_valid(self.sup_root, sup, value)
+                    and not self.is_valid(self.sup_root, self.outer_sup(sup, path), value)
                 ):
                     return (value,)
         except _CannotProveError:
@@ -902,6 +907,10 @@ class _Checker:
         found: list[Schema] = [{k: v for k, v in d.items() if k != _ALSO}]
         found += [node for node, at in self.sub_nodes if at == path]
         return found
+
+    def outer_sup(self, sup: Schema, path: tuple[str, ...]) -> Schema:
+        """The outermost sup schema under examination at the field `path` (`sup` if none)."""
+        return next((node for node, at in self.sup_nodes if at == path), sup)
 
     def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
         self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
@@ -1014,6 +1023,13 @@ class _Checker:
 
     def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         """Report why `sub` ⊆ `sup` may fail."""
+        self.sup_nodes.append((sup, ctx.path))
+        try:
+            self._check(sub, sup, ctx)
+        finally:
+            self.sup_nodes.pop()
+
+    def _check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         if ctx.depth > _MAX_DEPTH:
             self.cannot_prove(
                 ctx.pp if self.point_at_sup else ctx.sp, ctx.path, "the schemas nest too deeply"
@@ -1257,6 +1273,7 @@ class _Checker:
             for v in values
             if not self.is_valid(self.sup_root, sup, v)
             and all(self.is_valid(self.sub_root, w, v) for w in wholes)
+            and not self.is_valid(self.sup_root, self.outer_sup(sup, ctx.path), v)
         ]
         if rejected:
             target = sup if self.point_at_sup else d

@@ -152,3 +152,21 @@ def test_every_named_example_is_accepted_by_the_old_schema_and_refused_by_the_ne
         (value,) = finding.example
         assert compiled_validator(old).is_valid(value) and not compiled_validator(new).is_valid(value)
         assert "(e.g. " in finding.message, finding
+
+
+def test_an_example_is_refused_by_the_whole_old_schema_not_one_alternative() -> None:
+    # Found by the hunt: the new output may be any number; the old one promised integers OR
+    # numbers from -1. -2 breaks the second alternative but the first accepts it: not an example.
+    old = {
+        "anyOf": [
+            {"anyOf": [{"type": "boolean"}, {"type": "integer"}]},
+            {"allOf": [{"type": "number", "minimum": -1}, {"type": "number"}]},
+        ]
+    }
+    findings = check_output_compat(old, {"type": "number"})
+    assert findings
+    for finding in findings:
+        if finding.example is not None:
+            (value,) = finding.example
+            assert compiled_validator({"type": "number"}).is_valid(value)
+            assert not compiled_validator(old).is_valid(value), finding
