@@ -1066,10 +1066,13 @@ class Engine:
                     return
         try:
             if timer.kind == TIMER_CHECK_INPUT:
-                failure = await self._check_input(timer)
-                await self._transact(
-                    timer.run_id, lambda state, tr: machine.input_checked(state, timer, failure, tr)
-                )
+                # The verdict comes from the state as read before the check; if the transition
+                # finds the step waiting on a newer one, the check is made again on that.
+                for _ in range(3):
+                    if not await self._transact(
+                        timer.run_id, self._input_checked(timer, await self._check_input(timer))
+                    ):
+                        break
             else:
                 await self._transact(
                     timer.run_id, lambda state, tr: machine.fire(state, timer, tr, self._limits)
@@ -1082,13 +1085,23 @@ class Engine:
         except NotFoundError as exc:  # the run could not go on and failed (ResumeError), timers and all
             logger.warning("timer %s %s: %s", timer.kind, timer.key, exc)
 
-    async def _check_input(self, timer: TimerRecord) -> TaskFailure | None:
+    @staticmethod
+    def _input_checked(
+        timer: TimerRecord, verdict: tuple[TaskFailure | None] | None
+    ) -> Callable[[RunState, Transition], bool]:
+        def change(state: RunState, tr: Transition) -> bool:
+            return machine.input_checked(state, timer, verdict, tr)
+
+        return change
+
+    async def _check_input(self, timer: TimerRecord) -> tuple[TaskFailure | None] | None:
         """The verdict on a step's large mapped input, validated in a worker process within the
-        check budget (coordinator/checks.py) before the transition that starts the step."""
+        check budget (coordinator/checks.py) before the transition that starts the step:
+        ``(None,)`` valid, ``(failure,)`` not; None when nothing waits for it (as read here)."""
         state = await self._state_or_none(timer.run_id)
         waiting = machine.waiting_input(state, timer) if state is not None else None
         if waiting is None:
-            return None  # nothing waits for it any more: the transition only consumes the timer
+            return None
         step, contract = waiting
         try:
             violations = await self._registry.checks.run(
@@ -1100,12 +1113,14 @@ class Engine:
                 "input",
             )
         except FailedPreconditionError as exc:
-            return TaskFailure(
-                "ContractViolation",
-                f"the mapped input of {contract.ref} could not be validated: {exc}",
-                False,
+            return (
+                TaskFailure(
+                    "ContractViolation",
+                    f"the mapped input of {contract.ref} could not be validated: {exc}",
+                    False,
+                ),
             )
-        return machine.input_violation(contract, violations) if violations else None
+        return (machine.input_violation(contract, violations) if violations else None,)
 
     async def _state_or_none(self, run_id: str) -> RunState | None:
         try:

@@ -547,19 +547,26 @@ def waiting_input(state: RunState, timer: TimerRecord) -> tuple[StepRecord, Cont
     return step, state.contracts[step.contract]
 
 
-def input_checked(state: RunState, timer: TimerRecord, failure: TaskFailure | None, tr: Transition) -> None:
-    """A ``check_input`` timer, fired with the verdict on the step's mapped input (None: it
-    matches its contract): the step's first attempt starts, or the step and the run fail."""
+def input_checked(
+    state: RunState, timer: TimerRecord, verdict: tuple[TaskFailure | None] | None, tr: Transition
+) -> bool:
+    """A ``check_input`` timer, fired with the verdict on the step's mapped input: ``(None,)``
+    it matches its contract, the step's first attempt starts; ``(failure,)`` the step and the run
+    fail. ``verdict`` None: the engine found nothing waiting (on a state this one is newer
+    than): nothing changes and True asks for the check to be made."""
+    waiting = waiting_input(state, timer)
+    if waiting is not None and verdict is None:
+        return True
     tr.fired(timer)
     tr.lock(state.record)
-    waiting = waiting_input(state, timer)
-    if waiting is None:
-        return
+    if waiting is None or verdict is None:
+        return False
     step, _ = waiting
-    if failure is not None:
-        _fail_mapping(state, step, failure, tr)
-        return
-    new_attempt(state, step, tr)
+    if verdict[0] is not None:
+        _fail_mapping(state, step, verdict[0], tr)
+    else:
+        new_attempt(state, step, tr)
+    return False
 
 
 def _evaluate_output(template: Any, scope: dict[str, Any]) -> Any:
