@@ -62,6 +62,7 @@ class ChainProbe:
         self._stop = threading.Event()
         self.during: list[float] = []
         self._config, self._token = Path(), ""
+        self._stderr_file: IO[str] | None = None
 
     async def prepare(self) -> None:
         """Register team crm, its contract and chain; write its agent's config."""
@@ -91,11 +92,12 @@ class ChainProbe:
     def start(self) -> ChainProbe:
         """Start the agent and the probe (after ``prepare``); one first run, not timed."""
         self.agent = AgentProcess(self._config, workdir=self.workdir, log_level="info").start()
+        self._stderr_file = open(self.workdir / "probe.stderr", "w")  # closed in close()
         self._probe = subprocess.Popen(
             [sys.executable, "-m", "tests.support.chain_probe", self.coordinator.address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr_file,  # a file, not a pipe nobody reads while the probe runs
             text=True,
             cwd=ROOT,
             env={**os.environ, "ACCORD_PROBE_TOKEN": self._token},
@@ -149,9 +151,7 @@ class ChainProbe:
         )
 
     def _stderr(self) -> str:
-        if self._probe is None or self._probe.poll() is None:
-            return "(still running)"
-        return self._probe.stderr.read() if self._probe.stderr else ""
+        return (self.workdir / "probe.stderr").read_text(errors="replace")
 
     def close(self) -> None:
         self._stop.set()
@@ -164,6 +164,8 @@ class ChainProbe:
                 self._probe.kill()
         if self.agent is not None:
             self.agent.kill()
+        if self._stderr_file is not None:
+            self._stderr_file.close()
 
 
 def _probe(address: str, token: str, commands: IO[str], answers: IO[str]) -> None:
