@@ -1746,11 +1746,21 @@ class _Checker:
                     n for n in needs if n not in sub_required and n not in (sub_dep.get(trigger) or [])
                 ]
                 if missing:
-                    self.escapes(
+                    # Sample objects with the trigger field and without the fields it now needs.
+                    samples = [
+                        {k: v for k, v in o.items() if k not in missing}
+                        for o in _samples(d, {"object"}, [sup])
+                        if isinstance(o, dict)
+                    ]
+                    samples = [o for o in samples if trigger in o] + [{**o, trigger: 1} for o in samples]
+                    self.breaks(
                         self.ptr(ctx, d, sup, "dependentRequired"),
-                        ctx.path,
+                        ctx,
+                        d,
+                        sup,
                         f"objects that have '{trigger}' without {', '.join(repr(m) for m in missing)}",
                         f"'{trigger}' now requires {', '.join(repr(m) for m in missing)}",
+                        samples,
                     )
 
         if "propertyNames" in sup and _constraining(sup["propertyNames"]):
@@ -1771,6 +1781,12 @@ class _Checker:
     ) -> None:
         pointer = self.ptr(ctx, d, sup, "additionalProperties")
         names = ", ".join(f"'{n}'" for n in listed) or "none"
+        found = self.example(d, sup, _samples(d, {"object"}, [sup]), ctx.path)
+        if found is None:
+            reason = f"fields other than {names} are no longer allowed ({self.no_example()})"
+            self.cannot_prove(pointer, ctx.path, reason)
+            return
+        names += f" (e.g. {_show(found[0])})"
         where = self.where(ctx.path)
         if self.voice == "input":
             msg = f"{where} no longer accepts fields other than {names}: additionalProperties is now false"
@@ -1778,7 +1794,7 @@ class _Checker:
             msg = f"{where} may now contain fields other than {names}, which the previous version did not promise"
         else:
             msg = f"{where} may contain fields other than {names}, which the target schema does not allow"
-        self.report(pointer, msg)
+        self.report(pointer, msg, found if not ctx.path and not self.base_path else None)
 
     def newly_required(self, pointer: str, path: tuple[str, ...]) -> None:
         where = self.where(path)
