@@ -805,6 +805,9 @@ class _Checker:
         self._views: dict[tuple[int, bool], tuple[Any, Mapping[str, Any], frozenset[str]]] = {}
         # For a view: keyword in the view -> the keyword it stands for in the user's schema.
         self._renames: dict[int, dict[str, str]] = {}
+        # Inside trial(): its findings are counted, never shown (a trial whose findings explain a
+        # refusal is checked again for real), so no example value is looked for.
+        self.trying = 0
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -861,6 +864,9 @@ class _Checker:
         one (``e.g. ...``) found among `candidates` that the sub schema really accepts and sup
         refuses. Without such a value the claim is not made: the change is reported as one the
         checker cannot prove safe (a refusal never names a value the old schema did not accept)."""
+        if self.trying:
+            self.escapes(pointer, ctx.path, what, detail)
+            return
         found = self.example(d, sup, candidates, ctx.path)
         if found is None:
             self.cannot_prove(pointer, ctx.path, f"{detail} ({self.no_example()})")
@@ -1010,10 +1016,12 @@ class _Checker:
         """Check without reporting; assumptions made by a failed trial are withdrawn."""
         saved_findings, saved_assumed = self.findings, dict(self.assumed)
         self.findings = []
+        self.trying += 1
         try:
             self.check(sub, sup, ctx)
             return self.findings
         finally:
+            self.trying -= 1
             failed = bool(self.findings)
             self.findings = saved_findings
             if failed:
@@ -1314,7 +1322,8 @@ class _Checker:
                 named += [b for b in (True, False) if _key(b) not in keys]
             else:
                 classes.append(t)
-        named = [v for v in named if self.example(d, sup, [v], ctx.path) is not None]
+        if not self.trying:
+            named = [v for v in named if self.example(d, sup, [v], ctx.path) is not None]
         if not named and not classes:
             return
         kw = "const" if "const" in sup else "enum"
@@ -1398,7 +1407,9 @@ class _Checker:
         candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
         if len(candidates) == 1:
             # The one alternative that takes this type explains the break best.
-            self.findings.extend(failures[candidates[0]])
+            # Checked again for real: a trial's findings name no example (see ``trying``).
+            i = candidates[0]
+            self.check(sub_t, branches[i], ctx.at(pp=f"{ctx.pp}/{kw}/{i}"))
         elif not candidates:
             self.breaks(
                 pointer,
@@ -1781,12 +1792,13 @@ class _Checker:
     ) -> None:
         pointer = self.ptr(ctx, d, sup, "additionalProperties")
         names = ", ".join(f"'{n}'" for n in listed) or "none"
-        found = self.example(d, sup, _samples(d, {"object"}, [sup]), ctx.path)
-        if found is None:
+        found = None if self.trying else self.example(d, sup, _samples(d, {"object"}, [sup]), ctx.path)
+        if found is None and not self.trying:
             reason = f"fields other than {names} are no longer allowed ({self.no_example()})"
             self.cannot_prove(pointer, ctx.path, reason)
             return
-        names += f" (e.g. {_show(found[0])})"
+        if found is not None:
+            names += f" (e.g. {_show(found[0])})"
         where = self.where(ctx.path)
         if self.voice == "input":
             msg = f"{where} no longer accepts fields other than {names}: additionalProperties is now false"
