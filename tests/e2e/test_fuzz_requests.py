@@ -211,7 +211,7 @@ def fuzzed(
         coordinator.kill9()
 
 
-@sized("examples,rounds", short=(150, 3), soak=(5000, 20))
+@sized("examples,rounds", short=(150, 5), soak=(5000, 20))
 def test_no_request_gets_internal_or_a_traceback(
     fuzzed: tuple[CoordinatorProcess, str, ChainProbe], examples: int, rounds: int
 ) -> None:
@@ -302,7 +302,7 @@ def fuzzed_ui(
         coordinator.kill9()
 
 
-@sized("examples,rounds", short=(100, 3), soak=(3000, 20))
+@sized("examples,rounds", short=(100, 5), soak=(3000, 20))
 def test_the_ui_api_never_answers_500(
     fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe], examples: int, rounds: int
 ) -> None:
