@@ -386,7 +386,8 @@ async def test_a_large_mapped_input_is_checked_in_a_worker_on_postgresql(
     claimed and fired after the worker's verdict, valid and invalid alike."""
     from tests.e2e.test_hostile_schemas import _fans_world
 
-    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", pg_database.url, "--store-pool", "4")
+    url = pg_database.schema_url()  # an empty schema of its own: this coordinator makes the admin token
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", url, "--store-pool", "4")
     try:
         acme, agent, calls = await _fans_world(coordinator)
         try:
