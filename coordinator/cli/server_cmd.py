@@ -20,9 +20,11 @@ import typer
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
+    DEFAULT_AUDIT_RETENTION,
     DEFAULT_CHECK_BUDGET,
     DEFAULT_LISTEN,
     DEFAULT_MAX_INFLIGHT,
+    DEFAULT_METRICS,
     DEFAULT_STORE_POOL,
     DEFAULT_STORE_RETRY,
     CoordinatorConfig,
@@ -323,9 +325,43 @@ def start(
         str,
         typer.Option(
             envvar=_env("span-retention"),
-            help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.",
+            help=(
+                "Keep spans this long (e.g. 7d, 12h, 90m; 'off': as long as their runs); older"
+                " ones are pruned. Never longer than --retention: spans go with their runs."
+            ),
         ),
     ] = "7d",
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("retention"),
+            help=(
+                "Delete runs that finished longer ago than this (e.g. 30d, 12h), with their steps,"
+                " attempts, request records, spans and events, in small batches; 'off' keeps"
+                " everything. Default: the database's own, 30d for a new one, off for one in use"
+                " before retention existed (start-up says so)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    audit_retention: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("audit-retention"),
+            help="Delete audit log entries older than this (e.g. 400d); 'off' keeps them all.",
+        ),
+    ] = DEFAULT_AUDIT_RETENTION,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("metrics"),
+            help=(
+                "Serve metrics for Prometheus on HOST:PORT at /metrics (port 0 picks a free one;"
+                " 'off' to disable). OTLP export of the same metrics follows the standard"
+                " OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_* variables."
+            ),
+        ),
+    ] = DEFAULT_METRICS,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -395,6 +431,7 @@ def start(
     from contracts.durations import parse_duration
     from contracts.private_files import private_umask
     from coordinator.server import configure_logging, serve
+    from coordinator.store.retention import parse_retention
 
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
@@ -420,6 +457,35 @@ def start(
         raise fail(str(exc)) from None
     if max_payload_bytes < 1024:
         raise fail(f"--max-payload {max_payload!r}: give at least 1KiB")
+    # Bad values fail before anything starts.
+    try:
+        for value, what in (
+            (span_retention, "--span-retention"),
+            (retention, "--retention"),
+            (audit_retention, "--audit-retention"),
+        ):
+            if value is not None:
+                parse_retention(value, what)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    metrics_on = metrics.strip().lower() not in ("", "off")
+    if metrics_on:
+        host, port = _parse_listen(metrics, "--metrics", DEFAULT_METRICS)
+        if _given(ctx, "metrics"):
+            _check_can_listen(host, port, "--metrics")
+        else:
+            # The default port taken (another coordinator on this host): metrics are a
+            # convenience there, as the UI is, so start without them and say so.
+            try:
+                with socket.create_server((host, port)):
+                    pass
+            except OSError as exc:
+                typer.echo(
+                    f"warning: not serving metrics on {metrics} ({exc.strerror or exc}): give"
+                    " --metrics HOST:PORT, or off",
+                    err=True,
+                )
+                metrics_on = False
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -432,12 +498,14 @@ def start(
         log_format=log_format,
         ui_listen=ui,
         span_retention=span_retention,
+        retention=retention,
+        audit_retention=audit_retention,
+        metrics_listen=metrics if metrics_on else "",
         tls=tls,
         engine=EngineSettings(replica_poll_s=replica_poll),
         max_payload=max_payload_bytes,
         max_inflight=max_inflight,
     )
-    parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)
     private_umask()  # SQLite's WAL and shm, temporary files: owner-only like ACCORD_HOME
     if tls is None:

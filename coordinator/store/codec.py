@@ -11,10 +11,12 @@ from typing import Any, Protocol
 
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
 from coordinator.store.records import (
+    RUN_TERMINAL,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
     Binding,
+    Changes,
     ContractRecord,
     EventRecord,
     OfferRecord,
@@ -28,6 +30,19 @@ from coordinator.store.records import (
     UiSessionRecord,
     WorkflowRecord,
 )
+
+# Retention (docs/production.md, "Retention"): the runs it deletes (in a terminal status: the
+# predicate of the runs_finished index, word for word), and the tables whose rows belong to a run
+# by their run_id and go with it.
+RUN_TERMINAL_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(RUN_TERMINAL)))
+RUN_CHILD_TABLES = ("steps", "attempts", "requests", "spans", "timers", "offers")
+
+
+def request_run(changes: Changes) -> str:
+    """The run a transition's request records belong to (deleted with it): the one run it
+    writes or checks; "" when it touches none or several (those records go by age)."""
+    runs = {run.run_id for run in changes.runs} | set(changes.expect_versions)
+    return next(iter(runs)) if len(runs) == 1 else ""
 
 
 def retry_to_json(policy: RetryPolicy) -> dict[str, Any]:

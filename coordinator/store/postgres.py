@@ -162,7 +162,9 @@ _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _EVENT_UPSERT = _upsert("events", codec.EVENT_COLUMNS, ("event_id",))
-_REQUEST_UPSERT = _upsert("requests", ("scope", "request_id", "answer_json"), ("scope", "request_id"))
+_REQUEST_UPSERT = _upsert(
+    "requests", ("scope", "request_id", "answer_json", "run_id", "created_ms"), ("scope", "request_id")
+)
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = _upsert("timers", codec.TIMER_COLUMNS, ("kind", "key"), ", claimed_until_ms = 0")
 _TIMER_FIRE = "DELETE FROM timers WHERE kind = %s AND key = %s AND due_ms = %s"
@@ -304,6 +306,9 @@ class PostgresStore:
             if key not in params:
                 self._listen_kwargs[key] = value
         self._reach = Reachability(self._where, self._probe, budget_s=retry_budget_s, on_back=self._reconnect)
+        # Called with the seconds each write transaction took (from its first statement to the
+        # answer to its COMMIT).
+        self.on_commit: Callable[[float], None] | None = None
 
     @property
     def where(self) -> str:
@@ -618,6 +623,7 @@ class PostgresStore:
                         return committed
                     sent = None
                 stamp: Stamp | None = None
+                began = time.monotonic()
                 try:
                     async with conn.pipeline(), conn.transaction():
                         stamped = await conn.execute(STAMP_SQL)
@@ -629,6 +635,8 @@ class PostgresStore:
                     if stamp is not None and lost_connection(exc):
                         sent = stamp
                     raise
+                if self.on_commit is not None:
+                    self.on_commit(time.monotonic() - began)
                 return result
 
         return await self._reach.retry(write)
@@ -940,8 +948,10 @@ class PostgresStore:
         )
         audit = [codec.audit_to_row(a) for a in changes.audit]
         events = sorted((codec.event_to_row(e) for e in changes.events), key=lambda r: r[0])
+        request_run, now_ms = codec.request_run(changes), int(time.time() * 1000)
         requests = sorted(
-            (scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()
+            (scope, rid, codec.dumps(answer), request_run, now_ms)
+            for (scope, rid), answer in changes.requests.items()
         )
         fired = sorted((t.kind, t.key, t.due_ms) for t in changes.timers_fired)
         cleared = sorted(set(changes.timers_clear))
@@ -1096,6 +1106,13 @@ class PostgresStore:
         )
         return [codec.offer_from_row(r) for r in rows]
 
+    async def queue_stats(self) -> list[tuple[str, int, int, int]]:
+        rows = await self._rows(
+            "SELECT contract, major, count(*), min(offered_ms) FROM offers"
+            " GROUP BY contract, major ORDER BY contract, major"
+        )
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
@@ -1141,8 +1158,59 @@ class PostgresStore:
         rows = await self._dicts("SELECT * FROM spans WHERE trace_id = %s ORDER BY start_ns", (trace_id,))
         return [codec.span_from_row(r) for r in rows]
 
-    async def prune_spans(self, before_ns: int) -> int:
-        return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+    async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
+        if limit <= 0:
+            return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+        return await self._execute(
+            "DELETE FROM spans WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM spans"
+            " WHERE end_ns < %s ORDER BY end_ns LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (before_ns, limit),
+        )
+
+    # ---------- retention ----------
+
+    async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
+        # The runs' rows are locked first (SKIP LOCKED: another coordinator purging at the same
+        # time takes others), then what belongs to them goes, then they do; tried again after a
+        # lost connection, as a delete may run twice.
+        async def write(conn: _Conn) -> int:
+            cursor = await conn.execute(
+                f"SELECT run_id FROM runs WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < %s"
+                " ORDER BY finished_ms LIMIT %s FOR UPDATE SKIP LOCKED",
+                (finished_before_ms, limit),
+            )
+            ids = [str(row[0]) for row in await cursor.fetchall()]
+            if ids:
+                for table in codec.RUN_CHILD_TABLES:
+                    await conn.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (ids,))
+                await conn.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (ids,))
+            return len(ids)
+
+        return await self._write(write, committed=0) if limit > 0 else 0
+
+    async def _purge(self, table: str, key: str, where: str, before: int, limit: int) -> int:
+        return await self._execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {where} < %s"
+            f" ORDER BY {where} LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (before, limit),
+        )
+
+    async def purge_events(self, published_before_ms: int, limit: int) -> int:
+        return await self._purge("events", "event_id", "published_ms", published_before_ms, limit)
+
+    async def purge_requests(self, created_before_ms: int, limit: int) -> int:
+        return await self._execute(
+            "DELETE FROM requests WHERE (scope, request_id) IN (SELECT scope, request_id FROM requests"
+            " WHERE run_id = '' AND created_ms < %s ORDER BY created_ms LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (created_before_ms, limit),
+        )
+
+    async def purge_audit(self, before_ms: int, limit: int) -> int:
+        return await self._purge("audit", "id", "at_ms", before_ms, limit)
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """PostgreSQL's autovacuum makes deleted rows' space reusable by itself: nothing to do."""
+        return 0
 
 
 async def _still_open(conn: _Conn) -> None:

@@ -22,6 +22,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -61,6 +62,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
 
+
+# A file up to this size is switched to incremental vacuum at start-up (``_incremental_vacuum``).
+VACUUM_AT_START_BYTES = 256 * 1024 * 1024
+_AUTO_VACUUM_INCREMENTAL = 2
 
 _RUN_INVOLVED = codec.RUN_COLUMNS.index("involved")
 _RUN_INSERT = (
@@ -108,7 +113,7 @@ _ATTEMPT_UPSERT = (
     " run_id = excluded.run_id, step_id = excluded.step_id, data_json = excluded.data_json"
 )
 _EVENT_INSERT = _insert("events", codec.EVENT_COLUMNS, "INSERT OR REPLACE")
-_REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json) VALUES (?, ?, ?)"
+_REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json, run_id, created_ms) VALUES (?, ?, ?, ?, ?)"
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = (
     "INSERT INTO timers (kind, key, run_id, due_ms, claimed_until_ms) VALUES (?, ?, ?, ?, 0)"
@@ -235,6 +240,8 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._file_lock: int | None = None  # fd of the held <db>.lock
+        # Called (on the writer thread) with the seconds each transaction took, commit included.
+        self.on_commit: Callable[[float], None] | None = None
 
     # ---------- connections ----------
 
@@ -287,6 +294,7 @@ class SqliteStore:
                     break
                 batch.append(item)
             results: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop, bool]] = []
+            began = time.monotonic()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, future, loop in batch:
@@ -308,6 +316,8 @@ class SqliteStore:
                 except sqlite3.Error:
                     pass
                 results = [(exc, future, loop, False) for _, future, loop in batch]
+            if self.on_commit is not None:
+                self.on_commit(time.monotonic() - began)
             for value, future, loop, ok in results:
                 loop.call_soon_threadsafe(_resolve, future, value, ok)
         conn.close()
@@ -351,9 +361,12 @@ class SqliteStore:
             os.close(self._file_lock)  # releases the flock
             self._file_lock = None
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            # A new file: pages freed by retention can be given back to the file system
+            # (``reclaim_space``). Only settable before the first table.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         files = sorted(
             (f for f in resources.files("coordinator.store.migrations").iterdir() if f.name.endswith(".sql")),
             key=lambda f: f.name,
@@ -364,6 +377,30 @@ class SqliteStore:
                 continue
             logger.info("applying schema migration %s", f.name)
             conn.executescript("BEGIN;\n" + f.read_text() + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+        self._incremental_vacuum(conn)
+
+    def _incremental_vacuum(self, conn: sqlite3.Connection) -> None:
+        """A file made before retention existed has no incremental vacuum: switching it on takes
+        one VACUUM, which rewrites the whole file (and needs as much free disk space). Done here,
+        at start-up, for a file of up to ``VACUUM_AT_START_BYTES``; a larger one is left as it is
+        and the log says how to do it (docs/production.md, "Retention")."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _AUTO_VACUUM_INCREMENTAL:
+            return
+        size = self._path.stat().st_size
+        if size > VACUUM_AT_START_BYTES:
+            logger.warning(
+                "the database %s (%d MB) was made without incremental vacuum: retention deletes old"
+                " runs, but the file does not shrink. To let it, stop the coordinator and run once:"
+                " sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' (it rewrites the file and"
+                ' needs as much free disk space); see docs/production.md, "Retention"',
+                self._path,
+                size // 1_000_000,
+                self._path,
+            )
+            return
+        logger.info("switching %s to incremental vacuum (one VACUUM of %d KB)", self._path, size // 1000)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -655,7 +692,11 @@ class SqliteStore:
         attempts = [(a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts]
         audit = [codec.audit_to_row(a) for a in changes.audit]
         events = [codec.event_to_row(e) for e in changes.events]
-        requests = [(scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()]
+        request_run, now_ms = codec.request_run(changes), int(time.time() * 1000)
+        requests = [
+            (scope, rid, codec.dumps(answer), request_run, now_ms)
+            for (scope, rid), answer in changes.requests.items()
+        ]
         fired = [(t.kind, t.key, t.due_ms) for t in changes.timers_fired]
         cleared = list(changes.timers_clear)
         timers = [(t.kind, t.key, t.run_id, t.due_ms) for t in changes.timers_set]
@@ -821,6 +862,15 @@ class SqliteStore:
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
 
+    async def queue_stats(self) -> list[tuple[str, int, int, int]]:
+        sql = (
+            "SELECT contract, major, count(*), min(offered_ms) FROM offers"
+            " GROUP BY contract, major ORDER BY contract, major"
+        )
+        return await self._read(
+            lambda c: [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in c.execute(sql)]
+        )
+
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
@@ -865,10 +915,68 @@ class SqliteStore:
             ]
         )
 
-    async def prune_spans(self, before_ns: int) -> int:
-        return await self._write(
-            lambda c: c.execute("DELETE FROM spans WHERE end_ns < ?", (before_ns,)).rowcount
+    async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
+        if limit <= 0:
+            return await self._write(
+                lambda c: c.execute("DELETE FROM spans WHERE end_ns < ?", (before_ns,)).rowcount
+            )
+        sql = (
+            "DELETE FROM spans WHERE rowid IN"
+            " (SELECT rowid FROM spans WHERE end_ns < ? ORDER BY end_ns LIMIT ?)"
         )
+        return await self._write(lambda c: c.execute(sql, (before_ns, limit)).rowcount)
+
+    # ---------- retention ----------
+
+    async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
+        def w(c: sqlite3.Connection) -> int:
+            ids = [
+                (row[0],)
+                for row in c.execute(
+                    f"SELECT run_id FROM runs WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < ?"
+                    " ORDER BY finished_ms LIMIT ?",
+                    (finished_before_ms, limit),
+                )
+            ]
+            for table in codec.RUN_CHILD_TABLES:
+                c.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+            c.executemany("DELETE FROM runs WHERE run_id = ?", ids)
+            return len(ids)
+
+        return await self._write(w) if limit > 0 else 0
+
+    async def purge_events(self, published_before_ms: int, limit: int) -> int:
+        sql = (
+            "DELETE FROM events WHERE rowid IN"
+            " (SELECT rowid FROM events WHERE published_ms < ? ORDER BY published_ms LIMIT ?)"
+        )
+        return await self._write(lambda c: c.execute(sql, (published_before_ms, limit)).rowcount)
+
+    async def purge_requests(self, created_before_ms: int, limit: int) -> int:
+        sql = (
+            "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests"
+            " WHERE run_id = '' AND created_ms < ? ORDER BY created_ms LIMIT ?)"
+        )
+        return await self._write(lambda c: c.execute(sql, (created_before_ms, limit)).rowcount)
+
+    async def purge_audit(self, before_ms: int, limit: int) -> int:
+        sql = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
+        return await self._write(lambda c: c.execute(sql, (before_ms, limit)).rowcount)
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """Give up to ``max_pages`` free pages of the file back to the file system (incremental
+        vacuum; the file was made with ``auto_vacuum=INCREMENTAL``, see ``_migrate``). Runs on the
+        writer thread between its transactions; returns how many pages were free before."""
+
+        def w(c: sqlite3.Connection) -> int:
+            free = int(c.execute("PRAGMA freelist_count").fetchone()[0])
+            # One page per statement: the pragma frees a page per step, and Python's sqlite3
+            # steps a statement that returns no columns only once.
+            for _ in range(min(free, max_pages)):
+                c.execute("PRAGMA incremental_vacuum(1)")
+            return free
+
+        return await self._write(w) if max_pages > 0 else 0
 
 
 _Rows = list[sqlite3.Row]

@@ -1262,3 +1262,115 @@ class StoreConformance:
         finally:
             await second.close()
             await first.close()
+
+    # ---------- retention ----------
+
+    async def _run_with_rows(self, store: Store, run_id: str, status: str, finished_ms: int) -> None:
+        """A run with a step, an attempt, a request record, a span, a timer and an offer."""
+        changes = Changes(
+            runs=[run_record(run_id, status=status, finished_ms=finished_ms)],
+            steps=[step_record(run_id, "charge")],
+            attempts=[attempt_record(run_id, "charge")],
+            timers_set=[timer(TIMER_RETRY, f"{run_id}/charge", 5_000, run_id=run_id)],
+            offers_add=[dataclasses.replace(offer(f"{run_id}:charge:1", 1_000), run_id=run_id)],
+        )
+        changes.requests[("complete", f"req-{run_id}")] = {"accepted": True}
+        await store.apply(changes)
+        span = SpanRecord("e" * 32, f"{abs(hash(run_id)) % 10**16:016d}", "", run_id, 1, 2, run_id=run_id)
+        await store.insert_spans([span])
+
+    async def _rows_of(self, store: Store, run_id: str) -> list[str]:
+        kinds = []
+        if await store.get_run(run_id) is not None:
+            kinds.append("run")
+        steps, attempts = await store.run_steps(run_id)
+        kinds += ["step"] * len(steps) + ["attempt"] * len(attempts)
+        if await store.get_request("complete", f"req-{run_id}") is not None:
+            kinds.append("request")
+        if any(s.run_id == run_id for s in await store.spans_for_trace("e" * 32)):
+            kinds.append("span")
+        if any(t.run_id == run_id for t in await all_timers(store)):
+            kinds.append("timer")
+        if any(o.run_id == run_id for o in await store.offers([("payments/charge", 1)], 1000)):
+            kinds.append("offer")
+        return kinds
+
+    async def test_purging_runs_deletes_finished_runs_before_the_time_with_all_their_rows(
+        self, store: Store
+    ) -> None:
+        await self._run_with_rows(store, "old-ok", "succeeded", 1_000)
+        await self._run_with_rows(store, "old-failed", "failed", 2_000)
+        await self._run_with_rows(store, "old-cancelled", "cancelled", 2_500)
+        await self._run_with_rows(store, "new-ok", "succeeded", 9_000)
+        await self._run_with_rows(store, "still-running", "running", 0)  # however old
+        await self._run_with_rows(store, "pending", "pending", 0)
+        everything = ["run", "step", "attempt", "request", "span", "timer", "offer"]
+
+        assert await store.purge_runs(5_000, 2) == 2  # the earliest two first
+        assert await self._rows_of(store, "old-ok") == []
+        assert await self._rows_of(store, "old-failed") == []
+        assert await self._rows_of(store, "old-cancelled") == everything
+        assert await store.purge_runs(5_000, 2) == 1
+        assert await store.purge_runs(5_000, 2) == 0
+        assert await self._rows_of(store, "old-cancelled") == []
+        for kept in ("new-ok", "still-running", "pending"):
+            assert await self._rows_of(store, kept) == everything, kept
+        assert await store.purge_runs(10**13, 100) == 1  # new-ok; the unfinished never
+        assert await self._rows_of(store, "still-running") == everything
+        assert await store.purge_runs(10**13, 0) == 0
+
+    async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
+        await store.apply(
+            Changes(runs=[run_record("r1", status="succeeded", finished_ms=10, idempotency_key="k")])
+        )
+        assert await store.purge_runs(100, 10) == 1
+        assert await store.find_run("payments/checkout", "payments", "k") is None
+        await store.apply(Changes(runs=[run_record("r1", idempotency_key="k")]))
+        found = await store.find_run("payments/checkout", "payments", "k")
+        assert found is not None and found.run_id == "r1"
+
+    async def test_purging_events_audit_and_requests_of_no_run_goes_by_age_in_batches(
+        self, store: Store
+    ) -> None:
+        for i in range(5):
+            changes = Changes(
+                events=[event(f"e{i}", 1_000 * (i + 1))], audit=[audit(f"a{i}", at_ms=1_000 * (i + 1))]
+            )
+            changes.requests[("event", f"q{i}")] = {"event_id": f"e{i}"}
+            await store.apply(changes)
+        assert await store.purge_events(3_500, 2) == 2
+        assert await store.purge_events(3_500, 2) == 1
+        assert await store.purge_events(3_500, 2) == 0
+        assert sorted(e.event_id for e in await store.list_events()) == ["e3", "e4"]
+        assert await store.purge_audit(2_500, 10) == 2
+        assert [a.action for a in await store.list_audit()] == ["a2", "a3", "a4"]
+        # Request records of no run were written now (the store's clock), not at their event's.
+        assert await store.purge_requests(1, 10) == 0
+        assert await store.get_request("event", "q0") == {"event_id": "e0"}
+        assert await store.purge_requests(10**13, 3) == 3
+        assert await store.purge_requests(10**13, 3) == 2
+        assert await store.get_request("event", "q4") is None
+
+    async def test_spans_are_pruned_in_batches_the_earliest_first(self, store: Store) -> None:
+        spans = [SpanRecord("f" * 32, f"{i:016x}", "", f"s{i}", 0, i * 10) for i in range(1, 6)]
+        await store.insert_spans(spans)
+        assert await store.prune_spans(45, limit=3) == 3
+        assert [s.name for s in await store.spans_for_trace("f" * 32)] == ["s4", "s5"]
+        assert await store.prune_spans(45, limit=3) == 1
+        assert await store.reclaim_space(100) >= 0
+
+    async def test_queue_stats_count_each_queues_offers_and_their_earliest(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[run_record("r1")],
+                offers_add=[
+                    offer("a1", 5_000),
+                    offer("a2", 3_000),
+                    offer("a3", 7_000, contract="billing/invoice", major=2),
+                ],
+            )
+        )
+        assert await store.queue_stats() == [
+            ("billing/invoice", 2, 1, 7_000),
+            ("payments/charge", 1, 2, 3_000),
+        ]

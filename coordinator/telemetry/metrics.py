@@ -1,0 +1,213 @@
+"""Metrics a platform team can alert on (docs/production.md, "Metrics").
+
+The OpenTelemetry SDK's metrics, read by up to two readers:
+
+- Prometheus: ``--metrics HOST:PORT`` serves ``/metrics`` (the OpenTelemetry Prometheus exporter on
+  prometheus_client's HTTP server); ``off`` serves nothing.
+- OTLP: by the standard variables, as for spans: ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` or
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (gRPC), or ``OTEL_METRICS_EXPORTER=otlp``; ``OTEL_METRICS_EXPORTER=none``
+  or ``OTEL_SDK_DISABLED=true`` turn it off. ``OTEL_METRIC_EXPORT_INTERVAL`` (ms) as usual.
+
+Each coordinator (and each agent) has its own ``MeterProvider``: nothing is global, so several in
+one process (tests) do not mix. Labels are bounded: workflows, contracts, teams, statuses and
+reasons, never run, attempt or agent ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeterProvider, Observation
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+logger = logging.getLogger(__name__)
+
+DISABLED = ("", "off")
+# Seconds: from a fast hop to a long task (step latency), and store commits (milliseconds).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+def otlp_wanted(env: Mapping[str, str]) -> bool:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = {e.strip().lower() for e in env.get("OTEL_METRICS_EXPORTER", "").split(",") if e.strip()}
+    if "none" in exporters:
+        return False
+    if "otlp" in exporters:
+        return True
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    )
+
+
+class MetricsServer:
+    """A MeterProvider with its readers, and the /metrics HTTP server when asked for."""
+
+    def __init__(self, service: str, listen: str, env: Mapping[str, str]) -> None:
+        """``listen``: HOST:PORT for Prometheus ("" or "off": none). Raises OSError when it
+        cannot be bound."""
+        self.address = ""
+        self._http: Any = None
+        self._thread: threading.Thread | None = None
+        readers: list[MetricReader] = []
+        if listen.strip().lower() not in DISABLED:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            # A registry of its own (not prometheus_client's global one): only these metrics,
+            # and several servers in one process do not collide.
+            self._registry = CollectorRegistry(auto_describe=True)
+            readers.append(PrometheusMetricReader(registry=self._registry))
+            host, _, port = listen.rpartition(":")
+            self._http, self._thread = start_http_server(
+                int(port), addr=host.strip("[]"), registry=self._registry
+            )
+            bound = self._http.server_address
+            self.address = f"{host}:{bound[1]}"
+        if otlp_wanted(env):
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        self.exporting = bool(readers)
+        if readers:
+            views = [
+                View(instrument_name="accord.store.commit.duration", aggregation=_buckets(COMMIT_BUCKETS)),
+                View(instrument_name="*duration", aggregation=_buckets(LATENCY_BUCKETS)),
+                View(instrument_name="*lag", aggregation=_buckets(LATENCY_BUCKETS)),
+            ]
+            self.provider: MeterProvider = SdkMeterProvider(
+                metric_readers=readers, resource=Resource.create({"service.name": service}), views=views
+            )
+        else:
+            self.provider = NoOpMeterProvider()
+
+    def meter(self, name: str) -> Meter:
+        return self.provider.get_meter(name)
+
+    def close(self) -> None:
+        if isinstance(self.provider, SdkMeterProvider):
+            try:
+                self.provider.shutdown(timeout_millis=5_000)
+            except Exception:  # a collector that is away must not stop the shutdown
+                logger.warning("shutting the metrics down failed", exc_info=True)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+def _buckets(bounds: Iterable[float]) -> ExplicitBucketHistogramAggregation:
+    return ExplicitBucketHistogramAggregation(boundaries=list(bounds))
+
+
+@dataclass
+class Gauges:
+    """Values read every few seconds on the event loop (``CoordinatorMetrics.refresh``) and
+    handed to the exporters' callbacks, which run on their own threads."""
+
+    queue_depth: dict[tuple[str, ...], int] = field(default_factory=dict)  # (contract,) -> offers
+    queue_oldest_s: dict[tuple[str, ...], float] = field(default_factory=dict)
+    agents: dict[tuple[str, ...], int] = field(default_factory=dict)  # (team,) -> agents alive
+
+
+class CoordinatorMetrics:
+    """The coordinator's instruments (names as OpenTelemetry has them; Prometheus shows dots as
+    underscores and counters with ``_total``)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.runs_started = meter.create_counter(
+            "accord.runs.started", unit="{run}", description="Runs started, by workflow."
+        )
+        self.runs_finished = meter.create_counter(
+            "accord.runs.finished", unit="{run}", description="Runs finished, by workflow and status."
+        )
+        self.step_duration = meter.create_histogram(
+            "accord.step.duration",
+            unit="s",
+            description="From an attempt's start (its schedule if it never started) to its end, by contract and status.",
+        )
+        self.step_failures = meter.create_counter(
+            "accord.step.failures",
+            unit="{attempt}",
+            description="Attempts that failed, timed out or were cancelled, by contract and status.",
+        )
+        self.store_commit = meter.create_histogram(
+            "accord.store.commit.duration", unit="s", description="One store transaction, by store."
+        )
+        self.event_lag = meter.create_histogram(
+            "accord.event.lag",
+            unit="s",
+            description="From an event's publication until a subscriber is handed it, by contract.",
+        )
+        self.refused = meter.create_counter(
+            "accord.requests.refused",
+            unit="{request}",
+            description="Requests refused, by reason (overloaded, unauthenticated, permission_denied, invalid_argument, ...).",
+        )
+        self.retention_deleted = meter.create_counter(
+            "accord.retention.deleted", unit="{row}", description="Rows retention deleted, by kind."
+        )
+        self.gauges = Gauges()
+        meter.create_observable_gauge(
+            "accord.queue.depth",
+            callbacks=[self._observe(lambda: self.gauges.queue_depth, ("contract",))],
+            unit="{task}",
+            description="Tasks offered and not taken yet, by contract (name@major).",
+        )
+        meter.create_observable_gauge(
+            "accord.queue.oldest.age",
+            callbacks=[self._observe(lambda: self.gauges.queue_oldest_s, ("contract",))],
+            unit="s",
+            description="Age of the oldest task waiting to be taken, by contract.",
+        )
+        meter.create_observable_gauge(
+            "accord.agents.connected",
+            callbacks=[self._observe(lambda: self.gauges.agents, ("team",))],
+            unit="{agent}",
+            description="Agents alive (polling or seen lately), by team.",
+        )
+
+    @staticmethod
+    def _observe(
+        values: Callable[[], dict[tuple[str, ...], Any]], labels: tuple[str, ...]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v, dict(zip(labels, key, strict=True))) for key, v in dict(values()).items()]
+
+        return callback
+
+    # ---------- what the coordinator tells it ----------
+
+    def run_started(self, workflow: str) -> None:
+        self.runs_started.add(1, {"workflow": workflow})
+
+    def run_finished(self, workflow: str, status: str) -> None:
+        self.runs_finished.add(1, {"workflow": workflow, "status": status})
+
+    def attempt_ended(self, contract: str, status: str, seconds: float) -> None:
+        self.step_duration.record(max(0.0, seconds), {"contract": contract, "status": status})
+        if status != "succeeded":
+            self.step_failures.add(1, {"contract": contract, "status": status})
+
+    def committed(self, store: str, seconds: float) -> None:
+        self.store_commit.record(seconds, {"store": store})
+
+    def refused_request(self, reason: str) -> None:
+        self.refused.add(1, {"reason": reason})
+
+    def event_delivered(self, contract: str, seconds: float) -> None:
+        self.event_lag.record(max(0.0, seconds), {"contract": contract})
+
+    def retention_pass(self, deleted: Mapping[str, int]) -> None:
+        for kind, count in deleted.items():
+            if count:
+                self.retention_deleted.add(count, {"kind": kind})
