@@ -81,8 +81,8 @@ class MetricsServer:
         if readers:
             views = [
                 View(instrument_name="accord.store.commit.duration", aggregation=_buckets(COMMIT_BUCKETS)),
-                View(instrument_name="*duration", aggregation=_buckets(LATENCY_BUCKETS)),
-                View(instrument_name="*lag", aggregation=_buckets(LATENCY_BUCKETS)),
+                View(instrument_name="accord.step.duration", aggregation=_buckets(LATENCY_BUCKETS)),
+                View(instrument_name="accord.event.lag", aggregation=_buckets(LATENCY_BUCKETS)),
             ]
             self.provider: MeterProvider = SdkMeterProvider(
                 metric_readers=readers, resource=Resource.create({"service.name": service}), views=views
