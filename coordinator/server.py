@@ -30,6 +30,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import UnreachableError
+from contracts.metrics import MetricsServer
 from contracts.private_files import secure_directory
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
@@ -51,7 +52,7 @@ from coordinator.store.retention import run_retention
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
-from coordinator.telemetry.metrics import CoordinatorMetrics, MetricsServer
+from coordinator.telemetry.metrics import BUCKETS, CoordinatorMetrics
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
 from coordinator.telemetry.sink import SpanSink
 from coordinator.tls import CertificateFiles
@@ -122,7 +123,7 @@ class Coordinator:
         for note in notes:
             logger.warning(note)
         # Metrics (docs/production.md, "Metrics"): /metrics for Prometheus, OTLP by OTEL_*.
-        self.metrics_server = MetricsServer("accord-coordinator", config.metrics_listen, os.environ)
+        self.metrics_server = MetricsServer("accord-coordinator", config.metrics_listen, os.environ, BUCKETS)
         self.metrics_address = self.metrics_server.address
         self.metrics = CoordinatorMetrics(self.metrics_server.meter("accord.coordinator"))
         # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver. Spans are

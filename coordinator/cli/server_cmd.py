@@ -68,7 +68,7 @@ def _announce(coordinator: Coordinator) -> None:
     sys.stdout.flush()
 
 
-def _parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
+def parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
     """ "HOST:PORT" (or "[v6]:PORT") -> (host, port); anything else fails with exit 2."""
     host, sep, port = value.strip().rpartition(":")
     host = host.strip("[]")
@@ -80,7 +80,7 @@ def _parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_can_listen(host: str, port: int, option: str) -> None:
+def check_can_listen(host: str, port: int, option: str) -> None:
     """Fail (exit 2) before anything starts when ``host:port`` cannot be bound: gRPC would only
     say "Failed to bind" from deep inside start-up, after the database and token were set up."""
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
@@ -143,7 +143,7 @@ def _refuse_plaintext_off_loopback(listen: str, ui: str | None, insecure: bool) 
     exposed = [
         (option, value)
         for option, value in (("--listen", listen), ("--ui", ui))
-        if value is not None and not _is_loopback(_parse_listen(value, option, DEFAULT_LISTEN)[0])
+        if value is not None and not _is_loopback(parse_listen(value, option, DEFAULT_LISTEN)[0])
     ]
     if not exposed:
         return
@@ -440,10 +440,10 @@ def start(
     store_url, db_path = _database(ctx, store, db)
     # Bad or busy addresses fail here, before the database, the admin token or coordinator.json
     # are touched.
-    _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
+    check_can_listen(*parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
     ui_on = ui.strip().lower() not in ("", "off", "none", "no", "false", "0")  # web.hook.DISABLED
     if ui_on:
-        _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
+        parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
     tls = _server_tls(tls_cert, tls_key, tls_client_ca)
     store_retry_s = parse_duration(store_retry, what="--store-retry")
     if store_retry_s <= 0:
@@ -470,9 +470,9 @@ def start(
         raise fail(str(exc)) from None
     metrics_on = metrics.strip().lower() not in ("", "off")
     if metrics_on:
-        host, port = _parse_listen(metrics, "--metrics", DEFAULT_METRICS)
+        host, port = parse_listen(metrics, "--metrics", DEFAULT_METRICS)
         if _given(ctx, "metrics"):
-            _check_can_listen(host, port, "--metrics")
+            check_can_listen(host, port, "--metrics")
         else:
             # The default port taken (another coordinator on this host): metrics are a
             # convenience there, as the UI is, so start without them and say so.

@@ -1,117 +1,28 @@
-"""Metrics a platform team can alert on (docs/production.md, "Metrics").
-
-The OpenTelemetry SDK's metrics, read by up to two readers:
-
-- Prometheus: ``--metrics HOST:PORT`` serves ``/metrics`` (the OpenTelemetry Prometheus exporter on
-  prometheus_client's HTTP server); ``off`` serves nothing.
-- OTLP: by the standard variables, as for spans: ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` or
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (gRPC), or ``OTEL_METRICS_EXPORTER=otlp``; ``OTEL_METRICS_EXPORTER=none``
-  or ``OTEL_SDK_DISABLED=true`` turn it off. ``OTEL_METRIC_EXPORT_INTERVAL`` (ms) as usual.
-
-Each coordinator (and each agent) has its own ``MeterProvider``: nothing is global, so several in
-one process (tests) do not mix. Labels are bounded: workflows, contracts, teams, statuses and
-reasons, never run, attempt or agent ids.
-"""
+"""The coordinator's metrics (docs/production.md, "Metrics"); served and exported by
+``contracts.metrics.MetricsServer``. Labels are bounded: workflows, contracts, teams, statuses
+and reasons, never run, attempt or agent ids."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeterProvider, Observation
-from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-logger = logging.getLogger(__name__)
-
-DISABLED = ("", "off")
 # Seconds: from a fast hop to a long task (step latency), and store commits (milliseconds).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-
-
-def otlp_wanted(env: Mapping[str, str]) -> bool:
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporters = {e.strip().lower() for e in env.get("OTEL_METRICS_EXPORTER", "").split(",") if e.strip()}
-    if "none" in exporters:
-        return False
-    if "otlp" in exporters:
-        return True
-    return bool(
-        env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
-        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    )
-
-
-class MetricsServer:
-    """A MeterProvider with its readers, and the /metrics HTTP server when asked for."""
-
-    def __init__(self, service: str, listen: str, env: Mapping[str, str]) -> None:
-        """``listen``: HOST:PORT for Prometheus ("" or "off": none). Raises OSError when it
-        cannot be bound."""
-        self.address = ""
-        self._http: Any = None
-        self._thread: threading.Thread | None = None
-        readers: list[MetricReader] = []
-        if listen.strip().lower() not in DISABLED:
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import CollectorRegistry, start_http_server
-
-            # A registry of its own (not prometheus_client's global one): only these metrics,
-            # and several servers in one process do not collide.
-            self._registry = CollectorRegistry(auto_describe=True)
-            readers.append(PrometheusMetricReader(registry=self._registry))
-            host, _, port = listen.rpartition(":")
-            self._http, self._thread = start_http_server(
-                int(port), addr=host.strip("[]"), registry=self._registry
-            )
-            bound = self._http.server_address
-            self.address = f"{host}:{bound[1]}"
-        if otlp_wanted(env):
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-        self.exporting = bool(readers)
-        if readers:
-            views = [
-                View(instrument_name="accord.store.commit.duration", aggregation=_buckets(COMMIT_BUCKETS)),
-                View(instrument_name="accord.step.duration", aggregation=_buckets(LATENCY_BUCKETS)),
-                View(instrument_name="accord.event.lag", aggregation=_buckets(LATENCY_BUCKETS)),
-            ]
-            self.provider: MeterProvider = SdkMeterProvider(
-                metric_readers=readers, resource=Resource.create({"service.name": service}), views=views
-            )
-        else:
-            self.provider = NoOpMeterProvider()
-
-    def meter(self, name: str) -> Meter:
-        return self.provider.get_meter(name)
-
-    def close(self) -> None:
-        if isinstance(self.provider, SdkMeterProvider):
-            try:
-                self.provider.shutdown(timeout_millis=5_000)
-            except Exception:  # a collector that is away must not stop the shutdown
-                logger.warning("shutting the metrics down failed", exc_info=True)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-
-
-def _buckets(bounds: Iterable[float]) -> ExplicitBucketHistogramAggregation:
-    return ExplicitBucketHistogramAggregation(boundaries=list(bounds))
+BUCKETS = {
+    "accord.store.commit.duration": COMMIT_BUCKETS,
+    "accord.step.duration": LATENCY_BUCKETS,
+    "accord.event.lag": LATENCY_BUCKETS,
+}
 
 
 @dataclass
 class Gauges:
-    """Values read every few seconds on the event loop (``CoordinatorMetrics.refresh``) and
+    """Values read every few seconds on the event loop (by the coordinator process) and
     handed to the exporters' callbacks, which run on their own threads."""
 
     queue_depth: dict[tuple[str, ...], int] = field(default_factory=dict)  # (contract,) -> offers
