@@ -48,7 +48,7 @@ from coordinator.registry.teams import Teams
 from coordinator.store.base import ReportsReachability, Store
 from coordinator.store.records import ATTEMPT_TERMINAL, EventRecord, RunRecord
 from coordinator.store.retention import resolve as resolve_retention
-from coordinator.store.retention import run_retention
+from coordinator.store.retention import retention_interval, run_retention
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
@@ -261,7 +261,7 @@ class Coordinator:
             run_retention(
                 self.store,  # type: ignore[arg-type]
                 self.retention,
-                interval_s=self.config.retention_interval_s,
+                interval_s=retention_interval(self.retention, self.config.retention_interval_s),
                 on_pass=lambda result: self.metrics.retention_pass(result.deleted),
             ),
             name="retention",

@@ -77,6 +77,13 @@ class Retention:
         return Retention(runs_s, spans, audit_s)
 
 
+def retention_interval(retention: Retention, interval_s: float = DEFAULT_INTERVAL_S) -> float:
+    """Seconds between passes: ``interval_s``, or a tenth of the shortest retention if that is
+    shorter (a retention of minutes, in a test or a benchmark, is kept to within a tenth)."""
+    ages = [s for s in (retention.runs_s, retention.spans_s, retention.audit_s) if s is not None]
+    return max(0.1, min([interval_s, *(age / 10 for age in ages)]))
+
+
 async def resolve(
     store: Store, flag: str | None, span_retention: str, audit_retention: str
 ) -> tuple[Retention, list[str]]:

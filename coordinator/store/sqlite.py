@@ -104,16 +104,25 @@ _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _STEP_UPSERT = (
-    "INSERT INTO steps (run_id, step_id, data_json) VALUES (?, ?, ?)"
-    " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json"
+    "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json,"
+    " policy_ref = excluded.policy_ref"
 )
+_STEPS_SELECT = (
+    "SELECT s.run_id, s.step_id, s.data_json, p.policy_json FROM steps AS s"
+    " LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = ? ORDER BY s.step_id"
+)
+_ATTEMPT_SELECT = f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts"
+_POLICY_INSERT = "INSERT OR IGNORE INTO policies (key, policy_json) VALUES (?, ?)"
 _ATTEMPT_UPSERT = (
     "INSERT INTO attempts (attempt_id, run_id, step_id, data_json) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (attempt_id) DO UPDATE SET"
     " run_id = excluded.run_id, step_id = excluded.step_id, data_json = excluded.data_json"
 )
 _EVENT_INSERT = _insert("events", codec.EVENT_COLUMNS, "INSERT OR REPLACE")
-_REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json, run_id, created_ms) VALUES (?, ?, ?, ?, ?)"
+_REQUEST_INSERT = (
+    "INSERT OR REPLACE INTO requests (scope, request_id, answer_json, created_ms) VALUES (?, ?, ?, ?)"
+)
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = (
     "INSERT INTO timers (kind, key, run_id, due_ms, claimed_until_ms) VALUES (?, ?, ?, ?, 0)"
@@ -240,6 +249,8 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._file_lock: int | None = None  # fd of the held <db>.lock
+        # Keys of the step policies known to be in the table ``policies`` (see codec.step_to_row).
+        self._policies: set[str] = set()
         # Called (on the writer thread) with the seconds each transaction took, commit included.
         self.on_commit: Callable[[float], None] | None = None
 
@@ -688,14 +699,18 @@ class SqliteStore:
         # the records themselves are only read (the engine sets ``run.version`` after success).
         runs = [_run_to_row(r) for r in changes.runs]
         expected = dict(changes.expect_versions)
-        steps = [(s.run_id, s.step_id, codec.step_to_json(s)) for s in changes.steps]
-        attempts = [(a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts]
+        steps, policies = [], {}
+        for step in changes.steps:
+            row, (key, policy) = codec.step_to_row(step)
+            steps.append(row)
+            if key and key not in self._policies:
+                policies[key] = policy
+        attempts = [codec.attempt_to_row(a) for a in changes.attempts]
         audit = [codec.audit_to_row(a) for a in changes.audit]
         events = [codec.event_to_row(e) for e in changes.events]
-        request_run, now_ms = codec.request_run(changes), int(time.time() * 1000)
+        now_ms = int(time.time() * 1000)
         requests = [
-            (scope, rid, codec.dumps(answer), request_run, now_ms)
-            for (scope, rid), answer in changes.requests.items()
+            (scope, rid, codec.dumps(answer), now_ms) for (scope, rid), answer in changes.requests.items()
         ]
         fired = [(t.kind, t.key, t.due_ms) for t in changes.timers_fired]
         cleared = list(changes.timers_clear)
@@ -711,6 +726,8 @@ class SqliteStore:
                 _write_runs(c, runs, expected)
             if fired:
                 _fire_timers(c, fired)
+            if policies:
+                c.executemany(_POLICY_INSERT, list(policies.items()))
             if steps:
                 c.executemany(_STEP_UPSERT, steps)
             if attempts:
@@ -731,6 +748,8 @@ class SqliteStore:
                 c.executemany(_OFFER_ADD, offers_added)
 
         await self._write(w)
+        # Committed: later transitions need not write these policies again (never deleted).
+        self._policies.update(policies)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(c: sqlite3.Connection) -> RunRecord | None:
@@ -747,8 +766,8 @@ class SqliteStore:
 
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
         def q(c: sqlite3.Connection) -> AttemptRecord | None:
-            row = c.execute("SELECT data_json FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
-            return None if row is None else codec.attempt_from_json(row[0])
+            row = c.execute(_ATTEMPT_SELECT + " WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            return None if row is None else codec.attempt_from_row(*row)
 
         return await self._read(q)
 
@@ -902,18 +921,19 @@ class SqliteStore:
     async def insert_spans(self, spans: list[SpanRecord]) -> None:
         if not spans:
             return
-        rows = [codec.span_to_row(s) for s in spans]
+        rows = [codec.span_to_row(s, binary_ids=True) for s in spans]
         await self._write(
             lambda c: c.executemany(_insert("spans", codec.SPAN_COLUMNS, "INSERT OR REPLACE"), rows)
         )
 
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:
-        return await self._read(
-            lambda c: [
-                codec.span_from_row(r)
-                for r in c.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,))
-            ]
+        # Ids are stored as bytes (codec.span_id_to_db); rows written before, as hex text.
+        sql = "SELECT * FROM spans WHERE trace_id IN (?, ?) ORDER BY start_ns"
+        rows = await self._read(
+            lambda c: c.execute(sql, (codec.span_id_to_db(trace_id), trace_id)).fetchall()
         )
+        spans = {span.span_id: span for span in map(codec.span_from_row, rows)}  # one of each id
+        return list(spans.values())
 
     async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
         if limit <= 0:
@@ -930,16 +950,25 @@ class SqliteStore:
 
     async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
         def w(c: sqlite3.Connection) -> int:
-            ids = [
-                (row[0],)
-                for row in c.execute(
-                    f"SELECT run_id FROM runs WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < ?"
-                    " ORDER BY finished_ms LIMIT ?",
-                    (finished_before_ms, limit),
-                )
-            ]
-            for table in codec.RUN_CHILD_TABLES:
+            runs = c.execute(
+                "SELECT run_id, json_extract(data_json, '$.trace_id') FROM runs"
+                f" WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < ? ORDER BY finished_ms LIMIT ?",
+                (finished_before_ms, limit),
+            ).fetchall()
+            if not runs:
+                return 0
+            ids = [(run_id,) for run_id, _ in runs]
+            for table in ("steps", "attempts"):  # by their run_id index
                 c.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+            # A finished run has none left (these tables hold only what is live and have no index
+            # by run), so one pass over each for the whole batch.
+            marks = ", ".join("?" for _ in ids)
+            for table in ("timers", "offers"):
+                c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", [r for (r,) in ids])
+            c.executemany(
+                "DELETE FROM spans WHERE trace_id IN (?, ?) AND run_id = ?",
+                [(codec.span_id_to_db(t or ""), t or "", r) for r, t in runs],
+            )
             c.executemany("DELETE FROM runs WHERE run_id = ?", ids)
             return len(ids)
 
@@ -954,8 +983,8 @@ class SqliteStore:
 
     async def purge_requests(self, created_before_ms: int, limit: int) -> int:
         sql = (
-            "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests"
-            " WHERE run_id = '' AND created_ms < ? ORDER BY created_ms LIMIT ?)"
+            "DELETE FROM requests WHERE rowid IN"
+            " (SELECT rowid FROM requests WHERE created_ms < ? ORDER BY created_ms LIMIT ?)"
         )
         return await self._write(lambda c: c.execute(sql, (created_before_ms, limit)).rowcount)
 
@@ -989,10 +1018,8 @@ def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _
     c.execute("BEGIN")
     try:
         run = c.execute(_RUN_SELECT + " WHERE run_id = ?", (run_id,)).fetchone()
-        steps = c.execute(
-            "SELECT data_json FROM steps WHERE run_id = ? ORDER BY step_id", (run_id,)
-        ).fetchall()
-        attempts = c.execute("SELECT data_json FROM attempts WHERE run_id = ?", (run_id,)).fetchall()
+        steps = c.execute(_STEPS_SELECT, (run_id,)).fetchall()
+        attempts = c.execute(_ATTEMPT_SELECT + " WHERE run_id = ?", (run_id,)).fetchall()
     finally:
         c.execute("COMMIT")
     return run, steps, attempts
@@ -1000,7 +1027,7 @@ def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _
 
 def _steps_and_attempts(steps: _Rows, attempts: _Rows) -> tuple[list[StepRecord], list[AttemptRecord]]:
     """Steps by step id; attempts by step id, then number."""
-    return codec.steps_and_attempts((r[0] for r in steps), (r[0] for r in attempts))
+    return codec.steps_and_attempts(steps, attempts)
 
 
 def _snapshot(c: sqlite3.Connection, run_id: str) -> RunSnapshot | None:

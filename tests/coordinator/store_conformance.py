@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -1276,7 +1277,11 @@ class StoreConformance:
         )
         changes.requests[("complete", f"req-{run_id}")] = {"accepted": True}
         await store.apply(changes)
-        span = SpanRecord("e" * 32, f"{abs(hash(run_id)) % 10**16:016d}", "", run_id, 1, 2, run_id=run_id)
+        # In the run's trace (run_record's), by which its spans are found when it is purged.
+        span_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+        span = SpanRecord(
+            "a" * 32, span_id, "", run_id, 1, 2, run_id=run_id, attributes={"accord.run_id": run_id}
+        )
         await store.insert_spans([span])
 
     async def _rows_of(self, store: Store, run_id: str) -> list[str]:
@@ -1287,7 +1292,7 @@ class StoreConformance:
         kinds += ["step"] * len(steps) + ["attempt"] * len(attempts)
         if await store.get_request("complete", f"req-{run_id}") is not None:
             kinds.append("request")
-        if any(s.run_id == run_id for s in await store.spans_for_trace("e" * 32)):
+        if any(s.run_id == run_id for s in await store.spans_for_trace("a" * 32)):
             kinds.append("span")
         if any(t.run_id == run_id for t in await all_timers(store)):
             kinds.append("timer")
@@ -1305,14 +1310,15 @@ class StoreConformance:
         await self._run_with_rows(store, "still-running", "running", 0)  # however old
         await self._run_with_rows(store, "pending", "pending", 0)
         everything = ["run", "step", "attempt", "request", "span", "timer", "offer"]
+        gone = ["request"]  # request records go by age (purge_requests), not with their run
 
         assert await store.purge_runs(5_000, 2) == 2  # the earliest two first
-        assert await self._rows_of(store, "old-ok") == []
-        assert await self._rows_of(store, "old-failed") == []
+        assert await self._rows_of(store, "old-ok") == gone
+        assert await self._rows_of(store, "old-failed") == gone
         assert await self._rows_of(store, "old-cancelled") == everything
         assert await store.purge_runs(5_000, 2) == 1
         assert await store.purge_runs(5_000, 2) == 0
-        assert await self._rows_of(store, "old-cancelled") == []
+        assert await self._rows_of(store, "old-cancelled") == gone
         for kept in ("new-ok", "still-running", "pending"):
             assert await self._rows_of(store, kept) == everything, kept
         assert await store.purge_runs(10**13, 100) == 1  # new-ok; the unfinished never
@@ -1329,7 +1335,7 @@ class StoreConformance:
         found = await store.find_run("payments/checkout", "payments", "k")
         assert found is not None and found.run_id == "r1"
 
-    async def test_purging_events_audit_and_requests_of_no_run_goes_by_age_in_batches(
+    async def test_purging_events_audit_and_request_records_goes_by_age_in_batches(
         self, store: Store
     ) -> None:
         for i in range(5):
@@ -1344,7 +1350,7 @@ class StoreConformance:
         assert sorted(e.event_id for e in await store.list_events()) == ["e3", "e4"]
         assert await store.purge_audit(2_500, 10) == 2
         assert [a.action for a in await store.list_audit()] == ["a2", "a3", "a4"]
-        # Request records of no run were written now (the store's clock), not at their event's.
+        # Request records were written now (the store's clock), not at their event's time.
         assert await store.purge_requests(1, 10) == 0
         assert await store.get_request("event", "q0") == {"event_id": "e0"}
         assert await store.purge_requests(10**13, 3) == 3
@@ -1374,3 +1380,87 @@ class StoreConformance:
             ("billing/invoice", 2, 1, 7_000),
             ("payments/charge", 1, 2, 3_000),
         ]
+
+    # ---------- what is stored per run (coordinator/store/codec.py) ----------
+
+    async def test_steps_and_attempts_read_back_whole_however_compactly_stored(self, store: Store) -> None:
+        policy = {
+            "retry": {"max_attempts": 3, "initial_backoff": 1.0, "backoff_coefficient": 2.0},
+            "timeouts": {"start_to_close": 60.0, "heartbeat": None},
+        }
+        other = {"retry": {"max_attempts": 1}, "timeouts": {}}
+        steps = [
+            step_record("r1", "a", policy=policy, input={"x": 1}),
+            step_record("r1", "b", policy=other, idempotency_key="custom-key", item_index=0, fan_out=2),
+            step_record("r1", "c"),  # no policy at all
+            step_record("r2", "a", policy=policy, error=TaskFailure("Boom", "it broke", False, '{"d":1}')),
+        ]
+        attempts = [
+            attempt_record("r1", "a"),
+            attempt_record("r1", "b", 2, status="failed", agent_id="agent-1", error=TaskFailure("T", "m")),
+            attempt_record("r2", "a", started_ms=5, finished_ms=6, close_deadline_ms=9),
+        ]
+        await store.apply(Changes(runs=[run_record("r1"), run_record("r2")], steps=steps, attempts=attempts))
+        snapshot = await store.load_run("r1")
+        assert snapshot is not None
+        assert snapshot.steps == steps[:3]
+        assert snapshot.attempts == attempts[:2]
+        assert await store.run_steps("r2") == ([steps[3]], [attempts[2]])
+        assert await store.get_attempt(attempts[1].attempt_id) == attempts[1]
+        # A step written again keeps its policy (stored once, named by the row).
+        changed = dataclasses.replace(steps[0], status="succeeded", output={"y": 2})
+        await store.apply(Changes(steps=[changed], expect_versions={"r1": 1}))
+        assert (await store.run_steps("r1"))[0][0] == changed
+
+    async def test_span_attributes_read_back_exactly(self, store: Store) -> None:
+        tricky = {
+            "accord.run_id": "r1",
+            "accord.team": "payments",
+            "accord.step_id": "s1",
+            "accord.attempt": 2,
+            "accord.attempt_id": "r1:s1:2",
+            "accord.": "empty name",
+            "accord..dots": 1,
+            ".leading": [1, 2],
+            "..two": True,
+            ".": "a dot",
+            "": "empty",
+            "http.url": "https://example.test",
+        }
+        spans = [
+            SpanRecord("c" * 32, "1" * 16, "", "all", 1, 2, team="payments", attributes=tricky, run_id="r1"),
+            # Not what the row says: kept as they are.
+            SpanRecord(
+                "c" * 32,
+                "2" * 16,
+                "",
+                "differs",
+                1,
+                2,
+                team="other",
+                attributes={"accord.run_id": "r9", "accord.team": "payments", "accord.attempt_id": "x:y:1"},
+                run_id="r1",
+            ),
+            SpanRecord("c" * 32, "3" * 16, "", "bare", 1, 2),
+            # Names the engine gives its spans, and one that only looks like one.
+            SpanRecord("c" * 32, "4" * 16, "1" * 16, "step s1", 1, 2, attributes={"accord.step_id": "s1"}),
+            SpanRecord("c" * 32, "5" * 16, "1" * 16, "step s1", 1, 2, attributes={"accord.step_id": "s2"}),
+            SpanRecord(
+                "c" * 32,
+                "6" * 16,
+                "4" * 16,
+                "attempt 2 t/c@1.0.0",
+                1,
+                2,
+                attributes={
+                    "accord.attempt": 2,
+                    "accord.contract": "t/c",
+                    "accord.contract_version": "1.0.0",
+                },
+            ),
+            SpanRecord("c" * 32, "7" * 16, "", "run t/w", 1, 2, attributes={"accord.workflow": "t/w"}),
+            # Ids that are not lower-case hex are kept as they are.
+            SpanRecord("c" * 32, "NOT-HEX", "AB" * 8, "odd ids", 1, 2),
+        ]
+        await store.insert_spans(spans)
+        assert sorted(await store.spans_for_trace("c" * 32), key=lambda s: s.span_id) == spans

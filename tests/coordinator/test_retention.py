@@ -117,7 +117,10 @@ async def test_a_pass_deletes_exactly_the_runs_finished_before_it_while_runs_go_
     engine, store = coordinator.engine, coordinator.store
     assert store is not None
     old = [await _run_once(coordinator, f"old-{i}") for i in range(size)]
-    cutoff = max([await _finished_ms(coordinator, run_id) for run_id in old])
+    # Everything of the old runs was written by now (their request records just after they
+    # finished); everything of the others after.
+    assert max([await _finished_ms(coordinator, run_id) for run_id in old]) <= time.time() * 1000
+    cutoff = int(time.time() * 1000)
     await _after(cutoff)
     kept = [await _run_once(coordinator, f"kept-{i}") for i in range(3)]
     await engine._spans.flush()  # the engine's buffered spans into the store, now
@@ -169,14 +172,19 @@ async def test_a_pass_deletes_exactly_the_runs_finished_before_it_while_runs_go_
     assert await store.list_runs(RunFilter()) == []
 
 
-async def test_a_request_record_goes_with_its_run(coordinator: Coordinator) -> None:
+async def test_request_records_go_by_age_no_later_than_their_run(coordinator: Coordinator) -> None:
     store = coordinator.store
     assert store is not None
     run_id = await _run_once(coordinator, "o-1")
     assert await store.get_request("complete", "req-o-1") == {"accepted": True}
-    # Request records of no run go by age only: a pass at the run's own cutoff keeps none of it.
     finished = await _finished_ms(coordinator, run_id)
-    await purge_once(store, Retention.of(1, None, None), now_ms=finished + 1001)
+    # Not yet past: both stay.
+    result = await purge_once(store, Retention.of(10, None, None), now_ms=finished + 5_000)
+    assert result.deleted == {"runs": 0, "events": 0, "requests": 0, "spans": 0}
+    assert await store.get_request("complete", "req-o-1") == {"accepted": True}
+    # Past the retention (the record was written as the run finished): both go.
+    result = await purge_once(store, Retention.of(10, None, None), now_ms=int(time.time() * 1000) + 10_001)
+    assert result.deleted["runs"] == 1 and result.deleted["requests"] == 1
     assert await store.get_request("complete", "req-o-1") is None
     assert await _rows(coordinator, run_id) == {}
 
