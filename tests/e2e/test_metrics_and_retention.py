@@ -22,6 +22,10 @@ from tests.support.inprocess import CHARGE_ONCE
 from tests.support.scenario import contract, start_run, wait_run
 from tests.support.wait import wait_until
 
+REFUND_ONCE = CHARGE_ONCE.replace("charge-once", "refund-once").replace(
+    "payments/charge@", "payments/refund@"
+)
+
 
 def _samples(text: str, name: str) -> dict[str, float]:
     """The samples of metric ``name`` in the exposition ``text``: their labels -> value."""
@@ -80,10 +84,21 @@ async def test_metrics_scraped_during_a_run_show_what_that_run_did(metered: Coor
             assert _value(during, "accord_runs_started_total", workflow="payments/charge-once") == 1
             assert _value(during, "accord_runs_finished_total") == 0
             assert _value(during, "accord_store_commit_duration_seconds_count", store="sqlite") > 0
-            # The gauges are read every few seconds: the agent shows up at the next reading.
+            # The gauges are read every few seconds: the agent shows up at the next reading, and so
+            # does a task no agent serves, waiting in its queue.
             await wait_until(
                 lambda: _gauge_agents(http, url), "the agent counted in accord_agents_connected", within=30
             )
+            await metered.register_contract(token, contract("payments/refund"))
+            await metered.register_workflow(token, REFUND_ONCE)
+            await start_run(client, "payments/refund-once", {"order_id": "o-2"})
+            queued = await wait_until(
+                lambda: _scrape_when(http, url, "accord_queue_depth"),
+                "the waiting task in accord_queue_depth",
+            )
+            assert _value(queued, "accord_queue_depth", contract="payments/refund@1") == 1
+            assert _value(queued, "accord_queue_depth", contract="payments/charge@1") == 0
+            assert _value(queued, "accord_queue_oldest_age_seconds", contract="payments/refund@1") >= 0
 
             release.set()
             run = await wait_run(client, started.run.run_id)
@@ -115,6 +130,9 @@ async def test_metrics_scraped_during_a_run_show_what_that_run_did(metered: Coor
             refused = await scrape()
             assert _value(refused, "accord_requests_refused_total", reason="unauthenticated") >= 1
             assert started.run.run_id not in refused and agent.agent_id not in refused
+            # Only the run that finished is counted as finished; the waiting one only as started.
+            assert _value(refused, "accord_runs_started_total", workflow="payments/refund-once") == 1
+            assert _value(refused, "accord_runs_finished_total", workflow="payments/refund-once") == 0
     finally:
         await agent.stop()
 
