@@ -276,3 +276,24 @@ def test_a_sqlite_file_made_before_gets_incremental_vacuum_at_start(tmp_path: Pa
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
     assert conn.execute("SELECT value FROM settings WHERE key = 'admin_token_hash'").fetchone() == ("x",)
+
+
+def test_a_large_sqlite_file_made_before_is_left_as_it_is_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "coordinator.db"
+    _sqlite_before_retention(path)
+    # Any file is "large" here: the VACUUM that would rewrite it is not done at start.
+    monkeypatch.setattr("coordinator.store.sqlite.VACUUM_AT_START_BYTES", 0)
+
+    async def open_and_close() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+
+    with caplog.at_level("WARNING", logger="coordinator.store.sqlite"):
+        asyncio.run(open_and_close())
+    assert sqlite3.connect(path).execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    assert (
+        "made without incremental vacuum" in caplog.text and "PRAGMA auto_vacuum = INCREMENTAL" in caplog.text
+    )
