@@ -27,8 +27,8 @@ from contracts._keywords import unknown_keywords
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
-from contracts.model import Contract, Deprecation, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
-from contracts.refs import find_references
+from contracts.model import Contract, Deprecation, Emits, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
+from contracts.refs import EMITS_ROOTS, find_references
 from contracts.versions import parse_version, single_major, split_ref
 
 __all__ = [
@@ -422,6 +422,7 @@ def parse_contract_text(
                 problems.add("/deprecated/replacement", str(exc))
         deprecation = Deprecation(sunset=str(sunset), replacement=str(replacement or ""))
 
+    emits = _emits(problems, data, str(kind))
     timeouts = _timeouts(problems, "", data)
     retry = _retry(problems, "/retry", data.get("retry"))
     problems.raise_if_any()
@@ -441,9 +442,53 @@ def parse_contract_text(
         sensitive=tuple(str(s) for s in sensitive),
         deprecated=deprecation,
         kind=str(kind),
+        emits=emits,
         source_text=text,
         source_name=source_name,
     )
+
+
+def _emits(problems: _Problems, data: Mapping[str, Any], kind: str) -> Emits | None:
+    """``emits:`` (its shape is checked by the file schema): an event contract of the contract's
+    own team, by major, and a payload mapping whose references read ``input`` or ``output``.
+    Whether the mapping fits the event's payload schema is checked at registration, against the
+    registered event contract (``contracts.composition.check_emits``)."""
+    value = data.get("emits")
+    if not isinstance(value, Mapping) or problems.is_bad_within("/emits"):
+        return None
+    if kind == "event":
+        problems.add("/emits", "an event contract cannot emit events; 'emits' is for task contracts")
+        return None
+    event, _, major = str(value["event"]).partition("@")
+    team = str(data.get("contract", "")).split("/", 1)[0]
+    if event.split("/", 1)[0] != team:
+        problems.add(
+            "/emits/event",
+            f"{value['event']} belongs to team {event.split('/', 1)[0]}; a contract of team {team} may"
+            f" emit only its own team's events (e.g. {team}/{event.split('/', 1)[-1]}@{major})",
+        )
+        return None
+    payload = value["payload"]
+    for ref_problem in _emits_reference_problems(payload):
+        problems.add(*ref_problem)
+    return Emits(event=event, major=int(major), payload=payload)
+
+
+def _emits_reference_problems(template: Any, pointer: str = "/emits/payload") -> list[tuple[str, str]]:
+    if isinstance(template, str):
+        try:
+            find_references(template, roots=EMITS_ROOTS)
+        except ReferenceError_ as exc:
+            return [(pointer, str(exc))]
+        return []
+    found: list[tuple[str, str]] = []
+    if isinstance(template, Mapping):
+        for key, value in template.items():
+            found += _emits_reference_problems(value, f"{pointer}/{escape(str(key))}")
+    elif isinstance(template, list):
+        for index, value in enumerate(template):
+            found += _emits_reference_problems(value, f"{pointer}/{index}")
+    return found
 
 
 def _check_sensitive_path(problems: _Problems, pointer: str, path: str, schema: Any, side: str) -> None:

@@ -105,6 +105,20 @@ class Deprecation:
 
 
 @dataclass(frozen=True)
+class Emits:
+    """``emits:`` of a task contract: the event its team publishes each time a step of the
+    contract succeeds, with a payload mapped from the step's ``input`` and ``output``."""
+
+    event: str  # "team/name" of an event contract of the same team
+    major: int
+    payload: JSON  # mapping template over ${input...} and ${output...}
+
+    @property
+    def ref(self) -> str:
+        return f"{self.event}@{self.major}"
+
+
+@dataclass(frozen=True)
 class Contract:
     """One version of a contract (``team/name@MAJOR.MINOR.PATCH``)."""
 
@@ -120,6 +134,7 @@ class Contract:
     sensitive: tuple[str, ...] = ()  # "input.card_token", "output.secret"
     deprecated: Deprecation | None = None
     kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
+    emits: Emits | None = None  # a task contract's event on each success
     source_text: str = ""
     source_name: str = ""
 

@@ -41,12 +41,12 @@ from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher, queue_label
 from coordinator.engine import Engine
 from coordinator.engine.state import Transition
-from coordinator.events import InMemoryEventBus
+from coordinator.events import EventBus, InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import ReportsReachability, Store
-from coordinator.store.records import ATTEMPT_TERMINAL, EventRecord, RunRecord
+from coordinator.store.records import ATTEMPT_TERMINAL, RunRecord
 from coordinator.store.retention import resolve as resolve_retention
 from coordinator.store.retention import retention_interval, run_retention
 from coordinator.store.sqlite import SqliteStore
@@ -144,10 +144,13 @@ class Coordinator:
             store_kind = "postgresql" if self.store.shared else "sqlite"
             self.store.on_commit = lambda seconds: self.metrics.committed(store_kind, seconds)
         await self.engine.start()
-        self.bus = InMemoryEventBus()
-        if self.metrics_server.exporting:
-            self.bus.subscribe(self._observe_event)
+        self.bus = new_event_bus(config)
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
+        try:
+            await self.events.start()  # NATS not there: UnreachableError naming it (exit 3)
+        except BaseException:
+            await self.stop()
+            raise
         self.coordinator_service = CoordinatorService(
             self.store, self.teams, self.registry, self.engine, self.events, max_payload=config.max_payload
         )
@@ -253,9 +256,6 @@ class Coordinator:
                 began = attempt.started_ms or attempt.scheduled_ms
                 self.metrics.attempt_ended(attempt.contract, attempt.status, (tr.now - began) / 1000)
 
-    async def _observe_event(self, event: EventRecord) -> None:
-        self.metrics.event_delivered(event.contract, time.time() - event.published_ms / 1000)
-
     def _start_retention(self) -> Closer:
         task = asyncio.create_task(
             run_retention(
@@ -292,14 +292,16 @@ class Coordinator:
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))
+        if hasattr(self, "events"):
+            # Before the engine: the bus's consumer starts runs. What it had not acknowledged
+            # is delivered again, to this coordinator's next start or to another one.
+            await _stage("the event bus", self.events.close())
         if hasattr(self, "engine"):
             await _stage("the engine", self.engine.stop())  # flushes its buffered spans into the sink...
         telemetry_closer = getattr(self, "_telemetry_closer", None)
         if telemetry_closer is not None:
             # ...which forwards them before the forwarder stops
             await _stage("the telemetry forwarder", _close(telemetry_closer))
-        if hasattr(self, "bus"):
-            await _stage("the event bus", self.bus.close())
         if hasattr(self, "registry"):
             self.registry.checks.close()
         if self.store is not None:
@@ -351,6 +353,11 @@ async def _refresh_gauges(coordinator: Coordinator, every_s: float) -> None:
                 depth[key] = count
                 oldest[key] = max(0.0, (now_ms - first_ms) / 1000)
             gauges.queue_depth, gauges.queue_oldest_s = depth, oldest
+            backlog = await coordinator.store.event_backlog()  # type: ignore[union-attr]
+            gauges.events_waiting = {(contract,): count for contract, count, _ in backlog}
+            gauges.event_lag_s = {
+                (contract,): max(0.0, (now_ms - first_ms) / 1000) for contract, _, first_ms in backlog
+            }
             gauges.agents = {(team,): n for team, n in coordinator.dispatcher.alive_per_team().items()}
         except UnreachableError as exc:
             logger.debug("reading the gauges failed: %s", exc)
@@ -386,6 +393,21 @@ def new_store(config: CoordinatorConfig) -> Store:
             config.store_url, pool_size=config.store_pool, retry_budget_s=config.store_retry_s
         )
     return SqliteStore(config.database)
+
+
+def new_event_bus(config: CoordinatorConfig) -> EventBus:
+    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process."""
+    if config.events_url:
+        # Imported only here: nats-py is the optional ``nats`` extra.
+        from coordinator.events.jetstream import JetStreamEventBus
+
+        return JetStreamEventBus(
+            config.events_url,
+            config.events_stream,
+            config.events_retention_s,
+            credentials=config.events_credentials,
+        )
+    return InMemoryEventBus()
 
 
 async def _close(closer: Closer) -> None:

@@ -389,6 +389,9 @@ def event_to_pb(event: EventRecord, principal: Principal) -> pb.Event:
         published_unix_ms=event.published_ms,
         triggered_runs=list(event.triggered_runs),
         trace_context=event.trace_context,
+        delivered_unix_ms=event.delivered_ms,
+        handled_unix_ms=event.handled_ms,
+        source_run=event.source_run,
     )
 
 

@@ -10,7 +10,7 @@ import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import AccordError, InvalidArgumentError, PermissionDeniedError
+from contracts.errors import AccordError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
@@ -376,11 +376,23 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.ListEventsResponse:
         principal = current_principal()
         offset, size = _page(request.page)
-        events = await self._store.list_events(request.contract, offset, size)
+        events = await self._store.list_events(request.contract, offset, size, team=request.team)
         return pb.ListEventsResponse(
             events=[convert.event_to_pb(e, principal) for e in events],
             next_page_token=_next_token(offset, size, len(events)),
         )
+
+    @rpc
+    async def GetEvent(
+        self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetEventResponse:
+        principal = current_principal()
+        event = await self._store.get_event(request.event_id) if request.event_id else None
+        if event is None:
+            raise NotFoundError(f"event '{request.event_id}' does not exist (accord event list shows them)")
+        # Every team sees that an event happened and what it started (ListEvents does too); the
+        # payload only its team (convert.event_to_pb).
+        return pb.GetEventResponse(event=convert.event_to_pb(event, principal))
 
     # ---------- traces ----------
 

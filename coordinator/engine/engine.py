@@ -18,6 +18,7 @@ import asyncio
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -28,8 +29,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
+from contracts.errors import (
+    AccordError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnreachableError,
+)
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
@@ -54,6 +62,7 @@ from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    EventRecord,
     IdempotencyConflict,
     OfferRecord,
     RunFilter,
@@ -187,6 +196,13 @@ class Engine:
         # How long a poll waits before reading the store again without being woken.
         self._fallback_s = settings.replica_poll_s if store.shared else float("inf")
         dispatcher.on_lost = self._handoff_lost
+        # Told of the events a commit stored (a contract's ``emits:``), to hand them on at once
+        # (coordinator.events; the events layer sits above the engine).
+        self._on_events: Callable[[list[EventRecord]], None] | None = None
+
+    def on_events_stored(self, listener: Callable[[list[EventRecord]], None]) -> None:
+        """Call ``listener`` with the events each commit stored (after the commit)."""
+        self._on_events = listener
 
     # ================= lifecycle =================
 
@@ -369,6 +385,8 @@ class Engine:
             for waiter, _ in handoffs:
                 self._dispatcher.unreserve(waiter)
             raise
+        if tr.events and self._on_events is not None:
+            self._on_events(list(tr.events))
         if tr.run is not None:
             tr.run.version = 1 if tr.new_run else tr.run.version + 1
         if self.on_commit is not None:
@@ -950,6 +968,7 @@ class Engine:
         self._dispatcher.touch(agent_id)
 
         checked = await self._large_output_checked(attempt_id, output)
+        emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
             attempt = _running(state, attempt_id)
@@ -964,12 +983,88 @@ class Engine:
                 machine.attempt_failed(state, attempt, ATTEMPT_FAILED, violation, tr)
             else:
                 machine.attempt_succeeded(state, attempt, output, tr, self._limits)
+                if emitted is not None and emitted[0] == contract.ref:
+                    # Stored in this commit: the step's success and its event are one fact.
+                    tr.events.append(emitted[1])
+                    tr.audit.append(emitted[2])
             if request_id:
                 tr.requests[("complete", request_id)] = {"accepted": True}
             _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("complete", request_id), complete)
+
+    async def _emitted(self, attempt_id: str, output: Any) -> tuple[str, EventRecord, AuditRecord] | None:
+        """The event a successful attempt's contract emits (``emits:``), made before the
+        transition (the event contract is looked up, the payload validated, off the
+        transaction) and stored in its commit: ``(contract ref, event, its audit entry)``. None
+        when the contract emits none, or when the payload cannot be made or does not fit the
+        event contract: logged, and the step succeeds all the same."""
+        run_id = _run_of(attempt_id)
+        try:
+            state = await self._state(run_id)
+            attempt = state.attempts.get(attempt_id)
+            if (attempt is None or attempt.step_id not in state.steps) and self._store.shared:
+                # Another coordinator made the attempt after this one cached the run.
+                self._runs.pop(run_id, None)
+                state = await self._state(run_id)
+                attempt = state.attempts.get(attempt_id)
+        except _Gone:
+            return None
+        contract = state.contracts.get(attempt.contract) if attempt is not None else None
+        if attempt is None or contract is None or contract.emits is None:
+            return None
+        emits = contract.emits
+        run = state.record
+        step = state.steps.get(attempt.step_id)
+        try:
+            event_contract = await self._registry.resolve(emits.event, f"^{emits.major}")
+            if event_contract is None or event_contract.kind != "event":
+                raise NotFoundError(f"no event contract {emits.ref} is registered")
+            payload = evaluate(
+                emits.payload, {"input": step.input if step else None, "output": output}, roots=EMITS_ROOTS
+            )
+            violations = await self._registry.checks.validate(
+                f"the payload of {event_contract.ref}", event_contract.input_schema, payload, "event payload"
+            )
+            if violations:
+                raise InvalidArgumentError(
+                    f"the payload does not match {event_contract.ref}: "
+                    + "; ".join(str(v) for v in violations[:5])
+                )
+        except AccordError as exc:
+            logger.warning(
+                "step %s of run %s succeeded, but %s emits %s and it was not published: %s",
+                attempt.step_id,
+                run.run_id,
+                contract.ref,
+                emits.ref,
+                exc,
+                extra={"trace_id": run.trace_id},
+            )
+            return None
+        at = now_ms()
+        # One event per successful attempt, whatever the retries of its report.
+        event_id = "evt-" + hashlib.sha256(f"emits\0{attempt_id}".encode()).hexdigest()[:16]
+        event = EventRecord(
+            event_id=event_id,
+            contract=event_contract.name,
+            contract_version=event_contract.version,
+            team=event_contract.team,
+            payload=payload,
+            published_ms=at,
+            trace_context={"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)},
+            source_run=run.run_id,
+        )
+        audit = AuditRecord(
+            at_ms=at,
+            actor=contract.team,
+            action="event.publish",
+            object=event_id,
+            owner_team=event_contract.team,
+            details={"contract": event_contract.ref, "source_run": run.run_id, "step": attempt.step_id},
+        )
+        return contract.ref, event, audit
 
     async def _large_output_checked(
         self, attempt_id: str, output: Any

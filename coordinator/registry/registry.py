@@ -299,6 +299,24 @@ class Registry:
                 if finding not in result.findings:
                     result.findings.append(finding)
         result.broken_consumers = await self._consumer_impacts(contract)
+        if contract.kind == "event":
+            result.broken_consumers += await self._trigger_impacts(contract)
+        emits_problems = []
+        if contract.emits is not None:
+            emits_problems = [f for f in await self._emits_findings(contract) if f.breaking]
+        if emits_problems and not dry_run:
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                InvalidArgumentError(
+                    f"{contract.ref}: emits {contract.emits.ref if contract.emits else ''} does not type-check",
+                    [str(f) for f in emits_problems],
+                ),
+                dry_run,
+            )
+        result.findings += emits_problems
         breaking = [f for f in result.findings if f.breaking]
         if dry_run:
             return result
@@ -372,6 +390,76 @@ class Registry:
         except Exception:
             logger.exception("could not write the audit entry of a refused registration of %s", obj)
         return error
+
+    async def _emits_findings(self, contract: Contract) -> list[Finding]:
+        """``emits:`` names a registered event contract of the team, and its payload mapping
+        type-checks against the newest version of that major."""
+        assert contract.emits is not None
+        emits = contract.emits
+        event = await self.resolve(emits.event, f"^{emits.major}")
+        if event is None:
+            registered = [r.contract.version for r in await self.versions_of(emits.event)]
+            listing = f" (registered: {', '.join(registered)})" if registered else ""
+            return [
+                Finding(
+                    "/emits/event",
+                    f"emits {emits.ref}, but no version of it is registered{listing}; register the"
+                    " event contract (kind: event) first",
+                )
+            ]
+        if event.kind != "event":
+            return [Finding("/emits/event", f"emits {event.ref}, a task contract; emits needs kind: event")]
+        found = await self.checks.run(
+            f"the check of {contract.ref}'s emits against {event.ref}",
+            len(contract.source_text) + len(event.source_text),
+            composition.check_emits,
+            contract,
+            event,
+        )
+        return [Finding(f.pointer, f.message, f.breaking) for f in found]
+
+    async def _trigger_impacts(self, event: Contract) -> list[ConsumerImpact]:
+        """The workflows whose triggers on ``event``'s major a new version of it would break
+        (a payload field they read no longer there, or no longer sure to be present, or of
+        another type): consumer-aware like a task contract's readers."""
+        impacts: list[ConsumerImpact] = []
+        for record in await self.list_workflows(""):
+            try:
+                spec = self.workflow_spec(record)
+            except AccordError:
+                continue
+            indices = []
+            for index, trigger in enumerate(spec.triggers):
+                if trigger.on != event.name:
+                    continue
+                try:
+                    if versions.resolve(trigger.version_range, [event.version]) is not None:
+                        indices.append(index)
+                except AccordError:
+                    continue
+            if not indices:
+                continue
+            catalog = await self._catalog(spec)
+            catalog.add(event)
+            for index, message in await self.checks.run(
+                f"the check of workflow {spec.name}'s triggers against {event.ref}",
+                _composition_size(spec, catalog),
+                _broken_triggers,
+                spec,
+                catalog,
+                indices,
+            ):
+                impacts.append(
+                    ConsumerImpact(
+                        workflow=spec.name,
+                        workflow_version=record.version,
+                        team=spec.team,
+                        step=f"(trigger {index + 1} on {event.name})",
+                        field="the event payload",
+                        message=message,
+                    )
+                )
+        return impacts
 
     async def _consumer_impacts(self, contract: Contract) -> list[ConsumerImpact]:
         impacts: list[ConsumerImpact] = []
@@ -753,6 +841,20 @@ def _consumer_impacts(
     result = composition.check_workflow(spec, catalog)
     reads = [read for step in affected for read in result.reads.get(step, [])]
     return [impact for impact in composition.consumer_impacts(contract, reads) if impact.breaking]
+
+
+def _broken_triggers(spec: Workflow, catalog: Any, indices: list[int]) -> list[tuple[int, str]]:
+    """(trigger index, message) of each breaking finding in ``spec``'s triggers ``indices``
+    (run in a worker for large inputs: a module-level function, so it pickles)."""
+    result = composition.check_workflow(spec, catalog)
+    broken = []
+    for finding in result.findings:
+        if not finding.breaking:
+            continue
+        for index in indices:
+            if finding.pointer == f"/triggers/{index}" or finding.pointer.startswith(f"/triggers/{index}/"):
+                broken.append((index, finding.message))
+    return broken
 
 
 def _same_fields(a: Contract, b: Contract) -> bool:

@@ -223,6 +223,10 @@ class Store(Protocol):
     async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
         """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
 
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        """Per contract with events the bus has not taken yet (``delivered_ms`` 0): (contract, how
+        many, the earliest ``published_ms``), by contract."""
+
     async def queue_stats(self) -> list[tuple[str, int, int, int]]:
         """Per queue with open offers: (contract, major, how many, the earliest ``offered_ms``),
         by contract and major."""
@@ -246,8 +250,23 @@ class Store(Protocol):
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_events(
-        self, contract: str = "", offset: int = 0, limit: int = 100
-    ) -> list[EventRecord]: ...
+        self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
+    ) -> list[EventRecord]:
+        """Events newest first; ``contract``: only of that event contract (team/name);
+        ``team``: only of that team's event contracts."""
+
+    async def get_event(self, event_id: str) -> EventRecord | None: ...
+    async def undelivered_events(self, published_before_ms: int, limit: int) -> list[EventRecord]:
+        """Events the bus has not taken yet (``delivered_ms`` 0) published before
+        ``published_before_ms``, oldest first, up to ``limit``."""
+
+    async def mark_event_delivered(self, event_id: str, at_ms: int) -> None:
+        """The bus took the event (once set, ``delivered_ms`` does not change)."""
+
+    async def record_event_handled(self, event_id: str, triggered_runs: list[str], at_ms: int) -> None:
+        """Its triggers ran and started these runs: ``triggered_runs`` and ``handled_ms`` (the
+        first time; the same event handled again after a redelivery names the same runs, as
+        their starts are idempotent, and keeps its first ``handled_ms``). Marks it delivered too."""
 
     # spans
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
@@ -266,8 +285,8 @@ class Store(Protocol):
         touched, however old."""
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
-        """Delete up to ``limit`` events published before ``published_before_ms``, the earliest
-        first."""
+        """Delete up to ``limit`` events published before ``published_before_ms`` whose triggers
+        ran (``handled_ms`` set), the earliest first; one still waiting is kept however old."""
 
     async def purge_requests(self, created_before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` request records of no run (those of a run go with it) written

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
+from contracts.model import Contract, Deprecation, Emits, RetryPolicy, Timeouts
 from coordinator.store.records import (
     RUN_TERMINAL,
     AgentRecord,
@@ -97,6 +97,11 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
         "sensitive": list(contract.sensitive),
         "kind": contract.kind,
         "source_name": contract.source_name,
+        **(
+            {"emits": {"event": e.event, "major": e.major, "payload": e.payload}}
+            if (e := contract.emits) is not None
+            else {}
+        ),
     }
 
 
@@ -116,6 +121,7 @@ def contract_from_json(
         sensitive=tuple(value.get("sensitive") or ()),
         deprecated=deprecation_from_json(deprecated),
         kind=value.get("kind", "task"),
+        emits=Emits(**value["emits"]) if value.get("emits") else None,
         source_text=source_text,
         source_name=value.get("source_name", ""),
     )
@@ -360,6 +366,9 @@ EVENT_COLUMNS = (
     "published_ms",
     "triggered_json",
     "trace_context_json",
+    "delivered_ms",
+    "handled_ms",
+    "source_run",
 )
 
 
@@ -373,6 +382,9 @@ def event_to_row(event: EventRecord) -> tuple[Any, ...]:
         event.published_ms,
         dumps(list(event.triggered_runs)),
         dumps(event.trace_context),
+        event.delivered_ms,
+        event.handled_ms,
+        event.source_run,
     )
 
 
@@ -386,7 +398,23 @@ def event_from_row(row: Row) -> EventRecord:
         published_ms=row["published_ms"],
         triggered_runs=tuple(json.loads(row["triggered_json"])),
         trace_context=json.loads(row["trace_context_json"]),
+        delivered_ms=row["delivered_ms"],
+        handled_ms=row["handled_ms"],
+        source_run=row["source_run"],
     )
+
+
+def event_filter(contract: str, team: str, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (with ``mark`` as the placeholder) and arguments of ``list_events``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if contract:
+        clauses.append(f"contract = {mark}")
+        args.append(contract)
+    if team:
+        clauses.append(f"team = {mark}")
+        args.append(team)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 TEAM_COLUMNS = ("name", "created_ms", "retry_json", "timeouts_json")

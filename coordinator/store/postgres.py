@@ -1118,6 +1118,13 @@ class PostgresStore:
         )
         return [codec.offer_from_row(r) for r in rows]
 
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        rows = await self._rows(
+            "SELECT contract, count(*), min(published_ms) FROM events WHERE delivered_ms = 0"
+            " GROUP BY contract ORDER BY contract"
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     async def queue_stats(self) -> list[tuple[str, int, int, int]]:
         rows = await self._rows(
             "SELECT contract, major, count(*), min(offered_ms) FROM offers"
@@ -1148,11 +1155,40 @@ class PostgresStore:
         args += [limit, offset]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
 
-    async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:
-        sql = "SELECT * FROM events" + (" WHERE contract = %s" if contract else "")
-        sql += " ORDER BY published_ms DESC, event_id LIMIT %s OFFSET %s"
-        args: list[Any] = ([contract] if contract else []) + [limit, offset]
+    async def list_events(
+        self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
+    ) -> list[EventRecord]:
+        where, args = codec.event_filter(contract, team, "%s")
+        sql = f"SELECT * FROM events{where} ORDER BY published_ms DESC, event_id LIMIT %s OFFSET %s"
+        args += [limit, offset]
         return [codec.event_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        rows = await self._dicts("SELECT * FROM events WHERE event_id = %s", (event_id,))
+        return codec.event_from_row(rows[0]) if rows else None
+
+    async def undelivered_events(self, published_before_ms: int, limit: int) -> list[EventRecord]:
+        sql = (
+            "SELECT * FROM events WHERE delivered_ms = 0 AND published_ms < %s"
+            " ORDER BY published_ms, event_id LIMIT %s"
+        )
+        return [codec.event_from_row(r) for r in await self._dicts(sql, (published_before_ms, limit))]
+
+    async def mark_event_delivered(self, event_id: str, at_ms: int) -> None:
+        # May run twice after a lost connection: the second finds it set and changes nothing.
+        await self._execute(
+            "UPDATE events SET delivered_ms = %s WHERE event_id = %s AND delivered_ms = 0", (at_ms, event_id)
+        )
+
+    async def record_event_handled(self, event_id: str, triggered_runs: list[str], at_ms: int) -> None:
+        # May run twice after a lost connection: it writes the same runs, and keeps the first times.
+        await self._execute(
+            "UPDATE events SET triggered_json = %s,"
+            " handled_ms = CASE WHEN handled_ms = 0 THEN %s ELSE handled_ms END,"
+            " delivered_ms = CASE WHEN delivered_ms = 0 THEN %s ELSE delivered_ms END"
+            " WHERE event_id = %s",
+            (codec.dumps(list(triggered_runs)), at_ms, at_ms, event_id),
+        )
 
     # ---------- spans ----------
 
@@ -1217,7 +1253,11 @@ class PostgresStore:
         )
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
-        return await self._purge("events", "event_id", "published_ms", published_before_ms, limit)
+        return await self._execute(
+            "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events WHERE published_ms < %s"
+            " AND handled_ms > 0 ORDER BY published_ms LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (published_before_ms, limit),
+        )
 
     async def purge_requests(self, created_before_ms: int, limit: int) -> int:
         return await self._execute(

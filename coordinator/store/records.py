@@ -292,6 +292,12 @@ class EventRecord:
     published_ms: int
     triggered_runs: tuple[str, ...] = ()
     trace_context: dict[str, str] = field(default_factory=dict)
+    # When the event bus took it (0: not yet; a coordinator delivers it later) and when its
+    # triggers ran (0: not yet; ``triggered_runs`` is final from then on).
+    delivered_ms: int = 0
+    handled_ms: int = 0
+    # The run whose step published it through its contract's ``emits:`` ("" otherwise).
+    source_run: str = ""
 
 
 # Timer kinds: what a due timer asks the engine to do.

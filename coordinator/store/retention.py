@@ -1,8 +1,9 @@
 """Retention: what the store keeps, and for how long (docs/production.md, "Retention").
 
 - Runs: a run in a terminal status that finished longer than ``--retention`` ago is deleted with
-  its steps, attempts, request records, spans, timers and offers. Events and request records of
-  no run go by the same age. ``off`` keeps everything.
+  its steps, attempts, spans, timers and offers. Events whose triggers ran, and request records
+  (written by the time their run finished, so gone no later than it), go by the same age. ``off``
+  keeps everything.
 - Spans: ``--span-retention`` may keep them shorter, never longer than their run.
 - The audit log: ``--audit-retention`` (its own, default 400 days).
 

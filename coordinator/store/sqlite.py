@@ -881,6 +881,13 @@ class SqliteStore:
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
 
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        sql = (
+            "SELECT contract, count(*), min(published_ms) FROM events WHERE delivered_ms = 0"
+            " GROUP BY contract ORDER BY contract"
+        )
+        return await self._read(lambda c: [(str(r[0]), int(r[1]), int(r[2])) for r in c.execute(sql)])
+
     async def queue_stats(self) -> list[tuple[str, int, int, int]]:
         sql = (
             "SELECT contract, major, count(*), min(offered_ms) FROM offers"
@@ -910,11 +917,43 @@ class SqliteStore:
         args += [limit, offset]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
 
-    async def list_events(self, contract: str = "", offset: int = 0, limit: int = 100) -> list[EventRecord]:
-        sql = "SELECT * FROM events" + (" WHERE contract = ?" if contract else "")
-        sql += " ORDER BY published_ms DESC, event_id LIMIT ? OFFSET ?"
-        args: list[Any] = ([contract] if contract else []) + [limit, offset]
+    async def list_events(
+        self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
+    ) -> list[EventRecord]:
+        where, args = codec.event_filter(contract, team, "?")
+        sql = f"SELECT * FROM events{where} ORDER BY published_ms DESC, event_id LIMIT ? OFFSET ?"
+        args += [limit, offset]
         return await self._read(lambda c: [codec.event_from_row(r) for r in c.execute(sql, args)])
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        def q(c: sqlite3.Connection) -> EventRecord | None:
+            row = c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            return None if row is None else codec.event_from_row(row)
+
+        return await self._read(q)
+
+    async def undelivered_events(self, published_before_ms: int, limit: int) -> list[EventRecord]:
+        sql = (
+            "SELECT * FROM events WHERE delivered_ms = 0 AND published_ms < ?"
+            " ORDER BY published_ms, event_id LIMIT ?"
+        )
+        return await self._read(
+            lambda c: [codec.event_from_row(r) for r in c.execute(sql, (published_before_ms, limit))]
+        )
+
+    async def mark_event_delivered(self, event_id: str, at_ms: int) -> None:
+        sql = "UPDATE events SET delivered_ms = ? WHERE event_id = ? AND delivered_ms = 0"
+        await self._write(lambda c: c.execute(sql, (at_ms, event_id)))
+
+    async def record_event_handled(self, event_id: str, triggered_runs: list[str], at_ms: int) -> None:
+        sql = (
+            "UPDATE events SET triggered_json = ?,"
+            " handled_ms = CASE WHEN handled_ms = 0 THEN ? ELSE handled_ms END,"
+            " delivered_ms = CASE WHEN delivered_ms = 0 THEN ? ELSE delivered_ms END"
+            " WHERE event_id = ?"
+        )
+        args = (codec.dumps(list(triggered_runs)), at_ms, at_ms, event_id)
+        await self._write(lambda c: c.execute(sql, args))
 
     # ---------- spans ----------
 
@@ -976,8 +1015,8 @@ class SqliteStore:
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
         sql = (
-            "DELETE FROM events WHERE rowid IN"
-            " (SELECT rowid FROM events WHERE published_ms < ? ORDER BY published_ms LIMIT ?)"
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events"
+            " WHERE published_ms < ? AND handled_ms > 0 ORDER BY published_ms LIMIT ?)"
         )
         return await self._write(lambda c: c.execute(sql, (published_before_ms, limit)).rowcount)
 

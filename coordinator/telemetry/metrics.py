@@ -16,7 +16,6 @@ COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 BUCKETS = {
     "accord.store.commit.duration": COMMIT_BUCKETS,
     "accord.step.duration": LATENCY_BUCKETS,
-    "accord.event.lag": LATENCY_BUCKETS,
 }
 
 
@@ -28,6 +27,8 @@ class Gauges:
     queue_depth: dict[tuple[str, ...], int] = field(default_factory=dict)  # (contract,) -> offers
     queue_oldest_s: dict[tuple[str, ...], float] = field(default_factory=dict)
     agents: dict[tuple[str, ...], int] = field(default_factory=dict)  # (team,) -> agents alive
+    events_waiting: dict[tuple[str, ...], int] = field(default_factory=dict)  # (contract,) -> events
+    event_lag_s: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
 class CoordinatorMetrics:
@@ -54,11 +55,6 @@ class CoordinatorMetrics:
         self.store_commit = meter.create_histogram(
             "accord.store.commit.duration", unit="s", description="One store transaction, by store."
         )
-        self.event_lag = meter.create_histogram(
-            "accord.event.lag",
-            unit="s",
-            description="From an event's publication until a subscriber is handed it, by contract.",
-        )
         self.refused = meter.create_counter(
             "accord.requests.refused",
             unit="{request}",
@@ -79,6 +75,18 @@ class CoordinatorMetrics:
             callbacks=[self._observe(lambda: self.gauges.queue_oldest_s, ("contract",))],
             unit="s",
             description="Age of the oldest task waiting to be taken, by contract.",
+        )
+        meter.create_observable_gauge(
+            "accord.events.undelivered",
+            callbacks=[self._observe(lambda: self.gauges.events_waiting, ("contract",))],
+            unit="{event}",
+            description="Events stored and not yet taken by the event bus, by contract.",
+        )
+        meter.create_observable_gauge(
+            "accord.event.lag",
+            callbacks=[self._observe(lambda: self.gauges.event_lag_s, ("contract",))],
+            unit="s",
+            description="Age of the oldest event the event bus has not taken yet, by contract.",
         )
         meter.create_observable_gauge(
             "accord.agents.connected",
@@ -114,9 +122,6 @@ class CoordinatorMetrics:
 
     def refused_request(self, reason: str) -> None:
         self.refused.add(1, {"reason": reason})
-
-    def event_delivered(self, contract: str, seconds: float) -> None:
-        self.event_lag.record(max(0.0, seconds), {"contract": contract})
 
     def retention_pass(self, deleted: Mapping[str, int]) -> None:
         for kind, count in deleted.items():

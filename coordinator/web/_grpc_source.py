@@ -257,6 +257,19 @@ class GrpcSource:
         reply = await self._call(token, self._get_stub().GetRun, pb.GetRunRequest(run_id=run_id))
         return run_to_dict(reply.run)
 
+    async def get_event(self, token: str, event_id: str) -> JSONDict:
+        reply = await self._call(token, self._get_stub().GetEvent, pb.GetEventRequest(event_id=event_id))
+        e = reply.event
+        return {
+            "event_id": e.event_id,
+            "contract": e.contract,
+            "contract_version": e.contract_version,
+            "team": e.team,
+            "published_ms": e.published_unix_ms,
+            "source_run": e.source_run,
+            "triggered_runs": list(e.triggered_runs),
+        }
+
     async def get_trace(self, token: str, run_id: str) -> JSONDict:
         reply = await self._call(token, self._get_stub().GetRunTrace, pb.GetRunTraceRequest(run_id=run_id))
         return {"trace_id": reply.trace_id, "spans": [span_to_dict(s) for s in reply.spans]}

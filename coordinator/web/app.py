@@ -467,9 +467,17 @@ class UiApp:
         for step in run["steps"]:
             end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
             step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
+        started_by_event = None
+        key = str(run.get("idempotency_key") or "")
+        if key.startswith("event:"):  # started by an event's trigger (coordinator/events)
+            try:
+                started_by_event = await self.source.get_event(session.token, key[len("event:") :])
+            except RemoteError:
+                started_by_event = {"event_id": key[len("event:") :]}  # pruned: the id alone
         return ApiJSONResponse(
             {
                 "run": run,
+                "started_by_event": started_by_event,
                 "graph": step_graph(workflow, run["steps"]),
                 "teams": sorted({run["team"], *(s["team"] for s in run["steps"])}),
                 "viewer": {"team": principal.team, "admin": principal.admin},

@@ -811,6 +811,40 @@ class StoreConformance:
             event("e4", 40), triggered_runs=("r1", "r2"), trace_context={"traceparent": "00-a-b-01"}
         )
 
+    async def test_list_events_filters_by_team(self, store: Store) -> None:
+        crm = dataclasses.replace(event("e2", 30, contract="crm/signed-up"), team="crm")
+        await store.apply(Changes(events=[event("e1", 10), crm]))
+        assert [e.event_id for e in await store.list_events(team="crm")] == ["e2"]
+        assert [e.event_id for e in await store.list_events(team="payments")] == ["e1"]
+        assert await store.list_events("payments/paid", team="crm") == []
+
+    async def test_an_event_is_delivered_then_handled_and_keeps_its_first_times(self, store: Store) -> None:
+        emitted = dataclasses.replace(event("e3", 30), source_run="run-9")
+        await store.apply(Changes(events=[event("e1", 10), event("e2", 20), emitted]))
+        assert await store.get_event("nope") is None
+        assert await store.get_event("e3") == emitted
+        # Oldest first, only those published before the time given, up to the limit.
+        assert [e.event_id for e in await store.undelivered_events(30, 10)] == ["e1", "e2"]
+        assert [e.event_id for e in await store.undelivered_events(31, 1)] == ["e1"]
+
+        await store.mark_event_delivered("e1", 100)
+        await store.mark_event_delivered("e1", 200)  # again: the first time stays
+        assert [e.event_id for e in await store.undelivered_events(1000, 10)] == ["e2", "e3"]
+        first = await store.get_event("e1")
+        assert first is not None and first.delivered_ms == 100 and first.handled_ms == 0
+
+        await store.record_event_handled("e1", ["r1", "r2"], 300)
+        await store.record_event_handled("e1", ["r1", "r2"], 400)  # a redelivery: same runs, first time
+        handled = await store.get_event("e1")
+        assert handled == dataclasses.replace(
+            event("e1", 10), delivered_ms=100, handled_ms=300, triggered_runs=("r1", "r2")
+        )
+        # Handled without being marked delivered (the in-process bus): delivered then too.
+        await store.record_event_handled("e2", [], 500)
+        second = await store.get_event("e2")
+        assert second is not None and (second.delivered_ms, second.handled_ms) == (500, 500)
+        assert [e.event_id for e in await store.undelivered_events(1000, 10)] == ["e3"]
+
     async def test_request_answers_are_kept_by_scope_and_request_id(self, store: Store) -> None:
         await store.apply(Changes(requests={("payments", "req-1"): {"run_id": "r1", "created": True}}))
         assert await store.get_request("payments", "req-1") == {"run_id": "r1", "created": True}
@@ -1339,15 +1373,18 @@ class StoreConformance:
         self, store: Store
     ) -> None:
         for i in range(5):
-            changes = Changes(
-                events=[event(f"e{i}", 1_000 * (i + 1))], audit=[audit(f"a{i}", at_ms=1_000 * (i + 1))]
+            handled = dataclasses.replace(
+                event(f"e{i}", 1_000 * (i + 1)), delivered_ms=1_000 * (i + 1), handled_ms=1_000 * (i + 1)
             )
+            changes = Changes(events=[handled], audit=[audit(f"a{i}", at_ms=1_000 * (i + 1))])
             changes.requests[("event", f"q{i}")] = {"event_id": f"e{i}"}
             await store.apply(changes)
+        # One whose triggers have not run yet is kept, however old.
+        await store.apply(Changes(events=[event("waiting", 500)]))
         assert await store.purge_events(3_500, 2) == 2
         assert await store.purge_events(3_500, 2) == 1
         assert await store.purge_events(3_500, 2) == 0
-        assert sorted(e.event_id for e in await store.list_events()) == ["e3", "e4"]
+        assert sorted(e.event_id for e in await store.list_events()) == ["e3", "e4", "waiting"]
         assert await store.purge_audit(2_500, 10) == 2
         assert [a.action for a in await store.list_audit()] == ["a2", "a3", "a4"]
         # Request records were written now (the store's clock), not at their event's time.
@@ -1464,3 +1501,18 @@ class StoreConformance:
         ]
         await store.insert_spans(spans)
         assert sorted(await store.spans_for_trace("c" * 32), key=lambda s: s.span_id) == spans
+
+    async def test_the_event_backlog_counts_each_contracts_events_the_bus_has_not_taken(
+        self, store: Store
+    ) -> None:
+        await store.apply(
+            Changes(
+                events=[
+                    event("e1", 5_000),
+                    event("e2", 3_000),
+                    event("e3", 7_000, contract="billing/issued"),
+                    dataclasses.replace(event("e4", 1_000), delivered_ms=1_500),
+                ]
+            )
+        )
+        assert await store.event_backlog() == [("billing/issued", 1, 7_000), ("payments/paid", 2, 3_000)]

@@ -409,6 +409,9 @@ async def _list_events(w: World, client: AsyncClient) -> None:
     assert events and all(e.team == "payments" and not e.payload_json for e in events)
     everything = (await client.coordinator.ListEvents(pb.ListEventsRequest())).events
     assert SECRET not in str(everything)
+    # One event: that it happened and what it started, not its payload.
+    one = (await client.coordinator.GetEvent(pb.GetEventRequest(event_id=events[0].event_id))).event
+    assert one.event_id == events[0].event_id and one.team == "payments" and not one.payload_json
 
 
 async def _audit_log(w: World, client: AsyncClient) -> None:
@@ -447,7 +450,7 @@ SCOPED: dict[str, Check] = {
     "ListRuns": _list_runs,
     "GetRun(involved)": _get_involved_run,
     "WatchRun(involved)": _watch_involved_run,
-    "ListEvents": _list_events,
+    "ListEvents/GetEvent": _list_events,
     "ListAuditLog(own)": _audit_log,
     "ListTeamTokens(own)": _own_tokens,
     "PollTask(own agent)": _poll_only_own_queues,

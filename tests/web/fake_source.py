@@ -437,6 +437,10 @@ class FakeSource:
             raise NotFoundError(message=f"no run {run_id}")
         return self._scoped(principal, self.runs[run_id])
 
+    async def get_event(self, token: str, event_id: str) -> JSONDict:
+        await self.whoami(token)
+        raise NotFoundError(message=f"event '{event_id}' does not exist")
+
     async def get_trace(self, token: str, run_id: str) -> JSONDict:
         await self.get_run(token, run_id)
         return copy.deepcopy(self.traces[run_id])

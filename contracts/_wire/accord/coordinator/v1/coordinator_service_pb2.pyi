@@ -1757,6 +1757,9 @@ class Event(_message.Message):
     PUBLISHED_UNIX_MS_FIELD_NUMBER: _builtins.int
     TRIGGERED_RUNS_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    DELIVERED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    HANDLED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    SOURCE_RUN_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     contract: _builtins.str
     """team/name of the event contract"""
@@ -1764,6 +1767,13 @@ class Event(_message.Message):
     team: _builtins.str
     payload_json: _builtins.str
     published_unix_ms: _builtins.int
+    delivered_unix_ms: _builtins.int
+    """When the event bus took it (0: not yet) and when its triggers ran (0: not yet;
+    triggered_runs is final from then on).
+    """
+    handled_unix_ms: _builtins.int
+    source_run: _builtins.str
+    """The run whose step published it through its contract's `emits:` ("" otherwise)."""
     @_builtins.property
     def triggered_runs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1781,10 +1791,13 @@ class Event(_message.Message):
         published_unix_ms: _builtins.int = ...,
         triggered_runs: _abc.Iterable[_builtins.str] | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        delivered_unix_ms: _builtins.int = ...,
+        handled_unix_ms: _builtins.int = ...,
+        source_run: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "contract_version", b"contract_version", "event_id", b"event_id", "payload_json", b"payload_json", "published_unix_ms", b"published_unix_ms", "team", b"team", "trace_context", b"trace_context", "triggered_runs", b"triggered_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "contract_version", b"contract_version", "delivered_unix_ms", b"delivered_unix_ms", "event_id", b"event_id", "handled_unix_ms", b"handled_unix_ms", "payload_json", b"payload_json", "published_unix_ms", b"published_unix_ms", "source_run", b"source_run", "team", b"team", "trace_context", b"trace_context", "triggered_runs", b"triggered_runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1866,7 +1879,10 @@ class ListEventsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     CONTRACT_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
     contract: _builtins.str
+    team: _builtins.str
+    """only events of this team's event contracts"""
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
@@ -1874,14 +1890,54 @@ class ListEventsRequest(_message.Message):
         *,
         page: _common_pb2.PageRequest | None = ...,
         contract: _builtins.str = ...,
+        team: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "page", b"page", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
+
+@_typing.final
+class GetEventRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventRequest: _TypeAlias = GetEventRequest  # noqa: Y015
+
+@_typing.final
+class GetEventResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___Event: ...
+    def __init__(
+        self,
+        *,
+        event: Global___Event | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015
 
 @_typing.final
 class ListEventsResponse(_message.Message):

@@ -165,6 +165,11 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/GetEvent',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -339,6 +344,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvent(self, request, context):
+        """One event: its state (delivered, triggers run) and the runs it started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +483,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListAuditLog,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1175,6 +1192,33 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/ListAuditLog',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/GetEvent',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.FromString,
             options,
             channel_credentials,
             insecure,
