@@ -20,6 +20,10 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 # Unary calls one coordinator serves at once; beyond them a call is answered RESOURCE_EXHAUSTED
 # with a retry-after-ms hint (--max-inflight; coordinator/api/edge.py).
 DEFAULT_MAX_INFLIGHT = 256
+# Retention (docs/production.md, "Retention"): the audit log's own; runs' default is the database's.
+DEFAULT_AUDIT_RETENTION = "400d"
+# Where metrics are served for Prometheus (--metrics; docs/production.md, "Metrics").
+DEFAULT_METRICS = "127.0.0.1:9464"
 
 # The JetStream stream (and subject prefix) of --events nats://..., and how long it keeps events.
 DEFAULT_EVENTS_STREAM = "ACCORD"
@@ -101,6 +105,12 @@ class CoordinatorConfig:
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
     span_retention: str = "7d"  # spans older than this are pruned (telemetry.retention)
+    # --retention: runs finished longer ago are deleted; None: the database's own default
+    # ("off" for a database in use before retention existed; coordinator/store/retention.py)
+    retention: str | None = None
+    audit_retention: str = DEFAULT_AUDIT_RETENTION
+    retention_interval_s: float = 60.0  # between retention passes (tests shorten it)
+    metrics_listen: str = ""  # --metrics HOST:PORT for Prometheus; "" = not served
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.metrics import Meter
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 from contracts.errors import (
@@ -51,12 +52,15 @@ from team_agent.config import (
 )
 from team_agent.engines.base import EngineAdapter, EngineFailure, Handle, TaskContext
 from team_agent.logs import OutageLog
+from team_agent.metrics import AgentMetrics
 from team_agent.outbox import Outbox, OutboxEntry
 from team_agent.redact import Redactor
 from team_agent.tracing import extract_context, inject_context
 
 logger = logging.getLogger(__name__)
 
+# What a task's outbox entry says of how it ended (metrics).
+_OUTCOMES = {"complete": "succeeded", "fail": "failed", "release": "released"}
 HEARTBEAT_FRACTION = 0.3  # heartbeat every 30% of the task's heartbeat timeout
 MIN_HEARTBEAT_INTERVAL = 0.1
 DEFAULT_POLL_WAIT = 20.0
@@ -140,7 +144,9 @@ class Agent:
         tracer: Tracer,
         redactor: Redactor,
         loader: Callable[[str | Path], LoadedConfig] = load_config,
+        meter: Meter | None = None,
     ) -> None:
+        """``meter``: where the agent's metrics go (team_agent.metrics); None: nowhere."""
         self._config: AgentConfig = loaded.config
         self._secrets = loaded.secrets
         self._token_problem = ""  # the last problem re-reading the token, logged once
@@ -175,6 +181,16 @@ class Agent:
         # Set when the coordinator refused to register this agent (wrong token, another team's
         # contracts): retrying cannot help, so ``run`` stops and raises it (exit 3).
         self.refusal: RemoteError | None = None
+        self._metrics = (
+            None
+            if meter is None
+            else AgentMetrics(
+                meter, running=self._running_per_contract, undelivered=lambda: len(self._deliveries)
+            )
+        )
+
+    def _running_per_contract(self) -> dict[str, int]:
+        return {key: binding.inflight for key, binding in list(self._bindings.items())}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -400,6 +416,8 @@ class Agent:
                 binding.config.engine,
             )
             binding.inflight += 1
+            began = time.monotonic()
+            entry = None
             try:
                 entry = await self._execute(task, binding, control)
             except Exception as exc:  # a bug, not a task failure: still report it as one
@@ -409,6 +427,9 @@ class Agent:
                 )
             finally:
                 binding.inflight -= 1
+                if self._metrics is not None:
+                    outcome = _OUTCOMES.get(entry.kind, entry.kind) if entry is not None else "stopped"
+                    self._metrics.task_ended(task.binding_key, outcome, time.monotonic() - began)
                 if binding.dropped and binding.inflight == 0:
                     self._close_adapter_later(binding)
         if entry is not None:

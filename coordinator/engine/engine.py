@@ -196,6 +196,9 @@ class Engine:
         self._loading: dict[str, int] = {}
         # Offers a poll of this process is claiming now: the other polls pass them by.
         self._claiming: set[str] = set()
+        # Called after every transition this process commits (metrics: runs started and finished,
+        # attempts ended); it must not raise or block.
+        self.on_commit: Callable[[RunRecord, Transition], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._started_ms = now_ms()
         # How long a poll waits before reading the store again without being woken.
@@ -394,6 +397,11 @@ class Engine:
             self._on_events(list(tr.events))
         if tr.run is not None:
             tr.run.version = 1 if tr.new_run else tr.run.version + 1
+        if self.on_commit is not None:
+            try:
+                self.on_commit(state.record, tr)
+            except Exception:  # an observer never fails a committed transition
+                logger.exception("observing a committed transition failed")
         if tr.finished:
             self._runs.pop(state.record.run_id, None)
             run = state.record
