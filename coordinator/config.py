@@ -25,10 +25,9 @@ DEFAULT_AUDIT_RETENTION = "400d"
 # Where metrics are served for Prometheus (--metrics; docs/production.md, "Metrics").
 DEFAULT_METRICS = "127.0.0.1:9464"
 
-# The JetStream stream (and subject prefix) of --events nats://..., and how long it keeps events.
+# The JetStream stream (and subject prefix) of --events nats://...; how long it keeps events is
+# --events-retention, by default the run retention (--retention).
 DEFAULT_EVENTS_STREAM = "ACCORD"
-DEFAULT_EVENTS_RETENTION = "30d"
-DEFAULT_EVENTS_RETENTION_S = 30 * 24 * 3600.0
 
 _SIZE_UNITS = {
     "": 1,
@@ -116,11 +115,11 @@ class CoordinatorConfig:
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
     # --events: NATS server URL(s) (nats://HOST:4222, tls://..., comma-separated); "" for the
     # in-process bus. --events-stream: the JetStream stream and subject prefix. --events-retention:
-    # how long the stream keeps events (the store keeps them as well). --events-creds: a NATS
-    # credentials file.
+    # how long the stream keeps events (None: as long as runs are kept, --retention; the store
+    # keeps them as well). --events-creds: a NATS credentials file.
     events_url: str = ""
     events_stream: str = DEFAULT_EVENTS_STREAM
-    events_retention_s: float = DEFAULT_EVENTS_RETENTION_S
+    events_retention_s: float | None = None
     events_credentials: Path | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
 

@@ -144,7 +144,7 @@ class Coordinator:
             store_kind = "postgresql" if self.store.shared else "sqlite"
             self.store.on_commit = lambda seconds: self.metrics.committed(store_kind, seconds)
         await self.engine.start()
-        self.bus = new_event_bus(config)
+        self.bus = new_event_bus(config, self.retention.runs_s)
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
         try:
             await self.events.start()  # NATS not there: UnreachableError naming it (exit 3)
@@ -395,8 +395,10 @@ def new_store(config: CoordinatorConfig) -> Store:
     return SqliteStore(config.database)
 
 
-def new_event_bus(config: CoordinatorConfig) -> EventBus:
-    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process."""
+def new_event_bus(config: CoordinatorConfig, run_retention_s: float | None = None) -> EventBus:
+    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process.
+    The stream keeps events for ``--events-retention``, else as long as runs are kept
+    (``run_retention_s``; None: retention off, kept until deleted by hand)."""
     if config.events_url:
         # Imported only here: nats-py is the optional ``nats`` extra.
         from coordinator.events.jetstream import JetStreamEventBus
@@ -404,7 +406,7 @@ def new_event_bus(config: CoordinatorConfig) -> EventBus:
         return JetStreamEventBus(
             config.events_url,
             config.events_stream,
-            config.events_retention_s,
+            config.events_retention_s if config.events_retention_s is not None else (run_retention_s or 0.0),
             credentials=config.events_credentials,
         )
     return InMemoryEventBus()

@@ -23,7 +23,6 @@ from coordinator.cli._output import command, fail
 from coordinator.config import (
     DEFAULT_AUDIT_RETENTION,
     DEFAULT_CHECK_BUDGET,
-    DEFAULT_EVENTS_RETENTION,
     DEFAULT_EVENTS_STREAM,
     DEFAULT_LISTEN,
     DEFAULT_MAX_INFLIGHT,
@@ -240,8 +239,9 @@ def _database(ctx: typer.Context, store: str | None, db: Path | None) -> tuple[s
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[str, float]:
-    """The checked --events URL ("" for the in-process bus) and --events-retention in seconds."""
+def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[str, float | None]:
+    """The checked --events URL ("" for the in-process bus) and --events-retention in seconds
+    (None when not given: the run retention applies)."""
     from contracts.durations import parse_duration
 
     url = url.strip()
@@ -258,8 +258,8 @@ def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[
             f"--events-stream {stream!r}: use letters, digits, '-' and '_' only (it is a JetStream"
             " stream name and the first token of its subjects), e.g. ACCORD"
         )
-    retention_s = parse_duration(retention, what="--events-retention")
-    if retention_s <= 0:
+    retention_s = parse_duration(retention, what="--events-retention") if retention.strip() else None
+    if retention_s is not None and retention_s <= 0:
         raise fail(f"--events-retention {retention!r}: give a duration above 0, e.g. 30d")
     if creds is not None and not creds.is_file():
         raise fail(f"--events-creds {creds}: no such file (a NATS credentials file, .creds)")
@@ -470,9 +470,12 @@ def start(
         str,
         typer.Option(
             envvar=_env("events-retention"),
-            help="With --events: how long the stream keeps an event (e.g. 30d, 12h); the store keeps it too.",
+            help=(
+                "With --events: how long the stream keeps an event (e.g. 30d, 12h); the store keeps it"
+                " too. Default: as long as runs are kept (--retention; with retention off, forever)."
+            ),
         ),
-    ] = DEFAULT_EVENTS_RETENTION,
+    ] = "",
     events_creds: Annotated[
         Path | None,
         typer.Option(
