@@ -1396,6 +1396,15 @@ class Registry:
             runs += [replace(r, input=None, output=None) for r in batch]
             if len(batch) < 1000:
                 break
+        # Runs retention deleted live on as digests (kept as long as the audit log).
+        live = {r.run_id for r in runs}
+        offset = 0
+        while len(runs) < 2 * AUTONOMY_MAX_ROWS:
+            digests = await self._store.list_run_digests(since_ms, offset, 1000)
+            offset += len(digests)
+            runs += [d for d in digests if d.run_id not in live]
+            if len(digests) < 1000:
+                break
         workflows = await self._store.list_workflows("")
         triggers = {wf.name: [t.on for t in self.workflow_spec(wf).triggers] for wf in workflows}
         return entries, runs, workflows, triggers

@@ -324,7 +324,7 @@ class Store(Protocol):
         """Delete up to ``limit`` runs in a terminal status (``RUN_TERMINAL``) that finished
         before ``finished_before_ms``, the earliest first, with their steps, attempts, request
         records, spans, timers and offers; returns how many runs. Runs still going are never
-        touched, however old."""
+        touched, however old. A digest of each is kept (``list_run_digests``)."""
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` events published before ``published_before_ms`` whose triggers
@@ -335,7 +335,13 @@ class Store(Protocol):
         before ``created_before_ms``."""
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first."""
+        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first (and
+        up to ``limit`` run digests of runs that finished before it: they are kept as long)."""
+
+    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+        """The digests ``purge_runs`` kept of the runs it deleted (created at or after
+        ``created_after_ms``, oldest first), as runs with no payloads: workflow, version, team,
+        status, times and ``pinned`` (the autonomy report, docs/governance.md)."""
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give space freed by deletes back to the file system where the database does not do it

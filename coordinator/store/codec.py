@@ -867,3 +867,22 @@ def offer_to_row(offer: OfferRecord) -> tuple[Any, ...]:
 
 def offer_from_row(row: Sequence[Any]) -> OfferRecord:
     return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+
+
+def digest_to_run(row: tuple[Any, ...]) -> RunRecord:
+    """A run digest's row (run_id, workflow, workflow_version, team, status, created_ms,
+    finished_ms, pinned_json) as a run without payloads."""
+    run_id, workflow, version, team, status, created, finished, pinned = row
+    return RunRecord(
+        run_id=str(run_id),
+        workflow=str(workflow),
+        workflow_version=int(version),
+        team=str(team),
+        status=str(status),
+        input=None,
+        created_ms=int(created),
+        trace_id="",
+        span_id="",
+        finished_ms=int(finished),
+        pinned={str(k): str(v) for k, v in (json.loads(pinned or "{}") or {}).items()},
+    )

@@ -1360,6 +1360,39 @@ class StoreConformance:
         assert await self._rows_of(store, "still-running") == everything
         assert await store.purge_runs(10**13, 0) == 0
 
+    async def test_a_purged_run_leaves_a_digest_kept_as_long_as_the_audit_log(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[
+                    run_record(
+                        "r1",
+                        status="failed",
+                        created_ms=900,
+                        finished_ms=1_000,
+                        pinned={"payments/charge": "1.2.0"},
+                    ),
+                    run_record("r2", status="succeeded", created_ms=1_900, finished_ms=2_000),
+                    run_record("r3", status="succeeded", created_ms=2_900, finished_ms=3_000),
+                ]
+            )
+        )
+        assert await store.list_run_digests(0, 0, 10) == []
+        assert await store.purge_runs(2_500, 10) == 2
+        digests = await store.list_run_digests(0, 0, 10)
+        assert [(d.run_id, d.status, d.created_ms, d.finished_ms, d.pinned) for d in digests] == [
+            ("r1", "failed", 900, 1_000, {"payments/charge": "1.2.0"}),
+            ("r2", "succeeded", 1_900, 2_000, {}),
+        ]
+        assert (digests[0].workflow, digests[0].workflow_version, digests[0].team) == (
+            "payments/checkout",
+            1,
+            "payments",
+        )
+        assert [d.run_id for d in await store.list_run_digests(1_000, 0, 10)] == ["r2"]
+        assert [d.run_id for d in await store.list_run_digests(0, 1, 10)] == ["r2"]
+        await store.purge_audit(1_500, 10)  # digests of runs that finished before it go too
+        assert [d.run_id for d in await store.list_run_digests(0, 0, 10)] == ["r2"]
+
     async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
         await store.apply(
             Changes(runs=[run_record("r1", status="succeeded", finished_ms=10, idempotency_key="k")])

@@ -12,6 +12,7 @@ workflow (an event hand-off).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 from pathlib import Path
@@ -303,3 +304,65 @@ def _agent_change(audit: list[pb.AuditEntry], fingerprint: str) -> int:
 
 def _crm_agent(audit: list[pb.AuditEntry]) -> str:
     return next(e.object for e in audit if e.action == "agent.register" and e.owner_team == "crm")
+
+
+async def test_the_report_still_covers_runs_that_retention_deleted(tmp_path: Path):
+    """Retention deletes a finished run; its digest (no payloads) stays as long as the audit log,
+    so the time to deploy and the failure rate are still those of the runs."""
+    from contracts.errors import NotFoundError
+    from tests.support.agent import TestAgent
+    from tests.support.coordinator import CoordinatorProcess
+
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--retention", "1s")
+    agent = None
+    try:
+        payments = await coordinator.create_team("payments")
+        assert (await coordinator.register_contract(payments, CHARGE_2)).registered
+        checkout = CHECKOUT_2.replace("shipping/checkout", "payments/checkout")
+        assert (await coordinator.register_workflow(payments, checkout)).registered
+
+        async def charge(call: Call) -> dict:
+            if call.input["order_id"] == "bad":
+                raise TaskFailed("Declined", "no", retryable=False)
+            return {"ref": "r"}
+
+        agent = TestAgent(coordinator.address, payments, "payments", {"payments/charge@2": charge})
+        await agent.start()
+        ok = await _run(coordinator, payments, "payments/checkout", "o-1")
+        failed = await _run(coordinator, payments, "payments/checkout", "bad")
+        assert (ok.status, failed.status) == (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED)
+        async with coordinator.client(payments) as client:
+            for run in (ok, failed):  # wait for retention to delete them (the event waited for)
+                while True:
+                    try:
+                        await client.coordinator.GetRun(pb.GetRunRequest(run_id=run.run_id))
+                    except NotFoundError:
+                        break
+                    await asyncio.sleep(0.1)
+            audit = list((await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries)
+        registered = next(e.at_unix_ms for e in audit if e.object == "payments/checkout v1")
+        report = json.loads((await coordinator.acli("autonomy", "report", "--json", token=payments)).stdout)
+        [team] = report["teams"]
+        workflow_lead = ok.finished_unix_ms - registered
+        contract_lead = ok.finished_unix_ms - next(
+            e.at_unix_ms for e in audit if e.object == "payments/charge@2.0.0"
+        )
+        assert team["changes"]["workflow_versions"] == 1
+        # The contract version, the workflow version and the agent's registration: each used by
+        # both runs, one of which failed.
+        assert (
+            team["dora"]["changes"],
+            team["dora"]["changes_with_runs"],
+            team["dora"]["failed_changes"],
+        ) == (3, 3, 3)
+        agent_lead = ok.finished_unix_ms - next(e.at_unix_ms for e in audit if e.action == "agent.register")
+        assert team["contracts"]["payments/charge"]["lead_time"]["ms"] == int(
+            statistics.median([contract_lead, agent_lead])
+        )
+        changes = json.loads((await coordinator.acli("autonomy", "changes", "--json", token=payments)).stdout)
+        [workflow_change] = [c for c in changes if c["kind"] == "workflow"]
+        assert workflow_change["time_to_production"]["ms"] == workflow_lead
+    finally:
+        if agent is not None:
+            await agent.stop()
+        coordinator.kill9()
