@@ -1249,7 +1249,9 @@ class PostgresStore:
         await self._write(write)
 
     async def list_policies(self) -> list[PolicyRecord]:
-        sql = "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        sql = (
+            "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        )
         return [
             PolicyRecord(
                 r["scope"], r["source_text"], r["source_name"], int(r["applied_ms"]), r["applied_by"]

@@ -1020,7 +1020,9 @@ class SqliteStore:
         await self._write(w)
 
     async def list_policies(self) -> list[PolicyRecord]:
-        sql = "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        sql = (
+            "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        )
         return await self._read(lambda c: [PolicyRecord(*tuple(r)) for r in c.execute(sql)])
 
     async def list_events(
