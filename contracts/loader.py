@@ -27,7 +27,18 @@ from contracts._keywords import unknown_keywords
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
-from contracts.model import Contract, Deprecation, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
+from contracts.model import (
+    WAIT_APPROVAL,
+    WAIT_SIGNAL,
+    Contract,
+    Deprecation,
+    RetryPolicy,
+    StepSpec,
+    Timeouts,
+    Trigger,
+    WaitSpec,
+    Workflow,
+)
 from contracts.refs import find_references
 from contracts.versions import parse_version, single_major, split_ref
 
@@ -529,6 +540,60 @@ def _contract_ref(problems: _Problems, pointer: str, value: Any) -> tuple[str, s
     return name, range_text
 
 
+# Keys of a contract-calling step that a waiting step has no use for.
+_NOT_FOR_WAITING = ("for_each", "concurrency", "retry", "timeout", "timeouts")
+
+
+def _wait_for(problems: _Problems, pointer: str, raw: Mapping[str, Any], strict: bool) -> WaitSpec | None:
+    """The ``wait_for`` of a step, or None for a step that calls a contract; reports a step with
+    both or neither, and the keys a waiting step cannot use."""
+    if "wait_for" not in raw:
+        if "contract" not in raw:
+            problems.add(
+                pointer,
+                "a step needs 'contract' (the contract it calls, e.g. payments/charge-card@^1) "
+                "or 'wait_for' (an approval or a signal to wait for)",
+            )
+        return None
+    if "contract" in raw:
+        problems.add(
+            f"{pointer}/wait_for",
+            "a step either calls a contract or waits ('wait_for'), not both; split it into two steps",
+        )
+        return None
+    for key in _NOT_FOR_WAITING:
+        if key in raw:
+            problems.add(
+                f"{pointer}/{key}",
+                f"'{key}' is for steps that call a contract; a waiting step has its own "
+                "'timeout' inside wait_for",
+            )
+    base = f"{pointer}/wait_for"
+    value = raw.get("wait_for")
+    if problems.is_bad_within(base) or not isinstance(value, Mapping) or len(value) != 1:
+        return None
+    kind = next(iter(value))
+    body = value[kind]
+    if not isinstance(body, Mapping):
+        return None
+    inner = f"{base}/{kind}"
+    timeout = _duration(problems, f"{inner}/timeout", body.get("timeout"))
+    by = tuple(str(team) for team in body.get("by") or ())
+    if kind == WAIT_APPROVAL:
+        return WaitSpec(WAIT_APPROVAL, by, timeout, str(body.get("on_timeout") or "reject"))
+    schema = body.get("schema")
+    if schema is not None:
+        _check_embedded_schema(problems, f"{inner}/schema", schema, "signal payload", strict=strict)
+    return WaitSpec(
+        WAIT_SIGNAL,
+        by,
+        timeout,
+        str(body.get("on_timeout") or "fail"),
+        name=str(body.get("name", "")),
+        schema=_as_schema(schema) if schema is not None else None,
+    )
+
+
 def parse_workflow_text(
     text: str, source_name: str, *, registered: bool = False, strict: bool = True
 ) -> Workflow:
@@ -555,6 +620,7 @@ def parse_workflow_text(
         pointer = f"/steps/{escape(step_id)}"
         if not isinstance(raw, Mapping):
             continue  # reported by the schema
+        wait = _wait_for(problems, pointer, raw, strict)
         name, range_text = _contract_ref(problems, f"{pointer}/contract", raw.get("contract"))
         for key in ("input", "when", "for_each"):
             if key in raw:
@@ -585,6 +651,7 @@ def parse_workflow_text(
             retry=_retry(problems, f"{pointer}/retry", raw.get("retry")),
             timeouts=_timeouts(problems, pointer, raw),
             line=document.line_of(pointer),
+            wait=wait,
         )
 
     triggers: list[Trigger] = []
@@ -613,6 +680,7 @@ def parse_workflow_text(
             and not problems.is_bad_within("/input")
         ):
             _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
+    run_timeout = _duration(problems, "/timeout", data.get("timeout"))
     problems.raise_if_any()
 
     return Workflow(
@@ -625,5 +693,6 @@ def parse_workflow_text(
         source_text=text,
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
+        timeout=run_timeout,
         lines=dict(document.lines),
     )

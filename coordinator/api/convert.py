@@ -261,6 +261,8 @@ def run_summary_to_pb(
         trace_id=run.trace_id,
         pinned_versions=run.pinned,
         started_by=run.started_by,
+        deadline_unix_ms=run.deadline_ms,
+        retry_of=run.retry_of,
     )
     error = error_to_pb(run.error, None if principal.admin else hide)
     if error is not None:
@@ -321,6 +323,8 @@ def step_to_pb(
         started_unix_ms=step.started_ms,
         finished_unix_ms=step.finished_ms,
         next_attempt_unix_ms=step.next_attempt_ms,
+        waiting_for=step.waiting_for,
+        reused_from=step.reused_from,
     )
     error = error_to_pb(step.error, hidden)
     if error is not None:

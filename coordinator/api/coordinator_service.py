@@ -334,6 +334,24 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         view = await self._engine.cancel_run(principal, request.run_id, request.reason)
         return pb.CancelRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
+    @rpc
+    async def AnswerStep(
+        self, request: pb.AnswerStepRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnswerStepResponse:
+        principal = current_principal()
+        action = _ANSWER_ACTIONS.get(request.action)
+        if action is None:
+            raise InvalidArgumentError("action must be APPROVE, REJECT or SIGNAL")
+        payload = None
+        if action == "signal":
+            payload = validate.json_text(request.payload_json, "payload_json", self._max_payload, empty={})
+        elif request.payload_json:
+            raise InvalidArgumentError("payload_json is for a signal; an approval takes a comment")
+        view = await self._engine.answer_step(
+            principal, request.run_id, request.step_id, action, payload, request.comment
+        )
+        return pb.AnswerStepResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchRunResponse]:
@@ -426,5 +444,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             next_page_token=_next_token(offset, size, len(entries)),
         )
 
+
+_ANSWER_ACTIONS = {
+    pb.ANSWER_ACTION_APPROVE: "approve",
+    pb.ANSWER_ACTION_REJECT: "reject",
+    pb.ANSWER_ACTION_SIGNAL: "signal",
+}
 
 __all__ = ["CoordinatorService"]

@@ -10,7 +10,7 @@ owner, so the caller knows whom to ask.
 from __future__ import annotations
 
 from contracts.errors import FailedPreconditionError, PermissionDeniedError
-from contracts.model import Contract
+from contracts.model import Contract, WaitSpec
 from coordinator.principal import Principal
 from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, WorkflowRecord
 
@@ -37,6 +37,18 @@ def may_control(principal: Principal, run: RunRecord, verb: str) -> None:
             f"run {run.run_id} belongs to workflow {run.workflow} of team {run.team}; "
             f"only that team may {verb} it"
         )
+
+
+def may_answer(principal: Principal, run: RunRecord, step_id: str, wait: WaitSpec) -> None:
+    """A waiting step is answered by a team it names or by the workflow's owner (the admin may,
+    as a platform intervention)."""
+    if principal.owns(run.team) or principal.team in wait.by:
+        return
+    allowed = ", ".join(dict.fromkeys((*wait.by, run.team)))
+    raise PermissionDeniedError(
+        f"step {step_id} of run {run.run_id} waits for {wait.describe()}; only team(s) {allowed} "
+        f"may answer it, not team {principal.team}"
+    )
 
 
 def may_see(principal: Principal, run: RunRecord) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
-from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
@@ -50,6 +50,9 @@ from coordinator.store.records import (
     ATTEMPT_SCHEDULED,
     RUN_RUNNING,
     RUN_TERMINAL,
+    STEP_PENDING,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -608,7 +611,7 @@ class Engine:
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
         contracts: dict[str, Contract] = {}
-        for step in spec.steps.values():
+        for step in spec.calls:
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
                 raise FailedPreconditionError(
@@ -637,7 +640,16 @@ class Engine:
             caller_team=principal.actor,
             started_by=principal.actor,
             pinned={name: c.version for name, c in contracts.items()},
-            involved_teams=tuple(sorted({record.team, *(c.team for c in contracts.values())})),
+            # The teams a waiting step names take part too: they see the run to answer it.
+            involved_teams=tuple(
+                sorted(
+                    {
+                        record.team,
+                        *(c.team for c in contracts.values()),
+                        *(team for step in spec.steps.values() if step.wait for team in step.wait.by),
+                    }
+                )
+            ),
             sampled=sampled,
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
@@ -683,6 +695,94 @@ class Engine:
         if stored.status not in RUN_TERMINAL:
             await self._transact(run_id, cancel)
         return await self._view(run_id)
+
+    async def answer_step(
+        self,
+        principal: Principal,
+        run_id: str,
+        step_id: str,
+        action: str,
+        payload: Any = None,
+        comment: str = "",
+    ) -> RunView:
+        """Answer a waiting step: ``action`` is ``approve`` or ``reject`` (an approval) or
+        ``signal`` (a signal, with ``payload`` checked against its schema). Only the teams the
+        step names and the workflow's owner may (docs/workflows.md, "Waiting steps"). Answering
+        again exactly as the step was answered (a client's retry) changes nothing."""
+        stored = await self._store.get_run(run_id)
+        if stored is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        workflow = await self._registry.workflow_version(stored.workflow, stored.workflow_version)
+        spec = self._registry.workflow_spec(workflow) if workflow is not None else None
+        step_spec = spec.steps.get(step_id) if spec is not None else None
+        if step_spec is None:
+            raise NotFoundError(f"run {run_id} ({stored.workflow}) has no step {step_id}")
+        wait = step_spec.wait
+        if wait is None:
+            raise FailedPreconditionError(
+                f"step {step_id} of run {run_id} calls {step_spec.contract}; only a waiting step "
+                "(wait_for) is approved, rejected or signalled"
+            )
+        authz.may_answer(principal, stored, step_id, wait)
+        if wait.kind == WAIT_APPROVAL and action not in ("approve", "reject"):
+            raise FailedPreconditionError(
+                f"step {step_id} waits for an approval: approve or reject it (accord runs approve|reject)"
+            )
+        if wait.kind == WAIT_SIGNAL and action != "signal":
+            raise FailedPreconditionError(
+                f"step {step_id} waits for the signal {wait.name}: send it with accord runs signal "
+                f"{run_id} {step_id} --data JSON"
+            )
+        by = principal.actor
+        if wait.kind == WAIT_APPROVAL:
+            output: Any = machine.approval_output(action == "approve", by, comment)
+        else:
+            if wait.schema is not None:
+                violations = await self._registry.checks.validate(
+                    f"the signal {wait.name}", wait.schema, payload, "signal"
+                )
+                if violations:
+                    raise InvalidArgumentError(
+                        f"the payload of signal {wait.name} does not match its schema",
+                        [str(v) for v in violations],
+                    )
+            output = payload
+
+        def answer(state: RunState, tr: Transition) -> str:
+            step = state.steps[step_id]
+            if state.record.status in RUN_TERMINAL or step.status != STEP_RUNNING:
+                return step.status
+            machine.answer(state, step_id, output, tr, self._limits)
+            tr.audit.append(
+                AuditRecord(
+                    at_ms=tr.now,
+                    actor=principal.actor,
+                    action=f"run.{action}",
+                    object=f"{run_id}/{step_id}",
+                    owner_team=state.record.team,
+                    platform_intervention=principal.intervenes_on(state.record.team),
+                    details={"comment": comment} if comment else {},
+                )
+            )
+            return ""
+
+        try:
+            found = await self._transact(run_id, answer)
+        except _Gone:
+            raise NotFoundError(f"run {run_id} does not exist") from None
+        view = await self._view(run_id)
+        if found:
+            step = next((s for s in view.steps if s.step_id == step_id), None)
+            same = step is not None and step.status == STEP_SUCCEEDED and _same_answer(step.output, output)
+            if not same:
+                if view.run.status in RUN_TERMINAL and found not in (STEP_SUCCEEDED,):
+                    why = f"the run is {view.run.status}"
+                elif found == STEP_PENDING:
+                    why = "it is not waiting yet (the steps it reads have not finished)"
+                else:
+                    why = f"it was already answered or ended ({found})"
+                raise FailedPreconditionError(f"step {step_id} of run {run_id} cannot be answered: {why}")
+        return view
 
     async def get_run(self, principal: Principal, run_id: str) -> RunView:
         view = await self._view(run_id)
@@ -1092,6 +1192,13 @@ def _running(state: RunState, attempt_id: str) -> AttemptRecord | None:
     if state.current.get(attempt.step_id) != attempt_id or state.record.status in RUN_TERMINAL:
         return None
     return attempt
+
+
+def _same_answer(stored: Any, answer: Any) -> bool:
+    """Whether a waiting step's stored output is this answer (a client sending it again)."""
+    if isinstance(stored, dict) and isinstance(answer, dict) and "approved" in answer:
+        return stored.get("approved") == answer.get("approved") and stored.get("by") == answer.get("by")
+    return _canonical(stored) == _canonical(answer)
 
 
 def _canonical(value: Any) -> str:

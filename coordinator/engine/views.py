@@ -14,6 +14,7 @@ from coordinator.engine.state import RunState
 from coordinator.store.records import (
     RUN_TERMINAL,
     STEP_PENDING,
+    STEP_RUNNING,
     STEP_SCHEDULED,
     STEP_TERMINAL,
     AttemptRecord,
@@ -59,6 +60,14 @@ def snapshot_view(snapshot: RunSnapshot, contracts: dict[str, Contract]) -> RunV
 def waiting_reason(
     state: RunState, step: StepRecord, dispatcher: Dispatcher, default_fan_out: int, now_ms: int
 ) -> str:
+    if step.waiting_for and step.status == STEP_RUNNING:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(step.started_ms / 1000))
+        until = ""
+        if step.wait_deadline_ms:
+            until = ", times out " + time.strftime(
+                "%Y-%m-%d %H:%M:%S UTC", time.gmtime(step.wait_deadline_ms / 1000)
+            )
+        return f"waiting for {step.waiting_for} since {since}{until}"
     if step.status == STEP_PENDING:
         if step.item_index is not None:
             spec = state.spec.steps[step.spec_id]

@@ -199,6 +199,11 @@ class RunRecord:
     # Span links ({trace_id, span_id}) of the run's span: to the span that published the event
     # that started it. Kept with the run, as its span is emitted only when it ends.
     links: list[dict[str, str]] = field(default_factory=list)
+    # The run's timeout (unix ms; 0 = none), from the workflow's ``timeout:`` when it started.
+    deadline_ms: int = 0
+    # Set on a run started by ``accord runs retry``: the run it retries, and the step it retried
+    # from ("" = its first failed step).
+    retry_of: str = ""
     # Compare-and-swap: the version this record was read at (0 = never stored). ``Store.apply``
     # writes a run only while its stored version still equals this, and then stores version + 1.
     version: int = 0
@@ -227,6 +232,13 @@ class StepRecord:
     policy: dict[str, Any] = field(default_factory=dict)
     # For a for_each parent: how many items it fanned out to (-1 = not fanned out yet).
     fan_out: int = -1
+    # A waiting step: what it waits for, in words ("approval by finance"); "" for a step that
+    # calls a contract. ``wait_deadline_ms``: when its timeout fires (0 = none armed).
+    waiting_for: str = ""
+    wait_deadline_ms: int = 0
+    # Set when the step's output was reused from the run this one retries (``accord runs retry``):
+    # that run's id. The step did not run again.
+    reused_from: str = ""
 
 
 @dataclass
@@ -299,7 +311,18 @@ TIMER_RETRY = "retry"  # key: "<run id>/<step id>": start the step's next attemp
 TIMER_SCHEDULE_TO_START = "schedule_to_start"  # key: attempt id: no agent took it in time
 TIMER_START_TO_CLOSE = "start_to_close"  # key: attempt id: it ran too long
 TIMER_LEASE = "lease"  # key: attempt id: its agent stopped heartbeating
-TIMER_KINDS = frozenset({TIMER_RETRY, TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE})
+TIMER_WAIT = "wait"  # key: "<run id>/<step id>": a waiting step's timeout (its on_timeout applies)
+TIMER_RUN_TIMEOUT = "run_timeout"  # key: run id: the run's own timeout (it fails with RunTimeout)
+TIMER_KINDS = frozenset(
+    {
+        TIMER_RETRY,
+        TIMER_SCHEDULE_TO_START,
+        TIMER_START_TO_CLOSE,
+        TIMER_LEASE,
+        TIMER_WAIT,
+        TIMER_RUN_TIMEOUT,
+    }
+)
 
 
 @dataclass(frozen=True)

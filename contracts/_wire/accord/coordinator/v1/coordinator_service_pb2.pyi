@@ -103,6 +103,25 @@ ATTEMPT_STATUS_TIMED_OUT: AttemptStatus.ValueType  # 5
 ATTEMPT_STATUS_CANCELLED: AttemptStatus.ValueType  # 6
 Global___AttemptStatus: _TypeAlias = AttemptStatus  # noqa: Y015
 
+class _AnswerAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnswerActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnswerAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANSWER_ACTION_UNSPECIFIED: _AnswerAction.ValueType  # 0
+    ANSWER_ACTION_APPROVE: _AnswerAction.ValueType  # 1
+    ANSWER_ACTION_REJECT: _AnswerAction.ValueType  # 2
+    ANSWER_ACTION_SIGNAL: _AnswerAction.ValueType  # 3
+
+class AnswerAction(_AnswerAction, metaclass=_AnswerActionEnumTypeWrapper): ...
+
+ANSWER_ACTION_UNSPECIFIED: AnswerAction.ValueType  # 0
+ANSWER_ACTION_APPROVE: AnswerAction.ValueType  # 1
+ANSWER_ACTION_REJECT: AnswerAction.ValueType  # 2
+ANSWER_ACTION_SIGNAL: AnswerAction.ValueType  # 3
+Global___AnswerAction: _TypeAlias = AnswerAction  # noqa: Y015
+
 class _SpanStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1307,6 +1326,8 @@ class Step(_message.Message):
     STARTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     FINISHED_UNIX_MS_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    REUSED_FROM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; for a for_each item "notify[3]"."""
     contract: _builtins.str
@@ -1326,6 +1347,10 @@ class Step(_message.Message):
     started_unix_ms: _builtins.int
     finished_unix_ms: _builtins.int
     next_attempt_unix_ms: _builtins.int
+    waiting_for: _builtins.str
+    """A waiting step: what it waits for ("approval by finance"); empty for a contract call."""
+    reused_from: _builtins.str
+    """Its output was reused from this run (a retry), not produced again."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
     @_builtins.property
@@ -1348,10 +1373,12 @@ class Step(_message.Message):
         started_unix_ms: _builtins.int = ...,
         finished_unix_ms: _builtins.int = ...,
         next_attempt_unix_ms: _builtins.int = ...,
+        waiting_for: _builtins.str = ...,
+        reused_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "contract", b"contract", "contract_version", b"contract_version", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "id", b"id", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "next_attempt_unix_ms", b"next_attempt_unix_ms", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "started_unix_ms", b"started_unix_ms", "status", b"status", "team", b"team", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "contract", b"contract", "contract_version", b"contract_version", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "id", b"id", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "next_attempt_unix_ms", b"next_attempt_unix_ms", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "reused_from", b"reused_from", "started_unix_ms", b"started_unix_ms", "status", b"status", "team", b"team", "waiting_for", b"waiting_for", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1397,6 +1424,8 @@ class Run(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     PINNED_VERSIONS_FIELD_NUMBER: _builtins.int
     STARTED_BY_FIELD_NUMBER: _builtins.int
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    RETRY_OF_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.int
@@ -1411,6 +1440,10 @@ class Run(_message.Message):
     finished_unix_ms: _builtins.int
     trace_id: _builtins.str
     started_by: _builtins.str
+    deadline_unix_ms: _builtins.int
+    """When the run's timeout fires (0: none)."""
+    retry_of: _builtins.str
+    """Set on a run started by RetryRun: the run it retries."""
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]: ...
     @_builtins.property
@@ -1438,10 +1471,12 @@ class Run(_message.Message):
         trace_id: _builtins.str = ...,
         pinned_versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         started_by: _builtins.str = ...,
+        deadline_unix_ms: _builtins.int = ...,
+        retry_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "deadline_unix_ms", b"deadline_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "retry_of", b"retry_of", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1683,6 +1718,108 @@ class CancelRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class AnswerStepRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    step_id: _builtins.str
+    action: Global___AnswerAction.ValueType
+    comment: _builtins.str
+    """An approval's comment."""
+    payload_json: _builtins.str
+    """A signal's payload (JSON), checked against the signal's schema."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        action: Global___AnswerAction.ValueType = ...,
+        comment: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "comment", b"comment", "payload_json", b"payload_json", "request_id", b"request_id", "run_id", b"run_id", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerStepRequest: _TypeAlias = AnswerStepRequest  # noqa: Y015
+
+@_typing.final
+class AnswerStepResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerStepResponse: _TypeAlias = AnswerStepResponse  # noqa: Y015
+
+@_typing.final
+class RetryRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    from_step: _builtins.str
+    """Run again from this step (and everything downstream of it); empty: from the first failed step."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        from_step: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_step", b"from_step", "request_id", b"request_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunRequest: _TypeAlias = RetryRunRequest  # noqa: Y015
+
+@_typing.final
+class RetryRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunResponse: _TypeAlias = RetryRunResponse  # noqa: Y015
 
 @_typing.final
 class WatchRunRequest(_message.Message):

@@ -165,6 +165,16 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.FromString,
                 _registered_method=True)
+        self.AnswerStep = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/AnswerStep',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.FromString,
+                _registered_method=True)
+        self.RetryRun = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RetryRun',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -339,6 +349,22 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnswerStep(self, request, context):
+        """Answer a waiting step (wait_for): approve or reject an approval, or send a signal. Only the
+        teams the step names and the workflow's owner may.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryRun(self, request, context):
+        """A new run of a failed (or any finished) run, pinned to its contract versions, reusing the
+        recorded outputs of the steps that are neither from_step nor downstream of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +497,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListAuditLog,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.SerializeToString,
+            ),
+            'AnswerStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerStep,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.SerializeToString,
+            ),
+            'RetryRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRun,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1175,6 +1211,60 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/ListAuditLog',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/AnswerStep',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RetryRun',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
