@@ -245,7 +245,7 @@ def may_answer(principal: Principal, run: JSONDict, workflow: JSONDict | None) -
         spec = specs.get(step["id"])
         if not isinstance(spec, dict) or spec.get("wait_for") != "approval" or step["status"] != "running":
             continue
-        by = spec.get("by") if isinstance(spec.get("by"), list) else []
+        by = spec["by"] if isinstance(spec.get("by"), list) else []
         if principal.admin or principal.team == run["team"] or principal.team in by:
             allowed.append(step["id"])
     return allowed
