@@ -352,6 +352,16 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
         return pb.AnswerStepResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
+    @rpc
+    async def RetryRun(
+        self, request: pb.RetryRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryRunResponse:
+        principal = current_principal()
+        view, _ = await self._engine.retry_run(
+            principal, request.run_id, request.from_step, request.request_id
+        )
+        return pb.RetryRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchRunResponse]:

@@ -146,6 +146,15 @@ class HeartbeatAnswer:
     lease_expires_ms: int
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """What a retried run takes from the run it retries."""
+
+    original: RunRecord
+    contracts: dict[str, Contract]  # the versions it pinned
+    reused: dict[str, StepRecord]  # workflow step id -> its record in the original run
+
+
 class _Gone(Exception):
     """The run a transition was meant for does not exist (any more)."""
 
@@ -601,6 +610,8 @@ class Engine:
         key: str,
         traceparent: str,
         links: list[dict[str, str]],
+        *,
+        retry: _Retry | None = None,
     ) -> RunView:
         spec = self._registry.workflow_spec(record)
         violations = await self._registry.checks.validate(
@@ -610,8 +621,10 @@ class Engine:
             raise InvalidArgumentError(
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
-        contracts: dict[str, Contract] = {}
+        contracts: dict[str, Contract] = dict(retry.contracts) if retry is not None else {}
         for step in spec.calls:
+            if step.contract in contracts:
+                continue  # a retry: pinned to the versions of the run it retries
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
                 raise FailedPreconditionError(
@@ -651,24 +664,77 @@ class Engine:
                 )
             ),
             sampled=sampled,
+            retry_of=retry.original.run_id if retry is not None else "",
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
         tr = Transition(created, new_run=True)
+        details: dict[str, Any] = {"workflow": record.name, "version": record.version}
+        if retry is not None:
+            machine.reuse(state, retry.original.run_id, retry.reused, created)
+            details.update(retry_of=retry.original.run_id, reused=sorted(retry.reused))
         tr.audit.append(
             AuditRecord(
                 at_ms=created,
                 actor=principal.actor,
-                action="run.start",
+                action="run.retry" if retry is not None else "run.start",
                 object=run.run_id,
                 owner_team=record.team,
                 platform_intervention=principal.intervenes_on(record.team),
-                details={"workflow": record.name, "version": record.version},
+                details=details,
             )
         )
         machine.start(state, tr, self._limits)
         async with self._run_lock(run.run_id):
             await self._commit(state, tr)
         return self._state_view(state)
+
+    async def retry_run(
+        self, principal: Principal, run_id: str, from_step: str = "", request_id: str = ""
+    ) -> tuple[RunView, bool]:
+        """A new run of ``run_id``'s workflow version with its input, pinned to its contract
+        versions, reusing the recorded output of every step that is neither ``from_step`` nor
+        downstream of it (without ``from_step``: of every step that neither failed nor was left
+        unfinished, nor is downstream of one that was). See docs/workflows.md, "Retry and re-run"."""
+        snapshot = await self._store.load_run(run_id)
+        if snapshot is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        original = snapshot.run
+        authz.may_control(principal, original, "retry")
+        if original.status not in RUN_TERMINAL:
+            raise FailedPreconditionError(
+                f"run {run_id} is still {original.status}; wait for it to end or cancel it "
+                f"(accord runs cancel {run_id}) before retrying it"
+            )
+        record = await self._registry.workflow_version(original.workflow, original.workflow_version)
+        if record is None:
+            raise FailedPreconditionError(
+                f"run {run_id} ran {original.workflow} version {original.workflow_version}, which is "
+                "no longer registered; start a new run instead (accord runs rerun)"
+            )
+        contracts: dict[str, Contract] = {}
+        for name, version in original.pinned.items():
+            contract = await self._registry.contract(name, version)
+            if contract is None:
+                raise FailedPreconditionError(
+                    f"run {run_id} pinned {name}@{version}, which is no longer registered; "
+                    "start a new run instead (accord runs rerun)"
+                )
+            contracts[name] = contract
+        spec = self._registry.workflow_spec(record)
+        reused = machine.reusable_steps(spec, snapshot.steps, from_step)
+        key = f"request:{request_id}" if request_id else ""
+        if key:
+            existing = await self._store.find_run(original.workflow, principal.actor, key)
+            if existing is not None:
+                return await self._view(existing.run_id), False
+        retry = _Retry(original, contracts, reused)
+        try:
+            view = await self._start(
+                principal, record, copy.deepcopy(original.input), key, "", [], retry=retry
+            )
+        except IdempotencyConflict as taken:
+            return await self._view(taken.run_id), False
+        return view, True
 
     async def cancel_run(self, principal: Principal, run_id: str, reason: str) -> RunView:
         stored = await self._store.get_run(run_id)

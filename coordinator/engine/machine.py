@@ -15,12 +15,13 @@ the caller cancels (``cancel``), a team answers a waiting step (``answer``), a t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.durations import format_duration
-from contracts.errors import AccordError
+from contracts.errors import AccordError, FailedPreconditionError, InvalidArgumentError
 from contracts.model import WAIT_APPROVAL, Contract, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
@@ -130,6 +131,58 @@ def start(state: RunState, tr: Transition, limits: Limits) -> None:
     for step in state.steps.values():
         tr.step(step)
     advance(state, tr, limits)
+
+
+# ================= a retry =================
+
+
+def reusable_steps(spec: Workflow, steps: list[StepRecord], from_step: str = "") -> dict[str, StepRecord]:
+    """The steps of a finished run whose recorded outputs a retry reuses (workflow step id ->
+    its record): every step that succeeded or was skipped and is neither ``from_step`` nor
+    downstream of it; without ``from_step``, nor downstream of a step that did not succeed (the
+    first failed step, and what was left unfinished). Raises for an unknown ``from_step``, or
+    when there is nothing to run again."""
+    records = {s.step_id: s for s in steps if s.item_index is None}
+    if from_step and from_step not in spec.steps:
+        raise InvalidArgumentError(
+            f"--from {from_step}: the workflow has no such step; its steps are: {', '.join(spec.steps)}"
+        )
+    if from_step:
+        again = {from_step}
+    else:
+        again = {sid for sid in spec.steps if sid not in records or records[sid].status not in DONE}
+        if not again:
+            raise FailedPreconditionError(
+                "every step of the run succeeded: there is nothing to retry; name a step with "
+                "--from STEP, or start it anew with accord runs rerun"
+            )
+    readers: dict[str, list[str]] = {}
+    for reader, reads in spec.dependencies().items():
+        for upstream in reads:
+            readers.setdefault(upstream, []).append(reader)
+    todo = list(again)
+    while todo:
+        for reader in readers.get(todo.pop(), []):
+            if reader not in again:
+                again.add(reader)
+                todo.append(reader)
+    return {
+        sid: records[sid]
+        for sid in spec.steps
+        if sid not in again and sid in records and records[sid].status in DONE
+    }
+
+
+def reuse(state: RunState, original_run_id: str, reused: dict[str, StepRecord], now: int) -> None:
+    """Before ``start``: the reused steps of a retried run are done already, with the outputs
+    (or skips) recorded by ``original_run_id``, and say so (``reused_from``)."""
+    for step_id, old in reused.items():
+        step = state.steps[step_id]
+        step.status, step.output, step.input = old.status, copy.deepcopy(old.output), copy.deepcopy(old.input)
+        step.started_ms = step.finished_ms = now
+        step.reused_from = original_run_id
+        if old.fan_out >= 0:
+            step.fan_out = 0  # its items are not copied: its output is the array they made
 
 
 # ================= agents =================
