@@ -33,6 +33,7 @@ from contracts.model import (
     Contract,
     Deprecation,
     RetryPolicy,
+    Schedule,
     StepSpec,
     Timeouts,
     Trigger,
@@ -40,6 +41,7 @@ from contracts.model import (
     Workflow,
 )
 from contracts.refs import find_references
+from contracts.validation import validate_payload
 from contracts.versions import parse_version, single_major, split_ref
 
 __all__ = [
@@ -594,6 +596,52 @@ def _wait_for(problems: _Problems, pointer: str, raw: Mapping[str, Any], strict:
     )
 
 
+def _schedules(problems: _Problems, document: Document, data: Mapping[str, Any]) -> tuple[Schedule, ...]:
+    """The ``schedules`` of a workflow file: each cron expression parsed by the cron library, each
+    time zone found, each input checked against the workflow's input schema."""
+    from contracts.schedules import ScheduleError, check_cron, check_timezone
+
+    raw = data.get("schedules") if isinstance(data.get("schedules"), list) else []
+    assert isinstance(raw, list)
+    found: list[Schedule] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        pointer = f"/schedules/{index}"
+        if not isinstance(item, Mapping) or problems.is_bad_within(pointer):
+            continue
+        schedule_id = str(item.get("id"))
+        if schedule_id in seen:
+            problems.add(f"{pointer}/id", f"schedule id '{schedule_id}' is used twice; ids must be unique")
+        seen.add(schedule_id)
+        timezone = str(item.get("timezone", "UTC"))
+        try:
+            check_cron(str(item["cron"]))
+        except ScheduleError as exc:
+            problems.add(f"{pointer}/cron", str(exc))
+        try:
+            check_timezone(timezone)
+        except ScheduleError as exc:
+            problems.add(f"{pointer}/timezone", str(exc))
+        run_input = item.get("input", {})
+        schema = data.get("input")
+        if isinstance(schema, Mapping | bool) and not problems.is_bad_within("/input"):
+            for violation in validate_payload(schema, run_input, "input"):
+                problems.add(f"{pointer}/input", f"does not match the workflow's input schema: {violation}")
+        found.append(
+            Schedule(
+                id=schedule_id,
+                cron=str(item["cron"]),
+                timezone=timezone,
+                input=run_input,
+                overlap=str(item.get("overlap", "skip")),
+                catch_up=str(item.get("catch_up", "none")),
+                max_catch_up=int(item.get("max_catch_up", 10)),
+                line=document.line_of(pointer),
+            )
+        )
+    return tuple(found)
+
+
 def parse_workflow_text(
     text: str, source_name: str, *, registered: bool = False, strict: bool = True
 ) -> Workflow:
@@ -681,6 +729,7 @@ def parse_workflow_text(
         ):
             _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
     run_timeout = _duration(problems, "/timeout", data.get("timeout"))
+    schedules = _schedules(problems, document, data)
     problems.raise_if_any()
 
     return Workflow(
@@ -694,5 +743,6 @@ def parse_workflow_text(
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
         timeout=run_timeout,
+        schedules=schedules,
         lines=dict(document.lines),
     )

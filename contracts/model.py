@@ -199,6 +199,31 @@ class StepSpec:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A workflow's schedule (docs/workflows.md, "Schedules"): runs at the due times of ``cron``
+    in ``timezone``, with ``input``."""
+
+    id: str
+    cron: str  # five fields: minute hour day-of-month month day-of-week
+    timezone: str = "UTC"  # an IANA time zone name
+    input: JSON = field(default_factory=dict)
+    overlap: str = "skip"  # skip | queue | allow: a due time while a run of it is still going
+    catch_up: str = "none"  # none | last | all: due times missed while no coordinator ran
+    max_catch_up: int = 10  # at most this many missed due times are run (catch_up: all)
+    line: int | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "input": self.input,
+            "overlap": self.overlap,
+            "catch_up": self.catch_up,
+            "max_catch_up": self.max_catch_up,
+        }
+
+
+@dataclass(frozen=True)
 class Trigger:
     on: str  # "team/event-name"
     version_range: str
@@ -220,6 +245,7 @@ class Workflow:
     source_name: str = ""
     sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
     timeout: float | None = None  # the run's timeout in seconds (None: none)
+    schedules: tuple[Schedule, ...] = ()
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 

@@ -23,6 +23,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     RunRecord,
+    ScheduleRecord,
     StepRecord,
     TaskFailure,
     TokenRecord,
@@ -440,4 +441,23 @@ def span_from_pb(span: pb.Span) -> SpanView:
         links=tuple(json.loads(span.links_json)) if span.links_json else (),
         redacted=span.redacted,
         owner=span.team,
+    )
+
+
+def schedule_to_pb(record: ScheduleRecord) -> pb.Schedule:
+    spec = record.spec
+    return pb.Schedule(
+        workflow=record.workflow,
+        id=record.schedule_id,
+        cron=str(spec.get("cron", "")),
+        timezone=str(spec.get("timezone", "UTC")),
+        input_json=dumps(spec.get("input", {})),
+        overlap=str(spec.get("overlap", "skip")),
+        catch_up=str(spec.get("catch_up", "none")),
+        max_catch_up=int(spec.get("max_catch_up", 10)),
+        paused=record.paused,
+        next_due_unix_ms=record.next_due_ms,
+        last_due_unix_ms=record.last_due_ms,
+        last_run_id=record.last_run_id,
+        queued_unix_ms=record.queued,
     )

@@ -10,13 +10,14 @@ import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import AccordError, InvalidArgumentError, PermissionDeniedError
+from contracts.errors import AccordError, FailedPreconditionError, InvalidArgumentError, PermissionDeniedError
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
+from coordinator.engine.schedules import Scheduler
 from coordinator.events.service import EventService
 from coordinator.principal import Principal
 from coordinator.registry import Registry
@@ -58,8 +59,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         events: EventService,
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self._max_payload = max_payload
+        self._scheduler = scheduler
         self._store = store
         self._teams = teams
         self._registry = registry
@@ -227,6 +230,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         result = await self._registry.register_workflow(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
+        if result.registered and self._scheduler is not None:
+            await self._scheduler.sync_workflow(result.record.name)
         return pb.RegisterWorkflowResponse(
             workflow=convert.workflow_to_pb(result.record),
             findings=[convert.finding_to_pb(f) for f in result.findings],
@@ -361,6 +366,44 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             principal, request.run_id, request.from_step, request.request_id
         )
         return pb.RetryRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
+    # ---------- schedules ----------
+
+    def _schedules(self) -> Scheduler:
+        if self._scheduler is None:
+            raise FailedPreconditionError("this coordinator runs no scheduler")
+        return self._scheduler
+
+    @rpc
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        offset, size = _page(request.page)
+        records = (await self._schedules().list(current_principal(), request.workflow))[
+            offset : offset + size
+        ]
+        return pb.ListSchedulesResponse(
+            schedules=[convert.schedule_to_pb(r) for r in records],
+            next_page_token=_next_token(offset, size, len(records)),
+        )
+
+    @rpc
+    async def SetSchedulePaused(
+        self, request: pb.SetSchedulePausedRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetSchedulePausedResponse:
+        record = await self._schedules().set_paused(
+            current_principal(), request.workflow, request.id, request.paused
+        )
+        return pb.SetSchedulePausedResponse(schedule=convert.schedule_to_pb(record))
+
+    @rpc
+    async def TriggerSchedule(
+        self, request: pb.TriggerScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TriggerScheduleResponse:
+        run_id = await self._schedules().trigger(
+            current_principal(), request.workflow, request.id, request.request_id
+        )
+        return pb.TriggerScheduleResponse(run_id=run_id)
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext

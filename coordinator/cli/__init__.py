@@ -13,6 +13,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     demo_cmd,
     event_cmd,
     run_cmd,
+    schedule_cmd,
     server_cmd,
     team_cmd,
     trace_cmd,

@@ -51,6 +51,15 @@ def may_answer(principal: Principal, run: RunRecord, step_id: str, wait: WaitSpe
     )
 
 
+def may_schedule(principal: Principal, workflow: str, verb: str) -> None:
+    """A workflow's schedules are paused, resumed and triggered by its team (or the admin)."""
+    team = workflow.split("/", 1)[0]
+    if not principal.owns(team):
+        raise PermissionDeniedError(
+            f"workflow {workflow} is owned by team {team}; only that team may {verb} its schedules"
+        )
+
+
 def may_see(principal: Principal, run: RunRecord) -> None:
     if not principal.admin and principal.team not in run.involved_teams:
         raise PermissionDeniedError(

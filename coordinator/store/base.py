@@ -22,6 +22,7 @@ from coordinator.store.records import (
     RunFilter,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -242,6 +243,30 @@ class Store(Protocol):
     ) -> list[EventRecord]: ...
 
     # spans
+    # ---------- schedules (docs/workflows.md, "Schedules") ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        """Make ``workflow``'s schedules these: a new one is added as given; one whose spec
+        changed takes the new spec and next due time (its pause and state stay); one whose spec
+        is the same is left alone; one not among them is deleted."""
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        """Every schedule (of ``workflow``), by workflow and id."""
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        """Claim up to ``limit`` schedules that are due at ``now_ms``, not paused and not claimed
+        (a claim runs out at ``now_ms + claim_ms``): no two claimers get the same one."""
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        """Write a fired schedule's next due time and state, and drop its claim; False (nothing
+        written) when its claim is no longer ``claimed_until_ms`` (it ran out, and another
+        claimer took it) or its spec changed meanwhile."""
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        """Pause or resume a schedule; None when there is no such schedule."""
+
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
     async def prune_spans(self, before_ns: int) -> int:

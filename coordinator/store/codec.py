@@ -19,6 +19,7 @@ from coordinator.store.records import (
     EventRecord,
     OfferRecord,
     RunRecord,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TaskFailure,
@@ -606,3 +607,48 @@ def offer_to_row(offer: OfferRecord) -> tuple[Any, ...]:
 
 def offer_from_row(row: Sequence[Any]) -> OfferRecord:
     return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+
+
+# schedules
+SCHEDULE_COLUMNS = (
+    "workflow",
+    "schedule_id",
+    "spec_json",
+    "paused",
+    "next_due_ms",
+    "claimed_until_ms",
+    "state_json",
+)
+
+
+def schedule_state_json(record: ScheduleRecord) -> str:
+    return dumps(
+        {"last_due_ms": record.last_due_ms, "last_run_id": record.last_run_id, "queued": record.queued}
+    )
+
+
+def schedule_to_row(record: ScheduleRecord) -> tuple[Any, ...]:
+    return (
+        record.workflow,
+        record.schedule_id,
+        dumps(record.spec),
+        bool(record.paused),
+        record.next_due_ms,
+        record.claimed_until_ms,
+        schedule_state_json(record),
+    )
+
+
+def schedule_from_row(row: Row) -> ScheduleRecord:
+    state = json.loads(row["state_json"] or "{}")
+    return ScheduleRecord(
+        workflow=row["workflow"],
+        schedule_id=row["schedule_id"],
+        spec=json.loads(row["spec_json"]),
+        paused=bool(row["paused"]),
+        next_due_ms=int(row["next_due_ms"]),
+        claimed_until_ms=int(row["claimed_until_ms"]),
+        last_due_ms=int(state.get("last_due_ms", 0)),
+        last_run_id=str(state.get("last_run_id", "")),
+        queued=[int(d) for d in state.get("queued", [])],
+    )

@@ -72,6 +72,7 @@ from coordinator.store.records import (
     RunFilter,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -1061,6 +1062,82 @@ class PostgresStore:
         return None if row is None else json.loads(row[0])
 
     # ---------- timers ----------
+
+    # ---------- schedules ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        async def write(conn: _Conn) -> None:
+            for record in schedules:
+                await conn.execute(
+                    _insert("schedules", codec.SCHEDULE_COLUMNS)
+                    + " ON CONFLICT (workflow, schedule_id) DO UPDATE SET spec_json = excluded.spec_json,"
+                    " next_due_ms = excluded.next_due_ms, claimed_until_ms = 0"
+                    " WHERE schedules.spec_json != excluded.spec_json",
+                    codec.schedule_to_row(record),
+                )
+            await conn.execute(
+                "DELETE FROM schedules WHERE workflow = %s AND NOT (schedule_id = ANY(%s))",
+                (workflow, [r.schedule_id for r in schedules]),
+            )
+
+        await self._write(write)
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        sql = (
+            "SELECT * FROM schedules"
+            + (" WHERE workflow = %s" if workflow else "")
+            + " ORDER BY workflow, schedule_id"
+        )
+        rows = await self._dicts(sql, (workflow,) if workflow else None)
+        return [codec.schedule_from_row(r) for r in rows]
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        if limit <= 0:
+            return []
+
+        async def write(conn: _Conn) -> list[ScheduleRecord]:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                "WITH due AS ("
+                " SELECT workflow, schedule_id FROM schedules"
+                " WHERE next_due_ms <= %(now)s AND claimed_until_ms <= %(now)s AND NOT paused"
+                " ORDER BY next_due_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE schedules SET claimed_until_ms = %(until)s FROM due"
+                " WHERE schedules.workflow = due.workflow AND schedules.schedule_id = due.schedule_id"
+                " RETURNING schedules.*",
+                {"now": now_ms, "limit": limit, "until": now_ms + claim_ms},
+            )
+            rows = await cursor.fetchall()
+            return sorted(
+                (codec.schedule_from_row(r) for r in rows), key=lambda r: (r.next_due_ms, r.workflow)
+            )
+
+        # A claim whose answer was lost claims nothing: the claim runs out and the schedule fires then.
+        return await self._write(write, committed=[])
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        changed = await self._execute(
+            "UPDATE schedules SET next_due_ms = %s, state_json = %s, claimed_until_ms = 0"
+            " WHERE workflow = %s AND schedule_id = %s AND claimed_until_ms = %s AND spec_json = %s",
+            (
+                record.next_due_ms,
+                codec.schedule_state_json(record),
+                record.workflow,
+                record.schedule_id,
+                claimed_until_ms,
+                codec.dumps(record.spec),
+            ),
+        )
+        return changed > 0
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        rows = await self._dicts(
+            "UPDATE schedules SET paused = %s WHERE workflow = %s AND schedule_id = %s RETURNING *",
+            (paused, workflow, schedule_id),
+        )
+        return codec.schedule_from_row(rows[0]) if rows else None
 
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
         if limit <= 0:

@@ -491,3 +491,21 @@ class SpanRecord:
     events: list[dict[str, Any]] = field(default_factory=list)  # {name, time_ns, attributes}
     links: list[dict[str, str]] = field(default_factory=list)  # {trace_id, span_id}
     run_id: str = ""  # the run the span belongs to, when known ("accord.run_id" attribute)
+
+
+@dataclass
+class ScheduleRecord:
+    """One schedule of a workflow (docs/workflows.md, "Schedules"): ``spec`` as written in the
+    workflow file (cron, timezone, input, overlap, catch_up, max_catch_up), and its state: paused
+    or not, the next due time (unix ms), the last due time it started a run for (or skipped), that
+    run, and the due times queued behind a run still going (``overlap: queue``)."""
+
+    workflow: str
+    schedule_id: str
+    spec: dict[str, Any]
+    next_due_ms: int
+    paused: bool = False
+    last_due_ms: int = 0
+    last_run_id: str = ""
+    queued: list[int] = field(default_factory=list)
+    claimed_until_ms: int = 0

@@ -46,6 +46,7 @@ from coordinator.store.records import (
     RunFilter,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -758,6 +759,82 @@ class SqliteStore:
         return await self._read(q)
 
     # ---------- timers ----------
+
+    # ---------- schedules ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            for record in schedules:
+                row = codec.schedule_to_row(record)
+                c.execute(
+                    _insert("schedules", codec.SCHEDULE_COLUMNS)
+                    + " ON CONFLICT (workflow, schedule_id) DO UPDATE SET spec_json = excluded.spec_json,"
+                    " next_due_ms = excluded.next_due_ms, claimed_until_ms = 0"
+                    " WHERE schedules.spec_json != excluded.spec_json",
+                    row,
+                )
+            keep = [r.schedule_id for r in schedules]
+            marks = ",".join("?" for _ in keep)
+            c.execute(
+                f"DELETE FROM schedules WHERE workflow = ? AND schedule_id NOT IN ({marks})"
+                if keep
+                else "DELETE FROM schedules WHERE workflow = ?",
+                (workflow, *keep),
+            )
+
+        await self._write(w)
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        sql = (
+            "SELECT * FROM schedules"
+            + (" WHERE workflow = ?" if workflow else "")
+            + " ORDER BY workflow, schedule_id"
+        )
+        args = (workflow,) if workflow else ()
+        return await self._read(lambda c: [codec.schedule_from_row(r) for r in c.execute(sql, args)])
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        def w(c: sqlite3.Connection) -> list[ScheduleRecord]:
+            rows = c.execute(
+                "UPDATE schedules SET claimed_until_ms = ? WHERE rowid IN ("
+                " SELECT rowid FROM schedules WHERE next_due_ms <= ? AND claimed_until_ms <= ? AND paused = 0"
+                " ORDER BY next_due_ms LIMIT ?) RETURNING *",
+                (now_ms + claim_ms, now_ms, now_ms, limit),
+            ).fetchall()
+            return sorted(
+                (codec.schedule_from_row(r) for r in rows), key=lambda r: (r.next_due_ms, r.workflow)
+            )
+
+        if limit <= 0:
+            return []
+        return await self._write(w)
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        sql = (
+            "UPDATE schedules SET next_due_ms = ?, state_json = ?, claimed_until_ms = 0"
+            " WHERE workflow = ? AND schedule_id = ? AND claimed_until_ms = ? AND spec_json = ?"
+        )
+        args = (
+            record.next_due_ms,
+            codec.schedule_state_json(record),
+            record.workflow,
+            record.schedule_id,
+            claimed_until_ms,
+            codec.dumps(record.spec),
+        )
+        return bool(await self._write(lambda c: c.execute(sql, args).rowcount))
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        def w(c: sqlite3.Connection) -> ScheduleRecord | None:
+            row = c.execute(
+                "UPDATE schedules SET paused = ? WHERE workflow = ? AND schedule_id = ? RETURNING *",
+                (int(paused), workflow, schedule_id),
+            ).fetchone()
+            return None if row is None else codec.schedule_from_row(row)
+
+        return await self._write(w)
 
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
         # A write job: the one writer thread serialises claimers, so no two ever select the
