@@ -292,6 +292,7 @@ async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
         try:
             teams = await coordinator.teams.refresh()
             coordinator.engine.cache_team_defaults(teams)
+            await coordinator.engine.load_team_limits()
             for agent in await coordinator.store.list_agents():  # type: ignore[union-attr]
                 if coordinator.dispatcher.agent(agent.agent_id) != agent:
                     coordinator.dispatcher.register_agent(agent, seen=False)

@@ -17,6 +17,7 @@ from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
+from coordinator.engine.limits import MAX_RATE, TeamLimits
 from coordinator.engine.schedules import Scheduler
 from coordinator.events.service import EventService
 from coordinator.principal import Principal
@@ -264,6 +265,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         principal = current_principal()
+        self._engine.admit_start(principal)
         if request.rerun_of and request.input_json:
             raise InvalidArgumentError(
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
@@ -366,6 +368,34 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             principal, request.run_id, request.from_step, request.request_id
         )
         return pb.RetryRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
+    # ---------- team limits ----------
+
+    @rpc
+    async def SetTeamLimits(
+        self, request: pb.SetTeamLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetTeamLimitsResponse:
+        rate = None
+        if request.HasField("start_rate_per_s"):
+            rate = validate.number(request.start_rate_per_s, "start_rate_per_s", 0.0, MAX_RATE)
+        limits = await self._engine.set_team_limits(
+            current_principal(),
+            request.team,
+            request.max_concurrency if request.HasField("max_concurrency") else None,
+            rate,
+        )
+        return pb.SetTeamLimitsResponse(limits=_limits_to_pb(limits))
+
+    @rpc
+    async def GetTeamLimits(
+        self, request: pb.GetTeamLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTeamLimitsResponse:
+        principal = current_principal()
+        if not principal.owns(request.team):
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own limits, not team {request.team}'s"
+            )
+        return pb.GetTeamLimitsResponse(limits=_limits_to_pb(self._engine.team_limits(request.team)))
 
     # ---------- schedules ----------
 
@@ -496,6 +526,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),
         )
+
+
+def _limits_to_pb(limits: TeamLimits) -> pb.TeamLimits:
+    return pb.TeamLimits(max_concurrency=limits.max_concurrency, start_rate_per_s=limits.start_rate)
 
 
 _ANSWER_ACTIONS = {

@@ -28,7 +28,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from contracts.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnreachableError
+from contracts.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    UnreachableError,
+)
 from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
@@ -36,6 +43,14 @@ from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
 from coordinator.engine import spans as span_builders
+from coordinator.engine.limits import SETTING_KEY as LIMITS_SETTING
+from coordinator.engine.limits import (
+    StartRateLimiter,
+    TeamLimits,
+    format_rate,
+    limits_from_setting,
+    limits_to_setting,
+)
 from coordinator.engine.policy import policy_from_json
 from coordinator.engine.spans import SpanBuffer
 from coordinator.engine.state import RunState, Transition
@@ -184,6 +199,8 @@ class Engine:
         # loses a race), and the teams' retry/timeout defaults.
         self._runs: dict[str, RunState] = {}
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
+        self._team_limits: dict[str, TeamLimits] = {}
+        self._start_rate = StartRateLimiter()
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -207,6 +224,7 @@ class Engine:
             self._team_defaults[team.name] = (team.retry, team.timeouts)
         for agent in await self._store.list_agents():
             self._dispatcher.register_agent(agent, seen=False)
+        await self.load_team_limits()
         self._spans.start()
         self._timers.start()
         if self._store.shared:
@@ -472,6 +490,72 @@ class Engine:
                 return
 
     # ================= team defaults and agents =================
+
+    # ================= team limits (coordinator/engine/limits.py) =================
+
+    async def load_team_limits(self) -> dict[str, TeamLimits]:
+        """Read the teams' limits from the store into the cache (at start, and with the other
+        shared caches)."""
+        self._team_limits = limits_from_setting(await self._store.get_setting(LIMITS_SETTING))
+        return self._team_limits
+
+    def team_limits(self, team: str) -> TeamLimits:
+        return self._team_limits.get(team, TeamLimits())
+
+    async def set_team_limits(
+        self, principal: Principal, team: str, max_concurrency: int | None, start_rate: float | None
+    ) -> TeamLimits:
+        """The admin sets a team's limits (a value left None stays as it is; 0 removes it)."""
+        if not principal.admin:
+            raise PermissionDeniedError("only the admin sets a team's limits")
+        if await self._store.get_team(team) is None:
+            raise NotFoundError(f"team {team} does not exist")
+        if max_concurrency:
+            # Not enforced yet: refused rather than stored, so no one relies on a limit that
+            # holds nothing (docs/production.md, "Team limits").
+            raise FailedPreconditionError(
+                "a per-team concurrency limit (--max-concurrency) is not supported yet; only --start-rate is"
+            )
+        current = limits_from_setting(await self._store.get_setting(LIMITS_SETTING))
+        old = current.get(team, TeamLimits())
+        new = TeamLimits(
+            max_concurrency=old.max_concurrency if max_concurrency is None else max_concurrency,
+            start_rate=old.start_rate if start_rate is None else start_rate,
+        )
+        if new == TeamLimits():
+            current.pop(team, None)
+        else:
+            current[team] = new
+        await self._store.set_setting(
+            LIMITS_SETTING,
+            limits_to_setting(current),
+            AuditRecord(
+                at_ms=now_ms(),
+                actor=principal.actor,
+                action="team.limits",
+                object=team,
+                owner_team=team,
+                platform_intervention=True,
+                details=dataclasses.asdict(new),
+            ),
+        )
+        self._team_limits = current
+        return new
+
+    def admit_start(self, principal: Principal) -> None:
+        """Refuse a run start over the caller team's start rate (OverloadedError with a retry
+        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire)."""
+        if principal.admin:
+            return
+        rate = self.team_limits(principal.team).start_rate
+        wait_ms = self._start_rate.admit(principal.team, rate)
+        if wait_ms:
+            error = OverloadedError(
+                f"team {principal.team} may start {format_rate(rate)} runs; try again in {wait_ms} ms "
+                "(the admin sets it: accord team limits)"
+            )
+            error.retry_after_ms = wait_ms
+            raise error
 
     def team_defaults(self, team: str) -> tuple[RetryPolicy, Timeouts]:
         return self._team_defaults.get(team, (RetryPolicy(), Timeouts()))

@@ -2022,6 +2022,127 @@ class TriggerScheduleResponse(_message.Message):
 Global___TriggerScheduleResponse: _TypeAlias = TriggerScheduleResponse  # noqa: Y015
 
 @_typing.final
+class TeamLimits(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    START_RATE_PER_S_FIELD_NUMBER: _builtins.int
+    max_concurrency: _builtins.int
+    """0: none."""
+    start_rate_per_s: _builtins.float
+    """Runs the team may start per second (StartRun over it: RESOURCE_EXHAUSTED with
+    retry-after-ms); 0: none.
+    """
+    def __init__(
+        self,
+        *,
+        max_concurrency: _builtins.int = ...,
+        start_rate_per_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrency", b"max_concurrency", "start_rate_per_s", b"start_rate_per_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamLimits: _TypeAlias = TeamLimits  # noqa: Y015
+
+@_typing.final
+class SetTeamLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    START_RATE_PER_S_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    max_concurrency: _builtins.int
+    """Unset: stays as it is; 0: removed."""
+    start_rate_per_s: _builtins.float
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        start_rate_per_s: _builtins.float | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency", "_start_rate_per_s", b"_start_rate_per_s", "max_concurrency", b"max_concurrency", "start_rate_per_s", b"start_rate_per_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency", "_start_rate_per_s", b"_start_rate_per_s", "max_concurrency", b"max_concurrency", "request_id", b"request_id", "start_rate_per_s", b"start_rate_per_s", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__start_rate_per_s: _TypeAlias = _typing.Literal["start_rate_per_s"]  # noqa: Y015
+    _WhichOneofArgType__start_rate_per_s: _TypeAlias = _typing.Literal["_start_rate_per_s", b"_start_rate_per_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_rate_per_s) -> _WhichOneofReturnType__start_rate_per_s | None: ...
+
+Global___SetTeamLimitsRequest: _TypeAlias = SetTeamLimitsRequest  # noqa: Y015
+
+@_typing.final
+class SetTeamLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> Global___TeamLimits: ...
+    def __init__(
+        self,
+        *,
+        limits: Global___TeamLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTeamLimitsResponse: _TypeAlias = SetTeamLimitsResponse  # noqa: Y015
+
+@_typing.final
+class GetTeamLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamLimitsRequest: _TypeAlias = GetTeamLimitsRequest  # noqa: Y015
+
+@_typing.final
+class GetTeamLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> Global___TeamLimits: ...
+    def __init__(
+        self,
+        *,
+        limits: Global___TeamLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamLimitsResponse: _TypeAlias = GetTeamLimitsResponse  # noqa: Y015
+
+@_typing.final
 class WatchRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

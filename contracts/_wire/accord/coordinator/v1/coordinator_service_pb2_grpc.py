@@ -190,6 +190,16 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.FromString,
                 _registered_method=True)
+        self.SetTeamLimits = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/SetTeamLimits',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.FromString,
+                _registered_method=True)
+        self.GetTeamLimits = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/GetTeamLimits',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -401,6 +411,19 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTeamLimits(self, request, context):
+        """A team's limits: set by the admin, read by the team itself or the admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeamLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -558,6 +581,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.TriggerSchedule,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.SerializeToString,
+            ),
+            'SetTeamLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTeamLimits,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.SerializeToString,
+            ),
+            'GetTeamLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeamLimits,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1397,6 +1430,60 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/TriggerSchedule',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTeamLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/SetTeamLimits',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeamLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/GetTeamLimits',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
