@@ -285,6 +285,8 @@ async def test_ui_offers_approve_and_reject_only_to_a_team_allowed_to(tmp_path):
             assert shown["permissions"]["answer"] == ["approve"]
             step_shown = next(s for s in shown["run"]["steps"] if s["id"] == "approve")
             assert step_shown["waiting_for"] == "approval by finance"
+            node = next(n for n in shown["graph"]["nodes"] if n["id"] == "approve")
+            assert node["wait_for"] == "approval by finance" and node["status"] == "running"
             for run_id, approve in zip(run_ids, (True, False), strict=True):
                 answered = await client.post(
                     f"/api/v1/runs/{run_id}/steps/approve/answer",
