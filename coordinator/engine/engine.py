@@ -754,7 +754,7 @@ class Engine:
         tr = Transition(created, new_run=True)
         details: dict[str, Any] = {"workflow": record.name, "version": record.version}
         if retry is not None:
-            machine.reuse(state, retry.original.run_id, retry.reused, created)
+            machine.reuse(state, retry.original.run_id, retry.reused, tr)
             details.update(retry_of=retry.original.run_id, reused=sorted(retry.reused))
         tr.audit.append(
             AuditRecord(

@@ -173,16 +173,18 @@ def reusable_steps(spec: Workflow, steps: list[StepRecord], from_step: str = "")
     }
 
 
-def reuse(state: RunState, original_run_id: str, reused: dict[str, StepRecord], now: int) -> None:
+def reuse(state: RunState, original_run_id: str, reused: dict[str, StepRecord], tr: Transition) -> None:
     """Before ``start``: the reused steps of a retried run are done already, with the outputs
-    (or skips) recorded by ``original_run_id``, and say so (``reused_from``)."""
+    (or skips) recorded by ``original_run_id``, and say so (``reused_from``, in their spans too)."""
     for step_id, old in reused.items():
         step = state.steps[step_id]
         step.status, step.output, step.input = old.status, copy.deepcopy(old.output), copy.deepcopy(old.input)
-        step.started_ms = step.finished_ms = now
+        step.started_ms = step.finished_ms = tr.now
         step.reused_from = original_run_id
         if old.fan_out >= 0:
             step.fan_out = 0  # its items are not copied: its output is the array they made
+        if state.record.sampled:
+            tr.spans.append(span_builders.step_span(state.record, step, state.record.span_id))
 
 
 # ================= agents =================

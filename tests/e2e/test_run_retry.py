@@ -97,6 +97,15 @@ async def test_retry_from_the_failed_step_reuses_earlier_outputs(coordinator, te
     assert calls == Counter({"a": 2, "b": 3, "c": 2, "d": 1})
     assert {s.id: s.reused_from for s in again.steps} == {"a": "", "b": "", "c": "", "d": retry_id}
 
+    async with coordinator.client(token) as client:
+        trace = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=retry_id))
+    reused_spans = {
+        s.name
+        for s in trace.spans
+        if json.loads(s.attributes_json or "{}").get("accord.reused_from") == original.run_id
+    }
+    assert reused_spans == {"step a", "step d"}, [(s.name, s.attributes_json) for s in trace.spans]
+
     nothing = await coordinator.acli("runs", "retry", again_id, token=token)
     assert nothing.returncode != 0 and "nothing to retry" in nothing.stderr, nothing
 
