@@ -297,7 +297,8 @@ def step_to_pb(
     """A step as ``principal`` sees it: its team sees its payloads whole; any other viewer (the
     workflow's owner too) sees the fields its contract marks sensitive, and what a sensitive
     value flows into (``flows``, the checker's ``sensitive_flows``), as ``[redacted]``."""
-    visible = _sees(principal, view.run.team, step.team)
+    # A waiting step's input is what the teams it names answer on: they see it, and the answer.
+    visible = _sees(principal, view.run.team, step.team, *step.answer_by)
     contract = view.contracts.get(step.contract)
     own = _sees(principal, step.team)
     sensitive = contract.sensitive if contract is not None and not own else ()

@@ -100,6 +100,7 @@ def new_run(
                 idempotency_key=f"{run.run_id}:{step_spec.id}",
                 span_id=new_span_id(),
                 waiting_for=step_spec.wait.describe(),
+                answer_by=list(step_spec.wait.by),
             )
             continue
         contract = contracts[step_spec.contract]

@@ -236,6 +236,8 @@ class StepRecord:
     # calls a contract. ``wait_deadline_ms``: when its timeout fires (0 = none armed).
     waiting_for: str = ""
     wait_deadline_ms: int = 0
+    # The teams a waiting step names (they answer it, and see its input and output).
+    answer_by: list[str] = field(default_factory=list)
     # Set when the step's output was reused from the run this one retries (``accord runs retry``):
     # that run's id. The step did not run again.
     reused_from: str = ""

@@ -93,6 +93,7 @@ async def test_approval_granted_by_a_named_team_rejected_and_a_stranger_refused(
     granted = await _start(coordinator, tokens["shipping"], "shipping/ship-order", "o-1")
     waiting = await _waiting(coordinator, tokens["finance"], granted, "approve")
     assert waiting.waiting_for == "approval by finance"
+    assert json.loads(waiting.input_json) == {"order_id": "o-1"}  # what finance decides on
     assert waiting.status == pb.STEP_STATUS_RUNNING
     shown = await coordinator.acli("runs", "show", granted, token=tokens["finance"])
     assert "waiting for approval by finance since" in shown.stdout, shown
