@@ -247,8 +247,8 @@ class Store(Protocol):
 
     async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
         """Make ``workflow``'s schedules these: a new one is added as given; one whose spec
-        changed takes the new spec and next due time (its pause and state stay); one whose spec
-        is the same is left alone; one not among them is deleted."""
+        changed takes the new spec, next due time and state (its pause stays); one whose spec is
+        the same is left alone; one not among them is deleted."""
 
     async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
         """Every schedule (of ``workflow``), by workflow and id."""

@@ -769,7 +769,7 @@ class SqliteStore:
                 c.execute(
                     _insert("schedules", codec.SCHEDULE_COLUMNS)
                     + " ON CONFLICT (workflow, schedule_id) DO UPDATE SET spec_json = excluded.spec_json,"
-                    " next_due_ms = excluded.next_due_ms, claimed_until_ms = 0"
+                    " next_due_ms = excluded.next_due_ms, state_json = excluded.state_json, claimed_until_ms = 0"
                     " WHERE schedules.spec_json != excluded.spec_json",
                     row,
                 )

@@ -508,17 +508,27 @@ class StoreConformance:
         assert paused is not None and paused.paused
         assert await store.set_schedule_paused("ops/report", "absent", True) is None
         # The same spec again: left alone (its next due time too); a changed spec: taken, pause kept.
+        claimed = await store.claim_schedules(600, 10, 1_000)  # hourly fires: its state moves on
+        assert [r.schedule_id for r in claimed] == ["hourly"]
+        claimed[0].last_due_ms, claimed[0].queued = 500, [550]
+        assert await store.finish_schedule(claimed[0], claimed[0].claimed_until_ms)
         await store.sync_schedules(
             "ops/report",
             [
-                dataclasses.replace(nightly, spec={"cron": "0 4 * * *"}, next_due_ms=9_000),
+                dataclasses.replace(
+                    nightly, spec={"cron": "0 4 * * *"}, next_due_ms=9_000, last_due_ms=8_000
+                ),
                 dataclasses.replace(hourly, next_due_ms=7_777),
             ],
         )
         by_id = {r.schedule_id: r for r in await store.list_schedules("ops/report")}
         assert by_id["nightly"].spec == {"cron": "0 4 * * *"} and by_id["nightly"].next_due_ms == 9_000
-        assert by_id["nightly"].paused
-        assert by_id["hourly"].next_due_ms == 500
+        assert by_id["nightly"].paused and by_id["nightly"].last_due_ms == 8_000  # a new spec: its state too
+        assert (by_id["hourly"].next_due_ms, by_id["hourly"].last_due_ms, by_id["hourly"].queued) == (
+            500,
+            500,
+            [550],
+        )
         await store.sync_schedules("ops/report", [hourly])
         assert [r.schedule_id for r in await store.list_schedules("ops/report")] == ["hourly"]
         await store.sync_schedules("ops/report", [])
