@@ -243,9 +243,9 @@ def _limits_json(limits: Any) -> dict[str, Any]:
 
 
 def _limits_text(limits: Any) -> str:
-    from coordinator.engine.limits import format_rate
+    from coordinator.engine.limits import TeamLimits
 
-    return f"start rate {format_rate(limits.start_rate_per_s)}" if limits.start_rate_per_s else "none"
+    return TeamLimits(limits.max_concurrency, limits.start_rate_per_s).describe()
 
 
 @team_app.command("limits")
@@ -265,7 +265,8 @@ def limits(
         int | None,
         typer.Option(
             "--max-concurrency",
-            help="Not supported yet: refused (exit 1); 0 is accepted and means none.",
+            help="At most this many of the steps of runs the team started run at once (0 removes "
+            "it); the others are held, and say so in runs show.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

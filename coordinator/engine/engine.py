@@ -201,6 +201,8 @@ class Engine:
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
         self._team_limits: dict[str, TeamLimits] = {}
         self._start_rate = StartRateLimiter()
+        self._team_claims: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, int] = {}  # team -> attempts running, as last read
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -380,9 +382,10 @@ class Engine:
         # in this same durable commit, and handed to its poll only once the commit is done (so a
         # hop costs one commit, not a commit for the transition and another for the claim).
         handoffs: list[tuple[Waiter, AttemptRecord]] = []
+        limited = self._limited(state.record.caller_team)
         for attempt in tr.offered:
-            if attempt.status != ATTEMPT_SCHEDULED:
-                continue
+            if attempt.status != ATTEMPT_SCHEDULED or limited:
+                continue  # a limited team's tasks are claimed by polls, which count them
             waiter = self._dispatcher.reserve((attempt.contract, attempt.major))
             if waiter is not None:
                 machine.claim(state, attempt, waiter.agent_id, tr)
@@ -409,6 +412,8 @@ class Engine:
                 self._handoff_lost(attempt.attempt_id)
         for offer in changes.offers_add:
             self._dispatcher.offered((offer.contract, offer.major))
+        if changes.inflight_remove and limited:
+            self._dispatcher.wake_all()  # a slot of the team freed: its held offers may go
         if changes.timers_set:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
         if tr.spans:
@@ -510,12 +515,8 @@ class Engine:
             raise PermissionDeniedError("only the admin sets a team's limits")
         if await self._store.get_team(team) is None:
             raise NotFoundError(f"team {team} does not exist")
-        if max_concurrency:
-            # Not enforced yet: refused rather than stored, so no one relies on a limit that
-            # holds nothing (docs/production.md, "Team limits").
-            raise FailedPreconditionError(
-                "a per-team concurrency limit (--max-concurrency) is not supported yet; only --start-rate is"
-            )
+        if max_concurrency is not None and not 0 <= max_concurrency <= 1_000_000:
+            raise InvalidArgumentError("--max-concurrency must be between 0 (none) and 1000000")
         current = limits_from_setting(await self._store.get_setting(LIMITS_SETTING))
         old = current.get(team, TeamLimits())
         new = TeamLimits(
@@ -999,7 +1000,10 @@ class Engine:
         return self._state_view(state)
 
     def _state_view(self, state: RunState) -> RunView:
-        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms())
+        team = state.record.caller_team
+        limit = self._limited(team)
+        held = (limit, self._inflight.get(team, 0)) if limit else None
+        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms(), held)
 
     # ================= runs: the agents' side =================
 
@@ -1021,7 +1025,9 @@ class Engine:
                 if keys and (woken or not self._dispatcher.known_empty(keys)):
                     read_since = time.monotonic()
                     # Past the ones other polls here are claiming (passed by below), as many again.
-                    offers = await self._store.offers(keys, _OFFERS_PER_LOOK + len(self._claiming))
+                    offers = await self._store.offers(
+                        keys, _OFFERS_PER_LOOK + len(self._claiming), await self._held_teams()
+                    )
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)
                 passed_by = False
@@ -1063,11 +1069,36 @@ class Engine:
                 if loop.time() >= deadline:
                     return None
 
+    def _limited(self, team: str) -> int:
+        """The caller team's concurrency limit (0: none)."""
+        return self.team_limits(team).max_concurrency if team else 0
+
+    async def _held_teams(self) -> frozenset[str]:
+        """The teams at their concurrency limit now: polls pass by their offers, so a limited
+        team never delays another team's steps (docs/production.md, "Team limits")."""
+        if not any(limits.max_concurrency for limits in self._team_limits.values()):
+            return frozenset()
+        self._inflight = await self._store.inflight_counts()
+        return frozenset(
+            team
+            for team, limits in self._team_limits.items()
+            if limits.max_concurrency and self._inflight.get(team, 0) >= limits.max_concurrency
+        )
+
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         """Claim ``offer`` (the caller put it in ``_claiming``, before this task first ran, so no
-        other poll of this process starts on it meanwhile)."""
+        other poll of this process starts on it meanwhile). An offer of a team with a concurrency
+        limit is claimed only while the team is below it, one claim of the team at a time here."""
         try:
-            return await self._claim(offer, agent_id)
+            limit = self._limited(offer.caller_team)
+            if not limit:
+                return await self._claim(offer, agent_id)
+            lock = self._team_claims.setdefault(offer.caller_team, asyncio.Lock())
+            async with lock:
+                self._inflight = await self._store.inflight_counts()
+                if self._inflight.get(offer.caller_team, 0) >= limit:
+                    return None
+                return await self._claim(offer, agent_id)
         finally:
             self._claiming.discard(offer.attempt_id)
 

@@ -206,6 +206,7 @@ def claim(state: RunState, attempt: AttemptRecord, agent_id: str, tr: Transition
     if attempt.schedule_deadline_ms:
         tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     tr.withdraw(attempt.attempt_id)
+    tr.running(attempt, state.record.caller_team)
     step.status = STEP_RUNNING
     tr.lock(state.record)
     tr.attempt(attempt)
@@ -316,6 +317,8 @@ def abandon(snapshot: RunSnapshot, error: TaskFailure, tr: Transition) -> None:
     for attempt in snapshot.attempts:
         if attempt.status in (ATTEMPT_SCHEDULED, ATTEMPT_RUNNING):
             tr.withdraw(attempt.attempt_id)
+            if attempt.status == ATTEMPT_RUNNING:
+                tr.stopped(attempt.attempt_id)
             for kind in (TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE):
                 tr.disarm(kind, attempt.attempt_id)
             attempt.status, attempt.finished_ms = ATTEMPT_CANCELLED, tr.now
@@ -470,7 +473,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
     tr.lock(state.record)
     tr.step(step)
     tr.attempt(attempt)
-    tr.offer(attempt)
+    tr.offer(attempt, state.record.caller_team)
 
 
 def advance(state: RunState, tr: Transition, limits: Limits) -> None:
@@ -571,6 +574,7 @@ def _end_attempt(
         if attempt.schedule_deadline_ms:
             tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     elif attempt.status == ATTEMPT_RUNNING:
+        tr.stopped(attempt.attempt_id)
         if attempt.close_deadline_ms:
             tr.disarm(TIMER_START_TO_CLOSE, attempt.attempt_id)
         if heartbeat_period_ms(state, attempt):

@@ -217,8 +217,14 @@ class Store(Protocol):
         claim on it; False when it has none (the attempt ended, or has no heartbeat timeout)."""
 
     # task offers
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
-        """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
+        """The oldest ``limit`` offers on ``keys`` ((contract, major)), oldest first, passing by
+        those of runs started by a team in ``held_teams`` (at its concurrency limit)."""
+
+    async def inflight_counts(self) -> dict[str, int]:
+        """How many attempts agents run now for runs started by each team (``Changes.inflight_*``)."""
 
     # audit and events
     async def list_audit(

@@ -589,7 +589,7 @@ def span_from_row(row: Row) -> SpanRecord:
 
 # timers and offers: read as plain tuples in these column orders
 TIMER_COLUMNS = ("kind", "key", "run_id", "due_ms")
-OFFER_COLUMNS = ("attempt_id", "run_id", "contract", "major", "offered_ms")
+OFFER_COLUMNS = ("attempt_id", "run_id", "contract", "major", "offered_ms", "caller_team")
 
 
 def timer_from_row(row: Sequence[Any]) -> TimerRecord:
@@ -602,11 +602,13 @@ def timer_order(timer: TimerRecord) -> tuple[int, str, str]:
 
 
 def offer_to_row(offer: OfferRecord) -> tuple[Any, ...]:
-    return (offer.attempt_id, offer.run_id, offer.contract, offer.major, offer.offered_ms)
+    return (offer.attempt_id, offer.run_id, offer.contract, offer.major, offer.offered_ms, offer.caller_team)
 
 
 def offer_from_row(row: Sequence[Any]) -> OfferRecord:
-    return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+    return OfferRecord(
+        attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4], caller_team=row[5]
+    )
 
 
 # schedules

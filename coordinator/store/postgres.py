@@ -170,6 +170,11 @@ _TIMER_FIRE = "DELETE FROM timers WHERE kind = %s AND key = %s AND due_ms = %s"
 _TIMER_CLEAR = "DELETE FROM timers WHERE kind = %s AND key = %s"
 _OFFER_ADD = _upsert("offers", codec.OFFER_COLUMNS, ("attempt_id",))
 _OFFER_REMOVE = "DELETE FROM offers WHERE attempt_id = %s"
+_INFLIGHT_ADD = (
+    "INSERT INTO inflight (attempt_id, caller_team, contract) VALUES (%s, %s, %s)"
+    " ON CONFLICT (attempt_id) DO UPDATE SET caller_team = excluded.caller_team, contract = excluded.contract"
+)
+_INFLIGHT_REMOVE = "DELETE FROM inflight WHERE attempt_id = %s"
 _SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
 _AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
 
@@ -212,6 +217,7 @@ _OFFERS = (
     f"SELECT o.* FROM unnest(%(contracts)s::text[], %(majors)s::int[]) AS k(contract, major)"
     f" CROSS JOIN LATERAL (SELECT {', '.join(codec.OFFER_COLUMNS)} FROM offers"
     " WHERE offers.contract = k.contract AND offers.major = k.major"
+    " AND NOT (offers.caller_team = ANY(%(held)s::text[]))"
     " ORDER BY offered_ms, attempt_id LIMIT %(limit)s) AS o"
     " ORDER BY o.offered_ms, o.attempt_id LIMIT %(limit)s"
 )
@@ -951,6 +957,8 @@ class PostgresStore:
         )
         offers_removed = [(attempt_id,) for attempt_id in sorted(set(changes.offers_remove))]
         offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
+        inflight_removed = [(attempt_id,) for attempt_id in sorted(set(changes.inflight_remove))]
+        inflight_added = sorted(set(changes.inflight_add))
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
@@ -974,6 +982,8 @@ class PostgresStore:
                     (_TIMER_SET, timers),
                     (_OFFER_REMOVE, offers_removed),
                     (_OFFER_ADD, offers_added),
+                    (_INFLIGHT_REMOVE, inflight_removed),
+                    (_INFLIGHT_ADD, inflight_added),
                 ):
                     if params:
                         await many.executemany(statement, params)
@@ -1159,7 +1169,9 @@ class PostgresStore:
 
     # ---------- task offers ----------
 
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
             return []
@@ -1169,9 +1181,14 @@ class PostgresStore:
                 "contracts": [contract for contract, _ in unique],
                 "majors": [major for _, major in unique],
                 "limit": limit,
+                "held": sorted(held_teams),
             },
         )
         return [codec.offer_from_row(r) for r in rows]
+
+    async def inflight_counts(self) -> dict[str, int]:
+        rows = await self._rows("SELECT caller_team, count(*) FROM inflight GROUP BY caller_team")
+        return {str(team): int(n) for team, n in rows}
 
     # ---------- audit and events ----------
 

@@ -352,6 +352,7 @@ class OfferRecord:
     contract: str
     major: int
     offered_ms: int
+    caller_team: str = ""  # the team that started the run ("" = admin): its limits hold it
 
 
 class VersionConflict(Exception):
@@ -430,10 +431,16 @@ class Changes:
     offers_add: list[OfferRecord] = field(default_factory=list)
     # offers withdrawn (claimed, or their attempt ended), by attempt id; absent ones are ignored
     offers_remove: list[str] = field(default_factory=list)
+    # attempts an agent now runs: (attempt id, the run's caller team, contract), counted against
+    # the caller team's concurrency limit until removed (by attempt id) when they end
+    inflight_add: list[tuple[str, str, str]] = field(default_factory=list)
+    inflight_remove: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.runs
+            self.inflight_add
+            or self.inflight_remove
+            or self.runs
             or self.steps
             or self.attempts
             or self.audit

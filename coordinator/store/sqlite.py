@@ -117,9 +117,9 @@ _TIMER_SET = (
     " run_id = excluded.run_id, due_ms = excluded.due_ms, claimed_until_ms = 0"
 )
 _OFFER_ADD = (
-    "INSERT INTO offers (attempt_id, run_id, contract, major, offered_ms) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO offers (attempt_id, run_id, contract, major, offered_ms, caller_team) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (attempt_id) DO UPDATE SET run_id = excluded.run_id, contract = excluded.contract,"
-    " major = excluded.major, offered_ms = excluded.offered_ms"
+    " major = excluded.major, offered_ms = excluded.offered_ms, caller_team = excluded.caller_team"
 )
 _OFFER_COLUMNS = ", ".join(codec.OFFER_COLUMNS)
 
@@ -689,6 +689,15 @@ class SqliteStore:
                 c.executemany("DELETE FROM offers WHERE attempt_id = ?", offers_removed)
             if offers_added:
                 c.executemany(_OFFER_ADD, offers_added)
+            if changes.inflight_remove:
+                c.executemany(
+                    "DELETE FROM inflight WHERE attempt_id = ?", [(a,) for a in changes.inflight_remove]
+                )
+            if changes.inflight_add:
+                c.executemany(
+                    "INSERT OR REPLACE INTO inflight (attempt_id, caller_team, contract) VALUES (?, ?, ?)",
+                    changes.inflight_add,
+                )
 
         await self._write(w)
 
@@ -882,21 +891,29 @@ class SqliteStore:
 
     # ---------- task offers ----------
 
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
             return []
         # The oldest ``limit`` of each key from its index, then the oldest of those: bounded by
         # keys x limit rows however long a queue has grown (an OR over the keys would sort them
-        # all).
+        # all). Offers of the teams in ``held_teams`` (at their concurrency limit) are passed by.
+        held = sorted(held_teams)
+        skip = f" AND caller_team NOT IN ({','.join('?' for _ in held)})" if held else ""
         one = (
-            f"SELECT * FROM (SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?"
+            f"SELECT * FROM (SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?{skip}"
             " ORDER BY offered_ms, attempt_id LIMIT ?)"
         )
         sql = " UNION ALL ".join(one for _ in unique) + " ORDER BY offered_ms, attempt_id LIMIT ?"
-        args: list[Any] = [value for contract, major in unique for value in (contract, major, limit)]
+        args: list[Any] = [value for contract, major in unique for value in (contract, major, *held, limit)]
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
+
+    async def inflight_counts(self) -> dict[str, int]:
+        sql = "SELECT caller_team, count(*) FROM inflight GROUP BY caller_team"
+        return await self._read(lambda c: {str(team): int(n) for team, n in c.execute(sql)})
 
     # ---------- audit and events ----------
 

@@ -744,6 +744,24 @@ class StoreConformance:
 
     # ---------- task offers ----------
 
+    async def test_offers_of_held_teams_are_passed_by_and_inflight_is_counted(self, store: Store) -> None:
+        flood = [dataclasses.replace(offer(f"a{n}", n), caller_team="flooder") for n in range(20)]
+        mine = dataclasses.replace(offer("b1", 100), caller_team="quiet")
+        await store.apply(Changes(offers_add=[*flood, mine]))
+        charge = ("payments/charge", 1)
+        assert [o.attempt_id for o in await store.offers([charge], 3)] == ["a0", "a1", "a2"]
+        # The quiet team's offer is found however many of the held team's are older.
+        found = await store.offers([charge], 3, frozenset({"flooder"}))
+        assert found == [mine] and found[0].caller_team == "quiet"
+        assert await store.inflight_counts() == {}
+        await store.apply(
+            Changes(inflight_add=[("a0", "flooder", "payments/charge"), ("a1", "flooder", "payments/charge")])
+        )
+        await store.apply(
+            Changes(inflight_add=[("b1", "quiet", "payments/charge")], inflight_remove=["a0", "absent"])
+        )
+        assert await store.inflight_counts() == {"flooder": 1, "quiet": 1}
+
     async def test_offers_are_listed_by_key_oldest_first_up_to_the_limit_and_removed(
         self, store: Store
     ) -> None:

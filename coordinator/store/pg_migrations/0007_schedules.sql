@@ -13,3 +13,15 @@ CREATE TABLE schedules (
     PRIMARY KEY (workflow, schedule_id)
 );
 CREATE INDEX schedules_due ON schedules (next_due_ms);
+
+-- Concurrency limits (docs/production.md, "Team limits"). An offer names the team that started its
+-- run, so a poll can pass by the offers of a team at its limit; inflight holds the attempts agents
+-- run now, with that team, counted against its limit. Attempts running when this migration runs
+-- are not in it: they do not count until they end.
+ALTER TABLE offers ADD COLUMN caller_team text COLLATE "C" NOT NULL DEFAULT '';
+CREATE TABLE inflight (
+    attempt_id text COLLATE "C" PRIMARY KEY,
+    caller_team text COLLATE "C" NOT NULL,
+    contract text COLLATE "C" NOT NULL
+);
+CREATE INDEX inflight_team ON inflight (caller_team);
