@@ -450,6 +450,7 @@ def parse_contract_text(
         timeouts=timeouts,
         retry=retry,
         idempotent=bool(data.get("idempotent", False)),
+        max_concurrency=data["max_concurrency"] if isinstance(data.get("max_concurrency"), int) else None,
         visibility=str(data.get("visibility", "public")),
         sensitive=tuple(str(s) for s in sensitive),
         deprecated=deprecation,

@@ -120,6 +120,8 @@ class Contract:
     sensitive: tuple[str, ...] = ()  # "input.card_token", "output.secret"
     deprecated: Deprecation | None = None
     kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
+    # The owner's limit: at most this many attempts of the contract run at once (None: none).
+    max_concurrency: int | None = None
     source_text: str = ""
     source_name: str = ""
 

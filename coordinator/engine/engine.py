@@ -202,6 +202,8 @@ class Engine:
         self._team_limits: dict[str, TeamLimits] = {}
         self._start_rate = StartRateLimiter()
         self._team_claims: dict[str, asyncio.Lock] = {}
+        self._contract_claims: dict[str, asyncio.Lock] = {}
+        self._inflight_contracts: dict[str, int] = {}  # contract -> attempts running, as last read
         self._inflight: dict[str, int] = {}  # team -> attempts running, as last read
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -383,9 +385,12 @@ class Engine:
         # hop costs one commit, not a commit for the transition and another for the claim).
         handoffs: list[tuple[Waiter, AttemptRecord]] = []
         limited = self._limited(state.record.caller_team)
+        capped = {
+            a.contract for a in tr.offered if (state.contracts.get(a.contract) or _NO_LIMIT).max_concurrency
+        }
         for attempt in tr.offered:
-            if attempt.status != ATTEMPT_SCHEDULED or limited:
-                continue  # a limited team's tasks are claimed by polls, which count them
+            if attempt.status != ATTEMPT_SCHEDULED or limited or attempt.contract in capped:
+                continue  # tasks under a limit are claimed by polls, which count them
             waiter = self._dispatcher.reserve((attempt.contract, attempt.major))
             if waiter is not None:
                 machine.claim(state, attempt, waiter.agent_id, tr)
@@ -412,8 +417,8 @@ class Engine:
                 self._handoff_lost(attempt.attempt_id)
         for offer in changes.offers_add:
             self._dispatcher.offered((offer.contract, offer.major))
-        if changes.inflight_remove and limited:
-            self._dispatcher.wake_all()  # a slot of the team freed: its held offers may go
+        if changes.inflight_remove and (limited or any(c.max_concurrency for c in state.contracts.values())):
+            self._dispatcher.wake_all()  # a slot freed: held offers may go
         if changes.timers_set:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
         if tr.spans:
@@ -1003,7 +1008,12 @@ class Engine:
         team = state.record.caller_team
         limit = self._limited(team)
         held = (limit, self._inflight.get(team, 0)) if limit else None
-        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms(), held)
+        capped = {
+            name: (contract.max_concurrency, self._inflight_contracts.get(name, 0))
+            for name, contract in state.contracts.items()
+            if contract.max_concurrency
+        }
+        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms(), held, capped)
 
     # ================= runs: the agents' side =================
 
@@ -1026,7 +1036,9 @@ class Engine:
                     read_since = time.monotonic()
                     # Past the ones other polls here are claiming (passed by below), as many again.
                     offers = await self._store.offers(
-                        keys, _OFFERS_PER_LOOK + len(self._claiming), await self._held_teams()
+                        await self._open_keys(keys),
+                        _OFFERS_PER_LOOK + len(self._claiming),
+                        await self._held_teams(),
                     )
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)
@@ -1085,22 +1097,49 @@ class Engine:
             if limits.max_concurrency and self._inflight.get(team, 0) >= limits.max_concurrency
         )
 
+    async def _contract_limit(self, name: str, major: int) -> int:
+        """The owner's limit on contract ``name`` (its newest version of ``major``; 0: none)."""
+        contract = await self._registry.resolve(name, f">={major}.0.0,<{major + 1}.0.0")
+        return (contract.max_concurrency or 0) if contract is not None else 0
+
+    async def _open_keys(self, keys: list[QueueKey]) -> list[QueueKey]:
+        """``keys`` but those of contracts running at their owner's limit (polls do not look at
+        those queues until a slot frees)."""
+        limits = {key: await self._contract_limit(*key) for key in keys}
+        if not any(limits.values()):
+            return keys
+        self._inflight_contracts = await self._store.inflight_of_contracts()
+        return [k for k in keys if not limits[k] or self._inflight_contracts.get(k[0], 0) < limits[k]]
+
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         """Claim ``offer`` (the caller put it in ``_claiming``, before this task first ran, so no
-        other poll of this process starts on it meanwhile). An offer of a team with a concurrency
-        limit is claimed only while the team is below it, one claim of the team at a time here."""
+        other poll of this process starts on it meanwhile). An offer of a contract with an owner's
+        limit is claimed only while the contract runs below it, one claim of it at a time here."""
         try:
-            limit = self._limited(offer.caller_team)
-            if not limit:
-                return await self._claim(offer, agent_id)
-            lock = self._team_claims.setdefault(offer.caller_team, asyncio.Lock())
-            async with lock:
-                self._inflight = await self._store.inflight_counts()
-                if self._inflight.get(offer.caller_team, 0) >= limit:
-                    return None
-                return await self._claim(offer, agent_id)
+            contract_limit = await self._contract_limit(offer.contract, offer.major)
+            if contract_limit:
+                lock = self._contract_claims.setdefault(offer.contract, asyncio.Lock())
+                async with lock:
+                    self._inflight_contracts = await self._store.inflight_of_contracts()
+                    if self._inflight_contracts.get(offer.contract, 0) >= contract_limit:
+                        return None
+                    return await self._claim_team_offer(offer, agent_id)
+            return await self._claim_team_offer(offer, agent_id)
         finally:
             self._claiming.discard(offer.attempt_id)
+
+    async def _claim_team_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
+        """Claim an offer of a team with a concurrency limit only while the team is below it,
+        one claim of the team at a time here, counting again under its lock."""
+        limit = self._limited(offer.caller_team)
+        if not limit:
+            return await self._claim(offer, agent_id)
+        lock = self._team_claims.setdefault(offer.caller_team, asyncio.Lock())
+        async with lock:
+            self._inflight = await self._store.inflight_counts()
+            if self._inflight.get(offer.caller_team, 0) >= limit:
+                return None
+            return await self._claim(offer, agent_id)
 
     async def _claim(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
@@ -1358,6 +1397,13 @@ class Engine:
             return await self._state(run_id)
         except _Gone:
             return None
+
+
+class _NoLimit:
+    max_concurrency = 0
+
+
+_NO_LIMIT = _NoLimit()
 
 
 def _run_of(attempt_id: str) -> str:

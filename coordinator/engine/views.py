@@ -42,14 +42,15 @@ def state_view(
     default_fan_out: int,
     now_ms: int,
     held: tuple[int, int] | None = None,
+    capped: dict[str, tuple[int, int]] | None = None,
 ) -> RunView:
     """The view of a run whose state is at hand, with why each of its waiting steps waits.
     ``held``: the concurrency limit of the team that started the run and how many of its steps
-    run now (None: no limit)."""
+    run now (None: no limit); ``capped``: contract -> its owner's limit and how many run now."""
     waiting = {}
     if state.record.status not in RUN_TERMINAL:
         for step in state.steps.values():
-            reason = waiting_reason(state, step, dispatcher, default_fan_out, now_ms, held)
+            reason = waiting_reason(state, step, dispatcher, default_fan_out, now_ms, held, capped)
             if reason:
                 waiting[step.step_id] = reason
     return RunView(
@@ -73,6 +74,7 @@ def waiting_reason(
     default_fan_out: int,
     now_ms: int,
     held: tuple[int, int] | None = None,
+    capped: dict[str, tuple[int, int]] | None = None,
 ) -> str:
     if step.waiting_for and step.status == STEP_RUNNING:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(step.started_ms / 1000))
@@ -105,6 +107,9 @@ def waiting_reason(
     if held is not None and attempt.status == ATTEMPT_SCHEDULED and held[1] >= held[0]:
         team = state.record.caller_team
         return f"held: team {team} may run {held[0]} steps at once, {held[1]} running"
+    cap = (capped or {}).get(step.contract)
+    if cap is not None and attempt.status == ATTEMPT_SCHEDULED and cap[1] >= cap[0]:
+        return f"held: {step.contract} allows {cap[0]} at once, {cap[1]} running"
     key: QueueKey = (attempt.contract, attempt.major)
     label = f"{step.contract}@{attempt.major}"
     agents = dispatcher.serving(key)

@@ -226,6 +226,9 @@ class Store(Protocol):
     async def inflight_counts(self) -> dict[str, int]:
         """How many attempts agents run now for runs started by each team (``Changes.inflight_*``)."""
 
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        """How many attempts agents run now of each contract ("team/name")."""
+
     # audit and events
     async def list_audit(
         self,

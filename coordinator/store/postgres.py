@@ -1186,6 +1186,10 @@ class PostgresStore:
         )
         return [codec.offer_from_row(r) for r in rows]
 
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        rows = await self._rows("SELECT contract, count(*) FROM inflight GROUP BY contract")
+        return {str(name): int(n) for name, n in rows}
+
     async def inflight_counts(self) -> dict[str, int]:
         rows = await self._rows("SELECT caller_team, count(*) FROM inflight GROUP BY caller_team")
         return {str(team): int(n) for team, n in rows}

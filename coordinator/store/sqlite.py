@@ -911,6 +911,10 @@ class SqliteStore:
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
 
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        sql = "SELECT contract, count(*) FROM inflight GROUP BY contract"
+        return await self._read(lambda c: {str(name): int(n) for name, n in c.execute(sql)})
+
     async def inflight_counts(self) -> dict[str, int]:
         sql = "SELECT caller_team, count(*) FROM inflight GROUP BY caller_team"
         return await self._read(lambda c: {str(team): int(n) for team, n in c.execute(sql)})

@@ -13,8 +13,9 @@ import time
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call
-from tests.support.scenario import TERMINAL, contract, start_run
+from tests.support.scenario import TERMINAL, contract, start_run, wait_run
 from tests.support.soak import sized
+from tests.support.wait import wait_until
 
 FLOOD_WORKFLOW = """
 workflow: flood/many
@@ -93,15 +94,15 @@ async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
                 *(start_run(flooder, "flood/many", {"order_id": f"f{n}"}) for n in range(flood))
             )
         ]
+        # The flood's last run waits behind the rest, held by the limit (it says so).
+        shown = await coordinator.acli("runs", "show", flood_ids[-1], "--json", token=tokens["flood"])
+        reason = json.loads(shown.stdout)["steps"][0]["waiting_reason"]
+        assert reason == f"held: team flood may run {LIMIT} steps at once, {LIMIT} running", shown
         during = [await _chain_latency(quiet, 100 + n) for n in range(chains)]
 
-        # The flood was still going the whole time, its waiting steps held by the limit.
+        # The flood was still going the whole time the chains were measured.
         last = (await flooder.coordinator.GetRun(pb.GetRunRequest(run_id=flood_ids[-1]))).run
         assert last.status not in TERMINAL, "the flood ended before the chains were measured"
-        reason = last.steps[0].waiting_reason
-        assert reason.startswith(f"held: team flood may run {LIMIT} steps at once"), reason
-        shown = await coordinator.acli("runs", "show", flood_ids[-1], "--json", token=tokens["flood"])
-        assert json.loads(shown.stdout)["steps"][0]["waiting_reason"].startswith("held: team flood"), shown
 
     assert most["flood"] <= LIMIT, most
     baseline, flooded = statistics.median(before), statistics.median(during)
@@ -109,3 +110,45 @@ async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
         f"the chain took {flooded * 1000:.0f} ms (median) during the flood, "
         f"{baseline * 1000:.0f} ms before it; before: {before}, during: {during}"
     )
+
+
+async def test_a_contracts_max_concurrency_holds_every_callers_steps(coordinator, test_agent):
+    tokens = {team: await coordinator.create_team(team) for team in ("shared", "flood")}
+    await coordinator.register_contract(
+        tokens["shared"], contract("shared/work", extra="max_concurrency: 2\n")
+    )
+    await coordinator.register_workflow(tokens["flood"], FLOOD_WORKFLOW)
+    running, most = [0], [0]
+    release = asyncio.Event()
+
+    async def work(call: Call):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            await release.wait()
+        finally:
+            running[0] -= 1
+        return {"ref": call.input["order_id"]}
+
+    await test_agent(tokens["shared"], "shared", {"shared/work@1": work}, concurrency=6)
+    async with coordinator.client(tokens["flood"]) as client:
+        run_ids = [
+            (await start_run(client, "flood/many", {"order_id": f"f{n}"})).run.run_id for n in range(6)
+        ]
+
+        async def held():
+            runs = [(await client.coordinator.GetRun(pb.GetRunRequest(run_id=r))).run for r in run_ids]
+            reasons = [r.steps[0].waiting_reason for r in runs]
+            return (
+                reasons
+                if sum(r.startswith("held: shared/work allows 2 at once, 2 running") for r in reasons) == 4
+                else None
+            )
+
+        await wait_until(held, "four steps held by shared/work's max_concurrency")
+        assert running[0] == 2
+        release.set()
+        for run_id in run_ids:
+            run = await wait_run(client, run_id)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    assert most[0] == 2

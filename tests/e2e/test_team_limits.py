@@ -1,8 +1,7 @@
 """``accord team limits TEAM --start-rate`` against the real coordinator: over its start rate a
 team's StartRun is refused RESOURCE_EXHAUSTED with a ``retry-after-ms`` hint (as the edge's
 admission control answers), another team and the admin are not held by it; ``team show`` and
-``team limits`` show it; only the admin sets it; ``--max-concurrency`` is refused as not
-supported yet."""
+``team limits`` show it; only the admin sets it. (``--max-concurrency``: test_team_concurrency.py.)"""
 
 from __future__ import annotations
 
@@ -34,8 +33,8 @@ async def test_a_start_rate_refuses_with_a_retry_hint_and_holds_only_its_team(co
         "team", "limits", "payments", "--start-rate", "1/s", token=tokens["payments"]
     )
     assert own.returncode == 3 and "only the admin" in own.stderr, own
-    concurrency = await coordinator.acli("team", "limits", "payments", "--max-concurrency", "5")
-    assert concurrency.returncode == 1 and "not supported yet" in concurrency.stderr, concurrency
+    concurrency = await coordinator.acli("team", "limits", "payments", "--max-concurrency", "-1")
+    assert concurrency.returncode == 2 and "between 0 (none) and 1000000" in concurrency.stderr, concurrency
     ok = await coordinator.acli("team", "limits", "payments", "--start-rate", "1/h")
     assert ok.returncode == 0 and "team payments limits: start rate 1/h" in ok.stdout, ok
 
@@ -71,6 +70,9 @@ async def test_a_start_rate_refuses_with_a_retry_hint_and_holds_only_its_team(co
             assert await start("shipping", f"s-{n}") == grpc.StatusCode.OK
         assert await start("admin", "a-1") == grpc.StatusCode.OK
 
+        both = await coordinator.acli("team", "limits", "payments", "--max-concurrency", "5")
+        assert "limits: start rate 1/h, max concurrency 5" in both.stdout, both
+        await coordinator.acli("team", "limits", "payments", "--max-concurrency", "0")
         removed = await coordinator.acli("team", "limits", "payments", "--start-rate", "off")
         assert removed.returncode == 0 and "limits: none" in removed.stdout, removed
         assert await start("payments", "p-3") == grpc.StatusCode.OK
@@ -78,4 +80,4 @@ async def test_a_start_rate_refuses_with_a_retry_hint_and_holds_only_its_team(co
     async with coordinator.client() as admin:
         entries = (await admin.coordinator.ListAuditLog(pb.ListAuditLogRequest(team="payments"))).entries
     limits = [e for e in entries if e.action == "team.limits"]
-    assert len(limits) == 2 and all(e.platform_intervention for e in limits)
+    assert len(limits) == 4 and all(e.platform_intervention for e in limits)
