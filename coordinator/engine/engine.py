@@ -203,6 +203,7 @@ class Engine:
         self._start_rate = StartRateLimiter()
         self._team_claims: dict[str, asyncio.Lock] = {}
         self._contract_claims: dict[str, asyncio.Lock] = {}
+        self._contract_limits: dict[QueueKey, tuple[float, int]] = {}  # -> (until monotonic, limit)
         self._inflight_contracts: dict[str, int] = {}  # contract -> attempts running, as last read
         self._inflight: dict[str, int] = {}  # team -> attempts running, as last read
         # The open part: one lock per run with a transition under way, watchers of runs.
@@ -1098,9 +1099,16 @@ class Engine:
         )
 
     async def _contract_limit(self, name: str, major: int) -> int:
-        """The owner's limit on contract ``name`` (its newest version of ``major``; 0: none)."""
+        """The owner's limit on contract ``name`` (its newest version of ``major``; 0: none),
+        looked up at most once a second per queue: polls ask on every look."""
+        now = time.monotonic()
+        cached = self._contract_limits.get((name, major))
+        if cached is not None and cached[0] > now:
+            return cached[1]
         contract = await self._registry.resolve(name, f">={major}.0.0,<{major + 1}.0.0")
-        return (contract.max_concurrency or 0) if contract is not None else 0
+        limit = (contract.max_concurrency or 0) if contract is not None else 0
+        self._contract_limits[(name, major)] = (now + 1.0, limit)
+        return limit
 
     async def _open_keys(self, keys: list[QueueKey]) -> list[QueueKey]:
         """``keys`` but those of contracts running at their owner's limit (polls do not look at
