@@ -28,7 +28,7 @@ from contracts._yaml import escape, pointer_to_field
 from contracts.compat import Finding, check_subschema, is_breaking
 from contracts.errors import CompositionError, ReferenceError_, VersionError
 from contracts.model import Contract, StepSpec, Workflow
-from contracts.refs import PathPart, Ref, find_references, format_path, parse_path
+from contracts.refs import EMITS_ROOTS, ROOTS, PathPart, Ref, find_references, format_path, parse_path
 from contracts.validation import validate_payload
 from contracts.versions import parse_range, parse_version, resolve
 
@@ -38,6 +38,7 @@ __all__ = [
     "ContractCatalog",
     "ContractResolver",
     "Read",
+    "check_emits",
     "check_workflow",
     "consumer_impacts",
     "reads_of",
@@ -263,6 +264,8 @@ class _Context:
 
 
 class _Checker:
+    ref_roots: tuple[str, ...] = ROOTS
+
     def __init__(self, workflow: Workflow, resolver: Callable[[str, str], Contract | None]) -> None:
         self.workflow = workflow
         self.resolver = resolver
@@ -635,7 +638,7 @@ class _Checker:
         refs: list[Ref] = []
         if isinstance(template, str):
             try:
-                refs = find_references(template)
+                refs = find_references(template, roots=self.ref_roots)
             except ReferenceError_ as exc:
                 self.add(pointer, str(exc))
                 return
@@ -916,3 +919,43 @@ def check_workflow(
     field and line; ``ok`` is True when none is breaking.
     """
     return _Checker(workflow, resolve_contract).run()
+
+
+class _EmitsChecker(_Checker):
+    """Checks a task contract's ``emits:`` payload mapping: its references read the step's
+    ``input`` (the contract's input schema) or ``output`` (its output schema), and what it
+    makes must fit the event contract's payload schema."""
+
+    ref_roots = EMITS_ROOTS
+
+    def __init__(self, contract: Contract, event: Contract) -> None:
+        super().__init__(Workflow(name=contract.name, input_schema={}, steps={}), lambda name, r: None)
+        self.contract = contract
+        self.event = event
+
+    def label(self, pointer: str) -> str:
+        return f"{self.contract.ref} emits {self.event.ref}, " + (pointer_to_field(pointer) or "emits")
+
+    def source(self, pointer: str, ref: Ref, context: _Context) -> _Source | None:
+        schema = self.contract.input_schema if ref.root == "input" else self.contract.output_schema
+        start = _Source(schema, schema, True)
+        return self.walk(pointer, ref, start, 1, f"{self.contract.ref}'s {ref.root}")
+
+    def check(self) -> list[Finding]:
+        assert self.contract.emits is not None
+        payload = self.event.input_schema
+        context = _Context("/emits", None, "payload", EMITS_ROOTS)
+        self.fit(
+            self.contract.emits.payload, payload, payload, "/emits/payload", (), context, must_exist=True
+        )
+        return self.result.findings
+
+
+def check_emits(contract: Contract, event: Contract) -> list[Finding]:
+    """Type-check ``contract``'s ``emits:`` payload mapping against ``event`` (the newest
+    registered version of the event contract it names): every reference must exist in the
+    contract's input or output schema and fit the payload field it fills, and every field the
+    payload requires must be filled. The findings say what is wrong, each naming the field."""
+    if contract.emits is None:
+        return []
+    return _EmitsChecker(contract, event).check()

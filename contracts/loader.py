@@ -27,11 +27,14 @@ from contracts._keywords import unknown_keywords
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
+from contracts.migration import template_problems as migration_template_problems
 from contracts.model import (
     WAIT_APPROVAL,
     WAIT_SIGNAL,
     Contract,
     Deprecation,
+    Emits,
+    Migration,
     RetryPolicy,
     Schedule,
     StepSpec,
@@ -40,7 +43,7 @@ from contracts.model import (
     WaitSpec,
     Workflow,
 )
-from contracts.refs import find_references
+from contracts.refs import EMITS_ROOTS, find_references
 from contracts.validation import validate_payload
 from contracts.versions import parse_version, single_major, split_ref
 
@@ -435,6 +438,8 @@ def parse_contract_text(
                 problems.add("/deprecated/replacement", str(exc))
         deprecation = Deprecation(sunset=str(sunset), replacement=str(replacement or ""))
 
+    emits = _emits(problems, data, str(kind))
+    migration = _migration(problems, data, kind)
     timeouts = _timeouts(problems, "", data)
     retry = _retry(problems, "/retry", data.get("retry"))
     problems.raise_if_any()
@@ -455,9 +460,95 @@ def parse_contract_text(
         sensitive=tuple(str(s) for s in sensitive),
         deprecated=deprecation,
         kind=str(kind),
+        emits=emits,
         source_text=text,
         source_name=source_name,
+        migrates_from=migration,
     )
+
+
+def _emits(problems: _Problems, data: Mapping[str, Any], kind: str) -> Emits | None:
+    """``emits:`` (its shape is checked by the file schema): an event contract of the contract's
+    own team, by major, and a payload mapping whose references read ``input`` or ``output``.
+    Whether the mapping fits the event's payload schema is checked at registration, against the
+    registered event contract (``contracts.composition.check_emits``)."""
+    value = data.get("emits")
+    if not isinstance(value, Mapping) or problems.is_bad_within("/emits"):
+        return None
+    if kind == "event":
+        problems.add("/emits", "an event contract cannot emit events; 'emits' is for task contracts")
+        return None
+    event, _, major = str(value["event"]).partition("@")
+    team = str(data.get("contract", "")).split("/", 1)[0]
+    if event.split("/", 1)[0] != team:
+        problems.add(
+            "/emits/event",
+            f"{value['event']} belongs to team {event.split('/', 1)[0]}; a contract of team {team} may"
+            f" emit only its own team's events (e.g. {team}/{event.split('/', 1)[-1]}@{major})",
+        )
+        return None
+    payload = value["payload"]
+    for ref_problem in _emits_reference_problems(payload):
+        problems.add(*ref_problem)
+    return Emits(event=event, major=int(major), payload=payload)
+
+
+def _emits_reference_problems(template: Any, pointer: str = "/emits/payload") -> list[tuple[str, str]]:
+    if isinstance(template, str):
+        try:
+            find_references(template, roots=EMITS_ROOTS)
+        except ReferenceError_ as exc:
+            return [(pointer, str(exc))]
+        return []
+    found: list[tuple[str, str]] = []
+    if isinstance(template, Mapping):
+        for key, value in template.items():
+            found += _emits_reference_problems(value, f"{pointer}/{escape(str(key))}")
+    elif isinstance(template, list):
+        for index, value in enumerate(template):
+            found += _emits_reference_problems(value, f"{pointer}/{index}")
+    return found
+
+
+def _migration(problems: _Problems, data: Mapping[str, Any], kind: Any) -> Migration | None:
+    """``migrates_from:``: an older major of this same contract, and reference syntax of both
+    mappings (whether they type-check needs the registry: ``contracts.migration``)."""
+    raw = data.get("migrates_from")
+    if not isinstance(raw, Mapping) or problems.is_bad("/migrates_from"):
+        return None
+    if kind == "event":
+        problems.add("/migrates_from", "an event contract cannot declare migrates_from")
+        return None
+    name, range_text = _contract_ref(problems, "/migrates_from/contract", raw.get("contract"))
+    if not name:
+        return None
+    this = str(data.get("contract", ""))
+    if name != this:
+        problems.add(
+            "/migrates_from/contract",
+            f"migrates_from names {name}, but an adapter serves an older major of this same contract ({this})",
+        )
+        return None
+    if not range_text.lstrip("^").isdigit():
+        problems.add(
+            "/migrates_from/contract", f"name the older major alone, e.g. {name}@1 (not @{range_text})"
+        )
+        return None
+    major = int(range_text.lstrip("^"))
+    try:
+        this_major = parse_version(str(data.get("version", ""))).major
+    except VersionError:
+        return None
+    if major >= this_major:
+        problems.add(
+            "/migrates_from/contract",
+            f"migrates_from must name an older major than this version's ({this_major}), not {major}",
+        )
+        return None
+    for side in ("input", "output"):
+        for pointer, message in migration_template_problems(raw.get(side), side, f"/migrates_from/{side}"):
+            problems.add(pointer, message)
+    return Migration(contract=name, major=major, input=raw.get("input"), output=raw.get("output"))
 
 
 def _check_sensitive_path(problems: _Problems, pointer: str, path: str, schema: Any, side: str) -> None:
@@ -743,6 +834,7 @@ def parse_workflow_text(
         source_text=text,
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
+        overrides=tuple((str(k), str(v)) for k, v in (data.get("overrides") or {}).items()),
         timeout=run_timeout,
         schedules=schedules,
         lines=dict(document.lines),

@@ -105,6 +105,37 @@ class Deprecation:
 
 
 @dataclass(frozen=True)
+class Emits:
+    """``emits:`` of a task contract: the event its team publishes each time a step of the
+    contract succeeds, with a payload mapped from the step's ``input`` and ``output``."""
+
+    event: str  # "team/name" of an event contract of the same team
+    major: int
+    payload: JSON  # mapping template over ${input...} and ${output...}
+
+    @property
+    def ref(self) -> str:
+        return f"{self.event}@{self.major}"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A new major's adapter for callers of an older major (``migrates_from:``): ``input`` maps
+    the old input to the new one (``${input...}``), ``output`` the new output back to the old
+    one (``${output...}``). Once every version of the old major is retired, its callers are
+    served by this version through these mappings (docs/contracts.md, "Migration adapters")."""
+
+    contract: str  # "team/name", the same contract
+    major: int  # the older major it serves
+    input: JSON
+    output: JSON
+
+    @property
+    def ref(self) -> str:
+        return f"{self.contract}@{self.major}"
+
+
+@dataclass(frozen=True)
 class Contract:
     """One version of a contract (``team/name@MAJOR.MINOR.PATCH``)."""
 
@@ -120,10 +151,12 @@ class Contract:
     sensitive: tuple[str, ...] = ()  # "input.card_token", "output.secret"
     deprecated: Deprecation | None = None
     kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
+    emits: Emits | None = None  # a task contract's event on each success
     # The owner's limit: at most this many attempts of the contract run at once (None: none).
     max_concurrency: int | None = None
     source_text: str = ""
     source_name: str = ""
+    migrates_from: Migration | None = None
 
     @property
     def team(self) -> str:
@@ -246,6 +279,8 @@ class Workflow:
     source_text: str = ""
     source_name: str = ""
     sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
+    # (rule, reason) for every run of the workflow (``overrides: {sunset: "..."}``)
+    overrides: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None  # the run's timeout in seconds (None: none)
     schedules: tuple[Schedule, ...] = ()
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages

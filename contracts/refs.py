@@ -28,6 +28,7 @@ from typing import Any
 from contracts.errors import ReferenceError_
 
 __all__ = [
+    "EMITS_ROOTS",
     "ROOTS",
     "MissingValue",
     "PathPart",
@@ -42,6 +43,8 @@ __all__ = [
 
 PathPart = str | int
 ROOTS = ("input", "steps", "item", "event")
+# What a reference in a contract's ``emits:`` payload may start with: the step's input and output.
+EMITS_ROOTS = ("input", "output")
 
 _SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[(\*)\]")
 _ROOT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -149,10 +152,11 @@ def _escape_pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def find_references(template: Any, pointer: str = "") -> list[Ref]:
+def find_references(template: Any, pointer: str = "", *, roots: tuple[str, ...] = ROOTS) -> list[Ref]:
     """Every reference in ``template`` (strings, lists and mappings, walked recursively), in order.
 
-    Raises ReferenceError_ for a malformed reference, naming it.
+    Raises ReferenceError_ for a malformed reference, naming it. ``roots``: what a reference may
+    start with (a contract's ``emits:`` payload: ``input`` and ``output``).
     """
     found: list[Ref] = []
     if isinstance(template, str):
@@ -162,13 +166,13 @@ def find_references(template: Any, pointer: str = "") -> list[Ref]:
             if inner is None:
                 continue
             whole = start == 0 and end == len(template)
-            found.append(Ref(parse_path(inner), pointer, start, end, whole))
+            found.append(Ref(parse_path(inner, roots=roots), pointer, start, end, whole))
     elif isinstance(template, Mapping):
         for key, value in template.items():
-            found.extend(find_references(value, f"{pointer}/{_escape_pointer(str(key))}"))
+            found.extend(find_references(value, f"{pointer}/{_escape_pointer(str(key))}", roots=roots))
     elif isinstance(template, list | tuple):
         for index, value in enumerate(template):
-            found.extend(find_references(value, f"{pointer}/{index}"))
+            found.extend(find_references(value, f"{pointer}/{index}", roots=roots))
     return found
 
 
@@ -193,7 +197,7 @@ def _lookup(path: tuple[PathPart, ...], scope: Mapping[str, Any]) -> Any:
     return current
 
 
-def evaluate(template: Any, scope: Mapping[str, Any]) -> Any:
+def evaluate(template: Any, scope: Mapping[str, Any], *, roots: tuple[str, ...] = ROOTS) -> Any:
     """Evaluate ``template`` in ``scope`` (``{"input": ..., "steps": {id: {"output": ...}}, ...}``).
 
     In a mapping, a key whose value is exactly one reference to an absent value is left out (an
@@ -212,7 +216,7 @@ def evaluate(template: Any, scope: Mapping[str, Any]) -> Any:
             if inner is None:
                 pieces.append(_OPEN)
                 continue
-            value = _lookup(parse_path(inner), scope)
+            value = _lookup(parse_path(inner, roots=roots), scope)
             if start == 0 and end == len(template):
                 return value
             pieces.append(value if isinstance(value, str) else json.dumps(value, separators=(",", ":")))
@@ -222,13 +226,13 @@ def evaluate(template: Any, scope: Mapping[str, Any]) -> Any:
         result: dict[Any, Any] = {}
         for key, value in template.items():
             try:
-                result[key] = evaluate(value, scope)
+                result[key] = evaluate(value, scope, roots=roots)
             except MissingValue:
                 if not _is_whole_reference(value):
                     raise
         return result
     if isinstance(template, list | tuple):
-        return [evaluate(value, scope) for value in template]
+        return [evaluate(value, scope, roots=roots) for value in template]
     return template
 
 

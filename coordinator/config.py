@@ -21,6 +21,11 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 # with a retry-after-ms hint (--max-inflight; coordinator/api/edge.py).
 DEFAULT_MAX_INFLIGHT = 256
 
+# The JetStream stream (and subject prefix) of --events nats://..., and how long it keeps events.
+DEFAULT_EVENTS_STREAM = "ACCORD"
+DEFAULT_EVENTS_RETENTION = "30d"
+DEFAULT_EVENTS_RETENTION_S = 30 * 24 * 3600.0
+
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -99,6 +104,14 @@ class CoordinatorConfig:
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
+    # --events: NATS server URL(s) (nats://HOST:4222, tls://..., comma-separated); "" for the
+    # in-process bus. --events-stream: the JetStream stream and subject prefix. --events-retention:
+    # how long the stream keeps events (the store keeps them as well). --events-creds: a NATS
+    # credentials file.
+    events_url: str = ""
+    events_stream: str = DEFAULT_EVENTS_STREAM
+    events_retention_s: float = DEFAULT_EVENTS_RETENTION_S
+    events_credentials: Path | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property

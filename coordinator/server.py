@@ -39,7 +39,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher
 from coordinator.engine import Engine
 from coordinator.engine.schedules import Scheduler, wall_clock_ms
-from coordinator.events import InMemoryEventBus
+from coordinator.events import EventBus, InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
@@ -125,8 +125,13 @@ class Coordinator:
             sampling_env=self.telemetry.env,
         )
         await self.engine.start()
-        self.bus = InMemoryEventBus()
+        self.bus = new_event_bus(config)
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
+        try:
+            await self.events.start()  # NATS not there: UnreachableError naming it (exit 3)
+        except BaseException:
+            await self.stop()
+            raise
         self.scheduler = Scheduler(
             self.store,
             self.engine,
@@ -253,14 +258,16 @@ class Coordinator:
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))
+        if hasattr(self, "events"):
+            # Before the engine: the bus's consumer starts runs. What it had not acknowledged
+            # is delivered again, to this coordinator's next start or to another one.
+            await _stage("the event bus", self.events.close())
         if hasattr(self, "engine"):
             await _stage("the engine", self.engine.stop())  # flushes its buffered spans into the sink...
         telemetry_closer = getattr(self, "_telemetry_closer", None)
         if telemetry_closer is not None:
             # ...which forwards them before the forwarder stops
             await _stage("the telemetry forwarder", _close(telemetry_closer))
-        if hasattr(self, "bus"):
-            await _stage("the event bus", self.bus.close())
         if hasattr(self, "registry"):
             self.registry.checks.close()
         if self.store is not None:
@@ -312,6 +319,21 @@ def new_store(config: CoordinatorConfig) -> Store:
             config.store_url, pool_size=config.store_pool, retry_budget_s=config.store_retry_s
         )
     return SqliteStore(config.database)
+
+
+def new_event_bus(config: CoordinatorConfig) -> EventBus:
+    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process."""
+    if config.events_url:
+        # Imported only here: nats-py is the optional ``nats`` extra.
+        from coordinator.events.jetstream import JetStreamEventBus
+
+        return JetStreamEventBus(
+            config.events_url,
+            config.events_stream,
+            config.events_retention_s,
+            credentials=config.events_credentials,
+        )
+    return InMemoryEventBus()
 
 
 async def _close(closer: Closer) -> None:

@@ -10,7 +10,13 @@ import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import AccordError, FailedPreconditionError, InvalidArgumentError, PermissionDeniedError
+from contracts.errors import (
+    AccordError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
@@ -247,7 +253,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         offset, size = _page(request.page)
         records = (await self._registry.list_workflows(request.team))[offset : offset + size]
         return pb.ListWorkflowsResponse(
-            workflows=[convert.workflow_to_pb(r) for r in records],
+            workflows=[
+                convert.workflow_to_pb(r, await self._registry.workflow_disabled_ms(r.name)) for r in records
+            ],
             next_page_token=_next_token(offset, size, len(records)),
         )
 
@@ -256,7 +264,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResponse:
         record = await self._registry.get_workflow(request.name, request.version)
-        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record))
+        disabled = await self._registry.workflow_disabled_ms(record.name)
+        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record, disabled))
 
     # ---------- runs ----------
 
@@ -282,6 +291,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             idempotency_key=key,
             traceparent=_traceparent(context, request.trace_context),
             rerun_of=request.rerun_of,
+            overrides=dict(request.overrides),
         )
         return pb.StartRunResponse(
             run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
@@ -477,11 +487,23 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.ListEventsResponse:
         principal = current_principal()
         offset, size = _page(request.page)
-        events = await self._store.list_events(request.contract, offset, size)
+        events = await self._store.list_events(request.contract, offset, size, team=request.team)
         return pb.ListEventsResponse(
             events=[convert.event_to_pb(e, principal) for e in events],
             next_page_token=_next_token(offset, size, len(events)),
         )
+
+    @rpc
+    async def GetEvent(
+        self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetEventResponse:
+        principal = current_principal()
+        event = await self._store.get_event(request.event_id) if request.event_id else None
+        if event is None:
+            raise NotFoundError(f"event '{request.event_id}' does not exist (accord event list shows them)")
+        # Every team sees that an event happened and what it started (ListEvents does too); the
+        # payload only its team (convert.event_to_pb).
+        return pb.GetEventResponse(event=convert.event_to_pb(event, principal))
 
     # ---------- traces ----------
 
@@ -525,6 +547,62 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.ListAuditLogResponse(
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),
+        )
+
+    # ---------- lifecycle ----------
+
+    @rpc
+    async def RetireContract(
+        self, request: pb.RetireContractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetireContractResponse:
+        records = await self._registry.retire(current_principal(), request.ref)
+        return pb.RetireContractResponse(contracts=[convert.contract_to_pb(r, listed=True) for r in records])
+
+    @rpc
+    async def ListNotices(
+        self, request: pb.ListNoticesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNoticesResponse:
+        principal = current_principal()
+        if request.team and not principal.owns(request.team):
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own notices, not team {request.team}'s"
+            )
+        offset, size = _page(request.page)
+        notices = (await self._registry.notices(principal, request.team))[offset : offset + size]
+        return pb.ListNoticesResponse(
+            notices=[convert.notice_to_pb(n) for n in notices],
+            next_page_token=_next_token(offset, size, len(notices)),
+        )
+
+    @rpc
+    async def SetWorkflowEnabled(
+        self, request: pb.SetWorkflowEnabledRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetWorkflowEnabledResponse:
+        record, changed = await self._registry.set_workflow_enabled(
+            current_principal(), request.name, request.enabled
+        )
+        disabled = await self._registry.workflow_disabled_ms(record.name)
+        return pb.SetWorkflowEnabledResponse(
+            workflow=convert.workflow_to_pb(record, disabled), changed=changed
+        )
+
+    @rpc
+    async def DeleteWorkflowVersion(
+        self, request: pb.DeleteWorkflowVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteWorkflowVersionResponse:
+        await self._registry.delete_workflow_version(current_principal(), request.name, request.version)
+        return pb.DeleteWorkflowVersionResponse()
+
+    @rpc
+    async def RollbackWorkflow(
+        self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RollbackWorkflowResponse:
+        result = await self._registry.rollback_workflow(current_principal(), request.name, request.to_version)
+        return pb.RollbackWorkflowResponse(
+            workflow=convert.workflow_to_pb(result.record),
+            findings=[convert.finding_to_pb(f) for f in result.findings],
+            warnings=result.warnings,
+            registered=result.registered,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import re
 import socket
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
     DEFAULT_CHECK_BUDGET,
+    DEFAULT_EVENTS_RETENTION,
+    DEFAULT_EVENTS_STREAM,
     DEFAULT_LISTEN,
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_STORE_POOL,
@@ -232,6 +235,35 @@ def _database(ctx: typer.Context, store: str | None, db: Path | None) -> tuple[s
     return "", db
 
 
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[str, float]:
+    """The checked --events URL ("" for the in-process bus) and --events-retention in seconds."""
+    from contracts.durations import parse_duration
+
+    url = url.strip()
+    if url:
+        for server in url.split(","):
+            scheme, sep, rest = server.strip().partition("://")
+            if not sep or scheme not in ("nats", "tls") or not rest.strip("/"):
+                raise fail(
+                    f"--events {server.strip()!r}: give a NATS server as nats://HOST:PORT (or"
+                    " tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
+                )
+    if not _STREAM_NAME.match(stream):
+        raise fail(
+            f"--events-stream {stream!r}: use letters, digits, '-' and '_' only (it is a JetStream"
+            " stream name and the first token of its subjects), e.g. ACCORD"
+        )
+    retention_s = parse_duration(retention, what="--events-retention")
+    if retention_s <= 0:
+        raise fail(f"--events-retention {retention!r}: give a duration above 0, e.g. 30d")
+    if creds is not None and not creds.is_file():
+        raise fail(f"--events-creds {creds}: no such file (a NATS credentials file, .creds)")
+    return url, retention_s
+
+
 def _env(name: str) -> str:
     """The environment variable of coordinator flag ``--name``: ACCORD_ and its name in capitals."""
     return "ACCORD_" + name.upper().replace("-", "_")
@@ -375,6 +407,44 @@ def start(
             ),
         ),
     ] = DEFAULT_MAX_INFLIGHT,
+    events: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("events"),
+            help=(
+                "Where events go: a NATS JetStream server, nats://HOST:4222 (tls://HOST:4222 for TLS;"
+                " several, comma-separated), shared by every coordinator of one store; default: the"
+                " in-process bus (one coordinator process). A server that cannot be reached at"
+                " start is exit 3."
+            ),
+            show_default=False,
+        ),
+    ] = "",
+    events_stream: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("events-stream"),
+            help=(
+                "With --events: the JetStream stream, and the prefix of its subjects"
+                " (NAME.<team>.<event>.v<major>); one per installation sharing a NATS server."
+            ),
+        ),
+    ] = DEFAULT_EVENTS_STREAM,
+    events_retention: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("events-retention"),
+            help="With --events: how long the stream keeps an event (e.g. 30d, 12h); the store keeps it too.",
+        ),
+    ] = DEFAULT_EVENTS_RETENTION,
+    events_creds: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("events-creds"),
+            help="With --events: a NATS credentials file (a user JWT and its NKey seed) to log in with.",
+            show_default=False,
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -420,6 +490,7 @@ def start(
         raise fail(str(exc)) from None
     if max_payload_bytes < 1024:
         raise fail(f"--max-payload {max_payload!r}: give at least 1KiB")
+    events_url, events_retention_s = _events(events, events_stream, events_retention, events_creds)
     config = CoordinatorConfig(
         home=accord_home(),
         listen=listen,
@@ -436,6 +507,10 @@ def start(
         engine=EngineSettings(replica_poll_s=replica_poll),
         max_payload=max_payload_bytes,
         max_inflight=max_inflight,
+        events_url=events_url,
+        events_stream=events_stream,
+        events_retention_s=events_retention_s,
+        events_credentials=events_creds,
     )
     parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)

@@ -41,6 +41,9 @@ TERMINAL = {pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELL
 STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in pb.RunStatus.items()}
 WORKFLOW = "shipping/order-to-cash"
 
+# The order of the event-driven hand-off: payments publishes payments/order-paid for it.
+EVENT_ORDER = "paid-1004"
+
 # (order id, amount, what the run shows)
 RUNS = [
     ("o-1001", 4200, "a clean cross-team run"),
@@ -262,7 +265,12 @@ class Demo:
                     idempotency_key=f"demo-{order_id}",
                 )
             )
-            run = started.run
+        return self.wait(started.run.run_id)
+
+    def wait(self, run_id: str) -> pb.Run:
+        """The run once it ended (watched, at most 60 s)."""
+        with self.client("shipping") as client:
+            run = client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id)).run
             deadline = time.monotonic() + 60
             while run.status not in TERMINAL and time.monotonic() < deadline:
                 for update in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run.run_id)):
@@ -275,6 +283,27 @@ class Demo:
                 )
             final: pb.Run = client.coordinator.GetRun(pb.GetRunRequest(run_id=run.run_id)).run
             return final
+
+    def event_hand_off(self, order_id: str, amount: int) -> tuple[str, pb.Run]:
+        """payments publishes payments/order-paid; shipping's order-to-cash starts from its
+        trigger (the teams do not call each other). The event id and the run it started."""
+        with self.client("payments") as client:
+            event = client.coordinator.PublishEvent(
+                pb.PublishEventRequest(
+                    contract="payments/order-paid@1",
+                    payload_json=json.dumps({"order_id": order_id, "amount_cents": amount}),
+                    request_id=f"demo-{order_id}",
+                )
+            ).event
+            deadline = time.monotonic() + 30
+            while not event.handled_unix_ms:
+                if time.monotonic() > deadline:
+                    raise DemoError(f"the triggers of event {event.event_id} did not run within 30s")
+                time.sleep(0.05)
+                event = client.coordinator.GetEvent(pb.GetEventRequest(event_id=event.event_id)).event
+        if len(event.triggered_runs) != 1:
+            raise DemoError(f"event {event.event_id} started {len(event.triggered_runs)} runs, not 1")
+        return event.event_id, self.wait(event.triggered_runs[0])
 
     def breaking_change_report(self) -> list[str]:
         text = _assets().joinpath("charge-card-1.3.0-breaking.yaml").read_text()
@@ -315,24 +344,24 @@ def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[s
     demo = Demo(home=home, ui=ui, say=say)
     failed_story = False
     try:
-        say(f"[1/7] starting the coordinator (SQLite in {home})")
+        say(f"[1/8] starting the coordinator (SQLite in {home})")
         demo.start_coordinator()
         say(f"      gRPC on {demo.address}, UI on http://{demo.ui_address or 'off'}")
         teams = ["payments", "warehouse", "shipping", "crm"]
-        say(f"[2/7] creating teams: {', '.join(teams)} (each gets its own token)")
+        say(f"[2/8] creating teams: {', '.join(teams)} (each gets its own token)")
         demo.create_teams(teams)
-        say("[3/7] each team registers its contracts")
+        say("[3/8] each team registers its contracts")
         for ref in demo.register_contracts():
             say(f"      {ref}")
-        say("[4/7] starting one agent per team, each beside its own engine")
+        say("[4/8] starting one agent per team, each beside its own engine")
         for team, engine in demo.start_agents().items():
             say(f"      {team:<10} engine: {engine}")
         say(
-            f"[5/7] shipping registers the cross-team workflow {WORKFLOW} (type-checked against the contracts)"
+            f"[5/8] shipping registers the cross-team workflow {WORKFLOW} (type-checked against the contracts)"
         )
         version = demo.register_workflow()
         say(f"      {WORKFLOW} version {version}")
-        say("[6/7] running it")
+        say("[6/8] running it")
         results = []
         for order_id, amount, story in RUNS:
             started = time.monotonic()
@@ -345,7 +374,19 @@ def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[s
             say(line)
         expected = [pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED]
         failed_story = [run.status for run, _ in results] != expected
-        say("[7/7] payments tries to register a breaking change inside major 1 (charge-card@1.3.0)")
+        say(
+            "[7/8] payments publishes the event payments/order-paid; shipping's workflow starts from its"
+            " trigger (no call between the teams)"
+        )
+        started = time.monotonic()
+        event_id, handed = demo.event_hand_off(EVENT_ORDER, 1500)
+        elapsed = time.monotonic() - started
+        say(f"      {event_id} started {handed.run_id}")
+        say(
+            f"      {EVENT_ORDER:<14} {STATUS[handed.status]:<9} {elapsed * 1000:7.0f} ms  an event-driven hand-off"
+        )
+        failed_story = failed_story or handed.status != pb.RUN_STATUS_SUCCEEDED
+        say("[8/8] payments tries to register a breaking change inside major 1 (charge-card@1.3.0)")
         for line in demo.breaking_change_report():
             say(f"      {line}")
         flaky = results[1][0]

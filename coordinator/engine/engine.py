@@ -18,6 +18,7 @@ import asyncio
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from contracts import lifecycle
 from contracts.errors import (
+    AccordError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -37,6 +40,7 @@ from contracts.errors import (
     UnreachableError,
 )
 from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
+from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
@@ -63,6 +67,7 @@ from coordinator.store.records import (
     ATTEMPT_FAILED,
     ATTEMPT_RUNNING,
     ATTEMPT_SCHEDULED,
+    OVERRIDE_ACTION,
     RUN_RUNNING,
     RUN_TERMINAL,
     STEP_PENDING,
@@ -72,6 +77,8 @@ from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    ContractRecord,
+    EventRecord,
     IdempotencyConflict,
     OfferRecord,
     RunFilter,
@@ -138,6 +145,9 @@ class Registry(Protocol):
     def workflow_spec(self, record: WorkflowRecord) -> Workflow: ...
     async def resolve(self, name: str, version_range: str) -> Contract | None: ...
     async def contract(self, name: str, version: str) -> Contract | None: ...
+    async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]: ...
+    async def adapter_for(self, name: str, version_range: str) -> Contract | None: ...
+    async def workflow_disabled_ms(self, name: str) -> int: ...
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
     checks: Checks
@@ -218,6 +228,13 @@ class Engine:
         # How long a poll waits before reading the store again without being woken.
         self._fallback_s = settings.replica_poll_s if store.shared else float("inf")
         dispatcher.on_lost = self._handoff_lost
+        # Told of the events a commit stored (a contract's ``emits:``), to hand them on at once
+        # (coordinator.events; the events layer sits above the engine).
+        self._on_events: Callable[[list[EventRecord]], None] | None = None
+
+    def on_events_stored(self, listener: Callable[[list[EventRecord]], None]) -> None:
+        """Call ``listener`` with the events each commit stored (after the commit)."""
+        self._on_events = listener
 
     # ================= lifecycle =================
 
@@ -405,6 +422,8 @@ class Engine:
             for waiter, _ in handoffs:
                 self._dispatcher.unreserve(waiter)
             raise
+        if tr.events and self._on_events is not None:
+            self._on_events(list(tr.events))
         if tr.run is not None:
             tr.run.version = 1 if tr.new_run else tr.run.version + 1
         if tr.finished:
@@ -602,12 +621,30 @@ class Engine:
         authz.may_act_as(principal, agent.agent_id, self._dispatcher.agent(agent.agent_id))
         authz.may_serve(agent.team, agent.bindings)
         warnings: list[str] = []
+        retired: list[str] = []
         for binding in agent.bindings:
-            found = await self._registry.resolve(
-                binding.contract, f"^{binding.major}" if binding.major else "*"
-            )
-            if found is None:
+            version_range = f"^{binding.major}" if binding.major else "*"
+            found = await self._registry.resolve(binding.contract, version_range)
+            if found is not None:
+                continue
+            if not await self._registry.retired_in_range(binding.contract, version_range):
                 warnings.append(f"no version of {binding.contract}@{binding.major} is registered yet")
+                continue
+            adapter = await self._registry.adapter_for(binding.contract, version_range)
+            retired.append(
+                f"{binding.contract}@{binding.major}"
+                + (
+                    f" (its callers are served by {adapter.ref} through its migration adapter)"
+                    if adapter
+                    else ""
+                )
+            )
+        if retired:
+            # One line for all of them (the agent logs each warning as a line).
+            warnings.append(
+                f"this agent serves only retired versions of {', '.join(retired)}: they get no new tasks; "
+                "stop serving them once their runs have finished"
+            )
         # Audited only when new or changed (the store compares): agents register again after
         # every outage, and that is not a change.
         await self._store.put_agent(
@@ -643,9 +680,12 @@ class Engine:
         traceparent: str = "",
         links: list[dict[str, str]] | None = None,
         rerun_of: str = "",
+        overrides: Mapping[str, str] | None = None,
     ) -> tuple[RunView, bool]:
-        """Start a run of the newest version of a workflow (or find the one with the same
-        idempotency key: a unique key in the store, so two starts racing make one run).
+        """Start a run of the newest version of a workflow, or of version N when it is named
+        ``team/name@N`` (or find the one with the same idempotency key: a unique key in the
+        store, so two starts racing make one run). A disabled workflow starts none.
+        ``overrides``: rule -> reason (``lifecycle.OVERRIDABLE``), recorded when used.
         ``traceparent`` makes the run's span a child of the caller's span; ``links``
         (``{trace_id, span_id}``) are span links to what caused it, e.g. an event.
         ``rerun_of``: start it with the stored input of that run (which viewers only ever see
@@ -653,20 +693,39 @@ class Engine:
         if rerun_of:
             original = await self._rerun_source(principal, rerun_of, workflow_name)
             workflow_name, run_input = original.workflow, copy.deepcopy(original.input)
+        workflow_name, _, version_text = workflow_name.partition("@")
         if not is_name(workflow_name):
             raise InvalidArgumentError(
                 f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
             )
-        record = await self._registry.newest_workflow(workflow_name)
+        overrides = _checked_overrides(overrides or {})
+        if version_text:
+            if not version_text.isdigit() or int(version_text) < 1:
+                raise InvalidArgumentError(
+                    f"'{workflow_name}@{version_text}': a workflow version is a number, e.g. {workflow_name}@3"
+                )
+            record = await self._registry.workflow_version(workflow_name, int(version_text))
+            if record is None and await self._registry.newest_workflow(workflow_name) is not None:
+                raise NotFoundError(
+                    f"workflow {workflow_name} has no version {version_text} (see accord workflow show {workflow_name})"
+                )
+        else:
+            record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")
         authz.may_start(principal, record)
+        if await self._registry.workflow_disabled_ms(workflow_name):
+            raise FailedPreconditionError(
+                f"{workflow_name}: workflow is disabled; 'accord workflow enable {workflow_name}' lets it start runs again"
+            )
         if idempotency_key:
             existing = await self._store.find_run(workflow_name, principal.actor, idempotency_key)
             if existing is not None:
                 return await self._existing_start(existing, run_input, idempotency_key), False
         try:
-            view = await self._start(principal, record, run_input, idempotency_key, traceparent, links or [])
+            view = await self._start(
+                principal, record, run_input, idempotency_key, traceparent, links or [], overrides
+            )
         except IdempotencyConflict as taken:  # another start with the same key won the race
             existing = await self._store.get_run(taken.run_id)
             if existing is None:
@@ -701,6 +760,7 @@ class Engine:
         key: str,
         traceparent: str,
         links: list[dict[str, str]],
+        overrides: Mapping[str, str],
         *,
         retry: _Retry | None = None,
     ) -> RunView:
@@ -713,16 +773,42 @@ class Engine:
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
         contracts: dict[str, Contract] = dict(retry.contracts) if retry is not None else {}
+        adapted: dict[str, int] = dict(retry.original.adapted) if retry is not None else {}
         for step in spec.calls:
             if step.contract in contracts:
                 continue  # a retry: pinned to the versions of the run it retries
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
+                retired = await self._registry.retired_in_range(step.contract, step.version_range)
+                adapter = await self._registry.adapter_for(step.contract, step.version_range)
+                if retired and adapter is not None:
+                    # The old major is retired; a newer one serves its callers through its
+                    # migration adapter (docs/contracts.md, "Migration adapters").
+                    authz.may_call(record, step.id, adapter)
+                    contracts[step.contract] = adapter
+                    adapted[step.contract] = retired[-1].contract.major
+                    continue
+                if retired:
+                    newest = retired[-1].contract
+                    use = (
+                        f"; its replacement is {newest.deprecated.replacement}"
+                        if newest.deprecated and newest.deprecated.replacement
+                        else ""
+                    )
+                    raise FailedPreconditionError(
+                        f"step {step.id}: every version of {step.contract} in {step.version_range} is retired "
+                        f"({', '.join(r.contract.version for r in retired)}){use}"
+                    )
                 raise FailedPreconditionError(
                     f"step {step.id}: no registered version of {step.contract} matches {step.version_range}"
                 )
             authz.may_call(record, step.id, contract)
             contracts[step.contract] = contract
+        warnings, used = _sunset_rules(record, spec, contracts, overrides, principal.actor)
+        warnings += [
+            f"{name}@{major} is retired; this run calls it via {contracts[name].ref} through its migration adapter"
+            for name, major in adapted.items()
+        ]
         parent = parse_traceparent(traceparent)
         trace_id = parent.trace_id if parent else span_builders.new_trace_id()
         # Sampled or not, once for the whole run: every task carries it in its traceparent flags.
@@ -755,6 +841,8 @@ class Engine:
                 )
             ),
             sampled=sampled,
+            warnings=warnings,
+            adapted=adapted,
             retry_of=retry.original.run_id if retry is not None else "",
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
@@ -774,6 +862,28 @@ class Engine:
                 details=details,
             )
         )
+        for rule, (reason, source, what) in used.items():
+            # One entry per override used, in the run's own transaction: who, when, why
+            # (Store.list_overrides; the autonomy report counts them).
+            tr.audit.append(
+                AuditRecord(
+                    at_ms=created,
+                    actor=principal.actor,
+                    action=OVERRIDE_ACTION,
+                    object=run.run_id,
+                    owner_team=record.team,
+                    platform_intervention=principal.intervenes_on(record.team),
+                    details={
+                        "rule": rule,
+                        "reason": reason,
+                        "from": source,
+                        "run_id": run.run_id,
+                        "workflow": record.name,
+                        "version": record.version,
+                        "overridden": what,
+                    },
+                )
+            )
         machine.start(state, tr, self._limits)
         async with self._run_lock(run.run_id):
             await self._commit(state, tr)
@@ -821,7 +931,7 @@ class Engine:
         retry = _Retry(original, contracts, reused)
         try:
             view = await self._start(
-                principal, record, copy.deepcopy(original.input), key, "", [], retry=retry
+                principal, record, copy.deepcopy(original.input), key, "", [], {}, retry=retry
             )
         except IdempotencyConflict as taken:
             return await self._view(taken.run_id), False
@@ -1270,6 +1380,7 @@ class Engine:
         self._dispatcher.touch(agent_id)
 
         checked = await self._large_output_checked(attempt_id, output)
+        emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
             attempt = _running(state, attempt_id)
@@ -1284,12 +1395,88 @@ class Engine:
                 machine.attempt_failed(state, attempt, ATTEMPT_FAILED, violation, tr)
             else:
                 machine.attempt_succeeded(state, attempt, output, tr, self._limits)
+                if emitted is not None and emitted[0] == contract.ref:
+                    # Stored in this commit: the step's success and its event are one fact.
+                    tr.events.append(emitted[1])
+                    tr.audit.append(emitted[2])
             if request_id:
                 tr.requests[("complete", request_id)] = {"accepted": True}
             _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
         return await self._report(principal, attempt_id, ("complete", request_id), complete)
+
+    async def _emitted(self, attempt_id: str, output: Any) -> tuple[str, EventRecord, AuditRecord] | None:
+        """The event a successful attempt's contract emits (``emits:``), made before the
+        transition (the event contract is looked up, the payload validated, off the
+        transaction) and stored in its commit: ``(contract ref, event, its audit entry)``. None
+        when the contract emits none, or when the payload cannot be made or does not fit the
+        event contract: logged, and the step succeeds all the same."""
+        run_id = _run_of(attempt_id)
+        try:
+            state = await self._state(run_id)
+            attempt = state.attempts.get(attempt_id)
+            if (attempt is None or attempt.step_id not in state.steps) and self._store.shared:
+                # Another coordinator made the attempt after this one cached the run.
+                self._runs.pop(run_id, None)
+                state = await self._state(run_id)
+                attempt = state.attempts.get(attempt_id)
+        except _Gone:
+            return None
+        contract = state.contracts.get(attempt.contract) if attempt is not None else None
+        if attempt is None or contract is None or contract.emits is None:
+            return None
+        emits = contract.emits
+        run = state.record
+        step = state.steps.get(attempt.step_id)
+        try:
+            event_contract = await self._registry.resolve(emits.event, f"^{emits.major}")
+            if event_contract is None or event_contract.kind != "event":
+                raise NotFoundError(f"no event contract {emits.ref} is registered")
+            payload = evaluate(
+                emits.payload, {"input": step.input if step else None, "output": output}, roots=EMITS_ROOTS
+            )
+            violations = await self._registry.checks.validate(
+                f"the payload of {event_contract.ref}", event_contract.input_schema, payload, "event payload"
+            )
+            if violations:
+                raise InvalidArgumentError(
+                    f"the payload does not match {event_contract.ref}: "
+                    + "; ".join(str(v) for v in violations[:5])
+                )
+        except AccordError as exc:
+            logger.warning(
+                "step %s of run %s succeeded, but %s emits %s and it was not published: %s",
+                attempt.step_id,
+                run.run_id,
+                contract.ref,
+                emits.ref,
+                exc,
+                extra={"trace_id": run.trace_id},
+            )
+            return None
+        at = now_ms()
+        # One event per successful attempt, whatever the retries of its report.
+        event_id = "evt-" + hashlib.sha256(f"emits\0{attempt_id}".encode()).hexdigest()[:16]
+        event = EventRecord(
+            event_id=event_id,
+            contract=event_contract.name,
+            contract_version=event_contract.version,
+            team=event_contract.team,
+            payload=payload,
+            published_ms=at,
+            trace_context={"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)},
+            source_run=run.run_id,
+        )
+        audit = AuditRecord(
+            at_ms=at,
+            actor=contract.team,
+            action="event.publish",
+            object=event_id,
+            owner_team=event_contract.team,
+            details={"contract": event_contract.ref, "source_run": run.run_id, "step": attempt.step_id},
+        )
+        return contract.ref, event, audit
 
     async def _large_output_checked(
         self, attempt_id: str, output: Any
@@ -1412,6 +1599,75 @@ class _NoLimit:
 
 
 _NO_LIMIT = _NoLimit()
+
+
+def _checked_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for rule, reason in overrides.items():
+        if rule not in lifecycle.OVERRIDABLE:
+            raise InvalidArgumentError(
+                f"override '{rule}': no such rule; the rules a run may override: {', '.join(lifecycle.OVERRIDABLE)}"
+            )
+        reason = reason.strip()
+        if not reason:
+            raise InvalidArgumentError(f'override {rule} needs a reason: --override {rule}="why"')
+        if len(reason) > lifecycle.MAX_OVERRIDE_REASON:
+            raise InvalidArgumentError(
+                f"override {rule}: the reason is {len(reason)} characters; at most {lifecycle.MAX_OVERRIDE_REASON}"
+            )
+        checked[rule] = reason
+    return checked
+
+
+def _sunset_rules(
+    record: WorkflowRecord,
+    spec: Workflow,
+    contracts: Mapping[str, Contract],
+    overrides: Mapping[str, str],
+    actor: str,
+) -> tuple[list[str], dict[str, tuple[str, str, list[str]]]]:
+    """The warnings a new run carries for the deprecated versions it pins, and the overrides
+    it uses (rule -> (reason, where it came from, what it overrode)). A version past its sunset
+    refuses the run (FAILED_PRECONDITION) unless the start or the workflow file overrides
+    ``sunset``; runs already started are not affected (docs/contracts.md, "Deprecation")."""
+    today = lifecycle.today_utc()
+    warnings: list[str] = []
+    passed: list[Contract] = []
+    for contract in contracts.values():
+        if contract.deprecated is None:
+            continue
+        if lifecycle.sunset_passed(contract.deprecated, today):
+            passed.append(contract)
+        else:
+            warnings.append(lifecycle.deprecation_warning(contract))
+    if not passed:
+        return warnings, {}
+    reason, source = overrides.get("sunset", ""), "request"
+    if not reason:
+        reason, source = dict(spec.overrides).get("sunset", ""), "workflow file"
+    if not reason:
+        lines = []
+        for contract in passed:
+            assert contract.deprecated is not None
+            use = (
+                f"; use {contract.deprecated.replacement}"
+                if contract.deprecated.replacement
+                else "; it names no replacement"
+            )
+            lines.append(f"{contract.ref} passed its sunset {contract.deprecated.sunset}{use}")
+        raise FailedPreconditionError(
+            f"{record.name} v{record.version} calls {len(passed)} contract version(s) past their sunset, so new "
+            f'runs are refused: {"; ".join(lines)}. Move to the replacement, or start it with --override sunset="reason" '
+            '(a workflow file may say overrides: {sunset: "reason"}); the override is recorded',
+            lines,
+        )
+    for contract in passed:
+        assert contract.deprecated is not None
+        warnings.append(
+            f"{lifecycle.deprecation_warning(contract)}; the sunset has passed: started with an override "
+            f"of sunset by {actor} ({source}): {reason}"
+        )
+    return warnings, {"sunset": (reason, source, [c.ref for c in passed])}
 
 
 def _run_of(attempt_id: str) -> str:

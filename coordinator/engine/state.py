@@ -17,6 +17,7 @@ from coordinator.store.records import (
     AttemptRecord,
     AuditRecord,
     Changes,
+    EventRecord,
     OfferRecord,
     RunRecord,
     RunSnapshot,
@@ -74,6 +75,8 @@ class Transition:
         # New attempts offered by this transition, in order: the candidates for an eager hand-off.
         self.offered: list[AttemptRecord] = []
         self.spans: list[SpanRecord] = []
+        # Events this transition publishes (a contract's ``emits:``), stored in its commit.
+        self.events: list[EventRecord] = []
         self.finished = False  # the run became terminal
 
     # ---------- records ----------
@@ -158,6 +161,7 @@ class Transition:
             steps=list(self.steps.values()),
             attempts=list(self.attempts.values()),
             audit=list(self.audit),
+            events=list(self.events),
             requests=dict(self.requests),
             timers_set=[t for k, t in self.timers_set.items() if k not in fired],
             timers_clear=[k for k in self.timers_clear if k not in fired],

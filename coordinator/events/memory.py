@@ -1,37 +1,30 @@
-"""In-process EventBus: handlers run as tasks on the event loop."""
+"""In-process EventBus (the embedded default): ``publish`` runs the handler at once, in this
+process, so an event is delivered when its triggers have run."""
 
 from __future__ import annotations
-
-import asyncio
-import logging
 
 from coordinator.events.base import EventHandler
 from coordinator.store.records import EventRecord
 
-logger = logging.getLogger(__name__)
-
 
 class InMemoryEventBus:
     def __init__(self) -> None:
-        self._handlers: list[EventHandler] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._handler: EventHandler | None = None
 
-    def subscribe(self, handler: EventHandler) -> None:
-        self._handlers.append(handler)
+    @property
+    def where(self) -> str:
+        return "the in-process event bus"
+
+    def available(self) -> bool:
+        return True
+
+    async def start(self, handler: EventHandler) -> None:
+        self._handler = handler
 
     async def publish(self, event: EventRecord) -> None:
-        for handler in self._handlers:
-            task = asyncio.create_task(self._run(handler, event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _run(handler: EventHandler, event: EventRecord) -> None:
-        try:
-            await handler(event)
-        except Exception:
-            logger.exception("event handler failed for %s", event.event_id)
+        if self._handler is None:
+            raise RuntimeError("the in-process event bus was not started")
+        await self._handler(event.event_id)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._handler = None

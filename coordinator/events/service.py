@@ -1,4 +1,13 @@
-"""Publishing events: validate against the event contract, store, and start triggered runs.
+"""Publishing events: validate against the event contract, store, hand on to the bus; the
+bus runs the triggers (starts the runs of every workflow with a matching trigger).
+
+Durable first: an event is stored (with its audit entry) before it is acknowledged to the
+publisher, and only then handed to the bus (``coordinator.events.base``). A coordinator that
+dies in between leaves it "undelivered" in the store; every coordinator looks for such events
+every ``SWEEP_S`` and hands them on. The bus may deliver an event more than once (a crash after
+the triggers ran and before the bus heard so); each triggered run starts with the idempotency
+key ``event:<event id>``, unique per workflow and team, so a second delivery starts nothing.
+See docs/production.md, "Events".
 
 A triggered run is a trace of its own whose run span links to the span that published the
 event (when the publisher sent a trace context): one event may start many runs, each
@@ -7,6 +16,7 @@ owned by another team, and none of them is part of the publisher's call.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,7 +24,13 @@ import secrets
 import time
 from typing import Any
 
-from contracts.errors import AccordError, InvalidArgumentError, NotFoundError, PermissionDeniedError
+from contracts.errors import (
+    AccordError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnreachableError,
+)
 from contracts.refs import evaluate
 from contracts.versions import resolve
 from coordinator.engine import Engine
@@ -27,6 +43,18 @@ from coordinator.telemetry.propagation import event_link
 
 logger = logging.getLogger(__name__)
 
+# How often a coordinator looks for stored events no bus took (a crash between storing and
+# handing on, or a bus that was away), and how old such an event must be: younger ones are
+# still being handed on by the coordinator that stored them.
+SWEEP_S = 1.0
+SWEEP_AGE_MS = 2_000
+
+
+def trigger_key(event_id: str) -> str:
+    """The idempotency key of a run an event starts (the store keeps keys per workflow and
+    calling team, so the key with the workflow names one run per event and workflow)."""
+    return f"event:{event_id}"
+
 
 class EventService:
     def __init__(self, store: Store, registry: Registry, engine: Engine, bus: EventBus) -> None:
@@ -34,6 +62,29 @@ class EventService:
         self._registry = registry
         self._engine = engine
         self._bus = bus
+        self._handing_on: set[str] = set()  # event ids this process is handing to the bus now
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def bus(self) -> EventBus:
+        return self._bus
+
+    async def start(self) -> None:
+        """Connect the bus (``UnreachableError`` if it cannot: the coordinator does not start)
+        and begin handing on what earlier processes left undelivered, and the events steps
+        publish through their contract's ``emits:`` (stored by the engine with the step's
+        success)."""
+        await self._bus.start(self.run_triggers)
+        self._engine.on_events_stored(self._stored_by_engine)
+        self._sweeper = asyncio.create_task(self._sweep(), name="events-sweep")
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._bus.close()
 
     async def publish(
         self, principal: Principal, ref: str, payload: Any, trace_context: dict[str, str], request_id: str
@@ -63,84 +114,183 @@ class EventService:
         if request_id:
             previous = await self._store.get_request("event", request_id)
             if previous:
-                for event in await self._store.list_events(name, 0, 1000):
-                    if event.event_id == previous.get("event_id"):
-                        if _canonical(event.payload) != _canonical(payload):
-                            raise InvalidArgumentError(
-                                f"request id {request_id} already published event {event.event_id}"
-                                " with another payload; use a new request id for a new event"
-                            )
-                        return event
+                stored = await self._store.get_event(str(previous.get("event_id", "")))
+                if stored is not None:
+                    if _canonical(stored.payload) != _canonical(payload):
+                        raise InvalidArgumentError(
+                            f"request id {request_id} already published event {stored.event_id}"
+                            " with another payload; use a new request id for a new event"
+                        )
+                    return stored
             # The id follows from the request id (made once by the publisher), so a retry on any
-            # coordinator, after a lost answer or a crash between starting the runs and storing
-            # the event, is the same event and starts no run twice (their idempotency keys name it).
+            # coordinator after a lost answer is the same event.
             digest = hashlib.sha256(f"{principal.actor}\0{request_id}".encode()).hexdigest()
             event_id = f"evt-{digest[:16]}"
         else:
             event_id = f"evt-{secrets.token_hex(8)}"
-        triggered = await self._trigger(
-            principal, contract.name, contract.version, payload, trace_context, event_id
+        return await self._store_and_hand_on(
+            principal.actor,
+            principal.intervenes_on(contract.team),
+            contract.name,
+            contract.version,
+            contract.team,
+            contract.ref,
+            payload,
+            trace_context,
+            event_id,
+            request_id=request_id,
         )
+
+    async def _store_and_hand_on(
+        self,
+        actor: str,
+        intervention: bool,
+        name: str,
+        version: str,
+        team: str,
+        ref: str,
+        payload: Any,
+        trace_context: dict[str, str],
+        event_id: str,
+        *,
+        request_id: str = "",
+        source_run: str = "",
+    ) -> EventRecord:
+        if not self._bus.available():
+            # Refused before anything is stored: the publisher's retry (same request id) is the
+            # first attempt of this event.
+            raise UnreachableError(
+                f"{self._bus.where} is unreachable, so no event can be published now; nothing was"
+                " stored: try again (the same request id publishes the event once)"
+            )
         event = EventRecord(
             event_id=event_id,
-            contract=contract.name,
-            contract_version=contract.version,
-            team=contract.team,
+            contract=name,
+            contract_version=version,
+            team=team,
             payload=payload,
             published_ms=int(time.time() * 1000),
-            triggered_runs=tuple(triggered),
             trace_context=trace_context,
+            source_run=source_run,
         )
         # The entry names the event, not its payload (which may hold what the audit log's
         # readers must not see).
         audit = AuditRecord(
             at_ms=event.published_ms,
-            actor=principal.actor,
+            actor=actor,
             action="event.publish",
             object=event_id,
-            owner_team=contract.team,
-            platform_intervention=principal.intervenes_on(contract.team),
-            details={"contract": contract.ref, "triggered_runs": list(triggered)},
+            owner_team=team,
+            platform_intervention=intervention,
+            details={"contract": ref, **({"source_run": source_run} if source_run else {})},
         )
         changes = Changes(events=[event], audit=[audit])
         if request_id:
             changes.requests[("event", request_id)] = {"event_id": event_id}
         await self._store.apply(changes)
-        await self._bus.publish(event)
+        # Acknowledged once stored; handed on in the background (and by the sweep, should this
+        # process die first).
+        self._spawn(self._hand_on(event))
         return event
 
-    async def _trigger(
-        self,
-        principal: Principal,
-        name: str,
-        version: str,
-        payload: Any,
-        trace_context: dict[str, str],
-        event_id: str,
-    ) -> list[str]:
+    def _stored_by_engine(self, events: list[EventRecord]) -> None:
+        for event in events:
+            self._spawn(self._hand_on(event))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hand_on(self, event: EventRecord) -> None:
+        if event.event_id in self._handing_on:
+            return
+        self._handing_on.add(event.event_id)
+        try:
+            await self._bus.publish(event)
+            await self._store.mark_event_delivered(event.event_id, int(time.time() * 1000))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # left undelivered: the sweep hands it on again
+            logger.warning(
+                "event %s is stored but %s did not take it yet (%s); it is handed on again within %.0fs",
+                event.event_id,
+                self._bus.where,
+                exc,
+                SWEEP_S + SWEEP_AGE_MS / 1000,
+            )
+        finally:
+            self._handing_on.discard(event.event_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            if not self._bus.available():
+                continue
+            try:
+                due = await self._store.undelivered_events(int(time.time() * 1000) - SWEEP_AGE_MS, 100)
+            except Exception as exc:  # the store is away: it says so itself
+                logger.debug("looking for undelivered events failed: %s", exc)
+                continue
+            for event in due:
+                await self._hand_on(event)
+
+    async def run_triggers(self, event_id: str) -> None:
+        """The bus's handler: start the run of every workflow with a trigger matching the event
+        (once: again after a redelivery, it finds the runs started) and record them with it.
+        Raises when that could not be done (the store is away): the bus delivers it again."""
+        event = await self._store.get_event(event_id)
+        if event is None:
+            # Stored by a coordinator of another installation sharing the stream by mistake,
+            # or pruned: nothing to run.
+            logger.warning("event %s is not in the store; its triggers are not run", event_id)
+            return
+        if event.handled_ms:
+            return
+        started = await self._trigger(event)
+        await self._store.record_event_handled(event_id, started, int(time.time() * 1000))
+
+    async def _trigger(self, event: EventRecord) -> list[str]:
         started: list[str] = []
-        link = event_link(trace_context)
+        link = event_link(event.trace_context)
+        key = trigger_key(event.event_id)
         for record in await self._registry.list_workflows(""):
             try:
                 spec = self._registry.workflow_spec(record)
             except AccordError:
                 continue
             for trigger in spec.triggers:
-                if trigger.on != name or resolve(trigger.version_range, [version]) is None:
+                if (
+                    trigger.on != event.contract
+                    or resolve(trigger.version_range, [event.contract_version]) is None
+                ):
+                    continue
+                # The run belongs to the workflow's team: it starts on that team's behalf.
+                principal = Principal(team=record.team)
+                existing = await self._store.find_run(record.name, principal.actor, key)
+                if existing is not None:  # delivered before; its runs were started then
+                    started.append(existing.run_id)
+                    continue
+                if await self._registry.workflow_disabled_ms(record.name):
+                    # A disabled workflow's triggers do not fire (docs/workflows.md, "Versions and commands").
+                    logger.info(
+                        "event %s did not start %s: the workflow is disabled", event.event_id, record.name
+                    )
                     continue
                 try:
-                    run_input = evaluate(trigger.input, {"event": payload})
-                    # The run belongs to the workflow's team: it starts on that team's behalf.
+                    run_input = evaluate(trigger.input, {"event": event.payload})
                     view, _ = await self._engine.start_run(
-                        Principal(team=record.team),
+                        principal,
                         record.name,
                         run_input,
-                        idempotency_key=f"event:{event_id}",
+                        idempotency_key=key,
                         links=[link] if link else [],
                     )
                     started.append(view.run.run_id)
+                except UnreachableError:
+                    raise  # the store is away: the whole event is delivered again
                 except AccordError as exc:
-                    logger.warning("event %s did not start %s: %s", event_id, record.name, exc)
+                    logger.warning("event %s did not start %s: %s", event.event_id, record.name, exc)
         return started
 
 

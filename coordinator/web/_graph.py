@@ -210,7 +210,43 @@ def team_graph(teams: Iterable[str], workflows: Iterable[JSONDict]) -> JSONDict:
     for edge in edges.values():
         edge["workflows"].sort()
         edge["contracts"].sort()
+    event_edges: dict[tuple[str, str], JSONDict] = {}
+    for workflow in workflows:
+        listener = workflow.get("team") or workflow["name"].split("/", 1)[0]
+        for event in workflow_triggers(workflow):
+            publisher = event.split("/", 1)[0]
+            names.add(publisher)
+            edge = event_edges.setdefault(
+                (publisher, listener), {"from": publisher, "to": listener, "workflows": [], "events": []}
+            )
+            if workflow["name"] not in edge["workflows"]:
+                edge["workflows"].append(workflow["name"])
+            if event not in edge["events"]:
+                edge["events"].append(event)
+    for edge in event_edges.values():
+        edge["workflows"].sort()
+        edge["events"].sort()
     return {
         "teams": [{"name": n, "workflows": owned.get(n, 0)} for n in sorted(names)],
         "edges": sorted(edges.values(), key=lambda e: (e["from"], e["to"])),
+        # A team's events start another team's workflows (their triggers): from the publisher.
+        "event_edges": sorted(event_edges.values(), key=lambda e: (e["from"], e["to"])),
     }
+
+
+def workflow_triggers(workflow: JSONDict) -> list[str]:
+    """The event contracts (``team/name``) the workflow's ``triggers:`` start on."""
+    try:
+        source = yaml.safe_load(workflow.get("source_text") or "") or {}
+    except yaml.YAMLError:
+        return []
+    triggers = source.get("triggers") if isinstance(source, dict) else None
+    out: list[str] = []
+    for trigger in triggers if isinstance(triggers, list) else []:
+        # PyYAML reads a bare `on` key as the boolean True (YAML 1.1).
+        on = (trigger.get("on") or trigger.get(True)) if isinstance(trigger, dict) else None
+        if isinstance(on, str) and "/" in on:
+            name = on.split("@", 1)[0].strip()
+            if name not in out:
+                out.append(name)
+    return out

@@ -67,6 +67,7 @@ def run_to_dict(run: pb.Run) -> JSONDict:
         "trace_id": run.trace_id,
         "pinned_versions": dict(run.pinned_versions),
         "started_by": run.started_by,
+        "warnings": list(run.warnings),
         "deadline_ms": run.deadline_unix_ms,
         "retry_of": run.retry_of,
         "steps": [step_to_dict(s) for s in run.steps],
@@ -174,6 +175,7 @@ def contract_to_dict(c: pb.Contract) -> JSONDict:
         "source_text": c.source_text,
         "registered_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
+        "retired_ms": c.retired_unix_ms,
     }
 
 
@@ -198,6 +200,23 @@ def consumer_to_dict(c: pb.ConsumerImpact) -> JSONDict:
         "step": c.step,
         "field": c.field,
         "message": c.message,
+        "runs_last_30_days": c.runs_last_30_days,
+    }
+
+
+def notice_to_dict(n: pb.Notice) -> JSONDict:
+    return {
+        "kind": n.kind,
+        "contract": n.contract,
+        "sunset": n.sunset,
+        "replacement": n.replacement,
+        "past_sunset": n.past_sunset,
+        "workflow": n.workflow,
+        "workflow_version": n.workflow_version,
+        "step": n.step,
+        "team": n.team,
+        "runs_last_30_days": n.runs_last_30_days,
+        "message": n.message,
     }
 
 
@@ -260,6 +279,19 @@ class GrpcSource:
     async def get_run(self, token: str, run_id: str) -> JSONDict:
         reply = await self._call(token, self._get_stub().GetRun, pb.GetRunRequest(run_id=run_id))
         return run_to_dict(reply.run)
+
+    async def get_event(self, token: str, event_id: str) -> JSONDict:
+        reply = await self._call(token, self._get_stub().GetEvent, pb.GetEventRequest(event_id=event_id))
+        e = reply.event
+        return {
+            "event_id": e.event_id,
+            "contract": e.contract,
+            "contract_version": e.contract_version,
+            "team": e.team,
+            "published_ms": e.published_unix_ms,
+            "source_run": e.source_run,
+            "triggered_runs": list(e.triggered_runs),
+        }
 
     async def get_trace(self, token: str, run_id: str) -> JSONDict:
         reply = await self._call(token, self._get_stub().GetRunTrace, pb.GetRunTraceRequest(run_id=run_id))
@@ -332,6 +364,11 @@ class GrpcSource:
             page_token = reply.next_page_token
             if not page_token:
                 return out
+
+    async def list_notices(self, token: str, team: str = "") -> list[JSONDict]:
+        request = pb.ListNoticesRequest(team=team, page=common_pb2.PageRequest(page_size=_PAGE_MAX))
+        reply = await self._call(token, self._get_stub().ListNotices, request)
+        return [notice_to_dict(n) for n in reply.notices]
 
     async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]:
         out: list[JSONDict] = []

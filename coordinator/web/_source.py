@@ -62,6 +62,10 @@ class Source(Protocol):
 
     async def get_run(self, token: str, run_id: str) -> JSONDict: ...
 
+    async def get_event(self, token: str, event_id: str) -> JSONDict:
+        """``{"event_id", "contract", "contract_version", "team", "published_ms", "source_run",
+        "triggered_runs"}`` (no payload: the UI shows what started a run, not what it carried)."""
+
     async def get_trace(self, token: str, run_id: str) -> JSONDict:
         """``{"trace_id": str, "spans": [span, ...]}``, spans scoped to the viewer."""
 
@@ -90,6 +94,10 @@ class Source(Protocol):
         """``{"findings": [...], "breaking": bool, "same_major": bool}``."""
 
     async def contract_consumers(self, token: str, ref: str) -> list[JSONDict]: ...
+
+    async def list_notices(self, token: str, team: str = "") -> list[JSONDict]:
+        """Deprecations and retirements that concern the viewer's team (the admin: ``team``'s,
+        or every team's); the shape of docs/ui-api.md, ``/api/v1/notices``."""
 
     async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]: ...
 

@@ -84,6 +84,7 @@ PAGES = {
     "/contracts/{team}/{name}": "contract",
     "/teams": "teams",
     "/audit": "audit",
+    "/notices": "notices",
 }
 
 
@@ -486,9 +487,17 @@ class UiApp:
         for step in run["steps"]:
             end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
             step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
+        started_by_event = None
+        key = str(run.get("idempotency_key") or "")
+        if key.startswith("event:"):  # started by an event's trigger (coordinator/events)
+            try:
+                started_by_event = await self.source.get_event(session.token, key[len("event:") :])
+            except RemoteError:
+                started_by_event = {"event_id": key[len("event:") :]}  # pruned: the id alone
         return ApiJSONResponse(
             {
                 "run": run,
+                "started_by_event": started_by_event,
                 "graph": step_graph(workflow, run["steps"]),
                 "teams": sorted({run["team"], *(s["team"] for s in run["steps"])}),
                 "viewer": {"team": principal.team, "admin": principal.admin},
@@ -605,6 +614,7 @@ class UiApp:
                     "version": c["version"],
                     "description": c["description"],
                     "deprecated": c["deprecated"],
+                    "retired_ms": c.get("retired_ms", 0),
                     "visibility": c["visibility"],
                     "registered_ms": c["registered_ms"],
                 }
@@ -699,6 +709,19 @@ class UiApp:
             }
         )
 
+    # ---------- notices API
+
+    async def list_notices(self, request: Request) -> Response:
+        """What concerns the viewer's team: deprecated or retired versions its workflows call,
+        and who still calls the deprecated versions it owns (docs/ui-api.md)."""
+        session = await self.require_session(request)
+        team = request.query_params.get("team", "").strip()
+        notices = await self.call(request, session, lambda: self.source.list_notices(session.token, team))
+        principal = session.principal
+        return ApiJSONResponse(
+            {"notices": notices, "viewer": {"team": principal.team, "admin": principal.admin}}
+        )
+
     async def teams_graph(self, request: Request) -> Response:
         session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
@@ -784,6 +807,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),
         Route(f"{api}/teams/graph", _api(ui.teams_graph), methods=["GET"]),
         Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
+        Route(f"{api}/notices", _api(ui.list_notices), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

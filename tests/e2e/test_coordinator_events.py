@@ -3,7 +3,8 @@
 payments owns the event contract payments/order-paid; shipping owns a workflow that the event
 triggers. Publishing starts the workflow with the trigger's mapped input and it runs to the end;
 a bad payload and another team's publish are refused; ListEvents names the runs an event
-started; the triggered run's span links to the span that published the event.
+started; the triggered run's span links to the span that published the event. All with the
+in-process event bus, the default (tests/e2e/test_events_nats.py: the same over NATS).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import InvalidArgumentError, PermissionDeniedError
 from tests.support.agent import Call
 from tests.support.coordinator import ACCORD
+from tests.support.events import handled
 from tests.support.scenario import contract, wait_run
 
 ORDER_PAID = """
@@ -80,13 +82,15 @@ async def world(coordinator, test_agent):
 
 
 async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
+    """Publish, then wait until the event's triggers ran (they run after the answer)."""
     async with coordinator.client(token) as client:
         response = await client.coordinator.PublishEvent(
             pb.PublishEventRequest(
                 contract="payments/order-paid@1", payload_json=json.dumps(payload), **fields
             )
         )
-    return response.event
+        assert response.event.event_id.startswith("evt-")
+        return await handled(client, response.event.event_id)
 
 
 async def _run_span(coordinator, token: str, run: pb.Run, within: float = 30.0) -> pb.Span:
@@ -193,7 +197,7 @@ async def test_cli_event_publish_and_list(coordinator, world, tmp_path):
     published = await asyncio.to_thread(
         _cli,
         coordinator,
-        "event", "publish", "payments/order-paid@^1", "--payload", f"@{payload_file}",
+        "event", "publish", "payments/order-paid@^1", "--payload", f"@{payload_file}", "--wait",
         token=tokens["payments"],
         env={"TRACEPARENT": f"00-{PUBLISHER_TRACE}-{PUBLISHER_SPAN}-01"},
     )  # fmt: skip
@@ -283,3 +287,62 @@ async def test_a_publish_retried_after_a_crash_half_way_starts_no_run_twice(coor
         await _publish(
             coordinator, tokens["payments"], {**payload, "amount_cents": 1}, request_id="pub-crash"
         )
+
+
+async def test_cli_event_tail_show_and_list_by_team(coordinator, world):
+    tokens, _ = world
+    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
+        [ACCORD, "event", "tail", "--team", "payments", "--every", "0.1", "--json"],
+        env=coordinator.env(tokens["payments"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=coordinator.home,
+    )
+    try:
+        # tail shows only what is published after it started: it says when it follows.
+        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
+        assert ready.startswith("following new events"), ready
+        first = await _publish(coordinator, tokens["payments"], {"order_id": "o-t1", "amount_cents": 3})
+        line = await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 60)
+        shown = json.loads(line)
+        assert shown["event_id"] == first.event_id and shown["contract"] == "payments/order-paid"
+        assert shown["payload"] == {"order_id": "o-t1", "amount_cents": 3}
+    finally:
+        tail.kill()
+        tail.wait()
+
+    show = await asyncio.to_thread(
+        _cli, coordinator, "event", "show", first.event_id, "--json", token=tokens["payments"]
+    )
+    assert show.returncode == 0, show.stderr
+    event = json.loads(show.stdout)
+    assert event["handled_unix_ms"] and len(event["triggered_runs"]) == 1 and event["source_run"] == ""
+    missing = await asyncio.to_thread(
+        _cli, coordinator, "event", "show", "evt-nope", token=tokens["payments"]
+    )
+    assert missing.returncode == 2 and "event 'evt-nope' does not exist" in missing.stderr
+
+    for team, expected in (("payments", [first.event_id]), ("shipping", [])):
+        listed = await asyncio.to_thread(
+            _cli, coordinator, "event", "list", "--team", team, "--json", token=tokens["shipping"]
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [e["event_id"] for e in json.loads(listed.stdout)] == expected
+
+    # publish without --wait: the event id at once; with --wait --json: the event once handled.
+    quick = await asyncio.to_thread(
+        _cli, coordinator, "event", "publish", "payments/order-paid@1", "--payload", '{"order_id": "o-t2", "amount_cents": 1}',
+        token=tokens["payments"],
+    )  # fmt: skip
+    assert (
+        quick.returncode == 0 and quick.stdout.strip().startswith("evt-") and len(quick.stdout.split()) == 1
+    )
+    waited = await asyncio.to_thread(
+        _cli, coordinator, "event", "publish", "payments/order-paid@1", "--payload", '{"order_id": "o-t3", "amount_cents": 1}', "--wait", "--json",
+        token=tokens["payments"],
+    )  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    assert (
+        json.loads(waited.stdout)["handled_unix_ms"] and len(json.loads(waited.stdout)["triggered_runs"]) == 1
+    )

@@ -25,6 +25,8 @@ def test_demo_tells_the_story_and_stops(tmp_path: Path) -> None:
     assert "o-1001         succeeded" in out
     assert "flaky-1002     succeeded" in out
     assert "declined-1003  failed" in out
+    # The event-driven hand-off: payments' event starts shipping's workflow.
+    assert "paid-1004      succeeded" in out and "an event-driven hand-off" in out
     assert "CardDeclined" in out
     # the refused breaking change names the consumer workflow, its team and the field it reads
     assert "breaks workflow shipping/order-to-cash" in out

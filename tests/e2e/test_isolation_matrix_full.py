@@ -266,6 +266,23 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
             "ReleaseTask",
             agent_pb.ReleaseTaskRequest(agent_id="payments-1", attempt_id=w.attempt_id),
         ),
+        "RetireContract": ("coordinator", "RetireContract", pb.RetireContractRequest(ref="payments/work@1")),
+        "ListNotices": ("coordinator", "ListNotices", pb.ListNoticesRequest(team="payments")),
+        "SetWorkflowEnabled": (
+            "coordinator",
+            "SetWorkflowEnabled",
+            pb.SetWorkflowEnabledRequest(name="payments/single", enabled=False),
+        ),
+        "DeleteWorkflowVersion": (
+            "coordinator",
+            "DeleteWorkflowVersion",
+            pb.DeleteWorkflowVersionRequest(name="payments/single", version=1),
+        ),
+        "RollbackWorkflow": (
+            "coordinator",
+            "RollbackWorkflow",
+            pb.RollbackWorkflowRequest(name="payments/single", to_version=1),
+        ),
     }
 
 
@@ -304,6 +321,11 @@ REFUSED = [
     "FailTask",
     "ReleaseTask",
     "ReleaseTask(their agent)",
+    "RetireContract",
+    "ListNotices",
+    "SetWorkflowEnabled",
+    "DeleteWorkflowVersion",
+    "RollbackWorkflow",
 ]
 
 
@@ -409,6 +431,9 @@ async def _list_events(w: World, client: AsyncClient) -> None:
     assert events and all(e.team == "payments" and not e.payload_json for e in events)
     everything = (await client.coordinator.ListEvents(pb.ListEventsRequest())).events
     assert SECRET not in str(everything)
+    # One event: that it happened and what it started, not its payload.
+    one = (await client.coordinator.GetEvent(pb.GetEventRequest(event_id=events[0].event_id))).event
+    assert one.event_id == events[0].event_id and one.team == "payments" and not one.payload_json
 
 
 async def _audit_log(w: World, client: AsyncClient) -> None:
@@ -447,7 +472,7 @@ SCOPED: dict[str, Check] = {
     "ListRuns": _list_runs,
     "GetRun(involved)": _get_involved_run,
     "WatchRun(involved)": _watch_involved_run,
-    "ListEvents": _list_events,
+    "ListEvents/GetEvent": _list_events,
     "ListAuditLog(own)": _audit_log,
     "ListTeamTokens(own)": _own_tokens,
     "PollTask(own agent)": _poll_only_own_queues,

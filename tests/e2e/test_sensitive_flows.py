@@ -22,6 +22,7 @@ from coordinator.telemetry.otlp import to_resource_spans
 from coordinator.web._sessions import COOKIE_NAME
 from tests.e2e.agent_harness import Agents, Team, agent_config, agents_fixture, contract_yaml, new_team, shell  # noqa: F401
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.events import handled
 from tests.support.wait import wait_until
 
 CARD = "4111-2222-3333-4444"
@@ -305,7 +306,7 @@ triggers:
                 contract=f"{vault.name}/card-issued@1", payload_json=json.dumps({"card": CARD})
             )
         )
-    [run_id] = published.event.triggered_runs
+        [run_id] = (await handled(client, published.event.event_id)).triggered_runs
     run = await shop.wait_run(run_id)
     assert run.status == pb.RUN_STATUS_SUCCEEDED, run
 

@@ -133,3 +133,22 @@ def test_team_graph_points_from_caller_to_contract_owner() -> None:
         ("shipping", "warehouse"),
     ]
     assert {t["name"] for t in graph["teams"]} == {"crm", "payments", "shipping", "warehouse"}
+
+
+def test_team_graph_has_event_edges_from_the_publisher_to_the_triggered_team() -> None:
+    source = (
+        "workflow: shipping/on-paid\ninput: {type: object}\nsteps: {}\n"
+        "triggers:\n  - on: payments/order-paid@^1\n    input: {}\n"
+        "  - on: payments/refunded@^2\n    input: {}\n"
+    )
+    workflow = {"name": "shipping/on-paid", "team": "shipping", "source_text": source, "definition": {}}
+    graph = team_graph([], [workflow])
+    assert graph["event_edges"] == [
+        {
+            "from": "payments",
+            "to": "shipping",
+            "workflows": ["shipping/on-paid"],
+            "events": ["payments/order-paid", "payments/refunded"],
+        }
+    ]
+    assert graph["edges"] == [] and {t["name"] for t in graph["teams"]} == {"payments", "shipping"}

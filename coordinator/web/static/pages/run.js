@@ -122,9 +122,23 @@ export async function render(main, args, viewer) {
         h("span", {}, `took ${fmtDuration(duration)}${data.live ? " so far" : ""}`),
         run.started_by ? h("span", {}, `by ${run.started_by}`) : null,
         run.idempotency_key ? h("span", { class: "mono small" }, `key ${run.idempotency_key}`) : null,
+        data.started_by_event ? startedByEvent(data.started_by_event) : null,
         h("span", { class: "mono small muted" }, `trace ${run.trace_id}`),
         data.live ? h("span", { class: "live-dot" }, "● live") : null),
-      h("div", { id: "action-error", class: "banner error", hidden: true }));
+      h("div", { id: "action-error", class: "banner error", hidden: true }),
+      // What the caller should know about the contract versions the run pinned: a deprecation
+      // (sunset, replacement), a sunset overridden (docs/ui.md, "Run page").
+      (run.warnings || []).length
+        ? h("div", { class: "banner warn", id: "run-warnings" }, run.warnings.map((w) => h("div", { class: "run-warning" }, w)))
+        : null);
+  }
+
+  // A run an event started: the event (accord event show ID) and the run whose step published it.
+  function startedByEvent(ev) {
+    return h("span", { id: "started-by-event" }, "started by event ",
+      h("span", { class: "mono", title: "accord event show " + ev.event_id }, ev.event_id),
+      ev.contract ? h("span", {}, " (", h("a", { href: `/contracts/${ev.contract}`, class: "mono" }, `${ev.contract}@${ev.contract_version}`), ")") : null,
+      ev.source_run ? h("span", {}, " published by run ", h("a", { href: `/runs/${ev.source_run}`, class: "mono", id: "event-source-run" }, ev.source_run)) : null);
   }
 
   function drawBanner() {
