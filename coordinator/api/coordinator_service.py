@@ -591,6 +591,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.DeleteWorkflowVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteWorkflowVersionResponse:
         await self._registry.delete_workflow_version(current_principal(), request.name, request.version)
+        if self._scheduler is not None:  # the newest version, and so the schedules, may change
+            await self._scheduler.sync_workflow(request.name)
         return pb.DeleteWorkflowVersionResponse()
 
     @rpc
@@ -598,6 +600,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RollbackWorkflowResponse:
         result = await self._registry.rollback_workflow(current_principal(), request.name, request.to_version)
+        if self._scheduler is not None:  # the schedules are the restored version's
+            await self._scheduler.sync_workflow(request.name)
         return pb.RollbackWorkflowResponse(
             workflow=convert.workflow_to_pb(result.record),
             findings=[convert.finding_to_pb(f) for f in result.findings],
