@@ -358,6 +358,8 @@ TIMER_RETRY = "retry"  # key: "<run id>/<step id>": start the step's next attemp
 TIMER_SCHEDULE_TO_START = "schedule_to_start"  # key: attempt id: no agent took it in time
 TIMER_START_TO_CLOSE = "start_to_close"  # key: attempt id: it ran too long
 TIMER_LEASE = "lease"  # key: attempt id: its agent stopped heartbeating
+# key: "<run id>/<step id>": validate the step's large mapped input in a worker, then start it
+TIMER_CHECK_INPUT = "check_input"
 TIMER_WAIT = "wait"  # key: "<run id>/<step id>": a waiting step's timeout (its on_timeout applies)
 TIMER_RUN_TIMEOUT = "run_timeout"  # key: run id: the run's own timeout (it fails with RunTimeout)
 TIMER_KINDS = frozenset(
@@ -366,6 +368,7 @@ TIMER_KINDS = frozenset(
         TIMER_SCHEDULE_TO_START,
         TIMER_START_TO_CLOSE,
         TIMER_LEASE,
+        TIMER_CHECK_INPUT,
         TIMER_WAIT,
         TIMER_RUN_TIMEOUT,
     }
