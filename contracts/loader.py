@@ -442,10 +442,14 @@ def parse_contract_text(
     migration = _migration(problems, data, kind)
     timeouts = _timeouts(problems, "", data)
     retry = _retry(problems, "/retry", data.get("retry"))
+    if not problems.is_bad("/version"):
+        try:  # the file schema's pattern says the shape, not the bounds of each number
+            parse_version(str(data.get("version")))
+        except VersionError as exc:
+            problems.add("/version", str(exc))
     problems.raise_if_any()
 
     version = str(data["version"])
-    parse_version(version)  # guaranteed by the schema pattern; keeps the contract honest
     return Contract(
         name=str(data["contract"]),
         version=version,
