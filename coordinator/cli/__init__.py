@@ -16,6 +16,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     lifecycle_cmd,
     policy_cmd,
     run_cmd,
+    schedule_cmd,
     server_cmd,
     team_cmd,
     trace_cmd,
