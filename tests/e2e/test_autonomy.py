@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import time
 from pathlib import Path
 
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
@@ -333,11 +334,13 @@ async def test_the_report_still_covers_runs_that_retention_deleted(tmp_path: Pat
         assert (ok.status, failed.status) == (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED)
         async with coordinator.client(payments) as client:
             for run in (ok, failed):  # wait for retention to delete them (the event waited for)
+                deadline = time.monotonic() + 60  # an upper bound on a loaded machine, not a timing
                 while True:
                     try:
                         await client.coordinator.GetRun(pb.GetRunRequest(run_id=run.run_id))
                     except NotFoundError:
                         break
+                    assert time.monotonic() < deadline, f"retention never deleted {run.run_id}"
                     await asyncio.sleep(0.1)
             audit = list((await client.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries)
         registered = next(e.at_unix_ms for e in audit if e.object == "payments/checkout v1")
