@@ -563,7 +563,7 @@ class Engine:
     ) -> TeamLimits:
         """The admin sets a team's limits (a value left None stays as it is; 0 removes it)."""
         if not principal.admin:
-            raise PermissionDeniedError("only the admin sets a team's limits")
+            raise PermissionDeniedError(f"only the admin sets a team's limits (team {team}'s here)")
         if await self._store.get_team(team) is None:
             raise NotFoundError(f"team {team} does not exist")
         if max_concurrency is not None and not 0 <= max_concurrency <= 1_000_000:
@@ -1036,6 +1036,9 @@ class Engine:
         stored = await self._store.get_run(run_id)
         if stored is None:
             raise NotFoundError(f"run {run_id} does not exist")
+        # A team that takes no part learns nothing of the run's steps (the teams a waiting step
+        # names take part in its runs).
+        authz.may_see(principal, stored)
         workflow = await self._registry.workflow_version(stored.workflow, stored.workflow_version)
         spec = self._registry.workflow_spec(workflow) if workflow is not None else None
         step_spec = spec.steps.get(step_id) if spec is not None else None
