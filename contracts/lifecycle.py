@@ -6,12 +6,26 @@ from __future__ import annotations
 
 import datetime
 
+from contracts.errors import InvalidArgumentError
 from contracts.model import Contract, Deprecation
 
 # The rules a run may override, each with a reason that is recorded (docs/workflows.md,
-# "Overrides"). The governance rules of a later release use the same form.
+# "Overrides"). Policy rules use the same form (docs/governance.md).
 OVERRIDABLE = ("sunset",)
 MAX_OVERRIDE_REASON = 500
+
+
+def override_reason(rule: str, reason: str) -> str:
+    """The reason of ``--override RULE="reason"``, trimmed; raises InvalidArgumentError when it
+    is empty or longer than MAX_OVERRIDE_REASON (the same form for run and policy overrides)."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidArgumentError(f'override {rule} needs a reason: --override {rule}="why"')
+    if len(reason) > MAX_OVERRIDE_REASON:
+        raise InvalidArgumentError(
+            f"override {rule}: the reason is {len(reason)} characters; at most {MAX_OVERRIDE_REASON}"
+        )
+    return reason
 
 
 def today_utc() -> datetime.date:

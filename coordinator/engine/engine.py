@@ -1716,14 +1716,7 @@ def _checked_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
             raise InvalidArgumentError(
                 f"override '{rule}': no such rule; the rules a run may override: {', '.join(lifecycle.OVERRIDABLE)}"
             )
-        reason = reason.strip()
-        if not reason:
-            raise InvalidArgumentError(f'override {rule} needs a reason: --override {rule}="why"')
-        if len(reason) > lifecycle.MAX_OVERRIDE_REASON:
-            raise InvalidArgumentError(
-                f"override {rule}: the reason is {len(reason)} characters; at most {lifecycle.MAX_OVERRIDE_REASON}"
-            )
-        checked[rule] = reason
+        checked[rule] = lifecycle.override_reason(rule, reason)
     return checked
 
 

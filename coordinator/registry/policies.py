@@ -62,14 +62,7 @@ def _checked_overrides(overrides: dict[str, str], known: set[str]) -> dict[str, 
         if rule not in known:
             listing = ", ".join(sorted(known)) or "none are applied"
             raise InvalidArgumentError(f"override '{rule}': no such policy rule; the rules: {listing}")
-        reason = reason.strip()
-        if not reason:
-            raise InvalidArgumentError(f'override {rule} needs a reason: --override {rule}="why"')
-        if len(reason) > lifecycle.MAX_OVERRIDE_REASON:
-            raise InvalidArgumentError(
-                f"override {rule}: the reason is {len(reason)} characters; at most {lifecycle.MAX_OVERRIDE_REASON}"
-            )
-        checked[rule] = reason
+        checked[rule] = lifecycle.override_reason(rule, reason)
     return checked
 
 
