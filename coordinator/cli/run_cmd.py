@@ -119,9 +119,18 @@ def print_run(run: pb.Run) -> None:
     if run.HasField("error") and run.error.message:
         typer.echo(f"  error     {run.error.type}: {run.error.message}")
     typer.echo("steps:")
+    from coordinator.telemetry.hops import shown_step_status, step_was_started
+
     width = max((len(s.id) for s in run.steps), default=4)
+    step_ids = [s.id for s in run.steps]
     for step in run.steps:
-        line = f"  {step.id:<{width}}  {_status('StepStatus', step.status):<9}  {step.contract}@{step.contract_version} (team {step.team})"
+        # "not started" for a step its run ended before it began, as the trace and the UI say.
+        status = shown_step_status(
+            _status("StepStatus", step.status), step_was_started(step.id, len(step.attempts), step_ids)
+        )
+        line = (
+            f"  {step.id:<{width}}  {status:<11}  {step.contract}@{step.contract_version} (team {step.team})"
+        )
         if step.attempts:
             line += f"  attempts {len(step.attempts)}"
         typer.echo(line)

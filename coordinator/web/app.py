@@ -48,6 +48,7 @@ from contracts.errors import (
     UnauthenticatedError,
     UnreachableError,
 )
+from coordinator.telemetry.hops import shown_step_status, step_was_started
 from coordinator.web._graph import step_graph, team_graph
 from coordinator.web._redact import redact_run
 from coordinator.web._sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore, csrf_ok
@@ -464,9 +465,14 @@ class UiApp:
         redact_run(run, await self._sensitive_fields(session, run), workflow)
         principal = session.principal
         now_ms = int(time.time() * 1000)
+        step_ids = [step["id"] for step in run["steps"]]
         for step in run["steps"]:
             end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
             step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
+            # The word every view uses: "not started" for a step cancelled before it began.
+            step["state"] = shown_step_status(
+                step["status"], step_was_started(step["id"], len(step["attempts"]), step_ids)
+            )
         started_by_event = None
         key = str(run.get("idempotency_key") or "")
         if key.startswith("event:"):  # started by an event's trigger (coordinator/events)

@@ -99,6 +99,14 @@ def test_step_graph_edges_come_from_references_and_fold_for_each_items() -> None
     ]
     folded = step_graph(None, items)
     assert [(n["id"], n["status"], n["items"]) for n in folded["nodes"]] == [("notify", "failed", 2)]
+    # As the coordinator sends it: the for_each step's own record too. Still two items, not three.
+    parent = dict(steps[0], id="notify", status="failed")
+    cancelled = dict(steps[0], id="notify[2]", status="cancelled", state="not started")
+    folded = step_graph(None, [parent, *items, cancelled])
+    (node,) = folded["nodes"]
+    assert (node["items"], node["step_ids"]) == (3, ["notify[0]", "notify[1]", "notify[2]"])
+    assert node["item_statuses"] == {"succeeded": 1, "failed": 1, "not started": 1}
+    assert step_graph(None, [parent])["nodes"][0]["items"] == 1  # no items yet: the step itself
 
 
 def test_step_graph_reads_the_registrys_resolved_dependencies() -> None:
