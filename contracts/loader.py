@@ -27,7 +27,18 @@ from contracts._keywords import unknown_keywords
 from contracts._yaml import Document, escape, parse_document, pointer_to_field
 from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
-from contracts.model import Contract, Deprecation, Emits, RetryPolicy, StepSpec, Timeouts, Trigger, Workflow
+from contracts.migration import template_problems as migration_template_problems
+from contracts.model import (
+    Contract,
+    Deprecation,
+    Emits,
+    Migration,
+    RetryPolicy,
+    StepSpec,
+    Timeouts,
+    Trigger,
+    Workflow,
+)
 from contracts.refs import EMITS_ROOTS, find_references
 from contracts.versions import parse_version, single_major, split_ref
 
@@ -423,6 +434,7 @@ def parse_contract_text(
         deprecation = Deprecation(sunset=str(sunset), replacement=str(replacement or ""))
 
     emits = _emits(problems, data, str(kind))
+    migration = _migration(problems, data, kind)
     timeouts = _timeouts(problems, "", data)
     retry = _retry(problems, "/retry", data.get("retry"))
     problems.raise_if_any()
@@ -445,6 +457,7 @@ def parse_contract_text(
         emits=emits,
         source_text=text,
         source_name=source_name,
+        migrates_from=migration,
     )
 
 
@@ -489,6 +502,47 @@ def _emits_reference_problems(template: Any, pointer: str = "/emits/payload") ->
         for index, value in enumerate(template):
             found += _emits_reference_problems(value, f"{pointer}/{index}")
     return found
+
+
+def _migration(problems: _Problems, data: Mapping[str, Any], kind: Any) -> Migration | None:
+    """``migrates_from:``: an older major of this same contract, and reference syntax of both
+    mappings (whether they type-check needs the registry: ``contracts.migration``)."""
+    raw = data.get("migrates_from")
+    if not isinstance(raw, Mapping) or problems.is_bad("/migrates_from"):
+        return None
+    if kind == "event":
+        problems.add("/migrates_from", "an event contract cannot declare migrates_from")
+        return None
+    name, range_text = _contract_ref(problems, "/migrates_from/contract", raw.get("contract"))
+    if not name:
+        return None
+    this = str(data.get("contract", ""))
+    if name != this:
+        problems.add(
+            "/migrates_from/contract",
+            f"migrates_from names {name}, but an adapter serves an older major of this same contract ({this})",
+        )
+        return None
+    if not range_text.lstrip("^").isdigit():
+        problems.add(
+            "/migrates_from/contract", f"name the older major alone, e.g. {name}@1 (not @{range_text})"
+        )
+        return None
+    major = int(range_text.lstrip("^"))
+    try:
+        this_major = parse_version(str(data.get("version", ""))).major
+    except VersionError:
+        return None
+    if major >= this_major:
+        problems.add(
+            "/migrates_from/contract",
+            f"migrates_from must name an older major than this version's ({this_major}), not {major}",
+        )
+        return None
+    for side in ("input", "output"):
+        for pointer, message in migration_template_problems(raw.get(side), side, f"/migrates_from/{side}"):
+            problems.add(pointer, message)
+    return Migration(contract=name, major=major, input=raw.get("input"), output=raw.get("output"))
 
 
 def _check_sensitive_path(problems: _Problems, pointer: str, path: str, schema: Any, side: str) -> None:
@@ -670,5 +724,6 @@ def parse_workflow_text(
         source_text=text,
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
+        overrides=tuple((str(k), str(v)) for k, v in (data.get("overrides") or {}).items()),
         lines=dict(document.lines),
     )

@@ -119,6 +119,23 @@ class Emits:
 
 
 @dataclass(frozen=True)
+class Migration:
+    """A new major's adapter for callers of an older major (``migrates_from:``): ``input`` maps
+    the old input to the new one (``${input...}``), ``output`` the new output back to the old
+    one (``${output...}``). Once every version of the old major is retired, its callers are
+    served by this version through these mappings (docs/contracts.md, "Migration adapters")."""
+
+    contract: str  # "team/name", the same contract
+    major: int  # the older major it serves
+    input: JSON
+    output: JSON
+
+    @property
+    def ref(self) -> str:
+        return f"{self.contract}@{self.major}"
+
+
+@dataclass(frozen=True)
 class Contract:
     """One version of a contract (``team/name@MAJOR.MINOR.PATCH``)."""
 
@@ -137,6 +154,7 @@ class Contract:
     emits: Emits | None = None  # a task contract's event on each success
     source_text: str = ""
     source_name: str = ""
+    migrates_from: Migration | None = None
 
     @property
     def team(self) -> str:
@@ -191,6 +209,8 @@ class Workflow:
     source_text: str = ""
     source_name: str = ""
     sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
+    # (rule, reason) for every run of the workflow (``overrides: {sunset: "..."}``)
+    overrides: tuple[tuple[str, str], ...] = ()
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 

@@ -32,7 +32,7 @@ from coordinator.telemetry.visibility import SpanView
 
 if TYPE_CHECKING:
     from coordinator.engine import Assignment, RunView
-    from coordinator.registry import ConsumerImpact, Finding
+    from coordinator.registry import ConsumerImpact, Finding, Notice
 
 RUN_STATUS = {
     "pending": pb.RUN_STATUS_PENDING,
@@ -187,6 +187,7 @@ def contract_to_pb(
         source_text="" if listed else contract.source_text,
         registered_unix_ms=registered_ms,
         registered_by=registered_by,
+        retired_unix_ms=record.retired_ms if isinstance(record, ContractRecord) else 0,
     )
     if contract.deprecated is not None:
         message.deprecated.CopyFrom(
@@ -207,11 +208,29 @@ def impact_to_pb(impact: ConsumerImpact) -> pb.ConsumerImpact:
         step=impact.step,
         field=impact.field,
         message=impact.message,
+        runs_last_30_days=impact.runs,
     )
 
 
-def workflow_to_pb(record: WorkflowRecord) -> pb.Workflow:
+def notice_to_pb(notice: Notice) -> pb.Notice:
+    return pb.Notice(
+        kind=notice.kind,
+        contract=notice.contract,
+        sunset=notice.sunset,
+        replacement=notice.replacement,
+        workflow=notice.workflow,
+        workflow_version=notice.workflow_version,
+        step=notice.step,
+        team=notice.team,
+        runs_last_30_days=notice.runs,
+        past_sunset=notice.past_sunset,
+        message=notice.message,
+    )
+
+
+def workflow_to_pb(record: WorkflowRecord, disabled_ms: int = 0) -> pb.Workflow:
     return pb.Workflow(
+        disabled_unix_ms=disabled_ms,
         name=record.name,
         team=record.team,
         version=record.version,
@@ -259,8 +278,13 @@ def run_summary_to_pb(
         created_unix_ms=run.created_ms,
         finished_unix_ms=run.finished_ms,
         trace_id=run.trace_id,
-        pinned_versions=run.pinned,
+        # A call to a retired major served through an adapter shows as "1 via 2.0.0".
+        pinned_versions={
+            name: f"{run.adapted[name]} via {version}" if name in run.adapted else version
+            for name, version in run.pinned.items()
+        },
         started_by=run.started_by,
+        warnings=run.warnings,
     )
     error = error_to_pb(run.error, None if principal.admin else hide)
     if error is not None:

@@ -241,7 +241,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         offset, size = _page(request.page)
         records = (await self._registry.list_workflows(request.team))[offset : offset + size]
         return pb.ListWorkflowsResponse(
-            workflows=[convert.workflow_to_pb(r) for r in records],
+            workflows=[
+                convert.workflow_to_pb(r, await self._registry.workflow_disabled_ms(r.name)) for r in records
+            ],
             next_page_token=_next_token(offset, size, len(records)),
         )
 
@@ -250,7 +252,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResponse:
         record = await self._registry.get_workflow(request.name, request.version)
-        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record))
+        disabled = await self._registry.workflow_disabled_ms(record.name)
+        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record, disabled))
 
     # ---------- runs ----------
 
@@ -275,6 +278,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             idempotency_key=key,
             traceparent=_traceparent(context, request.trace_context),
             rerun_of=request.rerun_of,
+            overrides=dict(request.overrides),
         )
         return pb.StartRunResponse(
             run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
@@ -436,6 +440,62 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.ListAuditLogResponse(
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),
+        )
+
+    # ---------- lifecycle ----------
+
+    @rpc
+    async def RetireContract(
+        self, request: pb.RetireContractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetireContractResponse:
+        records = await self._registry.retire(current_principal(), request.ref)
+        return pb.RetireContractResponse(contracts=[convert.contract_to_pb(r, listed=True) for r in records])
+
+    @rpc
+    async def ListNotices(
+        self, request: pb.ListNoticesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNoticesResponse:
+        principal = current_principal()
+        if request.team and not principal.owns(request.team):
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own notices, not team {request.team}'s"
+            )
+        offset, size = _page(request.page)
+        notices = (await self._registry.notices(principal, request.team))[offset : offset + size]
+        return pb.ListNoticesResponse(
+            notices=[convert.notice_to_pb(n) for n in notices],
+            next_page_token=_next_token(offset, size, len(notices)),
+        )
+
+    @rpc
+    async def SetWorkflowEnabled(
+        self, request: pb.SetWorkflowEnabledRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetWorkflowEnabledResponse:
+        record, changed = await self._registry.set_workflow_enabled(
+            current_principal(), request.name, request.enabled
+        )
+        disabled = await self._registry.workflow_disabled_ms(record.name)
+        return pb.SetWorkflowEnabledResponse(
+            workflow=convert.workflow_to_pb(record, disabled), changed=changed
+        )
+
+    @rpc
+    async def DeleteWorkflowVersion(
+        self, request: pb.DeleteWorkflowVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteWorkflowVersionResponse:
+        await self._registry.delete_workflow_version(current_principal(), request.name, request.version)
+        return pb.DeleteWorkflowVersionResponse()
+
+    @rpc
+    async def RollbackWorkflow(
+        self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RollbackWorkflowResponse:
+        result = await self._registry.rollback_workflow(current_principal(), request.name, request.to_version)
+        return pb.RollbackWorkflowResponse(
+            workflow=convert.workflow_to_pb(result.record),
+            findings=[convert.finding_to_pb(f) for f in result.findings],
+            warnings=result.warnings,
+            registered=result.registered,
         )
 
 

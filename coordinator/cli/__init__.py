@@ -12,6 +12,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     contract_online,
     demo_cmd,
     event_cmd,
+    lifecycle_cmd,
     run_cmd,
     server_cmd,
     team_cmd,

@@ -61,9 +61,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 contract_app = typer.Typer(
-    help="Contracts: lint, diff, register, list, show, deprecate.", no_args_is_help=True
+    help="Contracts: lint, diff, register, list, show, deprecate, consumers, retire.", no_args_is_help=True
 )
-workflow_app = typer.Typer(help="Workflows: check, validate, register, list, show.", no_args_is_help=True)
+workflow_app = typer.Typer(
+    help="Workflows: check, validate, register, list, show, disable, enable, delete, rollback.",
+    no_args_is_help=True,
+)
 team_app = typer.Typer(
     help="Teams and their tokens: create (admin); list (any team); rotate-token and token"
     " create|list|revoke (the team itself or the admin).",

@@ -42,6 +42,22 @@ def _unknown_keywords(c: pb.Contract) -> list[str]:
     return found
 
 
+def _migrates_from(c: pb.Contract) -> dict[str, Any] | None:
+    """The ``migrates_from:`` of the file as registered (docs/contracts.md, "Migration adapters")."""
+    if "migrates_from" not in c.source_text:
+        return None
+    from contracts.errors import AccordError
+    from contracts.loader import parse_contract_text
+
+    try:
+        migration = parse_contract_text(c.source_text, "registered", registered=True).migrates_from
+    except AccordError:  # registered, so it parsed once; shown as absent rather than failing
+        return None
+    if migration is None:
+        return None
+    return {"contract": migration.ref, "input": migration.input, "output": migration.output}
+
+
 def _contract_json(c: pb.Contract) -> dict[str, Any]:
     return {
         "name": c.name,
@@ -57,6 +73,8 @@ def _contract_json(c: pb.Contract) -> dict[str, Any]:
         "deprecated": {"sunset": c.deprecated.sunset, "replacement": c.deprecated.replacement}
         if c.HasField("deprecated")
         else None,
+        "retired_unix_ms": c.retired_unix_ms,
+        "migrates_from": _migrates_from(c),
         "registered_unix_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
     }
@@ -152,6 +170,8 @@ def list_contracts(
         return
     for c in response.contracts:
         note = f"  deprecated, sunset {c.deprecated.sunset}" if c.HasField("deprecated") else ""
+        if c.retired_unix_ms:
+            note += "  retired"
         unknown = _unknown_keywords(c)
         if unknown:
             note += f"  unknown schema keywords (ignored): {', '.join(unknown)}"
@@ -180,6 +200,8 @@ def show_contract(
     typer.echo(f"versions: {', '.join(response.versions)}")
     if c.HasField("deprecated"):
         typer.echo(f"deprecated: sunset {c.deprecated.sunset}, replacement {c.deprecated.replacement or '-'}")
+    if c.retired_unix_ms:
+        typer.echo("retired: new runs and workflows can no longer use this version")
     typer.echo("")
     typer.echo(c.source_text.rstrip())
 
@@ -212,6 +234,7 @@ def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
         "definition": json.loads(w.definition_json or "{}"),
         "registered_unix_ms": w.registered_unix_ms,
         "registered_by": w.registered_by,
+        "disabled_unix_ms": w.disabled_unix_ms,
     }
 
 
@@ -254,8 +277,10 @@ def register_workflow(
             typer.echo(
                 f"{w.name}: {'does NOT type-check' if breaking else 'type-checks against the registry'}"
             )
-        else:
+        elif response.registered:
             typer.echo(f"registered {w.name} v{w.version}")
+        else:
+            typer.echo(f"unchanged: {w.name} v{w.version} is this file already; nothing registered")
     if dry_run and breaking:
         raise typer.Exit(2)  # as a refused register: composition failures are bad input
 
@@ -287,7 +312,9 @@ def list_workflows(
         print_json([_workflow_json(w) for w in response.workflows])
         return
     for w in response.workflows:
-        typer.echo(f"{w.name}  v{w.version}  {w.description}")
+        typer.echo(
+            f"{w.name}  v{w.version}  {w.description}" + ("  (disabled)" if w.disabled_unix_ms else "")
+        )
 
 
 @workflow_app.command("show")
@@ -308,5 +335,7 @@ def show_workflow(
         print_json({**_workflow_json(w), "source": w.source_text})
         return
     typer.echo(f"{w.name} v{w.version} (team {w.team}, registered by {w.registered_by})")
+    if w.disabled_unix_ms:
+        typer.echo("disabled: starts no runs (accord workflow enable to start them again)")
     typer.echo("")
     typer.echo(w.source_text.rstrip())

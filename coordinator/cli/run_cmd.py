@@ -68,6 +68,7 @@ def run_json(run: pb.Run) -> dict[str, Any]:
         "trace_id": run.trace_id,
         "pinned_versions": dict(run.pinned_versions),
         "started_by": run.started_by,
+        "warnings": list(run.warnings),
         "steps": [
             {
                 "id": s.id,
@@ -116,6 +117,8 @@ def print_run(run: pb.Run) -> None:
     )
     typer.echo(f"  trace     {run.trace_id}")
     typer.echo(f"  duration  {_duration(run.created_unix_ms, run.finished_unix_ms)}")
+    for warning in run.warnings:
+        typer.echo(f"  warning   {warning}")
     if run.HasField("error") and run.error.message:
         typer.echo(f"  error     {run.error.type}: {run.error.message}")
     typer.echo("steps:")
@@ -238,7 +241,7 @@ class _WaitingReporter:
 @app.command("run")
 @command
 def run(
-    workflow: Annotated[str, typer.Argument(help="team/name of the workflow.")],
+    workflow: Annotated[str, typer.Argument(help="team/name of the workflow, or team/name@N for version N.")],
     input: Annotated[str, typer.Option("--input", "-i", help="Run input: JSON text or @file.")] = "{}",
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the end; print only the output JSON.")
@@ -251,13 +254,36 @@ def run(
             help="With --wait: give up waiting after this long (e.g. 30s, 5m; exit 1, the run goes on).",
         ),
     ] = "",
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override",
+            metavar='RULE="reason"',
+            help='Start although RULE would refuse it, e.g. --override sunset="invoices close tonight; '
+            'moving to v2 on Monday". Recorded (who, when, why) in the audit log. Rules: sunset.',
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run of a workflow. With --wait, why a step waits (e.g. no agent serving its
-    contract) is printed on stderr whenever it changes; stdout carries only the output JSON."""
+    """Start a run of a workflow.
+
+    team/name runs the current version; team/name@N version N. Warnings about the contract versions it pins (deprecated, sunset passed) are printed on
+    stderr. With --wait, why a step waits (e.g. no agent serving its contract) is printed on
+    stderr whenever it changes; stdout carries only the output JSON. Exit 2 when the start is
+    refused: bad input, the workflow is disabled, or a contract version is past its sunset."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from contracts.durations import parse_duration
+    from contracts.errors import FailedPreconditionError
     from coordinator.client import Client
+
+    overrides: dict[str, str] = {}
+    for item in override or []:
+        rule, sep, reason = item.partition("=")
+        if not sep or not rule.strip() or not reason.strip():
+            raise fail(
+                f'--override {item!r}: expected RULE="reason", e.g. --override sunset="why it must run"'
+            )
+        overrides[rule.strip()] = reason.strip()
 
     seconds: float | None = None
     if timeout:
@@ -268,16 +294,23 @@ def run(
             raise fail(f"--timeout must be longer than 0, not {timeout!r}")
     text = json_text(input, "--input")
     with Client() as client:
-        response = client.coordinator.StartRun(
-            pb.StartRunRequest(
-                workflow=workflow,
-                input_json=text,
-                idempotency_key=idempotency_key,
-                # made once: a retry on another coordinator after a lost answer starts no second run
-                request_id=uuid.uuid4().hex,
+        try:
+            response = client.coordinator.StartRun(
+                pb.StartRunRequest(
+                    workflow=workflow,
+                    input_json=text,
+                    idempotency_key=idempotency_key,
+                    # made once: a retry on another coordinator after a lost answer starts no second run
+                    request_id=uuid.uuid4().hex,
+                    overrides=overrides,
+                )
             )
-        )
+        except FailedPreconditionError as exc:
+            # A start refused (disabled workflow, sunset passed) is the caller's to fix: exit 2.
+            raise fail(str(exc)) from None
         current = response.run
+        for warning in current.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         if not wait:
             if as_json:
                 print_json({**run_json(current), "created": response.created})

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from contracts import lifecycle
 from contracts.errors import (
     AccordError,
     FailedPreconditionError,
@@ -56,12 +57,14 @@ from coordinator.store.records import (
     ATTEMPT_FAILED,
     ATTEMPT_RUNNING,
     ATTEMPT_SCHEDULED,
+    OVERRIDE_ACTION,
     RUN_RUNNING,
     RUN_TERMINAL,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    ContractRecord,
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
@@ -129,6 +132,9 @@ class Registry(Protocol):
     def workflow_spec(self, record: WorkflowRecord) -> Workflow: ...
     async def resolve(self, name: str, version_range: str) -> Contract | None: ...
     async def contract(self, name: str, version: str) -> Contract | None: ...
+    async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]: ...
+    async def adapter_for(self, name: str, version_range: str) -> Contract | None: ...
+    async def workflow_disabled_ms(self, name: str) -> int: ...
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
     checks: Checks
@@ -517,12 +523,30 @@ class Engine:
         authz.may_act_as(principal, agent.agent_id, self._dispatcher.agent(agent.agent_id))
         authz.may_serve(agent.team, agent.bindings)
         warnings: list[str] = []
+        retired: list[str] = []
         for binding in agent.bindings:
-            found = await self._registry.resolve(
-                binding.contract, f"^{binding.major}" if binding.major else "*"
-            )
-            if found is None:
+            version_range = f"^{binding.major}" if binding.major else "*"
+            found = await self._registry.resolve(binding.contract, version_range)
+            if found is not None:
+                continue
+            if not await self._registry.retired_in_range(binding.contract, version_range):
                 warnings.append(f"no version of {binding.contract}@{binding.major} is registered yet")
+                continue
+            adapter = await self._registry.adapter_for(binding.contract, version_range)
+            retired.append(
+                f"{binding.contract}@{binding.major}"
+                + (
+                    f" (its callers are served by {adapter.ref} through its migration adapter)"
+                    if adapter
+                    else ""
+                )
+            )
+        if retired:
+            # One line for all of them (the agent logs each warning as a line).
+            warnings.append(
+                f"this agent serves only retired versions of {', '.join(retired)}: they get no new tasks; "
+                "stop serving them once their runs have finished"
+            )
         # Audited only when new or changed (the store compares): agents register again after
         # every outage, and that is not a change.
         await self._store.put_agent(
@@ -558,9 +582,12 @@ class Engine:
         traceparent: str = "",
         links: list[dict[str, str]] | None = None,
         rerun_of: str = "",
+        overrides: Mapping[str, str] | None = None,
     ) -> tuple[RunView, bool]:
-        """Start a run of the newest version of a workflow (or find the one with the same
-        idempotency key: a unique key in the store, so two starts racing make one run).
+        """Start a run of the newest version of a workflow, or of version N when it is named
+        ``team/name@N`` (or find the one with the same idempotency key: a unique key in the
+        store, so two starts racing make one run). A disabled workflow starts none.
+        ``overrides``: rule -> reason (``lifecycle.OVERRIDABLE``), recorded when used.
         ``traceparent`` makes the run's span a child of the caller's span; ``links``
         (``{trace_id, span_id}``) are span links to what caused it, e.g. an event.
         ``rerun_of``: start it with the stored input of that run (which viewers only ever see
@@ -568,20 +595,39 @@ class Engine:
         if rerun_of:
             original = await self._rerun_source(principal, rerun_of, workflow_name)
             workflow_name, run_input = original.workflow, copy.deepcopy(original.input)
+        workflow_name, _, version_text = workflow_name.partition("@")
         if not is_name(workflow_name):
             raise InvalidArgumentError(
                 f"workflow name '{workflow_name}' must be team/name, e.g. shipping/order-to-cash"
             )
-        record = await self._registry.newest_workflow(workflow_name)
+        overrides = _checked_overrides(overrides or {})
+        if version_text:
+            if not version_text.isdigit() or int(version_text) < 1:
+                raise InvalidArgumentError(
+                    f"'{workflow_name}@{version_text}': a workflow version is a number, e.g. {workflow_name}@3"
+                )
+            record = await self._registry.workflow_version(workflow_name, int(version_text))
+            if record is None and await self._registry.newest_workflow(workflow_name) is not None:
+                raise NotFoundError(
+                    f"workflow {workflow_name} has no version {version_text} (see accord workflow show {workflow_name})"
+                )
+        else:
+            record = await self._registry.newest_workflow(workflow_name)
         if record is None:
             raise NotFoundError(f"workflow {workflow_name} is not registered")
         authz.may_start(principal, record)
+        if await self._registry.workflow_disabled_ms(workflow_name):
+            raise FailedPreconditionError(
+                f"{workflow_name}: workflow is disabled; 'accord workflow enable {workflow_name}' lets it start runs again"
+            )
         if idempotency_key:
             existing = await self._store.find_run(workflow_name, principal.actor, idempotency_key)
             if existing is not None:
                 return await self._existing_start(existing, run_input, idempotency_key), False
         try:
-            view = await self._start(principal, record, run_input, idempotency_key, traceparent, links or [])
+            view = await self._start(
+                principal, record, run_input, idempotency_key, traceparent, links or [], overrides
+            )
         except IdempotencyConflict as taken:  # another start with the same key won the race
             existing = await self._store.get_run(taken.run_id)
             if existing is None:
@@ -616,6 +662,7 @@ class Engine:
         key: str,
         traceparent: str,
         links: list[dict[str, str]],
+        overrides: Mapping[str, str],
     ) -> RunView:
         spec = self._registry.workflow_spec(record)
         violations = await self._registry.checks.validate(
@@ -626,14 +673,40 @@ class Engine:
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
         contracts: dict[str, Contract] = {}
+        adapted: dict[str, int] = {}
         for step in spec.steps.values():
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
+                retired = await self._registry.retired_in_range(step.contract, step.version_range)
+                adapter = await self._registry.adapter_for(step.contract, step.version_range)
+                if retired and adapter is not None:
+                    # The old major is retired; a newer one serves its callers through its
+                    # migration adapter (docs/contracts.md, "Migration adapters").
+                    authz.may_call(record, step.id, adapter)
+                    contracts[step.contract] = adapter
+                    adapted[step.contract] = retired[-1].contract.major
+                    continue
+                if retired:
+                    newest = retired[-1].contract
+                    use = (
+                        f"; its replacement is {newest.deprecated.replacement}"
+                        if newest.deprecated and newest.deprecated.replacement
+                        else ""
+                    )
+                    raise FailedPreconditionError(
+                        f"step {step.id}: every version of {step.contract} in {step.version_range} is retired "
+                        f"({', '.join(r.contract.version for r in retired)}){use}"
+                    )
                 raise FailedPreconditionError(
                     f"step {step.id}: no registered version of {step.contract} matches {step.version_range}"
                 )
             authz.may_call(record, step.id, contract)
             contracts[step.contract] = contract
+        warnings, used = _sunset_rules(record, spec, contracts, overrides, principal.actor)
+        warnings += [
+            f"{name}@{major} is retired; this run calls it via {contracts[name].ref} through its migration adapter"
+            for name, major in adapted.items()
+        ]
         parent = parse_traceparent(traceparent)
         trace_id = parent.trace_id if parent else span_builders.new_trace_id()
         # Sampled or not, once for the whole run: every task carries it in its traceparent flags.
@@ -657,6 +730,8 @@ class Engine:
             pinned={name: c.version for name, c in contracts.items()},
             involved_teams=tuple(sorted({record.team, *(c.team for c in contracts.values())})),
             sampled=sampled,
+            warnings=warnings,
+            adapted=adapted,
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
         tr = Transition(created, new_run=True)
@@ -671,6 +746,28 @@ class Engine:
                 details={"workflow": record.name, "version": record.version},
             )
         )
+        for rule, (reason, source, what) in used.items():
+            # One entry per override used, in the run's own transaction: who, when, why
+            # (Store.list_overrides; the autonomy report counts them).
+            tr.audit.append(
+                AuditRecord(
+                    at_ms=created,
+                    actor=principal.actor,
+                    action=OVERRIDE_ACTION,
+                    object=run.run_id,
+                    owner_team=record.team,
+                    platform_intervention=principal.intervenes_on(record.team),
+                    details={
+                        "rule": rule,
+                        "reason": reason,
+                        "from": source,
+                        "run_id": run.run_id,
+                        "workflow": record.name,
+                        "version": record.version,
+                        "overridden": what,
+                    },
+                )
+            )
         machine.start(state, tr, self._limits)
         async with self._run_lock(run.run_id):
             await self._commit(state, tr)
@@ -1172,6 +1269,75 @@ class Engine:
             return await self._state(run_id)
         except _Gone:
             return None
+
+
+def _checked_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for rule, reason in overrides.items():
+        if rule not in lifecycle.OVERRIDABLE:
+            raise InvalidArgumentError(
+                f"override '{rule}': no such rule; the rules a run may override: {', '.join(lifecycle.OVERRIDABLE)}"
+            )
+        reason = reason.strip()
+        if not reason:
+            raise InvalidArgumentError(f'override {rule} needs a reason: --override {rule}="why"')
+        if len(reason) > lifecycle.MAX_OVERRIDE_REASON:
+            raise InvalidArgumentError(
+                f"override {rule}: the reason is {len(reason)} characters; at most {lifecycle.MAX_OVERRIDE_REASON}"
+            )
+        checked[rule] = reason
+    return checked
+
+
+def _sunset_rules(
+    record: WorkflowRecord,
+    spec: Workflow,
+    contracts: Mapping[str, Contract],
+    overrides: Mapping[str, str],
+    actor: str,
+) -> tuple[list[str], dict[str, tuple[str, str, list[str]]]]:
+    """The warnings a new run carries for the deprecated versions it pins, and the overrides
+    it uses (rule -> (reason, where it came from, what it overrode)). A version past its sunset
+    refuses the run (FAILED_PRECONDITION) unless the start or the workflow file overrides
+    ``sunset``; runs already started are not affected (docs/contracts.md, "Deprecation")."""
+    today = lifecycle.today_utc()
+    warnings: list[str] = []
+    passed: list[Contract] = []
+    for contract in contracts.values():
+        if contract.deprecated is None:
+            continue
+        if lifecycle.sunset_passed(contract.deprecated, today):
+            passed.append(contract)
+        else:
+            warnings.append(lifecycle.deprecation_warning(contract))
+    if not passed:
+        return warnings, {}
+    reason, source = overrides.get("sunset", ""), "request"
+    if not reason:
+        reason, source = dict(spec.overrides).get("sunset", ""), "workflow file"
+    if not reason:
+        lines = []
+        for contract in passed:
+            assert contract.deprecated is not None
+            use = (
+                f"; use {contract.deprecated.replacement}"
+                if contract.deprecated.replacement
+                else "; it names no replacement"
+            )
+            lines.append(f"{contract.ref} passed its sunset {contract.deprecated.sunset}{use}")
+        raise FailedPreconditionError(
+            f"{record.name} v{record.version} calls {len(passed)} contract version(s) past their sunset, so new "
+            f'runs are refused: {"; ".join(lines)}. Move to the replacement, or start it with --override sunset="reason" '
+            '(a workflow file may say overrides: {sunset: "reason"}); the override is recorded',
+            lines,
+        )
+    for contract in passed:
+        assert contract.deprecated is not None
+        warnings.append(
+            f"{lifecycle.deprecation_warning(contract)}; the sunset has passed: started with an override "
+            f"of sunset by {actor} ({source}): {reason}"
+        )
+    return warnings, {"sunset": (reason, source, [c.ref for c in passed])}
 
 
 def _run_of(attempt_id: str) -> str:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import AccordError
-from contracts.model import Contract, RetryPolicy, Timeouts, Workflow, seconds_to_ms
+from contracts.migration import adapt_input, adapt_output
+from contracts.model import Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
 from coordinator.engine import spans as span_builders
@@ -28,6 +29,7 @@ from coordinator.engine.policy import effective_policy, policy_from_json, policy
 from coordinator.engine.state import RunState, Transition
 from coordinator.store.records import (
     ATTEMPT_CANCELLED,
+    ATTEMPT_FAILED,
     ATTEMPT_RUNNING,
     ATTEMPT_SCHEDULED,
     ATTEMPT_SUCCEEDED,
@@ -144,9 +146,23 @@ def release(state: RunState, attempt: AttemptRecord, error: TaskFailure, tr: Tra
 def attempt_succeeded(
     state: RunState, attempt: AttemptRecord, output: Any, tr: Transition, limits: Limits
 ) -> None:
-    """The attempt's output (already checked against the contract) completes its step."""
-    _end_attempt(state, attempt, ATTEMPT_SUCCEEDED, None, tr)
+    """The attempt's output (already checked against the contract) completes its step. A step
+    served through a migration adapter gets the output mapped back to the major it called."""
     step = state.steps[attempt.step_id]
+    migration = _migration_of(state, step)
+    if migration is not None:
+        try:
+            output = adapt_output(migration, output)
+        except AccordError as exc:
+            error = TaskFailure(
+                "MappingError",
+                f"the migration adapter of {step.contract}@{step.contract_version} could not map its "
+                f"output back to {migration.ref}: {exc}",
+                False,
+            )
+            attempt_failed(state, attempt, ATTEMPT_FAILED, error, tr)
+            return
+    _end_attempt(state, attempt, ATTEMPT_SUCCEEDED, None, tr)
     step.output, step.error = output, None
     _finish_step(state, step, STEP_SUCCEEDED, tr)
     advance(state, tr, limits)
@@ -517,6 +533,20 @@ def _scope(state: RunState) -> dict[str, Any]:
 def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transition) -> bool:
     """Validate the mapped input and schedule the first attempt; False when the run failed."""
     contract = state.contracts[step.contract]
+    migration = _migration_of(state, step)
+    if migration is not None:
+        # A call to a retired major, served by this newer version: its input in the new shape.
+        try:
+            step_input = adapt_input(migration, step_input)
+        except AccordError as exc:
+            step.input = step_input
+            error = TaskFailure(
+                "MappingError",
+                f"the migration adapter of {contract.ref} could not map the input of {migration.ref}: {exc}",
+                False,
+            )
+            _fail_mapping(state, step, error, tr)
+            return False
     violations = validate_payload(contract.input_schema, step_input, "input")
     step.input = step_input
     if violations:
@@ -529,6 +559,13 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
         return False
     new_attempt(state, step, tr)
     return True
+
+
+def _migration_of(state: RunState, step: StepRecord) -> Migration | None:
+    """The adapter serving this step, when it calls a retired major (``RunRecord.adapted``)."""
+    if step.contract not in state.record.adapted:
+        return None
+    return state.contracts[step.contract].migrates_from
 
 
 def _evaluate_output(template: Any, scope: dict[str, Any]) -> Any:

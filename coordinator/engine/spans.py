@@ -93,6 +93,8 @@ def run_span(run: RunRecord) -> SpanRecord:
             "accord.team": run.team,
             "accord.run_status": run.status,
             **_error_attributes(run.error),
+            # A deprecated version pinned, an override used: the trace says so too.
+            **({"accord.warnings": "; ".join(run.warnings)} if run.warnings else {}),
         },
         run_id=run.run_id,
     )
@@ -124,6 +126,14 @@ def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanReco
             "accord.team": step.team,
             "accord.step_status": step.status,
             "accord.step_started": started,
+            # Served through a migration adapter: the call was to a retired major.
+            **(
+                {
+                    "accord.adapted": f"{step.contract}@{run.adapted[step.contract]} via {step.contract_version}"
+                }
+                if step.contract in run.adapted
+                else {}
+            ),
             **_error_attributes(step.error),
         },
         run_id=run.run_id,

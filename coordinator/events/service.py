@@ -271,6 +271,12 @@ class EventService:
                 if existing is not None:  # delivered before; its runs were started then
                     started.append(existing.run_id)
                     continue
+                if await self._registry.workflow_disabled_ms(record.name):
+                    # A disabled workflow's triggers do not fire (docs/workflows.md, "Versions and commands").
+                    logger.info(
+                        "event %s did not start %s: the workflow is disabled", event.event_id, record.name
+                    )
+                    continue
                 try:
                     run_input = evaluate(trigger.input, {"event": event.payload})
                     view, _ = await self._engine.start_run(

@@ -4,8 +4,9 @@ from coordinator.registry.registry import (
     ConsumerImpact,
     ContractRegistration,
     Finding,
+    Notice,
     Registry,
     WorkflowRegistration,
 )
 
-__all__ = ["ConsumerImpact", "ContractRegistration", "Finding", "Registry", "WorkflowRegistration"]
+__all__ = ["ConsumerImpact", "ContractRegistration", "Finding", "Notice", "Registry", "WorkflowRegistration"]

@@ -26,6 +26,7 @@ from contracts.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from contracts.lifecycle import deprecation_warning, sunset_passed, today_utc
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.model import Contract, Deprecation, Workflow
 from coordinator.checks import Checks
@@ -65,6 +66,8 @@ class ConsumerImpact:
     step: str
     field: str
     message: str = ""
+    # ``consumers``: runs of this workflow version that pinned the contract, last 30 days
+    runs: int = 0
 
     def __str__(self) -> str:
         text = (
@@ -91,6 +94,31 @@ class WorkflowRegistration:
     registered: bool = False
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something a team should know about a contract it calls or owns (``accord notices``).
+
+    ``kind``: "deprecated" (a workflow of the team calls a deprecated version), "retired" (a
+    step's range has no version in service any more), "callers" (a deprecated version the team
+    owns is still called, by ``team``)."""
+
+    kind: str
+    contract: str
+    sunset: str = ""
+    replacement: str = ""
+    workflow: str = ""
+    workflow_version: int = 0
+    step: str = ""
+    team: str = ""
+    runs: int = 0
+    past_sunset: bool = False
+    message: str = ""
+
+
+# How far back ``consumers`` and ``notices`` count runs.
+CALLERS_WINDOW_MS = 30 * 24 * 3600 * 1000
+
+
 def _bad_file(exc: AccordError, source_name: str) -> InvalidArgumentError:
     if isinstance(exc, FileProblemsError):
         lines = [str(p) for p in exc.problems]
@@ -114,6 +142,7 @@ class Registry:
         self._contracts: dict[str, tuple[float, list[ContractRecord]]] = {}
         self._specs: dict[tuple[str, int], Workflow] = {}
         self._workflows: dict[str, tuple[float, list[WorkflowRecord]]] = {}
+        self._disabled: dict[str, tuple[float, int]] = {}
         self.fresh_s = 1.0
 
     # ================= lookups (also used by the engine) =================
@@ -134,8 +163,9 @@ class Registry:
         return None
 
     async def resolve(self, name: str, version_range: str) -> Contract | None:
+        """The newest version of ``name`` in ``version_range`` that is in service (not retired)."""
         for reread in (False, True):
-            records = await self.versions_of(name, reread=reread)
+            records = [r for r in await self.versions_of(name, reread=reread) if not r.retired_ms]
             try:
                 chosen = versions.resolve(version_range, [r.contract.version for r in records])
             except AccordError:
@@ -143,6 +173,51 @@ class Registry:
             if chosen is not None:
                 return await self.contract(name, chosen)
         return None
+
+    async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]:
+        """The retired versions of ``name`` in ``version_range`` (why it resolves to nothing)."""
+        found = []
+        for record in await self.versions_of(name):
+            if not record.retired_ms:
+                continue
+            try:
+                if versions.resolve(version_range, [record.contract.version]) is not None:
+                    found.append(record)
+            except AccordError:
+                return []
+        return found
+
+    async def adapter_for(self, name: str, version_range: str) -> Contract | None:
+        """The version serving callers of ``version_range`` once every version of it is retired:
+        the newest version in service whose ``migrates_from`` names that major (None: none)."""
+        retired = await self.retired_in_range(name, version_range)
+        if not retired:
+            return None
+        return self._adapter_of(await self.versions_of(name), retired[-1].contract.major)
+
+    @staticmethod
+    def _adapter_of(
+        records: list[ContractRecord], major: int, skip: frozenset[str] = frozenset()
+    ) -> Contract | None:
+        adapters = [
+            r.contract
+            for r in records
+            if not r.retired_ms
+            and r.contract.version not in skip
+            and r.contract.migrates_from is not None
+            and r.contract.migrates_from.major == major
+        ]
+        return adapters[-1] if adapters else None
+
+    async def workflow_disabled_ms(self, name: str) -> int:
+        """When the workflow was disabled (0: it is not); read again once older than ``fresh_s``,
+        as every cache here (another coordinator may have disabled it)."""
+        cached = self._disabled.get(name)
+        if cached is None or time.monotonic() - cached[0] > self.fresh_s:
+            read_at = time.monotonic()
+            cached = (read_at, await self._store.workflow_disabled_ms(name))
+            self._disabled[name] = cached
+        return cached[1]
 
     async def _workflow_versions(self, name: str, *, reread: bool = False) -> list[WorkflowRecord]:
         cached = self._workflows.get(name)
@@ -185,7 +260,8 @@ class Registry:
         catalog = ContractCatalog()
         for step in spec.steps.values():
             for record in await self.versions_of(step.contract):
-                catalog.add(record.contract)
+                if not record.retired_ms:  # out of service: no new workflow may call it
+                    catalog.add(record.contract)
         for trigger in spec.triggers:
             for record in await self.versions_of(trigger.on):
                 catalog.add(record.contract)
@@ -272,6 +348,12 @@ class Registry:
                     ),
                     dry_run,
                 )
+        if contract.deprecated is not None:
+            await self._check_deprecation(
+                contract.deprecated.sunset, contract.deprecated.replacement, f"{name}: deprecated."
+            )
+        if contract.migrates_from is not None:
+            await self._check_migration(principal, contract, existing, name, dry_run, result)
         same_major = [r for r in existing if r.contract.major == contract.major]
         newer = [
             r
@@ -350,6 +432,50 @@ class Registry:
         self._contracts.pop(contract.name, None)
         result.registered = True
         return result
+
+    async def _check_migration(
+        self,
+        principal: Principal,
+        contract: Contract,
+        existing: list[ContractRecord],
+        name: str,
+        dry_run: bool,
+        result: ContractRegistration,
+    ) -> None:
+        """Type-check ``migrates_from`` against the old major's newest version and ``contract``
+        (contracts.migration); refused (INVALID_ARGUMENT) with every finding's line and field."""
+        migration = contract.migrates_from
+        assert migration is not None
+        old = [r.contract for r in existing if r.contract.major == migration.major]
+        if not old:
+            raise InvalidArgumentError(
+                f"{name}: migrates_from.contract: no version of {migration.ref} is registered, so there is "
+                "nothing to adapt from; register the adapter once the old major exists, or leave it out"
+            )
+        findings = await self.checks.run(
+            f"the type-check of the migrates_from mappings of {contract.ref}",
+            len(contract.source_text) + len(old[-1].source_text),
+            _migration_findings,
+            contract,
+            old[-1],
+        )
+        for f in findings:
+            where = f"{name}:{f.line}: " if f.line else f"{name}: "
+            result.findings.append(Finding(f.field, where + f.message, f.breaking))
+        breaking = [f for f in findings if f.breaking]
+        if breaking and not dry_run:
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                InvalidArgumentError(
+                    f"{name}: the migrates_from mappings of {contract.ref} do not type-check against "
+                    f"{old[-1].ref} (old) and {contract.ref} (new)",
+                    [(f"{name}:{f.line}: " if f.line else f"{name}: ") + f.message for f in breaking],
+                ),
+                dry_run,
+            )
 
     async def _refused(
         self,
@@ -591,20 +717,22 @@ class Registry:
         ]
         return findings, old.contract.major == new.contract.major
 
-    async def deprecate(
-        self, principal: Principal, ref: str, sunset: str, replacement: str
-    ) -> list[Contract]:
+    async def _chosen_versions(
+        self, principal: Principal, ref: str, verb: str
+    ) -> tuple[str, str, list[ContractRecord]]:
+        """(name, owning team, the versions ``ref`` names: ``name@1.2.0`` one, ``name@1`` (or
+        ``@^1``) a whole major), for the owner (or the admin) to ``verb``."""
         name, _, which = ref.partition("@")
-        records = await self.versions_of(name)
+        records = await self.versions_of(name, reread=True)
         if not records:
             raise NotFoundError(f"contract {name} is not registered")
         team = records[0].contract.team
         if not principal.owns(team):
             raise PermissionDeniedError(
-                f"contract {name} belongs to team {team}; team {principal.team} may deprecate only its own contracts"
+                f"contract {name} belongs to team {team}; team {principal.team} may {verb} only its own contracts"
             )
         if not which:
-            raise InvalidArgumentError(f"say which version or major to deprecate: {name}@1 or {name}@1.2.0")
+            raise InvalidArgumentError(f"say which version or major to {verb}: {name}@1 or {name}@1.2.0")
         if "." in which:
             chosen = [r for r in records if r.contract.version == which]
         else:
@@ -615,6 +743,36 @@ class Registry:
             chosen = [r for r in records if r.contract.major == major]
         if not chosen:
             raise NotFoundError(f"{ref} matches no registered version of {name}")
+        return name, team, chosen
+
+    async def _check_deprecation(self, sunset: str, replacement: str, where: str) -> None:
+        """A sunset must be today or later (UTC) and a replacement must name a registered
+        version in service; ``where`` prefixes the message (the option or the file field)."""
+        today = today_utc()
+        if datetime.date.fromisoformat(sunset) < today:
+            raise InvalidArgumentError(
+                f"{where}sunset {sunset} is in the past (today is {today.isoformat()}, UTC): a sunset "
+                "must be today or later, so that callers get the warning before runs are refused"
+            )
+        if not replacement:
+            return
+        try:
+            name, version_range = versions.split_ref(replacement)
+        except AccordError as exc:
+            raise InvalidArgumentError(f"{where}replacement: {exc}") from None
+        if await self.resolve(name, version_range) is None:
+            registered = ", ".join(
+                r.contract.version for r in await self.versions_of(name) if not r.retired_ms
+            )
+            raise InvalidArgumentError(
+                f"{where}replacement {replacement} does not exist: no version of {name} in service matches "
+                f"{version_range} (registered: {registered or 'none'}); register the replacement first"
+            )
+
+    async def deprecate(
+        self, principal: Principal, ref: str, sunset: str, replacement: str
+    ) -> list[Contract]:
+        name, team, chosen = await self._chosen_versions(principal, ref, "deprecate")
         if not sunset:
             raise InvalidArgumentError("a deprecation needs a sunset date (--sunset YYYY-MM-DD)")
         if not _ISO_DATE.match(sunset):
@@ -623,11 +781,7 @@ class Registry:
             datetime.date.fromisoformat(sunset)
         except ValueError as exc:
             raise InvalidArgumentError(f"sunset '{sunset}' is not a valid date: {exc}") from None
-        if replacement:
-            try:
-                versions.split_ref(replacement)
-            except AccordError as exc:
-                raise InvalidArgumentError(f"replacement: {exc}") from None
+        await self._check_deprecation(sunset, replacement, "")
         # Deprecating again without --replacement keeps the replacement given earlier; versions
         # with different earlier replacements are updated group by group.
         groups: dict[str, list[ContractRecord]] = {}
@@ -658,23 +812,221 @@ class Registry:
         return sorted(result, key=lambda c: codec.version_key(c.version))
 
     async def consumers(self, principal: Principal, ref: str) -> list[ConsumerImpact]:
-        name = ref.partition("@")[0]
-        if await self.versions_of(name):
-            await self._readable_versions(principal, name)
+        """Who calls ``ref`` (``name``, ``name@MAJOR``, ``name@VERSION`` or a range): each step
+        of a workflow version in use whose range can reach it, with the runs of that workflow
+        version that pinned it in the last 30 days."""
+        name, _, which = ref.partition("@")
+        records = await self.versions_of(name)
+        if records:
+            records = await self._readable_versions(principal, name)
+        selected = {r.contract.version for r in records}
+        if which:
+            selected = set()
+            for record in records:
+                try:
+                    if versions.resolve(which, [record.contract.version]) is not None:
+                        selected.add(record.contract.version)
+                except AccordError as exc:
+                    raise InvalidArgumentError(f"{ref}: {exc}") from None
+        counts = await self._store.contract_callers(name, now_ms() - CALLERS_WINDOW_MS)
         result: list[ConsumerImpact] = []
         for workflow in await self._store.consumers_of(name):
             spec = self.workflow_spec(workflow)
+            runs = sum(
+                c.runs
+                for c in counts
+                if c.workflow == workflow.name
+                and c.workflow_version == workflow.version
+                and c.contract_version in selected
+            )
             for step in spec.steps.values():
-                if step.contract == name:
-                    result.append(
-                        ConsumerImpact(
-                            workflow.name,
-                            workflow.version,
-                            workflow.team,
-                            step.id,
-                            f"{name}@{step.version_range}",
-                        )
+                if step.contract != name:
+                    continue
+                if which and not _reaches(step.version_range, selected):
+                    continue
+                result.append(
+                    ConsumerImpact(
+                        workflow.name,
+                        workflow.version,
+                        workflow.team,
+                        step.id,
+                        f"{name}@{step.version_range}",
+                        runs=runs,
                     )
+                )
+        return result
+
+    async def retire(self, principal: Principal, ref: str) -> list[ContractRecord]:
+        """Take versions out of service: they no longer resolve for a new run or a new workflow.
+        Refused while a workflow version in use would be left with no version in its range, or a
+        run that is not finished pinned one of them; each is named."""
+        name, team, chosen = await self._chosen_versions(principal, ref, "retire")
+        retiring = {r.contract.version for r in chosen if not r.retired_ms}
+        if not retiring:
+            return chosen  # retired already: nothing to do, nothing to record
+        records = await self.versions_of(name)
+        in_service = [r.contract.version for r in records if not r.retired_ms]
+        remaining = [v for v in in_service if v not in retiring]
+        users: list[str] = []
+        for workflow in await self._store.consumers_of(name):
+            try:
+                spec = self.workflow_spec(workflow)
+            except AccordError:
+                continue
+            for step in spec.steps.values():
+                if step.contract != name:
+                    continue
+                try:
+                    now = versions.resolve(step.version_range, in_service)
+                    after = versions.resolve(step.version_range, remaining)
+                except AccordError:
+                    continue
+                if now in retiring and after is None:
+                    major = int(now.split(".", 1)[0]) if now else 0
+                    if self._adapter_of(records, major, frozenset(retiring)) is not None:
+                        continue  # its calls will be served through the adapter
+                    users.append(
+                        f"workflow {workflow.name} v{workflow.version} (team {workflow.team}), step {step.id} "
+                        f"calls {name}@{step.version_range}, which resolves to {name}@{now}"
+                    )
+        for pin in await self._store.active_runs_pinning(name):
+            if pin.contract_version in retiring:
+                users.append(
+                    f"run {pin.run_id} ({pin.workflow} v{pin.workflow_version}, team {pin.team}) "
+                    f"is not finished and pinned {name}@{pin.contract_version}"
+                )
+        listed = ", ".join(sorted(retiring, key=codec.version_key))
+        if users:
+            raise FailedPreconditionError(
+                f"{name}@{listed} is still in use by {len(users)} workflow version(s) or run(s); "
+                "they must move to another version (or their runs finish) before it can be retired",
+                users,
+            )
+        at = now_ms()
+        await self._store.retire_contract(
+            name,
+            sorted(retiring),
+            at,
+            AuditRecord(
+                at_ms=at,
+                actor=principal.actor,
+                action="contract.retire",
+                object=ref,
+                owner_team=team,
+                platform_intervention=principal.intervenes_on(team),
+                details={"versions": sorted(retiring, key=codec.version_key)},
+            ),
+        )
+        self._contracts.pop(name, None)
+        return [
+            r
+            for r in await self.versions_of(name, reread=True)
+            if r.contract.version in {c.contract.version for c in chosen}
+        ]
+
+    async def notices(self, principal: Principal, team: str = "") -> list[Notice]:
+        """What concerns a team (the caller's own; the admin: ``team``'s, or every team's):
+        the deprecated or retired versions its current workflows call, and, for each deprecated
+        version it owns, which teams still call it and how often (last 30 days)."""
+        if not principal.admin:
+            team = principal.team
+        today = today_utc()
+        since = now_ms() - CALLERS_WINDOW_MS
+        counts: dict[str, list[Any]] = {}
+
+        async def callers(name: str) -> list[Any]:
+            if name not in counts:
+                counts[name] = await self._store.contract_callers(name, since)
+            return counts[name]
+
+        result: list[Notice] = []
+        for workflow in await self._store.list_workflows(team):
+            try:
+                spec = self.workflow_spec(workflow)
+            except AccordError:
+                continue
+            for step in spec.steps.values():
+                contract = await self.resolve(step.contract, step.version_range)
+                if contract is None:
+                    retired = await self.retired_in_range(step.contract, step.version_range)
+                    adapter = await self.adapter_for(step.contract, step.version_range)
+                    if retired:
+                        newest = retired[-1].contract
+                        served = (
+                            f"its calls are served by {adapter.ref} through its migration adapter; move to "
+                            f"{adapter.name}@^{adapter.major}"
+                            if adapter is not None
+                            else "new runs are refused"
+                        )
+                        result.append(
+                            Notice(
+                                "retired",
+                                newest.ref,
+                                replacement=newest.deprecated.replacement if newest.deprecated else "",
+                                workflow=workflow.name,
+                                workflow_version=workflow.version,
+                                step=step.id,
+                                team=workflow.team,
+                                message=(
+                                    f"step {step.id} of {workflow.name} v{workflow.version} calls "
+                                    f"{step.contract}@{step.version_range}, which has no version in service "
+                                    f"any more ({newest.ref} was retired): {served}"
+                                ),
+                            )
+                        )
+                    continue
+                if contract.deprecated is None:
+                    continue
+                runs = sum(
+                    c.runs
+                    for c in await callers(contract.name)
+                    if c.workflow == workflow.name and c.contract_version == contract.version
+                )
+                passed = sunset_passed(contract.deprecated, today)
+                result.append(
+                    Notice(
+                        "deprecated",
+                        contract.ref,
+                        contract.deprecated.sunset,
+                        contract.deprecated.replacement,
+                        workflow.name,
+                        workflow.version,
+                        step.id,
+                        workflow.team,
+                        runs,
+                        passed,
+                        f"step {step.id} of {workflow.name} v{workflow.version} calls {deprecation_warning(contract)}"
+                        + (
+                            "; the sunset has passed: new runs are refused without --override sunset"
+                            if passed
+                            else ""
+                        ),
+                    )
+                )
+        for record in await self._store.list_contracts(team):
+            contract = record.contract
+            if contract.deprecated is None or record.retired_ms:
+                continue
+            for count in await callers(contract.name):
+                if count.contract_version != contract.version:
+                    continue
+                result.append(
+                    Notice(
+                        "callers",
+                        contract.ref,
+                        contract.deprecated.sunset,
+                        contract.deprecated.replacement,
+                        count.workflow,
+                        count.workflow_version,
+                        "",
+                        count.caller_team,
+                        count.runs,
+                        sunset_passed(contract.deprecated, today),
+                        f"{contract.ref} (deprecated, sunset {contract.deprecated.sunset}) was called by team "
+                        f"{count.caller_team}, workflow {count.workflow} v{count.workflow_version}: "
+                        f"{count.runs} run(s) in the last 30 days",
+                    )
+                )
         return result
 
     # ================= workflows =================
@@ -703,8 +1055,30 @@ class Registry:
                 ),
                 dry_run,
             )
+        return await self._register_spec(principal, spec, source_text, name, dry_run)
+
+    async def _register_spec(
+        self,
+        principal: Principal,
+        spec: Workflow,
+        source_text: str,
+        name: str,
+        dry_run: bool,
+        *,
+        action: str = "workflow.register",
+        details: dict[str, Any] | None = None,
+    ) -> WorkflowRegistration:
+        previous = await self._workflow_versions(spec.name, reread=True)
+        if previous and previous[-1].source_text == source_text and not dry_run:
+            # The file is the current version already: a second version would only add noise
+            # to the history (and to "which version is running" questions).
+            return WorkflowRegistration(
+                previous[-1],
+                warnings=[
+                    f"{spec.name} is identical to its current version {previous[-1].version}; nothing registered"
+                ],
+            )
         findings, warnings, definition = await self._check_workflow(spec)
-        previous = await self._workflow_versions(spec.name)
         record = WorkflowRecord(
             name=spec.name,
             team=spec.team,
@@ -738,10 +1112,11 @@ class Registry:
             AuditRecord(
                 at_ms=record.registered_ms,
                 actor=principal.actor,
-                action="workflow.register",
+                action=action,
                 object=f"{spec.name} v{record.version}",
                 owner_team=spec.team,
                 platform_intervention=principal.intervenes_on(spec.team),
+                details=details or {},
             ),
         )
         self._workflows.pop(spec.name, None)
@@ -808,6 +1183,102 @@ class Registry:
         }
         return findings, warnings, definition
 
+    async def _own_workflow(self, principal: Principal, name: str, verb: str) -> list[WorkflowRecord]:
+        records = await self._workflow_versions(name, reread=True)
+        if not records:
+            raise NotFoundError(f"workflow {name} is not registered")
+        team = records[-1].team
+        if not principal.owns(team):
+            raise PermissionDeniedError(
+                f"workflow {name} belongs to team {team}; team {principal.team} may {verb} only its own workflows"
+            )
+        return records
+
+    async def rollback_workflow(
+        self, principal: Principal, name: str, to_version: int
+    ) -> WorkflowRegistration:
+        """Make version ``to_version``'s definition current again, as a new version (type-checked
+        again against the registry as it is now); a no-op when it is current already."""
+        records = await self._own_workflow(principal, name, "roll back")
+        target = next((r for r in records if r.version == to_version), None)
+        if target is None:
+            raise NotFoundError(
+                f"workflow {name} has no version {to_version} (versions: {', '.join(str(r.version) for r in records)})"
+            )
+        spec = self.workflow_spec(target)
+        return await self._register_spec(
+            principal,
+            spec,
+            target.source_text,
+            target.source_name,
+            False,
+            action="workflow.rollback",
+            details={"to": to_version, "from": records[-1].version},
+        )
+
+    async def set_workflow_enabled(
+        self, principal: Principal, name: str, enabled: bool
+    ) -> tuple[WorkflowRecord, bool]:
+        """Enable or disable a workflow (all its versions); returns its current version and
+        whether anything changed. A disabled workflow starts no run: not by a call, a trigger
+        or a schedule."""
+        records = await self._own_workflow(principal, name, "enable or disable")
+        disabled = await self._store.workflow_disabled_ms(name)
+        if bool(disabled) != enabled:
+            return records[-1], False
+        at = now_ms()
+        await self._store.set_workflow_disabled(
+            name,
+            0 if enabled else at,
+            principal.actor,
+            AuditRecord(
+                at_ms=at,
+                actor=principal.actor,
+                action="workflow.enable" if enabled else "workflow.disable",
+                object=name,
+                owner_team=records[-1].team,
+                platform_intervention=principal.intervenes_on(records[-1].team),
+            ),
+        )
+        self._disabled.pop(name, None)
+        return records[-1], True
+
+    async def delete_workflow_version(self, principal: Principal, name: str, version: int) -> None:
+        """Delete a version no stored run references (refused, naming runs, otherwise)."""
+        records = await self._own_workflow(principal, name, "delete")
+        record = next((r for r in records if r.version == version), None)
+        if record is None:
+            raise NotFoundError(
+                f"workflow {name} has no version {version} (versions: {', '.join(str(r.version) for r in records)})"
+            )
+        if record is records[-1]:
+            # Version numbers are never given twice (caches of other coordinators key on them),
+            # so the newest version stays: the next registration takes the number after it.
+            raise FailedPreconditionError(
+                f"v{version} is the current version of workflow {name}; roll back to another version "
+                f"(accord workflow rollback {name} --to N) or register a new one first, or disable the workflow"
+            )
+        users = await self._store.delete_workflow_version(
+            name,
+            version,
+            AuditRecord(
+                at_ms=now_ms(),
+                actor=principal.actor,
+                action="workflow.delete",
+                object=f"{name} v{version}",
+                owner_team=record.team,
+                platform_intervention=principal.intervenes_on(record.team),
+            ),
+        )
+        if users:
+            raise FailedPreconditionError(
+                f"workflow {name} v{version} is referenced by runs (showing up to 10), so it cannot be "
+                "deleted; delete a version no run used, or disable the workflow instead",
+                [f"run {run_id}" for run_id in users],
+            )
+        self._workflows.pop(name, None)
+        self._specs.pop((name, version), None)
+
     async def list_workflows(self, team: str) -> list[WorkflowRecord]:
         return await self._store.list_workflows(team)
 
@@ -855,6 +1326,27 @@ def _broken_triggers(spec: Workflow, catalog: Any, indices: list[int]) -> list[t
             if finding.pointer == f"/triggers/{index}" or finding.pointer.startswith(f"/triggers/{index}/"):
                 broken.append((index, finding.message))
     return broken
+
+
+def _migration_findings(contract: Contract, old: Contract) -> list[Any]:
+    """``contracts.migration.check_migration`` with the file's lines (a module-level function:
+    it runs in a worker process for large inputs)."""
+    from contracts._yaml import parse_document
+    from contracts.migration import check_migration
+
+    lines = parse_document(contract.source_text, contract.source_name or "contract").lines
+    return check_migration(contract, old, lines)
+
+
+def _reaches(version_range: str, selected: set[str]) -> bool:
+    """Whether ``version_range`` admits any of the ``selected`` versions."""
+    for version in selected:
+        try:
+            if versions.resolve(version_range, [version]) is not None:
+                return True
+        except AccordError:
+            return False
+    return False
 
 
 def _same_fields(a: Contract, b: Contract) -> bool:

@@ -15,11 +15,13 @@ from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    CallerCount,
     Changes,
     ContractRecord,
     EventRecord,
     OfferRecord,
     RunFilter,
+    RunPin,
     RunRecord,
     RunSnapshot,
     SpanRecord,
@@ -153,6 +155,18 @@ class Store(Protocol):
         self, name: str, versions: list[str], deprecation: Deprecation | None, audit: AuditRecord
     ) -> None: ...
 
+    async def retire_contract(self, name: str, versions: list[str], at_ms: int, audit: AuditRecord) -> None:
+        """Mark those versions retired at ``at_ms`` (``ContractRecord.retired_ms``), with
+        ``audit``, in one transaction. A retired version stays stored."""
+
+    async def contract_callers(self, name: str, since_ms: int) -> list[CallerCount]:
+        """Per (workflow, workflow version, calling team, pinned version of ``name``): how many
+        runs created at or after ``since_ms`` pinned a version of ``name``; most runs first."""
+
+    async def active_runs_pinning(self, name: str) -> list[RunPin]:
+        """Every run that is not finished (not succeeded, failed or cancelled) and pinned a
+        version of ``name``, oldest first."""
+
     # workflows
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None: ...
     async def workflow_versions(self, name: str) -> list[WorkflowRecord]:
@@ -162,7 +176,21 @@ class Store(Protocol):
         """Newest version of each workflow."""
 
     async def consumers_of(self, contract_name: str) -> list[WorkflowRecord]:
-        """Newest version of each workflow whose steps call ``contract_name``."""
+        """The workflow versions whose steps call ``contract_name`` and that are in use: the
+        newest version of each workflow, and every older version a run that is not finished
+        uses. By workflow name, then version."""
+
+    async def set_workflow_disabled(self, name: str, disabled_ms: int, by: str, audit: AuditRecord) -> None:
+        """Disable the workflow from ``disabled_ms`` on (0: enable it again), with ``audit``, in
+        one transaction."""
+
+    async def workflow_disabled_ms(self, name: str) -> int:
+        """When the workflow was disabled; 0 when it is not."""
+
+    async def delete_workflow_version(self, name: str, version: int, audit: AuditRecord) -> list[str]:
+        """Delete that version (and its consumer index rows) with ``audit`` in one transaction,
+        unless a stored run references it: then nothing is written and up to 10 of those runs'
+        ids are returned. An empty list: deleted (or there was no such version)."""
 
     # agents
     async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
@@ -237,6 +265,10 @@ class Store(Protocol):
         first that entries written meanwhile do not shift)."""
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
+    async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """The recorded overrides (audit entries with ``records.OVERRIDE_ACTION``), oldest first;
+        ``team``: only those it made or that concern its objects (as ``list_audit``)."""
+
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
     ) -> list[EventRecord]:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from contracts.model import Contract, Deprecation, Emits, RetryPolicy, Timeouts
+from contracts.model import Contract, Deprecation, Emits, Migration, RetryPolicy, Timeouts
 from coordinator.store.records import (
     AgentRecord,
     AttemptRecord,
@@ -96,6 +96,7 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
             if (e := contract.emits) is not None
             else {}
         ),
+        **({"migrates_from": dataclasses.asdict(contract.migrates_from)} if contract.migrates_from else {}),
     }
 
 
@@ -118,6 +119,7 @@ def contract_from_json(
         emits=Emits(**value["emits"]) if value.get("emits") else None,
         source_text=source_text,
         source_name=value.get("source_name", ""),
+        migrates_from=Migration(**value["migrates_from"]) if value.get("migrates_from") else None,
     )
 
 
@@ -431,6 +433,32 @@ def token_from_row(row: Row) -> TokenRecord:
     return TokenRecord(**{name: row[name] for name in TOKEN_COLUMNS})
 
 
+# Runs that are not finished, for SQL (the statuses ``runs_active`` indexes).
+ACTIVE_STATUSES_SQL = "('pending', 'running')"
+
+# ``Store.consumers_of`` in either store (``%s``: the contract name): the newest version of each
+# workflow calling it, and the older versions unfinished runs use.
+CONSUMERS_SQL = (
+    "SELECT w.* FROM workflows w JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
+    " WHERE wc.contract = %s AND (w.version = (SELECT MAX(m.version) FROM workflows m WHERE m.name = w.name)"
+    " OR EXISTS (SELECT 1 FROM runs r WHERE r.workflow = w.name AND r.workflow_version = w.version"
+    f" AND r.status IN {ACTIVE_STATUSES_SQL}))"
+    " ORDER BY w.name, w.version"
+)
+
+
+def pinned_like(name: str) -> str:
+    """A LIKE pattern every ``data_json`` that pinned contract ``name`` matches (``"name":``, as
+    ``dumps`` writes keys): a cheap filter before the JSON is parsed. Names hold no LIKE
+    wildcards (lowercase letters, digits, '-' and one '/')."""
+    return f'%"{name}":%'
+
+
+def pinned_path(name: str) -> str:
+    """SQLite's JSON path of the version of contract ``name`` a run pinned (in ``data_json``)."""
+    return '$.pinned."' + name.replace('"', "") + '"'
+
+
 CONTRACT_COLUMNS = (
     "name",
     "version",
@@ -442,6 +470,7 @@ CONTRACT_COLUMNS = (
     "deprecated_json",
     "registered_ms",
     "registered_by",
+    "retired_ms",
 )
 
 
@@ -459,6 +488,7 @@ def contract_to_row(record: ContractRecord) -> tuple[Any, ...]:
         deprecation_text(contract.deprecated),
         record.registered_ms,
         record.registered_by,
+        record.retired_ms,
     )
 
 
@@ -473,7 +503,7 @@ def contract_from_row(row: Row) -> ContractRecord:
         row["source_text"],
         json.loads(row["deprecated_json"]) if row["deprecated_json"] else None,
     )
-    return ContractRecord(contract, row["registered_ms"], row["registered_by"])
+    return ContractRecord(contract, row["registered_ms"], row["registered_by"], int(row["retired_ms"] or 0))
 
 
 WORKFLOW_COLUMNS = (

@@ -60,16 +60,19 @@ from coordinator.store.pg_retry import (
     transaction_outcome,
 )
 from coordinator.store.records import (
+    OVERRIDE_ACTION,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    CallerCount,
     Changes,
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
     RunFilter,
+    RunPin,
     RunRecord,
     RunSnapshot,
     SpanRecord,
@@ -864,6 +867,38 @@ class PostgresStore:
 
         await self._write(write)
 
+    async def retire_contract(self, name: str, versions: list[str], at_ms: int, audit: AuditRecord) -> None:
+        async def write(conn: _Conn) -> None:
+            await conn.execute(
+                "UPDATE contracts SET retired_ms = %s WHERE name = %s AND version = ANY(%s)",
+                (at_ms, name, list(versions)),
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
+
+    async def contract_callers(self, name: str, since_ms: int) -> list[CallerCount]:
+        # data_json is text (see 0001_init.sql); json, not jsonb, reads any stored run.
+        sql = (
+            "SELECT workflow, workflow_version, team, v, COUNT(*) AS n FROM"
+            " (SELECT workflow, workflow_version, team, (data_json::json -> 'pinned') ->> %s AS v"
+            "  FROM runs WHERE created_ms >= %s AND data_json LIKE %s) AS pins"
+            " WHERE v IS NOT NULL GROUP BY workflow, workflow_version, team, v"
+            " ORDER BY n DESC, workflow, workflow_version, v"
+        )
+        rows = await self._rows(sql, (name, since_ms, codec.pinned_like(name)))
+        return [CallerCount(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in rows]
+
+    async def active_runs_pinning(self, name: str) -> list[RunPin]:
+        sql = (
+            "SELECT run_id, workflow, workflow_version, team, v FROM"
+            " (SELECT run_id, workflow, workflow_version, team, created_ms,"
+            "  (data_json::json -> 'pinned') ->> %s AS v"
+            f"  FROM runs WHERE status IN {codec.ACTIVE_STATUSES_SQL}) AS pins"
+            " WHERE v IS NOT NULL ORDER BY created_ms, run_id"
+        )
+        return [RunPin(r[0], r[1], int(r[2]), r[3], r[4]) for r in await self._rows(sql, (name,))]
+
     # ---------- workflows ----------
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
@@ -887,12 +922,49 @@ class PostgresStore:
         return [codec.workflow_from_row(r) for r in await self._dicts(sql, (team,) if team else None)]
 
     async def consumers_of(self, contract_name: str) -> list[WorkflowRecord]:
-        sql = (
-            _NEWEST_WORKFLOWS
-            + " JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
-            " WHERE wc.contract = %s ORDER BY w.name"
-        )
-        return [codec.workflow_from_row(r) for r in await self._dicts(sql, (contract_name,))]
+        return [codec.workflow_from_row(r) for r in await self._dicts(codec.CONSUMERS_SQL, (contract_name,))]
+
+    async def set_workflow_disabled(self, name: str, disabled_ms: int, by: str, audit: AuditRecord) -> None:
+        async def write(conn: _Conn) -> None:
+            await conn.execute(
+                "INSERT INTO workflow_states (name, disabled_ms, disabled_by) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET disabled_ms = excluded.disabled_ms,"
+                " disabled_by = excluded.disabled_by",
+                (name, disabled_ms, by),
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
+
+    async def workflow_disabled_ms(self, name: str) -> int:
+        row = await self._one("SELECT disabled_ms FROM workflow_states WHERE name = %s", (name,))
+        return int(row[0]) if row else 0
+
+    async def delete_workflow_version(self, name: str, version: int, audit: AuditRecord) -> list[str]:
+        async def write(conn: _Conn) -> list[str]:
+            # Lock the version's row first: a run starting on it meanwhile reads it after this.
+            await conn.execute(
+                "SELECT 1 FROM workflows WHERE name = %s AND version = %s FOR UPDATE", (name, version)
+            )
+            cursor = await conn.execute(
+                "SELECT run_id FROM runs WHERE workflow = %s AND workflow_version = %s"
+                " ORDER BY created_ms LIMIT 10",
+                (name, version),
+            )
+            users = [str(r[0]) for r in await cursor.fetchall()]
+            if users:
+                return users
+            deleted = await conn.execute(
+                "DELETE FROM workflows WHERE name = %s AND version = %s", (name, version)
+            )
+            await conn.execute(
+                "DELETE FROM workflow_contracts WHERE workflow = %s AND version = %s", (name, version)
+            )
+            if deleted.rowcount:
+                await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return []
+
+        return await self._write(write, committed=[])
 
     # ---------- agents ----------
 
@@ -1117,6 +1189,13 @@ class PostgresStore:
         where, args = codec.audit_filter(team, since_ms, before_id, "%s")
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT %s OFFSET %s"
         args += [limit, offset]
+        return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        where, args = codec.audit_filter(team, since_ms, 0, "%s")
+        where = (where + " AND" if where else " WHERE") + " action = %s"
+        sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT %s"
+        args += [OVERRIDE_ACTION, limit]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
 
     async def list_events(

@@ -154,6 +154,9 @@ class ContractRecord:
     contract: Contract
     registered_ms: int
     registered_by: str
+    # When the version was retired (``accord contract retire``): it no longer resolves for a new
+    # run, but stays readable for the runs that pinned it. 0: in service.
+    retired_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,13 @@ class RunRecord:
     started_by: str = ""
     finished_ms: int = 0
     pinned: dict[str, str] = field(default_factory=dict)  # contract name -> exact version
+    # What the caller should know about the versions it pinned (a deprecation, its sunset and
+    # replacement; an override of the sunset), decided when it started: shown by ``runs show``,
+    # ``run --wait``, the UI and on the run's span.
+    warnings: list[str] = field(default_factory=list)
+    # contract name -> the retired major its steps called, served through the migration adapter
+    # of the version pinned for it (``pinned``): "payments/charge-card@1 via 2.0.0".
+    adapted: dict[str, int] = field(default_factory=dict)
     involved_teams: tuple[str, ...] = ()
     cancel_requested: bool = False
     cancel_reason: str = ""
@@ -258,6 +268,35 @@ class AuditRecord:
     platform_intervention: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     id: int = 0
+
+
+# The audit action of a recorded override (``accord run --override RULE="reason"``, a workflow
+# file's ``overrides:``): details hold ``rule``, ``reason``, ``run_id``, ``workflow`` and what
+# was overridden. ``Store.list_overrides`` reads them; the autonomy report counts them.
+OVERRIDE_ACTION = "run.override"
+
+
+@dataclass(frozen=True)
+class CallerCount:
+    """How often one workflow version (of one calling team) started runs pinning one version of
+    a contract, since some time (``Store.contract_callers``)."""
+
+    workflow: str
+    workflow_version: int
+    caller_team: str
+    contract_version: str
+    runs: int
+
+
+@dataclass(frozen=True)
+class RunPin:
+    """A run that is not finished, and the version of one contract it pinned."""
+
+    run_id: str
+    workflow: str
+    workflow_version: int
+    team: str
+    contract_version: str
 
 
 @dataclass(frozen=True)

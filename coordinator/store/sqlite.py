@@ -34,16 +34,19 @@ from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
+    OVERRIDE_ACTION,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
+    CallerCount,
     Changes,
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
     RunFilter,
+    RunPin,
     RunRecord,
     RunSnapshot,
     SpanRecord,
@@ -585,6 +588,40 @@ class SqliteStore:
 
         await self._write(w)
 
+    async def retire_contract(self, name: str, versions: list[str], at_ms: int, audit: AuditRecord) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE contracts SET retired_ms = ? WHERE name = ? AND version = ?",
+                [(at_ms, name, v) for v in versions],
+            )
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(w)
+
+    async def contract_callers(self, name: str, since_ms: int) -> list[CallerCount]:
+        path = codec.pinned_path(name)
+        sql = (
+            "SELECT workflow, workflow_version, team, json_extract(data_json, ?) AS v, COUNT(*) AS n"
+            # The LIKE (a plain substring scan) spares parsing the JSON of runs that cannot match.
+            " FROM runs WHERE created_ms >= ? AND data_json LIKE ? AND json_extract(data_json, ?) IS NOT NULL"
+            " GROUP BY workflow, workflow_version, team, v ORDER BY n DESC, workflow, workflow_version, v"
+        )
+        return await self._read(
+            lambda c: [
+                CallerCount(r[0], r[1], r[2], r[3], r[4])
+                for r in c.execute(sql, (path, since_ms, codec.pinned_like(name), path))
+            ]
+        )
+
+    async def active_runs_pinning(self, name: str) -> list[RunPin]:
+        path = codec.pinned_path(name)
+        sql = (
+            "SELECT run_id, workflow, workflow_version, team, json_extract(data_json, ?) FROM runs"
+            f" WHERE status IN {codec.ACTIVE_STATUSES_SQL} AND json_extract(data_json, ?) IS NOT NULL"
+            " ORDER BY created_ms, run_id"
+        )
+        return await self._read(lambda c: [RunPin(*r) for r in c.execute(sql, (path, path))])
+
     # ---------- workflows ----------
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
@@ -618,13 +655,52 @@ class SqliteStore:
         )
 
     async def consumers_of(self, contract_name: str) -> list[WorkflowRecord]:
-        sql = (
-            self._NEWEST + " JOIN workflow_contracts wc ON wc.workflow = w.name AND wc.version = w.version"
-            " WHERE wc.contract = ? ORDER BY w.name"
-        )
         return await self._read(
-            lambda c: [codec.workflow_from_row(r) for r in c.execute(sql, (contract_name,))]
+            lambda c: [
+                codec.workflow_from_row(r)
+                for r in c.execute(codec.CONSUMERS_SQL.replace("%s", "?"), (contract_name,))
+            ]
         )
+
+    async def set_workflow_disabled(self, name: str, disabled_ms: int, by: str, audit: AuditRecord) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO workflow_states (name, disabled_ms, disabled_by) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET disabled_ms = excluded.disabled_ms,"
+                " disabled_by = excluded.disabled_by",
+                (name, disabled_ms, by),
+            )
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(w)
+
+    async def workflow_disabled_ms(self, name: str) -> int:
+        def q(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT disabled_ms FROM workflow_states WHERE name = ?", (name,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(q)
+
+    async def delete_workflow_version(self, name: str, version: int, audit: AuditRecord) -> list[str]:
+        def w(c: sqlite3.Connection) -> list[str]:
+            users = [
+                r[0]
+                for r in c.execute(
+                    "SELECT run_id FROM runs WHERE workflow = ? AND workflow_version = ? ORDER BY created_ms LIMIT 10",
+                    (name, version),
+                )
+            ]
+            if users:
+                return users
+            deleted = c.execute(
+                "DELETE FROM workflows WHERE name = ? AND version = ?", (name, version)
+            ).rowcount
+            c.execute("DELETE FROM workflow_contracts WHERE workflow = ? AND version = ?", (name, version))
+            if deleted:
+                c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            return []
+
+        return await self._write(w)
 
     # ---------- agents ----------
 
@@ -839,6 +915,13 @@ class SqliteStore:
         where, args = codec.audit_filter(team, since_ms, before_id, "?")
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ? OFFSET ?"
         args += [limit, offset]
+        return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
+
+    async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        where, args = codec.audit_filter(team, since_ms, 0, "?")
+        where = (where + " AND" if where else " WHERE") + " action = ?"
+        sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT ?"
+        args += [OVERRIDE_ACTION, limit]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
 
     async def list_events(

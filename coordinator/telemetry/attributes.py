@@ -24,6 +24,10 @@ ERROR_TYPE = "error.type"  # OTel semantic convention
 ERROR_MESSAGE = "error.message"
 EVENT_ID = "accord.event_id"
 REDACTED = "accord.redacted"
+# step: a call to a retired major served through a migration adapter, "team/name@1 via 2.0.0"
+ADAPTED = "accord.adapted"
+# run: what the caller should know about the versions it pinned (deprecations, overrides)
+WARNINGS = "accord.warnings"
 
 # The attributes a contract-level box keeps for a viewer of another team.
-BOX_ATTRIBUTES = (CONTRACT, CONTRACT_VERSION)
+BOX_ATTRIBUTES = (CONTRACT, CONTRACT_VERSION, ADAPTED)

@@ -78,6 +78,9 @@ def _box_identity(span: SpanRecord, by_id: Mapping[str, SpanRecord]) -> tuple[st
             box = {attrs.CONTRACT: contract}
             if version:
                 box[attrs.CONTRACT_VERSION] = version
+            adapted = current.attributes.get(attrs.ADAPTED)
+            if adapted:  # the caller's own call, adapted: the caller may know it
+                box[attrs.ADAPTED] = adapted
             return (f"{contract}@{version}" if version else str(contract)), box
         workflow = current.attributes.get(attrs.WORKFLOW)
         if workflow:

@@ -67,6 +67,7 @@ def run_to_dict(run: pb.Run) -> JSONDict:
         "trace_id": run.trace_id,
         "pinned_versions": dict(run.pinned_versions),
         "started_by": run.started_by,
+        "warnings": list(run.warnings),
         "steps": [step_to_dict(s) for s in run.steps],
     }
 
@@ -170,6 +171,7 @@ def contract_to_dict(c: pb.Contract) -> JSONDict:
         "source_text": c.source_text,
         "registered_ms": c.registered_unix_ms,
         "registered_by": c.registered_by,
+        "retired_ms": c.retired_unix_ms,
     }
 
 
@@ -194,6 +196,23 @@ def consumer_to_dict(c: pb.ConsumerImpact) -> JSONDict:
         "step": c.step,
         "field": c.field,
         "message": c.message,
+        "runs_last_30_days": c.runs_last_30_days,
+    }
+
+
+def notice_to_dict(n: pb.Notice) -> JSONDict:
+    return {
+        "kind": n.kind,
+        "contract": n.contract,
+        "sunset": n.sunset,
+        "replacement": n.replacement,
+        "past_sunset": n.past_sunset,
+        "workflow": n.workflow,
+        "workflow_version": n.workflow_version,
+        "step": n.step,
+        "team": n.team,
+        "runs_last_30_days": n.runs_last_30_days,
+        "message": n.message,
     }
 
 
@@ -331,6 +350,11 @@ class GrpcSource:
             page_token = reply.next_page_token
             if not page_token:
                 return out
+
+    async def list_notices(self, token: str, team: str = "") -> list[JSONDict]:
+        request = pb.ListNoticesRequest(team=team, page=common_pb2.PageRequest(page_size=_PAGE_MAX))
+        reply = await self._call(token, self._get_stub().ListNotices, request)
+        return [notice_to_dict(n) for n in reply.notices]
 
     async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]:
         out: list[JSONDict] = []

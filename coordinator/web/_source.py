@@ -89,6 +89,10 @@ class Source(Protocol):
 
     async def contract_consumers(self, token: str, ref: str) -> list[JSONDict]: ...
 
+    async def list_notices(self, token: str, team: str = "") -> list[JSONDict]:
+        """Deprecations and retirements that concern the viewer's team (the admin: ``team``'s,
+        or every team's); the shape of docs/ui-api.md, ``/api/v1/notices``."""
+
     async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]: ...
 
     async def get_workflow(self, token: str, name: str, version: int = 0) -> JSONDict: ...

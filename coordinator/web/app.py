@@ -85,6 +85,7 @@ PAGES = {
     "/contracts/{team}/{name}": "contract",
     "/teams": "teams",
     "/audit": "audit",
+    "/notices": "notices",
 }
 
 
@@ -577,6 +578,7 @@ class UiApp:
                     "version": c["version"],
                     "description": c["description"],
                     "deprecated": c["deprecated"],
+                    "retired_ms": c.get("retired_ms", 0),
                     "visibility": c["visibility"],
                     "registered_ms": c["registered_ms"],
                 }
@@ -671,6 +673,19 @@ class UiApp:
             }
         )
 
+    # ---------- notices API
+
+    async def list_notices(self, request: Request) -> Response:
+        """What concerns the viewer's team: deprecated or retired versions its workflows call,
+        and who still calls the deprecated versions it owns (docs/ui-api.md)."""
+        session = await self.require_session(request)
+        team = request.query_params.get("team", "").strip()
+        notices = await self.call(request, session, lambda: self.source.list_notices(session.token, team))
+        principal = session.principal
+        return ApiJSONResponse(
+            {"notices": notices, "viewer": {"team": principal.team, "admin": principal.admin}}
+        )
+
     async def teams_graph(self, request: Request) -> Response:
         session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
@@ -755,6 +770,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),
         Route(f"{api}/teams/graph", _api(ui.teams_graph), methods=["GET"]),
         Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
+        Route(f"{api}/notices", _api(ui.list_notices), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

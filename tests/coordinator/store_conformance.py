@@ -1296,3 +1296,110 @@ class StoreConformance:
         finally:
             await second.close()
             await first.close()
+
+    # ---------- lifecycle: retired versions, disabled workflows, deleted versions, overrides ----------
+
+    async def test_a_retired_version_stays_stored_and_says_when_it_was_retired(self, store: Store) -> None:
+        for version in ("1.0.0", "1.1.0", "2.0.0"):
+            await store.add_contract(contract_record("payments/charge", version), audit("contract.register"))
+        await store.retire_contract("payments/charge", ["1.0.0", "1.1.0"], 5_000, audit("contract.retire"))
+        assert [
+            (r.contract.version, r.retired_ms) for r in await store.contract_versions("payments/charge")
+        ] == [
+            ("1.0.0", 5_000),
+            ("1.1.0", 5_000),
+            ("2.0.0", 0),
+        ]
+        assert [e.action for e in await store.list_audit()][-1] == "contract.retire"
+
+    async def test_runs_are_counted_per_workflow_version_team_and_pinned_version(self, store: Store) -> None:
+        runs = [
+            run_record("r1", created_ms=1_000, pinned={"payments/charge": "1.0.0"}),
+            run_record("r2", created_ms=2_000, pinned={"payments/charge": "1.0.0"}, status="succeeded"),
+            run_record("r3", created_ms=3_000, pinned={"payments/charge": "1.1.0"}, workflow_version=2),
+            run_record(
+                "r4",
+                created_ms=4_000,
+                pinned={"payments/charge": "1.0.0"},
+                workflow="crm/welcome",
+                team="crm",
+            ),
+            run_record("r5", created_ms=5_000, pinned={"warehouse/ship": "1.0.0"}),
+            run_record("old", created_ms=10, pinned={"payments/charge": "1.0.0"}),
+        ]
+        await store.apply(Changes(runs=runs))
+        counts = await store.contract_callers("payments/charge", 1_000)
+        assert sorted(
+            (c.workflow, c.workflow_version, c.caller_team, c.contract_version, c.runs) for c in counts
+        ) == [
+            ("crm/welcome", 1, "crm", "1.0.0", 1),
+            ("payments/checkout", 1, "payments", "1.0.0", 2),
+            ("payments/checkout", 2, "payments", "1.1.0", 1),
+        ]
+        assert counts[0].runs == 2  # most runs first
+        assert await store.contract_callers("nobody/calls", 0) == []
+        # Only unfinished runs pin it for retirement: r2 succeeded.
+        pins = await store.active_runs_pinning("payments/charge")
+        assert [(p.run_id, p.workflow, p.workflow_version, p.team, p.contract_version) for p in pins] == [
+            ("old", "payments/checkout", 1, "payments", "1.0.0"),
+            ("r1", "payments/checkout", 1, "payments", "1.0.0"),
+            ("r3", "payments/checkout", 2, "payments", "1.1.0"),
+            ("r4", "crm/welcome", 1, "crm", "1.0.0"),
+        ]
+
+    async def test_consumers_include_older_versions_that_unfinished_runs_use(self, store: Store) -> None:
+        await store.add_workflow(workflow_record("payments/checkout", 1, ("payments/charge",)), audit("wf"))
+        await store.add_workflow(workflow_record("payments/checkout", 2, ("warehouse/ship",)), audit("wf"))
+        await store.add_workflow(workflow_record("payments/checkout", 3, ("warehouse/ship",)), audit("wf"))
+        assert await store.consumers_of("payments/charge") == []
+        await store.apply(Changes(runs=[run_record("r1", workflow_version=1)]))
+        assert [(w.name, w.version) for w in await store.consumers_of("payments/charge")] == [
+            ("payments/checkout", 1)
+        ]
+        await store.apply(
+            Changes(
+                runs=[run_record("r1", workflow_version=1, status="succeeded")], expect_versions={"r1": 1}
+            )
+        )
+        assert await store.consumers_of("payments/charge") == []
+        assert [(w.name, w.version) for w in await store.consumers_of("warehouse/ship")] == [
+            ("payments/checkout", 3)
+        ]
+
+    async def test_a_workflow_is_disabled_and_enabled_again(self, store: Store) -> None:
+        assert await store.workflow_disabled_ms("payments/checkout") == 0
+        await store.set_workflow_disabled("payments/checkout", 7_000, "payments", audit("workflow.disable"))
+        assert await store.workflow_disabled_ms("payments/checkout") == 7_000
+        assert await store.workflow_disabled_ms("payments/other") == 0
+        await store.set_workflow_disabled("payments/checkout", 0, "payments", audit("workflow.enable"))
+        assert await store.workflow_disabled_ms("payments/checkout") == 0
+        assert [e.action for e in await store.list_audit()] == ["workflow.disable", "workflow.enable"]
+
+    async def test_a_workflow_version_no_run_references_is_deleted_and_others_are_not(
+        self, store: Store
+    ) -> None:
+        await store.add_workflow(workflow_record("payments/checkout", 1, ("payments/charge",)), audit("wf"))
+        await store.add_workflow(workflow_record("payments/checkout", 2, ("payments/charge",)), audit("wf"))
+        await store.add_workflow(workflow_record("payments/checkout", 3, ("payments/charge",)), audit("wf"))
+        await store.apply(Changes(runs=[run_record("r1", workflow_version=1, status="succeeded")]))
+        assert await store.delete_workflow_version("payments/checkout", 1, audit("workflow.delete")) == ["r1"]
+        assert await store.delete_workflow_version("payments/checkout", 2, audit("workflow.delete")) == []
+        assert [w.version for w in await store.workflow_versions("payments/checkout")] == [1, 3]
+        assert [e.action for e in await store.list_audit()].count("workflow.delete") == 1
+        # Its consumer index rows went with it.
+        await store.apply(Changes(runs=[run_record("r2", workflow_version=2)]))
+        assert [w.version for w in await store.consumers_of("payments/charge")] == [3]
+
+    async def test_overrides_are_listed_by_team_and_time(self, store: Store) -> None:
+        await store.add_audit(audit("run.override", "shipping", "shipping", at_ms=100))
+        await store.add_audit(audit("run.start", "shipping", "shipping", at_ms=150))
+        await store.add_audit(audit("run.override", "crm", "admin", at_ms=200))
+        await store.add_audit(audit("run.override", "shipping", "shipping", at_ms=300))
+        assert [(e.owner_team, e.at_ms) for e in await store.list_overrides()] == [
+            ("shipping", 100),
+            ("crm", 200),
+            ("shipping", 300),
+        ]
+        assert [e.at_ms for e in await store.list_overrides("shipping")] == [100, 300]
+        assert [e.at_ms for e in await store.list_overrides(since_ms=150)] == [200, 300]
+        assert await store.list_overrides("payments") == []

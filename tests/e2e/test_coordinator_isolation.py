@@ -223,9 +223,7 @@ async def test_the_owner_still_holds_its_attempt_and_admin_acts_as_intervention(
         assert not beat.lease_lost and not beat.cancel_requested
     async with world.proc.client() as admin:
         await admin.coordinator.DeprecateContract(
-            pb.DeprecateContractRequest(
-                ref="payments/work@1", sunset="2031-01-01", replacement="payments/work@2"
-            )
+            pb.DeprecateContractRequest(ref="payments/work@1", sunset="2031-01-01")
         )
         entries = (await admin.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries
     deprecations = [e for e in entries if e.action == "contract.deprecate"]

@@ -125,7 +125,8 @@ async def test_deprecated_contract_use_warns_with_the_sunset_date(coordinator):
         "contract", "deprecate", "payments/charge@1", "--sunset", "2030-06-01", token=payments
     )
     assert result.returncode == 0, result.stderr
-    registered = await coordinator.register_workflow(shipping, CONSUMER)
+    # A file identical to the current version registers nothing; this one differs in a comment.
+    registered = await coordinator.register_workflow(shipping, CONSUMER + "# calls the deprecated major\n")
     assert registered.registered and registered.workflow.version == 2
     assert any("2030-06-01" in w and "payments/charge@1.0.0" in w for w in registered.warnings)
 

@@ -105,6 +105,9 @@ async def test_a_deprecation_is_reported_once(coordinator: CoordinatorProcess) -
         ("2030-02-30", "", "sunset '2030-02-30' is not a valid date"),
         ("2030-06-01", "the new one", "replacement"),
         ("2030-06-01", "payments/old", "replacement"),
+        ("2020-01-01", "", "sunset 2020-01-01 is in the past"),
+        ("2030-06-01", "payments/old@2", "replacement payments/old@2 does not exist"),
+        ("2030-06-01", "payments/nothing@1", "replacement payments/nothing@1 does not exist"),
     ],
 )
 async def test_deprecate_checks_the_sunset_and_the_replacement(
@@ -130,6 +133,9 @@ async def test_deprecate_checks_the_sunset_and_the_replacement(
 async def test_deprecating_again_keeps_the_earlier_replacement(coordinator: CoordinatorProcess) -> None:
     payments = await coordinator.create_team("payments")
     await coordinator.register_contract(payments, OLD)
+    # A replacement must exist.
+    await coordinator.register_contract(payments, contract("payments/old", "2.0.0"))
+    await coordinator.register_contract(payments, contract("payments/new"))
     async with coordinator.client(payments) as client:
         await client.coordinator.DeprecateContract(
             pb.DeprecateContractRequest(
@@ -142,7 +148,7 @@ async def test_deprecating_again_keeps_the_earlier_replacement(coordinator: Coor
         assert [(c.deprecated.sunset, c.deprecated.replacement) for c in again.contracts] == [
             ("2031-01-01", "payments/old@2")
         ]
-        got = (await client.coordinator.GetContract(pb.GetContractRequest(ref="payments/old"))).contract
+        got = (await client.coordinator.GetContract(pb.GetContractRequest(ref="payments/old@1"))).contract
         assert (got.deprecated.sunset, got.deprecated.replacement) == ("2031-01-01", "payments/old@2")
         changed = await client.coordinator.DeprecateContract(
             pb.DeprecateContractRequest(

@@ -266,6 +266,23 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
             "ReleaseTask",
             agent_pb.ReleaseTaskRequest(agent_id="payments-1", attempt_id=w.attempt_id),
         ),
+        "RetireContract": ("coordinator", "RetireContract", pb.RetireContractRequest(ref="payments/work@1")),
+        "ListNotices": ("coordinator", "ListNotices", pb.ListNoticesRequest(team="payments")),
+        "SetWorkflowEnabled": (
+            "coordinator",
+            "SetWorkflowEnabled",
+            pb.SetWorkflowEnabledRequest(name="payments/single", enabled=False),
+        ),
+        "DeleteWorkflowVersion": (
+            "coordinator",
+            "DeleteWorkflowVersion",
+            pb.DeleteWorkflowVersionRequest(name="payments/single", version=1),
+        ),
+        "RollbackWorkflow": (
+            "coordinator",
+            "RollbackWorkflow",
+            pb.RollbackWorkflowRequest(name="payments/single", to_version=1),
+        ),
     }
 
 
@@ -304,6 +321,11 @@ REFUSED = [
     "FailTask",
     "ReleaseTask",
     "ReleaseTask(their agent)",
+    "RetireContract",
+    "ListNotices",
+    "SetWorkflowEnabled",
+    "DeleteWorkflowVersion",
+    "RollbackWorkflow",
 ]
 
 

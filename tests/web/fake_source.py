@@ -517,6 +517,28 @@ class FakeSource:
             ]
         return []
 
+    async def list_notices(self, token: str, team: str = "") -> list[JSONDict]:
+        """shipping's order-to-cash calls the deprecated payments/charge-card@1 (as the fake's
+        contracts say): the caller's notice, seen by shipping and the admin."""
+        principal = await self.whoami(token)
+        if not principal.admin and principal.team != "shipping":
+            return []
+        return [
+            {
+                "kind": "deprecated",
+                "contract": "payments/charge-card@1.2.0",
+                "sunset": "2027-03-01",
+                "replacement": "payments/charge-card@2",
+                "past_sunset": False,
+                "workflow": "shipping/order-to-cash",
+                "workflow_version": 1,
+                "step": "charge",
+                "team": "shipping",
+                "runs_last_30_days": 1,
+                "message": "step charge of shipping/order-to-cash v1 calls payments/charge-card@1.2.0 is deprecated",
+            }
+        ]
+
     async def list_workflows(self, token: str, team: str = "") -> list[JSONDict]:
         await self.whoami(token)
         return [copy.deepcopy(self.workflow)]

@@ -106,6 +106,10 @@ async def test_diff_two_contract_versions(world: World, browser_page: Page) -> N
     await page.click('a[href="/contracts/payments/charge-card"]')
     await page.wait_for_selector("#compare-form")
     await shot(page, "contract-page")
+    # Consumers are per version: order-to-cash calls ^1, so 2.0.0 (shown first) has none.
+    assert "No registered workflow calls this version" in await page.inner_text("#consumers")
+    await page.click(".ver-item:has-text('1.1.0')")
+    await page.wait_for_selector("#consumers:has-text('Consumers of 1.1.0')")
     assert "shipping/order-to-cash" in await page.inner_text("#consumers")
     await page.select_option("#diff-old", "payments/charge-card@1.1.0")
     await page.select_option("#diff-new", "payments/charge-card@2.0.0")

@@ -31,15 +31,17 @@ export async function render(main, args) {
     h("div", { class: "contract-grid" }, list, detail));
 
   function draw() {
-    clear(list).append(h("div", { class: "section-label" }, "versions"), data.versions.map((v) =>
+    // DOM append() takes nodes, not arrays or null (h() flattens its children; append does not).
+    clear(list).append(h("div", { class: "section-label" }, "versions"), ...data.versions.map((v) =>
       h("a", { href: `?version=${encodeURIComponent(v.version)}`, class: `ver-item${v === current ? " active" : ""}${v.deprecated ? " deprecated" : ""}`, onclick: (e) => { e.preventDefault(); current = v; history.replaceState(null, "", `?version=${encodeURIComponent(v.version)}`); draw(); } },
         h("span", { class: "mono" }, v.version), v.deprecated ? h("span", { class: "small muted" }, ` sunset ${v.deprecated.sunset}`) : null)));
     const c = current;
     const consumers = c.consumers || [];
     const consumerTeams = [...new Set(consumers.map((x) => x.team))].sort();
-    clear(detail).append(
+    clear(detail).append(...[
       h("section", { class: "card" },
         h("h2", {}, h("span", { class: "mono" }, c.ref), " ", sunsetTag(c.deprecated)),
+        c.retired_ms ? h("div", { class: "banner error", id: "retired" }, `Retired ${fmtTime(c.retired_ms)}: new runs and workflows can no longer use this version.`) : null,
         c.deprecated ? h("div", { class: "banner warn" }, `Deprecated: sunset ${c.deprecated.sunset}.`, c.deprecated.replacement ? ` Move to ${c.deprecated.replacement}.` : "") : null,
         h("p", {}, c.description || h("span", { class: "muted" }, "no description")),
         h("table", { class: "kv" },
@@ -54,10 +56,10 @@ export async function render(main, args) {
       h("section", { class: "card", id: "consumers" },
         h("h2", {}, `Consumers of ${c.version} `, h("span", { class: "muted small" }, `${consumers.length} steps in ${new Set(consumers.map((x) => x.workflow)).size} workflows · teams: `), consumerTeams.map((t) => teamChip(t))),
         consumers.length ? h("table", { class: "grid" },
-          h("thead", {}, h("tr", {}, ["workflow", "team", "step", "reads/writes"].map((x) => h("th", {}, x)))),
-          h("tbody", {}, consumers.map((x) => h("tr", {}, h("td", { class: "mono" }, `${x.workflow} v${x.workflow_version}`), h("td", {}, teamChip(x.team)), h("td", { class: "mono" }, x.step), h("td", { class: "mono small" }, x.field || "—")))))
+          h("thead", {}, h("tr", {}, ["workflow", "team", "step", "calls", "runs (30 days)"].map((x) => h("th", {}, x)))),
+          h("tbody", {}, consumers.map((x) => h("tr", {}, h("td", { class: "mono" }, `${x.workflow} v${x.workflow_version}`), h("td", {}, teamChip(x.team)), h("td", { class: "mono" }, x.step), h("td", { class: "mono small" }, x.field || "—"), h("td", { class: "num" }, String(x.runs_last_30_days || 0))))))
           : h("p", { class: "muted" }, "No registered workflow calls this version.")),
-      c.source_text ? h("details", { class: "card" }, h("summary", {}, "contract file as registered"), h("pre", { class: "json" }, c.source_text)) : null);
+      c.source_text ? h("details", { class: "card" }, h("summary", {}, "contract file as registered"), h("pre", { class: "json" }, c.source_text)) : null].filter(Boolean));
   }
   draw();
 }

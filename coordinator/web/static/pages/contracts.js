@@ -28,7 +28,7 @@ export async function render(main) {
           return h("tr", { dataset: { contract: c.name } },
             h("td", {}, h("a", { class: "mono", href: `/contracts/${c.name}` }, c.name), latest.visibility === "team" ? h("span", { class: "tag" }, "team-only") : null),
             h("td", { class: "mono" }, c.latest),
-            h("td", {}, c.versions.map((v) => h("a", { href: `/contracts/${c.name}?version=${encodeURIComponent(v.version)}`, class: `ver${v.deprecated ? " deprecated" : ""}`, title: v.deprecated ? `deprecated, sunset ${v.deprecated.sunset}` : "" }, v.version))),
+            h("td", {}, c.versions.map((v) => h("a", { href: `/contracts/${c.name}?version=${encodeURIComponent(v.version)}`, class: `ver${v.deprecated ? " deprecated" : ""}${v.retired_ms ? " retired" : ""}`, title: v.retired_ms ? "retired" : v.deprecated ? `deprecated, sunset ${v.deprecated.sunset}` : "" }, v.version))),
             h("td", {}, latest.description, " ", sunsetTag(latest.deprecated)),
             h("td", { class: "small muted" }, fmtTime(latest.registered_ms)));
         })))));

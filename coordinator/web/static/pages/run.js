@@ -125,7 +125,12 @@ export async function render(main, args, viewer) {
         data.started_by_event ? startedByEvent(data.started_by_event) : null,
         h("span", { class: "mono small muted" }, `trace ${run.trace_id}`),
         data.live ? h("span", { class: "live-dot" }, "● live") : null),
-      h("div", { id: "action-error", class: "banner error", hidden: true }));
+      h("div", { id: "action-error", class: "banner error", hidden: true }),
+      // What the caller should know about the contract versions the run pinned: a deprecation
+      // (sunset, replacement), a sunset overridden (docs/ui.md, "Run page").
+      (run.warnings || []).length
+        ? h("div", { class: "banner warn", id: "run-warnings" }, run.warnings.map((w) => h("div", { class: "run-warning" }, w)))
+        : null);
   }
 
   // A run an event started: the event (accord event show ID) and the run whose step published it.

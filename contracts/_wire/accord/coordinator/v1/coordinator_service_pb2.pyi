@@ -621,6 +621,7 @@ class ConsumerImpact(_message.Message):
     STEP_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    RUNS_LAST_30_DAYS_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     workflow_version: _builtins.int
     team: _builtins.str
@@ -628,6 +629,8 @@ class ConsumerImpact(_message.Message):
     field: _builtins.str
     """The field path the workflow reads or writes, e.g. "output.payment_ref"."""
     message: _builtins.str
+    runs_last_30_days: _builtins.int
+    """ListContractConsumers: runs of this workflow version that pinned the contract, last 30 days."""
     def __init__(
         self,
         *,
@@ -637,10 +640,11 @@ class ConsumerImpact(_message.Message):
         step: _builtins.str = ...,
         field: _builtins.str = ...,
         message: _builtins.str = ...,
+        runs_last_30_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "message", b"message", "step", b"step", "team", b"team", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "message", b"message", "runs_last_30_days", b"runs_last_30_days", "step", b"step", "team", b"team", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -689,6 +693,7 @@ class Contract(_message.Message):
     SOURCE_TEXT_FIELD_NUMBER: _builtins.int
     REGISTERED_UNIX_MS_FIELD_NUMBER: _builtins.int
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    RETIRED_UNIX_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """team/name"""
     team: _builtins.str
@@ -704,6 +709,8 @@ class Contract(_message.Message):
     """The contract file as registered."""
     registered_unix_ms: _builtins.int
     registered_by: _builtins.str
+    retired_unix_ms: _builtins.int
+    """When it was retired (0: in service): a retired version no longer resolves for new runs."""
     @_builtins.property
     def timeouts(self) -> _common_pb2.Timeouts: ...
     @_builtins.property
@@ -730,10 +737,11 @@ class Contract(_message.Message):
         source_text: _builtins.str = ...,
         registered_unix_ms: _builtins.int = ...,
         registered_by: _builtins.str = ...,
+        retired_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deprecated", b"deprecated", "retry", b"retry", "timeouts", b"timeouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deprecated", b"deprecated", "description", b"description", "idempotent", b"idempotent", "input_schema_json", b"input_schema_json", "name", b"name", "output_schema_json", b"output_schema_json", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "retry", b"retry", "sensitive", b"sensitive", "source_text", b"source_text", "team", b"team", "timeouts", b"timeouts", "version", b"version", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deprecated", b"deprecated", "description", b"description", "idempotent", b"idempotent", "input_schema_json", b"input_schema_json", "name", b"name", "output_schema_json", b"output_schema_json", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "retired_unix_ms", b"retired_unix_ms", "retry", b"retry", "sensitive", b"sensitive", "source_text", b"source_text", "team", b"team", "timeouts", b"timeouts", "version", b"version", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1066,6 +1074,7 @@ class Workflow(_message.Message):
     DEFINITION_JSON_FIELD_NUMBER: _builtins.int
     REGISTERED_UNIX_MS_FIELD_NUMBER: _builtins.int
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    DISABLED_UNIX_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """team/name"""
     team: _builtins.str
@@ -1077,6 +1086,8 @@ class Workflow(_message.Message):
     """Resolved form (steps, dependencies) as JSON, for UIs."""
     registered_unix_ms: _builtins.int
     registered_by: _builtins.str
+    disabled_unix_ms: _builtins.int
+    """When the workflow (all its versions) was disabled; 0: enabled."""
     def __init__(
         self,
         *,
@@ -1088,10 +1099,11 @@ class Workflow(_message.Message):
         definition_json: _builtins.str = ...,
         registered_unix_ms: _builtins.int = ...,
         registered_by: _builtins.str = ...,
+        disabled_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "description", b"description", "name", b"name", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "source_text", b"source_text", "team", b"team", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "description", b"description", "disabled_unix_ms", b"disabled_unix_ms", "name", b"name", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "source_text", b"source_text", "team", b"team", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1397,6 +1409,7 @@ class Run(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     PINNED_VERSIONS_FIELD_NUMBER: _builtins.int
     STARTED_BY_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.int
@@ -1419,6 +1432,12 @@ class Run(_message.Message):
     def pinned_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """contract name -> pinned version"""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the caller should know about the versions pinned: a deprecation (sunset, replacement),
+        a sunset overridden.
+        """
+
     def __init__(
         self,
         *,
@@ -1438,10 +1457,11 @@ class Run(_message.Message):
         trace_id: _builtins.str = ...,
         pinned_versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         started_by: _builtins.str = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "warnings", b"warnings", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1471,14 +1491,35 @@ class StartRunRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class OverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WORKFLOW_FIELD_NUMBER: _builtins.int
     INPUT_JSON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     RERUN_OF_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
-    """team/name, newest version"""
+    """team/name (the newest version) or team/name@N (version N)"""
     input_json: _builtins.str
     idempotency_key: _builtins.str
     request_id: _builtins.str
@@ -1493,6 +1534,12 @@ class StartRunRequest(_message.Message):
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """W3C trace context of the caller, in addition to gRPC metadata."""
 
+    @_builtins.property
+    def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Rule -> reason: "sunset" starts a run although a pinned contract version is past its sunset
+        (recorded in the audit log, who, when and why).
+        """
+
     def __init__(
         self,
         *,
@@ -1502,10 +1549,11 @@ class StartRunRequest(_message.Message):
         request_id: _builtins.str = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         rerun_of: _builtins.str = ...,
+        overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "request_id", b"request_id", "rerun_of", b"rerun_of", "trace_context", b"trace_context", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "overrides", b"overrides", "request_id", b"request_id", "rerun_of", b"rerun_of", "trace_context", b"trace_context", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2181,3 +2229,296 @@ class ListAuditLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditLogResponse: _TypeAlias = ListAuditLogResponse  # noqa: Y015
+
+@_typing.final
+class RetireContractRequest(_message.Message):
+    """---------- lifecycle ----------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    """exact version or major, "team/name@1.2.0" or "team/name@1" """
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireContractRequest: _TypeAlias = RetireContractRequest  # noqa: Y015
+
+@_typing.final
+class RetireContractResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contracts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contract]: ...
+    def __init__(
+        self,
+        *,
+        contracts: _abc.Iterable[Global___Contract] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contracts", b"contracts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireContractResponse: _TypeAlias = RetireContractResponse  # noqa: Y015
+
+@_typing.final
+class Notice(_message.Message):
+    """Something a team should know about a contract it calls or owns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    SUNSET_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    RUNS_LAST_30_DAYS_FIELD_NUMBER: _builtins.int
+    PAST_SUNSET_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"deprecated": a workflow of the team calls a deprecated version; "retired": a step's range
+    has no version in service; "callers": a deprecated version the team owns is still called.
+    """
+    contract: _builtins.str
+    """team/name@VERSION"""
+    sunset: _builtins.str
+    replacement: _builtins.str
+    workflow: _builtins.str
+    workflow_version: _builtins.int
+    step: _builtins.str
+    team: _builtins.str
+    """The calling team ("callers": who still calls it)."""
+    runs_last_30_days: _builtins.int
+    past_sunset: _builtins.bool
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        contract: _builtins.str = ...,
+        sunset: _builtins.str = ...,
+        replacement: _builtins.str = ...,
+        workflow: _builtins.str = ...,
+        workflow_version: _builtins.int = ...,
+        step: _builtins.str = ...,
+        team: _builtins.str = ...,
+        runs_last_30_days: _builtins.int = ...,
+        past_sunset: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "kind", b"kind", "message", b"message", "past_sunset", b"past_sunset", "replacement", b"replacement", "runs_last_30_days", b"runs_last_30_days", "step", b"step", "sunset", b"sunset", "team", b"team", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notice: _TypeAlias = Notice  # noqa: Y015
+
+@_typing.final
+class ListNoticesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """The admin: the notices of this team (empty: every team's)."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNoticesRequest: _TypeAlias = ListNoticesRequest  # noqa: Y015
+
+@_typing.final
+class ListNoticesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def notices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notice]: ...
+    def __init__(
+        self,
+        *,
+        notices: _abc.Iterable[Global___Notice] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notices", b"notices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNoticesResponse: _TypeAlias = ListNoticesResponse  # noqa: Y015
+
+@_typing.final
+class SetWorkflowEnabledRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    enabled: _builtins.bool
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkflowEnabledRequest: _TypeAlias = SetWorkflowEnabledRequest  # noqa: Y015
+
+@_typing.final
+class SetWorkflowEnabledResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    @_builtins.property
+    def workflow(self) -> Global___Workflow: ...
+    def __init__(
+        self,
+        *,
+        workflow: Global___Workflow | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkflowEnabledResponse: _TypeAlias = SetWorkflowEnabledResponse  # noqa: Y015
+
+@_typing.final
+class DeleteWorkflowVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWorkflowVersionRequest: _TypeAlias = DeleteWorkflowVersionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteWorkflowVersionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWorkflowVersionResponse: _TypeAlias = DeleteWorkflowVersionResponse  # noqa: Y015
+
+@_typing.final
+class RollbackWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    to_version: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        to_version: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackWorkflowRequest: _TypeAlias = RollbackWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class RollbackWorkflowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    registered: _builtins.bool
+    """False when version to_version is the current definition already."""
+    @_builtins.property
+    def workflow(self) -> Global___Workflow: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        workflow: Global___Workflow | None = ...,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        registered: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "registered", b"registered", "warnings", b"warnings", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackWorkflowResponse: _TypeAlias = RollbackWorkflowResponse  # noqa: Y015

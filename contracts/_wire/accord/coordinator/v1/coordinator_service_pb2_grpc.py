@@ -170,6 +170,31 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.FromString,
                 _registered_method=True)
+        self.RetireContract = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RetireContract',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractResponse.FromString,
+                _registered_method=True)
+        self.ListNotices = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListNotices',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesResponse.FromString,
+                _registered_method=True)
+        self.SetWorkflowEnabled = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/SetWorkflowEnabled',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorkflowVersion = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/DeleteWorkflowVersion',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionResponse.FromString,
+                _registered_method=True)
+        self.RollbackWorkflow = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RollbackWorkflow',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -351,6 +376,38 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetireContract(self, request, context):
+        """Lifecycle (docs/contracts.md, "Deprecation" and "Retiring a version"; docs/workflows.md,
+        "Versions and commands").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkflowEnabled(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflowVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -488,6 +545,31 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.SerializeToString,
+            ),
+            'RetireContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireContract,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractResponse.SerializeToString,
+            ),
+            'ListNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotices,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesResponse.SerializeToString,
+            ),
+            'SetWorkflowEnabled': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkflowEnabled,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledResponse.SerializeToString,
+            ),
+            'DeleteWorkflowVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflowVersion,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionResponse.SerializeToString,
+            ),
+            'RollbackWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackWorkflow,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1219,6 +1301,141 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/GetEvent',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RetireContract',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetireContractResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListNotices',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListNoticesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkflowEnabled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/SetWorkflowEnabled',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetWorkflowEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflowVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/DeleteWorkflowVersion',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.DeleteWorkflowVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RollbackWorkflow',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
