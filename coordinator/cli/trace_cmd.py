@@ -33,14 +33,6 @@ def trace(
     With --all-spans, every span indented under its parent: attempts ("attempt 2/3") and, for your
     own team's hops, the agent's and the engine's spans. Another team's spans appear as
     contract-level boxes.
-
-    Examples:
-
-      accord runs trace run-20261206-76ecea4d3405
-
-      accord runs trace run-20261206-76ecea4d3405 --all-spans
-
-      accord runs trace run-20261206-76ecea4d3405 --json > trace.json
     """
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from contracts.errors import AccordError
