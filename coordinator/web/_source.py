@@ -99,5 +99,9 @@ class Source(Protocol):
 
     async def list_teams(self, token: str) -> list[str]: ...
 
+    async def list_agents(self, token: str, team: str = "") -> list[JSONDict]:
+        """The registered agents: team, contracts served, version, last heard from, in flight."""
+        ...
+
     async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
         """Audit entries the viewer may read, newest first (``id`` desc)."""

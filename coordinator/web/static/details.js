@@ -73,7 +73,7 @@ export function stepPanel(step, viewer, items = []) {
   const attempts = h("table", { class: "grid attempts" },
     h("thead", {}, h("tr", {}, ["#", "status", "agent", "started", "took", "error"].map((c) => h("th", {}, c)))),
     h("tbody", {}, step.attempts.map((a) => h("tr", { class: `row-${a.status}` },
-      h("td", {}, String(a.number)), h("td", {}, statusBadge(a.status)), h("td", { class: "mono small" }, a.agent_id || "—"),
+      h("td", {}, String(a.number)), h("td", {}, statusBadge(a.status)), h("td", { class: "mono small" }, a.agent_id ? h("a", { class: "agent-link", href: `/agents?agent=${encodeURIComponent(a.agent_id)}` }, a.agent_id) : "—"),
       h("td", { class: "small" }, fmtTime(a.started_ms || a.scheduled_ms)),
       h("td", { class: "num" }, a.started_ms && a.finished_ms ? fmtDuration(a.finished_ms - a.started_ms) : "—"),
       h("td", { class: "small" }, a.error ? h("span", {}, h("b", {}, a.error.type), ": ", a.error.message) : "")))));

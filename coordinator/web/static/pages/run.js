@@ -112,7 +112,7 @@ export async function render(main, args, viewer) {
     clear(head).append(
       h("div", { class: "run-title" },
         statusBadge(run.status),
-        h("h1", {}, h("span", { class: "mono" }, run.workflow), h("span", { class: "muted" }, ` v${run.workflow_version}`)),
+        h("h1", {}, h("a", { class: "mono", id: "workflow-link", href: `/workflows/${run.workflow}?version=${run.workflow_version}` }, run.workflow), h("span", { class: "muted" }, ` v${run.workflow_version}`)),
         h("span", { class: "mono muted run-id", id: "run-id" }, run.run_id),
         h("span", { class: "spacer" }), actions),
       h("div", { class: "run-meta" },

@@ -195,6 +195,11 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListAgents',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -408,6 +413,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgents(self, request, context):
+        """Agents: who serves which contracts, whether they are heard from, what they run now
+        (docs/ui.md, "Agents").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -570,6 +583,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.RollbackWorkflow,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1436,6 +1454,33 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/RollbackWorkflow',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListAgents',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
