@@ -20,7 +20,14 @@ run, the rest wait in the queue. The coordinator's RSS before and after gives th
 waiting run; a few chains on another team are timed meanwhile, to show a deep queue elsewhere does
 not slow them.
 
-Run: ``python -m benchmarks.bench_scale [--levels 1000,10000,100000] [--seconds 30] [--waiting 10000]``
+Size. Bytes a finished three-step run leaves in the SQLite store (pages of its tables and their
+indexes, by SQLite's dbstat, before and after N runs), apart for spans (the coordinator's and its
+agents'): targets 4 KB and 6 KB. Then a steady load with a short ``--retention``: the database
+file's size each second; flat means the largest size in the last third of the window is no larger
+than the largest once retention had started deleting.
+
+Run: ``python -m benchmarks.bench_scale [--levels 1000,10000,100000] [--seconds 30] [--waiting 10000]
+[--size-runs 500] [--steady 60] [--retention 5]``
 → benchmarks/results/scale.json.
 """
 
@@ -39,6 +46,7 @@ from typing import Any
 from benchmarks import _harness as h
 from benchmarks import bench_throughput as bt
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.store import codec
 
 DAY_MS = 86_400_000
 
@@ -59,8 +67,13 @@ class Template:
                 list(r) for r in conn.execute("SELECT * FROM attempts WHERE run_id = ?", (run_id,))
             ]
             self.trace_id = self.data["trace_id"]
+            # Span ids are stored as bytes (coordinator/store/codec.py), or hex text in older rows.
             self.spans = [
-                list(r) for r in conn.execute("SELECT * FROM spans WHERE trace_id = ?", (self.trace_id,))
+                list(r)
+                for r in conn.execute(
+                    "SELECT * FROM spans WHERE trace_id IN (?, ?)",
+                    (codec.span_id_to_db(self.trace_id), self.trace_id),
+                )
             ]
             self.audit = [
                 list(r)[1:]
@@ -76,6 +89,10 @@ def _swap(value: Any, pairs: list[tuple[str, str]]) -> Any:
     if isinstance(value, str):
         for old, new in pairs:
             value = value.replace(old, new)
+    elif isinstance(value, bytes):  # a trace id stored as bytes
+        for old, new in pairs:
+            if value == codec.span_id_to_db(old):
+                value = codec.span_id_to_db(new)
     return value
 
 
@@ -280,6 +297,125 @@ async def _timed_chain(client: Any, workflow: str) -> float:
     return time.perf_counter() - t0
 
 
+# ---------------------------------------------------------------- bytes per run, and retention
+
+# The tables a run writes to (spans apart): what it costs the store, indexes included.
+RUN_TABLES = ("runs", "steps", "attempts", "requests", "audit", "events", "timers", "offers")
+SPAN_TABLES = ("spans",)
+SIZE_TARGET_BYTES = {"without_spans": 4096, "spans": 6144}
+
+
+def table_bytes(db: Path) -> dict[str, int]:
+    """Bytes of the pages of each table, its indexes counted with it (SQLite's dbstat)."""
+    conn = sqlite3.connect(db)
+    try:
+        owner = {name: table for table, name in conn.execute("SELECT tbl_name, name FROM sqlite_master")}
+        sizes: dict[str, int] = {}
+        for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)
+            sizes[table] = sizes.get(table, 0) + int(size)
+        return sizes
+    finally:
+        conn.close()
+
+
+def _group(sizes: dict[str, int], tables: tuple[str, ...]) -> int:
+    return sum(sizes.get(t, 0) for t in tables)
+
+
+def db_file_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if not p.name.endswith(".lock"))
+
+
+async def _drive(world: h.World, workflow: str, runs: int, in_flight: int) -> float:
+    """Run ``runs`` chains to the end, ``in_flight`` at a time; seconds taken."""
+    t0 = time.monotonic()
+    async with world.coordinator.client(world.tokens["tput"]) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(runs):
+            queue.put_nowait(i)
+
+        async def one() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                run = await h.run_to_end(client, workflow, {"n": i})
+                assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+
+        await asyncio.gather(*[one() for _ in range(in_flight)])
+    return time.monotonic() - t0
+
+
+async def size(runs: int, steady_s: float, retention_s: float, in_flight: int = 8) -> dict[str, Any]:
+    """Bytes a finished three-step run leaves in the store (with its agents' spans), and the
+    database's size over a steady load once retention applies."""
+    world = h.World.create("size")
+    try:
+        contracts, workflow = await bt.setup(world)
+        db = world.coordinator.db
+        before = table_bytes(db)
+        world.agents.start("tput", world.tokens["tput"], world.coordinator.address, contracts, concurrency=8)
+        await world.agents.wait_registered()
+        await _drive(world, workflow, runs, in_flight)
+        world.agents.stop()  # their last spans are exported as they stop
+        world.coordinator.stop()
+        after = table_bytes(db)
+        per_run = {
+            "without_spans": round((_group(after, RUN_TABLES) - _group(before, RUN_TABLES)) / runs),
+            "spans": round((_group(after, SPAN_TABLES) - _group(before, SPAN_TABLES)) / runs),
+        }
+        per_table = {t: round((after.get(t, 0) - before.get(t, 0)) / runs) for t in RUN_TABLES + SPAN_TABLES}
+        h.log(f"size: bytes per finished run {per_run} ({per_table})")
+
+        # Steady load with a short retention: the file grows until retention starts deleting,
+        # then stays where it is.
+        world.coordinator.extra_args = [
+            "--retention",
+            f"{retention_s:g}s",
+            "--span-retention",
+            f"{retention_s:g}s",
+        ]
+        world.coordinator.start()
+        world.agents.start("tput", world.tokens["tput"], world.coordinator.address, contracts, concurrency=8)
+        await world.agents.wait_registered()
+        samples: list[tuple[float, int]] = []
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            while not stop.is_set():
+                await _drive(world, workflow, in_flight, in_flight)
+
+        async def sample() -> None:
+            t0 = time.monotonic()
+            while not stop.is_set():
+                samples.append((round(time.monotonic() - t0, 1), db_file_bytes(db)))
+                await asyncio.sleep(1.0)
+
+        tasks = [asyncio.create_task(load()), asyncio.create_task(sample())]
+        await asyncio.sleep(steady_s)
+        stop.set()
+        await asyncio.gather(*tasks)
+        # Flat: the largest size in the last third against the largest once retention had a full
+        # period to start deleting (from three retention periods in).
+        settled = [b for t, b in samples if t >= 3 * retention_s]
+        last = [b for t, b in samples if t >= steady_s * 2 / 3]
+        flat = round(max(last) / max(settled), 2) if settled and last else None
+        return {
+            "runs": runs,
+            "bytes_per_run": per_run,
+            "bytes_per_run_by_table": per_table,
+            "target_bytes": SIZE_TARGET_BYTES,
+            "met": all(per_run[k] <= v for k, v in SIZE_TARGET_BYTES.items()),
+            "steady": {
+                "seconds": steady_s,
+                "retention_s": retention_s,
+                "samples_mb": [(t, round(b / 2**20, 2)) for t, b in samples],
+                "last_third_vs_settled_ratio": flat,
+            },
+        }
+    finally:
+        world.close()
+
+
 async def bench(
     levels: list[int],
     seconds: float = 30.0,
@@ -287,6 +423,9 @@ async def bench(
     agents: int = 4,
     concurrency: int = 8,
     waiting_runs: int = 10_000,
+    size_runs: int = 500,
+    steady_s: float = 60.0,
+    retention_s: float = 5.0,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "what": "throughput of bench_throughput's chain with N finished runs stored (cloned by SQL from a real run), "
@@ -301,7 +440,10 @@ async def bench(
             "agent_concurrency": concurrency,
         },
     }
-    result["history"] = await history(levels, seconds, warmup, agents, concurrency)
+    if size_runs:
+        h.log(f"scale: bytes per run ({size_runs} runs), then {steady_s:g}s of steady load with retention")
+        result["size"] = await size(size_runs, steady_s, retention_s)
+    result["history"] = await history(levels, seconds, warmup, agents, concurrency) if levels else []
     if waiting_runs:
         h.log(f"scale: {waiting_runs} runs waiting on a slow step")
         result["waiting"] = await waiting(waiting_runs)
@@ -338,7 +480,19 @@ def format_result(result: dict[str, Any]) -> str:
                 r["db_mb"],
             )
         )
-    text = h.table(rows)
+    text = h.table(rows) if result["history"] else ""
+    z = result.get("size")
+    if z:
+        per, target = z["bytes_per_run"], z["target_bytes"]
+        steady = z["steady"]
+        sizes = [mb for _, mb in steady["samples_mb"]]
+        text += (
+            f"\nbytes per finished three-step run: {per['without_spans']} without spans (target <= {target['without_spans']}),"
+            f" {per['spans']} of spans (target <= {target['spans']}): {'met' if z['met'] else 'NOT met'}"
+            f"\nsteady load, retention {steady['retention_s']:g}s: database {min(sizes)}..{max(sizes)} MB over"
+            f" {steady['seconds']:g}s; largest in the last third / largest once retention applies:"
+            f" {steady['last_third_vs_settled_ratio']}"
+        )
     w = result.get("waiting")
     if w:
         text += (
@@ -359,10 +513,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--waiting", type=int, default=10_000, help="runs waiting on a slow step (0: skip)")
+    parser.add_argument(
+        "--size-runs", type=int, default=500, help="runs measured for bytes per run (0: skip)"
+    )
+    parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady load with retention")
+    parser.add_argument("--retention", type=float, default=5.0, help="retention (s) during the steady load")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     result = asyncio.run(
-        bench(levels, args.seconds, args.warmup, args.agents, args.concurrency, args.waiting)
+        bench(
+            levels,
+            args.seconds,
+            args.warmup,
+            args.agents,
+            args.concurrency,
+            args.waiting,
+            args.size_runs,
+            args.steady,
+            args.retention,
+        )
     )
     print(format_result(result))
     print(f"written: {h.write_result('scale', result)}")

@@ -64,7 +64,12 @@ def run_scale(quick: bool, seconds: float | None) -> dict[str, Any]:
     window = seconds or (10.0 if quick else 30.0)
     result = asyncio.run(
         bench_scale.bench(
-            levels, seconds=window, warmup=3.0 if quick else 5.0, waiting_runs=2_000 if quick else 10_000
+            levels,
+            seconds=window,
+            warmup=3.0 if quick else 5.0,
+            waiting_runs=2_000 if quick else 10_000,
+            size_runs=200 if quick else 500,
+            steady_s=30.0 if quick else 60.0,
         )
     )
     print(bench_scale.format_result(result), flush=True)
@@ -261,6 +266,14 @@ def markdown(
             lines.append(
                 "With N finished runs stored (the cost is the coordinator's CPU per step; steps/s follows"
                 f" the shared machine's load): {per}."
+            )
+        z = scale.get("size")
+        if z:
+            per = z["bytes_per_run"]
+            lines.append(
+                f"Stored per finished three-step run: {per['without_spans']:,} bytes, and {per['spans']:,} of spans;"
+                f" under a steady load with retention the database stays flat (last third / settled:"
+                f" {z['steady']['last_third_vs_settled_ratio']})."
             )
         w = scale.get("waiting")
         if w:

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias, TypeGuard
@@ -58,6 +58,10 @@ class Finding:
     pointer: str
     message: str
     breaking: bool = True
+    # A finding about the whole value (no field path) that names an example keeps it here, as a
+    # 1-tuple: a value the old schema accepts and the new one refuses (input; for output, one the
+    # new may produce that the old did not promise). Not part of equality.
+    example: tuple[Any] | None = field(default=None, compare=False, repr=False)
 
 
 # A JSON Schema is a mapping or a boolean.
@@ -283,6 +287,153 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return f"'{value}'"
     return json.dumps(value, default=str)
+
+
+_FORMAT_SAMPLES = {
+    "date": "2020-01-01",
+    "date-time": "2020-01-01T00:00:00Z",
+    "time": "00:00:00Z",
+    "email": "a@example.com",
+    "idn-email": "a@example.com",
+    "hostname": "example.com",
+    "idn-hostname": "example.com",
+    "ipv4": "127.0.0.1",
+    "ipv6": "::1",
+    "uri": "https://example.com/a",
+    "uri-reference": "https://example.com/a",
+    "iri": "https://example.com/a",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+    "duration": "P1D",
+    "regex": "a",
+    "json-pointer": "/a",
+}
+
+
+# Which types examples are drawn from first: the plainest values read best in a message.
+_EXAMPLE_ORDER = ("integer", "number", "string", "boolean", "null", "object", "array")
+
+
+def _numbers_near(schemas: Sequence[Mapping[str, Any]]) -> list[int | float]:
+    """Numbers at and around the bounds and multiples the schemas name."""
+    out: list[int | float] = [0, 1, -1, 2, 10, 0.5, -0.5, 1.5]
+    for schema in schemas:
+        for kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            b = schema.get(kw)
+            if _is_number(b) and math.isfinite(b) and abs(b) < 1e15:
+                floor = math.floor(b)
+                out += [b, b - 1, b + 1, b - 0.5, b + 0.5, floor, floor + 1, floor - 1]
+        m = schema.get("multipleOf")
+        if _is_number(m) and m > 0 and math.isfinite(m):
+            out += [m * k for k in (1, 2, 3, -1, 7)]
+            for kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                b = schema.get(kw)
+                if _is_number(b) and math.isfinite(b) and abs(b / m) < 1e9:
+                    k = math.floor(b / m)
+                    out += [m * (k + j) for j in (-1, 0, 1, 2)]
+    return out
+
+
+def _strings_near(schemas: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Strings of the lengths, patterns and formats the schemas name."""
+    from contracts import _patterns  # the checker's only user of the regex parser
+
+    out: list[str] = ["", "a", "ab", "abc", "x"]
+    lengths: set[int] = set()
+    for schema in schemas:
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            out += _patterns.samples(pattern)
+        fmt = schema.get("format")
+        if isinstance(fmt, str) and fmt in _FORMAT_SAMPLES:
+            out.append(_FORMAT_SAMPLES[fmt])
+        for kw in ("minLength", "maxLength"):
+            n = schema.get(kw)
+            if _is_number(n) and 0 <= n < 10_000:
+                lengths |= {int(n) - 1, int(n), int(n) + 1}
+    base = list(out)
+    for n in sorted(x for x in lengths if x >= 0):
+        out.append("a" * n)
+        for text in base:  # a sample of the pattern, grown or cut to the length
+            if text and len(text) != n:
+                out.append((text * (n // len(text) + 1))[:n] if n > len(text) else text[:n])
+    return out
+
+
+def _samples(
+    schema: Schema, types: Iterable[str], near: Sequence[Mapping[str, Any]], depth: int = 0
+) -> list[Any]:
+    """Candidate values of the given types for an example: built from `schema`'s own keywords
+    (and those of `near`, the schema it is compared with), never trusted: the checker validates
+    each before naming it."""
+    own = schema if isinstance(schema, Mapping) else {}
+    schemas = [own, *near]
+    out: list[Any] = []
+    for t in sorted(types, key=_EXAMPLE_ORDER.index):
+        if t == "null":
+            out.append(None)
+        elif t == "boolean":
+            out += [True, False]
+        elif t == "integer":
+            out += sorted({int(v) for v in _numbers_near(schemas) if float(v).is_integer()}, key=abs)
+        elif t == "number":
+            out += _numbers_near(schemas)
+        elif t == "string":
+            out += _strings_near(schemas)
+        elif t == "array":
+            out.append([])
+            if depth < 3:
+                raw_items = own.get("items")
+                items: Mapping[str, Any] = raw_items if isinstance(raw_items, Mapping) else {}
+                prefix = [p for p in own.get("prefixItems") or [] if isinstance(p, Mapping)]
+                item_values = _samples(items, _types(items) or _ALL_TYPES, (), depth + 1)[:4] or [1]
+                head = [(_samples(p, _types(p) or _ALL_TYPES, (), depth + 1) or [None])[0] for p in prefix]
+                counts = {1, 2, 3}
+                for sch in schemas:
+                    for kw in ("minItems", "maxItems"):
+                        n = sch.get(kw)
+                        if _is_number(n) and 0 <= n < 100:
+                            counts |= {int(n), int(n) + 1}
+                for item in item_values:
+                    for n in sorted(counts):
+                        out.append((head + [item] * n)[: max(n, len(head))])
+                out.append([*head, item_values[0], item_values[0]])
+        elif t == "object":
+            out.append({})
+            if depth < 3:
+                raw_props = own.get("properties")
+                props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
+                filled: dict[str, Any] = {}
+                for name, prop in props.items():
+                    values = _samples(
+                        prop, _types(prop) if isinstance(prop, Mapping) else _ALL_TYPES, (), depth + 1
+                    )
+                    if values:
+                        filled[name] = values[0]
+                required = [r for r in own.get("required") or [] if isinstance(r, str)]
+                base = {r: filled.get(r, 1) for r in required}
+                out += [base, {**base, **filled}]
+                for extra in (1, "a", None, True):
+                    out += [{**base, "x": extra}, {**base, **filled, "x": extra}]
+                out.append({**base, **filled, "x": 1, "y": 1, "z": 1})
+    return out
+
+
+def _string_lengths(schema: Mapping[str, Any]) -> tuple[int, int | None]:
+    """The shortest and longest (None: no limit) length of the strings a simple schema admits,
+    from minLength/maxLength and the lengths its patterns imply (``contracts/_patterns.py``;
+    also those kept aside by an allOf merge)."""
+    from contracts import _patterns
+
+    lo = math.ceil(schema["minLength"]) if _is_number(schema.get("minLength")) else 0
+    hi = math.floor(schema["maxLength"]) if _is_number(schema.get("maxLength")) else None
+    patterns = [schema.get("pattern")] + [v for k, v in schema.get(_ALSO, ()) if k == "pattern"]
+    for pattern in patterns:
+        implied = _patterns.implied_lengths(pattern) if isinstance(pattern, str) else None
+        if implied is not None:
+            lo = max(lo, implied[0])
+            if implied[1] is not None:
+                hi = implied[1] if hi is None else min(hi, implied[1])
+    return lo, hi
 
 
 def _show_type(schema: Mapping[str, Any]) -> str:
@@ -642,7 +793,10 @@ class _Checker:
         # The sub schemas being split into disjuncts, innermost last: a disjunct may admit
         # values the whole does not (oneOf read as anyOf, dropped keywords), and a finding
         # must never name a value the old schema did not accept.
-        self.sub_nodes: list[Mapping[str, Any]] = []
+        self.sub_nodes: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
+        # Likewise the sup schemas being checked against, outermost first: a value named must be
+        # refused by the whole of sup at its field, not only by one anyOf branch of it.
+        self.sup_nodes: list[tuple[Schema, tuple[str, ...]]] = []
         # A subschema with its own $id resolves the $refs inside it against its own base URI;
         # the checker does not follow base URIs, so it refuses every $ref in such documents.
         self.embedded_ids = embedded_ids
@@ -651,6 +805,9 @@ class _Checker:
         self._views: dict[tuple[int, bool], tuple[Any, Mapping[str, Any], frozenset[str]]] = {}
         # For a view: keyword in the view -> the keyword it stands for in the user's schema.
         self._renames: dict[int, dict[str, str]] = {}
+        # Inside trial(): its findings are counted, never shown (a trial whose findings explain a
+        # refusal is checked again for real), so no example value is looked for.
+        self.trying = 0
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -671,10 +828,17 @@ class _Checker:
         """The pointer token of `kw` in the user's schema (a view may have renamed it)."""
         return self._renames.get(id(schema), {}).get(kw, kw)
 
-    def report(self, pointer: str, message: str) -> None:
-        self.findings.append(Finding(pointer, message))
+    def report(self, pointer: str, message: str, example: tuple[Any] | None = None) -> None:
+        self.findings.append(Finding(pointer, message, example=example))
 
-    def escapes(self, pointer: str, path: tuple[str, ...], what: str, detail: str = "") -> None:
+    def escapes(
+        self,
+        pointer: str,
+        path: tuple[str, ...],
+        what: str,
+        detail: str = "",
+        example: tuple[Any] | None = None,
+    ) -> None:
         """Report that instances described by `what` are valid under sub but not under sup."""
         where = self.where(path)
         detail = f": {detail}" if detail else ""
@@ -684,7 +848,75 @@ class _Checker:
             msg = f"{where} may now be {what}, which the previous version did not promise{detail}"
         else:
             msg = f"{where} may be {what}, which the target schema does not accept{detail}"
-        self.report(pointer, msg)
+        self.report(pointer, msg, example if not path and not self.base_path else None)
+
+    def breaks(
+        self,
+        pointer: str,
+        ctx: _Ctx,
+        d: Mapping[str, Any],
+        sup: Mapping[str, Any],
+        what: str,
+        detail: str,
+        candidates: Iterable[Any],
+    ) -> None:
+        """Report that values described by `what` are valid under sub but not under sup, naming
+        one (``e.g. ...``) found among `candidates` that the sub schema really accepts and sup
+        refuses. Without such a value the claim is not made: the change is reported as one the
+        checker cannot prove safe (a refusal never names a value the old schema did not accept)."""
+        if self.trying:
+            self.escapes(pointer, ctx.path, what, detail)
+            return
+        found = self.example(d, sup, candidates, ctx.path)
+        if found is None:
+            self.cannot_prove(pointer, ctx.path, f"{detail} ({self.no_example()})")
+        else:
+            self.escapes(pointer, ctx.path, f"{what} (e.g. {_show(found[0])})", detail, found)
+
+    def no_example(self) -> str:
+        if self.voice == "input":
+            return "no value the previous version accepted was found that this one refuses"
+        if self.voice == "output":
+            return "no value this version may produce was found that the previous one did not promise"
+        return "no value was found that this schema accepts and the target schema refuses"
+
+    def example(
+        self, d: Mapping[str, Any], sup: Mapping[str, Any], candidates: Iterable[Any], path: tuple[str, ...]
+    ) -> tuple[Any] | None:
+        """The first candidate valid under the disjunct `d` and every sub schema being examined
+        at the same field (the whole it came from; by the very validator Accord runs) and
+        invalid under `sup`, as a 1-tuple."""
+        wholes = self.wholes(d, path)
+        seen: set[str] = set()
+        try:
+            for value in candidates:
+                text = json.dumps(value, sort_keys=True, default=str)
+                if text in seen:
+                    continue
+                seen.add(text)
+                if len(seen) > 60:
+                    break
+                if (
+                    all(self.is_valid(self.sub_root, w, value) for w in wholes)
+                    and not self.is_valid(self.sup_root, sup, value)
+                    and not self.is_valid(self.sup_root, self.outer_sup(sup, path), value)
+                ):
+                    return (value,)
+        except _CannotProveError:
+            return None
+        return None
+
+    def wholes(self, d: Mapping[str, Any], path: tuple[str, ...]) -> list[Schema]:
+        """The disjunct `d` and the sub schemas under examination at the same field: a value
+        named in a finding must be valid under all of them (a disjunct alone may admit values
+        the whole does not: oneOf read as anyOf, keywords dropped)."""
+        found: list[Schema] = [{k: v for k, v in d.items() if k != _ALSO}]
+        found += [node for node, at in self.sub_nodes if at == path]
+        return found
+
+    def outer_sup(self, sup: Schema, path: tuple[str, ...]) -> Schema:
+        """The outermost sup schema under examination at the field `path` (`sup` if none)."""
+        return next((node for node, at in self.sup_nodes if at == path), sup)
 
     def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
         self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
@@ -784,10 +1016,12 @@ class _Checker:
         """Check without reporting; assumptions made by a failed trial are withdrawn."""
         saved_findings, saved_assumed = self.findings, dict(self.assumed)
         self.findings = []
+        self.trying += 1
         try:
             self.check(sub, sup, ctx)
             return self.findings
         finally:
+            self.trying -= 1
             failed = bool(self.findings)
             self.findings = saved_findings
             if failed:
@@ -797,6 +1031,13 @@ class _Checker:
 
     def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         """Report why `sub` ⊆ `sup` may fail."""
+        self.sup_nodes.append((sup, ctx.path))
+        try:
+            self._check(sub, sup, ctx)
+        finally:
+            self.sup_nodes.pop()
+
+    def _check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         if ctx.depth > _MAX_DEPTH:
             self.cannot_prove(
                 ctx.pp if self.point_at_sup else ctx.sp, ctx.path, "the schemas nest too deeply"
@@ -847,7 +1088,7 @@ class _Checker:
         except _CannotProveError as exc:
             self.fallback(sub, sup, ctx, str(exc))
             return
-        self.sub_nodes.append(sub)
+        self.sub_nodes.append((sub, ctx.path))
         try:
             for d, dp in disjuncts:
                 self.check_simple(d, sup, ctx.at(sp=dp))
@@ -1034,14 +1275,13 @@ class _Checker:
         self, d: Mapping[str, Any], sup: Mapping[str, Any], values: list[Any], ctx: _Ctx
     ) -> None:
         # A finite set of values: check each one exactly against both schemas.
-        sub_schema = {k: v for k, v in d.items() if k != _ALSO}
-        whole = self.sub_nodes[-1] if self.sub_nodes else sub_schema
+        wholes = self.wholes(d, ctx.path)
         rejected = [
             v
             for v in values
-            if self.is_valid(self.sub_root, sub_schema, v)
-            and not self.is_valid(self.sup_root, sup, v)
-            and self.is_valid(self.sub_root, whole, v)
+            if not self.is_valid(self.sup_root, sup, v)
+            and all(self.is_valid(self.sub_root, w, v) for w in wholes)
+            and not self.is_valid(self.sup_root, self.outer_sup(sup, ctx.path), v)
         ]
         if rejected:
             target = sup if self.point_at_sup else d
@@ -1064,7 +1304,8 @@ class _Checker:
             if "type" not in d:
                 phrase = "values other than " + " or ".join(_PLURAL[t] for t in sorted(sup_types))
             detail = self.change("type", _show_type(d), _show_type(sup))
-            self.escapes(self.ptr(ctx, d, sup, "type"), ctx.path, phrase, detail)
+            candidates = _samples(d, set(rejected), [sup])
+            self.breaks(self.ptr(ctx, d, sup, "type"), ctx, d, sup, phrase, detail, candidates)
         return {t for t in sub_types if t not in rejected}
 
     def check_sup_enum(
@@ -1072,28 +1313,31 @@ class _Checker:
     ) -> None:
         allowed = _enum_values(sup) or []
         keys = {_key(v) for v in allowed}
-        bad: list[str] = []
+        named: list[Any] = []  # null and booleans outside the set, which sub really admits
+        classes: list[str] = []
         for t in sorted(accepted):
             if t == "null":
-                if _key(None) not in keys:
-                    bad.append("null")
+                named += [None] if _key(None) not in keys else []
             elif t == "boolean":
-                bad.extend(_show(b) for b in (True, False) if _key(b) not in keys)
+                named += [b for b in (True, False) if _key(b) not in keys]
             else:
-                bad.append(_PLURAL[t])
-        if bad:
-            kw = "const" if "const" in sup else "enum"
-            listed = ", ".join(_show(v) for v in allowed) or "nothing"
-            if self.voice == "output":
-                detail = f"the previous version promised only {listed}"
-            else:
-                detail = f"only {listed} {'is' if len(allowed) == 1 else 'are'} accepted now"
-            what = (
-                f"values other than {listed}"
-                if len(bad) > 2 or bad[0] in _PLURAL.values()
-                else ", ".join(bad)
-            )
-            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, what, detail)
+                classes.append(t)
+        if not self.trying:
+            named = [v for v in named if self.example(d, sup, [v], ctx.path) is not None]
+        if not named and not classes:
+            return
+        kw = "const" if "const" in sup else "enum"
+        listed = ", ".join(_show(v) for v in allowed) or "nothing"
+        if self.voice == "output":
+            detail = f"the previous version promised only {listed}"
+        else:
+            detail = f"only {listed} {'is' if len(allowed) == 1 else 'are'} accepted now"
+        pointer = self.ptr(ctx, d, sup, kw)
+        if classes or len(named) > 2:
+            candidates = [*named, *_samples(d, classes, [sup])]
+            self.breaks(pointer, ctx, d, sup, f"values other than {listed}", detail, candidates)
+        else:
+            self.escapes(pointer, ctx.path, ", ".join(_show(v) for v in named), detail)
 
     def branch_types(self, schema: Schema, depth: int = 0) -> set[str]:
         """Types a sup-side schema may admit (an over-approximation)."""
@@ -1163,9 +1407,19 @@ class _Checker:
         candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
         if len(candidates) == 1:
             # The one alternative that takes this type explains the break best.
-            self.findings.extend(failures[candidates[0]])
+            # Checked again for real: a trial's findings name no example (see ``trying``).
+            i = candidates[0]
+            self.check(sub_t, branches[i], ctx.at(pp=f"{ctx.pp}/{kw}/{i}"))
         elif not candidates:
-            self.escapes(pointer, ctx.path, _PLURAL[t], f"none of the {kw} alternatives accepts {_PLURAL[t]}")
+            self.breaks(
+                pointer,
+                ctx,
+                d,
+                sup,
+                _PLURAL[t],
+                f"none of the {kw} alternatives accepts {_PLURAL[t]}",
+                _samples(d, {t}, []),
+            )
         else:
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
 
@@ -1225,7 +1479,7 @@ class _Checker:
             sub_desc = f"{sub_b[2]} {_show(sub_b[0])}" if sub_b else "no bound"
             detail = self.change("lower bound" if lower else "upper bound", sub_desc, f"{sup_b[2]} {v}")
             kw = sup_b[2] if self.point_at_sup else (sub_b[2] if sub_b else None)
-            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, what, detail)
+            self.breaks(self.ptr(ctx, d, sup, kw), ctx, d, sup, what, detail, _samples(d, {t}, [sup]))
         for kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
             if kw in sup and not _is_number(sup[kw]):
                 self.cannot_prove(self.ptr(ctx, d, sup, kw), ctx.path, f"{kw} is not a number")
@@ -1251,26 +1505,44 @@ class _Checker:
                 self.cannot_prove(self.ptr(ctx, d, sup, "multipleOf"), ctx.path, reason)
             elif not ok:
                 detail = self.change("multipleOf", _show(sm) if sm is not None else "none", _show(m))
-                self.escapes(
+                self.breaks(
                     self.ptr(ctx, d, sup, "multipleOf"),
-                    ctx.path,
+                    ctx,
+                    d,
+                    sup,
                     f"{noun} that are not multiples of {_show(m)}",
                     detail,
+                    _samples(d, {t}, [sup]),
                 )
 
     def check_string(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         lo, hi = sup.get("minLength"), sup.get("maxLength")
-        if _is_number(lo) and lo > 0 and not (_is_number(d.get("minLength")) and d["minLength"] >= lo):
+        sub_lo, sub_hi = _string_lengths(d)
+        if sub_hi is not None and sub_lo > sub_hi:
+            return  # the lengths sub's keywords and patterns allow leave no string at all
+        if _is_number(lo) and lo > 0 and sub_lo < lo:
             detail = self.change("minLength", _show(d.get("minLength", 0)), _show(lo))
-            self.escapes(
-                self.ptr(ctx, d, sup, "minLength"), ctx.path, f"strings shorter than {lo} characters", detail
+            self.breaks(
+                self.ptr(ctx, d, sup, "minLength"),
+                ctx,
+                d,
+                sup,
+                f"strings shorter than {lo} characters",
+                detail,
+                _samples(d, {"string"}, [sup]),
             )
-        if _is_number(hi) and not (_is_number(d.get("maxLength")) and d["maxLength"] <= hi):
+        if _is_number(hi) and (sub_hi is None or sub_hi > hi):
             detail = self.change(
                 "maxLength", _show(d["maxLength"]) if "maxLength" in d else "none", _show(hi)
             )
-            self.escapes(
-                self.ptr(ctx, d, sup, "maxLength"), ctx.path, f"strings longer than {hi} characters", detail
+            self.breaks(
+                self.ptr(ctx, d, sup, "maxLength"),
+                ctx,
+                d,
+                sup,
+                f"strings longer than {hi} characters",
+                detail,
+                _samples(d, {"string"}, [sup]),
             )
         also = dict.fromkeys(_canon(pair) for pair in d.get(_ALSO, ()))
         for kw in ("pattern", "format"):
@@ -1306,18 +1578,36 @@ class _Checker:
         lo, hi = sup.get("minItems"), sup.get("maxItems")
         if _is_number(lo) and sub_min < lo:
             detail = self.change("minItems", _show(sub_min), _show(lo))
-            self.escapes(
-                self.ptr(ctx, d, sup, "minItems"), ctx.path, f"arrays with fewer than {lo} items", detail
+            self.breaks(
+                self.ptr(ctx, d, sup, "minItems"),
+                ctx,
+                d,
+                sup,
+                f"arrays with fewer than {lo} items",
+                detail,
+                _samples(d, {"array"}, [sup]),
             )
         if _is_number(hi) and sub_max > hi:
             detail = self.change("maxItems", "none" if sub_max == math.inf else _show(sub_max), _show(hi))
-            self.escapes(
-                self.ptr(ctx, d, sup, "maxItems"), ctx.path, f"arrays with more than {hi} items", detail
+            self.breaks(
+                self.ptr(ctx, d, sup, "maxItems"),
+                ctx,
+                d,
+                sup,
+                f"arrays with more than {hi} items",
+                detail,
+                _samples(d, {"array"}, [sup]),
             )
         if sup.get("uniqueItems") is True and d.get("uniqueItems") is not True and sub_max > 1:
             detail = self.change("uniqueItems", "false", "true")
-            self.escapes(
-                self.ptr(ctx, d, sup, "uniqueItems"), ctx.path, "arrays with duplicate items", detail
+            self.breaks(
+                self.ptr(ctx, d, sup, "uniqueItems"),
+                ctx,
+                d,
+                sup,
+                "arrays with duplicate items",
+                detail,
+                _samples(d, {"array"}, [sup]),
             )
         if "contains" in sup:
             self.check_contains(d, sup, ctx)
@@ -1434,21 +1724,27 @@ class _Checker:
         lo, hi = sup.get("minProperties"), sup.get("maxProperties")
         if _is_number(lo) and sub_min < lo:
             detail = self.change("minProperties", _show(sub_min), _show(lo))
-            self.escapes(
+            self.breaks(
                 self.ptr(ctx, d, sup, "minProperties"),
-                ctx.path,
+                ctx,
+                d,
+                sup,
                 f"objects with fewer than {lo} fields",
                 detail,
+                _samples(d, {"object"}, [sup]),
             )
         if _is_number(hi) and sub_max > hi:
             detail = self.change(
                 "maxProperties", "none" if sub_max == math.inf else _show(sub_max), _show(hi)
             )
-            self.escapes(
+            self.breaks(
                 self.ptr(ctx, d, sup, "maxProperties"),
-                ctx.path,
+                ctx,
+                d,
+                sup,
                 f"objects with more than {hi} fields",
                 detail,
+                _samples(d, {"object"}, [sup]),
             )
 
         dep = sup.get("dependentRequired")
@@ -1461,11 +1757,21 @@ class _Checker:
                     n for n in needs if n not in sub_required and n not in (sub_dep.get(trigger) or [])
                 ]
                 if missing:
-                    self.escapes(
+                    # Sample objects with the trigger field and without the fields it now needs.
+                    samples = [
+                        {k: v for k, v in o.items() if k not in missing}
+                        for o in _samples(d, {"object"}, [sup])
+                        if isinstance(o, dict)
+                    ]
+                    samples = [o for o in samples if trigger in o] + [{**o, trigger: 1} for o in samples]
+                    self.breaks(
                         self.ptr(ctx, d, sup, "dependentRequired"),
-                        ctx.path,
+                        ctx,
+                        d,
+                        sup,
                         f"objects that have '{trigger}' without {', '.join(repr(m) for m in missing)}",
                         f"'{trigger}' now requires {', '.join(repr(m) for m in missing)}",
+                        samples,
                     )
 
         if "propertyNames" in sup and _constraining(sup["propertyNames"]):
@@ -1486,6 +1792,13 @@ class _Checker:
     ) -> None:
         pointer = self.ptr(ctx, d, sup, "additionalProperties")
         names = ", ".join(f"'{n}'" for n in listed) or "none"
+        found = None if self.trying else self.example(d, sup, _samples(d, {"object"}, [sup]), ctx.path)
+        if found is None and not self.trying:
+            reason = f"fields other than {names} are no longer allowed ({self.no_example()})"
+            self.cannot_prove(pointer, ctx.path, reason)
+            return
+        if found is not None:
+            names += f" (e.g. {_show(found[0])})"
         where = self.where(ctx.path)
         if self.voice == "input":
             msg = f"{where} no longer accepts fields other than {names}: additionalProperties is now false"
@@ -1493,7 +1806,7 @@ class _Checker:
             msg = f"{where} may now contain fields other than {names}, which the previous version did not promise"
         else:
             msg = f"{where} may contain fields other than {names}, which the target schema does not allow"
-        self.report(pointer, msg)
+        self.report(pointer, msg, found if not ctx.path and not self.base_path else None)
 
     def newly_required(self, pointer: str, path: tuple[str, ...]) -> None:
         where = self.where(path)

@@ -20,11 +20,14 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 # Unary calls one coordinator serves at once; beyond them a call is answered RESOURCE_EXHAUSTED
 # with a retry-after-ms hint (--max-inflight; coordinator/api/edge.py).
 DEFAULT_MAX_INFLIGHT = 256
+# Retention (docs/production.md, "Retention"): the audit log's own; runs' default is the database's.
+DEFAULT_AUDIT_RETENTION = "400d"
+# Where metrics are served for Prometheus (--metrics; docs/production.md, "Metrics").
+DEFAULT_METRICS = "127.0.0.1:9464"
 
-# The JetStream stream (and subject prefix) of --events nats://..., and how long it keeps events.
+# The JetStream stream (and subject prefix) of --events nats://...; how long it keeps events is
+# --events-retention, by default the run retention (--retention).
 DEFAULT_EVENTS_STREAM = "ACCORD"
-DEFAULT_EVENTS_RETENTION = "30d"
-DEFAULT_EVENTS_RETENTION_S = 30 * 24 * 3600.0
 
 _SIZE_UNITS = {
     "": 1,
@@ -101,16 +104,22 @@ class CoordinatorConfig:
     log_format: str = "text"  # "text" | "json"
     ui_listen: str | None = None  # HOST:PORT of the tracing UI, when enabled
     span_retention: str = "7d"  # spans older than this are pruned (telemetry.retention)
+    # --retention: runs finished longer ago are deleted; None: the database's own default
+    # ("off" for a database in use before retention existed; coordinator/store/retention.py)
+    retention: str | None = None
+    audit_retention: str = DEFAULT_AUDIT_RETENTION
+    retention_interval_s: float = 60.0  # between retention passes (tests shorten it)
+    metrics_listen: str = ""  # --metrics HOST:PORT for Prometheus; "" = not served
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
     # --events: NATS server URL(s) (nats://HOST:4222, tls://..., comma-separated); "" for the
     # in-process bus. --events-stream: the JetStream stream and subject prefix. --events-retention:
-    # how long the stream keeps events (the store keeps them as well). --events-creds: a NATS
-    # credentials file.
+    # how long the stream keeps events (None: as long as runs are kept, --retention; the store
+    # keeps them as well). --events-creds: a NATS credentials file.
     events_url: str = ""
     events_stream: str = DEFAULT_EVENTS_STREAM
-    events_retention_s: float = DEFAULT_EVENTS_RETENTION_S
+    events_retention_s: float | None = None
     events_credentials: Path | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
 

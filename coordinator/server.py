@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import UnreachableError
+from contracts.metrics import MetricsServer
 from contracts.private_files import secure_directory
 from coordinator.api.agent_service import AgentGatewayService
 from coordinator.api.auth import AuthInterceptor, current_principal
@@ -36,16 +38,21 @@ from coordinator.api.coordinator_service import CoordinatorService
 from coordinator.api.edge import EdgeInterceptor
 from coordinator.checks import Checks
 from coordinator.config import CoordinatorConfig
-from coordinator.dispatch import Dispatcher
+from coordinator.dispatch import Dispatcher, queue_label
 from coordinator.engine import Engine
+from coordinator.engine.state import Transition
 from coordinator.events import EventBus, InMemoryEventBus
 from coordinator.events.service import EventService
 from coordinator.registry import Registry
 from coordinator.registry.teams import Teams
 from coordinator.store.base import ReportsReachability, Store
+from coordinator.store.records import ATTEMPT_TERMINAL, RunRecord
+from coordinator.store.retention import resolve as resolve_retention
+from coordinator.store.retention import retention_interval, run_retention
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
+from coordinator.telemetry.metrics import BUCKETS, CoordinatorMetrics
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
 from coordinator.telemetry.sink import SpanSink
 from coordinator.tls import CertificateFiles
@@ -109,9 +116,20 @@ class Coordinator:
             logger.warning("could not list the registered schema patterns RE2 cannot run: %s", exc)
         await self.registry.log_unknown_schema_keywords()
         self.dispatcher = Dispatcher(agent_alive_s=config.engine.agent_alive_s)
-        # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver, retention.
+        # Retention (coordinator/store/retention.py): the flag, else the database's own default.
+        self.retention, notes = await resolve_retention(
+            self.store, config.retention, config.span_retention, config.audit_retention
+        )
+        for note in notes:
+            logger.warning(note)
+        # Metrics (docs/production.md, "Metrics"): /metrics for Prometheus, OTLP by OTEL_*.
+        self.metrics_server = MetricsServer("accord-coordinator", config.metrics_listen, os.environ, BUCKETS)
+        self.metrics_address = self.metrics_server.address
+        self.metrics = CoordinatorMetrics(self.metrics_server.meter("accord.coordinator"))
+        # Tracing: the engine's span sink (store + OTLP forwarder), the OTLP receiver. Spans are
+        # pruned with the rest by retention, in batches (never longer than their runs).
         self.telemetry = TelemetryHook(
-            env=os.environ, span_retention=config.span_retention, principal=current_principal
+            env=os.environ, span_retention=config.span_retention, principal=current_principal, prune=False
         )
         self.engine = Engine(
             self.store,
@@ -121,8 +139,12 @@ class Coordinator:
             config.engine,
             sampling_env=self.telemetry.env,
         )
+        if self.metrics_server.exporting:
+            self.engine.on_commit = self._observe_transition
+            store_kind = "postgresql" if self.store.shared else "sqlite"
+            self.store.on_commit = lambda seconds: self.metrics.committed(store_kind, seconds)
         await self.engine.start()
-        self.bus = new_event_bus(config)
+        self.bus = new_event_bus(config, self.retention.runs_s)
         self.events = EventService(self.store, self.registry, self.engine, self.bus)
         try:
             await self.events.start()  # NATS not there: UnreachableError naming it (exit 3)
@@ -134,6 +156,8 @@ class Coordinator:
         )
 
         self.edge = EdgeInterceptor(config.max_inflight)
+        if self.metrics_server.exporting:
+            self.edge.on_refused = self.metrics.refused_request
         # A request may carry a payload of --max-payload and its envelope; the server's limit sits
         # well above that, so the edge, not gRPC, refuses a larger payload (naming its field).
         receive_limit = max(32 * 1024 * 1024, 4 * config.max_payload)
@@ -188,7 +212,9 @@ class Coordinator:
         await self._update_health()
         # The telemetry hook's closer is kept apart: it must run after the engine's last spans.
         self._telemetry_closer = await self.telemetry.start(self)
-        self._closers: list[Closer] = [self._start_refresh()]
+        self._closers: list[Closer] = [self._start_refresh(), self._start_retention()]
+        if self.metrics_server.exporting:
+            self._closers.append(self._start_gauges())
         for hook in self.hooks:
             closer = await hook.start(self)
             if closer is not None:
@@ -198,6 +224,8 @@ class Coordinator:
             state["ui"] = self.ui_address
         if self.certificates is not None:
             state["tls"] = True
+        if self.metrics_address:
+            state["metrics"] = self.metrics_address
         _write_private(config.state_file, json.dumps(state) + "\n")
         return self.address
 
@@ -217,6 +245,32 @@ class Coordinator:
         # Always the latest state, however the updates interleave.
         for name in self._health_names:
             await _set_health(self.health, name, self.store_reachable)
+
+    def _observe_transition(self, run: RunRecord, tr: Transition) -> None:
+        if tr.new_run:
+            self.metrics.run_started(run.workflow)
+        if tr.finished:
+            self.metrics.run_finished(run.workflow, run.status)
+        for attempt in tr.attempts.values():
+            if attempt.status in ATTEMPT_TERMINAL and attempt.finished_ms == tr.now:
+                began = attempt.started_ms or attempt.scheduled_ms
+                self.metrics.attempt_ended(attempt.contract, attempt.status, (tr.now - began) / 1000)
+
+    def _start_retention(self) -> Closer:
+        task = asyncio.create_task(
+            run_retention(
+                self.store,  # type: ignore[arg-type]
+                self.retention,
+                interval_s=retention_interval(self.retention, self.config.retention_interval_s),
+                on_pass=lambda result: self.metrics.retention_pass(result.deleted),
+            ),
+            name="retention",
+        )
+        return _cancelling(task)
+
+    def _start_gauges(self) -> Closer:
+        task = asyncio.create_task(_refresh_gauges(self, GAUGES_EVERY_S), name="metrics-gauges")
+        return _cancelling(task)
 
     def _start_refresh(self) -> Closer:
         task = asyncio.create_task(
@@ -252,6 +306,8 @@ class Coordinator:
             self.registry.checks.close()
         if self.store is not None:
             await _stage("the store", self.store.close())
+        if hasattr(self, "metrics_server"):
+            await _stage("the metrics", asyncio.to_thread(self.metrics_server.close))
         try:
             state = json.loads(self.config.state_file.read_text())
             if state.get("pid") == os.getpid():
@@ -269,6 +325,45 @@ async def _stage(what: str, work: Awaitable[None]) -> None:
         await asyncio.wait_for(work, _STOP_STAGE_S)
     except TimeoutError:
         logger.error("shutting down: %s did not stop within %.0fs; going on without it", what, _STOP_STAGE_S)
+
+
+# How often the gauges (queue depth and age, agents per team) are read (metrics).
+GAUGES_EVERY_S = 5.0
+
+
+def _cancelling(task: asyncio.Task[None]) -> Closer:
+    async def close() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return close
+
+
+async def _refresh_gauges(coordinator: Coordinator, every_s: float) -> None:
+    """Read what the gauges show, on the event loop, for the exporters' threads to take."""
+    gauges = coordinator.metrics.gauges
+    while True:
+        try:
+            now_ms = time.time() * 1000
+            stats = await coordinator.store.queue_stats()  # type: ignore[union-attr]
+            depth: dict[tuple[str, ...], int] = {}
+            oldest: dict[tuple[str, ...], float] = {}
+            for contract, major, count, first_ms in stats:
+                key = (queue_label((contract, major)),)
+                depth[key] = count
+                oldest[key] = max(0.0, (now_ms - first_ms) / 1000)
+            gauges.queue_depth, gauges.queue_oldest_s = depth, oldest
+            backlog = await coordinator.store.event_backlog()  # type: ignore[union-attr]
+            gauges.events_waiting = {(contract,): count for contract, count, _ in backlog}
+            gauges.event_lag_s = {
+                (contract,): max(0.0, (now_ms - first_ms) / 1000) for contract, _, first_ms in backlog
+            }
+            gauges.agents = {(team,): n for team, n in coordinator.dispatcher.alive_per_team().items()}
+        except UnreachableError as exc:
+            logger.debug("reading the gauges failed: %s", exc)
+        except Exception:
+            logger.exception("reading the gauges failed; trying again in %.1fs", every_s)
+        await asyncio.sleep(every_s)
 
 
 async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
@@ -300,8 +395,10 @@ def new_store(config: CoordinatorConfig) -> Store:
     return SqliteStore(config.database)
 
 
-def new_event_bus(config: CoordinatorConfig) -> EventBus:
-    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process."""
+def new_event_bus(config: CoordinatorConfig, run_retention_s: float | None = None) -> EventBus:
+    """The event bus the config names: NATS JetStream for an ``events_url``, else in-process.
+    The stream keeps events for ``--events-retention``, else as long as runs are kept
+    (``run_retention_s``; None: retention off, kept until deleted by hand)."""
     if config.events_url:
         # Imported only here: nats-py is the optional ``nats`` extra.
         from coordinator.events.jetstream import JetStreamEventBus
@@ -309,7 +406,7 @@ def new_event_bus(config: CoordinatorConfig) -> EventBus:
         return JetStreamEventBus(
             config.events_url,
             config.events_stream,
-            config.events_retention_s,
+            config.events_retention_s if config.events_retention_s is not None else (run_retention_s or 0.0),
             credentials=config.events_credentials,
         )
     return InMemoryEventBus()

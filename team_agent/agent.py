@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.metrics import Meter
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 from contracts.errors import (
     FileProblemsError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     RemoteError,
     TlsError,
@@ -50,12 +52,15 @@ from team_agent.config import (
 )
 from team_agent.engines.base import EngineAdapter, EngineFailure, Handle, TaskContext
 from team_agent.logs import OutageLog
+from team_agent.metrics import AgentMetrics
 from team_agent.outbox import Outbox, OutboxEntry
 from team_agent.redact import Redactor
 from team_agent.tracing import extract_context, inject_context
 
 logger = logging.getLogger(__name__)
 
+# What a task's outbox entry says of how it ended (metrics).
+_OUTCOMES = {"complete": "succeeded", "fail": "failed", "release": "released"}
 HEARTBEAT_FRACTION = 0.3  # heartbeat every 30% of the task's heartbeat timeout
 MIN_HEARTBEAT_INTERVAL = 0.1
 DEFAULT_POLL_WAIT = 20.0
@@ -139,7 +144,9 @@ class Agent:
         tracer: Tracer,
         redactor: Redactor,
         loader: Callable[[str | Path], LoadedConfig] = load_config,
+        meter: Meter | None = None,
     ) -> None:
+        """``meter``: where the agent's metrics go (team_agent.metrics); None: nowhere."""
         self._config: AgentConfig = loaded.config
         self._secrets = loaded.secrets
         self._token_problem = ""  # the last problem re-reading the token, logged once
@@ -174,6 +181,16 @@ class Agent:
         # Set when the coordinator refused to register this agent (wrong token, another team's
         # contracts): retrying cannot help, so ``run`` stops and raises it (exit 3).
         self.refusal: RemoteError | None = None
+        self._metrics = (
+            None
+            if meter is None
+            else AgentMetrics(
+                meter, running=self._running_per_contract, undelivered=lambda: len(self._deliveries)
+            )
+        )
+
+    def _running_per_contract(self) -> dict[str, int]:
+        return {key: binding.inflight for key, binding in list(self._bindings.items())}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -263,6 +280,9 @@ class Agent:
             except (PermissionDeniedError, TlsError) as exc:
                 self._refused(exc)
                 return
+            except OverloadedError as exc:
+                self._overloaded(exc)
+                return
             except RemoteError as exc:
                 level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
                 logger.log(level, "registration failed, retrying in %.1fs: %s", delay, exc)
@@ -300,6 +320,23 @@ class Agent:
         if self._stop is not None:
             self._stop.set()
 
+    def _overloaded(self, exc: OverloadedError) -> None:
+        """One call was refused as overloaded for the whole ``overload_patience`` (the client
+        retried it after every hint): stop and exit 3 rather than retry an overloaded coordinator
+        forever. Undelivered results stay in the outbox for the next start."""
+        if self.refusal is not None:
+            return
+        self.refusal = OverloadedError(
+            message=(
+                f"agent {self.agent_id} of team {self._config.team} stops: {exc} (overload_patience"
+                f" {self._config.overload_patience:g}s in {self._config_path}); undelivered results"
+                f" wait in {self._outbox.directory} for the next start; raise the coordinator's"
+                " --max-inflight or add coordinators if this happens under normal load"
+            )
+        )
+        if self._stop is not None:
+            self._stop.set()
+
     def _restart_pollers(self) -> None:
         for poller in self._pollers:
             poller.cancel()
@@ -321,6 +358,9 @@ class Agent:
                 task = await self._client.poll(
                     agent_id=self.agent_id, wait=self._poll_wait, contracts=contracts
                 )
+            except OverloadedError as exc:
+                self._overloaded(exc)
+                return
             except RemoteError as exc:
                 if isinstance(exc, UnauthenticatedError) and await self.check_token():
                     continue  # the token was rotated: poll again with the new one at once
@@ -376,6 +416,8 @@ class Agent:
                 binding.config.engine,
             )
             binding.inflight += 1
+            began = time.monotonic()
+            entry = None
             try:
                 entry = await self._execute(task, binding, control)
             except Exception as exc:  # a bug, not a task failure: still report it as one
@@ -385,6 +427,9 @@ class Agent:
                 )
             finally:
                 binding.inflight -= 1
+                if self._metrics is not None:
+                    outcome = _OUTCOMES.get(entry.kind, entry.kind) if entry is not None else "stopped"
+                    self._metrics.task_ended(task.binding_key, outcome, time.monotonic() - began)
                 if binding.dropped and binding.inflight == 0:
                     self._close_adapter_later(binding)
         if entry is not None:
@@ -743,6 +788,9 @@ class Agent:
                     exc,
                 )
             except RemoteError as exc:
+                if isinstance(exc, OverloadedError):
+                    self._overloaded(exc)  # the entry stays in the outbox for the next start
+                    return
                 logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
             else:
                 if accepted:
@@ -857,6 +905,7 @@ class Agent:
                     self._close_adapter_later(binding)
         self._bindings = bindings
         self._config = new
+        self._client.overload_patience = new.overload_patience
         self._secrets = loaded.secrets
         logger.info(
             "config reloaded: added %s, changed %s, removed %s, concurrency %d",

@@ -31,7 +31,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as ag
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
-from contracts.channels import Channels, OverloadRetry
+from contracts.channels import OVERLOAD_PATIENCE_S, Channels, OverloadRetry
 from contracts.endpoints import Endpoints, parse_addresses
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
@@ -228,11 +228,15 @@ class GatewayClient:
         *,
         channels: Channels | None = None,
         extra_interceptors: Iterable[grpc.aio.ClientInterceptor] = (),
+        overload_patience: float = OVERLOAD_PATIENCE_S,
     ) -> None:
         """``address``: one coordinator, or several comma-separated (``a:7440,b:7440``, the
         replicas of one installation): a call that finds one unreachable moves on to the next.
-        ``channels``: how to dial them (the config's TLS settings); default plaintext."""
+        ``channels``: how to dial them (the config's TLS settings); default plaintext.
+        ``overload_patience``: seconds a call refused as overloaded is retried before it raises
+        ``OverloadedError`` (the agent config's ``overload_patience``; settable later)."""
         self._token = token
+        self.overload_patience = overload_patience
         self._channels = channels or Channels()
         interceptors = [
             RedactingClientInterceptor(redactor),
@@ -268,7 +272,7 @@ class GatewayClient:
     async def _call(self, method: str, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
         """``method``: "agent.PollTask" or "coordinator.GetContract"."""
         service, name = method.split(".")
-        overload = OverloadRetry()
+        overload = OverloadRetry(self.overload_patience)
         attempt = -1
         while attempt < len(self._endpoints.addresses) - 1:
             attempt += 1

@@ -31,6 +31,10 @@ from team_agent.secrets import SECRET_REFERENCE, SecretProvider, SecretsConfigEr
 
 DEFAULT_COORDINATOR = "127.0.0.1:7440"
 DEFAULT_CONCURRENCY = 4
+# How long the agent keeps retrying a coordinator that refuses it as overloaded before it exits 3
+# (docs/agent.md, "Overload"); a supervisor then restarts it, or an operator looks.
+DEFAULT_OVERLOAD_PATIENCE = 60.0
+OVERLOAD_PATIENCE_RANGE = (1.0, 86_400.0)
 
 _TOP_LEVEL = {
     "team",
@@ -43,6 +47,7 @@ _TOP_LEVEL = {
     "timeouts",
     "implements",
     "tls",
+    "overload_patience",
 }
 _TLS_FIELDS = ("ca", "cert", "key", "server_name")
 _NAME = r"[a-z0-9][a-z0-9_-]*"
@@ -85,6 +90,8 @@ class AgentConfig:
     # ``token:`` as written, when it refers to secrets ("${secret:ACCORD_TOKEN}"): what the agent
     # resolves again to follow a token rotated in the secrets provider (``resolve_token``).
     token_source: str = ""
+    # Seconds of continuous RESOURCE_EXHAUSTED answers to one call before the agent exits 3.
+    overload_patience: float = DEFAULT_OVERLOAD_PATIENCE
 
 
 @dataclass
@@ -235,6 +242,20 @@ def _retry_policy(raw: Any, problems: _Collector) -> RetryPolicy:
         max_backoff=durations["max_backoff"],
         non_retryable=tuple(non_retryable),
     )
+
+
+def _overload_patience(value: Any, problems: _Collector) -> float:
+    if value is None:
+        return DEFAULT_OVERLOAD_PATIENCE
+    low, high = OVERLOAD_PATIENCE_RANGE
+    problem = "must be a duration between 1s and 24h, such as 60s or 10m"
+    seconds = problems.duration(("overload_patience",), value, problem)
+    if seconds is None:
+        return DEFAULT_OVERLOAD_PATIENCE
+    if not low <= seconds <= high:
+        problems.add(("overload_patience",), problem)
+        return DEFAULT_OVERLOAD_PATIENCE
+    return seconds
 
 
 def _timeouts(data: Mapping[str, Any], problems: _Collector) -> Timeouts:
@@ -430,6 +451,7 @@ def parse_config(
     retry = _retry_policy(data.get("retry"), problems)
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
+    overload_patience = _overload_patience(data.get("overload_patience"), problems)
     bindings = _check_bindings(data.get("implements"), team, problems)
 
     config = AgentConfig(
@@ -446,6 +468,7 @@ def parse_config(
         secret_values=frozenset(found),
         digest=hashlib.sha256(text.encode()).hexdigest(),
         token_source=token_source,
+        overload_patience=overload_patience,
     )
     adapters: dict[str, EngineAdapter] = {}
     if build_adapters:

@@ -17,11 +17,13 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts.channels import Channels
+from contracts.metrics import MetricsServer
 from contracts.private_files import secure_directory
 from team_agent.agent import Agent, AgentOptions
 from team_agent.client import GatewayClient
 from team_agent.config import LoadedConfig, load_config
 from team_agent.logs import configure_logging
+from team_agent.metrics import BUCKETS
 from team_agent.redact import Redactor
 from team_agent.tracing import build_tracer_provider
 
@@ -38,6 +40,7 @@ class StartOptions:
     grace: float = 30.0
     reload_interval: float = 1.0
     export_traces: bool = True
+    metrics: str = "off"  # HOST:PORT to serve /metrics on for Prometheus; "off": none
 
 
 def default_state_dir(team: str) -> Path:
@@ -104,7 +107,13 @@ async def _serve(
         grace=options.grace,
         reload_interval=options.reload_interval,
     )
-    client = GatewayClient(config.coordinator, token, redactor, channels=channels)
+    client = GatewayClient(
+        config.coordinator, token, redactor, channels=channels, overload_patience=config.overload_patience
+    )
+    # Metrics (docs/production.md, "Metrics"): /metrics for Prometheus, OTLP by OTEL_*.
+    metrics = MetricsServer(f"accord-agent-{config.team}", options.metrics, os.environ, BUCKETS)
+    if metrics.address:
+        logger.info("serving metrics for Prometheus on http://%s/metrics", metrics.address)
     agent = Agent(
         loaded,
         config_path=options.config_path,
@@ -112,6 +121,7 @@ async def _serve(
         client=client,
         tracer=provider.get_tracer("team_agent"),
         redactor=redactor,
+        meter=metrics.meter("team_agent") if metrics.exporting else None,
     )
     token.agent = agent
     stop = asyncio.Event()
@@ -122,3 +132,4 @@ async def _serve(
         await agent.run(stop)
     finally:
         await client.close()
+        await asyncio.to_thread(metrics.close)

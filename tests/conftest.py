@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,10 @@ import pytest
 _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
+
+# Coordinators and agents these tests start serve no metrics unless a test asks for them: the
+# default port (127.0.0.1:9464) would be taken by whichever of the parallel tests came first.
+os.environ.setdefault("ACCORD_METRICS", "off")
 
 from tests.support.agent import Handler, TestAgent  # noqa: E402
 from tests.support.coordinator import CoordinatorProcess  # noqa: E402

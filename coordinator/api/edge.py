@@ -50,6 +50,21 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.inflight = {"unary": 0, "long": 0}
         self.refused = 0
         self._last_warning = 0.0
+        # Called with the reason of every call answered with an error (metrics): "overloaded" for
+        # one refused here, otherwise its status code in lower case ("unauthenticated",
+        # "invalid_argument", ...); a call its client cancelled is not counted.
+        self.on_refused: Callable[[str], None] | None = None
+
+    def _answered(self, context: grpc.aio.ServicerContext) -> None:
+        if self.on_refused is None:
+            return
+        try:
+            code = context.code()
+        except Exception:  # grpc without it: nothing to count
+            return
+        if code is None or code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+            return
+        self.on_refused(code.name.lower() if isinstance(code, grpc.StatusCode) else str(code))
 
     def retry_after_ms(self) -> int:
         """A hint that grows with the overload, spread so refused callers do not come back at once."""
@@ -76,6 +91,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def admit(request: Any, context: grpc.aio.ServicerContext) -> None:
             if isinstance(request, _Undecodable):
+                if self.on_refused is not None:
+                    self.on_refused("invalid_message")
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid message: {request.why}"
                 )
@@ -91,6 +108,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         self.limits[budget],
                         self.refused,
                     )
+                if self.on_refused is not None:
+                    self.on_refused("overloaded")
                 context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self.retry_after_ms())),))
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -108,6 +127,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await inner_uu(request, context)
                 finally:
                     self.inflight[budget] -= 1
+                    self._answered(context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,
@@ -125,6 +145,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield item
                 finally:
                     self.inflight[budget] -= 1
+                    self._answered(context)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,

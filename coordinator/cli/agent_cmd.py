@@ -42,8 +42,23 @@ def start(
     ),
     reload_interval: float = typer.Option(1.0, "--reload-interval", hidden=True),
     export_traces: bool = typer.Option(True, "--export-traces/--no-export-traces", hidden=True),
+    metrics: str = typer.Option(
+        "off",
+        "--metrics",
+        envvar="ACCORD_AGENT_METRICS",
+        help=(
+            "Serve the agent's metrics for Prometheus on HOST:PORT at /metrics (port 0 picks a free"
+            " one; 'off', the default: several agents may share a host). OTLP export follows the"
+            " standard OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_* variables."
+        ),
+    ),
 ) -> None:
     """Dial out to the coordinator, serve the contracts in the config, run their tasks."""
+    from coordinator.cli.server_cmd import check_can_listen, parse_listen
+
+    if metrics.strip().lower() not in ("", "off"):
+        # A bad or busy address fails here, before the agent starts (exit 2).
+        check_can_listen(*parse_listen(metrics, "--metrics", "127.0.0.1:9465"), "--metrics")
     from team_agent.main import StartOptions
     from team_agent.main import start as start_agent
 
@@ -57,5 +72,6 @@ def start(
             grace=grace,
             reload_interval=reload_interval,
             export_traces=export_traces,
+            metrics=metrics,
         )
     )

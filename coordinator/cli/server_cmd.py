@@ -21,11 +21,12 @@ import typer
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
+    DEFAULT_AUDIT_RETENTION,
     DEFAULT_CHECK_BUDGET,
-    DEFAULT_EVENTS_RETENTION,
     DEFAULT_EVENTS_STREAM,
     DEFAULT_LISTEN,
     DEFAULT_MAX_INFLIGHT,
+    DEFAULT_METRICS,
     DEFAULT_STORE_POOL,
     DEFAULT_STORE_RETRY,
     CoordinatorConfig,
@@ -69,7 +70,7 @@ def _announce(coordinator: Coordinator) -> None:
     sys.stdout.flush()
 
 
-def _parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
+def parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
     """ "HOST:PORT" (or "[v6]:PORT") -> (host, port); anything else fails with exit 2."""
     host, sep, port = value.strip().rpartition(":")
     host = host.strip("[]")
@@ -81,7 +82,7 @@ def _parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_can_listen(host: str, port: int, option: str) -> None:
+def check_can_listen(host: str, port: int, option: str) -> None:
     """Fail (exit 2) before anything starts when ``host:port`` cannot be bound: gRPC would only
     say "Failed to bind" from deep inside start-up, after the database and token were set up."""
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
@@ -144,7 +145,7 @@ def _refuse_plaintext_off_loopback(listen: str, ui: str | None, insecure: bool) 
     exposed = [
         (option, value)
         for option, value in (("--listen", listen), ("--ui", ui))
-        if value is not None and not _is_loopback(_parse_listen(value, option, DEFAULT_LISTEN)[0])
+        if value is not None and not _is_loopback(parse_listen(value, option, DEFAULT_LISTEN)[0])
     ]
     if not exposed:
         return
@@ -238,8 +239,9 @@ def _database(ctx: typer.Context, store: str | None, db: Path | None) -> tuple[s
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[str, float]:
-    """The checked --events URL ("" for the in-process bus) and --events-retention in seconds."""
+def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[str, float | None]:
+    """The checked --events URL ("" for the in-process bus) and --events-retention in seconds
+    (None when not given: the run retention applies)."""
     from contracts.durations import parse_duration
 
     url = url.strip()
@@ -256,8 +258,8 @@ def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[
             f"--events-stream {stream!r}: use letters, digits, '-' and '_' only (it is a JetStream"
             " stream name and the first token of its subjects), e.g. ACCORD"
         )
-    retention_s = parse_duration(retention, what="--events-retention")
-    if retention_s <= 0:
+    retention_s = parse_duration(retention, what="--events-retention") if retention.strip() else None
+    if retention_s is not None and retention_s <= 0:
         raise fail(f"--events-retention {retention!r}: give a duration above 0, e.g. 30d")
     if creds is not None and not creds.is_file():
         raise fail(f"--events-creds {creds}: no such file (a NATS credentials file, .creds)")
@@ -359,9 +361,43 @@ def start(
         str,
         typer.Option(
             envvar=_env("span-retention"),
-            help="Keep spans this long (e.g. 7d, 12h, 90m); older ones are pruned.",
+            help=(
+                "Keep spans this long (e.g. 7d, 12h, 90m; 'off': as long as their runs); older"
+                " ones are pruned. Never longer than --retention: spans go with their runs."
+            ),
         ),
     ] = "7d",
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("retention"),
+            help=(
+                "Delete runs that finished longer ago than this (e.g. 30d, 12h), with their steps,"
+                " attempts, request records, spans and events, in small batches; 'off' keeps"
+                " everything. Default: the database's own, 30d for a new one, off for one in use"
+                " before retention existed (start-up says so)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    audit_retention: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("audit-retention"),
+            help="Delete audit log entries older than this (e.g. 400d); 'off' keeps them all.",
+        ),
+    ] = DEFAULT_AUDIT_RETENTION,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("metrics"),
+            help=(
+                "Serve metrics for Prometheus on HOST:PORT at /metrics (port 0 picks a free one;"
+                " 'off' to disable). OTLP export of the same metrics follows the standard"
+                " OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_* variables."
+            ),
+        ),
+    ] = DEFAULT_METRICS,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -439,9 +475,12 @@ def start(
         str,
         typer.Option(
             envvar=_env("events-retention"),
-            help="With --events: how long the stream keeps an event (e.g. 30d, 12h); the store keeps it too.",
+            help=(
+                "With --events: how long the stream keeps an event (e.g. 30d, 12h); the store keeps it"
+                " too. Default: as long as runs are kept (--retention; with retention off, forever)."
+            ),
         ),
-    ] = DEFAULT_EVENTS_RETENTION,
+    ] = "",
     events_creds: Annotated[
         Path | None,
         typer.Option(
@@ -471,6 +510,7 @@ def start(
     from contracts.durations import parse_duration
     from contracts.private_files import private_umask
     from coordinator.server import configure_logging, serve
+    from coordinator.store.retention import parse_retention
 
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
@@ -479,10 +519,10 @@ def start(
     store_url, db_path = _database(ctx, store, db)
     # Bad or busy addresses fail here, before the database, the admin token or coordinator.json
     # are touched.
-    _check_can_listen(*_parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
+    check_can_listen(*parse_listen(listen, "--listen", DEFAULT_LISTEN), "--listen")
     ui_on = ui.strip().lower() not in ("", "off", "none", "no", "false", "0")  # web.hook.DISABLED
     if ui_on:
-        _parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
+        parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
     tls = _server_tls(tls_cert, tls_key, tls_client_ca)
     store_retry_s = parse_duration(store_retry, what="--store-retry")
     if store_retry_s <= 0:
@@ -496,6 +536,35 @@ def start(
         raise fail(str(exc)) from None
     if max_payload_bytes < 1024:
         raise fail(f"--max-payload {max_payload!r}: give at least 1KiB")
+    # Bad values fail before anything starts.
+    try:
+        for value, what in (
+            (span_retention, "--span-retention"),
+            (retention, "--retention"),
+            (audit_retention, "--audit-retention"),
+        ):
+            if value is not None:
+                parse_retention(value, what)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    metrics_on = metrics.strip().lower() not in ("", "off")
+    if metrics_on:
+        host, port = parse_listen(metrics, "--metrics", DEFAULT_METRICS)
+        if _given(ctx, "metrics"):
+            check_can_listen(host, port, "--metrics")
+        else:
+            # The default port taken (another coordinator on this host): metrics are a
+            # convenience there, as the UI is, so start without them and say so.
+            try:
+                with socket.create_server((host, port)):
+                    pass
+            except OSError as exc:
+                typer.echo(
+                    f"warning: not serving metrics on {metrics} ({exc.strerror or exc}): give"
+                    " --metrics HOST:PORT, or off",
+                    err=True,
+                )
+                metrics_on = False
     events_url, events_retention_s = _events(events, events_stream, events_retention, events_creds)
     config = CoordinatorConfig(
         home=accord_home(),
@@ -509,6 +578,9 @@ def start(
         log_format=log_format,
         ui_listen=ui,
         span_retention=span_retention,
+        retention=retention,
+        audit_retention=audit_retention,
+        metrics_listen=metrics if metrics_on else "",
         tls=tls,
         engine=EngineSettings(replica_poll_s=replica_poll),
         max_payload=max_payload_bytes,
@@ -518,7 +590,6 @@ def start(
         events_retention_s=events_retention_s,
         events_credentials=events_creds,
     )
-    parse_duration(span_retention, what="--span-retention")  # a bad value fails before anything starts
     configure_logging(config.log_level, config.log_format)
     private_umask()  # SQLite's WAL and shm, temporary files: owner-only like ACCORD_HOME
     if tls is None:

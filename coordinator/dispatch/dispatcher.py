@@ -168,6 +168,15 @@ class Dispatcher:
             return False  # its poll was cut off and it has not polled again: gone (or stopping)
         return presence.last_seen > 0 and now - presence.last_seen < self._agent_alive_s
 
+    def alive_per_team(self) -> dict[str, int]:
+        """How many agents of each team are alive (polling, or seen lately, here or elsewhere)."""
+        now = time.monotonic()
+        teams: dict[str, int] = {}
+        for presence in list(self._agents.values()):
+            if self._alive(presence, now):
+                teams[presence.record.team] = teams.get(presence.record.team, 0) + 1
+        return teams
+
     # Agents long-poll one coordinator at a time; the others learn of them from its hints.
 
     def presence(self, since: float) -> dict[str, int]:

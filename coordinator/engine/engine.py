@@ -39,6 +39,7 @@ from contracts.errors import (
 )
 from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import EMITS_ROOTS, evaluate
+from contracts.validation import validate_payload
 from contracts.versions import is_name
 from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
@@ -60,6 +61,7 @@ from coordinator.store.records import (
     OVERRIDE_ACTION,
     RUN_RUNNING,
     RUN_TERMINAL,
+    TIMER_CHECK_INPUT,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -194,6 +196,9 @@ class Engine:
         self._loading: dict[str, int] = {}
         # Offers a poll of this process is claiming now: the other polls pass them by.
         self._claiming: set[str] = set()
+        # Called after every transition this process commits (metrics: runs started and finished,
+        # attempts ended); it must not raise or block.
+        self.on_commit: Callable[[RunRecord, Transition], None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._started_ms = now_ms()
         # How long a poll waits before reading the store again without being woken.
@@ -392,6 +397,11 @@ class Engine:
             self._on_events(list(tr.events))
         if tr.run is not None:
             tr.run.version = 1 if tr.new_run else tr.run.version + 1
+        if self.on_commit is not None:
+            try:
+                self.on_commit(state.record, tr)
+            except Exception:  # an observer never fails a committed transition
+                logger.exception("observing a committed transition failed")
         if tr.finished:
             self._runs.pop(state.record.run_id, None)
             run = state.record
@@ -1260,7 +1270,18 @@ class Engine:
                     await self._store.extend_lease(timer.key, grace)
                     return
         try:
-            await self._transact(timer.run_id, lambda state, tr: machine.fire(state, timer, tr, self._limits))
+            if timer.kind == TIMER_CHECK_INPUT:
+                # The verdict comes from the state as read before the check; if the transition
+                # finds the step waiting on a newer one, the check is made again on that.
+                for _ in range(3):
+                    if not await self._transact(
+                        timer.run_id, self._input_checked(timer, await self._check_input(timer))
+                    ):
+                        break
+            else:
+                await self._transact(
+                    timer.run_id, lambda state, tr: machine.fire(state, timer, tr, self._limits)
+                )
         except _Gone:
             # Its run is gone: the timer goes too.
             tr = Transition(now_ms())
@@ -1268,6 +1289,43 @@ class Engine:
             await self._store.apply(tr.changes())
         except NotFoundError as exc:  # the run could not go on and failed (ResumeError), timers and all
             logger.warning("timer %s %s: %s", timer.kind, timer.key, exc)
+
+    @staticmethod
+    def _input_checked(
+        timer: TimerRecord, verdict: tuple[TaskFailure | None] | None
+    ) -> Callable[[RunState, Transition], bool]:
+        def change(state: RunState, tr: Transition) -> bool:
+            return machine.input_checked(state, timer, verdict, tr)
+
+        return change
+
+    async def _check_input(self, timer: TimerRecord) -> tuple[TaskFailure | None] | None:
+        """The verdict on a step's large mapped input, validated in a worker process within the
+        check budget (coordinator/checks.py) before the transition that starts the step:
+        ``(None,)`` valid, ``(failure,)`` not; None when nothing waits for it (as read here)."""
+        state = await self._state_or_none(timer.run_id)
+        waiting = machine.waiting_input(state, timer) if state is not None else None
+        if waiting is None:
+            return None
+        step, contract = waiting
+        try:
+            violations = await self._registry.checks.run(
+                f"validating the mapped input of step {step.step_id} ({contract.ref})",
+                INLINE_BYTES + 1,
+                validate_payload,
+                contract.input_schema,
+                step.input,
+                "input",
+            )
+        except FailedPreconditionError as exc:
+            return (
+                TaskFailure(
+                    "ContractViolation",
+                    f"the mapped input of {contract.ref} could not be validated: {exc}",
+                    False,
+                ),
+            )
+        return (machine.input_violation(contract, violations) if violations else None,)
 
     async def _state_or_none(self, run_id: str) -> RunState | None:
         try:

@@ -19,11 +19,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.errors import AccordError
+from contracts.errors import AccordError, Violation
 from contracts.migration import adapt_input, adapt_output
 from contracts.model import Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
+from coordinator.checks import INLINE_BYTES, payload_size
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
 from coordinator.engine.state import RunState, Transition
@@ -46,6 +47,7 @@ from coordinator.store.records import (
     STEP_SKIPPED,
     STEP_SUCCEEDED,
     STEP_TERMINAL,
+    TIMER_CHECK_INPUT,
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
@@ -258,7 +260,10 @@ def abandon(snapshot: RunSnapshot, error: TaskFailure, tr: Transition) -> None:
 
 def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) -> None:
     """Act on a due timer; the transition consumes it whatever it finds (a timer whose attempt or
-    step has moved on since it was armed does nothing)."""
+    step has moved on since it was armed does nothing). A ``check_input`` timer is fired with
+    its verdict through ``input_checked``."""
+    if timer.kind == TIMER_CHECK_INPUT:
+        raise ValueError("a check_input timer is fired through input_checked, with its verdict")
     tr.fired(timer)
     tr.lock(state.record)
     if state.record.status in RUN_TERMINAL:
@@ -531,7 +536,11 @@ def _scope(state: RunState) -> dict[str, Any]:
 
 
 def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transition) -> bool:
-    """Validate the mapped input and schedule the first attempt; False when the run failed."""
+    """Validate the mapped input and schedule the first attempt; False when the run failed.
+
+    A large input is not validated here, on the event loop: the step waits (scheduled, no
+    attempt) for a ``check_input`` timer due at once, which the engine fires after validating the
+    input in a worker process within the check budget (``input_checked``)."""
     contract = state.contracts[step.contract]
     migration = _migration_of(state, step)
     if migration is not None:
@@ -547,18 +556,68 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
             )
             _fail_mapping(state, step, error, tr)
             return False
-    violations = validate_payload(contract.input_schema, step_input, "input")
     step.input = step_input
+    if payload_size(step_input) > INLINE_BYTES:
+        step.status, step.next_attempt_ms = STEP_SCHEDULED, 0
+        if not step.started_ms:
+            step.started_ms = tr.now
+        tr.step(step)
+        tr.arm(TIMER_CHECK_INPUT, retry_key(step.run_id, step.step_id), step.run_id, tr.now)
+        return True
+    violations = validate_payload(contract.input_schema, step_input, "input")
     if violations:
-        error = TaskFailure(
-            "ContractViolation",
-            f"the mapped input does not match {contract.ref}: " + "; ".join(str(v) for v in violations),
-            False,
-        )
-        _fail_mapping(state, step, error, tr)
+        _fail_mapping(state, step, input_violation(contract, violations), tr)
         return False
     new_attempt(state, step, tr)
     return True
+
+
+def input_violation(contract: Contract, violations: list[Violation]) -> TaskFailure:
+    """The non-retryable failure of a mapped input that does not match its contract."""
+    return TaskFailure(
+        "ContractViolation",
+        f"the mapped input does not match {contract.ref}: " + "; ".join(str(v) for v in violations),
+        False,
+    )
+
+
+def waiting_input(state: RunState, timer: TimerRecord) -> tuple[StepRecord, Contract] | None:
+    """The step a ``check_input`` timer is for and its contract, while it still waits for the
+    check (None once the run ended or the step moved on)."""
+    if timer.kind != TIMER_CHECK_INPUT or state.record.status in RUN_TERMINAL:
+        return None
+    step = state.steps.get(timer.key.split("/", 1)[1])
+    if (
+        step is None
+        or step.status != STEP_SCHEDULED
+        or step.step_id in state.current
+        or step.next_attempt_ms
+        or step.attempt_count
+    ):
+        return None
+    return step, state.contracts[step.contract]
+
+
+def input_checked(
+    state: RunState, timer: TimerRecord, verdict: tuple[TaskFailure | None] | None, tr: Transition
+) -> bool:
+    """A ``check_input`` timer, fired with the verdict on the step's mapped input: ``(None,)``
+    it matches its contract, the step's first attempt starts; ``(failure,)`` the step and the run
+    fail. ``verdict`` None: the engine found nothing waiting (on a state this one is newer
+    than): nothing changes and True asks for the check to be made."""
+    waiting = waiting_input(state, timer)
+    if waiting is not None and verdict is None:
+        return True
+    tr.fired(timer)
+    tr.lock(state.record)
+    if waiting is None or verdict is None:
+        return False
+    step, _ = waiting
+    if verdict[0] is not None:
+        _fail_mapping(state, step, verdict[0], tr)
+    else:
+        new_attempt(state, step, tr)
+    return False
 
 
 def _migration_of(state: RunState, step: StepRecord) -> Migration | None:

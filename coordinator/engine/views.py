@@ -73,6 +73,8 @@ def waiting_reason(
     if step.status != STEP_SCHEDULED:
         return ""
     attempt_id = state.current.get(step.step_id)
+    if attempt_id is None and not step.next_attempt_ms and not step.attempt_count:
+        return "validating its mapped input against the contract (a large input: in a worker process)"
     if attempt_id is None:
         seconds = max(0.0, (step.next_attempt_ms - now_ms) / 1000)
         last = step.error

@@ -130,11 +130,11 @@ class JetStreamEventBus:
             ) from None
         self._consumer = asyncio.create_task(self._consume(), name="events-consumer")
         logger.info(
-            "events go through %s, stream %s (subjects %s.>), kept %.0fs",
+            "events go through %s, stream %s (subjects %s.>), kept %s",
             self.where,
             self._stream,
             self._stream,
-            self._retention_s,
+            f"{self._retention_s:.0f}s" if self._retention_s else "with no age limit (retention off)",
         )
 
     async def _set_up_stream(self) -> None:
@@ -143,8 +143,8 @@ class JetStreamEventBus:
         config = StreamConfig(
             name=self._stream,
             subjects=[f"{self._stream}.>"],
-            max_age=self._retention_s,
-            duplicate_window=min(DUPLICATE_WINDOW_S, self._retention_s),
+            max_age=self._retention_s,  # 0: no age limit (run retention off)
+            duplicate_window=min(DUPLICATE_WINDOW_S, self._retention_s or DUPLICATE_WINDOW_S),
             storage=StorageType.FILE,
         )
         try:

@@ -55,6 +55,10 @@ class StoreHint:
 
 
 class Store(Protocol):
+    # Called with the seconds each write transaction took, commit included (metrics); it must not
+    # raise or block (SQLite calls it on its writer thread).
+    on_commit: Callable[[float], None] | None
+
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 
@@ -251,6 +255,14 @@ class Store(Protocol):
     async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
         """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
 
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        """Per contract with events the bus has not taken yet (``delivered_ms`` 0): (contract, how
+        many, the earliest ``published_ms``), by contract."""
+
+    async def queue_stats(self) -> list[tuple[str, int, int, int]]:
+        """Per queue with open offers: (contract, major, how many, the earliest ``offered_ms``),
+        by contract and major."""
+
     # audit and events
     async def list_audit(
         self,
@@ -295,8 +307,34 @@ class Store(Protocol):
     # spans
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
-    async def prune_spans(self, before_ns: int) -> int:
-        """Delete spans that ended before ``before_ns``; returns how many."""
+    async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
+        """Delete spans that ended before ``before_ns`` (the earliest ``limit`` of them; every one
+        when ``limit`` is 0); returns how many."""
+
+    # retention (docs/production.md, "Retention"): each call deletes one small batch, in one
+    # transaction, and returns how many it deleted; the caller calls again while that is
+    # ``limit`` (coordinator.store.retention).
+    async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` runs in a terminal status (``RUN_TERMINAL``) that finished
+        before ``finished_before_ms``, the earliest first, with their steps, attempts, request
+        records, spans, timers and offers; returns how many runs. Runs still going are never
+        touched, however old."""
+
+    async def purge_events(self, published_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` events published before ``published_before_ms`` whose triggers
+        ran (``handled_ms`` set), the earliest first; one still waiting is kept however old."""
+
+    async def purge_requests(self, created_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` request records of no run (those of a run go with it) written
+        before ``created_before_ms``."""
+
+    async def purge_audit(self, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first."""
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """Give space freed by deletes back to the file system where the database does not do it
+        by itself (SQLite's incremental vacuum, up to ``max_pages`` pages); returns how many pages
+        were free (0 where there is nothing to do: PostgreSQL)."""
 
 
 @runtime_checkable

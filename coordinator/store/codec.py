@@ -5,12 +5,14 @@ whose tables have the same columns; each store only adds its own SQL."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from contracts.model import Contract, Deprecation, Emits, Migration, RetryPolicy, Timeouts
 from coordinator.store.records import (
+    RUN_TERMINAL,
     AgentRecord,
     AttemptRecord,
     AuditRecord,
@@ -28,6 +30,10 @@ from coordinator.store.records import (
     UiSessionRecord,
     WorkflowRecord,
 )
+
+# Retention (docs/production.md, "Retention"): the runs it deletes (in a terminal status: the
+# predicate of the runs_finished index, word for word).
+RUN_TERMINAL_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(RUN_TERMINAL)))
 
 
 def retry_to_json(policy: RetryPolicy) -> dict[str, Any]:
@@ -186,6 +192,29 @@ RUN_COLUMNS = (
 )
 
 
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _without_defaults(record: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the fields that hold their dataclass default (of the same type): a stored
+    record says only what differs, and decoding (``Record(**data)``) puts the defaults back. So a
+    record field's default must never change: rows stored before would read differently."""
+    defaults = _DEFAULTS.get(type(record))
+    if defaults is None:
+        defaults = {}
+        for f in dataclasses.fields(record):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = f.default_factory()
+        _DEFAULTS[type(record)] = defaults
+    return {
+        name: value
+        for name, value in data.items()
+        if name not in defaults or type(value) is not type(defaults[name]) or value != defaults[name]
+    }
+
+
 def run_to_row(run: RunRecord) -> tuple[Any, ...]:
     """The values of ``RUN_COLUMNS``, ``involved`` as the list of involved teams (each store
     stores it its own way). The record's ``version`` stays out of ``data_json``: the column is
@@ -193,6 +222,7 @@ def run_to_row(run: RunRecord) -> tuple[Any, ...]:
     data = _fields_of(run)
     data["error"] = run.error.to_json() if run.error else None
     del data["version"]
+    data = _without_defaults(run, data)
     return (
         run.run_id,
         run.workflow,
@@ -218,38 +248,69 @@ def run_from_json(version: int, text: str) -> RunRecord:
     return RunRecord(**data)
 
 
-def step_to_json(step: StepRecord) -> str:
+# Steps and attempts. Their rows' columns (run_id, step_id; attempt_id) are not repeated in their
+# data_json, nor what follows from them (a step's idempotency key "<run_id>:<step_id>"), nor fields
+# at their defaults. A step's retry and timeout policy is stored once per distinct policy, in the
+# table ``policies``, and the step row names it (``policy_ref``): every step of a workflow has the
+# same one, so its copy in every row was most of the row. Rows written before are still read.
+STEP_COLUMNS = ("run_id", "step_id", "data_json", "policy_ref")
+ATTEMPT_COLUMNS = ("attempt_id", "run_id", "step_id", "data_json")
+
+
+def policy_ref(policy: dict[str, Any]) -> tuple[str, str]:
+    """(key, policy_json) of a step's policy in ``policies``; ("", "") for no policy."""
+    if not policy:
+        return "", ""
+    text = json.dumps(policy, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24], text
+
+
+def step_to_row(step: StepRecord) -> tuple[tuple[Any, ...], tuple[str, str]]:
+    """The values of ``STEP_COLUMNS``, and the (key, policy_json) its ``policy_ref`` names."""
     data = _fields_of(step)
     data["error"] = step.error.to_json() if step.error else None
-    return dumps(data)
+    del data["run_id"], data["step_id"], data["policy"]
+    if step.idempotency_key == f"{step.run_id}:{step.step_id}":
+        del data["idempotency_key"]
+    policy = policy_ref(step.policy)
+    return (step.run_id, step.step_id, dumps(_without_defaults(step, data)), policy[0]), policy
 
 
-def step_from_json(text: str) -> StepRecord:
+def step_from_row(run_id: str, step_id: str, text: str, policy_json: str | None) -> StepRecord:
+    """A step from its row and the policy its ``policy_ref`` names (None: none, or a row written
+    before policies were kept apart, whose data_json holds its own)."""
     data = json.loads(text)
+    data["run_id"], data["step_id"] = run_id, step_id
+    data.setdefault("idempotency_key", f"{run_id}:{step_id}")
+    if policy_json:
+        data["policy"] = json.loads(policy_json)
     data["error"] = TaskFailure.from_json(data.get("error"))
     return StepRecord(**data)
 
 
-def attempt_to_json(attempt: AttemptRecord) -> str:
+def attempt_to_row(attempt: AttemptRecord) -> tuple[Any, ...]:
+    """The values of ``ATTEMPT_COLUMNS``."""
     data = _fields_of(attempt)
     data["error"] = attempt.error.to_json() if attempt.error else None
-    return dumps(data)
+    del data["attempt_id"], data["run_id"], data["step_id"]
+    return attempt.attempt_id, attempt.run_id, attempt.step_id, dumps(_without_defaults(attempt, data))
 
 
-def attempt_from_json(text: str) -> AttemptRecord:
+def attempt_from_row(attempt_id: str, run_id: str, step_id: str, text: str) -> AttemptRecord:
     data = json.loads(text)
+    data["attempt_id"], data["run_id"], data["step_id"] = attempt_id, run_id, step_id
     data["error"] = TaskFailure.from_json(data.get("error"))
     return AttemptRecord(**data)
 
 
 def steps_and_attempts(
-    steps: Iterable[str], attempts: Iterable[str]
+    steps: Iterable[Sequence[Any]], attempts: Iterable[Sequence[Any]]
 ) -> tuple[list[StepRecord], list[AttemptRecord]]:
-    """Decoded ``data_json`` of a run's steps (read in step id order) and attempts (sorted here:
-    by step id, then number)."""
-    decoded = [attempt_from_json(text) for text in attempts]
+    """A run's steps from (run_id, step_id, data_json, policy_json) rows read in step id order,
+    and its attempts from rows of ``ATTEMPT_COLUMNS`` (sorted here: by step id, then number)."""
+    decoded = [attempt_from_row(*row) for row in attempts]
     decoded.sort(key=lambda a: (a.step_id, a.number))
-    return [step_from_json(text) for text in steps], decoded
+    return [step_from_row(*row) for row in steps], decoded
 
 
 # audit (id is the store's)
@@ -604,12 +665,153 @@ SPAN_COLUMNS = (
 )
 
 
-def span_to_row(span: SpanRecord) -> tuple[Any, ...]:
+# A span as stored. What its row says already is not repeated in its attributes: the run id and
+# team, and the attempt id that follows from the run, step and attempt number; nor is the name of
+# a run's, step's or attempt's span, which follows from its attributes (the key "." lists which:
+# "r" run id, "t" team, "a" attempt id; "R", "S", "A" the name of a run, step or attempt span).
+# Keys: the coordinator's own ("accord.step_id", ...) are written as "." and a letter of
+# ``_CODES``; other "accord.x" keys as ".x"; a key of its own that starts with "." gets another
+# in front. An empty mapping or list is "". On SQLite the trace, span and parent span ids are
+# stored as their 16 and 8 bytes rather than hex text (``binary_ids``). Rows written before, in
+# plain JSON with hex ids, read the same. _CODES may grow, never change: stored rows depend on it.
+_ACCORD = "accord."
+_ELIDED = {"r": "accord.run_id", "t": "accord.team", "a": "accord.attempt_id"}
+_CODES = {
+    "s": "accord.step_id",
+    "c": "accord.contract",
+    "v": "accord.contract_version",
+    "n": "accord.attempt",
+    "g": "accord.agent_id",
+    "A": "accord.attempt_status",
+    "q": "accord.queue_wait_ms",
+    "u": "accord.started_unix_ms",
+    "S": "accord.step_status",
+    "b": "accord.step_started",
+    "w": "accord.workflow",
+    "W": "accord.workflow_version",
+    "R": "accord.run_status",
+    "e": "accord.engine",
+    "E": "accord.error_type",
+    "k": "accord.task_id",
+    "x": "accord.event_id",
+}
+_CODE_OF = {key: code for code, key in _CODES.items()}
+_HEX = frozenset("0123456789abcdef")
+
+
+def _attempt_id_of(attributes: dict[str, Any], run_id: str) -> str | None:
+    if "accord.step_id" not in attributes or "accord.attempt" not in attributes:
+        return None
+    return f"{run_id}:{attributes['accord.step_id']}:{attributes['accord.attempt']}"
+
+
+def _derived_names(attributes: dict[str, Any]) -> dict[str, str]:
+    """The names the engine gives a run's ("R"), step's ("S") and attempt's ("A") span."""
+    names = {}
+    if "accord.workflow" in attributes:
+        names["R"] = f"run {attributes['accord.workflow']}"
+    if "accord.step_id" in attributes:
+        names["S"] = f"step {attributes['accord.step_id']}"
+    if all(k in attributes for k in ("accord.attempt", "accord.contract", "accord.contract_version")):
+        names["A"] = (
+            f"attempt {attributes['accord.attempt']} {attributes['accord.contract']}"
+            f"@{attributes['accord.contract_version']}"
+        )
+    return names
+
+
+def _encode_attributes(span: SpanRecord) -> tuple[str, str]:
+    """(the name column, attributes_json)."""
+    attributes = span.attributes
+    if not attributes:
+        return span.name, ""
+    elided = ""
+    if span.run_id and attributes.get("accord.run_id") == span.run_id:
+        elided += "r"
+    if span.team and attributes.get("accord.team") == span.team:
+        elided += "t"
+    if "accord.attempt_id" in attributes and attributes["accord.attempt_id"] == _attempt_id_of(
+        attributes, span.run_id
+    ):
+        elided += "a"
+    name = span.name
+    for code, derived in _derived_names(attributes).items():
+        if name == derived:
+            elided, name = elided + code, ""
+            break
+    skipped = {_ELIDED[c] for c in elided if c in _ELIDED}
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if key in skipped:
+            continue
+        if key in _CODE_OF:
+            out["." + _CODE_OF[key]] = value
+        elif key.startswith(_ACCORD) and len(key) > len(_ACCORD) + 1 and key[len(_ACCORD)] != ".":
+            out["." + key[len(_ACCORD) :]] = value
+        elif key.startswith("."):
+            out["." + key] = value
+        else:
+            out[key] = value
+    if elided:
+        out["."] = elided
+    return name, dumps(out)
+
+
+def _decode_attributes(text: str, name: str, run_id: str, team: str) -> tuple[str, dict[str, Any]]:
+    if not text:
+        return name, {}
+    stored = json.loads(text)
+    if not isinstance(stored, dict):
+        return name, {}
+    attributes: dict[str, Any] = {}
+    elided = ""
+    for key, value in stored.items():
+        if key == ".":
+            elided = value
+        elif key.startswith(".."):
+            attributes[key[1:]] = value
+        elif len(key) == 2 and key[0] == "." and key[1] in _CODES:
+            attributes[_CODES[key[1]]] = value
+        elif key.startswith("."):
+            attributes[_ACCORD + key[1:]] = value
+        else:
+            attributes[key] = value
+    if "r" in elided:
+        attributes["accord.run_id"] = run_id
+    if "t" in elided:
+        attributes["accord.team"] = team
+    if "a" in elided:
+        attributes["accord.attempt_id"] = _attempt_id_of(attributes, run_id)
+    for code, derived in _derived_names(attributes).items():
+        if code in elided:
+            name = derived
+    return name, attributes
+
+
+def span_id_to_db(value: str) -> str | bytes:
+    """A trace or span id in hex as SQLite stores it: its bytes (half the size), or the text as it
+    is when it is not lower-case hex of 16 or 32 digits."""
+    if len(value) in (16, 32) and _HEX.issuperset(value):
+        return bytes.fromhex(value)
+    return value
+
+
+def span_id_from_db(value: str | bytes) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def _list_json(value: list[Any]) -> str:
+    return dumps(value) if value else ""
+
+
+def span_to_row(span: SpanRecord, *, binary_ids: bool = False) -> tuple[Any, ...]:
+    name, attributes = _encode_attributes(span)
+    ids: tuple[Any, ...] = (span.trace_id, span.span_id, span.parent_span_id)
+    if binary_ids:
+        ids = tuple(span_id_to_db(v) if v else v for v in ids)
     return (
-        span.trace_id,
-        span.span_id,
-        span.parent_span_id,
-        span.name,
+        *ids,
+        name,
         span.start_ns,
         span.end_ns,
         span.team,
@@ -617,19 +819,20 @@ def span_to_row(span: SpanRecord) -> tuple[Any, ...]:
         span.kind,
         span.status,
         span.status_message,
-        dumps(span.attributes),
-        dumps(span.events),
-        dumps(span.links),
+        attributes,
+        _list_json(span.events),
+        _list_json(span.links),
         span.run_id,
     )
 
 
 def span_from_row(row: Row) -> SpanRecord:
+    name, attributes = _decode_attributes(row["attributes_json"], row["name"], row["run_id"], row["team"])
     return SpanRecord(
-        trace_id=row["trace_id"],
-        span_id=row["span_id"],
-        parent_span_id=row["parent_span_id"],
-        name=row["name"],
+        trace_id=span_id_from_db(row["trace_id"]),
+        span_id=span_id_from_db(row["span_id"]),
+        parent_span_id=span_id_from_db(row["parent_span_id"]),
+        name=name,
         start_ns=row["start_ns"],
         end_ns=row["end_ns"],
         team=row["team"],
@@ -637,9 +840,9 @@ def span_from_row(row: Row) -> SpanRecord:
         kind=row["kind"],
         status=row["status"],
         status_message=row["status_message"],
-        attributes=json.loads(row["attributes_json"]),
-        events=json.loads(row["events_json"]),
-        links=json.loads(row["links_json"]),
+        attributes=attributes,
+        events=json.loads(row["events_json"]) if row["events_json"] else [],
+        links=json.loads(row["links_json"]) if row["links_json"] else [],
         run_id=row["run_id"],
     )
 

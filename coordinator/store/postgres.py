@@ -160,13 +160,17 @@ _RUN_UPDATE = (
 _RUN_BUMP = "UPDATE runs SET version = %s WHERE run_id = %s AND version = %s"
 _RUN_SELECT = "SELECT version, data_json FROM runs"
 
-_STEP_UPSERT = _upsert("steps", ("run_id", "step_id", "data_json"), ("run_id", "step_id"))
-_ATTEMPT_UPSERT = _upsert("attempts", ("attempt_id", "run_id", "step_id", "data_json"), ("attempt_id",))
+_STEP_UPSERT = _upsert("steps", codec.STEP_COLUMNS, ("run_id", "step_id"))
+_ATTEMPT_UPSERT = _upsert("attempts", codec.ATTEMPT_COLUMNS, ("attempt_id",))
+_POLICY_INSERT = "INSERT INTO policies (key, policy_json) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+_ATTEMPT_SELECT = f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts"
 _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _EVENT_UPSERT = _upsert("events", codec.EVENT_COLUMNS, ("event_id",))
-_REQUEST_UPSERT = _upsert("requests", ("scope", "request_id", "answer_json"), ("scope", "request_id"))
+_REQUEST_UPSERT = _upsert(
+    "requests", ("scope", "request_id", "answer_json", "created_ms"), ("scope", "request_id")
+)
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = _upsert("timers", codec.TIMER_COLUMNS, ("kind", "key"), ", claimed_until_ms = 0")
 _TIMER_FIRE = "DELETE FROM timers WHERE kind = %s AND key = %s AND due_ms = %s"
@@ -185,10 +189,13 @@ _UI_SESSION_EVICT = (
 
 # A run, its steps (in step id order) and its attempts in ONE statement, so from one snapshot: a
 # transition committed meanwhile is in it whole or not at all.
+# (extra: a step's policy, an attempt's step id; see codec.steps_and_attempts)
 _LOAD_RUN = (
-    "SELECT 0 AS part, '' COLLATE \"C\" AS key, version, data_json FROM runs WHERE run_id = %(run_id)s"
-    " UNION ALL SELECT 1, step_id, 0, data_json FROM steps WHERE run_id = %(run_id)s"
-    " UNION ALL SELECT 2, attempt_id, 0, data_json FROM attempts WHERE run_id = %(run_id)s"
+    "SELECT 0 AS part, '' COLLATE \"C\" AS key, version, data_json, NULL::text AS extra"
+    " FROM runs WHERE run_id = %(run_id)s"
+    " UNION ALL SELECT 1, s.step_id, 0, s.data_json, p.policy_json FROM steps AS s"
+    " LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = %(run_id)s"
+    " UNION ALL SELECT 2, attempt_id, 0, data_json, step_id FROM attempts WHERE run_id = %(run_id)s"
     " ORDER BY part, key"
 )
 
@@ -308,6 +315,11 @@ class PostgresStore:
             if key not in params:
                 self._listen_kwargs[key] = value
         self._reach = Reachability(self._where, self._probe, budget_s=retry_budget_s, on_back=self._reconnect)
+        # Keys of the step policies known to be in the table ``policies`` (see codec.step_to_row).
+        self._policies: set[str] = set()
+        # Called with the seconds each write transaction took (from its first statement to the
+        # answer to its COMMIT).
+        self.on_commit: Callable[[float], None] | None = None
 
     @property
     def where(self) -> str:
@@ -622,6 +634,7 @@ class PostgresStore:
                         return committed
                     sent = None
                 stamp: Stamp | None = None
+                began = time.monotonic()
                 try:
                     async with conn.pipeline(), conn.transaction():
                         stamped = await conn.execute(STAMP_SQL)
@@ -633,6 +646,8 @@ class PostgresStore:
                     if stamp is not None and lost_connection(exc):
                         sent = stamp
                     raise
+                if self.on_commit is not None:
+                    self.on_commit(time.monotonic() - began)
                 return result
 
         return await self._reach.retry(write)
@@ -1007,17 +1022,17 @@ class PostgresStore:
         runs = {run.run_id: run for run in changes.runs}
         expected = changes.expect_versions
         run_ids = sorted(runs.keys() | expected.keys())
-        steps = sorted(
-            ((s.run_id, s.step_id, codec.step_to_json(s)) for s in changes.steps), key=lambda r: r[:2]
+        encoded = [codec.step_to_row(s) for s in changes.steps]
+        steps = sorted((row for row, _ in encoded), key=lambda r: r[:2])
+        policies = sorted(
+            {key: text for _, (key, text) in encoded if key and key not in self._policies}.items()
         )
-        attempts = sorted(
-            ((a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts),
-            key=lambda r: r[0],
-        )
+        attempts = sorted((codec.attempt_to_row(a) for a in changes.attempts), key=lambda r: r[0])
         audit = [codec.audit_to_row(a) for a in changes.audit]
         events = sorted((codec.event_to_row(e) for e in changes.events), key=lambda r: r[0])
+        now_ms = int(time.time() * 1000)
         requests = sorted(
-            (scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()
+            (scope, rid, codec.dumps(answer), now_ms) for (scope, rid), answer in changes.requests.items()
         )
         fired = sorted((t.kind, t.key, t.due_ms) for t in changes.timers_fired)
         cleared = sorted(set(changes.timers_clear))
@@ -1040,6 +1055,7 @@ class PostgresStore:
                     )
                 many = conn.cursor()
                 for statement, params in (
+                    (_POLICY_INSERT, policies),
                     (_STEP_UPSERT, steps),
                     (_ATTEMPT_UPSERT, attempts),
                     (_AUDIT_INSERT, audit),
@@ -1060,6 +1076,8 @@ class PostgresStore:
 
         try:
             await self._write(write)
+            # Committed: later transitions need not write these policies again (never deleted).
+            self._policies.update(key for key, _ in policies)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
             # Two transitions waited on each other and PostgreSQL rolled this one back: it
             # wrote nothing, and reading the run again and applying anew is the remedy, as
@@ -1080,20 +1098,24 @@ class PostgresStore:
             return None
         return RunSnapshot(codec.run_from_json(run[0], run[1]), *codec.steps_and_attempts(steps, attempts))
 
-    async def _load(self, run_id: str) -> tuple[tuple[int, str] | None, list[str], list[str]]:
+    async def _load(
+        self, run_id: str
+    ) -> tuple[tuple[int, str] | None, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         run: tuple[int, str] | None = None
-        steps: list[str] = []
-        attempts: list[str] = []
-        for part, _, version, data in await self._rows(_LOAD_RUN, {"run_id": run_id}):
+        steps: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
+        for part, key, version, data, extra in await self._rows(_LOAD_RUN, {"run_id": run_id}):
             if part == 0:
                 run = (version, data)
+            elif part == 1:
+                steps.append((run_id, key, data, extra))
             else:
-                (steps if part == 1 else attempts).append(data)
+                attempts.append((key, run_id, extra, data))
         return run, steps, attempts
 
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
-        row = await self._one("SELECT data_json FROM attempts WHERE attempt_id = %s", (attempt_id,))
-        return None if row is None else codec.attempt_from_json(row[0])
+        row = await self._one(_ATTEMPT_SELECT + " WHERE attempt_id = %s", (attempt_id,))
+        return None if row is None else codec.attempt_from_row(*row)
 
     async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None:
         row = await self._one(
@@ -1171,6 +1193,20 @@ class PostgresStore:
             },
         )
         return [codec.offer_from_row(r) for r in rows]
+
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        rows = await self._rows(
+            "SELECT contract, count(*), min(published_ms) FROM events WHERE delivered_ms = 0"
+            " GROUP BY contract ORDER BY contract"
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def queue_stats(self) -> list[tuple[str, int, int, int]]:
+        rows = await self._rows(
+            "SELECT contract, major, count(*), min(offered_ms) FROM offers"
+            " GROUP BY contract, major ORDER BY contract, major"
+        )
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     # ---------- audit and events ----------
 
@@ -1253,8 +1289,72 @@ class PostgresStore:
         rows = await self._dicts("SELECT * FROM spans WHERE trace_id = %s ORDER BY start_ns", (trace_id,))
         return [codec.span_from_row(r) for r in rows]
 
-    async def prune_spans(self, before_ns: int) -> int:
-        return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+    async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
+        if limit <= 0:
+            return await self._execute("DELETE FROM spans WHERE end_ns < %s", (before_ns,))
+        return await self._execute(
+            "DELETE FROM spans WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM spans"
+            " WHERE end_ns < %s ORDER BY end_ns LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (before_ns, limit),
+        )
+
+    # ---------- retention ----------
+
+    async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
+        # The runs' rows are locked first (SKIP LOCKED: another coordinator purging at the same
+        # time takes others), then what belongs to them goes, then they do; tried again after a
+        # lost connection, as a delete may run twice.
+        async def write(conn: _Conn) -> int:
+            cursor = await conn.execute(
+                "SELECT run_id, data_json::json ->> 'trace_id' FROM runs"
+                f" WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < %s"
+                " ORDER BY finished_ms LIMIT %s FOR UPDATE SKIP LOCKED",
+                (finished_before_ms, limit),
+            )
+            runs = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
+            if runs:
+                ids = [run_id for run_id, _ in runs]
+                # steps and attempts by their run_id index; timers and offers hold only what is
+                # live (a finished run has none left), one pass each.
+                for table in ("steps", "attempts", "timers", "offers"):
+                    await conn.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (ids,))
+                # Spans by the run's trace id (the primary key's first column).
+                await conn.execute(
+                    "DELETE FROM spans WHERE (trace_id, run_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([t for _, t in runs], ids),
+                )
+                await conn.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (ids,))
+            return len(runs)
+
+        return await self._write(write, committed=0) if limit > 0 else 0
+
+    async def _purge(self, table: str, key: str, where: str, before: int, limit: int) -> int:
+        return await self._execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {where} < %s"
+            f" ORDER BY {where} LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (before, limit),
+        )
+
+    async def purge_events(self, published_before_ms: int, limit: int) -> int:
+        return await self._execute(
+            "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events WHERE published_ms < %s"
+            " AND handled_ms > 0 ORDER BY published_ms LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (published_before_ms, limit),
+        )
+
+    async def purge_requests(self, created_before_ms: int, limit: int) -> int:
+        return await self._execute(
+            "DELETE FROM requests WHERE (scope, request_id) IN (SELECT scope, request_id FROM requests"
+            " WHERE created_ms < %s ORDER BY created_ms LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (created_before_ms, limit),
+        )
+
+    async def purge_audit(self, before_ms: int, limit: int) -> int:
+        return await self._purge("audit", "id", "at_ms", before_ms, limit)
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """PostgreSQL's autovacuum makes deleted rows' space reusable by itself: nothing to do."""
+        return 0
 
 
 async def _still_open(conn: _Conn) -> None:

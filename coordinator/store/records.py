@@ -344,7 +344,11 @@ TIMER_RETRY = "retry"  # key: "<run id>/<step id>": start the step's next attemp
 TIMER_SCHEDULE_TO_START = "schedule_to_start"  # key: attempt id: no agent took it in time
 TIMER_START_TO_CLOSE = "start_to_close"  # key: attempt id: it ran too long
 TIMER_LEASE = "lease"  # key: attempt id: its agent stopped heartbeating
-TIMER_KINDS = frozenset({TIMER_RETRY, TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE})
+# key: "<run id>/<step id>": validate the step's large mapped input in a worker, then start it
+TIMER_CHECK_INPUT = "check_input"
+TIMER_KINDS = frozenset(
+    {TIMER_RETRY, TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE, TIMER_CHECK_INPUT}
+)
 
 
 @dataclass(frozen=True)

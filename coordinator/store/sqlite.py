@@ -22,6 +22,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -66,6 +67,10 @@ T = TypeVar("T")
 _STOP = object()
 
 
+# A file up to this size is switched to incremental vacuum at start-up (``_incremental_vacuum``).
+VACUUM_AT_START_BYTES = 256 * 1024 * 1024
+_AUTO_VACUUM_INCREMENTAL = 2
+
 _RUN_INVOLVED = codec.RUN_COLUMNS.index("involved")
 _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version)"
@@ -103,16 +108,25 @@ _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _STEP_UPSERT = (
-    "INSERT INTO steps (run_id, step_id, data_json) VALUES (?, ?, ?)"
-    " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json"
+    "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json,"
+    " policy_ref = excluded.policy_ref"
 )
+_STEPS_SELECT = (
+    "SELECT s.run_id, s.step_id, s.data_json, p.policy_json FROM steps AS s"
+    " LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = ? ORDER BY s.step_id"
+)
+_ATTEMPT_SELECT = f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts"
+_POLICY_INSERT = "INSERT OR IGNORE INTO policies (key, policy_json) VALUES (?, ?)"
 _ATTEMPT_UPSERT = (
     "INSERT INTO attempts (attempt_id, run_id, step_id, data_json) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (attempt_id) DO UPDATE SET"
     " run_id = excluded.run_id, step_id = excluded.step_id, data_json = excluded.data_json"
 )
 _EVENT_INSERT = _insert("events", codec.EVENT_COLUMNS, "INSERT OR REPLACE")
-_REQUEST_INSERT = "INSERT OR REPLACE INTO requests (scope, request_id, answer_json) VALUES (?, ?, ?)"
+_REQUEST_INSERT = (
+    "INSERT OR REPLACE INTO requests (scope, request_id, answer_json, created_ms) VALUES (?, ?, ?, ?)"
+)
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = (
     "INSERT INTO timers (kind, key, run_id, due_ms, claimed_until_ms) VALUES (?, ?, ?, ?, 0)"
@@ -239,6 +253,10 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._file_lock: int | None = None  # fd of the held <db>.lock
+        # Keys of the step policies known to be in the table ``policies`` (see codec.step_to_row).
+        self._policies: set[str] = set()
+        # Called (on the writer thread) with the seconds each transaction took, commit included.
+        self.on_commit: Callable[[float], None] | None = None
 
     # ---------- connections ----------
 
@@ -291,6 +309,7 @@ class SqliteStore:
                     break
                 batch.append(item)
             results: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop, bool]] = []
+            began = time.monotonic()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, future, loop in batch:
@@ -312,6 +331,8 @@ class SqliteStore:
                 except sqlite3.Error:
                     pass
                 results = [(exc, future, loop, False) for _, future, loop in batch]
+            if self.on_commit is not None:
+                self.on_commit(time.monotonic() - began)
             for value, future, loop, ok in results:
                 loop.call_soon_threadsafe(_resolve, future, value, ok)
         conn.close()
@@ -355,9 +376,12 @@ class SqliteStore:
             os.close(self._file_lock)  # releases the flock
             self._file_lock = None
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            # A new file: pages freed by retention can be given back to the file system
+            # (``reclaim_space``). Only settable before the first table.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         files = sorted(
             (f for f in resources.files("coordinator.store.migrations").iterdir() if f.name.endswith(".sql")),
             key=lambda f: f.name,
@@ -368,6 +392,30 @@ class SqliteStore:
                 continue
             logger.info("applying schema migration %s", f.name)
             conn.executescript("BEGIN;\n" + f.read_text() + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+        self._incremental_vacuum(conn)
+
+    def _incremental_vacuum(self, conn: sqlite3.Connection) -> None:
+        """A file made before retention existed has no incremental vacuum: switching it on takes
+        one VACUUM, which rewrites the whole file (and needs as much free disk space). Done here,
+        at start-up, for a file of up to ``VACUUM_AT_START_BYTES``; a larger one is left as it is
+        and the log says how to do it (docs/production.md, "Retention")."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _AUTO_VACUUM_INCREMENTAL:
+            return
+        size = self._path.stat().st_size
+        if size > VACUUM_AT_START_BYTES:
+            logger.warning(
+                "the database %s (%d MB) was made without incremental vacuum: retention deletes old"
+                " runs, but the file does not shrink. To let it, stop the coordinator and run once:"
+                " sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' (it rewrites the file and"
+                ' needs as much free disk space); see docs/production.md, "Retention"',
+                self._path,
+                size // 1_000_000,
+                self._path,
+            )
+            return
+        logger.info("switching %s to incremental vacuum (one VACUUM of %d KB)", self._path, size // 1000)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -731,11 +779,19 @@ class SqliteStore:
         # the records themselves are only read (the engine sets ``run.version`` after success).
         runs = [_run_to_row(r) for r in changes.runs]
         expected = dict(changes.expect_versions)
-        steps = [(s.run_id, s.step_id, codec.step_to_json(s)) for s in changes.steps]
-        attempts = [(a.attempt_id, a.run_id, a.step_id, codec.attempt_to_json(a)) for a in changes.attempts]
+        steps, policies = [], {}
+        for step in changes.steps:
+            row, (key, policy) = codec.step_to_row(step)
+            steps.append(row)
+            if key and key not in self._policies:
+                policies[key] = policy
+        attempts = [codec.attempt_to_row(a) for a in changes.attempts]
         audit = [codec.audit_to_row(a) for a in changes.audit]
         events = [codec.event_to_row(e) for e in changes.events]
-        requests = [(scope, rid, codec.dumps(answer)) for (scope, rid), answer in changes.requests.items()]
+        now_ms = int(time.time() * 1000)
+        requests = [
+            (scope, rid, codec.dumps(answer), now_ms) for (scope, rid), answer in changes.requests.items()
+        ]
         fired = [(t.kind, t.key, t.due_ms) for t in changes.timers_fired]
         cleared = list(changes.timers_clear)
         timers = [(t.kind, t.key, t.run_id, t.due_ms) for t in changes.timers_set]
@@ -750,6 +806,8 @@ class SqliteStore:
                 _write_runs(c, runs, expected)
             if fired:
                 _fire_timers(c, fired)
+            if policies:
+                c.executemany(_POLICY_INSERT, list(policies.items()))
             if steps:
                 c.executemany(_STEP_UPSERT, steps)
             if attempts:
@@ -770,6 +828,8 @@ class SqliteStore:
                 c.executemany(_OFFER_ADD, offers_added)
 
         await self._write(w)
+        # Committed: later transitions need not write these policies again (never deleted).
+        self._policies.update(policies)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(c: sqlite3.Connection) -> RunRecord | None:
@@ -786,8 +846,8 @@ class SqliteStore:
 
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
         def q(c: sqlite3.Connection) -> AttemptRecord | None:
-            row = c.execute("SELECT data_json FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
-            return None if row is None else codec.attempt_from_json(row[0])
+            row = c.execute(_ATTEMPT_SELECT + " WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            return None if row is None else codec.attempt_from_row(*row)
 
         return await self._read(q)
 
@@ -901,6 +961,22 @@ class SqliteStore:
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
 
+    async def event_backlog(self) -> list[tuple[str, int, int]]:
+        sql = (
+            "SELECT contract, count(*), min(published_ms) FROM events WHERE delivered_ms = 0"
+            " GROUP BY contract ORDER BY contract"
+        )
+        return await self._read(lambda c: [(str(r[0]), int(r[1]), int(r[2])) for r in c.execute(sql)])
+
+    async def queue_stats(self) -> list[tuple[str, int, int, int]]:
+        sql = (
+            "SELECT contract, major, count(*), min(offered_ms) FROM offers"
+            " GROUP BY contract, major ORDER BY contract, major"
+        )
+        return await self._read(
+            lambda c: [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in c.execute(sql)]
+        )
+
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
@@ -971,23 +1047,91 @@ class SqliteStore:
     async def insert_spans(self, spans: list[SpanRecord]) -> None:
         if not spans:
             return
-        rows = [codec.span_to_row(s) for s in spans]
+        rows = [codec.span_to_row(s, binary_ids=True) for s in spans]
         await self._write(
             lambda c: c.executemany(_insert("spans", codec.SPAN_COLUMNS, "INSERT OR REPLACE"), rows)
         )
 
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]:
-        return await self._read(
-            lambda c: [
-                codec.span_from_row(r)
-                for r in c.execute("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,))
-            ]
+        # Ids are stored as bytes (codec.span_id_to_db); rows written before, as hex text.
+        sql = "SELECT * FROM spans WHERE trace_id IN (?, ?) ORDER BY start_ns"
+        rows = await self._read(
+            lambda c: c.execute(sql, (codec.span_id_to_db(trace_id), trace_id)).fetchall()
         )
+        spans = {span.span_id: span for span in map(codec.span_from_row, rows)}  # one of each id
+        return list(spans.values())
 
-    async def prune_spans(self, before_ns: int) -> int:
-        return await self._write(
-            lambda c: c.execute("DELETE FROM spans WHERE end_ns < ?", (before_ns,)).rowcount
+    async def prune_spans(self, before_ns: int, limit: int = 0) -> int:
+        if limit <= 0:
+            return await self._write(
+                lambda c: c.execute("DELETE FROM spans WHERE end_ns < ?", (before_ns,)).rowcount
+            )
+        sql = (
+            "DELETE FROM spans WHERE rowid IN"
+            " (SELECT rowid FROM spans WHERE end_ns < ? ORDER BY end_ns LIMIT ?)"
         )
+        return await self._write(lambda c: c.execute(sql, (before_ns, limit)).rowcount)
+
+    # ---------- retention ----------
+
+    async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
+        def w(c: sqlite3.Connection) -> int:
+            runs = c.execute(
+                "SELECT run_id, json_extract(data_json, '$.trace_id') FROM runs"
+                f" WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < ? ORDER BY finished_ms LIMIT ?",
+                (finished_before_ms, limit),
+            ).fetchall()
+            if not runs:
+                return 0
+            ids = [(run_id,) for run_id, _ in runs]
+            for table in ("steps", "attempts"):  # by their run_id index
+                c.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
+            # A finished run has none left (these tables hold only what is live and have no index
+            # by run), so one pass over each for the whole batch.
+            marks = ", ".join("?" for _ in ids)
+            for table in ("timers", "offers"):
+                c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", [r for (r,) in ids])
+            c.executemany(
+                "DELETE FROM spans WHERE trace_id IN (?, ?) AND run_id = ?",
+                [(codec.span_id_to_db(t or ""), t or "", r) for r, t in runs],
+            )
+            c.executemany("DELETE FROM runs WHERE run_id = ?", ids)
+            return len(ids)
+
+        return await self._write(w) if limit > 0 else 0
+
+    async def purge_events(self, published_before_ms: int, limit: int) -> int:
+        sql = (
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events"
+            " WHERE published_ms < ? AND handled_ms > 0 ORDER BY published_ms LIMIT ?)"
+        )
+        return await self._write(lambda c: c.execute(sql, (published_before_ms, limit)).rowcount)
+
+    async def purge_requests(self, created_before_ms: int, limit: int) -> int:
+        sql = (
+            "DELETE FROM requests WHERE rowid IN"
+            " (SELECT rowid FROM requests WHERE created_ms < ? ORDER BY created_ms LIMIT ?)"
+        )
+        return await self._write(lambda c: c.execute(sql, (created_before_ms, limit)).rowcount)
+
+    async def purge_audit(self, before_ms: int, limit: int) -> int:
+        sql = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
+        return await self._write(lambda c: c.execute(sql, (before_ms, limit)).rowcount)
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """Give up to ``max_pages`` free pages of the file back to the file system (incremental
+        vacuum; the file was made with ``auto_vacuum=INCREMENTAL``, see ``_migrate``). Runs on the
+        writer thread between its transactions; returns how many pages were free before."""
+
+        def w(c: sqlite3.Connection) -> int:
+            free = int(c.execute("PRAGMA freelist_count").fetchone()[0])
+            # One page per statement: the pragma frees a page per step, and Python's sqlite3
+            # steps a statement that returns no columns only once.
+            for _ in range(min(free, max_pages)):
+                c.execute("PRAGMA incremental_vacuum(1)")
+            return free
+
+        return await self._write(w) if max_pages > 0 else 0
 
 
 _Rows = list[sqlite3.Row]
@@ -1000,10 +1144,8 @@ def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _
     c.execute("BEGIN")
     try:
         run = c.execute(_RUN_SELECT + " WHERE run_id = ?", (run_id,)).fetchone()
-        steps = c.execute(
-            "SELECT data_json FROM steps WHERE run_id = ? ORDER BY step_id", (run_id,)
-        ).fetchall()
-        attempts = c.execute("SELECT data_json FROM attempts WHERE run_id = ?", (run_id,)).fetchall()
+        steps = c.execute(_STEPS_SELECT, (run_id,)).fetchall()
+        attempts = c.execute(_ATTEMPT_SELECT + " WHERE run_id = ?", (run_id,)).fetchall()
     finally:
         c.execute("COMMIT")
     return run, steps, attempts
@@ -1011,7 +1153,7 @@ def _read_run(c: sqlite3.Connection, run_id: str) -> tuple[sqlite3.Row | None, _
 
 def _steps_and_attempts(steps: _Rows, attempts: _Rows) -> tuple[list[StepRecord], list[AttemptRecord]]:
     """Steps by step id; attempts by step id, then number."""
-    return codec.steps_and_attempts((r[0] for r in steps), (r[0] for r in attempts))
+    return codec.steps_and_attempts(steps, attempts)
 
 
 def _snapshot(c: sqlite3.Connection, run_id: str) -> RunSnapshot | None:

@@ -43,11 +43,15 @@ class TelemetryHook:
         principal: Callable[[], Principal],
         span_retention: str | float = DEFAULT_SPAN_RETENTION,
         prune_interval: str | float = 3600.0,
+        prune: bool = True,
     ) -> None:
+        """``prune``: run the span retention task here (False where the coordinator's retention
+        prunes spans with the rest, coordinator/store/retention.py)."""
         self.env = dict(env)
         self._principal = principal
         sampler_from_env(self.env)  # report a bad OTEL_TRACES_SAMPLER now, not per run
-        self.retention_s = parse_duration(span_retention, what="--span-retention")
+        self._prune = prune
+        self.retention_s = parse_duration(span_retention, what="--span-retention") if prune else float("inf")
         self.prune_interval_s = parse_duration(prune_interval, what="prune interval")
         self._sink: TelemetrySink | None = None
         self._retention: asyncio.Task[None] | None = None
@@ -68,10 +72,11 @@ class TelemetryHook:
         sink.start()
         if sink.forwarder is not None:
             logger.info("forwarding spans to the OTLP backend at %s", sink.forwarder.config.target)
-        self._retention = asyncio.get_running_loop().create_task(
-            run_retention(coordinator.store, self.retention_s, self.prune_interval_s),
-            name="accord-span-retention",
-        )
+        if self._prune:
+            self._retention = asyncio.get_running_loop().create_task(
+                run_retention(coordinator.store, self.retention_s, self.prune_interval_s),
+                name="accord-span-retention",
+            )
         return self.close
 
     async def close(self) -> None:

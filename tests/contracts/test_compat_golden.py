@@ -159,7 +159,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/amount/type",
-                "input field 'amount' no longer accepts numbers: type changed from number to string",
+                "input field 'amount' no longer accepts numbers (e.g. 0): type changed from number to string",
             )
         ],
     ),
@@ -178,7 +178,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/n/type",
-                "output field 'n' may now be non-integer numbers, which the previous version did not promise",
+                "output field 'n' may now be non-integer numbers (e.g. 0.5), which the previous version did not promise",
             )
         ],
     ),
@@ -284,7 +284,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/n/minimum",
-                "no longer accepts integers below 5: lower bound changed from minimum 1 to minimum 5",
+                "no longer accepts integers below 5 (e.g. 1): lower bound changed from minimum 1 to minimum 5",
             )
         ],
     ),
@@ -445,7 +445,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/id/anyOf",
-                "input field 'id' no longer accepts integers: none of the anyOf alternatives accepts integers",
+                "input field 'id' no longer accepts integers (e.g. 0): none of the anyOf alternatives accepts integers",
             )
         ],
     ),
@@ -598,7 +598,7 @@ def test_subschema_uses_roots_pointer_and_subject() -> None:
     assert [(f.pointer, f.message) for f in findings] == [
         (
             "/properties/payment_ref/maxLength",
-            "output field 'payment_ref' may be strings longer than 20 characters, which the target schema does not "
+            "output field 'payment_ref' may be strings longer than 20 characters (e.g. 'aaaaaaaaaaaaaaaaaaaaa'), which the target schema does not "
             "accept: maxLength is 40 here but 20 in the target schema",
         )
     ]

@@ -3,12 +3,15 @@
 Schema pairs are drawn from a grammar covering ``unevaluatedProperties``/``unevaluatedItems``
 beside ``properties``/``prefixItems``/combinators, ``$ref`` (also inside a subschema with its own
 ``$id``), ``multipleOf`` with fractions, ``anyOf``/``oneOf``/``allOf``/``not``,
-``dependentSchemas``/``dependentRequired``, enums and formats. NEW is OLD after one or two random
+``dependentSchemas``/``dependentRequired``, enums, formats, and ``pattern`` beside
+``minLength``/``maxLength``. NEW is OLD after one or two random
 edits. Whenever the checker says "compatible" (input: old ⊆ new; output: new ⊆ old), a search
 looks for a breaking instance among small instances built from the schemas' own constants (enum
 values, bounds, multiples, property names), validated by the very validator Accord runs. Any
 instance found fails the test with both schemas and the instance, as a JSON entry to add to the
-corpus (``compat_corpus.json`` beside this file), which is replayed first on every run.
+corpus (``compat_corpus.json`` beside this file), which is replayed first on every run. Every
+refusal that names an example value (``Finding.example``) is checked too: the value must be valid
+under the old schema and invalid under the new (input; the other way round for output).
 
 ``make test`` draws a few hundred pairs (well under a minute); ``make soak`` many thousands.
 """
@@ -55,6 +58,17 @@ BASE_VALUES: list[Any] = [
     "x",
 ]
 FORMATS = ["date", "email", "ipv4"]
+# Patterns whose implied lengths the checker reasons about, and some it must not read.
+PATTERNS = [
+    "^[a-z]{3}$",
+    "^a+$",
+    "^[a-z]{1,2}$",
+    "^x",
+    "^\\d{2}$",
+    "^(ab|c)$",
+    "^[[:alpha:]]{2}$",
+    "^.{0,3}$",
+]
 REF = "#/$defs/d"
 
 
@@ -78,6 +92,10 @@ def leaf(draw: st.DrawFn) -> Schema:
         s = {"type": "string"}
         if draw(st.booleans()):
             s["maxLength"] = draw(st.integers(0, 3))
+        if draw(st.integers(0, 2)) == 0:
+            s["minLength"] = draw(st.integers(1, 3))
+        if draw(st.integers(0, 2)) == 0:
+            s["pattern"] = draw(st.sampled_from(PATTERNS))
         if draw(st.integers(0, 3)) == 0:
             s["format"] = draw(st.sampled_from(FORMATS))
         return s
@@ -255,9 +273,15 @@ def mutate(draw: st.DrawFn, root: Schema) -> Schema:
         inner = {k: target.pop(k) for k in keys}
         target[op[5:]] = [inner, node(draw, 2)]
     elif op == "number":
-        key = draw(st.sampled_from(["minimum", "maximum", "multipleOf", "maxLength", "maxItems"]))
+        key = draw(
+            st.sampled_from(
+                ["minimum", "maximum", "multipleOf", "maxLength", "minLength", "pattern", "maxItems"]
+            )
+        )
         if key == "multipleOf":
             target[key] = draw(st.sampled_from(MULTIPLES))
+        elif key == "pattern":
+            target[key] = draw(st.sampled_from(PATTERNS))
         else:
             target[key] = draw(st.integers(0, 3))
     elif op == "prefix" and isinstance(target.get("prefixItems"), list):
@@ -336,6 +360,8 @@ def candidates(old: Any, new: Any) -> list[Any]:
             seen.add(text)
             scalars.append(value)
     small = [None, 1, 0.5, "a", True, 3, "x", "y"]
+    # Strings of every length up to five, from the characters the patterns above use.
+    scalars += [c * n for c in "ax1b" for n in range(6)] + ["ab", "abc", "12", "c", "xy"]
     out: list[Any] = list(scalars)
     out += [[], {}, [[]], [{}], {"a": {}}, {"a": []}]
     for size in range(1, 4):
@@ -362,6 +388,19 @@ def _entry(old: Any, new: Any, rule: str, instance: Any) -> str:
     return json.dumps({"old": old, "new": new, "rule": rule, "instance": instance}, sort_keys=True)
 
 
+def _examples_hold(findings: list[Any], smaller: Any, larger: Any, rule: str, old: Any, new: Any) -> None:
+    """A value a refusal names must really be valid under the smaller schema (the old one, for
+    input) and invalid under the larger: never one the old schema did not accept."""
+    small_v, large_v = compiled_validator(smaller), compiled_validator(larger)
+    for finding in findings:
+        if finding.example is not None:
+            (value,) = finding.example
+            assert small_v.is_valid(value) and not large_v.is_valid(value), (
+                f"WRONG EXAMPLE in the {rule} refusal {finding.message!r}: old {json.dumps(old)} -> new "
+                f"{json.dumps(new)}; {json.dumps(value)} does not show the break"
+            )
+
+
 def hunt(old: Any, new: Any, stats: Counter[str]) -> None:
     stats["pairs"] += 1
     try:
@@ -369,6 +408,8 @@ def hunt(old: Any, new: Any, stats: Counter[str]) -> None:
     except InvalidSchemaError:
         stats["invalid"] += 1  # the grammar made an invalid schema: a clear error, no verdict
         return
+    _examples_hold(input_findings, old, new, "input", old, new)
+    stats["examples"] += sum(1 for f in input_findings if f.example is not None)
     if not input_findings:
         stats["input compatible"] += 1
         found = breaking_instance(old, new)
@@ -377,7 +418,9 @@ def hunt(old: Any, new: Any, stats: Counter[str]) -> None:
             f"but old accepts and new rejects {json.dumps(found[0])}. Add to {CORPUS.name}: "
             + _entry(old, new, "input", found[0])
         )
-    if not check_output_compat(old, new):
+    output_findings = check_output_compat(old, new)
+    _examples_hold(output_findings, new, old, "output", old, new)
+    if not output_findings:
         stats["output compatible"] += 1
         found = breaking_instance(new, old)
         assert found is None, (
@@ -429,3 +472,4 @@ def test_no_breaking_instance_when_the_checker_says_compatible(examples: int) ->
     # The hunt only bites when the checker says "compatible": make sure it often does.
     assert stats["input compatible"] >= stats["pairs"] // 10, stats
     assert stats["output compatible"] >= stats["pairs"] // 10, stats
+    assert stats["examples"], stats  # and refusals named examples, each one checked

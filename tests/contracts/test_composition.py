@@ -50,7 +50,7 @@ def test_order_to_cash_type_checks(catalog: ContractCatalog) -> None:
     # the workflow input does not promise amount_cents >= 1: allowed, validated when the step runs
     assert notes(result) == [
         "step 'charge', input.amount_cents (line 10): reads ${input.amount_cents}: input field 'amount_cents' "
-        "may be integers below 1, which the target schema does not accept: lower bound is no bound here but "
+        "may be integers below 1 (e.g. 0), which the target schema does not accept: lower bound is no bound here but "
         "minimum 1 in the target schema (allowed, but checked when the step runs)"
     ]
     assert {step: c.ref for step, c in result.pinned.items()} == {

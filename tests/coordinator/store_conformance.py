@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -1313,6 +1314,225 @@ class StoreConformance:
         finally:
             await second.close()
             await first.close()
+
+    # ---------- retention ----------
+
+    async def _run_with_rows(self, store: Store, run_id: str, status: str, finished_ms: int) -> None:
+        """A run with a step, an attempt, a request record, a span, a timer and an offer."""
+        changes = Changes(
+            runs=[run_record(run_id, status=status, finished_ms=finished_ms)],
+            steps=[step_record(run_id, "charge")],
+            attempts=[attempt_record(run_id, "charge")],
+            timers_set=[timer(TIMER_RETRY, f"{run_id}/charge", 5_000, run_id=run_id)],
+            offers_add=[dataclasses.replace(offer(f"{run_id}:charge:1", 1_000), run_id=run_id)],
+        )
+        changes.requests[("complete", f"req-{run_id}")] = {"accepted": True}
+        await store.apply(changes)
+        # In the run's trace (run_record's), by which its spans are found when it is purged.
+        span_id = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+        span = SpanRecord(
+            "a" * 32, span_id, "", run_id, 1, 2, run_id=run_id, attributes={"accord.run_id": run_id}
+        )
+        await store.insert_spans([span])
+
+    async def _rows_of(self, store: Store, run_id: str) -> list[str]:
+        kinds = []
+        if await store.get_run(run_id) is not None:
+            kinds.append("run")
+        steps, attempts = await store.run_steps(run_id)
+        kinds += ["step"] * len(steps) + ["attempt"] * len(attempts)
+        if await store.get_request("complete", f"req-{run_id}") is not None:
+            kinds.append("request")
+        if any(s.run_id == run_id for s in await store.spans_for_trace("a" * 32)):
+            kinds.append("span")
+        if any(t.run_id == run_id for t in await all_timers(store)):
+            kinds.append("timer")
+        if any(o.run_id == run_id for o in await store.offers([("payments/charge", 1)], 1000)):
+            kinds.append("offer")
+        return kinds
+
+    async def test_purging_runs_deletes_finished_runs_before_the_time_with_all_their_rows(
+        self, store: Store
+    ) -> None:
+        await self._run_with_rows(store, "old-ok", "succeeded", 1_000)
+        await self._run_with_rows(store, "old-failed", "failed", 2_000)
+        await self._run_with_rows(store, "old-cancelled", "cancelled", 2_500)
+        await self._run_with_rows(store, "new-ok", "succeeded", 9_000)
+        await self._run_with_rows(store, "still-running", "running", 0)  # however old
+        await self._run_with_rows(store, "pending", "pending", 0)
+        everything = ["run", "step", "attempt", "request", "span", "timer", "offer"]
+        gone = ["request"]  # request records go by age (purge_requests), not with their run
+
+        assert await store.purge_runs(5_000, 2) == 2  # the earliest two first
+        assert await self._rows_of(store, "old-ok") == gone
+        assert await self._rows_of(store, "old-failed") == gone
+        assert await self._rows_of(store, "old-cancelled") == everything
+        assert await store.purge_runs(5_000, 2) == 1
+        assert await store.purge_runs(5_000, 2) == 0
+        assert await self._rows_of(store, "old-cancelled") == gone
+        for kept in ("new-ok", "still-running", "pending"):
+            assert await self._rows_of(store, kept) == everything, kept
+        assert await store.purge_runs(10**13, 100) == 1  # new-ok; the unfinished never
+        assert await self._rows_of(store, "still-running") == everything
+        assert await store.purge_runs(10**13, 0) == 0
+
+    async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
+        await store.apply(
+            Changes(runs=[run_record("r1", status="succeeded", finished_ms=10, idempotency_key="k")])
+        )
+        assert await store.purge_runs(100, 10) == 1
+        assert await store.find_run("payments/checkout", "payments", "k") is None
+        await store.apply(Changes(runs=[run_record("r1", idempotency_key="k")]))
+        found = await store.find_run("payments/checkout", "payments", "k")
+        assert found is not None and found.run_id == "r1"
+
+    async def test_purging_events_audit_and_request_records_goes_by_age_in_batches(
+        self, store: Store
+    ) -> None:
+        for i in range(5):
+            handled = dataclasses.replace(
+                event(f"e{i}", 1_000 * (i + 1)), delivered_ms=1_000 * (i + 1), handled_ms=1_000 * (i + 1)
+            )
+            changes = Changes(events=[handled], audit=[audit(f"a{i}", at_ms=1_000 * (i + 1))])
+            changes.requests[("event", f"q{i}")] = {"event_id": f"e{i}"}
+            await store.apply(changes)
+        # One whose triggers have not run yet is kept, however old.
+        await store.apply(Changes(events=[event("waiting", 500)]))
+        assert await store.purge_events(3_500, 2) == 2
+        assert await store.purge_events(3_500, 2) == 1
+        assert await store.purge_events(3_500, 2) == 0
+        assert sorted(e.event_id for e in await store.list_events()) == ["e3", "e4", "waiting"]
+        assert await store.purge_audit(2_500, 10) == 2
+        assert [a.action for a in await store.list_audit()] == ["a2", "a3", "a4"]
+        # Request records were written now (the store's clock), not at their event's time.
+        assert await store.purge_requests(1, 10) == 0
+        assert await store.get_request("event", "q0") == {"event_id": "e0"}
+        assert await store.purge_requests(10**13, 3) == 3
+        assert await store.purge_requests(10**13, 3) == 2
+        assert await store.get_request("event", "q4") is None
+
+    async def test_spans_are_pruned_in_batches_the_earliest_first(self, store: Store) -> None:
+        spans = [SpanRecord("f" * 32, f"{i:016x}", "", f"s{i}", 0, i * 10) for i in range(1, 6)]
+        await store.insert_spans(spans)
+        assert await store.prune_spans(45, limit=3) == 3
+        assert [s.name for s in await store.spans_for_trace("f" * 32)] == ["s4", "s5"]
+        assert await store.prune_spans(45, limit=3) == 1
+        assert await store.reclaim_space(100) >= 0
+
+    async def test_queue_stats_count_each_queues_offers_and_their_earliest(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[run_record("r1")],
+                offers_add=[
+                    offer("a1", 5_000),
+                    offer("a2", 3_000),
+                    offer("a3", 7_000, contract="billing/invoice", major=2),
+                ],
+            )
+        )
+        assert await store.queue_stats() == [
+            ("billing/invoice", 2, 1, 7_000),
+            ("payments/charge", 1, 2, 3_000),
+        ]
+
+    # ---------- what is stored per run (coordinator/store/codec.py) ----------
+
+    async def test_steps_and_attempts_read_back_whole_however_compactly_stored(self, store: Store) -> None:
+        policy = {
+            "retry": {"max_attempts": 3, "initial_backoff": 1.0, "backoff_coefficient": 2.0},
+            "timeouts": {"start_to_close": 60.0, "heartbeat": None},
+        }
+        other = {"retry": {"max_attempts": 1}, "timeouts": {}}
+        steps = [
+            step_record("r1", "a", policy=policy, input={"x": 1}),
+            step_record("r1", "b", policy=other, idempotency_key="custom-key", item_index=0, fan_out=2),
+            step_record("r1", "c"),  # no policy at all
+            step_record("r2", "a", policy=policy, error=TaskFailure("Boom", "it broke", False, '{"d":1}')),
+        ]
+        attempts = [
+            attempt_record("r1", "a"),
+            attempt_record("r1", "b", 2, status="failed", agent_id="agent-1", error=TaskFailure("T", "m")),
+            attempt_record("r2", "a", started_ms=5, finished_ms=6, close_deadline_ms=9),
+        ]
+        await store.apply(Changes(runs=[run_record("r1"), run_record("r2")], steps=steps, attempts=attempts))
+        snapshot = await store.load_run("r1")
+        assert snapshot is not None
+        assert snapshot.steps == steps[:3]
+        assert snapshot.attempts == attempts[:2]
+        assert await store.run_steps("r2") == ([steps[3]], [attempts[2]])
+        assert await store.get_attempt(attempts[1].attempt_id) == attempts[1]
+        # A step written again keeps its policy (stored once, named by the row).
+        changed = dataclasses.replace(steps[0], status="succeeded", output={"y": 2})
+        await store.apply(Changes(steps=[changed], expect_versions={"r1": 1}))
+        assert (await store.run_steps("r1"))[0][0] == changed
+
+    async def test_span_attributes_read_back_exactly(self, store: Store) -> None:
+        tricky = {
+            "accord.run_id": "r1",
+            "accord.team": "payments",
+            "accord.step_id": "s1",
+            "accord.attempt": 2,
+            "accord.attempt_id": "r1:s1:2",
+            "accord.": "empty name",
+            "accord..dots": 1,
+            ".leading": [1, 2],
+            "..two": True,
+            ".": "a dot",
+            "": "empty",
+            "http.url": "https://example.test",
+        }
+        spans = [
+            SpanRecord("c" * 32, "1" * 16, "", "all", 1, 2, team="payments", attributes=tricky, run_id="r1"),
+            # Not what the row says: kept as they are.
+            SpanRecord(
+                "c" * 32,
+                "2" * 16,
+                "",
+                "differs",
+                1,
+                2,
+                team="other",
+                attributes={"accord.run_id": "r9", "accord.team": "payments", "accord.attempt_id": "x:y:1"},
+                run_id="r1",
+            ),
+            SpanRecord("c" * 32, "3" * 16, "", "bare", 1, 2),
+            # Names the engine gives its spans, and one that only looks like one.
+            SpanRecord("c" * 32, "4" * 16, "1" * 16, "step s1", 1, 2, attributes={"accord.step_id": "s1"}),
+            SpanRecord("c" * 32, "5" * 16, "1" * 16, "step s1", 1, 2, attributes={"accord.step_id": "s2"}),
+            SpanRecord(
+                "c" * 32,
+                "6" * 16,
+                "4" * 16,
+                "attempt 2 t/c@1.0.0",
+                1,
+                2,
+                attributes={
+                    "accord.attempt": 2,
+                    "accord.contract": "t/c",
+                    "accord.contract_version": "1.0.0",
+                },
+            ),
+            SpanRecord("c" * 32, "7" * 16, "", "run t/w", 1, 2, attributes={"accord.workflow": "t/w"}),
+            # Ids that are not lower-case hex are kept as they are.
+            SpanRecord("c" * 32, "NOT-HEX", "AB" * 8, "odd ids", 1, 2),
+        ]
+        await store.insert_spans(spans)
+        assert sorted(await store.spans_for_trace("c" * 32), key=lambda s: s.span_id) == spans
+
+    async def test_the_event_backlog_counts_each_contracts_events_the_bus_has_not_taken(
+        self, store: Store
+    ) -> None:
+        await store.apply(
+            Changes(
+                events=[
+                    event("e1", 5_000),
+                    event("e2", 3_000),
+                    event("e3", 7_000, contract="billing/issued"),
+                    dataclasses.replace(event("e4", 1_000), delivered_ms=1_500),
+                ]
+            )
+        )
+        assert await store.event_backlog() == [("billing/issued", 1, 7_000), ("payments/paid", 2, 3_000)]
 
     # ---------- lifecycle: retired versions, disabled workflows, deleted versions, overrides ----------
 

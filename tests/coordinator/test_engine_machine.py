@@ -29,6 +29,7 @@ from coordinator.store.records import (
     STEP_SCHEDULED,
     STEP_SKIPPED,
     STEP_SUCCEEDED,
+    TIMER_CHECK_INPUT,
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
@@ -289,6 +290,37 @@ def test_a_mapping_that_does_not_fit_the_callee_fails_the_run_before_any_task() 
     assert state.record.status == RUN_FAILED
     assert state.record.error is not None and state.record.error.type == "ContractViolation"
     assert tr.changes().offers_add == []
+
+
+def test_a_large_mapped_input_waits_for_its_check_and_starts_or_fails_on_the_verdict() -> None:
+    big = {"order_id": "o" * 20_000}  # over the inline size: validated in a worker, not here
+    state, tr = _started(_state(run_input=big))
+    step = state.steps["charge"]
+    assert (step.status, step.attempt_count, step.input) == (STEP_SCHEDULED, 0, big)
+    assert "charge" not in state.current and tr.changes().offers_add == []
+    timer = tr.timers_set[(TIMER_CHECK_INPUT, "r1/charge")]
+    assert timer.due_ms == T0
+    with pytest.raises(ValueError):  # fired only with a verdict
+        machine.fire(state, timer, Transition(T0), LIMITS)
+    # No verdict (the engine read an older state): nothing changes, the check is asked for.
+    unchanged = Transition(T0 + 1)
+    assert machine.input_checked(state, timer, None, unchanged) is True
+    assert not unchanged
+    valid = Transition(T0 + 1)
+    assert machine.input_checked(state, timer, (None,), valid) is False
+    assert _current(state, "charge").number == 1 and valid.timers_fired
+    # Once started, the same timer (fired again after a crash) only goes away.
+    again = Transition(T0 + 2)
+    assert machine.input_checked(state, timer, None, again) is False
+    assert again.timers_fired and not again.changes().offers_add
+
+    state, tr = _started(_state(run_input=big))
+    refused = TaskFailure("ContractViolation", "the mapped input does not match payments/charge@1.0.0", False)
+    machine.input_checked(
+        state, tr.timers_set[(TIMER_CHECK_INPUT, "r1/charge")], (refused,), Transition(T0 + 1)
+    )
+    assert state.steps["charge"].status == STEP_FAILED and state.record.status == RUN_FAILED
+    assert state.record.error is not None and "does not match" in state.record.error.message
 
 
 FAN_OUT = """\

@@ -5,6 +5,7 @@ Real agent processes (``accord agent start``) against the real coordinator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -104,3 +105,60 @@ def test_outage_warnings_back_off() -> None:
     assert records[-1].levelno == logging.INFO and "answers again" in records[-1].getMessage()
     outage.recovered()  # once only
     assert len(records) == 8
+
+
+OVERLOAD_FLOW = """
+workflow: payments/flow
+input: {type: object}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "x"}
+"""
+
+
+async def test_an_agent_refused_as_overloaded_for_its_patience_exits_3(tmp_path: Path) -> None:
+    """Issue 15: a coordinator whose admission budget is full answers the agent's long polls
+    RESOURCE_EXHAUSTED; the agent retries after each hint for ``overload_patience``, then says the
+    coordinator is overloaded and exits 3 (a supervisor restarts it), instead of retrying forever."""
+    import grpc
+
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
+    from tests.support.scenario import contract, start_run
+
+    # --max-inflight 1: 16 long calls (polls and watches) at once, the test takes all of them.
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--max-inflight", "1")
+    try:
+        token = await coordinator.create_team("payments")
+        await coordinator.register_contract(token, contract("payments/charge"))
+        await coordinator.register_workflow(token, OVERLOAD_FLOW)
+        async with coordinator.client(token) as client:
+            run_id = (await start_run(client, "payments/flow", {})).run.run_id
+        metadata = (("authorization", f"Bearer {token}"),)
+        async with grpc.aio.insecure_channel(coordinator.address) as channel:
+            stub = pb_grpc.CoordinatorServiceStub(channel)
+            watches = [
+                stub.WatchRun(pb.WatchRunRequest(run_id=run_id), metadata=metadata, timeout=600)
+                for _ in range(16)
+            ]
+            for watch in watches:  # each answers the run as it is: admitted and held open
+                assert (await watch.read()).run.run_id == run_id
+            config = _config(tmp_path, "payments", coordinator.address, token, "payments/charge@1")
+            config.write_text(config.read_text() + "overload_patience: 2s\n")
+            agent = _agent(tmp_path, config)
+            try:
+                code = await asyncio.to_thread(agent.wait, 120)
+            finally:
+                agent.kill()
+                for watch in watches:
+                    watch.cancel()
+        assert code == 3, agent.log
+        assert "registered 1 binding(s)" in agent.log  # RegisterAgent (unary) was admitted
+        assert f"the coordinator at {coordinator.address} is overloaded" in agent.log, agent.log
+        assert "overload_patience 2s" in agent.log
+        assert agent.log.count("is overloaded") == 1, agent.log  # one line, not one per poller
+        assert "Traceback" not in agent.log
+        assert "overloaded: " in coordinator.log()  # refused for real by admission control
+    finally:
+        coordinator.kill9()

@@ -377,3 +377,31 @@ async def test_every_coordinator_explains_a_waiting_step_by_the_agents_polling_a
         a.kill9()
         if b is not None:
             b.kill9()
+
+
+async def test_a_large_mapped_input_is_checked_in_a_worker_on_postgresql(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """The check_input timer (issue 15) on the PostgreSQL store: armed in the transition's commit,
+    claimed and fired after the worker's verdict, valid and invalid alike."""
+    from tests.e2e.test_hostile_schemas import _fans_world
+
+    url = pg_database.schema_url()  # an empty schema of its own: this coordinator makes the admin token
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--store", url, "--store-pool", "4")
+    try:
+        acme, agent, calls = await _fans_world(coordinator)
+        try:
+            async with coordinator.client(acme) as client:
+                good = await start_run(client, "acme/fans", {"s": "x" * 7_000})
+                bad = await start_run(client, "acme/fans", {"s": "X" * 7_000})
+                good_run = await wait_run(client, good.run.run_id, within=120)
+                bad_run = await wait_run(client, bad.run.run_id, within=120)
+        finally:
+            await agent.stop()
+        assert good_run.status == pb.RUN_STATUS_SUCCEEDED, good_run
+        assert bad_run.status == pb.RUN_STATUS_FAILED, bad_run
+        assert "the mapped input does not match acme/wide@1.0.0" in bad_run.error.message, bad_run.error
+        assert len(calls) == 1
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()

@@ -114,6 +114,30 @@ async def test_an_event_over_nats_triggers_a_run_that_runs_to_the_end(tmp_path: 
         proc.kill9()
 
 
+async def _stream_max_age(stream: str) -> float:
+    nc = await nats.connect(NATS_URL)
+    try:
+        return float((await nc.jetstream().stream_info(stream)).config.max_age or 0)
+    finally:
+        await nc.close()
+
+
+async def test_the_stream_keeps_events_as_long_as_runs_unless_events_retention_says(
+    tmp_path: Path, stream: str
+) -> None:
+    """--events-retention defaults to the run retention (docs/production.md, "Events")."""
+    for extra, kept_s in [
+        (["--retention", "10d"], 10 * 86400),
+        (["--retention", "10d", "--events-retention", "2d"], 2 * 86400),
+        (["--retention", "off"], 0),  # JetStream's "no age limit"
+    ]:
+        proc = CoordinatorProcess.start(tmp_path / "home", *_nats_args(stream), *extra)
+        try:
+            assert await _stream_max_age(stream) == kept_s, extra
+        finally:
+            proc.stop()
+
+
 @pytest.mark.parametrize("bus", ["nats", "in-process"])
 @sized("events", short=100, soak=1000)
 async def test_kill_9_twice_while_events_are_published_starts_one_run_per_event(

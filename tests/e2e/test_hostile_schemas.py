@@ -380,3 +380,90 @@ async def test_a_payload_over_the_check_budget_is_refused(tmp_path: Path) -> Non
         assert "Traceback" not in coordinator.log()
     finally:
         coordinator.kill9()
+
+
+# A run input under the inline size (checked on the event loop in a few ms) mapped three times into
+# a step's input over it: the mapped input is validated in a worker, within the check budget.
+FANS = """
+workflow: acme/fans
+input: {type: object, required: [s], properties: {s: {type: string}}}
+steps:
+  wide:
+    contract: acme/wide@^1
+    input: {a: "${input.s}", b: "${input.s}", c: "${input.s}"}
+output: {ref: "${steps.wide.output.ref}"}
+"""
+WIDE = contract(
+    "acme/wide",
+    input_props="{a: {type: string, pattern: '^[a-z]+$'}, b: {type: string}, c: {type: string}}",
+    input_required="[a, b, c]",
+)
+
+
+async def _fans_world(coordinator: CoordinatorProcess) -> tuple[str, TestAgent, list[Call]]:
+    acme = await coordinator.create_team("acme")
+    await coordinator.register_contract(acme, WIDE)
+    await coordinator.register_workflow(acme, FANS)
+    calls: list[Call] = []
+
+    async def wide(call: Call) -> dict[str, str]:
+        calls.append(call)
+        return {"ref": str(len(call.input["a"]))}
+
+    agent = TestAgent(coordinator.address, acme, "acme", {"acme/wide@1": wide})
+    await agent.start()
+    return acme, agent, calls
+
+
+async def test_a_large_mapped_input_is_validated_in_a_worker(coordinator: CoordinatorProcess) -> None:
+    """Issue 15: a step's mapped input over the inline size goes through the worker pool, as run
+    inputs and agent outputs do; valid, the step runs; invalid, the run fails naming the contract;
+    another team's run finishes meanwhile."""
+    payments, agent = await _payments(coordinator)
+    acme, wide_agent, calls = await _fans_world(coordinator)
+    valid, invalid = "x" * 7_000, "X" * 7_000  # 21 KB mapped, over the 16 KiB inline size
+    try:
+        async with coordinator.client(acme) as client:
+            started = await _meanwhile(
+                coordinator, payments, lambda: start_run(client, "acme/fans", {"s": valid})
+            )
+            run = await wait_run(client, started.run.run_id, within=120)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+            assert run.output_json and '"7000"' in run.output_json, run
+            assert len(calls) == 1 and calls[0].input == {"a": valid, "b": valid, "c": valid}
+            started = await _meanwhile(
+                coordinator, payments, lambda: start_run(client, "acme/fans", {"s": invalid})
+            )
+            run = await wait_run(client, started.run.run_id, within=120)
+        assert run.status == pb.RUN_STATUS_FAILED, run
+        assert run.error.type == "ContractViolation", run.error
+        assert "the mapped input does not match acme/wide@1.0.0" in run.error.message, run.error
+        assert "$.a: " in run.error.message, run.error
+        assert len(calls) == 1  # the invalid input never reached the agent
+    finally:
+        await wide_agent.stop()
+        await agent.stop()
+    assert "Traceback" not in coordinator.log()
+
+
+async def test_a_large_mapped_input_over_the_check_budget_fails_its_run(tmp_path: Path) -> None:
+    coordinator = CoordinatorProcess.start(tmp_path / "home", env={"ACCORD_CHECK_BUDGET": "50ms"})
+    try:
+        acme, wide_agent, calls = await _fans_world(coordinator)
+        try:
+            async with coordinator.client(acme) as client:
+                started = await start_run(client, "acme/fans", {"s": "x" * 7_000})
+                run = await wait_run(client, started.run.run_id, within=120)
+        finally:
+            await wide_agent.stop()
+        # Spawning the worker pool alone takes longer than 50 ms: the budget is spent, the step
+        # fails (not retried) saying so, and the run moves on to its end.
+        assert run.status == pb.RUN_STATUS_FAILED, run
+        assert run.error.type == "ContractViolation", run.error
+        assert "mapped input of acme/wide@1.0.0 could not be validated" in run.error.message, run.error
+        assert "check budget of 0.05s" in run.error.message, run.error
+        assert not calls
+        assert "ran over the check budget" in coordinator.log()
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import random
 import textwrap
@@ -37,6 +38,7 @@ import pytest
 import yaml
 
 from contracts.errors import RemoteError
+from coordinator.store import codec
 from team_agent.testing import AgentProcess
 from tests.support.postgres import TestDatabase
 from tests.support.replicas import Replicas, stored_runs
@@ -271,11 +273,18 @@ async def wait_all_finished(url: str, context: Callable[[], str], within: float 
 def _stored(url: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], int, int]:
     """Runs by id, attempts, and how many timers and offers are left."""
     with psycopg.connect(url) as conn:
+        # Decoded as the store reads them (a stored record leaves out what its columns say and
+        # fields at their defaults: coordinator/store/codec.py).
         runs = {
-            run_id: {**json.loads(data), "status": status}
-            for run_id, status, data in conn.execute("SELECT run_id, status, data_json FROM runs")
+            run_id: {**dataclasses.asdict(codec.run_from_json(version, data)), "status": status}
+            for run_id, status, version, data in conn.execute(
+                "SELECT run_id, status, version, data_json FROM runs"
+            )
         }
-        attempts = [json.loads(data) for (data,) in conn.execute("SELECT data_json FROM attempts")]
+        attempts = [
+            dataclasses.asdict(codec.attempt_from_row(*row))
+            for row in conn.execute("SELECT attempt_id, run_id, step_id, data_json FROM attempts")
+        ]
         timers = conn.execute("SELECT count(*) FROM timers").fetchone()
         offers = conn.execute("SELECT count(*) FROM offers").fetchone()
     assert timers is not None and offers is not None

@@ -17,6 +17,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.store import codec
 from coordinator.store.records import SpanRecord
 from coordinator.telemetry.otlp import to_resource_spans
 from coordinator.web._sessions import COOKIE_NAME
@@ -260,9 +261,13 @@ async def _ui_run(coordinator: CoordinatorProcess, token: str, run_id: str) -> s
 
 
 def _stored_spans(db: Path, trace_id: str) -> str:
+    """The trace's stored rows as they are, and as the store reads them."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT * FROM spans WHERE trace_id = ?", (trace_id,)).fetchall()
-    return "\n".join(repr(row) for row in rows)
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT * FROM spans WHERE trace_id IN (?, ?)", (codec.span_id_to_db(trace_id), trace_id)
+        ).fetchall()
+    return "\n".join(f"{tuple(row)!r}\n{codec.span_from_row(row)!r}" for row in rows)
 
 
 async def test_a_sensitive_event_field_stays_redacted_in_the_run_it_starts(

@@ -463,7 +463,8 @@ async def test_one_trace_across_cli_coordinator_agents_and_engines(
     # ---- no sensitive value and no secret in any stored span ----
     with sqlite3.connect(scenario.coordinator.db) as db:
         rows = db.execute("SELECT * FROM spans").fetchall()
-    table = repr(rows)
+    # Ids are stored as bytes: shown in hex.
+    table = repr([[v.hex() if isinstance(v, bytes) else v for v in row] for row in rows])
     assert len(rows) >= len(spans) and first.span_id in table
     for secret in (CARD_TOKEN, CHARGE_API_KEY, WAREHOUSE_KEY, *scenario.tokens.values()):
         assert secret not in table

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.store import codec
 from team_agent.testing import accord_executable
 from tests.e2e.agent_harness import Agents, agent_config, shell, team_with_flow
 from tests.support.coordinator import CoordinatorProcess
@@ -79,10 +80,13 @@ def _cli_run(
 
 
 def _spans_of(db: Path, trace_id: str) -> list[tuple[str, str]]:
+    """(name, service) of the spans stored in the trace, decoded as the store reads them."""
     with sqlite3.connect(db) as connection:
-        return connection.execute(
-            "SELECT name, service FROM spans WHERE trace_id = ?", (trace_id,)
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute(
+            "SELECT * FROM spans WHERE trace_id IN (?, ?)", (codec.span_id_to_db(trace_id), trace_id)
         ).fetchall()
+    return [(span.name, span.service) for span in map(codec.span_from_row, rows)]
 
 
 async def test_a_runs_trace_is_sampled_as_a_whole_or_not_at_all(

@@ -57,6 +57,9 @@ FLAG_VARIABLES = (
     "ACCORD_INSECURE",
     "ACCORD_MAX_PAYLOAD",
     "ACCORD_MAX_INFLIGHT",
+    "ACCORD_RETENTION",
+    "ACCORD_AUDIT_RETENTION",
+    "ACCORD_METRICS",
     "ACCORD_EVENTS",
     "ACCORD_EVENTS_STREAM",
     "ACCORD_EVENTS_RETENTION",
@@ -143,7 +146,20 @@ class CoordinatorProcess:
         self.proc = subprocess.Popen(
             # The tracing UI stays off unless a test asks for it: parallel coordinators would
             # otherwise compete for its default port.
-            [ACCORD, "coordinator", "start", "--listen", self.listen, "--ui", "off", *self.extra_args],
+            # No metrics unless a test asks (--metrics 127.0.0.1:0 among its extra args wins):
+            # parallel tests' coordinators would all want the default port.
+            [
+                ACCORD,
+                "coordinator",
+                "start",
+                "--listen",
+                self.listen,
+                "--ui",
+                "off",
+                "--metrics",
+                "off",
+                *self.extra_args,
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

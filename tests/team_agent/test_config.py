@@ -214,3 +214,18 @@ implements:
     assert "agent.yaml:4: retry.max_atempts: unknown field; did you mean 'max_attempts'?" in lines
     assert "agent.yaml:5: timeouts.hartbeat: unknown field; did you mean 'heartbeat'?" in lines
     assert any(line.endswith("wiht: unknown field; did you mean 'with'?") for line in lines), lines
+
+
+def test_overload_patience_is_a_bounded_duration() -> None:
+    base = "team: payments\ntoken: t\nimplements:\n  payments/refund@1: {engine: shell, with: {command: [cat]}}\n"
+    assert parse_config(base, "agent.yaml", environ={}, build_adapters=False).config.overload_patience == 60.0
+    loaded = parse_config(base + "overload_patience: 10m\n", "agent.yaml", environ={}, build_adapters=False)
+    assert loaded.config.overload_patience == 600.0
+    for bad in ("0s", "2d", "soon", "[1]"):
+        with pytest.raises(FileProblemsError) as caught:
+            parse_config(base + f"overload_patience: {bad}\n", "agent.yaml", environ={}, build_adapters=False)
+        assert [(p.field, p.line) for p in caught.value.problems] == [("overload_patience", 5)], bad
+        assert "between 1s and 24h" in str(caught.value)
+    with pytest.raises(FileProblemsError) as caught:
+        parse_config(base + "overload_patiense: 10m\n", "agent.yaml", environ={}, build_adapters=False)
+    assert "did you mean 'overload_patience'?" in str(caught.value)

@@ -173,8 +173,10 @@ async def _export(
 
 
 def _raw_spans_table(db: Path) -> str:
+    """Every stored span row as it is, its ids (stored as bytes) shown in hex."""
     with sqlite3.connect(db) as connection:
-        return repr(connection.execute("SELECT * FROM spans").fetchall())
+        rows = connection.execute("SELECT * FROM spans").fetchall()
+    return repr([[v.hex() if isinstance(v, bytes) else v for v in row] for row in rows])
 
 
 async def test_spans_are_stamped_with_the_authenticated_team_and_attached_to_the_run(
