@@ -1173,7 +1173,7 @@ def _resolve(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
 
 
 _IN_FLIGHT = (
-    "SELECT a.data_json FROM attempts a JOIN runs r ON r.run_id = a.run_id"
+    "SELECT a.attempt_id, a.run_id, a.step_id, a.data_json FROM attempts a JOIN runs r ON r.run_id = a.run_id"
     " WHERE r.status IN ('pending', 'running')"
 )
 
@@ -1181,7 +1181,7 @@ _IN_FLIGHT = (
 def _count_running(rows: Iterable[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in rows:
-        attempt = codec.attempt_from_json(row[0])
+        attempt = codec.attempt_from_row(*row)
         if attempt.status == ATTEMPT_RUNNING and attempt.agent_id:
             counts[attempt.agent_id] = counts.get(attempt.agent_id, 0) + 1
     return counts
