@@ -20,6 +20,7 @@ from tests.engines.airflow_real import RealAirflow
 from tests.engines.conftest import make_task
 from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_team
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 
@@ -172,6 +173,53 @@ async def test_e2e_failure_reports_the_failed_task(real_airflow: RealAirflow, pa
     assert error.type == "DagRunFailed"
     assert details["failed_tasks"] == ["boom"]
     assert details["airflow_run_url"].startswith(f"{real_airflow.base_url}/dags/accord_fail/runs/accord__")
+
+
+async def test_e2e_trace_goes_into_the_dag_run_and_its_task_instances(
+    real_airflow: RealAirflow, payments: EngineTeam
+) -> None:
+    """The agent's spans of the Airflow DAG run and of each task instance that ran (start, end,
+    state, try number, log link), under the attempt span of the run's trace."""
+    await payments.start_agent(
+        example_binding(real_airflow, "accord_fail"), env=airflow_secrets(real_airflow)
+    )
+    run_id = await payments.start_run({"order_id": "o-12", "amount_cents": 5})
+    run = await payments.wait_run(run_id, within=300)
+    assert run.status == pb.RUN_STATUS_FAILED
+
+    async def traced() -> dict[str, Any] | None:
+        async with payments.coordinator.client(payments.token) as client:
+            reply = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
+        spans = {s.span_id: s for s in reply.spans}
+        return spans if any(s.name == "airflow.task boom" for s in spans.values()) else None
+
+    spans = await wait_until(traced, "the Airflow task spans in the run's trace", within=60)
+    by_name = {s.name: s for s in spans.values()}
+
+    def ancestors(span: Any) -> list[str]:
+        names = []
+        while span.parent_span_id in spans:
+            span = spans[span.parent_span_id]
+            names.append(span.name)
+        return names
+
+    dag_run = by_name["airflow.dag_run accord_fail"]
+    assert any(name.startswith("attempt 1 payments/charge-card@") for name in ancestors(dag_run))
+    assert dag_run.status == pb.SPAN_STATUS_ERROR
+    boom = by_name["airflow.task boom"]
+    assert spans[boom.parent_span_id].name == "airflow.dag_run accord_fail"
+    attributes = json.loads(boom.attributes_json)
+    assert attributes["airflow.task.state"] == "failed" and attributes["airflow.task.try_number"] >= 1
+    assert (
+        attributes["airflow.task.log_url"].startswith(
+            f"{real_airflow.base_url}/dags/accord_fail/runs/accord__"
+        )
+        and "/tasks/boom?try_number=" in attributes["airflow.task.log_url"]
+    )
+    assert boom.status == pb.SPAN_STATUS_ERROR
+    assert dag_run.start_unix_nano <= boom.start_unix_nano <= boom.end_unix_nano <= dag_run.end_unix_nano
+    # A task that never ran (finalize: upstream_failed) has no span.
+    assert "airflow.task finalize" not in by_name
 
 
 async def test_e2e_paused_dag_fails_fast(real_airflow: RealAirflow, payments: EngineTeam) -> None:
