@@ -163,4 +163,13 @@ def failing_span(ordered: list[JSONDict], children: dict[str, list[JSONDict]]) -
     ]
     if not leaves:
         return None
-    return min(leaves, key=lambda s: (s["end_ns"], -s["depth"]))
+    # An attempt cancelled because the run failed elsewhere is not where the failure started,
+    # even when it ended in the same millisecond.
+    return min(leaves, key=lambda s: (_cancelled(s), s["end_ns"], -s["depth"]))
+
+
+def _cancelled(span: JSONDict) -> bool:
+    attributes = span.get("attributes") or {}
+    return attributes.get("accord.attempt_status") == "cancelled" or (
+        attributes.get("accord.step_status") == "cancelled"
+    )

@@ -151,6 +151,10 @@ def dag_run_id_for(idempotency_key: str, generation: int = 1) -> str:
     return f"accord__{base}{suffix}"
 
 
+# Task instance states of an instance that did not run (TaskInstanceState).
+_NEVER_RAN = frozenset({"upstream_failed", "skipped", "removed", "scheduled", "queued", None})
+
+
 def _unix_ns(value: Any) -> int | None:
     """An Airflow timestamp (ISO 8601 with a zone) as ns since the epoch; None if absent or bad."""
     if not isinstance(value, str) or not value:
@@ -300,7 +304,9 @@ class AirflowEngine:
         parent = trace.set_span_in_context(dag_span)
         for ti in sorted(instances, key=lambda t: (str(t.get("start_date") or ""), str(t.get("task_id")))):
             ti_start = _unix_ns(ti.get("start_date"))
-            if ti_start is None:  # never ran (skipped, upstream_failed, removed): no span
+            # Never ran: no span. (Airflow 3 stamps an upstream_failed or skipped instance with a
+            # start and an end at the moment it was marked.)
+            if ti_start is None or ti.get("state") in _NEVER_RAN:
                 continue
             task_id = str(ti.get("task_id") or "")
             index = ti.get("map_index")
@@ -320,7 +326,7 @@ class AirflowEngine:
                     "airflow.task.log_url": self.task_log_url(run_id, task_id, map_index, try_number),
                 },
             )
-            if ti_state in ("failed", "upstream_failed"):
+            if ti_state == "failed":
                 span.set_status(trace.Status(trace.StatusCode.ERROR, f"task {label} {ti_state}"))
             span.end(end_time=max(_unix_ns(ti.get("end_date")) or end, ti_start))
         dag_span.end(end_time=max(end, start))

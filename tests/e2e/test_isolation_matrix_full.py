@@ -474,11 +474,8 @@ async def _list_agents(w: World, client: AsyncClient) -> None:
     agents = {a.agent_id: a for a in listed.agents}
     assert set(agents) == {"payments-1", "warehouse-1"}
     payments = agents["payments-1"]
-    assert (payments.team, list(payments.contracts), payments.in_flight) == (
-        "payments",
-        ["payments/work@1"],
-        1,
-    )
+    assert (payments.team, list(payments.contracts)) == ("payments", ["payments/work@1"])
+    assert payments.in_flight >= 1  # the task it took at the start (other rows may hand it more)
     assert payments.hostname == "" and "pay-host-7" not in str(listed)
     assert payments.last_seen_unix_ms > 0
     only = await client.coordinator.ListAgents(pb.ListAgentsRequest(team="warehouse"))
