@@ -221,3 +221,9 @@ async def test_mapping_failure_is_the_workflows_team(world: World, browser_page:
     assert (await banner.locator("b").first.inner_text()) == "Failed"
     await assert_readable_axis(page)
     await shot(page, "mapping-failure")
+
+
+async def test_the_run_header_prints_no_stray_null(world: World, browser_page: Page) -> None:
+    page = browser_page
+    await open_run(page, world, world.failed_run_id)
+    assert "null" not in (await page.inner_text(".run-head")).split()

@@ -130,7 +130,7 @@ export async function render(main, args, viewer) {
       // (sunset, replacement), a sunset overridden (docs/ui.md, "Run page").
       (run.warnings || []).length
         ? h("div", { class: "banner warn", id: "run-warnings" }, run.warnings.map((w) => h("div", { class: "run-warning" }, w)))
-        : null);
+        : ""); // DOM append() prints null as the text "null"
   }
 
   // A run an event started: the event (accord event show ID) and the run whose step published it.
