@@ -364,6 +364,11 @@ class _Checker:
         return f"; did you mean '{close[0]}'?" if close else ""
 
     def pin(self, step: StepSpec) -> None:
+        if step.wait is not None:
+            # A waiting step's output is typed by its wait: an approval's fixed shape, or the
+            # signal's payload schema (docs/workflows.md, "Waiting steps").
+            self.step_outputs[step.id] = step.wait.output_schema
+            return
         pointer = f"/steps/{escape(step.id)}/contract"
         wanted = f"{step.contract}@{step.version_range}"
         try:
@@ -545,15 +550,21 @@ class _Checker:
                 f"reads {ref}, but step '{upstream}' may be skipped (when), so its output may be absent",
                 breaking=False,
             )
-        contract = self.result.pinned[upstream]
         output = self.step_outputs[upstream]
+        contract = self.result.pinned.get(upstream)
+        if contract is None:  # a waiting step: its output is its wait's
+            wait = self.workflow.steps[upstream].wait
+            what = f"the {wait.kind} of step '{upstream}'" if wait is not None else f"step '{upstream}'"
+            return self.walk(pointer, ref, _Source(output, output, True, upstream, ("output",)), 3, what)
         start = _Source(output, contract.output_schema, True, upstream, ("output",))
         return self.walk(pointer, ref, start, 3, f"{contract.ref}'s output")
 
     def record(self, source: _Source, target: str, context: _Context, schema: Schema, root: Schema) -> None:
         if source.read_step is None:
             return
-        contract = self.result.pinned[source.read_step]
+        contract = self.result.pinned.get(source.read_step)
+        if contract is None:
+            return  # a waiting step's output: no contract's consumer to record
         as_mapping: Mapping[str, Any] = (
             schema if isinstance(schema, Mapping) else ({} if schema else {"not": {}})
         )

@@ -64,3 +64,20 @@ def _finite(seconds: float, value: str, prefix: str) -> float:
     if not math.isfinite(seconds):
         raise DurationError(f"{prefix}{value[:40]!r} is too long a duration")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as a duration a person reads and ``parse_duration`` reads back: ``2d``,
+    ``1h30m``, ``45s``, ``500ms``."""
+    total_ms = max(0, round(seconds * 1000))
+    if total_ms < 1000:
+        return f"{total_ms}ms"
+    parts = []
+    rest = total_ms // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if total_ms % 1000:
+        parts.append(f"{total_ms % 1000}ms")
+    return "".join(parts)

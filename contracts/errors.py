@@ -139,10 +139,12 @@ class UnreachableError(RemoteError):
 
 
 class OverloadedError(RemoteError):
-    """The coordinator answered RESOURCE_EXHAUSTED (too many calls at once); clients retry it for
-    up to a minute (``contracts.channels.OverloadRetry``) before they raise it."""
+    """The coordinator answered RESOURCE_EXHAUSTED (too many calls at once, or a team's start
+    rate); clients retry it for up to a minute (``contracts.channels.OverloadRetry``) before they
+    raise it. ``retry_after_ms``, set by the coordinator, goes out as the ``retry-after-ms`` hint."""
 
     exit_code = 3
+    retry_after_ms = 0
 
 
 class TlsError(RemoteError):

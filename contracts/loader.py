@@ -29,17 +29,22 @@ from contracts.durations import parse_duration
 from contracts.errors import DurationError, FileProblemsError, Problem, ReferenceError_, VersionError
 from contracts.migration import template_problems as migration_template_problems
 from contracts.model import (
+    WAIT_APPROVAL,
+    WAIT_SIGNAL,
     Contract,
     Deprecation,
     Emits,
     Migration,
     RetryPolicy,
+    Schedule,
     StepSpec,
     Timeouts,
     Trigger,
+    WaitSpec,
     Workflow,
 )
 from contracts.refs import EMITS_ROOTS, find_references
+from contracts.validation import validate_payload
 from contracts.versions import parse_version, single_major, split_ref
 
 __all__ = [
@@ -437,10 +442,14 @@ def parse_contract_text(
     migration = _migration(problems, data, kind)
     timeouts = _timeouts(problems, "", data)
     retry = _retry(problems, "/retry", data.get("retry"))
+    if not problems.is_bad("/version"):
+        try:  # the file schema's pattern says the shape, not the bounds of each number
+            parse_version(str(data.get("version")))
+        except VersionError as exc:
+            problems.add("/version", str(exc))
     problems.raise_if_any()
 
     version = str(data["version"])
-    parse_version(version)  # guaranteed by the schema pattern; keeps the contract honest
     return Contract(
         name=str(data["contract"]),
         version=version,
@@ -450,6 +459,7 @@ def parse_contract_text(
         timeouts=timeouts,
         retry=retry,
         idempotent=bool(data.get("idempotent", False)),
+        max_concurrency=data["max_concurrency"] if isinstance(data.get("max_concurrency"), int) else None,
         visibility=str(data.get("visibility", "public")),
         sensitive=tuple(str(s) for s in sensitive),
         deprecated=deprecation,
@@ -628,6 +638,106 @@ def _contract_ref(problems: _Problems, pointer: str, value: Any) -> tuple[str, s
     return name, range_text
 
 
+# Keys of a contract-calling step that a waiting step has no use for.
+_NOT_FOR_WAITING = ("for_each", "concurrency", "retry", "timeout", "timeouts")
+
+
+def _wait_for(problems: _Problems, pointer: str, raw: Mapping[str, Any], strict: bool) -> WaitSpec | None:
+    """The ``wait_for`` of a step, or None for a step that calls a contract; reports a step with
+    both or neither, and the keys a waiting step cannot use."""
+    if "wait_for" not in raw:
+        if "contract" not in raw:
+            problems.add(
+                pointer,
+                "a step needs 'contract' (the contract it calls, e.g. payments/charge-card@^1) "
+                "or 'wait_for' (an approval or a signal to wait for)",
+            )
+        return None
+    if "contract" in raw:
+        problems.add(
+            f"{pointer}/wait_for",
+            "a step either calls a contract or waits ('wait_for'), not both; split it into two steps",
+        )
+        return None
+    for key in _NOT_FOR_WAITING:
+        if key in raw:
+            problems.add(
+                f"{pointer}/{key}",
+                f"'{key}' is for steps that call a contract; a waiting step has its own "
+                "'timeout' inside wait_for",
+            )
+    base = f"{pointer}/wait_for"
+    value = raw.get("wait_for")
+    if problems.is_bad_within(base) or not isinstance(value, Mapping) or len(value) != 1:
+        return None
+    kind = next(iter(value))
+    body = value[kind]
+    if not isinstance(body, Mapping):
+        return None
+    inner = f"{base}/{kind}"
+    timeout = _duration(problems, f"{inner}/timeout", body.get("timeout"))
+    by = tuple(str(team) for team in body.get("by") or ())
+    if kind == WAIT_APPROVAL:
+        return WaitSpec(WAIT_APPROVAL, by, timeout, str(body.get("on_timeout") or "reject"))
+    schema = body.get("schema")
+    if schema is not None:
+        _check_embedded_schema(problems, f"{inner}/schema", schema, "signal payload", strict=strict)
+    return WaitSpec(
+        WAIT_SIGNAL,
+        by,
+        timeout,
+        str(body.get("on_timeout") or "fail"),
+        name=str(body.get("name", "")),
+        schema=_as_schema(schema) if schema is not None else None,
+    )
+
+
+def _schedules(problems: _Problems, document: Document, data: Mapping[str, Any]) -> tuple[Schedule, ...]:
+    """The ``schedules`` of a workflow file: each cron expression parsed by the cron library, each
+    time zone found, each input checked against the workflow's input schema."""
+    from contracts.schedules import ScheduleError, check_cron, check_timezone
+
+    raw = data.get("schedules") if isinstance(data.get("schedules"), list) else []
+    assert isinstance(raw, list)
+    found: list[Schedule] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        pointer = f"/schedules/{index}"
+        if not isinstance(item, Mapping) or problems.is_bad_within(pointer):
+            continue
+        schedule_id = str(item.get("id"))
+        if schedule_id in seen:
+            problems.add(f"{pointer}/id", f"schedule id '{schedule_id}' is used twice; ids must be unique")
+        seen.add(schedule_id)
+        timezone = str(item.get("timezone", "UTC"))
+        try:
+            check_cron(str(item["cron"]))
+        except ScheduleError as exc:
+            problems.add(f"{pointer}/cron", str(exc))
+        try:
+            check_timezone(timezone)
+        except ScheduleError as exc:
+            problems.add(f"{pointer}/timezone", str(exc))
+        run_input = item.get("input", {})
+        schema = data.get("input")
+        if isinstance(schema, Mapping | bool) and not problems.is_bad_within("/input"):
+            for violation in validate_payload(schema, run_input, "input"):
+                problems.add(f"{pointer}/input", f"does not match the workflow's input schema: {violation}")
+        found.append(
+            Schedule(
+                id=schedule_id,
+                cron=str(item["cron"]),
+                timezone=timezone,
+                input=run_input,
+                overlap=str(item.get("overlap", "skip")),
+                catch_up=str(item.get("catch_up", "none")),
+                max_catch_up=int(item.get("max_catch_up", 10)),
+                line=document.line_of(pointer),
+            )
+        )
+    return tuple(found)
+
+
 def parse_workflow_text(
     text: str, source_name: str, *, registered: bool = False, strict: bool = True
 ) -> Workflow:
@@ -654,6 +764,7 @@ def parse_workflow_text(
         pointer = f"/steps/{escape(step_id)}"
         if not isinstance(raw, Mapping):
             continue  # reported by the schema
+        wait = _wait_for(problems, pointer, raw, strict)
         name, range_text = _contract_ref(problems, f"{pointer}/contract", raw.get("contract"))
         for key in ("input", "when", "for_each"):
             if key in raw:
@@ -684,6 +795,7 @@ def parse_workflow_text(
             retry=_retry(problems, f"{pointer}/retry", raw.get("retry")),
             timeouts=_timeouts(problems, pointer, raw),
             line=document.line_of(pointer),
+            wait=wait,
         )
 
     triggers: list[Trigger] = []
@@ -712,6 +824,8 @@ def parse_workflow_text(
             and not problems.is_bad_within("/input")
         ):
             _check_sensitive_path(problems, f"/sensitive/{index}", path, data.get("input"), "input")
+    run_timeout = _duration(problems, "/timeout", data.get("timeout"))
+    schedules = _schedules(problems, document, data)
     problems.raise_if_any()
 
     return Workflow(
@@ -725,5 +839,7 @@ def parse_workflow_text(
         source_name=source_name,
         sensitive=tuple(str(s) for s in sensitive),
         overrides=tuple((str(k), str(v)) for k, v in (data.get("overrides") or {}).items()),
+        timeout=run_timeout,
+        schedules=schedules,
         lines=dict(document.lines),
     )

@@ -152,6 +152,8 @@ class Contract:
     deprecated: Deprecation | None = None
     kind: str = "task"  # "task" | "event" (an event contract: only a payload schema, as input)
     emits: Emits | None = None  # a task contract's event on each success
+    # The owner's limit: at most this many attempts of the contract run at once (None: none).
+    max_concurrency: int | None = None
     source_text: str = ""
     source_name: str = ""
     migrates_from: Migration | None = None
@@ -172,13 +174,55 @@ class Contract:
         return replace(self, deprecated=deprecation)
 
 
+WAIT_APPROVAL = "approval"
+WAIT_SIGNAL = "signal"
+ON_TIMEOUT_CHOICES = {WAIT_APPROVAL: ("reject", "approve", "fail"), WAIT_SIGNAL: ("fail",)}
+
+# What an approval step outputs, for the composition checker and the engine alike.
+APPROVAL_OUTPUT_SCHEMA: Mapping[str, JSON] = {
+    "type": "object",
+    "required": ["approved", "by", "comment"],
+    "properties": {
+        "approved": {"type": "boolean"},
+        "by": {"type": "string"},
+        "comment": {"type": "string"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """What a waiting step (``wait_for`` instead of ``contract``) waits for: an approval, or a
+    named signal with a payload schema (docs/workflows.md, "Waiting steps")."""
+
+    kind: str  # WAIT_APPROVAL | WAIT_SIGNAL
+    by: tuple[str, ...]  # teams that may answer (besides the workflow's owner)
+    timeout: float | None = None  # seconds; None: waits until answered or the run ends
+    on_timeout: str = "fail"  # approval: reject | approve | fail; signal: fail
+    name: str = ""  # the signal's name
+    schema: Mapping[str, JSON] | None = None  # the signal's payload schema (None: any JSON)
+
+    @property
+    def output_schema(self) -> Mapping[str, JSON]:
+        if self.kind == WAIT_APPROVAL:
+            return APPROVAL_OUTPUT_SCHEMA
+        return self.schema if self.schema is not None else {}
+
+    def describe(self) -> str:
+        """``approval by finance`` / ``signal carrier-ack from shipping``."""
+        teams = ", ".join(self.by)
+        if self.kind == WAIT_APPROVAL:
+            return f"approval by {teams}"
+        return f"signal {self.name} from {teams}"
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """One step of a workflow as written in the file."""
 
     id: str
-    contract: str  # "team/name"
-    version_range: str  # "^1", "1.2.3", ">=1.2,<2"
+    contract: str  # "team/name"; "" for a waiting step
+    version_range: str  # "^1", "1.2.3", ">=1.2,<2"; "" for a waiting step
     input: JSON  # mapping template with "${...}" references
     when: str | None = None
     for_each: str | None = None
@@ -186,6 +230,32 @@ class StepSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     line: int | None = None  # where the step starts in its file
+    wait: WaitSpec | None = None  # set on a waiting step (no contract)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A workflow's schedule (docs/workflows.md, "Schedules"): runs at the due times of ``cron``
+    in ``timezone``, with ``input``."""
+
+    id: str
+    cron: str  # five fields: minute hour day-of-month month day-of-week
+    timezone: str = "UTC"  # an IANA time zone name
+    input: JSON = field(default_factory=dict)
+    overlap: str = "skip"  # skip | queue | allow: a due time while a run of it is still going
+    catch_up: str = "none"  # none | last | all: due times missed while no coordinator ran
+    max_catch_up: int = 10  # at most this many missed due times are run (catch_up: all)
+    line: int | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "input": self.input,
+            "overlap": self.overlap,
+            "catch_up": self.catch_up,
+            "max_catch_up": self.max_catch_up,
+        }
 
 
 @dataclass(frozen=True)
@@ -211,12 +281,19 @@ class Workflow:
     sensitive: tuple[str, ...] = ()  # workflow input fields, "input.card_token"
     # (rule, reason) for every run of the workflow (``overrides: {sunset: "..."}``)
     overrides: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None  # the run's timeout in seconds (None: none)
+    schedules: tuple[Schedule, ...] = ()
     # JSON pointer ("/steps/ship/input/payment_ref") -> line in the file, for messages
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def team(self) -> str:
         return self.name.split("/", 1)[0]
+
+    @property
+    def calls(self) -> list[StepSpec]:
+        """The steps that call a contract (every step but the waiting ones), in file order."""
+        return [step for step in self.steps.values() if step.wait is None]
 
     def dependencies(self) -> dict[str, list[str]]:
         """``{step_id: [ids of the steps it reads]}`` for every step, in file order.

@@ -40,6 +40,7 @@ from coordinator.checks import Checks
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatch import Dispatcher, queue_label
 from coordinator.engine import Engine
+from coordinator.engine.schedules import Scheduler, wall_clock_ms
 from coordinator.engine.state import Transition
 from coordinator.events import EventBus, InMemoryEventBus
 from coordinator.events.service import EventService
@@ -83,6 +84,8 @@ class Coordinator:
     certificates: CertificateFiles | None = None
     # False while the store's database cannot be reached (gRPC health: NOT_SERVING)
     store_reachable: bool = True
+    # The schedules' clock (unix ms): the wall clock, or a test clock moved on by hand.
+    schedule_clock: Callable[[], int] | None = None
 
     async def start(self) -> str:
         config = self.config
@@ -151,8 +154,23 @@ class Coordinator:
         except BaseException:
             await self.stop()
             raise
+        self.scheduler = Scheduler(
+            self.store,
+            self.engine,
+            self.registry,
+            clock=self.schedule_clock or wall_clock_ms,
+        )
+        await self.scheduler.sync_all()
+        if self.schedule_clock is None:
+            self.scheduler.start()
         self.coordinator_service = CoordinatorService(
-            self.store, self.teams, self.registry, self.engine, self.events, max_payload=config.max_payload
+            self.store,
+            self.teams,
+            self.registry,
+            self.engine,
+            self.events,
+            max_payload=config.max_payload,
+            scheduler=self.scheduler,
         )
 
         self.edge = EdgeInterceptor(config.max_inflight)
@@ -289,6 +307,8 @@ class Coordinator:
         left behind, so SIGTERM always ends the process; nothing acknowledged depends on it."""
         for closer in reversed(getattr(self, "_closers", [])):
             await _stage("a server hook", _close(closer))
+        if hasattr(self, "scheduler"):
+            await _stage("the scheduler", self.scheduler.stop())
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))
@@ -374,6 +394,7 @@ async def _refresh_caches(coordinator: Coordinator, every_s: float) -> None:
         try:
             teams = await coordinator.teams.refresh()
             coordinator.engine.cache_team_defaults(teams)
+            await coordinator.engine.load_team_limits()
             for agent in await coordinator.store.list_agents():  # type: ignore[union-attr]
                 if coordinator.dispatcher.agent(agent.agent_id) != agent:
                     coordinator.dispatcher.register_agent(agent, seen=False)

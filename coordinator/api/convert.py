@@ -23,6 +23,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     RunRecord,
+    ScheduleRecord,
     StepRecord,
     TaskFailure,
     TokenRecord,
@@ -285,6 +286,8 @@ def run_summary_to_pb(
         },
         started_by=run.started_by,
         warnings=run.warnings,
+        deadline_unix_ms=run.deadline_ms,
+        retry_of=run.retry_of,
     )
     error = error_to_pb(run.error, None if principal.admin else hide)
     if error is not None:
@@ -318,7 +321,8 @@ def step_to_pb(
     """A step as ``principal`` sees it: its team sees its payloads whole; any other viewer (the
     workflow's owner too) sees the fields its contract marks sensitive, and what a sensitive
     value flows into (``flows``, the checker's ``sensitive_flows``), as ``[redacted]``."""
-    visible = _sees(principal, view.run.team, step.team)
+    # A waiting step's input is what the teams it names answer on: they see it, and the answer.
+    visible = _sees(principal, view.run.team, step.team, *step.answer_by)
     contract = view.contracts.get(step.contract)
     own = _sees(principal, step.team)
     sensitive = contract.sensitive if contract is not None and not own else ()
@@ -345,6 +349,8 @@ def step_to_pb(
         started_unix_ms=step.started_ms,
         finished_unix_ms=step.finished_ms,
         next_attempt_unix_ms=step.next_attempt_ms,
+        waiting_for=step.waiting_for,
+        reused_from=step.reused_from,
     )
     error = error_to_pb(step.error, hidden)
     if error is not None:
@@ -463,4 +469,23 @@ def span_from_pb(span: pb.Span) -> SpanView:
         links=tuple(json.loads(span.links_json)) if span.links_json else (),
         redacted=span.redacted,
         owner=span.team,
+    )
+
+
+def schedule_to_pb(record: ScheduleRecord) -> pb.Schedule:
+    spec = record.spec
+    return pb.Schedule(
+        workflow=record.workflow,
+        id=record.schedule_id,
+        cron=str(spec.get("cron", "")),
+        timezone=str(spec.get("timezone", "UTC")),
+        input_json=dumps(spec.get("input", {})),
+        overlap=str(spec.get("overlap", "skip")),
+        catch_up=str(spec.get("catch_up", "none")),
+        max_catch_up=int(spec.get("max_catch_up", 10)),
+        paused=record.paused,
+        next_due_unix_ms=record.next_due_ms,
+        last_due_unix_ms=record.last_due_ms,
+        last_run_id=record.last_run_id,
+        queued_unix_ms=record.queued,
     )

@@ -11,13 +11,21 @@ import grpc
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.errors import AccordError, InvalidArgumentError, NotFoundError, PermissionDeniedError
+from contracts.errors import (
+    AccordError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
 from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
+from coordinator.engine.limits import MAX_RATE, TeamLimits
+from coordinator.engine.schedules import Scheduler
 from coordinator.events.service import EventService
 from coordinator.principal import Principal
 from coordinator.registry import Registry
@@ -59,8 +67,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         events: EventService,
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self._max_payload = max_payload
+        self._scheduler = scheduler
         self._store = store
         self._teams = teams
         self._registry = registry
@@ -263,6 +273,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         result = await self._registry.register_workflow(
             current_principal(), request.source_text, request.source_name, request.dry_run
         )
+        if result.registered and self._scheduler is not None:
+            await self._scheduler.sync_workflow(result.record.name)
         return pb.RegisterWorkflowResponse(
             workflow=convert.workflow_to_pb(result.record),
             findings=[convert.finding_to_pb(f) for f in result.findings],
@@ -298,6 +310,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         principal = current_principal()
+        self._engine.admit_start(principal)
         if request.rerun_of and request.input_json:
             raise InvalidArgumentError(
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
@@ -373,6 +386,100 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         principal = current_principal()
         view = await self._engine.cancel_run(principal, request.run_id, request.reason)
         return pb.CancelRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
+    @rpc
+    async def AnswerStep(
+        self, request: pb.AnswerStepRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnswerStepResponse:
+        principal = current_principal()
+        action = _ANSWER_ACTIONS.get(request.action)
+        if action is None:
+            raise InvalidArgumentError("action must be APPROVE, REJECT or SIGNAL")
+        payload = None
+        if action == "signal":
+            payload = validate.json_text(request.payload_json, "payload_json", self._max_payload, empty={})
+        elif request.payload_json:
+            raise InvalidArgumentError("payload_json is for a signal; an approval takes a comment")
+        view = await self._engine.answer_step(
+            principal, request.run_id, request.step_id, action, payload, request.comment
+        )
+        return pb.AnswerStepResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
+    @rpc
+    async def RetryRun(
+        self, request: pb.RetryRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryRunResponse:
+        principal = current_principal()
+        view, _ = await self._engine.retry_run(
+            principal, request.run_id, request.from_step, request.request_id
+        )
+        return pb.RetryRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
+
+    # ---------- team limits ----------
+
+    @rpc
+    async def SetTeamLimits(
+        self, request: pb.SetTeamLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetTeamLimitsResponse:
+        rate = None
+        if request.HasField("start_rate_per_s"):
+            rate = validate.number(request.start_rate_per_s, "start_rate_per_s", 0.0, MAX_RATE)
+        limits = await self._engine.set_team_limits(
+            current_principal(),
+            request.team,
+            request.max_concurrency if request.HasField("max_concurrency") else None,
+            rate,
+        )
+        return pb.SetTeamLimitsResponse(limits=_limits_to_pb(limits))
+
+    @rpc
+    async def GetTeamLimits(
+        self, request: pb.GetTeamLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTeamLimitsResponse:
+        principal = current_principal()
+        if not principal.owns(request.team):
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own limits, not team {request.team}'s"
+            )
+        return pb.GetTeamLimitsResponse(limits=_limits_to_pb(self._engine.team_limits(request.team)))
+
+    # ---------- schedules ----------
+
+    def _schedules(self) -> Scheduler:
+        if self._scheduler is None:
+            raise FailedPreconditionError("this coordinator runs no scheduler")
+        return self._scheduler
+
+    @rpc
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        offset, size = _page(request.page)
+        records = (await self._schedules().list(current_principal(), request.workflow))[
+            offset : offset + size
+        ]
+        return pb.ListSchedulesResponse(
+            schedules=[convert.schedule_to_pb(r) for r in records],
+            next_page_token=_next_token(offset, size, len(records)),
+        )
+
+    @rpc
+    async def SetSchedulePaused(
+        self, request: pb.SetSchedulePausedRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetSchedulePausedResponse:
+        record = await self._schedules().set_paused(
+            current_principal(), request.workflow, request.id, request.paused
+        )
+        return pb.SetSchedulePausedResponse(schedule=convert.schedule_to_pb(record))
+
+    @rpc
+    async def TriggerSchedule(
+        self, request: pb.TriggerScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TriggerScheduleResponse:
+        run_id = await self._schedules().trigger(
+            current_principal(), request.workflow, request.id, request.request_id
+        )
+        return pb.TriggerScheduleResponse(run_id=run_id)
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
@@ -520,6 +627,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.DeleteWorkflowVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteWorkflowVersionResponse:
         await self._registry.delete_workflow_version(current_principal(), request.name, request.version)
+        if self._scheduler is not None:  # the newest version, and so the schedules, may change
+            await self._scheduler.sync_workflow(request.name)
         return pb.DeleteWorkflowVersionResponse()
 
     @rpc
@@ -527,6 +636,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RollbackWorkflowResponse:
         result = await self._registry.rollback_workflow(current_principal(), request.name, request.to_version)
+        if self._scheduler is not None:  # the schedules are the restored version's
+            await self._scheduler.sync_workflow(request.name)
         return pb.RollbackWorkflowResponse(
             workflow=convert.workflow_to_pb(result.record),
             findings=[convert.finding_to_pb(f) for f in result.findings],
@@ -534,5 +645,15 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             registered=result.registered,
         )
 
+
+def _limits_to_pb(limits: TeamLimits) -> pb.TeamLimits:
+    return pb.TeamLimits(max_concurrency=limits.max_concurrency, start_rate_per_s=limits.start_rate)
+
+
+_ANSWER_ACTIONS = {
+    pb.ANSWER_ACTION_APPROVE: "approve",
+    pb.ANSWER_ACTION_REJECT: "reject",
+    pb.ANSWER_ACTION_SIGNAL: "signal",
+}
 
 __all__ = ["CoordinatorService"]

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from contracts.errors import AccordError
+from contracts.channels import RETRY_AFTER_KEY
+from contracts.errors import AccordError, OverloadedError
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import validate
 
@@ -30,6 +31,8 @@ def rpc(method: F) -> F:
             validate.message(request)
             return await method(self, request, context)
         except AccordError as exc:
+            if isinstance(exc, OverloadedError) and exc.retry_after_ms:
+                context.set_trailing_metadata(((RETRY_AFTER_KEY, str(exc.retry_after_ms)),))
             await context.abort(status_of(exc), details_of(exc))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise

@@ -14,6 +14,7 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     event_cmd,
     lifecycle_cmd,
     run_cmd,
+    schedule_cmd,
     server_cmd,
     team_cmd,
     trace_cmd,

@@ -123,7 +123,11 @@ token_app = typer.Typer(
     no_args_is_help=True,
 )
 admin_app = typer.Typer(help="The platform's own token: rotate-token.", no_args_is_help=True)
-runs_app = typer.Typer(help="Inspect and control runs: list, show, cancel, trace.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Inspect and control runs: list, show, cancel, trace, approve, reject, signal, retry, rerun.",
+    no_args_is_help=True,
+)
+schedule_app = typer.Typer(help="Workflow schedules: list, pause, resume, trigger.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run a team agent beside your engine.", no_args_is_help=True)
 event_app = typer.Typer(help="Events: publish (starts triggered workflows), list.", no_args_is_help=True)
@@ -159,6 +163,7 @@ app.add_typer(team_app, name="team")
 team_app.add_typer(token_app, name="token")
 app.add_typer(admin_app, name="admin")
 app.add_typer(runs_app, name="runs")
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(agent_app, name="agent")
 app.add_typer(event_app, name="event")

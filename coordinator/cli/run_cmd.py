@@ -1,4 +1,4 @@
-"""``accord run`` and ``accord runs list|show|cancel``.
+"""``accord run`` and ``accord runs list|show|cancel|approve|reject|signal|retry|rerun``.
 
 The wire code and the gRPC client are imported inside the commands: ``accord --help`` and the
 offline commands should not pay for grpc and protobuf (see coordinator/cli/__init__.py).
@@ -69,6 +69,8 @@ def run_json(run: pb.Run) -> dict[str, Any]:
         "pinned_versions": dict(run.pinned_versions),
         "started_by": run.started_by,
         "warnings": list(run.warnings),
+        "deadline_unix_ms": run.deadline_unix_ms,
+        "retry_of": run.retry_of,
         "steps": [
             {
                 "id": s.id,
@@ -77,6 +79,8 @@ def run_json(run: pb.Run) -> dict[str, Any]:
                 "team": s.team,
                 "status": _status("StepStatus", s.status),
                 "waiting_reason": s.waiting_reason,
+                "waiting_for": s.waiting_for,
+                "reused_from": s.reused_from,
                 "idempotency_key": s.idempotency_key,
                 "input": _loads(s.input_json),
                 "output": _loads(s.output_json),
@@ -119,6 +123,11 @@ def print_run(run: pb.Run) -> None:
     typer.echo(f"  duration  {_duration(run.created_unix_ms, run.finished_unix_ms)}")
     for warning in run.warnings:
         typer.echo(f"  warning   {warning}")
+    if run.deadline_unix_ms:
+        deadline = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.deadline_unix_ms / 1000))
+        typer.echo(f"  timeout   at {deadline}")
+    if run.retry_of:
+        typer.echo(f"  retry of  {run.retry_of}")
     if run.HasField("error") and run.error.message:
         typer.echo(f"  error     {run.error.type}: {run.error.message}")
     typer.echo("steps:")
@@ -131,9 +140,12 @@ def print_run(run: pb.Run) -> None:
         status = shown_step_status(
             _status("StepStatus", step.status), step_was_started(step.id, len(step.attempts), step_ids)
         )
-        line = (
-            f"  {step.id:<{width}}  {status:<11}  {step.contract}@{step.contract_version} (team {step.team})"
-        )
+        what = f"{step.contract}@{step.contract_version} (team {step.team})"
+        if step.waiting_for:
+            what = f"wait for {step.waiting_for}"
+        line = f"  {step.id:<{width}}  {status:<11}  {what}"
+        if step.reused_from:
+            line += f"  reused from {step.reused_from}"
         if step.attempts:
             line += f"  attempts {len(step.attempts)}"
         typer.echo(line)
@@ -435,3 +447,113 @@ def cancel(
         print_json(run_json(response.run))
         return
     typer.echo(f"run {run_id}: {_run_status(response.run.status)}")
+
+
+def _answer(run_id: str, step_id: str, action: Any, as_json: bool, **fields: Any) -> None:
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
+    with Client() as client:
+        response = client.coordinator.AnswerStep(
+            pb.AnswerStepRequest(
+                run_id=run_id, step_id=step_id, action=action, request_id=uuid.uuid4().hex, **fields
+            )
+        )
+    if as_json:
+        print_json(run_json(response.run))
+        return
+    step = next((s for s in response.run.steps if s.id == step_id), None)
+    state = _status("StepStatus", step.status) if step is not None else "?"
+    typer.echo(f"run {run_id}: step {step_id} {state}; run {_run_status(response.run.status)}")
+
+
+StepArgument = Annotated[str, typer.Argument(help="The waiting step's id.")]
+
+
+@runs_app.command("approve")
+@command
+def approve(
+    run_id: str,
+    step_id: StepArgument,
+    comment: Annotated[str, typer.Option(help="Why (the step's output carries it).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a step waiting for an approval (wait_for: approval); its output is
+    {approved: true, by: YOUR_TEAM, comment}. Only the teams the step names and the workflow's
+    owner may."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+    _answer(run_id, step_id, pb.ANSWER_ACTION_APPROVE, as_json, comment=comment)
+
+
+@runs_app.command("reject")
+@command
+def reject(
+    run_id: str,
+    step_id: StepArgument,
+    comment: Annotated[str, typer.Option(help="Why (the step's output carries it).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Reject a step waiting for an approval; its output is {approved: false, ...} and the run
+    goes on (a later step decides with when: ${steps.STEP.output.approved})."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+    _answer(run_id, step_id, pb.ANSWER_ACTION_REJECT, as_json, comment=comment)
+
+
+@runs_app.command("signal")
+@command
+def signal(
+    run_id: str,
+    step_id: StepArgument,
+    data: Annotated[str, typer.Option("--data", "-d", help="The payload: JSON text or @file.")] = "{}",
+    as_json: JsonOption = False,
+) -> None:
+    """Send the signal a step waits for (wait_for: signal); the payload must match the signal's
+    schema and becomes the step's output."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+
+    _answer(run_id, step_id, pb.ANSWER_ACTION_SIGNAL, as_json, payload_json=json_text(data, "--data"))
+
+
+@runs_app.command("retry")
+@command
+def retry(
+    run_id: str,
+    from_step: Annotated[
+        str, typer.Option("--from", help="Run again from this step (default: the first failed step).")
+    ] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Start a new run of RUN's workflow version, pinned to RUN's contract versions, that reuses
+    the recorded outputs of every step that is neither --from nor downstream of it (shown as
+    "reused") and runs the rest. Prints the new run's id."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
+    with Client() as client:
+        response = client.coordinator.RetryRun(
+            pb.RetryRunRequest(run_id=run_id, from_step=from_step, request_id=uuid.uuid4().hex)
+        )
+    if as_json:
+        print_json(run_json(response.run))
+        return
+    typer.echo(response.run.run_id)
+
+
+@runs_app.command("rerun")
+@command
+def rerun(run_id: str, as_json: JsonOption = False) -> None:
+    """Start a new run of RUN's workflow (its newest version) with RUN's stored input, sensitive
+    fields included (which no viewer can copy out of `runs show`). Prints the new run's id."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
+    with Client() as client:
+        response = client.coordinator.StartRun(
+            pb.StartRunRequest(rerun_of=run_id, request_id=uuid.uuid4().hex)
+        )
+    if as_json:
+        print_json({**run_json(response.run), "created": response.created})
+        return
+    typer.echo(response.run.run_id)

@@ -1,4 +1,4 @@
-"""``accord team create|list|rotate-token`` and ``accord team token create|list|revoke``.
+"""``accord team create|list|show|limits|rotate-token`` and ``accord team token create|list|revoke``.
 
 A team holds several named tokens; ``create`` makes the first (``default``), ``rotate-token``
 replaces ``default`` and lets the old one work on for a grace period (docs/production.md,
@@ -236,3 +236,85 @@ def revoke_token(
         response = client.coordinator.RevokeTeamToken(pb.RevokeTeamTokenRequest(team=team, name=name))
     teams = sorted({t.team for t in response.revoked})
     typer.echo(f"revoked token {name} of team {', '.join(teams)}", err=True)
+
+
+def _limits_json(limits: Any) -> dict[str, Any]:
+    return {"max_concurrency": limits.max_concurrency, "start_rate_per_s": limits.start_rate_per_s}
+
+
+def _limits_text(limits: Any) -> str:
+    from coordinator.engine.limits import TeamLimits
+
+    return TeamLimits(limits.max_concurrency, limits.start_rate_per_s).describe()
+
+
+@team_app.command("limits")
+@command
+def limits(
+    team: Annotated[str, typer.Argument(help="The team.")],
+    start_rate: Annotated[
+        str | None,
+        typer.Option(
+            "--start-rate",
+            metavar="RATE",
+            help="Runs the team may start, e.g. 50/s, 600/m, 10/h; off removes it. Over it, "
+            "StartRun is refused RESOURCE_EXHAUSTED with a retry-after-ms hint (clients wait and retry).",
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            help="At most this many of the steps of runs the team started run at once (0 removes "
+            "it); the others are held, and say so in runs show.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Set a team's limits (admin only); without options, show them."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+    from coordinator.engine.limits import parse_rate
+
+    if start_rate is None and max_concurrency is None:
+        with Client() as client:
+            shown = client.coordinator.GetTeamLimits(pb.GetTeamLimitsRequest(team=team)).limits
+    else:
+        request = pb.SetTeamLimitsRequest(team=team)
+        if start_rate is not None:
+            try:
+                request.start_rate_per_s = parse_rate(start_rate)
+            except Exception as exc:
+                raise fail(str(exc)) from None
+        if max_concurrency is not None:
+            request.max_concurrency = max_concurrency
+        with Client() as client:
+            shown = client.coordinator.SetTeamLimits(request).limits
+    if as_json:
+        print_json(_limits_json(shown))
+        return
+    typer.echo(f"team {team} limits: {_limits_text(shown)}")
+
+
+@team_app.command("show")
+@command
+def show(
+    team: Annotated[str, typer.Argument(help="The team (yours, or any for the admin).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """A team: when it was created, and its limits."""
+    from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import Client
+
+    with Client() as client:
+        found = [t for t in client.coordinator.ListTeams(pb.ListTeamsRequest()).teams if t.name == team]
+        if not found:
+            raise fail(f"team {team} does not exist (accord team list)")
+        shown = client.coordinator.GetTeamLimits(pb.GetTeamLimitsRequest(team=team)).limits
+    created = datetime.fromtimestamp(found[0].created_unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if as_json:
+        print_json({"name": team, "created_unix_ms": found[0].created_unix_ms, "limits": _limits_json(shown)})
+        return
+    typer.echo(f"team {team}")
+    typer.echo(f"  created  {created}")
+    typer.echo(f"  limits   {_limits_text(shown)}")

@@ -10,7 +10,7 @@ owner, so the caller knows whom to ask.
 from __future__ import annotations
 
 from contracts.errors import FailedPreconditionError, PermissionDeniedError
-from contracts.model import Contract
+from contracts.model import Contract, WaitSpec
 from coordinator.principal import Principal
 from coordinator.store.records import AgentRecord, AttemptRecord, Binding, RunRecord, WorkflowRecord
 
@@ -36,6 +36,27 @@ def may_control(principal: Principal, run: RunRecord, verb: str) -> None:
         raise PermissionDeniedError(
             f"run {run.run_id} belongs to workflow {run.workflow} of team {run.team}; "
             f"only that team may {verb} it"
+        )
+
+
+def may_answer(principal: Principal, run: RunRecord, step_id: str, wait: WaitSpec) -> None:
+    """A waiting step is answered by a team it names or by the workflow's owner (the admin may,
+    as a platform intervention)."""
+    if principal.owns(run.team) or principal.team in wait.by:
+        return
+    allowed = ", ".join(dict.fromkeys((*wait.by, run.team)))
+    raise PermissionDeniedError(
+        f"step {step_id} of run {run.run_id} waits for {wait.describe()}; only team(s) {allowed} "
+        f"may answer it, not team {principal.team}"
+    )
+
+
+def may_schedule(principal: Principal, workflow: str, verb: str) -> None:
+    """A workflow's schedules are paused, resumed and triggered by its team (or the admin)."""
+    team = workflow.split("/", 1)[0]
+    if not principal.owns(team):
+        raise PermissionDeniedError(
+            f"workflow {workflow} is owned by team {team}; only that team may {verb} its schedules"
         )
 
 

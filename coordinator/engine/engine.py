@@ -35,9 +35,11 @@ from contracts.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
     UnreachableError,
 )
-from contracts.model import Contract, RetryPolicy, Timeouts, Workflow
+from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.validation import validate_payload
 from contracts.versions import is_name
@@ -46,6 +48,14 @@ from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
 from coordinator.engine import spans as span_builders
+from coordinator.engine.limits import SETTING_KEY as LIMITS_SETTING
+from coordinator.engine.limits import (
+    StartRateLimiter,
+    TeamLimits,
+    format_rate,
+    limits_from_setting,
+    limits_to_setting,
+)
 from coordinator.engine.policy import policy_from_json
 from coordinator.engine.spans import SpanBuffer
 from coordinator.engine.state import RunState, Transition
@@ -61,6 +71,9 @@ from coordinator.store.records import (
     OVERRIDE_ACTION,
     RUN_RUNNING,
     RUN_TERMINAL,
+    STEP_PENDING,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
     TIMER_CHECK_INPUT,
     TIMER_LEASE,
     AgentRecord,
@@ -160,6 +173,15 @@ class HeartbeatAnswer:
     lease_expires_ms: int
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """What a retried run takes from the run it retries."""
+
+    original: RunRecord
+    contracts: dict[str, Contract]  # the versions it pinned
+    reused: dict[str, StepRecord]  # workflow step id -> its record in the original run
+
+
 class _Gone(Exception):
     """The run a transition was meant for does not exist (any more)."""
 
@@ -189,6 +211,13 @@ class Engine:
         # loses a race), and the teams' retry/timeout defaults.
         self._runs: dict[str, RunState] = {}
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
+        self._team_limits: dict[str, TeamLimits] = {}
+        self._start_rate = StartRateLimiter()
+        self._team_claims: dict[str, asyncio.Lock] = {}
+        self._contract_claims: dict[str, asyncio.Lock] = {}
+        self._contract_limits: dict[QueueKey, tuple[float, int]] = {}  # -> (until monotonic, limit)
+        self._inflight_contracts: dict[str, int] = {}  # contract -> attempts running, as last read
+        self._inflight: dict[str, int] = {}  # team -> attempts running, as last read
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -222,6 +251,7 @@ class Engine:
             self._team_defaults[team.name] = (team.retry, team.timeouts)
         for agent in await self._store.list_agents():
             self._dispatcher.register_agent(agent, seen=False)
+        await self.load_team_limits()
         self._spans.start()
         self._timers.start()
         if self._store.shared:
@@ -377,9 +407,13 @@ class Engine:
         # in this same durable commit, and handed to its poll only once the commit is done (so a
         # hop costs one commit, not a commit for the transition and another for the claim).
         handoffs: list[tuple[Waiter, AttemptRecord]] = []
+        limited = self._limited(state.record.caller_team)
+        capped = {
+            a.contract for a in tr.offered if (state.contracts.get(a.contract) or _NO_LIMIT).max_concurrency
+        }
         for attempt in tr.offered:
-            if attempt.status != ATTEMPT_SCHEDULED:
-                continue
+            if attempt.status != ATTEMPT_SCHEDULED or limited or attempt.contract in capped:
+                continue  # tasks under a limit are claimed by polls, which count them
             waiter = self._dispatcher.reserve((attempt.contract, attempt.major))
             if waiter is not None:
                 machine.claim(state, attempt, waiter.agent_id, tr)
@@ -413,6 +447,8 @@ class Engine:
                 self._handoff_lost(attempt.attempt_id)
         for offer in changes.offers_add:
             self._dispatcher.offered((offer.contract, offer.major))
+        if changes.inflight_remove and (limited or any(c.max_concurrency for c in state.contracts.values())):
+            self._dispatcher.wake_all()  # a slot freed: held offers may go
         if changes.timers_set:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
         if tr.spans:
@@ -494,6 +530,68 @@ class Engine:
                 return
 
     # ================= team defaults and agents =================
+
+    # ================= team limits (coordinator/engine/limits.py) =================
+
+    async def load_team_limits(self) -> dict[str, TeamLimits]:
+        """Read the teams' limits from the store into the cache (at start, and with the other
+        shared caches)."""
+        self._team_limits = limits_from_setting(await self._store.get_setting(LIMITS_SETTING))
+        return self._team_limits
+
+    def team_limits(self, team: str) -> TeamLimits:
+        return self._team_limits.get(team, TeamLimits())
+
+    async def set_team_limits(
+        self, principal: Principal, team: str, max_concurrency: int | None, start_rate: float | None
+    ) -> TeamLimits:
+        """The admin sets a team's limits (a value left None stays as it is; 0 removes it)."""
+        if not principal.admin:
+            raise PermissionDeniedError("only the admin sets a team's limits")
+        if await self._store.get_team(team) is None:
+            raise NotFoundError(f"team {team} does not exist")
+        if max_concurrency is not None and not 0 <= max_concurrency <= 1_000_000:
+            raise InvalidArgumentError("--max-concurrency must be between 0 (none) and 1000000")
+        current = limits_from_setting(await self._store.get_setting(LIMITS_SETTING))
+        old = current.get(team, TeamLimits())
+        new = TeamLimits(
+            max_concurrency=old.max_concurrency if max_concurrency is None else max_concurrency,
+            start_rate=old.start_rate if start_rate is None else start_rate,
+        )
+        if new == TeamLimits():
+            current.pop(team, None)
+        else:
+            current[team] = new
+        await self._store.set_setting(
+            LIMITS_SETTING,
+            limits_to_setting(current),
+            AuditRecord(
+                at_ms=now_ms(),
+                actor=principal.actor,
+                action="team.limits",
+                object=team,
+                owner_team=team,
+                platform_intervention=True,
+                details=dataclasses.asdict(new),
+            ),
+        )
+        self._team_limits = current
+        return new
+
+    def admit_start(self, principal: Principal) -> None:
+        """Refuse a run start over the caller team's start rate (OverloadedError with a retry
+        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire)."""
+        if principal.admin:
+            return
+        rate = self.team_limits(principal.team).start_rate
+        wait_ms = self._start_rate.admit(principal.team, rate)
+        if wait_ms:
+            error = OverloadedError(
+                f"team {principal.team} may start {format_rate(rate)} runs; try again in {wait_ms} ms "
+                "(the admin sets it: accord team limits)"
+            )
+            error.retry_after_ms = wait_ms
+            raise error
 
     def team_defaults(self, team: str) -> tuple[RetryPolicy, Timeouts]:
         return self._team_defaults.get(team, (RetryPolicy(), Timeouts()))
@@ -673,6 +771,8 @@ class Engine:
         traceparent: str,
         links: list[dict[str, str]],
         overrides: Mapping[str, str],
+        *,
+        retry: _Retry | None = None,
     ) -> RunView:
         spec = self._registry.workflow_spec(record)
         violations = await self._registry.checks.validate(
@@ -682,9 +782,11 @@ class Engine:
             raise InvalidArgumentError(
                 f"the input of {record.name} does not match its schema", [str(v) for v in violations]
             )
-        contracts: dict[str, Contract] = {}
-        adapted: dict[str, int] = {}
-        for step in spec.steps.values():
+        contracts: dict[str, Contract] = dict(retry.contracts) if retry is not None else {}
+        adapted: dict[str, int] = dict(retry.original.adapted) if retry is not None else {}
+        for step in spec.calls:
+            if step.contract in contracts:
+                continue  # a retry: pinned to the versions of the run it retries
             contract = await self._registry.resolve(step.contract, step.version_range)
             if contract is None:
                 retired = await self._registry.retired_in_range(step.contract, step.version_range)
@@ -738,22 +840,36 @@ class Engine:
             caller_team=principal.actor,
             started_by=principal.actor,
             pinned={name: c.version for name, c in contracts.items()},
-            involved_teams=tuple(sorted({record.team, *(c.team for c in contracts.values())})),
+            # The teams a waiting step names take part too: they see the run to answer it.
+            involved_teams=tuple(
+                sorted(
+                    {
+                        record.team,
+                        *(c.team for c in contracts.values()),
+                        *(team for step in spec.steps.values() if step.wait for team in step.wait.by),
+                    }
+                )
+            ),
             sampled=sampled,
             warnings=warnings,
             adapted=adapted,
+            retry_of=retry.original.run_id if retry is not None else "",
         )
         state = machine.new_run(run, spec, contracts, self._team_defaults)
         tr = Transition(created, new_run=True)
+        details: dict[str, Any] = {"workflow": record.name, "version": record.version}
+        if retry is not None:
+            machine.reuse(state, retry.original.run_id, retry.reused, tr)
+            details.update(retry_of=retry.original.run_id, reused=sorted(retry.reused))
         tr.audit.append(
             AuditRecord(
                 at_ms=created,
                 actor=principal.actor,
-                action="run.start",
+                action="run.retry" if retry is not None else "run.start",
                 object=run.run_id,
                 owner_team=record.team,
                 platform_intervention=principal.intervenes_on(record.team),
-                details={"workflow": record.name, "version": record.version},
+                details=details,
             )
         )
         for rule, (reason, source, what) in used.items():
@@ -783,6 +899,54 @@ class Engine:
             await self._commit(state, tr)
         return self._state_view(state)
 
+    async def retry_run(
+        self, principal: Principal, run_id: str, from_step: str = "", request_id: str = ""
+    ) -> tuple[RunView, bool]:
+        """A new run of ``run_id``'s workflow version with its input, pinned to its contract
+        versions, reusing the recorded output of every step that is neither ``from_step`` nor
+        downstream of it (without ``from_step``: of every step that neither failed nor was left
+        unfinished, nor is downstream of one that was). See docs/workflows.md, "Retry and re-run"."""
+        snapshot = await self._store.load_run(run_id)
+        if snapshot is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        original = snapshot.run
+        authz.may_control(principal, original, "retry")
+        if original.status not in RUN_TERMINAL:
+            raise FailedPreconditionError(
+                f"run {run_id} is still {original.status}; wait for it to end or cancel it "
+                f"(accord runs cancel {run_id}) before retrying it"
+            )
+        record = await self._registry.workflow_version(original.workflow, original.workflow_version)
+        if record is None:
+            raise FailedPreconditionError(
+                f"run {run_id} ran {original.workflow} version {original.workflow_version}, which is "
+                "no longer registered; start a new run instead (accord runs rerun)"
+            )
+        contracts: dict[str, Contract] = {}
+        for name, version in original.pinned.items():
+            contract = await self._registry.contract(name, version)
+            if contract is None:
+                raise FailedPreconditionError(
+                    f"run {run_id} pinned {name}@{version}, which is no longer registered; "
+                    "start a new run instead (accord runs rerun)"
+                )
+            contracts[name] = contract
+        spec = self._registry.workflow_spec(record)
+        reused = machine.reusable_steps(spec, snapshot.steps, from_step)
+        key = f"request:{request_id}" if request_id else ""
+        if key:
+            existing = await self._store.find_run(original.workflow, principal.actor, key)
+            if existing is not None:
+                return await self._view(existing.run_id), False
+        retry = _Retry(original, contracts, reused)
+        try:
+            view = await self._start(
+                principal, record, copy.deepcopy(original.input), key, "", [], {}, retry=retry
+            )
+        except IdempotencyConflict as taken:
+            return await self._view(taken.run_id), False
+        return view, True
+
     async def cancel_run(self, principal: Principal, run_id: str, reason: str) -> RunView:
         stored = await self._store.get_run(run_id)
         if stored is None:
@@ -808,6 +972,94 @@ class Engine:
         if stored.status not in RUN_TERMINAL:
             await self._transact(run_id, cancel)
         return await self._view(run_id)
+
+    async def answer_step(
+        self,
+        principal: Principal,
+        run_id: str,
+        step_id: str,
+        action: str,
+        payload: Any = None,
+        comment: str = "",
+    ) -> RunView:
+        """Answer a waiting step: ``action`` is ``approve`` or ``reject`` (an approval) or
+        ``signal`` (a signal, with ``payload`` checked against its schema). Only the teams the
+        step names and the workflow's owner may (docs/workflows.md, "Waiting steps"). Answering
+        again exactly as the step was answered (a client's retry) changes nothing."""
+        stored = await self._store.get_run(run_id)
+        if stored is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        workflow = await self._registry.workflow_version(stored.workflow, stored.workflow_version)
+        spec = self._registry.workflow_spec(workflow) if workflow is not None else None
+        step_spec = spec.steps.get(step_id) if spec is not None else None
+        if step_spec is None:
+            raise NotFoundError(f"run {run_id} ({stored.workflow}) has no step {step_id}")
+        wait = step_spec.wait
+        if wait is None:
+            raise FailedPreconditionError(
+                f"step {step_id} of run {run_id} calls {step_spec.contract}; only a waiting step "
+                "(wait_for) is approved, rejected or signalled"
+            )
+        authz.may_answer(principal, stored, step_id, wait)
+        if wait.kind == WAIT_APPROVAL and action not in ("approve", "reject"):
+            raise FailedPreconditionError(
+                f"step {step_id} waits for an approval: approve or reject it (accord runs approve|reject)"
+            )
+        if wait.kind == WAIT_SIGNAL and action != "signal":
+            raise FailedPreconditionError(
+                f"step {step_id} waits for the signal {wait.name}: send it with accord runs signal "
+                f"{run_id} {step_id} --data JSON"
+            )
+        by = principal.actor
+        if wait.kind == WAIT_APPROVAL:
+            output: Any = machine.approval_output(action == "approve", by, comment)
+        else:
+            if wait.schema is not None:
+                violations = await self._registry.checks.validate(
+                    f"the signal {wait.name}", wait.schema, payload, "signal"
+                )
+                if violations:
+                    raise InvalidArgumentError(
+                        f"the payload of signal {wait.name} does not match its schema",
+                        [str(v) for v in violations],
+                    )
+            output = payload
+
+        def answer(state: RunState, tr: Transition) -> str:
+            step = state.steps[step_id]
+            if state.record.status in RUN_TERMINAL or step.status != STEP_RUNNING:
+                return step.status
+            machine.answer(state, step_id, output, tr, self._limits)
+            tr.audit.append(
+                AuditRecord(
+                    at_ms=tr.now,
+                    actor=principal.actor,
+                    action=f"run.{action}",
+                    object=f"{run_id}/{step_id}",
+                    owner_team=state.record.team,
+                    platform_intervention=principal.intervenes_on(state.record.team),
+                    details={"comment": comment} if comment else {},
+                )
+            )
+            return ""
+
+        try:
+            found = await self._transact(run_id, answer)
+        except _Gone:
+            raise NotFoundError(f"run {run_id} does not exist") from None
+        view = await self._view(run_id)
+        if found:
+            step = next((s for s in view.steps if s.step_id == step_id), None)
+            same = step is not None and step.status == STEP_SUCCEEDED and _same_answer(step.output, output)
+            if not same:
+                if view.run.status in RUN_TERMINAL and found not in (STEP_SUCCEEDED,):
+                    why = f"the run is {view.run.status}"
+                elif found == STEP_PENDING:
+                    why = "it is not waiting yet (the steps it reads have not finished)"
+                else:
+                    why = f"it was already answered or ended ({found})"
+                raise FailedPreconditionError(f"step {step_id} of run {run_id} cannot be answered: {why}")
+        return view
 
     async def get_run(self, principal: Principal, run_id: str) -> RunView:
         view = await self._view(run_id)
@@ -874,7 +1126,15 @@ class Engine:
         return self._state_view(state)
 
     def _state_view(self, state: RunState) -> RunView:
-        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms())
+        team = state.record.caller_team
+        limit = self._limited(team)
+        held = (limit, self._inflight.get(team, 0)) if limit else None
+        capped = {
+            name: (contract.max_concurrency, self._inflight_contracts.get(name, 0))
+            for name, contract in state.contracts.items()
+            if contract.max_concurrency
+        }
+        return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms(), held, capped)
 
     # ================= runs: the agents' side =================
 
@@ -896,7 +1156,11 @@ class Engine:
                 if keys and (woken or not self._dispatcher.known_empty(keys)):
                     read_since = time.monotonic()
                     # Past the ones other polls here are claiming (passed by below), as many again.
-                    offers = await self._store.offers(keys, _OFFERS_PER_LOOK + len(self._claiming))
+                    offers = await self._store.offers(
+                        await self._open_keys(keys),
+                        _OFFERS_PER_LOOK + len(self._claiming),
+                        await self._held_teams(),
+                    )
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)
                 passed_by = False
@@ -938,13 +1202,72 @@ class Engine:
                 if loop.time() >= deadline:
                     return None
 
+    def _limited(self, team: str) -> int:
+        """The caller team's concurrency limit (0: none)."""
+        return self.team_limits(team).max_concurrency if team else 0
+
+    async def _held_teams(self) -> frozenset[str]:
+        """The teams at their concurrency limit now: polls pass by their offers, so a limited
+        team never delays another team's steps (docs/production.md, "Team limits")."""
+        if not any(limits.max_concurrency for limits in self._team_limits.values()):
+            return frozenset()
+        self._inflight = await self._store.inflight_counts()
+        return frozenset(
+            team
+            for team, limits in self._team_limits.items()
+            if limits.max_concurrency and self._inflight.get(team, 0) >= limits.max_concurrency
+        )
+
+    async def _contract_limit(self, name: str, major: int) -> int:
+        """The owner's limit on contract ``name`` (its newest version of ``major``; 0: none),
+        looked up at most once a second per queue: polls ask on every look."""
+        now = time.monotonic()
+        cached = self._contract_limits.get((name, major))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        contract = await self._registry.resolve(name, f">={major}.0.0,<{major + 1}.0.0")
+        limit = (contract.max_concurrency or 0) if contract is not None else 0
+        self._contract_limits[(name, major)] = (now + 1.0, limit)
+        return limit
+
+    async def _open_keys(self, keys: list[QueueKey]) -> list[QueueKey]:
+        """``keys`` but those of contracts running at their owner's limit (polls do not look at
+        those queues until a slot frees)."""
+        limits = {key: await self._contract_limit(*key) for key in keys}
+        if not any(limits.values()):
+            return keys
+        self._inflight_contracts = await self._store.inflight_of_contracts()
+        return [k for k in keys if not limits[k] or self._inflight_contracts.get(k[0], 0) < limits[k]]
+
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         """Claim ``offer`` (the caller put it in ``_claiming``, before this task first ran, so no
-        other poll of this process starts on it meanwhile)."""
+        other poll of this process starts on it meanwhile). An offer of a contract with an owner's
+        limit is claimed only while the contract runs below it, one claim of it at a time here."""
         try:
-            return await self._claim(offer, agent_id)
+            contract_limit = await self._contract_limit(offer.contract, offer.major)
+            if contract_limit:
+                lock = self._contract_claims.setdefault(offer.contract, asyncio.Lock())
+                async with lock:
+                    self._inflight_contracts = await self._store.inflight_of_contracts()
+                    if self._inflight_contracts.get(offer.contract, 0) >= contract_limit:
+                        return None
+                    return await self._claim_team_offer(offer, agent_id)
+            return await self._claim_team_offer(offer, agent_id)
         finally:
             self._claiming.discard(offer.attempt_id)
+
+    async def _claim_team_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
+        """Claim an offer of a team with a concurrency limit only while the team is below it,
+        one claim of the team at a time here, counting again under its lock."""
+        limit = self._limited(offer.caller_team)
+        if not limit:
+            return await self._claim(offer, agent_id)
+        lock = self._team_claims.setdefault(offer.caller_team, asyncio.Lock())
+        async with lock:
+            self._inflight = await self._store.inflight_counts()
+            if self._inflight.get(offer.caller_team, 0) >= limit:
+                return None
+            return await self._claim(offer, agent_id)
 
     async def _claim(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
@@ -1334,6 +1657,13 @@ class Engine:
             return None
 
 
+class _NoLimit:
+    max_concurrency = 0
+
+
+_NO_LIMIT = _NoLimit()
+
+
 def _checked_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for rule, reason in overrides.items():
@@ -1416,6 +1746,13 @@ def _running(state: RunState, attempt_id: str) -> AttemptRecord | None:
     if state.current.get(attempt.step_id) != attempt_id or state.record.status in RUN_TERMINAL:
         return None
     return attempt
+
+
+def _same_answer(stored: Any, answer: Any) -> bool:
+    """Whether a waiting step's stored output is this answer (a client sending it again)."""
+    if isinstance(stored, dict) and isinstance(answer, dict) and "approved" in answer:
+        return stored.get("approved") == answer.get("approved") and stored.get("by") == answer.get("by")
+    return _canonical(stored) == _canonical(answer)
 
 
 def _canonical(value: Any) -> str:

@@ -9,19 +9,22 @@ state machine".
 
 Events: a run starts (``start``), an agent claims a task (``claim``), an attempt succeeds
 (``attempt_succeeded``) or fails (``attempt_failed``), an agent gives a task back (``release``),
-the caller cancels (``cancel``), a timer fires (``fire``).
+the caller cancels (``cancel``), a team answers a waiting step (``answer``), a timer fires
+(``fire``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.errors import AccordError, Violation
+from contracts.durations import format_duration
+from contracts.errors import AccordError, FailedPreconditionError, InvalidArgumentError, Violation
 from contracts.migration import adapt_input, adapt_output
-from contracts.model import Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
+from contracts.model import WAIT_APPROVAL, Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
 from coordinator.checks import INLINE_BYTES, payload_size
@@ -50,8 +53,10 @@ from coordinator.store.records import (
     TIMER_CHECK_INPUT,
     TIMER_LEASE,
     TIMER_RETRY,
+    TIMER_RUN_TIMEOUT,
     TIMER_SCHEDULE_TO_START,
     TIMER_START_TO_CLOSE,
+    TIMER_WAIT,
     AttemptRecord,
     RunRecord,
     RunSnapshot,
@@ -88,6 +93,21 @@ def new_run(
     retry and timeout policy resolved now (it stays stable for the run's life)."""
     state = RunState(run, spec, contracts, spec.dependencies())
     for step_spec in spec.steps.values():
+        if step_spec.wait is not None:
+            state.steps[step_spec.id] = StepRecord(
+                run_id=run.run_id,
+                step_id=step_spec.id,
+                spec_id=step_spec.id,
+                contract="",
+                contract_version="",
+                team=run.team,
+                status=STEP_PENDING,
+                idempotency_key=f"{run.run_id}:{step_spec.id}",
+                span_id=new_span_id(),
+                waiting_for=step_spec.wait.describe(),
+                answer_by=list(step_spec.wait.by),
+            )
+            continue
         contract = contracts[step_spec.contract]
         defaults = team_defaults.get(contract.team, (RetryPolicy(), Timeouts()))
         retry, timeouts = effective_policy(step_spec, contract, *defaults)
@@ -107,11 +127,70 @@ def new_run(
 
 
 def start(state: RunState, tr: Transition, limits: Limits) -> None:
-    """The run's first transition: write it and its steps, start every step that can start."""
+    """The run's first transition: write it and its steps, arm its timeout, start every step
+    that can start."""
     tr.touch(state.record)
+    if state.spec.timeout:
+        run = state.record
+        run.deadline_ms = tr.now + seconds_to_ms(state.spec.timeout)
+        tr.arm(TIMER_RUN_TIMEOUT, run.run_id, run.run_id, run.deadline_ms)
     for step in state.steps.values():
         tr.step(step)
     advance(state, tr, limits)
+
+
+# ================= a retry =================
+
+
+def reusable_steps(spec: Workflow, steps: list[StepRecord], from_step: str = "") -> dict[str, StepRecord]:
+    """The steps of a finished run whose recorded outputs a retry reuses (workflow step id ->
+    its record): every step that succeeded or was skipped and is neither ``from_step`` nor
+    downstream of it; without ``from_step``, nor downstream of a step that did not succeed (the
+    first failed step, and what was left unfinished). Raises for an unknown ``from_step``, or
+    when there is nothing to run again."""
+    records = {s.step_id: s for s in steps if s.item_index is None}
+    if from_step and from_step not in spec.steps:
+        raise InvalidArgumentError(
+            f"--from {from_step}: the workflow has no such step; its steps are: {', '.join(spec.steps)}"
+        )
+    if from_step:
+        again = {from_step}
+    else:
+        again = {sid for sid in spec.steps if sid not in records or records[sid].status not in DONE}
+        if not again:
+            raise FailedPreconditionError(
+                "every step of the run succeeded: there is nothing to retry; name a step with "
+                "--from STEP, or start it anew with accord runs rerun"
+            )
+    readers: dict[str, list[str]] = {}
+    for reader, reads in spec.dependencies().items():
+        for upstream in reads:
+            readers.setdefault(upstream, []).append(reader)
+    todo = list(again)
+    while todo:
+        for reader in readers.get(todo.pop(), []):
+            if reader not in again:
+                again.add(reader)
+                todo.append(reader)
+    return {
+        sid: records[sid]
+        for sid in spec.steps
+        if sid not in again and sid in records and records[sid].status in DONE
+    }
+
+
+def reuse(state: RunState, original_run_id: str, reused: dict[str, StepRecord], tr: Transition) -> None:
+    """Before ``start``: the reused steps of a retried run are done already, with the outputs
+    (or skips) recorded by ``original_run_id``, and say so (``reused_from``, in their spans too)."""
+    for step_id, old in reused.items():
+        step = state.steps[step_id]
+        step.status, step.output, step.input = old.status, copy.deepcopy(old.output), copy.deepcopy(old.input)
+        step.started_ms = step.finished_ms = tr.now
+        step.reused_from = original_run_id
+        if old.fan_out >= 0:
+            step.fan_out = 0  # its items are not copied: its output is the array they made
+        if state.record.sampled:
+            tr.spans.append(span_builders.step_span(state.record, step, state.record.span_id))
 
 
 # ================= agents =================
@@ -132,6 +211,7 @@ def claim(state: RunState, attempt: AttemptRecord, agent_id: str, tr: Transition
     if attempt.schedule_deadline_ms:
         tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     tr.withdraw(attempt.attempt_id)
+    tr.running(attempt, state.record.caller_team)
     step.status = STEP_RUNNING
     tr.lock(state.record)
     tr.attempt(attempt)
@@ -226,6 +306,21 @@ def output_violation(contract: Contract, output: Any) -> TaskFailure | None:
 # ================= the caller =================
 
 
+def answer(state: RunState, step_id: str, output: Any, tr: Transition, limits: Limits) -> None:
+    """A waiting step is answered (approved, rejected, or signalled with ``output``, checked by
+    the caller): it succeeds with that output and the run goes on."""
+    step = state.steps[step_id]
+    step.output, step.error = output, None
+    _finish_step(state, step, STEP_SUCCEEDED, tr)
+    tr.lock(state.record)
+    advance(state, tr, limits)
+
+
+def approval_output(approved: bool, by: str, comment: str) -> dict[str, Any]:
+    """What an approval step outputs (``contracts.model.APPROVAL_OUTPUT_SCHEMA``)."""
+    return {"approved": approved, "by": by, "comment": comment}
+
+
 def cancel(state: RunState, actor: str, reason: str, tr: Transition) -> None:
     run = state.record
     run.cancel_requested, run.cancel_reason = True, reason
@@ -241,6 +336,8 @@ def abandon(snapshot: RunSnapshot, error: TaskFailure, tr: Transition) -> None:
     for attempt in snapshot.attempts:
         if attempt.status in (ATTEMPT_SCHEDULED, ATTEMPT_RUNNING):
             tr.withdraw(attempt.attempt_id)
+            if attempt.status == ATTEMPT_RUNNING:
+                tr.stopped(attempt.attempt_id)
             for kind in (TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE):
                 tr.disarm(kind, attempt.attempt_id)
             attempt.status, attempt.finished_ms = ATTEMPT_CANCELLED, tr.now
@@ -248,8 +345,17 @@ def abandon(snapshot: RunSnapshot, error: TaskFailure, tr: Transition) -> None:
     for step in snapshot.steps:
         if step.status not in STEP_TERMINAL:
             tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))
-            step.status, step.finished_ms, step.next_attempt_ms = STEP_CANCELLED, tr.now, 0
+            if step.wait_deadline_ms:
+                tr.disarm(TIMER_WAIT, retry_key(step.run_id, step.step_id))
+            step.status, step.finished_ms, step.next_attempt_ms, step.wait_deadline_ms = (
+                STEP_CANCELLED,
+                tr.now,
+                0,
+                0,
+            )
             tr.step(step)
+    if run.deadline_ms:
+        tr.disarm(TIMER_RUN_TIMEOUT, run.run_id)
     run.status, run.error, run.finished_ms = RUN_FAILED, error, tr.now
     tr.touch(run)
     tr.finished = True
@@ -269,6 +375,20 @@ def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) ->
     if state.record.status in RUN_TERMINAL:
         return
     now = tr.now
+    if timer.kind == TIMER_RUN_TIMEOUT:
+        run = state.record
+        if run.deadline_ms and run.deadline_ms <= now:
+            limit = format_duration(state.spec.timeout or (run.deadline_ms - run.created_ms) / 1000)
+            error = TaskFailure(
+                "RunTimeout",
+                f"the run did not finish within its timeout of {limit}; in-flight tasks were cancelled",
+                False,
+            )
+            _finish_run(state, RUN_FAILED, error, None, tr)
+        return
+    if timer.kind == TIMER_WAIT:
+        _wait_timed_out(state, timer.key.split("/", 1)[1], tr, limits)
+        return
     if timer.kind == TIMER_RETRY:
         step_id = timer.key.split("/", 1)[1]
         step = state.steps.get(step_id)
@@ -312,6 +432,30 @@ def fire(state: RunState, timer: TimerRecord, tr: Transition, limits: Limits) ->
         attempt_failed(state, attempt, ATTEMPT_TIMED_OUT, error, tr)
 
 
+def _wait_timed_out(state: RunState, step_id: str, tr: Transition, limits: Limits) -> None:
+    """A waiting step's timeout: its ``on_timeout`` decides (approve, reject, or fail)."""
+    step = state.steps.get(step_id)
+    spec = state.spec.steps.get(step_id)
+    if step is None or spec is None or spec.wait is None or step.status != STEP_RUNNING:
+        return
+    if not step.wait_deadline_ms or step.wait_deadline_ms > tr.now:
+        return
+    wait = spec.wait
+    waited = format_duration(wait.timeout or 0)
+    step.wait_deadline_ms = 0  # consumed by this transition: nothing left to disarm
+    if wait.kind == WAIT_APPROVAL and wait.on_timeout in ("approve", "reject"):
+        verdict = "approved" if wait.on_timeout == "approve" else "rejected"
+        comment = f"no answer within {waited}: {verdict} by its on_timeout"
+        answer(state, step_id, approval_output(wait.on_timeout == "approve", "", comment), tr, limits)
+        return
+    error = TaskFailure("WaitTimeout", f"no {wait.describe()} within {waited}", False)
+    step.error = error
+    _finish_step(state, step, STEP_FAILED, tr)
+    _finish_run(
+        state, RUN_FAILED, TaskFailure(error.type, f"step {step_id}: {error.message}", False), None, tr
+    )
+
+
 def heartbeat_period_ms(state: RunState, attempt: AttemptRecord) -> int:
     _, timeouts = policy_from_json(state.steps[attempt.step_id].policy)
     return seconds_to_ms(timeouts.heartbeat)
@@ -351,7 +495,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
     tr.lock(state.record)
     tr.step(step)
     tr.attempt(attempt)
-    tr.offer(attempt)
+    tr.offer(attempt, state.record.caller_team)
 
 
 def advance(state: RunState, tr: Transition, limits: Limits) -> None:
@@ -452,6 +596,7 @@ def _end_attempt(
         if attempt.schedule_deadline_ms:
             tr.disarm(TIMER_SCHEDULE_TO_START, attempt.attempt_id)
     elif attempt.status == ATTEMPT_RUNNING:
+        tr.stopped(attempt.attempt_id)
         if attempt.close_deadline_ms:
             tr.disarm(TIMER_START_TO_CLOSE, attempt.attempt_id)
         if heartbeat_period_ms(state, attempt):
@@ -468,7 +613,9 @@ def _end_attempt(
 def _finish_step(state: RunState, step: StepRecord, status: str, tr: Transition) -> None:
     if step.next_attempt_ms:
         tr.disarm(TIMER_RETRY, retry_key(step.run_id, step.step_id))
-    step.status, step.finished_ms, step.next_attempt_ms = status, tr.now, 0
+    if step.wait_deadline_ms:
+        tr.disarm(TIMER_WAIT, retry_key(step.run_id, step.step_id))
+    step.status, step.finished_ms, step.next_attempt_ms, step.wait_deadline_ms = status, tr.now, 0, 0
     if not step.started_ms:
         step.started_ms = step.finished_ms
     tr.step(step)
@@ -488,6 +635,8 @@ def _finish_run(state: RunState, status: str, error: TaskFailure | None, output:
     for step in state.steps.values():
         if step.status not in STEP_TERMINAL:
             _finish_step(state, step, STEP_CANCELLED, tr)
+    if run.deadline_ms and not (error is not None and error.type == "RunTimeout"):
+        tr.disarm(TIMER_RUN_TIMEOUT, run.run_id)
     run.status, run.error, run.output, run.finished_ms = status, error, output, tr.now
     tr.touch(run)
     tr.finished = True
@@ -536,11 +685,21 @@ def _scope(state: RunState) -> dict[str, Any]:
 
 
 def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transition) -> bool:
-    """Validate the mapped input and schedule the first attempt; False when the run failed.
+    """Validate the mapped input and schedule the first attempt; False when the run failed. A
+    waiting step starts waiting instead (its input is what the people answering it see).
 
     A large input is not validated here, on the event loop: the step waits (scheduled, no
     attempt) for a ``check_input`` timer due at once, which the engine fires after validating the
     input in a worker process within the check budget (``input_checked``)."""
+    wait = state.spec.steps[step.spec_id].wait
+    if wait is not None:
+        step.input, step.status, step.started_ms = step_input, STEP_RUNNING, tr.now
+        if wait.timeout:
+            step.wait_deadline_ms = tr.now + seconds_to_ms(wait.timeout)
+            tr.arm(TIMER_WAIT, retry_key(step.run_id, step.step_id), step.run_id, step.wait_deadline_ms)
+        tr.lock(state.record)
+        tr.step(step)
+        return True
     contract = state.contracts[step.contract]
     migration = _migration_of(state, step)
     if migration is not None:

@@ -134,6 +134,8 @@ def step_span(run: RunRecord, step: StepRecord, parent_span_id: str) -> SpanReco
                 if step.contract in run.adapted
                 else {}
             ),
+            **({"accord.waiting_for": step.waiting_for} if step.waiting_for else {}),
+            **({"accord.reused_from": step.reused_from} if step.reused_from else {}),
             **_error_attributes(step.error),
         },
         run_id=run.run_id,

@@ -70,6 +70,8 @@ class Transition:
         self.timers_fired: dict[tuple[str, str], TimerRecord] = {}
         self.offers_add: dict[str, OfferRecord] = {}
         self.offers_remove: set[str] = set()
+        self.inflight_add: dict[str, tuple[str, str, str]] = {}
+        self.inflight_remove: set[str] = set()
         # New attempts offered by this transition, in order: the candidates for an eager hand-off.
         self.offered: list[AttemptRecord] = []
         self.spans: list[SpanRecord] = []
@@ -109,11 +111,25 @@ class Transition:
         """``timer`` is consumed by this transition (deleted only if still due as it was read)."""
         self.timers_fired[(timer.kind, timer.key)] = timer
 
-    def offer(self, attempt: AttemptRecord) -> None:
+    def offer(self, attempt: AttemptRecord, caller_team: str = "") -> None:
         self.offers_add[attempt.attempt_id] = OfferRecord(
-            attempt.attempt_id, attempt.run_id, attempt.contract, attempt.major, attempt.scheduled_ms
+            attempt.attempt_id,
+            attempt.run_id,
+            attempt.contract,
+            attempt.major,
+            attempt.scheduled_ms,
+            caller_team,
         )
         self.offered.append(attempt)
+
+    def running(self, attempt: AttemptRecord, caller_team: str) -> None:
+        """An agent runs ``attempt`` now: it counts against its run's caller team's limit."""
+        self.inflight_remove.discard(attempt.attempt_id)
+        self.inflight_add[attempt.attempt_id] = (attempt.attempt_id, caller_team, attempt.contract)
+
+    def stopped(self, attempt_id: str) -> None:
+        if self.inflight_add.pop(attempt_id, None) is None:
+            self.inflight_remove.add(attempt_id)
 
     def withdraw(self, attempt_id: str) -> None:
         if self.offers_add.pop(attempt_id, None) is None:
@@ -133,6 +149,8 @@ class Transition:
             or self.timers_fired
             or self.offers_add
             or self.offers_remove
+            or self.inflight_add
+            or self.inflight_remove
         )
 
     def changes(self) -> Changes:
@@ -150,6 +168,8 @@ class Transition:
             timers_fired=list(self.timers_fired.values()),
             offers_add=list(self.offers_add.values()),
             offers_remove=sorted(self.offers_remove),
+            inflight_add=list(self.inflight_add.values()),
+            inflight_remove=sorted(self.inflight_remove),
         )
         if self.run is not None:
             if self.run_changed or self.new_run:

@@ -12,8 +12,10 @@ from contracts.model import Contract
 from coordinator.dispatch import Dispatcher, QueueKey
 from coordinator.engine.state import RunState
 from coordinator.store.records import (
+    ATTEMPT_SCHEDULED,
     RUN_TERMINAL,
     STEP_PENDING,
+    STEP_RUNNING,
     STEP_SCHEDULED,
     STEP_TERMINAL,
     AttemptRecord,
@@ -34,12 +36,21 @@ class RunView:
     contracts: dict[str, Contract] = field(default_factory=dict)
 
 
-def state_view(state: RunState, dispatcher: Dispatcher, default_fan_out: int, now_ms: int) -> RunView:
-    """The view of a run whose state is at hand, with why each of its waiting steps waits."""
+def state_view(
+    state: RunState,
+    dispatcher: Dispatcher,
+    default_fan_out: int,
+    now_ms: int,
+    held: tuple[int, int] | None = None,
+    capped: dict[str, tuple[int, int]] | None = None,
+) -> RunView:
+    """The view of a run whose state is at hand, with why each of its waiting steps waits.
+    ``held``: the concurrency limit of the team that started the run and how many of its steps
+    run now (None: no limit); ``capped``: contract -> its owner's limit and how many run now."""
     waiting = {}
     if state.record.status not in RUN_TERMINAL:
         for step in state.steps.values():
-            reason = waiting_reason(state, step, dispatcher, default_fan_out, now_ms)
+            reason = waiting_reason(state, step, dispatcher, default_fan_out, now_ms, held, capped)
             if reason:
                 waiting[step.step_id] = reason
     return RunView(
@@ -57,8 +68,22 @@ def snapshot_view(snapshot: RunSnapshot, contracts: dict[str, Contract]) -> RunV
 
 
 def waiting_reason(
-    state: RunState, step: StepRecord, dispatcher: Dispatcher, default_fan_out: int, now_ms: int
+    state: RunState,
+    step: StepRecord,
+    dispatcher: Dispatcher,
+    default_fan_out: int,
+    now_ms: int,
+    held: tuple[int, int] | None = None,
+    capped: dict[str, tuple[int, int]] | None = None,
 ) -> str:
+    if step.waiting_for and step.status == STEP_RUNNING:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(step.started_ms / 1000))
+        until = ""
+        if step.wait_deadline_ms:
+            until = ", times out " + time.strftime(
+                "%Y-%m-%d %H:%M:%S UTC", time.gmtime(step.wait_deadline_ms / 1000)
+            )
+        return f"waiting for {step.waiting_for} since {since}{until}"
     if step.status == STEP_PENDING:
         if step.item_index is not None:
             spec = state.spec.steps[step.spec_id]
@@ -81,6 +106,12 @@ def waiting_reason(
         why = f" after attempt {step.attempt_count} failed ({last.type}: {last.message})" if last else ""
         return f"retrying in {seconds:.1f}s{why}"
     attempt = state.attempts[attempt_id]
+    if held is not None and attempt.status == ATTEMPT_SCHEDULED and held[1] >= held[0]:
+        team = state.record.caller_team
+        return f"held: team {team} may run {held[0]} steps at once, {held[1]} running"
+    cap = (capped or {}).get(step.contract)
+    if cap is not None and attempt.status == ATTEMPT_SCHEDULED and cap[1] >= cap[0]:
+        return f"held: {step.contract} allows {cap[0]} at once, {cap[1]} running"
     key: QueueKey = (attempt.contract, attempt.major)
     label = f"{step.contract}@{attempt.major}"
     agents = dispatcher.serving(key)

@@ -258,14 +258,14 @@ class Registry:
         from contracts.composition import ContractCatalog
 
         catalog = ContractCatalog()
-        for step in spec.steps.values():
+        for step in spec.calls:
             for record in await self.versions_of(step.contract):
                 if not record.retired_ms:  # out of service: no new workflow may call it
                     catalog.add(record.contract)
         for trigger in spec.triggers:
             for record in await self.versions_of(trigger.on):
                 catalog.add(record.contract)
-        called = {step.contract for step in spec.steps.values()} | {t.on for t in spec.triggers}
+        called = {step.contract for step in spec.calls} | {t.on for t in spec.triggers}
         if any(not catalog.versions(name) for name in called):
             # Only on the way to an error: every name, so that a typo gets a "did you mean".
             catalog.note_names(record.contract.name for record in await self._store.list_contracts())
@@ -945,7 +945,7 @@ class Registry:
                 spec = self.workflow_spec(workflow)
             except AccordError:
                 continue
-            for step in spec.steps.values():
+            for step in spec.calls:
                 contract = await self.resolve(step.contract, step.version_range)
                 if contract is None:
                     retired = await self.retired_in_range(step.contract, step.version_range)
@@ -1089,7 +1089,7 @@ class Registry:
             definition_json=json.dumps(definition, separators=(",", ":")),
             registered_ms=now_ms(),
             registered_by=principal.actor,
-            contracts=tuple(sorted({s.contract for s in spec.steps.values()})),
+            contracts=tuple(sorted({s.contract for s in spec.calls})),
         )
         result = WorkflowRegistration(record, findings, warnings)
         breaking = [f for f in findings if f.breaking]
@@ -1128,7 +1128,7 @@ class Registry:
         findings: list[Finding] = []
         warnings: list[str] = []
         pinned: dict[str, Contract] = {}
-        for step in spec.steps.values():
+        for step in spec.calls:
             contract = await self.resolve(step.contract, step.version_range)
             if contract is None:
                 continue
@@ -1177,6 +1177,7 @@ class Registry:
                     "when": s.when,
                     "for_each": s.for_each,
                     "concurrency": s.concurrency,
+                    **({"wait_for": s.wait.kind, "by": list(s.wait.by)} if s.wait is not None else {}),
                 }
                 for sid, s in spec.steps.items()
             },

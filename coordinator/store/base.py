@@ -24,6 +24,7 @@ from coordinator.store.records import (
     RunPin,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -252,8 +253,17 @@ class Store(Protocol):
         claim on it; False when it has none (the attempt ended, or has no heartbeat timeout)."""
 
     # task offers
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
-        """Up to ``limit`` open offers for any of ``keys`` ((contract, major)), oldest first."""
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
+        """The oldest ``limit`` offers on ``keys`` ((contract, major)), oldest first, passing by
+        those of runs started by a team in ``held_teams`` (at its concurrency limit)."""
+
+    async def inflight_counts(self) -> dict[str, int]:
+        """How many attempts agents run now for runs started by each team (``Changes.inflight_*``)."""
+
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        """How many attempts agents run now of each contract ("team/name")."""
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         """Per contract with events the bus has not taken yet (``delivered_ms`` 0): (contract, how
@@ -305,6 +315,30 @@ class Store(Protocol):
         their starts are idempotent, and keeps its first ``handled_ms``). Marks it delivered too."""
 
     # spans
+    # ---------- schedules (docs/workflows.md, "Schedules") ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        """Make ``workflow``'s schedules these: a new one is added as given; one whose spec
+        changed takes the new spec, next due time and state (its pause stays); one whose spec is
+        the same is left alone; one not among them is deleted."""
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        """Every schedule (of ``workflow``), by workflow and id."""
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        """Claim up to ``limit`` schedules that are due at ``now_ms``, not paused and not claimed
+        (a claim runs out at ``now_ms + claim_ms``): no two claimers get the same one."""
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        """Write a fired schedule's next due time and state, and drop its claim; False (nothing
+        written) when its claim is no longer ``claimed_until_ms`` (it ran out, and another
+        claimer took it) or its spec changed meanwhile."""
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        """Pause or resume a schedule; None when there is no such schedule."""
+
     async def insert_spans(self, spans: list[SpanRecord]) -> None: ...
     async def spans_for_trace(self, trace_id: str) -> list[SpanRecord]: ...
     async def prune_spans(self, before_ns: int, limit: int = 0) -> int:

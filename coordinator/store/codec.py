@@ -21,6 +21,7 @@ from coordinator.store.records import (
     EventRecord,
     OfferRecord,
     RunRecord,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TaskFailure,
@@ -93,6 +94,7 @@ def contract_to_json(contract: Contract) -> dict[str, Any]:
         "timeouts": timeouts_to_json(contract.timeouts),
         "retry": retry_to_json(contract.retry),
         "idempotent": contract.idempotent,
+        "max_concurrency": contract.max_concurrency,
         "visibility": contract.visibility,
         "sensitive": list(contract.sensitive),
         "kind": contract.kind,
@@ -118,6 +120,7 @@ def contract_from_json(
         timeouts=timeouts_from_json(value.get("timeouts")),
         retry=retry_from_json(value.get("retry")),
         idempotent=bool(value.get("idempotent")),
+        max_concurrency=value.get("max_concurrency"),
         visibility=value.get("visibility", "public"),
         sensitive=tuple(value.get("sensitive") or ()),
         deprecated=deprecation_from_json(deprecated),
@@ -849,7 +852,7 @@ def span_from_row(row: Row) -> SpanRecord:
 
 # timers and offers: read as plain tuples in these column orders
 TIMER_COLUMNS = ("kind", "key", "run_id", "due_ms")
-OFFER_COLUMNS = ("attempt_id", "run_id", "contract", "major", "offered_ms")
+OFFER_COLUMNS = ("attempt_id", "run_id", "contract", "major", "offered_ms", "caller_team")
 
 
 def timer_from_row(row: Sequence[Any]) -> TimerRecord:
@@ -862,8 +865,55 @@ def timer_order(timer: TimerRecord) -> tuple[int, str, str]:
 
 
 def offer_to_row(offer: OfferRecord) -> tuple[Any, ...]:
-    return (offer.attempt_id, offer.run_id, offer.contract, offer.major, offer.offered_ms)
+    return (offer.attempt_id, offer.run_id, offer.contract, offer.major, offer.offered_ms, offer.caller_team)
 
 
 def offer_from_row(row: Sequence[Any]) -> OfferRecord:
-    return OfferRecord(attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4])
+    return OfferRecord(
+        attempt_id=row[0], run_id=row[1], contract=row[2], major=row[3], offered_ms=row[4], caller_team=row[5]
+    )
+
+
+# schedules
+SCHEDULE_COLUMNS = (
+    "workflow",
+    "schedule_id",
+    "spec_json",
+    "paused",
+    "next_due_ms",
+    "claimed_until_ms",
+    "state_json",
+)
+
+
+def schedule_state_json(record: ScheduleRecord) -> str:
+    return dumps(
+        {"last_due_ms": record.last_due_ms, "last_run_id": record.last_run_id, "queued": record.queued}
+    )
+
+
+def schedule_to_row(record: ScheduleRecord) -> tuple[Any, ...]:
+    return (
+        record.workflow,
+        record.schedule_id,
+        dumps(record.spec),
+        bool(record.paused),
+        record.next_due_ms,
+        record.claimed_until_ms,
+        schedule_state_json(record),
+    )
+
+
+def schedule_from_row(row: Row) -> ScheduleRecord:
+    state = json.loads(row["state_json"] or "{}")
+    return ScheduleRecord(
+        workflow=row["workflow"],
+        schedule_id=row["schedule_id"],
+        spec=json.loads(row["spec_json"]),
+        paused=bool(row["paused"]),
+        next_due_ms=int(row["next_due_ms"]),
+        claimed_until_ms=int(row["claimed_until_ms"]),
+        last_due_ms=int(state.get("last_due_ms", 0)),
+        last_run_id=str(state.get("last_run_id", "")),
+        queued=[int(d) for d in state.get("queued", [])],
+    )

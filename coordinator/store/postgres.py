@@ -76,6 +76,7 @@ from coordinator.store.records import (
     RunPin,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -177,6 +178,11 @@ _TIMER_FIRE = "DELETE FROM timers WHERE kind = %s AND key = %s AND due_ms = %s"
 _TIMER_CLEAR = "DELETE FROM timers WHERE kind = %s AND key = %s"
 _OFFER_ADD = _upsert("offers", codec.OFFER_COLUMNS, ("attempt_id",))
 _OFFER_REMOVE = "DELETE FROM offers WHERE attempt_id = %s"
+_INFLIGHT_ADD = (
+    "INSERT INTO inflight (attempt_id, caller_team, contract) VALUES (%s, %s, %s)"
+    " ON CONFLICT (attempt_id) DO UPDATE SET caller_team = excluded.caller_team, contract = excluded.contract"
+)
+_INFLIGHT_REMOVE = "DELETE FROM inflight WHERE attempt_id = %s"
 _SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
 _AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
 
@@ -222,6 +228,7 @@ _OFFERS = (
     f"SELECT o.* FROM unnest(%(contracts)s::text[], %(majors)s::int[]) AS k(contract, major)"
     f" CROSS JOIN LATERAL (SELECT {', '.join(codec.OFFER_COLUMNS)} FROM offers"
     " WHERE offers.contract = k.contract AND offers.major = k.major"
+    " AND NOT (offers.caller_team = ANY(%(held)s::text[]))"
     " ORDER BY offered_ms, attempt_id LIMIT %(limit)s) AS o"
     " ORDER BY o.offered_ms, o.attempt_id LIMIT %(limit)s"
 )
@@ -1041,6 +1048,8 @@ class PostgresStore:
         )
         offers_removed = [(attempt_id,) for attempt_id in sorted(set(changes.offers_remove))]
         offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
+        inflight_removed = [(attempt_id,) for attempt_id in sorted(set(changes.inflight_remove))]
+        inflight_added = sorted(set(changes.inflight_add))
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
@@ -1065,6 +1074,8 @@ class PostgresStore:
                     (_TIMER_SET, timers),
                     (_OFFER_REMOVE, offers_removed),
                     (_OFFER_ADD, offers_added),
+                    (_INFLIGHT_REMOVE, inflight_removed),
+                    (_INFLIGHT_ADD, inflight_added),
                 ):
                     if params:
                         await many.executemany(statement, params)
@@ -1160,6 +1171,82 @@ class PostgresStore:
 
     # ---------- timers ----------
 
+    # ---------- schedules ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        async def write(conn: _Conn) -> None:
+            for record in schedules:
+                await conn.execute(
+                    _insert("schedules", codec.SCHEDULE_COLUMNS)
+                    + " ON CONFLICT (workflow, schedule_id) DO UPDATE SET spec_json = excluded.spec_json,"
+                    " next_due_ms = excluded.next_due_ms, state_json = excluded.state_json, claimed_until_ms = 0"
+                    " WHERE schedules.spec_json != excluded.spec_json",
+                    codec.schedule_to_row(record),
+                )
+            await conn.execute(
+                "DELETE FROM schedules WHERE workflow = %s AND NOT (schedule_id = ANY(%s))",
+                (workflow, [r.schedule_id for r in schedules]),
+            )
+
+        await self._write(write)
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        sql = (
+            "SELECT * FROM schedules"
+            + (" WHERE workflow = %s" if workflow else "")
+            + " ORDER BY workflow, schedule_id"
+        )
+        rows = await self._dicts(sql, (workflow,) if workflow else None)
+        return [codec.schedule_from_row(r) for r in rows]
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        if limit <= 0:
+            return []
+
+        async def write(conn: _Conn) -> list[ScheduleRecord]:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                "WITH due AS ("
+                " SELECT workflow, schedule_id FROM schedules"
+                " WHERE next_due_ms <= %(now)s AND claimed_until_ms <= %(now)s AND NOT paused"
+                " ORDER BY next_due_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE schedules SET claimed_until_ms = %(until)s FROM due"
+                " WHERE schedules.workflow = due.workflow AND schedules.schedule_id = due.schedule_id"
+                " RETURNING schedules.*",
+                {"now": now_ms, "limit": limit, "until": now_ms + claim_ms},
+            )
+            rows = await cursor.fetchall()
+            return sorted(
+                (codec.schedule_from_row(r) for r in rows), key=lambda r: (r.next_due_ms, r.workflow)
+            )
+
+        # A claim whose answer was lost claims nothing: the claim runs out and the schedule fires then.
+        return await self._write(write, committed=[])
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        changed = await self._execute(
+            "UPDATE schedules SET next_due_ms = %s, state_json = %s, claimed_until_ms = 0"
+            " WHERE workflow = %s AND schedule_id = %s AND claimed_until_ms = %s AND spec_json = %s",
+            (
+                record.next_due_ms,
+                codec.schedule_state_json(record),
+                record.workflow,
+                record.schedule_id,
+                claimed_until_ms,
+                codec.dumps(record.spec),
+            ),
+        )
+        return changed > 0
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        rows = await self._dicts(
+            "UPDATE schedules SET paused = %s WHERE workflow = %s AND schedule_id = %s RETURNING *",
+            (paused, workflow, schedule_id),
+        )
+        return codec.schedule_from_row(rows[0]) if rows else None
+
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
         if limit <= 0:
             return []
@@ -1180,7 +1267,9 @@ class PostgresStore:
 
     # ---------- task offers ----------
 
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
             return []
@@ -1190,9 +1279,18 @@ class PostgresStore:
                 "contracts": [contract for contract, _ in unique],
                 "majors": [major for _, major in unique],
                 "limit": limit,
+                "held": sorted(held_teams),
             },
         )
         return [codec.offer_from_row(r) for r in rows]
+
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        rows = await self._rows("SELECT contract, count(*) FROM inflight GROUP BY contract")
+        return {str(name): int(n) for name, n in rows}
+
+    async def inflight_counts(self) -> dict[str, int]:
+        rows = await self._rows("SELECT caller_team, count(*) FROM inflight GROUP BY caller_team")
+        return {str(team): int(n) for team, n in rows}
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         rows = await self._rows(

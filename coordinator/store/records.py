@@ -209,6 +209,11 @@ class RunRecord:
     # Span links ({trace_id, span_id}) of the run's span: to the span that published the event
     # that started it. Kept with the run, as its span is emitted only when it ends.
     links: list[dict[str, str]] = field(default_factory=list)
+    # The run's timeout (unix ms; 0 = none), from the workflow's ``timeout:`` when it started.
+    deadline_ms: int = 0
+    # Set on a run started by ``accord runs retry``: the run it retries, and the step it retried
+    # from ("" = its first failed step).
+    retry_of: str = ""
     # Compare-and-swap: the version this record was read at (0 = never stored). ``Store.apply``
     # writes a run only while its stored version still equals this, and then stores version + 1.
     version: int = 0
@@ -237,6 +242,15 @@ class StepRecord:
     policy: dict[str, Any] = field(default_factory=dict)
     # For a for_each parent: how many items it fanned out to (-1 = not fanned out yet).
     fan_out: int = -1
+    # A waiting step: what it waits for, in words ("approval by finance"); "" for a step that
+    # calls a contract. ``wait_deadline_ms``: when its timeout fires (0 = none armed).
+    waiting_for: str = ""
+    wait_deadline_ms: int = 0
+    # The teams a waiting step names (they answer it, and see its input and output).
+    answer_by: list[str] = field(default_factory=list)
+    # Set when the step's output was reused from the run this one retries (``accord runs retry``):
+    # that run's id. The step did not run again.
+    reused_from: str = ""
 
 
 @dataclass
@@ -346,8 +360,18 @@ TIMER_START_TO_CLOSE = "start_to_close"  # key: attempt id: it ran too long
 TIMER_LEASE = "lease"  # key: attempt id: its agent stopped heartbeating
 # key: "<run id>/<step id>": validate the step's large mapped input in a worker, then start it
 TIMER_CHECK_INPUT = "check_input"
+TIMER_WAIT = "wait"  # key: "<run id>/<step id>": a waiting step's timeout (its on_timeout applies)
+TIMER_RUN_TIMEOUT = "run_timeout"  # key: run id: the run's own timeout (it fails with RunTimeout)
 TIMER_KINDS = frozenset(
-    {TIMER_RETRY, TIMER_SCHEDULE_TO_START, TIMER_START_TO_CLOSE, TIMER_LEASE, TIMER_CHECK_INPUT}
+    {
+        TIMER_RETRY,
+        TIMER_SCHEDULE_TO_START,
+        TIMER_START_TO_CLOSE,
+        TIMER_LEASE,
+        TIMER_CHECK_INPUT,
+        TIMER_WAIT,
+        TIMER_RUN_TIMEOUT,
+    }
 )
 
 
@@ -376,6 +400,7 @@ class OfferRecord:
     contract: str
     major: int
     offered_ms: int
+    caller_team: str = ""  # the team that started the run ("" = admin): its limits hold it
 
 
 class VersionConflict(Exception):
@@ -454,10 +479,16 @@ class Changes:
     offers_add: list[OfferRecord] = field(default_factory=list)
     # offers withdrawn (claimed, or their attempt ended), by attempt id; absent ones are ignored
     offers_remove: list[str] = field(default_factory=list)
+    # attempts an agent now runs: (attempt id, the run's caller team, contract), counted against
+    # the caller team's concurrency limit until removed (by attempt id) when they end
+    inflight_add: list[tuple[str, str, str]] = field(default_factory=list)
+    inflight_remove: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.runs
+            self.inflight_add
+            or self.inflight_remove
+            or self.runs
             or self.steps
             or self.attempts
             or self.audit
@@ -517,3 +548,21 @@ class SpanRecord:
     events: list[dict[str, Any]] = field(default_factory=list)  # {name, time_ns, attributes}
     links: list[dict[str, str]] = field(default_factory=list)  # {trace_id, span_id}
     run_id: str = ""  # the run the span belongs to, when known ("accord.run_id" attribute)
+
+
+@dataclass
+class ScheduleRecord:
+    """One schedule of a workflow (docs/workflows.md, "Schedules"): ``spec`` as written in the
+    workflow file (cron, timezone, input, overlap, catch_up, max_catch_up), and its state: paused
+    or not, the next due time (unix ms), the last due time it started a run for (or skipped), that
+    run, and the due times queued behind a run still going (``overlap: queue``)."""
+
+    workflow: str
+    schedule_id: str
+    spec: dict[str, Any]
+    next_due_ms: int
+    paused: bool = False
+    last_due_ms: int = 0
+    last_run_id: str = ""
+    queued: list[int] = field(default_factory=list)
+    claimed_until_ms: int = 0

@@ -51,6 +51,7 @@ from coordinator.store.records import (
     RunPin,
     RunRecord,
     RunSnapshot,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TeamRecord,
@@ -134,9 +135,9 @@ _TIMER_SET = (
     " run_id = excluded.run_id, due_ms = excluded.due_ms, claimed_until_ms = 0"
 )
 _OFFER_ADD = (
-    "INSERT INTO offers (attempt_id, run_id, contract, major, offered_ms) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO offers (attempt_id, run_id, contract, major, offered_ms, caller_team) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (attempt_id) DO UPDATE SET run_id = excluded.run_id, contract = excluded.contract,"
-    " major = excluded.major, offered_ms = excluded.offered_ms"
+    " major = excluded.major, offered_ms = excluded.offered_ms, caller_team = excluded.caller_team"
 )
 _OFFER_COLUMNS = ", ".join(codec.OFFER_COLUMNS)
 
@@ -826,6 +827,15 @@ class SqliteStore:
                 c.executemany("DELETE FROM offers WHERE attempt_id = ?", offers_removed)
             if offers_added:
                 c.executemany(_OFFER_ADD, offers_added)
+            if changes.inflight_remove:
+                c.executemany(
+                    "DELETE FROM inflight WHERE attempt_id = ?", [(a,) for a in changes.inflight_remove]
+                )
+            if changes.inflight_add:
+                c.executemany(
+                    "INSERT OR REPLACE INTO inflight (attempt_id, caller_team, contract) VALUES (?, ?, ?)",
+                    changes.inflight_add,
+                )
 
         await self._write(w)
         # Committed: later transitions need not write these policies again (never deleted).
@@ -899,6 +909,82 @@ class SqliteStore:
 
     # ---------- timers ----------
 
+    # ---------- schedules ----------
+
+    async def sync_schedules(self, workflow: str, schedules: list[ScheduleRecord]) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            for record in schedules:
+                row = codec.schedule_to_row(record)
+                c.execute(
+                    _insert("schedules", codec.SCHEDULE_COLUMNS)
+                    + " ON CONFLICT (workflow, schedule_id) DO UPDATE SET spec_json = excluded.spec_json,"
+                    " next_due_ms = excluded.next_due_ms, state_json = excluded.state_json, claimed_until_ms = 0"
+                    " WHERE schedules.spec_json != excluded.spec_json",
+                    row,
+                )
+            keep = [r.schedule_id for r in schedules]
+            marks = ",".join("?" for _ in keep)
+            c.execute(
+                f"DELETE FROM schedules WHERE workflow = ? AND schedule_id NOT IN ({marks})"
+                if keep
+                else "DELETE FROM schedules WHERE workflow = ?",
+                (workflow, *keep),
+            )
+
+        await self._write(w)
+
+    async def list_schedules(self, workflow: str = "") -> list[ScheduleRecord]:
+        sql = (
+            "SELECT * FROM schedules"
+            + (" WHERE workflow = ?" if workflow else "")
+            + " ORDER BY workflow, schedule_id"
+        )
+        args = (workflow,) if workflow else ()
+        return await self._read(lambda c: [codec.schedule_from_row(r) for r in c.execute(sql, args)])
+
+    async def claim_schedules(self, now_ms: int, limit: int, claim_ms: int) -> list[ScheduleRecord]:
+        def w(c: sqlite3.Connection) -> list[ScheduleRecord]:
+            rows = c.execute(
+                "UPDATE schedules SET claimed_until_ms = ? WHERE rowid IN ("
+                " SELECT rowid FROM schedules WHERE next_due_ms <= ? AND claimed_until_ms <= ? AND paused = 0"
+                " ORDER BY next_due_ms LIMIT ?) RETURNING *",
+                (now_ms + claim_ms, now_ms, now_ms, limit),
+            ).fetchall()
+            return sorted(
+                (codec.schedule_from_row(r) for r in rows), key=lambda r: (r.next_due_ms, r.workflow)
+            )
+
+        if limit <= 0:
+            return []
+        return await self._write(w)
+
+    async def finish_schedule(self, record: ScheduleRecord, claimed_until_ms: int) -> bool:
+        sql = (
+            "UPDATE schedules SET next_due_ms = ?, state_json = ?, claimed_until_ms = 0"
+            " WHERE workflow = ? AND schedule_id = ? AND claimed_until_ms = ? AND spec_json = ?"
+        )
+        args = (
+            record.next_due_ms,
+            codec.schedule_state_json(record),
+            record.workflow,
+            record.schedule_id,
+            claimed_until_ms,
+            codec.dumps(record.spec),
+        )
+        return bool(await self._write(lambda c: c.execute(sql, args).rowcount))
+
+    async def set_schedule_paused(
+        self, workflow: str, schedule_id: str, paused: bool
+    ) -> ScheduleRecord | None:
+        def w(c: sqlite3.Connection) -> ScheduleRecord | None:
+            row = c.execute(
+                "UPDATE schedules SET paused = ? WHERE workflow = ? AND schedule_id = ? RETURNING *",
+                (int(paused), workflow, schedule_id),
+            ).fetchone()
+            return None if row is None else codec.schedule_from_row(row)
+
+        return await self._write(w)
+
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:
         # A write job: the one writer thread serialises claimers, so no two ever select the
         # same timer (the PostgreSQL store gets the same from FOR UPDATE SKIP LOCKED).
@@ -945,21 +1031,33 @@ class SqliteStore:
 
     # ---------- task offers ----------
 
-    async def offers(self, keys: list[tuple[str, int]], limit: int) -> list[OfferRecord]:
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+    ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
             return []
         # The oldest ``limit`` of each key from its index, then the oldest of those: bounded by
         # keys x limit rows however long a queue has grown (an OR over the keys would sort them
-        # all).
+        # all). Offers of the teams in ``held_teams`` (at their concurrency limit) are passed by.
+        held = sorted(held_teams)
+        skip = f" AND caller_team NOT IN ({','.join('?' for _ in held)})" if held else ""
         one = (
-            f"SELECT * FROM (SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?"
+            f"SELECT * FROM (SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?{skip}"
             " ORDER BY offered_ms, attempt_id LIMIT ?)"
         )
         sql = " UNION ALL ".join(one for _ in unique) + " ORDER BY offered_ms, attempt_id LIMIT ?"
-        args: list[Any] = [value for contract, major in unique for value in (contract, major, limit)]
+        args: list[Any] = [value for contract, major in unique for value in (contract, major, *held, limit)]
         args.append(limit)
         return await self._read(lambda c: [codec.offer_from_row(r) for r in c.execute(sql, args)])
+
+    async def inflight_of_contracts(self) -> dict[str, int]:
+        sql = "SELECT contract, count(*) FROM inflight GROUP BY contract"
+        return await self._read(lambda c: {str(name): int(n) for name, n in c.execute(sql)})
+
+    async def inflight_counts(self) -> dict[str, int]:
+        sql = "SELECT caller_team, count(*) FROM inflight GROUP BY caller_team"
+        return await self._read(lambda c: {str(team): int(n) for team, n in c.execute(sql)})
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         sql = (

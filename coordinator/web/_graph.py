@@ -87,9 +87,19 @@ def workflow_steps(workflow: JSONDict) -> list[JSONDict]:
                 "depends_on": sorted({d for d in deps if d in steps and d != step_id}),
                 "for_each": bool(spec.get("for_each")),
                 "when": bool(spec.get("when")),
+                "wait_for": _waits_for(spec),
             }
         )
     return out
+
+
+def _waits_for(spec: Mapping[str, Any]) -> str:
+    """``approval by finance`` for a waiting step of the registry's definition, else ""."""
+    kind = spec.get("wait_for")
+    if not isinstance(kind, str) or not kind:
+        return ""
+    by = spec.get("by") if isinstance(spec.get("by"), list) else []
+    return f"{kind} by {', '.join(str(t) for t in by)}" if by else kind
 
 
 def spec_of(step_id: str) -> str:
@@ -166,6 +176,7 @@ def step_graph(workflow: JSONDict | None, run_steps: list[JSONDict]) -> JSONDict
                 "step_ids": [s["id"] for s in run_items],
                 "for_each": spec["for_each"],
                 "when": spec["when"],
+                "wait_for": spec.get("wait_for", ""),
                 "layer": lay,
                 "order": order_in_layer.get(lay, 0),
             }

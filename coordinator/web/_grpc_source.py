@@ -68,6 +68,8 @@ def run_to_dict(run: pb.Run) -> JSONDict:
         "pinned_versions": dict(run.pinned_versions),
         "started_by": run.started_by,
         "warnings": list(run.warnings),
+        "deadline_ms": run.deadline_unix_ms,
+        "retry_of": run.retry_of,
         "steps": [step_to_dict(s) for s in run.steps],
     }
 
@@ -80,6 +82,8 @@ def step_to_dict(step: pb.Step) -> JSONDict:
         "team": step.team,
         "status": convert.STEP_STATUS_NAME.get(step.status, "unknown"),
         "waiting_reason": step.waiting_reason,
+        "waiting_for": step.waiting_for,
+        "reused_from": step.reused_from,
         "idempotency_key": step.idempotency_key,
         "input": _json(step.input_json),
         "output": _json(step.output_json),
@@ -297,6 +301,16 @@ class GrpcSource:
     async def cancel_run(self, token: str, run_id: str, reason: str, request_id: str) -> JSONDict:
         request = pb.CancelRunRequest(run_id=run_id, reason=reason, request_id=request_id)
         reply = await self._call(token, self._get_stub().CancelRun, request)
+        return run_to_dict(reply.run)
+
+    async def answer_step(
+        self, token: str, run_id: str, step_id: str, approve: bool, comment: str, request_id: str
+    ) -> JSONDict:
+        action = pb.ANSWER_ACTION_APPROVE if approve else pb.ANSWER_ACTION_REJECT
+        request = pb.AnswerStepRequest(
+            run_id=run_id, step_id=step_id, action=action, comment=comment, request_id=request_id
+        )
+        reply = await self._call(token, self._get_stub().AnswerStep, request)
         return run_to_dict(reply.run)
 
     async def start_run(

@@ -71,6 +71,12 @@ class Source(Protocol):
 
     async def cancel_run(self, token: str, run_id: str, reason: str, request_id: str) -> JSONDict: ...
 
+    async def answer_step(
+        self, token: str, run_id: str, step_id: str, approve: bool, comment: str, request_id: str
+    ) -> JSONDict:
+        """Approve (or reject) a step waiting for an approval; the run afterwards."""
+        ...
+
     async def start_run(
         self, token: str, workflow: str, input_json: str, request_id: str, rerun_of: str = ""
     ) -> JSONDict:

@@ -237,6 +237,25 @@ def may_rerun(principal: Principal, run: JSONDict) -> bool:
     return principal.admin or principal.team == run["team"]
 
 
+def may_answer(principal: Principal, run: JSONDict, workflow: JSONDict | None) -> list[str]:
+    """The steps waiting for an approval that the viewer may approve or reject (the teams a
+    step names, the workflow's owner, the admin): where to offer Approve/Reject. Only a hint for
+    the page: the coordinator decides on the call."""
+    definition = (workflow or {}).get("definition")
+    specs = definition.get("steps") if isinstance(definition, dict) else None
+    if run["status"] not in LIVE_STATUSES or not isinstance(specs, dict):
+        return []
+    allowed = []
+    for step in run["steps"]:
+        spec = specs.get(step["id"])
+        if not isinstance(spec, dict) or spec.get("wait_for") != "approval" or step["status"] != "running":
+            continue
+        by = spec["by"] if isinstance(spec.get("by"), list) else []
+        if principal.admin or principal.team == run["team"] or principal.team in by:
+            allowed.append(step["id"])
+    return allowed
+
+
 class UiApp:
     """Handlers of the UI, holding its explicit dependencies."""
 
@@ -491,7 +510,11 @@ class UiApp:
                 "graph": step_graph(workflow, run["steps"]),
                 "teams": sorted({run["team"], *(s["team"] for s in run["steps"])}),
                 "viewer": {"team": principal.team, "admin": principal.admin},
-                "permissions": {"cancel": may_cancel(principal, run), "rerun": may_rerun(principal, run)},
+                "permissions": {
+                    "cancel": may_cancel(principal, run),
+                    "rerun": may_rerun(principal, run),
+                    "answer": may_answer(principal, run, workflow),
+                },
                 "live": run["status"] in LIVE_STATUSES,
                 "server_ms": round((time.perf_counter() - started) * 1000, 2),
             }
@@ -539,6 +562,25 @@ class UiApp:
         request_id = str(body.get("request_id") or uuid.uuid4())
         run = await self.call(
             request, session, lambda: self.source.cancel_run(session.token, run_id, reason, request_id)
+        )
+        run.pop("steps", None)
+        return ApiJSONResponse({"run": run})
+
+    async def answer_step(self, request: Request) -> Response:
+        """Approve or reject a waiting step: body ``{"approve": bool, "comment": str}``."""
+        session = await self.require_session(request)
+        self.require_csrf(request, session)
+        run_id, step_id = request.path_params["run_id"], request.path_params["step_id"]
+        body = await self._json_body(request)
+        approve = body.get("approve")
+        if not isinstance(approve, bool):
+            raise ApiError(400, "invalid_argument", "The body needs approve: true or false.")
+        comment = str(body.get("comment") or "")
+        request_id = str(body.get("request_id") or uuid.uuid4())
+        run = await self.call(
+            request,
+            session,
+            lambda: self.source.answer_step(session.token, run_id, step_id, approve, comment, request_id),
         )
         run.pop("steps", None)
         return ApiJSONResponse({"run": run})
@@ -843,6 +885,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/runs/{{run_id}}/trace", _api(ui.get_trace), methods=["GET"]),
         Route(f"{api}/runs/{{run_id}}/cancel", _api(ui.cancel_run), methods=["POST"]),
         Route(f"{api}/runs/{{run_id}}/rerun", _api(ui.rerun), methods=["POST"]),
+        Route(f"{api}/runs/{{run_id}}/steps/{{step_id}}/answer", _api(ui.answer_step), methods=["POST"]),
         Route(f"{api}/contracts", _api(ui.list_contracts), methods=["GET"]),
         Route(f"{api}/contracts/diff", _api(ui.diff_contracts), methods=["GET"]),
         Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),

@@ -114,13 +114,15 @@ def test_the_loaders_answer_any_text_with_its_problems_or_a_parsed_file(examples
 
 def test_what_the_fuzzing_found_is_a_problem_of_the_file() -> None:
     """A self-referencing alias recursed without end; a 5,000-digit number raised ValueError; a
-    sensitive path was looked up in a schema whose ``required`` was a number (``.nan``)."""
+    sensitive path was looked up in a schema whose ``required`` was a number (``.nan``); a version
+    of 2^31 passed the file schema's pattern and raised VersionError."""
     contract = _seed_texts("contract")[0]
     assert "required: [" in contract and "sensitive:" in contract
     for text, said in [
         (contract + "x-cycle: &a [*a]\n", "a YAML alias refers to a list or mapping that holds it"),
         (contract.replace("version:", "x-big: " + "9" * 5000 + "\nversion:", 1), "a number too long"),
         (contract.replace("required: [", "required: .nan\n  x-was: [", 1), "nan is not of type 'array'"),
+        (contract.replace("version: 1.2.0", "version: 2147483648.0.0", 1), "must be below 2^31"),
     ]:
         try:
             parse_contract_text(text, "c.yaml")

@@ -41,6 +41,7 @@ from coordinator.store.records import (
     OfferRecord,
     RunFilter,
     RunRecord,
+    ScheduleRecord,
     SpanRecord,
     StepRecord,
     TaskFailure,
@@ -491,6 +492,76 @@ class StoreConformance:
 
     # ---------- timers ----------
 
+    # ---------- schedules ----------
+
+    async def test_sync_schedules_adds_changes_keeps_and_deletes(self, store: Store) -> None:
+        nightly = ScheduleRecord("ops/report", "nightly", {"cron": "0 2 * * *"}, next_due_ms=1_000)
+        hourly = ScheduleRecord("ops/report", "hourly", {"cron": "0 * * * *"}, next_due_ms=500)
+        other = ScheduleRecord("ops/other", "nightly", {"cron": "0 3 * * *"}, next_due_ms=2_000)
+        await store.sync_schedules("ops/report", [nightly, hourly])
+        await store.sync_schedules("ops/other", [other])
+        assert [(r.workflow, r.schedule_id) for r in await store.list_schedules()] == [
+            ("ops/other", "nightly"),
+            ("ops/report", "hourly"),
+            ("ops/report", "nightly"),
+        ]
+        paused = await store.set_schedule_paused("ops/report", "nightly", True)
+        assert paused is not None and paused.paused
+        assert await store.set_schedule_paused("ops/report", "absent", True) is None
+        # The same spec again: left alone (its next due time too); a changed spec: taken, pause kept.
+        claimed = await store.claim_schedules(600, 10, 1_000)  # hourly fires: its state moves on
+        assert [r.schedule_id for r in claimed] == ["hourly"]
+        claimed[0].last_due_ms, claimed[0].queued = 500, [550]
+        assert await store.finish_schedule(claimed[0], claimed[0].claimed_until_ms)
+        await store.sync_schedules(
+            "ops/report",
+            [
+                dataclasses.replace(
+                    nightly, spec={"cron": "0 4 * * *"}, next_due_ms=9_000, last_due_ms=8_000
+                ),
+                dataclasses.replace(hourly, next_due_ms=7_777),
+            ],
+        )
+        by_id = {r.schedule_id: r for r in await store.list_schedules("ops/report")}
+        assert by_id["nightly"].spec == {"cron": "0 4 * * *"} and by_id["nightly"].next_due_ms == 9_000
+        assert by_id["nightly"].paused and by_id["nightly"].last_due_ms == 8_000  # a new spec: its state too
+        assert (by_id["hourly"].next_due_ms, by_id["hourly"].last_due_ms, by_id["hourly"].queued) == (
+            500,
+            500,
+            [550],
+        )
+        await store.sync_schedules("ops/report", [hourly])
+        assert [r.schedule_id for r in await store.list_schedules("ops/report")] == ["hourly"]
+        await store.sync_schedules("ops/report", [])
+        assert await store.list_schedules("ops/report") == []
+        assert len(await store.list_schedules()) == 1
+
+    async def test_claim_schedules_gives_each_due_schedule_to_one_claimer(self, store: Store) -> None:
+        records = [ScheduleRecord("ops/report", f"s{n}", {"n": n}, next_due_ms=n * 100) for n in (3, 1, 2, 9)]
+        await store.sync_schedules("ops/report", records)
+        await store.set_schedule_paused("ops/report", "s2", True)
+        claimed = await store.claim_schedules(500, 10, 1_000)
+        assert [r.schedule_id for r in claimed] == ["s1", "s3"]  # s2 paused, s9 not due
+        assert all(r.claimed_until_ms == 1_500 for r in claimed)
+        assert await store.claim_schedules(500, 10, 1_000) == []  # claimed already
+        assert await store.claim_schedules(600, 0, 1_000) == []
+        # A fired schedule moves on and is free again; a stale claimer writes nothing.
+        first = claimed[0]
+        first.next_due_ms, first.last_due_ms, first.last_run_id, first.queued = 5_000, 100, "run-1", [200]
+        assert await store.finish_schedule(first, 999) is False
+        assert await store.finish_schedule(first, 1_500) is True
+        stored = {r.schedule_id: r for r in await store.list_schedules()}["s1"]
+        assert (stored.next_due_ms, stored.last_due_ms, stored.last_run_id, stored.queued) == (
+            5_000,
+            100,
+            "run-1",
+            [200],
+        )
+        assert stored.claimed_until_ms == 0
+        # A claim that ran out is free again.
+        again = await store.claim_schedules(1_600, 10, 1_000)
+        assert [r.schedule_id for r in again] == ["s3", "s9"], again  # s9 fell due meanwhile
+
     async def test_timers_are_set_moved_and_cleared(self, store: Store) -> None:
         await store.apply(
             Changes(
@@ -673,6 +744,24 @@ class StoreConformance:
         assert await store.next_timer_due() is None
 
     # ---------- task offers ----------
+
+    async def test_offers_of_held_teams_are_passed_by_and_inflight_is_counted(self, store: Store) -> None:
+        flood = [dataclasses.replace(offer(f"a{n}", n), caller_team="flooder") for n in range(20)]
+        mine = dataclasses.replace(offer("b1", 100), caller_team="quiet")
+        await store.apply(Changes(offers_add=[*flood, mine]))
+        charge = ("payments/charge", 1)
+        assert [o.attempt_id for o in await store.offers([charge], 3)] == ["a0", "a1", "a2"]
+        # The quiet team's offer is found however many of the held team's are older.
+        found = await store.offers([charge], 3, frozenset({"flooder"}))
+        assert found == [mine] and found[0].caller_team == "quiet"
+        assert await store.inflight_counts() == {}
+        await store.apply(
+            Changes(inflight_add=[("a0", "flooder", "payments/charge"), ("a1", "flooder", "payments/charge")])
+        )
+        await store.apply(
+            Changes(inflight_add=[("b1", "quiet", "payments/charge")], inflight_remove=["a0", "absent"])
+        )
+        assert await store.inflight_counts() == {"flooder": 1, "quiet": 1}
 
     async def test_offers_are_listed_by_key_oldest_first_up_to_the_limit_and_removed(
         self, store: Store

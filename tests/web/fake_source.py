@@ -453,6 +453,16 @@ class FakeSource:
         run["status"] = "cancelled"
         return self._scoped(principal, run)
 
+    async def answer_step(
+        self, token: str, run_id: str, step_id: str, approve: bool, comment: str, request_id: str
+    ) -> JSONDict:
+        principal = await self.whoami(token)
+        run = self.runs[run_id]
+        step = next(s for s in run["steps"] if s["id"] == step_id)
+        step["status"] = "succeeded"
+        step["output"] = {"approved": approve, "by": principal.team or "admin", "comment": comment}
+        return self._scoped(principal, run)
+
     async def start_run(
         self, token: str, workflow: str, input_json: str, request_id: str, rerun_of: str = ""
     ) -> JSONDict:

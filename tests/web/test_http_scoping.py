@@ -32,7 +32,7 @@ async def test_another_teams_payloads_are_hidden_and_sensitive_fields_masked(wor
         assert steps["reserve"]["payload_hidden"] is True and steps["reserve"]["output"] is None
         assert steps["ship"]["payload_hidden"] is True and steps["ship"]["input"] is None
         assert body["run"]["payload_hidden"] is True and body["run"]["input"] is None
-        assert body["permissions"] == {"cancel": False, "rerun": False}
+        assert body["permissions"] == {"cancel": False, "rerun": False, "answer": []}
         trace = (await client.get(f"/api/v1/runs/{world.failed_run_id}/trace")).json()
         others = [s for s in trace["spans"] if s["team"] not in ("", "payments")]
         assert others and all(s["redacted"] and "accord.agent_id" not in s["attributes"] for s in others)

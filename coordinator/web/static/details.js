@@ -82,7 +82,10 @@ export function stepPanel(step, viewer, items = []) {
   return h("div", { class: "panel-body", dataset: { step: step.id } },
     h("div", { class: "panel-title" }, h("span", { class: "kind" }, "step"), h("b", { class: "mono" }, step.id), statusBadge(step.state || step.status)),
     kv([
-      ["contract", h("a", { href: `/contracts/${step.contract}`, class: "mono" }, `${step.contract}@${step.contract_version}`)],
+      step.waiting_for
+        ? ["waits for", step.waiting_for]
+        : ["contract", h("a", { href: `/contracts/${step.contract}`, class: "mono" }, `${step.contract}@${step.contract_version}`)],
+      step.reused_from ? ["reused", h("span", {}, "output reused from run ", h("a", { href: `/runs/${encodeURIComponent(step.reused_from)}`, class: "mono" }, step.reused_from))] : null,
       ["team", teamChip(step.team)],
       ["timing", `${fmtTime(step.started_ms)} · ${dur}`],
       step.waiting_reason ? ["waiting", step.waiting_reason] : null,

@@ -51,13 +51,14 @@ export function stepGraph(graph, { onSelect } = {}) {
     g.append(s("rect", { width: 7, height: H, rx: 3, fill: teamColor(node.team) }));
     g.append(s("text", { x: 16, y: 19, class: "node-id" }, fit(node.id, W - 80, 8) + (node.items > 1 || node.for_each ? `  ×${node.items}` : "")));
     const version = node.contract_version ? `@${node.contract_version}` : node.version_range ? `@${node.version_range}` : "";
-    g.append(s("text", { x: 16, y: 35, class: "node-contract" }, fit(`${node.contract}${version}`, W - 24, 7)));
+    const what = node.wait_for ? `waits for ${node.wait_for}` : `${node.contract}${version}`;
+    g.append(s("text", { x: 16, y: 35, class: "node-contract" }, fit(what, W - 24, 7)));
     const counts = Object.entries(node.item_statuses || {});
     const statusText = node.items > 1 ? counts.map(([k, v]) => `${v} ${k}`).join(", ") : state;
     const team = fit(node.team, 100, 6.5);
     g.append(s("text", { x: 16, y: 51, class: "node-team" }, statusText ? `${team} · ` : team, s("tspan", { class: `node-status st-${node.status}` }, fit(statusText, W - 34 - (team.length + 3) * 6.5, 6.3))));
     if (node.status === "failed") g.append(s("text", { x: W - 20, y: 20, class: "node-err" }, "✕"));
-    g.append(s("title", {}, `${node.id}: ${node.contract}${version}\nteam ${node.team} · ${statusText}${node.when ? "\nconditional (when)" : ""}`));
+    g.append(s("title", {}, `${node.id}: ${what}\nteam ${node.team} · ${statusText}${node.when ? "\nconditional (when)" : ""}`));
     const choose = () => onSelect && onSelect(node);
     g.addEventListener("click", choose);
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") choose(); });

@@ -107,6 +107,11 @@ export async function render(main, args, viewer) {
         h("button", { class: "btn", onclick: () => { confirmBox.hidden = true; } }, "No"));
       actions.append(h("button", { class: "btn danger", id: "cancel-run", onclick: () => { confirmBox.hidden = false; } }, "Cancel run"), confirmBox);
     }
+    for (const stepId of data.permissions.answer || []) {
+      actions.append(
+        h("button", { class: "btn", id: `approve-${stepId}`, title: `Approve step ${stepId}`, onclick: () => doAnswer(stepId, true) }, `Approve ${stepId}`),
+        h("button", { class: "btn danger", id: `reject-${stepId}`, title: `Reject step ${stepId}`, onclick: () => doAnswer(stepId, false) }, `Reject ${stepId}`));
+    }
     if (data.permissions.rerun) actions.append(h("button", { class: "btn", id: "rerun", title: "Start a new run of this workflow with the same input", onclick: doRerun }, "Re-run"));
     const duration = (run.finished_ms || Date.now()) - run.created_ms;
     clear(head).append(
@@ -161,6 +166,16 @@ export async function render(main, args, viewer) {
   async function doCancel() {
     try {
       await api(`${url}/cancel`, { method: "POST", body: { reason: `cancelled from the UI by ${viewer.label}` } });
+      await refresh(true);
+    } catch (err) {
+      showActionError(err);
+    }
+  }
+
+  async function doAnswer(stepId, approve) {
+    try {
+      const body = { approve, comment: `${approve ? "approved" : "rejected"} in the UI by ${viewer.label}`, request_id: crypto.randomUUID() };
+      await api(`${url}/steps/${encodeURIComponent(stepId)}/answer`, { method: "POST", body });
       await refresh(true);
     } catch (err) {
       showActionError(err);

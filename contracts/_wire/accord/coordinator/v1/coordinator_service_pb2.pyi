@@ -103,6 +103,25 @@ ATTEMPT_STATUS_TIMED_OUT: AttemptStatus.ValueType  # 5
 ATTEMPT_STATUS_CANCELLED: AttemptStatus.ValueType  # 6
 Global___AttemptStatus: _TypeAlias = AttemptStatus  # noqa: Y015
 
+class _AnswerAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnswerActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnswerAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANSWER_ACTION_UNSPECIFIED: _AnswerAction.ValueType  # 0
+    ANSWER_ACTION_APPROVE: _AnswerAction.ValueType  # 1
+    ANSWER_ACTION_REJECT: _AnswerAction.ValueType  # 2
+    ANSWER_ACTION_SIGNAL: _AnswerAction.ValueType  # 3
+
+class AnswerAction(_AnswerAction, metaclass=_AnswerActionEnumTypeWrapper): ...
+
+ANSWER_ACTION_UNSPECIFIED: AnswerAction.ValueType  # 0
+ANSWER_ACTION_APPROVE: AnswerAction.ValueType  # 1
+ANSWER_ACTION_REJECT: AnswerAction.ValueType  # 2
+ANSWER_ACTION_SIGNAL: AnswerAction.ValueType  # 3
+Global___AnswerAction: _TypeAlias = AnswerAction  # noqa: Y015
+
 class _SpanStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1319,6 +1338,8 @@ class Step(_message.Message):
     STARTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     FINISHED_UNIX_MS_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    REUSED_FROM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; for a for_each item "notify[3]"."""
     contract: _builtins.str
@@ -1338,6 +1359,10 @@ class Step(_message.Message):
     started_unix_ms: _builtins.int
     finished_unix_ms: _builtins.int
     next_attempt_unix_ms: _builtins.int
+    waiting_for: _builtins.str
+    """A waiting step: what it waits for ("approval by finance"); empty for a contract call."""
+    reused_from: _builtins.str
+    """Its output was reused from this run (a retry), not produced again."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
     @_builtins.property
@@ -1360,10 +1385,12 @@ class Step(_message.Message):
         started_unix_ms: _builtins.int = ...,
         finished_unix_ms: _builtins.int = ...,
         next_attempt_unix_ms: _builtins.int = ...,
+        waiting_for: _builtins.str = ...,
+        reused_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "contract", b"contract", "contract_version", b"contract_version", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "id", b"id", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "next_attempt_unix_ms", b"next_attempt_unix_ms", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "started_unix_ms", b"started_unix_ms", "status", b"status", "team", b"team", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "contract", b"contract", "contract_version", b"contract_version", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "id", b"id", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "next_attempt_unix_ms", b"next_attempt_unix_ms", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "reused_from", b"reused_from", "started_unix_ms", b"started_unix_ms", "status", b"status", "team", b"team", "waiting_for", b"waiting_for", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1410,6 +1437,8 @@ class Run(_message.Message):
     PINNED_VERSIONS_FIELD_NUMBER: _builtins.int
     STARTED_BY_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    RETRY_OF_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.int
@@ -1424,6 +1453,10 @@ class Run(_message.Message):
     finished_unix_ms: _builtins.int
     trace_id: _builtins.str
     started_by: _builtins.str
+    deadline_unix_ms: _builtins.int
+    """When the run's timeout fires (0: none)."""
+    retry_of: _builtins.str
+    """Set on a run started by RetryRun: the run it retries."""
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]: ...
     @_builtins.property
@@ -1458,10 +1491,12 @@ class Run(_message.Message):
         pinned_versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         started_by: _builtins.str = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        deadline_unix_ms: _builtins.int = ...,
+        retry_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "warnings", b"warnings", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "deadline_unix_ms", b"deadline_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "retry_of", b"retry_of", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "warnings", b"warnings", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1731,6 +1766,429 @@ class CancelRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class AnswerStepRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    step_id: _builtins.str
+    action: Global___AnswerAction.ValueType
+    comment: _builtins.str
+    """An approval's comment."""
+    payload_json: _builtins.str
+    """A signal's payload (JSON), checked against the signal's schema."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        action: Global___AnswerAction.ValueType = ...,
+        comment: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "comment", b"comment", "payload_json", b"payload_json", "request_id", b"request_id", "run_id", b"run_id", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerStepRequest: _TypeAlias = AnswerStepRequest  # noqa: Y015
+
+@_typing.final
+class AnswerStepResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerStepResponse: _TypeAlias = AnswerStepResponse  # noqa: Y015
+
+@_typing.final
+class RetryRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    from_step: _builtins.str
+    """Run again from this step (and everything downstream of it); empty: from the first failed step."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        from_step: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_step", b"from_step", "request_id", b"request_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunRequest: _TypeAlias = RetryRunRequest  # noqa: Y015
+
+@_typing.final
+class RetryRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunResponse: _TypeAlias = RetryRunResponse  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    INPUT_JSON_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    MAX_CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    NEXT_DUE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    LAST_DUE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    LAST_RUN_ID_FIELD_NUMBER: _builtins.int
+    QUEUED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    id: _builtins.str
+    cron: _builtins.str
+    timezone: _builtins.str
+    input_json: _builtins.str
+    overlap: _builtins.str
+    """skip | queue | allow"""
+    catch_up: _builtins.str
+    """none | last | all"""
+    max_catch_up: _builtins.int
+    paused: _builtins.bool
+    next_due_unix_ms: _builtins.int
+    last_due_unix_ms: _builtins.int
+    last_run_id: _builtins.str
+    @_builtins.property
+    def queued_unix_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Due times waiting for the schedule's running run to end (overlap: queue)."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        id: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        input_json: _builtins.str = ...,
+        overlap: _builtins.str = ...,
+        catch_up: _builtins.str = ...,
+        max_catch_up: _builtins.int = ...,
+        paused: _builtins.bool = ...,
+        next_due_unix_ms: _builtins.int = ...,
+        last_due_unix_ms: _builtins.int = ...,
+        last_run_id: _builtins.str = ...,
+        queued_unix_ms: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "cron", b"cron", "id", b"id", "input_json", b"input_json", "last_due_unix_ms", b"last_due_unix_ms", "last_run_id", b"last_run_id", "max_catch_up", b"max_catch_up", "next_due_unix_ms", b"next_due_unix_ms", "overlap", b"overlap", "paused", b"paused", "queued_unix_ms", b"queued_unix_ms", "timezone", b"timezone", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    """only this workflow's"""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        workflow: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]: ...
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class SetSchedulePausedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    id: _builtins.str
+    paused: _builtins.bool
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        id: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "paused", b"paused", "request_id", b"request_id", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSchedulePausedRequest: _TypeAlias = SetSchedulePausedRequest  # noqa: Y015
+
+@_typing.final
+class SetSchedulePausedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSchedulePausedResponse: _TypeAlias = SetSchedulePausedResponse  # noqa: Y015
+
+@_typing.final
+class TriggerScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    id: _builtins.str
+    request_id: _builtins.str
+    """Made once by the client: the same request again starts no second run."""
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TriggerScheduleRequest: _TypeAlias = TriggerScheduleRequest  # noqa: Y015
+
+@_typing.final
+class TriggerScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TriggerScheduleResponse: _TypeAlias = TriggerScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TeamLimits(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    START_RATE_PER_S_FIELD_NUMBER: _builtins.int
+    max_concurrency: _builtins.int
+    """0: none."""
+    start_rate_per_s: _builtins.float
+    """Runs the team may start per second (StartRun over it: RESOURCE_EXHAUSTED with
+    retry-after-ms); 0: none.
+    """
+    def __init__(
+        self,
+        *,
+        max_concurrency: _builtins.int = ...,
+        start_rate_per_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrency", b"max_concurrency", "start_rate_per_s", b"start_rate_per_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamLimits: _TypeAlias = TeamLimits  # noqa: Y015
+
+@_typing.final
+class SetTeamLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    START_RATE_PER_S_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    max_concurrency: _builtins.int
+    """Unset: stays as it is; 0: removed."""
+    start_rate_per_s: _builtins.float
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        start_rate_per_s: _builtins.float | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency", "_start_rate_per_s", b"_start_rate_per_s", "max_concurrency", b"max_concurrency", "start_rate_per_s", b"start_rate_per_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency", "_start_rate_per_s", b"_start_rate_per_s", "max_concurrency", b"max_concurrency", "request_id", b"request_id", "start_rate_per_s", b"start_rate_per_s", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__start_rate_per_s: _TypeAlias = _typing.Literal["start_rate_per_s"]  # noqa: Y015
+    _WhichOneofArgType__start_rate_per_s: _TypeAlias = _typing.Literal["_start_rate_per_s", b"_start_rate_per_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_rate_per_s) -> _WhichOneofReturnType__start_rate_per_s | None: ...
+
+Global___SetTeamLimitsRequest: _TypeAlias = SetTeamLimitsRequest  # noqa: Y015
+
+@_typing.final
+class SetTeamLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> Global___TeamLimits: ...
+    def __init__(
+        self,
+        *,
+        limits: Global___TeamLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTeamLimitsResponse: _TypeAlias = SetTeamLimitsResponse  # noqa: Y015
+
+@_typing.final
+class GetTeamLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamLimitsRequest: _TypeAlias = GetTeamLimitsRequest  # noqa: Y015
+
+@_typing.final
+class GetTeamLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> Global___TeamLimits: ...
+    def __init__(
+        self,
+        *,
+        limits: Global___TeamLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamLimitsResponse: _TypeAlias = GetTeamLimitsResponse  # noqa: Y015
 
 @_typing.final
 class WatchRunRequest(_message.Message):

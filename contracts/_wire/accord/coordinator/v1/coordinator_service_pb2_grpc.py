@@ -195,6 +195,41 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
                 _registered_method=True)
+        self.AnswerStep = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/AnswerStep',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.FromString,
+                _registered_method=True)
+        self.RetryRun = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/RetryRun',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListSchedules',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.SetSchedulePaused = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/SetSchedulePaused',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/TriggerSchedule',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
+        self.SetTeamLimits = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/SetTeamLimits',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.FromString,
+                _registered_method=True)
+        self.GetTeamLimits = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/GetTeamLimits',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
+                _registered_method=True)
         self.ListAgents = channel.unary_unary(
                 '/accord.coordinator.v1.CoordinatorService/ListAgents',
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
@@ -413,6 +448,56 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnswerStep(self, request, context):
+        """Answer a waiting step (wait_for): approve or reject an approval, or send a signal. Only the
+        teams the step names and the workflow's owner may.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryRun(self, request, context):
+        """A new run of a failed (or any finished) run, pinned to its contract versions, reusing the
+        recorded outputs of the steps that are neither from_step nor downstream of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Schedules of workflows (schedules: in a workflow file): the caller's team's (admin: all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedulePaused(self, request, context):
+        """Pause or resume a schedule (the workflow's team).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Start a run of a schedule now, outside its due times (the workflow's team).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTeamLimits(self, request, context):
+        """A team's limits: set by the admin, read by the team itself or the admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeamLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAgents(self, request, context):
         """Agents: who serves which contracts, whether they are heard from, what they run now
         (docs/ui.md, "Agents").
@@ -583,6 +668,41 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.RollbackWorkflow,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.SerializeToString,
+            ),
+            'AnswerStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerStep,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.SerializeToString,
+            ),
+            'RetryRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRun,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'SetSchedulePaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedulePaused,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.SerializeToString,
+            ),
+            'SetTeamLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTeamLimits,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.SerializeToString,
+            ),
+            'GetTeamLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeamLimits,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.SerializeToString,
             ),
             'ListAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgents,
@@ -1454,6 +1574,195 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/RollbackWorkflow',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RollbackWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/AnswerStep',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.AnswerStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/RetryRun',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.RetryRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListSchedules',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedulePaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/SetSchedulePaused',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetSchedulePausedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/TriggerSchedule',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTeamLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/SetTeamLimits',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.SetTeamLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeamLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/GetTeamLimits',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

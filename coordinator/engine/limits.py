@@ -1,0 +1,91 @@
+"""Per-team limits set by the admin (``accord team limits TEAM``; docs/production.md, "Team
+limits"): how many runs a team may start per second (``start_rate``). (``max_concurrency`` is in
+the record and on the wire, but is refused when set: it is not enforced yet.) Kept in the store's
+settings, cached by each coordinator and read again with the other shared caches.
+
+The rate is enforced by each coordinator on the StartRun calls it answers, with a token bucket per
+team (a burst of one second's worth): a call over it is refused RESOURCE_EXHAUSTED with a
+``retry-after-ms`` hint, as the edge's admission control does. With several replicas behind a
+load balancer each enforces it on its own share.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+
+from contracts.errors import InvalidArgumentError
+
+SETTING_KEY = "team_limits"
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_RATE = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class TeamLimits:
+    max_concurrency: int = 0  # 0: none (setting it is refused: not enforced yet)
+    start_rate: float = 0.0  # runs per second; 0: none
+
+    def describe(self) -> str:
+        parts = []
+        if self.start_rate:
+            parts.append(f"start rate {format_rate(self.start_rate)}")
+        if self.max_concurrency:
+            parts.append(f"max concurrency {self.max_concurrency}")
+        return ", ".join(parts) or "none"
+
+
+def parse_rate(text: str) -> float:
+    """``50/s``, ``600/m``, ``10/h`` -> runs per second; ``0`` or ``off`` -> 0 (no limit)."""
+    if text.strip() in ("0", "off", "none"):
+        return 0.0
+    match = _RATE.match(text)
+    if match is None:
+        raise InvalidArgumentError(f"start rate '{text}' must look like 50/s, 600/m or 10/h (or off)")
+    rate = float(match.group(1)) / _PER[match.group(2)]
+    if not 0 < rate <= MAX_RATE:
+        raise InvalidArgumentError(f"start rate '{text}' must be above 0 and at most {MAX_RATE:g}/s (or off)")
+    return rate
+
+
+def format_rate(per_second: float) -> str:
+    if per_second >= 1:
+        return f"{per_second:g}/s"
+    if per_second * 60 >= 1:
+        return f"{per_second * 60:g}/m"
+    return f"{per_second * 3600:g}/h"
+
+
+def limits_from_setting(text: str | None) -> dict[str, TeamLimits]:
+    if not text:
+        return {}
+    return {team: TeamLimits(**values) for team, values in json.loads(text).items()}
+
+
+def limits_to_setting(limits: dict[str, TeamLimits]) -> str:
+    return json.dumps({team: asdict(value) for team, value in sorted(limits.items())}, separators=(",", ":"))
+
+
+class StartRateLimiter:
+    """A token bucket per team: ``admit(team, rate)`` is 0 when a run may start now, else how
+    many milliseconds until one may."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # team -> (tokens, at monotonic s)
+
+    def admit(self, team: str, rate: float) -> int:
+        if rate <= 0:
+            self._buckets.pop(team, None)
+            return 0
+        now = time.monotonic()
+        capacity = max(1.0, rate)  # a burst of one second's worth
+        tokens, at = self._buckets.get(team, (capacity, now))
+        tokens = min(capacity, tokens + (now - at) * rate)
+        if tokens >= 1.0:
+            self._buckets[team] = (tokens - 1.0, now)
+            return 0
+        self._buckets[team] = (tokens, now)
+        return max(1, int((1.0 - tokens) / rate * 1000) + 1)

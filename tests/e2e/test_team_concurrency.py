@@ -1,0 +1,154 @@
+"""A team's concurrency limit (``accord team limits TEAM --max-concurrency N``) against the real
+coordinator: one team floods a contract another team's chain also calls; held to its limit, the
+flood never has more than N steps running, its waiting steps say they are held, and the other
+team's chain finishes within 1.5 times the latency it had before the flood (medians of several
+chains, both measured in this test, as the issue asks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from tests.support.agent import Call
+from tests.support.scenario import TERMINAL, contract, start_run, wait_run
+from tests.support.soak import sized
+from tests.support.wait import wait_until
+
+FLOOD_WORKFLOW = """
+workflow: flood/many
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  work:
+    contract: shared/work@^1
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.work.output.ref}"}
+"""
+CHAIN_WORKFLOW = """
+workflow: quiet/chain
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  one:
+    contract: shared/work@^1
+    input: {order_id: "${input.order_id}"}
+  two:
+    contract: shared/work@^1
+    input: {order_id: "${steps.one.output.ref}"}
+  three:
+    contract: shared/work@^1
+    input: {order_id: "${steps.two.output.ref}"}
+output: {ref: "${steps.three.output.ref}"}
+"""
+LIMIT = 2
+WORK_S = 0.05
+
+
+async def _chain_latency(client, n: int) -> float:
+    started = time.monotonic()
+    run_id = (await start_run(client, "quiet/chain", {"order_id": f"q{n}"})).run.run_id
+    while True:  # a tight look (10 ms) against a chain of three 50 ms steps
+        run = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+        if run.status in TERMINAL:
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+            return time.monotonic() - started
+        assert time.monotonic() - started < 60, f"chain {run_id} did not finish: {run}"
+        await asyncio.sleep(0.01)
+
+
+@sized("flood,chains", short=(150, 7), soak=(2000, 25))
+async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
+    coordinator, test_agent, flood, chains
+):
+    tokens = {team: await coordinator.create_team(team) for team in ("shared", "flood", "quiet")}
+    await coordinator.register_contract(tokens["shared"], contract("shared/work"))
+    await coordinator.register_workflow(tokens["flood"], FLOOD_WORKFLOW)
+    await coordinator.register_workflow(tokens["quiet"], CHAIN_WORKFLOW)
+    limited = await coordinator.acli("team", "limits", "flood", "--max-concurrency", str(LIMIT))
+    assert limited.returncode == 0 and "max concurrency 2" in limited.stdout, limited
+
+    running = {"flood": 0}
+    most = {"flood": 0}
+
+    async def work(call: Call):
+        flooding = call.input["order_id"].startswith("f")
+        if flooding:
+            running["flood"] += 1
+            most["flood"] = max(most["flood"], running["flood"])
+        try:
+            await asyncio.sleep(WORK_S)
+        finally:
+            if flooding:
+                running["flood"] -= 1
+        return {"ref": call.input["order_id"]}
+
+    await test_agent(tokens["shared"], "shared", {"shared/work@1": work}, concurrency=2 * LIMIT + 2)
+
+    async with coordinator.client(tokens["quiet"]) as quiet, coordinator.client(tokens["flood"]) as flooder:
+        await _chain_latency(quiet, -1)  # warm up
+        before = [await _chain_latency(quiet, n) for n in range(chains)]
+        flood_ids = [
+            r.run.run_id
+            for r in await asyncio.gather(
+                *(start_run(flooder, "flood/many", {"order_id": f"f{n}"}) for n in range(flood))
+            )
+        ]
+        # The flood's last run waits behind the rest, held by the limit (it says so).
+        shown = await coordinator.acli("runs", "show", flood_ids[-1], "--json", token=tokens["flood"])
+        reason = json.loads(shown.stdout)["steps"][0]["waiting_reason"]
+        assert reason == f"held: team flood may run {LIMIT} steps at once, {LIMIT} running", shown
+        during = [await _chain_latency(quiet, 100 + n) for n in range(chains)]
+
+        # The flood was still going the whole time the chains were measured.
+        last = (await flooder.coordinator.GetRun(pb.GetRunRequest(run_id=flood_ids[-1]))).run
+        assert last.status not in TERMINAL, "the flood ended before the chains were measured"
+
+    assert most["flood"] <= LIMIT, most
+    baseline, flooded = statistics.median(before), statistics.median(during)
+    assert flooded <= 1.5 * baseline, (
+        f"the chain took {flooded * 1000:.0f} ms (median) during the flood, "
+        f"{baseline * 1000:.0f} ms before it; before: {before}, during: {during}"
+    )
+
+
+async def test_a_contracts_max_concurrency_holds_every_callers_steps(coordinator, test_agent):
+    tokens = {team: await coordinator.create_team(team) for team in ("shared", "flood")}
+    await coordinator.register_contract(
+        tokens["shared"], contract("shared/work", extra="max_concurrency: 2\n")
+    )
+    await coordinator.register_workflow(tokens["flood"], FLOOD_WORKFLOW)
+    running, most = [0], [0]
+    release = asyncio.Event()
+
+    async def work(call: Call):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            await release.wait()
+        finally:
+            running[0] -= 1
+        return {"ref": call.input["order_id"]}
+
+    await test_agent(tokens["shared"], "shared", {"shared/work@1": work}, concurrency=6)
+    async with coordinator.client(tokens["flood"]) as client:
+        run_ids = [
+            (await start_run(client, "flood/many", {"order_id": f"f{n}"})).run.run_id for n in range(6)
+        ]
+
+        async def held():
+            runs = [(await client.coordinator.GetRun(pb.GetRunRequest(run_id=r))).run for r in run_ids]
+            reasons = [r.steps[0].waiting_reason for r in runs]
+            return (
+                reasons
+                if sum(r.startswith("held: shared/work allows 2 at once, 2 running") for r in reasons) == 4
+                else None
+            )
+
+        await wait_until(held, "four steps held by shared/work's max_concurrency")
+        assert running[0] == 2
+        release.set()
+        for run_id in run_ids:
+            run = await wait_run(client, run_id)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    assert most[0] == 2
