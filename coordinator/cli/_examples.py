@@ -55,6 +55,23 @@ EXAMPLES: dict[str, list[str]] = {
         "accord runs trace run-20261206-76ecea4d3405",
         "accord runs trace run-20261206-76ecea4d3405 --all-spans",
     ],
+    "runs approve": ["accord runs approve run-20261206-76ecea4d3405 refund --comment 'ok'"],
+    "runs reject": ["accord runs reject run-20261206-76ecea4d3405 refund --comment 'too high'"],
+    "runs rerun": ["accord runs rerun run-20261206-76ecea4d3405"],
+    "runs retry": [
+        "accord runs retry run-20261206-76ecea4d3405",
+        "accord runs retry run-20261206-76ecea4d3405 --from ship",
+    ],
+    "runs signal": ['accord runs signal run-20261206-76ecea4d3405 paid -d \'{"ref": "p-1"}\''],
+    "schedule list": ["accord schedule list", "accord schedule list --workflow shipping/nightly"],
+    "schedule pause": ["accord schedule pause shipping/nightly every-night"],
+    "schedule resume": ["accord schedule resume shipping/nightly every-night"],
+    "schedule trigger": ["accord schedule trigger shipping/nightly every-night"],
+    "team limits": [
+        "accord team limits payments --start-rate 600/m",
+        "accord team limits payments --max-concurrency 20",
+    ],
+    "team show": ["accord team show payments"],
     "coordinator start": [
         "accord coordinator start",
         "accord coordinator start --store postgresql://accord@db/accord",
