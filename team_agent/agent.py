@@ -231,7 +231,12 @@ class Agent:
 
     def _binding_infos(self) -> list[BindingInfo]:
         return [
-            BindingInfo(contract=b.config.contract, major=b.config.major, engine=b.config.engine)
+            BindingInfo(
+                contract=b.config.contract,
+                major=b.config.major,
+                engine=b.config.engine,
+                fingerprint=b.config.fingerprint,
+            )
             for b in self._bindings.values()
         ]
 
@@ -251,6 +256,7 @@ class Agent:
                     concurrency=self._config.concurrency,
                     team_retry=self._config.retry,
                     team_timeouts=self._config.timeouts,
+                    overrides=self._config.overrides,
                 )
             except UnauthenticatedError as exc:
                 if not self._ever_registered or not self._follows_token():

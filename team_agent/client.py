@@ -91,6 +91,7 @@ class BindingInfo:
     contract: str
     major: int
     engine: str
+    fingerprint: str = ""
 
 
 def _redact_message(message: Message, redactor: Redactor) -> None:
@@ -309,11 +310,15 @@ class GatewayClient:
         concurrency: int,
         team_retry: RetryPolicy,
         team_timeouts: Timeouts,
+        overrides: Mapping[str, str] | None = None,
     ) -> Registration:
         request = agent_pb.RegisterAgentRequest(
             agent_id=agent_id,
             bindings=[
-                agent_pb.Binding(contract=b.contract, major=b.major, engine=b.engine) for b in bindings
+                agent_pb.Binding(
+                    contract=b.contract, major=b.major, engine=b.engine, config_fingerprint=b.fingerprint
+                )
+                for b in bindings
             ],
             concurrency=concurrency,
             team_retry=retry_to_pb(team_retry),
@@ -321,6 +326,7 @@ class GatewayClient:
             hostname=socket.gethostname(),
             agent_version=AGENT_VERSION,
             request_id=new_request_id(),
+            overrides=dict(overrides or {}),
         )
         answer = await self._call("agent.RegisterAgent", request, "RegisterAgent")
         return Registration(poll_wait=(answer.poll_wait_ms or 0) / 1000, warnings=tuple(answer.warnings))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -47,8 +48,10 @@ _TOP_LEVEL = {
     "timeouts",
     "implements",
     "tls",
+    "overrides",
     "overload_patience",
 }
+_RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _TLS_FIELDS = ("ca", "cert", "key", "server_name")
 _NAME = r"[a-z0-9][a-z0-9_-]*"
 _BINDING_KEY = re.compile(rf"^({_NAME})/({_NAME})@(\d+)$")
@@ -64,6 +67,10 @@ class BindingConfig:
     engine: str
     options: Mapping[str, Any]  # the ``with:`` mapping, secrets resolved
     line: int | None = None
+    # sha256 (hex, first 16) of the engine and the ``with:`` mapping as written, secret references
+    # unresolved: tells the coordinator the configuration changed without telling it anything
+    # secret (docs/governance.md, "The autonomy report").
+    fingerprint: str = ""
 
     @property
     def key(self) -> str:
@@ -90,6 +97,9 @@ class AgentConfig:
     # ``token:`` as written, when it refers to secrets ("${secret:ACCORD_TOKEN}"): what the agent
     # resolves again to follow a token rotated in the secrets provider (``resolve_token``).
     token_source: str = ""
+    # Policy rule id -> reason: this agent registers although the rule is not satisfied
+    # (an overridable ``require`` rule; the coordinator records it; docs/governance.md).
+    overrides: Mapping[str, str] = field(default_factory=dict)
     # Seconds of continuous RESOURCE_EXHAUSTED answers to one call before the agent exits 3.
     overload_patience: float = DEFAULT_OVERLOAD_PATIENCE
 
@@ -337,7 +347,15 @@ def _tls(raw: Any, source: str, environ: Mapping[str, str], problems: _Collector
     return settings
 
 
-def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, BindingConfig]:
+def binding_fingerprint(engine: str, written: Any) -> str:
+    """The fingerprint of one binding's configuration as written (see ``BindingConfig``)."""
+    text = json.dumps({"engine": engine, "with": written}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_bindings(
+    raw: Any, team: str, problems: _Collector, written: Any = None
+) -> dict[str, BindingConfig]:
     bindings: dict[str, BindingConfig] = {}
     if raw is None:
         problems.add(("implements",), "missing: list the contracts this agent implements")
@@ -374,6 +392,12 @@ def _check_bindings(raw: Any, team: str, problems: _Collector) -> dict[str, Bind
             engine=engine,
             options=options,
             line=problems.line(path),
+            fingerprint=binding_fingerprint(
+                engine,
+                (written.get(key) or {}).get("with")
+                if isinstance(written, dict) and isinstance(written.get(key), dict)
+                else None,
+            ),
         )
     return bindings
 
@@ -452,7 +476,8 @@ def parse_config(
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
     overload_patience = _overload_patience(data.get("overload_patience"), problems)
-    bindings = _check_bindings(data.get("implements"), team, problems)
+    bindings = _check_bindings(data.get("implements"), team, problems, document.data.get("implements"))
+    overrides = _overrides(data.get("overrides"), problems)
 
     config = AgentConfig(
         source=source,
@@ -468,6 +493,7 @@ def parse_config(
         secret_values=frozenset(found),
         digest=hashlib.sha256(text.encode()).hexdigest(),
         token_source=token_source,
+        overrides=overrides,
         overload_patience=overload_patience,
     )
     adapters: dict[str, EngineAdapter] = {}
@@ -482,6 +508,28 @@ def parse_config(
     if problems.problems:
         raise FileProblemsError(sorted(problems.problems, key=lambda p: (p.line or 0, p.field)))
     return LoadedConfig(config, adapters, provider)
+
+
+def _overrides(raw: Any, problems: _Collector) -> dict[str, str]:
+    """``overrides: {RULE: "reason"}``: policy rules this agent's registration overrides."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.add(
+            ("overrides",), 'must be a mapping of policy rule ids to reasons, e.g. {max-concurrency: "why"}'
+        )
+        return {}
+    found: dict[str, str] = {}
+    for key, reason in raw.items():
+        if not isinstance(key, str) or not _RULE_ID.match(key):
+            problems.add(
+                ("overrides", str(key)), "must be a policy rule's id (lowercase letters, digits, dashes)"
+            )
+        elif not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+            problems.add(("overrides", key), "must be the reason, a text of 1 to 500 characters")
+        else:
+            found[key] = reason.strip()
+    return found
 
 
 def load_config(path: str | Path, **kwargs: Any) -> LoadedConfig:

@@ -50,6 +50,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
         for index, b in enumerate(request.bindings):
             validate.text(b.contract, f"bindings[{index}].contract", 256)
             validate.text(b.engine, f"bindings[{index}].engine", 256)
+            validate.text(b.config_fingerprint, f"bindings[{index}].config_fingerprint", 128)
             validate.integer(b.major, f"bindings[{index}].major")
         if request.concurrency:
             validate.integer(request.concurrency, "concurrency", 1, validate.MAX_CONCURRENCY)
@@ -57,7 +58,9 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
         agent = AgentRecord(
             agent_id=request.agent_id,
             team=team,
-            bindings=tuple(Binding(b.contract, b.major, b.engine) for b in request.bindings),
+            bindings=tuple(
+                Binding(b.contract, b.major, b.engine, b.config_fingerprint) for b in request.bindings
+            ),
             concurrency=request.concurrency or 1,
             hostname=request.hostname or socket.gethostname(),
             agent_version=request.agent_version,
@@ -68,6 +71,7 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
             agent,
             validate.retry_policy(convert.retry_from_pb(request.team_retry), "team_retry"),
             validate.timeouts(convert.timeouts_from_pb(request.team_timeouts), "team_timeouts"),
+            validate.overrides(request.overrides),
         )
         return agent_pb.RegisterAgentResponse(poll_wait_ms=self._settings.poll_wait_ms, warnings=warnings)
 

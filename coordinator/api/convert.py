@@ -15,6 +15,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_p
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.model import Contract, RetryPolicy, Timeouts, seconds_to_ms
+from contracts.policy import PolicyFinding, Rule
 from coordinator.principal import Principal
 from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_text
 from coordinator.store.records import (
@@ -22,6 +23,7 @@ from coordinator.store.records import (
     AuditRecord,
     ContractRecord,
     EventRecord,
+    PolicyRecord,
     RunRecord,
     ScheduleRecord,
     StepRecord,
@@ -199,6 +201,38 @@ def contract_to_pb(
 
 def finding_to_pb(finding: Finding) -> pb.Finding:
     return pb.Finding(pointer=finding.pointer, message=finding.message, breaking=finding.breaking)
+
+
+def policy_finding_to_pb(finding: PolicyFinding) -> pb.PolicyFinding:
+    return pb.PolicyFinding(
+        rule=finding.rule,
+        level=finding.level,
+        overridable=finding.overridable,
+        message=finding.message,
+        detail=finding.detail,
+        object=finding.object,
+        file=finding.file,
+        line=finding.line,
+        field=finding.field,
+        scope=finding.scope,
+        override_reason=finding.override_reason,
+    )
+
+
+def policy_rule_to_pb(rule: Rule, record: PolicyRecord | None = None) -> pb.PolicyRule:
+    return pb.PolicyRule(
+        id=rule.id,
+        applies_to=rule.applies_to,
+        level=rule.level,
+        overridable=rule.overridable,
+        message=rule.message,
+        condition_json=json.dumps(rule.condition, separators=(",", ":")),
+        scope=rule.scope,
+        source_name=rule.source_name,
+        line=rule.line,
+        applied_unix_ms=record.applied_ms if record else 0,
+        applied_by=record.applied_by if record else "",
+    )
 
 
 def impact_to_pb(impact: ConsumerImpact) -> pb.ConsumerImpact:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -198,7 +199,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.RegisterContractResponse:
         validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_contract(
-            current_principal(), request.source_text, request.source_name, request.dry_run
+            current_principal(),
+            request.source_text,
+            request.source_name,
+            request.dry_run,
+            validate.overrides(request.overrides),
         )
         return pb.RegisterContractResponse(
             contract=convert.contract_to_pb(result.record),
@@ -206,6 +211,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             broken_consumers=[convert.impact_to_pb(c) for c in result.broken_consumers],
             warnings=result.warnings,
             registered=result.registered,
+            policy_findings=[convert.policy_finding_to_pb(f) for f in result.policy_findings],
         )
 
     @rpc
@@ -271,7 +277,11 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.RegisterWorkflowResponse:
         validate.size(request.source_text, "source_text", self._max_payload)
         result = await self._registry.register_workflow(
-            current_principal(), request.source_text, request.source_name, request.dry_run
+            current_principal(),
+            request.source_text,
+            request.source_name,
+            request.dry_run,
+            validate.overrides(request.overrides),
         )
         if result.registered and self._scheduler is not None:
             await self._scheduler.sync_workflow(result.record.name)
@@ -280,6 +290,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             findings=[convert.finding_to_pb(f) for f in result.findings],
             warnings=result.warnings,
             registered=result.registered,
+            policy_findings=[convert.policy_finding_to_pb(f) for f in result.policy_findings],
         )
 
     @rpc
@@ -584,6 +595,100 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             entries=[convert.audit_to_pb(e) for e in entries],
             next_page_token=_next_token(offset, size, len(entries)),
         )
+
+    # ---------- governance ----------
+
+    @rpc
+    async def ApplyPolicy(
+        self, request: pb.ApplyPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyPolicyResponse:
+        validate.size(request.source_text, "source_text", self._max_payload)
+        validate.text(request.source_name, "source_name", 256)
+        validate.text(request.team, "team", 256)
+        policies = self._registry.policies
+        rules, applied = await policies.apply(
+            current_principal(),
+            request.source_text,
+            request.source_name or "policy",
+            request.team,
+            request.dry_run,
+        )
+        findings = await self._registry.policy_violators(rules) if request.dry_run else []
+        return pb.ApplyPolicyResponse(
+            rules=[convert.policy_rule_to_pb(r) for r in rules],
+            findings=[convert.policy_finding_to_pb(f) for f in findings],
+            applied=applied,
+        )
+
+    @rpc
+    async def ListPolicies(
+        self, request: pb.ListPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPoliciesResponse:
+        # Every team may read every rule: the rules are what its registrations are checked against.
+        validate.text(request.team, "team", 256)
+        offset, size = _page(request.page)
+        policies = self._registry.policies
+        records = {r.scope: r for r in await policies.records()}
+        rules = await policies.rules(request.team or None)
+        page = rules[offset : offset + size]
+        return pb.ListPoliciesResponse(
+            rules=[convert.policy_rule_to_pb(r, records.get(r.scope)) for r in page],
+            next_page_token=_next_token(offset, size, len(page)),
+        )
+
+    @rpc
+    async def ListOverrides(
+        self, request: pb.ListOverridesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOverridesResponse:
+        principal = current_principal()
+        team = request.team
+        if not principal.admin:
+            if team and team != principal.team:
+                raise PermissionDeniedError(
+                    f"team {principal.team} may read only its own overrides, not team {team}'s"
+                )
+            team = principal.team
+        validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
+        offset, size = _page(request.page)
+        entries = await self._store.list_overrides(team, request.since_unix_ms, offset + size)
+        page = entries[offset : offset + size]
+        return pb.ListOverridesResponse(
+            entries=[convert.audit_to_pb(e) for e in page],
+            next_page_token=_next_token(offset, size, len(page)),
+        )
+
+    def _own_team(self, team: str, what: str) -> str:
+        principal = current_principal()
+        validate.text(team, "team", 256)
+        if principal.admin:
+            return team
+        if team and team != principal.team:
+            raise PermissionDeniedError(
+                f"team {principal.team} may read only its own {what}, not team {team}'s"
+            )
+        return principal.team
+
+    @rpc
+    async def GetAutonomyReport(
+        self, request: pb.GetAutonomyReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAutonomyReportResponse:
+        team = self._own_team(request.team, "autonomy report")
+        validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
+        now = int(time.time() * 1000)
+        since = request.since_unix_ms or now - 30 * 24 * 3600 * 1000
+        report = await self._registry.autonomy_report(team, since, now)
+        return pb.GetAutonomyReportResponse(report_json=json.dumps(report, separators=(",", ":")))
+
+    @rpc
+    async def ListRecentChanges(
+        self, request: pb.ListRecentChangesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRecentChangesResponse:
+        team = self._own_team(request.team, "changes")
+        count = validate.integer(request.count, "count", 0, 100) or 5
+        # The newest changes of the last year; the report covers as far back as the audit log.
+        since = int(time.time() * 1000) - 365 * 24 * 3600 * 1000
+        listed = await self._registry.recent_changes(team, count, since)
+        return pb.ListRecentChangesResponse(changes_json=json.dumps(listed, separators=(",", ":")))
 
     # ---------- lifecycle ----------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from contracts.errors import InvalidArgumentError
@@ -204,3 +205,10 @@ def _utf8(value: str, field: str) -> None:
         raise InvalidArgumentError(
             f"{field} holds a lone surrogate (\\ud800-\\udfff), which is not valid UTF-8"
         ) from None
+
+
+def overrides(value: Mapping[str, str], field: str = "overrides") -> dict[str, str]:
+    """Rule id -> reason, each bounded (the registry checks the ids against the rules)."""
+    if len(value) > 50:
+        raise InvalidArgumentError(f"{field} names {len(value)} rules; at most 50")
+    return {text(k, f"{field} key", 64): text(v, f"{field}[{k}]", 500) for k, v in value.items()}

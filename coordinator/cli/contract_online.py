@@ -13,6 +13,7 @@ import typer
 
 from coordinator.cli._apps import contract_app, workflow_app
 from coordinator.cli._output import command, fail, print_json
+from coordinator.cli.policy_cmd import OverrideOption, blocking, finding_json, finding_line, parse_overrides
 
 if TYPE_CHECKING:
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -93,19 +94,30 @@ def _impact_line(i: pb.ConsumerImpact) -> str:
 @command
 def register_contract(
     file: Annotated[Path, typer.Argument(help="Contract file (YAML or JSON).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only check: would this break anyone?")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only check: would this break anyone, what do the policies say?")
+    ] = False,
+    override: OverrideOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register a contract version; refused if it breaks an earlier version or a consumer."""
+    """Register a contract version; refused if it breaks an earlier version or a consumer, or
+    does not satisfy a required policy rule (docs/governance.md). Advisory rules only warn."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
     text = _read(file)
+    overrides = parse_overrides(override)
     with Client() as client:
         response = client.coordinator.RegisterContract(
-            pb.RegisterContractRequest(source_text=text, source_name=str(file), dry_run=dry_run)
+            pb.RegisterContractRequest(
+                source_text=text, source_name=str(file), dry_run=dry_run, overrides=overrides
+            )
         )
-    breaking = any(f.breaking for f in response.findings) or bool(response.broken_consumers)
+    breaking = (
+        any(f.breaking for f in response.findings)
+        or bool(response.broken_consumers)
+        or bool(blocking(response.policy_findings))
+    )
     if as_json:
         print_json(
             {
@@ -126,6 +138,7 @@ def register_contract(
                     }
                     for i in response.broken_consumers
                 ],
+                "policy_findings": [finding_json(f) for f in response.policy_findings],
                 "warnings": list(response.warnings),
             }
         )
@@ -137,6 +150,9 @@ def register_contract(
             typer.echo(_finding_line(f))
         for i in response.broken_consumers:
             typer.echo(_impact_line(i))
+        for p in response.policy_findings:
+            if p.level != "advise":  # advisories are among the warnings already
+                typer.echo(finding_line(p))
         if dry_run:
             typer.echo(f"{ref}: {'would be REFUSED' if breaking else 'can be registered'}")
         elif response.registered:
@@ -242,18 +258,26 @@ def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
 @command
 def register_workflow(
     file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate against the registry only.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate against the registry and the policies only.")
+    ] = False,
+    override: OverrideOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register a new version of a workflow; refused if it does not type-check."""
+    """Register a new version of a workflow; refused if it does not type-check, or does not
+    satisfy a required policy rule (docs/governance.md). Advisory rules only warn."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
     text = _read(file)
+    overrides = parse_overrides(override)
     with Client() as client:
         response = client.coordinator.RegisterWorkflow(
-            pb.RegisterWorkflowRequest(source_text=text, source_name=str(file), dry_run=dry_run)
+            pb.RegisterWorkflowRequest(
+                source_text=text, source_name=str(file), dry_run=dry_run, overrides=overrides
+            )
         )
+    blocked = bool(blocking(response.policy_findings))
     breaking = any(f.breaking for f in response.findings)
     if as_json:
         print_json(
@@ -264,6 +288,7 @@ def register_workflow(
                     {"pointer": f.pointer, "message": f.message, "breaking": f.breaking}
                     for f in response.findings
                 ],
+                "policy_findings": [finding_json(f) for f in response.policy_findings],
                 "warnings": list(response.warnings),
             }
         )
@@ -272,10 +297,14 @@ def register_workflow(
             typer.echo(f"warning: {warning}", err=True)
         for f in response.findings:
             typer.echo(_finding_line(f))
+        for p in response.policy_findings:
+            if p.level != "advise":
+                typer.echo(finding_line(p))
         w = response.workflow
         if dry_run:
             typer.echo(
                 f"{w.name}: {'does NOT type-check' if breaking else 'type-checks against the registry'}"
+                + ("; a required policy rule would REFUSE it" if blocked else "")
             )
         elif response.registered:
             typer.echo(f"registered {w.name} v{w.version}")
@@ -283,6 +312,8 @@ def register_workflow(
             typer.echo(f"unchanged: {w.name} v{w.version} is this file already; nothing registered")
     if dry_run and breaking:
         raise typer.Exit(2)  # as a refused register: composition failures are bad input
+    if dry_run and blocked:
+        raise typer.Exit(1)  # as contract register --dry-run: the check says no
 
 
 @workflow_app.command("validate")

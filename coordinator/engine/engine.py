@@ -40,6 +40,7 @@ from contracts.errors import (
     UnreachableError,
 )
 from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
+from contracts.policy import Verdict, agent_document
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.validation import validate_payload
 from contracts.versions import is_name
@@ -153,6 +154,21 @@ class Registry(Protocol):
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
     checks: Checks
+
+    # policy rules checked when an agent registers (docs/governance.md)
+    @property
+    def policies(self) -> AgentPolicies: ...
+
+
+class AgentPolicies(Protocol):
+    """What the engine needs of the registry's policies: an agent's registration is checked."""
+
+    async def check_document(
+        self, kind: str, obj: str, owner_team: str, what: str, data: dict[str, Any], overrides: dict[str, str]
+    ) -> Verdict: ...
+    async def record_overrides(
+        self, principal: Principal, verdict: Verdict, kind: str, obj: str, owner_team: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -547,7 +563,7 @@ class Engine:
     ) -> TeamLimits:
         """The admin sets a team's limits (a value left None stays as it is; 0 removes it)."""
         if not principal.admin:
-            raise PermissionDeniedError("only the admin sets a team's limits")
+            raise PermissionDeniedError(f"only the admin sets a team's limits (team {team}'s here)")
         if await self._store.get_team(team) is None:
             raise NotFoundError(f"team {team} does not exist")
         if max_concurrency is not None and not 0 <= max_concurrency <= 1_000_000:
@@ -626,11 +642,36 @@ class Engine:
             self._team_defaults[team] = (retry, timeouts)
 
     async def register_agent(
-        self, principal: Principal, agent: AgentRecord, retry: RetryPolicy, timeouts: Timeouts
+        self,
+        principal: Principal,
+        agent: AgentRecord,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+        overrides: Mapping[str, str] | None = None,
     ) -> list[str]:
         authz.may_act_as(principal, agent.agent_id, self._dispatcher.agent(agent.agent_id))
         authz.may_serve(agent.team, agent.bindings)
-        warnings: list[str] = []
+        # Policies (docs/governance.md): advise warns; require refuses unless overridden.
+        what = f"agent {agent.agent_id}"
+        verdict = await self._registry.policies.check_document(
+            "agent",
+            what,
+            agent.team,
+            what,
+            agent_document(
+                agent.agent_id,
+                agent.team,
+                agent.hostname,
+                agent.concurrency,
+                [(b.contract, b.major, b.engine) for b in agent.bindings],
+                retry,
+                timeouts,
+            ),
+            dict(overrides or {}),
+        )
+        if verdict.blocking:
+            raise verdict.refusal(what)
+        warnings: list[str] = list(verdict.warnings)
         retired: list[str] = []
         for binding in agent.bindings:
             version_range = f"^{binding.major}" if binding.major else "*"
@@ -657,7 +698,7 @@ class Engine:
             )
         # Audited only when new or changed (the store compares): agents register again after
         # every outage, and that is not a change.
-        await self._store.put_agent(
+        changed = await self._store.put_agent(
             agent,
             AuditRecord(
                 at_ms=agent.registered_ms or now_ms(),
@@ -668,6 +709,10 @@ class Engine:
                 platform_intervention=principal.intervenes_on(agent.team),
                 details={
                     "serves": [f"{b.contract}@{b.major}" for b in agent.bindings],
+                    # what serves each contract, as the agent's hash of its configuration
+                    "fingerprints": {
+                        f"{b.contract}@{b.major}": b.fingerprint for b in agent.bindings if b.fingerprint
+                    },
                     "concurrency": agent.concurrency,
                     "hostname": agent.hostname,
                     "agent_version": agent.agent_version,
@@ -676,6 +721,8 @@ class Engine:
         )
         self._dispatcher.register_agent(agent)
         await self.set_team_defaults(principal, agent.team, retry, timeouts)
+        if verdict.used and changed:  # an agent registering again after an outage is no new override
+            await self._registry.policies.record_overrides(principal, verdict, "agent", what, agent.team)
         return warnings
 
     # ================= runs: the caller's side =================
@@ -989,6 +1036,9 @@ class Engine:
         stored = await self._store.get_run(run_id)
         if stored is None:
             raise NotFoundError(f"run {run_id} does not exist")
+        # A team that takes no part learns nothing of the run's steps (the teams a waiting step
+        # names take part in its runs).
+        authz.may_see(principal, stored)
         workflow = await self._registry.workflow_version(stored.workflow, stored.workflow_version)
         spec = self._registry.workflow_spec(workflow) if workflow is not None else None
         step_spec = spec.steps.get(step_id) if spec is not None else None

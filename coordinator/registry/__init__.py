@@ -1,5 +1,6 @@
 """Contracts and workflows: registration with compatibility and composition checks."""
 
+from coordinator.registry.policies import Policies
 from coordinator.registry.registry import (
     ConsumerImpact,
     ContractRegistration,
@@ -7,6 +8,16 @@ from coordinator.registry.registry import (
     Notice,
     Registry,
     WorkflowRegistration,
+    agent_policy_document,
 )
 
-__all__ = ["ConsumerImpact", "ContractRegistration", "Finding", "Notice", "Registry", "WorkflowRegistration"]
+__all__ = [
+    "ConsumerImpact",
+    "ContractRegistration",
+    "Finding",
+    "Notice",
+    "Policies",
+    "Registry",
+    "WorkflowRegistration",
+    "agent_policy_document",
+]

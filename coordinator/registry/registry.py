@@ -8,6 +8,7 @@ consumer workflow; a workflow registers only when it type-checks against the reg
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -28,13 +29,27 @@ from contracts.errors import (
 )
 from contracts.lifecycle import deprecation_warning, sunset_passed, today_utc
 from contracts.loader import parse_contract_text, parse_workflow_text
-from contracts.model import Contract, Deprecation, Workflow
+from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts, Workflow
+from contracts.policy import PolicyFinding, Verdict, agent_document, contract_facts, workflow_facts
+from contracts.policy import Rule as PolicyRule
+from contracts.policy import Subject as PolicySubject
+from contracts.policy import check_text as check_policy_text
+from contracts.policy import evaluate as evaluate_policy
 from coordinator.checks import Checks
 from coordinator.principal import Principal
+from coordinator.registry import autonomy
+from coordinator.registry.policies import Policies
 from coordinator.registry.refusals import RefusalBudget
 from coordinator.store import codec
 from coordinator.store.base import Store
-from coordinator.store.records import AuditRecord, ContractRecord, WorkflowRecord
+from coordinator.store.records import (
+    AgentRecord,
+    AuditRecord,
+    ContractRecord,
+    RunFilter,
+    RunRecord,
+    WorkflowRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +99,8 @@ class ContractRegistration:
     broken_consumers: list[ConsumerImpact] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     registered: bool = False
+    # What the policies said (docs/governance.md): advisories, overridden and blocking rules.
+    policy_findings: list[PolicyFinding] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +109,7 @@ class WorkflowRegistration:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     registered: bool = False
+    policy_findings: list[PolicyFinding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,9 @@ class Notice:
     message: str = ""
 
 
+# The most audit entries and runs the autonomy report reads (each).
+AUTONOMY_MAX_ROWS = 200_000
+
 # How far back ``consumers`` and ``notices`` count runs.
 CALLERS_WINDOW_MS = 30 * 24 * 3600 * 1000
 
@@ -135,6 +156,7 @@ class Registry:
         # with a time budget (coordinator/checks.py); without a coordinator, inline.
         self.checks = checks or Checks(pooled=False)
         self._refusals = refusals or RefusalBudget()
+        self.policies = Policies(store, self.checks)
         # Caches of what the store holds, per name, with when they were read: several
         # coordinators may share one store, so a cached list is read again once it is older than
         # ``fresh_s`` (another coordinator's registration is seen within that), and at once when
@@ -305,7 +327,12 @@ class Registry:
     # ================= contracts =================
 
     async def register_contract(
-        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+        self,
+        principal: Principal,
+        source_text: str,
+        source_name: str,
+        dry_run: bool,
+        overrides: dict[str, str] | None = None,
     ) -> ContractRegistration:
         name = source_name or "contract"
         try:
@@ -400,6 +427,17 @@ class Registry:
             )
         result.findings += emits_problems
         breaking = [f for f in result.findings if f.breaking]
+        verdict = await self.policies.check_file(
+            "contract",
+            contract.ref,
+            contract.team,
+            source_text,
+            name,
+            contract_facts(contract),
+            overrides or {},
+        )
+        result.policy_findings = verdict.findings
+        result.warnings += verdict.warnings
         if dry_run:
             return result
         if breaking or result.broken_consumers:
@@ -418,6 +456,15 @@ class Registry:
                 ),
                 dry_run,
             )
+        if verdict.blocking:
+            raise await self._refused(
+                principal,
+                "contract.register.refused",
+                contract.ref,
+                contract.team,
+                verdict.refusal(contract.ref),
+                dry_run,
+            )
         await self._store.add_contract(
             record,
             AuditRecord(
@@ -431,7 +478,18 @@ class Registry:
         )
         self._contracts.pop(contract.name, None)
         result.registered = True
+        await self._record_overrides(principal, verdict, "contract", contract.ref, contract.team)
         return result
+
+    async def _record_overrides(
+        self, principal: Principal, verdict: Verdict, kind: str, obj: str, owner_team: str
+    ) -> None:
+        # After the registration's own commit: a store that fails here loses the override's
+        # entry, not the registration, and the caller is told the registration went through.
+        try:
+            await self.policies.record_overrides(principal, verdict, kind, obj, owner_team)
+        except Exception:
+            logger.exception("could not write the audit entries of the overrides used registering %s", obj)
 
     async def _check_migration(
         self,
@@ -897,10 +955,19 @@ class Registry:
                 )
         listed = ", ".join(sorted(retiring, key=codec.version_key))
         if users:
-            raise FailedPreconditionError(
-                f"{name}@{listed} is still in use by {len(users)} workflow version(s) or run(s); "
-                "they must move to another version (or their runs finish) before it can be retired",
-                users,
+            # Audited like a refused registration: a change that waits for other teams is what
+            # the autonomy report counts (docs/governance.md).
+            raise await self._refused(
+                principal,
+                "contract.retire.refused",
+                ref,
+                team,
+                FailedPreconditionError(
+                    f"{name}@{listed} is still in use by {len(users)} workflow version(s) or run(s); "
+                    "they must move to another version (or their runs finish) before it can be retired",
+                    users,
+                ),
+                False,
             )
         at = now_ms()
         await self._store.retire_contract(
@@ -1032,7 +1099,12 @@ class Registry:
     # ================= workflows =================
 
     async def register_workflow(
-        self, principal: Principal, source_text: str, source_name: str, dry_run: bool
+        self,
+        principal: Principal,
+        source_text: str,
+        source_name: str,
+        dry_run: bool,
+        overrides: dict[str, str] | None = None,
     ) -> WorkflowRegistration:
         name = source_name or "workflow"
         try:
@@ -1055,7 +1127,9 @@ class Registry:
                 ),
                 dry_run,
             )
-        return await self._register_spec(principal, spec, source_text, name, dry_run)
+        return await self._register_spec(
+            principal, spec, source_text, name, dry_run, overrides=overrides or {}
+        )
 
     async def _register_spec(
         self,
@@ -1067,7 +1141,9 @@ class Registry:
         *,
         action: str = "workflow.register",
         details: dict[str, Any] | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> WorkflowRegistration:
+        """``overrides`` None: no policy check (a rollback registers again what was registered)."""
         previous = await self._workflow_versions(spec.name, reread=True)
         if previous and previous[-1].source_text == source_text and not dry_run:
             # The file is the current version already: a second version would only add noise
@@ -1093,6 +1169,13 @@ class Registry:
         )
         result = WorkflowRegistration(record, findings, warnings)
         breaking = [f for f in findings if f.breaking]
+        verdict = Verdict()
+        if overrides is not None:
+            verdict = await self.policies.check_file(
+                "workflow", spec.name, spec.team, source_text, name, workflow_facts(spec), overrides
+            )
+        result.policy_findings = verdict.findings
+        result.warnings += verdict.warnings
         if breaking and not dry_run:
             raise await self._refused(
                 principal,
@@ -1107,6 +1190,15 @@ class Registry:
             )
         if dry_run:
             return result
+        if verdict.blocking:
+            raise await self._refused(
+                principal,
+                "workflow.register.refused",
+                spec.name,
+                spec.team,
+                verdict.refusal(spec.name),
+                dry_run,
+            )
         await self._store.add_workflow(
             record,
             AuditRecord(
@@ -1122,6 +1214,9 @@ class Registry:
         self._workflows.pop(spec.name, None)
         self._specs[(record.name, record.version)] = spec
         result.registered = True
+        await self._record_overrides(
+            principal, verdict, "workflow", f"{spec.name} v{record.version}", spec.team
+        )
         return result
 
     async def _check_workflow(self, spec: Workflow) -> tuple[list[Finding], list[str], dict[str, Any]]:
@@ -1280,6 +1375,136 @@ class Registry:
         self._workflows.pop(name, None)
         self._specs.pop((name, version), None)
 
+    # ================= the autonomy report =================
+
+    async def _autonomy_inputs(
+        self, since_ms: int
+    ) -> tuple[list[AuditRecord], list[RunRecord], list[WorkflowRecord], dict[str, list[str]]]:
+        """The audit entries and runs of the period (each at most ``AUTONOMY_MAX_ROWS``), the
+        newest workflow versions and the events that trigger them."""
+        entries: list[AuditRecord] = []
+        while len(entries) < AUTONOMY_MAX_ROWS:
+            page = await self._store.list_audit("", len(entries), 1000, since_ms=since_ms)
+            entries += page
+            if len(page) < 1000:
+                break
+        runs: list[RunRecord] = []
+        while len(runs) < AUTONOMY_MAX_ROWS:
+            batch = await self._store.list_runs(
+                RunFilter(created_after_ms=since_ms, offset=len(runs), limit=1000)
+            )
+            # Payloads are not needed: only what ran, when, pinning what, and how it ended.
+            runs += [replace(r, input=None, output=None) for r in batch]
+            if len(batch) < 1000:
+                break
+        # Runs retention deleted live on as digests (kept as long as the audit log).
+        live = {r.run_id for r in runs}
+        offset = 0
+        while len(runs) < 2 * AUTONOMY_MAX_ROWS:
+            digests = await self._store.list_run_digests(since_ms, offset, 1000)
+            offset += len(digests)
+            runs += [d for d in digests if d.run_id not in live]
+            if len(digests) < 1000:
+                break
+        workflows = await self._store.list_workflows("")
+        triggers = {wf.name: [t.on for t in self.workflow_spec(wf).triggers] for wf in workflows}
+        return entries, runs, workflows, triggers
+
+    async def autonomy_report(self, team: str, since_ms: int, now: int) -> dict[str, Any]:
+        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+        report: dict[str, Any] = await self.checks.run(
+            "computing the autonomy report",
+            (len(entries) + len(runs)) * 200,
+            autonomy.build_report,
+            entries,
+            runs,
+            workflows,
+            triggers,
+            since_ms,
+            now,
+            team,
+        )
+        return report
+
+    async def recent_changes(self, team: str, count: int, since_ms: int) -> list[dict[str, Any]]:
+        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+        listed: list[dict[str, Any]] = await self.checks.run(
+            "listing the last changes",
+            (len(entries) + len(runs)) * 200,
+            autonomy.last_changes,
+            entries,
+            runs,
+            workflows,
+            triggers,
+            count,
+            team,
+        )
+        return listed
+
+    # ================= policies =================
+
+    async def policy_violators(self, rules: list[PolicyRule]) -> list[PolicyFinding]:
+        """What ``rules`` (a policy file being applied) would say about what is registered: the
+        newest version of each contract major in service, the newest version of each workflow,
+        each registered agent (``accord policy apply --dry-run``)."""
+        found: list[PolicyFinding] = []
+        checked = tuple(rules)
+        for record in await self.list_contracts("", "", False):
+            c = record.contract
+            if record.retired_ms or not any(r.covers("contract", c.team) for r in checked):
+                continue
+            await asyncio.sleep(0)  # small files are checked inline: let other teams' calls in between
+            findings, _ = await self.checks.run(
+                f"checking the policies on {c.ref}",
+                len(c.source_text),
+                check_policy_text,
+                checked,
+                "contract",
+                c.ref,
+                c.team,
+                c.source_text,
+                c.source_name or c.ref,
+                *contract_facts(c),
+            )
+            found += findings
+        newest: dict[str, WorkflowRecord] = {}
+        for wf in await self._store.list_workflows(""):
+            if wf.name not in newest or wf.version > newest[wf.name].version:
+                newest[wf.name] = wf
+        for wf in newest.values():
+            if not any(r.covers("workflow", wf.team) for r in checked):
+                continue
+            await asyncio.sleep(0)
+            findings, _ = await self.checks.run(
+                f"checking the policies on {wf.name}",
+                len(wf.source_text),
+                check_policy_text,
+                checked,
+                "workflow",
+                wf.name,
+                wf.team,
+                wf.source_text,
+                wf.source_name or wf.name,
+                *workflow_facts(self.workflow_spec(wf)),
+            )
+            found += findings
+        teams = {t.name: t for t in await self._store.list_teams()}
+        for agent in await self._store.list_agents():
+            if not any(r.covers("agent", agent.team) for r in checked):
+                continue
+            team = teams.get(agent.team)
+            subject = PolicySubject(
+                "agent",
+                f"agent {agent.agent_id}",
+                agent.team,
+                f"agent {agent.agent_id}",
+                agent_policy_document(agent, team.retry if team else None, team.timeouts if team else None),
+            )
+            found += await self.checks.run(
+                f"checking the policies on agent {agent.agent_id}", 0, evaluate_policy, checked, subject
+            )
+        return found
+
     async def list_workflows(self, team: str) -> list[WorkflowRecord]:
         return await self._store.list_workflows(team)
 
@@ -1353,6 +1578,16 @@ def _reaches(version_range: str, selected: set[str]) -> bool:
 def _same_fields(a: Contract, b: Contract) -> bool:
     return codec.contract_to_json(replace(a, source_name="")) == codec.contract_to_json(
         replace(b, source_name="")
+    )
+
+
+def agent_policy_document(
+    agent: AgentRecord, retry: RetryPolicy | None, timeouts: Timeouts | None
+) -> dict[str, Any]:
+    """An agent's registration as policy rules see it (docs/governance.md, "What a rule sees")."""
+    bindings = [(b.contract, b.major, b.engine) for b in agent.bindings]
+    return agent_document(
+        agent.agent_id, agent.team, agent.hostname, agent.concurrency, bindings, retry, timeouts
     )
 
 

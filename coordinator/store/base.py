@@ -20,6 +20,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -292,8 +293,17 @@ class Store(Protocol):
 
     async def add_audit(self, audit: AuditRecord) -> None: ...
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        """The recorded overrides (audit entries with ``records.OVERRIDE_ACTION``), oldest first;
+        """The recorded overrides (audit entries with ``records.OVERRIDE_ACTIONS``: a run's and a
+        registration's), oldest first;
         ``team``: only those it made or that concern its objects (as ``list_audit``)."""
+
+    # policies (docs/governance.md)
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        """Store ``policy`` as its scope's file (replacing the one it had), with ``audit`` in the
+        same transaction."""
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        """Every scope's policy file, the platform's ("") first, then by team."""
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
@@ -352,7 +362,7 @@ class Store(Protocol):
         """Delete up to ``limit`` runs in a terminal status (``RUN_TERMINAL``) that finished
         before ``finished_before_ms``, the earliest first, with their steps, attempts, request
         records, spans, timers and offers; returns how many runs. Runs still going are never
-        touched, however old."""
+        touched, however old. A digest of each is kept (``list_run_digests``)."""
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` events published before ``published_before_ms`` whose triggers
@@ -363,7 +373,13 @@ class Store(Protocol):
         before ``created_before_ms``."""
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first."""
+        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first (and
+        up to ``limit`` run digests of runs that finished before it: they are kept as long)."""
+
+    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+        """The digests ``purge_runs`` kept of the runs it deleted (created at or after
+        ``created_after_ms``, oldest first), as runs with no payloads: workflow, version, team,
+        status, times and ``pinned`` (the autonomy report, docs/governance.md)."""
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give space freed by deletes back to the file system where the database does not do it

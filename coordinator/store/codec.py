@@ -917,3 +917,22 @@ def schedule_from_row(row: Row) -> ScheduleRecord:
         last_run_id=str(state.get("last_run_id", "")),
         queued=[int(d) for d in state.get("queued", [])],
     )
+
+
+def digest_to_run(row: tuple[Any, ...]) -> RunRecord:
+    """A run digest's row (run_id, workflow, workflow_version, team, status, created_ms,
+    finished_ms, pinned_json) as a run without payloads."""
+    run_id, workflow, version, team, status, created, finished, pinned = row
+    return RunRecord(
+        run_id=str(run_id),
+        workflow=str(workflow),
+        workflow_version=int(version),
+        team=str(team),
+        status=str(status),
+        input=None,
+        created_ms=int(created),
+        trace_id="",
+        span_id="",
+        finished_ms=int(finished),
+        pinned={str(k): str(v) for k, v in (json.loads(pinned or "{}") or {}).items()},
+    )

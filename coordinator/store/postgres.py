@@ -61,7 +61,7 @@ from coordinator.store.pg_retry import (
 )
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
-    OVERRIDE_ACTION,
+    OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -72,6 +72,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -1331,10 +1332,34 @@ class PostgresStore:
 
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
         where, args = codec.audit_filter(team, since_ms, 0, "%s")
-        where = (where + " AND" if where else " WHERE") + " action = %s"
+        where = (where + " AND" if where else " WHERE") + " action IN (%s, %s)"
         sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT %s"
-        args += [OVERRIDE_ACTION, limit]
+        args += [*OVERRIDE_ACTIONS, limit]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
+
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        async def write(conn: _Conn) -> None:
+            await conn.execute(
+                "INSERT INTO policy_files (scope, source_text, source_name, applied_ms, applied_by)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (scope) DO UPDATE SET"
+                " source_text = excluded.source_text, source_name = excluded.source_name,"
+                " applied_ms = excluded.applied_ms, applied_by = excluded.applied_by",
+                (policy.scope, policy.source_text, policy.source_name, policy.applied_ms, policy.applied_by),
+            )
+            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(write)
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        sql = (
+            "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        )
+        return [
+            PolicyRecord(
+                r["scope"], r["source_text"], r["source_name"], int(r["applied_ms"]), r["applied_by"]
+            )
+            for r in await self._dicts(sql, [])
+        ]
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
@@ -1412,6 +1437,14 @@ class PostgresStore:
             runs = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
             if runs:
                 ids = [run_id for run_id, _ in runs]
+                # What the autonomy report needs of them outlives them (docs/governance.md).
+                await conn.execute(
+                    "INSERT INTO run_digests (run_id, workflow, workflow_version, team, status, created_ms,"
+                    " finished_ms, pinned_json) SELECT run_id, workflow, workflow_version, team, status,"
+                    " created_ms, finished_ms, COALESCE(data_json::json ->> 'pinned', '{}') FROM runs"
+                    " WHERE run_id = ANY(%s) ON CONFLICT (run_id) DO NOTHING",
+                    (ids,),
+                )
                 # steps and attempts by their run_id index; timers and offers hold only what is
                 # live (a finished run has none left), one pass each.
                 for table in ("steps", "attempts", "timers", "offers"):
@@ -1448,7 +1481,24 @@ class PostgresStore:
         )
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
+        await self._purge(
+            "run_digests", "run_id", "finished_ms", before_ms, limit
+        )  # as long as the audit log
         return await self._purge("audit", "id", "at_ms", before_ms, limit)
+
+    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+        sql = (
+            "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
+            " FROM run_digests WHERE created_ms >= %s ORDER BY created_ms, run_id LIMIT %s OFFSET %s"
+        )
+        rows = await self._dicts(sql, [created_after_ms, limit, offset])
+        return [
+            codec.digest_to_run(
+                (r["run_id"], r["workflow"], r["workflow_version"], r["team"], r["status"], r["created_ms"],
+                 r["finished_ms"], r["pinned_json"])
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def reclaim_space(self, max_pages: int) -> int:
         """PostgreSQL's autovacuum makes deleted rows' space reusable by itself: nothing to do."""

@@ -288,6 +288,22 @@ class AuditRecord:
 # file's ``overrides:``): details hold ``rule``, ``reason``, ``run_id``, ``workflow`` and what
 # was overridden. ``Store.list_overrides`` reads them; the autonomy report counts them.
 OVERRIDE_ACTION = "run.override"
+# The same for a policy rule overridden at registration (``accord contract register
+# --override RULE="reason"``, a file's ``overrides:``): details hold ``rule``, ``reason``,
+# ``level``, ``source`` ("request" or "file") and the object registered (docs/governance.md).
+POLICY_OVERRIDE_ACTION = "policy.override"
+OVERRIDE_ACTIONS = (OVERRIDE_ACTION, POLICY_OVERRIDE_ACTION)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A policy file as applied: ``scope`` "" for the platform's, else the team's own."""
+
+    scope: str
+    source_text: str
+    source_name: str
+    applied_ms: int
+    applied_by: str
 
 
 @dataclass(frozen=True)
@@ -318,6 +334,8 @@ class Binding:
     contract: str
     major: int
     engine: str = ""
+    # The agent's hash of the binding's configuration (no secrets): a change is a binding change.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

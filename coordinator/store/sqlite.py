@@ -36,7 +36,7 @@ from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
-    OVERRIDE_ACTION,
+    OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
     AttemptRecord,
@@ -47,6 +47,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunPin,
     RunRecord,
@@ -106,6 +107,11 @@ def _insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
 
 
 _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
+_DIGEST_INSERT = (
+    "INSERT OR IGNORE INTO run_digests (run_id, workflow, workflow_version, team, status, created_ms,"
+    " finished_ms, pinned_json) SELECT run_id, workflow, workflow_version, team, status, created_ms,"
+    " finished_ms, COALESCE(json_extract(data_json, '$.pinned'), '{}') FROM runs WHERE run_id = ?"
+)
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _STEP_UPSERT = (
@@ -1097,10 +1103,29 @@ class SqliteStore:
 
     async def list_overrides(self, team: str = "", since_ms: int = 0, limit: int = 1000) -> list[AuditRecord]:
         where, args = codec.audit_filter(team, since_ms, 0, "?")
-        where = (where + " AND" if where else " WHERE") + " action = ?"
+        where = (where + " AND" if where else " WHERE") + " action IN (?, ?)"
         sql = f"SELECT * FROM audit{where} ORDER BY id LIMIT ?"
-        args += [OVERRIDE_ACTION, limit]
+        args += [*OVERRIDE_ACTIONS, limit]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
+
+    async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO policy_files (scope, source_text, source_name, applied_ms, applied_by)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"
+                " source_text = excluded.source_text, source_name = excluded.source_name,"
+                " applied_ms = excluded.applied_ms, applied_by = excluded.applied_by",
+                (policy.scope, policy.source_text, policy.source_name, policy.applied_ms, policy.applied_by),
+            )
+            c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+        await self._write(w)
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        sql = (
+            "SELECT scope, source_text, source_name, applied_ms, applied_by FROM policy_files ORDER BY scope"
+        )
+        return await self._read(lambda c: [PolicyRecord(*tuple(r)) for r in c.execute(sql)])
 
     async def list_events(
         self, contract: str = "", offset: int = 0, limit: int = 100, *, team: str = ""
@@ -1182,6 +1207,8 @@ class SqliteStore:
             if not runs:
                 return 0
             ids = [(run_id,) for run_id, _ in runs]
+            # What the autonomy report needs of them outlives them (docs/governance.md).
+            c.executemany(_DIGEST_INSERT, ids)
             for table in ("steps", "attempts"):  # by their run_id index
                 c.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
             # A finished run has none left (these tables hold only what is live and have no index
@@ -1214,7 +1241,27 @@ class SqliteStore:
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
         sql = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
-        return await self._write(lambda c: c.execute(sql, (before_ms, limit)).rowcount)
+        digests = (
+            "DELETE FROM run_digests WHERE run_id IN"
+            " (SELECT run_id FROM run_digests WHERE finished_ms < ? ORDER BY finished_ms LIMIT ?)"
+        )
+
+        def w(c: sqlite3.Connection) -> int:
+            c.execute(digests, (before_ms, limit))  # kept as long as the audit log
+            return int(c.execute(sql, (before_ms, limit)).rowcount)
+
+        return await self._write(w)
+
+    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+        sql = (
+            "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
+            " FROM run_digests WHERE created_ms >= ? ORDER BY created_ms, run_id LIMIT ? OFFSET ?"
+        )
+        return await self._read(
+            lambda c: [
+                codec.digest_to_run(tuple(r)) for r in c.execute(sql, (created_after_ms, limit, offset))
+            ]
+        )
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give up to ``max_pages`` free pages of the file back to the file system (incremental

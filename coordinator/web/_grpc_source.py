@@ -429,6 +429,16 @@ class GrpcSource:
             if not page_token:
                 return out
 
+    async def autonomy(self, token: str, team: str, since_ms: int, last: int) -> JSONDict:
+        stub = self._get_stub()
+        report = await self._call(
+            token, stub.GetAutonomyReport, pb.GetAutonomyReportRequest(team=team, since_unix_ms=since_ms)
+        )
+        changes = await self._call(
+            token, stub.ListRecentChanges, pb.ListRecentChangesRequest(team=team, count=last)
+        )
+        return {"report": json.loads(report.report_json), "changes": json.loads(changes.changes_json)}
+
     async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
         request = pb.ListAuditLogRequest(
             page=common_pb2.PageRequest(page_size=query.limit),

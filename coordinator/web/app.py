@@ -89,6 +89,7 @@ PAGES = {
     "/workflows": "workflows",
     "/workflows/{team}/{name}": "workflow",
     "/agents": "agents",
+    "/autonomy": "autonomy",
 }
 
 
@@ -787,6 +788,30 @@ class UiApp:
         agents = await self.call(request, session, lambda: self.source.list_agents(session.token, team))
         return ApiJSONResponse({"agents": agents})
 
+    # ---------- autonomy API
+
+    async def autonomy(self, request: Request) -> Response:
+        """The autonomy report and the last changes (docs/ui-api.md, ``/api/v1/autonomy``)."""
+        session = await self.require_session(request)
+        params = request.query_params
+        since = params.get("since", "30d") or "30d"
+        try:
+            seconds = parse_duration(since, what="since")
+        except DurationError as exc:
+            raise ApiError(400, "invalid_argument", str(exc)) from None
+        if seconds <= 0:
+            raise ApiError(400, "invalid_argument", f"since: must be longer than 0, not {since!r} (e.g. 30d)")
+        since_ms = max(int((time.time() - seconds) * 1000), 1)
+        last = _int_param(request, "last", 5)
+        if not 1 <= last <= 100:
+            raise ApiError(400, "invalid_argument", "last: between 1 and 100")
+        team = params.get("team", "").strip()
+        data = await self.call(
+            request, session, lambda: self.source.autonomy(session.token, team, since_ms, last)
+        )
+        principal = session.principal
+        return ApiJSONResponse({**data, "viewer": {"team": principal.team, "admin": principal.admin}})
+
     async def teams_graph(self, request: Request) -> Response:
         session = await self.require_session(request)
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
@@ -895,6 +920,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/workflows/{{team}}/{{name}}", _api(ui.get_workflow), methods=["GET"]),
         Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
         Route(f"{api}/notices", _api(ui.list_notices), methods=["GET"]),
+        Route(f"{api}/autonomy", _api(ui.autonomy), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

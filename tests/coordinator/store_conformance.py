@@ -39,6 +39,7 @@ from coordinator.store.records import (
     EventRecord,
     IdempotencyConflict,
     OfferRecord,
+    PolicyRecord,
     RunFilter,
     RunRecord,
     ScheduleRecord,
@@ -1465,6 +1466,39 @@ class StoreConformance:
         assert await self._rows_of(store, "still-running") == everything
         assert await store.purge_runs(10**13, 0) == 0
 
+    async def test_a_purged_run_leaves_a_digest_kept_as_long_as_the_audit_log(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[
+                    run_record(
+                        "r1",
+                        status="failed",
+                        created_ms=900,
+                        finished_ms=1_000,
+                        pinned={"payments/charge": "1.2.0"},
+                    ),
+                    run_record("r2", status="succeeded", created_ms=1_900, finished_ms=2_000),
+                    run_record("r3", status="succeeded", created_ms=2_900, finished_ms=3_000),
+                ]
+            )
+        )
+        assert await store.list_run_digests(0, 0, 10) == []
+        assert await store.purge_runs(2_500, 10) == 2
+        digests = await store.list_run_digests(0, 0, 10)
+        assert [(d.run_id, d.status, d.created_ms, d.finished_ms, d.pinned) for d in digests] == [
+            ("r1", "failed", 900, 1_000, {"payments/charge": "1.2.0"}),
+            ("r2", "succeeded", 1_900, 2_000, {}),
+        ]
+        assert (digests[0].workflow, digests[0].workflow_version, digests[0].team) == (
+            "payments/checkout",
+            1,
+            "payments",
+        )
+        assert [d.run_id for d in await store.list_run_digests(1_000, 0, 10)] == ["r2"]
+        assert [d.run_id for d in await store.list_run_digests(0, 1, 10)] == ["r2"]
+        await store.purge_audit(1_500, 10)  # digests of runs that finished before it go too
+        assert [d.run_id for d in await store.list_run_digests(0, 0, 10)] == ["r2"]
+
     async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
         await store.apply(
             Changes(runs=[run_record("r1", status="succeeded", finished_ms=10, idempotency_key="k")])
@@ -1729,3 +1763,27 @@ class StoreConformance:
         assert [e.at_ms for e in await store.list_overrides("shipping")] == [100, 300]
         assert [e.at_ms for e in await store.list_overrides(since_ms=150)] == [200, 300]
         assert await store.list_overrides("payments") == []
+
+    async def test_policy_overrides_are_listed_with_run_overrides(self, store: Store) -> None:
+        await store.add_audit(audit("run.override", "shipping", "shipping", at_ms=100))
+        await store.add_audit(audit("policy.override", "shipping", "shipping", at_ms=200))
+        await store.add_audit(audit("policy.apply", "", "admin", at_ms=250))
+        assert [e.action for e in await store.list_overrides("shipping")] == [
+            "run.override",
+            "policy.override",
+        ]
+
+    async def test_a_policy_file_per_scope_replaced_when_applied_again(self, store: Store) -> None:
+        assert await store.list_policies() == []
+        await store.put_policy(
+            PolicyRecord("", "rules: []", "platform.yaml", 100, "admin"), audit("policy.apply")
+        )
+        await store.put_policy(
+            PolicyRecord("crm", "rules: [1]", "crm.yaml", 200, "crm"), audit("policy.apply")
+        )
+        await store.put_policy(PolicyRecord("", "rules: [2]", "p2.yaml", 300, "admin"), audit("policy.apply"))
+        assert await store.list_policies() == [
+            PolicyRecord("", "rules: [2]", "p2.yaml", 300, "admin"),
+            PolicyRecord("crm", "rules: [1]", "crm.yaml", 200, "crm"),
+        ]
+        assert [e.action for e in await store.list_audit()].count("policy.apply") == 3

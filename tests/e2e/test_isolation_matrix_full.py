@@ -71,6 +71,10 @@ output: {ref: "${steps.work.output.ref}"}
 PRIVATE_WORKFLOW = SINGLE.replace("payments/single", "payments/uses-private").replace(
     "payments/work@^1", "payments/private@^1"
 )
+# A payments workflow with a schedule (once a year, nothing to catch up on).
+SCHEDULED = SINGLE.replace("payments/single", "payments/scheduled") + (
+    "schedules:\n  - {id: yearly, cron: '0 0 1 1 *', input: {order_id: s}, catch_up: none}\n"
+)
 SECRET = "o-secret-4242"
 
 
@@ -100,7 +104,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             "payload: {type: object, properties: {order_id: {type: string}}}\n",
         )
         await proc.register_contract(other, contract("warehouse/reserve"))
-        for text in (SINGLE, SHARED, PRIVATE_WORKFLOW):
+        for text in (SINGLE, SHARED, PRIVATE_WORKFLOW, SCHEDULED):
             await proc.register_workflow(owner, text)
         async with proc.client(owner) as client:
             await client.agent.RegisterAgent(
@@ -287,6 +291,44 @@ def _refused(w: World) -> dict[str, tuple[str, str, Any]]:
             "RollbackWorkflow",
             pb.RollbackWorkflowRequest(name="payments/single", to_version=1),
         ),
+        "AnswerStep": (
+            "coordinator",
+            "AnswerStep",
+            pb.AnswerStepRequest(run_id=w.run_single, step_id="work", action=pb.ANSWER_ACTION_APPROVE),
+        ),
+        "RetryRun": ("coordinator", "RetryRun", pb.RetryRunRequest(run_id=w.run_single)),
+        "SetSchedulePaused": (
+            "coordinator",
+            "SetSchedulePaused",
+            pb.SetSchedulePausedRequest(workflow="payments/scheduled", id="yearly", paused=True),
+        ),
+        "TriggerSchedule": (
+            "coordinator",
+            "TriggerSchedule",
+            pb.TriggerScheduleRequest(workflow="payments/scheduled", id="yearly"),
+        ),
+        "SetTeamLimits": (
+            "coordinator",
+            "SetTeamLimits",
+            pb.SetTeamLimitsRequest(team="payments", max_concurrency=1),
+        ),
+        "GetTeamLimits": ("coordinator", "GetTeamLimits", pb.GetTeamLimitsRequest(team="payments")),
+        "ApplyPolicy": (
+            "coordinator",
+            "ApplyPolicy",
+            pb.ApplyPolicyRequest(source_text="rules: []", source_name="p.yaml", team="payments"),
+        ),
+        "ListOverrides": ("coordinator", "ListOverrides", pb.ListOverridesRequest(team="payments")),
+        "GetAutonomyReport": (
+            "coordinator",
+            "GetAutonomyReport",
+            pb.GetAutonomyReportRequest(team="payments"),
+        ),
+        "ListRecentChanges": (
+            "coordinator",
+            "ListRecentChanges",
+            pb.ListRecentChangesRequest(team="payments"),
+        ),
     }
 
 
@@ -330,6 +372,16 @@ REFUSED = [
     "SetWorkflowEnabled",
     "DeleteWorkflowVersion",
     "RollbackWorkflow",
+    "ApplyPolicy",
+    "ListOverrides",
+    "GetAutonomyReport",
+    "ListRecentChanges",
+    "AnswerStep",
+    "RetryRun",
+    "SetSchedulePaused",
+    "TriggerSchedule",
+    "SetTeamLimits",
+    "GetTeamLimits",
 ]
 
 
@@ -482,7 +534,32 @@ async def _list_agents(w: World, client: AsyncClient) -> None:
     assert [a.agent_id for a in only.agents] == ["warehouse-1"]
 
 
+async def _governance(w: World, client: AsyncClient) -> None:
+    # Every team reads the rules; the overrides and the autonomy report are its own.
+    await client.coordinator.ListPolicies(pb.ListPoliciesRequest())
+    assert list((await client.coordinator.ListOverrides(pb.ListOverridesRequest())).entries) == []
+    report = json.loads(
+        (await client.coordinator.GetAutonomyReport(pb.GetAutonomyReportRequest())).report_json
+    )
+    assert [t["team"] for t in report["teams"]] == ["warehouse"]
+    changes = json.loads(
+        (await client.coordinator.ListRecentChanges(pb.ListRecentChangesRequest(count=5))).changes_json
+    )
+    assert all(c["team"] == "warehouse" for c in changes)
+
+
+async def _schedules(w: World, client: AsyncClient) -> None:
+    # Schedules are listed for the team's own workflows only (the owner sees payments/scheduled's).
+    for request in (pb.ListSchedulesRequest(), pb.ListSchedulesRequest(workflow="payments/scheduled")):
+        assert list((await client.coordinator.ListSchedules(request)).schedules) == []
+    async with w.proc.client(w.owner) as owner:
+        listed = await owner.coordinator.ListSchedules(pb.ListSchedulesRequest())
+    assert [(x.workflow, x.id) for x in listed.schedules] == [("payments/scheduled", "yearly")]
+
+
 SCOPED: dict[str, Check] = {
+    "ListSchedules": _schedules,
+    "ListPolicies/ListOverrides(own)/GetAutonomyReport(own)/ListRecentChanges(own)": _governance,
     "WhoAmI": _whoami,
     "ListTeams": _list_teams,
     "ListContracts": _list_contracts,

@@ -87,6 +87,8 @@ class TestAgent:
     heartbeat_s: float = 0.2
     poll_wait_ms: int = 2000
     team_retry: common_pb.RetryPolicy | None = None
+    # reported as every binding's configuration fingerprint (a change of it is a binding change)
+    fingerprint: str = ""
     records: list[Record] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
 
@@ -112,7 +114,11 @@ class TestAgent:
         bindings = []
         for key in self.handlers:
             name, _, major = key.partition("@")
-            bindings.append(agent_pb.Binding(contract=name, major=int(major or 1), engine="python"))
+            bindings.append(
+                agent_pb.Binding(
+                    contract=name, major=int(major or 1), engine="python", config_fingerprint=self.fingerprint
+                )
+            )
         return bindings
 
     async def register(self) -> agent_pb.RegisterAgentResponse:

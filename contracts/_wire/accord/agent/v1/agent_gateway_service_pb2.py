@@ -26,45 +26,49 @@ _sym_db = _symbol_database.Default()
 from contracts._wire.accord.common.v1 import common_pb2 as accord_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+accord/agent/v1/agent_gateway_service.proto\x12\x0f\x61\x63\x63ord.agent.v1\x1a\x1d\x61\x63\x63ord/common/v1/common.proto\":\n\x07\x42inding\x12\x10\n\x08\x63ontract\x18\x01 \x01(\t\x12\r\n\x05major\x18\x02 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\"\x8c\x02\n\x14RegisterAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12*\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x18.accord.agent.v1.Binding\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x31\n\nteam_retry\x18\x04 \x01(\x0b\x32\x1d.accord.common.v1.RetryPolicy\x12\x31\n\rteam_timeouts\x18\x05 \x01(\x0b\x32\x1a.accord.common.v1.Timeouts\x12\x10\n\x08hostname\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"?\n\x15RegisterAgentResponse\x12\x14\n\x0cpoll_wait_ms\x18\x01 \x01(\x03\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x85\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12\x10\n\x08workflow\x18\x06 \x01(\t\x12\x10\n\x08\x63ontract\x18\x07 \x01(\t\x12\x18\n\x10\x63ontract_version\x18\x08 \x01(\t\x12\x12\n\ninput_json\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12,\n\x08timeouts\x18\x0b \x01(\x0b\x32\x1a.accord.common.v1.Timeouts\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x0c \x01(\x03\x12>\n\rtrace_context\x18\r \x03(\x0b\x32\'.accord.agent.v1.Task.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x0fPollTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x03\x12\x11\n\tcontracts\x18\x03 \x03(\t\"7\n\x10PollTaskResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x15.accord.agent.v1.Task\"N\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x03 \x01(\t\"`\n\x11HeartbeatResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x12\n\nlease_lost\x18\x02 \x01(\x08\x12\x1d\n\x15lease_expires_unix_ms\x18\x03 \x01(\x03\"z\n\x13\x43ompleteTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\"(\n\x14\x43ompleteTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"w\n\x0f\x46\x61ilTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.accord.common.v1.TaskError\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"$\n\x10\x46\x61ilTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"^\n\x12ReleaseTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\'\n\x13ReleaseTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x32\xa2\x04\n\x13\x41gentGatewayService\x12^\n\rRegisterAgent\x12%.accord.agent.v1.RegisterAgentRequest\x1a&.accord.agent.v1.RegisterAgentResponse\x12O\n\x08PollTask\x12 .accord.agent.v1.PollTaskRequest\x1a!.accord.agent.v1.PollTaskResponse\x12R\n\tHeartbeat\x12!.accord.agent.v1.HeartbeatRequest\x1a\".accord.agent.v1.HeartbeatResponse\x12[\n\x0c\x43ompleteTask\x12$.accord.agent.v1.CompleteTaskRequest\x1a%.accord.agent.v1.CompleteTaskResponse\x12O\n\x08\x46\x61ilTask\x12 .accord.agent.v1.FailTaskRequest\x1a!.accord.agent.v1.FailTaskResponse\x12X\n\x0bReleaseTask\x12#.accord.agent.v1.ReleaseTaskRequest\x1a$.accord.agent.v1.ReleaseTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+accord/agent/v1/agent_gateway_service.proto\x12\x0f\x61\x63\x63ord.agent.v1\x1a\x1d\x61\x63\x63ord/common/v1/common.proto\"V\n\x07\x42inding\x12\x10\n\x08\x63ontract\x18\x01 \x01(\t\x12\r\n\x05major\x18\x02 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x1a\n\x12\x63onfig_fingerprint\x18\x04 \x01(\t\"\x87\x03\n\x14RegisterAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12*\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x18.accord.agent.v1.Binding\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x31\n\nteam_retry\x18\x04 \x01(\x0b\x32\x1d.accord.common.v1.RetryPolicy\x12\x31\n\rteam_timeouts\x18\x05 \x01(\x0b\x32\x1a.accord.common.v1.Timeouts\x12\x10\n\x08hostname\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12G\n\toverrides\x18\t \x03(\x0b\x32\x34.accord.agent.v1.RegisterAgentRequest.OverridesEntry\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x15RegisterAgentResponse\x12\x14\n\x0cpoll_wait_ms\x18\x01 \x01(\x03\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x85\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12\x10\n\x08workflow\x18\x06 \x01(\t\x12\x10\n\x08\x63ontract\x18\x07 \x01(\t\x12\x18\n\x10\x63ontract_version\x18\x08 \x01(\t\x12\x12\n\ninput_json\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12,\n\x08timeouts\x18\x0b \x01(\x0b\x32\x1a.accord.common.v1.Timeouts\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x0c \x01(\x03\x12>\n\rtrace_context\x18\r \x03(\x0b\x32\'.accord.agent.v1.Task.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x0fPollTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x03\x12\x11\n\tcontracts\x18\x03 \x03(\t\"7\n\x10PollTaskResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x15.accord.agent.v1.Task\"N\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x03 \x01(\t\"`\n\x11HeartbeatResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x12\n\nlease_lost\x18\x02 \x01(\x08\x12\x1d\n\x15lease_expires_unix_ms\x18\x03 \x01(\x03\"z\n\x13\x43ompleteTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\"(\n\x14\x43ompleteTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"w\n\x0f\x46\x61ilTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.accord.common.v1.TaskError\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"$\n\x10\x46\x61ilTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"^\n\x12ReleaseTaskRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\'\n\x13ReleaseTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x32\xa2\x04\n\x13\x41gentGatewayService\x12^\n\rRegisterAgent\x12%.accord.agent.v1.RegisterAgentRequest\x1a&.accord.agent.v1.RegisterAgentResponse\x12O\n\x08PollTask\x12 .accord.agent.v1.PollTaskRequest\x1a!.accord.agent.v1.PollTaskResponse\x12R\n\tHeartbeat\x12!.accord.agent.v1.HeartbeatRequest\x1a\".accord.agent.v1.HeartbeatResponse\x12[\n\x0c\x43ompleteTask\x12$.accord.agent.v1.CompleteTaskRequest\x1a%.accord.agent.v1.CompleteTaskResponse\x12O\n\x08\x46\x61ilTask\x12 .accord.agent.v1.FailTaskRequest\x1a!.accord.agent.v1.FailTaskResponse\x12X\n\x0bReleaseTask\x12#.accord.agent.v1.ReleaseTaskRequest\x1a$.accord.agent.v1.ReleaseTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.agent.v1.agent_gateway_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REGISTERAGENTREQUEST_OVERRIDESENTRY']._loaded_options = None
+  _globals['_REGISTERAGENTREQUEST_OVERRIDESENTRY']._serialized_options = b'8\001'
   _globals['_TASK_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_TASK_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_BINDING']._serialized_start=95
-  _globals['_BINDING']._serialized_end=153
-  _globals['_REGISTERAGENTREQUEST']._serialized_start=156
-  _globals['_REGISTERAGENTREQUEST']._serialized_end=424
-  _globals['_REGISTERAGENTRESPONSE']._serialized_start=426
-  _globals['_REGISTERAGENTRESPONSE']._serialized_end=489
-  _globals['_TASK']._serialized_start=492
-  _globals['_TASK']._serialized_end=881
-  _globals['_TASK_TRACECONTEXTENTRY']._serialized_start=830
-  _globals['_TASK_TRACECONTEXTENTRY']._serialized_end=881
-  _globals['_POLLTASKREQUEST']._serialized_start=883
-  _globals['_POLLTASKREQUEST']._serialized_end=954
-  _globals['_POLLTASKRESPONSE']._serialized_start=956
-  _globals['_POLLTASKRESPONSE']._serialized_end=1011
-  _globals['_HEARTBEATREQUEST']._serialized_start=1013
-  _globals['_HEARTBEATREQUEST']._serialized_end=1091
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1093
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1189
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1191
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1313
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1315
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1355
-  _globals['_FAILTASKREQUEST']._serialized_start=1357
-  _globals['_FAILTASKREQUEST']._serialized_end=1476
-  _globals['_FAILTASKRESPONSE']._serialized_start=1478
-  _globals['_FAILTASKRESPONSE']._serialized_end=1514
-  _globals['_RELEASETASKREQUEST']._serialized_start=1516
-  _globals['_RELEASETASKREQUEST']._serialized_end=1610
-  _globals['_RELEASETASKRESPONSE']._serialized_start=1612
-  _globals['_RELEASETASKRESPONSE']._serialized_end=1651
-  _globals['_AGENTGATEWAYSERVICE']._serialized_start=1654
-  _globals['_AGENTGATEWAYSERVICE']._serialized_end=2200
+  _globals['_BINDING']._serialized_end=181
+  _globals['_REGISTERAGENTREQUEST']._serialized_start=184
+  _globals['_REGISTERAGENTREQUEST']._serialized_end=575
+  _globals['_REGISTERAGENTREQUEST_OVERRIDESENTRY']._serialized_start=527
+  _globals['_REGISTERAGENTREQUEST_OVERRIDESENTRY']._serialized_end=575
+  _globals['_REGISTERAGENTRESPONSE']._serialized_start=577
+  _globals['_REGISTERAGENTRESPONSE']._serialized_end=640
+  _globals['_TASK']._serialized_start=643
+  _globals['_TASK']._serialized_end=1032
+  _globals['_TASK_TRACECONTEXTENTRY']._serialized_start=981
+  _globals['_TASK_TRACECONTEXTENTRY']._serialized_end=1032
+  _globals['_POLLTASKREQUEST']._serialized_start=1034
+  _globals['_POLLTASKREQUEST']._serialized_end=1105
+  _globals['_POLLTASKRESPONSE']._serialized_start=1107
+  _globals['_POLLTASKRESPONSE']._serialized_end=1162
+  _globals['_HEARTBEATREQUEST']._serialized_start=1164
+  _globals['_HEARTBEATREQUEST']._serialized_end=1242
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1244
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1340
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1342
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1464
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1466
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1506
+  _globals['_FAILTASKREQUEST']._serialized_start=1508
+  _globals['_FAILTASKREQUEST']._serialized_end=1627
+  _globals['_FAILTASKRESPONSE']._serialized_start=1629
+  _globals['_FAILTASKRESPONSE']._serialized_end=1665
+  _globals['_RELEASETASKREQUEST']._serialized_start=1667
+  _globals['_RELEASETASKREQUEST']._serialized_end=1761
+  _globals['_RELEASETASKRESPONSE']._serialized_start=1763
+  _globals['_RELEASETASKRESPONSE']._serialized_end=1802
+  _globals['_AGENTGATEWAYSERVICE']._serialized_start=1805
+  _globals['_AGENTGATEWAYSERVICE']._serialized_end=2351
 # @@protoc_insertion_point(module_scope)

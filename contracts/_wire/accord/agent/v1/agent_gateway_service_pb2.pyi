@@ -31,21 +31,27 @@ class Binding(_message.Message):
     CONTRACT_FIELD_NUMBER: _builtins.int
     MAJOR_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    CONFIG_FINGERPRINT_FIELD_NUMBER: _builtins.int
     contract: _builtins.str
     """team/name"""
     major: _builtins.int
     engine: _builtins.str
     """engine adapter name, for display"""
+    config_fingerprint: _builtins.str
+    """A hash of the binding's configuration as written (secret references unresolved, never
+    secret values): the coordinator records when it changes (docs/governance.md).
+    """
     def __init__(
         self,
         *,
         contract: _builtins.str = ...,
         major: _builtins.int = ...,
         engine: _builtins.str = ...,
+        config_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "engine", b"engine", "major", b"major"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_fingerprint", b"config_fingerprint", "contract", b"contract", "engine", b"engine", "major", b"major"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -55,6 +61,26 @@ Global___Binding: _TypeAlias = Binding  # noqa: Y015
 class RegisterAgentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class OverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     AGENT_ID_FIELD_NUMBER: _builtins.int
     BINDINGS_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
@@ -63,6 +89,7 @@ class RegisterAgentRequest(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """Stable id of this agent process (replicas have different ids)."""
     concurrency: _builtins.int
@@ -77,6 +104,10 @@ class RegisterAgentRequest(_message.Message):
 
     @_builtins.property
     def team_timeouts(self) -> _common_pb2.Timeouts: ...
+    @_builtins.property
+    def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Policy rule id -> reason, from the agent config's overrides: (docs/governance.md)."""
+
     def __init__(
         self,
         *,
@@ -88,10 +119,11 @@ class RegisterAgentRequest(_message.Message):
         hostname: _builtins.str = ...,
         agent_version: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["team_retry", b"team_retry", "team_timeouts", b"team_timeouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "bindings", b"bindings", "concurrency", b"concurrency", "hostname", b"hostname", "request_id", b"request_id", "team_retry", b"team_retry", "team_timeouts", b"team_timeouts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "bindings", b"bindings", "concurrency", b"concurrency", "hostname", b"hostname", "overrides", b"overrides", "request_id", b"request_id", "team_retry", b"team_retry", "team_timeouts", b"team_timeouts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -770,16 +770,43 @@ Global___Contract: _TypeAlias = Contract  # noqa: Y015
 class RegisterContractRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class OverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SOURCE_TEXT_FIELD_NUMBER: _builtins.int
     SOURCE_NAME_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
     source_text: _builtins.str
     """Contract file content (YAML or JSON) and its name for messages."""
     source_name: _builtins.str
     dry_run: _builtins.bool
     """Check only: "would this break anyone?" """
     request_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Policy rule id -> reason: registers although the rule (level require, overridable) is not
+        satisfied; recorded in the audit log (docs/governance.md, "Overrides").
+        """
+
     def __init__(
         self,
         *,
@@ -787,10 +814,11 @@ class RegisterContractRequest(_message.Message):
         source_name: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "request_id", b"request_id", "source_name", b"source_name", "source_text", b"source_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "overrides", b"overrides", "request_id", b"request_id", "source_name", b"source_name", "source_text", b"source_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -805,6 +833,7 @@ class RegisterContractResponse(_message.Message):
     BROKEN_CONSUMERS_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
     REGISTERED_FIELD_NUMBER: _builtins.int
+    POLICY_FINDINGS_FIELD_NUMBER: _builtins.int
     registered: _builtins.bool
     """True when registered (false for dry runs, and for an identical re-registration)."""
     @_builtins.property
@@ -819,6 +848,10 @@ class RegisterContractResponse(_message.Message):
 
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def policy_findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFinding]:
+        """What the policies said: advisories, overridden rules, and (refused or dry run) blocking ones."""
+
     def __init__(
         self,
         *,
@@ -827,10 +860,11 @@ class RegisterContractResponse(_message.Message):
         broken_consumers: _abc.Iterable[Global___ConsumerImpact] | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         registered: _builtins.bool = ...,
+        policy_findings: _abc.Iterable[Global___PolicyFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_consumers", b"broken_consumers", "contract", b"contract", "findings", b"findings", "registered", b"registered", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_consumers", b"broken_consumers", "contract", b"contract", "findings", b"findings", "policy_findings", b"policy_findings", "registered", b"registered", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1132,15 +1166,40 @@ Global___Workflow: _TypeAlias = Workflow  # noqa: Y015
 class RegisterWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class OverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SOURCE_TEXT_FIELD_NUMBER: _builtins.int
     SOURCE_NAME_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
     source_text: _builtins.str
     source_name: _builtins.str
     dry_run: _builtins.bool
     """Validate only."""
     request_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Policy rule id -> reason, as in RegisterContractRequest."""
+
     def __init__(
         self,
         *,
@@ -1148,10 +1207,11 @@ class RegisterWorkflowRequest(_message.Message):
         source_name: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "request_id", b"request_id", "source_name", b"source_name", "source_text", b"source_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "overrides", b"overrides", "request_id", b"request_id", "source_name", b"source_name", "source_text", b"source_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1165,6 +1225,7 @@ class RegisterWorkflowResponse(_message.Message):
     FINDINGS_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
     REGISTERED_FIELD_NUMBER: _builtins.int
+    POLICY_FINDINGS_FIELD_NUMBER: _builtins.int
     registered: _builtins.bool
     @_builtins.property
     def workflow(self) -> Global___Workflow: ...
@@ -1172,6 +1233,8 @@ class RegisterWorkflowResponse(_message.Message):
     def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def policy_findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFinding]: ...
     def __init__(
         self,
         *,
@@ -1179,10 +1242,11 @@ class RegisterWorkflowResponse(_message.Message):
         findings: _abc.Iterable[Global___Finding] | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         registered: _builtins.bool = ...,
+        policy_findings: _abc.Iterable[Global___PolicyFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "registered", b"registered", "warnings", b"warnings", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "policy_findings", b"policy_findings", "registered", b"registered", "warnings", b"warnings", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3084,3 +3148,361 @@ class ListAgentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
+
+@_typing.final
+class PolicyRule(_message.Message):
+    """A rule of a policy file (docs/governance.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    APPLIES_TO_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    OVERRIDABLE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CONDITION_JSON_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SOURCE_NAME_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    APPLIED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    APPLIED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    applies_to: _builtins.str
+    """contract | workflow | agent"""
+    level: _builtins.str
+    """advise | require"""
+    overridable: _builtins.bool
+    message: _builtins.str
+    condition_json: _builtins.str
+    """the JSON Schema the object must satisfy"""
+    scope: _builtins.str
+    """"" = the platform's; else the team whose namespace it covers"""
+    source_name: _builtins.str
+    line: _builtins.int
+    applied_unix_ms: _builtins.int
+    applied_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        applies_to: _builtins.str = ...,
+        level: _builtins.str = ...,
+        overridable: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        condition_json: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        source_name: _builtins.str = ...,
+        line: _builtins.int = ...,
+        applied_unix_ms: _builtins.int = ...,
+        applied_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_by", b"applied_by", "applied_unix_ms", b"applied_unix_ms", "applies_to", b"applies_to", "condition_json", b"condition_json", "id", b"id", "level", b"level", "line", b"line", "message", b"message", "overridable", b"overridable", "scope", b"scope", "source_name", b"source_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyRule: _TypeAlias = PolicyRule  # noqa: Y015
+
+@_typing.final
+class PolicyFinding(_message.Message):
+    """An object that does not satisfy a rule, and where."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    OVERRIDABLE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    OBJECT_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    level: _builtins.str
+    overridable: _builtins.bool
+    message: _builtins.str
+    """the rule's message"""
+    detail: _builtins.str
+    """what the condition found at field"""
+    object: _builtins.str
+    file: _builtins.str
+    line: _builtins.int
+    field: _builtins.str
+    scope: _builtins.str
+    override_reason: _builtins.str
+    """set when the rule was overridden"""
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        level: _builtins.str = ...,
+        overridable: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        object: _builtins.str = ...,
+        file: _builtins.str = ...,
+        line: _builtins.int = ...,
+        field: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "field", b"field", "file", b"file", "level", b"level", "line", b"line", "message", b"message", "object", b"object", "overridable", b"overridable", "override_reason", b"override_reason", "rule", b"rule", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyFinding: _TypeAlias = PolicyFinding  # noqa: Y015
+
+@_typing.final
+class ApplyPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_TEXT_FIELD_NUMBER: _builtins.int
+    SOURCE_NAME_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    source_text: _builtins.str
+    source_name: _builtins.str
+    team: _builtins.str
+    """The team whose own advisory rules these are; "" = the platform's policy (admin only)."""
+    dry_run: _builtins.bool
+    """Check the file and list what registered objects would now get, without applying it."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_text: _builtins.str = ...,
+        source_name: _builtins.str = ...,
+        team: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "request_id", b"request_id", "source_name", b"source_name", "source_text", b"source_text", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyPolicyRequest: _TypeAlias = ApplyPolicyRequest  # noqa: Y015
+
+@_typing.final
+class ApplyPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    APPLIED_FIELD_NUMBER: _builtins.int
+    applied: _builtins.bool
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyRule]: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFinding]:
+        """Dry run: the findings of these rules on the registered contracts, workflows and agents."""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___PolicyRule] | None = ...,
+        findings: _abc.Iterable[Global___PolicyFinding] | None = ...,
+        applied: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "findings", b"findings", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyPolicyResponse: _TypeAlias = ApplyPolicyResponse  # noqa: Y015
+
+@_typing.final
+class ListPoliciesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """"" = every rule (the platform's and every team's); else the platform's and that team's."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPoliciesRequest: _TypeAlias = ListPoliciesRequest  # noqa: Y015
+
+@_typing.final
+class ListPoliciesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___PolicyRule] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPoliciesResponse: _TypeAlias = ListPoliciesResponse  # noqa: Y015
+
+@_typing.final
+class ListOverridesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """Overrides made by or concerning the team; a team sees only its own. "" (admin): all."""
+    since_unix_ms: _builtins.int
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        team: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOverridesRequest: _TypeAlias = ListOverridesRequest  # noqa: Y015
+
+@_typing.final
+class ListOverridesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOverridesResponse: _TypeAlias = ListOverridesResponse  # noqa: Y015
+
+@_typing.final
+class GetAutonomyReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """One team's figures; a team's token gets its own. "" (admin): every team."""
+    since_unix_ms: _builtins.int
+    """The period: from this time (unix ms) to now; 0: the last 30 days."""
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAutonomyReportRequest: _TypeAlias = GetAutonomyReportRequest  # noqa: Y015
+
+@_typing.final
+class GetAutonomyReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_JSON_FIELD_NUMBER: _builtins.int
+    report_json: _builtins.str
+    """The report as JSON: {since_ms, until_ms, teams: [...], how: {figure: method}}
+    (docs/governance.md, "The autonomy report", lists every field).
+    """
+    def __init__(
+        self,
+        *,
+        report_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_json", b"report_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAutonomyReportResponse: _TypeAlias = GetAutonomyReportResponse  # noqa: Y015
+
+@_typing.final
+class ListRecentChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """as in GetAutonomyReportRequest"""
+    count: _builtins.int
+    """the newest N changes (1 to 100; 0: 5)"""
+    def __init__(
+        self,
+        *,
+        team: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecentChangesRequest: _TypeAlias = ListRecentChangesRequest  # noqa: Y015
+
+@_typing.final
+class ListRecentChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_JSON_FIELD_NUMBER: _builtins.int
+    changes_json: _builtins.str
+    """A JSON list, newest first (docs/governance.md, "The last changes")."""
+    def __init__(
+        self,
+        *,
+        changes_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes_json", b"changes_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecentChangesResponse: _TypeAlias = ListRecentChangesResponse  # noqa: Y015

@@ -235,6 +235,31 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ApplyPolicy',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListPolicies',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ListOverrides = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListOverrides',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
+                _registered_method=True)
+        self.GetAutonomyReport = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/GetAutonomyReport',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.FromString,
+                _registered_method=True)
+        self.ListRecentChanges = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListRecentChanges',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -506,6 +531,38 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyPolicy(self, request, context):
+        """Governance (docs/governance.md): policies as data, and the overrides recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOverrides(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAutonomyReport(self, request, context):
+        """The autonomy report, computed from the audit log and the run history (docs/governance.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecentChanges(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -708,6 +765,31 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'ListOverrides': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOverrides,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.SerializeToString,
+            ),
+            'GetAutonomyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutonomyReport,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.SerializeToString,
+            ),
+            'ListRecentChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecentChanges,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1790,6 +1872,141 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/ListAgents',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ApplyPolicy',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListPolicies',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOverrides(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListOverrides',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListOverridesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAutonomyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/GetAutonomyReport',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetAutonomyReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecentChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListRecentChanges',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListRecentChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
