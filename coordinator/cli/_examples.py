@@ -72,6 +72,12 @@ EXAMPLES: dict[str, list[str]] = {
         "accord team limits payments --max-concurrency 20",
     ],
     "team show": ["accord team show payments"],
+    "autonomy changes": ["accord autonomy changes", "accord autonomy changes --team payments --last 20"],
+    "autonomy report": ["accord autonomy report", "accord autonomy report --since 12w --json"],
+    "policy apply": ["accord policy apply --dry-run policies.yaml", "accord policy apply policies.yaml"],
+    "policy list": ["accord policy list", "accord policy list --team payments"],
+    "policy overrides": ["accord policy overrides --since 30d"],
+    "policy show": ["accord policy show contracts-have-owners"],
     "coordinator start": [
         "accord coordinator start",
         "accord coordinator start --store postgresql://accord@db/accord",
