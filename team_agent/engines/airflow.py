@@ -630,6 +630,17 @@ class AirflowEngine:
                 retryable=False,
                 details=self._failure_details(run_id, []),
             )
+        if response.status_code == 400 and "deserialization is disabled" in response.text:
+            # Airflow 2's default: [api] enable_xcom_deserialize_support = False (found against a
+            # real Airflow 2.10; the setting is on the Airflow side, so retrying cannot help).
+            raise EngineFailure(
+                f"Airflow refuses to return task {cfg.output_task_id!r}'s XCom as JSON: XCom "
+                "deserialization is disabled there; set [api] enable_xcom_deserialize_support = True "
+                "(AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT=True) on its webserver",
+                type="AirflowXComDeserializeDisabled",
+                retryable=False,
+                details=self._failure_details(run_id, []),
+            )
         if response.status_code != 200:
             raise unexpected_status("airflow", f"reading the XCom output of {run_id}", response)
         value = response.json().get("value")

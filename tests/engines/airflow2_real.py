@@ -31,10 +31,12 @@ DAGS2_DIR = Path(__file__).parent / "airflow2_dags"
 DAG2_IDS = ["accord_echo", "accord_fail"]
 
 
-def airflow2_environment(home: Path, port: int) -> dict[str, str]:
+def airflow2_environment(home: Path, port: int, venv: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OTEL_", "VIRTUAL_ENV"))}
     env.update(
         {
+            # The SequentialExecutor runs each task as the command `airflow`, found on PATH.
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -42,6 +44,8 @@ def airflow2_environment(home: Path, port: int) -> dict[str, str]:
             "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth",
+            # The adapter reads XCom with deserialize=true on /api/v1 (docs/engines/airflow.md).
+            "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
             "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
             "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(port),
             "AIRFLOW__WEBSERVER__BASE_URL": f"http://127.0.0.1:{port}",
@@ -92,7 +96,7 @@ def running_airflow2(home: Path) -> Iterator[RealAirflow]:
     for dag_file in DAGS2_DIR.glob("*.py"):
         shutil.copy(dag_file, home / "dags" / dag_file.name)
     port = free_port()
-    env = airflow2_environment(home, port)
+    env = airflow2_environment(home, port, venv)
     airflow = str(venv / "bin" / "airflow")
     password = secrets.token_urlsafe(12)
     run_logged([airflow, "db", "migrate"], home / "setup.log", env=env, timeout=600)

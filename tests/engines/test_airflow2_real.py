@@ -27,7 +27,8 @@ async def make_engine(real_airflow2: RealAirflow) -> AsyncIterator[MakeEngine]: 
     made: list[AirflowEngine] = []
 
     def make(dag_id: str, **extra: Any) -> AirflowEngine:
-        engine = AirflowEngine(real_airflow2.binding(dag_id, api_version=1, **extra))
+        # A run left queued (a scheduler that died) fails the test instead of waiting for ever.
+        engine = AirflowEngine(real_airflow2.binding(dag_id, api_version=1, queued_timeout="3m", **extra))
         made.append(engine)
         return engine
 
