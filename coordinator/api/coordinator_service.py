@@ -106,6 +106,41 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentsResponse:
+        """Every team may see the agents (who serves a contract it calls, whether it is heard
+        from); the hostname only to the agent's team and the admin."""
+        principal = current_principal()
+        offset, size = _page(request.page)
+        agents = sorted(
+            (a for a in await self._store.list_agents() if not request.team or a.team == request.team),
+            key=lambda a: (a.team, a.agent_id),
+        )
+        in_flight = await self._store.in_flight_by_agent()
+        page = agents[offset : offset + size]
+        now_ms = int(time.time() * 1000)
+        infos = []
+        for agent in page:
+            alive, ago_s = self._engine.agent_seen(agent.agent_id)
+            own = principal.admin or principal.team == agent.team
+            infos.append(
+                pb.AgentInfo(
+                    agent_id=agent.agent_id,
+                    team=agent.team,
+                    contracts=[f"{b.contract}@{b.major}" for b in agent.bindings],
+                    agent_version=agent.agent_version,
+                    hostname=agent.hostname if own else "",
+                    concurrency=agent.concurrency,
+                    registered_unix_ms=agent.registered_ms,
+                    last_seen_unix_ms=now_ms - int(ago_s * 1000) if ago_s is not None else 0,
+                    alive=alive,
+                    in_flight=in_flight.get(agent.agent_id, 0),
+                )
+            )
+        return pb.ListAgentsResponse(agents=infos, next_page_token=_next_token(offset, size, len(page)))
+
+    @rpc
     async def RotateTeamToken(
         self, request: pb.RotateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateTeamTokenResponse:

@@ -21,7 +21,10 @@ from coordinator.cli import (  # noqa: F401 - importing attaches the commands to
     team_cmd,
     trace_cmd,
 )
-from coordinator.cli._apps import app
+from coordinator.cli._apps import add_examples, app
+from coordinator.cli._examples import EXAMPLES
+
+add_examples(app, EXAMPLES)
 
 
 def main() -> None:

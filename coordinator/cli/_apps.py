@@ -50,8 +50,53 @@ def _conventional_help() -> None:
 
         setattr(argument, "_usage_display_name", _usage_display_name)  # noqa: B010
 
+    import typer.rich_utils as rich_utils
+
+    if hasattr(rich_utils, "_fix_linebreaks") and not hasattr(rich_utils, "_accord_paragraphs"):
+        setattr(rich_utils, "_fix_linebreaks", _paragraphs)  # noqa: B010
+        setattr(rich_utils, "_accord_paragraphs", True)  # noqa: B010
+
+
+def _paragraphs(paragraphs: list[str], markup_mode: Any = None) -> str:
+    """A docstring's paragraphs as help prints them: each one flowed to the terminal's width
+    (typer 0.29 kept the source's line breaks, which broke lines mid-sentence at 80 columns),
+    except a block whose every line is indented (examples), kept line for line."""
+    out = []
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        if paragraph.startswith("\b") or all(line.startswith((" ", "\t")) for line in lines if line.strip()):
+            out.append(paragraph.removeprefix("\b").strip("\n"))
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    # typer dedents this text as a docstring (the first line aside): a blank first line keeps an
+    # examples block that follows "Examples:" indented.
+    return "\n" + "\n\n".join(out)
+
 
 _conventional_help()
+
+
+def command_name(info: Any) -> str:
+    """The name a Typer command is called by (its own, or its function's, as Typer derives it)."""
+    return str(info.name or info.callback.__name__.replace("_", "-"))
+
+
+def add_examples(root: typer.Typer, examples: dict[str, list[str]], prefix: str = "") -> None:
+    """Append an "Examples:" paragraph to the help of each command of ``root`` (and of its
+    groups) that ``examples`` names and whose help has none yet."""
+    import inspect
+
+    for info in root.registered_commands:
+        path = f"{prefix}{command_name(info)}"
+        lines = examples.get(path)
+        text = info.help or inspect.getdoc(info.callback) or ""
+        if not lines or "Examples:" in text:
+            continue
+        info.help = text.rstrip() + "\n\nExamples:\n\n" + "\n".join(f"  {line}" for line in lines)
+    for group in root.registered_groups:
+        if group.typer_instance is not None and group.name:
+            add_examples(group.typer_instance, examples, f"{prefix}{group.name} ")
+
 
 app = typer.Typer(
     name="accord",

@@ -29,7 +29,9 @@ def start(
     config: Path = typer.Option(
         ..., "--config", "-c", help="Agent config file (YAML); reloaded when it changes."
     ),
-    log_level: LogLevel = typer.Option(LogLevel.info, "--log-level", help="Log level."),
+    log_level: LogLevel = typer.Option(
+        LogLevel.info, "--log-level", metavar="LEVEL", help="Log level: debug, info, warning or error."
+    ),
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="Log lines as text or JSON."),
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="Where undelivered results wait (default: $ACCORD_HOME/agent-<team>)."

@@ -131,12 +131,19 @@ def print_run(run: pb.Run) -> None:
     if run.HasField("error") and run.error.message:
         typer.echo(f"  error     {run.error.type}: {run.error.message}")
     typer.echo("steps:")
+    from coordinator.telemetry.hops import shown_step_status, step_was_started
+
     width = max((len(s.id) for s in run.steps), default=4)
+    step_ids = [s.id for s in run.steps]
     for step in run.steps:
+        # "not started" for a step its run ended before it began, as the trace and the UI say.
+        status = shown_step_status(
+            _status("StepStatus", step.status), step_was_started(step.id, len(step.attempts), step_ids)
+        )
         what = f"{step.contract}@{step.contract_version} (team {step.team})"
         if step.waiting_for:
             what = f"wait for {step.waiting_for}"
-        line = f"  {step.id:<{width}}  {_status('StepStatus', step.status):<9}  {what}"
+        line = f"  {step.id:<{width}}  {status:<11}  {what}"
         if step.reused_from:
             line += f"  reused from {step.reused_from}"
         if step.attempts:

@@ -283,8 +283,8 @@ def start(
         typer.Option(
             envvar=_env("store"),
             help=(
-                "Where the state is: postgresql://USER@HOST:PORT/DB?sslmode=... (several coordinators may"
-                " share it; password and TLS the libpq way: PGPASSWORD, PGPASSFILE, sslmode) or"
+                "Where the state is: postgresql://USER@HOST:PORT/DB (several coordinators may share"
+                " it; password and TLS the libpq way: PGPASSWORD, PGPASSFILE, ?sslmode=...) or"
                 " sqlite:///PATH (one coordinator process per file). Default: the SQLite file"
                 " $ACCORD_HOME/coordinator.db."
             ),
@@ -305,7 +305,10 @@ def start(
     store_pool: Annotated[
         int,
         typer.Option(
-            envvar=_env("store-pool"), min=1, help="PostgreSQL: connections per coordinator at the most."
+            envvar=_env("store-pool"),
+            min=1,
+            metavar="N",
+            help="PostgreSQL: connections per coordinator at the most (1 or more).",
         ),
     ] = DEFAULT_STORE_POOL,
     replica_poll: Annotated[
@@ -313,6 +316,7 @@ def start(
         typer.Option(
             envvar=_env("replica-poll"),
             min=0.05,
+            metavar="SECONDS",
             help=(
                 "PostgreSQL: seconds after which a waiting agent poll or run watcher reads the store"
                 " again by itself. Other coordinators' commits wake it at once (LISTEN/NOTIFY);"
@@ -436,6 +440,7 @@ def start(
         typer.Option(
             envvar=_env("max-inflight"),
             min=1,
+            metavar="N",
             help=(
                 "Calls served at once (long polls and run watches have a budget of their own, 16"
                 " times as large); beyond it a call is answered RESOURCE_EXHAUSTED with a retry-after-ms"
@@ -487,6 +492,7 @@ def start(
     insecure: Annotated[
         bool,
         typer.Option(
+            "--insecure",
             envvar=_env("insecure"),
             help=(
                 "Serve plaintext on a non-loopback address anyway (without it, that is refused"

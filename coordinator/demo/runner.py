@@ -332,7 +332,10 @@ class Demo:
                 if len(again.spans) != len(response.spans):
                     response, stable_since = again, time.monotonic()
         views = [span_from_pb(span) for span in response.spans]
-        return render_waterfall(views, trace_id=response.trace_id, style=WaterfallStyle(bar_width=28))
+        # One row per hop, as `accord runs trace` prints it (--all-spans for every span).
+        return render_waterfall(
+            views, trace_id=response.trace_id, style=WaterfallStyle(bar_width=28), all_spans=False
+        )
 
 
 def run_demo(*, keep_running: bool, home: Path | None, ui: str, say: Callable[[str], None]) -> int:

@@ -143,6 +143,21 @@ class Dispatcher:
         if presence is not None:
             presence.last_seen = time.monotonic()
 
+    def seen(self, agent_id: str) -> tuple[bool, float | None]:
+        """Whether the agent is alive (as dispatching judges it) and how many seconds ago this
+        coordinator, or another one sharing the store, last heard from it (None: not since this
+        coordinator started)."""
+        presence = self._agents.get(agent_id)
+        if presence is None:
+            return False, None
+        now = time.monotonic()
+        heard = [presence.last_seen] if presence.last_seen else []
+        if presence.elsewhere_until:
+            heard.append(presence.elsewhere_until - self._agent_alive_s)
+        if presence.polling > 0:
+            heard.append(now)
+        return self._alive(presence, now), (now - max(heard)) if heard else None
+
     def _alive(self, presence: AgentPresence, now: float) -> bool:
         return presence.is_polling(now) or now < presence.elsewhere_until or self._alive_here(presence, now)
 

@@ -1410,6 +1410,11 @@ class Engine:
             authz.may_report(principal, attempt)
         return attempt
 
+    def agent_seen(self, agent_id: str) -> tuple[bool, float | None]:
+        """Whether an agent is alive and how many seconds ago it was last heard from (the
+        dispatcher's ``seen``)."""
+        return self._dispatcher.seen(agent_id)
+
     async def heartbeat(self, principal: Principal, agent_id: str, attempt_id: str) -> HeartbeatAnswer:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)

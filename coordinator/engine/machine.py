@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -647,10 +648,30 @@ def _finish_run(state: RunState, status: str, error: TaskFailure | None, output:
 
 
 def _fail_mapping(state: RunState, step: StepRecord, error: TaskFailure, tr: Transition) -> None:
+    """The step never reached its team: the workflow's own mapping (``input:`` / ``for_each:``)
+    failed. The error says so and names the workflow's team, not the contract's (whose team did
+    nothing wrong); ``details`` carry it for the UI (docs/ui.md, "Reading a trace")."""
+    run = state.record
+    spec = state.spec.steps.get(step.spec_id or step.step_id)
+    field = (
+        "for_each" if spec is not None and spec.for_each is not None and step.item_index is None else "input"
+    )
+    mapping = f"steps.{step.spec_id or step.step_id}.{field}"
+    details = {"failed_in": "mapping", "team": run.team, "workflow": run.workflow, "mapping": mapping}
+    error = TaskFailure(
+        error.type,
+        f"{error.message} (in the mapping {mapping} of workflow {run.workflow}, team {run.team})",
+        False,
+        json.dumps(details),
+    )
     step.error = error
     _finish_step(state, step, STEP_FAILED, tr)
     _finish_run(
-        state, RUN_FAILED, TaskFailure(error.type, f"step {step.step_id}: {error.message}", False), None, tr
+        state,
+        RUN_FAILED,
+        TaskFailure(error.type, f"step {step.step_id}: {error.message}", False, error.details_json),
+        None,
+        tr,
     )
 
 

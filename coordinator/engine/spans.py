@@ -60,7 +60,12 @@ def new_span_id() -> str:
 def _status(ok: bool, error: TaskFailure | None) -> tuple[str, str]:
     if ok:
         return "ok", ""
-    return "error", f"{error.type}: {error.message}" if error else "error"
+    if error is None:
+        return "error", "error"
+    # Engines often start the message with the type already ("GatewayTimeout: ..."): not twice.
+    if error.message.startswith(f"{error.type}:"):
+        return "error", error.message
+    return "error", f"{error.type}: {error.message}"
 
 
 def _error_attributes(error: TaskFailure | None) -> dict[str, str]:

@@ -207,6 +207,10 @@ class Store(Protocol):
         is new and the others compare against it."""
 
     async def list_agents(self) -> list[AgentRecord]: ...
+    async def in_flight_by_agent(self) -> dict[str, int]:
+        """agent id -> how many attempts it is running now (of unfinished runs), for the agents
+        page. Agents running nothing are absent."""
+        ...
 
     # runs: transitions (see ``Changes``: compare-and-swap on the run's version, timers and offers
     # in the same transaction)

@@ -36,7 +36,7 @@ import re
 import secrets
 import select
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ from coordinator.store.pg_retry import (
     transaction_outcome,
 )
 from coordinator.store.records import (
+    ATTEMPT_RUNNING,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -1017,6 +1018,9 @@ class PostgresStore:
     async def list_agents(self) -> list[AgentRecord]:
         return [codec.agent_from_row(r) for r in await self._dicts("SELECT * FROM agents")]
 
+    async def in_flight_by_agent(self) -> dict[str, int]:
+        return _count_running(await self._rows(_IN_FLIGHT))
+
     # ---------- runs ----------
 
     async def apply(self, changes: Changes) -> None:
@@ -1574,3 +1578,18 @@ def _fired(cursor: AsyncCursor[TupleRow], kind: str, key: str, due_ms: int) -> C
             raise VersionConflict.timer_moved(kind, key, due_ms)
 
     return check
+
+
+_IN_FLIGHT = (
+    "SELECT a.attempt_id, a.run_id, a.step_id, a.data_json FROM attempts a JOIN runs r ON r.run_id = a.run_id"
+    " WHERE r.status IN ('pending', 'running')"
+)
+
+
+def _count_running(rows: Iterable[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        attempt = codec.attempt_from_row(*row)
+        if attempt.status == ATTEMPT_RUNNING and attempt.agent_id:
+            counts[attempt.agent_id] = counts.get(attempt.agent_id, 0) + 1
+    return counts

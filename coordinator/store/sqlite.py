@@ -23,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib import resources
@@ -35,6 +35,7 @@ from contracts.model import Deprecation, RetryPolicy, Timeouts
 from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
+    ATTEMPT_RUNNING,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -775,6 +776,9 @@ class SqliteStore:
             lambda c: [codec.agent_from_row(r) for r in c.execute("SELECT * FROM agents")]
         )
 
+    async def in_flight_by_agent(self) -> dict[str, int]:
+        return await self._read(lambda c: _count_running(c.execute(_IN_FLIGHT)))
+
     # ---------- runs ----------
 
     async def apply(self, changes: Changes) -> None:
@@ -1311,3 +1315,18 @@ def _resolve(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+_IN_FLIGHT = (
+    "SELECT a.attempt_id, a.run_id, a.step_id, a.data_json FROM attempts a JOIN runs r ON r.run_id = a.run_id"
+    " WHERE r.status IN ('pending', 'running')"
+)
+
+
+def _count_running(rows: Iterable[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        attempt = codec.attempt_from_row(*row)
+        if attempt.status == ATTEMPT_RUNNING and attempt.agent_id:
+            counts[attempt.agent_id] = counts.get(attempt.agent_id, 0) + 1
+    return counts

@@ -109,8 +109,27 @@ def _full(span: SpanRecord, owner: str) -> SpanView:
     )
 
 
+# What a box keeps of the coordinator's step and attempt spans: which step of the viewer's run
+# it is, which attempt, and how it ended. The run's viewers see these in ``runs show`` already;
+# the hop view of a trace (``hops.py``) groups and labels the boxes by them.
+_STEP_KEYS = (attrs.STEP_ID, "accord.step_status", "accord.step_started")
+_ATTEMPT_KEYS = (attrs.STEP_ID, attrs.ATTEMPT, "accord.attempt_status")
+
+
+def _hop_identity(span: SpanRecord) -> dict[str, Any]:
+    attributes = span.attributes
+    if "accord.step_status" in attributes:
+        keys = _STEP_KEYS
+    elif "accord.attempt_status" in attributes:
+        keys = _ATTEMPT_KEYS
+    else:
+        return {}
+    return {key: attributes[key] for key in keys if key in attributes}
+
+
 def _box(span: SpanRecord, owner: str, by_id: Mapping[str, SpanRecord]) -> SpanView:
     label, box_attributes = _box_identity(span, by_id)
+    box_attributes.update(_hop_identity(span))
     return SpanView(
         trace_id=span.trace_id,
         span_id=span.span_id,

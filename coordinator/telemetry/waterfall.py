@@ -12,9 +12,10 @@ Pure: spans in, text out (``accord runs trace`` prints it; the demo reuses it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
+from coordinator.telemetry.hops import ATTEMPT, NOT_STARTED, STEP, Hop, assign_hops, hop_summary, is_hop_row
 from coordinator.telemetry.visibility import SpanView
 
 _BAR = "█"
@@ -24,7 +25,7 @@ _TICK = "▏"  # a span too short to fill one cell still shows where it happened
 @dataclass(frozen=True)
 class WaterfallStyle:
     bar_width: int = 32
-    name_width: int = 44
+    name_width: int = 0  # 0: as wide as the longest name, 24 to 72 columns
     team_width: int = 12
     indent: str = "  "
 
@@ -98,57 +99,79 @@ def _bar(span: SpanView, t0: int, total: int, width: int) -> str:
     return "".join(cells)
 
 
-def _never_started(span: SpanView) -> str:
-    """ "not started" or "skipped" for a step span of a step that never ran, else "". Older
-    spans lack ``accord.step_started``: a zero-length cancelled or skipped step never ran."""
-    step_status = span.attributes.get("accord.step_status")
-    if step_status not in ("cancelled", "skipped"):
-        return ""
-    started = span.attributes.get("accord.step_started")
-    if started or (started is None and span.duration_ns > 0):
-        return ""
-    return "skipped" if step_status == "skipped" else "not started"
-
-
-def _status(span: SpanView) -> str:
-    if span.status == "error":
-        return "error"
-    if span.status == "ok":
-        return "ok"
-    if span.attributes.get("accord.step_status") == "cancelled":
-        return "cancelled"
-    return "-"
-
-
 def render_waterfall(
-    spans: Sequence[SpanView], *, trace_id: str = "", style: WaterfallStyle | None = None
+    spans: Sequence[SpanView],
+    *,
+    trace_id: str = "",
+    style: WaterfallStyle | None = None,
+    all_spans: bool = True,
+    step_errors: Mapping[str, str] | None = None,
 ) -> str:
-    """The waterfall text (ends with a newline). An empty trace says so in one line."""
+    """The waterfall text (ends with a newline). An empty trace says so in one line.
+
+    ``all_spans=False`` prints one row per hop (the run, each step, each for_each item) instead
+    of every span. ``step_errors`` (step id -> "Type: message", what ``runs show`` says) gives a
+    failed hop its error where the viewer's spans do not carry it (another team's hop)."""
     style = style or WaterfallStyle()
     if not spans:
         return f"trace {trace_id or '?'}: no spans recorded\n"
+    step_errors = step_errors or {}
+    hops = assign_hops(spans)
     t0 = min(span.start_ns for span in spans)
     t1 = max(span.end_ns for span in spans)
     total = max(t1 - t0, 0)
     trace = trace_id or spans[0].trace_id
-    lines = [f"trace {trace} · {len(spans)} spans · {format_duration(total)}"]
+    order = tree_order(spans)
+    shown = order if all_spans else [(d, s) for d, s in order if is_hop_row(hops[s.span_id])]
+    rows = f"{len(spans)} spans" if all_spans else f"{len(shown)} hops of {len(spans)} spans"
+    lines = [f"trace {trace} · {rows} · {format_duration(total)}"]
+    names = [_name(span, hops[span.span_id], depth, style) for depth, span in shown]
+    if not style.name_width:
+        style = replace(style, name_width=min(max(24, *(len(n) for n in names)), 72))
     lines.append(
-        f"{'span'.ljust(style.name_width)}  {'team'.ljust(style.team_width)}  {'duration':>8}  "
-        f"{'timeline'.ljust(style.bar_width)}  status"
+        f"{('span' if all_spans else 'hop').ljust(style.name_width)}  {'team'.ljust(style.team_width)}  "
+        f"{'duration':>8}  {'timeline'.ljust(style.bar_width)}  status"
     )
-    for depth, span in tree_order(spans):
-        name = style.indent * depth + span.name + (" (other team)" if span.redacted else "")
-        team = span.team or span.owner or "-"
-        not_run = _never_started(span)
-        duration = "-" if not_run else format_duration(span.duration_ns)
-        bar = " " * style.bar_width if not_run else _bar(span, t0, total, style.bar_width)
-        status = not_run or _status(span)
-        line = (
-            f"{_fit(name, style.name_width)}  {_fit(team, style.team_width)}  {duration:>8}  {bar}  {status}"
-        )
-        # The message only when it says more than the status (spans stored before the engine
-        # left a never-started step's status unset carry the message "error").
-        if span.status == "error" and span.status_message and not not_run and span.status_message != status:
-            line += f"  {span.status_message}"
-        lines.append(line.rstrip())
+    for name, (_depth, span) in zip(names, shown, strict=True):
+        lines.append(_line(name, span, hops[span.span_id], t0, total, style, all_spans, step_errors))
     return "\n".join(lines) + "\n"
+
+
+def _name(span: SpanView, hop: Hop, depth: int, style: WaterfallStyle) -> str:
+    name = style.indent * depth + hop.label
+    if span.redacted and hop.role not in (STEP, ATTEMPT):  # steps and attempts have a team column
+        name += " (other team)"
+    return name
+
+
+def _line(
+    name: str,
+    span: SpanView,
+    hop: Hop,
+    t0: int,
+    total: int,
+    style: WaterfallStyle,
+    all_spans: bool,
+    step_errors: Mapping[str, str],
+) -> str:
+    team = span.team or span.owner or "-"
+    not_run = hop.state in (NOT_STARTED, "skipped")
+    duration = "-" if not_run else format_duration(span.duration_ns)
+    bar = " " * style.bar_width if not_run else _bar(span, t0, total, style.bar_width)
+    summary = "" if all_spans else hop_summary(hop)  # "2 attempts": the retry, expanded by --all-spans
+    status = f"{hop.state} ({summary})" if summary else hop.state
+    line = f"{_fit(name, style.name_width)}  {_fit(team, style.team_width)}  {duration:>8}  {bar}  {status}"
+    message = _message(span, hop, step_errors)
+    # The message only when it says more than the status (spans stored before the engine
+    # left a never-started step's status unset carry the message "error").
+    if hop.state == "error" and message and message != hop.state:
+        line += f"  {message}"
+    return line.rstrip()
+
+
+def _message(span: SpanView, hop: Hop, step_errors: Mapping[str, str]) -> str:
+    if span.status_message:
+        return span.status_message
+    if hop.role == "step":
+        return step_errors.get(hop.step_id, "")
+    return ""

@@ -18,7 +18,16 @@ from contracts.model import StepSpec, Workflow
 JSONDict = dict[str, Any]
 
 # When several step items (for_each) share one node, the node shows the most telling state.
-_STATUS_RANK = ["failed", "running", "scheduled", "cancelled", "pending", "succeeded", "skipped"]
+_STATUS_RANK = [
+    "failed",
+    "running",
+    "scheduled",
+    "cancelled",
+    "not started",
+    "pending",
+    "succeeded",
+    "skipped",
+]
 
 
 def _source_steps(workflow: JSONDict) -> dict[str, Any]:
@@ -123,6 +132,11 @@ def step_graph(workflow: JSONDict | None, run_steps: list[JSONDict]) -> JSONDict
     items: dict[str, list[JSONDict]] = {}
     for step in run_steps:
         items.setdefault(spec_of(step["id"]), []).append(step)
+    # A for_each step's own record stands for its items until it has some; then the node is its
+    # items (a for_each over 2 items is x2, not x3 with the parent counted).
+    for sid, group in items.items():
+        if any(s["id"] != sid for s in group):
+            items[sid] = [s for s in group if s["id"] != sid]
 
     layer: dict[str, int] = {}
 
@@ -144,6 +158,8 @@ def step_graph(workflow: JSONDict | None, run_steps: list[JSONDict]) -> JSONDict
         run_items = items.get(spec["id"], [])
         statuses = [s["status"] for s in run_items]
         status = _aggregate(statuses) if statuses else "pending"
+        # The words shown ("not started" for a step its run ended before it began).
+        states = [s.get("state") or s["status"] for s in run_items]
         first = run_items[0] if run_items else {}
         lay = layer[spec["id"]]
         nodes.append(
@@ -155,7 +171,8 @@ def step_graph(workflow: JSONDict | None, run_steps: list[JSONDict]) -> JSONDict
                 "team": spec["team"] or first.get("team", ""),
                 "status": status,
                 "items": len(run_items),
-                "item_statuses": _count(statuses),
+                "item_statuses": _count(states),
+                "state": _aggregate(states) if states else "pending",
                 "step_ids": [s["id"] for s in run_items],
                 "for_each": spec["for_each"],
                 "when": spec["when"],

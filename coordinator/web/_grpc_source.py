@@ -189,6 +189,7 @@ def workflow_to_dict(w: pb.Workflow) -> JSONDict:
         "definition": _json(w.definition_json) or {},
         "registered_ms": w.registered_unix_ms,
         "registered_by": w.registered_by,
+        "disabled_ms": w.disabled_unix_ms,
     }
 
 
@@ -387,6 +388,33 @@ class GrpcSource:
         request = pb.GetWorkflowRequest(name=name, version=version)
         reply = await self._call(token, self._get_stub().GetWorkflow, request)
         return workflow_to_dict(reply.workflow)
+
+    async def list_agents(self, token: str, team: str = "") -> list[JSONDict]:
+        out: list[JSONDict] = []
+        page_token = ""
+        while True:
+            request = pb.ListAgentsRequest(
+                page=common_pb2.PageRequest(page_size=_PAGE_MAX, page_token=page_token), team=team
+            )
+            reply = await self._call(token, self._get_stub().ListAgents, request)
+            out.extend(
+                {
+                    "agent_id": a.agent_id,
+                    "team": a.team,
+                    "contracts": list(a.contracts),
+                    "version": a.agent_version,
+                    "hostname": a.hostname,
+                    "concurrency": a.concurrency,
+                    "registered_ms": a.registered_unix_ms,
+                    "last_seen_ms": a.last_seen_unix_ms,
+                    "alive": a.alive,
+                    "in_flight": a.in_flight,
+                }
+                for a in reply.agents
+            )
+            page_token = reply.next_page_token
+            if not page_token:
+                return out
 
     async def list_teams(self, token: str) -> list[str]:
         out: list[str] = []

@@ -105,6 +105,10 @@ class Source(Protocol):
 
     async def list_teams(self, token: str) -> list[str]: ...
 
+    async def list_agents(self, token: str, team: str = "") -> list[JSONDict]:
+        """The registered agents: team, contracts served, version, last heard from, in flight."""
+        ...
+
     async def autonomy(self, token: str, team: str, since_ms: int, last: int) -> JSONDict:
         """``{"report": ..., "changes": [...]}``: the autonomy report of the period and the last
         ``last`` changes (docs/governance.md, "The autonomy report")."""

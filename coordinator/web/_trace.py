@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 from coordinator.telemetry.attributes import STEP_ID
+from coordinator.telemetry.hops import assign_hops, hop_summary, is_hop_row
+from coordinator.telemetry.visibility import SpanView
 
 JSONDict = dict[str, Any]
 
@@ -66,6 +68,7 @@ def layout_trace(trace: JSONDict, *, now_ns: int | None = None) -> JSONDict:
         ordered.append(span)
         stack.extend((kid, depth + 1) for kid in reversed(kids))
 
+    _add_hops(ordered)
     critical = critical_path(roots, children)
     for span in ordered:
         span["critical"] = span["span_id"] in critical
@@ -87,9 +90,44 @@ def layout_trace(trace: JSONDict, *, now_ns: int | None = None) -> JSONDict:
         "span_count": len(ordered),
         "error_count": sum(1 for s in ordered if s.get("status") == "error"),
         "failing_span_id": failing["span_id"] if failing else "",
+        # The hop (a step span) the failure is in: the row to open in the one-row-per-hop view.
+        "failing_hop_id": (failing.get("hop_span_id") or failing["span_id"]) if failing else "",
+        "hop_count": sum(1 for s in ordered if s["hop_row"]),
         "critical_path": [s["span_id"] for s in ordered if s["critical"]],
         "spans": ordered,
     }
+
+
+def _add_hops(spans: list[JSONDict]) -> None:
+    """Each span's hop (``hops.py``): the step span it belongs to, its role, label and state,
+    and whether it is a row of the default one-row-per-hop view."""
+    views = [
+        SpanView(
+            trace_id="",
+            span_id=str(span["span_id"]),
+            parent_span_id=str(span.get("parent_span_id") or ""),
+            name=str(span.get("name") or ""),
+            start_ns=int(span["start_ns"]),
+            end_ns=int(span["end_ns"]),
+            team=str(span.get("team") or ""),
+            status=str(span.get("status") or "unset"),
+            status_message=str(span.get("status_message") or ""),
+            attributes=span.get("attributes") or {},
+            redacted=bool(span.get("redacted")),
+        )
+        for span in spans
+    ]
+    hops = assign_hops(views)
+    for span in spans:
+        hop = hops[span["span_id"]]
+        span["hop_span_id"] = hop.hop_span_id
+        span["role"] = hop.role
+        span["label"] = hop.label
+        span["state"] = hop.state
+        span["summary"] = hop_summary(hop)
+        span["hop_row"] = is_hop_row(hop)
+        if hop.step_id:
+            span["step_id"] = hop.step_id
 
 
 def critical_path(roots: list[JSONDict], children: dict[str, list[JSONDict]]) -> set[str]:
@@ -125,4 +163,13 @@ def failing_span(ordered: list[JSONDict], children: dict[str, list[JSONDict]]) -
     ]
     if not leaves:
         return None
-    return min(leaves, key=lambda s: (s["end_ns"], -s["depth"]))
+    # An attempt cancelled because the run failed elsewhere is not where the failure started,
+    # even when it ended in the same millisecond.
+    return min(leaves, key=lambda s: (_cancelled(s), s["end_ns"], -s["depth"]))
+
+
+def _cancelled(span: JSONDict) -> bool:
+    attributes = span.get("attributes") or {}
+    return attributes.get("accord.attempt_status") == "cancelled" or (
+        attributes.get("accord.step_status") == "cancelled"
+    )

@@ -48,7 +48,8 @@ from contracts.errors import (
     UnauthenticatedError,
     UnreachableError,
 )
-from coordinator.web._graph import step_graph, team_graph
+from coordinator.telemetry.hops import shown_step_status, step_was_started
+from coordinator.web._graph import step_graph, team_graph, workflow_steps, workflow_triggers
 from coordinator.web._redact import redact_run
 from coordinator.web._sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore, csrf_ok
 from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery, Source
@@ -85,6 +86,9 @@ PAGES = {
     "/teams": "teams",
     "/audit": "audit",
     "/notices": "notices",
+    "/workflows": "workflows",
+    "/workflows/{team}/{name}": "workflow",
+    "/agents": "agents",
     "/autonomy": "autonomy",
 }
 
@@ -485,9 +489,14 @@ class UiApp:
         redact_run(run, await self._sensitive_fields(session, run), workflow)
         principal = session.principal
         now_ms = int(time.time() * 1000)
+        step_ids = [step["id"] for step in run["steps"]]
         for step in run["steps"]:
             end = step["finished_ms"] or (now_ms if step["started_ms"] else 0)
             step["duration_ms"] = end - step["started_ms"] if step["started_ms"] else 0
+            # The word every view uses: "not started" for a step cancelled before it began.
+            step["state"] = shown_step_status(
+                step["status"], step_was_started(step["id"], len(step["attempts"]), step_ids)
+            )
         started_by_event = None
         key = str(run.get("idempotency_key") or "")
         if key.startswith("event:"):  # started by an event's trigger (coordinator/events)
@@ -723,6 +732,62 @@ class UiApp:
             {"notices": notices, "viewer": {"team": principal.team, "admin": principal.admin}}
         )
 
+    async def list_workflows(self, request: Request) -> Response:
+        """Every workflow the viewer may see (its newest version), with the teams and contracts
+        its steps call."""
+        session = await self.require_session(request)
+        team = request.query_params.get("team", "").strip()
+        workflows = await self.call(request, session, lambda: self.source.list_workflows(session.token, team))
+        return ApiJSONResponse({"workflows": [_workflow_summary(w) for w in workflows]})
+
+    async def get_workflow(self, request: Request) -> Response:
+        """One workflow: its versions (newest first, at most ``_WORKFLOW_VERSIONS``), the steps
+        of the one asked for (``?version=N``, default the newest) with who they call, its step
+        graph, and its latest runs."""
+        session = await self.require_session(request)
+        name = f"{request.path_params['team']}/{request.path_params['name']}"
+        wanted = request.query_params.get("version", "")
+        if wanted and not wanted.isdigit():
+            raise ApiError(400, "invalid_argument", f"version: a number, e.g. version=2, not '{wanted}'.")
+        newest = await self.call(request, session, lambda: self.source.get_workflow(session.token, name))
+
+        async def version(number: int) -> JSONDict | None:
+            try:
+                return await self.source.get_workflow(session.token, name, number)
+            except NotFoundError:  # a deleted version
+                return None
+
+        numbers = range(newest["version"], max(newest["version"] - _WORKFLOW_VERSIONS, 0), -1)
+        found = await self.call(request, session, lambda: asyncio.gather(*(version(n) for n in numbers)))
+        versions = [v for v in found if v is not None]
+        current = next((v for v in versions if str(v["version"]) == wanted), newest) if wanted else newest
+        runs = await self.call(
+            request, session, lambda: self.source.list_runs(session.token, RunQuery(workflow=name, limit=20))
+        )
+        for run in runs:
+            run.pop("steps", None)
+        graph = step_graph(current, [])  # no run: the nodes say no state
+        return ApiJSONResponse(
+            {
+                "name": name,
+                "team": newest["team"],
+                "current": {**_workflow_summary(current), "source_text": current["source_text"]},
+                "newest_version": newest["version"],
+                "versions": [
+                    {k: v[k] for k in ("version", "registered_ms", "registered_by", "description")}
+                    for v in versions
+                ],
+                "graph": {**graph, "nodes": [{**n, "state": ""} for n in graph["nodes"]]},
+                "runs": runs,
+            }
+        )
+
+    async def list_agents(self, request: Request) -> Response:
+        session = await self.require_session(request)
+        team = request.query_params.get("team", "").strip()
+        agents = await self.call(request, session, lambda: self.source.list_agents(session.token, team))
+        return ApiJSONResponse({"agents": agents})
+
     # ---------- autonomy API
 
     async def autonomy(self, request: Request) -> Response:
@@ -752,6 +817,25 @@ class UiApp:
         teams = await self.call(request, session, lambda: self.source.list_teams(session.token))
         workflows = await self.call(request, session, lambda: self.source.list_workflows(session.token))
         return ApiJSONResponse(team_graph(teams, workflows))
+
+
+_WORKFLOW_VERSIONS = 20  # versions a workflow's page lists
+
+
+def _workflow_summary(workflow: JSONDict) -> JSONDict:
+    steps = workflow_steps(workflow)
+    return {
+        "name": workflow["name"],
+        "team": workflow["team"],
+        "version": workflow["version"],
+        "description": workflow["description"],
+        "registered_ms": workflow["registered_ms"],
+        "registered_by": workflow["registered_by"],
+        "disabled_ms": workflow.get("disabled_ms", 0),
+        "steps": steps,
+        "calls": sorted({(s["team"], s["contract"]) for s in steps if s["contract"]}),
+        "triggers": workflow_triggers(workflow),
+    }
 
 
 def _semver_key(version: str) -> tuple[int, ...]:
@@ -831,6 +915,9 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/contracts/diff", _api(ui.diff_contracts), methods=["GET"]),
         Route(f"{api}/contracts/{{team}}/{{name}}", _api(ui.get_contract), methods=["GET"]),
         Route(f"{api}/teams/graph", _api(ui.teams_graph), methods=["GET"]),
+        Route(f"{api}/workflows", _api(ui.list_workflows), methods=["GET"]),
+        Route(f"{api}/agents", _api(ui.list_agents), methods=["GET"]),
+        Route(f"{api}/workflows/{{team}}/{{name}}", _api(ui.get_workflow), methods=["GET"]),
         Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
         Route(f"{api}/notices", _api(ui.list_notices), methods=["GET"]),
         Route(f"{api}/autonomy", _api(ui.autonomy), methods=["GET"]),

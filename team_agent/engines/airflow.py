@@ -35,6 +35,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -150,6 +151,23 @@ def dag_run_id_for(idempotency_key: str, generation: int = 1) -> str:
     return f"accord__{base}{suffix}"
 
 
+# Task instance states of an instance that did not run (TaskInstanceState).
+_NEVER_RAN = frozenset({"upstream_failed", "skipped", "removed", "scheduled", "queued", None})
+
+
+def _unix_ns(value: Any) -> int | None:
+    """An Airflow timestamp (ISO 8601 with a zone) as ns since the epoch; None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000) * 1_000
+
+
 class AirflowEngine:
     """Engine adapter for Apache Airflow's REST API (see the module docstring)."""
 
@@ -211,8 +229,14 @@ class AirflowEngine:
             poll_span.set_attribute("airflow.dag_run.run_id", run_id)
             run = await self._poll_until_terminal(run_id, poll_span)
             poll_span.set_attribute("airflow.dag_run.state", run["state"])
+        try:
+            instances: list[dict[str, Any]] | None = await self._task_instances(run_id)
+        except EngineFailure as exc:
+            logger.warning("could not list the task instances of run %s: %s", run_id, exc.message)
+            instances = None
+        self._trace_run(run, instances or [])
         if run["state"] == "failed":
-            raise await self._run_failure(run_id)
+            raise await self._run_failure(run_id, instances)
         with tracer.start_as_current_span("airflow.fetch_output") as out_span:
             out_span.set_attribute("airflow.dag_run.run_id", run_id)
             if cfg.output_task_id is None:
@@ -243,6 +267,69 @@ class AirflowEngine:
         await self._client.aclose()
 
     # -- URLs -------------------------------------------------------------------------------
+
+    def task_log_url(self, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+        """Where a person reads one task instance's log in Airflow's UI."""
+        dag, run, task = (quote(v, safe="") for v in (self.config.dag_id, run_id, task_id))
+        if self.config.api_version == 1:
+            url = f"{self.config.base_url}/dags/{dag}/grid?dag_run_id={run}&task_id={task}&tab=logs"
+            return url + (f"&map_index={map_index}" if map_index >= 0 else "")
+        mapped = f"/mapped/{map_index}" if map_index >= 0 else ""
+        return f"{self.config.base_url}/dags/{dag}/runs/{run}/tasks/{task}{mapped}?try_number={max(try_number, 1)}"
+
+    def _trace_run(self, run: Mapping[str, Any], instances: list[dict[str, Any]]) -> None:
+        """Spans of the DAG run and of each task instance that ran, from what Airflow's API says
+        (start, end, state, try number, a link to the task's log), under the current span (the
+        agent's engine span, inside the attempt), so the trace goes into the team's DAG
+        (docs/engines/airflow.md, "Tracing"). Spans of the team's engine: other teams see the
+        hop only. Never fails the task: a run without times gets no spans."""
+        start = _unix_ns(run.get("start_date")) or _unix_ns(run.get("queued_at"))
+        if start is None:
+            return
+        run_id = str(run.get("dag_run_id") or "")
+        end = _unix_ns(run.get("end_date")) or time.time_ns()
+        state = str(run.get("state") or "")
+        dag_span = tracer.start_span(
+            f"airflow.dag_run {self.config.dag_id}",
+            start_time=start,
+            attributes={
+                "airflow.dag_id": self.config.dag_id,
+                "airflow.dag_run.run_id": run_id,
+                "airflow.dag_run.state": state,
+                "airflow.dag_run.url": self.run_url(run_id),
+            },
+        )
+        if state == "failed":
+            dag_span.set_status(trace.Status(trace.StatusCode.ERROR, f"DAG run {run_id} failed"))
+        parent = trace.set_span_in_context(dag_span)
+        for ti in sorted(instances, key=lambda t: (str(t.get("start_date") or ""), str(t.get("task_id")))):
+            ti_start = _unix_ns(ti.get("start_date"))
+            # Never ran: no span. (Airflow 3 stamps an upstream_failed or skipped instance with a
+            # start and an end at the moment it was marked.)
+            if ti_start is None or ti.get("state") in _NEVER_RAN:
+                continue
+            task_id = str(ti.get("task_id") or "")
+            index = ti.get("map_index")
+            map_index = int(index) if isinstance(index, int) else -1
+            label = f"{task_id}[{map_index}]" if map_index >= 0 else task_id
+            try_number = int(ti.get("try_number") or 0)
+            ti_state = str(ti.get("state") or "")
+            span = tracer.start_span(
+                f"airflow.task {label}",
+                context=parent,
+                start_time=ti_start,
+                attributes={
+                    "airflow.task_id": task_id,
+                    "airflow.map_index": map_index,
+                    "airflow.task.state": ti_state,
+                    "airflow.task.try_number": try_number,
+                    "airflow.task.log_url": self.task_log_url(run_id, task_id, map_index, try_number),
+                },
+            )
+            if ti_state == "failed":
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"task {label} {ti_state}"))
+            span.end(end_time=max(_unix_ns(ti.get("end_date")) or end, ti_start))
+        dag_span.end(end_time=max(end, start))
 
     def run_url(self, run_id: str) -> str:
         """Where a person looks at the run in Airflow's UI."""
@@ -495,12 +582,13 @@ class AirflowEngine:
     def _failure_details(self, run_id: str, failed: list[str]) -> dict[str, Any]:
         return {"airflow_run_url": self.run_url(run_id), "failed_tasks": failed, "dag_run_id": run_id}
 
-    async def _run_failure(self, run_id: str) -> EngineFailure:
-        try:
-            instances = await self._task_instances(run_id)
-        except EngineFailure as exc:
-            logger.warning("could not list task instances of failed run %s: %s", run_id, exc.message)
-            instances = []
+    async def _run_failure(self, run_id: str, instances: list[dict[str, Any]] | None = None) -> EngineFailure:
+        if instances is None:
+            try:
+                instances = await self._task_instances(run_id)
+            except EngineFailure as exc:
+                logger.warning("could not list task instances of failed run %s: %s", run_id, exc.message)
+                instances = []
 
         def label(ti: dict[str, Any]) -> str:
             index = ti.get("map_index", -1)
@@ -539,6 +627,17 @@ class AirflowEngine:
                 f"with key {cfg.output_key!r}; make that task return the output (or fix the binding's "
                 "output: {task_id, key})",
                 type="OutputMissing",
+                retryable=False,
+                details=self._failure_details(run_id, []),
+            )
+        if response.status_code == 400 and "deserialization is disabled" in response.text:
+            # Airflow 2's default: [api] enable_xcom_deserialize_support = False (found against a
+            # real Airflow 2.10; the setting is on the Airflow side, so retrying cannot help).
+            raise EngineFailure(
+                f"Airflow refuses to return task {cfg.output_task_id!r}'s XCom as JSON: XCom "
+                "deserialization is disabled there; set [api] enable_xcom_deserialize_support = True "
+                "(AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT=True) on its webserver",
+                type="AirflowXComDeserializeDisabled",
                 retryable=False,
                 details=self._failure_details(run_id, []),
             )

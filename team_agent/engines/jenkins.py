@@ -290,6 +290,7 @@ class JenkinsEngine:
             poll_span.set_attribute("jenkins.build.number", number)
             build = await self._poll_build(number)
             poll_span.set_attribute("jenkins.build.result", str(build.get("result")))
+        await self._trace_build(number, build)
         result = build.get("result")
         if result == "SUCCESS" or (result == "UNSTABLE" and cfg.unstable_is_success):
             with tracer.start_as_current_span("jenkins.fetch_output"):
@@ -553,6 +554,60 @@ class JenkinsEngine:
         handle.state["build_number"] = number
         handle.details["build_number"] = number
         handle.details["build_url"] = self.build_url(number)
+
+    async def _trace_build(self, number: int, build: Mapping[str, Any]) -> None:
+        """Spans of the build and of each Pipeline stage that ran, from the Stage View REST API
+        (``wfapi/describe``: start, duration, status, a link to the stage's log), under the
+        current span (the agent's engine span, inside the attempt) (docs/engines/jenkins.md,
+        "Tracing"). A freestyle job or a Jenkins without the plugin (404) gets the build span
+        alone. Never fails the task."""
+        url = self.build_url(number)
+        described: dict[str, Any] = {}
+        try:
+            response = await self._get(f"{self.config.job_path}/{number}/wfapi/describe")
+            if response.status_code == 200 and isinstance(response.json(), dict):
+                described = response.json()
+        except (EngineFailure, ValueError) as exc:
+            logger.warning("could not read the stages of build #%s: %s", number, exc)
+        start_ms = int(described.get("startTimeMillis") or build.get("timestamp") or 0)
+        if not start_ms:
+            return
+        end_ms = int(described.get("endTimeMillis") or 0) or start_ms + int(build.get("duration") or 0)
+        result = str(build.get("result") or "")
+        build_span = tracer.start_span(
+            f"jenkins.build #{number}",
+            start_time=start_ms * 1_000_000,
+            attributes={
+                "jenkins.build.number": number,
+                "jenkins.build.result": result,
+                "jenkins.build.url": url,
+                "jenkins.build.console_url": f"{url}console",
+            },
+        )
+        if result not in ("SUCCESS", "UNSTABLE"):
+            build_span.set_status(trace.Status(trace.StatusCode.ERROR, f"build #{number} {result}"))
+        parent = trace.set_span_in_context(build_span)
+        for stage in described.get("stages") or []:
+            stage_start = int(stage.get("startTimeMillis") or 0)
+            status = str(stage.get("status") or "")
+            if not stage_start or status == "NOT_EXECUTED":  # never ran: no span
+                continue
+            node = str(stage.get("id") or "")
+            span = tracer.start_span(
+                f"jenkins.stage {stage.get('name')}",
+                context=parent,
+                start_time=stage_start * 1_000_000,
+                attributes={
+                    "jenkins.stage.id": node,
+                    "jenkins.stage.name": str(stage.get("name") or ""),
+                    "jenkins.stage.status": status,
+                    "jenkins.stage.log_url": f"{url}execution/node/{quote(node, safe='')}/wfapi/log",
+                },
+            )
+            if status in ("FAILED", "ABORTED"):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"stage {stage.get('name')} {status}"))
+            span.end(end_time=(stage_start + int(stage.get("durationMillis") or 0)) * 1_000_000)
+        build_span.end(end_time=max(end_ms, start_ms) * 1_000_000)
 
     async def _build(self, number: int) -> dict[str, Any]:
         response = await self._get(f"{self.config.job_path}/{number}/api/json", params={"tree": _BUILD_TREE})

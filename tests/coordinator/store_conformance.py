@@ -1247,6 +1247,23 @@ class StoreConformance:
             AgentRecord("a2", "crm", (), 1),
         ]
 
+    async def test_in_flight_attempts_are_counted_by_agent(self, store: Store) -> None:
+        await store.apply(
+            Changes(
+                runs=[run_record("r1"), run_record("r2", status="succeeded", finished_ms=2_000)],
+                steps=[step_record("r1", "charge"), step_record("r1", "ship"), step_record("r2", "charge")],
+                attempts=[
+                    attempt_record("r1", "charge", 1, status="failed", agent_id="a1"),
+                    attempt_record("r1", "charge", 2, status="running", agent_id="a1"),
+                    attempt_record("r1", "ship", 1, status="running", agent_id="a2"),
+                    attempt_record("r1", "ship", 2, status="scheduled"),
+                    # a finished run's attempt left running (as an old record may be): not counted
+                    attempt_record("r2", "charge", 1, status="running", agent_id="a1"),
+                ],
+            )
+        )
+        assert await store.in_flight_by_agent() == {"a1": 1, "a2": 1}
+
     async def test_an_agent_registration_is_audited_when_new_or_changed(self, store: Store) -> None:
         first = AgentRecord("a1", "payments", (Binding("payments/charge", 1, "shell"),), 4, "host", "1.0", 10)
         assert await store.put_agent(first, audit("agent.new"))

@@ -16,7 +16,9 @@ What another team may see, decided from docs/concepts.md ("Team boundaries") and
 - runs only when the team takes part (one of its contracts is a step), and then without the
   run's payloads or another team's step payloads;
 - events: listed, without payloads;
-- the audit log: only entries about its own objects, and what it tried on others' (refused).
+- the audit log: only entries about its own objects, and what it tried on others' (refused);
+- agents (ListAgents): team, contracts served, version, last heard from, tasks in flight; the
+  hostname only to the agent's own team.
 """
 
 from __future__ import annotations
@@ -107,7 +109,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         async with proc.client(owner) as client:
             await client.agent.RegisterAgent(
                 agent_pb.RegisterAgentRequest(
-                    agent_id="payments-1", bindings=[agent_pb.Binding(contract="payments/work", major=1)]
+                    agent_id="payments-1",
+                    bindings=[agent_pb.Binding(contract="payments/work", major=1)],
+                    hostname="pay-host-7",
                 )
             )
             single = await client.coordinator.StartRun(
@@ -516,6 +520,20 @@ async def _own_tokens(w: World, client: AsyncClient) -> None:
     assert w.other not in str(listed) and w.owner not in str(listed)
 
 
+async def _list_agents(w: World, client: AsyncClient) -> None:
+    # Every team sees who serves what and whether it runs something; another team's hostname, no.
+    listed = await client.coordinator.ListAgents(pb.ListAgentsRequest())
+    agents = {a.agent_id: a for a in listed.agents}
+    assert set(agents) == {"payments-1", "warehouse-1"}
+    payments = agents["payments-1"]
+    assert (payments.team, list(payments.contracts)) == ("payments", ["payments/work@1"])
+    assert payments.in_flight >= 1  # the task it took at the start (other rows may hand it more)
+    assert payments.hostname == "" and "pay-host-7" not in str(listed)
+    assert payments.last_seen_unix_ms > 0
+    only = await client.coordinator.ListAgents(pb.ListAgentsRequest(team="warehouse"))
+    assert [a.agent_id for a in only.agents] == ["warehouse-1"]
+
+
 async def _governance(w: World, client: AsyncClient) -> None:
     # Every team reads the rules; the overrides and the autonomy report are its own.
     await client.coordinator.ListPolicies(pb.ListPoliciesRequest())
@@ -553,6 +571,7 @@ SCOPED: dict[str, Check] = {
     "ListAuditLog(own)": _audit_log,
     "ListTeamTokens(own)": _own_tokens,
     "PollTask(own agent)": _poll_only_own_queues,
+    "ListAgents": _list_agents,
 }
 
 

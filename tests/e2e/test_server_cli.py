@@ -223,8 +223,15 @@ async def test_runs_trace_shows_a_step_that_never_started(
     run_id = result.stderr.splitlines()[-1].split()[2]
     result = await coordinator.acli("runs", "trace", run_id, token=token)
     assert result.returncode == 0, result.stderr
-    lines = {line[:44].strip(): line.rstrip() for line in result.stdout.splitlines()[2:]}
-    assert lines["step ship"].endswith("not started"), result.stdout
-    assert "error" not in lines["step ship"] and "µs" not in lines["step ship"], result.stdout
-    assert "CardDeclined: card expired" in lines["step charge"], result.stdout
+    text = result.stdout.splitlines()
+    width = text[1].index("team")
+    lines = {line[:width].strip(): line.rstrip() for line in text[2:]}
+    ship, charge = lines["ship · shipping/ship@1.0.0"], lines["charge · shipping/charge@1.0.0"]
+    assert ship.endswith("not started"), result.stdout
+    assert "error" not in ship and "µs" not in ship, result.stdout
+    assert "CardDeclined: card expired" in charge, result.stdout
+    # `runs show` says the same as the trace (and the UI): not started, not "cancelled".
+    shown = await coordinator.acli("runs", "show", run_id, token=token)
+    step_line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("ship "))
+    assert "not started" in step_line and "cancelled" not in step_line, shown.stdout
     assert not any("error  error" in line for line in lines.values()), result.stdout

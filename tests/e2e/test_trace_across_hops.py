@@ -493,8 +493,13 @@ async def test_one_trace_across_cli_coordinator_agents_and_engines(
     )
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0].startswith(f"trace {CLI_TRACE} · {len(spans)} spans")
-    assert any(line.startswith("run shipping/order-to-cash") for line in lines)
+    # One row per hop by default (the CLI's span, the run, its steps); every span on demand.
+    assert lines[0].startswith(f"trace {CLI_TRACE} · ") and f"hops of {len(spans)} spans" in lines[0]
+    assert any(line.lstrip().startswith("run shipping/order-to-cash") for line in lines)
+    everything = await asyncio.to_thread(
+        scenario.coordinator.cli, "runs", "trace", run_id, "--all-spans", token=scenario.tokens["shipping"]
+    )
+    assert everything.stdout.splitlines()[0].startswith(f"trace {CLI_TRACE} · {len(spans)} spans")
     as_json = await asyncio.to_thread(
         scenario.coordinator.cli, "runs", "trace", run_id, "--json", token=scenario.tokens["shipping"]
     )

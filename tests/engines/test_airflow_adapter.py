@@ -94,6 +94,39 @@ async def test_success_returns_the_xcom_of_the_configured_task(
     assert {"airflow.trigger", "airflow.poll", "airflow.fetch_output"} <= names
 
 
+async def test_the_dag_run_and_its_task_instances_become_spans_under_the_engines_span(
+    fake_airflow: Fake, make_engine: MakeEngine, spans: InMemorySpanExporter
+) -> None:
+    fake, url = fake_airflow
+    fake.add_dag(
+        FakeDag("charge_card", tasks=[FakeTask("extract"), FakeTask("boom", fail=True), FakeTask("finalize")])
+    )
+    engine = make_engine(url)
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("engine.airflow"), pytest.raises(EngineFailure):
+        await engine.wait(await engine.submit(make_task("run-9/charge"), {"order_id": "o-9"}))
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    engine_span, dag_span = finished["engine.airflow"], finished["airflow.dag_run charge_card"]
+    assert dag_span.parent is not None and dag_span.parent.span_id == engine_span.context.span_id
+    assert dag_span.status.status_code == trace.StatusCode.ERROR
+    run_id = dag_run_id_for("run-9/charge")
+    assert dict(dag_span.attributes or {})["airflow.dag_run.url"] == f"{url}/dags/charge_card/runs/{run_id}"
+    tasks = {n.split(" ", 1)[1]: sp for n, sp in finished.items() if n.startswith("airflow.task ")}
+    # finalize never ran (upstream_failed): no span for it
+    assert set(tasks) == {"extract", "boom"}
+    for name, span in tasks.items():
+        assert span.parent is not None and span.parent.span_id == dag_span.context.span_id
+        attributes = dict(span.attributes or {})
+        assert attributes["airflow.task.try_number"] == 1
+        assert attributes["airflow.task.log_url"] == (
+            f"{url}/dags/charge_card/runs/{run_id}/tasks/{name}?try_number=1"
+        )
+        assert dag_span.start_time <= span.start_time <= span.end_time <= dag_span.end_time
+    assert dict(tasks["boom"].attributes or {})["airflow.task.state"] == "failed"
+    assert tasks["boom"].status.status_code == trace.StatusCode.ERROR
+    assert tasks["extract"].status.status_code != trace.StatusCode.ERROR
+
+
 async def test_without_an_active_span_the_tasks_own_traceparent_is_sent(
     fake_airflow: Fake, make_engine: MakeEngine
 ) -> None:

@@ -20,6 +20,7 @@ from tests.engines.airflow_real import RealAirflow
 from tests.engines.conftest import make_task
 from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_team
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 
@@ -172,6 +173,58 @@ async def test_e2e_failure_reports_the_failed_task(real_airflow: RealAirflow, pa
     assert error.type == "DagRunFailed"
     assert details["failed_tasks"] == ["boom"]
     assert details["airflow_run_url"].startswith(f"{real_airflow.base_url}/dags/accord_fail/runs/accord__")
+
+
+async def test_e2e_trace_goes_into_the_dag_run_and_its_task_instances(
+    real_airflow: RealAirflow, payments: EngineTeam
+) -> None:
+    """The agent's spans of the Airflow DAG run and of each task instance that ran (start, end,
+    state, try number, log link), under the attempt span of the run's trace."""
+    await payments.start_agent(
+        example_binding(real_airflow, "accord_fail"), env=airflow_secrets(real_airflow)
+    )
+    run_id = await payments.start_run({"order_id": "o-12", "amount_cents": 5})
+    run = await payments.wait_run(run_id, within=300)
+    assert run.status == pb.RUN_STATUS_FAILED
+
+    async def traced() -> dict[str, Any] | None:
+        async with payments.coordinator.client(payments.token) as client:
+            reply = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run_id))
+        spans = {s.span_id: s for s in reply.spans}
+        return spans if any(s.name == "airflow.task boom" for s in spans.values()) else None
+
+    attempts = len(run.steps[0].attempts)  # the contract retries: one DAG run per attempt
+
+    async def complete() -> dict[str, Any] | None:
+        spans = await traced()
+        runs = [x for x in (spans or {}).values() if x.name == "airflow.dag_run accord_fail"]
+        return spans if spans is not None and len(runs) == attempts else None
+
+    spans = await wait_until(complete, "the Airflow spans of every attempt in the run's trace", within=60)
+
+    def ancestors(span: Any) -> list[str]:
+        names = []
+        while span.parent_span_id in spans:
+            span = spans[span.parent_span_id]
+            names.append(span.name)
+        return names
+
+    dag_runs = [x for x in spans.values() if x.name == "airflow.dag_run accord_fail"]
+    under = sorted(next(n for n in ancestors(d) if n.startswith("attempt ")).split()[1] for d in dag_runs)
+    assert under == [str(n) for n in range(1, attempts + 1)]  # each attempt's own DAG run
+    for dag_run in dag_runs:
+        assert dag_run.status == pb.SPAN_STATUS_ERROR
+        tasks = {x.name: x for x in spans.values() if x.parent_span_id == dag_run.span_id}
+        # extract ran, boom failed, finalize never ran (upstream_failed): no span for it
+        assert set(tasks) == {"airflow.task extract", "airflow.task boom"}, set(tasks)
+        boom = tasks["airflow.task boom"]
+        attributes = json.loads(boom.attributes_json)
+        assert attributes["airflow.task.state"] == "failed" and attributes["airflow.task.try_number"] >= 1
+        log_url = attributes["airflow.task.log_url"]
+        assert log_url.startswith(f"{real_airflow.base_url}/dags/accord_fail/runs/accord__")
+        assert "/tasks/boom?try_number=" in log_url
+        assert boom.status == pb.SPAN_STATUS_ERROR
+        assert dag_run.start_unix_nano <= boom.start_unix_nano <= boom.end_unix_nano <= dag_run.end_unix_nano
 
 
 async def test_e2e_paused_dag_fails_fast(real_airflow: RealAirflow, payments: EngineTeam) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from team_agent.engines.base import EngineConfigError, EngineFailure, load_engine
 from team_agent.engines.jenkins import (
@@ -27,6 +29,7 @@ from tests.support.wait import wait_until
 
 MakeEngine = Callable[..., JenkinsEngine]
 Fake = tuple[FakeJenkins, str]
+AUTH = ("accord", "11aa22bb")
 PARAMS = {"ORDER_ID": "", "AMOUNT": "0", TASK_ID_PARAM: "", TRACEPARENT_PARAM: ""}
 
 
@@ -411,3 +414,60 @@ def test_job_paths_encode_each_folder_once() -> None:
     assert path("a/b") == "/job/a/job/b"
     assert path("/team x/deploy/") == "/job/team%20x/job/deploy"
     assert path("repo/feature%2Fx") == "/job/repo/job/feature%2Fx"  # a multibranch branch, not re-encoded
+
+
+async def test_the_build_and_its_pipeline_stages_become_spans_under_the_engines_span(
+    fake_jenkins: Fake, make_engine: MakeEngine, spans: InMemorySpanExporter
+) -> None:
+    fake, url = fake_jenkins
+    fake.add_job(
+        FakeJob(
+            "ship",
+            parameters=dict(PARAMS),
+            stages=["Checkout", "Build", "Deploy"],
+            behaviour=lambda p: Outcome(
+                "FAILURE", ["compiling", "ERROR: tests failed"], failed_stage="Build"
+            ),
+        )
+    )
+    engine = make_engine(url)
+    with trace.get_tracer("test").start_as_current_span("engine.jenkins"), pytest.raises(EngineFailure):
+        await run(engine, {"ORDER_ID": "s-1", "AMOUNT": 1})
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    engine_span = finished["engine.jenkins"]
+    (build_name,) = [n for n in finished if n.startswith("jenkins.build #")]
+    build = finished[build_name]
+    assert build.parent is not None and build.parent.span_id == engine_span.context.span_id
+    assert build.status.status_code == trace.StatusCode.ERROR
+    number = build_name.split("#")[1]
+    assert dict(build.attributes or {})["jenkins.build.url"] == f"{url}/job/ship/{number}/"
+    stages = {n.split(" ", 1)[1]: sp for n, sp in finished.items() if n.startswith("jenkins.stage ")}
+    assert set(stages) == {"Checkout", "Build"}  # Deploy never ran
+    for span in stages.values():
+        assert span.parent is not None and span.parent.span_id == build.context.span_id
+        assert build.start_time <= span.start_time <= span.end_time <= build.end_time
+    checkout, failed = stages["Checkout"], stages["Build"]
+    assert dict(failed.attributes or {})["jenkins.stage.status"] == "FAILED"
+    assert failed.status.status_code == trace.StatusCode.ERROR
+    assert checkout.status.status_code != trace.StatusCode.ERROR
+    node = dict(failed.attributes or {})["jenkins.stage.id"]
+    assert dict(failed.attributes or {})["jenkins.stage.log_url"] == (
+        f"{url}/job/ship/{number}/execution/node/{node}/wfapi/log"
+    )
+    # The fake serves one stage's describe as the Stage View does.
+    async with httpx.AsyncClient() as client:
+        one = await client.get(f"{url}/job/ship/{number}/execution/node/{node}/wfapi/describe", auth=AUTH)
+    assert one.status_code == 200 and one.json()["name"] == "Build"
+
+
+async def test_a_freestyle_build_is_one_span_without_stages(
+    fake_jenkins: Fake, make_engine: MakeEngine, spans: InMemorySpanExporter
+) -> None:
+    fake, url = fake_jenkins
+    fake.add_job(FakeJob("ship", parameters=dict(PARAMS), behaviour=echo))  # no stages: wfapi is 404
+    engine = make_engine(url)
+    with trace.get_tracer("test").start_as_current_span("engine.jenkins"):
+        await run(engine, {"ORDER_ID": "s-2", "AMOUNT": 2})
+    names = [s.name for s in spans.get_finished_spans()]
+    assert sum(1 for n in names if n.startswith("jenkins.build #")) == 1
+    assert not any(n.startswith("jenkins.stage ") for n in names)

@@ -44,6 +44,8 @@ class Outcome:
     result: str = "SUCCESS"
     console: list[str] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    # A Pipeline job's stage where a failed build failed (the ones after it never run).
+    failed_stage: str | None = None
 
 
 @dataclass
@@ -55,6 +57,9 @@ class FakeJob:
     queue_wait: float = 0.0  # time in the queue after the quiet period, waiting for an executor
     stop_delay: float = 0.1  # a stop aborts the build this long after it is asked
     behaviour: Callable[[dict[str, str]], Outcome] = field(default=lambda params: Outcome())
+    # A Pipeline job's stages, each an equal share of ``duration`` (the Stage View's wfapi);
+    # None: a freestyle job (wfapi answers 404).
+    stages: list[str] | None = None
 
 
 @dataclass
@@ -310,6 +315,22 @@ class FakeJenkins:
             tail = rest[1:]
             if tail == ["api", "json"] and method == "GET":
                 return JSONResponse(self._build_json(request, build))
+            if tail == ["wfapi", "describe"] and method == "GET":
+                if job.stages is None:
+                    return HTMLResponse("<html>Not Found</html>", status_code=404)
+                return JSONResponse(self._wfapi_run(request, build))
+            if (
+                len(tail) == 5
+                and tail[:2] == ["execution", "node"]
+                and tail[3:] == ["wfapi", "describe"]
+                and method == "GET"
+            ):
+                stage = next(
+                    (st for st in self._wfapi_run(request, build)["stages"] if st["id"] == tail[2]), None
+                )
+                if job.stages is None or stage is None:
+                    return HTMLResponse("<html>Not Found</html>", status_code=404)
+                return JSONResponse({**stage, "stageFlowNodes": []})
             if tail == ["consoleText"] and method == "GET":
                 return PlainTextResponse(self._console(build))
             if tail and tail[0] == "artifact" and method == "GET":
@@ -443,6 +464,62 @@ class FakeJenkins:
             "result": build.result,
             "timestamp": int(build.start * 1000),
             "url": url,
+        }
+
+    def _wfapi_run(self, request: Request, build: FakeBuild) -> dict[str, Any]:
+        """``wfapi/describe`` of a Pipeline build (RunExt): stages appear as they start, each an
+        equal share of the job's duration; after a failed stage the rest are NOT_EXECUTED."""
+        stages = build.job.stages or []
+        now = time.time()
+        share = build.job.duration / max(len(stages), 1)
+        run_status = {"SUCCESS": "SUCCESS", "UNSTABLE": "UNSTABLE", "ABORTED": "ABORTED"}.get(
+            build.result or "", "FAILED" if build.result else "IN_PROGRESS"
+        )
+        job_url = "/" + "".join(f"job/{p}/" for p in build.job.path.split("/"))
+        out: list[dict[str, Any]] = []
+        failed = build.outcome.failed_stage if build.outcome.failed_stage in stages else None
+        stops_at = stages.index(failed) if failed is not None else len(stages) - 1
+        run_end = build.end if build.end is not None else now
+        for i, name in enumerate(stages):
+            node = str(6 + i * 3)
+            start = build.start + i * share
+            if build.result is None:  # running: a stage is listed once it started
+                if start > now:
+                    continue
+                status = "SUCCESS" if start + share <= now else "IN_PROGRESS"
+            elif i > stops_at or start >= run_end:
+                status = "NOT_EXECUTED"
+            elif i == stops_at and build.result != "SUCCESS":
+                status = run_status
+            else:
+                status = "SUCCESS"
+            ran = status != "NOT_EXECUTED"
+            out.append(
+                {
+                    "_links": {
+                        "self": {"href": f"{job_url}{build.number}/execution/node/{node}/wfapi/describe"}
+                    },
+                    "id": node,
+                    "name": name,
+                    "execNode": "",
+                    "status": status,
+                    "startTimeMillis": int(start * 1000) if ran else 0,
+                    "durationMillis": int(max(min(start + share, run_end) - start, 0) * 1000) if ran else 0,
+                    "pauseDurationMillis": 0,
+                }
+            )
+        end = build.end if build.end is not None else now
+        return {
+            "_links": {"self": {"href": f"{job_url}{build.number}/wfapi/describe"}},
+            "id": str(build.number),
+            "name": f"#{build.number}",
+            "status": run_status,
+            "startTimeMillis": int(build.start * 1000),
+            "endTimeMillis": int(end * 1000) if build.end is not None else 0,
+            "durationMillis": int((end - build.start) * 1000),
+            "queueDurationMillis": 0,
+            "pauseDurationMillis": 0,
+            "stages": out,
         }
 
     def _job_json(self, request: Request, job: FakeJob) -> dict[str, Any]:

@@ -48,7 +48,13 @@ def three_team_trace() -> list[SpanRecord]:
             3,
             team="payments",
             status="ok",
-            attributes={**charge, "accord.step_id": "charge", "accord.team": "payments"},
+            attributes={
+                **charge,
+                "accord.step_id": "charge",
+                "accord.team": "payments",
+                "accord.step_status": "succeeded",
+                "accord.step_started": True,
+            },
         ),
         span(
             "c1",
@@ -62,7 +68,9 @@ def three_team_trace() -> list[SpanRecord]:
             status_message="EngineError: gateway timeout for card tok_x",
             attributes={
                 **charge,
+                "accord.step_id": "charge",
                 "accord.attempt": 1,
+                "accord.attempt_status": "failed",
                 "accord.agent_id": "pay-1",
                 "error.type": "EngineError",
             },
@@ -88,7 +96,13 @@ def three_team_trace() -> list[SpanRecord]:
             team="payments",
             kind="client",
             status="ok",
-            attributes={**charge, "accord.attempt": 2, "accord.agent_id": "pay-2"},
+            attributes={
+                **charge,
+                "accord.step_id": "charge",
+                "accord.attempt": 2,
+                "accord.attempt_status": "succeeded",
+                "accord.agent_id": "pay-2",
+            },
         ),
         span(
             "b2",
@@ -98,7 +112,13 @@ def three_team_trace() -> list[SpanRecord]:
             0.5,
             team="warehouse",
             status="ok",
-            attributes={**reserve, "accord.step_id": "reserve", "accord.team": "warehouse"},
+            attributes={
+                **reserve,
+                "accord.step_id": "reserve",
+                "accord.team": "warehouse",
+                "accord.step_status": "succeeded",
+                "accord.step_started": True,
+            },
         ),
         span(
             "d2",

@@ -45,8 +45,23 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TraceOnly]:
     grpc_server.stop(None)
 
 
-def test_waterfall_in_the_terminal(server: TraceOnly) -> None:
+def test_one_row_per_hop_by_default(server: TraceOnly) -> None:
     result = CliRunner().invoke(app, ["runs", "trace", "r-1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"trace {TRACE} · 3 hops of 7 spans")
+    names = [line[: lines[1].index("team")].rstrip() for line in lines[2:]]
+    assert names == [
+        "workflow shipping/order-to-cash (other team)",
+        "  charge · payments/charge-card@1.2.0",
+        "  reserve · warehouse/reserve-stock@2.0.1",
+    ]
+    assert lines[3].rstrip().endswith("ok (2 attempts)")
+    assert "engine.http" not in result.stdout and "attempt 1" not in result.stdout
+
+
+def test_waterfall_in_the_terminal(server: TraceOnly) -> None:
+    result = CliRunner().invoke(app, ["runs", "trace", "r-1", "--all-spans"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"trace {TRACE} · 7 spans")
@@ -62,6 +77,13 @@ def test_json_is_otlp(server: TraceOnly) -> None:
     document = json.loads(result.stdout)
     spans = [s for r in document["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]]
     assert len(spans) == 7 and {s["traceId"] for s in spans} == {TRACE}
+    # Every span says which hop it belongs to: the step id ("" for the run's own).
+    hops = {
+        s["name"]: {a["key"]: a["value"].get("stringValue") for a in s["attributes"]}["accord.hop"]
+        for s in spans
+    }
+    assert hops["engine.http"] == "charge" and hops["attempt 2 payments/charge-card@1.2.0"] == "charge"
+    assert hops["workflow shipping/order-to-cash"] == ""
 
 
 def test_unknown_run_exits_2_with_the_servers_message(server: TraceOnly) -> None:

@@ -36,10 +36,22 @@ def test_another_teams_spans_are_contract_level_boxes() -> None:
         # contract, version, team, timing, status — and nothing else
         assert box.name == "warehouse/reserve-stock@2.0.1"
         assert box.team == "warehouse"
-        assert box.attributes == {
-            "accord.contract": "warehouse/reserve-stock",
-            "accord.contract_version": "2.0.1",
-        }
+    # The team's own span inside: the contract and version, nothing else.
+    assert views["d2"].attributes == {
+        "accord.contract": "warehouse/reserve-stock",
+        "accord.contract_version": "2.0.1",
+    }
+    # The coordinator's step span also says which step of the viewer's run it is and how it
+    # ended (what `runs show` tells the run's viewers), so the trace groups it into its hop.
+    assert views["b2"].attributes == {
+        "accord.contract": "warehouse/reserve-stock",
+        "accord.contract_version": "2.0.1",
+        "accord.step_id": "reserve",
+        "accord.step_status": "succeeded",
+        "accord.step_started": True,
+    }
+    for foreign in ("b2", "d2"):
+        box = views[foreign]
         assert box.events == () and box.links == () and box.status_message == ""
     original = {s.span_id[:2]: s for s in three_team_trace()}
     assert views["d2"].start_ns == original["d2"].start_ns and views["d2"].end_ns == original["d2"].end_ns
@@ -53,6 +65,13 @@ def test_another_teams_spans_are_contract_level_boxes() -> None:
 
 def test_failed_spans_of_another_team_hide_error_details() -> None:
     views = _by_id(scope_spans(three_team_trace(), "warehouse"))
+    assert views["c1"].attributes == {
+        "accord.contract": "payments/charge-card",
+        "accord.contract_version": "1.2.0",
+        "accord.step_id": "charge",
+        "accord.attempt": 1,
+        "accord.attempt_status": "failed",
+    }
     assert views["c1"].redacted and views["c1"].status == "error"
     assert views["c1"].status_message == "" and "EngineError" not in repr(views["c1"])
     assert "gateway" not in repr(views["d1"]) and "504" not in repr(views["d1"])

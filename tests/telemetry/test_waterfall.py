@@ -14,14 +14,14 @@ def test_waterfall_lines_follow_the_tree_with_team_duration_status_and_error() -
     assert lines[0] == f"trace {TRACE} · 7 spans · 4.00s"
     body = lines[2:]
     assert len(body) == 7
-    names = [line[:44].rstrip() for line in body]
+    names = [line[: lines[1].index("team")].rstrip() for line in body]
     assert names == [
         "run shipping/order-to-cash",
-        "  step charge",
-        "    attempt 1 payments/charge-card@1.2.0",
+        "  charge · payments/charge-card@1.2.0",
+        "    attempt 1/2",
         "      engine.http",
-        "    attempt 2 payments/charge-card@1.2.0",
-        "  step reserve",
+        "    attempt 2/2",
+        "  reserve · warehouse/reserve-stock@2.0.1",
         "    engine.shell",
     ]
     assert "shipping" in body[0] and "4.00s" in body[0] and "error  step charge failed" in body[0]
@@ -33,7 +33,7 @@ def test_waterfall_lines_follow_the_tree_with_team_duration_status_and_error() -
 
 
 def test_bars_sit_on_the_runs_timeline() -> None:
-    style = WaterfallStyle(bar_width=40)
+    style = WaterfallStyle(bar_width=40, name_width=44)
     text = render_waterfall(scope_spans(three_team_trace(), None), style=style)
     body = text.splitlines()[2:]
 
@@ -48,8 +48,10 @@ def test_bars_sit_on_the_runs_timeline() -> None:
 
 def test_redacted_spans_are_marked_and_show_no_error_text() -> None:
     text = render_waterfall(scope_spans(three_team_trace(), "warehouse"))
-    attempt = next(line for line in text.splitlines() if line.startswith("    payments/charge-card@1.2.0"))
-    assert "(other team)" in attempt and attempt.rstrip().endswith("error")
+    attempt = next(line for line in text.splitlines() if line.startswith("    attempt 1/2"))
+    assert attempt.rstrip().endswith("error")
+    inner = next(line for line in text.splitlines() if line.startswith("      payments/charge-card@1.2.0"))
+    assert "(other team)" in inner
     assert "gateway" not in text and "engine.http" not in text
 
 

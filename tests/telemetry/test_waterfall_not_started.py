@@ -30,8 +30,9 @@ def _span(
 
 
 def _lines(*spans: SpanView) -> dict[str, str]:
-    body = render_waterfall(list(spans)).splitlines()[2:]
-    return {line[:44].strip(): line for line in body}
+    lines = render_waterfall(list(spans)).splitlines()
+    width = lines[1].index("team")
+    return {line[:width].strip(): line for line in lines[2:]}
 
 
 def test_a_never_started_step_says_not_started_without_a_fake_error() -> None:

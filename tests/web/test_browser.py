@@ -62,8 +62,11 @@ async def test_failed_three_team_run_shows_where_why_and_whose(world: World, bro
     assert await page.locator('.node[data-status="failed"][data-step="ship"]').count() == 1
     teams = {await n.get_attribute("data-team") for n in await page.locator(".node").all()}
     assert teams == {"payments", "warehouse", "shipping"}
-    # Find the failing span in the waterfall (error rows) and read its error with engine details.
-    failing = page.locator('.wf-row[data-status="error"]').filter(has_text="attempt 1")
+    # One row per hop: open the failing hop (ship) and read its first attempt's error with
+    # engine details.
+    ship = page.locator('.wf-row[data-role="step"]').filter(has_text="ship ·")
+    await ship.locator(".wf-toggle").click()
+    failing = page.locator('.wf-row[data-status="error"][data-label="attempt 1/2"]')
     await failing.first.click()
     detail = page.locator("#detail")
     await detail.locator(".error-box").first.wait_for()

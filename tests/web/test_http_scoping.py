@@ -101,7 +101,12 @@ async def test_contracts_and_team_graph_through_the_api(world: World) -> None:
         assert [v["version"] for v in charge["versions"]] == ["2.0.0", "1.1.0", "1.0.0"]
         detail = (await client.get("/api/v1/contracts/payments/charge-card")).json()
         v11 = next(v for v in detail["versions"] if v["version"] == "1.1.0")
-        assert {c["workflow"] for c in v11["consumers"]} == {"shipping/order-to-cash"}
+        assert {c["workflow"] for c in v11["consumers"]} == {
+            "shipping/order-to-cash",
+            "shipping/charge-and-reserve",
+            "shipping/hold-then-charge",
+            "shipping/mapping-failure",
+        }
         diff = (
             await client.get(
                 "/api/v1/contracts/diff",

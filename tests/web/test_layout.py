@@ -99,6 +99,14 @@ def test_step_graph_edges_come_from_references_and_fold_for_each_items() -> None
     ]
     folded = step_graph(None, items)
     assert [(n["id"], n["status"], n["items"]) for n in folded["nodes"]] == [("notify", "failed", 2)]
+    # As the coordinator sends it: the for_each step's own record too. Still two items, not three.
+    parent = dict(steps[0], id="notify", status="failed")
+    cancelled = dict(steps[0], id="notify[2]", status="cancelled", state="not started")
+    folded = step_graph(None, [parent, *items, cancelled])
+    (node,) = folded["nodes"]
+    assert (node["items"], node["step_ids"]) == (3, ["notify[0]", "notify[1]", "notify[2]"])
+    assert node["item_statuses"] == {"succeeded": 1, "failed": 1, "not started": 1}
+    assert step_graph(None, [parent])["nodes"][0]["items"] == 1  # no items yet: the step itself
 
 
 def test_step_graph_reads_the_registrys_resolved_dependencies() -> None:
@@ -152,3 +160,32 @@ def test_team_graph_has_event_edges_from_the_publisher_to_the_triggered_team() -
         }
     ]
     assert graph["edges"] == [] and {t["name"] for t in graph["teams"]} == {"payments", "shipping"}
+
+
+def test_the_failure_starts_where_a_step_failed_not_at_an_attempt_cancelled_with_it() -> None:
+    """A run that fails cancels the other step's attempt in the same millisecond: the failing
+    span is the failed attempt, whichever of the two is listed first."""
+
+    def span(span_id: str, parent: str, end: int, **attributes: Any) -> dict[str, Any]:
+        return {
+            "span_id": span_id,
+            "parent_span_id": parent,
+            "name": span_id,
+            "start_ns": 0,
+            "end_ns": end,
+            "status": "error",
+            "attributes": attributes,
+        }
+
+    trace = {
+        "trace_id": "t",
+        "spans": [
+            span("run", "", 10),
+            span("reserve", "run", 5, **{"accord.step_status": "cancelled", "accord.step_id": "reserve"}),
+            span("reserve-1", "reserve", 5, **{"accord.attempt_status": "cancelled", "accord.attempt": 1}),
+            span("charge", "run", 5, **{"accord.step_status": "failed", "accord.step_id": "charge"}),
+            span("charge-1", "charge", 5, **{"accord.attempt_status": "failed", "accord.attempt": 1}),
+        ],
+    }
+    out = layout_trace(trace, now_ns=100)
+    assert out["failing_span_id"] == "charge-1" and out["failing_hop_id"] == "charge"

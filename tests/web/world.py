@@ -18,7 +18,7 @@ from typing import Any
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.testing import AgentProcess
-from tests.support.agent import Call, TestAgent
+from tests.support.agent import Call, TaskFailed, TestAgent
 from tests.support.coordinator import CoordinatorProcess
 
 CHARGE_1_0 = """
@@ -135,6 +135,81 @@ steps:
     contract: warehouse/hold-stock@^1
     input: {order_id: "${input.order_id}"}
 """
+NOTIFY = """
+contract: warehouse/notify-picker
+version: 1.0.0
+description: Tell the picker about one item.
+input:
+  type: object
+  required: [sku]
+  properties: {sku: {type: string}}
+output:
+  type: object
+  properties: {told: {type: boolean}}
+retry: {max_attempts: 3, initial_backoff: 50ms}
+"""
+# The kinds of runs the demo shows, for the trace's browser tests (test_trace_views.py).
+CHARGE_AND_RESERVE = """
+workflow: shipping/charge-and-reserve
+description: Charge and reserve (clean, retried or declined, by order id).
+input:
+  type: object
+  required: [order_id, amount_cents]
+  properties: {order_id: {type: string}, amount_cents: {type: integer}}
+steps:
+  charge:
+    contract: payments/charge-card@^1
+    input: {order_id: "${input.order_id}", amount_cents: "${input.amount_cents}"}
+  reserve:
+    contract: warehouse/reserve-stock@^2
+    input: {order_id: "${input.order_id}"}
+"""
+FAN_OUT = """
+workflow: shipping/fan-out
+description: Reserve, then tell the picker about each item (the second item always fails).
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  reserve:
+    contract: warehouse/reserve-stock@^2
+    input: {order_id: "${input.order_id}"}
+  notify:
+    contract: warehouse/notify-picker@^1
+    for_each: "${steps.reserve.output.items}"
+    input: {sku: "${item.sku}"}
+"""
+HOLD_THEN_CHARGE = """
+workflow: shipping/hold-then-charge
+description: Hold stock, then charge (cancelled while holding, the charge never starts).
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  hold:
+    contract: warehouse/hold-stock@^1
+    input: {order_id: "${input.order_id}"}
+  charge:
+    contract: payments/charge-card@^1
+    when: "${steps.hold.output.held}"
+    input: {order_id: "${input.order_id}", amount_cents: 100}
+"""
+# The charge's amount comes from an input field without the contract's minimum: given -5, the
+# workflow's own mapping produces an input the contract refuses, before any team sees it.
+MAPPING_FAILURE = """
+workflow: shipping/mapping-failure
+description: Charge an amount taken from the run's input as it is.
+input:
+  type: object
+  required: [order_id, amount]
+  properties: {order_id: {type: string}, amount: {type: integer}}
+steps:
+  charge:
+    contract: payments/charge-card@^1
+    input: {order_id: "${input.order_id}", amount_cents: "${input.amount}"}
+"""
 SHIPPING_AGENT = """
 team: shipping
 coordinator: {address}
@@ -199,16 +274,36 @@ async def build_world(home: Path) -> World:
         ("warehouse", RESERVE),
         ("warehouse", HOLD),
         ("shipping", SHIP),
+        ("warehouse", NOTIFY),
     ):
         response = await coordinator.register_contract(tokens[team], text)
         assert response.registered, response
-    for text in (ORDER_TO_CASH, HOLD_WORKFLOW):
+    for text in (
+        ORDER_TO_CASH,
+        HOLD_WORKFLOW,
+        CHARGE_AND_RESERVE,
+        FAN_OUT,
+        HOLD_THEN_CHARGE,
+        MAPPING_FAILURE,
+    ):
         response = await coordinator.register_workflow(tokens["shipping"], text)
         assert response.registered, response
     world = World(coordinator=coordinator, ui_url=f"http://{state['ui']}", tokens=tokens)
 
     async def charge(call: Call) -> dict[str, Any]:
-        return {"payment_ref": f"pay-{call.input['order_id']}"}
+        order = str(call.input["order_id"])
+        if order.startswith("flaky") and call.attempt == 1:
+            raise TaskFailed("GatewayTimeout", "payment gateway did not answer within 2s", retryable=True)
+        if order.startswith("declined"):
+            raise TaskFailed(
+                "CardDeclined", f"card for order {order} was declined (code 05)", retryable=False
+            )
+        return {"payment_ref": f"pay-{order}"}
+
+    async def notify(call: Call) -> dict[str, Any]:
+        if call.input["sku"] == "sku-2":
+            raise TaskFailed("PickerAway", "no picker on shift for sku-2", retryable=True)
+        return {"told": True}
 
     async def reserve(call: Call) -> dict[str, Any]:
         return {"items": [{"sku": "sku-1"}, {"sku": "sku-2"}], "warehouse_note": "aisle 7, secret"}
@@ -224,7 +319,11 @@ async def build_world(home: Path) -> World:
             coordinator.address,
             tokens["warehouse"],
             "warehouse",
-            {"warehouse/reserve-stock@2": reserve, "warehouse/hold-stock@1": hold},
+            {
+                "warehouse/reserve-stock@2": reserve,
+                "warehouse/hold-stock@1": hold,
+                "warehouse/notify-picker@1": notify,
+            },
         ),
     ]
     for agent in world.agents:

@@ -111,7 +111,7 @@ export function teamChip(team, opts = {}) {
 }
 
 export function statusBadge(status) {
-  return h("span", { class: `badge st-${status}` }, status.replace("_", " "));
+  return h("span", { class: `badge st-${status.replaceAll(" ", "-")}` }, status.replace("_", " "));
 }
 
 export function jsonText(value) {

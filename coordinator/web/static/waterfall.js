@@ -1,5 +1,7 @@
-// The trace waterfall: one row per span, bars coloured by team, errors outlined in red, the
-// critical path underlined. Rows are virtualised (only what is on screen is in the DOM), so a
+// The trace waterfall: one row per hop by default (the run, each step, each for_each item [0],
+// [1]; click ▸ to see a hop's attempts and, for your own team, the spans inside), or every span
+// with "All spans". Bars coloured by team, errors outlined in red, the critical path underlined.
+// Hops come labelled from the server (coordinator/telemetry/hops.py). Rows are virtualised (only what is on screen is in the DOM), so a
 // trace of thousands of spans scrolls smoothly. Drag across the axis, the overview or the bars
 // to zoom into a time range; "Reset zoom" (or Escape) shows everything again.
 import { clear, fmtDuration, h, s, teamChip, teamColor } from "./dom.js";
@@ -10,6 +12,16 @@ const OVERVIEW_H = 34;
 const AXIS_H = 22;
 const OVERSCAN = 12;
 const ERROR = "#d62728";
+const RIGHT = 150; // room right of the bars for "164ms · 3 attempts" or "55ms cancelled"
+
+// A tick label precise enough that neighbouring ticks differ ("0ms 2ms 4ms", "0µs 200µs",
+// never "0µs 0µs 1µs").
+export function fmtTick(ms, step) {
+  const units = [[60000, "m"], [1000, "s"], [1, "ms"], [0.001, "µs"]];
+  const [size, unit] = units.find(([u]) => step >= u) || units[units.length - 1];
+  const decimals = Math.max(0, Math.min(3, Math.ceil(-Math.log10(step / size) - 1e-9)));
+  return `${(ms / size).toFixed(decimals)}${unit}`;
+}
 
 function niceStep(range, target) {
   const raw = range / target;
@@ -19,8 +31,11 @@ function niceStep(range, target) {
 }
 
 export function waterfall(container, trace, { onSelect } = {}) {
-  let spans = trace.spans;
-  let total = Math.max(trace.duration_ms, 0.001);
+  let allSpans = false;
+  const expanded = new Set();
+  let spans = [];
+  // A trace shorter than a millisecond (a run that failed at once) still gets a readable axis.
+  let total = Math.max(trace.duration_ms, 1);
   let view = [0, total];
   let selected = null;
   let width = 800;
@@ -28,7 +43,9 @@ export function waterfall(container, trace, { onSelect } = {}) {
   const legend = h("div", { class: "wf-legend" });
   const zoomInfo = h("span", { class: "muted small" });
   const reset = h("button", { type: "button", class: "btn small", id: "wf-reset", disabled: true }, "Reset zoom");
-  const toolbar = h("div", { class: "wf-toolbar" }, legend, h("span", { class: "spacer" }), zoomInfo, reset);
+  const allBox = h("input", { type: "checkbox", id: "wf-all-spans" });
+  const allToggle = h("label", { class: "small wf-all", title: "every span, not one row per hop" }, allBox, " All spans");
+  const toolbar = h("div", { class: "wf-toolbar" }, legend, h("span", { class: "spacer" }), zoomInfo, allToggle, reset);
   const overview = s("svg", { class: "wf-overview", height: OVERVIEW_H });
   const axis = s("svg", { class: "wf-axis", height: AXIS_H });
   const head = h("div", { class: "wf-head" }, overview, axis);
@@ -40,16 +57,16 @@ export function waterfall(container, trace, { onSelect } = {}) {
   clear(container).append(root);
 
   function x(ms) {
-    return LABEL_W + ((ms - view[0]) / (view[1] - view[0])) * (width - LABEL_W - 70);
+    return LABEL_W + ((ms - view[0]) / (view[1] - view[0])) * (width - LABEL_W - RIGHT);
   }
   function msAt(px) {
-    return view[0] + ((px - LABEL_W) / (width - LABEL_W - 70)) * (view[1] - view[0]);
+    return view[0] + ((px - LABEL_W) / (width - LABEL_W - RIGHT)) * (view[1] - view[0]);
   }
   function overviewX(ms) {
-    return LABEL_W + (ms / total) * (width - LABEL_W - 70);
+    return LABEL_W + (ms / total) * (width - LABEL_W - RIGHT);
   }
   function overviewMsAt(px) {
-    return ((px - LABEL_W) / (width - LABEL_W - 70)) * total;
+    return ((px - LABEL_W) / (width - LABEL_W - RIGHT)) * total;
   }
 
   function drawLegend() {
@@ -57,7 +74,7 @@ export function waterfall(container, trace, { onSelect } = {}) {
     for (const team of trace.teams) legend.append(teamChip(team));
     legend.append(h("span", { class: "legend-item" }, h("span", { class: "legend-crit" }), "critical path"));
     legend.append(h("span", { class: "legend-item" }, h("span", { class: "legend-err" }), `error (${trace.error_count})`));
-    legend.append(h("span", { class: "muted small" }, `${trace.span_count} spans · ${fmtDuration(trace.duration_ms)}`));
+    legend.append(h("span", { class: "muted small", id: "wf-count" }, `${allSpans ? `${trace.span_count} spans` : `${trace.hop_count} hops of ${trace.span_count} spans`} · ${fmtDuration(trace.duration_ms)}`));
   }
 
   function drawAxis() {
@@ -69,7 +86,7 @@ export function waterfall(container, trace, { onSelect } = {}) {
     for (let t = first; t <= view[1] + 1e-9; t += step) {
       const px = x(t);
       axis.append(s("line", { x1: px, x2: px, y1: 14, y2: AXIS_H, class: "wf-tick" }));
-      axis.append(s("text", { x: px + 3, y: 11, class: "wf-tick-label" }, fmtDuration(t)));
+      axis.append(s("text", { x: px + 3, y: 11, class: "wf-tick-label" }, fmtTick(t, step)));
     }
   }
 
@@ -79,10 +96,10 @@ export function waterfall(container, trace, { onSelect } = {}) {
     overview.append(s("text", { x: 8, y: 20, class: "wf-axis-label" }, "overview: drag to zoom"));
     const n = Math.max(spans.length, 1);
     const rowH = Math.max(OVERVIEW_H / n, 1);
-    for (const span of spans) {
+    for (const [i, span] of spans.entries()) {
       const x0 = overviewX(span.offset_ms);
       overview.append(s("rect", {
-        x: x0, y: (span.row / n) * OVERVIEW_H, width: Math.max(overviewX(span.offset_ms + span.duration_ms) - x0, 1), height: rowH,
+        x: x0, y: (i / n) * OVERVIEW_H, width: Math.max(overviewX(span.offset_ms + span.duration_ms) - x0, 1), height: rowH,
         fill: span.status === "error" ? ERROR : teamColor(span.team),
       }));
     }
@@ -108,42 +125,64 @@ export function waterfall(container, trace, { onSelect } = {}) {
     for (let i = first; i < last; i++) rowsSvg.append(drawRow(spans[i], (i - first) * ROW_H));
   }
 
+  function labelOf(span) {
+    const label = span.label || span.name;
+    // Steps and attempts name their team in the colour chip; another team's inner span says so.
+    if (span.redacted && span.role !== "step" && span.role !== "attempt") return `${label}  (${span.team || "other team"})`;
+    return label;
+  }
+
   function drawRow(span, y) {
-    const error = span.status === "error";
+    const error = span.status === "error" || span.state === "error";
+    const notRun = span.state === "not started" || span.state === "skipped";
+    const canExpand = !allSpans && span.hop_row && hasInside.has(span.span_id);
+    const open = canExpand && expanded.has(span.span_id);
     const g = s("g", {
       class: `wf-row${span.span_id === selected ? " selected" : ""}${error ? " error" : ""}${span.critical ? " critical" : ""}`,
       transform: `translate(0,${y})`,
-      dataset: { spanId: span.span_id, status: span.status, team: span.team || "" },
+      dataset: { spanId: span.span_id, status: error ? "error" : span.status, state: span.state || "", role: span.role || "", team: span.team || "", label: span.label || span.name },
     });
     g.append(s("rect", { class: "wf-row-bg", x: 0, y: 0, width, height: ROW_H }));
-    const indent = 8 + span.depth * 14;
+    const indent = 8 + span.depth * 14 + (allSpans ? 0 : 12);
     const label = s("g", { "clip-path": "url(#wf-label-clip)" });
+    if (canExpand) label.append(s("text", { x: indent - 13, y: 15, class: "wf-toggle", dataset: { hop: span.span_id } }, open ? "▾" : "▸"));
     label.append(s("rect", { x: indent, y: 6, width: 10, height: 10, rx: 2, fill: teamColor(span.team) }));
-    const name = span.redacted ? `${span.name}  (${span.team || "other team"})` : span.name;
-    label.append(s("text", { x: indent + 15, y: 15, class: `wf-label${span.redacted ? " redacted-span" : ""}` }, name));
-    if (error) label.append(s("text", { x: indent - 12 < 0 ? 0 : indent - 12, y: 15, class: "wf-err-mark" }, "✕"));
+    label.append(s("text", { x: indent + 15, y: 15, class: `wf-label${span.redacted ? " redacted-span" : ""}` }, labelOf(span)));
+    const summary = !allSpans && span.summary ? ` · ${span.summary}` : "";
+    if (error && !canExpand) label.append(s("text", { x: indent - 12 < 0 ? 0 : indent - 12, y: 15, class: "wf-err-mark" }, "✕"));
     g.append(label);
-    g.append(s("title", {}, `${span.name}\nteam: ${span.team || "coordinator"} · ${span.service}\n${fmtDuration(span.duration_ms)}${error ? `\nERROR: ${span.status_message}` : ""}`));
+    g.append(s("title", {}, `${labelOf(span)}\nteam: ${span.team || "coordinator"}${span.service ? ` · ${span.service}` : ""}\n${notRun ? span.state : fmtDuration(span.duration_ms)}${error && span.status_message ? `\nERROR: ${span.status_message}` : ""}`));
 
     const start = span.offset_ms;
     const end = start + span.duration_ms;
-    if (end >= view[0] && start <= view[1]) {
+    if (notRun) {
+      // Never ran: no bar (a zero-length one would say it ran for 0µs), the state instead.
+      g.append(s("text", { x: Math.min(Math.max(x(start), LABEL_W), width - RIGHT + 14), y: 15, class: "wf-dur wf-state" }, span.state + summary));
+    } else if (end >= view[0] && start <= view[1]) {
       const x0 = Math.max(x(start), LABEL_W - 2);
-      const x1 = Math.min(x(end), width - 60);
+      const x1 = Math.min(x(end), width - RIGHT + 10);
       const barW = Math.max(x1 - x0, 2);
       g.append(s("rect", {
         class: `wf-bar${span.open ? " open" : ""}`, x: x0, y: 4, width: barW, height: ROW_H - 9, rx: 2,
         fill: teamColor(span.team), stroke: error ? ERROR : "none", "stroke-width": error ? 2.5 : 0,
       }));
       if (span.critical) g.append(s("rect", { class: "wf-crit", x: x0, y: ROW_H - 4, width: barW, height: 3 }));
-      const text = fmtDuration(span.duration_ms) + (span.open ? " …" : "");
+      const state = span.state && !["ok", "error", "-"].includes(span.state) ? ` ${span.state}` : "";
+      const text = fmtDuration(span.duration_ms) + (span.open ? " …" : "") + state + summary;
       const tx = x0 + barW + 4;
       g.append(s("text", { x: tx, y: 15, class: `wf-dur${error ? " err" : ""}` }, text));
     }
     return g;
   }
 
+  let hasInside = new Set();
+  function computeRows() {
+    hasInside = new Set(trace.spans.filter((sp) => !sp.hop_row && sp.hop_span_id).map((sp) => sp.hop_span_id));
+    spans = allSpans ? trace.spans : trace.spans.filter((sp) => sp.hop_row || expanded.has(sp.hop_span_id));
+  }
+
   function drawAll() {
+    computeRows();
     width = Math.max(bodyEl.clientWidth, 600);
     spacer.style.height = `${spans.length * ROW_H}px`;
     drawLegend();
@@ -169,6 +208,12 @@ export function waterfall(container, trace, { onSelect } = {}) {
     requestAnimationFrame(() => { scheduled = false; drawRows(); });
   });
   reset.addEventListener("click", () => setView(0, total));
+  allBox.addEventListener("change", () => { allSpans = allBox.checked; drawAll(); });
+  function toggle(hopId) {
+    if (expanded.has(hopId)) expanded.delete(hopId);
+    else expanded.add(hopId);
+    drawAll();
+  }
   root.addEventListener("keydown", (e) => { if (e.key === "Escape") setView(0, total); });
   new ResizeObserver(() => drawAll()).observe(bodyEl);
 
@@ -207,7 +252,9 @@ export function waterfall(container, trace, { onSelect } = {}) {
   rowsSvg.addEventListener("mousedown", (e) => {
     const box = rowsSvg.getBoundingClientRect();
     if (e.clientX - box.left < LABEL_W) {
-      // On the label column: a plain click selects.
+      // On the label column: ▸ opens the hop, a plain click selects.
+      const tog = e.target.closest(".wf-toggle");
+      if (tog) { toggle(tog.dataset.hop); return; }
       const row = e.target.closest(".wf-row");
       if (row) select(row.dataset.spanId, { notify: true });
       return;
@@ -218,9 +265,20 @@ export function waterfall(container, trace, { onSelect } = {}) {
 
   function select(spanId, { notify = false, scroll = false } = {}) {
     selected = spanId;
-    const span = spans.find((sp) => sp.span_id === spanId);
+    let span = spans.find((sp) => sp.span_id === spanId);
+    if (!span) {
+      // Inside a closed hop: open it.
+      const inner = trace.spans.find((sp) => sp.span_id === spanId);
+      if (inner && inner.hop_span_id && !allSpans) {
+        expanded.add(inner.hop_span_id);
+        computeRows();
+        spacer.style.height = `${spans.length * ROW_H}px`;
+        drawOverview();
+        span = spans.find((sp) => sp.span_id === spanId);
+      }
+    }
     if (span && scroll) {
-      const top = span.row * ROW_H;
+      const top = spans.indexOf(span) * ROW_H;
       if (top < bodyEl.scrollTop || top > bodyEl.scrollTop + bodyEl.clientHeight - ROW_H) bodyEl.scrollTop = Math.max(top - 3 * ROW_H, 0);
     }
     drawRows();
@@ -230,12 +288,12 @@ export function waterfall(container, trace, { onSelect } = {}) {
   function update(next) {
     const wasFull = view[0] === 0 && view[1] === total;
     trace = next;
-    spans = next.spans;
-    total = Math.max(next.duration_ms, 0.001);
+    total = Math.max(next.duration_ms, 1);
     if (wasFull) view = [0, total];
     drawAll();
   }
 
   requestAnimationFrame(drawAll);
-  return { select, update, setView, get view() { return view; } };
+  computeRows();
+  return { select, update, setView, toggle, get view() { return view; } };
 }

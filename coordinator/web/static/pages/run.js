@@ -1,7 +1,7 @@
 // Run page: what failed, where, and whose. Header + failure banner, step graph, trace waterfall,
 // and a detail panel for the selected span or step.
 import { api } from "../api.js";
-import { spanPanel, stepPanel, errorBox } from "../details.js";
+import { spanPanel, stepPanel, errorBox, mappingBlame } from "../details.js";
 import { clear, fmtDuration, fmtTime, h, jsonBlock, registerTeams, statusBadge, teamChip } from "../dom.js";
 import { stepGraph } from "../stepgraph.js";
 import { waterfall } from "../waterfall.js";
@@ -40,6 +40,11 @@ export async function render(main, args, viewer) {
     return data.run.steps.find((s) => s.id === id);
   }
 
+  // The items of a for_each step (notify[0], notify[1], ...).
+  function itemsOf(step) {
+    return data.run.steps.filter((s) => s.id.startsWith(`${step.id}[`));
+  }
+
   // Another team's hop comes as a contract-level box without a step id: match it by contract.
   function stepOfBox(span) {
     const contract = (span.attributes || {})["accord.contract"];
@@ -52,16 +57,16 @@ export async function render(main, args, viewer) {
     if (selection && selection.kind === "span") {
       const span = trace.spans.find((sp) => sp.span_id === selection.id);
       if (span) {
-        panel.append(spanPanel(span));
         const step = span.step_id ? stepById(span.step_id) : stepOfBox(span);
-        if (step) panel.append(h("hr"), stepPanel(step, viewer));
+        panel.append(spanPanel(span, step));
+        if (step) panel.append(h("hr"), stepPanel(step, viewer, itemsOf(step)));
         return;
       }
     }
     if (selection && selection.kind === "step") {
       const step = stepById(selection.id);
       if (step) {
-        panel.append(stepPanel(step, viewer));
+        panel.append(stepPanel(step, viewer, itemsOf(step)));
         return;
       }
     }
@@ -82,9 +87,9 @@ export async function render(main, args, viewer) {
   }
 
   function selectStep(node) {
-    // A for_each node: show its first failed item, else its first item.
+    // A for_each node: the step itself, with its items and their attempts.
     const items = node.step_ids.map(stepById).filter(Boolean);
-    const step = items.find((s) => s.status === "failed") || items[0];
+    const step = (node.for_each && stepById(node.id)) || items.find((s) => s.status === "failed") || items[0];
     if (!step) return;
     selection = { kind: "step", id: step.id };
     const span = trace.spans.find((sp) => sp.step_id === step.id);
@@ -112,7 +117,7 @@ export async function render(main, args, viewer) {
     clear(head).append(
       h("div", { class: "run-title" },
         statusBadge(run.status),
-        h("h1", {}, h("span", { class: "mono" }, run.workflow), h("span", { class: "muted" }, ` v${run.workflow_version}`)),
+        h("h1", {}, h("a", { class: "mono", id: "workflow-link", href: `/workflows/${run.workflow}?version=${run.workflow_version}` }, run.workflow), h("span", { class: "muted" }, ` v${run.workflow_version}`)),
         h("span", { class: "mono muted run-id", id: "run-id" }, run.run_id),
         h("span", { class: "spacer" }), actions),
       h("div", { class: "run-meta" },
@@ -130,7 +135,7 @@ export async function render(main, args, viewer) {
       // (sunset, replacement), a sunset overridden (docs/ui.md, "Run page").
       (run.warnings || []).length
         ? h("div", { class: "banner warn", id: "run-warnings" }, run.warnings.map((w) => h("div", { class: "run-warning" }, w)))
-        : null);
+        : ""); // DOM append() prints null as the text "null"
   }
 
   // A run an event started: the event (accord event show ID) and the run whose step published it.
@@ -147,12 +152,15 @@ export async function render(main, args, viewer) {
     if (run.status !== "failed" && !run.error) return;
     const failedSteps = run.steps.filter((s) => s.status === "failed");
     const failing = trace.spans.find((sp) => sp.span_id === trace.failing_span_id);
-    const where = failedSteps.map((s) => h("span", { class: "failed-step" }, h("b", { class: "mono" }, s.id), " (", teamChip(s.team), ") "));
+    // A step whose own mapping failed is the workflow's team's failure, not the contract team's.
+    const blamed = (s) => (s.error && s.error.details && s.error.details.failed_in === "mapping" ? s.error.details.team : s.team);
+    const where = failedSteps.map((s) => h("span", { class: "failed-step", dataset: { step: s.id, team: blamed(s) } }, h("b", { class: "mono" }, s.id), " (", teamChip(blamed(s)), ") "));
     const err = run.error || (failedSteps[0] && failedSteps[0].error);
     banner.append(h("div", { class: "banner error big" },
-      h("div", {}, h("b", {}, "Failed"), failedSteps.length ? h("span", {}, " at step ", where) : null),
+      h("div", {}, h("b", {}, run.status === "cancelled" ? "Cancelled" : "Failed"), failedSteps.length ? h("span", {}, " at step ", where) : null),
       err ? h("div", { class: "banner-msg" }, h("b", {}, `${err.type}: `), err.message) : null,
-      failing ? h("button", { class: "btn small", id: "show-failing", onclick: () => { wf.select(failing.span_id, { notify: true, scroll: true }); } }, `Show failing span: ${failing.name}`) : null));
+      mappingBlame(err),
+      failing ? h("button", { class: "btn small", id: "show-failing", onclick: () => { wf.select(failing.span_id, { notify: true, scroll: true }); } }, `Show failing span: ${failing.label || failing.name}`) : null));
   }
 
   async function doCancel() {
@@ -197,9 +205,11 @@ export async function render(main, args, viewer) {
   drawGraph();
   const wf = waterfall(wfBox, trace, { onSelect: selectSpan });
   drawBanner();
-  if (trace.failing_span_id) {
-    selection = { kind: "span", id: trace.failing_span_id };
-    requestAnimationFrame(() => wf.select(trace.failing_span_id, { scroll: true }));
+  // The failing hop (its row in the one-row-per-hop view) is selected to begin with.
+  const firstFailing = trace.failing_hop_id || trace.failing_span_id;
+  if (firstFailing) {
+    selection = { kind: "span", id: firstFailing };
+    requestAnimationFrame(() => wf.select(firstFailing, { scroll: true }));
   }
   showPanel();
 

@@ -3046,11 +3046,112 @@ class RollbackWorkflowResponse(_message.Message):
 Global___RollbackWorkflowResponse: _TypeAlias = RollbackWorkflowResponse  # noqa: Y015
 
 @_typing.final
-class PolicyRule(_message.Message):
-    """---------- governance ----------
+class AgentInfo(_message.Message):
+    """---------- agents ----------"""
 
-    A rule of a policy file (docs/governance.md).
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    CONTRACTS_FIELD_NUMBER: _builtins.int
+    AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    REGISTERED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ALIVE_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    team: _builtins.str
+    agent_version: _builtins.str
+    hostname: _builtins.str
+    """Only for the agent's own team and the admin."""
+    concurrency: _builtins.int
+    registered_unix_ms: _builtins.int
+    last_seen_unix_ms: _builtins.int
+    """When a coordinator sharing the store last heard from it (a poll, a heartbeat, a result);
+    0 = not since this coordinator started.
     """
+    alive: _builtins.bool
+    """Polling now, or heard from within the agent-alive window."""
+    in_flight: _builtins.int
+    """Attempts it is running now."""
+    @_builtins.property
+    def contracts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The contracts it serves, as team/name@major."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        team: _builtins.str = ...,
+        contracts: _abc.Iterable[_builtins.str] | None = ...,
+        agent_version: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        concurrency: _builtins.int = ...,
+        registered_unix_ms: _builtins.int = ...,
+        last_seen_unix_ms: _builtins.int = ...,
+        alive: _builtins.bool = ...,
+        in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "alive", b"alive", "concurrency", b"concurrency", "contracts", b"contracts", "hostname", b"hostname", "in_flight", b"in_flight", "last_seen_unix_ms", b"last_seen_unix_ms", "registered_unix_ms", b"registered_unix_ms", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentInfo: _TypeAlias = AgentInfo  # noqa: Y015
+
+@_typing.final
+class ListAgentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    team: _builtins.str
+    """Only this team's agents ("" = every team's)."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgentsRequest: _TypeAlias = ListAgentsRequest  # noqa: Y015
+
+@_typing.final
+class ListAgentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentInfo]: ...
+    def __init__(
+        self,
+        *,
+        agents: _abc.Iterable[Global___AgentInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
+
+@_typing.final
+class PolicyRule(_message.Message):
+    """A rule of a policy file (docs/governance.md)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -230,6 +230,11 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
                 response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
                 _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/accord.coordinator.v1.CoordinatorService/ListAgents',
+                request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
+                response_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
+                _registered_method=True)
         self.ApplyPolicy = channel.unary_unary(
                 '/accord.coordinator.v1.CoordinatorService/ApplyPolicy',
                 request_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ApplyPolicyRequest.SerializeToString,
@@ -518,6 +523,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgents(self, request, context):
+        """Agents: who serves which contracts, whether they are heard from, what they run now
+        (docs/ui.md, "Agents").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApplyPolicy(self, request, context):
         """Governance (docs/governance.md): policies as data, and the overrides recorded.
         """
@@ -747,6 +760,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetTeamLimits,
                     request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.FromString,
                     response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.FromString,
+                    response_serializer=accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.SerializeToString,
             ),
             'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.ApplyPolicy,
@@ -1827,6 +1845,33 @@ class CoordinatorService:
             '/accord.coordinator.v1.CoordinatorService/GetTeamLimits',
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsRequest.SerializeToString,
             accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.GetTeamLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.coordinator.v1.CoordinatorService/ListAgents',
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsRequest.SerializeToString,
+            accord_dot_coordinator_dot_v1_dot_coordinator__service__pb2.ListAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
