@@ -144,11 +144,22 @@ async def test_a_pass_deletes_exactly_the_runs_finished_before_it_while_runs_go_
         for i in range(size):
             more.append(await _run_once(coordinator, f"during-{i}"))
 
+    async def heartbeats() -> None:
+        # The agent holding its task keeps it, however long the pass takes (on a loaded machine,
+        # the soak size on PostgreSQL outlasts a heartbeat timeout).
+        while True:
+            await engine.heartbeat(PAYMENTS, "payments-1", assignment.attempt.attempt_id)
+            await asyncio.sleep(1)
+
+    beating = asyncio.create_task(heartbeats())
     keep_ms = DAY_MS
-    result, _ = await asyncio.gather(
-        purge_once(store, Retention.of(keep_ms / 1000, None, None), now_ms=cutoff + 1 + keep_ms, batch=1),
-        traffic(),
-    )
+    try:
+        result, _ = await asyncio.gather(
+            purge_once(store, Retention.of(keep_ms / 1000, None, None), now_ms=cutoff + 1 + keep_ms, batch=1),
+            traffic(),
+        )
+    finally:
+        beating.cancel()
     assert result.deleted["runs"] == size
     for i, (run_id, trace_id) in enumerate(zip(old, traces, strict=True)):
         assert await _rows(coordinator, run_id) == {}, run_id

@@ -272,26 +272,33 @@ async def test_kill_9_at_random_points_fires_every_timer_once_and_never_early(
             for name, ids in run_ids.items()
         }
     backoff_ms = int(CHAOS["backoff"][0] * 1000)
+
+    def attempts(run: pb.Run, count: int) -> list[pb.Attempt]:
+        made = list(step(run, "work").attempts)
+        seen = [(a.number, pb.AttemptStatus.Name(a.status), a.error.type, a.error.message) for a in made]
+        assert len(made) == count, (run.run_id, seen, where)
+        return made
+
     for run in runs["backoff"]:
-        first, second = step(run, "work").attempts
+        first, second = attempts(run, 2)
         assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
         assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_FAILED, "Flaky"), where
         assert second.scheduled_unix_ms >= first.finished_unix_ms + backoff_ms, (run, where)
     close_ms = int(CHAOS["close"][0] * 1000)
     for run in runs["close"]:
-        first, second = step(run, "work").attempts
+        first, second = attempts(run, 2)
         assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
         assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "StartToCloseTimeout"), where
         assert first.finished_unix_ms >= first.started_unix_ms + close_ms, (run, where)
     lease_ms = int(CHAOS["silent"][0] * 1000)
     for run in runs["silent"]:
-        first, second = step(run, "work").attempts
+        first, second = attempts(run, 2)
         assert run.status == pb.RUN_STATUS_SUCCEEDED, (run, where)
         assert (first.status, first.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "HeartbeatTimeout"), where
         assert first.finished_unix_ms >= first.started_unix_ms + lease_ms, (run, where)
     s2s_ms = int(CHAOS["unserved"][0] * 1000)
     for run in runs["unserved"]:
-        (only,) = step(run, "work").attempts
+        (only,) = attempts(run, 1)
         assert run.status == pb.RUN_STATUS_FAILED, (run, where)
         assert (only.status, only.error.type) == (pb.ATTEMPT_STATUS_TIMED_OUT, "ScheduleToStartTimeout"), (
             where
