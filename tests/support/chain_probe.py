@@ -45,6 +45,8 @@ steps:
     input: {order_id: "${steps.second.output.order_id}"}
 output: {order_id: "${steps.third.output.order_id}"}
 """
+# The quiet latency the 1.5x is counted from, at least (see ChainProbe.assert_within).
+QUIET_FLOOR_S = 0.05
 ECHO = contract("crm/echo", output_props="{order_id: {type: string}}", output_required="[order_id]")
 
 
@@ -141,10 +143,13 @@ class ChainProbe:
 
     def assert_within(self, before: list[float], ratio: float = 1.5) -> None:
         """The median latency of the runs interleaved with the hostile work is within ``ratio``
-        times the median of those before it."""
+        times the median of those before it, counted from at least ``QUIET_FLOOR_S``: below it a
+        chain's latency on a shared 2-core CI machine is scheduling noise (a fresh-clone run saw
+        21 ms become 34 ms with three test workers beside it), while the stalls this guards
+        against (issue 15: 8-120 s) are orders of magnitude above it."""
         assert before and self.during, (before, self.during)
         quiet, busy = statistics.median(before), statistics.median(self.during)
-        assert busy <= ratio * quiet, (
+        assert busy <= ratio * max(quiet, QUIET_FLOOR_S), (
             f"another team's chain slowed from a median of {quiet * 1000:.0f} ms to {busy * 1000:.0f} ms "
             f"(over {ratio}x): before {[round(s * 1000) for s in before]}, "
             f"during {[round(s * 1000) for s in self.during]}"
