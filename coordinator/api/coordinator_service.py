@@ -572,14 +572,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def ListAuditLog(
         self, request: pb.ListAuditLogRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAuditLogResponse:
-        principal = current_principal()
-        team = request.team
-        if not principal.admin:
-            if team and team != principal.team:
-                raise PermissionDeniedError(
-                    f"team {principal.team} may read only its own audit entries, not team {team}'s"
-                )
-            team = principal.team
+        team = self._own_team(request.team, "audit entries")
         validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
         validate.integer(request.before_id, "before_id", 0, 2**63 - 1)
         offset, size = _page(request.page)
@@ -640,14 +633,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def ListOverrides(
         self, request: pb.ListOverridesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOverridesResponse:
-        principal = current_principal()
-        team = request.team
-        if not principal.admin:
-            if team and team != principal.team:
-                raise PermissionDeniedError(
-                    f"team {principal.team} may read only its own overrides, not team {team}'s"
-                )
-            team = principal.team
+        team = self._own_team(request.team, "overrides")
         validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
         offset, size = _page(request.page)
         entries = await self._store.list_overrides(team, request.since_unix_ms, offset + size)
@@ -658,6 +644,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     def _own_team(self, team: str, what: str) -> str:
+        """The team whose ``what`` a list reads: any (or all, "") for the admin; a team its own."""
         principal = current_principal()
         validate.text(team, "team", 256)
         if principal.admin:
