@@ -57,7 +57,7 @@ async def _chain_latency(client, n: int) -> float:
         await asyncio.sleep(0.01)
 
 
-@sized("flood,chains", short=(150, 7), soak=(2000, 25))
+@sized("flood,chains", short=(400, 7), soak=(2000, 25))
 async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
     coordinator, test_agent, flood, chains
 ):
