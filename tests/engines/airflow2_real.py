@@ -98,10 +98,12 @@ def running_airflow2(home: Path) -> Iterator[RealAirflow]:
     port = free_port()
     env = airflow2_environment(home, port, venv)
     airflow = str(venv / "bin" / "airflow")
-    password = secrets.token_urlsafe(12)
+    # Hex, so the password never begins with "-": argparse would read "-sThq..." as an option
+    # and `airflow users create` would fail one time in 64 (it did in CI).
+    password = secrets.token_hex(12)
     run_logged([airflow, "db", "migrate"], home / "setup.log", env=env, timeout=600)
     run_logged(
-        [airflow, "users", "create", "--username", USERNAME, "--password", password, "--role", "Admin",
+        [airflow, "users", "create", "--username", USERNAME, f"--password={password}", "--role", "Admin",
          "--firstname", "Accord", "--lastname", "Test", "--email", "accord@example.invalid"],
         home / "setup.log", env=env, timeout=300,
     )  # fmt: skip
