@@ -1,22 +1,24 @@
 """The ``ansible`` engine: runs a task as one run of an Ansible playbook, through ansible-runner.
 
 ansible-runner (the library AWX and teams' own tools use to drive Ansible from a program) runs
-``ansible-playbook`` as a subprocess on a pseudo-terminal, in a thread (``run_async``), and
-records the run in a *private data dir*: the extra vars and environment it was given
-(``env/``), and under ``artifacts/<ident>/`` its ``status``, ``rc``, ``stdout`` and one JSON file
-per Ansible event (``job_events/``). One task is one run:
+``ansible-playbook`` as a subprocess on a pseudo-terminal and records the run in a *private data
+dir*: the extra vars and environment it was given (``env/``), and under ``artifacts/<ident>/``
+its ``status``, ``rc``, ``stdout`` and one JSON file per Ansible event (``job_events/``). It runs
+in a small process of its own per run (team_agent/engines/_ansible_run.py: pexpect's fork is not
+safe in the agent's threaded process), which the agent awaits without blocking its loop. One
+task is one run:
 
 1. The run's private data dir is ``<runs_dir>/<hash of the idempotency key>-<generation>``,
-   claimed with an atomic ``mkdir``: a re-delivered task finds it and attaches to that run (in
-   this process: the same runner; else it waits for the ``status`` file), never starting a
-   second playbook run. A later attempt after a failed run moves on to the next generation.
+   claimed with an atomic ``mkdir``: a re-delivered task finds it and attaches to that run (its
+   runner's exit, or its ``status`` file), never starting a second playbook run. A later
+   attempt after a failed run moves on to the next generation.
 2. The extra vars are the task input's top-level fields, ``accord_input`` (the whole input),
    the binding's ``extra_vars`` and ``accord_idempotency_key``, ``accord_traceparent``... The
-   environment carries ``TRACEPARENT`` too.
+   environment carries ``TRACEPARENT`` too (and never the agent's ``ACCORD_TOKEN``).
 3. On ``successful`` the output is a ``set_stats`` value, a host's fact (``set_fact``) or a JSON
    file the playbook wrote; on ``failed`` the error is Ansible's own message for the failed or
-   unreachable hosts. Cancel makes the runner's ``cancel_callback`` answer true: ansible-runner
-   kills the playbook's process group.
+   unreachable hosts. Cancel SIGTERMs the runner, whose ``cancel_callback`` then answers true:
+   ansible-runner kills the playbook's process group.
 4. The run's plays and tasks become spans, from its events.
 
 ``with:`` keys (docs/engines/ansible.md)::
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -49,7 +52,6 @@ import re
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,7 +68,8 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 IDENT = "run"  # the ansible-runner ident of every run: one run per private data dir
-CLAIM_FILE = "accord.json"  # who claimed a run dir, and the playbook's pid once it is known
+CLAIM_FILE = "accord.json"  # who claimed a run dir: the runner's pid, the playbook's once known
+RUNNER_LOG = "runner.log"  # the runner process's own stderr
 _FINAL = ("successful", "failed", "canceled", "timeout")
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -282,24 +285,20 @@ def _pid_alive(pid: Any) -> bool:
 
 
 class _Run:
-    """A run this process started: ansible-runner's thread and Runner, and the cancel flag its
-    ``cancel_callback`` reads."""
+    """A run this process started: the process running ansible-runner for it
+    (team_agent/engines/_ansible_run.py)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, process: asyncio.subprocess.Process) -> None:
         self.run_dir = run_dir
-        self.cancelled = threading.Event()
-        self.finished = asyncio.Event()
-        self.thread: threading.Thread | None = None
-        self.runner: Any = None
-        self.playbook_pid: int | None = None
+        self.process = process
 
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.process.returncode is None
 
 
-# The runs this process is running, by run dir. Process-wide on purpose: a re-delivered task can
-# reach another adapter of the same binding (a reloaded config builds a new one while the old one
-# finishes its tasks), and it must attach to the runner thread that is already there.
+# The runs this process started and has not reaped, by run dir. Process-wide on purpose: a
+# re-delivered task can reach another adapter of the same binding (a reloaded config builds a new
+# one while the old one finishes its tasks), and it must await the runner that is already there.
 _LIVE: dict[Path, _Run] = {}
 
 
@@ -309,13 +308,10 @@ class AnsibleEngine:
     name: ClassVar[str] = "ansible"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        try:
-            import ansible_runner
-        except ImportError:
+        if importlib.util.find_spec("ansible_runner") is None:
             raise EngineConfigError(
                 [("", f"ansible: the ansible engine needs the ansible-runner library; {INSTALL_HINT}")]
-            ) from None
-        self._ansible_runner = ansible_runner
+            )
         self.config = AnsibleConfig.from_mapping(config)
         self._started: set[Path] = set()  # the runs this adapter started (close() stops them)
         self._lock = asyncio.Lock()
@@ -382,22 +378,37 @@ class AnsibleEngine:
         run_dir: Path = handle.state["run_dir"]
         run = _LIVE.get(run_dir)
         if run is not None:
-            run.cancelled.set()  # the runner's cancel_callback kills the playbook's process group
-            await self._wait_in_process(run, within=30)
+            await self._stop(run)
             logger.info("cancelled the Ansible run", extra={"run_dir": str(run_dir)})
             return
         # A run another process started (an agent before a restart, or a second agent sharing
-        # runs_dir): stop the playbook by its process group.
+        # runs_dir): stop its runner, which stops the playbook.
         claim = await asyncio.to_thread(_read_json, run_dir / CLAIM_FILE)
-        if isinstance(claim, dict) and _kill_group(claim.get("playbook_pid")):
-            logger.info("killed the Ansible run of another process", extra={"run_dir": str(run_dir)})
+        if isinstance(claim, dict) and _signal(claim.get("runner_pid"), signal.SIGTERM):
+            backoff = Backoff(0.05, 0.5)
+            deadline = time.monotonic() + 30
+            while _pid_alive(claim.get("runner_pid")) and time.monotonic() < deadline:
+                await backoff.sleep()
+            _kill_group(claim.get("playbook_pid"))
+            logger.info("cancelled the Ansible run of another process", extra={"run_dir": str(run_dir)})
+
+    async def _stop(self, run: _Run) -> None:
+        """SIGTERM the run's runner: its cancel_callback then answers true, and ansible-runner
+        kills the playbook's process group and records ``canceled``."""
+        if run.alive():
+            with contextlib.suppress(ProcessLookupError):
+                run.process.send_signal(signal.SIGTERM)
+        await self._wait_in_process(run, within=30)
+        if run.alive():  # the runner did not stop: stop both by force
+            claim = await asyncio.to_thread(_read_json, run.run_dir / CLAIM_FILE)
+            _kill_group(claim.get("playbook_pid") if isinstance(claim, dict) else None)
+            _kill_group(run.process.pid)
+            await self._wait_in_process(run, within=5)
 
     async def close(self) -> None:
-        running = [run for path, run in list(_LIVE.items()) if path in self._started and run.alive()]
-        for run in running:
-            run.cancelled.set()
-        for run in running:
-            await self._wait_in_process(run, within=30)
+        for path, run in list(_LIVE.items()):
+            if path in self._started and run.alive():
+                await self._stop(run)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -423,10 +434,11 @@ class AnsibleEngine:
         self, run_dir: Path, task: TaskContext, input: Any, carrier: Mapping[str, str]
     ) -> dict[str, Any]:
         cfg = self.config
-        extra: dict[str, Any] = dict(cfg.extra_vars)
+        extra: dict[str, Any] = {}
         if isinstance(input, Mapping):
             # Top-level fields become variables, except names Ansible could read as its own
-            # connection settings (ansible_*) or ours; all of them are in accord_input.
+            # connection settings (ansible_*) or ours; all of them are in accord_input. The
+            # binding's extra_vars win over them: the caller does not get to move the team's paths.
             extra.update(
                 {
                     k: v
@@ -434,6 +446,7 @@ class AnsibleEngine:
                     if isinstance(k, str) and _IDENTIFIER.match(k) and not k.startswith(_RESERVED_PREFIXES)
                 }
             )
+        extra.update(cfg.extra_vars)
         extra.update(
             {
                 "accord_input": input,
@@ -454,10 +467,6 @@ class AnsibleEngine:
 
     async def _start(self, run_dir: Path, task: TaskContext, input: Any, carrier: Mapping[str, str]) -> None:
         cfg = self.config
-        run = _Run(run_dir)
-        _LIVE[run_dir] = run
-        self._started.add(run_dir)
-        loop = asyncio.get_running_loop()
         envvars = {
             **cfg.envvars,
             "PATH": os.pathsep.join([str(Path(cfg.ansible_playbook).parent), os.environ.get("PATH", "")]),
@@ -466,18 +475,6 @@ class AnsibleEngine:
         }
         if carrier.get("tracestate"):
             envvars["TRACESTATE"] = carrier["tracestate"]
-
-        def on_event(event: dict[str, Any]) -> bool:
-            pid = event.get("pid") or (event.get("event_data") or {}).get("pid")
-            if run.playbook_pid is None and isinstance(pid, int):
-                run.playbook_pid = pid
-                claim = _read_json(run_dir / CLAIM_FILE) or {}
-                _write_json(run_dir / CLAIM_FILE, {**claim, "playbook_pid": pid})
-            return True  # keep the event file
-
-        def on_finished(_runner: Any) -> None:
-            loop.call_soon_threadsafe(run.finished.set)
-
         kwargs: dict[str, Any] = {
             "private_data_dir": str(run_dir),
             "project_dir": str(cfg.project_dir),
@@ -485,12 +482,9 @@ class AnsibleEngine:
             "ident": IDENT,
             "extravars": self._extra_vars(run_dir, task, input, carrier),
             "envvars": envvars,
-            "quiet": True,  # the playbook's output goes to the run's stdout file, not the agent's
+            "quiet": True,  # the playbook's output goes to the run's stdout file only
             # How often the runner's loop asks cancel_callback (ansible-runner's default: 5 s).
             "settings": {"pexpect_timeout": 0.25},
-            "cancel_callback": run.cancelled.is_set,
-            "event_handler": on_event,
-            "finished_callback": on_finished,
         }
         if cfg.inventory is not None:
             kwargs["inventory"] = str(cfg.inventory)
@@ -501,18 +495,45 @@ class AnsibleEngine:
             kwargs["verbosity"] = cfg.verbosity
         if cfg.timeout:
             kwargs["timeout"] = max(int(cfg.timeout), 1)
+        # The agent's own credential is never the playbook's business (ansible-runner starts
+        # the playbook with its environment).
+        environment = {k: v for k, v in os.environ.items() if k != "ACCORD_TOKEN"}
+        log = await asyncio.to_thread(open, run_dir / RUNNER_LOG, "ab")
         try:
-            # init_runner writes the run's files; run_async starts the runner thread.
-            run.thread, run.runner = await asyncio.to_thread(self._ansible_runner.run_async, **kwargs)
-        except Exception as exc:
-            _LIVE.pop(run_dir, None)
+            # A session of its own: the run goes on if the agent is killed, and its status file
+            # tells a restarted agent how it ended.
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "team_agent.engines._ansible_run",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+                env=environment,
+                start_new_session=True,
+            )
+        except OSError as exc:
             await asyncio.to_thread(_write_text, run_dir / "artifacts" / IDENT / "status", "failed")
             raise EngineFailure(
-                f"ansible-runner could not start playbook {cfg.playbook.name}: {type(exc).__name__}: {exc}",
+                f"could not start ansible-runner for playbook {cfg.playbook.name}: {exc.strerror or exc}",
                 type="RunnerError",
                 retryable=True,
                 details={"run_dir": str(run_dir)},
-            ) from exc
+            ) from None
+        finally:
+            log.close()
+        run = _Run(run_dir, process)
+        _LIVE[run_dir] = run
+        self._started.add(run_dir)
+        claim = await asyncio.to_thread(_read_json, run_dir / CLAIM_FILE)
+        await asyncio.to_thread(
+            _write_json, run_dir / CLAIM_FILE, {**(claim or {}), "runner_pid": process.pid}
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(kwargs).encode())
+        with contextlib.suppress(ConnectionError):
+            await process.stdin.drain()
+        process.stdin.close()
         logger.info(
             "started Ansible playbook",
             extra={"playbook": str(cfg.playbook), "run_dir": str(run_dir), "task_id": task.task_id},
@@ -521,18 +542,8 @@ class AnsibleEngine:
     # -- waiting ----------------------------------------------------------------------------
 
     async def _wait_in_process(self, run: _Run, within: float | None = None) -> None:
-        # finished_callback sets the event; the thread's end is the fallback (an exception in
-        # the runner skips the callback).
-        backoff = Backoff(0.05, 1.0)
-        deadline = None if within is None else time.monotonic() + within
-        while run.alive() and not run.finished.is_set():
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.finished.wait(), backoff.current)
-            backoff.current = min(backoff.current * backoff.factor, backoff.maximum)
-        if run.thread is not None:
-            await asyncio.to_thread(run.thread.join, 5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run.process.wait()), within)
 
     async def _wait_on_disk(self, run_dir: Path) -> None:
         """Wait for a run another process started: its runner writes ``status`` at the end."""
@@ -553,11 +564,12 @@ class AnsibleEngine:
         if run is not None:
             return "running" if run.alive() else "interrupted"
         claim = _read_json(run_dir / CLAIM_FILE) or {}
-        owner = claim.get("agent_pid")
-        if owner != os.getpid() and _pid_alive(owner):
-            return "running"
-        # Whoever started it is gone; a playbook left behind (it ignores SIGHUP) is stopped so
-        # that the retry does not race it.
+        if _pid_alive(claim.get("runner_pid")):
+            return "running"  # by another agent process, or one before a restart
+        if "runner_pid" not in claim and time.time() - float(claim.get("claimed_at") or 0) < 30:
+            return "running"  # claimed by another agent process this instant, its runner starting
+        # Whoever ran it is gone; a playbook left behind (it ignores SIGHUP) is stopped so that
+        # the retry does not race it.
         _kill_group(claim.get("playbook_pid"))
         return "interrupted"
 
@@ -593,9 +605,16 @@ class AnsibleEngine:
             "stdout_tail": "\n".join(lines[-40:])[-6000:],
         }
         if status == "interrupted":
+            runner_log = [
+                line.strip()
+                for line in (_read_text(run_dir / RUNNER_LOG, strip=False) or "").splitlines()
+                if line.strip()
+            ]
+            details["runner_log_tail"] = "\n".join(runner_log[-20:])
+            last = f": {runner_log[-1][:500]}" if runner_log else ""
             return EngineFailure(
-                f"Ansible run of {name} ended without a result: the agent running it stopped, or "
-                "ansible-runner failed (see the agent's log and the run's stdout in details)",
+                f"Ansible run of {name} ended without a result: its runner stopped before the "
+                f"playbook finished (killed, or the machine restarted){last}",
                 type="PlaybookInterrupted",
                 retryable=True,
                 details=details,
@@ -834,9 +853,17 @@ class AnsibleEngine:
                         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _signal(pid: Any, signum: int) -> bool:
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+    return True
+
+
 def _kill_group(pid: Any) -> bool:
-    """SIGKILL a playbook's process group (ansible-runner starts it as a session leader, on its own
-    pseudo-terminal, so the group holds its workers too). False if it is not running."""
+    """SIGKILL a process group: a playbook's (ansible-runner starts it as a session leader, on its
+    own pseudo-terminal, so the group holds its workers too) or a runner's. False if not running."""
     if not isinstance(pid, int) or not _pid_alive(pid):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):

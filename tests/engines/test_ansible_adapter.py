@@ -80,8 +80,9 @@ async def test_success_returns_the_stat_with_the_key_and_trace_passed_in(
 ) -> None:
     engine = make_engine(extra_vars={"currency": "EUR"})
     task = make_task("run-1/reserve")
-    # ansible_* input fields are not spread as variables: this one would make localhost an SSH host.
-    value = {"order_id": "o-1", "ansible_connection": "ssh", "items": [1, 2]}
+    # ansible_* input fields are not spread as variables: this one would make localhost an SSH host;
+    # and the binding's extra_vars win over input fields (currency).
+    value = {"order_id": "o-1", "ansible_connection": "ssh", "items": [1, 2], "currency": "USD"}
     with trace.get_tracer("test").start_as_current_span("engine.ansible") as engine_span:
         handle = await engine.submit(task, value)
         output = await engine.wait(handle)
@@ -245,7 +246,7 @@ async def test_a_run_whose_agent_died_is_interrupted_and_the_retry_runs_anew(
     await gone.wait()  # a pid that no longer runs: the agent that claimed the run
     run_dir = tmp_path / "runs" / run_dir_name("run-i/reserve")
     run_dir.mkdir(parents=True)
-    (run_dir / CLAIM_FILE).write_text(json.dumps({"agent_pid": gone.pid, "playbook_pid": gone.pid}))
+    (run_dir / CLAIM_FILE).write_text(json.dumps({"runner_pid": gone.pid, "playbook_pid": gone.pid}))
     with pytest.raises(EngineFailure) as info:
         await run(engine, {"order_id": "i"}, key="run-i/reserve", attempt=1)
     assert info.value.type == "PlaybookInterrupted" and info.value.retryable
@@ -260,7 +261,7 @@ async def test_a_run_of_another_live_agent_is_waited_for_on_disk(
     try:
         run_dir = tmp_path / "runs" / run_dir_name("run-o/reserve")
         run_dir.mkdir(parents=True)
-        (run_dir / CLAIM_FILE).write_text(json.dumps({"agent_pid": owner.pid}))
+        (run_dir / CLAIM_FILE).write_text(json.dumps({"runner_pid": owner.pid}))
         engine = make_engine(output=None)
         handle = await engine.submit(make_task("run-o/reserve"), {"order_id": "o"})
         assert handle.state["attached"]
