@@ -252,6 +252,19 @@ def _output(r: ConfigReader) -> tuple[str | None, str, str | None]:
     return kind, name, host
 
 
+def _unsafe(value: Any) -> Any:
+    """``value`` with every string marked unsafe for Ansible (``{"__ansible_unsafe": s}``, which
+    its JSON loader reads as ``!unsafe``): extra vars are templated when used, so a task input of
+    ``"{{ lookup('pipe', 'id') }}"`` would otherwise run on the agent's machine."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, Mapping):
+        return {k: _unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsafe(v) for v in value]
+    return value
+
+
 def run_dir_name(idempotency_key: str, generation: int = 1) -> str:
     """The private data dir's name for a step's idempotency key: the same key always gives the
     same directory, so a re-delivered task finds its run; ``generation`` > 1 names the runs of
@@ -435,6 +448,7 @@ class AnsibleEngine:
     ) -> dict[str, Any]:
         cfg = self.config
         extra: dict[str, Any] = {}
+        input = _unsafe(input)
         if isinstance(input, Mapping):
             # Top-level fields become variables, except names Ansible could read as its own
             # connection settings (ansible_*) or ours; all of them are in accord_input. The
@@ -450,9 +464,9 @@ class AnsibleEngine:
         extra.update(
             {
                 "accord_input": input,
-                "accord_idempotency_key": task.idempotency_key,
-                "accord_traceparent": carrier.get("traceparent", ""),
-                "accord_tracestate": carrier.get("tracestate", ""),
+                "accord_idempotency_key": _unsafe(task.idempotency_key),
+                "accord_traceparent": _unsafe(carrier.get("traceparent", "")),
+                "accord_tracestate": _unsafe(carrier.get("tracestate", "")),
                 "accord_run_id": task.run_id,
                 "accord_step_id": task.step_id,
                 "accord_task_id": task.task_id,

@@ -15,6 +15,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from team_agent.engines import ansible as ansible_engine
 from team_agent.engines.ansible import (
     CLAIM_FILE,
     IDENT,
@@ -28,9 +29,9 @@ from tests.support.wait import wait_until
 PROJECT = Path(__file__).parent / "ansible_project"
 MakeEngine = Callable[..., AnsibleEngine]
 
-# Every test here runs ansible-playbook; one xdist worker takes them all, so they do not
-# compete with each other for the machine's two cores.
-pytestmark = [pytest.mark.xdist_group("ansible"), pytest.mark.timeout(120)]
+# No server is shared: each test runs its own playbooks in its own runs_dir, so they spread over
+# the xdist workers.
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
@@ -76,13 +77,20 @@ async def test_found_through_the_entry_point() -> None:
 
 
 async def test_success_returns_the_stat_with_the_key_and_trace_passed_in(
-    make_engine: MakeEngine, spans: InMemorySpanExporter
+    make_engine: MakeEngine, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ACCORD_TOKEN", "the-agents-own-token")  # never the playbook's business
     engine = make_engine(extra_vars={"currency": "EUR"})
     task = make_task("run-1/reserve")
     # ansible_* input fields are not spread as variables: this one would make localhost an SSH host;
     # and the binding's extra_vars win over input fields (currency).
-    value = {"order_id": "o-1", "ansible_connection": "ssh", "items": [1, 2], "currency": "USD"}
+    # Input strings are never templated: this note stays text, its lookup never runs.
+    value = {
+        "order_id": "o-1",
+        "ansible_connection": "ssh",
+        "items": [1, {"note": "{{ lookup('ansible.builtin.pipe', 'echo ran') }}"}],
+        "currency": "USD",
+    }
     with trace.get_tracer("test").start_as_current_span("engine.ansible") as engine_span:
         handle = await engine.submit(task, value)
         output = await engine.wait(handle)
@@ -94,6 +102,7 @@ async def test_success_returns_the_stat_with_the_key_and_trace_passed_in(
         "env_traceparent": traceparent,
         "attempt": 1,
         "currency": "EUR",
+        "agent_token_seen": False,
     }
     # The playbook runs inside the agent's engine span.
     assert traceparent.split("-")[1] == format(engine_span.get_span_context().trace_id, "032x")
@@ -222,6 +231,21 @@ async def test_a_redelivered_task_attaches_to_its_run_and_never_starts_a_second(
     run_dir = Path(first.details["run_dir"])
     assert len(events(run_dir, "playbook_on_start")) == 1
     assert sorted(p.name for p in run_dir.parent.iterdir()) == [run_dir.name]
+
+
+async def test_a_run_goes_on_when_its_agent_stops_and_the_restarted_agent_attaches(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine()
+    task = make_task("run-s/reserve")
+    first = await engine.submit(task, {"order_id": "s", "sleep": 1})
+    # A restarted agent knows nothing of the runner it started: only runs_dir survives.
+    monkeypatch.setattr(ansible_engine, "_LIVE", {})
+    restarted = make_engine()
+    again = await restarted.submit(task, {"order_id": "s", "sleep": 1})
+    assert again.state["attached"] and again.state["run_dir"] == first.state["run_dir"]
+    assert (await restarted.wait(again))["order_id"] == "s"  # awaited through its status file
+    assert len(events(Path(first.details["run_dir"]), "playbook_on_start")) == 1
 
 
 async def test_a_retry_after_a_failed_run_starts_the_next_generation(make_engine: MakeEngine) -> None:

@@ -23,7 +23,7 @@ from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_te
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.xdist_group("ansible"), pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 EXAMPLE = REPO / "examples" / "ansible-team"
 PROJECT = Path(__file__).parent / "ansible_project"
