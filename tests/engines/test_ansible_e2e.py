@@ -73,6 +73,34 @@ async def test_example_playbook_returns_its_stat_and_joins_the_trace(
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "artifacts" / IDENT / "status").read_text() == "successful"
 
+    # The playbook's play and tasks are spans of the run's trace, under the attempt.
+    async def traced() -> dict[str, Any] | None:
+        async with team.coordinator.client(team.token) as client:
+            reply = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run.run_id))
+        spans = {s.span_id: s for s in reply.spans}
+        names = {s.name for s in spans.values()}
+        return spans if "ansible.task Publish the contract output" in names else None
+
+    spans = await wait_until(traced, "the playbook's spans never reached the run's trace")
+
+    def ancestors(span: Any) -> list[str]:
+        names = []
+        while span.parent_span_id in spans:
+            span = spans[span.parent_span_id]
+            names.append(span.name)
+        return names
+
+    (publish,) = [s for s in spans.values() if s.name == "ansible.task Publish the contract output"]
+    chain = ancestors(publish)
+    assert chain[:3] == [
+        "ansible.play Reserve stock for an order",
+        "ansible.playbook reserve_stock.yml",
+        "engine.ansible",
+    ]
+    assert any(name.startswith("attempt ") for name in chain[3:])
+    attributes = json.loads(publish.attributes_json)
+    assert attributes["ansible.host"] == "localhost" and attributes["ansible.task.status"] == "ok"
+
 
 async def test_coordinator_cancel_kills_the_playbook(
     coordinator: CoordinatorProcess, tmp_path: Path, teams: list[EngineTeam]
