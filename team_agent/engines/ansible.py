@@ -625,10 +625,10 @@ class AnsibleEngine:
                 if line.strip()
             ]
             details["runner_log_tail"] = "\n".join(runner_log[-20:])
-            last = f": {runner_log[-1][:500]}" if runner_log else ""
+            why = f": {runner_log[-1][:500]}" if runner_log else " (killed, or the machine restarted)"
             return EngineFailure(
                 f"Ansible run of {name} ended without a result: its runner stopped before the "
-                f"playbook finished (killed, or the machine restarted){last}",
+                f"playbook finished{why}",
                 type="PlaybookInterrupted",
                 retryable=True,
                 details=details,
