@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,26 @@ def test_config_errors_list_every_problem(tmp_path: Path) -> None:
     )
     assert problems["inventory"].startswith(f"ansible: {PROJECT / 'hosts/missing.ini'} does not exist")
     assert "inside the run's directory" in problems["output.file"]
+
+
+async def test_the_bindings_timeout_kills_the_run(make_engine: MakeEngine) -> None:
+    engine = make_engine(timeout="1s")
+    handle = await engine.submit(make_task("run-t/reserve"), {"order_id": "t", "sleep": 60})
+    with pytest.raises(EngineFailure) as info:
+        await engine.wait(handle)
+    assert info.value.type == "PlaybookTimeout" and info.value.retryable
+    assert (Path(handle.details["run_dir"]) / "artifacts" / IDENT / "status").read_text() == "timeout"
+
+
+def test_finished_runs_older_than_keep_runs_are_removed(make_engine: MakeEngine, tmp_path: Path) -> None:
+    engine = make_engine(keep_runs="1h")
+    runs = tmp_path / "runs"
+    for name, status, age in [("old", "successful", 7200), ("new", "failed", 60), ("going", None, 7200)]:
+        artifacts = runs / f"accord-{name}-1" / "artifacts" / IDENT
+        artifacts.mkdir(parents=True)
+        if status is not None:
+            (artifacts / "status").write_text(status)
+            past = time.time() - age
+            os.utime(artifacts / "status", (past, past))
+    engine._prune_now()
+    assert sorted(p.name for p in runs.iterdir()) == ["accord-going-1", "accord-new-1"]
