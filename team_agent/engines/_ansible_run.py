@@ -1,4 +1,7 @@
-"""One Ansible run, in a process of its own: ``python -m team_agent.engines._ansible_run``.
+"""One Ansible run, in a process of its own: ``python -P .../team_agent/engines/_ansible_run.py``.
+
+A script on purpose: it imports nothing of Accord (only the standard library and
+ansible-runner), so a run's process does not load the agent's gRPC and telemetry.
 
 The ``ansible`` engine (team_agent/engines/ansible.py) starts this with the run's ansible-runner
 arguments as JSON on stdin. It runs ``ansible_runner.run``, which starts ``ansible-playbook``

@@ -70,6 +70,9 @@ tracer = trace.get_tracer(__name__)
 IDENT = "run"  # the ansible-runner ident of every run: one run per private data dir
 CLAIM_FILE = "accord.json"  # who claimed a run dir: the runner's pid, the playbook's once known
 RUNNER_LOG = "runner.log"  # the runner process's own stderr
+# Run as a script, not as team_agent.engines._ansible_run: importing the team_agent package
+# would load gRPC and the rest of the agent into every run's process.
+RUNNER_SCRIPT = Path(__file__).with_name("_ansible_run.py")
 _FINAL = ("successful", "failed", "canceled", "timeout")
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -518,8 +521,8 @@ class AnsibleEngine:
             # tells a restarted agent how it ended.
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "team_agent.engines._ansible_run",
+                "-P",  # run the script without putting its directory (this package) on sys.path
+                str(RUNNER_SCRIPT),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
