@@ -186,9 +186,20 @@ class AnsibleConfig:
             else:
                 envvars = {k: str(v) for k, v in raw_env.items()}
         runs_dir = Path(r.string("runs_dir") or default_runs_dir()).expanduser().absolute()
+        # The runs hold their extra vars (and any secret in them): the directory is the agent
+        # user's alone. An existing one is never chmod-ed (runs_dir: /tmp must not close /tmp).
         try:
-            runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            runs_dir.chmod(0o700)  # extra vars (and any secret in them) are written in the runs
+            if not runs_dir.exists():
+                runs_dir.mkdir(parents=True, mode=0o700)
+            elif not runs_dir.is_dir():
+                r.problem("runs_dir", f"{runs_dir} is not a directory")
+            elif runs_dir.stat().st_mode & 0o077:
+                r.problem(
+                    "runs_dir",
+                    f"{runs_dir} is open to other users (mode {runs_dir.stat().st_mode & 0o777:o}); "
+                    "the runs keep their extra vars there: name a directory of the agent's own "
+                    f"(it is made 0700), or chmod 700 {runs_dir}",
+                )
         except OSError as exc:
             r.problem("runs_dir", f"cannot create {runs_dir}: {exc.strerror or exc}")
         ansible_playbook = _find_ansible_playbook()

@@ -365,6 +365,13 @@ def test_config_errors_list_every_problem(tmp_path: Path) -> None:
     )
     assert problems["inventory"].startswith(f"ansible: {PROJECT / 'hosts/missing.ini'} does not exist")
     assert "inside the run's directory" in problems["output.file"]
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(EngineConfigError) as info:
+        AnsibleEngine({"project_dir": str(PROJECT), "playbook": "echo.yml", "runs_dir": str(shared)})
+    assert "is open to other users (mode 755)" in dict(info.value.problems)["runs_dir"]
+    assert oct(shared.stat().st_mode & 0o777) == "0o755"  # refused, never chmod-ed
 
 
 async def test_the_bindings_timeout_kills_the_run(make_engine: MakeEngine) -> None:
