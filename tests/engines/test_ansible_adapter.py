@@ -286,12 +286,12 @@ async def test_a_run_of_another_live_agent_is_waited_for_on_disk(
     make_engine: MakeEngine, tmp_path: Path
 ) -> None:
     """Two agents sharing runs_dir: the second waits for the first one's status file."""
+    engine = make_engine(output=None)  # makes runs_dir, 0700
     owner = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)")
     try:
         run_dir = tmp_path / "runs" / run_dir_name("run-o/reserve")
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir()
         (run_dir / CLAIM_FILE).write_text(json.dumps({"runner_pid": owner.pid}))
-        engine = make_engine(output=None)
         handle = await engine.submit(make_task("run-o/reserve"), {"order_id": "o"})
         assert handle.state["attached"]
         artifacts = run_dir / "artifacts" / IDENT
