@@ -350,8 +350,13 @@ async def temporal_side(settings: Settings) -> dict[str, Any]:
                 *command, stdout=asyncio.subprocess.PIPE, stderr=errors, env=env, cwd=root
             )
             limit = 120 + settings.warmup_runs * 5 + settings.latency_budget_s + 3 * settings.seconds
-            async with asyncio.timeout(limit):
-                out, _ = await client.communicate()
+            try:
+                async with asyncio.timeout(limit):
+                    out, _ = await client.communicate()
+            except TimeoutError:
+                raise RuntimeError(
+                    f"Temporal client gave no answer within {limit:.0f} s: {_tail(root)}"
+                ) from None
         answer = None
         for line in reversed(out.decode("utf-8", "replace").splitlines()):
             if line.startswith(common.RESULT_PREFIX):
