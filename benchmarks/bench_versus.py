@@ -594,8 +594,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
             "chain p50 ms",
             "chain p99 ms",
             "steps/s",
-            "CPU ms/step: coordinator | server",
-            "agents | workers",
+            "CPU ms/step: coordinator or server",
+            "agents or workers",
             "client",
             "database",
             "in all",
@@ -635,7 +635,7 @@ def ratio_lines(result: dict[str, Any]) -> list[str]:
     for key, r in result["ratios"].items():
         side = key.split("/")[0]
         lines.append(
-            f"{LABELS[side]} / Temporal (median of the rounds' ratios): p50 {_num(r['p50_ms'], '.2f')}x,"
+            f"{LABELS[side]} / Temporal (median of the rounds' ratios; below 1: Accord's is lower): p50 {_num(r['p50_ms'], '.2f')}x,"
             f" p99 {_num(r['p99_ms'], '.2f')}x, steps/s {_num(r['steps_per_s'], '.2f')}x,"
             f" CPU per step in all {_num(r['total_cpu_ms_per_step'], '.2f')}x"
         )

@@ -216,8 +216,8 @@ async def client_main(args: argparse.Namespace) -> dict:
     phase = meter.stop()
     in_window = sum(1 for t in done_at[first:] if t <= window_end)
     failed_in_window = failed - failed0
-    # The loops end by themselves once their run in flight ends (cancelling 64 pending results
-    # of the SDK's Rust core is not needed, and is where a hang would hide).
+    # The loops end by themselves once their run in flight ends: the workflows are not left
+    # running on the server when the next side's round starts.
     await asyncio.gather(*loops, return_exceptions=True)
     out["throughput"] = {
         "runs": in_window,
@@ -247,14 +247,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.role == "worker":
         asyncio.run(worker_main(args))
-        return 0
+        sys.stdout.flush()
+        os._exit(0)  # as below: the worker has stopped; do not wait on the core's threads
     result = asyncio.run(client_main(args))
     import temporalio
 
     result["versions"] = {"temporalio": temporalio.__version__}
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     # Seen here: the interpreter's exit waiting forever on the SDK core's runtime threads after
-    # the answer was printed; nothing is left to do, so leave without that shutdown.
+    # the answer was printed (and aborting in the worker); nothing is left to do, so leave
+    # without that shutdown.
     os._exit(0)
 
 
