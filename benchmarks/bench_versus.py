@@ -64,7 +64,7 @@ LABELS = {
     "accord-postgres": "Accord, PostgreSQL",
     "temporal": "Temporal dev server",
 }
-# Process groups of each side, in table order: (Accord's name, Temporal's name) per column.
+# The process groups whose CPU is measured, per side (the client is the process driving the runs).
 GROUPS = {
     "accord-sqlite": ("coordinator", "agents", "client"),
     "accord-postgres": ("coordinator", "agents", "client", "database"),
@@ -180,8 +180,8 @@ def throughput_figures(
 
 async def accord_side(store: str, settings: Settings) -> dict[str, Any]:
     """One round of Accord on ``store`` ("sqlite" or "postgres"), on a fresh coordinator."""
-    root = Path(tempfile.mkdtemp(prefix=f"accord-bench-versus-{store}-"))
     database = h.PgDatabase.create() if store == "postgres" else None
+    root = Path(tempfile.mkdtemp(prefix=f"accord-bench-versus-{store}-"))
     world: h.World | None = None
     try:
         extra = ["--store", database.url] if database is not None else []
