@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import json
 import os
@@ -188,25 +189,35 @@ async def client_main(args: argparse.Namespace) -> dict:
     done_at: list[float] = []
     run_latencies: list[float] = []
     failed = 0
-    stop_at = time.monotonic() + args.warmup_s + args.seconds
+    stopping = False
+    wave = asyncio.Event()  # set once as many runs as are in flight have finished
 
     async def loop(k: int) -> None:
         nonlocal failed, last_error
         i = 0
-        while time.monotonic() < stop_at:
+        while not stopping:
             try:
                 elapsed = await asyncio.wait_for(one_run(client, k * 1_000_000 + i), 60)
             except Exception as exc:
                 failed += 1
                 last_error = repr(exc)
+                await asyncio.sleep(0.05)  # a server gone would otherwise fail as fast as it can
                 continue
             finally:
                 i += 1
             done_at.append(time.monotonic())
             run_latencies.append(elapsed)
+            if len(done_at) >= args.in_flight:
+                wave.set()
 
     loops = [asyncio.create_task(loop(k)) for k in range(args.in_flight)]
+    # Warm-up: --warmup-s, and beyond it until the first wave (as many runs as in flight) has
+    # finished, at most --warmup-wave-max-s more (the same rule as Accord's side).
+    started = time.monotonic()
     await asyncio.sleep(args.warmup_s)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wave.wait(), args.warmup_wave_max_s)
+    warmed_s = time.monotonic() - started
     first = len(done_at)
     failed0 = failed
     meter.start()
@@ -216,6 +227,7 @@ async def client_main(args: argparse.Namespace) -> dict:
     phase = meter.stop()
     in_window = sum(1 for t in done_at[first:] if t <= window_end)
     failed_in_window = failed - failed0
+    stopping = True
     # The loops end by themselves once their run in flight ends: the workflows are not left
     # running on the server when the next side's round starts.
     await asyncio.gather(*loops, return_exceptions=True)
@@ -223,6 +235,7 @@ async def client_main(args: argparse.Namespace) -> dict:
         "runs": in_window,
         "failed": failed_in_window,
         "window_s": round(window_end - window_start, 3),
+        "warmup_s": round(warmed_s, 3),
         "run_latencies_s": run_latencies[first : first + in_window],
         **phase,
     }
@@ -243,6 +256,7 @@ def main() -> int:
     parser.add_argument("--latency-budget", type=float, default=120.0)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--warmup-wave-max-s", type=float, default=60.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     if args.role == "worker":
