@@ -662,8 +662,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def ratio_lines(result: dict[str, Any]) -> list[str]:
     lines = []
-    for key, r in result["ratios"].items():
-        side = key.split("/")[0]
+    for side in SIDES:  # in this order also when read back from the JSON (its keys sorted)
+        r = result["ratios"].get(f"{side}/temporal")
+        if r is None:
+            continue
         lines.append(
             f"{LABELS[side]} / Temporal (median of the rounds' ratios; below 1: Accord's is lower): p50 {_num(r['p50_ms'], '.2f')}x,"
             f" p99 {_num(r['p99_ms'], '.2f')}x, steps/s {_num(r['steps_per_s'], '.2f')}x,"
@@ -687,7 +689,9 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
     return [
         "Goals (Accord on SQLite): "
         + "; ".join(
-            f"{names[k]} {_num(v['value'], '.2f')} (goal {v['goal']}): {v['verdict']}" for k, v in g.items()
+            f"{names[k]} {_num(g[k]['value'], '.2f')} (goal {g[k]['goal']}): {g[k]['verdict']}"
+            for k in names
+            if k in g
         )
     ]
 
@@ -700,7 +704,8 @@ def context_line(result: dict[str, Any]) -> str:
         f"Measured {result['measured_at']} to {result['finished_at']}, {s['rounds']} interleaved rounds, "
         f"{result['machine']['cpus']} cores (shared), 1-minute load average {load}; "
         f"{s['workers']} agent/worker process(es) x {s['slots']} slots, {s['in_flight']} runs in flight, "
-        f"{s['seconds']:.0f} s windows after {s['warmup_s']:.0f} s, latency over up to {s['runs']} runs "
+        f"{s['seconds']:.0f} s windows after a warm-up of at least {s['warmup_s']:.0f} s and the first wave, "
+        f"latency over up to {s['runs']} runs "
         f"after {s['warmup_runs']}."
     )
 
