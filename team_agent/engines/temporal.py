@@ -15,7 +15,7 @@ One task is one workflow execution (docs/engines/temporal.md):
    that keeps failing (an unregistered workflow type, a bug in the workflow code), which would
    otherwise leave the execution running for ever;
 4. map the outcome: the result as JSON; an ``ApplicationError`` with ``non_retryable`` to a
-   failure Accord does not retry; timeouts and other failures to retryable ones; a termination or
+   failure Accord does not retry (its ``type`` becomes the failure's type); timeouts and other failures to retryable ones; a termination or
    cancellation from outside Accord to a failure that is not retried. Temporal's own message is
    kept in every case.
 
@@ -648,7 +648,9 @@ class TemporalEngine:
             retryable = not application.non_retryable
         else:
             retryable = True
-        kind = "WorkflowFailed"
+        # The application error's own type is the failure's, so a contract's retry.non_retryable
+        # can name it (CardDeclined); an untyped failure is a WorkflowFailed.
+        kind = application.type if application is not None and application.type else "WorkflowFailed"
         if isinstance(top, ActivityError | ChildWorkflowError):
             details["failed_in"] = type(top).__name__
         return EngineFailure(f"{prefix} failed: {text}", type=kind, retryable=retryable, details=details)

@@ -117,7 +117,7 @@ async def test_non_retryable_application_error(make_engine: MakeEngine) -> None:
     with pytest.raises(EngineFailure) as info:
         await run(make_engine(), {"fail": "non_retryable"})
     failure = info.value
-    assert not failure.retryable and failure.type == "WorkflowFailed"
+    assert not failure.retryable and failure.type == "CardDeclined"
     assert "CardDeclined: card declined: do not honor" in failure.message
     assert failure.details["application_error_type"] == "CardDeclined"
     assert failure.details["application_error_details"] == [{"code": "05"}]
@@ -127,7 +127,7 @@ async def test_non_retryable_application_error(make_engine: MakeEngine) -> None:
 async def test_retryable_application_error(make_engine: MakeEngine) -> None:
     with pytest.raises(EngineFailure) as info:
         await run(make_engine(), {"fail": "retryable"})
-    assert info.value.retryable and info.value.type == "WorkflowFailed"
+    assert info.value.retryable and info.value.type == "GatewayTimeout"
     assert "GatewayTimeout: card gateway timed out" in info.value.message
 
 
@@ -135,7 +135,7 @@ async def test_a_non_retryable_activity_error_is_not_retried(make_engine: MakeEn
     with pytest.raises(EngineFailure) as info:
         await run(make_engine(), {"fail": "activity"})
     failure = info.value
-    assert not failure.retryable
+    assert not failure.retryable and failure.type == "CardDeclined"
     assert "CardDeclined: issuer said no" in failure.message
     assert failure.details["failed_in"] == "ActivityError"
     assert [c["class"] for c in failure.details["causes"]] == ["ActivityError", "ApplicationError"]
