@@ -34,6 +34,7 @@ One task is one workflow execution (docs/engines/temporal.md):
     check_namespace: true                 # check at agent start that the namespace exists
     timeout: 10s                          # connecting and the start check
     web_url: http://127.0.0.1:8233        # optional: links to the Web UI in failures
+    trace_history: true                   # record the execution and its activities as spans
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ _KNOWN_KEYS = {
     "check_namespace",
     "timeout",
     "web_url",
+    "trace_history",
 }
 _TLS_KEYS = ("ca_cert", "client_cert", "client_key", "server_name")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
@@ -130,6 +132,50 @@ _UNAVAILABLE = frozenset(
         RPCStatusCode.CANCELLED,
     }
 )
+
+
+_EventType = temporal_enums.EventType
+_CLOSE_EVENTS = {
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "Completed",
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "Failed",
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "TimedOut",
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "Canceled",
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "Terminated",
+    _EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "ContinuedAsNew",
+}
+# Event type -> (its attributes field, the outcome it means).
+_ACTIVITY_CLOSE = {
+    _EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("activity_task_completed_event_attributes", "Completed"),
+    _EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed_event_attributes", "Failed"),
+    _EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("activity_task_timed_out_event_attributes", "TimedOut"),
+    _EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("activity_task_canceled_event_attributes", "Canceled"),
+}
+_CHILD_CLOSE = {
+    _EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "child_workflow_execution_completed_event_attributes",
+        "Completed",
+    ),
+    _EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "child_workflow_execution_failed_event_attributes",
+        "Failed",
+    ),
+    _EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "child_workflow_execution_timed_out_event_attributes",
+        "TimedOut",
+    ),
+    _EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "child_workflow_execution_canceled_event_attributes",
+        "Canceled",
+    ),
+    _EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "child_workflow_execution_terminated_event_attributes",
+        "Terminated",
+    ),
+    _EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "start_child_workflow_execution_failed_event_attributes",
+        "StartFailed",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -168,6 +214,7 @@ class TemporalConfig:
     check_namespace: bool
     timeout: float
     web_url: str | None
+    trace_history: bool
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> TemporalConfig:
@@ -197,6 +244,7 @@ class TemporalConfig:
             check_namespace=r.boolean("check_namespace", True),
             timeout=r.duration("timeout", 10.0) or 10.0,
             web_url=web_url.rstrip("/") if web_url else None,
+            trace_history=r.boolean("trace_history", True),
         )
         r.raise_if_problems()
         return cfg
@@ -366,28 +414,22 @@ class TemporalEngine:
         run_id: str = handle.state["run_id"]
         client = await self._connected()
         workflow = client.get_workflow_handle(workflow_id, run_id=run_id)
+        failure: EngineFailure | None = None
+        output: Any = None
         with tracer.start_as_current_span("temporal.result") as result_span:
             result_span.set_attribute("temporal.workflow_id", workflow_id)
             result_span.set_attribute("temporal.run_id", run_id)
-            result = asyncio.ensure_future(workflow.result())
-            watch = asyncio.ensure_future(self._watch_workflow_task(workflow))
             try:
-                done, _ = await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
-                if watch in done:
-                    result.cancel()
-                    raise await self._end_stuck_workflow(workflow, watch.result())
-                output = result.result()
+                output = await self._result(workflow)
             except WorkflowFailureError as exc:
                 failure = self._run_failure(workflow_id, run_id, exc)
-                result_span.set_attribute("temporal.outcome", failure.type)
-                raise failure from exc
-            except RPCError as exc:
-                raise self._rpc_failure(f"awaiting workflow {workflow_id}", exc) from exc
-            finally:
-                for pending in (result, watch):
-                    pending.cancel()
-                await asyncio.gather(result, watch, return_exceptions=True)
-            result_span.set_attribute("temporal.outcome", "completed")
+                failure.__cause__ = exc
+            except EngineFailure as exc:
+                failure = exc
+            result_span.set_attribute("temporal.outcome", failure.type if failure else "completed")
+        await self._trace_history(workflow)
+        if failure is not None:
+            raise failure
         try:
             json.dumps(output)
         except (TypeError, ValueError) as exc:
@@ -399,6 +441,23 @@ class TemporalEngine:
                 details=self._details(workflow_id, run_id),
             ) from exc
         return output
+
+    async def _result(self, workflow: WorkflowHandle[Any, Any]) -> Any:
+        """The execution's result, unless the workflow-task watch finds it stuck first."""
+        result = asyncio.ensure_future(workflow.result())
+        watch = asyncio.ensure_future(self._watch_workflow_task(workflow))
+        try:
+            done, _ = await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch in done:
+                result.cancel()
+                raise await self._end_stuck_workflow(workflow, watch.result())
+            return result.result()
+        except RPCError as exc:
+            raise self._rpc_failure(f"awaiting workflow {workflow.id}", exc) from exc
+        finally:
+            for pending in (result, watch):
+                pending.cancel()
+            await asyncio.gather(result, watch, return_exceptions=True)
 
     async def cancel(self, handle: Handle) -> None:
         workflow_id = handle.state.get("workflow_id")
@@ -587,6 +646,112 @@ class TemporalEngine:
             return None, ""
         failure = last.workflow_task_failed_event_attributes.failure
         return failure.message or "(no message)", failure.application_failure_info.type or "failure"
+
+    # -- tracing ----------------------------------------------------------------------------
+
+    async def _trace_history(self, workflow: WorkflowHandle[Any, Any]) -> None:
+        """Spans of the execution and of its activities and child workflows, from the times in
+        its history, under the current span (the agent's engine span, inside the attempt)
+        (docs/engines/temporal.md, "Tracing"). They show what ran on the team's side even when
+        its worker exports no spans. Never fails the task."""
+        if not self.config.trace_history:
+            return
+        try:
+            events = [event async for event in workflow.fetch_history_events()]
+        except RPCError as exc:
+            logger.warning("could not read the history of Temporal workflow %s: %s", workflow.id, exc.message)
+            return
+        try:
+            self._record_history_spans(workflow.id, workflow.run_id or "", events)
+        except Exception:  # a history this code does not understand must not fail the task
+            logger.exception("could not trace the history of Temporal workflow %s", workflow.id)
+
+    def _record_history_spans(self, workflow_id: str, run_id: str, events: list[Any]) -> None:
+        if not events:
+            return
+        start = events[0].event_time.ToNanoseconds()
+        end = max(start, events[-1].event_time.ToNanoseconds())
+        closing = events[-1]
+        status = _CLOSE_EVENTS.get(closing.event_type, "Running")
+        attributes: dict[str, Any] = {
+            "temporal.namespace": self.config.namespace,
+            "temporal.workflow_type": self.config.workflow_type,
+            "temporal.workflow_id": workflow_id,
+            "temporal.run_id": run_id,
+            "temporal.workflow.status": status,
+            "temporal.history_length": len(events),
+        }
+        if self.config.web_url:
+            attributes["temporal.workflow.url"] = self.workflow_url(workflow_id, run_id)
+        root = tracer.start_span(
+            f"temporal.workflow {self.config.workflow_type}", start_time=start, attributes=attributes
+        )
+        if status in ("Failed", "TimedOut", "Terminated"):
+            root.set_status(trace.Status(trace.StatusCode.ERROR, f"workflow {status.lower()}"))
+        parent = trace.set_span_in_context(root)
+        scheduled: dict[int, Any] = {}
+        started: dict[int, Any] = {}
+        for event in events:
+            kind = event.event_type
+            if kind == _EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                scheduled[event.event_id] = event
+            elif kind == _EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = event
+            elif kind == _EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+                scheduled[event.event_id] = event
+            elif kind in _ACTIVITY_CLOSE or kind in _CHILD_CLOSE:
+                attrs_name, outcome = (_ACTIVITY_CLOSE | _CHILD_CLOSE)[kind]
+                closed = getattr(event, attrs_name)
+                opened_id = (
+                    closed.scheduled_event_id if kind in _ACTIVITY_CLOSE else closed.initiated_event_id
+                )
+                opened = scheduled.pop(opened_id, None)
+                if opened is None:
+                    continue
+                self._record_step_span(parent, opened, started.pop(opened_id, None), event, outcome, closed)
+        # Still open when the execution closed (cancelled, terminated): they end with it.
+        for opened_id, opened in scheduled.items():
+            self._record_step_span(parent, opened, started.get(opened_id), None, "Unfinished", None, end)
+        root.end(end_time=end)
+
+    def _record_step_span(
+        self,
+        parent: otel_context.Context,
+        opened: Any,
+        started: Any,
+        closing: Any,
+        outcome: str,
+        closed: Any,
+        end: int | None = None,
+    ) -> None:
+        begin = (started or opened).event_time.ToNanoseconds()
+        finish = closing.event_time.ToNanoseconds() if closing is not None else (end or begin)
+        if opened.event_type == _EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            info = opened.activity_task_scheduled_event_attributes
+            name = f"temporal.activity {info.activity_type.name}"
+            attributes: dict[str, Any] = {
+                "temporal.activity_type": info.activity_type.name,
+                "temporal.activity_id": info.activity_id,
+                "temporal.activity.status": outcome,
+            }
+            if started is not None:
+                attributes["temporal.activity.attempt"] = (
+                    started.activity_task_started_event_attributes.attempt
+                )
+        else:
+            info = opened.start_child_workflow_execution_initiated_event_attributes
+            name = f"temporal.child_workflow {info.workflow_type.name}"
+            attributes = {
+                "temporal.workflow_type": info.workflow_type.name,
+                "temporal.workflow_id": info.workflow_id,
+                "temporal.child_workflow.status": outcome,
+            }
+        span = tracer.start_span(name, context=parent, start_time=begin, attributes=attributes)
+        failure = getattr(closed, "failure", None) if closed is not None else None
+        if outcome not in ("Completed", "Unfinished"):
+            message = failure.message if failure is not None and failure.message else outcome.lower()
+            span.set_status(trace.Status(trace.StatusCode.ERROR, message[:500]))
+        span.end(end_time=max(finish, begin))
 
     # -- failures ---------------------------------------------------------------------------
 

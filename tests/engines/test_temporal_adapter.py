@@ -131,14 +131,34 @@ async def test_retryable_application_error(make_engine: MakeEngine) -> None:
     assert "GatewayTimeout: card gateway timed out" in info.value.message
 
 
-async def test_a_non_retryable_activity_error_is_not_retried(make_engine: MakeEngine) -> None:
-    with pytest.raises(EngineFailure) as info:
-        await run(make_engine(), {"fail": "activity"})
+async def test_a_non_retryable_activity_error_is_not_retried(
+    make_engine: MakeEngine, spans: InMemorySpanExporter
+) -> None:
+    with trace.get_tracer("test").start_as_current_span("accord.engine") as outer:
+        with pytest.raises(EngineFailure) as info:
+            await run(make_engine(), {"fail": "activity"})
     failure = info.value
     assert not failure.retryable and failure.type == "CardDeclined"
     assert "CardDeclined: issuer said no" in failure.message
     assert failure.details["failed_in"] == "ActivityError"
     assert [c["class"] for c in failure.details["causes"]] == ["ActivityError", "ApplicationError"]
+    # The execution and its activity, from the history's times, under the agent's span.
+    recorded = {s.name: s for s in spans.get_finished_spans()}
+    workflow_span = recorded["temporal.workflow AccordTest"]
+    activity_span = recorded["temporal.activity decline_card"]
+    assert workflow_span.parent.span_id == outer.get_span_context().span_id
+    assert activity_span.parent.span_id == workflow_span.context.span_id
+    assert workflow_span.attributes["temporal.workflow.status"] == "Failed"
+    assert workflow_span.status.status_code == trace.StatusCode.ERROR
+    assert activity_span.attributes["temporal.activity.status"] == "Failed"
+    assert activity_span.attributes["temporal.activity.attempt"] == 1
+    assert activity_span.status.description == "issuer said no"
+    assert (
+        workflow_span.start_time
+        <= activity_span.start_time
+        <= activity_span.end_time
+        <= workflow_span.end_time
+    )
 
 
 async def test_duplicate_delivery_attaches_to_the_same_execution(make_engine: MakeEngine) -> None:

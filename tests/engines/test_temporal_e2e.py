@@ -78,7 +78,7 @@ async def test_the_example_config_loads(
     await adapter.close()
 
 
-async def test_example_charge_returns_the_workflow_result_and_joins_the_trace(
+async def test_example_charge_returns_the_result_and_joins_the_trace_and_a_decline_is_not_retried(
     coordinator: CoordinatorProcess,
     tmp_path: Path,
     teams: list[EngineTeam],
@@ -86,7 +86,7 @@ async def test_example_charge_returns_the_workflow_result_and_joins_the_trace(
     payments_worker: WorkerThread,
     spans: InMemorySpanExporter,
 ) -> None:
-    team = await engine_team(coordinator, tmp_path, contract_source=CHARGE_CARD)
+    team = await engine_team(coordinator, tmp_path, contract_source=CHARGE_CARD)  # max_attempts: 3
     teams.append(team)
     await team.start_agent(example_binding(temporal_server.address))
     run = await team.wait_run(
@@ -106,17 +106,7 @@ async def test_example_charge_returns_the_workflow_result_and_joins_the_trace(
     run_span = await wait_until(workflow_span, "the worker never reported its RunWorkflow span")
     assert f"{run_span.context.trace_id:032x}" == run.trace_id  # the workflow joined the run's trace
 
-
-async def test_a_declined_card_fails_the_step_without_retries(
-    coordinator: CoordinatorProcess,
-    tmp_path: Path,
-    teams: list[EngineTeam],
-    temporal_server: TemporalDevServer,
-    payments_worker: WorkerThread,
-) -> None:
-    team = await engine_team(coordinator, tmp_path, contract_source=CHARGE_CARD)  # max_attempts: 3
-    teams.append(team)
-    await team.start_agent(example_binding(temporal_server.address))
+    # A declined card: the activity's non-retryable CardDeclined, which the contract lists too.
     value = {"order_id": "o-2", "amount_cents": 100, "card_token": "tok_declined"}
     run = await team.wait_run(await team.start_run(value))
     assert run.status == pb.RUN_STATUS_FAILED
