@@ -15,9 +15,10 @@ One task is one workflow execution (docs/engines/temporal.md):
    that keeps failing (an unregistered workflow type, a bug in the workflow code), which would
    otherwise leave the execution running for ever;
 4. map the outcome: the result as JSON; an ``ApplicationError`` with ``non_retryable`` to a
-   failure Accord does not retry (its ``type`` becomes the failure's type); timeouts and other failures to retryable ones; a termination or
-   cancellation from outside Accord to a failure that is not retried. Temporal's own message is
-   kept in every case.
+   failure Accord does not retry (its ``type`` becomes the failure's type); timeouts and other
+   failures to retryable ones; a termination or cancellation from outside Accord to a failure
+   that is not retried. Temporal's own message is kept in every case;
+5. record the execution and its activities as spans, from the times in its history.
 
 ``with:`` keys::
 
@@ -74,8 +75,10 @@ try:
         ChildWorkflowError,
         FailureError,
         TerminatedError,
-        TimeoutError,
         WorkflowAlreadyStartedError,
+    )
+    from temporalio.exceptions import (
+        TimeoutError as TemporalTimeoutError,  # not the builtin
     )
     from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -799,7 +802,7 @@ class TemporalEngine:
             return EngineFailure(
                 f"{prefix} was cancelled: {text}", type="WorkflowCancelled", retryable=False, details=details
             )
-        if isinstance(top, TimeoutError):
+        if isinstance(top, TemporalTimeoutError):
             return EngineFailure(
                 f"{prefix} timed out: {text}", type="WorkflowTimedOut", retryable=True, details=details
             )
