@@ -59,6 +59,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 try:
     import temporalio.api.enums.v1 as temporal_enums
+    import temporalio.api.taskqueue.v1 as temporal_taskqueue
     import temporalio.api.workflowservice.v1 as temporal_service
     from temporalio.client import (
         Client,
@@ -354,6 +355,25 @@ class TemporalEngine:
                 temporal_service.DescribeNamespaceRequest(namespace=cfg.namespace),
                 timeout=timedelta(seconds=cfg.timeout),
             )
+            queue = await client.workflow_service.describe_task_queue(
+                temporal_service.DescribeTaskQueueRequest(
+                    namespace=cfg.namespace,
+                    task_queue=temporal_taskqueue.TaskQueue(name=cfg.task_queue),
+                    task_queue_type=temporal_enums.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=timedelta(seconds=cfg.timeout),
+            )
+            if not queue.pollers:
+                # Not an error: workers may start after the agent. But say it, since a workflow
+                # started now waits for one.
+                logger.warning(
+                    "no Temporal worker has polled task queue %r of namespace %r at %s lately: "
+                    "workflows of type %r wait until one does",
+                    cfg.task_queue,
+                    cfg.namespace,
+                    cfg.target_host,
+                    cfg.workflow_type,
+                )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return (

@@ -264,6 +264,52 @@ def test_unknown_namespace_is_refused_when_the_binding_is_built(temporal_server:
     assert "namespace 'nope' does not exist" in message and "Namespace nope is not found" in message
 
 
+def test_a_task_queue_without_workers_is_only_a_warning(
+    temporal_server: TemporalDevServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    TemporalEngine(
+        {"target_host": temporal_server.address, "task_queue": "nobody-polls", "workflow_type": "W"}
+    )
+    assert "no Temporal worker has polled task queue 'nobody-polls'" in caplog.text
+
+
+async def test_an_unknown_namespace_at_submit_is_not_retryable(temporal_server: TemporalDevServer) -> None:
+    engine = TemporalEngine(
+        {
+            "target_host": temporal_server.address,
+            "namespace": "nope",
+            "task_queue": "q",
+            "workflow_type": "W",
+            "check_namespace": False,
+        }
+    )
+    with pytest.raises(EngineFailure) as info:
+        await engine.submit(make_task(), {})
+    assert info.value.type == "NamespaceNotFound" and not info.value.retryable
+    assert "Namespace nope is not found" in info.value.message
+
+
+def test_tls_and_api_key_settings() -> None:
+    base = {
+        "target_host": "x.tmprl.cloud:7233",
+        "task_queue": "q",
+        "workflow_type": "W",
+        "check_namespace": False,
+    }
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert TemporalEngine(base).config.tls is None
+    keyed = TemporalEngine({**base, "api_key": "k-123"}).config
+    assert keyed.tls is not None and keyed.api_key == "k-123"  # an API key turns TLS on
+    assert TemporalEngine({**base, "api_key": "k-123", "tls": False}).config.tls is None
+    mtls = TemporalEngine(
+        {**base, "tls": {"ca_cert": pem, "client_cert": pem, "client_key": pem, "server_name": "x"}}
+    ).config.tls
+    assert mtls is not None
+    sdk = mtls.sdk_config()
+    assert sdk.server_root_ca_cert == pem.encode() and sdk.client_private_key == pem.encode()
+    assert sdk.domain == "x"
+
+
 def test_an_unreachable_server_is_not_a_config_error() -> None:
     # The agent may start before Temporal does: its tasks then fail, retryably.
     TemporalEngine({"target_host": "127.0.0.1:1", "task_queue": "q", "workflow_type": "W", "timeout": "2s"})
