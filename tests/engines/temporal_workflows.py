@@ -57,3 +57,12 @@ class AccordTest:
             "attempt": attempt,
             "workflow_id": workflow.info().workflow_id,
         }
+
+
+@workflow.defn(name="AccordPositional")
+class AccordPositional:
+    """A workflow of several positional arguments (a binding's ``args:``)."""
+
+    @workflow.run
+    async def run(self, order_id: str, amount_cents: int, items: list[Any], note: str) -> dict[str, Any]:
+        return {"order_id": order_id, "amount_cents": amount_cents, "items": items, "note": note}

@@ -88,6 +88,24 @@ async def test_success_returns_the_workflow_result(make_engine: MakeEngine) -> N
     }
 
 
+async def test_args_map_the_input_onto_positional_arguments(make_engine: MakeEngine) -> None:
+    engine = make_engine(
+        workflow_type="AccordPositional",
+        args=["${input.order.id}", "${input.amount_cents}", "${input.items}", "from accord"],
+    )
+    value = {"order": {"id": "p-1"}, "amount_cents": 250, "items": [{"sku": "a"}]}
+    assert await run(engine, value) == {
+        "order_id": "p-1",
+        "amount_cents": 250,
+        "items": [{"sku": "a"}],
+        "note": "from accord",
+    }
+    with pytest.raises(EngineFailure) as info:
+        await engine.submit(make_task(), {"order": {}})
+    assert info.value.type == "ArgumentMappingError" and not info.value.retryable
+    assert "${input.order.id}" in info.value.message
+
+
 async def test_trace_context_reaches_the_workflow(
     make_engine: MakeEngine, spans: InMemorySpanExporter
 ) -> None:
@@ -339,6 +357,7 @@ def test_config_errors_list_every_problem() -> None:
                 "tls": {"client_cert": "not pem", "verify": True},
                 "workflow_task_failure": "ignore",
                 "execution_timeout": "soon",
+                "args": ["${input.a}", "id-${input.b}"],
             }
         )
     fields = {f for f, _ in info.value.problems}
@@ -351,6 +370,7 @@ def test_config_errors_list_every_problem() -> None:
         "tls.verify",
         "workflow_task_failure",
         "execution_timeout",
+        "args.1",
     } <= fields
     assert "not pem" not in str(info.value)
 
