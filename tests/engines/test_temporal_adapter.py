@@ -200,6 +200,13 @@ async def test_a_retry_after_a_failed_execution_starts_the_next_one(
     with pytest.raises(EngineFailure) as info:
         await run(engine, {"order_id": "r", "fail_before_attempt": 2}, key="run-r/charge", attempt=1)
     assert info.value.retryable and "attempt 1 is too early" in info.value.message
+    # Attempt 1 delivered again: its own (failed) execution, not a new one.
+    again = await engine.submit(
+        make_task("run-r/charge", attempt=1), {"order_id": "r", "fail_before_attempt": 2}
+    )
+    assert again.state["workflow_id"] == "run-r/charge" and again.state["attached"]
+    with pytest.raises(EngineFailure, match="attempt 1 is too early"):
+        await engine.wait(again)
     handle = await engine.submit(
         make_task("run-r/charge", attempt=2), {"order_id": "r", "fail_before_attempt": 2}
     )
