@@ -36,6 +36,7 @@ One task is one workflow execution (docs/engines/temporal.md):
     check_namespace: true                 # check at agent start that the namespace exists
     timeout: 10s                          # connecting and the start check
     web_url: http://127.0.0.1:8233        # optional: links to the Web UI in failures
+    terminate_after: 1m                   # optional: terminate a cancelled workflow still running then
     trace_history: true                   # record the execution and its activities as spans
 """
 
@@ -88,7 +89,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         f"the temporal engine needs Temporal's Python SDK: pip install 'accord[temporal]' ({exc})"
     ) from exc
 
-from team_agent.engines._http_util import ConfigReader
+from team_agent.engines._http_util import Backoff, ConfigReader
 from team_agent.engines.base import EngineConfigError, EngineFailure, Handle, TaskContext
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ _KNOWN_KEYS = {
     "web_url",
     "trace_history",
     "args",
+    "terminate_after",
 }
 _ARG_REFERENCE = re.compile(r"^\$\{input((?:\.[^.}]+)*)\}$")
 _TLS_KEYS = ("ca_cert", "client_cert", "client_key", "server_name")
@@ -223,6 +225,7 @@ class TemporalConfig:
     web_url: str | None
     trace_history: bool
     args: tuple[Any, ...]
+    terminate_after: float | None
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> TemporalConfig:
@@ -254,6 +257,7 @@ class TemporalConfig:
             web_url=web_url.rstrip("/") if web_url else None,
             trace_history=r.boolean("trace_history", True),
             args=_read_args(r),
+            terminate_after=r.duration("terminate_after", None),
         )
         r.raise_if_problems()
         return cfg
@@ -546,6 +550,36 @@ class TemporalEngine:
             "requested cancellation of Temporal workflow",
             extra={"workflow_id": workflow_id, "namespace": self.config.namespace},
         )
+        if self.config.terminate_after is not None:
+            await self._terminate_unless_closed(workflow, self.config.terminate_after)
+
+    async def _terminate_unless_closed(self, workflow: WorkflowHandle[Any, Any], patience: float) -> None:
+        """Give a cancelled workflow ``patience`` seconds to close (it may clean up, or ignore
+        the request), then terminate it."""
+        deadline = asyncio.get_running_loop().time() + patience
+        backoff = Backoff(min(0.2, patience), 2.0)
+        while True:
+            try:
+                described = await workflow.describe()
+            except RPCError as exc:
+                logger.warning(
+                    "could not describe cancelled Temporal workflow %s: %s", workflow.id, exc.message
+                )
+                return
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await backoff.sleep()
+        try:
+            await workflow.terminate(
+                reason=f"Accord: the task was cancelled and the workflow still ran {patience:g}s later"
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise self._rpc_failure(f"terminating workflow {workflow.id}", exc) from exc
+            return
+        logger.info("terminated cancelled Temporal workflow", extra={"workflow_id": workflow.id})
 
     async def close(self) -> None:
         # The SDK's client has no close: its connection goes when the last reference does.

@@ -6,6 +6,7 @@ this module again, so it imports nothing but the SDK and the standard library.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ async def decline_card(reason: str) -> None:
 class AccordTest:
     """Does what its input says: ``fail`` (retryable, non_retryable, activity, bug),
     ``fail_before_attempt`` (fails while the Accord attempt in its memo is lower), ``sleep``
-    (seconds; cancellable), else returns its input with what it knows of its start."""
+    (seconds; cancellable unless ``ignore_cancel``), else returns its input with what it knows of its start."""
 
     @workflow.run
     async def run(self, order: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +51,12 @@ class AccordTest:
         if attempt < int(order.get("fail_before_attempt", 0)):
             raise ApplicationError(f"attempt {attempt} is too early", type="TooEarly")
         if order.get("sleep"):
-            await workflow.sleep(float(order["sleep"]))
+            try:
+                await workflow.sleep(float(order["sleep"]))
+            except asyncio.CancelledError:
+                if not order.get("ignore_cancel"):
+                    raise
+                await workflow.sleep(float(order["sleep"]))
         return {
             "order_id": order.get("order_id"),
             "payment_ref": f"pay-{order.get('order_id')}",

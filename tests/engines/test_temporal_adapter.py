@@ -237,6 +237,22 @@ async def test_cancel_reaches_the_workflow(make_engine: MakeEngine, client: Clie
     await engine.cancel(handle)  # cancelling a closed execution is a no-op
 
 
+async def test_a_workflow_ignoring_the_cancel_is_terminated_after_terminate_after(
+    make_engine: MakeEngine, client: Client
+) -> None:
+    engine = make_engine(terminate_after="300ms")
+    handle = await engine.submit(make_task(), {"order_id": "i", "sleep": 300, "ignore_cancel": True})
+    workflow = client.get_workflow_handle(handle.state["workflow_id"])
+
+    async def has(field: str) -> bool:
+        return any([e.HasField(field) async for e in workflow.fetch_history_events()])
+
+    await wait_until(lambda: has("timer_started_event_attributes"), "the workflow never reached its timer")
+    await engine.cancel(handle)
+    assert (await workflow.describe()).status == WorkflowExecutionStatus.TERMINATED
+    assert await has("workflow_execution_cancel_requested_event_attributes")  # asked first
+
+
 async def test_terminated_outside_accord_is_not_retried(make_engine: MakeEngine, client: Client) -> None:
     engine = make_engine()
     handle = await engine.submit(make_task(), {"order_id": "x", "sleep": 300})
