@@ -101,7 +101,15 @@ async def test_example_charge_returns_the_result_and_joins_the_trace_and_a_decli
     assert described.status == WorkflowExecutionStatus.COMPLETED and described.workflow_type == "ChargeCard"
 
     def workflow_span() -> Any:
-        return next((s for s in spans.get_finished_spans() if s.name == "RunWorkflow:ChargeCard"), None)
+        return next(
+            (
+                s
+                for s in spans.get_finished_spans()
+                if s.name == "RunWorkflow:ChargeCard"
+                and (s.attributes or {}).get("temporalWorkflowID") == workflow_id
+            ),
+            None,
+        )
 
     run_span = await wait_until(workflow_span, "the worker never reported its RunWorkflow span")
     assert f"{run_span.context.trace_id:032x}" == run.trace_id  # the workflow joined the run's trace
