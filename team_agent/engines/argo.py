@@ -242,7 +242,7 @@ class ArgoEngine:
         timeout = httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 10.0))
         self._headers = headers
         self._timeout = timeout
-        self._declared: set[str] = set()
+        self._declared: set[str] | None = None  # the template's parameters, once read
         if check:
             self._check_template()
         self._client = httpx.AsyncClient(
@@ -266,7 +266,42 @@ class ArgoEngine:
         """The workflow in the Argo UI."""
         return f"{self.config.base_url}/workflows/{self.config.namespace}/{name}"
 
+    @property
+    def _template_path(self) -> str:
+        cfg = self.config
+        return f"/api/v1/workflow-templates/{quote(cfg.namespace, safe='')}/{quote(cfg.workflow_template, safe='')}"
+
     # -- agent start -------------------------------------------------------------------------
+
+    def _remember_parameters(self, response: httpx.Response) -> None:
+        try:
+            spec = response.json().get("spec") or {}
+            declared = (spec.get("arguments") or {}).get("parameters") or []
+            self._declared = {str(p.get("name")) for p in declared if isinstance(p, Mapping)}
+        except (ValueError, AttributeError):
+            self._declared = set()
+
+    async def _declared_parameters(self) -> set[str]:
+        """The template's declared parameters; read now when the check at agent start could not
+        (the Argo Server was unreachable then)."""
+        if self._declared is None:
+            response = await self._request("GET", self._template_path)
+            if response.status_code == 404:
+                raise self._template_missing(response)
+            if response.status_code != 200:
+                raise self._unexpected(f"reading WorkflowTemplate {self.config.workflow_template}", response)
+            self._remember_parameters(response)
+        return self._declared or set()
+
+    def _template_missing(self, response: httpx.Response) -> EngineFailure:
+        cfg = self.config
+        return EngineFailure(
+            f"Argo WorkflowTemplate {cfg.workflow_template!r} does not exist in namespace "
+            f"{cfg.namespace!r} ({_error_message(response)}); check the binding's workflow_template",
+            type="WorkflowTemplateNotFound",
+            retryable=False,
+            details={"workflow_template": cfg.workflow_template},
+        )
 
     def _check_template(self) -> None:
         """Read the WorkflowTemplate once when the agent loads its config (a blocking call: config
@@ -274,7 +309,7 @@ class ArgoEngine:
         or a refused token is a configuration error; an Argo Server that cannot be reached is
         not (it may come up later): the template is then checked by the first submit."""
         cfg = self.config
-        path = f"/api/v1/workflow-templates/{quote(cfg.namespace, safe='')}/{quote(cfg.workflow_template, safe='')}"
+        path = self._template_path
         try:
             with httpx.Client(
                 base_url=cfg.base_url, headers=self._headers, timeout=self._timeout, verify=cfg.verify_tls
@@ -293,12 +328,7 @@ class ArgoEngine:
             return
         status = response.status_code
         if status == 200:
-            try:
-                spec = response.json().get("spec") or {}
-                declared = (spec.get("arguments") or {}).get("parameters") or []
-                self._declared = {str(p.get("name")) for p in declared if isinstance(p, Mapping)}
-            except (ValueError, AttributeError):
-                pass
+            self._remember_parameters(response)
             return
         message = _error_message(response)
         if status == 404:
@@ -347,7 +377,11 @@ class ArgoEngine:
         params = build_parameters(cfg.parameters, input)
         carrier = outgoing_trace_context(task)
         traceparent = carrier.get("traceparent", "")
-        if traceparent and cfg.traceparent_parameter and cfg.traceparent_parameter in self._declared:
+        if (
+            traceparent
+            and cfg.traceparent_parameter
+            and cfg.traceparent_parameter in await self._declared_parameters()
+        ):
             params[cfg.traceparent_parameter] = traceparent
         span = trace.get_current_span()
         span.set_attribute("argo.namespace", cfg.namespace)
@@ -542,13 +576,7 @@ class ArgoEngine:
             logger.info("Argo workflow %s already exists: attaching to it", name)
             return True
         if status == 404:
-            raise EngineFailure(
-                f"Argo WorkflowTemplate {cfg.workflow_template!r} does not exist in namespace "
-                f"{cfg.namespace!r} ({message}); check the binding's workflow_template",
-                type="WorkflowTemplateNotFound",
-                retryable=False,
-                details={"workflow_template": cfg.workflow_template},
-            )
+            raise self._template_missing(response)
         if status == 400:
             raise EngineFailure(
                 f"Argo refused to submit {cfg.workflow_template!r}: {message}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -364,3 +365,29 @@ async def test_agent_start_refuses_an_unknown_workflow_template(fake_argo: Fake,
     assert "implements.payments/charge-card@1.with.workflow_template" in log, log
     assert "WorkflowTemplate 'charge-crad' does not exist" in log and "Traceback" not in log
     assert TOKEN not in log
+
+
+async def test_an_unreachable_server_at_start_is_checked_at_the_first_submit(
+    fake_argo: Fake, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = fake_argo
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    base = {"namespace": "payments", "workflow_template": "charge-card", "token": TOKEN, "timeout": 2}
+    engine = ArgoEngine({"base_url": closed, **base})  # starts: Argo may come up later
+    await engine.close()
+    assert "could not check WorkflowTemplate payments/charge-card" in caplog.text and TOKEN not in caplog.text
+    # As if it had been unreachable then: the first submit reads the template.
+    engine = ArgoEngine({"base_url": url, **base, "poll_interval": 0.02}, check=False)
+    try:
+        handle = await engine.submit(make_task(), {"order_id": "l", "amount_cents": 1})
+        assert fake.workflow(handle.state["workflow"]).parameters["traceparent"] == TRACEPARENT
+        del fake.templates[("payments", "charge-card")]
+        late = ArgoEngine({"base_url": url, **base}, check=False)
+        with pytest.raises(EngineFailure) as info:
+            await late.submit(make_task(), {"order_id": "l", "amount_cents": 1})
+        await late.close()
+        assert info.value.type == "WorkflowTemplateNotFound" and not info.value.retryable
+    finally:
+        await engine.close()

@@ -273,3 +273,19 @@ async def test_agent_start_refuses_a_secret_vault_does_not_have(
     assert "Traceback" not in log
     for value in (token, STRIPE_KEY, "accord-team-token"):
         assert value not in log
+
+
+def test_a_token_file_is_read_again_when_vault_agent_rotates_it(
+    vault: tuple[FakeVault, str], tmp_path: Path
+) -> None:
+    fake, url = vault
+    old = fake.add_token(namespace=NS)
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(old + "\n")
+    secrets = provider(url, {}, token_file=str(token_file), cache_ttl=0)
+    assert secrets.get("payments/accord#token") == "accord-team-token"
+    new = fake.add_token(namespace=NS)
+    token_file.write_text(new)
+    del fake.tokens[old]  # revoked
+    assert secrets.get("payments/accord#token") == "accord-team-token"
+    assert ("GET", "/v1/secret/data/payments/accord", 403) not in fake.requests
