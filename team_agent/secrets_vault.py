@@ -35,6 +35,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,8 @@ class VaultSecrets:
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
             verify=ca_cert or True,
         )
+        # A reloaded config builds a new provider: the old one's connections close with it.
+        weakref.finalize(self, self._client.close)
         self._lock = threading.RLock()
         self._cache: dict[tuple[str, int | None], tuple[float, dict[str, Any]]] = {}
         self._token = credentials.get("token") or ""

@@ -96,11 +96,17 @@ async def agents() -> AsyncIterator[list[AgentProcess]]:
 
 
 async def start_agent(
-    team: EngineTeam, fakes: tuple[FakeArgo, str, FakeVault, str], agents: list[AgentProcess], **binding: Any
+    team: EngineTeam,
+    fakes: tuple[FakeArgo, str, FakeVault, str],
+    agents: list[AgentProcess],
+    cache_ttl: str | None = None,
+    **binding: Any,
 ) -> AgentProcess:
     vault = fakes[2]
     vault.put("payments/accord", {"token": team.token}, namespace=NS)
     config, env = example_config(fakes, team.workdir, **binding)
+    if cache_ttl is not None:
+        config["secrets"]["cache_ttl"] = cache_ttl
     config["coordinator"] = team.coordinator.address
     config["timeouts"] = {"heartbeat": "6s"}  # a cancel reaches the agent sooner (e2e_support.py)
     path = team.workdir / f"agent-{len(agents)}.yaml"
@@ -145,6 +151,29 @@ async def test_argo_step_returns_the_output_parameter_and_carries_the_trace(
     assert wf.parameters["traceparent"].split("-")[1] == run.trace_id
     log = await asyncio.to_thread(lambda: agent.log)
     assert ARGO_TOKEN not in log and team.token not in log
+
+
+async def test_a_team_token_rotated_in_vault_is_followed(
+    coordinator: CoordinatorProcess,
+    tmp_path: Path,
+    fakes: tuple[FakeArgo, str, FakeVault, str],
+    agents: list[AgentProcess],
+) -> None:
+    """The vault provider is rereadable: the agent reads its token from Vault again (through the
+    provider's cache) and follows a rotation without a restart."""
+    vault = fakes[2]
+    team = await engine_team(coordinator, tmp_path, contract_source=CHARGE_CARD)
+    agent = await start_agent(team, fakes, agents, cache_ttl="200ms")
+    rotated = await coordinator.acli("team", "rotate-token", team.name, "--grace", "60s", token=team.token)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    vault.put("payments/accord", {"token": new}, namespace=NS)  # version 2
+    await agent.wait_for_log("token reloaded from the vault secrets provider")
+    team.token = new
+    run = await team.wait_run(await team.start_run({"order_id": "o-5", "amount_cents": 1}))
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    log = await asyncio.to_thread(lambda: agent.log)
+    assert new not in log
 
 
 async def test_a_failed_workflow_fails_the_step_once_with_argos_message(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,9 @@ from team_agent.config import parse_config
 from team_agent.secrets import SecretLookupError, SecretsConfigError, load_provider
 from team_agent.secrets_vault import VaultSecrets, parse_name
 from team_agent.testing import AgentProcess
+from tests.fakes.server import serve_in_thread
+from tests.fakes.vault_fake import FakeVault
 from tests.support.wait import wait_until
-
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
-
-from tests.fakes.server import serve_in_thread  # noqa: E402
-from tests.fakes.vault_fake import FakeVault  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("vault")
 
