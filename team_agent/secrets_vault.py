@@ -295,6 +295,11 @@ class VaultSecrets:
             headers=self._headers(),
             json={"role_id": role_id, "secret_id": secret_id},
         )
+        if response.status_code >= 500:
+            raise VaultUnavailable(
+                f"Vault at {self.address} is unavailable (HTTP {response.status_code} {_errors(response)}); "
+                "unseal it or wait for it, then start the agent again"
+            )
         if response.status_code != 200:
             raise SecretLookupError(
                 f"Vault refused the AppRole login at auth/{self.approle_mount}{self._in_namespace()} (HTTP "
