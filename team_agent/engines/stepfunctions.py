@@ -130,6 +130,8 @@ _KNOWN_KEYS = {
     "timeout",
 }
 _HISTORY_LIMIT = 1000  # events read for the states' spans
+_MESSAGE_CAUSE_MAX = 1000  # characters of an execution's error and cause in a failure's message
+_DETAILS_CAUSE_MAX = 8000  # ... and in its details
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,11 @@ class StepFunctionsEngine:
                 user_agent_extra="accord-agent",
             ),
         )
-        self._check_state_machine()
+        try:
+            self._check_state_machine()
+        except EngineConfigError:
+            self._client.close()
+            raise
 
     # -- the adapter interface --------------------------------------------------------------
 
@@ -648,7 +654,7 @@ class StepFunctionsEngine:
         }
         for key in ("error", "cause"):
             if execution.get(key) is not None:
-                details[key] = execution[key]
+                details[key] = str(execution[key])[:_DETAILS_CAUSE_MAX]
         url = self.console_url(str(execution.get("executionArn") or ""))
         if url:
             details["console_url"] = url
@@ -662,15 +668,16 @@ class StepFunctionsEngine:
         error = execution.get("error")
         cause = execution.get("cause")
         said = ": ".join(str(part) for part in (error, cause) if part)
+        if len(said) > _MESSAGE_CAUSE_MAX:  # a States.Runtime cause quotes the whole state input
+            said = said[:_MESSAGE_CAUSE_MAX] + "... (the whole cause is in the details)"
         message = f"Step Functions execution {arn} {status}" + (f": {said}" if said else "")
         if status == "TIMED_OUT":
             kind, retryable = "ExecutionTimedOut", True
         elif status == "ABORTED":
             # Someone stopped it (StopExecution, or the console): a person's decision, not a fault.
             kind, retryable = "ExecutionAborted", False
-        elif status == "FAILED":
-            kind = str(error) if error else "ExecutionFailed"
-            retryable = bool(error) and str(error) in self.config.retryable_errors
+        elif status == "FAILED" and error:
+            kind, retryable = str(error), str(error) in self.config.retryable_errors
         else:
             kind, retryable = "ExecutionFailed", True
         return EngineFailure(
