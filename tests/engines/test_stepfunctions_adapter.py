@@ -501,6 +501,23 @@ async def test_e2e_the_example_charges_the_card_and_carries_the_trace(
     assert sent[CONTEXT_KEY]["idempotency_key"] == run.steps[0].idempotency_key
     assert "charged o-10" in await asyncio.to_thread(Path(example["log"]).read_text)
 
+    # The execution and its states, as spans inside the run's trace, under the attempt.
+    async def traced() -> dict[str, Any] | None:
+        async with payments.coordinator.client(payments.token) as client:
+            reply = await client.coordinator.GetRunTrace(pb.GetRunTraceRequest(run_id=run.run_id))
+        found = {s.span_id: s for s in reply.spans}
+        return found if any(s.name == "stepfunctions.state Receipt" for s in found.values()) else None
+
+    spans = await wait_until(traced, "the execution's spans never reached the run's trace", within=60)
+    (execution_span,) = [s for s in spans.values() if s.name.startswith("stepfunctions.execution ")]
+    states = sorted(s.name for s in spans.values() if s.parent_span_id == execution_span.span_id)
+    assert states == ["stepfunctions.state Charge", "stepfunctions.state Receipt"]
+    parent, ancestors = execution_span, []
+    while parent.parent_span_id in spans:
+        parent = spans[parent.parent_span_id]
+        ancestors.append(parent.name)
+    assert any(name.startswith("attempt ") for name in ancestors), ancestors
+
 
 @pytest.mark.soak  # ~10 s more of a coordinator and an agent; the adapter tests cover the mapping
 async def test_e2e_a_declined_card_fails_the_step_once(
