@@ -1,8 +1,10 @@
 """The ``stepfunctions`` engine: runs a task as one execution of an AWS Step Functions state machine.
 
-Through boto3 (the AWS SDK), each call in a worker thread (``asyncio.to_thread``): the agent makes
-a handful of calls per task (start, a poll every few seconds, the history once), so a thread per
-call costs nothing, and boto3 is AWS's own, maintained client with the standard credential chain.
+Through boto3 (the AWS SDK), each call in a worker thread of the adapter's own pool: the agent
+makes a handful of calls per task (start, a poll every few seconds, the history once), so a
+thread per call costs nothing, and boto3 is AWS's own, maintained client with the standard
+credential chain. Its own pool, not asyncio's default one: AWS calls slowed down by throttling or
+an outage (up to ``timeout`` each, retried) must not hold up the agent's own thread work.
 
 1. At agent start (building the adapter): ``DescribeStateMachine``. An unknown state machine, a
    malformed ARN, an EXPRESS one (its executions cannot be described) or credentials that may not
@@ -35,6 +37,7 @@ call costs nothing, and boto3 is AWS's own, maintained client with the standard 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import json
@@ -42,6 +45,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -130,6 +134,7 @@ _KNOWN_KEYS = {
     "timeout",
 }
 _HISTORY_LIMIT = 1000  # events read for the states' spans
+_THREADS = 16  # concurrent API calls of one binding (and botocore's connection pool)
 _MESSAGE_CAUSE_MAX = 1000  # characters of an execution's error and cause in a failure's message
 _DETAILS_CAUSE_MAX = 8000  # ... and in its details
 
@@ -326,13 +331,16 @@ class StepFunctionsEngine:
                 connect_timeout=min(cfg.timeout, 10.0),
                 read_timeout=cfg.timeout,
                 retries={"mode": "standard", "max_attempts": 3},
+                max_pool_connections=_THREADS,
                 user_agent_extra="accord-agent",
             ),
         )
+        self._executor = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="stepfunctions")
         try:
             self._check_state_machine()
         except EngineConfigError:
             self._client.close()
+            self._executor.shutdown(wait=False)
             raise
 
     # -- the adapter interface --------------------------------------------------------------
@@ -418,7 +426,8 @@ class StepFunctionsEngine:
         logger.info("stopped Step Functions execution", extra={"execution_arn": arn})
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        await self._in_thread(self._client.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- names and URLs ---------------------------------------------------------------------
 
@@ -441,10 +450,16 @@ class StepFunctionsEngine:
 
     # -- calls ------------------------------------------------------------------------------
 
+    async def _in_thread(self, method: Callable[..., T], **kwargs: Any) -> T:
+        """``method(**kwargs)`` in the adapter's pool, in a copy of this context (its trace)."""
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, method, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
     async def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
         """One API call in a worker thread (boto3 blocks); its errors as EngineFailure."""
         try:
-            return await asyncio.to_thread(functools.partial(method, **kwargs))
+            return await self._in_thread(method, **kwargs)
         except self._botocore_exceptions.ClientError as exc:
             raise self._client_failure(method.__name__, exc) from exc
         except self._botocore_exceptions.NoCredentialsError as exc:
