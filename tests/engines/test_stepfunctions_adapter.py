@@ -191,6 +191,27 @@ def test_an_unknown_or_express_state_machine_or_an_unreachable_endpoint_is_refus
     assert CREDENTIALS["secret_access_key"] not in str(info.value)
 
 
+def test_missing_credentials_or_an_unknown_profile_are_refused(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing for the standard chain to find here, and no instance metadata service asked.
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:echo"
+    binding = {"state_machine_arn": arn, "endpoint_url": moto.url}
+    with pytest.raises(EngineConfigError) as info:
+        StepFunctionsEngine(binding)
+    ((field, message),) = info.value.problems
+    assert field == "access_key_id" and "no AWS credentials found" in message
+    with pytest.raises(EngineConfigError) as info:
+        StepFunctionsEngine({**binding, "profile": "payments"})
+    ((field, message),) = info.value.problems
+    assert field == "profile" and "payments" in message
+
+
 def test_agent_start_refuses_an_unknown_state_machine(moto: MotoServer, tmp_path: Path) -> None:
     """A real ``accord agent start``: exit 2, naming the binding and the field, before anything."""
     missing = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:charge-crad"
