@@ -352,6 +352,7 @@ async def test_transient_errors_and_timeouts_are_retryable(
             await engine.submit(make_task(), {"wait": 0, "error": "Bank.Unavailable", "cause": "no answer"})
         )
     assert info.value.type == "Bank.Unavailable" and info.value.retryable is True
+    assert info.value.message.endswith("FAILED: Bank.Unavailable: no answer")
     # A task nobody answers in time: States.Timeout, retryable built in.
     queue = moto.client("sqs").create_queue(QueueName="nobody-reads")["QueueUrl"]
     unanswered = moto.create_state_machine(
