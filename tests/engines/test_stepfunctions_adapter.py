@@ -413,8 +413,12 @@ async def test_cancel_stops_the_execution(moto: MotoServer, echo_arn: str, make_
     handle = await engine.submit(make_task(), {"order_id": "o-5", "wait": 60})
     waiter = asyncio.create_task(engine.wait(handle))
     await engine.cancel(handle)
-    described = moto.client().describe_execution(executionArn=handle.details["execution_arn"])
-    assert described["status"] == "ABORTED"
+    sfn = moto.client()
+    # StopExecution returns at once; moto's interpreter thread then marks the execution ABORTED.
+    await wait_until(
+        lambda: sfn.describe_execution(executionArn=handle.details["execution_arn"])["status"] == "ABORTED",
+        "the execution was not stopped",
+    )
     with pytest.raises(EngineFailure) as info:
         await asyncio.wait_for(waiter, 30)
     assert info.value.type == "ExecutionAborted" and info.value.retryable is False
