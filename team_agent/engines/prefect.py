@@ -72,6 +72,7 @@ _NOT_STARTED = ("SCHEDULED", "PENDING")
 _ARTIFACT_KEY = re.compile(r"^[a-z0-9-]+$")
 # The message of a flow run that raised: "Flow run encountered an exception: ValueError: ...".
 _EXCEPTION_TYPE = re.compile(r"encountered an exception: ([A-Za-z_][\w.]*)(?::|$)")
+_MAX_ATTEMPTS = 7  # waits 0.5 + 1 + 2 + 4 + 8 + 8 s: about as long as Prefect's own client
 _KNOWN_KEYS = {
     "api_url",
     "deployment",
@@ -185,6 +186,15 @@ def _unix_ns(value: Any) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1_000_000) * 1_000
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A 429's ``Retry-After`` in seconds (capped at 30), if it gives one."""
+    try:
+        value = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return min(max(value, 0.0), 30.0)
 
 
 def _state(run: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -311,22 +321,29 @@ class PrefectEngine:
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One API call; a transport error or a proxy's 502/503/504 is retried a few times with
-        backoff. Every call made here is safe to repeat (a flow run is created under its step's
-        fixed idempotency key)."""
-        backoff = Backoff(0.5, 4.0, 2.0)
+        """One API call. Like Prefect's own client, a transport error, 502/503/504 and 429 are
+        retried with backoff (up to ~25 s; a 429's ``Retry-After`` is honoured): a Prefect
+        server on SQLite answers 503 "Service Unavailable" while its database is locked, and
+        Prefect Cloud rate-limits with 429. Every call made here is safe to repeat (a flow run
+        is created under its step's fixed idempotency key)."""
+        backoff = Backoff(0.5, 8.0, 2.0)
         attempts = 0
         while True:
             attempts += 1
             try:
                 response = await self._client.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
-                if attempts < 3:
+                if attempts < _MAX_ATTEMPTS:
                     await backoff.sleep()
                     continue
                 raise transport_failure("Prefect", exc, self.config.api_url) from exc
-            if response.status_code in TRANSIENT_STATUSES and attempts < 3:
-                await backoff.sleep()
+            status = response.status_code
+            if (status in TRANSIENT_STATUSES or status == 429) and attempts < _MAX_ATTEMPTS:
+                retry_after = _retry_after(response)
+                if retry_after is not None:
+                    await asyncio.sleep(retry_after)
+                else:
+                    await backoff.sleep()
                 continue
             if response.status_code == 401:
                 raise EngineFailure(

@@ -1,0 +1,193 @@
+"""A real Prefect 3 server, and a ``flow.serve()`` runner of the test flows, for the
+``@pytest.mark.prefect`` tests.
+
+The server is installed once into a venv of its own (prefect_venv.py; ``make test`` starts
+building it at once). Each test module gets a fresh ``PREFECT_HOME`` in a tmp dir (SQLite), and
+runs ``prefect server start`` on 127.0.0.1 and ``serve_flows.py`` (the runner that creates the
+``accord`` deployments and runs their flow runs) in one process group of their own, which the
+teardown kills as a whole. Under pytest-xdist the module's tests run on one worker
+(``xdist_group("prefect")``), so one server serves them all.
+
+Set ``ACCORD_TEST_PREFECT=skip`` to skip these tests on a machine that cannot reach PyPI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.engines.airflow_real import _kill_group
+from tests.engines.airflow_venv import free_port
+from tests.engines.prefect_venv import ensure_prefect_venv
+
+FLOWS_DIR = Path(__file__).parent / "prefect_flows"
+DEPLOYMENTS = ["accord-echo", "accord-fail", "accord-no-output", "accord-slow", "charge-card"]
+
+
+@dataclass
+class RealPrefect:
+    """A running Prefect server: where its API answers."""
+
+    api_url: str
+    home: Path
+    pgid: int
+
+    def binding(self, deployment: str, **extra: object) -> dict[str, object]:
+        """A ``prefect`` engine ``with:`` mapping for one of the served flows."""
+        config: dict[str, object] = {
+            "api_url": self.api_url,
+            "deployment": f"{deployment}/accord",
+            "input_parameter": "payload",
+            "poll_interval": "0.3s",
+            "max_poll_interval": "1s",
+            "timeout": "60s",
+        }
+        config.update(extra)
+        return config
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=60)
+
+    def logs(self) -> str:
+        parts = []
+        for name in ("server", "serve"):
+            path = self.home / f"{name}.log"
+            if path.exists():
+                parts.append(f"--- prefect {name} ---\n{path.read_text(errors='replace')[-6000:]}")
+        return "\n".join(parts)
+
+
+def prefect_environment(home: Path, api_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OTEL_", "VIRTUAL_ENV"))}
+    env.update(
+        {
+            "HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect-home"),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            # Services the tests do not use: each is a loop taking CPU and SQLite's write lock.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+            # The runner looks for new and cancelling runs every second (default 10 s).
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            # The flows' logs stay in serve.log rather than being written to SQLite, and the
+            # server logs why it answered 503 (a locked database) if it does.
+            "PREFECT_LOGGING_TO_API_ENABLED": "false",
+            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    return env
+
+
+def _wait_ready(pf: RealPrefect, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(DEPLOYMENTS)
+    with httpx.Client(base_url=pf.api_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a Prefect process exited with {proc.returncode}:\n{pf.logs()}")
+            try:
+                if client.get("/health").status_code == 200:
+                    pending = [
+                        d for d in pending if client.get(f"/deployments/name/{d}/accord").status_code != 200
+                    ]
+                    if not pending:
+                        return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+    raise RuntimeError(f"Prefect not ready after {timeout}s (deployments missing: {pending}):\n{pf.logs()}")
+
+
+@contextlib.contextmanager
+def running_prefect(home: Path) -> Iterator[RealPrefect]:
+    venv = ensure_prefect_venv()
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = prefect_environment(home, api_url)
+    commands = {
+        "server": [
+            str(venv / "bin" / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "serve": [str(venv / "bin" / "python"), str(FLOWS_DIR / "serve_flows.py")],
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    pgid = 0
+    pf = RealPrefect(api_url, home, 0)
+    try:
+        for name, cmd in commands.items():
+            if name == "serve":  # the runner gives up if the API is not there yet
+                _wait_health(pf, procs, 120)
+            with open(home / f"{name}.log", "wb") as log:
+                proc = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    process_group=pgid,
+                )
+            procs.append(proc)
+            if pgid == 0:
+                pgid = pf.pgid = proc.pid
+        _wait_ready(pf, procs, timeout=120)
+        yield pf
+    finally:
+        if pgid:
+            _kill_group(pgid)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+
+def _wait_health(pf: RealPrefect, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=pf.api_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the Prefect server exited with {proc.returncode}:\n{pf.logs()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/health").status_code == 200:
+                    return
+            time.sleep(0.3)
+    raise RuntimeError(f"the Prefect server did not answer within {timeout}s:\n{pf.logs()}")
+
+
+@pytest.fixture(scope="module")
+def real_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrefect]:
+    """A real Prefect 3 server with the test flows and the prefect-team example's flow served."""
+    if os.environ.get("ACCORD_TEST_PREFECT") == "skip":
+        pytest.skip("ACCORD_TEST_PREFECT=skip")
+    home = tmp_path_factory.mktemp("prefect-home")
+    try:
+        with running_prefect(home) as pf:
+            yield pf
+    except RuntimeError as exc:
+        pytest.fail(f"could not start the real Prefect: {exc}", pytrace=False)
