@@ -3,9 +3,10 @@
 
 The server is installed once into a venv of its own (prefect_venv.py; ``make test`` starts
 building it at once). Each test module gets a fresh ``PREFECT_HOME`` in a tmp dir (SQLite), and
-runs ``prefect server start`` on 127.0.0.1 and ``serve_flows.py`` (the runner that creates the
-``accord`` deployments and runs their flow runs) in one process group of their own, which the
-teardown kills as a whole. Under pytest-xdist the module's tests run on one worker
+runs ``prefect server start`` on 127.0.0.1 (on a copy of the cached migrated database) and
+``serve_flows.py`` (the runner that creates the ``accord`` deployments and runs their flow runs;
+it starts at once, importing Prefect while the server starts, and waits for the API) in one
+process group of their own, which the teardown kills as a whole. Under pytest-xdist the module's tests run on one worker
 (``xdist_group("prefect")``), so one server serves them all.
 
 Set ``ACCORD_TEST_PREFECT=skip`` to skip these tests on a machine that cannot reach PyPI.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,10 +28,10 @@ import pytest
 
 from tests.engines.airflow_real import _kill_group
 from tests.engines.airflow_venv import free_port
-from tests.engines.prefect_venv import ensure_prefect_venv
+from tests.engines.prefect_venv import ensure_db_template, ensure_prefect_venv
 
 FLOWS_DIR = Path(__file__).parent / "prefect_flows"
-DEPLOYMENTS = ["accord-echo", "accord-fail", "accord-no-output", "accord-slow", "charge-card"]
+DEPLOYMENTS = ["accord-echo", "accord-fail", "accord-slow", "charge-card"]
 
 
 @dataclass
@@ -121,19 +123,13 @@ def _wait_ready(pf: RealPrefect, procs: list[subprocess.Popen[bytes]], timeout: 
 def running_prefect(home: Path) -> Iterator[RealPrefect]:
     venv = ensure_prefect_venv()
     home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ensure_db_template(venv), home / "prefect.db")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_environment(home, api_url)
+    prefect = str(venv / "bin" / "prefect")
     commands = {
-        "server": [
-            str(venv / "bin" / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        "server": [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         "serve": [str(venv / "bin" / "python"), str(FLOWS_DIR / "serve_flows.py")],
     }
     procs: list[subprocess.Popen[bytes]] = []
@@ -141,8 +137,6 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
     pf = RealPrefect(api_url, home, 0)
     try:
         for name, cmd in commands.items():
-            if name == "serve":  # the runner gives up if the API is not there yet
-                _wait_health(pf, procs, 120)
             with open(home / f"{name}.log", "wb") as log:
                 proc = subprocess.Popen(
                     cmd,
@@ -156,7 +150,7 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
             procs.append(proc)
             if pgid == 0:
                 pgid = pf.pgid = proc.pid
-        _wait_ready(pf, procs, timeout=120)
+        _wait_ready(pf, procs, timeout=240)
         yield pf
     finally:
         if pgid:
@@ -164,20 +158,6 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-
-
-def _wait_health(pf: RealPrefect, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=pf.api_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the Prefect server exited with {proc.returncode}:\n{pf.logs()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/health").status_code == 200:
-                    return
-            time.sleep(0.3)
-    raise RuntimeError(f"the Prefect server did not answer within {timeout}s:\n{pf.logs()}")
 
 
 @pytest.fixture(scope="module")

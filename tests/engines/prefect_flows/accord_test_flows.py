@@ -50,11 +50,6 @@ def fail(payload: dict[str, Any]) -> None:
     explode(str(payload.get("kind", "transient")))
 
 
-@flow(name="accord-no-output")
-def no_output(payload: dict[str, Any]) -> dict[str, Any]:
-    return payload
-
-
 @flow(name="accord-slow")
 def slow(payload: dict[str, Any]) -> None:
     # Tells the test it is running (a file), then waits to be cancelled.
