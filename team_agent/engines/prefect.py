@@ -166,13 +166,14 @@ class PrefectConfig:
         return cfg
 
 
-def idempotency_key_for(deployment_id: str, key: str, generation: int = 1) -> str:
+def idempotency_key_for(deployment_name: str, key: str, generation: int = 1) -> str:
     """The flow run's idempotency key for a step's. Prefect keeps one flow run per (flow,
-    idempotency key), so the same step key always finds its run; the deployment is part of the
+    idempotency key), so the same step key always finds its run; the deployment's name (unique
+    within its flow, and kept when the deployment is re-created under a new id) is part of the
     key so that two deployments of one flow never share a run, and ``generation`` > 1 names the
     runs of later attempts started after earlier ones failed."""
     suffix = "" if generation <= 1 else f":{generation}"
-    return f"accord:{deployment_id}:{key}{suffix}"
+    return f"accord:{deployment_name}:{key}{suffix}"
 
 
 def _unix_ns(value: Any) -> int | None:
@@ -236,10 +237,17 @@ class PrefectEngine:
         span = trace.get_current_span()
         span.set_attribute("prefect.deployment", cfg.deployment)
         with tracer.start_as_current_span("prefect.create_flow_run") as create_span:
-            deployment = await self._resolve_deployment()
-            create_span.set_attribute("prefect.deployment.id", deployment["id"])
             body = self._run_body(task, input)
-            run = await self._create_or_attach(task, deployment["id"], body)
+            deployment = await self._resolve_deployment()
+            try:
+                run = await self._create_or_attach(task, deployment, body)
+            except EngineFailure as failure:
+                if failure.type != "DeploymentNotFound":
+                    raise
+                # Deleted since it was read, perhaps re-created under a new id: look it up again.
+                deployment = await self._resolve_deployment()
+                run = await self._create_or_attach(task, deployment, body)
+            create_span.set_attribute("prefect.deployment.id", str(deployment["id"]))
             flow_run_id = str(run["id"])
             create_span.set_attribute("prefect.flow_run.id", flow_run_id)
             create_span.set_attribute("prefect.flow_run.state", _state(run)[0])
@@ -409,7 +417,7 @@ class PrefectEngine:
         }
 
     async def _create_or_attach(
-        self, task: TaskContext, deployment_id: str, body: dict[str, Any]
+        self, task: TaskContext, deployment: Mapping[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
         """Create the flow run for this task, or attach to the one a previous delivery created.
 
@@ -417,9 +425,10 @@ class PrefectEngine:
         already has the idempotency key. A run of ours that failed, crashed or was cancelled
         belongs to an earlier attempt, so a later attempt (``task.attempt`` > generation) moves
         on to the next generation's key."""
+        deployment_id = deployment["id"]
         generation = 1
         while True:
-            key = idempotency_key_for(deployment_id, task.idempotency_key, generation)
+            key = idempotency_key_for(str(deployment["name"]), task.idempotency_key, generation)
             response = await self._request(
                 "POST",
                 f"/deployments/{deployment_id}/create_flow_run",

@@ -154,7 +154,7 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
         yield pf
     finally:
         if pgid:
-            _kill_group(pgid)
+            _kill_group(pgid, grace=2.0)  # nothing to save: a tmp dir
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)

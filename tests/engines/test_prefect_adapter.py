@@ -68,8 +68,8 @@ async def test_a_deployment_id_or_name_is_accepted() -> None:
 
 
 def test_idempotency_keys_are_stable_per_step_and_generation() -> None:
-    assert idempotency_key_for("d1", "run-1/charge") == "accord:d1:run-1/charge"
-    assert idempotency_key_for("d1", "run-1/charge", 2) == "accord:d1:run-1/charge:2"
+    assert idempotency_key_for("accord", "run-1/charge") == "accord:accord:run-1/charge"
+    assert idempotency_key_for("accord", "run-1/charge", 2) == "accord:accord:run-1/charge:2"
 
 
 async def test_the_example_agent_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:

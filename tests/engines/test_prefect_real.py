@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from team_agent.engines.base import EngineFailure
 from team_agent.engines.prefect import TRACEPARENT_LABEL, PrefectEngine, idempotency_key_for
 from tests.engines.conftest import make_task
-from tests.engines.e2e_support import REPO, EngineTeam, engine_team
+from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_team
 from tests.engines.prefect_real import RealPrefect, real_prefect  # noqa: F401  (a module fixture)
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.wait import wait_until
@@ -74,8 +75,7 @@ async def test_success_returns_the_artifact_attaches_a_redelivery_and_carries_th
     assert output["traceparent"].split("-")[1] == trace_id  # the flow read it from its labels
 
     run = await flow_run(real_prefect, handle.state["flow_run_id"])
-    deployment = run["deployment_id"]
-    assert run["idempotency_key"] == idempotency_key_for(deployment, task.idempotency_key)
+    assert run["idempotency_key"] == idempotency_key_for("accord", task.idempotency_key)
     assert run["labels"][TRACEPARENT_LABEL].split("-")[1] == trace_id
     assert run["labels"]["accord.task_id"] == task.task_id
     assert handle.details["prefect_run_url"].endswith(f"/runs/flow-run/{run['id']}")
@@ -191,6 +191,23 @@ async def test_cancel_stops_the_running_flow(
     await engine.cancel(handle)  # a second cancel of a finished run does nothing
 
 
+@pytest.mark.soak
+async def test_a_killed_flow_process_is_a_retryable_crash(
+    real_prefect: RealPrefect,  # noqa: F811
+    make_engine: MakeEngine,
+    tmp_path: Path,
+) -> None:
+    engine = make_engine("accord-slow")
+    marker = tmp_path / "running"
+    handle = await engine.submit(make_task(), {"marker": str(marker)})
+    await wait_until(marker.exists, f"the slow flow to start:\n{real_prefect.logs()}", within=120)
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the runner reports the run CRASHED
+    with pytest.raises(EngineFailure) as info:
+        await engine.wait(handle)
+    assert info.value.type == "FlowRunCrashed" and info.value.retryable, info.value.message
+    assert info.value.details["state"] == "CRASHED"
+
+
 # -- end to end: a real coordinator and a real agent process ------------------------------------
 
 
@@ -245,3 +262,61 @@ async def test_e2e_the_example_flow_runs_inside_the_runs_trace(
         s.name.split()[1].rsplit("-", 1)[0] for s in spans.values() if s.parent_span_id == flow_span.span_id
     )
     assert tasks == ["charge", "validate"]
+
+
+async def flow_runs_of(pf: RealPrefect, order_id: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=pf.api_url, timeout=60) as client:
+        answer = await client.post("/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["accord"]}}})
+        answer.raise_for_status()
+    return [
+        r
+        for r in answer.json()
+        if (r["parameters"].get("payload") or r["parameters"]).get("order_id") == order_id
+    ]
+
+
+@pytest.mark.soak
+async def test_e2e_a_declined_card_is_not_retried_by_the_contract(
+    real_prefect: RealPrefect,  # noqa: F811
+    payments: EngineTeam,
+) -> None:
+    """The example contract lists CardDeclined in retry.non_retryable; the flow's exception type
+    is the error's type, so the coordinator stops after one attempt."""
+    await payments.start_agent(example_binding(real_prefect))
+    run = await payments.wait_run(
+        await payments.start_run({"order_id": "o-11", "amount_cents": 5, "card_token": "tok_declined"}),
+        within=240,
+    )
+    assert run.status == pb.RUN_STATUS_FAILED
+    error, details = attempt_error(run)
+    assert error.type == "CardDeclined" and len(run.steps[0].attempts) == 1
+    assert "card declined for order o-11" in error.message
+    assert details["prefect_run_url"].startswith(real_prefect.api_url.removesuffix("/api"))
+
+
+@pytest.mark.soak
+async def test_e2e_a_coordinator_cancel_cancels_the_flow_run(
+    real_prefect: RealPrefect,  # noqa: F811
+    payments: EngineTeam,
+) -> None:
+    binding = example_binding(real_prefect)
+    binding["with"].update(deployment="accord-slow/accord", input_parameter="payload")
+    await payments.start_agent(binding)
+    run_id = await payments.start_run({"order_id": "o-13", "amount_cents": 5})
+
+    async def state() -> str | None:
+        runs = await flow_runs_of(real_prefect, "o-13")
+        return str(runs[0]["state"]["type"]) if runs else None
+
+    async def running() -> bool:
+        return await state() == "RUNNING"
+
+    async def cancelled() -> bool:
+        return await state() == "CANCELLED"
+
+    await wait_until(running, f"the slow flow to run:\n{real_prefect.logs()}", within=120)
+    await payments.cancel_run(run_id)
+    run = await payments.wait_run(run_id, within=60)
+    assert run.status == pb.RUN_STATUS_CANCELLED
+    # The agent hears of the cancel on its next heartbeat; the runner then kills the flow.
+    await wait_until(cancelled, "the flow run to be cancelled", within=60)
