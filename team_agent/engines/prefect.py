@@ -275,7 +275,7 @@ class PrefectEngine:
             state_type, state_name, _ = _state(run)
             poll_span.set_attribute("prefect.flow_run.state", state_type)
         try:
-            task_runs: list[dict[str, Any]] = await self._task_runs(flow_run_id)
+            task_runs: list[dict[str, Any]] = await self._settled_task_runs(flow_run_id)
         except EngineFailure as exc:
             logger.warning("could not list the task runs of flow run %s: %s", flow_run_id, exc.message)
             task_runs = []
@@ -561,6 +561,20 @@ class PrefectEngine:
                 result.get("status"),
                 reason,
             )
+
+    async def _settled_task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        """The flow run's task runs, for its spans and its failure's details. Prefect 3 records
+        task runs from the events the flow's process sends, which may reach the server just
+        after the flow run's own final state: a list with a task run not yet finished is read
+        again a few times (0.5 s apart), an empty one once."""
+        task_runs = await self._task_runs(flow_run_id)
+        for attempt in range(4):
+            unfinished = not task_runs or any(_state(t)[0] not in _TERMINAL for t in task_runs)
+            if not unfinished or (not task_runs and attempt >= 1):
+                break
+            await asyncio.sleep(0.5)
+            task_runs = await self._task_runs(flow_run_id)
+        return task_runs
 
     async def _task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []
