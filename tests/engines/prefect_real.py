@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -39,6 +40,7 @@ class RealPrefect:
     """A running Prefect server: where its API answers."""
 
     api_url: str
+    auth_string: str  # the server's PREFECT_SERVER_API_AUTH_STRING (HTTP Basic "user:password")
     home: Path
     pgid: int
 
@@ -47,6 +49,7 @@ class RealPrefect:
         config: dict[str, object] = {
             "api_url": self.api_url,
             "deployment": f"{deployment}/accord",
+            "auth_string": self.auth_string,
             "input_parameter": "payload",
             "poll_interval": "0.3s",
             "max_poll_interval": "1s",
@@ -55,8 +58,10 @@ class RealPrefect:
         config.update(extra)
         return config
 
-    def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=60)
+    def client(self) -> httpx.AsyncClient:
+        """A client of the REST API, logged in, for test set-up and checks."""
+        user, password = self.auth_string.split(":", 1)
+        return httpx.AsyncClient(base_url=self.api_url, auth=(user, password), timeout=60)
 
     def logs(self) -> str:
         parts = []
@@ -67,13 +72,16 @@ class RealPrefect:
         return "\n".join(parts)
 
 
-def prefect_environment(home: Path, api_url: str) -> dict[str, str]:
+def prefect_environment(home: Path, api_url: str, auth_string: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OTEL_", "VIRTUAL_ENV"))}
     env.update(
         {
             "HOME": str(home),
             "PREFECT_HOME": str(home / "prefect-home"),
             "PREFECT_API_URL": api_url,
+            # Basic auth on the server; its runner and flows log in with the same string.
+            "PREFECT_SERVER_API_AUTH_STRING": auth_string,
+            "PREFECT_API_AUTH_STRING": auth_string,
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "false",
@@ -101,7 +109,8 @@ def prefect_environment(home: Path, api_url: str) -> dict[str, str]:
 def _wait_ready(pf: RealPrefect, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = list(DEPLOYMENTS)
-    with httpx.Client(base_url=pf.api_url, timeout=5) as client:
+    user, password = pf.auth_string.split(":", 1)
+    with httpx.Client(base_url=pf.api_url, auth=(user, password), timeout=5) as client:
         while time.monotonic() < deadline:
             for proc in procs:
                 if proc.poll() is not None:
@@ -126,7 +135,8 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
     shutil.copyfile(ensure_db_template(venv), home / "prefect.db")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_environment(home, api_url)
+    auth_string = f"accord:{secrets.token_hex(12)}"
+    env = prefect_environment(home, api_url, auth_string)
     prefect = str(venv / "bin" / "prefect")
     commands = {
         "server": [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -134,7 +144,7 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
     }
     procs: list[subprocess.Popen[bytes]] = []
     pgid = 0
-    pf = RealPrefect(api_url, home, 0)
+    pf = RealPrefect(api_url, auth_string, home, 0)
     try:
         for name, cmd in commands.items():
             with open(home / f"{name}.log", "wb") as log:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from opentelemetry import trace
@@ -50,7 +49,7 @@ async def make_engine(real_prefect: RealPrefect) -> AsyncIterator[MakeEngine]:  
 
 
 async def flow_run(pf: RealPrefect, flow_run_id: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=pf.api_url, timeout=60) as client:
+    async with pf.client() as client:
         answer = await client.get(f"/flow_runs/{flow_run_id}")
         answer.raise_for_status()
         run: dict[str, Any] = answer.json()
@@ -147,12 +146,17 @@ async def test_bad_deployments_and_parameters_are_refused_naming_the_field(
         await make_engine("charge-card").submit(make_task(), {"order_id": "o-1"})  # as one "payload"
     assert info.value.type == "FlowRunRejected" and not info.value.retryable
     assert "'order_id' is a required property" in info.value.message, info.value.message
+    # The server checks its auth string (PREFECT_SERVER_API_AUTH_STRING): a wrong one is 401.
+    with pytest.raises(EngineFailure) as info:
+        await make_engine("accord-echo", auth_string="accord:wrong-password").submit(make_task(), {})
+    assert info.value.type == "EngineAuthError" and not info.value.retryable
+    assert "wrong-password" not in info.value.message and "auth_string" in info.value.message
 
 
 async def test_a_run_no_worker_picks_up_is_cancelled_after_scheduled_timeout(
     real_prefect: RealPrefect,  # noqa: F811
 ) -> None:
-    async with httpx.AsyncClient(base_url=real_prefect.api_url, timeout=60) as client:
+    async with real_prefect.client() as client:
         flow = (await client.post("/flows/", json={"name": "accord-unserved"})).json()
         answer = await client.post("/deployments/", json={"name": "accord", "flow_id": flow["id"]})
         assert answer.status_code in (200, 201), answer.text
@@ -224,10 +228,16 @@ async def payments(
     await asyncio.to_thread(team.stop_agents)
 
 
+def prefect_secrets(pf: RealPrefect) -> dict[str, str]:
+    return {"PREFECT_AUTH": pf.auth_string}
+
+
 def example_binding(pf: RealPrefect) -> dict[str, Any]:
     config = yaml.safe_load(EXAMPLE_AGENT.read_text())
     binding: dict[str, Any] = config["implements"]["payments/charge-card@1"]
-    binding["with"].update(api_url=pf.api_url, poll_interval="0.3s", max_poll_interval="1s")
+    binding["with"].update(
+        api_url=pf.api_url, auth_string="${secret:PREFECT_AUTH}", poll_interval="0.3s", max_poll_interval="1s"
+    )
     return binding
 
 
@@ -235,14 +245,14 @@ async def test_e2e_the_example_flow_runs_inside_the_runs_trace(
     real_prefect: RealPrefect,  # noqa: F811
     payments: EngineTeam,
 ) -> None:
-    await payments.start_agent(example_binding(real_prefect))
+    agent = await payments.start_agent(example_binding(real_prefect), env=prefect_secrets(real_prefect))
     ok_id = await payments.start_run({"order_id": "o-10", "amount_cents": 990, "card_token": "tok-secret"})
     ok = await payments.wait_run(ok_id, within=240)
     assert ok.status == pb.RUN_STATUS_SUCCEEDED, ok
     output = json.loads(ok.output_json)
     assert set(output) == {"payment_ref"} and output["payment_ref"].startswith("pay-")
 
-    async with httpx.AsyncClient(base_url=real_prefect.api_url, timeout=60) as client:
+    async with real_prefect.client() as client:
         runs = (
             await client.post("/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["accord"]}}})
         ).json()
@@ -262,10 +272,11 @@ async def test_e2e_the_example_flow_runs_inside_the_runs_trace(
         s.name.split()[1].rsplit("-", 1)[0] for s in spans.values() if s.parent_span_id == flow_span.span_id
     )
     assert tasks == ["charge", "validate"]
+    assert real_prefect.auth_string.split(":")[1] not in agent.log  # the secret stays out of the logs
 
 
 async def flow_runs_of(pf: RealPrefect, order_id: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=pf.api_url, timeout=60) as client:
+    async with pf.client() as client:
         answer = await client.post("/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["accord"]}}})
         answer.raise_for_status()
     return [
@@ -282,7 +293,7 @@ async def test_e2e_a_declined_card_is_not_retried_by_the_contract(
 ) -> None:
     """The example contract lists CardDeclined in retry.non_retryable; the flow's exception type
     is the error's type, so the coordinator stops after one attempt."""
-    await payments.start_agent(example_binding(real_prefect))
+    await payments.start_agent(example_binding(real_prefect), env=prefect_secrets(real_prefect))
     run = await payments.wait_run(
         await payments.start_run({"order_id": "o-11", "amount_cents": 5, "card_token": "tok_declined"}),
         within=240,
@@ -301,7 +312,7 @@ async def test_e2e_a_coordinator_cancel_cancels_the_flow_run(
 ) -> None:
     binding = example_binding(real_prefect)
     binding["with"].update(deployment="accord-slow/accord", input_parameter="payload")
-    await payments.start_agent(binding)
+    await payments.start_agent(binding, env=prefect_secrets(real_prefect))
     run_id = await payments.start_run({"order_id": "o-13", "amount_cents": 5})
 
     async def state() -> str | None:
