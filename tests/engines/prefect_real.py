@@ -170,14 +170,28 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
                 proc.wait(timeout=5)
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "prefect"
+
+
 @pytest.fixture(scope="module")
-def real_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrefect]:
-    """A real Prefect 3 server with the test flows and the prefect-team example's flow served."""
+def real_prefect(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealPrefect]:
+    """A real Prefect 3 server with the test flows and the prefect-team example's flow served.
+    When a test of the module failed, the server's and the runner's logs are kept in
+    test-artifacts/prefect/ (git-ignored): the tmp dir goes a few sessions later."""
     if os.environ.get("ACCORD_TEST_PREFECT") == "skip":
         pytest.skip("ACCORD_TEST_PREFECT=skip")
     home = tmp_path_factory.mktemp("prefect-home")
+    failed_before = request.session.testsfailed
     try:
         with running_prefect(home) as pf:
             yield pf
+            if request.session.testsfailed > failed_before:
+                kept = ARTIFACTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{home.name}"
+                kept.mkdir(parents=True, exist_ok=True)
+                for name in ("server.log", "serve.log"):
+                    if (home / name).exists():
+                        shutil.copyfile(home / name, kept / name)
     except RuntimeError as exc:
         pytest.fail(f"could not start the real Prefect: {exc}", pytrace=False)
