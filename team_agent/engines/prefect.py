@@ -2,7 +2,9 @@
 Prefect's REST API (httpx; the agent needs no Prefect library). See docs/engines/prefect.md.
 
 1. find the deployment: ``GET /deployments/name/{flow}/{deployment}`` (or ``GET
-   /deployments/{id}`` for an id); a missing one fails at once, naming the binding's field;
+   /deployments/{id}`` for an id) when the agent loads its config: a missing one, or refused
+   credentials, stop the agent naming the binding's field (an unreachable Prefect does not: the
+   first submit looks again, and fails that task if the deployment is missing);
 2. ``POST /deployments/{id}/create_flow_run`` with the task input as ``parameters``, the caller's
    ``traceparent`` in the run's ``labels`` under ``__OTEL_TRACEPARENT`` (the label Prefect's own
    run telemetry continues a trace from) and an ``idempotency_key`` derived from the step's:
@@ -55,7 +57,7 @@ from team_agent.engines._http_util import (
     transport_failure,
     unexpected_status,
 )
-from team_agent.engines.base import EngineFailure, Handle, TaskContext
+from team_agent.engines.base import EngineConfigError, EngineFailure, Handle, TaskContext
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -213,21 +215,24 @@ class PrefectEngine:
 
     name: ClassVar[str] = "prefect"
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], *, check: bool = True) -> None:
         self.config = PrefectConfig.from_mapping(config)
-        headers = {}
+        self._headers: dict[str, str] = {}
         if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
+            self._headers["Authorization"] = f"Bearer {self.config.api_key}"
         elif self.config.auth_string:
             token = base64.b64encode(self.config.auth_string.encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+            self._headers["Authorization"] = f"Basic {token}"
+        self._timeout = httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 10.0))
+        self._deployment: dict[str, Any] | None = None
+        if check:
+            self._check_deployment()
         self._client = httpx.AsyncClient(
             base_url=self.config.api_url,
-            headers=headers,
+            headers=self._headers,
             follow_redirects=False,
-            timeout=httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 10.0)),
+            timeout=self._timeout,
         )
-        self._deployment: dict[str, Any] | None = None
         self._deployment_lock = asyncio.Lock()
 
     # -- the adapter interface --------------------------------------------------------------
@@ -362,6 +367,73 @@ class PrefectEngine:
                 )
             return response
 
+    # -- agent start ------------------------------------------------------------------------
+
+    def _deployment_path(self) -> str:
+        cfg = self.config
+        if cfg.deployment_id:
+            return f"/deployments/{cfg.deployment_id}"
+        return f"/deployments/name/{quote(cfg.flow_name, safe='')}/{quote(cfg.deployment_name, safe='')}"
+
+    def _check_deployment(self) -> None:
+        """Read the deployment once when the agent loads its config (a blocking call, like the
+        argo and stepfunctions engines' checks: config loading runs before the agent's event
+        loop, and off it on a reload). An unknown deployment or refused credentials are
+        configuration errors naming the field; a Prefect that cannot be reached is not (it may
+        come up later): the deployment is then looked up by the first submit."""
+        cfg = self.config
+        try:
+            with httpx.Client(base_url=cfg.api_url, headers=self._headers, timeout=self._timeout) as client:
+                response = client.get(self._deployment_path())
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "prefect: could not check deployment %s at %s (%s: %s); it is looked up again when "
+                "the first task is submitted",
+                cfg.deployment,
+                cfg.api_url,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        status = response.status_code
+        if status == 200:
+            self._deployment = response.json()
+            return
+        credentials = "api_key" if cfg.api_key else "auth_string"
+        if status == 404:
+            problem = (
+                "deployment",
+                f"prefect: no deployment {cfg.deployment!r} at {cfg.api_url}; give it as 'flow "
+                "name/deployment name' (as `prefect deployment ls` lists it) or as a deployment id, "
+                "and create it first (flow.serve(), flow.deploy() or `prefect deploy`)",
+            )
+        elif status == 401:
+            problem = (
+                credentials,
+                f"prefect: {cfg.api_url} refused the agent's credentials (HTTP 401): "
+                + (
+                    f"check {credentials}"
+                    if cfg.api_key or cfg.auth_string
+                    else "it needs auth_string or api_key"
+                ),
+            )
+        elif status == 403:
+            problem = (
+                credentials,
+                f"prefect: the credentials may not read deployment {cfg.deployment!r} (HTTP 403: "
+                f"{error_detail(response)})",
+            )
+        else:
+            logger.warning(
+                "prefect: checking deployment %s answered HTTP %s (%s); it is looked up again when "
+                "the first task is submitted",
+                cfg.deployment,
+                status,
+                error_detail(response),
+            )
+            return
+        raise EngineConfigError([problem])
+
     # -- steps ------------------------------------------------------------------------------
 
     async def _resolve_deployment(self) -> dict[str, Any]:
@@ -370,13 +442,7 @@ class PrefectEngine:
             if self._deployment is not None:
                 return self._deployment
             cfg = self.config
-            if cfg.deployment_id:
-                path = f"/deployments/{cfg.deployment_id}"
-            else:
-                path = (
-                    f"/deployments/name/{quote(cfg.flow_name, safe='')}/{quote(cfg.deployment_name, safe='')}"
-                )
-            response = await self._request("GET", path)
+            response = await self._request("GET", self._deployment_path())
             if response.status_code == 404:
                 raise EngineFailure(
                     f"Prefect has no deployment {cfg.deployment!r} at {cfg.api_url}: check the "

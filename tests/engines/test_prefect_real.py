@@ -18,8 +18,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from team_agent.engines.base import EngineFailure
+from team_agent.engines.base import EngineConfigError, EngineFailure
 from team_agent.engines.prefect import TRACEPARENT_LABEL, PrefectEngine, idempotency_key_for
+from team_agent.testing import AgentProcess
 from tests.engines.conftest import make_task
 from tests.engines.e2e_support import REPO, EngineTeam, attempt_error, engine_team
 from tests.engines.prefect_real import RealPrefect, real_prefect  # noqa: F401  (a module fixture)
@@ -38,8 +39,8 @@ tracer = trace.get_tracer(__name__)
 async def make_engine(real_prefect: RealPrefect) -> AsyncIterator[MakeEngine]:  # noqa: F811
     made: list[PrefectEngine] = []
 
-    def make(flow: str, **extra: Any) -> PrefectEngine:
-        engine = PrefectEngine(real_prefect.binding(flow, **extra))
+    def make(flow: str, *, check: bool = True, **extra: Any) -> PrefectEngine:
+        engine = PrefectEngine(real_prefect.binding(flow, **extra), check=check)
         made.append(engine)
         return engine
 
@@ -133,24 +134,54 @@ async def test_failures_carry_prefects_message_and_a_retry_starts_a_new_run(
     await engine.cancel(second)
 
 
-async def test_bad_deployments_and_parameters_are_refused_naming_the_field(
+async def test_bad_deployments_credentials_and_parameters_are_refused_naming_the_field(
     real_prefect: RealPrefect,  # noqa: F811
     make_engine: MakeEngine,
 ) -> None:
+    # When the agent loads its config: an unknown deployment, an auth string the server refuses.
+    with pytest.raises(EngineConfigError) as refused:
+        PrefectEngine(real_prefect.binding("accord-missing"))
+    ((field, message),) = refused.value.problems
+    assert field == "deployment" and "'accord-missing/accord'" in message
+    with pytest.raises(EngineConfigError) as refused:
+        PrefectEngine(real_prefect.binding("accord-echo", auth_string="accord:wrong-password"))
+    ((field, message),) = refused.value.problems
+    assert field == "auth_string" and "HTTP 401" in message and "wrong-password" not in message
+
+    # The same found by the first task, when Prefect could not be asked at agent start.
+    missing = make_engine("accord-missing", check=False)
     with pytest.raises(EngineFailure) as info:
-        await make_engine("accord-missing").submit(make_task(), {})
+        await missing.submit(make_task(), {})
     assert info.value.type == "DeploymentNotFound" and not info.value.retryable
     assert "with.deployment" in info.value.message and "'accord-missing/accord'" in info.value.message
+    wrong = make_engine("accord-echo", auth_string="accord:wrong-password", check=False)
+    with pytest.raises(EngineFailure) as info:
+        await wrong.submit(make_task(), {})
+    assert info.value.type == "EngineAuthError" and not info.value.retryable
+    assert "wrong-password" not in info.value.message and "auth_string" in info.value.message
+
     # The example flow's parameters are order_id, amount_cents, card_token: Prefect enforces them.
     with pytest.raises(EngineFailure) as info:
         await make_engine("charge-card").submit(make_task(), {"order_id": "o-1"})  # as one "payload"
     assert info.value.type == "FlowRunRejected" and not info.value.retryable
     assert "'order_id' is a required property" in info.value.message, info.value.message
-    # The server checks its auth string (PREFECT_SERVER_API_AUTH_STRING): a wrong one is 401.
-    with pytest.raises(EngineFailure) as info:
-        await make_engine("accord-echo", auth_string="accord:wrong-password").submit(make_task(), {})
-    assert info.value.type == "EngineAuthError" and not info.value.retryable
-    assert "wrong-password" not in info.value.message and "auth_string" in info.value.message
+
+
+async def test_agent_start_refuses_an_unknown_deployment_with_exit_2(
+    real_prefect: RealPrefect,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = yaml.safe_load(EXAMPLE_AGENT.read_text())
+    config["implements"]["payments/charge-card@1"] = example_binding(real_prefect)
+    config["implements"]["payments/charge-card@1"]["with"]["deployment"] = "charge-card/no-such"
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {"ACCORD_TOKEN": "t", **prefect_secrets(real_prefect)}
+    agent = AgentProcess(path, workdir=tmp_path, env=env).start()
+    assert await asyncio.to_thread(agent.wait, 120) == 2, agent.log
+    assert "implements.payments/charge-card@1.with.deployment" in agent.log, agent.log
+    assert "'charge-card/no-such'" in agent.log and "Traceback" not in agent.log
+    assert real_prefect.auth_string.split(":")[1] not in agent.log
 
 
 async def test_a_run_no_worker_picks_up_is_cancelled_after_scheduled_timeout(
