@@ -524,6 +524,10 @@ def start(
     if ui_on:
         parse_listen(ui, "--ui", DEFAULT_UI)  # a busy UI port only logs a warning: the UI is a convenience
     tls = _server_tls(tls_cert, tls_key, tls_client_ca)
+    if tls is None and not insecure:
+        # Refused before anything else is looked at, so the refusal is the only line (with
+        # --insecure the warning is logged below, once logging is set up).
+        _refuse_plaintext_off_loopback(listen, ui if ui_on else None, insecure)
     store_retry_s = parse_duration(store_retry, what="--store-retry")
     if store_retry_s <= 0:
         raise fail(f"--store-retry {store_retry!r}: give a duration above 0, e.g. 30s")
