@@ -105,6 +105,7 @@ class _Session:
         self.agent_id = ""
         self._only: list[QueueKey] = []
         self._credit = 0  # slots granted and not yet used by an offer
+        self._draining = False
         self._pollers: set[asyncio.Task[None]] = set()
         # What the next message to the agent carries.
         self._welcome: stream_pb.Welcome | None = None
@@ -192,7 +193,12 @@ class _Session:
             await self._hello(message.hello)
         elif not self.agent_id:
             raise FailedPreconditionError("the first message on an agent stream must carry a Hello")
-        if message.credit:
+        if message.draining:
+            self._draining = True
+            self._credit = 0
+            for poller in list(self._pollers):
+                poller.cancel()
+        elif message.credit:
             validate.integer(message.credit, "credit", 1, validate.MAX_CONCURRENCY)
             if self._credit + message.credit > validate.MAX_CONCURRENCY:
                 raise InvalidArgumentError(
@@ -244,7 +250,9 @@ class _Session:
 
     def _fill(self) -> None:
         """One open poll per slot granted and not yet used."""
-        while self.agent_id and len(self._pollers) < self._credit and self.error is None:
+        while (
+            self.agent_id and len(self._pollers) < self._credit and self.error is None and not self._draining
+        ):
             poller = asyncio.create_task(self._poll(), name="stream-poll")
             self._pollers.add(poller)
             poller.add_done_callback(self._pollers.discard)
@@ -260,6 +268,9 @@ class _Session:
             raise
         except Exception as exc:
             self._fail(exc, "polling")
+            return
+        if self._draining:  # claimed as the agent said it stops: offered again at once
+            self._spawn_release(assignment.attempt.attempt_id)
             return
         self._credit -= 1
         self._tasks.append(convert.task_to_pb(assignment))

@@ -27,7 +27,7 @@ from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as accord_
 from contracts._wire.accord.common.v1 import common_pb2 as accord_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*accord/agent/v2/agent_stream_service.proto\x12\x0f\x61\x63\x63ord.agent.v2\x1a+accord/agent/v1/agent_gateway_service.proto\x1a\x1d\x61\x63\x63ord/common/v1/common.proto\"\xa3\x01\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x16.accord.agent.v2.Hello\x12\x0e\n\x06\x63redit\x18\x02 \x01(\x05\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.accord.agent.v2.Result\x12\x32\n\nheartbeats\x18\x04 \x03(\x0b\x32\x1e.accord.agent.v2.HeartbeatItem\"W\n\x05Hello\x12;\n\x0cregistration\x18\x01 \x01(\x0b\x32%.accord.agent.v1.RegisterAgentRequest\x12\x11\n\tcontracts\x18\x02 \x03(\t\"\xcd\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12-\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x19.accord.agent.v2.CompleteH\x00\x12%\n\x04\x66\x61il\x18\x05 \x01(\x0b\x32\x15.accord.agent.v2.FailH\x00\x12+\n\x07release\x18\x06 \x01(\x0b\x32\x18.accord.agent.v2.ReleaseH\x00\x42\x06\n\x04kind\"5\n\x08\x43omplete\x12\x13\n\x0boutput_json\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x02 \x01(\t\"2\n\x04\x46\x61il\x12*\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.accord.common.v1.TaskError\"\x19\n\x07Release\x12\x0e\n\x06reason\x18\x01 \x01(\t\"9\n\rHeartbeatItem\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x02 \x01(\t\"\xbf\x01\n\x12\x43oordinatorMessage\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.accord.agent.v2.Welcome\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.accord.agent.v1.Task\x12\"\n\x04\x61\x63ks\x18\x03 \x03(\x0b\x32\x14.accord.agent.v2.Ack\x12\x34\n\nheartbeats\x18\x04 \x03(\x0b\x32 .accord.agent.v2.HeartbeatAnswer\"Z\n\x07Welcome\x12<\n\x0cregistration\x18\x01 \x01(\x0b\x32&.accord.agent.v1.RegisterAgentResponse\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"J\n\x03\x41\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x91\x01\n\x0fHeartbeatAnswer\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\x12\x12\n\nlease_lost\x18\x03 \x01(\x08\x12\x1d\n\x15lease_expires_unix_ms\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t2g\n\x12\x41gentStreamService\x12Q\n\x07\x43onnect\x12\x1d.accord.agent.v2.AgentMessage\x1a#.accord.agent.v2.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*accord/agent/v2/agent_stream_service.proto\x12\x0f\x61\x63\x63ord.agent.v2\x1a+accord/agent/v1/agent_gateway_service.proto\x1a\x1d\x61\x63\x63ord/common/v1/common.proto\"\xb5\x01\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x16.accord.agent.v2.Hello\x12\x0e\n\x06\x63redit\x18\x02 \x01(\x05\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.accord.agent.v2.Result\x12\x32\n\nheartbeats\x18\x04 \x03(\x0b\x32\x1e.accord.agent.v2.HeartbeatItem\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\"W\n\x05Hello\x12;\n\x0cregistration\x18\x01 \x01(\x0b\x32%.accord.agent.v1.RegisterAgentRequest\x12\x11\n\tcontracts\x18\x02 \x03(\t\"\xcd\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12-\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x19.accord.agent.v2.CompleteH\x00\x12%\n\x04\x66\x61il\x18\x05 \x01(\x0b\x32\x15.accord.agent.v2.FailH\x00\x12+\n\x07release\x18\x06 \x01(\x0b\x32\x18.accord.agent.v2.ReleaseH\x00\x42\x06\n\x04kind\"5\n\x08\x43omplete\x12\x13\n\x0boutput_json\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x02 \x01(\t\"2\n\x04\x46\x61il\x12*\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.accord.common.v1.TaskError\"\x19\n\x07Release\x12\x0e\n\x06reason\x18\x01 \x01(\t\"9\n\rHeartbeatItem\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x02 \x01(\t\"\xbf\x01\n\x12\x43oordinatorMessage\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.accord.agent.v2.Welcome\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.accord.agent.v1.Task\x12\"\n\x04\x61\x63ks\x18\x03 \x03(\x0b\x32\x14.accord.agent.v2.Ack\x12\x34\n\nheartbeats\x18\x04 \x03(\x0b\x32 .accord.agent.v2.HeartbeatAnswer\"Z\n\x07Welcome\x12<\n\x0cregistration\x18\x01 \x01(\x0b\x32&.accord.agent.v1.RegisterAgentResponse\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"J\n\x03\x41\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x91\x01\n\x0fHeartbeatAnswer\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\x12\x12\n\nlease_lost\x18\x03 \x01(\x08\x12\x1d\n\x15lease_expires_unix_ms\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t2g\n\x12\x41gentStreamService\x12Q\n\x07\x43onnect\x12\x1d.accord.agent.v2.AgentMessage\x1a#.accord.agent.v2.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,27 +35,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.agent.v2.agent_strea
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTMESSAGE']._serialized_start=140
-  _globals['_AGENTMESSAGE']._serialized_end=303
-  _globals['_HELLO']._serialized_start=305
-  _globals['_HELLO']._serialized_end=392
-  _globals['_RESULT']._serialized_start=395
-  _globals['_RESULT']._serialized_end=600
-  _globals['_COMPLETE']._serialized_start=602
-  _globals['_COMPLETE']._serialized_end=655
-  _globals['_FAIL']._serialized_start=657
-  _globals['_FAIL']._serialized_end=707
-  _globals['_RELEASE']._serialized_start=709
-  _globals['_RELEASE']._serialized_end=734
-  _globals['_HEARTBEATITEM']._serialized_start=736
-  _globals['_HEARTBEATITEM']._serialized_end=793
-  _globals['_COORDINATORMESSAGE']._serialized_start=796
-  _globals['_COORDINATORMESSAGE']._serialized_end=987
-  _globals['_WELCOME']._serialized_start=989
-  _globals['_WELCOME']._serialized_end=1079
-  _globals['_ACK']._serialized_start=1081
-  _globals['_ACK']._serialized_end=1155
-  _globals['_HEARTBEATANSWER']._serialized_start=1158
-  _globals['_HEARTBEATANSWER']._serialized_end=1303
-  _globals['_AGENTSTREAMSERVICE']._serialized_start=1305
-  _globals['_AGENTSTREAMSERVICE']._serialized_end=1408
+  _globals['_AGENTMESSAGE']._serialized_end=321
+  _globals['_HELLO']._serialized_start=323
+  _globals['_HELLO']._serialized_end=410
+  _globals['_RESULT']._serialized_start=413
+  _globals['_RESULT']._serialized_end=618
+  _globals['_COMPLETE']._serialized_start=620
+  _globals['_COMPLETE']._serialized_end=673
+  _globals['_FAIL']._serialized_start=675
+  _globals['_FAIL']._serialized_end=725
+  _globals['_RELEASE']._serialized_start=727
+  _globals['_RELEASE']._serialized_end=752
+  _globals['_HEARTBEATITEM']._serialized_start=754
+  _globals['_HEARTBEATITEM']._serialized_end=811
+  _globals['_COORDINATORMESSAGE']._serialized_start=814
+  _globals['_COORDINATORMESSAGE']._serialized_end=1005
+  _globals['_WELCOME']._serialized_start=1007
+  _globals['_WELCOME']._serialized_end=1097
+  _globals['_ACK']._serialized_start=1099
+  _globals['_ACK']._serialized_end=1173
+  _globals['_HEARTBEATANSWER']._serialized_start=1176
+  _globals['_HEARTBEATANSWER']._serialized_end=1321
+  _globals['_AGENTSTREAMSERVICE']._serialized_start=1323
+  _globals['_AGENTSTREAMSERVICE']._serialized_end=1426
 # @@protoc_insertion_point(module_scope)

@@ -36,9 +36,14 @@ class AgentMessage(_message.Message):
     CREDIT_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
     HEARTBEATS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
     credit: _builtins.int
     """Free slots granted on top of those already granted (the coordinator never offers more
     tasks than the slots granted and not yet used by an offer).
+    """
+    draining: _builtins.bool
+    """The agent is stopping: no more offers (the credit left is dropped). Its results and
+    heartbeats are still answered until it closes the stream.
     """
     @_builtins.property
     def hello(self) -> Global___Hello:
@@ -55,10 +60,11 @@ class AgentMessage(_message.Message):
         credit: _builtins.int = ...,
         results: _abc.Iterable[Global___Result] | None = ...,
         heartbeats: _abc.Iterable[Global___HeartbeatItem] | None = ...,
+        draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hello", b"hello"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "heartbeats", b"heartbeats", "hello", b"hello", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "heartbeats", b"heartbeats", "hello", b"hello", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
