@@ -317,6 +317,9 @@ class Coordinator:
             await _stage("a server hook", _close(closer))
         if hasattr(self, "scheduler"):
             await _stage("the scheduler", self.scheduler.stop())
+        if hasattr(self, "agent_streams"):
+            # Agents on v2 streams move to another coordinator (or wait for this one) at once.
+            await _stage("the agents' streams", self.agent_streams.close_all("the coordinator is stopping"))
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))

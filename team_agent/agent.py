@@ -431,6 +431,7 @@ class Agent:
                 self._refused(error)
                 return
             if isinstance(error, UnreachableError):
+                self._client.unreachable(stream.address, error)
                 self._outage.failed(error)
                 logger.debug("the stream to the coordinator ended, reconnecting in %.1fs: %s", delay, error)
             else:

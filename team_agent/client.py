@@ -380,6 +380,7 @@ class GatewayClient:
         first = stream_pb.AgentMessage(hello=hello, credit=credit)
         if self._redactor and _may_hold_secret(first, self._redactor):
             _redact_message(first, self._redactor)
+        overload = OverloadRetry(self.overload_patience)
         attempt = -1
         while attempt < len(self._endpoints.addresses) - 1:
             attempt += 1
@@ -395,6 +396,13 @@ class GatewayClient:
                     raise StreamUnsupported(
                         f"the coordinator at {address} does not serve accord.agent.v2"
                     ) from exc
+                wait = overload.wait(exc)
+                if wait is not None:  # overloaded: open it again after the hint
+                    attempt -= 1
+                    await asyncio.sleep(wait)
+                    continue
+                if overload.exhausted:
+                    raise overload.error(address) from exc
                 error = await self._channels.error_async(exc, address=address, call="agent stream")
                 if self._endpoints.try_next(address, error, len(self._endpoints.addresses) - 1 - attempt):
                     continue
@@ -471,6 +479,11 @@ class GatewayClient:
             "coordinator.GetContract", coordinator_pb.GetContractRequest(ref=ref), f"GetContract {ref}"
         )
         return _contract_from_pb(answer.contract)
+
+    def unreachable(self, address: str, why: object) -> None:
+        """``address`` stopped answering (its stream ended): the next stream tries the next
+        coordinator of the list."""
+        self._endpoints.failed(address, why)
 
     async def close(self) -> None:
         for channel, *_ in self._endpoints.connections():
@@ -690,6 +703,17 @@ class AgentStream:
         self._receive(message)
 
     def _receive(self, message: stream_pb.CoordinatorMessage) -> None:
+        try:
+            self._act_on(message)
+        finally:
+            if message.closing:
+                self._end(
+                    UnreachableError(
+                        f"the coordinator at {self.address} closed the stream: {message.closing}"
+                    )
+                )
+
+    def _act_on(self, message: stream_pb.CoordinatorMessage) -> None:
         if message.HasField("welcome") and self.registered is not None:
             answer = message.welcome.registration
             self.registered(Registration((answer.poll_wait_ms or 0) / 1000, tuple(answer.warnings)))

@@ -78,18 +78,27 @@ class AgentStreamService(stream_grpc.AgentStreamServiceServicer):  # type: ignor
         self._settings = settings
         self._authority = authority
         self._max_payload = max_payload
-        self.open_streams = 0
+        self._sessions: set[_Session] = set()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._sessions)
+
+    async def close_all(self, reason: str) -> None:
+        """End every stream cleanly (the coordinator stops): no more offers, the results read
+        answered, then a last message saying ``reason``."""
+        await asyncio.gather(*(session.close(reason) for session in list(self._sessions)))
 
     async def Connect(
         self, requests: AsyncIterator[stream_pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[stream_pb.CoordinatorMessage]:
         session = _Session(self, current_principal(), bearer_token(context.invocation_metadata()))
-        self.open_streams += 1
+        self._sessions.add(session)
         try:
             async for message in session.serve(requests):
                 yield message
         finally:
-            self.open_streams -= 1
+            self._sessions.discard(session)
         if session.error is not None:
             await context.abort(*session.error)
 
@@ -114,6 +123,7 @@ class _Session:
         self._answers: list[stream_pb.HeartbeatAnswer] = []
         self._wake = asyncio.Event()
         self._finished = False
+        self._closing = ""
         self.error: tuple[grpc.StatusCode, str] | None = None
         self._results: asyncio.Queue[list[stream_pb.Result]] = asyncio.Queue(_QUEUED)
         self._beats: asyncio.Queue[list[stream_pb.HeartbeatItem]] = asyncio.Queue(_QUEUED)
@@ -147,14 +157,32 @@ class _Session:
                 self._spawn_release(task.attempt_id)
 
     def _take(self) -> stream_pb.CoordinatorMessage | None:
-        if self._welcome is None and not self._tasks and not self._acks and not self._answers:
+        closing = self._closing if self._finished else ""
+        if self._welcome is None and not self._tasks and not self._acks and not self._answers and not closing:
             return None
         message = stream_pb.CoordinatorMessage(
-            welcome=self._welcome, tasks=self._tasks, acks=self._acks, heartbeats=self._answers
+            welcome=self._welcome,
+            tasks=self._tasks,
+            acks=self._acks,
+            heartbeats=self._answers,
+            closing=closing,
         )
         self._welcome = None
         self._tasks, self._acks, self._answers = [], [], []
         return message
+
+    async def close(self, reason: str) -> None:
+        self._draining = True
+        self._credit = 0
+        pollers = list(self._pollers)
+        for poller in pollers:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        await self._results.join()
+        await self._beats.join()
+        self._closing = reason
+        self._finished = True
+        self._wake.set()
 
     def _close(self, status: grpc.StatusCode, details: str) -> None:
         if self.error is None:

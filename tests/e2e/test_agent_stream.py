@@ -5,7 +5,6 @@ loses no result and runs nothing twice; a revoked token closes the stream."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

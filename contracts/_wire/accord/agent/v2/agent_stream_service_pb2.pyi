@@ -233,6 +233,11 @@ class CoordinatorMessage(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     ACKS_FIELD_NUMBER: _builtins.int
     HEARTBEATS_FIELD_NUMBER: _builtins.int
+    CLOSING_FIELD_NUMBER: _builtins.int
+    closing: _builtins.str
+    """Set on the last message: the coordinator ends the stream (it is stopping) after answering
+    every result it read. The agent opens a new stream, to the next coordinator of its list.
+    """
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -250,10 +255,11 @@ class CoordinatorMessage(_message.Message):
         tasks: _abc.Iterable[_agent_gateway_service_pb2.Task] | None = ...,
         acks: _abc.Iterable[Global___Ack] | None = ...,
         heartbeats: _abc.Iterable[Global___HeartbeatAnswer] | None = ...,
+        closing: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "heartbeats", b"heartbeats", "tasks", b"tasks", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "closing", b"closing", "heartbeats", b"heartbeats", "tasks", b"tasks", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
