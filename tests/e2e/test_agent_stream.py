@@ -1,10 +1,18 @@
 """The batched agent protocol (accord.agent.v2) with real processes: agents use one stream by
-default and the v1 unary API when told to; credit bounds the tasks offered; kill -9 of either side
-loses no result and runs nothing twice; a revoked token closes the stream."""
+default and the v1 unary API when told to; credit bounds the tasks offered; kill -9 of the agent
+with a batch of results on disk loses nothing and runs nothing twice; a revoked token closes the
+stream; two replicas on PostgreSQL share streams and run each task once.
+
+Also run on v2, as every agent now is by default: the agent tests of test_agent_*.py (kill -9 of the
+coordinator under a running task delivers once, failover across a ``coordinator:`` list, token
+rotation, graceful stop handing tasks back)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +21,7 @@ from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
     Agents,
     CoordinatorProcess,
+    Team,
     agent_config,
     agents_fixture,
     coordinator_fixture,
@@ -20,6 +29,33 @@ from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     team_with_flow,
     wait_until,
 )
+from tests.support.postgres import TestDatabase
+from tests.support.replicas import Replicas
+
+
+def held(marker: Path, release: Path) -> dict[str, Any]:
+    """A shell binding that appends "<run id> <attempt>" to ``marker``, then waits (60 s at most)
+    for ``release`` to exist."""
+    return shell(
+        f"""
+        import json, os, sys, time
+        data = json.load(sys.stdin)
+        with open({str(marker)!r}, "a") as f:
+            f.write(os.environ["ACCORD_RUN_ID"] + " " + os.environ["ACCORD_ATTEMPT"] + "\\n")
+        deadline = time.monotonic() + 60
+        while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(json.dumps({{"i": data.get("i")}}))
+        """
+    )
+
+
+def executions(marker: Path) -> list[str]:
+    return marker.read_text().splitlines() if marker.exists() else []
+
+
+async def attempts_of(team: Team, run_ids: list[str]) -> list[Any]:
+    return [a for run_id in run_ids for s in (await team.get_run(run_id)).steps for a in s.attempts]
 
 
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
@@ -35,3 +71,128 @@ async def test_runs_go_through_either_agent_api(
         assert run.status == pb.RUN_STATUS_SUCCEEDED, run
         assert json.loads(run.output_json) == {"echo": {"i": i}}
     assert ("agent API v2" in agent.log) == (protocol == "v2")
+
+
+async def test_credit_never_offers_more_tasks_than_free_slots(
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
+) -> None:
+    """Six runs wait; an agent with two slots takes two and no more: the other four are there for
+    an agent started later, which runs them all."""
+    team = await team_with_flow(coordinator_process, heartbeat="20s")
+    marker, release = tmp_path / "ran", tmp_path / "release"
+    binding = {f"{team.name}/work@1": held(marker, release)}
+    small = agents.start(team, agent_config(team, binding, concurrency=2), name="small")
+    await small.wait_for_log("registered")
+    run_ids = [await team.start_run({"i": i}) for i in range(6)]
+    await wait_until(lambda: len(executions(marker)) >= 2, "the first agent never ran two tasks")
+    big = agents.start(team, agent_config(team, binding, concurrency=4), name="big")
+    await wait_until(lambda: len(executions(marker)) >= 6, "the second agent never ran the other four")
+    attempts = await attempts_of(team, run_ids)
+    assert sorted(a.agent_id for a in attempts) == sorted([small.agent_id] * 2 + [big.agent_id] * 4)
+    release.touch()
+    runs = [await team.wait_run(run_id, within=30) for run_id in run_ids]
+    assert all(run.status == pb.RUN_STATUS_SUCCEEDED for run in runs)
+    assert len(executions(marker)) == 6
+
+
+async def test_kill_9_of_the_agent_with_a_batch_of_results_on_disk_loses_none_and_runs_none_twice(
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
+) -> None:
+    # Heartbeat timeout 30 s: the leases outlive the coordinator's absence.
+    team = await team_with_flow(coordinator_process, heartbeat="30s")
+    marker, release = tmp_path / "ran", tmp_path / "release"
+    config = agent_config(team, {f"{team.name}/work@1": held(marker, release)}, concurrency=4)
+    agent = agents.start(team, config)
+    run_ids = [await team.start_run({"i": i}) for i in range(4)]
+    await wait_until(lambda: len(executions(marker)) == 4, "the agent never ran the four tasks")
+    coordinator_process.kill9()
+    release.touch()  # the four end together while no coordinator answers
+    outbox = agent.state_dir / "outbox"
+
+    def results_on_disk() -> int:
+        count = 0
+        for path in outbox.glob("*.json"):
+            document = json.loads(path.read_text())
+            count += len(document["batch"]) if "batch" in document else 1
+        return count
+
+    await wait_until(lambda: results_on_disk() == 4, "the four results never reached the outbox")
+    # Fewer files than results: they were written as batches.
+    assert len(list(outbox.glob("*.json"))) < 4, sorted(p.name for p in outbox.glob("*.json"))
+    agent.kill()
+    coordinator_process.restart()
+    restarted = agents.start(team, config)  # same name: same agent id and state dir
+    runs = [await team.wait_run(run_id, within=60) for run_id in run_ids]
+    for i, run in enumerate(runs):
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+        assert json.loads(run.output_json) == {"i": i}
+        assert [a.status for a in run.steps[0].attempts] == [pb.ATTEMPT_STATUS_SUCCEEDED]
+    await restarted.wait_for_log("left in the outbox")
+    assert len(executions(marker)) == 4
+    await wait_until(lambda: not list(outbox.glob("*.json")), "the delivered results stayed in the outbox")
+
+
+async def test_a_revoked_token_closes_the_stream(
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
+) -> None:
+    team = await team_with_flow(coordinator_process)
+    made = await coordinator_process.acli("team", "token", "create", "agent", token=team.token)
+    assert made.returncode == 0, made.stderr
+    agent_token = made.stdout.strip()
+    agent = agents.start(
+        team, agent_config(team, {f"{team.name}/work@1": ECHO}), env={"ACCORD_TOKEN": agent_token}
+    )
+    await agent.wait_for_log("agent API v2")
+    revoked = await coordinator_process.acli("team", "token", "revoke", "agent", token=team.token)
+    assert revoked.returncode == 0, revoked.stderr
+    await wait_until(
+        lambda: (
+            "stream of " + agent.agent_id + " closed: its token is refused now" in coordinator_process.log()
+        ),
+        "the coordinator never closed the agent's stream",
+    )
+    # The token never came from a file the agent could read again: it stops, exit 3.
+    assert await asyncio.to_thread(agent.wait, 60) == 3, agent.log
+    assert "unknown or revoked token" in agent.log
+
+
+@pytest.mark.postgres
+async def test_two_replicas_on_postgres_share_streams_and_run_each_task_once(
+    pg_database: TestDatabase, agents: Agents, tmp_path: Path
+) -> None:
+    replicas = Replicas.start(tmp_path / "replicas", pg_database.schema_url(), 2)
+    try:
+        a, b = replicas
+        team = await team_with_flow(a)
+        marker = tmp_path / "ran"
+        counting = shell(
+            f"""
+            import json, os, sys
+            data = json.load(sys.stdin)
+            with open({str(marker)!r}, "a") as f:
+                f.write(os.environ["ACCORD_RUN_ID"] + "\\n")
+            print(json.dumps({{"i": data["i"]}}))
+            """
+        )
+        binding = {f"{team.name}/work@1": counting}
+        # One agent streams from each replica; runs are started through both.
+        for n, first in enumerate((a, b)):
+            other = b if first is a else a
+            agents.start(
+                team,
+                agent_config(team, binding, coordinator=[first.address, other.address], concurrency=3),
+                name=f"agent-{n}",
+            )
+        for agent in agents.started:
+            await agent.wait_for_log("agent API v2")
+        through_b = Team(b, team.name, team.token)
+        run_ids = [await (team if i % 2 else through_b).start_run({"i": i}) for i in range(20)]
+        runs = [await team.wait_run(run_id, within=60) for run_id in run_ids]
+        assert all(run.status == pb.RUN_STATUS_SUCCEEDED for run in runs), runs
+        assert [json.loads(run.output_json) for run in runs] == [{"i": i} for i in range(20)]
+        ran = executions(marker)
+        assert sorted(ran) == sorted(run_ids)  # each task ran once
+        served = {a.agent_id for a in await attempts_of(team, run_ids)}
+        assert served <= {agent.agent_id for agent in agents.started}
+    finally:
+        replicas.kill_all()
