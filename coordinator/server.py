@@ -206,13 +206,18 @@ class Coordinator:
         self.agent_streams = AgentStreamService(
             self.engine, config.engine, self.authority, max_payload=config.max_payload
         )
-        stream_grpc.add_AgentStreamServiceServicer_to_server(self.agent_streams, server)
+        if config.agent_streams:
+            stream_grpc.add_AgentStreamServiceServicer_to_server(self.agent_streams, server)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         service_names = [
             pb.DESCRIPTOR.services_by_name["CoordinatorService"].full_name,
             agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"].full_name,
-            stream_pb.DESCRIPTOR.services_by_name["AgentStreamService"].full_name,
+            *(
+                [stream_pb.DESCRIPTOR.services_by_name["AgentStreamService"].full_name]
+                if config.agent_streams
+                else []
+            ),
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             # served by the telemetry hook's OTLP receiver (configured below)
             trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,

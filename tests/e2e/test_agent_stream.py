@@ -196,3 +196,20 @@ async def test_two_replicas_on_postgres_share_streams_and_run_each_task_once(
         assert served <= {agent.agent_id for agent in agents.started}
     finally:
         replicas.kill_all()
+
+
+async def test_an_agent_falls_back_to_v1_on_a_coordinator_without_streams(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """A coordinator that does not serve accord.agent.v2 (older, or --agent-streams off) answers the
+    stream UNIMPLEMENTED: the agent says so in one line and serves through the v1 calls."""
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--agent-streams", "off")
+    try:
+        team = await team_with_flow(coordinator)
+        agent = agents.start(team, agent_config(team, {f"{team.name}/work@1": ECHO}))
+        run = await team.wait_run(await team.start_run({"i": 1}), within=30)
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+        assert agent.log.count("does not serve accord.agent.v2 (an older coordinator): using the v1") == 1
+        assert "agent API v2" not in agent.log
+    finally:
+        coordinator.stop()
