@@ -205,6 +205,9 @@ class Agent:
         self._stream_task: asyncio.Task[None] | None = None
         self._stream_ready = asyncio.Event()
         self._granted = 0
+        # Tasks whose engine is done and whose result is out (their runner waits for the outbox
+        # write): their slots are free again for the coordinator's offers.
+        self._finishing: set[str] = set()
         self._batch: list[tuple[OutboxEntry, asyncio.Future[None]]] = []
         self._batch_timer: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task[None]] = set()
@@ -460,7 +463,8 @@ class Agent:
         stream = self._stream
         if stream is None or not stream.open or self._stopping:
             return
-        free = self._config.concurrency - len(self._running) - self._granted
+        busy = len(self._running) - len(self._finishing)
+        free = self._config.concurrency - busy - self._granted
         if free > 0:
             self._granted += free
             stream.grant(free)
@@ -601,6 +605,7 @@ class Agent:
 
         def finished(_: asyncio.Task[None]) -> None:
             self._running.pop(task.attempt_id, None)
+            self._finishing.discard(task.attempt_id)
             self._controls.pop(task.attempt_id, None)
             self._capacity_changed.set()
             self._top_up()
@@ -652,6 +657,9 @@ class Agent:
             # delivery are done. Awaiting the write here keeps shutdown waiting for it.
             if self._protocol == "v2":
                 written = self._write_batched(entry)
+                # The slot is free: granted again in the same message as the result goes in.
+                self._finishing.add(task.attempt_id)
+                self._top_up()
             else:
                 written = asyncio.ensure_future(self._outbox.put(entry))
             self._spawn_delivery(entry, written)

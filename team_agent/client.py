@@ -669,6 +669,8 @@ class AgentStream:
         try:
             while self.open:
                 await self._wake.wait()
+                # One turn of the loop: what other tasks make ready now goes in the same message.
+                await asyncio.sleep(0)
                 self._wake.clear()
                 message = self._next_message()
                 if message is None or not self.open:

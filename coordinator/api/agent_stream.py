@@ -142,6 +142,8 @@ class _Session:
         try:
             while True:
                 await self._wake.wait()
+                # One turn of the loop: what other tasks make ready now goes in the same message.
+                await asyncio.sleep(0)
                 self._wake.clear()
                 message = self._take()
                 if message is not None:
