@@ -14,8 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
@@ -213,3 +216,66 @@ async def test_an_agent_falls_back_to_v1_on_a_coordinator_without_streams(
         assert "agent API v2" not in agent.log
     finally:
         coordinator.stop()
+
+
+async def _open_raw(coordinator: CoordinatorProcess, token: str, *messages: Any) -> Any:
+    """Send ``messages`` on a raw stream; the error that closed it (or None)."""
+    async with grpc.aio.insecure_channel(coordinator.address) as channel:
+        call = channel.stream_stream(
+            "/accord.agent.v2.AgentStreamService/Connect",
+            request_serializer=stream_pb.AgentMessage.SerializeToString,
+            response_deserializer=stream_pb.CoordinatorMessage.FromString,
+        )(metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+        try:
+            for message in messages:
+                await call.write(message)
+            while True:
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    return None
+        except grpc.aio.AioRpcError as exc:
+            return exc
+
+
+async def test_the_stream_bounds_what_an_agent_sends(coordinator_process: CoordinatorProcess) -> None:
+    team = await team_with_flow(coordinator_process)
+    hello = stream_pb.AgentMessage(
+        hello=stream_pb.Hello(
+            registration=agent_pb.RegisterAgentRequest(
+                agent_id=f"{team.name}-raw",
+                bindings=[agent_pb.Binding(contract=f"{team.name}/work", major=1)],
+            )
+        )
+    )
+    no_hello = await _open_raw(coordinator_process, team.token, stream_pb.AgentMessage(credit=1))
+    assert no_hello.code() == grpc.StatusCode.FAILED_PRECONDITION and "Hello" in no_hello.details()
+    too_many = stream_pb.AgentMessage(
+        heartbeats=[stream_pb.HeartbeatItem(attempt_id=f"x:y:{i}") for i in range(257)]
+    )
+    refused = await _open_raw(coordinator_process, team.token, hello, too_many)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 256" in refused.details()
+    credit = await _open_raw(coordinator_process, team.token, hello, stream_pb.AgentMessage(credit=-1))
+    assert credit.code() == grpc.StatusCode.INVALID_ARGUMENT and "credit" in credit.details()
+    huge = stream_pb.AgentMessage(
+        results=[
+            stream_pb.Result(
+                request_id="r",
+                attempt_id="x:y:1",
+                complete=stream_pb.Complete(output_json=json.dumps({"x": "a" * (2 * 1024 * 1024)})),
+            )
+        ]
+    )
+    # A result too large is refused in its ack, naming the limit; the stream stays open.
+    async with grpc.aio.insecure_channel(coordinator_process.address) as channel:
+        call = channel.stream_stream(
+            "/accord.agent.v2.AgentStreamService/Connect",
+            request_serializer=stream_pb.AgentMessage.SerializeToString,
+            response_deserializer=stream_pb.CoordinatorMessage.FromString,
+        )(metadata=(("authorization", f"Bearer {team.token}"),), timeout=30)
+        await call.write(hello)
+        assert (await call.read()).HasField("welcome")
+        await call.write(huge)
+        (ack,) = (await call.read()).acks
+        assert not ack.accepted and ack.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "--max-payload" in ack.message
+        call.cancel()
