@@ -82,9 +82,10 @@ MAX_REGISTER_BACKOFF = 2.0
 SHUTDOWN_DELIVERY_WAIT = 10.0
 # A running agent whose token is refused says so as an error at most this often (seconds).
 REFUSED_TOKEN_LOG_EVERY = 60.0
-# v2: results that end within OUTBOX_LINGER seconds of each other are written to the outbox as one
-# file (one write and its fsyncs), at most OUTBOX_BATCH of them; a result written while no other
-# task runs is written at once (docs/agent.md, "The wire").
+# v2: results are written to the outbox as one file per batch (one write and its fsyncs), at most
+# OUTBOX_BATCH each: those that end while the previous batch is being written, or within
+# OUTBOX_LINGER seconds of each other; a result that ends while no other task runs and no write is
+# under way is written at once (docs/agent.md, "The wire").
 OUTBOX_LINGER = 0.001
 OUTBOX_BATCH = 64
 # A stream that lived this long before it broke reconnects after the shortest backoff.
@@ -210,7 +211,7 @@ class Agent:
         self._finishing: set[str] = set()
         self._batch: list[tuple[OutboxEntry, asyncio.Future[None]]] = []
         self._batch_timer: asyncio.TimerHandle | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writing: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         # Set when the coordinator refused to register this agent (wrong token, another team's
         # contracts): retrying cannot help, so ``run`` stops and raises it (exit 3).
@@ -483,6 +484,8 @@ class Agent:
         """Write ``entry`` to the outbox with the others that end within ``OUTBOX_LINGER``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((entry, future))
+        if self._writing is not None:
+            return future  # written with the others when the write under way is done
         # The runners of the batch's entries are still running (they wait for the write).
         others = len(self._running) - len(self._batch)
         if len(self._batch) >= OUTBOX_BATCH or others <= 0:
@@ -495,27 +498,27 @@ class Agent:
         if self._batch_timer is not None:
             self._batch_timer.cancel()
             self._batch_timer = None
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
+        if self._writing is None and self._batch:
+            self._writing = asyncio.create_task(self._write_batches())
 
-        async def write() -> None:
-            try:
-                await self._outbox.put_batch([entry for entry, _ in batch])
-            except BaseException as exc:
+    async def _write_batches(self) -> None:
+        """Write the batch, then whatever gathered meanwhile, until none is left (one at a time:
+        group commit)."""
+        try:
+            while self._batch:
+                batch, self._batch = self._batch[:OUTBOX_BATCH], self._batch[OUTBOX_BATCH:]
+                try:
+                    await self._outbox.put_batch([entry for entry, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-
-        task = asyncio.create_task(write())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+                        future.set_result(None)
+        finally:
+            self._writing = None
 
     def _refused(self, exc: RemoteError) -> None:
         if isinstance(exc, TlsError):  # says which side speaks TLS and what to set
