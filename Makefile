@@ -13,7 +13,7 @@ PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 $(STAMP): pyproject.toml examples/custom-engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,postgres,nats]'
+	$(PY) -m pip install -q -e '.[dev,postgres,nats,temporal,stepfunctions]'
 	# the example of a team's own engine adapter, used by the tests of engine discovery
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e examples/custom-engine
 	touch $(STAMP)

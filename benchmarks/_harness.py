@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
-from coordinator.client import AsyncClient
+from coordinator.client import AsyncClient, merge_watched
 from team_agent.testing import AgentProcess, accord_executable
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -414,10 +414,12 @@ async def start_run(client: AsyncClient, workflow: str, value: Any) -> str:
 
 
 async def wait_run(client: AsyncClient, run_id: str) -> Any:
-    """Follow WatchRun until the run is terminal; the last Run message."""
-    last = None
-    async for answer in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id)):
-        last = answer.run
+    """Follow WatchRun (changes only, as ``accord run --wait`` does) until the run is terminal;
+    the run as the last message left it."""
+    last = pb.Run()
+    request = pb.WatchRunRequest(run_id=run_id, changes_only=True)
+    async for answer in client.coordinator.stream("WatchRun", request):
+        last = merge_watched(last, answer)
         if last.status in TERMINAL:
             return last
     raise RuntimeError(f"WatchRun of {run_id} ended before the run finished: {last}")

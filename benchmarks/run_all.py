@@ -1,10 +1,12 @@
 """Run every benchmark (``make bench``) and print one combined table with the peers' ratios to Accord.
 
-    python -m benchmarks.run_all [--quick] [--only hop,throughput,scale,replicas,peers] [--seconds S]
+    python -m benchmarks.run_all [--quick] [--only hop,throughput,scale,replicas,versus,peers] [--seconds S]
 
 ``--quick`` shortens everything (hop 200 runs; throughput 10 s with 1 and 4 agents; scale to
 10,000 stored runs, 10 s windows, 2,000 waiting runs; replicas 10 s windows, 1 round, 3
-failovers; peers 20 runs / 10 s). Each benchmark
+failovers; versus 2 rounds, 40 runs, 8 s windows; peers 20 runs / 10 s). ``versus`` measures
+Accord (SQLite, PostgreSQL) and Temporal side by side in interleaved rounds; ``peers`` runs the
+other peers (Prefect, Airflow) after it. Each benchmark
 writes its own JSON into benchmarks/results/; this writes ``summary.json`` and rewrites
 ``README-table.md`` (the table the README's Performance section shows). A benchmark that is not
 selected is taken from its last JSON (marked with its date); the peers (benchmarks/peers, set up
@@ -23,8 +25,9 @@ from typing import Any
 
 from benchmarks import _harness as h
 
-ALL = ("hop", "throughput", "scale", "replicas", "peers")
-PEER_NAMES = ("temporal", "prefect", "airflow")
+ALL = ("hop", "throughput", "scale", "replicas", "versus", "peers")
+# Temporal is measured beside Accord, in the same rounds, by bench_versus (its own table).
+PEER_NAMES = ("prefect", "airflow")
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -93,6 +96,16 @@ def run_replicas(quick: bool, seconds: float | None) -> dict[str, Any]:
     return result
 
 
+def run_versus(quick: bool, seconds: float | None) -> dict[str, Any]:
+    from benchmarks import bench_versus
+
+    settings = bench_versus.build_settings(quick, seconds=seconds)
+    result = asyncio.run(bench_versus.bench(settings))
+    print(bench_versus.format_result(result), flush=True)
+    h.write_result("versus", result)
+    return result
+
+
 def run_peers(quick: bool) -> dict[str, Any]:
     """The peers' figures, or {"error": ...} when their driver is missing or fails."""
     try:
@@ -100,7 +113,7 @@ def run_peers(quick: bool) -> dict[str, Any]:
     except Exception as exc:  # another engineer's module: absent or broken must not stop us
         return {"error": f"benchmarks.peers.run_peers unavailable: {type(exc).__name__}: {exc}"}
     try:
-        results = run_peers.run(runs=20 if quick else 50, seconds=10.0 if quick else 20.0)
+        results = run_peers.run(PEER_NAMES, runs=20 if quick else 50, seconds=10.0 if quick else 20.0)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {"error": f"peers failed: {type(exc).__name__}: {exc}"}
@@ -223,11 +236,24 @@ def markdown(
     scale: dict[str, Any] | None,
     peers: dict[str, Any] | None,
     replicas: dict[str, Any] | None = None,
+    versus: dict[str, Any] | None = None,
 ) -> str:
     accord = rows[0]
     lines = [
         "<!-- written by `make bench` (benchmarks/run_all.py); do not edit by hand -->",
         "",
+    ]
+    if versus and versus.get("median"):
+        from benchmarks import bench_versus
+
+        lines += [
+            bench_versus.markdown(versus).rstrip("\n")
+            + (" (earlier run)" if versus.get("_from_file") else ""),
+            "",
+            "The other peers, measured after it (Accord's row from `bench_hop` and `bench_throughput`):",
+            "",
+        ]
+    lines += [
         "Three-step chain of no-op steps, end to end (start → result), one run at a time for latency; "
         "sustained step completions per second for throughput. Same machine"
         + (f" ({hop['machine']['cpus']} cores, shared)" if hop else "")
@@ -289,6 +315,7 @@ def markdown(
         ("throughput", tput),
         ("scale", scale),
         ("replicas", replicas),
+        ("versus", versus),
         ("peers", peers),
     ):
         if data and data.get("measured_at"):
@@ -313,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds",
         type=float,
         default=None,
-        help="override the throughput, scale and replicas windows (s)",
+        help="override the throughput, scale, replicas and versus windows (s)",
     )
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -342,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     tput = attempt("throughput", run_throughput, args.quick, args.seconds)
     scale = attempt("scale", run_scale, args.quick, args.seconds)
     replicas = attempt("replicas", run_replicas, args.quick, args.seconds)
+    versus = attempt("versus", run_versus, args.quick, args.seconds)
     if "peers" in only:
         h.log("run_all: peers")
         peers: dict[str, Any] | None = run_peers(args.quick)
@@ -365,11 +393,13 @@ def main(argv: list[str] | None = None) -> int:
             "scale": scale and {k: scale[k] for k in ("history", "waiting") if k in scale},
             "replicas": replicas
             and {k: replicas[k] for k in ("median", "ratios", "failover", "targets", "met") if k in replicas},
+            "versus": versus
+            and {k: versus[k] for k in ("median", "ratios", "goals", "errors") if k in versus},
         },
     }
     h.write_result("summary", summary)
     table_path = h.RESULTS / "README-table.md"
-    table_path.write_text(markdown(rows, hop, tput, scale, peers, replicas))
+    table_path.write_text(markdown(rows, hop, tput, scale, peers, replicas, versus))
     print(f"\nwritten: {h.RESULTS / 'summary.json'}, {table_path}")
     return 1 if failures else 0
 

@@ -272,3 +272,19 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def merge_watched(current: Any, response: Any) -> Any:
+    """The run after a WatchRun message (``WatchRunResponse``): the message's run itself, or for
+    a partial one (``changes_only``) the run it describes, built from ``current`` (the run as
+    last known) with the steps and fields it carries. Returns a new ``Run``."""
+    if not response.partial:
+        return response.run
+    run = type(current)()
+    run.CopyFrom(response.run)
+    run.input_json = current.input_json
+    known = {step.id: step for step in current.steps}
+    known.update((step.id, step) for step in response.run.steps)
+    del run.steps[:]
+    run.steps.extend(known[step_id] for step_id in response.step_ids if step_id in known)
+    return run

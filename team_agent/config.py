@@ -28,7 +28,13 @@ from contracts.endpoints import parse_addresses
 from contracts.errors import DurationError, FileProblemsError, InvalidArgumentError, Problem
 from contracts.model import RetryPolicy, Timeouts
 from team_agent.engines.base import EngineAdapter, EngineConfigError, load_engine
-from team_agent.secrets import SECRET_REFERENCE, SecretProvider, SecretsConfigError, load_provider
+from team_agent.secrets import (
+    SECRET_REFERENCE,
+    SecretLookupError,
+    SecretProvider,
+    SecretsConfigError,
+    load_provider,
+)
 
 DEFAULT_COORDINATOR = "127.0.0.1:7440"
 DEFAULT_CONCURRENCY = 4
@@ -179,7 +185,11 @@ def _resolve_secrets(
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
-            secret = provider.get(name)
+            try:
+                secret = provider.get(name)
+            except SecretLookupError as exc:
+                problems.add(path, str(exc))
+                return ""
             if secret is None:
                 problems.add(
                     path,

@@ -18,8 +18,9 @@ from team_agent._plugins import PluginError, load_plugin
 
 ENTRY_POINT_GROUP = "accord.secrets"
 
-# ``${secret:NAME}``; NAME is what the provider looks up (an env var, a file name...).
-SECRET_REFERENCE = re.compile(r"\$\{secret:([A-Za-z0-9_.\-/]+)\}")
+# ``${secret:NAME}``; NAME is what the provider looks up (an env var, a file name, a Vault
+# ``path#key``, ``path@version#key``: docs/secrets-vault.md).
+SECRET_REFERENCE = re.compile(r"\$\{secret:([A-Za-z0-9_.\-/#@]+)\}")
 
 
 class SecretsConfigError(AccordError):
@@ -32,6 +33,12 @@ class SecretsConfigError(AccordError):
         super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in problems))
 
 
+class SecretLookupError(LookupError):
+    """A provider could not look a secret up (its store unreachable, access refused...): the
+    message names the secret and what to do, never a value or a credential. The config loader
+    reports it at the field that refers to the secret."""
+
+
 @runtime_checkable
 class SecretProvider(Protocol):
     """Built with the ``secrets:`` mapping (minus ``provider``); raise SecretsConfigError.
@@ -42,7 +49,7 @@ class SecretProvider(Protocol):
     "Token rotation")."""
 
     def get(self, name: str) -> str | None:
-        """The secret's value, or None when it does not exist."""
+        """The secret's value, or None when it does not exist; may raise SecretLookupError."""
         ...
 
 

@@ -19,6 +19,8 @@ from contracts.policy import PolicyFinding, Rule
 from coordinator.principal import Principal
 from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_text
 from coordinator.store.records import (
+    ATTEMPT_TERMINAL,
+    STEP_TERMINAL,
     AttemptRecord,
     AuditRecord,
     ContractRecord,
@@ -292,13 +294,17 @@ def run_summary_to_pb(
     hide: set[str] | None = None,
     *,
     listed: bool = False,
+    omit_input: bool = False,
 ) -> pb.Run:
     """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output (or
     in the run input, from a trigger's event) is redacted for every viewer but the admin: no
     team receives it there as its own step's input. ``listed``: for a list answer, which leaves
-    out an input or output larger than ``LISTED_PAYLOAD_MAX``."""
+    out an input or output larger than ``LISTED_PAYLOAD_MAX``. ``omit_input``: leave the input
+    out (a WatchRun message after the first: it never changes)."""
     visible = _sees(principal, run.team)
-    run_input = run.input if principal.admin else redact_flows(run.input, "input", flows)
+    run_input = (
+        None if omit_input else run.input if principal.admin else redact_flows(run.input, "input", flows)
+    )
     output = run.output if principal.admin else redact_flows(run.output, "output", flows)
     message = pb.Run(
         run_id=run.run_id,
@@ -306,7 +312,7 @@ def run_summary_to_pb(
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=_listed(dumps(run_input), listed) if visible else "",
+        input_json=_listed(dumps(run_input), listed) if visible and not omit_input else "",
         output_json=_listed(dumps(output), listed) if visible and output is not None else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
@@ -397,6 +403,51 @@ def run_to_pb(view: RunView, principal: Principal, flows: Sequence[str] = ()) ->
     message = run_summary_to_pb(view.run, principal, flows, hide)
     message.steps.extend(step_to_pb(view, step, principal, flows, hide) for step in view.steps)
     return message
+
+
+class WatchEncoder:
+    """The WatchRun messages of one watcher, one per view of the run: the whole run each time,
+    or with ``changes_only`` the whole run first and then only what changed (the steps whose
+    message differs from the one last sent; the input never). A step sent finished, with every
+    attempt finished, never changes again and is not converted again."""
+
+    def __init__(self, principal: Principal, flows: Sequence[str], *, changes_only: bool) -> None:
+        self._principal = principal
+        self._flows = flows
+        self._changes_only = changes_only
+        self._first = True
+        self._sent: dict[str, bytes] = {}  # step id -> its message as last sent
+        self._final: set[str] = set()  # step ids sent finished for good
+
+    def encode(self, view: RunView) -> pb.WatchRunResponse:
+        partial = self._changes_only and not self._first
+        self._first = False
+        if not partial:
+            return pb.WatchRunResponse(
+                run=self._remember(run_to_pb(view, self._principal, self._flows), view)
+            )
+        hide = run_sensitive_values(view, self._flows)
+        message = run_summary_to_pb(view.run, self._principal, self._flows, hide, omit_input=True)
+        for step in view.steps:
+            if step.step_id in self._final:
+                continue
+            encoded = step_to_pb(view, step, self._principal, self._flows, hide)
+            data = encoded.SerializeToString(deterministic=True)
+            if self._sent.get(step.step_id) != data:
+                self._sent[step.step_id] = data
+                message.steps.append(encoded)
+        self._remember(message, view)
+        return pb.WatchRunResponse(run=message, partial=True, step_ids=[s.step_id for s in view.steps])
+
+    def _remember(self, message: pb.Run, view: RunView) -> pb.Run:
+        if self._changes_only:
+            for encoded in message.steps:
+                self._sent.setdefault(encoded.id, encoded.SerializeToString(deterministic=True))
+            for step in view.steps:
+                attempts = view.attempts.get(step.step_id, ())
+                if step.status in STEP_TERMINAL and all(a.status in ATTEMPT_TERMINAL for a in attempts):
+                    self._final.add(step.step_id)
+        return message
 
 
 def task_to_pb(assignment: Assignment) -> agent_pb.Task:

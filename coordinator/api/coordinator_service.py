@@ -39,6 +39,10 @@ from coordinator.telemetry.query import scoped_run_spans
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PAGE = 100
+# WatchRun: changes of a run within this time after a message go out as one message (the
+# terminal run at once). A person does not see 50 ms; a fast run sends a few messages rather
+# than a few per step (docs/architecture.md, "Watching a run").
+WATCH_COALESCE_S = 0.05
 
 
 def _page(request_page: Any) -> tuple[int, int]:
@@ -503,8 +507,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             # engine's records, which the next transition changes in place: see Engine.watch).
             stored = await self._store.get_run(request.run_id)
             flows = await self._flows(stored) if stored is not None else ()
-            async for view in self._engine.watch(principal, request.run_id):
-                yield pb.WatchRunResponse(run=convert.run_to_pb(view, principal, flows))
+            encoder = convert.WatchEncoder(principal, flows, changes_only=request.changes_only)
+            async for view in self._engine.watch(principal, request.run_id, coalesce_s=WATCH_COALESCE_S):
+                yield encoder.encode(view)
         except Exception as exc:
             if isinstance(exc, AccordError):
                 await context.abort(status_of(exc), details_of(exc))

@@ -191,6 +191,7 @@ def _wait(
     again as soon as it answers, for up to ``_REWATCH_S``: the run goes on across a restart.
     """
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from coordinator.client import merge_watched
 
     deadline = None if timeout is None else time.monotonic() + timeout
     unreachable_since: float | None = None
@@ -202,9 +203,9 @@ def _wait(
                 return None
         started = time.monotonic()
         try:
-            request = pb.WatchRunRequest(run_id=current.run_id)
+            request = pb.WatchRunRequest(run_id=current.run_id, changes_only=True)
             for update in client.coordinator.stream("WatchRun", request, timeout=window):
-                current, unreachable_since = update.run, None
+                current, unreachable_since = merge_watched(current, update), None
                 on_update(current)
                 if _terminal(current):
                     return current

@@ -1121,12 +1121,18 @@ class Engine:
             query = RunFilter(**{**query.__dict__, "visible_to": principal.team})
         return await self._store.list_runs(query)
 
-    async def watch(self, principal: Principal, run_id: str) -> AsyncIterator[RunView]:
+    async def watch(
+        self, principal: Principal, run_id: str, *, coalesce_s: float = 0.0
+    ) -> AsyncIterator[RunView]:
         """The run now, then again after every change; ends right after yielding it terminal.
+        ``coalesce_s``: after a view, changes within that time are yielded as one view at its
+        end (the terminal run at once): a watcher of a fast run gets a message per window, not
+        one per transition (docs/architecture.md, "Watching a run").
 
         Consume each view before awaiting anything: a live run's view shares the engine's
         records, which later transitions change in place.
         """
+        loop = asyncio.get_running_loop()
         event = asyncio.Event()
         # Listen before the first read: a transition committed while that read awaits the store
         # still wakes this watcher.
@@ -1142,7 +1148,17 @@ class Engine:
                 yield view
                 if terminal:
                     return
+                yielded = loop.time()
                 await self._changed(run_id, event, seen_version)
+                while not self._finished_here(run_id):
+                    remaining = yielded + coalesce_s - loop.time()
+                    if remaining <= 0:
+                        break
+                    event.clear()
+                    try:
+                        await asyncio.wait_for(event.wait(), remaining)
+                    except TimeoutError:
+                        break
                 event.clear()
                 view = await self._view(run_id)
         finally:
@@ -1151,6 +1167,12 @@ class Engine:
                 watchers.discard(event)
                 if not watchers:
                     del self._watchers[run_id]
+
+    def _finished_here(self, run_id: str) -> bool:
+        """Whether the run may have finished, by this process's cache alone: a finished run
+        leaves it, and so does one another coordinator changed."""
+        state = self._runs.get(run_id)
+        return state is None or state.record.status in RUN_TERMINAL
 
     async def _view(self, run_id: str) -> RunView:
         state = self._runs.get(run_id)

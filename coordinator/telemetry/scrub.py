@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from coordinator.redaction import REDACTED
@@ -89,7 +90,10 @@ def sensitive_values(sensitive_paths: Iterable[str], *, input: Any = None, outpu
     return found
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
+    # Cached: span attribute keys repeat across every span (accord.run_id, http.url...), and the
+    # search ran once per attribute of every span the coordinator keeps.
     return bool(_SECRET_KEY.search(key))
 
 
@@ -117,7 +121,7 @@ class Scrubber:
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
-            return REDACTED if self._hit(value) else value
+            return REDACTED if self._exact and self._hit(value) else value
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, int | float):
@@ -135,6 +139,9 @@ class Scrubber:
         }
 
     def record(self, record: SpanRecord) -> SpanRecord:
+        if not self._exact and not _names_secret(record):
+            # Nothing to compare and no credential-named key: the span as it is (most spans).
+            return record
         return replace(
             record,
             name=self.text(record.name),
@@ -149,3 +156,21 @@ class Scrubber:
                 for event in record.events
             ],
         )
+
+
+def _names_secret(record: SpanRecord) -> bool:
+    """Whether any attribute key of the span or its events, at any depth, names a credential."""
+
+    def in_mapping(attributes: Mapping[str, Any]) -> bool:
+        return any(is_secret_key(key) or in_value(value) for key, value in attributes.items())
+
+    def in_value(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return in_mapping(value)
+        if isinstance(value, list | tuple):
+            return any(in_value(item) for item in value)
+        return False
+
+    return in_mapping(record.attributes) or any(
+        in_mapping(event.get("attributes") or {}) for event in record.events
+    )

@@ -77,15 +77,31 @@ class RunSensitivity:
                 self._runs.popitem(last=False)
         return record
 
+    async def _may_have_sensitive_steps(self, record: RunRecord) -> bool:
+        """Whether a step of ``record`` may hold a value its contract marks sensitive: its steps
+        call exactly the contract versions it pinned, unless a retired major is served through a
+        migration adapter (then the caller's view of the contract counts: read the steps)."""
+        if record.adapted or not record.pinned:
+            return True
+        for name, version in record.pinned.items():
+            if await self._sensitive_fields(name, version):
+                return True
+        return False
+
     async def values(self, run: RunRecord | str) -> set[str]:
         """Every sensitive value of ``run`` (a record or a run id; unknown run: none)."""
         record = await self._run(run) if isinstance(run, str) else run
         if record is None:
             return set()
-        found = sensitive_values(await self._sensitive_inputs(record), input=record.input)
+        inputs = await self._sensitive_inputs(record)
+        flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
+        if not inputs and not flows and not await self._may_have_sensitive_steps(record):
+            # Nothing in this run can be sensitive: its steps need not be read (most runs; this
+            # kept a store read on every agent export, docs/architecture.md "Traces").
+            return set()
+        found = sensitive_values(inputs, input=record.input)
         # What a sensitive value flowed into (taint): a mapped field, a for_each item, text built
         # around it ("card 4111..."), the run output.
-        flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
         if flows:
             redact_flows(record.input, "input", flows, found)
             redact_flows(record.output, "output", flows, found)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from coordinator.api import convert
+from coordinator.client import merge_watched
 from coordinator.config import CoordinatorConfig
 from coordinator.engine.engine import Engine, RunView
 from coordinator.principal import Principal
@@ -192,3 +195,51 @@ async def test_a_watch_that_reads_the_run_while_its_end_is_being_written_still_s
         await asyncio.wait_for(anext(watch), 2)
     # Nothing stale was cached: the run reads as it is stored.
     assert (await engine.get_run(PAYMENTS, run_id)).run.status == RUN_SUCCEEDED
+
+
+async def test_changes_within_the_coalescing_window_come_as_one_view(engine: Engine) -> None:
+    """Transitions close together after a view are yielded once, when the window ends; the run's
+    end is yielded at once, whatever is left of the window."""
+    view, _ = await engine.start_run(PAYMENTS, "payments/charge-twice", {"order_id": "o-1"})
+    watch = engine.watch(PAYMENTS, view.run.run_id, coalesce_s=3)
+    assert (await anext(watch)).run.status == RUN_RUNNING
+    waiting = asyncio.create_task(anext(watch))
+    poll = await engine.poll(PAYMENTS, "payments-1", [], wait_s=2)  # a claim: a change
+    assert poll is not None
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # held for the rest of the window
+    assert await engine.complete(PAYMENTS, "payments-1", poll.attempt.attempt_id, {"ref": "r"}, "")
+    middle = await asyncio.wait_for(waiting, 10)  # the claim and the completion, together
+    assert middle.run.status == RUN_RUNNING
+    first = next(step for step in middle.steps if step.step_id == "first")
+    assert first.status == "succeeded"
+    # A window of an hour: only the end can cut it short.
+    watch = engine.watch(PAYMENTS, view.run.run_id, coalesce_s=3600)
+    assert (await anext(watch)).run.status == RUN_RUNNING
+    await _complete_next(engine)
+    last = await asyncio.wait_for(anext(watch), 5)
+    assert last.run.status == RUN_SUCCEEDED
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(watch), 2)
+
+
+async def test_a_partial_watch_merged_is_the_run_and_repeats_no_unchanged_step(engine: Engine) -> None:
+    """WatchRun with changes_only: after the first message only the steps that changed; the
+    client's merge (coordinator.client.merge_watched) of every message is the whole run."""
+    view, _ = await engine.start_run(PAYMENTS, "payments/charge-twice", {"order_id": "o-1"})
+    full = convert.WatchEncoder(PAYMENTS, (), changes_only=False)
+    partial = convert.WatchEncoder(PAYMENTS, (), changes_only=True)
+    merged = pb.Run()
+    sent_steps: list[list[str]] = []
+    async for update in engine.watch(PAYMENTS, view.run.run_id):
+        whole = full.encode(update).run
+        delta = partial.encode(update)
+        sent_steps.append([step.id for step in delta.run.steps])
+        merged = merge_watched(merged, delta)
+        assert merged == whole
+        if update.run.status not in RUN_TERMINAL:
+            await _complete_next(engine)
+    assert len(sent_steps) == 3, sent_steps
+    assert sent_steps[0] == ["first", "second"]  # the first message is whole
+    assert "first" not in sent_steps[2]  # finished in the second message: not sent again
+    assert merged.input_json and merged.output_json

@@ -99,10 +99,10 @@ implements:
 
 
 def test_an_unknown_secrets_provider_lists_the_installed_ones() -> None:
-    text = GOOD.replace("concurrency: 3", "concurrency: 3\nsecrets: {provider: vault}")
+    text = GOOD.replace("concurrency: 3", "concurrency: 3\nsecrets: {provider: hashivault}")
     with pytest.raises(FileProblemsError) as caught:
         parse_config(text, "agent.yaml", environ={})
-    assert any("installed providers: env, file" in p.message for p in caught.value.problems)
+    assert any("installed providers: env, file, vault" in p.message for p in caught.value.problems)
 
 
 def test_not_yaml_names_the_line(tmp_path: Path) -> None:

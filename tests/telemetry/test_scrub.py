@@ -86,3 +86,15 @@ def test_credential_keys_are_redacted_whatever_their_value() -> None:
         "accord.idempotency_key": "run-1/charge",
         "empty_token": "",
     }
+
+
+def test_with_no_values_only_credential_keys_cost_a_copy_at_any_depth() -> None:
+    plain = _record(attributes={"accord.run_id": "r-1", "nested": {"list": [{"x": 1}]}})
+    assert Scrubber().record(plain) is plain  # nothing to do: the span as it is
+    nested = _record(
+        attributes={"request": {"headers": [{"authorization": "Bearer abc"}]}},
+        events=[{"name": "log", "time_ns": 1, "attributes": {"cookie": "c=1"}}],
+    )
+    clean = Scrubber().record(nested)
+    assert clean.attributes == {"request": {"headers": [{"authorization": REDACTED}]}}
+    assert clean.events[0]["attributes"] == {"cookie": REDACTED}

@@ -401,7 +401,8 @@ class CoordinatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """Streams the run each time it changes, ending once it is terminal.
+        """Streams the run as it changes, ending once it is terminal. Changes close together are sent
+        as one message (the terminal run at once); see WatchRunRequest.changes_only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
