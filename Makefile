@@ -13,7 +13,7 @@ PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 $(STAMP): pyproject.toml examples/custom-engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,postgres,nats,temporal,stepfunctions]'
+	$(PY) -m pip install -q -e '.[dev,postgres,nats,temporal,stepfunctions,ansible]'
 	# the example of a team's own engine adapter, used by the tests of engine discovery
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e examples/custom-engine
 	touch $(STAMP)
@@ -38,7 +38,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy contracts coordinator team_agent
 
-# The real Airflow of the @pytest.mark.airflow tests lives in a venv of its own, built once into
+# The real Airflow of the @pytest.mark.airflow tests (and the real Prefect server of the
+# @pytest.mark.prefect ones, tests/engines/prefect_venv.py) lives in a venv of its own, built once into
 # ~/.cache/accord-test (or $$ACCORD_TEST_CACHE): over a minute on a fresh machine. `make test`
 # starts building it first thing, in the background, with the system's python3, while .venv is
 # installed, linted and type-checked; the tests wait for it (a file lock) only if it is still
@@ -46,6 +47,7 @@ typecheck: $(STAMP)
 airflow-venv-early:
 	@mkdir -p test-artifacts
 	@$(PYTHON) tests/engines/airflow_venv.py >test-artifacts/airflow-venv.log 2>&1 </dev/null &
+	@$(PYTHON) tests/engines/prefect_venv.py >test-artifacts/prefect-venv.log 2>&1 </dev/null &
 
 # Every feature's tests, chaos/load/fuzz tests at their short size; pytest's exit code is make's
 # (5, no test collected, fails too).
