@@ -21,7 +21,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -43,6 +43,8 @@ from team_agent.redact import Redactor
 from team_agent.tracing import TraceContextClientInterceptor
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AGENT_VERSION = "0.1.0"
 CALL_TIMEOUT = 10.0
@@ -607,7 +609,7 @@ class AgentStream:
             future = self._acks[result.request_id] = asyncio.get_running_loop().create_future()
             self._results.append(_result_to_pb(result))
             self._wake.set()
-        return await asyncio.shield(future)
+        return await self._answer(future, f"the answer to result {result.request_id}")
 
     async def heartbeat(self, attempt_id: str, details: Mapping[str, Any]) -> HeartbeatAnswer:
         if not self.open:
@@ -619,7 +621,15 @@ class AgentStream:
             attempt_id=attempt_id, details_json=json.dumps(dict(details), default=str)
         )
         self._wake.set()
-        return await asyncio.shield(future)
+        return await self._answer(future, f"the answer to the heartbeat of {attempt_id}")
+
+    async def _answer(self, future: asyncio.Future[T], what: str) -> T:
+        """``future``'s result, raising ``UnreachableError`` after ``CALL_TIMEOUT`` (as a unary
+        call would time out); sending the same item again waits for the same answer."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), CALL_TIMEOUT)
+        except TimeoutError:
+            raise UnreachableError(f"{what} did not come from {self.address} in {CALL_TIMEOUT:g}s") from None
 
     async def wait_closed(self) -> RemoteError:
         """Until the stream ends: why it ended."""
