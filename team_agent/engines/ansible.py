@@ -61,6 +61,7 @@ from typing import Any, ClassVar
 
 from opentelemetry import trace
 
+from team_agent.engines._ansible_run import kill_groups, process_groups
 from team_agent.engines._http_util import Backoff, ConfigReader, outgoing_trace_context
 from team_agent.engines.base import EngineConfigError, EngineFailure, Handle, TaskContext
 
@@ -890,12 +891,12 @@ def _signal(pid: Any, signum: int) -> bool:
 
 
 def _kill_group(pid: Any) -> bool:
-    """SIGKILL a process group: a playbook's (ansible-runner starts it as a session leader, on its
-    own pseudo-terminal, so the group holds its workers too) or a runner's. False if not running."""
+    """SIGKILL a process group and the groups of every process under its leader: a playbook's
+    (ansible-runner starts it as a session leader; its workers start sessions of their own, where
+    a task's command runs) or a runner's. False if not running."""
     if not isinstance(pid, int) or not _pid_alive(pid):
         return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    kill_groups(process_groups(pid))
     return True
 
 

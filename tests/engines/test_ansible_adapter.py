@@ -307,7 +307,7 @@ async def test_a_run_of_another_live_agent_is_waited_for_on_disk(
 
 async def test_cancel_kills_the_playbook(make_engine: MakeEngine) -> None:
     engine = make_engine()
-    handle = await engine.submit(make_task("run-c/reserve"), {"order_id": "c", "sleep": 120})
+    handle = await engine.submit(make_task("run-c/reserve"), {"order_id": "c", "sleep": 117})
     run_dir = Path(handle.details["run_dir"])
     claim = await wait_until(
         lambda: events(run_dir, "runner_on_start") and json.loads((run_dir / CLAIM_FILE).read_text()),
@@ -320,7 +320,29 @@ async def test_cancel_kills_the_playbook(make_engine: MakeEngine) -> None:
     assert info.value.type == "PlaybookCancelled"
     assert (run_dir / "artifacts" / IDENT / "status").read_text() == "canceled"
     with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)  # the playbook's whole process group, `sleep` with it
+        os.killpg(pid, 0)  # the playbook's whole process group
+    # And what ran under it: Ansible's workers start sessions of their own (the task's `sleep`
+    # runs in its worker's group); none of them, nor the sleep, is left.
+    await wait_until(
+        lambda: not _processes_of(run_dir, 117), "a process of the cancelled run is still running"
+    )
+
+
+def _processes_of(run_dir: Path, sleep: int) -> list[str]:
+    """Command lines of the processes that belong to the run in ``run_dir``: the playbook and its
+    workers (forks of it: their command lines name the run's directory) and the task's command
+    (``sleep <sleep>``, a duration no other test uses)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if str(run_dir) in command or command == f"sleep {sleep}":
+            found.append(command)
+    return found
 
 
 def test_config_errors_list_every_problem(tmp_path: Path) -> None:
@@ -376,11 +398,15 @@ def test_config_errors_list_every_problem(tmp_path: Path) -> None:
 
 async def test_the_bindings_timeout_kills_the_run(make_engine: MakeEngine) -> None:
     engine = make_engine(timeout="1s")
-    handle = await engine.submit(make_task("run-t/reserve"), {"order_id": "t", "sleep": 60})
+    handle = await engine.submit(make_task("run-t/reserve"), {"order_id": "t", "sleep": 118})
     with pytest.raises(EngineFailure) as info:
         await engine.wait(handle)
     assert info.value.type == "PlaybookTimeout" and info.value.retryable
-    assert (Path(handle.details["run_dir"]) / "artifacts" / IDENT / "status").read_text() == "timeout"
+    run_dir = Path(handle.details["run_dir"])
+    assert (run_dir / "artifacts" / IDENT / "status").read_text() == "timeout"
+    await wait_until(
+        lambda: not _processes_of(run_dir, 118), "a process of the timed-out run is still running"
+    )
 
 
 def test_finished_runs_older_than_keep_runs_are_removed(make_engine: MakeEngine, tmp_path: Path) -> None:
