@@ -11,7 +11,7 @@ docs/architecture.md, "Dispatch", and docs/agent.md, "The wire".
 What a team sends is bounded: at most ``MAX_ITEMS`` results and heartbeats per message, each field
 checked as the unary calls check it, at most ``_QUEUED`` messages of results (and as many of
 heartbeats) waiting to be applied before the stream stops reading (gRPC's flow control then holds
-the agent back), and at most ``validate.MAX_CONCURRENCY`` slots of credit.
+the agent back), and credit (open polls) at most the concurrency the agent registered.
 
 The team token is checked when the stream opens (``api.auth``); the stream checks it again
 whenever the tokens known change (a revocation or rotation here, or read from the store every
@@ -114,6 +114,7 @@ class _Session:
         self.agent_id = ""
         self._only: list[QueueKey] = []
         self._credit = 0  # slots granted and not yet used by an offer
+        self._concurrency = 1  # as registered: the most credit outstanding
         self._draining = False
         self._pollers: set[asyncio.Task[None]] = set()
         # What the next message to the agent carries.
@@ -230,10 +231,10 @@ class _Session:
                 poller.cancel()
         elif message.credit:
             validate.integer(message.credit, "credit", 1, validate.MAX_CONCURRENCY)
-            if self._credit + message.credit > validate.MAX_CONCURRENCY:
+            if self._credit + message.credit > self._concurrency:
                 raise InvalidArgumentError(
                     f"credit granted but not used would be {self._credit + message.credit}; the"
-                    f" limit is {validate.MAX_CONCURRENCY}"
+                    f" limit is the concurrency registered, {self._concurrency}"
                 )
             self._credit += message.credit
             self._fill()
@@ -251,6 +252,7 @@ class _Session:
         only = queue_keys(hello.contracts)
         answer = await register(self._engine, self._service._settings, self._principal, request)
         self.agent_id, self._only = request.agent_id, only
+        self._concurrency = request.concurrency or 1
         # Polls opened for the previous registration: opened again for this one.
         pollers, self._pollers = self._pollers, set()
         for poller in pollers:

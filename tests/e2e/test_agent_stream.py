@@ -261,6 +261,10 @@ async def test_the_stream_bounds_what_an_agent_sends(coordinator_process: Coordi
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 256" in refused.details()
     credit = await _open_raw(coordinator_process, team.token, hello, stream_pb.AgentMessage(credit=-1))
     assert credit.code() == grpc.StatusCode.INVALID_ARGUMENT and "credit" in credit.details()
+    # More slots than the concurrency registered (1 here: none given).
+    beyond = await _open_raw(coordinator_process, team.token, hello, stream_pb.AgentMessage(credit=2))
+    assert beyond.code() == grpc.StatusCode.INVALID_ARGUMENT, beyond.details()
+    assert "concurrency registered, 1" in beyond.details()
     huge = stream_pb.AgentMessage(
         results=[
             stream_pb.Result(

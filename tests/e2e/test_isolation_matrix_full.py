@@ -714,6 +714,7 @@ async def test_a_streams_credit_offers_only_its_own_teams_tasks(world: World) ->
             response_deserializer=stream_pb.CoordinatorMessage.FromString,
         )(metadata=(("authorization", f"Bearer {world.other}"),), timeout=20)
         hello = _hello("warehouse-1", only="payments/work@1")
+        hello.hello.registration.concurrency = 4
         hello.credit = 4
         await call.write(hello)
         assert (await call.read()).HasField("welcome")
