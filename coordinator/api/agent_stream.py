@@ -79,6 +79,7 @@ class AgentStreamService(stream_grpc.AgentStreamServiceServicer):  # type: ignor
         self._authority = authority
         self._max_payload = max_payload
         self._sessions: set[_Session] = set()
+        self._stopping = ""
 
     @property
     def open_streams(self) -> int:
@@ -86,12 +87,16 @@ class AgentStreamService(stream_grpc.AgentStreamServiceServicer):  # type: ignor
 
     async def close_all(self, reason: str) -> None:
         """End every stream cleanly (the coordinator stops): no more offers, the results read
-        answered, then a last message saying ``reason``."""
+        answered, then a last message saying ``reason``. Streams opened from now on are refused
+        UNAVAILABLE: their agents go to another coordinator."""
+        self._stopping = reason
         await asyncio.gather(*(session.close(reason) for session in list(self._sessions)))
 
     async def Connect(
         self, requests: AsyncIterator[stream_pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[stream_pb.CoordinatorMessage]:
+        if self._stopping:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self._stopping)
         session = _Session(self, current_principal(), bearer_token(context.invocation_metadata()))
         self._sessions.add(session)
         try:
