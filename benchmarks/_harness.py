@@ -317,10 +317,17 @@ async def register(coordinator: Coordinator, token: str, source: str, kind: str)
 
 
 def agent_config(
-    team: str, address: str | Sequence[str], contracts: Iterable[str], *, concurrency: int, callable_: str
+    team: str,
+    address: str | Sequence[str],
+    contracts: Iterable[str],
+    *,
+    concurrency: int,
+    callable_: str,
+    protocol: str = "",
 ) -> str:
-    """``address``: one coordinator, or the list of replicas the agent tries in order."""
-    document = {
+    """``address``: one coordinator, or the list of replicas the agent tries in order.
+    ``protocol``: the agent API ("v1", "v2"; "": the agent's default)."""
+    document: dict[str, Any] = {
         "team": team,
         "coordinator": address if isinstance(address, str) else list(address),
         "token": "${secret:ACCORD_TOKEN}",
@@ -331,6 +338,8 @@ def agent_config(
             for c in contracts
         },
     }
+    if protocol:
+        document["protocol"] = protocol
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -351,12 +360,15 @@ class Agents:
         concurrency: int = 8,
         callable_: str = "benchmarks:echo",
         log_level: str = "info",
+        protocol: str = "",
     ) -> AgentProcess:
         index = len(self.processes)
         config = self.workdir / f"agent-{team}-{index}.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
-            agent_config(team, address, contracts, concurrency=concurrency, callable_=callable_)
+            agent_config(
+                team, address, contracts, concurrency=concurrency, callable_=callable_, protocol=protocol
+            )
         )
         agent = AgentProcess(
             config,

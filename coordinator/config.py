@@ -113,6 +113,9 @@ class CoordinatorConfig:
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
+    # --agent-streams: serve the v2 agent API (one stream per agent) beside v1; off, agents fall
+    # back to the v1 unary calls (docs/agent.md, "The wire").
+    agent_streams: bool = True
     # --events: NATS server URL(s) (nats://HOST:4222, tls://..., comma-separated); "" for the
     # in-process bus. --events-stream: the JetStream stream and subject prefix. --events-retention:
     # how long the stream keeps events (None: as long as runs are kept, --retention; the store

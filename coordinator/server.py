@@ -27,12 +27,15 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2_grpc as stream_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import UnreachableError
 from contracts.metrics import MetricsServer
 from contracts.private_files import secure_directory
 from coordinator.api.agent_service import AgentGatewayService
+from coordinator.api.agent_stream import AgentStreamService
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.coordinator_service import CoordinatorService
 from coordinator.api.edge import EdgeInterceptor
@@ -200,11 +203,21 @@ class Coordinator:
         agent_grpc.add_AgentGatewayServiceServicer_to_server(
             AgentGatewayService(self.engine, config.engine, max_payload=config.max_payload), server
         )
+        self.agent_streams = AgentStreamService(
+            self.engine, config.engine, self.authority, max_payload=config.max_payload
+        )
+        if config.agent_streams:
+            stream_grpc.add_AgentStreamServiceServicer_to_server(self.agent_streams, server)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         service_names = [
             pb.DESCRIPTOR.services_by_name["CoordinatorService"].full_name,
             agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"].full_name,
+            *(
+                [stream_pb.DESCRIPTOR.services_by_name["AgentStreamService"].full_name]
+                if config.agent_streams
+                else []
+            ),
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             # served by the telemetry hook's OTLP receiver (configured below)
             trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
@@ -309,6 +322,9 @@ class Coordinator:
             await _stage("a server hook", _close(closer))
         if hasattr(self, "scheduler"):
             await _stage("the scheduler", self.scheduler.stop())
+        if hasattr(self, "agent_streams"):
+            # Agents on v2 streams move to another coordinator (or wait for this one) at once.
+            await _stage("the agents' streams", self.agent_streams.close_all("the coordinator is stopping"))
         if hasattr(self, "server"):
             # agents' last OTLP exports are still taken meanwhile
             await _stage("the gRPC server", self.server.stop(grace))

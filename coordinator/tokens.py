@@ -67,6 +67,18 @@ class TokenAuthority:
         # Moves on with every change made here, so a read of the store that began before one
         # does not undo it (``replace_all``).
         self.generation = 0
+        # Called after every change of the tokens known (agents' streams check theirs again).
+        self._listeners: set[Callable[[], None]] = set()
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each change of the tokens known (made here, or read from the
+        store by ``replace_all``); returns the function that stops it. ``listener`` must not raise."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     def set_admin(self, token_hash: str) -> None:
         """The admin's token from now on (the previous one is refused)."""
@@ -75,6 +87,7 @@ class TokenAuthority:
             if token.principal.admin:
                 del self._by_hash[known]
         self._by_hash[token_hash] = KnownToken(Principal(admin=True))
+        self._changed()
 
     def set_team_token(
         self, team: str, token_hash: str, *, name: str = "default", expires_ms: int = 0
@@ -82,11 +95,13 @@ class TokenAuthority:
         """Accept a team's token (made or changed here), until ``expires_ms`` if set."""
         self.generation += 1
         self._by_hash[token_hash] = KnownToken(Principal(team=team), name, expires_ms)
+        self._changed()
 
     def drop(self, token_hash: str) -> None:
         """Refuse a token from now on (revoked here)."""
         self.generation += 1
         self._by_hash.pop(token_hash, None)
+        self._changed()
 
     def replace_all(
         self,
@@ -106,9 +121,12 @@ class TokenAuthority:
             for team, name, token_hash, expires_ms in team_tokens
         }
         by_hash[admin_hash] = KnownToken(Principal(admin=True))
+        changed = by_hash != self._by_hash
         self._by_hash = by_hash
         self._used = {h: ms for h, ms in self._used.items() if h in by_hash}
         self._written = {h: w for h, w in self._written.items() if h in by_hash}
+        if changed:
+            self._changed()
         return True
 
     def _find(self, token: str) -> tuple[str, KnownToken] | None:

@@ -41,7 +41,20 @@ from contracts.errors import (
 )
 from contracts.model import PLATFORM_TIMEOUTS, Contract
 from contracts.validation import validate_payload
-from team_agent.client import AgentTask, BindingInfo, GatewayClient, TaskFailure, new_request_id
+from team_agent.client import (
+    AgentStream,
+    AgentTask,
+    BindingInfo,
+    GatewayClient,
+    HeartbeatAnswer,
+    Registration,
+    StreamResult,
+    StreamUnsupported,
+    TaskFailure,
+    new_request_id,
+    registration_request,
+    stream_hello,
+)
 from team_agent.config import (
     AgentConfig,
     BindingConfig,
@@ -69,6 +82,14 @@ MAX_REGISTER_BACKOFF = 2.0
 SHUTDOWN_DELIVERY_WAIT = 10.0
 # A running agent whose token is refused says so as an error at most this often (seconds).
 REFUSED_TOKEN_LOG_EVERY = 60.0
+# v2: results are written to the outbox as one file per batch (one write and its fsyncs), at most
+# OUTBOX_BATCH each: those that end while the previous batch is being written, or within
+# OUTBOX_LINGER seconds of each other; a result that ends while no other task runs and no write is
+# under way is written at once (docs/agent.md, "The wire").
+OUTBOX_LINGER = 0.001
+OUTBOX_BATCH = 64
+# A stream that lived this long before it broke reconnects after the shortest backoff.
+STREAM_HEALTHY_AFTER = 5.0
 
 
 @dataclass
@@ -177,6 +198,20 @@ class Agent:
         self._stopping = False
         self._closing: set[asyncio.Task[None]] = set()
         self._outage = OutageLog(logger, lambda: self._config.coordinator)
+        # The agent API in use: "v2" (one stream) unless the config says v1 or the coordinator
+        # serves only v1. The stream, while one is open; free slots granted on it and not yet
+        # used by an offer; results waiting to be written to the outbox as one batch.
+        self._protocol = loaded.config.protocol
+        self._stream: AgentStream | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._stream_ready = asyncio.Event()
+        self._granted = 0
+        # Tasks whose engine is done and whose result is out (their runner waits for the outbox
+        # write): their slots are free again for the coordinator's offers.
+        self._finishing: set[str] = set()
+        self._batch: list[tuple[OutboxEntry, asyncio.Future[None]]] = []
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         # Set when the coordinator refused to register this agent (wrong token, another team's
         # contracts): retrying cannot help, so ``run`` stops and raises it (exit 3).
@@ -217,8 +252,11 @@ class Agent:
         for entry in await self._outbox.pending():
             logger.info("delivering %s of attempt %s left in the outbox", entry.kind, entry.attempt_id)
             self._spawn_delivery(entry)
-        self._request_registration()
-        self._restart_pollers()
+        if self._protocol == "v2":
+            self._stream_task = asyncio.create_task(self._stream_loop())
+        else:
+            self._request_registration()
+            self._restart_pollers()
         try:
             await stop.wait()
         finally:
@@ -259,29 +297,10 @@ class Agent:
                     overrides=self._config.overrides,
                 )
             except UnauthenticatedError as exc:
-                if not self._ever_registered or not self._follows_token():
-                    self._refused(exc)
+                retry = await self._token_refused(exc, delay)
+                if retry is None:
                     return
-                # A running agent whose token is read from a secret file: the token was rotated
-                # or revoked; keep the tasks in hand and wait for the file to change.
-                if await self.check_token():
-                    continue
-                # An error once a minute at the most, not at every retry.
-                now = time.monotonic()
-                loud = now - self._refusal_logged_at >= REFUSED_TOKEN_LOG_EVERY
-                if loud:
-                    self._refusal_logged_at = now
-                logger.log(
-                    logging.ERROR if loud else logging.DEBUG,
-                    "the coordinator refuses this agent's token (%s): keeping %d running task(s) and"
-                    " %d undelivered result(s), reading the token's secret again; retrying in %.1fs",
-                    exc,
-                    len(self._running),
-                    len(self._deliveries),
-                    delay,
-                )
-                await asyncio.sleep(self._jitter(delay))
-                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+                delay = retry
                 continue
             except (PermissionDeniedError, TlsError) as exc:
                 self._refused(exc)
@@ -306,6 +325,200 @@ class Agent:
             self._ever_registered = True
             self._registered.set()
             return
+
+    async def _token_refused(self, exc: UnauthenticatedError, delay: float) -> float | None:
+        """The coordinator refused the token: stop (None) or the next backoff to retry with."""
+        if not self._ever_registered or not self._follows_token():
+            self._refused(exc)
+            return None
+        # A running agent whose token is read from a secret file: the token was rotated
+        # or revoked; keep the tasks in hand and wait for the file to change.
+        if await self.check_token():
+            return delay
+        # An error once a minute at the most, not at every retry.
+        now = time.monotonic()
+        loud = now - self._refusal_logged_at >= REFUSED_TOKEN_LOG_EVERY
+        if loud:
+            self._refusal_logged_at = now
+        logger.log(
+            logging.ERROR if loud else logging.DEBUG,
+            "the coordinator refuses this agent's token (%s): keeping %d running task(s) and"
+            " %d undelivered result(s), reading the token's secret again; retrying in %.1fs",
+            exc,
+            len(self._running),
+            len(self._deliveries),
+            delay,
+        )
+        await asyncio.sleep(self._jitter(delay))
+        return min(delay * 2, MAX_REGISTER_BACKOFF)
+
+    # -- the v2 stream ------------------------------------------------------------------------
+
+    def _registration(self) -> Any:
+        return registration_request(
+            agent_id=self.agent_id,
+            bindings=self._binding_infos(),
+            concurrency=self._config.concurrency,
+            team_retry=self._config.retry,
+            team_timeouts=self._config.timeouts,
+            overrides=self._config.overrides,
+        )
+
+    def _use_v1(self) -> None:
+        self._protocol = "v1"
+        self._stream_ready.set()  # deliveries waiting for a stream take the unary calls
+        self._request_registration()
+        self._restart_pollers()
+
+    async def _stream_loop(self) -> None:
+        """Keep one stream open (reconnecting with backoff, across the ``coordinator:`` list)."""
+        delay = 0.2
+        while not self._stopping:
+            self._granted = max(0, self._config.concurrency - len(self._running))
+            try:
+                stream, registration = await self._client.open_stream(
+                    self._registration(),
+                    contracts=sorted(self._bindings),
+                    credit=self._granted,
+                    on_task=self._on_stream_task,
+                )
+            except StreamUnsupported as exc:
+                logger.info("%s (an older coordinator): using the v1 agent API", exc)
+                self._granted = 0
+                self._use_v1()
+                return
+            except UnauthenticatedError as exc:
+                retry = await self._token_refused(exc, delay)
+                if retry is None:
+                    return
+                delay = retry
+                continue
+            except (PermissionDeniedError, TlsError) as exc:
+                self._refused(exc)
+                return
+            except OverloadedError as exc:
+                self._overloaded(exc)
+                return
+            except RemoteError as exc:
+                level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
+                logger.log(level, "connecting to the coordinator failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, UnreachableError):
+                    self._outage.failed(exc)
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+                continue
+            self._outage.recovered()
+            self._registered_with(registration)
+            stream.registered = self._registered_with
+            self._stream = stream
+            self._stream_ready.set()
+            self._top_up()
+            if self._stopping:
+                stream.drain()
+            began = time.monotonic()
+            error = await stream.wait_closed()
+            self._stream_ready.clear()
+            self._stream = None
+            self._granted = 0
+            await stream.close()
+            if self._stopping:
+                return
+            if time.monotonic() - began > STREAM_HEALTHY_AFTER:
+                delay = 0.2
+            if isinstance(error, UnauthenticatedError):
+                retry = await self._token_refused(error, delay)
+                if retry is None:
+                    return
+                delay = retry
+                continue
+            if isinstance(error, PermissionDeniedError):
+                self._refused(error)
+                return
+            if isinstance(error, UnreachableError):
+                self._client.unreachable(stream.address, error)
+                self._outage.failed(error)
+                logger.debug("the stream to the coordinator ended, reconnecting in %.1fs: %s", delay, error)
+            else:
+                logger.warning("the stream to the coordinator ended, reconnecting in %.1fs: %s", delay, error)
+            await asyncio.sleep(self._jitter(delay))
+            delay = min(delay * 2, MAX_REGISTER_BACKOFF)
+
+    def _registered_with(self, registration: Registration) -> None:
+        for warning in registration.warnings:
+            logger.warning("coordinator: %s", warning)
+        logger.info("registered %d binding(s) with the coordinator (agent API v2)", len(self._bindings))
+        self._ever_registered = True
+        self._registered.set()
+
+    def _on_stream_task(self, task: AgentTask) -> None:
+        self._granted -= 1
+        if self._stopping:  # offered as the agent stops: handed back at once
+            entry = self._entry(task, "release", reason="agent shutting down")
+            written = asyncio.ensure_future(self._outbox.put(entry))
+            self._spawn_delivery(entry, written)
+            return
+        self._start_task(task)
+
+    def _top_up(self) -> None:
+        """Grant the coordinator the slots free now (never more than concurrency in all)."""
+        stream = self._stream
+        if stream is None or not stream.open or self._stopping:
+            return
+        busy = len(self._running) - len(self._finishing)
+        free = self._config.concurrency - busy - self._granted
+        if free > 0:
+            self._granted += free
+            stream.grant(free)
+
+    async def _open_stream(self) -> AgentStream | None:
+        """The open stream (waiting for one); None once the agent speaks v1."""
+        while self._protocol == "v2":
+            stream = self._stream
+            if stream is not None and stream.open:
+                return stream
+            self._stream_ready.clear()
+            await self._stream_ready.wait()
+        return None
+
+    def _write_batched(self, entry: OutboxEntry) -> asyncio.Future[None]:
+        """Write ``entry`` to the outbox with the others that end within ``OUTBOX_LINGER``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((entry, future))
+        if self._writing is not None:
+            return future  # written with the others when the write under way is done
+        # The runners of the batch's entries are still running (they wait for the write).
+        others = len(self._running) - len(self._batch)
+        if len(self._batch) >= OUTBOX_BATCH or others <= 0:
+            self._flush_batch()
+        elif self._batch_timer is None:
+            self._batch_timer = asyncio.get_running_loop().call_later(OUTBOX_LINGER, self._flush_batch)
+        return future
+
+    def _flush_batch(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        if self._writing is None and self._batch:
+            self._writing = asyncio.create_task(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        """Write the batch, then whatever gathered meanwhile, until none is left (one at a time:
+        group commit)."""
+        try:
+            while self._batch:
+                batch, self._batch = self._batch[:OUTBOX_BATCH], self._batch[OUTBOX_BATCH:]
+                try:
+                    await self._outbox.put_batch([entry for entry, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._writing = None
 
     def _refused(self, exc: RemoteError) -> None:
         if isinstance(exc, TlsError):  # says which side speaks TLS and what to set
@@ -395,8 +608,10 @@ class Agent:
 
         def finished(_: asyncio.Task[None]) -> None:
             self._running.pop(task.attempt_id, None)
+            self._finishing.discard(task.attempt_id)
             self._controls.pop(task.attempt_id, None)
             self._capacity_changed.set()
+            self._top_up()
 
         runner.add_done_callback(finished)
 
@@ -443,7 +658,13 @@ class Agent:
             # several ms): no crash window is added, since a result lost before the write completes
             # was lost before too, and the entry is removed only once both the write and the
             # delivery are done. Awaiting the write here keeps shutdown waiting for it.
-            written = asyncio.ensure_future(self._outbox.put(entry))
+            if self._protocol == "v2":
+                written = self._write_batched(entry)
+                # The slot is free: granted again in the same message as the result goes in.
+                self._finishing.add(task.attempt_id)
+                self._top_up()
+            else:
+                written = asyncio.ensure_future(self._outbox.put(entry))
             self._spawn_delivery(entry, written)
             await written
 
@@ -682,9 +903,7 @@ class Agent:
         while True:
             await asyncio.sleep(interval)
             try:
-                answer = await self._client.heartbeat(
-                    agent_id=self.agent_id, attempt_id=task.attempt_id, details=control.details
-                )
+                answer = await self._heartbeat(task.attempt_id, control.details)
             except NotFoundError:
                 control.stop("lease_lost")
                 return
@@ -701,6 +920,14 @@ class Agent:
                 control.stop("cancel")
                 return
 
+    async def _heartbeat(self, attempt_id: str, details: dict[str, Any]) -> HeartbeatAnswer:
+        if self._protocol == "v2":
+            stream = self._stream
+            if stream is None or not stream.open:
+                raise UnreachableError("no stream to the coordinator is open now")
+            return await stream.heartbeat(attempt_id, details)
+        return await self._client.heartbeat(agent_id=self.agent_id, attempt_id=attempt_id, details=details)
+
     # -- delivery -----------------------------------------------------------------------------
 
     def _jitter(self, delay: float) -> float:
@@ -712,6 +939,28 @@ class Agent:
         delivery.add_done_callback(self._deliveries.discard)
 
     async def _send(self, entry: OutboxEntry) -> bool:
+        stream = await self._open_stream() if self._protocol == "v2" else None
+        if stream is not None:
+            failure = None
+            if entry.kind == "fail":
+                failure = TaskFailure(
+                    type=entry.failure["type"],
+                    message=entry.failure["message"],
+                    retryable=entry.failure["retryable"],
+                    details=entry.failure.get("details") or {},
+                )
+            return await stream.report(
+                StreamResult(
+                    kind=entry.kind,
+                    agent_id=entry.agent_id,
+                    attempt_id=entry.attempt_id,
+                    request_id=entry.request_id,
+                    output_json=entry.output_json,
+                    details=entry.details,
+                    failure=failure,
+                    reason=entry.reason,
+                )
+            )
         client = self._client
         if entry.kind == "complete":
             return await client.complete(
@@ -920,8 +1169,17 @@ class Agent:
             removed or "none",
             new.concurrency,
         )
-        self._request_registration()
-        self._restart_pollers()
+        if new.protocol != old.protocol:
+            logger.error("protocol: %s takes effect at the next start (%s)", new.protocol, new.source)
+        if self._protocol == "v2":
+            stream = self._stream
+            if stream is not None and stream.open:
+                stream.hello(stream_hello(self._registration(), sorted(self._bindings)))
+                self._top_up()
+            # else: the next stream opened registers the new config
+        else:
+            self._request_registration()
+            self._restart_pollers()
 
     def _close_adapter_later(self, binding: _Binding) -> None:
         async def close() -> None:
@@ -940,6 +1198,8 @@ class Agent:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        if self._stream is not None:
+            self._stream.drain()  # no more offers
         for poller in self._pollers:
             poller.cancel()
         if self._register_task is not None:
@@ -967,4 +1227,9 @@ class Agent:
         if self._closing:
             await asyncio.wait(list(self._closing), timeout=5)
         await asyncio.gather(*self._pollers, return_exceptions=True)
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+            await asyncio.gather(self._stream_task, return_exceptions=True)
+        if self._stream is not None:
+            await self._stream.close()
         logger.info("agent %s stopped", self.agent_id)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -28,14 +29,22 @@ from google.protobuf.message import Message
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2_grpc as stream_grpc
 from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
 from contracts.channels import OVERLOAD_PATIENCE_S, Channels, OverloadRetry
 from contracts.endpoints import Endpoints, parse_addresses
+from contracts.errors import RemoteError, UnreachableError
+from contracts.grpc_errors import error_class_of
 from contracts.model import Contract, RetryPolicy, Timeouts
 from team_agent.redact import Redactor
 from team_agent.tracing import TraceContextClientInterceptor
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AGENT_VERSION = "0.1.0"
 CALL_TIMEOUT = 10.0
@@ -217,6 +226,39 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def registration_request(
+    *,
+    agent_id: str,
+    bindings: Iterable[BindingInfo],
+    concurrency: int,
+    team_retry: RetryPolicy,
+    team_timeouts: Timeouts,
+    overrides: Mapping[str, str] | None = None,
+) -> agent_pb.RegisterAgentRequest:
+    """What RegisterAgent, and a v2 stream's Hello, carry."""
+    return agent_pb.RegisterAgentRequest(
+        agent_id=agent_id,
+        bindings=[
+            agent_pb.Binding(
+                contract=b.contract, major=b.major, engine=b.engine, config_fingerprint=b.fingerprint
+            )
+            for b in bindings
+        ],
+        concurrency=concurrency,
+        team_retry=retry_to_pb(team_retry),
+        team_timeouts=timeouts_to_pb(team_timeouts),
+        hostname=socket.gethostname(),
+        agent_version=AGENT_VERSION,
+        request_id=new_request_id(),
+        overrides=dict(overrides or {}),
+    )
+
+
+def stream_hello(registration: agent_pb.RegisterAgentRequest, contracts: Iterable[str]) -> stream_pb.Hello:
+    """A v2 stream's Hello: the registration, and the contract majors to be offered."""
+    return stream_pb.Hello(registration=registration, contracts=list(contracts))
+
+
 class GatewayClient:
     """Calls the coordinator on behalf of one agent. ``token`` is read on every call, so a
     rotated token (config reload) is used at once."""
@@ -237,6 +279,7 @@ class GatewayClient:
         ``overload_patience``: seconds a call refused as overloaded is retried before it raises
         ``OverloadedError`` (the agent config's ``overload_patience``; settable later)."""
         self._token = token
+        self._redactor = redactor
         self.overload_patience = overload_patience
         self._channels = channels or Channels()
         interceptors = [
@@ -245,7 +288,7 @@ class GatewayClient:
             *extra_interceptors,
         ]
 
-        def connect(where: str) -> tuple[Any, Any, Any]:
+        def connect(where: str) -> tuple[Any, Any, Any, Any]:
             channel = self._channels.aio(
                 where,
                 interceptors=interceptors,
@@ -261,9 +304,10 @@ class GatewayClient:
                 channel,
                 agent_grpc.AgentGatewayServiceStub(channel),
                 coordinator_grpc.CoordinatorServiceStub(channel),
+                stream_grpc.AgentStreamServiceStub(channel),
             )
 
-        self._endpoints: Endpoints[tuple[Any, Any, Any]] = Endpoints(
+        self._endpoints: Endpoints[tuple[Any, Any, Any, Any]] = Endpoints(
             parse_addresses(address, "coordinator"), connect
         )
 
@@ -278,7 +322,7 @@ class GatewayClient:
         while attempt < len(self._endpoints.addresses) - 1:
             attempt += 1
             address = self._endpoints.address
-            _, agent, coordinator = self._endpoints.current
+            _, agent, coordinator, _ = self._endpoints.current
             stub = agent if service == "agent" else coordinator
             try:
                 return await getattr(stub, name)(request, timeout=seconds, metadata=self._metadata())
@@ -312,24 +356,75 @@ class GatewayClient:
         team_timeouts: Timeouts,
         overrides: Mapping[str, str] | None = None,
     ) -> Registration:
-        request = agent_pb.RegisterAgentRequest(
+        request = registration_request(
             agent_id=agent_id,
-            bindings=[
-                agent_pb.Binding(
-                    contract=b.contract, major=b.major, engine=b.engine, config_fingerprint=b.fingerprint
-                )
-                for b in bindings
-            ],
+            bindings=bindings,
             concurrency=concurrency,
-            team_retry=retry_to_pb(team_retry),
-            team_timeouts=timeouts_to_pb(team_timeouts),
-            hostname=socket.gethostname(),
-            agent_version=AGENT_VERSION,
-            request_id=new_request_id(),
-            overrides=dict(overrides or {}),
+            team_retry=team_retry,
+            team_timeouts=team_timeouts,
+            overrides=overrides,
         )
         answer = await self._call("agent.RegisterAgent", request, "RegisterAgent")
         return Registration(poll_wait=(answer.poll_wait_ms or 0) / 1000, warnings=tuple(answer.warnings))
+
+    async def open_stream(
+        self,
+        registration: agent_pb.RegisterAgentRequest,
+        *,
+        contracts: Iterable[str],
+        credit: int,
+        on_task: Callable[[AgentTask], None],
+    ) -> tuple[AgentStream, Registration]:
+        """Open an accord.agent.v2 stream: register (the Hello), grant ``credit`` free slots, and
+        hand every task offered to ``on_task``. Moves on to the next coordinator of the list when
+        one is unreachable; raises ``StreamUnsupported`` when the coordinator serves only v1."""
+        hello = stream_hello(registration, contracts)
+        first = stream_pb.AgentMessage(hello=hello, credit=credit)
+        if self._redactor and _may_hold_secret(first, self._redactor):
+            _redact_message(first, self._redactor)
+        overload = OverloadRetry(self.overload_patience)
+        attempt = -1
+        while attempt < len(self._endpoints.addresses) - 1:
+            attempt += 1
+            address = self._endpoints.address
+            stub = self._endpoints.current[3]
+            call = stub.Connect(metadata=self._metadata())
+            try:
+                await call.write(first)
+                answer = await asyncio.wait_for(call.read(), CALL_TIMEOUT)
+            except grpc.RpcError as exc:
+                call.cancel()
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    raise StreamUnsupported(
+                        f"the coordinator at {address} does not serve accord.agent.v2"
+                    ) from exc
+                wait = overload.wait(exc)
+                if wait is not None:  # overloaded: open it again after the hint
+                    attempt -= 1
+                    await asyncio.sleep(wait)
+                    continue
+                if overload.exhausted:
+                    raise overload.error(address) from exc
+                error = await self._channels.error_async(exc, address=address, call="agent stream")
+                if self._endpoints.try_next(address, error, len(self._endpoints.addresses) - 1 - attempt):
+                    continue
+                raise error from exc
+            except TimeoutError:
+                call.cancel()
+                error = UnreachableError(f"the coordinator at {address} did not answer the stream's Hello")
+                if self._endpoints.try_next(address, error, len(self._endpoints.addresses) - 1 - attempt):
+                    continue
+                raise error from None
+            if answer is grpc.aio.EOF or not answer.HasField("welcome"):
+                call.cancel()
+                raise UnreachableError(f"the coordinator at {address} ended the stream before its Welcome")
+            stream = AgentStream(
+                call, address, self._redactor, self._channels, on_task, answer.welcome.max_items
+            )
+            stream.deliver(answer)
+            welcome = answer.welcome.registration
+            return stream, Registration((welcome.poll_wait_ms or 0) / 1000, tuple(welcome.warnings))
+        raise AssertionError("unreachable")
 
     async def poll(self, *, agent_id: str, wait: float, contracts: Iterable[str]) -> AgentTask | None:
         request = agent_pb.PollTaskRequest(agent_id=agent_id, wait_ms=_ms(wait), contracts=list(contracts))
@@ -387,6 +482,268 @@ class GatewayClient:
         )
         return _contract_from_pb(answer.contract)
 
+    def unreachable(self, address: str, why: object) -> None:
+        """``address`` stopped answering (its stream ended): the next stream tries the next
+        coordinator of the list."""
+        self._endpoints.failed(address, why)
+
     async def close(self) -> None:
-        for channel, _, _ in self._endpoints.connections():
+        for channel, *_ in self._endpoints.connections():
             await channel.close()
+
+
+# ---- accord.agent.v2: one stream per agent ------------------------------------------------------
+
+
+class StreamUnsupported(RemoteError):
+    """The coordinator does not serve accord.agent.v2 (an older coordinator): use the v1 calls."""
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """A complete, fail or release to send on the stream (an outbox entry's fields)."""
+
+    kind: str  # "complete" | "fail" | "release"
+    agent_id: str
+    attempt_id: str
+    request_id: str
+    output_json: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    failure: TaskFailure | None = None
+    reason: str = ""
+
+
+def _result_to_pb(result: StreamResult) -> stream_pb.Result:
+    message = stream_pb.Result(
+        request_id=result.request_id, attempt_id=result.attempt_id, agent_id=result.agent_id
+    )
+    if result.kind == "complete":
+        message.complete.output_json = result.output_json
+        message.complete.details_json = (
+            json.dumps(dict(result.details), default=str) if result.details else ""
+        )
+    elif result.kind == "fail":
+        failure = result.failure
+        assert failure is not None
+        error = message.fail.error
+        error.type = failure.type
+        error.message = failure.message
+        error.retryable = failure.retryable
+        error.details_json = json.dumps(dict(failure.details), default=str) if failure.details else ""
+    else:
+        message.release.reason = result.reason
+    return message
+
+
+def _refused(code: int, message: str, what: str) -> RemoteError:
+    try:
+        status = next(s for s in grpc.StatusCode if s.value[0] == code)
+    except StopIteration:
+        status = grpc.StatusCode.UNKNOWN
+    return error_class_of(status)(f"{what}: {message or status.name}")
+
+
+class AgentStream:
+    """One open accord.agent.v2 stream (``GatewayClient.open_stream``). Results and heartbeats
+    queued while a message is being written go out together in the next one; tasks offered are
+    handed to ``on_task``. Once the stream ends (``wait_closed`` says why), every result and
+    heartbeat still waiting for its answer raises ``UnreachableError``: send it again on the next
+    stream (a result is applied once, by its request id)."""
+
+    def __init__(
+        self,
+        call: Any,
+        address: str,
+        redactor: Redactor,
+        channels: Channels,
+        on_task: Callable[[AgentTask], None],
+        max_items: int,
+    ) -> None:
+        self._call = call
+        self.address = address
+        self._redactor = redactor
+        self._channels = channels
+        self._on_task = on_task
+        self._max_items = max(1, max_items)
+        self._credit = 0
+        self._draining = False
+        self._drain_sent = False
+        self._hello: stream_pb.Hello | None = None
+        self._results: list[stream_pb.Result] = []
+        self._beats: dict[str, stream_pb.HeartbeatItem] = {}
+        self._acks: dict[str, asyncio.Future[bool]] = {}
+        self._answers: dict[str, asyncio.Future[HeartbeatAnswer]] = {}
+        self._wake = asyncio.Event()
+        self._closed = asyncio.get_running_loop().create_future()
+        self.registered: Callable[[Registration], None] | None = None
+        self._reader = asyncio.create_task(self._read(), name="agent-stream-read")
+        self._writer = asyncio.create_task(self._write(), name="agent-stream-write")
+
+    @property
+    def open(self) -> bool:
+        return not self._closed.done()
+
+    def grant(self, slots: int) -> None:
+        """Tell the coordinator of ``slots`` more free slots."""
+        if slots > 0:
+            self._credit += slots
+            self._wake.set()
+
+    def drain(self) -> None:
+        """The agent stops: ask for no more offers."""
+        self._draining = True
+        self._wake.set()
+
+    def hello(self, hello: stream_pb.Hello) -> None:
+        """Register again (config reload); ``registered`` is called with the answer."""
+        self._hello = hello
+        self._wake.set()
+
+    async def report(self, result: StreamResult) -> bool:
+        """Send a result; True when the coordinator accepted it, False when the attempt was no
+        longer current; raises as the unary call would when it was refused."""
+        if not self.open:
+            raise UnreachableError(f"the stream to the coordinator at {self.address} is closed")
+        future = self._acks.get(result.request_id)
+        if future is None:
+            future = self._acks[result.request_id] = asyncio.get_running_loop().create_future()
+            self._results.append(_result_to_pb(result))
+            self._wake.set()
+        return await self._answer(future, f"the answer to result {result.request_id}")
+
+    async def heartbeat(self, attempt_id: str, details: Mapping[str, Any]) -> HeartbeatAnswer:
+        if not self.open:
+            raise UnreachableError(f"the stream to the coordinator at {self.address} is closed")
+        future = self._answers.get(attempt_id)
+        if future is None:
+            future = self._answers[attempt_id] = asyncio.get_running_loop().create_future()
+        self._beats[attempt_id] = stream_pb.HeartbeatItem(
+            attempt_id=attempt_id, details_json=json.dumps(dict(details), default=str)
+        )
+        self._wake.set()
+        return await self._answer(future, f"the answer to the heartbeat of {attempt_id}")
+
+    async def _answer(self, future: asyncio.Future[T], what: str) -> T:
+        """``future``'s result, raising ``UnreachableError`` after ``CALL_TIMEOUT`` (as a unary
+        call would time out); sending the same item again waits for the same answer."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), CALL_TIMEOUT)
+        except TimeoutError:
+            raise UnreachableError(f"{what} did not come from {self.address} in {CALL_TIMEOUT:g}s") from None
+
+    async def wait_closed(self) -> RemoteError:
+        """Until the stream ends: why it ended."""
+        return await asyncio.shield(self._closed)
+
+    async def close(self) -> None:
+        """End the stream (results still unanswered raise ``UnreachableError``)."""
+        self._end(UnreachableError(f"the stream to the coordinator at {self.address} was closed here"))
+        self._call.cancel()
+        for task in (self._reader, self._writer):
+            task.cancel()
+        await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+
+    def _end(self, error: RemoteError) -> None:
+        if self._closed.done():
+            return
+        self._closed.set_result(error)
+        self._wake.set()
+        gone = UnreachableError(f"the stream to the coordinator at {self.address} ended: {error}")
+        futures: list[asyncio.Future[Any]] = [*self._acks.values(), *self._answers.values()]
+        for future in futures:
+            if not future.done():
+                future.set_exception(gone)
+                future.exception()  # retrieved: nobody may be waiting any more
+        self._acks.clear()
+        self._answers.clear()
+
+    def _next_message(self) -> stream_pb.AgentMessage | None:
+        drain = self._draining and not self._drain_sent
+        if self._hello is None and not self._credit and not self._results and not self._beats and not drain:
+            return None
+        if self._draining:
+            self._drain_sent, self._credit = True, 0
+        results, self._results = self._results[: self._max_items], self._results[self._max_items :]
+        beats = list(self._beats.values())[: self._max_items]
+        for beat in beats:
+            del self._beats[beat.attempt_id]
+        message = stream_pb.AgentMessage(
+            hello=self._hello, credit=self._credit, results=results, heartbeats=beats, draining=drain
+        )
+        self._hello, self._credit = None, 0
+        if self._results or self._beats:
+            self._wake.set()  # more than one message holds: the next one at once
+        return message
+
+    async def _write(self) -> None:
+        try:
+            while self.open:
+                await self._wake.wait()
+                # One turn of the loop: what other tasks make ready now goes in the same message.
+                await asyncio.sleep(0)
+                self._wake.clear()
+                message = self._next_message()
+                if message is None or not self.open:
+                    continue
+                if self._redactor and _may_hold_secret(message, self._redactor):
+                    _redact_message(message, self._redactor)
+                await self._call.write(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the reader sees why the stream ended
+            logger.debug("writing to the stream failed: %s", exc)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._call.read()
+                if message is grpc.aio.EOF:
+                    self._end(UnreachableError(f"the coordinator at {self.address} ended the stream"))
+                    return
+                self._receive(message)
+        except asyncio.CancelledError:
+            raise
+        except grpc.RpcError as exc:
+            self._end(await self._channels.error_async(exc, address=self.address, call="agent stream"))
+        except Exception as exc:
+            logger.exception("reading the stream failed")
+            self._end(UnreachableError(f"reading the stream failed: {exc}"))
+
+    def deliver(self, message: stream_pb.CoordinatorMessage) -> None:
+        """Act on a message from the coordinator (the reader's; the first one, the Welcome, is
+        read by ``open_stream``)."""
+        self._receive(message)
+
+    def _receive(self, message: stream_pb.CoordinatorMessage) -> None:
+        try:
+            self._act_on(message)
+        finally:
+            if message.closing:
+                self._end(
+                    UnreachableError(
+                        f"the coordinator at {self.address} closed the stream: {message.closing}"
+                    )
+                )
+
+    def _act_on(self, message: stream_pb.CoordinatorMessage) -> None:
+        if message.HasField("welcome") and self.registered is not None:
+            answer = message.welcome.registration
+            self.registered(Registration((answer.poll_wait_ms or 0) / 1000, tuple(answer.warnings)))
+        for task in message.tasks:
+            self._on_task(_task_from_pb(task))
+        for ack in message.acks:
+            future = self._acks.pop(ack.request_id, None)
+            if future is None or future.done():
+                continue
+            if ack.code:
+                future.set_exception(_refused(ack.code, ack.message, "result refused"))
+            else:
+                future.set_result(ack.accepted)
+        for beat in message.heartbeats:
+            answer_future = self._answers.pop(beat.attempt_id, None)
+            if answer_future is None or answer_future.done():
+                continue
+            if beat.code:
+                answer_future.set_exception(_refused(beat.code, beat.message, "heartbeat refused"))
+            else:
+                answer_future.set_result(HeartbeatAnswer(beat.cancel_requested, beat.lease_lost))

@@ -56,7 +56,11 @@ _TOP_LEVEL = {
     "tls",
     "overrides",
     "overload_patience",
+    "protocol",
 }
+# The agent API the agent speaks (docs/agent.md, "The wire"): v2, one stream, unless the
+# coordinator serves only v1; ``protocol: v1`` forces the unary calls.
+PROTOCOLS = ("v2", "v1")
 _RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _TLS_FIELDS = ("ca", "cert", "key", "server_name")
 _NAME = r"[a-z0-9][a-z0-9_-]*"
@@ -108,6 +112,7 @@ class AgentConfig:
     overrides: Mapping[str, str] = field(default_factory=dict)
     # Seconds of continuous RESOURCE_EXHAUSTED answers to one call before the agent exits 3.
     overload_patience: float = DEFAULT_OVERLOAD_PATIENCE
+    protocol: str = "v2"
 
 
 @dataclass
@@ -486,6 +491,13 @@ def parse_config(
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
     overload_patience = _overload_patience(data.get("overload_patience"), problems)
+    protocol = data.get("protocol", "v2")
+    if protocol not in PROTOCOLS:
+        problems.add(
+            ("protocol",),
+            "must be v2 (the default: one stream) or v1 (the unary calls of older coordinators)",
+        )
+        protocol = "v2"
     bindings = _check_bindings(data.get("implements"), team, problems, document.data.get("implements"))
     overrides = _overrides(data.get("overrides"), problems)
 
@@ -505,6 +517,7 @@ def parse_config(
         token_source=token_source,
         overrides=overrides,
         overload_patience=overload_patience,
+        protocol=protocol,
     )
     adapters: dict[str, EngineAdapter] = {}
     if build_adapters:

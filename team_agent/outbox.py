@@ -2,8 +2,13 @@
 
 A result (complete, fail or release) is written here *before* its first delivery attempt and
 removed once the coordinator answers, so a coordinator outage or an agent restart loses nothing.
-One JSON file per result, written to a temporary name, fsynced, renamed into place, and the
-directory fsynced: a crash leaves either the whole entry or none of it.
+Each file is written to a temporary name, fsynced, renamed into place, and the directory fsynced:
+a crash leaves either the whole file or none of it.
+
+A file holds one result (``put``: the v1 agent protocol) or a batch of them (``put_batch``: an
+agent on the v2 stream writes the results that end within a millisecond of each other together,
+one file and its fsyncs for the batch rather than for each result). A batch's file is removed once
+every result in it has been answered (``remove`` of each).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _SUFFIX = ".json"
+_BATCH_KEY = "batch"
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class Outbox:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        # Results kept in a batch's file: request id -> (the file, the request ids in it not yet
+        # removed; one set per file, shared by its entries).
+        self._in_batch: dict[str, tuple[Path, set[str]]] = {}
 
     def _ensure(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -60,10 +69,13 @@ class Outbox:
             os.close(fd)
 
     def _write(self, entry: OutboxEntry) -> Path:
+        return self._write_file(entry.file_name, asdict(entry))
+
+    def _write_file(self, name: str, document: Any) -> Path:
         self._ensure()
-        final = self.directory / entry.file_name
+        final = self.directory / name
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
-        data = json.dumps(asdict(entry), separators=(",", ":")).encode()
+        data = json.dumps(document, separators=(",", ":")).encode()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, data)
@@ -87,7 +99,13 @@ class Outbox:
         entries = []
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
             try:
-                entries.append(OutboxEntry(**json.loads(path.read_bytes())))
+                document = json.loads(path.read_bytes())
+                if isinstance(document, dict) and _BATCH_KEY in document:
+                    batch = [OutboxEntry(**item) for item in document[_BATCH_KEY]]
+                    self._hold(path, batch)
+                    entries.extend(batch)
+                else:
+                    entries.append(OutboxEntry(**document))
             except FileNotFoundError:
                 continue  # delivered meanwhile by another replica sharing the directory
             except (ValueError, TypeError) as exc:
@@ -97,11 +115,33 @@ class Outbox:
                     path.rename(broken)
         return entries
 
+    def _hold(self, path: Path, entries: list[OutboxEntry]) -> None:
+        remaining = {entry.request_id for entry in entries}
+        for entry in entries:
+            self._in_batch[entry.request_id] = (path, remaining)
+
     async def put(self, entry: OutboxEntry) -> None:
         await asyncio.to_thread(self._write, entry)
 
+    async def put_batch(self, entries: list[OutboxEntry]) -> None:
+        """Write ``entries`` durably as one file (one write and its fsyncs for them all)."""
+        if len(entries) == 1:
+            return await self.put(entries[0])
+        first = entries[0]
+        name = f"{int(first.created * 1_000_000):020d}-batch-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        document = {_BATCH_KEY: [asdict(entry) for entry in entries]}
+        path = await asyncio.to_thread(self._write_file, name, document)
+        self._hold(path, entries)
+
     async def remove(self, entry: OutboxEntry) -> None:
-        await asyncio.to_thread(self._remove, entry)
+        held = self._in_batch.pop(entry.request_id, None)
+        if held is None:
+            await asyncio.to_thread(self._remove, entry)
+            return
+        path, remaining = held
+        remaining.discard(entry.request_id)
+        if not remaining:  # every result of the batch answered: its file goes (see ``_remove``)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def pending(self) -> list[OutboxEntry]:
         """Every entry on disk, oldest first."""

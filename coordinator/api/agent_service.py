@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 
 import grpc
 
@@ -16,6 +17,7 @@ from coordinator.api.errors import rpc
 from coordinator.config import DEFAULT_MAX_PAYLOAD, EngineSettings
 from coordinator.dispatch import QueueKey
 from coordinator.engine import Engine
+from coordinator.principal import Principal
 from coordinator.store.records import AgentRecord, Binding
 
 _MAX_WAIT_S = 60.0
@@ -27,6 +29,49 @@ def _queue_key(text: str, field: str) -> QueueKey:
     if not digits.isascii() or not digits.isdigit() or len(digits) > 10 or int(digits) > validate.MAX_INT32:
         raise InvalidArgumentError(f"{field} '{text}' is not 'team/name@MAJOR' (MAJOR below 2^31)")
     return name, int(digits)
+
+
+async def register(
+    engine: Engine, settings: EngineSettings, principal: Principal, request: agent_pb.RegisterAgentRequest
+) -> agent_pb.RegisterAgentResponse:
+    """RegisterAgent, checked: also what a v2 stream's Hello does (coordinator/api/agent_stream.py)."""
+    if not request.agent_id:
+        raise InvalidArgumentError("agent_id is required")
+    validate.text(request.agent_id, "agent_id", 256)
+    validate.text(request.hostname, "hostname", 256)
+    validate.text(request.agent_version, "agent_version", 256)
+    for index, b in enumerate(request.bindings):
+        validate.text(b.contract, f"bindings[{index}].contract", 256)
+        validate.text(b.engine, f"bindings[{index}].engine", 256)
+        validate.text(b.config_fingerprint, f"bindings[{index}].config_fingerprint", 128)
+        validate.integer(b.major, f"bindings[{index}].major")
+    if request.concurrency:
+        validate.integer(request.concurrency, "concurrency", 1, validate.MAX_CONCURRENCY)
+    team = principal.team or (request.bindings[0].contract.split("/", 1)[0] if request.bindings else "")
+    agent = AgentRecord(
+        agent_id=request.agent_id,
+        team=team,
+        bindings=tuple(
+            Binding(b.contract, b.major, b.engine, b.config_fingerprint) for b in request.bindings
+        ),
+        concurrency=request.concurrency or 1,
+        hostname=request.hostname or socket.gethostname(),
+        agent_version=request.agent_version,
+        registered_ms=int(time.time() * 1000),
+    )
+    warnings = await engine.register_agent(
+        principal,
+        agent,
+        validate.retry_policy(convert.retry_from_pb(request.team_retry), "team_retry"),
+        validate.timeouts(convert.timeouts_from_pb(request.team_timeouts), "team_timeouts"),
+        validate.overrides(request.overrides),
+    )
+    return agent_pb.RegisterAgentResponse(poll_wait_ms=settings.poll_wait_ms, warnings=warnings)
+
+
+def queue_keys(contracts: Iterable[str]) -> list[QueueKey]:
+    """PollTask's ``contracts`` (and a v2 Hello's), checked."""
+    return [_queue_key(c, f"contracts[{i}]") for i, c in enumerate(contracts)]
 
 
 class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: ignore[misc]
@@ -41,45 +86,13 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     async def RegisterAgent(
         self, request: agent_pb.RegisterAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.RegisterAgentResponse:
-        principal = current_principal()
-        if not request.agent_id:
-            raise InvalidArgumentError("agent_id is required")
-        validate.text(request.agent_id, "agent_id", 256)
-        validate.text(request.hostname, "hostname", 256)
-        validate.text(request.agent_version, "agent_version", 256)
-        for index, b in enumerate(request.bindings):
-            validate.text(b.contract, f"bindings[{index}].contract", 256)
-            validate.text(b.engine, f"bindings[{index}].engine", 256)
-            validate.text(b.config_fingerprint, f"bindings[{index}].config_fingerprint", 128)
-            validate.integer(b.major, f"bindings[{index}].major")
-        if request.concurrency:
-            validate.integer(request.concurrency, "concurrency", 1, validate.MAX_CONCURRENCY)
-        team = principal.team or (request.bindings[0].contract.split("/", 1)[0] if request.bindings else "")
-        agent = AgentRecord(
-            agent_id=request.agent_id,
-            team=team,
-            bindings=tuple(
-                Binding(b.contract, b.major, b.engine, b.config_fingerprint) for b in request.bindings
-            ),
-            concurrency=request.concurrency or 1,
-            hostname=request.hostname or socket.gethostname(),
-            agent_version=request.agent_version,
-            registered_ms=int(time.time() * 1000),
-        )
-        warnings = await self._engine.register_agent(
-            principal,
-            agent,
-            validate.retry_policy(convert.retry_from_pb(request.team_retry), "team_retry"),
-            validate.timeouts(convert.timeouts_from_pb(request.team_timeouts), "team_timeouts"),
-            validate.overrides(request.overrides),
-        )
-        return agent_pb.RegisterAgentResponse(poll_wait_ms=self._settings.poll_wait_ms, warnings=warnings)
+        return await register(self._engine, self._settings, current_principal(), request)
 
     @rpc
     async def PollTask(
         self, request: agent_pb.PollTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb.PollTaskResponse:
-        only = [_queue_key(c, f"contracts[{i}]") for i, c in enumerate(request.contracts)]
+        only = queue_keys(request.contracts)
         wait_s = min(max(request.wait_ms, 0) / 1000, _MAX_WAIT_S)
         assignment = await self._engine.poll(current_principal(), request.agent_id, only, wait_s)
         if assignment is None:

@@ -30,6 +30,8 @@ LONG_FACTOR = 16
 LONG_CALLS = frozenset(
     {
         "/accord.agent.v1.AgentGatewayService/PollTask",
+        # An agent's v2 stream: open for the agent's whole life.
+        "/accord.agent.v2.AgentStreamService/Connect",
         "/accord.coordinator.v1.CoordinatorService/WatchRun",
     }
 )
@@ -78,7 +80,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(_OPEN) or handler.request_streaming:
+        if handler is None or method.startswith(_OPEN) or handler.stream_unary is not None:
             return handler
         budget = "long" if method in LONG_CALLS else "unary"
         deserialize = handler.request_deserializer
@@ -149,6 +151,31 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
+                request_deserializer=request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(None, context)
+
+                async def decoded() -> Any:
+                    async for request in requests:
+                        if isinstance(request, _Undecodable):
+                            await admit(request, context)  # refuses it
+                        yield request
+
+                self.inflight[budget] += 1
+                try:
+                    async for item in inner_ss(decoded(), context):
+                        yield item
+                finally:
+                    self.inflight[budget] -= 1
+                    self._answered(context)
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream,
                 request_deserializer=request_deserializer,
                 response_serializer=handler.response_serializer,
             )

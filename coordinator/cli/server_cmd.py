@@ -266,6 +266,12 @@ def _events(url: str, stream: str, retention: str, creds: Path | None) -> tuple[
     return url, retention_s
 
 
+def _on_off(value: str, flag: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        raise typer.BadParameter(f"{value!r} is not on or off", param_hint=flag)
+    return value.lower() == "on"
+
+
 def _env(name: str) -> str:
     """The environment variable of coordinator flag ``--name``: ACCORD_ and its name in capitals."""
     return "ACCORD_" + name.upper().replace("-", "_")
@@ -448,6 +454,18 @@ def start(
             ),
         ),
     ] = DEFAULT_MAX_INFLIGHT,
+    agent_streams: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("agent-streams"),
+            metavar="on|off",
+            help=(
+                "Serve the v2 agent API (accord.agent.v2: one stream per agent, tasks and results in"
+                " batches) beside the v1 unary calls; off: agents use the v1 calls (they fall back by"
+                " themselves)."
+            ),
+        ),
+    ] = "on",
     events: Annotated[
         str,
         typer.Option(
@@ -589,6 +607,7 @@ def start(
         engine=EngineSettings(replica_poll_s=replica_poll),
         max_payload=max_payload_bytes,
         max_inflight=max_inflight,
+        agent_streams=_on_off(agent_streams, "--agent-streams"),
         events_url=events_url,
         events_stream=events_stream,
         events_retention_s=events_retention_s,

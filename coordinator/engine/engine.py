@@ -1270,7 +1270,15 @@ class Engine:
                     woken = True
                 handed = waiter.take()
                 if handed:
-                    return await self._handed(handed, agent_id)
+                    answering = asyncio.ensure_future(self._handed(handed, agent_id))
+                    try:
+                        return await asyncio.shield(answering)
+                    except asyncio.CancelledError:
+                        # The poll ended (its agent left, its v2 stream closed) while the task
+                        # claimed for it was being read: give it back rather than leave it to
+                        # the lease.
+                        self._handoff_lost(handed, agent_id)
+                        raise
                 if loop.time() >= deadline:
                     return None
 

@@ -124,12 +124,18 @@ class _TamperingClient(GatewayClient):
         self.bad_input = bad_input
         self.tampered: list[AgentTask] = []
 
-    async def poll(self, **kwargs: Any) -> AgentTask | None:
-        task = await super().poll(**kwargs)
-        if task is not None and not self.tampered:
+    def _tamper(self, task: AgentTask) -> AgentTask:
+        if not self.tampered:
             task = dataclasses.replace(task, input_json=json.dumps(self.bad_input))
             self.tampered.append(task)
         return task
+
+    async def poll(self, **kwargs: Any) -> AgentTask | None:  # the v1 agent API
+        task = await super().poll(**kwargs)
+        return None if task is None else self._tamper(task)
+
+    async def open_stream(self, *args: Any, on_task: Any, **kwargs: Any) -> Any:  # v2
+        return await super().open_stream(*args, on_task=lambda task: on_task(self._tamper(task)), **kwargs)
 
 
 async def test_the_agent_fails_an_input_that_breaks_the_contract_non_retryable_with_the_path(

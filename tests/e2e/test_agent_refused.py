@@ -10,6 +10,7 @@ import logging
 import socket
 from pathlib import Path
 
+import pytest
 import yaml
 
 from team_agent.logs import OutageLog
@@ -117,10 +118,12 @@ steps:
 """
 
 
-async def test_an_agent_refused_as_overloaded_for_its_patience_exits_3(tmp_path: Path) -> None:
-    """Issue 15: a coordinator whose admission budget is full answers the agent's long polls
-    RESOURCE_EXHAUSTED; the agent retries after each hint for ``overload_patience``, then says the
-    coordinator is overloaded and exits 3 (a supervisor restarts it), instead of retrying forever."""
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
+async def test_an_agent_refused_as_overloaded_for_its_patience_exits_3(tmp_path: Path, protocol: str) -> None:
+    """Issue 15: a coordinator whose admission budget is full answers the agent's long polls (v1)
+    or its stream (v2) RESOURCE_EXHAUSTED; the agent retries after each hint for
+    ``overload_patience``, then says the coordinator is overloaded and exits 3 (a supervisor
+    restarts it), instead of retrying forever."""
     import grpc
 
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -145,7 +148,7 @@ async def test_an_agent_refused_as_overloaded_for_its_patience_exits_3(tmp_path:
             for watch in watches:  # each answers the run as it is: admitted and held open
                 assert (await watch.read()).run.run_id == run_id
             config = _config(tmp_path, "payments", coordinator.address, token, "payments/charge@1")
-            config.write_text(config.read_text() + "overload_patience: 2s\n")
+            config.write_text(config.read_text() + f"overload_patience: 2s\nprotocol: {protocol}\n")
             agent = _agent(tmp_path, config)
             try:
                 code = await asyncio.to_thread(agent.wait, 120)
@@ -154,7 +157,8 @@ async def test_an_agent_refused_as_overloaded_for_its_patience_exits_3(tmp_path:
                 for watch in watches:
                     watch.cancel()
         assert code == 3, agent.log
-        assert "registered 1 binding(s)" in agent.log  # RegisterAgent (unary) was admitted
+        if protocol == "v1":
+            assert "registered 1 binding(s)" in agent.log  # RegisterAgent (unary) was admitted
         assert f"the coordinator at {coordinator.address} is overloaded" in agent.log, agent.log
         assert "overload_patience 2s" in agent.log
         assert agent.log.count("is overloaded") == 1, agent.log  # one line, not one per poller

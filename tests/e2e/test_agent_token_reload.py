@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import UnauthenticatedError
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
@@ -43,9 +45,12 @@ def _write_secret(directory: Path, value: str) -> None:
     os.replace(tmp, directory / "ACCORD_TOKEN")
 
 
-def _file_config(team: Team, secrets: Path, binding: dict[str, object]) -> str:
+def _file_config(team: Team, secrets: Path, binding: dict[str, object], protocol: str = "v2") -> str:
     return agent_config(
-        team, {f"{team.name}/work@1": binding}, secrets={"provider": "file", "path": str(secrets)}
+        team,
+        {f"{team.name}/work@1": binding},
+        secrets={"provider": "file", "path": str(secrets)},
+        protocol=protocol,
     )
 
 
@@ -105,15 +110,18 @@ async def test_rotation_with_a_grace_period_keeps_the_in_flight_task(
     assert old not in agent.log and new not in agent.log
 
 
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
 async def test_a_result_refused_after_rotation_is_sent_again_with_the_new_token(
-    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
+    coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path, protocol: str
 ) -> None:
     # Heartbeat timeout 30 s: the attempt's lease outlives the moments without a valid token.
     team = await team_with_flow(coordinator_process, heartbeat="30s")
     secrets, release = tmp_path / "secrets", tmp_path / "release"
     secrets.mkdir()
     _write_secret(secrets, team.token)
-    agent = agents.start(team, _file_config(team, secrets, _held_until(release)), env={"ACCORD_TOKEN": ""})
+    agent = agents.start(
+        team, _file_config(team, secrets, _held_until(release), protocol), env={"ACCORD_TOKEN": ""}
+    )
     await agent.wait_for_log("registered")
     in_flight = await team.start_run({"order": 1})
     await team.wait_step_running(in_flight)
@@ -123,8 +131,10 @@ async def test_a_result_refused_after_rotation_is_sent_again_with_the_new_token(
     assert rotated.returncode == 0, rotated.stderr
     new = rotated.stdout.strip()
     release.touch()
-    await agent.wait_for_log("coordinator refused our token for complete")
-    await agent.wait_for_log("refuses this agent's token")  # its polls: it waits, it does not exit
+    if protocol == "v1":
+        await agent.wait_for_log("coordinator refused our token for complete")
+    # v1: its polls; v2: its stream, closed UNAUTHENTICATED. It waits, it does not exit.
+    await agent.wait_for_log("refuses this agent's token")
     assert agent.running
 
     _write_secret(secrets, new)

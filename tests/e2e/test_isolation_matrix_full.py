@@ -1,5 +1,5 @@
 """The full isolation matrix: team warehouse tries EVERY RPC of CoordinatorService,
-AgentGatewayService and the OTLP TraceService on team payments' objects. Each is either refused
+AgentGatewayService, AgentStreamService (v2) and the OTLP TraceService on team payments' objects. Each is either refused
 (PERMISSION_DENIED naming payments) or answers scoped to what warehouse may see. Every RPC is
 also UNAUTHENTICATED without a token and with a wrong one.
 
@@ -37,6 +37,7 @@ from opentelemetry.proto.common.v1 import common_pb2 as otlp_common
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import PermissionDeniedError
@@ -611,11 +612,125 @@ async def test_otlp_spans_into_another_teams_run_are_rejected(world: World) -> N
     assert "forged" not in {s.name for s in trace.spans}
 
 
+# ---------- the v2 agent stream ----------
+
+_CONNECT = "/accord.agent.v2.AgentStreamService/Connect"
+
+
+async def _stream(w: World, token: str, *messages: stream_pb.AgentMessage) -> list[Any]:
+    """Open a v2 stream with ``token``, send ``messages`` one by one, reading one answer after
+    each; the answers (or the error that closed the stream, as the last item)."""
+    answers: list[Any] = []
+    async with grpc.aio.insecure_channel(w.proc.address) as channel:
+        call = channel.stream_stream(
+            _CONNECT,
+            request_serializer=stream_pb.AgentMessage.SerializeToString,
+            response_deserializer=stream_pb.CoordinatorMessage.FromString,
+        )(metadata=(("authorization", f"Bearer {token}"),), timeout=20)
+        try:
+            for message in messages:
+                await call.write(message)
+                answers.append(await call.read())
+        except grpc.aio.AioRpcError as exc:
+            answers.append(exc)
+        call.cancel()
+    return answers
+
+
+def _hello(agent_id: str, contract: str = "warehouse/reserve", *, only: str = "") -> stream_pb.AgentMessage:
+    return stream_pb.AgentMessage(
+        hello=stream_pb.Hello(
+            registration=agent_pb.RegisterAgentRequest(
+                agent_id=agent_id, bindings=[agent_pb.Binding(contract=contract, major=1)]
+            ),
+            contracts=[only] if only else [],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [_hello("payments-1"), _hello("warehouse-2", "payments/work")],
+    ids=["their agent id", "their contract"],
+)
+async def test_a_stream_may_not_register_as_another_team(world: World, hello: stream_pb.AgentMessage) -> None:
+    (refused,) = await _stream(world, world.other, hello)
+    assert isinstance(refused, grpc.aio.AioRpcError), refused
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED, refused.details()
+    assert "payments" in refused.details()
+
+
+async def test_a_stream_cannot_report_on_or_heartbeat_another_teams_attempt(world: World) -> None:
+    attempt = world.attempt_id
+    results = [
+        stream_pb.Result(
+            request_id="c", attempt_id=attempt, complete=stream_pb.Complete(output_json='{"ref": "x"}')
+        ),
+        stream_pb.Result(
+            request_id="f", attempt_id=attempt, fail=stream_pb.Fail(error=common_pb.TaskError(type="X"))
+        ),
+        stream_pb.Result(request_id="r", attempt_id=attempt, release=stream_pb.Release(reason="x")),
+        # Acting as payments' agent on the attempt, through warehouse's own stream.
+        stream_pb.Result(
+            request_id="c2",
+            attempt_id=attempt,
+            agent_id="payments-1",
+            complete=stream_pb.Complete(output_json='{"ref": "x"}'),
+        ),
+    ]
+    welcome, acked, beaten = await _stream(
+        world,
+        world.other,
+        _hello("warehouse-1"),
+        stream_pb.AgentMessage(results=results),
+        stream_pb.AgentMessage(heartbeats=[stream_pb.HeartbeatItem(attempt_id=attempt)]),
+    )
+    assert welcome.HasField("welcome"), welcome
+    assert {a.request_id for a in acked.acks} == {"c", "f", "r", "c2"}
+    for ack in acked.acks:
+        assert not ack.accepted and ack.code == grpc.StatusCode.PERMISSION_DENIED.value[0], ack
+        assert "payments" in ack.message and SECRET not in ack.message
+    (beat,) = beaten.heartbeats
+    assert beat.code == grpc.StatusCode.PERMISSION_DENIED.value[0] and "payments" in beat.message
+    # Untouched: payments' agent still holds its attempt (test_the_owners_attempt_survived_...).
+    async with world.proc.client(world.owner) as client:
+        answer = await client.agent.Heartbeat(
+            agent_pb.HeartbeatRequest(agent_id="payments-1", attempt_id=attempt)
+        )
+    assert not answer.lease_lost
+
+
+async def test_a_streams_credit_offers_only_its_own_teams_tasks(world: World) -> None:
+    """Credit on warehouse's stream, asking for payments' queue: nothing of payments' is offered
+    (a payments run waits in that queue meanwhile)."""
+    async with world.proc.client(world.owner) as client:
+        await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="payments/single", input_json=json.dumps({"order_id": SECRET}))
+        )
+    async with grpc.aio.insecure_channel(world.proc.address) as channel:
+        call = channel.stream_stream(
+            _CONNECT,
+            request_serializer=stream_pb.AgentMessage.SerializeToString,
+            response_deserializer=stream_pb.CoordinatorMessage.FromString,
+        )(metadata=(("authorization", f"Bearer {world.other}"),), timeout=20)
+        hello = _hello("warehouse-1", only="payments/work@1")
+        hello.hello.registration.concurrency = 4
+        hello.credit = 4
+        await call.write(hello)
+        assert (await call.read()).HasField("welcome")
+        # A heartbeat's answer comes after the polls the credit opened looked at the queue.
+        await call.write(stream_pb.AgentMessage(heartbeats=[stream_pb.HeartbeatItem(attempt_id="none:x:1")]))
+        answer = await call.read()
+        assert not answer.tasks and SECRET not in str(answer)
+        call.cancel()
+
+
 # ---------- every RPC: UNAUTHENTICATED without a valid token ----------
 
 _SERVICES: list[tuple[Any, Any]] = [
     (pb.DESCRIPTOR.services_by_name["CoordinatorService"], pb),
     (agent_pb.DESCRIPTOR.services_by_name["AgentGatewayService"], agent_pb),
+    (stream_pb.DESCRIPTOR.services_by_name["AgentStreamService"], stream_pb),
     (trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"], trace_service_pb2),
 ]
 ALL_RPCS = {
@@ -629,6 +744,7 @@ async def test_the_matrix_covers_every_rpc() -> None:
     covered = {row.split("(")[0].split("@")[0] for row in REFUSED}
     covered |= {part.split("(")[0] for row in SCOPED for part in row.split("/")}
     covered.add("Export")  # test_otlp_spans_into_another_teams_run_are_rejected
+    covered.add("Connect")  # test_a_stream_*
     missing = {path.rsplit("/", 1)[1] for path in ALL_RPCS} - covered
     assert not missing, f"RPCs with no row in the isolation matrix: {sorted(missing)}"
 
@@ -643,8 +759,18 @@ async def test_every_rpc_is_unauthenticated_without_a_valid_token(
     response_type = getattr(module, method.output_type.name)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     async with grpc.aio.insecure_channel(world.proc.address) as channel:
-        if method.server_streaming:
-            call: Any = channel.unary_stream(
+        if method.client_streaming:
+            # Refused on opening: nothing is written (a write racing the refusal fails in the
+            # client's own core, INTERNAL, rather than with the server's status).
+            call: Any = channel.stream_stream(
+                path,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )(metadata=metadata, timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call.read()
+        elif method.server_streaming:
+            call = channel.unary_stream(
                 path,
                 request_serializer=request_type.SerializeToString,
                 response_deserializer=response_type.FromString,
