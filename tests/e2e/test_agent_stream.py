@@ -84,11 +84,11 @@ async def test_credit_never_offers_more_tasks_than_free_slots(
     team = await team_with_flow(coordinator_process, heartbeat="20s")
     marker, release = tmp_path / "ran", tmp_path / "release"
     binding = {f"{team.name}/work@1": held(marker, release)}
-    small = agents.start(team, agent_config(team, binding, concurrency=2), name="small")
+    small = agents.start(team, agent_config(team, binding, concurrency=2, protocol="v2"), name="small")
     await small.wait_for_log("registered")
     run_ids = [await team.start_run({"i": i}) for i in range(6)]
     await wait_until(lambda: len(executions(marker)) >= 2, "the first agent never ran two tasks")
-    big = agents.start(team, agent_config(team, binding, concurrency=4), name="big")
+    big = agents.start(team, agent_config(team, binding, concurrency=4, protocol="v2"), name="big")
     await wait_until(lambda: len(executions(marker)) >= 6, "the second agent never ran the other four")
     attempts = await attempts_of(team, run_ids)
     assert sorted(a.agent_id for a in attempts) == sorted([small.agent_id] * 2 + [big.agent_id] * 4)
@@ -107,7 +107,7 @@ async def test_kill_9_of_the_agent_with_results_on_disk_loses_none_and_runs_none
     # Heartbeat timeout 30 s: the leases outlive the coordinator's absence.
     team = await team_with_flow(coordinator, heartbeat="30s")
     marker, release = tmp_path / "ran", tmp_path / "release"
-    config = agent_config(team, {f"{team.name}/work@1": held(marker, release)}, concurrency=4)
+    config = agent_config(team, {f"{team.name}/work@1": held(marker, release)}, concurrency=4, protocol="v2")
     agent = agents.start(team, config)
     run_ids = [await team.start_run({"i": i}) for i in range(4)]
     await wait_until(lambda: len(executions(marker)) == 4, "the agent never ran the four tasks")
@@ -148,7 +148,9 @@ async def test_a_revoked_token_closes_the_stream(
     assert made.returncode == 0, made.stderr
     agent_token = made.stdout.strip()
     agent = agents.start(
-        team, agent_config(team, {f"{team.name}/work@1": ECHO}), env={"ACCORD_TOKEN": agent_token}
+        team,
+        agent_config(team, {f"{team.name}/work@1": ECHO}, protocol="v2"),
+        env={"ACCORD_TOKEN": agent_token},
     )
     await agent.wait_for_log("agent API v2")
     revoked = await coordinator_process.acli("team", "token", "revoke", "agent", token=team.token)
@@ -188,7 +190,9 @@ async def test_two_replicas_on_postgres_share_streams_and_run_each_task_once(
             other = b if first is a else a
             agents.start(
                 team,
-                agent_config(team, binding, coordinator=[first.address, other.address], concurrency=3),
+                agent_config(
+                    team, binding, coordinator=[first.address, other.address], concurrency=3, protocol="v2"
+                ),
                 name=f"agent-{n}",
             )
         for agent in agents.started:
@@ -214,7 +218,7 @@ async def test_an_agent_falls_back_to_v1_on_a_coordinator_without_streams(
     coordinator = CoordinatorProcess.start(tmp_path / "home", "--agent-streams", "off")
     try:
         team = await team_with_flow(coordinator)
-        agent = agents.start(team, agent_config(team, {f"{team.name}/work@1": ECHO}))
+        agent = agents.start(team, agent_config(team, {f"{team.name}/work@1": ECHO}, protocol="v2"))
         run = await team.wait_run(await team.start_run({"i": 1}), within=30)
         assert run.status == pb.RUN_STATUS_SUCCEEDED, run
         assert agent.log.count("does not serve accord.agent.v2 (an older coordinator): using the v1") == 1
