@@ -278,6 +278,24 @@ class Agent:
             for b in self._bindings.values()
         ]
 
+    async def _connect_failed(self, exc: RemoteError, delay: float, what: str) -> float | None:
+        """After a failed registration or stream open: the delay before the next try, or None
+        when the agent stops trying (its token, certificate or team refused, overload)."""
+        if isinstance(exc, UnauthenticatedError):
+            return await self._token_refused(exc, delay)
+        if isinstance(exc, PermissionDeniedError | TlsError):
+            self._refused(exc)
+            return None
+        if isinstance(exc, OverloadedError):
+            self._overloaded(exc)
+            return None
+        level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
+        logger.log(level, "%s, retrying in %.1fs: %s", what, delay, exc)
+        if isinstance(exc, UnreachableError):
+            self._outage.failed(exc)
+        await asyncio.sleep(self._jitter(delay))
+        return min(delay * 2, MAX_REGISTER_BACKOFF)
+
     def _request_registration(self) -> None:
         self._registered.clear()
         if self._register_task is not None and not self._register_task.done():
@@ -296,25 +314,11 @@ class Agent:
                     team_timeouts=self._config.timeouts,
                     overrides=self._config.overrides,
                 )
-            except UnauthenticatedError as exc:
-                retry = await self._token_refused(exc, delay)
+            except RemoteError as exc:
+                retry = await self._connect_failed(exc, delay, "registration failed")
                 if retry is None:
                     return
                 delay = retry
-                continue
-            except (PermissionDeniedError, TlsError) as exc:
-                self._refused(exc)
-                return
-            except OverloadedError as exc:
-                self._overloaded(exc)
-                return
-            except RemoteError as exc:
-                level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
-                logger.log(level, "registration failed, retrying in %.1fs: %s", delay, exc)
-                if isinstance(exc, UnreachableError):
-                    self._outage.failed(exc)
-                await asyncio.sleep(self._jitter(delay))
-                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
                 continue
             self._outage.recovered()
             for warning in registration.warnings:
@@ -387,25 +391,11 @@ class Agent:
                 self._granted = 0
                 self._use_v1()
                 return
-            except UnauthenticatedError as exc:
-                retry = await self._token_refused(exc, delay)
+            except RemoteError as exc:
+                retry = await self._connect_failed(exc, delay, "connecting to the coordinator failed")
                 if retry is None:
                     return
                 delay = retry
-                continue
-            except (PermissionDeniedError, TlsError) as exc:
-                self._refused(exc)
-                return
-            except OverloadedError as exc:
-                self._overloaded(exc)
-                return
-            except RemoteError as exc:
-                level = logging.DEBUG if isinstance(exc, UnreachableError) else logging.ERROR
-                logger.log(level, "connecting to the coordinator failed, retrying in %.1fs: %s", delay, exc)
-                if isinstance(exc, UnreachableError):
-                    self._outage.failed(exc)
-                await asyncio.sleep(self._jitter(delay))
-                delay = min(delay * 2, MAX_REGISTER_BACKOFF)
                 continue
             self._outage.recovered()
             self._registered_with(registration)
