@@ -32,7 +32,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.chain_probe import ChainProbe
 from tests.support.coordinator import CoordinatorProcess
 from tests.support.scenario import contract
-from tests.support.soak import sized
+from tests.support.soak import LATENCY_RATIOS, sized
 
 HOSTILE_STRINGS = [
     "",
@@ -211,6 +211,7 @@ def fuzzed(
         coordinator.kill9()
 
 
+@pytest.mark.xdist_group(LATENCY_RATIOS)
 @sized("examples,rounds", short=(150, 5), soak=(5000, 20))
 def test_no_request_gets_internal_or_a_traceback(
     fuzzed: tuple[CoordinatorProcess, str, ChainProbe], examples: int, rounds: int
@@ -302,6 +303,7 @@ def fuzzed_ui(
         coordinator.kill9()
 
 
+@pytest.mark.xdist_group(LATENCY_RATIOS)
 @sized("examples,rounds", short=(100, 5), soak=(3000, 20))
 def test_the_ui_api_never_answers_500(
     fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe], examples: int, rounds: int

@@ -11,10 +11,12 @@ import json
 import statistics
 import time
 
+import pytest
+
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call
 from tests.support.scenario import TERMINAL, contract, start_run, wait_run
-from tests.support.soak import sized
+from tests.support.soak import LATENCY_RATIOS, sized
 from tests.support.wait import wait_until
 
 FLOOD_WORKFLOW = """
@@ -57,6 +59,7 @@ async def _chain_latency(client, n: int) -> float:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.xdist_group(LATENCY_RATIOS)
 @sized("flood,chains", short=(400, 7), soak=(2000, 25))
 async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
     coordinator, test_agent, flood, chains

@@ -32,3 +32,8 @@ def sized(argnames: str, *, short: Any, soak: Any) -> pytest.MarkDecorator:
             ),
         ],
     )
+
+
+# The xdist group of the tests that compare a chain's latency with and without some load in one
+# run (1.5x): on one worker, one after another, so none of them is another's load.
+LATENCY_RATIOS = "latency-ratios"
