@@ -97,10 +97,19 @@ async def test_a_limited_teams_flood_does_not_delay_another_teams_chain(
                 *(start_run(flooder, "flood/many", {"order_id": f"f{n}"}) for n in range(flood))
             )
         ]
-        # The flood's last run waits behind the rest, held by the limit (it says so).
-        shown = await coordinator.acli("runs", "show", flood_ids[-1], "--json", token=tokens["flood"])
-        reason = json.loads(shown.stdout)["steps"][0]["waiting_reason"]
-        assert reason == f"held: team flood may run {LIMIT} steps at once, {LIMIT} running", shown
+        # The flood's runs wait behind each other, held by the limit, and say so. (Which run is
+        # held is not their order in flood_ids: the starts were sent all at once, and one of the
+        # last may be the one being handed to the agent right now.)
+        held = f"held: team flood may run {LIMIT} steps at once, {LIMIT} running"
+        waiting = None
+        for run_id in reversed(flood_ids[-20:]):
+            got = (await flooder.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+            if got.steps and got.steps[0].waiting_reason == held:
+                waiting = run_id
+                break
+        assert waiting is not None, "none of the flood's last 20 runs says it is held by the limit"
+        shown = await coordinator.acli("runs", "show", waiting, "--json", token=tokens["flood"])
+        assert json.loads(shown.stdout)["steps"][0]["waiting_reason"] == held, shown
         during = [await _chain_latency(quiet, 100 + n) for n in range(chains)]
 
         # The flood was still going the whole time the chains were measured.
