@@ -58,10 +58,9 @@ _TOP_LEVEL = {
     "overload_patience",
     "protocol",
 }
-# The agent API the agent speaks (docs/agent.md, "The wire"): v1, the unary calls, unless
-# ``protocol: v2`` asks for the one stream (falling back to v1 where the coordinator serves only
-# v1). v2 is opt-in until a task lost in flight during a rolling restart of coordinators is
-# understood (seen 1 in 6 of tests/e2e/test_replicas_chaos.py's rolling restarts; v1: none).
+# The agent API the agent speaks (docs/agent.md, "The wire"): v2, one stream carrying tasks and
+# results in batches (falling back to v1 by itself where the coordinator serves only v1), unless
+# ``protocol: v1`` asks for the unary calls.
 PROTOCOLS = ("v1", "v2")
 _RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _TLS_FIELDS = ("ca", "cert", "key", "server_name")
@@ -114,7 +113,7 @@ class AgentConfig:
     overrides: Mapping[str, str] = field(default_factory=dict)
     # Seconds of continuous RESOURCE_EXHAUSTED answers to one call before the agent exits 3.
     overload_patience: float = DEFAULT_OVERLOAD_PATIENCE
-    protocol: str = "v1"
+    protocol: str = "v2"
 
 
 @dataclass
@@ -493,13 +492,13 @@ def parse_config(
     timeouts = _timeouts(data, problems)
     tls = _tls(data.get("tls"), source, environ, problems)
     overload_patience = _overload_patience(data.get("overload_patience"), problems)
-    protocol = data.get("protocol", "v1")
+    protocol = data.get("protocol", "v2")
     if protocol not in PROTOCOLS:
         problems.add(
             ("protocol",),
-            "must be v1 (the default: the unary calls) or v2 (one stream carrying tasks and results in batches)",
+            "must be v2 (the default: one stream carrying tasks and results in batches) or v1 (the unary calls)",
         )
-        protocol = "v1"
+        protocol = "v2"
     bindings = _check_bindings(data.get("implements"), team, problems, document.data.get("implements"))
     overrides = _overrides(data.get("overrides"), problems)
 

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
@@ -314,20 +313,9 @@ class _Session:
         self._wake.set()
 
     def _spawn_release(self, attempt_id: str) -> None:
-        async def release() -> None:
-            try:
-                await self._engine.release(
-                    self._principal,
-                    self.agent_id,
-                    attempt_id,
-                    "its agent's stream ended before the task was sent",
-                )
-            except Exception:  # its lease still recovers it
-                logger.exception("handing back attempt %s failed", attempt_id)
-
-        task = asyncio.get_running_loop().create_task(release())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        # Claimed for this agent and never sent: given back at once (the coordinator's stop
+        # waits for it), not left to its lease.
+        self._engine.hand_back(attempt_id, self.agent_id)
 
     # -- results and heartbeats ---------------------------------------------------------------
 
@@ -416,6 +404,3 @@ class _Session:
             lease_expires_unix_ms=answer.lease_expires_ms,
         )
 
-
-# Releases of tasks a stream that ended never sent: kept referenced until they are done.
-_background: set[asyncio.Task[Any]] = set()

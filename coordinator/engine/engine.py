@@ -109,6 +109,8 @@ _OFFERS_PER_LOOK = 8
 _PASSED_BY_S = 0.01
 # How often a coordinator sharing its store tells the others which agents it serves.
 _PRESENCE_EVERY_S = 1.0
+# How long ``stop`` waits for tasks being given back (a stop stage allows 10 s in all).
+_HAND_BACK_ON_STOP_S = 5.0
 
 
 def _set_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -241,6 +243,7 @@ class Engine:
         self._loading: dict[str, int] = {}
         # Offers a poll of this process is claiming now: the other polls pass them by.
         self._claiming: set[str] = set()
+        self._giving_back: set[asyncio.Task[None]] = set()
         # Called after every transition this process commits (metrics: runs started and finished,
         # attempts ended); it must not raise or block.
         self.on_commit: Callable[[RunRecord, Transition], None] | None = None
@@ -288,6 +291,22 @@ class Engine:
 
     async def stop(self) -> None:
         await self._timers.stop()
+        # Tasks being given back (a poll or a v2 stream that ended before its agent got the
+        # task), and claims whose poll is gone, are written before the rest is cancelled: else a
+        # task claimed as the coordinator stops would wait for its lease instead of going to
+        # another agent at once.
+        deadline = asyncio.get_running_loop().time() + _HAND_BACK_ON_STOP_S
+        while self._claiming or self._giving_back:
+            if asyncio.get_running_loop().time() > deadline:
+                logger.warning(
+                    "stopping: %d task(s) not yet given back; their leases will recover them",
+                    len(self._claiming) + len(self._giving_back),
+                )
+                break
+            if self._giving_back:
+                await asyncio.wait(list(self._giving_back), timeout=0.05)
+            else:
+                await asyncio.sleep(0.01)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -1405,8 +1424,15 @@ class Engine:
     def _handoff_lost(self, attempt_id: str, agent_id: str = "") -> None:
         """A poll ended before it could answer with the attempt claimed for it (by ``agent_id``;
         "" = whichever agent): give it back (as a release: that attempt ends, a new one is
-        offered), so it does not wait for its lease."""
-        self._spawn(self._give_back(attempt_id, agent_id), "give-back")
+        offered), so it does not wait for its lease. ``stop`` waits for it."""
+        task = asyncio.get_running_loop().create_task(self._give_back(attempt_id, agent_id), name="give-back")
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    def hand_back(self, attempt_id: str, agent_id: str) -> None:
+        """A task claimed for ``agent_id`` that never reached it (its v2 stream ended first):
+        given back at once, in the background (``stop`` waits for it)."""
+        self._handoff_lost(attempt_id, agent_id)
 
     async def _give_back(self, attempt_id: str, agent_id: str) -> None:
         def give_back(state: RunState, tr: Transition) -> None:

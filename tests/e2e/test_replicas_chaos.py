@@ -168,6 +168,7 @@ class Chain:
 
     replicas: Replicas
     workdir: Path
+    protocol: str = "v1"
     tokens: dict[str, str] = field(default_factory=dict)
     agents: dict[str, AgentProcess] = field(default_factory=dict)
 
@@ -194,6 +195,7 @@ class Chain:
                 "coordinator": replicas.addresses(first=n).split(","),
                 "token": "${secret:ACCORD_TOKEN}",
                 "concurrency": 4,
+                "protocol": self.protocol,
                 "implements": {
                     f"{team}/step@1": {
                         "engine": "python",
@@ -478,9 +480,10 @@ async def test_replicas_killed_one_after_another_lose_and_double_nothing(
         replicas.kill_all()
 
 
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
 @sized("runs, rounds", short=(30, 1), soak=(300, 3))
 async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_nothing(
-    pg_database: TestDatabase, tmp_path: Path, runs: int, rounds: int
+    pg_database: TestDatabase, tmp_path: Path, runs: int, rounds: int, protocol: str
 ) -> None:
     """Each of three replicas in turn is stopped (SIGTERM: a clean exit) and started again
     (``rounds`` times over), while runs keep being started through the address lists (at least
@@ -489,7 +492,7 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_n
     (nothing was crashed)."""
     url = pg_database.schema_url()
     replicas = Replicas.start(tmp_path, url, 3)
-    chain = Chain(replicas, tmp_path / "chain")
+    chain = Chain(replicas, tmp_path / "chain", protocol)
     history = History()
     restarted = asyncio.Event()
 
