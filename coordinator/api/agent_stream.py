@@ -403,4 +403,3 @@ class _Session:
             lease_lost=answer.lease_lost,
             lease_expires_unix_ms=answer.lease_expires_ms,
         )
-
