@@ -1521,7 +1521,7 @@ class Engine:
                     tr.events.append(emitted[1])
                     tr.audit.append(emitted[2])
             if request_id:
-                tr.requests[("complete", request_id)] = {"accepted": True}
+                attempt.report = f"complete:{request_id}"
             _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
@@ -1641,7 +1641,7 @@ class Engine:
                 return False
             machine.attempt_failed(state, attempt, ATTEMPT_FAILED, error, tr)
             if request_id:
-                tr.requests[("fail", request_id)] = {"accepted": True}
+                attempt.report = f"fail:{request_id}"
             _audit_intervention(principal, "task.fail", attempt, agent_id, tr)
             return True
 
@@ -1681,6 +1681,12 @@ class Engine:
                 accepted = False
         if accepted or not request[1]:
             return accepted
+        # A report sent again (its answer was lost): accepted when it is the one that ended the
+        # attempt, as the attempt records. Reports applied before attempts recorded it have a
+        # request row.
+        current = await self._store.get_attempt(attempt_id)
+        if current is not None and current.report == ":".join(request):
+            return True
         answer = await self._store.get_request(*request)
         return bool(answer and answer.get("accepted"))
 

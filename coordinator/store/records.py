@@ -270,6 +270,9 @@ class AttemptRecord:
     schedule_deadline_ms: int = 0  # 0 = none
     close_deadline_ms: int = 0  # 0 = not started / none
     error: TaskFailure | None = None
+    # The agent's report that ended it, "complete:REQUEST_ID" or "fail:REQUEST_ID": the same
+    # report sent again is answered "accepted" from this, without a request row of its own.
+    report: str = ""
 
 
 @dataclass(frozen=True)

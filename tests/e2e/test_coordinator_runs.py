@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 
+from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call, TaskFailed
@@ -176,6 +178,39 @@ async def _single(coordinator, extra: str = RETRY_CONTRACT_EXTRA, step_extra: st
     await coordinator.register_contract(token, contract("payments/work", extra=extra))
     await coordinator.register_workflow(token, SINGLE_STEP_WORKFLOW % step_extra)
     return token
+
+
+async def test_a_report_sent_again_is_accepted_again_and_no_other_is(coordinator):
+    """An agent whose answer was lost sends its result again with the same request id: accepted
+    again (the attempt records the report that ended it; no request row is written for it).
+    Another report on the ended attempt is not accepted."""
+    token = await _single(coordinator)
+    binding = agent_pb.Binding(contract="payments/work", major=1, engine="python")
+    async with coordinator.client(token) as client:
+        await client.agent.RegisterAgent(
+            agent_pb.RegisterAgentRequest(agent_id="agent-1", bindings=[binding], concurrency=1)
+        )
+        started = await start_run(client, "payments/single", {"order_id": "o"})
+        task = (await client.agent.PollTask(agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=30_000))).task
+        complete = agent_pb.CompleteTaskRequest(
+            agent_id="agent-1", attempt_id=task.attempt_id, output_json='{"ref": "r"}', request_id="done-1"
+        )
+        assert (await client.agent.CompleteTask(complete)).accepted
+        assert (await client.agent.CompleteTask(complete)).accepted
+        complete.request_id = "done-2"
+        assert not (await client.agent.CompleteTask(complete)).accepted
+        failed = agent_pb.FailTaskRequest(
+            agent_id="agent-1",
+            attempt_id=task.attempt_id,
+            error=common_pb.TaskError(type="Late", message="m"),
+            request_id="done-1",
+        )
+        assert not (await client.agent.FailTask(failed)).accepted
+        run = await wait_run(client, started.run.run_id)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED
+    with sqlite3.connect(coordinator.db) as db:
+        rows = db.execute("SELECT scope, request_id FROM requests WHERE scope IN ('complete', 'fail')").fetchall()
+    assert rows == []
 
 
 async def test_retry_then_success(coordinator, test_agent):
