@@ -22,7 +22,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.server import Coordinator
 from coordinator.store.base import Store
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.records import RUN_SUCCEEDED, RunFilter
+from coordinator.store.records import RUN_SUCCEEDED, Changes, RunFilter
 from coordinator.store.retention import RETENTION_SETTING, Retention, purge_once, resolve
 from coordinator.store.sqlite import SqliteStore
 from tests.support.inprocess import CHARGE_ONCE, PAYMENTS, seed_payments
@@ -117,8 +117,11 @@ async def test_a_pass_deletes_exactly_the_runs_finished_before_it_while_runs_go_
     engine, store = coordinator.engine, coordinator.store
     assert store is not None
     old = [await _run_once(coordinator, f"old-{i}") for i in range(size)]
-    # Everything of the old runs was written by now (their request records just after they
-    # finished); everything of the others after.
+    # A request record written as each old run finished (a completion's, as written before
+    # attempts recorded their report; today an event's): it goes with its run.
+    for i in range(size):
+        await store.apply(Changes(requests={("complete", f"req-old-{i}"): {"accepted": True}}))
+    # Everything of the old runs was written by now; everything of the others after.
     assert max([await _finished_ms(coordinator, run_id) for run_id in old]) <= time.time() * 1000
     cutoff = int(time.time() * 1000)
     await _after(cutoff)
@@ -168,8 +171,10 @@ async def test_a_pass_deletes_exactly_the_runs_finished_before_it_while_runs_go_
     for run_id in kept + more:
         rows = await _rows(coordinator, run_id)
         assert rows["run"] == 1 and rows["steps"] == 1 and rows["attempts"] == 1, run_id
-    for i in range(3):
-        assert await store.get_request("complete", f"req-kept-{i}") == {"accepted": True}
+    for i, run_id in enumerate(kept):
+        snapshot = await store.load_run(run_id)
+        assert snapshot is not None
+        assert [a.report for a in snapshot.attempts] == [f"complete:req-kept-{i}"]
     # The runs still going were not touched, however old, and finish as usual.
     assert await _rows(coordinator, waiting.run.run_id) == {"run": 1, "steps": 1, "attempts": 1, "spans": 0}
     assert await engine.complete(
@@ -187,7 +192,9 @@ async def test_request_records_go_by_age_no_later_than_their_run(coordinator: Co
     store = coordinator.store
     assert store is not None
     run_id = await _run_once(coordinator, "o-1")
-    assert await store.get_request("complete", "req-o-1") == {"accepted": True}
+    # Written as the run finished (a completion's record, as written before attempts recorded
+    # their report; today an event's).
+    await store.apply(Changes(requests={("complete", "req-o-1"): {"accepted": True}}))
     finished = await _finished_ms(coordinator, run_id)
     # Not yet past: both stay.
     result = await purge_once(store, Retention.of(10, None, None), now_ms=finished + 5_000)

@@ -191,7 +191,9 @@ async def test_a_report_sent_again_is_accepted_again_and_no_other_is(coordinator
             agent_pb.RegisterAgentRequest(agent_id="agent-1", bindings=[binding], concurrency=1)
         )
         started = await start_run(client, "payments/single", {"order_id": "o"})
-        task = (await client.agent.PollTask(agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=30_000))).task
+        task = (
+            await client.agent.PollTask(agent_pb.PollTaskRequest(agent_id="agent-1", wait_ms=30_000))
+        ).task
         complete = agent_pb.CompleteTaskRequest(
             agent_id="agent-1", attempt_id=task.attempt_id, output_json='{"ref": "r"}', request_id="done-1"
         )
@@ -209,7 +211,9 @@ async def test_a_report_sent_again_is_accepted_again_and_no_other_is(coordinator
         run = await wait_run(client, started.run.run_id)
     assert run.status == pb.RUN_STATUS_SUCCEEDED
     with sqlite3.connect(coordinator.db) as db:
-        rows = db.execute("SELECT scope, request_id FROM requests WHERE scope IN ('complete', 'fail')").fetchall()
+        rows = db.execute(
+            "SELECT scope, request_id FROM requests WHERE scope IN ('complete', 'fail')"
+        ).fetchall()
     assert rows == []
 
 
