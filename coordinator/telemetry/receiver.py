@@ -60,6 +60,14 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         principal = self._principal()
         team = ADMIN_TEAM if principal.admin else principal.team
         records, rejected = records_from_resource_spans(request.resource_spans, team=team)
+        # The coordinator's own spans never come this way: one that says so is its sender's
+        # (the sink scrubs by that, docs/architecture.md, "Traces").
+        records = [
+            replace(r, service=f"{r.service} (as sent by team {team})")
+            if r.service == COORDINATOR_SERVICE
+            else r
+            for r in records
+        ]
         problems: list[str] = []
         if rejected:
             problems.append(f"{rejected} spans with invalid trace or span ids")

@@ -158,11 +158,20 @@ class Scrubber:
         )
 
 
+# Attribute values with nothing nested to look into (most of them).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _names_secret(record: SpanRecord) -> bool:
     """Whether any attribute key of the span or its events, at any depth, names a credential."""
 
     def in_mapping(attributes: Mapping[str, Any]) -> bool:
-        return any(is_secret_key(key) or in_value(value) for key, value in attributes.items())
+        for key, value in attributes.items():
+            if is_secret_key(key):
+                return True
+            if type(value) not in _SCALARS and in_value(value):
+                return True
+        return False
 
     def in_value(value: Any) -> bool:
         if isinstance(value, Mapping):

@@ -56,7 +56,10 @@ class TelemetrySink:
             values = await self.sensitivity.values(run_id) if needs_values else set()
             scrubber = Scrubber(values)  # with no values it still redacts credential-named keys
             for index in indexes:
-                clean[index] = scrubber.record(records[index])
+                if _may_carry_payload(records[index]):
+                    clean[index] = scrubber.record(records[index])
+                # else: the coordinator's own span of a success, its attribute keys the
+                # engine's (coordinator/engine/spans.py) and its values ids and names: as it is
         return clean
 
     async def emit(self, records: list[SpanRecord]) -> None:

@@ -128,7 +128,20 @@ async def test_a_workflow_input_flowing_into_a_sensitive_field_is_redacted_every
                 time.time_ns() + 1000,
                 service="accord-agent",
                 attributes={"accord.run_id": run.run_id, "stock.note": f"checked card {CARD}"},
-            )
+            ),
+            # Posing as the coordinator (whose own spans of a success are stored as they are):
+            # scrubbed all the same, and stored as the agent's.
+            SpanRecord(
+                run.trace_id,
+                "e100000000000002",
+                assignment.attempt.span_id,
+                "agent.posing",
+                time.time_ns(),
+                time.time_ns() + 1000,
+                service="accord-coordinator",
+                status="ok",
+                attributes={"accord.run_id": run.run_id, "note": f"card {CARD}", "api_token": "t0p-s3cr3t"},
+            ),
         ],
     )
     failure = TaskFailure("CardBlocked", f"card {CARD} is on the block list", retryable=False)
@@ -137,7 +150,7 @@ async def test_a_workflow_input_flowing_into_a_sensitive_field_is_redacted_every
     # Every span of the run is stored (the engine's are buffered for a moment).
     async def all_stored() -> bool:
         names = {s.name for s in await store.spans_for_trace(run.trace_id)}
-        return {"run shipping/pay", "step check", "agent.receive"} <= names
+        return {"run shipping/pay", "step check", "agent.receive", "agent.posing"} <= names
 
     await wait_until(all_stored, "the run's spans were not all stored")
     stored = await store.spans_for_trace(run.trace_id)
@@ -145,8 +158,10 @@ async def test_a_workflow_input_flowing_into_a_sensitive_field_is_redacted_every
     assert any(s.name.startswith("attempt ") for s in stored)
     with sqlite3.connect(coordinator.config.database) as db:
         table = repr(db.execute("SELECT * FROM spans").fetchall())
-    assert CARD not in table
+    assert CARD not in table and "t0p-s3cr3t" not in table
     assert "[redacted]" in table  # the messages stay, minus the card
+    posing = next(s for s in stored if s.name == "agent.posing")
+    assert posing.service == "accord-coordinator (as sent by team warehouse)", posing
 
     for viewer in ("admin", "shipping", "warehouse", "payments"):
         async with AsyncClient(coordinator.address, tokens[viewer]) as client:
