@@ -748,27 +748,28 @@ class Agent:
                 TaskFailure("ContractUnavailable", f"cannot fetch contract {ref}: {exc}", retryable=True),
             )
 
-        with self._tracer.start_as_current_span("agent.validate_input", attributes=attributes) as span:
-            try:
-                value = json.loads(task.input_json) if task.input_json else None
-            except ValueError:
-                span.set_status(Status(StatusCode.ERROR, "input is not JSON"))
-                return self._failure_entry(
-                    task, TaskFailure("ContractViolation", f"the input of {ref} is not JSON", retryable=False)
-                )
-            violations = validate_payload(contract.input_schema, value, "input")
-            if violations:
-                payload = _violations_payload(violations, contract, "input")
-                message = f"input breaks contract {ref}: " + "; ".join(
-                    f"{v['path']}: {v['message']}" for v in payload
-                )
-                span.set_status(Status(StatusCode.ERROR, message))
-                return self._failure_entry(
-                    task,
-                    TaskFailure(
-                        "ContractViolation", message, retryable=False, details={"input_violations": payload}
-                    ),
-                )
+        # A check that passes leaves no span (two spans fewer per task: a third of the agent's
+        # tracing work); one that fails is an error span of its own, naming what broke.
+        try:
+            value = json.loads(task.input_json) if task.input_json else None
+        except ValueError:
+            self._failed_check("agent.validate_input", attributes, "input is not JSON")
+            return self._failure_entry(
+                task, TaskFailure("ContractViolation", f"the input of {ref} is not JSON", retryable=False)
+            )
+        violations = validate_payload(contract.input_schema, value, "input")
+        if violations:
+            payload = _violations_payload(violations, contract, "input")
+            message = f"input breaks contract {ref}: " + "; ".join(
+                f"{v['path']}: {v['message']}" for v in payload
+            )
+            self._failed_check("agent.validate_input", attributes, message)
+            return self._failure_entry(
+                task,
+                TaskFailure(
+                    "ContractViolation", message, retryable=False, details={"input_violations": payload}
+                ),
+            )
 
         engine = binding.config.engine
         with self._tracer.start_as_current_span(
@@ -799,29 +800,33 @@ class Agent:
                 return self._failure_entry(task, outcome)
             output = outcome
 
-        with self._tracer.start_as_current_span("agent.validate_output", attributes=attributes) as span:
-            violations = validate_payload(contract.output_schema, output, "output")
-            if violations:
-                payload = _violations_payload(violations, contract, "output")
-                message = f"the {engine} engine's output breaks contract {ref}: " + "; ".join(
-                    f"{v['path']}: {v['message']}" for v in payload
-                )
-                span.set_status(Status(StatusCode.ERROR, message))
-                return self._failure_entry(
-                    task,
-                    TaskFailure(
-                        "ContractViolation",
-                        message,
-                        retryable=False,
-                        details={"output_violations": payload, **control.details},
-                    ),
-                )
+        violations = validate_payload(contract.output_schema, output, "output")
+        if violations:
+            payload = _violations_payload(violations, contract, "output")
+            message = f"the {engine} engine's output breaks contract {ref}: " + "; ".join(
+                f"{v['path']}: {v['message']}" for v in payload
+            )
+            self._failed_check("agent.validate_output", attributes, message)
+            return self._failure_entry(
+                task,
+                TaskFailure(
+                    "ContractViolation",
+                    message,
+                    retryable=False,
+                    details={"output_violations": payload, **control.details},
+                ),
+            )
         return self._entry(
             task,
             "complete",
             output_json=self._redactor.json(output),
             details=self._redactor.value(control.details),
         )
+
+    def _failed_check(self, name: str, attributes: dict[str, Any], message: str) -> None:
+        """An error span ``name`` (a child of the current one) saying why a check failed."""
+        with self._tracer.start_as_current_span(name, attributes=attributes) as span:
+            span.set_status(Status(StatusCode.ERROR, message))
 
     def _deadline(self, task: AgentTask) -> float | None:
         if task.deadline:

@@ -2,7 +2,8 @@
 logs, and an exporter wrapper that masks secrets in everything it exports.
 
 Spans of a task are recorded inside the attempt's trace (``Task.trace_context``):
-``agent.receive`` → ``agent.validate_input`` → ``engine.<name>`` → ``agent.validate_output``.
+``agent.receive`` → ``engine.<name>``, and an error span ``agent.validate_input`` or
+``agent.validate_output`` under ``agent.receive`` when a payload breaks the contract.
 They go over OTLP/gRPC to the coordinator, authenticated with the team's token.
 
 Sampling is the run's, decided once by the coordinator and carried in the task's ``traceparent``

@@ -34,12 +34,17 @@ async def test_spans_follow_the_attempt_and_hide_secrets(
     coordinator_process: CoordinatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRACE_TEST_SECRET", SECRET)
-    team = await team_with_flow(coordinator_process, max_attempts=1)
+    team = await team_with_flow(
+        coordinator_process,
+        max_attempts=1,
+        output_schema={"type": "object", "properties": {"extra": {"type": "integer"}}},
+    )
     code = """
         import json, os, sys
         print("oops " + os.environ["KEY"], file=sys.stderr)
-        print(json.dumps({"traceparent": os.environ["TRACEPARENT"]}))
-        sys.exit(0 if json.load(sys.stdin).get("ok") else 1)
+        given = json.load(sys.stdin)
+        print(json.dumps({"traceparent": os.environ["TRACEPARENT"], **({"extra": "x"} if given.get("bad") else {})}))
+        sys.exit(0 if given.get("ok") else 1)
     """
     config_text = agent_config(
         team, {f"{team.name}/work@1": shell(code, env={"KEY": "${secret:TRACE_TEST_SECRET}"})}
@@ -73,21 +78,24 @@ async def test_spans_follow_the_attempt_and_hide_secrets(
     try:
         ok = await team.wait_run(await team.start_run({"ok": True}))
         failed = await team.wait_run(await team.start_run({"ok": False}))
+        broken = await team.wait_run(await team.start_run({"ok": True, "bad": True}))
     finally:
         stop.set()
         await serving
         await client.close()
     provider.force_flush()
     assert ok.status == pb.RUN_STATUS_SUCCEEDED and failed.status == pb.RUN_STATUS_FAILED
+    assert broken.status == pb.RUN_STATUS_FAILED
 
     spans = exporter.get_finished_spans()
     ok_spans = [s for s in spans if s.attributes and s.attributes.get("accord.run_id") == ok.run_id]
     by_name = {s.name: s for s in ok_spans}
-    assert set(by_name) == {"agent.receive", "agent.validate_input", "engine.shell", "agent.validate_output"}
+    # Checks that pass leave no span (a failing one does: below).
+    assert set(by_name) == {"agent.receive", "engine.shell"}
     receive = by_name["agent.receive"]
     assert all(format(s.context.trace_id, "032x") == ok.trace_id for s in ok_spans)
     assert receive.parent is not None  # the attempt span, made by the coordinator
-    for name in ("agent.validate_input", "engine.shell", "agent.validate_output"):
+    for name in ("engine.shell",):
         assert by_name[name].parent is not None and by_name[name].parent.span_id == receive.context.span_id
     assert receive.attributes is not None
     assert receive.attributes["accord.step_id"] == "work"
@@ -99,6 +107,17 @@ async def test_spans_follow_the_attempt_and_hide_secrets(
     engine_span = by_name["engine.shell"]
     traceparent = json.loads(ok.output_json)["traceparent"]
     assert traceparent.split("-")[2] == format(engine_span.context.span_id, "016x")
+
+    # An output that breaks the contract: an error span of its own, under agent.receive, saying so.
+    broken_spans = {
+        s.name: s for s in spans if s.attributes and s.attributes.get("accord.run_id") == broken.run_id
+    }
+    assert set(broken_spans) == {"agent.receive", "engine.shell", "agent.validate_output"}
+    check = broken_spans["agent.validate_output"]
+    assert check.parent is not None and check.parent.span_id == broken_spans["agent.receive"].context.span_id
+    assert "breaks contract" in (check.status.description or "") and "extra" in (
+        check.status.description or ""
+    )
 
     # The failed attempt's spans carry the (redacted) error, never the secret.
     failed_receive = next(

@@ -349,7 +349,7 @@ def _complete(spans: list[pb.Span]) -> bool:
         any(n.startswith("run ") for n in names)
         and sum(n.startswith("attempt ") for n in names) == 4
         and agent_receives == 4
-        and names.count("agent.validate_output") == 3
+        and sum(n.startswith("engine.") for n in names) == 4
     )
 
 
@@ -404,8 +404,7 @@ async def test_one_trace_across_cli_coordinator_agents_and_engines(
             (s for s in spans if s.parent_span_id == receive.span_id), key=lambda s: s.start_unix_nano
         )
         names = [c.name for c in children]
-        assert names[0] == "agent.validate_input", names
-        assert names[1].startswith("engine."), names
+        assert names[0].startswith("engine."), names
         assert receive.team == by_id[receive.parent_span_id].team  # the team whose agent took it
         for child in children:
             assert child.team == receive.team and child.service == receive.service
