@@ -264,8 +264,22 @@ def policy_ref(policy: dict[str, Any]) -> tuple[str, str]:
     """(key, policy_json) of a step's policy in ``policies``; ("", "") for no policy."""
     if not policy:
         return "", ""
+    # A step keeps its policy object from transition to transition: its key is computed once
+    # (a copy kept beside it tells a policy changed in place from the one the key is of).
+    known = _policy_refs.get(id(policy))
+    if known is not None and known[0] is policy and known[1] == policy:
+        return known[2]
     text = json.dumps(policy, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24], text
+    ref = hashlib.sha256(text.encode()).hexdigest()[:24], text
+    if len(_policy_refs) >= _POLICY_REFS_KEPT:
+        _policy_refs.clear()
+    _policy_refs[id(policy)] = (policy, json.loads(text), ref)
+    return ref
+
+
+# policy_ref's memo: id -> (the policy, a copy of it as it was, its (key, json)).
+_policy_refs: dict[int, tuple[dict[str, Any], Any, tuple[str, str]]] = {}
+_POLICY_REFS_KEPT = 4096
 
 
 def step_to_row(step: StepRecord) -> tuple[tuple[Any, ...], tuple[str, str]]:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from contracts.errors import FailedPreconditionError
+from coordinator.store import codec
 from coordinator.store.records import (
     TIMER_LEASE,
     TIMER_RETRY,
@@ -410,3 +411,16 @@ async def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> Non
     await store.open()
     assert lock_path(db).read_text() == f"{os.getpid()}\n"
     await store.close()
+
+
+def test_a_policy_changed_in_place_gets_the_key_of_what_it_holds_now() -> None:
+    """``codec.policy_ref`` remembers a step's policy object's key; changed in place (or a new
+    object equal to an earlier one), the key is always that of what it holds."""
+    policy = {"retry": {"max_attempts": 3}, "timeouts": {"heartbeat_ms": 5000}}
+    first = codec.policy_ref(policy)
+    assert codec.policy_ref(policy) == first
+    assert codec.policy_ref(dict(policy)) == first
+    policy["retry"]["max_attempts"] = 4
+    changed = codec.policy_ref(policy)
+    assert changed != first and '"max_attempts":4' in changed[1]
+    assert codec.policy_ref({"retry": {"max_attempts": 3}, "timeouts": {"heartbeat_ms": 5000}}) == first
