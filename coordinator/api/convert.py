@@ -418,6 +418,10 @@ class WatchEncoder:
         self._first = True
         self._sent: dict[str, bytes] = {}  # step id -> its message as last sent
         self._final: set[str] = set()  # step ids sent finished for good
+        # step id -> what its message was made of when last made (_fingerprint): a step whose
+        # fields did not change is not converted again to be compared.
+        self._prints: dict[str, tuple[Any, ...]] = {}
+        self._hide: set[str] | None = None
 
     def encode(self, view: RunView) -> pb.WatchRunResponse:
         partial = self._changes_only and not self._first
@@ -427,10 +431,17 @@ class WatchEncoder:
                 run=self._remember(run_to_pb(view, self._principal, self._flows), view)
             )
         hide = run_sensitive_values(view, self._flows)
+        if hide != self._hide:  # what errors must hide changed: every step is made again
+            self._prints.clear()
+            self._hide = hide
         message = run_summary_to_pb(view.run, self._principal, self._flows, hide, omit_input=True)
         for step in view.steps:
             if step.step_id in self._final:
                 continue
+            made_of = _fingerprint(view, step)
+            if self._prints.get(step.step_id) == made_of:
+                continue
+            self._prints[step.step_id] = made_of
             encoded = step_to_pb(view, step, self._principal, self._flows, hide)
             data = encoded.SerializeToString(deterministic=True)
             if self._sent.get(step.step_id) != data:
@@ -443,11 +454,47 @@ class WatchEncoder:
         if self._changes_only:
             for encoded in message.steps:
                 self._sent.setdefault(encoded.id, encoded.SerializeToString(deterministic=True))
+            if self._hide is None:  # the whole run was sent: what its steps were made of
+                self._hide = run_sensitive_values(view, self._flows)
+                self._prints = {step.step_id: _fingerprint(view, step) for step in view.steps}
             for step in view.steps:
                 attempts = view.attempts.get(step.step_id, ())
                 if step.status in STEP_TERMINAL and all(a.status in ATTEMPT_TERMINAL for a in attempts):
                     self._final.add(step.step_id)
         return message
+
+
+def _fingerprint(view: RunView, step: StepRecord) -> tuple[Any, ...]:
+    """Every field ``step_to_pb`` reads that can change in a run's life (payloads and errors are
+    compared by value, the same objects by identity first)."""
+    return (
+        step.status,
+        view.waiting.get(step.step_id, ""),
+        step.input,
+        step.output,
+        step.error,
+        step.attempt_count,
+        step.started_ms,
+        step.finished_ms,
+        step.next_attempt_ms,
+        step.waiting_for,
+        step.reused_from,
+        step.contract_version,
+        step.idempotency_key,
+        tuple(
+            (
+                a.attempt_id,
+                a.number,
+                a.status,
+                a.agent_id,
+                a.scheduled_ms,
+                a.started_ms,
+                a.finished_ms,
+                a.error,
+            )
+            for a in view.attempts.get(step.step_id, ())
+        ),
+    )
 
 
 def task_to_pb(assignment: Assignment) -> agent_pb.Task:
