@@ -52,7 +52,24 @@ def _compile(canonical: str) -> Validator:
 
 def compiled_validator(schema: Mapping[str, Any] | bool) -> Validator:
     """The cached Draft 2020-12 validator of ``schema`` (formats are asserted)."""
-    return _compile(canonical_json(schema))
+    # A contract's schema is one long-lived object: its validator is found by identity (and a
+    # copy of the schema as it was, compared in C, tells one changed in place), which spares
+    # writing the canonical JSON of the schema for every payload.
+    known = _by_object.get(id(schema))
+    if known is not None and known[0] is schema and known[1] == schema:
+        return known[2]
+    canonical = canonical_json(schema)
+    validator = _compile(canonical)
+    if isinstance(schema, Mapping):
+        if len(_by_object) >= _BY_OBJECT_KEPT:
+            _by_object.clear()
+        _by_object[id(schema)] = (schema, json.loads(canonical), validator)
+    return validator
+
+
+# compiled_validator's memo: id -> (the schema, a copy of it as it was, its validator).
+_by_object: dict[int, tuple[Any, Any, Validator]] = {}
+_BY_OBJECT_KEPT = 2048
 
 
 def json_path(parts: Iterable[str | int]) -> str:
