@@ -305,26 +305,37 @@ async def temporal_side(settings: Settings) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="accord-bench-versus-temporal-"))
     script = str(common.SCRIPTS_DIR / "temporal_versus.py")
     env = common.peer_env(HOME=str(root))
-    port = common.free_port()
     started: list[Any] = []  # the server and worker processes, each leading a group of its own
     client: asyncio.subprocess.Process | None = None
     try:
-        server = common.start_group(
-            [
-                str(binary),
-                "server",
-                "start-dev",
-                *("--ip", "127.0.0.1", "--port", str(port), "--headless"),
-                *("--http-port", str(common.free_port()), "--metrics-port", str(common.free_port())),
-                *("--log-level", "error", "--db-filename", str(root / "temporal.db")),
-                *("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"),
-            ],
-            log_path=root / "server.log",
-            env=env,
-            cwd=root,
-        )
-        started.append(server)
-        await asyncio.to_thread(common.wait_port, port, timeout=60, proc=server)
+        # The ports are free when picked, not when the server binds them (other processes on a
+        # shared machine take ports too): a server that exits before its port opens is started
+        # again on new ones, its log kept in the error if the last try fails too.
+        for start in range(1, _SERVER_STARTS + 1):
+            port = common.free_port()
+            server = common.start_group(
+                [
+                    str(binary),
+                    "server",
+                    "start-dev",
+                    *("--ip", "127.0.0.1", "--port", str(port), "--headless"),
+                    *("--http-port", str(common.free_port()), "--metrics-port", str(common.free_port())),
+                    *("--log-level", "error", "--db-filename", str(root / f"temporal-{start}.db")),
+                    *("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"),
+                ],
+                log_path=root / f"server-{start}.log",
+                env=env,
+                cwd=root,
+            )
+            started.append(server)
+            try:
+                await asyncio.to_thread(common.wait_port, port, timeout=60, proc=server)
+                break
+            except common.PeerError as exc:
+                if server.poll() is None or start == _SERVER_STARTS:
+                    raise common.PeerError(f"{exc}: {_tail(root)}") from None
+                h.log(f"versus: the Temporal dev server exited ({exc}); starting it again on other ports")
+                started.remove(server)
         ready = [root / f"worker-{i}.ready" for i in range(settings.workers)]
         for i, path in enumerate(ready):
             started.append(
@@ -412,6 +423,10 @@ async def temporal_side(settings: Settings) -> dict[str, Any]:
         "last_error": answer.get("last_error"),
         "versions": answer.get("versions"),
     }
+
+
+# Tries to start the Temporal dev server (see ``temporal_side``'s loop).
+_SERVER_STARTS = 3
 
 
 def _tail(root: Path, lines: int = 8) -> str:
