@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -759,16 +759,8 @@ class Agent:
             )
         violations = validate_payload(contract.input_schema, value, "input")
         if violations:
-            payload = _violations_payload(violations, contract, "input")
-            message = f"input breaks contract {ref}: " + "; ".join(
-                f"{v['path']}: {v['message']}" for v in payload
-            )
-            self._failed_check("agent.validate_input", attributes, message)
-            return self._failure_entry(
-                task,
-                TaskFailure(
-                    "ContractViolation", message, retryable=False, details={"input_violations": payload}
-                ),
+            return self._check_failed(
+                task, contract, violations, "input", f"input breaks contract {ref}", attributes, {}
             )
 
         engine = binding.config.engine
@@ -802,26 +794,34 @@ class Agent:
 
         violations = validate_payload(contract.output_schema, output, "output")
         if violations:
-            payload = _violations_payload(violations, contract, "output")
-            message = f"the {engine} engine's output breaks contract {ref}: " + "; ".join(
-                f"{v['path']}: {v['message']}" for v in payload
-            )
-            self._failed_check("agent.validate_output", attributes, message)
-            return self._failure_entry(
-                task,
-                TaskFailure(
-                    "ContractViolation",
-                    message,
-                    retryable=False,
-                    details={"output_violations": payload, **control.details},
-                ),
-            )
+            what = f"the {engine} engine's output breaks contract {ref}"
+            return self._check_failed(task, contract, violations, "output", what, attributes, control.details)
         return self._entry(
             task,
             "complete",
             output_json=self._redactor.json(output),
             details=self._redactor.value(control.details),
         )
+
+    def _check_failed(
+        self,
+        task: AgentTask,
+        contract: Contract,
+        violations: list[Violation],
+        side: str,
+        what: str,
+        attributes: dict[str, Any],
+        details: Mapping[str, Any],
+    ) -> OutboxEntry:
+        """The non-retryable failure of a payload (``side``: input or output) that breaks the
+        contract (``what`` says so), with its error span ``agent.validate_<side>``."""
+        payload = _violations_payload(violations, contract, side)
+        message = f"{what}: " + "; ".join(f"{v['path']}: {v['message']}" for v in payload)
+        self._failed_check(f"agent.validate_{side}", attributes, message)
+        failure = TaskFailure(
+            "ContractViolation", message, retryable=False, details={f"{side}_violations": payload, **details}
+        )
+        return self._failure_entry(task, failure)
 
     def _failed_check(self, name: str, attributes: dict[str, Any], message: str) -> None:
         """An error span ``name`` (a child of the current one) saying why a check failed."""
