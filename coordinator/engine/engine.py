@@ -307,9 +307,9 @@ class Engine:
                 await asyncio.wait(list(self._giving_back), timeout=0.05)
             else:
                 await asyncio.sleep(0.01)
-        for task in list(self._background):
+        for task in [*self._background, *self._giving_back]:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *self._giving_back, return_exceptions=True)
         await self._spans.stop()
 
     # ================= transitions =================
