@@ -14,6 +14,7 @@ Set ``ACCORD_TEST_PREFECT=skip`` to skip these tests on a machine that cannot re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -59,9 +60,14 @@ class RealPrefect:
         return config
 
     def client(self) -> httpx.AsyncClient:
-        """A client of the REST API, logged in, for test set-up and checks."""
+        """A client of the REST API, logged in, for test set-up and checks. Like Prefect's own
+        client (and the ``prefect`` engine), it sends a call again on 502/503/504: a Prefect
+        server on SQLite answers 503 while its database is locked, which a loaded machine sees
+        (the calls made here create or read by name: sending one again is safe)."""
         user, password = self.auth_string.split(":", 1)
-        return httpx.AsyncClient(base_url=self.api_url, auth=(user, password), timeout=60)
+        return httpx.AsyncClient(
+            base_url=self.api_url, auth=(user, password), timeout=60, transport=_RetryingTransport()
+        )
 
     def logs(self) -> str:
         parts = []
@@ -70,6 +76,26 @@ class RealPrefect:
             if path.exists():
                 parts.append(f"--- prefect {name} ---\n{path.read_text(errors='replace')[-6000:]}")
         return "\n".join(parts)
+
+
+class _RetryingTransport(httpx.AsyncBaseTransport):
+    """httpx's transport, a call answered 502/503/504 sent again with backoff for up to ~30 s."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        delay, deadline = 0.2, time.monotonic() + 30
+        while True:
+            response = await self._inner.handle_async_request(request)
+            if response.status_code not in (502, 503, 504) or time.monotonic() > deadline:
+                return response
+            await response.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def prefect_environment(home: Path, api_url: str, auth_string: str) -> dict[str, str]:
