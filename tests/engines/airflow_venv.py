@@ -38,7 +38,7 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -59,24 +59,30 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str] | None = None, tim
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {result.returncode}; log {log}:\n{tail}")
 
 
-def ensure_airflow_venv(version: str = AIRFLOW_VERSION) -> Path:
-    """The venv with ``apache-airflow==version``, built on first use and reused after."""
-    venv = cache_root() / f"airflow-{version}"
+def ensure_cached_venv(name: str, requirement: str) -> Path:
+    """The venv ``name`` under ``cache_root()`` with ``requirement`` installed, built on first use
+    (under a file lock: a session that needs it while another builds it waits) and reused after."""
+    venv = cache_root() / name
     if (venv / READY_MARKER).exists():
         return venv
-    with _locked(cache_root() / f"airflow-{version}.lock"):
+    with locked(cache_root() / f"{name}.lock"):
         if (venv / READY_MARKER).exists():
             return venv  # another session built it while we waited
         shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted session
-        log = cache_root() / f"airflow-{version}-install.log"
+        log = cache_root() / f"{name}-install.log"
         log.unlink(missing_ok=True)
         base_python = getattr(sys, "_base_executable", None) or sys.executable
         started = time.monotonic()
         run_logged([base_python, "-m", "venv", str(venv)], log)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        run_logged([*pip, f"apache-airflow=={version}"], log)
+        run_logged([*pip, requirement], log)
         (venv / READY_MARKER).write_text(f"installed in {time.monotonic() - started:.0f}s\n")
     return venv
+
+
+def ensure_airflow_venv(version: str = AIRFLOW_VERSION) -> Path:
+    """The venv with ``apache-airflow==version``, built on first use and reused after."""
+    return ensure_cached_venv(f"airflow-{version}", f"apache-airflow=={version}")
 
 
 def free_port() -> int:
@@ -144,7 +150,7 @@ def ensure_db_template(venv: Path) -> Path:
     template = cache_root() / f"airflow-{AIRFLOW_VERSION}-db-template.sqlite"
     if template.exists():
         return template
-    with _locked(cache_root() / f"airflow-{AIRFLOW_VERSION}-db.lock"):
+    with locked(cache_root() / f"airflow-{AIRFLOW_VERSION}-db.lock"):
         if template.exists():
             return template
         with tempfile.TemporaryDirectory(prefix="accord-airflow-migrate-") as tmp:

@@ -15,64 +15,24 @@ server: migrating a fresh one cost a loaded machine 13 s of the server's start.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    from tests.engines.airflow_venv import cache_root, ensure_cached_venv, locked, run_logged
+except ImportError:  # run as a script (python3 tests/engines/prefect_venv.py): its directory is on sys.path
+    from airflow_venv import cache_root, ensure_cached_venv, locked, run_logged  # type: ignore[no-redef]
+
 PREFECT_VERSION = "3.9.1"
-READY_MARKER = ".accord-ready"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ACCORD_TEST_CACHE") or Path.home() / ".cache" / "accord-test")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _run_logged(cmd: list[str], log: Path, timeout: float = 900, env: dict[str, str] | None = None) -> None:
-    with open(log, "ab") as out:
-        result = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False, env=env
-        )
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {result.returncode}; log {log}:\n{tail}")
 
 
 def ensure_prefect_venv(version: str = PREFECT_VERSION) -> Path:
     """The venv with ``prefect==version``, built on first use and reused after."""
-    venv = cache_root() / f"prefect-{version}"
-    if (venv / READY_MARKER).exists():
-        return venv
-    with _locked(cache_root() / f"prefect-{version}.lock"):
-        if (venv / READY_MARKER).exists():
-            return venv  # another session built it while we waited
-        shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted session
-        log = cache_root() / f"prefect-{version}-install.log"
-        log.unlink(missing_ok=True)
-        base_python = getattr(sys, "_base_executable", None) or sys.executable
-        started = time.monotonic()
-        _run_logged([base_python, "-m", "venv", str(venv)], log)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        _run_logged([*pip, f"prefect=={version}"], log)
-        (venv / READY_MARKER).write_text(f"installed in {time.monotonic() - started:.0f}s\n")
-    return venv
+    return ensure_cached_venv(f"prefect-{version}", f"prefect=={version}")
 
 
 def ensure_db_template(venv: Path, version: str = PREFECT_VERSION) -> Path:
@@ -80,7 +40,7 @@ def ensure_db_template(venv: Path, version: str = PREFECT_VERSION) -> Path:
     template = cache_root() / f"prefect-{version}-db-template.sqlite"
     if template.exists():
         return template
-    with _locked(cache_root() / f"prefect-{version}-db.lock"):
+    with locked(cache_root() / f"prefect-{version}-db.lock"):
         if template.exists():
             return template
         with tempfile.TemporaryDirectory(prefix="accord-prefect-migrate-") as tmp:
@@ -95,7 +55,7 @@ def ensure_db_template(venv: Path, version: str = PREFECT_VERSION) -> Path:
             log = cache_root() / f"prefect-{version}-migrate.log"
             log.unlink(missing_ok=True)
             prefect = str(venv / "bin" / "prefect")
-            _run_logged([prefect, "server", "database", "upgrade", "-y"], log, timeout=600, env=env)
+            run_logged([prefect, "server", "database", "upgrade", "-y"], log, timeout=600, env=env)
             shutil.copyfile(db, template.with_suffix(".tmp"))
             os.replace(template.with_suffix(".tmp"), template)
     return template
