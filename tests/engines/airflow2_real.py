@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.engines.airflow_real import RealAirflow, _kill_group
+from tests.engines.airflow_real import RealAirflow, spawn_in_one_group, stop_group
 from tests.engines.airflow_venv import USERNAME, ensure_airflow_venv, free_port, run_logged
 
 AIRFLOW2_VERSION = "2.10.5"
@@ -112,26 +112,13 @@ def running_airflow2(home: Path) -> Iterator[RealAirflow]:
         "scheduler": [airflow, "scheduler"],
     }
     procs: list[subprocess.Popen[bytes]] = []
-    pgid = 0
     try:
-        for name, cmd in commands.items():
-            with open(home / f"{name}.log", "wb") as log:
-                proc = subprocess.Popen(
-                    cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, process_group=pgid,
-                )  # fmt: skip
-            procs.append(proc)
-            if pgid == 0:
-                pgid = proc.pid
+        pgid = spawn_in_one_group(commands, home, env, procs)
         af = RealAirflow(f"http://127.0.0.1:{port}", USERNAME, password, home, venv, pgid)
         _wait_ready2(af, procs, timeout=300)
         yield af
     finally:
-        if pgid:
-            _kill_group(pgid)
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_group(procs)
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,39 @@ def _group_and_descendants(pgid: int) -> set[int]:
         found |= more
 
 
+def spawn_in_one_group(
+    commands: dict[str, list[str]], home: Path, env: dict[str, str], procs: list[subprocess.Popen[bytes]]
+) -> int:
+    """Start ``commands`` (name -> argv, output to ``home/<name>.log``) in one new process group,
+    led by the first, so that ``_kill_group`` reaches their children too; each process is added to
+    ``procs`` as it starts (the caller's teardown waits for them). Returns the group id."""
+    pgid = 0
+    for name, cmd in commands.items():
+        with open(home / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                process_group=pgid,
+            )
+        procs.append(proc)
+        pgid = pgid or proc.pid
+    return pgid
+
+
+def stop_group(procs: list[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """End the process group ``spawn_in_one_group`` started (``procs``, its leader first, as far
+    as it got) and wait for its processes."""
+    if procs:
+        _kill_group(procs[0].pid, grace)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
 def _kill_group(pgid: int, grace: float = 5.0) -> None:
     """SIGTERM the group and everything it spawned; SIGKILL what is left after ``grace``."""
     targets = _group_and_descendants(pgid)
@@ -198,33 +231,13 @@ def running_airflow(home: Path, dag_dirs: list[Path], dag_ids: list[str]) -> Ite
         "dag-processor": [airflow, "dag-processor"],
     }
     procs: list[subprocess.Popen[bytes]] = []
-    pgid = 0
     try:
-        for name, cmd in commands.items():
-            with open(home / f"{name}.log", "wb") as log:
-                # All three in one new process group (led by the first), so the teardown reaches
-                # their children too.
-                proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    cwd=home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    process_group=pgid,
-                )
-            procs.append(proc)
-            if pgid == 0:
-                pgid = proc.pid
+        pgid = spawn_in_one_group(commands, home, env, procs)
         af = RealAirflow(f"http://127.0.0.1:{port}", USERNAME, password, home, venv, pgid)
         _wait_ready(af, procs, dag_ids, timeout=180)
         yield af
     finally:
-        if pgid:
-            _kill_group(pgid)
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_group(procs)
 
 
 TEST_DAG_IDS = ["accord_echo", "accord_fail", "accord_paused", "accord_slow", "charge_card"]

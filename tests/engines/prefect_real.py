@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.engines.airflow_real import _kill_group
+from tests.engines.airflow_real import spawn_in_one_group, stop_group
 from tests.engines.airflow_venv import free_port
 from tests.engines.prefect_venv import ensure_db_template, ensure_prefect_venv
 
@@ -169,31 +169,13 @@ def running_prefect(home: Path) -> Iterator[RealPrefect]:
         "serve": [str(venv / "bin" / "python"), str(FLOWS_DIR / "serve_flows.py")],
     }
     procs: list[subprocess.Popen[bytes]] = []
-    pgid = 0
     pf = RealPrefect(api_url, auth_string, home, 0)
     try:
-        for name, cmd in commands.items():
-            with open(home / f"{name}.log", "wb") as log:
-                proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    cwd=home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    process_group=pgid,
-                )
-            procs.append(proc)
-            if pgid == 0:
-                pgid = pf.pgid = proc.pid
+        pf.pgid = spawn_in_one_group(commands, home, env, procs)
         _wait_ready(pf, procs, timeout=240)
         yield pf
     finally:
-        if pgid:
-            _kill_group(pgid, grace=2.0)  # nothing to save: a tmp dir
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_group(procs, grace=2.0)  # nothing to save: a tmp dir
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "prefect"
