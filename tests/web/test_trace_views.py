@@ -179,6 +179,7 @@ async def test_fan_out_with_a_failed_item(world: World, browser_page: Page) -> N
     assert "ATTEMPTS (0)" not in text.upper()
     assert "gave up after 3 attempts" in text
     assert "not retryable" not in text.lower()
+    assert "none yet" not in text.lower()  # a failed step's missing output is "none", not pending
     await shot(page, "fan-out")
 
 

@@ -54,7 +54,11 @@ function payload(title, value, step, viewer) {
     return h("div", { class: "payload hidden-payload" }, h("div", { class: "section-label" }, title),
       h("p", { class: "notice" }, `Hidden: this step belongs to team ${step.team}. Only ${step.team} (and the platform admin) can see its payloads${viewer.admin ? "" : "; you see the contract-level view"}.`));
   }
-  if (value === null || value === undefined) return h("div", { class: "payload" }, h("div", { class: "section-label" }, title), h("p", { class: "muted" }, "none yet"));
+  if (value === null || value === undefined) {
+    // "none yet" only while the step may still produce one; an ended step without it has none.
+    const ended = ["succeeded", "failed", "cancelled", "skipped"].includes(step.status);
+    return h("div", { class: "payload" }, h("div", { class: "section-label" }, title), h("p", { class: "muted" }, ended ? "none" : "none yet"));
+  }
   return h("div", { class: "payload" }, h("div", { class: "section-label" }, title), jsonBlock(value));
 }
 

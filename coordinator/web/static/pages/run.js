@@ -76,7 +76,7 @@ export async function render(main, args, viewer) {
       errorBox(run.error, "run error"),
       run.payload_hidden ? h("p", { class: "notice" }, `Hidden: the run's input and output belong to team ${run.team}.`) : null,
       !run.payload_hidden ? h("div", {}, h("div", { class: "section-label" }, "input"), run.input == null ? h("p", { class: "muted" }, "none") : jsonBlock(run.input)) : null,
-      !run.payload_hidden ? h("div", {}, h("div", { class: "section-label" }, "output"), run.output == null ? h("p", { class: "muted" }, "none yet") : jsonBlock(run.output)) : null,
+      !run.payload_hidden ? h("div", {}, h("div", { class: "section-label" }, "output"), run.output == null ? h("p", { class: "muted" }, ["succeeded", "failed", "cancelled"].includes(run.status) ? "none" : "none yet") : jsonBlock(run.output)) : null,
       h("div", { class: "section-label" }, "pinned contract versions"),
       h("table", { class: "kv" }, Object.entries(run.pinned_versions || {}).map(([k, v]) => h("tr", {}, h("th", { class: "mono small" }, k), h("td", { class: "mono small" }, v))))));
   }
