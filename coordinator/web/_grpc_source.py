@@ -292,6 +292,8 @@ class GrpcSource:
             "published_ms": e.published_unix_ms,
             "source_run": e.source_run,
             "triggered_runs": list(e.triggered_runs),
+            "delivered_ms": e.delivered_unix_ms,
+            "handled_ms": e.handled_unix_ms,
         }
 
     async def get_trace(self, token: str, run_id: str) -> JSONDict:

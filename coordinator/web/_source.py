@@ -64,7 +64,8 @@ class Source(Protocol):
 
     async def get_event(self, token: str, event_id: str) -> JSONDict:
         """``{"event_id", "contract", "contract_version", "team", "published_ms", "source_run",
-        "triggered_runs"}`` (no payload: the UI shows what started a run, not what it carried)."""
+        "triggered_runs", "delivered_ms", "handled_ms"}`` (no payload: the UI shows what started a
+        run, not what it carried)."""
 
     async def get_trace(self, token: str, run_id: str) -> JSONDict:
         """``{"trace_id": str, "spans": [span, ...]}``, spans scoped to the viewer."""

@@ -90,6 +90,7 @@ PAGES = {
     "/workflows/{team}/{name}": "workflow",
     "/agents": "agents",
     "/autonomy": "autonomy",
+    "/events/{event_id}": "event",
 }
 
 
@@ -782,6 +783,15 @@ class UiApp:
             }
         )
 
+    async def get_event(self, request: Request) -> Response:
+        """An event: what it was, who published it, what it started (docs/ui-api.md, "Events").
+        Every team sees that an event happened and what it started; no payload (the CLI's
+        ``accord event show`` gives it to its team)."""
+        session = await self.require_session(request)
+        event_id = request.path_params["event_id"]
+        event = await self.call(request, session, lambda: self.source.get_event(session.token, event_id))
+        return ApiJSONResponse({"event": event})
+
     async def list_agents(self, request: Request) -> Response:
         session = await self.require_session(request)
         team = request.query_params.get("team", "").strip()
@@ -918,6 +928,7 @@ def create_app(source: Source, *, sessions: SessionStore, secure_cookies: bool =
         Route(f"{api}/workflows", _api(ui.list_workflows), methods=["GET"]),
         Route(f"{api}/agents", _api(ui.list_agents), methods=["GET"]),
         Route(f"{api}/workflows/{{team}}/{{name}}", _api(ui.get_workflow), methods=["GET"]),
+        Route(f"{api}/events/{{event_id}}", _api(ui.get_event), methods=["GET"]),
         Route(f"{api}/audit", _api(ui.list_audit), methods=["GET"]),
         Route(f"{api}/notices", _api(ui.list_notices), methods=["GET"]),
         Route(f"{api}/autonomy", _api(ui.autonomy), methods=["GET"]),

@@ -79,3 +79,43 @@ async def test_agents_page_from_a_run_pages_attempt(world: World, browser_page: 
             await client.coordinator.CancelRun(
                 pb.CancelRunRequest(run_id=run_id, reason="test done", request_id=str(uuid.uuid4()))
             )
+
+
+async def test_event_page_from_the_run_an_event_started(world: World, browser_page: Page) -> None:
+    page = browser_page
+    async with world.coordinator.client(world.tokens["payments"]) as client:
+        published = await client.coordinator.PublishEvent(
+            pb.PublishEventRequest(
+                contract="payments/refund-issued@1",
+                payload_json='{"order_id": "o-refund"}',
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        event_id = published.event.event_id
+
+        async def started() -> list[str]:
+            reply = await client.coordinator.GetEvent(pb.GetEventRequest(event_id=event_id))
+            return list(reply.event.triggered_runs) if reply.event.handled_unix_ms else []
+
+        [run_id] = await wait_until(started, f"the triggers of event {event_id}")
+    await world.wait_status(run_id, {pb.RUN_STATUS_SUCCEEDED}, timeout=60)
+    # The run page's "started by event" is a link to the event's page (shipping sees payments'
+    # event: that it happened and what it started, not its payload).
+    await sign_in(page, world, "shipping", f"/runs/{run_id}")
+    await page.click("#event-link")
+    await page.wait_for_url(f"**/events/{event_id}")
+    await page.wait_for_selector("#event-facts")
+    facts = await page.inner_text("#event-facts")
+    assert "payments/refund-issued@1.0.0" in facts and "payments" in facts
+    assert "published with accord event publish" in facts  # no run published it
+    assert "not yet" not in facts  # taken by the bus, its triggers ran
+    assert await page.locator(f'#event-runs a[href="/runs/{run_id}"]').count() == 1
+    assert "o-refund" not in await page.inner_text("main")  # the payload is payments' own
+    await shot(page, "event")
+    # And back to the run it started.
+    await page.click(f'#event-runs a[href="/runs/{run_id}"]')
+    await page.wait_for_url(f"**/runs/{run_id}")
+    await page.wait_for_selector("#event-link")
+    # An event that does not exist (or that retention deleted) is a 404 naming it.
+    missing = await page.request.get(f"{world.ui_url}/api/v1/events/evt-nope")
+    assert missing.status == 404 and "evt-nope" in await missing.text()

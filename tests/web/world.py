@@ -210,6 +210,33 @@ steps:
     contract: payments/charge-card@^1
     input: {order_id: "${input.order_id}", amount_cents: "${input.amount}"}
 """
+# An event payments publishes and a shipping workflow its trigger starts (the run page links to
+# the event's page).
+REFUND_ISSUED = """
+contract: payments/refund-issued
+version: 1.0.0
+kind: event
+description: A refund was issued for an order.
+payload:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+"""
+ON_REFUND = """
+workflow: shipping/on-refund
+description: Release the order's stock once payments refunds it.
+input:
+  type: object
+  required: [order_id]
+  properties: {order_id: {type: string}}
+steps:
+  reserve:
+    contract: warehouse/reserve-stock@^2
+    input: {order_id: "${input.order_id}"}
+triggers:
+  - on: payments/refund-issued@^1
+    input: {order_id: "${event.order_id}"}
+"""
 SHIPPING_AGENT = """
 team: shipping
 coordinator: {address}
@@ -275,6 +302,7 @@ async def build_world(home: Path) -> World:
         ("warehouse", HOLD),
         ("shipping", SHIP),
         ("warehouse", NOTIFY),
+        ("payments", REFUND_ISSUED),
     ):
         response = await coordinator.register_contract(tokens[team], text)
         assert response.registered, response
@@ -285,6 +313,7 @@ async def build_world(home: Path) -> World:
         FAN_OUT,
         HOLD_THEN_CHARGE,
         MAPPING_FAILURE,
+        ON_REFUND,
     ):
         response = await coordinator.register_workflow(tokens["shipping"], text)
         assert response.registered, response

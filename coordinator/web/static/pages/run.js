@@ -141,7 +141,7 @@ export async function render(main, args, viewer) {
   // A run an event started: the event (accord event show ID) and the run whose step published it.
   function startedByEvent(ev) {
     return h("span", { id: "started-by-event" }, "started by event ",
-      h("span", { class: "mono", title: "accord event show " + ev.event_id }, ev.event_id),
+      h("a", { class: "mono", id: "event-link", href: `/events/${encodeURIComponent(ev.event_id)}`, title: "accord event show " + ev.event_id }, ev.event_id),
       ev.contract ? h("span", {}, " (", h("a", { href: `/contracts/${ev.contract}`, class: "mono" }, `${ev.contract}@${ev.contract_version}`), ")") : null,
       ev.source_run ? h("span", {}, " published by run ", h("a", { href: `/runs/${ev.source_run}`, class: "mono", id: "event-source-run" }, ev.source_run)) : null);
   }
