@@ -211,7 +211,13 @@ def tail(
         seen.update(e.event_id for e in client.coordinator.ListEvents(request).events)
         typer.echo("following new events (Ctrl-C to stop)", err=True)
         while True:
-            fresh = [e for e in client.coordinator.ListEvents(request).events if e.event_id not in seen]
+            fresh, skipped = _unseen(client, request, seen)
+            if skipped:
+                typer.echo(
+                    f"more than {_TAIL_PAGES * request.page.page_size} events were published since the "
+                    "last look: the oldest of them are not shown (accord event list shows them)",
+                    err=True,
+                )
             for e in sorted(fresh, key=lambda e: (e.published_unix_ms, e.event_id)):
                 seen.add(e.event_id)
                 if as_json:
@@ -227,6 +233,30 @@ def tail(
                     e.event_id for e in fresh
                 }
             time.sleep(every)
+
+
+# How many pages of new events one look of ``event tail`` reads at most (200 events a page).
+_TAIL_PAGES = 50
+
+
+def _unseen(client: Any, request: Any, seen: set[str]) -> tuple[list[Any], bool]:
+    """The events published since the last look (none of them in ``seen``), and whether there
+    were more than ``_TAIL_PAGES`` pages of them. Pages go newest first: it reads on until a page
+    reaches an event already seen, so a burst of more than one page between two looks is shown
+    whole. (An event published while it reads pushes the older ones a place further: read twice,
+    kept once.)"""
+    fresh: dict[str, Any] = {}
+    page = type(request)()
+    page.CopyFrom(request)
+    for _ in range(_TAIL_PAGES):
+        reply = client.coordinator.ListEvents(page)
+        for e in reply.events:
+            if e.event_id not in seen:
+                fresh.setdefault(e.event_id, e)
+        if not reply.next_page_token or any(e.event_id in seen for e in reply.events):
+            return list(fresh.values()), False
+        page.page.page_token = reply.next_page_token
+    return list(fresh.values()), True
 
 
 def _when(unix_ms: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import subprocess
 import time
@@ -346,3 +347,50 @@ async def test_cli_event_tail_show_and_list_by_team(coordinator, world):
     assert (
         json.loads(waited.stdout)["handled_unix_ms"] and len(json.loads(waited.stdout)["triggered_runs"]) == 1
     )
+
+
+STOCK_COUNTED = """
+contract: warehouse/stock-counted
+version: 1.0.0
+kind: event
+payload:
+  type: object
+  required: [n]
+  properties: {n: {type: integer}}
+"""
+
+
+async def test_cli_event_tail_shows_a_burst_of_more_than_one_page_whole(coordinator):
+    """250 events published between two looks of ``event tail`` (it is stopped meanwhile, so they
+    are): all 250 shown, each once. (A look reads pages of 200, newest first, until
+    it reaches an event it saw: with one page only, the oldest 50 were never shown.)"""
+    token = await coordinator.create_team("warehouse")
+    await coordinator.register_contract(token, STOCK_COUNTED)
+    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
+        [ACCORD, "event", "tail", "--team", "warehouse", "--every", "0.1", "--json"],
+        env=coordinator.env(token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=coordinator.home,
+    )
+    try:
+        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
+        assert ready.startswith("following new events"), ready
+        tail.send_signal(signal.SIGSTOP)
+        async with coordinator.client(token) as client:
+            for n in range(250):
+                await client.coordinator.PublishEvent(
+                    pb.PublishEventRequest(
+                        contract="warehouse/stock-counted@1", payload_json=json.dumps({"n": n})
+                    )
+                )
+        tail.send_signal(signal.SIGCONT)
+        shown = []
+        while len(shown) < 250:
+            line = await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 60)
+            shown.append(json.loads(line)["payload"]["n"])
+        assert sorted(shown) == list(range(250))  # each once (within one ms, by id: any order)
+    finally:
+        tail.kill()
+        tail.wait()
