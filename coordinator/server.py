@@ -201,7 +201,8 @@ class Coordinator:
         )
         pb_grpc.add_CoordinatorServiceServicer_to_server(self.coordinator_service, server)
         agent_grpc.add_AgentGatewayServiceServicer_to_server(
-            AgentGatewayService(self.engine, config.engine, max_payload=config.max_payload), server
+            AgentGatewayService(self.engine, config.engine, self.authority, max_payload=config.max_payload),
+            server,
         )
         self.agent_streams = AgentStreamService(
             self.engine, config.engine, self.authority, max_payload=config.max_payload

@@ -145,7 +145,17 @@ class TokenAuthority:
         found = self._find(token)
         if found is None:
             return None
-        digest, entry = found
+        return self._accept(*found)
+
+    def authenticate_again(self, token_hash: str) -> Principal | None:
+        """``authenticate`` for a token accepted before, by its hash: an open call's token,
+        checked again every second (``api.auth.until_refused``). A plain lookup: the comparison
+        with every known hash in constant time guards a guessed token, and the caller here sent
+        a real one already; a lookup keeps thousands of open calls cheap to check."""
+        entry = self._by_hash.get(token_hash)
+        return None if entry is None else self._accept(token_hash, entry)
+
+    def _accept(self, digest: str, entry: KnownToken) -> Principal | None:
         now_ms = int(self._clock() * 1000)
         if entry.expires_ms and now_ms >= entry.expires_ms:
             return None

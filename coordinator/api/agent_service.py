@@ -1,4 +1,9 @@
-"""AgentGatewayService: what team agents dial out to. Thin: decode, call the engine, encode."""
+"""AgentGatewayService: what team agents dial out to. Thin: decode, call the engine, encode.
+
+PollTask is a long poll (up to ``_MAX_WAIT_S``): a token refused while it waits (revoked, rotated
+away, expired) ends it with UNAUTHENTICATED within about a second (``api.auth.OpenCallGuard``),
+and a task claimed for it is given back, offered again at once, never handed to that agent.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,16 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
-from contracts.errors import InvalidArgumentError
+from contracts.errors import InvalidArgumentError, UnauthenticatedError
 from coordinator.api import convert, validate
-from coordinator.api.auth import current_principal
+from coordinator.api.auth import OpenCallGuard, bearer_token, current_principal
 from coordinator.api.errors import rpc
 from coordinator.config import DEFAULT_MAX_PAYLOAD, EngineSettings
 from coordinator.dispatch import QueueKey
 from coordinator.engine import Engine
 from coordinator.principal import Principal
 from coordinator.store.records import AgentRecord, Binding
+from coordinator.tokens import TokenAuthority
 
 _MAX_WAIT_S = 60.0
 
@@ -76,11 +82,17 @@ def queue_keys(contracts: Iterable[str]) -> list[QueueKey]:
 
 class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, engine: Engine, settings: EngineSettings, *, max_payload: int = DEFAULT_MAX_PAYLOAD
+        self,
+        engine: Engine,
+        settings: EngineSettings,
+        authority: TokenAuthority,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self._max_payload = max_payload
         self._engine = engine
         self._settings = settings
+        self._authority = authority
 
     @rpc
     async def RegisterAgent(
@@ -94,9 +106,19 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     ) -> agent_pb.PollTaskResponse:
         only = queue_keys(request.contracts)
         wait_s = min(max(request.wait_ms, 0) / 1000, _MAX_WAIT_S)
-        assignment = await self._engine.poll(current_principal(), request.agent_id, only, wait_s)
+        token = bearer_token(context.invocation_metadata())
+        async with OpenCallGuard(self._authority, token, "PollTask") as guard:
+            # Cancelled once the token is refused; a task it was claiming then is given back.
+            assignment = await guard.wait(
+                self._engine.poll(current_principal(), request.agent_id, only, wait_s)
+            )
         if assignment is None:
             return agent_pb.PollTaskResponse()
+        try:
+            guard.check()  # refused as the task was claimed, before the guard noticed
+        except UnauthenticatedError:
+            self._engine.hand_back(assignment.attempt.attempt_id, request.agent_id)
+            raise
         return agent_pb.PollTaskResponse(task=convert.task_to_pb(assignment))
 
     @rpc

@@ -14,10 +14,9 @@ heartbeats) waiting to be applied before the stream stops reading (gRPC's flow c
 the agent back), and credit (open polls) at most the concurrency the agent registered.
 
 The team token is checked when the stream opens (``api.auth``); the stream checks it again
-whenever the tokens known change (a revocation or rotation here, or read from the store every
-``cache_refresh_s``, so one made through another coordinator too) and every
-``_AUTH_RECHECK_S`` (expiry, a rotated token's overlap ending), and closes with UNAUTHENTICATED
-once it is refused.
+while it is open, as every open call does (``api.auth.until_refused``: whenever the tokens known
+change, here or through another coordinator sharing the store, and every second for expiry), and
+closes with UNAUTHENTICATED once it is refused.
 
 When the stream ends (the agent left, its connection broke, its token was revoked), its open
 polls are cancelled (``Engine.poll`` gives back an offer it was claiming, as when a PollTask is
@@ -29,7 +28,6 @@ as for a v1 agent that vanished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -42,7 +40,7 @@ from contracts.errors import AccordError, FailedPreconditionError, InvalidArgume
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.agent_service import queue_keys, register
-from coordinator.api.auth import bearer_token, current_principal
+from coordinator.api.auth import bearer_token, current_principal, until_refused
 from coordinator.config import DEFAULT_MAX_PAYLOAD, EngineSettings
 from coordinator.dispatch import QueueKey
 from coordinator.engine import Engine
@@ -55,8 +53,6 @@ logger = logging.getLogger(__name__)
 MAX_ITEMS = 256
 # Messages of results (and of heartbeats) read but not yet applied, per stream.
 _QUEUED = 4
-# The token is checked again at least this often (seconds): expiry is not a change of the tokens.
-_AUTH_RECHECK_S = 1.0
 _POLL_WAIT_S = 20.0
 
 
@@ -267,20 +263,9 @@ class _Session:
         self._fill()
 
     async def _guard(self) -> None:
-        authority = self._service._authority
-        changed = asyncio.Event()
-        stop = authority.on_change(changed.set)
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), _AUTH_RECHECK_S)
-                changed.clear()
-                if authority.authenticate(self._token) is None:
-                    logger.info("agent stream of %s closed: its token is refused now", self.agent_id or "?")
-                    self._close(grpc.StatusCode.UNAUTHENTICATED, authority.refusal(self._token))
-                    return
-        finally:
-            stop()
+        refusal = await until_refused(self._service._authority, self._token)
+        logger.info("agent stream of %s closed: its token is refused now", self.agent_id or "?")
+        self._close(grpc.StatusCode.UNAUTHENTICATED, refusal)
 
     # -- offers -------------------------------------------------------------------------------
 

@@ -5,22 +5,37 @@ token is refused on the call that comes after its expiry, whatever the cache las
 interceptor wraps every handler of the Accord services so the servicer runs with the caller's
 principal in a context variable; health checking and reflection stay open (load balancers and
 grpcurl need them).
+
+A call that stays open (a run watch, a long poll, an agent's stream) is checked again while it is:
+once its token is revoked, rotated away or expired, it ends with UNAUTHENTICATED within about a
+second (``until_refused``, ``OpenCallGuard``; docs/production.md, "Tokens").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
 
 import grpc
 
-from contracts.errors import UnreachableError
+from contracts.errors import UnauthenticatedError, UnreachableError
 from coordinator.principal import Principal
-from coordinator.tokens import TokenAuthority
+from coordinator.tokens import TokenAuthority, hash_token
 
-__all__ = ["AuthInterceptor", "bearer_token", "current_principal"]
+__all__ = [
+    "TOKEN_RECHECK_S",
+    "AuthInterceptor",
+    "OpenCallGuard",
+    "bearer_token",
+    "current_principal",
+    "until_refused",
+]
+
+T = TypeVar("T")
 
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -43,6 +58,89 @@ def bearer_token(metadata: Any) -> str:
 
 
 _REREAD_GAP_S = 0.1
+# An open call's token is checked again at least this often (seconds), besides at every change of
+# the tokens known: expiry is not a change of the tokens.
+TOKEN_RECHECK_S = 1.0
+
+
+async def until_refused(authority: TokenAuthority, token: str) -> str:
+    """Return once ``token``, accepted when its call opened, is refused; returns the refusal's
+    line. Checked again at every change of the tokens known (a revocation or rotation here, or
+    one read from the store every ``cache_refresh_s``, so one made through another coordinator
+    too) and every ``TOKEN_RECHECK_S`` (expiry, a rotated token's overlap ending). The one way
+    every open call notices: run watches and long polls (``OpenCallGuard``) and agents' streams
+    (coordinator/api/agent_stream.py)."""
+    changed = asyncio.Event()
+    stop = authority.on_change(changed.set)
+    token_hash = hash_token(token)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), TOKEN_RECHECK_S)
+            changed.clear()
+            if authority.authenticate_again(token_hash) is None:
+                return authority.refusal(token)
+    finally:
+        stop()
+
+
+class OpenCallGuard:
+    """Ends what an open call awaits once its token is refused (``until_refused``): ``wait``
+    awaits a step of the call (a long poll, a watch's next message) and raises
+    UnauthenticatedError instead once the token is refused; ``check`` is the last look before an
+    answer goes out. Use it as ``async with``: leaving it stops the watching.
+    """
+
+    def __init__(self, authority: TokenAuthority, token: str, call: str) -> None:
+        self._authority = authority
+        self._token = token
+        self._call = call
+        self._refused: asyncio.Task[str] = asyncio.ensure_future(until_refused(authority, token))
+
+    def _error(self, refusal: str) -> UnauthenticatedError:
+        return UnauthenticatedError(f"{self._call} ended: {refusal}")
+
+    async def wait(self, step: Awaitable[T]) -> T:
+        """``step``'s result; or, should the token be refused first, ``step`` cancelled and
+        UnauthenticatedError (``<call> ended: <why the token is refused>``) raised."""
+        task = asyncio.ensure_future(step)
+        try:
+            await asyncio.wait((task, self._refused), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():  # refused, or this call cancelled: step ends here too
+                task.cancel()
+                await asyncio.wait((task,))
+        if not task.cancelled():
+            return task.result()  # it ended before the refusal could stop it: the caller decides
+        raise self._error(self._refused.result())
+
+    def check(self) -> None:
+        """UnauthenticatedError if the token is refused now (before an answer goes out: the guard
+        notices a change a moment after it)."""
+        if self._authority.authenticate_again(hash_token(self._token)) is None:
+            raise self._error(self._authority.refusal(self._token))
+
+    async def close(self) -> None:
+        self._refused.cancel()
+        await asyncio.wait((self._refused,))
+
+    async def __aenter__(self) -> OpenCallGuard:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+_END = object()
+
+
+async def _next(items: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return _END
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -117,12 +215,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
+            # A run watch: it ends with UNAUTHENTICATED once its token is refused, whatever it
+            # waits for then (the run's next change may be hours away).
             inner_us = handler.unary_stream
+            call = method.rsplit("/", 1)[-1]
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 _current.set(await authenticate(context))
-                async for item in inner_us(request, context):
-                    yield item
+                items = inner_us(request, context)
+                guard = OpenCallGuard(authority, bearer_token(context.invocation_metadata()), call)
+                try:
+                    while True:
+                        try:
+                            item = await guard.wait(_next(items))
+                        except UnauthenticatedError as exc:
+                            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+                        if item is _END:
+                            return
+                        yield item
+                finally:
+                    await guard.close()
+                    await items.aclose()
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,

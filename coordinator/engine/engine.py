@@ -1430,8 +1430,9 @@ class Engine:
         task.add_done_callback(self._giving_back.discard)
 
     def hand_back(self, attempt_id: str, agent_id: str) -> None:
-        """A task claimed for ``agent_id`` that never reached it (its v2 stream ended first):
-        given back at once, in the background (``stop`` waits for it)."""
+        """A task claimed for ``agent_id`` that never reached it (its v2 stream ended first, or
+        its PollTask's token was refused before the answer): given back at once, in the
+        background (``stop`` waits for it)."""
         self._handoff_lost(attempt_id, agent_id)
 
     async def _give_back(self, attempt_id: str, agent_id: str) -> None:

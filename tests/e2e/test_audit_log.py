@@ -27,6 +27,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import FailedPreconditionError
 from tests.support.agent import Call, TestAgent
 from tests.support.coordinator import CoordinatorProcess
+from tests.support.docs import documented_audit_actions
 from tests.support.events import handled
 from tests.support.postgres import TestDatabase
 from tests.support.scenario import contract, start_run, wait_run
@@ -239,6 +240,9 @@ async def test_every_kind_of_change_is_in_the_log_with_its_team_and_intervention
     }
     assert expected <= kinds, sorted(expected - kinds)
     assert everything == sorted(everything, key=lambda e: e["id"])  # oldest first
+    # docs/production.md says what each of them means.
+    undocumented = {e["action"] for e in everything} - documented_audit_actions()
+    assert not undocumented, sorted(undocumented)
 
     def only(action: str, actor: str) -> list[dict[str, Any]]:
         return [e for e in everything if e["action"] == action and e["actor"] == actor]

@@ -20,6 +20,7 @@ from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts.errors import UnauthenticatedError
 from coordinator.tokens import hash_token
 from tests.support.coordinator import ACCORD, CoordinatorProcess
+from tests.support.docs import documented_audit_actions
 from tests.support.postgres import TestDatabase
 from tests.support.wait import wait_until
 
@@ -135,6 +136,7 @@ async def test_token_create_list_revoke_through_the_cli(coordinator: Coordinator
         for e in log
         if e.action.startswith(("team.", "token."))
     ]
+    assert {entry[0] for entry in seen} <= documented_audit_actions()  # docs/production.md
     assert seen == [
         ("team.create", "payments", "payments", "admin", False, {"token": "default"}),
         (
@@ -253,6 +255,7 @@ async def test_rotate_token_keeps_the_old_one_for_the_grace_or_stops_it_at_once(
         ("payments", False, {"token": "default", "grace_s": 86400.0}),
         ("admin", True, {"token": "default", "grace_s": 0.0}),
     ]
+    assert "team.rotate_token" in documented_audit_actions()
     # Revoking default-old ends its grace early.
     revoked = await coordinator.acli("team", "token", "revoke", "default-old", "--team", "payments")
     assert revoked.returncode == 0, revoked.stderr
@@ -295,6 +298,7 @@ async def test_admin_rotate_token_writes_the_file_and_refuses_the_old_token(
     assert [(e.action, e.actor, e.owner_team, e.platform_intervention) for e in log] == [
         ("admin.rotate_token", "admin", "", False)
     ]
+    assert "admin.rotate_token" in documented_audit_actions()
     # The CLI reads the new file on its own.
     teams = await coordinator.acli("team", "list")
     assert teams.returncode == 0, teams.stderr
