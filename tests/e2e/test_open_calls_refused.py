@@ -116,10 +116,11 @@ async def test_a_watch_ends_when_its_token_is_revoked(coordinator: CoordinatorPr
 
 async def test_a_watch_ends_when_its_token_expires(coordinator: CoordinatorProcess) -> None:
     crm = await _crm(coordinator)
-    # Long enough to open the watch first; the test then waits for the expiry itself.
-    brief = await _token(coordinator, crm, "brief", "--expires", "5s")
     async with coordinator.client(crm) as client:
         run = (await start_run(client, "crm/flow", {})).run
+    # Made last, and long enough to open the watch first even on a loaded machine (the CLI that
+    # makes it takes a second or two there); the test then waits for the expiry itself.
+    brief = await _token(coordinator, crm, "brief", "--expires", "10s")
     async with coordinator.client(brief) as watching:
         watch = _Watch(watching, run.run_id)
         await watch.first_message()
