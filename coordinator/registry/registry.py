@@ -304,22 +304,24 @@ class Registry:
                 self._flow_keys.popitem(last=False)
         else:
             self._flow_keys.move_to_end(run.run_id)
-        cached = self._flows_by_key.get(key)
+        record = await self.workflow_version(run.workflow, run.workflow_version)
+        if record is None:
+            return ()
+        # A deleted version's number may be registered again: the version is named by when, too.
+        full = (*key, record.registered_ms)
+        cached = self._flows_by_key.get(full)
         if cached is not None:
-            self._flows_by_key.move_to_end(key)
+            self._flows_by_key.move_to_end(full)
             return cached
-        flows = await self._compute_run_flows(run, key[3])
-        self._flows_by_key[key] = flows
+        flows = await self._compute_run_flows(run, record, key[3])
+        self._flows_by_key[full] = flows
         while len(self._flows_by_key) > self.flow_cache_size:
             self._flows_by_key.popitem(last=False)
         return flows
 
     async def _compute_run_flows(
-        self, run: RunRecord, event_fields: tuple[str, str, tuple[str, ...]] | None
+        self, run: RunRecord, record: WorkflowRecord, event_fields: tuple[str, str, tuple[str, ...]] | None
     ) -> tuple[str, ...]:
-        record = await self.workflow_version(run.workflow, run.workflow_version)
-        if record is None:
-            return ()
         stored = flows_of(record)
         try:
             spec = self.workflow_spec(record)
