@@ -37,10 +37,12 @@ __all__ = [
     "ConsumerImpact",
     "ContractCatalog",
     "ContractResolver",
+    "PinnedCatalog",
     "Read",
     "check_emits",
     "check_workflow",
     "consumer_impacts",
+    "emitted_sensitive",
     "reads_of",
 ]
 
@@ -96,6 +98,25 @@ class ContractCatalog:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_name.values())
+
+
+class PinnedCatalog(ContractCatalog):
+    """A catalog that answers with the exact version a run pinned for a contract name, whatever
+    the range asked (a retired major served through its adapter included): the flows of a run
+    are those of the versions it really calls. Names it has no pin for resolve as usual."""
+
+    def __init__(
+        self, contracts: Iterable[Contract] = (), pinned: Mapping[str, Contract] | None = None
+    ) -> None:
+        super().__init__(contracts)
+        self.pinned = dict(pinned or {})
+        for contract in self.pinned.values():
+            self.add(contract)
+
+    def __call__(self, name: str, version_range: str) -> Contract | None:
+        if name in self.pinned:
+            return self.pinned[name]
+        return super().__call__(name, version_range)
 
 
 @dataclass(frozen=True)
@@ -266,9 +287,17 @@ class _Context:
 class _Checker:
     ref_roots: tuple[str, ...] = ROOTS
 
-    def __init__(self, workflow: Workflow, resolver: Callable[[str, str], Contract | None]) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        resolver: Callable[[str, str], Contract | None],
+        event_sensitive: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
         self.workflow = workflow
         self.resolver = resolver
+        # event contract name -> payload fields ("input.card") known to carry a sensitive value
+        # beyond what the event contract marks itself (what its emitter's taint put there)
+        self.event_sensitive = {name: tuple(paths) for name, paths in (event_sensitive or {}).items()}
         self.result = CompositionResult(workflow=workflow)
         self.step_outputs: dict[str, Schema] = {}
         self.unresolved: set[str] = set()
@@ -338,7 +367,7 @@ class _Checker:
                 if parts[0] == "output":
                     seeds.add(("steps", step_id, *parts))
         for index, event in self.result.trigger_contracts.items():
-            for sensitive in event.sensitive:
+            for sensitive in (*event.sensitive, *self.event_sensitive.get(event.name, ())):
                 parts = tuple(sensitive.split("."))
                 if parts[0] == "input":  # an event contract's payload is its input
                     seeds.add(("event", str(index), *parts[1:]))
@@ -908,7 +937,9 @@ def _short(value: Any) -> str:
 
 
 def check_workflow(
-    workflow: Workflow, resolve_contract: Callable[[str, str], Contract | None]
+    workflow: Workflow,
+    resolve_contract: Callable[[str, str], Contract | None],
+    event_sensitive: Mapping[str, Iterable[str]] | None = None,
 ) -> CompositionResult:
     """Type-check ``workflow`` against the contracts ``resolve_contract(name, range)`` returns.
 
@@ -917,8 +948,13 @@ def check_workflow(
     unmatched range list the registered versions. The result's ``findings`` say what is wrong,
     each pointing into the workflow (``/steps/ship/input/payment_ref``) and naming the step,
     field and line; ``ok`` is True when none is breaking.
+
+    ``event_sensitive`` (event contract name -> payload fields such as ``input.card``): fields of
+    the event that started a run which carry a sensitive value its contract does not mark itself
+    (an emitter's taint, :func:`emitted_sensitive`); they seed the flows as the event contract's
+    own ``sensitive`` fields do.
     """
-    return _Checker(workflow, resolve_contract).run()
+    return _Checker(workflow, resolve_contract, event_sensitive).run()
 
 
 class _EmitsChecker(_Checker):
@@ -959,3 +995,31 @@ def check_emits(contract: Contract, event: Contract) -> list[Finding]:
     if contract.emits is None:
         return []
     return _EmitsChecker(contract, event).check()
+
+
+def emitted_sensitive(contract: Contract, tainted: Iterable[str] = ()) -> list[str]:
+    """The fields of the event payload ``contract``'s ``emits:`` makes (``input.card``, named as
+    an event contract names its own sensitive fields) that carry a sensitive value: one the
+    contract marks ``sensitive`` in its input or output, or one of ``tainted`` (``input.x``: the
+    step's input fields a run's flows make sensitive). Text built around such a value counts; a
+    reference to a parent of a sensitive field makes the part below it sensitive in the payload.
+    Only walks the payload template (bounded by the contract's limits), no schema."""
+    if contract.emits is None:
+        return []
+    seeds = [tuple(path.split(".")) for path in (*contract.sensitive, *tainted)]
+    if not seeds:
+        return []
+    try:
+        refs = find_references(contract.emits.payload, roots=EMITS_ROOTS)
+    except ReferenceError_:
+        return []  # refused at registration; nothing is emitted from it
+    found: set[str] = set()
+    for ref in refs:
+        origin = tuple(str(part) for part in ref.path)
+        target = tuple(p.replace("~1", "/").replace("~0", "~") for p in ref.pointer.split("/")[1:])
+        for seed in seeds:
+            common = min(len(seed), len(origin))
+            if all(a == b or "*" in (a, b) for a, b in zip(seed[:common], origin[:common], strict=True)):
+                # the origin at or under the seed: the whole target; above it: the part below
+                found.add(".".join(("input", *target, *seed[len(origin) :])))
+    return sorted(found)

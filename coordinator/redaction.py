@@ -17,6 +17,7 @@ __all__ = [
     "redact_flows",
     "redact_paths",
     "redact_step_input",
+    "scalar_values",
     "scrub_text",
     "scrub_values",
 ]
@@ -86,6 +87,15 @@ def redact_step_input(step_id: str, value: Any, flows: Iterable[str], found: set
     base, bracket, _ = step_id.partition("[")
     value = redact_flows(value, f"steps.{base}.input", flows, found)
     return value if bracket else redact_flows(value, f"steps.{base}.for_each", flows, found)
+
+
+def scalar_values(*values: Any) -> set[str]:
+    """Every scalar inside ``values`` as text: what a log line about a payload must not quote
+    (``scrub_text`` with them leaves the message's reasons and paths)."""
+    found: set[str] = set()
+    for value in values:
+        _collect(value, found)
+    return found
 
 
 def _mask_at(node: Any, path: list[str], found: set[str] | None) -> None:

@@ -58,7 +58,7 @@ from coordinator.telemetry.hook import TelemetryHook
 from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
 from coordinator.telemetry.metrics import BUCKETS, CoordinatorMetrics
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
-from coordinator.telemetry.sink import SpanSink
+from coordinator.telemetry.sink import SpanSink, TelemetrySink
 from coordinator.tls import CertificateFiles
 from coordinator.tokens import TokenAuthority
 
@@ -137,11 +137,15 @@ class Coordinator:
         self.telemetry = TelemetryHook(
             env=os.environ, span_retention=config.span_retention, principal=current_principal, prune=False
         )
+        sink = self.span_sink or self.telemetry.sink(self.store)
+        if isinstance(sink, TelemetrySink):
+            # Spans are scrubbed of what a run's flows make sensitive for the versions it pinned.
+            sink.sensitivity.flows = self.registry.run_flows
         self.engine = Engine(
             self.store,
             self.registry,
             self.dispatcher,
-            self.span_sink or self.telemetry.sink(self.store),
+            sink,
             config.engine,
             sampling_env=self.telemetry.env,
         )

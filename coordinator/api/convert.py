@@ -8,7 +8,7 @@ named in annotations, so a command line that needs one conversion does not load 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
@@ -296,16 +296,14 @@ def run_summary_to_pb(
     listed: bool = False,
     omit_input: bool = False,
 ) -> pb.Run:
-    """``flows``: the workflow version's ``sensitive_flows``; what lands in the run output (or
-    in the run input, from a trigger's event) is redacted for every viewer but the admin: no
-    team receives it there as its own step's input. ``listed``: for a list answer, which leaves
-    out an input or output larger than ``LISTED_PAYLOAD_MAX``. ``omit_input``: leave the input
-    out (a WatchRun message after the first: it never changes)."""
+    """``flows``: the run's ``sensitive_flows`` (``Registry.run_flows``); what lands in the run
+    output (or in the run input, from a trigger's event) is redacted for every viewer, the
+    admin too: no team receives it there as its own step's input. ``listed``: for a list
+    answer, which leaves out an input or output larger than ``LISTED_PAYLOAD_MAX``.
+    ``omit_input``: leave the input out (a WatchRun message after the first: it never changes)."""
     visible = _sees(principal, run.team)
-    run_input = (
-        None if omit_input else run.input if principal.admin else redact_flows(run.input, "input", flows)
-    )
-    output = run.output if principal.admin else redact_flows(run.output, "output", flows)
+    run_input = None if omit_input else redact_flows(run.input, "input", flows)
+    output = redact_flows(run.output, "output", flows)
     message = pb.Run(
         run_id=run.run_id,
         workflow=run.workflow,
@@ -328,8 +326,9 @@ def run_summary_to_pb(
         warnings=run.warnings,
         deadline_unix_ms=run.deadline_ms,
         retry_of=run.retry_of,
+        sensitive_flows=sorted(flows) if visible else [],
     )
-    error = error_to_pb(run.error, None if principal.admin else hide)
+    error = error_to_pb(run.error, hide)
     if error is not None:
         message.error.CopyFrom(error)
     return message
@@ -359,12 +358,13 @@ def step_to_pb(
     hide: set[str] | None = None,
 ) -> pb.Step:
     """A step as ``principal`` sees it: its team sees its payloads whole; any other viewer (the
-    workflow's owner too) sees the fields its contract marks sensitive, and what a sensitive
-    value flows into (``flows``, the checker's ``sensitive_flows``), as ``[redacted]``."""
+    workflow's owner and the admin too) sees the fields its contract marks sensitive, and what
+    a sensitive value flows into (``flows``, the run's ``sensitive_flows``), as ``[redacted]``."""
     # A waiting step's input is what the teams it names answer on: they see it, and the answer.
     visible = _sees(principal, view.run.team, step.team, *step.answer_by)
     contract = view.contracts.get(step.contract)
-    own = _sees(principal, step.team)
+    # The admin sees every payload's structure, but no team's sensitive values (it receives none).
+    own = not principal.admin and principal.team == step.team
     sensitive = contract.sensitive if contract is not None and not own else ()
     tainted = () if own else flows
     hidden = None if own else hide  # sensitive values quoted in its errors
@@ -402,7 +402,18 @@ def run_to_pb(view: RunView, principal: Principal, flows: Sequence[str] = ()) ->
     hide = run_sensitive_values(view, flows)
     message = run_summary_to_pb(view.run, principal, flows, hide)
     message.steps.extend(step_to_pb(view, step, principal, flows, hide) for step in view.steps)
+    _step_flows(message, flows)
     return message
+
+
+def _step_flows(message: pb.Run, flows: Sequence[str]) -> None:
+    """A viewer who does not see the run's payloads (a called team) still gets the flows into
+    the steps whose payloads it sees: a client masking them (the web UI) needs them."""
+    if message.payload_hidden:
+        seen = {step.id.partition("[")[0] for step in message.steps if not step.payload_hidden}
+        message.sensitive_flows.extend(
+            flow for flow in sorted(flows) if flow.startswith("steps.") and flow.split(".")[1] in seen
+        )
 
 
 class WatchEncoder:
@@ -447,6 +458,7 @@ class WatchEncoder:
             if self._sent.get(step.step_id) != data:
                 self._sent[step.step_id] = data
                 message.steps.append(encoded)
+        _step_flows(message, self._flows)
         self._remember(message, view)
         return pb.WatchRunResponse(run=message, partial=True, step_ids=[s.step_id for s in view.steps])
 
@@ -541,13 +553,19 @@ def audit_to_pb(entry: AuditRecord) -> pb.AuditEntry:
     )
 
 
-def event_to_pb(event: EventRecord, principal: Principal) -> pb.Event:
+def event_to_pb(event: EventRecord, principal: Principal, sensitive: Iterable[str] = ()) -> pb.Event:
+    """An event as ``principal`` sees it: the payload only for its team and the admin, with the
+    fields that carry a sensitive value (``sensitive``: ``input.card``, those the event keeps
+    and those its contract marks) as ``[redacted]`` for them too: no team receives an event as
+    its own step's input (the runs it starts show their own taint)."""
     return pb.Event(
         event_id=event.event_id,
         contract=event.contract,
         contract_version=event.contract_version,
         team=event.team,
-        payload_json=dumps(event.payload) if _sees(principal, event.team) else "",
+        payload_json=dumps(redact_flows(event.payload, "input", sensitive))
+        if _sees(principal, event.team)
+        else "",
         published_unix_ms=event.published_ms,
         triggered_runs=list(event.triggered_runs),
         trace_context=event.trace_context,

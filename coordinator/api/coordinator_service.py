@@ -35,6 +35,7 @@ from coordinator.store.base import Store
 from coordinator.store.records import RunFilter, RunRecord
 from coordinator.telemetry.propagation import extract_trace_context
 from coordinator.telemetry.query import scoped_run_spans
+from coordinator.telemetry.sensitivity import RunSensitivity
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self._registry = registry
         self._engine = engine
         self._events = events
+        # A run's sensitive values, for scrubbing the spans it shows (its flows: the registry's).
+        self._sensitivity = RunSensitivity(store, flows=registry.run_flows)
 
     # ---------- identity and teams ----------
 
@@ -351,7 +354,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def _summary(self, run: RunRecord, principal: Principal, *, listed: bool = False) -> pb.Run:
         flows = await self._flows(run)
         hide = None
-        if run.error is not None and not principal.admin:
+        if run.error is not None:
             # A failed run's error may quote a sensitive value (a schema violation of a mapped
             # input): its steps say which values are sensitive. Only failed runs pay for it.
             view = await self._engine.get_run(principal, run.run_id)
@@ -359,8 +362,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return convert.run_summary_to_pb(run, principal, flows, hide, listed=listed)
 
     async def _flows(self, run: RunRecord) -> tuple[str, ...]:
-        """Where sensitive values land in ``run`` (its workflow version's, from the registry)."""
-        return await self._registry.sensitive_flows(run.workflow, run.workflow_version)
+        """Where sensitive values land in ``run``: its workflow version's flows for the contract
+        versions it pinned and the event that started it (``Registry.run_flows``)."""
+        return await self._registry.run_flows(run)
 
     @rpc
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
@@ -502,7 +506,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         principal = current_principal()
         try:
             validate.message(request)
-            # Where sensitive values land is the workflow version's: learnt before watching, as a
+            # Where sensitive values land is the run's (its versions'): learnt before watching, as a
             # view must be converted before anything is awaited (a live run's view shares the
             # engine's records, which the next transition changes in place: see Engine.watch).
             stored = await self._store.get_run(request.run_id)
@@ -531,7 +535,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         event = await self._events.publish(
             principal, request.contract, payload, trace_context, request.request_id
         )
-        return pb.PublishEventResponse(event=convert.event_to_pb(event, principal))
+        return pb.PublishEventResponse(
+            event=convert.event_to_pb(event, principal, await self._events.sensitive_fields(event))
+        )
 
     @rpc
     async def ListEvents(
@@ -541,7 +547,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         offset, size = _page(request.page)
         events = await self._store.list_events(request.contract, offset, size, team=request.team)
         return pb.ListEventsResponse(
-            events=[convert.event_to_pb(e, principal) for e in events],
+            events=[
+                convert.event_to_pb(e, principal, await self._events.sensitive_fields(e)) for e in events
+            ],
             next_page_token=_next_token(offset, size, len(events)),
         )
 
@@ -554,8 +562,10 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         if event is None:
             raise NotFoundError(f"event '{request.event_id}' does not exist (accord event list shows them)")
         # Every team sees that an event happened and what it started (ListEvents does too); the
-        # payload only its team (convert.event_to_pb).
-        return pb.GetEventResponse(event=convert.event_to_pb(event, principal))
+        # payload only its team (convert.event_to_pb), its sensitive fields redacted.
+        return pb.GetEventResponse(
+            event=convert.event_to_pb(event, principal, await self._events.sensitive_fields(event))
+        )
 
     # ---------- traces ----------
 
@@ -566,7 +576,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         principal = current_principal()
         view = await self._engine.get_run(principal, request.run_id)  # may the caller see the run?
         # Team-scoped: another team's spans become contract-level boxes; sensitive values scrubbed.
-        spans = await scoped_run_spans(self._store, view.run, principal)
+        spans = await scoped_run_spans(self._store, view.run, principal, sensitivity=self._sensitivity)
         return pb.GetRunTraceResponse(
             trace_id=view.run.trace_id, spans=[convert.span_to_pb(s) for s in spans]
         )

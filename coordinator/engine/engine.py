@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from contracts import lifecycle
+from contracts.composition import emitted_sensitive
 from contracts.errors import (
     AccordError,
     FailedPreconditionError,
@@ -63,6 +64,7 @@ from coordinator.engine.state import RunState, Transition
 from coordinator.engine.timers import TimerProcessor
 from coordinator.engine.views import RunView, snapshot_view, state_view
 from coordinator.principal import Principal
+from coordinator.redaction import scalar_values, scrub_text
 from coordinator.store.base import Store, StoreHint
 from coordinator.store.records import (
     ATTEMPT_CANCELLED,
@@ -153,6 +155,8 @@ class Registry(Protocol):
     async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]: ...
     async def adapter_for(self, name: str, version_range: str) -> Contract | None: ...
     async def workflow_disabled_ms(self, name: str) -> int: ...
+    # where sensitive values land in a run (an emitted event's taint follows them)
+    async def run_flows(self, run: RunRecord) -> tuple[str, ...]: ...
 
     # large payloads are validated in its worker processes (coordinator/checks.py)
     checks: Checks
@@ -1551,6 +1555,7 @@ class Engine:
         emits = contract.emits
         run = state.record
         step = state.steps.get(attempt.step_id)
+        payload: Any = None
         try:
             event_contract = await self._registry.resolve(emits.event, f"^{emits.major}")
             if event_contract is None or event_contract.kind != "event":
@@ -1567,16 +1572,30 @@ class Engine:
                     + "; ".join(str(v) for v in violations[:5])
                 )
         except AccordError as exc:
+            # Why, without the values: a schema violation quotes the value it refuses, which may
+            # be sensitive (docs/concepts.md, "Sensitive data follows the data").
+            quoted = scalar_values(payload, step.input if step else None, output)
             logger.warning(
                 "step %s of run %s succeeded, but %s emits %s and it was not published: %s",
                 attempt.step_id,
                 run.run_id,
                 contract.ref,
                 emits.ref,
-                exc,
+                scrub_text(str(exc), quoted),
                 extra={"trace_id": run.trace_id},
             )
             return None
+        # The payload fields that carry a sensitive value: those the event contract marks, and
+        # those filled from a field the emitting contract marks, or from its input's taint in
+        # this run (the run's flows into the step's input).
+        base = attempt.step_id.partition("[")[0]
+        prefix = f"steps.{base}.input"
+        tainted = [
+            "input" + flow[len(prefix) :]
+            for flow in await self._registry.run_flows(run)
+            if flow == prefix or flow.startswith(prefix + ".")
+        ]
+        sensitive = sorted(set(event_contract.sensitive) | set(emitted_sensitive(contract, tainted)))
         at = now_ms()
         # One event per successful attempt, whatever the retries of its report.
         event_id = "evt-" + hashlib.sha256(f"emits\0{attempt_id}".encode()).hexdigest()[:16]
@@ -1589,6 +1608,7 @@ class Engine:
             published_ms=at,
             trace_context={"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)},
             source_run=run.run_id,
+            sensitive=tuple(sensitive),
         )
         audit = AuditRecord(
             at_ms=at,

@@ -36,6 +36,7 @@ from contracts.versions import resolve
 from coordinator.engine import Engine
 from coordinator.events.base import EventBus
 from coordinator.principal import Principal
+from coordinator.redaction import scalar_values, scrub_text
 from coordinator.registry import Registry
 from coordinator.store.base import Store
 from coordinator.store.records import AuditRecord, Changes, EventRecord
@@ -139,6 +140,7 @@ class EventService:
             trace_context,
             event_id,
             request_id=request_id,
+            sensitive=tuple(contract.sensitive),
         )
 
     async def _store_and_hand_on(
@@ -155,6 +157,7 @@ class EventService:
         *,
         request_id: str = "",
         source_run: str = "",
+        sensitive: tuple[str, ...] = (),
     ) -> EventRecord:
         if not self._bus.available():
             # Refused before anything is stored: the publisher's retry (same request id) is the
@@ -172,6 +175,7 @@ class EventService:
             published_ms=int(time.time() * 1000),
             trace_context=trace_context,
             source_run=source_run,
+            sensitive=sensitive,
         )
         # The entry names the event, not its payload (which may hold what the audit log's
         # readers must not see).
@@ -192,6 +196,14 @@ class EventService:
         # process die first).
         self._spawn(self._hand_on(event))
         return event
+
+    async def sensitive_fields(self, event: EventRecord) -> tuple[str, ...]:
+        """The payload fields of ``event`` that carry a sensitive value (``input.card``): those
+        it was published with (its contract's, and an emitting step's taint) and those its
+        contract version marks (an event stored before events kept them)."""
+        contract = await self._registry.contract(event.contract, event.contract_version)
+        marked = contract.sensitive if contract is not None else ()
+        return tuple(sorted({*event.sensitive, *marked}))
 
     def _stored_by_engine(self, events: list[EventRecord]) -> None:
         for event in events:
@@ -290,7 +302,14 @@ class EventService:
                 except UnreachableError:
                     raise  # the store is away: the whole event is delivered again
                 except AccordError as exc:
-                    logger.warning("event %s did not start %s: %s", event.event_id, record.name, exc)
+                    # Why, without the payload's values (a violation of the workflow's input
+                    # schema quotes the value it refuses, which may be sensitive).
+                    logger.warning(
+                        "event %s did not start %s: %s",
+                        event.event_id,
+                        record.name,
+                        scrub_text(str(exc), scalar_values(event.payload)),
+                    )
         return started
 
 

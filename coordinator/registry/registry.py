@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -166,6 +167,11 @@ class Registry:
         self._workflows: dict[str, tuple[float, list[WorkflowRecord]]] = {}
         self._disabled: dict[str, tuple[float, int]] = {}
         self.fresh_s = 1.0
+        # The flows of runs (``run_flows``): what they depend on never changes for a run (its
+        # workflow version, pinned versions and starting event), so both caches are kept, bounded.
+        self._flows_by_key: OrderedDict[tuple[Any, ...], tuple[str, ...]] = OrderedDict()
+        self._flow_keys: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self.flow_cache_size = 1024
 
     # ================= lookups (also used by the engine) =================
 
@@ -262,10 +268,101 @@ class Registry:
 
     async def sensitive_flows(self, name: str, version: int) -> tuple[str, ...]:
         """Where sensitive values land in runs of this workflow version (``steps.pay.input.card``,
-        ``output.card``), as the composition checker found at registration; none for an unknown
-        version or one registered before Accord computed them."""
+        ``output.card``), as the composition checker found at registration against the contract
+        versions then newest; none for an unknown version or one registered before Accord
+        computed them. A run's views use ``run_flows``, which follows the versions it pinned."""
         record = await self.workflow_version(name, version)
         return flows_of(record) if record is not None else ()
+
+    async def run_flows(self, run: RunRecord) -> tuple[str, ...]:
+        """Where sensitive values land in ``run`` (``steps.pay.input.card``, ``output.card``):
+        the flows of its workflow version computed against the contract versions the run pinned
+        and, for a run an event started, that event's sensitive payload fields (an emitter's
+        taint, ``EventRecord.sensitive``); joined with the flows stored at registration.
+
+        A contract may mark a field sensitive in a later compatible version than the one the
+        workflow was registered against, and a version registered before Accord stored flows has
+        none: either way the run's own versions decide. Computed once per (workflow version,
+        pinned versions, event fields), off the event loop for a large workflow
+        (``checks.run``); a computation that fails (over the check budget) makes every payload
+        of the run count as sensitive, never none (docs/concepts.md, "Sensitive data follows
+        the data")."""
+        key = self._flow_keys.get(run.run_id)
+        if key is None:
+            event_fields: tuple[str, str, tuple[str, ...]] | None = None
+            if run.idempotency_key.startswith("event:"):  # started by a trigger (coordinator/events)
+                event = await self._store.get_event(run.idempotency_key[len("event:") :])
+                if event is not None:
+                    event_fields = (
+                        event.contract,
+                        event.contract_version,
+                        tuple(sorted(set(event.sensitive))),
+                    )
+            key = (run.workflow, run.workflow_version, tuple(sorted(run.pinned.items())), event_fields)
+            self._flow_keys[run.run_id] = key
+            while len(self._flow_keys) > self.flow_cache_size * 4:
+                self._flow_keys.popitem(last=False)
+        else:
+            self._flow_keys.move_to_end(run.run_id)
+        record = await self.workflow_version(run.workflow, run.workflow_version)
+        if record is None:
+            return ()
+        # A deleted version's number may be registered again: the version is named by when, too.
+        full = (*key, record.registered_ms)
+        cached = self._flows_by_key.get(full)
+        if cached is not None:
+            self._flows_by_key.move_to_end(full)
+            return cached
+        flows = await self._compute_run_flows(run, record, key[3])
+        self._flows_by_key[full] = flows
+        while len(self._flows_by_key) > self.flow_cache_size:
+            self._flows_by_key.popitem(last=False)
+        return flows
+
+    async def _compute_run_flows(
+        self, run: RunRecord, record: WorkflowRecord, event_fields: tuple[str, str, tuple[str, ...]] | None
+    ) -> tuple[str, ...]:
+        stored = flows_of(record)
+        try:
+            spec = self.workflow_spec(record)
+        except AccordError:
+            return stored
+        pinned: dict[str, Contract] = {}
+        for name, version in run.pinned.items():
+            contract = await self.contract(name, version)
+            if contract is not None:
+                pinned[name] = contract
+        event_sensitive: dict[str, tuple[str, ...]] = {}
+        if event_fields is not None:
+            name, version, fields = event_fields
+            event = await self.contract(name, version)
+            if event is not None and name not in pinned:
+                pinned[name] = event
+            event_sensitive[name] = fields
+        catalog = composition.PinnedCatalog(await self._catalog(spec), pinned)
+        try:
+            result = await self.checks.run(
+                f"the sensitive flows of workflow {spec.name} v{record.version}",
+                _composition_size(spec, catalog),
+                composition.check_workflow,
+                spec,
+                catalog,
+                event_sensitive,
+            )
+        except Exception as exc:  # over the budget, or a checker fault: redact, never show
+            logger.warning(
+                "the sensitive flows of %s v%s for run %s could not be computed (%s): every payload of"
+                " the run is redacted as sensitive for viewers but the receiving step's team",
+                spec.name,
+                record.version,
+                run.run_id,
+                exc,
+            )
+            everything = {"input", "output"}
+            for step_id in spec.steps:
+                everything |= {f"steps.{step_id}.input", f"steps.{step_id}.for_each"}
+            return tuple(sorted(everything | set(stored)))
+        return tuple(sorted(set(stored) | result.sensitive_flows))
 
     def workflow_spec(self, record: WorkflowRecord) -> Workflow:
         key = (record.name, record.version)

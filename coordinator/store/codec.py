@@ -388,6 +388,7 @@ EVENT_COLUMNS = (
     "delivered_ms",
     "handled_ms",
     "source_run",
+    "sensitive_json",
 )
 
 
@@ -404,6 +405,7 @@ def event_to_row(event: EventRecord) -> tuple[Any, ...]:
         event.delivered_ms,
         event.handled_ms,
         event.source_run,
+        dumps(list(event.sensitive)),
     )
 
 
@@ -420,6 +422,7 @@ def event_from_row(row: Row) -> EventRecord:
         delivered_ms=row["delivered_ms"],
         handled_ms=row["handled_ms"],
         source_run=row["source_run"],
+        sensitive=tuple(json.loads(row["sensitive_json"] or "[]")),
     )
 
 

@@ -372,6 +372,12 @@ class EventRecord:
     handled_ms: int = 0
     # The run whose step published it through its contract's ``emits:`` ("" otherwise).
     source_run: str = ""
+    # Payload fields that carry a sensitive value (``input.card``, as an event contract names its
+    # own): those its contract marks, and those the emitting step filled from a sensitive value
+    # (its contract's sensitive fields, or its input's taint in the run). Decided when it is
+    # published; redacted wherever the event is shown, and they taint the runs it starts
+    # (docs/concepts.md, "Sensitive data follows the data").
+    sensitive: tuple[str, ...] = ()
 
 
 # Timer kinds: what a due timer asks the engine to do.

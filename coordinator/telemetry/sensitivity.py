@@ -1,12 +1,15 @@
 """The sensitive values of a run, from what the coordinator knows: its steps' payloads under the
-contracts' ``sensitive`` fields, and the workflow inputs that flow into a sensitive field of a
-callee (the composition checker's ``sensitive_inputs``, kept in the workflow's definition)."""
+contracts' ``sensitive`` fields, the workflow inputs that flow into a sensitive field of a
+callee (the composition checker's ``sensitive_inputs``, kept in the workflow's definition), and
+what the run's flows take them into (``Registry.run_flows``: computed for the versions the run
+pinned and the event that started it)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -28,8 +31,17 @@ class RunSensitivity:
     """Computes a run's sensitive values. Contract sensitive lists and workflow definitions are
     immutable per version, so they are cached; payloads are read fresh (a run's steps grow)."""
 
-    def __init__(self, store: SensitivityStore, *, run_cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        store: SensitivityStore,
+        *,
+        run_cache_size: int = 1024,
+        flows: Callable[[RunRecord], Awaitable[tuple[str, ...]]] | None = None,
+    ) -> None:
         self._store = store
+        # A run's flows (``Registry.run_flows``); without it (a store alone) the flows stored
+        # with the workflow version at registration.
+        self.flows = flows
         # run id -> the run without its output: what ``values`` reads of a run (id, workflow and
         # version, input) never changes, so each agent export need not read it again.
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
@@ -94,7 +106,10 @@ class RunSensitivity:
         if record is None:
             return set()
         inputs = await self._sensitive_inputs(record)
-        flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
+        if self.flows is not None:
+            flows = await self.flows(record)
+        else:
+            flows = self._workflow_flows.get((record.workflow, record.workflow_version), ())
         if not inputs and not flows and not await self._may_have_sensitive_steps(record):
             # Nothing in this run can be sensitive: its steps need not be read (most runs; this
             # kept a store read on every agent export, docs/architecture.md "Traces").

@@ -70,6 +70,7 @@ def run_to_dict(run: pb.Run) -> JSONDict:
         "warnings": list(run.warnings),
         "deadline_ms": run.deadline_unix_ms,
         "retry_of": run.retry_of,
+        "sensitive_flows": list(run.sensitive_flows),
         "steps": [step_to_dict(s) for s in run.steps],
     }
 

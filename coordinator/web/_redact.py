@@ -60,10 +60,12 @@ def redact_run(
         for s in run.get("steps", [])
     }
     mapped = run_input_paths(workflow, by_step)
-    # Where sensitive values flow (taint, the composition checker's): masked here for every
-    # viewer, like the fields themselves.
+    # Where sensitive values flow (taint): masked here for every viewer, like the fields
+    # themselves. The run's own flows (for the versions it pinned and the event that started
+    # it), joined with the workflow version's stored ones.
     definition = (workflow or {}).get("definition")
-    flows = definition.get("sensitive_flows") or [] if isinstance(definition, dict) else []
+    stored = definition.get("sensitive_flows") or [] if isinstance(definition, dict) else []
+    flows = sorted({*stored, *(run.get("sensitive_flows") or [])})
     run["input"] = redact_flows(
         redact_paths(run.get("input"), "input", mapped, secrets), "input", flows, secrets
     )

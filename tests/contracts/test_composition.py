@@ -4,6 +4,7 @@ named with step, field and line; plus what it learns (pins, reads, order, sensit
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,16 @@ import pytest
 from contracts.composition import (
     CompositionResult,
     ContractCatalog,
+    PinnedCatalog,
     Read,
     check_workflow,
     consumer_impacts,
+    emitted_sensitive,
     reads_of,
 )
 from contracts.errors import CompositionError, FileProblemsError
 from contracts.loader import load_contract, load_contract_dir, load_workflow, parse_workflow_text
-from contracts.model import Contract, Deprecation, RetryPolicy
+from contracts.model import Contract, Deprecation, Emits, RetryPolicy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ORDER_TO_CASH = (EXAMPLES / "workflows" / "order-to-cash.yaml").read_text()
@@ -567,6 +570,79 @@ triggers:
     result = check_workflow(parse_workflow_text(text, "w.yaml"), ContractCatalog([paid, CHARGE]))
     assert result.ok, result.findings
     assert result.sensitive_flows == {"input.card", "steps.charge.input.note"}
+
+
+def test_an_events_extra_sensitive_fields_taint_the_run_like_its_own() -> None:
+    # The event contract marks nothing; its emitter filled `card` from a sensitive value.
+    issued = Contract(
+        "vault/card-issued",
+        "1.0.0",
+        {"type": "object", "required": ["card"], "properties": {"card": {"type": "string"}}},
+        {},
+        kind="event",
+    )
+    text = """\
+workflow: shop/on-card
+input: {type: object, required: [card], properties: {card: {type: string}}}
+steps:
+  charge: {contract: shop/charge@^1, input: {note: "card ${input.card}"}}
+output: {card: "${input.card}"}
+triggers:
+  - on: vault/card-issued@^1
+    input: {card: "${event.card}"}
+"""
+    spec = parse_workflow_text(text, "w.yaml")
+    catalog = ContractCatalog([issued, CHARGE])
+    assert check_workflow(spec, catalog).sensitive_flows == set()
+    result = check_workflow(spec, catalog, {"vault/card-issued": ["input.card"]})
+    assert result.sensitive_flows == {"input.card", "steps.charge.input.note", "output.card"}
+
+
+def test_a_pinned_catalog_answers_the_version_a_run_pinned() -> None:
+    # Registered against 1.0.0 (nothing sensitive); the run pinned 1.1.0, which marks the card.
+    unmarked = Contract("vault/issue", "1.0.0", ISSUER.input_schema, ISSUER.output_schema)
+    newer = Contract(
+        "vault/issue", "1.1.0", ISSUER.input_schema, ISSUER.output_schema, sensitive=("output.card_token",)
+    )
+    spec = parse_workflow_text(TAINT, "w.yaml")
+    at_registration = check_workflow(spec, ContractCatalog([unmarked, CHARGE, LABEL]))
+    assert at_registration.sensitive_flows == set()
+    pinned = PinnedCatalog([unmarked, CHARGE, LABEL], {"vault/issue": newer})
+    assert pinned("vault/issue", "^1") is newer and pinned("vault/issue", "^2") is newer
+    assert pinned("shop/charge", "^1") is CHARGE
+    flows = check_workflow(spec, pinned).sensitive_flows
+    assert {"steps.charge.input.token", "steps.charge.input.note", "output.token", "output.note"} <= flows
+
+
+def test_emitted_sensitive_follows_sensitive_fields_and_taint_into_the_payload() -> None:
+    emitter = Contract(
+        "vault/issue",
+        "1.0.0",
+        {"type": "object", "properties": {"order": {"type": "string"}, "holder": {"type": "object"}}},
+        {"type": "object", "properties": {"card": {"type": "object"}}},
+        sensitive=("output.card.number",),
+        emits=Emits(
+            "vault/card-issued",
+            1,
+            {
+                "card": "${output.card}",
+                "note": "card ${output.card.number}",
+                "order": "${input.order}",
+                "who": {"name": "${input.holder}"},
+            },
+        ),
+    )
+    # The emitter's own sensitive field: where it lands, and below a parent mapped whole.
+    assert emitted_sensitive(emitter) == ["input.card.number", "input.note"]
+    # Its input's taint in a run (the run's flows into the step's input).
+    assert emitted_sensitive(emitter, ["input.order", "input.holder.iban"]) == [
+        "input.card.number",
+        "input.note",
+        "input.order",
+        "input.who.name.iban",
+    ]
+    assert emitted_sensitive(replace(emitter, sensitive=())) == []
+    assert emitted_sensitive(replace(emitter, emits=None), ["input.order"]) == []
 
 
 def test_a_workflow_marks_its_own_inputs_sensitive() -> None:

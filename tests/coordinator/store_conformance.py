@@ -935,6 +935,17 @@ class StoreConformance:
         assert second is not None and (second.delivered_ms, second.handled_ms) == (500, 500)
         assert [e.event_id for e in await store.undelivered_events(1000, 10)] == ["e3"]
 
+    async def test_an_event_keeps_its_sensitive_payload_fields(self, store: Store) -> None:
+        # Decided when it is published (an emitter's taint): every view of it redacts them.
+        tainted = dataclasses.replace(event("e1", 10), sensitive=("input.card", "input.holder.iban"))
+        await store.apply(Changes(events=[tainted, event("e2", 20)]))
+        assert await store.get_event("e1") == tainted
+        assert (await store.get_event("e2")) == event("e2", 20)
+        assert [e.sensitive for e in await store.list_events()] == [(), ("input.card", "input.holder.iban")]
+        await store.record_event_handled("e1", ["r1"], 30)
+        handled = await store.get_event("e1")
+        assert handled is not None and handled.sensitive == ("input.card", "input.holder.iban")
+
     async def test_request_answers_are_kept_by_scope_and_request_id(self, store: Store) -> None:
         await store.apply(Changes(requests={("payments", "req-1"): {"run_id": "r1", "created": True}}))
         assert await store.get_request("payments", "req-1") == {"run_id": "r1", "created": True}

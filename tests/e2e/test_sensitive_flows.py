@@ -194,14 +194,39 @@ async def test_a_sensitive_output_stays_redacted_where_it_flows(
     assert payload(as_vault["issue"].output_json)["card_token"] == CARD
     assert as_vault["charge"].payload_hidden and as_vault["charge"].input_json == ""
 
+    # The platform admin sees every payload's structure but no sensitive value (it receives
+    # none as its own step's input): over gRPC and in `accord runs show`.
+    async with coordinator_process.client() as admin:
+        as_admin = (await admin.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+    admin_steps = steps_of(as_admin)
+    assert payload(admin_steps["issue"].output_json) == {
+        "card_token": "[redacted]",
+        "cards": "[redacted]",
+        "amount": 7,
+    }
+    assert payload(admin_steps["charge"].input_json) == {
+        "token": "[redacted]",
+        "note": "[redacted]",
+        "amount": 7,
+    }
+    assert payload(admin_steps["label[0]"].input_json) == {"card": "[redacted]"}
+    assert payload(as_admin.output_json)["token"] == "[redacted]"
+    assert "steps.charge.input.token" in as_admin.sensitive_flows
+    shown = await coordinator_process.acli("runs", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "[redacted]" in shown.stdout and "amount" in shown.stdout
+    for secret in SECRETS:
+        assert secret not in str(as_admin), f"{secret} shown to the admin over gRPC"
+        assert secret not in shown.stdout, f"{secret} shown to the admin by accord runs show"
+
     # runs list (the summaries) shows the run output redacted too.
     async with coordinator_process.client(shop.token) as client:
         listed = await client.coordinator.ListRuns(pb.ListRunsRequest(workflow=f"{shop.name}/flow"))
     [summary] = [r for r in listed.runs if r.run_id == run_id]
     assert payload(summary.output_json)["note"] == "[redacted]"
 
-    # The UI's JSON API, signed in as the owner and as the receiving team: never in clear.
-    for team in (shop, pay):
+    # The UI's JSON API, signed in as the owner, the receiving team and the admin: never in clear.
+    for team in (shop, pay, Team(coordinator_process, "the admin", coordinator_process.admin_token)):
         text = await _ui_run(coordinator_process, team.token, run_id)
         assert "[redacted]" in text
         for secret in SECRETS:
@@ -384,3 +409,251 @@ steps:
         listed = await client.coordinator.ListRuns(pb.ListRunsRequest(workflow=f"{shop.name}/bad"))
     [summary] = listed.runs
     assert "the mapped input does not match" in summary.error.message and CARD not in summary.error.message
+
+
+async def test_a_field_marked_sensitive_in_a_later_minor_version_is_redacted_where_it_flows(
+    coordinator_process: CoordinatorProcess, agents: Agents
+) -> None:
+    # The workflow is registered against 1.0.0, which forgot to mark the card sensitive; 1.1.0
+    # (a compatible minor) marks it. Runs pin 1.1.0: its taint decides, not the registration's.
+    vault, pay, shop = [await new_team(coordinator_process, p) for p in ("vault", "pay", "shop")]
+    output = {"type": "object", "required": ["card_token"], "properties": {"card_token": {"type": "string"}}}
+    await vault.register(contract_yaml(f"{vault.name}/issue", output_schema=output))
+    string = {"type": "string"}
+    await pay.register(
+        contract_yaml(
+            f"{pay.name}/charge",
+            input_schema={"type": "object", "properties": {"token": string, "note": string}},
+        )
+    )
+    await shop.register(
+        f"""
+workflow: {shop.name}/flow
+input: {{type: object}}
+steps:
+  issue: {{contract: "{vault.name}/issue@^1", input: {{}}}}
+  charge:
+    contract: "{pay.name}/charge@^1"
+    input: {{token: "${{steps.issue.output.card_token}}", note: "card ${{steps.issue.output.card_token}}"}}
+output: {{token: "${{steps.issue.output.card_token}}"}}
+""",
+        kind="workflow",
+    )
+    await vault.register(
+        contract_yaml(
+            f"{vault.name}/issue",
+            output_schema=output,
+            version="1.1.0",
+            extra="sensitive: [output.card_token]\n",
+        )
+    )
+    issue = shell(f"print({json.dumps(json.dumps({'card_token': CARD}))})")
+    echo = shell("import json, sys; json.load(sys.stdin); print(json.dumps({'ok': True}))")
+    agents.start(
+        vault, agent_config(vault, {f"{vault.name}/issue@1": issue}, token=vault.token), name="vault"
+    )
+    agents.start(pay, agent_config(pay, {f"{pay.name}/charge@1": echo}, token=pay.token), name="pay")
+    run_id = await shop.start_run({})
+    run = await shop.wait_run(run_id)
+    assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    assert run.pinned_versions[f"{vault.name}/issue"] == "1.1.0"
+
+    # The receiving team sees its own step's input whole.
+    as_pay = steps_of(await pay.get_run(run_id))
+    assert payload(as_pay["charge"].input_json) == {"token": CARD, "note": f"card {CARD}"}
+    # Every other view: [redacted] where the card flowed.
+    as_shop = await shop.get_run(run_id)
+    assert payload(steps_of(as_shop)["charge"].input_json) == {"token": "[redacted]", "note": "[redacted]"}
+    assert payload(as_shop.output_json) == {"token": "[redacted]"}
+    async with coordinator_process.client() as admin:
+        as_admin = (await admin.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+    assert payload(steps_of(as_admin)["charge"].input_json) == {"token": "[redacted]", "note": "[redacted]"}
+    for viewer, seen in (("shop", as_shop), ("the admin", as_admin)):
+        assert payload(seen.output_json) == {"token": "[redacted]"}, viewer
+    async with coordinator_process.client(shop.token) as client:
+        listed = await client.coordinator.ListRuns(pb.ListRunsRequest(workflow=f"{shop.name}/flow"))
+        watched = [
+            u.run async for u in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id))
+        ]
+    [summary] = listed.runs
+    assert watched and CARD not in str(summary) and CARD not in str(watched), watched
+    for token in (shop.token, pay.token):
+        text = await _ui_run(coordinator_process, token, run_id)
+        assert CARD not in text and "[redacted]" in text
+
+
+EMITTED = ["6011-0000-4444-5555", "6011-0000-6666-7777"]
+
+
+async def test_a_sensitive_value_emitted_into_an_event_stays_redacted_in_it_and_in_the_run_it_starts(
+    coordinator_process: CoordinatorProcess, agents: Agents
+) -> None:
+    # vault's issue marks its card sensitive and emits it in card-issued (whose contract marks
+    # nothing); vault's notify receives the card through its run's flows and emits it too. shop
+    # starts a run on each event, and its step calls audit's log with the card in text.
+    vault, audit, shop = [await new_team(coordinator_process, p) for p in ("vault", "audit", "shop")]
+    string = {"type": "string"}
+    await vault.register(
+        f"""
+contract: {vault.name}/card-issued
+version: 1.0.0
+kind: event
+payload: {{type: object, required: [card], properties: {{card: {{type: string}}, order: {{type: string}}}}}}
+"""
+    )
+    await vault.register(
+        f"""
+contract: {vault.name}/card-checked
+version: 1.0.0
+kind: event
+payload: {{type: object, required: [card], properties: {{card: {{type: string, pattern: "^tok_"}}}}}}
+"""
+    )
+    await vault.register(
+        contract_yaml(
+            f"{vault.name}/issue",
+            input_schema={"type": "object", "properties": {"order": string}},
+            output_schema={
+                "type": "object",
+                "required": ["card_token"],
+                "properties": {"card_token": string},
+            },
+            extra=f"""
+sensitive: [output.card_token]
+emits:
+  event: "{vault.name}/card-issued@1"
+  payload: {{card: "${{output.card_token}}", order: "${{input.order}}"}}
+""",
+        )
+    )
+    await vault.register(
+        contract_yaml(
+            f"{vault.name}/notify",
+            input_schema={"type": "object", "required": ["card"], "properties": {"card": string}},
+            extra=f"""
+emits:
+  event: "{vault.name}/card-issued@1"
+  payload: {{card: "${{input.card}}"}}
+""",
+        )
+    )
+    # Its payload does not fit card-checked (no tok_ prefix): not published, and the warning
+    # saying so must not quote the card.
+    await vault.register(
+        contract_yaml(
+            f"{vault.name}/check",
+            input_schema={"type": "object", "required": ["card"], "properties": {"card": string}},
+            extra=f"""
+emits:
+  event: "{vault.name}/card-checked@1"
+  payload: {{card: "${{input.card}}"}}
+""",
+        )
+    )
+    await vault.register(
+        f"""
+workflow: {vault.name}/issue-flow
+input: {{type: object}}
+steps:
+  issue: {{contract: "{vault.name}/issue@^1", input: {{order: "o-7"}}}}
+  notify: {{contract: "{vault.name}/notify@^1", input: {{card: "${{steps.second.output.card_token}}"}}}}
+  second: {{contract: "{vault.name}/issue@^1", input: {{order: "o-8"}}}}
+  check: {{contract: "{vault.name}/check@^1", input: {{card: "${{steps.issue.output.card_token}}"}}}}
+""",
+        kind="workflow",
+    )
+    await audit.register(
+        contract_yaml(f"{audit.name}/log", input_schema={"type": "object", "properties": {"note": string}})
+    )
+    await shop.register(
+        f"""
+workflow: {shop.name}/on-card
+input: {{type: object, required: [card], properties: {{card: {{type: string}}, order: {{type: string}}}}}}
+steps:
+  log: {{contract: "{audit.name}/log@^1", input: {{note: "card ${{input.card}}"}}}}
+output: {{card: "${{input.card}}"}}
+triggers:
+  - on: "{vault.name}/card-issued@^1"
+    input: {{card: "${{event.card}}"}}
+""",
+        kind="workflow",
+    )
+    # issue answers the first card for order o-7 and the second for o-8 (the one notify gets).
+    issue = shell(
+        "import json, sys; order = json.load(sys.stdin).get('order');"
+        f" print(json.dumps({{'card_token': {EMITTED!r}[0 if order == 'o-7' else 1]}}))"
+    )
+    echo = shell("import json, sys; json.load(sys.stdin); print(json.dumps({'ok': True}))")
+    bindings = {f"{vault.name}/issue@1": issue, f"{vault.name}/notify@1": echo, f"{vault.name}/check@1": echo}
+    agents.start(vault, agent_config(vault, bindings, token=vault.token), name="vault")
+    agents.start(audit, agent_config(audit, {f"{audit.name}/log@1": echo}, token=audit.token), name="audit")
+    source = await vault.wait_run(await vault.start_run({}, workflow="issue-flow"))
+    assert source.status == pb.RUN_STATUS_SUCCEEDED, source
+
+    # The events: the card is [redacted] in their payload for every viewer (the publishing
+    # team and the admin too: no team receives an event as its own step's input).
+    async with coordinator_process.client(vault.token) as client:
+        listed = (
+            await client.coordinator.ListEvents(pb.ListEventsRequest(contract=f"{vault.name}/card-issued"))
+        ).events
+        assert len(listed) == 3, listed  # issue's (twice: two orders) and notify's
+        events = [await handled(client, e.event_id) for e in listed]
+    for event in events:
+        assert payload(event.payload_json)["card"] == "[redacted]", event
+    assert sorted(payload(e.payload_json).get("order", "") for e in events) == ["", "o-7", "o-8"]
+    async with coordinator_process.client() as admin:
+        as_admin = (
+            await admin.coordinator.ListEvents(pb.ListEventsRequest(contract=f"{vault.name}/card-issued"))
+        ).events
+    shown = await coordinator_process.acli("event", "show", events[0].event_id, "--json")
+    listed_cli = await coordinator_process.acli("event", "list", "--json")
+    assert shown.returncode == 0 and listed_cli.returncode == 0, shown.stderr + listed_cli.stderr
+    assert "[redacted]" in shown.stdout
+    for secret in EMITTED:
+        assert secret not in str(listed) + str(as_admin), f"{secret} shown in an event"
+        assert secret not in shown.stdout + listed_cli.stdout, f"{secret} shown by accord event"
+
+    runs = [run_id for e in events for run_id in e.triggered_runs]
+    assert len(runs) == 3, events
+    for run_id in runs:
+        run = await shop.wait_run(run_id)
+        assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+        # The receiving team (audit's log) sees its own step's input whole: it needs it.
+        [card] = [c for c in EMITTED if c in steps_of(await audit.get_run(run_id))["log"].input_json]
+        assert payload(steps_of(await audit.get_run(run_id))["log"].input_json) == {"note": f"card {card}"}
+        # Everybody else: the run input, the step's input, the run output.
+        async with coordinator_process.client() as admin:
+            by_admin = (await admin.coordinator.GetRun(pb.GetRunRequest(run_id=run_id))).run
+        for viewer, seen in (("shop", await shop.get_run(run_id)), ("the admin", by_admin)):
+            assert payload(seen.input_json) == {"card": "[redacted]"}, viewer
+            assert payload(steps_of(seen)["log"].input_json) == {"note": "[redacted]"}, viewer
+            assert payload(seen.output_json) == {"card": "[redacted]"}, viewer
+            assert card not in str(seen), viewer
+        async with coordinator_process.client(shop.token) as client:
+            listed_runs = await client.coordinator.ListRuns(
+                pb.ListRunsRequest(workflow=f"{shop.name}/on-card")
+            )
+            watched = [
+                u.run async for u in client.coordinator.stream("WatchRun", pb.WatchRunRequest(run_id=run_id))
+            ]
+        assert watched and card not in str(listed_runs) and card not in str(watched)
+        shown_run = await coordinator_process.acli("runs", "show", run_id, "--json", token=shop.token)
+        assert shown_run.returncode == 0 and card not in shown_run.stdout, shown_run.stdout
+        for token in (shop.token, audit.token, coordinator_process.admin_token):
+            text = await _ui_run(coordinator_process, token, run_id)
+            assert card not in text and "[redacted]" in text
+
+        # A span audit's agent exports quoting the card is stored scrubbed.
+        await _export(coordinator_process.address, audit.token, run, f"logged card {card}")
+        db, trace_id = coordinator_process.home / "coordinator.db", run.trace_id
+        await wait_until(
+            lambda db=db, trace_id=trace_id: "pay.charge" in _stored_spans(db, trace_id),
+            "the span was not stored",
+        )
+        assert card not in _stored_spans(db, trace_id)
+
+    # The emission that did not fit card-checked was logged, without the card.
+    log = coordinator_process.log()
+    assert f"emits {vault.name}/card-checked@1 and it was not published" in log
+    for secret in EMITTED:
+        assert secret not in log, f"{secret} in the coordinator log"

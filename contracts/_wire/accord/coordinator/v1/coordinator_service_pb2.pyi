@@ -1503,6 +1503,7 @@ class Run(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
     RETRY_OF_FIELD_NUMBER: _builtins.int
+    SENSITIVE_FLOWS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.int
@@ -1535,6 +1536,14 @@ class Run(_message.Message):
         a sunset overridden.
         """
 
+    @_builtins.property
+    def sensitive_flows(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where sensitive values land in this run ("steps.charge.input.token", "output.note"): the
+        taint of the contract versions it pinned and of the event that started it. Shown
+        "[redacted]" in every view but the receiving step's team's own input; a client that shows
+        payloads to anybody (the web UI) masks them too. Empty for a viewer who sees no payload.
+        """
+
     def __init__(
         self,
         *,
@@ -1557,10 +1566,11 @@ class Run(_message.Message):
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         deadline_unix_ms: _builtins.int = ...,
         retry_of: _builtins.str = ...,
+        sensitive_flows: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "deadline_unix_ms", b"deadline_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "retry_of", b"retry_of", "run_id", b"run_id", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "warnings", b"warnings", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ms", b"created_unix_ms", "deadline_unix_ms", b"deadline_unix_ms", "error", b"error", "finished_unix_ms", b"finished_unix_ms", "idempotency_key", b"idempotency_key", "input_json", b"input_json", "output_json", b"output_json", "payload_hidden", b"payload_hidden", "pinned_versions", b"pinned_versions", "retry_of", b"retry_of", "run_id", b"run_id", "sensitive_flows", b"sensitive_flows", "started_by", b"started_by", "status", b"status", "steps", b"steps", "team", b"team", "trace_id", b"trace_id", "warnings", b"warnings", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
