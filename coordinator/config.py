@@ -20,6 +20,8 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 # Unary calls one coordinator serves at once; beyond them a call is answered RESOURCE_EXHAUSTED
 # with a retry-after-ms hint (--max-inflight; coordinator/api/edge.py).
 DEFAULT_MAX_INFLIGHT = 256
+# The most audit entries, runs and run digests (each) an autonomy report reads (docs/governance.md).
+DEFAULT_AUTONOMY_ROWS = 200_000
 # Retention (docs/production.md, "Retention"): the audit log's own; runs' default is the database's.
 DEFAULT_AUDIT_RETENTION = "400d"
 # Where metrics are served for Prometheus (--metrics; docs/production.md, "Metrics").
@@ -113,6 +115,7 @@ class CoordinatorConfig:
     tls: ServerTlsFiles | None = None  # None: gRPC and the UI in plaintext
     max_payload: int = DEFAULT_MAX_PAYLOAD  # --max-payload, bytes
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # --max-inflight, unary calls at once
+    autonomy_rows: int = DEFAULT_AUTONOMY_ROWS  # --autonomy-rows, read by one autonomy report
     # --agent-streams: serve the v2 agent API (one stream per agent) beside v1; off, agents fall
     # back to the v1 unary calls (docs/agent.md, "The wire").
     agent_streams: bool = True

@@ -116,6 +116,7 @@ class Coordinator:
                 config.admin_token_file,
             )
         self.registry = Registry(self.store, checks=Checks(config.check_budget_s))
+        self.registry.autonomy_rows = config.autonomy_rows
         try:
             await self.registry.warn_unsupported_patterns()
         except Exception as exc:  # a warning only: never a reason not to start

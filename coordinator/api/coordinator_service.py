@@ -29,7 +29,7 @@ from coordinator.engine.limits import MAX_RATE, TeamLimits
 from coordinator.engine.schedules import Scheduler
 from coordinator.events.service import EventService
 from coordinator.principal import Principal
-from coordinator.registry import Registry
+from coordinator.registry import Registry, autonomy
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
 from coordinator.store.records import RunFilter, RunRecord
@@ -678,7 +678,15 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         validate.integer(request.since_unix_ms, "since_unix_ms", 0, validate.MAX_UNIX_MS)
         now = int(time.time() * 1000)
         since = request.since_unix_ms or now - 30 * 24 * 3600 * 1000
-        report = await self._registry.autonomy_report(team, since, now)
+        by = request.by or "week"
+        if by not in autonomy.PERIODS:
+            raise InvalidArgumentError(f"by: one of {', '.join(autonomy.PERIODS)}, not {by!r}")
+        if since < now and len(autonomy.period_starts(since, now, by)) > autonomy.MAX_PERIODS:
+            raise InvalidArgumentError(
+                f"by {by}: the period holds more than {autonomy.MAX_PERIODS} of them; "
+                "break it down by a longer period (week or month) or ask for a shorter one"
+            )
+        report = await self._registry.autonomy_report(team, since, now, by)
         return pb.GetAutonomyReportResponse(report_json=json.dumps(report, separators=(",", ":")))
 
     @rpc
@@ -742,7 +750,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     async def RollbackWorkflow(
         self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RollbackWorkflowResponse:
-        result = await self._registry.rollback_workflow(current_principal(), request.name, request.to_version)
+        result = await self._registry.rollback_workflow(
+            current_principal(), request.name, request.to_version, dict(request.overrides)
+        )
         if self._scheduler is not None:  # the schedules are the restored version's
             await self._scheduler.sync_workflow(request.name)
         return pb.RollbackWorkflowResponse(
@@ -750,6 +760,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             findings=[convert.finding_to_pb(f) for f in result.findings],
             warnings=result.warnings,
             registered=result.registered,
+            policy_findings=[convert.policy_finding_to_pb(f) for f in result.policy_findings],
         )
 
 

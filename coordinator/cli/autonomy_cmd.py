@@ -46,11 +46,19 @@ def report(
     since: Annotated[
         str, typer.Option(metavar="DURATION", help="The period: the last DURATION (e.g. 30d, 12w).")
     ] = "30d",
+    by: Annotated[
+        str,
+        typer.Option(
+            metavar="day|week|month",
+            help="Break each team's figures down over time by UTC day, ISO week or month (at most 400 periods).",
+        ),
+    ] = "week",
     as_json: JsonOption = False,
 ) -> None:
     """Per team: changes made, time to deploy, changes that needed another team, cross-team
     dependencies, platform interventions, overrides, refused breaking changes, and the four DORA
-    keys (per team and per contract). Ends with how each figure is computed."""
+    keys (per team and per contract); then the same per day, week or month (--by). Ends with how
+    each figure is computed."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from contracts.durations import parse_duration
     from coordinator.client import Client
@@ -58,16 +66,30 @@ def report(
     seconds = parse_duration(since, what="--since")
     if seconds <= 0:
         raise fail(f"--since must be longer than 0, not {since!r} (e.g. 30d)")
+    if by not in ("day", "week", "month"):
+        raise fail(f"--by must be day, week or month, not {by!r}")
     since_ms = max(int((time.time() - seconds) * 1000), 1)
     with Client() as client:
         response = client.coordinator.GetAutonomyReport(
-            pb.GetAutonomyReportRequest(team=team, since_unix_ms=since_ms)
+            pb.GetAutonomyReportRequest(team=team, since_unix_ms=since_ms, by=by)
         )
     data = json.loads(response.report_json)
+    truncated = data.get("truncated")
+    if truncated:  # on stderr too, so that --json readers piping stdout see it
+        typer.echo(
+            f"warning: the report covers {_when(truncated['covered_from_ms'])} to {_when(data['until_ms'])} only, "
+            f"not from {_when(truncated['requested_since_ms'])}: {truncated['why']}",
+            err=True,
+        )
     if as_json:
         print_json(data)
         return
     typer.echo(f"autonomy from {_when(data['since_ms'])} to {_when(data['until_ms'])}")
+    if truncated:
+        typer.echo(
+            f"TRUNCATED: covers only from {_when(truncated['covered_from_ms'])} (asked from "
+            f"{_when(truncated['requested_since_ms'])}); {truncated['why']}"
+        )
     if not data["teams"]:
         typer.echo("no changes in this period", err=True)
     for t in data["teams"]:
@@ -112,6 +134,19 @@ def report(
                 f"    {name}: {c['changes']} change(s), lead time {_t(c['lead_time'])}, failure rate {rate}, "
                 f"time to restore {_t(c['time_to_restore'])}"
             )
+        typer.echo(f"  by {data['by']}:")
+        typer.echo(
+            f"    {'period':<10} {'contract':>8} {'workflow':>8} {'binding':>7} {'override':>8} {'interv.':>7} "
+            f"{'refused':>7} {'lead time':>9} {'failure':>7} {'restore':>7}"
+        )
+        for p in t["over_time"]:
+            c, d = p["changes"], p["dora"]
+            rate = "-" if d["change_failure_rate"] is None else f"{d['change_failure_rate'] * 100:.0f}%"
+            typer.echo(
+                f"    {p['period']:<10} {c['contract_versions']:>8} {c['workflow_versions']:>8} "
+                f"{c['agent_binding_changes']:>7} {c['overrides']:>8} {p['platform_interventions']:>7} "
+                f"{p['refused_breaking_changes']:>7} {_t(d['lead_time']):>9} {rate:>7} {_t(d['time_to_restore']):>7}"
+            )
     typer.echo("")
     typer.echo("how each figure is computed:")
     for figure, method in data["how"].items():
@@ -143,7 +178,8 @@ def changes(
         return
     for c in listed:
         flag = "  BOTTLENECK: " + "; ".join(c["bottleneck_reasons"]) if c["bottleneck"] else ""
-        typer.echo(f"{_when(c['at_ms'])}  {c['kind']} {c['change']}  by {c['actor']}{flag}")
+        bindings = f" ({', '.join(c['bindings'])})" if c.get("bindings") else ""
+        typer.echo(f"{_when(c['at_ms'])}  {c['kind']} {c['change']}{bindings}  by {c['actor']}{flag}")
         typer.echo(f"  teams involved: {', '.join(c['teams_involved'])}")
         for line in c["by_others"]:
             typer.echo(f"  {line}")

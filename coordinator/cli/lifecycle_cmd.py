@@ -13,6 +13,7 @@ import typer
 
 from coordinator.cli._apps import app, contract_app, workflow_app
 from coordinator.cli._output import command, fail, print_json
+from coordinator.cli.policy_cmd import OverrideOption, finding_json, finding_line, parse_overrides
 
 if TYPE_CHECKING:
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -196,16 +197,22 @@ def rollback(
     to: Annotated[
         int, typer.Option("--to", min=1, help="The version whose definition becomes current again.")
     ],
+    override: OverrideOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Make an earlier version's definition current again.
 
-    As a new version, type-checked against the registry as it is now; audited."""
+    As a new version, type-checked against the registry and checked against the policies as they
+    are now (a required rule refuses it unless overridden with --override RULE="reason", which
+    is recorded); audited."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
 
+    overrides = parse_overrides(override)
     with Client() as client:
-        response = client.coordinator.RollbackWorkflow(pb.RollbackWorkflowRequest(name=name, to_version=to))
+        response = client.coordinator.RollbackWorkflow(
+            pb.RollbackWorkflowRequest(name=name, to_version=to, overrides=overrides)
+        )
     w = response.workflow
     if as_json:
         print_json(
@@ -213,12 +220,16 @@ def rollback(
                 "name": w.name,
                 "version": w.version,
                 "registered": response.registered,
+                "policy_findings": [finding_json(f) for f in response.policy_findings],
                 "warnings": list(response.warnings),
             }
         )
         return
     for warning in response.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    for p in response.policy_findings:
+        if p.level != "advise":  # advisory findings are among the warnings
+            typer.echo(finding_line(p))
     if response.registered:
         typer.echo(f"rolled back {w.name} to the definition of v{to}, as v{w.version}")
     else:

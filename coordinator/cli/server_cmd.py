@@ -22,6 +22,7 @@ from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
     DEFAULT_AUDIT_RETENTION,
+    DEFAULT_AUTONOMY_ROWS,
     DEFAULT_CHECK_BUDGET,
     DEFAULT_EVENTS_STREAM,
     DEFAULT_LISTEN,
@@ -454,6 +455,20 @@ def start(
             ),
         ),
     ] = DEFAULT_MAX_INFLIGHT,
+    autonomy_rows: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("autonomy-rows"),
+            min=1,
+            max=1_000_000,
+            metavar="N",
+            help=(
+                "The most audit entries, runs and run digests (each) one autonomy report reads, the"
+                " newest first; a report whose period holds more covers the newest part in full and"
+                " says from when."
+            ),
+        ),
+    ] = DEFAULT_AUTONOMY_ROWS,
     agent_streams: Annotated[
         str,
         typer.Option(
@@ -607,6 +622,7 @@ def start(
         engine=EngineSettings(replica_poll_s=replica_poll),
         max_payload=max_payload_bytes,
         max_inflight=max_inflight,
+        autonomy_rows=autonomy_rows,
         agent_streams=_on_off(agent_streams, "--agent-streams"),
         events_url=events_url,
         events_stream=events_stream,

@@ -3,11 +3,14 @@ audit log and the run history only (docs/governance.md, "The autonomy report").
 
 Nothing here is entered by hand. A *change* is an audit entry ``contract.register`` (a contract
 version), ``workflow.register``/``workflow.rollback`` (a workflow version) or ``agent.register``
-(an agent's bindings, written only when they are new or differ, including the fingerprint of each
-binding's configuration the agent reports). A run *uses* a contract version when it pinned it, a
-workflow version when it ran it, and an agent's change when it pinned a contract major the agent
-serves and finished after the change. Each figure's method is in :data:`METHODS`, and the report
-carries them.
+that changes what serves one of the team's contracts: the entry carries the fingerprint of each
+binding's configuration the agent reports, and it is a change only when, for a (team,
+contract@major) it serves, that fingerprint differs from the one registered last for it, by
+whichever agent. Agent ids are per process by default (host-pid), so a restart or a second
+replica is a new ``agent.register`` entry but, with the same configuration, no change. A run
+*uses* a contract version when it pinned it, a workflow version when it ran it, and an agent's
+change when it pinned a contract major the change concerns and finished after the change. Each
+figure's method is in :data:`METHODS`, and the report carries them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coordinator.store.records import (
@@ -53,8 +57,10 @@ _WORKFLOW_OBJECT = re.compile(r"^(\S+) v(\d+)$")
 
 METHODS: dict[str, str] = {
     "changes": "audit entries in the period: contract.register (a contract version), workflow.register and "
-    "workflow.rollback (a workflow version), agent.register (an agent's bindings or their configuration "
-    "fingerprints, recorded only when new or changed), policy.override and run.override (overrides), by owning team",
+    "workflow.rollback (a workflow version), agent.register when it changes what serves a contract: for a "
+    "(team, contract@major) it serves, the binding's configuration fingerprint differs from the one registered "
+    "last for it, by any agent (an agent restarting, or another replica, with the same configuration is no "
+    "change), policy.override and run.override (overrides), by owning team",
     "time_to_deploy": "per change, from its audit entry to the end of the first successful run that uses it "
     "(pinned the contract version; ran the workflow version; pinned a contract major the changed agent serves); "
     "the median over the changes that have such a run",
@@ -73,6 +79,14 @@ METHODS: dict[str, str] = {
     "lead_time": "the median time to deploy (above)",
     "change_failure_rate": "changes followed by a failed run that uses them (before the object's next change), "
     "or by a rollback of the workflow, over the changes that have at least one run using them",
+    "over_time": "the figures above per period (by UTC day, ISO week from Monday, or month; the first and "
+    "last periods are cut by the report's period): the changes made in the period, each followed up to now (a "
+    "change made one week and first used the next counts for its own week), and the refusals, interventions and "
+    "overrides of the period; change frequency is per day of the period; cross-team dependencies are not broken "
+    "down (they are those of the newest workflow versions)",
+    "truncated": "when the period holds more audit entries, runs or digests of deleted runs than the "
+    "coordinator reads for one report (--autonomy-rows, each; the newest first), the report covers the part "
+    "of the period that was read in full and says so (truncated: requested_since_ms, covered_from_ms); null otherwise",
     "time_to_restore": "per failed change, from the end of the first failed run that uses it to the end of the "
     "next successful run of the same contract, workflow or served contract (any version); the median",
 }
@@ -86,7 +100,7 @@ class Change:
     kind: str  # contract | workflow | agent | retire (a contract version or major taken out of service)
     name: str  # contract or workflow name; the agent id
     version: str  # contract version; workflow version; "" for an agent
-    serves: tuple[tuple[str, int], ...] = ()  # an agent's (contract, major)
+    serves: tuple[tuple[str, int], ...] = ()  # an agent change: the (contract, major) whose binding changed
     first_success_ms: int = 0
     first_failure_ms: int = 0
     restored_ms: int = 0
@@ -142,14 +156,55 @@ def _change_of(entry: AuditRecord) -> Change | None:
         return Change(entry, "workflow", match.group(1), match.group(2))
     if entry.action == "contract.retire":
         return Change(entry, "retire", entry.object, "")
-    if entry.action == "agent.register":
-        serves = []
-        for text in entry.details.get("serves") or []:
-            contract, _, major = str(text).partition("@")
-            if major.isdigit():
-                serves.append((contract, int(major)))
-        return Change(entry, "agent", entry.object, "", tuple(serves))
     return None
+
+
+#: What served each (team, "contract@major") last: the fingerprint of the binding registered last.
+Serving = dict[tuple[str, str], str]
+
+
+def _bindings(entry: AuditRecord) -> list[tuple[str, str]]:
+    """An ``agent.register`` entry's ("contract@major", fingerprint) per binding ("" when the agent
+    reported none: an older agent)."""
+    fingerprints = entry.details.get("fingerprints") or {}
+    return [(str(key), str(fingerprints.get(key, ""))) for key in entry.details.get("serves") or []]
+
+
+def serving_before(entries_newest_first: Iterable[AuditRecord]) -> Serving:
+    """What served each (team, contract@major) at the start of a period: the fingerprint of the
+    newest ``agent.register`` before it (``entries_newest_first``: those entries, newest first)."""
+    serving: Serving = {}
+    for entry in entries_newest_first:
+        if entry.action == "agent.register":
+            for key, fingerprint in _bindings(entry):
+                serving.setdefault((entry.owner_team, key), fingerprint)
+    return serving
+
+
+def _agent_change(entry: AuditRecord, serving: Serving) -> Change | None:
+    """The change an ``agent.register`` entry makes, if any: the bindings whose fingerprint
+    differs from what served the (team, contract@major) last (``serving``, updated), whatever
+    the agent's id. A restart or another replica with the same configuration changes nothing."""
+    changed = []
+    for key, fingerprint in _bindings(entry):
+        before = serving.get((entry.owner_team, key))
+        serving[(entry.owner_team, key)] = fingerprint
+        contract, _, major = key.partition("@")
+        if fingerprint != before and major.isdigit():
+            changed.append((contract, int(major)))
+    return Change(entry, "agent", entry.object, "", tuple(changed)) if changed else None
+
+
+def _changes(entries: list[AuditRecord], serving: Serving | None) -> list[Change]:
+    """The changes among ``entries`` (oldest first); ``serving``: what served each contract when
+    the period began (:func:`serving_before`)."""
+    serving = dict(serving or {})
+    changes = []
+    for entry in entries:
+        change = _agent_change(entry, serving) if entry.action == "agent.register" else _change_of(entry)
+        if change is not None:
+            changes.append(change)
+    return changes
 
 
 def _median(values: Iterable[int]) -> int | None:
@@ -164,10 +219,19 @@ def _follow(changes: list[Change], runs: list[RunRecord]) -> None:
     by_object: dict[tuple[str, str], list[Change]] = defaultdict(list)
     for change in changes:
         by_object[(change.kind, change.name)].append(change)
-    for listed in by_object.values():
+    for (kind, _), listed in by_object.items():
+        if kind == "agent":
+            continue  # an agent change is followed by the next one of a contract it concerns, below
         listed.sort(key=lambda c: c.entry.id)
         for current, following in itertools.pairwise(listed):
             following_of[id(current)] = following
+    last_of: dict[tuple[str, str, int], Change] = {}
+    for change in sorted((c for c in changes if c.kind == "agent"), key=lambda c: c.entry.id):
+        for contract, major in change.serves:
+            before = last_of.get((change.team, contract, major))
+            if before is not None and id(before) not in following_of:
+                following_of[id(before)] = change
+            last_of[(change.team, contract, major)] = change
     for change in changes:
         next_one = following_of.get(id(change))
         until = next_one.entry.at_ms if next_one else 0
@@ -270,6 +334,45 @@ def duration_text(ms: int) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+#: ``--by``: the length of the periods of ``over_time``.
+PERIODS = ("day", "week", "month")
+#: The most periods a report breaks its window into (e.g. 2 years by week; 400 days by day).
+MAX_PERIODS = 400
+
+
+def period_starts(since_ms: int, until_ms: int, by: str, limit: int = MAX_PERIODS + 1) -> list[int]:
+    """The starts of the periods ``[since_ms, until_ms)`` falls into, by UTC calendar day, ISO
+    week (from Monday) or month; the first is ``since_ms`` itself (a period cut by the window).
+    At most ``limit`` of them (more says the window holds too many)."""
+    if by not in PERIODS:
+        raise ValueError(f"by: one of {', '.join(PERIODS)}, not {by!r}")
+    start = datetime.fromtimestamp(since_ms / 1000, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if by == "week":
+        start -= timedelta(days=start.weekday())
+    elif by == "month":
+        start = start.replace(day=1)
+    starts = [since_ms]
+    while True:
+        if by == "day":
+            start += timedelta(days=1)
+        elif by == "week":
+            start += timedelta(days=7)
+        else:
+            start = (start + timedelta(days=32)).replace(day=1)
+        at = int(start.timestamp() * 1000)
+        if at >= until_ms or len(starts) >= limit:
+            return starts
+        starts.append(at)
+
+
+def _label(start_ms: int, by: str) -> str:
+    day = datetime.fromtimestamp(start_ms / 1000, UTC)
+    if by == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.strftime("%Y-%m" if by == "month" else "%Y-%m-%d")
+
+
 def build_report(
     entries: list[AuditRecord],
     runs: list[RunRecord],
@@ -278,13 +381,22 @@ def build_report(
     since_ms: int,
     now_ms: int,
     team: str = "",
+    *,
+    serving: Serving | None = None,
+    by: str = "week",
+    requested_since_ms: int = 0,
+    cut_by: str = "",
 ) -> dict[str, Any]:
-    """The report (a JSON-ready dict): per team, and per contract for the DORA keys.
+    """The report (a JSON-ready dict): per team, and per contract for the DORA keys; and per
+    team over time, by ``by`` (``over_time``, one entry per period of ``periods``).
 
     ``entries``: the audit entries of the period, oldest first; ``runs``: the runs created in the
     period; ``workflows``: the newest version of each workflow; ``triggers``: workflow name -> the
-    event contracts that trigger it."""
-    changes = [c for c in (_change_of(e) for e in entries) if c is not None]
+    event contracts that trigger it; ``serving``: what served each contract when the period
+    began (:func:`serving_before`). ``requested_since_ms`` earlier than ``since_ms``: the period
+    asked for, which reading at most so many rows (``cut_by`` says which) cut to ``since_ms``."""
+    starts = period_starts(since_ms, now_ms, by)
+    changes = _changes(entries, serving)
     _follow(changes, runs)
     refusals = _refusals(entries)
     for change in changes:
@@ -293,60 +405,118 @@ def build_report(
             change.needed_teams = tuple(sorted({t for r in before for t in r["consumer_teams"]}))
             change.first_refused_ms = before[0]["at_ms"]
     deps = _dependencies(workflows, triggers)
-    days = max((now_ms - since_ms) / DAY_MS, 1 / 24)
     teams = sorted({e.owner_team for e in entries if e.owner_team} | set(deps))
     if team:
         teams = [team]
+    spans = list(itertools.pairwise([*starts, now_ms]))
+    periods: list[dict[str, Any]] = [
+        {"label": _label(start, by), "start_ms": start, "end_ms": end} for start, end in spans
+    ]
     report_teams = []
     for name in teams:
         own = [c for c in changes if c.team == name]
         mine = [e for e in entries if e.owner_team == name]
+        mine_refused = [r for r in refusals if r["team"] == name]
+        figures = _figures(own, mine, mine_refused, since_ms, now_ms)
+        over_time = []
+        for (start, end), period in zip(spans, periods, strict=True):
+            within = _figures(
+                [c for c in own if start <= c.entry.at_ms < end],
+                [e for e in mine if start <= e.at_ms < end],
+                [r for r in mine_refused if start <= r["at_ms"] < end],
+                start,
+                end,
+            )
+            over_time.append(
+                {
+                    "period": period["label"],
+                    "start_ms": start,
+                    "end_ms": end,
+                    "changes": within["changes"],
+                    "time_to_deploy": within["time_to_deploy"],
+                    "needed_other_teams": len(within["needed_other_teams"]),
+                    "platform_interventions": within["platform_interventions"],
+                    "overrides": len(within["overrides"]),
+                    "refused_breaking_changes": len(within["refused_breaking_changes"]),
+                    "dora": within["dora"],
+                }
+            )
         report_teams.append(
             {
                 "team": name,
-                "changes": {
-                    "contract_versions": sum(1 for c in own if c.kind == "contract"),
-                    "workflow_versions": sum(1 for c in own if c.kind == "workflow"),
-                    "agent_binding_changes": sum(1 for c in own if c.kind == "agent"),
-                    "retirements": sum(1 for c in own if c.kind == "retire"),
-                    "overrides": sum(1 for e in mine if e.action in OVERRIDE_ACTIONS),
-                },
-                "time_to_deploy": _ms(_median(c.lead_ms for c in own if c.lead_ms is not None)),
-                "needed_other_teams": [
-                    {
-                        "change": f"{'retire ' if c.kind == 'retire' else ''}{c.entry.object}",
-                        "teams": list(c.needed_teams),
-                        "waited": _ms(c.entry.at_ms - c.first_refused_ms),
-                    }
-                    for c in own
-                    if c.needed_teams
-                ],
+                **figures,
                 "cross_team_dependencies": {
                     key: sorted(deps.get(name, {}).get(key, set()))
                     for key in ("calls", "called_by", "events_from", "events_to")
                 },
-                "platform_interventions": sum(1 for e in mine if e.platform_intervention),
-                "overrides": [
-                    {
-                        "at_ms": e.at_ms,
-                        "actor": e.actor,
-                        "object": e.object,
-                        "rule": e.details.get("rule", ""),
-                        "reason": e.details.get("reason", ""),
-                    }
-                    for e in mine
-                    if e.action in OVERRIDE_ACTIONS
-                ],
-                "refused_breaking_changes": [r for r in refusals if r["team"] == name],
-                "dora": _dora([c for c in own if c.kind != "retire"], days),
-                "contracts": _per_contract(own, days),
+                "contracts": _per_contract(own, _days(since_ms, now_ms)),
+                "over_time": over_time,
             }
         )
+    truncated = None
+    if requested_since_ms and requested_since_ms < since_ms:
+        truncated = {
+            "requested_since_ms": requested_since_ms,
+            "covered_from_ms": since_ms,
+            "why": f"the report reads at most the newest {cut_by}; the figures cover the period from "
+            "covered_from_ms in full, and nothing before it (ask for a shorter period, or one team)",
+        }
     return {
         "since_ms": since_ms,
         "until_ms": now_ms,
+        "truncated": truncated,
+        "by": by,
+        "periods": periods,
         "teams": report_teams,
         "how": METHODS,
+    }
+
+
+def _days(since_ms: int, until_ms: int) -> float:
+    return max((until_ms - since_ms) / DAY_MS, 1 / 24)
+
+
+def _figures(
+    own: list[Change],
+    mine: list[AuditRecord],
+    refused: list[dict[str, Any]],
+    since_ms: int,
+    until_ms: int,
+) -> dict[str, Any]:
+    """A team's figures for the changes, entries and refusals of one period (changes are those
+    made in it; whether they reached production or failed is followed up to now)."""
+    return {
+        "changes": {
+            "contract_versions": sum(1 for c in own if c.kind == "contract"),
+            "workflow_versions": sum(1 for c in own if c.kind == "workflow"),
+            "agent_binding_changes": sum(1 for c in own if c.kind == "agent"),
+            "retirements": sum(1 for c in own if c.kind == "retire"),
+            "overrides": sum(1 for e in mine if e.action in OVERRIDE_ACTIONS),
+        },
+        "time_to_deploy": _ms(_median(c.lead_ms for c in own if c.lead_ms is not None)),
+        "needed_other_teams": [
+            {
+                "change": f"{'retire ' if c.kind == 'retire' else ''}{c.entry.object}",
+                "teams": list(c.needed_teams),
+                "waited": _ms(c.entry.at_ms - c.first_refused_ms),
+            }
+            for c in own
+            if c.needed_teams
+        ],
+        "platform_interventions": sum(1 for e in mine if e.platform_intervention),
+        "overrides": [
+            {
+                "at_ms": e.at_ms,
+                "actor": e.actor,
+                "object": e.object,
+                "rule": e.details.get("rule", ""),
+                "reason": e.details.get("reason", ""),
+            }
+            for e in mine
+            if e.action in OVERRIDE_ACTIONS
+        ],
+        "refused_breaking_changes": refused,
+        "dora": _dora([c for c in own if c.kind != "retire"], _days(since_ms, until_ms)),
     }
 
 
@@ -383,10 +553,12 @@ def last_changes(
     triggers: dict[str, list[str]],
     count: int,
     team: str = "",
+    *,
+    serving: Serving | None = None,
 ) -> list[dict[str, Any]]:
     """``autonomy changes --last N``: the newest N changes, each with the teams involved, what
     others had to do or approve, the time to production use, and whether it was a bottleneck."""
-    changes = [c for c in (_change_of(e) for e in entries) if c is not None]
+    changes = _changes(entries, serving)
     _follow(changes, runs)
     refusals = _refusals(entries)
     callers = {wf.name: wf for wf in workflows}
@@ -432,6 +604,8 @@ def last_changes(
                 "at_ms": c.entry.at_ms,
                 "kind": c.kind,
                 "change": c.entry.object,
+                # an agent change: the contracts (contract@major) whose binding it changed
+                "bindings": [f"{contract}@{major}" for contract, major in c.serves],
                 "team": c.team,
                 "actor": c.entry.actor,
                 "teams_involved": sorted(teams),

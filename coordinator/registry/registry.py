@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ from contracts.policy import Subject as PolicySubject
 from contracts.policy import check_text as check_policy_text
 from contracts.policy import evaluate as evaluate_policy
 from coordinator.checks import Checks
+from coordinator.config import DEFAULT_AUTONOMY_ROWS
 from coordinator.principal import Principal
 from coordinator.registry import autonomy
 from coordinator.registry.policies import Policies
@@ -134,8 +136,18 @@ class Notice:
     message: str = ""
 
 
-# The most audit entries and runs the autonomy report reads (each).
-AUTONOMY_MAX_ROWS = 200_000
+@dataclass
+class AutonomyInputs:
+    """What an autonomy report is computed from (``Registry._autonomy_inputs``)."""
+
+    entries: list[AuditRecord]  # oldest first
+    runs: list[RunRecord]  # stored runs and digests of deleted ones
+    workflows: list[WorkflowRecord]  # the newest version of each
+    triggers: dict[str, list[str]]  # workflow -> the event contracts that trigger it
+    serving: autonomy.Serving  # what served each contract when the period began
+    covered_from_ms: int  # the period's start, or later when a limit cut it
+    cut_by: str  # which limits cut it ("" when none did)
+
 
 # How far back ``consumers`` and ``notices`` count runs.
 CALLERS_WINDOW_MS = 30 * 24 * 3600 * 1000
@@ -172,6 +184,8 @@ class Registry:
         self._flows_by_key: OrderedDict[tuple[Any, ...], tuple[str, ...]] = OrderedDict()
         self._flow_keys: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.flow_cache_size = 1024
+        # The most audit entries, runs and run digests (each) an autonomy report reads (--autonomy-rows).
+        self.autonomy_rows = DEFAULT_AUTONOMY_ROWS
 
     # ================= lookups (also used by the engine) =================
 
@@ -1238,9 +1252,10 @@ class Registry:
         *,
         action: str = "workflow.register",
         details: dict[str, Any] | None = None,
-        overrides: dict[str, str] | None = None,
+        overrides: dict[str, str],
     ) -> WorkflowRegistration:
-        """``overrides`` None: no policy check (a rollback registers again what was registered)."""
+        """``action``: ``workflow.register`` or ``workflow.rollback`` (audited as such; a refusal
+        is ``workflow.register.refused`` either way). Policies are checked with ``overrides``."""
         previous = await self._workflow_versions(spec.name, reread=True)
         if previous and previous[-1].source_text == source_text and not dry_run:
             # The file is the current version already: a second version would only add noise
@@ -1266,11 +1281,9 @@ class Registry:
         )
         result = WorkflowRegistration(record, findings, warnings)
         breaking = [f for f in findings if f.breaking]
-        verdict = Verdict()
-        if overrides is not None:
-            verdict = await self.policies.check_file(
-                "workflow", spec.name, spec.team, source_text, name, workflow_facts(spec), overrides
-            )
+        verdict = await self.policies.check_file(
+            "workflow", spec.name, spec.team, source_text, name, workflow_facts(spec), overrides
+        )
         result.policy_findings = verdict.findings
         result.warnings += verdict.warnings
         if breaking and not dry_run:
@@ -1320,9 +1333,15 @@ class Registry:
         findings: list[Finding] = []
         warnings: list[str] = []
         pinned: dict[str, Contract] = {}
+        retired: dict[str, str] = {}  # step id -> why its range resolves to nothing: retired
         for step in spec.calls:
             contract = await self.resolve(step.contract, step.version_range)
             if contract is None:
+                retired_versions = await self.retired_in_range(step.contract, step.version_range)
+                if retired_versions:
+                    retired[step.id] = await self._retired_message(
+                        step.id, step.contract, step.version_range, retired_versions
+                    )
                 continue
             pinned[step.id] = contract
             # A 'team' visibility refusal comes from the composition checker below, once.
@@ -1348,7 +1367,13 @@ class Registry:
         for f in result.findings:
             if not f.breaking and any(d in f.message for d in deprecated):
                 continue
-            findings.append(Finding(f.pointer, f.message, f.breaking))
+            message = f.message
+            for step_id, why in retired.items():
+                at = message.find(f"step '{step_id}' calls ")
+                if f.breaking and at >= 0 and "no registered version" in message:
+                    # "no registered version matches ^1" would hide that 1.x was retired
+                    message = message[:at] + why
+            findings.append(Finding(f.pointer, message, f.breaking))
         order = list(result.order)
         dependencies = {k: sorted(v) for k, v in result.dependencies.items()}
         definition = {
@@ -1376,6 +1401,27 @@ class Registry:
         }
         return findings, warnings, definition
 
+    async def _retired_message(
+        self, step_id: str, contract: str, version_range: str, retired: list[ContractRecord]
+    ) -> str:
+        """Why a step's range resolves to nothing when its versions were retired, and what to call."""
+        in_service = [r.contract for r in await self.versions_of(contract) if not r.retired_ms]
+        adapter = await self.adapter_for(contract, version_range)
+        if in_service:
+            newest = in_service[-1]
+            to_call = f"call {contract}@^{newest.major} (newest in service: {newest.version}) instead"
+            if adapter is not None:
+                to_call += (
+                    f"; runs already pinned to the retired versions are served by {adapter.ref} "
+                    "through its migration adapter, but no new workflow version may call them"
+                )
+        else:
+            to_call = f"no version of {contract} is in service any more"
+        return (
+            f"step '{step_id}' calls {contract}@{version_range}, but every version it matches is retired "
+            f"({', '.join(r.contract.version for r in retired)}): {to_call}"
+        )
+
     async def _own_workflow(self, principal: Principal, name: str, verb: str) -> list[WorkflowRecord]:
         records = await self._workflow_versions(name, reread=True)
         if not records:
@@ -1388,10 +1434,12 @@ class Registry:
         return records
 
     async def rollback_workflow(
-        self, principal: Principal, name: str, to_version: int
+        self, principal: Principal, name: str, to_version: int, overrides: dict[str, str] | None = None
     ) -> WorkflowRegistration:
-        """Make version ``to_version``'s definition current again, as a new version (type-checked
-        again against the registry as it is now); a no-op when it is current already."""
+        """Make version ``to_version``'s definition current again, as a new version: type-checked
+        again against the registry as it is now, and checked against the policies as they are now
+        (a rule applied since that version was registered refuses it unless overridden,
+        ``overrides``, recorded as at registration); a no-op when it is current already."""
         records = await self._own_workflow(principal, name, "roll back")
         target = next((r for r in records if r.version == to_version), None)
         if target is None:
@@ -1407,6 +1455,7 @@ class Registry:
             False,
             action="workflow.rollback",
             details={"to": to_version, "from": records[-1].version},
+            overrides=overrides or {},
         )
 
     async def set_workflow_enabled(
@@ -1474,65 +1523,136 @@ class Registry:
 
     # ================= the autonomy report =================
 
-    async def _autonomy_inputs(
-        self, since_ms: int
-    ) -> tuple[list[AuditRecord], list[RunRecord], list[WorkflowRecord], dict[str, list[str]]]:
-        """The audit entries and runs of the period (each at most ``AUTONOMY_MAX_ROWS``), the
-        newest workflow versions and the events that trigger them."""
+    async def _autonomy_inputs(self, since_ms: int) -> AutonomyInputs:
+        """The audit entries and runs of the period, the newest first and at most
+        ``autonomy_rows`` of each (audit entries, runs, digests of deleted runs); when one of them
+        holds more, the period is cut to what all three cover in full (``covered_from_ms``). Also
+        what served each contract when it began, the newest workflow versions and the events
+        that trigger them."""
+        limit = self.autonomy_rows
+        cut: list[tuple[int, str]] = []  # (the oldest time read, what) of each source cut short
         entries: list[AuditRecord] = []
-        while len(entries) < AUTONOMY_MAX_ROWS:
-            page = await self._store.list_audit("", len(entries), 1000, since_ms=since_ms)
+        while True:
+            page = await self._store.list_audit(
+                "",
+                0,
+                min(1000, limit + 1 - len(entries)),
+                since_ms=since_ms,
+                before_id=entries[-1].id if entries else 0,
+                newest_first=True,
+            )
             entries += page
-            if len(page) < 1000:
+            if len(entries) > limit:
+                entries = entries[:limit]
+                cut.append((min(e.at_ms for e in entries), f"{limit:,} audit entries"))
+                break
+            if not page:
                 break
         runs: list[RunRecord] = []
-        while len(runs) < AUTONOMY_MAX_ROWS:
+        while True:
             batch = await self._store.list_runs(
-                RunFilter(created_after_ms=since_ms, offset=len(runs), limit=1000)
-            )
+                RunFilter(created_after_ms=since_ms, offset=len(runs), limit=min(1000, limit + 1 - len(runs)))
+            )  # newest first
             # Payloads are not needed: only what ran, when, pinning what, and how it ended.
             runs += [replace(r, input=None, output=None) for r in batch]
-            if len(batch) < 1000:
+            if len(runs) > limit:
+                runs = runs[:limit]
+                cut.append((runs[-1].created_ms, f"{limit:,} runs"))
+                break
+            if not batch:
                 break
         # Runs retention deleted live on as digests (kept as long as the audit log).
-        live = {r.run_id for r in runs}
-        offset = 0
-        while len(runs) < 2 * AUTONOMY_MAX_ROWS:
-            digests = await self._store.list_run_digests(since_ms, offset, 1000)
-            offset += len(digests)
-            runs += [d for d in digests if d.run_id not in live]
-            if len(digests) < 1000:
+        digests: list[RunRecord] = []
+        while True:
+            batch = await self._store.list_run_digests(
+                since_ms, len(digests), min(1000, limit + 1 - len(digests)), newest_first=True
+            )
+            digests += batch
+            if len(digests) > limit:
+                digests = digests[:limit]
+                cut.append((digests[-1].created_ms, f"{limit:,} digests of deleted runs"))
                 break
+            if not batch:
+                break
+        covered = since_ms
+        if cut:
+            # Rows at the oldest time read may have been left out: the period covered in full
+            # starts after it.
+            covered = max(since_ms, max(at for at, _ in cut) + 1)
+        live = {r.run_id for r in runs}
+        runs += [d for d in digests if d.run_id not in live]
+        entries = [e for e in reversed(entries) if e.at_ms >= covered]
+        runs = [r for r in runs if r.created_ms >= covered]
+        serving = await self._serving_before(covered, entries)
         workflows = await self._store.list_workflows("")
         triggers = {wf.name: [t.on for t in self.workflow_spec(wf).triggers] for wf in workflows}
-        return entries, runs, workflows, triggers
+        return AutonomyInputs(
+            entries, runs, workflows, triggers, serving, covered, " and ".join(what for _, what in cut)
+        )
 
-    async def autonomy_report(self, team: str, since_ms: int, now: int) -> dict[str, Any]:
-        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+    async def _serving_before(self, before_ms: int, entries: list[AuditRecord]) -> autonomy.Serving:
+        """What served each (team, contract@major) the period's agent registrations concern when
+        it began: the newest ``agent.register`` before it of each, looking back at most
+        ``autonomy_rows`` of them (one not found counts as served by nothing)."""
+        wanted = {
+            (e.owner_team, str(key))
+            for e in entries
+            if e.action == "agent.register"
+            for key in e.details.get("serves") or []
+        }
+        serving: autonomy.Serving = {}
+        read = 0
+        before_id = 0
+        while wanted - serving.keys() and read < self.autonomy_rows:
+            page = await self._store.list_audit(
+                "",
+                0,
+                1000,
+                until_ms=before_ms,
+                action="agent.register",
+                before_id=before_id,
+                newest_first=True,
+            )
+            if not page:
+                break
+            read += len(page)
+            before_id = page[-1].id
+            for key, fingerprint in autonomy.serving_before(page).items():
+                serving.setdefault(key, fingerprint)
+        return serving
+
+    async def autonomy_report(self, team: str, since_ms: int, now: int, by: str = "week") -> dict[str, Any]:
+        inputs = await self._autonomy_inputs(since_ms)
         report: dict[str, Any] = await self.checks.run(
             "computing the autonomy report",
-            (len(entries) + len(runs)) * 200,
-            autonomy.build_report,
-            entries,
-            runs,
-            workflows,
-            triggers,
-            since_ms,
+            (len(inputs.entries) + len(inputs.runs)) * 200,
+            functools.partial(
+                autonomy.build_report,
+                serving=inputs.serving,
+                by=by,
+                requested_since_ms=since_ms,
+                cut_by=inputs.cut_by,
+            ),
+            inputs.entries,
+            inputs.runs,
+            inputs.workflows,
+            inputs.triggers,
+            inputs.covered_from_ms,
             now,
             team,
         )
         return report
 
     async def recent_changes(self, team: str, count: int, since_ms: int) -> list[dict[str, Any]]:
-        entries, runs, workflows, triggers = await self._autonomy_inputs(since_ms)
+        inputs = await self._autonomy_inputs(since_ms)
         listed: list[dict[str, Any]] = await self.checks.run(
             "listing the last changes",
-            (len(entries) + len(runs)) * 200,
-            autonomy.last_changes,
-            entries,
-            runs,
-            workflows,
-            triggers,
+            (len(inputs.entries) + len(inputs.runs)) * 200,
+            functools.partial(autonomy.last_changes, serving=inputs.serving),
+            inputs.entries,
+            inputs.runs,
+            inputs.workflows,
+            inputs.triggers,
             count,
             team,
         )

@@ -284,10 +284,13 @@ class Store(Protocol):
         since_ms: int = 0,
         before_id: int = 0,
         newest_first: bool = False,
+        until_ms: int = 0,
+        action: str = "",
     ) -> list[AuditRecord]:
         """Audit entries in the order they were written (by ``id``; newest first when asked),
         paged by ``offset`` and ``limit``. ``team``: only entries it owns or made (``owner_team``
         or ``actor``); ``since_ms``: only entries at or after that time (``at_ms``);
+        ``until_ms``: only entries before that time; ``action``: only entries of that action;
         ``before_id``: only entries written before that one (``id < before_id``: pages newest
         first that entries written meanwhile do not shift)."""
 
@@ -376,10 +379,13 @@ class Store(Protocol):
         """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first (and
         up to ``limit`` run digests of runs that finished before it: they are kept as long)."""
 
-    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+    async def list_run_digests(
+        self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
+    ) -> list[RunRecord]:
         """The digests ``purge_runs`` kept of the runs it deleted (created at or after
-        ``created_after_ms``, oldest first), as runs with no payloads: workflow, version, team,
-        status, times and ``pinned`` (the autonomy report, docs/governance.md)."""
+        ``created_after_ms``, oldest first, or newest first when asked), as runs with no
+        payloads: workflow, version, team, status, times and ``pinned`` (the autonomy report,
+        docs/governance.md)."""
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give space freed by deletes back to the file system where the database does not do it

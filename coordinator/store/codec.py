@@ -346,11 +346,19 @@ def audit_to_row(audit: AuditRecord) -> tuple[Any, ...]:
     )
 
 
-def audit_filter(team: str, since_ms: int, before_id: int, placeholder: str) -> tuple[str, list[Any]]:
+def audit_filter(
+    team: str, since_ms: int, before_id: int, placeholder: str, *, until_ms: int = 0, action: str = ""
+) -> tuple[str, list[Any]]:
     """The WHERE clause (with its leading space, or "") and arguments of ``Store.list_audit``'s
     filters, in either store's placeholder style."""
     conditions: list[str] = []
     args: list[Any] = []
+    if action:
+        conditions.append(f"action = {placeholder}")
+        args.append(action)
+    if until_ms:
+        conditions.append(f"at_ms < {placeholder}")
+        args.append(until_ms)
     if team:
         conditions.append(f"(owner_team = {placeholder} OR actor = {placeholder})")
         args += [team, team]

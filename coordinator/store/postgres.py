@@ -1324,8 +1324,10 @@ class PostgresStore:
         since_ms: int = 0,
         before_id: int = 0,
         newest_first: bool = False,
+        until_ms: int = 0,
+        action: str = "",
     ) -> list[AuditRecord]:
-        where, args = codec.audit_filter(team, since_ms, before_id, "%s")
+        where, args = codec.audit_filter(team, since_ms, before_id, "%s", until_ms=until_ms, action=action)
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT %s OFFSET %s"
         args += [limit, offset]
         return [codec.audit_from_row(r) for r in await self._dicts(sql, args)]
@@ -1486,10 +1488,13 @@ class PostgresStore:
         )  # as long as the audit log
         return await self._purge("audit", "id", "at_ms", before_ms, limit)
 
-    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+    async def list_run_digests(
+        self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
+    ) -> list[RunRecord]:
+        order = "created_ms DESC, run_id DESC" if newest_first else "created_ms, run_id"
         sql = (
             "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
-            " FROM run_digests WHERE created_ms >= %s ORDER BY created_ms, run_id LIMIT %s OFFSET %s"
+            f" FROM run_digests WHERE created_ms >= %s ORDER BY {order} LIMIT %s OFFSET %s"
         )
         rows = await self._dicts(sql, [created_after_ms, limit, offset])
         return [

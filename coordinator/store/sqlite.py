@@ -1095,8 +1095,10 @@ class SqliteStore:
         since_ms: int = 0,
         before_id: int = 0,
         newest_first: bool = False,
+        until_ms: int = 0,
+        action: str = "",
     ) -> list[AuditRecord]:
-        where, args = codec.audit_filter(team, since_ms, before_id, "?")
+        where, args = codec.audit_filter(team, since_ms, before_id, "?", until_ms=until_ms, action=action)
         sql = f"SELECT * FROM audit{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ? OFFSET ?"
         args += [limit, offset]
         return await self._read(lambda c: [codec.audit_from_row(r) for r in c.execute(sql, args)])
@@ -1252,10 +1254,13 @@ class SqliteStore:
 
         return await self._write(w)
 
-    async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
+    async def list_run_digests(
+        self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
+    ) -> list[RunRecord]:
+        order = "created_ms DESC, run_id DESC" if newest_first else "created_ms, run_id"
         sql = (
             "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
-            " FROM run_digests WHERE created_ms >= ? ORDER BY created_ms, run_id LIMIT ? OFFSET ?"
+            f" FROM run_digests WHERE created_ms >= ? ORDER BY {order} LIMIT ? OFFSET ?"
         )
         return await self._read(
             lambda c: [

@@ -432,10 +432,12 @@ class GrpcSource:
             if not page_token:
                 return out
 
-    async def autonomy(self, token: str, team: str, since_ms: int, last: int) -> JSONDict:
+    async def autonomy(self, token: str, team: str, since_ms: int, last: int, by: str = "week") -> JSONDict:
         stub = self._get_stub()
         report = await self._call(
-            token, stub.GetAutonomyReport, pb.GetAutonomyReportRequest(team=team, since_unix_ms=since_ms)
+            token,
+            stub.GetAutonomyReport,
+            pb.GetAutonomyReportRequest(team=team, since_unix_ms=since_ms, by=by),
         )
         changes = await self._call(
             token, stub.ListRecentChanges, pb.ListRecentChangesRequest(team=team, count=last)

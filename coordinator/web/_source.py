@@ -110,9 +110,10 @@ class Source(Protocol):
         """The registered agents: team, contracts served, version, last heard from, in flight."""
         ...
 
-    async def autonomy(self, token: str, team: str, since_ms: int, last: int) -> JSONDict:
-        """``{"report": ..., "changes": [...]}``: the autonomy report of the period and the last
-        ``last`` changes (docs/governance.md, "The autonomy report")."""
+    async def autonomy(self, token: str, team: str, since_ms: int, last: int, by: str = "week") -> JSONDict:
+        """``{"report": ..., "changes": [...]}``: the autonomy report of the period (broken down
+        over time ``by`` day, week or month) and the last ``last`` changes (docs/governance.md,
+        "The autonomy report")."""
 
     async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
         """Audit entries the viewer may read, newest first (``id`` desc)."""

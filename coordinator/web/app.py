@@ -815,9 +815,12 @@ class UiApp:
         last = _int_param(request, "last", 5)
         if not 1 <= last <= 100:
             raise ApiError(400, "invalid_argument", "last: between 1 and 100")
+        by = params.get("by", "week") or "week"
+        if by not in ("day", "week", "month"):
+            raise ApiError(400, "invalid_argument", f"by: day, week or month, not {by!r}")
         team = params.get("team", "").strip()
         data = await self.call(
-            request, session, lambda: self.source.autonomy(session.token, team, since_ms, last)
+            request, session, lambda: self.source.autonomy(session.token, team, since_ms, last, by)
         )
         principal = session.principal
         return ApiJSONResponse({**data, "viewer": {"team": principal.team, "admin": principal.admin}})

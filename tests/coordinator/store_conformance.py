@@ -877,6 +877,12 @@ class StoreConformance:
         assert await actions(before_id=ids[3], newest_first=True, limit=1) == ["mid"]
         assert await actions(before_id=ids[3], team="crm", since_ms=250) == ["late-clock"]
         assert await actions(before_id=ids[0]) == []
+        # before a time, of one action (what served each contract before an autonomy report's period)
+        assert await actions(until_ms=250) == ["old", "mid"]
+        assert await actions(until_ms=251, newest_first=True, limit=1) == ["mid"]
+        assert await actions(action="mid") == ["mid"]
+        assert await actions(action="late-clock", until_ms=250) == []
+        assert await actions(action="new", team="warehouse", since_ms=300) == ["new"]
 
     async def test_list_events_pages_newest_first_and_filters_by_contract(self, store: Store) -> None:
         await store.apply(
@@ -1507,6 +1513,9 @@ class StoreConformance:
         )
         assert [d.run_id for d in await store.list_run_digests(1_000, 0, 10)] == ["r2"]
         assert [d.run_id for d in await store.list_run_digests(0, 1, 10)] == ["r2"]
+        newest_first = await store.list_run_digests(0, 0, 1, newest_first=True)
+        assert [d.run_id for d in newest_first] == ["r2"]  # the autonomy report reads the newest first
+        assert [d.run_id for d in await store.list_run_digests(0, 1, 10, newest_first=True)] == ["r1"]
         await store.purge_audit(1_500, 10)  # digests of runs that finished before it go too
         assert [d.run_id for d in await store.list_run_digests(0, 0, 10)] == ["r2"]
 

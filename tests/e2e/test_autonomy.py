@@ -369,3 +369,153 @@ async def test_the_report_still_covers_runs_that_retention_deleted(tmp_path: Pat
         if agent is not None:
             await agent.stop()
         coordinator.kill9()
+
+
+def _agent_config(tmp_path: Path, coordinator, token: str, prefix: str) -> Path:
+    """A real agent's config: the shell engine answering ``{ref: PREFIX-ORDER}``."""
+    import yaml
+
+    code = f"import json, sys; print(json.dumps({{'ref': '{prefix}-' + json.load(sys.stdin)['order_id']}}))"
+    path = tmp_path / f"agent-{prefix}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "team": "payments",
+                "coordinator": coordinator.address,
+                "token": token,
+                "implements": {
+                    "payments/charge@2": {"engine": "shell", "with": {"command": ["python3", "-c", code]}}
+                },
+            }
+        )
+    )
+    return path
+
+
+async def test_real_agents_restarting_or_replicated_are_no_binding_change_a_new_config_is(
+    coordinator, tmp_path: Path
+):
+    """``accord agent start`` processes with ids as the default makes them (host-pid): a restart
+    with the same config and a second replica register again, as new agents, but change nothing
+    that serves the contract; a changed command does, once. The report over time (--by day) adds
+    up to the same."""
+    import socket
+
+    from team_agent.testing import AgentProcess
+
+    payments = await coordinator.create_team("payments")
+    assert (await coordinator.register_contract(payments, CHARGE_2)).registered
+    checkout = CHECKOUT_2.replace("shipping/checkout", "payments/checkout")
+    assert (await coordinator.register_workflow(payments, checkout)).registered
+    v1, v2 = (_agent_config(tmp_path, coordinator, payments, p) for p in ("v1", "v2"))
+    host = socket.gethostname()
+    agents: list[AgentProcess] = []
+
+    async def start(config: Path, agent_id: str) -> AgentProcess:
+        agent = AgentProcess(config, workdir=tmp_path, agent_id=agent_id).start()
+        agents.append(agent)
+        await agent.wait_for_log("registered 1 binding(s)", timeout=60)
+        return agent
+
+    try:
+        first = await start(v1, f"{host}-4101")
+        r1 = await _run(coordinator, payments, "payments/checkout", "o-1")
+        assert first.stop() == 0, first.log
+        restarted = await start(v1, f"{host}-4102")  # the same config, a new process
+        replica = await start(v1, f"{host}-b-5001")  # a second replica beside it
+        r2 = await _run(coordinator, payments, "payments/checkout", "o-2")
+        assert json.loads(r2.output_json) == {"ref": "v1-o-2"}
+        assert restarted.stop() == 0 and replica.stop() == 0
+        await start(v2, f"{host}-4103")  # a new command: what serves the contract changed
+        r3 = await _run(coordinator, payments, "payments/checkout", "o-3")
+        assert json.loads(r3.output_json) == {"ref": "v2-o-3"}
+    finally:
+        for agent in agents:
+            if agent.running:
+                agent.kill()
+    assert r1.status == pb.RUN_STATUS_SUCCEEDED
+
+    async with coordinator.client() as admin:
+        audit = list((await admin.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries)
+    registered = [e for e in audit if e.action == "agent.register"]
+    assert [e.object for e in registered] == [
+        f"{host}-4101",
+        f"{host}-4102",
+        f"{host}-b-5001",
+        f"{host}-4103",
+    ]
+    fingerprints = [json.loads(e.details_json)["fingerprints"]["payments/charge@2"] for e in registered]
+    assert fingerprints[0] == fingerprints[1] == fingerprints[2] != fingerprints[3]
+
+    report = json.loads((await coordinator.acli("autonomy", "report", "--json", token=payments)).stdout)
+    [team] = report["teams"]
+    assert team["changes"]["agent_binding_changes"] == 2  # first served, then the new command
+    assert team["contracts"]["payments/charge"]["changes"] == 3  # 2.0.0 and the two binding changes
+    changes = json.loads((await coordinator.acli("autonomy", "changes", "--json", token=payments)).stdout)
+    agent_changes = [c for c in changes if c["kind"] == "agent"]
+    assert [(c["change"], c["bindings"]) for c in agent_changes] == [
+        (f"{host}-4103", ["payments/charge@2"]),
+        (f"{host}-4101", ["payments/charge@2"]),
+    ]
+    assert agent_changes[0]["time_to_production"]["ms"] == r3.finished_unix_ms - registered[3].at_unix_ms
+    assert agent_changes[1]["time_to_production"]["ms"] == r1.finished_unix_ms - registered[0].at_unix_ms
+
+    # over time, by day: the periods cover the report's window and add up to its figures
+    daily = json.loads(
+        (
+            await coordinator.acli(
+                "autonomy", "report", "--json", "--since", "3d", "--by", "day", token=payments
+            )
+        ).stdout
+    )
+    assert daily["by"] == "day" and 3 <= len(daily["periods"]) <= 4
+    assert daily["periods"][0]["start_ms"] == daily["since_ms"]
+    assert daily["periods"][-1]["end_ms"] == daily["until_ms"]
+    [team] = daily["teams"]
+    for key in ("contract_versions", "workflow_versions", "agent_binding_changes"):
+        assert sum(p["changes"][key] for p in team["over_time"]) == team["changes"][key]
+    today = team["over_time"][-1]
+    assert today["period"] == time.strftime("%Y-%m-%d", time.gmtime(daily["until_ms"] / 1000))
+    text = await coordinator.acli("autonomy", "report", "--by", "day", token=payments)
+    assert "  by day:" in text.stdout and today["period"] in text.stdout
+    bad = await coordinator.acli("autonomy", "report", "--by", "fortnight", token=payments)
+    assert bad.returncode == 2 and "--by must be day, week or month" in bad.stderr
+    too_many = await coordinator.acli("autonomy", "report", "--since", "500d", "--by", "day", token=payments)
+    assert too_many.returncode == 2 and "more than 400" in too_many.stderr
+
+
+async def test_a_period_holding_more_rows_than_a_report_reads_says_what_it_covers(tmp_path: Path):
+    """``--autonomy-rows 3``: the report reads the newest 3 audit entries, and says that its
+    figures cover only from after the oldest of them, in the JSON and the CLI's text."""
+    from tests.support.coordinator import CoordinatorProcess
+
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--autonomy-rows", "3")
+    try:
+        payments = await coordinator.create_team("payments")
+        for version in ("1.0.0", "1.1.0", "1.2.0", "1.3.0"):
+            assert (
+                await coordinator.register_contract(payments, CHARGE_1.replace("1.0.0", version))
+            ).registered
+        async with coordinator.client() as admin:
+            audit = list((await admin.coordinator.ListAuditLog(pb.ListAuditLogRequest())).entries)
+        assert len(audit) > 3
+        covered = sorted(e.at_unix_ms for e in audit)[-3] + 1
+        result = await coordinator.acli("autonomy", "report", "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        cut = report["truncated"]
+        assert cut["covered_from_ms"] == covered == report["since_ms"]
+        assert cut["requested_since_ms"] < covered and "3 audit entries" in cut["why"]
+        assert "covers" in result.stderr and "only" in result.stderr  # a warning beside the JSON
+        [team] = report["teams"]
+        # only what was read whole: the versions registered at or after covered_from_ms
+        expected = sum(1 for e in audit if e.action == "contract.register" and e.at_unix_ms >= covered)
+        assert team["changes"]["contract_versions"] == expected < 4
+        assert report["periods"][0]["start_ms"] == covered
+        text = await coordinator.acli("autonomy", "report")
+        assert "TRUNCATED: covers only from" in text.stdout and "3 audit entries" in text.stdout
+        # a period the limit does not cut says nothing
+        short = json.loads((await coordinator.acli("autonomy", "report", "--json", "--since", "1ms")).stdout)
+        assert short["truncated"] is None
+    finally:
+        coordinator.kill9()

@@ -346,3 +346,101 @@ async def test_policies_overrides_and_the_report_on_postgresql(pg_database, tmp_
         assert team["changes"]["contract_versions"] == 1 and team["changes"]["overrides"] == 1
     finally:
         coordinator.kill9()
+
+
+WF_POLICY = """\
+rules:
+  - id: workflow-description
+    applies_to: workflow
+    level: require
+    overridable: true
+    message: "workflows say what they are for"
+    condition: {required: [description]}
+  - id: workflow-output
+    applies_to: workflow
+    level: advise
+    message: "workflows should name their output"
+    condition: {required: [output]}
+"""
+FLOW_V1 = """\
+workflow: payments/pay
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  charge: {contract: payments/charge@^1, input: {order_id: "${input.order_id}"}}
+"""
+FLOW_V2 = (
+    FLOW_V1.replace("steps:", "description: pays an order\nsteps:")
+    + 'output: {ref: "${steps.charge.output.ref}"}\n'
+)
+
+
+async def test_a_rollback_is_checked_against_the_policies_as_they_are_now(coordinator, tmp_path):
+    """Rolling back to a version registered before a rule was applied is checked like a
+    registration: a required rule refuses it unless overridden (recorded), advice warns."""
+    payments = await coordinator.create_team("payments")
+    assert (await coordinator.register_contract(payments, OWNED)).registered
+    assert (await coordinator.register_workflow(payments, FLOW_V1)).registered
+    assert (await coordinator.register_workflow(payments, FLOW_V2)).registered
+    assert (await _apply(coordinator, tmp_path, WF_POLICY)).returncode == 0
+
+    refused = await coordinator.acli("workflow", "rollback", "payments/pay", "--to", "1", token=payments)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "require workflow-description: workflows say what they are for" in refused.stderr
+    assert '--override workflow-description="reason"' in refused.stderr
+    async with coordinator.client(payments) as client:
+        current = (await client.coordinator.GetWorkflow(pb.GetWorkflowRequest(name="payments/pay"))).workflow
+    assert current.version == 2  # nothing rolled back
+    audit = await _audit(coordinator)
+    assert [e.object for e in audit if e.action == "workflow.register.refused"] == ["payments/pay"]
+    assert not any(e.action == "workflow.rollback" for e in audit)
+
+    unknown = await coordinator.acli(
+        "workflow", "rollback", "payments/pay", "--to", "1", "--override", "speed=fast", token=payments
+    )
+    assert unknown.returncode == 2 and "override 'speed': no such policy rule" in unknown.stderr
+
+    overridden = await coordinator.acli(
+        "workflow", "rollback", "payments/pay", "--to", "1", "--json",
+        "--override", "workflow-description=v2 double-charges; rolling back (INC-7)", token=payments,
+    )  # fmt: skip
+    assert overridden.returncode == 0, overridden.stderr
+    result = json.loads(overridden.stdout)
+    assert (result["version"], result["registered"]) == (3, True)
+    verdicts = {f["rule"]: (f["level"], f["override_reason"]) for f in result["policy_findings"]}
+    assert verdicts == {
+        "workflow-description": ("require", "v2 double-charges; rolling back (INC-7)"),
+        "workflow-output": ("advise", ""),  # advice warns, never blocks
+    }
+    assert any("advise workflow-output" in w for w in result["warnings"])
+    listed = json.loads((await coordinator.acli("policy", "overrides", "--json", token=payments)).stdout)
+    assert [
+        (e["actor"], e["object"], e["details"]["rule"], e["details"]["reason"], e["details"]["kind"])
+        for e in listed
+    ] == [
+        (
+            "payments",
+            "payments/pay v3",
+            "workflow-description",
+            "v2 double-charges; rolling back (INC-7)",
+            "workflow",
+        )
+    ]
+    assert [e.object for e in await _audit(coordinator) if e.action == "workflow.rollback"] == [
+        "payments/pay v3"
+    ]
+
+
+async def test_a_rollback_to_a_version_calling_a_retired_major_says_so(coordinator, tmp_path):
+    payments = await coordinator.create_team("payments")
+    assert (await coordinator.register_contract(payments, OWNED)).registered
+    assert (await coordinator.register_workflow(payments, FLOW_V1)).registered
+    assert (await coordinator.register_contract(payments, OWNED.replace("1.0.0", "2.0.0"))).registered
+    assert (await coordinator.register_workflow(payments, FLOW_V1.replace("@^1", "@^2"))).registered
+    assert (await coordinator.acli("contract", "retire", "payments/charge@1", token=payments)).returncode == 0
+    refused = await coordinator.acli("workflow", "rollback", "payments/pay", "--to", "1", token=payments)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert (
+        "step 'charge' calls payments/charge@^1, but every version it matches is retired (1.0.0): "
+        "call payments/charge@^2 (newest in service: 2.0.0) instead"
+    ) in refused.stderr
+    assert "no registered version matches" not in refused.stderr

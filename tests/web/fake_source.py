@@ -561,10 +561,19 @@ class FakeSource:
         await self.whoami(token)
         return ["crm", "payments", "shipping", "warehouse"]
 
-    async def autonomy(self, token: str, team: str, since_ms: int, last: int) -> JSONDict:
+    async def autonomy(self, token: str, team: str, since_ms: int, last: int, by: str = "week") -> JSONDict:
         """An empty period: the figures themselves are the real coordinator's (tests/web/test_autonomy_page.py)."""
         await self.whoami(token)
-        return {"report": {"since_ms": since_ms, "until_ms": since_ms, "teams": [], "how": {}}, "changes": []}
+        report = {
+            "since_ms": since_ms,
+            "until_ms": since_ms,
+            "truncated": None,
+            "by": by,
+            "periods": [],
+            "teams": [],
+            "how": {},
+        }
+        return {"report": report, "changes": []}
 
     async def list_audit(self, token: str, query: AuditQuery) -> list[JSONDict]:
         principal = await self.whoami(token)

@@ -3019,22 +3019,50 @@ Global___DeleteWorkflowVersionResponse: _TypeAlias = DeleteWorkflowVersionRespon
 class RollbackWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class OverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     TO_VERSION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     to_version: _builtins.int
     request_id: _builtins.str
+    @_builtins.property
+    def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Policy rule id -> reason, as in RegisterWorkflowRequest: the definition made current is
+        checked against the policies as they are now.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         to_version: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "to_version", b"to_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "overrides", b"overrides", "request_id", b"request_id", "to_version", b"to_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3048,6 +3076,7 @@ class RollbackWorkflowResponse(_message.Message):
     FINDINGS_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
     REGISTERED_FIELD_NUMBER: _builtins.int
+    POLICY_FINDINGS_FIELD_NUMBER: _builtins.int
     registered: _builtins.bool
     """False when version to_version is the current definition already."""
     @_builtins.property
@@ -3056,6 +3085,10 @@ class RollbackWorkflowResponse(_message.Message):
     def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def policy_findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFinding]:
+        """Each policy rule's verdict on the definition made current (as in RegisterWorkflowResponse)."""
+
     def __init__(
         self,
         *,
@@ -3063,10 +3096,11 @@ class RollbackWorkflowResponse(_message.Message):
         findings: _abc.Iterable[Global___Finding] | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         registered: _builtins.bool = ...,
+        policy_findings: _abc.Iterable[Global___PolicyFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "registered", b"registered", "warnings", b"warnings", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "policy_findings", b"policy_findings", "registered", b"registered", "warnings", b"warnings", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3450,19 +3484,25 @@ class GetAutonomyReportRequest(_message.Message):
 
     TEAM_FIELD_NUMBER: _builtins.int
     SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
     team: _builtins.str
     """One team's figures; a team's token gets its own. "" (admin): every team."""
     since_unix_ms: _builtins.int
     """The period: from this time (unix ms) to now; 0: the last 30 days."""
+    by: _builtins.str
+    """The length of the periods of each team's over_time: "day", "week" or "month" (UTC calendar);
+    "": "week". At most 400 periods.
+    """
     def __init__(
         self,
         *,
         team: _builtins.str = ...,
         since_unix_ms: _builtins.int = ...,
+        by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "since_unix_ms", b"since_unix_ms", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3474,7 +3514,7 @@ class GetAutonomyReportResponse(_message.Message):
 
     REPORT_JSON_FIELD_NUMBER: _builtins.int
     report_json: _builtins.str
-    """The report as JSON: {since_ms, until_ms, teams: [...], how: {figure: method}}
+    """The report as JSON: {since_ms, until_ms, truncated, by, periods, teams: [...], how: {figure: method}}
     (docs/governance.md, "The autonomy report", lists every field).
     """
     def __init__(
