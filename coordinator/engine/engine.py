@@ -51,9 +51,9 @@ from coordinator.engine import authz, machine
 from coordinator.engine import spans as span_builders
 from coordinator.engine.limits import SETTING_KEY as LIMITS_SETTING
 from coordinator.engine.limits import (
-    StartRateLimiter,
     TeamLimits,
     format_rate,
+    start_burst,
     limits_from_setting,
     limits_to_setting,
 )
@@ -230,7 +230,6 @@ class Engine:
         self._runs: dict[str, RunState] = {}
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
         self._team_limits: dict[str, TeamLimits] = {}
-        self._start_rate = StartRateLimiter()
         self._team_claims: dict[str, asyncio.Lock] = {}
         self._contract_claims: dict[str, asyncio.Lock] = {}
         self._contract_limits: dict[QueueKey, tuple[float, int]] = {}  # -> (until monotonic, limit)
@@ -613,13 +612,17 @@ class Engine:
         self._team_limits = current
         return new
 
-    def admit_start(self, principal: Principal) -> None:
+    async def admit_start(self, principal: Principal) -> None:
         """Refuse a run start over the caller team's start rate (OverloadedError with a retry
-        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire)."""
+        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire). The token is taken from the
+        team's bucket in the store, which every coordinator on it shares; a team without a rate
+        does not touch the store."""
         if principal.admin:
             return
         rate = self.team_limits(principal.team).start_rate
-        wait_ms = self._start_rate.admit(principal.team, rate)
+        if not rate:
+            return
+        wait_ms = await self._store.take_start_token(principal.team, rate, start_burst(rate), now_ms())
         if wait_ms:
             error = OverloadedError(
                 f"team {principal.team} may start {format_rate(rate)} runs; try again in {wait_ms} ms "

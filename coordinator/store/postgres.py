@@ -85,6 +85,7 @@ from coordinator.store.records import (
     TokenRecord,
     UiSessionRecord,
     VersionConflict,
+    wait_for_token,
     WorkflowRecord,
     replaced_tokens,
 )
@@ -184,6 +185,19 @@ _INFLIGHT_ADD = (
     " ON CONFLICT (attempt_id) DO UPDATE SET caller_team = excluded.caller_team, contract = excluded.contract"
 )
 _INFLIGHT_REMOVE = "DELETE FROM inflight WHERE attempt_id = %s"
+# A team's start bucket (``take_start_token``): one statement, so concurrent takers queue on the
+# row (ON CONFLICT DO UPDATE locks it) and each sees the tokens the one before left. The SET
+# expressions read the row as it was; ``level`` is what the bucket holds now, refilled.
+_START_LEVEL = "LEAST(%(burst)s, b.tokens + GREATEST(0, %(now)s - b.at_ms) * %(rate)s / 1000.0)"
+_START_TAKE = (
+    "INSERT INTO start_buckets AS b (team, tokens, at_ms, taken)"
+    " VALUES (%(team)s, %(burst)s - 1, %(now)s, true)"
+    " ON CONFLICT (team) DO UPDATE SET"
+    f" tokens = CASE WHEN {_START_LEVEL} >= 1 THEN {_START_LEVEL} - 1 ELSE {_START_LEVEL} END,"
+    f" taken = {_START_LEVEL} >= 1,"
+    " at_ms = GREATEST(b.at_ms, %(now)s)"
+    " RETURNING taken, tokens"
+)
 _SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
 _AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
 
@@ -1292,6 +1306,18 @@ class PostgresStore:
     async def inflight_counts(self) -> dict[str, int]:
         rows = await self._rows("SELECT caller_team, count(*) FROM inflight GROUP BY caller_team")
         return {str(team): int(n) for team, n in rows}
+
+    async def take_start_token(self, team: str, rate: float, burst: float, now_ms: int) -> int:
+        async def write(conn: _Conn) -> int:
+            taking = await conn.execute(
+                _START_TAKE, {"team": team, "rate": float(rate), "burst": float(burst), "now": now_ms}
+            )
+            row = await taking.fetchone()
+            assert row is not None
+            return 0 if row[0] else wait_for_token(float(row[1]), rate)
+
+        # A take whose COMMIT's answer was lost, and that did commit, took a token.
+        return await self._write(write, committed=0)
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         rows = await self._rows(

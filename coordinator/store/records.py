@@ -424,6 +424,12 @@ class OfferRecord:
     caller_team: str = ""  # the team that started the run ("" = admin): its limits hold it
 
 
+def wait_for_token(tokens: float, rate: float) -> int:
+    """How many milliseconds until a start bucket holding ``tokens`` (fewer than one) has one,
+    filling at ``rate`` tokens a second (``Store.take_start_token``); at least 1."""
+    return max(1, int((1.0 - tokens) / rate * 1000) + 1)
+
+
 class VersionConflict(Exception):
     """``Store.apply`` refused a transition: a run changed since it was read (another transition
     won), or a timer it fires was moved or already fired. Nothing was written; the caller reads

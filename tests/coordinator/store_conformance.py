@@ -764,6 +764,44 @@ class StoreConformance:
         )
         assert await store.inflight_counts() == {"flooder": 1, "quiet": 1}
 
+    async def test_a_start_bucket_starts_full_refills_at_its_rate_and_is_per_team(self, store: Store) -> None:
+        # 2 a second, a burst of 3: three starts at once, then one every 500 ms.
+        assert [await store.take_start_token("flood", 2.0, 3.0, 10_000) for _ in range(3)] == [0, 0, 0]
+        assert 500 <= await store.take_start_token("flood", 2.0, 3.0, 10_000) <= 501
+        assert 250 <= await store.take_start_token("flood", 2.0, 3.0, 10_250) <= 251  # half filled
+        assert await store.take_start_token("flood", 2.0, 3.0, 10_500) == 0
+        assert await store.take_start_token("quiet", 2.0, 3.0, 10_500) == 0  # its own bucket
+        # A time before the last one (another coordinator's clock) adds nothing.
+        assert await store.take_start_token("flood", 2.0, 3.0, 9_000) > 0
+        assert await store.take_start_token("flood", 2.0, 3.0, 11_000) == 0
+        # Long idle: full again, but never more than the burst (a lower rate's smaller one, too).
+        assert [await store.take_start_token("flood", 2.0, 3.0, 100_000) for _ in range(4)][3] > 0
+        assert [await store.take_start_token("flood", 1.0, 1.0, 200_000) for _ in range(2)] == [0, 1001]
+
+    async def test_concurrent_takers_never_share_a_start_token(self, store: Store) -> None:
+        # 1 an hour with a burst of 10: exactly ten of 40 concurrent takes get one.
+        answers = await asyncio.gather(
+            *(store.take_start_token("flood", 1 / 3600, 10.0, 5_000) for _ in range(40))
+        )
+        assert answers.count(0) == 10, answers
+        assert all(wait > 3_000_000 for wait in answers if wait), answers  # ~an hour for the next
+
+    async def test_takers_on_two_store_objects_never_share_a_start_token(
+        self, store_factory: StoreFactory
+    ) -> None:
+        if not store_factory.second_store_allowed:
+            pytest.skip("this store serves one process: a second store on its database is refused")
+        first, second = store_factory.new(), store_factory.new()
+        await asyncio.gather(first.open(), second.open())
+        try:
+            answers = await asyncio.gather(
+                *(s.take_start_token("flood", 1 / 3600, 10.0, 5_000) for _ in range(20) for s in (first, second))
+            )
+            assert answers.count(0) == 10, answers
+        finally:
+            await second.close()
+            await first.close()
+
     async def test_offers_are_listed_by_key_oldest_first_up_to_the_limit_and_removed(
         self, store: Store
     ) -> None:
