@@ -61,6 +61,7 @@ from coordinator.store.pg_retry import (
 )
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
+    INFLIGHT_TEAM,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -71,6 +72,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -85,9 +87,9 @@ from coordinator.store.records import (
     TokenRecord,
     UiSessionRecord,
     VersionConflict,
-    wait_for_token,
     WorkflowRecord,
     replaced_tokens,
+    wait_for_token,
 )
 
 logger = logging.getLogger(__name__)
@@ -185,6 +187,16 @@ _INFLIGHT_ADD = (
     " ON CONFLICT (attempt_id) DO UPDATE SET caller_team = excluded.caller_team, contract = excluded.contract"
 )
 _INFLIGHT_REMOVE = "DELETE FROM inflight WHERE attempt_id = %s"
+# The lock per limit (``Changes.inflight_caps``) that counts of its key are taken under, within
+# this schema (several test schemas share a database).
+_CAP_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '')), hashtext(%s))"
+
+
+def _cap_count(kind: str) -> str:
+    column = "caller_team" if kind == INFLIGHT_TEAM else "contract"
+    return f"SELECT count(*) FROM inflight WHERE {column} = %s"
+
+
 # A team's start bucket (``take_start_token``): one statement, so concurrent takers queue on the
 # row (ON CONFLICT DO UPDATE locks it) and each sees the tokens the one before left. The SET
 # expressions read the row as it was; ``level`` is what the bucket holds now, refilled.
@@ -1065,11 +1077,18 @@ class PostgresStore:
         offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
         inflight_removed = [(attempt_id,) for attempt_id in sorted(set(changes.inflight_remove))]
         inflight_added = sorted(set(changes.inflight_add))
+        caps = sorted(set(changes.inflight_caps))
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
         async def write(conn: _Conn) -> None:
             checks: list[Callable[[], Awaitable[None]]] = []
+            if caps:
+                # Limits are counted under a lock per key, taken (in key order) before this
+                # transaction adds its attempts and held to its end: a transaction counting the
+                # same key waits for it and, its count being a later statement, sees its rows.
+                for key in sorted({f"{kind}:{key}" for kind, key, _ in caps}):
+                    await conn.execute(_CAP_LOCK_SQL, (key,))
             async with conn.pipeline():
                 for run_id in run_ids:
                     checks.append(await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id)))
@@ -1094,6 +1113,8 @@ class PostgresStore:
                 ):
                     if params:
                         await many.executemany(statement, params)
+                for kind, key, limit in caps:
+                    checks.append(_within_cap(await conn.execute(_cap_count(kind), (key,)), kind, key, limit))
                 if hint is not None:  # delivered only if the transaction commits
                     await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, hint))
             # Every result is in: a refused check raises, and the transaction is rolled back.
@@ -1602,6 +1623,17 @@ def _fired(cursor: AsyncCursor[TupleRow], kind: str, key: str, due_ms: int) -> C
     async def check() -> None:
         if cursor.rowcount == 0:
             raise VersionConflict.timer_moved(kind, key, due_ms)
+
+    return check
+
+
+def _within_cap(
+    cursor: AsyncCursor[TupleRow], kind: str, key: str, limit: int
+) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        row = await cursor.fetchone()
+        if row is not None and int(row[0]) > limit:
+            raise LimitReached(kind, key, limit)
 
     return check
 

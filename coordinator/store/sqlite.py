@@ -36,6 +36,7 @@ from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
+    INFLIGHT_TEAM,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -46,6 +47,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -60,9 +62,9 @@ from coordinator.store.records import (
     TokenRecord,
     UiSessionRecord,
     VersionConflict,
-    wait_for_token,
     WorkflowRecord,
     replaced_tokens,
+    wait_for_token,
 )
 
 logger = logging.getLogger(__name__)
@@ -854,6 +856,12 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO inflight (attempt_id, caller_team, contract) VALUES (?, ?, ?)",
                     changes.inflight_add,
                 )
+            # The one writer runs one transaction at a time: the count is exact.
+            for kind, key, limit in changes.inflight_caps:
+                column = "caller_team" if kind == INFLIGHT_TEAM else "contract"
+                (running,) = c.execute(f"SELECT count(*) FROM inflight WHERE {column} = ?", (key,)).fetchone()
+                if running > limit:
+                    raise LimitReached(kind, key, limit)
 
         await self._write(w)
         # Committed: later transitions need not write these policies again (never deleted).

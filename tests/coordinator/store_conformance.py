@@ -26,6 +26,8 @@ import pytest
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
 from coordinator.store.base import Store
 from coordinator.store.records import (
+    INFLIGHT_CONTRACT,
+    INFLIGHT_TEAM,
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
@@ -38,6 +40,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -764,6 +767,74 @@ class StoreConformance:
         )
         assert await store.inflight_counts() == {"flooder": 1, "quiet": 1}
 
+    async def test_inflight_caps_refuse_a_transition_past_a_limit_and_write_none_of_it(
+        self, store: Store
+    ) -> None:
+        team_cap, contract_cap = (INFLIGHT_TEAM, "flooder", 2), (INFLIGHT_CONTRACT, "payments/charge", 3)
+        await store.apply(Changes(offers_add=[offer(f"a{n}", n) for n in range(5)]))
+
+        async def claim(attempt_id: str, team: str = "flooder", *caps: tuple[str, str, int]) -> None:
+            await store.apply(
+                Changes(
+                    offers_remove=[attempt_id],
+                    inflight_add=[(attempt_id, team, "payments/charge")],
+                    inflight_caps=list(caps),
+                )
+            )
+
+        await claim("a0", "flooder", team_cap, contract_cap)
+        await claim("a1", "flooder", team_cap, contract_cap)
+        with pytest.raises(LimitReached) as refused:
+            await claim("a2", "flooder", team_cap, contract_cap)
+        assert (refused.value.kind, refused.value.key, refused.value.limit) == team_cap
+        assert await store.inflight_counts() == {"flooder": 2}
+        assert "a2" in [o.attempt_id for o in await store.offers([("payments/charge", 1)], 10)]
+        await claim("a2", "quiet", contract_cap)  # another team: only the contract's limit holds it
+        with pytest.raises(LimitReached) as refused:
+            await claim("a3", "quiet", contract_cap)
+        assert refused.value.kind == INFLIGHT_CONTRACT
+        # A slot freed in the same transition counts.
+        await store.apply(
+            Changes(
+                inflight_remove=["a0"],
+                inflight_add=[("a3", "flooder", "payments/charge")],
+                inflight_caps=[team_cap],
+            )
+        )
+        assert await store.inflight_counts() == {"flooder": 2, "quiet": 1}
+        assert await store.inflight_of_contracts() == {"payments/charge": 3}
+
+    async def test_concurrent_claims_on_two_store_objects_never_pass_a_cap(
+        self, store_factory: StoreFactory
+    ) -> None:
+        stores = [store_factory.new()]
+        if store_factory.second_store_allowed:
+            stores.append(store_factory.new())
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+
+            async def claim(n: int) -> bool:
+                try:
+                    await stores[n % len(stores)].apply(
+                        Changes(
+                            inflight_add=[(f"a{n}", "flooder", "payments/charge")],
+                            inflight_caps=[
+                                (INFLIGHT_TEAM, "flooder", 3),
+                                (INFLIGHT_CONTRACT, "payments/charge", 3),
+                            ],
+                        )
+                    )
+                except LimitReached:
+                    return False
+                return True
+
+            claimed = await asyncio.gather(*(claim(n) for n in range(16)))
+            assert claimed.count(True) == 3, claimed
+            assert await stores[-1].inflight_counts() == {"flooder": 3}
+        finally:
+            for s in reversed(stores):
+                await s.close()
+
     async def test_a_start_bucket_starts_full_refills_at_its_rate_and_is_per_team(self, store: Store) -> None:
         # 2 a second, a burst of 3: three starts at once, then one every 500 ms.
         assert [await store.take_start_token("flood", 2.0, 3.0, 10_000) for _ in range(3)] == [0, 0, 0]
@@ -795,7 +866,11 @@ class StoreConformance:
         await asyncio.gather(first.open(), second.open())
         try:
             answers = await asyncio.gather(
-                *(s.take_start_token("flood", 1 / 3600, 10.0, 5_000) for _ in range(20) for s in (first, second))
+                *(
+                    s.take_start_token("flood", 1 / 3600, 10.0, 5_000)
+                    for _ in range(20)
+                    for s in (first, second)
+                )
             )
             assert answers.count(0) == 10, answers
         finally:
