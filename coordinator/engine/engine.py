@@ -462,6 +462,10 @@ class Engine:
                 handoffs.append((waiter, attempt))
         changes = tr.changes()
         try:
+            # A slot freed: held offers may go, here and through the other coordinators.
+            changes.frees_held = bool(changes.inflight_remove) and (
+                bool(limited) or await self._frees_a_capped_slot(state, changes.inflight_remove)
+            )
             await self._store.apply(changes)
         except BaseException:
             # The records in the cache were changed in place: drop them, the store has the truth.
@@ -489,9 +493,7 @@ class Engine:
                 self._handoff_lost(attempt.attempt_id)
         for offer in changes.offers_add:
             self._dispatcher.offered((offer.contract, offer.major))
-        if changes.inflight_remove and (
-            limited or await self._frees_a_capped_slot(state, changes.inflight_remove)
-        ):
+        if changes.frees_held:
             self._dispatcher.wake_all()  # a slot freed: held offers may go
         if changes.timers_set:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
@@ -528,6 +530,8 @@ class Engine:
             self._dispatcher.offered(key, wake=count)
         if hint.timer_due_ms is not None:
             self._timers.hint(hint.timer_due_ms)
+        if hint.freed:
+            self._dispatcher.wake_all()  # a task under a limit ended there: held offers may go
 
     async def _tell_presence(self) -> None:
         """Tell the other coordinators which agents this one serves, every moment: agents

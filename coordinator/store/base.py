@@ -52,6 +52,8 @@ class StoreHint:
     # agents another coordinator serves (``hint_presence``): agent id -> its open long polls
     # there (0: busy, seen lately; -1: its poll was cut off, it left)
     agents: dict[str, int] = field(default_factory=dict)
+    # a task held by a concurrency limit may go now (``Changes.frees_held``)
+    freed: bool = False
     # hints may have been missed: read again whatever is cached or waited for
     everything: bool = False
 

@@ -536,6 +536,7 @@ class PostgresStore:
                 runs={str(run_id): int(version) for run_id, version in data.get("r", {}).items()},
                 queues={(str(q[0]), int(q[1])): int(q[2]) if len(q) > 2 else 1 for q in data.get("q", [])},
                 timer_due_ms=None if due is None else int(due),
+                freed=bool(data.get("f")),
             )
         except (ValueError, TypeError, AttributeError):
             logger.warning("ignored an unreadable hint on %s: %.200s", self._channel, payload)
@@ -567,11 +568,13 @@ class PostgresStore:
         offered = collections.Counter((offer.contract, offer.major) for offer in changes.offers_add)
         queues = sorted([contract, major, count] for (contract, major), count in offered.items())
         due = min((t.due_ms for t in changes.timers_set), default=None)
-        if not runs and not queues and due is None:
+        if not runs and not queues and due is None and not changes.frees_held:
             return None
         data: dict[str, Any] = {"o": self._origin, "r": runs}
         if queues:
             data["q"] = queues
+        if changes.frees_held:
+            data["f"] = 1
         if due is not None:
             data["t"] = due
         payload = json.dumps(data, separators=(",", ":"))

@@ -531,6 +531,10 @@ class Changes:
     # Checks of one key are serialised across store objects, so two transactions that each add
     # the last free slot's attempt never both commit.
     inflight_caps: list[tuple[str, str, int]] = field(default_factory=list)
+    # a running task of a team or contract with a concurrency limit ends here: other processes
+    # sharing the store are told (``StoreHint.freed``), so their polls passing by held offers
+    # look again now rather than at their next fallback read
+    frees_held: bool = False
 
     def __bool__(self) -> bool:
         return bool(
