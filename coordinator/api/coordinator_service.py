@@ -328,7 +328,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         principal = current_principal()
-        self._engine.admit_start(principal)
+        await self._engine.admit_start(principal)
         if request.rerun_of and request.input_json:
             raise InvalidArgumentError(
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from coordinator.cli._apps import schedule_app
-from coordinator.cli._output import command, print_json
+from coordinator.cli._output import command, fail, print_json
 
 if TYPE_CHECKING:
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -107,12 +107,19 @@ def resume(workflow: WorkflowArgument, schedule_id: IdArgument, as_json: JsonOpt
 @schedule_app.command("trigger")
 @command
 def trigger(workflow: WorkflowArgument, schedule_id: IdArgument) -> None:
-    """Start a run of a schedule now (its input), outside its due times; prints the run's id."""
+    """Start a run of a schedule now (its input), outside its due times; prints the run's id.
+    Exit 2 when the start is refused (the workflow is disabled, a contract version is past its
+    sunset), saying why."""
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+    from contracts.errors import FailedPreconditionError
     from coordinator.client import Client
 
     with Client() as client:
-        response = client.coordinator.TriggerSchedule(
-            pb.TriggerScheduleRequest(workflow=workflow, id=schedule_id, request_id=uuid.uuid4().hex)
-        )
+        try:
+            response = client.coordinator.TriggerSchedule(
+                pb.TriggerScheduleRequest(workflow=workflow, id=schedule_id, request_id=uuid.uuid4().hex)
+            )
+        except FailedPreconditionError as exc:
+            # A start refused (disabled workflow, sunset passed) is the caller's to fix: exit 2.
+            raise fail(str(exc)) from None
     typer.echo(response.run_id)

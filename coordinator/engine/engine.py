@@ -52,11 +52,11 @@ from coordinator.engine import authz, machine
 from coordinator.engine import spans as span_builders
 from coordinator.engine.limits import SETTING_KEY as LIMITS_SETTING
 from coordinator.engine.limits import (
-    StartRateLimiter,
     TeamLimits,
     format_rate,
     limits_from_setting,
     limits_to_setting,
+    start_burst,
 )
 from coordinator.engine.policy import policy_from_json
 from coordinator.engine.spans import SpanBuffer
@@ -71,6 +71,8 @@ from coordinator.store.records import (
     ATTEMPT_FAILED,
     ATTEMPT_RUNNING,
     ATTEMPT_SCHEDULED,
+    INFLIGHT_CONTRACT,
+    INFLIGHT_TEAM,
     OVERRIDE_ACTION,
     RUN_RUNNING,
     RUN_TERMINAL,
@@ -85,6 +87,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     RunFilter,
     RunRecord,
@@ -234,7 +237,6 @@ class Engine:
         self._runs: dict[str, RunState] = {}
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
         self._team_limits: dict[str, TeamLimits] = {}
-        self._start_rate = StartRateLimiter()
         self._team_claims: dict[str, asyncio.Lock] = {}
         self._contract_claims: dict[str, asyncio.Lock] = {}
         self._contract_limits: dict[QueueKey, tuple[float, int]] = {}  # -> (until monotonic, limit)
@@ -447,9 +449,14 @@ class Engine:
         # hop costs one commit, not a commit for the transition and another for the claim).
         handoffs: list[tuple[Waiter, AttemptRecord]] = []
         limited = self._limited(state.record.caller_team)
-        capped = {
-            a.contract for a in tr.offered if (state.contracts.get(a.contract) or _NO_LIMIT).max_concurrency
-        }
+        # A contract is capped by its owner's newest version of the major, whatever version this
+        # run pinned (as polls count it: ``_contract_limit``), so a run pinned before the owner
+        # set the cap is held by it too.
+        try:
+            capped = {a.contract for a in tr.offered if await self._contract_limit(a.contract, a.major)}
+        except BaseException:
+            self._runs.pop(state.record.run_id, None)  # changed in place, not written
+            raise
         for attempt in tr.offered:
             if attempt.status != ATTEMPT_SCHEDULED or limited or attempt.contract in capped:
                 continue  # tasks under a limit are claimed by polls, which count them
@@ -459,6 +466,10 @@ class Engine:
                 handoffs.append((waiter, attempt))
         changes = tr.changes()
         try:
+            # A slot freed: held offers may go, here and through the other coordinators.
+            changes.frees_held = bool(changes.inflight_remove) and (
+                bool(limited) or await self._frees_a_capped_slot(state, changes.inflight_remove)
+            )
             await self._store.apply(changes)
         except BaseException:
             # The records in the cache were changed in place: drop them, the store has the truth.
@@ -486,7 +497,7 @@ class Engine:
                 self._handoff_lost(attempt.attempt_id)
         for offer in changes.offers_add:
             self._dispatcher.offered((offer.contract, offer.major))
-        if changes.inflight_remove and (limited or any(c.max_concurrency for c in state.contracts.values())):
+        if changes.frees_held:
             self._dispatcher.wake_all()  # a slot freed: held offers may go
         if changes.timers_set:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
@@ -523,6 +534,8 @@ class Engine:
             self._dispatcher.offered(key, wake=count)
         if hint.timer_due_ms is not None:
             self._timers.hint(hint.timer_due_ms)
+        if hint.freed:
+            self._dispatcher.wake_all()  # a task under a limit ended there: held offers may go
 
     async def _tell_presence(self) -> None:
         """Tell the other coordinators which agents this one serves, every moment: agents
@@ -617,13 +630,17 @@ class Engine:
         self._team_limits = current
         return new
 
-    def admit_start(self, principal: Principal) -> None:
+    async def admit_start(self, principal: Principal) -> None:
         """Refuse a run start over the caller team's start rate (OverloadedError with a retry
-        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire)."""
+        hint: RESOURCE_EXHAUSTED and retry-after-ms on the wire). The token is taken from the
+        team's bucket in the store, which every coordinator on it shares; a team without a rate
+        does not touch the store."""
         if principal.admin:
             return
         rate = self.team_limits(principal.team).start_rate
-        wait_ms = self._start_rate.admit(principal.team, rate)
+        if not rate:
+            return
+        wait_ms = await self._store.take_start_token(principal.team, rate, start_burst(rate), now_ms())
         if wait_ms:
             error = OverloadedError(
                 f"team {principal.team} may start {format_rate(rate)} runs; try again in {wait_ms} ms "
@@ -967,7 +984,7 @@ class Engine:
         machine.start(state, tr, self._limits)
         async with self._run_lock(run.run_id):
             await self._commit(state, tr)
-        return self._state_view(state)
+        return await self._state_view(state)
 
     async def retry_run(
         self, principal: Principal, run_id: str, from_step: str = "", request_id: str = ""
@@ -1218,17 +1235,22 @@ class Engine:
             except NotFoundError:  # it could not go on, and failed: show it as it is now
                 snapshot = await self._store.load_run(run_id) or snapshot
                 return snapshot_view(snapshot, {})
-        return self._state_view(state)
+        return await self._state_view(state)
 
-    def _state_view(self, state: RunState) -> RunView:
+    async def _state_view(self, state: RunState) -> RunView:
         team = state.record.caller_team
         limit = self._limited(team)
         held = (limit, self._inflight.get(team, 0)) if limit else None
-        capped = {
-            name: (contract.max_concurrency, self._inflight_contracts.get(name, 0))
-            for name, contract in state.contracts.items()
-            if contract.max_concurrency
-        }
+        # The owners' limits of the contracts this run's offered tasks wait for (the newest
+        # version of the major says it, as for polls: ``_contract_limit``).
+        capped: dict[str, tuple[int, int]] = {}
+        for attempt_id in state.current.values():
+            attempt = state.attempts.get(attempt_id)
+            if attempt is None or attempt.status != ATTEMPT_SCHEDULED or attempt.contract in capped:
+                continue
+            contract_limit = await self._contract_limit(attempt.contract, attempt.major)
+            if contract_limit:
+                capped[attempt.contract] = (contract_limit, self._inflight_contracts.get(attempt.contract, 0))
         return state_view(state, self._dispatcher, self._settings.default_fan_out, now_ms(), held, capped)
 
     # ================= runs: the agents' side =================
@@ -1333,6 +1355,15 @@ class Engine:
         self._contract_limits[(name, major)] = (now + 1.0, limit)
         return limit
 
+    async def _frees_a_capped_slot(self, state: RunState, ended: list[str]) -> bool:
+        """Whether one of the attempts ``ended`` (they stopped running) is of a contract with an
+        owner's limit: then a held offer may go now."""
+        for attempt_id in ended:
+            attempt = state.attempts.get(attempt_id)
+            if attempt is not None and await self._contract_limit(attempt.contract, attempt.major):
+                return True
+        return False
+
     async def _open_keys(self, keys: list[QueueKey]) -> list[QueueKey]:
         """``keys`` but those of contracts running at their owner's limit (polls do not look at
         those queues until a slot frees)."""
@@ -1345,7 +1376,9 @@ class Engine:
     async def _claim_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
         """Claim ``offer`` (the caller put it in ``_claiming``, before this task first ran, so no
         other poll of this process starts on it meanwhile). An offer of a contract with an owner's
-        limit is claimed only while the contract runs below it, one claim of it at a time here."""
+        limit is claimed only while the contract runs below it, one claim of it at a time here;
+        the claim's commit checks the limit again (``Changes.inflight_caps``), so a claim through
+        another coordinator that took the last slot first makes this one fail, not go over."""
         try:
             contract_limit = await self._contract_limit(offer.contract, offer.major)
             if contract_limit:
@@ -1354,25 +1387,31 @@ class Engine:
                     self._inflight_contracts = await self._store.inflight_of_contracts()
                     if self._inflight_contracts.get(offer.contract, 0) >= contract_limit:
                         return None
-                    return await self._claim_team_offer(offer, agent_id)
-            return await self._claim_team_offer(offer, agent_id)
+                    caps = [(INFLIGHT_CONTRACT, offer.contract, contract_limit)]
+                    return await self._claim_team_offer(offer, agent_id, caps)
+            return await self._claim_team_offer(offer, agent_id, [])
         finally:
             self._claiming.discard(offer.attempt_id)
 
-    async def _claim_team_offer(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
+    async def _claim_team_offer(
+        self, offer: OfferRecord, agent_id: str, caps: list[tuple[str, str, int]]
+    ) -> Assignment | None:
         """Claim an offer of a team with a concurrency limit only while the team is below it,
-        one claim of the team at a time here, counting again under its lock."""
+        one claim of the team at a time here, counting again under its lock (and in the
+        claim's commit, with ``caps``)."""
         limit = self._limited(offer.caller_team)
         if not limit:
-            return await self._claim(offer, agent_id)
+            return await self._claim(offer, agent_id, caps)
         lock = self._team_claims.setdefault(offer.caller_team, asyncio.Lock())
         async with lock:
             self._inflight = await self._store.inflight_counts()
             if self._inflight.get(offer.caller_team, 0) >= limit:
                 return None
-            return await self._claim(offer, agent_id)
+            return await self._claim(offer, agent_id, [*caps, (INFLIGHT_TEAM, offer.caller_team, limit)])
 
-    async def _claim(self, offer: OfferRecord, agent_id: str) -> Assignment | None:
+    async def _claim(
+        self, offer: OfferRecord, agent_id: str, caps: list[tuple[str, str, int]] | None = None
+    ) -> Assignment | None:
         def claim(state: RunState, tr: Transition) -> bool:
             attempt = state.attempts.get(offer.attempt_id)
             if attempt is not None and attempt.status != ATTEMPT_SCHEDULED:
@@ -1393,6 +1432,8 @@ class Engine:
                 tr.withdraw(offer.attempt_id)
                 return False
             machine.claim(state, attempt, agent_id, tr)
+            for kind, key, limit in caps or ():
+                tr.cap(kind, key, limit)
             return True
 
         try:
@@ -1403,6 +1444,11 @@ class Engine:
             return None
         except FailedPreconditionError:
             return None  # the run kept changing: another poll will take it
+        except LimitReached as reached:
+            # Another claim (through another coordinator, say) took the last slot first: the
+            # task stays offered, and polls pass it by until a slot frees.
+            logger.debug("claim of %s refused: %s", offer.attempt_id, reached)
+            return None
         if not claimed:
             return None
         return await self._handed(offer.attempt_id, agent_id)
@@ -1788,13 +1834,6 @@ class Engine:
             return await self._state(run_id)
         except _Gone:
             return None
-
-
-class _NoLimit:
-    max_concurrency = 0
-
-
-_NO_LIMIT = _NoLimit()
 
 
 def _checked_overrides(overrides: Mapping[str, str]) -> dict[str, str]:

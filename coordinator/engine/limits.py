@@ -1,19 +1,21 @@
 """Per-team limits set by the admin (``accord team limits TEAM``; docs/production.md, "Team
-limits"): how many runs a team may start per second (``start_rate``). (``max_concurrency`` is in
-the record and on the wire, but is refused when set: it is not enforced yet.) Kept in the store's
-settings, cached by each coordinator and read again with the other shared caches.
+limits"): how many runs a team may start per second (``start_rate``) and how many of its steps
+agents may run at once (``max_concurrency``). Kept in the store's settings, cached by each
+coordinator and read again with the other shared caches.
 
-The rate is enforced by each coordinator on the StartRun calls it answers, with a token bucket per
-team (a burst of one second's worth): a call over it is refused RESOURCE_EXHAUSTED with a
-``retry-after-ms`` hint, as the edge's admission control does. With several replicas behind a
-load balancer each enforces it on its own share.
+The start rate is a token bucket per team kept in the store (``Store.take_start_token``, a burst
+of one second's worth), so every coordinator on the store takes from the same one and the rate
+holds across replicas: a StartRun over it is refused RESOURCE_EXHAUSTED with a ``retry-after-ms``
+hint, as the edge's admission control does. The concurrency limit is counted in the store's
+``inflight`` table and checked in the claim's own transaction (``Changes.inflight_caps``): polls
+pass by a team at its limit, and an agent is never handed a task past it (the engine's
+``_claim_team_offer``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import asdict, dataclass
 
 from contracts.errors import InvalidArgumentError
@@ -26,7 +28,7 @@ MAX_RATE = 1_000_000.0
 
 @dataclass(frozen=True)
 class TeamLimits:
-    max_concurrency: int = 0  # 0: none (setting it is refused: not enforced yet)
+    max_concurrency: int = 0  # steps agents run at once for the team's runs; 0: none
     start_rate: float = 0.0  # runs per second; 0: none
 
     def describe(self) -> str:
@@ -69,23 +71,7 @@ def limits_to_setting(limits: dict[str, TeamLimits]) -> str:
     return json.dumps({team: asdict(value) for team, value in sorted(limits.items())}, separators=(",", ":"))
 
 
-class StartRateLimiter:
-    """A token bucket per team: ``admit(team, rate)`` is 0 when a run may start now, else how
-    many milliseconds until one may."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}  # team -> (tokens, at monotonic s)
-
-    def admit(self, team: str, rate: float) -> int:
-        if rate <= 0:
-            self._buckets.pop(team, None)
-            return 0
-        now = time.monotonic()
-        capacity = max(1.0, rate)  # a burst of one second's worth
-        tokens, at = self._buckets.get(team, (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * rate)
-        if tokens >= 1.0:
-            self._buckets[team] = (tokens - 1.0, now)
-            return 0
-        self._buckets[team] = (tokens, now)
-        return max(1, int((1.0 - tokens) / rate * 1000) + 1)
+def start_burst(rate: float) -> float:
+    """How many runs a team with a start rate of ``rate`` a second may start at once, after a
+    quiet second: one second's worth (at least one)."""
+    return max(1.0, rate)

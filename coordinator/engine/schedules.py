@@ -197,14 +197,8 @@ class Scheduler:
     async def _start(self, record: ScheduleRecord, due_ms: int, key: str = "") -> str:
         """Start the run of a due time (``key``: its idempotency key); its id, "" when it could
         not start (logged: the due time is not tried again)."""
-        team = record.workflow.split("/", 1)[0]
         try:
-            view, created = await self._engine.start_run(
-                Principal(team=team),
-                record.workflow,
-                record.spec.get("input", {}),
-                idempotency_key=key or schedule_key(record.schedule_id, due_ms),
-            )
+            return await self._start_or_raise(record, due_ms, key)
         except AccordError as exc:
             logger.warning(
                 "schedule %s of %s could not start its run due at %d: %s",
@@ -214,6 +208,16 @@ class Scheduler:
                 exc,
             )
             return ""
+
+    async def _start_or_raise(self, record: ScheduleRecord, due_ms: int, key: str = "") -> str:
+        """``_start``, raising why a run could not start (a disabled workflow, say)."""
+        team = record.workflow.split("/", 1)[0]
+        view, created = await self._engine.start_run(
+            Principal(team=team),
+            record.workflow,
+            record.spec.get("input", {}),
+            idempotency_key=key or schedule_key(record.schedule_id, due_ms),
+        )
         if created:
             logger.info(
                 "schedule %s of %s started run %s", record.schedule_id, record.workflow, view.run.run_id
@@ -251,11 +255,9 @@ class Scheduler:
         record = await self._own(principal, workflow, schedule_id, "trigger")
         now = self._clock()
         key = f"schedule:{schedule_id}:trigger:{request_id or now}"
-        run_id = await self._start(record, now, key)
-        if not run_id:
-            raise NotFoundError(
-                f"schedule {schedule_id} of {workflow} could not start a run; see the coordinator's log"
-            )
+        # Why it could not start is the caller's to see (a disabled workflow: FAILED_PRECONDITION,
+        # exit 2, naming 'accord workflow enable'), not only the coordinator's log.
+        run_id = await self._start_or_raise(record, now, key)
         await self._audit(principal, "schedule.trigger", workflow, schedule_id, {"run_id": run_id})
         return run_id
 

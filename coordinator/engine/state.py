@@ -72,6 +72,8 @@ class Transition:
         self.offers_remove: set[str] = set()
         self.inflight_add: dict[str, tuple[str, str, str]] = {}
         self.inflight_remove: set[str] = set()
+        # Limits the commit must keep ((kind, key) -> at most that many running; Changes.inflight_caps).
+        self.inflight_caps: dict[tuple[str, str], int] = {}
         # New attempts offered by this transition, in order: the candidates for an eager hand-off.
         self.offered: list[AttemptRecord] = []
         self.spans: list[SpanRecord] = []
@@ -127,6 +129,11 @@ class Transition:
         self.inflight_remove.discard(attempt.attempt_id)
         self.inflight_add[attempt.attempt_id] = (attempt.attempt_id, caller_team, attempt.contract)
 
+    def cap(self, kind: str, key: str, limit: int) -> None:
+        """Commit only if no more than ``limit`` attempts run for ``key`` afterwards (a team's or
+        a contract's concurrency limit, checked by the store: ``LimitReached``)."""
+        self.inflight_caps[(kind, key)] = limit
+
     def stopped(self, attempt_id: str) -> None:
         if self.inflight_add.pop(attempt_id, None) is None:
             self.inflight_remove.add(attempt_id)
@@ -170,6 +177,7 @@ class Transition:
             offers_remove=sorted(self.offers_remove),
             inflight_add=list(self.inflight_add.values()),
             inflight_remove=sorted(self.inflight_remove),
+            inflight_caps=[(kind, key, limit) for (kind, key), limit in sorted(self.inflight_caps.items())],
         )
         if self.run is not None:
             if self.run_changed or self.new_run:

@@ -52,6 +52,8 @@ class StoreHint:
     # agents another coordinator serves (``hint_presence``): agent id -> its open long polls
     # there (0: busy, seen lately; -1: its poll was cut off, it left)
     agents: dict[str, int] = field(default_factory=dict)
+    # a task held by a concurrency limit may go now (``Changes.frees_held``)
+    freed: bool = False
     # hints may have been missed: read again whatever is cached or waited for
     everything: bool = False
 
@@ -265,6 +267,14 @@ class Store(Protocol):
 
     async def inflight_of_contracts(self) -> dict[str, int]:
         """How many attempts agents run now of each contract ("team/name")."""
+
+    async def take_start_token(self, team: str, rate: float, burst: float, now_ms: int) -> int:
+        """Take one token from ``team``'s start bucket (its start rate, docs/production.md, "Team
+        limits"): 0 when one was taken, else how many milliseconds until one will be there
+        (nothing taken). The bucket holds at most ``burst`` tokens, starts full, and fills at
+        ``rate`` tokens a second from the last time it was asked (``now_ms``; a time before that
+        adds nothing). Atomic, as one statement: concurrent takers, through other store objects
+        (other coordinators) too, never take the same token."""
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         """Per contract with events the bus has not taken yet (``delivered_ms`` 0): (contract, how

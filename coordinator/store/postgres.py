@@ -61,6 +61,7 @@ from coordinator.store.pg_retry import (
 )
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
+    INFLIGHT_TEAM,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -71,6 +72,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -87,6 +89,7 @@ from coordinator.store.records import (
     VersionConflict,
     WorkflowRecord,
     replaced_tokens,
+    wait_for_token,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,6 +187,29 @@ _INFLIGHT_ADD = (
     " ON CONFLICT (attempt_id) DO UPDATE SET caller_team = excluded.caller_team, contract = excluded.contract"
 )
 _INFLIGHT_REMOVE = "DELETE FROM inflight WHERE attempt_id = %s"
+# The lock per limit (``Changes.inflight_caps``) that counts of its key are taken under, within
+# this schema (several test schemas share a database).
+_CAP_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '')), hashtext(%s))"
+
+
+def _cap_count(kind: str) -> str:
+    column = "caller_team" if kind == INFLIGHT_TEAM else "contract"
+    return f"SELECT count(*) FROM inflight WHERE {column} = %s"
+
+
+# A team's start bucket (``take_start_token``): one statement, so concurrent takers queue on the
+# row (ON CONFLICT DO UPDATE locks it) and each sees the tokens the one before left. The SET
+# expressions read the row as it was; ``level`` is what the bucket holds now, refilled.
+_START_LEVEL = "LEAST(%(burst)s, b.tokens + GREATEST(0, %(now)s - b.at_ms) * %(rate)s / 1000.0)"
+_START_TAKE = (
+    "INSERT INTO start_buckets AS b (team, tokens, at_ms, taken)"
+    " VALUES (%(team)s, %(burst)s - 1, %(now)s, true)"
+    " ON CONFLICT (team) DO UPDATE SET"
+    f" tokens = CASE WHEN {_START_LEVEL} >= 1 THEN {_START_LEVEL} - 1 ELSE {_START_LEVEL} END,"
+    f" taken = {_START_LEVEL} >= 1,"
+    " at_ms = GREATEST(b.at_ms, %(now)s)"
+    " RETURNING taken, tokens"
+)
 _SPAN_UPSERT = _upsert("spans", codec.SPAN_COLUMNS, ("trace_id", "span_id"))
 _AGENT_UPSERT = _upsert("agents", codec.AGENT_COLUMNS, ("agent_id",))
 
@@ -510,6 +536,7 @@ class PostgresStore:
                 runs={str(run_id): int(version) for run_id, version in data.get("r", {}).items()},
                 queues={(str(q[0]), int(q[1])): int(q[2]) if len(q) > 2 else 1 for q in data.get("q", [])},
                 timer_due_ms=None if due is None else int(due),
+                freed=bool(data.get("f")),
             )
         except (ValueError, TypeError, AttributeError):
             logger.warning("ignored an unreadable hint on %s: %.200s", self._channel, payload)
@@ -541,11 +568,13 @@ class PostgresStore:
         offered = collections.Counter((offer.contract, offer.major) for offer in changes.offers_add)
         queues = sorted([contract, major, count] for (contract, major), count in offered.items())
         due = min((t.due_ms for t in changes.timers_set), default=None)
-        if not runs and not queues and due is None:
+        if not runs and not queues and due is None and not changes.frees_held:
             return None
         data: dict[str, Any] = {"o": self._origin, "r": runs}
         if queues:
             data["q"] = queues
+        if changes.frees_held:
+            data["f"] = 1
         if due is not None:
             data["t"] = due
         payload = json.dumps(data, separators=(",", ":"))
@@ -1051,11 +1080,18 @@ class PostgresStore:
         offers_added = sorted((codec.offer_to_row(o) for o in changes.offers_add), key=lambda r: r[0])
         inflight_removed = [(attempt_id,) for attempt_id in sorted(set(changes.inflight_remove))]
         inflight_added = sorted(set(changes.inflight_add))
+        caps = sorted(set(changes.inflight_caps))
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
         async def write(conn: _Conn) -> None:
             checks: list[Callable[[], Awaitable[None]]] = []
+            if caps:
+                # Limits are counted under a lock per key, taken (in key order) before this
+                # transaction adds its attempts and held to its end: a transaction counting the
+                # same key waits for it and, its count being a later statement, sees its rows.
+                for key in sorted({f"{kind}:{key}" for kind, key, _ in caps}):
+                    await conn.execute(_CAP_LOCK_SQL, (key,))
             async with conn.pipeline():
                 for run_id in run_ids:
                     checks.append(await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id)))
@@ -1080,6 +1116,8 @@ class PostgresStore:
                 ):
                     if params:
                         await many.executemany(statement, params)
+                for kind, key, limit in caps:
+                    checks.append(_within_cap(await conn.execute(_cap_count(kind), (key,)), kind, key, limit))
                 if hint is not None:  # delivered only if the transaction commits
                     await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, hint))
             # Every result is in: a refused check raises, and the transaction is rolled back.
@@ -1292,6 +1330,18 @@ class PostgresStore:
     async def inflight_counts(self) -> dict[str, int]:
         rows = await self._rows("SELECT caller_team, count(*) FROM inflight GROUP BY caller_team")
         return {str(team): int(n) for team, n in rows}
+
+    async def take_start_token(self, team: str, rate: float, burst: float, now_ms: int) -> int:
+        async def write(conn: _Conn) -> int:
+            taking = await conn.execute(
+                _START_TAKE, {"team": team, "rate": float(rate), "burst": float(burst), "now": now_ms}
+            )
+            row = await taking.fetchone()
+            assert row is not None
+            return 0 if row[0] else wait_for_token(float(row[1]), rate)
+
+        # A take whose COMMIT's answer was lost, and that did commit, took a token.
+        return await self._write(write, committed=0)
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         rows = await self._rows(
@@ -1581,6 +1631,17 @@ def _fired(cursor: AsyncCursor[TupleRow], kind: str, key: str, due_ms: int) -> C
     async def check() -> None:
         if cursor.rowcount == 0:
             raise VersionConflict.timer_moved(kind, key, due_ms)
+
+    return check
+
+
+def _within_cap(
+    cursor: AsyncCursor[TupleRow], kind: str, key: str, limit: int
+) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        row = await cursor.fetchone()
+        if row is not None and int(row[0]) > limit:
+            raise LimitReached(kind, key, limit)
 
     return check
 

@@ -430,6 +430,27 @@ class OfferRecord:
     caller_team: str = ""  # the team that started the run ("" = admin): its limits hold it
 
 
+# The kinds of ``Changes.inflight_caps``: what the limit counts.
+INFLIGHT_TEAM = "team"  # the attempts running for runs the team started
+INFLIGHT_CONTRACT = "contract"  # the attempts running of the contract (every major)
+
+
+class LimitReached(Exception):
+    """``Store.apply`` refused a transition that would run more attempts than one of its
+    ``inflight_caps`` allows (another claim, perhaps through another coordinator, took the last
+    slot first). Nothing was written; the task stays offered."""
+
+    def __init__(self, kind: str, key: str, limit: int) -> None:
+        super().__init__(f"{kind} {key} already runs {limit} attempt(s), its limit")
+        self.kind, self.key, self.limit = kind, key, limit
+
+
+def wait_for_token(tokens: float, rate: float) -> int:
+    """How many milliseconds until a start bucket holding ``tokens`` (fewer than one) has one,
+    filling at ``rate`` tokens a second (``Store.take_start_token``); at least 1."""
+    return max(1, int((1.0 - tokens) / rate * 1000) + 1)
+
+
 class VersionConflict(Exception):
     """``Store.apply`` refused a transition: a run changed since it was read (another transition
     won), or a timer it fires was moved or already fired. Nothing was written; the caller reads
@@ -510,6 +531,16 @@ class Changes:
     # the caller team's concurrency limit until removed (by attempt id) when they end
     inflight_add: list[tuple[str, str, str]] = field(default_factory=list)
     inflight_remove: list[str] = field(default_factory=list)
+    # limits the transaction must leave kept, checked after the inflight rows are written:
+    # (INFLIGHT_TEAM, caller team, limit) or (INFLIGHT_CONTRACT, contract, limit), each "at most
+    # that many attempts running"; one broken refuses the whole transition (``LimitReached``).
+    # Checks of one key are serialised across store objects, so two transactions that each add
+    # the last free slot's attempt never both commit.
+    inflight_caps: list[tuple[str, str, int]] = field(default_factory=list)
+    # a running task of a team or contract with a concurrency limit ends here: other processes
+    # sharing the store are told (``StoreHint.freed``), so their polls passing by held offers
+    # look again now rather than at their next fallback read
+    frees_held: bool = False
 
     def __bool__(self) -> bool:
         return bool(

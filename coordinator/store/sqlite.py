@@ -36,6 +36,7 @@ from coordinator.store import codec
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
+    INFLIGHT_TEAM,
     OVERRIDE_ACTIONS,
     TIMER_LEASE,
     AgentRecord,
@@ -46,6 +47,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -62,6 +64,7 @@ from coordinator.store.records import (
     VersionConflict,
     WorkflowRecord,
     replaced_tokens,
+    wait_for_token,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,17 @@ def _insert(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
 
 
 _AUDIT_INSERT = _insert("audit", codec.AUDIT_COLUMNS)
+# A team's start bucket (``take_start_token``): one statement, in the one writer's transaction.
+# The SET expressions read the row as it was; ``level`` is what the bucket holds now, refilled.
+_START_LEVEL = "MIN(:burst, start_buckets.tokens + MAX(0, :now - start_buckets.at_ms) * :rate / 1000.0)"
+_START_TAKE = (
+    "INSERT INTO start_buckets (team, tokens, at_ms, taken) VALUES (:team, :burst - 1, :now, 1)"
+    " ON CONFLICT (team) DO UPDATE SET"
+    f" tokens = CASE WHEN {_START_LEVEL} >= 1 THEN {_START_LEVEL} - 1 ELSE {_START_LEVEL} END,"
+    f" taken = {_START_LEVEL} >= 1,"
+    " at_ms = MAX(start_buckets.at_ms, :now)"
+    " RETURNING taken, tokens"
+)
 _DIGEST_INSERT = (
     "INSERT OR IGNORE INTO run_digests (run_id, workflow, workflow_version, team, status, created_ms,"
     " finished_ms, pinned_json) SELECT run_id, workflow, workflow_version, team, status, created_ms,"
@@ -842,6 +856,12 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO inflight (attempt_id, caller_team, contract) VALUES (?, ?, ?)",
                     changes.inflight_add,
                 )
+            # The one writer runs one transaction at a time: the count is exact.
+            for kind, key, limit in changes.inflight_caps:
+                column = "caller_team" if kind == INFLIGHT_TEAM else "contract"
+                (running,) = c.execute(f"SELECT count(*) FROM inflight WHERE {column} = ?", (key,)).fetchone()
+                if running > limit:
+                    raise LimitReached(kind, key, limit)
 
         await self._write(w)
         # Committed: later transitions need not write these policies again (never deleted).
@@ -1064,6 +1084,15 @@ class SqliteStore:
     async def inflight_counts(self) -> dict[str, int]:
         sql = "SELECT caller_team, count(*) FROM inflight GROUP BY caller_team"
         return await self._read(lambda c: {str(team): int(n) for team, n in c.execute(sql)})
+
+    async def take_start_token(self, team: str, rate: float, burst: float, now_ms: int) -> int:
+        args = {"team": team, "rate": float(rate), "burst": float(burst), "now": now_ms}
+
+        def w(c: sqlite3.Connection) -> int:
+            taken, tokens = c.execute(_START_TAKE, args).fetchone()
+            return 0 if taken else wait_for_token(float(tokens), rate)
+
+        return await self._write(w)
 
     async def event_backlog(self) -> list[tuple[str, int, int]]:
         sql = (

@@ -26,6 +26,8 @@ import pytest
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
 from coordinator.store.base import Store
 from coordinator.store.records import (
+    INFLIGHT_CONTRACT,
+    INFLIGHT_TEAM,
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
@@ -38,6 +40,7 @@ from coordinator.store.records import (
     ContractRecord,
     EventRecord,
     IdempotencyConflict,
+    LimitReached,
     OfferRecord,
     PolicyRecord,
     RunFilter,
@@ -763,6 +766,116 @@ class StoreConformance:
             Changes(inflight_add=[("b1", "quiet", "payments/charge")], inflight_remove=["a0", "absent"])
         )
         assert await store.inflight_counts() == {"flooder": 1, "quiet": 1}
+
+    async def test_inflight_caps_refuse_a_transition_past_a_limit_and_write_none_of_it(
+        self, store: Store
+    ) -> None:
+        team_cap, contract_cap = (INFLIGHT_TEAM, "flooder", 2), (INFLIGHT_CONTRACT, "payments/charge", 3)
+        await store.apply(Changes(offers_add=[offer(f"a{n}", n) for n in range(5)]))
+
+        async def claim(attempt_id: str, team: str = "flooder", *caps: tuple[str, str, int]) -> None:
+            await store.apply(
+                Changes(
+                    offers_remove=[attempt_id],
+                    inflight_add=[(attempt_id, team, "payments/charge")],
+                    inflight_caps=list(caps),
+                )
+            )
+
+        await claim("a0", "flooder", team_cap, contract_cap)
+        await claim("a1", "flooder", team_cap, contract_cap)
+        with pytest.raises(LimitReached) as refused:
+            await claim("a2", "flooder", team_cap, contract_cap)
+        assert (refused.value.kind, refused.value.key, refused.value.limit) == team_cap
+        assert await store.inflight_counts() == {"flooder": 2}
+        assert "a2" in [o.attempt_id for o in await store.offers([("payments/charge", 1)], 10)]
+        await claim("a2", "quiet", contract_cap)  # another team: only the contract's limit holds it
+        with pytest.raises(LimitReached) as refused:
+            await claim("a3", "quiet", contract_cap)
+        assert refused.value.kind == INFLIGHT_CONTRACT
+        # A slot freed in the same transition counts.
+        await store.apply(
+            Changes(
+                inflight_remove=["a0"],
+                inflight_add=[("a3", "flooder", "payments/charge")],
+                inflight_caps=[team_cap],
+            )
+        )
+        assert await store.inflight_counts() == {"flooder": 2, "quiet": 1}
+        assert await store.inflight_of_contracts() == {"payments/charge": 3}
+
+    async def test_concurrent_claims_on_two_store_objects_never_pass_a_cap(
+        self, store_factory: StoreFactory
+    ) -> None:
+        stores = [store_factory.new()]
+        if store_factory.second_store_allowed:
+            stores.append(store_factory.new())
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+
+            async def claim(n: int) -> bool:
+                try:
+                    await stores[n % len(stores)].apply(
+                        Changes(
+                            inflight_add=[(f"a{n}", "flooder", "payments/charge")],
+                            inflight_caps=[
+                                (INFLIGHT_TEAM, "flooder", 3),
+                                (INFLIGHT_CONTRACT, "payments/charge", 3),
+                            ],
+                        )
+                    )
+                except LimitReached:
+                    return False
+                return True
+
+            claimed = await asyncio.gather(*(claim(n) for n in range(16)))
+            assert claimed.count(True) == 3, claimed
+            assert await stores[-1].inflight_counts() == {"flooder": 3}
+        finally:
+            for s in reversed(stores):
+                await s.close()
+
+    async def test_a_start_bucket_starts_full_refills_at_its_rate_and_is_per_team(self, store: Store) -> None:
+        # 2 a second, a burst of 3: three starts at once, then one every 500 ms.
+        assert [await store.take_start_token("flood", 2.0, 3.0, 10_000) for _ in range(3)] == [0, 0, 0]
+        assert 500 <= await store.take_start_token("flood", 2.0, 3.0, 10_000) <= 501
+        assert 250 <= await store.take_start_token("flood", 2.0, 3.0, 10_250) <= 251  # half filled
+        assert await store.take_start_token("flood", 2.0, 3.0, 10_500) == 0
+        assert await store.take_start_token("quiet", 2.0, 3.0, 10_500) == 0  # its own bucket
+        # A time before the last one (another coordinator's clock) adds nothing.
+        assert await store.take_start_token("flood", 2.0, 3.0, 9_000) > 0
+        assert await store.take_start_token("flood", 2.0, 3.0, 11_000) == 0
+        # Long idle: full again, but never more than the burst (a lower rate's smaller one, too).
+        assert [await store.take_start_token("flood", 2.0, 3.0, 100_000) for _ in range(4)][3] > 0
+        assert [await store.take_start_token("flood", 1.0, 1.0, 200_000) for _ in range(2)] == [0, 1001]
+
+    async def test_concurrent_takers_never_share_a_start_token(self, store: Store) -> None:
+        # 1 an hour with a burst of 10: exactly ten of 40 concurrent takes get one.
+        answers = await asyncio.gather(
+            *(store.take_start_token("flood", 1 / 3600, 10.0, 5_000) for _ in range(40))
+        )
+        assert answers.count(0) == 10, answers
+        assert all(wait > 3_000_000 for wait in answers if wait), answers  # ~an hour for the next
+
+    async def test_takers_on_two_store_objects_never_share_a_start_token(
+        self, store_factory: StoreFactory
+    ) -> None:
+        if not store_factory.second_store_allowed:
+            pytest.skip("this store serves one process: a second store on its database is refused")
+        first, second = store_factory.new(), store_factory.new()
+        await asyncio.gather(first.open(), second.open())
+        try:
+            answers = await asyncio.gather(
+                *(
+                    s.take_start_token("flood", 1 / 3600, 10.0, 5_000)
+                    for _ in range(20)
+                    for s in (first, second)
+                )
+            )
+            assert answers.count(0) == 10, answers
+        finally:
+            await second.close()
+            await first.close()
 
     async def test_offers_are_listed_by_key_oldest_first_up_to_the_limit_and_removed(
         self, store: Store

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.errors import PermissionDeniedError
+from contracts.errors import FailedPreconditionError, PermissionDeniedError
 from coordinator.config import CoordinatorConfig
 from coordinator.principal import Principal
 from coordinator.server import Coordinator
@@ -211,3 +211,25 @@ async def test_pause_resume_and_trigger(cluster: Cluster) -> None:
     assert run.idempotency_key == "schedule:nightly:trigger:req-1"
     assert [s.schedule_id for s in await a.scheduler.list(ADMIN)] == ["nightly"]
     assert await a.scheduler.list(Principal(team="sales")) == []
+
+
+async def test_a_disabled_workflows_schedule_starts_nothing_and_a_trigger_says_why(cluster: Cluster) -> None:
+    a = await cluster.add()
+    await _register(
+        a,
+        _workflow(
+            '{id: every-minute, cron: "* * * * *", input: {order_id: s}, overlap: allow, catch_up: all}'
+        ),
+    )
+    await a.registry.set_workflow_enabled(PAYMENTS, "payments/charge-once", False)
+    for minute in range(1, 4):  # three due times pass
+        await cluster.tick(T0 + minute * MINUTE)
+    assert await _scheduled(a, "every-minute") == []
+    with pytest.raises(FailedPreconditionError, match="workflow is disabled; 'accord workflow enable"):
+        await a.scheduler.trigger(PAYMENTS, "payments/charge-once", "every-minute", "req-1")
+    assert await _scheduled(a, "every-minute") == []
+
+    # Enabled again: the next due time starts its run (the ones passed while disabled do not).
+    await a.registry.set_workflow_enabled(PAYMENTS, "payments/charge-once", True)
+    await cluster.tick(T0 + 4 * MINUTE)
+    assert [_due(r) for r in await _scheduled(a, "every-minute")] == [T0 - 30_000 + 4 * MINUTE]

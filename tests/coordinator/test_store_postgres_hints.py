@@ -77,6 +77,11 @@ async def test_a_transition_reaches_the_other_stores_as_a_hint_and_not_its_own(
             await reader.apply(Changes(expect_versions={"r1": 1}))
         await reader.apply(Changes(expect_versions={"r1": 2}))
         assert (await mine.next()).runs == {"r1": 3}
+        # A task under a concurrency limit ended: the others' polls passing by held offers are told.
+        await writer.apply(
+            Changes(expect_versions={"r1": 3}, inflight_remove=[attempt.attempt_id], frees_held=True)
+        )
+        assert await theirs.next() == StoreHint(runs={"r1": 4}, freed=True)
         assert theirs.got == [] and mine.got == []  # neither heard its own
     finally:
         for store in (writer, reader):

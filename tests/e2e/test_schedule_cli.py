@@ -71,3 +71,23 @@ async def test_schedule_commands(coordinator, test_agent):
     await coordinator.register_workflow(token, WORKFLOW.format(schedules=YEARLY))
     listed = json.loads((await coordinator.acli("schedule", "list", "--json", token=token)).stdout)
     assert [s["id"] for s in listed] == ["yearly"]
+
+
+async def test_trigger_of_a_disabled_workflow_says_it_is_disabled(coordinator):
+    token = await coordinator.create_team("payments")
+    await coordinator.register_contract(token, contract("payments/charge"))
+    await coordinator.register_workflow(token, WORKFLOW.format(schedules=MONTHLY))
+    disabled = await coordinator.acli("workflow", "disable", "payments/nightly", token=token)
+    assert disabled.returncode == 0, disabled
+
+    refused = await coordinator.acli("schedule", "trigger", "payments/nightly", "monthly", token=token)
+    assert refused.returncode == 2, refused
+    assert "payments/nightly: workflow is disabled" in refused.stderr, refused
+    assert "accord workflow enable payments/nightly" in refused.stderr, refused
+    async with coordinator.client(token) as client:
+        runs = (await client.coordinator.ListRuns(pb.ListRunsRequest(workflow="payments/nightly"))).runs
+    assert list(runs) == []
+
+    await coordinator.acli("workflow", "enable", "payments/nightly", token=token)
+    triggered = await coordinator.acli("schedule", "trigger", "payments/nightly", "monthly", token=token)
+    assert triggered.returncode == 0 and triggered.stdout.strip(), triggered

@@ -15,7 +15,7 @@ import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.agent import Call
-from tests.support.scenario import TERMINAL, contract, start_run, wait_run
+from tests.support.scenario import TERMINAL, contract, start_run, step, wait_run
 from tests.support.soak import LATENCY_RATIOS, sized
 from tests.support.wait import wait_until
 
@@ -164,3 +164,67 @@ async def test_a_contracts_max_concurrency_holds_every_callers_steps(coordinator
             run = await wait_run(client, run_id)
             assert run.status == pb.RUN_STATUS_SUCCEEDED, run
     assert most[0] == 2
+
+
+GATED_WORKFLOW = """
+workflow: flood/gated
+input: {type: object, required: [order_id], properties: {order_id: {type: string}}}
+steps:
+  gate:
+    wait_for: {approval: {}}
+  work:
+    contract: shared/work@^1
+    when: "${steps.gate.output.approved}"
+    input: {order_id: "${input.order_id}"}
+output: {ref: "${steps.work.output.ref}"}
+"""
+
+
+async def test_a_cap_added_in_a_newer_version_holds_runs_pinned_to_an_older_one(coordinator, test_agent):
+    """A run pins the contract version it started with; the owner's ``max_concurrency`` is the
+    newest version of the major's, for every run: a run pinned to 1.0.0 (no cap) is held by the
+    cap 1.1.0 adds, on the eager hand-off to an agent already waiting as on a poll."""
+    tokens = {team: await coordinator.create_team(team) for team in ("shared", "flood")}
+    await coordinator.register_contract(tokens["shared"], contract("shared/work"))
+    await coordinator.register_workflow(tokens["flood"], GATED_WORKFLOW)
+    async with coordinator.client(tokens["flood"]) as client:
+        run_ids = [
+            (await start_run(client, "flood/gated", {"order_id": f"g{n}"})).run.run_id for n in range(3)
+        ]
+        pinned = (await client.coordinator.GetRun(pb.GetRunRequest(run_id=run_ids[0]))).run.pinned_versions
+        assert dict(pinned) == {"shared/work": "1.0.0"}
+        await coordinator.register_contract(
+            tokens["shared"], contract("shared/work", "1.1.0", extra="max_concurrency: 1\n")
+        )
+        running, most = [0], [0]
+        release = asyncio.Event()
+
+        async def work(call: Call):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            try:
+                await release.wait()
+            finally:
+                running[0] -= 1
+            return {"ref": call.input["order_id"]}
+
+        # Three polls wait for shared/work: each approval offers a task they could take at once.
+        agent = await test_agent(tokens["shared"], "shared", {"shared/work@1": work}, concurrency=3)
+        for run_id in run_ids:
+            answered = await coordinator.acli("runs", "approve", run_id, "gate", token=tokens["flood"])
+            assert answered.returncode == 0, answered
+
+        async def settled():
+            """Every work step runs at the agent or is held by the cap (whichever came first)."""
+            runs = [(await client.coordinator.GetRun(pb.GetRunRequest(run_id=r))).run for r in run_ids]
+            reasons = [step(r, "work").waiting_reason for r in runs]
+            held = sum(r.startswith("held: shared/work allows 1 at once, 1 running") for r in reasons)
+            return (running[0], held) if running[0] + held == 3 else None
+
+        got = await wait_until(settled, "each work step running or held")
+        assert got == (1, 2) and most[0] == 1, (got, most, [r.outcome for r in agent.records])
+        release.set()
+        for run_id in run_ids:
+            run = await wait_run(client, run_id)
+            assert run.status == pb.RUN_STATUS_SUCCEEDED, run
+    assert most[0] == 1

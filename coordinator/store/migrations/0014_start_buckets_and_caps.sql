@@ -1,0 +1,14 @@
+-- A team's start rate (accord team limits TEAM --start-rate; docs/production.md, "Team limits")
+-- as a token bucket kept here, so every coordinator on the database takes from the same one:
+-- how many tokens were left when it was last taken from (or refused), and when. Only teams with
+-- a start rate have a row; one is written when such a team first starts a run.
+CREATE TABLE start_buckets (
+    team TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    at_ms INTEGER NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0
+);
+
+-- A contract's max_concurrency is checked by counting its running attempts in the transaction
+-- that claims one (Changes.inflight_caps), as a team's is by caller_team.
+CREATE INDEX inflight_contract ON inflight (contract);
