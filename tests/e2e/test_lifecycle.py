@@ -211,6 +211,18 @@ async def test_after_the_sunset_a_run_is_refused_unless_overridden_and_the_overr
     ]
     assert all(e.at_unix_ms > 0 for e in overrides)
 
+    # Both are counted in the autonomy report of the team that made them, with their reasons.
+    report = await coordinator.acli(
+        "autonomy", "report", "--team", "shipping", "--json", token=tokens["shipping"]
+    )
+    assert report.returncode == 0, report.stderr
+    [shipping] = [t for t in json.loads(report.stdout)["teams"] if t["team"] == "shipping"]
+    assert shipping["changes"]["overrides"] == 2
+    assert sorted(o["reason"] for o in shipping["overrides"]) == [
+        "month-end close; moving to v2 on Monday",
+        "the legacy path until the migration",
+    ]
+
 
 async def test_retire_is_refused_while_used_naming_each_user_then_accepted(coordinator, test_agent):
     block = asyncio.Event()
