@@ -470,6 +470,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.AnswerStepResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
     @rpc
+    @once(pb.RetryRunResponse)
     async def RetryRun(
         self, request: pb.RetryRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryRunResponse:
@@ -539,6 +540,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.SetSchedulePausedResponse(schedule=convert.schedule_to_pb(record))
 
     @rpc
+    @once(pb.TriggerScheduleResponse)
     async def TriggerSchedule(
         self, request: pb.TriggerScheduleRequest, context: grpc.aio.ServicerContext
     ) -> pb.TriggerScheduleResponse:
