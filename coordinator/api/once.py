@@ -11,7 +11,8 @@ repeat do nothing more than the first call did:
   records. So a change is committed together with the mark that it was applied; of two calls
   applying the same request at once (two replicas), the store lets one through and refuses the
   other (``RequestConflict``, nothing written). When the method returns, its answer replaces the
-  mark (``Store.apply`` with ``Changes.requests``).
+  mark (``Store.answer_request``, which never replaces another call's record: a call that found
+  nothing to do because another applied the request meanwhile answers as that one did).
 - A repeat finds the record: same request (a digest of every field but the id): the stored
   answer, or the stored error; a request record still without an answer (the first call is
   between its commit and its answer, or its coordinator died there) is waited for, and past
@@ -45,7 +46,6 @@ from coordinator.api.auth import current_principal
 from coordinator.principal import Principal
 from coordinator.store.base import Store
 from coordinator.store.records import (
-    Changes,
     RequestConflict,
     RequestMark,
     reset_applying_request,
@@ -123,7 +123,7 @@ def once(
                     # This call marked the request (an audited step) before it failed: a repeat
                     # gets the same error rather than a half-applied request again.
                     error = {"code": status_of(exc).name, "details": details_of(exc)}
-                    await store.apply(Changes(requests={(scope, request_id): {**mark.value, "error": error}}))
+                    await store.answer_request(scope, request_id, {**mark.value, "error": error})
                 raise
             finally:
                 reset_applying_request(token)
@@ -132,7 +132,11 @@ def once(
                 answer["secret"] = True  # never stored: a repeat is told what to do instead
             else:
                 answer["answer"] = base64.b64encode(response.SerializeToString()).decode()
-            await store.apply(Changes(requests={(scope, request_id): answer}))
+            stored = await store.answer_request(scope, request_id, answer)
+            if _by(stored) != mark.by:
+                # Another call applied the request while this one found nothing left to do (the
+                # contract it registers was there already, say): answered as that call was.
+                return await repeat(stored)
             return response
 
         return wrapper  # type: ignore[return-value]

@@ -956,6 +956,20 @@ class SqliteStore:
         args += [query.limit, query.offset]
         return await self._read(lambda c: [_run_from_row(r) for r in c.execute(sql, args)])
 
+    async def answer_request(self, scope: str, request_id: str, answer: dict[str, Any]) -> Any:
+        def w(c: sqlite3.Connection) -> Any:
+            row = c.execute(
+                "SELECT answer_json FROM requests WHERE scope = ? AND request_id = ?", (scope, request_id)
+            ).fetchone()
+            if row is not None:
+                stored = json.loads(row[0])
+                if _by(stored) != str(answer.get("by", "")):
+                    return stored  # another call's: kept
+            c.execute(_REQUEST_INSERT, (scope, request_id, codec.dumps(answer), int(time.time() * 1000)))
+            return answer
+
+        return await self._write(w)
+
     async def get_request(self, scope: str, request_id: str) -> Any | None:
         def q(c: sqlite3.Connection) -> Any | None:
             row = c.execute(

@@ -1025,6 +1025,29 @@ class StoreConformance:
             for s in reversed(stores):
                 await s.close()
 
+    async def test_an_answer_replaces_its_own_calls_record_and_never_another_calls(
+        self, store: Store
+    ) -> None:
+        scope = "rpc:CancelRun:payments"
+        assert await store.answer_request(scope, "q1", {"by": "one", "answer": "a"}) == {
+            "by": "one",
+            "answer": "a",
+        }
+        # Another call's answer leaves the record as it is, and is told what is stored.
+        assert await store.answer_request(scope, "q1", {"by": "two", "answer": "b"}) == {
+            "by": "one",
+            "answer": "a",
+        }
+        assert await store.answer_request(scope, "q1", {"by": "one", "error": "e"}) == {
+            "by": "one",
+            "error": "e",
+        }
+        assert await store.get_request(scope, "q1") == {"by": "one", "error": "e"}
+        # Of concurrent first answers, one is stored and every caller is told which.
+        answers = await asyncio.gather(*(store.answer_request(scope, "q2", {"by": str(i)}) for i in range(6)))
+        assert len({a["by"] for a in answers}) == 1
+        assert await store.get_request(scope, "q2") == answers[0]
+
     async def test_everything_is_still_there_when_the_store_is_opened_again(
         self, store_factory: StoreFactory
     ) -> None:

@@ -212,7 +212,7 @@ async def test_the_same_request_id_for_another_request_is_invalid_argument(repli
 async def test_the_same_request_sent_to_both_replicas_at_once_is_applied_once(replicas: Replicas) -> None:
     a, b = replicas
     token = await a.create_team("payments")
-    for n in range(5):  # a few rounds: either replica may win each
+    for n in range(10):  # rounds: either replica may win each, or find the other's work done
         request = pb.RegisterContractRequest(
             source_text=contract(f"payments/c{n}"), source_name="c.yaml", request_id=uuid.uuid4().hex
         )
@@ -221,7 +221,17 @@ async def test_the_same_request_sent_to_both_replicas_at_once_is_applied_once(re
                 to_a.coordinator.RegisterContract(request), to_b.coordinator.RegisterContract(request)
             )
         assert first == second and first.registered
-    assert _audited(replicas.url, "contract.register") == 5
+    assert _audited(replicas.url, "contract.register") == 10
+
+    create = pb.CreateTeamRequest(name="crm", request_id=uuid.uuid4().hex)
+    async with replicas.client() as to_a, b.client() as to_b:
+        answers = await asyncio.gather(
+            to_a.coordinator.CreateTeam(create), to_b.coordinator.CreateTeam(create), return_exceptions=True
+        )
+    made = [r for r in answers if isinstance(r, pb.CreateTeamResponse)]
+    assert len(made) == 1 and made[0].token, answers
+    assert [type(r) for r in answers if r not in made] == [FailedPreconditionError], answers
+    assert _count(replicas.url, "SELECT count(*) FROM tokens WHERE team = 'crm'") == 1
 
 
 # ---------- through the CLI: an answer lost on the way, the same id to the next replica ----------
@@ -313,7 +323,7 @@ async def test_the_cli_sends_the_same_request_id_to_the_next_replica_after_an_an
 
         created = await _cli(a, addresses, replicas.admin_token, "team", "create", "payments")
         assert lossy.cut == 1  # A made the team; its answer (the token) was lost
-        assert created.returncode != 0, created.stdout
+        assert created.returncode == 1, created.stdout  # FAILED_PRECONDITION
         assert f"the coordinator at {dead} stopped answering" in created.stderr
         assert f"the coordinator at {lossy.address} stopped answering" in created.stderr
         assert "was already applied by a coordinator whose answer was lost" in created.stderr
