@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from contracts.errors import InvalidArgumentError, UnreachableError
 
@@ -34,6 +35,22 @@ def parse_addresses(value: str | Iterable[str], what: str = "ACCORD_COORDINATOR"
             f"{what}: {shown} is not host:port; give one or several, e.g. 127.0.0.1:7440 or a:7440,b:7440"
         )
     return list(dict.fromkeys(addresses))
+
+
+def with_request_id(request: Any) -> Any:
+    """``request`` ready for a call that may be tried on several coordinators: a request whose
+    message has a ``request_id`` field left empty gets a fresh one (a copy does: the caller's
+    message is not changed, so a message sent twice on purpose is two requests). Called once,
+    before the first attempt, so every retry (on this coordinator or the next) carries the same
+    id and the coordinators do the work once (docs/production.md, "Which calls are safe to
+    retry"). Other requests are returned as they are."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None or "request_id" not in descriptor.fields_by_name or request.request_id:
+        return request
+    filled = type(request)()
+    filled.CopyFrom(request)
+    filled.request_id = uuid.uuid4().hex
+    return filled
 
 
 class Endpoints(Generic[T]):

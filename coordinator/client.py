@@ -27,7 +27,7 @@ import grpc
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.channels import Channels, OverloadRetry, TlsSettings
-from contracts.endpoints import Endpoints, parse_addresses
+from contracts.endpoints import Endpoints, parse_addresses, with_request_id
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
 
@@ -66,7 +66,8 @@ class _Connection:
 
 class _AsyncStub:
     """Calls one service on the coordinator in use, moving on to the next one listed when it is
-    unreachable (the same request, with the request id it already carries)."""
+    unreachable (the same request, with the same request id: a mutating request sent without
+    one is given one before its first attempt, ``contracts.endpoints.with_request_id``)."""
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class _AsyncStub:
         )
 
         async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+            request = with_request_id(request)  # once: every attempt below carries the same id
             overload = OverloadRetry()
             attempt = 0
             while attempt < len(endpoints.addresses):
@@ -155,6 +157,7 @@ class _SyncStub:
         )
 
         def call(request: Any, *, timeout: float | None = None) -> Any:
+            request = with_request_id(request)  # once: every attempt below carries the same id
             overload = OverloadRetry()
             attempt = 0
             while attempt < len(endpoints.addresses):

@@ -35,7 +35,7 @@ from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as coordinator_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as coordinator_grpc
 from contracts.channels import OVERLOAD_PATIENCE_S, Channels, OverloadRetry
-from contracts.endpoints import Endpoints, parse_addresses
+from contracts.endpoints import Endpoints, parse_addresses, with_request_id
 from contracts.errors import RemoteError, UnreachableError
 from contracts.grpc_errors import error_class_of
 from contracts.model import Contract, RetryPolicy, Timeouts
@@ -317,6 +317,7 @@ class GatewayClient:
     async def _call(self, method: str, request: Message, what: str, seconds: float = CALL_TIMEOUT) -> Any:
         """``method``: "agent.PollTask" or "coordinator.GetContract"."""
         service, name = method.split(".")
+        request = with_request_id(request)  # once: every attempt below carries the same id
         overload = OverloadRetry(self.overload_patience)
         attempt = -1
         while attempt < len(self._endpoints.addresses) - 1:

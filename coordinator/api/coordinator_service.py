@@ -23,6 +23,7 @@ from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
 from coordinator.api.auth import current_principal
 from coordinator.api.errors import rpc
+from coordinator.api.once import once
 from coordinator.config import DEFAULT_MAX_PAYLOAD
 from coordinator.engine import Engine
 from coordinator.engine.limits import MAX_RATE, TeamLimits
@@ -63,6 +64,44 @@ def _traceparent(context: grpc.aio.ServicerContext, trace_context: Any) -> str:
     return parent.header() if parent is not None else ""
 
 
+# What a repeat of a token-making request is told (coordinator.api.once): the token it made was
+# shown only with the answer that was lost, and is never stored, so it cannot be shown again.
+_LOST = (
+    "this request (id {id}) was already applied by a coordinator whose answer was lost: the token"
+    " it made was shown only there and is not stored, so it cannot be shown again; "
+)
+
+
+def _lost_team_token(request: pb.CreateTeamRequest, principal: Principal) -> str:
+    return _LOST.format(id=request.request_id) + (
+        f"team {request.name} exists with that token (named default): run `accord team rotate-token"
+        f" {request.name} --grace 0` for a new one (the lost one is refused at once)"
+    )
+
+
+def _lost_named_token(request: pb.CreateTeamTokenRequest, principal: Principal) -> str:
+    team = request.team or principal.team
+    return _LOST.format(id=request.request_id) + (
+        f"revoke it with `accord team token revoke {request.name} --team {team}` and create another"
+        f" with `accord team token create {request.name} --team {team}`"
+    )
+
+
+def _lost_rotated_token(request: pb.RotateTeamTokenRequest, principal: Principal) -> str:
+    return _LOST.format(id=request.request_id) + (
+        f"team {request.name}'s token named default is that token: run `accord team rotate-token"
+        f" {request.name} --grace 0` for a new one (the lost one is refused at once)"
+    )
+
+
+def _lost_admin_token(request: pb.RotateAdminTokenRequest, principal: Principal) -> str:
+    return _LOST.format(id=request.request_id) + (
+        "the admin token now in force is that token: rotate it again with one you keep"
+        " (`accord admin rotate-token` makes the token itself and sends only its hash, so an"
+        " answer it loses loses no token)"
+    )
+
+
 class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -93,6 +132,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.WhoAmIResponse(team=principal.team, admin=principal.admin)
 
     @rpc
+    @once(pb.CreateTeamResponse, secret="token", lost_secret=_lost_team_token)
     async def CreateTeam(
         self, request: pb.CreateTeamRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTeamResponse:
@@ -148,6 +188,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.ListAgentsResponse(agents=infos, next_page_token=_next_token(offset, size, len(page)))
 
     @rpc
+    @once(pb.RotateTeamTokenResponse, secret="token", lost_secret=_lost_rotated_token)
     async def RotateTeamToken(
         self, request: pb.RotateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateTeamTokenResponse:
@@ -163,6 +204,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.CreateTeamTokenResponse, secret="token", lost_secret=_lost_named_token)
     async def CreateTeamToken(
         self, request: pb.CreateTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTeamTokenResponse:
@@ -185,6 +227,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.RevokeTeamTokenResponse)
     async def RevokeTeamToken(
         self, request: pb.RevokeTeamTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevokeTeamTokenResponse:
@@ -192,6 +235,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.RevokeTeamTokenResponse(revoked=[convert.token_to_pb(t) for t in revoked])
 
     @rpc
+    @once(pb.RotateAdminTokenResponse, secret="token", lost_secret=_lost_admin_token)
     async def RotateAdminToken(
         self, request: pb.RotateAdminTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateAdminTokenResponse:
@@ -201,6 +245,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     # ---------- contracts ----------
 
     @rpc
+    @once(pb.RegisterContractResponse)
     async def RegisterContract(
         self, request: pb.RegisterContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterContractResponse:
@@ -257,6 +302,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.DeprecateContractResponse)
     async def DeprecateContract(
         self, request: pb.DeprecateContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeprecateContractResponse:
@@ -279,6 +325,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     # ---------- workflows ----------
 
     @rpc
+    @once(pb.RegisterWorkflowResponse)
     async def RegisterWorkflow(
         self, request: pb.RegisterWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterWorkflowResponse:
@@ -399,6 +446,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.CancelRunResponse)
     async def CancelRun(
         self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelRunResponse:
@@ -407,6 +455,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.CancelRunResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
     @rpc
+    @once(pb.AnswerStepResponse)
     async def AnswerStep(
         self, request: pb.AnswerStepRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnswerStepResponse:
@@ -425,6 +474,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.AnswerStepResponse(run=convert.run_to_pb(view, principal, await self._flows(view.run)))
 
     @rpc
+    @once(pb.RetryRunResponse)
     async def RetryRun(
         self, request: pb.RetryRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryRunResponse:
@@ -437,6 +487,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     # ---------- team limits ----------
 
     @rpc
+    @once(pb.SetTeamLimitsResponse)
     async def SetTeamLimits(
         self, request: pb.SetTeamLimitsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTeamLimitsResponse:
@@ -483,6 +534,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.SetSchedulePausedResponse)
     async def SetSchedulePaused(
         self, request: pb.SetSchedulePausedRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetSchedulePausedResponse:
@@ -492,6 +544,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.SetSchedulePausedResponse(schedule=convert.schedule_to_pb(record))
 
     @rpc
+    @once(pb.TriggerScheduleResponse)
     async def TriggerSchedule(
         self, request: pb.TriggerScheduleRequest, context: grpc.aio.ServicerContext
     ) -> pb.TriggerScheduleResponse:
@@ -607,6 +660,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     # ---------- governance ----------
 
     @rpc
+    @once(pb.ApplyPolicyResponse)
     async def ApplyPolicy(
         self, request: pb.ApplyPolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApplyPolicyResponse:
@@ -703,6 +757,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     # ---------- lifecycle ----------
 
     @rpc
+    @once(pb.RetireContractResponse)
     async def RetireContract(
         self, request: pb.RetireContractRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetireContractResponse:
@@ -726,6 +781,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.SetWorkflowEnabledResponse)
     async def SetWorkflowEnabled(
         self, request: pb.SetWorkflowEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetWorkflowEnabledResponse:
@@ -738,6 +794,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
 
     @rpc
+    @once(pb.DeleteWorkflowVersionResponse)
     async def DeleteWorkflowVersion(
         self, request: pb.DeleteWorkflowVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteWorkflowVersionResponse:
@@ -747,6 +804,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         return pb.DeleteWorkflowVersionResponse()
 
     @rpc
+    @once(pb.RollbackWorkflowResponse)
     async def RollbackWorkflow(
         self, request: pb.RollbackWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.RollbackWorkflowResponse:

@@ -49,6 +49,7 @@ from coordinator.store.records import (
     AgentRecord,
     AuditRecord,
     ContractRecord,
+    RequestConflict,
     RunFilter,
     RunRecord,
     WorkflowRecord,
@@ -682,6 +683,8 @@ class Registry:
         )
         try:
             await self._store.add_audit(entry)
+        except RequestConflict:
+            pass  # another call applied this request meanwhile: answered as it was (api.once)
         except Exception:
             logger.exception("could not write the audit entry of a refused registration of %s", obj)
         return error

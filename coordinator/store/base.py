@@ -234,6 +234,12 @@ class Store(Protocol):
     async def find_run(self, workflow: str, caller_team: str, idempotency_key: str) -> RunRecord | None: ...
     async def list_runs(self, query: RunFilter) -> list[RunRecord]: ...
     async def get_request(self, scope: str, request_id: str) -> Any | None: ...
+    async def answer_request(self, scope: str, request_id: str, answer: dict[str, Any]) -> Any:
+        """Store ``answer`` (a dict with ``by``, the call that applied the request:
+        ``records.RequestMark``) as the request's record, unless the record stored is another
+        call's (another ``by``): then nothing is written. Returns the record stored now, ``answer``
+        or the other call's. Of concurrent callers with different ``by`` on a request with no
+        record, exactly one writes."""
 
     # timers: due entries claimed by processors
     async def claim_timers(self, now_ms: int, limit: int, claim_ms: int) -> list[TimerRecord]:

@@ -75,6 +75,7 @@ from coordinator.store.records import (
     LimitReached,
     OfferRecord,
     PolicyRecord,
+    RequestConflict,
     RunFilter,
     RunPin,
     RunRecord,
@@ -175,6 +176,10 @@ _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _EVENT_UPSERT = _upsert("events", codec.EVENT_COLUMNS, ("event_id",))
 _REQUEST_UPSERT = _upsert(
     "requests", ("scope", "request_id", "answer_json", "created_ms"), ("scope", "request_id")
+)
+_MARK_INSERT = (
+    _insert("requests", ("scope", "request_id", "answer_json", "created_ms"))
+    + " ON CONFLICT (scope, request_id) DO NOTHING RETURNING 1"
 )
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = _upsert("timers", codec.TIMER_COLUMNS, ("kind", "key"), ", claimed_until_ms = 0")
@@ -303,6 +308,36 @@ def _migrations() -> list[tuple[int, str, str]]:
         f for f in resources.files("coordinator.store.pg_migrations").iterdir() if f.name.endswith(".sql")
     ]
     return sorted((int(f.name.split("_", 1)[0]), f.name, f.read_text()) for f in files)
+
+
+async def _mark_requests(conn: _Conn, audit: Iterable[AuditRecord | None]) -> None:
+    """Record the requests these audit entries apply (``AuditRecord.request``) in the current
+    transaction; ``RequestConflict`` when another call applied one of them first (a record of
+    that request id made by another ``by``). A concurrent transaction inserting the same id is
+    waited for (the primary key), so of two replicas applying one request at once one wins."""
+    seen: set[tuple[str, str]] = set()
+    for entry in audit:
+        mark = entry.request if entry is not None else None
+        if mark is None or (mark.scope, mark.request_id) in seen:
+            continue
+        seen.add((mark.scope, mark.request_id))
+        row = (mark.scope, mark.request_id, codec.dumps(mark.value), int(time.time() * 1000))
+        inserted = await conn.execute(_MARK_INSERT, row)
+        if await inserted.fetchone() is not None:
+            continue
+        cursor = await conn.execute(
+            "SELECT answer_json FROM requests WHERE scope = %s AND request_id = %s", row[:2]
+        )
+        stored = await cursor.fetchone()
+        answer = json.loads(stored[0]) if stored is not None else None
+        if not isinstance(answer, dict) or str(answer.get("by", "")) != mark.by:
+            raise RequestConflict(mark)
+
+
+async def _write_audit(conn: _Conn, audit: AuditRecord) -> None:
+    """One audit entry, and the request it applies (``_mark_requests``)."""
+    await _mark_requests(conn, (audit,))
+    await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
 
 class PostgresStore:
@@ -697,6 +732,7 @@ class PostgresStore:
 
     async def set_setting(self, key: str, value: str, audit: AuditRecord | None = None) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(_upsert("settings", ("key", "value"), ("key",)), (key, value))
             if audit is not None:
                 await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
@@ -762,6 +798,7 @@ class PostgresStore:
 
     async def create_team(self, team: TeamRecord, token: TokenRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             created = await conn.execute(
                 _insert("teams", codec.TEAM_COLUMNS) + " ON CONFLICT (name) DO NOTHING RETURNING name",
                 codec.team_to_row(team),
@@ -792,6 +829,7 @@ class PostgresStore:
 
     async def add_token(self, token: TokenRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             live = await self._lock_live_tokens(conn, token.team, token.created_ms)
             if any(t.name == token.name for t in live):
                 raise KeyError(token.name)
@@ -806,6 +844,7 @@ class PostgresStore:
         changed: list[TokenRecord] = []
 
         async def write(conn: _Conn) -> list[TokenRecord]:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             live = await self._lock_live_tokens(conn, token.team, token.created_ms)
             changed[:] = replaced_tokens(live, token, old_expires_ms)
             for old in changed:
@@ -824,6 +863,7 @@ class PostgresStore:
         revoked: list[TokenRecord] = []
 
         async def write(conn: _Conn) -> list[TokenRecord]:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 f"UPDATE tokens SET revoked_ms = %s WHERE team = %s AND name = %s AND revoked_ms = 0"
@@ -862,6 +902,7 @@ class PostgresStore:
         self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
     ) -> bool:
         async def write(conn: _Conn) -> bool:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute("SELECT * FROM teams WHERE name = %s FOR UPDATE", (name,))
             row = await cursor.fetchone()
@@ -885,6 +926,7 @@ class PostgresStore:
 
     async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(_insert("contracts", codec.CONTRACT_COLUMNS), codec.contract_to_row(record))
             await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
@@ -912,6 +954,7 @@ class PostgresStore:
         value = codec.deprecation_text(deprecation)
 
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(
                 "UPDATE contracts SET deprecated_json = %s WHERE name = %s AND version = ANY(%s)",
                 (value, name, list(versions)),
@@ -922,6 +965,7 @@ class PostgresStore:
 
     async def retire_contract(self, name: str, versions: list[str], at_ms: int, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(
                 "UPDATE contracts SET retired_ms = %s WHERE name = %s AND version = ANY(%s)",
                 (at_ms, name, list(versions)),
@@ -956,6 +1000,7 @@ class PostgresStore:
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(_insert("workflows", codec.WORKFLOW_COLUMNS), codec.workflow_to_row(record))
             await conn.cursor().executemany(
                 "INSERT INTO workflow_contracts (workflow, version, contract) VALUES (%s, %s, %s)"
@@ -979,6 +1024,7 @@ class PostgresStore:
 
     async def set_workflow_disabled(self, name: str, disabled_ms: int, by: str, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(
                 "INSERT INTO workflow_states (name, disabled_ms, disabled_by) VALUES (%s, %s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET disabled_ms = excluded.disabled_ms,"
@@ -995,6 +1041,7 @@ class PostgresStore:
 
     async def delete_workflow_version(self, name: str, version: int, audit: AuditRecord) -> list[str]:
         async def write(conn: _Conn) -> list[str]:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             # Lock the version's row first: a run starting on it meanwhile reads it after this.
             await conn.execute(
                 "SELECT 1 FROM workflows WHERE name = %s AND version = %s FOR UPDATE", (name, version)
@@ -1025,6 +1072,7 @@ class PostgresStore:
         row = codec.agent_to_row(agent)
 
         async def write(conn: _Conn) -> bool:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             # A new id is inserted here; of concurrent first registrations one inserts, the others
             # wait for it and find its row below (locked, so the comparison holds until commit).
             inserted = await conn.execute(
@@ -1084,6 +1132,8 @@ class PostgresStore:
         rows = {run_id: codec.run_to_row(run) for run_id, run in runs.items()}
         hint = self._hint_payload(changes) if self._channel else None
 
+        marked = [a for a in changes.audit if a.request is not None]
+
         async def write(conn: _Conn) -> None:
             checks: list[Callable[[], Awaitable[None]]] = []
             if caps:
@@ -1092,6 +1142,8 @@ class PostgresStore:
                 # same key waits for it and, its count being a later statement, sees its rows.
                 for key in sorted({f"{kind}:{key}" for kind, key, _ in caps}):
                     await conn.execute(_CAP_LOCK_SQL, (key,))
+            if marked:
+                await _mark_requests(conn, marked)
             async with conn.pipeline():
                 for run_id in run_ids:
                     checks.append(await _write_run(conn, run_id, rows.get(run_id), expected.get(run_id)))
@@ -1201,6 +1253,27 @@ class PostgresStore:
         sql += " ORDER BY created_ms DESC, run_id LIMIT %s OFFSET %s"
         args += [query.limit, query.offset]
         return [codec.run_from_json(version, data) for version, data in await self._rows(sql, args)]
+
+    async def answer_request(self, scope: str, request_id: str, answer: dict[str, Any]) -> Any:
+        row = (scope, request_id, codec.dumps(answer), int(time.time() * 1000))
+
+        async def write(conn: _Conn) -> Any:
+            inserted = await conn.execute(_MARK_INSERT, row)
+            if await inserted.fetchone() is not None:
+                return answer
+            cursor = await conn.execute(
+                "SELECT answer_json FROM requests WHERE scope = %s AND request_id = %s FOR UPDATE", row[:2]
+            )
+            found = await cursor.fetchone()
+            stored = json.loads(found[0]) if found is not None else None
+            if isinstance(stored, dict) and str(stored.get("by", "")) != str(answer.get("by", "")):
+                return stored  # another call's: kept
+            await conn.execute(_REQUEST_UPSERT, row)
+            return answer
+
+        written = await self._write(write)
+        # None: the COMMIT's answer was lost, and it did commit: what it kept is read back.
+        return written if written is not None else await self.get_request(scope, request_id)
 
     async def get_request(self, scope: str, request_id: str) -> Any | None:
         row = await self._one(
@@ -1361,7 +1434,7 @@ class PostgresStore:
 
     async def add_audit(self, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:  # a transaction of its own: never two entries
-            await conn.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+            await _write_audit(conn, audit)
 
         await self._write(write)
 
@@ -1391,6 +1464,7 @@ class PostgresStore:
 
     async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
         async def write(conn: _Conn) -> None:
+            await _mark_requests(conn, (audit,))  # first: a repeat of the request changes nothing
             await conn.execute(
                 "INSERT INTO policy_files (scope, source_text, source_name, applied_ms, applied_by)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (scope) DO UPDATE SET"

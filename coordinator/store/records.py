@@ -8,6 +8,7 @@ that decides what happens next is in the store (see docs/architecture.md, "Durab
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -276,6 +277,64 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class RequestMark:
+    """The mark that a mutating RPC with a request id was applied (docs/production.md, "Which
+    calls are safe to retry"): stored in the request records (``scope``, ``request_id``) in the
+    same transaction as the change, so a retry of the request (perhaps on another coordinator)
+    finds it and does not do the work again. ``value`` is the record: a digest of the request and
+    ``by``, the id of the one call that applies it (``coordinator.api.once``)."""
+
+    scope: str
+    request_id: str
+    value: dict[str, Any]
+
+    @property
+    def by(self) -> str:
+        return str(self.value.get("by", ""))
+
+
+class RequestConflict(Exception):
+    """A store refused a write carrying a ``RequestMark``: another call (a retry of the same
+    request, on this coordinator or another) applied that request id first. Nothing was
+    written."""
+
+    def __init__(self, mark: RequestMark) -> None:
+        super().__init__(f"request {mark.request_id} ({mark.scope}) was applied by another call")
+        self.mark = mark
+
+
+# The mark of the request the current task applies (set by ``coordinator.api.once`` around one
+# RPC): every audit entry made meanwhile carries it (``AuditRecord.request``).
+_APPLYING: contextvars.ContextVar[RequestMark | None] = contextvars.ContextVar(
+    "accord_applying_request", default=None
+)
+
+
+# The calls applying a request now (their ``by``): a task the RPC spawned inherits the context
+# variable, and must not mark what it audits once the RPC has answered.
+_LIVE: set[str] = set()
+
+
+def applying_request() -> RequestMark | None:
+    """The mark of the request the current task applies, if any (and that call still runs)."""
+    mark = _APPLYING.get()
+    return mark if mark is not None and mark.by in _LIVE else None
+
+
+def set_applying_request(mark: RequestMark) -> contextvars.Token[RequestMark | None]:
+    """From now until ``reset_applying_request``, audit entries this task makes carry ``mark``."""
+    _LIVE.add(mark.by)
+    return _APPLYING.set(mark)
+
+
+def reset_applying_request(token: contextvars.Token[RequestMark | None]) -> None:
+    mark = _APPLYING.get()
+    if mark is not None:
+        _LIVE.discard(mark.by)
+    _APPLYING.reset(token)
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     at_ms: int
     actor: str  # team name or "admin"
@@ -285,6 +344,11 @@ class AuditRecord:
     platform_intervention: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     id: int = 0
+    # The request this entry's change applies (made while an RPC with a request id runs): a
+    # store writes it to the request records in the entry's transaction, and refuses the whole
+    # transaction (``RequestConflict``) when another call applied that request first. Not a
+    # column of the audit log.
+    request: RequestMark | None = field(default_factory=applying_request, compare=False, repr=False)
 
 
 # The audit action of a recorded override (``accord run --override RULE="reason"``, a workflow

@@ -50,6 +50,7 @@ from coordinator.store.records import (
     LimitReached,
     OfferRecord,
     PolicyRecord,
+    RequestConflict,
     RunFilter,
     RunPin,
     RunRecord,
@@ -148,6 +149,41 @@ _EVENT_INSERT = _insert("events", codec.EVENT_COLUMNS, "INSERT OR REPLACE")
 _REQUEST_INSERT = (
     "INSERT OR REPLACE INTO requests (scope, request_id, answer_json, created_ms) VALUES (?, ?, ?, ?)"
 )
+_MARK_INSERT = (
+    "INSERT OR IGNORE INTO requests (scope, request_id, answer_json, created_ms) VALUES (?, ?, ?, ?)"
+)
+
+
+def _mark_requests(c: sqlite3.Connection, audit: Iterable[AuditRecord | None]) -> None:
+    """Record the requests these audit entries apply (``AuditRecord.request``) in the current
+    transaction; ``RequestConflict`` when another call applied one of them first (a record of
+    that request id made by another ``by``)."""
+    seen: set[tuple[str, str]] = set()
+    for entry in audit:
+        mark = entry.request if entry is not None else None
+        if mark is None or (mark.scope, mark.request_id) in seen:
+            continue
+        seen.add((mark.scope, mark.request_id))
+        row = (mark.scope, mark.request_id, codec.dumps(mark.value), int(time.time() * 1000))
+        if c.execute(_MARK_INSERT, row).rowcount == 1:
+            continue
+        stored = c.execute(
+            "SELECT answer_json FROM requests WHERE scope = ? AND request_id = ?", row[:2]
+        ).fetchone()
+        if stored is None or _by(json.loads(stored[0])) != mark.by:
+            raise RequestConflict(mark)
+
+
+def _by(answer: Any) -> str:
+    return str(answer.get("by", "")) if isinstance(answer, dict) else ""
+
+
+def _write_audit(c: sqlite3.Connection, audit: AuditRecord) -> None:
+    """One audit entry, and the request it applies (``_mark_requests``)."""
+    _mark_requests(c, (audit,))
+    c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
+
+
 # Setting a timer again moves it and drops any claim on it: it is a new deadline.
 _TIMER_SET = (
     "INSERT INTO timers (kind, key, run_id, due_ms, claimed_until_ms) VALUES (?, ?, ?, ?, 0)"
@@ -461,6 +497,7 @@ class SqliteStore:
 
     async def set_setting(self, key: str, value: str, audit: AuditRecord | None = None) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
             if audit is not None:
                 c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
@@ -507,6 +544,7 @@ class SqliteStore:
 
     async def create_team(self, team: TeamRecord, token: TokenRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             if c.execute("SELECT 1 FROM teams WHERE name = ?", (team.name,)).fetchone():
                 raise KeyError(team.name)
             c.execute(_insert("teams", codec.TEAM_COLUMNS), codec.team_to_row(team))
@@ -535,6 +573,7 @@ class SqliteStore:
     async def add_token(self, token: TokenRecord, audit: AuditRecord) -> None:
         # One writer thread: the check and the insert are one step for every other writer.
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             if any(t.name == token.name for t in self._live_tokens(c, token.team, token.created_ms)):
                 raise KeyError(token.name)
             c.execute(_TOKEN_INSERT, codec.token_to_row(token))
@@ -546,6 +585,7 @@ class SqliteStore:
         self, token: TokenRecord, old_expires_ms: int, audit: AuditRecord
     ) -> list[TokenRecord]:
         def w(c: sqlite3.Connection) -> list[TokenRecord]:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             live = self._live_tokens(c, token.team, token.created_ms)
             changed = replaced_tokens(live, token, old_expires_ms)
             for old in changed:
@@ -561,6 +601,7 @@ class SqliteStore:
 
     async def revoke_token(self, team: str, name: str, at_ms: int, audit: AuditRecord) -> list[TokenRecord]:
         def w(c: sqlite3.Connection) -> list[TokenRecord]:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             rows = c.execute(
                 _TOKEN_SELECT
                 + " WHERE team = ? AND name = ? AND revoked_ms = 0 ORDER BY created_ms, token_hash",
@@ -598,6 +639,7 @@ class SqliteStore:
         self, name: str, retry: RetryPolicy, timeouts: Timeouts, audit: AuditRecord | None = None
     ) -> bool:
         def w(c: sqlite3.Connection) -> bool:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             row = c.execute("SELECT * FROM teams WHERE name = ?", (name,)).fetchone()
             if row is None or codec.team_defaults_equal(codec.team_from_row(row), retry, timeouts):
                 return False
@@ -619,6 +661,7 @@ class SqliteStore:
 
     async def add_contract(self, record: ContractRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.execute(_insert("contracts", codec.CONTRACT_COLUMNS), codec.contract_to_row(record))
             c.execute(_AUDIT_INSERT, codec.audit_to_row(audit))
 
@@ -650,6 +693,7 @@ class SqliteStore:
         value = codec.deprecation_text(deprecation)
 
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.executemany(
                 "UPDATE contracts SET deprecated_json = ? WHERE name = ? AND version = ?",
                 [(value, name, v) for v in versions],
@@ -660,6 +704,7 @@ class SqliteStore:
 
     async def retire_contract(self, name: str, versions: list[str], at_ms: int, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.executemany(
                 "UPDATE contracts SET retired_ms = ? WHERE name = ? AND version = ?",
                 [(at_ms, name, v) for v in versions],
@@ -696,6 +741,7 @@ class SqliteStore:
 
     async def add_workflow(self, record: WorkflowRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.execute(_insert("workflows", codec.WORKFLOW_COLUMNS), codec.workflow_to_row(record))
             c.executemany(
                 "INSERT OR IGNORE INTO workflow_contracts (workflow, version, contract) VALUES (?,?,?)",
@@ -734,6 +780,7 @@ class SqliteStore:
 
     async def set_workflow_disabled(self, name: str, disabled_ms: int, by: str, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.execute(
                 "INSERT INTO workflow_states (name, disabled_ms, disabled_by) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET disabled_ms = excluded.disabled_ms,"
@@ -753,6 +800,7 @@ class SqliteStore:
 
     async def delete_workflow_version(self, name: str, version: int, audit: AuditRecord) -> list[str]:
         def w(c: sqlite3.Connection) -> list[str]:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             users = [
                 r[0]
                 for r in c.execute(
@@ -776,6 +824,7 @@ class SqliteStore:
 
     async def put_agent(self, agent: AgentRecord, audit: AuditRecord | None = None) -> bool:
         def w(c: sqlite3.Connection) -> bool:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             row = c.execute("SELECT * FROM agents WHERE agent_id = ?", (agent.agent_id,)).fetchone()
             changed = row is None or not codec.agent_from_row(row).same_registration(agent)
             c.execute(_insert("agents", codec.AGENT_COLUMNS, "INSERT OR REPLACE"), codec.agent_to_row(agent))
@@ -808,6 +857,7 @@ class SqliteStore:
                 policies[key] = policy
         attempts = [codec.attempt_to_row(a) for a in changes.attempts]
         audit = [codec.audit_to_row(a) for a in changes.audit]
+        marked = [a for a in changes.audit if a.request is not None]
         events = [codec.event_to_row(e) for e in changes.events]
         now_ms = int(time.time() * 1000)
         requests = [
@@ -823,6 +873,8 @@ class SqliteStore:
             # The checks first (a refused transition fails before it writes much); then the
             # order ``Changes`` documents: a timer fired and set again in one transition is
             # re-armed, an offer removed and added again is open.
+            if marked:
+                _mark_requests(c, marked)
             if runs or expected:
                 _write_runs(c, runs, expected)
             if fired:
@@ -923,6 +975,20 @@ class SqliteStore:
         sql += " ORDER BY created_ms DESC, run_id LIMIT ? OFFSET ?"
         args += [query.limit, query.offset]
         return await self._read(lambda c: [_run_from_row(r) for r in c.execute(sql, args)])
+
+    async def answer_request(self, scope: str, request_id: str, answer: dict[str, Any]) -> Any:
+        def w(c: sqlite3.Connection) -> Any:
+            row = c.execute(
+                "SELECT answer_json FROM requests WHERE scope = ? AND request_id = ?", (scope, request_id)
+            ).fetchone()
+            if row is not None:
+                stored = json.loads(row[0])
+                if _by(stored) != str(answer.get("by", "")):
+                    return stored  # another call's: kept
+            c.execute(_REQUEST_INSERT, (scope, request_id, codec.dumps(answer), int(time.time() * 1000)))
+            return answer
+
+        return await self._write(w)
 
     async def get_request(self, scope: str, request_id: str) -> Any | None:
         def q(c: sqlite3.Connection) -> Any | None:
@@ -1113,7 +1179,7 @@ class SqliteStore:
     # ---------- audit and events ----------
 
     async def add_audit(self, audit: AuditRecord) -> None:
-        await self._write(lambda c: c.execute(_AUDIT_INSERT, codec.audit_to_row(audit)))
+        await self._write(lambda c: _write_audit(c, audit))
 
     async def list_audit(
         self,
@@ -1141,6 +1207,7 @@ class SqliteStore:
 
     async def put_policy(self, policy: PolicyRecord, audit: AuditRecord) -> None:
         def w(c: sqlite3.Connection) -> None:
+            _mark_requests(c, (audit,))  # first: a repeat of the request changes nothing
             c.execute(
                 "INSERT INTO policy_files (scope, source_text, source_name, applied_ms, applied_by)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"

@@ -17,6 +17,7 @@ from contracts._wire.accord.common.v1 import common_pb2
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.channels import Channels
+from contracts.endpoints import with_request_id
 from coordinator.api import convert
 from coordinator.web._source import AuditQuery, JSONDict, Principal, RunQuery
 
@@ -254,7 +255,7 @@ class GrpcSource:
     async def _call(self, token: str, fn: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
             return await fn(
-                request,
+                with_request_id(request),  # the browser's id where it sent one
                 metadata=((TOKEN_METADATA_KEY, f"Bearer {token}"),),
                 timeout=self.timeout_s,
             )

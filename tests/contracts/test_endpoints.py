@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from contracts.endpoints import Endpoints, parse_addresses
+from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from contracts.endpoints import Endpoints, parse_addresses, with_request_id
 from contracts.errors import InvalidArgumentError
 
 
@@ -35,3 +36,14 @@ def test_a_failed_address_moves_the_client_on_and_says_so(caplog: pytest.LogCapt
     assert endpoints.failed("b:2", "down") and endpoints.address == "a:1"
     assert made == ["a:1", "b:2"]  # one connection each, made once
     assert not Endpoints(["only:1"], str).failed("only:1", "down")
+
+
+def test_a_mutating_request_without_an_id_gets_one_on_a_copy_and_one_with_an_id_keeps_it() -> None:
+    request = pb.CreateTeamRequest(name="payments")
+    filled = with_request_id(request)
+    assert len(filled.request_id) == 32 and filled.name == "payments"
+    assert request.request_id == ""  # the caller's message is left as it was: sent again, a new request
+    assert with_request_id(request).request_id != filled.request_id
+    assert with_request_id(filled) is filled  # an id already there is kept (a retry sends it again)
+    listed = pb.ListTeamsRequest()
+    assert with_request_id(listed) is listed  # a read has no request id

@@ -43,6 +43,8 @@ from coordinator.store.records import (
     LimitReached,
     OfferRecord,
     PolicyRecord,
+    RequestConflict,
+    RequestMark,
     RunFilter,
     RunRecord,
     ScheduleRecord,
@@ -1070,6 +1072,111 @@ class StoreConformance:
         assert await store.get_request("payments", "req-1") == {"run_id": "r1", "created": True}
         assert await store.get_request("crm", "req-1") is None
         assert await store.get_request("payments", "req-2") is None
+
+    # ---------- requests applied once (coordinator.api.once) ----------
+
+    async def test_an_audited_change_marks_its_request_in_its_transaction_and_another_call_is_refused(
+        self, store: Store
+    ) -> None:
+        def marked(action: str, by: str, request_id: str = "q1") -> AuditRecord:
+            mark = RequestMark("rpc:RegisterContract:payments", request_id, {"digest": "d1", "by": by})
+            return dataclasses.replace(audit(action), request=mark)
+
+        await store.add_contract(
+            contract_record("payments/charge", "1.0.0"), marked("contract.register", "one")
+        )
+        stored = await store.get_request("rpc:RegisterContract:payments", "q1")
+        assert stored == {"digest": "d1", "by": "one"}
+        # The same request applied by another call: refused whole, before anything is written.
+        with pytest.raises(RequestConflict):
+            await store.add_contract(contract_record("payments/charge", "1.1.0"), marked("again", "two"))
+        with pytest.raises(RequestConflict):
+            await store.create_team(TeamRecord("crm", 1), token("crm", "h1", 1), marked("team", "two"))
+        with pytest.raises(RequestConflict):
+            await store.apply(Changes(runs=[run_record("r1")], audit=[marked("run.start", "two")]))
+        with pytest.raises(RequestConflict):
+            await store.add_audit(marked("alone", "two"))
+        assert [c.contract.version for c in await store.contract_versions("payments/charge")] == ["1.0.0"]
+        assert await store.get_team("crm") is None
+        assert await store.get_run("r1") is None
+        assert [a.action for a in await store.list_audit()] == ["contract.register"]
+        # A later step of the call that marked it goes through (and leaves the mark as it was).
+        await store.set_deprecation(
+            "payments/charge",
+            ["1.0.0"],
+            Deprecation(sunset="2030-01-01"),
+            marked("contract.deprecate", "one"),
+        )
+        await store.apply(Changes(runs=[run_record("r2")], audit=[marked("run.start", "one")]))
+        assert await store.get_run("r2") is not None
+        assert await store.get_request("rpc:RegisterContract:payments", "q1") == stored
+        # Another request id, or no mark at all, is no conflict; the answer replaces the mark.
+        await store.add_audit(marked("other", "two", request_id="q2"))
+        await store.add_audit(audit("plain"))
+        await store.apply(
+            Changes(requests={("rpc:RegisterContract:payments", "q1"): {**stored, "answer": "x"}})
+        )
+        assert (await store.get_request("rpc:RegisterContract:payments", "q1"))["answer"] == "x"
+        # Marks are request records like the others: retention deletes them.
+        assert await store.purge_requests(10**13, 10) == 2
+        assert await store.get_request("rpc:RegisterContract:payments", "q2") is None
+
+    async def test_of_concurrent_calls_applying_one_request_one_wins(
+        self, store_factory: StoreFactory
+    ) -> None:
+        stores = [store_factory.new()]
+        if store_factory.second_store_allowed:
+            stores.append(store_factory.new())
+        for s in stores:
+            await s.open()
+        try:
+            await self._team(stores[0])
+
+            def marked(by: int) -> AuditRecord:
+                mark = RequestMark("rpc:CreateTeamToken:admin", "q1", {"digest": "d", "by": str(by)})
+                return dataclasses.replace(audit("token.create"), request=mark)
+
+            results = await asyncio.gather(
+                *(
+                    stores[i % len(stores)].add_token(token("payments", f"h{i}", 10, name=f"t{i}"), marked(i))
+                    for i in range(8)
+                ),
+                return_exceptions=True,
+            )
+            assert sum(r is None for r in results) == 1, results
+            assert all(isinstance(r, RequestConflict) for r in results if r is not None)
+            assert len(await stores[-1].list_tokens("payments")) == 2  # default, and the winner's
+            winner = next(i for i, r in enumerate(results) if r is None)
+            assert await stores[-1].get_request("rpc:CreateTeamToken:admin", "q1") == {
+                "digest": "d",
+                "by": str(winner),
+            }
+        finally:
+            for s in reversed(stores):
+                await s.close()
+
+    async def test_an_answer_replaces_its_own_calls_record_and_never_another_calls(
+        self, store: Store
+    ) -> None:
+        scope = "rpc:CancelRun:payments"
+        assert await store.answer_request(scope, "q1", {"by": "one", "answer": "a"}) == {
+            "by": "one",
+            "answer": "a",
+        }
+        # Another call's answer leaves the record as it is, and is told what is stored.
+        assert await store.answer_request(scope, "q1", {"by": "two", "answer": "b"}) == {
+            "by": "one",
+            "answer": "a",
+        }
+        assert await store.answer_request(scope, "q1", {"by": "one", "error": "e"}) == {
+            "by": "one",
+            "error": "e",
+        }
+        assert await store.get_request(scope, "q1") == {"by": "one", "error": "e"}
+        # Of concurrent first answers, one is stored and every caller is told which.
+        answers = await asyncio.gather(*(store.answer_request(scope, "q2", {"by": str(i)}) for i in range(6)))
+        assert len({a["by"] for a in answers}) == 1
+        assert await store.get_request(scope, "q2") == answers[0]
 
     async def test_everything_is_still_there_when_the_store_is_opened_again(
         self, store_factory: StoreFactory
