@@ -373,8 +373,11 @@ class Store(Protocol):
         before ``created_before_ms``."""
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first (and
-        up to ``limit`` run digests of runs that finished before it: they are kept as long)."""
+        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first."""
+
+    async def purge_run_digests(self, finished_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` run digests (``list_run_digests``) of runs that finished before
+        ``finished_before_ms``, the earliest first: they are kept as long as the audit log."""
 
     async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
         """The digests ``purge_runs`` kept of the runs it deleted (created at or after

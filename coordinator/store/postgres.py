@@ -1481,10 +1481,10 @@ class PostgresStore:
         )
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        await self._purge(
-            "run_digests", "run_id", "finished_ms", before_ms, limit
-        )  # as long as the audit log
         return await self._purge("audit", "id", "at_ms", before_ms, limit)
+
+    async def purge_run_digests(self, finished_before_ms: int, limit: int) -> int:
+        return await self._purge("run_digests", "run_id", "finished_ms", finished_before_ms, limit)
 
     async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
         sql = (

@@ -1241,16 +1241,14 @@ class SqliteStore:
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
         sql = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
-        digests = (
+        return await self._write(lambda c: c.execute(sql, (before_ms, limit)).rowcount)
+
+    async def purge_run_digests(self, finished_before_ms: int, limit: int) -> int:
+        sql = (
             "DELETE FROM run_digests WHERE run_id IN"
             " (SELECT run_id FROM run_digests WHERE finished_ms < ? ORDER BY finished_ms LIMIT ?)"
         )
-
-        def w(c: sqlite3.Connection) -> int:
-            c.execute(digests, (before_ms, limit))  # kept as long as the audit log
-            return int(c.execute(sql, (before_ms, limit)).rowcount)
-
-        return await self._write(w)
+        return await self._write(lambda c: c.execute(sql, (finished_before_ms, limit)).rowcount)
 
     async def list_run_digests(self, created_after_ms: int, offset: int, limit: int) -> list[RunRecord]:
         sql = (

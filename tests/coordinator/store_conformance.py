@@ -25,6 +25,7 @@ import pytest
 
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
 from coordinator.store.base import Store
+from coordinator.store.retention import Retention, purge_once
 from coordinator.store.records import (
     TIMER_LEASE,
     TIMER_RETRY,
@@ -1496,8 +1497,28 @@ class StoreConformance:
         )
         assert [d.run_id for d in await store.list_run_digests(1_000, 0, 10)] == ["r2"]
         assert [d.run_id for d in await store.list_run_digests(0, 1, 10)] == ["r2"]
-        await store.purge_audit(1_500, 10)  # digests of runs that finished before it go too
+        assert await store.purge_run_digests(1_500, 10) == 1  # kept as long as the audit log
         assert [d.run_id for d in await store.list_run_digests(0, 0, 10)] == ["r2"]
+
+    async def test_a_retention_pass_deletes_every_expired_digest_batch_by_batch_and_counts_them(
+        self, store: Store
+    ) -> None:
+        # More digests past the audit retention than one batch, and no audit entry: the pass
+        # goes on with the digests by themselves until none is left, and says how many went.
+        await store.apply(
+            Changes(
+                runs=[
+                    run_record(f"r{i}", status="succeeded", created_ms=100 + i, finished_ms=200 + i)
+                    for i in range(7)
+                ]
+                + [run_record("kept", status="succeeded", created_ms=5_000, finished_ms=6_000)]
+            )
+        )
+        assert await store.purge_runs(10**13, 100) == 8
+        retention = Retention.of(None, None, 1.0)  # the audit log (and digests): 1 s
+        result = await purge_once(store, retention, now_ms=3_000, batch=2, pause_s=0)
+        assert result.deleted["run_digests"] == 7
+        assert [d.run_id for d in await store.list_run_digests(0, 0, 100)] == ["kept"]
 
     async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
         await store.apply(
