@@ -1,5 +1,5 @@
 -- What the autonomy report keeps of the runs retention deletes: daily aggregates instead of a
--- digest per run, as the SQLite schema's 0013_run_days (coordinator/store/run_days.py;
+-- digest per run, as the SQLite schema's 0015_run_days (coordinator/store/run_days.py;
 -- docs/governance.md, "When retention deletes runs"). Kept as long as the audit log.
 CREATE TABLE run_days (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
