@@ -296,10 +296,13 @@ def markdown(
         z = scale.get("size")
         if z:
             per = z["bytes_per_run"]
+            st = z["steady"]
             lines.append(
                 f"Stored per finished three-step run: {per['without_spans']:,} bytes, and {per['spans']:,} of spans;"
-                f" under a steady load with retention the database stays flat (last third / settled:"
-                f" {z['steady']['last_third_vs_settled_ratio']})."
+                f" under a steady load with retention ({st['runs_finished_in_window']:,} runs in {st['seconds']:g} s),"
+                f" what the store keeps once retention deleted them went {st['total_bytes_start'] / 2**20:.2f} ->"
+                f" {st['total_bytes_end'] / 2**20:.2f} MB (x{st['growth_ratio']}, {st['kept_bytes_per_run']} bytes per"
+                f" run): {'flat' if st['flat'] else 'growing'}."
             )
         w = scale.get("waiting")
         if w:

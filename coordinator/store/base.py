@@ -381,7 +381,9 @@ class Store(Protocol):
         """Delete up to ``limit`` runs in a terminal status (``RUN_TERMINAL``) that finished
         before ``finished_before_ms``, the earliest first, with their steps, attempts, request
         records, spans, timers and offers; returns how many runs. Runs still going are never
-        touched, however old. A digest of each is kept (``list_run_digests``)."""
+        touched, however old. Each is folded into its daily aggregate (``list_run_digests``),
+        and its start's audit entry (``run.start``, ``run.retry``) goes with it unless the
+        admin made it (a platform intervention)."""
 
     async def purge_events(self, published_before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` events published before ``published_before_ms`` whose triggers
@@ -392,16 +394,21 @@ class Store(Protocol):
         before ``created_before_ms``."""
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first (and
-        up to ``limit`` run digests of runs that finished before it: they are kept as long)."""
+        """Delete up to ``limit`` audit entries made before ``before_ms``, the earliest first."""
+
+    async def purge_run_days(self, finished_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` daily aggregates of deleted runs (``list_run_digests``) whose
+        runs all finished before ``finished_before_ms``, the earliest first: they are kept as long
+        as the audit log."""
 
     async def list_run_digests(
         self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
     ) -> list[RunRecord]:
-        """The digests ``purge_runs`` kept of the runs it deleted (created at or after
-        ``created_after_ms``, oldest first, or newest first when asked), as runs with no
-        payloads: workflow, version, team, status, times and ``pinned`` (the autonomy report,
-        docs/governance.md)."""
+        """What ``purge_runs`` kept of the runs it deleted, for the autonomy report
+        (docs/governance.md): each daily aggregate (coordinator/store/run_days.py) as one run, or
+        two when it holds more (its earliest creation and end; its latest), with no payloads:
+        workflow, version, team, status, times and ``pinned``. Those of runs created at or after
+        ``created_after_ms``, oldest first, or newest first when asked."""
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give space freed by deletes back to the file system where the database does not do it

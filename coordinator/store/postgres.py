@@ -49,7 +49,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from contracts.errors import FailedPreconditionError, UnreachableError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
-from coordinator.store import codec
+from coordinator.store import codec, run_days
 from coordinator.store.base import StoreHint
 from coordinator.store.pg_retry import (
     RETRY_BUDGET_S,
@@ -1555,21 +1555,31 @@ class PostgresStore:
         # lost connection, as a delete may run twice.
         async def write(conn: _Conn) -> int:
             cursor = await conn.execute(
-                "SELECT run_id, data_json::json ->> 'trace_id' FROM runs"
+                "SELECT run_id, data_json::json ->> 'trace_id', workflow, workflow_version, team, status,"
+                " created_ms, finished_ms, data_json::json ->> 'pinned' FROM runs"
                 f" WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < %s"
                 " ORDER BY finished_ms LIMIT %s FOR UPDATE SKIP LOCKED",
                 (finished_before_ms, limit),
             )
-            runs = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
+            selected = await cursor.fetchall()
+            runs = [(str(row[0]), str(row[1])) for row in selected]
             if runs:
                 ids = [run_id for run_id, _ in runs]
-                # What the autonomy report needs of them outlives them (docs/governance.md).
+                # What the autonomy report needs of them outlives them, as daily aggregates
+                # (docs/governance.md, "When retention deletes runs"). Rows of the same keys are
+                # added to in key order, so two coordinators purging at once never deadlock.
+                finished = [run_days.Finished.of(*row[2:]) for row in selected]
+                cursor = await conn.execute(_SEGMENT_CHANGES, run_days.changes_window(finished))
+                changes = run_days.Changes(await cursor.fetchall())
+                cursor = await conn.execute(run_days.failures_sql("%s"), run_days.failures_window(finished))
+                failures = await cursor.fetchall()
+                folded = sorted(run_days.fold(finished, changes, failures), key=lambda r: r.values()[1:7])
+                await conn.cursor().executemany(_RUN_DAY_UPSERT, [row.values() for row in folded])
+                # A run's start in the audit log goes with the run (the admin's stays).
                 await conn.execute(
-                    "INSERT INTO run_digests (run_id, workflow, workflow_version, team, status, created_ms,"
-                    " finished_ms, pinned_json) SELECT run_id, workflow, workflow_version, team, status,"
-                    " created_ms, finished_ms, COALESCE(data_json::json ->> 'pinned', '{}') FROM runs"
-                    " WHERE run_id = ANY(%s) ON CONFLICT (run_id) DO NOTHING",
-                    (ids,),
+                    "DELETE FROM audit WHERE action IN ('run.start', 'run.retry') AND NOT platform_intervention"
+                    " AND (at_ms, object) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))",
+                    ([int(row[6]) for row in selected], ids),
                 )
                 # steps and attempts by their run_id index; timers and offers hold only what is
                 # live (a finished run has none left), one pass each.
@@ -1607,20 +1617,16 @@ class PostgresStore:
         )
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
-        await self._purge(
-            "run_digests", "run_id", "finished_ms", before_ms, limit
-        )  # as long as the audit log
         return await self._purge("audit", "id", "at_ms", before_ms, limit)
+
+    async def purge_run_days(self, finished_before_ms: int, limit: int) -> int:
+        return await self._purge("run_days", "id", "max_finished_ms", finished_before_ms, limit)
 
     async def list_run_digests(
         self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
     ) -> list[RunRecord]:
-        order = "created_ms DESC, run_id DESC" if newest_first else "created_ms, run_id"
-        sql = (
-            "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
-            f" FROM run_digests WHERE created_ms >= %s ORDER BY {order} LIMIT %s OFFSET %s"
-        )
-        rows = await self._dicts(sql, [created_after_ms, limit, offset])
+        sql = run_days.representatives_sql("%s", "GREATEST", newest_first)
+        rows = await self._dicts(sql, [created_after_ms, created_after_ms, created_after_ms, limit, offset])
         return [
             codec.digest_to_run(
                 (r["run_id"], r["workflow"], r["workflow_version"], r["team"], r["status"], r["created_ms"],
@@ -1632,6 +1638,22 @@ class PostgresStore:
     async def reclaim_space(self, max_pages: int) -> int:
         """PostgreSQL's autovacuum makes deleted rows' space reusable by itself: nothing to do."""
         return 0
+
+
+# A deleted run folded into its daily aggregate (coordinator/store/run_days.py).
+_RUN_DAY_UPSERT = (
+    f"INSERT INTO run_days ({', '.join(run_days.COLUMNS)}) VALUES ({', '.join('%s' for _ in run_days.COLUMNS)})"
+    f" ON CONFLICT ({', '.join(run_days.KEY)}) DO UPDATE SET"
+    " runs = run_days.runs + excluded.runs,"
+    " min_created_ms = LEAST(run_days.min_created_ms, excluded.min_created_ms),"
+    " max_created_ms = GREATEST(run_days.max_created_ms, excluded.max_created_ms),"
+    " min_finished_ms = LEAST(run_days.min_finished_ms, excluded.min_finished_ms),"
+    " max_finished_ms = GREATEST(run_days.max_finished_ms, excluded.max_finished_ms)"
+)
+_SEGMENT_CHANGES = (
+    "SELECT at_ms, action, object, details_json FROM audit"
+    f" WHERE action IN ({', '.join(repr(a) for a in run_days.SEGMENT_ACTIONS)}) AND at_ms BETWEEN %s AND %s"
+)
 
 
 async def _still_open(conn: _Conn) -> None:

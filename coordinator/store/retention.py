@@ -144,6 +144,9 @@ async def purge_once(
         ("requests", store.purge_requests, retention.runs_s, 1),
         ("spans", store.prune_spans, retention.spans_s, 1_000_000),  # ns
         ("audit", store.purge_audit, retention.audit_s, 1),
+        # What the autonomy report keeps of deleted runs lives as long as the audit log, and is
+        # deleted batch by batch on its own (not only while audit entries fill a batch).
+        ("run_days", store.purge_run_days, retention.audit_s, 1),
     ]
     for name, purge, keep_s, scale in steps:
         if keep_s is None:

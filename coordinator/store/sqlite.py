@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from contracts.errors import FailedPreconditionError
 from contracts.model import Deprecation, RetryPolicy, Timeouts
-from coordinator.store import codec
+from coordinator.store import codec, run_days
 from coordinator.store.base import StoreHint
 from coordinator.store.records import (
     ATTEMPT_RUNNING,
@@ -122,10 +122,24 @@ _START_TAKE = (
     " at_ms = MAX(start_buckets.at_ms, :now)"
     " RETURNING taken, tokens"
 )
-_DIGEST_INSERT = (
-    "INSERT OR IGNORE INTO run_digests (run_id, workflow, workflow_version, team, status, created_ms,"
-    " finished_ms, pinned_json) SELECT run_id, workflow, workflow_version, team, status, created_ms,"
-    " finished_ms, COALESCE(json_extract(data_json, '$.pinned'), '{}') FROM runs WHERE run_id = ?"
+# A deleted run folded into its daily aggregate (coordinator/store/run_days.py).
+_RUN_DAY_UPSERT = (
+    _insert("run_days", run_days.COLUMNS) + f" ON CONFLICT ({', '.join(run_days.KEY)}) DO UPDATE SET"
+    " runs = runs + excluded.runs,"
+    " min_created_ms = min(min_created_ms, excluded.min_created_ms),"
+    " max_created_ms = max(max_created_ms, excluded.max_created_ms),"
+    " min_finished_ms = min(min_finished_ms, excluded.min_finished_ms),"
+    " max_finished_ms = max(max_finished_ms, excluded.max_finished_ms)"
+)
+_SEGMENT_CHANGES = (
+    "SELECT at_ms, action, object, details_json FROM audit"
+    f" WHERE action IN ({', '.join(repr(a) for a in run_days.SEGMENT_ACTIONS)}) AND at_ms BETWEEN ? AND ?"
+)
+# A run's start in the audit log goes with the run (the admin's stays: a platform intervention).
+# Written at the run's creation time, so found by the (action, at_ms) index.
+_RUN_START_DELETE = (
+    "DELETE FROM audit WHERE action IN ('run.start', 'run.retry') AND at_ms = ? AND object = ?"
+    " AND platform_intervention = 0"
 )
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
@@ -1297,16 +1311,24 @@ class SqliteStore:
 
     async def purge_runs(self, finished_before_ms: int, limit: int) -> int:
         def w(c: sqlite3.Connection) -> int:
-            runs = c.execute(
-                "SELECT run_id, json_extract(data_json, '$.trace_id') FROM runs"
+            selected = c.execute(
+                "SELECT run_id, json_extract(data_json, '$.trace_id'), workflow, workflow_version, team,"
+                " status, created_ms, finished_ms, json_extract(data_json, '$.pinned') FROM runs"
                 f" WHERE {codec.RUN_TERMINAL_SQL} AND finished_ms < ? ORDER BY finished_ms LIMIT ?",
                 (finished_before_ms, limit),
             ).fetchall()
-            if not runs:
+            if not selected:
                 return 0
+            runs = [(row[0], row[1]) for row in selected]
             ids = [(run_id,) for run_id, _ in runs]
-            # What the autonomy report needs of them outlives them (docs/governance.md).
-            c.executemany(_DIGEST_INSERT, ids)
+            # What the autonomy report needs of them outlives them, as daily aggregates
+            # (docs/governance.md, "When retention deletes runs").
+            finished = [run_days.Finished.of(*row[2:]) for row in selected]
+            changes = run_days.Changes(c.execute(_SEGMENT_CHANGES, run_days.changes_window(finished)))
+            failures = c.execute(run_days.failures_sql("?"), run_days.failures_window(finished)).fetchall()
+            folded = run_days.fold(finished, changes, failures)
+            c.executemany(_RUN_DAY_UPSERT, [row.values() for row in folded])
+            c.executemany(_RUN_START_DELETE, [(row[6], row[0]) for row in selected])
             for table in ("steps", "attempts"):  # by their run_id index
                 c.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
             # A finished run has none left (these tables hold only what is live and have no index
@@ -1339,30 +1361,21 @@ class SqliteStore:
 
     async def purge_audit(self, before_ms: int, limit: int) -> int:
         sql = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ? ORDER BY at_ms LIMIT ?)"
-        digests = (
-            "DELETE FROM run_digests WHERE run_id IN"
-            " (SELECT run_id FROM run_digests WHERE finished_ms < ? ORDER BY finished_ms LIMIT ?)"
+        return await self._write(lambda c: c.execute(sql, (before_ms, limit)).rowcount)
+
+    async def purge_run_days(self, finished_before_ms: int, limit: int) -> int:
+        sql = (
+            "DELETE FROM run_days WHERE id IN"
+            " (SELECT id FROM run_days WHERE max_finished_ms < ? ORDER BY max_finished_ms LIMIT ?)"
         )
-
-        def w(c: sqlite3.Connection) -> int:
-            c.execute(digests, (before_ms, limit))  # kept as long as the audit log
-            return int(c.execute(sql, (before_ms, limit)).rowcount)
-
-        return await self._write(w)
+        return await self._write(lambda c: c.execute(sql, (finished_before_ms, limit)).rowcount)
 
     async def list_run_digests(
         self, created_after_ms: int, offset: int, limit: int, *, newest_first: bool = False
     ) -> list[RunRecord]:
-        order = "created_ms DESC, run_id DESC" if newest_first else "created_ms, run_id"
-        sql = (
-            "SELECT run_id, workflow, workflow_version, team, status, created_ms, finished_ms, pinned_json"
-            f" FROM run_digests WHERE created_ms >= ? ORDER BY {order} LIMIT ? OFFSET ?"
-        )
-        return await self._read(
-            lambda c: [
-                codec.digest_to_run(tuple(r)) for r in c.execute(sql, (created_after_ms, limit, offset))
-            ]
-        )
+        sql = run_days.representatives_sql("?", "max", newest_first)
+        args = (created_after_ms, created_after_ms, created_after_ms, limit, offset)
+        return await self._read(lambda c: [codec.digest_to_run(tuple(r)) for r in c.execute(sql, args)])
 
     async def reclaim_space(self, max_pages: int) -> int:
         """Give up to ``max_pages`` free pages of the file back to the file system (incremental

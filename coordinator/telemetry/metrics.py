@@ -99,8 +99,16 @@ class CoordinatorMetrics:
     def _observe(
         values: Callable[[], dict[tuple[str, ...], Any]], labels: tuple[str, ...]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """A gauge's callback. A label set observed once and no longer there (a queue emptied,
+        the event backlog caught up, a team's last agent gone) is observed as 0 from then on:
+        left out, the exporters would go on showing its last value, and an alert on it would never
+        clear. The label sets are contracts and teams, so what is remembered is bounded."""
+        seen: set[tuple[str, ...]] = set()
+
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(v, dict(zip(labels, key, strict=True))) for key, v in dict(values()).items()]
+            now = dict(values())
+            seen.update(now)
+            return [Observation(now.get(key, 0), dict(zip(labels, key, strict=True))) for key in sorted(seen)]
 
         return callback
 

@@ -58,6 +58,7 @@ from coordinator.store.records import (
     VersionConflict,
     WorkflowRecord,
 )
+from coordinator.store.retention import Retention, purge_once
 
 FAR = 10**12  # a now_ms after every due time used here
 
@@ -1703,41 +1704,119 @@ class StoreConformance:
         assert await self._rows_of(store, "still-running") == everything
         assert await store.purge_runs(10**13, 0) == 0
 
-    async def test_a_purged_run_leaves_a_digest_kept_as_long_as_the_audit_log(self, store: Store) -> None:
+    async def test_purged_runs_are_folded_into_daily_aggregates_cut_at_the_changes_they_use(
+        self, store: Store
+    ) -> None:
+        day = 86_400_000
+        charge = {"payments/charge": "1.2.0"}
+
+        def finished(run_id: str, status: str, created: int, took: int = 100) -> RunRecord:
+            return run_record(
+                run_id, status=status, created_ms=created, finished_ms=created + took, pinned=charge
+            )
+
+        def change(action: str, obj: str, at_ms: int, **details: Any) -> AuditRecord:
+            return AuditRecord(
+                at_ms=at_ms,
+                actor="payments",
+                action=action,
+                object=obj,
+                owner_team="payments",
+                details=details,
+            )
+
+        runs = [
+            finished("a", "succeeded", 1_000, took=900),  # the first part of the day
+            finished("b", "failed", 1_500),
+            finished("c", "succeeded", 3_000, took=1_000),  # after a new version of a contract it pins
+            finished("d", "succeeded", 3_500),  # ended before c
+            finished("e", "succeeded", 5_000),  # after an agent's registration serving it
+            finished("f", "succeeded", day + 10),  # the next day
+            finished("kept", "succeeded", 9 * day),
+        ]
+        starts = [change("run.start", r.run_id, r.created_ms, workflow=r.workflow) for r in runs]
+        admin = dataclasses.replace(starts[1], actor="admin", platform_intervention=True)
         await store.apply(
             Changes(
-                runs=[
-                    run_record(
-                        "r1",
-                        status="failed",
-                        created_ms=900,
-                        finished_ms=1_000,
-                        pinned={"payments/charge": "1.2.0"},
-                    ),
-                    run_record("r2", status="succeeded", created_ms=1_900, finished_ms=2_000),
-                    run_record("r3", status="succeeded", created_ms=2_900, finished_ms=3_000),
-                ]
+                runs=runs,
+                audit=[
+                    starts[0],
+                    admin,  # the admin started b: a platform intervention, kept
+                    *starts[2:],
+                    change("run.override", "a", 1_000, rule="r", reason="why"),
+                    change("contract.register", "payments/charge@1.3.0", 2_000),
+                    change("contract.register", "crm/notify@1.0.0", 3_200),  # pinned by none: no cut
+                    change("agent.register", "payments-7", 4_000, serves=["payments/charge@1"]),
+                    change("agent.register", "payments-8", 4_500, serves=["payments/charge@2"]),  # no cut
+                ],
             )
         )
         assert await store.list_run_digests(0, 0, 10) == []
-        assert await store.purge_runs(2_500, 10) == 2
+        assert await store.purge_runs(2 * day, 2) == 2
+        assert await store.purge_runs(2 * day, 10) == 4
+
+        def seen(records: list[RunRecord]) -> list[tuple[str, int, int]]:
+            assert all(r.pinned == charge and r.workflow == "payments/checkout" for r in records)
+            assert all(r.workflow_version == 1 and r.team == "payments" for r in records)
+            return [(r.status, r.created_ms, r.finished_ms) for r in records]
+
+        # One row per part of a day and status; one with more runs reads as its earliest
+        # creation and earliest end, and its latest creation and latest end.
         digests = await store.list_run_digests(0, 0, 10)
-        assert [(d.run_id, d.status, d.created_ms, d.finished_ms, d.pinned) for d in digests] == [
-            ("r1", "failed", 900, 1_000, {"payments/charge": "1.2.0"}),
-            ("r2", "succeeded", 1_900, 2_000, {}),
+        assert seen(digests) == [
+            ("succeeded", 1_000, 1_900),
+            ("failed", 1_500, 1_600),
+            ("succeeded", 3_000, 3_600),  # c and d: the earliest creation (c) and end (d)
+            ("succeeded", 3_500, 4_000),  # the latest creation (d) and end (c)
+            ("succeeded", 5_000, 5_100),
+            ("succeeded", day + 10, day + 110),
         ]
-        assert (digests[0].workflow, digests[0].workflow_version, digests[0].team) == (
-            "payments/checkout",
-            1,
-            "payments",
+        assert len({d.run_id for d in digests}) == 6
+        # From a time (a part that began before it counts from it), paged, newest first.
+        assert seen(await store.list_run_digests(3_200, 0, 10)) == [
+            ("succeeded", 3_200, 3_600),
+            ("succeeded", 3_500, 4_000),
+            ("succeeded", 5_000, 5_100),
+            ("succeeded", day + 10, day + 110),
+        ]
+        assert [d.run_id for d in await store.list_run_digests(0, 2, 2)] == [d.run_id for d in digests[2:4]]
+        newest = await store.list_run_digests(0, 0, 2, newest_first=True)
+        assert [d.run_id for d in newest] == [digests[5].run_id, digests[4].run_id]
+        assert [d.run_id for d in await store.list_run_digests(0, 5, 9, newest_first=True)] == [
+            digests[0].run_id
+        ]
+
+        # A run's start went with it; the admin's start, the override and the changes are kept.
+        left = [(e.action, e.object) for e in await store.list_audit("", 0, 100)]
+        assert [o for a, o in left if a == "run.start"] == ["b", "kept"]
+        assert ("run.override", "a") in left
+        assert len(left) == 2 + 1 + 4
+
+        # Kept as long as the audit log: a row goes once every run of it ended before the cutoff.
+        assert await store.purge_run_days(5_101, 10) == 4
+        assert seen(await store.list_run_digests(0, 0, 10)) == [("succeeded", day + 10, day + 110)]
+
+    async def test_a_retention_pass_deletes_every_expired_daily_aggregate_batch_by_batch_and_counts_them(
+        self, store: Store
+    ) -> None:
+        # More aggregates past the audit retention than one batch (one a day), and no audit
+        # entry: the pass goes on with them by themselves until none is left, and says how many.
+        day = 86_400_000
+        await store.apply(
+            Changes(
+                runs=[
+                    run_record(f"r{i}", status="succeeded", created_ms=i * day, finished_ms=i * day + 1)
+                    for i in range(1, 8)
+                ]
+                + [run_record("kept", status="succeeded", created_ms=20 * day, finished_ms=20 * day + 1)]
+            )
         )
-        assert [d.run_id for d in await store.list_run_digests(1_000, 0, 10)] == ["r2"]
-        assert [d.run_id for d in await store.list_run_digests(0, 1, 10)] == ["r2"]
-        newest_first = await store.list_run_digests(0, 0, 1, newest_first=True)
-        assert [d.run_id for d in newest_first] == ["r2"]  # the autonomy report reads the newest first
-        assert [d.run_id for d in await store.list_run_digests(0, 1, 10, newest_first=True)] == ["r1"]
-        await store.purge_audit(1_500, 10)  # digests of runs that finished before it go too
-        assert [d.run_id for d in await store.list_run_digests(0, 0, 10)] == ["r2"]
+        assert await store.purge_runs(10**13, 100) == 8
+        assert len(await store.list_run_digests(0, 0, 100)) == 8
+        retention = Retention.of(None, None, 1.0)  # the audit log (and what the report keeps): 1 s
+        result = await purge_once(store, retention, now_ms=10 * day, batch=2, pause_s=0)
+        assert result.deleted["run_days"] == 7
+        assert [d.created_ms for d in await store.list_run_digests(0, 0, 100)] == [20 * day]
 
     async def test_a_purged_run_id_and_idempotency_key_can_be_used_again(self, store: Store) -> None:
         await store.apply(

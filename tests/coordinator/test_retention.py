@@ -20,11 +20,13 @@ import pytest
 
 from coordinator.config import CoordinatorConfig
 from coordinator.server import Coordinator
+from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.postgres import PostgresStore
 from coordinator.store.records import RUN_SUCCEEDED, Changes, RunFilter
 from coordinator.store.retention import RETENTION_SETTING, Retention, purge_once, resolve
 from coordinator.store.sqlite import SqliteStore
+from tests.coordinator.store_conformance import run_record
 from tests.support.inprocess import CHARGE_ONCE, PAYMENTS, seed_payments
 from tests.support.postgres import TestDatabase
 from tests.support.scenario import contract
@@ -36,14 +38,15 @@ REFUND_ONCE = CHARGE_ONCE.replace("charge-once", "refund-once").replace(
 )
 
 
-def _migrations_before_retention(package: str) -> list[tuple[int, str, str]]:
-    """(number, name, SQL) of the store's migrations older than the one that brought retention."""
+def _migrations_before_retention(package: str, what: str = "retention") -> list[tuple[int, str, str]]:
+    """(number, name, SQL) of the store's migrations older than the one that brought retention
+    (or ``what``: the name's end)."""
     files = sorted(
         (int(f.name.split("_", 1)[0]), f.name, f.read_text())
         for f in resources.files(package).iterdir()
         if f.name.endswith(".sql")
     )
-    [retention] = [number for number, name, _ in files if name.endswith("_retention.sql")]
+    [retention] = [number for number, name, _ in files if name.endswith(f"_{what}.sql")]
     return [m for m in files if m[0] < retention]
 
 
@@ -315,3 +318,92 @@ def test_a_large_sqlite_file_made_before_is_left_as_it_is_with_a_warning(
     assert (
         "made without incremental vacuum" in caplog.text and "PRAGMA auto_vacuum = INCREMENTAL" in caplog.text
     )
+
+
+# ---------- a database made when a digest was kept per deleted run ----------
+
+
+async def _before_run_days(kind: str, store: Store, url: str, path: Path) -> None:
+    """A database as the coordinator left it when it kept a digest per deleted run: three
+    digests (two of one day and key), the starts of two deleted runs (one by the admin), and a
+    stored run with its start."""
+    live = codec.run_to_row(run_record("live", status="running"))
+    digests = [
+        ("d1", 1_000, 1_100, "succeeded"),
+        ("d2", 2_000, 2_500, "succeeded"),
+        ("d3", DAY_MS + 5, DAY_MS + 9, "failed"),
+    ]
+    starts = [
+        ("run.start", "d1", 0),
+        ("run.start", "d2", 1),
+        ("run.start", "live", 0),
+        ("run.cancel", "d1", 0),
+    ]
+    if kind == "sqlite":
+        conn = sqlite3.connect(path, isolation_level=None)
+        for number, _, sql in _migrations_before_retention("coordinator.store.migrations", "run_days"):
+            conn.executescript("BEGIN;\n" + sql + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+        involved = codec.RUN_COLUMNS.index("involved")  # ",team1,team2," in SQLite
+        row = (*live[:involved], ",payments,", *live[involved + 1 :])
+        conn.execute(
+            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({', '.join('?' for _ in row)}, 1)",
+            row,
+        )
+        conn.executemany(
+            "INSERT INTO run_digests VALUES (?, 'payments/checkout', 1, 'payments', ?, ?, ?, '{}')",
+            [(r, status, created, ended) for r, created, ended, status in digests],
+        )
+        conn.executemany(
+            "INSERT INTO audit (at_ms, actor, action, object, owner_team, platform_intervention, details_json)"
+            " VALUES (1, 'payments', ?, ?, 'payments', ?, '{}')",
+            starts,
+        )
+        conn.close()
+        return
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL, applied_ms bigint NOT NULL)"
+        )
+        for number, name, sql in _migrations_before_retention("coordinator.store.pg_migrations", "run_days"):
+            await conn.execute(sql)  # type: ignore[arg-type]
+            await conn.execute(
+                "INSERT INTO schema_version (version, name, applied_ms) VALUES (%s, %s, 0)", (number, name)
+            )
+        await conn.execute(
+            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({', '.join('%s' for _ in live)}, 1)",
+            live,
+        )
+        await conn.cursor().executemany(
+            "INSERT INTO run_digests VALUES (%s, 'payments/checkout', 1, 'payments', %s, %s, %s, '{}')",
+            [(r, status, created, ended) for r, created, ended, status in digests],
+        )
+        await conn.cursor().executemany(
+            "INSERT INTO audit (at_ms, actor, action, object, owner_team, platform_intervention, details_json)"
+            " VALUES (1, 'payments', %s, %s, 'payments', %s, '{}')",
+            [(a, o, bool(admin)) for a, o, admin in starts],
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_digests_made_before_are_folded_into_daily_aggregates_and_deleted_runs_starts_go(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store, url = _store(kind, tmp_path, request)
+    await _before_run_days(kind, store, url, tmp_path / "coordinator.db")
+    await store.open()
+    try:
+        kept = [(r.status, r.created_ms, r.finished_ms) for r in await store.list_run_digests(0, 0, 10)]
+        assert kept == [
+            ("succeeded", 1_000, 1_100),  # d1 and d2: one day, one key
+            ("succeeded", 2_000, 2_500),
+            ("failed", DAY_MS + 5, DAY_MS + 9),
+        ]
+        left = [(e.action, e.object, e.platform_intervention) for e in await store.list_audit("", 0, 10)]
+        # The start of a deleted run is gone, unless the admin made it; a stored run's stays,
+        # and a cancel is no start.
+        assert left == [("run.start", "d2", True), ("run.start", "live", False), ("run.cancel", "d1", False)]
+    finally:
+        await store.close()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -188,3 +189,135 @@ def test_a_database_in_use_before_retention_says_at_start_that_it_keeps_everythi
         assert "retention is off" not in proc.log()
     finally:
         proc.kill9()
+
+
+async def test_an_event_the_bus_has_not_taken_shows_in_the_event_lag_gauges_until_it_does(
+    tmp_path: Path,
+) -> None:
+    """An event stored and not handed to the bus (its NATS server gone, as when a coordinator
+    dies between storing and handing on) is counted in accord_events_undelivered, with its age in
+    accord_event_lag_seconds, until the bus takes it."""
+    from coordinator.store import codec
+    from coordinator.store.records import EventRecord
+    from tests.e2e.test_events_nats import OwnNatsServer, _nats_args, _world
+    from tests.support.events import handled
+
+    server = OwnNatsServer(tmp_path)
+    server.start()
+    proc = None
+    try:
+        await server.wait_serving()
+        proc = CoordinatorProcess.start(
+            tmp_path / "home", "--metrics", "127.0.0.1:0", *_nats_args("ACCORD", server.url)
+        )
+        url = f"http://{json.loads((proc.home / 'coordinator.json').read_text())['metrics']}/metrics"
+        tokens = await _world(proc)
+        server.stop()
+        await wait_until(
+            lambda: f"NATS at 127.0.0.1:{server.port} is unreachable" in proc.log(),
+            "the coordinator saw NATS go",
+        )
+        # Stored a minute ago and never handed on.
+        stranded = EventRecord(
+            event_id="evt-stranded",
+            contract="payments/order-paid",
+            contract_version="1.0.0",
+            team="payments",
+            payload={"order_id": "o-9", "amount_cents": 100},
+            published_ms=int(time.time() * 1000) - 60_000,
+        )
+        row = codec.event_to_row(stranded)
+        with sqlite3.connect(proc.db, timeout=30) as conn:
+            conn.execute(
+                f"INSERT INTO events ({', '.join(codec.EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in row)})",
+                row,
+            )
+
+        async with httpx.AsyncClient() as http:
+
+            async def lag() -> str | None:
+                text = (await http.get(url)).text
+                return (
+                    text
+                    if _value(text, "accord_events_undelivered", contract="payments/order-paid")
+                    else None
+                )
+
+            waiting = await wait_until(lag, "the stranded event in accord_events_undelivered")
+            assert _value(waiting, "accord_events_undelivered", contract="payments/order-paid") == 1
+            assert _value(waiting, "accord_event_lag_seconds", contract="payments/order-paid") >= 60
+
+            server.start()  # the bus is back: the sweep hands the event on and its trigger runs
+            await server.wait_serving()
+            async with proc.client(tokens["payments"]) as client:
+                done = await handled(client, "evt-stranded")
+            assert len(done.triggered_runs) == 1
+
+            async def caught_up() -> str | None:
+                text = (await http.get(url)).text
+                undelivered = _value(text, "accord_events_undelivered", contract="payments/order-paid")
+                return text if "accord_events_undelivered" in text and not undelivered else None
+
+            after = await wait_until(caught_up, "accord_events_undelivered back to nothing")
+            assert _value(after, "accord_event_lag_seconds", contract="payments/order-paid") == 0
+    finally:
+        if proc is not None:
+            proc.kill9()
+        server.stop()
+
+
+async def test_metrics_are_exported_by_otlp_to_the_collector_the_otel_variables_name(tmp_path: Path) -> None:
+    from tests.telemetry.otlp_collector import OtlpMetricsCollector
+
+    collector = OtlpMetricsCollector()
+    address = await collector.start()
+    env = {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://{address}",
+        "OTEL_EXPORTER_OTLP_METRICS_INSECURE": "true",
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+    }
+    proc = CoordinatorProcess.start(tmp_path / "home", "--metrics", "off", env=env)
+    try:
+        token = await proc.create_team("payments")
+        await proc.register_contract(token, contract("payments/charge"))
+        await proc.register_workflow(token, CHARGE_ONCE)
+
+        async def charge(call: Call) -> dict[str, str]:
+            return {"ref": "r-" + call.input["order_id"]}
+
+        agent = TestAgent(proc.address, token, "payments", {"payments/charge@1": charge})
+        await agent.start()
+        try:
+            async with proc.client(token) as client:
+                started = await start_run(client, "payments/charge-once", {"order_id": "o-1"})
+                assert (await wait_run(client, started.run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
+        finally:
+            await agent.stop()
+
+        def exported(name: str, **labels: str) -> float:
+            return sum(
+                v for attrs, v in collector.points(name) if all(attrs.get(k) == x for k, x in labels.items())
+            )
+
+        await wait_until(
+            lambda: (
+                exported("accord.runs.finished", workflow="payments/charge-once", status="succeeded") == 1
+            ),
+            "the finished run exported to the OTLP collector",
+        )
+        assert exported("accord.runs.started", workflow="payments/charge-once") == 1
+        assert exported("accord.step.duration", contract="payments/charge", status="succeeded") == 1
+        assert exported("accord.store.commit.duration", store="sqlite") > 0
+        names = {
+            m.name
+            for r in collector.requests
+            for rm in r.resource_metrics
+            for s in rm.scope_metrics
+            for m in s.metrics
+        }
+        assert {"accord.runs.started", "accord.runs.finished", "accord.step.duration"} <= names
+        # Labels are bounded there too: no run id.
+        assert started.run.run_id not in str(collector.requests)
+    finally:
+        proc.kill9()
+        await collector.stop()

@@ -1,4 +1,4 @@
-"""A real OTLP/gRPC trace collector for tests: TraceService/Export on 127.0.0.1:0."""
+"""Real OTLP/gRPC collectors for tests: TraceService/Export and MetricsService/Export on 127.0.0.1:0."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -56,3 +57,49 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
             except TimeoutError:
                 break
         return self.span_ids()
+
+
+class OtlpMetricsCollector(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """A real OTLP/gRPC metrics collector for tests: MetricsService/Export on 127.0.0.1:0."""
+
+    def __init__(self) -> None:
+        self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def Export(
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    async def start(self) -> str:
+        self.server = grpc.aio.server()
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self.server)  # type: ignore[no-untyped-call]
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+
+    def points(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The newest value of each attribute set of metric ``name`` (a sum's or a gauge's value,
+        a histogram's count) across every export so far."""
+        newest: dict[tuple[tuple[str, str], ...], float] = {}
+        for request in self.requests:
+            for resource in request.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.name != name:
+                            continue
+                        kind = metric.WhichOneof("data")
+                        for point in getattr(metric, kind).data_points:
+                            labels = tuple(sorted((a.key, a.value.string_value) for a in point.attributes))
+                            if kind == "histogram":
+                                value = float(point.count)
+                            else:
+                                value = float(point.as_int if point.HasField("as_int") else point.as_double)
+                            newest[labels] = value
+        return [(dict(labels), value) for labels, value in newest.items()]
