@@ -254,9 +254,11 @@ class Registry:
 
     async def workflow_disabled_ms(self, name: str) -> int:
         """When the workflow was disabled (0: it is not); read again once older than ``fresh_s``,
-        as every cache here (another coordinator may have disabled it)."""
+        as every cache here (another coordinator may have disabled it). A cached "disabled" is
+        always read again before it refuses anything: a workflow enabled through another
+        coordinator a moment ago starts its runs (and its schedules' due times) here at once."""
         cached = self._disabled.get(name)
-        if cached is None or time.monotonic() - cached[0] > self.fresh_s:
+        if cached is None or cached[1] or time.monotonic() - cached[0] > self.fresh_s:
             read_at = time.monotonic()
             cached = (read_at, await self._store.workflow_disabled_ms(name))
             self._disabled[name] = cached

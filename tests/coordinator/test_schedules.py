@@ -233,3 +233,23 @@ async def test_a_disabled_workflows_schedule_starts_nothing_and_a_trigger_says_w
     await a.registry.set_workflow_enabled(PAYMENTS, "payments/charge-once", True)
     await cluster.tick(T0 + 4 * MINUTE)
     assert [_due(r) for r in await _scheduled(a, "every-minute")] == [T0 - 30_000 + 4 * MINUTE]
+
+
+async def test_a_workflow_enabled_through_one_replica_fires_on_another_at_once(cluster: Cluster) -> None:
+    """Replica b has just read the workflow as disabled (cached for a while: it would otherwise
+    skip the next due time that it claims); enabled through a, b's next look starts the run."""
+    a, b = await cluster.add(), await cluster.add()
+    await _register(
+        a,
+        _workflow(
+            '{id: every-minute, cron: "* * * * *", input: {order_id: s}, overlap: allow, catch_up: last}'
+        ),
+    )
+    await a.registry.set_workflow_enabled(PAYMENTS, "payments/charge-once", False)
+    b.registry.fresh_s = 3600.0  # b's caches are not read again by age within this test
+    assert await b.registry.workflow_disabled_ms("payments/charge-once") > 0
+    await a.registry.set_workflow_enabled(PAYMENTS, "payments/charge-once", True)
+    await a.stop(grace=0)  # only b looks from now on
+    cluster.members.remove(a)
+    await cluster.tick(T0 + MINUTE)
+    assert [_due(r) for r in await _scheduled(b, "every-minute")] == [T0 - 30_000 + MINUTE]
