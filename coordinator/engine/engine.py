@@ -45,7 +45,7 @@ from contracts.policy import Verdict, agent_document
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.validation import validate_payload
 from contracts.versions import is_name
-from coordinator.checks import Checks, inline_violations
+from coordinator.checks import INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
@@ -1551,7 +1551,7 @@ class Engine:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
-        checked = await self._output_checked(attempt_id, output)
+        checked = await self._large_output_checked(attempt_id, output)
         emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
@@ -1666,36 +1666,26 @@ class Engine:
         )
         return contract.ref, event, audit
 
-    async def _output_checked(self, attempt_id: str, output: Any) -> tuple[str, TaskFailure | None] | None:
-        """The verdict on an output, made before the transition, which uses it: ``(contract
-        ref, violation)``. A small output is validated inline within the step limit of
-        coordinator/checks.py; a large one, or one whose validation needs more steps, in a worker
-        process. None when the attempt is not found (the transition then decides)."""
+    async def _large_output_checked(
+        self, attempt_id: str, output: Any
+    ) -> tuple[str, TaskFailure | None] | None:
+        """A large output is validated in a worker process (coordinator/checks.py) before the
+        transition, which uses the answer: ``(contract ref, violation)``; None for a small one."""
+        if payload_size(output) <= INLINE_BYTES:
+            return None
+        stored = await self._store.get_attempt(attempt_id)
+        if stored is None:
+            return None
         try:
-            state = await self._state(_run_of(attempt_id))
+            contract = (await self._state(stored.run_id)).contracts.get(stored.contract)
         except _Gone:
-            state = None
-        attempt = state.attempts.get(attempt_id) if state is not None else None
-        contract = (
-            state.contracts.get(attempt.contract) if state is not None and attempt is not None else None
-        )
-        if contract is None:
-            # Another coordinator made the attempt after this one cached the run: read it.
-            stored = await self._store.get_attempt(attempt_id)
-            if stored is not None:
-                try:
-                    contract = (await self._state(stored.run_id)).contracts.get(stored.contract)
-                except _Gone:
-                    contract = None
+            return None
         if contract is None:
             return None
-        inline = inline_violations(contract.output_schema, output, "output")
-        if inline is not None:
-            return contract.ref, machine.output_failure(contract, inline)
         try:
             violation = await self._registry.checks.run(
                 f"validating the output of {contract.ref}",
-                -1,
+                INLINE_BYTES + 1,
                 machine.output_violation,
                 contract,
                 output,
@@ -1823,7 +1813,7 @@ class Engine:
         try:
             violations = await self._registry.checks.run(
                 f"validating the mapped input of step {step.step_id} ({contract.ref})",
-                -1,
+                INLINE_BYTES + 1,
                 validate_payload,
                 contract.input_schema,
                 step.input,

@@ -27,7 +27,7 @@ from contracts.migration import adapt_input, adapt_output
 from contracts.model import WAIT_APPROVAL, Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
-from coordinator.checks import inline_violations
+from coordinator.checks import INLINE_BYTES, payload_size
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
 from coordinator.engine.state import RunState, Transition
@@ -293,11 +293,7 @@ def attempt_failed(
 
 def output_violation(contract: Contract, output: Any) -> TaskFailure | None:
     """The non-retryable failure of an output that does not match its contract, if it does not."""
-    return output_failure(contract, validate_payload(contract.output_schema, output, "output"))
-
-
-def output_failure(contract: Contract, violations: list[Violation]) -> TaskFailure | None:
-    """The failure of an output with ``violations`` of its contract, if it has any."""
+    violations = validate_payload(contract.output_schema, output, "output")
     if not violations:
         return None
     return TaskFailure(
@@ -720,16 +716,14 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
             _fail_mapping(state, step, error, tr)
             return False
     step.input = step_input
-    # Validated inline when small and cheap; else in a worker, before a later transition
-    # (coordinator/checks.py).
-    violations = inline_violations(contract.input_schema, step_input, "input")
-    if violations is None:
+    if payload_size(step_input) > INLINE_BYTES:
         step.status, step.next_attempt_ms = STEP_SCHEDULED, 0
         if not step.started_ms:
             step.started_ms = tr.now
         tr.step(step)
         tr.arm(TIMER_CHECK_INPUT, retry_key(step.run_id, step.step_id), step.run_id, tr.now)
         return True
+    violations = validate_payload(contract.input_schema, step_input, "input")
     if violations:
         _fail_mapping(state, step, input_violation(contract, violations), tr)
         return False

@@ -94,8 +94,9 @@ class Policies:
             key = (record.scope, record.applied_ms, record.source_text)
             if key not in self._parsed:
                 try:
-                    self._parsed[key] = await self._checks.check(
+                    self._parsed[key] = await self._checks.run(
                         f"reading the policy {record.source_name}",
+                        len(record.source_text),
                         policy.parse_policy_text,
                         record.source_text,
                         record.source_name,
@@ -127,8 +128,9 @@ class Policies:
         rules = await self.rules(owner_team)
         if not overrides and not any(r.covers(kind, owner_team) for r in rules):
             return Verdict()  # nothing to check: the file is not read again
-        findings, file_overrides = await self._checks.check(
+        findings, file_overrides = await self._checks.run(
             f"checking the policies on {source_name}",
+            len(source_text),
             policy.check_text,
             tuple(rules),
             kind,
@@ -148,11 +150,9 @@ class Policies:
         """The verdict on a registration that is not a file (an agent's): ``data`` is its document."""
         rules = await self.rules(owner_team)
         subject = policy.Subject(kind, obj, owner_team, what, data)
-        findings: list[PolicyFinding] = []
-        if any(r.covers(kind, owner_team) for r in rules):  # else no worker round trip
-            findings = await self._checks.check(
-                f"checking the policies on {what}", policy.evaluate, tuple(rules), subject
-            )
+        findings = await self._checks.run(
+            f"checking the policies on {what}", len(str(data)), policy.evaluate, tuple(rules), subject
+        )
         return self._decide(rules, findings, overrides, {}, what)
 
     def _decide(
@@ -225,8 +225,9 @@ class Policies:
 
     async def parse(self, source_text: str, source_name: str, team: str) -> list[Rule]:
         try:
-            rules: list[Rule] = await self._checks.check(
+            rules: list[Rule] = await self._checks.run(
                 f"reading {source_name}",
+                len(source_text),
                 policy.parse_policy_text,
                 source_text,
                 source_name,

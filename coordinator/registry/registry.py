@@ -358,8 +358,9 @@ class Registry:
             event_sensitive[name] = fields
         catalog = composition.PinnedCatalog(await self._catalog(spec), pinned)
         try:
-            result = await self.checks.check(
+            result = await self.checks.run(
                 f"the sensitive flows of workflow {spec.name} v{record.version}",
+                _composition_size(spec, catalog),
                 composition.check_workflow,
                 spec,
                 catalog,
@@ -508,8 +509,9 @@ class Registry:
             # A back-filled version (older than ``other``) must be a safe predecessor of it:
             # ``other`` is then the successor, so the check runs old=this, new=other.
             before, after = (contract, other.contract) if other in newer else (other.contract, contract)
-            for f in await self.checks.check(
+            for f in await self.checks.run(
                 f"the compatibility check of {contract.ref} against {other.contract.ref}",
+                len(before.source_text) + len(after.source_text),
                 compat.check_contract_compat,
                 before.input_schema,
                 before.output_schema,
@@ -622,8 +624,9 @@ class Registry:
                 f"{name}: migrates_from.contract: no version of {migration.ref} is registered, so there is "
                 "nothing to adapt from; register the adapter once the old major exists, or leave it out"
             )
-        findings = await self.checks.check(
+        findings = await self.checks.run(
             f"the type-check of the migrates_from mappings of {contract.ref}",
+            len(contract.source_text) + len(old[-1].source_text),
             _migration_findings,
             contract,
             old[-1],
@@ -706,8 +709,9 @@ class Registry:
             ]
         if event.kind != "event":
             return [Finding("/emits/event", f"emits {event.ref}, a task contract; emits needs kind: event")]
-        found = await self.checks.check(
+        found = await self.checks.run(
             f"the check of {contract.ref}'s emits against {event.ref}",
+            len(contract.source_text) + len(event.source_text),
             composition.check_emits,
             contract,
             event,
@@ -737,8 +741,9 @@ class Registry:
                 continue
             catalog = await self._catalog(spec)
             catalog.add(event)
-            for index, message in await self.checks.check(
+            for index, message in await self.checks.run(
                 f"the check of workflow {spec.name}'s triggers against {event.ref}",
+                _composition_size(spec, catalog),
                 _broken_triggers,
                 spec,
                 catalog,
@@ -783,8 +788,9 @@ class Registry:
     ) -> list[ConsumerImpact]:
         """What ``spec`` reads from ``contract`` that the new version breaks."""
         catalog = await self._catalog(spec)
-        impacts = await self.checks.check(
+        impacts = await self.checks.run(
             f"the check of workflow {spec.name} against {contract.ref}",
+            _composition_size(spec, catalog) + len(contract.source_text),
             _consumer_impacts,
             spec,
             catalog,
@@ -873,8 +879,9 @@ class Registry:
         new, _ = await self.get_contract(principal, new_ref)
         findings = [
             Finding(f.pointer, f.message, f.breaking)
-            for f in await self.checks.check(
+            for f in await self.checks.run(
                 f"the compatibility check of {old.contract.ref} against {new.contract.ref}",
+                len(old.contract.source_text) + len(new.contract.source_text),
                 compat.check_contract_compat,
                 old.contract.input_schema,
                 old.contract.output_schema,
@@ -1353,8 +1360,9 @@ class Registry:
         order: list[str] = list(spec.steps)
         dependencies: dict[str, list[str]] = {}
         catalog = await self._catalog(spec)
-        result = await self.checks.check(
+        result = await self.checks.run(
             f"the type-check of workflow {spec.name}",
+            _composition_size(spec, catalog),
             composition.check_workflow,
             spec,
             catalog,
@@ -1667,9 +1675,10 @@ class Registry:
             c = record.contract
             if record.retired_ms or not any(r.covers("contract", c.team) for r in checked):
                 continue
-            await asyncio.sleep(0)  # one worker round trip each: let other teams' calls in between
-            findings, _ = await self.checks.check(
+            await asyncio.sleep(0)  # small files are checked inline: let other teams' calls in between
+            findings, _ = await self.checks.run(
                 f"checking the policies on {c.ref}",
+                len(c.source_text),
                 check_policy_text,
                 checked,
                 "contract",
@@ -1688,8 +1697,9 @@ class Registry:
             if not any(r.covers("workflow", wf.team) for r in checked):
                 continue
             await asyncio.sleep(0)
-            findings, _ = await self.checks.check(
+            findings, _ = await self.checks.run(
                 f"checking the policies on {wf.name}",
+                len(wf.source_text),
                 check_policy_text,
                 checked,
                 "workflow",
@@ -1712,8 +1722,8 @@ class Registry:
                 f"agent {agent.agent_id}",
                 agent_policy_document(agent, team.retry if team else None, team.timeouts if team else None),
             )
-            found += await self.checks.check(
-                f"checking the policies on agent {agent.agent_id}", evaluate_policy, checked, subject
+            found += await self.checks.run(
+                f"checking the policies on agent {agent.agent_id}", 0, evaluate_policy, checked, subject
             )
         return found
 
@@ -1733,16 +1743,20 @@ class Registry:
 
 
 def _parse_size(text: str) -> int:
-    """The size given to ``checks.run`` to read a file: in a worker (-1), except one over the
-    file limit, refused at once before parsing, so inline (0) rather than sent to a worker."""
-    return -1 if len(text) <= MAX_DOCUMENT_BYTES else 0
+    """The size that decides where a file is read: one over the file limit is refused at once,
+    before parsing, so inline."""
+    return len(text) if len(text) <= MAX_DOCUMENT_BYTES else 0
+
+
+def _composition_size(spec: Workflow, catalog: Any) -> int:
+    return len(spec.source_text) + sum(len(c.source_text) for c in catalog)
 
 
 def _consumer_impacts(
     spec: Workflow, catalog: Any, contract: Contract, affected: list[str]
 ) -> list[composition.ConsumerImpact]:
     """The breaking impacts of ``contract`` on what ``spec``'s ``affected`` steps read (run in a
-    worker: a module-level function, so it pickles)."""
+    worker for large inputs: a module-level function, so it pickles)."""
     result = composition.check_workflow(spec, catalog)
     reads = [read for step in affected for read in result.reads.get(step, [])]
     return [impact for impact in composition.consumer_impacts(contract, reads) if impact.breaking]
@@ -1750,7 +1764,7 @@ def _consumer_impacts(
 
 def _broken_triggers(spec: Workflow, catalog: Any, indices: list[int]) -> list[tuple[int, str]]:
     """(trigger index, message) of each breaking finding in ``spec``'s triggers ``indices``
-    (run in a worker: a module-level function, so it pickles)."""
+    (run in a worker for large inputs: a module-level function, so it pickles)."""
     result = composition.check_workflow(spec, catalog)
     broken = []
     for finding in result.findings:

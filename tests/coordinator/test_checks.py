@@ -49,36 +49,3 @@ def _version_error() -> None:
     from contracts.versions import parse_version
 
     parse_version("one")
-
-
-async def test_checks_run_in_a_worker_whatever_their_size_and_starting_it_is_not_budgeted() -> None:
-    """A registration's checks always go to the pool (a 130-byte schema can cost minutes); the
-    workers' start (spawning Python, importing the checkers: longer than this budget) is not
-    spent from the first check's budget."""
-    checks = Checks(budget_s=0.5)
-    try:
-        assert await checks.check("adding", operator.add, 2, 2) == 4
-        assert checks._pool is not None
-        with pytest.raises(FailedPreconditionError, match=r"check budget of 0.5s"):
-            await checks.check("sleeping", time.sleep, 600)
-        assert await checks.check("adding", operator.add, 1, 2) == 3  # fresh workers, not budgeted
-    finally:
-        checks.close()
-
-
-async def test_a_small_payload_whose_validation_branches_goes_to_a_worker_within_the_budget() -> None:
-    """A few hundred bytes under a schema whose ``anyOf`` doubles the work per level would take
-    minutes inline; past the inline step budget it is validated in a worker, and stopped there."""
-    from tests.contracts.test_validation import branching
-
-    checks = Checks(budget_s=0.5)
-    try:
-        schema, value = branching(40)
-        with pytest.raises(FailedPreconditionError, match=r"validating the run input.*check budget of 0.5s"):
-            await checks.validate("the run input", schema, value)
-        small_schema, small_value = branching(3)
-        assert await checks.validate("the run input", small_schema, small_value) == []
-        unique = {"type": "array", "uniqueItems": True}
-        assert await checks.validate("xs", unique, [{"": i} for i in range(1500)]) == []
-    finally:
-        checks.close()
