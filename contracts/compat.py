@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeAlias, TypeGuard
 from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
-from contracts import regex
+from contracts import _schemas, regex
 from contracts._schemas import json_type
 from contracts.errors import InvalidSchemaError, Violation
 from contracts.validation import canonical_json, compiled_validator, json_path
@@ -159,6 +159,18 @@ _MAX_DISJUNCTS = 64
 
 class _CannotProveError(Exception):
     """Raised internally when a schema shape is outside what the checker can reason about."""
+
+
+class _OutOfBudgetError(Exception):
+    """Raised internally when a check has taken its whole work budget (``_MAX_STEPS``): it ends
+    the check (it is not a _CannotProveError, which is handled locally and lets the check go on)."""
+
+
+# How many schema pairs one check may examine (and how many candidate values it may validate
+# while looking for examples). Real contracts take a few hundred steps; recursive or very
+# branchy schemas could otherwise take exponential time on the coordinator. Past the budget the
+# change is refused as one the checker cannot prove safe (docs/contracts.md, "Limits").
+_MAX_STEPS = 5_000
 
 
 def _key(value: Any) -> Hashable:
@@ -808,6 +820,11 @@ class _Checker:
         # Inside trial(): its findings are counted, never shown (a trial whose findings explain a
         # refusal is checked again for real), so no example value is looked for.
         self.trying = 0
+        # Work done so far (see _MAX_STEPS).
+        self.steps = 0
+        # d with its type narrowed to one type, by (id(d), type): the same object every time, so
+        # that identity-keyed coinduction recognises a pair it is already examining.
+        self._typed: dict[tuple[int, str], tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -896,6 +913,7 @@ class _Checker:
                 seen.add(text)
                 if len(seen) > 60:
                     break
+                self.spend()
                 if (
                     all(self.is_valid(self.sub_root, w, value) for w in wholes)
                     and not self.is_valid(self.sup_root, sup, value)
@@ -920,6 +938,9 @@ class _Checker:
 
     def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
         self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
+
+    def cannot_prove_finding(self, pointer: str, reason: str) -> Finding:
+        return Finding(pointer, f"cannot prove {self.where(())} stays compatible: {reason}")
 
     def change(self, kw: str, sub_value: str, sup_value: str) -> str:
         """Describe a keyword change in old/new terms for the current voice."""
@@ -962,6 +983,7 @@ class _Checker:
         quick = _quick_valid(schema, instance)
         if quick is not None:
             return quick
+        self.spend()
         base = self._validators.get(id(root))
         if base is None:
             # The very validator payloads are checked with (formats asserted, same regex engine).
@@ -1029,8 +1051,14 @@ class _Checker:
 
     # ----------------------------------------------------------------- the relation
 
+    def spend(self, steps: int = 1) -> None:
+        self.steps += steps
+        if self.steps > _MAX_STEPS:
+            raise _OutOfBudgetError
+
     def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         """Report why `sub` ⊆ `sup` may fail."""
+        self.spend()
         self.sup_nodes.append((sup, ctx.path))
         try:
             self._check(sub, sup, ctx)
@@ -1128,6 +1156,7 @@ class _Checker:
 
     def flatten(self, schema: Schema, ptr: str, depth: int) -> list[tuple[Mapping[str, Any], str]]:
         """Rewrite a sub-side schema as a union of combinator-free schemas (with pointers)."""
+        self.spend()
         if depth > 50:
             raise _CannotProveError("$ref or allOf nesting is too deep (a reference cycle?)")
         if schema is False:
@@ -1341,6 +1370,7 @@ class _Checker:
 
     def branch_types(self, schema: Schema, depth: int = 0) -> set[str]:
         """Types a sup-side schema may admit (an over-approximation)."""
+        self.spend()
         if schema is False:
             return set()
         if schema is True or depth > 20:
@@ -1382,7 +1412,7 @@ class _Checker:
     def check_alternatives(
         self, d: Mapping[str, Any], t: str, sup: Mapping[str, Any], kw: str, ctx: _Ctx
     ) -> None:
-        sub_t = {**d, "type": t}
+        sub_t = self.typed(d, t)
         branches: list[Schema] = list(sup[kw])
         fits: list[int] = []
         failures: dict[int, list[Finding]] = {}
@@ -1422,6 +1452,16 @@ class _Checker:
             )
         else:
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def typed(self, d: Mapping[str, Any], t: str) -> Mapping[str, Any]:
+        """`d` admitting only values of type `t` (one object per (d, t), see ``_typed``)."""
+        if d.get("type") == t:
+            return d
+        cached = self._typed.get((id(d), t))
+        if cached is None:
+            cached = (d, {**d, "type": t})
+            self._typed[(id(d), t)] = cached
+        return cached[1]
 
     def never_both(self, sub_t: Mapping[str, Any], t: str, fit: Schema, other: Schema) -> bool:
         """Whether no value of type t in sub_t (which fits the oneOf branch `fit`) can also match
@@ -1864,6 +1904,7 @@ def _run(
         embedded_ids = _ensure_schema(name, schema) or embedded_ids
         if root is not None and root is not schema:
             embedded_ids = _ensure_schema(name, root) or embedded_ids
+    name_of = {id(sub): names[0], id(sup): names[1]}
     checker = _Checker(
         sub_root=sub if sub_root is None else sub_root,
         sup_root=sup if sup_root is None else sup_root,
@@ -1875,7 +1916,30 @@ def _run(
         subject=subject,
         embedded_ids=embedded_ids,
     )
-    checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
+    for schema, root, pointed in ((sub, sub_root, not point_at_sup), (sup, sup_root, point_at_sup)):
+        cycle = _schemas.unguarded_ref_cycle(schema if root is None else root)
+        if cycle is not None:
+            # The validator cannot evaluate such a schema (it recurses without end), so nothing
+            # can be said about which values it accepts; coinduction would wrongly call it a match.
+            in_pointed = pointed and root is None
+            return [
+                checker.cannot_prove_finding(
+                    (sup_ptr if point_at_sup else sub_ptr) + (cycle if in_pointed else ""),
+                    f"the $ref at '{cycle or '/'}' in {name_of[id(schema)]} leads back to a schema it is part"
+                    " of without first going into a field or an item, so the validator cannot evaluate it",
+                )
+            ]
+    try:
+        checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
+    except _OutOfBudgetError:
+        checker.findings.append(
+            checker.cannot_prove_finding(
+                sup_ptr if point_at_sup else sub_ptr,
+                f"the check took its whole work budget ({_MAX_STEPS} steps) before reaching an answer"
+                " (the schemas are too recursive or have too many alternatives to compare);"
+                " simplify the change, or make it in a new major version",
+            )
+        )
     return _dedupe(checker.findings)
 
 
