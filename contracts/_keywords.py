@@ -9,10 +9,10 @@ a "did you mean" for near misses; an extension keyword is allowed when it starts
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["KEYWORDS", "UnknownKeyword", "suggest", "unknown_keywords"]
+__all__ = ["KEYWORDS", "UnknownKeyword", "suggest", "unknown_fields", "unknown_keywords", "workflow_schemas"]
 
 # Keywords holding one subschema, a map of subschemas, a list of subschemas.
 _ONE = frozenset(
@@ -108,3 +108,24 @@ def unknown_keywords(schema: Any, pointer: str = "") -> Iterator[UnknownKeyword]
         elif key in _LIST and isinstance(value, list):
             for index, child in enumerate(value):
                 yield from unknown_keywords(child, f"{here}/{index}")
+
+
+def unknown_fields(schemas: Iterable[tuple[str, Any]]) -> list[str]:
+    """The unknown keywords of named schemas (``("input", schema)``), as dotted fields
+    (``input.requried``): how registered versions with them are named in logs and lists."""
+    return [name + u.pointer.replace("/", ".") for name, schema in schemas for u in unknown_keywords(schema)]
+
+
+def workflow_schemas(data: Any) -> list[tuple[str, Any]]:
+    """The schemas a workflow file holds, named by their field: ``input`` and each waiting
+    step's signal payload (``steps.<id>.wait_for.signal.schema``)."""
+    if not isinstance(data, Mapping):
+        return []
+    found: list[tuple[str, Any]] = [("input", data["input"])] if "input" in data else []
+    steps = data.get("steps")
+    for step_id, step in steps.items() if isinstance(steps, Mapping) else ():
+        wait = step.get("wait_for") if isinstance(step, Mapping) else None
+        signal = wait.get("signal") if isinstance(wait, Mapping) else None
+        if isinstance(signal, Mapping) and "schema" in signal:
+            found.append((f"steps.{step_id}.wait_for.signal.schema", signal["schema"]))
+    return found

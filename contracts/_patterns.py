@@ -78,7 +78,7 @@ def samples(pattern: str) -> tuple[str, ...]:
     found: list[str] = []
     for extra in (0, 1, 2, 3, 5, 8, 13, 40):
         try:
-            text = "".join(_build(list(tree), extra, 0))
+            text = "".join(_build(list(tree), extra, 0, [_MAX_SAMPLE_WORK]))
         except _CannotBuildError:
             continue
         if text not in found and regex.search(pattern, text):
@@ -88,6 +88,12 @@ def samples(pattern: str) -> tuple[str, ...]:
 
 class _CannotBuildError(Exception):
     pass
+
+
+# The work one sample may take (characters produced plus repetitions expanded): nested
+# repetitions multiply (``^(((a*)*)*)*$`` grown by 40 is 40**4 characters), so a sample that
+# would need more is skipped rather than built.
+_MAX_SAMPLE_WORK = 4096
 
 
 _CATEGORY_CHARS = {
@@ -100,12 +106,16 @@ _CATEGORY_CHARS = {
 }
 
 
-def _build(items: list[tuple[Any, Any]], extra: int, depth: int) -> list[str]:
-    """One string for a parsed sequence: every repetition ``extra`` times over its minimum."""
+def _build(items: list[tuple[Any, Any]], extra: int, depth: int, budget: list[int]) -> list[str]:
+    """One string for a parsed sequence: every repetition ``extra`` times over its minimum.
+    ``budget`` holds the work left (see _MAX_SAMPLE_WORK); spending it all abandons the sample."""
     if depth > 50:
         raise _CannotBuildError
     out: list[str] = []
     for op, arg in items:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _CannotBuildError
         name = str(op)
         if name == "LITERAL":
             out.append(chr(arg))
@@ -121,16 +131,21 @@ def _build(items: list[tuple[Any, Any]], extra: int, depth: int) -> list[str]:
             low, high, inner = arg
             count = low + extra if high >= _UNBOUNDED else min(low + extra, high)
             count = min(count, 1000)
-            for _ in range(count):
-                out.extend(_build(list(inner), extra, depth + 1))
+            if count:
+                # Built once: the same text every time, repeated within the budget.
+                piece = _build(list(inner), extra, depth + 1, budget)
+                budget[0] -= len(piece) * count
+                if budget[0] < 0:
+                    raise _CannotBuildError
+                out.extend(piece * count)
         elif name == "SUBPATTERN":
-            out.extend(_build(list(arg[-1]), extra, depth + 1))
+            out.extend(_build(list(arg[-1]), extra, depth + 1, budget))
         elif name == "ATOMIC_GROUP":
-            out.extend(_build(list(arg), extra, depth + 1))
+            out.extend(_build(list(arg), extra, depth + 1, budget))
         elif name == "BRANCH":
             branches = arg[1]
             # The first branch for the shortest strings, the last one while growing.
-            out.extend(_build(list(branches[0 if extra == 0 else -1]), extra, depth + 1))
+            out.extend(_build(list(branches[0 if extra == 0 else -1]), extra, depth + 1, budget))
         else:  # GROUPREF, ASSERT, ... (RE2 refuses them anyway)
             raise _CannotBuildError
     return out

@@ -216,3 +216,101 @@ def standalone(schema: Schema, root: Schema) -> Schema:
     if not carried or not local_refs(schema):
         return schema
     return {**carried, "allOf": [schema]}
+
+
+# Keywords whose subschemas apply to the same instance as the schema holding them ("in place"):
+# a $ref that leads back to where it started through these alone never reaches a smaller value.
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_LIST = ("allOf", "anyOf", "oneOf")
+
+
+def unguarded_ref_cycle(root: Any) -> str | None:
+    """The pointer of a ``$ref`` (its holder) that leads back to a schema it is part of without
+    first descending into a field or an item, if there is one (``{anyOf: [{$ref: '#'}, ...]}``).
+
+    Validating a value against such a schema never ends (the validator Accord runs recurses until
+    Python's recursion limit), so the loader refuses it and the compatibility checker cannot
+    reason about it. A ``$ref`` reached through ``properties``, ``items`` and the like is fine:
+    each step is about a smaller part of the value (docs/contracts.md, "Schemas").
+    """
+    # Depth-first over the "applies in place to the same value" edges; a cycle among them
+    # necessarily passes through a $ref (a JSON document is a tree).
+    state: dict[int, int] = {}  # id(node) -> 1 on the current path, 2 finished
+
+    def edges(node: Any, pointer: str) -> list[tuple[Any, str, bool]]:
+        out: list[tuple[Any, str, bool]] = []
+        if not isinstance(node, Mapping):
+            return out
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            try:
+                out.append((resolve_pointer(root, ref), ref[1:], True))
+            except UnresolvableRef:
+                pass
+        for kw in _IN_PLACE_ONE:
+            if isinstance(node.get(kw), Mapping):
+                out.append((node[kw], f"{pointer}/{kw}", False))
+        for kw in _IN_PLACE_LIST:
+            if isinstance(node.get(kw), list):
+                out += [
+                    (m, f"{pointer}/{kw}/{i}", False)
+                    for i, m in enumerate(node[kw])
+                    if isinstance(m, Mapping)
+                ]
+        dependent = node.get("dependentSchemas")
+        if isinstance(dependent, Mapping):
+            for name, member in dependent.items():
+                if isinstance(member, Mapping):
+                    out.append((member, f"{pointer}/dependentSchemas/{_escape(str(name))}", False))
+        return out
+
+    for start, start_ptr in _every_schema(root):
+        if id(start) in state:
+            continue
+        state[id(start)] = 1
+        # (node, its pointer, the $ref holder whose reference led to it or None, edges left)
+        stack: list[tuple[Any, str, str | None, Any]] = [
+            (start, start_ptr, None, iter(edges(start, start_ptr)))
+        ]
+        while stack:
+            node, pointer, _, todo = stack[-1]
+            step = next(todo, None)
+            if step is None:
+                stack.pop()
+                state[id(node)] = 2
+                continue
+            target, target_ptr, via_ref = step
+            mark = state.get(id(target))
+            if mark == 1:
+                if via_ref:
+                    return pointer
+                # Closed by a plain subschema edge: name the $ref on the loop.
+                at = next(i for i, entry in enumerate(stack) if entry[0] is target)
+                return next((e[2] for e in stack[at:] if e[2] is not None), pointer)
+            if mark == 2:
+                continue
+            state[id(target)] = 1
+            holder = pointer if via_ref else None
+            stack.append((target, target_ptr, holder, iter(edges(target, target_ptr))))
+    return None
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _every_schema(schema: Any, pointer: str = "") -> list[tuple[Any, str]]:
+    """Every mapping inside ``schema`` that may be a subschema, with its pointer (values of
+    const/enum/default/examples are data, not schemas)."""
+    found: list[tuple[Any, str]] = []
+    todo: list[tuple[Any, str]] = [(schema, pointer)]
+    while todo:
+        node, here = todo.pop()
+        if isinstance(node, Mapping):
+            found.append((node, here))
+            for key, value in node.items():
+                if key not in ("const", "enum", "default", "examples"):
+                    todo.append((value, f"{here}/{_escape(str(key))}"))
+        elif isinstance(node, list):
+            todo += [(value, f"{here}/{i}") for i, value in enumerate(node)]
+    return found

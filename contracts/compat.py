@@ -20,6 +20,7 @@ target ``sup`` schema) and one sentence a person can act on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -32,7 +33,7 @@ from typing import Any, Literal, TypeAlias, TypeGuard
 from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
-from contracts import regex
+from contracts import _schemas, regex
 from contracts._schemas import json_type
 from contracts.errors import InvalidSchemaError, Violation
 from contracts.validation import canonical_json, compiled_validator, json_path
@@ -58,9 +59,10 @@ class Finding:
     pointer: str
     message: str
     breaking: bool = True
-    # A finding about the whole value (no field path) that names an example keeps it here, as a
-    # 1-tuple: a value the old schema accepts and the new one refuses (input; for output, one the
-    # new may produce that the old did not promise). Not part of equality.
+    # A finding that names an example (or claims a break, such as a field now required) keeps
+    # here, as a 1-tuple, a whole value (document) the old schema accepts and the new one refuses
+    # (input; for output, one the new may produce that the old did not promise), checked with the
+    # validator payloads meet. Not part of equality.
     example: tuple[Any] | None = field(default=None, compare=False, repr=False)
 
 
@@ -159,6 +161,18 @@ _MAX_DISJUNCTS = 64
 
 class _CannotProveError(Exception):
     """Raised internally when a schema shape is outside what the checker can reason about."""
+
+
+class _OutOfBudgetError(Exception):
+    """Raised internally when a check has taken its whole work budget (``_MAX_STEPS``): it ends
+    the check (it is not a _CannotProveError, which is handled locally and lets the check go on)."""
+
+
+# How many schema pairs one check may examine (and how many candidate values it may validate
+# while looking for examples). Real contracts take a few hundred steps; recursive or very
+# branchy schemas could otherwise take exponential time on the coordinator. Past the budget the
+# change is refused as one the checker cannot prove safe (docs/contracts.md, "Limits").
+_MAX_STEPS = 5_000
 
 
 def _key(value: Any) -> Hashable:
@@ -416,6 +430,31 @@ def _samples(
                     out += [{**base, "x": extra}, {**base, **filled, "x": extra}]
                 out.append({**base, **filled, "x": 1, "y": 1, "z": 1})
     return out
+
+
+def _place(parent: Any, seg: str, child: Any, d: Mapping[str, Any], sup: Mapping[str, Any]) -> list[Any]:
+    """`parent` (an object or array value) with `child` at the field path segment `seg` (a
+    field name, ``*`` for a field neither schema names, ``[i]`` or ``[]`` for further items)."""
+    if seg.startswith("["):
+        if not isinstance(parent, list):
+            return []
+        if seg == "[]":
+            return [[*parent, child], [child] * max(1, len(parent))]
+        i = int(seg[1:-1])
+        items = list(parent)
+        if len(items) > i:
+            items[i] = child
+        else:
+            items += [child] * (i + 1 - len(items))
+        return [items]
+    if not isinstance(parent, dict):
+        return []
+    if seg == "*":
+        declared = {*(d.get("properties") or {}), *(sup.get("properties") or {}), *parent}
+        seg = next(
+            n for n in itertools.chain(["x"], (f"x{i}" for i in itertools.count(1))) if n not in declared
+        )
+    return [{**parent, seg: child}]
 
 
 def _string_lengths(schema: Mapping[str, Any]) -> tuple[int, int | None]:
@@ -778,6 +817,13 @@ class _Checker:
     ) -> None:
         self.sub_root = sub_root
         self.sup_root = sup_root
+        # The whole values compared (the roots may be larger documents holding them): every
+        # example is a value valid under top_sub and invalid under top_sup.
+        self.top_sub: Schema = sub_root
+        self.top_sup: Schema = sup_root
+        # The object and array schemas being examined, outermost first, with their field path:
+        # a field's example is placed in values of these to make a whole value (see witness()).
+        self.levels: list[tuple[tuple[str, ...], Mapping[str, Any], Mapping[str, Any]]] = []
         self.sub_root_ptr = sub_root_ptr
         self.sup_root_ptr = sup_root_ptr
         self.point_at_sup = point_at_sup
@@ -808,6 +854,11 @@ class _Checker:
         # Inside trial(): its findings are counted, never shown (a trial whose findings explain a
         # refusal is checked again for real), so no example value is looked for.
         self.trying = 0
+        # Work done so far (see _MAX_STEPS).
+        self.steps = 0
+        # d with its type narrowed to one type, by (id(d), type): the same object every time, so
+        # that identity-keyed coinduction recognises a pair it is already examining.
+        self._typed: dict[tuple[int, str], tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
 
     # ----------------------------------------------------------------- reporting helpers
 
@@ -848,7 +899,7 @@ class _Checker:
             msg = f"{where} may now be {what}, which the previous version did not promise{detail}"
         else:
             msg = f"{where} may be {what}, which the target schema does not accept{detail}"
-        self.report(pointer, msg, example if not path and not self.base_path else None)
+        self.report(pointer, msg, example)
 
     def breaks(
         self,
@@ -871,7 +922,13 @@ class _Checker:
         if found is None:
             self.cannot_prove(pointer, ctx.path, f"{detail} ({self.no_example()})")
         else:
-            self.escapes(pointer, ctx.path, f"{what} (e.g. {_show(found[0])})", detail, found)
+            value, whole = found
+            shown = f"{what} (e.g. {_show(value)}{self.as_in(ctx.path, whole)})"
+            self.escapes(pointer, ctx.path, shown, detail, (whole,))
+
+    def as_in(self, path: tuple[str, ...], whole: Any) -> str:
+        """How a field's example is shown in its whole value (nothing for the whole value)."""
+        return f", as in {self.where(())} {_show(whole)}" if path else ""
 
     def no_example(self) -> str:
         if self.voice == "input":
@@ -882,12 +939,14 @@ class _Checker:
 
     def example(
         self, d: Mapping[str, Any], sup: Mapping[str, Any], candidates: Iterable[Any], path: tuple[str, ...]
-    ) -> tuple[Any] | None:
+    ) -> tuple[Any, Any] | None:
         """The first candidate valid under the disjunct `d` and every sub schema being examined
         at the same field (the whole it came from; by the very validator Accord runs) and
-        invalid under `sup`, as a 1-tuple."""
+        invalid under `sup`, that also makes a whole value valid under the whole sub schema and
+        invalid under the whole sup schema (see witness()): ``(candidate, whole value)``."""
         wholes = self.wholes(d, path)
         seen: set[str] = set()
+        tried = 0
         try:
             for value in candidates:
                 text = json.dumps(value, sort_keys=True, default=str)
@@ -896,12 +955,78 @@ class _Checker:
                 seen.add(text)
                 if len(seen) > 60:
                     break
+                self.spend()
                 if (
                     all(self.is_valid(self.sub_root, w, value) for w in wholes)
                     and not self.is_valid(self.sup_root, sup, value)
                     and not self.is_valid(self.sup_root, self.outer_sup(sup, path), value)
                 ):
-                    return (value,)
+                    whole = self.witness(path, [value])
+                    if whole is not None:
+                        return value, whole[0]
+                    tried += 1
+                    if tried >= 5:  # the field's values are fine, its surroundings are not
+                        break
+        except _CannotProveError:
+            return None
+        return None
+
+    def containers(self, d: Mapping[str, Any], sup: Mapping[str, Any], t: str) -> list[Any]:
+        """A few objects (or arrays) for d, the first ones with every declared field (required
+        ones first) holding a value its own schema accepts: plain samples take the first value
+        of each field's candidates, which its bounds may refuse (``minimum: 1`` and 0)."""
+        out: list[Any] = []
+        if t == "object" and isinstance(d.get("properties"), Mapping):
+            filled: dict[str, Any] = {}
+            try:
+                for name, prop in d["properties"].items():
+                    if not isinstance(prop, Mapping):
+                        continue
+                    for value in _samples(prop, _types(prop), (), 1)[:30]:
+                        if self.is_valid(self.sub_root, prop, value, spend=False):
+                            filled[name] = value
+                            break
+            except _CannotProveError:
+                pass
+            required = [r for r in d.get("required") or [] if isinstance(r, str)]
+            base = {r: filled[r] for r in required if r in filled}
+            out += [base, {**base, **filled}]
+        out += _samples(d, {t}, [sup])
+        return out[:10]
+
+    def level_at(self, path: tuple[str, ...]) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+        for at, d, sup in reversed(self.levels):
+            if at == path:
+                return d, sup
+        return None
+
+    def witness(self, path: tuple[str, ...], values: Sequence[Any]) -> tuple[Any] | None:
+        """A whole value valid under the whole sub schema and invalid under the whole sup schema,
+        with one of `values` at the field `path`, as a 1-tuple; None if none was found.
+
+        A field's schema alone says nothing about the schema around it (``not: {required:
+        [a]}``, ``maxProperties: 0`` next to ``properties``): a break is claimed only with such
+        a whole value, built from values of the enclosing object and array schemas."""
+        docs: list[Any] = list(values)[:8]
+        for i in range(len(path) - 1, -1, -1):
+            level = self.level_at(path[:i])
+            if level is None:
+                return None
+            d, sup = level
+            seg = path[i]
+            parents = self.containers(d, sup, "array" if seg.startswith("[") else "object")
+            built: dict[str, Any] = {}
+            for parent in parents:
+                for child in docs:
+                    for doc in _place(parent, seg, child, d, sup):
+                        built.setdefault(json.dumps(doc, sort_keys=True, default=str), doc)
+            docs = list(built.values())[:48]
+        try:
+            for doc in docs:
+                if self.is_valid(self.sub_root, self.top_sub, doc, spend=False) and not self.is_valid(
+                    self.sup_root, self.top_sup, doc, spend=False
+                ):
+                    return (doc,)
         except _CannotProveError:
             return None
         return None
@@ -920,6 +1045,9 @@ class _Checker:
 
     def cannot_prove(self, pointer: str, path: tuple[str, ...], reason: str) -> None:
         self.report(pointer, f"cannot prove {self.where(path)} stays compatible: {reason}")
+
+    def cannot_prove_finding(self, pointer: str, reason: str) -> Finding:
+        return Finding(pointer, f"cannot prove {self.where(())} stays compatible: {reason}")
 
     def change(self, kw: str, sub_value: str, sup_value: str) -> str:
         """Describe a keyword change in old/new terms for the current voice."""
@@ -958,10 +1086,12 @@ class _Checker:
             raise _CannotProveError(f"$ref {ref!r} does not point at a schema")
         return node, root_ptr + fragment
 
-    def is_valid(self, root: Schema, schema: Schema, instance: Any) -> bool:
+    def is_valid(self, root: Schema, schema: Schema, instance: Any, *, spend: bool = True) -> bool:
         quick = _quick_valid(schema, instance)
         if quick is not None:
             return quick
+        if spend:  # examples are bounded per finding, not counted (see witness())
+            self.spend()
         base = self._validators.get(id(root))
         if base is None:
             # The very validator payloads are checked with (formats asserted, same regex engine).
@@ -1029,8 +1159,14 @@ class _Checker:
 
     # ----------------------------------------------------------------- the relation
 
+    def spend(self, steps: int = 1) -> None:
+        self.steps += steps
+        if self.steps > _MAX_STEPS:
+            raise _OutOfBudgetError
+
     def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         """Report why `sub` ⊆ `sup` may fail."""
+        self.spend()
         self.sup_nodes.append((sup, ctx.path))
         try:
             self._check(sub, sup, ctx)
@@ -1051,7 +1187,7 @@ class _Checker:
                     return  # sub admits nothing
             except _CannotProveError:
                 pass
-            self.forbidden(ctx)
+            self.forbidden(sub, ctx)
             return
         if sub is True:
             sub = {}
@@ -1095,8 +1231,21 @@ class _Checker:
         finally:
             self.sub_nodes.pop()
 
-    def forbidden(self, ctx: _Ctx) -> None:
+    def forbidden(self, sub: Schema, ctx: _Ctx) -> None:
         pointer = ctx.pp if self.point_at_sup else ctx.sp
+        found: tuple[Any] | None = None
+        if not self.trying:
+            # A value the field may have under the old schema, in a whole value it accepts.
+            own = sub if isinstance(sub, Mapping) else {}
+            values = [
+                v
+                for v in _samples(own, _types(own) or _ALL_TYPES, [])
+                if self.is_valid(self.sub_root, own, v)
+            ]
+            found = self.witness(ctx.path, values[:8])
+            if found is None:
+                self.cannot_prove(pointer, ctx.path, f"it is no longer allowed ({self.no_example()})")
+                return
         where = self.where(ctx.path)
         if self.voice == "input":
             msg = f"{where} is no longer allowed"
@@ -1104,7 +1253,7 @@ class _Checker:
             msg = f"{where} may now be present, which the previous version did not promise"
         else:
             msg = f"{where} may be present, but the target schema does not allow it"
-        self.report(pointer, msg)
+        self.report(pointer, msg, found)
 
     def fallback(self, sub: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx, reason: str) -> None:
         """sub could not be decomposed: accept only if one of its conjuncts alone fits sup."""
@@ -1128,6 +1277,7 @@ class _Checker:
 
     def flatten(self, schema: Schema, ptr: str, depth: int) -> list[tuple[Mapping[str, Any], str]]:
         """Rewrite a sub-side schema as a union of combinator-free schemas (with pointers)."""
+        self.spend()
         if depth > 50:
             raise _CannotProveError("$ref or allOf nesting is too deep (a reference cycle?)")
         if schema is False:
@@ -1286,7 +1436,19 @@ class _Checker:
         if rejected:
             target = sup if self.point_at_sup else d
             kw = next((k for k in ("const", "enum", "type") if k in target), None)
-            self.escapes(self.ptr(ctx, d, sup, kw), ctx.path, ", ".join(_show(v) for v in rejected))
+            pointer = self.ptr(ctx, d, sup, kw)
+            if self.trying:
+                self.escapes(pointer, ctx.path, ", ".join(_show(v) for v in rejected))
+                return
+            # Only the values that break a whole value the old schema accepts are named.
+            found = [(v, w[0]) for v in rejected[:20] if (w := self.witness(ctx.path, [v])) is not None]
+            if not found:
+                self.cannot_prove(
+                    pointer, ctx.path, f"{', '.join(_show(v) for v in rejected)} ({self.no_example()})"
+                )
+                return
+            shown = ", ".join(_show(v) for v, _ in found) + self.as_in(ctx.path, found[0][1])
+            self.escapes(pointer, ctx.path, shown, example=(found[0][1],))
 
     def check_type(
         self, d: Mapping[str, Any], sup: Mapping[str, Any], sub_types: set[str], ctx: _Ctx
@@ -1322,8 +1484,11 @@ class _Checker:
                 named += [b for b in (True, False) if _key(b) not in keys]
             else:
                 classes.append(t)
+        whole: tuple[Any] | None = None
         if not self.trying:
-            named = [v for v in named if self.example(d, sup, [v], ctx.path) is not None]
+            checked = [(v, self.example(d, sup, [v], ctx.path)) for v in named]
+            named = [v for v, found in checked if found is not None]
+            whole = next(((found[1],) for _, found in checked if found is not None), None)
         if not named and not classes:
             return
         kw = "const" if "const" in sup else "enum"
@@ -1337,10 +1502,12 @@ class _Checker:
             candidates = [*named, *_samples(d, classes, [sup])]
             self.breaks(pointer, ctx, d, sup, f"values other than {listed}", detail, candidates)
         else:
-            self.escapes(pointer, ctx.path, ", ".join(_show(v) for v in named), detail)
+            shown = ", ".join(_show(v) for v in named) + (self.as_in(ctx.path, whole[0]) if whole else "")
+            self.escapes(pointer, ctx.path, shown, detail, whole)
 
     def branch_types(self, schema: Schema, depth: int = 0) -> set[str]:
         """Types a sup-side schema may admit (an over-approximation)."""
+        self.spend()
         if schema is False:
             return set()
         if schema is True or depth > 20:
@@ -1382,7 +1549,7 @@ class _Checker:
     def check_alternatives(
         self, d: Mapping[str, Any], t: str, sup: Mapping[str, Any], kw: str, ctx: _Ctx
     ) -> None:
-        sub_t = {**d, "type": t}
+        sub_t = self.typed(d, t)
         branches: list[Schema] = list(sup[kw])
         fits: list[int] = []
         failures: dict[int, list[Finding]] = {}
@@ -1422,6 +1589,16 @@ class _Checker:
             )
         else:
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def typed(self, d: Mapping[str, Any], t: str) -> Mapping[str, Any]:
+        """`d` admitting only values of type `t` (one object per (d, t), see ``_typed``)."""
+        if d.get("type") == t:
+            return d
+        cached = self._typed.get((id(d), t))
+        if cached is None:
+            cached = (d, {**d, "type": t})
+            self._typed[(id(d), t)] = cached
+        return cached[1]
 
     def never_both(self, sub_t: Mapping[str, Any], t: str, fit: Schema, other: Schema) -> bool:
         """Whether no value of type t in sub_t (which fits the oneOf branch `fit`) can also match
@@ -1554,6 +1731,13 @@ class _Checker:
             self.cannot_prove(self.ptr(ctx, d, sup, kw), ctx.path, reason)
 
     def check_array(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        self.levels.append((ctx.path, d, sup))
+        try:
+            self._check_array(d, sup, ctx)
+        finally:
+            self.levels.pop()
+
+    def _check_array(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         def layout(s: Mapping[str, Any]) -> tuple[list[Schema], Schema, str, str]:
             if isinstance(s.get("items"), list):  # draft 2019 and older tuple form
                 return list(s["items"]), s.get("additionalItems", True), "items", "additionalItems"
@@ -1629,6 +1813,13 @@ class _Checker:
         self.cannot_prove(self.ptr(ctx, d, sup, "contains"), ctx.path, "the 'contains' constraint changed")
 
     def check_object(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
+        self.levels.append((ctx.path, d, sup))
+        try:
+            self._check_object(d, sup, ctx)
+        finally:
+            self.levels.pop()
+
+    def _check_object(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         sub_props: Mapping[str, Schema] = d.get("properties") or {}
         sup_props: Mapping[str, Schema] = sup.get("properties") or {}
         sub_pp: Mapping[str, Schema] = d.get("patternProperties") or {}
@@ -1713,7 +1904,7 @@ class _Checker:
         sub_required = set(d.get("required") or [])
         for name in required:
             if name not in sub_required:
-                self.newly_required(self.ptr(ctx, d, sup, "required"), (*ctx.path, name))
+                self.newly_required(self.ptr(ctx, d, sup, "required"), ctx, d, sup, name)
 
         sub_min = max(
             d.get("minProperties", 0) if _is_number(d.get("minProperties")) else 0, len(sub_required)
@@ -1798,7 +1989,7 @@ class _Checker:
             self.cannot_prove(pointer, ctx.path, reason)
             return
         if found is not None:
-            names += f" (e.g. {_show(found[0])})"
+            names += f" (e.g. {_show(found[0])}{self.as_in(ctx.path, found[1])})"
         where = self.where(ctx.path)
         if self.voice == "input":
             msg = f"{where} no longer accepts fields other than {names}: additionalProperties is now false"
@@ -1806,9 +1997,34 @@ class _Checker:
             msg = f"{where} may now contain fields other than {names}, which the previous version did not promise"
         else:
             msg = f"{where} may contain fields other than {names}, which the target schema does not allow"
-        self.report(pointer, msg, found if not ctx.path and not self.base_path else None)
+        self.report(pointer, msg, None if found is None else (found[1],))
 
-    def newly_required(self, pointer: str, path: tuple[str, ...]) -> None:
+    def newly_required(
+        self, pointer: str, ctx: _Ctx, d: Mapping[str, Any], sup: Mapping[str, Any], name: str
+    ) -> None:
+        path = (*ctx.path, name)
+        found: tuple[Any] | None = None
+        if not self.trying:
+            # An object without the field that the old schema accepts as a whole (it may already
+            # force the field some other way: dependentRequired, minProperties, anyOf...).
+            wholes = self.wholes(d, ctx.path)
+            try:
+                parents = [
+                    o
+                    for o in (
+                        {k: v for k, v in x.items() if k != name}
+                        for x in self.containers(d, sup, "object")
+                        if isinstance(x, dict)
+                    )
+                    if all(self.is_valid(self.sub_root, w, o) for w in wholes)
+                ]
+            except _CannotProveError:
+                parents = []
+            found = self.witness(ctx.path, parents[:8])
+            if found is None:
+                reason = f"'{name}' is now required ({self.no_example()} without it)"
+                self.cannot_prove(pointer, ctx.path, reason)
+                return
         where = self.where(path)
         if self.voice == "input":
             msg = f"{where} is now required"
@@ -1816,7 +2032,7 @@ class _Checker:
             msg = f"{where} may now be missing, although the previous version always included it"
         else:
             msg = f"{where} is required by the target schema but may be missing"
-        self.report(pointer, msg)
+        self.report(pointer, msg, found)
 
     def dependents_kept(self, d: Mapping[str, Any], sup: Mapping[str, Any]) -> bool:
         """Every dependentSchemas entry of sup is in sub, identical: sub only has more entries
@@ -1864,6 +2080,7 @@ def _run(
         embedded_ids = _ensure_schema(name, schema) or embedded_ids
         if root is not None and root is not schema:
             embedded_ids = _ensure_schema(name, root) or embedded_ids
+    name_of = {id(sub): names[0], id(sup): names[1]}
     checker = _Checker(
         sub_root=sub if sub_root is None else sub_root,
         sup_root=sup if sup_root is None else sup_root,
@@ -1875,7 +2092,31 @@ def _run(
         subject=subject,
         embedded_ids=embedded_ids,
     )
-    checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
+    checker.top_sub, checker.top_sup = sub, sup
+    for schema, root, pointed in ((sub, sub_root, not point_at_sup), (sup, sup_root, point_at_sup)):
+        cycle = _schemas.unguarded_ref_cycle(schema if root is None else root)
+        if cycle is not None:
+            # The validator cannot evaluate such a schema (it recurses without end), so nothing
+            # can be said about which values it accepts; coinduction would wrongly call it a match.
+            in_pointed = pointed and root is None
+            return [
+                checker.cannot_prove_finding(
+                    (sup_ptr if point_at_sup else sub_ptr) + (cycle if in_pointed else ""),
+                    f"the $ref at '{cycle or '/'}' in {name_of[id(schema)]} leads back to a schema it is part"
+                    " of without first going into a field or an item, so the validator cannot evaluate it",
+                )
+            ]
+    try:
+        checker.check(sub, sup, _Ctx(sub_ptr, sup_ptr, (), 0))
+    except _OutOfBudgetError:
+        checker.findings.append(
+            checker.cannot_prove_finding(
+                sup_ptr if point_at_sup else sub_ptr,
+                f"the check took its whole work budget ({_MAX_STEPS} steps) before reaching an answer"
+                " (the schemas are too recursive or have too many alternatives to compare);"
+                " simplify the change, or make it in a new major version",
+            )
+        )
     return _dedupe(checker.findings)
 
 

@@ -262,6 +262,15 @@ def _check_embedded_schema(
             problems.add(f"{pointer}{holder}/$ref", f"$ref {exc}; define it under $defs in the same schema")
     if problems.registered:
         return
+    # Checked only for new files (above): a registered one keeps loading (_Problems.registered).
+    cycle = None if problems.is_bad_within(pointer) else _schemas.unguarded_ref_cycle(schema)
+    if cycle is not None:
+        problems.add(
+            f"{pointer}{cycle}/$ref",
+            f"in the {what} schema: this $ref leads back to a schema it is part of without first going "
+            "into a field or an item, so validating a value against it would never end; put the "
+            "reference under properties/items (recursion into a part of the value) or remove it",
+        )
     for where, pattern in limits.patterns(schema, pointer):
         reason = regex.unsupported(pattern)
         if reason is not None:

@@ -241,6 +241,17 @@ def deprecate(
         typer.echo(f"deprecated {c.name}@{c.version} (sunset {sunset})")
 
 
+def _workflow_unknown_keywords(w: pb.Workflow) -> list[str]:
+    """Where a registered workflow version's schemas (input, signal payloads) hold keywords JSON
+    Schema does not define (registered before they were refused; the validator ignores them)."""
+    from contracts._keywords import unknown_fields, workflow_schemas
+    from contracts._yaml import parse_document
+
+    if not w.source_text:
+        return []
+    return unknown_fields(workflow_schemas(parse_document(w.source_text, w.name).data))
+
+
 def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
     return {
         "name": w.name,
@@ -251,6 +262,7 @@ def _workflow_json(w: pb.Workflow) -> dict[str, Any]:
         "registered_unix_ms": w.registered_unix_ms,
         "registered_by": w.registered_by,
         "disabled_unix_ms": w.disabled_unix_ms,
+        "unknown_keywords": _workflow_unknown_keywords(w),
     }
 
 
@@ -343,9 +355,11 @@ def list_workflows(
         print_json([_workflow_json(w) for w in response.workflows])
         return
     for w in response.workflows:
-        typer.echo(
-            f"{w.name}  v{w.version}  {w.description}" + ("  (disabled)" if w.disabled_unix_ms else "")
-        )
+        note = "  (disabled)" if w.disabled_unix_ms else ""
+        unknown = _workflow_unknown_keywords(w)
+        if unknown:
+            note += f"  unknown schema keywords (ignored): {', '.join(unknown)}"
+        typer.echo(f"{w.name}  v{w.version}  {w.description}{note}")
 
 
 @workflow_app.command("show")

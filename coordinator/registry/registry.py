@@ -810,19 +810,17 @@ class Registry:
         ]
 
     async def log_unknown_schema_keywords(self) -> list[str]:
-        """Log once (at start) the registered contract versions whose schemas hold keywords JSON
-        Schema does not define: registered before such keywords were refused, they keep
-        working (a validator ignores the keyword), but the author probably meant another one."""
-        from contracts._keywords import unknown_keywords
+        """Log once (at start) the registered contract versions and workflow versions whose
+        schemas hold keywords JSON Schema does not define: registered before such keywords were
+        refused, they keep working (a validator ignores the keyword), but the author probably
+        meant another one."""
+        from contracts._keywords import unknown_fields, workflow_schemas
+        from contracts._yaml import parse_document
 
         found: list[str] = []
         for record in await self._store.list_contracts():
             c = record.contract
-            where = [
-                side + u.pointer.replace("/", ".")
-                for side, schema in (("input", c.input_schema), ("output", c.output_schema))
-                for u in unknown_keywords(schema)
-            ]
+            where = unknown_fields((("input", c.input_schema), ("output", c.output_schema)))
             if where:
                 found.append(f"{c.ref} ({', '.join(where)})")
         if found:
@@ -832,7 +830,20 @@ class Registry:
                 len(found),
                 "; ".join(found),
             )
-        return found
+        workflows: list[str] = []
+        for workflow in await self._store.list_workflows():
+            data = parse_document(workflow.source_text, workflow.source_name or workflow.name).data
+            where = unknown_fields(workflow_schemas(data))
+            if where:
+                workflows.append(f"workflow {workflow.name} v{workflow.version} ({', '.join(where)})")
+        if workflows:
+            logger.warning(
+                "%d registered workflow version(s) have schema keywords JSON Schema does not define,"
+                " which validation ignores (typos?); they keep working, fix them in the next version: %s",
+                len(workflows),
+                "; ".join(workflows),
+            )
+        return found + workflows
 
     async def list_contracts(self, team: str, name_prefix: str, all_versions: bool) -> list[ContractRecord]:
         records = await self._store.list_contracts(team, name_prefix)

@@ -159,7 +159,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/amount/type",
-                "input field 'amount' no longer accepts numbers (e.g. 0): type changed from number to string",
+                "input field 'amount' no longer accepts numbers (e.g. 0, as in input {\"amount\": 0}): type changed from number to string",
             )
         ],
     ),
@@ -178,7 +178,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/n/type",
-                "output field 'n' may now be non-integer numbers (e.g. 0.5), which the previous version did not promise",
+                "output field 'n' may now be non-integer numbers (e.g. 0.5, as in output {\"n\": 0.5}), which the previous version did not promise",
             )
         ],
     ),
@@ -218,7 +218,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/status/enum",
-                "output field 'status' may now be 'refunded', which the previous version did not promise",
+                "output field 'status' may now be 'refunded', as in output {\"status\": \"refunded\"}, which the previous version did not promise",
             )
         ],
     ),
@@ -284,7 +284,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/n/minimum",
-                "no longer accepts integers below 5 (e.g. 1): lower bound changed from minimum 1 to minimum 5",
+                'no longer accepts integers below 5 (e.g. 1, as in input {"n": 1}): lower bound changed from minimum 1 to minimum 5',
             )
         ],
     ),
@@ -445,7 +445,7 @@ CASES: list[Case] = [
         [
             (
                 "/properties/id/anyOf",
-                "input field 'id' no longer accepts integers (e.g. 0): none of the anyOf alternatives accepts integers",
+                "input field 'id' no longer accepts integers (e.g. 0, as in input {\"id\": 0}): none of the anyOf alternatives accepts integers",
             )
         ],
     ),

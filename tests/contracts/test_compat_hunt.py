@@ -3,15 +3,19 @@
 Schema pairs are drawn from a grammar covering ``unevaluatedProperties``/``unevaluatedItems``
 beside ``properties``/``prefixItems``/combinators, ``$ref`` (also inside a subschema with its own
 ``$id``), ``multipleOf`` with fractions, ``anyOf``/``oneOf``/``allOf``/``not``,
-``dependentSchemas``/``dependentRequired``, enums, formats, and ``pattern`` beside
-``minLength``/``maxLength``. NEW is OLD after one or two random
+``dependentSchemas``/``dependentRequired``, ``patternProperties``, ``propertyNames``,
+``minProperties``/``maxProperties``, ``additionalProperties`` as a schema, ``if``/``then``/``else``,
+enums, formats, and ``pattern`` beside ``minLength``/``maxLength``. NEW is OLD after one or two random
 edits. Whenever the checker says "compatible" (input: old ⊆ new; output: new ⊆ old), a search
 looks for a breaking instance among small instances built from the schemas' own constants (enum
 values, bounds, multiples, property names), validated by the very validator Accord runs. Any
 instance found fails the test with both schemas and the instance, as a JSON entry to add to the
-corpus (``compat_corpus.json`` beside this file), which is replayed first on every run. Every
-refusal that names an example value (``Finding.example``) is checked too: the value must be valid
-under the old schema and invalid under the new (input; the other way round for output).
+corpus (``compat_corpus.json`` beside this file), which is replayed first on every run; pairs
+whose refusal once claimed a break no whole value shows are kept there too (rule ``claims``). Every
+refusal that names an example value is checked too: it must carry the whole value
+(``Finding.example``, also for a field's example or a field now required), valid under the whole
+old schema and invalid under the whole new one (input; the other way round for output); a
+refusal without one must say it cannot prove the change safe.
 
 ``make test`` draws a few hundred pairs (well under a minute); ``make soak`` many thousands.
 """
@@ -70,6 +74,14 @@ PATTERNS = [
     "^.{0,3}$",
 ]
 REF = "#/$defs/d"
+PROPERTY_PATTERNS = ["^a", "^x", "b$", "^[ab]$"]
+PROPERTY_NAMES: list[Schema] = [
+    {"maxLength": 1},
+    {"maxLength": 0},
+    {"enum": ["a", "b"]},
+    {"pattern": "^[a-c]$"},
+    {"not": {"const": "x"}},
+]
 
 
 # ------------------------------------------------------------------------------- the grammar
@@ -200,7 +212,26 @@ def object_node(draw: st.DrawFn, depth: int) -> Schema:
     if draw(st.integers(0, 3)) == 0:
         trigger = draw(st.sampled_from(NAMES))
         s["dependentRequired"] = {trigger: [n for n in NAMES if n != trigger][:1]}
+    object_extras(draw, s)
     return s
+
+
+def object_extras(draw: st.DrawFn, s: Schema) -> None:
+    """patternProperties, propertyNames, min/maxProperties, additionalProperties as a schema and
+    if/then/else, each now and then."""
+    if draw(st.integers(0, 3)) == 0:
+        s["patternProperties"] = {draw(st.sampled_from(PROPERTY_PATTERNS)): leaf(draw)}
+    if draw(st.integers(0, 3)) == 0:
+        s["propertyNames"] = draw(st.sampled_from(PROPERTY_NAMES))
+    if draw(st.integers(0, 3)) == 0:
+        s[draw(st.sampled_from(["minProperties", "maxProperties"]))] = draw(st.integers(0, 2))
+    if "additionalProperties" not in s and draw(st.integers(0, 3)) == 0:
+        s["additionalProperties"] = leaf(draw)
+    if draw(st.integers(0, 4)) == 0:
+        s["if"] = {"required": [draw(st.sampled_from(NAMES))]}
+        s["then"] = {"properties": {draw(st.sampled_from(NAMES)): leaf(draw)}}
+        if draw(st.booleans()):
+            s["else"] = {"required": [draw(st.sampled_from(NAMES))]}
 
 
 def array_node(draw: st.DrawFn, depth: int) -> Schema:
@@ -230,13 +261,26 @@ def _dict_nodes(schema: Any) -> list[Schema]:
     if isinstance(schema, dict):
         found.append(schema)
         for key, value in schema.items():
-            if key in ("properties", "$defs", "dependentSchemas") and isinstance(value, dict):
+            if key in ("properties", "patternProperties", "$defs", "dependentSchemas") and isinstance(
+                value, dict
+            ):
                 for child in value.values():
                     found.extend(_dict_nodes(child))
             elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(value, list):
                 for child in value:
                     found.extend(_dict_nodes(child))
-            elif key in ("not", "items", "unevaluatedProperties", "unevaluatedItems", "contains"):
+            elif key in (
+                "not",
+                "items",
+                "unevaluatedProperties",
+                "unevaluatedItems",
+                "contains",
+                "additionalProperties",
+                "propertyNames",
+                "if",
+                "then",
+                "else",
+            ):
                 found.extend(_dict_nodes(value))
     return found
 
@@ -258,6 +302,7 @@ def mutate(draw: st.DrawFn, root: Schema) -> Schema:
                 "property",
                 "enum",
                 "defs",
+                "object",
             ]
         )
     )
@@ -310,6 +355,35 @@ def mutate(draw: st.DrawFn, root: Schema) -> Schema:
             values.append(extra)
     elif op == "defs":
         root["$defs"] = {"d": node(draw, 1)}
+    elif op == "object":
+        # An object keyword added, changed or dropped.
+        key = draw(
+            st.sampled_from(
+                [
+                    "patternProperties",
+                    "propertyNames",
+                    "minProperties",
+                    "maxProperties",
+                    "additionalProperties",
+                    "if",
+                ]
+            )
+        )
+        if key in target and draw(st.booleans()):
+            del target[key]
+            if key == "if":
+                target.pop("then", None)
+                target.pop("else", None)
+        else:
+            group = ("if", "then", "else") if key == "if" else (key,)
+            for k in group:
+                target.pop(k, None)
+            extras: Schema = {}
+            while key not in extras:
+                object_extras(draw, extras)
+                if key == "additionalProperties" and key not in extras:
+                    extras[key] = draw(st.sampled_from([False, True])) if draw(st.booleans()) else leaf(draw)
+            target.update({k: v for k, v in extras.items() if k in group})
     return root
 
 
@@ -371,6 +445,9 @@ def candidates(old: Any, new: Any) -> list[Any]:
     for size in range(1, 5):
         out += [list(values) for values in itertools.product(small if size < 3 else small[:3], repeat=size)]
     out += [[v] for v in scalars] + [{"a": v} for v in scalars] + [[1, 2, v] for v in scalars]
+    # Names outside NAMES, for patternProperties, propertyNames and additionalProperties.
+    out += [{n: v} for n in ("x", "xa", "ab", "") for v in small[:4]]
+    out += [{"a": v, "x": w} for v in small[:3] for w in small[:3]]
     return out
 
 
@@ -393,6 +470,12 @@ def _examples_hold(findings: list[Any], smaller: Any, larger: Any, rule: str, ol
     input) and invalid under the larger: never one the old schema did not accept."""
     small_v, large_v = compiled_validator(smaller), compiled_validator(larger)
     for finding in findings:
+        # A refusal names an example or claims a break only with a whole value showing it.
+        if finding.example is None:
+            assert "(e.g." not in finding.message and finding.message.startswith("cannot prove"), (
+                f"UNCHECKED CLAIM in the {rule} refusal {finding.message!r}: old {json.dumps(old)} -> new "
+                f"{json.dumps(new)}; no whole value shows the break"
+            )
         if finding.example is not None:
             (value,) = finding.example
             assert small_v.is_valid(value) and not large_v.is_valid(value), (
@@ -441,6 +524,10 @@ def _corpus() -> list[dict[str, Any]]:
 @pytest.mark.parametrize("index", range(len(_corpus())))
 def test_corpus_of_pairs_that_once_failed(index: int) -> None:
     entry = _corpus()[index]
+    if entry["rule"] == "claims":
+        # A refusal once claimed a break no whole value shows: every claim is checked again.
+        hunt(entry["old"], entry["new"], Counter())
+        return
     old, new, instance = entry["old"], entry["new"], entry["instance"]
     smaller, larger = (old, new) if entry["rule"] == "input" else (new, old)
     # The entry still shows a break for the validator; the checker must not call it compatible.

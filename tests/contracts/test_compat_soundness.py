@@ -8,6 +8,7 @@ compatible; it either names a breaking instance or says it cannot prove the chan
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -251,3 +252,79 @@ def test_oneof_branches_that_cannot_overlap() -> None:
     assert check_input_compat(short, {"oneOf": [{"type": "string"}, {"enum": ["x", 2]}]}) == []
     findings = check_input_compat({"type": "string"}, {"oneOf": [{"type": "string"}, {"enum": ["x", 2]}]})
     assert findings and findings[0].message.startswith("cannot prove"), findings
+
+
+# A field's own schema says nothing of the schema around it: old schemas under which the field
+# (or the break) never occurs, each with the new schema (issue 17).
+FIELD_CLAIMS_NOT_MADE: dict[str, tuple[Any, Any]] = {
+    "the old schema never has the field (not required)": (
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "not": {"required": ["a"]}},
+        {"type": "object", "properties": {"a": {"type": "string"}}},
+    ),
+    "the old schema never has the field (propertyNames)": (
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "propertyNames": {"maxLength": 0}},
+        {"type": "object", "properties": {"a": {"type": "string"}}},
+    ),
+    "the old schema has no fields at all (maxProperties 0)": (
+        {"type": "object", "maxProperties": 0},
+        {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False},
+    ),
+    "the old enum field never occurs": (
+        {"type": "object", "properties": {"a": {"enum": ["x", "y"]}}, "maxProperties": 0},
+        {"type": "object", "properties": {"a": {"enum": ["x"]}}},
+    ),
+    "the field was already forced by dependentRequired": (
+        {"type": "object", "required": ["b"], "dependentRequired": {"b": ["a"]}},
+        {"type": "object", "required": ["a", "b"]},
+    ),
+    "the field was already forced by minProperties": (
+        {"type": "object", "properties": {"a": {}}, "additionalProperties": False, "minProperties": 1},
+        {"type": "object", "properties": {"a": {}}, "additionalProperties": False, "required": ["a"]},
+    ),
+    "the field was never allowed (maxProperties 0) and now is false": (
+        {"type": "object", "maxProperties": 0},
+        {"type": "object", "properties": {"a": False}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_CLAIMS_NOT_MADE))
+def test_a_field_break_is_claimed_only_with_a_whole_value_the_old_schema_accepts(name: str) -> None:
+    old, new = FIELD_CLAIMS_NOT_MADE[name]
+    for finding in check_input_compat(old, new):
+        if finding.example is not None:
+            (whole,) = finding.example
+            assert compiled_validator(old).is_valid(whole), (finding, whole)
+            assert not compiled_validator(new).is_valid(whole), (finding, whole)
+        else:
+            # Before: "input field 'a' no longer accepts integers (e.g. 0)", "... is now required".
+            assert finding.message.startswith("cannot prove"), finding
+        assert "(e.g." not in finding.message or finding.example is not None, finding
+
+
+def test_a_field_example_is_named_with_the_whole_value_it_breaks() -> None:
+    old = {
+        "type": "object",
+        "required": ["order"],
+        "properties": {
+            "order": {
+                "type": "object",
+                "required": ["n"],
+                "properties": {"n": {"type": "integer", "minimum": 1}, "m": {"type": "integer"}},
+            }
+        },
+    }
+    new = json.loads(json.dumps(old))
+    new["properties"]["order"]["properties"]["m"]["type"] = "string"
+    [finding] = check_input_compat(old, new)
+    assert finding.message == (
+        "input field 'order.m' no longer accepts integers (e.g. 0, as in input "
+        '{"order": {"n": 1, "m": 0}}): type changed from integer to string'
+    )
+    assert finding.example == ({"order": {"n": 1, "m": 0}},)
+    new["properties"]["order"]["required"] = ["n", "m"]
+    new["properties"]["order"]["properties"]["m"]["type"] = "integer"
+    [finding] = check_input_compat(old, new)
+    assert finding.message == "input field 'order.m' is now required"
+    (whole,) = finding.example
+    assert compiled_validator(old).is_valid(whole) and not compiled_validator(new).is_valid(whole)
