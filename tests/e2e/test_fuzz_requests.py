@@ -26,8 +26,10 @@ import hypothesis.strategies as st
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import HealthCheck, given, settings
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.chain_probe import ChainProbe
 from tests.support.coordinator import CoordinatorProcess
@@ -62,9 +64,9 @@ HOSTILE_STRINGS = [
     "contract: payments/charge\nversion: 2147483648.0.0\n",
     "a: &a [*a]",
 ]
-# Admin-only or token-changing calls would end the fuzzing team's session; they are covered by
-# their own tests. The OTLP receiver is not fuzzed here.
-SKIP = {"RotateTeamToken", "RevokeTeamToken", "RotateAdminToken"}
+# Calls that change or revoke tokens would end the fuzzing team's session: they go with a fresh
+# token of a team of their own each time (``TOKEN_CALLS``), every round.
+TOKEN_CALLS = {"RotateTeamToken", "RevokeTeamToken", "RotateAdminToken"}
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
@@ -143,19 +145,37 @@ def _fill(message: Any, values: dict[str, Any]) -> None:
             setattr(message, name, value)
 
 
-def _methods() -> list[tuple[str, Any, bool]]:
+UNARY, SERVER_STREAM, BIDI = "unary", "server stream", "bidi"
+
+
+def _methods() -> list[tuple[str, Any, str]]:
+    """(path, request message, kind) of every RPC the coordinator serves: its two services, the
+    agents' v2 stream and the OTLP trace receiver on the same port."""
     found = []
-    for module, service in ((pb, "CoordinatorService"), (agent_pb, "AgentGatewayService")):
+    for module, service in (
+        (pb, "CoordinatorService"),
+        (agent_pb, "AgentGatewayService"),
+        (stream_pb, "AgentStreamService"),
+        (trace_service_pb2, "TraceService"),
+    ):
         described = module.DESCRIPTOR.services_by_name[service]
         for method in described.methods:
-            if method.name not in SKIP:
-                found.append(
-                    (f"/{described.full_name}/{method.name}", method.input_type, method.server_streaming)
-                )
+            if method.client_streaming:
+                kind = BIDI
+            else:
+                kind = SERVER_STREAM if method.server_streaming else UNARY
+            found.append((f"/{described.full_name}/{method.name}", method.input_type, kind))
     return found
 
 
 METHODS = _methods()
+# Sent every round whatever hypothesis draws from METHODS (each is one method of many there).
+EVERY_ROUND = [
+    m
+    for m in METHODS
+    if m[0].rsplit("/", 1)[1] in TOKEN_CALLS
+    or m[0].endswith(("/AgentStreamService/Connect", "/TraceService/Export"))
+]
 T = TypeVar("T")
 
 
@@ -199,6 +219,7 @@ def fuzzed(
 
     async def setup() -> str:
         token = await coordinator.create_team("payments")
+        await coordinator.create_team("sandbox")  # the token calls' own team
         await coordinator.register_contract(token, contract("payments/charge"))
         await probe.prepare()
         return token
@@ -230,40 +251,86 @@ def test_no_request_gets_internal_or_a_traceback(
     )
     @given(data=st.data())
     def one(data: st.DataObject) -> None:
-        path, input_type, streaming = data.draw(st.sampled_from(METHODS), label="method")
-        batch.append((path, _build(input_type, data.draw(_message(input_type), label="request")), streaming))
+        method = data.draw(st.sampled_from([m for m in METHODS if m not in EVERY_ROUND]), label="method")
+        batch.append(_drawn(data, method))
 
-    batch: list[tuple[str, Any, bool]] = []
+    @settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(data=st.data())
+    def every_round(data: st.DataObject) -> None:
+        batch.extend(_drawn(data, method) for method in EVERY_ROUND)
 
-    def draw() -> list[tuple[str, Any, bool]]:
+    batch: list[tuple[str, Any, str]] = []
+
+    def draw() -> list[tuple[str, Any, str]]:
         batch.clear()
         one()
+        every_round()
         return list(batch)
 
-    def send(drawn: tuple[str, Any, bool]) -> None:
-        path, request, streaming = drawn
-        serialize = type(request).SerializeToString
+    def send(drawn: tuple[str, Any, str]) -> None:
+        path, request, kind = drawn
+        method = path.rsplit("/", 1)[1]
+        # A token call goes with a fresh token of its own team: a rotation or revocation ends
+        # only that token (the admin's token is never sent: rotating it would end the test's).
+        headers = (("authorization", f"Bearer {sandbox_token()}"),) if method in TOKEN_CALLS else metadata
         try:
-            if streaming:
+            if kind == BIDI:  # the messages, then the agent's side closes; read what comes back
+                messages = list(request)
+                serialize = type(messages[0]).SerializeToString
+                call = channel.stream_stream(path, request_serializer=serialize, response_deserializer=bytes)
+                for _ in call(iter(messages), metadata=headers, timeout=2):
+                    pass
+            elif kind == SERVER_STREAM:
+                serialize = type(request).SerializeToString
                 call = channel.unary_stream(path, request_serializer=serialize, response_deserializer=bytes)
-                for _ in call(request, metadata=metadata, timeout=2):
+                for _ in call(request, metadata=headers, timeout=2):
                     break
             else:
+                serialize = type(request).SerializeToString
                 call = channel.unary_unary(path, request_serializer=serialize, response_deserializer=bytes)
-                call(request, metadata=metadata, timeout=2)
+                call(request, metadata=headers, timeout=2)
             answers["OK"] += 1
+            sent[path] += 1
         except grpc.RpcError as exc:
             answers[exc.code().name] += 1
+            sent[path] += 1
             assert exc.code() not in BAD, (path, request, exc.code(), exc.details())
 
+    tokens_made = [0]
+
+    def sandbox_token() -> str:
+        tokens_made[0] += 1
+        made = channel.unary_unary(
+            "/accord.coordinator.v1.CoordinatorService/CreateTeamToken",
+            request_serializer=pb.CreateTeamTokenRequest.SerializeToString,
+            response_deserializer=pb.CreateTeamTokenResponse.FromString,
+        )(
+            pb.CreateTeamTokenRequest(team="sandbox", name=f"fuzz-{tokens_made[0]}"),
+            metadata=(("authorization", f"Bearer {coordinator.admin_token}"),),
+            timeout=30,
+        )
+        return str(made.token)
+
+    sent: Counter[str] = Counter()
     try:
         _interleaved(probe, rounds, draw, send)
     finally:
         channel.close()
     log = coordinator.log()
     assert "Traceback" not in log, _around_traceback(log)
-    # The fuzzing reached past the edge: some calls were answered, some refused as invalid.
+    # The fuzzing reached past the edge: some calls were answered, some refused as invalid; the
+    # agents' stream, the trace receiver and the token calls were sent every round.
     assert answers["OK"] and answers["INVALID_ARGUMENT"], answers
+    assert all(sent[path] >= rounds for path, _, _ in EVERY_ROUND), sent
+
+
+def _drawn(data: st.DataObject, method: tuple[str, Any, str]) -> tuple[str, Any, str]:
+    """A request for ``method`` drawn by hypothesis (for a bidirectional stream: 1 to 3 messages)."""
+    path, input_type, kind = method
+    if kind == BIDI:
+        values = data.draw(st.lists(_message(input_type), min_size=1, max_size=3), label=path)
+        return path, [_build(input_type, v) for v in values], kind
+    return path, _build(input_type, data.draw(_message(input_type), label=path)), kind
 
 
 UI_PATHS = [
