@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -342,29 +343,71 @@ UI_PATHS = [
     "/api/v1/contracts/{x}/{x}",
     "/api/v1/teams/graph",
     "/api/v1/audit",
+    "/api/v1/session",
+    "/api/v1/workflows",
+    "/api/v1/workflows/{x}/{x}",
+    "/api/v1/agents",
+    "/api/v1/notices",
+    "/api/v1/autonomy",
+    "/api/v1/events/{x}",
 ]
-UI_PARAMS = ["after", "before", "limit", "cursor", "q", "status", "team", "workflow", "old", "new", "since"]
+# Sent with a body; DELETE /api/v1/session with a drawn CSRF header (the session's own sign-out,
+# with the right header, comes at the end).
+UI_POSTS = [
+    "/api/v1/runs/{x}/cancel",
+    "/api/v1/runs/{x}/rerun",
+    "/api/v1/runs/{x}/steps/{x}/answer",
+    "/api/v1/session",
+]
+UI_PARAMS = [
+    "after",
+    "before",
+    "limit",
+    "cursor",
+    "q",
+    "status",
+    "team",
+    "workflow",
+    "old",
+    "new",
+    "since",
+    "version",
+]
+UI_FLOW = """
+workflow: payments/flow
+input: {type: object}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "x"}
+"""
 
 
 @pytest.fixture(scope="module")
 def fuzzed_ui(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[CoordinatorProcess, str, str, ChainProbe]]:
+) -> Iterator[tuple[CoordinatorProcess, str, str, ChainProbe, str]]:
+    """... and the id of one of the team's runs (waiting for an agent), for the run routes."""
     workdir = tmp_path_factory.mktemp("fuzz-ui")
     coordinator = CoordinatorProcess.start(workdir / "home", "--ui", "127.0.0.1:0")
     probe = ChainProbe(coordinator, workdir / "crm")
 
-    async def setup() -> str:
+    async def setup() -> tuple[str, str]:
         token = await coordinator.create_team("payments")
         await coordinator.register_contract(token, contract("payments/charge"))
+        await coordinator.register_workflow(token, UI_FLOW)
+        async with coordinator.client(token) as client:
+            run = await client.coordinator.StartRun(
+                pb.StartRunRequest(workflow="payments/flow", input_json="{}")
+            )
         await probe.prepare()
-        return token
+        return token, run.run.run_id
 
     try:
-        token = asyncio.run(setup())
+        token, run_id = asyncio.run(setup())
         probe.start()
         state = json.loads((coordinator.home / "coordinator.json").read_text())
-        yield coordinator, token, f"http://{state['ui']}", probe
+        yield coordinator, token, f"http://{state['ui']}", probe, run_id
     finally:
         probe.close()
         coordinator.kill9()
@@ -373,13 +416,27 @@ def fuzzed_ui(
 @pytest.mark.xdist_group(LATENCY_RATIOS)
 @sized("examples,rounds", short=(100, 5), soak=(3000, 20))
 def test_the_ui_api_never_answers_500(
-    fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe], examples: int, rounds: int
+    fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe, str], examples: int, rounds: int
 ) -> None:
-    """... and another team's chain, run during the fuzzing, keeps within 1.5x its latency."""
-    coordinator, token, url, probe = fuzzed_ui
+    """... every route of the UI's JSON API (GET, POST with a drawn body, the session's DELETE),
+    and another team's chain, run during the fuzzing, keeps within 1.5x its latency."""
+    coordinator, token, url, probe, run_id = fuzzed_ui
     ui_strings = st.one_of(
         st.sampled_from([s for s in HOSTILE_STRINGS if len(s) < 6000]), st.text(max_size=30)
     )
+    segments = st.one_of(ui_strings, st.sampled_from([run_id, "charge", "payments", "flow", "evt-1"]))
+    json_values = st.one_of(ui_strings, st.booleans(), st.integers(), st.floats(), st.none())
+    bodies = st.one_of(
+        st.none(),
+        ui_strings,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                k: json_values for k in ("token", "reason", "request_id", "approve", "comment", "input")
+            },
+        ).map(json.dumps),
+    )
+    csrf_values = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40)
     with httpx.Client(base_url=url, timeout=30) as http:
         signed = http.post("/api/v1/session", json={"token": token}, headers={"Origin": url})
         assert signed.status_code == 200, signed.text
@@ -393,34 +450,55 @@ def test_the_ui_api_never_answers_500(
         )
         @given(
             path=st.sampled_from(UI_PATHS),
-            segment=ui_strings,
+            segment=segments,
             params=st.dictionaries(st.sampled_from(UI_PARAMS), ui_strings, max_size=4),
-            body=st.one_of(st.none(), ui_strings),
+            post=st.sampled_from(UI_POSTS),
+            body=bodies,
+            wrong_csrf=csrf_values,
         )
-        def one(path: str, segment: str, params: dict[str, str], body: str | None) -> None:
-            batch.append((path, segment, params, body))
+        def one(
+            path: str, segment: str, params: dict[str, str], post: str, body: str | None, wrong_csrf: str
+        ) -> None:
+            batch.append((path, segment, params, post, body, wrong_csrf))
 
-        batch: list[tuple[str, str, dict[str, str], str | None]] = []
+        batch: list[tuple[str, str, dict[str, str], str, str | None, str]] = []
+        posted: Counter[str] = Counter()
 
-        def draw() -> list[tuple[str, str, dict[str, str], str | None]]:
+        def draw() -> list[tuple[str, str, dict[str, str], str, str | None, str]]:
             batch.clear()
             one()
             return list(batch)
 
-        def send(drawn: tuple[str, str, dict[str, str], str | None]) -> None:
-            path, segment, params, body = drawn
-            target = path.replace("{x}", quote(segment, safe="") or "x")
+        def send(drawn: tuple[str, str, dict[str, str], str, str | None, str]) -> None:
+            path, segment, params, post, body, wrong_csrf = drawn
+            segment = quote(segment, safe="") or "x"
+            target = path.replace("{x}", segment)
             answer = http.get(target, params=params)
             assert answer.status_code < 500, (target, params, answer.status_code, answer.text[:300])
-            if body is not None and path == "/api/v1/runs/{x}":
-                posted = http.post(
-                    target + "/cancel",
+            if body is not None:
+                target = post.replace("{x}", segment)
+                answer = http.post(
+                    target,
                     content=body.encode("utf-8", "surrogatepass"),
-                    headers={"X-Accord-CSRF": csrf, "Content-Type": "application/json"},
+                    headers={"X-Accord-CSRF": csrf, "Content-Type": "application/json", "Origin": url},
                 )
-                assert posted.status_code < 500, (target, body[:80], posted.status_code, posted.text[:300])
+                posted[post] += 1
+                assert answer.status_code < 500, (target, body[:80], answer.status_code, answer.text[:300])
+                # Signing out needs this session's CSRF header: a drawn one is refused.
+                answer = http.request(
+                    "DELETE",
+                    "/api/v1/session",
+                    content=body.encode("utf-8", "surrogatepass"),
+                    headers={"X-Accord-CSRF": wrong_csrf},
+                )
+                assert answer.status_code == 403, (wrong_csrf, answer.status_code, answer.text[:300])
 
         _interleaved(probe, rounds, draw, send)
+        assert http.get("/api/v1/runs").status_code == 200  # still signed in
+        out = http.request("DELETE", "/api/v1/session", headers={"X-Accord-CSRF": csrf})
+        assert out.status_code == 200 and http.get("/api/v1/runs").status_code == 401, out.text
+        assert http.request("DELETE", "/api/v1/session").status_code == 401
+    assert posted, "no body was drawn"
     log = coordinator.log()
     assert "Traceback" not in log, _around_traceback(log)
 
