@@ -26,7 +26,7 @@ import grpc
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2_grpc as agent_grpc
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
-from contracts.channels import Channels, OverloadRetry, TlsSettings
+from contracts.channels import OVERLOAD_PATIENCE_S, Channels, OverloadRetry, TlsSettings
 from contracts.endpoints import Endpoints, parse_addresses, with_request_id
 from coordinator.config import DEFAULT_LISTEN, accord_home
 from coordinator.telemetry.propagation import SyncTraceContextClientInterceptor, trace_context_interceptors
@@ -75,23 +75,26 @@ class _AsyncStub:
         channels: Channels,
         service: str,
         metadata: tuple[tuple[str, str], ...],
+        overload_patience: float = OVERLOAD_PATIENCE_S,
     ) -> None:
         self._endpoints = endpoints
         self._channels = channels
         self._service = service
         self._metadata = metadata
+        self._patience = overload_patience
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        endpoints, channels, service, metadata = (
+        endpoints, channels, service, metadata, patience = (
             self._endpoints,
             self._channels,
             self._service,
             self._metadata,
+            self._patience,
         )
 
         async def call(request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
             request = with_request_id(request)  # once: every attempt below carries the same id
-            overload = OverloadRetry()
+            overload = OverloadRetry(patience)
             attempt = 0
             while attempt < len(endpoints.addresses):
                 address = endpoints.address
@@ -116,19 +119,32 @@ class _AsyncStub:
 
     def stream(self, name: str, request: Any) -> Any:
         """Iterate a server-streaming RPC, translating errors (an unreachable coordinator moves
-        the client on to the next one for the caller's next call)."""
+        the client on to the next one for the caller's next call). A stream the coordinator
+        refuses as overloaded before its first message is opened again after each hint, as a
+        unary call is, until the patience is spent (then ``OverloadedError``, exit 3)."""
         endpoints, channels, metadata = self._endpoints, self._channels, self._metadata
         address = endpoints.address
         method = getattr(endpoints.current.stubs[self._service], name)
+        overload = OverloadRetry(self._patience)
 
         async def iterate() -> Any:
-            try:
-                async for item in method(request, metadata=metadata):
-                    yield item
-            except grpc.RpcError as exc:
-                error = await channels.error_async(exc, address=address)
-                endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
-                raise error from exc
+            received = False
+            while True:
+                try:
+                    async for item in method(request, metadata=metadata):
+                        received = True
+                        yield item
+                    return
+                except grpc.RpcError as exc:
+                    wait = None if received else overload.wait(exc)
+                    if wait is not None:  # refused at admission: nothing was sent yet
+                        await asyncio.sleep(wait)
+                        continue
+                    if overload.exhausted:
+                        raise overload.error(address) from exc
+                    error = await channels.error_async(exc, address=address)
+                    endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
+                    raise error from exc
 
         return iterate()
 
@@ -142,23 +158,26 @@ class _SyncStub:
         channels: Channels,
         service: str,
         metadata: tuple[tuple[str, str], ...],
+        overload_patience: float = OVERLOAD_PATIENCE_S,
     ) -> None:
         self._endpoints = endpoints
         self._channels = channels
         self._service = service
         self._metadata = metadata
+        self._patience = overload_patience
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        endpoints, channels, service, metadata = (
+        endpoints, channels, service, metadata, patience = (
             self._endpoints,
             self._channels,
             self._service,
             self._metadata,
+            self._patience,
         )
 
         def call(request: Any, *, timeout: float | None = None) -> Any:
             request = with_request_id(request)  # once: every attempt below carries the same id
-            overload = OverloadRetry()
+            overload = OverloadRetry(patience)
             attempt = 0
             while attempt < len(endpoints.addresses):
                 address = endpoints.address
@@ -183,18 +202,33 @@ class _SyncStub:
 
     def stream(self, name: str, request: Any, *, timeout: float | None = None) -> Any:
         """Iterate a server-streaming RPC, translating errors. With ``timeout``, the stream
-        ends quietly after that many seconds (a watch the caller renews)."""
+        ends quietly after that many seconds (a watch the caller renews). A stream refused as
+        overloaded before its first message is opened again after each hint (with a whole
+        ``timeout`` from then) until the patience is spent: then ``OverloadedError`` (exit 3),
+        so a renewed watch does not start its patience anew."""
         endpoints = self._endpoints
         address = endpoints.address
         method = getattr(endpoints.current.stubs[self._service], name)
-        try:
-            yield from method(request, metadata=self._metadata, timeout=timeout)
-        except grpc.RpcError as exc:
-            if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        overload = OverloadRetry(self._patience)
+        received = False
+        while True:
+            try:
+                for item in method(request, metadata=self._metadata, timeout=timeout):
+                    received = True
+                    yield item
                 return
-            error = self._channels.error(exc, address=address)
-            endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
-            raise error from exc
+            except grpc.RpcError as exc:
+                if timeout is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                wait = None if received else overload.wait(exc)
+                if wait is not None:  # refused at admission: nothing was sent yet
+                    time.sleep(wait)
+                    continue
+                if overload.exhausted:
+                    raise overload.error(address) from exc
+                error = self._channels.error(exc, address=address)
+                endpoints.try_next(address, error, 1)  # the caller's next call goes to the next one
+                raise error from exc
 
 
 def _metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -218,6 +252,7 @@ class AsyncClient:
         home: Path | None = None,
         options: list[tuple[str, Any]] | None = None,
         tls: TlsSettings | None = None,
+        overload_patience: float = OVERLOAD_PATIENCE_S,
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
@@ -229,8 +264,10 @@ class AsyncClient:
             ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _AsyncStub(self._endpoints, self.channels, "coordinator", meta)
-        self.agent: Any = _AsyncStub(self._endpoints, self.channels, "agent", meta)
+        self.coordinator: Any = _AsyncStub(
+            self._endpoints, self.channels, "coordinator", meta, overload_patience
+        )
+        self.agent: Any = _AsyncStub(self._endpoints, self.channels, "agent", meta, overload_patience)
 
     async def close(self) -> None:
         for connection in self._endpoints.connections():
@@ -252,6 +289,7 @@ class Client:
         token: str | None = None,
         home: Path | None = None,
         tls: TlsSettings | None = None,
+        overload_patience: float = OVERLOAD_PATIENCE_S,
     ) -> None:
         self.address = address or default_address(home)
         self.token = token if token is not None else default_token(home)
@@ -263,8 +301,10 @@ class Client:
             ),
         )
         meta = _metadata(self.token)
-        self.coordinator: Any = _SyncStub(self._endpoints, self.channels, "coordinator", meta)
-        self.agent: Any = _SyncStub(self._endpoints, self.channels, "agent", meta)
+        self.coordinator: Any = _SyncStub(
+            self._endpoints, self.channels, "coordinator", meta, overload_patience
+        )
+        self.agent: Any = _SyncStub(self._endpoints, self.channels, "agent", meta, overload_patience)
 
     def close(self) -> None:
         for connection in self._endpoints.connections():

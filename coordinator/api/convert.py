@@ -160,9 +160,10 @@ def error_from_pb(error: common_pb.TaskError) -> TaskFailure:
     )
 
 
-# List answers never carry whole documents or payloads: a contract's source text is left out
-# (GetContract has it), and a run's input or output only when at most this long (GetRun has them
-# whole).
+# List answers never carry whole documents or payloads: a contract's or workflow's source text is
+# left out (GetContract, GetWorkflow have it), and a run's input or output or an event's payload
+# only when at most this long (GetRun, GetEvent have them whole). See docs/production.md
+# "Limits on requests".
 LISTED_PAYLOAD_MAX = 16 * 1024
 
 
@@ -265,14 +266,19 @@ def notice_to_pb(notice: Notice) -> pb.Notice:
     )
 
 
-def workflow_to_pb(record: WorkflowRecord, disabled_ms: int = 0) -> pb.Workflow:
+def workflow_to_pb(
+    record: WorkflowRecord, disabled_ms: int = 0, triggers: Sequence[str] = (), *, listed: bool = False
+) -> pb.Workflow:
+    """``triggers``: the event contracts (team/name) of its ``triggers:``, which a list answer
+    (``listed``, without the source text) still shows."""
     return pb.Workflow(
         disabled_unix_ms=disabled_ms,
         name=record.name,
         team=record.team,
         version=record.version,
         description=record.description,
-        source_text=record.source_text,
+        source_text="" if listed else record.source_text,
+        triggers=list(triggers),
         definition_json=record.definition_json,
         registered_unix_ms=record.registered_ms,
         registered_by=record.registered_by,
@@ -553,19 +559,24 @@ def audit_to_pb(entry: AuditRecord) -> pb.AuditEntry:
     )
 
 
-def event_to_pb(event: EventRecord, principal: Principal, sensitive: Iterable[str] = ()) -> pb.Event:
+def event_to_pb(
+    event: EventRecord, principal: Principal, sensitive: Iterable[str] = (), *, listed: bool = False
+) -> pb.Event:
     """An event as ``principal`` sees it: the payload only for its team and the admin, with the
     fields that carry a sensitive value (``sensitive``: ``input.card``, those the event keeps
     and those its contract marks) as ``[redacted]`` for them too: no team receives an event as
-    its own step's input (the runs it starts show their own taint)."""
+    its own step's input (the runs it starts show their own taint). ``listed``: for a list
+    answer, which leaves out a payload larger than ``LISTED_PAYLOAD_MAX`` (``payload_omitted``)."""
+    payload = dumps(redact_flows(event.payload, "input", sensitive)) if _sees(principal, event.team) else ""
+    shown = _listed(payload, listed)
     return pb.Event(
         event_id=event.event_id,
         contract=event.contract,
         contract_version=event.contract_version,
         team=event.team,
-        payload_json=dumps(redact_flows(event.payload, "input", sensitive))
-        if _sees(principal, event.team)
-        else "",
+        payload_json=shown,
+        payload_omitted=bool(payload) and not shown,
+        payload_bytes=len(payload.encode()),
         published_unix_ms=event.published_ms,
         triggered_runs=list(event.triggered_runs),
         trace_context=event.trace_context,

@@ -355,7 +355,13 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         records = (await self._registry.list_workflows(request.team))[offset : offset + size]
         return pb.ListWorkflowsResponse(
             workflows=[
-                convert.workflow_to_pb(r, await self._registry.workflow_disabled_ms(r.name)) for r in records
+                convert.workflow_to_pb(
+                    r,
+                    await self._registry.workflow_disabled_ms(r.name),
+                    self._registry.workflow_triggers(r),
+                    listed=True,
+                )
+                for r in records
             ],
             next_page_token=_next_token(offset, size, len(records)),
         )
@@ -366,7 +372,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
     ) -> pb.GetWorkflowResponse:
         record = await self._registry.get_workflow(request.name, request.version)
         disabled = await self._registry.workflow_disabled_ms(record.name)
-        return pb.GetWorkflowResponse(workflow=convert.workflow_to_pb(record, disabled))
+        return pb.GetWorkflowResponse(
+            workflow=convert.workflow_to_pb(record, disabled, self._registry.workflow_triggers(record))
+        )
 
     # ---------- runs ----------
 
@@ -601,7 +609,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         events = await self._store.list_events(request.contract, offset, size, team=request.team)
         return pb.ListEventsResponse(
             events=[
-                convert.event_to_pb(e, principal, await self._events.sensitive_fields(e)) for e in events
+                convert.event_to_pb(e, principal, await self._events.sensitive_fields(e), listed=True)
+                for e in events
             ],
             next_page_token=_next_token(offset, size, len(events)),
         )
@@ -790,7 +799,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         )
         disabled = await self._registry.workflow_disabled_ms(record.name)
         return pb.SetWorkflowEnabledResponse(
-            workflow=convert.workflow_to_pb(record, disabled), changed=changed
+            workflow=convert.workflow_to_pb(record, disabled, self._registry.workflow_triggers(record)),
+            changed=changed,
         )
 
     @rpc

@@ -24,13 +24,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def event_json(event: pb.Event) -> dict[str, Any]:
+    """``payload_omitted``: a list answer left out a payload larger than 16 KiB (``payload``
+    is then null; ``accord event show ID`` has it)."""
     return {
         "event_id": event.event_id,
         "contract": event.contract,
         "contract_version": event.contract_version,
         "team": event.team,
         "payload": json.loads(event.payload_json) if event.payload_json else None,
-        "payload_hidden": not event.payload_json,
+        "payload_hidden": not event.payload_json and not event.payload_omitted,
+        "payload_omitted": event.payload_omitted,
+        "payload_bytes": event.payload_bytes,
         "published_unix_ms": event.published_unix_ms,
         "triggered_runs": list(event.triggered_runs),
         "trace_context": dict(event.trace_context),
@@ -133,7 +137,8 @@ def list_events(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """List published events, newest first, with the runs each started."""
+    """List published events, newest first, with the runs each started. A payload larger than
+    16 KiB is left out of ``--json`` (``payload_omitted``): ``accord event show ID`` has it."""
     from contracts._wire.accord.common.v1 import common_pb2 as common_pb
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
@@ -197,7 +202,9 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Follow new events live, oldest first, until Ctrl-C: one line per event as it is
-    published (its triggered runs are in ``accord event show ID``)."""
+    published, with its payload (its triggered runs are in ``accord event show ID``). A payload
+    larger than 16 KiB is shown as its size and ``accord event show ID``; with ``--json`` each
+    line carries the whole payload (read one event at a time)."""
     from contracts._wire.accord.common.v1 import common_pb2 as common_pb
     from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
     from coordinator.client import Client
@@ -221,9 +228,13 @@ def tail(
             for e in sorted(fresh, key=lambda e: (e.published_unix_ms, e.event_id)):
                 seen.add(e.event_id)
                 if as_json:
+                    if e.payload_omitted:  # the list left it out: one event's answer has it
+                        e = client.coordinator.GetEvent(pb.GetEventRequest(event_id=e.event_id)).event
                     typer.echo(json.dumps(event_json(e)))
                 else:
                     payload = f"  {e.payload_json}" if e.payload_json else ""
+                    if e.payload_omitted:
+                        payload = f"  (payload of {e.payload_bytes} bytes: accord event show {e.event_id})"
                     typer.echo(
                         f"{_when(e.published_unix_ms)}  {e.event_id}  {e.contract}@{e.contract_version}{payload}"
                     )

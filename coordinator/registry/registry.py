@@ -389,6 +389,11 @@ class Registry:
             self._specs[key] = spec
         return spec
 
+    def workflow_triggers(self, record: WorkflowRecord) -> list[str]:
+        """The event contracts (team/name) whose events start this registered version, once
+        each in file order (shown in list answers, which leave the source text out)."""
+        return list(dict.fromkeys(t.on for t in self.workflow_spec(record).triggers))
+
     async def _catalog(self, spec: Workflow) -> Any:
         """The registered versions of every contract ``spec`` calls, for the composition checker."""
         from contracts.composition import ContractCatalog

@@ -252,7 +252,11 @@ def team_graph(teams: Iterable[str], workflows: Iterable[JSONDict]) -> JSONDict:
 
 
 def workflow_triggers(workflow: JSONDict) -> list[str]:
-    """The event contracts (``team/name``) the workflow's ``triggers:`` start on."""
+    """The event contracts (``team/name``) the workflow's ``triggers:`` start on: as the
+    coordinator lists them, else (a workflow without that field) read from its source text."""
+    listed = workflow.get("triggers")
+    if isinstance(listed, list):
+        return [str(t) for t in listed]
     try:
         source = yaml.safe_load(workflow.get("source_text") or "") or {}
     except yaml.YAMLError:

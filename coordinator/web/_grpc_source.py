@@ -187,7 +187,8 @@ def workflow_to_dict(w: pb.Workflow) -> JSONDict:
         "team": w.team,
         "version": w.version,
         "description": w.description,
-        "source_text": w.source_text,
+        "source_text": w.source_text,  # "" in a list (ListWorkflows): get_workflow has it
+        "triggers": list(w.triggers),
         "definition": _json(w.definition_json) or {},
         "registered_ms": w.registered_unix_ms,
         "registered_by": w.registered_by,

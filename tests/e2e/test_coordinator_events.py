@@ -394,3 +394,58 @@ async def test_cli_event_tail_shows_a_burst_of_more_than_one_page_whole(coordina
     finally:
         tail.kill()
         tail.wait()
+
+
+async def test_list_answers_leave_large_payloads_and_sources_out(coordinator, world):
+    """Issue 15: list answers never carry whole payloads. ListEvents leaves out a payload larger
+    than 16 KiB (GetEvent has it), ListWorkflows every source text (GetWorkflow has it; the
+    triggers are still named); ``event tail --json`` still prints each payload whole."""
+    tokens, _ = world
+    note = "n" * 40_000
+    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
+        [ACCORD, "event", "tail", "--team", "payments", "--every", "0.1", "--json"],
+        env=coordinator.env(tokens["payments"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=coordinator.home,
+    )
+    try:
+        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
+        assert ready.startswith("following new events"), ready
+        big = {"order_id": "o-big", "amount_cents": 5, "note": note}
+        first = await _publish(coordinator, tokens["payments"], big)
+        shown = json.loads(await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 60))
+        assert shown["event_id"] == first.event_id and shown["payload"] == big
+    finally:
+        tail.kill()
+        tail.wait()
+    for i in range(4):
+        await _publish(coordinator, tokens["payments"], {**big, "order_id": f"o-big-{i}"})
+    size = len(json.dumps(big, separators=(",", ":")))
+    async with coordinator.client(tokens["payments"]) as client:
+        listed = await client.coordinator.ListEvents(pb.ListEventsRequest(team="payments"))
+        assert len(listed.events) == 5 and listed.ByteSize() < 8 * 1024
+        assert all(e.payload_json == "" and e.payload_omitted for e in listed.events)
+        assert {e.payload_bytes for e in listed.events} == {size, size + 2}
+        whole = (await client.coordinator.GetEvent(pb.GetEventRequest(event_id=first.event_id))).event
+        assert json.loads(whole.payload_json) == big and not whole.payload_omitted
+    async with coordinator.client(tokens["shipping"]) as client:  # another team: hidden, not left out
+        other = (await client.coordinator.ListEvents(pb.ListEventsRequest(team="payments"))).events
+        assert other and all(not e.payload_omitted and e.payload_bytes == 0 for e in other)
+    cli = await asyncio.to_thread(
+        _cli, coordinator, "event", "list", "--team", "payments", "--json", token=tokens["payments"]
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert all(e["payload"] is None and e["payload_omitted"] for e in json.loads(cli.stdout))
+
+    await coordinator.register_workflow(tokens["shipping"], ON_PAID + "# " + "w" * 40_000 + "\n")
+    async with coordinator.client(tokens["shipping"]) as client:
+        workflows = await client.coordinator.ListWorkflows(pb.ListWorkflowsRequest(team="shipping"))
+        [workflow] = workflows.workflows
+        assert workflow.version == 2 and workflow.source_text == "" and workflows.ByteSize() < 8 * 1024
+        assert list(workflow.triggers) == ["payments/order-paid"]
+        got = await client.coordinator.GetWorkflow(pb.GetWorkflowRequest(name="shipping/ship-paid-orders"))
+        assert got.workflow.source_text.endswith("w" * 100 + "\n")
+    cli = await asyncio.to_thread(_cli, coordinator, "workflow", "list", "--json", token=tokens["shipping"])
+    assert cli.returncode == 0 and json.loads(cli.stdout)[0]["name"] == "shipping/ship-paid-orders"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,8 +27,10 @@ import hypothesis.strategies as st
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import HealthCheck, given, settings
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
+from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from tests.support.chain_probe import ChainProbe
 from tests.support.coordinator import CoordinatorProcess
@@ -62,9 +65,9 @@ HOSTILE_STRINGS = [
     "contract: payments/charge\nversion: 2147483648.0.0\n",
     "a: &a [*a]",
 ]
-# Admin-only or token-changing calls would end the fuzzing team's session; they are covered by
-# their own tests. The OTLP receiver is not fuzzed here.
-SKIP = {"RotateTeamToken", "RevokeTeamToken", "RotateAdminToken"}
+# Calls that change or revoke tokens would end the fuzzing team's session: they go with a fresh
+# token of a team of their own each time (``TOKEN_CALLS``), every round.
+TOKEN_CALLS = {"RotateTeamToken", "RevokeTeamToken", "RotateAdminToken"}
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
@@ -143,19 +146,37 @@ def _fill(message: Any, values: dict[str, Any]) -> None:
             setattr(message, name, value)
 
 
-def _methods() -> list[tuple[str, Any, bool]]:
+UNARY, SERVER_STREAM, BIDI = "unary", "server stream", "bidi"
+
+
+def _methods() -> list[tuple[str, Any, str]]:
+    """(path, request message, kind) of every RPC the coordinator serves: its two services, the
+    agents' v2 stream and the OTLP trace receiver on the same port."""
     found = []
-    for module, service in ((pb, "CoordinatorService"), (agent_pb, "AgentGatewayService")):
+    for module, service in (
+        (pb, "CoordinatorService"),
+        (agent_pb, "AgentGatewayService"),
+        (stream_pb, "AgentStreamService"),
+        (trace_service_pb2, "TraceService"),
+    ):
         described = module.DESCRIPTOR.services_by_name[service]
         for method in described.methods:
-            if method.name not in SKIP:
-                found.append(
-                    (f"/{described.full_name}/{method.name}", method.input_type, method.server_streaming)
-                )
+            if method.client_streaming:
+                kind = BIDI
+            else:
+                kind = SERVER_STREAM if method.server_streaming else UNARY
+            found.append((f"/{described.full_name}/{method.name}", method.input_type, kind))
     return found
 
 
 METHODS = _methods()
+# Sent every round whatever hypothesis draws from METHODS (each is one method of many there).
+EVERY_ROUND = [
+    m
+    for m in METHODS
+    if m[0].rsplit("/", 1)[1] in TOKEN_CALLS
+    or m[0].endswith(("/AgentStreamService/Connect", "/TraceService/Export"))
+]
 T = TypeVar("T")
 
 
@@ -199,6 +220,7 @@ def fuzzed(
 
     async def setup() -> str:
         token = await coordinator.create_team("payments")
+        await coordinator.create_team("sandbox")  # the token calls' own team
         await coordinator.register_contract(token, contract("payments/charge"))
         await probe.prepare()
         return token
@@ -230,40 +252,86 @@ def test_no_request_gets_internal_or_a_traceback(
     )
     @given(data=st.data())
     def one(data: st.DataObject) -> None:
-        path, input_type, streaming = data.draw(st.sampled_from(METHODS), label="method")
-        batch.append((path, _build(input_type, data.draw(_message(input_type), label="request")), streaming))
+        method = data.draw(st.sampled_from([m for m in METHODS if m not in EVERY_ROUND]), label="method")
+        batch.append(_drawn(data, method))
 
-    batch: list[tuple[str, Any, bool]] = []
+    @settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(data=st.data())
+    def every_round(data: st.DataObject) -> None:
+        batch.extend(_drawn(data, method) for method in EVERY_ROUND)
 
-    def draw() -> list[tuple[str, Any, bool]]:
+    batch: list[tuple[str, Any, str]] = []
+
+    def draw() -> list[tuple[str, Any, str]]:
         batch.clear()
         one()
+        every_round()
         return list(batch)
 
-    def send(drawn: tuple[str, Any, bool]) -> None:
-        path, request, streaming = drawn
-        serialize = type(request).SerializeToString
+    def send(drawn: tuple[str, Any, str]) -> None:
+        path, request, kind = drawn
+        method = path.rsplit("/", 1)[1]
+        # A token call goes with a fresh token of its own team: a rotation or revocation ends
+        # only that token (the admin's token is never sent: rotating it would end the test's).
+        headers = (("authorization", f"Bearer {sandbox_token()}"),) if method in TOKEN_CALLS else metadata
         try:
-            if streaming:
+            if kind == BIDI:  # the messages, then the agent's side closes; read what comes back
+                messages = list(request)
+                serialize = type(messages[0]).SerializeToString
+                call = channel.stream_stream(path, request_serializer=serialize, response_deserializer=bytes)
+                for _ in call(iter(messages), metadata=headers, timeout=2):
+                    pass
+            elif kind == SERVER_STREAM:
+                serialize = type(request).SerializeToString
                 call = channel.unary_stream(path, request_serializer=serialize, response_deserializer=bytes)
-                for _ in call(request, metadata=metadata, timeout=2):
+                for _ in call(request, metadata=headers, timeout=2):
                     break
             else:
+                serialize = type(request).SerializeToString
                 call = channel.unary_unary(path, request_serializer=serialize, response_deserializer=bytes)
-                call(request, metadata=metadata, timeout=2)
+                call(request, metadata=headers, timeout=2)
             answers["OK"] += 1
+            sent[path] += 1
         except grpc.RpcError as exc:
             answers[exc.code().name] += 1
+            sent[path] += 1
             assert exc.code() not in BAD, (path, request, exc.code(), exc.details())
 
+    tokens_made = [0]
+
+    def sandbox_token() -> str:
+        tokens_made[0] += 1
+        made = channel.unary_unary(
+            "/accord.coordinator.v1.CoordinatorService/CreateTeamToken",
+            request_serializer=pb.CreateTeamTokenRequest.SerializeToString,
+            response_deserializer=pb.CreateTeamTokenResponse.FromString,
+        )(
+            pb.CreateTeamTokenRequest(team="sandbox", name=f"fuzz-{tokens_made[0]}"),
+            metadata=(("authorization", f"Bearer {coordinator.admin_token}"),),
+            timeout=30,
+        )
+        return str(made.token)
+
+    sent: Counter[str] = Counter()
     try:
         _interleaved(probe, rounds, draw, send)
     finally:
         channel.close()
     log = coordinator.log()
     assert "Traceback" not in log, _around_traceback(log)
-    # The fuzzing reached past the edge: some calls were answered, some refused as invalid.
+    # The fuzzing reached past the edge: some calls were answered, some refused as invalid; the
+    # agents' stream, the trace receiver and the token calls were sent every round.
     assert answers["OK"] and answers["INVALID_ARGUMENT"], answers
+    assert all(sent[path] >= rounds for path, _, _ in EVERY_ROUND), sent
+
+
+def _drawn(data: st.DataObject, method: tuple[str, Any, str]) -> tuple[str, Any, str]:
+    """A request for ``method`` drawn by hypothesis (for a bidirectional stream: 1 to 3 messages)."""
+    path, input_type, kind = method
+    if kind == BIDI:
+        values = data.draw(st.lists(_message(input_type), min_size=1, max_size=3), label=path)
+        return path, [_build(input_type, v) for v in values], kind
+    return path, _build(input_type, data.draw(_message(input_type), label=path)), kind
 
 
 UI_PATHS = [
@@ -275,29 +343,71 @@ UI_PATHS = [
     "/api/v1/contracts/{x}/{x}",
     "/api/v1/teams/graph",
     "/api/v1/audit",
+    "/api/v1/session",
+    "/api/v1/workflows",
+    "/api/v1/workflows/{x}/{x}",
+    "/api/v1/agents",
+    "/api/v1/notices",
+    "/api/v1/autonomy",
+    "/api/v1/events/{x}",
 ]
-UI_PARAMS = ["after", "before", "limit", "cursor", "q", "status", "team", "workflow", "old", "new", "since"]
+# Sent with a body; DELETE /api/v1/session with a drawn CSRF header (the session's own sign-out,
+# with the right header, comes at the end).
+UI_POSTS = [
+    "/api/v1/runs/{x}/cancel",
+    "/api/v1/runs/{x}/rerun",
+    "/api/v1/runs/{x}/steps/{x}/answer",
+    "/api/v1/session",
+]
+UI_PARAMS = [
+    "after",
+    "before",
+    "limit",
+    "cursor",
+    "q",
+    "status",
+    "team",
+    "workflow",
+    "old",
+    "new",
+    "since",
+    "version",
+]
+UI_FLOW = """
+workflow: payments/flow
+input: {type: object}
+steps:
+  charge:
+    contract: payments/charge@^1
+    input: {order_id: "x"}
+"""
 
 
 @pytest.fixture(scope="module")
 def fuzzed_ui(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[CoordinatorProcess, str, str, ChainProbe]]:
+) -> Iterator[tuple[CoordinatorProcess, str, str, ChainProbe, str]]:
+    """... and the id of one of the team's runs (waiting for an agent), for the run routes."""
     workdir = tmp_path_factory.mktemp("fuzz-ui")
     coordinator = CoordinatorProcess.start(workdir / "home", "--ui", "127.0.0.1:0")
     probe = ChainProbe(coordinator, workdir / "crm")
 
-    async def setup() -> str:
+    async def setup() -> tuple[str, str]:
         token = await coordinator.create_team("payments")
         await coordinator.register_contract(token, contract("payments/charge"))
+        await coordinator.register_workflow(token, UI_FLOW)
+        async with coordinator.client(token) as client:
+            run = await client.coordinator.StartRun(
+                pb.StartRunRequest(workflow="payments/flow", input_json="{}")
+            )
         await probe.prepare()
-        return token
+        return token, run.run.run_id
 
     try:
-        token = asyncio.run(setup())
+        token, run_id = asyncio.run(setup())
         probe.start()
         state = json.loads((coordinator.home / "coordinator.json").read_text())
-        yield coordinator, token, f"http://{state['ui']}", probe
+        yield coordinator, token, f"http://{state['ui']}", probe, run_id
     finally:
         probe.close()
         coordinator.kill9()
@@ -306,13 +416,27 @@ def fuzzed_ui(
 @pytest.mark.xdist_group(LATENCY_RATIOS)
 @sized("examples,rounds", short=(100, 5), soak=(3000, 20))
 def test_the_ui_api_never_answers_500(
-    fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe], examples: int, rounds: int
+    fuzzed_ui: tuple[CoordinatorProcess, str, str, ChainProbe, str], examples: int, rounds: int
 ) -> None:
-    """... and another team's chain, run during the fuzzing, keeps within 1.5x its latency."""
-    coordinator, token, url, probe = fuzzed_ui
+    """... every route of the UI's JSON API (GET, POST with a drawn body, the session's DELETE),
+    and another team's chain, run during the fuzzing, keeps within 1.5x its latency."""
+    coordinator, token, url, probe, run_id = fuzzed_ui
     ui_strings = st.one_of(
         st.sampled_from([s for s in HOSTILE_STRINGS if len(s) < 6000]), st.text(max_size=30)
     )
+    segments = st.one_of(ui_strings, st.sampled_from([run_id, "charge", "payments", "flow", "evt-1"]))
+    json_values = st.one_of(ui_strings, st.booleans(), st.integers(), st.floats(), st.none())
+    bodies = st.one_of(
+        st.none(),
+        ui_strings,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                k: json_values for k in ("token", "reason", "request_id", "approve", "comment", "input")
+            },
+        ).map(json.dumps),
+    )
+    csrf_values = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40)
     with httpx.Client(base_url=url, timeout=30) as http:
         signed = http.post("/api/v1/session", json={"token": token}, headers={"Origin": url})
         assert signed.status_code == 200, signed.text
@@ -326,34 +450,55 @@ def test_the_ui_api_never_answers_500(
         )
         @given(
             path=st.sampled_from(UI_PATHS),
-            segment=ui_strings,
+            segment=segments,
             params=st.dictionaries(st.sampled_from(UI_PARAMS), ui_strings, max_size=4),
-            body=st.one_of(st.none(), ui_strings),
+            post=st.sampled_from(UI_POSTS),
+            body=bodies,
+            wrong_csrf=csrf_values,
         )
-        def one(path: str, segment: str, params: dict[str, str], body: str | None) -> None:
-            batch.append((path, segment, params, body))
+        def one(
+            path: str, segment: str, params: dict[str, str], post: str, body: str | None, wrong_csrf: str
+        ) -> None:
+            batch.append((path, segment, params, post, body, wrong_csrf))
 
-        batch: list[tuple[str, str, dict[str, str], str | None]] = []
+        batch: list[tuple[str, str, dict[str, str], str, str | None, str]] = []
+        posted: Counter[str] = Counter()
 
-        def draw() -> list[tuple[str, str, dict[str, str], str | None]]:
+        def draw() -> list[tuple[str, str, dict[str, str], str, str | None, str]]:
             batch.clear()
             one()
             return list(batch)
 
-        def send(drawn: tuple[str, str, dict[str, str], str | None]) -> None:
-            path, segment, params, body = drawn
-            target = path.replace("{x}", quote(segment, safe="") or "x")
+        def send(drawn: tuple[str, str, dict[str, str], str, str | None, str]) -> None:
+            path, segment, params, post, body, wrong_csrf = drawn
+            segment = quote(segment, safe="") or "x"
+            target = path.replace("{x}", segment)
             answer = http.get(target, params=params)
             assert answer.status_code < 500, (target, params, answer.status_code, answer.text[:300])
-            if body is not None and path == "/api/v1/runs/{x}":
-                posted = http.post(
-                    target + "/cancel",
+            if body is not None:
+                target = post.replace("{x}", segment)
+                answer = http.post(
+                    target,
                     content=body.encode("utf-8", "surrogatepass"),
-                    headers={"X-Accord-CSRF": csrf, "Content-Type": "application/json"},
+                    headers={"X-Accord-CSRF": csrf, "Content-Type": "application/json", "Origin": url},
                 )
-                assert posted.status_code < 500, (target, body[:80], posted.status_code, posted.text[:300])
+                posted[post] += 1
+                assert answer.status_code < 500, (target, body[:80], answer.status_code, answer.text[:300])
+                # Signing out needs this session's CSRF header: a drawn one is refused.
+                answer = http.request(
+                    "DELETE",
+                    "/api/v1/session",
+                    content=body.encode("utf-8", "surrogatepass"),
+                    headers={"X-Accord-CSRF": wrong_csrf},
+                )
+                assert answer.status_code == 403, (wrong_csrf, answer.status_code, answer.text[:300])
 
         _interleaved(probe, rounds, draw, send)
+        assert http.get("/api/v1/runs").status_code == 200  # still signed in
+        out = http.request("DELETE", "/api/v1/session", headers={"X-Accord-CSRF": csrf})
+        assert out.status_code == 200 and http.get("/api/v1/runs").status_code == 401, out.text
+        assert http.request("DELETE", "/api/v1/session").status_code == 401
+    assert posted, "no body was drawn"
     log = coordinator.log()
     assert "Traceback" not in log, _around_traceback(log)
 

@@ -123,6 +123,95 @@ async def _agent(coordinator: CoordinatorProcess, token: str, handler):
     return agent
 
 
+async def _hold_long_budget(coordinator: CoordinatorProcess, token: str, run_id: str, channel) -> list:
+    """With ``--max-inflight 1`` the long budget is 16 calls: 16 watches admitted and held open."""
+    stub = pb_grpc.CoordinatorServiceStub(channel)
+    metadata = (("authorization", f"Bearer {token}"),)
+    watches = [
+        stub.WatchRun(pb.WatchRunRequest(run_id=run_id), metadata=metadata, timeout=600) for _ in range(16)
+    ]
+    for watch in watches:  # each answers the run as it is: admitted and held open
+        assert (await watch.read()).run.run_id == run_id
+    return watches
+
+
+async def test_a_watch_refused_as_overloaded_is_retried_then_says_overloaded(tmp_path: Path) -> None:
+    """Issue 15: a stream (WatchRun, as ``accord run --wait`` uses it) the coordinator refuses
+    as overloaded is opened again after each retry-after-ms hint, as a unary call is: the CLI
+    waits the overload out and prints the output; once the patience is spent, the client says
+    the coordinator is overloaded (OverloadedError, exit 3)."""
+    import subprocess
+
+    from contracts.errors import OverloadedError
+    from coordinator.client import Client
+    from tests.support.coordinator import ACCORD
+
+    coordinator = CoordinatorProcess.start(tmp_path / "home", "--max-inflight", "1")
+    try:
+        token = await _team(coordinator)
+        async with coordinator.client(token) as client:
+            held_run = (await start_run(client, "payments/flow", {})).run.run_id
+        async with grpc.aio.insecure_channel(coordinator.address) as channel:
+            watches = await _hold_long_budget(coordinator, token, held_run, channel)
+            cli = subprocess.Popen(  # noqa: ASYNC220 - started once; waited for off the loop below
+                [ACCORD, "run", "payments/flow", "--input", "{}", "--wait"],
+                env=coordinator.env(token),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=coordinator.home,
+            )
+            try:
+                # The CLI's run started (StartRun is unary: its budget is free), then its watch
+                # was refused (the first refusal is logged).
+                while "overloaded: " not in coordinator.log():
+                    assert cli.poll() is None, cli.communicate()
+                    await asyncio.sleep(0.05)
+                for watch in watches:
+                    watch.cancel()
+
+                async def charge(call: Call) -> dict[str, str]:
+                    return {"ref": "ok", "blob": "b"}
+
+                agent = await _agent(coordinator, token, charge)
+                try:
+                    out, err = await asyncio.to_thread(cli.communicate, timeout=120)
+                finally:
+                    await agent.stop()
+            finally:
+                if cli.poll() is None:
+                    cli.kill()
+                    cli.wait()
+            assert cli.returncode == 0, err
+            assert json.loads(out) == {"blob": "b"} and "overloaded" not in err
+
+            # The patience spent (a minute for the CLI; 2 s here): the coordinator is overloaded.
+            async with coordinator.client(token) as client:  # the agent ran the first one
+                held_run = (await start_run(client, "payments/flow", {})).run.run_id
+            watches = await _hold_long_budget(coordinator, token, held_run, channel)
+            try:
+
+                def watch_once() -> None:
+                    with Client(coordinator.address, token, overload_patience=2) as blocking:
+                        for _ in blocking.coordinator.stream(
+                            "WatchRun", pb.WatchRunRequest(run_id=held_run), timeout=30
+                        ):
+                            raise AssertionError("a watch was admitted beyond the budget")
+
+                with pytest.raises(OverloadedError) as refused:
+                    await asyncio.to_thread(watch_once)
+                assert refused.value.exit_code == 3
+                assert str(refused.value).startswith(
+                    f"the coordinator at {coordinator.address} is overloaded"
+                )
+            finally:
+                for watch in watches:
+                    watch.cancel()
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()
+
+
 @sized("calls,limit", short=(200, 2), soak=(10_000, 32))
 async def test_concurrent_starts_are_answered_or_told_to_retry_and_all_finish(
     tmp_path: Path, calls: int, limit: int

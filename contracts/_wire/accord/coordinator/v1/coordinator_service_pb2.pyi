@@ -1128,6 +1128,7 @@ class Workflow(_message.Message):
     REGISTERED_UNIX_MS_FIELD_NUMBER: _builtins.int
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
     DISABLED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    TRIGGERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """team/name"""
     team: _builtins.str
@@ -1141,6 +1142,12 @@ class Workflow(_message.Message):
     registered_by: _builtins.str
     disabled_unix_ms: _builtins.int
     """When the workflow (all its versions) was disabled; 0: enabled."""
+    @_builtins.property
+    def triggers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The event contracts (team/name) whose events start it (its `triggers:`). A list answer
+        (ListWorkflows) leaves source_text out; GetWorkflow has it whole.
+        """
+
     def __init__(
         self,
         *,
@@ -1153,10 +1160,11 @@ class Workflow(_message.Message):
         registered_unix_ms: _builtins.int = ...,
         registered_by: _builtins.str = ...,
         disabled_unix_ms: _builtins.int = ...,
+        triggers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "description", b"description", "disabled_unix_ms", b"disabled_unix_ms", "name", b"name", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "source_text", b"source_text", "team", b"team", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "description", b"description", "disabled_unix_ms", b"disabled_unix_ms", "name", b"name", "registered_by", b"registered_by", "registered_unix_ms", b"registered_unix_ms", "source_text", b"source_text", "team", b"team", "triggers", b"triggers", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2357,6 +2365,8 @@ class Event(_message.Message):
     DELIVERED_UNIX_MS_FIELD_NUMBER: _builtins.int
     HANDLED_UNIX_MS_FIELD_NUMBER: _builtins.int
     SOURCE_RUN_FIELD_NUMBER: _builtins.int
+    PAYLOAD_OMITTED_FIELD_NUMBER: _builtins.int
+    PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     contract: _builtins.str
     """team/name of the event contract"""
@@ -2371,6 +2381,12 @@ class Event(_message.Message):
     handled_unix_ms: _builtins.int
     source_run: _builtins.str
     """The run whose step published it through its contract's `emits:` ("" otherwise)."""
+    payload_omitted: _builtins.bool
+    """A list answer (ListEvents) leaves out a payload larger than 16 KiB: payload_json is then ""
+    and payload_omitted true (GetEvent has it whole). payload_bytes: the payload's size as JSON
+    text, for whoever may see it (0 otherwise).
+    """
+    payload_bytes: _builtins.int
     @_builtins.property
     def triggered_runs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -2391,10 +2407,12 @@ class Event(_message.Message):
         delivered_unix_ms: _builtins.int = ...,
         handled_unix_ms: _builtins.int = ...,
         source_run: _builtins.str = ...,
+        payload_omitted: _builtins.bool = ...,
+        payload_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "contract_version", b"contract_version", "delivered_unix_ms", b"delivered_unix_ms", "event_id", b"event_id", "handled_unix_ms", b"handled_unix_ms", "payload_json", b"payload_json", "published_unix_ms", b"published_unix_ms", "source_run", b"source_run", "team", b"team", "trace_context", b"trace_context", "triggered_runs", b"triggered_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "contract_version", b"contract_version", "delivered_unix_ms", b"delivered_unix_ms", "event_id", b"event_id", "handled_unix_ms", b"handled_unix_ms", "payload_bytes", b"payload_bytes", "payload_json", b"payload_json", "payload_omitted", b"payload_omitted", "published_unix_ms", b"published_unix_ms", "source_run", b"source_run", "team", b"team", "trace_context", b"trace_context", "triggered_runs", b"triggered_runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
