@@ -177,6 +177,8 @@ def step_graph(workflow: JSONDict | None, run_steps: list[JSONDict]) -> JSONDict
                 "for_each": spec["for_each"],
                 "when": spec["when"],
                 "wait_for": spec.get("wait_for", ""),
+                # How many of its records reuse the output of the run a retry retries (``runs retry``).
+                "reused": sum(1 for s in run_items if s.get("reused_from")),
                 "layer": lay,
                 "order": order_in_layer.get(lay, 0),
             }

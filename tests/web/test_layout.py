@@ -107,6 +107,13 @@ def test_step_graph_edges_come_from_references_and_fold_for_each_items() -> None
     assert (node["items"], node["step_ids"]) == (3, ["notify[0]", "notify[1]", "notify[2]"])
     assert node["item_statuses"] == {"succeeded": 1, "failed": 1, "not started": 1}
     assert step_graph(None, [parent])["nodes"][0]["items"] == 1  # no items yet: the step itself
+    # A retry's steps that reuse the retried run's output say so.
+    reused = [dict(steps[0], reused_from="run-1"), steps[1], steps[2]]
+    assert {n["id"]: n["reused"] for n in step_graph(workflow, reused)["nodes"]} == {
+        "charge": 1,
+        "reserve": 0,
+        "ship": 0,
+    }
 
 
 def test_step_graph_reads_the_registrys_resolved_dependencies() -> None:

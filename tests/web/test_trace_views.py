@@ -228,3 +228,28 @@ async def test_the_run_header_prints_no_stray_null(world: World, browser_page: P
     page = browser_page
     await open_run(page, world, world.failed_run_id)
     assert "null" not in (await page.inner_text(".run-head")).split()
+
+
+async def test_a_retry_says_what_it_retries_and_marks_its_reused_steps(
+    world: World, browser_page: Page
+) -> None:
+    page = browser_page
+    async with world.coordinator.client(world.tokens["shipping"]) as client:
+        retried = await client.coordinator.RetryRun(
+            pb.RetryRunRequest(run_id=world.failed_run_id, request_id=str(uuid.uuid4()))
+        )
+    run_id = retried.run.run_id
+    await world.wait_status(run_id, DONE, timeout=60)
+    reused = {s.id for s in retried.run.steps if s.reused_from}
+    assert reused, "the retry reused no step"
+    await open_run(page, world, run_id)
+    header = await page.inner_text("#retry-of")
+    assert world.failed_run_id in header and f"{len(reused)} step outputs reused" in header
+    for step in reused:
+        node = page.locator(f'.node[data-step="{step}"]')
+        assert await node.get_attribute("data-reused") == "1"
+        assert "reused" in (await node.text_content() or "")
+    for other in await page.eval_on_selector_all(".node", "els => els.map(e => e.dataset.step)"):
+        if other not in reused:
+            assert await page.locator(f'.node[data-step="{other}"]').get_attribute("data-reused") == "0"
+    await shot(page, "retry")

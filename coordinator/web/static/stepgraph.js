@@ -46,7 +46,7 @@ export function stepGraph(graph, { onSelect } = {}) {
   for (const node of graph.nodes) {
     const p = pos.get(node.id);
     const state = node.state ?? node.status; // "" on a workflow's page: no run, no state
-    const g = s("g", { class: `node st-${node.status}`, transform: `translate(${p.x},${p.y})`, dataset: { step: node.id, status: node.status, state, items: String(node.items), team: node.team }, tabindex: 0 });
+    const g = s("g", { class: `node st-${node.status}`, transform: `translate(${p.x},${p.y})`, dataset: { step: node.id, status: node.status, state, items: String(node.items), team: node.team, reused: String(node.reused || 0) }, tabindex: 0 });
     g.append(s("rect", { class: "node-box", width: W, height: H, rx: 6, stroke: STATUS_STROKE[node.status] || "#b0b6bf", "stroke-width": node.status === "failed" ? 3 : 1.5 }));
     g.append(s("rect", { width: 7, height: H, rx: 3, fill: teamColor(node.team) }));
     g.append(s("text", { x: 16, y: 19, class: "node-id" }, fit(node.id, W - 80, 8) + (node.items > 1 || node.for_each ? `  ×${node.items}` : "")));
@@ -54,7 +54,7 @@ export function stepGraph(graph, { onSelect } = {}) {
     const what = node.wait_for ? `waits for ${node.wait_for}` : `${node.contract}${version}`;
     g.append(s("text", { x: 16, y: 35, class: "node-contract" }, fit(what, W - 24, 7)));
     const counts = Object.entries(node.item_statuses || {});
-    const statusText = node.items > 1 ? counts.map(([k, v]) => `${v} ${k}`).join(", ") : state;
+    const statusText = (node.items > 1 ? counts.map(([k, v]) => `${v} ${k}`).join(", ") : state) + (node.reused ? " · reused" : "");
     const team = fit(node.team, 100, 6.5);
     g.append(s("text", { x: 16, y: 51, class: "node-team" }, statusText ? `${team} · ` : team, s("tspan", { class: `node-status st-${node.status}` }, fit(statusText, W - 34 - (team.length + 3) * 6.5, 6.3))));
     if (node.status === "failed") g.append(s("text", { x: W - 20, y: 20, class: "node-err" }, "✕"));

@@ -126,6 +126,9 @@ export async function render(main, args, viewer) {
         h("span", {}, `started ${fmtTime(run.created_ms)}`),
         h("span", {}, `took ${fmtDuration(duration)}${data.live ? " so far" : ""}`),
         run.started_by ? h("span", {}, `by ${run.started_by}`) : null,
+        // A retry (accord runs retry): the run it retries, whose outputs its reused steps carry.
+        run.retry_of ? h("span", { id: "retry-of" }, "retry of run ", h("a", { class: "mono", href: `/runs/${encodeURIComponent(run.retry_of)}` }, run.retry_of),
+          ` (${run.steps.filter((st) => st.reused_from).length} step outputs reused)`) : null,
         run.idempotency_key ? h("span", { class: "mono small" }, `key ${run.idempotency_key}`) : null,
         data.started_by_event ? startedByEvent(data.started_by_event) : null,
         h("span", { class: "mono small muted" }, `trace ${run.trace_id}`),
