@@ -195,22 +195,30 @@ async def test_e2e_trace_goes_into_the_dag_run_and_its_task_instances(
 
     attempts = len(run.steps[0].attempts)  # the contract retries: one DAG run per attempt
 
-    async def complete() -> dict[str, Any] | None:
-        spans = await traced()
-        runs = [x for x in (spans or {}).values() if x.name == "airflow.dag_run accord_fail"]
-        return spans if spans is not None and len(runs) == attempts else None
-
-    spans = await wait_until(complete, "the Airflow spans of every attempt in the run's trace", within=60)
-
-    def ancestors(span: Any) -> list[str]:
+    def ancestors(span: Any, spans: dict[str, Any]) -> list[str]:
         names = []
         while span.parent_span_id in spans:
             span = spans[span.parent_span_id]
             names.append(span.name)
         return names
 
+    async def complete() -> dict[str, Any] | None:
+        """Every attempt's DAG run span, and the coordinator's attempt spans above them (stored
+        in batches a moment after the agent's own)."""
+        spans = await traced()
+        runs = [x for x in (spans or {}).values() if x.name == "airflow.dag_run accord_fail"]
+        if spans is None or len(runs) != attempts:
+            return None
+        return (
+            spans if all(any(n.startswith("attempt ") for n in ancestors(r, spans)) for r in runs) else None
+        )
+
+    spans = await wait_until(complete, "the Airflow spans of every attempt in the run's trace", within=60)
+
     dag_runs = [x for x in spans.values() if x.name == "airflow.dag_run accord_fail"]
-    under = sorted(next(n for n in ancestors(d) if n.startswith("attempt ")).split()[1] for d in dag_runs)
+    under = sorted(
+        next(n for n in ancestors(d, spans) if n.startswith("attempt ")).split()[1] for d in dag_runs
+    )
     assert under == [str(n) for n in range(1, attempts + 1)]  # each attempt's own DAG run
     for dag_run in dag_runs:
         assert dag_run.status == pb.SPAN_STATUS_ERROR
