@@ -1485,12 +1485,12 @@ class _Checker:
             else:
                 classes.append(t)
         whole: tuple[Any] | None = None
+        unshown = False  # values sub admits outside the set, none of them in a whole value found
         if not self.trying:
             checked = [(v, self.example(d, sup, [v], ctx.path)) for v in named]
+            unshown = bool(named) and all(found is None for _, found in checked)
             named = [v for v, found in checked if found is not None]
             whole = next(((found[1],) for _, found in checked if found is not None), None)
-        if not named and not classes:
-            return
         kw = "const" if "const" in sup else "enum"
         listed = ", ".join(_show(v) for v in allowed) or "nothing"
         if self.voice == "output":
@@ -1498,6 +1498,12 @@ class _Checker:
         else:
             detail = f"only {listed} {'is' if len(allowed) == 1 else 'are'} accepted now"
         pointer = self.ptr(ctx, d, sup, kw)
+        if not named and not classes:
+            if unshown:
+                # Sub admits values outside the set here, but no whole value showing it was found:
+                # that is no proof of safety (the whole value may need more than was tried).
+                self.cannot_prove(pointer, ctx.path, f"{detail} ({self.no_example()})")
+            return
         if classes or len(named) > 2:
             candidates = [*named, *_samples(d, classes, [sup])]
             self.breaks(pointer, ctx, d, sup, f"values other than {listed}", detail, candidates)
