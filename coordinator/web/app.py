@@ -77,6 +77,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 # Pages: path -> page name the front-end boots (static/pages/<name>.js).
+# Longer than any token Accord makes (they are a few dozen characters).
+_MAX_TOKEN_CHARS = 4096
+
 PAGES = {
     "/runs": "runs",
     "/runs/{run_id}": "run",
@@ -381,6 +384,9 @@ class UiApp:
         if not isinstance(token, str) or not token.strip():
             raise ApiError(400, "invalid_argument", "token: required (a team token or the admin token).")
         token = token.strip()
+        # A token is printable ASCII (it travels in gRPC metadata): anything else cannot be one.
+        if not (token.isascii() and token.isprintable()) or len(token) > _MAX_TOKEN_CHARS:
+            raise ApiError(401, "unauthenticated", "That token is not valid here.")
         try:
             principal = await self.source.whoami(token)
         except UnauthenticatedError:

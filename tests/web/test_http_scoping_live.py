@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,3 +80,17 @@ async def test_another_team_gets_403_cancelling_a_live_run_and_the_owner_can(wor
         assert cancel.status_code == 200, cancel.text
     cancelled = await world.wait_status(run_id, {pb.RUN_STATUS_CANCELLED}, timeout=20)
     assert cancelled.status == pb.RUN_STATUS_CANCELLED
+
+
+async def test_a_token_that_cannot_be_one_is_refused_not_a_500(world: World) -> None:
+    """Sign-in with a token gRPC metadata cannot carry (a lone surrogate, control characters,
+    non-ASCII; found by the UI fuzz test): 401 like any unknown token, never a 500."""
+    async with httpx.AsyncClient(base_url=world.ui_url, timeout=20) as client:
+        for token in ("\udc3c-token", "tok\x0een", "tøken", "x" * 5000):
+            response = await client.post(
+                "/api/v1/session",
+                content=json.dumps({"token": token}),
+                headers={"Origin": world.ui_url, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 401, (token[:20], response.status_code, response.text)
+            assert response.json()["error"]["code"] == "unauthenticated"
