@@ -94,6 +94,27 @@ async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
         return await handled(client, response.event.event_id)
 
 
+async def _tail(coordinator, team: str, token: str) -> subprocess.Popen[str]:
+    """``accord event tail --team TEAM --json``, once it follows: it shows only what is published
+    after it started, and says when it does."""
+    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop by its callers
+        [ACCORD, "event", "tail", "--team", team, "--every", "0.1", "--json"],
+        env=coordinator.env(token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=coordinator.home,
+    )
+    try:
+        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
+        assert ready.startswith("following new events"), ready
+    except BaseException:
+        tail.kill()
+        tail.wait()
+        raise
+    return tail
+
+
 async def _run_span(coordinator, token: str, run: pb.Run, within: float = 30.0) -> pb.Span:
     """The run's own span (emitted when the run ends, stored a moment later)."""
     deadline = time.monotonic() + within
@@ -292,18 +313,8 @@ async def test_a_publish_retried_after_a_crash_half_way_starts_no_run_twice(coor
 
 async def test_cli_event_tail_show_and_list_by_team(coordinator, world):
     tokens, _ = world
-    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
-        [ACCORD, "event", "tail", "--team", "payments", "--every", "0.1", "--json"],
-        env=coordinator.env(tokens["payments"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=coordinator.home,
-    )
+    tail = await _tail(coordinator, "payments", tokens["payments"])
     try:
-        # tail shows only what is published after it started: it says when it follows.
-        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
-        assert ready.startswith("following new events"), ready
         first = await _publish(coordinator, tokens["payments"], {"order_id": "o-t1", "amount_cents": 3})
         line = await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 60)
         shown = json.loads(line)
@@ -366,17 +377,8 @@ async def test_cli_event_tail_shows_a_burst_of_more_than_one_page_whole(coordina
     it reaches an event it saw: with one page only, the oldest 50 were never shown.)"""
     token = await coordinator.create_team("warehouse")
     await coordinator.register_contract(token, STOCK_COUNTED)
-    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
-        [ACCORD, "event", "tail", "--team", "warehouse", "--every", "0.1", "--json"],
-        env=coordinator.env(token),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=coordinator.home,
-    )
+    tail = await _tail(coordinator, "warehouse", token)
     try:
-        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
-        assert ready.startswith("following new events"), ready
         tail.send_signal(signal.SIGSTOP)
         async with coordinator.client(token) as client:
             for n in range(250):
@@ -402,17 +404,8 @@ async def test_list_answers_leave_large_payloads_and_sources_out(coordinator, wo
     triggers are still named); ``event tail --json`` still prints each payload whole."""
     tokens, _ = world
     note = "n" * 40_000
-    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop below
-        [ACCORD, "event", "tail", "--team", "payments", "--every", "0.1", "--json"],
-        env=coordinator.env(tokens["payments"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=coordinator.home,
-    )
+    tail = await _tail(coordinator, "payments", tokens["payments"])
     try:
-        ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
-        assert ready.startswith("following new events"), ready
         big = {"order_id": "o-big", "amount_cents": 5, "note": note}
         first = await _publish(coordinator, tokens["payments"], big)
         shown = json.loads(await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 60))
