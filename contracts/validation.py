@@ -2,7 +2,10 @@
 
 This runs on hot paths (every task input and output), so compiled validators are cached, keyed by
 the schema's canonical JSON: equal schemas share one validator whatever object holds them.
-``pattern`` and ``patternProperties`` match on RE2, in linear time (``contracts.regex``).
+``pattern`` and ``patternProperties`` match on RE2, in linear time (``contracts.regex``), and
+``uniqueItems`` hashes each item once (``_unique_items``): jsonschema's own compares every pair of
+items that cannot be sorted (objects, mixed types), seconds for a 12 KB array of 1,000 objects,
+on whichever loop validates it (docs/production.md, "Hostile input").
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
@@ -43,10 +46,44 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _equality_key(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal for values JSON Schema calls equal: ``1`` and
+    ``1.0`` alike (Python hashes equal numbers alike), ``true`` and ``1`` not, object keys in any
+    order. Nesting is bounded at the edge (``contracts.limits``)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, Mapping):
+        return ("o", frozenset((key, _equality_key(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return ("a", tuple(_equality_key(item) for item in value))
+    return ("z", value)  # null
+
+
+def _unique_items(validator: Validator, unique: Any, instance: Any, schema: Any) -> Iterable[ValidationError]:
+    """``uniqueItems`` in one pass over the items (see the module docstring); the message names
+    the repeated item's index rather than quoting the whole array."""
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Any] = set()
+    for index, item in enumerate(instance):
+        key = _equality_key(item)
+        if key in seen:
+            yield ValidationError(f"item {index} repeats an earlier item: the items must be unique")
+            return
+        seen.add(key)
+
+
+_Validator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+
+
 @lru_cache(maxsize=2048)
 def _compile(canonical: str) -> Validator:
     schema = json.loads(canonical)
-    validator: Validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator: Validator = _Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     return validator
 
 
