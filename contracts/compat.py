@@ -702,6 +702,55 @@ _INTERVAL_KEYWORDS = frozenset(
 )
 
 
+def _int_ranges_cover(ranges: Sequence[tuple[float, float]], cur: float, end: float) -> bool:
+    """Whether the integers from ``cur`` to ``end`` (either may be infinite) all lie in the union
+    of the closed integer ``ranges``."""
+    for _ in range(len(ranges) + 1):
+        if cur > end:
+            return True
+        reach = max((b for a, b in ranges if a <= cur), default=None)
+        if reach is None or reach < cur:
+            return False
+        if reach == math.inf:
+            return True
+        cur = reach + 1
+    return cur > end
+
+
+# The length keywords of each type a plain length interval may bound.
+_LENGTHS = {"string": ("minLength", "maxLength"), "array": ("minItems", "maxItems")}
+
+
+def _length_union_covers(d: Mapping[str, Any], t: str, branches: Sequence[Schema]) -> bool:
+    """Whether every length d allows (t: "string" or "array") is allowed by one of the anyOf
+    branches that constrain nothing but that length (other branches are not used, which only
+    makes this answer "no" more often); d's other keywords are ignored, as above."""
+    lo_kw, hi_kw = _LENGTHS[t]
+    plain = _INTERVAL_KEYWORDS - {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} | {
+        lo_kw,
+        hi_kw,
+    }
+
+    def length(schema: Mapping[str, Any], kw: str) -> int | None:
+        value = schema.get(kw)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    ranges: list[tuple[float, float]] = []
+    for branch in branches:
+        if branch is True:
+            return True
+        if not isinstance(branch, Mapping) or not plain.issuperset(branch):
+            continue
+        if any(kw in branch and length(branch, kw) is None for kw in (lo_kw, hi_kw)):
+            continue
+        if "type" in branch and not _accepts(_types({"type": branch["type"]}), t):
+            continue
+        hi = length(branch, hi_kw)
+        ranges.append((length(branch, lo_kw) or 0, math.inf if hi is None else hi))
+    sub_hi = length(d, hi_kw)
+    return _int_ranges_cover(ranges, length(d, lo_kw) or 0, math.inf if sub_hi is None else sub_hi)
+
+
 def _numeric_union_covers(d: Mapping[str, Any], t: str, branches: Sequence[Schema]) -> bool:
     """Whether the numbers (t: "number" or "integer") within d's bounds are covered by the
     union of the anyOf branches that are plain intervals (other branches are not used, which
@@ -731,16 +780,11 @@ def _numeric_union_covers(d: Mapping[str, Any], t: str, branches: Sequence[Schem
             )
             for lo, hi in intervals
         ]
-        cur: float = -math.inf if sub_lo is None else _int_lower(sub_lo)
-        end: float = math.inf if sub_hi is None else _int_upper(sub_hi)
-        while cur <= end:
-            reach = max((b for a, b in ranges if a <= cur), default=None)
-            if reach is None or reach < cur:
-                return False
-            if reach == math.inf:
-                return True
-            cur = reach + 1
-        return True
+        return _int_ranges_cover(
+            ranges,
+            -math.inf if sub_lo is None else _int_lower(sub_lo),
+            math.inf if sub_hi is None else _int_upper(sub_hi),
+        )
     # Real numbers: `need` is the point from which on everything must still be covered, with
     # True when that point itself is excluded (covered already).
     need: tuple[float, bool] = (-math.inf, False) if sub_lo is None else (sub_lo[0], sub_lo[1])
@@ -1576,6 +1620,8 @@ class _Checker:
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
             return
         if kw == "anyOf" and t in ("integer", "number") and _numeric_union_covers(d, t, branches):
+            return
+        if kw == "anyOf" and t in _LENGTHS and _length_union_covers(d, t, branches):
             return
         candidates = [i for i, b in enumerate(branches) if _accepts(self.branch_types(b), t)]
         if len(candidates) == 1:

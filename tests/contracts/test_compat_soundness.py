@@ -240,6 +240,31 @@ def test_a_range_covered_by_the_union_of_anyof_branches(branches: list[Any], com
         assert all("below" in f.message or f.message.startswith("cannot prove") for f in findings), findings
 
 
+@pytest.mark.parametrize(
+    "old, branches, compatible",
+    [
+        ({"type": "string", "maxLength": 5}, [{"type": "string", "maxLength": 3}, {"minLength": 2}], True),
+        ({"type": "string"}, [{"type": "string", "maxLength": 3}, {"type": "string", "minLength": 4}], True),
+        ({"type": "string"}, [{"type": "string", "maxLength": 3}, {"type": "string", "minLength": 5}], False),
+        # a branch that says more than a length is not used: "cannot prove", not a wrong "yes"
+        ({"type": "string"}, [{"maxLength": 3}, {"type": "string", "minLength": 4, "pattern": "a"}], False),
+        ({"type": "array"}, [{"type": "array", "maxItems": 1}, {"type": "array", "minItems": 2}], True),
+        ({"type": "array", "minItems": 2}, [{"type": "array", "maxItems": 1}, {"minItems": 3}], False),
+        ({"type": "array", "minItems": 2}, [{"type": "integer"}, {"type": "array", "minItems": 2}], True),
+    ],
+)
+def test_lengths_covered_by_the_union_of_anyof_branches(
+    old: Any, branches: list[Any], compatible: bool
+) -> None:
+    """A string or array length allowed by one branch or another, none alone taking them all."""
+    findings = check_input_compat(old, {"anyOf": branches})
+    assert (findings == []) is compatible, findings
+    if not compatible:
+        assert all(f.message.startswith("cannot prove") for f in findings), findings
+    # The other way round (output: new within old) the union is the old side, which is exact.
+    assert (check_output_compat({"anyOf": branches}, old) == []) is compatible
+
+
 def test_oneof_branches_that_cannot_overlap() -> None:
     card = {"type": "object", "properties": {"kind": {"const": "card"}}, "required": ["kind"]}
     iban = {"type": "object", "properties": {"kind": {"const": "iban"}}, "required": ["kind"]}
