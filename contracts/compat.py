@@ -36,6 +36,7 @@ from jsonschema.protocols import Validator
 from contracts import _schemas, regex
 from contracts._schemas import json_type
 from contracts.errors import InvalidSchemaError, Violation
+from contracts.limits import spend_inline
 from contracts.validation import canonical_json, compiled_validator, json_path
 
 __all__ = [
@@ -1145,6 +1146,7 @@ class _Checker:
             refs: list[Any] = []
             if not _collect_refs(schema, refs) or refs:
                 raise _CannotProveError("a $ref inside a document with an embedded $id cannot be evaluated")
+        spend_inline()
         try:
             return bool(base.evolve(schema=schema).is_valid(instance))
         except Exception as exc:  # an unresolvable $ref or a bad regex inside the schema
@@ -1207,6 +1209,7 @@ class _Checker:
         self.steps += steps
         if self.steps > _MAX_STEPS:
             raise _OutOfBudgetError
+        spend_inline()  # on the coordinator's event loop, bounded in CPU time too (contracts.limits)
 
     def check(self, sub: Schema, sup: Schema, ctx: _Ctx) -> None:
         """Report why `sub` ⊆ `sup` may fail."""

@@ -7,12 +7,21 @@ refused at registration, with a message naming the limit, when it is larger than
 deeper than :data:`MAX_SCHEMA_DEPTH`; a contract lists at most :data:`MAX_SENSITIVE_PATHS`
 sensitive paths. The whole file is bounded before that by ``contracts._yaml`` (bytes, values once
 aliases are expanded, nesting).
+
+Within those bounds a check may still take a while; the coordinator runs small ones on its event
+loop under an *inline budget* of CPU time (:func:`inline_budget`): the checks call
+:func:`spend_inline` as they work, which raises :class:`InlineBudgetSpent` once the budget is
+used, and the coordinator runs the check again in a worker process (``coordinator/checks.py``).
+Outside such a budget (the CLI, a worker) :func:`spend_inline` does nothing.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from contracts._yaml import escape
@@ -22,8 +31,11 @@ __all__ = [
     "MAX_SCHEMA_DEPTH",
     "MAX_SCHEMA_PROPERTIES",
     "MAX_SENSITIVE_PATHS",
+    "InlineBudgetSpent",
+    "inline_budget",
     "patterns",
     "schema_limit_problems",
+    "spend_inline",
 ]
 
 #: The largest embedded schema, in bytes of compact JSON.
@@ -35,6 +47,42 @@ MAX_SCHEMA_PROPERTIES = 2_000
 MAX_SCHEMA_DEPTH = 40
 #: The most entries of a contract's ``sensitive`` list.
 MAX_SENSITIVE_PATHS = 500
+
+
+class InlineBudgetSpent(BaseException):
+    """A check running under :func:`inline_budget` used it up. A ``BaseException``, like a task's
+    cancellation, so that no ``except Exception`` inside a check takes it for a failure."""
+
+
+# The CPU time (``time.thread_time``) past which the check in this context stops; 0: no budget.
+_inline_until: ContextVar[float] = ContextVar("accord_inline_until", default=0.0)
+# The clock is read every _CLOCK_EVERY calls: a thread's CPU clock is a system call.
+_CLOCK_EVERY = 16
+_calls = 0
+
+
+@contextmanager
+def inline_budget(seconds: float) -> Iterator[None]:
+    """Run the checks inside with ``seconds`` of this thread's CPU time at most (see the module
+    docstring). CPU time, not wall time: a busy machine that holds the thread back does not
+    count against the check."""
+    token = _inline_until.set(time.thread_time() + seconds)
+    try:
+        yield
+    finally:
+        _inline_until.reset(token)
+
+
+def spend_inline() -> None:
+    """Called as a check works: :class:`InlineBudgetSpent` once the inline budget is used up."""
+    global _calls
+    until = _inline_until.get()
+    if not until:
+        return
+    _calls += 1
+    if _calls % _CLOCK_EVERY == 0 and time.thread_time() > until:
+        raise InlineBudgetSpent
+
 
 # Keywords whose value is a mapping of names to subschemas, one subschema, or a list of them
 # (JSON Schema 2020-12, with the older ``definitions``/``additionalItems`` spellings).

@@ -6,8 +6,11 @@ there stalls every team. Parsing a contract or workflow file, the compatibility 
 version and the composition type-check of a workflow therefore run in a
 :class:`~concurrent.futures.ProcessPoolExecutor` when their input is large (a thread could neither
 be stopped nor escape the GIL). Small inputs -- the usual contract of a few KiB -- are checked
-inline: the limits of ``contracts/limits.py`` bound them to milliseconds, and a coordinator that
-never sees a large file never starts a worker (the pool is created on first use).
+inline, within an inline budget of CPU time (``INLINE_BUDGET_S``, ``contracts.limits.inline_budget``):
+a small input that still takes longer (many ``anyOf`` alternatives compared pairwise) is stopped
+there and checked again in a worker, so no check holds the loop for longer than that budget. A
+coordinator that never sees a large or costly file never starts a worker (the pool is created on
+first use).
 
 A check still running when its budget (``--check-budget``) is spent is answered
 FAILED_PRECONDITION naming the budget; its worker is killed and the pool replaced, so the next
@@ -29,9 +32,10 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError, Violation
+from contracts.limits import InlineBudgetSpent, inline_budget
 from contracts.validation import validate_payload
 
-__all__ = ["DEFAULT_BUDGET_S", "INLINE_BYTES", "Checks"]
+__all__ = ["DEFAULT_BUDGET_S", "INLINE_BUDGET_S", "INLINE_BYTES", "Checks"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +43,10 @@ T = TypeVar("T")
 
 #: How long one check may run in a worker before it is answered FAILED_PRECONDITION.
 DEFAULT_BUDGET_S = 10.0
-#: Inputs up to this size (bytes of the files checked together) are checked inline.
+#: Inputs up to this size (bytes of the files checked together) are checked inline ...
 INLINE_BYTES = 16 * 1024
+#: ... for at most this much CPU time; past it, the check is made again in a worker.
+INLINE_BUDGET_S = 0.05
 #: Worker processes (the reference machine has 2 cores; the event loop keeps one).
 WORKERS = 2
 
@@ -90,6 +96,7 @@ class Checks:
         self.budget_s = budget_s
         self.pooled = pooled  # False: always inline (a Registry used without a coordinator)
         self._pool: ProcessPoolExecutor | None = None
+        self.moved = 0  # small checks that ran over the inline budget and went to a worker
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -112,8 +119,19 @@ class Checks:
     async def run(self, what: str, size: int, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``: inline if ``size`` (bytes of input) is small, else in a worker within
         the budget. ``what`` names the check in the budget's message."""
-        if not self.pooled or size <= INLINE_BYTES:
+        if not self.pooled:
             return fn(*args)
+        if size <= INLINE_BYTES:
+            try:
+                with inline_budget(INLINE_BUDGET_S):
+                    return fn(*args)
+            except InlineBudgetSpent:
+                self.moved += 1
+                logger.info(
+                    "%s took over %gms of CPU inline; made again in a worker process",
+                    what,
+                    INLINE_BUDGET_S * 1000,
+                )
         for _ in range(2):  # once more if the pool broke under another check's overrun
             pool = self._executor()
             future = asyncio.get_running_loop().run_in_executor(pool, _call, fn, *args)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import operator
+import os
 import time
+from typing import Any
 
 import pytest
 
+from contracts.compat import check_input_compat
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError
+from contracts.limits import spend_inline
 from contracts.loader import parse_contract_text
-from coordinator.checks import INLINE_BYTES, Checks
+from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks
 from tests.contracts.test_limits import alias_bomb
 
 LARGE = INLINE_BYTES + 1
@@ -43,6 +47,46 @@ async def test_small_inputs_are_checked_inline_without_a_pool() -> None:
     checks = Checks(budget_s=0.001)
     assert await checks.run("adding", INLINE_BYTES, operator.add, 2, 2) == 4
     assert checks._pool is None
+
+
+# A pair of small schemas (about 14 KiB together) whose check compares 60 oneOf alternatives
+# pairwise: a few hundred milliseconds of CPU, far over the inline budget.
+_ALTERNATIVES = [
+    {"type": "object", "properties": {"k": {"const": f"v{i}"}, "x": {"type": "integer", "minimum": i}}}
+    for i in range(60)
+]
+
+
+def _checked_where(old: Any, new: Any) -> tuple[int, bool]:
+    """The process the check ran in, and its verdict."""
+    return os.getpid(), check_input_compat(old, new) == []
+
+
+def _spin(seconds: float) -> int:
+    """CPU work that tells the inline budget how it goes, as the checkers do."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        spend_inline()
+    return os.getpid()
+
+
+async def test_a_small_check_over_the_inline_budget_moves_to_a_worker() -> None:
+    """A small input is checked inline only within its CPU budget: a compatibility check that
+    takes longer is stopped there and made again in a worker (the event loop is held for at
+    most about the budget), with the same verdict."""
+    checks = Checks(budget_s=120)
+    old, new = {"oneOf": _ALTERNATIVES}, {"oneOf": _ALTERNATIVES[:-1]}
+    try:
+        quick = await checks.run("quick", 100, _checked_where, {"type": "string"}, {"type": "string"})
+        assert quick == (os.getpid(), True) and checks.moved == 0 and checks._pool is None
+        where, verdict = await checks.run("compatibility", INLINE_BYTES, _checked_where, old, new)
+        assert where != os.getpid() and checks.moved == 1
+        assert verdict == (check_input_compat(old, new) == [])  # the same answer as inline
+        assert await checks.run("spinning", 100, _spin, INLINE_BUDGET_S * 4) != os.getpid()
+        assert await checks.run("spinning", 100, _spin, INLINE_BUDGET_S / 10) == os.getpid()
+        assert checks.moved == 2
+    finally:
+        checks.close()
 
 
 def _version_error() -> None:

@@ -240,6 +240,38 @@ async def test_large_files_are_checked_in_worker_processes(coordinator: Coordina
     assert "Traceback" not in coordinator.log()
 
 
+def _costly_contract(version: str, alternatives: int) -> str:
+    """A small file (10 KB) whose compatibility check compares its oneOf alternatives pairwise:
+    about a tenth of a second of CPU, over the inline budget."""
+    alts = ", ".join(
+        f"{{type: object, properties: {{k: {{const: v{i}}}, x: {{type: integer, minimum: {i}}}}}}}"
+        for i in range(alternatives)
+    )
+    return contract(
+        "acme/costly", version, input_props="{order: {oneOf: [" + alts + "]}}", input_required="[order]"
+    )
+
+
+async def test_a_small_but_costly_check_leaves_the_loop_for_a_worker(coordinator: CoordinatorProcess) -> None:
+    """Small files are checked on the event loop only within 50 ms of CPU: this one's check runs
+    over, is made again in a worker, and answers as it would have inline."""
+    payments, agent = await _payments(coordinator)
+    acme = await coordinator.create_team("acme")
+    try:
+        await coordinator.register_contract(acme, _costly_contract("1.0.0", 60))
+        refused = await _meanwhile(
+            coordinator, payments, lambda: coordinator.register_contract(acme, _costly_contract("1.1.0", 59))
+        )
+        assert isinstance(refused, FailedPreconditionError), refused
+        assert "might match more than one oneOf alternative" in str(refused)
+    finally:
+        await agent.stop()
+    assert "the compatibility check of acme/costly@1.1.0 against acme/costly@1.0.0 took over 50ms" in (
+        coordinator.log()
+    )
+    assert "Traceback" not in coordinator.log()
+
+
 async def test_a_check_over_the_budget_is_refused_and_the_coordinator_goes_on(tmp_path: Path) -> None:
     coordinator = CoordinatorProcess.start(tmp_path / "home", env={"ACCORD_CHECK_BUDGET": "50ms"})
     try:
