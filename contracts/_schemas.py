@@ -72,7 +72,7 @@ def child(schema: Schema, key: str | int, root: Schema) -> Lookup:
     branches: list[Lookup] = [own] if own is not None else []
     for branch in schema.get("allOf", []) or []:
         branches.append(child(branch, key, root))
-    if not branches:
+    if not branches and not (schema.get("anyOf") or schema.get("oneOf")):
         return Lookup(True, False, False)
     if any(b.schema is None for b in branches):
         return Lookup(None, False, False)

@@ -524,7 +524,7 @@ class _Checker:
             if lookup.schema is None or not lookup.declared:
                 where = format_path(ref.path[: skip + depth])
                 known = _schemas.declared_fields(current, start.root)
-                close = difflib.get_close_matches(str(part), known, n=1)
+                close = difflib.get_close_matches(str(part), [k for k in known if k != part], n=1)
                 if close:
                     hint = f"; did you mean '{close[0]}'?"
                 elif known:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from itertools import islice
 from typing import Any
@@ -23,6 +23,7 @@ from jsonschema.protocols import Validator
 
 from contracts import regex
 from contracts.errors import ValidationFailed, Violation
+from contracts.limits import spend_inline
 
 regex.install()
 
@@ -77,7 +78,26 @@ def _unique_items(validator: Validator, unique: Any, instance: Any, schema: Any)
         seen.add(key)
 
 
-_Validator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+def _ticking(keyword: Callable[..., Any]) -> Callable[..., Any]:
+    """``keyword`` (a jsonschema keyword function) that first ticks the inline budget, so that a
+    validation on the coordinator's event loop stops once it is spent (``contracts.limits``):
+    the cost of a few schemas grows exponentially with their nesting (``unevaluatedProperties``
+    under nested ``anyOf`` re-validates every alternative at every level), whatever the payload."""
+
+    def ticked(validator: Validator, value: Any, instance: Any, schema: Any) -> Any:
+        spend_inline()
+        return keyword(validator, value, instance, schema)
+
+    return ticked
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    {
+        keyword: _ticking(function)
+        for keyword, function in {**Draft202012Validator.VALIDATORS, "uniqueItems": _unique_items}.items()
+    },
+)
 
 
 @lru_cache(maxsize=2048)

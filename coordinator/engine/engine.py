@@ -40,12 +40,13 @@ from contracts.errors import (
     PermissionDeniedError,
     UnreachableError,
 )
+from contracts.limits import InlineBudgetSpent, inline_budget
 from contracts.model import WAIT_APPROVAL, WAIT_SIGNAL, Contract, RetryPolicy, Timeouts, Workflow
 from contracts.policy import Verdict, agent_document
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.validation import validate_payload
 from contracts.versions import is_name
-from coordinator.checks import INLINE_BYTES, Checks, payload_size
+from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks, payload_size
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
@@ -431,7 +432,11 @@ class Engine:
         state = await self._load_state(run_id)
         tr = Transition(now_ms())
         try:
-            result = change(state, tr)
+            # The payloads it validates are small (larger ones go to workers first), but a schema
+            # may still be costly: past the inline budget a validation raises InlineBudgetSpent,
+            # which the change handles (a mapped input) or its caller does (an output, ``complete``).
+            with inline_budget(INLINE_BUDGET_S):
+                result = change(state, tr)
         except BaseException:
             self._runs.pop(run_id, None)  # changed in place, half way: the store has the truth
             raise
@@ -981,7 +986,8 @@ class Engine:
                     },
                 )
             )
-        machine.start(state, tr, self._limits)
+        with inline_budget(INLINE_BUDGET_S):  # as in ``_decide``: a costly first input goes to a worker
+            machine.start(state, tr, self._limits)
         async with self._run_lock(run.run_id):
             await self._commit(state, tr)
         return await self._state_view(state)
@@ -1551,7 +1557,7 @@ class Engine:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
-        checked = await self._large_output_checked(attempt_id, output)
+        checked = await self._output_checked(attempt_id, output, payload_size(output) > INLINE_BYTES)
         emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
@@ -1576,7 +1582,13 @@ class Engine:
             _audit_intervention(principal, "task.complete", attempt, agent_id, tr)
             return True
 
-        return await self._report(principal, attempt_id, ("complete", request_id), complete)
+        try:
+            return await self._report(principal, attempt_id, ("complete", request_id), complete)
+        except InlineBudgetSpent:
+            # Validating the output against a costly schema ran over the inline budget (nothing
+            # was changed): validated in a worker, then applied with that verdict.
+            checked = await self._output_checked(attempt_id, output, True)
+            return await self._report(principal, attempt_id, ("complete", request_id), complete)
 
     async def _emitted(self, attempt_id: str, output: Any) -> tuple[str, EventRecord, AuditRecord] | None:
         """The event a successful attempt's contract emits (``emits:``), made before the
@@ -1666,12 +1678,13 @@ class Engine:
         )
         return contract.ref, event, audit
 
-    async def _large_output_checked(
-        self, attempt_id: str, output: Any
+    async def _output_checked(
+        self, attempt_id: str, output: Any, in_worker: bool
     ) -> tuple[str, TaskFailure | None] | None:
-        """A large output is validated in a worker process (coordinator/checks.py) before the
-        transition, which uses the answer: ``(contract ref, violation)``; None for a small one."""
-        if payload_size(output) <= INLINE_BYTES:
+        """An output validated in a worker process (coordinator/checks.py) before the transition,
+        which uses the answer: ``(contract ref, violation)``. Done for a large output
+        (``in_worker``); a small one is validated in the transition (None)."""
+        if not in_worker:
             return None
         stored = await self._store.get_attempt(attempt_id)
         if stored is None:

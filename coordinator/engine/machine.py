@@ -23,6 +23,7 @@ from typing import Any
 
 from contracts.durations import format_duration
 from contracts.errors import AccordError, FailedPreconditionError, InvalidArgumentError, Violation
+from contracts.limits import InlineBudgetSpent
 from contracts.migration import adapt_input, adapt_output
 from contracts.model import WAIT_APPROVAL, Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
@@ -690,7 +691,8 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
 
     A large input is not validated here, on the event loop: the step waits (scheduled, no
     attempt) for a ``check_input`` timer due at once, which the engine fires after validating the
-    input in a worker process within the check budget (``input_checked``)."""
+    input in a worker process within the check budget (``input_checked``). So does a small one
+    whose validation runs over the transition's inline budget (``contracts.limits``)."""
     wait = state.spec.steps[step.spec_id].wait
     if wait is not None:
         step.input, step.status, step.started_ms = step_input, STEP_RUNNING, tr.now
@@ -716,14 +718,19 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
             _fail_mapping(state, step, error, tr)
             return False
     step.input = step_input
-    if payload_size(step_input) > INLINE_BYTES:
+    violations: list[Violation] | None = None
+    if payload_size(step_input) <= INLINE_BYTES:
+        try:
+            violations = validate_payload(contract.input_schema, step_input, "input")
+        except InlineBudgetSpent:
+            violations = None  # a costly schema: validated in a worker, as a large input is
+    if violations is None:
         step.status, step.next_attempt_ms = STEP_SCHEDULED, 0
         if not step.started_ms:
             step.started_ms = tr.now
         tr.step(step)
         tr.arm(TIMER_CHECK_INPUT, retry_key(step.run_id, step.step_id), step.run_id, tr.now)
         return True
-    violations = validate_payload(contract.input_schema, step_input, "input")
     if violations:
         _fail_mapping(state, step, input_violation(contract, violations), tr)
         return False

@@ -157,6 +157,34 @@ def test_reference_to_a_missing_field(catalog: ContractCatalog) -> None:
     assert [f.pointer for f in result.findings if f.breaking] == ["/steps/ship/input/payment_ref"]
 
 
+def test_a_field_declared_by_anyof_alternatives_can_be_read() -> None:
+    """A schema that is only ``anyOf``/``oneOf`` alternatives (here behind a ``$ref``) declares
+    the fields its alternatives declare; one none declares is still refused, without a "did you
+    mean" naming the very field."""
+    output = {
+        "$defs": {
+            "card": {
+                "type": "object",
+                "properties": {"ref": {"type": "string"}, "last4": {"type": "string"}},
+            },
+            "iban": {"type": "object", "properties": {"ref": {"type": "string"}}},
+            "shapes": {"oneOf": [{"$ref": "#/$defs/card"}, {"$ref": "#/$defs/iban"}]},
+        },
+        "$ref": "#/$defs/shapes",
+    }
+    payer = Contract("acme/pay", "1.0.0", {"type": "object"}, output)
+    workflow = """
+        workflow: acme/w
+        input: {type: object}
+        steps:
+          pay: {contract: acme/pay@^1, input: {}}
+        output: {ref: "${steps.pay.output.ref}", last4: "${steps.pay.output.last4}"}
+    """
+    assert breaking(check(workflow, ContractCatalog([payer]))) == []
+    missing = breaking(check(workflow.replace("output.last4", "output.iban"), ContractCatalog([payer])))
+    assert len(missing) == 1 and "does not declare 'iban'" in missing[0] and "did you mean" not in missing[0]
+
+
 def test_reference_to_a_missing_workflow_input(catalog: ContractCatalog) -> None:
     result = check(
         ORDER_TO_CASH.replace('{order_id: "${input.order_id}"}', '{order_id: "${input.order}"}'), catalog

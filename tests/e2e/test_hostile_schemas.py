@@ -5,6 +5,7 @@ meanwhile (docs/contracts.md, "Limits" and "Regular expressions")."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -496,6 +497,92 @@ async def test_a_large_mapped_input_over_the_check_budget_fails_its_run(tmp_path
         assert "check budget of 0.05s" in run.error.message, run.error
         assert not calls
         assert "ran over the check budget" in coordinator.log()
+        assert "Traceback" not in coordinator.log()
+    finally:
+        coordinator.kill9()
+
+
+def _costly_schema(depth: int, field: str) -> str:
+    """A schema of under 1 KB whose validation doubles with each level: ``unevaluatedProperties``
+    over ``anyOf`` makes the validator evaluate every alternative again at every level (depth 9:
+    about 20 s of CPU for any payload; depth 6: about 0.2 s)."""
+    defs: dict[str, Any] = {"l0": {"type": "object", "properties": {field: {"type": "string"}}}}
+    for level in range(1, depth + 1):
+        below = {"$ref": f"#/$defs/l{level - 1}"}
+        defs[f"l{level}"] = {"anyOf": [below, below], "unevaluatedProperties": False}
+    return json.dumps({"$defs": defs, "$ref": f"#/$defs/l{depth}"})
+
+
+def _costly_world(input_depth: int, output_depth: int) -> tuple[str, str]:
+    name = f"acme/nested-{input_depth}-{output_depth}"
+    contract_text = (
+        f"contract: {name}\nversion: 1.0.0\ndescription: a costly schema\n"
+        f"input: {_costly_schema(input_depth, 'order_id')}\noutput: {_costly_schema(output_depth, 'ref')}\n"
+    )
+    workflow = (
+        f"workflow: {name}\n"
+        "input: {type: object, properties: {order_id: {type: string}, extra: {type: integer}}}\n"
+        f'steps:\n  nested:\n    contract: {name}@^1\n    input: {{order_id: "${{input.order_id}}"}}\n'
+        'output: {ref: "${steps.nested.output.ref}"}\n'
+    )
+    return contract_text, workflow
+
+
+async def test_a_costly_schema_is_validated_in_a_worker_not_on_the_loop(tmp_path: Path) -> None:
+    """A contract of under 1 KB whose schemas take seconds to validate any payload against: a
+    run's small mapped input and an agent's small output are validated on the event loop only
+    within the inline budget, then in a worker within the check budget. Valid outputs pass,
+    invalid ones fail the attempt; an input over the check budget fails its run saying so, and
+    another team's run started after it finishes first: the loop was never held."""
+    coordinator = CoordinatorProcess.start(tmp_path / "home", env={"ACCORD_CHECK_BUDGET": "5s"})
+    try:
+        payments, agent = await _payments(coordinator)
+        acme = await coordinator.create_team("acme")
+        quick_contract, quick_workflow = _costly_world(1, 6)  # a cheap input, a costly output
+        slow_contract, slow_workflow = _costly_world(9, 1)  # an input over the check budget
+        for text in (quick_contract, slow_contract):
+            await coordinator.register_contract(acme, text)
+        for text in (quick_workflow, slow_workflow):
+            await coordinator.register_workflow(acme, text)
+        calls: list[Call] = []
+
+        async def nested(call: Call) -> dict[str, Any]:
+            calls.append(call)
+            return {"ref": "r"} if call.input["order_id"] != "bad" else {"ref": "r", "extra": 1}
+
+        acme_agent = TestAgent(
+            coordinator.address,
+            acme,
+            "acme",
+            {"acme/nested-1-6@1": nested, "acme/nested-9-1@1": nested},
+        )
+        await acme_agent.start()
+        try:
+            async with coordinator.client(acme) as client:
+                good = await start_run(client, "acme/nested-1-6", {"order_id": "good"})
+                bad = await start_run(client, "acme/nested-1-6", {"order_id": "bad"})
+                good_run = await wait_run(client, good.run.run_id, within=120)
+                bad_run = await wait_run(client, bad.run.run_id, within=120)
+                assert good_run.status == pb.RUN_STATUS_SUCCEEDED, good_run
+                assert bad_run.status == pb.RUN_STATUS_FAILED, bad_run
+                assert bad_run.error.type == "ContractViolation", bad_run.error
+
+                slow = await start_run(client, "acme/nested-9-1", {"order_id": "o-1"})
+                async with coordinator.client(payments) as other:
+                    started = await start_run(other, "payments/pay", {"order_id": "meanwhile"})
+                    other_run = await wait_run(other, started.run.run_id, within=120)
+                slow_run = await wait_run(client, slow.run.run_id, within=120)
+        finally:
+            await acme_agent.stop()
+            await agent.stop()
+        assert other_run.status == pb.RUN_STATUS_SUCCEEDED, other_run
+        assert slow_run.status == pb.RUN_STATUS_FAILED, slow_run
+        assert "mapped input of acme/nested-9-1@1.0.0 could not be validated" in slow_run.error.message
+        assert "check budget of 5s" in slow_run.error.message, slow_run.error
+        assert other_run.finished_unix_ms < slow_run.finished_unix_ms, (other_run, slow_run)
+        assert [c.input["order_id"] for c in calls] == ["good", "bad"] or sorted(
+            c.input["order_id"] for c in calls
+        ) == ["bad", "good"]
         assert "Traceback" not in coordinator.log()
     finally:
         coordinator.kill9()
