@@ -703,6 +703,29 @@ _INTERVAL_KEYWORDS = frozenset(
 )
 
 
+#: The most values of one type the checker enumerates to check them one by one.
+_MAX_DOMAIN = 256
+
+
+def _finite_domain(d: Mapping[str, Any], t: str) -> list[Any] | None:
+    """Every value of type t that d may accept, when they are few: both booleans, null, or the
+    integers between d's own bounds (``_MAX_DOMAIN`` at most); None otherwise. The values d
+    rejects are among them (the caller validates each against d)."""
+    if t == "boolean":
+        return [False, True]
+    if t == "null":
+        return [None]
+    if t == "integer":
+        lo, hi = _lower_bound(d), _upper_bound(d)
+        if lo is None or hi is None:
+            return None
+        first, last = _int_lower(lo), _int_upper(hi)
+        if last - first >= _MAX_DOMAIN:
+            return None
+        return list(range(first, last + 1))
+    return None
+
+
 def _int_ranges_cover(ranges: Sequence[tuple[float, float]], cur: float, end: float) -> bool:
     """Whether the integers from ``cur`` to ``end`` (either may be infinite) all lie in the union
     of the closed integer ``ranges``."""
@@ -1620,6 +1643,8 @@ class _Checker:
             for i in fits:
                 if all(self.never_both(sub_t, t, branches[i], b) for j, b in enumerate(branches) if j != i):
                     return
+            if self.by_values(d, t, sup, ctx):
+                return
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
             return
         if kw == "anyOf" and t in ("integer", "number") and _numeric_union_covers(d, t, branches):
@@ -1642,8 +1667,19 @@ class _Checker:
                 f"none of the {kw} alternatives accepts {_PLURAL[t]}",
                 _samples(d, {t}, []),
             )
-        else:
+        elif not self.by_values(d, t, sup, ctx):
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
+
+    def by_values(self, d: Mapping[str, Any], t: str, sup: Mapping[str, Any], ctx: _Ctx) -> bool:
+        """When d's values of type t are few (``_finite_domain``), each is checked against the
+        whole of sup (``check_values``): exact, and a break is named by its value. False when
+        they are not few (nothing checked)."""
+        domain = _finite_domain(d, t)
+        if domain is None:
+            return False
+        self.spend(len(domain))
+        self.check_values(d, sup, domain, ctx)
+        return True
 
     def typed(self, d: Mapping[str, Any], t: str) -> Mapping[str, Any]:
         """`d` admitting only values of type `t` (one object per (d, t), see ``_typed``)."""
