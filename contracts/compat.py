@@ -1643,7 +1643,7 @@ class _Checker:
             for i in fits:
                 if all(self.never_both(sub_t, t, branches[i], b) for j, b in enumerate(branches) if j != i):
                     return
-            if self.by_values(d, t, sup, ctx):
+            if self.by_values(d, t, sup, ctx) or self.by_discriminator(sub_t, t, sup, ctx):
                 return
             self.cannot_prove(pointer, ctx.path, f"{_PLURAL[t]} might match more than one oneOf alternative")
             return
@@ -1667,7 +1667,7 @@ class _Checker:
                 f"none of the {kw} alternatives accepts {_PLURAL[t]}",
                 _samples(d, {t}, []),
             )
-        elif not self.by_values(d, t, sup, ctx):
+        elif not self.by_values(d, t, sup, ctx) and not self.by_discriminator(sub_t, t, sup, ctx):
             self.cannot_prove(pointer, ctx.path, f"no single {kw} alternative accepts every such {t} value")
 
     def by_values(self, d: Mapping[str, Any], t: str, sup: Mapping[str, Any], ctx: _Ctx) -> bool:
@@ -1680,6 +1680,27 @@ class _Checker:
         self.spend(len(domain))
         self.check_values(d, sup, domain, ctx)
         return True
+
+    def by_discriminator(self, sub_t: Mapping[str, Any], t: str, sup: Mapping[str, Any], ctx: _Ctx) -> bool:
+        """Objects whose required field takes a few values (``kind: {enum: [card, iban]}``) are
+        split by that value: each part (the field a ``const``) is checked against the whole of
+        sup, alternatives and all. True when every part fits (nothing reported); False when a
+        part does not, or there is no such field (nothing reported either: the caller says it
+        cannot prove). Each part admits at least what the old objects with that value do."""
+        properties, required = sub_t.get("properties"), sub_t.get("required")
+        if t != "object" or not isinstance(properties, Mapping) or not isinstance(required, list):
+            return False
+        for name in required:
+            field = properties.get(name)
+            values = _enum_values(field) if isinstance(field, Mapping) else None
+            if values is None or not 2 <= len(values) <= _MAX_DOMAIN:
+                continue
+            self.spend(len(values))
+            return all(
+                not self.trial({**sub_t, "properties": {**properties, name: {"const": value}}}, sup, ctx)
+                for value in values
+            )
+        return False
 
     def typed(self, d: Mapping[str, Any], t: str) -> Mapping[str, Any]:
         """`d` admitting only values of type `t` (one object per (d, t), see ``_typed``)."""

@@ -309,6 +309,45 @@ def test_a_few_values_are_checked_one_by_one_against_alternatives(
     assert (check_output_compat(new, old) == []) is compatible
 
 
+_CARD = {
+    "type": "object",
+    "properties": {"kind": {"const": "card"}, "last4": {"type": "string"}},
+    "required": ["kind"],
+}
+_IBAN = {"type": "object", "properties": {"kind": {"const": "iban"}}, "required": ["kind"]}
+_PAYMENT = {
+    "type": "object",
+    "properties": {"kind": {"enum": ["card", "iban"]}, "last4": {"type": "string"}},
+    "required": ["kind"],
+}
+
+
+@pytest.mark.parametrize(
+    "old, new, compatible",
+    [
+        (_PAYMENT, {"oneOf": [_CARD, _IBAN]}, True),
+        (_PAYMENT, {"anyOf": [_CARD, _IBAN]}, True),
+        (
+            {"type": "object", "properties": {"pay": _PAYMENT}},
+            {"properties": {"pay": {"oneOf": [_CARD, _IBAN]}}},
+            True,
+        ),
+        # {"kind": "iban"} fits no alternative: named
+        (_PAYMENT, {"oneOf": [_CARD]}, False),
+        # {"kind": "card", "last4": 1234} was accepted: last4 was not declared
+        ({**_PAYMENT, "properties": {"kind": {"enum": ["card", "iban"]}}}, {"anyOf": [_CARD, _IBAN]}, False),
+        # {} was accepted: kind was not required
+        ({**_PAYMENT, "required": []}, {"anyOf": [_CARD, _IBAN]}, False),
+    ],
+)
+def test_objects_split_by_a_required_field_of_a_few_values(old: Any, new: Any, compatible: bool) -> None:
+    """Old objects whose required field takes a few values, against new alternatives keyed by that
+    field (a discriminated union): each value's objects are checked against the alternatives."""
+    findings = check_input_compat(old, new)
+    assert (findings == []) is compatible, findings
+    assert (check_output_compat(new, old) == []) is compatible
+
+
 def test_oneof_branches_that_cannot_overlap() -> None:
     card = {"type": "object", "properties": {"kind": {"const": "card"}}, "required": ["kind"]}
     iban = {"type": "object", "properties": {"kind": {"const": "iban"}}, "required": ["kind"]}
