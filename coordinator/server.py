@@ -55,7 +55,7 @@ from coordinator.store.retention import resolve as resolve_retention
 from coordinator.store.retention import retention_interval, run_retention
 from coordinator.store.sqlite import SqliteStore
 from coordinator.telemetry.hook import TelemetryHook
-from coordinator.telemetry.logging import JsonFormatter, TextFormatter, TraceContextFilter
+from coordinator.telemetry.logging import ClientGoneFilter, JsonFormatter, TextFormatter, TraceContextFilter
 from coordinator.telemetry.metrics import BUCKETS, CoordinatorMetrics
 from coordinator.telemetry.propagation import TraceContextServerInterceptor
 from coordinator.telemetry.sink import SpanSink, TelemetrySink
@@ -489,6 +489,7 @@ def configure_logging(level: str, fmt: str) -> None:
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
     for name in ("psycopg", "psycopg.pool"):
         logging.getLogger(name).setLevel(quiet)
+    logging.getLogger("grpc._cython.cygrpc").addFilter(ClientGoneFilter())
 
 
 async def serve(

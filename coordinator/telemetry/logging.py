@@ -49,6 +49,23 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class ClientGoneFilter(logging.Filter):
+    """For the logger ``grpc._cython.cygrpc``: gRPC's core logs an answer it could not send
+    because its client had gone that very moment (a stream cancelled, a connection closed as the
+    status went out: ``ExecuteBatchError``) as an error with a traceback, though nothing failed
+    here. Such a record becomes one line at INFO, without the traceback; others pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or type(error).__name__ != "ExecuteBatchError":
+            return True
+        text = record.getMessage().split(" raised in core by servicer method ")[-1]
+        record.msg, record.args = "the client of %s went away before its answer was sent", (text.strip("[]"),)
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
+        return logging.getLogger().isEnabledFor(logging.INFO)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, trace_id, span_id, any structured
     fields passed with ``extra=``, and the exception text when there is one."""

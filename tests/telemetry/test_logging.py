@@ -65,3 +65,39 @@ def test_text_format_appends_ids_and_filter_never_drops() -> None:
     record = logging.LogRecord("x", logging.INFO, "", 0, "m", None, None)
     record.trace_id = "given"
     assert TraceContextFilter().filter(record) and record.trace_id == "given"  # type: ignore[attr-defined]
+
+
+def test_a_client_gone_as_grpc_answered_is_one_info_line_not_a_traceback() -> None:
+    """gRPC's core logs an answer it could not send to a client that had just left with a
+    traceback; the coordinator's logs say it in one line."""
+    from grpc._cython import cygrpc
+
+    from coordinator.telemetry.logging import ClientGoneFilter
+
+    logger, stream, handler = _logger(json_lines=False)
+    gone = ClientGoneFilter()
+    logger.addFilter(gone)
+    previous = logging.getLogger().level
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        try:
+            raise cygrpc.ExecuteBatchError('Failed "execute_batch": (SendStatusFromServerOperation,)')
+        except cygrpc.ExecuteBatchError:
+            logger.exception(
+                "ExecuteBatchError raised in core by servicer method [%s]",
+                "/accord.coordinator.v1.CoordinatorService/WatchRun",
+            )
+        try:
+            raise ValueError("ours")
+        except ValueError:
+            logger.exception("a real failure")
+    finally:
+        logging.getLogger().setLevel(previous)
+        logger.removeFilter(gone)
+        logger.removeHandler(handler)
+    first, *rest = stream.getvalue().splitlines()
+    assert "INFO" in first and "Traceback" not in first
+    assert first.endswith(
+        "the client of /accord.coordinator.v1.CoordinatorService/WatchRun went away before its answer was sent"
+    ), first
+    assert "ERROR" in rest[0] and "a real failure" in rest[0] and "Traceback" in "\n".join(rest)
