@@ -352,13 +352,18 @@ class Engine:
         state = self._runs.get(run_id)
         if state is not None:
             return state
-        # Hints of other coordinators' commits of this run that arrive while it is read: a
-        # newer version than the one read means the state read is stale already, not to cache.
+        # Hints of other coordinators' commits of this run that arrive while it is read, and
+        # until it is cached (its workflow and contracts may be read from the store too): a newer
+        # version than the one read means the state read is stale already, not to cache.
         self._loading[run_id] = 0
         try:
-            snapshot = await self._store.load_run(run_id)
+            return await self._read_state(run_id)
         finally:
-            hinted = self._loading.pop(run_id, 0)
+            self._loading.pop(run_id, None)
+
+    async def _read_state(self, run_id: str) -> RunState:
+        """``_load_state``'s reading, with ``_loading[run_id]`` set meanwhile."""
+        snapshot = await self._store.load_run(run_id)
         if snapshot is None:
             raise _Gone(run_id)
         run = snapshot.run
@@ -380,7 +385,7 @@ class Engine:
         assert workflow is not None
         spec = self._registry.workflow_spec(workflow)
         state = RunState.from_snapshot(snapshot, spec, contracts, spec.dependencies())
-        if run.status not in RUN_TERMINAL and hinted <= run.version:
+        if run.status not in RUN_TERMINAL and self._loading.get(run_id, 0) <= run.version:
             self._runs[run_id] = state
         return state
 
