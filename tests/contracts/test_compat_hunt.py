@@ -389,10 +389,13 @@ def mutate(draw: st.DrawFn, root: Schema) -> Schema:
 
 @st.composite
 def schema_pairs(draw: st.DrawFn) -> tuple[Schema, Schema]:
-    old = {**node(draw, 0), "$defs": {"d": node(draw, 1)}}
+    # Copies throughout: the grammar's draws may share objects with its constants (and with one
+    # another), and a later edit in place must change neither another draw nor a constant (which
+    # would make hypothesis draw differently for the same choices: FlakyStrategyDefinition).
+    old = copy.deepcopy({**node(draw, 0), "$defs": {"d": node(draw, 1)}})
     new = copy.deepcopy(old)
     for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
-        new = mutate(draw, new)
+        new = copy.deepcopy(mutate(draw, new))
     # A $ref inside the definition it names would loop for ever in the validator too.
     assume(all('"$ref"' not in json.dumps(s.get("$defs", {})) for s in (old, new)))
     return old, new

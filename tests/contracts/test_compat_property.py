@@ -219,11 +219,14 @@ def _mutate_node(draw: st.DrawFn, target: Schema) -> None:
 
 @st.composite
 def schema_pairs(draw: st.DrawFn) -> tuple[Schema, Schema]:
-    old = draw(object_schema())
+    # Copies throughout, so that an edit in place never reaches another draw or a constant of the
+    # grammar (hypothesis would then draw differently for the same choices).
+    old = copy.deepcopy(draw(object_schema()))
     new = copy.deepcopy(old)
     # Mostly one change, so that a fair share of pairs is compatible (input or output).
     for _ in range(draw(st.sampled_from([0, 1, 1, 1, 1, 2, 2, 3]))):
         _mutate(draw, new)
+        new = copy.deepcopy(new)
     return old, new
 
 
