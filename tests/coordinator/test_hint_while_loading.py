@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from coordinator.config import CoordinatorConfig, EngineSettings
 from coordinator.server import Coordinator
 from coordinator.store.base import StoreHint
-from coordinator.store.postgres import PostgresStore
-from tests.support.inprocess import PAYMENTS, NoSpans, seed_payments
+from tests.support.inprocess import PAYMENTS, coordinator_pair, seed_payments
 from tests.support.postgres import TestDatabase
 from tests.support.wait import wait_until
 
@@ -25,27 +23,10 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def pair(pg_database: TestDatabase, tmp_path: Path) -> AsyncIterator[tuple[Coordinator, Coordinator]]:
-    url = pg_database.schema_url()
-    started: list[Coordinator] = []
-    try:
-        for name in ("a", "b"):
-            coordinator = Coordinator(
-                CoordinatorConfig(
-                    home=tmp_path / name,
-                    listen="127.0.0.1:0",
-                    store_url=url,
-                    engine=EngineSettings(replica_poll_s=30.0),  # only hints can tell A in time
-                ),
-                store=PostgresStore(url, pool_size=4),
-                span_sink=NoSpans(),
-            )
-            await coordinator.start()
-            started.append(coordinator)
-        await seed_payments(started[1])  # the agent polls B
-        yield started[0], started[1]
-    finally:
-        for coordinator in started:
-            await coordinator.stop(grace=0)
+    # Only hints can tell A in time: its own reading again comes after 30 s.
+    async with coordinator_pair(pg_database.schema_url(), tmp_path, replica_poll_s=30.0) as (a, b):
+        await seed_payments(b)  # the agent polls B
+        yield a, b
 
 
 async def test_a_hint_during_the_read_of_a_run_keeps_the_stale_state_out_of_the_cache(

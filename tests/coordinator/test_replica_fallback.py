@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import CoordinatorConfig, EngineSettings
 from coordinator.server import Coordinator
-from coordinator.store.postgres import PostgresStore
 from coordinator.store.records import RUN_SUCCEEDED
-from tests.support.inprocess import PAYMENTS, NoSpans, seed_payments
+from tests.support.inprocess import PAYMENTS, coordinator_pair, seed_payments
 from tests.support.postgres import TestDatabase
 
 pytestmark = pytest.mark.postgres
@@ -27,30 +25,11 @@ GUARD_S = 15.0
 
 @pytest.fixture
 async def pair(pg_database: TestDatabase, tmp_path: Path) -> AsyncIterator[tuple[Coordinator, Coordinator]]:
-    url = pg_database.schema_url()
-    started: list[Coordinator] = []
-    try:
-        for name in ("a", "b"):
-            coordinator = Coordinator(
-                CoordinatorConfig(
-                    home=tmp_path / name,
-                    listen="127.0.0.1:0",
-                    store_url=url,
-                    engine=EngineSettings(replica_poll_s=0.2),
-                ),
-                store=PostgresStore(url, pool_size=4),
-                span_sink=NoSpans(),
-            )
-            await coordinator.start()
-            started.append(coordinator)
-        a, b = started
+    async with coordinator_pair(pg_database.schema_url(), tmp_path, replica_poll_s=0.2) as (a, b):
         # B's commits go out on a channel no one listens on: A gets no hint of them.
         b.store._channel = "accord_hints_nowhere"  # type: ignore[union-attr]
         await seed_payments(a)
         yield a, b
-    finally:
-        for coordinator in started:
-            await coordinator.stop(grace=0)
 
 
 async def test_a_poll_and_a_watcher_see_a_commit_that_sent_no_hint(

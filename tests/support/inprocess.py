@@ -5,6 +5,10 @@ and an agent ``payments-1`` registered to serve it."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from coordinator.principal import Principal
 from coordinator.server import Coordinator
 from coordinator.store.records import AgentRecord, Binding, SpanRecord
@@ -42,3 +46,34 @@ async def seed_payments(
         AgentRecord("payments-1", "payments", (Binding("payments/charge", 1),), concurrency),
         *coordinator.engine.team_defaults("payments"),
     )
+
+
+@contextlib.asynccontextmanager
+async def coordinator_pair(
+    url: str, home: Path, replica_poll_s: float
+) -> AsyncIterator[tuple[Coordinator, Coordinator]]:
+    """Two coordinators ``a`` and ``b`` in this process on the PostgreSQL schema ``url``, each with
+    its own home under ``home``, reading the store again every ``replica_poll_s`` when no hint
+    comes; stopped at the end."""
+    from coordinator.config import CoordinatorConfig, EngineSettings
+    from coordinator.store.postgres import PostgresStore
+
+    started: list[Coordinator] = []
+    try:
+        for name in ("a", "b"):
+            coordinator = Coordinator(
+                CoordinatorConfig(
+                    home=home / name,
+                    listen="127.0.0.1:0",
+                    store_url=url,
+                    engine=EngineSettings(replica_poll_s=replica_poll_s),
+                ),
+                store=PostgresStore(url, pool_size=4),
+                span_sink=NoSpans(),
+            )
+            await coordinator.start()
+            started.append(coordinator)
+        yield started[0], started[1]
+    finally:
+        for coordinator in started:
+            await coordinator.stop(grace=0)
