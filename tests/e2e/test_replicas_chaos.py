@@ -525,10 +525,14 @@ async def test_a_rolling_restart_of_every_replica_under_load_loses_and_doubles_n
                 # Work flows before each stop (and after the restart before it).
                 point = chain.ledger.applied_count() + IN_FLIGHT
                 await wait_until(
-                    lambda point=point: chain.ledger.applied_count() >= point,  # type: ignore[misc]
+                    # The load stopping (it raised) ends the wait too: its error is the failure.
+                    lambda point=point: chain.ledger.applied_count() >= point or starting.done(),  # type: ignore[misc]
                     f"{point} side effects applied{context()}",
                     CRASH_POINT_WITHIN,
                 )
+                if starting.done():
+                    starting.result()  # raises what stopped the load
+                    raise AssertionError(f"the load ended before every replica was restarted{context()}")
                 code = await asyncio.to_thread(replicas.terminate, n)
                 history.note(f"stopped {n} (exit {code}) at {chain.ledger.applied_count()} side effects")
                 assert code == 0, f"replica {n} exited with {code} on SIGTERM{context()}"
