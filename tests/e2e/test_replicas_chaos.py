@@ -146,7 +146,11 @@ class Ledger:
             text = (self.root / name).read_text()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in text.splitlines() if line]
+        # The agents append under their lock, but this reads without it: a line still being
+        # written has no newline yet, and is left for the next read (parsing it raised, and the
+        # test's load of runs died without a word, which looked like every agent stalling).
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def deliveries(self) -> list[dict[str, Any]]:
         return self._records("deliveries.jsonl")
