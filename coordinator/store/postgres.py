@@ -389,6 +389,11 @@ class PostgresStore:
         # Called with the seconds each write transaction took (from its first statement to the
         # answer to its COMMIT).
         self.on_commit: Callable[[float], None] | None = None
+        # Group commit (``apply``): transitions that arrive while a batch commits wait for the
+        # next one, which writes them all in one transaction; ``commits`` counts transactions.
+        self._batch: list[tuple[str, Callable[[_Conn], Awaitable[None]], asyncio.Future[None]]] = []
+        self._committing: asyncio.Task[None] | None = None
+        self.commits = 0
 
     @property
     def where(self) -> str:
@@ -489,6 +494,8 @@ class PostgresStore:
             ) from exc
 
     async def close(self) -> None:
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -718,6 +725,7 @@ class PostgresStore:
                     if stamp is not None and lost_connection(exc):
                         sent = stamp
                     raise
+                self.commits += 1
                 if self.on_commit is not None:
                     self.on_commit(time.monotonic() - began)
                 return result
@@ -1177,7 +1185,12 @@ class PostgresStore:
                 await check()
 
         try:
-            await self._write(write)
+            if caps:
+                # Alone: its locks per limit key are held to the end of its transaction, which
+                # should not wait for a whole batch.
+                await self._write(write)
+            else:
+                await self._grouped(run_ids[0] if run_ids else "", write)
             # Committed: later transitions need not write these policies again (never deleted).
             self._policies.update(key for key, _ in policies)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
@@ -1185,6 +1198,48 @@ class PostgresStore:
             # wrote nothing, and reading the run again and applying anew is the remedy, as
             # for any lost race.
             raise VersionConflict(f"the transition lost a race in PostgreSQL: {_reason(exc)}") from exc
+
+    async def _grouped(self, order: str, write: Callable[[_Conn], Awaitable[None]]) -> None:
+        """Group commit: ``write`` (a transition's statements) goes into the next batch, which is
+        one transaction for every transition that arrived while the one before committed (a
+        transition alone waits for nothing more). A batch that fails because one of its
+        transitions lost a race (a version check, a deadlock with another coordinator's batch)
+        wrote nothing: each of its transitions is then written alone, so only the loser fails.
+        ``order``: the transition's first run id; a batch writes them in that order, so that
+        batches of several coordinators take their row locks in much the same order."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((order, write, future))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.ensure_future(self._commit_batches())
+        await future
+
+    async def _commit_batches(self) -> None:
+        while self._batch:
+            batch = sorted(self._batch[:_BATCH_MAX], key=lambda item: item[0])
+            del self._batch[:_BATCH_MAX]
+            outcomes: list[BaseException | None]
+            if len(batch) == 1:
+                outcomes = [await _outcome(self._write(batch[0][1]))]
+            else:
+
+                async def together(conn: _Conn, batch: list[Any] = batch) -> None:
+                    for _, write, _ in batch:
+                        await write(conn)
+
+                together_outcome = await _outcome(self._write(together))
+                if together_outcome is None:
+                    outcomes = [None] * len(batch)
+                elif isinstance(together_outcome, UnreachableError):
+                    outcomes = [together_outcome] * len(batch)  # each would wait as long again
+                else:
+                    outcomes = [await _outcome(self._write(write)) for _, write, _ in batch]
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller was cancelled; the write went on regardless
+                    continue
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._one(_RUN_SELECT + " WHERE run_id = %s", (run_id,))
@@ -1721,6 +1776,19 @@ async def _explain_refused_insert(conn: _Conn, run_id: str, row: tuple[Any, ...]
     if taken is not None:
         raise IdempotencyConflict(taken)
     raise VersionConflict(f"run {run_id} was not written: a run with its id or idempotency key exists")
+
+
+#: The most transitions one group commit writes (``PostgresStore._grouped``).
+_BATCH_MAX = 64
+
+
+async def _outcome(write: Awaitable[Any]) -> BaseException | None:
+    """None if ``write`` went through, else what it raised (a cancellation goes on up)."""
+    try:
+        await write
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _fired(cursor: AsyncCursor[TupleRow], kind: str, key: str, due_ms: int) -> Callable[[], Awaitable[None]]:

@@ -183,6 +183,40 @@ async def test_transitions_of_overlapping_runs_never_deadlock(pg_database: TestD
         await asyncio.gather(first.close(), second.close())
 
 
+async def test_transitions_arriving_together_share_a_commit_and_a_loser_fails_alone(
+    pg_database: TestDatabase,
+) -> None:
+    """Group commit: transitions that arrive while one commits are written in one transaction
+    (fewer commits than transitions); one among them that lost its race (a stale version) is
+    refused alone, and the others are written all the same."""
+    store = PostgresStore(pg_database.schema_url(), pool_size=4)
+    await store.open()
+    try:
+        await store.apply(Changes(runs=[run_record("stale")]))
+        await store.apply(
+            Changes(runs=[run_record("stale", output="moved on")], expect_versions={"stale": 1})
+        )
+        writes = [
+            store.apply(Changes(runs=[run_record(f"r{n}")], steps=[step_record(f"r{n}", "s")]))
+            for n in range(40)
+        ]
+        writes.insert(
+            20, store.apply(Changes(runs=[run_record("stale", output="late")], expect_versions={"stale": 1}))
+        )
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert [n for n, r in enumerate(results) if r is not None] == [20], results
+        assert isinstance(results[20], VersionConflict), results[20]
+        for n in range(40):
+            stored = await store.load_run(f"r{n}")
+            assert stored is not None and [s.step_id for s in stored.steps] == ["s"], n
+        assert (await store.get_run("stale")).output == "moved on"  # type: ignore[union-attr]
+        grouped = store.commits
+        await asyncio.gather(*(store.apply(Changes(runs=[run_record(f"q{n}")])) for n in range(40)))
+        assert store.commits - grouped < 40, store.commits - grouped  # none lost a race: grouped
+    finally:
+        await store.close()
+
+
 async def test_coordinators_starting_at_once_keep_one_admin_token(pg_database: TestDatabase) -> None:
     url = pg_database.schema_url()
     stores = [PostgresStore(url, pool_size=2) for _ in range(4)]
