@@ -393,6 +393,7 @@ class PostgresStore:
         # next one, which writes them all in one transaction; ``commits`` counts transactions.
         self._batch: list[tuple[str, Callable[[_Conn], Awaitable[None]], asyncio.Future[None]]] = []
         self._committing: asyncio.Task[None] | None = None
+        self._batch_began, self._batch_warned = 0.0, False
         self.commits = 0
 
     @property
@@ -1207,16 +1208,28 @@ class PostgresStore:
         wrote nothing: each of its transitions is then written alone, so only the loser fails.
         ``order``: the transition's first run id; a batch writes them in that order, so that
         batches of several coordinators take their row locks in much the same order."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._batch.append((order, write, future))
         if self._committing is None or self._committing.done():
             self._committing = asyncio.ensure_future(self._commit_batches())
+        elif loop.time() - self._batch_began > _BATCH_SLOW_S and not self._batch_warned:
+            # A batch that waits this long (on a lock another transaction holds) holds up every
+            # transition of this coordinator: say so, once per batch.
+            self._batch_warned = True
+            logger.warning(
+                "a write transaction to %s has been waiting for %.0fs; %d transition(s) wait behind it",
+                self._where,
+                loop.time() - self._batch_began,
+                len(self._batch),
+            )
         await future
 
     async def _commit_batches(self) -> None:
         while self._batch:
             batch = sorted(self._batch[:_BATCH_MAX], key=lambda item: item[0])
             del self._batch[:_BATCH_MAX]
+            self._batch_began, self._batch_warned = asyncio.get_running_loop().time(), False
             outcomes: list[BaseException | None]
             if len(batch) == 1:
                 outcomes = [await _outcome(self._write(batch[0][1]))]
@@ -1780,6 +1793,8 @@ async def _explain_refused_insert(conn: _Conn, run_id: str, row: tuple[Any, ...]
 
 #: The most transitions one group commit writes (``PostgresStore._grouped``).
 _BATCH_MAX = 64
+#: A batch taking longer than this is logged (it holds up every transition of the coordinator).
+_BATCH_SLOW_S = 10.0
 
 
 async def _outcome(write: Awaitable[Any]) -> BaseException | None:
