@@ -901,7 +901,7 @@ class _Checker:
         self.base_path: tuple[str, ...] = tuple(rest.split(".")) if rest else ()
         self.findings: list[Finding] = []
         # Pairs assumed compatible (coinduction); holding the schemas keeps their ids unique.
-        self.assumed: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self.assumed: dict[tuple[int, ...], tuple[Any, ...]] = {}
         self._validators: dict[int, Validator] = {}
         self._defs_equal: bool | None = None
         # The sub schemas being split into disjuncts, innermost last: a disjunct may admit
@@ -1265,10 +1265,10 @@ class _Checker:
         if self.same(sub, sup):
             return  # an unchanged part of the schema, by far the most common case
         if "$ref" in sub or "$ref" in sup:
-            key = (id(sub), id(sup))
+            key, held = self.memo_key(sub, sup, ctx.path)
             if key in self.assumed:
                 return  # coinduction: this pair is already being (or has been) examined
-            self.assumed[key] = (sub, sup)
+            self.assumed[key] = held
         # The sup side is a conjunction: check each part separately.
         if "$ref" in sup:
             try:
@@ -1434,12 +1434,21 @@ class _Checker:
             self._renames[id(out)] = renames
         return out, result[2]
 
+    def memo_key(self, sub: Any, sup: Any, path: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+        """The key under which a pair's examination is remembered (``assumed``), and the schemas
+        it names (held with it, so that their ids stay theirs): the pair, and the schemas around
+        it at the same field (``wholes``, ``outer_sup``), since a verdict on finite values holds
+        only among the values those admit (a pair proven for the booleans of an old schema is
+        not proven for its nulls)."""
+        held = (sub, sup, self.outer_sup(sup, path), *(node for node, at in self.sub_nodes if at == path))
+        return tuple(id(x) for x in held), held
+
     def check_simple(self, d: Mapping[str, Any], sup: Mapping[str, Any], ctx: _Ctx) -> None:
         """sub `d` has no combinators; sup has no $ref/allOf at its top."""
-        key = (id(d), id(sup))
+        key, held = self.memo_key(d, sup, ctx.path)
         if key in self.assumed:
             return  # already examined (or being examined further up a recursive schema)
-        self.assumed[key] = (d, sup)
+        self.assumed[key] = held
         try:
             self._check_simple(d, sup, ctx)
         except _CannotProveError as exc:
