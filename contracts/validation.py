@@ -5,7 +5,7 @@ the schema's canonical JSON: equal schemas share one validator whatever object h
 ``pattern`` and ``patternProperties`` match on RE2, in linear time (``contracts.regex``), and
 ``uniqueItems`` hashes each item once (``_unique_items``): jsonschema's own compares every pair of
 items that cannot be sorted (objects, mixed types), seconds for a 12 KB array of 1,000 objects,
-on whichever loop validates it (docs/production.md, "Hostile input").
+on whichever loop validates it (docs/architecture.md, "Checks off the event loop").
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def canonical_json(value: Any) -> str:
 def _equality_key(value: Any) -> Any:
     """A hashable stand-in for a JSON value, equal for values JSON Schema calls equal: ``1`` and
     ``1.0`` alike (Python hashes equal numbers alike), ``true`` and ``1`` not, object keys in any
-    order. Nesting is bounded at the edge (``contracts.limits``)."""
+    order. Nesting is bounded where payloads arrive (``coordinator/api/validate.py``: 64 levels)."""
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, int | float):

@@ -1562,7 +1562,10 @@ class Engine:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
-        checked = await self._output_checked(attempt_id, output, payload_size(output) > INLINE_BYTES)
+        # A large output is validated in a worker first; a small one in the transition.
+        checked = (
+            await self._output_checked(attempt_id, output) if payload_size(output) > INLINE_BYTES else None
+        )
         emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
@@ -1592,7 +1595,7 @@ class Engine:
         except InlineBudgetSpent:
             # Validating the output against a costly schema ran over the inline budget (nothing
             # was changed): validated in a worker, then applied with that verdict.
-            checked = await self._output_checked(attempt_id, output, True)
+            checked = await self._output_checked(attempt_id, output)
             return await self._report(principal, attempt_id, ("complete", request_id), complete)
 
     async def _emitted(self, attempt_id: str, output: Any) -> tuple[str, EventRecord, AuditRecord] | None:
@@ -1683,14 +1686,10 @@ class Engine:
         )
         return contract.ref, event, audit
 
-    async def _output_checked(
-        self, attempt_id: str, output: Any, in_worker: bool
-    ) -> tuple[str, TaskFailure | None] | None:
+    async def _output_checked(self, attempt_id: str, output: Any) -> tuple[str, TaskFailure | None] | None:
         """An output validated in a worker process (coordinator/checks.py) before the transition,
-        which uses the answer: ``(contract ref, violation)``. Done for a large output
-        (``in_worker``); a small one is validated in the transition (None)."""
-        if not in_worker:
-            return None
+        which uses the answer: ``(contract ref, violation)``; None when the attempt or its
+        contract is not found (the transition then decides)."""
         stored = await self._store.get_attempt(attempt_id)
         if stored is None:
             return None

@@ -97,14 +97,8 @@ async def _publish(coordinator, token: str, payload, **fields) -> pb.Event:
 async def _tail(coordinator, team: str, token: str) -> subprocess.Popen[str]:
     """``accord event tail --team TEAM --json``, once it follows: it shows only what is published
     after it started, and says when it does."""
-    tail = subprocess.Popen(  # noqa: ASYNC220 - started once; read off the loop by its callers
-        [ACCORD, "event", "tail", "--team", team, "--every", "0.1", "--json"],
-        env=coordinator.env(token),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=coordinator.home,
-    )
+    # Started once; read off the loop by its callers.
+    tail = coordinator.cli_started("event", "tail", "--team", team, "--every", "0.1", "--json", token=token)
     try:
         ready = await asyncio.wait_for(asyncio.to_thread(tail.stderr.readline), 60)
         assert ready.startswith("following new events"), ready

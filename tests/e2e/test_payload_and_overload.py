@@ -140,11 +140,9 @@ async def test_a_watch_refused_as_overloaded_is_retried_then_says_overloaded(tmp
     as overloaded is opened again after each retry-after-ms hint, as a unary call is: the CLI
     waits the overload out and prints the output; once the patience is spent, the client says
     the coordinator is overloaded (OverloadedError, exit 3)."""
-    import subprocess
 
     from contracts.errors import OverloadedError
     from coordinator.client import Client
-    from tests.support.coordinator import ACCORD
 
     coordinator = CoordinatorProcess.start(tmp_path / "home", "--max-inflight", "1")
     try:
@@ -153,14 +151,8 @@ async def test_a_watch_refused_as_overloaded_is_retried_then_says_overloaded(tmp
             held_run = (await start_run(client, "payments/flow", {})).run.run_id
         async with grpc.aio.insecure_channel(coordinator.address) as channel:
             watches = await _hold_long_budget(coordinator, token, held_run, channel)
-            cli = subprocess.Popen(  # noqa: ASYNC220 - started once; waited for off the loop below
-                [ACCORD, "run", "payments/flow", "--input", "{}", "--wait"],
-                env=coordinator.env(token),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=coordinator.home,
-            )
+            # Started once; waited for off the loop below.
+            cli = coordinator.cli_started("run", "payments/flow", "--input", "{}", "--wait", token=token)
             try:
                 # The CLI's run started (StartRun is unary: its budget is free), then its watch
                 # was refused (the first refusal is logged).

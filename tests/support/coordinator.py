@@ -248,6 +248,18 @@ class CoordinatorProcess:
         """``cli`` off the event loop, so in-process test agents keep serving meanwhile."""
         return await asyncio.to_thread(self.cli, *args, token=token)
 
+    def cli_started(self, *args: str, token: str | None = None) -> subprocess.Popen[str]:
+        """``accord ARGS`` against this coordinator, started and left running (its stdout and
+        stderr piped, as text): for commands that follow or wait, read off the event loop."""
+        return subprocess.Popen(
+            [ACCORD, *args],
+            env=self.env(token),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.home,
+        )
+
     def cli(
         self, *args: str, token: str | None = None, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
