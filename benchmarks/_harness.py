@@ -349,6 +349,8 @@ class Agents:
 
     workdir: Path
     processes: list[AgentProcess] = field(default_factory=list)
+    # Another source tree to run the agents of (an A/B against an older commit); None: this one.
+    source: Path | None = None
 
     def start(
         self,
@@ -373,7 +375,10 @@ class Agents:
         agent = AgentProcess(
             config,
             workdir=self.workdir,
-            env={"ACCORD_TOKEN": token, "PYTHONPATH": str(REPO)},
+            env={
+                "ACCORD_TOKEN": token,
+                "PYTHONPATH": os.pathsep.join(str(p) for p in (self.source, REPO) if p is not None),
+            },
             agent_id=f"bench-{team}-{index}",
             grace=2.0,
             reload_interval=5.0,
