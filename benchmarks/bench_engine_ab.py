@@ -186,7 +186,7 @@ async def bench(
         "rounds": sides,
         "ratio_current_to_baseline": ratios,
         "median": {
-            side: {m: statistics.median(r[m] for r in results) for m in measures}
+            side: {m: round(statistics.median(r[m] for r in results), 3) for m in measures}
             for side, results in sides.items()
         },
     }

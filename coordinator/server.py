@@ -150,6 +150,8 @@ class Coordinator:
             config.engine,
             sampling_env=self.telemetry.env,
         )
+        if isinstance(sink, TelemetrySink):
+            sink.sensitivity.known_run = self.engine.known_run
         if self.metrics_server.exporting:
             self.engine.on_commit = self._observe_transition
             store_kind = "postgresql" if self.store.shared else "sqlite"

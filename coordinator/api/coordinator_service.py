@@ -570,7 +570,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             # Where sensitive values land is the run's (its versions'): learnt before watching, as a
             # view must be converted before anything is awaited (a live run's view shares the
             # engine's records, which the next transition changes in place: see Engine.watch).
-            stored = await self._store.get_run(request.run_id)
+            stored = self._engine.known_run(request.run_id) or await self._store.get_run(request.run_id)
             flows = await self._flows(stored) if stored is not None else ()
             encoder = convert.WatchEncoder(principal, flows, changes_only=request.changes_only)
             async for view in self._engine.watch(principal, request.run_id, coalesce_s=WATCH_COALESCE_S):

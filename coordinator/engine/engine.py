@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ _CONFLICT_RETRIES = 5
 _OFFERS_PER_LOOK = 8
 # How soon a poll that passed by offers other polls were claiming looks again.
 _PASSED_BY_S = 0.01
+# How long, and how many, runs that ended here are kept for the views that follow (Engine._ended).
+_ENDED_KEPT_S = 2.0
+_ENDED_KEPT = 1024
 # How often a coordinator sharing its store tells the others which agents it serves.
 _PRESENCE_EVERY_S = 1.0
 # How long ``stop`` waits for tasks being given back (a stop stage allows 10 s in all).
@@ -236,6 +240,9 @@ class Engine:
         # Caches: the state of the runs this process drives (dropped when a run ends or a commit
         # loses a race), and the teams' retry/timeout defaults.
         self._runs: dict[str, RunState] = {}
+        # Runs that ended here a moment ago, for the views right after their last transition (a
+        # watcher's last message): an ended run changes no more. run id -> (until, state).
+        self._ended: OrderedDict[str, tuple[float, RunState]] = OrderedDict()
         self._team_defaults: dict[str, tuple[RetryPolicy, Timeouts]] = {}
         self._team_limits: dict[str, TeamLimits] = {}
         self._team_claims: dict[str, asyncio.Lock] = {}
@@ -498,6 +505,7 @@ class Engine:
                 logger.exception("observing a committed transition failed")
         if tr.finished:
             self._runs.pop(state.record.run_id, None)
+            self._ended_now(state)
             run = state.record
             logger.info("run %s %s", run.run_id, run.status, extra={"trace_id": run.trace_id})
         elif tr.new_run:
@@ -523,6 +531,7 @@ class Engine:
         stale, and wake the watchers, polls and timers that wait for what it did."""
         if hint.everything:
             self._runs.clear()
+            self._ended.clear()
             for run_id in self._loading:
                 self._loading[run_id] = 1 << 62
             for watchers in self._watchers.values():
@@ -566,10 +575,32 @@ class Engine:
                     logger.warning("telling the other coordinators which agents poll here failed: %s", exc)
                 failing = True
 
+    def _ended_now(self, state: RunState) -> None:
+        self._ended[state.record.run_id] = (time.monotonic() + _ENDED_KEPT_S, state)
+        self._ended.move_to_end(state.record.run_id)
+        while len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
+
+    def _recently_ended(self, run_id: str) -> RunState | None:
+        kept = self._ended.get(run_id)
+        if kept is None:
+            return None
+        if kept[0] < time.monotonic():
+            del self._ended[run_id]
+            return None
+        return kept[1]
+
+    def known_run(self, run_id: str) -> RunRecord | None:
+        """The run's record as this process last wrote or read it (None: not at hand): for what
+        never changes in a run (its workflow version, pinned contracts, trace)."""
+        state = self._runs.get(run_id) or self._recently_ended(run_id)
+        return None if state is None else state.record
+
     def _forget(self, run_id: str, version: int | None) -> None:
         """Drop the cached state of a run if it is older than ``version`` (None: the run is
         gone). A transition under way with it still commits by compare-and-swap: a stale one
         loses and reads the run again."""
+        self._ended.pop(run_id, None)
         state = self._runs.get(run_id)
         if state is not None and (version is None or state.record.version < version):
             del self._runs[run_id]
@@ -1226,7 +1257,7 @@ class Engine:
         return state is None or state.record.status in RUN_TERMINAL
 
     async def _view(self, run_id: str) -> RunView:
-        state = self._runs.get(run_id)
+        state = self._runs.get(run_id) or self._recently_ended(run_id)
         if state is None:
             snapshot = await self._store.load_run(run_id)
             if snapshot is None:

@@ -63,8 +63,13 @@ class TelemetryHook:
         return self._sink
 
     def configure(self, server: grpc.aio.Server, coordinator: Any) -> None:
+        engine = getattr(coordinator, "engine", None)
         add_otlp_receiver(
-            server, coordinator.store, principal=self._principal, sink=self.sink(coordinator.store)
+            server,
+            coordinator.store,
+            principal=self._principal,
+            sink=self.sink(coordinator.store),
+            known_run=engine.known_run if engine is not None else None,
         )
 
     async def start(self, coordinator: Any) -> Callable[[], Awaitable[None]]:

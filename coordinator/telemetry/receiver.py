@@ -44,8 +44,11 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         *,
         principal: Callable[[], Principal],
         trace_cache_size: int = 4096,
+        known_run: Callable[[str], RunRecord | None] | None = None,
     ) -> None:
         self._store = store
+        # The run as the engine holds it (``Engine.known_run``), before the store is read.
+        self._known_run = known_run
         self._sink = sink
         self._principal = principal
         # trace id -> the run it belongs to. A run's id, team, involved teams, trace id and
@@ -112,7 +115,9 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     break
         if not run_id:
             return None
-        run = await self._store.get_run(run_id)
+        run = self._known_run(run_id) if self._known_run is not None else None
+        if run is None:
+            run = await self._store.get_run(run_id)
         if run is None or run.trace_id != trace_id:
             # A run id that does not name a run of this trace is not believed.
             return None
@@ -140,14 +145,19 @@ def add_otlp_receiver(
     *,
     principal: Callable[[], Principal],
     sink: SpanSink | None = None,
+    known_run: Callable[[str], RunRecord | None] | None = None,
 ) -> OtlpTraceReceiver:
     """Serve OTLP ``TraceService/Export`` on ``server`` (the coordinator's gRPC server, behind its
     auth interceptor). ``principal`` answers who the caller of the export being served is (the
     API's ``current_principal``, which the interceptor sets). Received spans go to ``sink`` (pass
     the engine's sink so they are forwarded too); without one, to a ``TelemetrySink`` over
-    ``store`` (scrubbed and stored)."""
+    ``store`` (scrubbed and stored). ``known_run``: a run as the engine holds it, if it does
+    (read from the store otherwise)."""
     receiver = OtlpTraceReceiver(
-        store, sink if sink is not None else TelemetrySink(store), principal=principal
+        store,
+        sink if sink is not None else TelemetrySink(store),
+        principal=principal,
+        known_run=known_run,
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
     return receiver

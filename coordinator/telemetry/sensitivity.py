@@ -42,6 +42,8 @@ class RunSensitivity:
         # A run's flows (``Registry.run_flows``); without it (a store alone) the flows stored
         # with the workflow version at registration.
         self.flows = flows
+        # The run as the engine holds it (``Engine.known_run``), before the store is read.
+        self.known_run: Callable[[str], RunRecord | None] | None = None
         # run id -> the run without its output: what ``values`` reads of a run (id, workflow and
         # version, input) never changes, so each agent export need not read it again.
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
@@ -82,7 +84,9 @@ class RunSensitivity:
         if cached is not None:
             self._runs.move_to_end(run_id)
             return cached
-        record = await self._store.get_run(run_id)
+        record = self.known_run(run_id) if self.known_run is not None else None
+        if record is None:
+            record = await self._store.get_run(run_id)
         if record is not None:
             self._runs[run_id] = replace(record, output=None, error=None)
             while len(self._runs) > self._run_cache_size:
