@@ -1192,14 +1192,14 @@ class SqliteStore:
             " ORDER BY offered_ms, attempt_id LIMIT ?"
         )
 
-        def read(c: sqlite3.Connection) -> list[OfferRecord]:
+        def read(c: sqlite3.Connection) -> list[Any]:
             queues = [
                 c.execute(sql, (contract, major, *held, limit)).fetchall() for contract, major in unique
             ]
             rows = heapq.merge(*queues, key=lambda r: (r[4], r[0]))  # offered_ms, attempt_id
-            return [codec.offer_from_row(r) for r in itertools.islice(rows, limit)]
+            return list(itertools.islice(rows, limit))
 
-        return await self._read(read)
+        return await self._lookup(read, lambda rows: [codec.offer_from_row(r) for r in rows])
 
     async def inflight_of_contracts(self) -> dict[str, int]:
         sql = "SELECT contract, count(*) FROM inflight GROUP BY contract"
