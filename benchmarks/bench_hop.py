@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ TARGET_P50_MS = 5.0
 TARGET_P99_MS = 20.0
 TEAMS = ("hop-a", "hop-b", "hop-c")
 _ECHO = "/bench.Echo/Echo"
+_ECHO_STREAM = "/bench.Echo/EchoStream"
 
 
 # ---------------------------------------------------------------- the floor
@@ -52,9 +54,16 @@ async def _echo_server(port_file: str) -> None:
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return request
 
+    async def echo_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            yield request
+
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo",
-        {"Echo": grpc.unary_unary_rpc_method_handler(echo)},  # bytes in, bytes out
+        {  # bytes in, bytes out
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "EchoStream": grpc.stream_stream_rpc_method_handler(echo_stream),
+        },
     )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
@@ -65,7 +74,9 @@ async def _echo_server(port_file: str) -> None:
 
 
 async def measure_floor(calls: int = 3000, warmup: int = 300, payload: bytes = b'{"n":1}') -> dict[str, Any]:
-    """p50/p99 of a bare grpc.aio unary round trip to an echo server in another process."""
+    """p50/p99 of a bare grpc.aio unary round trip to an echo server in another process, and the
+    server's CPU per call; then its CPU per message sent and answered on one open stream (what an
+    agent's v2 stream costs per task at least)."""
     port_file = Path(tempfile.mkdtemp(prefix="accord-echo-")) / "port"
     command = [sys.executable, "-m", "benchmarks.bench_hop", "--echo-server", str(port_file)]
     server = subprocess.Popen(command, cwd=h.REPO)  # noqa: ASYNC220 - started once, before timing
@@ -79,11 +90,28 @@ async def measure_floor(calls: int = 3000, warmup: int = 300, payload: bytes = b
             for _ in range(warmup):
                 await call(payload)
             samples = []
+            cpu0 = h.cpu_seconds(server.pid)
             for _ in range(calls):
                 t0 = time.perf_counter()
                 await call(payload)
                 samples.append(time.perf_counter() - t0)
-        return h.summary_ms(samples)
+            cpu_per_call = (h.cpu_seconds(server.pid) - cpu0) / calls
+            stream = channel.stream_stream(_ECHO_STREAM)()
+            for _ in range(warmup):
+                await stream.write(payload)
+                await stream.read()
+            cpu0 = h.cpu_seconds(server.pid)
+            for _ in range(calls):
+                await stream.write(payload)
+                await stream.read()
+            cpu_per_message = (h.cpu_seconds(server.pid) - cpu0) / calls
+            await stream.done_writing()
+        result = h.summary_ms(samples)
+        result.update(
+            server_cpu_us_per_call=round(cpu_per_call * 1e6, 1),
+            server_cpu_us_per_stream_message=round(cpu_per_message * 1e6, 1),
+        )
+        return result
     finally:
         server.terminate()
         server.wait(10)
@@ -182,6 +210,8 @@ def format_result(result: dict[str, Any]) -> str:
         + f"\ncoordinator CPU per run: {chain['coordinator_cpu_ms_per_run']} ms; agents CPU per step:"
         f" {chain['agents_cpu_ms_per_step']} ms; mean dispatch {chain['attempt_dispatch_mean_ms']} ms,"
         f" mean on-agent {chain['attempt_on_agent_mean_ms']} ms"
+        + f"\nfloor's server CPU: {floor.get('server_cpu_us_per_call')} us per unary call,"
+        f" {floor.get('server_cpu_us_per_stream_message')} us per message echoed on an open stream"
         + f"\ntargets p50 < {TARGET_P50_MS} ms: {'met' if result['met']['p50'] else 'MISSED'};"
         f" p99 < {TARGET_P99_MS} ms: {'met' if result['met']['p99'] else 'MISSED'}"
     )
