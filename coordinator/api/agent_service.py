@@ -138,7 +138,12 @@ class AgentGatewayService(agent_grpc.AgentGatewayServiceServicer):  # type: igno
     ) -> agent_pb.CompleteTaskResponse:
         output = validate.json_text(request.output_json, "output_json", self._max_payload)
         accepted = await self._engine.complete(
-            current_principal(), request.agent_id, request.attempt_id, output, request.request_id
+            current_principal(),
+            request.agent_id,
+            request.attempt_id,
+            output,
+            request.request_id,
+            output_size=len(request.output_json),
         )
         return agent_pb.CompleteTaskResponse(accepted=accepted)
 

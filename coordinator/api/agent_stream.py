@@ -324,7 +324,12 @@ class _Session:
                 output = validate.json_text(result.complete.output_json, "output_json", max_payload)
                 validate.size(result.complete.details_json, "details_json", max_payload)
                 accepted = await engine.complete(
-                    principal, agent_id, result.attempt_id, output, result.request_id
+                    principal,
+                    agent_id,
+                    result.attempt_id,
+                    output,
+                    result.request_id,
+                    output_size=len(result.complete.output_json),
                 )
             elif kind == "fail":
                 error = result.fail.error

@@ -1588,15 +1588,24 @@ class Engine:
         return HeartbeatAnswer(state.record.cancel_requested, False, lease)
 
     async def complete(
-        self, principal: Principal, agent_id: str, attempt_id: str, output: Any, request_id: str
+        self,
+        principal: Principal,
+        agent_id: str,
+        attempt_id: str,
+        output: Any,
+        request_id: str,
+        *,
+        output_size: int | None = None,
     ) -> bool:
+        """``output_size``: the length of the JSON text ``output`` was read from, when there was
+        one (else it is measured by encoding it again)."""
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
-        # A large output is validated in a worker first; a small one in the transition.
-        checked = (
-            await self._output_checked(attempt_id, output) if payload_size(output) > INLINE_BYTES else None
-        )
+        # A large output is validated in a worker first; a small one in the transition (within
+        # the inline budget: a costly schema still goes to a worker).
+        size = payload_size(output) if output_size is None else output_size
+        checked = await self._output_checked(attempt_id, output) if size > INLINE_BYTES else None
         emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
