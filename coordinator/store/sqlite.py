@@ -73,6 +73,13 @@ from coordinator.store.records import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
+# The writer thread's cue to checkpoint the WAL (SqliteStore._commit_here's commits do not).
+_CHECKPOINT = object()
+# Transactions committed on the event loop between two checkpoints (5-10 pages each: about
+# SQLite's own automatic checkpoint, every 1,000 pages).
+_CHECKPOINT_EVERY = 100
+# A write job: what to run on the writer's connection, the future of its result, its loop.
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
 # A file up to this size is switched to incremental vacuum at start-up (``_incremental_vacuum``).
@@ -335,8 +342,11 @@ class SqliteStore:
         self._file_lock: int | None = None  # fd of the held <db>.lock
         # Keys of the step policies known to be in the table ``policies`` (see codec.step_to_row).
         self._policies: set[str] = set()
-        # Called (on the writer thread) with the seconds each transaction took, commit included.
+        # Called (on the writer thread, or the loop) with the seconds each transaction took,
+        # commit included.
         self.on_commit: Callable[[float], None] | None = None
+        self._since_checkpoint = 0
+        self._checkpointing = False  # True while the writer thread checkpoints: the loop writes nothing then
 
     # ---------- connections ----------
 
@@ -402,46 +412,132 @@ class SqliteStore:
         self._jobs.put((fn, future, loop))
         return await future
 
+    async def _write_here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``_write`` for a transition, committed on the event loop: the jobs made in one turn of
+        the loop are written in one transaction at its end (a hand-off to the writer thread and
+        back cost more CPU than such a transaction). Should the writer thread hold the database
+        (a retention batch, say), they go to it instead: the loop never waits for a lock. With
+        ``synchronous=NORMAL`` a commit writes the WAL without fsync; checkpoints (the fsyncs)
+        are left to the writer thread. See docs/architecture.md, "Durable state"."""
+        if self._writer is None:
+            raise RuntimeError(f"the SQLite store {self._path} is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        # The jobs waiting for this turn of this thread's loop.
+        here: list[_Job] | None = getattr(self._local, "here", None)
+        if here is None:
+            here = self._local.here = []
+        here.append((fn, future, loop))
+        if len(here) == 1:
+            loop.call_soon(self._commit_here)
+        return await future
+
+    def _loop_writer(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "writes", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
+            self._local.writes = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _commit_here(self) -> None:
+        batch: list[_Job] = getattr(self._local, "here", None) or []
+        self._local.here = []
+        if not batch:
+            return
+        if self._writer is None:  # closed meanwhile
+            error = RuntimeError(f"the SQLite store {self._path} is not open")
+            _resolve_all([(future, error, False) for _, future, _ in batch])
+            return
+        if self._checkpointing:  # the writer thread takes them after it
+            for job in batch:
+                self._jobs.put(job)
+            return
+        try:
+            conn = self._loop_writer()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:  # busy: the writer thread is writing, and takes these too
+            for job in batch:
+                self._jobs.put(job)
+            return
+        _resolve_all(
+            [(future, value, ok) for value, future, _, ok in self._run_batch(conn, batch, begun=True)]
+        )
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= _CHECKPOINT_EVERY:
+            # Until it is done the loop writes nothing itself: a checkpoint racing commits never
+            # catches up with the end of the WAL, and the WAL would only grow.
+            self._since_checkpoint = 0
+            self._checkpointing = True
+            self._jobs.put(_CHECKPOINT)
+
+    def _run_batch(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Job],
+        *,
+        begun: bool = False,
+    ) -> list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop, bool]]:
+        """Run ``batch``'s jobs in one transaction, each in a savepoint of its own (a job that
+        raises is rolled back alone); every job fails when the commit does."""
+        results: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop, bool]] = []
+        began = time.monotonic()
+        try:
+            if not begun:
+                conn.execute("BEGIN IMMEDIATE")
+            for fn, future, loop in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((exc, future, loop, False))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((value, future, loop, True))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the commit itself failed: every job fails
+            logger.exception("sqlite commit failed")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            results = [(exc, future, loop, False) for _, future, loop in batch]
+        if self.on_commit is not None:
+            self.on_commit(time.monotonic() - began)
+        return results
+
     def _writer_main(self, conn: sqlite3.Connection) -> None:
         while True:
             first = self._jobs.get()
             if first is _STOP:
                 break
+            if first is _CHECKPOINT:
+                # Meanwhile the loop hands its transitions to this thread (``_checkpointing``):
+                # no other writer, so every frame is copied, and RESTART waits for the readers
+                # so that the next commit writes the WAL from its start again.
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                except sqlite3.Error as exc:  # the next one tries again
+                    logger.warning("checkpointing %s failed: %s", self._path, exc)
+                finally:
+                    self._checkpointing = False
+                continue
             batch = [first]
             while len(batch) < 256:
                 try:
                     item = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    self._jobs.put(_STOP)
+                if item is _STOP or item is _CHECKPOINT:
+                    self._jobs.put(item)
                     break
                 batch.append(item)
-            results: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop, bool]] = []
-            began = time.monotonic()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, future, loop in batch:
-                    conn.execute("SAVEPOINT job")
-                    try:
-                        value = fn(conn)
-                    except BaseException as exc:
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
-                        results.append((exc, future, loop, False))
-                    else:
-                        conn.execute("RELEASE job")
-                        results.append((value, future, loop, True))
-                conn.execute("COMMIT")
-            except BaseException as exc:  # the commit itself failed: every job fails
-                logger.exception("sqlite commit failed")
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                results = [(exc, future, loop, False) for _, future, loop in batch]
-            if self.on_commit is not None:
-                self.on_commit(time.monotonic() - began)
+            results = self._run_batch(conn, batch)
             # One wake-up of each waiting loop for the whole batch, not one per job.
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]] = {}
             for value, future, loop, ok in results:
@@ -532,6 +628,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
+            self._commit_here()  # transitions of this turn of the loop: written before stopping
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
@@ -971,7 +1068,7 @@ class SqliteStore:
                 if running > limit:
                     raise LimitReached(kind, key, limit)
 
-        await self._write(w)
+        await self._write_here(w)
         # Committed: later transitions need not write these policies again (never deleted).
         self._policies.update(policies)
 
