@@ -90,6 +90,9 @@ OUTBOX_LINGER = 0.001
 OUTBOX_BATCH = 64
 # A stream that lived this long before it broke reconnects after the shortest backoff.
 STREAM_HEALTHY_AFTER = 5.0
+# A task still running after this long is logged at INFO (``running attempt ...``); one that ends
+# sooner logs only its result's delivery (one INFO line per task; at DEBUG, both at once).
+RUNNING_LOG_AFTER = 1.0
 
 
 @dataclass
@@ -138,6 +141,19 @@ def _is_sensitive(path: str, sensitive: tuple[str, ...], side: str) -> bool:
         if path == prefix or path.startswith((prefix + ".", prefix + "[")):
             return True
     return False
+
+
+def _log_running(level: int, task: AgentTask, engine: str, began: float) -> None:
+    logger.log(
+        level,
+        "running attempt %s (%s/%s #%d) on %s, started %.1fs ago",
+        task.attempt_id,
+        task.run_id,
+        task.step_id,
+        task.attempt,
+        engine,
+        time.monotonic() - began,
+    )
 
 
 def _violations_payload(violations: list[Violation], contract: Contract, side: str) -> list[dict[str, str]]:
@@ -618,16 +634,18 @@ class Agent:
             )
             entry = self._entry(task, "release", reason=f"agent no longer serves {task.binding_key}")
         else:
-            logger.info(
-                "running attempt %s (%s/%s #%d) on %s",
-                task.attempt_id,
-                task.run_id,
-                task.step_id,
-                task.attempt,
-                binding.config.engine,
-            )
             binding.inflight += 1
             began = time.monotonic()
+            # One INFO line per task (its result's delivery, below): a task still running after
+            # RUNNING_LOG_AFTER says so then; at DEBUG every task says so as it starts.
+            engine = binding.config.engine
+            running_line: asyncio.TimerHandle | None = None
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_running(logging.DEBUG, task, engine, began)
+            else:
+                running_line = asyncio.get_running_loop().call_later(
+                    RUNNING_LOG_AFTER, _log_running, logging.INFO, task, engine, began
+                )
             entry = None
             try:
                 entry = await self._execute(task, binding, control)
@@ -637,6 +655,8 @@ class Agent:
                     task, TaskFailure(type(exc).__name__, f"agent error: {exc}", retryable=True)
                 )
             finally:
+                if running_line is not None:
+                    running_line.cancel()
                 binding.inflight -= 1
                 if self._metrics is not None:
                     outcome = _OUTCOMES.get(entry.kind, entry.kind) if entry is not None else "stopped"
@@ -1044,12 +1064,20 @@ class Agent:
                 logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
             else:
                 if accepted:
-                    logger.info("%s of attempt %s delivered", entry.kind, entry.attempt_id)
-                else:
                     logger.info(
-                        "%s of attempt %s ignored: the attempt is no longer current",
+                        "%s of attempt %s (%s/%s) delivered",
                         entry.kind,
                         entry.attempt_id,
+                        entry.run_id,
+                        entry.step_id,
+                    )
+                else:
+                    logger.info(
+                        "%s of attempt %s (%s/%s) ignored: the attempt is no longer current",
+                        entry.kind,
+                        entry.attempt_id,
+                        entry.run_id,
+                        entry.step_id,
                     )
                 break
             await asyncio.sleep(self._jitter(delay))
