@@ -67,8 +67,25 @@ class RedactingSpanExporter(SpanExporter):
         self._inner = inner
         self._redactor = redactor
 
+    def _may_hold_secret(self, span: ReadableSpan) -> bool:
+        """False only when no string ``_clean`` masks holds a secret: the span is exported as it
+        is (most spans: ids, names and numbers), rather than copied. Its strings are searched
+        joined by NULs, once per secret form (a form spanning two of them, only possible with a
+        NUL in a secret, just takes the full cleaning)."""
+        strings = [span.name, span.status.description or ""]
+        for attributes in (span.attributes, *(event.attributes for event in span.events)):
+            for value in (attributes or {}).values():
+                if isinstance(value, str):
+                    strings.append(value)
+                elif isinstance(value, list | tuple):
+                    strings.extend(v for v in value if isinstance(v, str))
+        strings.extend(event.name for event in span.events)
+        return self._redactor.found_in("\0".join(strings))
+
     def _clean(self, span: ReadableSpan) -> ReadableSpan:
         redactor = self._redactor
+        if not self._may_hold_secret(span):
+            return span
         status = span.status
         if status.description:
             status = Status(status.status_code, redactor.text(status.description))
