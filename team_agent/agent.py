@@ -116,16 +116,18 @@ class _Binding:
 
 @dataclass
 class _Control:
-    """Why a running task must stop early (set by heartbeats or shutdown)."""
+    """Why a running task must stop early (set by heartbeats or shutdown). Made on the loop."""
 
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Done once the task must stop (a future, not an Event: the engine's wait races it directly,
+    # with no task of its own waiting on an Event).
+    stopped: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     reason: str = ""  # "cancel" | "lease_lost" | "shutdown"
     details: dict[str, Any] = field(default_factory=dict)
 
     def stop(self, reason: str) -> None:
-        if not self.event.is_set():
+        if not self.stopped.done():
             self.reason = reason
-            self.event.set()
+            self.stopped.set_result(None)
 
 
 def _same_binding(a: BindingConfig, b: BindingConfig) -> bool:
@@ -741,7 +743,13 @@ class Agent:
 
     async def _execute(self, task: AgentTask, binding: _Binding, control: _Control) -> OutboxEntry | None:
         attributes = self._span_attributes(task)
-        heartbeat = asyncio.create_task(self._heartbeat_loop(task, control))
+        # The first heartbeat is due only after an interval: its task is made then (most tasks
+        # end before, and need none), from a timer cancelled when the task ends.
+        heartbeats: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self._heartbeat_interval(task),
+            lambda: heartbeats.append(asyncio.create_task(self._heartbeat_loop(task, control))),
+        )
         try:
             with self._tracer.start_as_current_span(
                 "agent.receive", context=extract_context(task.trace_context), attributes=attributes
@@ -752,9 +760,11 @@ class Agent:
                     receive_span.set_attribute("accord.error_type", entry.failure.get("type", ""))
                 return entry
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            timer.cancel()
+            for heartbeat in heartbeats:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
 
     async def _execute_in_span(
         self, task: AgentTask, binding: _Binding, control: _Control, attributes: dict[str, Any]
@@ -868,18 +878,15 @@ class Agent:
             )
         control.details = handle.details
         waiter = asyncio.create_task(adapter.wait(handle))
-        stopper = asyncio.create_task(control.event.wait())
         timeout = None if context.deadline is None else max(context.deadline - time.time(), 0.0)
         try:
             done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {waiter, control.stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:
             waiter.cancel()
             await adapter.cancel(handle)
             raise
-        finally:
-            stopper.cancel()
         if waiter in done:
             try:
                 return waiter.result()
@@ -910,13 +917,20 @@ class Agent:
             "Timeout", "the task ran past its deadline; the engine's work was stopped", True, handle.details
         )
 
-    async def _heartbeat_loop(self, task: AgentTask, control: _Control) -> None:
+    def _heartbeat_interval(self, task: AgentTask) -> float:
         timeout = (
             task.timeouts.heartbeat or self._config.timeouts.heartbeat or PLATFORM_TIMEOUTS.heartbeat or 30.0
         )
-        interval = max(timeout * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+        return max(timeout * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+
+    async def _heartbeat_loop(self, task: AgentTask, control: _Control) -> None:
+        """Heartbeats every interval from the first one's due time (when it is started)."""
+        interval = self._heartbeat_interval(task)
+        first = True
         while True:
-            await asyncio.sleep(interval)
+            if not first:
+                await asyncio.sleep(interval)
+            first = False
             try:
                 answer = await self._heartbeat(task.attempt_id, control.details)
             except NotFoundError:
