@@ -48,6 +48,19 @@ def inject_context(context: otel_context.Context | None = None) -> dict[str, str
     return carrier
 
 
+class _HashedResource(Resource):
+    """A Resource whose hash is computed once. The OTLP encoder groups every span it encodes by
+    its resource, and a Resource hashes the sorted JSON of its attributes at each call (~3% of the
+    agent's CPU under load); a Resource is immutable, so its hash never changes."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def _redact_attributes(redactor: Redactor, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
@@ -187,7 +200,7 @@ def build_tracer_provider(
     span without a parent, which a task never produces, is sampled."""
     provider = TracerProvider(
         sampler=ParentBased(root=ALWAYS_ON),
-        resource=Resource.create({"service.name": SERVICE_NAME, "accord.team": team}),
+        resource=_HashedResource(Resource.create({"service.name": SERVICE_NAME, "accord.team": team})),
     )
     if not export:
         return provider

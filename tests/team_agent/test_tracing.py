@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -132,3 +133,14 @@ def test_spans_are_exported_with_every_secret_masked_and_clean_ones_as_they_are(
         assert dict(spans["url-encoded"].attributes or {}) == {"q": "a=***"}
     finally:
         provider.shutdown()
+
+
+def test_the_resource_is_the_agents_and_hashes_as_a_plain_resource_would() -> None:
+    provider = build_tracer_provider(
+        team="payments", coordinator="127.0.0.1:1", token="t", redactor=Redactor(()), export=False
+    )
+    resource = provider.resource
+    assert resource.attributes["service.name"] == "accord-agent"
+    assert resource.attributes["accord.team"] == "payments"
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert hash(resource) == hash(plain) and resource == plain
