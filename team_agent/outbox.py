@@ -18,8 +18,8 @@ import contextlib
 import json
 import logging
 import os
+import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +89,7 @@ class Outbox:
     def _write_file(self, name: str, document: Any) -> Path:
         self._ensure()
         final = self.directory / name
-        temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
+        temporary = self.directory / f".tmp-{random.getrandbits(128):032x}"
         data = json.dumps(document, separators=(",", ":")).encode()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -143,7 +143,7 @@ class Outbox:
         if len(entries) == 1:
             return await self.put(entries[0])
         first = entries[0]
-        name = f"{int(first.created * 1_000_000):020d}-batch-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        name = f"{int(first.created * 1_000_000):020d}-batch-{random.getrandbits(48):012x}{_SUFFIX}"
         document = {_BATCH_KEY: [_document(entry) for entry in entries]}
         path = await _in_thread(self._write_file, name, document)
         self._hold(path, entries)
