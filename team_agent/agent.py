@@ -1087,11 +1087,9 @@ class Agent:
                     )
                 else:
                     logger.info(
-                        "%s of attempt %s (%s/%s) ignored: the attempt is no longer current",
+                        "%s of attempt %s ignored: the attempt is no longer current",
                         entry.kind,
                         entry.attempt_id,
-                        entry.run_id,
-                        entry.step_id,
                     )
                 break
             await asyncio.sleep(self._jitter(delay))
