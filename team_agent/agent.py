@@ -90,6 +90,9 @@ OUTBOX_LINGER = 0.001
 OUTBOX_BATCH = 64
 # A stream that lived this long before it broke reconnects after the shortest backoff.
 STREAM_HEALTHY_AFTER = 5.0
+# A task still running after this long is logged at INFO (``running attempt ...``); one that ends
+# sooner logs only its result's delivery (one INFO line per task; at DEBUG, both at once).
+RUNNING_LOG_AFTER = 1.0
 
 
 @dataclass
@@ -113,16 +116,18 @@ class _Binding:
 
 @dataclass
 class _Control:
-    """Why a running task must stop early (set by heartbeats or shutdown)."""
+    """Why a running task must stop early (set by heartbeats or shutdown). Made on the loop."""
 
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Done once the task must stop (a future, not an Event: the engine's wait races it directly,
+    # with no task of its own waiting on an Event).
+    stopped: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     reason: str = ""  # "cancel" | "lease_lost" | "shutdown"
     details: dict[str, Any] = field(default_factory=dict)
 
     def stop(self, reason: str) -> None:
-        if not self.event.is_set():
+        if not self.stopped.done():
             self.reason = reason
-            self.event.set()
+            self.stopped.set_result(None)
 
 
 def _same_binding(a: BindingConfig, b: BindingConfig) -> bool:
@@ -138,6 +143,19 @@ def _is_sensitive(path: str, sensitive: tuple[str, ...], side: str) -> bool:
         if path == prefix or path.startswith((prefix + ".", prefix + "[")):
             return True
     return False
+
+
+def _log_running(level: int, task: AgentTask, engine: str, began: float) -> None:
+    logger.log(
+        level,
+        "running attempt %s (%s/%s #%d) on %s, started %.1fs ago",
+        task.attempt_id,
+        task.run_id,
+        task.step_id,
+        task.attempt,
+        engine,
+        time.monotonic() - began,
+    )
 
 
 def _violations_payload(violations: list[Violation], contract: Contract, side: str) -> list[dict[str, str]]:
@@ -618,16 +636,18 @@ class Agent:
             )
             entry = self._entry(task, "release", reason=f"agent no longer serves {task.binding_key}")
         else:
-            logger.info(
-                "running attempt %s (%s/%s #%d) on %s",
-                task.attempt_id,
-                task.run_id,
-                task.step_id,
-                task.attempt,
-                binding.config.engine,
-            )
             binding.inflight += 1
             began = time.monotonic()
+            # One INFO line per task (its result's delivery, below): a task still running after
+            # RUNNING_LOG_AFTER says so then; at DEBUG every task says so as it starts.
+            engine = binding.config.engine
+            running_line: asyncio.TimerHandle | None = None
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_running(logging.DEBUG, task, engine, began)
+            else:
+                running_line = asyncio.get_running_loop().call_later(
+                    RUNNING_LOG_AFTER, _log_running, logging.INFO, task, engine, began
+                )
             entry = None
             try:
                 entry = await self._execute(task, binding, control)
@@ -637,6 +657,8 @@ class Agent:
                     task, TaskFailure(type(exc).__name__, f"agent error: {exc}", retryable=True)
                 )
             finally:
+                if running_line is not None:
+                    running_line.cancel()
                 binding.inflight -= 1
                 if self._metrics is not None:
                     outcome = _OUTCOMES.get(entry.kind, entry.kind) if entry is not None else "stopped"
@@ -721,7 +743,13 @@ class Agent:
 
     async def _execute(self, task: AgentTask, binding: _Binding, control: _Control) -> OutboxEntry | None:
         attributes = self._span_attributes(task)
-        heartbeat = asyncio.create_task(self._heartbeat_loop(task, control))
+        # The first heartbeat is due only after an interval: its task is made then (most tasks
+        # end before, and need none), from a timer cancelled when the task ends.
+        heartbeats: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self._heartbeat_interval(task),
+            lambda: heartbeats.append(asyncio.create_task(self._heartbeat_loop(task, control))),
+        )
         try:
             with self._tracer.start_as_current_span(
                 "agent.receive", context=extract_context(task.trace_context), attributes=attributes
@@ -732,9 +760,11 @@ class Agent:
                     receive_span.set_attribute("accord.error_type", entry.failure.get("type", ""))
                 return entry
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            timer.cancel()
+            for heartbeat in heartbeats:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
 
     async def _execute_in_span(
         self, task: AgentTask, binding: _Binding, control: _Control, attributes: dict[str, Any]
@@ -848,18 +878,15 @@ class Agent:
             )
         control.details = handle.details
         waiter = asyncio.create_task(adapter.wait(handle))
-        stopper = asyncio.create_task(control.event.wait())
         timeout = None if context.deadline is None else max(context.deadline - time.time(), 0.0)
         try:
             done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {waiter, control.stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:
             waiter.cancel()
             await adapter.cancel(handle)
             raise
-        finally:
-            stopper.cancel()
         if waiter in done:
             try:
                 return waiter.result()
@@ -890,13 +917,20 @@ class Agent:
             "Timeout", "the task ran past its deadline; the engine's work was stopped", True, handle.details
         )
 
-    async def _heartbeat_loop(self, task: AgentTask, control: _Control) -> None:
+    def _heartbeat_interval(self, task: AgentTask) -> float:
         timeout = (
             task.timeouts.heartbeat or self._config.timeouts.heartbeat or PLATFORM_TIMEOUTS.heartbeat or 30.0
         )
-        interval = max(timeout * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+        return max(timeout * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+
+    async def _heartbeat_loop(self, task: AgentTask, control: _Control) -> None:
+        """Heartbeats every interval from the first one's due time (when it is started)."""
+        interval = self._heartbeat_interval(task)
+        first = True
         while True:
-            await asyncio.sleep(interval)
+            if not first:
+                await asyncio.sleep(interval)
+            first = False
             try:
                 answer = await self._heartbeat(task.attempt_id, control.details)
             except NotFoundError:
@@ -1044,7 +1078,13 @@ class Agent:
                 logger.debug("delivery of %s for %s failed: %s", entry.kind, entry.attempt_id, exc)
             else:
                 if accepted:
-                    logger.info("%s of attempt %s delivered", entry.kind, entry.attempt_id)
+                    logger.info(
+                        "%s of attempt %s (%s/%s) delivered",
+                        entry.kind,
+                        entry.attempt_id,
+                        entry.run_id,
+                        entry.step_id,
+                    )
                 else:
                     logger.info(
                         "%s of attempt %s ignored: the attempt is no longer current",

@@ -18,13 +18,16 @@ import contextlib
 import json
 import logging
 import os
+import random
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SUFFIX = ".json"
 _BATCH_KEY = "batch"
@@ -49,6 +52,18 @@ class OutboxEntry:
         return f"{int(self.created * 1_000_000):020d}-{self.attempt_id}-{self.kind}{_SUFFIX}"
 
 
+def _document(entry: OutboxEntry) -> dict[str, Any]:
+    """``entry``'s fields, as ``asdict`` gives them but without its deep copy (the document is
+    only serialised, never changed): the same JSON."""
+    return entry.__dict__
+
+
+def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``function(*args)`` in the loop's default executor: ``asyncio.to_thread`` without its
+    copy of the context (the file work needs none), once per outbox write."""
+    return asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
 class Outbox:
     """A directory of pending results. Blocking file work runs in a thread."""
 
@@ -69,12 +84,12 @@ class Outbox:
             os.close(fd)
 
     def _write(self, entry: OutboxEntry) -> Path:
-        return self._write_file(entry.file_name, asdict(entry))
+        return self._write_file(entry.file_name, _document(entry))
 
     def _write_file(self, name: str, document: Any) -> Path:
         self._ensure()
         final = self.directory / name
-        temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
+        temporary = self.directory / f".tmp-{random.getrandbits(128):032x}"
         data = json.dumps(document, separators=(",", ":")).encode()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -121,16 +136,16 @@ class Outbox:
             self._in_batch[entry.request_id] = (path, remaining)
 
     async def put(self, entry: OutboxEntry) -> None:
-        await asyncio.to_thread(self._write, entry)
+        await _in_thread(self._write, entry)
 
     async def put_batch(self, entries: list[OutboxEntry]) -> None:
         """Write ``entries`` durably as one file (one write and its fsyncs for them all)."""
         if len(entries) == 1:
             return await self.put(entries[0])
         first = entries[0]
-        name = f"{int(first.created * 1_000_000):020d}-batch-{uuid.uuid4().hex[:12]}{_SUFFIX}"
-        document = {_BATCH_KEY: [asdict(entry) for entry in entries]}
-        path = await asyncio.to_thread(self._write_file, name, document)
+        name = f"{int(first.created * 1_000_000):020d}-batch-{random.getrandbits(48):012x}{_SUFFIX}"
+        document = {_BATCH_KEY: [_document(entry) for entry in entries]}
+        path = await _in_thread(self._write_file, name, document)
         self._hold(path, entries)
 
     async def remove(self, entry: OutboxEntry) -> None:

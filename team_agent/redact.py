@@ -57,6 +57,10 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._forms)
 
+    def found_in(self, text: str) -> bool:
+        """Whether any secret (in any of its forms) occurs in ``text``."""
+        return any(form in text for form in self._forms)
+
     def text(self, text: str) -> str:
         for form in self._forms:
             if form in text:

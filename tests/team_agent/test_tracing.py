@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from team_agent.redact import Redactor
 from team_agent.tracing import (
@@ -82,3 +84,63 @@ def test_spans_go_out_with_the_token_in_use() -> None:
     assert shut == ["old"]
     provider.shutdown()
     assert shut == ["old", "new"]
+
+
+def test_spans_are_exported_with_every_secret_masked_and_clean_ones_as_they_are() -> None:
+    secret = "s3cr3t-value"
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(
+        team="payments",
+        coordinator="127.0.0.1:1",
+        token="t",
+        redactor=Redactor([secret, "other-secret"]),
+        exporter=exporter,
+    )
+    tracer = provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("clean", attributes={"accord.run_id": "run-1", "n": 3}):
+            pass
+        with tracer.start_as_current_span(f"named {secret}"):
+            pass
+        with tracer.start_as_current_span("attribute", attributes={"url": f"https://x/?k={secret}"}):
+            pass
+        with tracer.start_as_current_span("listed", attributes={"args": ["a", f'"{secret}"', "b"]}):
+            pass
+        with tracer.start_as_current_span("event") as span:
+            span.add_event(f"saw {secret}", {"why": f"because {secret}"})
+        with tracer.start_as_current_span("status") as span:
+            span.set_status(Status(StatusCode.ERROR, f"failed with other-secret and {secret}"))
+        with tracer.start_as_current_span("url-encoded", attributes={"q": "a=s3cr3t-value"}):
+            pass
+        provider.force_flush()
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+        assert set(spans) == {
+            "clean",
+            "named ***",
+            "attribute",
+            "listed",
+            "event",
+            "status",
+            "url-encoded",
+        }
+        assert dict(spans["clean"].attributes or {}) == {"accord.run_id": "run-1", "n": 3}
+        assert dict(spans["attribute"].attributes or {}) == {"url": "https://x/?k=***"}
+        assert tuple((spans["listed"].attributes or {})["args"]) == ("a", '"***"', "b")
+        assert [(e.name, dict(e.attributes or {})) for e in spans["event"].events] == [
+            ("saw ***", {"why": "because ***"})
+        ]
+        assert spans["status"].status.description == "failed with *** and ***"
+        assert dict(spans["url-encoded"].attributes or {}) == {"q": "a=***"}
+    finally:
+        provider.shutdown()
+
+
+def test_the_resource_is_the_agents_and_hashes_as_a_plain_resource_would() -> None:
+    provider = build_tracer_provider(
+        team="payments", coordinator="127.0.0.1:1", token="t", redactor=Redactor(()), export=False
+    )
+    resource = provider.resource
+    assert resource.attributes["service.name"] == "accord-agent"
+    assert resource.attributes["accord.team"] == "payments"
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert hash(resource) == hash(plain) and resource == plain
