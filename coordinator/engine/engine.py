@@ -1314,11 +1314,13 @@ class Engine:
                 offers: list[OfferRecord] = []
                 if keys and (woken or not self._dispatcher.known_empty(keys)):
                     read_since = time.monotonic()
-                    # Past the ones other polls here are claiming (passed by below), as many again.
+                    # Not those other polls here are claiming (nor any that start meanwhile:
+                    # passed by below).
                     offers = await self._store.offers(
                         await self._open_keys(keys),
-                        _OFFERS_PER_LOOK + len(self._claiming),
+                        _OFFERS_PER_LOOK,
                         await self._held_teams(),
+                        frozenset(self._claiming),
                     )
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)

@@ -263,10 +263,15 @@ class Store(Protocol):
 
     # task offers
     async def offers(
-        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+        self,
+        keys: list[tuple[str, int]],
+        limit: int,
+        held_teams: frozenset[str] = frozenset(),
+        passing: frozenset[str] = frozenset(),
     ) -> list[OfferRecord]:
         """The oldest ``limit`` offers on ``keys`` ((contract, major)), oldest first, passing by
-        those of runs started by a team in ``held_teams`` (at its concurrency limit)."""
+        those of runs started by a team in ``held_teams`` (at its concurrency limit) and those
+        of the attempts in ``passing`` (claims under way here)."""
 
     async def inflight_counts(self) -> dict[str, int]:
         """How many attempts agents run now for runs started by each team (``Changes.inflight_*``)."""

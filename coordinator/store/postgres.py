@@ -261,6 +261,7 @@ _OFFERS = (
     f" CROSS JOIN LATERAL (SELECT {', '.join(codec.OFFER_COLUMNS)} FROM offers"
     " WHERE offers.contract = k.contract AND offers.major = k.major"
     " AND NOT (offers.caller_team = ANY(%(held)s::text[]))"
+    " AND NOT (offers.attempt_id = ANY(%(passing)s::text[]))"
     " ORDER BY offered_ms, attempt_id LIMIT %(limit)s) AS o"
     " ORDER BY o.offered_ms, o.attempt_id LIMIT %(limit)s"
 )
@@ -1448,7 +1449,11 @@ class PostgresStore:
     # ---------- task offers ----------
 
     async def offers(
-        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+        self,
+        keys: list[tuple[str, int]],
+        limit: int,
+        held_teams: frozenset[str] = frozenset(),
+        passing: frozenset[str] = frozenset(),
     ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
@@ -1460,6 +1465,7 @@ class PostgresStore:
                 "majors": [major for _, major in unique],
                 "limit": limit,
                 "held": sorted(held_teams),
+                "passing": sorted(passing),
             },
         )
         return [codec.offer_from_row(r) for r in rows]

@@ -1273,7 +1273,11 @@ class SqliteStore:
     # ---------- task offers ----------
 
     async def offers(
-        self, keys: list[tuple[str, int]], limit: int, held_teams: frozenset[str] = frozenset()
+        self,
+        keys: list[tuple[str, int]],
+        limit: int,
+        held_teams: frozenset[str] = frozenset(),
+        passing: frozenset[str] = frozenset(),
     ) -> list[OfferRecord]:
         unique = list(dict.fromkeys(keys))
         if not unique or limit <= 0:
@@ -1282,8 +1286,10 @@ class SqliteStore:
         # bounded by keys x limit rows however long a queue has grown. One statement per key:
         # SQLite runs a UNION ALL of them, sorted again, at ten times the cost. Offers of the
         # teams in ``held_teams`` (at their concurrency limit) are passed by.
-        held = sorted(held_teams)
+        held, passed = sorted(held_teams), sorted(passing)
         skip = f" AND caller_team NOT IN ({','.join('?' for _ in held)})" if held else ""
+        if passed:
+            skip += f" AND attempt_id NOT IN ({','.join('?' for _ in passed)})"
         sql = (
             f"SELECT {_OFFER_COLUMNS} FROM offers WHERE contract = ? AND major = ?{skip}"
             " ORDER BY offered_ms, attempt_id LIMIT ?"
@@ -1291,7 +1297,8 @@ class SqliteStore:
 
         def read(c: sqlite3.Connection) -> list[Any]:
             queues = [
-                c.execute(sql, (contract, major, *held, limit)).fetchall() for contract, major in unique
+                c.execute(sql, (contract, major, *held, *passed, limit)).fetchall()
+                for contract, major in unique
             ]
             rows = heapq.merge(*queues, key=lambda r: (r[4], r[0]))  # offered_ms, attempt_id
             return list(itertools.islice(rows, limit))

@@ -761,6 +761,10 @@ class StoreConformance:
         # The quiet team's offer is found however many of the held team's are older.
         found = await store.offers([charge], 3, frozenset({"flooder"}))
         assert found == [mine] and found[0].caller_team == "quiet"
+        # Offers being claimed here are passed by too, with held teams or without.
+        passing = frozenset({"a0", "a2"})
+        assert [o.attempt_id for o in await store.offers([charge], 3, passing=passing)] == ["a1", "a3", "a4"]
+        assert await store.offers([charge], 3, frozenset({"flooder"}), frozenset({"b1"})) == []
         assert await store.inflight_counts() == {}
         await store.apply(
             Changes(inflight_add=[("a0", "flooder", "payments/charge"), ("a1", "flooder", "payments/charge")])
