@@ -51,7 +51,6 @@ from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks, payload_si
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
-from coordinator.engine import spans as span_builders
 from coordinator.engine.limits import SETTING_KEY as LIMITS_SETTING
 from coordinator.engine.limits import (
     TeamLimits,
@@ -101,7 +100,7 @@ from coordinator.store.records import (
     VersionConflict,
     WorkflowRecord,
 )
-from coordinator.telemetry.propagation import format_traceparent, parse_traceparent
+from coordinator.telemetry.propagation import format_traceparent, new_span_id, new_trace_id, parse_traceparent
 from coordinator.telemetry.sampling import decide_sampled
 from coordinator.telemetry.sink import SpanSink
 
@@ -948,7 +947,7 @@ class Engine:
             for name, major in adapted.items()
         ]
         parent = parse_traceparent(traceparent)
-        trace_id = parent.trace_id if parent else span_builders.new_trace_id()
+        trace_id = parent.trace_id if parent else new_trace_id()
         # Sampled or not, once for the whole run: every task carries it in its traceparent flags.
         sampled = decide_sampled(trace_id, parent.flags if parent else None, self._sampling_env)
         created = now_ms()
@@ -961,7 +960,7 @@ class Engine:
             input=run_input,
             created_ms=created,
             trace_id=trace_id,
-            span_id=span_builders.new_span_id(),
+            span_id=new_span_id(),
             parent_span_id=parent.span_id if parent else "",
             links=list(links),
             idempotency_key=key,

@@ -65,6 +65,7 @@ from coordinator.store.records import (
     TaskFailure,
     TimerRecord,
 )
+from coordinator.telemetry.propagation import new_span_id
 
 DONE = (STEP_SUCCEEDED, STEP_SKIPPED)
 
@@ -88,7 +89,7 @@ def new_run(
     spec: Workflow,
     contracts: dict[str, Contract],
     team_defaults: dict[str, tuple[RetryPolicy, Timeouts]],
-    new_span_id: Any = span_builders.new_span_id,
+    new_span_id: Any = new_span_id,
 ) -> RunState:
     """The state of a run about to start: one pending step per workflow step, each with the
     retry and timeout policy resolved now (it stays stable for the run's life)."""
@@ -480,7 +481,7 @@ def new_attempt(state: RunState, step: StepRecord, tr: Transition) -> None:
         status=ATTEMPT_SCHEDULED,
         contract=contract.name,
         major=contract.major,
-        span_id=span_builders.new_span_id(),
+        span_id=new_span_id(),
         scheduled_ms=now,
     )
     if timeouts.schedule_to_start:
@@ -554,7 +555,7 @@ def advance(state: RunState, tr: Transition, limits: Limits) -> None:
                         team=step.team,
                         status=STEP_PENDING,
                         idempotency_key=f"{run.run_id}:{item_id}",
-                        span_id=span_builders.new_span_id(),
+                        span_id=new_span_id(),
                         input=item_input,
                         policy=step.policy,
                     )

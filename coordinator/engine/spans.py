@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from contracts.errors import UnreachableError
 from coordinator.store.base import Store
@@ -41,20 +40,6 @@ class StoreSpanSink:
 
     async def emit(self, records: list[SpanRecord]) -> None:
         await self._store.insert_spans(records)
-
-
-# Trace and span ids need to be unique, not secret: like the OpenTelemetry SDK's id generator,
-# draw them from the PRNG (seeded from the OS) instead of a urandom syscall per id, which showed
-# in the coordinator's profile (three span ids per step).
-_random = random.Random()
-
-
-def new_trace_id() -> str:
-    return f"{_random.getrandbits(128) or 1:032x}"
-
-
-def new_span_id() -> str:
-    return f"{_random.getrandbits(64) or 1:016x}"
 
 
 def _status(ok: bool, error: TaskFailure | None) -> tuple[str, str]:
