@@ -173,6 +173,36 @@ def _scan(path: Path, data: bytes, *, live: bool) -> _Scan:
     return scan
 
 
+def entries_on_disk(directory: str | Path) -> list[OutboxEntry]:
+    """The results in the outbox at ``directory`` not yet answered, oldest first, read without
+    changing anything (no lock taken, nothing adopted, moved or deleted): for a look from outside
+    (tests, an operator), not for delivery. A record being appended is not counted yet."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    entries: list[OutboxEntry] = []
+    for path in sorted(directory.glob(f"*{_SUFFIX}")):
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+            document = json.loads(path.read_bytes())
+            if isinstance(document, dict) and _BATCH_KEY in document:
+                entries += [OutboxEntry(**item) for item in document[_BATCH_KEY]]
+            else:
+                entries.append(OutboxEntry(**document))
+    puts: dict[str, OutboxEntry] = {}
+    done: set[str] = set()
+    for path in sorted(directory.glob(f"*{_LOG_SUFFIX}")):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        scan = _scan(path, data, live=True)
+        puts.update((entry.request_id, entry) for entry in scan.puts)
+        done |= scan.done
+    entries += [entry for request_id, entry in puts.items() if request_id not in done]
+    entries.sort(key=lambda entry: entry.created)
+    return entries
+
+
 class Outbox:
     """A directory of pending results. Blocking file work runs in a thread."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import team_agent.outbox as outbox_module
-from team_agent.outbox import Outbox, OutboxEntry
+from team_agent.outbox import Outbox, OutboxEntry, entries_on_disk
 
 
 def _entry(n: int, **fields: Any) -> OutboxEntry:
@@ -132,7 +132,7 @@ async def test_a_write_is_synced_before_put_returns(tmp_path: Path, monkeypatch:
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from team_agent.outbox import Outbox, OutboxEntry
+    from team_agent.outbox import Outbox, OutboxEntry, entries_on_disk
 
     async def main(directory):
         outbox = Outbox(directory, owner="writer", segment_bytes=20_000)
@@ -333,6 +333,21 @@ async def test_a_failed_write_is_reported_and_nothing_is_appended_after_it(
     _crash(outbox)
     replayed = await Outbox(tmp_path).pending()
     assert _entry(1) in replayed and _entry(3) in replayed
+
+
+async def test_entries_on_disk_reads_without_changing_anything(tmp_path: Path) -> None:
+    assert entries_on_disk(tmp_path / "none") == []
+    _legacy_file(tmp_path, _entry(1))
+    outbox = Outbox(tmp_path)
+    await outbox.put_batch([_entry(2), _entry(3)])
+    await outbox.remove(_entry(2))
+    await asyncio.sleep(0)
+    assert entries_on_disk(tmp_path) == [_entry(1), _entry(3)]
+    _crash(outbox)  # a dead process's segment: read, not taken over
+    before = {path.name: path.read_bytes() for path in _files(tmp_path, "*")}
+    assert entries_on_disk(tmp_path) == [_entry(1), _entry(3)]
+    assert {path.name: path.read_bytes() for path in _files(tmp_path, "*")} == before
+    assert await Outbox(tmp_path).pending() == [_entry(1), _entry(3)]
 
 
 # -- replicas sharing one directory -----------------------------------------------------------
