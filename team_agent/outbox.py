@@ -254,7 +254,15 @@ class Outbox:
         temporary = self.directory / f".tmp-{random.getrandbits(128):032x}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"cannot lock an outbox log in {self.directory} ({exc.strerror}): the outbox"
+                    " needs a file system with flock, which tells a running replica's log from a"
+                    " dead one's",
+                ) from exc
             os.rename(temporary, segment.path)
             self._fsync_dir()
         except BaseException:
@@ -432,6 +440,7 @@ class Outbox:
         return entries
 
     def _pending(self) -> tuple[list[OutboxEntry], _Segment | None]:
+        # In a thread, before this outbox writes anything (the agent calls it first, at start).
         if not self.directory.is_dir():
             return [], None
         entries = self._pending_files()
