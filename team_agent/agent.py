@@ -201,7 +201,7 @@ class Agent:
         self._tracer = tracer
         self._redactor = redactor
         self._loader = loader
-        self._outbox = Outbox(options.state_dir / "outbox")
+        self._outbox = Outbox(options.state_dir / "outbox", owner=options.agent_id)
         self._contracts: dict[str, Contract] = {}
         self._random = random.Random()
         self._running: dict[str, asyncio.Task[None]] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from team_agent.outbox import entries_on_disk
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
@@ -68,7 +69,7 @@ async def test_coordinator_crash_under_a_running_task_delivers_once(
     coordinator_process.kill9()
     # The task finishes while the coordinator is down; its result waits in the outbox.
     outbox = agent.state_dir / "outbox"
-    await wait_until(lambda: list(outbox.glob("*.json")), "the result never reached the outbox")
+    await wait_until(lambda: entries_on_disk(outbox), "the result never reached the outbox")
     assert len(executions(marker)) == 1
     coordinator_process.restart()
 
@@ -78,7 +79,7 @@ async def test_coordinator_crash_under_a_running_task_delivers_once(
     await agent.wait_for_log("delivered")
     assert len(executions(marker)) == 1
     # Logged as delivered, then removed: wait for the removal itself.
-    await wait_until(lambda: not list(outbox.glob("*.json")), "the delivered result stayed in the outbox")
+    await wait_until(lambda: not entries_on_disk(outbox), "the delivered result stayed in the outbox")
 
 
 async def test_an_agent_killed_mid_task_loses_its_lease_to_another_replica(
@@ -159,11 +160,10 @@ async def test_the_outbox_survives_an_agent_restart(
     await wait_until(lambda: executions(marker), "the engine never started the task")
     coordinator_process.stop()
     outbox = agent.state_dir / "outbox"
-    await wait_until(lambda: list(outbox.glob("*.json")), "the result never reached the outbox")
+    await wait_until(lambda: entries_on_disk(outbox), "the result never reached the outbox")
     # Stopped while the coordinator is down: the result stays on disk.
     assert await asyncio.to_thread(agent.stop) == 0
-    left = list(outbox.glob("*.json"))
-    assert len(left) == 1
+    assert len(entries_on_disk(outbox)) == 1
 
     coordinator_process.restart()
     restarted = agents.start(team, config)  # same name: same agent id and state dir
@@ -174,4 +174,4 @@ async def test_the_outbox_survives_an_agent_restart(
     assert len(executions(marker)) == 1
     # The entry goes once the coordinator's answer is back, which may come after the run is seen
     # finished: wait for that, not for the log line that says delivery began.
-    await wait_until(lambda: not list(outbox.glob("*.json")), "the delivered result stayed in the outbox")
+    await wait_until(lambda: not entries_on_disk(outbox), "the delivered result stayed in the outbox")

@@ -4,10 +4,12 @@ happens to equal a secret is data; a result the coordinator refuses fails the at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from team_agent.outbox import OutboxEntry, entries_on_disk
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     Agents,
     CoordinatorProcess,
@@ -62,6 +64,14 @@ async def test_a_number_equal_to_a_secret_is_delivered_and_the_secret_in_stderr_
     assert PIN not in stderr_tail and PIN not in error.message
 
 
+def _as_an_older_agent_left_it(outbox: Path, entry: OutboxEntry, output_json: str) -> None:
+    """Replace the (stopped) agent's log with ``entry`` as an older agent wrote it: one file."""
+    for log in outbox.glob("*.log"):
+        log.unlink()
+    document = {**dataclasses.asdict(entry), "output_json": output_json}
+    (outbox / entry.file_name).write_text(json.dumps(document))
+
+
 async def test_an_output_the_coordinator_refuses_fails_the_attempt_saying_why(
     coordinator_process: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
@@ -81,14 +91,13 @@ async def test_an_output_the_coordinator_refuses_fails_the_attempt_saying_why(
     await wait_until(marker.exists, "the engine never started the task")
     coordinator_process.stop()
     outbox = agent.state_dir / "outbox"
-    await wait_until(lambda: list(outbox.glob("*.json")), "the result never reached the outbox")
+    await wait_until(lambda: entries_on_disk(outbox), "the result never reached the outbox")
     assert await asyncio.to_thread(agent.stop) == 0
-    # What an older agent left in its outbox: the secret masked in the serialised output.
-    [entry_path] = list(outbox.glob("*.json"))
-    entry = json.loads(entry_path.read_text())
-    assert entry["kind"] == "complete"
-    entry["output_json"] = '{"amount_cents":***}'
-    entry_path.write_text(json.dumps(entry))
+    # What an older agent left in its outbox (one file per result, the previous format): the
+    # secret masked in the serialised output.
+    [entry] = entries_on_disk(outbox)
+    assert entry.kind == "complete"
+    await asyncio.to_thread(_as_an_older_agent_left_it, outbox, entry, '{"amount_cents":***}')
 
     coordinator_process.restart()
     restarted = agents.start(team, config)  # same name: same agent id and state dir
@@ -102,4 +111,4 @@ async def test_an_output_the_coordinator_refuses_fails_the_attempt_saying_why(
     assert attempt.error.message.startswith("the coordinator refused this attempt's output:")
     assert "output_json is not valid JSON" in attempt.error.message, attempt.error.message
     await restarted.wait_for_log("reporting it as a non-retryable failure")
-    await wait_until(lambda: not list(outbox.glob("*.json")), "the refused result stayed in the outbox")
+    await wait_until(lambda: not entries_on_disk(outbox), "the refused result stayed in the outbox")

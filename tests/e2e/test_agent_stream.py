@@ -20,6 +20,7 @@ import pytest
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.agent.v2 import agent_stream_service_pb2 as stream_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
+from team_agent.outbox import entries_on_disk
 from tests.e2e.agent_harness import (  # noqa: F401 - fixtures
     ECHO,
     Agents,
@@ -101,9 +102,9 @@ async def test_credit_never_offers_more_tasks_than_free_slots(
 async def test_kill_9_of_the_agent_with_results_on_disk_loses_none_and_runs_none_twice(
     coordinator: CoordinatorProcess, agents: Agents, tmp_path: Path
 ) -> None:
-    """Four results end together while no coordinator answers: they reach the outbox (in batch
-    files: how many results share one depends on when each ends, see test_outbox.py for a batch
-    read back after a crash), the agent is killed -9, and a new one delivers every result once."""
+    """Four results end together while no coordinator answers: they reach the outbox (in batches:
+    how many results share one depends on when each ends, see test_outbox.py for a log read
+    back after a crash), the agent is killed -9, and a new one delivers every result once."""
     # Heartbeat timeout 30 s: the leases outlive the coordinator's absence.
     team = await team_with_flow(coordinator, heartbeat="30s")
     marker, release = tmp_path / "ran", tmp_path / "release"
@@ -116,15 +117,7 @@ async def test_kill_9_of_the_agent_with_results_on_disk_loses_none_and_runs_none
     outbox = agent.state_dir / "outbox"
 
     def results_on_disk() -> list[str]:
-        found = []
-        for path in outbox.glob("*.json"):
-            document = json.loads(path.read_text())
-            found += (
-                [e["attempt_id"] for e in document["batch"]]
-                if "batch" in document
-                else [document["attempt_id"]]
-            )
-        return found
+        return [entry.attempt_id for entry in entries_on_disk(outbox)]
 
     await wait_until(lambda: len(results_on_disk()) == 4, "the four results never reached the outbox")
     agent.kill()
@@ -137,7 +130,7 @@ async def test_kill_9_of_the_agent_with_results_on_disk_loses_none_and_runs_none
         assert [a.status for a in run.steps[0].attempts] == [pb.ATTEMPT_STATUS_SUCCEEDED]
     await restarted.wait_for_log("left in the outbox")
     assert len(executions(marker)) == 4
-    await wait_until(lambda: not list(outbox.glob("*.json")), "the delivered results stayed in the outbox")
+    await wait_until(lambda: not entries_on_disk(outbox), "the delivered results stayed in the outbox")
 
 
 async def test_a_revoked_token_closes_the_stream(
