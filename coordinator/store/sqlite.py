@@ -373,13 +373,15 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
-    def _loop_reader(self) -> sqlite3.Connection:
-        """The calling thread's connection for ``_lookup``: it never waits for a lock."""
-        conn = getattr(self._local, "lookups", None)
+    def _never_waiting(self, name: str, *pragmas: str) -> sqlite3.Connection:
+        """The calling thread's connection ``name`` (made once, closed with the store), which
+        never waits for a lock: the event loop's, for ``_lookup`` and ``_write_here``."""
+        conn = getattr(self._local, name, None)
         if conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.lookups = conn
+            conn = self._connect()
+            for pragma in ("busy_timeout=0", *pragmas):
+                conn.execute(f"PRAGMA {pragma}")
+            setattr(self._local, name, conn)
             with self._lock:
                 self._reader_conns.append(conn)
         return conn
@@ -394,7 +396,7 @@ class SqliteStore:
         holding over ``_LOOKUP_DECODE_BYTES`` of text are decoded in a reader thread; a read
         that finds the database busy (it never waits here) is made again in one."""
         try:
-            rows = fetch(self._loop_reader())
+            rows = fetch(self._never_waiting("lookups"))
         except sqlite3.OperationalError:
             return await self._read(lambda c: decode(fetch(c)))
         size = sum(len(value) for row in rows for value in row if isinstance(value, str | bytes))
@@ -432,17 +434,6 @@ class SqliteStore:
             loop.call_soon(self._commit_here)
         return await future
 
-    def _loop_writer(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "writes", None)
-        if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA busy_timeout=0")
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
-            self._local.writes = conn
-            with self._lock:
-                self._reader_conns.append(conn)
-        return conn
-
     def _commit_here(self) -> None:
         batch: list[_Job] = getattr(self._local, "here", None) or []
         self._local.here = []
@@ -452,14 +443,9 @@ class SqliteStore:
             error = RuntimeError(f"the SQLite store {self._path} is not open")
             _resolve_all([(future, error, False) for _, future, _ in batch])
             return
-        if self._checkpointing:  # the writer thread takes them after it
-            for job in batch:
-                self._jobs.put(job)
-            return
-        try:
-            conn = self._loop_writer()
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:  # busy: the writer thread is writing, and takes these too
+        # While the writer thread checkpoints, or holds the database, it takes these too.
+        conn = None if self._checkpointing else self._begin_here()
+        if conn is None:
             for job in batch:
                 self._jobs.put(job)
             return
@@ -473,6 +459,16 @@ class SqliteStore:
             self._since_checkpoint = 0
             self._checkpointing = True
             self._jobs.put(_CHECKPOINT)
+
+    def _begin_here(self) -> sqlite3.Connection | None:
+        """The loop's write connection in a transaction begun now; None when the database is
+        busy (it never waits). The writer thread checkpoints, not this connection's commits."""
+        try:
+            conn = self._never_waiting("writes", "wal_autocheckpoint=0")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return None
+        return conn
 
     def _run_batch(
         self,
