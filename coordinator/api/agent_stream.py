@@ -54,6 +54,11 @@ MAX_ITEMS = 256
 # Messages of results (and of heartbeats) read but not yet applied, per stream.
 _QUEUED = 4
 _POLL_WAIT_S = 20.0
+# An ack waits up to this long for a message that goes to its agent anyway (a task, a heartbeat's
+# answer) rather than going alone at once: the agent's slot was freed when it sent the result, so
+# nothing waits for the ack but the agent's outbox, while the next step's task, going out to
+# another agent in the same moment, is on the run's critical path (docs/agent.md, "The wire").
+ACK_LINGER_S = 0.02
 
 
 def _code(status: grpc.StatusCode) -> int:
@@ -122,6 +127,7 @@ class _Session:
         self._tasks: list[agent_pb.Task] = []
         self._acks: list[stream_pb.Ack] = []
         self._answers: list[stream_pb.HeartbeatAnswer] = []
+        self._acks_due: asyncio.TimerHandle | None = None  # when acks go alone (ACK_LINGER_S)
         self._wake = asyncio.Event()
         self._finished = False
         self._closing = ""
@@ -152,6 +158,8 @@ class _Session:
                 if self.error is not None or self._finished:
                     return
         finally:
+            if self._acks_due is not None:
+                self._acks_due.cancel()
             for helper in [*helpers, *self._pollers]:
                 helper.cancel()
             await asyncio.gather(*helpers, *self._pollers, return_exceptions=True)
@@ -172,6 +180,9 @@ class _Session:
         )
         self._welcome = None
         self._tasks, self._acks, self._answers = [], [], []
+        if self._acks_due is not None:
+            self._acks_due.cancel()
+            self._acks_due = None
         return message
 
     async def close(self, reason: str) -> None:
@@ -310,7 +321,8 @@ class _Session:
             try:
                 acks = await asyncio.gather(*(self._apply(item) for item in batch))
                 self._acks.extend(acks)
-                self._wake.set()
+                if self._acks_due is None:
+                    self._acks_due = asyncio.get_running_loop().call_later(ACK_LINGER_S, self._wake.set)
             finally:
                 self._results.task_done()
 
