@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -54,33 +53,60 @@ class InlineBudgetSpent(BaseException):
     cancellation, so that no ``except Exception`` inside a check takes it for a failure."""
 
 
-# The CPU time (``time.thread_time``) past which the check in this context stops; 0: no budget.
-_inline_until: ContextVar[float] = ContextVar("accord_inline_until", default=0.0)
-# The clock is read every _CLOCK_EVERY calls: a thread's CPU clock is a system call.
+class _Budget:
+    """The inline budget of one check, in two halves: until ``wall_until`` (wall time, read
+    from a cheap clock) the check runs freely, since its CPU time cannot exceed the wall time
+    elapsed; from then on it has half its budget of thread CPU time (``cpu_until``, 0.0 until
+    then)."""
+
+    __slots__ = ("cpu_until", "half", "wall_until")
+
+    def __init__(self, seconds: float) -> None:
+        self.half = seconds / 2
+        self.wall_until = time.perf_counter() + self.half
+        self.cpu_until = 0.0
+
+
+# The budget of the check running in this context; None: no budget.
+_inline: ContextVar[_Budget | None] = ContextVar("accord_inline_budget", default=None)
+# The CPU clock is read every _CLOCK_EVERY calls: a thread's CPU clock is a system call.
 _CLOCK_EVERY = 16
 _calls = 0
 
 
-@contextmanager
-def inline_budget(seconds: float) -> Iterator[None]:
+class inline_budget:
     """Run the checks inside with ``seconds`` of this thread's CPU time at most (see the module
-    docstring). CPU time, not wall time: a busy machine that holds the thread back does not
-    count against the check."""
-    token = _inline_until.set(time.thread_time() + seconds)
-    try:
-        yield
-    finally:
-        _inline_until.reset(token)
+    docstring). A busy machine that holds the thread back counts against half the budget at
+    most: a check stops after between half its budget and its budget of CPU time.
+
+    Most checks on the event loop are small and end within half their budget of wall time; they
+    never read the thread's CPU clock, a system call (entering a budget is on every transition's
+    path). One that runs longer reads it then and gets the other half from there."""
+
+    __slots__ = ("_token", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        self._token = _inline.set(_Budget(self.seconds))
+
+    def __exit__(self, *exc: object) -> None:
+        _inline.reset(self._token)
 
 
 def spend_inline() -> None:
     """Called as a check works: :class:`InlineBudgetSpent` once the inline budget is used up."""
     global _calls
-    until = _inline_until.get()
-    if not until:
+    budget = _inline.get()
+    if budget is None:
+        return
+    if not budget.cpu_until:
+        if time.perf_counter() > budget.wall_until:
+            budget.cpu_until = time.thread_time() + budget.half
         return
     _calls += 1
-    if _calls % _CLOCK_EVERY == 0 and time.thread_time() > until:
+    if _calls % _CLOCK_EVERY == 0 and time.thread_time() > budget.cpu_until:
         raise InlineBudgetSpent
 
 

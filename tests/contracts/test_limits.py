@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from contracts import limits
 from contracts._yaml import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, MAX_DOCUMENT_VALUES
 from contracts.errors import FileProblemsError
+from contracts.limits import InlineBudgetSpent, inline_budget, spend_inline
 from contracts.loader import parse_contract_text, parse_workflow_text
 from contracts.validation import validate_payload
 from tests.support.scenario import contract
@@ -143,3 +146,38 @@ def test_the_violations_of_one_payload_are_capped() -> None:
     violations = validate_payload(schema, [1] * 20_000)
     assert len(violations) == MAX_VIOLATIONS + 1
     assert violations[-1].message == f"and more violations (only the first {MAX_VIOLATIONS} are listed)"
+
+
+def _spin_under_budget(seconds: float, budget: float) -> float:
+    """Spin for up to ``seconds`` of CPU under ``budget``, calling ``spend_inline`` as a check
+    does; the CPU time spent when it stopped (by the budget, or at ``seconds``)."""
+    start = time.thread_time()
+    with inline_budget(budget):
+        try:
+            while time.thread_time() - start < seconds:
+                spend_inline()
+        except InlineBudgetSpent:
+            pass
+    return time.thread_time() - start
+
+
+def test_the_inline_budget_stops_a_check_that_spends_it() -> None:
+    # Stopped near its budget, not run to its end (the clock is read every few calls).
+    assert _spin_under_budget(2.0, 0.05) < 1.0
+    # Within its budget a check runs to its end.
+    assert _spin_under_budget(0.02, 5.0) >= 0.02
+
+
+def test_each_check_has_its_own_budget_and_none_outside() -> None:
+    # A budget spent by one check does not carry over to the next one, nor outside any budget.
+    assert _spin_under_budget(2.0, 0.05) < 1.0
+    assert _spin_under_budget(0.1, 5.0) >= 0.1
+    start = time.thread_time()
+    while time.thread_time() - start < 0.1:
+        spend_inline()  # no budget: never raises
+    with inline_budget(0.05):
+        with inline_budget(5.0):
+            assert _spin_under_budget(0.1, 5.0) >= 0.1
+        with pytest.raises(InlineBudgetSpent):
+            for _ in range(10_000_000):
+                spend_inline()
