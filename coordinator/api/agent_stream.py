@@ -319,7 +319,10 @@ class _Session:
         while True:
             batch = await self._results.get()
             try:
-                acks = await asyncio.gather(*(self._apply(item) for item in batch))
+                if len(batch) == 1:  # as the one-at-a-time hop has it: no task of its own
+                    acks = [await self._apply(batch[0])]
+                else:
+                    acks = await asyncio.gather(*(self._apply(item) for item in batch))
                 self._acks.extend(acks)
                 if self._acks_due is None:
                     self._acks_due = asyncio.get_running_loop().call_later(ACK_LINGER_S, self._wake.set)
@@ -378,7 +381,10 @@ class _Session:
         while True:
             batch = await self._beats.get()
             try:
-                answers = await asyncio.gather(*(self._heartbeat(item) for item in batch))
+                if len(batch) == 1:
+                    answers = [await self._heartbeat(batch[0])]
+                else:
+                    answers = await asyncio.gather(*(self._heartbeat(item) for item in batch))
                 self._answers.extend(answers)
                 self._wake.set()
             finally:
