@@ -1227,8 +1227,8 @@ class SqliteStore:
         # same timer (the PostgreSQL store gets the same from FOR UPDATE SKIP LOCKED).
         def w(c: sqlite3.Connection) -> list[TimerRecord]:
             rows = c.execute(
-                "UPDATE timers SET claimed_until_ms = ? WHERE rowid IN ("
-                " SELECT rowid FROM timers WHERE due_ms <= ? AND claimed_until_ms <= ?"
+                "UPDATE timers SET claimed_until_ms = ? WHERE (kind, key) IN ("
+                " SELECT kind, key FROM timers WHERE due_ms <= ? AND claimed_until_ms <= ?"
                 " ORDER BY due_ms, kind, key LIMIT ?)"
                 " RETURNING kind, key, run_id, due_ms",
                 (now_ms + claim_ms, now_ms, now_ms, limit),
@@ -1498,8 +1498,8 @@ class SqliteStore:
 
     async def purge_requests(self, created_before_ms: int, limit: int) -> int:
         sql = (
-            "DELETE FROM requests WHERE rowid IN"
-            " (SELECT rowid FROM requests WHERE created_ms < ? ORDER BY created_ms LIMIT ?)"
+            "DELETE FROM requests WHERE (scope, request_id) IN"
+            " (SELECT scope, request_id FROM requests WHERE created_ms < ? ORDER BY created_ms LIMIT ?)"
         )
         return await self._write(lambda c: c.execute(sql, (created_before_ms, limit)).rowcount)
 

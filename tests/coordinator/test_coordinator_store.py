@@ -316,6 +316,54 @@ async def test_a_version_3_database_keeps_each_teams_token_as_its_default_token(
     assert _schema(db)[0] == NEWEST_SCHEMA
 
 
+async def test_a_version_16_database_keeps_its_timers_offers_inflight_and_requests(tmp_path: Path) -> None:
+    """0017 rebuilds the small tables every transition writes WITHOUT ROWID: what they held is
+    still there and still works (claimed, offered, counted, answered, purged)."""
+    db = tmp_path / "db.sqlite"
+    migrations = sorted(
+        f.name
+        for f in resources.files("coordinator.store.migrations").iterdir()
+        if f.name.endswith(".sql") and int(f.name.split("_", 1)[0]) <= 16
+    )
+    _migrations(db, *migrations)
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA user_version = 16")
+        connection.execute("INSERT INTO timers VALUES ('retry', 'r1/s', 'r1', 5, 0)")
+        connection.execute("INSERT INTO timers VALUES ('lease', 'r1:s:1', 'r1', 7, 0)")
+        connection.execute("INSERT INTO offers VALUES ('r2:s:1', 'r2', 'acme/c', 1, 3, 'acme')")
+        connection.execute("INSERT INTO inflight VALUES ('r3:s:1', 'acme', 'acme/c')")
+        connection.execute("INSERT INTO requests VALUES ('complete', 'q1', '{\"by\":\"a\"}', 10)")
+        connection.execute("INSERT INTO requests VALUES ('complete', 'q2', '{\"by\":\"a\"}', 99)")
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        claimed = await store.claim_timers(now_ms=10, limit=10, claim_ms=1000)
+        assert [(t.kind, t.key, t.run_id, t.due_ms) for t in claimed] == [
+            ("retry", "r1/s", "r1", 5),
+            ("lease", "r1:s:1", "r1", 7),
+        ]
+        assert await store.claim_timers(now_ms=10, limit=10, claim_ms=1000) == []  # claimed once
+        (offer,) = await store.offers([("acme/c", 1)], 10)
+        assert (offer.attempt_id, offer.run_id, offer.offered_ms, offer.caller_team) == (
+            "r2:s:1",
+            "r2",
+            3,
+            "acme",
+        )
+        assert await store.inflight_counts() == {"acme": 1}
+        assert await store.get_request("complete", "q1") == {"by": "a"}
+        assert await store.purge_requests(created_before_ms=50, limit=10) == 1
+        assert await store.get_request("complete", "q1") is None
+        assert await store.get_request("complete", "q2") == {"by": "a"}
+    finally:
+        await store.close()
+    assert _schema(db)[0] == NEWEST_SCHEMA
+    with sqlite3.connect(db) as connection:
+        for table in ("timers", "offers", "inflight", "requests"):
+            (sql,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+            assert sql.endswith("WITHOUT ROWID"), sql
+
+
 # ---------- the writer ----------
 
 
