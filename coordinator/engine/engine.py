@@ -109,8 +109,12 @@ T = TypeVar("T")
 
 # How often a transition that lost a compare-and-swap is tried again with the run read anew.
 _CONFLICT_RETRIES = 5
-# Offers read from the store per look of a poll.
+# Offers read from the store per look of a poll: a few beyond the one it claims, in case that
+# one is taken meanwhile. Alone on its store a coordinator's polls pass by each other's claims in
+# the query itself, so a claim is lost only to a run that moved on (cancelled, say); with other
+# coordinators on the store their polls claim from the same queue heads.
 _OFFERS_PER_LOOK = 8
+_OFFERS_PER_LOOK_ALONE = 2
 # How soon a poll that passed by offers other polls were claiming looks again.
 _PASSED_BY_S = 0.01
 # How long, and how many, runs that ended here are kept for the views that follow (Engine._ended).
@@ -1317,7 +1321,7 @@ class Engine:
                     # passed by below).
                     offers = await self._store.offers(
                         await self._open_keys(keys),
-                        _OFFERS_PER_LOOK,
+                        _OFFERS_PER_LOOK if self._store.shared else _OFFERS_PER_LOOK_ALONE,
                         await self._held_teams(),
                         frozenset(self._claiming),
                     )
