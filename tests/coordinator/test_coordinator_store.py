@@ -23,6 +23,7 @@ import pytest
 from contracts.errors import FailedPreconditionError
 from coordinator.store import codec
 from coordinator.store.records import (
+    INFLIGHT_TEAM,
     TIMER_LEASE,
     TIMER_RETRY,
     TIMER_SCHEDULE_TO_START,
@@ -30,6 +31,7 @@ from coordinator.store.records import (
     AttemptRecord,
     AuditRecord,
     Changes,
+    LimitReached,
     OfferRecord,
     RunFilter,
     RunRecord,
@@ -412,6 +414,31 @@ async def test_transitions_commit_on_the_loop_in_one_transaction_per_turn_and_a_
     await again.open()
     assert len(await again.list_runs(RunFilter(limit=1_000))) == 51
     await again.close()
+
+
+async def test_a_transition_alone_in_its_transaction_that_fails_writes_nothing(tmp_path: Path) -> None:
+    """A turn of the loop with one transition commits it without a savepoint: one refused after
+    it wrote some rows (here by a concurrency cap, checked last) leaves none of them."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.open()
+    try:
+        commits: list[float] = []
+        store.on_commit = commits.append
+        await store.apply(Changes(inflight_add=[("a0", "acme", "acme/c")]))
+        refused = Changes(
+            runs=[run_record("r1")],
+            inflight_add=[("a1", "acme", "acme/c")],
+            inflight_caps=[(INFLIGHT_TEAM, "acme", 1)],
+        )
+        with pytest.raises(LimitReached):
+            await store.apply(refused)
+        assert len(commits) == 2  # each alone in its turn of the loop
+        assert await store.get_run("r1") is None
+        assert await store.inflight_counts() == {"acme": 1}
+        await store.apply(Changes(runs=[run_record("r2")]))  # the connection is usable after it
+        assert await store.get_run("r2") is not None
+    finally:
+        await store.close()
 
 
 async def test_a_transition_while_the_writer_thread_holds_the_database_is_written_by_it(
