@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 AGENT_VERSION = "0.1.0"
 CALL_TIMEOUT = 10.0
+# Answers to results that arrive with tasks are acted on this much later (logged as delivered,
+# their outbox entries dropped): the tasks start first (docs/agent.md, "The wire").
+ACKS_AFTER_TASKS_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -729,13 +732,8 @@ class AgentStream:
                     )
                 )
 
-    def _act_on(self, message: stream_pb.CoordinatorMessage) -> None:
-        if message.HasField("welcome") and self.registered is not None:
-            answer = message.welcome.registration
-            self.registered(Registration((answer.poll_wait_ms or 0) / 1000, tuple(answer.warnings)))
-        for task in message.tasks:
-            self._on_task(_task_from_pb(task))
-        for ack in message.acks:
+    def _answered(self, acks: Iterable[stream_pb.Ack]) -> None:
+        for ack in acks:
             future = self._acks.pop(ack.request_id, None)
             if future is None or future.done():
                 continue
@@ -743,6 +741,18 @@ class AgentStream:
                 future.set_exception(_refused(ack.code, ack.message, "result refused"))
             else:
                 future.set_result(ack.accepted)
+
+    def _act_on(self, message: stream_pb.CoordinatorMessage) -> None:
+        if message.HasField("welcome") and self.registered is not None:
+            answer = message.welcome.registration
+            self.registered(Registration((answer.poll_wait_ms or 0) / 1000, tuple(answer.warnings)))
+        for task in message.tasks:
+            self._on_task(_task_from_pb(task))
+        if message.acks and message.tasks:
+            # Nothing waits for these answers but the outbox: the tasks go first.
+            asyncio.get_running_loop().call_later(ACKS_AFTER_TASKS_S, self._answered, list(message.acks))
+        else:
+            self._answered(message.acks)
         for beat in message.heartbeats:
             answer_future = self._answers.pop(beat.attempt_id, None)
             if answer_future is None or answer_future.done():
