@@ -42,9 +42,11 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_PAGE = 100
 # WatchRun: changes of a run within this time after a message go out as one message (the
-# terminal run at once). A person does not see 50 ms; a fast run sends a few messages rather
-# than a few per step (docs/architecture.md, "Watching a run").
-WATCH_COALESCE_S = 0.05
+# terminal run at once, and a change after a quiet spell too). Four updates a second is as many
+# as a person follows; a fast run sends a few messages rather than a few per step, and under
+# load, where a watch message cost about as much as the step it reported, two or three per run
+# (docs/architecture.md, "Watching a run").
+WATCH_COALESCE_S = 0.25
 
 
 def _page(request_page: Any) -> tuple[int, int]:
