@@ -15,6 +15,7 @@ another writer (``VersionConflict``) drops the cached state, reads the run again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -219,6 +220,24 @@ class _Gone(Exception):
     """The run a transition was meant for does not exist (any more)."""
 
 
+class _Watch:
+    """One watcher of a run (``Engine.watch``): ``any`` is set by every change, ``ended`` by a
+    change that ended the run, or one this process cannot tell did not (another coordinator's).
+    A watcher gathering changes for its next message waits on ``ended`` alone, so the changes
+    in its window do not wake it one by one."""
+
+    __slots__ = ("any", "ended")
+
+    def __init__(self) -> None:
+        self.any = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    def changed(self, *, ended: bool) -> None:
+        self.any.set()
+        if ended:
+            self.ended.set()
+
+
 class Engine:
     def __init__(
         self,
@@ -255,7 +274,7 @@ class Engine:
         self._inflight: dict[str, int] = {}  # team -> attempts running, as last read
         # The open part: one lock per run with a transition under way, watchers of runs.
         self._run_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._watchers: dict[str, set[_Watch]] = {}
         # run id -> the newest version hinted while the run is read from the store (``_load_state``)
         self._loading: dict[str, int] = {}
         # Offers a poll of this process is claiming now: the other polls pass them by.
@@ -411,8 +430,8 @@ class Engine:
         except VersionConflict:
             return  # changed meanwhile: the next reader decides again
         snapshot.run.version += 1
-        for event in self._watchers.get(snapshot.run.run_id, ()):
-            event.set()
+        for watch in self._watchers.get(snapshot.run.run_id, ()):
+            watch.changed(ended=True)
 
     async def _transact(
         self, run_id: str, change: Callable[[RunState, Transition], T], *, recheck: bool = True
@@ -524,8 +543,8 @@ class Engine:
             self._timers.hint(min(t.due_ms for t in changes.timers_set))
         if tr.spans:
             self._spans.add(tr.spans)
-        for event in self._watchers.get(state.record.run_id, ()):
-            event.set()
+        for watch in self._watchers.get(state.record.run_id, ()):
+            watch.changed(ended=tr.finished)
 
     # ================= other coordinators on the same store =================
 
@@ -538,8 +557,8 @@ class Engine:
             for run_id in self._loading:
                 self._loading[run_id] = 1 << 62
             for watchers in self._watchers.values():
-                for event in watchers:
-                    event.set()
+                for watch in watchers:
+                    watch.changed(ended=True)  # not known here: as if it ended
             self._dispatcher.wake_all()
             self._timers.hint(0)
             return
@@ -547,8 +566,8 @@ class Engine:
             self._forget(run_id, version)
             if run_id in self._loading:
                 self._loading[run_id] = max(self._loading[run_id], version)
-            for event in self._watchers.get(run_id, ()):
-                event.set()
+            for watch in self._watchers.get(run_id, ()):
+                watch.changed(ended=True)  # not known here: as if it ended
         if hint.agents:
             self._dispatcher.seen_elsewhere(hint.agents, 3 * _PRESENCE_EVERY_S)
         for key, count in hint.queues.items():
@@ -1218,10 +1237,10 @@ class Engine:
         records, which later transitions change in place.
         """
         loop = asyncio.get_running_loop()
-        event = asyncio.Event()
+        watch = _Watch()
         # Listen before the first read: a transition committed while that read awaits the store
         # still wakes this watcher.
-        self._watchers.setdefault(run_id, set()).add(event)
+        self._watchers.setdefault(run_id, set()).add(watch)
         try:
             view = await self.get_run(principal, run_id)
             while True:
@@ -1234,22 +1253,21 @@ class Engine:
                 if terminal:
                     return
                 yielded = loop.time()
-                await self._changed(run_id, event, seen_version)
-                while not self._finished_here(run_id):
-                    remaining = yielded + coalesce_s - loop.time()
-                    if remaining <= 0:
-                        break
-                    event.clear()
-                    try:
-                        await asyncio.wait_for(event.wait(), remaining)
-                    except TimeoutError:
-                        break
-                event.clear()
+                await self._changed(run_id, watch.any, seen_version)
+                # The window: woken by the run's end only (or another coordinator's news), not by
+                # each change in it.
+                remaining = yielded + coalesce_s - loop.time()
+                if remaining > 0:
+                    watch.ended.clear()
+                    if not self._finished_here(run_id):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(watch.ended.wait(), remaining)
+                watch.any.clear()
                 view = await self._view(run_id)
         finally:
             watchers = self._watchers.get(run_id)
             if watchers is not None:
-                watchers.discard(event)
+                watchers.discard(watch)
                 if not watchers:
                     del self._watchers[run_id]
 
