@@ -61,6 +61,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # What a refusal's audit entry keeps of the error's lines: enough to say why, bounded.
 _REFUSAL_LINES = 5
 _REFUSAL_LINE_CHARS = 300
+# The most (contract, range) resolutions Registry.resolve keeps (then it starts again).
+_RESOLVED_KEPT = 4096
 
 
 def now_ms() -> int:
@@ -180,6 +182,10 @@ class Registry:
         self._workflows: dict[str, tuple[float, list[WorkflowRecord]]] = {}
         self._disabled: dict[str, tuple[float, int]] = {}
         self.fresh_s = 1.0
+        # (name, range) -> (the cached list of versions it was resolved in, the contract chosen):
+        # a run's start resolves each contract its workflow calls, and parsing every version in
+        # the list each time cost more than the rest of the look-up. Valid while that list is.
+        self._resolved: dict[tuple[str, str], tuple[list[ContractRecord], Contract]] = {}
         # The flows of runs (``run_flows``): what they depend on never changes for a run (its
         # workflow version, pinned versions and starting event), so both caches are kept, bounded.
         self._flows_by_key: OrderedDict[tuple[Any, ...], tuple[str, ...]] = OrderedDict()
@@ -208,13 +214,21 @@ class Registry:
     async def resolve(self, name: str, version_range: str) -> Contract | None:
         """The newest version of ``name`` in ``version_range`` that is in service (not retired)."""
         for reread in (False, True):
-            records = [r for r in await self.versions_of(name, reread=reread) if not r.retired_ms]
+            listed = await self.versions_of(name, reread=reread)
+            known = self._resolved.get((name, version_range))
+            if known is not None and known[0] is listed:
+                return known[1]
+            records = [r for r in listed if not r.retired_ms]
             try:
                 chosen = versions.resolve(version_range, [r.contract.version for r in records])
             except AccordError:
                 return None
             if chosen is not None:
-                return await self.contract(name, chosen)
+                contract = next(r.contract for r in records if r.contract.version == chosen)
+                if len(self._resolved) >= _RESOLVED_KEPT:
+                    self._resolved.clear()
+                self._resolved[(name, version_range)] = (listed, contract)
+                return contract
         return None
 
     async def retired_in_range(self, name: str, version_range: str) -> list[ContractRecord]:
