@@ -4,6 +4,7 @@ whose tables have the same columns; each store only adds its own SQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -830,6 +831,24 @@ def span_id_from_db(value: str | bytes) -> str:
 
 def _list_json(value: list[Any]) -> str:
     return dumps(value) if value else ""
+
+
+# Span rows encoded per turn of the event loop (``span_rows``): an agent's export of hundreds
+# of spans is encoded a few dozen at a time (~1 ms), so a run's next step never waits for all.
+SPAN_ROWS_PER_TURN = 32
+
+
+async def span_rows(spans: Sequence[SpanRecord], *, binary_ids: bool = False) -> list[tuple[Any, ...]]:
+    """``span_to_row`` of every span, pausing for the event loop between batches of
+    ``SPAN_ROWS_PER_TURN``."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(spans), SPAN_ROWS_PER_TURN):
+        if start:
+            await asyncio.sleep(0)
+        rows.extend(
+            span_to_row(span, binary_ids=binary_ids) for span in spans[start : start + SPAN_ROWS_PER_TURN]
+        )
+    return rows
 
 
 def span_to_row(span: SpanRecord, *, binary_ids: bool = False) -> tuple[Any, ...]:

@@ -1601,7 +1601,7 @@ class PostgresStore:
     async def insert_spans(self, spans: list[SpanRecord]) -> None:
         if not spans:
             return
-        rows = sorted((codec.span_to_row(s) for s in spans), key=lambda r: r[:2])
+        rows = sorted(await codec.span_rows(spans), key=lambda r: r[:2])
 
         async def write(conn: _Conn) -> None:
             await conn.cursor().executemany(_SPAN_UPSERT, rows)

@@ -1457,7 +1457,7 @@ class SqliteStore:
     async def insert_spans(self, spans: list[SpanRecord]) -> None:
         if not spans:
             return
-        rows = [codec.span_to_row(s, binary_ids=True) for s in spans]
+        rows = await codec.span_rows(spans, binary_ids=True)
         await self._write(
             lambda c: c.executemany(_insert("spans", codec.SPAN_COLUMNS, "INSERT OR REPLACE"), rows)
         )

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import grpc
@@ -33,7 +34,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from contracts.errors import AccordError
 from coordinator.store.records import SpanRecord
-from coordinator.telemetry.otlp import to_resource_spans
+from coordinator.telemetry.otlp import SPANS_PER_TURN, to_resource_spans
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,13 @@ class SpanForwarder:
     async def _send(self, batch: list[SpanRecord]) -> None:
         assert self._channel is not None
         stub = TraceServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        request = ExportTraceServiceRequest(resource_spans=to_resource_spans(batch))
+        # Encoded a few dozen spans per turn of the event loop (a batch is up to max_batch).
+        resource_spans: list[Any] = []
+        for start in range(0, len(batch), SPANS_PER_TURN):
+            if start:
+                await asyncio.sleep(0)
+            resource_spans.extend(to_resource_spans(batch[start : start + SPANS_PER_TURN]))
+        request = ExportTraceServiceRequest(resource_spans=resource_spans)
         try:
             response = await stub.Export(
                 request, timeout=self.config.timeout, metadata=self.config.headers or None

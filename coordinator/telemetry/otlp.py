@@ -9,7 +9,7 @@ One place knows the OTLP shapes: the receiver decodes ``ResourceSpans`` with
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from google.protobuf import json_format
@@ -33,6 +33,10 @@ from coordinator.store.records import SpanRecord
 from coordinator.telemetry import attributes as attrs
 
 SERVICE_NAME = "service.name"
+# Spans decoded, scrubbed or encoded per turn of the event loop (the receiver, the sink, the
+# forwarder): an export of hundreds of spans is worked through a few dozen at a time (~1 ms), so
+# a run's next step never waits behind all of it.
+SPANS_PER_TURN = 32
 RESOURCE_TEAM = "accord.team"
 SCOPE_NAME = "accord"
 
@@ -228,45 +232,51 @@ def records_from_resource_spans(
     attribute). Returns the records and how many spans were rejected for invalid ids."""
     records: list[SpanRecord] = []
     rejected = 0
+    for record in iter_span_records(resource_spans, team=team):
+        if record is None:
+            rejected += 1
+        else:
+            records.append(record)
+    return records, rejected
+
+
+def iter_span_records(resource_spans: Iterable[ResourceSpans], *, team: str) -> Iterator[SpanRecord | None]:
+    """``records_from_resource_spans`` one span at a time (None: a span rejected for invalid
+    ids), for a caller that pauses between them (the receiver, on the event loop)."""
     for resource in resource_spans:
         resource_attributes = from_key_values(resource.resource.attributes)
         service = str(resource_attributes.get(SERVICE_NAME) or "unknown_service")
         for scope in resource.scope_spans:
             for span in scope.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
-                    rejected += 1
+                    yield None
                     continue
                 attributes = from_key_values(span.attributes)
-                records.append(
-                    SpanRecord(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else "",
-                        name=span.name,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        team=team,
-                        service=service,
-                        kind=_KIND_FROM_OTLP.get(span.kind, "internal"),
-                        status=_STATUS_FROM_OTLP.get(span.status.code, "unset"),
-                        status_message=span.status.message,
-                        attributes=attributes,
-                        events=[
-                            {
-                                "name": event.name,
-                                "time_ns": event.time_unix_nano,
-                                "attributes": from_key_values(event.attributes),
-                            }
-                            for event in span.events
-                        ],
-                        links=[
-                            {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()}
-                            for link in span.links
-                            if len(link.trace_id) == 16 and len(link.span_id) == 8
-                        ],
-                        run_id=str(
-                            attributes.get(attrs.RUN_ID) or resource_attributes.get(attrs.RUN_ID) or ""
-                        ),
-                    )
+                yield SpanRecord(
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else "",
+                    name=span.name,
+                    start_ns=span.start_time_unix_nano,
+                    end_ns=span.end_time_unix_nano,
+                    team=team,
+                    service=service,
+                    kind=_KIND_FROM_OTLP.get(span.kind, "internal"),
+                    status=_STATUS_FROM_OTLP.get(span.status.code, "unset"),
+                    status_message=span.status.message,
+                    attributes=attributes,
+                    events=[
+                        {
+                            "name": event.name,
+                            "time_ns": event.time_unix_nano,
+                            "attributes": from_key_values(event.attributes),
+                        }
+                        for event in span.events
+                    ],
+                    links=[
+                        {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()}
+                        for link in span.links
+                        if len(link.trace_id) == 16 and len(link.span_id) == 8
+                    ],
+                    run_id=str(attributes.get(attrs.RUN_ID) or resource_attributes.get(attrs.RUN_ID) or ""),
                 )
-    return records, rejected

@@ -11,6 +11,7 @@ then scrubs the run's sensitive values, stores and forwards.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from coordinator.principal import Principal
 from coordinator.store.records import RunRecord, SpanRecord
-from coordinator.telemetry.otlp import records_from_resource_spans
+from coordinator.telemetry.otlp import SPANS_PER_TURN, iter_span_records
 from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanSink, SpanStore, TelemetrySink
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,17 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         principal = self._principal()
         team = ADMIN_TEAM if principal.admin else principal.team
-        records, rejected = records_from_resource_spans(request.resource_spans, team=team)
+        # Decoded a few spans per turn of the event loop: an export of thousands of spans (an
+        # agent's batch, up to the message size limit) never holds the loop for long.
+        records: list[SpanRecord] = []
+        rejected = 0
+        for count, record in enumerate(iter_span_records(request.resource_spans, team=team), 1):
+            if record is None:
+                rejected += 1
+            else:
+                records.append(record)
+            if count % SPANS_PER_TURN == 0:
+                await asyncio.sleep(0)
         # The coordinator's own spans never come this way: one that says so is its sender's
         # (the sink scrubs by that, docs/architecture.md, "Traces").
         records = [

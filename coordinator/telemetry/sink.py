@@ -5,12 +5,14 @@ offers them to the forwarder when the standard variables name an OTLP backend.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Protocol
 
 from coordinator.store.records import SpanRecord
 from coordinator.telemetry.forward import ForwardConfig, SpanForwarder
+from coordinator.telemetry.otlp import SPANS_PER_TURN
 from coordinator.telemetry.scrub import Scrubber
 from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
 
@@ -51,6 +53,7 @@ class TelemetrySink:
         for index, record in enumerate(records):
             by_run.setdefault(record.run_id, []).append(index)
         clean = list(records)
+        scrubbed = 0
         for run_id, indexes in by_run.items():
             needs_values = run_id and any(_may_carry_payload(records[i]) for i in indexes)
             values = await self.sensitivity.values(run_id) if needs_values else set()
@@ -58,6 +61,9 @@ class TelemetrySink:
             for index in indexes:
                 if _may_carry_payload(records[index]):
                     clean[index] = scrubber.record(records[index])
+                    scrubbed += 1
+                    if scrubbed % SPANS_PER_TURN == 0:
+                        await asyncio.sleep(0)
                 # else: the coordinator's own span of a success, its attribute keys the
                 # engine's (coordinator/engine/spans.py) and its values ids and names: as it is
         return clean

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,6 +23,7 @@ from contracts.model import Contract
 from coordinator.api.auth import AuthInterceptor, current_principal
 from coordinator.api.convert import span_from_pb, span_to_pb
 from coordinator.principal import Principal
+from coordinator.store import codec
 from coordinator.store.records import (
     AuditRecord,
     Changes,
@@ -32,10 +34,12 @@ from coordinator.store.records import (
     WorkflowRecord,
 )
 from coordinator.store.sqlite import SqliteStore
+from coordinator.telemetry import otlp
 from coordinator.telemetry.otlp import to_resource_spans
 from coordinator.telemetry.propagation import TraceParent
 from coordinator.telemetry.query import scoped_run_spans
 from coordinator.telemetry.receiver import add_otlp_receiver
+from coordinator.telemetry.scrub import Scrubber
 from coordinator.telemetry.sink import TelemetrySink
 from coordinator.tokens import TokenAuthority, hash_token
 
@@ -370,3 +374,51 @@ async def test_the_coordinators_own_spans_are_scrubbed_too(coordinator: Coordina
     table = _raw_spans_table(coordinator.db)
     assert ATTEMPT_SPAN in table and "EngineError: card [redacted] rejected" in table
     assert CARD_TOKEN not in table
+
+
+async def test_a_large_export_lets_the_event_loop_serve_others_while_it_is_worked_through(
+    coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export of a thousand spans is decoded, scrubbed and encoded a few dozen spans per turn
+    of the event loop (the server's, here the test's): other work runs in the middle of each
+    stage, every span is stored, and none of them carries the sensitive value."""
+    done = {"decoded": 0, "scrubbed": 0, "encoded": 0}
+
+    def counting(stage: str, function: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            done[stage] += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(otlp, "from_key_values", counting("decoded", otlp.from_key_values))
+    monkeypatch.setattr(Scrubber, "record", counting("scrubbed", Scrubber.record))
+    monkeypatch.setattr(codec, "span_to_row", counting("encoded", codec.span_to_row))
+    spans = [
+        _agent_span(
+            f"e{i:015x}",
+            "agent.receive",
+            attributes={"accord.run_id": "r-1", "echo": f"card {CARD_TOKEN} #{i}"},
+        )
+        for i in range(1000)
+    ]
+    seen: list[dict[str, int]] = []
+    exporting = True
+
+    async def other_work() -> None:
+        while exporting:
+            seen.append(dict(done))
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_work())
+    try:
+        response = await _export(coordinator.target, TOKENS["payments"], spans)
+    finally:
+        exporting = False
+        await ticker
+    assert not response.HasField("partial_success")
+    for stage in done:  # the other work ran while each stage was half way through
+        assert any(0 < counts[stage] < 1000 for counts in seen), (stage, done)
+    stored = {s.span_id for s in await coordinator.store.spans_for_trace(TRACE)}
+    assert {s.span_id for s in spans} <= stored
+    assert CARD_TOKEN not in _raw_spans_table(coordinator.db)
