@@ -307,7 +307,13 @@ class Workflow:
         Only steps of this workflow are listed: a reference to an unknown step, and a template with
         a malformed reference, add nothing here (the loader and the composition checker report
         them). A step that reads its own output lists itself; registration refuses that as a cycle.
+
+        Worked out once per workflow object (every run of it asks): the answer is shared, not to
+        be changed.
         """
+        known: dict[str, list[str]] | None = self.__dict__.get("_dependencies")
+        if known is not None:
+            return known
         graph: dict[str, list[str]] = {}
         for step_id, step in self.steps.items():
             reads: list[str] = []
@@ -321,4 +327,5 @@ class Workflow:
                     if upstream is not None and upstream in self.steps and upstream not in reads:
                         reads.append(upstream)
             graph[step_id] = reads
+        self.__dict__["_dependencies"] = graph  # frozen: set past __setattr__, as cached_property does
         return graph

@@ -111,8 +111,7 @@ def new_run(
             )
             continue
         contract = contracts[step_spec.contract]
-        defaults = team_defaults.get(contract.team, (RetryPolicy(), Timeouts()))
-        retry, timeouts = effective_policy(step_spec, contract, *defaults)
+        defaults = team_defaults.get(contract.team, _NO_DEFAULTS)
         state.steps[step_spec.id] = StepRecord(
             run_id=run.run_id,
             step_id=step_spec.id,
@@ -123,9 +122,32 @@ def new_run(
             status=STEP_PENDING,
             idempotency_key=f"{run.run_id}:{step_spec.id}",
             span_id=new_span_id(),
-            policy=policy_to_json(retry, timeouts),
+            policy=_step_policy(step_spec, contract, defaults),
         )
     return state
+
+
+_NO_DEFAULTS = (RetryPolicy(), Timeouts())
+# (id of a step's spec, contract name and version, the team's defaults) -> (that spec, the step's
+# policy as JSON): every run of a workflow version resolves the same policy for each step, and
+# the one dict, shared by the steps of every run (never changed in place), is also what the
+# store's policy key is computed once for (codec.policy_ref).
+_POLICIES: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
+_POLICIES_KEPT = 4096
+
+
+def _step_policy(
+    step_spec: Any, contract: Contract, defaults: tuple[RetryPolicy, Timeouts]
+) -> dict[str, Any]:
+    key = (id(step_spec), contract.name, contract.version, defaults)
+    known = _POLICIES.get(key)
+    if known is not None and known[0] is step_spec:
+        return known[1]
+    policy = policy_to_json(*effective_policy(step_spec, contract, *defaults))
+    if len(_POLICIES) >= _POLICIES_KEPT:
+        _POLICIES.clear()
+    _POLICIES[key] = (step_spec, policy)
+    return policy
 
 
 def start(state: RunState, tr: Transition, limits: Limits) -> None:
