@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from contracts.channels import Channels
 from contracts.metrics import MetricsServer
 from contracts.private_files import secure_directory
-from contracts.runtime import settle_gc
+from contracts.runtime import settle_runtime
 from team_agent.agent import Agent, AgentOptions
 from team_agent.client import GatewayClient
 from team_agent.config import LoadedConfig, load_config
@@ -129,7 +129,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    settle_gc()  # configured and its engines loaded: out of the collector's sight from now on
+    settle_runtime()  # configured and its engines loaded: out of the collector's sight from now on
     try:
         await agent.run(stop)
     finally:

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import typer
 
-from contracts.runtime import settle_gc
+from contracts.runtime import settle_runtime
 from coordinator.cli._apps import coordinator_app
 from coordinator.cli._output import command, fail
 from coordinator.config import (
@@ -70,7 +70,7 @@ def _announce(coordinator: Coordinator) -> None:
             )
     typer.echo(f"accord coordinator listening on {coordinator.address}")
     sys.stdout.flush()
-    settle_gc()  # started: what start-up made is out of the collector's sight
+    settle_runtime()  # started: what start-up made is out of the collector's sight
 
 
 def parse_listen(value: str, option: str, example: str) -> tuple[str, int]:
