@@ -8,8 +8,8 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from contracts.model import Contract, Deprecation, Emits, Migration, RetryPolicy, Timeouts
 from coordinator.store.records import (
@@ -833,21 +833,26 @@ def _list_json(value: list[Any]) -> str:
     return dumps(value) if value else ""
 
 
-# Span rows encoded per turn of the event loop (``span_rows``): an agent's export of hundreds
-# of spans is encoded a few dozen at a time (~1 ms), so a run's next step never waits for all.
-SPAN_ROWS_PER_TURN = 32
+# Spans decoded, scrubbed or encoded per turn of the event loop (here, and by the OTLP receiver,
+# the span sink and the forwarder): an agent's export of hundreds of spans is worked through a
+# few dozen at a time (~1 ms), so a run's next step never waits behind all of it.
+SPANS_PER_TURN = 32
+S = TypeVar("S")
+
+
+async def in_turns(items: Sequence[S], per_turn: int = SPANS_PER_TURN) -> AsyncIterator[Sequence[S]]:
+    """``items`` in slices of ``per_turn``, pausing for the event loop between them."""
+    for start in range(0, len(items), per_turn):
+        if start:
+            await asyncio.sleep(0)
+        yield items[start : start + per_turn]
 
 
 async def span_rows(spans: Sequence[SpanRecord], *, binary_ids: bool = False) -> list[tuple[Any, ...]]:
-    """``span_to_row`` of every span, pausing for the event loop between batches of
-    ``SPAN_ROWS_PER_TURN``."""
+    """``span_to_row`` of every span, a few dozen per turn of the event loop (``in_turns``)."""
     rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(spans), SPAN_ROWS_PER_TURN):
-        if start:
-            await asyncio.sleep(0)
-        rows.extend(
-            span_to_row(span, binary_ids=binary_ids) for span in spans[start : start + SPAN_ROWS_PER_TURN]
-        )
+    async for some in in_turns(spans):
+        rows.extend(span_to_row(span, binary_ids=binary_ids) for span in some)
     return rows
 
 

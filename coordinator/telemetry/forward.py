@@ -33,8 +33,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.util.re import parse_env_headers
 
 from contracts.errors import AccordError
+from coordinator.store.codec import in_turns
 from coordinator.store.records import SpanRecord
-from coordinator.telemetry.otlp import SPANS_PER_TURN, to_resource_spans
+from coordinator.telemetry.otlp import to_resource_spans
 
 logger = logging.getLogger(__name__)
 
@@ -201,10 +202,8 @@ class SpanForwarder:
         stub = TraceServiceStub(self._channel)  # type: ignore[no-untyped-call]
         # Encoded a few dozen spans per turn of the event loop (a batch is up to max_batch).
         resource_spans: list[Any] = []
-        for start in range(0, len(batch), SPANS_PER_TURN):
-            if start:
-                await asyncio.sleep(0)
-            resource_spans.extend(to_resource_spans(batch[start : start + SPANS_PER_TURN]))
+        async for some in in_turns(batch):
+            resource_spans.extend(to_resource_spans(some))
         request = ExportTraceServiceRequest(resource_spans=resource_spans)
         try:
             response = await stub.Export(

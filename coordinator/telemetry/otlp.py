@@ -33,10 +33,6 @@ from coordinator.store.records import SpanRecord
 from coordinator.telemetry import attributes as attrs
 
 SERVICE_NAME = "service.name"
-# Spans decoded, scrubbed or encoded per turn of the event loop (the receiver, the sink, the
-# forwarder): an export of hundreds of spans is worked through a few dozen at a time (~1 ms), so
-# a run's next step never waits behind all of it.
-SPANS_PER_TURN = 32
 RESOURCE_TEAM = "accord.team"
 SCOPE_NAME = "accord"
 

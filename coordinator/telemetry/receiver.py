@@ -22,8 +22,9 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from coordinator.principal import Principal
+from coordinator.store.codec import SPANS_PER_TURN
 from coordinator.store.records import RunRecord, SpanRecord
-from coordinator.telemetry.otlp import SPANS_PER_TURN, iter_span_records
+from coordinator.telemetry.otlp import iter_span_records
 from coordinator.telemetry.sink import COORDINATOR_SERVICE, SpanSink, SpanStore, TelemetrySink
 
 logger = logging.getLogger(__name__)

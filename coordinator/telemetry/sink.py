@@ -10,9 +10,9 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
+from coordinator.store.codec import SPANS_PER_TURN
 from coordinator.store.records import SpanRecord
 from coordinator.telemetry.forward import ForwardConfig, SpanForwarder
-from coordinator.telemetry.otlp import SPANS_PER_TURN
 from coordinator.telemetry.scrub import Scrubber
 from coordinator.telemetry.sensitivity import RunSensitivity, SensitivityStore
 
