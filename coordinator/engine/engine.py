@@ -110,12 +110,12 @@ T = TypeVar("T")
 
 # How often a transition that lost a compare-and-swap is tried again with the run read anew.
 _CONFLICT_RETRIES = 5
-# Offers read from the store per look of a poll: a few beyond the one it claims, in case that
+# Offers read from the store per look: one for each poll sharing the look, and a few more in case
 # one is taken meanwhile. Alone on its store a coordinator's polls pass by each other's claims in
 # the query itself, so a claim is lost only to a run that moved on (cancelled, say); with other
 # coordinators on the store their polls claim from the same queue heads.
-_OFFERS_PER_LOOK = 8
-_OFFERS_PER_LOOK_ALONE = 2
+_OFFERS_SPARE = 7
+_OFFERS_SPARE_ALONE = 1
 # How soon a poll that passed by offers other polls were claiming looks again.
 _PASSED_BY_S = 0.01
 # How long, and how many, runs that ended here are kept for the views that follow (Engine._ended).
@@ -220,6 +220,16 @@ class _Gone(Exception):
     """The run a transition was meant for does not exist (any more)."""
 
 
+class _Look:
+    """One read of offers shared by the polls that asked in the same turn of the loop."""
+
+    __slots__ = ("polls", "read")
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.read: asyncio.Future[list[OfferRecord]] | None = None
+
+
 class _Watch:
     """One watcher of a run (``Engine.watch``): ``any`` is set by every change, ``ended`` by a
     change that ended the run, or one this process cannot tell did not (another coordinator's).
@@ -279,6 +289,8 @@ class Engine:
         self._loading: dict[str, int] = {}
         # Offers a poll of this process is claiming now: the other polls pass them by.
         self._claiming: set[str] = set()
+        # The reads of offers about to be made, by the queues they read (``_look``).
+        self._looks: dict[tuple[QueueKey, ...], _Look] = {}
         self._giving_back: set[asyncio.Task[None]] = set()
         # Called after every transition this process commits (metrics: runs started and finished,
         # attempts ended); it must not raise or block.
@@ -1335,14 +1347,7 @@ class Engine:
                 offers: list[OfferRecord] = []
                 if keys and (woken or not self._dispatcher.known_empty(keys)):
                     read_since = time.monotonic()
-                    # Not those other polls here are claiming (nor any that start meanwhile:
-                    # passed by below).
-                    offers = await self._store.offers(
-                        await self._open_keys(keys),
-                        _OFFERS_PER_LOOK if self._store.shared else _OFFERS_PER_LOOK_ALONE,
-                        await self._held_teams(),
-                        frozenset(self._claiming),
-                    )
+                    offers = await self._look(await self._open_keys(keys))
                     if not offers:
                         self._dispatcher.read_empty(keys, read_since)
                 passed_by = False
@@ -1391,6 +1396,31 @@ class Engine:
                         raise
                 if loop.time() >= deadline:
                     return None
+
+    async def _look(self, keys: list[QueueKey]) -> list[OfferRecord]:
+        """The oldest offers on ``keys``, read once for every poll here that looks at the same
+        queues in the same turn of the event loop: a v2 stream's credit for several slots starts
+        as many polls at once, and one read of a few offers each costs a fraction of a read per
+        poll. Each poll then claims the first offer no other poll here is claiming."""
+        queues = tuple(keys)
+        look = self._looks.get(queues)
+        if look is None:
+            look = self._looks[queues] = _Look()
+            look.read = asyncio.ensure_future(self._read_look(queues, look))
+        look.polls += 1
+        assert look.read is not None
+        return await asyncio.shield(look.read)
+
+    async def _read_look(self, queues: tuple[QueueKey, ...], look: _Look) -> list[OfferRecord]:
+        # Runs a turn of the loop after the first poll asked: every poll of that turn has joined.
+        # Polls asking from now on make a new look.
+        del self._looks[queues]
+        spare = _OFFERS_SPARE if self._store.shared else _OFFERS_SPARE_ALONE
+        # Not those other polls here are claiming (nor any that start meanwhile: passed by in
+        # ``poll``).
+        return await self._store.offers(
+            list(queues), look.polls + spare, await self._held_teams(), frozenset(self._claiming)
+        )
 
     def _limited(self, team: str) -> int:
         """The caller team's concurrency limit (0: none)."""

@@ -1,19 +1,21 @@
 """Polls that arrive together for a queue of offered tasks each take a different one: a poll
 passes by an offer another poll of this coordinator is claiming, and a claim that finds its task
 taken writes nothing. So N polls over N offers cost N commits, not a race of N x N (seen as the
-largest cost of a coordinator on PostgreSQL, where a commit is a round trip)."""
+largest cost of a coordinator on PostgreSQL, where a commit is a round trip), and one read of the
+offers, not N (a v2 stream's credit for N slots starts N polls at once)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coordinator.config import CoordinatorConfig
 from coordinator.server import Coordinator
-from coordinator.store.records import Changes
+from coordinator.store.records import Changes, OfferRecord
 from coordinator.store.sqlite import SqliteStore
 from tests.support.inprocess import PAYMENTS, NoSpans, seed_payments
 
@@ -21,13 +23,18 @@ RUNS = 12
 
 
 class _CountingStore(SqliteStore):
-    """The real store, counting the transitions written."""
+    """The real store, counting the transitions written and the reads of offers."""
 
     applied = 0
+    looks: list[int] = []  # the limit of each read of offers
 
     async def apply(self, changes: Changes) -> None:
         await super().apply(changes)
         self.applied += 1
+
+    async def offers(self, keys: list[tuple[str, int]], limit: int, *args: Any, **kwargs: Any) -> list[OfferRecord]:
+        self.looks.append(limit)
+        return await super().offers(keys, limit, *args, **kwargs)
 
 
 @pytest.fixture
@@ -52,13 +59,35 @@ async def test_polls_arriving_together_take_different_offers_with_one_commit_eac
     for n in range(RUNS):  # no poll waits: every task is an offer in the store
         await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": f"o-{n}"})
     before = store.applied
+    store.looks = []
     assignments = await asyncio.gather(
         *(engine.poll(PAYMENTS, "payments-1", [], wait_s=30) for _ in range(RUNS))
     )
     taken = [a.attempt.attempt_id for a in assignments if a is not None]
     assert len(taken) == RUNS and len(set(taken)) == RUNS
     assert store.applied - before == RUNS
+    # One read for all of them, a few offers beyond one each.
+    assert store.looks == [RUNS + 1]
     assert await store.offers([("payments/charge", 1)], 100) == []
+
+
+async def test_polls_of_other_queues_or_later_turns_read_for_themselves(coordinator: Coordinator) -> None:
+    """A look is shared only by the polls asking for the same queues in the same turn of the
+    loop: a poll asking once the read has begun reads again, and sees the offers the first
+    look's polls are claiming passed by."""
+    engine, store = coordinator.engine, coordinator.store
+    assert isinstance(store, _CountingStore)
+    for n in range(3):
+        await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": f"o-{n}"})
+    store.looks = []
+    first = asyncio.ensure_future(engine.poll(PAYMENTS, "payments-1", [], wait_s=30))
+    await asyncio.sleep(0)  # the first poll asks for its look
+    await asyncio.sleep(0)  # its read begins
+    second = asyncio.ensure_future(engine.poll(PAYMENTS, "payments-1", [], wait_s=30))
+    one, two = await asyncio.gather(first, second)
+    assert one is not None and two is not None
+    assert one.attempt.attempt_id != two.attempt.attempt_id
+    assert store.looks == [2, 2]
 
 
 class _SlowStore(SqliteStore):
