@@ -68,8 +68,11 @@ ATTEMPT_STATUS = {
 ATTEMPT_STATUS_NAME = {v: k for k, v in ATTEMPT_STATUS.items()}
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once (see ``codec.dumps``)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:

@@ -1385,6 +1385,12 @@ class Engine:
                     woken = True
                 handed = waiter.take()
                 if handed:
+                    cached = self._runs.get(_run_of(handed))
+                    if cached is not None:
+                        # Claimed in a commit of this process a moment ago: its run is cached
+                        # and nothing needs awaiting (a task and its turns of the loop fewer on
+                        # every hop's path).
+                        return self._assignment(cached, handed, agent_id)
                     answering = asyncio.ensure_future(self._handed(handed, agent_id))
                     try:
                         return await asyncio.shield(answering)
@@ -1554,6 +1560,10 @@ class Engine:
             state = await self._state(_run_of(attempt_id))
         except _Gone:
             return None
+        return self._assignment(state, attempt_id, agent_id)
+
+    def _assignment(self, state: RunState, attempt_id: str, agent_id: str) -> Assignment | None:
+        """``_handed`` with the run's state in hand."""
         attempt = state.attempts.get(attempt_id)
         if attempt is None or attempt.status != ATTEMPT_RUNNING or attempt.agent_id != agent_id:
             return None
