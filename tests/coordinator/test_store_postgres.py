@@ -15,7 +15,15 @@ from coordinator.registry.teams import ADMIN_TOKEN_SETTING, Teams
 from coordinator.store.postgres import PostgresStore, SchemaTooNewError, _migrations
 from coordinator.store.records import Changes, TokenRecord, VersionConflict
 from coordinator.tokens import TokenAuthority, hash_token
-from tests.coordinator.store_conformance import run_record, step_record
+from tests.coordinator.store_conformance import (
+    all_timers,
+    attempt_record,
+    audit,
+    offer,
+    run_record,
+    step_record,
+    timer,
+)
 from tests.support.postgres import TestDatabase
 
 pytestmark = pytest.mark.postgres
@@ -213,6 +221,61 @@ async def test_transitions_arriving_together_share_a_commit_and_a_loser_fails_al
         grouped = store.commits
         await asyncio.gather(*(store.apply(Changes(runs=[run_record(f"q{n}")])) for n in range(40)))
         assert store.commits - grouped < 40, store.commits - grouped  # none lost a race: grouped
+    finally:
+        await store.close()
+
+
+async def test_a_group_commit_writes_every_table_of_every_transition(pg_database: TestDatabase) -> None:
+    """A group commit writes each table's rows of all its transitions with one statement (runs
+    aside): every row of every transition lands, in the tables' documented order (a timer
+    cleared and set again is set; an offer removed and added again is open), and one new policy
+    named by several transitions of the batch is written once."""
+    url = pg_database.schema_url()
+    store = PostgresStore(url, pool_size=4)
+    await store.open()
+    policy = {"retry": {"max_attempts": 4}}
+    try:
+        for n in range(30):
+            await store.apply(
+                Changes(
+                    runs=[run_record(f"g{n}")],
+                    timers_set=[timer("lease", f"g{n}:s:1", 10, run_id=f"g{n}")],
+                    offers_add=[offer(f"g{n}:s:1", n)],
+                )
+            )
+        commits = store.commits
+        await asyncio.gather(
+            *(
+                store.apply(
+                    Changes(
+                        steps=[step_record(f"g{n}", "s", policy=policy)],
+                        attempts=[attempt_record(f"g{n}", "s")],
+                        audit=[audit("run.start", at_ms=n)],
+                        timers_clear=[("lease", f"g{n}:s:1")],
+                        timers_set=[timer("lease", f"g{n}:s:1", 1000 + n, run_id=f"g{n}")],
+                        offers_remove=[f"g{n}:s:1"],
+                        offers_add=[offer(f"g{n}:s:1", 100 + n)],
+                        inflight_add=[(f"g{n}:s:0", "payments", "payments/charge")],
+                        expect_versions={f"g{n}": 1},
+                    )
+                )
+                for n in range(30)
+            )
+        )
+        assert store.commits - commits < 30  # grouped
+        timers = {t.key: t.due_ms for t in await all_timers(store)}
+        assert timers == {f"g{n}:s:1": 1000 + n for n in range(30)}
+        offered = await store.offers([("payments/charge", 1)], 100)
+        assert [o.attempt_id for o in offered] == [f"g{n}:s:1" for n in range(30)]
+        assert sum((await store.inflight_counts()).values()) == 30
+        for n in range(30):
+            stored = await store.load_run(f"g{n}")
+            assert stored is not None and stored.run.version == 2, n
+            assert [(s.step_id, s.policy) for s in stored.steps] == [("s", policy)], n
+            assert [a.attempt_id for a in stored.attempts] == [f"g{n}:s:1"], n
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM policies").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM audit WHERE action = 'run.start'").fetchone() == (30,)
     finally:
         await store.close()
 
