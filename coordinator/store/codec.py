@@ -199,6 +199,12 @@ RUN_COLUMNS = (
     "sampled",
     "data_json",
 )
+# The columns of ``runs`` a run's transitions change (``RUN_COLUMNS`` positions in
+# ``RUN_MUTABLE_AT``). The others (its workflow and version, teams, creation time and idempotency
+# key) are written once, by the insert: in SQLite an UPDATE naming an indexed column rewrites
+# that index's entry even with the same value (3 of the 5 pages each run update wrote).
+RUN_MUTABLE_COLUMNS = ("status", "finished_ms", "involved", "sampled", "data_json")
+RUN_MUTABLE_AT = tuple(RUN_COLUMNS.index(name) for name in RUN_MUTABLE_COLUMNS)
 
 
 _DEFAULTS: dict[type, dict[str, Any]] = {}

@@ -160,9 +160,10 @@ _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({_values(codec.RUN_COLUMNS)}, 1)"
     " ON CONFLICT DO NOTHING RETURNING run_id"
 )
-# Parameters: the row without its run id, the new version, the run id, the expected version.
+# Parameters: the row's ``codec.RUN_MUTABLE_COLUMNS``, the new version, the run id, the expected
+# version.
 _RUN_UPDATE = (
-    f"UPDATE runs SET {', '.join(f'{name} = %s' for name in codec.RUN_COLUMNS[1:])}, version = %s"
+    f"UPDATE runs SET {', '.join(f'{name} = %s' for name in codec.RUN_MUTABLE_COLUMNS)}, version = %s"
     " WHERE run_id = %s AND version = %s"
 )
 _RUN_BUMP = "UPDATE runs SET version = %s WHERE run_id = %s AND version = %s"
@@ -1813,9 +1814,13 @@ async def _write_all(
         for kind, key, limit in caps:
             checks.append(_within_cap(await conn.execute(_cap_count(kind), (key,)), kind, key, limit))
         hints = [one.hint for one in writes if one.hint is not None]
-        if hints:  # delivered only if the transaction commits
+        if len(hints) == 1:  # delivered only if the transaction commits
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, hints[0]))
+        elif hints:
+            # As one JSON text: psycopg's text[] dumper escapes each payload with a regex.
             await conn.execute(
-                "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload", (channel, hints)
+                "SELECT pg_notify(%s, payload) FROM json_array_elements_text(%s::json) AS payload",
+                (channel, json.dumps(hints)),
             )
     # Every result is in: a refused check raises, and the transaction is rolled back.
     for check in checks:
@@ -1834,7 +1839,8 @@ async def _write_run(
             # moves its version on, so two transitions from one read never both succeed.
             cursor = await conn.execute(_RUN_BUMP, (expected + 1, run_id, expected))
         else:
-            cursor = await conn.execute(_RUN_UPDATE, (*row[1:], expected + 1, run_id, expected))
+            changed = tuple(row[i] for i in codec.RUN_MUTABLE_AT)
+            cursor = await conn.execute(_RUN_UPDATE, (*changed, expected + 1, run_id, expected))
 
         async def swapped() -> None:
             if cursor.rowcount == 0:

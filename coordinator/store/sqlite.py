@@ -91,15 +91,10 @@ _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version)"
     f" VALUES ({', '.join('?' for _ in codec.RUN_COLUMNS)}, 1)"
 )
-# The columns a run's transitions change. The others (its workflow and version, teams, creation
-# time and idempotency key) are written once, by the insert: an UPDATE naming an indexed column
-# rewrites that index's entry even with the same value, and those three indexes were 3 of the
-# 5 pages each run update wrote to the WAL.
-_RUN_MUTABLE = ("status", "finished_ms", "involved", "sampled", "data_json")
-_RUN_MUTABLE_AT = tuple(codec.RUN_COLUMNS.index(name) for name in _RUN_MUTABLE)
-# Parameters: the row's ``_RUN_MUTABLE`` values, the new version, the run id, the expected version.
+# Parameters: the row's ``codec.RUN_MUTABLE_COLUMNS``, the new version, the run id, the expected
+# version.
 _RUN_UPDATE = (
-    f"UPDATE runs SET {', '.join(f'{name} = ?' for name in _RUN_MUTABLE)}, version = ?"
+    f"UPDATE runs SET {', '.join(f'{name} = ?' for name in codec.RUN_MUTABLE_COLUMNS)}, version = ?"
     " WHERE run_id = ? AND version = ?"
 )
 _RUN_SELECT = "SELECT version, data_json FROM runs"
@@ -249,7 +244,7 @@ def _write_runs(c: sqlite3.Connection, rows: list[tuple[Any, ...]], expected: di
         written.add(run_id)
         if run_id in expected:
             version = expected[run_id]
-            changed = tuple(row[i] for i in _RUN_MUTABLE_AT)
+            changed = tuple(row[i] for i in codec.RUN_MUTABLE_AT)
             if c.execute(_RUN_UPDATE, (*changed, version + 1, run_id, version)).rowcount == 0:
                 raise _stale(c, run_id, version)
             continue
