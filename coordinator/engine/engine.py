@@ -890,16 +890,25 @@ class Engine:
             raise FailedPreconditionError(
                 f"{workflow_name}: workflow is disabled; 'accord workflow enable {workflow_name}' lets it start runs again"
             )
-        if idempotency_key:
-            existing = await self._store.find_run(workflow_name, principal.actor, idempotency_key)
-            if existing is not None:
-                return await self._existing_start(existing, run_input, idempotency_key), False
+        # A key already taken is found by the run's insert (a unique key in the store), not by a
+        # read before it: nearly every start with a key (every request id is one) is a new run.
         try:
             view = await self._start(
                 principal, record, run_input, idempotency_key, traceparent, links or [], overrides
             )
-        except IdempotencyConflict as taken:  # another start with the same key won the race
+        except IdempotencyConflict as taken:  # started before, or by a start racing this one
             existing = await self._store.get_run(taken.run_id)
+            if existing is None:
+                raise
+            return await self._existing_start(existing, run_input, idempotency_key), False
+        except AccordError:
+            # Refused as a new run: a retry of a start that went through answers with its run
+            # all the same, whatever would refuse a new one now (a newer workflow version, say).
+            existing = (
+                await self._store.find_run(workflow_name, principal.actor, idempotency_key)
+                if idempotency_key
+                else None
+            )
             if existing is None:
                 raise
             return await self._existing_start(existing, run_input, idempotency_key), False

@@ -120,6 +120,27 @@ async def test_an_idempotency_key_reused_with_another_input_is_refused(
     assert cli.returncode == 2 and "already used for run" in cli.stderr, cli.stdout + cli.stderr
 
 
+async def test_a_retried_start_finds_its_run_even_where_a_new_one_would_be_refused(
+    coordinator: CoordinatorProcess,
+) -> None:
+    """A start whose key is taken is answered with the run that took it, whatever would refuse
+    the start as a new run now: here a newer version of the workflow whose input the first
+    start's no longer satisfies. Without a key, the same start is refused."""
+    payments, _, run_id = await _world(coordinator)
+    await coordinator.register_workflow(
+        payments, WORKFLOW.replace("required: [order_id]", "required: [order_id, currency]")
+    )
+    async with coordinator.client(payments) as client:
+        again = await client.coordinator.StartRun(
+            pb.StartRunRequest(workflow="payments/pay", input_json=json.dumps(RAW), idempotency_key="k1")
+        )
+        assert not again.created and again.run.run_id == run_id
+        with pytest.raises(InvalidArgumentError, match="currency"):
+            await client.coordinator.StartRun(
+                pb.StartRunRequest(workflow="payments/pay", input_json=json.dumps(RAW))
+            )
+
+
 async def test_rerun_of_copies_the_stored_input(coordinator: CoordinatorProcess) -> None:
     payments, _, run_id = await _world(coordinator)
     async with coordinator.client(payments) as client:
