@@ -32,7 +32,9 @@ class _CountingStore(SqliteStore):
         await super().apply(changes)
         self.applied += 1
 
-    async def offers(self, keys: list[tuple[str, int]], limit: int, *args: Any, **kwargs: Any) -> list[OfferRecord]:
+    async def offers(
+        self, keys: list[tuple[str, int]], limit: int, *args: Any, **kwargs: Any
+    ) -> list[OfferRecord]:
         self.looks.append(limit)
         return await super().offers(keys, limit, *args, **kwargs)
 
