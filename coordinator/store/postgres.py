@@ -1196,6 +1196,9 @@ class PostgresStore:
         future: asyncio.Future[None] = loop.create_future()
         self._batch.append((order, writes, future))
         if self._committing is None or self._committing.done():
+            # Its first batch begins now (the task starts a turn of the loop later: a transition
+            # queued meanwhile must not measure its wait from the last batch of long ago).
+            self._batch_began, self._batch_warned = loop.time(), False
             self._committing = asyncio.ensure_future(self._commit_batches())
         elif loop.time() - self._batch_began > _BATCH_SLOW_S and not self._batch_warned:
             # A batch that waits this long (on a lock another transaction holds) holds up every

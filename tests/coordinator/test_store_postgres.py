@@ -225,6 +225,22 @@ async def test_transitions_arriving_together_share_a_commit_and_a_loser_fails_al
         await store.close()
 
 
+async def test_transitions_queued_as_a_batch_begins_are_not_called_slow(
+    pg_database: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch's wait is measured from its start: transitions queued in the turn its task is
+    made (before it first runs) were warned of as waiting since the store opened ("waiting for
+    4340s", seen in a rolling restart's log)."""
+    store = PostgresStore(pg_database.schema_url(), pool_size=2)
+    await store.open()
+    try:
+        caplog.set_level(logging.WARNING, logger="coordinator.store.postgres")
+        await asyncio.gather(*(store.apply(Changes(runs=[run_record(f"w{n}")])) for n in range(3)))
+        assert [r.getMessage() for r in caplog.records if "has been waiting" in r.getMessage()] == []
+    finally:
+        await store.close()
+
+
 async def test_a_group_commit_writes_every_table_of_every_transition(pg_database: TestDatabase) -> None:
     """A group commit writes each table's rows of all its transitions with one statement (runs
     aside): every row of every transition lands, in the tables' documented order (a timer
