@@ -292,6 +292,9 @@ class Engine:
         # The reads of offers about to be made, by the queues they read (``_look``).
         self._looks: dict[tuple[QueueKey, ...], _Look] = {}
         self._giving_back: set[asyncio.Task[None]] = set()
+        # Offers whose poll ended while claiming them: given back once the claim is written
+        # (``_claim_lost``); until then ``stop`` waits for them too.
+        self._abandoned: set[str] = set()
         # Called after every transition this process commits (metrics: runs started and finished,
         # attempts ended); it must not raise or block.
         self.on_commit: Callable[[RunRecord, Transition], None] | None = None
@@ -344,11 +347,11 @@ class Engine:
         # task claimed as the coordinator stops would wait for its lease instead of going to
         # another agent at once.
         deadline = asyncio.get_running_loop().time() + _HAND_BACK_ON_STOP_S
-        while self._claiming or self._giving_back:
+        while self.handing_back():
             if asyncio.get_running_loop().time() > deadline:
                 logger.warning(
                     "stopping: %d task(s) not yet given back; their leases will recover them",
-                    len(self._claiming) + len(self._giving_back),
+                    self.handing_back(),
                 )
                 break
             if self._giving_back:
@@ -359,6 +362,10 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._background, *self._giving_back, return_exceptions=True)
         await self._spans.stop()
+
+    def handing_back(self) -> int:
+        """Tasks being claimed here, or given back, now: ``stop`` writes them before it ends."""
+        return len(self._claiming) + len(self._abandoned) + len(self._giving_back)
 
     # ================= transitions =================
 
@@ -1372,7 +1379,10 @@ class Engine:
                         assignment = await asyncio.shield(claiming)
                     except asyncio.CancelledError:
                         # The poll ended (its agent left) while the claim was being written: once
-                        # it is, give the task back rather than leave it to the lease.
+                        # it is, give the task back rather than leave it to the lease. Abandoned
+                        # until then: the claim leaves ``_claiming`` as it ends, a turn of the
+                        # loop before its callbacks run, and ``stop`` must not end in between.
+                        self._abandoned.add(offer.attempt_id)
                         claiming.add_done_callback(
                             functools.partial(self._claim_lost, offer.attempt_id, agent_id)
                         )
@@ -1584,6 +1594,7 @@ class Engine:
 
     def _claim_lost(self, attempt_id: str, agent_id: str, _: object) -> None:
         self._handoff_lost(attempt_id, agent_id)
+        self._abandoned.discard(attempt_id)
 
     def _handoff_lost(self, attempt_id: str, agent_id: str = "") -> None:
         """A poll ended before it could answer with the attempt claimed for it (by ``agent_id``;

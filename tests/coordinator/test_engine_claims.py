@@ -137,3 +137,48 @@ async def test_a_task_handed_back_as_the_coordinator_stops_is_offered_again_not_
         assert [o.attempt_id for o in offered] == [attempts[1].attempt_id]
     finally:
         await second.stop(grace=0)
+
+
+async def test_a_claim_whose_poll_ended_counts_until_its_give_back_is_under_way(tmp_path: Path) -> None:
+    """A poll that ends (its stream closed) while its claim is being written leaves the task to be
+    given back once the claim is written. The claim leaves the claims under way as it ends, and
+    its give-back starts a turn of the loop later: ``stop``, waiting for ``handing_back`` to be 0,
+    must not see 0 in between (it did: the task then waited out its heartbeat lease, seen in a
+    rolling restart of replicas). Checked at that very moment, by a callback on the claim's task
+    that runs before the engine's own."""
+    store = _SlowStore(tmp_path / "coordinator.db")
+    coordinator = Coordinator(
+        CoordinatorConfig(home=tmp_path, listen="127.0.0.1:0"), store=store, span_sink=NoSpans()
+    )
+    await coordinator.start()
+    engine = coordinator.engine
+    try:
+        await seed_payments(coordinator)
+        view, _ = await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": "o-1"})
+        store.delay_s = 0.2
+        poll = asyncio.ensure_future(engine.poll(PAYMENTS, "payments-1", [], wait_s=30))
+        claim = None
+        for _ in range(200):  # the claim's task, once the poll has started it
+            await asyncio.sleep(0.005)
+            claim = next((t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_claim_offer"), None)  # type: ignore[union-attr]
+            if claim is not None:
+                break
+        assert claim is not None
+        seen: list[int] = []
+        claim.add_done_callback(lambda _: seen.append(engine.handing_back()))
+        poll.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        await claim
+        assert seen and seen[0] > 0, seen
+        store.delay_s = 0.0
+        for _ in range(200):
+            if engine.handing_back() == 0:
+                break
+            await asyncio.sleep(0.01)
+        snapshot = await store.load_run(view.run.run_id)
+        assert snapshot is not None
+        attempts = sorted(snapshot.attempts, key=lambda a: a.number)
+        assert [(a.number, a.status) for a in attempts] == [(1, "cancelled"), (2, "scheduled")]
+    finally:
+        await coordinator.stop(grace=0)
