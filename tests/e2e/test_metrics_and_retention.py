@@ -299,12 +299,20 @@ async def test_metrics_are_exported_by_otlp_to_the_collector_the_otel_variables_
                 v for attrs, v in collector.points(name) if all(attrs.get(k) == x for k, x in labels.items())
             )
 
-        await wait_until(
-            lambda: (
-                exported("accord.runs.finished", workflow="payments/charge-once", status="succeeded") == 1
-            ),
-            "the finished run exported to the OTLP collector",
-        )
+        try:
+            await wait_until(
+                lambda: (
+                    exported("accord.runs.finished", workflow="payments/charge-once", status="succeeded") == 1
+                ),
+                "the finished run exported to the OTLP collector",
+            )
+        except AssertionError as missing:
+            # What arrived and what the coordinator said of its exports (the exporter logs its
+            # failures), so that a failure on a loaded machine can be read after the fact.
+            raise AssertionError(
+                f"{missing}: {len(collector.requests)} exports arrived; runs.finished there: "
+                f"{collector.points('accord.runs.finished')}; the coordinator's log:\n{proc.log()[-4000:]}"
+            ) from None
         assert exported("accord.runs.started", workflow="payments/charge-once") == 1
         assert exported("accord.step.duration", contract="payments/charge", status="succeeded") == 1
         assert exported("accord.store.commit.duration", store="sqlite") > 0
