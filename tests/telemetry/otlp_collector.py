@@ -9,6 +9,11 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+# As the coordinator's own server: no other process may bind the port while this one holds it
+# (gRPC's default SO_REUSEPORT would let a server started later on the same port take some of
+# its connections, grpc/grpc#10755).
+_EXCLUSIVE_PORT = [("grpc.so_reuseport", 0)]
+
 
 class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
@@ -27,7 +32,7 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
     async def start(self) -> str:
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=_EXCLUSIVE_PORT)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)  # type: ignore[no-untyped-call]
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
@@ -74,7 +79,7 @@ class OtlpMetricsCollector(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
     async def start(self) -> str:
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=_EXCLUSIVE_PORT)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self.server)  # type: ignore[no-untyped-call]
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
