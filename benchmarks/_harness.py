@@ -411,6 +411,21 @@ class Agents:
 # ---------------------------------------------------------------- runs
 
 
+def run_input(n: int, payload_kb: int = 0) -> dict[str, Any]:
+    """A benchmark run's input: ``{"n": n}``, plus, with ``payload_kb``, order lines making the JSON
+    about that many KiB (the contracts declare only ``n``; the rest passes through every step, as
+    a team's payload would)."""
+    if payload_kb <= 0:
+        return {"n": n}
+    line = {"sku": "sku-000000", "qty": 1, "price": 12.5, "note": "standard delivery, leave at the door"}
+    size = len(json.dumps({"id": 0, **line}, separators=(",", ":"))) + 1
+    lines = [
+        {"id": k, **line, "sku": f"sku-{k:06d}", "qty": k % 7 + 1, "price": round(k * 0.37, 2)}
+        for k in range(max(1, payload_kb * 1024 // size))
+    ]
+    return {"n": n, "lines": lines}
+
+
 async def start_run(client: AsyncClient, workflow: str, value: Any) -> str:
     answer = await client.coordinator.StartRun(
         pb.StartRunRequest(workflow=workflow, input_json=json.dumps(value, separators=(",", ":")))

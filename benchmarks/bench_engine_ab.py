@@ -15,7 +15,7 @@ baseline per measure, the median over the rounds, so the machine's load (shared,
 both alike.
 
     python -m benchmarks.bench_engine_ab --baseline 3dc9e0f [--rounds 4] [--runs 150]
-        [--load-seconds 10] [--in-flight 64] [--agents current|both]
+        [--load-seconds 10] [--in-flight 64] [--agents current|both] [--payload-kb 0]
 
 The baseline is exported with ``git archive`` into a temporary directory and run with this
 venv's packages. Writes benchmarks/results/engine_ab.json.
@@ -55,6 +55,7 @@ async def round_(
     load_s: float = 0.0,
     in_flight: int = 64,
     agents_source: Path | None = None,
+    payload_kb: int = 0,
 ) -> dict[str, float]:
     world = h.World.create("ab", source=source)
     world.agents.source = agents_source
@@ -68,13 +69,13 @@ async def round_(
         await world.agents.wait_registered()
         async with world.coordinator.client(world.tokens[TEAMS[0]]) as client:
             for i in range(warmup):
-                run = await h.run_to_end(client, workflow, {"n": i})
+                run = await h.run_to_end(client, workflow, h.run_input(i, payload_kb))
                 assert run.status == pb.RUN_STATUS_SUCCEEDED, run
             cpu0 = world.coordinator.cpu()
             samples = []
             for i in range(runs):
                 t0 = time.perf_counter()
-                run = await h.run_to_end(client, workflow, {"n": i})
+                run = await h.run_to_end(client, workflow, h.run_input(i, payload_kb))
                 samples.append(time.perf_counter() - t0)
                 assert run.status == pb.RUN_STATUS_SUCCEEDED, run
             cpu = world.coordinator.cpu() - cpu0
@@ -85,14 +86,14 @@ async def round_(
                 "cpu_ms_per_step": round(cpu * 1000 / (3 * runs), 3),
             }
             if load_s > 0:
-                result.update(await _load(world, client, workflow, load_s, in_flight))
+                result.update(await _load(world, client, workflow, load_s, in_flight, payload_kb))
             return result
     finally:
         world.close()
 
 
 async def _load(
-    world: h.World, client: Any, workflow: str, seconds: float, in_flight: int
+    world: h.World, client: Any, workflow: str, seconds: float, in_flight: int, payload_kb: int = 0
 ) -> dict[str, float]:
     """``in_flight`` chains kept going; over ``seconds`` after a 3 s warm-up: steps/s and CPU per
     step of the coordinator and of the agents (steps of the runs that ended in the window)."""
@@ -102,7 +103,7 @@ async def _load(
     async def keep_going(k: int) -> None:
         i = 0
         while time.monotonic() < stop_at:
-            run = await h.run_to_end(client, workflow, {"n": k * 1_000_000 + i})
+            run = await h.run_to_end(client, workflow, h.run_input(k * 1_000_000 + i, payload_kb))
             i += 1
             assert run.status == pb.RUN_STATUS_SUCCEEDED, run
             ended.append(time.monotonic())
@@ -139,6 +140,7 @@ async def bench(
     load_s: float = 0.0,
     in_flight: int = 64,
     agents: str = "current",
+    payload_kb: int = 0,
 ) -> dict[str, Any]:
     tree = export(baseline)
     try:
@@ -155,6 +157,7 @@ async def bench(
                         load_s=load_s,
                         in_flight=in_flight,
                         agents_source=source if agents == "both" else None,
+                        payload_kb=payload_kb,
                     )
                 )
     finally:
@@ -182,6 +185,7 @@ async def bench(
             "load_seconds": load_s,
             "in_flight": in_flight,
             "agents": agents,
+            "payload_kb": payload_kb,
         },
         "rounds": sides,
         "ratio_current_to_baseline": ratios,
@@ -224,7 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         default="current",
         help="whose agents: the current tree's on both sides (default), or each side's own",
     )
+    parser.add_argument(
+        "--payload-kb",
+        type=int,
+        default=0,
+        help="each run's input carries about this many KiB of JSON through every step (default 0)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.payload_kb <= 900:
+        parser.error("--payload-kb: from 0 to 900 (the coordinator's default --max-payload is 1 MiB)")
     result = asyncio.run(
         bench(
             args.baseline,
@@ -234,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             load_s=args.load_seconds,
             in_flight=args.in_flight,
             agents=args.agents,
+            payload_kb=args.payload_kb,
         )
     )
     print(format_result(result))

@@ -121,7 +121,7 @@ async def measure_floor(calls: int = 3000, warmup: int = 300, payload: bytes = b
 # ---------------------------------------------------------------- the chain
 
 
-async def measure_chain(runs: int, warmup: int, concurrency: int) -> dict[str, Any]:
+async def measure_chain(runs: int, warmup: int, concurrency: int, payload_kb: int = 0) -> dict[str, Any]:
     world = h.World.create("hop")
     try:
         contracts = [await world.contract(team, "step") for team in TEAMS]
@@ -134,7 +134,7 @@ async def measure_chain(runs: int, warmup: int, concurrency: int) -> dict[str, A
         coordinator = world.coordinator
         async with coordinator.client(world.tokens[TEAMS[0]]) as client:
             for i in range(warmup):
-                run = await h.run_to_end(client, workflow, {"n": i})
+                run = await h.run_to_end(client, workflow, h.run_input(i, payload_kb))
                 assert run.status == pb.RUN_STATUS_SUCCEEDED, run
             cpu0 = coordinator.cpu()
             agent_cpu0 = sum(h.cpu_seconds(p) for p in world.agents.pids())
@@ -144,7 +144,7 @@ async def measure_chain(runs: int, warmup: int, concurrency: int) -> dict[str, A
             failed = 0
             for i in range(runs):
                 t0 = time.perf_counter()
-                run = await h.run_to_end(client, workflow, {"n": i})
+                run = await h.run_to_end(client, workflow, h.run_input(i, payload_kb))
                 samples.append(time.perf_counter() - t0)
                 if run.status != pb.RUN_STATUS_SUCCEEDED:
                     failed += 1
@@ -170,12 +170,12 @@ async def measure_chain(runs: int, warmup: int, concurrency: int) -> dict[str, A
 
 
 async def bench(
-    runs: int = 300, warmup: int = 30, concurrency: int = 4, floor_calls: int = 3000
+    runs: int = 300, warmup: int = 30, concurrency: int = 4, floor_calls: int = 3000, payload_kb: int = 0
 ) -> dict[str, Any]:
     h.log(f"hop: floor ({floor_calls} bare grpc.aio round trips)")
     floor = await measure_floor(floor_calls)
     h.log(f"hop: floor p50 {floor['p50_ms']} ms; chain: {runs} runs after {warmup} warm-up runs")
-    chain = await measure_chain(runs, warmup, concurrency)
+    chain = await measure_chain(runs, warmup, concurrency, payload_kb)
     per_hop = (chain["p50_ms"] - 3 * floor["p50_ms"]) / 3
     return {
         "what": "three-step cross-team chain (3 teams, 3 agent processes, no-op python engine), "
@@ -187,6 +187,7 @@ async def bench(
             "warmup": warmup,
             "agent_concurrency": concurrency,
             "floor_calls": floor_calls,
+            "payload_kb": payload_kb,
         },
         "chain": chain,
         "floor": floor,
@@ -223,14 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=4, help="concurrency of each agent")
     parser.add_argument("--floor-calls", type=int, default=3000)
+    parser.add_argument(
+        "--payload-kb",
+        type=int,
+        default=0,
+        help="each run's input carries about this many KiB of JSON through every step (default 0:"
+        " {n}); its result goes to hop-<N>kb.json, beside the default run's hop.json",
+    )
     parser.add_argument("--echo-server", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
         asyncio.run(_echo_server(args.echo_server))
         return 0
-    result = asyncio.run(bench(args.runs, args.warmup, args.concurrency, args.floor_calls))
+    if not 0 <= args.payload_kb <= 900:
+        parser.error("--payload-kb: from 0 to 900 (the coordinator's default --max-payload is 1 MiB)")
+    result = asyncio.run(bench(args.runs, args.warmup, args.concurrency, args.floor_calls, args.payload_kb))
     print(format_result(result))
-    print(f"written: {h.write_result('hop', result)}")
+    name = f"hop-{args.payload_kb}kb" if args.payload_kb else "hop"
+    print(f"written: {h.write_result(name, result)}")
     return 0
 
 
