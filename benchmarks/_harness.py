@@ -417,7 +417,13 @@ def run_input(n: int, payload_kb: int = 0) -> dict[str, Any]:
     a team's payload would)."""
     if payload_kb <= 0:
         return {"n": n}
-    line = {"sku": "sku-000000", "qty": 1, "price": 12.5, "note": "standard delivery, leave at the door"}
+    line = {
+        "sku": "sku-000000",
+        "qty": 1,
+        "price": 12.5,
+        "discount": None,
+        "note": "standard delivery, leave at the door",
+    }
     size = len(json.dumps({"id": 0, **line}, separators=(",", ":"))) + 1
     lines = [
         {"id": k, **line, "sku": f"sku-{k:06d}", "qty": k % 7 + 1, "price": round(k * 0.37, 2)}
