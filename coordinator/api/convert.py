@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from contracts import jsontext
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2 as common_pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
@@ -68,11 +69,9 @@ ATTEMPT_STATUS = {
 ATTEMPT_STATUS_NAME = {v: k for k, v in ATTEMPT_STATUS.items()}
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once (see ``codec.dumps``)
-
-
 def dumps(value: Any) -> str:
-    return _COMPACT.encode(value)
+    """Compact JSON text for the wire (``contracts.jsontext``, as the store's rows)."""
+    return jsontext.compact(value)
 
 
 def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from contracts import jsontext
 from contracts.model import Contract, Deprecation, Emits, Migration, RetryPolicy, Timeouts
 from coordinator.store.records import (
     RUN_TERMINAL,
@@ -160,14 +161,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-# One encoder for every call: ``json.dumps`` with options builds a new one each time, a fifth of
-# the cost of encoding a small record (every transition encodes several).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
-
-
 def dumps(value: Any) -> str:
-    """Compact JSON text, as every ``*_json`` column holds it."""
-    return _ENCODER.encode(value)
+    """Compact JSON text, as every ``*_json`` column holds it (``contracts.jsontext``: orjson,
+    ~10x the standard library's speed on a large payload, with its meaning)."""
+    return jsontext.compact(value, _json_default)
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
