@@ -1592,8 +1592,15 @@ class Engine:
         trace_context = {"traceparent": format_traceparent(run.trace_id, attempt.span_id, run.sampled)}
         return Assignment(run, step, attempt, timeouts, trace_context)
 
-    def _claim_lost(self, attempt_id: str, agent_id: str, _: object) -> None:
-        self._handoff_lost(attempt_id, agent_id)
+    def _claim_lost(
+        self, attempt_id: str, agent_id: str, claiming: asyncio.Future[Assignment | None]
+    ) -> None:
+        """The claim of a poll that ended has ended: give the task back if this claim took it.
+        One that found it taken took nothing. The claim that took it may be another poll's of the
+        same agent, through another coordinator (an agent's slots poll several replicas while
+        one stops), and its task may be running: given back, it would run twice."""
+        if not claiming.cancelled() and claiming.exception() is None and claiming.result() is not None:
+            self._handoff_lost(attempt_id, agent_id)
         self._abandoned.discard(attempt_id)
 
     def _handoff_lost(self, attempt_id: str, agent_id: str = "") -> None:

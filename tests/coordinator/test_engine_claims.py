@@ -182,3 +182,50 @@ async def test_a_claim_whose_poll_ended_counts_until_its_give_back_is_under_way(
         assert [(a.number, a.status) for a in attempts] == [(1, "cancelled"), (2, "scheduled")]
     finally:
         await coordinator.stop(grace=0)
+
+
+async def test_a_claim_whose_poll_ended_gives_back_only_a_task_it_took(tmp_path: Path) -> None:
+    """An agent's slots can poll two coordinators at once while one of them stops. A poll of the
+    stopping one ends while its claim is being written, and the claim finds the task taken: by the
+    same agent's poll through the other coordinator, which handed it out. The ended poll's
+    claim took nothing, so it gives nothing back. It did, by attempt id and agent: a task that was
+    running was released and offered again, and ran twice (seen in a rolling restart of replicas,
+    v1 agents). Here the other coordinator's claim is this engine's own claim, made just before
+    the ended poll's claim reports that it found the task taken."""
+    coordinator = Coordinator(
+        CoordinatorConfig(home=tmp_path, listen="127.0.0.1:0"),
+        store=SqliteStore(tmp_path / "c.db"),
+        span_sink=NoSpans(),
+    )
+    await coordinator.start()
+    engine = coordinator.engine
+    try:
+        await seed_payments(coordinator)
+        view, _ = await engine.start_run(PAYMENTS, "payments/charge-once", {"order_id": "o-1"})
+        real_claim = engine._claim
+        handed_elsewhere: list[Any] = []
+        claiming = asyncio.Event()
+
+        async def taken_first(offer: OfferRecord, agent_id: str, caps: Any = None) -> Any:
+            handed_elsewhere.append(await real_claim(offer, agent_id, caps))  # the other poll's
+            claiming.set()
+            await asyncio.sleep(0.2)  # this claim's own write, which finds the task taken
+            return None
+
+        engine._claim = taken_first  # type: ignore[method-assign]
+        poll = asyncio.ensure_future(engine.poll(PAYMENTS, "payments-1", [], wait_s=30))
+        await asyncio.wait_for(claiming.wait(), 10)
+        poll.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        for _ in range(200):
+            if engine.handing_back() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.handing_back() == 0
+        assert handed_elsewhere and handed_elsewhere[0] is not None
+        snapshot = await coordinator.store.load_run(view.run.run_id)  # type: ignore[union-attr]
+        assert snapshot is not None
+        assert [(a.number, a.status, a.agent_id) for a in snapshot.attempts] == [(1, "running", "payments-1")]
+    finally:
+        await coordinator.stop(grace=0)

@@ -344,7 +344,21 @@ def check_chain(
         step_attempts.sort(key=lambda a: a["number"])
         numbers = [a["number"] for a in step_attempts]
         statuses = [a["status"] for a in step_attempts]
-        shown = [(a["number"], a["status"], (a.get("error") or {}).get("type")) for a in step_attempts]
+        # The error's message too: which side gave a task back ("the poll of agent ... ended" or
+        # "agent ... released the task: ..."), with its agent and times, says which path it took.
+        shown = [
+            (
+                a["number"],
+                a["status"],
+                (a.get("error") or {}).get("type"),
+                (a.get("error") or {}).get("message"),
+                a.get("agent_id"),
+                a.get("scheduled_ms"),
+                a.get("started_ms"),
+                a.get("finished_ms"),
+            )
+            for a in step_attempts
+        ]
         # Numbered 1..n with no gap and no duplicate: no timer (a retry's backoff, a lease) fired
         # twice into a second attempt, on one replica or two.
         assert numbers == list(range(1, len(numbers) + 1)), f"{key}: {shown}{context}"
