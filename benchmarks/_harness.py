@@ -10,6 +10,7 @@ coordinators can run side by side; it is not on any run's path.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -430,6 +431,30 @@ def run_input(n: int, payload_kb: int = 0) -> dict[str, Any]:
         for k in range(max(1, payload_kb * 1024 // size))
     ]
     return {"n": n, "lines": lines}
+
+
+def add_payload_kb(parser: argparse.ArgumentParser, more_help: str = "") -> None:
+    """``--payload-kb N`` (0-900, default 0) for ``run_input``: refused out of range by argparse,
+    naming the option."""
+
+    def kib(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of KiB") from None
+        if not 0 <= value <= 900:
+            raise argparse.ArgumentTypeError(
+                "from 0 to 900 (the coordinator's default --max-payload is 1 MiB)"
+            )
+        return value
+
+    parser.add_argument(
+        "--payload-kb",
+        type=kib,
+        default=0,
+        help="each run's input carries about this many KiB of JSON through every step (default 0: {n})"
+        + more_help,
+    )
 
 
 async def start_run(client: AsyncClient, workflow: str, value: Any) -> str:

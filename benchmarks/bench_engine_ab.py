@@ -228,15 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         default="current",
         help="whose agents: the current tree's on both sides (default), or each side's own",
     )
-    parser.add_argument(
-        "--payload-kb",
-        type=int,
-        default=0,
-        help="each run's input carries about this many KiB of JSON through every step (default 0)",
-    )
+    h.add_payload_kb(parser)
     args = parser.parse_args(argv)
-    if not 0 <= args.payload_kb <= 900:
-        parser.error("--payload-kb: from 0 to 900 (the coordinator's default --max-payload is 1 MiB)")
     result = asyncio.run(
         bench(
             args.baseline,

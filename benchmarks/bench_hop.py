@@ -224,20 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=4, help="concurrency of each agent")
     parser.add_argument("--floor-calls", type=int, default=3000)
-    parser.add_argument(
-        "--payload-kb",
-        type=int,
-        default=0,
-        help="each run's input carries about this many KiB of JSON through every step (default 0:"
-        " {n}); its result goes to hop-<N>kb.json, beside the default run's hop.json",
-    )
+    h.add_payload_kb(parser, "; its result goes to hop-<N>kb.json, beside the default run's hop.json")
     parser.add_argument("--echo-server", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
         asyncio.run(_echo_server(args.echo_server))
         return 0
-    if not 0 <= args.payload_kb <= 900:
-        parser.error("--payload-kb: from 0 to 900 (the coordinator's default --max-payload is 1 MiB)")
     result = asyncio.run(bench(args.runs, args.warmup, args.concurrency, args.floor_calls, args.payload_kb))
     print(format_result(result))
     name = f"hop-{args.payload_kb}kb" if args.payload_kb else "hop"
