@@ -31,6 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+import orjson
+
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError, Violation
 from contracts.limits import InlineBudgetSpent, inline_budget
 from contracts.validation import validate_payload
@@ -78,7 +80,15 @@ def _worker_start(coordinator_pid: int) -> None:
 
 
 def payload_size(value: Any) -> int:
-    """The size of a JSON value in bytes of compact JSON, near enough to choose where it is checked."""
+    """The size of a JSON value in bytes of compact JSON, near enough to choose where it is checked.
+
+    orjson (~10x the standard library on a large payload) writes UTF-8 where ``json`` writes
+    ``\\u`` escapes, and ``null`` for NaN: near enough. What orjson cannot encode (see
+    ``contracts.jsontext``) is measured by ``json``."""
+    try:
+        return len(orjson.dumps(value, default=str))
+    except TypeError:
+        pass
     try:
         return len(json.dumps(value, separators=(",", ":"), default=str))
     except (TypeError, ValueError, RecursionError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import time
@@ -13,7 +14,7 @@ from contracts.compat import check_input_compat
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError
 from contracts.limits import spend_inline
 from contracts.loader import parse_contract_text
-from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks
+from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks, payload_size
 from tests.contracts.test_limits import alias_bomb
 
 LARGE = INLINE_BYTES + 1
@@ -93,3 +94,20 @@ def _version_error() -> None:
     from contracts.versions import parse_version
 
     parse_version("one")
+
+
+def test_a_payloads_size_is_its_compact_json_size_whatever_encodes_it() -> None:
+    # orjson measures what it can encode; what it refuses (an integer beyond 64 bits, a key that
+    # is not a string, nesting past its limit) is measured by json, never sent to a worker blind.
+    value = {"lines": [{"sku": f"A-{i}", "qty": i, "note": None} for i in range(100)]}
+    assert payload_size(value) == len(json.dumps(value, separators=(",", ":")))
+    assert payload_size({"n": 2**70}) == len('{"n":1180591620717411303424}')
+    assert payload_size({1: "a"}) == len('{"1":"a"}')
+    deep: Any = 0
+    for _ in range(300):
+        deep = [deep]
+    assert payload_size(deep) == 601
+    # what neither can encode counts as large: it is checked in a worker
+    circular: list[Any] = []
+    circular.append(circular)
+    assert payload_size(circular) > INLINE_BYTES
