@@ -66,9 +66,15 @@ class Template:
 
     def __init__(self, db: Path, run_id: str) -> None:
         with sqlite3.connect(db) as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cursor.fetchone()
             self.run = list(row)
-            self.data = json.loads(row[-1])
+            # Positions by name: columns are added to the table over the schema's versions.
+            names = [d[0] for d in cursor.description]
+            self.created_at, self.finished_at, self.data_at = (
+                names.index(name) for name in ("created_ms", "finished_ms", "data_json")
+            )
+            self.data = json.loads(row[self.data_at])
             self.steps = [list(r) for r in conn.execute("SELECT * FROM steps WHERE run_id = ?", (run_id,))]
             self.attempts = [
                 list(r) for r in conn.execute("SELECT * FROM attempts WHERE run_id = ?", (run_id,))
@@ -132,7 +138,8 @@ def fill(db: Path, template: Template, start: int, count: int, *, batch: int = 1
                     finished_ms=created + duration,
                 )
                 row = [_swap(v, pairs) for v in template.run]
-                row[5], row[6], row[-1] = created, created + duration, json.dumps(data, separators=(",", ":"))
+                row[template.created_at], row[template.finished_at] = created, created + duration
+                row[template.data_at] = json.dumps(data, separators=(",", ":"))
                 runs.append(row)
                 steps += [[_swap(v, pairs) for v in r] for r in template.steps]
                 attempts += [[_swap(v, pairs) for v in r] for r in template.attempts]

@@ -19,6 +19,7 @@ from contracts.model import Contract, RetryPolicy, Timeouts, seconds_to_ms
 from contracts.policy import PolicyFinding, Rule
 from coordinator.principal import Principal
 from coordinator.redaction import redact_flows, redact_paths, redact_step_input, scrub_text
+from coordinator.store import codec
 from coordinator.store.records import (
     ATTEMPT_TERMINAL,
     STEP_TERMINAL,
@@ -72,6 +73,14 @@ ATTEMPT_STATUS_NAME = {v: k for k, v in ATTEMPT_STATUS.items()}
 def dumps(value: Any) -> str:
     """Compact JSON text for the wire (``contracts.jsontext``, as the store's rows)."""
     return jsontext.compact(value)
+
+
+def _payload(record: RunRecord | StepRecord, name: str, shown: Any) -> str:
+    """``shown``, the record's payload ``name`` as this viewer sees it, as JSON text: the text the
+    record keeps of it (``codec.payload_json``, encoded once) when nothing in it was redacted."""
+    if shown is not None and shown is getattr(record, name):
+        return codec.payload_json(record, name) or "null"
+    return dumps(shown)
 
 
 def retry_to_pb(policy: RetryPolicy) -> common_pb.RetryPolicy:
@@ -318,8 +327,10 @@ def run_summary_to_pb(
         workflow_version=run.workflow_version,
         team=run.team,
         status=RUN_STATUS[run.status],
-        input_json=_listed(dumps(run_input), listed) if visible and not omit_input else "",
-        output_json=_listed(dumps(output), listed) if visible and output is not None else "",
+        input_json=_listed(_payload(run, "input", run_input), listed) if visible and not omit_input else "",
+        output_json=_listed(_payload(run, "output", output), listed)
+        if visible and output is not None
+        else "",
         payload_hidden=not visible,
         idempotency_key=run.idempotency_key,
         created_unix_ms=run.created_ms,
@@ -384,12 +395,14 @@ def step_to_pb(
         status=STEP_STATUS[step.status],
         waiting_reason=view.waiting.get(step.step_id, ""),
         idempotency_key=step.idempotency_key,
-        input_json=dumps(
-            redact_step_input(step.step_id, redact_paths(step.input, "input", sensitive), tainted)
+        input_json=_payload(
+            step,
+            "input",
+            redact_step_input(step.step_id, redact_paths(step.input, "input", sensitive), tainted),
         )
         if visible and step.input is not None
         else "",
-        output_json=dumps(redact_paths(step.output, "output", sensitive))
+        output_json=_payload(step, "output", redact_paths(step.output, "output", sensitive))
         if visible and step.output is not None
         else "",
         payload_hidden=not visible,
@@ -528,7 +541,7 @@ def task_to_pb(assignment: Assignment) -> agent_pb.Task:
         workflow=run.workflow,
         contract=step.contract,
         contract_version=step.contract_version,
-        input_json=dumps(step.input),
+        input_json=_payload(step, "input", step.input),
         idempotency_key=step.idempotency_key,
         timeouts=timeouts_to_pb(assignment.timeouts),
         deadline_unix_ms=attempt.close_deadline_ms,

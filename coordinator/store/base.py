@@ -220,7 +220,11 @@ class Store(Protocol):
         """Write every change in one transaction (durable when this returns). Raises
         ``VersionConflict`` or ``IdempotencyConflict`` (then nothing was written)."""
 
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def get_run(self, run_id: str, *, payloads: bool = True) -> RunRecord | None:
+        """The run, or None. ``payloads=False``: without reading its input and output (None
+        then, unless its row was written before they had columns of their own), for a reader
+        that needs only the rest (codec, "Payloads")."""
+
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
         """A run's steps (by step id) and attempts (by step id, then number), from one
         consistent read; empty lists for an unknown run."""

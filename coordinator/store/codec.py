@@ -195,12 +195,22 @@ RUN_COLUMNS = (
     "involved",
     "sampled",
     "data_json",
+    "input_json",
+    "output_json",
 )
 # The columns of ``runs`` a run's transitions change (``RUN_COLUMNS`` positions in
 # ``RUN_MUTABLE_AT``). The others (its workflow and version, teams, creation time and idempotency
 # key) are written once, by the insert: in SQLite an UPDATE naming an indexed column rewrites
 # that index's entry even with the same value (3 of the 5 pages each run update wrote).
-RUN_MUTABLE_COLUMNS = ("status", "finished_ms", "involved", "sampled", "data_json")
+RUN_MUTABLE_COLUMNS = (
+    "status",
+    "finished_ms",
+    "involved",
+    "sampled",
+    "data_json",
+    "input_json",
+    "output_json",
+)
 RUN_MUTABLE_AT = tuple(RUN_COLUMNS.index(name) for name in RUN_MUTABLE_COLUMNS)
 
 
@@ -230,10 +240,11 @@ def _without_defaults(record: Any, data: dict[str, Any]) -> dict[str, Any]:
 def run_to_row(run: RunRecord) -> tuple[Any, ...]:
     """The values of ``RUN_COLUMNS``, ``involved`` as the list of involved teams (each store
     stores it its own way). The record's ``version`` stays out of ``data_json``: the column is
-    the truth, and a copy in the JSON would only ever be stale."""
+    the truth, and a copy in the JSON would only ever be stale. Its payloads are columns of their
+    own (see "Payloads" below)."""
     data = _fields_of(run)
     data["error"] = run.error.to_json() if run.error else None
-    del data["version"]
+    del data["version"], data["input"], data["output"]
     data = _without_defaults(run, data)
     return (
         run.run_id,
@@ -248,16 +259,68 @@ def run_to_row(run: RunRecord) -> tuple[Any, ...]:
         list(run.involved_teams),
         bool(run.sampled),
         dumps(data),
+        payload_json(run, "input"),
+        payload_json(run, "output"),
     )
 
 
-def run_from_json(version: int, text: str) -> RunRecord:
-    """A run from its ``version`` and ``data_json`` columns."""
+def run_from_json(
+    version: int, text: str, input_json: str | None = None, output_json: str | None = None
+) -> RunRecord:
+    """A run from its ``version``, ``data_json``, ``input_json`` and ``output_json`` columns.
+    Without the payload columns (a read that does not need them: ``Store.get_run(payloads=False)``)
+    its input and output are None, unless its row was written before they had columns."""
     data = json.loads(text)
     data["error"] = TaskFailure.from_json(data.get("error"))
     data["involved_teams"] = tuple(data.get("involved_teams") or ())
     data["version"] = version
-    return RunRecord(**data)
+    data.setdefault("input", None)
+    run = RunRecord(**data)
+    _payloads_from_columns(run, input_json, output_json)
+    return run
+
+
+# Payloads: a run's and a step's input and output, in columns of their own (input_json,
+# output_json; schema 18 in SQLite, 14 in PostgreSQL), apart from the rest of the record.
+# - A record's payloads are written with every write of its row, as its other fields are, but
+#   encoded once: the record keeps the text of each payload beside it (``payload_json``), so the
+#   transitions after the first (a step has three, each rewriting its row) and the wire (a task's
+#   input, WatchRun) reuse it. A record read from the store keeps the text it was read from.
+# - A read that needs no payloads (the span receiver's, finding a trace's run) leaves the
+#   columns out and decodes only data_json: a few hundred bytes, not the payloads.
+# - A NULL column: no payload (None), or a row written before the columns, whose data_json holds
+#   it. The first write of such a row moves it out.
+# This relies on payloads never changing in place: a transition gives a record a new value, and
+# every change made to a payload for a view (redaction) is made on a copy.
+_PAYLOAD_TEXTS = "_payload_texts"
+
+
+def payload_json(record: RunRecord | StepRecord, name: str) -> str | None:
+    """The JSON text of ``record``'s payload field ``name`` ("input" or "output"), or None for
+    None: encoded the first time, then the same text while the field holds the same value."""
+    value = getattr(record, name)
+    if value is None:
+        return None
+    texts: dict[str, tuple[Any, str]] | None = record.__dict__.get(_PAYLOAD_TEXTS)
+    if texts is None:
+        texts = record.__dict__[_PAYLOAD_TEXTS] = {}
+    else:
+        known = texts.get(name)
+        if known is not None and known[0] is value:
+            return known[1]
+    text = dumps(value)
+    texts[name] = (value, text)
+    return text
+
+
+def _payloads_from_columns(
+    record: RunRecord | StepRecord, input_json: str | None, output_json: str | None
+) -> None:
+    for name, text in (("input", input_json), ("output", output_json)):
+        if text is not None:
+            value = json.loads(text)
+            setattr(record, name, value)
+            record.__dict__.setdefault(_PAYLOAD_TEXTS, {})[name] = (value, text)
 
 
 # Steps and attempts. Their rows' columns (run_id, step_id; attempt_id) are not repeated in their
@@ -265,7 +328,7 @@ def run_from_json(version: int, text: str) -> RunRecord:
 # at their defaults. A step's retry and timeout policy is stored once per distinct policy, in the
 # table ``policies``, and the step row names it (``policy_ref``): every step of a workflow has the
 # same one, so its copy in every row was most of the row. Rows written before are still read.
-STEP_COLUMNS = ("run_id", "step_id", "data_json", "policy_ref")
+STEP_COLUMNS = ("run_id", "step_id", "data_json", "policy_ref", "input_json", "output_json")
 ATTEMPT_COLUMNS = ("attempt_id", "run_id", "step_id", "data_json")
 
 
@@ -295,14 +358,29 @@ def step_to_row(step: StepRecord) -> tuple[tuple[Any, ...], tuple[str, str]]:
     """The values of ``STEP_COLUMNS``, and the (key, policy_json) its ``policy_ref`` names."""
     data = _fields_of(step)
     data["error"] = step.error.to_json() if step.error else None
-    del data["run_id"], data["step_id"], data["policy"]
+    del data["run_id"], data["step_id"], data["policy"], data["input"], data["output"]
     if step.idempotency_key == f"{step.run_id}:{step.step_id}":
         del data["idempotency_key"]
     policy = policy_ref(step.policy)
-    return (step.run_id, step.step_id, dumps(_without_defaults(step, data)), policy[0]), policy
+    row = (
+        step.run_id,
+        step.step_id,
+        dumps(_without_defaults(step, data)),
+        policy[0],
+        payload_json(step, "input"),
+        payload_json(step, "output"),
+    )
+    return row, policy
 
 
-def step_from_row(run_id: str, step_id: str, text: str, policy_json: str | None) -> StepRecord:
+def step_from_row(
+    run_id: str,
+    step_id: str,
+    text: str,
+    policy_json: str | None,
+    input_json: str | None = None,
+    output_json: str | None = None,
+) -> StepRecord:
     """A step from its row and the policy its ``policy_ref`` names (None: none, or a row written
     before policies were kept apart, whose data_json holds its own)."""
     data = json.loads(text)
@@ -311,7 +389,9 @@ def step_from_row(run_id: str, step_id: str, text: str, policy_json: str | None)
     if policy_json:
         data["policy"] = json.loads(policy_json)
     data["error"] = TaskFailure.from_json(data.get("error"))
-    return StepRecord(**data)
+    step = StepRecord(**data)
+    _payloads_from_columns(step, input_json, output_json)
+    return step
 
 
 def attempt_to_row(attempt: AttemptRecord) -> tuple[Any, ...]:
@@ -332,8 +412,9 @@ def attempt_from_row(attempt_id: str, run_id: str, step_id: str, text: str) -> A
 def steps_and_attempts(
     steps: Iterable[Sequence[Any]], attempts: Iterable[Sequence[Any]]
 ) -> tuple[list[StepRecord], list[AttemptRecord]]:
-    """A run's steps from (run_id, step_id, data_json, policy_json) rows read in step id order,
-    and its attempts from rows of ``ATTEMPT_COLUMNS`` (sorted here: by step id, then number)."""
+    """A run's steps from (run_id, step_id, data_json, policy_json, input_json, output_json) rows
+    read in step id order, and its attempts from rows of ``ATTEMPT_COLUMNS`` (sorted here: by
+    step id, then number)."""
     decoded = [attempt_from_row(*row) for row in attempts]
     decoded.sort(key=lambda a: (a.step_id, a.number))
     return [step_from_row(*row) for row in steps], decoded

@@ -167,7 +167,9 @@ _RUN_UPDATE = (
     " WHERE run_id = %s AND version = %s"
 )
 _RUN_BUMP = "UPDATE runs SET version = %s WHERE run_id = %s AND version = %s"
-_RUN_SELECT = "SELECT version, data_json FROM runs"
+_RUN_SELECT = "SELECT version, data_json, input_json, output_json FROM runs"
+# A run without its payloads (``get_run(payloads=False)``; see codec, "Payloads").
+_RUN_HEAD_SELECT = "SELECT version, data_json FROM runs"
 
 _STEP_UPSERT = _upsert("steps", codec.STEP_COLUMNS, ("run_id", "step_id"))
 _ATTEMPT_UPSERT = _upsert("attempts", codec.ATTEMPT_COLUMNS, ("attempt_id",))
@@ -232,12 +234,12 @@ _UI_SESSION_EVICT = (
 # transition committed meanwhile is in it whole or not at all.
 # (extra: a step's policy, an attempt's step id; see codec.steps_and_attempts)
 _LOAD_RUN = (
-    "SELECT 0 AS part, '' COLLATE \"C\" AS key, version, data_json, NULL::text AS extra"
-    " FROM runs WHERE run_id = %(run_id)s"
-    " UNION ALL SELECT 1, s.step_id, 0, s.data_json, p.policy_json FROM steps AS s"
-    " LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = %(run_id)s"
-    " UNION ALL SELECT 2, attempt_id, 0, data_json, step_id FROM attempts WHERE run_id = %(run_id)s"
-    " ORDER BY part, key"
+    "SELECT 0 AS part, '' COLLATE \"C\" AS key, version, data_json, NULL::text AS extra,"
+    " input_json, output_json FROM runs WHERE run_id = %(run_id)s"
+    " UNION ALL SELECT 1, s.step_id, 0, s.data_json, p.policy_json, s.input_json, s.output_json"
+    " FROM steps AS s LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = %(run_id)s"
+    " UNION ALL SELECT 2, attempt_id, 0, data_json, step_id, NULL, NULL FROM attempts"
+    " WHERE run_id = %(run_id)s ORDER BY part, key"
 )
 
 # Due, unclaimed timers, earliest first, locked and marked claimed by one statement. SKIP LOCKED
@@ -1241,9 +1243,11 @@ class PostgresStore:
                 else:
                     future.set_exception(outcome)
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        row = await self._one(_RUN_SELECT + " WHERE run_id = %s", (run_id,))
-        return None if row is None else codec.run_from_json(row[0], row[1])
+    async def get_run(self, run_id: str, *, payloads: bool = True) -> RunRecord | None:
+        row = await self._one(
+            (_RUN_SELECT if payloads else _RUN_HEAD_SELECT) + " WHERE run_id = %s", (run_id,)
+        )
+        return None if row is None else codec.run_from_json(*row)
 
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:
         snapshot = await self._load(run_id)
@@ -1253,19 +1257,21 @@ class PostgresStore:
         run, steps, attempts = await self._load(run_id)
         if run is None:
             return None
-        return RunSnapshot(codec.run_from_json(run[0], run[1]), *codec.steps_and_attempts(steps, attempts))
+        return RunSnapshot(codec.run_from_json(*run), *codec.steps_and_attempts(steps, attempts))
 
     async def _load(
         self, run_id: str
-    ) -> tuple[tuple[int, str] | None, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        run: tuple[int, str] | None = None
+    ) -> tuple[tuple[int, str, str | None, str | None] | None, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        run: tuple[int, str, str | None, str | None] | None = None
         steps: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
-        for part, key, version, data, extra in await self._rows(_LOAD_RUN, {"run_id": run_id}):
+        for part, key, version, data, extra, input_json, output_json in await self._rows(
+            _LOAD_RUN, {"run_id": run_id}
+        ):
             if part == 0:
-                run = (version, data)
+                run = (version, data, input_json, output_json)
             elif part == 1:
-                steps.append((run_id, key, data, extra))
+                steps.append((run_id, key, data, extra, input_json, output_json))
             else:
                 attempts.append((key, run_id, extra, data))
         return run, steps, attempts
@@ -1280,7 +1286,7 @@ class PostgresStore:
             " AND idempotency_key <> ''",
             (workflow, caller_team, idempotency_key),
         )
-        return None if row is None else codec.run_from_json(row[0], row[1])
+        return None if row is None else codec.run_from_json(*row)
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         sql = _RUN_SELECT + " WHERE true"
@@ -1307,7 +1313,7 @@ class PostgresStore:
             args += [f"%{query.query}%", f"%{query.query}%"]
         sql += " ORDER BY created_ms DESC, run_id LIMIT %s OFFSET %s"
         args += [query.limit, query.offset]
-        return [codec.run_from_json(version, data) for version, data in await self._rows(sql, args)]
+        return [codec.run_from_json(*row) for row in await self._rows(sql, args)]
 
     async def answer_request(self, scope: str, request_id: str, answer: dict[str, Any]) -> Any:
         row = (scope, request_id, codec.dumps(answer), int(time.time() * 1000))

@@ -97,7 +97,9 @@ _RUN_UPDATE = (
     f"UPDATE runs SET {', '.join(f'{name} = ?' for name in codec.RUN_MUTABLE_COLUMNS)}, version = ?"
     " WHERE run_id = ? AND version = ?"
 )
-_RUN_SELECT = "SELECT version, data_json FROM runs"
+_RUN_SELECT = "SELECT version, data_json, input_json, output_json FROM runs"
+# A run without its payloads (``get_run(payloads=False)``; see codec, "Payloads").
+_RUN_HEAD_SELECT = "SELECT version, data_json FROM runs"
 # Rows a lookup (SqliteStore._lookup) decodes on the event loop, at most: past that, JSON
 # decoding takes over a millisecond.
 _LOOKUP_DECODE_BYTES = 64 * 1024
@@ -115,8 +117,9 @@ def _run_to_row(run: RunRecord) -> tuple[Any, ...]:
 
 
 def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    """A run from ``_RUN_SELECT``'s (version, data_json)."""
-    return codec.run_from_json(row[0], row[1])
+    """A run from ``_RUN_SELECT``'s (version, data_json, input_json, output_json), or
+    ``_RUN_HEAD_SELECT``'s first two."""
+    return codec.run_from_json(*row)
 
 
 def _first_run(rows: list[Any]) -> RunRecord | None:
@@ -161,12 +164,12 @@ _RUN_START_DELETE = (
 _TOKEN_INSERT = _insert("tokens", codec.TOKEN_COLUMNS)
 _TOKEN_SELECT = f"SELECT {', '.join(codec.TOKEN_COLUMNS)} FROM tokens"
 _STEP_UPSERT = (
-    "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES (?, ?, ?, ?)"
+    f"INSERT INTO steps ({', '.join(codec.STEP_COLUMNS)}) VALUES ({', '.join('?' for _ in codec.STEP_COLUMNS)})"
     " ON CONFLICT (run_id, step_id) DO UPDATE SET data_json = excluded.data_json,"
-    " policy_ref = excluded.policy_ref"
+    " policy_ref = excluded.policy_ref, input_json = excluded.input_json, output_json = excluded.output_json"
 )
 _STEPS_SELECT = (
-    "SELECT s.run_id, s.step_id, s.data_json, p.policy_json FROM steps AS s"
+    "SELECT s.run_id, s.step_id, s.data_json, p.policy_json, s.input_json, s.output_json FROM steps AS s"
     " LEFT JOIN policies AS p ON p.key = s.policy_ref WHERE s.run_id = ? ORDER BY s.step_id"
 )
 _ATTEMPT_SELECT = f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts"
@@ -1101,9 +1104,10 @@ class SqliteStore:
         # Committed: later transitions need not write these policies again (never deleted).
         self._policies.update(policies)
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
+    async def get_run(self, run_id: str, *, payloads: bool = True) -> RunRecord | None:
+        select = _RUN_SELECT if payloads else _RUN_HEAD_SELECT
         return await self._lookup(
-            lambda c: c.execute(_RUN_SELECT + " WHERE run_id = ?", (run_id,)).fetchall(), _first_run
+            lambda c: c.execute(select + " WHERE run_id = ?", (run_id,)).fetchall(), _first_run
         )
 
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[AttemptRecord]]:

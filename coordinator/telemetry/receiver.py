@@ -129,7 +129,8 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             return None
         run = self._known_run(run_id) if self._known_run is not None else None
         if run is None:
-            run = await self._store.get_run(run_id)
+            # Its payloads are not needed here, and are most of the row (codec, "Payloads").
+            run = await self._store.get_run(run_id, payloads=False)
         if run is None or run.trace_id != trace_id:
             # A run id that does not name a run of this trace is not believed.
             return None

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class SensitivityStore(Protocol):
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def get_run(self, run_id: str, *, payloads: bool = True) -> RunRecord | None: ...
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[Any]]: ...
     async def contract_versions(self, name: str) -> list[ContractRecord]: ...
     async def workflow_versions(self, name: str) -> list[WorkflowRecord]: ...
@@ -44,8 +44,9 @@ class RunSensitivity:
         self.flows = flows
         # The run as the engine holds it (``Engine.known_run``), before the store is read.
         self.known_run: Callable[[str], RunRecord | None] | None = None
-        # run id -> the run without its output: what ``values`` reads of a run (id, workflow and
-        # version, input) never changes, so each agent export need not read it again.
+        # run id -> the run without its payloads: what ``values`` reads of a run to learn whether
+        # it can hold a sensitive value at all (its workflow and version, the versions it pinned)
+        # never changes, so each agent export need not read it again.
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._run_cache_size = run_cache_size
         self._contract_fields: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -80,18 +81,24 @@ class RunSensitivity:
         return self._workflow_inputs[key]
 
     async def _run(self, run_id: str) -> RunRecord | None:
+        """The run without its payloads (unless the engine holds it)."""
         cached = self._runs.get(run_id)
         if cached is not None:
             self._runs.move_to_end(run_id)
             return cached
         record = self.known_run(run_id) if self.known_run is not None else None
         if record is None:
-            record = await self._store.get_run(run_id)
+            # Most runs hold nothing sensitive, and this decides it without their payloads.
+            record = await self._store.get_run(run_id, payloads=False)
         if record is not None:
-            self._runs[run_id] = replace(record, output=None, error=None)
+            self._runs[run_id] = replace(record, input=None, output=None, error=None)
             while len(self._runs) > self._run_cache_size:
                 self._runs.popitem(last=False)
         return record
+
+    async def _with_payloads(self, run_id: str) -> RunRecord | None:
+        record = self.known_run(run_id) if self.known_run is not None else None
+        return record if record is not None else await self._store.get_run(run_id)
 
     async def _may_have_sensitive_steps(self, record: RunRecord) -> bool:
         """Whether a step of ``record`` may hold a value its contract marks sensitive: its steps
@@ -118,6 +125,11 @@ class RunSensitivity:
             # Nothing in this run can be sensitive: its steps need not be read (most runs; this
             # kept a store read on every agent export, docs/architecture.md "Traces").
             return set()
+        if isinstance(run, str):
+            full = await self._with_payloads(run)
+            if full is None:
+                return set()
+            record = full
         found = sensitive_values(inputs, input=record.input)
         # What a sensitive value flowed into (taint): a mapped field, a for_each item, text built
         # around it ("card 4111..."), the run output.

@@ -427,6 +427,42 @@ class StoreConformance:
         assert await store.get_attempt("r1:charge:1") == attempt
         assert await store.get_attempt("r1:charge:9") is None
 
+    async def test_payloads_are_read_back_whole_and_a_read_without_them_leaves_them_out(
+        self, store: Store
+    ) -> None:
+        """A run's and a step's input and output have columns of their own (codec, "Payloads"):
+        each transition writes them, falsy ones and one set back to None included."""
+        lines = [{"sku": f"A-{i}", "qty": i, "note": None, "price": 1.5} for i in range(200)]
+        big = {"lines": lines, "n": 2**70, "text": 'é\u2028\U0001f600 \\"', "nested": [[[{}]]]}
+        run = run_record("r1", input=big, idempotency_key="k1")
+        charge = step_record("r1", "charge", input=big, output=[1, None, {"x": "y"}])
+        falsy = [
+            step_record("r1", f"f{i}", input=value, output=value)
+            for i, value in enumerate(("", 0, False, []))
+        ]
+        await store.apply(Changes(runs=[run], steps=[charge, *falsy]))
+
+        # Later transitions: the run ends with an output; the step's output is set back to None
+        # (a retry), then to a new value equal to the old one.
+        done = dataclasses.replace(run, version=1, status="succeeded", output={"total": 3.25}, finished_ms=9)
+        charge.status, charge.output = "scheduled", None
+        await store.apply(Changes(runs=[done], steps=[charge], expect_versions={"r1": 1}))
+        assert (await store.run_steps("r1"))[0][0].output is None
+        charge.status, charge.output = "succeeded", [1, None, {"x": "y"}]
+        await store.apply(Changes(steps=[charge], expect_versions={"r1": 2}))
+
+        stored = await store.get_run("r1")
+        assert stored == dataclasses.replace(done, version=3)
+        head = await store.get_run("r1", payloads=False)
+        assert head == dataclasses.replace(done, version=3, input=None, output=None)
+        assert await store.get_run("unknown", payloads=False) is None
+        snapshot = await store.load_run("r1")
+        assert snapshot is not None and snapshot.run == stored
+        assert snapshot.steps == sorted([charge, *falsy], key=lambda s: s.step_id)
+        assert [type(s.input) for s in snapshot.steps[1:]] == [str, int, bool, list]
+        assert await store.list_runs(RunFilter()) == [stored]
+        assert await store.find_run("payments/checkout", "payments", "k1") == stored
+
     async def test_load_run_reads_the_run_with_its_steps_and_attempts_in_order(self, store: Store) -> None:
         steps = [
             step_record("r1", "ship"),

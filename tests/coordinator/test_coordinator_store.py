@@ -133,7 +133,7 @@ async def test_a_new_database_gets_every_migration_once(tmp_path: Path) -> None:
         unique = {r[1]: r[2] for r in connection.execute("PRAGMA index_list(runs)")}
         columns = [r[1] for r in connection.execute("PRAGMA table_info(runs)")]
     assert unique["runs_idempotency"] == 1
-    assert columns[-2:] == ["version", "data_json"]  # data_json last, as tools reading rows expect
+    assert columns[-4:] == ["version", "data_json", "input_json", "output_json"]
 
 
 async def test_a_version_1_database_keeps_its_runs_and_gains_their_sampling_decision(tmp_path: Path) -> None:
@@ -366,6 +366,59 @@ async def test_a_version_16_database_keeps_its_timers_offers_inflight_and_reques
             assert sql.endswith("WITHOUT ROWID"), sql
 
 
+async def test_a_version_17_database_keeps_the_payloads_in_its_rows_and_moves_them_out_when_written(
+    tmp_path: Path,
+) -> None:
+    """0018 gives payloads columns of their own without touching the rows: a run and a step
+    written before hold theirs in data_json, are read with them, and the first write of each
+    moves them out."""
+    db = tmp_path / "db.sqlite"
+    migrations = sorted(
+        f.name
+        for f in resources.files("coordinator.store.migrations").iterdir()
+        if f.name.endswith(".sql") and int(f.name.split("_", 1)[0]) <= 17
+    )
+    _migrations(db, *migrations)
+    run = run_record("r1", input={"order": [1, 2.5, None]}, output={"ok": True}, status="running")
+    step = step_record("r1", "charge", input={"amount": 3}, output="paid", status="succeeded")
+    # As the codec wrote them then: the payloads in data_json (with the rest of each record).
+    run_row = codec.run_to_row(run)
+    data_at = codec.RUN_COLUMNS.index("data_json")
+    run_data = {**json.loads(run_row[data_at]), "input": run.input, "output": run.output}
+    step_row, _ = codec.step_to_row(step)
+    step_data = {**json.loads(step_row[2]), "input": step.input, "output": step.output}
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA user_version = 17")
+        connection.execute(
+            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS[:12])}, version) VALUES ({', '.join('?' * 12)}, 4)",
+            (*run_row[:9], ",payments,", run_row[10], json.dumps(run_data)),
+        )
+        connection.execute(
+            "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES (?, ?, ?, '')",
+            ("r1", "charge", json.dumps(step_data)),
+        )
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await store.get_run("r1") == dataclasses.replace(run, version=4)
+        # Without its payload columns a read still finds what the old row holds.
+        assert await store.get_run("r1", payloads=False) == dataclasses.replace(run, version=4)
+        assert await store.run_steps("r1") == ([step], [])
+        ended = dataclasses.replace(run, version=4, status="succeeded")
+        await store.apply(Changes(runs=[ended], steps=[step], expect_versions={"r1": 4}))
+        assert await store.get_run("r1") == dataclasses.replace(ended, version=5)
+        assert await store.run_steps("r1") == ([step], [])
+    finally:
+        await store.close()
+    assert _schema(db)[0] == NEWEST_SCHEMA
+    with sqlite3.connect(db) as connection:
+        run_json, run_input = connection.execute("SELECT data_json, input_json FROM runs").fetchone()
+        step_json, step_output = connection.execute("SELECT data_json, output_json FROM steps").fetchone()
+    assert "input" not in json.loads(run_json) and json.loads(run_input) == run.input
+    assert "output" not in json.loads(step_json) and json.loads(step_output) == "paid"
+
+
+# ---------- the writer ----------
 # ---------- the writer ----------
 
 

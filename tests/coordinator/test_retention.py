@@ -9,11 +9,13 @@ the store, so nothing depends on how fast the machine is."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +25,7 @@ from coordinator.server import Coordinator
 from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.records import RUN_SUCCEEDED, Changes, RunFilter
+from coordinator.store.records import RUN_SUCCEEDED, Changes, RunFilter, RunRecord
 from coordinator.store.retention import RETENTION_SETTING, Retention, purge_once, resolve
 from coordinator.store.sqlite import SqliteStore
 from tests.coordinator.store_conformance import run_record
@@ -323,11 +325,23 @@ def test_a_large_sqlite_file_made_before_is_left_as_it_is_with_a_warning(
 # ---------- a database made when a digest was kept per deleted run ----------
 
 
+# The columns of runs before payloads had columns of their own (schema 18, 14 in PostgreSQL).
+_COLUMNS_BEFORE_PAYLOADS = codec.RUN_COLUMNS[: codec.RUN_COLUMNS.index("input_json")]
+
+
+def _row_before_payload_columns(run: RunRecord) -> tuple[Any, ...]:
+    """A runs row as written before payloads had columns of their own: in data_json."""
+    row = codec.run_to_row(run)
+    data_at = codec.RUN_COLUMNS.index("data_json")
+    data = {**json.loads(row[data_at]), "input": run.input, "output": run.output}
+    return (*row[:data_at], json.dumps(data))
+
+
 async def _before_run_days(kind: str, store: Store, url: str, path: Path) -> None:
     """A database as the coordinator left it when it kept a digest per deleted run: three
     digests (two of one day and key), the starts of two deleted runs (one by the admin), and a
     stored run with its start."""
-    live = codec.run_to_row(run_record("live", status="running"))
+    live = _row_before_payload_columns(run_record("live", status="running"))
     digests = [
         ("d1", 1_000, 1_100, "succeeded"),
         ("d2", 2_000, 2_500, "succeeded"),
@@ -346,7 +360,7 @@ async def _before_run_days(kind: str, store: Store, url: str, path: Path) -> Non
         involved = codec.RUN_COLUMNS.index("involved")  # ",team1,team2," in SQLite
         row = (*live[:involved], ",payments,", *live[involved + 1 :])
         conn.execute(
-            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({', '.join('?' for _ in row)}, 1)",
+            f"INSERT INTO runs ({', '.join(_COLUMNS_BEFORE_PAYLOADS)}, version) VALUES ({', '.join('?' for _ in row)}, 1)",
             row,
         )
         conn.executemany(
@@ -371,7 +385,8 @@ async def _before_run_days(kind: str, store: Store, url: str, path: Path) -> Non
                 "INSERT INTO schema_version (version, name, applied_ms) VALUES (%s, %s, 0)", (number, name)
             )
         await conn.execute(
-            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}, version) VALUES ({', '.join('%s' for _ in live)}, 1)",
+            f"INSERT INTO runs ({', '.join(_COLUMNS_BEFORE_PAYLOADS)}, version)"
+            f" VALUES ({', '.join('%s' for _ in live)}, 1)",
             live,
         )
         await conn.cursor().executemany(
