@@ -23,10 +23,15 @@ class CountingStore(SqliteStore):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.step_reads = 0
+        self.run_reads: list[bool] = []  # each get_run's ``payloads``
 
     async def run_steps(self, run_id: str) -> tuple[list[StepRecord], list[Any]]:
         self.step_reads += 1
         return await super().run_steps(run_id)
+
+    async def get_run(self, run_id: str, *, payloads: bool = True) -> RunRecord | None:
+        self.run_reads.append(payloads)
+        return await super().get_run(run_id, payloads=payloads)
 
 
 def _audit() -> AuditRecord:
@@ -90,5 +95,38 @@ async def test_only_runs_that_may_hold_sensitive_values_have_their_steps_read(tm
 
         await sensitivity.values("r-adapted")
         assert store.step_reads == 2
+    finally:
+        await store.close()
+
+
+async def test_a_run_is_read_without_its_payloads_unless_it_may_hold_a_sensitive_value(
+    tmp_path: Path,
+) -> None:
+    """Whether a run can hold a sensitive value is decided from the run without its payloads
+    (read once, then kept); only a run that can has its payloads read, on every export, so a
+    value that flowed into its output is found each time."""
+    store = CountingStore(tmp_path / "accord.db")
+    await store.open()
+    try:
+        contract = Contract(
+            name="payments/plain",
+            version="1.0.0",
+            input_schema={"type": "object"},
+            output_schema={"type": "object"},
+        )
+        await store.add_contract(ContractRecord(contract, 1, "payments"), _audit())
+        await _run(store, "r-plain", "payments/plain", "tok-plain")
+        await _run(store, "r-flow", "payments/plain", "tok-flow", output={"card": "4111-flowed"})
+
+        async def flows(record: RunRecord) -> tuple[str, ...]:
+            return ("output.card",) if record.run_id == "r-flow" else ()
+
+        sensitivity = RunSensitivity(store, flows=flows)
+        for _ in range(2):
+            assert await sensitivity.values("r-plain") == set()
+        assert store.run_reads == [False]
+        for _ in range(2):
+            assert await sensitivity.values("r-flow") == {"4111-flowed"}
+        assert store.run_reads == [False, False, True, True]
     finally:
         await store.close()
