@@ -10,7 +10,9 @@ size, without lone surrogates or integers too long to convert.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -127,7 +129,8 @@ def json_text(raw: str, field: str, max_bytes: int | None = None, empty: Any = N
         raise InvalidArgumentError(
             f"{field} holds an integer too long to read; the limit is {MAX_JSON_INT}"
         ) from None
-    json_value(value, field)
+    if not _plain(raw):
+        json_value(value, field)
     return value
 
 
@@ -205,6 +208,102 @@ def _utf8(value: str, field: str) -> None:
         raise InvalidArgumentError(
             f"{field} holds a lone surrogate (\\ud800-\\udfff), which is not valid UTF-8"
         ) from None
+
+
+# json_text reads the text it has just decoded, with whole-text operations that run in C, to tell
+# whether the value could hold anything json_value refuses; only then does it walk the value, item
+# by item in Python, which for a payload of tens of KiB costs several times the decoding. Every
+# check below may answer "maybe" for a text that is fine (the walk then decides), never "no" for
+# one that is not. The text is valid JSON by then, which the checks rely on: outside strings it
+# holds only numbers, literals, brackets, commas, colons and JSON whitespace, and inside strings
+# every backslash starts an escape.
+#
+# The checks read the text as UTF-8 bytes: the characters they look for are all ASCII, and no
+# byte of a multi-byte character is one of them. Only the C scanner's reading of numbers and
+# escapes is assumed; the pure-Python one accepts more (non-ASCII digits), so without it we walk.
+_C_SCANNER = json.scanner.make_scanner.__module__ == "_json"
+# Numbers: every digit becomes 0, an exponent's E becomes e, signs go, and whatever may come
+# before or after a number outside a string (brackets, commas, colons, whitespace) becomes a comma.
+_NUMBER_SHAPE = bytes.maketrans(b"123456789E[]{}:\t\n\r ", b"000000000e,,,,,,,,,")
+# An integer beyond 2^63 has at least 19 digits; with its sign dropped, it starts the text or
+# follows a comma.
+_LONG_INTEGER = b"," + b"0" * 19
+# A number with at most 18 digits before its point overflows a double only with an exponent of
+# three digits or more (10^18 * 10^99 is finite). Its exponent ends at a comma or at the end of the
+# text, which keeps most ids in hex ("123e4567-...") from matching. The pattern starts with a
+# literal, which the regex engine scans for quickly, and backtracks over one run of digits at most.
+_LONG_EXPONENT = re.compile(rb"e000+(?:,|\Z)")
+# A \uD800-\uDFFF escape (hex in either case) is a lone surrogate unless it is a high half
+# (D800-DBFF) followed directly by an escape of a low half (DC00-DFFF), which the decoder joins
+# into one character: a high half not followed by a low one, or a low half not preceded by a high
+# one. Both lookarounds are of fixed width, so the search stays linear.
+_LONE_SURROGATE_ESCAPE = re.compile(
+    rb"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))"
+)
+# Nesting: only quotes and brackets are kept, and both kinds of bracket become [ and ].
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_SHAPE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+
+
+def _plain(raw: str) -> bool:
+    """True when the value of ``raw``, valid JSON, holds nothing ``json_value`` would refuse."""
+    if not _C_SCANNER:
+        return False
+    if raw.isascii():
+        data = raw.encode("ascii")
+    else:
+        try:
+            data = raw.encode("utf-8")
+        except UnicodeEncodeError:  # a surrogate in the text itself
+            return False
+    return not (_may_hold_lone_surrogate(data) or _may_hold_big_number(data) or _may_nest_too_deep(data))
+
+
+def _may_hold_lone_surrogate(data: bytes) -> bool:
+    if b"\\" not in data:
+        return False
+    if b"\\\\" in data:
+        # An escaped backslash starts no escape, and is no escape for the pattern to join with:
+        # it becomes two other characters. Pairs are taken from the left, as the decoder takes them.
+        data = data.replace(b"\\\\", b"--")
+    return _LONE_SURROGATE_ESCAPE.search(data) is not None
+
+
+def _may_hold_big_number(data: bytes) -> bool:
+    # Signs are dropped so that a negative number, too, starts right after its comma.
+    numbers = data.translate(_NUMBER_SHAPE, b"+-")
+    return (
+        numbers.startswith(_LONG_INTEGER[1:])
+        or _LONG_INTEGER in numbers
+        or _LONG_EXPONENT.search(numbers) is not None
+    )
+
+
+def _may_nest_too_deep(data: bytes) -> bool:
+    shape = data.translate(_BRACKETS, _NOT_SHAPE)
+    # Nesting is at most the number of opening brackets, counting those inside strings too.
+    if shape.count(b"[") <= MAX_JSON_DEPTH:
+        return False
+    if b'\\"' in data:
+        # Drop the escapes that could hide or fake a closing quote: each escaped backslash first
+        # (pairs taken from the left, as the decoder takes them), then each escaped quote.
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+        shape = data.translate(_BRACKETS, _NOT_SHAPE)
+    # Now every quote opens or closes a string. Dropping two adjacent quotes leaves every other
+    # character inside or outside a string as it was (it removes an empty string, or joins two
+    # strings with nothing but non-brackets between them). Quotes left over come from strings that
+    # hold brackets: split at them, every other piece is outside the strings.
+    shape = shape.replace(b'""', b"")
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])
+    # The brackets outside strings, balanced: each pass removes every innermost pair, so exactly
+    # one level of nesting, and the nesting is within the limit when that many passes leave none.
+    for _ in range(MAX_JSON_DEPTH):
+        shape = shape.replace(b"[]", b"")
+        if not shape:
+            return False
+    return True
 
 
 def overrides(value: Mapping[str, str], field: str = "overrides") -> dict[str, str]:
