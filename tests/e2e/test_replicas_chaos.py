@@ -282,9 +282,9 @@ def _stored(url: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], 
         # Decoded as the store reads them (a stored record leaves out what its columns say and
         # fields at their defaults: coordinator/store/codec.py).
         runs = {
-            run_id: {**dataclasses.asdict(codec.run_from_json(version, data)), "status": status}
-            for run_id, status, version, data in conn.execute(
-                "SELECT run_id, status, version, data_json FROM runs"
+            run_id: {**dataclasses.asdict(codec.run_from_json(version, *texts)), "status": status}
+            for run_id, status, version, *texts in conn.execute(
+                "SELECT run_id, status, version, data_json, input_json, output_json FROM runs"
             )
         }
         attempts = [
