@@ -5,12 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
 
 from contracts._wire.accord.agent.v1 import agent_gateway_service_pb2 as agent_pb
 from contracts._wire.accord.common.v1 import common_pb2
 from team_agent.client import _redact_message
 from team_agent.logs import configure_logging
 from team_agent.redact import Redactor
+from tests.support.soak import sized
 
 SECRET = 'pa"ss w/rd\\é'
 
@@ -96,3 +102,63 @@ def test_a_complete_request_keeps_its_numbers() -> None:
     request = agent_pb.CompleteTaskRequest(attempt_id="a", output_json='{"amount_cents":1234}')
     _redact_message(request, redactor)
     assert request.output_json == '{"amount_cents":1234}'
+
+
+def _walked(redactor: Redactor, value: Any) -> str:
+    """What ``Redactor.json`` always did: walk the value, masking every string, then serialise."""
+    return json.dumps(redactor.value(value), separators=(",", ":"), default=str)
+
+
+class _Odd:
+    def __str__(self) -> str:
+        return f"odd {SECRET}"
+
+
+_KEYS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["tok", SECRET, "x" + SECRET, "é", "\U0001f600"]),
+    st.integers(-3, 3),
+    st.sampled_from([True, False, None, 1.5, ("a", 1)]),
+)
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["tok", SECRET, f"card {SECRET} end", "1234", ",", '"', "\\", "é", _Odd()]),
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(_KEYS, children, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@sized("examples", short=500, soak=20_000)
+def test_json_is_the_walks_text_whatever_the_value(examples: int) -> None:
+    # A value with no secret in it is serialised without the walk: the same text, byte for byte,
+    # for keys that are not strings, secrets in keys, in strings, in what default=str makes,
+    # or spelt by numbers and punctuation.
+    @settings(max_examples=examples, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(_VALUES, st.sampled_from([(), (SECRET,), ("tok", "1234"), ("1",), (",",), ("é",)]))
+    def check(value: Any, secrets: tuple[str, ...]) -> None:
+        redactor = Redactor(secrets)
+        assert redactor.json(value) == _walked(redactor, value)
+
+    check()
+
+
+def test_json_of_a_large_value_without_secrets_takes_no_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [{"sku": f"sku-{k:06d}", "qty": k % 7, "price": k * 0.37, "note": None} for k in range(1000)]
+    redactor = Redactor(["never-in-it"])
+    monkeypatch.setattr(Redactor, "value", lambda self, value: pytest.fail("walked"))
+    assert redactor.json({"lines": lines}) == json.dumps({"lines": lines}, separators=(",", ":"))
+    # Keys that are not str, or a secret in the text: the walk makes the text.
+    for value in ({1: "a"}, {"k": "a never-in-it b"}):
+        with pytest.raises(pytest.fail.Exception, match="walked"):
+            redactor.json(value)
