@@ -18,12 +18,14 @@ import asyncio
 import copy
 import dataclasses
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import pytest
 
 from contracts.model import Contract, Deprecation, RetryPolicy, Timeouts
+from coordinator.store import codec
 from coordinator.store.base import Store
 from coordinator.store.records import (
     INFLIGHT_CONTRACT,
@@ -198,6 +200,44 @@ async def ui_sessions_kept(store: Store, keys: list[str]) -> list[str]:
 async def all_timers(store: Store) -> list[TimerRecord]:
     """Every timer, by claiming them all (claims that run out at once, so nothing stays hidden)."""
     return await store.claim_timers(FAR, 10_000, 0)
+
+
+# ---------- rows written before payloads had columns of their own ----------
+
+# A run and a step as a store before payload columns (SQLite schema 18, PostgreSQL 14) held them.
+OLD_PAYLOAD_RUN = run_record("r1", input={"order": [1, 2.5, None]}, output={"ok": True}, status="running")
+OLD_PAYLOAD_STEP = step_record("r1", "charge", input={"amount": 3}, output="paid", status="succeeded")
+
+
+def rows_before_payload_columns() -> tuple[tuple[str, ...], tuple[Any, ...], str]:
+    """(the runs columns then, OLD_PAYLOAD_RUN's values for them, OLD_PAYLOAD_STEP's data_json):
+    the payloads in data_json, as the codec wrote them then (involved as the list of teams)."""
+    run, step = OLD_PAYLOAD_RUN, OLD_PAYLOAD_STEP
+    data_at = codec.RUN_COLUMNS.index("data_json")
+    row = codec.run_to_row(run)
+    run_data = {**json.loads(row[data_at]), "input": run.input, "output": run.output}
+    step_row, _ = codec.step_to_row(step)
+    step_data = {**json.loads(step_row[2]), "input": step.input, "output": step.output}
+    return codec.RUN_COLUMNS[: data_at + 1], (*row[:data_at], json.dumps(run_data)), json.dumps(step_data)
+
+
+async def read_and_move_old_payloads(store: Store) -> None:
+    """A store holding ``rows_before_payload_columns`` (at run version 4) reads them with their
+    payloads, also without the payload columns, and its next write of each moves them out."""
+    run, step = OLD_PAYLOAD_RUN, OLD_PAYLOAD_STEP
+    assert await store.get_run("r1") == dataclasses.replace(run, version=4)
+    assert await store.get_run("r1", payloads=False) == dataclasses.replace(run, version=4)
+    assert await store.run_steps("r1") == ([step], [])
+    ended = dataclasses.replace(run, version=4, status="succeeded")
+    await store.apply(Changes(runs=[ended], steps=[step], expect_versions={"r1": 4}))
+    assert await store.get_run("r1") == dataclasses.replace(ended, version=5)
+    assert await store.run_steps("r1") == ([step], [])
+
+
+def assert_payloads_moved_out(run_row: tuple[str, str], step_row: tuple[str, str]) -> None:
+    """(data_json, input_json) of the run and (data_json, output_json) of the step, as stored."""
+    assert "input" not in json.loads(run_row[0]) and json.loads(run_row[1]) == OLD_PAYLOAD_RUN.input
+    assert "output" not in json.loads(step_row[0]) and json.loads(step_row[1]) == OLD_PAYLOAD_STEP.output
 
 
 class StoreConformance:

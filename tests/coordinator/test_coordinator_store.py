@@ -43,7 +43,15 @@ from coordinator.store.records import (
     VersionConflict,
 )
 from coordinator.store.sqlite import DatabaseInUseError, SqliteStore, lock_path
-from tests.coordinator.store_conformance import FAR, attempt_record, run_record, step_record
+from tests.coordinator.store_conformance import (
+    FAR,
+    assert_payloads_moved_out,
+    attempt_record,
+    read_and_move_old_payloads,
+    rows_before_payload_columns,
+    run_record,
+    step_record,
+)
 
 # The schema version a database has once every migration this tree holds is applied.
 NEWEST_SCHEMA = max(
@@ -65,6 +73,15 @@ def _migrations(db: Path, *names: str) -> None:
                 resources.files("coordinator.store.migrations").joinpath(name).read_text()
             )
         connection.execute(f"PRAGMA user_version = {len(names)}")
+
+
+def _migrations_up_to(version: int) -> list[str]:
+    """The names of the migrations up to schema ``version``, in order."""
+    return sorted(
+        f.name
+        for f in resources.files("coordinator.store.migrations").iterdir()
+        if f.name.endswith(".sql") and int(f.name.split("_", 1)[0]) <= version
+    )
 
 
 def _old_run_row(run: RunRecord) -> tuple[Any, ...]:
@@ -322,12 +339,7 @@ async def test_a_version_16_database_keeps_its_timers_offers_inflight_and_reques
     """0017 rebuilds the small tables every transition writes WITHOUT ROWID: what they held is
     still there and still works (claimed, offered, counted, answered, purged)."""
     db = tmp_path / "db.sqlite"
-    migrations = sorted(
-        f.name
-        for f in resources.files("coordinator.store.migrations").iterdir()
-        if f.name.endswith(".sql") and int(f.name.split("_", 1)[0]) <= 16
-    )
-    _migrations(db, *migrations)
+    _migrations(db, *_migrations_up_to(16))
     with sqlite3.connect(db) as connection:
         connection.execute("PRAGMA user_version = 16")
         connection.execute("INSERT INTO timers VALUES ('retry', 'r1/s', 'r1', 5, 0)")
@@ -373,49 +385,31 @@ async def test_a_version_17_database_keeps_the_payloads_in_its_rows_and_moves_th
     written before hold theirs in data_json, are read with them, and the first write of each
     moves them out."""
     db = tmp_path / "db.sqlite"
-    migrations = sorted(
-        f.name
-        for f in resources.files("coordinator.store.migrations").iterdir()
-        if f.name.endswith(".sql") and int(f.name.split("_", 1)[0]) <= 17
-    )
-    _migrations(db, *migrations)
-    run = run_record("r1", input={"order": [1, 2.5, None]}, output={"ok": True}, status="running")
-    step = step_record("r1", "charge", input={"amount": 3}, output="paid", status="succeeded")
-    # As the codec wrote them then: the payloads in data_json (with the rest of each record).
-    run_row = codec.run_to_row(run)
-    data_at = codec.RUN_COLUMNS.index("data_json")
-    run_data = {**json.loads(run_row[data_at]), "input": run.input, "output": run.output}
-    step_row, _ = codec.step_to_row(step)
-    step_data = {**json.loads(step_row[2]), "input": step.input, "output": step.output}
+    _migrations(db, *_migrations_up_to(17))
+    columns, run_row, step_data = rows_before_payload_columns()
+    involved = columns.index("involved")  # ",team1,team2," in SQLite
     with sqlite3.connect(db) as connection:
         connection.execute("PRAGMA user_version = 17")
         connection.execute(
-            f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS[:12])}, version) VALUES ({', '.join('?' * 12)}, 4)",
-            (*run_row[:9], ",payments,", run_row[10], json.dumps(run_data)),
+            f"INSERT INTO runs ({', '.join(columns)}, version) VALUES ({', '.join('?' for _ in columns)}, 4)",
+            (*run_row[:involved], ",payments,", *run_row[involved + 1 :]),
         )
         connection.execute(
-            "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES (?, ?, ?, '')",
-            ("r1", "charge", json.dumps(step_data)),
+            "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES ('r1', 'charge', ?, '')",
+            (step_data,),
         )
     store = SqliteStore(db)
     await store.open()
     try:
-        assert await store.get_run("r1") == dataclasses.replace(run, version=4)
-        # Without its payload columns a read still finds what the old row holds.
-        assert await store.get_run("r1", payloads=False) == dataclasses.replace(run, version=4)
-        assert await store.run_steps("r1") == ([step], [])
-        ended = dataclasses.replace(run, version=4, status="succeeded")
-        await store.apply(Changes(runs=[ended], steps=[step], expect_versions={"r1": 4}))
-        assert await store.get_run("r1") == dataclasses.replace(ended, version=5)
-        assert await store.run_steps("r1") == ([step], [])
+        await read_and_move_old_payloads(store)
     finally:
         await store.close()
     assert _schema(db)[0] == NEWEST_SCHEMA
     with sqlite3.connect(db) as connection:
-        run_json, run_input = connection.execute("SELECT data_json, input_json FROM runs").fetchone()
-        step_json, step_output = connection.execute("SELECT data_json, output_json FROM steps").fetchone()
-    assert "input" not in json.loads(run_json) and json.loads(run_input) == run.input
-    assert "output" not in json.loads(step_json) and json.loads(step_output) == "paid"
+        assert_payloads_moved_out(
+            connection.execute("SELECT data_json, input_json FROM runs").fetchone(),
+            connection.execute("SELECT data_json, output_json FROM steps").fetchone(),
+        )
 
 
 # ---------- the writer ----------

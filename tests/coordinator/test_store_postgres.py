@@ -5,8 +5,6 @@ schema newer than the binary refused, an unreachable server, and races between c
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 
 import psycopg
@@ -14,15 +12,17 @@ import pytest
 
 from contracts.errors import FailedPreconditionError, UnreachableError
 from coordinator.registry.teams import ADMIN_TOKEN_SETTING, Teams
-from coordinator.store import codec
 from coordinator.store.postgres import PostgresStore, SchemaTooNewError, _migrations
 from coordinator.store.records import Changes, TokenRecord, VersionConflict
 from coordinator.tokens import TokenAuthority, hash_token
 from tests.coordinator.store_conformance import (
     all_timers,
+    assert_payloads_moved_out,
     attempt_record,
     audit,
     offer,
+    read_and_move_old_payloads,
+    rows_before_payload_columns,
     run_record,
     step_record,
     timer,
@@ -413,14 +413,7 @@ async def test_a_version_13_database_keeps_the_payloads_in_its_rows_and_moves_th
     written before hold theirs in data_json, are read with them, and the first write of each
     moves them out."""
     url = pg_database.schema_url()
-    run = run_record("r1", input={"order": [1, 2.5, None]}, output={"ok": True}, status="running")
-    step = step_record("r1", "charge", input={"amount": 3}, output="paid", status="succeeded")
-    # As the codec wrote them then: the payloads in data_json (with the rest of each record).
-    run_row = codec.run_to_row(run)
-    data_at = codec.RUN_COLUMNS.index("data_json")
-    run_data = {**json.loads(run_row[data_at]), "input": run.input, "output": run.output}
-    step_row, _ = codec.step_to_row(step)
-    step_data = {**json.loads(step_row[2]), "input": step.input, "output": step.output}
+    columns, run_row, step_data = rows_before_payload_columns()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
@@ -430,31 +423,23 @@ async def test_a_version_13_database_keeps_the_payloads_in_its_rows_and_moves_th
             if number <= 13:
                 conn.execute(sql)  # type: ignore[arg-type]
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s, 0)", (number, name))
-        columns = codec.RUN_COLUMNS[: data_at + 1]
         conn.execute(
             f"INSERT INTO runs ({', '.join(columns)}, version) VALUES ({', '.join('%s' for _ in columns)}, 4)",
-            (*run_row[:data_at], json.dumps(run_data)),
+            run_row,
         )
         conn.execute(
             "INSERT INTO steps (run_id, step_id, data_json, policy_ref) VALUES ('r1', 'charge', %s, '')",
-            (json.dumps(step_data),),
+            (step_data,),
         )
     store = PostgresStore(url)
     await store.open()
     try:
-        assert await store.get_run("r1") == dataclasses.replace(run, version=4)
-        # Without its payload columns a read still finds what the old row holds.
-        assert await store.get_run("r1", payloads=False) == dataclasses.replace(run, version=4)
-        assert await store.run_steps("r1") == ([step], [])
-        ended = dataclasses.replace(run, version=4, status="succeeded")
-        await store.apply(Changes(runs=[ended], steps=[step], expect_versions={"r1": 4}))
-        assert await store.get_run("r1") == dataclasses.replace(ended, version=5)
-        assert await store.run_steps("r1") == ([step], [])
+        await read_and_move_old_payloads(store)
     finally:
         await store.close()
     assert _schema_versions(url)[-1][0] == _migrations()[-1][0]
     with psycopg.connect(url) as conn:
-        run_json, run_input = conn.execute("SELECT data_json, input_json FROM runs").fetchone()  # type: ignore[misc]
-        step_json, step_output = conn.execute("SELECT data_json, output_json FROM steps").fetchone()  # type: ignore[misc]
-    assert "input" not in json.loads(run_json) and json.loads(run_input) == run.input
-    assert "output" not in json.loads(step_json) and json.loads(step_output) == "paid"
+        assert_payloads_moved_out(
+            conn.execute("SELECT data_json, input_json FROM runs").fetchone(),  # type: ignore[arg-type]
+            conn.execute("SELECT data_json, output_json FROM steps").fetchone(),  # type: ignore[arg-type]
+        )
