@@ -142,8 +142,10 @@ class CoordinatorProcess:
     def _spawn(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "coordinator.json").unlink(missing_ok=True)
-        self.log_path = self.home / f"coordinator-{int(time.time() * 1000)}.log"
-        log = open(self.log_path, "wb")
+        # The file exists before log_path names it: log() may be called from another thread.
+        log_path = self.home / f"coordinator-{int(time.time() * 1000)}.log"
+        log = open(log_path, "wb")
+        self.log_path = log_path
         env = coordinator_env(self.home, **self.extra_env)
         self.proc = subprocess.Popen(
             # The tracing UI stays off unless a test asks for it: parallel coordinators would
@@ -194,7 +196,14 @@ class CoordinatorProcess:
             self.admin_token = token_file.read_text().strip()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        # One read of log_path: a restart in another thread (a test's to_thread) may replace it.
+        path = self.log_path
+        if path is None:
+            return ""
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def kill9(self) -> None:
         """kill -9 the whole process group, as a crash would."""
