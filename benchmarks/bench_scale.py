@@ -71,8 +71,8 @@ class Template:
             self.run = list(row)
             # Positions by name: columns are added to the table over the schema's versions.
             names = [d[0] for d in cursor.description]
-            self.created_at, self.finished_at, self.data_at = (
-                names.index(name) for name in ("created_ms", "finished_ms", "data_json")
+            self.created_at, self.finished_at, self.data_at, self.key_at = (
+                names.index(name) for name in ("created_ms", "finished_ms", "data_json", "idempotency_key")
             )
             self.data = json.loads(row[self.data_at])
             self.steps = [list(r) for r in conn.execute("SELECT * FROM steps WHERE run_id = ?", (run_id,))]
@@ -139,6 +139,8 @@ def fill(db: Path, template: Template, start: int, count: int, *, batch: int = 1
                 )
                 row = [_swap(v, pairs) for v in template.run]
                 row[template.created_at], row[template.finished_at] = created, created + duration
+                if row[template.key_at]:  # unique per caller and workflow (a request id serves as one)
+                    row[template.key_at] = f"{row[template.key_at]}-{i}"
                 row[template.data_at] = json.dumps(data, separators=(",", ":"))
                 runs.append(row)
                 steps += [[_swap(v, pairs) for v in r] for r in template.steps]
