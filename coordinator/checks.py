@@ -12,6 +12,12 @@ there and checked again in a worker, so no check holds the loop for longer than 
 coordinator that never sees a large or costly file never starts a worker (the pool is created on
 first use).
 
+A large payload (over 16 KiB) is validated on the loop first too, within a smaller inline budget
+(``LARGE_INLINE_BUDGET_S``), when its schema is one whose every step ticks that budget
+(``validate_large_inline``): most schemas look at a few fields of a large payload, and a worker
+would cost more in pickling than the validation itself. One that runs over goes to a worker, and
+that schema's payloads of about that size go straight there afterwards.
+
 A check still running when its budget (``--check-budget``) is spent is answered
 FAILED_PRECONDITION naming the budget; its worker is killed and the pool replaced, so the next
 check starts on fresh workers.
@@ -34,10 +40,18 @@ from typing import Any, TypeVar
 import orjson
 
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError, Violation
-from contracts.limits import InlineBudgetSpent, inline_budget
-from contracts.validation import validate_payload
+from contracts.limits import InlineBudgetSpent, inline_budget, subschemas
+from contracts.validation import compiled_validator, validate_payload
 
-__all__ = ["DEFAULT_BUDGET_S", "INLINE_BUDGET_S", "INLINE_BYTES", "Checks"]
+__all__ = [
+    "DEFAULT_BUDGET_S",
+    "INLINE_BUDGET_S",
+    "INLINE_BYTES",
+    "LARGE_INLINE_BUDGET_S",
+    "LARGE_INLINE_BYTES",
+    "Checks",
+    "validate_large_inline",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +65,17 @@ INLINE_BYTES = 16 * 1024
 INLINE_BUDGET_S = 0.05
 #: Worker processes (the reference machine has 2 cores; the event loop keeps one).
 WORKERS = 2
+#: A larger payload, up to this size, is first validated on the loop (``validate_large_inline``) ...
+LARGE_INLINE_BYTES = 1024 * 1024
+#: ... for at most this much CPU time; past it, it is validated in a worker.
+LARGE_INLINE_BUDGET_S = 0.005
+#: Keywords one evaluation of which may take time in proportion to the payload without ticking the
+#: inline budget: a format checker or a pass over every key in Python, or (the unevaluated ones)
+#: every alternative evaluated again. A schema that uses one is never tried on the loop with a
+#: large payload.
+_UNTICKED = frozenset(
+    ("format", "uniqueItems", "patternProperties", "unevaluatedProperties", "unevaluatedItems")
+)
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
@@ -93,6 +118,65 @@ def payload_size(value: Any) -> int:
         return len(json.dumps(value, separators=(",", ":"), default=str))
     except (TypeError, ValueError, RecursionError):
         return INLINE_BYTES + 1  # odd values are checked in a worker
+
+
+class _LargeInline:
+    """What is known of one compiled validator with large payloads: whether it may be tried on
+    the loop at all, and the size from which its payloads go straight to a worker."""
+
+    __slots__ = ("eligible", "spent_from", "validator")
+
+    def __init__(self, validator: Any, eligible: bool) -> None:
+        self.validator = validator  # kept: its id is the key
+        self.eligible = eligible
+        self.spent_from = LARGE_INLINE_BYTES + 1
+
+
+# By id of the compiled validator (``contracts.validation`` caches those, so one per schema).
+_large_inline: dict[int, _LargeInline] = {}
+_LARGE_INLINE_KEPT = 2048
+
+
+def _ticks_throughout(schema: Any) -> bool:
+    """True if no subschema of ``schema`` uses a keyword of ``_UNTICKED``."""
+    for _, node in subschemas(schema):
+        for keyword in _UNTICKED.intersection(node):
+            if keyword != "uniqueItems" or node[keyword]:
+                return False
+    return True
+
+
+def validate_large_inline(schema: Any, value: Any, name: str, size: int) -> list[Violation] | None:
+    """``validate_payload(schema, value, name)`` of a payload over ``INLINE_BYTES`` (``size``
+    bytes), made here, on the caller's thread, when that is cheap: None when it must be made in a
+    worker instead.
+
+    It is tried when the payload is at most ``LARGE_INLINE_BYTES`` and the schema uses no keyword
+    of ``_UNTICKED``, so that every step of the validation ticks the inline budget; it is stopped
+    after ``LARGE_INLINE_BUDGET_S`` of CPU time. A validation that runs over tells that the schema
+    is costly for payloads of that size: from half of it up, that schema's payloads are not tried
+    again (so at most a few attempts are ever wasted per schema)."""
+    if size > LARGE_INLINE_BYTES:
+        return None
+    validator = compiled_validator(schema)
+    known = _large_inline.get(id(validator))
+    if known is None or known.validator is not validator:
+        if len(_large_inline) >= _LARGE_INLINE_KEPT:
+            _large_inline.clear()
+        known = _large_inline[id(validator)] = _LargeInline(validator, _ticks_throughout(schema))
+    if not known.eligible or size >= known.spent_from:
+        return None
+    try:
+        with inline_budget(LARGE_INLINE_BUDGET_S):
+            return validate_payload(schema, value, name)
+    except InlineBudgetSpent:
+        known.spent_from = min(known.spent_from, size // 2)
+        logger.info(
+            "validating a payload of %d bytes took over %gms of CPU inline; made again in a worker process",
+            size,
+            LARGE_INLINE_BUDGET_S * 1000,
+        )
+        return None
 
 
 class _Failed(AccordError):
@@ -169,10 +253,14 @@ class Checks:
 
     async def validate(self, what: str, schema: Any, value: Any, name: str = "input") -> list[Violation]:
         """``validate_payload(schema, value)``, in a worker when ``value`` is large (jsonschema
-        takes seconds over a payload of a few hundred KiB)."""
-        return await self.run(
-            f"validating {what}", payload_size(value), validate_payload, schema, value, name
-        )
+        takes seconds over a payload of a few hundred KiB) unless it is quick inline
+        (``validate_large_inline``)."""
+        size = payload_size(value)
+        if size > INLINE_BYTES and self.pooled:
+            violations = validate_large_inline(schema, value, name, size)
+            if violations is not None:
+                return violations
+        return await self.run(f"validating {what}", size, validate_payload, schema, value, name)
 
     def close(self) -> None:
         """Stop the workers (the coordinator's stop)."""

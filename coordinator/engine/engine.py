@@ -48,7 +48,7 @@ from contracts.policy import Verdict, agent_document
 from contracts.refs import EMITS_ROOTS, evaluate
 from contracts.validation import validate_payload
 from contracts.versions import is_name
-from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks, payload_size
+from coordinator.checks import INLINE_BUDGET_S, INLINE_BYTES, Checks, payload_size, validate_large_inline
 from coordinator.config import EngineSettings
 from coordinator.dispatch import Dispatcher, QueueKey, Waiter
 from coordinator.engine import authz, machine
@@ -1692,10 +1692,10 @@ class Engine:
         authz.may_act_as(principal, agent_id, self._dispatcher.agent(agent_id))
         self._dispatcher.touch(agent_id)
 
-        # A large output is validated in a worker first; a small one in the transition (within
-        # the inline budget: a costly schema still goes to a worker).
+        # A large output is validated first, here when that is quick, else in a worker; a small
+        # one in the transition (within the inline budget: a costly schema still goes to a worker).
         size = payload_size(output) if output_size is None else output_size
-        checked = await self._output_checked(attempt_id, output) if size > INLINE_BYTES else None
+        checked = await self._output_checked(attempt_id, output, size) if size > INLINE_BYTES else None
         emitted = await self._emitted(attempt_id, output)
 
         def complete(state: RunState, tr: Transition) -> bool:
@@ -1816,19 +1816,30 @@ class Engine:
         )
         return contract.ref, event, audit
 
-    async def _output_checked(self, attempt_id: str, output: Any) -> tuple[str, TaskFailure | None] | None:
-        """An output validated in a worker process (coordinator/checks.py) before the transition,
-        which uses the answer: ``(contract ref, violation)``; None when the attempt or its
-        contract is not found (the transition then decides)."""
-        stored = await self._store.get_attempt(attempt_id)
-        if stored is None:
-            return None
+    async def _output_checked(
+        self, attempt_id: str, output: Any, size: int | None = None
+    ) -> tuple[str, TaskFailure | None] | None:
+        """An output validated before the transition, which uses the answer: ``(contract ref,
+        violation)``; None when the attempt or its contract is not found (the transition then
+        decides). A large one (``size`` bytes) is validated here when that is quick
+        (``validate_large_inline``); else, and with no ``size`` (a small output whose schema ran
+        over the inline budget), in a worker process (coordinator/checks.py)."""
+        cached = self._runs.get(_run_of(attempt_id))
+        attempt = cached.attempts.get(attempt_id) if cached is not None else None
+        if attempt is None:  # not cached (or made by another coordinator since): as stored
+            attempt = await self._store.get_attempt(attempt_id)
+            if attempt is None:
+                return None
         try:
-            contract = (await self._state(stored.run_id)).contracts.get(stored.contract)
+            contract = (await self._state(attempt.run_id)).contracts.get(attempt.contract)
         except _Gone:
             return None
         if contract is None:
             return None
+        if size is not None:
+            violations = validate_large_inline(contract.output_schema, output, "output", size)
+            if violations is not None:
+                return contract.ref, machine.output_failure(contract, violations)
         try:
             violation = await self._registry.checks.run(
                 f"validating the output of {contract.ref}",

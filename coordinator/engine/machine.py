@@ -28,7 +28,7 @@ from contracts.migration import adapt_input, adapt_output
 from contracts.model import WAIT_APPROVAL, Contract, Migration, RetryPolicy, Timeouts, Workflow, seconds_to_ms
 from contracts.refs import evaluate, evaluate_condition
 from contracts.validation import validate_payload
-from coordinator.checks import INLINE_BYTES, payload_size
+from coordinator.checks import INLINE_BYTES, payload_size, validate_large_inline
 from coordinator.engine import spans as span_builders
 from coordinator.engine.policy import effective_policy, policy_from_json, policy_to_json
 from coordinator.engine.state import RunState, Transition
@@ -317,7 +317,11 @@ def attempt_failed(
 
 def output_violation(contract: Contract, output: Any) -> TaskFailure | None:
     """The non-retryable failure of an output that does not match its contract, if it does not."""
-    violations = validate_payload(contract.output_schema, output, "output")
+    return output_failure(contract, validate_payload(contract.output_schema, output, "output"))
+
+
+def output_failure(contract: Contract, violations: list[Violation]) -> TaskFailure | None:
+    """``output_violation`` of an output already validated: its ``violations``."""
     if not violations:
         return None
     return TaskFailure(
@@ -742,11 +746,14 @@ def _start_step(state: RunState, step: StepRecord, step_input: Any, tr: Transiti
             return False
     step.input = step_input
     violations: list[Violation] | None = None
-    if payload_size(step_input) <= INLINE_BYTES:
+    size = payload_size(step_input)
+    if size <= INLINE_BYTES:
         try:
             violations = validate_payload(contract.input_schema, step_input, "input")
         except InlineBudgetSpent:
             violations = None  # a costly schema: validated in a worker, as a large input is
+    else:  # here too when that is quick (None: a worker validates it)
+        violations = validate_large_inline(contract.input_schema, step_input, "input", size)
     if violations is None:
         step.status, step.next_attempt_ms = STEP_SCHEDULED, 0
         if not step.started_ms:

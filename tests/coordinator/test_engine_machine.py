@@ -292,9 +292,28 @@ def test_a_mapping_that_does_not_fit_the_callee_fails_the_run_before_any_task() 
     assert tr.changes().offers_add == []
 
 
-def test_a_large_mapped_input_waits_for_its_check_and_starts_or_fails_on_the_verdict() -> None:
-    big = {"order_id": "o" * 20_000}  # over the inline size: validated in a worker, not here
+# A charge contract whose input schema asks for a format: a large input is never validated in the
+# transition against it (a format check does not tick the inline budget; coordinator/checks.py).
+CHARGE_FORMATTED = parse_contract_text(
+    contract("payments/charge", input_props="{order_id: {type: string, format: hostname}}"), "charge.yaml"
+)
+
+
+def test_a_large_mapped_input_with_a_quick_schema_is_validated_in_the_transition() -> None:
+    big = {"order_id": "o" * 20_000}  # over the inline size, but its schema looks at one field
     state, tr = _started(_state(run_input=big))
+    assert _current(state, "charge").number == 1 and not tr.timers_set
+    assert [o.attempt_id for o in tr.changes().offers_add] == ["r1:charge:1"]
+    # and refused there too
+    state, tr = _started(_state(run_input={"order_id": 7, "pad": "p" * 20_000}))
+    assert state.record.status == RUN_FAILED and not tr.changes().offers_add
+    assert state.record.error is not None and "$.order_id" in state.record.error.message
+
+
+def test_a_large_mapped_input_waits_for_its_check_and_starts_or_fails_on_the_verdict() -> None:
+    big = {"order_id": "o" * 20_000}  # over the inline size, and its schema asks for a format
+    contracts = [CHARGE_FORMATTED, SHIP]
+    state, tr = _started(_state(run_input=big, contracts=contracts))
     step = state.steps["charge"]
     assert (step.status, step.attempt_count, step.input) == (STEP_SCHEDULED, 0, big)
     assert "charge" not in state.current and tr.changes().offers_add == []
@@ -314,7 +333,7 @@ def test_a_large_mapped_input_waits_for_its_check_and_starts_or_fails_on_the_ver
     assert machine.input_checked(state, timer, None, again) is False
     assert again.timers_fired and not again.changes().offers_add
 
-    state, tr = _started(_state(run_input=big))
+    state, tr = _started(_state(run_input=big, contracts=contracts))
     refused = TaskFailure("ContractViolation", "the mapped input does not match payments/charge@1.0.0", False)
     machine.input_checked(
         state, tr.timers_set[(TIMER_CHECK_INPUT, "r1/charge")], (refused,), Transition(T0 + 1)

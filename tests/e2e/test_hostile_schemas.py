@@ -416,7 +416,10 @@ async def test_a_payload_over_the_check_budget_is_refused(tmp_path: Path) -> Non
 
 
 # A run input under the inline size (checked on the event loop in a few ms) mapped three times into
-# a step's input over it: the mapped input is validated in a worker, within the check budget.
+# a step's input over it. WIDE's schema has a keyword that does not tick the inline budget
+# (uniqueItems, on a field the input leaves out), so the mapped input is validated in a worker,
+# within the check budget; WIDE_QUICK's has none, and it is validated on the loop
+# (coordinator/checks.py, validate_large_inline).
 FANS = """
 workflow: acme/fans
 input: {type: object, required: [s], properties: {s: {type: string}}}
@@ -426,22 +429,35 @@ steps:
     input: {a: "${input.s}", b: "${input.s}", c: "${input.s}"}
 output: {ref: "${steps.wide.output.ref}"}
 """
-WIDE = contract(
+WIDE_QUICK = contract(
     "acme/wide",
     input_props="{a: {type: string, pattern: '^[a-z]+$'}, b: {type: string}, c: {type: string}}",
     input_required="[a, b, c]",
 )
+WIDE = contract(
+    "acme/wide",
+    input_props=(
+        "{a: {type: string, pattern: '^[a-z]+$'}, b: {type: string}, c: {type: string},"
+        " d: {type: array, uniqueItems: true}}"
+    ),
+    input_required="[a, b, c]",
+)
 
 
-async def _fans_world(coordinator: CoordinatorProcess) -> tuple[str, TestAgent, list[Call]]:
+async def _fans_world(
+    coordinator: CoordinatorProcess, wide_contract: str = WIDE, pad: int = 0
+) -> tuple[str, TestAgent, list[Call]]:
+    """``pad``: the agent's outputs carry that many more bytes (an input of "y"s gets an output
+    that does not match the contract)."""
     acme = await coordinator.create_team("acme")
-    await coordinator.register_contract(acme, WIDE)
+    await coordinator.register_contract(acme, wide_contract)
     await coordinator.register_workflow(acme, FANS)
     calls: list[Call] = []
 
-    async def wide(call: Call) -> dict[str, str]:
+    async def wide(call: Call) -> dict[str, Any]:
         calls.append(call)
-        return {"ref": str(len(call.input["a"]))}
+        ref: Any = len(call.input["a"]) if call.input["a"].startswith("y") else str(len(call.input["a"]))
+        return {"ref": ref, "pad": "p" * pad} if pad else {"ref": ref}
 
     agent = TestAgent(coordinator.address, acme, "acme", {"acme/wide@1": wide})
     await agent.start()
@@ -476,6 +492,42 @@ async def test_a_large_mapped_input_is_validated_in_a_worker(coordinator: Coordi
     finally:
         await wide_agent.stop()
         await agent.stop()
+    assert "Traceback" not in coordinator.log()
+
+
+def _children(pid: int) -> list[str]:
+    """The processes ``pid`` started that still run (a worker pool's, once one is started)."""
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+async def test_a_large_mapped_input_with_a_quick_schema_is_validated_on_the_loop(
+    coordinator: CoordinatorProcess,
+) -> None:
+    """A schema that looks at a few fields of a large mapped input, or of a large output, is
+    checked on the loop, in microseconds: the step starts at once, an invalid input fails the run
+    naming the field, so does an invalid output, and the coordinator never starts a worker
+    process."""
+    acme, wide_agent, calls = await _fans_world(coordinator, WIDE_QUICK, pad=20_000)
+    valid, invalid = "x" * 7_000, "X" * 7_000  # 21 KB mapped, over the 16 KiB inline size
+    try:
+        async with coordinator.client(acme) as client:
+            good = await wait_run(client, (await start_run(client, "acme/fans", {"s": valid})).run.run_id)
+            bad = await wait_run(client, (await start_run(client, "acme/fans", {"s": invalid})).run.run_id)
+            bad_output = await wait_run(
+                client, (await start_run(client, "acme/fans", {"s": "y" * 7_000})).run.run_id
+            )
+    finally:
+        await wide_agent.stop()
+    assert good.status == pb.RUN_STATUS_SUCCEEDED, good
+    assert good.output_json and '"7000"' in good.output_json, good
+    assert len(calls) == 2 and calls[0].input == {"a": valid, "b": valid, "c": valid}
+    assert bad.status == pb.RUN_STATUS_FAILED, bad
+    assert "the mapped input does not match acme/wide@1.0.0" in bad.error.message, bad.error
+    assert "$.a: " in bad.error.message, bad.error
+    assert bad_output.status == pb.RUN_STATUS_FAILED, bad_output
+    assert "the output of acme/wide@1.0.0 does not match its schema" in bad_output.error.message
+    assert "$.ref: " in bad_output.error.message, bad_output.error
+    assert coordinator.proc is not None and _children(coordinator.proc.pid) == []
     assert "Traceback" not in coordinator.log()
 
 
