@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import random
 import time
@@ -39,6 +38,7 @@ from contracts.errors import (
     UnreachableError,
     Violation,
 )
+from contracts.jsontext import loads
 from contracts.model import PLATFORM_TIMEOUTS, Contract
 from contracts.validation import validate_payload
 from team_agent.client import (
@@ -781,7 +781,7 @@ class Agent:
         # A check that passes leaves no span (two spans fewer per task: a third of the agent's
         # tracing work); one that fails is an error span of its own, naming what broke.
         try:
-            value = json.loads(task.input_json) if task.input_json else None
+            value = loads(task.input_json) if task.input_json else None
         except ValueError:
             self._failed_check("agent.validate_input", attributes, "input is not JSON")
             return self._failure_entry(

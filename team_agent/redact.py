@@ -15,6 +15,8 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
+from contracts.jsontext import plain
+
 MASK = "***"
 
 
@@ -102,13 +104,17 @@ class Redactor:
 
         Most values hold no secret. Their text is serialised from the value as it is, without
         ``value``'s walk through it in Python (half of an agent's CPU on a 64 KiB output). That
-        gives the same text exactly when every key is a str, as the walk makes them, and no form
+        gives the same value exactly when every key is a str, as the walk makes them, and no form
         of a secret is in the text: JSON escapes character by character, so a string holding a
-        secret holds its escaped form (one of ``_encodings``) in the text."""
-        if _keys_are_str(value):
+        secret holds its escaped form (one of ``_encodings``: orjson escapes as ``json`` does
+        with ``ensure_ascii=False``) in the text. A value of JSON's own types only (most are:
+        an engine's output is read from JSON) is written by orjson (``jsontext.plain``, ~4x
+        faster than ``json`` at 64 KiB), any other by ``json`` as before."""
+        text = plain(value)
+        if text is None and _keys_are_str(value):
             text = json.dumps(value, separators=(",", ":"), default=str)
-            if not self.found_in(text):
-                return text
+        if text is not None and not self.found_in(text):
+            return text
         return json.dumps(self.value(value), separators=(",", ":"), default=str)
 
     def json_text(self, text: str) -> str:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import datetime
+import enum
 import json
 import math
+import uuid
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from contracts.jsontext import compact
+from contracts.jsontext import compact, loads, plain
 
 
 @dataclasses.dataclass
@@ -105,3 +111,123 @@ def test_dataclasses_go_through_default_as_before() -> None:
 def test_a_value_json_cannot_encode_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         compact({"x": object()})
+
+
+# ---------- loads and plain ----------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_JSON, st.booleans())
+def test_loads_reads_the_value_json_reads(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    expected = json.loads(text)
+    read = loads(text)
+    # the same types too: an integer beyond 64 bits stays an integer, 1.0 stays a float
+    assert repr(read) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[NaN, Infinity, -Infinity]",
+        '["\\ud800", "\\udc00x"]',
+        "[1e400, -1e400]",
+        "[18446744073709551616, -9223372036854775809, 9223372036854775808]",
+        "[0.12345678901234567890123]",
+        '{"a": 1, "a": 2}',
+        "[" * 1_100 + "]" * 1_100,
+    ],
+)
+def test_loads_reads_what_orjson_would_read_otherwise_as_json_does(text: str) -> None:
+    try:
+        expected: Any = ("value", repr(json.loads(text)))
+    except (ValueError, RecursionError) as exc:
+        expected = ("error", type(exc))
+    try:
+        read: Any = ("value", repr(loads(text)))
+    except (ValueError, RecursionError) as exc:
+        read = ("error", type(exc))
+    assert read == expected
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1,]", "\ufeff{}", '{"a": 1} x', '["\x01"]'])
+def test_loads_refuses_what_json_refuses_with_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        loads(text)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        Colour.RED,  # orjson writes "red", json with default=str "Colour.RED"
+        Level.HIGH,
+        uuid.UUID(int=7),
+        datetime.date(2026, 12, 7),
+        Reading("t", 1.0),
+        Name("n"),
+        collections.OrderedDict(a=1),
+        float("nan"),
+        float("-inf"),
+        2**64,
+        {1, 2},
+        b"bytes",
+    ],
+)
+def test_plain_is_none_for_a_value_holding_anything_but_jsons_own_types(odd: Any) -> None:
+    for value in (odd, {"deep": [1, {"x": odd}]}, [odd, Colour.RED]):
+        assert plain(value) is None
+
+
+def test_plain_text_reads_back_as_the_value_json_would_write() -> None:
+    taken: list[bool] = []
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(_JSON)
+    def check(value: Any) -> None:
+        text = plain(value)
+        taken.append(text is not None)
+        if text is not None:
+            assert repr(json.loads(text)) == repr(json.loads(json.dumps(value, default=str)))
+        else:  # beyond 64 bits, or bytes of a float or a string in the pickle that look like a class
+            taken[-1] = _holds_big_integer(value)
+
+    check()
+    # None for what orjson cannot write; only rarely (the pickle's bytes) for anything else
+    assert sum(taken) > 0.9 * len(taken), f"{sum(taken)} of {len(taken)}"
+
+
+def _holds_big_integer(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_big_integer(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_big_integer(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64
+
+
+def test_plain_takes_text_whose_utf8_holds_the_pickle_opcode_of_a_class() -> None:
+    value = {"name": "ē" * 50, "quote": "“ē”"}  # C4 93 and E2 80 93: the byte of STACK_GLOBAL
+    assert plain(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
