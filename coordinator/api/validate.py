@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from contracts.errors import InvalidArgumentError
 from contracts.model import RetryPolicy, Timeouts
 
@@ -113,6 +115,15 @@ def json_text(raw: str, field: str, max_bytes: int | None = None, empty: Any = N
         return empty
     if max_bytes is not None:
         size(raw, field, max_bytes)
+    plain = _plain(raw)
+    if plain:
+        # Nothing in it that orjson reads otherwise than json (an integer beyond 64 bits, a lone
+        # surrogate, deep nesting): orjson reads it, ~3x faster. It refuses NaN and Infinity, and
+        # what is not JSON: json then says why.
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except _Constant as exc:
@@ -129,7 +140,7 @@ def json_text(raw: str, field: str, max_bytes: int | None = None, empty: Any = N
         raise InvalidArgumentError(
             f"{field} holds an integer too long to read; the limit is {MAX_JSON_INT}"
         ) from None
-    if not _plain(raw):
+    if not plain:
         json_value(value, field)
     return value
 
