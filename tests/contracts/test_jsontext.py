@@ -231,3 +231,12 @@ def _holds_big_integer(value: Any) -> bool:
 def test_plain_takes_text_whose_utf8_holds_the_pickle_opcode_of_a_class() -> None:
     value = {"name": "ē" * 50, "quote": "“ē”"}  # C4 93 and E2 80 93: the byte of STACK_GLOBAL
     assert plain(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("before", [0, 300])
+def test_plain_finds_a_class_whose_names_the_pickle_already_holds(before: int) -> None:
+    # The class's module and name pickled as data first: STACK_GLOBAL then follows two fetches
+    # from the memo (BINGET, or LONG_BINGET past 256 entries) rather than two new strings.
+    names = [f"s{i}" for i in range(before)] + [Colour.__module__, Colour.__qualname__]
+    assert plain([*names, Colour.RED]) is None
+    assert plain([*names, "red"]) is not None
