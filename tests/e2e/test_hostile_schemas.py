@@ -503,10 +503,10 @@ def _children(pid: int) -> list[str]:
 async def test_a_large_mapped_input_with_a_quick_schema_is_validated_on_the_loop(
     coordinator: CoordinatorProcess,
 ) -> None:
-    """A schema that looks at a few fields of a large mapped input, or of a large output, is
-    checked on the loop, in microseconds: the step starts at once, an invalid input fails the run
-    naming the field, so does an invalid output, and the coordinator never starts a worker
-    process."""
+    """A schema that looks at a few fields of a large run input, mapped input or output is
+    checked on the loop, in microseconds: the step starts at once, an invalid run input is
+    refused, an invalid mapped input fails the run naming the field, so does an invalid output,
+    and the coordinator never starts a worker process."""
     acme, wide_agent, calls = await _fans_world(coordinator, WIDE_QUICK, pad=20_000)
     valid, invalid = "x" * 7_000, "X" * 7_000  # 21 KB mapped, over the 16 KiB inline size
     try:
@@ -516,11 +516,18 @@ async def test_a_large_mapped_input_with_a_quick_schema_is_validated_on_the_loop
             bad_output = await wait_run(
                 client, (await start_run(client, "acme/fans", {"s": "y" * 7_000})).run.run_id
             )
+            # run inputs over the inline size too: one valid, one whose s is not a string
+            large = await wait_run(
+                client, (await start_run(client, "acme/fans", {"s": "z", "note": "n" * 20_000})).run.run_id
+            )
+            with pytest.raises(InvalidArgumentError, match=r"\$\.s"):
+                await start_run(client, "acme/fans", {"s": 5, "note": "n" * 20_000})
     finally:
         await wide_agent.stop()
     assert good.status == pb.RUN_STATUS_SUCCEEDED, good
     assert good.output_json and '"7000"' in good.output_json, good
-    assert len(calls) == 2 and calls[0].input == {"a": valid, "b": valid, "c": valid}
+    assert large.status == pb.RUN_STATUS_SUCCEEDED, large
+    assert len(calls) == 3 and calls[0].input == {"a": valid, "b": valid, "c": valid}
     assert bad.status == pb.RUN_STATUS_FAILED, bad
     assert "the mapped input does not match acme/wide@1.0.0" in bad.error.message, bad.error
     assert "$.a: " in bad.error.message, bad.error
