@@ -59,12 +59,31 @@ class _Budget:
     elapsed; from then on it has half its budget of thread CPU time (``cpu_until``, 0.0 until
     then)."""
 
-    __slots__ = ("cpu_until", "half", "wall_until")
+    __slots__ = ("cpu_until", "half", "outer", "wall_until")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, outer: _Budget | None = None) -> None:
         self.half = seconds / 2
         self.wall_until = time.perf_counter() + self.half
         self.cpu_until = 0.0
+        # A budget entered inside another ends no later than it: its wall half no later than the
+        # other's, and its CPU half no later than the other's (``_cpu_phase``).
+        self.outer = outer
+        if outer is not None:
+            self.wall_until = min(self.wall_until, outer.wall_until)
+
+    def _cpu_phase(self) -> None:
+        """The wall half is over: from now on, half the budget of thread CPU time (no more than
+        what the enclosing budget has left)."""
+        now = time.thread_time()
+        self.cpu_until = now + self.half
+        outer = self.outer
+        if outer is not None:
+            if not outer.cpu_until:
+                # The enclosing budget's CPU half starts now at the latest (it gets at least that
+                # half still: its CPU time so far was no more than the wall time), so that this one
+                # can end with it.
+                outer._cpu_phase()
+            self.cpu_until = min(self.cpu_until, outer.cpu_until)
 
 
 # The budget of the check running in this context; None: no budget.
@@ -81,7 +100,11 @@ class inline_budget:
 
     Most checks on the event loop are small and end within half their budget of wall time; they
     never read the thread's CPU clock, a system call (entering a budget is on every transition's
-    path). One that runs longer reads it then and gets the other half from there."""
+    path). One that runs longer reads it then and gets the other half from there.
+
+    A budget entered inside another (a large payload's check within a transition) ends no later
+    than the one around it: checks made one after another inside a budget never hold the loop
+    for more than it in all, however many have budgets of their own."""
 
     __slots__ = ("_token", "seconds")
 
@@ -89,7 +112,7 @@ class inline_budget:
         self.seconds = seconds
 
     def __enter__(self) -> None:
-        self._token = _inline.set(_Budget(self.seconds))
+        self._token = _inline.set(_Budget(self.seconds, _inline.get()))
 
     def __exit__(self, *exc: object) -> None:
         _inline.reset(self._token)
@@ -103,7 +126,7 @@ def spend_inline() -> None:
         return
     if not budget.cpu_until:
         if time.perf_counter() > budget.wall_until:
-            budget.cpu_until = time.thread_time() + budget.half
+            budget._cpu_phase()
         return
     _calls += 1
     if _calls % _CLOCK_EVERY == 0 and time.thread_time() > budget.cpu_until:

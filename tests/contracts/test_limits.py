@@ -175,9 +175,18 @@ def test_each_check_has_its_own_budget_and_none_outside() -> None:
     start = time.thread_time()
     while time.thread_time() - start < 0.1:
         spend_inline()  # no budget: never raises
+    with inline_budget(5.0):
+        # one inside a larger budget has its own, smaller one, and leaves the larger one unspent
+        assert _spin_under_budget(2.0, 0.05) < 1.0
+        assert _spin_under_budget(0.1, 5.0) >= 0.1
+
+
+def test_a_budget_inside_another_ends_no_later_than_it() -> None:
+    # A transition's budget bounds every check made in it, whatever budgets of their own they have
+    # (a large payload's check in the transition that starts its step has one of 5 ms).
     with inline_budget(0.05):
-        with inline_budget(5.0):
-            assert _spin_under_budget(0.1, 5.0) >= 0.1
+        assert _spin_under_budget(2.0, 5.0) < 1.0
+        assert _spin_under_budget(2.0, 5.0) < 0.1  # spent already: the next one stops at once
         with pytest.raises(InlineBudgetSpent):
             for _ in range(10_000_000):
                 spend_inline()

@@ -13,7 +13,7 @@ import pytest
 
 from contracts.compat import check_input_compat
 from contracts.errors import AccordError, FailedPreconditionError, FileProblemsError
-from contracts.limits import spend_inline
+from contracts.limits import InlineBudgetSpent, inline_budget, spend_inline
 from contracts.loader import parse_contract_text
 from contracts.validation import validate_payload
 from coordinator import checks as checks_module
@@ -232,3 +232,27 @@ async def test_a_large_payload_with_a_quick_schema_starts_no_worker() -> None:
         assert checks._pool is not None
     finally:
         checks.close()
+
+
+def test_a_check_stopped_by_the_budget_around_it_does_not_mark_its_schema_costly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A transition that starts many steps with large inputs: its own budget bounds them all, and
+    # one stopped because that budget ran out says nothing of its schema.
+    thorough = _fresh_schema(_THOROUGH)
+    size = payload_size(_ORDER)
+    validations: list[int] = []
+
+    def counted(schema: Any, value: Any, what: str = "input") -> Any:
+        validations.append(1)
+        return validate_payload(schema, value, what)
+
+    monkeypatch.setattr(checks_module, "validate_payload", counted)
+    with inline_budget(0.002):
+        with pytest.raises(InlineBudgetSpent):
+            while True:
+                spend_inline()
+        assert validate_large_inline(thorough, _ORDER, "input", size) is None
+    assert len(validations) == 1
+    validate_large_inline(thorough, _ORDER, "input", size)  # tried again, not sent straight away
+    assert len(validations) == 2
