@@ -181,6 +181,7 @@ class Coordinator:
             self.events,
             max_payload=config.max_payload,
             scheduler=self.scheduler,
+            authority=self.authority,
         )
 
         self.edge = EdgeInterceptor(config.max_inflight)

@@ -21,7 +21,8 @@ from contracts.errors import (
 )
 from contracts.grpc_errors import details_of, status_of
 from coordinator.api import convert, validate
-from coordinator.api.auth import current_principal
+from coordinator.api.auth import OpenCallGuard, bearer_token, current_principal
+from coordinator.api.edge import wait_by_design
 from coordinator.api.errors import rpc
 from coordinator.api.once import once
 from coordinator.config import DEFAULT_MAX_PAYLOAD
@@ -33,10 +34,11 @@ from coordinator.principal import Principal
 from coordinator.registry import Registry, autonomy
 from coordinator.registry.teams import Teams
 from coordinator.store.base import Store
-from coordinator.store.records import RunFilter, RunRecord
+from coordinator.store.records import RUN_TERMINAL, RunFilter, RunRecord
 from coordinator.telemetry.propagation import extract_trace_context
 from coordinator.telemetry.query import scoped_run_spans
 from coordinator.telemetry.sensitivity import RunSensitivity
+from coordinator.tokens import TokenAuthority
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ _DEFAULT_PAGE = 100
 # load, where a watch message cost about as much as the step it reported, two or three per run
 # (docs/architecture.md, "Watching a run").
 WATCH_COALESCE_S = 0.25
+# StartRun's wait_ms at most: a minute (a longer run is followed with WatchRun).
+MAX_START_WAIT_MS = 60_000
 
 
 def _page(request_page: Any) -> tuple[int, int]:
@@ -115,7 +119,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         scheduler: Scheduler | None = None,
+        authority: TokenAuthority,
     ) -> None:
+        self._authority = authority  # for the token of a StartRun that waits for its run's end
         self._max_payload = max_payload
         self._scheduler = scheduler
         self._store = store
@@ -391,6 +397,7 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
                 "input_json must be empty when rerun_of is set: a re-run takes the stored input of "
                 f"run {request.rerun_of}"
             )
+        wait_s = validate.integer(request.wait_ms, "wait_ms", 0, MAX_START_WAIT_MS) / 1000
         run_input = validate.json_text(request.input_json, "input_json", self._max_payload, empty={})
         # A request id without an idempotency key serves as one: the same request sent again
         # (a retry after a lost answer, perhaps to another coordinator) finds the run it started.
@@ -404,9 +411,21 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):  # type: ignore[mi
             rerun_of=request.rerun_of,
             overrides=dict(request.overrides),
         )
-        return pb.StartRunResponse(
-            run=convert.run_to_pb(view, principal, await self._flows(view.run)), created=created
-        )
+        flows = await self._flows(view.run)
+        if wait_s and view.run.status not in RUN_TERMINAL and wait_by_design():
+            # The run is started and durable; what is left is a watch of it, counted with the
+            # calls that wait (the edge's long budget; when that is full the answer goes at once)
+            # and ended as a WatchRun is once the token is refused (docs/architecture.md,
+            # "Watching a run").
+            token = bearer_token(context.invocation_metadata())
+            async with OpenCallGuard(self._authority, token, "StartRun") as guard:
+                view = await guard.wait(self._engine.wait_ended(principal, view.run.run_id, wait_s))
+                guard.check()
+                # Encoded before anything is awaited: a live run's view shares the engine's records.
+                run = convert.run_to_pb(view, principal, flows)
+        else:
+            run = convert.run_to_pb(view, principal, flows)
+        return pb.StartRunResponse(run=run, created=created)
 
     async def _summary(self, run: RunRecord, principal: Principal, *, listed: bool = False) -> pb.Run:
         flows = await self._flows(run)

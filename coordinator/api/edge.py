@@ -1,7 +1,8 @@
 """The first thing every call meets: admission control, and requests that do not decode.
 
-Admission control: a coordinator serves at most ``--max-inflight`` unary calls at once (and as
-many long calls again: agents' long polls and run watches, which wait most of their life). A call
+Admission control: a coordinator serves at most ``--max-inflight`` unary calls at once (and
+``LONG_FACTOR`` times as many long calls: agents' long polls and streams, run watches, and a
+StartRun once it waits for its run's end, all of which wait most of their life). A call
 beyond that is answered at once with RESOURCE_EXHAUSTED and the trailing metadata
 ``retry-after-ms`` (how long to wait before trying again), before gRPC's own queue overflows and
 cancels calls without a word. Clients back off and retry such an answer for up to a minute
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -36,6 +38,36 @@ LONG_CALLS = frozenset(
     }
 )
 _OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class _Admitted:
+    """The budget a unary call in flight counts against (it may move: ``wait_by_design``)."""
+
+    __slots__ = ("budget", "edge")
+
+    def __init__(self, edge: EdgeInterceptor, budget: str) -> None:
+        self.edge = edge
+        self.budget = budget
+
+
+_admitted: ContextVar[_Admitted | None] = ContextVar("accord_admitted_call", default=None)
+
+
+def wait_by_design() -> bool:
+    """Count the unary call being served as one of the long calls from now on: it has done its
+    work and starts to wait by design (StartRun's ``wait_ms``), and must not hold a place of the
+    calls that work. False when the long calls' budget is full: then answer without waiting.
+    True outside the edge (a service called directly)."""
+    admitted = _admitted.get()
+    if admitted is None or admitted.budget == "long":
+        return True
+    edge = admitted.edge
+    if edge.inflight["long"] >= edge.limits["long"]:
+        return False
+    edge.inflight["unary"] -= 1
+    edge.inflight["long"] += 1
+    admitted.budget = "long"
+    return True
 
 
 class _Undecodable:
@@ -124,11 +156,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 await admit(request, context)
+                admitted = _Admitted(self, budget)
                 self.inflight[budget] += 1
+                _admitted.set(admitted)  # this call's own context: gRPC serves each in a task
                 try:
                     return await inner_uu(request, context)
                 finally:
-                    self.inflight[budget] -= 1
+                    self.inflight[admitted.budget] -= 1
                     self._answered(context)
 
             return grpc.unary_unary_rpc_method_handler(

@@ -1299,6 +1299,34 @@ class Engine:
                 if not watchers:
                     del self._watchers[run_id]
 
+    async def wait_ended(self, principal: Principal, run_id: str, seconds: float) -> RunView:
+        """The run once it has ended, or as it is after ``seconds``, whichever comes first
+        (StartRun's ``wait_ms``). Woken by the run's end alone, not by each change on the way
+        (docs/architecture.md, "Watching a run"). As with ``watch``, consume the view before
+        awaiting anything."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        watch = _Watch()
+        # Listen before the first read, as ``watch`` does: an end committed meanwhile still wakes.
+        self._watchers.setdefault(run_id, set()).add(watch)
+        try:
+            view = await self.get_run(principal, run_id)
+            while view.run.status not in RUN_TERMINAL:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed(run_id, watch.ended, view.run.version), remaining)
+                watch.ended.clear()
+                view = await self._view(run_id)
+            return view
+        finally:
+            watchers = self._watchers.get(run_id)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watchers[run_id]
+
     def _finished_here(self, run_id: str) -> bool:
         """Whether the run may have finished, by this process's cache alone: a finished run
         leaves it, and so does one another coordinator changed."""

@@ -1,7 +1,8 @@
 """Several coordinators (replicas) on one PostgreSQL database, each answering for work another
 one did: a task offered by one is claimed and reported through another, a workflow registered
 through one runs through another at once, and a commit on one wakes what waits on another (a
-watch, ``run --wait``, an agent's long poll). Tokens rotated through one and refused by another:
+watch, ``run --wait``, a StartRun
+waiting for its run's end, an agent's long poll). Tokens rotated through one and refused by another:
 test_coordinator_postgres.py.
 
 Real coordinator processes on the real PostgreSQL; what the replicas hold is checked in the
@@ -289,6 +290,32 @@ async def test_a_watch_on_one_replica_is_woken_by_a_run_finished_through_another
             await asyncio.wait_for(watching, 60)  # an upper bound, far below the 600 s re-read
         assert updates[-1].status == pb.RUN_STATUS_SUCCEEDED, updates[-1]
         assert json.loads(updates[-1].output_json) == {"ref": "ch-o-1"}
+    finally:
+        if agent is not None:
+            await agent.stop()
+        replicas.kill_all()
+
+
+async def test_a_start_waiting_on_one_replica_answers_when_the_run_ends_through_another(
+    pg_database: TestDatabase, tmp_path: Path
+) -> None:
+    """StartRun with wait_ms on A; the one agent serves through B, which claims and finishes the
+    run: A's answer is the finished run, woken by B's hint (A's own re-read is 600 s away)."""
+    replicas = Replicas.start(tmp_path, pg_database.schema_url(), 2, *NO_POLL)
+    a, b = replicas
+    agent: TestAgent | None = None
+    try:
+        token = await _payments(replicas)
+        agent = TestAgent(b.address, token, "payments", {"payments/charge@1": _charge})
+        await agent.start()
+        async with a.client(token) as through_a:
+            request = pb.StartRunRequest(
+                workflow="payments/flow", input_json=json.dumps({"order_id": "o-1"}), wait_ms=60_000
+            )
+            started = await asyncio.wait_for(through_a.coordinator.StartRun(request), 90)
+        assert started.run.status == pb.RUN_STATUS_SUCCEEDED, (started.run, replicas.logs())
+        assert json.loads(started.run.output_json) == {"ref": "ch-o-1"}
+        assert [r.accepted for r in agent.records] == [True]
     finally:
         if agent is not None:
             await agent.stop()

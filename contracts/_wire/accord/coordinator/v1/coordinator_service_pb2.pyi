@@ -1635,6 +1635,7 @@ class StartRunRequest(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     RERUN_OF_FIELD_NUMBER: _builtins.int
     OVERRIDES_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """team/name (the newest version) or team/name@N (version N)"""
     input_json: _builtins.str
@@ -1646,6 +1647,12 @@ class StartRunRequest(_message.Message):
     rerun_of: _builtins.str
     """Re-run: start with the stored input of this run (its workflow; input_json must be empty).
     Viewers see a run's sensitive input fields redacted, so a client cannot copy them itself.
+    """
+    wait_ms: _builtins.int
+    """Answer once the run has ended, or after this many milliseconds, whichever comes first
+    (0: at once; at most 60000). The start is durable before the wait begins: a call that is
+    cancelled or times out leaves the run going. run.status in the answer tells which it was.
+    One call where StartRun and WatchRun take two (docs/architecture.md, "Watching a run").
     """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -1667,10 +1674,11 @@ class StartRunRequest(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         rerun_of: _builtins.str = ...,
         overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        wait_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "overrides", b"overrides", "request_id", b"request_id", "rerun_of", b"rerun_of", "trace_context", b"trace_context", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "input_json", b"input_json", "overrides", b"overrides", "request_id", b"request_id", "rerun_of", b"rerun_of", "trace_context", b"trace_context", "wait_ms", b"wait_ms", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
