@@ -3,9 +3,9 @@ teams/contracts/workflows, run drivers, process CPU/RSS and statistics.
 
 Everything runs as a user would run it: ``accord coordinator start`` (durable SQLite default, WAL;
 or ``--store`` on a throwaway PostgreSQL database, ``PgDatabase``) and ``accord agent start``
-processes talking gRPC over loopback. The benchmark process itself is
-the client (StartRun + WatchRun). Only the UI is switched off (``--ui off``), so several
-coordinators can run side by side; it is not on any run's path.
+processes talking gRPC over loopback. The benchmark process itself is the client (a StartRun
+that waits for the run's end; WatchRun after it for a run still going). Only the UI is switched
+off (``--ui off``), so several coordinators can run side by side; it is not on any run's path.
 """
 
 from __future__ import annotations
@@ -476,8 +476,20 @@ async def wait_run(client: AsyncClient, run_id: str) -> Any:
     raise RuntimeError(f"WatchRun of {run_id} ended before the run finished: {last}")
 
 
+# StartRun's wait: a run that ends within it takes one call; a longer one is then followed with
+# WatchRun, as ``accord run --wait`` does. A coordinator from before wait_ms answers at once.
+START_WAIT_MS = 10_000
+
+
 async def run_to_end(client: AsyncClient, workflow: str, value: Any) -> Any:
-    return await wait_run(client, await start_run(client, workflow, value))
+    answer = await client.coordinator.StartRun(
+        pb.StartRunRequest(
+            workflow=workflow, input_json=json.dumps(value, separators=(",", ":")), wait_ms=START_WAIT_MS
+        )
+    )
+    if answer.run.status in TERMINAL:
+        return answer.run
+    return await wait_run(client, answer.run.run_id)
 
 
 @dataclass

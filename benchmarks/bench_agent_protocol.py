@@ -6,7 +6,7 @@ Two identical setups side by side: for each protocol, three teams (``<p>-a``, ``
 one agent process per team speaking that protocol, and the three-step chain ``<p>-a/chain``.
 Each round measures, for one protocol then the other (the order flips every round):
 
-- latency: ``--chain-runs`` chains one at a time (StartRun, WatchRun until terminal);
+- latency: ``--chain-runs`` chains one at a time (a StartRun that waits for the end);
 - throughput: ``--in-flight`` chains kept going for ``--seconds``.
 
 Over each phase the coordinator's CPU and that protocol's agents' CPU are read, so CPU per step

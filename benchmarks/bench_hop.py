@@ -3,19 +3,19 @@
 Three teams (``hop-a``, ``hop-b``, ``hop-c``) each own one contract and run one agent process
 whose engine is a no-op (the built-in ``python`` engine calling ``benchmarks:echo``, an async
 function returning its input). Team ``hop-a`` owns the workflow ``a → b → c``. One run at a time:
-StartRun, then WatchRun until the run is terminal; that wall time is one sample. The coordinator
+a StartRun that waits for the run's end (``wait_ms``); that wall time is one sample. The coordinator
 is the real subprocess on its durable SQLite default.
 
 The floor is a bare ``grpc.aio`` unary round trip (an echo servicer in another process, bytes in,
 bytes out, no interceptors) measured in the same way on the same machine.
 
-What a chain needs at the very least on the wire: StartRun (1 round trip), then per step the
-poll answer to the agent (½) and the agent's CompleteTask request (½) — about one round trip
-per hop — and the final WatchRun message (½): ~4.5 floors in all. We report
+What a chain needs at the very least on the wire: StartRun (1 round trip: its request, and its
+answer once the run ended), then per step the task to the agent (½) and the agent's result (½):
+about one round trip per hop, ~4 floors in all. We report
 
     overhead per hop = (p50(chain) - 3 x p50(floor)) / 3
 
-i.e. everything a hop costs beyond one bare round trip (StartRun/WatchRun are charged to the
+i.e. everything a hop costs beyond one bare round trip (the StartRun is charged to the
 hops too, so this is an upper bound of what Accord adds per hop).
 
 Run: ``python -m benchmarks.bench_hop [--runs 300]`` → benchmarks/results/hop.json.
@@ -179,7 +179,7 @@ async def bench(
     per_hop = (chain["p50_ms"] - 3 * floor["p50_ms"]) / 3
     return {
         "what": "three-step cross-team chain (3 teams, 3 agent processes, no-op python engine), "
-        "StartRun → WatchRun terminal, one run at a time; floor = bare grpc.aio unary round trip",
+        "StartRun waiting for the run's end, one run at a time; floor = bare grpc.aio unary round trip",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": h.machine_info(),
         "settings": {

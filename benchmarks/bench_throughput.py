@@ -3,8 +3,8 @@
 One team (``tput``) owns three no-op contracts and the workflow ``tput/chain`` (s1 → s2 → s3,
 each step reading the previous step's output); every agent process serves all three contracts
 with ``--concurrency`` slots each (the built-in ``python`` engine calling ``benchmarks:echo``).
-The benchmark process keeps ``in_flight`` runs going at all times (StartRun, WatchRun until
-terminal, start the next) so the agents never wait for work: by default 2 x agents x concurrency,
+The benchmark process keeps ``in_flight`` runs going at all times (a StartRun that waits
+for the run's end, start the next) so the agents never wait for work: by default 2 x agents x concurrency,
 at least 64. After a warm-up, it counts the steps of the runs that finished inside a window of
 ``--seconds`` (default 60); the coordinator's CPU (user + system, from psutil or /proc) over the
 window and its RSS at the end are recorded, and the agents' and the client's CPU beside it

@@ -17,7 +17,7 @@ side on a fresh system in every round, so the machine's load (shared, noisy) wei
 The chain is ``s1 → s2 → s3`` in one team (one task queue), each step a no-op returning its
 input (``benchmarks:echo`` on the built-in ``python`` engine; an ``async`` activity on Temporal),
 the first reading the run's input, each next the previous step's output. A run is "start, then
-wait for its end" (StartRun + WatchRun; ``start_workflow`` + ``result()``). Per side and round:
+wait for its end" (a StartRun that waits for it, ``wait_ms``; ``start_workflow`` + ``result()``). Per side and round:
 
 - **latency**: after ``--warmup-runs`` not counted, ``--runs`` runs one at a time: p50, p99;
 - **throughput**: ``--in-flight`` runs kept going; after ``--warmup-s``, the steps of the runs

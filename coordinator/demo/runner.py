@@ -257,15 +257,23 @@ class Demo:
         return {team: engine for team, (_c, engine, _w) in bindings.items()}
 
     def run(self, order_id: str, amount: int) -> pb.Run:
+        """Start the run and answer with it ended: one call that waits (at most 60 s)."""
         with self.client("shipping") as client:
             started = client.coordinator.StartRun(
                 pb.StartRunRequest(
                     workflow=WORKFLOW,
                     input_json=json.dumps({"order_id": order_id, "amount_cents": amount}),
                     idempotency_key=f"demo-{order_id}",
-                )
+                    wait_ms=60_000,
+                ),
+                timeout=90,
             )
-        return self.wait(started.run.run_id)
+        run: pb.Run = started.run
+        if run.status not in TERMINAL:
+            raise DemoError(
+                f"run {run.run_id} did not finish within 60s; see `accord runs show {run.run_id}`"
+            )
+        return run
 
     def wait(self, run_id: str) -> pb.Run:
         """The run once it ended (watched, at most 60 s)."""
