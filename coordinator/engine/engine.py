@@ -230,6 +230,9 @@ class _Look:
         self.read: asyncio.Future[list[OfferRecord]] | None = None
 
 
+_NO_LIMITS = TeamLimits()  # a team's limits when it has none (frozen: one for all, not one per call)
+
+
 class _Watch:
     """One watcher of a run (``Engine.watch``): ``any`` is set by every change, ``ended`` by a
     change that ended the run, or one this process cannot tell did not (another coordinator's).
@@ -674,7 +677,7 @@ class Engine:
         return self._team_limits
 
     def team_limits(self, team: str) -> TeamLimits:
-        return self._team_limits.get(team, TeamLimits())
+        return self._team_limits.get(team, _NO_LIMITS)
 
     async def set_team_limits(
         self, principal: Principal, team: str, max_concurrency: int | None, start_rate: float | None
