@@ -1366,7 +1366,9 @@ class Engine:
         # The owners' limits of the contracts this run's offered tasks wait for (the newest
         # version of the major says it, as for polls: ``_contract_limit``).
         capped: dict[str, tuple[int, int]] = {}
-        for attempt_id in state.current.values():
+        # A copy: a limit read from the registry awaits, and a transition committed meanwhile (a
+        # completion starting the next step, a timeout) changes the run's current attempts.
+        for attempt_id in list(state.current.values()):
             attempt = state.attempts.get(attempt_id)
             if attempt is None or attempt.status != ATTEMPT_SCHEDULED or attempt.contract in capped:
                 continue

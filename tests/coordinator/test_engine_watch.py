@@ -243,3 +243,26 @@ async def test_a_partial_watch_merged_is_the_run_and_repeats_no_unchanged_step(e
     assert sent_steps[0] == ["first", "second"]  # the first message is whole
     assert "first" not in sent_steps[2]  # finished in the second message: not sent again
     assert merged.input_json and merged.output_json
+
+
+async def test_a_view_made_while_a_transition_changes_the_run_is_made_all_the_same(engine: Engine) -> None:
+    """A view looks up the limits of the contracts its offered tasks wait for, which may read the
+    registry (an await) in the middle of going through the run's current attempts; a transition
+    committed meanwhile (here the first step's completion, which starts the second) changes them.
+    Seen once in make test as GetRun answering INTERNAL "dictionary changed size during
+    iteration" while a schedule-to-start timeout fired."""
+    view, _ = await engine.start_run(PAYMENTS, "payments/charge-twice", {"order_id": "o-1"})
+    run_id = view.run.run_id
+    original = engine._contract_limit
+    meanwhile: list[str] = []
+
+    async def limit(contract: str, major: int) -> int:
+        if not meanwhile:
+            meanwhile.append(contract)
+            await _complete_next(engine)
+        return await original(contract, major)
+
+    engine._contract_limit = limit  # type: ignore[method-assign]
+    shown = await engine.get_run(PAYMENTS, run_id)
+    assert meanwhile, "the view did not look a limit up"
+    assert {s.step_id: s.status for s in shown.steps}["first"] == "succeeded"
