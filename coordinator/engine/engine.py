@@ -26,7 +26,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -1268,11 +1268,7 @@ class Engine:
         records, which later transitions change in place.
         """
         loop = asyncio.get_running_loop()
-        watch = _Watch()
-        # Listen before the first read: a transition committed while that read awaits the store
-        # still wakes this watcher.
-        self._watchers.setdefault(run_id, set()).add(watch)
-        try:
+        with self._listening(run_id) as watch:
             view = await self.get_run(principal, run_id)
             while True:
                 # Decide from the status being yielded, not from view.run after the consumer
@@ -1295,12 +1291,6 @@ class Engine:
                             await asyncio.wait_for(watch.ended.wait(), remaining)
                 watch.any.clear()
                 view = await self._view(run_id)
-        finally:
-            watchers = self._watchers.get(run_id)
-            if watchers is not None:
-                watchers.discard(watch)
-                if not watchers:
-                    del self._watchers[run_id]
 
     async def wait_ended(self, principal: Principal, run_id: str, seconds: float) -> RunView:
         """The run once it has ended, or as it is after ``seconds``, whichever comes first
@@ -1309,10 +1299,7 @@ class Engine:
         awaiting anything."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        watch = _Watch()
-        # Listen before the first read, as ``watch`` does: an end committed meanwhile still wakes.
-        self._watchers.setdefault(run_id, set()).add(watch)
-        try:
+        with self._listening(run_id) as watch:
             view = await self.get_run(principal, run_id)
             while view.run.status not in RUN_TERMINAL:
                 remaining = deadline - loop.time()
@@ -1323,6 +1310,15 @@ class Engine:
                 watch.ended.clear()
                 view = await self._view(run_id)
             return view
+
+    @contextlib.contextmanager
+    def _listening(self, run_id: str) -> Iterator[_Watch]:
+        """A watcher of the run's changes while in the block. Enter it before the first read of
+        the run: a transition committed while that read awaits the store still wakes it."""
+        watch = _Watch()
+        self._watchers.setdefault(run_id, set()).add(watch)
+        try:
+            yield watch
         finally:
             watchers = self._watchers.get(run_id)
             if watchers is not None:

@@ -21,28 +21,11 @@ import pytest
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2 as pb
 from contracts._wire.accord.coordinator.v1 import coordinator_service_pb2_grpc as pb_grpc
 from contracts.errors import InvalidArgumentError, UnauthenticatedError
+from tests.e2e.test_coordinator_start_run import CHARGE, RAW, WORKFLOW
 from tests.support.agent import Call, TaskFailed, TestAgent
 from tests.support.coordinator import CoordinatorProcess
-from tests.support.scenario import TERMINAL, contract, wait_run
+from tests.support.scenario import TERMINAL, wait_run
 
-CHARGE = contract(
-    "payments/charge",
-    input_props="{order_id: {type: string}, card_token: {type: string}}",
-    extra="sensitive: [input.card_token]\n",
-)
-FLOW = """
-workflow: payments/pay
-input:
-  type: object
-  required: [order_id]
-  properties: {order_id: {type: string}, card_token: {type: string}}
-steps:
-  charge:
-    contract: payments/charge@^1
-    input: {order_id: "${input.order_id}", card_token: "${input.card_token}"}
-output: {ref: "${steps.charge.output.ref}"}
-"""
-RAW = {"order_id": "o-1", "card_token": "tok_visa_4242"}
 # Only an upper bound against a hang: each wait below ends at the event it waits for.
 HANG_S = 60.0
 
@@ -50,7 +33,7 @@ HANG_S = 60.0
 async def _payments(coordinator: CoordinatorProcess) -> str:
     token = await coordinator.create_team("payments")
     await coordinator.register_contract(token, CHARGE)
-    await coordinator.register_workflow(token, FLOW)
+    await coordinator.register_workflow(token, WORKFLOW)  # payments/pay: its card token is sensitive
     return token
 
 
