@@ -64,28 +64,6 @@ _TYPES: dict[str, Check] = {
 }
 
 
-def _json_key(value: Any) -> Any:
-    """A hashable stand-in, equal for values JSON Schema calls equal (as ``_equality_key`` in
-    ``contracts.validation``); raises TypeError for a value that is not JSON."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return ("s", value)
-    if isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, int | float):
-        return ("n", value)
-    if isinstance(value, dict):
-        return ("o", frozenset((key, _json_key(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return ("a", tuple(_json_key(item) for item in value))
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
-
-
-def _is_bound(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_count(value: Any) -> bool:
     # The metaschema's non-negative integer; a float such as 2.0 is left to jsonschema.
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -190,17 +168,21 @@ def _items(arg: Any, schema: Mapping[str, Any]) -> Check | None:
 
 
 def _enum(arg: Any, schema: Mapping[str, Any]) -> Check | None:
+    # JSON's equality as uniqueItems has it; imported here, as contracts.validation imports this
+    # module.
+    from contracts.validation import _equality_key
+
     if not isinstance(arg, list):
         return None
     try:
-        keys = frozenset(_json_key(item) for item in arg)
+        keys = frozenset(_equality_key(item) for item in arg)
     except TypeError:
         return None
 
     def enum(value: Any) -> bool:
         try:
-            return _json_key(value) in keys
-        except TypeError:
+            return _equality_key(value) in keys
+        except TypeError:  # a value no JSON decoder makes, unhashable: jsonschema decides
             return False
 
     return enum
@@ -212,7 +194,7 @@ def _const(arg: Any, schema: Mapping[str, Any]) -> Check | None:
 
 def _bound(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Mapping[str, Any]], Check | None]:
     def make(arg: Any, schema: Mapping[str, Any]) -> Check | None:
-        if not _is_bound(arg):
+        if not _is_number(arg):
             return None
         return lambda value: not _is_number(value) or compare(value, arg)
 
