@@ -128,8 +128,12 @@ async def test_metrics_scraped_during_a_run_show_what_that_run_did(metered: Coor
             async with AsyncClient(metered.address, token="not-a-token") as stranger:
                 with pytest.raises(UnauthenticatedError):
                     await stranger.coordinator.ListRuns(pb.ListRunsRequest())
-            refused = await scrape()
-            assert _value(refused, "accord_requests_refused_total", reason="unauthenticated") >= 1
+            # gRPC sends an aborted call's status before the server's handler unwinds, and the
+            # edge counts the refusal as it unwinds: the client may see it a moment before a scrape.
+            refused = await wait_until(
+                lambda: _scrape_when(http, url, "accord_requests_refused_total", reason="unauthenticated"),
+                "the refused request counted",
+            )
             assert started.run.run_id not in refused and agent.agent_id not in refused
             # Only the run that finished is counted as finished; the waiting one only as started.
             assert _value(refused, "accord_runs_started_total", workflow="payments/refund-once") == 1
@@ -138,9 +142,9 @@ async def test_metrics_scraped_during_a_run_show_what_that_run_did(metered: Coor
         await agent.stop()
 
 
-async def _scrape_when(http: httpx.AsyncClient, url: str, name: str) -> str | None:
+async def _scrape_when(http: httpx.AsyncClient, url: str, name: str, **labels: str) -> str | None:
     text = (await http.get(url)).text
-    return text if _value(text, name) else None
+    return text if _value(text, name, **labels) else None
 
 
 async def _gauge_agents(http: httpx.AsyncClient, url: str) -> bool:
