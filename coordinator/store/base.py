@@ -76,8 +76,10 @@ class Store(Protocol):
 
     def subscribe(self, on_hint: Callable[[StoreHint], None]) -> None:
         """Call ``on_hint`` (on this event loop, never with a hint of this process's own
-        commits) for what other processes commit, from now until ``close``. A store no other
-        process writes never calls it."""
+        commits) for what other processes commit, from now until ``close``; with
+        ``StoreHint(everything=True)`` whenever what they committed may have come with no hint
+        (before the store could listen, or while it could not). A store no other process writes
+        never calls it."""
 
     async def hint_presence(self, agents: dict[str, int]) -> None:
         """Tell the other processes sharing the store which agents this one serves (see

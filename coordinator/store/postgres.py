@@ -12,8 +12,8 @@ Other coordinators learn of a transition from a hint: ``apply`` sends a ``NOTIFY
 channel in the same transaction (so it goes out only when the transition commits) naming the runs it
 changed, the queues it offered tasks on and its earliest timer; each store listens on its own
 connection and hands what other processes committed to ``subscribe``'s callback. A hint may be
-late or lost (while the listening connection is down): after reconnecting, the listener hands on
-``StoreHint(everything=True)``. See docs/architecture.md, "Several coordinators".
+late or lost (before the listening connection first listens, or while it is down): each time it
+starts listening, the listener hands on ``StoreHint(everything=True)``. See docs/architecture.md, "Several coordinators".
 
 Schema migrations (``coordinator/store/pg_migrations/NNNN_name.sql``, recorded in
 ``schema_version``) are applied at ``open`` by one process at a time, under an advisory lock; a
@@ -525,8 +525,8 @@ class PostgresStore:
 
     async def _listen(self) -> None:
         """LISTEN on the schema's channel and hand on other processes' hints; on a lost
-        connection reconnect (backing off up to 2 s), then hand on ``everything``: hints sent
-        meanwhile are lost."""
+        connection reconnect (backing off up to 2 s). Each time it listens (the first time too)
+        it hands on ``everything``: hints sent before are lost."""
         backoff = 0.05
         lost = False
         while True:
@@ -536,7 +536,9 @@ class PostgresStore:
                     await conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self._channel)))
                     if lost:
                         logger.info("hints from other coordinators come again from %s", self._where)
-                        self._deliver(StoreHint(everything=True))
+                    # Whatever was committed since ``subscribe`` (before this connection listened)
+                    # or while it was lost came with no hint: read again.
+                    self._deliver(StoreHint(everything=True))
                     lost = False
                     backoff = 0.05
                     async for notify in conn.notifies():

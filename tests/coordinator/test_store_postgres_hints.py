@@ -1,7 +1,7 @@
 """Hints between PostgreSQL stores (``Store.subscribe``): a transition committed through one
 store reaches the others as a hint naming its runs, queues and earliest timer; never the store's
-own, never a refused transition's, never another schema's; and after the listening connection is
-lost, ``everything`` once it is back. Stores on separate pools, as separate coordinators have."""
+own, never a refused transition's, never another schema's; and ``everything`` each time a store
+starts listening (the first time, and after the listening connection was lost). Stores on separate pools, as separate coordinators have."""
 
 from __future__ import annotations
 
@@ -53,11 +53,10 @@ async def test_a_transition_reaches_the_other_stores_as_a_hint_and_not_its_own(
     url = pg_database.schema_url()
     writer, reader = await _stores(url, 2)
     mine, theirs = Hints(), Hints()
-    writer.subscribe(mine)
-    reader.subscribe(theirs)
     try:
         assert writer.shared and reader.shared
-        await _listening(url, 2)  # hints sent before a store listens are not promised
+        await _subscribed(writer, mine)
+        await _subscribed(reader, theirs)
         attempt = attempt_record("r1", "charge")
         await writer.apply(
             Changes(
@@ -92,9 +91,8 @@ async def test_which_agents_a_store_serves_reaches_the_others_however_many(pg_da
     url = pg_database.schema_url()
     teller, listener = await _stores(url, 2)
     hints = Hints()
-    listener.subscribe(hints)
     try:
-        await _listening(url, 1)
+        await _subscribed(listener, hints)
         agents = {f"agent-{n:04d}-{'x' * 100}": n % 3 - 1 for n in range(300)}  # many payloads' worth
         await teller.hint_presence(agents)
         heard: dict[str, int] = {}
@@ -114,10 +112,9 @@ async def test_stores_on_another_schema_get_no_hint(pg_database: TestDatabase) -
     [reader] = await _stores(elsewhere, 1)
     [witness] = await _stores(here, 1)
     heard, witnessed = Hints(), Hints()
-    reader.subscribe(heard)
-    witness.subscribe(witnessed)
     try:
-        await _listening(pg_database.url, 2)
+        await _subscribed(reader, heard)
+        await _subscribed(witness, witnessed)
         await writer.apply(Changes(runs=[run_record("r1")]))
         assert (await witnessed.next()).runs == {"r1": 1}  # the hint went out, on its schema's channel
         assert heard.got == []
@@ -133,8 +130,8 @@ async def test_a_lost_listening_connection_is_made_again_and_says_everything(
     url = pg_database.schema_url()
     writer, reader = await _stores(url, 2)
     hints = Hints()
-    reader.subscribe(hints)
     try:
+        await _subscribed(reader, hints)
         await _listening(url, 1)
         with pg_database.connect() as admin:  # as an administrator (or a failover) would
             admin.execute(
@@ -153,6 +150,32 @@ async def test_a_lost_listening_connection_is_made_again_and_says_everything(
     finally:
         for store in (writer, reader):
             await store.close()
+
+
+async def test_a_store_that_starts_listening_says_everything(pg_database: TestDatabase) -> None:
+    """What another process committed between ``subscribe`` and the listener's first LISTEN came
+    with no hint: the subscriber is told to read everything again once the store listens (a
+    coordinator just started would otherwise miss, say, an offer made in that moment until its
+    fallback re-read)."""
+    url = pg_database.schema_url()
+    writer, reader = await _stores(url, 2)
+    hints = Hints()
+    try:
+        await writer.apply(Changes(runs=[run_record("r1")]))  # no hint reaches the reader
+        reader.subscribe(hints)
+        assert await hints.next() == StoreHint(everything=True)
+        await writer.apply(Changes(runs=[run_record("r2")]))
+        assert (await hints.next()).runs == {"r2": 1}
+        assert hints.got == []
+    finally:
+        for store in (writer, reader):
+            await store.close()
+
+
+async def _subscribed(store: PostgresStore, hints: Hints) -> None:
+    """Subscribe ``hints`` to ``store`` and wait until it listens (its first hint, ``everything``)."""
+    store.subscribe(hints)
+    assert await hints.next() == StoreHint(everything=True)
 
 
 async def _listening(url: str, count: int) -> None:
