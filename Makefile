@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 # subprocesses and timers rather than compute (README, "Tests").
 PYTEST_WORKERS ?= 3
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+# The tests start ~1,500 Python processes (coordinators, agents, CLI commands, check workers).
+# With PYTHONDONTWRITEBYTECODE set (some machines and CI images set it) each of them compiled
+# every module of the project again, and each xdist worker rewrote every test module: ~0.07 s
+# per process and ~8 s per worker. Here bytecode is written (into __pycache__, ignored by git).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install browser demo test lint typecheck unit soak airflow-venv-early proto bench clean
 
