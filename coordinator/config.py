@@ -30,6 +30,14 @@ DEFAULT_METRICS = "127.0.0.1:9464"
 # The JetStream stream (and subject prefix) of --events nats://...; how long it keeps events is
 # --events-retention, by default the run retention (--retention).
 DEFAULT_EVENTS_STREAM = "ACCORD"
+# What --ui (ACCORD_UI) takes to turn the tracing UI off.
+UI_OFF = ("", "off", "none", "no", "false", "0")
+
+
+def ui_enabled(listen: str | None) -> bool:
+    """Whether ``--ui``'s value serves the UI (anything but a word of ``UI_OFF``)."""
+    return (listen or "").strip().lower() not in UI_OFF
+
 
 _SIZE_UNITS = {
     "": 1,

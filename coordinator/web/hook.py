@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from contracts.channels import Channels
-from coordinator.config import CoordinatorConfig
+from coordinator.config import CoordinatorConfig, ui_enabled
 from coordinator.web._grpc_source import GrpcSource
 from coordinator.web._serve import parse_listen, serve_ui
 from coordinator.web._sessions import SessionStore
 from coordinator.web.app import create_app
 
 logger = logging.getLogger(__name__)
-
-DISABLED = ("", "off", "none", "no", "false", "0")
 
 
 def dial_address(listen: str) -> str:
@@ -100,7 +98,6 @@ class UiHook:
 
 def ui_hook(config: CoordinatorConfig) -> UiHook | None:
     """The hook for ``config.ui_listen``, or None when the UI is turned off."""
-    listen = (config.ui_listen or "").strip()
-    if listen.lower() in DISABLED:
+    if not ui_enabled(config.ui_listen):
         return None
-    return UiHook(listen)
+    return UiHook((config.ui_listen or "").strip())
