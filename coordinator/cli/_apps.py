@@ -3,6 +3,7 @@ themselves to these apps, so areas can grow independently."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -64,10 +65,28 @@ def _with_paragraphs(format_help: Any) -> Any:
 
         if hasattr(rich_utils, "_fix_linebreaks") and not hasattr(rich_utils, "_accord_paragraphs"):
             setattr(rich_utils, "_fix_linebreaks", _paragraphs)  # noqa: B010
+            if hasattr(rich_utils, "_make_command_help"):
+                setattr(  # noqa: B010
+                    rich_utils, "_make_command_help", _flowing_summary(rich_utils._make_command_help)
+                )
             setattr(rich_utils, "_accord_paragraphs", True)  # noqa: B010
         return format_help(self, ctx, formatter)
 
     return with_paragraphs
+
+
+def _flowing_summary(make_command_help: Any) -> Any:
+    """A command's line in its group's list of commands (the first paragraph of its help)
+    flowed to the terminal's width, as the command's own help shows it: typer 0.29 kept the
+    source's line breaks there in rich mode, breaking the line mid-sentence."""
+
+    def make(*, help_text: str, markup_mode: Any) -> Any:
+        first, sep, rest = inspect.cleandoc(help_text).partition("\n\n")
+        if not first.startswith("\b"):
+            first = " ".join(line.strip() for line in first.splitlines())
+        return make_command_help(help_text=first + sep + rest, markup_mode=markup_mode)
+
+    return make
 
 
 def _paragraphs(paragraphs: list[str], markup_mode: Any = None) -> str:

@@ -248,3 +248,19 @@ def test_help_usage_lines() -> None:
     assert usage("team", "rotate-token") == "Usage: accord team rotate-token [OPTIONS] TEAM"
     assert usage("team", "token", "create") == "Usage: accord team token create [OPTIONS] NAME"
     assert usage("team", "token", "revoke") == "Usage: accord team token revoke [OPTIONS] NAME"
+
+
+def test_a_group_lists_each_command_on_flowing_lines() -> None:
+    """A command's summary in its group's list is its help's first paragraph, flowed to the
+    terminal's width like the command's own help: not broken where the docstring's lines end."""
+    text = subprocess.run(
+        [str(ACCORD), "runs", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+        check=True,
+    ).stdout
+    (approve,) = [line for line in text.splitlines() if line.lstrip("│ ").startswith("approve ")]
+    # The docstring breaks its first line after "its output is"; at 200 columns it all fits.
+    assert "its output is {approved: true, by: YOUR_TEAM, comment}. Only the teams the step names" in approve
